@@ -1,0 +1,60 @@
+//! The HTTP surface. Handlers parse and validate input, call the store, and shape answers;
+//! they never talk to Redis.
+
+pub mod error;
+mod kv;
+mod status;
+
+use crate::config::HttpConfig;
+use crate::quorum::Consistency;
+use crate::store::VersionedStore;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use kv::percent_decode;
+
+/// Who this instance is, for the status API.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub writer_id: u64,
+    pub started: Instant,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<VersionedStore>,
+    pub http: HttpConfig,
+    pub default_consistency: Consistency,
+    pub instance: Arc<InstanceInfo>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.http.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/status", get(status::status))
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

@@ -1,0 +1,172 @@
+//! Wiring: builds the node pool, the store and the HTTP server from a validated configuration,
+//! and shuts them down in order (stop accepting, drain requests, close node connections).
+
+use crate::api::{self, AppState, InstanceInfo};
+use crate::config::Validated;
+use crate::events;
+use crate::hlc::Hlc;
+use crate::pool::{NodePool, PoolError};
+use crate::store::{StoreSettings, VersionedStore};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("http server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running service.
+pub struct App {
+    http_addr: SocketAddr,
+    store: Arc<VersionedStore>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// The writer id in versions: a stable part from the instance id (recognisable across restarts)
+/// and a random part, so two processes never share an id even if misconfigured alike.
+fn writer_id(instance_id: &str) -> u64 {
+    let stable = xxhash_rust::xxh3::xxh3_64(instance_id.as_bytes()) & 0xffff_ffff_0000_0000;
+    stable | u64::from(rand::random::<u32>())
+}
+
+impl App {
+    /// Starts the service. The HTTP listener is bound before this returns, so `http_addr` is
+    /// ready for requests (port 0 in the configuration picks a free port).
+    pub async fn start(validated: Validated) -> Result<App, AppError> {
+        let cfg = &validated.config;
+        let pool = NodePool::start(&validated.nodes, &cfg.timeouts).await?;
+        let writer = writer_id(&cfg.instance_id);
+        let instance_id = if cfg.instance_id.is_empty() {
+            format!("quorumd-{writer:016x}")
+        } else {
+            cfg.instance_id.clone()
+        };
+        let store = Arc::new(VersionedStore::new(
+            pool,
+            Hlc::new(writer),
+            StoreSettings {
+                key_prefix: cfg.key_prefix.clone(),
+                buckets: cfg.buckets,
+                quorum: validated.quorum,
+                request_timeout: cfg.timeouts.request(),
+            },
+        ));
+        let state = AppState {
+            store: store.clone(),
+            http: cfg.http.clone(),
+            default_consistency: cfg.quorum.default_consistency,
+            instance: Arc::new(InstanceInfo {
+                id: instance_id,
+                writer_id: writer,
+                started: Instant::now(),
+            }),
+        };
+        let listener =
+            TcpListener::bind(cfg.http.listen)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: cfg.http.listen,
+                    source,
+                })?;
+        let http_addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: cfg.http.listen,
+            source,
+        })?;
+        events::HttpListening { addr: http_addr }.emit();
+        tracing::info!(
+            listen = %cfg.resp.listen,
+            "the Redis-protocol front end is not part of this release; [resp] is accepted and ignored"
+        );
+        let (stop, mut stopped) = watch::channel(false);
+        let router = api::router(state);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Ok(App {
+            http_addr,
+            store,
+            stop,
+            server,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn store(&self) -> &Arc<VersionedStore> {
+        &self.store
+    }
+
+    /// Stops accepting, lets in-flight requests finish, then closes node connections.
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        let started = Instant::now();
+        events::ShutdownProgress {
+            phase: "draining http",
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        let _ = self.stop.send(true);
+        let served = self
+            .server
+            .await
+            .map_err(|e| AppError::Serve(std::io::Error::other(e)))?;
+        events::ShutdownProgress {
+            phase: "closing node connections",
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        self.store.pool().shutdown().await;
+        events::ShutdownProgress {
+            phase: "done",
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        served.map_err(AppError::Serve)
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), AppError> {
+        wait_for_signal().await;
+        self.shutdown().await
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

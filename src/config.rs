@@ -1,0 +1,484 @@
+//! Configuration: built-in defaults, then the TOML file, then `QUORUMD_*` environment variables
+//! (nested keys joined by `__`). Every field has a default except `nodes`; every error names
+//! the field it is about.
+
+use crate::quorum::{Consistency, QuorumSizes};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The default location of the configuration file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/quorumd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Redis servers to keep in sync, as `redis://[user:password@]host:port[/db]` or `rediss://`
+    /// for TLS. Default: none (required).
+    pub nodes: Vec<String>,
+    /// This instance's identity: the writer id in versions is derived from it. Default: empty,
+    /// meaning a random id per process start (always safe; set it to keep ids stable in logs).
+    pub instance_id: String,
+    /// Prefix of quorumd's reserved keys on every node (metadata, digests). Default `qd:`.
+    pub key_prefix: String,
+    /// Number of metadata buckets, a power of two, fixed for the lifetime of a cluster.
+    /// Default 4096.
+    pub buckets: u32,
+    /// Quorum sizes and default consistency.
+    pub quorum: QuorumConfig,
+    /// Per-node and per-request time limits.
+    pub timeouts: TimeoutConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// The Redis-protocol front end.
+    pub resp: RespConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nodes: Vec::new(),
+            instance_id: String::new(),
+            key_prefix: "qd:".into(),
+            buckets: 4096,
+            quorum: QuorumConfig::default(),
+            timeouts: TimeoutConfig::default(),
+            http: HttpConfig::default(),
+            resp: RespConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Quorum sizes. R + W must exceed the number of nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuorumConfig {
+    /// Answers a `quorum` read needs. Default 0, meaning a majority of the configured nodes.
+    pub read: usize,
+    /// Acknowledgements a `quorum` write needs. Default 0, meaning a majority.
+    pub write: usize,
+    /// Level used when a request names none. Default `quorum`.
+    pub default_consistency: Consistency,
+}
+
+impl Default for QuorumConfig {
+    fn default() -> Self {
+        QuorumConfig {
+            read: 0,
+            write: 0,
+            default_consistency: Consistency::Quorum,
+        }
+    }
+}
+
+/// Time limits, in milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// Limit for opening a connection to a node. Default 1000.
+    pub connect_ms: u64,
+    /// Limit for one command on one node; a node slower than this counts as failed for that
+    /// operation. Default 500.
+    pub node_ms: u64,
+    /// Limit for a whole client request, all phases included; at least `node_ms`. Default 2000.
+    pub request_ms: u64,
+    /// Interval of the health probe (PING) per node. Default 1000.
+    pub health_interval_ms: u64,
+    /// First delay before reconnecting to a node that went away. Default 100.
+    pub reconnect_min_ms: u64,
+    /// Longest delay between reconnect attempts (exponential back-off). Default 5000.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            connect_ms: 1000,
+            node_ms: 500,
+            request_ms: 2000,
+            health_interval_ms: 1000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5000,
+        }
+    }
+}
+
+impl TimeoutConfig {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub fn node(&self) -> Duration {
+        Duration::from_millis(self.node_ms)
+    }
+    pub fn request(&self) -> Duration {
+        Duration::from_millis(self.request_ms)
+    }
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_millis(self.health_interval_ms)
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on. Default `127.0.0.1:8379`.
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes. Default 16 MiB.
+    pub max_body_bytes: usize,
+    /// Longest accepted key in bytes (after percent-decoding). Default 1024.
+    pub max_key_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8379)),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_key_bytes: 1024,
+        }
+    }
+}
+
+/// The Redis-protocol listener. Accepted so that the documented minimal configuration stays
+/// valid; the front end itself is not part of this release, and the service says so at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RespConfig {
+    /// Address to listen on. Default `127.0.0.1:7379`.
+    pub listen: SocketAddr,
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        RespConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7379)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax (`RUST_LOG` overrides it). Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A parsed node address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddress {
+    /// The URL as configured (contains the password, if any: never log it).
+    pub url: String,
+    /// The URL with the password replaced by `***`: safe for logs, errors and the API.
+    pub display: String,
+    /// `host:port/db`, used to find duplicates.
+    pub identity: String,
+}
+
+impl NodeAddress {
+    pub fn parse(raw: &str) -> Result<NodeAddress, String> {
+        let parsed = url::Url::parse(raw).map_err(|e| format!("{}: {e}", mask_url(raw)))?;
+        let display = mask_url(raw);
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(format!("{display}: scheme must be redis:// or rediss://"));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("{display}: missing host"))?;
+        let port = parsed.port().unwrap_or(6379);
+        let db = parsed.path().trim_start_matches('/');
+        let db: u32 = if db.is_empty() {
+            0
+        } else {
+            db.parse()
+                .map_err(|_| format!("{display}: database must be a number"))?
+        };
+        Ok(NodeAddress {
+            url: raw.to_string(),
+            display,
+            identity: format!("{}:{port}/{db}", host.to_ascii_lowercase()),
+        })
+    }
+}
+
+/// Replaces the password of a URL by `***`; leaves anything unparseable mostly hidden.
+pub fn mask_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => match raw.rfind('@') {
+            Some(at) => format!("***{}", &raw[at..]),
+            None => raw.to_string(),
+        },
+    }
+}
+
+/// Configuration checked and resolved into the values the service runs with.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: Config,
+    pub nodes: Vec<NodeAddress>,
+    pub quorum: QuorumSizes,
+}
+
+impl Config {
+    /// Loads defaults, then `path` (or the default path if it exists), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) if !p.exists() => {
+                return Err(ConfigError::MissingFile(p.display().to_string()));
+            }
+            Some(p) => figment = figment.merge(Toml::file_exact(p)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH))
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("QUORUMD_").split("__"));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))
+    }
+
+    /// Checks every rule the types cannot express.
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "at least one node is required"));
+        }
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        let mut seen = HashSet::new();
+        for (i, raw) in self.nodes.iter().enumerate() {
+            let node = NodeAddress::parse(raw).map_err(|m| invalid(format!("nodes[{i}]"), m))?;
+            if !seen.insert(node.identity.clone()) {
+                return Err(invalid(
+                    format!("nodes[{i}]"),
+                    format!("duplicate node {}", node.display),
+                ));
+            }
+            nodes.push(node);
+        }
+        let nonzero = |v: usize| (v > 0).then_some(v);
+        let quorum = QuorumSizes::new(
+            nodes.len(),
+            nonzero(self.quorum.read),
+            nonzero(self.quorum.write),
+        )
+        .map_err(|m| invalid("quorum", m))?;
+        if !self.buckets.is_power_of_two() || self.buckets > 1 << 20 {
+            return Err(invalid(
+                "buckets",
+                format!(
+                    "{} must be a power of two between 1 and 1048576",
+                    self.buckets
+                ),
+            ));
+        }
+        if self.key_prefix.is_empty() {
+            return Err(invalid(
+                "key_prefix",
+                "must not be empty: it separates quorumd's keys from user keys",
+            ));
+        }
+        let t = &self.timeouts;
+        for (field, v) in [
+            ("timeouts.connect_ms", t.connect_ms),
+            ("timeouts.node_ms", t.node_ms),
+            ("timeouts.request_ms", t.request_ms),
+            ("timeouts.health_interval_ms", t.health_interval_ms),
+            ("timeouts.reconnect_min_ms", t.reconnect_min_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if t.node_ms > t.request_ms {
+            return Err(invalid(
+                "timeouts.node_ms",
+                format!(
+                    "{} must not exceed timeouts.request_ms ({})",
+                    t.node_ms, t.request_ms
+                ),
+            ));
+        }
+        if t.reconnect_min_ms > t.reconnect_max_ms {
+            return Err(invalid(
+                "timeouts.reconnect_min_ms",
+                format!(
+                    "{} must not exceed timeouts.reconnect_max_ms ({})",
+                    t.reconnect_min_ms, t.reconnect_max_ms
+                ),
+            ));
+        }
+        if self.http.max_body_bytes == 0 {
+            return Err(invalid("http.max_body_bytes", "must be greater than 0"));
+        }
+        if self.http.max_key_bytes == 0 {
+            return Err(invalid("http.max_key_bytes", "must be greater than 0"));
+        }
+        Ok(Validated {
+            config: self,
+            nodes,
+            quorum,
+        })
+    }
+
+    /// The configuration as TOML with every node password masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.nodes = shown.nodes.iter().map(|n| mask_url(n)).collect();
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_nodes(nodes: &[&str]) -> Config {
+        Config {
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn field_of(err: ConfigError) -> String {
+        match err {
+            ConfigError::Invalid { field, .. } => field,
+            other => panic!("expected a validation error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn minimal_file_from_the_design_parses() {
+        let toml = r#"
+nodes = ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002", "redis://127.0.0.1:7003"]
+
+[http]
+listen = "127.0.0.1:8379"
+
+[resp]
+listen = "127.0.0.1:7379"
+"#;
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap();
+        let v = cfg.validate().unwrap();
+        assert_eq!((v.quorum.read, v.quorum.write), (2, 2));
+        assert_eq!(v.config.timeouts.node_ms, 500);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                "[http]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n",
+            ))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_field() {
+        assert_eq!(field_of(with_nodes(&[]).validate().unwrap_err()), "nodes");
+        assert_eq!(
+            field_of(with_nodes(&["http://x:1"]).validate().unwrap_err()),
+            "nodes[0]"
+        );
+        assert_eq!(
+            field_of(
+                with_nodes(&["redis://a:1", "redis://A:1/0"])
+                    .validate()
+                    .unwrap_err()
+            ),
+            "nodes[1]"
+        );
+        let mut c = with_nodes(&["redis://a:1", "redis://b:1", "redis://c:1"]);
+        c.quorum.read = 1;
+        c.quorum.write = 2;
+        assert_eq!(field_of(c.validate().unwrap_err()), "quorum");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.timeouts.node_ms = 5000;
+        assert_eq!(field_of(c.validate().unwrap_err()), "timeouts.node_ms");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.buckets = 1000;
+        assert_eq!(field_of(c.validate().unwrap_err()), "buckets");
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_url("redis://user:s3cret@h:1/0"),
+            "redis://user:***@h:1/0"
+        );
+        assert_eq!(mask_url("rediss://:s3cret@h:1"), "rediss://:***@h:1");
+        assert!(!mask_url("redis://u:s3cret@@bad url").contains("s3cret"));
+        let c = with_nodes(&["redis://u:topsecret@h:1"]);
+        assert!(!c.to_masked_toml().contains("topsecret"));
+        let err = with_nodes(&["redis://u:topsecret@h:1/notanumber"])
+            .validate()
+            .unwrap_err();
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn tls_and_credentials_are_accepted() {
+        let v = with_nodes(&["rediss://user:pw@h:6380/2", "redis://h2"])
+            .validate()
+            .unwrap();
+        assert_eq!(v.nodes[0].identity, "h:6380/2");
+        assert_eq!(v.nodes[1].identity, "h2:6379/0");
+    }
+}

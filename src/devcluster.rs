@@ -1,0 +1,246 @@
+//! Local `redis-server` processes for `quorumd demo`, tests and benchmarks: each on a free
+//! loopback port, in a private temporary directory, killed when dropped (and by the kernel if
+//! this process dies first), so no run leaves servers behind.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevClusterError {
+    #[error(
+        "redis-server was not found on PATH. Install it with `sudo apt-get install redis-server` \
+         (Debian/Ubuntu), `sudo dnf install redis` (Fedora) or `brew install redis` (macOS)"
+    )]
+    RedisMissing,
+    #[error("cannot start redis-server on port {port}: {message}")]
+    Start { port: u16, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A free loopback port, as far as the kernel can tell right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// True when `redis-server` can be run.
+pub fn redis_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// One redis-server process.
+pub struct RedisProcess {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl RedisProcess {
+    /// Starts a server on a free port in `dir`. `extra` are additional `--name value` options.
+    pub fn start(dir: &Path, extra: &[&str]) -> Result<RedisProcess, DevClusterError> {
+        if !redis_available() {
+            return Err(DevClusterError::RedisMissing);
+        }
+        let mut last = None;
+        // Another process may grab the port between our probe and redis' bind: retry.
+        for _ in 0..5 {
+            let mut p = RedisProcess {
+                port: free_port()?,
+                dir: dir.to_path_buf(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                child: None,
+                paused: false,
+            };
+            match p.spawn() {
+                Ok(()) => return Ok(p),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(DevClusterError::Start {
+            port: 0,
+            message: "no attempt made".into(),
+        }))
+    }
+
+    fn spawn(&mut self) -> Result<(), DevClusterError> {
+        let port = self.port.to_string();
+        let node_dir = self.dir.join(format!("node-{port}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--protected-mode", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&node_dir)
+        .args(["--logfile", "redis.log"])
+        .args(&self.extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child when
+            // its parent thread exits, so a crashed test cannot leave servers behind.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DevClusterError::RedisMissing,
+            _ => DevClusterError::Io(e),
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(node_dir.join("redis.log")).unwrap_or_default();
+                let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                return Err(DevClusterError::Start {
+                    port: self.port,
+                    message: format!("exited with {status}: {tail}"),
+                });
+            }
+            if ping(self.addr()) {
+                self.child = Some(child);
+                self.paused = false;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DevClusterError::Start {
+                    port: self.port,
+                    message: "did not answer PING within 10 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// Kills the server (SIGKILL). Its data is lost: servers run without persistence.
+    pub fn kill(&mut self) {
+        if self.paused {
+            self.signal(libc::SIGCONT);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    /// Kills the server and starts an empty one on the same port.
+    pub fn restart_empty(&mut self) -> Result<(), DevClusterError> {
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("node-{}", self.port)));
+        self.spawn()
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends PING with a short timeout; true when the answer is `+PONG`.
+pub fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// N redis-server processes sharing one temporary directory.
+pub struct DevCluster {
+    pub nodes: Vec<RedisProcess>,
+    // Declared last: dropped after the processes that use it.
+    _dir: tempfile::TempDir,
+}
+
+impl DevCluster {
+    pub fn start(n: usize) -> Result<DevCluster, DevClusterError> {
+        Self::start_with(n, &[])
+    }
+
+    pub fn start_with(n: usize, extra: &[&str]) -> Result<DevCluster, DevClusterError> {
+        let dir = tempfile::Builder::new()
+            .prefix("quorumd-nodes-")
+            .tempdir()?;
+        let nodes = (0..n)
+            .map(|_| RedisProcess::start(dir.path(), extra))
+            .collect::<Result<_, _>>()?;
+        Ok(DevCluster { nodes, _dir: dir })
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+}

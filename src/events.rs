@@ -1,0 +1,120 @@
+//! Every log line about an operational event is emitted here, from a typed event, so that what
+//! an operator sees (and, later, metrics) stays consistent and is never scattered through the
+//! code. Call sites build an event and call `emit()`.
+
+use crate::pool::Health;
+use std::time::Duration;
+
+/// A node's health state changed.
+pub struct NodeHealthChanged<'a> {
+    pub node: &'a str,
+    pub from: Health,
+    pub to: Health,
+    pub reason: &'a str,
+}
+
+impl NodeHealthChanged<'_> {
+    pub fn emit(self) {
+        match self.to {
+            Health::Up => {
+                tracing::info!(node = self.node, from = %self.from, to = %self.to, reason = self.reason, "node health changed")
+            }
+            _ => {
+                tracing::warn!(node = self.node, from = %self.from, to = %self.to, reason = self.reason, "node health changed")
+            }
+        }
+    }
+}
+
+/// A node's Redis server restarted (its `run_id` changed); it may have lost data.
+pub struct NodeRestarted<'a> {
+    pub node: &'a str,
+    pub old_run_id: &'a str,
+    pub new_run_id: &'a str,
+}
+
+impl NodeRestarted<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            node = self.node,
+            old_run_id = self.old_run_id,
+            new_run_id = self.new_run_id,
+            "node restarted"
+        );
+    }
+}
+
+/// An operation did not reach its quorum.
+pub struct QuorumFailed<'a> {
+    pub operation: &'a str,
+    pub required: usize,
+    pub succeeded: usize,
+    pub failures: &'a str,
+}
+
+impl QuorumFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            operation = self.operation,
+            required = self.required,
+            succeeded = self.succeeded,
+            failures = self.failures,
+            "quorum not reached"
+        );
+    }
+}
+
+/// Read repair wrote the winning version to replicas that were behind.
+pub struct ReadRepaired<'a> {
+    pub nodes: &'a [String],
+    pub failed: usize,
+}
+
+impl ReadRepaired<'_> {
+    pub fn emit(self) {
+        tracing::debug!(nodes = ?self.nodes, failed = self.failed, "read repair applied");
+    }
+}
+
+/// The HTTP listener is serving.
+pub struct HttpListening {
+    pub addr: std::net::SocketAddr,
+}
+
+impl HttpListening {
+    pub fn emit(self) {
+        tracing::info!(addr = %self.addr, "http api listening");
+    }
+}
+
+/// The service began or finished a graceful shutdown.
+pub struct ShutdownProgress {
+    pub phase: &'static str,
+    pub elapsed: Duration,
+}
+
+impl ShutdownProgress {
+    pub fn emit(self) {
+        tracing::info!(
+            phase = self.phase,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "shutdown"
+        );
+    }
+}
+
+/// A request failed inside the service (not the client's fault).
+pub struct RequestFailed<'a> {
+    pub operation: &'a str,
+    pub error: &'a str,
+}
+
+impl RequestFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            operation = self.operation,
+            error = self.error,
+            "request failed"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The metadata entry stored for every key in its bucket hash on every node.
+//!
+//! Encoded as `{version}|{kind}|{expires_at_ms}|{entry_hash}`: the Lua scripts read the version
+//! as the first 34 bytes and the entry hash after the last `|`, so the layout is fixed here and
+//! in `store/scripts.rs` only.
+
+use crate::digest;
+use crate::hlc::{VERSION_LEN, Version};
+
+/// What a metadata entry says about the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A live value (it may still have expired by its TTL).
+    Value,
+    /// A delete marker; the value is gone.
+    Tombstone,
+}
+
+impl EntryKind {
+    pub fn code(self) -> char {
+        match self {
+            EntryKind::Value => 'v',
+            EntryKind::Tombstone => 't',
+        }
+    }
+}
+
+/// One key's metadata as stored on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Meta {
+    pub version: Version,
+    pub kind: EntryKind,
+    /// Absolute expiry in ms since the epoch; `None` for no TTL.
+    pub expires_at_ms: Option<u64>,
+    pub entry_hash: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed metadata entry {0:?}")]
+pub struct MetaParseError(pub String);
+
+impl Meta {
+    /// Builds the metadata for `key`, computing its entry hash.
+    pub fn new(key: &[u8], version: Version, kind: EntryKind, expires_at_ms: Option<u64>) -> Meta {
+        let body = Self::body(version, kind, expires_at_ms);
+        Meta {
+            version,
+            kind,
+            expires_at_ms,
+            entry_hash: digest::entry_hash(key, &body),
+        }
+    }
+
+    fn body(version: Version, kind: EntryKind, expires_at_ms: Option<u64>) -> String {
+        format!(
+            "{}|{}|{}",
+            version.encode(),
+            kind.code(),
+            expires_at_ms.unwrap_or(0)
+        )
+    }
+
+    pub fn encode(&self) -> String {
+        format!(
+            "{}|{}",
+            Self::body(self.version, self.kind, self.expires_at_ms),
+            self.entry_hash
+        )
+    }
+
+    pub fn parse(raw: &[u8]) -> Result<Meta, MetaParseError> {
+        let bad =
+            || MetaParseError(String::from_utf8_lossy(&raw[..raw.len().min(80)]).into_owned());
+        let text = std::str::from_utf8(raw).map_err(|_| bad())?;
+        let mut parts = text.split('|');
+        let (Some(version), Some(kind), Some(expiry), Some(hash), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        if version.len() != VERSION_LEN {
+            return Err(bad());
+        }
+        let version: Version = version.parse().map_err(|_| bad())?;
+        let kind = match kind {
+            "v" => EntryKind::Value,
+            "t" => EntryKind::Tombstone,
+            _ => return Err(bad()),
+        };
+        let expiry: u64 = expiry.parse().map_err(|_| bad())?;
+        let entry_hash: u64 = hash.parse().map_err(|_| bad())?;
+        if entry_hash >= digest::DIGEST_MODULUS {
+            return Err(bad());
+        }
+        Ok(Meta {
+            version,
+            kind,
+            expires_at_ms: (expiry > 0).then_some(expiry),
+            entry_hash,
+        })
+    }
+
+    /// True when the entry is a value whose TTL has passed at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// True when a reader should see a value.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.kind == EntryKind::Value && !self.is_expired(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let v = Version {
+            ms: 1_700_000_000_123,
+            counter: 9,
+            writer: 0xabc,
+        };
+        for (kind, exp) in [
+            (EntryKind::Value, None),
+            (EntryKind::Value, Some(5)),
+            (EntryKind::Tombstone, None),
+        ] {
+            let m = Meta::new(b"some key", v, kind, exp);
+            assert_eq!(Meta::parse(m.encode().as_bytes()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn hash_changes_with_expiry_and_kind() {
+        let v = Version {
+            ms: 1,
+            counter: 0,
+            writer: 1,
+        };
+        let a = Meta::new(b"k", v, EntryKind::Value, None);
+        assert_ne!(
+            a.entry_hash,
+            Meta::new(b"k", v, EntryKind::Value, Some(9)).entry_hash
+        );
+        assert_ne!(
+            a.entry_hash,
+            Meta::new(b"k", v, EntryKind::Tombstone, None).entry_hash
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for raw in [
+            &b""[..],
+            b"x|v|0|1",
+            b"||||",
+            &[0xff, 0xfe],
+            b"0000000000000000000000000000000000|q|0|1",
+        ] {
+            assert!(Meta::parse(raw).is_err());
+        }
+        let v = Version::ZERO.encode();
+        assert!(Meta::parse(format!("{v}|v|0|{}", u64::MAX).as_bytes()).is_err());
+        assert!(Meta::parse(format!("{v}|v|0|1|extra").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn expiry() {
+        let m = Meta::new(b"k", Version::ZERO, EntryKind::Value, Some(100));
+        assert!(m.is_live(99));
+        assert!(!m.is_live(100));
+        assert!(!Meta::new(b"k", Version::ZERO, EntryKind::Tombstone, None).is_live(0));
+    }
+}

@@ -1,0 +1,195 @@
+//! Health state machine of one node. Pure: fed with probe and request outcomes, it says which
+//! state the node is in and when that changed.
+
+use serde::Serialize;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Consecutive failed probes after which a suspect node is declared down.
+pub const PROBES_UNTIL_DOWN: u32 = 3;
+
+/// Health of a node as seen by this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Answering.
+    Up,
+    /// A request or probe just failed; still used, probed again at once.
+    Suspect,
+    /// Not answering; not used until a probe succeeds.
+    Down,
+    /// Restarted and possibly missing data: takes writes, not counted for reads until the
+    /// anti-entropy sweep has brought it back in sync.
+    Recovering,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Health::Up => "up",
+            Health::Suspect => "suspect",
+            Health::Down => "down",
+            Health::Recovering => "recovering",
+        })
+    }
+}
+
+/// Smoothing factor of the latency average: recent answers weigh about a fifth.
+const LATENCY_ALPHA: f64 = 0.2;
+
+#[derive(Debug, Clone)]
+pub struct HealthTracker {
+    health: Health,
+    since: Instant,
+    failed_probes: u32,
+    latency_ms: Option<f64>,
+    last_error: Option<String>,
+}
+
+impl Default for HealthTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HealthTracker {
+    /// A node starts down until its first probe answers.
+    pub fn new() -> Self {
+        HealthTracker {
+            health: Health::Down,
+            since: Instant::now(),
+            failed_probes: 0,
+            latency_ms: None,
+            last_error: None,
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health
+    }
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.latency_ms
+    }
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    fn transition(&mut self, to: Health) -> Option<(Health, Health)> {
+        if self.health == to {
+            return None;
+        }
+        let from = self.health;
+        self.health = to;
+        self.since = Instant::now();
+        Some((from, to))
+    }
+
+    pub fn record_latency(&mut self, rtt: Duration) {
+        let ms = rtt.as_secs_f64() * 1000.0;
+        self.latency_ms = Some(match self.latency_ms {
+            Some(avg) => avg + LATENCY_ALPHA * (ms - avg),
+            None => ms,
+        });
+    }
+
+    /// Returns the transition, if the state changed.
+    pub fn probe_succeeded(&mut self, rtt: Duration) -> Option<(Health, Health)> {
+        self.record_latency(rtt);
+        self.failed_probes = 0;
+        match self.health {
+            // Leaving `recovering` is the anti-entropy sweep's decision, not the prober's.
+            Health::Recovering => None,
+            _ => self.transition(Health::Up),
+        }
+    }
+
+    pub fn probe_failed(&mut self, error: String) -> Option<(Health, Health)> {
+        self.last_error = Some(error);
+        self.failed_probes += 1;
+        if self.failed_probes >= PROBES_UNTIL_DOWN || self.health == Health::Down {
+            self.transition(Health::Down)
+        } else {
+            self.transition(Health::Suspect)
+        }
+    }
+
+    pub fn request_failed(&mut self, error: String) -> Option<(Health, Health)> {
+        self.last_error = Some(error);
+        match self.health {
+            Health::Up => self.transition(Health::Suspect),
+            _ => None,
+        }
+    }
+
+    pub fn mark_recovering(&mut self) -> Option<(Health, Health)> {
+        self.transition(Health::Recovering)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_down_and_comes_up_on_first_probe() {
+        let mut t = HealthTracker::new();
+        assert_eq!(t.health(), Health::Down);
+        assert_eq!(
+            t.probe_succeeded(Duration::from_millis(2)),
+            Some((Health::Down, Health::Up))
+        );
+        assert_eq!(t.latency_ms(), Some(2.0));
+    }
+
+    #[test]
+    fn goes_suspect_then_down_after_repeated_failures() {
+        let mut t = HealthTracker::new();
+        t.probe_succeeded(Duration::from_millis(1));
+        assert_eq!(
+            t.request_failed("timeout".into()),
+            Some((Health::Up, Health::Suspect))
+        );
+        assert_eq!(t.probe_failed("x".into()), None);
+        assert_eq!(t.probe_failed("x".into()), None);
+        assert_eq!(
+            t.probe_failed("x".into()),
+            Some((Health::Suspect, Health::Down))
+        );
+        assert_eq!(t.last_error(), Some("x"));
+        assert_eq!(
+            t.probe_succeeded(Duration::from_millis(1)),
+            Some((Health::Down, Health::Up))
+        );
+    }
+
+    #[test]
+    fn one_good_probe_clears_suspicion() {
+        let mut t = HealthTracker::new();
+        t.probe_succeeded(Duration::from_millis(1));
+        t.probe_failed("blip".into());
+        assert_eq!(t.health(), Health::Suspect);
+        assert_eq!(
+            t.probe_succeeded(Duration::from_millis(1)),
+            Some((Health::Suspect, Health::Up))
+        );
+    }
+
+    #[test]
+    fn recovering_is_left_only_by_the_sweep() {
+        let mut t = HealthTracker::new();
+        t.mark_recovering();
+        assert_eq!(t.probe_succeeded(Duration::from_millis(1)), None);
+        assert_eq!(t.health(), Health::Recovering);
+    }
+
+    #[test]
+    fn latency_is_smoothed() {
+        let mut t = HealthTracker::new();
+        t.record_latency(Duration::from_millis(10));
+        t.record_latency(Duration::from_millis(20));
+        assert!((t.latency_ms().unwrap() - 12.0).abs() < 1e-9);
+    }
+}

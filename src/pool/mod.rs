@@ -1,0 +1,409 @@
+//! The node pool: the only place that opens connections to Redis.
+//!
+//! One multiplexed connection per node, shared by every request. A monitor task per node
+//! probes it (PING, and `INFO server` for its `run_id`), keeps its health state and latency,
+//! and reconnects with exponential back-off when the connection is lost. Requests never wait
+//! for a reconnect: a node without a connection fails at once, so a dead node costs a quorum
+//! nothing.
+
+mod health;
+
+pub use health::{Health, HealthTracker};
+
+use crate::config::{NodeAddress, TimeoutConfig};
+use crate::events;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use serde::Serialize;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Index of a node in the configured list.
+pub type NodeId = usize;
+
+/// Why one node did not answer an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("not connected: {0}")]
+    Unavailable(String),
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("connection error: {0}")]
+    Connection(String),
+    /// The node answered with an error (WRONGTYPE, OOM, READONLY, ...): it is alive.
+    #[error("server error: {0}")]
+    Server(String),
+    /// The node answered something quorumd did not expect (e.g. corrupt metadata).
+    #[error("unexpected reply: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("node {node}: {message}")]
+    InvalidNode { node: String, message: String },
+}
+
+/// A point-in-time view of one node, for the status API.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub address: String,
+    pub health: Health,
+    /// Smoothed round-trip latency in milliseconds; `None` before the first answer.
+    pub latency_ms: Option<f64>,
+    pub last_error: Option<String>,
+    pub run_id: Option<String>,
+    /// Seconds since the health state last changed.
+    pub state_age_s: f64,
+}
+
+/// One Redis server.
+pub struct Node {
+    pub id: NodeId,
+    /// Address with the password masked: safe to log and show.
+    pub display: String,
+    client: redis::Client,
+    conn: RwLock<Option<MultiplexedConnection>>,
+    health: Mutex<HealthTracker>,
+    run_id: Mutex<Option<String>>,
+    /// Wakes the monitor early when a request saw the connection fail.
+    wake: Notify,
+    timeouts: TimeoutConfig,
+}
+
+impl Node {
+    fn new(id: NodeId, address: &NodeAddress, timeouts: &TimeoutConfig) -> Result<Node, PoolError> {
+        let client =
+            redis::Client::open(address.url.as_str()).map_err(|e| PoolError::InvalidNode {
+                node: address.display.clone(),
+                message: crate::config::mask_url(&e.to_string()),
+            })?;
+        Ok(Node {
+            id,
+            display: address.display.clone(),
+            client,
+            conn: RwLock::new(None),
+            health: Mutex::new(HealthTracker::new()),
+            run_id: Mutex::new(None),
+            wake: Notify::new(),
+            timeouts: timeouts.clone(),
+        })
+    }
+
+    pub fn health(&self) -> Health {
+        self.tracker().health()
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, HealthTracker> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let t = self.tracker();
+        NodeStatus {
+            id: self.id,
+            address: self.display.clone(),
+            health: t.health(),
+            latency_ms: t.latency_ms(),
+            last_error: t.last_error().map(str::to_owned),
+            run_id: self
+                .run_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            state_age_s: t.since().elapsed().as_secs_f64(),
+        }
+    }
+
+    fn connection(&self) -> Option<MultiplexedConnection> {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_connection(&self, conn: Option<MultiplexedConnection>) {
+        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
+    /// Runs `op` on this node's connection with the per-node timeout, and feeds the outcome
+    /// into the node's health.
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let Some(conn) = self.connection() else {
+            let reason = self
+                .tracker()
+                .last_error()
+                .unwrap_or("connecting")
+                .to_owned();
+            return Err(NodeError::Unavailable(reason));
+        };
+        let started = Instant::now();
+        let limit = self.timeouts.node();
+        match tokio::time::timeout(limit, op(conn)).await {
+            Ok(Ok(value)) => {
+                self.tracker().record_latency(started.elapsed());
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                let err = classify(&e);
+                if matches!(err, NodeError::Connection(_)) {
+                    self.report_failure(&err);
+                }
+                Err(err)
+            }
+            Err(_) => {
+                let err = NodeError::Timeout(limit.as_millis() as u64);
+                self.report_failure(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// A request saw the node fail: mark it suspect and let the monitor probe it now.
+    fn report_failure(&self, err: &NodeError) {
+        let change = self.tracker().request_failed(err.to_string());
+        if let Some((from, to)) = change {
+            events::NodeHealthChanged {
+                node: &self.display,
+                from,
+                to,
+                reason: &err.to_string(),
+            }
+            .emit();
+        }
+        self.wake.notify_one();
+    }
+
+    fn apply_probe(&self, outcome: Result<Duration, String>) {
+        let change = match &outcome {
+            Ok(rtt) => self.tracker().probe_succeeded(*rtt),
+            Err(e) => self.tracker().probe_failed(e.clone()),
+        };
+        if let Some((from, to)) = change {
+            let reason = outcome.err().unwrap_or_else(|| "probe answered".into());
+            events::NodeHealthChanged {
+                node: &self.display,
+                from,
+                to,
+                reason: &reason,
+            }
+            .emit();
+        }
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, String> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect()))
+            .set_response_timeout(Some(self.timeouts.node()));
+        let attempt = self
+            .client
+            .get_multiplexed_async_connection_with_config(&cfg);
+        match tokio::time::timeout(self.timeouts.connect() + self.timeouts.node(), attempt).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(crate::config::mask_url(&classify(&e).to_string())),
+            Err(_) => Err(format!(
+                "connect timed out after {} ms",
+                self.timeouts.connect_ms
+            )),
+        }
+    }
+
+    /// PING plus the server's run id, with the node timeout.
+    async fn probe(
+        &self,
+        conn: MultiplexedConnection,
+    ) -> Result<(Duration, Option<String>), String> {
+        let started = Instant::now();
+        let mut c = conn;
+        let fut = async move {
+            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+            let rtt = started.elapsed();
+            let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
+            Ok::<_, RedisError>((rtt, parse_run_id(&info)))
+        };
+        match tokio::time::timeout(self.timeouts.node(), fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&e).to_string()),
+            Err(_) => Err(format!(
+                "probe timed out after {} ms",
+                self.timeouts.node_ms
+            )),
+        }
+    }
+
+    fn note_run_id(&self, run_id: Option<String>) {
+        let Some(new) = run_id else { return };
+        let mut current = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = current.as_deref().filter(|old| *old != new) {
+            events::NodeRestarted {
+                node: &self.display,
+                old_run_id: old,
+                new_run_id: &new,
+            }
+            .emit();
+        }
+        *current = Some(new);
+    }
+
+    /// Connects, probes and reconnects until `shutdown` fires.
+    async fn monitor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
+        let max_backoff = Duration::from_millis(self.timeouts.reconnect_max_ms);
+        loop {
+            let wait = match self.connection() {
+                None => match self.connect().await {
+                    Ok(conn) => {
+                        self.set_connection(Some(conn));
+                        backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
+                        Duration::ZERO // probe at once
+                    }
+                    Err(e) => {
+                        self.apply_probe(Err(e));
+                        let jittered = backoff.mul_f64(rand::random_range(0.5..1.0));
+                        backoff = (backoff * 2).min(max_backoff);
+                        jittered
+                    }
+                },
+                Some(conn) => {
+                    match self.probe(conn).await {
+                        Ok((rtt, run_id)) => {
+                            self.note_run_id(run_id);
+                            self.apply_probe(Ok(rtt));
+                        }
+                        Err(e) => {
+                            self.apply_probe(Err(e));
+                            if self.health() == Health::Down {
+                                // Drop a connection that stopped answering: a fresh one tells
+                                // a dead server from a slow one.
+                                self.set_connection(None);
+                            }
+                        }
+                    }
+                    self.timeouts.health_interval()
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+fn parse_run_id(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|s| s.trim().to_string())
+}
+
+/// Sorts a Redis error into what it means for the quorum.
+pub fn classify(e: &RedisError) -> NodeError {
+    let text = crate::config::mask_url(&e.to_string());
+    if e.is_timeout() {
+        NodeError::Timeout(0)
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+        NodeError::Connection(text)
+    } else if e.code().is_some() {
+        NodeError::Server(text)
+    } else {
+        NodeError::Protocol(text)
+    }
+}
+
+/// All configured nodes and their monitors.
+pub struct NodePool {
+    nodes: Vec<Arc<Node>>,
+    shutdown: watch::Sender<bool>,
+    monitors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl NodePool {
+    /// Creates the pool and starts a monitor per node. Nodes that are down now are retried in
+    /// the background; the first connection attempts are awaited so the initial state is known.
+    pub async fn start(
+        addresses: &[NodeAddress],
+        timeouts: &TimeoutConfig,
+    ) -> Result<Arc<NodePool>, PoolError> {
+        let nodes: Vec<Arc<Node>> = addresses
+            .iter()
+            .enumerate()
+            .map(|(id, a)| Node::new(id, a, timeouts).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let first = nodes.iter().map(|n| async move {
+            if let Ok(conn) = n.connect().await {
+                n.set_connection(Some(conn));
+            }
+        });
+        futures::future::join_all(first).await;
+        let (tx, _) = watch::channel(false);
+        let monitors = nodes
+            .iter()
+            .map(|n| tokio::spawn(n.clone().monitor(tx.subscribe())))
+            .collect();
+        let pool = Arc::new(NodePool {
+            nodes,
+            shutdown: tx,
+            monitors: Mutex::new(monitors),
+        });
+        Ok(pool)
+    }
+
+    pub fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    pub fn node(&self, id: NodeId) -> &Arc<Node> {
+        &self.nodes[id]
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn status(&self) -> Vec<NodeStatus> {
+        self.nodes.iter().map(|n| n.status()).collect()
+    }
+
+    /// Nodes currently believed reachable (up or suspect).
+    pub fn reachable(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.health(), Health::Up | Health::Suspect))
+            .count()
+    }
+
+    /// Stops the monitors and closes every connection.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let monitors =
+            std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
+        for m in monitors {
+            let _ = m.await;
+        }
+        for n in &self.nodes {
+            n.set_connection(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_is_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:1\r\n";
+        assert_eq!(parse_run_id(info).as_deref(), Some("abc123"));
+        assert_eq!(parse_run_id("# Server\r\n"), None);
+    }
+}

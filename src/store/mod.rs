@@ -1,0 +1,538 @@
+//! The versioned key-value store over the quorum: reads and writes at a consistency level,
+//! read repair, and compare-and-set on version.
+
+mod repair;
+pub mod scripts;
+
+use crate::digest;
+use crate::fanout::{Gathered, QuorumError, fan_out};
+use crate::hlc::{Hlc, Version, wall_clock_ms};
+use crate::meta::{EntryKind, Meta};
+use crate::pool::{NodeId, NodePool};
+use crate::quorum::{Consistency, Decision, QuorumSizes, majority};
+use scripts::{KeyLocation, NodeCondition, NodeRead, WriteOutcome};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of the store, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub key_prefix: String,
+    pub buckets: u32,
+    pub quorum: QuorumSizes,
+    pub request_timeout: Duration,
+}
+
+/// What a client asks a write to check first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// The key must be live with exactly this version (HTTP `If-Match: "v"`).
+    IfMatch(Version),
+    /// The key must be live (HTTP `If-Match: *`).
+    IfExists,
+    /// The key must not be live (HTTP `If-None-Match: *`).
+    IfAbsent,
+}
+
+/// A live value as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub value: Vec<u8>,
+    pub version: Version,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// The result of a write that reached its quorum.
+#[derive(Debug, Clone)]
+pub struct WriteReceipt {
+    pub version: Version,
+    pub expires_at_ms: Option<u64>,
+    /// Nodes that hold the version (or a newer one) among those that answered in time.
+    pub acknowledged_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    NoQuorum(#[from] QuorumError),
+    #[error("precondition failed: the current version is {}", current.map(|v| v.encode()).unwrap_or_else(|| "none (key absent)".into()))]
+    PreconditionFailed { current: Option<Version> },
+    #[error("{operation} did not finish within {ms} ms")]
+    Timeout { operation: &'static str, ms: u64 },
+    #[error("keys starting with {prefix:?} are reserved for quorumd's metadata")]
+    ReservedKey { prefix: String },
+}
+
+/// The newest entry among several nodes' answers, with its value if any node had it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Newest {
+    pub meta: Meta,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Picks the newest entry. A value without metadata (written straight to a node) counts as
+/// version zero, below every versioned write. Among equal versions, an answer carrying the
+/// value is preferred.
+pub(crate) fn newest<'a>(
+    key: &[u8],
+    reads: impl IntoIterator<Item = &'a NodeRead>,
+) -> Option<Newest> {
+    let mut best: Option<Newest> = None;
+    for r in reads {
+        let meta = match (&r.meta, &r.value) {
+            (Some(m), _) => m.clone(),
+            (None, Some(_)) => Meta::new(key, Version::ZERO, EntryKind::Value, None),
+            (None, None) => continue,
+        };
+        let better = match &best {
+            None => true,
+            Some(b) => {
+                meta.version > b.meta.version
+                    || (meta.version == b.meta.version && b.value.is_none() && r.value.is_some())
+            }
+        };
+        if better {
+            let value = if meta.kind == EntryKind::Value {
+                r.value.clone()
+            } else {
+                None
+            };
+            best = Some(Newest { meta, value });
+        }
+    }
+    best
+}
+
+/// The versioned store. Cheap to share behind an `Arc`.
+pub struct VersionedStore {
+    pool: Arc<NodePool>,
+    clock: Hlc,
+    settings: StoreSettings,
+}
+
+impl VersionedStore {
+    pub fn new(pool: Arc<NodePool>, clock: Hlc, settings: StoreSettings) -> Self {
+        VersionedStore {
+            pool,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<NodePool> {
+        &self.pool
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// Where `key` lives, or an error if it is in the reserved namespace.
+    pub fn locate(&self, key: &[u8]) -> Result<KeyLocation, StoreError> {
+        let prefix = &self.settings.key_prefix;
+        if key.starts_with(prefix.as_bytes()) {
+            return Err(StoreError::ReservedKey {
+                prefix: prefix.clone(),
+            });
+        }
+        let bucket = digest::bucket_of(key, self.settings.buckets);
+        Ok(KeyLocation {
+            key: key.to_vec(),
+            meta_key: format!("{prefix}m:{bucket}"),
+            digest_key: format!("{prefix}d"),
+            bucket,
+        })
+    }
+
+    fn all_nodes(&self) -> std::ops::Range<NodeId> {
+        0..self.pool.len()
+    }
+
+    async fn within_deadline<T>(
+        &self,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.settings.request_timeout;
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(StoreError::Timeout {
+                operation,
+                ms: limit.as_millis() as u64,
+            }))
+    }
+
+    /// Reads `key`. `Ok(None)` when it is absent, deleted or expired.
+    #[tracing::instrument(name = "store.get", skip_all, fields(level = %level))]
+    pub async fn get(&self, key: &[u8], level: Consistency) -> Result<Option<Found>, StoreError> {
+        let loc = self.locate(key)?;
+        self.within_deadline("read", self.get_inner(loc, level))
+            .await
+    }
+
+    async fn get_inner(
+        &self,
+        loc: KeyLocation,
+        level: Consistency,
+    ) -> Result<Option<Found>, StoreError> {
+        let required = self.settings.quorum.read_quorum(level);
+        let read_loc = loc.clone();
+        let gathered = fan_out(
+            &self.pool,
+            self.all_nodes(),
+            required,
+            |_| true,
+            move |node| {
+                let loc = read_loc.clone();
+                async move { scripts::read(&node, &loc).await }
+            },
+        )
+        .await;
+        if gathered.decision != Decision::Reached {
+            return Err(QuorumError::from_gathered(
+                "read",
+                &self.pool,
+                &gathered,
+                |_| true,
+                |_| String::new(),
+            )
+            .into());
+        }
+        let Some(winner) = newest(&loc.key, gathered.successes().map(|(_, r)| r)) else {
+            repair::spawn_read_repair(self.pool.clone(), loc, gathered);
+            return Ok(None);
+        };
+        if level == Consistency::Linearizable {
+            self.write_back(&loc, &winner, &gathered).await?;
+        }
+        let found = winner
+            .value
+            .clone()
+            .filter(|_| winner.meta.is_live(wall_clock_ms()))
+            .map(|value| Found {
+                value,
+                version: winner.meta.version,
+                expires_at_ms: winner.meta.expires_at_ms,
+            });
+        repair::spawn_read_repair(self.pool.clone(), loc, gathered);
+        Ok(found)
+    }
+
+    /// ABD read phase two: make sure a majority holds the version about to be returned, so no
+    /// later read can return an older one.
+    async fn write_back(
+        &self,
+        loc: &KeyLocation,
+        winner: &Newest,
+        g: &Gathered<NodeRead>,
+    ) -> Result<(), StoreError> {
+        if winner.meta.version == Version::ZERO {
+            return Ok(()); // unversioned data is adopted by the sweep, not by reads
+        }
+        let holders: Vec<NodeId> = g
+            .successes()
+            .filter(|(_, r)| {
+                r.meta
+                    .as_ref()
+                    .is_some_and(|m| m.version == winner.meta.version)
+            })
+            .map(|(n, _)| n)
+            .collect();
+        let needed = majority(self.pool.len()).saturating_sub(holders.len());
+        if needed == 0 {
+            return Ok(());
+        }
+        let targets = self.all_nodes().filter(|n| !holders.contains(n));
+        let outcome = self
+            .write_entry(
+                loc,
+                &winner.meta,
+                winner.value.as_deref().unwrap_or_default(),
+                NodeCondition::None,
+                targets,
+                needed,
+            )
+            .await;
+        if outcome.decision == Decision::Reached {
+            Ok(())
+        } else {
+            Err(QuorumError::from_gathered(
+                "read write-back",
+                &self.pool,
+                &outcome,
+                WriteOutcome::holds_version,
+                describe_outcome,
+            )
+            .into())
+        }
+    }
+
+    /// Fans a versioned write out to `targets`.
+    async fn write_entry(
+        &self,
+        loc: &KeyLocation,
+        meta: &Meta,
+        value: &[u8],
+        cond: NodeCondition,
+        targets: impl IntoIterator<Item = NodeId>,
+        required: usize,
+    ) -> Gathered<WriteOutcome> {
+        let shared = Arc::new((
+            loc.clone(),
+            meta.clone(),
+            bytes::Bytes::copy_from_slice(value),
+            cond,
+        ));
+        fan_out(
+            &self.pool,
+            targets,
+            required,
+            WriteOutcome::holds_version,
+            move |node| {
+                let shared = shared.clone();
+                async move {
+                    let (loc, meta, value, cond) = &*shared;
+                    scripts::write(&node, loc, meta, value, cond).await
+                }
+            },
+        )
+        .await
+    }
+
+    /// Writes `value` under `key`, expiring after `ttl` if given.
+    #[tracing::instrument(name = "store.put", skip_all, fields(level = %level, bytes = value.len()))]
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
+        let loc = self.locate(key)?;
+        let expires_at_ms = ttl.map(|t| wall_clock_ms().saturating_add(t.as_millis() as u64));
+        self.within_deadline(
+            "write",
+            self.write_inner(
+                loc,
+                EntryKind::Value,
+                value,
+                expires_at_ms,
+                level,
+                precondition,
+            ),
+        )
+        .await
+    }
+
+    /// Deletes `key` by writing a tombstone.
+    #[tracing::instrument(name = "store.delete", skip_all, fields(level = %level))]
+    pub async fn delete(
+        &self,
+        key: &[u8],
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
+        let loc = self.locate(key)?;
+        self.within_deadline(
+            "delete",
+            self.write_inner(loc, EntryKind::Tombstone, &[], None, level, precondition),
+        )
+        .await
+    }
+
+    async fn write_inner(
+        &self,
+        loc: KeyLocation,
+        kind: EntryKind,
+        value: &[u8],
+        expires_at_ms: Option<u64>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
+        let cond = if level == Consistency::Linearizable || precondition != Precondition::None {
+            self.read_versions(&loc, level, precondition).await?
+        } else {
+            NodeCondition::None
+        };
+        let version = self.clock.tick();
+        let meta = Meta::new(&loc.key, version, kind, expires_at_ms);
+        let required = self.settings.quorum.write_quorum(level);
+        let g = self
+            .write_entry(&loc, &meta, value, cond, self.all_nodes(), required)
+            .await;
+        if g.decision == Decision::Reached {
+            let acknowledged_by = g
+                .successes()
+                .filter(|(_, o)| o.holds_version())
+                .map(|(n, _)| self.pool.node(n).display.clone())
+                .collect();
+            return Ok(WriteReceipt {
+                version,
+                expires_at_ms,
+                acknowledged_by,
+            });
+        }
+        let rejected_by_condition = g.successes().filter_map(|(_, o)| match o {
+            WriteOutcome::ConditionFailed(m) => Some(m.version),
+            _ => None,
+        });
+        if let Some(current) = rejected_by_condition.max() {
+            return Err(StoreError::PreconditionFailed {
+                current: Some(current),
+            });
+        }
+        Err(QuorumError::from_gathered(
+            "write",
+            &self.pool,
+            &g,
+            WriteOutcome::holds_version,
+            describe_outcome,
+        )
+        .into())
+    }
+
+    /// First phase of a two-phase write: reads the newest version from a quorum, moves the clock
+    /// past it (so the write that follows is newer), and checks the client's precondition.
+    async fn read_versions(
+        &self,
+        loc: &KeyLocation,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<NodeCondition, StoreError> {
+        let required = match level {
+            Consistency::Linearizable => majority(self.pool.len()),
+            other => self.settings.quorum.read_quorum(other),
+        };
+        let read_loc = loc.clone();
+        let g = fan_out(
+            &self.pool,
+            self.all_nodes(),
+            required,
+            |_| true,
+            move |node| {
+                let loc = read_loc.clone();
+                async move { scripts::read_meta(&node, &loc).await }
+            },
+        )
+        .await;
+        if g.decision != Decision::Reached {
+            return Err(QuorumError::from_gathered(
+                "version read",
+                &self.pool,
+                &g,
+                |_| true,
+                |_| String::new(),
+            )
+            .into());
+        }
+        let newest = g
+            .successes()
+            .filter_map(|(_, m)| m.as_ref())
+            .max_by_key(|m| m.version)
+            .cloned();
+        if let Some(m) = &newest {
+            self.clock.observe(m.version);
+        }
+        let live = newest.as_ref().filter(|m| m.is_live(wall_clock_ms()));
+        let satisfied = match precondition {
+            Precondition::None => true,
+            Precondition::IfMatch(v) => live.is_some_and(|m| m.version == v),
+            Precondition::IfExists => live.is_some(),
+            Precondition::IfAbsent => live.is_none(),
+        };
+        if !satisfied {
+            return Err(StoreError::PreconditionFailed {
+                current: live.map(|m| m.version),
+            });
+        }
+        Ok(match (precondition, newest) {
+            (Precondition::None, _) => NodeCondition::None,
+            (_, Some(m)) => NodeCondition::NotNewerThan(m.version),
+            (_, None) => NodeCondition::Absent,
+        })
+    }
+}
+
+pub(crate) fn describe_outcome(o: &WriteOutcome) -> String {
+    match o {
+        WriteOutcome::Applied => "applied".into(),
+        WriteOutcome::Superseded(m) => format!("holds newer version {}", m.version),
+        WriteOutcome::ConditionFailed(m) => {
+            format!("precondition failed (holds version {})", m.version)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(ms: u64) -> Version {
+        Version {
+            ms,
+            counter: 0,
+            writer: 1,
+        }
+    }
+
+    fn read(meta: Option<Meta>, value: Option<&str>) -> NodeRead {
+        NodeRead {
+            meta,
+            value: value.map(|s| s.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn newest_prefers_highest_version_and_tombstones_count() {
+        let key = b"k";
+        let reads = [
+            read(
+                Some(Meta::new(key, v(1), EntryKind::Value, None)),
+                Some("old"),
+            ),
+            read(Some(Meta::new(key, v(3), EntryKind::Tombstone, None)), None),
+            read(
+                Some(Meta::new(key, v(2), EntryKind::Value, None)),
+                Some("mid"),
+            ),
+        ];
+        let n = newest(key, &reads).unwrap();
+        assert_eq!(n.meta.version, v(3));
+        assert_eq!(n.meta.kind, EntryKind::Tombstone);
+        assert_eq!(n.value, None);
+    }
+
+    #[test]
+    fn unversioned_value_loses_to_any_versioned_write() {
+        let key = b"k";
+        let reads = [
+            read(None, Some("direct")),
+            read(
+                Some(Meta::new(key, v(1), EntryKind::Value, None)),
+                Some("q"),
+            ),
+        ];
+        assert_eq!(
+            newest(key, &reads).unwrap().value.as_deref(),
+            Some(&b"q"[..])
+        );
+        let only_direct = [read(None, Some("direct")), read(None, None)];
+        let n = newest(key, &only_direct).unwrap();
+        assert_eq!(n.meta.version, Version::ZERO);
+        assert_eq!(n.value.as_deref(), Some(&b"direct"[..]));
+        assert!(newest(key, &[read(None, None)]).is_none());
+    }
+
+    #[test]
+    fn among_equal_versions_the_answer_with_a_value_wins() {
+        let key = b"k";
+        let m = Meta::new(key, v(5), EntryKind::Value, None);
+        let reads = [read(Some(m.clone()), None), read(Some(m), Some("x"))];
+        assert_eq!(
+            newest(key, &reads).unwrap().value.as_deref(),
+            Some(&b"x"[..])
+        );
+    }
+}

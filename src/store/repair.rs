@@ -1,0 +1,65 @@
+//! Read repair: after a read has answered its client, write the newest version to the nodes
+//! that answered with an older one. Runs in the background so that the client never waits
+//! for it; the versioned write script makes it safe against concurrent newer writes.
+
+use super::newest;
+use super::scripts::{self, KeyLocation, NodeCondition, NodeRead};
+use crate::events;
+use crate::fanout::Gathered;
+use crate::hlc::Version;
+use crate::pool::NodePool;
+use std::sync::Arc;
+
+pub(super) fn spawn_read_repair(pool: Arc<NodePool>, loc: KeyLocation, mut g: Gathered<NodeRead>) {
+    tokio::spawn(async move {
+        let late = g.collect_stragglers().await;
+        let answered: Vec<_> = g
+            .replies
+            .into_iter()
+            .chain(late)
+            .filter_map(|r| r.result.ok().map(|v| (r.node, v)))
+            .collect();
+        // Stragglers included: one may know a newer version than the one the client got.
+        let Some(winner) = newest(&loc.key, answered.iter().map(|(_, r)| r)) else {
+            return;
+        };
+        if winner.meta.version == Version::ZERO {
+            return;
+        }
+        let stale: Vec<_> = answered
+            .iter()
+            .filter(|(_, r)| {
+                r.meta
+                    .as_ref()
+                    .is_none_or(|m| m.version < winner.meta.version)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let value = winner.value.clone().unwrap_or_default();
+        let writes = stale.iter().map(|&n| {
+            let node = pool.node(n).clone();
+            let (loc, meta, value) = (&loc, &winner.meta, &value);
+            async move {
+                (
+                    node.display.clone(),
+                    scripts::write(&node, loc, meta, value, &NodeCondition::None).await,
+                )
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        let repaired: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let failed = results.len() - repaired.len();
+        events::ReadRepaired {
+            nodes: &repaired,
+            failed,
+        }
+        .emit();
+    });
+}
