@@ -1,0 +1,27 @@
+# quorumd: the README's two commands are `make demo` and `make test`.
+CARGO ?= cargo
+
+.PHONY: demo test bench lint deps build
+
+deps:
+	@./scripts/ensure-deps.sh
+
+build:
+	$(CARGO) build --release --bin quorumd
+
+## Three local redis-server processes and the service with its API on http://127.0.0.1:8379
+demo: deps
+	$(CARGO) run --release --bin quorumd -- demo
+
+## Unit and integration tests against real redis-server processes.
+test: deps
+	$(CARGO) test --all-targets
+
+## Lints the CI gate does not run (formatting, clippy with warnings as errors).
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## Benchmarks: ratios against a baseline measured in the same run.
+bench: deps
+	$(CARGO) bench --bench http_kv

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Makes sure the programs the tests and the demo need are installed: redis-server (and
+# redis-cli). Installs them from the system package manager when it can; otherwise says
+# exactly what to install and fails.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "ensure-deps: missing: ${need[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; fi
+fi
+if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; }; then
+  echo "ensure-deps: installing ${need[*]} with apt-get" >&2
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >&2
+  exit 0
+fi
+if command -v dnf >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; }; then
+  $sudo dnf install -y redis >&2
+  exit 0
+fi
+cat >&2 <<MSG
+ensure-deps: cannot install redis-server automatically here.
+Install Redis 6.2 or newer so that 'redis-server' and 'redis-cli' are on PATH:
+  Debian/Ubuntu:  sudo apt-get install redis-server redis-tools
+  Fedora/RHEL:    sudo dnf install redis
+  macOS:          brew install redis
+MSG
+exit 1
