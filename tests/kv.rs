@@ -1,0 +1,637 @@
+//! Key-value API over real redis-server processes: reads, writes, deletes, TTL, CAS, binary
+//! data, and the behaviour with nodes killed, paused and stale.
+
+mod common;
+
+use common::{TestCluster, body_json, wait_until};
+use quorumd::meta::EntryKind;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+const LEVELS: [&str; 4] = ["one", "quorum", "all", "linearizable"];
+
+async fn nodes_holding(tc: &TestCluster, key: &[u8], value: &[u8]) -> usize {
+    let mut n = 0;
+    for i in 0..tc.cluster.nodes.len() {
+        if tc.raw_value(i, key).await.as_deref() == Some(value) {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
+    for n in [3usize, 5] {
+        let tc = TestCluster::start(n).await;
+        let majority = n / 2 + 1;
+        for level in LEVELS {
+            let key = format!("k-{level}");
+            let q = format!("consistency={level}");
+            let r = tc.put(&key, format!("v1-{level}"), &q).await;
+            assert_eq!(r.status(), StatusCode::OK, "{n} nodes, {level}");
+            let etag = r.headers()["etag"].to_str().unwrap().to_string();
+            let body = body_json(r).await;
+            let acks = body["acknowledged_by"].as_array().unwrap().len();
+            let want = match level {
+                "one" => 1,
+                "all" => n,
+                _ => majority,
+            };
+            assert!(acks >= want, "{level}: {acks} acks");
+            assert_eq!(format!("\"{}\"", body["version"].as_str().unwrap()), etag);
+
+            let r = tc.get(&key, &q).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+            assert_eq!(r.bytes().await.unwrap(), format!("v1-{level}").as_bytes());
+
+            // Every node ends up with the value (background fan-out finishes after the ack).
+            wait_until(
+                Duration::from_secs(5),
+                "all nodes hold the write",
+                || async {
+                    nodes_holding(&tc, key.as_bytes(), format!("v1-{level}").as_bytes()).await == n
+                },
+            )
+            .await;
+
+            assert_eq!(tc.put(&key, "v2", &q).await.status(), StatusCode::OK);
+            assert_eq!(
+                tc.get(&key, &q).await.bytes().await.unwrap(),
+                "v2".as_bytes()
+            );
+            assert_eq!(tc.delete(&key, &q).await.status(), StatusCode::OK);
+            let r = tc.get(&key, &q).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            assert_eq!(body_json(r).await["error"]["code"], "not_found");
+        }
+        // The digest of each node reflects its metadata: identical on all nodes after the same
+        // writes.
+        let mut digests = Vec::new();
+        for i in 0..n {
+            let mut c = tc.direct(i).await;
+            let d: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg("qd:d")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            digests.push(d);
+        }
+        assert!(!digests[0].is_empty());
+        assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
+        tc.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_down_succeeds_and_no_majority_fails_naming_the_nodes() {
+    let mut tc = TestCluster::start(3).await;
+    tc.cluster.nodes[0].kill();
+    let r = tc.put("a", "1", "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(tc.get("a", "").await.bytes().await.unwrap(), "1".as_bytes());
+
+    tc.cluster.nodes[1].kill();
+    let r = tc.put("a", "2", "").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = body_json(r).await;
+    assert_eq!(err["error"]["code"], "no_quorum");
+    assert_eq!(err["error"]["required"], 2);
+    let named: Vec<String> = err["error"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap().to_string())
+        .collect();
+    for i in [0, 1] {
+        assert!(
+            named.contains(&tc.cluster.nodes[i].url()),
+            "{named:?} should name node {i}"
+        );
+    }
+    assert!(!named.contains(&tc.cluster.nodes[2].url()));
+    let r = tc.get("a", "").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // `one` still serves from the survivor. The failed write may have landed there: a write
+    // without its quorum is indeterminate, never rolled back.
+    let r = tc.get("a", "consistency=one").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = r.bytes().await.unwrap();
+    assert!(v == "1".as_bytes() || v == "2".as_bytes(), "{v:?}");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_nodes_time_out_without_blocking_a_majority() {
+    let mut tc = TestCluster::start(3).await;
+    tc.cluster.nodes[2].pause();
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        assert_eq!(
+            tc.put(&format!("p{i}"), "x", "").await.status(),
+            StatusCode::OK
+        );
+    }
+    // A quorum never waits for the paused node: 20 writes take far less than 20 node timeouts.
+    assert!(
+        started.elapsed() < Duration::from_millis(20 * 400 / 2),
+        "{:?}",
+        started.elapsed()
+    );
+    tc.cluster.nodes[1].pause();
+    let r = tc.put("p", "x", "").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = body_json(r).await;
+    let reasons = err["error"]["nodes"].to_string();
+    assert!(
+        reasons.contains("timed out") || reasons.contains("not connected"),
+        "{reasons}"
+    );
+    tc.cluster.nodes[1].resume();
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(1, "up").await;
+    assert_eq!(tc.put("p", "y", "").await.status(), StatusCode::OK);
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_node_is_repaired_by_a_quorum_read() {
+    let mut tc = TestCluster::start(3).await;
+    assert_eq!(tc.put("s", "old", "").await.status(), StatusCode::OK);
+    wait_until(Duration::from_secs(5), "old everywhere", || async {
+        nodes_holding(&tc, b"s", b"old").await == 3
+    })
+    .await;
+    tc.isolate(2).await;
+    assert_eq!(tc.put("s", "new", "").await.status(), StatusCode::OK);
+    tc.cluster.nodes[2].resume();
+    assert_eq!(
+        tc.raw_value(2, b"s").await.as_deref(),
+        Some(&b"old"[..]),
+        "node 2 missed the write"
+    );
+    tc.wait_health(2, "up").await;
+    wait_until(Duration::from_secs(10), "read repair of node 2", || async {
+        assert_eq!(
+            tc.get("s", "").await.bytes().await.unwrap(),
+            "new".as_bytes()
+        );
+        tc.raw_value(2, b"s").await.as_deref() == Some(&b"new"[..])
+    })
+    .await;
+    let (m0, m2) = (
+        tc.raw_meta(0, b"s").await.unwrap(),
+        tc.raw_meta(2, b"s").await.unwrap(),
+    );
+    assert_eq!(m0, m2, "repair copies the version, not just the value");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_key_does_not_come_back_from_a_node_that_missed_the_delete() {
+    let mut tc = TestCluster::start(3).await;
+    assert_eq!(
+        tc.put("d", "alive", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    tc.isolate(2).await;
+    assert_eq!(tc.delete("d", "").await.status(), StatusCode::OK);
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    assert_eq!(tc.raw_value(2, b"d").await.as_deref(), Some(&b"alive"[..]));
+    for level in ["quorum", "all", "linearizable"] {
+        assert_eq!(
+            tc.get("d", &format!("consistency={level}")).await.status(),
+            StatusCode::NOT_FOUND,
+            "{level}"
+        );
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "tombstone repaired onto node 2",
+        || async {
+            let _ = tc.get("d", "consistency=all").await;
+            tc.raw_meta(2, b"d")
+                .await
+                .is_some_and(|m| m.kind == EntryKind::Tombstone)
+        },
+    )
+    .await;
+    assert_eq!(
+        tc.raw_value(2, b"d").await,
+        None,
+        "the repaired tombstone removed the value"
+    );
+    assert_eq!(
+        tc.get("d", "consistency=one").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    tc.shutdown().await;
+}
+
+async fn pexpiretime(tc: &TestCluster, i: usize, key: &str) -> i64 {
+    let mut c = tc.direct(i).await;
+    redis::cmd("PEXPIRETIME")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_is_replicated_as_an_absolute_expiry() {
+    let mut tc = TestCluster::start(3).await;
+    let r = tc.put("t", "v", "ttl_ms=60000&consistency=all").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let expires = body_json(r).await["expires_at_ms"].as_i64().unwrap();
+    for i in 0..3 {
+        assert_eq!(pexpiretime(&tc, i, "t").await, expires, "node {i}");
+        assert_eq!(
+            tc.raw_meta(i, b"t").await.unwrap().expires_at_ms,
+            Some(expires as u64)
+        );
+    }
+    let r = tc.get("t", "").await;
+    assert_eq!(
+        r.headers()["x-quorumd-expires-at-ms"].to_str().unwrap(),
+        expires.to_string()
+    );
+
+    // A repaired replica gets the same absolute expiry, not a fresh relative TTL.
+    tc.isolate(2).await;
+    let r = tc.put("t", "v2", "ttl_ms=60000").await;
+    let expires2 = body_json(r).await["expires_at_ms"].as_i64().unwrap();
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    wait_until(Duration::from_secs(10), "ttl repaired", || async {
+        let _ = tc.get("t", "consistency=all").await;
+        tc.raw_value(2, b"t").await.as_deref() == Some(&b"v2"[..])
+    })
+    .await;
+    assert_eq!(pexpiretime(&tc, 2, "t").await, expires2);
+
+    // Short TTL: gone after it passes, on every level.
+    assert_eq!(
+        tc.put("short", "v", "ttl_ms=200").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(tc.get("short", "").await.status(), StatusCode::OK);
+    wait_until(Duration::from_secs(5), "short ttl expires", || async {
+        tc.get("short", "").await.status() == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert_eq!(
+        tc.get("short", "consistency=linearizable").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_compare_and_set() {
+    let tc = TestCluster::start(3).await;
+    let r = tc.put("c", "1", "").await;
+    let etag1 = r.headers()["etag"].to_str().unwrap().to_string();
+    let put_if = |tag: String, value: &'static str| {
+        let req = tc
+            .http
+            .put(tc.kv_url("c", ""))
+            .header("if-match", tag)
+            .body(value);
+        async move { req.send().await.unwrap() }
+    };
+    let r = put_if(etag1.clone(), "2").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let etag2 = r.headers()["etag"].to_str().unwrap().to_string();
+    let r = put_if(etag1.clone(), "3").await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let err = body_json(r).await;
+    assert_eq!(err["error"]["code"], "precondition_failed");
+    assert_eq!(
+        format!("\"{}\"", err["error"]["current_version"].as_str().unwrap()),
+        etag2
+    );
+    assert_eq!(tc.get("c", "").await.bytes().await.unwrap(), "2".as_bytes());
+
+    // If-Match: * needs the key to exist; If-None-Match: * needs it absent.
+    let r = tc
+        .http
+        .put(tc.kv_url("fresh", ""))
+        .header("if-match", "*")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = tc
+        .http
+        .put(tc.kv_url("fresh", ""))
+        .header("if-none-match", "*")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = tc
+        .http
+        .put(tc.kv_url("fresh", ""))
+        .header("if-none-match", "*")
+        .body("y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = tc
+        .http
+        .delete(tc.kv_url("c", ""))
+        .header("if-match", etag1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+
+    // Racing CAS from one version: at most one wins, and the winner's value is what remains.
+    for round in 0..5 {
+        let current = tc.get("c", "").await.headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let attempts = (0..8).map(|i| {
+            let req = tc
+                .http
+                .put(tc.kv_url("c", ""))
+                .header("if-match", current.clone())
+                .body(format!("r{round}-{i}"));
+            async move { (i, req.send().await.unwrap().status()) }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let winners: Vec<_> = results
+            .iter()
+            .filter(|(_, s)| *s == StatusCode::OK)
+            .map(|(i, _)| *i)
+            .collect();
+        assert!(
+            winners.len() <= 1,
+            "round {round}: several CAS winners {winners:?}"
+        );
+        for (_, s) in &results {
+            assert!(
+                matches!(*s, StatusCode::OK | StatusCode::PRECONDITION_FAILED),
+                "{s}"
+            );
+        }
+        // What remains is one of this round's attempts: a refused attempt may have reached a
+        // minority of nodes and, like any failed write, can still win by version (documented).
+        let now = tc
+            .get("c", "consistency=linearizable")
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            (0..8).any(|i| now == format!("r{round}-{i}").as_bytes()),
+            "{now:?}"
+        );
+    }
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_keys_and_values_round_trip_byte_exact() {
+    let tc = TestCluster::start(3).await;
+    let key: Vec<u8> = (0u8..=255).filter(|b| *b != b'q').collect();
+    let encoded: String = key.iter().map(|b| format!("%{b:02X}")).collect();
+    let value: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
+    assert_eq!(
+        tc.put(&encoded, value.clone(), "").await.status(),
+        StatusCode::OK
+    );
+    let r = tc.get(&encoded, "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), value);
+    wait_until(Duration::from_secs(5), "raw key on node 0", || async {
+        tc.raw_value(0, &key).await.as_deref() == Some(&value[..])
+    })
+    .await;
+    // Empty value is a value, not a delete.
+    assert_eq!(
+        tc.put("empty", Vec::new(), "").await.status(),
+        StatusCode::OK
+    );
+    let r = tc.get("empty", "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.unwrap().is_empty());
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors() {
+    let tc = TestCluster::start_with(3, |c| {
+        c.http.max_body_bytes = 1024;
+        c.http.max_key_bytes = 16;
+    })
+    .await;
+    let cases = [
+        (
+            tc.put("bad%zzkey", "x", "").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put(&"k".repeat(17), "x", "").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put("k", vec![0u8; 2048], "").await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            tc.put("k", "x", "ttl_ms=0").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put("k", "x", "ttl_ms=-5").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put("k", "x", "ttl_ms=99999999999999999").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put("k", "x", "colour=blue").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put("k", "x", "consistency=strong").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.put("qd:m:1", "x", "").await,
+            StatusCode::BAD_REQUEST,
+            "reserved_key",
+        ),
+        (
+            tc.get("k", "ttl_ms=5").await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.http
+                .put(format!("{}/v1/kv/", tc.base))
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            tc.http
+                .put(tc.kv_url("k", ""))
+                .header("if-match", "\"nope\"")
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            tc.http
+                .get(format!("{}/v2/nothing", tc.base))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            tc.http.post(tc.kv_url("k", "")).send().await.unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (i, (resp, status, code)) in cases.into_iter().enumerate() {
+        assert_eq!(resp.status(), status, "case {i}");
+        let body = body_json(resp).await;
+        assert_eq!(body["error"]["code"], code, "case {i}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Nothing was written by any of them.
+    assert_eq!(tc.get("k", "").await.status(), StatusCode::NOT_FOUND);
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_answering_errors_are_reported_and_do_not_break_the_quorum() {
+    let tc = TestCluster::start(3).await;
+    // WRONGTYPE: node 0 holds a hash under a key quorumd reads as a string.
+    let mut c0 = tc.direct(0).await;
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut c0)
+        .await
+        .unwrap();
+    let r = tc.get("h", "consistency=all").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = body_json(r).await.to_string();
+    assert!(err.contains("WRONGTYPE"), "{err}");
+    assert_eq!(
+        tc.get("h", "").await.status(),
+        StatusCode::NOT_FOUND,
+        "quorum of the other two still answers"
+    );
+
+    // OOM on node 1 (maxmemory tiny, noeviction) and READONLY on node 2 (a replica).
+    let mut c1 = tc.direct(1).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let r = tc.put("w", "v", "").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "one refusing node leaves a majority"
+    );
+    let mut c2 = tc.direct(2).await;
+    let port0 = tc.cluster.nodes[0].port();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port0)
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    let r = tc.put("w2", "v", "").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = body_json(r).await;
+    let text = err["error"]["nodes"].to_string().to_ascii_uppercase();
+    assert!(text.contains("OOM"), "{text}");
+    assert!(
+        text.contains("READONLY") || text.contains("READ ONLY"),
+        "{text}"
+    );
+    // The healthy node kept what it had; recovering the others makes writes work again.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    assert_eq!(tc.put("w3", "v", "").await.status(), StatusCode::OK);
+    assert_eq!(tc.get("w", "").await.bytes().await.unwrap(), "v".as_bytes());
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_health_and_readiness_follow_the_nodes() {
+    let mut tc = TestCluster::start(3).await;
+    let (s, body) = tc.json("/healthz").await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, _) = tc.json("/readyz").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, status) = tc.json("/v1/status").await;
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(status["quorum"]["read"], 2);
+    for n in status["nodes"].as_array().unwrap() {
+        assert_eq!(n["health"], "up");
+        assert!(n["latency_ms"].as_f64().unwrap() >= 0.0);
+        assert!(n["run_id"].as_str().is_some_and(|r| r.len() == 40));
+    }
+    tc.cluster.nodes[0].kill();
+    tc.cluster.nodes[1].kill();
+    tc.wait_health(0, "down").await;
+    tc.wait_health(1, "down").await;
+    let (s, body) = tc.json("/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "not_ready");
+    let (_, status) = tc.json("/v1/status").await;
+    assert!(
+        status["nodes"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    let (s, _) = tc.json("/healthz").await;
+    assert_eq!(s, StatusCode::OK, "alive even without a quorum");
+    tc.shutdown().await;
+}
