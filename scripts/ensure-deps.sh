@@ -26,7 +26,7 @@ if command -v dnf >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; }
 fi
 cat >&2 <<MSG
 ensure-deps: cannot install redis-server automatically here.
-Install Redis 6.2 or newer so that 'redis-server' and 'redis-cli' are on PATH:
+Install Redis 7.0 or newer so that 'redis-server' and 'redis-cli' are on PATH:
   Debian/Ubuntu:  sudo apt-get install redis-server redis-tools
   Fedora/RHEL:    sudo dnf install redis
   macOS:          brew install redis

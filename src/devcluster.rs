@@ -107,7 +107,7 @@ impl RedisProcess {
                 });
             }
         }
-        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        let mut child = spawn_from_keeper(cmd).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DevClusterError::RedisMissing,
             _ => DevClusterError::Io(e),
         })?;
@@ -203,6 +203,35 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Spawns `cmd` from one thread that lives as long as the process. The parent-death signal
+/// fires when the *thread* that spawned a child exits, so children must not be spawned from
+/// pooled threads (tokio retires idle blocking threads after 10 s, which would kill them).
+fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> =
+        std::sync::LazyLock::new(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Request>();
+            std::thread::Builder::new()
+                .name("redis-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in rx {
+                        let _ = reply.send(cmd.spawn());
+                    }
+                })
+                .expect("spawn the process keeper thread");
+            std::sync::Mutex::new(tx)
+        });
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    let sent = KEEPER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((cmd, reply_tx));
+    sent.map_err(|_| std::io::Error::other("process keeper thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("process keeper thread is gone"))?
 }
 
 /// Sends PING with a short timeout; true when the answer is `+PONG`.

@@ -351,16 +351,24 @@ async fn if_match_compare_and_set() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
 
-    // Racing CAS from one version: at most one wins, and the winner's value is what remains.
-    for round in 0..5 {
+    // Racing CAS from one version, through two instances with their own clocks: at most one
+    // wins, and what remains is one of the round's attempts (a refused attempt may have
+    // reached a minority of nodes and, like any failed write, can still win by version).
+    let second =
+        quorumd::app::App::start(common::test_config(tc.cluster.urls()).validate().unwrap())
+            .await
+            .unwrap();
+    let bases = [tc.base.clone(), format!("http://{}", second.http_addr())];
+    for round in 0..40 {
         let current = tc.get("c", "").await.headers()["etag"]
             .to_str()
             .unwrap()
             .to_string();
         let attempts = (0..8).map(|i| {
+            let url = format!("{}/v1/kv/c", bases[i % 2]);
             let req = tc
                 .http
-                .put(tc.kv_url("c", ""))
+                .put(url)
                 .header("if-match", current.clone())
                 .body(format!("r{round}-{i}"));
             async move { (i, req.send().await.unwrap().status()) }
@@ -381,8 +389,6 @@ async fn if_match_compare_and_set() {
                 "{s}"
             );
         }
-        // What remains is one of this round's attempts: a refused attempt may have reached a
-        // minority of nodes and, like any failed write, can still win by version (documented).
         let now = tc
             .get("c", "consistency=linearizable")
             .await
@@ -394,6 +400,7 @@ async fn if_match_compare_and_set() {
             "{now:?}"
         );
     }
+    second.shutdown().await.unwrap();
     tc.shutdown().await;
 }
 

@@ -20,7 +20,11 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
     let tc = Arc::new(Mutex::new(TestCluster::start(3).await));
     let (http, base, loc) = {
         let t = tc.lock().await;
-        (t.http.clone(), t.base.clone(), t.app().store().locate(KEY.as_bytes()).unwrap())
+        (
+            t.http.clone(),
+            t.base.clone(),
+            t.app().store().locate(KEY.as_bytes()).unwrap(),
+        )
     };
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<std::sync::Mutex<Vec<(Version, String)>>> = Arc::default();
@@ -34,9 +38,18 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
             let mut last: Option<Version> = None;
             let mut samples = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                let raw: Option<Vec<u8>> = redis::cmd("HGET").arg(&meta_key).arg(KEY).query_async(&mut conn).await.unwrap_or(None);
+                let raw: Option<Vec<u8>> = redis::cmd("HGET")
+                    .arg(&meta_key)
+                    .arg(KEY)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(None);
                 if let Some(m) = raw.map(|r| Meta::parse(&r).unwrap()) {
-                    assert!(last.is_none_or(|l| m.version >= l), "node {i}: version went back from {last:?} to {:?}", m.version);
+                    assert!(
+                        last.is_none_or(|l| m.version >= l),
+                        "node {i}: version went back from {last:?} to {:?}",
+                        m.version
+                    );
                     last = Some(m.version);
                     samples += 1;
                 }
@@ -53,7 +66,12 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
             tokio::spawn(async move {
                 for n in 0..60 {
                     let value = format!("w{w}-{n}");
-                    let r = http.put(format!("{base}/v1/kv/{KEY}")).body(value.clone()).send().await.unwrap();
+                    let r = http
+                        .put(format!("{base}/v1/kv/{KEY}"))
+                        .body(value.clone())
+                        .send()
+                        .await
+                        .unwrap();
                     if r.status() == StatusCode::OK {
                         let body: serde_json::Value = r.json().await.unwrap();
                         let v: Version = body["version"].as_str().unwrap().parse().unwrap();
@@ -70,7 +88,10 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
             let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = http.get(format!("{base}/v1/kv/{KEY}?consistency=one")).send().await;
+                    let _ = http
+                        .get(format!("{base}/v1/kv/{KEY}?consistency=one"))
+                        .send()
+                        .await;
                 }
             })
         })
@@ -86,10 +107,21 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
                 let oldest = acked.lock().unwrap().first().cloned();
                 let stale = match oldest {
                     Some((v, _)) => Meta::new(KEY.as_bytes(), v, EntryKind::Value, None),
-                    None => Meta::new(KEY.as_bytes(), Version { ms: 1, counter: 0, writer: 1 }, EntryKind::Value, None),
+                    None => Meta::new(
+                        KEY.as_bytes(),
+                        Version {
+                            ms: 1,
+                            counter: 0,
+                            writer: 1,
+                        },
+                        EntryKind::Value,
+                        None,
+                    ),
                 };
                 for node in pool.nodes() {
-                    if let Ok(outcome) = scripts::write(node, &loc, &stale, b"STALE", &NodeCondition::None).await {
+                    if let Ok(outcome) =
+                        scripts::write(node, &loc, &stale, b"STALE", &NodeCondition::None).await
+                    {
                         // Only a node that never saw the key yet may take the very first entry.
                         if matches!(outcome, WriteOutcome::Superseded(_)) {
                             rejected += 1;
@@ -121,10 +153,17 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
         let samples = w.await.unwrap();
         assert!(samples > 10, "node {i} watched only {samples} times");
     }
-    assert!(rejected > 10, "stale writes were attempted and refused ({rejected})");
+    assert!(
+        rejected > 10,
+        "stale writes were attempted and refused ({rejected})"
+    );
 
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 200, "most writes succeed with one node flapping: {}", acked.len());
+    assert!(
+        acked.len() >= 200,
+        "most writes succeed with one node flapping: {}",
+        acked.len()
+    );
     let (newest_version, newest_value) = acked.iter().max_by_key(|(v, _)| *v).unwrap().clone();
     let t = tc.lock().await;
     t.wait_health(2, "up").await;
@@ -136,13 +175,18 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
         for i in 0..3 {
             versions.push(t.raw_meta(i, KEY.as_bytes()).await.map(|m| m.version));
         }
-        versions.iter().all(|v| *v == versions[0]) && versions[0].is_some_and(|v| v >= newest_version)
+        versions.iter().all(|v| *v == versions[0])
+            && versions[0].is_some_and(|v| v >= newest_version)
     })
     .await;
     let settled = t.raw_meta(0, KEY.as_bytes()).await.unwrap().version;
     if settled == newest_version {
         for i in 0..3 {
-            assert_eq!(t.raw_value(i, KEY.as_bytes()).await.as_deref(), Some(newest_value.as_bytes()), "node {i}");
+            assert_eq!(
+                t.raw_value(i, KEY.as_bytes()).await.as_deref(),
+                Some(newest_value.as_bytes()),
+                "node {i}"
+            );
         }
     }
 }

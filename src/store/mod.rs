@@ -227,8 +227,11 @@ impl VersionedStore {
         winner: &Newest,
         g: &Gathered<NodeRead>,
     ) -> Result<(), StoreError> {
-        if winner.meta.version == Version::ZERO {
-            return Ok(()); // unversioned data is adopted by the sweep, not by reads
+        let value_missing = winner.meta.kind == EntryKind::Value && winner.value.is_none();
+        if winner.meta.version == Version::ZERO || value_missing {
+            // Unversioned data is adopted by the sweep, not by reads; a value that vanished
+            // under its metadata is read as absent and left to the sweep as well.
+            return Ok(());
         }
         let holders: Vec<NodeId> = g
             .successes()

@@ -7,6 +7,7 @@ use super::scripts::{self, KeyLocation, NodeCondition, NodeRead};
 use crate::events;
 use crate::fanout::Gathered;
 use crate::hlc::Version;
+use crate::meta::EntryKind;
 use crate::pool::NodePool;
 use std::sync::Arc;
 
@@ -23,7 +24,10 @@ pub(super) fn spawn_read_repair(pool: Arc<NodePool>, loc: KeyLocation, mut g: Ga
         let Some(winner) = newest(&loc.key, answered.iter().map(|(_, r)| r)) else {
             return;
         };
-        if winner.meta.version == Version::ZERO {
+        // Unversioned data is the sweep's to adopt; a live entry whose value no node returned
+        // (evicted, deleted behind quorumd's back) must not be repaired as an empty value.
+        let value_missing = winner.meta.kind == EntryKind::Value && winner.value.is_none();
+        if winner.meta.version == Version::ZERO || value_missing {
             return;
         }
         let stale: Vec<_> = answered

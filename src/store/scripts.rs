@@ -29,8 +29,13 @@ local cur = redis.call('HGET', KEYS[2], KEYS[1])
 local cur_hash = 0
 if cur then
   local cur_version = string.sub(cur, 1, 34)
-  if cur_version >= version then return {0, cur} end
+  -- The same version again is a retry or a repair that already landed.
+  if cur_version == version then return {0, cur} end
+  -- A conditional write that finds anything newer than it expected has lost, even when what
+  -- it finds is older than itself: counting that as "superseded" would let two concurrent
+  -- compare-and-sets both reach a quorum.
   if ARGV[6] == '-' or (ARGV[6] ~= '' and cur_version > ARGV[6]) then return {2, cur} end
+  if cur_version > version then return {0, cur} end
   cur_hash = tonumber(string.match(cur, "|(%d+)$")) or 0
 end
 if ARGV[3] == 't' then
