@@ -1,0 +1,806 @@
+//! `make bench`: quorum PUT and GET over HTTP with three local redis-server nodes, beside the
+//! same SET / GET sent straight to one of those redis-servers in the same run.
+//!
+//! Every workload runs at a fixed concurrency for a fixed time per round; rounds interleave the
+//! workloads (in a rotating order) so machine noise hits all of them alike. Per workload the
+//! table shows the median over rounds of throughput, p50 and p99, and the ratios
+//! quorumd / baseline computed from those medians. The table goes to stdout and, as markdown,
+//! to `target/bench/http_kv.md`.
+//!
+//! Environment: `BENCH_CONCURRENCY` (default 32), `BENCH_SECONDS` per workload per round
+//! (default 3), `BENCH_ROUNDS` (default 5).
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs a short smoke round instead
+//! and writes no report. The exit status is non-zero when any workload's error rate exceeds 1%,
+//! when shutdown fails, or when a redis-server process outlives the run.
+
+use bytes::Bytes;
+use quorumd::app::App;
+use quorumd::config::Config;
+use quorumd::devcluster::DevCluster;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 3;
+const VALUE_BYTES: usize = 100;
+/// Largest acceptable share of failed operations per workload.
+const MAX_ERROR_RATE: f64 = 0.01;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Quorum,
+    Linearizable,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Quorum => "quorum",
+            Level::Linearizable => "linearizable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    HttpPut(Level),
+    HttpGet(Level),
+    RedisSet,
+    RedisGet,
+}
+
+impl Workload {
+    /// Table order.
+    const ALL: [Workload; 6] = [
+        Workload::HttpPut(Level::Quorum),
+        Workload::HttpGet(Level::Quorum),
+        Workload::HttpPut(Level::Linearizable),
+        Workload::HttpGet(Level::Linearizable),
+        Workload::RedisSet,
+        Workload::RedisGet,
+    ];
+
+    fn name(self) -> String {
+        match self {
+            Workload::HttpPut(l) => format!("quorumd PUT {}", l.as_str()),
+            Workload::HttpGet(l) => format!("quorumd GET {}", l.as_str()),
+            Workload::RedisSet => "redis SET (baseline)".into(),
+            Workload::RedisGet => "redis GET (baseline)".into(),
+        }
+    }
+
+    /// The redis workload this one is compared with; `None` for the baselines themselves.
+    fn baseline(self) -> Option<Workload> {
+        match self {
+            Workload::HttpPut(_) => Some(Workload::RedisSet),
+            Workload::HttpGet(_) => Some(Workload::RedisGet),
+            Workload::RedisSet | Workload::RedisGet => None,
+        }
+    }
+}
+
+struct Settings {
+    concurrency: usize,
+    seconds: f64,
+    rounds: usize,
+    keys: usize,
+    warmup: Duration,
+    /// False under `cargo test`: a smoke run, no report file.
+    full: bool,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let full = std::env::args().any(|a| a == "--bench");
+        let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
+        let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
+        let rounds = env_number("BENCH_ROUNDS", 5usize)?;
+        if concurrency == 0 || rounds == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
+            return Err(
+                "BENCH_CONCURRENCY and BENCH_ROUNDS must be at least 1, BENCH_SECONDS in (0, 3600]"
+                    .into(),
+            );
+        }
+        if full {
+            Ok(Settings {
+                concurrency,
+                seconds,
+                rounds,
+                keys: 10_000,
+                warmup: Duration::from_secs_f64((seconds / 4.0).min(1.0)),
+                full,
+            })
+        } else {
+            Ok(Settings {
+                concurrency: concurrency.min(8),
+                seconds: 0.2,
+                rounds: 1,
+                keys: 500,
+                warmup: Duration::ZERO,
+                full,
+            })
+        }
+    }
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={s:?} is not a valid number")),
+    }
+}
+
+/// Everything the workers share.
+struct Target {
+    http: reqwest::Client,
+    /// Per key, the quorumd URL at each level: `[quorum, linearizable]`.
+    urls: Vec<[reqwest::Url; 2]>,
+    redis: redis::aio::MultiplexedConnection,
+    redis_keys: Vec<String>,
+    value: Bytes,
+}
+
+/// What one worker observed.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// Latency of each successful operation, in nanoseconds.
+    latencies: Vec<u64>,
+}
+
+impl Tally {
+    fn fail(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what);
+        }
+    }
+}
+
+/// One workload in one round.
+struct Sample {
+    ops_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// splitmix64: a cheap, per-worker key picker.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+async fn one_op(t: &Target, wl: Workload, key: usize, tally: &mut Tally) {
+    let started = Instant::now();
+    let outcome: Result<(), String> = match wl {
+        Workload::HttpPut(level) => {
+            let url = t.urls[key][level as usize].clone();
+            match t.http.put(url).body(t.value.clone()).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    match resp.bytes().await {
+                        Ok(_) if status.is_success() => Ok(()),
+                        Ok(body) => Err(format!(
+                            "PUT {status}: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(200)])
+                        )),
+                        Err(e) => Err(format!("PUT body: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("PUT: {e}")),
+            }
+        }
+        Workload::HttpGet(level) => {
+            let url = t.urls[key][level as usize].clone();
+            match t.http.get(url).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    match resp.bytes().await {
+                        Ok(body) if status.is_success() && body.len() == VALUE_BYTES => Ok(()),
+                        Ok(body) if status.is_success() => {
+                            Err(format!("GET returned {} bytes", body.len()))
+                        }
+                        Ok(body) => Err(format!(
+                            "GET {status}: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(200)])
+                        )),
+                        Err(e) => Err(format!("GET body: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("GET: {e}")),
+            }
+        }
+        Workload::RedisSet => {
+            let mut conn = t.redis.clone();
+            redis::cmd("SET")
+                .arg(&t.redis_keys[key])
+                .arg(&t.value[..])
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| format!("SET: {e}"))
+        }
+        Workload::RedisGet => {
+            let mut conn = t.redis.clone();
+            match redis::cmd("GET")
+                .arg(&t.redis_keys[key])
+                .query_async::<Option<Vec<u8>>>(&mut conn)
+                .await
+            {
+                Ok(Some(v)) if v.len() == VALUE_BYTES => Ok(()),
+                Ok(Some(v)) => Err(format!("GET returned {} bytes", v.len())),
+                Ok(None) => Err("GET: key missing".into()),
+                Err(e) => Err(format!("GET: {e}")),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            tally.ok += 1;
+            tally.latencies.push(started.elapsed().as_nanos() as u64);
+        }
+        Err(e) => tally.fail(e),
+    }
+}
+
+/// Runs `wl` with `concurrency` clients until `duration` has passed.
+async fn run_workload(
+    t: &Arc<Target>,
+    wl: Workload,
+    concurrency: usize,
+    duration: Duration,
+    seed: u64,
+) -> Sample {
+    let keys = t.redis_keys.len() as u64;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let t = t.clone();
+            let mut rng = seed ^ ((w as u64 + 1) << 32);
+            tokio::spawn(async move {
+                let mut tally = Tally {
+                    latencies: Vec::with_capacity(4096),
+                    ..Tally::default()
+                };
+                while Instant::now() < deadline {
+                    let key = (next_random(&mut rng) % keys) as usize;
+                    one_op(&t, wl, key, &mut tally).await;
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut all = Tally::default();
+    for w in workers {
+        match w.await {
+            Ok(mut tally) => {
+                all.ok += tally.ok;
+                all.errors += tally.errors;
+                if all.first_error.is_none() {
+                    all.first_error = tally.first_error.take();
+                }
+                all.latencies.append(&mut tally.latencies);
+            }
+            Err(e) => all.fail(format!("worker failed: {e}")),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.latencies.sort_unstable();
+    Sample {
+        ops_per_s: all.ok as f64 / elapsed,
+        p50_us: percentile(&all.latencies, 0.50) / 1000.0,
+        p99_us: percentile(&all.latencies, 0.99) / 1000.0,
+        ok: all.ok,
+        errors: all.errors,
+        first_error: all.first_error,
+    }
+}
+
+/// Nearest-rank percentile of sorted values; NaN when empty.
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Writes every key once, `concurrency` at a time.
+async fn preload(t: &Arc<Target>, concurrency: usize) -> Result<(), String> {
+    let keys = t.redis_keys.len();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let t = t.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                loop {
+                    let key = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if key >= keys {
+                        break;
+                    }
+                    one_op(&t, Workload::HttpPut(Level::Quorum), key, &mut tally).await;
+                    one_op(&t, Workload::RedisSet, key, &mut tally).await;
+                }
+                tally
+            })
+        })
+        .collect();
+    for w in workers {
+        let tally = w.await.map_err(|e| format!("preload worker failed: {e}"))?;
+        if let Some(e) = tally.first_error {
+            return Err(format!("preload: {} errors, first: {e}", tally.errors));
+        }
+    }
+    Ok(())
+}
+
+/// Per workload: every round's sample.
+struct Results {
+    samples: Vec<(Workload, Vec<Sample>)>,
+}
+
+struct Row {
+    name: String,
+    ops_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    ok: u64,
+    errors: u64,
+    /// throughput, p50, p99 ratios quorumd / baseline.
+    ratios: Option<[f64; 3]>,
+}
+
+impl Results {
+    fn of(&self, wl: Workload) -> &[Sample] {
+        self.samples
+            .iter()
+            .find(|(w, _)| *w == wl)
+            .map(|(_, s)| s.as_slice())
+            .unwrap_or_default()
+    }
+
+    fn medians(&self, wl: Workload) -> [f64; 3] {
+        let s = self.of(wl);
+        [
+            median(&s.iter().map(|x| x.ops_per_s).collect::<Vec<_>>()),
+            median(&s.iter().map(|x| x.p50_us).collect::<Vec<_>>()),
+            median(&s.iter().map(|x| x.p99_us).collect::<Vec<_>>()),
+        ]
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        Workload::ALL
+            .iter()
+            .map(|&wl| {
+                let [ops, p50, p99] = self.medians(wl);
+                let ratios = wl.baseline().map(|b| {
+                    let [bops, bp50, bp99] = self.medians(b);
+                    [ops / bops, p50 / bp50, p99 / bp99]
+                });
+                Row {
+                    name: wl.name(),
+                    ops_per_s: ops,
+                    p50_us: p50,
+                    p99_us: p99,
+                    ok: self.of(wl).iter().map(|s| s.ok).sum(),
+                    errors: self.of(wl).iter().map(|s| s.errors).sum(),
+                    ratios,
+                }
+            })
+            .collect()
+    }
+}
+
+fn error_rate(ok: u64, errors: u64) -> f64 {
+    if ok + errors == 0 {
+        1.0
+    } else {
+        errors as f64 / (ok + errors) as f64
+    }
+}
+
+const HEADER: [&str; 8] = [
+    "workload",
+    "ops/s",
+    "p50 µs",
+    "p99 µs",
+    "errors",
+    "ops/s ÷ redis",
+    "p50 ÷ redis",
+    "p99 ÷ redis",
+];
+
+fn cells(r: &Row) -> [String; 8] {
+    let ratio = |i: usize| match r.ratios {
+        Some(x) => format!("{:.3}", x[i]),
+        None => "baseline".into(),
+    };
+    [
+        r.name.clone(),
+        format!("{:.0}", r.ops_per_s),
+        format!("{:.0}", r.p50_us),
+        format!("{:.0}", r.p99_us),
+        if r.errors == 0 {
+            "0".into()
+        } else {
+            format!("{} ({:.2}%)", r.errors, 100.0 * error_rate(r.ok, r.errors))
+        },
+        ratio(0),
+        ratio(1),
+        ratio(2),
+    ]
+}
+
+fn text_table(rows: &[Row]) -> String {
+    let body: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for r in &body {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
+            let pad = w - c.chars().count();
+            if i == 0 {
+                let _ = write!(s, "{c}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(s, "  {}{c}", " ".repeat(pad));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(&HEADER.map(String::from));
+    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    out.push_str(&"-".repeat(total));
+    out.push('\n');
+    for r in &body {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn markdown_table(rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n", HEADER.join(" | "));
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        out.push_str(&format!("| {} |\n", cells(r).join(" | ")));
+    }
+    out
+}
+
+fn report_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("bench")
+}
+
+fn redis_version() -> String {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(String::from))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn start_target(
+    http_addr: SocketAddr,
+    redis_url: &str,
+    s: &Settings,
+) -> Result<Target, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(s.concurrency * 2)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let base = format!("http://{http_addr}/v1/kv/");
+    let urls = (0..s.keys)
+        .map(|i| {
+            let url = |level: Level| {
+                reqwest::Url::parse(&format!(
+                    "{base}bench:{i:05}?consistency={}",
+                    level.as_str()
+                ))
+            };
+            Ok::<_, String>([
+                url(Level::Quorum).map_err(|e| e.to_string())?,
+                url(Level::Linearizable).map_err(|e| e.to_string())?,
+            ])
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("url: {e}"))?;
+    // Distinct names: quorumd's own keys on the node are left alone.
+    let redis_keys = (0..s.keys).map(|i| format!("raw:{i:05}")).collect();
+    let redis = redis::Client::open(redis_url)
+        .map_err(|e| format!("redis client: {e}"))?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("redis connection: {e}"))?;
+    let value: Vec<u8> = (0..VALUE_BYTES).map(|i| b'a' + (i % 26) as u8).collect();
+    Ok(Target {
+        http,
+        urls,
+        redis,
+        redis_keys,
+        value: Bytes::from(value),
+    })
+}
+
+/// Runs the whole measurement against a started app. Returns the results; never leaves
+/// anything running (the caller shuts the app down).
+async fn measure(http_addr: SocketAddr, redis_url: &str, s: &Settings) -> Result<Results, String> {
+    let t = Arc::new(start_target(http_addr, redis_url, s).await?);
+    let started = Instant::now();
+    preload(&t, s.concurrency).await?;
+    println!(
+        "preloaded {} keys × {VALUE_BYTES} B through quorumd and into redis in {:.1} s",
+        s.keys,
+        started.elapsed().as_secs_f64()
+    );
+    if !s.warmup.is_zero() {
+        for (i, &wl) in Workload::ALL.iter().enumerate() {
+            let _ = run_workload(&t, wl, s.concurrency, s.warmup, 0xfeed + i as u64).await;
+        }
+        println!("warmed up ({:?} per workload, discarded)", s.warmup);
+    }
+    let mut results = Results {
+        samples: Workload::ALL.iter().map(|&w| (w, Vec::new())).collect(),
+    };
+    let duration = Duration::from_secs_f64(s.seconds);
+    for round in 0..s.rounds {
+        // Rotate the order each round so no workload always runs first or last.
+        let n = Workload::ALL.len();
+        for k in 0..n {
+            let wl = Workload::ALL[(k + round) % n];
+            let seed = ((round as u64) << 16) ^ (k as u64 + 1).wrapping_mul(0x5851_f42d);
+            let sample = run_workload(&t, wl, s.concurrency, duration, seed).await;
+            println!(
+                "round {}/{}  {:<30} {:>9.0} ops/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}",
+                round + 1,
+                s.rounds,
+                wl.name(),
+                sample.ops_per_s,
+                sample.p50_us,
+                sample.p99_us,
+                if sample.errors > 0 {
+                    format!("  ERRORS: {}", sample.errors)
+                } else {
+                    String::new()
+                }
+            );
+            if let Some(e) = &sample.first_error {
+                eprintln!("  first error in {}: {e}", wl.name());
+            }
+            if let Some((_, v)) = results.samples.iter_mut().find(|(w, _)| *w == wl) {
+                v.push(sample);
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("http_kv: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The cluster is started on the main thread, which outlives everything: the servers are
+    // also killed by the kernel (PDEATHSIG) if this process dies.
+    let cluster = match DevCluster::start(NODES) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("http_kv: cannot start the redis-server nodes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("http_kv: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let urls = cluster.urls();
+    let outcome = runtime.block_on(run(urls, &settings));
+    drop(runtime);
+    drop(cluster);
+    let mut failed = false;
+    let (report, fatal) = match outcome {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("http_kv: FAILED: {e}");
+            (None, true)
+        }
+    };
+    failed |= fatal;
+    let leftovers: Vec<u32> = pids
+        .into_iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    if cfg!(target_os = "linux") && !leftovers.is_empty() {
+        eprintln!("http_kv: FAILED: redis-server processes still running: {leftovers:?}");
+        failed = true;
+    }
+    if let Some(report) = report {
+        print!("{report}");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Starts the app, measures, shuts the app down. Returns the printed report and whether the
+/// run must fail.
+async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool), String> {
+    let mut config = Config {
+        nodes: nodes.clone(),
+        ..Config::default()
+    };
+    config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let validated = config
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let app = App::start(validated)
+        .await
+        .map_err(|e| format!("cannot start quorumd: {e}"))?;
+    let http_addr = app.http_addr();
+    println!(
+        "quorumd on http://{http_addr}, {NODES} redis-server {} nodes; baseline: {}",
+        redis_version(),
+        nodes[0]
+    );
+    println!(
+        "{} concurrent clients, {} s per workload per round, {} round(s), {} keys, {VALUE_BYTES}-byte values{}",
+        s.concurrency,
+        s.seconds,
+        s.rounds,
+        s.keys,
+        if s.full {
+            ""
+        } else {
+            " (smoke run: no --bench argument)"
+        }
+    );
+    let measured = measure(http_addr, &nodes[0], s).await;
+    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
+    let mut fatal = false;
+    match shutdown {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("http_kv: FAILED: shutdown: {e}");
+            fatal = true;
+        }
+        Err(_) => {
+            eprintln!("http_kv: FAILED: shutdown did not finish within 30 s");
+            fatal = true;
+        }
+    }
+    let results = measured?;
+    let rows = results.rows();
+
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians \
+         (throughput < 1 and latency > 1 mean quorumd is slower):\n",
+        s.rounds
+    );
+    report.push_str(&text_table(&rows));
+
+    let mut errors_note = String::new();
+    for r in &rows {
+        let rate = error_rate(r.ok, r.errors);
+        if r.errors > 0 || r.ok == 0 {
+            let _ = writeln!(
+                errors_note,
+                "!!! {}: {} errors out of {} operations ({:.2}%){}",
+                r.name,
+                r.errors,
+                r.ok + r.errors,
+                100.0 * rate,
+                if rate > MAX_ERROR_RATE {
+                    " — ABOVE THE 1% LIMIT, the run fails"
+                } else {
+                    ""
+                }
+            );
+        }
+        if rate > MAX_ERROR_RATE {
+            fatal = true;
+        }
+    }
+    if !errors_note.is_empty() {
+        let banner = "!!! THIS RUN HAD ERRORS: its figures are suspect.\n";
+        report.push('\n');
+        report.push_str(banner);
+        report.push_str(&errors_note);
+        eprint!("\n{banner}{errors_note}");
+    }
+
+    if s.full {
+        let md = format!(
+            "# http_kv benchmark\n\n\
+             quorumd over HTTP (3 local redis-server {} nodes, in-process service) against the same \
+             operations sent straight to one of those redis-servers with a multiplexed connection, \
+             in the same run.\n\n\
+             - {} concurrent clients, {} s per workload per round, {} rounds (interleaved, \
+             rotating order), {} keys, {VALUE_BYTES}-byte values, {} CPU(s)\n\
+             - figures are medians over rounds; ratios are quorumd ÷ redis of those medians\n\n\
+             {}{}",
+            redis_version(),
+            s.concurrency,
+            s.seconds,
+            s.rounds,
+            s.keys,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            markdown_table(&rows),
+            if errors_note.is_empty() {
+                String::new()
+            } else {
+                format!("\n**THIS RUN HAD ERRORS.**\n\n```\n{errors_note}```\n")
+            }
+        );
+        let dir = report_dir();
+        let path = dir.join("http_kv.md");
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, md)) {
+            Ok(()) => {
+                let _ = writeln!(report, "\nwritten to {}", path.display());
+            }
+            Err(e) => {
+                eprintln!("http_kv: FAILED: cannot write {}: {e}", path.display());
+                fatal = true;
+            }
+        }
+    }
+    Ok((Some(report), fatal))
+}
