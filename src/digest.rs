@@ -67,7 +67,7 @@ mod tests {
         for _ in 0..200_000 {
             let r = xorshift(&mut s);
             let new = xorshift(&mut s) & MASK;
-            let old = if !live.is_empty() && r % 3 != 0 {
+            let old = if !live.is_empty() && !r.is_multiple_of(3) {
                 let i = (r as usize / 3) % live.len();
                 std::mem::replace(&mut live[i], new)
             } else {

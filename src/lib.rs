@@ -6,7 +6,7 @@
 
 pub mod api;
 pub mod app;
-// pub mod checker; (pending)
+pub mod checker;
 pub mod config;
 pub mod devcluster;
 pub mod digest;

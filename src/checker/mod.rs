@@ -1,0 +1,3 @@
+//! History checkers used by the fault-injection tests. Pure: no I/O.
+
+pub mod register;
