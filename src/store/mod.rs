@@ -461,6 +461,7 @@ impl VersionedStore {
 pub(crate) fn describe_outcome(o: &WriteOutcome) -> String {
     match o {
         WriteOutcome::Applied => "applied".into(),
+        WriteOutcome::ValueRestored => "value restored".into(),
         WriteOutcome::Superseded(m) => format!("holds newer version {}", m.version),
         WriteOutcome::ConditionFailed(m) => {
             format!("precondition failed (holds version {})", m.version)

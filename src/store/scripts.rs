@@ -1,64 +1,93 @@
 //! The server-side Lua scripts and the per-node calls that run them.
 //!
-//! Every mutation is one script that writes the value, the key's metadata and the bucket
-//! digest atomically, and applies only if its version is newer than the stored one, so client
-//! writes, read repair and (later) anti-entropy share one rule and a repeated repair is
-//! harmless. Scripts run by EVALSHA; `redis::Script` reloads them on NOSCRIPT (e.g. after a
-//! node restart or SCRIPT FLUSH).
+//! Every mutation goes through one script, `APPLY`, that writes values, metadata and bucket
+//! digests atomically and applies an entry only if its version is newer than the stored one.
+//! Client writes (one entry), read repair and the anti-entropy sweep (batches of entries) share
+//! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
+//! Scripts run by EVALSHA; `redis::Script` reloads them on NOSCRIPT (after a node restart or a
+//! SCRIPT FLUSH). The `#!lua` shebang (Redis 7+) makes Redis refuse a writing script up front
+//! under OOM or on a read-only replica, instead of failing halfway through.
 
-use crate::meta::Meta;
+use crate::hlc::Version;
+use crate::meta::{EntryKind, Meta};
 use crate::pool::{Node, NodeError};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
-/// Writes a value or a tombstone under a version.
+/// Applies a batch of versioned entries.
 ///
-/// KEYS: value key, bucket metadata hash, digest hash.
-/// ARGV: bucket (digest field), encoded metadata, kind (`v`/`t`), value, absolute expiry in ms
-/// (0 = none), precondition (`''` none, `-` the key must have no metadata, otherwise the stored
-/// version must not be newer than it).
-/// Returns `{1, ''}` applied, `{0, stored}` a newer or equal version is stored, `{2, stored}`
-/// precondition failed.
-/// The `#!lua` shebang (Redis 7+) makes Redis reject the whole script up front on OOM or on a
-/// read-only replica, instead of failing halfway and leaving value and digest out of step.
-const WRITE_LUA: &str = r#"#!lua
-local meta = ARGV[2]
-local version = string.sub(meta, 1, 34)
-local new_hash = tonumber(string.match(meta, "|(%d+)$"))
-local cur = redis.call('HGET', KEYS[2], KEYS[1])
-local cur_hash = 0
-if cur then
-  local cur_version = string.sub(cur, 1, 34)
-  -- The same version again is a retry or a repair that already landed.
-  if cur_version == version then return {0, cur} end
-  -- A conditional write that finds anything newer than it expected has lost, even when what
-  -- it finds is older than itself: counting that as "superseded" would let two concurrent
-  -- compare-and-sets both reach a quorum.
-  if ARGV[6] == '-' or (ARGV[6] ~= '' and cur_version > ARGV[6]) then return {2, cur} end
-  if cur_version > version then return {0, cur} end
-  cur_hash = tonumber(string.match(cur, "|(%d+)$")) or 0
-end
-if ARGV[3] == 't' then
-  redis.call('DEL', KEYS[1])
-else
-  local expiry = tonumber(ARGV[5])
-  if expiry > 0 then
+/// KEYS: the digest hash, then per entry the value key and its bucket metadata hash.
+/// ARGV, six per entry: bucket (digest field), encoded metadata, mode (`s` SET the payload as a
+/// string, `r` RESTORE the payload as a DUMP, `t` tombstone), payload, absolute expiry in ms
+/// (0 = none), condition (`''` none, `-` the key must have no metadata, otherwise a version the
+/// stored one must not be newer than).
+/// Returns, per entry, a code and the stored metadata (or `''`): 1 applied; 0 the same or a
+/// newer version is stored; 2 the condition failed; 3 the same version was stored but its value
+/// had vanished, and was restored.
+const APPLY_LUA: &str = r#"#!lua
+local out = {}
+local now = nil
+local function clock()
+  if not now then
     local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    if expiry <= now then
-      redis.call('DEL', KEYS[1])
-    else
-      redis.call('SET', KEYS[1], ARGV[4], 'PXAT', ARGV[5])
-    end
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+local function store_value(key, mode, payload, expiry)
+  if mode == 't' or (expiry > 0 and expiry <= clock()) then
+    redis.call('DEL', key)
+  elseif mode == 'r' then
+    redis.call('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
+  elseif expiry > 0 then
+    redis.call('SET', key, payload, 'PXAT', expiry)
   else
-    redis.call('SET', KEYS[1], ARGV[4])
+    redis.call('SET', key, payload)
   end
 end
-redis.call('HSET', KEYS[2], KEYS[1], meta)
-local digest = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-digest = (digest - cur_hash + new_hash) % 281474976710656
-redis.call('HSET', KEYS[3], ARGV[1], string.format('%.0f', digest))
-return {1, ''}
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local key, mkey = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local a = 6 * i
+  local bucket, meta, mode, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local expiry, cond = tonumber(ARGV[a + 5]), ARGV[a + 6]
+  local version = string.sub(meta, 1, 34)
+  local cur = redis.call('HGET', mkey, key)
+  local code, cur_hash = 1, 0
+  if cur then
+    local cur_version = string.sub(cur, 1, 34)
+    if cur_version == version then
+      -- A retry, or a repair that already landed. A sweep may bring back a value that vanished
+      -- under its metadata (evicted, deleted behind quorumd's back).
+      code = 0
+      if mode == 'r' and redis.call('EXISTS', key) == 0 and (expiry == 0 or expiry > clock()) then
+        store_value(key, mode, payload, expiry)
+        code = 3
+      end
+    elseif cond == '-' or (cond ~= '' and cur_version > cond) then
+      -- A conditional write that finds anything newer than it expected has lost, even when
+      -- that is older than itself: else two concurrent compare-and-sets could both win.
+      code = 2
+    elseif cur_version > version then
+      code = 0
+    else
+      cur_hash = tonumber(string.match(cur, "|(%d+)$")) or 0
+    end
+  end
+  if code == 1 then
+    store_value(key, mode, payload, expiry)
+    redis.call('HSET', mkey, key, meta)
+    local new_hash = tonumber(string.match(meta, "|(%d+)$"))
+    local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
+    digest = (digest - cur_hash + new_hash) % 281474976710656
+    redis.call('HSET', KEYS[1], bucket, string.format('%.0f', digest))
+    out[#out + 1] = 1
+    out[#out + 1] = ''
+  else
+    out[#out + 1] = code
+    out[#out + 1] = cur
+  end
+end
+return out
 "#;
 
 /// Reads a key's metadata and string value together, atomically.
@@ -68,11 +97,62 @@ const READ_LUA: &str = r#"#!lua flags=no-writes
 return {redis.call('HGET', KEYS[2], KEYS[1]), redis.call('GET', KEYS[1])}
 "#;
 
-static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE_LUA));
+/// Reads metadata and a DUMP of the value for a batch of keys, of any Redis type.
+/// KEYS: per key the value key and its bucket metadata hash. Returns `{meta, dump}` per key,
+/// each `false` when absent.
+const DUMP_LUA: &str = r#"#!lua flags=no-writes
+local out = {}
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = redis.call('HGET', KEYS[i + 1], KEYS[i])
+  out[#out + 1] = redis.call('DUMP', KEYS[i])
+end
+return out
+"#;
+
+/// Removes metadata entries that are exactly as expected (purged tombstones, long-expired
+/// values), keeping the digest in step. KEYS: the digest hash, then per entry the value key and
+/// its bucket metadata hash. ARGV, two per entry: bucket, the expected encoded metadata.
+/// Returns how many entries were removed.
+const PURGE_LUA: &str = r#"#!lua
+local removed = 0
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local key, mkey = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local bucket, expected = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  if redis.call('HGET', mkey, key) == expected then
+    redis.call('HDEL', mkey, key)
+    if string.sub(expected, 36, 36) == 'v' then redis.call('DEL', key) end
+    local hash = tonumber(string.match(expected, "|(%d+)$"))
+    local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
+    digest = (digest - hash) % 281474976710656
+    redis.call('HSET', KEYS[1], bucket, string.format('%.0f', digest))
+    removed = removed + 1
+  end
+end
+return removed
+"#;
+
+/// Recomputes one bucket's digest from its metadata. KEYS: digest hash, bucket metadata hash.
+/// ARGV: bucket. Returns `{old digest, new digest}` as strings.
+const REBUILD_DIGEST_LUA: &str = r#"#!lua
+local entries = redis.call('HGETALL', KEYS[2])
+local sum = 0
+for i = 2, #entries, 2 do
+  sum = (sum + (tonumber(string.match(entries[i], "|(%d+)$")) or 0)) % 281474976710656
+end
+local old = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+local new = string.format('%.0f', sum)
+if old ~= new then redis.call('HSET', KEYS[1], ARGV[1], new) end
+return {old, new}
+"#;
+
+static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
+static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
+static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
+static REBUILD_DIGEST: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGEST_LUA));
 
 /// Where a key and its metadata live on every node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyLocation {
     pub key: Vec<u8>,
     pub meta_key: String,
@@ -87,7 +167,7 @@ pub enum NodeCondition {
     /// The key must have no metadata at all.
     Absent,
     /// The stored version must not be newer than this one.
-    NotNewerThan(crate::hlc::Version),
+    NotNewerThan(Version),
 }
 
 impl NodeCondition {
@@ -100,19 +180,46 @@ impl NodeCondition {
     }
 }
 
-/// A node's answer to a versioned write.
+/// How an entry's payload is to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// A string value (client writes).
+    String(&'a [u8]),
+    /// A `DUMP` of a value of any type (repairs).
+    Dump(&'a [u8]),
+    /// No value: the entry is a tombstone.
+    None,
+}
+
+/// One entry of an `APPLY` batch.
+#[derive(Debug, Clone)]
+pub struct ApplyEntry<'a> {
+    pub loc: &'a KeyLocation,
+    pub meta: &'a Meta,
+    pub payload: Payload<'a>,
+    pub cond: NodeCondition,
+}
+
+/// A node's answer for one applied entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
     Applied,
     /// The node already holds this version or a newer one.
     Superseded(Meta),
     ConditionFailed(Meta),
+    /// The node held this version but had lost the value; the value was put back.
+    ValueRestored,
 }
 
 impl WriteOutcome {
     /// The node now holds the written version or a newer one.
     pub fn holds_version(&self) -> bool {
-        matches!(self, WriteOutcome::Applied | WriteOutcome::Superseded(_))
+        !matches!(self, WriteOutcome::ConditionFailed(_))
+    }
+
+    /// The node's state changed.
+    pub fn changed(&self) -> bool {
+        matches!(self, WriteOutcome::Applied | WriteOutcome::ValueRestored)
     }
 }
 
@@ -123,22 +230,83 @@ pub struct NodeRead {
     pub value: Option<Vec<u8>>,
 }
 
+/// A node's metadata and `DUMP` of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDump {
+    pub meta: Option<Meta>,
+    pub dump: Option<Vec<u8>>,
+}
+
 fn protocol(msg: impl Into<String>) -> NodeError {
     NodeError::Protocol(msg.into())
 }
 
 fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
     match v {
-        Value::Nil => Ok(None),
-        Value::Int(0) | Value::Boolean(false) => Ok(None),
-        Value::BulkString(b) => Meta::parse(b)
-            .map(Some)
-            .map_err(|e| protocol(e.to_string())),
+        Value::Nil | Value::Int(0) | Value::Boolean(false) => Ok(None),
+        Value::BulkString(b) if b.is_empty() => Ok(None),
+        Value::BulkString(b) => Meta::parse(b).map(Some).map_err(|e| protocol(e.to_string())),
         other => Err(protocol(format!("metadata of unexpected type {other:?}"))),
     }
 }
 
-/// Runs the versioned write script on one node.
+fn parse_bytes(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
+    match v {
+        Some(Value::BulkString(b)) => Ok(Some(b.clone())),
+        Some(Value::Nil | Value::Int(0) | Value::Boolean(false)) | None => Ok(None),
+        Some(other) => Err(protocol(format!("value of unexpected type {other:?}"))),
+    }
+}
+
+fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
+    match reply {
+        Value::Array(items) => Ok(items),
+        other => Err(protocol(format!("{what} script returned {other:?}"))),
+    }
+}
+
+/// Runs `APPLY` for a batch of entries on one node; one outcome per entry, in order.
+pub async fn apply(node: &Node, digest_key: &str, entries: &[ApplyEntry<'_>]) -> Result<Vec<WriteOutcome>, NodeError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = APPLY.prepare_invoke();
+    inv.key(digest_key);
+    for e in entries {
+        let (mode, payload): (&str, &[u8]) = match (e.meta.kind, e.payload) {
+            (EntryKind::Tombstone, _) | (_, Payload::None) => ("t", b""),
+            (EntryKind::Value, Payload::String(p)) => ("s", p),
+            (EntryKind::Value, Payload::Dump(p)) => ("r", p),
+        };
+        inv.key(&e.loc.key[..]).key(&e.loc.meta_key);
+        inv.arg(e.loc.bucket)
+            .arg(e.meta.encode())
+            .arg(mode)
+            .arg(payload)
+            .arg(e.meta.expires_at_ms.unwrap_or(0))
+            .arg(e.cond.arg());
+    }
+    let reply: Value = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let items = array(reply, "apply")?;
+    if items.len() != entries.len() * 2 {
+        return Err(protocol(format!("apply script returned {} items for {} entries", items.len(), entries.len())));
+    }
+    items
+        .chunks(2)
+        .map(|pair| {
+            let stored = || parse_meta(&pair[1])?.ok_or_else(|| protocol("apply script omitted stored metadata"));
+            match &pair[0] {
+                Value::Int(1) => Ok(WriteOutcome::Applied),
+                Value::Int(0) => Ok(WriteOutcome::Superseded(stored()?)),
+                Value::Int(2) => Ok(WriteOutcome::ConditionFailed(stored()?)),
+                Value::Int(3) => Ok(WriteOutcome::ValueRestored),
+                other => Err(protocol(format!("apply script returned code {other:?}"))),
+            }
+        })
+        .collect()
+}
+
+/// Writes one string value or tombstone (a client write or a read repair).
 pub async fn write(
     node: &Node,
     loc: &KeyLocation,
@@ -146,67 +314,68 @@ pub async fn write(
     value: &[u8],
     cond: &NodeCondition,
 ) -> Result<WriteOutcome, NodeError> {
-    let mut inv = WRITE.prepare_invoke();
-    inv.key(&loc.key[..])
-        .key(&loc.meta_key)
-        .key(&loc.digest_key)
-        .arg(loc.bucket)
-        .arg(meta.encode())
-        .arg(meta.kind.code().to_string())
-        .arg(value)
-        .arg(meta.expires_at_ms.unwrap_or(0))
-        .arg(cond.arg());
-    let reply: Value = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let Value::Array(items) = reply else {
-        return Err(protocol(format!("write script returned {reply:?}")));
-    };
-    let code = match items.first() {
-        Some(Value::Int(c)) => *c,
-        other => return Err(protocol(format!("write script returned code {other:?}"))),
-    };
-    let stored = || -> Result<Meta, NodeError> {
-        items
-            .get(1)
-            .map(parse_meta)
-            .transpose()?
-            .flatten()
-            .ok_or_else(|| protocol("write script omitted stored metadata"))
-    };
-    match code {
-        1 => Ok(WriteOutcome::Applied),
-        0 => Ok(WriteOutcome::Superseded(stored()?)),
-        2 => Ok(WriteOutcome::ConditionFailed(stored()?)),
-        c => Err(protocol(format!("write script returned unknown code {c}"))),
-    }
+    let entry = ApplyEntry { loc, meta, payload: Payload::String(value), cond: cond.clone() };
+    let mut outcomes = apply(node, &loc.digest_key, std::slice::from_ref(&entry)).await?;
+    outcomes.pop().ok_or_else(|| protocol("apply script returned nothing"))
 }
 
-/// Reads metadata and value of a key from one node.
+/// Reads metadata and string value of a key from one node.
 pub async fn read(node: &Node, loc: &KeyLocation) -> Result<NodeRead, NodeError> {
     let mut inv = READ.prepare_invoke();
     inv.key(&loc.key[..]).key(&loc.meta_key);
-    let reply: Value = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let Value::Array(items) = reply else {
-        return Err(protocol(format!("read script returned {reply:?}")));
-    };
+    let reply: Value = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let items = array(reply, "read")?;
     let meta = items.first().map(parse_meta).transpose()?.flatten();
-    let value = match items.get(1) {
-        Some(Value::BulkString(b)) => Some(b.clone()),
-        Some(Value::Nil | Value::Int(0) | Value::Boolean(false)) | None => None,
-        Some(other) => return Err(protocol(format!("value of unexpected type {other:?}"))),
-    };
-    Ok(NodeRead { meta, value })
+    Ok(NodeRead { meta, value: parse_bytes(items.get(1))? })
 }
 
 /// Reads only the metadata of a key from one node (the first phase of a two-phase write).
 pub async fn read_meta(node: &Node, loc: &KeyLocation) -> Result<Option<Meta>, NodeError> {
     let mut cmd = redis::cmd("HGET");
     cmd.arg(&loc.meta_key).arg(&loc.key[..]);
-    let reply: Value = node
-        .run(|mut c| async move { cmd.query_async(&mut c).await })
-        .await?;
+    let reply: Value = node.run(|mut c| async move { cmd.query_async(&mut c).await }).await?;
     parse_meta(&reply)
+}
+
+/// Reads metadata and `DUMP` payloads of a batch of keys from one node.
+pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, NodeError> {
+    if locs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = DUMP.prepare_invoke();
+    for l in locs {
+        inv.key(&l.key[..]).key(&l.meta_key);
+    }
+    let reply: Value = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let items = array(reply, "dump")?;
+    if items.len() != locs.len() * 2 {
+        return Err(protocol(format!("dump script returned {} items for {} keys", items.len(), locs.len())));
+    }
+    items
+        .chunks(2)
+        .map(|pair| Ok(NodeDump { meta: parse_meta(&pair[0])?, dump: parse_bytes(Some(&pair[1]))? }))
+        .collect()
+}
+
+/// Removes metadata entries that still equal `expected`; returns how many were removed.
+pub async fn purge(node: &Node, digest_key: &str, entries: &[(&KeyLocation, &Meta)]) -> Result<u64, NodeError> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut inv = PURGE.prepare_invoke();
+    inv.key(digest_key);
+    for (loc, meta) in entries {
+        inv.key(&loc.key[..]).key(&loc.meta_key);
+        inv.arg(loc.bucket).arg(meta.encode());
+    }
+    node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await
+}
+
+/// Recomputes a bucket's digest from its metadata; returns (old, new).
+pub async fn rebuild_digest(node: &Node, digest_key: &str, meta_key: &str, bucket: u32) -> Result<(u64, u64), NodeError> {
+    let mut inv = REBUILD_DIGEST.prepare_invoke();
+    inv.key(digest_key).key(meta_key).arg(bucket);
+    let (old, new): (String, String) = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let parse = |s: &str| s.parse::<u64>().map_err(|_| protocol(format!("digest {s:?} is not a number")));
+    Ok((parse(&old)?, parse(&new)?))
 }
