@@ -47,7 +47,7 @@ impl App {
     /// ready for requests (port 0 in the configuration picks a free port).
     pub async fn start(validated: Validated) -> Result<App, AppError> {
         let cfg = &validated.config;
-        let pool = NodePool::start(&validated.nodes, &cfg.timeouts).await?;
+        let pool = NodePool::start(&validated.nodes, &cfg.timeouts, &cfg.key_prefix).await?;
         let writer = writer_id(&cfg.instance_id);
         let instance_id = if cfg.instance_id.is_empty() {
             format!("quorumd-{writer:016x}")

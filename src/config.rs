@@ -56,6 +56,8 @@ pub struct Config {
     pub resp: RespConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Anti-entropy: digest exchange, full sweep, repair throttling.
+    pub sync: SyncConfig,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             resp: RespConfig::default(),
             log: LogConfig::default(),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -204,6 +207,74 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
+        }
+    }
+}
+
+/// How the full sweep treats keys found on nodes without quorumd metadata (written directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdoptPolicy {
+    /// Among the nodes holding the key, the value held by most wins (ties broken by the
+    /// lowest node index); it is versioned and copied to every node.
+    Majority,
+    /// Change nothing; count and report.
+    ReportOnly,
+}
+
+/// Anti-entropy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Interval between digest exchanges in ms; 0 disables the background exchange (on-demand
+    /// sweeps still work). Default 5000.
+    pub exchange_interval_ms: u64,
+    /// Cron schedule of the full sweep (seconds field first, e.g. `0 0 3 * * *` = 03:00 UTC
+    /// daily); empty disables it. Default `0 0 3 * * *`.
+    pub full_sweep_cron: String,
+    /// Keys whose newest version is younger than this are treated as writes still landing:
+    /// not repaired in this pass, re-examined in the next. Default 3000.
+    pub in_flight_window_ms: u64,
+    /// Buckets whose metadata is read per round trip. Default 32.
+    pub bucket_batch: usize,
+    /// Keys per DUMP/APPLY script call. Default 500.
+    pub key_batch: usize,
+    /// Most keys repaired per second per node; 0 = unlimited. Default 200000.
+    pub max_repairs_per_sec: u64,
+    /// Most keys scanned per second per node by the full sweep; 0 = unlimited. Default 200000.
+    pub max_scan_keys_per_sec: u64,
+    /// SCAN COUNT hint of the full sweep. Default 1000.
+    pub scan_count: usize,
+    /// When a node's smoothed latency exceeds this many ms, the sweep slows down to give
+    /// client traffic priority. Default 20.
+    pub backoff_latency_ms: u64,
+    /// Tombstones (and expired values) older than this are purged once every node holds them.
+    /// Default 86400000 (one day).
+    pub tombstone_grace_ms: u64,
+    /// What the full sweep does with keys written straight to a node. Default `majority`.
+    pub adopt_policy: AdoptPolicy,
+    /// Glob patterns (Redis MATCH syntax) of keys the full sweep looks at; empty = all.
+    pub include: Vec<String>,
+    /// Glob patterns of keys the full sweep ignores. The reserved prefix is always ignored.
+    pub exclude: Vec<String>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            exchange_interval_ms: 5000,
+            full_sweep_cron: "0 0 3 * * *".into(),
+            in_flight_window_ms: 3000,
+            bucket_batch: 32,
+            key_batch: 500,
+            max_repairs_per_sec: 200_000,
+            max_scan_keys_per_sec: 200_000,
+            scan_count: 1000,
+            backoff_latency_ms: 20,
+            tombstone_grace_ms: 86_400_000,
+            adopt_policy: AdoptPolicy::Majority,
+            include: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 }
@@ -361,6 +432,21 @@ impl Config {
         }
         if self.http.max_body_bytes == 0 {
             return Err(invalid("http.max_body_bytes", "must be greater than 0"));
+        }
+        let sync = &self.sync;
+        for (field, v) in [
+            ("sync.bucket_batch", sync.bucket_batch),
+            ("sync.key_batch", sync.key_batch),
+            ("sync.scan_count", sync.scan_count),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if !sync.full_sweep_cron.trim().is_empty() {
+            // Parsed by the scheduler that will run it, so what passes here also runs there.
+            tokio_cron_scheduler::Job::new_async(sync.full_sweep_cron.as_str(), |_, _| Box::pin(async {}))
+                .map_err(|e| invalid("sync.full_sweep_cron", format!("{:?} is not a valid cron schedule (sec min hour day month weekday): {e}", sync.full_sweep_cron)))?;
         }
         if self.http.max_key_bytes == 0 {
             return Err(invalid("http.max_key_bytes", "must be greater than 0"));

@@ -45,12 +45,12 @@ impl<T> Gathered<T> {
 }
 
 /// Sends `op` to every node in `targets` concurrently. Returns once `required` answers satisfy
-/// `counts`, or once that has become impossible.
+/// `counts` (given the answering node), or once that has become impossible.
 pub async fn fan_out<T, F, Fut>(
     pool: &NodePool,
     targets: impl IntoIterator<Item = NodeId>,
     required: usize,
-    counts: impl Fn(&T) -> bool,
+    counts: impl Fn(NodeId, &T) -> bool,
     op: F,
 ) -> Gathered<T>
 where
@@ -75,7 +75,7 @@ where
     let mut decision = tracker.decision();
     while decision == Decision::Pending {
         let Some(reply) = rx.recv().await else { break };
-        let ok = reply.result.as_ref().is_ok_and(&counts);
+        let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
         decision = tracker.record(ok);
         replies.push(reply);
     }
@@ -128,14 +128,14 @@ impl QuorumError {
         operation: &'static str,
         pool: &NodePool,
         g: &Gathered<T>,
-        counts: impl Fn(&T) -> bool,
+        counts: impl Fn(NodeId, &T) -> bool,
         why_not_counted: impl Fn(&T) -> String,
     ) -> QuorumError {
         let mut succeeded = 0;
         let mut failures = Vec::new();
         for r in &g.replies {
             let reason = match &r.result {
-                Ok(v) if counts(v) => {
+                Ok(v) if counts(r.node, v) => {
                     succeeded += 1;
                     continue;
                 }

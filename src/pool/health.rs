@@ -39,7 +39,10 @@ const LATENCY_ALPHA: f64 = 0.2;
 
 #[derive(Debug, Clone)]
 pub struct HealthTracker {
-    health: Health,
+    /// Liveness as probes see it: up, suspect or down.
+    live: Health,
+    /// Sticky until the sweep clears it, across any liveness changes in between.
+    recovering: bool,
     since: Instant,
     failed_probes: u32,
     latency_ms: Option<f64>,
@@ -56,7 +59,8 @@ impl HealthTracker {
     /// A node starts down until its first probe answers.
     pub fn new() -> Self {
         HealthTracker {
-            health: Health::Down,
+            live: Health::Down,
+            recovering: false,
             since: Instant::now(),
             failed_probes: 0,
             latency_ms: None,
@@ -64,8 +68,14 @@ impl HealthTracker {
         }
     }
 
+    /// Down wins over recovering (the node is not there); otherwise a recovering node is
+    /// reported as such whether it is up or suspect.
     pub fn health(&self) -> Health {
-        self.health
+        match (self.live, self.recovering) {
+            (Health::Down, _) => Health::Down,
+            (_, true) => Health::Recovering,
+            (live, false) => live,
+        }
     }
     pub fn since(&self) -> Instant {
         self.since
@@ -77,14 +87,16 @@ impl HealthTracker {
         self.last_error.as_deref()
     }
 
-    fn transition(&mut self, to: Health) -> Option<(Health, Health)> {
-        if self.health == to {
+    /// Applies `change` and reports the visible transition, if any.
+    fn update(&mut self, change: impl FnOnce(&mut Self)) -> Option<(Health, Health)> {
+        let before = self.health();
+        change(self);
+        let after = self.health();
+        if before == after {
             return None;
         }
-        let from = self.health;
-        self.health = to;
         self.since = Instant::now();
-        Some((from, to))
+        Some((before, after))
     }
 
     pub fn record_latency(&mut self, rtt: Duration) {
@@ -99,33 +111,36 @@ impl HealthTracker {
     pub fn probe_succeeded(&mut self, rtt: Duration) -> Option<(Health, Health)> {
         self.record_latency(rtt);
         self.failed_probes = 0;
-        match self.health {
-            // Leaving `recovering` is the anti-entropy sweep's decision, not the prober's.
-            Health::Recovering => None,
-            _ => self.transition(Health::Up),
-        }
+        self.update(|t| t.live = Health::Up)
     }
 
     pub fn probe_failed(&mut self, error: String) -> Option<(Health, Health)> {
         self.last_error = Some(error);
         self.failed_probes += 1;
-        if self.failed_probes >= PROBES_UNTIL_DOWN || self.health == Health::Down {
-            self.transition(Health::Down)
-        } else {
-            self.transition(Health::Suspect)
-        }
+        let down = self.failed_probes >= PROBES_UNTIL_DOWN || self.live == Health::Down;
+        self.update(|t| t.live = if down { Health::Down } else { Health::Suspect })
     }
 
     pub fn request_failed(&mut self, error: String) -> Option<(Health, Health)> {
         self.last_error = Some(error);
-        match self.health {
-            Health::Up => self.transition(Health::Suspect),
-            _ => None,
-        }
+        self.update(|t| {
+            if t.live == Health::Up {
+                t.live = Health::Suspect;
+            }
+        })
     }
 
     pub fn mark_recovering(&mut self) -> Option<(Health, Health)> {
-        self.transition(Health::Recovering)
+        self.update(|t| t.recovering = true)
+    }
+
+    pub fn is_recovering(&self) -> bool {
+        self.recovering
+    }
+
+    /// Leaves `recovering` once the sweep has brought the node back in sync.
+    pub fn synced(&mut self) -> Option<(Health, Health)> {
+        self.update(|t| t.recovering = false)
     }
 }
 
@@ -180,9 +195,24 @@ mod tests {
     #[test]
     fn recovering_is_left_only_by_the_sweep() {
         let mut t = HealthTracker::new();
-        t.mark_recovering();
+        t.probe_succeeded(Duration::from_millis(1));
+        assert_eq!(t.mark_recovering(), Some((Health::Up, Health::Recovering)));
         assert_eq!(t.probe_succeeded(Duration::from_millis(1)), None);
         assert_eq!(t.health(), Health::Recovering);
+        assert_eq!(t.synced(), Some((Health::Recovering, Health::Up)));
+        assert_eq!(t.synced(), None);
+    }
+
+    #[test]
+    fn recovering_survives_going_down_and_coming_back() {
+        let mut t = HealthTracker::new();
+        t.probe_succeeded(Duration::from_millis(1));
+        t.mark_recovering();
+        for _ in 0..PROBES_UNTIL_DOWN {
+            t.probe_failed("gone".into());
+        }
+        assert_eq!(t.health(), Health::Down);
+        assert_eq!(t.probe_succeeded(Duration::from_millis(1)), Some((Health::Down, Health::Recovering)));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct NodeStatus {
     pub latency_ms: Option<f64>,
     pub last_error: Option<String>,
     pub run_id: Option<String>,
+    /// Whether the node holds the cluster sentinel key (absent after a data loss).
+    pub has_sentinel: Option<bool>,
     /// Seconds since the health state last changed.
     pub state_age_s: f64,
 }
@@ -70,13 +72,23 @@ pub struct Node {
     conn: RwLock<Option<MultiplexedConnection>>,
     health: Mutex<HealthTracker>,
     run_id: Mutex<Option<String>>,
+    /// `host:port/db`: names the node in hints stored on the other nodes.
+    pub identity: String,
+    /// Wall-clock ms when the node was marked recovering.
+    recovering_since_ms: Mutex<Option<u64>>,
+    shared: Arc<PoolShared>,
     /// Wakes the monitor early when a request saw the connection fail.
     wake: Notify,
     timeouts: TimeoutConfig,
 }
 
 impl Node {
-    fn new(id: NodeId, address: &NodeAddress, timeouts: &TimeoutConfig) -> Result<Node, PoolError> {
+    fn new(
+        id: NodeId,
+        address: &NodeAddress,
+        timeouts: &TimeoutConfig,
+        shared: Arc<PoolShared>,
+    ) -> Result<Node, PoolError> {
         let client =
             redis::Client::open(address.url.as_str()).map_err(|e| PoolError::InvalidNode {
                 node: address.display.clone(),
@@ -89,6 +101,9 @@ impl Node {
             conn: RwLock::new(None),
             health: Mutex::new(HealthTracker::new()),
             run_id: Mutex::new(None),
+            identity: address.identity.clone(),
+            recovering_since_ms: Mutex::new(None),
+            shared,
             wake: Notify::new(),
             timeouts: timeouts.clone(),
         })
@@ -115,6 +130,7 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            has_sentinel: self.shared.sentinels()[self.id],
             state_age_s: t.since().elapsed().as_secs_f64(),
         }
     }
@@ -213,41 +229,70 @@ impl Node {
         }
     }
 
-    /// PING plus the server's run id, with the node timeout.
-    async fn probe(
-        &self,
-        conn: MultiplexedConnection,
-    ) -> Result<(Duration, Option<String>), String> {
+    /// PING, the server's run id, and whether the cluster sentinel key is present.
+    async fn probe(&self, conn: MultiplexedConnection) -> Result<Probe, String> {
         let started = Instant::now();
         let mut c = conn;
+        let sentinel = self.shared.sentinel_key.clone();
         let fut = async move {
             let _: String = redis::cmd("PING").query_async(&mut c).await?;
             let rtt = started.elapsed();
             let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-            Ok::<_, RedisError>((rtt, parse_run_id(&info)))
+            let has_sentinel: bool = redis::cmd("EXISTS").arg(&sentinel).query_async(&mut c).await?;
+            Ok::<_, RedisError>(Probe { rtt, run_id: parse_run_id(&info), has_sentinel })
         };
         match tokio::time::timeout(self.timeouts.node(), fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&e).to_string()),
-            Err(_) => Err(format!(
-                "probe timed out after {} ms",
-                self.timeouts.node_ms
-            )),
+            Err(_) => Err(format!("probe timed out after {} ms", self.timeouts.node_ms)),
         }
     }
 
-    fn note_run_id(&self, run_id: Option<String>) {
-        let Some(new) = run_id else { return };
-        let mut current = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = current.as_deref().filter(|old| *old != new) {
-            events::NodeRestarted {
-                node: &self.display,
-                old_run_id: old,
-                new_run_id: &new,
+    /// A node that restarted (new run id), or that lacks the sentinel while another node has
+    /// it (wiped: restarted empty, FLUSHALL), may have lost acknowledged writes.
+    fn note_probe(&self, probe: &Probe) {
+        let restarted = {
+            let mut current = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
+            let old = current.replace(probe.run_id.clone().unwrap_or_default());
+            match old.filter(|o| !o.is_empty() && Some(o) != probe.run_id.as_ref()) {
+                Some(old) => {
+                    let new = probe.run_id.clone().unwrap_or_default();
+                    events::NodeRestarted { node: &self.display, old_run_id: &old, new_run_id: &new }.emit();
+                    true
+                }
+                None => false,
             }
-            .emit();
+        };
+        let wiped = !probe.has_sentinel && self.shared.sentinel_elsewhere(self.id);
+        self.shared.set_sentinel(self.id, probe.has_sentinel);
+        if restarted || wiped {
+            let reason = if wiped { "sentinel key missing: data lost" } else { "server restarted (run_id changed)" };
+            self.mark_recovering(reason);
         }
-        *current = Some(new);
+    }
+
+    fn mark_recovering(&self, reason: &str) {
+        let change = self.tracker().mark_recovering();
+        if let Some((from, to)) = change {
+            *self.recovering_since_ms.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::hlc::wall_clock_ms());
+            events::NodeHealthChanged { node: &self.display, from, to, reason }.emit();
+            self.shared.attention.notify_one();
+        }
+    }
+
+    /// When the node was marked recovering (wall-clock ms), if it is recovering.
+    pub fn recovering_since_ms(&self) -> Option<u64> {
+        (self.health() == Health::Recovering)
+            .then(|| *self.recovering_since_ms.lock().unwrap_or_else(|p| p.into_inner()))
+            .flatten()
+    }
+
+    /// The sweep brought a recovering node back in sync: it counts for reads again.
+    pub fn mark_synced(&self) {
+        let change = self.tracker().synced();
+        if let Some((from, to)) = change {
+            events::NodeHealthChanged { node: &self.display, from, to, reason: "back in sync" }.emit();
+        }
     }
 
     /// Connects, probes and reconnects until `shutdown` fires.
@@ -271,9 +316,14 @@ impl Node {
                 },
                 Some(conn) => {
                     match self.probe(conn).await {
-                        Ok((rtt, run_id)) => {
-                            self.note_run_id(run_id);
-                            self.apply_probe(Ok(rtt));
+                        Ok(probe) => {
+                            let was_down = self.health() == Health::Down;
+                            self.note_probe(&probe);
+                            self.apply_probe(Ok(probe.rtt));
+                            if was_down {
+                                // Back from down: hints for it wait on the other nodes.
+                                self.shared.attention.notify_one();
+                            }
                         }
                         Err(e) => {
                             self.apply_probe(Err(e));
@@ -296,10 +346,41 @@ impl Node {
     }
 }
 
+struct Probe {
+    rtt: Duration,
+    run_id: Option<String>,
+    has_sentinel: bool,
+}
+
+/// State the nodes of one pool share.
+struct PoolShared {
+    sentinel_key: String,
+    sentinels: Mutex<Vec<Option<bool>>>,
+    /// Signalled when a node needs the sweep's attention (recovering, or back from down).
+    attention: Arc<Notify>,
+}
+
+impl PoolShared {
+    fn sentinels(&self) -> std::sync::MutexGuard<'_, Vec<Option<bool>>> {
+        self.sentinels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn set_sentinel(&self, id: NodeId, has: bool) {
+        self.sentinels()[id] = Some(has);
+    }
+    fn sentinel_elsewhere(&self, id: NodeId) -> bool {
+        self.sentinels().iter().enumerate().any(|(i, s)| i != id && *s == Some(true))
+    }
+}
+
 fn parse_run_id(info: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .map(|s| s.trim().to_string())
+}
+
+/// Name of the sentinel key under the reserved prefix.
+pub fn sentinel_key(prefix: &str) -> String {
+    format!("{prefix}sentinel")
 }
 
 /// Sorts a Redis error into what it means for the quorum.
@@ -320,6 +401,7 @@ pub fn classify(e: &RedisError) -> NodeError {
 /// All configured nodes and their monitors.
 pub struct NodePool {
     nodes: Vec<Arc<Node>>,
+    shared: Arc<PoolShared>,
     shutdown: watch::Sender<bool>,
     monitors: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -330,11 +412,17 @@ impl NodePool {
     pub async fn start(
         addresses: &[NodeAddress],
         timeouts: &TimeoutConfig,
+        key_prefix: &str,
     ) -> Result<Arc<NodePool>, PoolError> {
+        let shared = Arc::new(PoolShared {
+            sentinel_key: sentinel_key(key_prefix),
+            sentinels: Mutex::new(vec![None; addresses.len()]),
+            attention: Arc::new(Notify::new()),
+        });
         let nodes: Vec<Arc<Node>> = addresses
             .iter()
             .enumerate()
-            .map(|(id, a)| Node::new(id, a, timeouts).map(Arc::new))
+            .map(|(id, a)| Node::new(id, a, timeouts, shared.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
         let first = nodes.iter().map(|n| async move {
             if let Ok(conn) = n.connect().await {
@@ -349,6 +437,7 @@ impl NodePool {
             .collect();
         let pool = Arc::new(NodePool {
             nodes,
+            shared,
             shutdown: tx,
             monitors: Mutex::new(monitors),
         });
@@ -369,6 +458,22 @@ impl NodePool {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Signalled when a node needs the sweep's attention: it turned recovering, or came back
+    /// from down (hints wait for it).
+    pub fn attention(&self) -> Arc<Notify> {
+        self.shared.attention.clone()
+    }
+
+    /// The key every in-sync node holds; a node without it (while others have it) lost data.
+    pub fn sentinel_key(&self) -> &str {
+        &self.shared.sentinel_key
+    }
+
+    /// Records that the sweep wrote the sentinel on `node`.
+    pub fn sentinel_written(&self, node: NodeId) {
+        self.shared.set_sentinel(node, true);
     }
 
     pub fn status(&self) -> Vec<NodeStatus> {

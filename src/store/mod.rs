@@ -145,6 +145,16 @@ impl VersionedStore {
         })
     }
 
+    /// A node that restarted may have lost data: its answers are read (and repaired) but do
+    /// not count toward a read quorum until the sweep has brought it back in sync.
+    fn counts_for_reads(&self, node: NodeId) -> bool {
+        self.pool.node(node).health() != crate::pool::Health::Recovering
+    }
+
+    pub fn clock(&self) -> &Hlc {
+        &self.clock
+    }
+
     fn all_nodes(&self) -> std::ops::Range<NodeId> {
         0..self.pool.len()
     }
@@ -182,7 +192,7 @@ impl VersionedStore {
             &self.pool,
             self.all_nodes(),
             required,
-            |_| true,
+            |n, _| self.counts_for_reads(n),
             move |node| {
                 let loc = read_loc.clone();
                 async move { scripts::read(&node, &loc).await }
@@ -194,8 +204,8 @@ impl VersionedStore {
                 "read",
                 &self.pool,
                 &gathered,
-                |_| true,
-                |_| String::new(),
+                |n, _| self.counts_for_reads(n),
+                |_| "recovering: restarted and not yet back in sync".into(),
             )
             .into());
         }
@@ -264,7 +274,7 @@ impl VersionedStore {
                 "read write-back",
                 &self.pool,
                 &outcome,
-                WriteOutcome::holds_version,
+                |_, o: &WriteOutcome| o.holds_version(),
                 describe_outcome,
             )
             .into())
@@ -291,7 +301,7 @@ impl VersionedStore {
             &self.pool,
             targets,
             required,
-            WriteOutcome::holds_version,
+            |_, o: &WriteOutcome| o.holds_version(),
             move |node| {
                 let shared = shared.clone();
                 async move {
@@ -390,7 +400,7 @@ impl VersionedStore {
             "write",
             &self.pool,
             &g,
-            WriteOutcome::holds_version,
+            |_, o: &WriteOutcome| o.holds_version(),
             describe_outcome,
         )
         .into())
@@ -413,7 +423,7 @@ impl VersionedStore {
             &self.pool,
             self.all_nodes(),
             required,
-            |_| true,
+            |n, _| self.counts_for_reads(n),
             move |node| {
                 let loc = read_loc.clone();
                 async move { scripts::read_meta(&node, &loc).await }
@@ -425,8 +435,8 @@ impl VersionedStore {
                 "version read",
                 &self.pool,
                 &g,
-                |_| true,
-                |_| String::new(),
+                |n, _| self.counts_for_reads(n),
+                |_| "recovering: restarted and not yet back in sync".into(),
             )
             .into());
         }
