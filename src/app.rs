@@ -7,6 +7,8 @@ use crate::events;
 use crate::hlc::Hlc;
 use crate::pool::{NodePool, PoolError};
 use crate::store::{StoreSettings, VersionedStore};
+use crate::sync::Sweeper;
+use crate::sync::schedule::Schedule;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,12 +27,16 @@ pub enum AppError {
     Pool(#[from] PoolError),
     #[error("http server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// A running service.
 pub struct App {
     http_addr: SocketAddr,
     store: Arc<VersionedStore>,
+    sweeper: Arc<Sweeper>,
+    schedule: Schedule,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -42,18 +48,19 @@ fn writer_id(instance_id: &str) -> u64 {
     stable | u64::from(rand::random::<u32>())
 }
 
-impl App {
-    /// Starts the service. The HTTP listener is bound before this returns, so `http_addr` is
-    /// ready for requests (port 0 in the configuration picks a free port).
-    pub async fn start(validated: Validated) -> Result<App, AppError> {
+/// The parts every mode of the binary needs (service, one-off sweep): the node pool, the
+/// versioned store over it and the sweeper.
+pub struct Core {
+    pub store: Arc<VersionedStore>,
+    pub sweeper: Arc<Sweeper>,
+    pub writer: u64,
+}
+
+impl Core {
+    pub async fn start(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
         let pool = NodePool::start(&validated.nodes, &cfg.timeouts, &cfg.key_prefix).await?;
         let writer = writer_id(&cfg.instance_id);
-        let instance_id = if cfg.instance_id.is_empty() {
-            format!("quorumd-{writer:016x}")
-        } else {
-            cfg.instance_id.clone()
-        };
         let store = Arc::new(VersionedStore::new(
             pool,
             Hlc::new(writer),
@@ -64,7 +71,33 @@ impl App {
                 request_timeout: cfg.timeouts.request(),
             },
         ));
+        let sweeper = Sweeper::new(store.clone(), cfg.sync.clone());
+        Ok(Core {
+            store,
+            sweeper,
+            writer,
+        })
+    }
+}
+
+impl App {
+    /// Starts the service. The HTTP listener is bound before this returns, so `http_addr` is
+    /// ready for requests (port 0 in the configuration picks a free port).
+    pub async fn start(validated: Validated) -> Result<App, AppError> {
+        let cfg = &validated.config;
+        let Core {
+            store,
+            sweeper,
+            writer,
+        } = Core::start(&validated).await?;
+        let instance_id = if cfg.instance_id.is_empty() {
+            format!("quorumd-{writer:016x}")
+        } else {
+            cfg.instance_id.clone()
+        };
+        let schedule = Schedule::start(sweeper.clone()).await?;
         let state = AppState {
+            sweeper: sweeper.clone(),
             store: store.clone(),
             http: cfg.http.clone(),
             default_consistency: cfg.quorum.default_consistency,
@@ -102,6 +135,8 @@ impl App {
         Ok(App {
             http_addr,
             store,
+            sweeper,
+            schedule,
             stop,
             server,
         })
@@ -115,6 +150,10 @@ impl App {
         &self.store
     }
 
+    pub fn sweeper(&self) -> &Arc<Sweeper> {
+        &self.sweeper
+    }
+
     /// Stops accepting, lets in-flight requests finish, then closes node connections.
     pub async fn shutdown(self) -> Result<(), AppError> {
         let started = Instant::now();
@@ -124,6 +163,7 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
+        self.schedule.stop().await;
         let served = self
             .server
             .await

@@ -445,8 +445,18 @@ impl Config {
         }
         if !sync.full_sweep_cron.trim().is_empty() {
             // Parsed by the scheduler that will run it, so what passes here also runs there.
-            tokio_cron_scheduler::Job::new_async(sync.full_sweep_cron.as_str(), |_, _| Box::pin(async {}))
-                .map_err(|e| invalid("sync.full_sweep_cron", format!("{:?} is not a valid cron schedule (sec min hour day month weekday): {e}", sync.full_sweep_cron)))?;
+            tokio_cron_scheduler::Job::new_async(sync.full_sweep_cron.as_str(), |_, _| {
+                Box::pin(async {})
+            })
+            .map_err(|e| {
+                invalid(
+                    "sync.full_sweep_cron",
+                    format!(
+                        "{:?} is not a valid cron schedule (sec min hour day month weekday): {e}",
+                        sync.full_sweep_cron
+                    ),
+                )
+            })?;
         }
         if self.http.max_key_bytes == 0 {
             return Err(invalid("http.max_key_bytes", "must be greater than 0"));

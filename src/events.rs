@@ -118,3 +118,109 @@ impl RequestFailed<'_> {
         );
     }
 }
+
+/// A write missed nodes; hints were left on the nodes that took it.
+pub struct HintsRecorded {
+    pub key_bytes: usize,
+    pub missed: usize,
+}
+
+impl HintsRecorded {
+    pub fn emit(self) {
+        tracing::debug!(
+            key_bytes = self.key_bytes,
+            missed = self.missed,
+            "hints recorded"
+        );
+    }
+}
+
+/// A sweep finished: one line with its summary.
+pub struct SweepFinished<'a> {
+    pub report: &'a crate::sync::SweepReport,
+}
+
+impl SweepFinished<'_> {
+    pub fn emit(self) {
+        let r = self.report;
+        let repaired = r.keys_repaired();
+        let fields = (
+            r.id,
+            r.mode.as_str(),
+            r.dry_run,
+            r.trigger,
+            r.elapsed_s,
+            r.buckets_mismatched,
+            r.keys_divergent,
+            repaired,
+            r.keys_deferred,
+            r.error_count,
+        );
+        if r.error_count > 0 || (r.dry_run && r.keys_divergent > 0) {
+            tracing::warn!(
+                id = fields.0,
+                mode = fields.1,
+                dry_run = fields.2,
+                trigger = fields.3,
+                elapsed_s = fields.4,
+                buckets_mismatched = fields.5,
+                keys_divergent = fields.6,
+                keys_repaired = fields.7,
+                keys_deferred = fields.8,
+                keys_scanned = r.keys_scanned(),
+                keys_unversioned = r.keys_unversioned,
+                keys_adopted = r.keys_adopted,
+                tombstones_purged = r.tombstones_purged,
+                hints_replayed = r.hints_replayed,
+                errors = fields.9,
+                first_error = r.errors.first().map(String::as_str).unwrap_or(""),
+                "sweep finished"
+            );
+        } else if r.keys_divergent > 0
+            || r.keys_unversioned > 0
+            || r.mode == crate::sync::SweepMode::Full
+        {
+            tracing::info!(
+                id = fields.0,
+                mode = fields.1,
+                dry_run = fields.2,
+                trigger = fields.3,
+                elapsed_s = fields.4,
+                buckets_mismatched = fields.5,
+                keys_divergent = fields.6,
+                keys_repaired = fields.7,
+                keys_deferred = fields.8,
+                keys_scanned = r.keys_scanned(),
+                keys_unversioned = r.keys_unversioned,
+                keys_adopted = r.keys_adopted,
+                tombstones_purged = r.tombstones_purged,
+                hints_replayed = r.hints_replayed,
+                "sweep finished"
+            );
+        } else {
+            // An exchange that found nothing runs every few seconds: not worth an info line.
+            tracing::debug!(
+                id = fields.0,
+                mode = fields.1,
+                elapsed_s = fields.4,
+                "sweep finished, replicas agree"
+            );
+        }
+    }
+}
+
+/// A node was slow, so the sweep slowed down for it.
+pub struct SweepBackedOff<'a> {
+    pub node: &'a str,
+    pub waited: std::time::Duration,
+}
+
+impl SweepBackedOff<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            node = self.node,
+            waited_ms = self.waited.as_millis() as u64,
+            "sweep backed off"
+        );
+    }
+}

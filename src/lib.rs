@@ -17,4 +17,5 @@ pub mod meta;
 pub mod pool;
 pub mod quorum;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

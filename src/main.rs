@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 use quorumd::app::App;
 use quorumd::config::{Config, LogConfig};
 use quorumd::devcluster::DevCluster;
+use quorumd::sync::SweepMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,12 +28,31 @@ enum Cmd {
         #[arg(long, default_value_t = 8379)]
         port: u16,
     },
+    /// Run one sweep now, print a divergence report, and exit non-zero if divergence remains
+    /// (2) or the sweep hit errors (1). Usable from cron and CI.
+    Sweep {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// SCAN every node (adopts unversioned keys, restores vanished values, rebuilds
+        /// digests, purges old tombstones) instead of the digest exchange.
+        #[arg(long)]
+        full: bool,
+        /// Report divergence only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and print it, secrets masked.
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
 }
+
+/// Exit code of `quorumd sweep` when divergence remains after it.
+const EXIT_DIVERGENCE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,7 +67,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -55,7 +75,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
+async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
     match cmd {
         Cmd::Run { config } => {
             let validated = Config::load(config.as_deref())?.validate()?;
@@ -71,8 +91,99 @@ async fn dispatch(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Cmd::Demo { port } => demo(port).await?,
+        Cmd::Sweep {
+            config,
+            full,
+            dry_run,
+            json,
+        } => {
+            let validated = Config::load(config.as_deref())?.validate()?;
+            quorumd::telemetry::init(&validated.config.log);
+            return sweep(validated, full, dry_run, json).await;
+        }
     }
-    Ok(())
+    Ok(0)
+}
+
+async fn sweep(
+    validated: quorumd::config::Validated,
+    full: bool,
+    dry_run: bool,
+    json: bool,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let core = quorumd::app::Core::start(&validated).await?;
+    let mode = if full {
+        SweepMode::Full
+    } else {
+        SweepMode::Exchange
+    };
+    let report = core.sweeper.run(mode, dry_run, "cli").await?;
+    // After repairing, a dry-run exchange says what is still different.
+    let left = if dry_run {
+        report.divergence_left()
+    } else {
+        core.sweeper
+            .run(SweepMode::Exchange, true, "cli")
+            .await?
+            .divergence_left()
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "report": report, "divergence_left": left })
+            )?
+        );
+    } else {
+        print_report(&report, &core, left);
+    }
+    core.store.pool().shutdown().await;
+    Ok(if report.error_count > 0 {
+        1
+    } else if left > 0 {
+        EXIT_DIVERGENCE
+    } else {
+        0
+    })
+}
+
+fn print_report(r: &quorumd::sync::SweepReport, core: &quorumd::app::Core, left: u64) {
+    let what = if r.dry_run {
+        "dry run, nothing changed"
+    } else {
+        "repairs applied"
+    };
+    println!(
+        "{} sweep #{} ({what}) in {:.2} s",
+        r.mode.as_str(),
+        r.id,
+        r.elapsed_s
+    );
+    println!(
+        "  buckets: {} compared, {} differing, {} repaired",
+        r.buckets_compared, r.buckets_mismatched, r.buckets_repaired
+    );
+    println!(
+        "  keys: {} divergent, {} deferred (writes landing), {} unversioned, {} adopted, {} values restored",
+        r.keys_divergent, r.keys_deferred, r.keys_unversioned, r.keys_adopted, r.values_restored
+    );
+    println!(
+        "  tombstones purged: {}, digests rebuilt: {}, hints replayed: {}",
+        r.tombstones_purged, r.digests_rebuilt, r.hints_replayed
+    );
+    for node in core.store.pool().nodes() {
+        println!(
+            "  {:<40} {:>10} scanned {:>10} repaired   {}",
+            node.display,
+            r.keys_scanned_per_node[node.id],
+            r.keys_repaired_per_node[node.id],
+            node.health()
+        );
+    }
+    for e in &r.errors {
+        println!("  error: {e}");
+    }
+    println!("divergence left: {left}");
 }
 
 async fn demo(port: u16) -> Result<(), Box<dyn std::error::Error>> {

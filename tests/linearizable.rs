@@ -148,8 +148,8 @@ async fn linearizable_level_is_linearizable_under_pauses() {
                     let key = keys[(rng.next() % keys.len() as u64) as usize];
                     // Half the clients mostly write, half only read, so reads keep flowing
                     // while writes are held back.
-                    let write =
-                        (c < 3 && !rng.next().is_multiple_of(5)).then_some(c as u64 * 1_000_000 + n + 1);
+                    let write = (c < 3 && !rng.next().is_multiple_of(5))
+                        .then_some(c as u64 * 1_000_000 + n + 1);
                     rec.run(&cx, c, key, write, "linearizable").await;
                 }
             })

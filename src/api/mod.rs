@@ -4,6 +4,7 @@
 pub mod error;
 mod kv;
 mod status;
+mod sweeps;
 
 use crate::config::HttpConfig;
 use crate::quorum::Consistency;
@@ -33,6 +34,7 @@ pub struct AppState {
     pub http: HttpConfig,
     pub default_consistency: Consistency,
     pub instance: Arc<InstanceInfo>,
+    pub sweeper: Arc<crate::sync::Sweeper>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,8 @@ pub fn router(state: AppState) -> Router {
             get(kv::get).put(kv::put).delete(kv::delete),
         )
         .route("/v1/status", get(status::status))
+        .route("/v1/sweeps", axum::routing::post(sweeps::start))
+        .route("/v1/sweeps/current", get(sweeps::current))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .fallback(|| async {

@@ -23,6 +23,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
             "default_consistency": state.default_consistency,
         },
         "nodes": state.store.pool().status(),
+        "sweeps": state.sweeper.status(),
     }))
 }
 

@@ -212,7 +212,10 @@ mod tests {
             t.probe_failed("gone".into());
         }
         assert_eq!(t.health(), Health::Down);
-        assert_eq!(t.probe_succeeded(Duration::from_millis(1)), Some((Health::Down, Health::Recovering)));
+        assert_eq!(
+            t.probe_succeeded(Duration::from_millis(1)),
+            Some((Health::Down, Health::Recovering))
+        );
     }
 
     #[test]

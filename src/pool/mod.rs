@@ -238,13 +238,23 @@ impl Node {
             let _: String = redis::cmd("PING").query_async(&mut c).await?;
             let rtt = started.elapsed();
             let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-            let has_sentinel: bool = redis::cmd("EXISTS").arg(&sentinel).query_async(&mut c).await?;
-            Ok::<_, RedisError>(Probe { rtt, run_id: parse_run_id(&info), has_sentinel })
+            let has_sentinel: bool = redis::cmd("EXISTS")
+                .arg(&sentinel)
+                .query_async(&mut c)
+                .await?;
+            Ok::<_, RedisError>(Probe {
+                rtt,
+                run_id: parse_run_id(&info),
+                has_sentinel,
+            })
         };
         match tokio::time::timeout(self.timeouts.node(), fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&e).to_string()),
-            Err(_) => Err(format!("probe timed out after {} ms", self.timeouts.node_ms)),
+            Err(_) => Err(format!(
+                "probe timed out after {} ms",
+                self.timeouts.node_ms
+            )),
         }
     }
 
@@ -257,7 +267,12 @@ impl Node {
             match old.filter(|o| !o.is_empty() && Some(o) != probe.run_id.as_ref()) {
                 Some(old) => {
                     let new = probe.run_id.clone().unwrap_or_default();
-                    events::NodeRestarted { node: &self.display, old_run_id: &old, new_run_id: &new }.emit();
+                    events::NodeRestarted {
+                        node: &self.display,
+                        old_run_id: &old,
+                        new_run_id: &new,
+                    }
+                    .emit();
                     true
                 }
                 None => false,
@@ -266,7 +281,11 @@ impl Node {
         let wiped = !probe.has_sentinel && self.shared.sentinel_elsewhere(self.id);
         self.shared.set_sentinel(self.id, probe.has_sentinel);
         if restarted || wiped {
-            let reason = if wiped { "sentinel key missing: data lost" } else { "server restarted (run_id changed)" };
+            let reason = if wiped {
+                "sentinel key missing: data lost"
+            } else {
+                "server restarted (run_id changed)"
+            };
             self.mark_recovering(reason);
         }
     }
@@ -274,8 +293,17 @@ impl Node {
     fn mark_recovering(&self, reason: &str) {
         let change = self.tracker().mark_recovering();
         if let Some((from, to)) = change {
-            *self.recovering_since_ms.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::hlc::wall_clock_ms());
-            events::NodeHealthChanged { node: &self.display, from, to, reason }.emit();
+            *self
+                .recovering_since_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(crate::hlc::wall_clock_ms());
+            events::NodeHealthChanged {
+                node: &self.display,
+                from,
+                to,
+                reason,
+            }
+            .emit();
             self.shared.attention.notify_one();
         }
     }
@@ -283,7 +311,12 @@ impl Node {
     /// When the node was marked recovering (wall-clock ms), if it is recovering.
     pub fn recovering_since_ms(&self) -> Option<u64> {
         (self.health() == Health::Recovering)
-            .then(|| *self.recovering_since_ms.lock().unwrap_or_else(|p| p.into_inner()))
+            .then(|| {
+                *self
+                    .recovering_since_ms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            })
             .flatten()
     }
 
@@ -291,7 +324,13 @@ impl Node {
     pub fn mark_synced(&self) {
         let change = self.tracker().synced();
         if let Some((from, to)) = change {
-            events::NodeHealthChanged { node: &self.display, from, to, reason: "back in sync" }.emit();
+            events::NodeHealthChanged {
+                node: &self.display,
+                from,
+                to,
+                reason: "back in sync",
+            }
+            .emit();
         }
     }
 
@@ -368,7 +407,10 @@ impl PoolShared {
         self.sentinels()[id] = Some(has);
     }
     fn sentinel_elsewhere(&self, id: NodeId) -> bool {
-        self.sentinels().iter().enumerate().any(|(i, s)| i != id && *s == Some(true))
+        self.sentinels()
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != id && *s == Some(true))
     }
 }
 
@@ -424,9 +466,20 @@ impl NodePool {
             .enumerate()
             .map(|(id, a)| Node::new(id, a, timeouts, shared.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
+        // Connect and probe once before returning, so the initial health is known.
         let first = nodes.iter().map(|n| async move {
-            if let Ok(conn) = n.connect().await {
-                n.set_connection(Some(conn));
+            match n.connect().await {
+                Ok(conn) => {
+                    n.set_connection(Some(conn.clone()));
+                    match n.probe(conn).await {
+                        Ok(probe) => {
+                            n.note_probe(&probe);
+                            n.apply_probe(Ok(probe.rtt));
+                        }
+                        Err(e) => n.apply_probe(Err(e)),
+                    }
+                }
+                Err(e) => n.apply_probe(Err(e)),
             }
         });
         futures::future::join_all(first).await;

@@ -1,8 +1,11 @@
 //! The versioned key-value store over the quorum: reads and writes at a consistency level,
 //! read repair, and compare-and-set on version.
 
+mod hints;
 mod repair;
 pub mod scripts;
+
+pub use hints::hint_key;
 
 use crate::digest;
 use crate::fanout::{Gathered, QuorumError, fan_out};
@@ -375,35 +378,39 @@ impl VersionedStore {
         let g = self
             .write_entry(&loc, &meta, value, cond, self.all_nodes(), required)
             .await;
-        if g.decision == Decision::Reached {
+        let outcome = if g.decision == Decision::Reached {
             let acknowledged_by = g
                 .successes()
                 .filter(|(_, o)| o.holds_version())
                 .map(|(n, _)| self.pool.node(n).display.clone())
                 .collect();
-            return Ok(WriteReceipt {
+            Ok(WriteReceipt {
                 version,
                 expires_at_ms,
                 acknowledged_by,
+            })
+        } else {
+            let rejected_by_condition = g.successes().filter_map(|(_, o)| match o {
+                WriteOutcome::ConditionFailed(m) => Some(m.version),
+                _ => None,
             });
-        }
-        let rejected_by_condition = g.successes().filter_map(|(_, o)| match o {
-            WriteOutcome::ConditionFailed(m) => Some(m.version),
-            _ => None,
-        });
-        if let Some(current) = rejected_by_condition.max() {
-            return Err(StoreError::PreconditionFailed {
-                current: Some(current),
-            });
-        }
-        Err(QuorumError::from_gathered(
-            "write",
-            &self.pool,
-            &g,
-            |_, o: &WriteOutcome| o.holds_version(),
-            describe_outcome,
-        )
-        .into())
+            match rejected_by_condition.max() {
+                Some(current) => Err(StoreError::PreconditionFailed {
+                    current: Some(current),
+                }),
+                None => Err(QuorumError::from_gathered(
+                    "write",
+                    &self.pool,
+                    &g,
+                    |_, o: &WriteOutcome| o.holds_version(),
+                    describe_outcome,
+                )
+                .into()),
+            }
+        };
+        // Also after a failed write: the nodes that took it should tell the others.
+        hints::spawn_hint_recording(self.pool.clone(), self.settings.key_prefix.clone(), loc, g);
+        outcome
     }
 
     /// First phase of a two-phase write: reads the newest version from a quorum, moves the clock

@@ -35,7 +35,7 @@ local function clock()
   return now
 end
 local function store_value(key, mode, payload, expiry)
-  if mode == 't' or (expiry > 0 and expiry <= clock()) then
+  if mode == 't' or (mode == 'r' and payload == '') or (expiry > 0 and expiry <= clock()) then
     redis.call('DEL', key)
   elseif mode == 'r' then
     redis.call('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
@@ -131,25 +131,33 @@ end
 return removed
 "#;
 
-/// Recomputes one bucket's digest from its metadata. KEYS: digest hash, bucket metadata hash.
-/// ARGV: bucket. Returns `{old digest, new digest}` as strings.
-const REBUILD_DIGEST_LUA: &str = r#"#!lua
-local entries = redis.call('HGETALL', KEYS[2])
-local sum = 0
-for i = 2, #entries, 2 do
-  sum = (sum + (tonumber(string.match(entries[i], "|(%d+)$")) or 0)) % 281474976710656
+/// Recomputes bucket digests from their metadata and fixes the ones that drifted.
+/// KEYS: digest hash, then the buckets' metadata hashes. ARGV: the buckets, in the same order.
+/// Returns the buckets whose stored digest was wrong.
+const REBUILD_DIGESTS_LUA: &str = r#"#!lua
+local fixed = {}
+for i = 2, #KEYS do
+  local entries = redis.call('HGETALL', KEYS[i])
+  local sum = 0
+  for j = 2, #entries, 2 do
+    sum = (sum + (tonumber(string.match(entries[j], "|(%d+)$")) or 0)) % 281474976710656
+  end
+  local bucket = ARGV[i - 1]
+  local old = redis.call('HGET', KEYS[1], bucket) or '0'
+  local new = string.format('%.0f', sum)
+  if old ~= new then
+    redis.call('HSET', KEYS[1], bucket, new)
+    fixed[#fixed + 1] = bucket
+  end
 end
-local old = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-local new = string.format('%.0f', sum)
-if old ~= new then redis.call('HSET', KEYS[1], ARGV[1], new) end
-return {old, new}
+return fixed
 "#;
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
-static REBUILD_DIGEST: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGEST_LUA));
+static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGESTS_LUA));
 
 /// Where a key and its metadata live on every node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -245,7 +253,9 @@ fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
     match v {
         Value::Nil | Value::Int(0) | Value::Boolean(false) => Ok(None),
         Value::BulkString(b) if b.is_empty() => Ok(None),
-        Value::BulkString(b) => Meta::parse(b).map(Some).map_err(|e| protocol(e.to_string())),
+        Value::BulkString(b) => Meta::parse(b)
+            .map(Some)
+            .map_err(|e| protocol(e.to_string())),
         other => Err(protocol(format!("metadata of unexpected type {other:?}"))),
     }
 }
@@ -266,7 +276,11 @@ fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
 }
 
 /// Runs `APPLY` for a batch of entries on one node; one outcome per entry, in order.
-pub async fn apply(node: &Node, digest_key: &str, entries: &[ApplyEntry<'_>]) -> Result<Vec<WriteOutcome>, NodeError> {
+pub async fn apply(
+    node: &Node,
+    digest_key: &str,
+    entries: &[ApplyEntry<'_>],
+) -> Result<Vec<WriteOutcome>, NodeError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -286,15 +300,24 @@ pub async fn apply(node: &Node, digest_key: &str, entries: &[ApplyEntry<'_>]) ->
             .arg(e.meta.expires_at_ms.unwrap_or(0))
             .arg(e.cond.arg());
     }
-    let reply: Value = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let reply: Value = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
     let items = array(reply, "apply")?;
     if items.len() != entries.len() * 2 {
-        return Err(protocol(format!("apply script returned {} items for {} entries", items.len(), entries.len())));
+        return Err(protocol(format!(
+            "apply script returned {} items for {} entries",
+            items.len(),
+            entries.len()
+        )));
     }
     items
         .chunks(2)
         .map(|pair| {
-            let stored = || parse_meta(&pair[1])?.ok_or_else(|| protocol("apply script omitted stored metadata"));
+            let stored = || {
+                parse_meta(&pair[1])?
+                    .ok_or_else(|| protocol("apply script omitted stored metadata"))
+            };
             match &pair[0] {
                 Value::Int(1) => Ok(WriteOutcome::Applied),
                 Value::Int(0) => Ok(WriteOutcome::Superseded(stored()?)),
@@ -314,26 +337,40 @@ pub async fn write(
     value: &[u8],
     cond: &NodeCondition,
 ) -> Result<WriteOutcome, NodeError> {
-    let entry = ApplyEntry { loc, meta, payload: Payload::String(value), cond: cond.clone() };
+    let entry = ApplyEntry {
+        loc,
+        meta,
+        payload: Payload::String(value),
+        cond: cond.clone(),
+    };
     let mut outcomes = apply(node, &loc.digest_key, std::slice::from_ref(&entry)).await?;
-    outcomes.pop().ok_or_else(|| protocol("apply script returned nothing"))
+    outcomes
+        .pop()
+        .ok_or_else(|| protocol("apply script returned nothing"))
 }
 
 /// Reads metadata and string value of a key from one node.
 pub async fn read(node: &Node, loc: &KeyLocation) -> Result<NodeRead, NodeError> {
     let mut inv = READ.prepare_invoke();
     inv.key(&loc.key[..]).key(&loc.meta_key);
-    let reply: Value = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let reply: Value = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
     let items = array(reply, "read")?;
     let meta = items.first().map(parse_meta).transpose()?.flatten();
-    Ok(NodeRead { meta, value: parse_bytes(items.get(1))? })
+    Ok(NodeRead {
+        meta,
+        value: parse_bytes(items.get(1))?,
+    })
 }
 
 /// Reads only the metadata of a key from one node (the first phase of a two-phase write).
 pub async fn read_meta(node: &Node, loc: &KeyLocation) -> Result<Option<Meta>, NodeError> {
     let mut cmd = redis::cmd("HGET");
     cmd.arg(&loc.meta_key).arg(&loc.key[..]);
-    let reply: Value = node.run(|mut c| async move { cmd.query_async(&mut c).await }).await?;
+    let reply: Value = node
+        .run(|mut c| async move { cmd.query_async(&mut c).await })
+        .await?;
     parse_meta(&reply)
 }
 
@@ -346,19 +383,34 @@ pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, N
     for l in locs {
         inv.key(&l.key[..]).key(&l.meta_key);
     }
-    let reply: Value = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    let reply: Value = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
     let items = array(reply, "dump")?;
     if items.len() != locs.len() * 2 {
-        return Err(protocol(format!("dump script returned {} items for {} keys", items.len(), locs.len())));
+        return Err(protocol(format!(
+            "dump script returned {} items for {} keys",
+            items.len(),
+            locs.len()
+        )));
     }
     items
         .chunks(2)
-        .map(|pair| Ok(NodeDump { meta: parse_meta(&pair[0])?, dump: parse_bytes(Some(&pair[1]))? }))
+        .map(|pair| {
+            Ok(NodeDump {
+                meta: parse_meta(&pair[0])?,
+                dump: parse_bytes(Some(&pair[1]))?,
+            })
+        })
         .collect()
 }
 
 /// Removes metadata entries that still equal `expected`; returns how many were removed.
-pub async fn purge(node: &Node, digest_key: &str, entries: &[(&KeyLocation, &Meta)]) -> Result<u64, NodeError> {
+pub async fn purge(
+    node: &Node,
+    digest_key: &str,
+    entries: &[(&KeyLocation, &Meta)],
+) -> Result<u64, NodeError> {
     if entries.is_empty() {
         return Ok(0);
     }
@@ -368,14 +420,24 @@ pub async fn purge(node: &Node, digest_key: &str, entries: &[(&KeyLocation, &Met
         inv.key(&loc.key[..]).key(&loc.meta_key);
         inv.arg(loc.bucket).arg(meta.encode());
     }
-    node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await
+    node.run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await
 }
 
-/// Recomputes a bucket's digest from its metadata; returns (old, new).
-pub async fn rebuild_digest(node: &Node, digest_key: &str, meta_key: &str, bucket: u32) -> Result<(u64, u64), NodeError> {
-    let mut inv = REBUILD_DIGEST.prepare_invoke();
-    inv.key(digest_key).key(meta_key).arg(bucket);
-    let (old, new): (String, String) = node.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-    let parse = |s: &str| s.parse::<u64>().map_err(|_| protocol(format!("digest {s:?} is not a number")));
-    Ok((parse(&old)?, parse(&new)?))
+/// Recomputes the digests of `buckets` from their metadata; returns the buckets that drifted.
+pub async fn rebuild_digests(
+    node: &Node,
+    prefix: &str,
+    buckets: &[u32],
+) -> Result<Vec<u32>, NodeError> {
+    let mut inv = REBUILD_DIGESTS.prepare_invoke();
+    inv.key(format!("{prefix}d"));
+    for b in buckets {
+        inv.key(format!("{prefix}m:{b}"));
+    }
+    for b in buckets {
+        inv.arg(*b);
+    }
+    node.run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await
 }

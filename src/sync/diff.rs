@@ -33,23 +33,39 @@ impl BucketMismatch {
 
 /// Buckets in which not all answering nodes agree. A bucket missing from a node's digest hash
 /// counts as 0 (empty).
-pub fn mismatched_buckets(digests: &[(NodeId, HashMap<u32, u64>)], buckets: u32) -> Vec<BucketMismatch> {
+pub fn mismatched_buckets(
+    digests: &[(NodeId, HashMap<u32, u64>)],
+    buckets: u32,
+) -> Vec<BucketMismatch> {
     let mut out = Vec::new();
     if digests.len() < 2 {
         return out;
     }
     for bucket in 0..buckets {
         let first = digests[0].1.get(&bucket).copied().unwrap_or(0);
-        if digests.iter().all(|(_, d)| d.get(&bucket).copied().unwrap_or(0) == first) {
+        if digests
+            .iter()
+            .all(|(_, d)| d.get(&bucket).copied().unwrap_or(0) == first)
+        {
             continue;
         }
         let mut by_digest: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
         for (node, d) in digests {
-            by_digest.entry(d.get(&bucket).copied().unwrap_or(0)).or_default().push(*node);
+            by_digest
+                .entry(d.get(&bucket).copied().unwrap_or(0))
+                .or_default()
+                .push(*node);
         }
-        let mut groups: Vec<DigestGroup> =
-            by_digest.into_iter().map(|(digest, members)| DigestGroup { digest, members }).collect();
-        groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then(a.digest.cmp(&b.digest)));
+        let mut groups: Vec<DigestGroup> = by_digest
+            .into_iter()
+            .map(|(digest, members)| DigestGroup { digest, members })
+            .collect();
+        groups.sort_by(|a, b| {
+            b.members
+                .len()
+                .cmp(&a.members.len())
+                .then(a.digest.cmp(&b.digest))
+        });
         out.push(BucketMismatch { bucket, groups });
     }
     out
@@ -89,7 +105,12 @@ pub fn diff_bucket(views: &[(&[NodeId], &BucketMetas)]) -> Vec<KeyDivergence> {
         if !stale.is_empty() {
             holders.sort_unstable();
             stale.sort_unstable();
-            out.push(KeyDivergence { key: key.to_vec(), winner: winner.clone(), holders, stale });
+            out.push(KeyDivergence {
+                key: key.to_vec(),
+                winner: winner.clone(),
+                holders,
+                stale,
+            });
         }
     }
     out
@@ -104,9 +125,16 @@ pub fn may_be_in_flight(winner: &Meta, now_ms: u64, window_ms: u64) -> bool {
 /// Entries every configured node holds identically and that have been dead for longer than the
 /// grace period: tombstones, and values whose TTL passed. They can be removed everywhere
 /// without any node bringing them back. `views` must cover all `total_nodes`.
-pub fn purgeable(views: &[(&[NodeId], &BucketMetas)], total_nodes: usize, now_ms: u64, grace_ms: u64) -> Vec<(Vec<u8>, Meta)> {
+pub fn purgeable(
+    views: &[(&[NodeId], &BucketMetas)],
+    total_nodes: usize,
+    now_ms: u64,
+    grace_ms: u64,
+) -> Vec<(Vec<u8>, Meta)> {
     let covered: usize = views.iter().map(|(m, _)| m.len()).sum();
-    let Some((_, first)) = views.first() else { return Vec::new() };
+    let Some((_, first)) = views.first() else {
+        return Vec::new();
+    };
     if covered != total_nodes {
         return Vec::new();
     }
@@ -128,30 +156,58 @@ mod tests {
     use crate::hlc::Version;
 
     fn meta(key: &[u8], ms: u64, kind: EntryKind) -> Meta {
-        Meta::new(key, Version { ms, counter: 0, writer: 1 }, kind, None)
+        Meta::new(
+            key,
+            Version {
+                ms,
+                counter: 0,
+                writer: 1,
+            },
+            kind,
+            None,
+        )
     }
 
     fn metas(entries: &[(&[u8], u64, EntryKind)]) -> BucketMetas {
-        entries.iter().map(|(k, ms, kind)| (k.to_vec(), meta(k, *ms, *kind))).collect()
+        entries
+            .iter()
+            .map(|(k, ms, kind)| (k.to_vec(), meta(k, *ms, *kind)))
+            .collect()
     }
 
     #[test]
     fn buckets_agreeing_everywhere_are_skipped_and_groups_ordered() {
         let d = |pairs: &[(u32, u64)]| pairs.iter().copied().collect::<HashMap<_, _>>();
-        let digests = vec![(0, d(&[(0, 5), (1, 7)])), (1, d(&[(0, 5), (1, 7)])), (2, d(&[(0, 5), (1, 9), (3, 1)]))];
+        let digests = vec![
+            (0, d(&[(0, 5), (1, 7)])),
+            (1, d(&[(0, 5), (1, 7)])),
+            (2, d(&[(0, 5), (1, 9), (3, 1)])),
+        ];
         let m = mismatched_buckets(&digests, 4);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].bucket, 1);
-        assert_eq!(m[0].groups[0], DigestGroup { digest: 7, members: vec![0, 1] });
+        assert_eq!(
+            m[0].groups[0],
+            DigestGroup {
+                digest: 7,
+                members: vec![0, 1]
+            }
+        );
         assert_eq!(m[0].readers(), vec![0, 2]);
         assert_eq!(m[1].bucket, 3, "a bucket absent on some nodes counts as 0");
         assert_eq!(m[1].groups[0].members, vec![0, 1]);
-        assert!(mismatched_buckets(&digests[..1], 4).is_empty(), "one node has nothing to compare with");
+        assert!(
+            mismatched_buckets(&digests[..1], 4).is_empty(),
+            "one node has nothing to compare with"
+        );
     }
 
     #[test]
     fn newest_version_wins_and_tombstones_count() {
-        let a = metas(&[(b"k1", 5, EntryKind::Value), (b"k2", 9, EntryKind::Tombstone)]);
+        let a = metas(&[
+            (b"k1", 5, EntryKind::Value),
+            (b"k2", 9, EntryKind::Tombstone),
+        ]);
         let b = metas(&[(b"k1", 6, EntryKind::Value), (b"k2", 3, EntryKind::Value)]);
         let c = metas(&[]);
         let views: Vec<(&[NodeId], &BucketMetas)> = vec![(&[0, 1], &a), (&[2], &b), (&[3], &c)];
@@ -159,9 +215,15 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].key, b"k1");
         assert_eq!(d[0].winner.version.ms, 6);
-        assert_eq!((d[0].holders.clone(), d[0].stale.clone()), (vec![2], vec![0, 1, 3]));
+        assert_eq!(
+            (d[0].holders.clone(), d[0].stale.clone()),
+            (vec![2], vec![0, 1, 3])
+        );
         assert_eq!(d[1].winner.kind, EntryKind::Tombstone);
-        assert_eq!((d[1].holders.clone(), d[1].stale.clone()), (vec![0, 1], vec![2, 3]));
+        assert_eq!(
+            (d[1].holders.clone(), d[1].stale.clone()),
+            (vec![0, 1], vec![2, 3])
+        );
     }
 
     #[test]
@@ -182,17 +244,30 @@ mod tests {
     fn only_old_dead_entries_held_by_every_node_are_purgeable() {
         let mut expired = meta(b"e", 10, EntryKind::Value);
         expired.expires_at_ms = Some(20);
-        let mut a = metas(&[(b"t", 10, EntryKind::Tombstone), (b"young", 900, EntryKind::Tombstone), (b"v", 10, EntryKind::Value)]);
+        let mut a = metas(&[
+            (b"t", 10, EntryKind::Tombstone),
+            (b"young", 900, EntryKind::Tombstone),
+            (b"v", 10, EntryKind::Value),
+        ]);
         a.insert(b"e".to_vec(), expired.clone());
         let mut b = a.clone();
         let all: Vec<(&[NodeId], &BucketMetas)> = vec![(&[0, 1], &a), (&[2], &b)];
         let mut p = purgeable(&all, 3, 1000, 500);
         p.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(p.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(), vec![&b"e"[..], b"t"]);
-        assert!(purgeable(&all, 4, 1000, 500).is_empty(), "a node that did not answer blocks purging");
+        assert_eq!(
+            p.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
+            vec![&b"e"[..], b"t"]
+        );
+        assert!(
+            purgeable(&all, 4, 1000, 500).is_empty(),
+            "a node that did not answer blocks purging"
+        );
         b.remove(&b"t".to_vec());
         let partial: Vec<(&[NodeId], &BucketMetas)> = vec![(&[0, 1], &a), (&[2], &b)];
         let p = purgeable(&partial, 3, 1000, 500);
-        assert!(p.iter().all(|(k, _)| k != b"t"), "a tombstone one node lacks is not purged");
+        assert!(
+            p.iter().all(|(k, _)| k != b"t"),
+            "a tombstone one node lacks is not purged"
+        );
     }
 }

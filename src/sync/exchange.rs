@@ -1,0 +1,262 @@
+//! The digest exchange: read every node's bucket digests (one HGETALL each), and only for the
+//! buckets that differ read the metadata, diff it key by key and repair the stale nodes.
+
+use super::Sweeper;
+use super::diff::{self, BucketMetas, BucketMismatch};
+use super::progress::{self, ProgressHandle};
+use super::reads;
+use super::repair::{self, Repair};
+use crate::hlc::wall_clock_ms;
+use crate::meta::Meta;
+use crate::pool::{Health, NodeId};
+use std::collections::HashMap;
+
+pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
+    let pool = sw.pool();
+    let settings = sw.store().settings();
+    let n = pool.len();
+    let buckets = settings.buckets;
+    let digest_key = format!("{}d", settings.key_prefix);
+    progress::lock(p).phase = "reading digests";
+
+    let reads = futures::future::join_all(pool.nodes().iter().map(|node| {
+        let digest_key = digest_key.clone();
+        async move { (node.id, reads::digests(node, &digest_key).await) }
+    }))
+    .await;
+    let mut answered: Vec<(NodeId, HashMap<u32, u64>)> = Vec::new();
+    // Nodes this pass covered completely; only those may leave `recovering`.
+    let mut covered = vec![false; n];
+    for (id, r) in reads {
+        match r {
+            Ok(d) => {
+                covered[id] = true;
+                answered.push((id, d));
+            }
+            Err(e) => progress::lock(p).error(format!("digests of {}: {e}", pool.node(id).display)),
+        }
+    }
+    let mismatches = diff::mismatched_buckets(&answered, buckets);
+    {
+        let mut r = progress::lock(p);
+        r.buckets_total = u64::from(buckets);
+        r.buckets_compared = if answered.len() >= 2 {
+            u64::from(buckets)
+        } else {
+            0
+        };
+        r.buckets_mismatched = mismatches.len() as u64;
+        r.phase = "comparing buckets";
+        r.tick(0, mismatches.len() as u64);
+    }
+    if answered.len() < 2 {
+        progress::lock(p).error("fewer than two nodes answered: nothing to compare");
+        return;
+    }
+
+    // (node, version) pairs a node still lacks after this pass.
+    let mut lacking: Vec<(NodeId, crate::hlc::Version)> = Vec::new();
+    let mut done = 0u64;
+    for chunk in mismatches.chunks(sw.cfg.bucket_batch) {
+        let (views, failed_readers) = read_chunk(sw, chunk, p).await;
+        for node in failed_readers {
+            covered[node] = false;
+        }
+        let now = wall_clock_ms();
+        let mut repairs = Vec::new();
+        let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
+        let mut buckets_with_repairs = 0u64;
+        for mm in chunk {
+            let Some(view) = bucket_view(mm, &views) else {
+                continue;
+            };
+            let divergent = diff::diff_bucket(&view);
+            let mut deferred = 0u64;
+            let before = repairs.len();
+            for d in &divergent {
+                if diff::may_be_in_flight(&d.winner, now, sw.cfg.in_flight_window_ms) {
+                    deferred += 1;
+                    lacking.extend(d.stale.iter().map(|&s| (s, d.winner.version)));
+                    continue;
+                }
+                let Ok(loc) = sw.store().locate(&d.key) else {
+                    continue;
+                };
+                repairs.push(Repair {
+                    loc,
+                    winner: d.winner.clone(),
+                    holders: d.holders.clone(),
+                    stale: d.stale.clone(),
+                });
+            }
+            if repairs.len() > before {
+                buckets_with_repairs += 1;
+            }
+            if answered.len() == n {
+                for (key, meta) in diff::purgeable(&view, n, now, sw.cfg.tombstone_grace_ms) {
+                    if let Ok(loc) = sw.store().locate(&key) {
+                        purges.push((loc, meta));
+                    }
+                }
+            }
+            let mut r = progress::lock(p);
+            r.keys_divergent += divergent.len() as u64;
+            r.keys_deferred += deferred;
+        }
+        if dry_run {
+            lacking.extend(
+                repairs
+                    .iter()
+                    .flat_map(|r| r.stale.iter().map(|&s| (s, r.winner.version))),
+            );
+        } else {
+            let failed = repair::execute(sw, repairs, p).await;
+            let ok = failed.is_empty();
+            lacking.extend(failed);
+            purge(sw, &purges, p).await;
+            if ok {
+                progress::lock(p).buckets_repaired += buckets_with_repairs;
+            }
+        }
+        done += chunk.len() as u64;
+        progress::lock(p).tick(done, mismatches.len() as u64);
+    }
+    if !dry_run {
+        finish_recovery(sw, &covered, &lacking, answered.len() == n, p).await;
+    }
+}
+
+/// Metadata read for one chunk of mismatched buckets: (node, bucket) → entries.
+type ChunkViews = HashMap<(NodeId, u32), BucketMetas>;
+
+/// Reads the mismatched buckets of a chunk from one representative per digest group.
+async fn read_chunk(
+    sw: &Sweeper,
+    chunk: &[BucketMismatch],
+    p: &ProgressHandle,
+) -> (ChunkViews, Vec<NodeId>) {
+    let prefix = &sw.store().settings().key_prefix;
+    let mut wanted: HashMap<NodeId, Vec<u32>> = HashMap::new();
+    for mm in chunk {
+        for reader in mm.readers() {
+            wanted.entry(reader).or_default().push(mm.bucket);
+        }
+    }
+    let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| async move {
+        let keys: Vec<String> = buckets.iter().map(|b| format!("{prefix}m:{b}")).collect();
+        (
+            node,
+            buckets,
+            reads::bucket_metas(sw.pool().node(node), &keys).await,
+        )
+    }))
+    .await;
+    let mut views = ChunkViews::new();
+    let mut failed = Vec::new();
+    for (node, buckets, r) in reads {
+        match r {
+            Ok((metas, bad)) => {
+                let mut pr = progress::lock(p);
+                for b in bad {
+                    pr.error(b);
+                }
+                for (b, m) in buckets.into_iter().zip(metas) {
+                    views.insert((node, b), m);
+                }
+            }
+            Err(e) => {
+                progress::lock(p).error(format!(
+                    "bucket metadata from {}: {e}",
+                    sw.pool().node(node).display
+                ));
+                failed.push(node);
+            }
+        }
+    }
+    (views, failed)
+}
+
+/// The diff input for one bucket, if every group's representative was read.
+fn bucket_view<'a>(
+    mm: &'a BucketMismatch,
+    views: &'a ChunkViews,
+) -> Option<Vec<(&'a [NodeId], &'a BucketMetas)>> {
+    mm.groups
+        .iter()
+        .map(|g| {
+            views
+                .get(&(g.members[0], mm.bucket))
+                .map(|m| (g.members.as_slice(), m))
+        })
+        .collect()
+}
+
+pub(super) async fn purge(
+    sw: &Sweeper,
+    purges: &[(crate::store::scripts::KeyLocation, Meta)],
+    p: &ProgressHandle,
+) {
+    if purges.is_empty() {
+        return;
+    }
+    let digest_key = format!("{}d", sw.store().settings().key_prefix);
+    let entries: Vec<_> = purges.iter().map(|(l, m)| (l, m)).collect();
+    let results = futures::future::join_all(sw.pool().nodes().iter().map(|node| {
+        let (digest_key, entries) = (&digest_key, &entries);
+        async move {
+            let mut removed = 0;
+            for chunk in entries.chunks(sw.cfg.key_batch) {
+                removed += crate::store::scripts::purge(node, digest_key, chunk).await?;
+            }
+            Ok::<u64, crate::pool::NodeError>(removed)
+        }
+    }))
+    .await;
+    let mut r = progress::lock(p);
+    let mut purged = 0;
+    for (node, res) in sw.pool().nodes().iter().zip(results) {
+        match res {
+            // Each node removes the same entries; count them once.
+            Ok(removed) => purged = purged.max(removed),
+            Err(e) => r.error(format!("purge on {}: {e}", node.display)),
+        }
+    }
+    r.tombstones_purged += purged;
+}
+
+/// After a pass: a recovering node that the pass covered, and that lacks nothing written
+/// before it was marked recovering, is back in sync. Writes after that reached it directly.
+/// Nodes found in sync also get the sentinel key that tells a later wipe apart.
+async fn finish_recovery(
+    sw: &Sweeper,
+    covered: &[bool],
+    lacking: &[(NodeId, crate::hlc::Version)],
+    all_answered: bool,
+    p: &ProgressHandle,
+) {
+    let pool = sw.pool();
+    for node in pool.nodes() {
+        if !covered[node.id] {
+            continue;
+        }
+        let recovering_since = node.recovering_since_ms();
+        let in_sync = match recovering_since {
+            Some(since) => !lacking.iter().any(|(n, v)| *n == node.id && v.ms <= since),
+            None => all_answered && !lacking.iter().any(|(n, _)| *n == node.id),
+        };
+        let needs_sentinel = pool.status()[node.id].has_sentinel != Some(true);
+        if !in_sync || !(needs_sentinel || recovering_since.is_some()) {
+            continue;
+        }
+        if node.health() == Health::Down {
+            continue;
+        }
+        match reads::set_sentinel(node, pool.sentinel_key()).await {
+            Ok(()) => {
+                pool.sentinel_written(node.id);
+                node.mark_synced();
+            }
+            Err(e) => progress::lock(p).error(format!("sentinel on {}: {e}", node.display)),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Per-node reads the sweep needs, each one round trip (pipelined where it covers many keys).
+
+use super::diff::BucketMetas;
+use crate::meta::Meta;
+use crate::pool::{Node, NodeError};
+use crate::store::scripts::KeyLocation;
+use std::collections::HashMap;
+
+/// All bucket digests of a node (one HGETALL). Missing buckets are empty (0).
+pub async fn digests(node: &Node, digest_key: &str) -> Result<HashMap<u32, u64>, NodeError> {
+    let mut cmd = redis::cmd("HGETALL");
+    cmd.arg(digest_key);
+    node.run(|mut c| async move { cmd.query_async(&mut c).await })
+        .await
+}
+
+/// The metadata of several buckets (HGETALL each, pipelined). Entries that do not parse are
+/// returned as errors beside the good ones, so one corrupt entry does not hide a bucket.
+pub async fn bucket_metas(
+    node: &Node,
+    meta_keys: &[String],
+) -> Result<(Vec<BucketMetas>, Vec<String>), NodeError> {
+    let mut pipe = redis::pipe();
+    for k in meta_keys {
+        pipe.cmd("HGETALL").arg(k);
+    }
+    let raw: Vec<Vec<(Vec<u8>, Vec<u8>)>> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    let mut bad = Vec::new();
+    let parsed = raw
+        .into_iter()
+        .zip(meta_keys)
+        .map(|(entries, meta_key)| {
+            entries
+                .into_iter()
+                .filter_map(|(key, raw_meta)| match Meta::parse(&raw_meta) {
+                    Ok(m) => Some((key, m)),
+                    Err(e) => {
+                        bad.push(format!("{}: {meta_key}: {e}", node.display));
+                        None
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok((parsed, bad))
+}
+
+/// The metadata of individual keys (HGET each, pipelined).
+pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<Meta>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for l in locs {
+        pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+    }
+    let raw: Vec<Option<Vec<u8>>> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    raw.into_iter()
+        .map(|r| {
+            r.map(|b| Meta::parse(&b).map_err(|e| NodeError::Protocol(e.to_string())))
+                .transpose()
+        })
+        .collect()
+}
+
+/// Writes the sentinel key that marks a node as holding the cluster's data.
+pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(crate::hlc::wall_clock_ms());
+    node.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
+        .await
+}
+
+/// Per key: its metadata and whether the value key exists (HGET + EXISTS, pipelined).
+pub async fn key_states(
+    node: &Node,
+    locs: &[KeyLocation],
+) -> Result<Vec<(Option<Meta>, bool)>, NodeError> {
+    let mut pipe = redis::pipe();
+    for l in locs {
+        pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+        pipe.cmd("EXISTS").arg(&l.key[..]);
+    }
+    let raw: Vec<redis::Value> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    raw.chunks(2)
+        .map(|pair| {
+            let meta = match &pair[0] {
+                redis::Value::BulkString(b) => {
+                    Some(Meta::parse(b).map_err(|e| NodeError::Protocol(e.to_string()))?)
+                }
+                _ => None,
+            };
+            Ok((meta, matches!(pair.get(1), Some(redis::Value::Int(1)))))
+        })
+        .collect()
+}
+
+/// Absolute expiries of keys in ms, `None` for no TTL (PEXPIRETIME, pipelined).
+pub async fn expiries_ms(node: &Node, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for k in keys {
+        pipe.cmd("PEXPIRETIME").arg(*k);
+    }
+    let at: Vec<i64> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    Ok(at
+        .into_iter()
+        .map(|a| (a > 0).then_some(a as u64))
+        .collect())
+}
+
+/// One SCAN step: the next cursor and the keys it returned.
+pub async fn scan(
+    node: &Node,
+    cursor: u64,
+    count: usize,
+) -> Result<(u64, Vec<Vec<u8>>), NodeError> {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor).arg("COUNT").arg(count);
+    node.run(|mut c| async move { cmd.query_async(&mut c).await })
+        .await
+}
