@@ -262,7 +262,7 @@ mod tests {
             purgeable(&all, 4, 1000, 500).is_empty(),
             "a node that did not answer blocks purging"
         );
-        b.remove(&b"t".to_vec());
+        b.remove(b"t".as_slice());
         let partial: Vec<(&[NodeId], &BucketMetas)> = vec![(&[0, 1], &a), (&[2], &b)];
         let p = purgeable(&partial, 3, 1000, 500);
         assert!(

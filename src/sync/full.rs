@@ -133,7 +133,7 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
             .map(|n| async move { (n.id, reads::key_states(n, locs).await) }),
     )
     .await;
-    let mut answered: Vec<(NodeId, Vec<(Option<Meta>, bool)>)> = Vec::new();
+    let mut answered: Vec<(NodeId, Vec<reads::KeyState>)> = Vec::new();
     for (id, r) in states {
         match r {
             Ok(s) => answered.push((id, s)),

@@ -32,13 +32,12 @@ pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
                         continue;
                     }
                 }
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == key[k] {
-                        p += 2;
-                        k += 1;
-                        continue;
-                    }
+                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == key[k] => {
+                    p += 2;
+                    k += 1;
+                    continue;
                 }
+                b'\\' if p + 1 < pattern.len() => {}
                 c if c == key[k] => {
                     p += 1;
                     k += 1;

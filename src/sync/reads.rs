@@ -72,11 +72,11 @@ pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
         .await
 }
 
+/// A key's metadata on a node, and whether its value exists there.
+pub type KeyState = (Option<Meta>, bool);
+
 /// Per key: its metadata and whether the value key exists (HGET + EXISTS, pipelined).
-pub async fn key_states(
-    node: &Node,
-    locs: &[KeyLocation],
-) -> Result<Vec<(Option<Meta>, bool)>, NodeError> {
+pub async fn key_states(node: &Node, locs: &[KeyLocation]) -> Result<Vec<KeyState>, NodeError> {
     let mut pipe = redis::pipe();
     for l in locs {
         pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);

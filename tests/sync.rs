@@ -1,0 +1,734 @@
+//! Anti-entropy against real redis-server processes: wiped and restarted-empty nodes heal,
+//! direct writes are adopted (or only reported), hints bring back a node that missed writes,
+//! sweeps racing client writes never lower a version, and nodes answering errors are reported
+//! without losing anything.
+
+mod common;
+
+use common::{TestCluster, wait_until};
+use quorumd::config::AdoptPolicy;
+use quorumd::meta::Meta;
+use quorumd::sync::SweepMode;
+use reqwest::StatusCode;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Background sweeps off: each test runs the sweeps it needs (recovery-triggered exchanges
+/// still run, as in production).
+fn manual_sweeps(c: &mut quorumd::config::Config) {
+    c.sync.exchange_interval_ms = 0;
+    c.sync.full_sweep_cron = String::new();
+    c.sync.in_flight_window_ms = 500;
+}
+
+/// Writes `n` keys of every Redis type straight to every node (identical content), a tenth of
+/// them with a TTL. Returns the key names.
+async fn populate_mixed(tc: &TestCluster, n: usize) -> Vec<String> {
+    let expire_at = quorumd::hlc::wall_clock_ms() + 3_600_000;
+    let keys: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{}:{i}",
+                ["str", "hash", "list", "set", "zset", "stream"][i % 6]
+            )
+        })
+        .collect();
+    for node in 0..tc.cluster.nodes.len() {
+        let mut c = tc.direct(node).await;
+        for chunk in keys.chunks(2000) {
+            let mut pipe = redis::pipe();
+            for k in chunk {
+                let i: usize = k.rsplit(':').next().unwrap().parse().unwrap();
+                match &k[..k.find(':').unwrap()] {
+                    "str" => pipe.cmd("SET").arg(k).arg(format!("value-{i}")).ignore(),
+                    "hash" => pipe
+                        .cmd("HSET")
+                        .arg(k)
+                        .arg("a")
+                        .arg(i)
+                        .arg("b")
+                        .arg("x")
+                        .ignore(),
+                    "list" => pipe
+                        .cmd("RPUSH")
+                        .arg(k)
+                        .arg(i)
+                        .arg("two")
+                        .arg("three")
+                        .ignore(),
+                    "set" => pipe.cmd("SADD").arg(k).arg(i).arg("m").ignore(),
+                    "zset" => pipe
+                        .cmd("ZADD")
+                        .arg(k)
+                        .arg(1.5)
+                        .arg(i)
+                        .arg(2)
+                        .arg("z")
+                        .ignore(),
+                    _ => pipe.cmd("XADD").arg(k).arg("1-1").arg("f").arg(i).ignore(),
+                };
+                if i.is_multiple_of(10) {
+                    pipe.cmd("PEXPIREAT").arg(k).arg(expire_at).ignore();
+                }
+            }
+            let _: () = pipe.query_async(&mut c).await.unwrap();
+        }
+    }
+    keys
+}
+
+/// Type, content and absolute expiry of every key, as one node holds them. Content is read
+/// per type and normalised (sets and hashes sorted): a DUMP payload is not canonical, since a
+/// restored set may iterate its members in another order.
+async fn snapshot(
+    tc: &TestCluster,
+    node: usize,
+    keys: &[String],
+) -> Vec<(String, Option<Vec<u8>>, i64)> {
+    let mut c = tc.direct(node).await;
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(2000) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("TYPE").arg(k).cmd("PEXPIRETIME").arg(k);
+        }
+        let meta: Vec<redis::Value> = pipe.query_async(&mut c).await.unwrap();
+        let types: Vec<String> = meta
+            .chunks(2)
+            .map(|t| redis::from_redis_value(t[0].clone()).unwrap())
+            .collect();
+        let mut pipe = redis::pipe();
+        for (k, ty) in chunk.iter().zip(&types) {
+            match ty.as_str() {
+                "string" => pipe.cmd("GET").arg(k),
+                "hash" => pipe.cmd("HGETALL").arg(k),
+                "list" => pipe.cmd("LRANGE").arg(k).arg(0).arg(-1),
+                "set" => pipe.cmd("SMEMBERS").arg(k),
+                "zset" => pipe.cmd("ZRANGE").arg(k).arg(0).arg(-1).arg("WITHSCORES"),
+                "stream" => pipe.cmd("XRANGE").arg(k).arg("-").arg("+"),
+                _ => pipe.cmd("EXISTS").arg(k),
+            };
+        }
+        let contents: Vec<redis::Value> = pipe.query_async(&mut c).await.unwrap();
+        for ((ty, m), content) in types.into_iter().zip(meta.chunks(2)).zip(contents) {
+            let exp: i64 = redis::from_redis_value(m[1].clone()).unwrap();
+            let mut text = format!("{content:?}");
+            if ty == "set" || ty == "hash" {
+                let mut parts: Vec<String> = match &content {
+                    redis::Value::Array(items) | redis::Value::Set(items) => {
+                        items.iter().map(|v| format!("{v:?}")).collect()
+                    }
+                    redis::Value::Map(pairs) => {
+                        pairs.iter().map(|(a, b)| format!("{a:?}={b:?}")).collect()
+                    }
+                    other => vec![format!("{other:?}")],
+                };
+                if ty == "hash" && matches!(content, redis::Value::Array(_)) {
+                    parts = parts.chunks(2).map(|p| p.join("=")).collect();
+                }
+                parts.sort();
+                text = parts.join(",");
+            }
+            let present = ty != "none";
+            out.push((ty, present.then(|| text.into_bytes()), exp));
+        }
+    }
+    out
+}
+
+async fn assert_identical(tc: &TestCluster, keys: &[String]) {
+    let reference = snapshot(tc, 0, keys).await;
+    assert!(
+        reference
+            .iter()
+            .all(|(ty, d, _)| ty != "none" && d.is_some()),
+        "node 0 holds every key"
+    );
+    for node in 1..tc.cluster.nodes.len() {
+        let other = snapshot(tc, node, keys).await;
+        for (i, (a, b)) in reference.iter().zip(&other).enumerate() {
+            assert_eq!(
+                a, b,
+                "key {} differs between node 0 and node {node}",
+                keys[i]
+            );
+        }
+    }
+}
+
+/// Adopts the directly written keys (versions them) and lets an exchange mark every node in
+/// sync (sentinel written).
+async fn version_everything(tc: &TestCluster, keys: usize) {
+    let sweeper = tc.app().sweeper();
+    let full = sweeper.run(SweepMode::Full, false, "test").await.unwrap();
+    assert_eq!(full.keys_adopted as usize, keys, "{full:?}");
+    assert_eq!(full.error_count, 0, "{:?}", full.errors);
+    let ex = sweeper
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        ex.buckets_mismatched, 0,
+        "adoption leaves all digests equal: {ex:?}"
+    );
+    let (_, status) = tc.json("/v1/status").await;
+    for n in status["nodes"].as_array().unwrap() {
+        assert_eq!(n["has_sentinel"], true, "{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
+    let mut tc = TestCluster::start_with(3, manual_sweeps).await;
+    let keys = populate_mixed(&tc, 100_000).await;
+    version_everything(&tc, keys.len()).await;
+
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    // The missing sentinel marks it recovering; that triggers an exchange, which heals it.
+    wait_until(Duration::from_secs(10), "node 2 recovering", || async {
+        tc.health(2).await == "recovering"
+    })
+    .await;
+    wait_until(Duration::from_secs(120), "node 2 back in sync", || async {
+        tc.health(2).await == "up"
+    })
+    .await;
+    assert_identical(&tc, &keys).await;
+    let last = tc.app().sweeper().status().last_exchange.unwrap();
+    assert_eq!(
+        last.keys_repaired_per_node[2] as usize,
+        keys.len(),
+        "{last:?}"
+    );
+    assert_eq!(
+        last.keys_repaired_per_node[0] + last.keys_repaired_per_node[1],
+        0
+    );
+
+    // Separately: restarted empty, without persistence (new run_id).
+    tc.cluster.nodes[1].restart_empty().unwrap();
+    wait_until(Duration::from_secs(10), "node 1 recovering", || async {
+        tc.health(1).await == "recovering"
+    })
+    .await;
+    wait_until(Duration::from_secs(120), "node 1 back in sync", || async {
+        tc.health(1).await == "up"
+    })
+    .await;
+    assert_identical(&tc, &keys).await;
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovering_node_does_not_count_for_reads() {
+    let mut tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        // Keep it recovering for the test: nothing older may be lacking, but the write below
+        // stays "in flight" for the exchange for a long time.
+        c.sync.in_flight_window_ms = 600_000;
+    })
+    .await;
+    assert_eq!(
+        tc.put("k", "v", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    tc.app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    tc.cluster.nodes[2].restart_empty().unwrap();
+    wait_until(Duration::from_secs(10), "node 2 recovering", || async {
+        tc.health(2).await == "recovering"
+    })
+    .await;
+    tc.cluster.nodes[0].kill();
+    // Node 1 and the empty node 2 answer; 2 must not count, so no quorum: never a false 404.
+    let r = tc.get("k", "").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("recovering"), "{body}");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sweep_adopts_direct_writes_by_majority_and_report_only_changes_nothing() {
+    for policy in [AdoptPolicy::ReportOnly, AdoptPolicy::Majority] {
+        let tc = TestCluster::start_with(3, |c| {
+            manual_sweeps(c);
+            c.sync.adopt_policy = policy;
+        })
+        .await;
+        let writes: &[(usize, &str, &str)] = &[
+            (0, "solo", "only-on-0"),
+            (0, "split", "a"),
+            (1, "split", "a"),
+            (2, "split", "b"),
+            (1, "tie", "from-1"),
+            (2, "tie", "from-2"),
+        ];
+        for (node, k, v) in writes {
+            let mut c = tc.direct(*node).await;
+            let _: () = redis::cmd("SET")
+                .arg(k)
+                .arg(v)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        let mut c1 = tc.direct(1).await;
+        let _: () = redis::cmd("HSET")
+            .arg("h")
+            .arg("f")
+            .arg("1")
+            .query_async(&mut c1)
+            .await
+            .unwrap();
+        let names: Vec<String> = ["solo", "split", "tie", "h"].map(String::from).to_vec();
+        let before: Vec<_> =
+            futures::future::join_all((0..3).map(|i| snapshot(&tc, i, &names))).await;
+
+        let report = tc
+            .app()
+            .sweeper()
+            .run(SweepMode::Full, false, "test")
+            .await
+            .unwrap();
+        assert_eq!(report.error_count, 0, "{:?}", report.errors);
+        // Each node's SCAN sees the keys it holds: 4 distinct keys, counted once per sighting.
+        assert!(report.keys_unversioned >= 4, "{report:?}");
+        let after: Vec<_> =
+            futures::future::join_all((0..3).map(|i| snapshot(&tc, i, &names))).await;
+        match policy {
+            AdoptPolicy::ReportOnly => {
+                assert_eq!(before, after, "report-only changes nothing");
+                assert_eq!(report.keys_adopted, 0);
+                assert!(tc.raw_meta(0, b"solo").await.is_none());
+            }
+            AdoptPolicy::Majority => {
+                assert_eq!(report.keys_adopted, 4, "{report:?}");
+                for i in 0..3 {
+                    assert_eq!(
+                        tc.raw_value(i, b"solo").await.as_deref(),
+                        Some(&b"only-on-0"[..]),
+                        "copied, not deleted"
+                    );
+                    assert_eq!(
+                        tc.raw_value(i, b"split").await.as_deref(),
+                        Some(&b"a"[..]),
+                        "majority wins"
+                    );
+                    assert_eq!(
+                        tc.raw_value(i, b"tie").await.as_deref(),
+                        Some(&b"from-1"[..]),
+                        "tie: lowest node"
+                    );
+                    assert!(
+                        tc.raw_meta(i, b"h").await.is_some(),
+                        "hash adopted with metadata on node {i}"
+                    );
+                }
+                let r = tc.get("split", "consistency=all").await;
+                assert_eq!(r.status(), StatusCode::OK);
+                assert!(r.headers().contains_key("etag"));
+                let again = tc
+                    .app()
+                    .sweeper()
+                    .run(SweepMode::Full, false, "test")
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (
+                        again.keys_unversioned,
+                        again.keys_adopted,
+                        again.keys_divergent
+                    ),
+                    (0, 0, 0),
+                    "{again:?}"
+                );
+            }
+        }
+        tc.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sweep_restores_vanished_values_rebuilds_digests_and_purges_tombstones() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.sync.tombstone_grace_ms = 0;
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    for i in 0..20 {
+        assert_eq!(
+            tc.put(&format!("k{i}"), format!("v{i}"), "consistency=all")
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        tc.delete("k0", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    let mut c1 = tc.direct(1).await;
+    // Value deleted behind quorumd's back; a digest corrupted.
+    let _: () = redis::cmd("DEL")
+        .arg("k5")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let loc = tc.app().store().locate(b"k7").unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("qd:d")
+        .arg(loc.bucket)
+        .arg("12345")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+
+    let r = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Full, false, "test")
+        .await
+        .unwrap();
+    assert_eq!(r.error_count, 0, "{:?}", r.errors);
+    assert_eq!(r.values_restored, 1, "{r:?}");
+    assert!(r.digests_rebuilt >= 1, "{r:?}");
+    assert_eq!(r.tombstones_purged, 1, "{r:?}");
+    assert_eq!(tc.raw_value(1, b"k5").await.as_deref(), Some(&b"v5"[..]));
+    for i in 0..3 {
+        assert!(
+            tc.raw_meta(i, b"k0").await.is_none(),
+            "tombstone purged on node {i}"
+        );
+    }
+    let tcr = &tc;
+    let digests: Vec<BTreeMap<String, String>> =
+        futures::future::join_all((0..3).map(|i| async move {
+            let mut c = tcr.direct(i).await;
+            redis::cmd("HGETALL")
+                .arg("qd:d")
+                .query_async::<BTreeMap<String, String>>(&mut c)
+                .await
+                .unwrap()
+        }))
+        .await;
+    assert!(
+        digests.iter().all(|d| d == &digests[0]),
+        "digests agree after the sweep"
+    );
+    let ex = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(ex.divergence_left(), 0, "{ex:?}");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_during_writes_catches_up_through_hints() {
+    let mut tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        // Fresh writes look "in flight" to the digest exchange: only hints can repair them.
+        c.sync.in_flight_window_ms = 600_000;
+    })
+    .await;
+    tc.app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    tc.isolate(2).await;
+    for i in 0..50 {
+        assert_eq!(
+            tc.put(&format!("h{i}"), format!("v{i}"), "").await.status(),
+            StatusCode::OK
+        );
+    }
+    // Hints are recorded after the answers; wait for them on node 0.
+    let hint_key = quorumd::store::hint_key(
+        "qd:",
+        &format!("127.0.0.1:{}/0", tc.cluster.nodes[2].port()),
+    );
+    wait_until(Duration::from_secs(5), "hints recorded", || async {
+        let mut c = tc.direct(0).await;
+        redis::cmd("SCARD")
+            .arg(&hint_key)
+            .query_async::<u64>(&mut c)
+            .await
+            .unwrap()
+            == 50
+    })
+    .await;
+    tc.cluster.nodes[2].resume();
+    wait_until(Duration::from_secs(15), "node 2 caught up", || async {
+        let mut all = true;
+        for i in [0, 25, 49] {
+            all &= tc.raw_value(2, format!("h{i}").as_bytes()).await.is_some();
+        }
+        all
+    })
+    .await;
+    for i in 0..50 {
+        assert_eq!(
+            tc.raw_value(2, format!("h{i}").as_bytes()).await,
+            Some(format!("v{i}").into_bytes())
+        );
+    }
+    let status = tc.app().sweeper().status();
+    assert!(status.last_full.is_none(), "no full sweep ran");
+    let mut c = tc.direct(0).await;
+    let left: u64 = redis::cmd("SCARD")
+        .arg(&hint_key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "replayed hints are dropped");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
+    let tc = std::sync::Arc::new(
+        TestCluster::start_with(3, |c| {
+            manual_sweeps(c);
+            c.sync.in_flight_window_ms = 0; // repair everything at once: the most racing
+        })
+        .await,
+    );
+    let keys: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+    for k in &keys {
+        assert_eq!(
+            tc.put(k, "0", "consistency=all").await.status(),
+            StatusCode::OK
+        );
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut watchers = Vec::new();
+    for node in 0..3 {
+        let (tc, stop, keys) = (tc.clone(), stop.clone(), keys.clone());
+        watchers.push(tokio::spawn(async move {
+            let mut last: BTreeMap<String, quorumd::hlc::Version> = BTreeMap::new();
+            let mut c = tc.direct(node).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for k in &keys {
+                    let loc = tc.app().store().locate(k.as_bytes()).unwrap();
+                    let raw: Option<Vec<u8>> = redis::cmd("HGET")
+                        .arg(&loc.meta_key)
+                        .arg(k)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    if let Some(m) = raw.map(|r| Meta::parse(&r).unwrap()) {
+                        if let Some(prev) = last.get(k) {
+                            assert!(m.version >= *prev, "node {node} key {k}: version went back");
+                        }
+                        last.insert(k.clone(), m.version);
+                    }
+                }
+            }
+        }));
+    }
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (tc, keys) = (tc.clone(), keys.clone());
+            tokio::spawn(async move {
+                let mut seed = 0x9e37_79b9_u64 + w;
+                for n in 0..150 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let k = &keys[(seed % keys.len() as u64) as usize];
+                    let _ = tc.put(k, format!("w{w}-{n}"), "").await;
+                }
+            })
+        })
+        .collect();
+    // Sweeps while writes land, with node 2 wiped in the middle.
+    for round in 0..6 {
+        if round == 2 {
+            let mut c = tc.direct(2).await;
+            let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+        }
+        let _ = tc
+            .app()
+            .sweeper()
+            .run(SweepMode::Exchange, false, "test")
+            .await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let _ = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in watchers {
+        w.await.unwrap();
+    }
+    let check = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(check.divergence_left(), 0, "{check:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    for i in 0..30 {
+        assert_eq!(
+            tc.put(&format!("e{i}"), format!("v{i}"), "consistency=all")
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let mut c1 = tc.direct(1).await;
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    // OOM on the node to repair; WRONGTYPE for the digests of another.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    let saved: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg("qd:d")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("qd:d")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("qd:d")
+        .arg("not a hash")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+
+    let r = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    let errors = r.errors.join("\n").to_ascii_uppercase();
+    assert!(errors.contains("OOM"), "{errors}");
+    assert!(errors.contains("WRONGTYPE"), "{errors}");
+    for i in 0..30 {
+        assert_eq!(
+            tc.raw_value(0, format!("e{i}").as_bytes()).await,
+            Some(format!("v{i}").into_bytes())
+        );
+        assert_eq!(
+            tc.raw_value(1, format!("e{i}").as_bytes()).await,
+            Some(format!("v{i}").into_bytes())
+        );
+    }
+    // Fix the nodes: the next exchange heals node 2.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("qd:d")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("qd:d")
+        .arg(&saved)
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let r = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    assert_eq!(r.error_count, 0, "{:?}", r.errors);
+    assert_eq!(r.keys_repaired_per_node[2], 30);
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.sync.max_scan_keys_per_sec = 200; // slow enough to catch it running
+    })
+    .await;
+    let mut c0 = tc.direct(0).await;
+    for i in 0..400 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("d{i}"))
+            .arg("x")
+            .query_async(&mut c0)
+            .await
+            .unwrap();
+    }
+    let start = |body: &'static str| {
+        tc.http
+            .post(format!("{}/v1/sweeps", tc.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = start(r#"{"mode":"full","dry_run":true}"#).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.unwrap()["sweep"]["id"]
+        .as_u64()
+        .unwrap();
+    let r = start(r#"{"mode":"full"}"#).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "sweep_running"
+    );
+    let (_, cur) = tc.json("/v1/sweeps/current").await;
+    assert_eq!(cur["full"]["id"], id);
+    assert_eq!(cur["full"]["phase"], "scanning");
+    assert!(cur["full"]["eta_s"].is_null() || cur["full"]["eta_s"].as_f64().is_some());
+    wait_until(Duration::from_secs(30), "dry run finished", || async {
+        let (_, cur) = tc.json("/v1/sweeps/current").await;
+        cur["full"].is_null() && cur["last_full"]["id"] == id
+    })
+    .await;
+    let (_, cur) = tc.json("/v1/sweeps/current").await;
+    assert_eq!(cur["last_full"]["keys_unversioned"], 400);
+    assert_eq!(cur["last_full"]["keys_adopted"], 0, "dry run");
+    for bad in [
+        r#"{"mode":"sideways"}"#,
+        r#"{"dry_run":true}"#,
+        "not json",
+        r#"{"mode":"full","extra":1}"#,
+    ] {
+        let r = start(bad).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    tc.shutdown().await;
+}
