@@ -95,6 +95,7 @@ async fn scan_node(sw: &Sweeper, node: &Node, p: &ProgressHandle, dry_run: bool)
     } else {
         load_checkpoint(node, &ck).await
     };
+    progress::lock(p).resumed_from_cursor_per_node[node.id] = cursor;
     loop {
         let (next, keys) = match reads::scan(node, cursor, sw.config().scan_count).await {
             Ok(r) => r,

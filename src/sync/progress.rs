@@ -55,6 +55,8 @@ pub struct SweepReport {
     pub values_restored: u64,
     pub keys_repaired_per_node: Vec<u64>,
     pub keys_scanned_per_node: Vec<u64>,
+    /// Full sweep: the SCAN cursor each node's scan resumed from (0 = from the start).
+    pub resumed_from_cursor_per_node: Vec<u64>,
     pub tombstones_purged: u64,
     pub digests_rebuilt: u64,
     pub hints_replayed: u64,
@@ -97,6 +99,7 @@ impl SweepReport {
             values_restored: 0,
             keys_repaired_per_node: vec![0; nodes],
             keys_scanned_per_node: vec![0; nodes],
+            resumed_from_cursor_per_node: vec![0; nodes],
             tombstones_purged: 0,
             digests_rebuilt: 0,
             hints_replayed: 0,

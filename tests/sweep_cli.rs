@@ -1,0 +1,143 @@
+//! `quorumd sweep` from the command line: exit codes for cron and CI, and a full sweep that
+//! is killed midway resumes from its checkpoint.
+
+mod common;
+
+use quorumd::devcluster::DevCluster;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quorumd");
+
+fn config(dir: &tempfile::TempDir, cluster: &DevCluster, sync: &str) -> std::path::PathBuf {
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let path = dir.path().join("quorumd.toml");
+    let body = format!(
+        "nodes = [{}]\n[sync]\nexchange_interval_ms = 0\nfull_sweep_cron = \"\"\nin_flight_window_ms = 0\n{sync}",
+        nodes.join(", ")
+    );
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    path
+}
+
+fn sweep(path: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(BIN)
+        .arg("sweep")
+        .arg("--config")
+        .arg(path)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn fill(url: &str, n: usize, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("SET").arg(format!("{prefix}{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query(&mut c).unwrap();
+}
+
+fn hget(url: &str, key: &str, field: &str) -> Option<String> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query(&mut c)
+        .unwrap()
+}
+
+#[test]
+fn dry_run_exits_2_on_divergence_and_0_once_repaired() {
+    let cluster = DevCluster::start(3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&dir, &cluster, "");
+    fill(&cluster.nodes[1].url(), 25, "direct:");
+    let (code, json) = sweep(&path, &["--full", "--dry-run"]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["report"]["keys_unversioned"], 25);
+    assert_eq!(json["report"]["keys_adopted"], 0);
+    let (code, json) = sweep(&path, &["--full"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["report"]["keys_adopted"], 25);
+    assert_eq!(json["divergence_left"], 0);
+    let (code, json) = sweep(&path, &["--dry-run"]);
+    assert_eq!(code, 0, "{json}");
+}
+
+#[test]
+fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
+    let cluster = DevCluster::start(3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Slow enough to be killed in the middle of node 0's keyspace.
+    let path = config(
+        &dir,
+        &cluster,
+        "scan_count = 50\nmax_scan_keys_per_sec = 1500\n",
+    );
+    let total = 3000;
+    fill(&cluster.nodes[0].url(), total, "k:");
+    let mut child = Command::new(BIN)
+        .arg("sweep")
+        .arg("--config")
+        .arg(&path)
+        .arg("--full")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node0 = cluster.nodes[0].url();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cursor = loop {
+        if let Some(c) = hget(&node0, "qd:sweep:full", "cursor") {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint written");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(cursor, "0");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let saved = hget(&node0, "qd:sweep:full", "cursor").expect("checkpoint survives the kill");
+
+    let (code, json) = sweep(&path, &["--full"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(
+        json["report"]["resumed_from_cursor_per_node"][0]
+            .as_u64()
+            .unwrap()
+            .to_string(),
+        saved,
+        "node 0's scan resumed from the checkpoint"
+    );
+    assert!(json["report"]["keys_scanned_per_node"][0].as_u64().unwrap() > 0);
+    assert_eq!(json["divergence_left"], 0);
+    assert_eq!(
+        hget(&node0, "qd:sweep:full", "cursor"),
+        None,
+        "checkpoint cleared at the end"
+    );
+    for node in &cluster.nodes {
+        let mut c = redis::Client::open(node.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let n: u64 = redis::cmd("EVAL")
+            .arg("local n = 0 for b = 0, 4095 do n = n + redis.call('HLEN', 'qd:m:' .. b) end return n")
+            .arg(0)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n, total as u64, "every key versioned on {}", node.url());
+    }
+}
