@@ -54,6 +54,8 @@ pub struct Core {
     pub store: Arc<VersionedStore>,
     pub sweeper: Arc<Sweeper>,
     pub writer: u64,
+    /// This instance's name: the configured `instance_id`, or one derived from the writer id.
+    pub instance: String,
 }
 
 impl Core {
@@ -71,10 +73,16 @@ impl Core {
                 request_timeout: cfg.timeouts.request(),
             },
         ));
-        let sweeper = Sweeper::new(store.clone(), cfg.sync.clone());
+        let instance = if cfg.instance_id.is_empty() {
+            format!("quorumd-{writer:016x}")
+        } else {
+            cfg.instance_id.clone()
+        };
+        let sweeper = Sweeper::new(store.clone(), cfg.sync.clone(), instance.clone());
         Ok(Core {
             store,
             sweeper,
+            instance,
             writer,
         })
     }
@@ -89,12 +97,8 @@ impl App {
             store,
             sweeper,
             writer,
+            instance: instance_id,
         } = Core::start(&validated).await?;
-        let instance_id = if cfg.instance_id.is_empty() {
-            format!("quorumd-{writer:016x}")
-        } else {
-            cfg.instance_id.clone()
-        };
         let schedule = Schedule::start(sweeper.clone()).await?;
         let state = AppState {
             sweeper: sweeper.clone(),
@@ -180,6 +184,14 @@ impl App {
         }
         .emit();
         served.map_err(AppError::Serve)
+    }
+
+    /// Stops everything at once, as a crash would: no draining, no leases handed back. For
+    /// tests of what the other instances do when one dies.
+    pub async fn kill(self) {
+        self.schedule.abort();
+        self.server.abort();
+        self.store.pool().shutdown().await;
     }
 
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully.

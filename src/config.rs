@@ -251,6 +251,12 @@ pub struct SyncConfig {
     /// Tombstones (and expired values) older than this are purged once every node holds them.
     /// Default 86400000 (one day).
     pub tombstone_grace_ms: u64,
+    /// Background sweep work is split between the quorumd instances sharing the nodes: buckets
+    /// are grouped in this many shards, each held by one instance under a lease. Default 64.
+    pub shards: u32,
+    /// Lifetime of a shard lease in ms; an instance that dies loses its shards after this.
+    /// Default 15000.
+    pub lease_ms: u64,
     /// What the full sweep does with keys written straight to a node. Default `majority`.
     pub adopt_policy: AdoptPolicy,
     /// Glob patterns (Redis MATCH syntax) of keys the full sweep looks at; empty = all.
@@ -272,6 +278,8 @@ impl Default for SyncConfig {
             scan_count: 1000,
             backoff_latency_ms: 20,
             tombstone_grace_ms: 86_400_000,
+            shards: 64,
+            lease_ms: 15_000,
             adopt_policy: AdoptPolicy::Majority,
             include: Vec::new(),
             exclude: Vec::new(),
@@ -438,6 +446,8 @@ impl Config {
             ("sync.bucket_batch", sync.bucket_batch),
             ("sync.key_batch", sync.key_batch),
             ("sync.scan_count", sync.scan_count),
+            ("sync.shards", sync.shards as usize),
+            ("sync.lease_ms", sync.lease_ms as usize),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be greater than 0"));

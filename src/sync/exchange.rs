@@ -1,17 +1,19 @@
 //! The digest exchange: read every node's bucket digests (one HGETALL each), and only for the
 //! buckets that differ read the metadata, diff it key by key and repair the stale nodes.
 
-use super::Sweeper;
 use super::diff::{self, BucketMetas, BucketMismatch};
 use super::progress::{self, ProgressHandle};
 use super::reads;
 use super::repair::{self, Repair};
+use super::{Sweeper, lease};
 use crate::hlc::wall_clock_ms;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 
-pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
+/// `shards`: only buckets in these shards (this instance's leases); `None` for all.
+pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option<&BTreeSet<u32>>) {
     let pool = sw.pool();
     let settings = sw.store().settings();
     let n = pool.len();
@@ -36,7 +38,12 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
             Err(e) => progress::lock(p).error(format!("digests of {}: {e}", pool.node(id).display)),
         }
     }
-    let mismatches = diff::mismatched_buckets(&answered, buckets);
+    let mut mismatches = diff::mismatched_buckets(&answered, buckets);
+    if let Some(owned) = shards {
+        let total = sw.config().shards;
+        mismatches.retain(|m| owned.contains(&lease::shard_of(m.bucket, total)));
+    }
+    let partial = shards.is_some_and(|owned| owned.len() < sw.config().shards as usize);
     {
         let mut r = progress::lock(p);
         r.buckets_total = u64::from(buckets);
@@ -122,7 +129,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
         progress::lock(p).tick(done, mismatches.len() as u64);
     }
     if !dry_run {
-        finish_recovery(sw, &covered, &lacking, answered.len() == n, p).await;
+        finish_recovery(sw, &covered, &lacking, answered.len() == n && !partial, p).await;
     }
 }
 
@@ -235,14 +242,22 @@ async fn finish_recovery(
     p: &ProgressHandle,
 ) {
     let pool = sw.pool();
+    // A pass that did not cover every bucket (other instances hold shards) cannot tell from
+    // its own repairs; fresh digests that agree can.
+    let agreeing = if all_answered {
+        None
+    } else {
+        Some(digest_agreement(sw).await)
+    };
     for node in pool.nodes() {
         if !covered[node.id] {
             continue;
         }
         let recovering_since = node.recovering_since_ms();
-        let in_sync = match recovering_since {
-            Some(since) => !lacking.iter().any(|(n, v)| *n == node.id && v.ms <= since),
-            None => all_answered && !lacking.iter().any(|(n, _)| *n == node.id),
+        let in_sync = match (&agreeing, recovering_since) {
+            (Some(agree), _) => agree.get(node.id).copied().unwrap_or(false),
+            (None, Some(since)) => !lacking.iter().any(|(n, v)| *n == node.id && v.ms <= since),
+            (None, None) => !lacking.iter().any(|(n, _)| *n == node.id),
         };
         let needs_sentinel = pool.status()[node.id].has_sentinel != Some(true);
         if !in_sync || !(needs_sentinel || recovering_since.is_some()) {
@@ -259,4 +274,39 @@ async fn finish_recovery(
             Err(e) => progress::lock(p).error(format!("sentinel on {}: {e}", node.display)),
         }
     }
+}
+
+/// Per node: whether all its bucket digests equal those of the largest agreeing group of
+/// nodes (a node that does not answer does not agree).
+async fn digest_agreement(sw: &Sweeper) -> Vec<bool> {
+    let pool = sw.pool();
+    let digest_key = format!("{}d", sw.store().settings().key_prefix);
+    let reads =
+        futures::future::join_all(pool.nodes().iter().map(|n| reads::digests(n, &digest_key)))
+            .await;
+    let answered: Vec<(NodeId, HashMap<u32, u64>)> = reads
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.ok().map(|d| (i, d)))
+        .collect();
+    let mut agree = vec![false; pool.len()];
+    for (id, _) in &answered {
+        agree[*id] = true;
+    }
+    for mm in diff::mismatched_buckets(&answered, sw.store().settings().buckets) {
+        let largest = &mm.groups[0];
+        // With no strict majority group, nobody can be called in sync from digests alone.
+        let trusted = mm
+            .groups
+            .get(1)
+            .is_none_or(|second| largest.members.len() > second.members.len());
+        for g in &mm.groups {
+            if !trusted || g.digest != largest.digest {
+                for m in &g.members {
+                    agree[*m] = false;
+                }
+            }
+        }
+    }
+    agree
 }

@@ -10,6 +10,7 @@ mod exchange;
 mod full;
 mod glob;
 mod hints;
+pub mod lease;
 pub mod progress;
 mod reads;
 mod repair;
@@ -44,10 +45,23 @@ struct Slot {
 /// What the status API shows about sweeps.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SweepStatus {
+    pub leases: lease::LeaseStatus,
+    pub totals: Totals,
     pub exchange: Option<SweepReport>,
     pub full: Option<SweepReport>,
     pub last_exchange: Option<SweepReport>,
     pub last_full: Option<SweepReport>,
+}
+
+/// Counters over every sweep this instance ran since it started.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    pub sweeps: u64,
+    pub keys_repaired_per_node: Vec<u64>,
+    pub keys_adopted: u64,
+    pub tombstones_purged: u64,
+    pub hints_replayed: u64,
+    pub errors: u64,
 }
 
 /// Runs sweeps; at most one of each mode at a time.
@@ -59,12 +73,21 @@ pub struct Sweeper {
     exchange: Slot,
     full: Slot,
     next_id: AtomicU64,
+    leases: lease::ShardLeases,
+    totals: Mutex<Totals>,
 }
 
 impl Sweeper {
-    pub fn new(store: Arc<VersionedStore>, cfg: SyncConfig) -> Arc<Sweeper> {
+    /// `instance` names this instance in shard leases.
+    pub fn new(store: Arc<VersionedStore>, cfg: SyncConfig, instance: String) -> Arc<Sweeper> {
         let n = store.pool().len();
         Arc::new(Sweeper {
+            leases: lease::ShardLeases::new(
+                instance,
+                &store.settings().key_prefix,
+                cfg.shards,
+                cfg.lease_ms,
+            ),
             throttle: Throttle::new(n, cfg.max_repairs_per_sec, cfg.backoff_latency_ms),
             scan_throttle: Throttle::new(n, cfg.max_scan_keys_per_sec, cfg.backoff_latency_ms),
             store,
@@ -72,6 +95,10 @@ impl Sweeper {
             exchange: Slot::default(),
             full: Slot::default(),
             next_id: AtomicU64::new(1),
+            totals: Mutex::new(Totals {
+                keys_repaired_per_node: vec![0; n],
+                ..Totals::default()
+            }),
         })
     }
 
@@ -131,10 +158,17 @@ impl Sweeper {
             let r = progress::lock(&handle);
             (r.mode, r.dry_run)
         };
+        let trigger = progress::lock(&handle).trigger;
         match mode {
             SweepMode::Exchange => {
                 hints::replay_all(self, &handle, dry_run).await;
-                exchange::run(self, &handle, dry_run).await;
+                // Background passes split the buckets with the other instances; a sweep an
+                // operator asked for covers everything.
+                let shards = match trigger {
+                    "schedule" | "recovery" => Some(self.leases.rebalance(self.pool()).await),
+                    _ => None,
+                };
+                exchange::run(self, &handle, dry_run, shards.as_ref()).await;
             }
             SweepMode::Full => full::run(self, &handle, dry_run).await,
         }
@@ -144,6 +178,21 @@ impl Sweeper {
             r.clone()
         };
         crate::events::SweepFinished { report: &report }.emit();
+        {
+            let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+            t.sweeps += 1;
+            for (total, n) in t
+                .keys_repaired_per_node
+                .iter_mut()
+                .zip(&report.keys_repaired_per_node)
+            {
+                *total += n;
+            }
+            t.keys_adopted += report.keys_adopted;
+            t.tombstones_purged += report.tombstones_purged;
+            t.hints_replayed += report.hints_replayed;
+            t.errors += report.error_count;
+        }
         let slot = self.slot(mode);
         *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
         *slot.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -178,10 +227,22 @@ impl Sweeper {
                 .clone()
         };
         SweepStatus {
+            leases: self.leases.status(),
+            totals: self
+                .totals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             exchange: running(SweepMode::Exchange),
             full: running(SweepMode::Full),
             last_exchange: last(SweepMode::Exchange),
             last_full: last(SweepMode::Full),
         }
+    }
+}
+
+impl Sweeper {
+    pub fn leases(&self) -> &lease::ShardLeases {
+        &self.leases
     }
 }

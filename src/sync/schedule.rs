@@ -14,6 +14,7 @@ pub struct Schedule {
     stop: watch::Sender<bool>,
     exchange_loop: JoinHandle<()>,
     cron: Option<JobScheduler>,
+    sweeper: Arc<Sweeper>,
 }
 
 impl Schedule {
@@ -44,7 +45,10 @@ impl Schedule {
             let job = Job::new_async(cron_expr.as_str(), move |_, _| {
                 let sw = sw.clone();
                 Box::pin(async move {
-                    let _ = sw.run(SweepMode::Full, false, "schedule").await;
+                    // Every instance's cron fires; the one holding the lease runs the sweep.
+                    if sw.leases().full_sweep_turn(sw.pool()).await {
+                        let _ = sw.run(SweepMode::Full, false, "schedule").await;
+                    }
                 })
             })
             .map_err(err)?;
@@ -56,15 +60,23 @@ impl Schedule {
             stop,
             exchange_loop,
             cron,
+            sweeper,
         })
     }
 
-    /// Stops scheduling; a sweep in progress is left to finish its current batch.
+    /// Stops scheduling and hands this instance's shards back to the others.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         let _ = self.exchange_loop.await;
         if let Some(mut c) = self.cron.take() {
             let _ = c.shutdown().await;
         }
+        self.sweeper.leases().release_all(self.sweeper.pool()).await;
+    }
+
+    /// Stops at once without handing anything back, as a crash would: the shards stay leased
+    /// until their leases expire.
+    pub fn abort(self) {
+        self.exchange_loop.abort();
     }
 }

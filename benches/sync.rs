@@ -1,0 +1,1707 @@
+//! `make bench` (second part): the anti-entropy sweep with three local redis-server nodes, each
+//! figure set against a baseline measured in the same run.
+//!
+//! 1. Heal: one node is wiped (FLUSHALL) and one digest exchange brings back all K keys;
+//!    baseline: Redis' own full-sync replication (diskless) copying the same data set into an
+//!    empty redis-server.
+//! 2. Idle cost: one digest exchange with every node in sync, at K_small and K keys: time and
+//!    bytes of bucket digests read (baseline: the same at K_small; target under 50 ms, flat in K).
+//! 3. Divergence cost: D keys (1,000) made stale on one node, repaired by one exchange, at
+//!    K_small and at K (target: the cost follows D, not K).
+//! 4. Client impact: quorum PUT throughput over HTTP with no sweep running, and while full
+//!    sweeps run back to back (target: under 10% drop).
+//!
+//! Every figure is the median over rounds (per round, the median of its repetitions); the
+//! table goes to stdout and, as markdown, to `target/bench/sync.md`.
+//!
+//! Environment: `SYNC_BENCH_ROUNDS` (default 3), `SYNC_BENCH_KEYS` = K (default 1,000,000),
+//! `SYNC_BENCH_SMALL_KEYS` = K_small (default 100,000), `SYNC_BENCH_DIVERGENT` = D (default
+//! 1,000), `SYNC_BENCH_SECONDS` per client-impact window (default 3), `SYNC_BENCH_CONCURRENCY`
+//! (default 32), `SYNC_BENCH_LOAD` = `apply` (default: versioned entries written with the APPLY
+//! script on every node) or `adopt` (plain SETs on every node, then one full sweep adopts them).
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs a small smoke pass (both
+//! loaders, one round) and writes no report. The exit status is non-zero when a check fails
+//! (a heal that does not repair every key, divergence left behind, sweep errors, more than 1%
+//! failed PUTs), when shutdown fails, or when a redis-server process outlives the run.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use quorumd::app::App;
+use quorumd::config::{AdoptPolicy, Config, SyncConfig};
+use quorumd::devcluster::{DevCluster, RedisProcess};
+use quorumd::meta::{EntryKind, Meta};
+use quorumd::store::VersionedStore;
+use quorumd::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
+use quorumd::sync::{SweepMode, SweepReport, Sweeper};
+use redis::aio::MultiplexedConnection;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+const NODES: usize = 3;
+const VALUE_BYTES: usize = 100;
+/// The node that is wiped by the heal test and left stale by the divergence test.
+const STALE: usize = NODES - 1;
+/// Short, so versions written by the bench are old enough to repair almost at once.
+const IN_FLIGHT_WINDOW_MS: u64 = 100;
+/// Entries per APPLY call when loading, and calls in flight.
+const LOAD_BATCH: usize = 1000;
+const LOAD_IN_FLIGHT: usize = 3;
+/// Keys per SET pipeline when writing straight to the nodes.
+const RAW_BATCH: usize = 5000;
+/// Largest acceptable share of failed PUTs per window.
+const MAX_ERROR_RATE: f64 = 0.01;
+/// Reserved keys the sweep keeps on the nodes (see `sync/full.rs`): the full sweep's SCAN
+/// checkpoint. Dropped before a loading sweep so that it scans from the start.
+const FULL_SWEEP_CHECKPOINT: &str = "sweep:full";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadMethod {
+    /// Versioned entries written by the APPLY script (`scripts::apply`) on every node.
+    Apply,
+    /// Plain SETs on every node, then one full sweep (throttles off) adopts them by majority.
+    Adopt,
+}
+
+impl LoadMethod {
+    fn describe(self) -> &'static str {
+        match self {
+            LoadMethod::Apply => "APPLY batches on every node",
+            LoadMethod::Adopt => "SET pipelines + one unthrottled full sweep (adopt majority)",
+        }
+    }
+}
+
+struct Settings {
+    /// False under `cargo test`: a smoke run, no report file.
+    full: bool,
+    rounds: usize,
+    keys: usize,
+    small_keys: usize,
+    divergent: usize,
+    /// Idle exchanges timed per round.
+    idle_reps: usize,
+    seconds: f64,
+    concurrency: usize,
+    /// Keys the PUT workload writes to (a subset of the loaded ones).
+    put_keys: usize,
+    /// Loader of the first K_small keys and of the rest.
+    load: [LoadMethod; 2],
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let full = std::env::args().any(|a| a == "--bench");
+        let load = match std::env::var("SYNC_BENCH_LOAD").as_deref() {
+            Err(_) | Ok("apply") => LoadMethod::Apply,
+            Ok("adopt") => LoadMethod::Adopt,
+            Ok(other) => return Err(format!("SYNC_BENCH_LOAD={other:?}: use apply or adopt")),
+        };
+        if !full {
+            return Ok(Settings {
+                full,
+                rounds: 1,
+                keys: 2000,
+                small_keys: 500,
+                divergent: 50,
+                idle_reps: 2,
+                seconds: 0.3,
+                concurrency: 8,
+                put_keys: 500,
+                load: [LoadMethod::Apply, LoadMethod::Adopt],
+            });
+        }
+        let rounds = env_number("SYNC_BENCH_ROUNDS", 3usize)?;
+        let keys = env_number("SYNC_BENCH_KEYS", 1_000_000usize)?;
+        let small_keys = env_number("SYNC_BENCH_SMALL_KEYS", 100_000usize)?.min(keys);
+        let divergent = env_number("SYNC_BENCH_DIVERGENT", 1000usize)?;
+        let seconds = env_number("SYNC_BENCH_SECONDS", 3.0f64)?;
+        let concurrency = env_number("SYNC_BENCH_CONCURRENCY", 32usize)?;
+        if rounds == 0 || concurrency == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
+            return Err(
+                "SYNC_BENCH_ROUNDS and SYNC_BENCH_CONCURRENCY must be at least 1, \
+                 SYNC_BENCH_SECONDS in (0, 3600]"
+                    .into(),
+            );
+        }
+        if divergent == 0 || divergent * 2 > small_keys {
+            return Err(format!(
+                "SYNC_BENCH_DIVERGENT={divergent} must be between 1 and half of \
+                 SYNC_BENCH_SMALL_KEYS ({small_keys})"
+            ));
+        }
+        Ok(Settings {
+            full,
+            rounds,
+            keys,
+            small_keys,
+            divergent,
+            idle_reps: 7,
+            seconds,
+            concurrency,
+            put_keys: small_keys.min(10_000),
+            load: [load, load],
+        })
+    }
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={s:?} is not a valid number")),
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("sync:{i:07}")
+}
+
+/// A 100-byte value; `generation` changes it for rewrites.
+fn value(i: usize, generation: u32) -> Vec<u8> {
+    let mut v = format!("{i:09}/{generation:04}/").into_bytes();
+    v.resize(VALUE_BYTES, b'a' + (i % 26) as u8);
+    v
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile of sorted values; NaN when empty.
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
+}
+
+/// `1,000,000`.
+fn grouped(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the service logs: sweep back-offs (debug events with `waited_ms`) and warnings, counted
+// by a tracing layer that subscribes to nothing else (spans and other events stay disabled).
+
+#[derive(Default)]
+struct Tap {
+    backoff_events: AtomicU64,
+    backoff_ms: AtomicU64,
+    warnings: AtomicU64,
+    first_warning: Mutex<Option<String>>,
+}
+
+static TAP: LazyLock<Tap> = LazyLock::new(Tap::default);
+
+impl Tap {
+    fn backoff(&self) -> (u64, u64) {
+        (
+            self.backoff_events.load(Ordering::Relaxed),
+            self.backoff_ms.load(Ordering::Relaxed),
+        )
+    }
+}
+
+struct TapLayer;
+
+#[derive(Default)]
+struct TapVisitor {
+    waited_ms: Option<u64>,
+    text: String,
+}
+
+impl tracing::field::Visit for TapVisitor {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if field.name() == "waited_ms" {
+            self.waited_ms = Some(value);
+        } else {
+            let _ = write!(self.text, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.text, " {}={value:?}", field.name());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TapLayer {
+    fn register_callsite(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        let wanted = m.is_event()
+            && (*m.level() <= tracing::Level::WARN || m.fields().field("waited_ms").is_some());
+        if wanted {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut v = TapVisitor::default();
+        event.record(&mut v);
+        if let Some(ms) = v.waited_ms {
+            TAP.backoff_events.fetch_add(1, Ordering::Relaxed);
+            TAP.backoff_ms.fetch_add(ms, Ordering::Relaxed);
+        } else {
+            TAP.warnings.fetch_add(1, Ordering::Relaxed);
+            let mut first = TAP.first_warning.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(format!("{}:{}", event.metadata().level(), v.text));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct access to the nodes, CPU accounting.
+
+async fn direct(url: &str) -> Result<MultiplexedConnection, String> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(120)));
+    redis::Client::open(url)
+        .map_err(|e| format!("redis client {url}: {e}"))?
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .map_err(|e| format!("redis connection {url}: {e}"))
+}
+
+async fn command<T: redis::FromRedisValue>(
+    conn: &MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    let mut c = conn.clone();
+    cmd.query_async(&mut c).await.map_err(|e| {
+        let name = cmd.args_iter().next().map_or(String::new(), |a| match a {
+            redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+            redis::Arg::Cursor => String::new(),
+        });
+        format!("{name}: {e}")
+    })
+}
+
+async fn info(conn: &MultiplexedConnection, section: &str) -> Result<String, String> {
+    command(conn, redis::cmd("INFO").arg(section)).await
+}
+
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// CPU seconds (user + system) the server has used since it started.
+async fn redis_cpu_s(conn: &MultiplexedConnection) -> Result<f64, String> {
+    let text = info(conn, "cpu").await?;
+    let field = |n| {
+        info_field(&text, n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(field("used_cpu_user") + field("used_cpu_sys"))
+}
+
+/// Per command since the last CONFIG RESETSTAT: (name, calls, µs), most µs first.
+async fn commandstats(conn: &MultiplexedConnection) -> Result<Vec<(String, u64, u64)>, String> {
+    let text = info(conn, "commandstats").await?;
+    let mut out: Vec<(String, u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let num = |k: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((name.to_string(), num("calls")?, num("usec")?))
+        })
+        .collect();
+    out.sort_by(|a, b| b.2.cmp(&a.2));
+    Ok(out)
+}
+
+/// CPU seconds (user + system) of this process: the service's sweep, the HTTP server and the
+/// client side of the bench.
+fn process_cpu_s() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and tampering.
+
+/// Writes versioned entries for `indices` to `targets` with the APPLY script (what a client
+/// write does on each node), `LOAD_BATCH` keys per call. Returns the entries applied.
+async fn write_versions(
+    store: &VersionedStore,
+    indices: &[usize],
+    targets: &[usize],
+    generation: u32,
+) -> Result<u64, String> {
+    let digest_key = format!("{}d", store.settings().key_prefix);
+    let digest_key = &digest_key;
+    let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
+        .map(|chunk| async move {
+            let keys: Vec<String> = chunk.iter().map(|&i| key(i)).collect();
+            let values: Vec<Vec<u8>> = chunk.iter().map(|&i| value(i, generation)).collect();
+            let locs: Vec<KeyLocation> = keys
+                .iter()
+                .map(|k| store.locate(k.as_bytes()).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            let metas: Vec<Meta> = keys
+                .iter()
+                .map(|k| Meta::new(k.as_bytes(), store.clock().tick(), EntryKind::Value, None))
+                .collect();
+            let entries: Vec<ApplyEntry<'_>> = locs
+                .iter()
+                .zip(&metas)
+                .zip(&values)
+                .map(|((loc, meta), v)| ApplyEntry {
+                    loc,
+                    meta,
+                    payload: Payload::String(v),
+                    cond: NodeCondition::None,
+                })
+                .collect();
+            let results = futures::future::join_all(
+                targets
+                    .iter()
+                    .map(|&t| scripts::apply(store.pool().node(t), digest_key, &entries)),
+            )
+            .await;
+            let mut applied = 0u64;
+            for (t, r) in targets.iter().zip(results) {
+                let outcomes = r.map_err(|e| format!("APPLY on node {t}: {e}"))?;
+                if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
+                    return Err(format!(
+                        "APPLY on node {t}: an entry was not applied: {o:?}"
+                    ));
+                }
+                applied += outcomes.len() as u64;
+            }
+            Ok::<u64, String>(applied)
+        })
+        .buffer_unordered(LOAD_IN_FLIGHT);
+    let mut total = 0;
+    while let Some(r) = batches.next().await {
+        total += r?;
+    }
+    Ok(total)
+}
+
+/// Plain SETs of `range` on every node, as if written without quorumd.
+async fn write_raw(
+    conns: &[MultiplexedConnection],
+    range: std::ops::Range<usize>,
+) -> Result<(), String> {
+    let work = conns.iter().enumerate().map(|(n, c)| {
+        let (mut c, range) = (c.clone(), range.clone());
+        async move {
+            let mut start = range.start;
+            while start < range.end {
+                let end = (start + RAW_BATCH).min(range.end);
+                let mut pipe = redis::pipe();
+                for i in start..end {
+                    pipe.cmd("SET").arg(key(i)).arg(value(i, 0)).ignore();
+                }
+                pipe.query_async::<()>(&mut c)
+                    .await
+                    .map_err(|e| format!("SET pipeline on node {n}: {e}"))?;
+                start = end;
+            }
+            Ok::<(), String>(())
+        }
+    });
+    futures::future::join_all(work).await.into_iter().collect()
+}
+
+/// Loads keys `range` as versioned entries on every node; returns the seconds it took.
+async fn load(
+    app: &App,
+    conns: &[MultiplexedConnection],
+    range: std::ops::Range<usize>,
+    method: LoadMethod,
+) -> Result<f64, String> {
+    let started = Instant::now();
+    let count = range.len();
+    match method {
+        LoadMethod::Apply => {
+            let indices: Vec<usize> = range.collect();
+            let all: Vec<usize> = (0..NODES).collect();
+            write_versions(app.store(), &indices, &all, 0).await?;
+        }
+        LoadMethod::Adopt => {
+            write_raw(conns, range).await?;
+            let prefix = &app.store().settings().key_prefix;
+            for c in conns {
+                command::<()>(
+                    c,
+                    redis::cmd("DEL").arg(format!("{prefix}{FULL_SWEEP_CHECKPOINT}")),
+                )
+                .await?;
+            }
+            // Throttles off: this is setup, not the measured sweep.
+            let cfg = SyncConfig {
+                max_repairs_per_sec: 0,
+                max_scan_keys_per_sec: 0,
+                adopt_policy: AdoptPolicy::Majority,
+                ..app.sweeper().config().clone()
+            };
+            let loader = Sweeper::new(app.store().clone(), cfg);
+            let r = loader
+                .run(SweepMode::Full, false, "bench-load")
+                .await
+                .map_err(|e| format!("loading sweep: {e}"))?;
+            if r.keys_adopted != count as u64 || r.error_count > 0 {
+                return Err(format!(
+                    "loading sweep adopted {} of {count} keys, {} errors: {:?}",
+                    r.keys_adopted, r.error_count, r.errors
+                ));
+            }
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Runs one exchange on the service's sweeper and times it.
+async fn exchange(app: &App, dry_run: bool) -> Result<(SweepReport, Duration), String> {
+    let started = Instant::now();
+    let r = app
+        .sweeper()
+        .run(SweepMode::Exchange, dry_run, "bench")
+        .await
+        .map_err(|e| format!("exchange: {e}"))?;
+    Ok((r, started.elapsed()))
+}
+
+fn no_errors(r: &SweepReport, what: &str) -> Result<(), String> {
+    if r.error_count > 0 {
+        return Err(format!(
+            "{what}: {} sweep errors: {:?}",
+            r.error_count, r.errors
+        ));
+    }
+    Ok(())
+}
+
+/// A dry-run exchange must find nothing left.
+async fn assert_in_sync(app: &App, what: &str) -> Result<(), String> {
+    let (r, _) = exchange(app, true).await?;
+    no_errors(&r, what)?;
+    if r.divergence_left() != 0 || r.buckets_mismatched != 0 {
+        return Err(format!(
+            "{what}: a dry-run exchange still finds {} divergent keys in {} buckets",
+            r.divergence_left(),
+            r.buckets_mismatched
+        ));
+    }
+    Ok(())
+}
+
+/// Repairs whatever is left (client writes still landing) until a dry run finds nothing.
+async fn settle(app: &App) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(IN_FLIGHT_WINDOW_MS + 50)).await;
+        let (r, _) = exchange(app, false).await?;
+        no_errors(&r, "settling exchange")?;
+        match assert_in_sync(app, "settling").await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Idle cost.
+
+struct Idle {
+    keys: usize,
+    ms: f64,
+    /// The digest hashes as read (RESP2 reply size), summed over the nodes.
+    wire_bytes: u64,
+    /// Their fields and values alone.
+    payload_bytes: u64,
+}
+
+async fn digest_size(app: &App, conns: &[MultiplexedConnection]) -> Result<(u64, u64), String> {
+    let digest_key = format!("{}d", app.store().settings().key_prefix);
+    let (mut wire, mut payload) = (0u64, 0u64);
+    let bulk = |len: usize| (1 + len.to_string().len() + 2 + len + 2) as u64;
+    for c in conns {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            command(c, redis::cmd("HGETALL").arg(&digest_key)).await?;
+        wire += (1 + (entries.len() * 2).to_string().len() + 2) as u64;
+        for (f, v) in &entries {
+            payload += (f.len() + v.len()) as u64;
+            wire += bulk(f.len()) + bulk(v.len());
+        }
+    }
+    Ok((wire, payload))
+}
+
+async fn idle_cost(
+    app: &App,
+    conns: &[MultiplexedConnection],
+    keys: usize,
+    s: &Settings,
+) -> Result<Idle, String> {
+    let (wire_bytes, payload_bytes) = digest_size(app, conns).await?;
+    let mut per_round = Vec::new();
+    for round in 0..s.rounds {
+        let mut ms = Vec::new();
+        for _ in 0..s.idle_reps {
+            let (r, took) = exchange(app, false).await?;
+            no_errors(&r, "idle exchange")?;
+            if r.buckets_mismatched != 0 {
+                return Err(format!(
+                    "idle exchange found {} mismatched buckets",
+                    r.buckets_mismatched
+                ));
+            }
+            ms.push(took.as_secs_f64() * 1000.0);
+        }
+        let m = median(&ms);
+        println!(
+            "round {}/{}  idle exchange, {:>9} keys: median {m:.2} ms of {} (min {:.2}, max {:.2}); \
+             digests read {:.1} KiB",
+            round + 1,
+            s.rounds,
+            grouped(keys),
+            ms.len(),
+            ms.iter().copied().fold(f64::INFINITY, f64::min),
+            ms.iter().copied().fold(0.0, f64::max),
+            wire_bytes as f64 / 1024.0
+        );
+        per_round.push(m);
+    }
+    Ok(Idle {
+        keys,
+        ms: median(&per_round),
+        wire_bytes,
+        payload_bytes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Divergence cost.
+
+struct Divergence {
+    keys: usize,
+    ms: f64,
+    buckets: u64,
+}
+
+async fn divergence_cost(
+    app: &App,
+    keys: usize,
+    s: &Settings,
+    stage: u32,
+) -> Result<Divergence, String> {
+    let d = s.divergent;
+    let spacing = keys / d;
+    let mut ms = Vec::new();
+    let mut buckets = Vec::new();
+    for round in 0..s.rounds {
+        let offset = (round * 7 + 3) % spacing;
+        let indices: Vec<usize> = (0..d).map(|j| j * spacing + offset).collect();
+        // Newer versions on every node but one, as if that node had missed the writes.
+        let fresh: Vec<usize> = (0..NODES).filter(|&n| n != STALE).collect();
+        write_versions(
+            app.store(),
+            &indices,
+            &fresh,
+            stage * 100 + round as u32 + 1,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(IN_FLIGHT_WINDOW_MS + 50)).await;
+        let (r, took) = exchange(app, false).await?;
+        no_errors(&r, "divergence exchange")?;
+        let mut expected = vec![0u64; NODES];
+        expected[STALE] = d as u64;
+        if r.keys_repaired_per_node != expected || r.keys_divergent != d as u64 {
+            return Err(format!(
+                "divergence exchange: {} keys divergent, repaired per node {:?}, expected {d} on \
+                 node {STALE} ({} deferred)",
+                r.keys_divergent, r.keys_repaired_per_node, r.keys_deferred
+            ));
+        }
+        assert_in_sync(app, "after the divergence exchange").await?;
+        let t = took.as_secs_f64() * 1000.0;
+        println!(
+            "round {}/{}  {} divergent keys among {:>9}: repaired in {t:.1} ms \
+             ({} buckets mismatched, ~{} metadata entries per bucket)",
+            round + 1,
+            s.rounds,
+            grouped(d),
+            grouped(keys),
+            r.buckets_mismatched,
+            keys / app.store().settings().buckets as usize,
+        );
+        ms.push(t);
+        buckets.push(r.buckets_mismatched as f64);
+    }
+    Ok(Divergence {
+        keys,
+        ms: median(&ms),
+        buckets: median(&buckets) as u64,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Heal, and Redis' full sync.
+
+struct HealSample {
+    secs: f64,
+    process_cpu: f64,
+    node_cpu: Vec<f64>,
+    top_commands: Vec<Vec<(String, u64, u64)>>,
+    backoff_events: u64,
+    backoff_ms: u64,
+    buckets: u64,
+    latency_ms: Vec<Option<f64>>,
+}
+
+impl HealSample {
+    fn breakdown(&self) -> String {
+        let mut s = format!(
+            "wall {:.2} s; this process (sweep) {:.2} s CPU",
+            self.secs, self.process_cpu
+        );
+        for (n, (cpu, cmds)) in self.node_cpu.iter().zip(&self.top_commands).enumerate() {
+            let _ = write!(s, "; node {n} {cpu:.2} s CPU");
+            let top: Vec<String> = cmds
+                .iter()
+                .take(2)
+                .filter(|(_, _, us)| *us >= 10_000)
+                .map(|(name, calls, us)| format!("{name} {:.2} s/{calls} calls", *us as f64 / 1e6))
+                .collect();
+            if !top.is_empty() {
+                let _ = write!(s, " ({})", top.join(", "));
+            }
+        }
+        let _ = write!(
+            s,
+            "; throttle/back-off waits: {} ({:.2} s)",
+            self.backoff_events,
+            self.backoff_ms as f64 / 1000.0
+        );
+        let lat: Vec<String> = self
+            .latency_ms
+            .iter()
+            .map(|l| l.map_or("-".into(), |l| format!("{l:.1}")))
+            .collect();
+        let _ = write!(s, "; smoothed node latency ms after: [{}]", lat.join(", "));
+        s
+    }
+}
+
+async fn heal(
+    app: &App,
+    conns: &[MultiplexedConnection],
+    keys: usize,
+) -> Result<HealSample, String> {
+    command::<()>(&conns[STALE], redis::cmd("FLUSHALL").arg("SYNC")).await?;
+    let mut cpu_before = Vec::new();
+    for c in conns {
+        command::<()>(c, redis::cmd("CONFIG").arg("RESETSTAT")).await?;
+        cpu_before.push(redis_cpu_s(c).await?);
+    }
+    let (b_events, b_ms) = TAP.backoff();
+    let proc_before = process_cpu_s();
+    let (r, took) = exchange(app, false).await?;
+    let process_cpu = process_cpu_s() - proc_before;
+    let (a_events, a_ms) = TAP.backoff();
+    let mut node_cpu = Vec::new();
+    let mut top_commands = Vec::new();
+    for (c, before) in conns.iter().zip(cpu_before) {
+        node_cpu.push(redis_cpu_s(c).await? - before);
+        top_commands.push(commandstats(c).await?);
+    }
+    no_errors(&r, "heal exchange")?;
+    let mut expected = vec![0u64; NODES];
+    expected[STALE] = keys as u64;
+    if r.keys_repaired_per_node != expected {
+        return Err(format!(
+            "heal exchange repaired {:?} keys per node, expected {keys} on node {STALE} \
+             ({} divergent, {} deferred)",
+            r.keys_repaired_per_node, r.keys_divergent, r.keys_deferred
+        ));
+    }
+    assert_in_sync(app, "after the heal exchange").await?;
+    Ok(HealSample {
+        secs: took.as_secs_f64(),
+        process_cpu,
+        node_cpu,
+        top_commands,
+        backoff_events: a_events - b_events,
+        backoff_ms: a_ms - b_ms,
+        buckets: r.buckets_mismatched,
+        latency_ms: app
+            .store()
+            .pool()
+            .status()
+            .iter()
+            .map(|n| n.latency_ms)
+            .collect(),
+    })
+}
+
+/// Starts an empty redis-server, makes it a replica of `master` and times until the link is up
+/// and it holds as many keys as the master. Returns seconds and the key count.
+async fn full_sync(
+    dir: &Path,
+    master: &MultiplexedConnection,
+    master_port: u16,
+    pids: &Mutex<Vec<u32>>,
+) -> Result<(f64, u64), String> {
+    let dir = dir.to_path_buf();
+    let replica = tokio::task::spawn_blocking(move || {
+        RedisProcess::start(
+            &dir,
+            &[
+                "--repl-diskless-sync",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
+                "--repl-diskless-load",
+                "on-empty-db",
+            ],
+        )
+    })
+    .await
+    .map_err(|e| format!("replica start: {e}"))?
+    .map_err(|e| format!("replica start: {e}"))?;
+    if let Some(pid) = replica.pid() {
+        pids.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+    }
+    let result = async {
+        let conn = direct(&replica.url()).await?;
+        let master_keys: u64 = command(master, &redis::cmd("DBSIZE")).await?;
+        let started = Instant::now();
+        command::<()>(
+            &conn,
+            redis::cmd("REPLICAOF").arg("127.0.0.1").arg(master_port),
+        )
+        .await?;
+        let deadline = started + Duration::from_secs(300);
+        loop {
+            let text = info(&conn, "replication").await?;
+            if info_field(&text, "master_link_status") == Some("up") {
+                let n: u64 = command(&conn, &redis::cmd("DBSIZE")).await?;
+                if n == master_keys {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("full sync did not finish within 300 s".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        command::<()>(&conn, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
+        Ok((secs, master_keys))
+    }
+    .await;
+    tokio::task::spawn_blocking(move || drop(replica))
+        .await
+        .map_err(|e| format!("replica stop: {e}"))?;
+    result
+}
+
+struct Heal {
+    keys: usize,
+    heal_s: f64,
+    sync_s: f64,
+    samples: Vec<HealSample>,
+    buckets: u64,
+    replicated_keys: u64,
+}
+
+async fn heal_vs_full_sync(
+    app: &App,
+    conns: &[MultiplexedConnection],
+    ports: &[u16],
+    keys: usize,
+    s: &Settings,
+    pids: &Mutex<Vec<u32>>,
+) -> Result<Heal, String> {
+    let master = &conns[0];
+    command::<()>(
+        master,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync")
+            .arg("yes"),
+    )
+    .await?;
+    command::<()>(
+        master,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg("0"),
+    )
+    .await?;
+    let dir = tempfile::Builder::new()
+        .prefix("quorumd-bench-replica-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let mut heals = Vec::new();
+    let mut syncs = Vec::new();
+    let mut replicated_keys = 0;
+    for round in 0..s.rounds {
+        // Alternate which goes first, so neither always runs on a warmer machine.
+        for step in 0..2 {
+            if (step + round) % 2 == 0 {
+                let h = heal(app, conns, keys).await?;
+                println!(
+                    "round {}/{}  heal: {} keys back on wiped node {STALE} in {:.2} s \
+                     ({:.0} keys/s, {} buckets)",
+                    round + 1,
+                    s.rounds,
+                    grouped(keys),
+                    h.secs,
+                    keys as f64 / h.secs,
+                    h.buckets
+                );
+                println!("             where the time went: {}", h.breakdown());
+                heals.push(h);
+            } else {
+                let (secs, n) = full_sync(dir.path(), master, ports[0], pids).await?;
+                replicated_keys = n;
+                println!(
+                    "round {}/{}  redis full sync (diskless) of {} keys into an empty server: {secs:.2} s",
+                    round + 1,
+                    s.rounds,
+                    grouped(n as usize)
+                );
+                syncs.push(secs);
+            }
+        }
+    }
+    let heal_s = median(&heals.iter().map(|h| h.secs).collect::<Vec<_>>());
+    Ok(Heal {
+        keys,
+        heal_s,
+        sync_s: median(&syncs),
+        buckets: heals.first().map_or(0, |h| h.buckets),
+        samples: heals,
+        replicated_keys,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Client impact.
+
+struct PutTarget {
+    http: reqwest::Client,
+    urls: Vec<reqwest::Url>,
+    value: Bytes,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latencies: Vec<u64>,
+}
+
+struct PutSample {
+    ops_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// splitmix64: a cheap, per-worker key picker.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+async fn put_once(t: &PutTarget, key: usize, tally: &mut Tally) {
+    let started = Instant::now();
+    let outcome = match t
+        .http
+        .put(t.urls[key].clone())
+        .body(t.value.clone())
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            let status = resp.status();
+            match resp.bytes().await {
+                Ok(_) if status.is_success() => Ok(()),
+                Ok(body) => Err(format!(
+                    "PUT {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                )),
+                Err(e) => Err(format!("PUT body: {e}")),
+            }
+        }
+        Err(e) => Err(format!("PUT: {e}")),
+    };
+    match outcome {
+        Ok(()) => {
+            tally.ok += 1;
+            tally.latencies.push(started.elapsed().as_nanos() as u64);
+        }
+        Err(e) => {
+            tally.errors += 1;
+            tally.first_error.get_or_insert(e);
+        }
+    }
+}
+
+async fn put_window(
+    t: &Arc<PutTarget>,
+    concurrency: usize,
+    duration: Duration,
+    seed: u64,
+) -> PutSample {
+    let keys = t.urls.len() as u64;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let t = t.clone();
+            let mut rng = seed ^ ((w as u64 + 1) << 32);
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < deadline {
+                    put_once(&t, (next_random(&mut rng) % keys) as usize, &mut tally).await;
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut all = Tally::default();
+    for w in workers {
+        match w.await {
+            Ok(mut tally) => {
+                all.ok += tally.ok;
+                all.errors += tally.errors;
+                if all.first_error.is_none() {
+                    all.first_error = tally.first_error.take();
+                }
+                all.latencies.append(&mut tally.latencies);
+            }
+            Err(e) => {
+                all.errors += 1;
+                all.first_error.get_or_insert(format!("worker failed: {e}"));
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.latencies.sort_unstable();
+    PutSample {
+        ops_per_s: all.ok as f64 / elapsed,
+        p50_us: percentile(&all.latencies, 0.50) / 1000.0,
+        p99_us: percentile(&all.latencies, 0.99) / 1000.0,
+        ok: all.ok,
+        errors: all.errors,
+        first_error: all.first_error,
+    }
+}
+
+struct Impact {
+    keys: usize,
+    idle: [f64; 3],
+    sweeping: [f64; 3],
+    sweeps_finished: u64,
+    scanned_per_s: f64,
+    errors: u64,
+    ok: u64,
+    first_error: Option<String>,
+}
+
+async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(s.concurrency * 2)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let base = format!("http://{}/v1/kv/", app.http_addr());
+    let urls = (0..s.put_keys)
+        .map(|i| reqwest::Url::parse(&format!("{base}{}?consistency=quorum", key(i))))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("url: {e}"))?;
+    let t = Arc::new(PutTarget {
+        http,
+        urls,
+        value: Bytes::from(value(0, 9999)),
+    });
+    let duration = Duration::from_secs_f64(s.seconds);
+    if s.full {
+        let _ = put_window(&t, s.concurrency, Duration::from_millis(500), 0xfeed).await;
+    }
+    let mut idle: Vec<PutSample> = Vec::new();
+    let mut sweeping: Vec<PutSample> = Vec::new();
+    let (mut sweeps_finished, mut scanned, mut sweep_secs) = (0u64, 0u64, 0f64);
+    for round in 0..s.rounds {
+        for step in 0..2 {
+            let with_sweep = (step + round) % 2 == 1;
+            // A fresh sweeper per window (same configuration as the service's), so that the
+            // loop can be cut off at the end of the window without leaving a sweep marked as
+            // running in the service's own sweeper. Cursors are checkpointed on the nodes, so
+            // the next window's sweep carries on where this one stopped.
+            let looping = with_sweep.then(|| {
+                let sw = Sweeper::new(app.store().clone(), app.sweeper().config().clone());
+                let done = Arc::new(AtomicU64::new(0));
+                let scanned_done = Arc::new(AtomicU64::new(0));
+                let task = tokio::spawn({
+                    let (sw, done, scanned_done) = (sw.clone(), done.clone(), scanned_done.clone());
+                    async move {
+                        loop {
+                            match sw.run(SweepMode::Full, false, "bench").await {
+                                Ok(r) => {
+                                    done.fetch_add(1, Ordering::Relaxed);
+                                    scanned_done.fetch_add(r.keys_scanned(), Ordering::Relaxed);
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                            }
+                        }
+                    }
+                });
+                (sw, done, scanned_done, task)
+            });
+            let seed = ((round as u64) << 16) ^ (step as u64 + 1).wrapping_mul(0x5851_f42d);
+            let started = Instant::now();
+            let sample = put_window(&t, s.concurrency, duration, seed).await;
+            let mut note = String::new();
+            if let Some((sw, done, scanned_done, task)) = looping {
+                let running = sw.status().full.map_or(0, |r| r.keys_scanned());
+                task.abort();
+                let _ = task.await;
+                let finished = done.load(Ordering::Relaxed);
+                let n = scanned_done.load(Ordering::Relaxed) + running;
+                let secs = started.elapsed().as_secs_f64();
+                sweeps_finished += finished;
+                scanned += n;
+                sweep_secs += secs;
+                note = format!(
+                    "  (full sweep looping: {finished} finished, {:.0} keys scanned/s)",
+                    n as f64 / secs
+                );
+            }
+            println!(
+                "round {}/{}  quorum PUT, {:<22} {:>8.0} ops/s  p50 {:>6.0} µs  p99 {:>7.0} µs{}{note}",
+                round + 1,
+                s.rounds,
+                if with_sweep {
+                    "full sweep looping:"
+                } else {
+                    "no sweep:"
+                },
+                sample.ops_per_s,
+                sample.p50_us,
+                sample.p99_us,
+                if sample.errors > 0 {
+                    format!("  ERRORS: {}", sample.errors)
+                } else {
+                    String::new()
+                }
+            );
+            if with_sweep {
+                sweeping.push(sample);
+            } else {
+                idle.push(sample);
+            }
+        }
+    }
+    let med = |v: &[PutSample]| {
+        [
+            median(&v.iter().map(|x| x.ops_per_s).collect::<Vec<_>>()),
+            median(&v.iter().map(|x| x.p50_us).collect::<Vec<_>>()),
+            median(&v.iter().map(|x| x.p99_us).collect::<Vec<_>>()),
+        ]
+    };
+    let all = idle.iter().chain(&sweeping);
+    Ok(Impact {
+        keys,
+        idle: med(&idle),
+        sweeping: med(&sweeping),
+        sweeps_finished,
+        scanned_per_s: scanned as f64 / sweep_secs,
+        errors: all.clone().map(|x| x.errors).sum(),
+        ok: all.clone().map(|x| x.ok).sum(),
+        first_error: all.filter_map(|x| x.first_error.clone()).next(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+struct Results {
+    load: Vec<(usize, LoadMethod, f64)>,
+    idle: Vec<Idle>,
+    divergence: Vec<Divergence>,
+    heal: Heal,
+    impact: Impact,
+}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sync bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = tracing::subscriber::set_global_default(
+        tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), TapLayer),
+    ) {
+        eprintln!("sync bench: cannot install the event counter: {e}");
+    }
+    // The cluster is started on the main thread, which outlives everything: the servers are
+    // also killed by the kernel (PDEATHSIG) if this process dies.
+    let cluster = match DevCluster::start(NODES) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sync bench: cannot start the redis-server nodes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pids = Mutex::new(
+        cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid())
+            .collect::<Vec<u32>>(),
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sync bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let urls = cluster.urls();
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
+    let started = Instant::now();
+    let outcome = runtime.block_on(run(urls, &ports, &settings, &pids));
+    drop(runtime);
+    drop(cluster);
+    let mut failed = false;
+    let report = match outcome {
+        Ok((report, fatal)) => {
+            failed |= fatal;
+            Some(report)
+        }
+        Err(e) => {
+            eprintln!("sync bench: FAILED: {e}");
+            failed = true;
+            None
+        }
+    };
+    let leftovers: Vec<u32> = pids
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    if cfg!(target_os = "linux") && !leftovers.is_empty() {
+        eprintln!("sync bench: FAILED: redis-server processes still running: {leftovers:?}");
+        failed = true;
+    }
+    if let Some(report) = report {
+        print!("{report}");
+    }
+    println!("total run time {:.0} s", started.elapsed().as_secs_f64());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run(
+    nodes: Vec<String>,
+    ports: &[u16],
+    s: &Settings,
+    pids: &Mutex<Vec<u32>>,
+) -> Result<(String, bool), String> {
+    let mut config = Config {
+        nodes: nodes.clone(),
+        ..Config::default()
+    };
+    config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Nothing in the background: every sweep is one the bench runs and times.
+    config.sync.exchange_interval_ms = 0;
+    config.sync.full_sweep_cron = String::new();
+    config.sync.in_flight_window_ms = IN_FLIGHT_WINDOW_MS;
+    // The health probe would notice the wiped node (its sentinel key is gone) and start a
+    // recovery exchange of its own, racing the one the bench times. Probes only, requests
+    // still feed health and latency.
+    config.timeouts.health_interval_ms = 3_600_000;
+    let validated = config
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let app = App::start(validated)
+        .await
+        .map_err(|e| format!("cannot start quorumd: {e}"))?;
+    let measured = measure(&app, &nodes, ports, s, pids).await;
+    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
+    let mut fatal = false;
+    match shutdown {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("sync bench: FAILED: shutdown: {e}");
+            fatal = true;
+        }
+        Err(_) => {
+            eprintln!("sync bench: FAILED: shutdown did not finish within 30 s");
+            fatal = true;
+        }
+    }
+    let results = measured?;
+    let (report, bad) = report(&results, s)?;
+    Ok((report, fatal || bad))
+}
+
+async fn measure(
+    app: &App,
+    nodes: &[String],
+    ports: &[u16],
+    s: &Settings,
+    pids: &Mutex<Vec<u32>>,
+) -> Result<Results, String> {
+    let mut conns = Vec::new();
+    for url in nodes {
+        conns.push(direct(url).await?);
+    }
+    let sync = app.sweeper().config();
+    println!(
+        "quorumd with {NODES} redis-server {} nodes, {} buckets, key_batch {}, bucket_batch {}, \
+         max_repairs_per_sec {}, max_scan_keys_per_sec {}, backoff_latency_ms {}",
+        redis_version(),
+        app.store().settings().buckets,
+        sync.key_batch,
+        sync.bucket_batch,
+        sync.max_repairs_per_sec,
+        sync.max_scan_keys_per_sec,
+        sync.backoff_latency_ms
+    );
+    println!(
+        "K = {} keys, K_small = {}, {} divergent keys, {} round(s), {VALUE_BYTES}-byte values{}",
+        grouped(s.keys),
+        grouped(s.small_keys),
+        grouped(s.divergent),
+        s.rounds,
+        if s.full {
+            ""
+        } else {
+            " (smoke run: no --bench argument)"
+        }
+    );
+    let mut loads = Vec::new();
+    let mut idle = Vec::new();
+    let mut divergence = Vec::new();
+
+    let secs = load(app, &conns, 0..s.small_keys, s.load[0]).await?;
+    println!(
+        "loaded {} versioned keys on every node with {} in {secs:.1} s",
+        grouped(s.small_keys),
+        s.load[0].describe()
+    );
+    loads.push((s.small_keys, s.load[0], secs));
+    settle(app).await?;
+    idle.push(idle_cost(app, &conns, s.small_keys, s).await?);
+    divergence.push(divergence_cost(app, s.small_keys, s, 1).await?);
+    let impact = client_impact(app, s.small_keys, s).await?;
+    settle(app).await?;
+
+    if s.keys > s.small_keys {
+        let secs = load(app, &conns, s.small_keys..s.keys, s.load[1]).await?;
+        println!(
+            "loaded {} more versioned keys on every node with {} in {secs:.1} s",
+            grouped(s.keys - s.small_keys),
+            s.load[1].describe()
+        );
+        loads.push((s.keys - s.small_keys, s.load[1], secs));
+        settle(app).await?;
+        idle.push(idle_cost(app, &conns, s.keys, s).await?);
+        divergence.push(divergence_cost(app, s.keys, s, 2).await?);
+    }
+    let heal = heal_vs_full_sync(app, &conns, ports, s.keys, s, pids).await?;
+    Ok(Results {
+        load: loads,
+        idle,
+        divergence,
+        heal,
+        impact,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report.
+
+struct Row {
+    measurement: String,
+    keys: String,
+    quorumd: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    verdict: &'static str,
+}
+
+const HEADER: [&str; 7] = [
+    "measurement",
+    "keys",
+    "quorumd",
+    "baseline",
+    "ratio",
+    "target",
+    "met",
+];
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "yes" } else { "NO" }
+}
+
+fn rows(r: &Results, s: &Settings) -> Vec<Row> {
+    let mut out = Vec::new();
+    let h = &r.heal;
+    let heal_ratio = h.heal_s / h.sync_s;
+    out.push(Row {
+        measurement: format!("heal: 1 exchange after FLUSHALL of node {STALE}"),
+        keys: grouped(h.keys),
+        quorumd: format!("{:.2} s", h.heal_s),
+        baseline: format!("redis full sync {:.2} s", h.sync_s),
+        ratio: format!("{heal_ratio:.2}×"),
+        target: "≤ 2×".into(),
+        verdict: verdict(heal_ratio <= 2.0),
+    });
+    let base_idle = &r.idle[0];
+    for i in &r.idle {
+        let is_base = std::ptr::eq(i, base_idle);
+        let ratio = i.ms / base_idle.ms;
+        out.push(Row {
+            measurement: "idle exchange, all in sync".into(),
+            keys: grouped(i.keys),
+            quorumd: format!(
+                "{:.2} ms, {:.1} KiB read",
+                i.ms,
+                i.wire_bytes as f64 / 1024.0
+            ),
+            baseline: if is_base {
+                "(baseline for flatness)".into()
+            } else {
+                format!("{:.2} ms at {}", base_idle.ms, grouped(base_idle.keys))
+            },
+            ratio: if is_base {
+                "-".into()
+            } else {
+                format!("{ratio:.2}×")
+            },
+            target: if is_base {
+                "< 50 ms".into()
+            } else {
+                "< 50 ms, flat (≈1×)".into()
+            },
+            verdict: verdict(i.ms < 50.0 && (is_base || ratio < 1.5)),
+        });
+    }
+    let base_div = &r.divergence[0];
+    for d in &r.divergence {
+        let is_base = std::ptr::eq(d, base_div);
+        let ratio = d.ms / base_div.ms;
+        let k_ratio = d.keys as f64 / base_div.keys as f64;
+        out.push(Row {
+            measurement: format!(
+                "repair {} divergent keys (1 exchange)",
+                grouped(s.divergent)
+            ),
+            keys: grouped(d.keys),
+            quorumd: format!("{:.1} ms ({} buckets)", d.ms, d.buckets),
+            baseline: if is_base {
+                "(baseline)".into()
+            } else {
+                format!("{:.1} ms at {}", base_div.ms, grouped(base_div.keys))
+            },
+            ratio: if is_base {
+                "-".into()
+            } else {
+                format!("{ratio:.2}×")
+            },
+            target: if is_base {
+                "∝ divergence".into()
+            } else {
+                format!("≈1×, not ∝ K ({k_ratio:.0}×)")
+            },
+            verdict: if is_base { "-" } else { verdict(ratio < 2.0) },
+        });
+    }
+    let im = &r.impact;
+    let drop = 100.0 * (1.0 - im.sweeping[0] / im.idle[0]);
+    out.push(Row {
+        measurement: format!(
+            "quorum PUT over HTTP, {} clients, full sweep looping",
+            s.concurrency
+        ),
+        keys: grouped(im.keys),
+        quorumd: format!(
+            "{:.0} ops/s (p50 {:.0} µs, p99 {:.0} µs)",
+            im.sweeping[0], im.sweeping[1], im.sweeping[2]
+        ),
+        baseline: format!(
+            "no sweep {:.0} ops/s (p50 {:.0} µs, p99 {:.0} µs)",
+            im.idle[0], im.idle[1], im.idle[2]
+        ),
+        ratio: format!("−{drop:.1}%"),
+        target: "< 10% drop".into(),
+        verdict: verdict(drop < 10.0),
+    });
+    out
+}
+
+fn cells(r: &Row) -> [String; 7] {
+    [
+        r.measurement.clone(),
+        r.keys.clone(),
+        r.quorumd.clone(),
+        r.baseline.clone(),
+        r.ratio.clone(),
+        r.target.clone(),
+        r.verdict.to_string(),
+    ]
+}
+
+fn text_table(rows: &[Row]) -> String {
+    let body: Vec<[String; 7]> = rows.iter().map(cells).collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for r in &body {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
+            let pad = " ".repeat(w - c.chars().count());
+            match i {
+                0 => {
+                    let _ = write!(s, "{c}{pad}");
+                }
+                1 | 4 => {
+                    let _ = write!(s, "  {pad}{c}");
+                }
+                _ => {
+                    let _ = write!(s, "  {c}{pad}");
+                }
+            }
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(&HEADER.map(String::from));
+    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    out.push_str(&"-".repeat(total));
+    out.push('\n');
+    for r in &body {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn markdown_table(rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n", HEADER.join(" | "));
+    out.push_str("|---|---:|---|---|---:|---|---|\n");
+    for r in rows {
+        out.push_str(&format!("| {} |\n", cells(r).join(" | ")));
+    }
+    out
+}
+
+fn notes(r: &Results) -> String {
+    let mut n = String::new();
+    for (count, method, secs) in &r.load {
+        let _ = writeln!(
+            n,
+            "- loading {} keys: {} in {secs:.1} s ({:.0} keys/s)",
+            grouped(*count),
+            method.describe(),
+            *count as f64 / secs
+        );
+    }
+    let h = &r.heal;
+    let _ = writeln!(
+        n,
+        "- heal: {} of 4096 buckets mismatched; redis full sync copied {} keys (values, \
+         metadata hashes and digests: the same data set)",
+        h.buckets,
+        grouped(h.replicated_keys as usize)
+    );
+    for (i, sample) in h.samples.iter().enumerate() {
+        let _ = writeln!(n, "- heal round {}: {}", i + 1, sample.breakdown());
+    }
+    for i in &r.idle {
+        let _ = writeln!(
+            n,
+            "- idle at {} keys: digest hashes read {} B over the wire ({} B of fields and values), \
+             summed over {NODES} nodes",
+            grouped(i.keys),
+            i.wire_bytes,
+            i.payload_bytes
+        );
+    }
+    let im = &r.impact;
+    let _ = writeln!(
+        n,
+        "- client impact: {} full sweeps finished during the sweep windows, {:.0} keys scanned/s",
+        im.sweeps_finished, im.scanned_per_s
+    );
+    let warnings = TAP.warnings.load(Ordering::Relaxed);
+    if warnings > 0 {
+        let first = TAP
+            .first_warning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let _ = writeln!(n, "- the service logged {warnings} warnings; first:{first}");
+    }
+    n
+}
+
+fn report_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("bench")
+}
+
+fn redis_version() -> String {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(String::from))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The printed report, and whether the run must fail.
+fn report(r: &Results, s: &Settings) -> Result<(String, bool), String> {
+    let rows = rows(r, s);
+    let notes = notes(r);
+    let mut fatal = false;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nMedians over {} round(s); each ratio is quorumd ÷ its baseline from the same run:\n",
+        s.rounds
+    );
+    out.push_str(&text_table(&rows));
+    out.push('\n');
+    out.push_str(&notes);
+    let im = &r.impact;
+    let rate = im.errors as f64 / (im.ok + im.errors).max(1) as f64;
+    if im.errors > 0 || im.ok == 0 {
+        let _ = writeln!(
+            out,
+            "\n!!! PUT errors: {} of {} ({:.2}%){}; first: {}",
+            im.errors,
+            im.ok + im.errors,
+            100.0 * rate,
+            if rate > MAX_ERROR_RATE {
+                " — ABOVE THE 1% LIMIT, the run fails"
+            } else {
+                ""
+            },
+            im.first_error.as_deref().unwrap_or("-")
+        );
+        fatal |= rate > MAX_ERROR_RATE || im.ok == 0;
+    }
+    if s.full {
+        let md = format!(
+            "# sync benchmark\n\n\
+             Anti-entropy of quorumd (3 local redis-server {} nodes, in-process service, sweeps \
+             run on demand) against baselines measured in the same run.\n\n\
+             - {} rounds; K = {} keys, K_small = {}, {} divergent keys, {VALUE_BYTES}-byte \
+             values, {} CPU(s)\n\
+             - figures are medians over rounds; ratios are quorumd ÷ baseline of those medians\n\n\
+             {}\n{}",
+            redis_version(),
+            s.rounds,
+            grouped(s.keys),
+            grouped(s.small_keys),
+            grouped(s.divergent),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            markdown_table(&rows),
+            notes
+        );
+        let dir = report_dir();
+        let path = dir.join("sync.md");
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, md)) {
+            Ok(()) => {
+                let _ = writeln!(out, "\nwritten to {}", path.display());
+            }
+            Err(e) => {
+                eprintln!("sync bench: FAILED: cannot write {}: {e}", path.display());
+                fatal = true;
+            }
+        }
+    }
+    Ok((out, fatal))
+}

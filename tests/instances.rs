@@ -1,0 +1,126 @@
+//! Several quorumd instances against the same nodes split the sweep work through shard
+//! leases; when one dies, the others take over its shards within a lease period.
+
+mod common;
+
+use common::{TestCluster, test_config, wait_until};
+use quorumd::app::App;
+use reqwest::StatusCode;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const SHARDS: u32 = 16;
+const KEYS: usize = 2000;
+
+fn shared_sweeps(c: &mut quorumd::config::Config) {
+    c.sync.exchange_interval_ms = 200;
+    c.sync.full_sweep_cron = String::new();
+    c.sync.in_flight_window_ms = 200;
+    c.sync.shards = SHARDS;
+    c.sync.lease_ms = 1500;
+}
+
+async fn versioned_keys(tc: &TestCluster, node: usize) -> u64 {
+    let mut c = tc.direct(node).await;
+    redis::cmd("EVAL")
+        .arg("local n = 0 for b = 0, 4095 do n = n + redis.call('HLEN', 'qd:m:' .. b) end return n")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+fn owned(app: &App) -> BTreeSet<u32> {
+    app.sweeper().status().leases.owned.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_work_and_one_takes_over_when_the_other_dies() {
+    let tc = TestCluster::start_with(3, shared_sweeps).await;
+    let mut cfg = test_config(tc.cluster.urls());
+    shared_sweeps(&mut cfg);
+    let second = App::start(cfg.validate().unwrap()).await.unwrap();
+    let first = tc.app();
+
+    for i in 0..KEYS {
+        assert_eq!(
+            tc.put(&format!("k{i}"), format!("v{i}"), "consistency=all")
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    wait_until(
+        Duration::from_secs(15),
+        "shards split between the two",
+        || async {
+            let (a, b) = (owned(first), owned(&second));
+            a.len() == SHARDS as usize / 2 && b.len() == SHARDS as usize / 2 && a.is_disjoint(&b)
+        },
+    )
+    .await;
+
+    // A wiped node is healed by both, each in its own shards.
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    wait_until(Duration::from_secs(30), "node 2 healed", || async {
+        versioned_keys(&tc, 2).await == KEYS as u64
+    })
+    .await;
+    // Totals count finished sweeps: wait for the passes still running.
+    let repaired = || {
+        let a = first.sweeper().status().totals.keys_repaired_per_node[2];
+        (
+            a,
+            second.sweeper().status().totals.keys_repaired_per_node[2],
+        )
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "repair passes finished",
+        || async {
+            let (a, b) = repaired();
+            a + b >= KEYS as u64
+        },
+    )
+    .await;
+    let (a, b) = repaired();
+    assert!(
+        a > 0 && b > 0,
+        "both instances repaired their shards: {a} + {b}"
+    );
+    assert_eq!(a + b, KEYS as u64, "no key repaired twice");
+    wait_until(Duration::from_secs(10), "node 2 back in sync", || async {
+        tc.health(2).await == "up"
+    })
+    .await;
+
+    // The second instance dies without handing its shards back; the first takes them over
+    // once the leases expire, and heals a newly wiped node on its own.
+    second.kill().await;
+    wait_until(Duration::from_secs(15), "all shards taken over", || async {
+        owned(first).len() == SHARDS as usize
+    })
+    .await;
+    let before = first.sweeper().status().totals.keys_repaired_per_node[1];
+    let mut c1 = tc.direct(1).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c1).await.unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "node 1 healed by the survivor",
+        || async {
+            let repaired = first.sweeper().status().totals.keys_repaired_per_node[1] - before;
+            versioned_keys(&tc, 1).await == KEYS as u64 && repaired >= KEYS as u64
+        },
+    )
+    .await;
+    let repaired = first.sweeper().status().totals.keys_repaired_per_node[1] - before;
+    assert_eq!(repaired, KEYS as u64);
+    for i in (0..KEYS).step_by(97) {
+        assert_eq!(
+            tc.raw_value(1, format!("k{i}").as_bytes()).await,
+            Some(format!("v{i}").into_bytes())
+        );
+    }
+    tc.shutdown().await;
+}
