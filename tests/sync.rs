@@ -645,7 +645,7 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
             Some(format!("v{i}").into_bytes())
         );
     }
-    // Fix the nodes: the next exchange heals node 2.
+    // READONLY: node 2 turned into a replica of an empty standalone server.
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory")
@@ -653,6 +653,33 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
         .query_async(&mut c2)
         .await
         .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = quorumd::devcluster::RedisProcess::start(dir.path(), &[]).unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(empty.port())
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    let r = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    let errors = r.errors.join("\n").to_ascii_uppercase();
+    assert!(
+        errors.contains("READONLY") || errors.contains("READ ONLY"),
+        "{errors}"
+    );
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    drop(empty);
+    // Fix the nodes: the next exchange heals node 2.
     let _: () = redis::cmd("DEL")
         .arg("qd:d")
         .query_async(&mut c1)
