@@ -143,68 +143,41 @@ pub struct SweepFinished<'a> {
 impl SweepFinished<'_> {
     pub fn emit(self) {
         let r = self.report;
-        let repaired = r.keys_repaired();
-        let fields = (
-            r.id,
-            r.mode.as_str(),
-            r.dry_run,
-            r.trigger,
-            r.elapsed_s,
-            r.buckets_mismatched,
-            r.keys_divergent,
-            repaired,
-            r.keys_deferred,
-            r.error_count,
-        );
-        if r.error_count > 0 || (r.dry_run && r.keys_divergent > 0) {
-            tracing::warn!(
-                id = fields.0,
-                mode = fields.1,
-                dry_run = fields.2,
-                trigger = fields.3,
-                elapsed_s = fields.4,
-                buckets_mismatched = fields.5,
-                keys_divergent = fields.6,
-                keys_repaired = fields.7,
-                keys_deferred = fields.8,
-                keys_scanned = r.keys_scanned(),
-                keys_unversioned = r.keys_unversioned,
-                keys_adopted = r.keys_adopted,
-                tombstones_purged = r.tombstones_purged,
-                hints_replayed = r.hints_replayed,
-                errors = fields.9,
-                first_error = r.errors.first().map(String::as_str).unwrap_or(""),
-                "sweep finished"
-            );
+        // One line per sweep, with the same fields at whichever level fits.
+        macro_rules! line {
+            ($level:ident, $msg:literal) => {
+                tracing::$level!(
+                    id = r.id,
+                    mode = r.mode.as_str(),
+                    dry_run = r.dry_run,
+                    trigger = r.trigger,
+                    elapsed_s = r.elapsed_s,
+                    buckets_mismatched = r.buckets_mismatched,
+                    keys_divergent = r.keys_divergent,
+                    keys_repaired = r.keys_repaired(),
+                    keys_deferred = r.keys_deferred,
+                    keys_scanned = r.keys_scanned(),
+                    keys_unversioned = r.keys_unversioned,
+                    keys_adopted = r.keys_adopted,
+                    tombstones_purged = r.tombstones_purged,
+                    hints_replayed = r.hints_replayed,
+                    errors = r.error_count,
+                    first_error = r.errors.first().map(String::as_str).unwrap_or(""),
+                    $msg
+                )
+            };
+        }
+        if r.error_count > 0 || (r.dry_run && r.divergence_left() > 0) {
+            line!(warn, "sweep finished");
         } else if r.keys_divergent > 0
             || r.keys_unversioned > 0
+            || r.hints_replayed > 0
             || r.mode == crate::sync::SweepMode::Full
         {
-            tracing::info!(
-                id = fields.0,
-                mode = fields.1,
-                dry_run = fields.2,
-                trigger = fields.3,
-                elapsed_s = fields.4,
-                buckets_mismatched = fields.5,
-                keys_divergent = fields.6,
-                keys_repaired = fields.7,
-                keys_deferred = fields.8,
-                keys_scanned = r.keys_scanned(),
-                keys_unversioned = r.keys_unversioned,
-                keys_adopted = r.keys_adopted,
-                tombstones_purged = r.tombstones_purged,
-                hints_replayed = r.hints_replayed,
-                "sweep finished"
-            );
+            line!(info, "sweep finished");
         } else {
             // An exchange that found nothing runs every few seconds: not worth an info line.
-            tracing::debug!(
-                id = fields.0,
-                mode = fields.1,
-                elapsed_s = fields.4,
-                "sweep finished, replicas agree"
-            );
+            line!(debug, "sweep finished, replicas agree");
         }
     }
 }

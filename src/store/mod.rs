@@ -17,6 +17,16 @@ use scripts::{KeyLocation, NodeCondition, NodeRead, WriteOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The hash holding the metadata of one bucket on every node.
+pub fn meta_key(prefix: &str, bucket: u32) -> String {
+    format!("{prefix}m:{bucket}")
+}
+
+/// The hash holding every bucket's digest on a node.
+pub fn digest_key(prefix: &str) -> String {
+    format!("{prefix}d")
+}
+
 /// Settings of the store, resolved from the configuration.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -142,8 +152,8 @@ impl VersionedStore {
         let bucket = digest::bucket_of(key, self.settings.buckets);
         Ok(KeyLocation {
             key: key.to_vec(),
-            meta_key: format!("{prefix}m:{bucket}"),
-            digest_key: format!("{prefix}d"),
+            meta_key: meta_key(prefix, bucket),
+            digest_key: digest_key(prefix),
             bucket,
         })
     }

@@ -431,9 +431,9 @@ pub async fn rebuild_digests(
     buckets: &[u32],
 ) -> Result<Vec<u32>, NodeError> {
     let mut inv = REBUILD_DIGESTS.prepare_invoke();
-    inv.key(format!("{prefix}d"));
+    inv.key(super::digest_key(prefix));
     for b in buckets {
-        inv.key(format!("{prefix}m:{b}"));
+        inv.key(super::meta_key(prefix, *b));
     }
     for b in buckets {
         inv.arg(*b);

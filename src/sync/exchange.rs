@@ -9,6 +9,7 @@ use super::{Sweeper, lease};
 use crate::hlc::wall_clock_ms;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
+use crate::store::{digest_key, meta_key};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 
@@ -18,7 +19,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     let settings = sw.store().settings();
     let n = pool.len();
     let buckets = settings.buckets;
-    let digest_key = format!("{}d", settings.key_prefix);
+    let digest_key = digest_key(&settings.key_prefix);
     progress::lock(p).phase = "reading digests";
 
     let reads = futures::future::join_all(pool.nodes().iter().map(|node| {
@@ -150,7 +151,7 @@ async fn read_chunk(
         }
     }
     let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| async move {
-        let keys: Vec<String> = buckets.iter().map(|b| format!("{prefix}m:{b}")).collect();
+        let keys: Vec<String> = buckets.iter().map(|b| meta_key(prefix, *b)).collect();
         (
             node,
             buckets,
@@ -206,7 +207,7 @@ pub(super) async fn purge(
     if purges.is_empty() {
         return;
     }
-    let digest_key = format!("{}d", sw.store().settings().key_prefix);
+    let digest_key = digest_key(&sw.store().settings().key_prefix);
     let entries: Vec<_> = purges.iter().map(|(l, m)| (l, m)).collect();
     let results = futures::future::join_all(sw.pool().nodes().iter().map(|node| {
         let (digest_key, entries) = (&digest_key, &entries);
@@ -280,7 +281,7 @@ async fn finish_recovery(
 /// nodes (a node that does not answer does not agree).
 async fn digest_agreement(sw: &Sweeper) -> Vec<bool> {
     let pool = sw.pool();
-    let digest_key = format!("{}d", sw.store().settings().key_prefix);
+    let digest_key = digest_key(&sw.store().settings().key_prefix);
     let reads =
         futures::future::join_all(pool.nodes().iter().map(|n| reads::digests(n, &digest_key)))
             .await;

@@ -299,7 +299,7 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             Some((*i, entry))
         })
         .unzip();
-    let digest_key = format!("{}d", sw.store().settings().key_prefix);
+    let digest_key = crate::store::digest_key(&sw.store().settings().key_prefix);
     let results = futures::future::join_all(pool.nodes().iter().map(|n| {
         let (entries, digest_key) = (&entries, &digest_key);
         async move {
@@ -359,7 +359,10 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
                 }
             }
         }
-        let meta_keys: Vec<String> = chunk.iter().map(|b| format!("{prefix}m:{b}")).collect();
+        let meta_keys: Vec<String> = chunk
+            .iter()
+            .map(|b| crate::store::meta_key(&prefix, *b))
+            .collect();
         let reads = futures::future::join_all(live.iter().map(|node| {
             let meta_keys = &meta_keys;
             async move { (node.id, reads::bucket_metas(node, meta_keys).await) }

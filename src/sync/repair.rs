@@ -6,6 +6,7 @@ use super::progress::{self, ProgressHandle};
 use crate::hlc::Version;
 use crate::meta::{EntryKind, Meta};
 use crate::pool::{Health, NodeId};
+use crate::store::digest_key;
 use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use std::collections::BTreeMap;
 
@@ -137,7 +138,7 @@ async fn apply_to_targets(
             per_target.entry(t).or_default().push(r);
         }
     }
-    let digest_key = format!("{}d", sw.store().settings().key_prefix);
+    let digest_key = digest_key(&sw.store().settings().key_prefix);
     // Targets are repaired concurrently; each one's batches go in order, paced per node.
     let work = per_target.into_iter().map(|(t, list)| {
         let digest_key = digest_key.clone();
