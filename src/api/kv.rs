@@ -80,6 +80,20 @@ fn consistency(p: &KvParams, state: &AppState) -> Result<Consistency, ApiError> 
     }
 }
 
+/// GET and DELETE take a key and a level; a TTL makes no sense for them.
+fn key_and_level_without_ttl(
+    uri: &Uri,
+    state: &AppState,
+    q: Result<Query<KvParams>, QueryRejection>,
+) -> Result<(Vec<u8>, Consistency), ApiError> {
+    let key = key_from(uri, state)?;
+    let p = params(q)?;
+    if p.ttl_ms.is_some() {
+        return Err(ApiError::bad_request("ttl_ms applies to PUT only"));
+    }
+    Ok((key, consistency(&p, state)?))
+}
+
 fn etag(v: Version) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", v.encode()))
         .unwrap_or(HeaderValue::from_static("\"invalid\""))
@@ -138,12 +152,7 @@ pub async fn get(
     uri: Uri,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let key = key_from(&uri, &state)?;
-    let p = params(q)?;
-    if p.ttl_ms.is_some() {
-        return Err(ApiError::bad_request("ttl_ms applies to PUT only"));
-    }
-    let level = consistency(&p, &state)?;
+    let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
     let Some(found) = state.store.get(&key, level).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -195,12 +204,7 @@ pub async fn delete(
     headers: HeaderMap,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let key = key_from(&uri, &state)?;
-    let p = params(q)?;
-    if p.ttl_ms.is_some() {
-        return Err(ApiError::bad_request("ttl_ms applies to PUT only"));
-    }
-    let level = consistency(&p, &state)?;
+    let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
     let cond = precondition(&headers)?;
     let receipt = state.store.delete(&key, level, cond).await?;
     Ok(receipt_response(receipt))

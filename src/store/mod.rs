@@ -164,6 +164,31 @@ impl VersionedStore {
         self.pool.node(node).health() != crate::pool::Health::Recovering
     }
 
+    /// Reads from every node, waiting for `required` answers from nodes that count for reads.
+    async fn gather_reads<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        required: usize,
+        loc: &KeyLocation,
+        read: F,
+    ) -> Result<Gathered<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<crate::pool::Node>, KeyLocation) -> Fut,
+        Fut: Future<Output = Result<T, crate::pool::NodeError>> + Send + 'static,
+    {
+        let counts = |n: NodeId, _: &T| self.counts_for_reads(n);
+        let g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
+            read(node, loc.clone())
+        })
+        .await;
+        if g.decision == Decision::Reached {
+            return Ok(g);
+        }
+        let why = |_: &T| "recovering: restarted and not yet back in sync".to_string();
+        Err(QuorumError::from_gathered(operation, &self.pool, &g, counts, why).into())
+    }
+
     pub fn clock(&self) -> &Hlc {
         &self.clock
     }
@@ -200,28 +225,11 @@ impl VersionedStore {
         level: Consistency,
     ) -> Result<Option<Found>, StoreError> {
         let required = self.settings.quorum.read_quorum(level);
-        let read_loc = loc.clone();
-        let gathered = fan_out(
-            &self.pool,
-            self.all_nodes(),
-            required,
-            |n, _| self.counts_for_reads(n),
-            move |node| {
-                let loc = read_loc.clone();
-                async move { scripts::read(&node, &loc).await }
-            },
-        )
-        .await;
-        if gathered.decision != Decision::Reached {
-            return Err(QuorumError::from_gathered(
-                "read",
-                &self.pool,
-                &gathered,
-                |n, _| self.counts_for_reads(n),
-                |_| "recovering: restarted and not yet back in sync".into(),
-            )
-            .into());
-        }
+        let gathered = self
+            .gather_reads("read", required, &loc, |node, loc| async move {
+                scripts::read(&node, &loc).await
+            })
+            .await?;
         let Some(winner) = newest(&loc.key, gathered.successes().map(|(_, r)| r)) else {
             repair::spawn_read_repair(self.pool.clone(), loc, gathered);
             return Ok(None);
@@ -435,28 +443,11 @@ impl VersionedStore {
             Consistency::Linearizable => majority(self.pool.len()),
             other => self.settings.quorum.read_quorum(other),
         };
-        let read_loc = loc.clone();
-        let g = fan_out(
-            &self.pool,
-            self.all_nodes(),
-            required,
-            |n, _| self.counts_for_reads(n),
-            move |node| {
-                let loc = read_loc.clone();
-                async move { scripts::read_meta(&node, &loc).await }
-            },
-        )
-        .await;
-        if g.decision != Decision::Reached {
-            return Err(QuorumError::from_gathered(
-                "version read",
-                &self.pool,
-                &g,
-                |n, _| self.counts_for_reads(n),
-                |_| "recovering: restarted and not yet back in sync".into(),
-            )
-            .into());
-        }
+        let g = self
+            .gather_reads("version read", required, loc, |node, loc| async move {
+                scripts::read_meta(&node, &loc).await
+            })
+            .await?;
         let newest = g
             .successes()
             .filter_map(|(_, m)| m.as_ref())
