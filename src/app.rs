@@ -123,10 +123,7 @@ impl App {
             source,
         })?;
         events::HttpListening { addr: http_addr }.emit();
-        tracing::info!(
-            listen = %cfg.resp.listen,
-            "the Redis-protocol front end is not part of this release; [resp] is accepted and ignored"
-        );
+        events::RespNotAvailable { listen: cfg.resp.listen }.emit();
         let (stop, mut stopped) = watch::channel(false);
         let router = api::router(state);
         let server = tokio::spawn(async move {

@@ -87,6 +87,20 @@ impl HttpListening {
     }
 }
 
+/// `[resp]` is configured, but this release has no Redis-protocol front end yet.
+pub struct RespNotAvailable {
+    pub listen: std::net::SocketAddr,
+}
+
+impl RespNotAvailable {
+    pub fn emit(self) {
+        tracing::info!(
+            listen = %self.listen,
+            "the Redis-protocol front end is not part of this release; [resp] is accepted and ignored"
+        );
+    }
+}
+
 /// The service began or finished a graceful shutdown.
 pub struct ShutdownProgress {
     pub phase: &'static str,
