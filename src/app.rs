@@ -123,7 +123,10 @@ impl App {
             source,
         })?;
         events::HttpListening { addr: http_addr }.emit();
-        events::RespNotAvailable { listen: cfg.resp.listen }.emit();
+        events::RespNotAvailable {
+            listen: cfg.resp.listen,
+        }
+        .emit();
         let (stop, mut stopped) = watch::channel(false);
         let router = api::router(state);
         let server = tokio::spawn(async move {

@@ -291,12 +291,21 @@ impl Node {
     }
 
     fn mark_recovering(&self, reason: &str) {
-        let change = self.tracker().mark_recovering();
-        if let Some((from, to)) = change {
+        let (newly, change) = {
+            let mut t = self.tracker();
+            let newly = !t.is_recovering();
+            (newly, t.mark_recovering())
+        };
+        // The flag may flip while the node looks down (restarted while unreachable): the
+        // timestamp must be fresh all the same, or writes since an earlier episode are missed.
+        if newly {
             *self
                 .recovering_since_ms
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some(crate::hlc::wall_clock_ms());
+            self.shared.attention.notify_one();
+        }
+        if let Some((from, to)) = change {
             events::NodeHealthChanged {
                 node: &self.display,
                 from,
@@ -304,7 +313,6 @@ impl Node {
                 reason,
             }
             .emit();
-            self.shared.attention.notify_one();
         }
     }
 
