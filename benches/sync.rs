@@ -56,8 +56,9 @@ const LOAD_IN_FLIGHT: usize = 3;
 const RAW_BATCH: usize = 5000;
 /// Largest acceptable share of failed PUTs per window.
 const MAX_ERROR_RATE: f64 = 0.01;
-/// Reserved keys the sweep keeps on the nodes (see `sync/full.rs`): the full sweep's SCAN
-/// checkpoint. Dropped before a loading sweep so that it scans from the start.
+/// The full sweep's SCAN checkpoint under the reserved prefix (private to `sync/full.rs`).
+/// Dropped before a loading sweep, which must scan from the start: the client-impact test cuts
+/// full sweeps off mid-way and leaves a checkpoint behind.
 const FULL_SWEEP_CHECKPOINT: &str = "sweep:full";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,10 +307,10 @@ async fn command<T: redis::FromRedisValue>(
 ) -> Result<T, String> {
     let mut c = conn.clone();
     cmd.query_async(&mut c).await.map_err(|e| {
-        let name = cmd.args_iter().next().map_or(String::new(), |a| match a {
-            redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
-            redis::Arg::Cursor => String::new(),
-        });
+        let name = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
         format!("{name}: {e}")
     })
 }
@@ -352,7 +353,7 @@ async fn commandstats(conn: &MultiplexedConnection) -> Result<Vec<(String, u64, 
             Some((name.to_string(), num("calls")?, num("usec")?))
         })
         .collect();
-    out.sort_by(|a, b| b.2.cmp(&a.2));
+    out.sort_by_key(|c| std::cmp::Reverse(c.2));
     Ok(out)
 }
 
@@ -380,7 +381,7 @@ async fn write_versions(
     targets: &[usize],
     generation: u32,
 ) -> Result<u64, String> {
-    let digest_key = format!("{}d", store.settings().key_prefix);
+    let digest_key = quorumd::store::digest_key(&store.settings().key_prefix);
     let digest_key = &digest_key;
     let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
         .map(|chunk| async move {
@@ -489,7 +490,7 @@ async fn load(
                 adopt_policy: AdoptPolicy::Majority,
                 ..app.sweeper().config().clone()
             };
-            let loader = Sweeper::new(app.store().clone(), cfg);
+            let loader = Sweeper::new(app.store().clone(), cfg, "bench-loader".into());
             let r = loader
                 .run(SweepMode::Full, false, "bench-load")
                 .await
@@ -565,10 +566,13 @@ struct Idle {
     wire_bytes: u64,
     /// Their fields and values alone.
     payload_bytes: u64,
+    /// Exchanges per round, and what the last round's used.
+    reps: usize,
+    usage: Usage,
 }
 
 async fn digest_size(app: &App, conns: &[MultiplexedConnection]) -> Result<(u64, u64), String> {
-    let digest_key = format!("{}d", app.store().settings().key_prefix);
+    let digest_key = quorumd::store::digest_key(&app.store().settings().key_prefix);
     let (mut wire, mut payload) = (0u64, 0u64);
     let bulk = |len: usize| (1 + len.to_string().len() + 2 + len + 2) as u64;
     for c in conns {
@@ -591,8 +595,10 @@ async fn idle_cost(
 ) -> Result<Idle, String> {
     let (wire_bytes, payload_bytes) = digest_size(app, conns).await?;
     let mut per_round = Vec::new();
+    let mut usage = None;
     for round in 0..s.rounds {
         let mut ms = Vec::new();
+        let start = usage_start(conns, true).await?;
         for _ in 0..s.idle_reps {
             let (r, took) = exchange(app, false).await?;
             no_errors(&r, "idle exchange")?;
@@ -604,6 +610,7 @@ async fn idle_cost(
             }
             ms.push(took.as_secs_f64() * 1000.0);
         }
+        usage = Some(usage_end(start, conns).await?);
         let m = median(&ms);
         println!(
             "round {}/{}  idle exchange, {:>9} keys: median {m:.2} ms of {} (min {:.2}, max {:.2}); \
@@ -623,6 +630,8 @@ async fn idle_cost(
         ms: median(&per_round),
         wire_bytes,
         payload_bytes,
+        reps: s.idle_reps,
+        usage: usage.ok_or("no idle round ran")?,
     })
 }
 
@@ -633,10 +642,13 @@ struct Divergence {
     keys: usize,
     ms: f64,
     buckets: u64,
+    /// What the last round's exchange used.
+    usage: Usage,
 }
 
 async fn divergence_cost(
     app: &App,
+    conns: &[MultiplexedConnection],
     keys: usize,
     s: &Settings,
     stage: u32,
@@ -645,6 +657,7 @@ async fn divergence_cost(
     let spacing = keys / d;
     let mut ms = Vec::new();
     let mut buckets = Vec::new();
+    let mut usage = None;
     for round in 0..s.rounds {
         let offset = (round * 7 + 3) % spacing;
         let indices: Vec<usize> = (0..d).map(|j| j * spacing + offset).collect();
@@ -658,7 +671,9 @@ async fn divergence_cost(
         )
         .await?;
         tokio::time::sleep(Duration::from_millis(IN_FLIGHT_WINDOW_MS + 50)).await;
+        let start = usage_start(conns, true).await?;
         let (r, took) = exchange(app, false).await?;
+        let used = usage_end(start, conns).await?;
         no_errors(&r, "divergence exchange")?;
         let mut expected = vec![0u64; NODES];
         expected[STALE] = d as u64;
@@ -681,62 +696,124 @@ async fn divergence_cost(
             r.buckets_mismatched,
             keys / app.store().settings().buckets as usize,
         );
+        println!("             where the time went: {}", used.breakdown());
         ms.push(t);
         buckets.push(r.buckets_mismatched as f64);
+        usage = Some(used);
     }
     Ok(Divergence {
         keys,
         ms: median(&ms),
         buckets: median(&buckets) as u64,
+        usage: usage.ok_or("no divergence round ran")?,
     })
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1. Heal, and Redis' full sync.
 
-struct HealSample {
+/// Resources used over a stretch of the run: wall time, CPU of this process (the in-process
+/// service, plus the bench's HTTP client during client-impact windows; nothing else of the
+/// bench runs while a sweep is timed) and of each node, the nodes' commands, the sweep's
+/// throttle waits.
+struct Usage {
     secs: f64,
     process_cpu: f64,
     node_cpu: Vec<f64>,
-    top_commands: Vec<Vec<(String, u64, u64)>>,
+    /// Per node: (command, calls, µs), most µs first; empty unless stats were reset at start.
+    commands: Vec<Vec<(String, u64, u64)>>,
     backoff_events: u64,
     backoff_ms: u64,
-    buckets: u64,
-    latency_ms: Vec<Option<f64>>,
 }
 
-impl HealSample {
+struct UsageStart {
+    at: Instant,
+    process_cpu: f64,
+    node_cpu: Vec<f64>,
+    backoff: (u64, u64),
+    with_commands: bool,
+}
+
+/// Starts measuring; `with_commands` resets the nodes' command statistics.
+async fn usage_start(
+    conns: &[MultiplexedConnection],
+    with_commands: bool,
+) -> Result<UsageStart, String> {
+    let mut node_cpu = Vec::new();
+    for c in conns {
+        if with_commands {
+            command::<()>(c, redis::cmd("CONFIG").arg("RESETSTAT")).await?;
+        }
+        node_cpu.push(redis_cpu_s(c).await?);
+    }
+    Ok(UsageStart {
+        at: Instant::now(),
+        process_cpu: process_cpu_s(),
+        node_cpu,
+        backoff: TAP.backoff(),
+        with_commands,
+    })
+}
+
+async fn usage_end(start: UsageStart, conns: &[MultiplexedConnection]) -> Result<Usage, String> {
+    let secs = start.at.elapsed().as_secs_f64();
+    let process_cpu = process_cpu_s() - start.process_cpu;
+    let (events, ms) = TAP.backoff();
+    let mut node_cpu = Vec::new();
+    let mut commands = Vec::new();
+    for (c, before) in conns.iter().zip(start.node_cpu) {
+        node_cpu.push(redis_cpu_s(c).await? - before);
+        commands.push(if start.with_commands {
+            commandstats(c).await?
+        } else {
+            Vec::new()
+        });
+    }
+    Ok(Usage {
+        secs,
+        process_cpu,
+        node_cpu,
+        commands,
+        backoff_events: events - start.backoff.0,
+        backoff_ms: ms - start.backoff.1,
+    })
+}
+
+impl Usage {
     fn breakdown(&self) -> String {
         let mut s = format!(
-            "wall {:.2} s; this process (sweep) {:.2} s CPU",
+            "wall {:.3} s; CPU: this process {:.3} s",
             self.secs, self.process_cpu
         );
-        for (n, (cpu, cmds)) in self.node_cpu.iter().zip(&self.top_commands).enumerate() {
-            let _ = write!(s, "; node {n} {cpu:.2} s CPU");
+        for (n, (cpu, cmds)) in self.node_cpu.iter().zip(&self.commands).enumerate() {
+            let _ = write!(s, ", node {n} {cpu:.3} s");
             let top: Vec<String> = cmds
                 .iter()
-                .take(2)
-                .filter(|(_, _, us)| *us >= 10_000)
-                .map(|(name, calls, us)| format!("{name} {:.2} s/{calls} calls", *us as f64 / 1e6))
+                .take(4)
+                .filter(|(_, _, us)| *us * 50 >= (self.secs * 1e6) as u64)
+                .map(|(name, calls, us)| format!("{name} {:.3} s/{calls}", *us as f64 / 1e6))
                 .collect();
             if !top.is_empty() {
-                let _ = write!(s, " ({})", top.join(", "));
+                let _ = write!(s, " [{}]", top.join(", "));
             }
         }
+        let busy = self.process_cpu + self.node_cpu.iter().sum::<f64>();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let _ = write!(
             s,
-            "; throttle/back-off waits: {} ({:.2} s)",
+            "; all together {:.0}% of {cores} cores; sweep throttle waits {} ({:.2} s)",
+            100.0 * busy / (self.secs * cores as f64),
             self.backoff_events,
             self.backoff_ms as f64 / 1000.0
         );
-        let lat: Vec<String> = self
-            .latency_ms
-            .iter()
-            .map(|l| l.map_or("-".into(), |l| format!("{l:.1}")))
-            .collect();
-        let _ = write!(s, "; smoothed node latency ms after: [{}]", lat.join(", "));
         s
     }
+}
+
+struct HealSample {
+    secs: f64,
+    usage: Usage,
+    buckets: u64,
 }
 
 async fn heal(
@@ -745,22 +822,9 @@ async fn heal(
     keys: usize,
 ) -> Result<HealSample, String> {
     command::<()>(&conns[STALE], redis::cmd("FLUSHALL").arg("SYNC")).await?;
-    let mut cpu_before = Vec::new();
-    for c in conns {
-        command::<()>(c, redis::cmd("CONFIG").arg("RESETSTAT")).await?;
-        cpu_before.push(redis_cpu_s(c).await?);
-    }
-    let (b_events, b_ms) = TAP.backoff();
-    let proc_before = process_cpu_s();
+    let usage = usage_start(conns, true).await?;
     let (r, took) = exchange(app, false).await?;
-    let process_cpu = process_cpu_s() - proc_before;
-    let (a_events, a_ms) = TAP.backoff();
-    let mut node_cpu = Vec::new();
-    let mut top_commands = Vec::new();
-    for (c, before) in conns.iter().zip(cpu_before) {
-        node_cpu.push(redis_cpu_s(c).await? - before);
-        top_commands.push(commandstats(c).await?);
-    }
+    let usage = usage_end(usage, conns).await?;
     no_errors(&r, "heal exchange")?;
     let mut expected = vec![0u64; NODES];
     expected[STALE] = keys as u64;
@@ -774,19 +838,8 @@ async fn heal(
     assert_in_sync(app, "after the heal exchange").await?;
     Ok(HealSample {
         secs: took.as_secs_f64(),
-        process_cpu,
-        node_cpu,
-        top_commands,
-        backoff_events: a_events - b_events,
-        backoff_ms: a_ms - b_ms,
+        usage,
         buckets: r.buckets_mismatched,
-        latency_ms: app
-            .store()
-            .pool()
-            .status()
-            .iter()
-            .map(|n| n.latency_ms)
-            .collect(),
     })
 }
 
@@ -908,7 +961,7 @@ async fn heal_vs_full_sync(
                     keys as f64 / h.secs,
                     h.buckets
                 );
-                println!("             where the time went: {}", h.breakdown());
+                println!("             where the time went: {}", h.usage.breakdown());
                 heals.push(h);
             } else {
                 let (secs, n) = full_sync(dir.path(), master, ports[0], pids).await?;
@@ -1056,6 +1109,12 @@ async fn put_window(
 
 struct Impact {
     keys: usize,
+    /// Errors the looping full sweeps reported (timeouts under load, ...).
+    sweep_errors: u64,
+    /// Cores busy (CPU s per s), no sweep and sweeping: [this process, the redis nodes].
+    cpu: [[f64; 2]; 2],
+    /// The last window of each kind: no sweep, sweeping.
+    usage: [Usage; 2],
     idle: [f64; 3],
     sweeping: [f64; 3],
     sweeps_finished: u64,
@@ -1065,7 +1124,12 @@ struct Impact {
     first_error: Option<String>,
 }
 
-async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, String> {
+async fn client_impact(
+    app: &App,
+    conns: &[MultiplexedConnection],
+    keys: usize,
+    s: &Settings,
+) -> Result<Impact, String> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .http1_only()
@@ -1089,7 +1153,10 @@ async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, S
     }
     let mut idle: Vec<PutSample> = Vec::new();
     let mut sweeping: Vec<PutSample> = Vec::new();
-    let (mut sweeps_finished, mut scanned, mut sweep_secs) = (0u64, 0u64, 0f64);
+    let (mut cpu_idle, mut cpu_sweeping): (Vec<[f64; 2]>, Vec<[f64; 2]>) = (Vec::new(), Vec::new());
+    let mut usage: [Option<Usage>; 2] = [None, None];
+    let (mut sweeps_finished, mut scanned, mut sweep_secs, mut sweep_errors) =
+        (0u64, 0u64, 0f64, 0u64);
     for round in 0..s.rounds {
         for step in 0..2 {
             let with_sweep = (step + round) % 2 == 1;
@@ -1098,46 +1165,70 @@ async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, S
             // running in the service's own sweeper. Cursors are checkpointed on the nodes, so
             // the next window's sweep carries on where this one stopped.
             let looping = with_sweep.then(|| {
-                let sw = Sweeper::new(app.store().clone(), app.sweeper().config().clone());
+                let sw = Sweeper::new(
+                    app.store().clone(),
+                    app.sweeper().config().clone(),
+                    "bench-sweep-loop".into(),
+                );
                 let done = Arc::new(AtomicU64::new(0));
                 let scanned_done = Arc::new(AtomicU64::new(0));
+                let errors_done = Arc::new(AtomicU64::new(0));
                 let task = tokio::spawn({
-                    let (sw, done, scanned_done) = (sw.clone(), done.clone(), scanned_done.clone());
+                    let (sw, done, scanned_done, errors_done) = (
+                        sw.clone(),
+                        done.clone(),
+                        scanned_done.clone(),
+                        errors_done.clone(),
+                    );
                     async move {
                         loop {
                             match sw.run(SweepMode::Full, false, "bench").await {
                                 Ok(r) => {
                                     done.fetch_add(1, Ordering::Relaxed);
                                     scanned_done.fetch_add(r.keys_scanned(), Ordering::Relaxed);
+                                    errors_done.fetch_add(r.error_count, Ordering::Relaxed);
                                 }
                                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                             }
                         }
                     }
                 });
-                (sw, done, scanned_done, task)
+                (sw, done, scanned_done, errors_done, task)
             });
             let seed = ((round as u64) << 16) ^ (step as u64 + 1).wrapping_mul(0x5851_f42d);
             let started = Instant::now();
+            let used = usage_start(conns, true).await?;
             let sample = put_window(&t, s.concurrency, duration, seed).await;
+            let used = usage_end(used, conns).await?;
+            let cpu = [
+                used.process_cpu / used.secs,
+                used.node_cpu.iter().sum::<f64>() / used.secs,
+            ];
             let mut note = String::new();
-            if let Some((sw, done, scanned_done, task)) = looping {
-                let running = sw.status().full.map_or(0, |r| r.keys_scanned());
+            if let Some((sw, done, scanned_done, errors_done, task)) = looping {
+                let (running, running_errors) = sw
+                    .status()
+                    .full
+                    .map_or((0, 0), |r| (r.keys_scanned(), r.error_count));
                 task.abort();
                 let _ = task.await;
                 let finished = done.load(Ordering::Relaxed);
                 let n = scanned_done.load(Ordering::Relaxed) + running;
+                let errs = errors_done.load(Ordering::Relaxed) + running_errors;
+                sweep_errors += errs;
                 let secs = started.elapsed().as_secs_f64();
                 sweeps_finished += finished;
                 scanned += n;
                 sweep_secs += secs;
                 note = format!(
-                    "  (full sweep looping: {finished} finished, {:.0} keys scanned/s)",
+                    "  (full sweep looping: {finished} finished, {:.0} keys scanned/s, {errs} \
+                     sweep errors)",
                     n as f64 / secs
                 );
             }
             println!(
-                "round {}/{}  quorum PUT, {:<22} {:>8.0} ops/s  p50 {:>6.0} µs  p99 {:>7.0} µs{}{note}",
+                "round {}/{}  quorum PUT, {:<20} {:>7.0} ops/s  p50 {:>5.0} µs  p99 {:>6.0} µs  \
+                 CPU cores busy: quorumd+client {:.2}, redis {:.2}{}{note}",
                 round + 1,
                 s.rounds,
                 if with_sweep {
@@ -1148,6 +1239,8 @@ async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, S
                 sample.ops_per_s,
                 sample.p50_us,
                 sample.p99_us,
+                cpu[0],
+                cpu[1],
                 if sample.errors > 0 {
                     format!("  ERRORS: {}", sample.errors)
                 } else {
@@ -1156,8 +1249,12 @@ async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, S
             );
             if with_sweep {
                 sweeping.push(sample);
+                cpu_sweeping.push(cpu);
+                usage[1] = Some(used);
             } else {
                 idle.push(sample);
+                cpu_idle.push(cpu);
+                usage[0] = Some(used);
             }
         }
     }
@@ -1169,11 +1266,23 @@ async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, S
         ]
     };
     let all = idle.iter().chain(&sweeping);
+    let cpu_med = |v: &[[f64; 2]]| {
+        [
+            median(&v.iter().map(|c| c[0]).collect::<Vec<_>>()),
+            median(&v.iter().map(|c| c[1]).collect::<Vec<_>>()),
+        ]
+    };
+    let [Some(usage_idle), Some(usage_sweeping)] = usage else {
+        return Err("no client-impact window ran".into());
+    };
     Ok(Impact {
+        cpu: [cpu_med(&cpu_idle), cpu_med(&cpu_sweeping)],
+        usage: [usage_idle, usage_sweeping],
         keys,
         idle: med(&idle),
         sweeping: med(&sweeping),
         sweeps_finished,
+        sweep_errors,
         scanned_per_s: scanned as f64 / sweep_secs,
         errors: all.clone().map(|x| x.errors).sum(),
         ok: all.clone().map(|x| x.ok).sum(),
@@ -1185,6 +1294,7 @@ async fn client_impact(app: &App, keys: usize, s: &Settings) -> Result<Impact, S
 // The run.
 
 struct Results {
+    buckets: usize,
     load: Vec<(usize, LoadMethod, f64)>,
     idle: Vec<Idle>,
     divergence: Vec<Divergence>,
@@ -1362,8 +1472,8 @@ async fn measure(
     loads.push((s.small_keys, s.load[0], secs));
     settle(app).await?;
     idle.push(idle_cost(app, &conns, s.small_keys, s).await?);
-    divergence.push(divergence_cost(app, s.small_keys, s, 1).await?);
-    let impact = client_impact(app, s.small_keys, s).await?;
+    divergence.push(divergence_cost(app, &conns, s.small_keys, s, 1).await?);
+    let impact = client_impact(app, &conns, s.small_keys, s).await?;
     settle(app).await?;
 
     if s.keys > s.small_keys {
@@ -1376,10 +1486,11 @@ async fn measure(
         loads.push((s.keys - s.small_keys, s.load[1], secs));
         settle(app).await?;
         idle.push(idle_cost(app, &conns, s.keys, s).await?);
-        divergence.push(divergence_cost(app, s.keys, s, 2).await?);
+        divergence.push(divergence_cost(app, &conns, s.keys, s, 2).await?);
     }
     let heal = heal_vs_full_sync(app, &conns, ports, s.keys, s, pids).await?;
     Ok(Results {
+        buckets: app.store().settings().buckets as usize,
         load: loads,
         idle,
         divergence,
@@ -1571,7 +1682,12 @@ fn markdown_table(rows: &[Row]) -> String {
 }
 
 fn notes(r: &Results) -> String {
-    let mut n = String::new();
+    let mut n = String::from(
+        "Where the time goes: CPU seconds over the timed stretch (\"this process\" is the \
+         in-process service, plus the bench's HTTP client in client-impact windows), each node's \
+         CPU and its busiest commands (time/calls, from INFO commandstats), and the share of \
+         all cores the lot kept busy.\n\n",
+    );
     for (count, method, secs) in &r.load {
         let _ = writeln!(
             n,
@@ -1584,30 +1700,58 @@ fn notes(r: &Results) -> String {
     let h = &r.heal;
     let _ = writeln!(
         n,
-        "- heal: {} of 4096 buckets mismatched; redis full sync copied {} keys (values, \
+        "- heal: {} of {} buckets mismatched; redis full sync copied {} keys (values, \
          metadata hashes and digests: the same data set)",
         h.buckets,
+        r.buckets,
         grouped(h.replicated_keys as usize)
     );
     for (i, sample) in h.samples.iter().enumerate() {
-        let _ = writeln!(n, "- heal round {}: {}", i + 1, sample.breakdown());
+        let _ = writeln!(n, "- heal round {}: {}", i + 1, sample.usage.breakdown());
     }
     for i in &r.idle {
         let _ = writeln!(
             n,
             "- idle at {} keys: digest hashes read {} B over the wire ({} B of fields and values), \
-             summed over {NODES} nodes",
+             summed over {NODES} nodes; last round's {} exchanges: {}",
             grouped(i.keys),
             i.wire_bytes,
-            i.payload_bytes
+            i.payload_bytes,
+            i.reps,
+            i.usage.breakdown()
+        );
+    }
+    for d in &r.divergence {
+        let _ = writeln!(
+            n,
+            "- divergence at {} keys ({} buckets mismatched, ~{} metadata entries read per \
+             bucket and reader), last round: {}",
+            grouped(d.keys),
+            d.buckets,
+            d.keys / r.buckets,
+            d.usage.breakdown()
         );
     }
     let im = &r.impact;
     let _ = writeln!(
         n,
-        "- client impact: {} full sweeps finished during the sweep windows, {:.0} keys scanned/s",
-        im.sweeps_finished, im.scanned_per_s
+        "- client impact: {} full sweeps finished during the sweep windows ({} sweep errors), {:.0} keys scanned/s; \
+         CPU cores busy (this process / redis nodes): no sweep {:.2} / {:.2}, sweeping {:.2} / {:.2}",
+        im.sweeps_finished,
+        im.sweep_errors,
+        im.scanned_per_s,
+        im.cpu[0][0],
+        im.cpu[0][1],
+        im.cpu[1][0],
+        im.cpu[1][1]
     );
+    for (what, u) in ["no sweep", "full sweep looping"].iter().zip(&im.usage) {
+        let _ = writeln!(
+            n,
+            "- client impact, last window with {what}: {}",
+            u.breakdown()
+        );
+    }
     let warnings = TAP.warnings.load(Ordering::Relaxed);
     if warnings > 0 {
         let first = TAP
