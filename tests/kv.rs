@@ -165,7 +165,7 @@ async fn stale_node_is_repaired_by_a_quorum_read() {
     .await;
     tc.isolate(2).await;
     assert_eq!(tc.put("s", "new", "").await.status(), StatusCode::OK);
-    tc.cluster.nodes[2].resume();
+    tc.resume_without_hints(2).await;
     assert_eq!(
         tc.raw_value(2, b"s").await.as_deref(),
         Some(&b"old"[..]),
@@ -197,7 +197,7 @@ async fn deleted_key_does_not_come_back_from_a_node_that_missed_the_delete() {
     );
     tc.isolate(2).await;
     assert_eq!(tc.delete("d", "").await.status(), StatusCode::OK);
-    tc.cluster.nodes[2].resume();
+    tc.resume_without_hints(2).await;
     tc.wait_health(2, "up").await;
     assert_eq!(tc.raw_value(2, b"d").await.as_deref(), Some(&b"alive"[..]));
     for level in ["quorum", "all", "linearizable"] {
@@ -262,7 +262,7 @@ async fn ttl_is_replicated_as_an_absolute_expiry() {
     tc.isolate(2).await;
     let r = tc.put("t", "v2", "ttl_ms=60000").await;
     let expires2 = body_json(r).await["expires_at_ms"].as_i64().unwrap();
-    tc.cluster.nodes[2].resume();
+    tc.resume_without_hints(2).await;
     tc.wait_health(2, "up").await;
     wait_until(Duration::from_secs(10), "ttl repaired", || async {
         let _ = tc.get("t", "consistency=all").await;

@@ -239,7 +239,7 @@ async fn checker_catches_a_stale_read_at_level_one() {
     rec.run(&cx, 0, "r", Some(1), "quorum").await;
     tc.isolate(2).await;
     rec.run(&cx, 0, "r", Some(2), "quorum").await;
-    tc.cluster.nodes[2].resume();
+    tc.resume_without_hints(2).await;
     tc.wait_health(2, "up").await;
     tc.cluster.nodes[0].kill();
     tc.cluster.nodes[1].kill();

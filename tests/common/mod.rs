@@ -32,6 +32,10 @@ pub fn test_config(nodes: Vec<String>) -> Config {
     cfg.timeouts.health_interval_ms = 100;
     cfg.timeouts.reconnect_min_ms = 20;
     cfg.timeouts.reconnect_max_ms = 300;
+    // Tests start the sweeps they need; a fresh write is never repaired behind their back.
+    cfg.sync.exchange_interval_ms = 0;
+    cfg.sync.full_sweep_cron = String::new();
+    cfg.sync.in_flight_window_ms = 600_000;
     cfg
 }
 
@@ -134,6 +138,25 @@ impl TestCluster {
     pub async fn isolate(&mut self, i: usize) {
         self.cluster.nodes[i].pause();
         self.wait_health(i, "down").await;
+    }
+
+    /// Thaws an isolated node after deleting the hints the others hold for it, so it stays
+    /// behind (as if the hints were lost) and what is under test — read repair, a stale read —
+    /// is not preempted by hinted handoff.
+    pub async fn resume_without_hints(&mut self, i: usize) {
+        let identity = format!("127.0.0.1:{}/0", self.cluster.nodes[i].port());
+        let key = quorumd::store::hint_key("qd:", &identity);
+        for other in (0..self.cluster.nodes.len()).filter(|n| *n != i) {
+            if self.cluster.nodes[other].is_running() {
+                let mut c = self.direct(other).await;
+                let _: () = redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+        self.cluster.nodes[i].resume();
     }
 
     pub async fn wait_health(&self, i: usize, want: &str) {
