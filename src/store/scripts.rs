@@ -26,6 +26,7 @@ use std::sync::LazyLock;
 /// had vanished, and was restored.
 const APPLY_LUA: &str = r#"#!lua
 local out = {}
+local deltas = {}
 local now = nil
 local function clock()
   if not now then
@@ -77,15 +78,19 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
     store_value(key, mode, payload, expiry)
     redis.call('HSET', mkey, key, meta)
     local new_hash = tonumber(string.match(meta, "|(%d+)$"))
-    local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
-    digest = (digest - cur_hash + new_hash) % 281474976710656
-    redis.call('HSET', KEYS[1], bucket, string.format('%.0f', digest))
+    -- Reduced at every step so the sum stays exact in a double.
+    deltas[bucket] = ((deltas[bucket] or 0) - cur_hash + new_hash) % 281474976710656
     out[#out + 1] = 1
     out[#out + 1] = ''
   else
     out[#out + 1] = code
     out[#out + 1] = cur
   end
+end
+-- One digest update per bucket touched, not per entry.
+for bucket, delta in pairs(deltas) do
+  local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
+  redis.call('HSET', KEYS[1], bucket, string.format('%.0f', (digest + delta) % 281474976710656))
 end
 return out
 "#;

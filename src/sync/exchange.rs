@@ -10,6 +10,7 @@ use crate::hlc::wall_clock_ms;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
 use crate::store::{digest_key, meta_key};
+use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 
@@ -65,72 +66,113 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     // (node, version) pairs a node still lacks after this pass.
     let mut lacking: Vec<(NodeId, crate::hlc::Version)> = Vec::new();
     let mut done = 0u64;
-    for chunk in mismatches.chunks(sw.cfg.bucket_batch) {
-        let (views, failed_readers) = read_chunk(sw, chunk, p).await;
-        for node in failed_readers {
+    let all_answered = answered.len() == n;
+    // Two chunks in flight: one node can DUMP while another APPLYs, so both cores work.
+    // Indices rather than slices: a closure taking a borrowed chunk trips the compiler's
+    // higher-ranked lifetime inference once the sweep future is spawned.
+    let batch = sw.cfg.bucket_batch;
+    let mismatches = &mismatches;
+    let mut chunks = futures::stream::iter((0..mismatches.len()).step_by(batch))
+        .map(|start| async move {
+            let chunk = &mismatches[start..(start + batch).min(mismatches.len())];
+            (
+                chunk.len(),
+                process_chunk(sw, chunk, p, dry_run, all_answered).await,
+            )
+        })
+        .buffer_unordered(2);
+    while let Some((buckets_done, outcome)) = chunks.next().await {
+        for node in outcome.failed_readers {
             covered[node] = false;
         }
-        let now = wall_clock_ms();
-        let mut repairs = Vec::new();
-        let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
-        let mut buckets_with_repairs = 0u64;
-        for mm in chunk {
-            let Some(view) = bucket_view(mm, &views) else {
-                continue;
-            };
-            let divergent = diff::diff_bucket(&view);
-            let mut deferred = 0u64;
-            let before = repairs.len();
-            for d in &divergent {
-                if diff::may_be_in_flight(&d.winner, now, sw.cfg.in_flight_window_ms) {
-                    deferred += 1;
-                    lacking.extend(d.stale.iter().map(|&s| (s, d.winner.version)));
-                    continue;
-                }
-                let Ok(loc) = sw.store().locate(&d.key) else {
-                    continue;
-                };
-                repairs.push(Repair {
-                    loc,
-                    winner: d.winner.clone(),
-                    holders: d.holders.clone(),
-                    stale: d.stale.clone(),
-                });
-            }
-            if repairs.len() > before {
-                buckets_with_repairs += 1;
-            }
-            if answered.len() == n {
-                for (key, meta) in diff::purgeable(&view, n, now, sw.cfg.tombstone_grace_ms) {
-                    if let Ok(loc) = sw.store().locate(&key) {
-                        purges.push((loc, meta));
-                    }
-                }
-            }
-            let mut r = progress::lock(p);
-            r.keys_divergent += divergent.len() as u64;
-            r.keys_deferred += deferred;
-        }
-        if dry_run {
-            lacking.extend(
-                repairs
-                    .iter()
-                    .flat_map(|r| r.stale.iter().map(|&s| (s, r.winner.version))),
-            );
-        } else {
-            let failed = repair::execute(sw, repairs, p).await;
-            let ok = failed.is_empty();
-            lacking.extend(failed);
-            purge(sw, &purges, p).await;
-            if ok {
-                progress::lock(p).buckets_repaired += buckets_with_repairs;
-            }
-        }
-        done += chunk.len() as u64;
+        lacking.extend(outcome.lacking);
+        done += buckets_done as u64;
         progress::lock(p).tick(done, mismatches.len() as u64);
     }
     if !dry_run {
         finish_recovery(sw, &covered, &lacking, answered.len() == n && !partial, p).await;
+    }
+}
+
+/// What one chunk of mismatched buckets left behind.
+struct ChunkOutcome {
+    /// Nodes whose metadata could not be read.
+    failed_readers: Vec<NodeId>,
+    /// (node, version) pairs still lacking after the chunk.
+    lacking: Vec<(NodeId, crate::hlc::Version)>,
+}
+
+/// Reads, diffs and repairs one chunk of mismatched buckets.
+async fn process_chunk(
+    sw: &Sweeper,
+    chunk: &[BucketMismatch],
+    p: &ProgressHandle,
+    dry_run: bool,
+    all_answered: bool,
+) -> ChunkOutcome {
+    let mut lacking = Vec::new();
+    let (views, failed_readers) = read_chunk(sw, chunk, p).await;
+    let now = wall_clock_ms();
+    let mut repairs = Vec::new();
+    let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
+    let mut buckets_with_repairs = 0u64;
+    for mm in chunk {
+        let Some(view) = bucket_view(mm, &views) else {
+            continue;
+        };
+        let divergent = diff::diff_bucket(&view);
+        let mut deferred = 0u64;
+        let before = repairs.len();
+        for d in &divergent {
+            if diff::may_be_in_flight(&d.winner, now, sw.cfg.in_flight_window_ms) {
+                deferred += 1;
+                lacking.extend(d.stale.iter().map(|&s| (s, d.winner.version)));
+                continue;
+            }
+            let Ok(loc) = sw.store().locate(&d.key) else {
+                continue;
+            };
+            repairs.push(Repair {
+                loc,
+                winner: d.winner.clone(),
+                holders: d.holders.clone(),
+                stale: d.stale.clone(),
+            });
+        }
+        if repairs.len() > before {
+            buckets_with_repairs += 1;
+        }
+        if all_answered {
+            for (key, meta) in
+                diff::purgeable(&view, sw.pool().len(), now, sw.cfg.tombstone_grace_ms)
+            {
+                if let Ok(loc) = sw.store().locate(&key) {
+                    purges.push((loc, meta));
+                }
+            }
+        }
+        let mut r = progress::lock(p);
+        r.keys_divergent += divergent.len() as u64;
+        r.keys_deferred += deferred;
+    }
+    if dry_run {
+        lacking.extend(
+            repairs
+                .iter()
+                .flat_map(|r| r.stale.iter().map(|&s| (s, r.winner.version))),
+        );
+    } else {
+        let failed = repair::execute(sw, repairs, p).await;
+        let ok = failed.is_empty();
+        lacking.extend(failed);
+        purge(sw, &purges, p).await;
+        if ok {
+            progress::lock(p).buckets_repaired += buckets_with_repairs;
+        }
+    }
+    ChunkOutcome {
+        failed_readers,
+        lacking,
     }
 }
 
