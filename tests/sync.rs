@@ -19,6 +19,7 @@ fn manual_sweeps(c: &mut quorumd::config::Config) {
     c.sync.exchange_interval_ms = 0;
     c.sync.full_sweep_cron = String::new();
     c.sync.in_flight_window_ms = 500;
+    c.sync.max_scan_keys_per_sec = 0; // tests are not sharing the machine with clients
 }
 
 /// Writes `n` keys of every Redis type straight to every node (identical content), a tenth of
