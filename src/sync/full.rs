@@ -178,18 +178,25 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
             .filter(|(_, s)| !holds(&s[i]))
             .map(|(id, _)| *id)
             .collect();
-        if stale.is_empty()
-            || holders.is_empty()
-            || diff::may_be_in_flight(&winner, now, sw.config().in_flight_window_ms)
-        {
-            if !stale.is_empty() {
-                let mut r = progress::lock(p);
-                r.keys_divergent += 1;
-                r.keys_deferred += 1;
-            }
+        if stale.is_empty() {
             continue;
         }
-        progress::lock(p).keys_divergent += 1;
+        let mut r = progress::lock(p);
+        r.keys_divergent += 1;
+        if holders.is_empty() {
+            // No node has the newest version's value: nothing to copy; an operator must look.
+            let key = String::from_utf8_lossy(&loc.key);
+            r.error(format!(
+                "{key:?}: the value of its newest version {} is on no node",
+                winner.version
+            ));
+            continue;
+        }
+        if diff::may_be_in_flight(&winner, now, sw.config().in_flight_window_ms) {
+            r.keys_deferred += 1;
+            continue;
+        }
+        drop(r);
         repairs.push(Repair {
             loc: loc.clone(),
             winner,
