@@ -179,80 +179,30 @@ async fn process_chunk(
 /// Metadata read for one chunk of mismatched buckets: (node, bucket) → entries.
 type ChunkViews = HashMap<(NodeId, u32), BucketMetas>;
 
-/// Reads the mismatched buckets of a chunk from one representative per digest group: first
-/// their sub-bucket digests, then only the entries of the sub-buckets that differ.
+/// Reads the mismatched buckets of a chunk from one representative per digest group.
 async fn read_chunk(
     sw: &Sweeper,
     chunk: &[BucketMismatch],
     p: &ProgressHandle,
 ) -> (ChunkViews, Vec<NodeId>) {
     let prefix = &sw.store().settings().key_prefix;
-    let pool = sw.pool();
     let mut wanted: HashMap<NodeId, Vec<u32>> = HashMap::new();
     for mm in chunk {
         for reader in mm.readers() {
             wanted.entry(reader).or_default().push(mm.bucket);
         }
     }
-    let mut failed = Vec::new();
-    let subs = futures::future::join_all(wanted.iter().map(|(&node, buckets)| async move {
+    let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| async move {
         let keys: Vec<String> = buckets.iter().map(|b| meta_key(prefix, *b)).collect();
-        (node, reads::sub_digests(pool.node(node), &keys).await)
-    }))
-    .await;
-    let mut sub_of: HashMap<(NodeId, u32), Vec<u64>> = HashMap::new();
-    for (node, r) in subs {
-        match r {
-            Ok(rows) => {
-                for (b, row) in wanted[&node].iter().zip(rows) {
-                    sub_of.insert((node, *b), row);
-                }
-            }
-            Err(e) => {
-                progress::lock(p).error(format!(
-                    "sub-bucket digests from {}: {e}",
-                    pool.node(node).display
-                ));
-                failed.push(node);
-            }
-        }
-    }
-    // Per bucket, the sub-buckets whose digests differ between the representatives.
-    let mut masks: HashMap<u32, u32> = HashMap::new();
-    for mm in chunk {
-        let rows: Option<Vec<&Vec<u64>>> = mm
-            .readers()
-            .iter()
-            .map(|r| sub_of.get(&(*r, mm.bucket)))
-            .collect();
-        let Some(rows) = rows else { continue };
-        let mask = (0..reads::SUB_BUCKETS as usize)
-            .filter(|&s| rows.iter().any(|row| row.get(s) != rows[0].get(s)))
-            .fold(0u32, |m, s| m | (1 << s));
-        // Equal sub-digests under a differing bucket digest: the digest drifted from the
-        // metadata; the full sweep rebuilds it. Nothing to read here.
-        if mask != 0 {
-            masks.insert(mm.bucket, mask);
-        }
-    }
-    let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| {
-        let masks = &masks;
-        async move {
-            let buckets: Vec<u32> = buckets
-                .into_iter()
-                .filter(|b| masks.contains_key(b))
-                .collect();
-            let keys: Vec<String> = buckets.iter().map(|b| meta_key(prefix, *b)).collect();
-            let bits: Vec<u32> = buckets.iter().map(|b| masks[b]).collect();
-            (
-                node,
-                buckets,
-                reads::sub_bucket_metas(pool.node(node), &keys, &bits).await,
-            )
-        }
+        (
+            node,
+            buckets,
+            reads::bucket_metas(sw.pool().node(node), &keys).await,
+        )
     }))
     .await;
     let mut views = ChunkViews::new();
+    let mut failed = Vec::new();
     for (node, buckets, r) in reads {
         match r {
             Ok((metas, bad)) => {
@@ -267,7 +217,7 @@ async fn read_chunk(
             Err(e) => {
                 progress::lock(p).error(format!(
                     "bucket metadata from {}: {e}",
-                    pool.node(node).display
+                    sw.pool().node(node).display
                 ));
                 failed.push(node);
             }
