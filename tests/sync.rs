@@ -760,3 +760,100 @@ async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
     }
     tc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.buckets = 64; // ~50 keys per bucket: the diff must single out the 20 divergent ones
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let store = tc.app().store().clone();
+    let pool = store.pool().clone();
+    let keys: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
+    let locs: Vec<_> = keys
+        .iter()
+        .map(|k| store.locate(k.as_bytes()).unwrap())
+        .collect();
+    let metas: Vec<Meta> = keys
+        .iter()
+        .map(|k| {
+            Meta::new(
+                k.as_bytes(),
+                store.clock().tick(),
+                quorumd::meta::EntryKind::Value,
+                None,
+            )
+        })
+        .collect();
+    let entries: Vec<_> = locs
+        .iter()
+        .zip(&metas)
+        .map(|(loc, meta)| quorumd::store::scripts::ApplyEntry {
+            loc,
+            meta,
+            payload: quorumd::store::scripts::Payload::String(b"v1"),
+            cond: quorumd::store::scripts::NodeCondition::None,
+        })
+        .collect();
+    for node in pool.nodes() {
+        quorumd::store::scripts::apply(node, "qd:d", &entries)
+            .await
+            .unwrap();
+    }
+    // 20 keys get a newer version on nodes 0 and 1 only.
+    let newer: Vec<Meta> = keys[..20]
+        .iter()
+        .map(|k| {
+            Meta::new(
+                k.as_bytes(),
+                store.clock().tick(),
+                quorumd::meta::EntryKind::Value,
+                None,
+            )
+        })
+        .collect();
+    let updates: Vec<_> = locs[..20]
+        .iter()
+        .zip(&newer)
+        .map(|(loc, meta)| quorumd::store::scripts::ApplyEntry {
+            loc,
+            meta,
+            payload: quorumd::store::scripts::Payload::String(b"v2"),
+            cond: quorumd::store::scripts::NodeCondition::None,
+        })
+        .collect();
+    for node in &pool.nodes()[..2] {
+        quorumd::store::scripts::apply(node, "qd:d", &updates)
+            .await
+            .unwrap();
+    }
+    let r = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    assert_eq!(r.error_count, 0, "{:?}", r.errors);
+    assert_eq!(r.keys_divergent, 20, "{r:?}");
+    assert_eq!(r.keys_repaired_per_node, vec![0, 0, 20]);
+    for k in &keys[..20] {
+        assert_eq!(
+            tc.raw_value(2, k.as_bytes()).await.as_deref(),
+            Some(&b"v2"[..])
+        );
+    }
+    let check = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        (check.buckets_mismatched, check.divergence_left()),
+        (0, 0),
+        "{check:?}"
+    );
+    tc.shutdown().await;
+}
