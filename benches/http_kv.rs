@@ -14,6 +14,8 @@
 //! and writes no report. The exit status is non-zero when any workload's error rate exceeds 1%,
 //! when shutdown fails, or when a redis-server process outlives the run.
 
+#[path = "support/mod.rs"]
+mod support;
 use bytes::Bytes;
 use quorumd::app::App;
 use quorumd::config::Config;
@@ -23,6 +25,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{env_number, median, next_random, percentile, redis_version};
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
@@ -126,16 +129,6 @@ impl Settings {
     }
 }
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={s:?} is not a valid number")),
-    }
-}
-
 /// Everything the workers share.
 struct Target {
     http: reqwest::Client,
@@ -173,15 +166,6 @@ struct Sample {
     ok: u64,
     errors: u64,
     first_error: Option<String>,
-}
-
-/// splitmix64: a cheap, per-worker key picker.
-fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 async fn one_op(t: &Target, wl: Workload, key: usize, tally: &mut Tally) {
@@ -307,29 +291,6 @@ async fn run_workload(
         ok: all.ok,
         errors: all.errors,
         first_error: all.first_error,
-    }
-}
-
-/// Nearest-rank percentile of sorted values; NaN when empty.
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
     }
 }
 
@@ -506,19 +467,6 @@ fn report_dir() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("bench")
-}
-
-fn redis_version() -> String {
-    std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| {
-            s.split_whitespace()
-                .find_map(|w| w.strip_prefix("v=").map(String::from))
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn start_target(

@@ -25,6 +25,8 @@
 //! (a heal that does not repair every key, divergence left behind, sweep errors, more than 1%
 //! failed PUTs), when shutdown fails, or when a redis-server process outlives the run.
 
+#[path = "support/mod.rs"]
+mod support;
 use bytes::Bytes;
 use futures::StreamExt;
 use quorumd::app::App;
@@ -42,6 +44,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
+use support::{env_number, median, next_random, percentile, redis_version};
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
@@ -151,16 +154,6 @@ impl Settings {
     }
 }
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={s:?} is not a valid number")),
-    }
-}
-
 fn key(i: usize) -> String {
     format!("sync:{i:07}")
 }
@@ -170,29 +163,6 @@ fn value(i: usize, generation: u32) -> Vec<u8> {
     let mut v = format!("{i:09}/{generation:04}/").into_bytes();
     v.resize(VALUE_BYTES, b'a' + (i % 26) as u8);
     v
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
-
-/// Nearest-rank percentile of sorted values; NaN when empty.
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
 
 /// `1,000,000`.
@@ -1013,15 +983,6 @@ struct PutSample {
     first_error: Option<String>,
 }
 
-/// splitmix64: a cheap, per-worker key picker.
-fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 async fn put_once(t: &PutTarget, key: usize, tally: &mut Tally) {
     let started = Instant::now();
     let outcome = match t
@@ -1770,19 +1731,6 @@ fn report_dir() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("bench")
-}
-
-fn redis_version() -> String {
-    std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| {
-            s.split_whitespace()
-                .find_map(|w| w.strip_prefix("v=").map(String::from))
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The printed report, and whether the run must fail.
