@@ -280,6 +280,18 @@ fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
     }
 }
 
+/// A batch script's reply: two items per input, in order.
+fn pairs(reply: Value, what: &str, inputs: usize) -> Result<Vec<Value>, NodeError> {
+    let items = array(reply, what)?;
+    if items.len() != inputs * 2 {
+        return Err(protocol(format!(
+            "{what} script returned {} items for {inputs} inputs",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
 /// Runs `APPLY` for a batch of entries on one node; one outcome per entry, in order.
 pub async fn apply(
     node: &Node,
@@ -308,14 +320,7 @@ pub async fn apply(
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;
-    let items = array(reply, "apply")?;
-    if items.len() != entries.len() * 2 {
-        return Err(protocol(format!(
-            "apply script returned {} items for {} entries",
-            items.len(),
-            entries.len()
-        )));
-    }
+    let items = pairs(reply, "apply", entries.len())?;
     items
         .chunks(2)
         .map(|pair| {
@@ -391,14 +396,7 @@ pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, N
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;
-    let items = array(reply, "dump")?;
-    if items.len() != locs.len() * 2 {
-        return Err(protocol(format!(
-            "dump script returned {} items for {} keys",
-            items.len(),
-            locs.len()
-        )));
-    }
+    let items = pairs(reply, "dump", locs.len())?;
     items
         .chunks(2)
         .map(|pair| {
