@@ -191,6 +191,13 @@ impl RedisProcess {
         self.paused = false;
     }
 
+    /// Kills the server and starts it again on the same port and data directory. With
+    /// `--appendonly yes --appendfsync always` it comes back with everything it acknowledged.
+    pub fn restart(&mut self) -> Result<(), DevClusterError> {
+        self.kill();
+        self.spawn()
+    }
+
     /// Kills the server and starts an empty one on the same port.
     pub fn restart_empty(&mut self) -> Result<(), DevClusterError> {
         self.kill();

@@ -14,6 +14,7 @@ pub mod events;
 pub mod fanout;
 pub mod hlc;
 pub mod meta;
+pub mod nemesis;
 pub mod pool;
 pub mod quorum;
 pub mod store;

@@ -1,3 +1,4 @@
 //! History checkers used by the fault-injection tests. Pure: no I/O.
 
+pub mod durability;
 pub mod register;
