@@ -1,0 +1,208 @@
+//! The fault-injecting proxy, checked against a real redis-server: each fault does what it
+//! says to the bytes, and healing restores the link.
+
+use quorumd::devcluster::DevCluster;
+use quorumd::nemesis::proxy::{FaultProxy, LinkFault};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+async fn setup() -> (DevCluster, FaultProxy) {
+    let cluster = tokio::task::spawn_blocking(|| DevCluster::start(1))
+        .await
+        .unwrap()
+        .expect("redis-server");
+    let proxy = FaultProxy::start(cluster.nodes[0].addr()).await.unwrap();
+    (cluster, proxy)
+}
+
+/// Sends one inline command and reads one line of reply.
+async fn ask(conn: &mut TcpStream, command: &str) -> std::io::Result<String> {
+    conn.write_all(format!("{command}\r\n").as_bytes()).await?;
+    read_line(conn).await
+}
+
+async fn read_line(conn: &mut TcpStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        if conn.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        line.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
+}
+
+/// The value of `key` read straight from the node, bypassing the proxy.
+async fn direct_get(cluster: &DevCluster, key: &str) -> String {
+    let mut c = TcpStream::connect(cluster.nodes[0].addr()).await.unwrap();
+    let first = ask(&mut c, &format!("GET {key}")).await.unwrap();
+    if first == "$-1" {
+        return "(nil)".into();
+    }
+    read_line(&mut c).await.unwrap()
+}
+
+async fn poll_direct(cluster: &DevCluster, key: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while direct_get(cluster, key).await != want {
+        assert!(Instant::now() < deadline, "{key} never became {want}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn healthy_link_forwards_both_ways() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    assert_eq!(ask(&mut c, "SET k v").await.unwrap(), "+OK");
+    assert_eq!(proxy.accepted(), 1);
+}
+
+#[tokio::test]
+async fn blackhole_holds_bytes_until_healed_then_delivers_them_intact() {
+    let (cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    proxy.set(LinkFault::Blackhole);
+    c.write_all(b"SET held 1\r\n").await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), read_line(&mut c))
+            .await
+            .is_err(),
+        "a reply crossed a blackhole"
+    );
+    assert_eq!(direct_get(&cluster, "held").await, "(nil)");
+    // New connections hang too.
+    let mut fresh = TcpStream::connect(proxy.addr()).await.unwrap();
+    fresh.write_all(b"PING\r\n").await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(200), read_line(&mut fresh))
+            .await
+            .is_err()
+    );
+    proxy.heal();
+    assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
+    assert_eq!(read_line(&mut fresh).await.unwrap(), "+PONG");
+    assert_eq!(direct_get(&cluster, "held").await, "1");
+}
+
+#[tokio::test]
+async fn latency_delays_every_reply_by_at_least_the_setting() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    proxy.set(LinkFault::Latency(Duration::from_millis(120)));
+    let t = Instant::now();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    // Delayed once on the way in and once on the way out.
+    assert!(
+        t.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        t.elapsed()
+    );
+    proxy.heal();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+}
+
+#[tokio::test]
+async fn cut_to_node_holds_requests_while_replies_still_flow() {
+    let (cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    // A reply already on its way when the cut starts still arrives.
+    c.write_all(b"SET before 1\r\n").await.unwrap();
+    poll_direct(&cluster, "before", "1").await;
+    proxy.set(LinkFault::CutToNode);
+    assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
+    c.write_all(b"SET during 1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(direct_get(&cluster, "during").await, "(nil)");
+    proxy.heal();
+    assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
+    assert_eq!(direct_get(&cluster, "during").await, "1");
+}
+
+#[tokio::test]
+async fn cut_from_node_lets_writes_land_but_holds_their_replies() {
+    let (cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    proxy.set(LinkFault::CutFromNode);
+    c.write_all(b"SET landed 1\r\n").await.unwrap();
+    poll_direct(&cluster, "landed", "1").await;
+    assert!(
+        timeout(Duration::from_millis(200), read_line(&mut c))
+            .await
+            .is_err(),
+        "a reply crossed a cut"
+    );
+    proxy.heal();
+    assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
+}
+
+#[tokio::test]
+async fn reset_kills_open_connections_and_refuse_rejects_new_ones() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    proxy.set(LinkFault::Refuse);
+    proxy.reset_connections();
+    let err = ask(&mut c, "PING")
+        .await
+        .expect_err("connection survived a reset");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        "{err:?}"
+    );
+    let mut refused = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert!(ask(&mut refused, "PING").await.is_err());
+    proxy.heal();
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+}
+
+#[tokio::test]
+async fn slow_close_hangs_then_closes() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let t = Instant::now();
+    proxy.slow_close(Duration::from_millis(300));
+    c.write_all(b"PING\r\n").await.unwrap();
+    let err = read_line(&mut c)
+        .await
+        .expect_err("a reply crossed a closing link");
+    // FIN, or RST when the proxy closes with our unread PING in its buffer.
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "{err:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    // The proxy itself keeps serving new connections.
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+}
+
+#[tokio::test]
+async fn dropping_the_proxy_closes_its_connections() {
+    let (_cluster, proxy) = setup().await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    drop(proxy);
+    let outcome = timeout(Duration::from_secs(5), ask(&mut c, "PING")).await;
+    assert!(matches!(outcome, Ok(Err(_))), "{outcome:?}");
+}
