@@ -1,7 +1,7 @@
 # quorumd: the README's two commands are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint deps build
+.PHONY: demo test bench lint deps build torture
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -25,3 +25,11 @@ lint:
 ## Benchmarks: ratios against a baseline measured in the same run.
 bench: deps
 	$(CARGO) bench --bench http_kv --bench sync
+
+## The long fault-injection run: SEEDS seeds per workload, report in target/torture/report.md.
+SEEDS ?= 50
+torture: deps
+	rm -f target/torture/*.md
+	FAULT_SEEDS=$(SEEDS) $(CARGO) test --release --test faults -- --nocapture
+	cat target/torture/kv-*.md > target/torture/report.md
+	@echo "report: target/torture/report.md"

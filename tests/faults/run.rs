@@ -1,0 +1,192 @@
+//! One seeded run: nodes behind proxies, quorumd over them, a workload racing a fault plan,
+//! then heal, converge, and check.
+
+use crate::common::test_config;
+use crate::workload::{History, Workload};
+use quorumd::app::App;
+use quorumd::checker::durability::{self, Entry};
+use quorumd::checker::register::{self, Verdict};
+use quorumd::meta::{EntryKind, Meta};
+use quorumd::nemesis::plan::{FaultKind, Plan, PlanSettings};
+use quorumd::nemesis::{FaultReport, Nemesis};
+use quorumd::sync::progress::SweepMode;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What one run saw.
+pub struct RunResult {
+    pub seed: u64,
+    pub operations: usize,
+    pub faults: FaultReport,
+    pub violations: Vec<String>,
+    /// From the heal to the first exchange that found nothing left to repair.
+    pub convergence: Option<Duration>,
+}
+
+pub struct KvRun {
+    pub level: &'static str,
+    pub seed: u64,
+    pub duration: Duration,
+    pub kinds: Vec<FaultKind>,
+    pub keys: usize,
+}
+
+impl KvRun {
+    pub fn new(level: &'static str, seed: u64) -> KvRun {
+        KvRun {
+            level,
+            seed,
+            duration: Duration::from_secs(6),
+            kinds: FaultKind::ALL.to_vec(),
+            keys: 4,
+        }
+    }
+
+    pub async fn run(&self) -> RunResult {
+        let mut nemesis = Nemesis::start(3).await.expect("start nodes and proxies");
+        let mut cfg = test_config(nemesis.urls());
+        // Background exchanges on, as in production, so a wiped node is healed as it would be.
+        cfg.sync.exchange_interval_ms = 500;
+        cfg.sync.in_flight_window_ms = 300;
+        let app = App::start(cfg.validate().expect("valid config"))
+            .await
+            .expect("start quorumd");
+        let plan = Plan::generate(self.seed, &PlanSettings::new(3, self.duration, &self.kinds));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workload = Workload {
+            base: format!("http://{}", app.http_addr()),
+            level: self.level,
+            clients: 4,
+            keys: self.keys,
+            seed: self.seed,
+        };
+        let (history, faults) = tokio::join!(workload.run(stop.clone()), async {
+            let report = nemesis.play(&plan, std::future::pending()).await;
+            stop.store(true, Ordering::Relaxed);
+            report
+        });
+        let mut violations: Vec<String> = faults
+            .failures
+            .iter()
+            .map(|f| format!("nemesis: {f}"))
+            .collect();
+        if let Err(e) = nemesis.heal_all() {
+            violations.push(format!("nemesis: heal: {e}"));
+        }
+        let convergence = converge(&app).await;
+        if convergence.is_none() {
+            violations.push("replicas did not converge within 60 s of the heal".into());
+        }
+        let finals = read_finals(&nemesis, &app, &history).await;
+        violations.extend(check(self.level, &history, &finals));
+        app.shutdown().await.expect("clean shutdown");
+        RunResult {
+            seed: self.seed,
+            operations: history.operations(),
+            faults,
+            violations,
+            convergence,
+        }
+    }
+}
+
+/// Every check the level promises.
+pub fn check(level: &str, history: &History, finals: &BTreeMap<String, Vec<Entry>>) -> Vec<String> {
+    let mut found: Vec<String> = durability::lost_writes(&history.writes, finals)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if level == "quorum" || level == "linearizable" || level == "all" {
+        found.extend(
+            durability::stale_reads(&history.writes, &history.reads)
+                .iter()
+                .map(ToString::to_string),
+        );
+    }
+    if level == "linearizable" {
+        for (key, ops) in &history.ops {
+            match register::check(None, ops) {
+                Verdict::Linearizable => {}
+                Verdict::Violation(why) => found.push(format!("key {key} not linearizable: {why}")),
+                Verdict::Inconclusive(why) => found.push(format!(
+                    "key {key}: linearizability check inconclusive: {why}"
+                )),
+            }
+        }
+    }
+    found
+}
+
+/// Waits until every node is up (not recovering) and an exchange finds nothing to repair.
+async fn converge(app: &App) -> Option<Duration> {
+    let healed = Instant::now();
+    let deadline = healed + Duration::from_secs(60);
+    let pool = app.store().pool().clone();
+    while Instant::now() < deadline {
+        let all_up = pool
+            .nodes()
+            .iter()
+            .all(|n| n.health() == quorumd::pool::Health::Up);
+        if all_up {
+            if let Ok(report) = app.sweeper().run(SweepMode::Exchange, false, "test").await {
+                let clean = report.buckets_mismatched == 0
+                    && report.keys_deferred == 0
+                    && report.errors.is_empty();
+                if clean {
+                    return Some(healed.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Each node's entry for every key the workload wrote, read straight from the node.
+async fn read_finals(
+    nemesis: &Nemesis,
+    app: &App,
+    history: &History,
+) -> BTreeMap<String, Vec<Entry>> {
+    let mut finals = BTreeMap::new();
+    for w in &history.writes {
+        if !finals.contains_key(&w.key) {
+            let entries = node_entries(nemesis, app, &w.key).await;
+            finals.insert(w.key.clone(), entries);
+        }
+    }
+    finals
+}
+
+/// `key`'s live entry (version, value) on each node, read straight from the node.
+pub async fn node_entries(nemesis: &Nemesis, app: &App, key: &str) -> Vec<Entry> {
+    let loc = app.store().locate(key.as_bytes()).expect("user key");
+    let mut entries = Vec::new();
+    for node in &nemesis.cluster.nodes {
+        let mut c = redis::Client::open(node.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("direct connection");
+        let (meta, value): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+            .cmd("HGET")
+            .arg(&loc.meta_key)
+            .arg(key)
+            .cmd("GET")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .expect("read a node");
+        let meta = meta.map(|m| Meta::parse(&m).expect("well-formed metadata"));
+        entries.push(match meta {
+            Some(m) if m.kind == EntryKind::Value => Some((
+                m.version.encode(),
+                value.unwrap_or_else(|| b"<value missing>".to_vec()),
+            )),
+            _ => None,
+        });
+    }
+    entries
+}
