@@ -129,14 +129,12 @@ async fn converge(app: &App) -> Option<Duration> {
             .nodes()
             .iter()
             .all(|n| n.health() == quorumd::pool::Health::Up);
-        if all_up {
-            if let Ok(report) = app.sweeper().run(SweepMode::Exchange, false, "test").await {
-                let clean = report.buckets_mismatched == 0
-                    && report.keys_deferred == 0
-                    && report.errors.is_empty();
-                if clean {
-                    return Some(healed.elapsed());
-                }
+        if all_up && let Ok(report) = app.sweeper().run(SweepMode::Exchange, false, "test").await {
+            let clean = report.buckets_mismatched == 0
+                && report.keys_deferred == 0
+                && report.errors.is_empty();
+            if clean {
+                return Some(healed.elapsed());
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -58,7 +58,7 @@ impl Workload {
                     let url = format!("{base}/v1/kv/{key}?consistency={level}");
                     let now = || start.elapsed().as_nanos() as u64;
                     let invoked = now();
-                    if (state >> 20) % 2 == 0 {
+                    if (state >> 20).is_multiple_of(2) {
                         seq += 1;
                         let value = (client as u64) * 1_000_000_000 + seq;
                         let reply = http.put(&url).body(value.to_string()).send().await;
