@@ -343,16 +343,28 @@ impl Node {
     }
 
     /// Connects, probes and reconnects until `shutdown` fires.
+    /// Opens a connection and probes it before requests may use it: a server that restarted
+    /// (new run_id) must be marked recovering before any read counts its answer.
+    async fn connect_and_probe(&self) -> Result<(), String> {
+        let conn = self.connect().await?;
+        let probe = self.probe(conn.clone()).await?;
+        self.note_probe(&probe);
+        self.set_connection(Some(conn));
+        self.apply_probe(Ok(probe.rtt));
+        Ok(())
+    }
+
     async fn monitor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
         let max_backoff = Duration::from_millis(self.timeouts.reconnect_max_ms);
         loop {
             let wait = match self.connection() {
-                None => match self.connect().await {
-                    Ok(conn) => {
-                        self.set_connection(Some(conn));
+                None => match self.connect_and_probe().await {
+                    Ok(()) => {
+                        // Back from down: hints for it wait on the other nodes.
+                        self.shared.attention.notify_one();
                         backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
-                        Duration::ZERO // probe at once
+                        self.timeouts.health_interval()
                     }
                     Err(e) => {
                         self.apply_probe(Err(e));
@@ -476,18 +488,8 @@ impl NodePool {
             .collect::<Result<_, _>>()?;
         // Connect and probe once before returning, so the initial health is known.
         let first = nodes.iter().map(|n| async move {
-            match n.connect().await {
-                Ok(conn) => {
-                    n.set_connection(Some(conn.clone()));
-                    match n.probe(conn).await {
-                        Ok(probe) => {
-                            n.note_probe(&probe);
-                            n.apply_probe(Ok(probe.rtt));
-                        }
-                        Err(e) => n.apply_probe(Err(e)),
-                    }
-                }
-                Err(e) => n.apply_probe(Err(e)),
+            if let Err(e) = n.connect_and_probe().await {
+                n.apply_probe(Err(e));
             }
         });
         futures::future::join_all(first).await;
