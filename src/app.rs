@@ -29,6 +29,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// A running service.
@@ -39,6 +41,8 @@ pub struct App {
     schedule: Schedule,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    auth: Arc<crate::auth::Tokens>,
+    reloader: Option<JoinHandle<()>>,
 }
 
 /// The writer id in versions: a stable part from the instance id (recognisable across restarts)
@@ -61,7 +65,9 @@ pub struct Core {
 impl Core {
     pub async fn start(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
-        let pool = NodePool::start(&validated.nodes, &cfg.timeouts, &cfg.key_prefix).await?;
+        let pool =
+            NodePool::start_with_tls(&validated.nodes, &cfg.timeouts, &cfg.key_prefix, &cfg.tls)
+                .await?;
         let writer = writer_id(&cfg.instance_id);
         let store = Arc::new(VersionedStore::new(
             pool,
@@ -128,7 +134,9 @@ impl App {
         }
         .emit();
         let (stop, mut stopped) = watch::channel(false);
-        let router = api::router(state);
+        let auth = Arc::new(crate::auth::Tokens::from_config(&cfg.auth)?);
+        let reloader = crate::reload::spawn_on_sighup(auth.clone());
+        let router = api::auth::protect(api::router(state), auth.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -143,7 +151,14 @@ impl App {
             schedule,
             stop,
             server,
+            auth,
+            reloader,
         })
+    }
+
+    /// The bearer-token store, for other surfaces (the RESP front end's AUTH).
+    pub fn auth(&self) -> &Arc<crate::auth::Tokens> {
+        &self.auth
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -167,6 +182,9 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
+        if let Some(r) = &self.reloader {
+            r.abort();
+        }
         self.schedule.stop().await;
         let served = self
             .server
@@ -189,6 +207,9 @@ impl App {
     /// Stops everything at once, as a crash would: no draining, no leases handed back. For
     /// tests of what the other instances do when one dies.
     pub async fn kill(self) {
+        if let Some(r) = &self.reloader {
+            r.abort();
+        }
         self.schedule.abort();
         self.server.abort();
         self.store.pool().shutdown().await;
