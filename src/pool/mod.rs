@@ -225,7 +225,7 @@ impl Node {
             .get_multiplexed_async_connection_with_config(&cfg);
         match tokio::time::timeout(self.timeouts.connect() + self.timeouts.node(), attempt).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(explain_connect_error(&e)),
+            Ok(Err(e)) => Err(explain_error(&e)),
             Err(_) => Err(format!(
                 "connect timed out after {} ms",
                 self.timeouts.connect_ms
@@ -254,7 +254,7 @@ impl Node {
         };
         match tokio::time::timeout(self.timeouts.node(), fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(&e).to_string()),
+            Ok(Err(e)) => Err(explain_error(&e)),
             Err(_) => Err(format!(
                 "probe timed out after {} ms",
                 self.timeouts.node_ms
@@ -437,9 +437,9 @@ pub fn sentinel_key(prefix: &str) -> String {
     format!("{prefix}sentinel")
 }
 
-/// A failed connection attempt, said so that an operator knows what to fix. Redis and rustls
+/// A failed connection attempt or probe, said so that an operator knows what to fix. Redis and rustls
 /// error texts never carry the URL or the password.
-fn explain_connect_error(e: &RedisError) -> String {
+fn explain_error(e: &RedisError) -> String {
     let text = classify(e).to_string();
     let lower = text.to_ascii_lowercase();
     if e.kind() == redis::ErrorKind::AuthenticationFailed
