@@ -315,8 +315,13 @@ async fn tls_nodes_with_a_configured_ca() {
     svc.app.shutdown().await.unwrap();
 
     // The default roots do not know a private CA either.
-    let svc = Service::start(urls, |_| {}).await;
+    let svc = Service::start(urls.clone(), |_| {}).await;
     svc.wait_all_down_with("TLS handshake failed").await;
+    svc.app.shutdown().await.unwrap();
+
+    // insecure_skip_verify accepts any certificate (tests only): still encrypted, no check.
+    let svc = Service::start(urls, |c| c.tls.insecure_skip_verify = true).await;
+    assert_eq!(svc.put_get("tls", "unchecked").await, (StatusCode::OK, "unchecked".into()));
     svc.app.shutdown().await.unwrap();
 }
 
