@@ -8,8 +8,10 @@ use std::fmt;
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// GET and HEAD requests (reads, status, sweep progress).
+    #[serde(alias = "read-only")]
     Read,
     /// Every request, including writes and admin actions such as starting a sweep.
+    #[serde(alias = "read-write")]
     Write,
 }
 
@@ -56,7 +58,7 @@ impl fmt::Debug for TokenEntry {
 }
 
 /// HTTP (and RESP) authentication.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Require a bearer token on every request except `/healthz` and `/readyz`. Default false.
@@ -70,17 +72,6 @@ pub struct AuthConfig {
     /// Require a `read` token for `/metrics` too. Default false (scrapers often cannot send
     /// tokens, and metrics hold no data values).
     pub protect_metrics: bool,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            enabled: false,
-            tokens: Vec::new(),
-            tokens_file: String::new(),
-            protect_metrics: false,
-        }
-    }
 }
 
 impl AuthConfig {

@@ -293,8 +293,11 @@ mod tests {
         let t = Tokens::from_config(&config(vec![], path.to_str().unwrap())).unwrap();
         assert_eq!(t.check(b"first-token-0123456789"), Some(Scope::Write));
 
-        write("[[tokens]]\ntoken = \"second-token-0123456789\"\n");
-        assert_eq!(t.reload().unwrap(), 1);
+        write(
+            "[[tokens]]\ntoken = \"second-token-0123456789\"\n[[tokens]]\ntoken = \"third-token-0123456789\"\nscope = \"read-write\"\n",
+        );
+        assert_eq!(t.reload().unwrap(), 2);
+        assert_eq!(t.check(b"third-token-0123456789"), Some(Scope::Write));
         assert_eq!(t.check(b"first-token-0123456789"), None);
         assert_eq!(t.check(b"second-token-0123456789"), Some(Scope::Read));
 
