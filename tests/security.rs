@@ -321,7 +321,10 @@ async fn tls_nodes_with_a_configured_ca() {
 
     // insecure_skip_verify accepts any certificate (tests only): still encrypted, no check.
     let svc = Service::start(urls, |c| c.tls.insecure_skip_verify = true).await;
-    assert_eq!(svc.put_get("tls", "unchecked").await, (StatusCode::OK, "unchecked".into()));
+    assert_eq!(
+        svc.put_get("tls", "unchecked").await,
+        (StatusCode::OK, "unchecked".into())
+    );
     svc.app.shutdown().await.unwrap();
 }
 
