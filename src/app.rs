@@ -99,6 +99,8 @@ impl App {
     /// ready for requests (port 0 in the configuration picks a free port).
     pub async fn start(validated: Validated) -> Result<App, AppError> {
         let cfg = &validated.config;
+        // Before anything starts: a tokens file that vanished since validation stops here.
+        let auth = Arc::new(crate::auth::Tokens::from_config(&cfg.auth)?);
         let Core {
             store,
             sweeper,
@@ -134,7 +136,6 @@ impl App {
         }
         .emit();
         let (stop, mut stopped) = watch::channel(false);
-        let auth = Arc::new(crate::auth::Tokens::from_config(&cfg.auth)?);
         let reloader = crate::reload::spawn_on_sighup(auth.clone());
         let router = api::auth::protect(api::router(state), auth.clone());
         let server = tokio::spawn(async move {
