@@ -43,6 +43,7 @@ pub struct App {
     server: JoinHandle<std::io::Result<()>>,
     auth: Arc<crate::auth::Tokens>,
     reloader: Option<JoinHandle<()>>,
+    drain_timeout: std::time::Duration,
 }
 
 /// The writer id in versions: a stable part from the instance id (recognisable across restarts)
@@ -154,6 +155,7 @@ impl App {
             server,
             auth,
             reloader,
+            drain_timeout: std::time::Duration::from_millis(cfg.http.drain_timeout_ms),
         })
     }
 
@@ -186,11 +188,33 @@ impl App {
         if let Some(r) = &self.reloader {
             r.abort();
         }
-        self.schedule.stop().await;
-        let served = self
-            .server
-            .await
-            .map_err(|e| AppError::Serve(std::io::Error::other(e)))?;
+        // One deadline for both: a stuck node must not hold the shutdown past it, whether
+        // through a request in flight or the lease release of the sweep schedule.
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let mut server = self.server;
+        let (schedule_stopped, drained) = tokio::join!(
+            tokio::time::timeout_at(deadline, self.schedule.stop()),
+            tokio::time::timeout_at(deadline, &mut server)
+        );
+        if schedule_stopped.is_err() {
+            events::ShutdownProgress {
+                phase: "drain deadline passed before the shard leases were handed back; they expire on their own",
+                elapsed: started.elapsed(),
+            }
+            .emit();
+        }
+        let served = match drained {
+            Ok(joined) => joined.map_err(|e| AppError::Serve(std::io::Error::other(e)))?,
+            Err(_) => {
+                events::ShutdownProgress {
+                    phase: "drain deadline passed, dropping the requests still open",
+                    elapsed: started.elapsed(),
+                }
+                .emit();
+                server.abort();
+                Ok(())
+            }
+        };
         events::ShutdownProgress {
             phase: "closing node connections",
             elapsed: started.elapsed(),

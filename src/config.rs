@@ -165,6 +165,9 @@ pub struct HttpConfig {
     /// Allow `listen` on a non-loopback address while `auth.enabled` is false. Default false:
     /// an open API on a public interface is refused at start.
     pub allow_public_without_auth: bool,
+    /// On SIGTERM, longest wait in ms for requests in flight to finish before they are dropped
+    /// and shutdown goes on (keep it below the service manager's stop timeout). Default 20000.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -174,6 +177,7 @@ impl Default for HttpConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_key_bytes: 1024,
             allow_public_without_auth: false,
+            drain_timeout_ms: 20_000,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! SIGTERM drains: requests already inside the service when the signal arrives all complete
-//! successfully, while new connections are refused. A gate between quorumd and each node
+//! successfully, while new connections are refused; `http.drain_timeout_ms` bounds the wait. A gate between quorumd and each node
 //! holds the writes, so the requests are provably in flight (their values seen on the wire to
 //! every node) when the signal is sent. Control: the same scenario with SIGKILL loses them, so
 //! the test can tell a drain from no drain.
@@ -78,7 +78,12 @@ impl GatedProxy {
     }
 }
 
-fn start_service(proxies: &[GatedProxy], port: u16, dir: &std::path::Path) -> Child {
+fn start_service(
+    proxies: &[GatedProxy],
+    port: u16,
+    dir: &std::path::Path,
+    timeouts: &str,
+) -> Child {
     let nodes: Vec<String> = proxies
         .iter()
         .map(|p| format!("\"redis://{}\"", p.addr))
@@ -88,9 +93,8 @@ fn start_service(proxies: &[GatedProxy], port: u16, dir: &std::path::Path) -> Ch
     std::fs::write(
         &config,
         format!(
-            "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:{port}\"\n[timeouts]\nnode_ms = 8000\n\
-             request_ms = 10000\nhealth_interval_ms = 1000\n[sync]\nexchange_interval_ms = 0\n\
-             full_sweep_cron = \"\"\n",
+            "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:{port}\"\n{timeouts}\n[sync]\n\
+             exchange_interval_ms = 0\nfull_sweep_cron = \"\"\n",
             nodes.join(", ")
         ),
     )
@@ -113,8 +117,20 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Runs the scenario and returns how many of the in-flight requests succeeded.
-async fn in_flight_requests_under(signal: libc::c_int) -> usize {
+/// A service with `IN_FLIGHT` writes inside it, held at the gates.
+struct Scenario {
+    _cluster: DevCluster,
+    proxies: Vec<GatedProxy>,
+    child: Child,
+    port: u16,
+    requests: Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Node timeouts far above how long the gate stays closed: held writes must succeed.
+const PATIENT: &str = "[timeouts]\nnode_ms = 8000\nrequest_ms = 10000\nhealth_interval_ms = 1000";
+
+async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
     let cluster = tokio::task::spawn_blocking(|| DevCluster::start(3))
         .await
         .unwrap()
@@ -125,7 +141,12 @@ async fn in_flight_requests_under(signal: libc::c_int) -> usize {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut child = start_service(&proxies, port, dir.path());
+    let child = start_service(
+        &proxies,
+        port,
+        dir.path(),
+        &format!("{http_extra}\n{timeouts}"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -166,40 +187,87 @@ async fn in_flight_requests_under(signal: libc::c_int) -> usize {
             .all(|p| p.seen.load(Ordering::SeqCst) == IN_FLIGHT)
     })
     .await;
+    Scenario {
+        _cluster: cluster,
+        proxies,
+        child,
+        port,
+        requests,
+        _dir: dir,
+    }
+}
 
-    // SAFETY: kill(2) on the child we spawned.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, signal);
+impl Scenario {
+    /// Sends `signal` and waits until the service refuses new connections.
+    async fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the child we spawned.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+        let http_addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_for("new connections refused", || {
+            TcpStream::connect_timeout(&http_addr, Duration::from_millis(100)).is_err()
+        })
+        .await;
     }
-    let http_addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for("new connections refused", || {
-        TcpStream::connect_timeout(&http_addr, Duration::from_millis(100)).is_err()
-    })
-    .await;
-    for p in &proxies {
-        p.open.send_replace(true);
-    }
-    let mut ok = 0;
-    for r in requests {
-        if matches!(r.await.unwrap(), Ok(s) if s.is_success()) {
-            ok += 1;
+
+    fn open_gates(&self) {
+        for p in &self.proxies {
+            p.open.send_replace(true);
         }
     }
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    if signal == libc::SIGTERM {
-        assert!(status.success(), "exit after SIGTERM: {status}");
+
+    /// Waits for the process to exit.
+    async fn exit_status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "quorumd did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    ok
+
+    /// How many of the held requests succeeded.
+    async fn succeeded(&mut self) -> usize {
+        let mut ok = 0;
+        for r in self.requests.drain(..) {
+            if matches!(r.await.unwrap(), Ok(s) if s.is_success()) {
+                ok += 1;
+            }
+        }
+        ok
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_every_request_in_flight() {
-    assert_eq!(in_flight_requests_under(libc::SIGTERM).await, IN_FLIGHT);
+    let mut s = writes_in_flight("", PATIENT).await;
+    s.signal(libc::SIGTERM).await;
+    s.open_gates();
+    assert_eq!(s.succeeded().await, IN_FLIGHT);
+    let status = s.exit_status().await;
+    assert!(status.success(), "exit after SIGTERM: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_sigkill_loses_the_requests_in_flight() {
-    assert_eq!(in_flight_requests_under(libc::SIGKILL).await, 0);
+    let mut s = writes_in_flight("", PATIENT).await;
+    s.signal(libc::SIGKILL).await;
+    s.open_gates();
+    assert_eq!(s.succeeded().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_deadline_bounds_the_shutdown() {
+    // Nodes that would hold the requests for a minute; the drain gives them 300 ms.
+    let minute = "[timeouts]\nnode_ms = 60000\nrequest_ms = 60000\nhealth_interval_ms = 1000";
+    let mut s = writes_in_flight("drain_timeout_ms = 300", minute).await;
+    s.signal(libc::SIGTERM).await;
+    // The gates stay closed: the process must exit on its own, well before the node timeout.
+    let status = s.exit_status().await;
+    assert!(status.success(), "exit after the drain deadline: {status}");
+    s.open_gates();
+    assert_eq!(s.succeeded().await, 0, "dropped at the deadline");
 }

@@ -587,6 +587,8 @@ impl NodePool {
         let monitors =
             std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
         for m in monitors {
+            // A probe in progress may wait up to node_ms on a stuck node: do not wait for it.
+            m.abort();
             let _ = m.await;
         }
         for n in &self.nodes {
