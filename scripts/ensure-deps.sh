@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Makes sure the programs the tests and the demo need are installed: redis-server (and
-# redis-cli). Installs them from the system package manager when it can; otherwise says
-# exactly what to install and fails.
+# redis-cli); for the security and deployment tests openssl, systemd-analyze and a Python
+# venv with the manifest validators (scripts/ensure-deploy-venv.sh). Installs them from the
+# system package manager when it can; otherwise says exactly what to install and fails.
 set -euo pipefail
+
+"$(dirname "$0")/ensure-deploy-venv.sh"
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "ensure-deps: missing: ${need[*]}" >&2

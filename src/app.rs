@@ -29,6 +29,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// A running service.
@@ -39,6 +41,9 @@ pub struct App {
     schedule: Schedule,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    auth: Arc<crate::auth::Tokens>,
+    reloader: Option<JoinHandle<()>>,
+    drain_timeout: std::time::Duration,
 }
 
 /// The writer id in versions: a stable part from the instance id (recognisable across restarts)
@@ -61,7 +66,9 @@ pub struct Core {
 impl Core {
     pub async fn start(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
-        let pool = NodePool::start(&validated.nodes, &cfg.timeouts, &cfg.key_prefix).await?;
+        let pool =
+            NodePool::start_with_tls(&validated.nodes, &cfg.timeouts, &cfg.key_prefix, &cfg.tls)
+                .await?;
         let writer = writer_id(&cfg.instance_id);
         let store = Arc::new(VersionedStore::new(
             pool,
@@ -93,6 +100,8 @@ impl App {
     /// ready for requests (port 0 in the configuration picks a free port).
     pub async fn start(validated: Validated) -> Result<App, AppError> {
         let cfg = &validated.config;
+        // Before anything starts: a tokens file that vanished since validation stops here.
+        let auth = Arc::new(crate::auth::Tokens::from_config(&cfg.auth)?);
         let Core {
             store,
             sweeper,
@@ -128,7 +137,8 @@ impl App {
         }
         .emit();
         let (stop, mut stopped) = watch::channel(false);
-        let router = api::router(state);
+        let reloader = crate::reload::spawn_on_sighup(auth.clone());
+        let router = api::auth::protect(api::router(state), auth.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -143,7 +153,15 @@ impl App {
             schedule,
             stop,
             server,
+            auth,
+            reloader,
+            drain_timeout: std::time::Duration::from_millis(cfg.http.drain_timeout_ms),
         })
+    }
+
+    /// The bearer-token store, for other surfaces (the RESP front end's AUTH).
+    pub fn auth(&self) -> &Arc<crate::auth::Tokens> {
+        &self.auth
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -167,11 +185,36 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
-        self.schedule.stop().await;
-        let served = self
-            .server
-            .await
-            .map_err(|e| AppError::Serve(std::io::Error::other(e)))?;
+        if let Some(r) = &self.reloader {
+            r.abort();
+        }
+        // One deadline for both: a stuck node must not hold the shutdown past it, whether
+        // through a request in flight or the lease release of the sweep schedule.
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let mut server = self.server;
+        let (schedule_stopped, drained) = tokio::join!(
+            tokio::time::timeout_at(deadline, self.schedule.stop()),
+            tokio::time::timeout_at(deadline, &mut server)
+        );
+        if schedule_stopped.is_err() {
+            events::ShutdownProgress {
+                phase: "drain deadline passed before the shard leases were handed back; they expire on their own",
+                elapsed: started.elapsed(),
+            }
+            .emit();
+        }
+        let served = match drained {
+            Ok(joined) => joined.map_err(|e| AppError::Serve(std::io::Error::other(e)))?,
+            Err(_) => {
+                events::ShutdownProgress {
+                    phase: "drain deadline passed, dropping the requests still open",
+                    elapsed: started.elapsed(),
+                }
+                .emit();
+                server.abort();
+                Ok(())
+            }
+        };
         events::ShutdownProgress {
             phase: "closing node connections",
             elapsed: started.elapsed(),
@@ -189,6 +232,9 @@ impl App {
     /// Stops everything at once, as a crash would: no draining, no leases handed back. For
     /// tests of what the other instances do when one dies.
     pub async fn kill(self) {
+        if let Some(r) = &self.reloader {
+            r.abort();
+        }
         self.schedule.abort();
         self.server.abort();
         self.store.pool().shutdown().await;

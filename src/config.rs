@@ -58,6 +58,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Anti-entropy: digest exchange, full sweep, repair throttling.
     pub sync: SyncConfig,
+    /// Bearer-token authentication of the HTTP API. Default: disabled.
+    pub auth: crate::auth::AuthConfig,
+    /// TLS to the nodes (`rediss://`): CA, client certificate and key. Default: system roots.
+    pub tls: crate::pool::TlsConfig,
 }
 
 impl Default for Config {
@@ -73,6 +77,8 @@ impl Default for Config {
             resp: RespConfig::default(),
             log: LogConfig::default(),
             sync: SyncConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
+            tls: crate::pool::TlsConfig::default(),
         }
     }
 }
@@ -156,6 +162,12 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Longest accepted key in bytes (after percent-decoding). Default 1024.
     pub max_key_bytes: usize,
+    /// Allow `listen` on a non-loopback address while `auth.enabled` is false. Default false:
+    /// an open API on a public interface is refused at start.
+    pub allow_public_without_auth: bool,
+    /// On SIGTERM, longest wait in ms for requests in flight to finish before they are dropped
+    /// and shutdown goes on (keep it below the service manager's stop timeout). Default 20000.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -164,6 +176,8 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8379)),
             max_body_bytes: 16 * 1024 * 1024,
             max_key_bytes: 1024,
+            allow_public_without_auth: false,
+            drain_timeout_ms: 20_000,
         }
     }
 }
@@ -471,6 +485,11 @@ impl Config {
         if self.http.max_key_bytes == 0 {
             return Err(invalid("http.max_key_bytes", "must be greater than 0"));
         }
+        crate::auth::Tokens::from_config(&self.auth).map_err(auth_invalid)?;
+        check_listen_safety(&self.http, &self.auth)?;
+        self.tls
+            .check()
+            .map_err(|e| invalid("tls", e.to_string()))?;
         Ok(Validated {
             config: self,
             nodes,
@@ -482,9 +501,35 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.nodes = shown.nodes.iter().map(|n| mask_url(n)).collect();
+        shown.auth = shown.auth.masked();
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
+}
+
+fn auth_invalid(e: crate::auth::AuthError) -> ConfigError {
+    match e {
+        crate::auth::AuthError::Invalid { field, message } => invalid(field, message),
+        other => invalid("auth.tokens_file", other.to_string()),
+    }
+}
+
+/// An unauthenticated API must not be reachable from other machines by accident.
+fn check_listen_safety(
+    http: &HttpConfig,
+    auth: &crate::auth::AuthConfig,
+) -> Result<(), ConfigError> {
+    if !auth.enabled && !http.listen.ip().is_loopback() && !http.allow_public_without_auth {
+        return Err(invalid(
+            "http.listen",
+            format!(
+                "{} is not a loopback address and auth.enabled is false: enable [auth] with \
+                 tokens, or set http.allow_public_without_auth = true to accept an open API",
+                http.listen
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -577,6 +622,43 @@ listen = "127.0.0.1:7379"
             .validate()
             .unwrap_err();
         assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn public_listen_needs_auth_or_explicit_consent() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.http.listen = "0.0.0.0:8379".parse().unwrap();
+        let err = c.clone().validate().unwrap_err();
+        assert!(
+            err.to_string().contains("allow_public_without_auth"),
+            "{err}"
+        );
+        assert_eq!(field_of(err), "http.listen");
+        let mut open = c.clone();
+        open.http.allow_public_without_auth = true;
+        assert!(open.validate().is_ok());
+        let mut authed = c;
+        authed.auth.enabled = true;
+        authed.auth.tokens.push(crate::auth::TokenEntry {
+            name: "ops".into(),
+            token: "a-long-enough-token-123".into(),
+            scope: crate::auth::Scope::Write,
+        });
+        let shown = authed.to_masked_toml();
+        assert!(!shown.contains("a-long-enough-token-123"), "{shown}");
+        assert!(authed.validate().is_ok());
+        let mut v6 = with_nodes(&["redis://a:1"]);
+        v6.http.listen = "[::1]:8379".parse().unwrap();
+        assert!(v6.validate().is_ok(), "IPv6 loopback is local");
+    }
+
+    #[test]
+    fn auth_errors_name_their_field() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.auth.enabled = true;
+        assert_eq!(field_of(c.clone().validate().unwrap_err()), "auth.tokens");
+        c.auth.tokens_file = "/nonexistent/quorumd-tokens.toml".into();
+        assert_eq!(field_of(c.validate().unwrap_err()), "auth.tokens_file");
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl RedisProcess {
                     message: format!("exited with {status}: {tail}"),
                 });
             }
-            if ping(self.addr()) {
+            if answers(self.addr()) {
                 self.child = Some(child);
                 self.paused = false;
                 return Ok(());
@@ -254,6 +254,20 @@ pub fn ping(addr: SocketAddr) -> bool {
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// True when a server listens on `addr` and speaks RESP: `+PONG`, or `-NOAUTH` from a server
+/// started with a password (`--requirepass`, ACL users).
+pub fn answers(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
+}
+
 /// N redis-server processes sharing one temporary directory.
 pub struct DevCluster {
     pub nodes: Vec<RedisProcess>,
@@ -274,6 +288,12 @@ impl DevCluster {
             .map(|_| RedisProcess::start(dir.path(), extra))
             .collect::<Result<_, _>>()?;
         Ok(DevCluster { nodes, _dir: dir })
+    }
+
+    /// A cluster of servers started by the caller (e.g. each with its own TLS port), sharing
+    /// `dir`, which is removed after they stop.
+    pub fn from_processes(nodes: Vec<RedisProcess>, dir: tempfile::TempDir) -> DevCluster {
+        DevCluster { nodes, _dir: dir }
     }
 
     pub fn urls(&self) -> Vec<String> {

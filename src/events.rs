@@ -211,3 +211,52 @@ impl SweepBackedOff<'_> {
         );
     }
 }
+
+/// SIGHUP re-read the tokens file.
+pub struct AuthTokensReloaded<'a> {
+    pub file: &'a str,
+    pub tokens: usize,
+}
+
+impl AuthTokensReloaded<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            file = self.file,
+            tokens = self.tokens,
+            "auth tokens reloaded"
+        );
+    }
+}
+
+/// SIGHUP found a bad tokens file; the tokens in force stay.
+pub struct AuthTokensReloadFailed<'a> {
+    pub error: &'a str,
+}
+
+impl AuthTokensReloadFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            error = self.error,
+            "auth tokens not reloaded; the previous tokens stay in force"
+        );
+    }
+}
+
+/// systemd was told something over the notify socket (or could not be).
+pub struct ServiceManagerNotified<'a> {
+    pub state: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl ServiceManagerNotified<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => tracing::debug!(state = self.state, "service manager notified"),
+            Some(e) => tracing::warn!(
+                state = self.state,
+                error = e,
+                "cannot notify the service manager"
+            ),
+        }
+    }
+}

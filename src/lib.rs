@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod checker;
 pub mod config;
 pub mod devcluster;
@@ -17,6 +18,8 @@ pub mod meta;
 pub mod nemesis;
 pub mod pool;
 pub mod quorum;
+pub mod reload;
+pub mod sdnotify;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -80,7 +80,14 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
         Cmd::Run { config } => {
             let validated = Config::load(config.as_deref())?.validate()?;
             quorumd::telemetry::init(&validated.config.log);
-            App::start(validated).await?.run_until_signal().await?;
+            let app = App::start(validated).await?;
+            let notifier = quorumd::sdnotify::spawn(app.store().clone());
+            quorumd::app::wait_for_signal().await;
+            if let Some(n) = notifier {
+                n.abort();
+            }
+            quorumd::sdnotify::notify_logged("STOPPING=1");
+            app.shutdown().await?;
         }
         Cmd::CheckConfig { config } => {
             let validated = Config::load(config.as_deref())?.validate()?;

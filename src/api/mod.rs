@@ -1,6 +1,7 @@
 //! The HTTP surface. Handlers parse and validate input, call the store, and shape answers;
 //! they never talk to Redis.
 
+pub mod auth;
 pub mod error;
 mod kv;
 mod status;

@@ -7,8 +7,10 @@
 //! nothing.
 
 mod health;
+mod tls;
 
 pub use health::{Health, HealthTracker};
+pub use tls::{TlsConfig, TlsError};
 
 use crate::config::{NodeAddress, TimeoutConfig};
 use crate::events;
@@ -87,12 +89,14 @@ impl Node {
         id: NodeId,
         address: &NodeAddress,
         timeouts: &TimeoutConfig,
+        tls: &TlsConfig,
         shared: Arc<PoolShared>,
     ) -> Result<Node, PoolError> {
-        let client =
-            redis::Client::open(address.url.as_str()).map_err(|e| PoolError::InvalidNode {
+        let client = tls
+            .client(address.url.as_str())
+            .map_err(|e| PoolError::InvalidNode {
                 node: address.display.clone(),
-                message: crate::config::mask_url(&e.to_string()),
+                message: crate::config::mask_url(&e),
             })?;
         Ok(Node {
             id,
@@ -221,7 +225,7 @@ impl Node {
             .get_multiplexed_async_connection_with_config(&cfg);
         match tokio::time::timeout(self.timeouts.connect() + self.timeouts.node(), attempt).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(classify(&e).to_string()),
+            Ok(Err(e)) => Err(explain_error(&e)),
             Err(_) => Err(format!(
                 "connect timed out after {} ms",
                 self.timeouts.connect_ms
@@ -250,7 +254,7 @@ impl Node {
         };
         match tokio::time::timeout(self.timeouts.node(), fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(&e).to_string()),
+            Ok(Err(e)) => Err(explain_error(&e)),
             Err(_) => Err(format!(
                 "probe timed out after {} ms",
                 self.timeouts.node_ms
@@ -445,6 +449,24 @@ pub fn sentinel_key(prefix: &str) -> String {
     format!("{prefix}sentinel")
 }
 
+/// A failed connection attempt or probe, said so that an operator knows what to fix. Redis and rustls
+/// error texts never carry the URL or the password.
+fn explain_error(e: &RedisError) -> String {
+    let text = classify(e).to_string();
+    let lower = text.to_ascii_lowercase();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || lower.contains("wrongpass")
+        || lower.contains("noauth")
+    {
+        format!("authentication failed: check the user and password in the node URL ({text})")
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!("TLS handshake failed: check tls.ca_file, tls.cert_file and tls.key_file ({text})")
+    } else {
+        text
+    }
+}
+
 /// Sorts a Redis error into what it means for the quorum.
 pub fn classify(e: &RedisError) -> NodeError {
     // Redis error texts never carry the connection URL, so there is nothing to mask here.
@@ -476,6 +498,16 @@ impl NodePool {
         timeouts: &TimeoutConfig,
         key_prefix: &str,
     ) -> Result<Arc<NodePool>, PoolError> {
+        Self::start_with_tls(addresses, timeouts, key_prefix, &TlsConfig::default()).await
+    }
+
+    /// [`NodePool::start`] with TLS settings for the `rediss://` nodes.
+    pub async fn start_with_tls(
+        addresses: &[NodeAddress],
+        timeouts: &TimeoutConfig,
+        key_prefix: &str,
+        tls: &TlsConfig,
+    ) -> Result<Arc<NodePool>, PoolError> {
         let shared = Arc::new(PoolShared {
             sentinel_key: sentinel_key(key_prefix),
             sentinels: Mutex::new(vec![None; addresses.len()]),
@@ -484,7 +516,7 @@ impl NodePool {
         let nodes: Vec<Arc<Node>> = addresses
             .iter()
             .enumerate()
-            .map(|(id, a)| Node::new(id, a, timeouts, shared.clone()).map(Arc::new))
+            .map(|(id, a)| Node::new(id, a, timeouts, tls, shared.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
         // Connect and probe once before returning, so the initial health is known.
         let first = nodes.iter().map(|n| async move {
@@ -557,6 +589,8 @@ impl NodePool {
         let monitors =
             std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
         for m in monitors {
+            // A probe in progress may wait up to node_ms on a stuck node: do not wait for it.
+            m.abort();
             let _ = m.await;
         }
         for n in &self.nodes {
