@@ -102,6 +102,11 @@ impl App {
         let schedule = Schedule::start(sweeper.clone()).await?;
         let state = AppState {
             sweeper: sweeper.clone(),
+            locks: crate::locks::LockService::new(
+                store.pool().clone(),
+                cfg.locks.clone(),
+                &cfg.key_prefix,
+            ),
             store: store.clone(),
             http: cfg.http.clone(),
             default_consistency: cfg.quorum.default_consistency,

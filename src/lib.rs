@@ -13,6 +13,7 @@ pub mod digest;
 pub mod events;
 pub mod fanout;
 pub mod hlc;
+pub mod locks;
 pub mod meta;
 pub mod pool;
 pub mod quorum;

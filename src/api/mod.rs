@@ -1,8 +1,10 @@
 //! The HTTP surface. Handlers parse and validate input, call the store, and shape answers;
 //! they never talk to Redis.
 
+mod body;
 pub mod error;
 mod kv;
+mod locks;
 mod status;
 mod sweeps;
 
@@ -12,7 +14,7 @@ use crate::store::VersionedStore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +37,7 @@ pub struct AppState {
     pub default_consistency: Consistency,
     pub instance: Arc<InstanceInfo>,
     pub sweeper: Arc<crate::sync::Sweeper>,
+    pub locks: Arc<crate::locks::LockService>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,6 +47,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),
         )
+        .route("/v1/locks/{name}", get(locks::inspect))
+        .route("/v1/locks/{name}/acquire", post(locks::acquire))
+        .route("/v1/locks/{name}/extend", post(locks::extend))
+        .route("/v1/locks/{name}/release", post(locks::release))
         .route("/v1/status", get(status::status))
         .route("/v1/sweeps", axum::routing::post(sweeps::start))
         .route("/v1/sweeps/current", get(sweeps::current))

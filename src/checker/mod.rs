@@ -1,3 +1,4 @@
 //! History checkers used by the fault-injection tests. Pure: no I/O.
 
+pub mod locks;
 pub mod register;
