@@ -100,11 +100,18 @@ impl App {
             instance: instance_id,
         } = Core::start(&validated).await?;
         let schedule = Schedule::start(sweeper.clone()).await?;
+        let locks = crate::locks::LockService::new(
+            store.pool().clone(),
+            cfg.locks.clone(),
+            &cfg.key_prefix,
+        );
         let state = AppState {
             sweeper: sweeper.clone(),
-            locks: crate::locks::LockService::new(
-                store.pool().clone(),
-                cfg.locks.clone(),
+            locks: locks.clone(),
+            queues: crate::queue::QueueService::new(
+                store.clone(),
+                locks,
+                cfg.queues.clone(),
                 &cfg.key_prefix,
             ),
             store: store.clone(),

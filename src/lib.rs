@@ -16,6 +16,7 @@ pub mod hlc;
 pub mod locks;
 pub mod meta;
 pub mod pool;
+pub mod queue;
 pub mod quorum;
 pub mod store;
 pub mod sync;

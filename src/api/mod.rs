@@ -5,6 +5,7 @@ mod body;
 pub mod error;
 mod kv;
 mod locks;
+mod queues;
 mod status;
 mod sweeps;
 
@@ -38,6 +39,7 @@ pub struct AppState {
     pub instance: Arc<InstanceInfo>,
     pub sweeper: Arc<crate::sync::Sweeper>,
     pub locks: Arc<crate::locks::LockService>,
+    pub queues: Arc<crate::queue::QueueService>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -51,6 +53,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/locks/{name}/acquire", post(locks::acquire))
         .route("/v1/locks/{name}/extend", post(locks::extend))
         .route("/v1/locks/{name}/release", post(locks::release))
+        .route("/v1/queues/{name}", get(queues::depths))
+        .route("/v1/queues/{name}/items", post(queues::put))
+        .route("/v1/queues/{name}/claim", post(queues::claim))
+        .route(
+            "/v1/queues/{name}/items/{id}/{action}",
+            post(queues::item_action),
+        )
         .route("/v1/status", get(status::status))
         .route("/v1/sweeps", axum::routing::post(sweeps::start))
         .route("/v1/sweeps/current", get(sweeps::current))

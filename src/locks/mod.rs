@@ -147,6 +147,22 @@ fn failure(pool: &NodePool, node: NodeId, reason: String) -> NodeFailure {
     }
 }
 
+/// Runs `op` on every node at once and waits for every answer (each bounded by its node
+/// timeout); returns them in node order. Lock and queue operations need all answers: a node
+/// that did not clearly refuse may hold a key that must be given back.
+pub async fn on_all_nodes<T, F, Fut>(pool: &NodePool, op: F) -> Vec<(NodeId, Result<T, NodeError>)>
+where
+    F: Fn(Arc<crate::pool::Node>) -> Fut,
+    Fut: Future<Output = Result<T, NodeError>>,
+{
+    let calls = pool.nodes().iter().map(|n| {
+        let id = n.id;
+        let fut = op(n.clone());
+        async move { (id, fut.await) }
+    });
+    futures::future::join_all(calls).await
+}
+
 impl LockService {
     pub fn new(pool: Arc<NodePool>, cfg: LocksConfig, prefix: &str) -> Arc<LockService> {
         Self::with_unsafe_knobs(pool, cfg, prefix, UnsafeKnobs::default())
@@ -210,18 +226,12 @@ impl LockService {
         Duration::from_millis(self.cfg.node_timeout_ms)
     }
 
-    /// Runs `op` on every node at once; returns each node's answer.
     async fn on_all<T, F, Fut>(&self, op: F) -> Vec<(NodeId, Result<T, NodeError>)>
     where
         F: Fn(Arc<crate::pool::Node>) -> Fut,
         Fut: Future<Output = Result<T, NodeError>>,
     {
-        let calls = self.pool.nodes().iter().map(|n| {
-            let id = n.id;
-            let fut = op(n.clone());
-            async move { (id, fut.await) }
-        });
-        futures::future::join_all(calls).await
+        on_all_nodes(&self.pool, op).await
     }
 
     fn validate_ttl(&self, ttl_ms: u64) -> Result<(), LockError> {
