@@ -243,6 +243,15 @@ async fn round(b: &Bench, w: Workload, s: &Settings, round: usize) -> (f64, Vec<
     (ops, all, errors)
 }
 
+/// Per-round figures of one workload.
+#[derive(Clone, Default)]
+struct Samples {
+    ops: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    errors: u64,
+}
+
 struct Row {
     nodes: usize,
     workload: Workload,
@@ -281,16 +290,15 @@ async fn run_cluster(n: usize, s: &Settings) -> Result<Vec<Row>, String> {
         queues,
         redlock: Arc::new(Redlock::connect(&cluster.urls()).await),
     };
-    let mut per: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, u64)> =
-        vec![(Vec::new(), Vec::new(), Vec::new(), 0); Workload::ALL.len()];
+    let mut per: Vec<Samples> = vec![Samples::default(); Workload::ALL.len()];
     for r in 0..s.rounds {
         for k in 0..Workload::ALL.len() {
             let i = (k + r) % Workload::ALL.len();
             let (ops, lat, errors) = round(&bench, Workload::ALL[i], s, r).await;
-            per[i].0.push(ops);
-            per[i].1.push(percentile(&lat, 0.50));
-            per[i].2.push(percentile(&lat, 0.99));
-            per[i].3 += errors;
+            per[i].ops.push(ops);
+            per[i].p50.push(percentile(&lat, 0.50));
+            per[i].p99.push(percentile(&lat, 0.99));
+            per[i].errors += errors;
         }
     }
     core.store.pool().shutdown().await;
@@ -298,13 +306,13 @@ async fn run_cluster(n: usize, s: &Settings) -> Result<Vec<Row>, String> {
     Ok(Workload::ALL
         .iter()
         .zip(per)
-        .map(|(w, (ops, p50, p99, errors))| Row {
+        .map(|(w, s)| Row {
             nodes: n,
             workload: *w,
-            ops: median(&ops),
-            p50: median(&p50),
-            p99: median(&p99),
-            errors,
+            ops: median(&s.ops),
+            p50: median(&s.p50),
+            p99: median(&s.p99),
+            errors: s.errors,
         })
         .collect())
 }
