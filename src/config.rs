@@ -673,6 +673,23 @@ listen = "127.0.0.1:7379"
     }
 
     #[test]
+    fn lock_and_queue_settings_are_checked() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.drift_factor = 0.7;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.drift_factor");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.retry_min_ms = 100;
+        c.locks.retry_max_ms = 10;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.retry_min_ms");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.node_timeout_ms = 0;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.node_timeout_ms");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.queues.max_deliveries = 0;
+        assert_eq!(field_of(c.validate().unwrap_err()), "queues.max_deliveries");
+    }
+
+    #[test]
     fn passwords_are_masked() {
         assert_eq!(
             mask_url("redis://user:s3cret@h:1/0"),
