@@ -13,7 +13,6 @@ mod recovery;
 pub mod scripts;
 
 use crate::config::LocksConfig;
-use crate::events;
 use crate::fanout::{NodeFailure, QuorumError};
 use crate::pool::{NodeError, NodeId, NodePool};
 use crate::quorum::majority;
@@ -288,19 +287,7 @@ impl LockService {
                         name: name.to_string(),
                     },
                     Shortfall::Unavailable(q) => {
-                        let failures = q
-                            .failures
-                            .iter()
-                            .map(|f| format!("{}: {}", f.node, f.reason))
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        events::QuorumFailed {
-                            operation: q.operation,
-                            required: q.required,
-                            succeeded: q.succeeded,
-                            failures: &failures,
-                        }
-                        .emit();
+                        q.emit();
                         LockError::NoQuorum(q)
                     }
                 });

@@ -18,6 +18,7 @@ use record::{Depth, ItemState, Record};
 use scripts::{MergeArgs, QueueKeys};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -246,39 +247,46 @@ impl QueueService {
         Ok(id)
     }
 
-    /// The merged view of one item from a majority of counted nodes: record and payload.
-    async fn read_item(
+    /// Runs a read on every node; needs a majority of nodes that count for locks to answer.
+    /// Returns every answer, counted or not: merging can only move an item forward.
+    async fn read_majority<T, F, Fut>(
         &self,
-        keys: &QueueKeys,
-        id: &str,
-    ) -> Result<(Option<Record>, Option<String>), QueueError> {
-        let answers = on_all_nodes(self.pool(), |node| {
-            let (keys, id) = (keys.clone(), id.to_string());
-            async move { scripts::read(&node, &keys, &id).await }
-        })
-        .await;
+        operation: &'static str,
+        op: F,
+    ) -> Result<Vec<T>, QueueError>
+    where
+        F: Fn(Arc<crate::pool::Node>) -> Fut,
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        let answers = on_all_nodes(self.pool(), op).await;
         let counted = |n: NodeId| self.locks.counts_toward_majority(n);
         let answered = answers
             .iter()
             .filter(|(n, r)| r.is_ok() && counted(*n))
             .count();
         if answered < self.required() {
-            return Err(quorum_error(
-                self.pool(),
-                "queue read",
-                self.required(),
-                &answers,
-                counted,
-            )
-            .into());
+            let e = quorum_error(self.pool(), operation, self.required(), &answers, counted);
+            e.emit();
+            return Err(e.into());
         }
+        Ok(answers.into_iter().filter_map(|(_, r)| r.ok()).collect())
+    }
+
+    /// The merged view of one item from a majority of counted nodes: record and payload.
+    async fn read_item(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+    ) -> Result<(Option<Record>, Option<String>), QueueError> {
+        let answers = self
+            .read_majority("queue read", |node| {
+                let (keys, id) = (keys.clone(), id.to_string());
+                async move { scripts::read(&node, &keys, &id).await }
+            })
+            .await?;
         let mut merged: Option<Record> = None;
         let mut payload = None;
-        // Every answer is merged, counted or not: merging can only move an item forward.
-        for (_, (rec, pay)) in answers
-            .into_iter()
-            .filter_map(|(n, r)| r.ok().map(|v| (n, v)))
-        {
+        for (rec, pay) in answers {
             if let Some(r) = rec.as_deref().and_then(Record::parse) {
                 merged = Some(match merged {
                     Some(m) => m.merge(&r),
@@ -322,30 +330,16 @@ impl QueueService {
     async fn candidates(&self, keys: &QueueKeys) -> Result<Vec<String>, QueueError> {
         let now = wall_clock_ms();
         let want = self.cfg.claim_candidates;
-        let answers = on_all_nodes(self.pool(), |node| {
-            let keys = keys.clone();
-            async move { scripts::candidates(&node, &keys, now, want).await }
-        })
-        .await;
-        let counted = |n: NodeId| self.locks.counts_toward_majority(n);
-        let answered = answers
-            .iter()
-            .filter(|(n, r)| r.is_ok() && counted(*n))
-            .count();
-        if answered < self.required() {
-            return Err(quorum_error(
-                self.pool(),
-                "queue claim",
-                self.required(),
-                &answers,
-                counted,
-            )
-            .into());
-        }
+        let answers = self
+            .read_majority("queue claim", |node| {
+                let keys = keys.clone();
+                async move { scripts::candidates(&node, &keys, now, want).await }
+            })
+            .await?;
         // Highest priority first, then oldest id (ids are time-ordered).
         let mut best: BTreeMap<(i64, String), ()> = BTreeMap::new();
-        for (_, r) in answers {
-            for (id, priority) in r.unwrap_or_default() {
+        for proposals in answers {
+            for (id, priority) in proposals {
                 best.insert((-priority, id), ());
             }
         }
@@ -570,29 +564,15 @@ impl QueueService {
     #[tracing::instrument(name = "queue.depths", skip_all, fields(queue = queue))]
     pub async fn depths(&self, queue: &str) -> Result<Depths, QueueError> {
         let keys = self.keys(queue)?;
-        let answers = on_all_nodes(self.pool(), |node| {
-            let keys = keys.clone();
-            async move { scripts::all_records(&node, &keys).await }
-        })
-        .await;
-        let counted = |n: NodeId| self.locks.counts_toward_majority(n);
-        let answered = answers
-            .iter()
-            .filter(|(n, r)| r.is_ok() && counted(*n))
-            .count();
-        if answered < self.required() {
-            return Err(quorum_error(
-                self.pool(),
-                "queue depths",
-                self.required(),
-                &answers,
-                counted,
-            )
-            .into());
-        }
+        let answers = self
+            .read_majority("queue depths", |node| {
+                let keys = keys.clone();
+                async move { scripts::all_records(&node, &keys).await }
+            })
+            .await?;
         let mut merged: HashMap<String, Record> = HashMap::new();
-        for (_, r) in answers {
-            for (id, raw) in r.unwrap_or_default() {
+        for records in answers {
+            for (id, raw) in records {
                 let Some(rec) = Record::parse(&raw) else {
                     continue;
                 };
