@@ -145,7 +145,7 @@ impl QueueService {
     }
 
     fn validate_id(id: &str) -> Result<(), QueueError> {
-        if id.len() == 34 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if id.parse::<crate::hlc::Version>().is_ok() {
             Ok(())
         } else {
             Err(QueueError::Invalid(
@@ -162,6 +162,15 @@ impl QueueService {
             )));
         }
         Ok(lease_ms)
+    }
+
+    /// A stamp above `after`'s, so a write under a lease always beats the previous one of the
+    /// same lease, whichever instance made it.
+    fn stamp_after(&self, after: &Record) -> String {
+        if let Ok(v) = after.stamp.parse() {
+            self.store.clock().observe(v);
+        }
+        self.store.clock().tick().encode()
     }
 
     /// Merges `record` (and the payload, if given) into the item on every node; succeeds when
@@ -384,7 +393,7 @@ impl QueueService {
                 continue;
             }
             let deliveries = record.deliveries + 1;
-            let stamp = self.store.clock().tick().encode();
+            let stamp = self.stamp_after(&record);
             if deliveries > self.cfg.max_deliveries {
                 let dead = Record {
                     state: ItemState::Dead,
@@ -469,7 +478,7 @@ impl QueueService {
         let (record, _) = self.held(queue, &keys, id, lease).await?;
         let tombstone = Record {
             state: ItemState::Acked,
-            stamp: self.store.clock().tick().encode(),
+            stamp: self.stamp_after(&record),
             ..record
         };
         let stored = self
@@ -506,7 +515,7 @@ impl QueueService {
         let (record, payload) = self.held(queue, &keys, id, lease).await?;
         let ready = Record {
             state: ItemState::Ready,
-            stamp: self.store.clock().tick().encode(),
+            stamp: self.stamp_after(&record),
             not_before_ms: wall_clock_ms() + delay_ms,
             ..record
         };
@@ -547,7 +556,7 @@ impl QueueService {
             Err(e) => return Err(e.into()),
         };
         let leased = Record {
-            stamp: self.store.clock().tick().encode(),
+            stamp: self.stamp_after(&record),
             not_before_ms: wall_clock_ms() + lease_ms,
             ..record
         };
