@@ -309,8 +309,8 @@ pub struct LocksConfig {
     /// Longest pause before retrying a contended acquisition, in ms (the pause is random in
     /// between, so contenders do not retry in lockstep). Default 50.
     pub retry_max_ms: u64,
-    /// Time limit for one lock script on one node, in ms; kept small against the TTL so a
-    /// slow node does not eat the lock's validity. Default 100.
+    /// Time limit for one lock script on one node, in ms; an acquisition also caps it at a
+    /// fifth of its TTL, so a slow node does not eat the lock's validity. Default 100.
     pub node_timeout_ms: u64,
 }
 

@@ -469,7 +469,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
     let rec = Recorder::new();
     // Make the fence counter non-trivial first.
     for _ in 0..3 {
-        let g = locks.acquire("r", 100, 0, "warm").await.unwrap();
+        let g = locks.acquire("r", 1000, 2000, "warm").await.unwrap();
         locks.release("r", &g.token).await.unwrap();
     }
     let (fence_a, start_a, got_a, validity_a) =
@@ -522,7 +522,7 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
     );
     let rec = Recorder::new();
     for _ in 0..3 {
-        let g = unsafe_locks.acquire("r", 100, 0, "warm").await.unwrap();
+        let g = unsafe_locks.acquire("r", 1000, 2000, "warm").await.unwrap();
         unsafe_locks.release("r", &g.token).await.unwrap();
     }
     let (fence_a, start_a, got_a, validity_a) =

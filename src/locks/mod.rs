@@ -225,6 +225,12 @@ impl LockService {
         Duration::from_millis(self.cfg.node_timeout_ms)
     }
 
+    /// Per-node limit of an acquisition: also at most a fifth of the TTL, so one slow node
+    /// cannot eat the lock's validity.
+    fn acquire_limit(&self, ttl_ms: u64) -> Duration {
+        Duration::from_millis(self.cfg.node_timeout_ms.min((ttl_ms / 5).max(1)))
+    }
+
     async fn on_all<T, F, Fut>(&self, op: F) -> Vec<(NodeId, Result<T, NodeError>)>
     where
         F: Fn(Arc<crate::pool::Node>) -> Fut,
@@ -300,7 +306,7 @@ impl LockService {
     async fn attempt(&self, keys: &LockKeys, ttl_ms: u64, owner: &str) -> Result<Grant, Shortfall> {
         let started = Instant::now();
         let token = new_token();
-        let limit = self.node_limit();
+        let limit = self.acquire_limit(ttl_ms);
         let answers = self
             .on_all(|node| {
                 let (keys, token, owner) = (keys.clone(), token.clone(), owner.to_string());
