@@ -458,7 +458,7 @@ fn held(holder: &str, fence: u64, sent: u64, got: u64, validity_ms: u64) -> Held
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_growing() {
-    let max_ttl = 2500;
+    let max_ttl = 4000;
     let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
     let cfg = tc.app().store().pool().clone();
     let locks_cfg = LocksConfig {
@@ -504,7 +504,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
-    let max_ttl = 3000;
+    let max_ttl = 6000;
     let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
     let pool = tc.app().store().pool().clone();
     let cfg = LocksConfig {
