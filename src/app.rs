@@ -109,8 +109,20 @@ impl App {
             instance: instance_id,
         } = Core::start(&validated).await?;
         let schedule = Schedule::start(sweeper.clone()).await?;
+        let locks = crate::locks::LockService::new(
+            store.pool().clone(),
+            cfg.locks.clone(),
+            &cfg.key_prefix,
+        );
         let state = AppState {
             sweeper: sweeper.clone(),
+            locks: locks.clone(),
+            queues: crate::queue::QueueService::new(
+                store.clone(),
+                locks,
+                cfg.queues.clone(),
+                &cfg.key_prefix,
+            ),
             store: store.clone(),
             http: cfg.http.clone(),
             default_consistency: cfg.quorum.default_consistency,

@@ -62,6 +62,10 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// TLS to the nodes (`rediss://`): CA, client certificate and key. Default: system roots.
     pub tls: crate::pool::TlsConfig,
+    /// Distributed locks (Redlock on a majority, with fencing tokens).
+    pub locks: LocksConfig,
+    /// Locking queues.
+    pub queues: QueueConfig,
 }
 
 impl Default for Config {
@@ -79,6 +83,8 @@ impl Default for Config {
             sync: SyncConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             tls: crate::pool::TlsConfig::default(),
+            locks: LocksConfig::default(),
+            queues: QueueConfig::default(),
         }
     }
 }
@@ -301,6 +307,71 @@ impl Default for SyncConfig {
     }
 }
 
+/// Distributed locks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocksConfig {
+    /// Longest lock TTL accepted, in ms; longer requests get 400. A restarted node counts
+    /// toward lock majorities only this long after it came back. Default 60000.
+    pub max_ttl_ms: u64,
+    /// Clock drift allowed per ms of TTL (Redlock's drift factor). Default 0.01.
+    pub drift_factor: f64,
+    /// Fixed clock drift allowance added to every lock, in ms. Default 2.
+    pub drift_ms: u64,
+    /// Shortest pause before retrying a contended acquisition, in ms. Default 5.
+    pub retry_min_ms: u64,
+    /// Longest pause before retrying a contended acquisition, in ms (the pause is random in
+    /// between, so contenders do not retry in lockstep). Default 50.
+    pub retry_max_ms: u64,
+    /// Time limit for one lock script on one node, in ms; an acquisition also caps it at a
+    /// fifth of its TTL, so a slow node does not eat the lock's validity. Default 100.
+    pub node_timeout_ms: u64,
+}
+
+impl Default for LocksConfig {
+    fn default() -> Self {
+        LocksConfig {
+            max_ttl_ms: 60_000,
+            drift_factor: 0.01,
+            drift_ms: 2,
+            retry_min_ms: 5,
+            retry_max_ms: 50,
+            node_timeout_ms: 100,
+        }
+    }
+}
+
+/// Locking queues.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Deliveries after which an item that was never acknowledged moves to the dead-letter
+    /// state instead of being delivered again. Default 5.
+    pub max_deliveries: u32,
+    /// Largest payload accepted, in bytes; larger gets 413. Default 1 MiB.
+    pub max_payload_bytes: usize,
+    /// Longest lease accepted, in ms; `locks.max_ttl_ms` caps it too. Default 60000.
+    pub max_lease_ms: u64,
+    /// How long an acknowledged item's tombstone is kept on a node when not every node
+    /// confirmed the acknowledgement, in ms. A node that stays stale longer than this may
+    /// bring the item back. Default 86400000 (one day).
+    pub tombstone_ttl_ms: u64,
+    /// Candidates each node proposes per claim attempt. Default 16.
+    pub claim_candidates: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_deliveries: 5,
+            max_payload_bytes: 1024 * 1024,
+            max_lease_ms: 60_000,
+            tombstone_ttl_ms: 86_400_000,
+            claim_candidates: 16,
+        }
+    }
+}
+
 /// A parsed node address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAddress {
@@ -482,6 +553,44 @@ impl Config {
                 )
             })?;
         }
+        let locks = &self.locks;
+        if locks.max_ttl_ms == 0 || locks.node_timeout_ms == 0 {
+            return Err(invalid(
+                if locks.max_ttl_ms == 0 {
+                    "locks.max_ttl_ms"
+                } else {
+                    "locks.node_timeout_ms"
+                },
+                "must be greater than 0",
+            ));
+        }
+        if !(0.0..0.5).contains(&locks.drift_factor) {
+            return Err(invalid(
+                "locks.drift_factor",
+                format!("{} must be at least 0 and below 0.5", locks.drift_factor),
+            ));
+        }
+        if locks.retry_min_ms > locks.retry_max_ms {
+            return Err(invalid(
+                "locks.retry_min_ms",
+                format!(
+                    "{} must not exceed locks.retry_max_ms ({})",
+                    locks.retry_min_ms, locks.retry_max_ms
+                ),
+            ));
+        }
+        let queues = &self.queues;
+        for (field, v) in [
+            ("queues.max_deliveries", queues.max_deliveries as usize),
+            ("queues.max_lease_ms", queues.max_lease_ms as usize),
+            ("queues.max_payload_bytes", queues.max_payload_bytes),
+            ("queues.claim_candidates", queues.claim_candidates),
+            ("queues.tombstone_ttl_ms", queues.tombstone_ttl_ms as usize),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
         if self.http.max_key_bytes == 0 {
             return Err(invalid("http.max_key_bytes", "must be greater than 0"));
         }
@@ -606,6 +715,23 @@ listen = "127.0.0.1:7379"
         let mut c = with_nodes(&["redis://a:1"]);
         c.buckets = 1000;
         assert_eq!(field_of(c.validate().unwrap_err()), "buckets");
+    }
+
+    #[test]
+    fn lock_and_queue_settings_are_checked() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.drift_factor = 0.7;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.drift_factor");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.retry_min_ms = 100;
+        c.locks.retry_max_ms = 10;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.retry_min_ms");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.node_timeout_ms = 0;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.node_timeout_ms");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.queues.max_deliveries = 0;
+        assert_eq!(field_of(c.validate().unwrap_err()), "queues.max_deliveries");
     }
 
     #[test]

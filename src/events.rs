@@ -260,3 +260,28 @@ impl ServiceManagerNotified<'_> {
         }
     }
 }
+
+/// A restarted node's lock fence counters were caught up (or the attempt failed and will be
+/// retried); only after that does it count toward lock majorities again.
+pub struct FenceCatchUp<'a> {
+    pub node: &'a str,
+    pub raised: u64,
+    pub error: Option<&'a str>,
+}
+
+impl FenceCatchUp<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => tracing::info!(
+                node = self.node,
+                raised = self.raised,
+                "lock fences caught up on restarted node"
+            ),
+            Some(e) => tracing::warn!(
+                node = self.node,
+                error = e,
+                "lock fence catch-up failed; retried at the next lock operation"
+            ),
+        }
+    }
+}

@@ -153,19 +153,24 @@ impl QuorumError {
             succeeded,
             failures,
         };
-        let failures = err
+        err.emit();
+        err
+    }
+
+    /// Logs the failure (the `quorum not reached` event).
+    pub fn emit(&self) {
+        let failures = self
             .failures
             .iter()
             .map(|f| format!("{}: {}", f.node, f.reason))
             .collect::<Vec<_>>()
             .join("; ");
         events::QuorumFailed {
-            operation,
-            required: err.required,
-            succeeded,
+            operation: self.operation,
+            required: self.required,
+            succeeded: self.succeeded,
             failures: &failures,
         }
         .emit();
-        err
     }
 }

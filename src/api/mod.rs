@@ -2,8 +2,11 @@
 //! they never talk to Redis.
 
 pub mod auth;
+mod body;
 pub mod error;
 mod kv;
+mod locks;
+mod queues;
 mod status;
 mod sweeps;
 
@@ -13,7 +16,7 @@ use crate::store::VersionedStore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub default_consistency: Consistency,
     pub instance: Arc<InstanceInfo>,
     pub sweeper: Arc<crate::sync::Sweeper>,
+    pub locks: Arc<crate::locks::LockService>,
+    pub queues: Arc<crate::queue::QueueService>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,6 +49,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/locks/{name}", get(locks::inspect))
+        .route("/v1/locks/{name}/acquire", post(locks::acquire))
+        .route("/v1/locks/{name}/extend", post(locks::extend))
+        .route("/v1/locks/{name}/release", post(locks::release))
+        .route("/v1/queues/{name}", get(queues::depths))
+        .route("/v1/queues/{name}/items", post(queues::put))
+        .route("/v1/queues/{name}/claim", post(queues::claim))
+        .route(
+            "/v1/queues/{name}/items/{id}/{action}",
+            post(queues::item_action),
         )
         .route("/v1/status", get(status::status))
         .route("/v1/sweeps", axum::routing::post(sweeps::start))

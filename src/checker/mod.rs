@@ -1,4 +1,5 @@
 //! History checkers used by the fault-injection tests. Pure: no I/O.
 
 pub mod durability;
+pub mod locks;
 pub mod register;

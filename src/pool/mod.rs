@@ -332,6 +332,16 @@ impl Node {
             .flatten()
     }
 
+    /// When the node was last marked recovering (wall-clock ms), even if the sweep has since
+    /// brought it back in sync: locks keep a restarted node out of their majorities for the
+    /// longest lock TTL after this, however fast the sweep was.
+    pub fn last_recovering_since_ms(&self) -> Option<u64> {
+        *self
+            .recovering_since_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The sweep brought a recovering node back in sync: it counts for reads again.
     pub fn mark_synced(&self) {
         let change = self.tracker().synced();

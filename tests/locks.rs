@@ -1,0 +1,556 @@
+//! Locks against real redis-server processes: the HTTP API, bad input, many concurrent
+//! clients through two quorumd instances while nodes are paused and killed, and a restarted
+//! node. Histories go through `quorumd::checker::locks`; negative controls run the same
+//! checker on a lock with its safety rules switched off and show that it catches them.
+
+mod common;
+
+use common::{TestCluster, body_json, test_config, wait_until};
+use quorumd::app::App;
+use quorumd::checker::locks::{Held, Violation, check};
+use quorumd::config::LocksConfig;
+use quorumd::locks::{LockError, LockService, UnsafeKnobs};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn post(tc_http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
+    let r = tc_http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("http post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn lock_url(base: &str, name: &str, action: &str) -> String {
+    format!("{base}/v1/locks/{name}/{action}")
+}
+
+/// What the clients of one run saw: intervals, and a resource that refuses stale fences.
+struct Recorder {
+    t0: Instant,
+    history: Mutex<Vec<Held>>,
+    /// Highest fence the resource has accepted.
+    resource: Mutex<u64>,
+    /// Writes refused as stale although the writer was inside its validity: each one means a
+    /// newer fence had been issued to someone else while this holder was still valid.
+    refused_while_valid: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Recorder {
+    fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            t0: Instant::now(),
+            history: Mutex::default(),
+            resource: Mutex::new(0),
+            refused_while_valid: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    fn now_us(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    /// The fenced resource: accepts a write carrying a fence at least the highest it saw.
+    fn write(&self, fence: u64) {
+        let mut highest = self.resource.lock().unwrap();
+        if fence >= *highest {
+            *highest = fence;
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.refused_while_valid.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One holder's turn: write while valid, hold a little, then record the interval. It
+    /// starts when the holder learnt it holds the lock (the answer arrived: an acquisition may
+    /// have waited behind another holder first) and ends at the validity, counted from before
+    /// the request was sent, or when it let go, whichever is first.
+    async fn hold(&self, holder: String, fence: u64, sent_us: u64, validity_ms: u64) {
+        let start_us = self.now_us();
+        let valid_until = sent_us + validity_ms * 1000;
+        if self.now_us() < valid_until {
+            self.write(fence);
+        }
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..15))).await;
+        let end = valid_until.min(self.now_us());
+        self.history.lock().unwrap().push(Held {
+            resource: "shared".into(),
+            holder,
+            fence: Some(fence),
+            start: start_us,
+            end,
+        });
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        check(&self.history.lock().unwrap())
+    }
+
+    fn grants(&self) -> usize {
+        self.history.lock().unwrap().len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_extend_release_and_inspect() {
+    let tc = TestCluster::start(3).await;
+    let b = &tc.base;
+    let (s, g) = post(
+        &tc.http,
+        lock_url(b, "job", "acquire"),
+        json!({"ttl_ms": 5000, "owner": "worker-1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    let token = g["token"].as_str().unwrap().to_string();
+    let fence = g["fence"].as_u64().unwrap();
+    assert!(fence >= 1);
+    let validity = g["validity_ms"].as_u64().unwrap();
+    assert!(validity > 4800 && validity < 5000, "{validity}");
+
+    let (s, state) = tc.json("/v1/locks/job").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(state["held"], true);
+    assert_eq!(state["owner"], "worker-1");
+    assert_eq!(state["fence"], fence);
+    assert!(state["remaining_ms"].as_u64().unwrap() <= 5000);
+    assert!(state.get("token").is_none() && !state.to_string().contains(&token));
+
+    // Held: another acquisition waits, then gets 409.
+    let started = Instant::now();
+    let (s, e) = post(
+        &tc.http,
+        lock_url(b, "job", "acquire"),
+        json!({"ttl_ms": 1000, "wait_ms": 200}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "lock_held");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    // Only the owner extends or releases.
+    let other = "0".repeat(32);
+    let (s, e) = post(
+        &tc.http,
+        lock_url(b, "job", "extend"),
+        json!({"token": other, "ttl_ms": 1000}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_holder"))
+    );
+    let (s, e) = post(
+        &tc.http,
+        lock_url(b, "job", "release"),
+        json!({"token": other}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+
+    // Extend re-locks a node that lost the key.
+    let mut c = tc.direct(2).await;
+    let _: () = redis::cmd("DEL")
+        .arg("qd:lock:l:job")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (s, g) = post(
+        &tc.http,
+        lock_url(b, "job", "extend"),
+        json!({"token": token, "ttl_ms": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["fence"], fence);
+    assert!(g["validity_ms"].as_u64().unwrap() > 7800);
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("qd:lock:l:job")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 7000,
+        "node 2 re-locked with the new ttl, pttl {pttl}"
+    );
+
+    let (s, _) = post(
+        &tc.http,
+        lock_url(b, "job", "release"),
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, state) = tc.json("/v1/locks/job").await;
+    assert_eq!(state["held"], false);
+    assert_eq!(
+        state["fence"], fence,
+        "the highest fence issued is still shown"
+    );
+    // A released token is stale.
+    let (s, _) = post(
+        &tc.http,
+        lock_url(b, "job", "release"),
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    let (s, g) = post(
+        &tc.http,
+        lock_url(b, "job", "acquire"),
+        json!({"ttl_ms": 1000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(g["fence"].as_u64().unwrap(), fence + 1);
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_400() {
+    let tc = TestCluster::start(3).await;
+    let b = &tc.base;
+    let cases = [
+        ("bad%20name", json!({"ttl_ms": 1000}), "name"),
+        ("ok", json!({"ttl_ms": -5}), "ttl_ms"),
+        ("ok", json!({"ttl_ms": 0}), "ttl_ms"),
+        ("ok", json!({"ttl_ms": 10_000_000_000u64}), "ttl_ms"),
+        (
+            "ok",
+            json!({"ttl_ms": 1000, "wait_ms": 3_600_000}),
+            "wait_ms",
+        ),
+        ("ok", json!({"ttl_ms": 1000, "colour": 1}), "colour"),
+        ("ok", json!({"wait_ms": 10}), "ttl_ms"),
+        (
+            "ok",
+            json!({"ttl_ms": 1000, "owner": "x".repeat(300)}),
+            "owner",
+        ),
+    ];
+    for (name, body, mentions) in cases {
+        let (s, e) = post(&tc.http, lock_url(b, name, "acquire"), body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{name} {body}: {e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(mentions), "{body}: {msg}");
+    }
+    let long = "n".repeat(201);
+    let (s, _) = post(
+        &tc.http,
+        lock_url(b, &long, "acquire"),
+        json!({"ttl_ms": 10}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let r = tc
+        .http
+        .post(lock_url(b, "ok", "acquire"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(r).await["error"]["code"], "bad_request");
+    let (s, e) = post(
+        &tc.http,
+        lock_url(b, "ok", "release"),
+        json!({"token": "nope"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"]["message"].as_str().unwrap().contains("token"));
+    let r = tc
+        .http
+        .post(lock_url(b, "ok", "acquire"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 17 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_through_two_instances_never_overlap_under_faults() {
+    let mut tc = TestCluster::start(3).await;
+    let second = App::start(test_config(tc.cluster.urls()).validate().unwrap())
+        .await
+        .unwrap();
+    let bases = [tc.base.clone(), format!("http://{}", second.http_addr())];
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (rec, stop, http) = (rec.clone(), stop.clone(), tc.http.clone());
+        let base = bases[w % 2].clone();
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let start = rec.now_us();
+                let (s, g) = post(
+                    &http,
+                    lock_url(&base, "shared", "acquire"),
+                    json!({"ttl_ms": 400, "wait_ms": 500, "owner": format!("w{w}")}),
+                )
+                .await;
+                if s != StatusCode::OK {
+                    assert!(
+                        matches!(s, StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE),
+                        "{s}: {g}"
+                    );
+                    continue;
+                }
+                let fence = g["fence"].as_u64().unwrap();
+                let validity = g["validity_ms"].as_u64().unwrap();
+                rec.hold(format!("w{w}"), fence, start, validity).await;
+                let token = g["token"].as_str().unwrap();
+                post(
+                    &http,
+                    lock_url(&base, "shared", "release"),
+                    json!({"token": token}),
+                )
+                .await;
+            }
+        }));
+    }
+    let before_faults = rec.grants();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tc.cluster.nodes[0].pause();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tc.cluster.nodes[0].resume();
+    tc.wait_health(0, "up").await;
+    let mid = rec.grants();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tc.cluster.nodes[1].kill();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let violations = rec.violations();
+    assert!(
+        violations.is_empty(),
+        "{}",
+        violations
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(rec.refused_while_valid.load(Ordering::Relaxed), 0);
+    let total = rec.grants();
+    assert!(
+        total >= 30,
+        "only {total} grants (before faults {before_faults}, mid {mid})"
+    );
+    assert!(total > mid, "grants continued after a node was killed");
+    second.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
+/// Runs `clients` library-level clients on one lock until the checker finds a violation or
+/// `limit` passes; returns the violations.
+async fn race(locks: Arc<LockService>, clients: usize, limit: Duration) -> Vec<Violation> {
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (rec, stop, locks) = (rec.clone(), stop.clone(), locks.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let start = rec.now_us();
+                match locks.acquire("race", 300, 200, "").await {
+                    Ok(g) => {
+                        rec.hold(format!("c{c}"), g.fence, start, g.validity_ms)
+                            .await;
+                        let _ = locks.release("race", &g.token).await;
+                    }
+                    Err(LockError::Held { .. } | LockError::NoQuorum(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && rec.violations().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    rec.violations()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
+    let tc = TestCluster::start(3).await;
+    let pool = tc.app().store().pool().clone();
+    let unsafe_locks = LockService::with_unsafe_knobs(
+        pool.clone(),
+        LocksConfig::default(),
+        "qd:",
+        UnsafeKnobs {
+            required: Some(1),
+            ..UnsafeKnobs::default()
+        },
+    );
+    let violations = race(unsafe_locks, 8, Duration::from_secs(20)).await;
+    assert!(
+        violations
+            .iter()
+            .any(|v| matches!(v, Violation::Overlap { .. })),
+        "a lock granted on one node of three must show overlapping holders"
+    );
+    // The same race with the real rule finds nothing.
+    let safe = LockService::new(pool, LocksConfig::default(), "qd:");
+    assert!(race(safe, 8, Duration::from_secs(3)).await.is_empty());
+    tc.shutdown().await;
+}
+
+/// Node 2 isolated while A takes the lock on {0, 1}; then node 0 restarts empty. Returns A's
+/// fence, when A's request was sent and answered (µs on `rec`'s clock), and its validity.
+async fn lock_on_two_then_restart_one(
+    tc: &mut TestCluster,
+    locks: &LockService,
+    rec: &Recorder,
+    ttl_ms: u64,
+) -> (u64, u64, u64, u64) {
+    tc.isolate(2).await;
+    let start = rec.now_us();
+    let a = locks
+        .acquire("r", ttl_ms, 0, "A")
+        .await
+        .expect("A on nodes 0 and 1");
+    let got = rec.now_us();
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    tc.cluster.nodes[0].restart_empty().unwrap();
+    let pool = tc.app().store().pool().clone();
+    wait_until(Duration::from_secs(10), "node 0 seen restarted", || {
+        let pool = pool.clone();
+        async move { pool.node(0).last_recovering_since_ms().is_some() }
+    })
+    .await;
+    (a.fence, start, got, a.validity_ms)
+}
+
+/// A holder's interval: from when it was told (`got`) to `sent` + validity.
+fn held(holder: &str, fence: u64, sent: u64, got: u64, validity_ms: u64) -> Held {
+    Held {
+        resource: "r".into(),
+        holder: holder.into(),
+        fence: Some(fence),
+        start: got,
+        end: sent + validity_ms * 1000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_growing() {
+    let max_ttl = 4000;
+    let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
+    let cfg = tc.app().store().pool().clone();
+    let locks_cfg = LocksConfig {
+        max_ttl_ms: max_ttl,
+        ..LocksConfig::default()
+    };
+    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), "qd:");
+    let rec = Recorder::new();
+    // Make the fence counter non-trivial first.
+    for _ in 0..3 {
+        let g = locks.acquire("r", 1000, 2000, "warm").await.unwrap();
+        locks.release("r", &g.token).await.unwrap();
+    }
+    let (fence_a, start_a, got_a, validity_a) =
+        lock_on_two_then_restart_one(&mut tc, &locks, &rec, max_ttl).await;
+
+    // Node 0 forgot A's key, but does not count: B cannot get a majority.
+    match locks.acquire("r", 500, 300, "B").await {
+        Err(LockError::Held { .. } | LockError::NoQuorum(_)) => {}
+        other => panic!("B must not get the lock while A is valid: {other:?}"),
+    }
+    // After the delay (and the fence catch-up), node 0 counts again. Pause node 1, the only
+    // other holder of A's fence, so B's majority is {0, 2}: only the catch-up carries A's fence.
+    tokio::time::sleep(Duration::from_millis(max_ttl + 200)).await;
+    wait_until(Duration::from_secs(10), "node 0 counts again", || async {
+        locks.counts_toward_majority(0)
+    })
+    .await;
+    tc.isolate(1).await;
+    let start_b = rec.now_us();
+    let b = locks
+        .acquire("r", 500, 2000, "B")
+        .await
+        .expect("B on nodes 0 and 2");
+    assert!(b.fence > fence_a, "fence {} after {fence_a}", b.fence);
+    let history = vec![
+        held("A", fence_a, start_a, got_a, validity_a),
+        held("B", b.fence, start_b, rec.now_us(), b.validity_ms),
+    ];
+    assert!(check(&history).is_empty());
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
+    let max_ttl = 6000;
+    let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
+    let pool = tc.app().store().pool().clone();
+    let cfg = LocksConfig {
+        max_ttl_ms: max_ttl,
+        ..LocksConfig::default()
+    };
+    let unsafe_locks = LockService::with_unsafe_knobs(
+        pool,
+        cfg,
+        "qd:",
+        UnsafeKnobs {
+            count_restarted_at_once: true,
+            ..UnsafeKnobs::default()
+        },
+    );
+    let rec = Recorder::new();
+    for _ in 0..3 {
+        let g = unsafe_locks.acquire("r", 1000, 2000, "warm").await.unwrap();
+        unsafe_locks.release("r", &g.token).await.unwrap();
+    }
+    let (fence_a, start_a, got_a, validity_a) =
+        lock_on_two_then_restart_one(&mut tc, &unsafe_locks, &rec, max_ttl).await;
+    // B hears only from {0, 2}: neither has A's fence.
+    tc.isolate(1).await;
+    let start_b = rec.now_us();
+    let b = unsafe_locks
+        .acquire("r", 1000, 1000, "B")
+        .await
+        .expect("counting the empty node at once lets B in");
+    let history = vec![
+        held("A", fence_a, start_a, got_a, validity_a),
+        held("B", b.fence, start_b, rec.now_us(), b.validity_ms),
+    ];
+    let violations = check(&history);
+    assert!(
+        violations
+            .iter()
+            .any(|v| matches!(v, Violation::Overlap { .. })),
+        "{violations:?}"
+    );
+    assert!(
+        violations
+            .iter()
+            .any(|v| matches!(v, Violation::FenceNotIncreasing { .. })),
+        "B's fence {} read from nodes without A's fence {fence_a}: {violations:?}",
+        b.fence
+    );
+    tc.shutdown().await;
+}
