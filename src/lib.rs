@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod checker;
 pub mod config;
+pub mod crdt;
 pub mod devcluster;
 pub mod digest;
 pub mod events;
