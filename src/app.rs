@@ -101,6 +101,7 @@ impl App {
         } = Core::start(&validated).await?;
         let schedule = Schedule::start(sweeper.clone()).await?;
         let state = AppState {
+            crdts: Arc::new(crate::crdt_store::CrdtStore::new(store.clone())),
             sweeper: sweeper.clone(),
             store: store.clone(),
             http: cfg.http.clone(),

@@ -193,7 +193,10 @@ mod tests {
             let encoded = m.encode();
             assert_eq!(&encoded[..34], format!("{:034x}", 0xabc_def));
             assert_eq!(Meta::parse(encoded.as_bytes()).unwrap(), m);
-            assert!(!m.is_live(0), "a key-value read does not see a CRDT as a value");
+            assert!(
+                !m.is_live(0),
+                "a key-value read does not see a CRDT as a value"
+            );
         }
         assert!(Meta::parse(format!("{}|CS|0|1", Version::ZERO).as_bytes()).is_err());
     }

@@ -1,6 +1,7 @@
 //! The HTTP surface. Handlers parse and validate input, call the store, and shape answers;
 //! they never talk to Redis.
 
+mod crdt;
 pub mod error;
 mod kv;
 mod status;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub default_consistency: Consistency,
     pub instance: Arc<InstanceInfo>,
     pub sweeper: Arc<crate::sync::Sweeper>,
+    pub crdts: Arc<crate::crdt_store::CrdtStore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route(
+            "/v1/counters/{name}",
+            get(crdt::counter_get).post(crdt::counter_add),
+        )
+        .route("/v1/sets/{name}", get(crdt::set_get))
+        .route("/v1/sets/{name}/add", axum::routing::post(crdt::set_add))
+        .route(
+            "/v1/sets/{name}/remove",
+            axum::routing::post(crdt::set_remove),
+        )
+        .route("/v1/maps/{name}", get(crdt::map_get).patch(crdt::map_patch))
+        .route(
+            "/v1/maps/{name}/fields/{field}",
+            axum::routing::delete(crdt::map_delete_field),
         )
         .route("/v1/status", get(status::status))
         .route("/v1/sweeps", axum::routing::post(sweeps::start))

@@ -121,7 +121,11 @@ impl PnCounter {
 
     /// Number of actors that ever contributed (the state grows with it).
     pub fn actors(&self) -> usize {
-        self.p.keys().chain(self.n.keys()).collect::<std::collections::BTreeSet<_>>().len()
+        self.p
+            .keys()
+            .chain(self.n.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     }
 }
 
@@ -183,8 +187,7 @@ mod tests {
         c.increment(Actor::request(b"req-1"), 40).unwrap();
         let fields = c.to_fields();
         assert!(fields.iter().all(|(_, v)| v.len() == TOTAL_WIDTH));
-        let back =
-            PnCounter::from_fields(fields.iter().map(|(f, v)| (&f[..], &v[..]))).unwrap();
+        let back = PnCounter::from_fields(fields.iter().map(|(f, v)| (&f[..], &v[..]))).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.value(), 43);
     }

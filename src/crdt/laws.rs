@@ -90,7 +90,11 @@ fn check_join<C: Crdt>(a: &C, b: &C, c: &C) -> Result<(), TestCaseError> {
     );
     prop_assert_eq!(merged(a, a), a.clone(), "idempotent");
     let ab = merged(a, b);
-    prop_assert_eq!(merged(&ab, a), ab.clone(), "a merged state absorbs its inputs");
+    prop_assert_eq!(
+        merged(&ab, a),
+        ab.clone(),
+        "a merged state absorbs its inputs"
+    );
     // Canonical: decoding the fields gives the same state and the same bytes; decoding two
     // replicas' fields together is their merge (what a node's script computes).
     let fields = a.to_fields();

@@ -31,7 +31,10 @@ impl Register {
         if raw.len() < VERSION_LEN + 1 {
             return None;
         }
-        let version = std::str::from_utf8(&raw[..VERSION_LEN]).ok()?.parse().ok()?;
+        let version = std::str::from_utf8(&raw[..VERSION_LEN])
+            .ok()?
+            .parse()
+            .ok()?;
         let value = match (raw[VERSION_LEN], &raw[VERSION_LEN + 1..]) {
             (b'=', v) => Some(v.to_vec()),
             (b'-', []) => None,
@@ -135,7 +138,11 @@ mod tests {
         let mut stale = LwwMap::default();
         stale.set(b"f".to_vec(), v(2), Some(b"new".to_vec()));
         a.merge(&stale);
-        assert_eq!(a.get(b"f"), None, "a stale set does not undo a newer delete");
+        assert_eq!(
+            a.get(b"f"),
+            None,
+            "a stale set does not undo a newer delete"
+        );
     }
 
     #[test]

@@ -265,7 +265,10 @@ pub async fn merge(
         return Err(protocol(format!("merge script returned {reply:?}")));
     };
     let [code, meta, state] = items.as_slice() else {
-        return Err(protocol(format!("merge script returned {} items", items.len())));
+        return Err(protocol(format!(
+            "merge script returned {} items",
+            items.len()
+        )));
     };
     let code = match code {
         Value::Int(1) => MergeCode::Changed,

@@ -76,7 +76,9 @@ pub enum StoreError {
     Timeout { operation: &'static str, ms: u64 },
     #[error("keys starting with {prefix:?} are reserved for quorumd's metadata")]
     ReservedKey { prefix: String },
-    #[error("the key holds a {holds} (a CRDT, whose state merges): key-value reads and writes do not apply to it")]
+    #[error(
+        "the key holds a {holds} (a CRDT, whose state merges): key-value reads and writes do not apply to it"
+    )]
     KindConflict { holds: crate::crdt::CrdtKind },
 }
 

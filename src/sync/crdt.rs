@@ -48,7 +48,9 @@ async fn converge_key(sw: &Sweeper, r: Repair, p: &ProgressHandle) -> Unrepaired
         let state = res.map_err(|e| e.to_string()).and_then(|s| {
             match s.meta.as_ref().map(|m| m.kind.crdt()) {
                 Some(Some(k)) if k != kind => {
-                    return Err(format!("holds a {k}, other nodes a {kind}: resolve by hand"));
+                    return Err(format!(
+                        "holds a {k}, other nodes a {kind}: resolve by hand"
+                    ));
                 }
                 Some(None) => {
                     return Err(format!(
@@ -86,7 +88,10 @@ async fn converge_key(sw: &Sweeper, r: Repair, p: &ProgressHandle) -> Unrepaired
         async move {
             let node = pool.node(n);
             sw.throttle.acquire(node, 1).await;
-            (n, crdt_scripts::merge(node, loc, skey, kind, fields, false).await)
+            (
+                n,
+                crdt_scripts::merge(node, loc, skey, kind, fields, false).await,
+            )
         }
     }))
     .await;
