@@ -80,6 +80,15 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The name and the consistency level of a request.
+fn target(
+    path: Result<Path<String>, PathRejection>,
+    q: Level,
+    state: &AppState,
+) -> Result<(Vec<u8>, Consistency), ApiError> {
+    Ok((name_of(path, state)?, level_of(q, state)?))
+}
+
 fn level_of(q: Level, state: &AppState) -> Result<Consistency, ApiError> {
     let Query(p) =
         q.map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
@@ -102,10 +111,13 @@ fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn receipt(r: &CrdtReceipt, extra: Map<String, Value>) -> Json<Value> {
-    let mut body = extra;
-    body.insert("acknowledged_by".into(), json!(r.acknowledged_by));
-    Json(Value::Object(body))
+/// `{"acknowledged_by": [...]}`, with a named count when given.
+fn receipt(r: &CrdtReceipt, count: Option<(&str, usize)>) -> Json<Value> {
+    let mut body = json!({ "acknowledged_by": r.acknowledged_by });
+    if let Some((name, n)) = count {
+        body[name] = json!(n);
+    }
+    Json(body)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -133,8 +145,7 @@ pub async fn counter_get(
     path: Result<Path<String>, PathRejection>,
     q: Level,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let value = state.crdts.counter_get(&name, level).await?;
     Ok(Json(json!({ "value": counter_value(value) })))
 }
@@ -146,8 +157,7 @@ pub async fn counter_add(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let req: CounterAdd = json_body(body)?;
     let header = match headers.get("idempotency-key") {
         Some(v) => Some(
@@ -200,8 +210,7 @@ pub async fn set_get(
     path: Result<Path<String>, PathRejection>,
     q: Level,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let members = state.crdts.set_members(&name, level).await?;
     let members: Vec<String> = members.iter().map(|m| text(m)).collect();
     Ok(Json(json!({ "members": members })))
@@ -213,13 +222,10 @@ pub async fn set_add(
     q: Level,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let members = members_of(body)?;
     let r = state.crdts.set_add(&name, &members, level).await?;
-    let mut extra = Map::new();
-    extra.insert("added".into(), json!(members.len()));
-    Ok(receipt(&r, extra))
+    Ok(receipt(&r, Some(("added", members.len()))))
 }
 
 pub async fn set_remove(
@@ -228,13 +234,10 @@ pub async fn set_remove(
     q: Level,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let members = members_of(body)?;
     let (removed, r) = state.crdts.set_remove(&name, &members, level).await?;
-    let mut extra = Map::new();
-    extra.insert("removed".into(), json!(removed));
-    Ok(receipt(&r, extra))
+    Ok(receipt(&r, Some(("removed", removed))))
 }
 
 // ---- maps ----
@@ -244,8 +247,7 @@ pub async fn map_get(
     path: Result<Path<String>, PathRejection>,
     q: Level,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let entries = state.crdts.map_get(&name, level).await?;
     let object: Map<String, Value> = entries
         .iter()
@@ -261,8 +263,7 @@ pub async fn map_patch(
     q: Level,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let name = name_of(path, &state)?;
-    let level = level_of(q, &state)?;
+    let (name, level) = target(path, q, &state)?;
     let patch: Map<String, Value> = json_body(body)?;
     if patch.is_empty() {
         return Err(ApiError::bad_request(
@@ -284,7 +285,7 @@ pub async fn map_patch(
         fields.push((f.into_bytes(), value));
     }
     let r = state.crdts.map_set(&name, fields, level).await?;
-    Ok(receipt(&r, Map::new()))
+    Ok(receipt(&r, None))
 }
 
 pub async fn map_delete_field(
@@ -301,5 +302,5 @@ pub async fn map_delete_field(
         .crdts
         .map_set(name.as_bytes(), vec![(field.into_bytes(), None)], level)
         .await?;
-    Ok(receipt(&r, Map::new()))
+    Ok(receipt(&r, None))
 }
