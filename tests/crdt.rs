@@ -876,3 +876,63 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!((s, v["value"].clone()), (StatusCode::OK, json!(0)));
     tc.shutdown().await;
 }
+
+/// A node restarted empty is `recovering`: it takes updates but does not count for reads, and
+/// the exchange merges every CRDT back into it before it counts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_empty_gets_every_crdt_back_by_merging() {
+    let mut tc = TestCluster::start(3).await;
+    for d in [5, -2, 40] {
+        assert_eq!(
+            counter_add(&tc, &tc.base, "stock", d).await.0,
+            StatusCode::OK
+        );
+    }
+    let (s, _) = post(
+        &tc,
+        format!("{}/v1/sets/team/add", tc.base),
+        json!({ "members": ["ann", "bob"] }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = tc
+        .http
+        .patch(format!("{}/v1/maps/conf", tc.base))
+        .json(&json!({ "mode": "fast", "level": "3" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Every node has them before one is wiped.
+    wait_until(Duration::from_secs(5), "writes on node 1", || async {
+        node_view(&tc, 1, "conf").await.state.len() == 2
+            && node_view(&tc, 1, "stock").await.value == Materialised::Str("43".into())
+    })
+    .await;
+    // The sentinel makes the wipe visible even if the restart's new run_id were missed.
+    exchange(tc.app()).await;
+    tc.cluster.nodes[1].restart_empty().unwrap();
+    tc.wait_health(1, "recovering").await;
+    // An update while it recovers; the exchange then merges everything back.
+    assert_eq!(
+        counter_add(&tc, &tc.base, "stock", 1).await.0,
+        StatusCode::OK
+    );
+    exchange(tc.app()).await;
+    tc.wait_health(1, "up").await;
+    converged(&tc, "stock", &Materialised::Str("44".into()))
+        .await
+        .unwrap();
+    converged(&tc, "team", &set_of(["ann".into(), "bob".into()]))
+        .await
+        .unwrap();
+    let conf = [("mode", "fast"), ("level", "3")];
+    let conf = conf
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    converged(&tc, "conf", &Materialised::Hash(conf))
+        .await
+        .unwrap();
+    tc.shutdown().await;
+}
