@@ -71,18 +71,17 @@ struct ReadState<C> {
     merged: C,
 }
 
-/// CRDT operations over the quorum. Cheap to share behind an `Arc`.
+/// CRDT operations over the quorum. Cheap to share behind an `Arc`; several built on the same
+/// store share this process's record of its own counter totals.
 pub struct CrdtStore {
     store: Arc<VersionedStore>,
-    own: own::OwnTotals,
+    own: Arc<own::OwnTotals>,
 }
 
 impl CrdtStore {
     pub fn new(store: Arc<VersionedStore>) -> Self {
-        CrdtStore {
-            store,
-            own: own::OwnTotals::default(),
-        }
+        let own = own::OwnTotals::for_writer(store.clock().writer());
+        CrdtStore { store, own }
     }
 
     /// This process's actor id: the store's writer id.
@@ -470,7 +469,10 @@ impl CrdtStore {
         }
         let mut states = Vec::new();
         let mut acknowledged_by = Vec::new();
-        for (n, r) in g.successes().filter(|(_, r)| counts(0, r)) {
+        for (n, r) in g
+            .successes()
+            .filter(|(_, r)| r.code != MergeCode::KindConflict)
+        {
             acknowledged_by.push(pool.node(n).display.clone());
             if want_state {
                 let fields = r.state.iter().map(|(f, v)| (&f[..], &v[..]));

@@ -23,7 +23,18 @@ pub struct OwnTotals {
     slots: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
+/// One record per writer id in the process: the actor is the writer id, so every `CrdtStore`
+/// built on the same store (the HTTP surface, the Redis-protocol front end) must serialise its
+/// increments with the others, or two of them could write the same total for two increments.
+static BY_WRITER: std::sync::LazyLock<Mutex<HashMap<u64, Arc<OwnTotals>>>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl OwnTotals {
+    pub fn for_writer(writer: u64) -> Arc<OwnTotals> {
+        let mut all = BY_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(writer).or_default().clone()
+    }
+
     /// The slot of `key`; lock it for the whole increment.
     pub fn slot(&self, key: &[u8]) -> Arc<tokio::sync::Mutex<Slot>> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
