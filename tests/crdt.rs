@@ -861,7 +861,14 @@ async fn bad_input_gets_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(body_json(r).await["error"]["code"], json!("too_large"));
+    let e = body_json(r).await;
+    assert_eq!(
+        (
+            e["error"]["code"].clone(),
+            e["error"]["limit_bytes"].clone()
+        ),
+        (json!("payload_too_large"), json!(4096))
+    );
     let r = tc
         .http
         .post(format!("{b}/v1/counters/c"))

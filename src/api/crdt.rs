@@ -98,15 +98,8 @@ fn level_of(q: Level, state: &AppState) -> Result<Consistency, ApiError> {
     }
 }
 
-fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "too_large", "the request body is too large")
-        } else {
-            ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
-        }
-    })?;
+fn json_body<T: DeserializeOwned>(body: Body, state: &AppState) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| super::kv::body_error(e, state))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
@@ -158,7 +151,7 @@ pub async fn counter_add(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let (name, level) = target(path, q, &state)?;
-    let req: CounterAdd = json_body(body)?;
+    let req: CounterAdd = json_body(body, &state)?;
     let header = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
@@ -197,8 +190,8 @@ struct Members {
     members: Vec<String>,
 }
 
-fn members_of(body: Body) -> Result<Vec<Vec<u8>>, ApiError> {
-    let m: Members = json_body(body)?;
+fn members_of(body: Body, state: &AppState) -> Result<Vec<Vec<u8>>, ApiError> {
+    let m: Members = json_body(body, state)?;
     if m.members.is_empty() {
         return Err(ApiError::bad_request("members must not be empty"));
     }
@@ -223,7 +216,7 @@ pub async fn set_add(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let (name, level) = target(path, q, &state)?;
-    let members = members_of(body)?;
+    let members = members_of(body, &state)?;
     let r = state.crdts.set_add(&name, &members, level).await?;
     Ok(receipt(&r, Some(("added", members.len()))))
 }
@@ -235,7 +228,7 @@ pub async fn set_remove(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let (name, level) = target(path, q, &state)?;
-    let members = members_of(body)?;
+    let members = members_of(body, &state)?;
     let (removed, r) = state.crdts.set_remove(&name, &members, level).await?;
     Ok(receipt(&r, Some(("removed", removed))))
 }
@@ -264,7 +257,7 @@ pub async fn map_patch(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let (name, level) = target(path, q, &state)?;
-    let patch: Map<String, Value> = json_body(body)?;
+    let patch: Map<String, Value> = json_body(body, &state)?;
     if patch.is_empty() {
         return Err(ApiError::bad_request(
             "the patch must set or delete at least one field",
