@@ -115,6 +115,7 @@ impl App {
             &cfg.key_prefix,
         );
         let state = AppState {
+            crdts: Arc::new(crate::crdt_store::CrdtStore::new(store.clone())),
             sweeper: sweeper.clone(),
             locks: locks.clone(),
             queues: crate::queue::QueueService::new(

@@ -9,6 +9,8 @@ pub mod app;
 pub mod auth;
 pub mod checker;
 pub mod config;
+pub mod crdt;
+pub mod crdt_store;
 pub mod devcluster;
 pub mod digest;
 pub mod events;

@@ -3,7 +3,12 @@
 //! Encoded as `{version}|{kind}|{expires_at_ms}|{entry_hash}`: the Lua scripts read the version
 //! as the first 34 bytes and the entry hash after the last `|`, so the layout is fixed here and
 //! in `store/scripts.rs` only.
+//!
+//! A CRDT key's entry has kind `C`, `S` or `M` and no version of its own (its state merges):
+//! its version field holds its entry hash, which the node computes from the state, so two
+//! nodes' entries are equal exactly when their states are.
 
+use crate::crdt::CrdtKind;
 use crate::digest;
 use crate::hlc::{VERSION_LEN, Version};
 
@@ -14,6 +19,8 @@ pub enum EntryKind {
     Value,
     /// A delete marker; the value is gone.
     Tombstone,
+    /// A CRDT: the state merges (see `crdt_store`), the value is its materialised form.
+    Crdt(CrdtKind),
 }
 
 impl EntryKind {
@@ -21,6 +28,14 @@ impl EntryKind {
         match self {
             EntryKind::Value => 'v',
             EntryKind::Tombstone => 't',
+            EntryKind::Crdt(k) => k.code(),
+        }
+    }
+
+    pub fn crdt(self) -> Option<CrdtKind> {
+        match self {
+            EntryKind::Crdt(k) => Some(k),
+            _ => None,
         }
     }
 }
@@ -48,6 +63,20 @@ impl Meta {
             kind,
             expires_at_ms,
             entry_hash: digest::entry_hash(key, &body),
+        }
+    }
+
+    /// The entry of a CRDT key whose state hashes to `entry_hash` (computed by the node).
+    pub fn crdt(kind: CrdtKind, entry_hash: u64) -> Meta {
+        Meta {
+            version: Version {
+                ms: 0,
+                counter: 0,
+                writer: entry_hash,
+            },
+            kind: EntryKind::Crdt(kind),
+            expires_at_ms: None,
+            entry_hash,
         }
     }
 
@@ -89,7 +118,10 @@ impl Meta {
         let kind = match kind {
             "v" => EntryKind::Value,
             "t" => EntryKind::Tombstone,
-            _ => return Err(bad()),
+            other => match other.chars().next().and_then(CrdtKind::from_code) {
+                Some(k) if other.len() == 1 => EntryKind::Crdt(k),
+                _ => return Err(bad()),
+            },
         };
         let expiry: u64 = expiry.parse().map_err(|_| bad())?;
         let entry_hash: u64 = hash.parse().map_err(|_| bad())?;
@@ -152,6 +184,21 @@ mod tests {
             a.entry_hash,
             Meta::new(b"k", v, EntryKind::Tombstone, None).entry_hash
         );
+    }
+
+    #[test]
+    fn crdt_entries_round_trip_and_carry_their_hash_as_version() {
+        for kind in CrdtKind::ALL {
+            let m = Meta::crdt(kind, 0xabc_def);
+            let encoded = m.encode();
+            assert_eq!(&encoded[..34], format!("{:034x}", 0xabc_def));
+            assert_eq!(Meta::parse(encoded.as_bytes()).unwrap(), m);
+            assert!(
+                !m.is_live(0),
+                "a key-value read does not see a CRDT as a value"
+            );
+        }
+        assert!(Meta::parse(format!("{}|CS|0|1", Version::ZERO).as_bytes()).is_err());
     }
 
     #[test]

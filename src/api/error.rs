@@ -62,6 +62,10 @@ impl From<StoreError> for ApiError {
             StoreError::ReservedKey { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "reserved_key", message)
             }
+            StoreError::KindConflict { holds } => {
+                ApiError::new(StatusCode::CONFLICT, "kind_conflict", message)
+                    .with("holds", json!(holds.name()))
+            }
         }
     }
 }

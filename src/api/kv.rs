@@ -210,7 +210,7 @@ pub async fn delete(
     Ok(receipt_response(receipt))
 }
 
-fn body_error(e: BytesRejection, state: &AppState) -> ApiError {
+pub(super) fn body_error(e: BytesRejection, state: &AppState) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         let limit = state.http.max_body_bytes;
         ApiError::new(

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod body;
+mod crdt;
 pub mod error;
 mod kv;
 mod locks;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub sweeper: Arc<crate::sync::Sweeper>,
     pub locks: Arc<crate::locks::LockService>,
     pub queues: Arc<crate::queue::QueueService>,
+    pub crdts: Arc<crate::crdt_store::CrdtStore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -60,6 +62,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/queues/{name}/items/{id}/{action}",
             post(queues::item_action),
+        )
+        .route(
+            "/v1/counters/{name}",
+            get(crdt::counter_get).post(crdt::counter_add),
+        )
+        .route("/v1/sets/{name}", get(crdt::set_get))
+        .route("/v1/sets/{name}/add", axum::routing::post(crdt::set_add))
+        .route(
+            "/v1/sets/{name}/remove",
+            axum::routing::post(crdt::set_remove),
+        )
+        .route("/v1/maps/{name}", get(crdt::map_get).patch(crdt::map_patch))
+        .route(
+            "/v1/maps/{name}/fields/{field}",
+            axum::routing::delete(crdt::map_delete_field),
         )
         .route("/v1/status", get(status::status))
         .route("/v1/sweeps", axum::routing::post(sweeps::start))

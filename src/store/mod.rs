@@ -1,6 +1,7 @@
 //! The versioned key-value store over the quorum: reads and writes at a consistency level,
 //! read repair, and compare-and-set on version.
 
+pub mod crdt_scripts;
 mod hints;
 mod repair;
 pub mod scripts;
@@ -75,6 +76,15 @@ pub enum StoreError {
     Timeout { operation: &'static str, ms: u64 },
     #[error("keys starting with {prefix:?} are reserved for quorumd's metadata")]
     ReservedKey { prefix: String },
+    #[error(
+        "the key holds a {holds} (a CRDT, whose state merges): key-value reads and writes do not apply to it"
+    )]
+    KindConflict { holds: crate::crdt::CrdtKind },
+}
+
+/// The CRDT kind one of `metas` marks the key as, if any.
+fn crdt_kind_among<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> Option<crate::crdt::CrdtKind> {
+    metas.into_iter().find_map(|m| m.kind.crdt())
 }
 
 /// The newest entry among several nodes' answers, with its value if any node had it.
@@ -230,6 +240,11 @@ impl VersionedStore {
                 scripts::read(&node, &loc).await
             })
             .await?;
+        if let Some(holds) =
+            crdt_kind_among(gathered.successes().filter_map(|(_, r)| r.meta.as_ref()))
+        {
+            return Err(StoreError::KindConflict { holds });
+        }
         let Some(winner) = newest(&loc.key, gathered.successes().map(|(_, r)| r)) else {
             repair::spawn_read_repair(self.pool.clone(), loc, gathered);
             return Ok(None);
@@ -408,15 +423,20 @@ impl VersionedStore {
                 acknowledged_by,
             })
         } else {
+            let crdt = g.successes().find_map(|(_, o)| match o {
+                WriteOutcome::KindConflict(m) => m.kind.crdt(),
+                _ => None,
+            });
             let rejected_by_condition = g.successes().filter_map(|(_, o)| match o {
                 WriteOutcome::ConditionFailed(m) => Some(m.version),
                 _ => None,
             });
-            match rejected_by_condition.max() {
-                Some(current) => Err(StoreError::PreconditionFailed {
+            match (crdt, rejected_by_condition.max()) {
+                (Some(holds), _) => Err(StoreError::KindConflict { holds }),
+                (None, Some(current)) => Err(StoreError::PreconditionFailed {
                     current: Some(current),
                 }),
-                None => Err(QuorumError::from_gathered(
+                (None, None) => Err(QuorumError::from_gathered(
                     "write",
                     &self.pool,
                     &g,
@@ -453,6 +473,9 @@ impl VersionedStore {
             .filter_map(|(_, m)| m.as_ref())
             .max_by_key(|m| m.version)
             .cloned();
+        if let Some(holds) = crdt_kind_among(g.successes().filter_map(|(_, m)| m.as_ref())) {
+            return Err(StoreError::KindConflict { holds });
+        }
         if let Some(m) = &newest {
             self.clock.observe(m.version);
         }
@@ -484,6 +507,10 @@ pub(crate) fn describe_outcome(o: &WriteOutcome) -> String {
         WriteOutcome::ConditionFailed(m) => {
             format!("precondition failed (holds version {})", m.version)
         }
+        WriteOutcome::KindConflict(m) => match m.kind.crdt() {
+            Some(k) => format!("holds a {k} (a CRDT)"),
+            None => "holds another kind of entry".into(),
+        },
     }
 }
 

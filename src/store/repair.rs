@@ -27,7 +27,11 @@ pub(super) fn spawn_read_repair(pool: Arc<NodePool>, loc: KeyLocation, mut g: Ga
         // Unversioned data is the sweep's to adopt; a live entry whose value no node returned
         // (evicted, deleted behind quorumd's back) must not be repaired as an empty value.
         let value_missing = winner.meta.kind == EntryKind::Value && winner.value.is_none();
-        if winner.meta.version == Version::ZERO || value_missing {
+        // A CRDT's state is merged by the CRDT store's own read repair, never overwritten.
+        let crdt = answered
+            .iter()
+            .any(|(_, r)| r.meta.as_ref().is_some_and(|m| m.kind.crdt().is_some()));
+        if winner.meta.version == Version::ZERO || value_missing || crdt {
             return;
         }
         let stale: Vec<_> = answered

@@ -23,10 +23,12 @@ use std::sync::LazyLock;
 /// stored one must not be newer than).
 /// Returns, per entry, a code and the stored metadata (or `''`): 1 applied; 0 the same or a
 /// newer version is stored; 2 the condition failed; 3 the same version was stored but its value
-/// had vanished, and was restored.
+/// had vanished, and was restored; 4 the key is a CRDT (its state merges, see
+/// `store/crdt_scripts.rs`), which a versioned write must not overwrite.
 const APPLY_LUA: &str = r#"#!lua
 local out = {}
 local deltas = {}
+local crdt_kinds = {C = true, S = true, M = true}
 local now = nil
 local function clock()
   if not now then
@@ -56,7 +58,9 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
   local code, cur_hash = 1, 0
   if cur then
     local cur_version = string.sub(cur, 1, 34)
-    if cur_version == version then
+    if crdt_kinds[string.sub(cur, 36, 36)] then
+      code = 4
+    elseif cur_version == version then
       -- A retry, or a repair that already landed. A sweep may bring back a value that vanished
       -- under its metadata (evicted, deleted behind quorumd's back).
       code = 0
@@ -98,8 +102,13 @@ return out
 /// Reads a key's metadata and string value together, atomically.
 /// KEYS: value key, bucket metadata hash. Returns `{meta or false, value or false}`.
 /// `no-writes` lets it run under OOM and on replicas.
+/// A CRDT key's value is not read: a set or map would answer WRONGTYPE.
 const READ_LUA: &str = r#"#!lua flags=no-writes
-return {redis.call('HGET', KEYS[2], KEYS[1]), redis.call('GET', KEYS[1])}
+local meta = redis.call('HGET', KEYS[2], KEYS[1])
+if meta and ({C = true, S = true, M = true})[string.sub(meta, 36, 36)] then
+  return {meta, false}
+end
+return {meta, redis.call('GET', KEYS[1])}
 "#;
 
 /// Reads metadata and a DUMP of the value for a batch of keys, of any Redis type.
@@ -222,12 +231,17 @@ pub enum WriteOutcome {
     ConditionFailed(Meta),
     /// The node held this version but had lost the value; the value was put back.
     ValueRestored,
+    /// The key is a CRDT on this node; nothing was written.
+    KindConflict(Meta),
 }
 
 impl WriteOutcome {
     /// The node now holds the written version or a newer one.
     pub fn holds_version(&self) -> bool {
-        !matches!(self, WriteOutcome::ConditionFailed(_))
+        !matches!(
+            self,
+            WriteOutcome::ConditionFailed(_) | WriteOutcome::KindConflict(_)
+        )
     }
 
     /// The node's state changed.
@@ -305,6 +319,11 @@ pub async fn apply(
     inv.key(digest_key);
     for e in entries {
         let (mode, payload): (&str, &[u8]) = match (e.meta.kind, e.payload) {
+            (EntryKind::Crdt(k), _) => {
+                return Err(protocol(format!(
+                    "a {k} entry is merged by the CRDT script, not applied"
+                )));
+            }
             (EntryKind::Tombstone, _) | (_, Payload::None) => ("t", b""),
             (EntryKind::Value, Payload::String(p)) => ("s", p),
             (EntryKind::Value, Payload::Dump(p)) => ("r", p),
@@ -333,6 +352,7 @@ pub async fn apply(
                 Value::Int(0) => Ok(WriteOutcome::Superseded(stored()?)),
                 Value::Int(2) => Ok(WriteOutcome::ConditionFailed(stored()?)),
                 Value::Int(3) => Ok(WriteOutcome::ValueRestored),
+                Value::Int(4) => Ok(WriteOutcome::KindConflict(stored()?)),
                 other => Err(protocol(format!("apply script returned code {other:?}"))),
             }
         })

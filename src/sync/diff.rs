@@ -141,6 +141,7 @@ pub fn purgeable(
     let dead_since = |m: &Meta| match m.kind {
         EntryKind::Tombstone => Some(m.version.ms),
         EntryKind::Value => m.expires_at_ms,
+        EntryKind::Crdt(_) => None,
     };
     first
         .iter()

@@ -5,6 +5,7 @@
 //! full sweep SCANs every node for what digests cannot see. Both repair through the same
 //! versioned APPLY script as client writes, so a repair never overwrites a newer write.
 
+mod crdt;
 pub mod diff;
 mod exchange;
 mod full;

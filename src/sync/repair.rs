@@ -46,7 +46,11 @@ fn pick_source(sw: &Sweeper, holders: &[NodeId]) -> Option<NodeId> {
 }
 
 pub async fn execute(sw: &Sweeper, repairs: Vec<Repair>, p: &ProgressHandle) -> Unrepaired {
-    let mut unrepaired = Unrepaired::new();
+    // CRDT keys merge; every other key goes to the newest version.
+    let (crdts, repairs): (Vec<Repair>, Vec<Repair>) = repairs
+        .into_iter()
+        .partition(|r| r.winner.kind.crdt().is_some());
+    let mut unrepaired = super::crdt::converge(sw, crdts, p).await;
     let mut ready: Vec<Ready> = Vec::with_capacity(repairs.len());
     let mut by_source: BTreeMap<NodeId, Vec<Repair>> = BTreeMap::new();
     for r in repairs {
@@ -80,6 +84,15 @@ pub async fn execute(sw: &Sweeper, repairs: Vec<Repair>, p: &ProgressHandle) -> 
                             .expires_at_ms
                             .is_some_and(|at| at <= crate::hlc::wall_clock_ms());
                         match (meta.kind, d.dump) {
+                            (EntryKind::Crdt(k), _) => {
+                                progress::lock(p).error(format!(
+                                    "{:?} is a {k} on {} and a key-value entry elsewhere: \
+                                     resolve by hand",
+                                    String::from_utf8_lossy(&r.loc.key),
+                                    node.display
+                                ));
+                                unrepaired.extend(r.stale.iter().map(|&n| (n, r.winner.version)));
+                            }
                             (EntryKind::Tombstone, _) => ready.push(Ready {
                                 loc: r.loc.clone(),
                                 meta,
@@ -169,6 +182,17 @@ async fn apply_to_targets(
                     .collect();
                 match scripts::apply(&node, &digest_key, &entries).await {
                     Ok(outcomes) => {
+                        for (o, r) in outcomes.iter().zip(chunk) {
+                            if let scripts::WriteOutcome::KindConflict(_) = o {
+                                progress::lock(p).error(format!(
+                                    "{:?} is a CRDT on {} and a key-value entry elsewhere: \
+                                     resolve by hand",
+                                    String::from_utf8_lossy(&r.loc.key),
+                                    node.display
+                                ));
+                                lost.push((t, r.meta.version));
+                            }
+                        }
                         let changed = outcomes.iter().filter(|o| o.changed()).count() as u64;
                         let restored = outcomes
                             .iter()

@@ -1,0 +1,959 @@
+//! CRDTs over real nodes: concurrent updates through two quorumd instances while a node is
+//! cut off, then healed by the digest exchange: every node ends with the same state, and the
+//! value is the model's (the sum of the acknowledged deltas; the members added and not removed;
+//! the last write of each field). Retried increments are not counted twice, a removed member
+//! does not come back from a stale node, and the convergence check catches a last-writer-wins
+//! overwrite of CRDT state (negative control).
+
+mod common;
+
+use common::{TestCluster, body_json, test_config, wait_until};
+use quorumd::app::App;
+use quorumd::sync::SweepMode;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// What a plain Redis client sees under the user key of a CRDT on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Materialised {
+    Absent,
+    Str(String),
+    Set(BTreeSet<String>),
+    Hash(BTreeMap<String, String>),
+}
+
+/// Everything a node holds for a CRDT key: metadata entry, state hash, materialised value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeView {
+    meta: Option<String>,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    value: Materialised,
+}
+
+async fn node_view(tc: &TestCluster, i: usize, key: &str) -> NodeView {
+    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
+    let mut c = tc.direct(i).await;
+    let meta: Option<String> = redis::cmd("HGET")
+        .arg(&loc.meta_key)
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let state: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
+        .arg(format!("qd:c:{key}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let value = match kind.as_str() {
+        "none" => Materialised::Absent,
+        "string" => Materialised::Str(
+            redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut c)
+                .await
+                .unwrap(),
+        ),
+        "set" => Materialised::Set(
+            redis::cmd("SMEMBERS")
+                .arg(key)
+                .query_async(&mut c)
+                .await
+                .unwrap(),
+        ),
+        "hash" => Materialised::Hash(
+            redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut c)
+                .await
+                .unwrap(),
+        ),
+        other => panic!("unexpected type {other} under {key}"),
+    };
+    NodeView { meta, state, value }
+}
+
+/// The convergence check: every node holds the same metadata, state and materialised value,
+/// and the value is the model's.
+async fn converged(tc: &TestCluster, key: &str, model: &Materialised) -> Result<(), String> {
+    let mut views = Vec::new();
+    for i in 0..tc.cluster.nodes.len() {
+        views.push(node_view(tc, i, key).await);
+    }
+    for (i, v) in views.iter().enumerate().skip(1) {
+        if *v != views[0] {
+            return Err(format!(
+                "{key}: node {i} differs from node 0: {v:?} vs {:?}",
+                views[0]
+            ));
+        }
+    }
+    if views[0].value != *model {
+        return Err(format!(
+            "{key}: nodes hold {:?}, the model says {model:?}",
+            views[0].value
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a complete exchange over all buckets (waiting out one already running).
+async fn exchange(app: &App) -> quorumd::sync::SweepReport {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match app.sweeper().run(SweepMode::Exchange, false, "test").await {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "exchange never ran: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Merges made per node by the sweeps of `apps`, once none is running any more.
+async fn repaired_by(apps: &[&App]) -> Vec<u64> {
+    wait_until(Duration::from_secs(10), "sweeps finished", || async {
+        apps.iter().all(|a| a.sweeper().status().exchange.is_none())
+    })
+    .await;
+    let mut total = vec![0; 3];
+    for a in apps {
+        for (t, n) in total
+            .iter_mut()
+            .zip(a.sweeper().status().totals.keys_repaired_per_node)
+        {
+            *t += n;
+        }
+    }
+    total
+}
+
+/// A second quorumd instance on the same nodes, with its own HTTP address.
+async fn second_instance(tc: &TestCluster) -> (App, String) {
+    let cfg = test_config(tc.cluster.urls());
+    let app = App::start(cfg.validate().unwrap()).await.unwrap();
+    let base = format!("http://{}", app.http_addr());
+    (app, base)
+}
+
+async fn health_on(tc: &TestCluster, base: &str, i: usize) -> String {
+    let s: Value = tc
+        .http
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s["nodes"][i]["health"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Freezes node `i` and waits until both instances call it down.
+async fn isolate_for_both(tc: &mut TestCluster, base_b: &str, i: usize) {
+    tc.isolate(i).await;
+    wait_until(
+        Duration::from_secs(10),
+        "second instance sees the node down",
+        || async { health_on(tc, base_b, i).await == "down" },
+    )
+    .await;
+}
+
+async fn post(tc: &TestCluster, url: String, body: Value) -> (StatusCode, Value) {
+    let r = tc.http.post(url).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, body_json(r).await)
+}
+
+async fn counter_add(tc: &TestCluster, base: &str, name: &str, delta: i64) -> (StatusCode, Value) {
+    post(
+        tc,
+        format!("{base}/v1/counters/{name}"),
+        json!({ "delta": delta }),
+    )
+    .await
+}
+
+fn set_of(members: impl IntoIterator<Item = String>) -> Materialised {
+    Materialised::Set(members.into_iter().collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_through_two_instances_converge_after_a_partition() {
+    let mut tc = TestCluster::start(3).await;
+    let (second, base_b) = second_instance(&tc).await;
+    let bases = [tc.base.clone(), base_b.clone()];
+    // A first increment before the partition, so the cut-off node holds an older state.
+    assert_eq!(
+        counter_add(&tc, &bases[0], "hits", 1).await.0,
+        StatusCode::OK
+    );
+    isolate_for_both(&mut tc, &base_b, 2).await;
+
+    // Counters: 4 clients per instance, each a run of increments and decrements.
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (http, base) = (tc.http.clone(), bases[t % 2].clone());
+            tokio::spawn(async move {
+                let mut sum = 0i64;
+                for i in 0..25i64 {
+                    let delta = if i % 3 == 0 {
+                        -(i + t as i64)
+                    } else {
+                        i * 7 + 1
+                    };
+                    let r = http
+                        .post(format!("{base}/v1/counters/hits"))
+                        .json(&json!({ "delta": delta }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+                    sum += delta;
+                }
+                sum
+            })
+        })
+        .collect();
+    // Sets: each instance adds its own members concurrently.
+    let adds: Vec<_> = (0..2)
+        .map(|b| {
+            let (http, base) = (tc.http.clone(), bases[b].clone());
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let r = http
+                        .post(format!("{base}/v1/sets/tags/add"))
+                        .json(&json!({ "members": [format!("m{b}-{i}")] }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::OK);
+                }
+            })
+        })
+        .collect();
+    // Maps: disjoint fields per instance, and one field both write at once.
+    let patches: Vec<_> = (0..2)
+        .map(|b| {
+            let (http, base) = (tc.http.clone(), bases[b].clone());
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let mut patch = serde_json::Map::new();
+                    patch.insert(format!("f{b}-{i}"), json!(format!("v{i}")));
+                    patch.insert("shared".into(), json!(format!("from-{b}")));
+                    let r = http
+                        .patch(format!("{base}/v1/maps/profile"))
+                        .json(&patch)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::OK);
+                }
+            })
+        })
+        .collect();
+    let mut expected = 1i64;
+    for t in tasks {
+        expected += t.await.unwrap();
+    }
+    for t in adds.into_iter().chain(patches) {
+        t.await.unwrap();
+    }
+    // Removes after the adds were acknowledged, through the other instance each time.
+    for i in (0..20).step_by(3) {
+        for b in 0..2 {
+            let (s, body) = post(
+                &tc,
+                format!("{}/v1/sets/tags/remove", bases[1 - b]),
+                json!({ "members": [format!("m{b}-{i}")] }),
+            )
+            .await;
+            assert_eq!((s, body["removed"].clone()), (StatusCode::OK, json!(1)));
+        }
+    }
+    let r = tc
+        .http
+        .delete(format!("{}/v1/maps/profile/fields/f0-3", bases[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    // Runs after (or instead of) the exchange the node's return triggers by itself.
+    exchange(tc.app()).await;
+    let repaired = repaired_by(&[tc.app(), &second]).await;
+    assert_eq!(
+        repaired,
+        [0, 0, 3],
+        "only the cut-off node needed merges, one per key"
+    );
+
+    let counter_model = Materialised::Str(expected.to_string());
+    converged(&tc, "hits", &counter_model).await.unwrap();
+    let members = (0..2).flat_map(|b| {
+        (0..20)
+            .filter(|i| i % 3 != 0)
+            .map(move |i| format!("m{b}-{i}"))
+    });
+    converged(&tc, "tags", &set_of(members)).await.unwrap();
+    let shared = node_view(&tc, 0, "profile").await;
+    let Materialised::Hash(fields) = &shared.value else {
+        panic!("profile is a hash: {shared:?}");
+    };
+    let winner = fields["shared"].clone();
+    assert!(winner == "from-0" || winner == "from-1", "{winner}");
+    let mut map_model: BTreeMap<String, String> = (0..2)
+        .flat_map(|b| (0..10).map(move |i| (format!("f{b}-{i}"), format!("v{i}"))))
+        .collect();
+    map_model.remove("f0-3");
+    map_model.insert("shared".into(), winner);
+    converged(&tc, "profile", &Materialised::Hash(map_model.clone()))
+        .await
+        .unwrap();
+
+    // Both instances read the model, at every level.
+    for base in &bases {
+        for level in ["one", "quorum", "all", "linearizable"] {
+            let (s, v) =
+                json_get(&tc, &format!("{base}/v1/counters/hits?consistency={level}")).await;
+            assert_eq!((s, v["value"].as_i64()), (StatusCode::OK, Some(expected)));
+        }
+        let (_, m) = json_get(&tc, &format!("{base}/v1/maps/profile")).await;
+        assert_eq!(m.as_object().unwrap().len(), map_model.len());
+    }
+    // Converged digests: a second exchange finds nothing to do.
+    let again = exchange(tc.app()).await;
+    assert_eq!(again.buckets_mismatched, 0, "{again:?}");
+    second.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
+async fn json_get(tc: &TestCluster, url: &str) -> (StatusCode, Value) {
+    let r = tc.http.get(url).send().await.unwrap();
+    let s = r.status();
+    (s, body_json(r).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_increment_is_counted_once_even_through_a_node_that_missed_it() {
+    let mut tc = TestCluster::start(3).await;
+    let (second, base_b) = second_instance(&tc).await;
+    isolate_for_both(&mut tc, &base_b, 2).await;
+    let http = tc.http.clone();
+    let add = |base: String, key: &'static str, delta: i64| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/v1/counters/orders"))
+                .header("Idempotency-Key", key)
+                .json(&json!({ "delta": delta }))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            (s, body_json(r).await)
+        }
+    };
+    let (s, first) = add(tc.base.clone(), "order-17", 5).await;
+    assert_eq!(
+        (s, first["value"].clone(), first["replayed"].clone()),
+        (StatusCode::OK, json!(5), json!(false))
+    );
+
+    // The node that missed it comes back, another one goes: the retry's quorum is one node
+    // that has the increment and one that does not. It goes through the other instance.
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    wait_until(
+        Duration::from_secs(10),
+        "second instance sees node 2",
+        || async { health_on(&tc, &base_b, 2).await == "up" },
+    )
+    .await;
+    isolate_for_both(&mut tc, &base_b, 0).await;
+    let (s, retry) = add(base_b.clone(), "order-17", 5).await;
+    assert_eq!(
+        (s, retry["value"].clone(), retry["replayed"].clone()),
+        (StatusCode::OK, json!(5), json!(true))
+    );
+    // The same key for another amount is refused, a new key counts.
+    let (s, e) = add(base_b.clone(), "order-17", 6).await;
+    assert_eq!(
+        (s, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("idempotency_conflict"))
+    );
+    let (s, next) = add(tc.base.clone(), "order-18", -2).await;
+    assert_eq!((s, next["value"].clone()), (StatusCode::OK, json!(3)));
+    // Plain increments by both instances on top, one retried by hand (counted twice, as asked).
+    for base in [&tc.base, &base_b, &base_b] {
+        assert_eq!(counter_add(&tc, base, "orders", 10).await.0, StatusCode::OK);
+    }
+
+    tc.cluster.nodes[0].resume();
+    tc.wait_health(0, "up").await;
+    exchange(tc.app()).await;
+    converged(&tc, "orders", &Materialised::Str("33".into()))
+        .await
+        .unwrap();
+    second.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_does_not_come_back_from_a_stale_node() {
+    let mut tc = TestCluster::start(3).await;
+    let base = tc.base.clone();
+    let url = |op: &str| format!("{base}/v1/sets/cart/{op}");
+    let (s, _) = post(&tc, url("add"), json!({ "members": ["apple", "pear"] })).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_until(Duration::from_secs(5), "the add on every node", || async {
+        node_view(&tc, 2, "cart").await.value == set_of(["apple".into(), "pear".into()])
+    })
+    .await;
+    let stale = dump_crdt(&tc, 2, "cart").await;
+    tc.isolate(2).await;
+    let (s, r) = post(&tc, url("remove"), json!({ "members": ["apple", "plum"] })).await;
+    assert_eq!((s, r["removed"].clone()), (StatusCode::OK, json!(1)));
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    // The exchange merges the removal into node 2 instead of copying its stale add back.
+    exchange(tc.app()).await;
+    assert_eq!(repaired_by(&[tc.app()]).await, [0, 0, 1]);
+    converged(&tc, "cart", &set_of(["pear".into()]))
+        .await
+        .unwrap();
+    // The stale copy put back on node 2 (as a node restored from an old backup would be) is
+    // merged away by the full sweep, not spread.
+    restore_crdt(&tc, 2, "cart", &stale).await;
+    assert_eq!(
+        node_view(&tc, 2, "cart").await.value,
+        set_of(["apple".into(), "pear".into()])
+    );
+    // A read over all nodes merges the removal in, and repairs node 2 on the way.
+    let (_, all) = json_get(&tc, &format!("{}/v1/sets/cart?consistency=all", tc.base)).await;
+    assert_eq!(all["members"], json!(["pear"]));
+    wait_until(Duration::from_secs(5), "read repair of node 2", || async {
+        converged(&tc, "cart", &set_of(["pear".into()]))
+            .await
+            .is_ok()
+    })
+    .await;
+    // Once more, healed by the full sweep this time (the digest does not show a restored copy).
+    restore_crdt(&tc, 2, "cart", &stale).await;
+    tc.app()
+        .sweeper()
+        .run(SweepMode::Full, false, "test")
+        .await
+        .unwrap();
+    converged(&tc, "cart", &set_of(["pear".into()]))
+        .await
+        .unwrap();
+    // An add after the remove is a new tag: it wins.
+    let (s, _) = post(&tc, url("add"), json!({ "members": ["apple"] })).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, again) = json_get(&tc, &format!("{}/v1/sets/cart", tc.base)).await;
+    assert_eq!(again["members"], json!(["apple", "pear"]));
+    tc.shutdown().await;
+}
+
+/// Counter arithmetic on the node (digit by digit, past what a double holds) at the i64 edge,
+/// and Redis's overflow rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_exact_at_the_i64_limits_and_refuse_to_overflow() {
+    let tc = TestCluster::start(3).await;
+    let (second, base_b) = second_instance(&tc).await;
+    assert_eq!(
+        counter_add(&tc, &tc.base, "big", i64::MAX).await.0,
+        StatusCode::OK
+    );
+    let (s, v) = counter_add(&tc, &base_b, "big", -1).await;
+    assert_eq!(
+        (s, v["value"].clone()),
+        (StatusCode::OK, json!(i64::MAX - 1))
+    );
+    assert_eq!(counter_add(&tc, &base_b, "big", 1).await.0, StatusCode::OK);
+    let (s, e) = counter_add(&tc, &tc.base, "big", 1).await;
+    assert_eq!(
+        (s, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("overflow"))
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("would overflow")
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "every node has every write",
+        || async { node_view(&tc, 2, "big").await.state.len() == 3 },
+    )
+    .await;
+    converged(&tc, "big", &Materialised::Str(i64::MAX.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(
+        counter_add(&tc, &tc.base, "big", i64::MIN).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        counter_add(&tc, &base_b, "big", -i64::MAX).await.0,
+        StatusCode::OK
+    );
+    let (s, e) = counter_add(&tc, &tc.base, "big", -1).await;
+    assert_eq!(
+        (s, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("overflow"))
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "every node has every write",
+        || async {
+            node_view(&tc, 2, "big").await.value == Materialised::Str(i64::MIN.to_string())
+        },
+    )
+    .await;
+    converged(&tc, "big", &Materialised::Str(i64::MIN.to_string()))
+        .await
+        .unwrap();
+    second.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
+/// Negative control: the same check fails when CRDT state is overwritten last-writer-wins
+/// style by a stale replica (everywhere, or on one node), and the full sweep merges a single
+/// overwritten node back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
+    let mut tc = TestCluster::start(3).await;
+    assert_eq!(
+        counter_add(&tc, &tc.base, "visits", 3).await.0,
+        StatusCode::OK
+    );
+    wait_until(Duration::from_secs(5), "first write everywhere", || async {
+        node_view(&tc, 2, "visits").await.value == Materialised::Str("3".into())
+    })
+    .await;
+    // What a last-writer-wins repair would copy if it picked the stale node.
+    let stale = dump_crdt(&tc, 2, "visits").await;
+    tc.isolate(2).await;
+    for _ in 0..4 {
+        assert_eq!(
+            counter_add(&tc, &tc.base, "visits", 10).await.0,
+            StatusCode::OK
+        );
+    }
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    exchange(tc.app()).await;
+    let model = Materialised::Str("43".into());
+    converged(&tc, "visits", &model).await.unwrap();
+
+    restore_crdt(&tc, 0, "visits", &stale).await;
+    let err = converged(&tc, "visits", &model).await.unwrap_err();
+    assert!(err.contains("differs"), "{err}");
+    for i in 1..3 {
+        restore_crdt(&tc, i, "visits", &stale).await;
+    }
+    let err = converged(&tc, "visits", &model).await.unwrap_err();
+    assert!(err.contains("the model says"), "{err}");
+
+    // A single node overwritten with an older copy of its own state: its digest does not show
+    // it (the overwrite bypassed the scripts), the full sweep rebuilds the digest and merges.
+    let tc2 = TestCluster::start(3).await;
+    assert_eq!(
+        counter_add(&tc2, &tc2.base, "visits", 3).await.0,
+        StatusCode::OK
+    );
+    wait_until(Duration::from_secs(5), "first write everywhere", || async {
+        node_view(&tc2, 2, "visits").await.value == Materialised::Str("3".into())
+    })
+    .await;
+    let stale = dump_crdt(&tc2, 0, "visits").await;
+    assert_eq!(
+        counter_add(&tc2, &tc2.base, "visits", 40).await.0,
+        StatusCode::OK
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "second write everywhere",
+        || async { node_view(&tc2, 2, "visits").await.value == Materialised::Str("43".into()) },
+    )
+    .await;
+    restore_crdt(&tc2, 0, "visits", &stale).await;
+    assert!(converged(&tc2, "visits", &model).await.is_err());
+    let report = tc2
+        .app()
+        .sweeper()
+        .run(SweepMode::Full, false, "test")
+        .await
+        .unwrap();
+    assert!(report.digests_rebuilt >= 1, "{report:?}");
+    converged(&tc2, "visits", &model).await.unwrap();
+    tc2.shutdown().await;
+    tc.shutdown().await;
+}
+
+/// DUMPs of a CRDT key's value and state, and its metadata entry, on node `i`.
+async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, String) {
+    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
+    let mut c = tc.direct(i).await;
+    let value: Vec<u8> = redis::cmd("DUMP")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let state: Vec<u8> = redis::cmd("DUMP")
+        .arg(format!("qd:c:{key}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let meta: String = redis::cmd("HGET")
+        .arg(&loc.meta_key)
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    (value, state, meta)
+}
+
+/// Overwrites node `i`'s copy with a dump, as a last-writer-wins repair would.
+async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u8>, String)) {
+    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
+    let mut c = tc.direct(i).await;
+    let _: () = redis::cmd("RESTORE")
+        .arg(key)
+        .arg(0)
+        .arg(&d.0)
+        .arg("REPLACE")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg(format!("qd:c:{key}"))
+        .arg(0)
+        .arg(&d.1)
+        .arg("REPLACE")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&loc.meta_key)
+        .arg(key)
+        .arg(&d.2)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_and_crdt_models_do_not_mix() {
+    let tc = TestCluster::start(3).await;
+    assert_eq!(counter_add(&tc, &tc.base, "c1", 2).await.0, StatusCode::OK);
+    for r in [
+        tc.put("c1", "x", "").await,
+        tc.delete("c1", "").await,
+        tc.get("c1", "").await,
+    ] {
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        let e = body_json(r).await;
+        assert_eq!(
+            (e["error"]["code"].clone(), e["error"]["holds"].clone()),
+            (json!("kind_conflict"), json!("counter"))
+        );
+    }
+    assert_eq!(tc.put("plain", "x", "").await.status(), StatusCode::OK);
+    let (s, e) = counter_add(&tc, &tc.base, "plain", 1).await;
+    assert_eq!(
+        (s, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("kind_conflict"))
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("key-value entry")
+    );
+    let (s, e) = post(
+        &tc,
+        format!("{}/v1/sets/c1/add", tc.base),
+        json!({ "members": ["a"] }),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["holds"].clone()),
+        (StatusCode::CONFLICT, json!("a counter"))
+    );
+    let (s, _) = json_get(&tc, &format!("{}/v1/maps/c1", tc.base)).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // Nothing was changed by the refused writes.
+    assert_eq!(tc.raw_value(0, b"plain").await, Some(b"x".to_vec()));
+    converged(&tc, "c1", &Materialised::Str("2".into()))
+        .await
+        .unwrap();
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors() {
+    let tc = TestCluster::start_with(3, |c| c.http.max_body_bytes = 4096).await;
+    let b = &tc.base;
+    let raw = |method: reqwest::Method, url: String, body: &'static str| {
+        let http = tc.http.clone();
+        async move {
+            let r = http
+                .request(method, url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            (s, body_json(r).await)
+        }
+    };
+    use reqwest::Method;
+    let cases: Vec<(Method, String, &'static str, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c"),
+            "{",
+            StatusCode::BAD_REQUEST,
+            "invalid JSON",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c"),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "missing field `delta`",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c"),
+            r#"{"delta":1e30}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c"),
+            r#"{"delta":9223372036854775808}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c"),
+            r#"{"delta":1,"x":2}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c?consistency=most"),
+            r#"{"delta":1}"#,
+            StatusCode::BAD_REQUEST,
+            "most",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/c?ttl_ms=5"),
+            r#"{"delta":1}"#,
+            StatusCode::BAD_REQUEST,
+            "query",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/qd:x"),
+            r#"{"delta":1}"#,
+            StatusCode::BAD_REQUEST,
+            "reserved",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/counters/a%01b"),
+            r#"{"delta":1}"#,
+            StatusCode::BAD_REQUEST,
+            "control",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/sets/s/add"),
+            r#"{"members":[]}"#,
+            StatusCode::BAD_REQUEST,
+            "empty",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/sets/s/add"),
+            r#"{"members":[1]}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid JSON",
+        ),
+        (
+            Method::POST,
+            format!("{b}/v1/sets/s/remove"),
+            r#"["a"]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid JSON",
+        ),
+        (
+            Method::PATCH,
+            format!("{b}/v1/maps/m"),
+            r#"{"f":1}"#,
+            StatusCode::BAD_REQUEST,
+            "strings",
+        ),
+        (
+            Method::PATCH,
+            format!("{b}/v1/maps/m"),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "at least one",
+        ),
+        (
+            Method::PATCH,
+            format!("{b}/v1/maps/m"),
+            r#"{"":"v"}"#,
+            StatusCode::BAD_REQUEST,
+            "empty",
+        ),
+        (
+            Method::PUT,
+            format!("{b}/v1/counters/c"),
+            r#"{"delta":1}"#,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not allowed",
+        ),
+    ];
+    for (method, url, body, status, needle) in cases {
+        let (s, e) = raw(method.clone(), url.clone(), body).await;
+        let message = e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(s, status, "{method} {url} {body}: {e}");
+        assert!(message.contains(needle), "{method} {url} {body}: {message}");
+    }
+    let big = format!(r#"{{"members":["{}"]}}"#, "x".repeat(5000));
+    let r = tc
+        .http
+        .post(format!("{b}/v1/sets/s/add"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let e = body_json(r).await;
+    assert_eq!(
+        (
+            e["error"]["code"].clone(),
+            e["error"]["limit_bytes"].clone()
+        ),
+        (json!("payload_too_large"), json!(4096))
+    );
+    let r = tc
+        .http
+        .post(format!("{b}/v1/counters/c"))
+        .header("Idempotency-Key", "a")
+        .json(&json!({ "delta": 1, "request_id": "b" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Nothing above created anything, and the service still answers.
+    let (s, v) = json_get(&tc, &format!("{b}/v1/counters/c")).await;
+    assert_eq!((s, v["value"].clone()), (StatusCode::OK, json!(0)));
+    tc.shutdown().await;
+}
+
+/// A node restarted empty is `recovering`: it takes updates but does not count for reads, and
+/// the exchange merges every CRDT back into it before it counts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_empty_gets_every_crdt_back_by_merging() {
+    let mut tc = TestCluster::start(3).await;
+    for d in [5, -2, 40] {
+        assert_eq!(
+            counter_add(&tc, &tc.base, "stock", d).await.0,
+            StatusCode::OK
+        );
+    }
+    let (s, _) = post(
+        &tc,
+        format!("{}/v1/sets/team/add", tc.base),
+        json!({ "members": ["ann", "bob"] }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = tc
+        .http
+        .patch(format!("{}/v1/maps/conf", tc.base))
+        .json(&json!({ "mode": "fast", "level": "3" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Every node has them before one is wiped.
+    wait_until(Duration::from_secs(5), "writes on node 1", || async {
+        node_view(&tc, 1, "conf").await.state.len() == 2
+            && node_view(&tc, 1, "stock").await.value == Materialised::Str("43".into())
+    })
+    .await;
+    // The sentinel makes the wipe visible even if the restart's new run_id were missed.
+    exchange(tc.app()).await;
+    tc.cluster.nodes[1].restart_empty().unwrap();
+    // An update while it is gone or recovering (its answers do not count for reads).
+    assert_eq!(
+        counter_add(&tc, &tc.base, "stock", 1).await.0,
+        StatusCode::OK
+    );
+    let conf = [("mode", "fast"), ("level", "3")];
+    let conf: BTreeMap<String, String> = conf
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let models = [
+        ("stock", Materialised::Str("44".into())),
+        ("team", set_of(["ann".into(), "bob".into()])),
+        ("conf", Materialised::Hash(conf)),
+    ];
+    // The exchange its return triggers merges everything back (quickly enough that polling
+    // may never see it `recovering`); then it counts again.
+    wait_until(
+        Duration::from_secs(15),
+        "node 1 merged back and up",
+        || async {
+            let mut ok = tc.health(1).await == "up";
+            for (key, model) in &models {
+                ok &= converged(&tc, key, model).await.is_ok();
+            }
+            ok
+        },
+    )
+    .await;
+    exchange(tc.app()).await;
+    for (key, model) in &models {
+        converged(&tc, key, model).await.unwrap();
+    }
+    // The set and the map were neither read nor written since: only the sweep merged them.
+    let repaired = repaired_by(&[tc.app()]).await;
+    assert!(repaired[1] >= 2, "{repaired:?}");
+    tc.shutdown().await;
+}
