@@ -6,6 +6,7 @@ use crate::config::Validated;
 use crate::events;
 use crate::hlc::Hlc;
 use crate::pool::{NodePool, PoolError};
+use crate::resp::{RespServer, RespSettings};
 use crate::store::{StoreSettings, VersionedStore};
 use crate::sync::Sweeper;
 use crate::sync::schedule::Schedule;
@@ -39,6 +40,7 @@ pub struct App {
     schedule: Schedule,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    resp: Option<RespServer>,
 }
 
 /// The writer id in versions: a stable part from the instance id (recognisable across restarts)
@@ -123,10 +125,22 @@ impl App {
             source,
         })?;
         events::HttpListening { addr: http_addr }.emit();
-        events::RespNotAvailable {
-            listen: cfg.resp.listen,
-        }
-        .emit();
+        let resp = if cfg.resp.enabled {
+            let settings = RespSettings {
+                config: cfg.resp.clone(),
+                default_level: cfg.quorum.default_consistency,
+                instance: state.instance.id.clone(),
+            };
+            let server = RespServer::start(settings, store.clone())
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: cfg.resp.listen,
+                    source,
+                })?;
+            Some(server)
+        } else {
+            None
+        };
         let (stop, mut stopped) = watch::channel(false);
         let router = api::router(state);
         let server = tokio::spawn(async move {
@@ -143,11 +157,17 @@ impl App {
             schedule,
             stop,
             server,
+            resp,
         })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The Redis-protocol listener's address, when it is enabled.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp.as_ref().map(RespServer::addr)
     }
 
     pub fn store(&self) -> &Arc<VersionedStore> {
@@ -167,6 +187,9 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
+        if let Some(resp) = self.resp {
+            resp.shutdown().await;
+        }
         self.schedule.stop().await;
         let served = self
             .server
@@ -191,6 +214,9 @@ impl App {
     pub async fn kill(self) {
         self.schedule.abort();
         self.server.abort();
+        if let Some(resp) = self.resp {
+            resp.kill();
+        }
         self.store.pool().shutdown().await;
     }
 

@@ -16,6 +16,7 @@ pub mod hlc;
 pub mod meta;
 pub mod pool;
 pub mod quorum;
+pub mod resp;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -3,7 +3,11 @@
 
 mod hints;
 mod repair;
+mod rmw;
 pub mod scripts;
+mod stats;
+
+pub use rmw::Change;
 
 pub use hints::hint_key;
 

@@ -1,0 +1,125 @@
+//! Read-modify-write on one key (APPEND, GETDEL, EXPIRE, PERSIST, SET ... GET/KEEPTTL) and
+//! writes with an absolute expiry.
+//!
+//! A read-modify-write reads the key at the request's level, lets the caller decide the new
+//! state from what it saw, and writes that state with a compare-and-set on the version it read
+//! (`If-Match`, or "still absent"). When another writer got in between, the write is refused
+//! on the nodes and the whole step is retried with a fresh read, so concurrent APPENDs never
+//! lose each other's bytes. TTL changes are ordinary versioned writes of the same value with a
+//! new absolute expiry, so the sweep replicates them like any other write.
+
+use super::{Found, Precondition, StoreError, VersionedStore};
+use crate::hlc::Version;
+use crate::meta::EntryKind;
+use crate::quorum::Consistency;
+use std::time::Duration;
+
+/// Most attempts of a read-modify-write that keeps losing to concurrent writers.
+const MAX_ATTEMPTS: u32 = 32;
+
+/// What a read-modify-write does with the key, decided from the value it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Leave the key as it is.
+    Keep,
+    /// Store this value with this absolute expiry (ms since the epoch; `None` = no TTL).
+    Put {
+        value: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    },
+    /// Delete the key.
+    Delete,
+}
+
+impl VersionedStore {
+    /// Writes `value` with an absolute expiry (`SET ... PXAT`). An expiry in the past stores
+    /// a value that is already gone, as Redis does.
+    #[tracing::instrument(name = "store.put_at", skip_all, fields(level = %level, bytes = value.len()))]
+    pub async fn put_at(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at_ms: Option<u64>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<super::WriteReceipt, StoreError> {
+        let loc = self.locate(key)?;
+        self.within_deadline(
+            "write",
+            self.write_inner(
+                loc,
+                EntryKind::Value,
+                value,
+                expires_at_ms,
+                level,
+                precondition,
+            ),
+        )
+        .await
+    }
+
+    /// Reads `key`, asks `decide` what to do given the live value (if any), and applies that
+    /// with a compare-and-set on the version read, retrying from the read when a concurrent
+    /// write wins. Returns what `decide` returned for the state that was finally written.
+    #[tracing::instrument(name = "store.read_modify_write", skip_all, fields(level = %level))]
+    pub async fn read_modify_write<R>(
+        &self,
+        key: &[u8],
+        level: Consistency,
+        mut decide: impl FnMut(Option<&Found>) -> (Change, R),
+    ) -> Result<R, StoreError> {
+        let loc = self.locate(key)?;
+        self.within_deadline("read-modify-write", async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let found = self.get_inner(loc.clone(), level).await?;
+                let (change, result) = decide(found.as_ref());
+                // A value without metadata (written straight to a node) has no version to
+                // match; "no metadata yet" is the condition that protects it.
+                let precondition = match &found {
+                    Some(f) if f.version != Version::ZERO => Precondition::IfMatch(f.version),
+                    _ => Precondition::IfAbsent,
+                };
+                let written = match change {
+                    Change::Keep => return Ok(result),
+                    Change::Put {
+                        value,
+                        expires_at_ms,
+                    } => {
+                        self.write_inner(
+                            loc.clone(),
+                            EntryKind::Value,
+                            &value,
+                            expires_at_ms,
+                            level,
+                            precondition,
+                        )
+                        .await
+                    }
+                    Change::Delete => {
+                        self.write_inner(
+                            loc.clone(),
+                            EntryKind::Tombstone,
+                            &[],
+                            None,
+                            level,
+                            precondition,
+                        )
+                        .await
+                    }
+                };
+                match written {
+                    Ok(_) => return Ok(result),
+                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                        // Jitter, so two writers racing on one key do not collide forever.
+                        let pause = rand::random_range(0..=attempt.min(8)) as u64;
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+}
