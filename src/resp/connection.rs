@@ -17,6 +17,7 @@ use futures::stream::FuturesOrdered;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -55,7 +56,10 @@ pub async fn serve(
             }
         }
         let full = batch.len() == MAX_BATCH;
+        let size = batch.len();
+        shared.in_flight.fetch_add(size, Ordering::Relaxed);
         run_batch(batch, &mut session, &shared, &mut output).await;
+        shared.in_flight.fetch_sub(size, Ordering::Relaxed);
         if let Some(e) = &malformed {
             events::RespProtocolError {
                 peer,

@@ -321,8 +321,7 @@ impl RequestDecoder {
             let Some(end) = find_crlf(buf, 1, "mbulk")? else {
                 return Ok(Step::Incomplete);
             };
-            let count = parse_len(&buf[1..end])
-                .ok_or_else(|| perr("invalid multibulk length"))?;
+            let count = parse_len(&buf[1..end]).ok_or_else(|| perr("invalid multibulk length"))?;
             if count > limits.max_args as i64 {
                 return Err(perr("invalid multibulk length"));
             }

@@ -33,12 +33,18 @@ pub struct Shared {
     pub instance: String,
     pub started: Instant,
     connected: AtomicUsize,
+    /// Requests decoded and not yet answered, over all connections.
+    in_flight: AtomicUsize,
     next_id: AtomicU64,
 }
 
 impl Shared {
     pub fn connected(&self) -> usize {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 }
 

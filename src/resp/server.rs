@@ -68,6 +68,7 @@ impl RespServer {
             instance: settings.instance.clone(),
             started: Instant::now(),
             connected: Default::default(),
+            in_flight: Default::default(),
             next_id: Default::default(),
         });
         let (stop, stopped) = watch::channel(false);

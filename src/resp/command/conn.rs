@@ -18,7 +18,12 @@ pub static SPECS: &[Spec] = &[
     spec("auth", -2, NO_AUTH, parse_auth),
     spec("select", 2, FAST, parse_select),
     spec("quit", -1, NO_AUTH, |_| conn(ConnCmd::Quit)),
-    spec("client", -2, &["noscript", "loading", "stale"], parse_client),
+    spec(
+        "client",
+        -2,
+        &["noscript", "loading", "stale"],
+        parse_client,
+    ),
 ];
 
 const fn spec(
@@ -81,9 +86,8 @@ fn parse_hello(args: &[Bytes]) -> Result<Command, Frame> {
     let mut auth = None;
     let mut name = None;
     if let Some(v) = args.get(1) {
-        let v = int_arg(v).map_err(|_| {
-            Frame::error("ERR Protocol version is not an integer or out of range")
-        })?;
+        let v = int_arg(v)
+            .map_err(|_| Frame::error("ERR Protocol version is not an integer or out of range"))?;
         protocol = Some(match v {
             2 => Protocol::Resp2,
             3 => Protocol::Resp3,
@@ -247,10 +251,7 @@ impl ConnCmd {
                 Frame::Map(vec![
                     (text("server"), text("redis")),
                     (text("version"), text(COMPAT_VERSION)),
-                    (
-                        text("proto"),
-                        Frame::Integer(session.protocol.version()),
-                    ),
+                    (text("proto"), Frame::Integer(session.protocol.version())),
                     (text("id"), Frame::Integer(session.id as i64)),
                     (text("mode"), text("standalone")),
                     (text("role"), text("master")),

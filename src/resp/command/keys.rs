@@ -39,8 +39,12 @@ pub static SPECS: &[Spec] = &[
     spec("exists", -2, READ, -1, |a| {
         data(KeyCmd::Exists(a[1..].to_vec()))
     }),
-    spec("expire", -3, WRITE, 1, |a| parse_expire(a, 1000, true, "expire")),
-    spec("pexpire", -3, WRITE, 1, |a| parse_expire(a, 1, true, "pexpire")),
+    spec("expire", -3, WRITE, 1, |a| {
+        parse_expire(a, 1000, true, "expire")
+    }),
+    spec("pexpire", -3, WRITE, 1, |a| {
+        parse_expire(a, 1, true, "pexpire")
+    }),
     spec("expireat", -3, WRITE, 1, |a| {
         parse_expire(a, 1000, false, "expireat")
     }),
@@ -143,10 +147,7 @@ fn parse_expire(args: &[Bytes], unit: i64, relative: bool, name: &str) -> Result
 fn expire_allowed(c: ExpireIf, current: Option<u64>, new_at: i64) -> bool {
     let later = current.is_some_and(|at| new_at > at as i64);
     let earlier = current.is_none_or(|at| new_at < at as i64);
-    !(c.nx && current.is_some()
-        || c.xx && current.is_none()
-        || c.gt && !later
-        || c.lt && !earlier)
+    !(c.nx && current.is_some() || c.xx && current.is_none() || c.gt && !later || c.lt && !earlier)
 }
 
 /// TTL's answer: -2 absent, -1 no expiry, else the time left (seconds rounded as Redis does).
@@ -299,8 +300,15 @@ mod tests {
         assert!(!expire_allowed(gt, Some(5), 5));
         assert!(expire_allowed(lt, None, 5));
         assert!(!expire_allowed(lt, Some(4), 5));
-        let xx_lt = ExpireIf { xx: true, lt: true, ..ExpireIf::default() };
-        assert!(!expire_allowed(xx_lt, None, 5), "XX wins over LT's 'no TTL is later'");
+        let xx_lt = ExpireIf {
+            xx: true,
+            lt: true,
+            ..ExpireIf::default()
+        };
+        assert!(
+            !expire_allowed(xx_lt, None, 5),
+            "XX wins over LT's 'no TTL is later'"
+        );
     }
 
     #[test]

@@ -154,7 +154,9 @@ fn unknown_command(name: &str, rest: &[Bytes]) -> Frame {
 }
 
 pub fn wrong_arity(name: &str) -> Frame {
-    Frame::error(format!("ERR wrong number of arguments for '{name}' command"))
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 pub fn syntax_error() -> Frame {

@@ -55,8 +55,7 @@ impl QuorumdCmd {
                 Frame::Simple("QUORUMD <subcommand> [<arg> ...]. Subcommands are:".into()),
                 Frame::Simple("CONSISTENCY [one|quorum|all|linearizable]".into()),
                 Frame::Simple(
-                    "    Set (or show) the consistency level of this connection's commands."
-                        .into(),
+                    "    Set (or show) the consistency level of this connection's commands.".into(),
                 ),
             ]),
         }

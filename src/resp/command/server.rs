@@ -136,9 +136,9 @@ impl ServerCmd {
 async fn info(sections: &[Bytes], session: &Session, shared: &Shared) -> String {
     let wants = |name: &str| {
         sections.is_empty()
-            || sections.iter().any(|s| {
-                eq(s, name) || eq(s, "all") || eq(s, "everything") || eq(s, "default")
-            })
+            || sections
+                .iter()
+                .any(|s| eq(s, name) || eq(s, "all") || eq(s, "everything") || eq(s, "default"))
     };
     let mut out = String::new();
     if wants("server") {
@@ -159,9 +159,10 @@ async fn info(sections: &[Bytes], session: &Session, shared: &Shared) -> String 
     if wants("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_id:{}\r\n\
-             client_consistency:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\ncommands_in_flight:{}\r\nmaxclients:{}\r\n\
+             client_id:{}\r\nclient_consistency:{}\r\n\r\n",
             shared.connected(),
+            shared.in_flight(),
             shared.max_connections,
             session.id,
             session.level,

@@ -31,9 +31,7 @@ const fn spec(
 }
 
 pub static SPECS: &[Spec] = &[
-    spec("get", 2, READ, 1, 1, |a| {
-        data(StringCmd::Get(a[1].clone()))
-    }),
+    spec("get", 2, READ, 1, 1, |a| data(StringCmd::Get(a[1].clone()))),
     spec("set", -3, WRITE, 1, 1, parse_set),
     spec("setnx", 3, WRITE, 1, 1, |a| {
         data(StringCmd::Set(Set {
@@ -147,9 +145,14 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
     let mut i = 3;
     while i < args.len() {
         let a = &args[i];
-        let unit = [("ex", 1000, true), ("px", 1, true), ("exat", 1000, false), ("pxat", 1, false)]
-            .into_iter()
-            .find(|(name, _, _)| eq(a, name));
+        let unit = [
+            ("ex", 1000, true),
+            ("px", 1, true),
+            ("exat", 1000, false),
+            ("pxat", 1, false),
+        ]
+        .into_iter()
+        .find(|(name, _, _)| eq(a, name));
         if eq(a, "nx") && set.condition != Condition::IfExists {
             set.condition = Condition::IfAbsent;
         } else if eq(a, "xx") && set.condition != Condition::IfAbsent {

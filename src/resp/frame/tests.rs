@@ -154,13 +154,22 @@ fn inline_commands_split_like_redis() {
 #[test]
 fn redis_error_texts_for_bad_lengths() {
     let err = |input: &[u8]| decode_all(input, &[]).unwrap_err().to_string();
-    assert_eq!(err(b"*x\r\n"), "ERR Protocol error: invalid multibulk length");
-    assert_eq!(err(b"*1\r\n$-5\r\n"), "ERR Protocol error: invalid bulk length");
+    assert_eq!(
+        err(b"*x\r\n"),
+        "ERR Protocol error: invalid multibulk length"
+    );
+    assert_eq!(
+        err(b"*1\r\n$-5\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
     assert_eq!(
         err(b"*1\r\n$99999999999\r\n"),
         "ERR Protocol error: invalid bulk length"
     );
-    assert_eq!(err(b"*1\r\n:1\r\n"), "ERR Protocol error: expected '$', got ':'");
+    assert_eq!(
+        err(b"*1\r\n:1\r\n"),
+        "ERR Protocol error: expected '$', got ':'"
+    );
     assert_eq!(
         err(b"*99999999\r\n"),
         "ERR Protocol error: invalid multibulk length"
@@ -199,5 +208,8 @@ fn resp2_downgrades_resp3_types() {
     assert_eq!(&map.to_bytes(Protocol::Resp3)[..], b"%1\r\n+a\r\n#t\r\n");
     assert_eq!(&Frame::Null.to_bytes(Protocol::Resp2)[..], b"$-1\r\n");
     assert_eq!(&Frame::Null.to_bytes(Protocol::Resp3)[..], b"_\r\n");
-    assert_eq!(&Frame::Integer(i64::MIN).to_bytes(Protocol::Resp2)[..], b":-9223372036854775808\r\n");
+    assert_eq!(
+        &Frame::Integer(i64::MIN).to_bytes(Protocol::Resp2)[..],
+        b":-9223372036854775808\r\n"
+    );
 }
