@@ -179,7 +179,7 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
 pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
     std::str::from_utf8(arg)
         .ok()
-        .filter(|s| !s.starts_with('+') && !(s.len() > 1 && s.starts_with('0')))
+        .filter(|s| !(s.starts_with('+') || s.len() > 1 && s.starts_with('0')))
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_an_integer)
 }

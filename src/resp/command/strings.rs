@@ -191,7 +191,7 @@ fn parse_setex(args: &[Bytes], unit: i64, name: &str) -> Result<Command, Frame> 
 }
 
 fn parse_mset(args: &[Bytes]) -> Result<Command, Frame> {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(super::wrong_arity("mset"));
     }
     let pairs = args[1..]
