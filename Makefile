@@ -24,4 +24,4 @@ lint:
 
 ## Benchmarks: ratios against a baseline measured in the same run.
 bench: deps
-	$(CARGO) bench --bench http_kv --bench sync
+	$(CARGO) bench --bench http_kv --bench sync --bench resp
