@@ -705,3 +705,52 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 async fn tc_shutdown(tc: TestCluster) {
     tc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_modify_writes_lose_nothing() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    // Eight clients append to one key at once: compare-and-set with retries keeps every byte.
+    let writers: Vec<_> = (0..8u8)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr).await;
+                for _ in 0..10 {
+                    let reply = c.call(&[b"APPEND", b"shared", &[b'a' + w]]).await;
+                    assert!(matches!(reply, Frame::Integer(_)), "{reply:?}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut c = Raw::connect(addr).await;
+    let Frame::Bulk(value) = c.cmd("GET shared").await else {
+        panic!("GET shared")
+    };
+    assert_eq!(value.len(), 80, "{value:?}");
+    for w in 0..8u8 {
+        assert_eq!(value.iter().filter(|b| **b == b'a' + w).count(), 10);
+    }
+    // Of many concurrent SET NX on one absent key, exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr).await;
+                c.cmd(&format!("SET race {i} NX")).await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, r) in racers.into_iter().enumerate() {
+        match r.await.unwrap() {
+            Frame::Simple(ok) if ok == "OK" => winners.push(i),
+            Frame::Null => {}
+            other => panic!("SET NX answered {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(c.cmd("GET race").await, bulk(&winners[0].to_string()));
+    tc.shutdown().await;
+}

@@ -124,6 +124,8 @@ async fn run_batch(
 ) {
     let mut running: FuturesOrdered<BoxFuture<'static, Frame>> = FuturesOrdered::new();
     let mut footprint = Footprint::default();
+    // A lone request (no pipelining) has nothing to be ordered against.
+    let alone = batch.len() == 1;
     for args in batch {
         if session.closing {
             break;
@@ -142,7 +144,9 @@ async fn run_batch(
                     drain(&mut running, session, out).await;
                     footprint = Footprint::default();
                 }
-                footprint.add(&access);
+                if !alone {
+                    footprint.add(&access);
+                }
                 running.push_back(Box::pin(cmd.apply(shared.store.clone(), session.level)));
             }
         }

@@ -7,12 +7,31 @@
 //! on the nodes and the whole step is retried with a fresh read, so concurrent APPENDs never
 //! lose each other's bytes. TTL changes are ordinary versioned writes of the same value with a
 //! new absolute expiry, so the sweep replicates them like any other write.
+//!
+//! Compare-and-set on a quorum is not consensus: a write refused by most nodes may have
+//! landed on one and win there later by version. So within this process, writes made here of
+//! the same key take turns (a striped lock): they never refuse each other, and the
+//! compare-and-set only has to settle races with other quorumd instances.
 
 use super::{Found, Precondition, StoreError, VersionedStore};
 use crate::hlc::Version;
 use crate::meta::EntryKind;
 use crate::quorum::Consistency;
+use std::sync::LazyLock;
 use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Stripes of the per-key lock; two keys sharing one only wait for each other.
+const STRIPES: u64 = 1024;
+
+static KEY_LOCKS: LazyLock<Vec<Mutex<()>>> =
+    LazyLock::new(|| (0..STRIPES).map(|_| Mutex::new(())).collect());
+
+/// Serialises this process's read-modify-writes and `put_at` writes of one key.
+async fn lock_key(key: &[u8]) -> MutexGuard<'static, ()> {
+    let stripe = xxhash_rust::xxh3::xxh3_64(key) % STRIPES;
+    KEY_LOCKS[stripe as usize].lock().await
+}
 
 /// Most attempts of a read-modify-write that keeps losing to concurrent writers.
 const MAX_ATTEMPTS: u32 = 32;
@@ -33,7 +52,8 @@ pub enum Change {
 
 impl VersionedStore {
     /// Writes `value` with an absolute expiry (`SET ... PXAT`). An expiry in the past stores
-    /// a value that is already gone, as Redis does.
+    /// a value that is already gone, as Redis does. Takes its turn with this process's
+    /// read-modify-writes of the key, so neither can make the other's refused write win.
     #[tracing::instrument(name = "store.put_at", skip_all, fields(level = %level, bytes = value.len()))]
     pub async fn put_at(
         &self,
@@ -44,6 +64,7 @@ impl VersionedStore {
         precondition: Precondition,
     ) -> Result<super::WriteReceipt, StoreError> {
         let loc = self.locate(key)?;
+        let _turn = lock_key(key).await;
         self.within_deadline(
             "write",
             self.write_inner(
@@ -70,6 +91,7 @@ impl VersionedStore {
     ) -> Result<R, StoreError> {
         let loc = self.locate(key)?;
         self.within_deadline("read-modify-write", async {
+            let _turn = lock_key(key).await;
             let mut attempt = 0;
             loop {
                 attempt += 1;

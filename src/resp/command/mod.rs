@@ -55,7 +55,12 @@ pub fn all_specs() -> impl Iterator<Item = &'static Spec> {
 }
 
 pub fn spec(name: &str) -> Option<&'static Spec> {
-    BY_NAME.get(name.to_ascii_lowercase().as_str()).copied()
+    // Command names are short: lowercase them on the stack, not in a new String per request.
+    let mut buf = [0u8; 32];
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    BY_NAME.get(std::str::from_utf8(lower).ok()?).copied()
 }
 
 /// A parsed request.

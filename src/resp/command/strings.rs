@@ -279,7 +279,7 @@ impl StringCmd {
             StringCmd::MSet(pairs) => {
                 let writes = pairs
                     .iter()
-                    .map(|(k, v)| store.put(k, v, None, level, Precondition::None));
+                    .map(|(k, v)| store.put_at(k, v, None, level, Precondition::None));
                 let results = futures::future::join_all(writes).await;
                 match results.into_iter().find_map(Result::err) {
                     Some(e) => store_error(e),
