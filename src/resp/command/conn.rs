@@ -12,36 +12,19 @@ const FAST: &[&str] = &["fast", "stale"];
 const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no-auth"];
 
 pub static SPECS: &[Spec] = &[
-    spec("ping", -1, FAST, parse_ping),
-    spec("echo", 2, FAST, parse_echo),
-    spec("hello", -1, NO_AUTH, parse_hello),
-    spec("auth", -2, NO_AUTH, parse_auth),
-    spec("select", 2, FAST, parse_select),
-    spec("quit", -1, NO_AUTH, |_| conn(ConnCmd::Quit)),
-    spec(
+    Spec::keyless("ping", -1, FAST, parse_ping),
+    Spec::keyless("echo", 2, FAST, parse_echo),
+    Spec::keyless("hello", -1, NO_AUTH, parse_hello),
+    Spec::keyless("auth", -2, NO_AUTH, parse_auth),
+    Spec::keyless("select", 2, FAST, parse_select),
+    Spec::keyless("quit", -1, NO_AUTH, |_| conn(ConnCmd::Quit)),
+    Spec::keyless(
         "client",
         -2,
         &["noscript", "loading", "stale"],
         parse_client,
     ),
 ];
-
-const fn spec(
-    name: &'static str,
-    arity: i64,
-    flags: &'static [&'static str],
-    parse: fn(&[Bytes]) -> Result<Command, Frame>,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        parse,
-    }
-}
 
 pub enum ConnCmd {
     Ping(Option<Bytes>),

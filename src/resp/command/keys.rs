@@ -11,6 +11,7 @@ use bytes::Bytes;
 const READ: &[&str] = &["readonly", "fast"];
 const WRITE: &[&str] = &["write", "fast"];
 
+/// A command whose keys are the arguments from the first to `last_key`.
 const fn spec(
     name: &'static str,
     arity: i64,
@@ -18,15 +19,7 @@ const fn spec(
     last_key: i64,
     parse: fn(&[Bytes]) -> Result<Command, Frame>,
 ) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        first_key: 1,
-        last_key,
-        step: 1,
-        parse,
-    }
+    Spec::keyed(name, arity, flags, (1, last_key, 1), parse)
 }
 
 pub static SPECS: &[Spec] = &[

@@ -30,7 +30,41 @@ pub struct Spec {
     pub last_key: i64,
     pub step: i64,
     /// Parses the whole argument list (the name first); an error reply when it is invalid.
-    pub parse: fn(&[Bytes]) -> Result<Command, Frame>,
+    pub parse: Parser,
+}
+
+type Parser = fn(&[Bytes]) -> Result<Command, Frame>;
+
+impl Spec {
+    /// A command without key arguments.
+    pub const fn keyless(
+        name: &'static str,
+        arity: i64,
+        flags: &'static [&'static str],
+        parse: Parser,
+    ) -> Spec {
+        Spec::keyed(name, arity, flags, (0, 0, 0), parse)
+    }
+
+    /// A command whose keys are the arguments `first..=last` (negative: counted from the end),
+    /// every `step`.
+    pub const fn keyed(
+        name: &'static str,
+        arity: i64,
+        flags: &'static [&'static str],
+        (first_key, last_key, step): (i64, i64, i64),
+        parse: Parser,
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags,
+            first_key,
+            last_key,
+            step,
+            parse,
+        }
+    }
 }
 
 /// Every family's table; the dispatch and `COMMAND` read only this.

@@ -6,15 +6,12 @@ use crate::resp::Session;
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 
-pub static SPECS: &[Spec] = &[Spec {
-    name: "quorumd",
-    arity: -2,
-    flags: &["fast", "stale"],
-    first_key: 0,
-    last_key: 0,
-    step: 0,
-    parse: parse_quorumd,
-}];
+pub static SPECS: &[Spec] = &[Spec::keyless(
+    "quorumd",
+    -2,
+    &["fast", "stale"],
+    parse_quorumd,
+)];
 
 pub enum QuorumdCmd {
     /// Set the level, or report it when `None`.

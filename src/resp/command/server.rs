@@ -9,33 +9,13 @@ use bytes::Bytes;
 use std::fmt::Write as _;
 
 pub static SPECS: &[Spec] = &[
-    Spec {
-        name: "command",
-        arity: -1,
-        flags: &["loading", "stale"],
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        parse: parse_command,
-    },
-    Spec {
-        name: "info",
-        arity: -1,
-        flags: &["loading", "stale"],
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        parse: |args| server(ServerCmd::Info(args[1..].to_vec())),
-    },
-    Spec {
-        name: "dbsize",
-        arity: 1,
-        flags: &["readonly", "fast"],
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        parse: |_| server(ServerCmd::DbSize),
-    },
+    Spec::keyless("command", -1, &["loading", "stale"], parse_command),
+    Spec::keyless("info", -1, &["loading", "stale"], |args| {
+        server(ServerCmd::Info(args[1..].to_vec()))
+    }),
+    Spec::keyless("dbsize", 1, &["readonly", "fast"], |_| {
+        server(ServerCmd::DbSize)
+    }),
 ];
 
 pub enum ServerCmd {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 const READ: &[&str] = &["readonly", "fast"];
 const WRITE: &[&str] = &["write", "denyoom"];
 
+/// A command whose first argument is a key, up to `last_key` every `step`.
 const fn spec(
     name: &'static str,
     arity: i64,
@@ -19,15 +20,7 @@ const fn spec(
     step: i64,
     parse: fn(&[Bytes]) -> Result<Command, Frame>,
 ) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        first_key: 1,
-        last_key,
-        step,
-        parse,
-    }
+    Spec::keyed(name, arity, flags, (1, last_key, step), parse)
 }
 
 pub static SPECS: &[Spec] = &[
