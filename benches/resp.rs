@@ -7,6 +7,9 @@
 //! redis-benchmark reports them (`--csv`), and the ratios quorumd / redis of those medians.
 //! The table goes to stdout and, as markdown, to `target/bench/resp.md`.
 //!
+//! quorumd runs with node and request timeouts of 5 s and 10 s (see `run`), so a saturated node
+//! shows up as latency rather than as an error that would stop redis-benchmark.
+//!
 //! Environment: `BENCH_RESP_REQUESTS` per redis-benchmark run (default 100000),
 //! `BENCH_RESP_CLIENTS` (default 50), `BENCH_ROUNDS` (default 5).
 //!
@@ -241,6 +244,11 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
     };
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.resp.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // redis-benchmark stops at the first error reply. With -P 16 and 50 clients, 800 commands
+    // queue on nodes that share two cores with the client and quorumd: a node answering after
+    // the default 500 ms would end the run instead of showing in p99.
+    config.timeouts.node_ms = 5_000;
+    config.timeouts.request_ms = 10_000;
     let validated = config
         .validate()
         .map_err(|e| format!("configuration: {e}"))?;
