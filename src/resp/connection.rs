@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// Most requests decoded before their replies are written: bounds the reply buffer.
 const MAX_BATCH: usize = 1024;
@@ -31,6 +32,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Serves one client until it disconnects, sends QUIT, sends a malformed request, or the
 /// server stops (after the batch in progress has been answered).
+#[tracing::instrument(name = "resp.connection", skip_all, fields(peer = %peer))]
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -147,7 +149,9 @@ async fn run_batch(
                 if !alone {
                     footprint.add(&access);
                 }
-                running.push_back(Box::pin(cmd.apply(shared.store.clone(), session.level)));
+                let apply = cmd.apply(shared.store.clone(), session.level);
+                // Store spans of pipelined commands nest under this connection's span.
+                running.push_back(Box::pin(apply.in_current_span()));
             }
         }
     }
