@@ -251,6 +251,19 @@ async fn replies_match_a_real_redis_server() {
         assert_eq!(got, expected, "{line}");
     }
     assert!(error_text(&ours.cmd("GET h").await).starts_with("WRONGTYPE"));
+    // Once the full sweep has adopted the hash (given it a version), DEL removes it, as in Redis.
+    let report = tc
+        .app()
+        .sweeper()
+        .run(quorumd::sync::SweepMode::Full, false, "test")
+        .await
+        .expect("full sweep");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for line in ["DEL h", "EXISTS h", "DEL h"] {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
     tc.shutdown().await;
 }
 

@@ -144,4 +144,50 @@ impl VersionedStore {
         })
         .await
     }
+
+    /// Deletes `key` if it exists; whether it did. The existence check reads only metadata,
+    /// so a versioned key of any type (e.g. a hash the sweep adopted) is deleted too. A value
+    /// without metadata (written straight to a node) goes through `read_modify_write`.
+    #[tracing::instrument(name = "store.delete_existing", skip_all, fields(level = %level))]
+    pub async fn delete_existing(
+        &self,
+        key: &[u8],
+        level: Consistency,
+    ) -> Result<bool, StoreError> {
+        let loc = self.locate(key)?;
+        let tombstone = self.within_deadline("delete", async {
+            let _turn = lock_key(key).await;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let written = self
+                    .write_inner(
+                        loc.clone(),
+                        EntryKind::Tombstone,
+                        &[],
+                        None,
+                        level,
+                        Precondition::IfExists,
+                    )
+                    .await;
+                match written {
+                    Ok(_) => return Ok(true),
+                    Err(StoreError::PreconditionFailed { current: None }) => return Ok(false),
+                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                        let pause = rand::random_range(0..=attempt.min(8)) as u64;
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        if tombstone.await? {
+            return Ok(true);
+        }
+        self.read_modify_write(key, level, |found| match found {
+            Some(_) => (Change::Delete, true),
+            None => (Change::Keep, false),
+        })
+        .await
+    }
 }

@@ -186,16 +186,11 @@ impl KeyCmd {
     pub async fn apply(self, store: &VersionedStore, level: Consistency) -> Frame {
         match self {
             KeyCmd::Del(keys) => {
-                let deletes = keys.iter().map(|k| {
-                    store.read_modify_write(k, level, |found| match found {
-                        Some(_) => (Change::Delete, 1),
-                        None => (Change::Keep, 0),
-                    })
-                });
+                let deletes = keys.iter().map(|k| store.delete_existing(k, level));
                 let mut removed = 0;
                 for r in futures::future::join_all(deletes).await {
                     match r {
-                        Ok(n) => removed += n,
+                        Ok(existed) => removed += i64::from(existed),
                         Err(e) => return store_error(e),
                     }
                 }
