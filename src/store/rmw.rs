@@ -50,6 +50,13 @@ pub enum Change {
     Delete,
 }
 
+/// Waits a little before retrying a compare-and-set that lost to another instance's write;
+/// jittered, so two writers racing on one key do not collide forever.
+async fn back_off(attempt: u32) {
+    let pause = rand::random_range(0..=attempt.min(8)) as u64;
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+}
+
 impl VersionedStore {
     /// Writes `value` with an absolute expiry (`SET ... PXAT`). An expiry in the past stores
     /// a value that is already gone, as Redis does. Takes its turn with this process's
@@ -134,9 +141,7 @@ impl VersionedStore {
                 match written {
                     Ok(_) => return Ok(result),
                     Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
-                        // Jitter, so two writers racing on one key do not collide forever.
-                        let pause = rand::random_range(0..=attempt.min(8)) as u64;
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                        back_off(attempt).await
                     }
                     Err(e) => return Err(e),
                 }
@@ -174,8 +179,7 @@ impl VersionedStore {
                     Ok(_) => return Ok(true),
                     Err(StoreError::PreconditionFailed { current: None }) => return Ok(false),
                     Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
-                        let pause = rand::random_range(0..=attempt.min(8)) as u64;
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                        back_off(attempt).await
                     }
                     Err(e) => return Err(e),
                 }
