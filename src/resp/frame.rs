@@ -110,7 +110,12 @@ impl Frame {
             Frame::Verbatim { format, text } => match proto {
                 Protocol::Resp3 => {
                     header(out, b'=', (text.len() + 4) as i64);
-                    out.put_slice(&format.as_bytes()[..3.min(format.len())]);
+                    // The format is exactly three bytes on the wire, whatever the caller gave.
+                    let mut tag = [b' '; 3];
+                    for (t, b) in tag.iter_mut().zip(format.bytes()) {
+                        *t = b;
+                    }
+                    out.put_slice(&tag);
                     out.put_u8(b':');
                     out.put_slice(text);
                     out.put_slice(b"\r\n");
