@@ -635,6 +635,7 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
         ..Config::default()
     };
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.resp.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let validated = config
         .validate()
         .map_err(|e| format!("configuration: {e}"))?;

@@ -1352,6 +1352,7 @@ async fn run(
         ..Config::default()
     };
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.resp.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     // Nothing in the background: every sweep is one the bench runs and times.
     config.sync.exchange_interval_ms = 0;
     config.sync.full_sweep_cron = String::new();

@@ -6,6 +6,7 @@ use crate::config::Validated;
 use crate::events;
 use crate::hlc::Hlc;
 use crate::pool::{NodePool, PoolError};
+use crate::resp::{RespServer, RespSettings};
 use crate::store::{StoreSettings, VersionedStore};
 use crate::sync::Sweeper;
 use crate::sync::schedule::Schedule;
@@ -44,6 +45,7 @@ pub struct App {
     auth: Arc<crate::auth::Tokens>,
     reloader: Option<JoinHandle<()>>,
     drain_timeout: std::time::Duration,
+    resp: Option<RespServer>,
 }
 
 /// The writer id in versions: a stable part from the instance id (recognisable across restarts)
@@ -145,10 +147,22 @@ impl App {
             source,
         })?;
         events::HttpListening { addr: http_addr }.emit();
-        events::RespNotAvailable {
-            listen: cfg.resp.listen,
-        }
-        .emit();
+        let resp = if cfg.resp.enabled {
+            let settings = RespSettings {
+                config: cfg.resp.clone(),
+                default_level: cfg.quorum.default_consistency,
+                instance: state.instance.id.clone(),
+            };
+            let server = RespServer::start(settings, store.clone())
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: cfg.resp.listen,
+                    source,
+                })?;
+            Some(server)
+        } else {
+            None
+        };
         let (stop, mut stopped) = watch::channel(false);
         let reloader = crate::reload::spawn_on_sighup(auth.clone());
         let router = api::auth::protect(api::router(state), auth.clone());
@@ -169,6 +183,7 @@ impl App {
             auth,
             reloader,
             drain_timeout: std::time::Duration::from_millis(cfg.http.drain_timeout_ms),
+            resp,
         })
     }
 
@@ -179,6 +194,11 @@ impl App {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The Redis-protocol listener's address, when it is enabled.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp.as_ref().map(RespServer::addr)
     }
 
     pub fn store(&self) -> &Arc<VersionedStore> {
@@ -205,10 +225,23 @@ impl App {
         // through a request in flight or the lease release of the sweep schedule.
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let mut server = self.server;
-        let (schedule_stopped, drained) = tokio::join!(
+        let resp = self.resp;
+        let (schedule_stopped, drained, resp_drained) = tokio::join!(
             tokio::time::timeout_at(deadline, self.schedule.stop()),
-            tokio::time::timeout_at(deadline, &mut server)
+            tokio::time::timeout_at(deadline, &mut server),
+            tokio::time::timeout_at(deadline, async move {
+                if let Some(resp) = resp {
+                    resp.shutdown().await;
+                }
+            })
         );
+        if resp_drained.is_err() {
+            events::ShutdownProgress {
+                phase: "drain deadline passed, dropping the Redis-protocol commands still open",
+                elapsed: started.elapsed(),
+            }
+            .emit();
+        }
         if schedule_stopped.is_err() {
             events::ShutdownProgress {
                 phase: "drain deadline passed before the shard leases were handed back; they expire on their own",
@@ -250,6 +283,9 @@ impl App {
         }
         self.schedule.abort();
         self.server.abort();
+        if let Some(resp) = self.resp {
+            resp.kill();
+        }
         self.store.pool().shutdown().await;
     }
 

@@ -188,20 +188,51 @@ impl Default for HttpConfig {
     }
 }
 
-/// The Redis-protocol listener. Accepted so that the documented minimal configuration stays
-/// valid; the front end itself is not part of this release, and the service says so at start.
+/// The Redis-protocol (RESP2/RESP3) listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RespConfig {
+    /// Whether to serve the Redis protocol at all. Default true.
+    pub enabled: bool,
     /// Address to listen on. Default `127.0.0.1:7379`.
     pub listen: SocketAddr,
+    /// Most client connections at once; more are answered with an error and closed.
+    /// Default 10000 (Redis's `maxclients`).
+    pub max_connections: usize,
+    /// Largest request (one command with all its arguments) in bytes. Default 64 MiB.
+    pub max_request_bytes: usize,
+    /// Most arguments in one command. Default 1048576 (Redis's limit).
+    pub max_args: usize,
+    /// Largest single argument (e.g. a value) in bytes. Default 16 MiB, like `http.max_body_bytes`.
+    pub max_bulk_bytes: usize,
+    /// Password clients must give with AUTH (or HELLO ... AUTH) before other commands.
+    /// Default none: no authentication. Never printed.
+    pub password: Option<Secret>,
 }
 
 impl Default for RespConfig {
     fn default() -> Self {
         RespConfig {
+            enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7379)),
+            max_connections: 10_000,
+            max_request_bytes: 64 * 1024 * 1024,
+            max_args: 1024 * 1024,
+            max_bulk_bytes: 16 * 1024 * 1024,
+            password: None,
         }
+    }
+}
+
+/// A secret from the configuration: shown as `***` in debug output and in printed
+/// configurations.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
     }
 }
 
@@ -599,6 +630,17 @@ impl Config {
         self.tls
             .check()
             .map_err(|e| invalid("tls", e.to_string()))?;
+        let resp = &self.resp;
+        for (field, v) in [
+            ("resp.max_connections", resp.max_connections),
+            ("resp.max_request_bytes", resp.max_request_bytes),
+            ("resp.max_args", resp.max_args),
+            ("resp.max_bulk_bytes", resp.max_bulk_bytes),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
         Ok(Validated {
             config: self,
             nodes,
@@ -611,6 +653,9 @@ impl Config {
         let mut shown = self.clone();
         shown.nodes = shown.nodes.iter().map(|n| mask_url(n)).collect();
         shown.auth = shown.auth.masked();
+        if shown.resp.password.is_some() {
+            shown.resp.password = Some(Secret("***".into()));
+        }
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
@@ -742,8 +787,11 @@ listen = "127.0.0.1:7379"
         );
         assert_eq!(mask_url("rediss://:s3cret@h:1"), "rediss://:***@h:1");
         assert!(!mask_url("redis://u:s3cret@@bad url").contains("s3cret"));
-        let c = with_nodes(&["redis://u:topsecret@h:1"]);
+        let mut c = with_nodes(&["redis://u:topsecret@h:1"]);
+        c.resp.password = Some(Secret("respsecret".into()));
         assert!(!c.to_masked_toml().contains("topsecret"));
+        assert!(!c.to_masked_toml().contains("respsecret"));
+        assert!(!format!("{c:?}").contains("respsecret"));
         let err = with_nodes(&["redis://u:topsecret@h:1/notanumber"])
             .validate()
             .unwrap_err();

@@ -87,17 +87,61 @@ impl HttpListening {
     }
 }
 
-/// `[resp]` is configured, but this release has no Redis-protocol front end yet.
-pub struct RespNotAvailable {
-    pub listen: std::net::SocketAddr,
+/// The Redis-protocol listener is serving.
+pub struct RespListening {
+    pub addr: std::net::SocketAddr,
 }
 
-impl RespNotAvailable {
+impl RespListening {
     pub fn emit(self) {
-        tracing::info!(
-            listen = %self.listen,
-            "the Redis-protocol front end is not part of this release; [resp] is accepted and ignored"
-        );
+        tracing::info!(addr = %self.addr, "resp listening");
+    }
+}
+
+/// A RESP client sent a malformed request; it got the error and was disconnected.
+pub struct RespProtocolError<'a> {
+    pub peer: std::net::SocketAddr,
+    pub error: &'a str,
+}
+
+impl RespProtocolError<'_> {
+    pub fn emit(self) {
+        tracing::debug!(peer = %self.peer, error = self.error, "resp protocol error");
+    }
+}
+
+/// A RESP connection was refused because `resp.max_connections` were open.
+pub struct RespConnectionRefused {
+    pub peer: std::net::SocketAddr,
+    pub limit: usize,
+}
+
+impl RespConnectionRefused {
+    pub fn emit(self) {
+        tracing::warn!(peer = %self.peer, limit = self.limit, "resp connection refused: limit reached");
+    }
+}
+
+/// A RESP connection ended with an I/O error (usually the client going away mid-write).
+pub struct RespConnectionFailed<'a> {
+    pub peer: std::net::SocketAddr,
+    pub error: &'a str,
+}
+
+impl RespConnectionFailed<'_> {
+    pub fn emit(self) {
+        tracing::debug!(peer = %self.peer, error = self.error, "resp connection failed");
+    }
+}
+
+/// Accepting a RESP connection failed (e.g. out of file descriptors).
+pub struct RespAcceptFailed<'a> {
+    pub error: &'a str,
+}
+
+impl RespAcceptFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(error = self.error, "resp accept failed");
     }
 }
 

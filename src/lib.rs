@@ -23,6 +23,7 @@ pub mod pool;
 pub mod queue;
 pub mod quorum;
 pub mod reload;
+pub mod resp;
 pub mod sdnotify;
 pub mod store;
 pub mod sync;

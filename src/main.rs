@@ -201,6 +201,9 @@ async fn demo(port: u16) -> Result<(), Box<dyn std::error::Error>> {
         ..Config::default()
     };
     cfg.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if port == 0 {
+        cfg.resp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    }
     let app = App::start(cfg.validate()?).await?;
     let base = format!("http://{}", app.http_addr());
     println!("quorumd demo is running. Nodes:");
@@ -211,6 +214,9 @@ async fn demo(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -X PUT --data-binary 'hello' {base}/v1/kv/greeting");
     println!("  curl -i {base}/v1/kv/greeting");
     println!("  curl {base}/v1/status");
+    if let Some(resp) = app.resp_addr() {
+        println!("  redis-cli -p {} SET greeting hello", resp.port());
+    }
     println!("\nPress Ctrl-C to stop; the redis-server processes stop with it.");
     app.run_until_signal().await?;
     drop(cluster);

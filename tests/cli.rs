@@ -166,7 +166,7 @@ async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
     let path = write_config(
         &dir,
         &format!(
-            "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n[resp]\nlisten = \"127.0.0.1:0\"\n",
             nodes.join(", ")
         ),
     );

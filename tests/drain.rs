@@ -94,7 +94,7 @@ fn start_service(
         &config,
         format!(
             "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:{port}\"\n{timeouts}\n[sync]\n\
-             exchange_interval_ms = 0\nfull_sweep_cron = \"\"\n",
+             exchange_interval_ms = 0\nfull_sweep_cron = \"\"\n[resp]\nlisten = \"127.0.0.1:0\"\n",
             nodes.join(", ")
         ),
     )

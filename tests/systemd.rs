@@ -141,7 +141,8 @@ fn ready_is_sent_once_a_quorum_is_reachable_then_watchdog_and_stopping() {
         format!(
             "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nconnect_ms = 300\n\
              node_ms = 300\nhealth_interval_ms = 100\nreconnect_min_ms = 20\n\
-             reconnect_max_ms = 200\n[sync]\nexchange_interval_ms = 0\nfull_sweep_cron = \"\"\n",
+             reconnect_max_ms = 200\n[sync]\nexchange_interval_ms = 0\nfull_sweep_cron = \"\"\n\
+             [resp]\nlisten = \"127.0.0.1:0\"\n",
             nodes.join(", ")
         ),
     )

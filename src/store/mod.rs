@@ -4,7 +4,11 @@
 pub mod crdt_scripts;
 mod hints;
 mod repair;
+mod rmw;
 pub mod scripts;
+mod stats;
+
+pub use rmw::Change;
 
 pub use hints::hint_key;
 
@@ -359,20 +363,9 @@ impl VersionedStore {
         level: Consistency,
         precondition: Precondition,
     ) -> Result<WriteReceipt, StoreError> {
-        let loc = self.locate(key)?;
         let expires_at_ms = ttl.map(|t| wall_clock_ms().saturating_add(t.as_millis() as u64));
-        self.within_deadline(
-            "write",
-            self.write_inner(
-                loc,
-                EntryKind::Value,
-                value,
-                expires_at_ms,
-                level,
-                precondition,
-            ),
-        )
-        .await
+        self.put_at(key, value, expires_at_ms, level, precondition)
+            .await
     }
 
     /// Deletes `key` by writing a tombstone.

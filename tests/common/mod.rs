@@ -26,6 +26,7 @@ pub fn test_config(nodes: Vec<String>) -> Config {
         ..Config::default()
     };
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.resp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.timeouts.node_ms = 400;
     cfg.timeouts.request_ms = 3000;
     cfg.timeouts.connect_ms = 400;

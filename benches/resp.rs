@@ -1,0 +1,351 @@
+//! `make bench`: `redis-benchmark -t set,get` against quorumd's RESP listener over three local
+//! redis-server nodes, beside the same run against one redis-server directly, with and without
+//! pipelining (`-P 16`).
+//!
+//! Rounds interleave the targets (in a rotating order) so machine noise hits both alike. Per
+//! workload the table shows the median over rounds of throughput, p50 and p99 as
+//! redis-benchmark reports them (`--csv`), and the ratios quorumd / redis of those medians.
+//! The table goes to stdout and, as markdown, to `target/bench/resp.md`.
+//!
+//! quorumd runs with node and request timeouts of 5 s and 10 s (see `run`), so a saturated node
+//! shows up as latency rather than as an error that would stop redis-benchmark.
+//!
+//! Environment: `BENCH_RESP_REQUESTS` per redis-benchmark run (default 100000),
+//! `BENCH_RESP_CLIENTS` (default 50), `BENCH_ROUNDS` (default 5).
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs one tiny round instead and
+//! writes no report. The exit status is non-zero when a redis-benchmark run fails, when
+//! shutdown fails, or when a redis-server process outlives the run.
+
+#[path = "support/mod.rs"]
+mod support;
+use quorumd::app::App;
+use quorumd::config::Config;
+use quorumd::devcluster::DevCluster;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use support::{env_number, median, redis_version};
+
+const NODES: usize = 3;
+const VALUE_BYTES: usize = 100;
+const KEYSPACE: usize = 100_000;
+const PIPELINES: [usize; 2] = [1, 16];
+
+#[derive(Clone, Copy)]
+struct Settings {
+    requests: usize,
+    clients: usize,
+    rounds: usize,
+    full: bool,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let full = std::env::args().any(|a| a == "--bench");
+        let requests = env_number("BENCH_RESP_REQUESTS", 100_000usize)?;
+        let clients = env_number("BENCH_RESP_CLIENTS", 50usize)?;
+        let rounds = env_number("BENCH_ROUNDS", 5usize)?;
+        if requests == 0 || clients == 0 || rounds == 0 {
+            return Err(
+                "BENCH_RESP_REQUESTS, BENCH_RESP_CLIENTS and BENCH_ROUNDS must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(if full {
+            Settings {
+                requests,
+                clients,
+                rounds,
+                full,
+            }
+        } else {
+            Settings {
+                requests: 2_000,
+                clients: 10,
+                rounds: 1,
+                full,
+            }
+        })
+    }
+}
+
+/// One line of redis-benchmark's CSV output.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Quorumd,
+    Redis,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Quorumd => "quorumd (quorum, 3 nodes)",
+            Target::Redis => "redis-server (baseline)",
+        }
+    }
+}
+
+/// Parses `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",
+/// "p99_latency_ms","max_latency_ms"` rows.
+fn parse_csv(out: &str) -> Result<BTreeMap<String, Sample>, String> {
+    let mut rows = BTreeMap::new();
+    for line in out.lines().filter(|l| !l.starts_with("\"test\"")) {
+        let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
+        if cells.len() < 8 {
+            continue;
+        }
+        let num = |i: usize| {
+            cells[i]
+                .parse::<f64>()
+                .map_err(|_| format!("bad number {:?} in {line:?}", cells[i]))
+        };
+        rows.insert(
+            cells[0].to_string(),
+            Sample {
+                rps: num(1)?,
+                p50_ms: num(4)?,
+                p99_ms: num(6)?,
+            },
+        );
+    }
+    if rows.is_empty() {
+        return Err(format!("no CSV rows in redis-benchmark output: {out:?}"));
+    }
+    Ok(rows)
+}
+
+fn redis_benchmark(
+    port: u16,
+    pipeline: usize,
+    s: &Settings,
+) -> Result<BTreeMap<String, Sample>, String> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "set,get"])
+        .args(["-n", &s.requests.to_string(), "-c", &s.clients.to_string()])
+        .args(["-d", &VALUE_BYTES.to_string(), "-r", &KEYSPACE.to_string()])
+        .args(["-P", &pipeline.to_string(), "--csv"])
+        .output()
+        .map_err(|e| format!("cannot run redis-benchmark: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "redis-benchmark failed: {} {}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_csv(&stdout)
+}
+
+type Key = (String, usize, Target);
+
+/// Runs every round; samples per (test, pipeline, target).
+async fn measure(
+    quorumd: u16,
+    redis: u16,
+    s: &Settings,
+) -> Result<BTreeMap<Key, Vec<Sample>>, String> {
+    let mut samples: BTreeMap<Key, Vec<Sample>> = BTreeMap::new();
+    for round in 0..s.rounds {
+        let mut order = [(Target::Quorumd, quorumd), (Target::Redis, redis)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for pipeline in PIPELINES {
+            for (target, port) in order {
+                let settings = *s;
+                let rows =
+                    tokio::task::spawn_blocking(move || redis_benchmark(port, pipeline, &settings))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                for (test, sample) in rows {
+                    samples
+                        .entry((test, pipeline, target))
+                        .or_default()
+                        .push(sample);
+                }
+            }
+        }
+        eprintln!("resp bench: round {} of {} done", round + 1, s.rounds);
+    }
+    Ok(samples)
+}
+
+struct Row {
+    name: String,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    ratios: Option<(f64, f64, f64)>,
+}
+
+fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
+    let med = |v: &[Sample]| {
+        (
+            median(&v.iter().map(|x| x.rps).collect::<Vec<_>>()),
+            median(&v.iter().map(|x| x.p50_ms).collect::<Vec<_>>()),
+            median(&v.iter().map(|x| x.p99_ms).collect::<Vec<_>>()),
+        )
+    };
+    let mut out = Vec::new();
+    for ((test, pipeline, target), v) in samples {
+        let (rps, p50, p99) = med(v);
+        let ratios = (*target == Target::Quorumd)
+            .then(|| samples.get(&(test.clone(), *pipeline, Target::Redis)))
+            .flatten()
+            .map(|base| {
+                let (brps, bp50, bp99) = med(base);
+                (rps / brps, p50 / bp50, p99 / bp99)
+            });
+        out.push(Row {
+            name: format!("{test} -P {pipeline}: {}", target.name()),
+            rps,
+            p50,
+            p99,
+            ratios,
+        });
+    }
+    out
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| workload | ops/s | p50 ms | p99 ms | ops/s ratio | p50 ratio | p99 ratio |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let (a, b, c) = r
+            .ratios
+            .map_or(("".into(), "".into(), "".into()), |(a, b, c)| {
+                (format!("{a:.2}"), format!("{b:.2}"), format!("{c:.2}"))
+            });
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} | {:.3} | {:.3} | {a} | {b} | {c} |",
+            r.name, r.rps, r.p50, r.p99
+        );
+    }
+    t
+}
+
+async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String, String> {
+    let mut config = Config {
+        nodes,
+        ..Config::default()
+    };
+    config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.resp.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // redis-benchmark stops at the first error reply. With -P 16 and 50 clients, 800 commands
+    // queue on nodes that share two cores with the client and quorumd: a node answering after
+    // the default 500 ms would end the run instead of showing in p99.
+    config.timeouts.node_ms = 5_000;
+    config.timeouts.request_ms = 10_000;
+    let validated = config
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let app = App::start(validated)
+        .await
+        .map_err(|e| format!("cannot start quorumd: {e}"))?;
+    let port = app.resp_addr().ok_or("resp listener disabled")?.port();
+    println!(
+        "quorumd RESP on 127.0.0.1:{port} over {NODES} redis-server {} nodes; baseline redis-server on port {redis_port}",
+        redis_version()
+    );
+    println!(
+        "redis-benchmark -t set,get -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, {} round(s){}",
+        s.requests,
+        s.clients,
+        s.rounds,
+        if s.full {
+            ""
+        } else {
+            " (smoke run: no --bench argument)"
+        }
+    );
+    let measured = measure(port, redis_port, s).await;
+    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
+    let samples = measured?;
+    match shutdown {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("shutdown: {e}")),
+        Err(_) => return Err("shutdown did not finish within 30 s".into()),
+    }
+    let mut report = format!(
+        "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians:\n\n",
+        s.rounds
+    );
+    report.push_str(&table(&rows(&samples)));
+    if s.full {
+        let dir = std::path::Path::new("target/bench");
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join("resp.md"), &report);
+    }
+    Ok(report)
+}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("resp bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (cluster, baseline) = match (DevCluster::start(NODES), DevCluster::start(1)) {
+        (Ok(c), Ok(b)) => (c, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("resp bench: cannot start redis-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pids: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .chain(&baseline.nodes)
+        .filter_map(|n| n.pid())
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("resp bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cluster.urls(), baseline.nodes[0].port(), &settings));
+    drop(runtime);
+    drop(cluster);
+    drop(baseline);
+    let mut failed = false;
+    match outcome {
+        Ok(report) => print!("{report}"),
+        Err(e) => {
+            eprintln!("resp bench: FAILED: {e}");
+            failed = true;
+        }
+    }
+    let leftovers: Vec<u32> = pids
+        .into_iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    if cfg!(target_os = "linux") && !leftovers.is_empty() {
+        eprintln!("resp bench: FAILED: redis-server processes still running: {leftovers:?}");
+        failed = true;
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,301 @@
+//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, CLIENT.
+
+use super::{Command, SessionCmd, Spec, eq, int_arg, unknown_subcommand, wrong_arity};
+use crate::resp::frame::{Frame, Protocol};
+use crate::resp::{Session, Shared};
+use bytes::Bytes;
+
+/// The Redis version quorumd reports, so clients enable the features it implements.
+pub const COMPAT_VERSION: &str = "7.0.0";
+
+const FAST: &[&str] = &["fast", "stale"];
+const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no-auth"];
+
+pub static SPECS: &[Spec] = &[
+    Spec::keyless("ping", -1, FAST, parse_ping),
+    Spec::keyless("echo", 2, FAST, parse_echo),
+    Spec::keyless("hello", -1, NO_AUTH, parse_hello),
+    Spec::keyless("auth", -2, NO_AUTH, parse_auth),
+    Spec::keyless("select", 2, FAST, parse_select),
+    Spec::keyless("quit", -1, NO_AUTH, |_| conn(ConnCmd::Quit)),
+    Spec::keyless(
+        "client",
+        -2,
+        &["noscript", "loading", "stale"],
+        parse_client,
+    ),
+];
+
+pub enum ConnCmd {
+    Ping(Option<Bytes>),
+    Echo(Bytes),
+    Hello {
+        protocol: Option<Protocol>,
+        auth: Option<(Bytes, Bytes)>,
+        name: Option<Bytes>,
+    },
+    Auth {
+        user: Option<Bytes>,
+        password: Bytes,
+    },
+    Select,
+    Quit,
+    SetName(Bytes),
+    GetName,
+    Id,
+    Info,
+    /// Accepted and ignored (client library name and version).
+    SetInfo,
+    Help,
+}
+
+fn conn(c: ConnCmd) -> Result<Command, Frame> {
+    Ok(Command::Session(SessionCmd::Conn(c)))
+}
+
+fn parse_ping(args: &[Bytes]) -> Result<Command, Frame> {
+    if args.len() > 2 {
+        return Err(wrong_arity("ping"));
+    }
+    conn(ConnCmd::Ping(args.get(1).cloned()))
+}
+
+fn parse_echo(args: &[Bytes]) -> Result<Command, Frame> {
+    conn(ConnCmd::Echo(args[1].clone()))
+}
+
+fn parse_hello(args: &[Bytes]) -> Result<Command, Frame> {
+    let mut protocol = None;
+    let mut auth = None;
+    let mut name = None;
+    if let Some(v) = args.get(1) {
+        let v = int_arg(v)
+            .map_err(|_| Frame::error("ERR Protocol version is not an integer or out of range"))?;
+        protocol = Some(match v {
+            2 => Protocol::Resp2,
+            3 => Protocol::Resp3,
+            _ => return Err(Frame::error("NOPROTO unsupported protocol version")),
+        });
+    }
+    let mut i = 2;
+    while i < args.len() {
+        let left = args.len() - i - 1;
+        if eq(&args[i], "auth") && left >= 2 {
+            auth = Some((args[i + 1].clone(), args[i + 2].clone()));
+            i += 3;
+        } else if eq(&args[i], "setname") && left >= 1 {
+            validate_name(&args[i + 1])?;
+            name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Err(Frame::error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            )));
+        }
+    }
+    conn(ConnCmd::Hello {
+        protocol,
+        auth,
+        name,
+    })
+}
+
+fn parse_auth(args: &[Bytes]) -> Result<Command, Frame> {
+    match args.len() {
+        2 => conn(ConnCmd::Auth {
+            user: None,
+            password: args[1].clone(),
+        }),
+        3 => conn(ConnCmd::Auth {
+            user: Some(args[1].clone()),
+            password: args[2].clone(),
+        }),
+        _ => Err(super::syntax_error()),
+    }
+}
+
+fn parse_select(args: &[Bytes]) -> Result<Command, Frame> {
+    match int_arg(&args[1])? {
+        0 => conn(ConnCmd::Select),
+        _ => Err(Frame::error("ERR DB index is out of range")),
+    }
+}
+
+fn parse_client(args: &[Bytes]) -> Result<Command, Frame> {
+    let sub = &args[1];
+    let exact = |n: usize, name: &str| {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(wrong_arity(&format!("client|{name}")))
+        }
+    };
+    if eq(sub, "setname") {
+        exact(3, "setname")?;
+        validate_name(&args[2])?;
+        conn(ConnCmd::SetName(args[2].clone()))
+    } else if eq(sub, "getname") {
+        exact(2, "getname")?;
+        conn(ConnCmd::GetName)
+    } else if eq(sub, "id") {
+        exact(2, "id")?;
+        conn(ConnCmd::Id)
+    } else if eq(sub, "info") {
+        exact(2, "info")?;
+        conn(ConnCmd::Info)
+    } else if eq(sub, "setinfo") {
+        exact(4, "setinfo")?;
+        conn(ConnCmd::SetInfo)
+    } else if eq(sub, "help") {
+        conn(ConnCmd::Help)
+    } else {
+        Err(unknown_subcommand(sub, "client"))
+    }
+}
+
+fn validate_name(name: &[u8]) -> Result<(), Frame> {
+    if name.iter().any(|b| *b < b'!' || *b > b'~') {
+        return Err(Frame::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, b) in expected.iter().enumerate() {
+        diff |= usize::from(b ^ given.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn check_password(shared: &Shared, user: Option<&[u8]>, password: &[u8]) -> Result<(), Frame> {
+    let wrong = || Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
+    if user.is_some_and(|u| u != b"default") {
+        return Err(wrong());
+    }
+    match &shared.password {
+        None if user.is_none() => Err(Frame::error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        )),
+        None => Ok(()),
+        Some(p) if same_secret(password, p.as_bytes()) => Ok(()),
+        Some(_) => Err(wrong()),
+    }
+}
+
+fn client_info(session: &Session) -> String {
+    let name = session
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default();
+    format!(
+        "id={} addr={} name={} db=0 resp={} consistency={}\n",
+        session.id,
+        session.peer,
+        name,
+        session.protocol.version(),
+        session.level
+    )
+}
+
+impl ConnCmd {
+    pub fn apply(self, session: &mut Session, shared: &Shared) -> Frame {
+        match self {
+            ConnCmd::Ping(None) => Frame::Simple("PONG".into()),
+            ConnCmd::Ping(Some(msg)) | ConnCmd::Echo(msg) => Frame::Bulk(msg),
+            ConnCmd::Hello {
+                protocol,
+                auth,
+                name,
+            } => {
+                if let Some((user, password)) = &auth {
+                    if let Err(e) = check_password(shared, Some(user), password) {
+                        return e;
+                    }
+                    session.authenticated = true;
+                }
+                if !session.authenticated {
+                    return Frame::error(
+                        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+                    );
+                }
+                if let Some(p) = protocol {
+                    session.protocol = p;
+                }
+                if let Some(n) = name {
+                    session.name = Some(n);
+                }
+                let text = |s: &str| Frame::bulk(s.to_string());
+                Frame::Map(vec![
+                    (text("server"), text("redis")),
+                    (text("version"), text(COMPAT_VERSION)),
+                    (text("proto"), Frame::Integer(session.protocol.version())),
+                    (text("id"), Frame::Integer(session.id as i64)),
+                    (text("mode"), text("standalone")),
+                    (text("role"), text("master")),
+                    (text("modules"), Frame::Array(Vec::new())),
+                ])
+            }
+            ConnCmd::Auth { user, password } => {
+                match check_password(shared, user.as_deref(), &password) {
+                    Ok(()) => {
+                        session.authenticated = true;
+                        Frame::ok()
+                    }
+                    Err(e) => e,
+                }
+            }
+            ConnCmd::Select => Frame::ok(),
+            ConnCmd::Quit => {
+                session.closing = true;
+                Frame::ok()
+            }
+            ConnCmd::SetName(name) => {
+                session.name = (!name.is_empty()).then_some(name);
+                Frame::ok()
+            }
+            ConnCmd::GetName => session.name.clone().map_or(Frame::Null, Frame::Bulk),
+            ConnCmd::Id => Frame::Integer(session.id as i64),
+            ConnCmd::Info => Frame::Verbatim {
+                format: "txt".into(),
+                text: client_info(session).into(),
+            },
+            ConnCmd::SetInfo => Frame::ok(),
+            ConnCmd::Help => Frame::Array(
+                [
+                    "CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+                    "GETNAME",
+                    "    Return the name of the current connection.",
+                    "ID",
+                    "    Return the ID of the current connection.",
+                    "INFO",
+                    "    Return information about the current client connection.",
+                    "SETNAME <name>",
+                    "    Assign the name <name> to the current connection.",
+                ]
+                .iter()
+                .map(|l| Frame::Simple((*l).into()))
+                .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"ab", b"abc"));
+        assert!(!same_secret(b"abcd", b"abc"));
+        assert!(!same_secret(b"abd", b"abc"));
+        assert!(same_secret(b"", b""));
+    }
+}

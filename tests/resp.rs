@@ -1,0 +1,769 @@
+//! The Redis-protocol front end against real nodes: every command compared with a real
+//! redis-server 7, the `redis` crate and `redis-cli` as clients, pipelining, RESP3, AUTH, node
+//! faults, malformed input and graceful shutdown.
+
+mod common;
+
+use bytes::BytesMut;
+use common::{TestCluster, wait_until};
+use quorumd::devcluster::DevCluster;
+use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A bare RESP client: sends arrays of bulk strings, reads whole frames.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// The next frame, or `None` once the server has closed the connection.
+    async fn read(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) =
+                parse_frame(&self.buf, &Limits::default()).expect("server sent valid RESP")
+            {
+                let _ = self.buf.split_to(used);
+                return Some(frame);
+            }
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("reply within 10 s")
+                    .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn call(&mut self, args: &[&[u8]]) -> Frame {
+        self.send(&request(args)).await;
+        self.read().await.expect("a reply")
+    }
+
+    async fn cmd(&mut self, line: &str) -> Frame {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        self.call(&args).await
+    }
+}
+
+fn request(args: &[&[u8]]) -> Vec<u8> {
+    let items = args.iter().map(|a| Frame::bulk(a.to_vec())).collect();
+    Frame::Array(items).to_bytes(Protocol::Resp2).to_vec()
+}
+
+fn bulk(s: &str) -> Frame {
+    Frame::bulk(s.to_string())
+}
+
+fn error_text(f: &Frame) -> &str {
+    match f {
+        Frame::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn resp_addr(tc: &TestCluster) -> SocketAddr {
+    tc.app().resp_addr().expect("resp enabled")
+}
+
+async fn start_reference() -> DevCluster {
+    tokio::task::spawn_blocking(|| DevCluster::start(1))
+        .await
+        .unwrap()
+        .expect("reference redis-server")
+}
+
+/// Command sequences whose replies must be exactly what redis-server 7 answers. Each line
+/// runs on the same connection, in order; keys are fresh per test run.
+const SAME_AS_REDIS: &[&str] = &[
+    "PING",
+    "PING hello",
+    "PING a b",
+    "ECHO hi",
+    "ECHO",
+    "SELECT 0",
+    "SELECT x",
+    "GET s:k",
+    "SET s:k v1",
+    "GET s:k",
+    "SET s:k v2 GET",
+    "SET s:k v3 NX",
+    "SET s:k v3 NX GET",
+    "SET s:k v4 XX",
+    "GET s:k",
+    "SET s:absent v XX",
+    "SET s:absent v XX GET",
+    "GET s:absent",
+    "SET s:k v EX 0",
+    "SET s:k v EX -5",
+    "SET s:k v EX abc",
+    "SET s:k v PX 1.5",
+    "SET s:k v NX XX",
+    "SET s:k v EX 10 PX 10",
+    "SET s:k v KEEPTTL EX 10",
+    "SET s:k v EX",
+    "SET s:k v FOO",
+    "SET s:k",
+    "SET s:t v EX 100",
+    "TTL s:t",
+    "SET s:t v2 KEEPTTL",
+    "TTL s:t",
+    "GET s:t",
+    "SET s:t v3",
+    "TTL s:t",
+    "SET s:past v EXAT 1",
+    "GET s:past",
+    "EXISTS s:past",
+    "SETNX s:nx a",
+    "SETNX s:nx b",
+    "GET s:nx",
+    "SETNX s:nx",
+    "SETEX s:ex 100 v",
+    "TTL s:ex",
+    "SETEX s:ex 0 v",
+    "SETEX s:ex x v",
+    "PSETEX s:pex 100000 v",
+    "TTL s:pex",
+    "PSETEX s:pex -1 v",
+    "GETDEL s:nx",
+    "GETDEL s:nx",
+    "EXISTS s:nx",
+    "MSET s:a 1 s:b 2",
+    "MSET s:a 1 s:b",
+    "MSET s:a",
+    "MGET s:a s:b s:c",
+    "EXISTS s:a s:a s:b s:c",
+    "DEL s:a s:c",
+    "UNLINK s:b s:a",
+    "EXISTS s:a s:b",
+    "DEL",
+    "APPEND s:ap hello",
+    "APPEND s:ap _world",
+    "GET s:ap",
+    "STRLEN s:ap",
+    "STRLEN s:missing",
+    "TYPE s:ap",
+    "TYPE s:missing",
+    "TTL s:ap",
+    "PTTL s:missing",
+    "EXPIRE s:ap 100",
+    "TTL s:ap",
+    "EXPIRE s:ap 200 NX",
+    "EXPIRE s:ap 50 GT",
+    "EXPIRE s:ap 300 GT",
+    "TTL s:ap",
+    "EXPIRE s:ap 400 LT",
+    "EXPIRE s:ap 100 XX LT",
+    "TTL s:ap",
+    "EXPIRE s:ap 10 NX XX",
+    "EXPIRE s:ap 10 GT LT",
+    "EXPIRE s:ap 10 FOO",
+    "EXPIRE s:ap abc",
+    "EXPIRE s:missing 10",
+    "PEXPIRE s:ap 500000",
+    "TTL s:ap",
+    "PERSIST s:ap",
+    "PERSIST s:ap",
+    "TTL s:ap",
+    "EXPIREAT s:ap 4102444800",
+    "PEXPIREAT s:ap 4102444800000",
+    "PERSIST s:missing",
+    "EXPIRE s:ap -1",
+    "EXISTS s:ap",
+    "GET",
+    "get a b",
+    "FOO",
+    "FOO a b",
+    "foo 'x'",
+    "CLIENT SETNAME worker-1",
+    "CLIENT GETNAME",
+    "CLIENT SETNAME",
+    "CLIENT SETNAME a\nb",
+    "CLIENT NOSUCH",
+    "CLIENT",
+    "AUTH x",
+    "AUTH a b c",
+    "HELLO 4",
+    "HELLO x",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_match_a_real_redis_server() {
+    let tc = TestCluster::start(3).await;
+    let reference = start_reference().await;
+    let mut ours = Raw::connect(resp_addr(&tc)).await;
+    let mut theirs = Raw::connect(reference.nodes[0].addr()).await;
+    for line in SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+
+    // Binary-safe keys and values: every byte value, CR LF included.
+    let value: Vec<u8> = (0..=255u8).chain(*b"\r\n\0\r\n").collect();
+    let key: &[u8] = b"bin:\x00\xff\r\n";
+    for c in [&mut ours, &mut theirs] {
+        assert_eq!(c.call(&[b"SET", key, &value]).await, Frame::ok());
+        assert_eq!(c.call(&[b"GET", key]).await, Frame::bulk(value.clone()));
+        assert_eq!(
+            c.call(&[b"APPEND", key, b"\x00"]).await,
+            Frame::Integer(value.len() as i64 + 1)
+        );
+    }
+
+    // Wrong types: a hash written straight to every node.
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        let _: () = redis::cmd("HSET")
+            .arg("h")
+            .arg("f")
+            .arg("v")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    assert_eq!(theirs.cmd("HSET h f v").await, Frame::Integer(1));
+    for line in [
+        "GET h",
+        "MGET h s:none",
+        "STRLEN h",
+        "APPEND h x",
+        "SET h v GET",
+    ] {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+    assert!(error_text(&ours.cmd("GET h").await).starts_with("WRONGTYPE"));
+    // Once the full sweep has adopted the hash (given it a version), DEL removes it, as in Redis.
+    let report = tc
+        .app()
+        .sweeper()
+        .run(quorumd::sync::SweepMode::Full, false, "test")
+        .await
+        .expect("full sweep");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for line in ["DEL h", "EXISTS h", "DEL h"] {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_and_session_commands() {
+    let tc = TestCluster::start(3).await;
+    let mut c = Raw::connect(resp_addr(&tc)).await;
+
+    // HELLO 3 switches to RESP3: a map, then RESP3 nulls.
+    let hello = c.cmd("HELLO 3").await;
+    let Frame::Map(pairs) = &hello else {
+        panic!("HELLO 3 answers a map: {hello:?}")
+    };
+    assert!(pairs.contains(&(bulk("proto"), Frame::Integer(3))));
+    assert!(pairs.contains(&(bulk("server"), bulk("redis"))));
+    c.send(&request(&[b"GET", b"nothing"])).await;
+    let mut raw = [0u8; 3];
+    c.stream.read_exact(&mut raw).await.unwrap();
+    assert_eq!(&raw, b"_\r\n", "RESP3 null on the wire");
+    assert_eq!(c.cmd("HELLO 2").await.to_bytes(Protocol::Resp3)[0], b'*');
+    assert_eq!(c.cmd("GET nothing").await, Frame::Null);
+
+    let id = c.cmd("CLIENT ID").await;
+    assert!(matches!(id, Frame::Integer(n) if n > 0), "{id:?}");
+    let Frame::Bulk(info) = c.cmd("INFO").await else {
+        panic!("INFO is a bulk string in RESP2")
+    };
+    let info = String::from_utf8(info.to_vec()).unwrap();
+    for needle in [
+        "# Server",
+        "redis_version:",
+        "# Clients",
+        "connected_clients:1",
+        "# Nodes",
+        "nodes:3",
+        "nodes_up:3",
+        "node0:address=redis://127.0.0.1:",
+        "health=up",
+        "# Keyspace",
+    ] {
+        assert!(info.contains(needle), "INFO lacks {needle}: {info}");
+    }
+    let Frame::Bulk(nodes) = c.cmd("INFO nodes").await else {
+        panic!("INFO nodes")
+    };
+    assert!(!String::from_utf8_lossy(&nodes).contains("# Server"));
+
+    // DBSIZE counts user keys, not quorumd's metadata.
+    assert_eq!(c.cmd("DBSIZE").await, Frame::Integer(0));
+    for i in 0..5 {
+        assert_eq!(c.cmd(&format!("SET db:{i} v")).await, Frame::ok());
+    }
+    assert_eq!(c.cmd("DEL db:4").await, Frame::Integer(1));
+    assert_eq!(c.cmd("DBSIZE").await, Frame::Integer(4));
+
+    // COMMAND, as redis-cli and client libraries use it.
+    let Frame::Integer(count) = c.cmd("COMMAND COUNT").await else {
+        panic!("COMMAND COUNT")
+    };
+    let Frame::Array(all) = c.cmd("COMMAND").await else {
+        panic!("COMMAND")
+    };
+    assert_eq!(all.len() as i64, count);
+    let Frame::Array(get) = c.cmd("COMMAND INFO get nosuch").await else {
+        panic!("COMMAND INFO")
+    };
+    assert_eq!(get[1], Frame::Null);
+    let Frame::Array(get) = &get[0] else {
+        panic!("COMMAND INFO get")
+    };
+    assert_eq!((&get[0], &get[1]), (&bulk("get"), &Frame::Integer(2)));
+    assert_eq!(c.cmd("COMMAND DOCS").await, Frame::Array(vec![]));
+
+    // The connection's consistency level.
+    assert_eq!(c.cmd("QUORUMD CONSISTENCY").await, bulk("quorum"));
+    assert_eq!(c.cmd("quorumd consistency LINEARIZABLE").await, Frame::ok());
+    assert_eq!(c.cmd("QUORUMD CONSISTENCY").await, bulk("linearizable"));
+    assert_eq!(c.cmd("SET lin v").await, Frame::ok());
+    assert_eq!(c.cmd("GET lin").await, bulk("v"));
+    assert!(error_text(&c.cmd("QUORUMD CONSISTENCY most").await).contains("unknown consistency"));
+    assert!(error_text(&c.cmd("QUORUMD NOPE").await).starts_with("ERR unknown subcommand 'NOPE'"));
+    assert_eq!(c.cmd("QUIT").await, Frame::ok());
+    assert_eq!(c.read().await, None, "QUIT closes the connection");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crate_and_redis_cli_as_clients() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+
+    // RESP2 and RESP3 through the redis crate, pipelined.
+    for (url, tag) in [
+        (format!("redis://{addr}"), "two"),
+        (format!("redis://{addr}?protocol=resp3"), "three"),
+    ] {
+        let client = redis::Client::open(url).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut pipe = redis::pipe();
+        for i in 0..200 {
+            pipe.cmd("SET").arg(format!("{tag}:{i}")).arg(i).ignore();
+        }
+        for i in 0..200 {
+            pipe.cmd("GET").arg(format!("{tag}:{i}"));
+        }
+        let got: Vec<i64> = pipe.query_async(&mut con).await.unwrap();
+        assert_eq!(got, (0..200).collect::<Vec<i64>>(), "{tag}");
+        // A read right after a write of the same key in one pipeline sees it.
+        let (a, b): (String, String) = redis::pipe()
+            .cmd("SET")
+            .arg("seq")
+            .arg("1")
+            .ignore()
+            .cmd("APPEND")
+            .arg("seq")
+            .arg("2")
+            .ignore()
+            .cmd("GET")
+            .arg("seq")
+            .cmd("GETDEL")
+            .arg("seq")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("12", "12"), "{tag}");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg("seq")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(ttl, -2);
+        let err = redis::cmd("NOPE")
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown command 'NOPE'"), "{err}");
+        let pong: String = redis::cmd("PING").query_async(&mut con).await.unwrap();
+        assert_eq!(pong, "PONG");
+    }
+
+    // redis-cli, as an operator would use it.
+    let port = addr.port();
+    let cli = |args: &[&str]| redis_cli(port, args);
+    assert_eq!(cli(&["SET", "cli:k", "hello world"]), "OK\n");
+    assert_eq!(cli(&["GET", "cli:k"]), "hello world\n");
+    assert_eq!(cli(&["EXISTS", "cli:k", "cli:none"]), "1\n");
+    assert_eq!(cli(&["EXPIRE", "cli:k", "100"]), "1\n");
+    assert_eq!(cli(&["TTL", "cli:k"]), "100\n");
+    assert_eq!(cli(&["-3", "GET", "cli:none"]), "\n");
+    assert!(cli(&["INFO", "nodes"]).contains("nodes_up:3"));
+    // 200 keys from each pipeline above and cli:k.
+    assert_eq!(cli(&["DBSIZE"]), "401\n");
+    assert!(cli(&["FOO", "bar"]).contains("ERR unknown command 'FOO'"));
+    assert!(cli(&["GET"]).contains("ERR wrong number of arguments for 'get' command"));
+    // Interactive-style input: several commands on stdin, one connection.
+    let port = addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["-p", &port])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"SET a 1\nAPPEND a 23\nGET a\nQUORUMD CONSISTENCY all\nGET a\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "OK\n3\n123\nOK\n123\n"
+    );
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_down_succeeds_majority_down_fails_and_the_connection_survives() {
+    let mut tc = TestCluster::start(3).await;
+    let mut c = Raw::connect(resp_addr(&tc)).await;
+    assert_eq!(c.cmd("SET f:k before").await, Frame::ok());
+    tc.cluster.nodes[2].kill();
+    assert_eq!(c.cmd("SET f:k during").await, Frame::ok());
+    assert_eq!(c.cmd("GET f:k").await, bulk("during"));
+    assert_eq!(c.cmd("APPEND f:k !").await, Frame::Integer(7));
+    assert_eq!(c.cmd("EXPIRE f:k 100").await, Frame::Integer(1));
+    assert_eq!(c.cmd("DEL f:k").await, Frame::Integer(1));
+
+    tc.cluster.nodes[1].kill();
+    let down = format!("127.0.0.1:{}", tc.cluster.nodes[1].port());
+    for line in [
+        "SET f:k after",
+        "GET f:k",
+        "DEL f:k",
+        "APPEND f:k x",
+        "DBSIZE",
+    ] {
+        let reply = c.cmd(line).await;
+        let text = error_text(&reply);
+        assert!(text.starts_with("QUORUM "), "{line}: {text}");
+        assert!(text.contains(&down), "{line} names the failed node: {text}");
+        assert_eq!(
+            c.cmd("PING").await,
+            Frame::Simple("PONG".into()),
+            "still usable"
+        );
+    }
+    // `one` needs a single node.
+    assert_eq!(c.cmd("QUORUMD CONSISTENCY one").await, Frame::ok());
+    assert_eq!(c.cmd("SET f:one v").await, Frame::ok());
+    assert_eq!(c.cmd("GET f:one").await, bulk("v"));
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_errors_never_a_crash() {
+    let tc = TestCluster::start_with(3, |cfg| {
+        cfg.resp.max_bulk_bytes = 1024;
+        cfg.resp.max_request_bytes = 4096;
+        cfg.resp.max_args = 100;
+    })
+    .await;
+    let addr = resp_addr(&tc);
+    let cases: &[(&[u8], &str)] = &[
+        (b"*1\r\n$-5\r\n", "ERR Protocol error: invalid bulk length"),
+        (
+            b"*1\r\n$999999999999\r\n",
+            "ERR Protocol error: invalid bulk length",
+        ),
+        (
+            b"*1\r\n$2048\r\n",
+            "ERR Protocol error: invalid bulk length",
+        ),
+        (b"*-7x\r\n", "ERR Protocol error: invalid multibulk length"),
+        (
+            b"*2000000000\r\n",
+            "ERR Protocol error: invalid multibulk length",
+        ),
+        (b"*101\r\n", "ERR Protocol error: invalid multibulk length"),
+        (b"*2\r\n:1\r\n", "ERR Protocol error: expected '$', got ':'"),
+        (
+            b"*1\r\n$3\r\nGETxx",
+            "ERR Protocol error: bulk string not terminated by CRLF",
+        ),
+        (
+            b"SET \"unbalanced\r\n",
+            "ERR Protocol error: unbalanced quotes in request",
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut c = Raw::connect(addr).await;
+        c.send(input).await;
+        let reply = c.read().await.expect("an error reply");
+        assert_eq!(
+            error_text(&reply),
+            *expected,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(c.read().await, None, "closed after a protocol error");
+    }
+
+    // A request over max_request_bytes is refused as soon as its lengths say so.
+    let mut c = Raw::connect(addr).await;
+    let mut big = b"*5\r\n".to_vec();
+    for _ in 0..5 {
+        big.extend_from_slice(b"$1000\r\n");
+        big.extend_from_slice(&[b'x'; 1000]);
+        big.extend_from_slice(b"\r\n");
+    }
+    c.send(&big).await;
+    let reply = c.read().await.expect("an error reply");
+    assert!(
+        error_text(&reply).contains("request larger than 4096 bytes"),
+        "{reply:?}"
+    );
+
+    // Truncated frames: the client goes away mid-request; the server carries on.
+    for partial in [
+        &b"*3\r\n$3\r\nSET\r\n$1\r\nk"[..],
+        b"*2\r\n$3\r\nGE",
+        b"PIN",
+    ] {
+        let mut c = Raw::connect(addr).await;
+        c.send(partial).await;
+        drop(c);
+    }
+    // Garbage: binary noise is either an inline command Redis would reject or a protocol
+    // error; either way an error reply, never a crash.
+    let mut state = 7u64;
+    for round in 0..20 {
+        let mut c = Raw::connect(addr).await;
+        let noise: Vec<u8> = (0..300)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as u8
+            })
+            .collect();
+        c.send(&noise).await;
+        c.send(b"\r\n").await;
+        let _ = c.stream.shutdown().await;
+        while let Some(f) = c.read().await {
+            assert!(matches!(f, Frame::Error(_)), "round {round}: {f:?}");
+        }
+    }
+
+    // 10,000 pipelined commands in one write: every reply, in order.
+    let mut c = Raw::connect(addr).await;
+    let mut batch = Vec::new();
+    for i in 0..5_000 {
+        batch.extend(request(&[
+            b"SET",
+            format!("p:{}", i % 50).as_bytes(),
+            i.to_string().as_bytes(),
+        ]));
+        batch.extend(request(&[b"ECHO", i.to_string().as_bytes()]));
+    }
+    c.send(&batch).await;
+    for i in 0..5_000 {
+        assert_eq!(c.read().await, Some(Frame::ok()), "SET {i}");
+        assert_eq!(c.read().await, Some(bulk(&i.to_string())), "ECHO {i}");
+    }
+    for k in 0..50 {
+        assert_eq!(
+            c.cmd(&format!("GET p:{k}")).await,
+            bulk(&(4950 + k).to_string())
+        );
+    }
+    // Inline commands, as typed into telnet.
+    c.send(b"SET inline \"two words\"\r\nGET inline\r\n").await;
+    assert_eq!(c.read().await, Some(Frame::ok()));
+    assert_eq!(c.read().await, Some(bulk("two words")));
+
+    // The listener still serves new clients.
+    let mut after = Raw::connect(addr).await;
+    assert_eq!(after.cmd("PING").await, Frame::Simple("PONG".into()));
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_connection_limit() {
+    let tc = TestCluster::start_with(3, |cfg| {
+        cfg.resp.password = Some(quorumd::config::Secret("s3cret".into()));
+        cfg.resp.max_connections = 2;
+    })
+    .await;
+    let addr = resp_addr(&tc);
+    let mut c = Raw::connect(addr).await;
+    assert_eq!(
+        error_text(&c.cmd("GET k").await),
+        "NOAUTH Authentication required."
+    );
+    assert_eq!(
+        error_text(&c.cmd("PING").await),
+        "NOAUTH Authentication required."
+    );
+    assert!(error_text(&c.cmd("HELLO 3").await).starts_with("NOAUTH HELLO must be called"));
+    assert_eq!(
+        error_text(&c.cmd("AUTH wrong").await),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(c.cmd("AUTH s3cret").await, Frame::ok());
+    assert_eq!(c.cmd("SET k v").await, Frame::ok());
+
+    let mut d = Raw::connect(addr).await;
+    let hello = d.cmd("HELLO 3 AUTH default s3cret SETNAME cli2").await;
+    assert!(matches!(hello, Frame::Map(_)), "{hello:?}");
+    assert_eq!(d.cmd("GET k").await, bulk("v"));
+    assert_eq!(d.cmd("CLIENT GETNAME").await, bulk("cli2"));
+
+    // A third connection is over the limit of two.
+    let mut e = Raw::connect(addr).await;
+    assert_eq!(
+        e.read().await.map(|f| error_text(&f).to_string()),
+        Some("ERR max number of clients reached".into())
+    );
+    assert_eq!(e.read().await, None);
+    drop(d);
+    wait_until(Duration::from_secs(5), "a slot frees up", || async {
+        let mut f = Raw::connect(addr).await;
+        f.cmd("AUTH s3cret").await == Frame::ok()
+    })
+    .await;
+    // The password never shows in INFO or in the configuration printout.
+    let Frame::Bulk(info) = c.cmd("INFO").await else {
+        panic!("INFO")
+    };
+    assert!(!String::from_utf8_lossy(&info).contains("s3cret"));
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_in_flight_commands_then_stops_listening() {
+    let mut tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    let mut idle = Raw::connect(addr).await;
+    assert_eq!(idle.cmd("PING").await, Frame::Simple("PONG".into()));
+    let mut busy = Raw::connect(addr).await;
+    // Two paused nodes make the write wait for its node timeout: it is surely in flight.
+    tc.cluster.nodes[1].pause();
+    tc.cluster.nodes[2].pause();
+    busy.send(&request(&[b"SET", b"late", b"v"])).await;
+    let started = std::time::Instant::now();
+    loop {
+        // The INFO itself is in flight too.
+        let info = idle.cmd("INFO clients").await;
+        if matches!(&info, Frame::Bulk(b) if String::from_utf8_lossy(b).contains("commands_in_flight:2"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the SET never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let shutdown = tokio::spawn(tc_shutdown(tc));
+    let reply = busy
+        .read()
+        .await
+        .expect("the in-flight command is answered");
+    assert!(error_text(&reply).starts_with("QUORUM"), "{reply:?}");
+    assert_eq!(busy.read().await, None, "then the connection closes");
+    assert_eq!(idle.read().await, None, "idle connections close");
+    shutdown.await.unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
+
+/// Runs redis-cli against the listener; blocking, so off the async workers.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    })
+}
+
+async fn tc_shutdown(tc: TestCluster) {
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_modify_writes_lose_nothing() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    // Eight clients append to one key at once: compare-and-set with retries keeps every byte.
+    let writers: Vec<_> = (0..8u8)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr).await;
+                for _ in 0..10 {
+                    let reply = c.call(&[b"APPEND", b"shared", &[b'a' + w]]).await;
+                    assert!(matches!(reply, Frame::Integer(_)), "{reply:?}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut c = Raw::connect(addr).await;
+    let Frame::Bulk(value) = c.cmd("GET shared").await else {
+        panic!("GET shared")
+    };
+    assert_eq!(value.len(), 80, "{value:?}");
+    for w in 0..8u8 {
+        assert_eq!(value.iter().filter(|b| **b == b'a' + w).count(), 10);
+    }
+    // Of many concurrent SET NX on one absent key, exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr).await;
+                c.cmd(&format!("SET race {i} NX")).await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, r) in racers.into_iter().enumerate() {
+        match r.await.unwrap() {
+            Frame::Simple(ok) if ok == "OK" => winners.push(i),
+            Frame::Null => {}
+            other => panic!("SET NX answered {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(c.cmd("GET race").await, bulk(&winners[0].to_string()));
+    tc.shutdown().await;
+}
