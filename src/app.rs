@@ -61,7 +61,15 @@ pub struct Core {
 impl Core {
     pub async fn start(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
-        let pool = NodePool::start(&validated.nodes, &cfg.timeouts, &cfg.key_prefix).await?;
+        // Installed before anything is recorded; once per process.
+        let _ = crate::exposition::handle();
+        let pool = NodePool::start_with_buckets(
+            &validated.nodes,
+            &cfg.timeouts,
+            &cfg.key_prefix,
+            cfg.buckets,
+        )
+        .await?;
         let writer = writer_id(&cfg.instance_id);
         let store = Arc::new(VersionedStore::new(
             pool,
@@ -92,6 +100,19 @@ impl App {
     /// Starts the service. The HTTP listener is bound before this returns, so `http_addr` is
     /// ready for requests (port 0 in the configuration picks a free port).
     pub async fn start(validated: Validated) -> Result<App, AppError> {
+        Self::start_inner(validated, None).await
+    }
+
+    /// Starts the service for `quorumd demo`: the demo endpoints (wipe or diverge a node) are
+    /// routed, and `seeded` demo keys are assumed written.
+    pub async fn start_demo(validated: Validated, seeded: u64) -> Result<App, AppError> {
+        Self::start_inner(validated, Some(Arc::new(api::demo::DemoInfo { seeded }))).await
+    }
+
+    async fn start_inner(
+        validated: Validated,
+        demo: Option<Arc<api::demo::DemoInfo>>,
+    ) -> Result<App, AppError> {
         let cfg = &validated.config;
         let Core {
             store,
@@ -110,6 +131,7 @@ impl App {
                 writer_id: writer,
                 started: Instant::now(),
             }),
+            demo,
         };
         let listener =
             TcpListener::bind(cfg.http.listen)

@@ -1,8 +1,12 @@
 //! The HTTP surface. Handlers parse and validate input, call the store, and shape answers;
 //! they never talk to Redis.
 
+mod dashboard;
+pub mod demo;
 pub mod error;
+mod events_stream;
 mod kv;
+mod observe;
 mod status;
 mod sweeps;
 
@@ -35,10 +39,19 @@ pub struct AppState {
     pub default_consistency: Consistency,
     pub instance: Arc<InstanceInfo>,
     pub sweeper: Arc<crate::sync::Sweeper>,
+    /// Set only by `quorumd demo`: the demo endpoints exist only then.
+    pub demo: Option<Arc<demo::DemoInfo>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.http.max_body_bytes;
+    let demo_routes = if state.demo.is_some() {
+        Router::new()
+            .route("/v1/demo/wipe", axum::routing::post(demo::wipe))
+            .route("/v1/demo/diverge", axum::routing::post(demo::diverge))
+    } else {
+        Router::new()
+    };
     Router::new()
         .route(
             "/v1/kv/{*key}",
@@ -49,6 +62,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sweeps/current", get(sweeps::current))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/", get(dashboard::page))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/events", get(events_stream::events))
+        .route("/v1/sweeps/buckets", get(observe::buckets))
+        .merge(demo_routes)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -60,5 +78,9 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
         .with_state(state)
 }

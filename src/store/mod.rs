@@ -4,6 +4,7 @@
 mod hints;
 mod repair;
 pub mod scripts;
+pub mod tamper;
 
 pub use hints::hint_key;
 
