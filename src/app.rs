@@ -189,6 +189,8 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
+        // Event streams never end on their own; end them so the drain can finish.
+        self.store.pool().live().close();
         self.schedule.stop().await;
         let served = self
             .server

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Messages a subscriber may fall behind by before it is told it lagged.
 pub const CHANNEL_CAPACITY: usize = 1024;
@@ -110,6 +110,9 @@ struct Board {
 pub struct LiveFeed {
     tx: broadcast::Sender<LiveEvent>,
     board: Mutex<Board>,
+    /// Set when the service shuts down: streams end, so a graceful shutdown never waits on an
+    /// open dashboard.
+    closed: watch::Sender<bool>,
 }
 
 impl LiveFeed {
@@ -117,6 +120,7 @@ impl LiveFeed {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         LiveFeed {
             tx,
+            closed: watch::Sender::new(false),
             board: Mutex::new(Board {
                 buckets: vec![BucketState::InSync; buckets as usize],
                 recent: VecDeque::new(),
@@ -131,6 +135,19 @@ impl LiveFeed {
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.tx.subscribe()
+    }
+
+    /// Ends every stream fed from here (at shutdown).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once `close` was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// Records the event in the board and sends it to every subscriber. Never waits.

@@ -10,7 +10,7 @@ use super::AppState;
 use crate::live::LiveEvent;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,6 +24,7 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribe before taking the snapshot: nothing between the two is lost.
     let rx = state.store.pool().live().subscribe();
+    let closed = state.store.pool().live().closed();
     let first = snapshot(&state, 0);
     let stream = futures::stream::unfold(
         (rx, Some(first), state),
@@ -39,7 +40,7 @@ pub async fn events(
             Some((Ok(event), (rx, None, state)))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(stream.take_until(closed)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// The payload of a `snapshot` message: what a client needs to draw everything from scratch.
