@@ -20,6 +20,7 @@ pub struct NodeHealthChanged<'a> {
 
 impl NodeHealthChanged<'_> {
     pub fn emit(self) {
+        let reason = crate::config::mask_urls_in_text(self.reason);
         metrics::counter!(NODE_HEALTH_CHANGES, "node" => self.node.to_owned(), "to" => self.to.to_string())
             .increment(1);
         self.live.publish(LiveEvent::Node {
@@ -27,15 +28,15 @@ impl NodeHealthChanged<'_> {
             address: self.node.to_owned(),
             from: self.from.to_string(),
             to: self.to.to_string(),
-            reason: crate::config::mask_url(self.reason),
+            reason: reason.clone(),
             at_ms: crate::hlc::wall_clock_ms(),
         });
         match self.to {
             Health::Up => {
-                tracing::info!(node = self.node, from = %self.from, to = %self.to, reason = self.reason, "node health changed")
+                tracing::info!(node = self.node, from = %self.from, to = %self.to, reason, "node health changed")
             }
             _ => {
-                tracing::warn!(node = self.node, from = %self.from, to = %self.to, reason = self.reason, "node health changed")
+                tracing::warn!(node = self.node, from = %self.from, to = %self.to, reason, "node health changed")
             }
         }
     }
