@@ -155,8 +155,9 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
 
 #[test]
 fn the_exposition_checker_rejects_broken_text() {
-    let good =
-        "# HELP quorumd_x_total X.\n# TYPE quorumd_x_total counter\nquorumd_x_total{a=\"b\"} 1\n";
+    // A masked password in a node label is fine.
+    let good = "# HELP quorumd_x_total X.\n# TYPE quorumd_x_total counter\n\
+                quorumd_x_total{a=\"b\",node=\"redis://u:***@h:1\"} 1\n";
     Scrape::parse(good).unwrap().check_conventions().unwrap();
     let bad_syntax = [
         "quorumd_x_total{a=b} 1\n",
@@ -173,6 +174,7 @@ fn the_exposition_checker_rejects_broken_text() {
         "# TYPE other_x_total counter\nother_x_total 1\n",
         "# TYPE quorumd_latency_ms gauge\nquorumd_latency_ms 1\n",
         "quorumd_untyped_total 1\n",
+        "# TYPE quorumd_x gauge\nquorumd_x{node=\"redis://u:pw@h:1\"} 1\n",
     ];
     for text in bad_names {
         let parsed = Scrape::parse(text).unwrap();

@@ -198,7 +198,11 @@ impl Scrape {
             if t == "counter" && *value < 0.0 {
                 return Err(format!("{name}: negative counter"));
             }
-            if let Some((k, v)) = labels.iter().find(|(_, v)| v.contains('@')) {
+            // A masked password (`***`) is fine; any other is a leak.
+            if let Some((k, v)) = labels
+                .iter()
+                .find(|(_, v)| quorumd::config::mask_urls_in_text(v) != *v)
+            {
                 return Err(format!("{name}: label {k}={v:?} may hold credentials"));
             }
             if t == "histogram" && name.ends_with("_count") {
