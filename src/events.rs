@@ -181,6 +181,18 @@ impl HintsRecorded {
     }
 }
 
+/// Hints waiting on the other nodes for `node`, counted after an exchange's hint replay.
+pub struct HintsPending<'a> {
+    pub node: &'a str,
+    pub pending: u64,
+}
+
+impl HintsPending<'_> {
+    pub fn emit(self) {
+        metrics::gauge!(HINTS_PENDING, "node" => self.node.to_owned()).set(self.pending as f64);
+    }
+}
+
 /// A sweep finished: one line with its summary.
 pub struct SweepFinished<'a> {
     pub report: &'a crate::sync::SweepReport,
@@ -495,6 +507,7 @@ const READ_REPAIRS: &str = "quorumd_read_repairs_total";
 const KEYS_REPAIRED: &str = "quorumd_keys_repaired_total";
 const HINTS_RECORDED: &str = "quorumd_hints_recorded_total";
 const HINTS_REPLAYED: &str = "quorumd_hints_replayed_total";
+const HINTS_PENDING: &str = "quorumd_hints_pending";
 const SWEEPS: &str = "quorumd_sweeps_total";
 const SWEEP_DURATION: &str = "quorumd_sweep_duration_seconds";
 const SWEEP_BUCKETS_COMPARED: &str = "quorumd_sweep_buckets_compared_total";
@@ -557,6 +570,10 @@ pub fn describe_metrics() {
     describe_counter!(
         HINTS_REPLAYED,
         "Hinted keys replayed and dropped by exchanges."
+    );
+    describe_gauge!(
+        HINTS_PENDING,
+        "Hinted keys waiting on the other nodes for this node, counted after each exchange."
     );
     describe_counter!(
         SWEEPS,

@@ -131,6 +131,40 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
         assert!(after.value("quorumd_node_health_changes_total", &came_up) >= Some(1.0));
     }
 
+    // Node 2 misses writes while down: hints wait for it, and are gone once it is back.
+    t.isolate(2).await;
+    for i in 0..5 {
+        assert!(
+            t.put(&format!("h:{i}"), "v", "")
+                .await
+                .status()
+                .is_success()
+        );
+    }
+    let node2 = [("node", nodes[2].clone())];
+    t.app()
+        .sweeper()
+        .run(quorumd::sync::SweepMode::Exchange, false, "api")
+        .await
+        .unwrap();
+    // Each of the two nodes that took the writes holds a hint per key.
+    assert_eq!(
+        scrape(&t).await.value("quorumd_hints_pending", &node2),
+        Some(10.0)
+    );
+    t.cluster.nodes[2].resume();
+    t.wait_health(2, "up").await;
+    wait_until(Duration::from_secs(10), "hints replayed", || async {
+        let _ = t
+            .app()
+            .sweeper()
+            .run(quorumd::sync::SweepMode::Exchange, false, "api")
+            .await;
+        scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(0.0)
+    })
+    .await;
+    assert!(t.raw_value(2, b"h:4").await.is_some());
+
     // Two nodes gone: a write fails its quorum and the node gauges say so.
     t.cluster.nodes[0].kill();
     t.cluster.nodes[1].kill();
