@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the programs the tests and the demo need are installed: redis-server (and
-# redis-cli); for the security and deployment tests openssl, systemd-analyze and a Python
-# venv with the manifest validators (scripts/ensure-deploy-venv.sh). Installs them from the
-# system package manager when it can; otherwise says exactly what to install and fails.
+# redis-cli); Chromium for the dashboard's browser test; for the security and deployment
+# tests openssl, systemd-analyze and a Python venv with the manifest validators
+# (scripts/ensure-deploy-venv.sh). Installs them from the system package manager when it can;
+# otherwise says exactly what to install and fails.
 set -euo pipefail
 
 "$(dirname "$0")/ensure-deploy-venv.sh"
@@ -12,6 +13,10 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+  && [ -z "${CHROMIUM:-}" ]; then
+  need+=(chromium)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "ensure-deps: missing: ${need[*]}" >&2
@@ -26,14 +31,15 @@ if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" 
   exit 0
 fi
 if command -v dnf >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; }; then
-  $sudo dnf install -y redis >&2
+  $sudo dnf install -y redis chromium >&2
   exit 0
 fi
 cat >&2 <<MSG
-ensure-deps: cannot install redis-server automatically here.
-Install Redis 7.0 or newer so that 'redis-server' and 'redis-cli' are on PATH:
-  Debian/Ubuntu:  sudo apt-get install redis-server redis-tools
-  Fedora/RHEL:    sudo dnf install redis
-  macOS:          brew install redis
+ensure-deps: cannot install ${need[*]} automatically here.
+Install Redis 7.0 or newer so that 'redis-server' and 'redis-cli' are on PATH, and Chromium
+(for the dashboard test; or point CHROMIUM at a Chromium binary):
+  Debian/Ubuntu:  sudo apt-get install redis-server redis-tools chromium
+  Fedora/RHEL:    sudo dnf install redis chromium
+  macOS:          brew install redis; brew install --cask chromium
 MSG
 exit 1

@@ -68,9 +68,16 @@ pub struct Core {
 impl Core {
     pub async fn start(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
-        let pool =
-            NodePool::start_with_tls(&validated.nodes, &cfg.timeouts, &cfg.key_prefix, &cfg.tls)
-                .await?;
+        // Installed before anything is recorded; once per process.
+        let _ = crate::exposition::handle();
+        let pool = NodePool::start_with(
+            &validated.nodes,
+            &cfg.timeouts,
+            &cfg.key_prefix,
+            &cfg.tls,
+            cfg.buckets,
+        )
+        .await?;
         let writer = writer_id(&cfg.instance_id);
         let store = Arc::new(VersionedStore::new(
             pool,
@@ -101,6 +108,19 @@ impl App {
     /// Starts the service. The HTTP listener is bound before this returns, so `http_addr` is
     /// ready for requests (port 0 in the configuration picks a free port).
     pub async fn start(validated: Validated) -> Result<App, AppError> {
+        Self::start_inner(validated, None).await
+    }
+
+    /// Starts the service for `quorumd demo`: the demo endpoints (wipe or diverge a node) are
+    /// routed, and `seeded` demo keys are assumed written.
+    pub async fn start_demo(validated: Validated, seeded: u64) -> Result<App, AppError> {
+        Self::start_inner(validated, Some(Arc::new(api::demo::DemoInfo { seeded }))).await
+    }
+
+    async fn start_inner(
+        validated: Validated,
+        demo: Option<Arc<api::demo::DemoInfo>>,
+    ) -> Result<App, AppError> {
         let cfg = &validated.config;
         // Before anything starts: a tokens file that vanished since validation stops here.
         let auth = Arc::new(crate::auth::Tokens::from_config(&cfg.auth)?);
@@ -134,6 +154,7 @@ impl App {
                 writer_id: writer,
                 started: Instant::now(),
             }),
+            demo,
         };
         let listener =
             TcpListener::bind(cfg.http.listen)
@@ -221,6 +242,8 @@ impl App {
         if let Some(r) = &self.reloader {
             r.abort();
         }
+        // Event streams never end on their own; end them so the drain can finish.
+        self.store.pool().live().close();
         // One deadline for both: a stuck node must not hold the shutdown past it, whether
         // through a request in flight or the lease release of the sweep schedule.
         let deadline = tokio::time::Instant::now() + self.drain_timeout;

@@ -457,6 +457,33 @@ pub fn mask_url(raw: &str) -> String {
     }
 }
 
+/// Masks the password of every URL found inside free text (error messages, JSON): in each
+/// `scheme://user:password@host`, the password becomes `***`.
+pub fn mask_urls_in_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first character that cannot be part of it.
+        let end = tail
+            .find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(amp), Some(colon)) if colon < amp => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[amp..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Configuration checked and resolved into the values the service runs with.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -688,6 +715,17 @@ fn check_listen_safety(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn passwords_in_free_text_are_masked() {
+        let t = "node redis://app:s3cret@h:6379/0 failed; also rediss://:pw@x:1 and redis://h:2";
+        let m = super::mask_urls_in_text(t);
+        assert_eq!(
+            m,
+            "node redis://app:***@h:6379/0 failed; also rediss://:***@x:1 and redis://h:2"
+        );
+        assert!(!m.contains("s3cret") && !m.contains("pw@"));
+    }
+
     use super::*;
 
     fn with_nodes(nodes: &[&str]) -> Config {

@@ -1,26 +1,42 @@
 //! Every log line about an operational event is emitted here, from a typed event, so that what
-//! an operator sees (and, later, metrics) stays consistent and is never scattered through the
-//! code. Call sites build an event and call `emit()`.
+//! an operator sees stays consistent and is never scattered through the code. Call sites build
+//! an event and call `emit()`, which writes the log line, records the event's Prometheus
+//! metrics and, for what the dashboard shows, publishes it on the live feed: one place each.
+//! Every metric name is described in `describe_metrics` below (see docs/OBSERVABILITY.md).
 
+use crate::live::{BucketState, LiveEvent, LiveFeed};
 use crate::pool::Health;
 use std::time::Duration;
 
 /// A node's health state changed.
 pub struct NodeHealthChanged<'a> {
+    pub id: usize,
     pub node: &'a str,
     pub from: Health,
     pub to: Health,
     pub reason: &'a str,
+    pub live: &'a LiveFeed,
 }
 
 impl NodeHealthChanged<'_> {
     pub fn emit(self) {
+        let reason = crate::config::mask_urls_in_text(self.reason);
+        metrics::counter!(NODE_HEALTH_CHANGES, "node" => self.node.to_owned(), "to" => self.to.to_string())
+            .increment(1);
+        self.live.publish(LiveEvent::Node {
+            node: self.id,
+            address: self.node.to_owned(),
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            reason: reason.clone(),
+            at_ms: crate::hlc::wall_clock_ms(),
+        });
         match self.to {
             Health::Up => {
-                tracing::info!(node = self.node, from = %self.from, to = %self.to, reason = self.reason, "node health changed")
+                tracing::info!(node = self.node, from = %self.from, to = %self.to, reason, "node health changed")
             }
             _ => {
-                tracing::warn!(node = self.node, from = %self.from, to = %self.to, reason = self.reason, "node health changed")
+                tracing::warn!(node = self.node, from = %self.from, to = %self.to, reason, "node health changed")
             }
         }
     }
@@ -54,6 +70,7 @@ pub struct QuorumFailed<'a> {
 
 impl QuorumFailed<'_> {
     pub fn emit(self) {
+        metrics::counter!(QUORUM_FAILURES, "operation" => self.operation.to_owned()).increment(1);
         tracing::warn!(
             operation = self.operation,
             required = self.required,
@@ -68,10 +85,24 @@ impl QuorumFailed<'_> {
 pub struct ReadRepaired<'a> {
     pub nodes: &'a [String],
     pub failed: usize,
+    pub live: &'a LiveFeed,
 }
 
 impl ReadRepaired<'_> {
     pub fn emit(self) {
+        metrics::counter!(READ_REPAIRS).increment(1);
+        for node in self.nodes {
+            metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => "read")
+                .increment(1);
+        }
+        if !self.nodes.is_empty() {
+            self.live.publish(LiveEvent::Repair {
+                source: "read",
+                keys: self.nodes.len() as u64,
+                buckets: 1,
+                at_ms: crate::hlc::wall_clock_ms(),
+            });
+        }
         tracing::debug!(nodes = ?self.nodes, failed = self.failed, "read repair applied");
     }
 }
@@ -185,6 +216,7 @@ pub struct HintsRecorded {
 
 impl HintsRecorded {
     pub fn emit(self) {
+        metrics::counter!(HINTS_RECORDED).increment(self.missed as u64);
         tracing::debug!(
             key_bytes = self.key_bytes,
             missed = self.missed,
@@ -193,14 +225,40 @@ impl HintsRecorded {
     }
 }
 
+/// Hints waiting on the other nodes for `node`, counted after an exchange's hint replay.
+pub struct HintsPending<'a> {
+    pub node: &'a str,
+    pub pending: u64,
+}
+
+impl HintsPending<'_> {
+    pub fn emit(self) {
+        metrics::gauge!(HINTS_PENDING, "node" => self.node.to_owned()).set(self.pending as f64);
+    }
+}
+
 /// A sweep finished: one line with its summary.
 pub struct SweepFinished<'a> {
     pub report: &'a crate::sync::SweepReport,
+    /// Node names (masked addresses), in the order of the report's per-node counters.
+    pub nodes: &'a [String],
+    pub live: &'a LiveFeed,
 }
 
 impl SweepFinished<'_> {
     pub fn emit(self) {
         let r = self.report;
+        self.record_metrics();
+        self.live.publish(LiveEvent::SweepFinished {
+            report: serde_json::to_value(r).unwrap_or_default(),
+        });
+        // The dashboard lists errors; the first few say enough.
+        for e in r.errors.iter().take(5) {
+            self.live.publish(LiveEvent::Alert {
+                message: format!("{} sweep #{}: {e}", r.mode.as_str(), r.id),
+                at_ms: crate::hlc::wall_clock_ms(),
+            });
+        }
         // One line per sweep, with the same fields at whichever level fits.
         macro_rules! line {
             ($level:ident, $msg:literal) => {
@@ -328,4 +386,347 @@ impl FenceCatchUp<'_> {
             ),
         }
     }
+}
+impl SweepFinished<'_> {
+    fn record_metrics(&self) {
+        let r = self.report;
+        let mode = r.mode.as_str();
+        let result = if r.error_count > 0 {
+            "error"
+        } else if r.dry_run {
+            "dry_run"
+        } else {
+            "ok"
+        };
+        metrics::counter!(SWEEPS, "mode" => mode, "result" => result).increment(1);
+        metrics::histogram!(SWEEP_DURATION, "mode" => mode).record(r.elapsed_s);
+        metrics::counter!(SWEEP_BUCKETS_COMPARED, "mode" => mode).increment(r.buckets_compared);
+        metrics::counter!(SWEEP_BUCKETS_MISMATCHED, "mode" => mode).increment(r.buckets_mismatched);
+        metrics::counter!(SWEEP_KEYS_DIVERGENT, "mode" => mode).increment(r.keys_divergent);
+        metrics::counter!(SWEEP_ERRORS, "mode" => mode).increment(r.error_count);
+        metrics::counter!(HINTS_REPLAYED).increment(r.hints_replayed);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let scanned = r.keys_scanned_per_node.get(i).copied().unwrap_or(0);
+            let repaired = r.keys_repaired_per_node.get(i).copied().unwrap_or(0);
+            metrics::counter!(SWEEP_KEYS_SCANNED, "node" => node.clone()).increment(scanned);
+            metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => mode)
+                .increment(repaired);
+        }
+        metrics::gauge!(SWEEP_LAST_FINISHED, "mode" => mode)
+            .set(r.finished_at_ms.unwrap_or(0) as f64 / 1000.0);
+        record_sweep_state(r);
+    }
+}
+
+/// Sweep phases, as the report names them; the phase gauge has one series per phase.
+const SWEEP_PHASES: &[&str] = &[
+    "starting",
+    "reading digests",
+    "comparing buckets",
+    "scanning",
+    "checking buckets",
+    "done",
+];
+
+/// The gauges of a sweep's current state: running, phase, progress.
+fn record_sweep_state(r: &crate::sync::SweepReport) {
+    let mode = r.mode.as_str();
+    metrics::gauge!(SWEEP_RUNNING, "mode" => mode).set(if r.running { 1.0 } else { 0.0 });
+    metrics::gauge!(SWEEP_PROGRESS, "mode" => mode).set(r.progress_ratio);
+    for phase in SWEEP_PHASES {
+        let on = *phase == r.phase;
+        metrics::gauge!(SWEEP_PHASE, "mode" => mode, "phase" => phase.replace(' ', "_"))
+            .set(if on { 1.0 } else { 0.0 });
+    }
+}
+
+/// A running sweep's progress, sampled at most a few times a second by the sweeper.
+pub struct SweepProgressed<'a> {
+    pub report: &'a crate::sync::SweepReport,
+    pub live: &'a LiveFeed,
+}
+
+impl SweepProgressed<'_> {
+    pub fn emit(self) {
+        record_sweep_state(self.report);
+        self.live.publish(LiveEvent::SweepProgress {
+            report: serde_json::to_value(self.report).unwrap_or_default(),
+        });
+    }
+}
+
+/// The exchange found buckets in a new state (differing, being repaired, repaired). With
+/// `reset`, it compared every bucket, so all the others are in sync.
+pub struct BucketsChanged<'a> {
+    pub state: BucketState,
+    pub buckets: Vec<u32>,
+    pub reset: bool,
+    pub live: &'a LiveFeed,
+}
+
+impl BucketsChanged<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            state = self.state.as_str(),
+            buckets = self.buckets.len(),
+            reset = self.reset,
+            "buckets changed state"
+        );
+        metrics::counter!(BUCKET_TRANSITIONS, "state" => self.state.as_str())
+            .increment(self.buckets.len() as u64);
+        self.live.publish(LiveEvent::Buckets {
+            state: self.state,
+            buckets: self.buckets,
+            reset: self.reset,
+        });
+    }
+}
+
+/// An exchange batch wrote the winning versions of `keys` keys in `buckets` buckets.
+pub struct RepairBatchApplied<'a> {
+    pub keys: u64,
+    pub buckets: u64,
+    pub live: &'a LiveFeed,
+}
+
+impl RepairBatchApplied<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            keys = self.keys,
+            buckets = self.buckets,
+            "repair batch applied"
+        );
+        self.live.publish(LiveEvent::Repair {
+            source: "exchange",
+            keys: self.keys,
+            buckets: self.buckets,
+            at_ms: crate::hlc::wall_clock_ms(),
+        });
+    }
+}
+
+/// One request to one node failed (timeout, connection, error reply).
+pub struct NodeRequestFailed<'a> {
+    pub node: &'a str,
+    pub error: &'a crate::pool::NodeError,
+}
+
+impl NodeRequestFailed<'_> {
+    pub fn emit(self) {
+        use crate::pool::NodeError;
+        let kind = match self.error {
+            NodeError::Unavailable(_) => "unavailable",
+            NodeError::Timeout(_) => "timeout",
+            NodeError::Connection(_) => "connection",
+            NodeError::Server(_) => "server",
+            NodeError::Protocol(_) => "protocol",
+        };
+        metrics::counter!(NODE_ERRORS, "node" => self.node.to_owned(), "kind" => kind).increment(1);
+        tracing::debug!(node = self.node, kind, error = %self.error, "node request failed");
+    }
+}
+
+/// The nodes' current state, observed when metrics are scraped (gauges only, no log line).
+pub struct NodesObserved<'a> {
+    pub nodes: &'a [crate::pool::NodeStatus],
+}
+
+impl NodesObserved<'_> {
+    pub fn emit(self) {
+        const STATES: [Health; 4] = [
+            Health::Up,
+            Health::Suspect,
+            Health::Down,
+            Health::Recovering,
+        ];
+        for n in self.nodes {
+            let node = n.address.clone();
+            let up = matches!(n.health, Health::Up | Health::Suspect | Health::Recovering);
+            metrics::gauge!(NODE_UP, "node" => node.clone()).set(if up { 1.0 } else { 0.0 });
+            for s in STATES {
+                metrics::gauge!(NODE_HEALTH, "node" => node.clone(), "state" => s.to_string())
+                    .set(if s == n.health { 1.0 } else { 0.0 });
+            }
+            if let Some(ms) = n.latency_ms {
+                metrics::gauge!(NODE_LATENCY, "node" => node).set(ms / 1000.0);
+            }
+        }
+    }
+}
+
+/// An HTTP request was answered.
+pub struct HttpRequestServed<'a> {
+    pub method: &'a str,
+    /// The matched route pattern (e.g. `/v1/kv/{*key}`), never the raw path.
+    pub route: &'a str,
+    pub consistency: &'a str,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+impl HttpRequestServed<'_> {
+    pub fn emit(self) {
+        let result = match self.status {
+            200..=399 => "ok",
+            404 => "not_found",
+            412 => "precondition_failed",
+            400..=499 => "client_error",
+            503 => "unavailable",
+            _ => "error",
+        };
+        let labels = [
+            ("method", self.method.to_owned()),
+            ("route", self.route.to_owned()),
+            ("consistency", self.consistency.to_owned()),
+        ];
+        let mut with_result = labels.to_vec();
+        with_result.push(("result", result.to_owned()));
+        metrics::counter!(HTTP_REQUESTS, &with_result).increment(1);
+        metrics::histogram!(HTTP_DURATION, &with_result).record(self.elapsed.as_secs_f64());
+        tracing::debug!(
+            method = self.method,
+            route = self.route,
+            status = self.status,
+            elapsed_ms = self.elapsed.as_secs_f64() * 1000.0,
+            "request served"
+        );
+    }
+}
+
+/// `quorumd demo` tampered with a node on purpose, so the healing can be watched.
+pub struct DemoTampered<'a> {
+    pub action: &'a str,
+    pub node: &'a str,
+    pub keys: u64,
+}
+
+impl DemoTampered<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            action = self.action,
+            node = self.node,
+            keys = self.keys,
+            "demo: node tampered with"
+        );
+    }
+}
+
+// Metric names: `quorumd_<thing>_<unit>`, counters end in `_total`, base units.
+const HTTP_REQUESTS: &str = "quorumd_http_requests_total";
+const HTTP_DURATION: &str = "quorumd_http_request_duration_seconds";
+const NODE_UP: &str = "quorumd_node_up";
+const NODE_HEALTH: &str = "quorumd_node_health";
+const NODE_LATENCY: &str = "quorumd_node_latency_seconds";
+const NODE_ERRORS: &str = "quorumd_node_errors_total";
+const NODE_HEALTH_CHANGES: &str = "quorumd_node_health_changes_total";
+const QUORUM_FAILURES: &str = "quorumd_quorum_failures_total";
+const READ_REPAIRS: &str = "quorumd_read_repairs_total";
+const KEYS_REPAIRED: &str = "quorumd_keys_repaired_total";
+const HINTS_RECORDED: &str = "quorumd_hints_recorded_total";
+const HINTS_REPLAYED: &str = "quorumd_hints_replayed_total";
+const HINTS_PENDING: &str = "quorumd_hints_pending";
+const SWEEPS: &str = "quorumd_sweeps_total";
+const SWEEP_DURATION: &str = "quorumd_sweep_duration_seconds";
+const SWEEP_BUCKETS_COMPARED: &str = "quorumd_sweep_buckets_compared_total";
+const SWEEP_BUCKETS_MISMATCHED: &str = "quorumd_sweep_buckets_mismatched_total";
+const SWEEP_KEYS_DIVERGENT: &str = "quorumd_sweep_keys_divergent_total";
+const SWEEP_KEYS_SCANNED: &str = "quorumd_sweep_keys_scanned_total";
+const SWEEP_ERRORS: &str = "quorumd_sweep_errors_total";
+const SWEEP_RUNNING: &str = "quorumd_sweep_running";
+const SWEEP_PHASE: &str = "quorumd_sweep_phase";
+const SWEEP_PROGRESS: &str = "quorumd_sweep_progress_ratio";
+const SWEEP_LAST_FINISHED: &str = "quorumd_sweep_last_finished_timestamp_seconds";
+const BUCKET_TRANSITIONS: &str = "quorumd_bucket_state_changes_total";
+
+/// Gives every metric its help text and unit (called once, when the recorder is installed).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route, consistency and result."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer an HTTP request."
+    );
+    describe_gauge!(
+        NODE_UP,
+        "1 when the node answers (up, suspect or recovering), 0 when down."
+    );
+    describe_gauge!(
+        NODE_HEALTH,
+        "1 for the node's current health state, 0 for the others."
+    );
+    describe_gauge!(
+        NODE_LATENCY,
+        Unit::Seconds,
+        "Smoothed round-trip time to the node."
+    );
+    describe_counter!(NODE_ERRORS, "Requests to a node that failed, by kind.");
+    describe_counter!(
+        NODE_HEALTH_CHANGES,
+        "Health state changes of a node, by new state."
+    );
+    describe_counter!(
+        QUORUM_FAILURES,
+        "Operations that did not reach their quorum."
+    );
+    describe_counter!(
+        READ_REPAIRS,
+        "Reads that wrote the newest version back to stale nodes."
+    );
+    describe_counter!(
+        KEYS_REPAIRED,
+        "Keys written to a stale node, by node and source (read, exchange, full)."
+    );
+    describe_counter!(
+        HINTS_RECORDED,
+        "Hints recorded for nodes that missed a write."
+    );
+    describe_counter!(
+        HINTS_REPLAYED,
+        "Hinted keys replayed and dropped by exchanges."
+    );
+    describe_gauge!(
+        HINTS_PENDING,
+        "Hinted keys waiting on the other nodes for this node, counted after each exchange."
+    );
+    describe_counter!(
+        SWEEPS,
+        "Sweeps finished, by mode and result (ok, dry_run, error)."
+    );
+    describe_histogram!(SWEEP_DURATION, Unit::Seconds, "Duration of a sweep.");
+    describe_counter!(SWEEP_BUCKETS_COMPARED, "Buckets compared by sweeps.");
+    describe_counter!(
+        SWEEP_BUCKETS_MISMATCHED,
+        "Buckets whose digests differed between nodes."
+    );
+    describe_counter!(
+        SWEEP_KEYS_DIVERGENT,
+        "Keys found with differing versions between nodes."
+    );
+    describe_counter!(
+        SWEEP_KEYS_SCANNED,
+        "Keys returned by SCAN in full sweeps, per node."
+    );
+    describe_counter!(SWEEP_ERRORS, "Errors met by sweeps.");
+    describe_gauge!(SWEEP_RUNNING, "1 while a sweep of this mode runs.");
+    describe_gauge!(
+        SWEEP_PHASE,
+        "1 for the current (or last) phase of the sweep of this mode."
+    );
+    describe_gauge!(
+        SWEEP_PROGRESS,
+        "Progress of the current (or last) sweep of this mode, 0 to 1."
+    );
+    describe_gauge!(
+        SWEEP_LAST_FINISHED,
+        Unit::Seconds,
+        "When the last sweep of this mode finished, seconds since the epoch."
+    );
+    describe_counter!(
+        BUCKET_TRANSITIONS,
+        "Buckets that changed state on the dashboard grid, by new state."
+    );
 }

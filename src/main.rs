@@ -22,11 +22,15 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Start three local redis-server processes and the service against them, for a first look.
+    /// Start three local redis-server processes and the service against them, seed demo keys,
+    /// and serve the dashboard with buttons that wipe or diverge a node.
     Demo {
         /// HTTP port for the demo service (0 picks a free one).
         #[arg(long, default_value_t = 8379)]
         port: u16,
+        /// Demo keys written at start, so the bucket grid has something to heal.
+        #[arg(long, default_value_t = 20_000)]
+        keys: u64,
     },
     /// Run one sweep now, print a divergence report, and exit non-zero if divergence remains
     /// (2) or the sweep hit errors (1). Usable from cron and CI.
@@ -97,7 +101,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
                 validated.quorum.nodes, validated.quorum.read, validated.quorum.write
             );
         }
-        Cmd::Demo { port } => demo(port).await?,
+        Cmd::Demo { port, keys } => demo(port, keys).await?,
         Cmd::Sweep {
             config,
             full,
@@ -193,7 +197,7 @@ fn print_report(r: &quorumd::sync::SweepReport, core: &quorumd::app::Core, left:
     println!("divergence left: {left}");
 }
 
-async fn demo(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+async fn demo(port: u16, keys: u64) -> Result<(), Box<dyn std::error::Error>> {
     quorumd::telemetry::init(&LogConfig::default());
     let cluster = tokio::task::spawn_blocking(|| DevCluster::start(3)).await??;
     let mut cfg = Config {
@@ -204,9 +208,12 @@ async fn demo(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     if port == 0 {
         cfg.resp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     }
-    let app = App::start(cfg.validate()?).await?;
+    let app = App::start_demo(cfg.validate()?, keys).await?;
     let base = format!("http://{}", app.http_addr());
-    println!("quorumd demo is running. Nodes:");
+    println!("seeding {keys} demo keys...");
+    let seeded = quorumd::store::tamper::seed(app.store(), keys).await;
+    println!("quorumd demo is running: open the dashboard at {base}/ ({seeded} keys seeded).");
+    println!("Nodes:");
     for n in &cluster.nodes {
         println!("  {}   (redis-cli -p {})", n.url(), n.port());
     }
@@ -217,6 +224,10 @@ async fn demo(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(resp) = app.resp_addr() {
         println!("  redis-cli -p {} SET greeting hello", resp.port());
     }
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"node\":1}}' {base}/v1/demo/wipe"
+    );
+    println!("  curl {base}/metrics");
     println!("\nPress Ctrl-C to stop; the redis-server processes stop with it.");
     app.run_until_signal().await?;
     drop(cluster);

@@ -4,9 +4,13 @@
 pub mod auth;
 mod body;
 mod crdt;
+mod dashboard;
+pub mod demo;
 pub mod error;
+mod events_stream;
 mod kv;
 mod locks;
+mod observe;
 mod queues;
 mod status;
 mod sweeps;
@@ -43,10 +47,19 @@ pub struct AppState {
     pub locks: Arc<crate::locks::LockService>,
     pub queues: Arc<crate::queue::QueueService>,
     pub crdts: Arc<crate::crdt_store::CrdtStore>,
+    /// Set only by `quorumd demo`: the demo endpoints exist only then.
+    pub demo: Option<Arc<demo::DemoInfo>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.http.max_body_bytes;
+    let demo_routes = if state.demo.is_some() {
+        Router::new()
+            .route("/v1/demo/wipe", axum::routing::post(demo::wipe))
+            .route("/v1/demo/diverge", axum::routing::post(demo::diverge))
+    } else {
+        Router::new()
+    };
     Router::new()
         .route(
             "/v1/kv/{*key}",
@@ -83,6 +96,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sweeps/current", get(sweeps::current))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/", get(dashboard::page))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/events", get(events_stream::events))
+        .route("/v1/sweeps/buckets", get(observe::buckets))
+        .merge(demo_routes)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -94,5 +112,9 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
         .with_state(state)
 }

@@ -8,14 +8,24 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 pub async fn status(State(state): State<AppState>) -> Json<Value> {
+    Json(status_body(&state))
+}
+
+/// The status document (also the heart of the events stream's snapshot). Any password in a
+/// URL anywhere in it (node errors, sweep errors) is masked.
+pub fn status_body(state: &AppState) -> Value {
     let q = state.store.settings().quorum;
-    Json(json!({
+    let uptime = state.instance.started.elapsed();
+    let body = json!({
         "instance": {
             "id": state.instance.id,
             "writer_id": format!("{:016x}", state.instance.writer_id),
             "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": state.instance.started.elapsed().as_secs_f64(),
+            "uptime_s": uptime.as_secs_f64(),
+            "started_at_ms": crate::hlc::wall_clock_ms().saturating_sub(uptime.as_millis() as u64),
+            "demo": state.demo.is_some(),
         },
+        "buckets": state.store.settings().buckets,
         "quorum": {
             "nodes": q.nodes,
             "read": q.read,
@@ -24,7 +34,20 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
         },
         "nodes": state.store.pool().status(),
         "sweeps": state.sweeper.status(),
-    }))
+    });
+    mask_strings(body)
+}
+
+/// Masks URL passwords in every string of a JSON document.
+fn mask_strings(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(crate::config::mask_urls_in_text(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(mask_strings).collect()),
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, mask_strings(v))).collect())
+        }
+        other => other,
+    }
 }
 
 pub async fn healthz() -> Json<Value> {

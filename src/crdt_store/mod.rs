@@ -593,6 +593,7 @@ fn spawn_read_repair(
         crate::events::ReadRepaired {
             nodes: &repaired,
             failed: results.len() - repaired.len(),
+            live: store.pool().live(),
         }
         .emit();
     });

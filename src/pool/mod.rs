@@ -171,6 +171,11 @@ impl Node {
             }
             Ok(Err(e)) => {
                 let err = classify(&e);
+                events::NodeRequestFailed {
+                    node: &self.display,
+                    error: &err,
+                }
+                .emit();
                 if matches!(err, NodeError::Connection(_)) {
                     self.report_failure(&err);
                 }
@@ -178,6 +183,11 @@ impl Node {
             }
             Err(_) => {
                 let err = NodeError::Timeout(limit.as_millis() as u64);
+                events::NodeRequestFailed {
+                    node: &self.display,
+                    error: &err,
+                }
+                .emit();
                 self.report_failure(&err);
                 Err(err)
             }
@@ -189,6 +199,8 @@ impl Node {
         let change = self.tracker().request_failed(err.to_string());
         if let Some((from, to)) = change {
             events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
                 node: &self.display,
                 from,
                 to,
@@ -207,6 +219,8 @@ impl Node {
         if let Some((from, to)) = change {
             let reason = outcome.err().unwrap_or_else(|| "probe answered".into());
             events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
                 node: &self.display,
                 from,
                 to,
@@ -311,6 +325,8 @@ impl Node {
         }
         if let Some((from, to)) = change {
             events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
                 node: &self.display,
                 from,
                 to,
@@ -347,6 +363,8 @@ impl Node {
         let change = self.tracker().synced();
         if let Some((from, to)) = change {
             events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
                 node: &self.display,
                 from,
                 to,
@@ -431,6 +449,8 @@ struct PoolShared {
     sentinels: Mutex<Vec<Option<bool>>>,
     /// Signalled when a node needs the sweep's attention (recovering, or back from down).
     attention: Arc<Notify>,
+    /// What the dashboard and `/v1/events` show; every layer reaches it through the pool.
+    live: crate::live::LiveFeed,
 }
 
 impl PoolShared {
@@ -508,20 +528,23 @@ impl NodePool {
         timeouts: &TimeoutConfig,
         key_prefix: &str,
     ) -> Result<Arc<NodePool>, PoolError> {
-        Self::start_with_tls(addresses, timeouts, key_prefix, &TlsConfig::default()).await
+        Self::start_with(addresses, timeouts, key_prefix, &TlsConfig::default(), 0).await
     }
 
-    /// [`NodePool::start`] with TLS settings for the `rediss://` nodes.
-    pub async fn start_with_tls(
+    /// [`NodePool::start`] with TLS settings for the `rediss://` nodes, and a live feed that
+    /// tracks `buckets` buckets for the dashboard grid.
+    pub async fn start_with(
         addresses: &[NodeAddress],
         timeouts: &TimeoutConfig,
         key_prefix: &str,
         tls: &TlsConfig,
+        buckets: u32,
     ) -> Result<Arc<NodePool>, PoolError> {
         let shared = Arc::new(PoolShared {
             sentinel_key: sentinel_key(key_prefix),
             sentinels: Mutex::new(vec![None; addresses.len()]),
             attention: Arc::new(Notify::new()),
+            live: crate::live::LiveFeed::new(buckets),
         });
         let nodes: Vec<Arc<Node>> = addresses
             .iter()
@@ -569,6 +592,11 @@ impl NodePool {
     /// from down (hints wait for it).
     pub fn attention(&self) -> Arc<Notify> {
         self.shared.attention.clone()
+    }
+
+    /// The live feed of this service (health changes, sweep progress, bucket states, repairs).
+    pub fn live(&self) -> &crate::live::LiveFeed {
+        &self.shared.live
     }
 
     /// The key every in-sync node holds; a node without it (while others have it) lost data.

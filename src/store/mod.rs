@@ -9,6 +9,7 @@ pub mod scripts;
 mod stats;
 
 pub use rmw::Change;
+pub mod tamper;
 
 pub use hints::hint_key;
 

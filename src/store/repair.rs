@@ -67,6 +67,7 @@ pub(super) fn spawn_read_repair(pool: Arc<NodePool>, loc: KeyLocation, mut g: Ga
         events::ReadRepaired {
             nodes: &repaired,
             failed,
+            live: pool.live(),
         }
         .emit();
     });

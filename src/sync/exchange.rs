@@ -7,6 +7,7 @@ use super::reads;
 use super::repair::{self, Repair};
 use super::{Sweeper, lease};
 use crate::hlc::wall_clock_ms;
+use crate::live::BucketState;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
 use crate::store::{digest_key, meta_key};
@@ -46,6 +47,16 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
         mismatches.retain(|m| owned.contains(&lease::shard_of(m.bucket, total)));
     }
     let partial = shards.is_some_and(|owned| owned.len() < sw.config().shards as usize);
+    if answered.len() >= 2 {
+        // The grid: with every bucket compared, all the others are in sync now.
+        crate::events::BucketsChanged {
+            state: BucketState::Differing,
+            buckets: mismatches.iter().map(|m| m.bucket).collect(),
+            reset: !partial,
+            live: pool.live(),
+        }
+        .emit();
+    }
     {
         let mut r = progress::lock(p);
         r.buckets_total = u64::from(buckets);
@@ -115,7 +126,7 @@ async fn process_chunk(
     let now = wall_clock_ms();
     let mut repairs = Vec::new();
     let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
-    let mut buckets_with_repairs = 0u64;
+    let mut buckets_with_repairs = Vec::new();
     for mm in chunk {
         let Some(view) = bucket_view(mm, &views) else {
             continue;
@@ -140,7 +151,7 @@ async fn process_chunk(
             });
         }
         if repairs.len() > before {
-            buckets_with_repairs += 1;
+            buckets_with_repairs.push(mm.bucket);
         }
         if all_answered {
             for (key, meta) in
@@ -162,12 +173,39 @@ async fn process_chunk(
                 .flat_map(|r| r.stale.iter().map(|&s| (s, r.winner.version))),
         );
     } else {
+        let live = sw.pool().live();
+        let keys = repairs.len() as u64;
+        crate::events::BucketsChanged {
+            state: BucketState::Repairing,
+            buckets: buckets_with_repairs.clone(),
+            reset: false,
+            live,
+        }
+        .emit();
         let failed = repair::execute(sw, repairs, p).await;
         let ok = failed.is_empty();
         lacking.extend(failed);
         purge(sw, &purges, p).await;
+        let repaired = buckets_with_repairs.len() as u64;
+        crate::events::BucketsChanged {
+            state: if ok {
+                BucketState::Repaired
+            } else {
+                BucketState::Differing
+            },
+            buckets: buckets_with_repairs,
+            reset: false,
+            live,
+        }
+        .emit();
         if ok {
-            progress::lock(p).buckets_repaired += buckets_with_repairs;
+            progress::lock(p).buckets_repaired += repaired;
+            crate::events::RepairBatchApplied {
+                keys,
+                buckets: repaired,
+                live,
+            }
+            .emit();
         }
     }
     ChunkOutcome {

@@ -24,6 +24,41 @@ pub async fn replay_all(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
             replay(sw, target.id, p).await;
         }
     }
+    report_pending(sw).await;
+}
+
+/// Counts the hints left for each node (down ones included) on the nodes that answer, for
+/// the `quorumd_hints_pending` gauge. A node whose count cannot be read is not reported.
+async fn report_pending(sw: &Sweeper) {
+    let pool = sw.pool();
+    let prefix = &sw.store().settings().key_prefix;
+    let counts = futures::future::join_all(pool.nodes().iter().map(|target| async move {
+        let key = hint_key(prefix, &target.identity);
+        let mut total = 0u64;
+        for holder in pool
+            .nodes()
+            .iter()
+            .filter(|n| n.id != target.id && n.health() != Health::Down)
+        {
+            let mut cmd = redis::cmd("SCARD");
+            cmd.arg(&key);
+            total += holder
+                .run(|mut c| async move { cmd.query_async::<u64>(&mut c).await })
+                .await
+                .ok()?;
+        }
+        Some(total)
+    }))
+    .await;
+    for (target, count) in pool.nodes().iter().zip(counts) {
+        if let Some(pending) = count {
+            crate::events::HintsPending {
+                node: &target.display,
+                pending,
+            }
+            .emit();
+        }
+    }
 }
 
 /// Repairs the keys `target` missed, as recorded on each other node, then drops those hints.

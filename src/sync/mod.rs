@@ -160,6 +160,7 @@ impl Sweeper {
             (r.mode, r.dry_run)
         };
         let trigger = progress::lock(&handle).trigger;
+        let feed = tokio::spawn(progress::feed(handle.clone(), self.pool().clone()));
         match mode {
             SweepMode::Exchange => {
                 hints::replay_all(self, &handle, dry_run).await;
@@ -173,12 +174,24 @@ impl Sweeper {
             }
             SweepMode::Full => full::run(self, &handle, dry_run).await,
         }
+        feed.abort();
         let report = {
             let mut r = progress::lock(&handle);
             r.finish();
             r.clone()
         };
-        crate::events::SweepFinished { report: &report }.emit();
+        let nodes: Vec<String> = self
+            .pool()
+            .nodes()
+            .iter()
+            .map(|n| n.display.clone())
+            .collect();
+        crate::events::SweepFinished {
+            report: &report,
+            nodes: &nodes,
+            live: self.pool().live(),
+        }
+        .emit();
         {
             let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
             t.sweeps += 1;

@@ -171,6 +171,24 @@ impl SweepReport {
 /// A running sweep's report, shared with whoever asks for progress.
 pub type ProgressHandle = Arc<Mutex<SweepReport>>;
 
+/// Most progress samples a running sweep publishes per second (dashboard, gauges).
+const FEED_PER_SECOND: u64 = 4;
+
+/// Publishes the sweep's progress a few times a second until aborted (when the sweep ends).
+pub async fn feed(p: ProgressHandle, pool: Arc<crate::pool::NodePool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(1000 / FEED_PER_SECOND));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let report = lock(&p).clone();
+        crate::events::SweepProgressed {
+            report: &report,
+            live: pool.live(),
+        }
+        .emit();
+    }
+}
+
 /// Locks a progress handle (a poisoned lock still holds usable counters).
 pub fn lock(p: &ProgressHandle) -> std::sync::MutexGuard<'_, SweepReport> {
     p.lock().unwrap_or_else(|e| e.into_inner())

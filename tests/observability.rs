@@ -1,0 +1,432 @@
+//! `/metrics`, `/v1/events`, `/v1/status` masking and the demo endpoints, against real nodes.
+//!
+//! The metrics recorder is one per process and the tests of this binary run in parallel, so
+//! assertions compare values before and after, on series whose labels only this test's nodes
+//! carry wherever possible.
+
+mod common;
+#[path = "support/exposition.rs"]
+mod exposition;
+
+use common::{TestCluster, test_config, wait_until};
+use exposition::Scrape;
+use futures::StreamExt;
+use quorumd::app::App;
+use quorumd::devcluster::DevCluster;
+use quorumd::live::LiveEvent;
+use serde_json::json;
+use std::time::Duration;
+
+async fn scrape(t: &TestCluster) -> Scrape {
+    let r = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = r.text().await.unwrap();
+    exposition::promtool_check(&text);
+    Scrape::parse(&text).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
+    let mut t = TestCluster::start_with(3, |c| c.sync.in_flight_window_ms = 0).await;
+    let nodes: Vec<String> = t.cluster.urls();
+    let before = scrape(&t).await;
+    before.check_conventions().unwrap();
+
+    for i in 0..20 {
+        assert!(
+            t.put(&format!("m:{i}"), "v", "")
+                .await
+                .status()
+                .is_success()
+        );
+    }
+    for i in 0..10 {
+        assert_eq!(
+            t.get(&format!("m:{i}"), "consistency=all").await.status(),
+            200
+        );
+    }
+    assert_eq!(t.get("m:0", "consistency=bogus").await.status(), 400);
+    assert_eq!(t.get("never-written", "").await.status(), 404);
+
+    // Node 2 loses everything; an exchange writes the 20 keys back to it.
+    let mut direct = t.direct(2).await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "exchange repaired node 2",
+        || async {
+            let _ = t
+                .app()
+                .sweeper()
+                .run(quorumd::sync::SweepMode::Exchange, false, "api")
+                .await;
+            t.raw_value(2, b"m:19").await.is_some() && t.raw_value(2, b"m:0").await.is_some()
+        },
+    )
+    .await;
+
+    let after = scrape(&t).await;
+    after.check_conventions().unwrap();
+    let kv = |method: &str, consistency: &str, result: &str| {
+        vec![
+            ("method", method.to_owned()),
+            ("route", "/v1/kv/{*key}".to_owned()),
+            ("consistency", consistency.to_owned()),
+            ("result", result.to_owned()),
+        ]
+    };
+    let delta = |name: &str, labels: &[(&str, String)]| {
+        after.value(name, labels).unwrap_or(0.0) - before.value(name, labels).unwrap_or(0.0)
+    };
+    assert!(delta("quorumd_http_requests_total", &kv("PUT", "quorum", "ok")) >= 20.0);
+    assert!(delta("quorumd_http_requests_total", &kv("GET", "all", "ok")) >= 10.0);
+    assert!(
+        delta(
+            "quorumd_http_requests_total",
+            &kv("GET", "invalid", "client_error")
+        ) >= 1.0
+    );
+    assert!(
+        delta(
+            "quorumd_http_requests_total",
+            &kv("GET", "quorum", "not_found")
+        ) >= 1.0
+    );
+    assert!(
+        delta(
+            "quorumd_http_request_duration_seconds_count",
+            &kv("PUT", "quorum", "ok")
+        ) >= 20.0
+    );
+    assert!(after.sum("quorumd_sweeps_total") > before.sum("quorumd_sweeps_total"));
+    // Only this test's nodes carry these labels: exact values.
+    let node2 = vec![
+        ("node", nodes[2].clone()),
+        ("source", "exchange".to_owned()),
+    ];
+    assert_eq!(
+        after.value("quorumd_keys_repaired_total", &node2),
+        Some(20.0)
+    );
+    for n in &nodes {
+        let node = [("node", n.clone())];
+        assert_eq!(after.value("quorumd_node_up", &node), Some(1.0), "{n}");
+        let up = [("node", n.clone()), ("state", "up".to_owned())];
+        assert_eq!(after.value("quorumd_node_health", &up), Some(1.0), "{n}");
+        assert!(after.value("quorumd_node_latency_seconds", &node).unwrap() > 0.0);
+    }
+    for n in &nodes {
+        let came_up = [("node", n.clone()), ("to", "up".to_owned())];
+        assert!(after.value("quorumd_node_health_changes_total", &came_up) >= Some(1.0));
+    }
+
+    // Node 2 misses writes while down: hints wait for it, and are gone once it is back.
+    t.isolate(2).await;
+    for i in 0..5 {
+        assert!(
+            t.put(&format!("h:{i}"), "v", "")
+                .await
+                .status()
+                .is_success()
+        );
+    }
+    let node2 = [("node", nodes[2].clone())];
+    t.app()
+        .sweeper()
+        .run(quorumd::sync::SweepMode::Exchange, false, "api")
+        .await
+        .unwrap();
+    // Each of the two nodes that took the writes holds a hint per key.
+    assert_eq!(
+        scrape(&t).await.value("quorumd_hints_pending", &node2),
+        Some(10.0)
+    );
+    t.cluster.nodes[2].resume();
+    t.wait_health(2, "up").await;
+    wait_until(Duration::from_secs(10), "hints replayed", || async {
+        let _ = t
+            .app()
+            .sweeper()
+            .run(quorumd::sync::SweepMode::Exchange, false, "api")
+            .await;
+        scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(0.0)
+    })
+    .await;
+    assert!(t.raw_value(2, b"h:4").await.is_some());
+
+    // Two nodes gone: a write fails its quorum and the node gauges say so.
+    t.cluster.nodes[0].kill();
+    t.cluster.nodes[1].kill();
+    t.wait_health(0, "down").await;
+    t.wait_health(1, "down").await;
+    assert_eq!(t.put("m:lost", "v", "").await.status(), 503);
+    let down = scrape(&t).await;
+    assert!(down.sum("quorumd_quorum_failures_total") > after.sum("quorumd_quorum_failures_total"));
+    assert_eq!(
+        down.value("quorumd_node_up", &[("node", nodes[0].clone())]),
+        Some(0.0)
+    );
+    let errors = |s: &Scrape| {
+        s.series("quorumd_node_errors_total")
+            .filter(|(labels, _)| labels.iter().any(|(k, v)| k == "node" && *v == nodes[0]))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    assert!(errors(&down) >= errors(&after));
+    t.shutdown().await;
+}
+
+#[test]
+fn the_exposition_checker_rejects_broken_text() {
+    // A masked password in a node label is fine.
+    let good = "# HELP quorumd_x_total X.\n# TYPE quorumd_x_total counter\n\
+                quorumd_x_total{a=\"b\",node=\"redis://u:***@h:1\"} 1\n";
+    Scrape::parse(good).unwrap().check_conventions().unwrap();
+    let bad_syntax = [
+        "quorumd_x_total{a=b} 1\n",
+        "quorumd_x_total{a=\"b\" 1\n",
+        "quorumd_x_total{a=\"b\"} one\n",
+        "9quorumd 1\n",
+        "# TYPE quorumd_x_total countr\n",
+    ];
+    for text in bad_syntax {
+        assert!(Scrape::parse(text).is_err(), "accepted: {text}");
+    }
+    let bad_names = [
+        "# TYPE quorumd_requests counter\nquorumd_requests 1\n",
+        "# TYPE other_x_total counter\nother_x_total 1\n",
+        "# TYPE quorumd_latency_ms gauge\nquorumd_latency_ms 1\n",
+        "quorumd_untyped_total 1\n",
+        "# TYPE quorumd_x gauge\nquorumd_x{node=\"redis://u:pw@h:1\"} 1\n",
+    ];
+    for text in bad_names {
+        let parsed = Scrape::parse(text).unwrap();
+        assert!(parsed.check_conventions().is_err(), "accepted: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_starts_with_a_snapshot_and_a_lagging_client_never_blocks_writes() {
+    let t = TestCluster::start(3).await;
+    // A client that reads the first message, then stops reading.
+    let lagging = t
+        .http
+        .get(format!("{}/v1/events", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lagging.status(), 200);
+    assert!(
+        lagging.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut lagging = SseReader::new(lagging.bytes_stream());
+    let first = lagging.next_message().await;
+    assert!(first.starts_with("event: snapshot\n"), "{first}");
+    assert!(first.contains("\"lagged\":0"), "{first}");
+
+    // Far more than the channel holds, and far more bytes than socket buffers take, while the
+    // client reads nothing.
+    let feed = t.app().store().pool().live();
+    let padding = "x".repeat(8 * 1024);
+    for i in 0..(quorumd::live::CHANNEL_CAPACITY * 4) {
+        feed.publish(LiveEvent::Alert {
+            message: format!("flood {i} {padding}"),
+            at_ms: 0,
+        });
+    }
+    // Writes and status still answer: nothing waits for the stalled client.
+    for i in 0..20 {
+        let r = tokio::time::timeout(Duration::from_secs(10), t.put(&format!("sse:{i}"), "v", ""))
+            .await
+            .expect("a write blocked behind a slow events client");
+        assert!(r.status().is_success());
+    }
+    // When it reads again, it is told it lagged and gets a fresh snapshot.
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains("event: snapshot\ndata: {\"lagged\":") {
+        assert!(std::time::Instant::now() < deadline, "no resync snapshot");
+        let chunk = lagging.next_message().await;
+        // Keep only the message heads; the flood bodies are large.
+        seen.push_str(&chunk[..chunk.len().min(64)]);
+        if chunk.starts_with("event: snapshot") {
+            let data = chunk.trim_start_matches("event: snapshot\ndata: ").trim();
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert!(v["lagged"].as_u64().unwrap() > 0, "{}", v["lagged"]);
+            assert_eq!(v["live"]["buckets"].as_str().unwrap().len(), 4096);
+            break;
+        }
+    }
+    // An open stream does not hold up a graceful shutdown: it ends with the service.
+    tokio::time::timeout(Duration::from_secs(20), t.shutdown())
+        .await
+        .expect("shutdown waited for an open events stream");
+    drop(lagging);
+}
+
+/// Reads an SSE body message by message.
+struct SseReader<S> {
+    stream: S,
+    pending: String,
+}
+
+impl<S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin> SseReader<S> {
+    fn new(stream: S) -> Self {
+        SseReader {
+            stream,
+            pending: String::new(),
+        }
+    }
+
+    /// The next message, blank-line terminator included.
+    async fn next_message(&mut self) -> String {
+        loop {
+            if let Some(at) = self.pending.find("\n\n") {
+                return self.pending.drain(..at + 2).collect();
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.stream.next())
+                .await
+                .expect("events stream stalled")
+                .expect("events stream ended")
+                .expect("events stream error");
+            self.pending.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_show_in_status_metrics_or_events() {
+    let cluster = tokio::task::spawn_blocking(|| DevCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut urls = cluster.urls();
+    // A fourth node with credentials that never answers (nothing listens on port 1).
+    urls.push("redis://admin:hunter2secret@127.0.0.1:1/0".into());
+    let app = App::start(test_config(urls).validate().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.http_addr());
+    let http = reqwest::Client::new();
+    for path in ["/v1/status", "/metrics", "/v1/sweeps/current"] {
+        let text = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if path != "/v1/sweeps/current" {
+            assert!(text.contains("127.0.0.1:1"), "{path} names the node");
+        }
+        assert!(
+            !text.contains("hunter2secret"),
+            "{path} shows the password: {text}"
+        );
+    }
+    let mut events = SseReader::new(
+        http.get(format!("{base}/v1/events"))
+            .send()
+            .await
+            .unwrap()
+            .bytes_stream(),
+    );
+    let snapshot = events.next_message().await;
+    assert!(snapshot.contains("127.0.0.1:1"));
+    assert!(!snapshot.contains("hunter2secret"), "{snapshot}");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_endpoints_exist_only_in_demo_mode_and_their_damage_heals() {
+    // Not in demo mode: no such endpoints.
+    let plain = TestCluster::start(3).await;
+    let r = plain
+        .http
+        .post(format!("{}/v1/demo/wipe", plain.base))
+        .json(&json!({ "node": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    plain.shutdown().await;
+
+    let cluster = tokio::task::spawn_blocking(|| DevCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut cfg = test_config(cluster.urls());
+    cfg.sync.in_flight_window_ms = 0;
+    let app = App::start_demo(cfg.validate().unwrap(), 200).await.unwrap();
+    assert_eq!(quorumd::store::tamper::seed(app.store(), 200).await, 200);
+    let base = format!("http://{}", app.http_addr());
+    let http = reqwest::Client::new();
+    let post =
+        |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
+    let status: serde_json::Value = http
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["instance"]["demo"], true);
+
+    let r = post("/v1/demo/diverge", json!({ "node": 0, "keys": 50 }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["keys"], 50);
+    let report = app
+        .sweeper()
+        .run(quorumd::sync::SweepMode::Exchange, false, "api")
+        .await
+        .unwrap();
+    assert_eq!(report.keys_divergent, 50);
+    assert_eq!(report.keys_repaired_per_node, vec![0, 50, 50]);
+
+    let r = post("/v1/demo/wipe", json!({ "node": 2 })).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The wipe is noticed (recovery exchange) or healed by ours, whichever runs first.
+    wait_until(
+        Duration::from_secs(20),
+        "node 2 healed after the wipe",
+        || async {
+            let _ = app
+                .sweeper()
+                .run(quorumd::sync::SweepMode::Exchange, false, "api")
+                .await;
+            let totals = app.sweeper().status().totals;
+            totals.keys_repaired_per_node[2] >= 50 + 200
+        },
+    )
+    .await;
+
+    for bad in [
+        json!({ "node": 3 }),
+        json!({ "node": "x" }),
+        json!({ "nod": 1 }),
+    ] {
+        let r = post("/v1/demo/wipe", bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
+    app.shutdown().await.unwrap();
+}
