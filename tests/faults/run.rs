@@ -23,6 +23,8 @@ pub struct RunResult {
     pub violations: Vec<String>,
     /// From the heal to the first exchange that found nothing left to repair.
     pub convergence: Option<Duration>,
+    /// Workload-specific counts for the report (e.g. redeliveries), by column name.
+    pub counters: BTreeMap<&'static str, usize>,
 }
 
 pub struct KvRun {
@@ -88,6 +90,7 @@ impl KvRun {
             faults,
             violations,
             convergence,
+            counters: BTreeMap::new(),
         }
     }
 }
