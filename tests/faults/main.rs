@@ -272,6 +272,50 @@ async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported(
     app.shutdown().await.unwrap();
 }
 
+/// Negative control for the lost-item check: an item acknowledged by nodes 0 and 1 (node 2
+/// cut off), then both restart empty, breaking the "a majority keeps its data" assumption. The
+/// check the random runs use must report the item lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_an_item_wiped_from_a_majority_is_reported_lost() {
+    let mut nemesis = Nemesis::start(3).await.unwrap();
+    let cfg = locks::config(&nemesis);
+    let app = quorumd::app::App::start(cfg.validate().unwrap())
+        .await
+        .unwrap();
+    let pool = app.store().pool().clone();
+    cut(&nemesis, &pool, 2).await;
+    let (status, body) = locks::post(
+        &reqwest::Client::new(),
+        format!(
+            "http://{}/v1/queues/{}/items",
+            app.http_addr(),
+            queue::QUEUE
+        ),
+        serde_json::json!({"payload": 1}),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let mut history = queue::QueueHistory::default();
+    history
+        .produced
+        .insert(body["id"].as_str().unwrap().to_string());
+    for i in [0, 1] {
+        tokio::task::block_in_place(|| nemesis.cluster.nodes[i].restart_empty()).unwrap();
+    }
+    nemesis.heal_all().unwrap();
+    let records = queue::node_records(&nemesis).await;
+    assert!(
+        records.iter().all(|r| r.is_empty()),
+        "the item survived; the control proves nothing"
+    );
+    let found = queue::check(&history, &records);
+    assert!(
+        found.iter().any(|v| v.contains("gone from every node")),
+        "the lost item went unreported: {found:?}"
+    );
+    app.shutdown().await.unwrap();
+}
+
 /// Negative control for the lost-write check: a write acknowledged at level `one` by the only
 /// node that could take it, whose data is then wiped. The same check that passes above must
 /// report the loss.
