@@ -4,12 +4,10 @@
 //! clock; [`check`] is the same for the runs and the negative control.
 
 use crate::common::test_config;
-use crate::run::RunResult;
-use quorumd::app::App;
+use crate::run::{RunResult, heal, into_inner, random_plan, start_instances};
 use quorumd::checker::locks::{self, Held};
 use quorumd::config::Config;
 use quorumd::nemesis::Nemesis;
-use quorumd::nemesis::plan::{FaultKind, Plan, PlanSettings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -111,37 +109,15 @@ impl LockRun {
 
     pub async fn run(&self) -> RunResult {
         let mut nemesis = Nemesis::start(3).await.expect("start nodes and proxies");
-        let mut apps = Vec::new();
-        for _ in 0..2 {
-            let cfg = config(&nemesis);
-            apps.push(
-                App::start(cfg.validate().expect("valid config"))
-                    .await
-                    .expect("start quorumd"),
-            );
-        }
-        let bases: Vec<String> = apps
-            .iter()
-            .map(|a| format!("http://{}", a.http_addr()))
-            .collect();
-        let plan = Plan::generate(
-            self.seed,
-            &PlanSettings::new(3, self.duration, &FaultKind::ALL),
-        );
+        let (apps, bases) = start_instances(&config(&nemesis), 2).await;
+        let plan = random_plan(self.seed, self.duration);
         let stop = Arc::new(AtomicBool::new(false));
         let (history, faults) = tokio::join!(self.clients(bases, stop.clone()), async {
             let report = nemesis.play(&plan, std::future::pending()).await;
             stop.store(true, Ordering::Relaxed);
             report
         });
-        let mut violations: Vec<String> = faults
-            .failures
-            .iter()
-            .map(|f| format!("nemesis: {f}"))
-            .collect();
-        if let Err(e) = nemesis.heal_all() {
-            violations.push(format!("nemesis: heal: {e}"));
-        }
+        let mut violations = heal(&mut nemesis, &faults);
         violations.extend(check(&history));
         for app in apps {
             app.shutdown().await.expect("clean shutdown");
@@ -251,11 +227,7 @@ impl LockRun {
         for t in tasks {
             t.await.expect("client task");
         }
-        Arc::try_unwrap(history)
-            .ok()
-            .expect("clients done")
-            .into_inner()
-            .unwrap()
+        into_inner(history)
     }
 }
 

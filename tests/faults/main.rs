@@ -22,6 +22,7 @@ use quorumd::pool::Health;
 use quorumd::queue::QueueService;
 use run::{KvRun, RunResult};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn seeds() -> Vec<u64> {
@@ -121,6 +122,24 @@ async fn queue_under_random_faults() {
     assert!(results.iter().all(|r| r.counters["items"] > 10));
 }
 
+/// Nodes behind proxies and one quorumd for the hand-built lock and queue controls; TTLs up to
+/// 10 s, so a holder stays valid while the faults are set up by hand.
+async fn control_cluster() -> (
+    Nemesis,
+    quorumd::config::Config,
+    quorumd::app::App,
+    Arc<quorumd::pool::NodePool>,
+) {
+    let nemesis = Nemesis::start(3).await.unwrap();
+    let mut cfg = locks::config(&nemesis);
+    cfg.locks.max_ttl_ms = 10_000;
+    cfg.queues.max_lease_ms = 10_000;
+    let (mut apps, _) = run::start_instances(&cfg, 1).await;
+    let app = apps.remove(0);
+    let pool = app.store().pool().clone();
+    (nemesis, cfg, app, pool)
+}
+
 /// Refuses node `i`'s connections (open ones reset, new ones refused) and waits until quorumd
 /// marks it down; nothing sent to it is held back to land later.
 async fn cut(nemesis: &Nemesis, pool: &quorumd::pool::NodePool, i: usize) {
@@ -148,13 +167,7 @@ async fn wait_for_health(pool: &quorumd::pool::NodePool, i: usize, want: impl Fn
 /// overlap, the repeated fence and the write the fenced resource refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negative_control_a_minority_lock_is_reported() {
-    let nemesis = Nemesis::start(3).await.unwrap();
-    let mut cfg = locks::config(&nemesis);
-    cfg.locks.max_ttl_ms = 10_000;
-    let app = quorumd::app::App::start(cfg.clone().validate().unwrap())
-        .await
-        .unwrap();
-    let pool = app.store().pool().clone();
+    let (nemesis, cfg, app, pool) = control_cluster().await;
     let minority = LockService::with_unsafe_knobs(
         pool.clone(),
         cfg.locks.clone(),
@@ -212,14 +225,7 @@ async fn negative_control_a_minority_lock_is_reported() {
 /// the random runs use must report the double lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported() {
-    let mut nemesis = Nemesis::start(3).await.unwrap();
-    let mut cfg = locks::config(&nemesis);
-    cfg.locks.max_ttl_ms = 10_000;
-    cfg.queues.max_lease_ms = 10_000;
-    let app = quorumd::app::App::start(cfg.clone().validate().unwrap())
-        .await
-        .unwrap();
-    let pool = app.store().pool().clone();
+    let (mut nemesis, cfg, app, pool) = control_cluster().await;
     let at_once = LockService::with_unsafe_knobs(
         pool.clone(),
         cfg.locks.clone(),
@@ -277,12 +283,7 @@ async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported(
 /// check the random runs use must report the item lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negative_control_an_item_wiped_from_a_majority_is_reported_lost() {
-    let mut nemesis = Nemesis::start(3).await.unwrap();
-    let cfg = locks::config(&nemesis);
-    let app = quorumd::app::App::start(cfg.validate().unwrap())
-        .await
-        .unwrap();
-    let pool = app.store().pool().clone();
+    let (mut nemesis, _, app, pool) = control_cluster().await;
     cut(&nemesis, &pool, 2).await;
     let (status, body) = locks::post(
         &reqwest::Client::new(),

@@ -5,11 +5,9 @@
 //! at once; redeliveries are counted.
 
 use crate::locks::{config, post};
-use crate::run::RunResult;
-use quorumd::app::App;
+use crate::run::{RunResult, direct, heal, into_inner, random_plan, start_instances};
 use quorumd::checker::locks::{self, Held};
 use quorumd::nemesis::Nemesis;
-use quorumd::nemesis::plan::{FaultKind, Plan, PlanSettings};
 use quorumd::queue::record::{ItemState, Record};
 use quorumd::queue::scripts::QueueKeys;
 use reqwest::StatusCode;
@@ -50,11 +48,7 @@ pub async fn node_records(nemesis: &Nemesis) -> Vec<BTreeMap<String, Record>> {
     let keys = QueueKeys::new("qd:", QUEUE);
     let mut out = Vec::new();
     for node in &nemesis.cluster.nodes {
-        let mut c = redis::Client::open(node.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("direct connection");
+        let mut c = direct(&node.url()).await;
         let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(&keys.rec)
             .query_async(&mut c)
@@ -69,34 +63,53 @@ pub async fn node_records(nemesis: &Nemesis) -> Vec<BTreeMap<String, Record>> {
     out
 }
 
+/// Deliveries after which the runs dead-letter an item.
+pub const MAX_DELIVERIES: u32 = 4;
+
 /// Every queue check: each acknowledged put ended acked or dead-lettered (its records merged
-/// over the nodes; an item purged from every node was acked, so it needs an ack sent), and no
-/// item was leased to two consumers at overlapping intervals.
+/// over the nodes; an item purged from every node was acked, so it needs an ack sent), only
+/// after `MAX_DELIVERIES` deliveries and never handed out more often; and no item was leased to
+/// two consumers at overlapping intervals.
 pub fn check(h: &QueueHistory, nodes: &[BTreeMap<String, Record>]) -> Vec<String> {
     let mut found: Vec<String> = locks::check(&h.leases)
         .iter()
         .map(|v| format!("double lease: {v}"))
         .collect();
+    for (id, claims) in &h.claims {
+        if *claims > MAX_DELIVERIES as usize {
+            found.push(format!(
+                "item {id}: delivered {claims} times, max_deliveries is {MAX_DELIVERIES}"
+            ));
+        }
+    }
     for id in &h.produced {
-        let merged = nodes
-            .iter()
-            .filter_map(|n| n.get(id))
-            .fold(None::<Record>, |m, r| {
-                Some(m.map_or_else(|| r.clone(), |m| m.merge(r)))
-            });
+        let merged = merged(nodes, id);
         let ack_sent = h.acked.contains(id) || h.ack_unconfirmed.contains(id);
-        match merged.map(|r| r.state) {
-            Some(ItemState::Acked | ItemState::Dead) => {}
+        match merged.map(|r| (r.state, r.deliveries)) {
+            Some((ItemState::Dead, n)) if n < MAX_DELIVERIES => found.push(format!(
+                "item {id}: dead-lettered after {n} deliveries, max_deliveries is {MAX_DELIVERIES}"
+            )),
+            Some((ItemState::Acked | ItemState::Dead, _)) => {}
             None if ack_sent => {}
             None => found.push(format!(
                 "item {id}: put acknowledged, never acked, gone from every node"
             )),
-            Some(state) => found.push(format!(
+            Some((state, _)) => found.push(format!(
                 "item {id}: put acknowledged, still {state:?} after the drain"
             )),
         }
     }
     found
+}
+
+/// Item `id`'s records on every node, merged as the queue merges them.
+fn merged(nodes: &[BTreeMap<String, Record>], id: &str) -> Option<Record> {
+    nodes
+        .iter()
+        .filter_map(|n| n.get(id))
+        .fold(None, |m: Option<Record>, r| {
+            Some(m.map_or_else(|| r.clone(), |m| m.merge(r)))
+        })
 }
 
 pub struct QueueRun {
@@ -121,24 +134,10 @@ impl QueueRun {
 
     pub async fn run(&self) -> RunResult {
         let mut nemesis = Nemesis::start(3).await.expect("start nodes and proxies");
-        let mut apps = Vec::new();
-        for _ in 0..2 {
-            let mut cfg = config(&nemesis);
-            cfg.queues.max_deliveries = 4;
-            apps.push(
-                App::start(cfg.validate().expect("valid config"))
-                    .await
-                    .expect("start quorumd"),
-            );
-        }
-        let bases: Vec<String> = apps
-            .iter()
-            .map(|a| format!("http://{}", a.http_addr()))
-            .collect();
-        let plan = Plan::generate(
-            self.seed,
-            &PlanSettings::new(3, self.duration, &FaultKind::ALL),
-        );
+        let mut cfg = config(&nemesis);
+        cfg.queues.max_deliveries = MAX_DELIVERIES;
+        let (apps, bases) = start_instances(&cfg, 2).await;
+        let plan = random_plan(self.seed, self.duration);
         let history = Arc::new(Mutex::new(QueueHistory::default()));
         let t0 = Instant::now();
         let faulting = Arc::new(AtomicBool::new(true));
@@ -188,14 +187,7 @@ impl QueueRun {
         }
         let faults = nemesis.play(&plan, std::future::pending()).await;
         faulting.store(false, Ordering::Relaxed);
-        let mut violations: Vec<String> = faults
-            .failures
-            .iter()
-            .map(|f| format!("nemesis: {f}"))
-            .collect();
-        if let Err(e) = nemesis.heal_all() {
-            violations.push(format!("nemesis: heal: {e}"));
-        }
+        let mut violations = heal(&mut nemesis, &faults);
         let healed = Instant::now();
         let drained = drain(&http, &bases[0], &history).await;
         let convergence = drained.then(|| healed.elapsed());
@@ -206,12 +198,14 @@ impl QueueRun {
         for t in tasks {
             t.await.expect("client task");
         }
-        let history = Arc::try_unwrap(history)
-            .ok()
-            .expect("clients done")
-            .into_inner()
-            .unwrap();
-        violations.extend(check(&history, &node_records(&nemesis).await));
+        let history = into_inner(history);
+        let records = node_records(&nemesis).await;
+        violations.extend(check(&history, &records));
+        let dead = history
+            .produced
+            .iter()
+            .filter(|id| merged(&records, id).is_some_and(|r| r.state == ItemState::Dead))
+            .count();
         for app in apps {
             app.shutdown().await.expect("clean shutdown");
         }
@@ -224,6 +218,7 @@ impl QueueRun {
             counters: BTreeMap::from([
                 ("items", history.produced.len()),
                 ("redeliveries", history.redeliveries()),
+                ("dead-lettered", dead),
             ]),
         }
     }
