@@ -31,5 +31,6 @@ SEEDS ?= 50
 torture: deps
 	rm -f target/torture/*.md
 	FAULT_SEEDS=$(SEEDS) $(CARGO) test --release --test faults -- --nocapture
-	cat target/torture/kv-*.md > target/torture/report.md
+	cat $$(ls target/torture/*.md | grep -v '/report.md$$') > target/torture/report.md.new
+	mv target/torture/report.md.new target/torture/report.md
 	@echo "report: target/torture/report.md"

@@ -8,15 +8,22 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod locks;
+mod queue;
 mod report;
 mod run;
 mod workload;
 
+use quorumd::checker::locks::Held;
+use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::nemesis::Nemesis;
 use quorumd::nemesis::proxy::LinkFault;
+use quorumd::pool::Health;
+use quorumd::queue::QueueService;
 use run::{KvRun, RunResult};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn seeds() -> Vec<u64> {
     if let Ok(one) = std::env::var("FAULT_SEED") {
@@ -32,17 +39,29 @@ fn seeds() -> Vec<u64> {
 async fn suite(level: &'static str) {
     let mut results: Vec<RunResult> = Vec::new();
     for seed in seeds() {
-        let r = KvRun::new(level, seed).run().await;
+        results.push(KvRun::new(level, seed).run().await);
+    }
+    finish(
+        &format!("kv-{level}"),
+        "Convergence: from the heal to a clean exchange.",
+        &results,
+    );
+}
+
+/// Prints each run, writes the report, and fails on any violation or on runs that did nothing.
+fn finish(name: &str, note: &str, results: &[RunResult]) {
+    for r in results {
         eprintln!(
-            "kv/{level} seed {seed}: {} ops, {} faults, {} violations, converged in {:?}",
+            "{name} seed {}: {} ops, {} faults, {} violations, converged in {:?}, {:?}",
+            r.seed,
             r.operations,
             r.faults.total(),
             r.violations.len(),
-            r.convergence
+            r.convergence,
+            r.counters
         );
-        results.push(r);
     }
-    report::write(&format!("kv-{level}"), &results);
+    report::write(name, note, results);
     let bad: Vec<String> = results
         .iter()
         .flat_map(|r| {
@@ -73,6 +92,229 @@ async fn kv_quorum_under_random_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kv_linearizable_under_random_faults() {
     suite("linearizable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn locks_under_random_faults() {
+    let mut results = Vec::new();
+    for seed in seeds() {
+        results.push(locks::LockRun::new(seed).run().await);
+    }
+    finish(
+        "locks",
+        "HTTP clients through two quorumd instances. No convergence: locks keep no replicated state to converge.",
+        &results,
+    );
+    assert!(results.iter().all(|r| r.counters["grants"] > 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_under_random_faults() {
+    let mut results = Vec::new();
+    for seed in seeds() {
+        results.push(queue::QueueRun::new(seed).run().await);
+    }
+    finish(
+        "queue",
+        "HTTP producers and consumers through two quorumd instances; one consumer abandons its leases while the faults run. Convergence: from the heal until the queue is drained.",
+        &results,
+    );
+    assert!(results.iter().all(|r| r.counters["items"] > 10));
+}
+
+/// Nodes behind proxies and one quorumd for the hand-built lock and queue controls; TTLs up to
+/// 10 s, so a holder stays valid while the faults are set up by hand.
+async fn control_cluster() -> (
+    Nemesis,
+    quorumd::config::Config,
+    quorumd::app::App,
+    Arc<quorumd::pool::NodePool>,
+) {
+    let nemesis = Nemesis::start(3).await.unwrap();
+    let mut cfg = locks::config(&nemesis);
+    cfg.locks.max_ttl_ms = 10_000;
+    cfg.queues.max_lease_ms = 10_000;
+    let (mut apps, _) = run::start_instances(&cfg, 1).await;
+    let app = apps.remove(0);
+    let pool = app.store().pool().clone();
+    (nemesis, cfg, app, pool)
+}
+
+/// Refuses node `i`'s connections (open ones reset, new ones refused) and waits until quorumd
+/// marks it down; nothing sent to it is held back to land later.
+async fn cut(nemesis: &Nemesis, pool: &quorumd::pool::NodePool, i: usize) {
+    nemesis.proxies[i].set(LinkFault::Refuse);
+    nemesis.proxies[i].reset_connections();
+    wait_for_health(pool, i, |h| h == Health::Down).await;
+}
+
+async fn reconnect(nemesis: &Nemesis, pool: &quorumd::pool::NodePool, i: usize) {
+    nemesis.proxies[i].heal();
+    wait_for_health(pool, i, |h| h != Health::Down).await;
+}
+
+async fn wait_for_health(pool: &quorumd::pool::NodePool, i: usize, want: impl Fn(Health) -> bool) {
+    common::wait_until(Duration::from_secs(10), &format!("node {i} health"), || {
+        let ok = want(pool.node(i).health());
+        async move { ok }
+    })
+    .await;
+}
+
+/// Negative control for the lock checks: a lock granted by one node of three (`UnsafeKnobs`).
+/// A gets it from node 0 while nodes 1 and 2 are cut off; then node 0 is cut off and B gets it
+/// from nodes 1 and 2 while A is still valid. The checks the random runs use must report the
+/// overlap, the repeated fence and the write the fenced resource refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_a_minority_lock_is_reported() {
+    let (nemesis, cfg, app, pool) = control_cluster().await;
+    let minority = LockService::with_unsafe_knobs(
+        pool.clone(),
+        cfg.locks.clone(),
+        "qd:",
+        UnsafeKnobs {
+            required: Some(1),
+            ..UnsafeKnobs::default()
+        },
+    );
+    let t0 = Instant::now();
+    let now = || t0.elapsed().as_micros() as u64;
+    let mut history = locks::LockHistory::default();
+    let take = async |holder: &str, history: &mut locks::LockHistory| {
+        let sent = now();
+        let g = minority
+            .acquire("lock0", 8000, 0, holder)
+            .await
+            .expect("one node grants it");
+        let got = now();
+        history
+            .fences
+            .push(("lock0".into(), holder.into(), g.fence));
+        history.write("lock0", holder, g.fence, got);
+        history.held.push(Held {
+            resource: "lock0".into(),
+            holder: holder.into(),
+            fence: Some(g.fence),
+            start: got,
+            end: sent + g.validity_ms * 1000,
+        });
+    };
+    for i in [1, 2] {
+        cut(&nemesis, &pool, i).await;
+    }
+    take("A", &mut history).await;
+    for i in [1, 2] {
+        reconnect(&nemesis, &pool, i).await;
+    }
+    cut(&nemesis, &pool, 0).await;
+    take("B", &mut history).await;
+    let found = locks::check(&history);
+    for expected in ["at the same time", "granted to both", "stale write"] {
+        assert!(
+            found.iter().any(|v| v.contains(expected)),
+            "{expected:?} unreported: {found:?}"
+        );
+    }
+    app.shutdown().await.unwrap();
+}
+
+/// Negative control for the queue checks: item leases on a lock that counts a restarted node at
+/// once (`UnsafeKnobs`). A claims the item while node 2 is cut off (lease and record on nodes 0
+/// and 1); node 2 returns, node 0 restarts empty, node 1 is cut off: B's claim sees only node 0
+/// (empty) and node 2 (the item still ready) and gets the item while A holds it. The checks
+/// the random runs use must report the double lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported() {
+    let (mut nemesis, cfg, app, pool) = control_cluster().await;
+    let at_once = LockService::with_unsafe_knobs(
+        pool.clone(),
+        cfg.locks.clone(),
+        "qd:",
+        UnsafeKnobs {
+            count_restarted_at_once: true,
+            ..UnsafeKnobs::default()
+        },
+    );
+    let queues = QueueService::new(app.store().clone(), at_once, cfg.queues.clone(), "qd:");
+    let t0 = Instant::now();
+    let now = || t0.elapsed().as_micros() as u64;
+    let mut history = queue::QueueHistory::default();
+    let id = queues.put(queue::QUEUE, "1", 0, 0).await.unwrap();
+    history.produced.insert(id.clone());
+    let claim = async |holder: &str, history: &mut queue::QueueHistory| {
+        let sent = now();
+        let item = queues
+            .claim(queue::QUEUE, 8000, 0)
+            .await
+            .expect("a majority answers")
+            .expect("the item is claimable");
+        assert_eq!(item.id, id);
+        history.leases.push(Held {
+            resource: item.id,
+            holder: holder.into(),
+            fence: None,
+            start: now(),
+            end: sent + item.validity_ms * 1000,
+        });
+    };
+    cut(&nemesis, &pool, 2).await;
+    claim("A", &mut history).await;
+    reconnect(&nemesis, &pool, 2).await;
+    tokio::task::block_in_place(|| nemesis.cluster.nodes[0].restart_empty()).unwrap();
+    common::wait_until(Duration::from_secs(10), "node 0 seen restarted", || {
+        let seen = pool.node(0).last_recovering_since_ms().is_some()
+            && pool.node(0).health() != Health::Down;
+        async move { seen }
+    })
+    .await;
+    cut(&nemesis, &pool, 1).await;
+    claim("B", &mut history).await;
+    nemesis.heal_all().unwrap();
+    let found = queue::check(&history, &queue::node_records(&nemesis).await);
+    assert!(
+        found.iter().any(|v| v.contains("double lease")),
+        "the double lease went unreported: {found:?}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+/// Negative control for the lost-item check: an item acknowledged by nodes 0 and 1 (node 2
+/// cut off), then both restart empty, breaking the "a majority keeps its data" assumption. The
+/// check the random runs use must report the item lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_an_item_wiped_from_a_majority_is_reported_lost() {
+    let (mut nemesis, _, app, pool) = control_cluster().await;
+    cut(&nemesis, &pool, 2).await;
+    let (status, body) = locks::post(
+        &reqwest::Client::new(),
+        format!(
+            "http://{}/v1/queues/{}/items",
+            app.http_addr(),
+            queue::QUEUE
+        ),
+        serde_json::json!({"payload": 1}),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let mut history = queue::QueueHistory::default();
+    history
+        .produced
+        .insert(body["id"].as_str().unwrap().to_string());
+    for i in [0, 1] {
+        tokio::task::block_in_place(|| nemesis.cluster.nodes[i].restart_empty()).unwrap();
+    }
+    nemesis.heal_all().unwrap();
+    let records = queue::node_records(&nemesis).await;
+    assert!(
+        records.iter().all(|r| r.is_empty()),
+        "the item survived; the control proves nothing"
+    );
+    let found = queue::check(&history, &records);
+    assert!(
+        found.iter().any(|v| v.contains("gone from every node")),
+        "the lost item went unreported: {found:?}"
+    );
+    app.shutdown().await.unwrap();
 }
 
 /// Negative control for the lost-write check: a write acknowledged at level `one` by the only
@@ -189,7 +431,7 @@ struct Quorumd {
 impl Quorumd {
     async fn start(nemesis: &Nemesis) -> Quorumd {
         let cfg = common::test_config(nemesis.urls());
-        let app = quorumd::app::App::start(cfg.validate().unwrap())
+        let app = quorumd::app::App::start(cfg.clone().validate().unwrap())
             .await
             .unwrap();
         Quorumd {

@@ -23,6 +23,8 @@ pub struct RunResult {
     pub violations: Vec<String>,
     /// From the heal to the first exchange that found nothing left to repair.
     pub convergence: Option<Duration>,
+    /// Workload-specific counts for the report (e.g. redeliveries), by column name.
+    pub counters: BTreeMap<&'static str, usize>,
 }
 
 pub struct KvRun {
@@ -67,14 +69,7 @@ impl KvRun {
             stop.store(true, Ordering::Relaxed);
             report
         });
-        let mut violations: Vec<String> = faults
-            .failures
-            .iter()
-            .map(|f| format!("nemesis: {f}"))
-            .collect();
-        if let Err(e) = nemesis.heal_all() {
-            violations.push(format!("nemesis: heal: {e}"));
-        }
+        let mut violations = heal(&mut nemesis, &faults);
         let convergence = converge(&app).await;
         if convergence.is_none() {
             violations.push("replicas did not converge within 60 s of the heal".into());
@@ -88,6 +83,7 @@ impl KvRun {
             faults,
             violations,
             convergence,
+            counters: BTreeMap::new(),
         }
     }
 }
@@ -163,11 +159,7 @@ pub async fn node_entries(nemesis: &Nemesis, app: &App, key: &str) -> Vec<Entry>
     let loc = app.store().locate(key.as_bytes()).expect("user key");
     let mut entries = Vec::new();
     for node in &nemesis.cluster.nodes {
-        let mut c = redis::Client::open(node.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("direct connection");
+        let mut c = direct(&node.url()).await;
         let (meta, value): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
             .cmd("HGET")
             .arg(&loc.meta_key)
@@ -187,4 +179,54 @@ pub async fn node_entries(nemesis: &Nemesis, app: &App, key: &str) -> Vec<Entry>
         });
     }
     entries
+}
+
+/// Ends every fault; what the nemesis could not do (apply or heal) is a violation of the run.
+pub fn heal(nemesis: &mut Nemesis, faults: &FaultReport) -> Vec<String> {
+    let mut violations: Vec<String> = faults
+        .failures
+        .iter()
+        .map(|f| format!("nemesis: {f}"))
+        .collect();
+    if let Err(e) = nemesis.heal_all() {
+        violations.push(format!("nemesis: heal: {e}"));
+    }
+    violations
+}
+
+/// A plan of every fault kind on 3 nodes, from `seed`.
+pub fn random_plan(seed: u64, duration: Duration) -> Plan {
+    Plan::generate(seed, &PlanSettings::new(3, duration, &FaultKind::ALL))
+}
+
+/// `n` quorumd instances over the same nodes, with their HTTP base URLs.
+pub async fn start_instances(cfg: &quorumd::config::Config, n: usize) -> (Vec<App>, Vec<String>) {
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        let validated = cfg.clone().validate().expect("valid config");
+        apps.push(App::start(validated).await.expect("start quorumd"));
+    }
+    let bases = apps
+        .iter()
+        .map(|a| format!("http://{}", a.http_addr()))
+        .collect();
+    (apps, bases)
+}
+
+/// The history the clients shared, once they are all done.
+pub fn into_inner<T>(shared: Arc<std::sync::Mutex<T>>) -> T {
+    Arc::try_unwrap(shared)
+        .ok()
+        .expect("clients done")
+        .into_inner()
+        .unwrap()
+}
+
+/// A connection straight to a node, past quorumd and the proxy.
+pub async fn direct(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("direct connection")
 }

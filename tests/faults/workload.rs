@@ -115,11 +115,7 @@ impl Workload {
         for t in tasks {
             t.await.expect("client task");
         }
-        Arc::try_unwrap(history)
-            .ok()
-            .expect("clients done")
-            .into_inner()
-            .unwrap()
+        crate::run::into_inner(history)
     }
 }
 
