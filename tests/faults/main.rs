@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod crdt;
 mod report;
 mod run;
 mod workload;
@@ -73,6 +74,17 @@ async fn kv_quorum_under_random_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kv_linearizable_under_random_faults() {
     suite("linearizable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crdts_under_random_faults() {
+    crdt::suite().await;
+}
+
+/// Negative control for the CRDT checks: an increment retried without its idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_an_increment_retried_without_its_key_is_counted_twice() {
+    crdt::controls::retry_without_key_is_counted_twice().await;
 }
 
 /// Negative control for the lost-write check: a write acknowledged at level `one` by the only

@@ -1,0 +1,188 @@
+//! The CRDT workload under the nemesis: two quorumd instances over three nodes behind fault
+//! proxies, clients updating a plain counter, a keyed (idempotent) counter, an OR-set and an
+//! LWW map through both while a seeded fault plan runs. After the heal, the keyed increments
+//! still unacknowledged are retried with their keys until they are; then every node and both
+//! instances must agree, and the state must be one the history allows (`model`).
+
+pub mod controls;
+pub mod model;
+pub mod state;
+pub mod workload;
+
+use crate::common::test_config;
+use crate::run::{RunResult, converge};
+use model::Finals;
+use quorumd::app::App;
+use quorumd::nemesis::Nemesis;
+use quorumd::nemesis::plan::{FaultKind, Plan, PlanSettings};
+use state::Kind;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use workload::{Client, CrdtHistory, CrdtWorkload};
+
+/// Two instances over the nemesis' nodes, background exchanges on as in production.
+pub async fn start_instances(nemesis: &Nemesis) -> Vec<App> {
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = test_config(nemesis.urls());
+        cfg.sync.exchange_interval_ms = 500;
+        cfg.sync.in_flight_window_ms = 300;
+        apps.push(
+            App::start(cfg.validate().expect("valid config"))
+                .await
+                .expect("start quorumd"),
+        );
+    }
+    apps
+}
+
+pub fn client_for(apps: &[App]) -> Client {
+    Client::new(
+        apps.iter()
+            .map(|a| format!("http://{}", a.http_addr()))
+            .collect(),
+    )
+}
+
+/// `FAULT_SEEDS` seeded runs (or `FAULT_SEED`); writes `target/torture/crdt.md`; no violation
+/// may be found.
+pub async fn suite() {
+    let mut results = Vec::new();
+    for seed in crate::seeds() {
+        let r = CrdtRun::new(seed).run().await;
+        eprintln!(
+            "crdt seed {seed}: {} requests, {} faults, {} violations, converged in {:?}",
+            r.operations,
+            r.faults.total(),
+            r.violations.len(),
+            r.convergence
+        );
+        results.push(r);
+    }
+    crate::report::write("crdt", &results);
+    let bad: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            r.violations
+                .iter()
+                .map(move |v| format!("seed {}: {v}", r.seed))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} violation(s) (replay one with FAULT_SEED=<seed>):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.operations > 50 && r.faults.total() > 0),
+        "a run did too little"
+    );
+}
+
+pub struct CrdtRun {
+    pub seed: u64,
+    pub duration: Duration,
+}
+
+impl CrdtRun {
+    pub fn new(seed: u64) -> CrdtRun {
+        CrdtRun {
+            seed,
+            duration: Duration::from_secs(5),
+        }
+    }
+
+    pub async fn run(&self) -> RunResult {
+        let mut nemesis = Nemesis::start(3).await.expect("start nodes and proxies");
+        let apps = start_instances(&nemesis).await;
+        let client = client_for(&apps);
+        let plan = Plan::generate(
+            self.seed,
+            &PlanSettings::new(3, self.duration, &FaultKind::ALL),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = CrdtWorkload {
+            client: client.clone(),
+            clients: 4,
+            seed: self.seed,
+        };
+        let ((mut history, pending), faults) = tokio::join!(load.run(stop.clone()), async {
+            let report = nemesis.play(&plan, std::future::pending()).await;
+            stop.store(true, Ordering::Relaxed);
+            report
+        });
+        let mut violations: Vec<String> = faults
+            .failures
+            .iter()
+            .map(|f| format!("nemesis: {f}"))
+            .collect();
+        if let Err(e) = nemesis.heal_all() {
+            violations.push(format!("nemesis: heal: {e}"));
+        }
+        let healed = Instant::now();
+        let mut convergence = None;
+        if converge(&apps[0]).await.is_some() && converge(&apps[1]).await.is_some() {
+            convergence = Some(healed.elapsed());
+        } else {
+            violations.push("replicas did not converge within 60 s of the heal".into());
+        }
+        let never =
+            workload::retry_pending(&client, &mut history, pending, Duration::from_secs(20)).await;
+        violations.extend(
+            never
+                .iter()
+                .map(|k| format!("keyed increment {k} never acknowledged after the heal")),
+        );
+        // The retries may have reached only a quorum: one more clean exchange spreads them.
+        for app in &apps {
+            converge(app).await;
+        }
+        violations.extend(check_after_heal(&nemesis, &apps, &client, &history).await);
+        for app in apps {
+            app.shutdown().await.expect("clean shutdown");
+        }
+        RunResult {
+            seed: self.seed,
+            operations: history.requests,
+            faults,
+            violations,
+            convergence,
+        }
+    }
+}
+
+/// Convergence of every key on every node and instance, then the model.
+pub async fn check_after_heal(
+    nemesis: &Nemesis,
+    apps: &[App],
+    client: &Client,
+    history: &CrdtHistory,
+) -> Vec<String> {
+    let read = async |kind, name| state::converged(nemesis, &apps[0], client, kind, name).await;
+    let finals = (
+        read(Kind::Counter, workload::PLAIN_COUNTER).await,
+        read(Kind::Counter, workload::KEYED_COUNTER).await,
+        read(Kind::Set, workload::SET).await,
+        read(Kind::Map, workload::MAP).await,
+    );
+    match finals {
+        (Ok(plain), Ok(keyed), Ok(set), Ok(map)) => model::check(
+            history,
+            &Finals {
+                plain,
+                keyed,
+                set,
+                map,
+            },
+        ),
+        (a, b, c, d) => [a.err(), b.err(), c.err(), d.err()]
+            .into_iter()
+            .flatten()
+            .map(|e| format!("not converged: {e}"))
+            .collect(),
+    }
+}
