@@ -87,6 +87,13 @@ async fn negative_control_an_increment_retried_without_its_key_is_counted_twice(
     crdt::controls::retry_without_key_is_counted_twice().await;
 }
 
+/// Negative control for the CRDT convergence and set/map checks: a last-writer-wins copy of a
+/// stale node's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_a_last_writer_wins_copy_of_crdt_state_is_reported() {
+    crdt::controls::last_writer_wins_copy_is_reported().await;
+}
+
 /// Negative control for the lost-write check: a write acknowledged at level `one` by the only
 /// node that could take it, whose data is then wiped. The same check that passes above must
 /// report the loss.

@@ -16,6 +16,7 @@ use quorumd::app::App;
 use quorumd::nemesis::Nemesis;
 use quorumd::nemesis::plan::{FaultKind, Plan, PlanSettings};
 use state::Kind;
+use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,8 +50,16 @@ pub fn client_for(apps: &[App]) -> Client {
 /// may be found.
 pub async fn suite() {
     let mut results = Vec::new();
+    let mut outcomes = String::from(
+        "Outcomes per run, acknowledged/unknown (keyed: unknown before the heal, all retried with their keys after it):\n\n| seed | plain counter | keyed counter | set | map |\n|---:|---:|---:|---:|---:|\n",
+    );
     for seed in crate::seeds() {
-        let r = CrdtRun::new(seed).run().await;
+        let (r, o) = CrdtRun::new(seed).run().await;
+        let _ = writeln!(
+            outcomes,
+            "| {seed} | {} | {} | {} | {} |",
+            o[0], o[1], o[2], o[3]
+        );
         eprintln!(
             "crdt seed {seed}: {} requests, {} faults, {} violations, converged in {:?}",
             r.operations,
@@ -60,7 +69,13 @@ pub async fn suite() {
         );
         results.push(r);
     }
-    crate::report::write("crdt", &results);
+    let table = crate::report::write("crdt", &results);
+    // The outcome mix shows how much the unknown-outcome rules were exercised.
+    std::fs::write(
+        crate::report::dir().join("crdt.md"),
+        format!("{table}{outcomes}\n"),
+    )
+    .expect("write the report");
     let bad: Vec<String> = results
         .iter()
         .flat_map(|r| {
@@ -96,7 +111,8 @@ impl CrdtRun {
         }
     }
 
-    pub async fn run(&self) -> RunResult {
+    /// The run, and its outcomes per type (`acknowledged/unknown` as text).
+    pub async fn run(&self) -> (RunResult, [String; 4]) {
         let mut nemesis = Nemesis::start(3).await.expect("start nodes and proxies");
         let apps = start_instances(&nemesis).await;
         let client = client_for(&apps);
@@ -130,6 +146,9 @@ impl CrdtRun {
         } else {
             violations.push("replicas did not converge within 60 s of the heal".into());
         }
+        let outcomes = history
+            .outcomes()
+            .map(|(acked, unknown)| format!("{acked}/{unknown}"));
         let never =
             workload::retry_pending(&client, &mut history, pending, Duration::from_secs(20)).await;
         violations.extend(
@@ -145,13 +164,14 @@ impl CrdtRun {
         for app in apps {
             app.shutdown().await.expect("clean shutdown");
         }
-        RunResult {
+        let result = RunResult {
             seed: self.seed,
             operations: history.requests,
             faults,
             violations,
             convergence,
-        }
+        };
+        (result, outcomes)
     }
 }
 

@@ -270,4 +270,69 @@ mod tests {
         assert!(check_set(&ops, &set_state(&[])).is_empty());
         assert!(check_set(&ops, &set_state(&["m"])).is_empty());
     }
+
+    fn map_state(field: &str, value: Option<&str>) -> State {
+        let clock = quorumd::hlc::Hlc::new(1);
+        let mut m = LwwMap::default();
+        m.set(
+            field.as_bytes().to_vec(),
+            clock.tick(),
+            value.map(|v| v.as_bytes().to_vec()),
+        );
+        m.to_fields().into_iter().collect()
+    }
+
+    #[test]
+    fn map_rules() {
+        let write = |value: Option<&str>, timing| MapOp {
+            field: "f".into(),
+            value: value.map(str::to_string),
+            timing,
+        };
+        // "b" invoked in a later millisecond than "a" was acknowledged: "b" has the newer version.
+        let ops = [
+            write(Some("a"), t(0, Some(1_000), true)),
+            write(Some("b"), t(3_000, Some(4_000), true)),
+        ];
+        assert!(check_map(&ops, &map_state("f", Some("b"))).is_empty());
+        assert_eq!(check_map(&ops, &map_state("f", Some("a"))).len(), 1);
+        assert_eq!(check_map(&ops, &map_state("f", None)).len(), 1);
+        // Within one millisecond the order is open.
+        let ops = [
+            write(Some("a"), t(0, Some(1_500), true)),
+            write(Some("b"), t(1_900, Some(4_000), true)),
+        ];
+        assert!(check_map(&ops, &map_state("f", Some("a"))).is_empty());
+        // A delete that may have won leaves the field absent; a write without a reply may win.
+        let ops = [
+            write(Some("a"), t(0, Some(1_000), true)),
+            write(None, t(3_000, Some(4_000), false)),
+            write(Some("c"), t(500, None, false)),
+        ];
+        assert!(check_map(&ops, &map_state("f", None)).is_empty());
+        assert!(check_map(&ops, &map_state("f", Some("a"))).is_empty());
+        assert!(check_map(&ops, &map_state("f", Some("c"))).is_empty());
+        assert_eq!(check_map(&ops, &map_state("f", Some("zzz"))).len(), 1);
+    }
+
+    #[test]
+    fn counter_rules() {
+        let inc = |delta, acked| CounterOp {
+            delta,
+            key: None,
+            timing: t(0, Some(1), acked),
+        };
+        let state = |p: u64, n: u64| -> State {
+            [("p:wx", p), ("n:wx", n)]
+                .into_iter()
+                .map(|(f, v)| (f.as_bytes().to_vec(), format!("{v:020}").into_bytes()))
+                .collect()
+        };
+        let ops = [inc(5, true), inc(-2, true), inc(3, false)];
+        assert!(check_counter("c", &ops, &state(5, 2)).is_empty());
+        assert!(check_counter("c", &ops, &state(8, 2)).is_empty());
+        assert_eq!(check_counter("c", &ops, &state(4, 2)).len(), 1);
+        assert_eq!(check_counter("c", &ops, &state(10, 2)).len(), 1);
+        assert_eq!(check_counter("c", &ops, &state(5, 4)).len(), 1);
+    }
 }

@@ -84,6 +84,24 @@ pub struct CrdtHistory {
     pub unexpected: Vec<String>,
 }
 
+impl CrdtHistory {
+    /// Operations by type as `acknowledged/unknown outcome`, for the report.
+    pub fn outcomes(&self) -> [(usize, usize); 4] {
+        fn split<'a>(t: impl Iterator<Item = &'a Timing>) -> (usize, usize) {
+            t.fold(
+                (0, 0),
+                |(a, u), t| if t.acked { (a + 1, u) } else { (a, u + 1) },
+            )
+        }
+        [
+            split(self.plain.iter().map(|o| &o.timing)),
+            split(self.keyed.iter().map(|o| &o.timing)),
+            split(self.set.iter().map(|o| &o.timing)),
+            split(self.map.iter().map(|o| &o.timing)),
+        ]
+    }
+}
+
 /// What one request got back.
 pub enum Reply {
     Acked(u64),
@@ -162,14 +180,20 @@ impl Client {
         self.send(req).await
     }
 
-    async fn set_op(&self, via: usize, member: &str, add: bool) -> Reply {
+    pub async fn set_op(&self, via: usize, member: &str, add: bool) -> Reply {
         let verb = if add { "add" } else { "remove" };
         let url = format!("{}/v1/sets/{SET}/{verb}", self.bases[via]);
         self.send(self.http.post(url).json(&json!({ "members": [member] })))
             .await
     }
 
-    async fn map_op(&self, via: usize, field: &str, value: Option<&str>, by_delete: bool) -> Reply {
+    pub async fn map_op(
+        &self,
+        via: usize,
+        field: &str,
+        value: Option<&str>,
+        by_delete: bool,
+    ) -> Reply {
         let base = &self.bases[via];
         let req = if by_delete {
             self.http
