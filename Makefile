@@ -31,5 +31,5 @@ SEEDS ?= 50
 torture: deps
 	rm -f target/torture/*.md
 	FAULT_SEEDS=$(SEEDS) $(CARGO) test --release --test faults -- --nocapture
-	cat target/torture/kv-*.md > target/torture/report.md
+	cat target/torture/kv-*.md target/torture/crdt.md > target/torture/report.md
 	@echo "report: target/torture/report.md"
