@@ -139,21 +139,21 @@ pub struct Client {
     pub http: reqwest::Client,
     /// One base URL per quorumd instance.
     pub bases: Vec<String>,
+    /// How long to wait for a reply before the outcome is unknown.
+    pub patience: Duration,
 }
 
 impl Client {
     pub fn new(bases: Vec<String>) -> Client {
         Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().build().unwrap(),
             bases,
+            patience: Duration::from_secs(5),
         }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let Ok(r) = req.send().await else {
+        let Ok(r) = req.timeout(self.patience).send().await else {
             return Reply::Lost;
         };
         let status = r.status();
@@ -242,7 +242,12 @@ impl CrdtWorkload {
         let mut tasks = Vec::new();
         for id in 0..self.clients {
             let (history, pending, stop) = (history.clone(), pending.clone(), stop.clone());
-            let client = self.client.clone();
+            let mut client = self.client.clone();
+            // Half the clients give up after a second: more requests whose outcome is unknown
+            // while the server still works on them.
+            if id % 2 == 1 {
+                client.patience = Duration::from_secs(1);
+            }
             let seed = self.seed;
             tasks.push(tokio::spawn(async move {
                 let mut c = ClientRun {
@@ -380,6 +385,16 @@ impl ClientRun {
                     decided: Some(t),
                     acked: true,
                 });
+                // Sometimes sent again, as by a client that missed the acknowledgement: it
+                // must not count twice.
+                if self.next(4) == 0 {
+                    let again = (via + 1) % self.client.bases.len();
+                    let reply = self
+                        .client
+                        .increment(again, KEYED_COUNTER, delta, Some(&key))
+                        .await;
+                    self.record(&reply, |_| {});
+                }
                 break;
             }
             via = (via + 1) % self.client.bases.len();
