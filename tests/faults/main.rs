@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod crdt;
 mod locks;
 mod queue;
 mod report;
@@ -315,6 +316,24 @@ async fn negative_control_an_item_wiped_from_a_majority_is_reported_lost() {
         "the lost item went unreported: {found:?}"
     );
     app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crdts_under_random_faults() {
+    crdt::suite().await;
+}
+
+/// Negative control for the CRDT checks: an increment retried without its idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_an_increment_retried_without_its_key_is_counted_twice() {
+    crdt::controls::retry_without_key_is_counted_twice().await;
+}
+
+/// Negative control for the CRDT convergence and set/map checks: a last-writer-wins copy of a
+/// stale node's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_a_last_writer_wins_copy_of_crdt_state_is_reported() {
+    crdt::controls::last_writer_wins_copy_is_reported().await;
 }
 
 /// Negative control for the lost-write check: a write acknowledged at level `one` by the only

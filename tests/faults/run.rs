@@ -116,7 +116,7 @@ pub fn check(level: &str, history: &History, finals: &BTreeMap<String, Vec<Entry
 }
 
 /// Waits until every node is up (not recovering) and an exchange finds nothing to repair.
-async fn converge(app: &App) -> Option<Duration> {
+pub async fn converge(app: &App) -> Option<Duration> {
     let healed = Instant::now();
     let deadline = healed + Duration::from_secs(60);
     let pool = app.store().pool().clone();
