@@ -170,6 +170,59 @@ async fn metrics_can_be_protected() {
     tc.shutdown().await;
 }
 
+/// The dashboard page is open (it holds no data); what it loads takes the token from the query,
+/// for reads only, because a browser's EventSource cannot send headers.
+#[tokio::test]
+async fn the_dashboard_page_is_open_and_reads_accept_a_query_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    tokens_file(&file, &[(WRITER, "write")]);
+    let tc = start(&file, false).await;
+    use reqwest::Method as M;
+    let page = send(&tc, M::GET, "/", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("access_token"));
+    let r = send(&tc, M::GET, "/v1/status", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = send(
+        &tc,
+        M::GET,
+        &format!("/v1/status?access_token={READER}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        &tc,
+        M::GET,
+        "/v1/status?access_token=wrong-token-0123456789",
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The event stream answers with a token in the query (headers arrive before any event).
+    let r = send(
+        &tc,
+        M::GET,
+        &format!("/v1/events?access_token={READER}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+    // Writes never take the token from the URL.
+    let r = send(
+        &tc,
+        M::PUT,
+        &format!("/v1/kv/q?access_token={WRITER}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(tc.raw_value(0, b"q").await, None);
+    tc.shutdown().await;
+}
+
 /// SIGHUP to this process: every service started by this test binary reloads its file.
 fn sighup() {
     // SAFETY: kill(2) on our own pid with a signal the service handles.

@@ -1,6 +1,8 @@
 //! The authentication layer of the HTTP API: `Authorization: Bearer <token>` checked against
 //! the shared token store. GET and HEAD need a `read` token, every other method a `write`
-//! token. `/healthz` and `/readyz` stay open for probes, `/metrics` unless configured.
+//! token. `/healthz` and `/readyz` stay open for probes, `/metrics` unless configured, and `/`
+//! (the dashboard page itself holds no data; what it loads is checked). Reads may carry the
+//! token as `?access_token=` instead, because a browser's EventSource cannot send headers.
 
 use super::error::ApiError;
 use crate::auth::{Scope, Tokens};
@@ -23,7 +25,7 @@ pub fn protect(router: Router, tokens: Arc<Tokens>) -> Router {
 /// The scope a request needs, or `None` for the endpoints that stay open.
 fn needed_scope(tokens: &Tokens, method: &Method, path: &str) -> Option<Scope> {
     match path {
-        "/healthz" | "/readyz" => None,
+        "/healthz" | "/readyz" | "/" => None,
         "/metrics" if !tokens.protect_metrics() => None,
         _ if method == Method::GET || method == Method::HEAD => Some(Scope::Read),
         _ => Some(Scope::Write),
@@ -37,6 +39,16 @@ fn bearer(request: &Request) -> Option<&[u8]> {
     scheme
         .eq_ignore_ascii_case(b"bearer")
         .then(|| rest.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// The `access_token` query parameter, for reads only (a token in a URL may end up in logs
+/// and browser history; writes must use the header).
+fn query_token(request: &Request) -> Option<Vec<u8>> {
+    let query = request.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, value)| value.into_owned().into_bytes())
         .filter(|t| !t.is_empty())
 }
 
@@ -54,13 +66,16 @@ async fn check(State(tokens): State<Arc<Tokens>>, request: Request, next: Next) 
     let Some(needed) = needed_scope(&tokens, request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
-    let Some(presented) = bearer(&request) else {
+    let from_query = (needed == Scope::Read)
+        .then(|| query_token(&request))
+        .flatten();
+    let Some(presented) = bearer(&request).map(<[u8]>::to_vec).or(from_query) else {
         return unauthorized(
-            "this endpoint needs an `Authorization: Bearer <token>` header",
+            "this endpoint needs an `Authorization: Bearer <token>` header (reads also accept `?access_token=`)",
             "Bearer realm=\"quorumd\"",
         );
     };
-    match tokens.lookup(presented) {
+    match tokens.lookup(&presented) {
         None => unauthorized(
             "the bearer token is not valid",
             "Bearer realm=\"quorumd\", error=\"invalid_token\"",
