@@ -312,31 +312,35 @@ impl App {
         self.store.pool().shutdown().await;
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> Result<(), AppError> {
-        wait_for_signal().await;
+    /// Serves until one of `signals` (installed earlier) arrives, then shuts down gracefully.
+    pub async fn run_until(self, mut signals: StopSignals) -> Result<(), AppError> {
+        signals.recv().await;
         self.shutdown().await
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// SIGINT and SIGTERM listeners, installed when created: a signal that arrives between
+/// `install` and `recv` is kept, not left to its default action (which would end the process
+/// without a drain).
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM since `install`.
+    pub async fn recv(&mut self) {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

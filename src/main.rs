@@ -84,9 +84,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
         Cmd::Run { config } => {
             let validated = Config::load(config.as_deref())?.validate()?;
             quorumd::telemetry::init(&validated.config.log);
+            // Before anything can report readiness, so an early SIGTERM still drains.
+            let mut signals = quorumd::app::StopSignals::install()?;
             let app = App::start(validated).await?;
             let notifier = quorumd::sdnotify::spawn(app.store().clone());
-            quorumd::app::wait_for_signal().await;
+            signals.recv().await;
             if let Some(n) = notifier {
                 n.abort();
             }
@@ -199,6 +201,8 @@ fn print_report(r: &quorumd::sync::SweepReport, core: &quorumd::app::Core, left:
 
 async fn demo(port: u16, keys: u64) -> Result<(), Box<dyn std::error::Error>> {
     quorumd::telemetry::init(&LogConfig::default());
+    // Installed first: Ctrl-C at any point from here on stops the demo and its nodes cleanly.
+    let signals = quorumd::app::StopSignals::install()?;
     let cluster = tokio::task::spawn_blocking(|| DevCluster::start(3)).await??;
     let mut cfg = Config {
         nodes: cluster.urls(),
@@ -229,7 +233,7 @@ async fn demo(port: u16, keys: u64) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  curl {base}/metrics");
     println!("\nPress Ctrl-C to stop; the redis-server processes stop with it.");
-    app.run_until_signal().await?;
+    app.run_until(signals).await?;
     drop(cluster);
     println!("demo stopped");
     Ok(())
