@@ -54,7 +54,7 @@ pub enum HashCmd {
 }
 
 fn parse_hset(args: &[Bytes]) -> Result<Command, Frame> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(wrong_arity("hset"));
     }
     let pairs = args[2..]
