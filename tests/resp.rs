@@ -411,6 +411,15 @@ async fn counters_hashes_and_sets_match_a_real_redis_server() {
     assert_eq!(theirs.cmd("INCR c:plain").await, Frame::Integer(6));
     assert!(error_text(&ours.cmd("INCR c:plain").await).starts_with("WRONGTYPE"));
     assert_eq!(ours.cmd("GET c:plain").await, bulk("5"), "left unchanged");
+    // Also by design: a counter, hash or set is not overwritten, deleted or expired as a
+    // string (Redis would); see docs/RESP.md.
+    for line in ["SET c:n 1", "DEL c:n", "EXPIRE st:s 10", "APPEND hh:w x"] {
+        assert!(
+            error_text(&ours.cmd(line).await).starts_with("WRONGTYPE"),
+            "{line}"
+        );
+    }
+    assert_eq!(ours.cmd("GET c:n").await, bulk("-13"));
 
     // The counter lives on every node: its materialised value is the string Redis would hold.
     wait_until(Duration::from_secs(5), "every node holds -13", || async {
