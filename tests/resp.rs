@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use common::{TestCluster, wait_until};
 use quorumd::devcluster::DevCluster;
 use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -607,6 +608,30 @@ async fn redis_crate_and_redis_cli_as_clients() {
     assert_eq!(cli(&["DBSIZE"]), "401\n");
     assert!(cli(&["FOO", "bar"]).contains("ERR unknown command 'FOO'"));
     assert!(cli(&["GET"]).contains("ERR wrong number of arguments for 'get' command"));
+    // Counters, hashes and sets through redis-cli, and the redis crate over RESP3.
+    assert_eq!(cli(&["INCRBY", "cli:n", "5"]), "5\n");
+    assert_eq!(cli(&["HSET", "cli:h", "f", "v", "g", "w"]), "2\n");
+    assert_eq!(cli(&["HGETALL", "cli:h"]), "f\nv\ng\nw\n");
+    assert_eq!(cli(&["SADD", "cli:s", "b", "a"]), "2\n");
+    assert_eq!(cli(&["SMEMBERS", "cli:s"]), "a\nb\n");
+    let client = redis::Client::open(format!("redis://{addr}?protocol=resp3")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (n, h, s): (i64, HashMap<String, String>, BTreeSet<String>) = redis::pipe()
+        .cmd("DECR")
+        .arg("cli:n")
+        .cmd("HGETALL")
+        .arg("cli:h")
+        .cmd("SMEMBERS")
+        .arg("cli:s")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        h,
+        HashMap::from([("f".into(), "v".into()), ("g".into(), "w".into())])
+    );
+    assert_eq!(s, BTreeSet::from(["a".into(), "b".into()]));
     // Interactive-style input: several commands on stdin, one connection.
     let port = addr.port().to_string();
     let out = tokio::task::spawn_blocking(move || {
