@@ -1,6 +1,7 @@
-//! `make bench`: `redis-benchmark -t set,get` against quorumd's RESP listener over three local
+//! `make bench`: `redis-benchmark -t set,get,incr` against quorumd's RESP listener over three local
 //! redis-server nodes, beside the same run against one redis-server directly, with and without
-//! pipelining (`-P 16`).
+//! pipelining (`-P 16`). INCR runs on quorumd's PN-counter (a CRDT merge on every node),
+//! against Redis's INCR of a string integer.
 //!
 //! Rounds interleave the targets (in a rotating order) so machine noise hits both alike. Per
 //! workload the table shows the median over rounds of throughput, p50 and p99 as
@@ -33,6 +34,8 @@ const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
 const KEYSPACE: usize = 100_000;
 const PIPELINES: [usize; 2] = [1, 16];
+/// redis-benchmark's `-t` list.
+const TESTS: &str = "set,get,incr";
 
 #[derive(Clone, Copy)]
 struct Settings {
@@ -130,7 +133,7 @@ fn redis_benchmark(
     s: &Settings,
 ) -> Result<BTreeMap<String, Sample>, String> {
     let out = std::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "set,get"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", TESTS])
         .args(["-n", &s.requests.to_string(), "-c", &s.clients.to_string()])
         .args(["-d", &VALUE_BYTES.to_string(), "-r", &KEYSPACE.to_string()])
         .args(["-P", &pipeline.to_string(), "--csv"])
@@ -261,7 +264,7 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
         redis_version()
     );
     println!(
-        "redis-benchmark -t set,get -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, {} round(s){}",
+        "redis-benchmark -t {TESTS} -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, {} round(s){}",
         s.requests,
         s.clients,
         s.rounds,

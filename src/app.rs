@@ -174,12 +174,13 @@ impl App {
                 default_level: cfg.quorum.default_consistency,
                 instance: state.instance.id.clone(),
             };
-            let server = RespServer::start(settings, store.clone())
-                .await
-                .map_err(|source| AppError::Bind {
-                    addr: cfg.resp.listen,
-                    source,
-                })?;
+            let server =
+                RespServer::start(settings, store.clone(), state.crdts.clone(), auth.clone())
+                    .await
+                    .map_err(|source| AppError::Bind {
+                        addr: cfg.resp.listen,
+                        source,
+                    })?;
             Some(server)
         } else {
             None

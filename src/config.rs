@@ -168,8 +168,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Longest accepted key in bytes (after percent-decoding). Default 1024.
     pub max_key_bytes: usize,
-    /// Allow `listen` on a non-loopback address while `auth.enabled` is false. Default false:
-    /// an open API on a public interface is refused at start.
+    /// Allow `listen` (and `resp.listen`) on a non-loopback address while `auth.enabled` is
+    /// false (and, for RESP, no `resp.password`). Default false: an open API on a public
+    /// interface is refused at start.
     pub allow_public_without_auth: bool,
     /// On SIGTERM, longest wait in ms for requests in flight to finish before they are dropped
     /// and shutdown goes on (keep it below the service manager's stop timeout). Default 20000.
@@ -654,6 +655,7 @@ impl Config {
         }
         crate::auth::Tokens::from_config(&self.auth).map_err(auth_invalid)?;
         check_listen_safety(&self.http, &self.auth)?;
+        check_resp_listen_safety(&self.resp, &self.http, &self.auth)?;
         self.tls
             .check()
             .map_err(|e| invalid("tls", e.to_string()))?;
@@ -707,6 +709,32 @@ fn check_listen_safety(
                 "{} is not a loopback address and auth.enabled is false: enable [auth] with \
                  tokens, or set http.allow_public_without_auth = true to accept an open API",
                 http.listen
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The same rule for the Redis protocol: a public `resp.listen` needs AUTH (tokens or
+/// `resp.password`), unless `http.allow_public_without_auth` accepts an open service.
+fn check_resp_listen_safety(
+    resp: &RespConfig,
+    http: &HttpConfig,
+    auth: &crate::auth::AuthConfig,
+) -> Result<(), ConfigError> {
+    let protected = auth.enabled || resp.password.is_some();
+    if resp.enabled
+        && !protected
+        && !resp.listen.ip().is_loopback()
+        && !http.allow_public_without_auth
+    {
+        return Err(invalid(
+            "resp.listen",
+            format!(
+                "{} is not a loopback address and neither auth.enabled nor resp.password is \
+                 set: enable [auth] with tokens or set resp.password, or set \
+                 http.allow_public_without_auth = true to accept an open service",
+                resp.listen
             ),
         ));
     }
@@ -862,6 +890,34 @@ listen = "127.0.0.1:7379"
         let mut v6 = with_nodes(&["redis://a:1"]);
         v6.http.listen = "[::1]:8379".parse().unwrap();
         assert!(v6.validate().is_ok(), "IPv6 loopback is local");
+    }
+
+    #[test]
+    fn public_resp_listen_needs_auth_or_explicit_consent() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.resp.listen = "0.0.0.0:7379".parse().unwrap();
+        let err = c.clone().validate().unwrap_err();
+        assert_eq!(field_of(err), "resp.listen");
+        let mut disabled = c.clone();
+        disabled.resp.enabled = false;
+        assert!(
+            disabled.validate().is_ok(),
+            "a disabled listener is not exposed"
+        );
+        let mut open = c.clone();
+        open.http.allow_public_without_auth = true;
+        assert!(open.validate().is_ok());
+        let mut password = c.clone();
+        password.resp.password = Some(Secret("pw".into()));
+        assert!(password.validate().is_ok());
+        let mut tokens = c;
+        tokens.auth.enabled = true;
+        tokens.auth.tokens.push(crate::auth::TokenEntry {
+            name: "ops".into(),
+            token: "a-long-enough-token-123".into(),
+            scope: crate::auth::Scope::Write,
+        });
+        assert!(tokens.validate().is_ok());
     }
 
     #[test]

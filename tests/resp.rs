@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use common::{TestCluster, wait_until};
 use quorumd::devcluster::DevCluster;
 use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -267,6 +268,195 @@ async fn replies_match_a_real_redis_server() {
     tc.shutdown().await;
 }
 
+/// Counters, hashes and sets (the CRDT families): replies compared with redis-server 7.
+/// HGETALL and SMEMBERS are compared as sorted collections: quorumd answers in byte order,
+/// Redis in its encoding's order.
+const CRDT_SAME_AS_REDIS: &[&str] = &[
+    "INCR c:n",
+    "INCRBY c:n 10",
+    "DECR c:n",
+    "DECRBY c:n 3",
+    "INCRBY c:n -20",
+    "GET c:n",
+    "TYPE c:n",
+    "EXISTS c:n",
+    "INCRBY c:n abc",
+    "INCRBY c:n 1.5",
+    "INCRBY c:n 01",
+    "DECRBY c:n -9223372036854775808",
+    "INCRBY c:big 9223372036854775807",
+    "INCR c:big",
+    "GET c:big",
+    "DECRBY c:low 9223372036854775807",
+    "DECR c:low",
+    "DECR c:low",
+    "INCR",
+    "INCR a b",
+    "INCRBY c:n",
+    "DECRBY c:n 1 2",
+    "HSET hh:h a 1 b 2",
+    "HSET hh:h a 3 c 4",
+    "HSET hh:h a 1 a 2",
+    "HSET hh:h a",
+    "HSET hh:h a 1 b",
+    "HGET hh:h a",
+    "HGET hh:h zz",
+    "HGET hh:missing a",
+    "HMGET hh:h a zz c",
+    "HMGET hh:missing a",
+    "HGETALL hh:h",
+    "HGETALL hh:missing",
+    "HDEL hh:h a zz",
+    "HDEL hh:h a",
+    "HDEL hh:missing a",
+    "HINCRBY hh:h n 5",
+    "HINCRBY hh:h n -7",
+    "HINCRBY hh:h n x",
+    "HSET hh:h s abc",
+    "HINCRBY hh:h s 1",
+    "HSET hh:h big 9223372036854775807",
+    "HINCRBY hh:h big 1",
+    "TYPE hh:h",
+    "HGETALL hh:h",
+    "HDEL hh:h b c n s big",
+    "TYPE hh:h",
+    "HGETALL hh:h",
+    "HGET",
+    "HGETALL a b",
+    "SADD st:s a b c",
+    "SADD st:s a d d",
+    "SREM st:s a zz",
+    "SREM st:s a",
+    "SREM st:missing a",
+    "SISMEMBER st:s b",
+    "SISMEMBER st:s a",
+    "SISMEMBER st:missing a",
+    "SCARD st:s",
+    "SCARD st:missing",
+    "SMEMBERS st:s",
+    "SMEMBERS st:missing",
+    "TYPE st:s",
+    "SADD st:s",
+    "SISMEMBER st:s",
+    "SREM st:s b c d",
+    "TYPE st:s",
+    "SADD st:s x",
+    "GET st:s",
+    "INCR st:s",
+    "HSET st:s a 1",
+    "HGET st:s a",
+    "SADD c:n x",
+    "SCARD c:n",
+    "HGET c:n a",
+    "HSET hh:w f v",
+    "GET hh:w",
+    "SADD hh:w x",
+    "INCR hh:w",
+    "SET st:str v",
+    "SADD st:str a",
+    "HGET st:str a",
+    "SCARD st:str",
+    "HELLO 3",
+    "HGETALL hh:w",
+    "SMEMBERS st:s",
+    "HMGET hh:w f g",
+    "HGET hh:w g",
+    "HELLO 2",
+];
+
+/// HGETALL and SMEMBERS replies in a comparable order; HELLO's reply (server details) left out.
+fn comparable(line: &str, f: Frame) -> Frame {
+    let sort = |mut v: Vec<Frame>| {
+        v.sort_by_key(|f| format!("{f:?}"));
+        v
+    };
+    match (line.split(' ').next(), f) {
+        (Some("HELLO"), Frame::Map(_) | Frame::Array(_)) => Frame::Simple("hello".into()),
+        (Some("SMEMBERS"), Frame::Set(v)) => Frame::Set(sort(v)),
+        (Some("SMEMBERS"), Frame::Array(v)) => Frame::Array(sort(v)),
+        (Some("HGETALL"), Frame::Map(mut pairs)) => {
+            pairs.sort_by_key(|p| format!("{p:?}"));
+            Frame::Map(pairs)
+        }
+        (Some("HGETALL"), Frame::Array(v)) => {
+            let mut pairs: Vec<Vec<Frame>> = v.chunks(2).map(<[Frame]>::to_vec).collect();
+            pairs.sort_by_key(|p| format!("{p:?}"));
+            Frame::Array(pairs.concat())
+        }
+        (_, f) => f,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_hashes_and_sets_match_a_real_redis_server() {
+    let tc = TestCluster::start(3).await;
+    let reference = start_reference().await;
+    let mut ours = Raw::connect(resp_addr(&tc)).await;
+    let mut theirs = Raw::connect(reference.nodes[0].addr()).await;
+    for line in CRDT_SAME_AS_REDIS {
+        let expected = comparable(line, theirs.cmd(line).await);
+        let got = comparable(line, ours.cmd(line).await);
+        assert_eq!(got, expected, "{line}");
+    }
+    // RESP3 types on the wire: a map for HGETALL, a set for SMEMBERS.
+    ours.cmd("HELLO 3").await;
+    assert!(matches!(ours.cmd("HGETALL hh:w").await, Frame::Map(m) if m.len() == 1));
+    assert!(matches!(ours.cmd("SMEMBERS st:s").await, Frame::Set(m) if m.len() == 1));
+    ours.cmd("HELLO 2").await;
+
+    // By design: INCR works only on counters. A string written by SET, even "5", is a
+    // last-writer-wins value, not a counter (Redis would answer 6).
+    for c in [&mut ours, &mut theirs] {
+        assert_eq!(c.cmd("SET c:plain 5").await, Frame::ok());
+    }
+    assert_eq!(theirs.cmd("INCR c:plain").await, Frame::Integer(6));
+    assert!(error_text(&ours.cmd("INCR c:plain").await).starts_with("WRONGTYPE"));
+    assert_eq!(ours.cmd("GET c:plain").await, bulk("5"), "left unchanged");
+    // Also by design: a counter, hash or set is not overwritten, deleted or expired as a
+    // string (Redis would); see docs/RESP.md.
+    for line in ["SET c:n 1", "DEL c:n", "EXPIRE st:s 10", "APPEND hh:w x"] {
+        assert!(
+            error_text(&ours.cmd(line).await).starts_with("WRONGTYPE"),
+            "{line}"
+        );
+    }
+    assert_eq!(ours.cmd("GET c:n").await, bulk("-13"));
+
+    // The counter lives on every node: its materialised value is the string Redis would hold.
+    wait_until(Duration::from_secs(5), "every node holds -13", || async {
+        let mut all = true;
+        for i in 0..3 {
+            all &= tc.raw_value(i, b"c:n").await == Some(b"-13".to_vec());
+        }
+        all
+    })
+    .await;
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_incrs_and_sadds_lose_nothing() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    let clients = (0..4).map(|c| async move {
+        let mut r = Raw::connect(addr).await;
+        for i in 0..25 {
+            assert!(matches!(r.cmd("INCR conc:n").await, Frame::Integer(_)));
+            let member = format!("SADD conc:s m{c}-{i}");
+            assert!(matches!(r.cmd(&member).await, Frame::Integer(_)));
+            // HINCRBY of one field per client: no other writer, so nothing may be lost.
+            let field = format!("HINCRBY conc:h f{c} 2");
+            assert_eq!(r.cmd(&field).await, Frame::Integer(2 * (i + 1)));
+        }
+    });
+    futures::future::join_all(clients).await;
+    let mut r = Raw::connect(addr).await;
+    assert_eq!(r.cmd("GET conc:n").await, bulk("100"));
+    assert_eq!(r.cmd("SCARD conc:s").await, Frame::Integer(100));
+    assert_eq!(r.cmd("HGET conc:h f3").await, bulk("50"));
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_and_session_commands() {
     let tc = TestCluster::start(3).await;
@@ -418,6 +608,30 @@ async fn redis_crate_and_redis_cli_as_clients() {
     assert_eq!(cli(&["DBSIZE"]), "401\n");
     assert!(cli(&["FOO", "bar"]).contains("ERR unknown command 'FOO'"));
     assert!(cli(&["GET"]).contains("ERR wrong number of arguments for 'get' command"));
+    // Counters, hashes and sets through redis-cli, and the redis crate over RESP3.
+    assert_eq!(cli(&["INCRBY", "cli:n", "5"]), "5\n");
+    assert_eq!(cli(&["HSET", "cli:h", "f", "v", "g", "w"]), "2\n");
+    assert_eq!(cli(&["HGETALL", "cli:h"]), "f\nv\ng\nw\n");
+    assert_eq!(cli(&["SADD", "cli:s", "b", "a"]), "2\n");
+    assert_eq!(cli(&["SMEMBERS", "cli:s"]), "a\nb\n");
+    let client = redis::Client::open(format!("redis://{addr}?protocol=resp3")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (n, h, s): (i64, HashMap<String, String>, BTreeSet<String>) = redis::pipe()
+        .cmd("DECR")
+        .arg("cli:n")
+        .cmd("HGETALL")
+        .arg("cli:h")
+        .cmd("SMEMBERS")
+        .arg("cli:s")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        h,
+        HashMap::from([("f".into(), "v".into()), ("g".into(), "w".into())])
+    );
+    assert_eq!(s, BTreeSet::from(["a".into(), "b".into()]));
     // Interactive-style input: several commands on stdin, one connection.
     let port = addr.port().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -765,5 +979,103 @@ async fn concurrent_read_modify_writes_lose_nothing() {
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(c.cmd("GET race").await, bulk(&winners[0].to_string()));
+    tc.shutdown().await;
+}
+
+/// SIGHUP to this process: every service started by this test binary reloads its tokens.
+fn sighup() {
+    // SAFETY: kill(2) on our own pid with a signal the service handles.
+    let rc = unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+    assert_eq!(rc, 0, "kill(SIGHUP)");
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const NOAUTH: &str = "NOAUTH Authentication required.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
+    use quorumd::auth::{Scope, TokenEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    let write_file = |token: &str| {
+        let body = format!("[[tokens]]\nname = \"ops\"\ntoken = \"{token}\"\nscope = \"write\"\n");
+        std::fs::write(&file, body).unwrap();
+    };
+    let (old, new) = ("old-resp-token-0123456789", "new-resp-token-0123456789");
+    let reader = "reader-resp-token-0123456789";
+    write_file(old);
+    let path = file.to_string_lossy().to_string();
+    let tc = TestCluster::start_with(3, move |cfg| {
+        cfg.auth.enabled = true;
+        cfg.auth.tokens.push(TokenEntry {
+            name: "reader".into(),
+            token: reader.into(),
+            scope: Scope::Read,
+        });
+        cfg.auth.tokens_file = path;
+        cfg.resp.password = Some(quorumd::config::Secret("s3cret".into()));
+    })
+    .await;
+    let addr = resp_addr(&tc);
+
+    let mut w = Raw::connect(addr).await;
+    for line in ["PING", "GET k", "INCR n", "QUORUMD CONSISTENCY"] {
+        assert_eq!(error_text(&w.cmd(line).await), NOAUTH, "{line}");
+    }
+    assert_eq!(error_text(&w.cmd("AUTH nope").await), WRONGPASS);
+    let wrong_user = format!("AUTH someone {old}");
+    assert_eq!(error_text(&w.cmd(&wrong_user).await), WRONGPASS);
+    assert_eq!(error_text(&w.cmd("GET k").await), NOAUTH);
+    assert_eq!(w.cmd(&format!("AUTH ops {old}")).await, Frame::ok());
+    assert_eq!(w.cmd("SET k v").await, Frame::ok());
+    assert_eq!(w.cmd("INCR n").await, Frame::Integer(1));
+
+    // A read-scoped token runs reads only.
+    let mut r = Raw::connect(addr).await;
+    let hello = r.cmd(&format!("HELLO 3 AUTH default {reader}")).await;
+    assert!(matches!(hello, Frame::Map(_)), "{hello:?}");
+    assert_eq!(r.cmd("GET k").await, bulk("v"));
+    assert_eq!(r.cmd("GET n").await, bulk("1"));
+    assert_eq!(r.cmd("SMEMBERS s").await, Frame::Set(vec![]));
+    for (line, name) in [
+        ("SET k w", "set"),
+        ("INCR n", "incr"),
+        ("HSET h f v", "hset"),
+        ("SADD s m", "sadd"),
+        ("DEL k", "del"),
+    ] {
+        assert_eq!(
+            error_text(&r.cmd(line).await),
+            format!("NOPERM this user has no permissions to run the '{name}' command"),
+        );
+    }
+    assert_eq!(r.cmd("QUORUMD CONSISTENCY one").await, Frame::ok());
+    assert_eq!(r.cmd("GET k").await, bulk("v"), "nothing was written");
+
+    // resp.password still works, with every right.
+    let mut p = Raw::connect(addr).await;
+    assert_eq!(p.cmd("AUTH default s3cret").await, Frame::ok());
+    assert_eq!(p.cmd("INCR n").await, Frame::Integer(2));
+
+    // Rotation: the file now holds only the new token.
+    write_file(new);
+    sighup();
+    wait_until(Duration::from_secs(10), "new token accepted", || async {
+        let mut c = Raw::connect(addr).await;
+        c.cmd(&format!("AUTH {new}")).await == Frame::ok()
+    })
+    .await;
+    assert_eq!(
+        error_text(&w.cmd("GET k").await),
+        NOAUTH,
+        "old token logged out"
+    );
+    let mut again = Raw::connect(addr).await;
+    assert_eq!(
+        error_text(&again.cmd(&format!("AUTH {old}")).await),
+        WRONGPASS
+    );
+    assert_eq!(r.cmd("GET k").await, bulk("v"), "inline token kept");
+    assert_eq!(p.cmd("GET n").await, bulk("2"), "password session kept");
     tc.shutdown().await;
 }

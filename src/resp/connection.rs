@@ -132,7 +132,7 @@ async fn run_batch(
         if session.closing {
             break;
         }
-        match command::parse(&args, session) {
+        match command::parse(&args, session, shared) {
             Command::Reply(frame) => running.push_back(Box::pin(async move { frame })),
             Command::Session(cmd) => {
                 drain(&mut running, session, out).await;
@@ -149,7 +149,7 @@ async fn run_batch(
                 if !alone {
                     footprint.add(&access);
                 }
-                let apply = cmd.apply(shared.store.clone(), session.level);
+                let apply = cmd.apply(shared.clone(), session.level);
                 // Store spans of pipelined commands nest under this connection's span.
                 running.push_back(Box::pin(apply.in_current_span()));
             }

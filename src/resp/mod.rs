@@ -3,6 +3,7 @@
 //! (buffered reads and writes, pipelining) and `server` (the listener, the connection limit,
 //! graceful shutdown). Like every surface, it reaches the nodes only through the store.
 
+pub mod auth;
 pub mod command;
 pub mod connection;
 pub mod frame;
@@ -10,6 +11,8 @@ pub mod server;
 
 pub use server::{RespServer, RespSettings};
 
+use crate::auth::Tokens;
+use crate::crdt_store::CrdtStore;
 use crate::quorum::Consistency;
 use crate::store::VersionedStore;
 use bytes::Bytes;
@@ -22,8 +25,12 @@ use std::time::Instant;
 /// State every connection shares: the store and the server-wide settings and counters.
 pub struct Shared {
     pub store: Arc<VersionedStore>,
+    /// Counters, hashes and sets (INCR, HSET, SADD...).
+    pub crdts: Arc<CrdtStore>,
     /// The password clients must AUTH with, if any.
     pub password: Option<String>,
+    /// The HTTP API's bearer tokens, also accepted by AUTH when `[auth]` is enabled.
+    pub tokens: Arc<Tokens>,
     pub default_level: Consistency,
     pub limits: Limits,
     pub max_connections: usize,
@@ -59,6 +66,8 @@ pub struct Session {
     /// The consistency level of this connection's reads and writes (`QUORUMD CONSISTENCY`).
     pub level: Consistency,
     pub authenticated: bool,
+    /// Set when AUTH accepted a token: its scope limits the commands.
+    pub grant: Option<auth::Grant>,
     /// Set by QUIT: close after the reply.
     pub closing: bool,
 }
@@ -71,7 +80,8 @@ impl Session {
             protocol: Protocol::Resp2,
             name: None,
             level: shared.default_level,
-            authenticated: shared.password.is_none(),
+            authenticated: shared.password.is_none() && !shared.tokens.enabled(),
+            grant: None,
             closing: false,
         }
     }

@@ -5,7 +5,9 @@
 use super::connection;
 use super::frame::{Frame, Limits, Protocol};
 use super::{Shared, command};
+use crate::auth::Tokens;
 use crate::config::RespConfig;
+use crate::crdt_store::CrdtStore;
 use crate::events;
 use crate::quorum::Consistency;
 use crate::store::VersionedStore;
@@ -48,6 +50,8 @@ impl RespServer {
     pub async fn start(
         settings: RespSettings,
         store: Arc<VersionedStore>,
+        crdts: Arc<CrdtStore>,
+        tokens: Arc<Tokens>,
     ) -> std::io::Result<RespServer> {
         let cfg = &settings.config;
         let listener = TcpListener::bind(cfg.listen).await?;
@@ -56,6 +60,8 @@ impl RespServer {
         let _ = command::spec("ping");
         let shared = Arc::new(Shared {
             store,
+            crdts,
+            tokens,
             password: cfg.password.as_ref().map(|p| p.0.clone()),
             default_level: settings.default_level,
             limits: Limits {

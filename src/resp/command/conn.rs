@@ -2,7 +2,7 @@
 
 use super::{Command, SessionCmd, Spec, eq, int_arg, unknown_subcommand, wrong_arity};
 use crate::resp::frame::{Frame, Protocol};
-use crate::resp::{Session, Shared};
+use crate::resp::{Session, Shared, auth};
 use bytes::Bytes;
 
 /// The Redis version quorumd reports, so clients enable the features it implements.
@@ -163,30 +163,6 @@ fn validate_name(name: &[u8]) -> Result<(), Frame> {
     Ok(())
 }
 
-/// Compares without stopping at the first difference, so timing does not reveal a prefix.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = given.len() ^ expected.len();
-    for (i, b) in expected.iter().enumerate() {
-        diff |= usize::from(b ^ given.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
-}
-
-fn check_password(shared: &Shared, user: Option<&[u8]>, password: &[u8]) -> Result<(), Frame> {
-    let wrong = || Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
-    if user.is_some_and(|u| u != b"default") {
-        return Err(wrong());
-    }
-    match &shared.password {
-        None if user.is_none() => Err(Frame::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        )),
-        None => Ok(()),
-        Some(p) if same_secret(password, p.as_bytes()) => Ok(()),
-        Some(_) => Err(wrong()),
-    }
-}
-
 fn client_info(session: &Session) -> String {
     let name = session
         .name
@@ -213,11 +189,10 @@ impl ConnCmd {
                 auth,
                 name,
             } => {
-                if let Some((user, password)) = &auth {
-                    if let Err(e) = check_password(shared, Some(user), password) {
-                        return e;
-                    }
-                    session.authenticated = true;
+                if let Some((user, password)) = &auth
+                    && let Err(e) = auth::login(session, shared, Some(user), password)
+                {
+                    return e;
                 }
                 if !session.authenticated {
                     return Frame::error(
@@ -242,11 +217,8 @@ impl ConnCmd {
                 ])
             }
             ConnCmd::Auth { user, password } => {
-                match check_password(shared, user.as_deref(), &password) {
-                    Ok(()) => {
-                        session.authenticated = true;
-                        Frame::ok()
-                    }
+                match auth::login(session, shared, user.as_deref(), &password) {
+                    Ok(()) => Frame::ok(),
                     Err(e) => e,
                 }
             }
@@ -283,19 +255,5 @@ impl ConnCmd {
                 .collect(),
             ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"ab", b"abc"));
-        assert!(!same_secret(b"abcd", b"abc"));
-        assert!(!same_secret(b"abd", b"abc"));
-        assert!(same_secret(b"", b""));
     }
 }

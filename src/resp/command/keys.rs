@@ -1,11 +1,13 @@
 //! Key commands on the versioned store: DEL, UNLINK, EXISTS, EXPIRE, PEXPIRE, EXPIREAT,
 //! PEXPIREAT, TTL, PTTL, PERSIST, TYPE.
 
-use super::{Access, Command, Spec, data, eq, int_arg, store_error};
+use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
+use crate::crdt::CrdtKind;
+use crate::crdt_store::CrdtStore;
 use crate::hlc::wall_clock_ms;
 use crate::quorum::Consistency;
 use crate::resp::frame::Frame;
-use crate::store::{Change, Found, VersionedStore};
+use crate::store::{Change, Found, StoreError, VersionedStore};
 use bytes::Bytes;
 
 const READ: &[&str] = &["readonly", "fast"];
@@ -61,6 +63,21 @@ pub static SPECS: &[Spec] = &[
     }),
     spec("type", 2, READ, 1, |a| data(KeyCmd::Type(a[1].clone()))),
 ];
+
+/// TYPE of a CRDT key: a set or hash whose members were all removed answers `none`, as Redis
+/// (which deletes empty sets and hashes); that costs one more read, for those keys only.
+async fn crdt_type(crdts: &CrdtStore, key: &[u8], holds: CrdtKind, level: Consistency) -> Frame {
+    let empty = match holds {
+        CrdtKind::Counter => Ok(false),
+        CrdtKind::Set => crdts.set_members(key, level).await.map(|m| m.is_empty()),
+        CrdtKind::Map => crdts.map_get(key, level).await.map(|m| m.is_empty()),
+    };
+    match empty {
+        Ok(true) => Frame::Simple("none".into()),
+        Ok(false) => Frame::Simple(type_name(holds).into()),
+        Err(e) => crdt_error(e),
+    }
+}
 
 /// EXPIRE's NX / XX / GT / LT options (XX combines with GT or LT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -183,7 +200,12 @@ impl KeyCmd {
         }
     }
 
-    pub async fn apply(self, store: &VersionedStore, level: Consistency) -> Frame {
+    pub async fn apply(
+        self,
+        store: &VersionedStore,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Frame {
         match self {
             KeyCmd::Del(keys) => {
                 let deletes = keys.iter().map(|k| store.delete_existing(k, level));
@@ -202,6 +224,8 @@ impl KeyCmd {
                 for r in futures::future::join_all(reads).await {
                     match r {
                         Ok(f) => present += i64::from(f.is_some()),
+                        // A counter, set or hash exists (it may be empty: see docs/RESP.md).
+                        Err(StoreError::KindConflict { .. }) => present += 1,
                         Err(e) => return store_error(e),
                     }
                 }
@@ -250,6 +274,9 @@ impl KeyCmd {
             KeyCmd::Type(key) => match store.get(&key, level).await {
                 Ok(Some(_)) => Frame::Simple("string".into()),
                 Ok(None) => Frame::Simple("none".into()),
+                Err(StoreError::KindConflict { holds }) => {
+                    crdt_type(crdts, &key, holds, level).await
+                }
                 Err(e) => store_error(e),
             },
         }

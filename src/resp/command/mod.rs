@@ -6,15 +6,20 @@
 //! in `FAMILIES`. Nothing else in the connection or the server changes.
 
 mod conn;
+mod counters;
+mod hashes;
 mod keys;
 mod quorumd;
 mod server;
+mod sets;
 mod strings;
 
 use super::frame::Frame;
 use super::{Session, Shared};
+use crate::crdt::CrdtKind;
+use crate::crdt_store::CrdtError;
 use crate::quorum::Consistency;
-use crate::store::{StoreError, VersionedStore};
+use crate::store::StoreError;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -74,6 +79,9 @@ pub static FAMILIES: &[&[Spec]] = &[
     quorumd::SPECS,
     strings::SPECS,
     keys::SPECS,
+    counters::SPECS,
+    hashes::SPECS,
+    sets::SPECS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| {
@@ -117,6 +125,9 @@ pub enum SessionCmd {
 pub enum DataCmd {
     String(strings::StringCmd),
     Key(keys::KeyCmd),
+    Counter(counters::CounterCmd),
+    Hash(hashes::HashCmd),
+    Set(sets::SetCmd),
 }
 
 /// The keys a data command reads and writes, for ordering pipelined commands.
@@ -131,13 +142,20 @@ impl DataCmd {
         match self {
             DataCmd::String(c) => c.access(),
             DataCmd::Key(c) => c.access(),
+            DataCmd::Counter(c) => c.access(),
+            DataCmd::Hash(c) => c.access(),
+            DataCmd::Set(c) => c.access(),
         }
     }
 
-    pub async fn apply(self, store: Arc<VersionedStore>, level: Consistency) -> Frame {
+    pub async fn apply(self, shared: Arc<Shared>, level: Consistency) -> Frame {
+        let (store, crdts) = (&shared.store, &shared.crdts);
         match self {
-            DataCmd::String(c) => c.apply(&store, level).await,
-            DataCmd::Key(c) => c.apply(&store, level).await,
+            DataCmd::String(c) => c.apply(store, crdts, level).await,
+            DataCmd::Key(c) => c.apply(store, crdts, level).await,
+            DataCmd::Counter(c) => c.apply(crdts, level).await,
+            DataCmd::Hash(c) => c.apply(crdts, level).await,
+            DataCmd::Set(c) => c.apply(crdts, level).await,
         }
     }
 }
@@ -152,11 +170,8 @@ impl SessionCmd {
     }
 }
 
-/// Commands allowed before AUTH when a password is set.
-const BEFORE_AUTH: &[&str] = &["auth", "hello", "quit"];
-
-/// Looks the command up, checks arity and authentication, and parses its arguments.
-pub fn parse(args: &[Bytes], session: &Session) -> Command {
+/// Looks the command up, checks authentication and arity, and parses its arguments.
+pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> Command {
     let Some(first) = args.first() else {
         return Command::Reply(Frame::error("ERR empty command"));
     };
@@ -164,8 +179,8 @@ pub fn parse(args: &[Bytes], session: &Session) -> Command {
     let Some(spec) = spec(&name) else {
         return Command::Reply(unknown_command(&name, &args[1..]));
     };
-    if !session.authenticated && !BEFORE_AUTH.contains(&spec.name) {
-        return Command::Reply(Frame::error("NOAUTH Authentication required."));
+    if let Err(refused) = super::auth::permit(session, shared, spec) {
+        return Command::Reply(refused);
     }
     let n = args.len() as i64;
     if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
@@ -250,6 +265,31 @@ pub fn store_error(e: StoreError) -> Frame {
     }
 }
 
+/// The reply for a failed CRDT operation (counters, hashes, sets), in Redis's words where
+/// Redis has them.
+pub fn crdt_error(e: CrdtError) -> Frame {
+    match e {
+        CrdtError::Store(e) => store_error(e),
+        CrdtError::KindConflict { .. } => {
+            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        }
+        CrdtError::Overflow(_) => Frame::error("ERR increment or decrement would overflow"),
+        CrdtError::NotAnInteger => Frame::error("ERR hash value is not an integer"),
+        e @ (CrdtError::IdempotencyConflict { .. } | CrdtError::Corrupt(_)) => {
+            Frame::error(format!("ERR {e}"))
+        }
+    }
+}
+
+/// The RESP type name of what a key holds, for TYPE.
+pub fn type_name(kind: CrdtKind) -> &'static str {
+    match kind {
+        CrdtKind::Counter => "string",
+        CrdtKind::Set => "set",
+        CrdtKind::Map => "hash",
+    }
+}
+
 /// Shorthand for parsers: a data command.
 fn data(cmd: impl Into<DataCmd>) -> Result<Command, Frame> {
     Ok(Command::Data(cmd.into()))
@@ -264,6 +304,24 @@ impl From<strings::StringCmd> for DataCmd {
 impl From<keys::KeyCmd> for DataCmd {
     fn from(c: keys::KeyCmd) -> Self {
         DataCmd::Key(c)
+    }
+}
+
+impl From<counters::CounterCmd> for DataCmd {
+    fn from(c: counters::CounterCmd) -> Self {
+        DataCmd::Counter(c)
+    }
+}
+
+impl From<hashes::HashCmd> for DataCmd {
+    fn from(c: hashes::HashCmd) -> Self {
+        DataCmd::Hash(c)
+    }
+}
+
+impl From<sets::SetCmd> for DataCmd {
+    fn from(c: sets::SetCmd) -> Self {
+        DataCmd::Set(c)
     }
 }
 

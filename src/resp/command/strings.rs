@@ -1,7 +1,9 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
 //! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
 
-use super::{Access, Command, Spec, data, eq, int_arg, store_error, syntax_error};
+use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, syntax_error};
+use crate::crdt::CrdtKind;
+use crate::crdt_store::CrdtStore;
 use crate::hlc::wall_clock_ms;
 use crate::quorum::Consistency;
 use crate::resp::frame::Frame;
@@ -244,7 +246,12 @@ impl StringCmd {
         }
     }
 
-    pub async fn apply(self, store: &VersionedStore, level: Consistency) -> Frame {
+    pub async fn apply(
+        self,
+        store: &VersionedStore,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Frame {
         let get = |key: Bytes| async move {
             store
                 .get(&key, level)
@@ -252,8 +259,15 @@ impl StringCmd {
                 .map(|f| f.map(|f| Bytes::from(f.value)))
         };
         match self {
-            StringCmd::Get(key) => match get(key).await {
+            StringCmd::Get(key) => match get(key.clone()).await {
                 Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
+                // A counter reads as the string of its value, as a Redis integer would.
+                Err(StoreError::KindConflict {
+                    holds: CrdtKind::Counter,
+                }) => match crdts.counter_get(&key, level).await {
+                    Ok(v) => Frame::bulk(v.to_string()),
+                    Err(e) => crdt_error(e),
+                },
                 Err(e) => store_error(e),
             },
             StringCmd::Strlen(key) => match get(key).await {
