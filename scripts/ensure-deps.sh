@@ -31,15 +31,16 @@ if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" 
   exit 0
 fi
 if command -v dnf >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; }; then
-  $sudo dnf install -y redis chromium >&2
+  $sudo dnf install -y redis chromium openssl systemd >&2
   exit 0
 fi
 cat >&2 <<MSG
 ensure-deps: cannot install ${need[*]} automatically here.
-Install Redis 7.0 or newer so that 'redis-server' and 'redis-cli' are on PATH, and Chromium
-(for the dashboard test; or point CHROMIUM at a Chromium binary):
-  Debian/Ubuntu:  sudo apt-get install redis-server redis-tools chromium
-  Fedora/RHEL:    sudo dnf install redis chromium
+Install Redis 7.0 or newer so that 'redis-server' and 'redis-cli' are on PATH, Chromium
+(for the dashboard test; or point CHROMIUM at a Chromium binary), openssl and systemd's
+systemd-analyze (for the security and unit-file tests):
+  Debian/Ubuntu:  sudo apt-get install ${need[*]}
+  Fedora/RHEL:    sudo dnf install redis chromium openssl systemd
   macOS:          brew install redis; brew install --cask chromium
 MSG
 exit 1
