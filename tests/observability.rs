@@ -514,6 +514,22 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
     assert_eq!(s, 200);
     let (s, depths) = t.json("/v1/queues/obs-q").await;
     assert_eq!((s.as_u16(), depths["ready"].clone()), (200, json!(1)));
+    // The other item: claimed, returned, claimed again (a redelivery), and left leased.
+    let claim = async || {
+        let (s, c) = post("/v1/queues/obs-q/claim", json!({"lease_ms": 10_000})).await;
+        assert_eq!(s, 200, "{c}");
+        c
+    };
+    let first = claim().await;
+    let nack = format!(
+        "/v1/queues/obs-q/items/{}/nack",
+        first["id"].as_str().unwrap()
+    );
+    let (s, _) = post(&nack, json!({"lease": first["lease"]})).await;
+    assert_eq!(s, 200);
+    assert_eq!(claim().await["deliveries"], json!(2));
+    let (s, depths) = t.json("/v1/queues/obs-q").await;
+    assert_eq!((s.as_u16(), depths["leased"].clone()), (200, json!(1)));
 
     // CRDT: a counter written while node 2 is away; the exchange merges it into node 2.
     t.isolate(2).await;
@@ -607,12 +623,21 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
     );
     assert_eq!(
         delta(queue_ops, &[("operation", "claim"), ("result", "ok")]),
+        3.0
+    );
+    assert_eq!(
+        delta(queue_ops, &[("operation", "nack"), ("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta(queue_ops, &[("operation", "redelivery"), ("result", "ok")]),
         1.0
     );
     assert_eq!(
         delta(queue_ops, &[("operation", "ack"), ("result", "ok")]),
         1.0
     );
+    // The gauges hold the last depth read: the item is leased, none is ready.
     let depth = |state: &str| {
         after.value(
             "quorumd_queue_items",
@@ -621,7 +646,7 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
     };
     assert_eq!(
         (depth("ready"), depth("leased"), depth("dead")),
-        (Some(1.0), Some(0.0), Some(0.0))
+        (Some(0.0), Some(1.0), Some(0.0))
     );
 
     let merges = "quorumd_crdt_merges_total";
