@@ -149,6 +149,7 @@ pub struct RespConnectionRefused {
 
 impl RespConnectionRefused {
     pub fn emit(self) {
+        metrics::counter!(RESP_REFUSED).increment(1);
         tracing::warn!(peer = %self.peer, limit = self.limit, "resp connection refused: limit reached");
     }
 }
@@ -612,6 +613,175 @@ impl DemoTampered<'_> {
 }
 
 // Metric names: `quorumd_<thing>_<unit>`, counters end in `_total`, base units.
+
+/// A lock acquisition through the lock API finished.
+pub struct LockAcquired {
+    /// `granted`, `held` (wait ran out), `no_quorum` or `invalid`.
+    pub result: &'static str,
+    pub elapsed: Duration,
+}
+
+impl LockAcquired {
+    pub fn emit(self) {
+        metrics::counter!(LOCK_ACQUISITIONS, "result" => self.result).increment(1);
+        metrics::histogram!(LOCK_ACQUIRE_DURATION, "result" => self.result)
+            .record(self.elapsed.as_secs_f64());
+        tracing::debug!(result = self.result, elapsed = ?self.elapsed, "lock acquisition");
+    }
+}
+
+/// A lock extension or release through the lock API finished.
+pub struct LockChanged {
+    /// `extend` or `release`.
+    pub operation: &'static str,
+    /// `ok`, `not_holder`, `no_quorum` or `invalid`.
+    pub result: &'static str,
+}
+
+impl LockChanged {
+    pub fn emit(self) {
+        let counter = match self.operation {
+            "extend" => LOCK_EXTENSIONS,
+            _ => LOCK_RELEASES,
+        };
+        metrics::counter!(counter, "result" => self.result).increment(1);
+        tracing::debug!(
+            operation = self.operation,
+            result = self.result,
+            "lock changed"
+        );
+    }
+}
+
+/// A queue operation finished, or an item moved on its own (`dead_letter`, `redelivery`).
+pub struct QueueOperated {
+    /// `put`, `claim`, `ack`, `nack`, `extend`, `dead_letter` or `redelivery`.
+    pub operation: &'static str,
+    /// `ok`, `empty` (a claim that found nothing), `stale_lease`, `too_large`, `invalid` or
+    /// `no_quorum`.
+    pub result: &'static str,
+}
+
+impl QueueOperated {
+    pub fn emit(self) {
+        metrics::counter!(QUEUE_OPERATIONS, "operation" => self.operation, "result" => self.result)
+            .increment(1);
+        tracing::debug!(
+            operation = self.operation,
+            result = self.result,
+            "queue operation"
+        );
+    }
+}
+
+/// A queue's depths were computed (a depth read): sets the depth gauges of that queue.
+pub struct QueueDepthsObserved<'a> {
+    pub queue: &'a str,
+    pub depths: [(&'static str, u64); 4],
+}
+
+impl QueueDepthsObserved<'_> {
+    pub fn emit(self) {
+        for (state, n) in self.depths {
+            metrics::gauge!(QUEUE_ITEMS, "queue" => self.queue.to_owned(), "state" => state)
+                .set(n as f64);
+        }
+    }
+}
+
+/// A CRDT state was merged into a node and changed what it held.
+pub struct CrdtMerged {
+    /// `counter`, `set` or `map`.
+    pub kind: &'static str,
+    /// `write`, `read_repair` or `sweep`.
+    pub source: &'static str,
+    pub nodes: u64,
+}
+
+impl CrdtMerged {
+    pub fn emit(self) {
+        if self.nodes == 0 {
+            return;
+        }
+        metrics::counter!(CRDT_MERGES, "type" => self.kind, "source" => self.source)
+            .increment(self.nodes);
+        tracing::trace!(
+            kind = self.kind,
+            source = self.source,
+            nodes = self.nodes,
+            "crdt merged"
+        );
+    }
+}
+
+/// A CRDT update (counter add, set add/remove, map set/incr) finished.
+pub struct CrdtUpdated {
+    pub kind: &'static str,
+    /// `ok`, `invalid`, `wrong_type`, `no_quorum`, `timeout` or `error`.
+    pub result: &'static str,
+}
+
+impl CrdtUpdated {
+    pub fn emit(self) {
+        metrics::counter!(CRDT_UPDATES, "type" => self.kind, "result" => self.result).increment(1);
+        tracing::debug!(kind = self.kind, result = self.result, "crdt update");
+    }
+}
+
+/// A RESP command was answered. `command` is a supported command's name or `other`.
+pub struct RespCommandServed {
+    pub command: &'static str,
+    /// `ok`, `error` (ran, answered an error) or `rejected` (unknown, wrong arity, not
+    /// authenticated, bad arguments).
+    pub result: &'static str,
+}
+
+/// The result labels of `RespCommandServed`.
+pub const RESP_RESULTS: [&str; 3] = ["ok", "error", "rejected"];
+
+/// Counter handles of every (command, result) pair, registered once: counting a command is
+/// then a map lookup, with no registry lookup or label allocation per command.
+static RESP_COMMAND_COUNTERS: std::sync::OnceLock<
+    std::collections::HashMap<(&'static str, &'static str), metrics::Counter>,
+> = std::sync::OnceLock::new();
+
+/// Registers the RESP command counters for these command names (called when a RESP server
+/// starts, after the recorder is installed).
+pub fn register_resp_commands(names: impl Iterator<Item = &'static str>) {
+    RESP_COMMAND_COUNTERS.get_or_init(|| {
+        names
+            .flat_map(|c| RESP_RESULTS.map(|r| (c, r)))
+            .map(|(c, r)| {
+                let counter = metrics::counter!(RESP_COMMANDS, "command" => c, "result" => r);
+                ((c, r), counter)
+            })
+            .collect()
+    });
+}
+
+impl RespCommandServed {
+    pub fn emit(self) {
+        let key = (self.command, self.result);
+        match RESP_COMMAND_COUNTERS.get().and_then(|m| m.get(&key)) {
+            Some(counter) => counter.increment(1),
+            None => {
+                metrics::counter!(RESP_COMMANDS, "command" => key.0, "result" => key.1).increment(1)
+            }
+        }
+    }
+}
+
+/// A RESP connection opened (`delta` 1) or closed (-1).
+pub struct RespConnectionCounted {
+    pub delta: f64,
+}
+
+impl RespConnectionCounted {
+    pub fn emit(self) {
+        metrics::gauge!(RESP_CONNECTIONS).increment(self.delta);
+    }
+}
+
 const HTTP_REQUESTS: &str = "quorumd_http_requests_total";
 const HTTP_DURATION: &str = "quorumd_http_request_duration_seconds";
 const NODE_UP: &str = "quorumd_node_up";
@@ -637,6 +807,18 @@ const SWEEP_PHASE: &str = "quorumd_sweep_phase";
 const SWEEP_PROGRESS: &str = "quorumd_sweep_progress_ratio";
 const SWEEP_LAST_FINISHED: &str = "quorumd_sweep_last_finished_timestamp_seconds";
 const BUCKET_TRANSITIONS: &str = "quorumd_bucket_state_changes_total";
+
+const LOCK_ACQUISITIONS: &str = "quorumd_lock_acquisitions_total";
+pub(crate) const LOCK_ACQUIRE_DURATION: &str = "quorumd_lock_acquire_duration_seconds";
+const LOCK_EXTENSIONS: &str = "quorumd_lock_extensions_total";
+const LOCK_RELEASES: &str = "quorumd_lock_releases_total";
+const QUEUE_OPERATIONS: &str = "quorumd_queue_operations_total";
+const QUEUE_ITEMS: &str = "quorumd_queue_items";
+const CRDT_MERGES: &str = "quorumd_crdt_merges_total";
+const CRDT_UPDATES: &str = "quorumd_crdt_updates_total";
+const RESP_COMMANDS: &str = "quorumd_resp_commands_total";
+const RESP_CONNECTIONS: &str = "quorumd_resp_connections";
+const RESP_REFUSED: &str = "quorumd_resp_connections_refused_total";
 
 /// Gives every metric its help text and unit (called once, when the recorder is installed).
 pub fn describe_metrics() {
@@ -728,5 +910,44 @@ pub fn describe_metrics() {
     describe_counter!(
         BUCKET_TRANSITIONS,
         "Buckets that changed state on the dashboard grid, by new state."
+    );
+    describe_counter!(
+        LOCK_ACQUISITIONS,
+        "Lock acquisitions, by result (granted, held, no_quorum, invalid)."
+    );
+    describe_histogram!(
+        LOCK_ACQUIRE_DURATION,
+        Unit::Seconds,
+        "Time to acquire a lock or give up, waiting included."
+    );
+    describe_counter!(
+        LOCK_EXTENSIONS,
+        "Lock extensions, by result (ok, not_holder, no_quorum, invalid)."
+    );
+    describe_counter!(
+        LOCK_RELEASES,
+        "Lock releases, by result (ok, not_holder, no_quorum, invalid)."
+    );
+    describe_counter!(
+        QUEUE_OPERATIONS,
+        "Queue operations and item moves (dead_letter, redelivery), by result."
+    );
+    describe_gauge!(
+        QUEUE_ITEMS,
+        "Items of a queue by state, as of the last depth read of that queue."
+    );
+    describe_counter!(
+        CRDT_MERGES,
+        "CRDT merges that changed a node's state, by type and source (write, read_repair, sweep)."
+    );
+    describe_counter!(CRDT_UPDATES, "CRDT updates, by type and result.");
+    describe_counter!(
+        RESP_COMMANDS,
+        "RESP commands answered, by command and result (ok, error, rejected)."
+    );
+    describe_gauge!(RESP_CONNECTIONS, "Open RESP client connections.");
+    describe_counter!(
+        RESP_REFUSED,
+        "RESP connections refused because resp.max_connections were open."
     );
 }

@@ -35,6 +35,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                         LATENCY_BUCKETS_S,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::events::LOCK_ACQUIRE_DURATION.into()),
+                        LATENCY_BUCKETS_S,
+                    )
+                })
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             crate::events::describe_metrics();

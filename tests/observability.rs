@@ -430,3 +430,267 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_their_damage_heals() {
     }
     app.shutdown().await.unwrap();
 }
+
+/// Sends one RESP command and returns its reply's first line (bulk replies: the payload line).
+async fn resp_command(stream: &mut tokio::net::TcpStream, args: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed during {args:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        let complete = text.ends_with("\r\n")
+            && (!text.starts_with('$') || text.starts_with("$-1") || lines.len() >= 2);
+        if complete {
+            return lines[if text.starts_with('$') && lines.len() >= 2 {
+                1
+            } else {
+                0
+            }]
+            .to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
+    let mut t = TestCluster::start_with(3, |c| c.sync.in_flight_window_ms = 0).await;
+    let before = scrape(&t).await;
+    let (http, base) = (t.http.clone(), t.base.clone());
+    let post = async |path: &str, body: serde_json::Value| {
+        let r = http
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            r.json::<serde_json::Value>().await.unwrap_or_default(),
+        )
+    };
+
+    // Locks: a grant, a busy lock, an invalid request, an extension and a release, twice.
+    let (s, grant) = post("/v1/locks/obs-lock/acquire", json!({"ttl_ms": 10_000})).await;
+    assert_eq!(s, 200, "{grant}");
+    let (s, _) = post("/v1/locks/obs-lock/acquire", json!({"ttl_ms": 10_000})).await;
+    assert_eq!(s, 409);
+    let (s, _) = post("/v1/locks/obs-lock/acquire", json!({"ttl_ms": 0})).await;
+    assert_eq!(s, 400);
+    let token = grant["token"].clone();
+    let (s, _) = post(
+        "/v1/locks/obs-lock/extend",
+        json!({"token": token, "ttl_ms": 10_000}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = post("/v1/locks/obs-lock/release", json!({"token": token})).await;
+    assert_eq!(s, 200);
+    let (s, _) = post("/v1/locks/obs-lock/release", json!({"token": token})).await;
+    assert_eq!(s, 409);
+
+    // Queue: two puts, a claim, an ack, a depth read (one ready, nothing leased).
+    for i in 0..2 {
+        let (s, _) = post("/v1/queues/obs-q/items", json!({"payload": i})).await;
+        assert_eq!(s, 201);
+    }
+    let (s, claimed) = post("/v1/queues/obs-q/claim", json!({"lease_ms": 10_000})).await;
+    assert_eq!(s, 200, "{claimed}");
+    let id = claimed["id"].as_str().unwrap();
+    let (s, _) = post(
+        &format!("/v1/queues/obs-q/items/{id}/ack"),
+        json!({"lease": claimed["lease"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, depths) = t.json("/v1/queues/obs-q").await;
+    assert_eq!((s.as_u16(), depths["ready"].clone()), (200, json!(1)));
+    // The other item: claimed, returned, claimed again (a redelivery), and left leased.
+    let claim = async || {
+        let (s, c) = post("/v1/queues/obs-q/claim", json!({"lease_ms": 10_000})).await;
+        assert_eq!(s, 200, "{c}");
+        c
+    };
+    let first = claim().await;
+    let nack = format!(
+        "/v1/queues/obs-q/items/{}/nack",
+        first["id"].as_str().unwrap()
+    );
+    let (s, _) = post(&nack, json!({"lease": first["lease"]})).await;
+    assert_eq!(s, 200);
+    assert_eq!(claim().await["deliveries"], json!(2));
+    let (s, depths) = t.json("/v1/queues/obs-q").await;
+    assert_eq!((s.as_u16(), depths["leased"].clone()), (200, json!(1)));
+
+    // CRDT: a counter written while node 2 is away; the exchange merges it into node 2.
+    t.isolate(2).await;
+    let (s, _) = post("/v1/counters/obs-ctr", json!({"delta": 5})).await;
+    assert_eq!(s, 200);
+    t.resume_without_hints(2).await;
+    t.wait_health(2, "up").await;
+    let sweep_merges = [
+        ("type", "counter".to_owned()),
+        ("source", "sweep".to_owned()),
+    ];
+    let merged_by_sweeps = async || {
+        let n = |s: &Scrape| {
+            s.value("quorumd_crdt_merges_total", &sweep_merges)
+                .unwrap_or(0.0)
+        };
+        n(&scrape(&t).await) - n(&before)
+    };
+    // The recovery exchange that follows node 2's return may be the one that merges it.
+    wait_until(
+        Duration::from_secs(10),
+        "a sweep merged the counter",
+        || async {
+            let _ = t
+                .app()
+                .sweeper()
+                .run(quorumd::sync::SweepMode::Exchange, false, "api")
+                .await;
+            merged_by_sweeps().await >= 1.0
+        },
+    )
+    .await;
+    assert_eq!(merged_by_sweeps().await, 1.0, "merged once, then in sync");
+
+    // RESP: commands by name and result, and the open connection.
+    let addr = t.app().resp_addr().expect("resp enabled");
+    let mut resp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(resp_command(&mut resp, &["SET", "obs-k", "v"]).await, "+OK");
+    assert_eq!(resp_command(&mut resp, &["GET", "obs-k"]).await, "v");
+    assert!(
+        resp_command(&mut resp, &["GET"])
+            .await
+            .starts_with("-ERR wrong number")
+    );
+    assert!(
+        resp_command(&mut resp, &["NOSUCHCMD", "x"])
+            .await
+            .starts_with("-ERR unknown")
+    );
+    // INCR on a key written by SET is refused: counters are CRDT keys of their own.
+    assert!(
+        resp_command(&mut resp, &["INCR", "obs-k"])
+            .await
+            .starts_with("-WRONGTYPE")
+    );
+
+    let after = scrape(&t).await;
+    after.check_conventions().unwrap();
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        let labels: Vec<(&str, String)> = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        after.value(name, &labels).unwrap_or(0.0) - before.value(name, &labels).unwrap_or(0.0)
+    };
+    // Only this test uses locks, queues, CRDTs and RESP in this binary: exact deltas.
+    let acquisitions = "quorumd_lock_acquisitions_total";
+    assert_eq!(delta(acquisitions, &[("result", "granted")]), 1.0);
+    assert_eq!(delta(acquisitions, &[("result", "held")]), 1.0);
+    assert_eq!(delta(acquisitions, &[("result", "invalid")]), 1.0);
+    assert_eq!(
+        delta(
+            "quorumd_lock_acquire_duration_seconds_count",
+            &[("result", "granted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta("quorumd_lock_extensions_total", &[("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta("quorumd_lock_releases_total", &[("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta("quorumd_lock_releases_total", &[("result", "not_holder")]),
+        1.0
+    );
+
+    let queue_ops = "quorumd_queue_operations_total";
+    assert_eq!(
+        delta(queue_ops, &[("operation", "put"), ("result", "ok")]),
+        2.0
+    );
+    assert_eq!(
+        delta(queue_ops, &[("operation", "claim"), ("result", "ok")]),
+        3.0
+    );
+    assert_eq!(
+        delta(queue_ops, &[("operation", "nack"), ("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta(queue_ops, &[("operation", "redelivery"), ("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta(queue_ops, &[("operation", "ack"), ("result", "ok")]),
+        1.0
+    );
+    // The gauges hold the last depth read: the item is leased, none is ready.
+    let depth = |state: &str| {
+        after.value(
+            "quorumd_queue_items",
+            &[("queue", "obs-q".into()), ("state", state.into())],
+        )
+    };
+    assert_eq!(
+        (depth("ready"), depth("leased"), depth("dead")),
+        (Some(0.0), Some(1.0), Some(0.0))
+    );
+
+    let merges = "quorumd_crdt_merges_total";
+    assert!(delta(merges, &[("type", "counter"), ("source", "write")]) >= 2.0);
+    assert_eq!(
+        delta(merges, &[("type", "counter"), ("source", "sweep")]),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "quorumd_crdt_updates_total",
+            &[("type", "counter"), ("result", "ok")]
+        ),
+        1.0
+    );
+
+    let commands = "quorumd_resp_commands_total";
+    assert_eq!(
+        delta(commands, &[("command", "set"), ("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta(commands, &[("command", "get"), ("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        delta(commands, &[("command", "get"), ("result", "rejected")]),
+        1.0
+    );
+    assert_eq!(
+        delta(commands, &[("command", "incr"), ("result", "error")]),
+        1.0
+    );
+    assert_eq!(
+        delta(commands, &[("command", "other"), ("result", "rejected")]),
+        1.0
+    );
+    assert_eq!(delta("quorumd_resp_connections", &[]), 1.0);
+    drop(resp);
+    wait_until(Duration::from_secs(5), "resp connection closed", || async {
+        let now = scrape(&t).await.value("quorumd_resp_connections", &[]);
+        now == before.value("quorumd_resp_connections", &[]).or(Some(0.0))
+    })
+    .await;
+    t.shutdown().await;
+}

@@ -37,6 +37,24 @@ pub enum CrdtError {
     NotAnInteger,
 }
 
+impl CrdtError {
+    /// The `result` label of the CRDT update metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CrdtError::Store(StoreError::NoQuorum(_)) => "no_quorum",
+            CrdtError::Store(StoreError::Timeout { .. }) => "timeout",
+            CrdtError::Store(StoreError::KindConflict { .. }) | CrdtError::KindConflict { .. } => {
+                "wrong_type"
+            }
+            CrdtError::Store(StoreError::ReservedKey { .. })
+            | CrdtError::Overflow(_)
+            | CrdtError::IdempotencyConflict { .. }
+            | CrdtError::NotAnInteger => "invalid",
+            CrdtError::Store(_) | CrdtError::Corrupt(_) => "error",
+        }
+    }
+}
+
 impl From<QuorumError> for CrdtError {
     fn from(e: QuorumError) -> Self {
         CrdtError::Store(StoreError::NoQuorum(e))
@@ -109,6 +127,22 @@ impl CrdtStore {
             })))
     }
 
+    /// `within_deadline` for an update: also counts it by type and result.
+    async fn update_within_deadline<T>(
+        &self,
+        kind: CrdtKind,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T, CrdtError>>,
+    ) -> Result<T, CrdtError> {
+        let r = self.within_deadline(operation, fut).await;
+        crate::events::CrdtUpdated {
+            kind: kind.name(),
+            result: r.as_ref().map_or_else(CrdtError::label, |_| "ok"),
+        }
+        .emit();
+        r
+    }
+
     // ---- counters ----
 
     /// Adds `delta` to a counter. With an idempotency key, the increment is recorded under its
@@ -123,7 +157,7 @@ impl CrdtStore {
         idempotency_key: Option<&[u8]>,
     ) -> Result<CounterReceipt, CrdtError> {
         let place = self.place(key)?;
-        self.within_deadline("counter increment", async {
+        self.update_within_deadline(CrdtKind::Counter, "counter increment", async {
             match idempotency_key {
                 Some(k) => self.add_once(&place, delta, level, Actor::request(k)).await,
                 None => self.add_as_self(&place, delta, level).await,
@@ -219,7 +253,7 @@ impl CrdtStore {
         let place = self.place(key)?;
         let clock = self.store.clock();
         let update = OrSet::add_delta(members.iter().map(|m| (clock.tick(), m.clone())));
-        self.within_deadline("set add", async {
+        self.update_within_deadline(CrdtKind::Set, "set add", async {
             Ok(self.write(&place, &update, level, false).await?.0)
         })
         .await
@@ -235,7 +269,7 @@ impl CrdtStore {
         level: Consistency,
     ) -> Result<(usize, CrdtReceipt), CrdtError> {
         let place = self.place(key)?;
-        self.within_deadline("set remove", async {
+        self.update_within_deadline(CrdtKind::Set, "set remove", async {
             let read = self.read::<OrSet>(&place, level).await?;
             let wanted: BTreeSet<Vec<u8>> = members.iter().cloned().collect();
             let present = wanted.iter().filter(|m| read.merged.contains(m)).count();
@@ -284,7 +318,7 @@ impl CrdtStore {
         for (f, v) in fields {
             update.set(f, version, v);
         }
-        self.within_deadline("map write", async {
+        self.update_within_deadline(CrdtKind::Map, "map write", async {
             Ok(self.write(&place, &update, level, false).await?.0)
         })
         .await
@@ -315,7 +349,7 @@ impl CrdtStore {
         level: Consistency,
     ) -> Result<i64, CrdtError> {
         let place = self.place(key)?;
-        self.within_deadline("map increment", async {
+        self.update_within_deadline(CrdtKind::Map, "map increment", async {
             let read = self.read::<LwwMap>(&place, level).await?;
             let current = match read.merged.register(field) {
                 Some(reg) => {
@@ -407,7 +441,7 @@ impl CrdtStore {
                 })
             })
             .collect();
-        self.write_to(place, merged, others, needed, false)
+        self.write_to(place, merged, others, needed, false, "read_repair")
             .await
             .map(|_| ())
     }
@@ -428,6 +462,7 @@ impl CrdtStore {
             0..self.store.pool().len(),
             required,
             want_state,
+            "write",
         )
         .await
     }
@@ -439,6 +474,7 @@ impl CrdtStore {
         targets: impl IntoIterator<Item = NodeId>,
         required: usize,
         want_state: bool,
+        source: &'static str,
     ) -> Result<(CrdtReceipt, Vec<C>), CrdtError> {
         let pool = self.store.pool();
         let shared = Arc::new((
@@ -455,6 +491,15 @@ impl CrdtStore {
             }
         })
         .await;
+        crate::events::CrdtMerged {
+            kind: C::KIND.name(),
+            source,
+            nodes: g
+                .successes()
+                .filter(|(_, r)| r.code == MergeCode::Changed)
+                .count() as u64,
+        }
+        .emit();
         if g.decision != Decision::Reached {
             if let Some(holds) = g.successes().find_map(|(_, r)| {
                 (r.code == MergeCode::KindConflict).then(|| describe(r.meta.as_ref()))
@@ -590,6 +635,15 @@ fn spawn_read_repair(
             .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.code != MergeCode::KindConflict))
             .map(|(n, _)| n.clone())
             .collect();
+        crate::events::CrdtMerged {
+            kind: kind.name(),
+            source: "read_repair",
+            nodes: results
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.code == MergeCode::Changed))
+                .count() as u64,
+        }
+        .emit();
         crate::events::ReadRepaired {
             nodes: &repaired,
             failed: results.len() - repaired.len(),

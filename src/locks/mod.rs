@@ -40,6 +40,18 @@ pub enum LockError {
     NoQuorum(#[from] QuorumError),
 }
 
+impl LockError {
+    /// The `result` label of the lock metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LockError::Invalid(_) => "invalid",
+            LockError::Held { .. } => "held",
+            LockError::NotHolder { .. } => "not_holder",
+            LockError::NoQuorum(_) => "no_quorum",
+        }
+    }
+}
+
 /// A granted lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
@@ -258,9 +270,20 @@ impl LockService {
         wait_ms: u64,
         owner: &str,
     ) -> Result<Grant, LockError> {
-        validate_name(name)?;
-        self.acquire_keys(&self.user_keys(name), name, ttl_ms, wait_ms, owner)
-            .await
+        let started = Instant::now();
+        let result = match validate_name(name) {
+            Ok(()) => {
+                self.acquire_keys(&self.user_keys(name), name, ttl_ms, wait_ms, owner)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        crate::events::LockAcquired {
+            result: result.as_ref().map_or_else(LockError::label, |_| "granted"),
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        result
     }
 
     /// Acquires the lock at `keys`, retrying with random pauses until `wait_ms` runs out.
@@ -432,9 +455,19 @@ impl LockService {
     /// Extends user lock `name` held by `token` to `ttl_ms` from now.
     #[tracing::instrument(name = "locks.extend", skip_all, fields(name = name, ttl_ms))]
     pub async fn extend(&self, name: &str, token: &str, ttl_ms: u64) -> Result<Grant, LockError> {
-        validate_name(name)?;
-        self.extend_keys(&self.user_keys(name), name, token, ttl_ms)
-            .await
+        let result = match validate_name(name) {
+            Ok(()) => {
+                self.extend_keys(&self.user_keys(name), name, token, ttl_ms)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        crate::events::LockChanged {
+            operation: "extend",
+            result: result.as_ref().map_or_else(LockError::label, |_| "ok"),
+        }
+        .emit();
+        result
     }
 
     /// Extends the lock at `keys`. Succeeds only if `token` still holds a majority; nodes of the
@@ -531,8 +564,16 @@ impl LockService {
     /// Releases user lock `name` held by `token`.
     #[tracing::instrument(name = "locks.release", skip_all, fields(name = name))]
     pub async fn release(&self, name: &str, token: &str) -> Result<(), LockError> {
-        validate_name(name)?;
-        self.release_keys(&self.user_keys(name), name, token).await
+        let result = match validate_name(name) {
+            Ok(()) => self.release_keys(&self.user_keys(name), name, token).await,
+            Err(e) => Err(e),
+        };
+        crate::events::LockChanged {
+            operation: "release",
+            result: result.as_ref().map_or_else(LockError::label, |_| "ok"),
+        }
+        .emit();
+        result
     }
 
     /// Deletes the lock wherever `token` holds it; an error unless it held a majority.

@@ -4,6 +4,7 @@
 //! a merge of its record (`record.rs`), so a node that missed a change can only be behind,
 //! never undo a removal. Delivery is at least once. See docs/QUEUE.md.
 
+mod metered;
 pub mod record;
 pub mod scripts;
 
@@ -79,6 +80,8 @@ pub struct QueueService {
     locks: Arc<LockService>,
     cfg: QueueConfig,
     prefix: String,
+    /// Queues whose depths have a gauge series (bounded: see `metered.rs`).
+    gauged: metered::GaugedQueues,
 }
 
 fn quorum_error<T>(
@@ -124,6 +127,7 @@ impl QueueService {
             locks,
             cfg,
             prefix: prefix.to_string(),
+            gauged: metered::GaugedQueues::default(),
         })
     }
 
@@ -218,7 +222,7 @@ impl QueueService {
 
     /// Adds an item; returns its id once a majority holds it.
     #[tracing::instrument(name = "queue.put", skip_all, fields(queue = queue, priority, delay_ms))]
-    pub async fn put(
+    async fn put_op(
         &self,
         queue: &str,
         payload: &str,
@@ -310,7 +314,7 @@ impl QueueService {
     /// Hands out the best claimable item under a lease of `lease_ms`, waiting up to `wait_ms`
     /// for one; `None` when there is none.
     #[tracing::instrument(name = "queue.claim", skip_all, fields(queue = queue, lease_ms, wait_ms))]
-    pub async fn claim(
+    async fn claim_op(
         &self,
         queue: &str,
         lease_ms: u64,
@@ -406,6 +410,7 @@ impl QueueService {
                     .await;
                 give_back().await;
                 written?;
+                metered::moved("dead_letter");
                 continue;
             }
             let leased = Record {
@@ -429,6 +434,9 @@ impl QueueService {
                 give_back().await;
                 continue;
             };
+            if deliveries > 1 {
+                metered::moved("redelivery");
+            }
             return Ok(Some(Claimed {
                 id,
                 payload,
@@ -473,7 +481,7 @@ impl QueueService {
     /// Acknowledges item `id`: it is removed everywhere (a tombstone first; purged once every
     /// node holds it).
     #[tracing::instrument(name = "queue.ack", skip_all, fields(queue = queue, id = id))]
-    pub async fn ack(&self, queue: &str, id: &str, lease: &str) -> Result<(), QueueError> {
+    async fn ack_op(&self, queue: &str, id: &str, lease: &str) -> Result<(), QueueError> {
         let keys = self.keys(queue)?;
         let (record, _) = self.held(queue, &keys, id, lease).await?;
         let tombstone = Record {
@@ -499,7 +507,7 @@ impl QueueService {
 
     /// Returns item `id` to the queue, claimable after `delay_ms`.
     #[tracing::instrument(name = "queue.nack", skip_all, fields(queue = queue, id = id, delay_ms))]
-    pub async fn nack(
+    async fn nack_op(
         &self,
         queue: &str,
         id: &str,
@@ -530,7 +538,7 @@ impl QueueService {
 
     /// Extends the lease on item `id` to `lease_ms` from now; returns the new validity.
     #[tracing::instrument(name = "queue.extend", skip_all, fields(queue = queue, id = id, lease_ms))]
-    pub async fn extend(
+    async fn extend_op(
         &self,
         queue: &str,
         id: &str,
@@ -571,7 +579,7 @@ impl QueueService {
 
     /// Items by state, merged over a majority of counted nodes.
     #[tracing::instrument(name = "queue.depths", skip_all, fields(queue = queue))]
-    pub async fn depths(&self, queue: &str) -> Result<Depths, QueueError> {
+    async fn depths_op(&self, queue: &str) -> Result<Depths, QueueError> {
         let keys = self.keys(queue)?;
         let answers = self
             .read_majority("queue depths", |node| {

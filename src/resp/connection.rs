@@ -132,12 +132,17 @@ async fn run_batch(
         if session.closing {
             break;
         }
-        match command::parse(&args, session, shared) {
-            Command::Reply(frame) => running.push_back(Box::pin(async move { frame })),
+        let (name, command) = command::parse(&args, session, shared);
+        match command {
+            Command::Reply(frame) => {
+                served(name, "rejected");
+                running.push_back(Box::pin(async move { frame }))
+            }
             Command::Session(cmd) => {
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
                 let reply = cmd.apply(session, shared).await;
+                served(name, result_of(&reply));
                 reply.encode(session.protocol, out);
             }
             Command::Data(cmd) => {
@@ -150,6 +155,11 @@ async fn run_batch(
                     footprint.add(&access);
                 }
                 let apply = cmd.apply(shared.clone(), session.level);
+                let apply = async move {
+                    let reply = apply.await;
+                    served(name, result_of(&reply));
+                    reply
+                };
                 // Store spans of pipelined commands nest under this connection's span.
                 running.push_back(Box::pin(apply.in_current_span()));
             }
@@ -165,5 +175,16 @@ async fn drain(
 ) {
     while let Some(reply) = running.next().await {
         reply.encode(session.protocol, out);
+    }
+}
+
+fn served(command: &'static str, result: &'static str) {
+    events::RespCommandServed { command, result }.emit();
+}
+
+fn result_of(reply: &Frame) -> &'static str {
+    match reply {
+        Frame::Error(_) => "error",
+        _ => "ok",
     }
 }

@@ -42,6 +42,7 @@ struct Connected(Arc<Shared>);
 impl Drop for Connected {
     fn drop(&mut self) {
         self.0.connected.fetch_sub(1, Ordering::Relaxed);
+        events::RespConnectionCounted { delta: -1.0 }.emit();
     }
 }
 
@@ -58,6 +59,9 @@ impl RespServer {
         let addr = listener.local_addr()?;
         // Table built now, not on the first command.
         let _ = command::spec("ping");
+        events::register_resp_commands(
+            command::all_specs().map(|s| s.name).chain([command::OTHER]),
+        );
         let shared = Arc::new(Shared {
             store,
             crdts,
@@ -124,6 +128,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopped: watch:
                     continue;
                 };
                 shared.connected.fetch_add(1, Ordering::Relaxed);
+                events::RespConnectionCounted { delta: 1.0 }.emit();
                 let guard = Connected(shared.clone());
                 let shared = shared.clone();
                 let stopped = stopped.clone();

@@ -95,6 +95,15 @@ async fn converge_key(sw: &Sweeper, r: Repair, p: &ProgressHandle) -> Unrepaired
         }
     }))
     .await;
+    crate::events::CrdtMerged {
+        kind: kind.name(),
+        source: "sweep",
+        nodes: writes
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.code == MergeCode::Changed))
+            .count() as u64,
+    }
+    .emit();
     for (n, res) in writes {
         let node = pool.node(n);
         match res {

@@ -170,23 +170,30 @@ impl SessionCmd {
     }
 }
 
-/// Looks the command up, checks authentication and arity, and parses its arguments.
-pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> Command {
+/// The command's name for metrics when it is not a supported command.
+pub const OTHER: &str = "other";
+
+/// Looks the command up, checks arity and authentication, and parses its arguments. Also
+/// returns the command's name from the table (`OTHER` when unknown), a bounded metric label.
+pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'static str, Command) {
     let Some(first) = args.first() else {
-        return Command::Reply(Frame::error("ERR empty command"));
+        return (OTHER, Command::Reply(Frame::error("ERR empty command")));
     };
     let name = String::from_utf8_lossy(first);
     let Some(spec) = spec(&name) else {
-        return Command::Reply(unknown_command(&name, &args[1..]));
+        return (OTHER, Command::Reply(unknown_command(&name, &args[1..])));
     };
-    if let Err(refused) = super::auth::permit(session, shared, spec) {
-        return Command::Reply(refused);
-    }
-    let n = args.len() as i64;
-    if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        return Command::Reply(wrong_arity(spec.name));
-    }
-    (spec.parse)(args).unwrap_or_else(Command::Reply)
+    let command = if let Err(refused) = super::auth::permit(session, shared, spec) {
+        Command::Reply(refused)
+    } else {
+        let n = args.len() as i64;
+        if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+            Command::Reply(wrong_arity(spec.name))
+        } else {
+            (spec.parse)(args).unwrap_or_else(Command::Reply)
+        }
+    };
+    (spec.name, command)
 }
 
 /// Redis's text, quoting arguments until 128 characters have been shown.
