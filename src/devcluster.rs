@@ -241,31 +241,25 @@ fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("process keeper thread is gone"))?
 }
 
+/// The first 7 bytes of the answer to a PING sent with short timeouts, if any.
+fn ping_reply(addr: SocketAddr) -> Option<[u8; 7]> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    s.write_all(b"PING\r\n").ok()?;
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
 /// Sends PING with a short timeout; true when the answer is `+PONG`.
 pub fn ping(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    ping_reply(addr).is_some_and(|r| &r == b"+PONG\r\n")
 }
 
 /// True when a server listens on `addr` and speaks RESP: `+PONG`, or `-NOAUTH` from a server
 /// started with a password (`--requirepass`, ACL users).
 pub fn answers(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
+    ping_reply(addr).is_some_and(|r| &r == b"+PONG\r\n" || &r == b"-NOAUTH")
 }
 
 /// N redis-server processes sharing one temporary directory.

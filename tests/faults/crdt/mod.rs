@@ -98,14 +98,7 @@ impl CrdtRun {
         // A request a client gave up on may still run on the server until its deadline, and
         // land on a node after any check made before then.
         let quiet = Instant::now() + apps[0].store().settings().request_timeout;
-        let mut violations: Vec<String> = faults
-            .failures
-            .iter()
-            .map(|f| format!("nemesis: {f}"))
-            .collect();
-        if let Err(e) = nemesis.heal_all() {
-            violations.push(format!("nemesis: heal: {e}"));
-        }
+        let mut violations = crate::run::heal(&mut nemesis, &faults);
         let healed = Instant::now();
         let mut convergence = None;
         if converge(&apps[0]).await.is_some() && converge(&apps[1]).await.is_some() {
