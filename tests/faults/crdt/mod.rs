@@ -42,7 +42,7 @@ pub fn client_for(apps: &[App]) -> Client {
 pub async fn suite() {
     let mut results = Vec::new();
     let mut outcomes = String::from(
-        "Outcomes per run, acknowledged/unknown (keyed: unknown before the heal, all retried with their keys after it):\n\n| seed | plain counter | keyed counter | set | map |\n|---:|---:|---:|---:|---:|\n",
+        "### crdt: outcome mix\n\nOutcomes per run, acknowledged/unknown (keyed: unknown before the heal, all retried with their keys after it):\n\n| seed | plain counter | keyed counter | set | map |\n|---:|---:|---:|---:|---:|\n",
     );
     for seed in crate::seeds() {
         let (r, o) = CrdtRun::new(seed).run().await;
@@ -56,7 +56,7 @@ pub async fn suite() {
     // The outcome mix shows how much the unknown-outcome rules were exercised.
     let dir = crate::report::dir();
     std::fs::create_dir_all(&dir).expect("create target/torture");
-    std::fs::write(dir.join("crdt-outcomes.md"), format!("{outcomes}\n"))
+    std::fs::write(dir.join("crdt.outcomes.md"), format!("{outcomes}\n"))
         .expect("write the report");
     crate::finish(
         "crdt",
