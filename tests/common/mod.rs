@@ -141,12 +141,32 @@ impl TestCluster {
         self.wait_health(i, "down").await;
     }
 
-    /// Thaws an isolated node after deleting the hints the others hold for it, so it stays
-    /// behind (as if the hints were lost) and what is under test — read repair, a stale read —
-    /// is not preempted by hinted handoff.
+    /// Thaws an isolated node after deleting the hints the others hold for it (at least one
+    /// write must have missed it while isolated), so it stays behind (as if the hints were
+    /// lost) and what is under test — read repair, a stale read — is not preempted by hinted
+    /// handoff.
     pub async fn resume_without_hints(&mut self, i: usize) {
         let identity = format!("127.0.0.1:{}/0", self.cluster.nodes[i].port());
         let key = quorumd::store::hint_key("qd:", &identity);
+        // Hints are recorded in the background after a write has answered: wait for them, or
+        // they could land after the deletion below and bring the node up to date after all.
+        wait_until(Duration::from_secs(5), "hints recorded", || async {
+            for other in (0..self.cluster.nodes.len()).filter(|n| *n != i) {
+                if self.cluster.nodes[other].is_running() {
+                    let mut c = self.direct(other).await;
+                    let held: u64 = redis::cmd("SCARD")
+                        .arg(&key)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    if held > 0 {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+        .await;
         for other in (0..self.cluster.nodes.len()).filter(|n| *n != i) {
             if self.cluster.nodes[other].is_running() {
                 let mut c = self.direct(other).await;

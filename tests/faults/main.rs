@@ -500,22 +500,35 @@ impl Quorumd {
     }
 
     /// Deletes the hints the other nodes hold for node `i`, so it stays behind when it returns.
+    /// Hints are recorded in the background after a write answered: first wait for them, or
+    /// they could land after the deletion.
     async fn drop_hints_for(&self, nemesis: &Nemesis, i: usize) {
         let identity = format!("{}/0", nemesis.proxies[i].addr());
         let key = quorumd::store::hint_key("qd:", &identity);
-        for (n, node) in nemesis.cluster.nodes.iter().enumerate() {
-            if n != i {
-                let mut c = redis::Client::open(node.url())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
-                let _: () = redis::cmd("DEL")
+        let others: Vec<String> = (0..nemesis.cluster.nodes.len())
+            .filter(|n| *n != i)
+            .map(|n| nemesis.cluster.nodes[n].url())
+            .collect();
+        common::wait_until(Duration::from_secs(5), "hints recorded", || async {
+            for url in &others {
+                let held: u64 = redis::cmd("SCARD")
                     .arg(&key)
-                    .query_async(&mut c)
+                    .query_async(&mut run::direct(url).await)
                     .await
                     .unwrap();
+                if held > 0 {
+                    return true;
+                }
             }
+            false
+        })
+        .await;
+        for url in &others {
+            let _: () = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut run::direct(url).await)
+                .await
+                .unwrap();
         }
     }
 }
