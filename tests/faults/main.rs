@@ -37,11 +37,19 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
-async fn suite(level: &'static str) {
-    let mut results: Vec<RunResult> = Vec::new();
+/// One workload's run for every seed, in order.
+async fn each_seed<Fut: std::future::Future<Output = RunResult>>(
+    run: impl Fn(u64) -> Fut,
+) -> Vec<RunResult> {
+    let mut results = Vec::new();
     for seed in seeds() {
-        results.push(KvRun::new(level, seed).run().await);
+        results.push(run(seed).await);
     }
+    results
+}
+
+async fn suite(level: &'static str) {
+    let results = each_seed(|seed| async move { KvRun::new(level, seed).run().await }).await;
     finish(
         &format!("kv-{level}"),
         "Convergence: from the heal to a clean exchange.",
@@ -97,10 +105,7 @@ async fn kv_linearizable_under_random_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn locks_under_random_faults() {
-    let mut results = Vec::new();
-    for seed in seeds() {
-        results.push(locks::LockRun::new(seed).run().await);
-    }
+    let results = each_seed(|seed| async move { locks::LockRun::new(seed).run().await }).await;
     finish(
         "locks",
         "HTTP clients through two quorumd instances. No convergence: locks keep no replicated state to converge.",
@@ -111,10 +116,7 @@ async fn locks_under_random_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queue_under_random_faults() {
-    let mut results = Vec::new();
-    for seed in seeds() {
-        results.push(queue::QueueRun::new(seed).run().await);
-    }
+    let results = each_seed(|seed| async move { queue::QueueRun::new(seed).run().await }).await;
     finish(
         "queue",
         "HTTP producers and consumers through two quorumd instances; one consumer abandons its leases while the faults run. Convergence: from the heal until the queue is drained.",
