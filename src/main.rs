@@ -173,8 +173,8 @@ fn print_report(r: &quorumd::sync::SweepReport, core: &quorumd::app::Core, left:
         r.elapsed_s
     );
     println!(
-        "  buckets: {} compared, {} differing, {} repaired",
-        r.buckets_compared, r.buckets_mismatched, r.buckets_repaired
+        "  buckets: {} compared, {} differing, {} repaired ({} copied whole)",
+        r.buckets_compared, r.buckets_mismatched, r.buckets_repaired, r.buckets_copied
     );
     println!(
         "  keys: {} divergent, {} deferred (writes landing), {} unversioned, {} adopted, {} values restored",

@@ -206,6 +206,10 @@ async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
         last.keys_repaired_per_node[0] + last.keys_repaired_per_node[1],
         0
     );
+    assert!(
+        last.buckets_copied > 0,
+        "an empty node is healed by whole-bucket copies: {last:?}"
+    );
 
     // Separately: restarted empty, without persistence (new run_id).
     tc.cluster.nodes[1].restart_empty().unwrap();
@@ -855,5 +859,82 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
         (0, 0),
         "{check:?}"
     );
+    tc.shutdown().await;
+}
+
+/// The whole-bucket copy that heals an empty node refuses a bucket in which the node holds
+/// metadata by now (a client write landed after the digests were read), so it never replaces
+/// a newer write; on a node that holds nothing of the bucket it lands exactly as the source has
+/// it: metadata, value and digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
+    use quorumd::store::scripts::{self, BucketCopy, BucketEntry};
+    let tc = TestCluster::start_with(3, manual_sweeps).await;
+    assert_eq!(
+        tc.put("k", "old", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    let store = tc.app().store();
+    let pool = store.pool();
+    let loc = store.locate(b"k").unwrap();
+    let copy_from_node_0 = || async {
+        let d = scripts::dump(pool.node(0), &[&loc])
+            .await
+            .unwrap()
+            .remove(0);
+        BucketCopy {
+            bucket: loc.bucket,
+            meta_key: loc.meta_key.clone(),
+            entries: vec![BucketEntry {
+                key: b"k".to_vec(),
+                meta: d.meta.unwrap(),
+                dump: d.dump,
+            }],
+        }
+    };
+    let old = copy_from_node_0().await;
+
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    assert_eq!(
+        tc.put("k", "new", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    let done = scripts::restore_buckets(pool.node(2), &loc.digest_key, &[&old])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![false], "the bucket gained a write: not copied");
+    assert_eq!(tc.raw_value(2, b"k").await.as_deref(), Some(&b"new"[..]));
+
+    let new = copy_from_node_0().await;
+    let mut c1 = tc.direct(1).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c1).await.unwrap();
+    let done = scripts::restore_buckets(pool.node(1), &loc.digest_key, &[&new])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![true]);
+    let mut c0 = tc.direct(0).await;
+    for (what, cmd) in [
+        ("metadata", redis::cmd("HGETALL").arg(&loc.meta_key).clone()),
+        (
+            "digest",
+            redis::cmd("HGET")
+                .arg(&loc.digest_key)
+                .arg(loc.bucket)
+                .clone(),
+        ),
+        ("value", redis::cmd("GET").arg("k").clone()),
+    ] {
+        let on_0: redis::Value = cmd.query_async(&mut c0).await.unwrap();
+        let on_1: redis::Value = cmd.query_async(&mut c1).await.unwrap();
+        assert_eq!(on_1, on_0, "{what} copied as node 0 holds it");
+    }
+    let check = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(check.buckets_mismatched, 0, "{check:?}");
     tc.shutdown().await;
 }

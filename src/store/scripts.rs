@@ -167,11 +167,69 @@ end
 return fixed
 "#;
 
+/// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
+/// cheaper per key than `APPLY`: one `RESTORE` per value, the bucket's metadata written by a few
+/// multi-field `HSET`s, the digest set once.
+///
+/// KEYS: the digest hash, then per bucket its metadata hash followed by its value keys.
+/// ARGV: per bucket its number, entry count and digest (the sum of the entries' hashes), then
+/// per entry: encoded metadata, `DUMP` payload (`''`: no value, a tombstone or an expired
+/// value), absolute expiry in ms (0 = none).
+/// A bucket whose metadata hash exists on the node is left alone (a client write landed since
+/// the digests were read): its answer is 0 and the caller repairs it key by key with `APPLY`,
+/// which compares versions. Otherwise the bucket is copied and its answer is 1. The check and
+/// the copy are one atomic step, so no write can fall between them.
+const RESTORE_BUCKETS_LUA: &str = r#"#!lua
+local out = {}
+local now = nil
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+local k, a = 2, 1
+while a <= #ARGV do
+  local bucket, n, digest = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local mkey = KEYS[k]
+  a, k = a + 3, k + 1
+  if redis.call('EXISTS', mkey) == 1 then
+    out[#out + 1] = 0
+  else
+    -- Values first: if a RESTORE fails the script stops before any metadata names them.
+    for j = 0, n - 1 do
+      local key, dump, expiry = KEYS[k + j], ARGV[a + 3 * j + 1], tonumber(ARGV[a + 3 * j + 2])
+      if dump ~= '' and (expiry == 0 or expiry > clock()) then
+        redis.call('RESTORE', key, expiry, dump, 'REPLACE', 'ABSTTL')
+      else
+        redis.call('DEL', key)
+      end
+    end
+    -- HSET in slices: Lua's unpack has a stack limit.
+    local fields = {}
+    for j = 0, n - 1 do
+      fields[#fields + 1] = KEYS[k + j]
+      fields[#fields + 1] = ARGV[a + 3 * j]
+      if #fields == 1000 or j == n - 1 then
+        redis.call('HSET', mkey, unpack(fields))
+        fields = {}
+      end
+    end
+    if n > 0 then redis.call('HSET', KEYS[1], bucket, digest) end
+    out[#out + 1] = 1
+  end
+  a, k = a + 3 * n, k + n
+end
+return out
+"#;
+
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
 static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGESTS_LUA));
+static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));
 
 /// Where a key and its metadata live on every node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -463,4 +521,67 @@ pub async fn rebuild_digests(
     }
     node.run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await
+}
+
+/// One entry of a bucket copied whole: its metadata and, for a live value, its `DUMP`.
+#[derive(Debug, Clone)]
+pub struct BucketEntry {
+    pub key: Vec<u8>,
+    pub meta: Meta,
+    /// `None` for a tombstone or a value that expired on the source.
+    pub dump: Option<Vec<u8>>,
+}
+
+/// A bucket to copy whole onto a node that holds none of it.
+#[derive(Debug, Clone)]
+pub struct BucketCopy {
+    pub bucket: u32,
+    pub meta_key: String,
+    pub entries: Vec<BucketEntry>,
+}
+
+/// Copies whole buckets onto a node with `RESTORE_BUCKETS`; per bucket, whether it was copied
+/// (`false`: the node holds metadata of that bucket by now, repair it key by key).
+pub async fn restore_buckets(
+    node: &Node,
+    digest_key: &str,
+    buckets: &[&BucketCopy],
+) -> Result<Vec<bool>, NodeError> {
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = RESTORE_BUCKETS.prepare_invoke();
+    inv.key(digest_key);
+    for b in buckets {
+        inv.key(&b.meta_key);
+        let digest = crate::digest::combine(b.entries.iter().map(|e| e.meta.entry_hash));
+        inv.arg(b.bucket).arg(b.entries.len()).arg(digest);
+        for e in &b.entries {
+            inv.key(&e.key[..]);
+            inv.arg(e.meta.encode())
+                .arg(e.dump.as_deref().unwrap_or(b""))
+                .arg(e.meta.expires_at_ms.unwrap_or(0));
+        }
+    }
+    let reply: Value = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
+    let items = array(reply, "restore buckets")?;
+    if items.len() != buckets.len() {
+        return Err(protocol(format!(
+            "restore buckets script returned {} answers for {} buckets",
+            items.len(),
+            buckets.len()
+        )));
+    }
+    items
+        .iter()
+        .map(|v| match v {
+            Value::Int(1) => Ok(true),
+            Value::Int(0) => Ok(false),
+            other => Err(protocol(format!(
+                "restore buckets script returned {other:?}"
+            ))),
+        })
+        .collect()
 }

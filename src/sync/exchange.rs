@@ -5,7 +5,7 @@ use super::diff::{self, BucketMetas, BucketMismatch};
 use super::progress::{self, ProgressHandle};
 use super::reads;
 use super::repair::{self, Repair};
-use super::{Sweeper, lease};
+use super::{Sweeper, bulk, lease};
 use crate::hlc::wall_clock_ms;
 use crate::live::BucketState;
 use crate::meta::Meta;
@@ -121,6 +121,23 @@ async fn process_chunk(
     dry_run: bool,
     all_answered: bool,
 ) -> ChunkOutcome {
+    // Buckets that some nodes hold nothing of are copied whole; what that cannot do goes key
+    // by key below.
+    let key_by_key;
+    let chunk: &[BucketMismatch] = if dry_run {
+        chunk
+    } else {
+        let (plans, mut rest) = bulk::split(sw, chunk);
+        let fallback = bulk::copy(sw, &plans, p).await;
+        rest.extend(
+            chunk
+                .iter()
+                .filter(|mm| fallback.contains(&mm.bucket))
+                .cloned(),
+        );
+        key_by_key = rest;
+        &key_by_key
+    };
     let mut lacking = Vec::new();
     let (views, failed_readers) = read_chunk(sw, chunk, p).await;
     let now = wall_clock_ms();

@@ -3,8 +3,10 @@
 //! Two tiers (DESIGN §3): the digest exchange compares each node's bucket digests and diffs
 //! only the buckets that differ, so its cost follows the divergence, not the keyspace; the
 //! full sweep SCANs every node for what digests cannot see. Both repair through the same
-//! versioned APPLY script as client writes, so a repair never overwrites a newer write.
+//! versioned APPLY script as client writes, so a repair never overwrites a newer write; a
+//! bucket that a node holds nothing of is copied whole (`bulk`), and only while it stays so.
 
+mod bulk;
 mod crdt;
 pub mod diff;
 mod exchange;

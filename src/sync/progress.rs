@@ -45,6 +45,8 @@ pub struct SweepReport {
     pub buckets_compared: u64,
     pub buckets_mismatched: u64,
     pub buckets_repaired: u64,
+    /// Of those, buckets copied whole onto nodes that held nothing of them (a wiped node).
+    pub buckets_copied: u64,
     /// Keys whose versions differ between nodes.
     pub keys_divergent: u64,
     /// Divergent keys left for a later pass because their write may still be landing.
@@ -92,6 +94,7 @@ impl SweepReport {
             buckets_compared: 0,
             buckets_mismatched: 0,
             buckets_repaired: 0,
+            buckets_copied: 0,
             keys_divergent: 0,
             keys_deferred: 0,
             keys_unversioned: 0,

@@ -191,9 +191,13 @@ impl TestCluster {
 
     /// A direct connection to node `i`, bypassing quorumd (to inspect or tamper).
     pub async fn direct(&self, i: usize) -> redis::aio::MultiplexedConnection {
+        // The crate's default 500 ms response timeout is too short for a FLUSHALL of 100,000
+        // keys on a loaded CI machine; a test's own deadlines bound it instead.
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
         redis::Client::open(self.cluster.nodes[i].url())
             .unwrap()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("direct connection")
     }
