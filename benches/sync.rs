@@ -1361,6 +1361,13 @@ async fn run(
     // recovery exchange of its own, racing the one the bench times. Probes only, requests
     // still feed health and latency.
     config.timeouts.health_interval_ms = 3_600_000;
+    // The heal runs at full speed, as Redis's full sync does: the default cap of 200,000
+    // repairs per second per node alone would hold 1,000,000 keys to 5 s. The latency
+    // back-off (which listens to client requests only) stays on.
+    config.sync.max_repairs_per_sec = 0;
+    // Loading batches of 1,000 entries can outlast the 500 ms default on 2 shared, busy cores.
+    config.timeouts.node_ms = 5_000;
+    config.timeouts.request_ms = 10_000;
     let validated = config
         .validate()
         .map_err(|e| format!("configuration: {e}"))?;

@@ -938,3 +938,44 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     assert_eq!(check.buckets_mismatched, 0, "{check:?}");
     tc.shutdown().await;
 }
+
+/// The sweep backs off when a node's latency rises, to leave client traffic its share. Its own
+/// large batches must not count as that latency, or it would slow itself down on an idle
+/// cluster; client requests do count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_client_requests_move_a_nodes_latency() {
+    use quorumd::pool::Traffic;
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.timeouts.health_interval_ms = 3_600_000; // no probes in between
+        c.timeouts.node_ms = 5_000;
+        c.timeouts.request_ms = 5_000;
+    })
+    .await;
+    let node = tc.app().store().pool().node(0);
+    let slow = |traffic| async move {
+        node.run_as(traffic, |mut c| async move {
+            redis::cmd("EVAL")
+                .arg("local i = 0 while i < 3000000 do i = i + 1 end return i")
+                .arg(0)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .unwrap()
+    };
+    let before = node.status().latency_ms;
+    slow(Traffic::Background).await;
+    assert_eq!(
+        node.status().latency_ms,
+        before,
+        "a sweep batch is not latency"
+    );
+    slow(Traffic::Client).await;
+    let after = node.status().latency_ms.unwrap();
+    assert!(
+        after > before.unwrap_or(0.0),
+        "a slow client request is: {before:?} -> {after}"
+    );
+    tc.shutdown().await;
+}

@@ -154,6 +154,16 @@ impl Node {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        self.run_as(Traffic::Client, op).await
+    }
+
+    /// `run` for a call of the given kind: only client requests (and probes) feed the
+    /// node's latency, which is what the sweep's back-off reads.
+    pub async fn run_as<T, F, Fut>(&self, traffic: Traffic, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let Some(conn) = self.connection() else {
             let reason = self
                 .tracker()
@@ -166,11 +176,17 @@ impl Node {
         let limit = self.timeouts.node();
         match tokio::time::timeout(limit, op(conn)).await {
             Ok(Ok(value)) => {
-                self.tracker().record_latency(started.elapsed());
+                if traffic == Traffic::Client {
+                    self.tracker().record_latency(started.elapsed());
+                }
                 Ok(value)
             }
             Ok(Err(e)) => {
-                let err = classify(&e);
+                let err = match classify(&e) {
+                    // The connection's own response timeout is the same limit.
+                    NodeError::Timeout(_) => NodeError::Timeout(limit.as_millis() as u64),
+                    other => other,
+                };
                 events::NodeRequestFailed {
                     node: &self.display,
                     error: &err,
@@ -510,6 +526,17 @@ pub fn classify(e: &RedisError) -> NodeError {
     } else {
         NodeError::Protocol(text)
     }
+}
+
+/// What a call to a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// A client request, or work a client waits for: its latency is the node's latency.
+    Client,
+    /// Sweep work in large batches. Its latency says how big the batch was, not how long a
+    /// client waits; counting it would make the sweep back off from its own load even with no
+    /// client traffic at all.
+    Background,
 }
 
 /// All configured nodes and their monitors.

@@ -10,7 +10,7 @@
 
 use crate::hlc::Version;
 use crate::meta::{EntryKind, Meta};
-use crate::pool::{Node, NodeError};
+use crate::pool::{Node, NodeError, Traffic};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
@@ -370,6 +370,16 @@ pub async fn apply(
     digest_key: &str,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<WriteOutcome>, NodeError> {
+    apply_as(node, Traffic::Client, digest_key, entries).await
+}
+
+/// `apply` for the given kind of traffic (sweep repairs are `Background`).
+pub async fn apply_as(
+    node: &Node,
+    traffic: Traffic,
+    digest_key: &str,
+    entries: &[ApplyEntry<'_>],
+) -> Result<Vec<WriteOutcome>, NodeError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -395,7 +405,10 @@ pub async fn apply(
             .arg(e.cond.arg());
     }
     let reply: Value = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .run_as(
+            traffic,
+            |mut c| async move { inv.invoke_async(&mut c).await },
+        )
         .await?;
     let items = pairs(reply, "apply", entries.len())?;
     items
@@ -472,18 +485,23 @@ pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, N
         inv.key(&l.key[..]).key(&l.meta_key);
     }
     let reply: Value = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let items = pairs(reply, "dump", locs.len())?;
-    items
-        .chunks(2)
-        .map(|pair| {
-            Ok(NodeDump {
-                meta: parse_meta(&pair[0])?,
-                dump: parse_bytes(Some(&pair[1]))?,
-            })
+        .run_as(Traffic::Background, |mut c| async move {
+            inv.invoke_async(&mut c).await
         })
-        .collect()
+        .await?;
+    let mut items = pairs(reply, "dump", locs.len())?.into_iter();
+    let mut out = Vec::with_capacity(locs.len());
+    while let (Some(meta), Some(dump)) = (items.next(), items.next()) {
+        out.push(NodeDump {
+            meta: parse_meta(&meta)?,
+            // Moved, not copied: a sweep dumps millions of values.
+            dump: match dump {
+                Value::BulkString(b) => Some(b),
+                other => parse_bytes(Some(&other))?,
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// Removes metadata entries that still equal `expected`; returns how many were removed.
@@ -501,8 +519,10 @@ pub async fn purge(
         inv.key(&loc.key[..]).key(&loc.meta_key);
         inv.arg(loc.bucket).arg(meta.encode());
     }
-    node.run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await
+    node.run_as(Traffic::Background, |mut c| async move {
+        inv.invoke_async(&mut c).await
+    })
+    .await
 }
 
 /// Recomputes the digests of `buckets` from their metadata; returns the buckets that drifted.
@@ -519,8 +539,10 @@ pub async fn rebuild_digests(
     for b in buckets {
         inv.arg(*b);
     }
-    node.run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await
+    node.run_as(Traffic::Background, |mut c| async move {
+        inv.invoke_async(&mut c).await
+    })
+    .await
 }
 
 /// One entry of a bucket copied whole: its metadata and, for a live value, its `DUMP`.
@@ -564,7 +586,9 @@ pub async fn restore_buckets(
         }
     }
     let reply: Value = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .run_as(Traffic::Background, |mut c| async move {
+            inv.invoke_async(&mut c).await
+        })
         .await?;
     let items = array(reply, "restore buckets")?;
     if items.len() != buckets.len() {

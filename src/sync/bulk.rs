@@ -154,20 +154,20 @@ async fn read_source<'a>(
     let prefix = &sw.store().settings().key_prefix;
     let meta_keys: Vec<String> = plans.iter().map(|pl| meta_key(prefix, pl.bucket)).collect();
     let all = || plans.iter().map(|pl| pl.bucket).collect();
-    // A corrupt entry or a read error is for the key-by-key path to report.
-    let metas = match reads::bucket_metas(node, &meta_keys).await {
-        Ok((metas, bad)) if bad.is_empty() => metas,
-        _ => return (Vec::new(), all()),
+    // Only the names: each entry's metadata is read again with its value, atomically. A read
+    // error is for the key-by-key path to report.
+    let Ok(names) = reads::bucket_keys(node, &meta_keys).await else {
+        return (Vec::new(), all());
     };
     let mut fallback = Vec::new();
     let mut wanted: Vec<(&BulkPlan, String, Vec<KeyLocation>)> = Vec::new();
-    for ((pl, mk), bucket) in plans.iter().zip(meta_keys).zip(metas) {
-        if bucket.is_empty() || bucket.values().any(|m| m.kind.crdt().is_some()) {
+    for ((pl, mk), keys) in plans.iter().zip(meta_keys).zip(names) {
+        if keys.is_empty() {
             fallback.push(pl.bucket);
             continue;
         }
-        let locs = bucket
-            .into_keys()
+        let locs = keys
+            .into_iter()
             .filter_map(|k| sw.store().locate(&k).ok())
             .collect();
         wanted.push((pl, mk, locs));

@@ -13,7 +13,7 @@ use super::repair::{self, Repair};
 use crate::config::AdoptPolicy;
 use crate::hlc::wall_clock_ms;
 use crate::meta::{EntryKind, Meta};
-use crate::pool::{Health, Node, NodeId};
+use crate::pool::{Health, Node, NodeId, Traffic};
 use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use std::collections::{BTreeMap, HashMap};
 
@@ -74,8 +74,10 @@ async fn save_checkpoint(
             .arg("at_ms")
             .arg(wall_clock_ms());
     }
-    node.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
-        .await
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
+    })
+    .await
 }
 
 fn wanted(sw: &Sweeper, key: &[u8]) -> bool {
@@ -313,7 +315,8 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             let mut outcomes = Vec::with_capacity(entries.len());
             for chunk in entries.chunks(sw.config().key_batch) {
                 sw.throttle.acquire(n, chunk.len() as u64).await;
-                outcomes.extend(scripts::apply(n, digest_key, chunk).await?);
+                outcomes
+                    .extend(scripts::apply_as(n, Traffic::Background, digest_key, chunk).await?);
             }
             Ok::<_, crate::pool::NodeError>(outcomes)
         }

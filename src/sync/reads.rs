@@ -2,7 +2,7 @@
 
 use super::diff::BucketMetas;
 use crate::meta::Meta;
-use crate::pool::{Node, NodeError};
+use crate::pool::{Node, NodeError, Traffic};
 use crate::store::scripts::KeyLocation;
 use std::collections::HashMap;
 
@@ -10,8 +10,10 @@ use std::collections::HashMap;
 pub async fn digests(node: &Node, digest_key: &str) -> Result<HashMap<u32, u64>, NodeError> {
     let mut cmd = redis::cmd("HGETALL");
     cmd.arg(digest_key);
-    node.run(|mut c| async move { cmd.query_async(&mut c).await })
-        .await
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async(&mut c).await
+    })
+    .await
 }
 
 /// The metadata of several buckets (HGETALL each, pipelined). Entries that do not parse are
@@ -47,6 +49,21 @@ pub async fn bucket_metas(
     Ok((parsed, bad))
 }
 
+/// The key names in several metadata hashes (HKEYS each, pipelined).
+pub async fn bucket_keys(
+    node: &Node,
+    meta_keys: &[String],
+) -> Result<Vec<Vec<Vec<u8>>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for k in meta_keys {
+        pipe.cmd("HKEYS").arg(k);
+    }
+    node.run_as(Traffic::Background, |mut c| async move {
+        pipe.query_async(&mut c).await
+    })
+    .await
+}
+
 /// The metadata of individual keys (HGET each, pipelined).
 pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<Meta>>, NodeError> {
     let mut pipe = redis::pipe();
@@ -68,8 +85,10 @@ pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<M
 pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(crate::hlc::wall_clock_ms());
-    node.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
-        .await
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
+    })
+    .await
 }
 
 /// A key's metadata on a node, and whether its value exists there.
@@ -121,6 +140,8 @@ pub async fn scan(
 ) -> Result<(u64, Vec<Vec<u8>>), NodeError> {
     let mut cmd = redis::cmd("SCAN");
     cmd.arg(cursor).arg("COUNT").arg(count);
-    node.run(|mut c| async move { cmd.query_async(&mut c).await })
-        .await
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async(&mut c).await
+    })
+    .await
 }

@@ -5,7 +5,7 @@ use super::Sweeper;
 use super::progress::{self, ProgressHandle};
 use crate::hlc::Version;
 use crate::meta::{EntryKind, Meta};
-use crate::pool::{Health, NodeId};
+use crate::pool::{Health, NodeId, Traffic};
 use crate::store::digest_key;
 use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use std::collections::BTreeMap;
@@ -180,7 +180,7 @@ async fn apply_to_targets(
                         cond: NodeCondition::None,
                     })
                     .collect();
-                match scripts::apply(&node, &digest_key, &entries).await {
+                match scripts::apply_as(&node, Traffic::Background, &digest_key, &entries).await {
                     Ok(outcomes) => {
                         for (o, r) in outcomes.iter().zip(chunk) {
                             if let scripts::WriteOutcome::KindConflict(_) = o {
