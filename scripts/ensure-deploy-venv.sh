@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Python virtual environment under target/ with the validators the deployment tests use
-# (Kubernetes OpenAPI schemas, Prometheus Operator models, JSON Schema, YAML). Idempotent:
+# (Kubernetes OpenAPI schemas, Prometheus Operator models, JSON Schema, YAML), and the OpenAPI
+# 3.1 validator tests/openapi.rs runs on the API's own document. Idempotent:
 # does nothing when the pinned set is already installed.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ requirements=(
   "cloudcoil.models.prometheus_operator==0.80.1.0"
   "jsonschema==4.26.0"
   "PyYAML==6.0.3"
+  "openapi-spec-validator==0.9.0"
 )
 stamp="$venv/.quorumd-requirements"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${requirements[*]}" ]; then

@@ -1,8 +1,10 @@
 //! The authentication layer of the HTTP API: `Authorization: Bearer <token>` checked against
 //! the shared token store. GET and HEAD need a `read` token, every other method a `write`
-//! token. `/healthz` and `/readyz` stay open for probes, `/metrics` unless configured, and `/`
-//! (the dashboard page itself holds no data; what it loads is checked). Reads may carry the
-//! token as `?access_token=` instead, because a browser's EventSource cannot send headers.
+//! token. `/healthz` and `/readyz` stay open for probes, `/metrics` unless configured, `/`
+//! (the dashboard page itself holds no data; what it loads is checked) and `/openapi.json` (it
+//! describes the API and holds no data; tools fetch it before they have a token). Reads may
+//! carry the token as `?access_token=` instead, because a browser's EventSource cannot send
+//! headers.
 
 use super::error::ApiError;
 use crate::auth::{Scope, Tokens};
@@ -25,7 +27,7 @@ pub fn protect(router: Router, tokens: Arc<Tokens>) -> Router {
 /// The scope a request needs, or `None` for the endpoints that stay open.
 fn needed_scope(tokens: &Tokens, method: &Method, path: &str) -> Option<Scope> {
     match path {
-        "/healthz" | "/readyz" | "/" => None,
+        "/healthz" | "/readyz" | "/" | "/openapi.json" => None,
         "/metrics" if !tokens.protect_metrics() => None,
         _ if method == Method::GET || method == Method::HEAD => Some(Scope::Read),
         _ => Some(Scope::Write),

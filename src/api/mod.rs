@@ -11,6 +11,7 @@ mod events_stream;
 mod kv;
 mod locks;
 mod observe;
+mod openapi;
 mod queues;
 mod status;
 mod sweeps;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(observe::metrics))
         .route("/v1/events", get(events_stream::events))
         .route("/v1/sweeps/buckets", get(observe::buckets))
+        .route("/openapi.json", get(openapi::serve))
         .merge(demo_routes)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
