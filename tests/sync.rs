@@ -180,7 +180,13 @@ async fn version_everything(tc: &TestCluster, keys: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
-    let mut tc = TestCluster::start_with(3, manual_sweeps).await;
+    let mut tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        // Batches of a thousand mixed-type keys can outlast 400 ms on a loaded CI machine.
+        c.timeouts.node_ms = 5_000;
+        c.timeouts.request_ms = 10_000;
+    })
+    .await;
     let keys = populate_mixed(&tc, 100_000).await;
     version_everything(&tc, keys.len()).await;
 
