@@ -874,7 +874,7 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
 /// it: metadata, value and digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
-    use quorumd::store::scripts::{self, BucketCopy, BucketEntry};
+    use quorumd::store::scripts::{self, BucketKeys};
     let tc = TestCluster::start_with(3, manual_sweeps).await;
     assert_eq!(
         tc.put("k", "old", "consistency=all").await.status(),
@@ -884,19 +884,17 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let pool = store.pool();
     let loc = store.locate(b"k").unwrap();
     let copy_from_node_0 = || async {
-        let d = scripts::dump(pool.node(0), &[&loc])
+        let keys = BucketKeys {
+            meta_keys: vec![loc.meta_key.clone()],
+            state_keys: Vec::new(),
+            value_keys: vec![b"k".to_vec()],
+        };
+        let dump = scripts::dump_buckets(pool.node(0), std::slice::from_ref(&keys))
             .await
             .unwrap()
             .remove(0);
-        BucketCopy {
-            bucket: loc.bucket,
-            meta_key: loc.meta_key.clone(),
-            entries: vec![BucketEntry {
-                key: b"k".to_vec(),
-                meta: d.meta.unwrap(),
-                dump: d.dump,
-            }],
-        }
+        quorumd::sync::bulk::prepare(loc.bucket, &keys, dump, quorumd::hlc::wall_clock_ms())
+            .expect("a bucket holding one value can be copied")
     };
     let old = copy_from_node_0().await;
 

@@ -167,18 +167,41 @@ end
 return fixed
 "#;
 
-/// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
-/// cheaper per key than `APPLY`: one `RESTORE` per value, the bucket's metadata written by a few
-/// multi-field `HSET`s, the digest set once.
+/// Reads whole buckets for a copy, atomically: per bucket a `DUMP` and an `HGETALL` of each
+/// metadata hash, a `DUMP` of each state key (bucket-level keys that go with the metadata),
+/// and a `DUMP` of each value key. So the metadata and the values copied belong together.
 ///
-/// KEYS: the digest hash, then per bucket its metadata hash followed by its value keys.
-/// ARGV: per bucket its number, entry count and digest (the sum of the entries' hashes), then
-/// per entry: encoded metadata, `DUMP` payload (`''`: no value, a tombstone or an expired
-/// value), absolute expiry in ms (0 = none).
-/// A bucket whose metadata hash exists on the node is left alone (a client write landed since
-/// the digests were read): its answer is 0 and the caller repairs it key by key with `APPLY`,
-/// which compares versions. Otherwise the bucket is copied and its answer is 1. The check and
-/// the copy are one atomic step, so no write can fall between them.
+/// ARGV: per bucket the number of metadata hashes, of state keys and of value keys.
+/// KEYS: per bucket its metadata hashes, its state keys, then its value keys.
+/// Returns the items in that order, flat; absent keys are nil.
+const DUMP_BUCKETS_LUA: &str = r#"#!lua flags=no-writes
+local out, k = {}, 1
+for a = 1, #ARGV, 3 do
+  local m, s, v = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  for i = k, k + m - 1 do
+    out[#out + 1] = redis.call('DUMP', KEYS[i])
+    out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  end
+  for i = k + m, k + m + s + v - 1 do
+    out[#out + 1] = redis.call('DUMP', KEYS[i])
+  end
+  k = k + m + s + v
+end
+return out
+"#;
+
+/// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
+/// cheaper per key than `APPLY`: one `RESTORE` per value, one per metadata hash, the digest set
+/// once.
+///
+/// KEYS: the digest hash, then per bucket its metadata hashes, its state keys and its value
+/// keys. ARGV: per bucket its number, its digest, the three counts; then a `DUMP` per metadata
+/// hash and state key (`''`: absent); then per value key a `DUMP` (`''`: no value, a tombstone
+/// or an expired value) and the absolute expiry in ms (0 = none).
+/// A bucket with any of its metadata hashes present on the node is left alone (a client write
+/// landed since the digests were read): its answer is 0 and the caller repairs it key by key
+/// with `APPLY`, which compares versions. Otherwise it is copied and its answer is 1. The check
+/// and the copy are one atomic step, so no write can fall between them.
 const RESTORE_BUCKETS_LUA: &str = r#"#!lua
 local out = {}
 local now = nil
@@ -191,35 +214,38 @@ local function clock()
 end
 local k, a = 2, 1
 while a <= #ARGV do
-  local bucket, n, digest = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-  local mkey = KEYS[k]
-  a, k = a + 3, k + 1
-  if redis.call('EXISTS', mkey) == 1 then
-    out[#out + 1] = 0
-  else
+  local bucket, digest = ARGV[a], ARGV[a + 1]
+  local m, s, v = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
+  local empty = true
+  for i = k, k + m - 1 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      empty = false
+      break
+    end
+  end
+  if empty then
     -- Values first: if a RESTORE fails the script stops before any metadata names them.
-    for j = 0, n - 1 do
-      local key, dump, expiry = KEYS[k + j], ARGV[a + 3 * j + 1], tonumber(ARGV[a + 3 * j + 2])
+    for j = 0, v - 1 do
+      local key = KEYS[k + m + s + j]
+      local dump, expiry = ARGV[a + m + s + 2 * j], tonumber(ARGV[a + m + s + 2 * j + 1])
       if dump ~= '' and (expiry == 0 or expiry > clock()) then
         redis.call('RESTORE', key, expiry, dump, 'REPLACE', 'ABSTTL')
       else
         redis.call('DEL', key)
       end
     end
-    -- HSET in slices: Lua's unpack has a stack limit.
-    local fields = {}
-    for j = 0, n - 1 do
-      fields[#fields + 1] = KEYS[k + j]
-      fields[#fields + 1] = ARGV[a + 3 * j]
-      if #fields == 1000 or j == n - 1 then
-        redis.call('HSET', mkey, unpack(fields))
-        fields = {}
+    for i = 0, m + s - 1 do
+      if ARGV[a + i] ~= '' then
+        redis.call('RESTORE', KEYS[k + i], 0, ARGV[a + i], 'REPLACE')
+      else
+        redis.call('DEL', KEYS[k + i])
       end
     end
-    if n > 0 then redis.call('HSET', KEYS[1], bucket, digest) end
-    out[#out + 1] = 1
+    redis.call('HSET', KEYS[1], bucket, digest)
   end
-  a, k = a + 3 * n, k + n
+  out[#out + 1] = empty and 1 or 0
+  k, a = k + m + s + v, a + m + s + 2 * v
 end
 return out
 "#;
@@ -229,6 +255,7 @@ static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
 static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGESTS_LUA));
+static DUMP_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_BUCKETS_LUA));
 static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));
 
 /// Where a key and its metadata live on every node.
@@ -545,21 +572,142 @@ pub async fn rebuild_digests(
     .await
 }
 
-/// One entry of a bucket copied whole: its metadata and, for a live value, its `DUMP`.
+/// The keys of one bucket to read for a copy.
 #[derive(Debug, Clone)]
-pub struct BucketEntry {
-    pub key: Vec<u8>,
-    pub meta: Meta,
-    /// `None` for a tombstone or a value that expired on the source.
-    pub dump: Option<Vec<u8>>,
+pub struct BucketKeys {
+    /// The hashes that hold the bucket's metadata.
+    pub meta_keys: Vec<String>,
+    /// Bucket-level keys that belong with the metadata (copied verbatim).
+    pub state_keys: Vec<String>,
+    /// The value keys named in the metadata (as last seen).
+    pub value_keys: Vec<Vec<u8>>,
+}
+
+/// The entries of a hash as read: (field, value).
+pub type HashEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One bucket as `DUMP_BUCKETS` read it.
+#[derive(Debug, Clone)]
+pub struct BucketDump {
+    /// Per metadata hash: its `DUMP` and its entries (key, raw metadata).
+    pub meta: Vec<(Option<Vec<u8>>, HashEntries)>,
+    /// Per state key: its `DUMP`.
+    pub state: Vec<Option<Vec<u8>>>,
+    /// Per value key: its `DUMP`.
+    pub values: Vec<Option<Vec<u8>>>,
+}
+
+/// Reads whole buckets, metadata and values together (`DUMP_BUCKETS`).
+pub async fn dump_buckets(
+    node: &Node,
+    buckets: &[BucketKeys],
+) -> Result<Vec<BucketDump>, NodeError> {
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = DUMP_BUCKETS.prepare_invoke();
+    for b in buckets {
+        inv.arg(b.meta_keys.len())
+            .arg(b.state_keys.len())
+            .arg(b.value_keys.len());
+        for k in b.meta_keys.iter().chain(&b.state_keys) {
+            inv.key(k);
+        }
+        for k in &b.value_keys {
+            inv.key(&k[..]);
+        }
+    }
+    let reply: Value = node
+        .run_as(Traffic::Background, |mut c| async move {
+            inv.invoke_async(&mut c).await
+        })
+        .await?;
+    let expected: usize = buckets
+        .iter()
+        .map(|b| 2 * b.meta_keys.len() + b.state_keys.len() + b.value_keys.len())
+        .sum();
+    let items = array(reply, "dump buckets")?;
+    if items.len() != expected {
+        return Err(protocol(format!(
+            "dump buckets script returned {} items, expected {expected}",
+            items.len()
+        )));
+    }
+    let mut items = items.into_iter();
+    // Moved, not copied: a heal dumps millions of values.
+    fn next_bytes(items: &mut impl Iterator<Item = Value>) -> Result<Option<Vec<u8>>, NodeError> {
+        match items.next() {
+            Some(Value::BulkString(b)) => Ok(Some(b)),
+            other => parse_bytes(other.as_ref()),
+        }
+    }
+    let mut out = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        let mut meta = Vec::with_capacity(b.meta_keys.len());
+        for _ in &b.meta_keys {
+            let dump = next_bytes(&mut items)?;
+            meta.push((dump, next_entries(&mut items)?.unwrap_or_default()));
+        }
+        let state = (0..b.state_keys.len())
+            .map(|_| next_bytes(&mut items))
+            .collect::<Result<_, _>>()?;
+        let values = (0..b.value_keys.len())
+            .map(|_| next_bytes(&mut items))
+            .collect::<Result<_, _>>()?;
+        out.push(BucketDump {
+            meta,
+            state,
+            values,
+        });
+    }
+    Ok(out)
+}
+
+/// The next reply item as hash entries (an `HGETALL` answer).
+fn next_entries(
+    items: &mut impl Iterator<Item = Value>,
+) -> Result<Option<HashEntries>, NodeError> {
+    match items.next() {
+        Some(Value::Array(flat)) => {
+            let mut out = Vec::with_capacity(flat.len() / 2);
+            let mut flat = flat.into_iter();
+            while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) =
+                (flat.next(), flat.next())
+            {
+                out.push((k, v));
+            }
+            Ok(Some(out))
+        }
+        Some(Value::Map(pairs)) => Ok(Some(
+            pairs
+                .into_iter()
+                .filter_map(|p| match p {
+                    (Value::BulkString(k), Value::BulkString(v)) => Some((k, v)),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        Some(Value::Nil) | None => Ok(None),
+        Some(other) => Err(protocol(format!(
+            "hash entries of unexpected type {other:?}"
+        ))),
+    }
 }
 
 /// A bucket to copy whole onto a node that holds none of it.
 #[derive(Debug, Clone)]
 pub struct BucketCopy {
     pub bucket: u32,
-    pub meta_key: String,
-    pub entries: Vec<BucketEntry>,
+    /// The bucket's digest: the sum of the copied entries' hashes.
+    pub digest: u64,
+    /// How many metadata entries the copy holds.
+    pub entries: usize,
+    /// The metadata hashes with their `DUMP`s (`None`: absent).
+    pub meta: Vec<(String, Option<Vec<u8>>)>,
+    /// The state keys with their `DUMP`s.
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+    /// Per value key: its `DUMP` (`None`: delete it) and absolute expiry (0 = none).
+    pub values: Vec<(Vec<u8>, Option<Vec<u8>>, u64)>,
 }
 
 /// Copies whole buckets onto a node with `RESTORE_BUCKETS`; per bucket, whether it was copied
@@ -575,14 +723,18 @@ pub async fn restore_buckets(
     let mut inv = RESTORE_BUCKETS.prepare_invoke();
     inv.key(digest_key);
     for b in buckets {
-        inv.key(&b.meta_key);
-        let digest = crate::digest::combine(b.entries.iter().map(|e| e.meta.entry_hash));
-        inv.arg(b.bucket).arg(b.entries.len()).arg(digest);
-        for e in &b.entries {
-            inv.key(&e.key[..]);
-            inv.arg(e.meta.encode())
-                .arg(e.dump.as_deref().unwrap_or(b""))
-                .arg(e.meta.expires_at_ms.unwrap_or(0));
+        inv.arg(b.bucket)
+            .arg(b.digest)
+            .arg(b.meta.len())
+            .arg(b.state.len())
+            .arg(b.values.len());
+        for (key, dump) in b.meta.iter().chain(&b.state) {
+            inv.key(key).arg(dump.as_deref().unwrap_or(b""));
+        }
+        for (key, dump, expiry) in &b.values {
+            inv.key(&key[..])
+                .arg(dump.as_deref().unwrap_or(b""))
+                .arg(*expiry);
         }
     }
     let reply: Value = node

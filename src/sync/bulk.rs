@@ -17,8 +17,9 @@ use super::progress::{self, ProgressHandle};
 use super::reads;
 use crate::live::BucketState;
 use crate::meta::EntryKind;
+use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
-use crate::store::scripts::{self, BucketCopy, BucketEntry, KeyLocation};
+use crate::store::scripts::{self, BucketCopy, BucketDump, BucketKeys};
 use crate::store::{digest_key, meta_key};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -120,7 +121,7 @@ pub async fn copy(sw: &Sweeper, plans: &[BulkPlan], p: &ProgressHandle) -> BTree
         .map(|(c, _)| c)
         .filter(|c| !fallback.contains(&c.bucket))
         .collect();
-    let keys: u64 = copied.iter().map(|c| c.entries.len() as u64).sum();
+    let keys: u64 = copied.iter().map(|c| c.entries as u64).sum();
     {
         let mut r = progress::lock(p);
         r.keys_divergent += keys;
@@ -143,6 +144,13 @@ pub async fn copy(sw: &Sweeper, plans: &[BulkPlan], p: &ProgressHandle) -> BTree
     fallback
 }
 
+/// Where one bucket lives on a node: its metadata hashes and the bucket-level keys that go
+/// with them.
+fn bucket_layout(sw: &Sweeper, bucket: u32) -> (Vec<String>, Vec<String>) {
+    let prefix = &sw.store().settings().key_prefix;
+    (vec![meta_key(prefix, bucket)], Vec::new())
+}
+
 /// Reads and dumps the planned buckets from their source. Returns the copies ready to restore
 /// (with their targets) and the buckets that must take the key-by-key path.
 async fn read_source<'a>(
@@ -151,80 +159,97 @@ async fn read_source<'a>(
     plans: Vec<&'a BulkPlan>,
 ) -> (Vec<(BucketCopy, &'a [NodeId])>, Vec<u32>) {
     let node = sw.pool().node(source);
-    let prefix = &sw.store().settings().key_prefix;
-    let meta_keys: Vec<String> = plans.iter().map(|pl| meta_key(prefix, pl.bucket)).collect();
+    let layouts: Vec<_> = plans
+        .iter()
+        .map(|pl| bucket_layout(sw, pl.bucket))
+        .collect();
     let all = || plans.iter().map(|pl| pl.bucket).collect();
-    // Only the names: each entry's metadata is read again with its value, atomically. A read
-    // error is for the key-by-key path to report.
-    let Ok(names) = reads::bucket_keys(node, &meta_keys).await else {
+    // The names first, to declare them to the script that reads everything atomically. A
+    // read error is for the key-by-key path to report.
+    let hashes: Vec<String> = layouts.iter().flat_map(|(m, _)| m.clone()).collect();
+    let Ok(names) = reads::bucket_keys(node, &hashes).await else {
         return (Vec::new(), all());
     };
-    let mut fallback = Vec::new();
-    let mut wanted: Vec<(&BulkPlan, String, Vec<KeyLocation>)> = Vec::new();
-    for ((pl, mk), keys) in plans.iter().zip(meta_keys).zip(names) {
-        if keys.is_empty() {
-            fallback.push(pl.bucket);
-            continue;
-        }
-        let locs = keys
-            .into_iter()
-            .filter_map(|k| sw.store().locate(&k).ok())
-            .collect();
-        wanted.push((pl, mk, locs));
-    }
-    let all_locs: Vec<&KeyLocation> = wanted.iter().flat_map(|(_, _, l)| l).collect();
-    let mut dumps = Vec::with_capacity(all_locs.len());
-    for chunk in all_locs.chunks(sw.cfg.key_batch.max(1)) {
-        match scripts::dump(node, chunk).await {
-            Ok(d) => dumps.extend(d),
-            Err(_) => {
-                fallback.extend(wanted.iter().map(|(pl, _, _)| pl.bucket));
-                return (Vec::new(), fallback);
-            }
-        }
-    }
+    let mut names = names.into_iter();
+    let requests: Vec<BucketKeys> = layouts
+        .into_iter()
+        .map(|(meta_keys, state_keys)| BucketKeys {
+            value_keys: names.by_ref().take(meta_keys.len()).flatten().collect(),
+            meta_keys,
+            state_keys,
+        })
+        .collect();
     let now = crate::hlc::wall_clock_ms();
-    let mut dumps = dumps.into_iter();
     let mut ready = Vec::new();
-    for (pl, meta_key, locs) in wanted {
-        let mut entries = Vec::with_capacity(locs.len());
-        let mut usable = true;
-        for (loc, d) in locs.into_iter().zip(dumps.by_ref()) {
-            // The dump's metadata is read with the value, atomically: it is the one to copy.
-            // None: purged since the bucket was read.
-            let Some(meta) = d.meta else { continue };
-            let dump = match (meta.kind, d.dump) {
-                (EntryKind::Value, Some(bytes)) if !meta.is_expired(now) => Some(bytes),
-                (EntryKind::Value, None) if !meta.is_expired(now) => {
-                    usable = false;
-                    None
-                }
-                (EntryKind::Crdt(_), _) => {
-                    usable = false;
-                    None
-                }
-                _ => None,
-            };
-            entries.push(BucketEntry {
-                key: loc.key,
-                meta,
-                dump,
-            });
+    let mut fallback = Vec::new();
+    let mut start = 0;
+    while start < requests.len() {
+        // About `key_batch` values per script call, at least one bucket.
+        let mut end = start;
+        let mut keys = 0;
+        while end < requests.len() && (end == start || keys < sw.cfg.key_batch) {
+            keys += requests[end].value_keys.len();
+            end += 1;
         }
-        if usable && !entries.is_empty() {
-            ready.push((
-                BucketCopy {
-                    bucket: pl.bucket,
-                    meta_key,
-                    entries,
-                },
-                pl.targets.as_slice(),
-            ));
-        } else {
-            fallback.push(pl.bucket);
+        match scripts::dump_buckets(node, &requests[start..end]).await {
+            Ok(dumps) => {
+                for ((pl, req), dump) in plans[start..end]
+                    .iter()
+                    .zip(&requests[start..end])
+                    .zip(dumps)
+                {
+                    match prepare(pl.bucket, req, dump, now) {
+                        Some(copy) => ready.push((copy, pl.targets.as_slice())),
+                        None => fallback.push(pl.bucket),
+                    }
+                }
+            }
+            Err(_) => fallback.extend(plans[start..end].iter().map(|pl| pl.bucket)),
         }
+        start = end;
     }
     (ready, fallback)
+}
+
+/// Turns a bucket read whole into the copy to restore, or `None` when it must be repaired key
+/// by key: empty, a CRDT entry (its state lives in another key), an entry that does not parse,
+/// a live value missing under its metadata, or a key added after the names were read (its
+/// value was not dumped).
+pub fn prepare(bucket: u32, req: &BucketKeys, dump: BucketDump, now_ms: u64) -> Option<BucketCopy> {
+    let mut by_key: std::collections::HashMap<&[u8], Option<Vec<u8>>> = req
+        .value_keys
+        .iter()
+        .map(|k| k.as_slice())
+        .zip(dump.values)
+        .collect();
+    let mut values = Vec::new();
+    let mut hashes = Vec::new();
+    let mut meta = Vec::with_capacity(req.meta_keys.len());
+    for (meta_key, (hash_dump, entries)) in req.meta_keys.iter().zip(dump.meta) {
+        for (key, raw) in entries {
+            let m = Meta::parse(&raw).ok()?;
+            let value = by_key.remove(key.as_slice())?;
+            let value = match m.kind {
+                EntryKind::Crdt(_) => return None,
+                EntryKind::Value if !m.is_expired(now_ms) => Some(value?),
+                _ => None,
+            };
+            hashes.push(m.entry_hash);
+            values.push((key, value, m.expires_at_ms.unwrap_or(0)));
+        }
+        meta.push((meta_key.clone(), hash_dump));
+    }
+    if values.is_empty() {
+        return None;
+    }
+    Some(BucketCopy {
+        bucket,
+        digest: crate::digest::combine(hashes),
+        entries: values.len(),
+        meta,
+        state: req.state_keys.iter().cloned().zip(dump.state).collect(),
+        values,
+    })
 }
 
 /// Restores copies on one target, about `key_batch` entries per script call, paced by the
@@ -243,7 +268,7 @@ async fn restore_on(
         let mut end = start;
         let mut entries = 0;
         while end < copies.len() && (end == start || entries < sw.cfg.key_batch) {
-            entries += copies[end].entries.len();
+            entries += copies[end].entries;
             end += 1;
         }
         let call = &copies[start..end];
@@ -260,7 +285,7 @@ async fn restore_on(
                 let mut copied_keys = 0;
                 for (c, ok) in call.iter().zip(done) {
                     if ok {
-                        copied_keys += c.entries.len() as u64;
+                        copied_keys += c.entries as u64;
                     } else {
                         not_copied.push(c.bucket);
                     }
@@ -311,6 +336,104 @@ mod tests {
         let mm = mismatch(7, &[(42, &[0, 1]), (0, &[2])]);
         assert_eq!(plan(&mm, |n| n == 0).map(|p| p.source), Some(0));
         assert_eq!(plan(&mm, |_| false), None);
+    }
+
+    fn entry(key: &str, kind: EntryKind, expires: Option<u64>) -> (Vec<u8>, Vec<u8>) {
+        let v = crate::hlc::Version {
+            ms: 1_000,
+            counter: 0,
+            writer: 7,
+        };
+        let meta = Meta::new(key.as_bytes(), v, kind, expires);
+        (key.as_bytes().to_vec(), meta.encode().into_bytes())
+    }
+
+    fn bucket(
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        values: &[(&str, Option<&str>)],
+    ) -> (BucketKeys, BucketDump) {
+        let keys = BucketKeys {
+            meta_keys: vec!["qd:m:1".into()],
+            state_keys: vec!["qd:s:1".into()],
+            value_keys: values.iter().map(|(k, _)| k.as_bytes().to_vec()).collect(),
+        };
+        let dump = BucketDump {
+            meta: vec![(Some(b"hash-dump".to_vec()), entries)],
+            state: vec![None],
+            values: values
+                .iter()
+                .map(|(_, v)| v.map(|v| v.as_bytes().to_vec()))
+                .collect(),
+        };
+        (keys, dump)
+    }
+
+    #[test]
+    fn a_bucket_read_whole_becomes_its_copy() {
+        let now = 10_000;
+        let live = entry("live", EntryKind::Value, Some(20_000));
+        let gone = entry("gone", EntryKind::Tombstone, None);
+        let expired = entry("expired", EntryKind::Value, Some(5_000));
+        let hashes: Vec<u64> = [&live, &gone, &expired]
+            .iter()
+            .map(|(_, raw)| Meta::parse(raw).unwrap().entry_hash)
+            .collect();
+        let (keys, dump) = bucket(
+            vec![live, gone, expired],
+            &[
+                ("live", Some("v")),
+                ("gone", None),
+                ("expired", None),
+                ("purged", None),
+            ],
+        );
+        let copy = prepare(1, &keys, dump, now).expect("a copy");
+        assert_eq!(copy.entries, 3);
+        assert_eq!(copy.digest, crate::digest::combine(hashes));
+        assert_eq!(
+            copy.meta,
+            vec![("qd:m:1".to_string(), Some(b"hash-dump".to_vec()))]
+        );
+        assert_eq!(copy.state, vec![("qd:s:1".to_string(), None)]);
+        assert_eq!(
+            copy.values,
+            vec![
+                (b"live".to_vec(), Some(b"v".to_vec()), 20_000),
+                (b"gone".to_vec(), None, 0),
+                (b"expired".to_vec(), None, 5_000),
+            ],
+            "only the live value is restored; the others are deleted"
+        );
+    }
+
+    #[test]
+    fn surprises_send_the_bucket_key_by_key() {
+        let now = 10_000;
+        let value = || entry("a", EntryKind::Value, None);
+        // A key the names did not include: its value was not dumped.
+        let (keys, dump) = bucket(
+            vec![value(), entry("late", EntryKind::Value, None)],
+            &[("a", Some("v"))],
+        );
+        assert!(prepare(1, &keys, dump, now).is_none());
+        // A live value missing under its metadata.
+        let (keys, dump) = bucket(vec![value()], &[("a", None)]);
+        assert!(prepare(1, &keys, dump, now).is_none());
+        // A CRDT entry: its state is another key.
+        let crdt = (
+            b"c".to_vec(),
+            Meta::crdt(crate::crdt::CrdtKind::Counter, 5)
+                .encode()
+                .into_bytes(),
+        );
+        let (keys, dump) = bucket(vec![value(), crdt], &[("a", Some("v")), ("c", Some("1"))]);
+        assert!(prepare(1, &keys, dump, now).is_none());
+        // Nothing in it.
+        let (keys, dump) = bucket(Vec::new(), &[]);
+        assert!(prepare(1, &keys, dump, now).is_none());
+        // The same bucket without surprises is copied.
+        let (keys, dump) = bucket(vec![value()], &[("a", Some("v"))]);
+        assert!(prepare(1, &keys, dump, now).is_some());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! versioned APPLY script as client writes, so a repair never overwrites a newer write; a
 //! bucket that a node holds nothing of is copied whole (`bulk`), and only while it stays so.
 
-mod bulk;
+pub mod bulk;
 mod crdt;
 pub mod diff;
 mod exchange;
