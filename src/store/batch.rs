@@ -13,8 +13,9 @@
 //! the node refuses alone (WRONGTYPE) fails only its caller; a failure of the whole call
 //! (timeout, lost connection, OOM or READONLY refusal) fails every entry of that call with the
 //! same error a single call would have met. A caller waits at most the node timeout from the
-//! moment it asked, so it never waits behind a stuck call longer than its own deadline. Entries
-//! whose callers have given up by the time their call is sent are left out of it.
+//! moment it asked, so it never waits behind a stuck call longer than its own deadline. Reads
+//! whose callers have given up by the time their call is sent are left out of it; writes are
+//! always sent, so a write still lands on the nodes its caller did not wait for.
 //!
 //! The scripts apply entries in order, and a lane sends its queue in arrival order, so two
 //! writes of one key in one call are applied in the order they arrived; the version rule decides
@@ -90,6 +91,10 @@ trait BatchedCall: Send + Sync + Sized + 'static {
     type Answer: Send + 'static;
     /// The `kind` label of the lane's metrics and spans.
     const KIND: &'static str;
+    /// Whether an entry nobody waits for any more is left out of its call. True for reads
+    /// (an answer nobody reads is wasted work); false for writes, which still bring the node
+    /// up to date after the caller has its quorum or has given up.
+    const SKIP_ABANDONED: bool;
     /// Runs one call for `entries` on `node`: per entry its answer, or an error for the whole
     /// call.
     fn call(
@@ -107,6 +112,7 @@ pub(crate) struct ReadEntry {
 impl BatchedCall for ReadEntry {
     type Answer = NodeRead;
     const KIND: &'static str = "read";
+    const SKIP_ABANDONED: bool = true;
 
     async fn call(
         node: &Node,
@@ -129,6 +135,7 @@ pub(crate) struct WriteEntry {
 impl BatchedCall for Arc<WriteEntry> {
     type Answer = WriteOutcome;
     const KIND: &'static str = "write";
+    const SKIP_ABANDONED: bool = false;
 
     async fn call(
         node: &Node,
@@ -211,8 +218,9 @@ impl<C: BatchedCall> Lane<C> {
     }
 
     async fn send(&self, mut batch: Vec<Waiting<C>>) {
-        // A caller that timed out has already counted this node as failed.
-        batch.retain(|w| !w.answer.is_closed());
+        if C::SKIP_ABANDONED {
+            batch.retain(|w| !w.answer.is_closed());
+        }
         if batch.is_empty() {
             return;
         }
