@@ -402,11 +402,21 @@ pub async fn apply_each(
         .collect()
 }
 
-/// The error a batch script reported for one entry, as `{error text}`: the same `NodeError`
-/// the entry would have met alone (the text is parsed as the error reply it was), counted like
-/// a failed request.
+/// The error a batch script reported for one entry, counted like a failed request.
 fn entry_failed(node: &Node, error: &[Value]) -> NodeError {
-    let err = match error {
+    let err = entry_error(error);
+    crate::events::NodeRequestFailed {
+        node: &node.display,
+        error: &err,
+    }
+    .emit();
+    err
+}
+
+/// Reads the `{error text}` a batch script puts in an entry's place: the same `NodeError` the
+/// entry would have met alone, because the text is parsed as the error reply it was.
+fn entry_error(error: &[Value]) -> NodeError {
+    match error {
         [Value::BulkString(text)] => {
             let reply = [b"-", text.as_slice(), b"\r\n"].concat();
             match redis::parse_redis_value(&reply) {
@@ -415,13 +425,7 @@ fn entry_failed(node: &Node, error: &[Value]) -> NodeError {
             }
         }
         other => protocol(format!("batch script returned the error {other:?}")),
-    };
-    crate::events::NodeRequestFailed {
-        node: &node.display,
-        error: &err,
     }
-    .emit();
-    err
 }
 
 /// Writes one string value or tombstone (a client write or a read repair).
@@ -546,4 +550,25 @@ pub async fn rebuild_digests(
     }
     node.run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_error_is_the_error_a_lone_call_would_get() {
+        let text = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        let lone = match redis::parse_redis_value(format!("-{text}\r\n").as_bytes()) {
+            Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(&lone, NodeError::Server(m) if m.contains("WRONGTYPE")));
+        let entry = entry_error(&[Value::BulkString(text.as_bytes().to_vec())]);
+        assert_eq!(entry, lone);
+        assert!(matches!(
+            entry_error(&[Value::Int(1), Value::Int(2)]),
+            NodeError::Protocol(_)
+        ));
+    }
 }
