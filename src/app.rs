@@ -87,6 +87,10 @@ impl Core {
                 buckets: cfg.buckets,
                 quorum: validated.quorum,
                 request_timeout: cfg.timeouts.request(),
+                batch: crate::store::BatchSettings {
+                    max_entries: cfg.quorum.batch_max_entries,
+                    in_flight: cfg.quorum.batch_in_flight,
+                },
             },
         ));
         let instance = if cfg.instance_id.is_empty() {

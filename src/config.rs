@@ -99,6 +99,15 @@ pub struct QuorumConfig {
     pub write: usize,
     /// Level used when a request names none. Default `quorum`.
     pub default_consistency: Consistency,
+    /// Most client reads or writes carried by one script call to a node. While a node's calls
+    /// are in flight, the operations that arrive wait and then go together as one call, so a
+    /// node runs one script per batch instead of one per operation. Bounds how long one call
+    /// blocks the node (a script is atomic). Default 256.
+    pub batch_max_entries: usize,
+    /// Script calls in flight at once per node and per kind (reads, writes). An operation that
+    /// finds a free slot is sent at once, so an idle service adds no latency; with every slot
+    /// busy, arrivals are batched. Default 2.
+    pub batch_in_flight: usize,
 }
 
 impl Default for QuorumConfig {
@@ -107,6 +116,8 @@ impl Default for QuorumConfig {
             read: 0,
             write: 0,
             default_consistency: Consistency::Quorum,
+            batch_max_entries: 256,
+            batch_in_flight: 2,
         }
     }
 }
@@ -581,6 +592,14 @@ impl Config {
                     t.reconnect_min_ms, t.reconnect_max_ms
                 ),
             ));
+        }
+        for (field, v) in [
+            ("quorum.batch_max_entries", self.quorum.batch_max_entries),
+            ("quorum.batch_in_flight", self.quorum.batch_in_flight),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
         }
         if self.http.max_body_bytes == 0 {
             return Err(invalid("http.max_body_bytes", "must be greater than 0"));

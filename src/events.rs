@@ -527,6 +527,36 @@ impl NodeRequestFailed<'_> {
     }
 }
 
+/// Counter handles of one node's batched calls of one kind (`read` or `write`), registered
+/// once when the store starts: a call then counts without a registry lookup or label
+/// allocation, which matters on the per-request path.
+pub struct NodeBatchCounters {
+    calls: metrics::Counter,
+    entries: metrics::Counter,
+}
+
+impl NodeBatchCounters {
+    pub fn register(node: &str, kind: &'static str) -> NodeBatchCounters {
+        NodeBatchCounters {
+            calls: metrics::counter!(NODE_BATCHES, "node" => node.to_owned(), "kind" => kind),
+            entries: metrics::counter!(NODE_BATCH_ENTRIES, "node" => node.to_owned(), "kind" => kind),
+        }
+    }
+}
+
+/// One script call carrying `entries` client operations went to a node.
+pub struct NodeBatchSent<'a> {
+    pub counters: &'a NodeBatchCounters,
+    pub entries: usize,
+}
+
+impl NodeBatchSent<'_> {
+    pub fn emit(self) {
+        self.counters.calls.increment(1);
+        self.counters.entries.increment(self.entries as u64);
+    }
+}
+
 /// The nodes' current state, observed when metrics are scraped (gauges only, no log line).
 pub struct NodesObserved<'a> {
     pub nodes: &'a [crate::pool::NodeStatus],
@@ -789,6 +819,8 @@ const NODE_HEALTH: &str = "quorumd_node_health";
 const NODE_LATENCY: &str = "quorumd_node_latency_seconds";
 const NODE_ERRORS: &str = "quorumd_node_errors_total";
 const NODE_HEALTH_CHANGES: &str = "quorumd_node_health_changes_total";
+const NODE_BATCHES: &str = "quorumd_node_batches_total";
+const NODE_BATCH_ENTRIES: &str = "quorumd_node_batch_entries_total";
 const QUORUM_FAILURES: &str = "quorumd_quorum_failures_total";
 const READ_REPAIRS: &str = "quorumd_read_repairs_total";
 const KEYS_REPAIRED: &str = "quorumd_keys_repaired_total";
@@ -846,6 +878,14 @@ pub fn describe_metrics() {
         "Smoothed round-trip time to the node."
     );
     describe_counter!(NODE_ERRORS, "Requests to a node that failed, by kind.");
+    describe_counter!(
+        NODE_BATCHES,
+        "Script calls to a node carrying client reads or writes, by kind (read, write)."
+    );
+    describe_counter!(
+        NODE_BATCH_ENTRIES,
+        "Client reads or writes carried by those calls; divided by the calls, the mean batch size."
+    );
     describe_counter!(
         NODE_HEALTH_CHANGES,
         "Health state changes of a node, by new state."

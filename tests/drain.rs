@@ -90,10 +90,14 @@ fn start_service(
         .collect();
     let config = dir.join("quorumd.toml");
     // Node timeouts far above how long the gate stays closed: the held writes must succeed.
+    // A call slot per held write: with fewer, the writes beyond the slots would wait inside
+    // quorumd for a batch (still in flight for the drain, but not on the wire, where the test
+    // sees them).
     std::fs::write(
         &config,
         format!(
-            "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:{port}\"\n{timeouts}\n[sync]\n\
+            "nodes = [{}]\n[quorum]\nbatch_in_flight = {IN_FLIGHT}\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n{timeouts}\n[sync]\n\
              exchange_interval_ms = 0\nfull_sweep_cron = \"\"\n[resp]\nlisten = \"127.0.0.1:0\"\n",
             nodes.join(", ")
         ),
@@ -158,7 +162,8 @@ async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
         assert!(Instant::now() < deadline, "service not ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A first write loads the script on every node, so the held ones are single EVALSHAs.
+    // A first write loads the script on every node, so the held ones are single EVALSHAs
+    // (each finds a free call slot, so none is batched).
     let warm = http
         .put(format!("{base}/v1/kv/warm-up"))
         .body("x")

@@ -197,17 +197,35 @@ impl Node {
                 }
                 Err(err)
             }
-            Err(_) => {
-                let err = NodeError::Timeout(limit.as_millis() as u64);
-                events::NodeRequestFailed {
-                    node: &self.display,
-                    error: &err,
-                }
-                .emit();
-                self.report_failure(&err);
-                Err(err)
-            }
+            Err(_) => Err(self.timed_out()),
         }
+    }
+
+    /// Waits for the answer to a request on this node that another task sends (the batch it
+    /// travels in), bounded by the node timeout from the moment this is called, so a caller
+    /// queued behind a stuck call fails after `node_ms` like any request the node did not
+    /// answer in time. The timer starts here, not at the first poll.
+    pub fn answer_within_timeout<T, F>(
+        self: Arc<Self>,
+        answer: F,
+    ) -> impl Future<Output = Result<T, NodeError>> + use<T, F>
+    where
+        F: Future<Output = Result<T, NodeError>>,
+    {
+        let bounded = tokio::time::timeout(self.timeouts.node(), answer);
+        async move { bounded.await.unwrap_or_else(|_| Err(self.timed_out())) }
+    }
+
+    /// A request got no answer within the node timeout: counted, and the node is suspect.
+    fn timed_out(&self) -> NodeError {
+        let err = NodeError::Timeout(self.timeouts.node_ms);
+        events::NodeRequestFailed {
+            node: &self.display,
+            error: &err,
+        }
+        .emit();
+        self.report_failure(&err);
+        err
     }
 
     /// A request saw the node fail: mark it suspect and let the monitor probe it now.

@@ -18,7 +18,7 @@ pub fn hint_key(prefix: &str, identity: &str) -> String {
 pub(super) fn spawn_hint_recording(
     pool: Arc<NodePool>,
     prefix: String,
-    loc: KeyLocation,
+    loc: Arc<KeyLocation>,
     mut g: Gathered<WriteOutcome>,
 ) {
     tokio::spawn(async move {

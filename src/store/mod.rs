@@ -1,6 +1,7 @@
 //! The versioned key-value store over the quorum: reads and writes at a consistency level,
 //! read repair, and compare-and-set on version.
 
+mod batch;
 pub mod crdt_scripts;
 mod hints;
 mod repair;
@@ -11,6 +12,7 @@ mod stats;
 pub use rmw::Change;
 pub mod tamper;
 
+pub use batch::BatchSettings;
 pub use hints::hint_key;
 
 use crate::digest;
@@ -19,7 +21,8 @@ use crate::hlc::{Hlc, Version, wall_clock_ms};
 use crate::meta::{EntryKind, Meta};
 use crate::pool::{NodeId, NodePool};
 use crate::quorum::{Consistency, Decision, QuorumSizes, majority};
-use scripts::{KeyLocation, NodeCondition, NodeRead, WriteOutcome};
+use batch::{Coalescer, WriteEntry};
+use scripts::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +43,8 @@ pub struct StoreSettings {
     pub buckets: u32,
     pub quorum: QuorumSizes,
     pub request_timeout: Duration,
+    /// How client reads and writes are batched per node.
+    pub batch: BatchSettings,
 }
 
 /// What a client asks a write to check first.
@@ -137,14 +142,18 @@ pub struct VersionedStore {
     pool: Arc<NodePool>,
     clock: Hlc,
     settings: StoreSettings,
+    /// Every client read and write of a key goes to the nodes through these per-node queues.
+    batches: Arc<Coalescer>,
 }
 
 impl VersionedStore {
     pub fn new(pool: Arc<NodePool>, clock: Hlc, settings: StoreSettings) -> Self {
+        let batches = Arc::new(Coalescer::new(&pool, settings.batch));
         VersionedStore {
             pool,
             clock,
             settings,
+            batches,
         }
     }
 
@@ -180,27 +189,22 @@ impl VersionedStore {
     }
 
     /// Reads from every node, waiting for `required` answers from nodes that count for reads.
-    async fn gather_reads<T, F, Fut>(
+    async fn gather_reads(
         &self,
         operation: &'static str,
         required: usize,
-        loc: &KeyLocation,
-        read: F,
-    ) -> Result<Gathered<T>, StoreError>
-    where
-        T: Send + 'static,
-        F: Fn(Arc<crate::pool::Node>, KeyLocation) -> Fut,
-        Fut: Future<Output = Result<T, crate::pool::NodeError>> + Send + 'static,
-    {
-        let counts = |n: NodeId, _: &T| self.counts_for_reads(n);
+        loc: &Arc<KeyLocation>,
+        wanted: ReadWanted,
+    ) -> Result<Gathered<NodeRead>, StoreError> {
+        let counts = |n: NodeId, _: &NodeRead| self.counts_for_reads(n);
         let g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
-            read(node, loc.clone())
+            self.batches.read(node.id, loc.clone(), wanted)
         })
         .await;
         if g.decision == Decision::Reached {
             return Ok(g);
         }
-        let why = |_: &T| "recovering: restarted and not yet back in sync".to_string();
+        let why = |_: &NodeRead| "recovering: restarted and not yet back in sync".to_string();
         Err(QuorumError::from_gathered(operation, &self.pool, &g, counts, why).into())
     }
 
@@ -229,21 +233,19 @@ impl VersionedStore {
     /// Reads `key`. `Ok(None)` when it is absent, deleted or expired.
     #[tracing::instrument(name = "store.get", skip_all, fields(level = %level))]
     pub async fn get(&self, key: &[u8], level: Consistency) -> Result<Option<Found>, StoreError> {
-        let loc = self.locate(key)?;
+        let loc = Arc::new(self.locate(key)?);
         self.within_deadline("read", self.get_inner(loc, level))
             .await
     }
 
     async fn get_inner(
         &self,
-        loc: KeyLocation,
+        loc: Arc<KeyLocation>,
         level: Consistency,
     ) -> Result<Option<Found>, StoreError> {
         let required = self.settings.quorum.read_quorum(level);
         let gathered = self
-            .gather_reads("read", required, &loc, |node, loc| async move {
-                scripts::read(&node, &loc).await
-            })
+            .gather_reads("read", required, &loc, ReadWanted::MetaAndValue)
             .await?;
         if let Some(holds) =
             crdt_kind_among(gathered.successes().filter_map(|(_, r)| r.meta.as_ref()))
@@ -251,7 +253,7 @@ impl VersionedStore {
             return Err(StoreError::KindConflict { holds });
         }
         let Some(winner) = newest(&loc.key, gathered.successes().map(|(_, r)| r)) else {
-            repair::spawn_read_repair(self.pool.clone(), loc, gathered);
+            repair::spawn_read_repair(self.pool.clone(), self.batches.clone(), loc, gathered);
             return Ok(None);
         };
         if level == Consistency::Linearizable {
@@ -266,7 +268,7 @@ impl VersionedStore {
                 version: winner.meta.version,
                 expires_at_ms: winner.meta.expires_at_ms,
             });
-        repair::spawn_read_repair(self.pool.clone(), loc, gathered);
+        repair::spawn_read_repair(self.pool.clone(), self.batches.clone(), loc, gathered);
         Ok(found)
     }
 
@@ -274,7 +276,7 @@ impl VersionedStore {
     /// later read can return an older one.
     async fn write_back(
         &self,
-        loc: &KeyLocation,
+        loc: &Arc<KeyLocation>,
         winner: &Newest,
         g: &Gathered<NodeRead>,
     ) -> Result<(), StoreError> {
@@ -325,31 +327,25 @@ impl VersionedStore {
     /// Fans a versioned write out to `targets`.
     async fn write_entry(
         &self,
-        loc: &KeyLocation,
+        loc: &Arc<KeyLocation>,
         meta: &Meta,
         value: &[u8],
         cond: NodeCondition,
         targets: impl IntoIterator<Item = NodeId>,
         required: usize,
     ) -> Gathered<WriteOutcome> {
-        let shared = Arc::new((
-            loc.clone(),
-            meta.clone(),
-            bytes::Bytes::copy_from_slice(value),
+        let entry = Arc::new(WriteEntry {
+            loc: loc.clone(),
+            meta: meta.clone(),
+            value: bytes::Bytes::copy_from_slice(value),
             cond,
-        ));
+        });
         fan_out(
             &self.pool,
             targets,
             required,
             |_, o: &WriteOutcome| o.holds_version(),
-            move |node| {
-                let shared = shared.clone();
-                async move {
-                    let (loc, meta, value, cond) = &*shared;
-                    scripts::write(&node, loc, meta, value, cond).await
-                }
-            },
+            |node| self.batches.write(node.id, entry.clone()),
         )
         .await
     }
@@ -377,7 +373,7 @@ impl VersionedStore {
         level: Consistency,
         precondition: Precondition,
     ) -> Result<WriteReceipt, StoreError> {
-        let loc = self.locate(key)?;
+        let loc = Arc::new(self.locate(key)?);
         self.within_deadline(
             "delete",
             self.write_inner(loc, EntryKind::Tombstone, &[], None, level, precondition),
@@ -387,7 +383,7 @@ impl VersionedStore {
 
     async fn write_inner(
         &self,
-        loc: KeyLocation,
+        loc: Arc<KeyLocation>,
         kind: EntryKind,
         value: &[u8],
         expires_at_ms: Option<u64>,
@@ -449,7 +445,7 @@ impl VersionedStore {
     /// past it (so the write that follows is newer), and checks the client's precondition.
     async fn read_versions(
         &self,
-        loc: &KeyLocation,
+        loc: &Arc<KeyLocation>,
         level: Consistency,
         precondition: Precondition,
     ) -> Result<NodeCondition, StoreError> {
@@ -458,16 +454,14 @@ impl VersionedStore {
             other => self.settings.quorum.read_quorum(other),
         };
         let g = self
-            .gather_reads("version read", required, loc, |node, loc| async move {
-                scripts::read_meta(&node, &loc).await
-            })
+            .gather_reads("version read", required, loc, ReadWanted::MetaOnly)
             .await?;
         let newest = g
             .successes()
-            .filter_map(|(_, m)| m.as_ref())
+            .filter_map(|(_, r)| r.meta.as_ref())
             .max_by_key(|m| m.version)
             .cloned();
-        if let Some(holds) = crdt_kind_among(g.successes().filter_map(|(_, m)| m.as_ref())) {
+        if let Some(holds) = crdt_kind_among(g.successes().filter_map(|(_, r)| r.meta.as_ref())) {
             return Err(StoreError::KindConflict { holds });
         }
         if let Some(m) = &newest {

@@ -2,8 +2,9 @@
 //! that answered with an older one. Runs in the background so that the client never waits
 //! for it; the versioned write script makes it safe against concurrent newer writes.
 
+use super::batch::{Coalescer, WriteEntry};
 use super::newest;
-use super::scripts::{self, KeyLocation, NodeCondition, NodeRead};
+use super::scripts::{KeyLocation, NodeCondition, NodeRead};
 use crate::events;
 use crate::fanout::Gathered;
 use crate::hlc::Version;
@@ -11,7 +12,12 @@ use crate::meta::EntryKind;
 use crate::pool::NodePool;
 use std::sync::Arc;
 
-pub(super) fn spawn_read_repair(pool: Arc<NodePool>, loc: KeyLocation, mut g: Gathered<NodeRead>) {
+pub(super) fn spawn_read_repair(
+    pool: Arc<NodePool>,
+    batches: Arc<Coalescer>,
+    loc: Arc<KeyLocation>,
+    mut g: Gathered<NodeRead>,
+) {
     tokio::spawn(async move {
         let late = g.collect_stragglers().await;
         let answered: Vec<_> = g
@@ -46,16 +52,18 @@ pub(super) fn spawn_read_repair(pool: Arc<NodePool>, loc: KeyLocation, mut g: Ga
         if stale.is_empty() {
             return;
         }
-        let value = winner.value.clone().unwrap_or_default();
+        let entry = Arc::new(WriteEntry {
+            loc: loc.clone(),
+            meta: winner.meta,
+            value: winner.value.unwrap_or_default().into(),
+            cond: NodeCondition::None,
+        });
         let writes = stale.iter().map(|&n| {
-            let node = pool.node(n).clone();
-            let (loc, meta, value) = (&loc, &winner.meta, &value);
-            async move {
-                (
-                    node.display.clone(),
-                    scripts::write(&node, loc, meta, value, &NodeCondition::None).await,
-                )
-            }
+            let (node, write) = (
+                pool.node(n).display.clone(),
+                batches.write(n, entry.clone()),
+            );
+            async move { (node, write.await) }
         });
         let results = futures::future::join_all(writes).await;
         let repaired: Vec<String> = results

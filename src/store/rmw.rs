@@ -70,7 +70,7 @@ impl VersionedStore {
         level: Consistency,
         precondition: Precondition,
     ) -> Result<super::WriteReceipt, StoreError> {
-        let loc = self.locate(key)?;
+        let loc = std::sync::Arc::new(self.locate(key)?);
         let _turn = lock_key(key).await;
         self.within_deadline(
             "write",
@@ -96,7 +96,7 @@ impl VersionedStore {
         level: Consistency,
         mut decide: impl FnMut(Option<&Found>) -> (Change, R),
     ) -> Result<R, StoreError> {
-        let loc = self.locate(key)?;
+        let loc = std::sync::Arc::new(self.locate(key)?);
         self.within_deadline("read-modify-write", async {
             let _turn = lock_key(key).await;
             let mut attempt = 0;
@@ -159,7 +159,7 @@ impl VersionedStore {
         key: &[u8],
         level: Consistency,
     ) -> Result<bool, StoreError> {
-        let loc = self.locate(key)?;
+        let loc = std::sync::Arc::new(self.locate(key)?);
         let tombstone = self.within_deadline("delete", async {
             let _turn = lock_key(key).await;
             let mut attempt = 0;

@@ -24,7 +24,9 @@ use std::sync::LazyLock;
 /// Returns, per entry, a code and the stored metadata (or `''`): 1 applied; 0 the same or a
 /// newer version is stored; 2 the condition failed; 3 the same version was stored but its value
 /// had vanished, and was restored; 4 the key is a CRDT (its state merges, see
-/// `store/crdt_scripts.rs`), which a versioned write must not overwrite.
+/// `store/crdt_scripts.rs`), which a versioned write must not overwrite. An entry whose value
+/// command failed (e.g. a RESTORE of a corrupt DUMP) has `{error text}` in place of its code and
+/// changed nothing; the other entries are unaffected.
 const APPLY_LUA: &str = r#"#!lua
 local out = {}
 local deltas = {}
@@ -37,16 +39,22 @@ local function clock()
   end
   return now
 end
+-- redis.pcall: a command that fails (a RESTORE of a bad payload) fails only its own entry,
+-- whose error text, in a one-item array, takes the place of its code (a nested error reply
+-- would fail the whole call on the client); the other entries of the batch still apply.
 local function store_value(key, mode, payload, expiry)
   if mode == 't' or (mode == 'r' and payload == '') or (expiry > 0 and expiry <= clock()) then
-    redis.call('DEL', key)
+    return redis.pcall('DEL', key)
   elseif mode == 'r' then
-    redis.call('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
+    return redis.pcall('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
   elseif expiry > 0 then
-    redis.call('SET', key, payload, 'PXAT', expiry)
+    return redis.pcall('SET', key, payload, 'PXAT', expiry)
   else
-    redis.call('SET', key, payload)
+    return redis.pcall('SET', key, payload)
   end
+end
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
 end
 for i = 0, (#KEYS - 1) / 2 - 1 do
   local key, mkey = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
@@ -65,8 +73,8 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
       -- under its metadata (evicted, deleted behind quorumd's back).
       code = 0
       if mode == 'r' and redis.call('EXISTS', key) == 0 and (expiry == 0 or expiry > clock()) then
-        store_value(key, mode, payload, expiry)
-        code = 3
+        local reply = store_value(key, mode, payload, expiry)
+        code = failed(reply) and reply or 3
       end
     elseif cond == '-' or (cond ~= '' and cur_version > cond) then
       -- A conditional write that finds anything newer than it expected has lost, even when
@@ -79,12 +87,18 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
     end
   end
   if code == 1 then
-    store_value(key, mode, payload, expiry)
+    local reply = store_value(key, mode, payload, expiry)
+    if failed(reply) then code = reply end
+  end
+  if code == 1 then
     redis.call('HSET', mkey, key, meta)
     local new_hash = tonumber(string.match(meta, "|(%d+)$"))
     -- Reduced at every step so the sum stays exact in a double.
     deltas[bucket] = ((deltas[bucket] or 0) - cur_hash + new_hash) % 281474976710656
     out[#out + 1] = 1
+    out[#out + 1] = ''
+  elseif failed(code) then
+    out[#out + 1] = {code.err}
     out[#out + 1] = ''
   else
     out[#out + 1] = code
@@ -99,16 +113,29 @@ end
 return out
 "#;
 
-/// Reads a key's metadata and string value together, atomically.
-/// KEYS: value key, bucket metadata hash. Returns `{meta or false, value or false}`.
+/// Reads metadata, and the string value where asked, for a batch of keys; each key's metadata
+/// and value are consistent with each other.
+/// KEYS: per key the value key and its bucket metadata hash. ARGV: per key `v` (metadata and
+/// value) or `m` (metadata only). Returns `{meta or false, value or false}` per key.
 /// `no-writes` lets it run under OOM and on replicas.
-/// A CRDT key's value is not read: a set or map would answer WRONGTYPE.
+/// A CRDT key's value is not read: a set or map would answer WRONGTYPE. A key holding another
+/// type has `{error text}` in its value's place (`redis.pcall`), failing that key only, not the
+/// other keys of the batch (a nested error reply would fail the whole call on the client).
 const READ_LUA: &str = r#"#!lua flags=no-writes
-local meta = redis.call('HGET', KEYS[2], KEYS[1])
-if meta and ({C = true, S = true, M = true})[string.sub(meta, 36, 36)] then
-  return {meta, false}
+local out = {}
+local crdt_kinds = {C = true, S = true, M = true}
+for i = 1, #KEYS, 2 do
+  local key = KEYS[i]
+  local meta = redis.call('HGET', KEYS[i + 1], key)
+  local value = false
+  if ARGV[(i + 1) / 2] == 'v' and not (meta and crdt_kinds[string.sub(meta, 36, 36)]) then
+    value = redis.pcall('GET', key)
+    if type(value) == 'table' and value.err then value = {value.err} end
+  end
+  out[#out + 1] = meta
+  out[#out + 1] = value
 end
-return {meta, redis.call('GET', KEYS[1])}
+return out
 "#;
 
 /// Reads metadata and a DUMP of the value for a batch of keys, of any Redis type.
@@ -391,7 +418,8 @@ fn pairs(reply: Value, what: &str, inputs: usize) -> Result<Vec<Value>, NodeErro
     Ok(items)
 }
 
-/// Runs `APPLY` for a batch of entries on one node; one outcome per entry, in order.
+/// Runs `APPLY` for a batch of entries on one node; one outcome per entry, in order. An entry
+/// that failed on the node fails the whole call, as the sweep expects of its repair batches.
 pub async fn apply(
     node: &Node,
     digest_key: &str,
@@ -407,6 +435,21 @@ pub async fn apply_as(
     digest_key: &str,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<WriteOutcome>, NodeError> {
+    apply_each(node, traffic, digest_key, entries)
+        .await?
+        .into_iter()
+        .collect()
+}
+
+/// Runs `APPLY` for a batch of entries on one node. The outer error is a failure of the whole
+/// call (timeout, connection, OOM or READONLY refusal); otherwise each entry has its own
+/// outcome, or its own error when the node refused that entry alone.
+pub async fn apply_each(
+    node: &Node,
+    traffic: Traffic,
+    digest_key: &str,
+    entries: &[ApplyEntry<'_>],
+) -> Result<Vec<Result<WriteOutcome, NodeError>>, NodeError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -445,16 +488,43 @@ pub async fn apply_as(
                 parse_meta(&pair[1])?
                     .ok_or_else(|| protocol("apply script omitted stored metadata"))
             };
-            match &pair[0] {
+            Ok(match &pair[0] {
                 Value::Int(1) => Ok(WriteOutcome::Applied),
-                Value::Int(0) => Ok(WriteOutcome::Superseded(stored()?)),
-                Value::Int(2) => Ok(WriteOutcome::ConditionFailed(stored()?)),
+                Value::Int(0) => stored().map(WriteOutcome::Superseded),
+                Value::Int(2) => stored().map(WriteOutcome::ConditionFailed),
                 Value::Int(3) => Ok(WriteOutcome::ValueRestored),
-                Value::Int(4) => Ok(WriteOutcome::KindConflict(stored()?)),
-                other => Err(protocol(format!("apply script returned code {other:?}"))),
-            }
+                Value::Int(4) => stored().map(WriteOutcome::KindConflict),
+                Value::Array(error) => Err(entry_failed(node, error)),
+                other => return Err(protocol(format!("apply script returned code {other:?}"))),
+            })
         })
         .collect()
+}
+
+/// The error a batch script reported for one entry, counted like a failed request.
+fn entry_failed(node: &Node, error: &[Value]) -> NodeError {
+    let err = entry_error(error);
+    crate::events::NodeRequestFailed {
+        node: &node.display,
+        error: &err,
+    }
+    .emit();
+    err
+}
+
+/// Reads the `{error text}` a batch script puts in an entry's place: the same `NodeError` the
+/// entry would have met alone, because the text is parsed as the error reply it was.
+fn entry_error(error: &[Value]) -> NodeError {
+    match error {
+        [Value::BulkString(text)] => {
+            let reply = [b"-", text.as_slice(), b"\r\n"].concat();
+            match redis::parse_redis_value(&reply) {
+                Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
+                _ => NodeError::Server(String::from_utf8_lossy(text).into_owned()),
+            }
+        }
+        other => protocol(format!("batch script returned the error {other:?}")),
+    }
 }
 
 /// Writes one string value or tombstone (a client write or a read repair).
@@ -477,29 +547,47 @@ pub async fn write(
         .ok_or_else(|| protocol("apply script returned nothing"))
 }
 
-/// Reads metadata and string value of a key from one node.
-pub async fn read(node: &Node, loc: &KeyLocation) -> Result<NodeRead, NodeError> {
+/// What a read asks of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadWanted {
+    /// Metadata and string value (a client read).
+    MetaAndValue,
+    /// Metadata only (the version read of a two-phase write).
+    MetaOnly,
+}
+
+/// Reads a batch of keys from one node. The outer error is a failure of the whole call;
+/// otherwise each key has its answer, or its own error (WRONGTYPE: the key holds another type
+/// on this node).
+pub async fn read_each(
+    node: &Node,
+    reads: &[(&KeyLocation, ReadWanted)],
+) -> Result<Vec<Result<NodeRead, NodeError>>, NodeError> {
+    if reads.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut inv = READ.prepare_invoke();
-    inv.key(&loc.key[..]).key(&loc.meta_key);
+    for (loc, wanted) in reads {
+        inv.key(&loc.key[..]).key(&loc.meta_key);
+        inv.arg(match wanted {
+            ReadWanted::MetaAndValue => "v",
+            ReadWanted::MetaOnly => "m",
+        });
+    }
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;
-    let items = array(reply, "read")?;
-    let meta = items.first().map(parse_meta).transpose()?.flatten();
-    Ok(NodeRead {
-        meta,
-        value: parse_bytes(items.get(1))?,
-    })
-}
-
-/// Reads only the metadata of a key from one node (the first phase of a two-phase write).
-pub async fn read_meta(node: &Node, loc: &KeyLocation) -> Result<Option<Meta>, NodeError> {
-    let mut cmd = redis::cmd("HGET");
-    cmd.arg(&loc.meta_key).arg(&loc.key[..]);
-    let reply: Value = node
-        .run(|mut c| async move { cmd.query_async(&mut c).await })
-        .await?;
-    parse_meta(&reply)
+    let items = pairs(reply, "read", reads.len())?;
+    Ok(items
+        .chunks(2)
+        .map(|pair| match &pair[1] {
+            Value::Array(error) => Err(entry_failed(node, error)),
+            value => Ok(NodeRead {
+                meta: parse_meta(&pair[0])?,
+                value: parse_bytes(Some(value))?,
+            }),
+        })
+        .collect())
 }
 
 /// Reads metadata and `DUMP` payloads of a batch of keys from one node.
@@ -664,9 +752,7 @@ pub async fn dump_buckets(
 }
 
 /// The next reply item as hash entries (an `HGETALL` answer).
-fn next_entries(
-    items: &mut impl Iterator<Item = Value>,
-) -> Result<Option<HashEntries>, NodeError> {
+fn next_entries(items: &mut impl Iterator<Item = Value>) -> Result<Option<HashEntries>, NodeError> {
     match items.next() {
         Some(Value::Array(flat)) => {
             let mut out = Vec::with_capacity(flat.len() / 2);
@@ -760,4 +846,25 @@ pub async fn restore_buckets(
             ))),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_error_is_the_error_a_lone_call_would_get() {
+        let text = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        let lone = match redis::parse_redis_value(format!("-{text}\r\n").as_bytes()) {
+            Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(&lone, NodeError::Server(m) if m.contains("WRONGTYPE")));
+        let entry = entry_error(&[Value::BulkString(text.as_bytes().to_vec())]);
+        assert_eq!(entry, lone);
+        assert!(matches!(
+            entry_error(&[Value::Int(1), Value::Int(2)]),
+            NodeError::Protocol(_)
+        ));
+    }
 }
