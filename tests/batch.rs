@@ -247,9 +247,14 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
             cond: NodeCondition::None,
         })
         .collect();
-    let outcomes = scripts::apply_each(&node0, &locs[0].digest_key, &entries)
-        .await
-        .expect("the call itself");
+    let outcomes = scripts::apply_each(
+        &node0,
+        quorumd::pool::Traffic::Client,
+        &locs[0].digest_key,
+        &entries,
+    )
+    .await
+    .expect("the call itself");
     assert!(
         outcomes[0].as_ref().is_ok_and(|o| o.changed()),
         "{outcomes:?}"
