@@ -220,19 +220,28 @@ async fn process_chunk(
 type ChunkViews = HashMap<(NodeId, u32, u32), BucketMetas>;
 
 /// Narrows a chunk of mismatched buckets to its mismatched sub-buckets and reads those.
-/// First the sub-digests of each bucket from each group's representative (one pipeline per
-/// node), then the metadata of the differing sub-buckets from one representative per
-/// sub-bucket group (one pipeline per node). Returns the sub-buckets to diff, what was read,
-/// and the nodes whose reads failed. A bucket is skipped when one of its groups could not be
-/// read.
+/// Returns the sub-buckets to diff, what was read, and the nodes whose reads failed.
 async fn read_chunk(
     sw: &Sweeper,
     chunk: &[BucketMismatch],
     p: &ProgressHandle,
 ) -> (Vec<SubMismatch>, ChunkViews, Vec<NodeId>) {
+    let (subs, mut failed) = narrow(sw, chunk, p).await;
+    let (views, failed_metadata) = read_sub_buckets(sw, &subs, p).await;
+    failed.extend(failed_metadata);
+    (subs, views, failed)
+}
+
+/// The sub-buckets that differ in a chunk of mismatched buckets: the sub-digests of each bucket
+/// are read from each group's representative (one pipeline per node) and compared. A bucket is
+/// skipped when one of its groups could not be read.
+async fn narrow(
+    sw: &Sweeper,
+    chunk: &[BucketMismatch],
+    p: &ProgressHandle,
+) -> (Vec<SubMismatch>, Vec<NodeId>) {
     let settings = sw.store().settings();
     let prefix = &settings.key_prefix;
-    let mut failed = Vec::new();
     let mut wanted: HashMap<NodeId, Vec<u32>> = HashMap::new();
     for mm in chunk {
         for reader in mm.readers() {
@@ -246,6 +255,7 @@ async fn read_chunk(
     }))
     .await;
     let mut sub_digests: HashMap<(NodeId, u32), HashMap<u32, u64>> = HashMap::new();
+    let mut failed = Vec::new();
     for (node, buckets, r) in reads {
         match r {
             Ok(d) => sub_digests.extend(buckets.into_iter().map(|b| (node, b)).zip(d)),
@@ -269,9 +279,20 @@ async fn read_chunk(
             subs.extend(diff::mismatched_subs(mm, &read, settings.sub_buckets));
         }
     }
+    progress::lock(p).sub_buckets_mismatched += subs.len() as u64;
+    (subs, failed)
+}
 
+/// Reads the metadata of mismatched sub-buckets from one representative per sub-bucket group
+/// (one pipeline per node).
+async fn read_sub_buckets(
+    sw: &Sweeper,
+    subs: &[SubMismatch],
+    p: &ProgressHandle,
+) -> (ChunkViews, Vec<NodeId>) {
+    let prefix = &sw.store().settings().key_prefix;
     let mut wanted: HashMap<NodeId, Vec<(u32, u32)>> = HashMap::new();
-    for sm in &subs {
+    for sm in subs {
         for reader in sm.readers() {
             wanted.entry(reader).or_default().push((sm.bucket, sm.sub));
         }
@@ -286,8 +307,8 @@ async fn read_chunk(
     }))
     .await;
     let mut views = ChunkViews::new();
+    let mut failed = Vec::new();
     let mut pr = progress::lock(p);
-    pr.sub_buckets_mismatched += subs.len() as u64;
     for (node, units, r) in reads {
         match r {
             Ok((metas, bad)) => {
@@ -308,8 +329,7 @@ async fn read_chunk(
             }
         }
     }
-    drop(pr);
-    (subs, views, failed)
+    (views, failed)
 }
 
 /// The diff input for one sub-bucket, if every group's representative was read.
