@@ -612,6 +612,9 @@ struct Divergence {
     keys: usize,
     ms: f64,
     buckets: u64,
+    /// Sub-buckets mismatched and metadata entries read (medians over rounds).
+    sub_buckets: u64,
+    entries_read: u64,
     /// What the last round's exchange used.
     usage: Usage,
 }
@@ -627,6 +630,8 @@ async fn divergence_cost(
     let spacing = keys / d;
     let mut ms = Vec::new();
     let mut buckets = Vec::new();
+    let mut sub_buckets = Vec::new();
+    let mut entries_read = Vec::new();
     let mut usage = None;
     for round in 0..s.rounds {
         let offset = (round * 7 + 3) % spacing;
@@ -658,23 +663,30 @@ async fn divergence_cost(
         let t = took.as_secs_f64() * 1000.0;
         println!(
             "round {}/{}  {} divergent keys among {:>9}: repaired in {t:.1} ms \
-             ({} buckets mismatched, ~{} metadata entries per bucket)",
+             ({} buckets and {} sub-buckets mismatched, ~{} metadata entries per bucket, \
+             {} metadata entries read)",
             round + 1,
             s.rounds,
             grouped(d),
             grouped(keys),
             r.buckets_mismatched,
+            r.sub_buckets_mismatched,
             keys / app.store().settings().buckets as usize,
+            grouped(r.metadata_entries_read as usize),
         );
         println!("             where the time went: {}", used.breakdown());
         ms.push(t);
         buckets.push(r.buckets_mismatched as f64);
+        sub_buckets.push(r.sub_buckets_mismatched as f64);
+        entries_read.push(r.metadata_entries_read as f64);
         usage = Some(used);
     }
     Ok(Divergence {
         keys,
         ms: median(&ms),
         buckets: median(&buckets) as u64,
+        sub_buckets: median(&sub_buckets) as u64,
+        entries_read: median(&entries_read) as u64,
         usage: usage.ok_or("no divergence round ran")?,
     })
 }
@@ -1406,10 +1418,11 @@ async fn measure(
     }
     let sync = app.sweeper().config();
     println!(
-        "quorumd with {NODES} redis-server {} nodes, {} buckets, key_batch {}, bucket_batch {}, \
-         max_repairs_per_sec {}, max_scan_keys_per_sec {}, backoff_latency_ms {}",
+        "quorumd with {NODES} redis-server {} nodes, {} buckets × {} sub-buckets, key_batch {}, \
+         bucket_batch {}, max_repairs_per_sec {}, max_scan_keys_per_sec {}, backoff_latency_ms {}",
         redis_version(),
         app.store().settings().buckets,
+        app.store().settings().sub_buckets,
         sync.key_batch,
         sync.bucket_batch,
         sync.max_repairs_per_sec,
@@ -1693,11 +1706,13 @@ fn notes(r: &Results) -> String {
     for d in &r.divergence {
         let _ = writeln!(
             n,
-            "- divergence at {} keys ({} buckets mismatched, ~{} metadata entries read per \
-             bucket and reader), last round: {}",
+            "- divergence at {} keys ({} buckets and {} sub-buckets mismatched, ~{} metadata \
+             entries per bucket, {} metadata entries read), last round: {}",
             grouped(d.keys),
             d.buckets,
+            d.sub_buckets,
             d.keys / r.buckets,
+            grouped(d.entries_read as usize),
             d.usage.breakdown()
         );
     }

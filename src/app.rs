@@ -85,6 +85,7 @@ impl Core {
             StoreSettings {
                 key_prefix: cfg.key_prefix.clone(),
                 buckets: cfg.buckets,
+                sub_buckets: cfg.sub_buckets,
                 quorum: validated.quorum,
                 request_timeout: cfg.timeouts.request(),
                 batch: crate::store::BatchSettings {

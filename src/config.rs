@@ -46,6 +46,11 @@ pub struct Config {
     /// Number of metadata buckets, a power of two, fixed for the lifetime of a cluster.
     /// Default 4096.
     pub buckets: u32,
+    /// Sub-buckets per bucket, a power of two, fixed for the lifetime of a cluster. Each bucket's
+    /// metadata is split into this many hashes, each with its own digest, so a digest exchange
+    /// that finds a bucket differing reads only the sub-buckets that differ (about 1/S of the
+    /// bucket). Default 16.
+    pub sub_buckets: u32,
     /// Quorum sizes and default consistency.
     pub quorum: QuorumConfig,
     /// Per-node and per-request time limits.
@@ -75,6 +80,7 @@ impl Default for Config {
             instance_id: String::new(),
             key_prefix: "qd:".into(),
             buckets: 4096,
+            sub_buckets: 16,
             quorum: QuorumConfig::default(),
             timeouts: TimeoutConfig::default(),
             http: HttpConfig::default(),
@@ -557,6 +563,15 @@ impl Config {
                 ),
             ));
         }
+        if !self.sub_buckets.is_power_of_two() || self.sub_buckets > 1 << 10 {
+            return Err(invalid(
+                "sub_buckets",
+                format!(
+                    "{} must be a power of two between 1 and 1024",
+                    self.sub_buckets
+                ),
+            ));
+        }
         if self.key_prefix.is_empty() {
             return Err(invalid(
                 "key_prefix",
@@ -845,6 +860,17 @@ listen = "127.0.0.1:7379"
         let mut c = with_nodes(&["redis://a:1"]);
         c.buckets = 1000;
         assert_eq!(field_of(c.validate().unwrap_err()), "buckets");
+        let mut c = with_nodes(&["redis://a:1"]);
+        for bad in [0, 12, 2048] {
+            c.sub_buckets = bad;
+            assert_eq!(
+                field_of(c.clone().validate().unwrap_err()),
+                "sub_buckets",
+                "{bad}"
+            );
+        }
+        c.sub_buckets = 1;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

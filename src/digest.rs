@@ -1,9 +1,12 @@
-//! Key placement and the per-bucket digest arithmetic.
+//! Key placement and the two-level digest arithmetic.
 //!
-//! Each key's metadata lives in bucket `xxh3_64(key) mod B`. Each node keeps, per bucket, the
-//! sum modulo 2^48 of the entry hashes of that bucket. A sum is order-independent and can be
-//! updated in O(1) by the write script (subtract the old entry hash, add the new one). 48 bits
-//! keep every intermediate value exact in Lua's doubles (exact below 2^53).
+//! Each key's metadata lives in bucket `xxh3_64(key) mod B` and, within it, in one of S
+//! sub-buckets chosen by the next bits of the same hash. Each node keeps, per sub-bucket, the
+//! sum modulo 2^48 of the entry hashes of that sub-bucket, and per bucket the sum of its entry
+//! hashes (which is also the sum of its sub-digests). A sum is order-independent and can be
+//! updated in O(1) by the write script (subtract the old entry hash, add the new one) on both
+//! levels at once. 48 bits keep every intermediate value exact in Lua's doubles (exact below
+//! 2^53).
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -11,9 +14,23 @@ use xxhash_rust::xxh3::xxh3_64;
 pub const DIGEST_MODULUS: u64 = 1 << 48;
 const MASK: u64 = DIGEST_MODULUS - 1;
 
-/// The bucket a key's metadata lives in. `buckets` is a power of two (checked by config).
-pub fn bucket_of(key: &[u8], buckets: u32) -> u32 {
-    (xxh3_64(key) & (u64::from(buckets) - 1)) as u32
+/// Where a key's metadata lives: its bucket, and its sub-bucket within that bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Placement {
+    pub bucket: u32,
+    pub sub: u32,
+}
+
+/// The bucket and sub-bucket of a key. `buckets` and `sub_buckets` are powers of two (checked
+/// by config). The bucket takes the low log2(B) bits of `xxh3_64(key)` and the sub-bucket the
+/// next log2(S) bits, so the sub-bucket is independent of the bucket (every bucket splits
+/// evenly) and the bucket of a key does not depend on S.
+pub fn placement(key: &[u8], buckets: u32, sub_buckets: u32) -> Placement {
+    let h = xxh3_64(key);
+    Placement {
+        bucket: (h & (u64::from(buckets) - 1)) as u32,
+        sub: ((h >> buckets.trailing_zeros()) & (u64::from(sub_buckets) - 1)) as u32,
+    }
 }
 
 /// Hash of one metadata entry (key plus its encoded metadata, without the hash itself).
@@ -105,13 +122,118 @@ mod tests {
     fn buckets_cover_the_range_and_spread_keys() {
         let mut counts = vec![0u32; 64];
         for i in 0..64_000u32 {
-            let b = bucket_of(format!("key:{i}").as_bytes(), 64);
+            let b = placement(format!("key:{i}").as_bytes(), 64, 16).bucket;
             counts[b as usize] += 1;
         }
         assert!(
             counts.iter().all(|&c| (700..1300).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn sub_buckets_split_every_bucket_evenly() {
+        // 4 buckets × 16 sub-buckets: every (bucket, sub) cell gets about 1000 of 64,000 keys.
+        // A sub-bucket taken from the bucket's own bits would leave most cells empty.
+        let mut counts = vec![0u32; 64];
+        for i in 0..64_000u32 {
+            let p = placement(format!("key:{i}").as_bytes(), 4, 16);
+            assert!(p.bucket < 4 && p.sub < 16, "{p:?}");
+            counts[(p.bucket * 16 + p.sub) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (700..1300).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn the_bucket_does_not_depend_on_the_sub_bucket_count() {
+        for i in 0..2000u32 {
+            let key = format!("k{i}");
+            let one = placement(key.as_bytes(), 4096, 1);
+            assert_eq!(one.sub, 0);
+            for s in [2, 16, 1024] {
+                assert_eq!(placement(key.as_bytes(), 4096, s).bucket, one.bucket);
+            }
+            assert_eq!(
+                u64::from(one.bucket),
+                xxh3_64(key.as_bytes()) % 4096,
+                "bucket = xxh3_64 mod B"
+            );
+        }
+    }
+
+    /// What the write script computes for one batch, in doubles: deltas accumulated per
+    /// digest field (`delta = (delta - old + new) % 2^48`), then one update per field
+    /// (`d = (d + delta) % 2^48`), on the bucket level and the sub-bucket level alike.
+    fn lua_batch(digests: &mut [u64], updates: &[(usize, u64, u64)]) {
+        let m = DIGEST_MODULUS as f64;
+        let modulo = |x: f64| {
+            let r = x - (x / m).floor() * m;
+            assert_eq!(r.fract(), 0.0);
+            assert!(
+                x.abs() < (1u64 << 50) as f64,
+                "intermediate {x} is not exact"
+            );
+            r
+        };
+        let mut deltas: std::collections::HashMap<usize, f64> = Default::default();
+        for &(field, old, new) in updates {
+            let d = deltas.entry(field).or_insert(0.0);
+            *d = modulo(*d - old as f64 + new as f64);
+        }
+        for (field, delta) in deltas {
+            digests[field] = modulo(digests[field] as f64 + delta) as u64;
+        }
+    }
+
+    #[test]
+    fn both_digest_levels_match_the_reference_and_each_other() {
+        const B: u32 = 4;
+        const S: u32 = 8;
+        let mut s = 0x2545_f491_4f6c_dd1d;
+        // Live entries: key index → (placement, entry hash).
+        let mut live: Vec<(Placement, u64)> = Vec::new();
+        let mut buckets = vec![0u64; B as usize];
+        let mut subs = vec![0u64; (B * S) as usize];
+        for _ in 0..20_000 {
+            // A batch of up to 8 writes, as APPLY takes them.
+            let mut bucket_updates = Vec::new();
+            let mut sub_updates = Vec::new();
+            for _ in 0..(xorshift(&mut s) % 8 + 1) {
+                let r = xorshift(&mut s);
+                let new = xorshift(&mut s) & MASK;
+                let (p, old) = if !live.is_empty() && !r.is_multiple_of(3) {
+                    let i = (r as usize / 3) % live.len();
+                    (live[i].0, std::mem::replace(&mut live[i].1, new))
+                } else {
+                    let p = placement(&r.to_le_bytes(), B, S);
+                    live.push((p, new));
+                    (p, 0)
+                };
+                bucket_updates.push((p.bucket as usize, old, new));
+                sub_updates.push(((p.bucket * S + p.sub) as usize, old, new));
+            }
+            lua_batch(&mut buckets, &bucket_updates);
+            lua_batch(&mut subs, &sub_updates);
+        }
+        for b in 0..B {
+            let in_bucket = || live.iter().filter(move |(p, _)| p.bucket == b);
+            assert_eq!(buckets[b as usize], combine(in_bucket().map(|(_, h)| *h)));
+            let sub_digests = &subs[(b * S) as usize..((b + 1) * S) as usize];
+            assert_eq!(
+                buckets[b as usize],
+                combine(sub_digests.iter().copied()),
+                "a bucket digest is the sum of its sub-digests"
+            );
+            for (sub, d) in sub_digests.iter().enumerate() {
+                let hashes = in_bucket()
+                    .filter(|(p, _)| p.sub == sub as u32)
+                    .map(|(_, h)| *h);
+                assert_eq!(*d, combine(hashes), "bucket {b} sub {sub}");
+            }
+        }
     }
 
     #[test]

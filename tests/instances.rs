@@ -23,7 +23,10 @@ fn shared_sweeps(c: &mut quorumd::config::Config) {
 async fn versioned_keys(tc: &TestCluster, node: usize) -> u64 {
     let mut c = tc.direct(node).await;
     redis::cmd("EVAL")
-        .arg("local n = 0 for b = 0, 4095 do n = n + redis.call('HLEN', 'qd:m:' .. b) end return n")
+        .arg(
+            "local n = 0 for b = 0, 4095 do for s = 0, 15 do \
+             n = n + redis.call('HLEN', 'qd:m:' .. b .. ':' .. s) end end return n",
+        )
         .arg(0)
         .query_async(&mut c)
         .await

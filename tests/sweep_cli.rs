@@ -134,7 +134,10 @@ fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
             .get_connection()
             .unwrap();
         let n: u64 = redis::cmd("EVAL")
-            .arg("local n = 0 for b = 0, 4095 do n = n + redis.call('HLEN', 'qd:m:' .. b) end return n")
+            .arg(
+                "local n = 0 for b = 0, 4095 do for s = 0, 15 do \
+             n = n + redis.call('HLEN', 'qd:m:' .. b .. ':' .. s) end end return n",
+            )
             .arg(0)
             .query(&mut c)
             .unwrap();

@@ -771,17 +771,10 @@ async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
     tc.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
-    let tc = TestCluster::start_with(3, |c| {
-        manual_sweeps(c);
-        c.buckets = 64; // ~50 keys per bucket: the diff must single out the 20 divergent ones
-        c.sync.in_flight_window_ms = 0;
-    })
-    .await;
+/// Writes a fresh version of each of `keys` (value `value`) to the nodes `targets` only, with
+/// the APPLY script, as if the write had reached just those nodes.
+async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], value: &[u8]) {
     let store = tc.app().store().clone();
-    let pool = store.pool().clone();
-    let keys: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
     let locs: Vec<_> = keys
         .iter()
         .map(|k| store.locate(k.as_bytes()).unwrap())
@@ -803,42 +796,59 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
         .map(|(loc, meta)| quorumd::store::scripts::ApplyEntry {
             loc,
             meta,
-            payload: quorumd::store::scripts::Payload::String(b"v1"),
+            payload: quorumd::store::scripts::Payload::String(value),
             cond: quorumd::store::scripts::NodeCondition::None,
         })
         .collect();
-    for node in pool.nodes() {
-        quorumd::store::scripts::apply(node, "qd:d", &entries)
-            .await
-            .unwrap();
+    for &t in targets {
+        let node = store.pool().node(t);
+        for chunk in entries.chunks(500) {
+            quorumd::store::scripts::apply(node, "qd:d", chunk)
+                .await
+                .unwrap();
+        }
     }
+}
+
+/// Number of metadata entries in one sub-bucket hash on a node.
+async fn sub_bucket_len(tc: &TestCluster, node: usize, bucket: u32, sub: u32) -> u64 {
+    let mut c = tc.direct(node).await;
+    redis::cmd("HLEN")
+        .arg(quorumd::store::meta_key("qd:", bucket, sub))
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+/// A node's digests of one bucket: the bucket digest and the sub-digest hash.
+async fn bucket_digests(tc: &TestCluster, node: usize, bucket: u32) -> (u64, BTreeMap<u32, u64>) {
+    let mut c = tc.direct(node).await;
+    let d: Option<u64> = redis::cmd("HGET")
+        .arg("qd:d")
+        .arg(bucket)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let subs = redis::cmd("HGETALL")
+        .arg(quorumd::store::sub_digest_key("qd:", bucket))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    (d.unwrap_or(0), subs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.buckets = 64; // ~50 keys per bucket: the diff must single out the 20 divergent ones
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let keys: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
+    apply_versions(&tc, &keys, &[0, 1, 2], b"v1").await;
     // 20 keys get a newer version on nodes 0 and 1 only.
-    let newer: Vec<Meta> = keys[..20]
-        .iter()
-        .map(|k| {
-            Meta::new(
-                k.as_bytes(),
-                store.clock().tick(),
-                quorumd::meta::EntryKind::Value,
-                None,
-            )
-        })
-        .collect();
-    let updates: Vec<_> = locs[..20]
-        .iter()
-        .zip(&newer)
-        .map(|(loc, meta)| quorumd::store::scripts::ApplyEntry {
-            loc,
-            meta,
-            payload: quorumd::store::scripts::Payload::String(b"v2"),
-            cond: quorumd::store::scripts::NodeCondition::None,
-        })
-        .collect();
-    for node in &pool.nodes()[..2] {
-        quorumd::store::scripts::apply(node, "qd:d", &updates)
-            .await
-            .unwrap();
-    }
+    apply_versions(&tc, &keys[..20], &[0, 1], b"v2").await;
     let r = tc
         .app()
         .sweeper()
@@ -868,6 +878,209 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
     tc.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_reads_only_the_differing_sub_buckets_of_a_crowded_bucket() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.buckets = 4; // ~750 keys per bucket, ~47 per sub-bucket (16 by default)
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let store = tc.app().store().clone();
+    let keys: Vec<String> = (0..3000).map(|i| format!("s{i}")).collect();
+    apply_versions(&tc, &keys, &[0, 1, 2], b"v1").await;
+    // Two keys of one bucket, in different sub-buckets: node 0 alone has a newer `a`, node 1
+    // alone a newer `b`. Three nodes, three bucket digests; per sub-bucket only two.
+    let a = store.locate(keys[0].as_bytes()).unwrap();
+    let b = keys
+        .iter()
+        .map(|k| store.locate(k.as_bytes()).unwrap())
+        .find(|l| l.bucket == a.bucket && l.sub != a.sub)
+        .unwrap();
+    let b_key = String::from_utf8(b.key.clone()).unwrap();
+    apply_versions(&tc, &keys[..1], &[0], b"v2").await;
+    apply_versions(&tc, std::slice::from_ref(&b_key), &[1], b"v2").await;
+    let mut bucket_len = 0;
+    for sub in 0..16 {
+        bucket_len += sub_bucket_len(&tc, 2, a.bucket, sub).await;
+    }
+    // Each differing sub-bucket is read from one node per sub-bucket group: two each.
+    let expected = 2 * sub_bucket_len(&tc, 2, a.bucket, a.sub).await
+        + 2 * sub_bucket_len(&tc, 2, b.bucket, b.sub).await;
+    assert!(expected * 2 < bucket_len, "{expected} of {bucket_len}");
+
+    let r = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    assert_eq!(r.error_count, 0, "{:?}", r.errors);
+    assert_eq!(
+        (
+            r.buckets_mismatched,
+            r.sub_buckets_mismatched,
+            r.buckets_repaired
+        ),
+        (1, 2, 1),
+        "{r:?}"
+    );
+    assert_eq!(r.metadata_entries_read, expected, "{r:?}");
+    assert_eq!(r.keys_divergent, 2, "{r:?}");
+    assert_eq!(r.keys_repaired_per_node, vec![1, 1, 2]);
+    for node in 0..3 {
+        for key in [&keys[0], &b_key] {
+            assert_eq!(
+                tc.raw_value(node, key.as_bytes()).await.as_deref(),
+                Some(&b"v2"[..]),
+                "{key} on node {node}"
+            );
+        }
+    }
+    let check = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            check.buckets_mismatched,
+            check.sub_buckets_mismatched,
+            check.metadata_entries_read
+        ),
+        (0, 0, 0),
+        "{check:?}"
+    );
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corrupted_ones() {
+    let tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.buckets = 8;
+        c.sync.tombstone_grace_ms = 0;
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    // APPLY (writes, overwrites, a delete), MERGE (a counter and a set), then PURGE.
+    for i in 0..200 {
+        let r = tc.put(&format!("p{i}"), "v", "consistency=all").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    for i in 0..50 {
+        let r = tc.put(&format!("p{i}"), "w", "consistency=all").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        tc.delete("p7", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    for (path, body) in [
+        ("counters/hits", serde_json::json!({ "delta": 5 })),
+        ("counters/hits", serde_json::json!({ "delta": -2 })),
+        (
+            "sets/tags/add",
+            serde_json::json!({ "members": ["x", "y"] }),
+        ),
+    ] {
+        let r = tc
+            .http
+            .post(format!("{}/v1/{path}?consistency=all", tc.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let sweep = || async {
+        let r = tc
+            .app()
+            .sweeper()
+            .run(SweepMode::Full, false, "test")
+            .await
+            .unwrap();
+        assert_eq!(r.error_count, 0, "{:?}", r.errors);
+        r
+    };
+    let r = sweep().await;
+    assert_eq!(
+        r.digests_rebuilt, 0,
+        "APPLY and MERGE kept both levels: {r:?}"
+    );
+    assert_eq!(r.tombstones_purged, 1, "{r:?}");
+    let r = sweep().await;
+    assert_eq!(r.digests_rebuilt, 0, "PURGE kept both levels: {r:?}");
+
+    // Node 1: one sub-digest and its bucket digest moved together (consistent with each other,
+    // not with the metadata). Node 2: one sub-digest alone, which no exchange can see.
+    let store = tc.app().store().clone();
+    let k = store.locate(b"p1").unwrap();
+    let other = (0..200)
+        .map(|i| store.locate(format!("p{i}").as_bytes()).unwrap())
+        .find(|l| l.bucket != k.bucket)
+        .unwrap();
+    let good_k = bucket_digests(&tc, 0, k.bucket).await;
+    let good_other = bucket_digests(&tc, 0, other.bucket).await;
+    let mut c1 = tc.direct(1).await;
+    let bump = |d: u64| (d + 1) % (1 << 48);
+    let _: () = redis::cmd("HSET")
+        .arg("qd:d")
+        .arg(k.bucket)
+        .arg(bump(good_k.0))
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&k.sub_digest_key)
+        .arg(k.sub)
+        .arg(bump(good_k.1[&k.sub]))
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("HSET")
+        .arg(&other.sub_digest_key)
+        .arg(other.sub)
+        .arg(bump(good_other.1[&other.sub]))
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+
+    let ex = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, false, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            ex.buckets_mismatched,
+            ex.sub_buckets_mismatched,
+            ex.keys_divergent
+        ),
+        (1, 1, 0),
+        "the exchange narrows to the corrupted sub-bucket and finds no key to repair: {ex:?}"
+    );
+    let r = sweep().await;
+    assert_eq!(r.digests_rebuilt, 2, "{r:?}");
+    assert_eq!(bucket_digests(&tc, 1, k.bucket).await, good_k);
+    assert_eq!(bucket_digests(&tc, 2, other.bucket).await, good_other);
+    let ex = tc
+        .app()
+        .sweeper()
+        .run(SweepMode::Exchange, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        (ex.buckets_mismatched, ex.sub_buckets_mismatched),
+        (0, 0),
+        "{ex:?}"
+    );
+    tc.shutdown().await;
+}
+
 /// The whole-bucket copy that heals an empty node refuses a bucket in which the node holds
 /// metadata by now (a client write landed after the digests were read), so it never replaces
 /// a newer write; on a node that holds nothing of the bucket it lands exactly as the source has
@@ -885,8 +1098,8 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let loc = store.locate(b"k").unwrap();
     let copy_from_node_0 = || async {
         let keys = BucketKeys {
-            meta_keys: vec![loc.meta_key.clone()],
-            state_keys: Vec::new(),
+            meta_keys: store.settings().bucket_meta_keys(loc.bucket),
+            state_keys: vec![loc.sub_digest_key.clone()],
             value_keys: vec![b"k".to_vec()],
         };
         let dump = scripts::dump_buckets(pool.node(0), std::slice::from_ref(&keys))
@@ -920,6 +1133,10 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let mut c0 = tc.direct(0).await;
     for (what, cmd) in [
         ("metadata", redis::cmd("HGETALL").arg(&loc.meta_key).clone()),
+        (
+            "sub-digests",
+            redis::cmd("HGETALL").arg(&loc.sub_digest_key).clone(),
+        ),
         (
             "digest",
             redis::cmd("HGET")

@@ -4,7 +4,7 @@
 //! A CRDT key has three parts on a node, all touched by one atomic script:
 //! - its state, in the hash `{prefix}c:{key}`: the fields of `crate::crdt` (per-actor counter
 //!   totals, set add/remove tags, map registers);
-//! - its metadata entry in the bucket hash, with kind `C`, `S` or `M` and, as entry hash, a
+//! - its metadata entry in the sub-bucket hash, with kind `C`, `S` or `M` and, as entry hash, a
 //!   function of the key and the state: the sum mod 2^48 of a 48-bit SHA-1 prefix per field
 //!   (plus one for the kind), maintained field by field;
 //! - the user key, the materialised value in a natural Redis type: a string integer for a
@@ -22,14 +22,18 @@ use crate::pool::{Node, NodeError};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
-/// KEYS: the digest hash, the value key, its bucket metadata hash, its state hash.
-/// ARGV: bucket, kind code, `1` to return the merged state (else `0`), then field/value pairs.
+/// KEYS: the bucket digest hash, the value key, its sub-bucket metadata hash, its state hash,
+/// its bucket's sub-digest hash.
+/// ARGV: bucket, sub-bucket, kind code, `1` to return the merged state (else `0`), then
+/// field/value pairs.
 /// Returns `{code, metadata or false, state or {}}`: code 1 changed, 0 unchanged, 4 the key
 /// holds another kind of entry (then nothing is written).
-const MERGE_LUA: &str = r#"#!lua
-local M = 281474976710656
+const MERGE_LUA: &str = concat!(
+    "#!lua\n",
+    super::scripts::digest_lua!(),
+    r#"
 local key, mkey, skey = KEYS[2], KEYS[3], KEYS[4]
-local bucket, kind, want = ARGV[1], ARGV[2], ARGV[3]
+local bucket, sub, kind, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cur = redis.call('HGET', mkey, key)
 if cur and string.sub(cur, 36, 36) ~= kind then
   return {4, cur, {}}
@@ -69,7 +73,7 @@ local function drop(f)
     changed = true
   end
 end
-for i = 4, #ARGV - 1, 2 do
+for i = 5, #ARGV - 1, 2 do
   local f, v = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', skey, f)
   if kind == 'S' then
@@ -159,11 +163,12 @@ end
 local hex = string.format('%06x%06x', math.floor(hash / 16777216), hash % 16777216)
 local meta = string.rep('0', 22) .. hex .. '|' .. kind .. '|0|' .. string.format('%.0f', hash)
 redis.call('HSET', mkey, key, meta)
-local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
-redis.call('HSET', KEYS[1], bucket, string.format('%.0f', (digest - old_hash + hash) % M))
+add_digest(KEYS[1], bucket, hash - old_hash)
+add_digest(KEYS[5], sub, hash - old_hash)
 if want == '1' then return {1, meta, state} end
 return {1, meta, {}}
-"#;
+"#
+);
 
 /// KEYS: the value key, its bucket metadata hash, its state hash.
 /// Returns `{metadata or false, state}`.
@@ -251,8 +256,10 @@ pub async fn merge(
     inv.key(&loc.digest_key)
         .key(&loc.key[..])
         .key(&loc.meta_key)
-        .key(state_key);
+        .key(state_key)
+        .key(&loc.sub_digest_key);
     inv.arg(loc.bucket)
+        .arg(loc.sub)
         .arg(kind.code().to_string())
         .arg(if want_state { "1" } else { "0" });
     for (f, v) in fields {

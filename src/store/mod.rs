@@ -26,9 +26,10 @@ use scripts::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The hash holding the metadata of one bucket on every node.
-pub fn meta_key(prefix: &str, bucket: u32) -> String {
-    format!("{prefix}m:{bucket}")
+/// The hash holding the metadata of one sub-bucket on every node. A bucket's metadata is the
+/// union of its S sub-bucket hashes: see `StoreSettings::bucket_meta_keys`.
+pub fn meta_key(prefix: &str, bucket: u32, sub: u32) -> String {
+    format!("{prefix}m:{bucket}:{sub}")
 }
 
 /// The hash holding every bucket's digest on a node.
@@ -36,15 +37,32 @@ pub fn digest_key(prefix: &str) -> String {
     format!("{prefix}d")
 }
 
+/// The hash holding the S sub-bucket digests of one bucket on a node (field = sub-bucket).
+pub fn sub_digest_key(prefix: &str, bucket: u32) -> String {
+    format!("{prefix}d:{bucket}")
+}
+
 /// Settings of the store, resolved from the configuration.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub key_prefix: String,
     pub buckets: u32,
+    /// Sub-buckets per bucket (config `sub_buckets`).
+    pub sub_buckets: u32,
     pub quorum: QuorumSizes,
     pub request_timeout: Duration,
     /// How client reads and writes are batched per node.
     pub batch: BatchSettings,
+}
+
+impl StoreSettings {
+    /// The S metadata hashes that together hold one bucket's metadata, in sub-bucket order.
+    /// Everything that reads a whole bucket reads and merges these.
+    pub fn bucket_meta_keys(&self, bucket: u32) -> Vec<String> {
+        (0..self.sub_buckets)
+            .map(|sub| meta_key(&self.key_prefix, bucket, sub))
+            .collect()
+    }
 }
 
 /// What a client asks a write to check first.
@@ -173,12 +191,15 @@ impl VersionedStore {
                 prefix: prefix.clone(),
             });
         }
-        let bucket = digest::bucket_of(key, self.settings.buckets);
+        let digest::Placement { bucket, sub } =
+            digest::placement(key, self.settings.buckets, self.settings.sub_buckets);
         Ok(KeyLocation {
             key: key.to_vec(),
-            meta_key: meta_key(prefix, bucket),
+            meta_key: meta_key(prefix, bucket, sub),
             digest_key: digest_key(prefix),
+            sub_digest_key: sub_digest_key(prefix, bucket),
             bucket,
+            sub,
         })
     }
 

@@ -14,22 +14,46 @@ use crate::pool::{Node, NodeError, Traffic};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
+/// Lua shared by every script that changes digests: the modulus and `add_digest(hash, field,
+/// delta)`, which adds `delta` (in (-2^48, 2^48)) to a digest field mod 2^48 (a missing field is
+/// 0). Every intermediate value stays below 2^50, so doubles compute it exactly, and
+/// `%.0f` prints it in full (`tostring` would round to 14 digits). A macro, not a `const`, so
+/// that `concat!` can splice it into each script's literal.
+macro_rules! digest_lua {
+    () => {
+        r#"
+local M = 281474976710656
+local function add_digest(hash, field, delta)
+  local d = tonumber(redis.call('HGET', hash, field) or '0')
+  redis.call('HSET', hash, field, string.format('%.0f', (d + delta) % M))
+end
+"#
+    };
+}
+pub(crate) use digest_lua;
+
 /// Applies a batch of versioned entries.
 ///
-/// KEYS: the digest hash, then per entry the value key and its bucket metadata hash.
-/// ARGV, six per entry: bucket (digest field), encoded metadata, mode (`s` SET the payload as a
-/// string, `r` RESTORE the payload as a DUMP, `t` tombstone), payload, absolute expiry in ms
-/// (0 = none), condition (`''` none, `-` the key must have no metadata, otherwise a version the
-/// stored one must not be newer than).
+/// KEYS: the bucket digest hash, then per entry the value key, its sub-bucket metadata hash and
+/// its bucket's sub-digest hash.
+/// ARGV, seven per entry: bucket (field of the digest hash), sub-bucket (field of the sub-digest
+/// hash), encoded metadata, mode (`s` SET the payload as a string, `r` RESTORE the payload as a
+/// DUMP, `t` tombstone), payload, absolute expiry in ms (0 = none), condition (`''` none, `-`
+/// the key must have no metadata, otherwise a version the stored one must not be newer than).
 /// Returns, per entry, a code and the stored metadata (or `''`): 1 applied; 0 the same or a
 /// newer version is stored; 2 the condition failed; 3 the same version was stored but its value
 /// had vanished, and was restored; 4 the key is a CRDT (its state merges, see
 /// `store/crdt_scripts.rs`), which a versioned write must not overwrite. An entry whose value
 /// command failed (e.g. a RESTORE of a corrupt DUMP) has `{error text}` in place of its code and
 /// changed nothing; the other entries are unaffected.
-const APPLY_LUA: &str = r#"#!lua
+const APPLY_LUA: &str = concat!(
+    "#!lua\n",
+    digest_lua!(),
+    r#"
 local out = {}
-local deltas = {}
+-- Digest deltas, accumulated per field and applied once: bucket -> delta, and
+-- sub-digest hash -> sub-bucket -> delta.
+local deltas, sub_deltas = {}, {}
 local crdt_kinds = {C = true, S = true, M = true}
 local now = nil
 local function clock()
@@ -56,11 +80,11 @@ end
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local key, mkey = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local a = 6 * i
-  local bucket, meta, mode, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local expiry, cond = tonumber(ARGV[a + 5]), ARGV[a + 6]
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local key, mkey, skey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local a = 7 * i
+  local bucket, sub, meta, mode = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local payload, expiry, cond = ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7]
   local version = string.sub(meta, 1, 34)
   local cur = redis.call('HGET', mkey, key)
   local code, cur_hash = 1, 0
@@ -94,7 +118,10 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
     redis.call('HSET', mkey, key, meta)
     local new_hash = tonumber(string.match(meta, "|(%d+)$"))
     -- Reduced at every step so the sum stays exact in a double.
-    deltas[bucket] = ((deltas[bucket] or 0) - cur_hash + new_hash) % 281474976710656
+    deltas[bucket] = ((deltas[bucket] or 0) - cur_hash + new_hash) % M
+    local subs = sub_deltas[skey] or {}
+    sub_deltas[skey] = subs
+    subs[sub] = ((subs[sub] or 0) - cur_hash + new_hash) % M
     out[#out + 1] = 1
     out[#out + 1] = ''
   elseif failed(code) then
@@ -105,13 +132,18 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
     out[#out + 1] = cur
   end
 end
--- One digest update per bucket touched, not per entry.
+-- One digest update per bucket and per sub-bucket touched, not per entry.
 for bucket, delta in pairs(deltas) do
-  local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
-  redis.call('HSET', KEYS[1], bucket, string.format('%.0f', (digest + delta) % 281474976710656))
+  add_digest(KEYS[1], bucket, delta)
+end
+for skey, subs in pairs(sub_deltas) do
+  for sub, delta in pairs(subs) do
+    add_digest(skey, sub, delta)
+  end
 end
 return out
-"#;
+"#
+);
 
 /// Reads metadata, and the string value where asked, for a batch of keys; each key's metadata
 /// and value are consistent with each other.
@@ -151,48 +183,68 @@ return out
 "#;
 
 /// Removes metadata entries that are exactly as expected (purged tombstones, long-expired
-/// values), keeping the digest in step. KEYS: the digest hash, then per entry the value key and
-/// its bucket metadata hash. ARGV, two per entry: bucket, the expected encoded metadata.
+/// values), keeping both digest levels in step. KEYS: the bucket digest hash, then per entry
+/// the value key, its sub-bucket metadata hash and its bucket's sub-digest hash. ARGV, three
+/// per entry: bucket, sub-bucket, the expected encoded metadata.
 /// Returns how many entries were removed.
-const PURGE_LUA: &str = r#"#!lua
+const PURGE_LUA: &str = concat!(
+    "#!lua\n",
+    digest_lua!(),
+    r#"
 local removed = 0
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local key, mkey = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local bucket, expected = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local key, mkey, skey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local bucket, sub, expected = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
   if redis.call('HGET', mkey, key) == expected then
     redis.call('HDEL', mkey, key)
     if string.sub(expected, 36, 36) == 'v' then redis.call('DEL', key) end
     local hash = tonumber(string.match(expected, "|(%d+)$"))
-    local digest = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
-    digest = (digest - hash) % 281474976710656
-    redis.call('HSET', KEYS[1], bucket, string.format('%.0f', digest))
+    add_digest(KEYS[1], bucket, -hash)
+    add_digest(skey, sub, -hash)
     removed = removed + 1
   end
 end
 return removed
-"#;
+"#
+);
 
-/// Recomputes bucket digests from their metadata and fixes the ones that drifted.
-/// KEYS: digest hash, then the buckets' metadata hashes. ARGV: the buckets, in the same order.
-/// Returns the buckets whose stored digest was wrong.
-const REBUILD_DIGESTS_LUA: &str = r#"#!lua
+/// Recomputes both digest levels of a batch of buckets from their metadata and fixes the
+/// fields that drifted. KEYS: the bucket digest hash, then per bucket its sub-digest hash
+/// followed by its S sub-bucket metadata hashes. ARGV: S, then the buckets, in the same order.
+/// Returns the buckets where the bucket digest or any sub-digest was wrong.
+const REBUILD_DIGESTS_LUA: &str = concat!(
+    "#!lua\n",
+    digest_lua!(),
+    r#"
+local S = tonumber(ARGV[1])
 local fixed = {}
-for i = 2, #KEYS do
-  local entries = redis.call('HGETALL', KEYS[i])
-  local sum = 0
-  for j = 2, #entries, 2 do
-    sum = (sum + (tonumber(string.match(entries[j], "|(%d+)$")) or 0)) % 281474976710656
-  end
-  local bucket = ARGV[i - 1]
-  local old = redis.call('HGET', KEYS[1], bucket) or '0'
+-- Writes `sum` into a digest field if it differs (a missing field is 0); true if it did.
+local function fix(hash, field, sum)
   local new = string.format('%.0f', sum)
-  if old ~= new then
-    redis.call('HSET', KEYS[1], bucket, new)
-    fixed[#fixed + 1] = bucket
+  if (redis.call('HGET', hash, field) or '0') == new then return false end
+  redis.call('HSET', hash, field, new)
+  return true
+end
+for i = 2, #ARGV do
+  local bucket = ARGV[i]
+  local k = 2 + (i - 2) * (S + 1)
+  local skey = KEYS[k]
+  local total, drifted = 0, false
+  for sub = 0, S - 1 do
+    local entries = redis.call('HGETALL', KEYS[k + 1 + sub])
+    local sum = 0
+    for j = 2, #entries, 2 do
+      sum = (sum + (tonumber(string.match(entries[j], "|(%d+)$")) or 0)) % M
+    end
+    total = (total + sum) % M
+    drifted = fix(skey, sub, sum) or drifted
   end
+  drifted = fix(KEYS[1], bucket, total) or drifted
+  if drifted then fixed[#fixed + 1] = bucket end
 end
 return fixed
-"#;
+"#
+);
 
 /// Reads whole buckets for a copy, atomically: per bucket a `DUMP` and an `HGETALL` of each
 /// metadata hash, a `DUMP` of each state key (bucket-level keys that go with the metadata),
@@ -285,13 +337,19 @@ static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_
 static DUMP_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_BUCKETS_LUA));
 static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));
 
-/// Where a key and its metadata live on every node.
+/// Where a key, its metadata and its digests live on every node: the one place that says so
+/// (built by `VersionedStore::locate`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyLocation {
     pub key: Vec<u8>,
+    /// The metadata hash of the key's sub-bucket, `{prefix}m:{bucket}:{sub}`.
     pub meta_key: String,
+    /// The bucket digest hash, `{prefix}d` (field = bucket).
     pub digest_key: String,
+    /// The bucket's sub-digest hash, `{prefix}d:{bucket}` (field = sub-bucket).
+    pub sub_digest_key: String,
     pub bucket: u32,
+    pub sub: u32,
 }
 
 /// Precondition of a write, checked atomically on each node.
@@ -466,8 +524,11 @@ pub async fn apply_each(
             (EntryKind::Value, Payload::String(p)) => ("s", p),
             (EntryKind::Value, Payload::Dump(p)) => ("r", p),
         };
-        inv.key(&e.loc.key[..]).key(&e.loc.meta_key);
+        inv.key(&e.loc.key[..])
+            .key(&e.loc.meta_key)
+            .key(&e.loc.sub_digest_key);
         inv.arg(e.loc.bucket)
+            .arg(e.loc.sub)
             .arg(e.meta.encode())
             .arg(mode)
             .arg(payload)
@@ -631,8 +692,10 @@ pub async fn purge(
     let mut inv = PURGE.prepare_invoke();
     inv.key(digest_key);
     for (loc, meta) in entries {
-        inv.key(&loc.key[..]).key(&loc.meta_key);
-        inv.arg(loc.bucket).arg(meta.encode());
+        inv.key(&loc.key[..])
+            .key(&loc.meta_key)
+            .key(&loc.sub_digest_key);
+        inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
     }
     node.run_as(Traffic::Background, |mut c| async move {
         inv.invoke_async(&mut c).await
@@ -640,18 +703,22 @@ pub async fn purge(
     .await
 }
 
-/// Recomputes the digests of `buckets` from their metadata; returns the buckets that drifted.
+/// Recomputes both digest levels of `buckets` from their metadata; returns the buckets that
+/// drifted.
 pub async fn rebuild_digests(
     node: &Node,
-    prefix: &str,
+    settings: &super::StoreSettings,
     buckets: &[u32],
 ) -> Result<Vec<u32>, NodeError> {
+    let prefix = &settings.key_prefix;
     let mut inv = REBUILD_DIGESTS.prepare_invoke();
     inv.key(super::digest_key(prefix));
+    inv.arg(settings.sub_buckets);
     for b in buckets {
-        inv.key(super::meta_key(prefix, *b));
-    }
-    for b in buckets {
+        inv.key(super::sub_digest_key(prefix, *b));
+        for k in settings.bucket_meta_keys(*b) {
+            inv.key(k);
+        }
         inv.arg(*b);
     }
     node.run_as(Traffic::Background, |mut c| async move {

@@ -1,17 +1,26 @@
 //! Whole-keyspace figures for the front ends (e.g. RESP `DBSIZE`), computed on the nodes.
 
-use super::{StoreError, VersionedStore, digest_key};
+use super::{StoreError, VersionedStore, digest_key, sub_digest_key};
 use crate::fanout::{QuorumError, fan_out};
 use crate::pool::sentinel_key;
 use crate::quorum::Decision;
 use redis::Script;
 use std::sync::LazyLock;
 
-/// A node's key count less quorumd's own keys: the bucket metadata hashes (about one per
-/// digest field), the digest hash and the sentinel. Leases, hints and sweep checkpoints are
-/// few and not subtracted. KEYS: the digest hash, the sentinel.
+/// A node's key count less quorumd's own keys: the digest hash, the sentinel, each bucket's
+/// sub-digest hash and its sub-bucket metadata hashes (one per sub-bucket with a non-zero
+/// digest). Leases, hints and sweep checkpoints are few and not subtracted. KEYS: the digest
+/// hash, the sentinel, then every bucket's sub-digest hash. O(B × S) field reads, which is what
+/// an exact count of the metadata hashes costs without a counter on the write path.
 const USER_KEYS_LUA: &str = r#"#!lua flags=no-writes
-local n = redis.call('DBSIZE') - redis.call('HLEN', KEYS[1]) - redis.call('EXISTS', KEYS[1], KEYS[2])
+local n = redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1], KEYS[2])
+for i = 3, #KEYS do
+  local subs = redis.call('HVALS', KEYS[i])
+  if #subs > 0 then n = n - 1 end
+  for _, d in ipairs(subs) do
+    if d ~= '0' then n = n - 1 end
+  end
+end
 if n < 0 then n = 0 end
 return n
 "#;
@@ -25,7 +34,12 @@ impl VersionedStore {
     #[tracing::instrument(name = "store.approximate_key_count", skip_all)]
     pub async fn approximate_key_count(&self) -> Result<u64, StoreError> {
         let prefix = &self.settings.key_prefix;
-        let keys = std::sync::Arc::new([digest_key(prefix), sentinel_key(prefix)]);
+        let keys: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+            [digest_key(prefix), sentinel_key(prefix)]
+                .into_iter()
+                .chain((0..self.settings.buckets).map(|b| sub_digest_key(prefix, b)))
+                .collect(),
+        );
         let required = self
             .settings
             .quorum
@@ -39,7 +53,9 @@ impl VersionedStore {
                 let keys = keys.clone();
                 async move {
                     let mut inv = USER_KEYS.prepare_invoke();
-                    inv.key(&keys[0]).key(&keys[1]);
+                    for k in keys.iter() {
+                        inv.key(k);
+                    }
                     node.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
                         .await
                 }

@@ -20,7 +20,7 @@ use crate::meta::EntryKind;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
 use crate::store::scripts::{self, BucketCopy, BucketDump, BucketKeys};
-use crate::store::{digest_key, meta_key};
+use crate::store::{digest_key, sub_digest_key};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A bucket to copy whole from `source` to `targets`, which hold nothing of it.
@@ -147,8 +147,11 @@ pub async fn copy(sw: &Sweeper, plans: &[BulkPlan], p: &ProgressHandle) -> BTree
 /// Where one bucket lives on a node: its metadata hashes and the bucket-level keys that go
 /// with them.
 fn bucket_layout(sw: &Sweeper, bucket: u32) -> (Vec<String>, Vec<String>) {
-    let prefix = &sw.store().settings().key_prefix;
-    (vec![meta_key(prefix, bucket)], Vec::new())
+    let settings = sw.store().settings();
+    (
+        settings.bucket_meta_keys(bucket),
+        vec![sub_digest_key(&settings.key_prefix, bucket)],
+    )
 }
 
 /// Reads and dumps the planned buckets from their source. Returns the copies ready to restore

@@ -3,6 +3,7 @@
 
 use crate::meta::{EntryKind, Meta};
 use crate::pool::NodeId;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 /// One bucket's metadata on one node: key → entry.
@@ -27,48 +28,105 @@ pub struct BucketMismatch {
 impl BucketMismatch {
     /// The node read on behalf of each group: its first member.
     pub fn readers(&self) -> Vec<NodeId> {
-        self.groups.iter().map(|g| g.members[0]).collect()
+        readers(&self.groups)
     }
+}
+
+/// A sub-bucket whose digests differ: the unit the exchange reads and diffs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubMismatch {
+    pub bucket: u32,
+    pub sub: u32,
+    /// Largest group first (ties: lowest digest). The first member of each group is the
+    /// representative of the largest bucket-level group merged into it.
+    pub groups: Vec<DigestGroup>,
+}
+
+impl SubMismatch {
+    /// The node read on behalf of each group: its first member.
+    pub fn readers(&self) -> Vec<NodeId> {
+        readers(&self.groups)
+    }
+}
+
+fn readers(groups: &[DigestGroup]) -> Vec<NodeId> {
+    groups.iter().map(|g| g.members[0]).collect()
+}
+
+/// Groups by digest value, largest group first (ties: lowest digest).
+fn ordered_groups(by_digest: BTreeMap<u64, Vec<NodeId>>) -> Vec<DigestGroup> {
+    let mut groups: Vec<DigestGroup> = by_digest
+        .into_iter()
+        .map(|(digest, members)| DigestGroup { digest, members })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(a.digest.cmp(&b.digest))
+    });
+    groups
 }
 
 /// Buckets in which not all answering nodes agree. A bucket missing from a node's digest hash
 /// counts as 0 (empty).
-pub fn mismatched_buckets(
-    digests: &[(NodeId, HashMap<u32, u64>)],
+pub fn mismatched_buckets<D: Borrow<HashMap<u32, u64>>>(
+    digests: &[(NodeId, D)],
     buckets: u32,
 ) -> Vec<BucketMismatch> {
     let mut out = Vec::new();
     if digests.len() < 2 {
         return out;
     }
+    let of = |d: &D, bucket: u32| d.borrow().get(&bucket).copied().unwrap_or(0);
     for bucket in 0..buckets {
-        let first = digests[0].1.get(&bucket).copied().unwrap_or(0);
-        if digests
-            .iter()
-            .all(|(_, d)| d.get(&bucket).copied().unwrap_or(0) == first)
-        {
+        let first = of(&digests[0].1, bucket);
+        if digests.iter().all(|(_, d)| of(d, bucket) == first) {
             continue;
         }
         let mut by_digest: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
         for (node, d) in digests {
-            by_digest
-                .entry(d.get(&bucket).copied().unwrap_or(0))
-                .or_default()
-                .push(*node);
+            by_digest.entry(of(d, bucket)).or_default().push(*node);
         }
-        let mut groups: Vec<DigestGroup> = by_digest
-            .into_iter()
-            .map(|(digest, members)| DigestGroup { digest, members })
-            .collect();
-        groups.sort_by(|a, b| {
-            b.members
-                .len()
-                .cmp(&a.members.len())
-                .then(a.digest.cmp(&b.digest))
+        out.push(BucketMismatch {
+            bucket,
+            groups: ordered_groups(by_digest),
         });
-        out.push(BucketMismatch { bucket, groups });
     }
     out
+}
+
+/// Narrows a mismatched bucket down to the sub-buckets whose digests differ.
+/// `sub_digests[i]` holds the sub-digests (sub-bucket → digest, missing = 0) read from the
+/// representative of `mm.groups[i]`. In each sub-bucket, the bucket-level groups that agree on
+/// its digest merge into one group, so that sub-bucket is read once for all of them: a bucket
+/// where node A differs in one sub-bucket and node B in another costs two reads per sub-bucket,
+/// not three.
+pub fn mismatched_subs(
+    mm: &BucketMismatch,
+    sub_digests: &[&HashMap<u32, u64>],
+    sub_buckets: u32,
+) -> Vec<SubMismatch> {
+    let of = |i: usize, sub: u32| sub_digests[i].get(&sub).copied().unwrap_or(0);
+    (0..sub_buckets)
+        .filter(|&sub| (1..mm.groups.len()).any(|i| of(i, sub) != of(0, sub)))
+        .map(|sub| {
+            let mut by_digest: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+            // Bucket groups in order, largest first: each merged group starts with a node whose
+            // sub-digests were read.
+            for (i, g) in mm.groups.iter().enumerate() {
+                by_digest
+                    .entry(of(i, sub))
+                    .or_default()
+                    .extend_from_slice(&g.members);
+            }
+            SubMismatch {
+                bucket: mm.bucket,
+                sub,
+                groups: ordered_groups(by_digest),
+            }
+        })
+        .collect()
 }
 
 /// One key that some nodes hold at an older version (or not at all).
@@ -200,6 +258,72 @@ mod tests {
         assert!(
             mismatched_buckets(&digests[..1], 4).is_empty(),
             "one node has nothing to compare with"
+        );
+    }
+
+    #[test]
+    fn sub_buckets_narrow_a_mismatch_and_merge_agreeing_groups() {
+        let d = |pairs: &[(u32, u64)]| pairs.iter().copied().collect::<HashMap<_, _>>();
+        // Five nodes, three bucket-level groups: {0, 1, 2} baseline, {3} differs in sub 1,
+        // {4} differs in sub 2 (and has no field for sub 3, which is 0 everywhere).
+        let mm = BucketMismatch {
+            bucket: 9,
+            groups: vec![
+                DigestGroup {
+                    digest: 1,
+                    members: vec![0, 1, 2],
+                },
+                DigestGroup {
+                    digest: 2,
+                    members: vec![3],
+                },
+                DigestGroup {
+                    digest: 3,
+                    members: vec![4],
+                },
+            ],
+        };
+        let base = d(&[(0, 10), (1, 11), (2, 12), (3, 0)]);
+        let a = d(&[(0, 10), (1, 99), (2, 12), (3, 0)]);
+        let b = d(&[(0, 10), (1, 11), (2, 77)]);
+        let subs = mismatched_subs(&mm, &[&base, &a, &b], 4);
+        assert_eq!(
+            subs,
+            vec![
+                SubMismatch {
+                    bucket: 9,
+                    sub: 1,
+                    groups: vec![
+                        DigestGroup {
+                            digest: 11,
+                            members: vec![0, 1, 2, 4]
+                        },
+                        DigestGroup {
+                            digest: 99,
+                            members: vec![3]
+                        },
+                    ],
+                },
+                SubMismatch {
+                    bucket: 9,
+                    sub: 2,
+                    groups: vec![
+                        DigestGroup {
+                            digest: 12,
+                            members: vec![0, 1, 2, 3]
+                        },
+                        DigestGroup {
+                            digest: 77,
+                            members: vec![4]
+                        },
+                    ],
+                },
+            ]
+        );
+        assert_eq!(subs[0].readers(), vec![0, 3]);
+        assert!(
+            mismatched_subs(&mm, &[&base, &base, &base], 4).is_empty(),
+            "bucket digests that differ while every sub-digest agrees: nothing to read"
         );
     }
 

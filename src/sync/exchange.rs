@@ -1,7 +1,8 @@
-//! The digest exchange: read every node's bucket digests (one HGETALL each), and only for the
-//! buckets that differ read the metadata, diff it key by key and repair the stale nodes.
+//! The digest exchange: read every node's bucket digests (one HGETALL each); for the buckets
+//! that differ read their sub-bucket digests, and only for the sub-buckets that differ read the
+//! metadata, diff it key by key and repair the stale nodes.
 
-use super::diff::{self, BucketMetas, BucketMismatch};
+use super::diff::{self, BucketMetas, BucketMismatch, SubMismatch};
 use super::progress::{self, ProgressHandle};
 use super::reads;
 use super::repair::{self, Repair};
@@ -10,7 +11,7 @@ use crate::hlc::wall_clock_ms;
 use crate::live::BucketState;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
-use crate::store::{digest_key, meta_key};
+use crate::store::{digest_key, meta_key, sub_digest_key};
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -139,13 +140,13 @@ async fn process_chunk(
         &key_by_key
     };
     let mut lacking = Vec::new();
-    let (views, failed_readers) = read_chunk(sw, chunk, p).await;
+    let (subs, views, failed_readers) = read_chunk(sw, chunk, p).await;
     let now = wall_clock_ms();
     let mut repairs = Vec::new();
     let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
     let mut buckets_with_repairs = Vec::new();
-    for mm in chunk {
-        let Some(view) = bucket_view(mm, &views) else {
+    for sm in &subs {
+        let Some(view) = sub_view(sm, &views) else {
             continue;
         };
         let divergent = diff::diff_bucket(&view);
@@ -167,8 +168,9 @@ async fn process_chunk(
                 stale: d.stale.clone(),
             });
         }
-        if repairs.len() > before {
-            buckets_with_repairs.push(mm.bucket);
+        // A bucket's sub-buckets come one after the other.
+        if repairs.len() > before && buckets_with_repairs.last() != Some(&sm.bucket) {
+            buckets_with_repairs.push(sm.bucket);
         }
         if all_answered {
             for (key, meta) in
@@ -231,16 +233,32 @@ async fn process_chunk(
     }
 }
 
-/// Metadata read for one chunk of mismatched buckets: (node, bucket) → entries.
-type ChunkViews = HashMap<(NodeId, u32), BucketMetas>;
+/// Metadata read for one chunk of mismatched buckets: (node, bucket, sub-bucket) → entries.
+type ChunkViews = HashMap<(NodeId, u32, u32), BucketMetas>;
 
-/// Reads the mismatched buckets of a chunk from one representative per digest group.
+/// Narrows a chunk of mismatched buckets to its mismatched sub-buckets and reads those.
+/// Returns the sub-buckets to diff, what was read, and the nodes whose reads failed.
 async fn read_chunk(
     sw: &Sweeper,
     chunk: &[BucketMismatch],
     p: &ProgressHandle,
-) -> (ChunkViews, Vec<NodeId>) {
-    let prefix = &sw.store().settings().key_prefix;
+) -> (Vec<SubMismatch>, ChunkViews, Vec<NodeId>) {
+    let (subs, mut failed) = narrow(sw, chunk, p).await;
+    let (views, failed_metadata) = read_sub_buckets(sw, &subs, p).await;
+    failed.extend(failed_metadata);
+    (subs, views, failed)
+}
+
+/// The sub-buckets that differ in a chunk of mismatched buckets: the sub-digests of each bucket
+/// are read from each group's representative (one pipeline per node) and compared. A bucket is
+/// skipped when one of its groups could not be read.
+async fn narrow(
+    sw: &Sweeper,
+    chunk: &[BucketMismatch],
+    p: &ProgressHandle,
+) -> (Vec<SubMismatch>, Vec<NodeId>) {
+    let settings = sw.store().settings();
+    let prefix = &settings.key_prefix;
     let mut wanted: HashMap<NodeId, Vec<u32>> = HashMap::new();
     for mm in chunk {
         for reader in mm.readers() {
@@ -248,29 +266,79 @@ async fn read_chunk(
         }
     }
     let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| async move {
-        let keys: Vec<String> = buckets.iter().map(|b| meta_key(prefix, *b)).collect();
-        (
-            node,
-            buckets,
-            reads::bucket_metas(sw.pool().node(node), &keys).await,
-        )
+        let keys: Vec<String> = buckets.iter().map(|b| sub_digest_key(prefix, *b)).collect();
+        let r = reads::sub_digests(sw.pool().node(node), &keys).await;
+        (node, buckets, r)
+    }))
+    .await;
+    let mut sub_digests: HashMap<(NodeId, u32), HashMap<u32, u64>> = HashMap::new();
+    let mut failed = Vec::new();
+    for (node, buckets, r) in reads {
+        match r {
+            Ok(d) => sub_digests.extend(buckets.into_iter().map(|b| (node, b)).zip(d)),
+            Err(e) => {
+                progress::lock(p).error(format!(
+                    "sub-bucket digests from {}: {e}",
+                    sw.pool().node(node).display
+                ));
+                failed.push(node);
+            }
+        }
+    }
+    let mut subs = Vec::new();
+    for mm in chunk {
+        let read: Option<Vec<&HashMap<u32, u64>>> = mm
+            .readers()
+            .into_iter()
+            .map(|r| sub_digests.get(&(r, mm.bucket)))
+            .collect();
+        if let Some(read) = read {
+            subs.extend(diff::mismatched_subs(mm, &read, settings.sub_buckets));
+        }
+    }
+    progress::lock(p).sub_buckets_mismatched += subs.len() as u64;
+    (subs, failed)
+}
+
+/// Reads the metadata of mismatched sub-buckets from one representative per sub-bucket group
+/// (one pipeline per node).
+async fn read_sub_buckets(
+    sw: &Sweeper,
+    subs: &[SubMismatch],
+    p: &ProgressHandle,
+) -> (ChunkViews, Vec<NodeId>) {
+    let prefix = &sw.store().settings().key_prefix;
+    let mut wanted: HashMap<NodeId, Vec<(u32, u32)>> = HashMap::new();
+    for sm in subs {
+        for reader in sm.readers() {
+            wanted.entry(reader).or_default().push((sm.bucket, sm.sub));
+        }
+    }
+    let reads = futures::future::join_all(wanted.into_iter().map(|(node, units)| async move {
+        let keys: Vec<[String; 1]> = units
+            .iter()
+            .map(|(b, s)| [meta_key(prefix, *b, *s)])
+            .collect();
+        let r = reads::bucket_metas(sw.pool().node(node), &keys).await;
+        (node, units, r)
     }))
     .await;
     let mut views = ChunkViews::new();
     let mut failed = Vec::new();
-    for (node, buckets, r) in reads {
+    let mut pr = progress::lock(p);
+    for (node, units, r) in reads {
         match r {
             Ok((metas, bad)) => {
-                let mut pr = progress::lock(p);
                 for b in bad {
                     pr.error(b);
                 }
-                for (b, m) in buckets.into_iter().zip(metas) {
-                    views.insert((node, b), m);
+                for ((b, s), m) in units.into_iter().zip(metas) {
+                    pr.metadata_entries_read += m.len() as u64;
+                    views.insert((node, b, s), m);
                 }
             }
             Err(e) => {
-                progress::lock(p).error(format!(
+                pr.error(format!(
                     "bucket metadata from {}: {e}",
                     sw.pool().node(node).display
                 ));
@@ -281,16 +349,16 @@ async fn read_chunk(
     (views, failed)
 }
 
-/// The diff input for one bucket, if every group's representative was read.
-fn bucket_view<'a>(
-    mm: &'a BucketMismatch,
+/// The diff input for one sub-bucket, if every group's representative was read.
+fn sub_view<'a>(
+    sm: &'a SubMismatch,
     views: &'a ChunkViews,
 ) -> Option<Vec<(&'a [NodeId], &'a BucketMetas)>> {
-    mm.groups
+    sm.groups
         .iter()
         .map(|g| {
             views
-                .get(&(g.members[0], mm.bucket))
+                .get(&(g.members[0], sm.bucket, sm.sub))
                 .map(|m| (g.members.as_slice(), m))
         })
         .collect()

@@ -348,9 +348,9 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
 /// metadata, divergence the digests hid repaired, old tombstones purged.
 async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
     let pool = sw.pool();
-    let prefix = sw.store().settings().key_prefix.clone();
+    let settings = sw.store().settings();
     let n = pool.len();
-    let all: Vec<u32> = (0..sw.store().settings().buckets).collect();
+    let all: Vec<u32> = (0..settings.buckets).collect();
     let total = all.len() as u64;
     let mut done = 0u64;
     for chunk in all.chunks(sw.config().bucket_batch) {
@@ -361,7 +361,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
             .collect();
         if !dry_run {
             for node in &live {
-                match scripts::rebuild_digests(node, &prefix, chunk).await {
+                match scripts::rebuild_digests(node, settings, chunk).await {
                     Ok(fixed) => progress::lock(p).digests_rebuilt += fixed.len() as u64,
                     Err(e) => {
                         progress::lock(p).error(format!("digest rebuild on {}: {e}", node.display))
@@ -369,9 +369,10 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
                 }
             }
         }
-        let meta_keys: Vec<String> = chunk
+        // Each bucket is the union of its sub-bucket hashes.
+        let meta_keys: Vec<Vec<String>> = chunk
             .iter()
-            .map(|b| crate::store::meta_key(&prefix, *b))
+            .map(|b| settings.bucket_meta_keys(*b))
             .collect();
         let reads = futures::future::join_all(live.iter().map(|node| {
             let meta_keys = &meta_keys;
@@ -389,6 +390,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
                         }
                     }
                     let entries: u64 = metas.iter().map(|m| m.len() as u64).sum();
+                    progress::lock(p).metadata_entries_read += entries;
                     sw.scan_throttle.acquire(pool.node(id), entries).await;
                     per_node.insert(id, metas);
                 }

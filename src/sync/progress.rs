@@ -47,6 +47,13 @@ pub struct SweepReport {
     pub buckets_repaired: u64,
     /// Of those, buckets copied whole onto nodes that held nothing of them (a wiped node).
     pub buckets_copied: u64,
+    /// Exchange: sub-buckets whose digests differ, within the mismatched buckets. Only these
+    /// have their metadata read.
+    pub sub_buckets_mismatched: u64,
+    /// Metadata entries read from sub-bucket hashes to diff them (the exchange's and the full
+    /// sweep's bucket phase; hint replay and key checks are not counted). The exchange's cost
+    /// follows this figure.
+    pub metadata_entries_read: u64,
     /// Keys whose versions differ between nodes.
     pub keys_divergent: u64,
     /// Divergent keys left for a later pass because their write may still be landing.
@@ -95,6 +102,8 @@ impl SweepReport {
             buckets_mismatched: 0,
             buckets_repaired: 0,
             buckets_copied: 0,
+            sub_buckets_mismatched: 0,
+            metadata_entries_read: 0,
             keys_divergent: 0,
             keys_deferred: 0,
             keys_unversioned: 0,

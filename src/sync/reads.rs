@@ -16,34 +16,52 @@ pub async fn digests(node: &Node, digest_key: &str) -> Result<HashMap<u32, u64>,
     .await
 }
 
-/// The metadata of several buckets (HGETALL each, pipelined). Entries that do not parse are
-/// returned as errors beside the good ones, so one corrupt entry does not hide a bucket.
-pub async fn bucket_metas(
+/// The sub-bucket digests of several buckets, one map (sub-bucket → digest) per sub-digest
+/// hash given (HGETALL each, pipelined). Missing sub-buckets are empty (0).
+pub async fn sub_digests(
     node: &Node,
-    meta_keys: &[String],
+    sub_digest_keys: &[String],
+) -> Result<Vec<HashMap<u32, u64>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for k in sub_digest_keys {
+        pipe.cmd("HGETALL").arg(k);
+    }
+    node.run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await
+}
+
+/// The metadata of several units (HGETALL of every hash, in one pipeline), each unit the
+/// union of its metadata hashes: one sub-bucket hash for the exchange, a bucket's S hashes for
+/// the full sweep. Entries that do not parse are returned as errors beside the good ones, so
+/// one corrupt entry does not hide a bucket.
+pub async fn bucket_metas<U: AsRef<[String]>>(
+    node: &Node,
+    units: &[U],
 ) -> Result<(Vec<BucketMetas>, Vec<String>), NodeError> {
     let mut pipe = redis::pipe();
-    for k in meta_keys {
+    for k in units.iter().flat_map(|u| u.as_ref()) {
         pipe.cmd("HGETALL").arg(k);
     }
     let raw: Vec<Vec<(Vec<u8>, Vec<u8>)>> = node
         .run(|mut c| async move { pipe.query_async(&mut c).await })
         .await?;
+    let mut raw = raw.into_iter();
     let mut bad = Vec::new();
-    let parsed = raw
-        .into_iter()
-        .zip(meta_keys)
-        .map(|(entries, meta_key)| {
-            entries
-                .into_iter()
-                .filter_map(|(key, raw_meta)| match Meta::parse(&raw_meta) {
-                    Ok(m) => Some((key, m)),
-                    Err(e) => {
-                        bad.push(format!("{}: {meta_key}: {e}", node.display));
-                        None
+    let parsed = units
+        .iter()
+        .map(|unit| {
+            let mut metas = BucketMetas::new();
+            for (meta_key, entries) in unit.as_ref().iter().zip(raw.by_ref()) {
+                for (key, raw_meta) in entries {
+                    match Meta::parse(&raw_meta) {
+                        Ok(m) => {
+                            metas.insert(key, m);
+                        }
+                        Err(e) => bad.push(format!("{}: {meta_key}: {e}", node.display)),
                     }
-                })
-                .collect()
+                }
+            }
+            metas
         })
         .collect();
     Ok((parsed, bad))
