@@ -32,6 +32,22 @@ end
 }
 pub(crate) use digest_lua;
 
+/// Lua: `clock()`, the node's time in ms (`TIME`), read at most once per script call.
+macro_rules! clock_lua {
+    () => {
+        r#"
+local now = nil
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+"#
+    };
+}
+
 /// Applies a batch of versioned entries.
 ///
 /// KEYS: the bucket digest hash, then per entry the value key, its sub-bucket metadata hash and
@@ -49,20 +65,13 @@ pub(crate) use digest_lua;
 const APPLY_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
+    clock_lua!(),
     r#"
 local out = {}
 -- Digest deltas, accumulated per field and applied once: bucket -> delta, and
 -- sub-digest hash -> sub-bucket -> delta.
 local deltas, sub_deltas = {}, {}
 local crdt_kinds = {C = true, S = true, M = true}
-local now = nil
-local function clock()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
-end
 -- redis.pcall: a command that fails (a RESTORE of a bad payload) fails only its own entry,
 -- whose error text, in a one-item array, takes the place of its code (a nested error reply
 -- would fail the whole call on the client); the other entries of the batch still apply.
@@ -281,16 +290,11 @@ return out
 /// landed since the digests were read): its answer is 0 and the caller repairs it key by key
 /// with `APPLY`, which compares versions. Otherwise it is copied and its answer is 1. The check
 /// and the copy are one atomic step, so no write can fall between them.
-const RESTORE_BUCKETS_LUA: &str = r#"#!lua
+const RESTORE_BUCKETS_LUA: &str = concat!(
+    "#!lua\n",
+    clock_lua!(),
+    r#"
 local out = {}
-local now = nil
-local function clock()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
-end
 local k, a = 2, 1
 while a <= #ARGV do
   local bucket, digest = ARGV[a], ARGV[a + 1]
@@ -327,7 +331,8 @@ while a <= #ARGV do
   k, a = k + m + s + v, a + m + s + 2 * v
 end
 return out
-"#;
+"#
+);
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));

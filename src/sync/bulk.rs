@@ -185,15 +185,7 @@ async fn read_source<'a>(
     let now = crate::hlc::wall_clock_ms();
     let mut ready = Vec::new();
     let mut fallback = Vec::new();
-    let mut start = 0;
-    while start < requests.len() {
-        // About `key_batch` values per script call, at least one bucket.
-        let mut end = start;
-        let mut keys = 0;
-        while end < requests.len() && (end == start || keys < sw.cfg.key_batch) {
-            keys += requests[end].value_keys.len();
-            end += 1;
-        }
+    for (start, end, _) in calls(&requests, |r| r.value_keys.len(), sw.cfg.key_batch) {
         match scripts::dump_buckets(node, &requests[start..end]).await {
             Ok(dumps) => {
                 for ((pl, req), dump) in plans[start..end]
@@ -209,7 +201,6 @@ async fn read_source<'a>(
             }
             Err(_) => fallback.extend(plans[start..end].iter().map(|pl| pl.bucket)),
         }
-        start = end;
     }
     (ready, fallback)
 }
@@ -266,14 +257,7 @@ async fn restore_on(
     let node = sw.pool().node(target);
     let digest_key = digest_key(&sw.store().settings().key_prefix);
     let mut not_copied = Vec::new();
-    let mut start = 0;
-    while start < copies.len() {
-        let mut end = start;
-        let mut entries = 0;
-        while end < copies.len() && (end == start || entries < sw.cfg.key_batch) {
-            entries += copies[end].entries;
-            end += 1;
-        }
+    for (start, end, entries) in calls(&copies, |c| c.entries, sw.cfg.key_batch) {
         let call = &copies[start..end];
         let waited = sw.throttle.acquire(node, entries as u64).await;
         if !waited.is_zero() {
@@ -300,9 +284,25 @@ async fn restore_on(
                 not_copied.extend(call.iter().map(|c| c.bucket));
             }
         }
-        start = end;
     }
     not_copied
+}
+
+/// Splits `items` into consecutive calls of about `limit` units each (what `size` counts), at
+/// least one item per call: `(start, end, units)`.
+fn calls<T>(items: &[T], size: impl Fn(&T) -> usize, limit: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let (mut end, mut units) = (start, 0);
+        while end < items.len() && (end == start || units < limit) {
+            units += size(&items[end]);
+            end += 1;
+        }
+        out.push((start, end, units));
+        start = end;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -321,6 +321,14 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn calls_hold_about_the_limit_and_never_split_an_item() {
+        let sizes = [300, 300, 10, 900, 1, 1];
+        let got = calls(&sizes, |s| *s, 500);
+        assert_eq!(got, vec![(0, 2, 600), (2, 4, 910), (4, 6, 2)]);
+        assert!(calls(&[] as &[usize], |s| *s, 500).is_empty());
     }
 
     #[test]
