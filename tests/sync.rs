@@ -1111,7 +1111,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
             .await
             .unwrap()
             .remove(0);
-        quorumd::sync::bulk::prepare(loc.bucket, &keys, dump, quorumd::hlc::wall_clock_ms())
+        quorumd::sync::bulk::prepare(loc.bucket, &keys, dump, quorumd::hlc::wall_clock_ms(), 0)
             .expect("a bucket holding one value can be copied")
     };
     let old = copy_from_node_0().await;

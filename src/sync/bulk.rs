@@ -193,7 +193,7 @@ async fn read_source<'a>(
                     .zip(&requests[start..end])
                     .zip(dumps)
                 {
-                    match prepare(pl.bucket, req, dump, now) {
+                    match prepare(pl.bucket, req, dump, now, sw.cfg.in_flight_window_ms) {
                         Some(copy) => ready.push((copy, pl.targets.as_slice())),
                         None => fallback.push(pl.bucket),
                     }
@@ -207,9 +207,17 @@ async fn read_source<'a>(
 
 /// Turns a bucket read whole into the copy to restore, or `None` when it must be repaired key
 /// by key: empty, a CRDT entry (its state lives in another key), an entry that does not parse,
-/// a live value missing under its metadata, or a key added after the names were read (its
-/// value was not dumped).
-pub fn prepare(bucket: u32, req: &BucketKeys, dump: BucketDump, now_ms: u64) -> Option<BucketCopy> {
+/// a live value missing under its metadata, a key added after the names were read (its
+/// value was not dumped), or an entry younger than `in_flight_window_ms` (a write that may
+/// still be landing: the key-by-key path defers it, which keeps a recovering node recovering
+/// until it has landed).
+pub fn prepare(
+    bucket: u32,
+    req: &BucketKeys,
+    dump: BucketDump,
+    now_ms: u64,
+    in_flight_window_ms: u64,
+) -> Option<BucketCopy> {
     let mut by_key: std::collections::HashMap<&[u8], Option<Vec<u8>>> = req
         .value_keys
         .iter()
@@ -222,6 +230,9 @@ pub fn prepare(bucket: u32, req: &BucketKeys, dump: BucketDump, now_ms: u64) -> 
     for (meta_key, (hash_dump, entries)) in req.meta_keys.iter().zip(dump.meta) {
         for (key, raw) in entries {
             let m = Meta::parse(&raw).ok()?;
+            if super::diff::may_be_in_flight(&m, now_ms, in_flight_window_ms) {
+                return None;
+            }
             let value = by_key.remove(key.as_slice())?;
             let value = match m.kind {
                 EntryKind::Crdt(_) => return None,
@@ -398,7 +409,7 @@ mod tests {
                 ("purged", None),
             ],
         );
-        let copy = prepare(1, &keys, dump, now).expect("a copy");
+        let copy = prepare(1, &keys, dump, now, 0).expect("a copy");
         assert_eq!(copy.entries, 3);
         assert_eq!(copy.digest, crate::digest::combine(hashes));
         assert_eq!(
@@ -426,10 +437,10 @@ mod tests {
             vec![value(), entry("late", EntryKind::Value, None)],
             &[("a", Some("v"))],
         );
-        assert!(prepare(1, &keys, dump, now).is_none());
+        assert!(prepare(1, &keys, dump, now, 0).is_none());
         // A live value missing under its metadata.
         let (keys, dump) = bucket(vec![value()], &[("a", None)]);
-        assert!(prepare(1, &keys, dump, now).is_none());
+        assert!(prepare(1, &keys, dump, now, 0).is_none());
         // A CRDT entry: its state is another key.
         let crdt = (
             b"c".to_vec(),
@@ -438,13 +449,16 @@ mod tests {
                 .into_bytes(),
         );
         let (keys, dump) = bucket(vec![value(), crdt], &[("a", Some("v")), ("c", Some("1"))]);
-        assert!(prepare(1, &keys, dump, now).is_none());
+        assert!(prepare(1, &keys, dump, now, 0).is_none());
+        // A write that may still be landing (version 1,000 ms, now 10,000 ms, window 20 s).
+        let (keys, dump) = bucket(vec![value()], &[("a", Some("v"))]);
+        assert!(prepare(1, &keys, dump, now, 20_000).is_none());
         // Nothing in it.
         let (keys, dump) = bucket(Vec::new(), &[]);
-        assert!(prepare(1, &keys, dump, now).is_none());
+        assert!(prepare(1, &keys, dump, now, 0).is_none());
         // The same bucket without surprises is copied.
         let (keys, dump) = bucket(vec![value()], &[("a", Some("v"))]);
-        assert!(prepare(1, &keys, dump, now).is_some());
+        assert!(prepare(1, &keys, dump, now, 0).is_some());
     }
 
     #[test]
