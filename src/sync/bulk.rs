@@ -128,19 +128,34 @@ pub async fn copy(sw: &Sweeper, plans: &[BulkPlan], p: &ProgressHandle) -> BTree
         r.buckets_repaired += copied.len() as u64;
         r.buckets_copied += copied.len() as u64;
     }
-    crate::events::BucketsChanged {
-        state: BucketState::Repaired,
-        buckets: copied.iter().map(|c| c.bucket).collect(),
-        reset: false,
-        live,
+    // Buckets going on to the key-by-key path are differing until it has repaired them (it
+    // marks only buckets where it repairs something).
+    for (state, buckets) in [
+        (
+            BucketState::Repaired,
+            copied.iter().map(|c| c.bucket).collect(),
+        ),
+        (BucketState::Differing, fallback.iter().copied().collect()),
+    ] {
+        let buckets: Vec<u32> = buckets;
+        if !buckets.is_empty() {
+            crate::events::BucketsChanged {
+                state,
+                buckets,
+                reset: false,
+                live,
+            }
+            .emit();
+        }
     }
-    .emit();
-    crate::events::RepairBatchApplied {
-        keys,
-        buckets: copied.len() as u64,
-        live,
+    if !copied.is_empty() {
+        crate::events::RepairBatchApplied {
+            keys,
+            buckets: copied.len() as u64,
+            live,
+        }
+        .emit();
     }
-    .emit();
     fallback
 }
 
