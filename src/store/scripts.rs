@@ -47,6 +47,7 @@ end
 "#
     };
 }
+pub(crate) use clock_lua;
 
 /// Applies a batch of versioned entries.
 ///
@@ -255,92 +256,11 @@ return fixed
 "#
 );
 
-/// Reads whole buckets for a copy, atomically: per bucket a `DUMP` and an `HGETALL` of each
-/// metadata hash, a `DUMP` of each state key (bucket-level keys that go with the metadata),
-/// and a `DUMP` of each value key. So the metadata and the values copied belong together.
-///
-/// ARGV: per bucket the number of metadata hashes, of state keys and of value keys.
-/// KEYS: per bucket its metadata hashes, its state keys, then its value keys.
-/// Returns the items in that order, flat; absent keys are nil.
-const DUMP_BUCKETS_LUA: &str = r#"#!lua flags=no-writes
-local out, k = {}, 1
-for a = 1, #ARGV, 3 do
-  local m, s, v = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  for i = k, k + m - 1 do
-    out[#out + 1] = redis.call('DUMP', KEYS[i])
-    out[#out + 1] = redis.call('HGETALL', KEYS[i])
-  end
-  for i = k + m, k + m + s + v - 1 do
-    out[#out + 1] = redis.call('DUMP', KEYS[i])
-  end
-  k = k + m + s + v
-end
-return out
-"#;
-
-/// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
-/// cheaper per key than `APPLY`: one `RESTORE` per value, one per metadata hash, the digest set
-/// once.
-///
-/// KEYS: the digest hash, then per bucket its metadata hashes, its state keys and its value
-/// keys. ARGV: per bucket its number, its digest, the three counts; then a `DUMP` per metadata
-/// hash and state key (`''`: absent); then per value key a `DUMP` (`''`: no value, a tombstone
-/// or an expired value) and the absolute expiry in ms (0 = none).
-/// A bucket with any of its metadata hashes present on the node is left alone (a client write
-/// landed since the digests were read): its answer is 0 and the caller repairs it key by key
-/// with `APPLY`, which compares versions. Otherwise it is copied and its answer is 1. The check
-/// and the copy are one atomic step, so no write can fall between them.
-const RESTORE_BUCKETS_LUA: &str = concat!(
-    "#!lua\n",
-    clock_lua!(),
-    r#"
-local out = {}
-local k, a = 2, 1
-while a <= #ARGV do
-  local bucket, digest = ARGV[a], ARGV[a + 1]
-  local m, s, v = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 5
-  local empty = true
-  for i = k, k + m - 1 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      empty = false
-      break
-    end
-  end
-  if empty then
-    -- Values first: if a RESTORE fails the script stops before any metadata names them.
-    for j = 0, v - 1 do
-      local key = KEYS[k + m + s + j]
-      local dump, expiry = ARGV[a + m + s + 2 * j], tonumber(ARGV[a + m + s + 2 * j + 1])
-      if dump ~= '' and (expiry == 0 or expiry > clock()) then
-        redis.call('RESTORE', key, expiry, dump, 'REPLACE', 'ABSTTL')
-      else
-        redis.call('DEL', key)
-      end
-    end
-    for i = 0, m + s - 1 do
-      if ARGV[a + i] ~= '' then
-        redis.call('RESTORE', KEYS[k + i], 0, ARGV[a + i], 'REPLACE')
-      else
-        redis.call('DEL', KEYS[k + i])
-      end
-    end
-    redis.call('HSET', KEYS[1], bucket, digest)
-  end
-  out[#out + 1] = empty and 1 or 0
-  k, a = k + m + s + v, a + m + s + 2 * v
-end
-return out
-"#
-);
-
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
 static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGESTS_LUA));
-static DUMP_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_BUCKETS_LUA));
-static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));
 
 /// Where a key, its metadata and its digests live on every node: the one place that says so
 /// (built by `VersionedStore::locate`).
@@ -439,7 +359,7 @@ pub struct NodeDump {
     pub dump: Option<Vec<u8>>,
 }
 
-fn protocol(msg: impl Into<String>) -> NodeError {
+pub(super) fn protocol(msg: impl Into<String>) -> NodeError {
     NodeError::Protocol(msg.into())
 }
 
@@ -454,7 +374,7 @@ fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
     }
 }
 
-fn parse_bytes(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
+pub(super) fn parse_bytes(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
     match v {
         Some(Value::BulkString(b)) => Ok(Some(b.clone())),
         Some(Value::Nil | Value::Int(0) | Value::Boolean(false)) | None => Ok(None),
@@ -462,7 +382,7 @@ fn parse_bytes(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
     }
 }
 
-fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
+pub(super) fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
     match reply {
         Value::Array(items) => Ok(items),
         other => Err(protocol(format!("{what} script returned {other:?}"))),
@@ -730,194 +650,6 @@ pub async fn rebuild_digests(
         inv.invoke_async(&mut c).await
     })
     .await
-}
-
-/// The keys of one bucket to read for a copy.
-#[derive(Debug, Clone)]
-pub struct BucketKeys {
-    /// The hashes that hold the bucket's metadata.
-    pub meta_keys: Vec<String>,
-    /// Bucket-level keys that belong with the metadata (copied verbatim).
-    pub state_keys: Vec<String>,
-    /// The value keys named in the metadata (as last seen).
-    pub value_keys: Vec<Vec<u8>>,
-}
-
-/// The entries of a hash as read: (field, value).
-pub type HashEntries = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// One bucket as `DUMP_BUCKETS` read it.
-#[derive(Debug, Clone)]
-pub struct BucketDump {
-    /// Per metadata hash: its `DUMP` and its entries (key, raw metadata).
-    pub meta: Vec<(Option<Vec<u8>>, HashEntries)>,
-    /// Per state key: its `DUMP`.
-    pub state: Vec<Option<Vec<u8>>>,
-    /// Per value key: its `DUMP`.
-    pub values: Vec<Option<Vec<u8>>>,
-}
-
-/// Reads whole buckets, metadata and values together (`DUMP_BUCKETS`).
-pub async fn dump_buckets(
-    node: &Node,
-    buckets: &[BucketKeys],
-) -> Result<Vec<BucketDump>, NodeError> {
-    if buckets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut inv = DUMP_BUCKETS.prepare_invoke();
-    for b in buckets {
-        inv.arg(b.meta_keys.len())
-            .arg(b.state_keys.len())
-            .arg(b.value_keys.len());
-        for k in b.meta_keys.iter().chain(&b.state_keys) {
-            inv.key(k);
-        }
-        for k in &b.value_keys {
-            inv.key(&k[..]);
-        }
-    }
-    let reply: Value = node
-        .run_as(Traffic::Background, |mut c| async move {
-            inv.invoke_async(&mut c).await
-        })
-        .await?;
-    let expected: usize = buckets
-        .iter()
-        .map(|b| 2 * b.meta_keys.len() + b.state_keys.len() + b.value_keys.len())
-        .sum();
-    let items = array(reply, "dump buckets")?;
-    if items.len() != expected {
-        return Err(protocol(format!(
-            "dump buckets script returned {} items, expected {expected}",
-            items.len()
-        )));
-    }
-    let mut items = items.into_iter();
-    // Moved, not copied: a heal dumps millions of values.
-    fn next_bytes(items: &mut impl Iterator<Item = Value>) -> Result<Option<Vec<u8>>, NodeError> {
-        match items.next() {
-            Some(Value::BulkString(b)) => Ok(Some(b)),
-            other => parse_bytes(other.as_ref()),
-        }
-    }
-    let mut out = Vec::with_capacity(buckets.len());
-    for b in buckets {
-        let mut meta = Vec::with_capacity(b.meta_keys.len());
-        for _ in &b.meta_keys {
-            let dump = next_bytes(&mut items)?;
-            meta.push((dump, next_entries(&mut items)?.unwrap_or_default()));
-        }
-        let state = (0..b.state_keys.len())
-            .map(|_| next_bytes(&mut items))
-            .collect::<Result<_, _>>()?;
-        let values = (0..b.value_keys.len())
-            .map(|_| next_bytes(&mut items))
-            .collect::<Result<_, _>>()?;
-        out.push(BucketDump {
-            meta,
-            state,
-            values,
-        });
-    }
-    Ok(out)
-}
-
-/// The next reply item as hash entries (an `HGETALL` answer).
-fn next_entries(items: &mut impl Iterator<Item = Value>) -> Result<Option<HashEntries>, NodeError> {
-    match items.next() {
-        Some(Value::Array(flat)) => {
-            let mut out = Vec::with_capacity(flat.len() / 2);
-            let mut flat = flat.into_iter();
-            while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) =
-                (flat.next(), flat.next())
-            {
-                out.push((k, v));
-            }
-            Ok(Some(out))
-        }
-        Some(Value::Map(pairs)) => Ok(Some(
-            pairs
-                .into_iter()
-                .filter_map(|p| match p {
-                    (Value::BulkString(k), Value::BulkString(v)) => Some((k, v)),
-                    _ => None,
-                })
-                .collect(),
-        )),
-        Some(Value::Nil) | None => Ok(None),
-        Some(other) => Err(protocol(format!(
-            "hash entries of unexpected type {other:?}"
-        ))),
-    }
-}
-
-/// A bucket to copy whole onto a node that holds none of it.
-#[derive(Debug, Clone)]
-pub struct BucketCopy {
-    pub bucket: u32,
-    /// The bucket's digest: the sum of the copied entries' hashes.
-    pub digest: u64,
-    /// How many metadata entries the copy holds.
-    pub entries: usize,
-    /// The metadata hashes with their `DUMP`s (`None`: absent).
-    pub meta: Vec<(String, Option<Vec<u8>>)>,
-    /// The state keys with their `DUMP`s.
-    pub state: Vec<(String, Option<Vec<u8>>)>,
-    /// Per value key: its `DUMP` (`None`: delete it) and absolute expiry (0 = none).
-    pub values: Vec<(Vec<u8>, Option<Vec<u8>>, u64)>,
-}
-
-/// Copies whole buckets onto a node with `RESTORE_BUCKETS`; per bucket, whether it was copied
-/// (`false`: the node holds metadata of that bucket by now, repair it key by key).
-pub async fn restore_buckets(
-    node: &Node,
-    digest_key: &str,
-    buckets: &[&BucketCopy],
-) -> Result<Vec<bool>, NodeError> {
-    if buckets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut inv = RESTORE_BUCKETS.prepare_invoke();
-    inv.key(digest_key);
-    for b in buckets {
-        inv.arg(b.bucket)
-            .arg(b.digest)
-            .arg(b.meta.len())
-            .arg(b.state.len())
-            .arg(b.values.len());
-        for (key, dump) in b.meta.iter().chain(&b.state) {
-            inv.key(key).arg(dump.as_deref().unwrap_or(b""));
-        }
-        for (key, dump, expiry) in &b.values {
-            inv.key(&key[..])
-                .arg(dump.as_deref().unwrap_or(b""))
-                .arg(*expiry);
-        }
-    }
-    let reply: Value = node
-        .run_as(Traffic::Background, |mut c| async move {
-            inv.invoke_async(&mut c).await
-        })
-        .await?;
-    let items = array(reply, "restore buckets")?;
-    if items.len() != buckets.len() {
-        return Err(protocol(format!(
-            "restore buckets script returned {} answers for {} buckets",
-            items.len(),
-            buckets.len()
-        )));
-    }
-    items
-        .iter()
-        .map(|v| match v {
-            Value::Int(1) => Ok(true),
-            Value::Int(0) => Ok(false),
-            other => Err(protocol(format!(
-                "restore buckets script returned {other:?}"
-            ))),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -19,9 +19,11 @@ use crate::live::BucketState;
 use crate::meta::EntryKind;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
-use crate::store::scripts::{self, BucketCopy, BucketDump, BucketKeys};
+use crate::store::copy_scripts::{
+    self as scripts, BucketCopy, BucketDump, BucketKeys, CopiedValue,
+};
 use crate::store::{digest_key, sub_digest_key};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A bucket to copy whole from `source` to `targets`, which hold nothing of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,12 +235,7 @@ pub fn prepare(
     now_ms: u64,
     in_flight_window_ms: u64,
 ) -> Option<BucketCopy> {
-    let mut by_key: std::collections::HashMap<&[u8], Option<Vec<u8>>> = req
-        .value_keys
-        .iter()
-        .map(|k| k.as_slice())
-        .zip(dump.values)
-        .collect();
+    let mut dumped = DumpedValues::new(&req.value_keys, dump.values);
     let mut values = Vec::new();
     let mut hashes = Vec::new();
     let mut meta = Vec::with_capacity(req.meta_keys.len());
@@ -248,7 +245,7 @@ pub fn prepare(
             if super::diff::may_be_in_flight(&m, now_ms, in_flight_window_ms) {
                 return None;
             }
-            let value = by_key.remove(key.as_slice())?;
+            let value = dumped.take(&key)?;
             let value = match m.kind {
                 EntryKind::Crdt(_) => return None,
                 EntryKind::Value if !m.is_expired(now_ms) => Some(value?),
@@ -270,6 +267,54 @@ pub fn prepare(
         state: req.state_keys.iter().cloned().zip(dump.state).collect(),
         values,
     })
+}
+
+/// The values a bucket read returned, taken by key name, each at most once. The names were read
+/// with `HKEYS` and the entries with `HGETALL` of the same hashes, which list fields in the
+/// same order while a hash is unchanged: values are taken in order, and a lookup by name takes
+/// over at the first surprise (this runs once per key of a heal).
+struct DumpedValues<'a> {
+    slots: Vec<(&'a [u8], Option<Option<CopiedValue>>)>,
+    next: usize,
+    by_name: Option<HashMap<&'a [u8], usize>>,
+}
+
+impl<'a> DumpedValues<'a> {
+    fn new(names: &'a [Vec<u8>], values: Vec<Option<CopiedValue>>) -> Self {
+        DumpedValues {
+            slots: names
+                .iter()
+                .map(|n| n.as_slice())
+                .zip(values.into_iter().map(Some))
+                .collect(),
+            next: 0,
+            by_name: None,
+        }
+    }
+
+    /// The value read for `name`; `None` when none was read (or it was taken already).
+    fn take(&mut self, name: &[u8]) -> Option<Option<CopiedValue>> {
+        let at = match self.slots.get(self.next) {
+            Some((n, _)) if *n == name && self.by_name.is_none() => {
+                self.next += 1;
+                self.next - 1
+            }
+            _ => {
+                let slots = &self.slots;
+                *self
+                    .by_name
+                    .get_or_insert_with(|| {
+                        slots
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (n, _))| (*n, i))
+                            .collect()
+                    })
+                    .get(name)?
+            }
+        };
+        self.slots[at].1.take()
+    }
 }
 
 /// Restores copies on one target, about `key_batch` entries per script call, paced by the
@@ -399,7 +444,7 @@ mod tests {
             state: vec![None],
             values: values
                 .iter()
-                .map(|(_, v)| v.map(|v| v.as_bytes().to_vec()))
+                .map(|(_, v)| v.map(|v| CopiedValue::String(v.as_bytes().to_vec())))
                 .collect(),
         };
         (keys, dump)
@@ -435,7 +480,11 @@ mod tests {
         assert_eq!(
             copy.values,
             vec![
-                (b"live".to_vec(), Some(b"v".to_vec()), 20_000),
+                (
+                    b"live".to_vec(),
+                    Some(CopiedValue::String(b"v".to_vec())),
+                    20_000
+                ),
                 (b"gone".to_vec(), None, 0),
                 (b"expired".to_vec(), None, 5_000),
             ],
@@ -474,6 +523,21 @@ mod tests {
         // The same bucket without surprises is copied.
         let (keys, dump) = bucket(vec![value()], &[("a", Some("v"))]);
         assert!(prepare(1, &keys, dump, now, 0).is_some());
+    }
+
+    #[test]
+    fn values_are_taken_by_name_in_any_order_and_once() {
+        let names: Vec<Vec<u8>> = ["a", "b", "c"]
+            .iter()
+            .map(|n| n.as_bytes().to_vec())
+            .collect();
+        let value = |v: &str| Some(CopiedValue::Dump(v.as_bytes().to_vec()));
+        let mut dumped = DumpedValues::new(&names, vec![value("1"), None, value("3")]);
+        assert_eq!(dumped.take(b"a"), Some(value("1")));
+        assert_eq!(dumped.take(b"c"), Some(value("3")), "out of order");
+        assert_eq!(dumped.take(b"b"), Some(None), "read, holding no value");
+        assert_eq!(dumped.take(b"a"), None, "taken already");
+        assert_eq!(dumped.take(b"x"), None, "never read");
     }
 
     #[test]
