@@ -68,8 +68,10 @@ return out
 ///
 /// KEYS: the digest hash, then per bucket its metadata hashes, its state keys and its value
 /// keys. ARGV: per bucket its number, its digest, the three counts and the kind letters of its
-/// values (as `DUMP_BUCKETS` returns them); then a `DUMP` per metadata hash and state key
-/// (`''`: absent); then per value key its payload and absolute expiry in ms (0 = none).
+/// values (`s` a string, `d` a `DUMP`, `n` no value: delete the key; `S` and `D` as `s` and `d`
+/// with an expiry); then a `DUMP` per metadata hash and state key (`''`: absent); then per
+/// value key its payload (`''` for `n`), followed by its absolute expiry in ms for `S` and
+/// `D`.
 /// A bucket with any of its metadata hashes present on the node is left alone (a client write
 /// landed since the digests were read): its answer is 0 and the caller repairs it key by key
 /// with `APPLY`, which compares versions. Otherwise it is copied and its answer is 1. The check
@@ -93,6 +95,7 @@ while a <= #ARGV do
   local bucket, digest = ARGV[a], ARGV[a + 1]
   local m, s, v = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local kinds = ARGV[a + 5]
+  local _, timed = string.gsub(kinds, '[SD]', '')
   a = a + 6
   local empty = true
   for i = k, k + m - 1 do
@@ -103,19 +106,24 @@ while a <= #ARGV do
   end
   if empty then
     -- Values first: if a command fails the script stops before any metadata names them.
+    local at = a + m + s
     for j = 0, v - 1 do
-      local key = KEYS[k + m + s + j]
-      local kind = string.byte(kinds, j + 1)
-      local payload, expiry = ARGV[a + m + s + 2 * j], tonumber(ARGV[a + m + s + 2 * j + 1])
+      local key, kind, payload = KEYS[k + m + s + j], string.byte(kinds, j + 1), ARGV[at]
+      local expiry = 0
+      at = at + 1
+      if kind == 83 or kind == 68 then -- 'S', 'D': an expiry follows
+        expiry = tonumber(ARGV[at])
+        at = at + 1
+      end
       if kind == 110 or (expiry ~= 0 and expiry <= clock()) then -- 'n'
         redis.call('DEL', key)
-      elseif kind == 115 and expiry == 0 then -- 's'
+      elseif kind == 115 then -- 's'
         mset[#mset + 1] = key
         mset[#mset + 1] = payload
         if #mset >= 2 * KEYS_PER_COMMAND then
           flush()
         end
-      elseif kind == 115 then
+      elseif kind == 83 then
         redis.call('SET', key, payload, 'PXAT', expiry)
       else
         redis.call('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
@@ -132,7 +140,7 @@ while a <= #ARGV do
     redis.call('HSET', KEYS[1], bucket, digest)
   end
   out[#out + 1] = empty and 1 or 0
-  k, a = k + m + s + v, a + m + s + 2 * v
+  k, a = k + m + s + v, a + m + s + v + timed
 end
 return out
 "#
@@ -165,11 +173,14 @@ pub enum CopiedValue {
 }
 
 impl CopiedValue {
-    fn kind(value: Option<&CopiedValue>) -> u8 {
-        match value {
-            Some(CopiedValue::String(_)) => b's',
-            Some(CopiedValue::Dump(_)) => b'd',
-            None => b'n',
+    /// The letter `RESTORE_BUCKETS` reads for a value with that absolute expiry (0 = none).
+    fn kind(value: Option<&CopiedValue>, expiry: u64) -> u8 {
+        match (value, expiry) {
+            (Some(CopiedValue::String(_)), 0) => b's',
+            (Some(CopiedValue::String(_)), _) => b'S',
+            (Some(CopiedValue::Dump(_)), 0) => b'd',
+            (Some(CopiedValue::Dump(_)), _) => b'D',
+            (None, _) => b'n',
         }
     }
 
@@ -376,19 +387,22 @@ pub async fn restore_buckets(
         let kinds: Vec<u8> = b
             .values
             .iter()
-            .map(|(_, v, _)| CopiedValue::kind(v.as_ref()))
+            .map(|(_, v, expiry)| CopiedValue::kind(v.as_ref(), *expiry))
             .collect();
         cmd.arg(b.bucket)
             .arg(b.digest)
             .arg(b.meta.len())
             .arg(b.state.len())
             .arg(b.values.len())
-            .arg(kinds);
+            .arg(&kinds);
         for (_, dump) in b.meta.iter().chain(&b.state) {
             cmd.arg(dump.as_deref().unwrap_or(b""));
         }
-        for (_, value, expiry) in &b.values {
-            cmd.arg(CopiedValue::payload(value.as_ref())).arg(*expiry);
+        for ((_, value, expiry), kind) in b.values.iter().zip(&kinds) {
+            cmd.arg(CopiedValue::payload(value.as_ref()));
+            if matches!(kind, b'S' | b'D') {
+                cmd.arg(*expiry);
+            }
         }
     }
     let reply = run_bulk_eval(node, RESTORE_BUCKETS_LUA, cmd).await?;

@@ -92,7 +92,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
                 process_chunk(sw, chunk, p, dry_run, all_answered).await,
             )
         })
-        .buffer_unordered(2);
+        .buffer_unordered(4);
     while let Some((buckets_done, outcome)) = chunks.next().await {
         for node in outcome.failed_readers {
             covered[node] = false;
