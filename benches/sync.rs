@@ -526,6 +526,40 @@ async fn settle(app: &App) -> Result<(), String> {
     Err(last)
 }
 
+/// Waits until no node's keyspace hash table is rehashing. A load that ends just past a power of
+/// two (1,000,000 keys and their metadata hashes are 1,069,635 keys, just past 2^20) leaves the
+/// nodes moving a million entries into a table twice the size, a step at every lookup and a
+/// millisecond per server tick, for many seconds: the heal would pay for the bench's own load.
+/// A long-running cluster's holders are settled, and so is the master of the full-sync
+/// baseline in this wait. Server ticks are made more frequent meanwhile.
+async fn tables_settled(conns: &[MultiplexedConnection]) -> Result<(), String> {
+    let hz = |v: &str| redis::cmd("CONFIG").arg("SET").arg("hz").arg(v).clone();
+    for c in conns {
+        command::<()>(c, &hz("500")).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outcome = async {
+        for c in conns {
+            loop {
+                let stats: String = command(c, redis::cmd("DEBUG").arg("HTSTATS").arg(0)).await?;
+                if !stats.contains("rehashing target") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("a node was still rehashing after 120 s: {stats}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    for c in conns {
+        command::<()>(c, &hz("10")).await?;
+    }
+    outcome
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Idle cost.
 
@@ -1290,7 +1324,8 @@ fn main() -> ExitCode {
     }
     // The cluster is started on the main thread, which outlives everything: the servers are
     // also killed by the kernel (PDEATHSIG) if this process dies.
-    let cluster = match DevCluster::start(NODES) {
+    // DEBUG HTSTATS tells when the nodes' hash tables have settled (`tables_settled`).
+    let cluster = match DevCluster::start_with(NODES, &["--enable-debug-command", "local"]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sync bench: cannot start the redis-server nodes: {e}");
@@ -1470,6 +1505,7 @@ async fn measure(
         idle.push(idle_cost(app, &conns, s.keys, s).await?);
         divergence.push(divergence_cost(app, &conns, s.keys, s, 2).await?);
     }
+    tables_settled(&conns).await?;
     let heal = heal_vs_full_sync(app, &conns, ports, s.keys, s, pids).await?;
     Ok(Results {
         buckets: app.store().settings().buckets as usize,
