@@ -24,7 +24,9 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     let buckets = settings.buckets;
     let digest_key = digest_key(&settings.key_prefix);
     progress::lock(p).phase = "reading digests";
-
+    // Only a node that was recovering before its digests were read can be found in sync by
+    // this pass: a node wiped after that read would look in sync from what it held before.
+    let digests_read_from_ms = crate::hlc::wall_clock_ms();
     let reads = futures::future::join_all(pool.nodes().iter().map(|node| {
         let digest_key = digest_key.clone();
         async move { (node.id, reads::digests(node, &digest_key).await) }
@@ -94,7 +96,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
         })
         .buffer_unordered(4);
     while let Some((buckets_done, outcome)) = chunks.next().await {
-        for node in outcome.failed_readers {
+        for node in outcome.unexamined {
             covered[node] = false;
         }
         lacking.extend(outcome.lacking);
@@ -102,14 +104,16 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
         progress::lock(p).tick(done, mismatches.len() as u64);
     }
     if !dry_run {
-        finish_recovery(sw, &covered, &lacking, answered.len() == n && !partial, p).await;
+        let complete = answered.len() == n && !partial;
+        finish_recovery(sw, &covered, &lacking, complete, digests_read_from_ms, p).await;
     }
 }
 
 /// What one chunk of mismatched buckets left behind.
 struct ChunkOutcome {
-    /// Nodes whose metadata could not be read.
-    failed_readers: Vec<NodeId>,
+    /// Nodes this pass cannot call in sync: their metadata could not be read, or a differing
+    /// sub-bucket of theirs could not be compared.
+    unexamined: Vec<NodeId>,
     /// (node, version) pairs still lacking after the chunk.
     lacking: Vec<(NodeId, crate::hlc::Version)>,
 }
@@ -140,13 +144,15 @@ async fn process_chunk(
         &key_by_key
     };
     let mut lacking = Vec::new();
-    let (subs, views, failed_readers) = read_chunk(sw, chunk, p).await;
+    let (subs, views, mut unexamined) = read_chunk(sw, chunk, p).await;
     let now = wall_clock_ms();
     let mut repairs = Vec::new();
     let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
     let mut buckets_with_repairs = Vec::new();
     for sm in &subs {
         let Some(view) = sub_view(sm, &views) else {
+            // A digest group's reader failed: what the other nodes lack here is unknown.
+            unexamined.extend(sm.groups.iter().flat_map(|g| g.members.iter().copied()));
             continue;
         };
         let divergent = diff::diff_bucket(&view);
@@ -228,7 +234,7 @@ async fn process_chunk(
         }
     }
     ChunkOutcome {
-        failed_readers,
+        unexamined,
         lacking,
     }
 }
@@ -237,7 +243,8 @@ async fn process_chunk(
 type ChunkViews = HashMap<(NodeId, u32, u32), BucketMetas>;
 
 /// Narrows a chunk of mismatched buckets to its mismatched sub-buckets and reads those.
-/// Returns the sub-buckets to diff, what was read, and the nodes whose reads failed.
+/// Returns the sub-buckets to diff, what was read, and the nodes the chunk could not examine
+/// (their reads failed, or a bucket they differ in could not be read from every group).
 async fn read_chunk(
     sw: &Sweeper,
     chunk: &[BucketMismatch],
@@ -251,7 +258,8 @@ async fn read_chunk(
 
 /// The sub-buckets that differ in a chunk of mismatched buckets: the sub-digests of each bucket
 /// are read from each group's representative (one pipeline per node) and compared. A bucket is
-/// skipped when one of its groups could not be read.
+/// skipped when one of its groups could not be read, and all its nodes are returned as not
+/// examined.
 async fn narrow(
     sw: &Sweeper,
     chunk: &[BucketMismatch],
@@ -292,8 +300,10 @@ async fn narrow(
             .into_iter()
             .map(|r| sub_digests.get(&(r, mm.bucket)))
             .collect();
-        if let Some(read) = read {
-            subs.extend(diff::mismatched_subs(mm, &read, settings.sub_buckets));
+        match read {
+            Some(read) => subs.extend(diff::mismatched_subs(mm, &read, settings.sub_buckets)),
+            // What the bucket's other nodes lack is unknown this pass.
+            None => failed.extend(mm.groups.iter().flat_map(|g| g.members.iter().copied())),
         }
     }
     progress::lock(p).sub_buckets_mismatched += subs.len() as u64;
@@ -405,6 +415,7 @@ async fn finish_recovery(
     covered: &[bool],
     lacking: &[(NodeId, crate::hlc::Version)],
     all_answered: bool,
+    digests_read_from_ms: u64,
     p: &ProgressHandle,
 ) {
     let pool = sw.pool();
@@ -420,6 +431,11 @@ async fn finish_recovery(
             continue;
         }
         let recovering_since = node.recovering_since_ms();
+        if recovering_since.is_some_and(|since| since >= digests_read_from_ms) {
+            // Marked after this pass read its digests: the next pass, which the marking
+            // asked for, decides.
+            continue;
+        }
         let in_sync = match (&agreeing, recovering_since) {
             (Some(agree), _) => agree.get(node.id).copied().unwrap_or(false),
             (None, Some(since)) => !lacking.iter().any(|(n, v)| *n == node.id && v.ms <= since),
