@@ -4,8 +4,9 @@
 //! The key-by-key path reads the bucket from every node, diffs it and runs the versioned APPLY
 //! per key, which costs a stale node several `HGET`/`HSET` calls and Lua string work per key.
 //! When a node's digest says the bucket is empty there is nothing to compare on it: the bucket
-//! is read from one node of the agreeing group, dumped there, and restored on the empty nodes
-//! by `RESTORE_BUCKETS` (one `RESTORE` per value, the metadata in a few `HSET`s). The script
+//! is read whole from one node of the agreeing group (`DUMP_BUCKETS`) and written on the empty
+//! nodes by `RESTORE_BUCKETS` (strings by `MSET`, other types by `RESTORE`, each metadata hash
+//! by one `RESTORE`; see `store::copy_scripts`). The script
 //! copies a bucket only if the node still holds no metadata of it, in the same atomic step, so
 //! a client write that landed in between is never overwritten: that bucket goes back to the
 //! key-by-key path, which compares versions. Any other surprise (a CRDT entry, a value missing
