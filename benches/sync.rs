@@ -529,7 +529,8 @@ async fn settle(app: &App) -> Result<(), String> {
 /// Waits until no node's keyspace hash table is rehashing. A load that ends just past a power of
 /// two (1,000,000 keys and their metadata hashes are 1,069,635 keys, just past 2^20) leaves the
 /// nodes moving a million entries into a table twice the size, a step at every lookup and a
-/// millisecond per server tick, for many seconds: the heal would pay for the bench's own load.
+/// millisecond per server tick, still going when the heal starts: the heal would pay for the
+/// bench's own load.
 /// A long-running cluster's holders are settled, and so is the master of the full-sync
 /// baseline in this wait. Server ticks are made more frequent meanwhile.
 async fn tables_settled(conns: &[MultiplexedConnection]) -> Result<(), String> {

@@ -263,6 +263,82 @@ async fn a_recovering_node_does_not_count_for_reads() {
     tc.shutdown().await;
 }
 
+/// An exchange that cannot read a differing bucket from every digest group cannot tell what a
+/// recovering node lacks there, so it must not call that node back in sync. Node 0 reads for
+/// the group {0, 1}; its sub-digest hash, then its metadata hash, of the bucket is made
+/// unreadable (WRONGTYPE). (Found as a rare failure of the test above: node 0 killed mid-pass.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_cannot_be_compared_keeps_a_node_recovering() {
+    use quorumd::sync::SyncError;
+    let mut tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        // The write stays "in flight", so the bucket goes key by key, not copied whole.
+        c.sync.in_flight_window_ms = 600_000;
+    })
+    .await;
+    assert_eq!(
+        tc.put("k", "v", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    let loc = tc.app().store().locate(b"k").unwrap();
+    tc.cluster.nodes[2].restart_empty().unwrap();
+    wait_until(Duration::from_secs(10), "node 2 recovering", || async {
+        tc.health(2).await == "recovering"
+    })
+    .await;
+    let exchange = || async {
+        loop {
+            match tc
+                .app()
+                .sweeper()
+                .run(SweepMode::Exchange, false, "test")
+                .await
+            {
+                Err(SyncError::AlreadyRunning(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                other => return other.unwrap(),
+            }
+        }
+    };
+    let mut c0 = tc.direct(0).await;
+    // The narrowing step (sub-digests), then the metadata read of the differing sub-bucket.
+    for (unreadable, failing_step) in [
+        (loc.sub_digest_key.clone(), "sub-bucket digests"),
+        (loc.meta_key.clone(), "bucket metadata"),
+    ] {
+        let aside = format!("{unreadable}:aside");
+        let _: () = redis::pipe()
+            .atomic()
+            .rename(&unreadable, &aside)
+            .set(&unreadable, "not a hash")
+            .query_async(&mut c0)
+            .await
+            .unwrap();
+        let r = exchange().await;
+        assert!(
+            r.errors.iter().any(|e| e.contains(failing_step)),
+            "{failing_step}: {r:?}"
+        );
+        assert_eq!(
+            tc.health(2).await,
+            "recovering",
+            "{failing_step} unreadable: a bucket it differs in was not compared"
+        );
+        // Control: readable again, the pass compares the bucket without error and finds the
+        // key lacking on node 2 (deferred: younger than the window, so it stays recovering).
+        let _: () = redis::cmd("RENAME")
+            .arg(&aside)
+            .arg(&unreadable)
+            .query_async(&mut c0)
+            .await
+            .unwrap();
+        let r = exchange().await;
+        assert_eq!((r.error_count, r.keys_deferred), (0, 1), "{r:?}");
+    }
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_sweep_adopts_direct_writes_by_majority_and_report_only_changes_nothing() {
     for policy in [AdoptPolicy::ReportOnly, AdoptPolicy::Majority] {

@@ -2,8 +2,8 @@
 //! that holds it, and write it onto a node that holds none of it.
 //!
 //! A heal moves millions of values, so both sides keep the per-key work small. Strings, the
-//! common case, travel as they are: one `MGET` per bucket on the holder and one `MSET` per
-//! bucket on the empty node, where a `DUMP`/`RESTORE` pair would cost a serialisation, a CRC
+//! common case, travel as they are: one `MGET` per 1,000 keys on the holder and one `MSET`
+//! per 1,000 on the empty node, where a `DUMP`/`RESTORE` pair would cost a serialisation, a CRC
 //! and an LZF attempt per key on each side. Other types travel as a `DUMP`. The calls are built
 //! as one command each, every argument written once (see [`bulk_eval`]).
 
@@ -21,9 +21,7 @@ use std::sync::LazyLock;
 /// ARGV: per bucket the number of metadata hashes, of state keys and of value keys.
 /// KEYS: per bucket its metadata hashes, its state keys, then its value keys.
 /// Returns the items in that order, flat; absent metadata hashes and state keys are nil.
-const DUMP_BUCKETS_LUA: &str = concat!(
-    "#!lua flags=no-writes\n",
-    r#"
+const DUMP_BUCKETS_LUA: &str = r#"#!lua flags=no-writes
 -- Keys per MGET/MSET: unpack puts every argument on Lua's stack, which holds about 8,000.
 local KEYS_PER_COMMAND = 1000
 local out, k = {}, 1
@@ -58,11 +56,10 @@ for a = 1, #ARGV, 3 do
   k = last + 1
 end
 return out
-"#
-);
+"#;
 
 /// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
-/// cheaper per key than `APPLY`: strings without expiry in one `MSET` per bucket, other
+/// cheaper per key than `APPLY`: strings without expiry in one `MSET` per 1,000, other
 /// values one `SET PXAT` or `RESTORE` each, one `RESTORE` per metadata hash, the digest set
 /// once.
 ///

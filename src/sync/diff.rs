@@ -30,6 +30,11 @@ impl BucketMismatch {
     pub fn readers(&self) -> Vec<NodeId> {
         readers(&self.groups)
     }
+
+    /// Every node of every group.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.groups.iter().flat_map(|g| g.members.iter().copied())
+    }
 }
 
 /// A sub-bucket whose digests differ: the unit the exchange reads and diffs.
@@ -46,6 +51,11 @@ impl SubMismatch {
     /// The node read on behalf of each group: its first member.
     pub fn readers(&self) -> Vec<NodeId> {
         readers(&self.groups)
+    }
+
+    /// Every node of every group.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.groups.iter().flat_map(|g| g.members.iter().copied())
     }
 }
 
