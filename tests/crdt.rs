@@ -103,6 +103,24 @@ async fn converged(tc: &TestCluster, key: &str, model: &Materialised) -> Result<
     Ok(())
 }
 
+/// Waits until every node holds `want` under `key`: a write answers at its quorum, and the
+/// last node's copy may still be on its way.
+async fn wait_everywhere(tc: &TestCluster, key: &str, want: &Materialised) {
+    wait_until(
+        Duration::from_secs(5),
+        &format!("{key} = {want:?} on every node"),
+        || async {
+            for i in 0..tc.cluster.nodes.len() {
+                if node_view(tc, i, key).await.value != *want {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
 /// Runs a complete exchange over all buckets (waiting out one already running).
 async fn exchange(app: &App) -> quorumd::sync::SweepReport {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -390,7 +408,8 @@ async fn a_retried_increment_is_counted_once_even_through_a_node_that_missed_it(
     let (s, retry) = add(base_b.clone(), "order-17", 5).await;
     assert_eq!(
         (s, retry["value"].clone(), retry["replayed"].clone()),
-        (StatusCode::OK, json!(5), json!(true))
+        (StatusCode::OK, json!(5), json!(true)),
+        "{retry}"
     );
     // The same key for another amount is refused, a new key counts.
     let (s, e) = add(base_b.clone(), "order-17", 6).await;
@@ -581,21 +600,15 @@ async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
         counter_add(&tc2, &tc2.base, "visits", 3).await.0,
         StatusCode::OK
     );
-    wait_until(Duration::from_secs(5), "first write everywhere", || async {
-        node_view(&tc2, 2, "visits").await.value == Materialised::Str("3".into())
-    })
-    .await;
+    // Node 0 is the one copied and overwritten: a write still on its way to it would land on
+    // the stale copy and merge it back.
+    wait_everywhere(&tc2, "visits", &Materialised::Str("3".into())).await;
     let stale = dump_crdt(&tc2, 0, "visits").await;
     assert_eq!(
         counter_add(&tc2, &tc2.base, "visits", 40).await.0,
         StatusCode::OK
     );
-    wait_until(
-        Duration::from_secs(5),
-        "second write everywhere",
-        || async { node_view(&tc2, 2, "visits").await.value == Materialised::Str("43".into()) },
-    )
-    .await;
+    wait_everywhere(&tc2, "visits", &Materialised::Str("43".into())).await;
     restore_crdt(&tc2, 0, "visits", &stale).await;
     assert!(converged(&tc2, "visits", &model).await.is_err());
     let report = tc2

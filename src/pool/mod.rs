@@ -7,6 +7,7 @@
 //! nothing.
 
 mod health;
+mod sentinel;
 mod tls;
 
 pub use health::{Health, HealthTracker};
@@ -16,6 +17,7 @@ use crate::config::{NodeAddress, TimeoutConfig};
 use crate::events;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use sentinel::Sentinels;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -134,7 +136,7 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            has_sentinel: self.shared.sentinels()[self.id],
+            has_sentinel: self.shared.sentinels().has(self.id),
             state_age_s: t.since().elapsed().as_secs_f64(),
         }
     }
@@ -281,7 +283,7 @@ impl Node {
         }
     }
 
-    /// PING, the server's run id, and whether the cluster sentinel key is present.
+    /// PING, the server's run id, and the cluster sentinel key's value.
     async fn probe(&self, conn: MultiplexedConnection) -> Result<Probe, String> {
         let started = Instant::now();
         let mut c = conn;
@@ -290,14 +292,12 @@ impl Node {
             let _: String = redis::cmd("PING").query_async(&mut c).await?;
             let rtt = started.elapsed();
             let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-            let has_sentinel: bool = redis::cmd("EXISTS")
-                .arg(&sentinel)
-                .query_async(&mut c)
-                .await?;
+            let sentinel: Option<String> =
+                redis::cmd("GET").arg(&sentinel).query_async(&mut c).await?;
             Ok::<_, RedisError>(Probe {
                 rtt,
                 run_id: parse_run_id(&info),
-                has_sentinel,
+                sentinel,
             })
         };
         match tokio::time::timeout(self.timeouts.node(), fut).await {
@@ -330,8 +330,12 @@ impl Node {
                 None => false,
             }
         };
-        let wiped = !probe.has_sentinel && self.shared.sentinel_elsewhere(self.id);
-        self.shared.set_sentinel(self.id, probe.has_sentinel);
+        let wiped = self.shared.sentinels().probed(
+            self.id,
+            probe.sentinel.as_deref(),
+            Instant::now(),
+            crate::hlc::wall_clock_ms(),
+        );
         if restarted || wiped {
             let reason = if wiped {
                 "sentinel key missing: data lost"
@@ -474,13 +478,13 @@ impl Node {
 struct Probe {
     rtt: Duration,
     run_id: Option<String>,
-    has_sentinel: bool,
+    sentinel: Option<String>,
 }
 
 /// State the nodes of one pool share.
 struct PoolShared {
     sentinel_key: String,
-    sentinels: Mutex<Vec<Option<bool>>>,
+    sentinels: Mutex<Sentinels>,
     /// Signalled when a node needs the sweep's attention (recovering, or back from down).
     attention: Arc<Notify>,
     /// What the dashboard and `/v1/events` show; every layer reaches it through the pool.
@@ -488,17 +492,8 @@ struct PoolShared {
 }
 
 impl PoolShared {
-    fn sentinels(&self) -> std::sync::MutexGuard<'_, Vec<Option<bool>>> {
+    fn sentinels(&self) -> std::sync::MutexGuard<'_, Sentinels> {
         self.sentinels.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn set_sentinel(&self, id: NodeId, has: bool) {
-        self.sentinels()[id] = Some(has);
-    }
-    fn sentinel_elsewhere(&self, id: NodeId) -> bool {
-        self.sentinels()
-            .iter()
-            .enumerate()
-            .any(|(i, s)| i != id && *s == Some(true))
     }
 }
 
@@ -587,7 +582,10 @@ impl NodePool {
     ) -> Result<Arc<NodePool>, PoolError> {
         let shared = Arc::new(PoolShared {
             sentinel_key: sentinel_key(key_prefix),
-            sentinels: Mutex::new(vec![None; addresses.len()]),
+            sentinels: Mutex::new(Sentinels::new(
+                addresses.len(),
+                Sentinels::grace_for(addresses.len(), timeouts.node(), timeouts.health_interval()),
+            )),
             attention: Arc::new(Notify::new()),
             live: crate::live::LiveFeed::new(buckets),
         });
@@ -651,7 +649,7 @@ impl NodePool {
 
     /// Records that the sweep wrote the sentinel on `node`.
     pub fn sentinel_written(&self, node: NodeId) {
-        self.shared.set_sentinel(node, true);
+        self.shared.sentinels().written(node, Instant::now());
     }
 
     pub fn status(&self) -> Vec<NodeStatus> {
