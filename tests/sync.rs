@@ -1165,10 +1165,13 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
 /// The whole-bucket copy that heals an empty node refuses a bucket in which the node holds
 /// metadata by now (a client write landed after the digests were read), so it never replaces
 /// a newer write; on a node that holds nothing of the bucket it lands exactly as the source has
-/// it: metadata, value and digest.
+/// it: metadata, value and digest. Both ways of writing it are held to this: the transaction
+/// of plain commands (strings) and the script (other types, or when the transaction is
+/// discarded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
-    use quorumd::store::copy_scripts::{self as scripts, BucketKeys};
+    use quorumd::store::copy_scripts;
+    use quorumd::sync::bulk;
     let tc = TestCluster::start_with(3, manual_sweeps).await;
     assert_eq!(
         tc.put("k", "old", "consistency=all").await.status(),
@@ -1178,19 +1181,13 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let pool = store.pool();
     let loc = store.locate(b"k").unwrap();
     let copy_from_node_0 = || async {
-        let keys = BucketKeys {
-            meta_keys: store.settings().bucket_meta_keys(loc.bucket),
-            state_keys: vec![loc.sub_digest_key.clone()],
-            value_keys: vec![b"k".to_vec()],
-        };
-        let dump = scripts::dump_buckets(pool.node(0), std::slice::from_ref(&keys))
-            .await
-            .unwrap()
-            .remove(0);
-        quorumd::sync::bulk::prepare(loc.bucket, &keys, dump, quorumd::hlc::wall_clock_ms(), 0)
-            .expect("a bucket holding one value can be copied")
+        let (mut copies, fallback) =
+            bulk::read_copies(pool.node(0), store.settings(), &[loc.bucket], 500, 0).await;
+        assert_eq!(fallback, Vec::<u32>::new());
+        copies.remove(0)
     };
     let old = copy_from_node_0().await;
+    assert!(old.strings_only());
 
     let mut c2 = tc.direct(2).await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
@@ -1198,38 +1195,51 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
         tc.put("k", "new", "consistency=all").await.status(),
         StatusCode::OK
     );
-    let done = scripts::restore_buckets(pool.node(2), &loc.digest_key, &[&old])
+    let by_transaction = bulk::restore_copies(pool.node(2), &loc.digest_key, &[&old])
         .await
         .unwrap();
-    assert_eq!(done, vec![false], "the bucket gained a write: not copied");
+    let by_script = copy_scripts::restore_buckets(pool.node(2), &loc.digest_key, &[&old])
+        .await
+        .unwrap();
+    assert_eq!(
+        (by_transaction, by_script),
+        (vec![false], vec![false]),
+        "the bucket gained a write: not copied"
+    );
     assert_eq!(tc.raw_value(2, b"k").await.as_deref(), Some(&b"new"[..]));
 
     let new = copy_from_node_0().await;
-    let mut c1 = tc.direct(1).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c1).await.unwrap();
-    let done = scripts::restore_buckets(pool.node(1), &loc.digest_key, &[&new])
-        .await
-        .unwrap();
-    assert_eq!(done, vec![true]);
     let mut c0 = tc.direct(0).await;
-    for (what, cmd) in [
-        ("metadata", redis::cmd("HGETALL").arg(&loc.meta_key).clone()),
-        (
-            "sub-digests",
-            redis::cmd("HGETALL").arg(&loc.sub_digest_key).clone(),
-        ),
-        (
-            "digest",
-            redis::cmd("HGET")
-                .arg(&loc.digest_key)
-                .arg(loc.bucket)
-                .clone(),
-        ),
-        ("value", redis::cmd("GET").arg("k").clone()),
-    ] {
-        let on_0: redis::Value = cmd.query_async(&mut c0).await.unwrap();
-        let on_1: redis::Value = cmd.query_async(&mut c1).await.unwrap();
-        assert_eq!(on_1, on_0, "{what} copied as node 0 holds it");
+    for (node, restore) in [(1, "transaction"), (2, "script")] {
+        let mut c = tc.direct(node).await;
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+        let done = match restore {
+            "transaction" => bulk::restore_copies(pool.node(node), &loc.digest_key, &[&new]).await,
+            _ => copy_scripts::restore_buckets(pool.node(node), &loc.digest_key, &[&new]).await,
+        };
+        assert_eq!(done.unwrap(), vec![true], "{restore}");
+        for (what, cmd) in [
+            ("metadata", redis::cmd("HGETALL").arg(&loc.meta_key).clone()),
+            (
+                "sub-digests",
+                redis::cmd("HGETALL").arg(&loc.sub_digest_key).clone(),
+            ),
+            (
+                "digest",
+                redis::cmd("HGET")
+                    .arg(&loc.digest_key)
+                    .arg(loc.bucket)
+                    .clone(),
+            ),
+            ("value", redis::cmd("GET").arg("k").clone()),
+        ] {
+            let on_0: redis::Value = cmd.query_async(&mut c0).await.unwrap();
+            let on_copy: redis::Value = cmd.query_async(&mut c).await.unwrap();
+            assert_eq!(
+                on_copy, on_0,
+                "{what} copied by {restore} as node 0 holds it"
+            );
+        }
     }
     let check = tc
         .app()

@@ -74,6 +74,8 @@ pub struct Node {
     pub display: String,
     client: redis::Client,
     conn: RwLock<Option<MultiplexedConnection>>,
+    /// Connections for [`Node::run_exclusive`], idle between uses.
+    spare: Mutex<Vec<MultiplexedConnection>>,
     health: Mutex<HealthTracker>,
     run_id: Mutex<Option<String>>,
     /// `host:port/db`: names the node in hints stored on the other nodes.
@@ -105,6 +107,7 @@ impl Node {
             display: address.display.clone(),
             client,
             conn: RwLock::new(None),
+            spare: Mutex::new(Vec::new()),
             health: Mutex::new(HealthTracker::new()),
             run_id: Mutex::new(None),
             identity: address.identity.clone(),
@@ -166,14 +169,58 @@ impl Node {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let Some(conn) = self.connection() else {
-            let reason = self
-                .tracker()
-                .last_error()
-                .unwrap_or("connecting")
-                .to_owned();
-            return Err(NodeError::Unavailable(reason));
+        let conn = self.connection().ok_or_else(|| self.unavailable())?;
+        self.run_on(traffic, conn, op).await
+    }
+
+    /// `run_as` for background work on a connection that no other task uses while `op` runs,
+    /// for commands whose state lives on the connection (`WATCH` before a `MULTI`). Opened on
+    /// demand while the node is connected, and kept for reuse after a call that succeeded
+    /// (one that failed may have left state behind, so its connection is dropped).
+    pub async fn run_exclusive<T, F, Fut>(&self, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        /// Spare connections kept per node: a heal runs a few calls at once.
+        const KEPT: usize = 4;
+        if self.connection().is_none() {
+            return Err(self.unavailable());
+        }
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match spare {
+            Some(c) => c,
+            None => self.connect().await.map_err(NodeError::Connection)?,
         };
+        let result = self.run_on(Traffic::Background, conn.clone(), op).await;
+        if result.is_ok() {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.len() < KEPT {
+                spare.push(conn);
+            }
+        }
+        result
+    }
+
+    fn unavailable(&self) -> NodeError {
+        let reason = self
+            .tracker()
+            .last_error()
+            .unwrap_or("connecting")
+            .to_owned();
+        NodeError::Unavailable(reason)
+    }
+
+    async fn run_on<T, F, Fut>(
+        &self,
+        traffic: Traffic,
+        conn: MultiplexedConnection,
+        op: F,
+    ) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let started = Instant::now();
         let limit = self.timeouts.node();
         match tokio::time::timeout(limit, op(conn)).await {

@@ -3,8 +3,9 @@
 //!
 //! The sentinel is written node by node (by an exchange that found the node in sync), so for a
 //! moment some nodes hold it and some do not yet: on a fresh cluster, or when another instance
-//! starts just as the first writes it. A node counts as wiped only when another node has held
-//! the sentinel for at least a grace period longer than one such round of writes. How long a
+//! starts just as the first writes it. A node without it counts as wiped when this instance
+//! saw it holding the sentinel before, or when another node has held the sentinel for at least
+//! a grace period longer than one such round of writes. How long a
 //! node has held it is the longer of what this instance saw (since its first probe that found
 //! it) and the age the sentinel's value states (the wall-clock ms it was written, which may
 //! come from another instance's clock: a clock ahead only delays detection, by the grace at
@@ -26,6 +27,8 @@ enum Seen {
 #[derive(Debug)]
 pub struct Sentinels {
     seen: Vec<Option<Seen>>,
+    /// Per node: whether this instance ever saw it hold the sentinel (or wrote it there).
+    held_before: Vec<bool>,
     grace: Duration,
 }
 
@@ -34,6 +37,7 @@ impl Sentinels {
     pub fn new(nodes: usize, grace: Duration) -> Self {
         Sentinels {
             seen: vec![None; nodes],
+            held_before: vec![false; nodes],
             grace,
         }
     }
@@ -45,7 +49,8 @@ impl Sentinels {
     }
 
     /// Records a probe of `id`: its sentinel's value as read (`None`: absent). Returns whether
-    /// the node lost data: it lacks the sentinel while another node has held it past the grace.
+    /// the node lost data: it lacks the sentinel, and held it before or another node has held
+    /// it past the grace.
     pub fn probed(
         &mut self,
         id: usize,
@@ -56,7 +61,7 @@ impl Sentinels {
         match value {
             None => {
                 self.seen[id] = Some(Seen::Absent);
-                self.held_elsewhere(id, now)
+                self.held_before[id] || self.held_elsewhere(id, now)
             }
             Some(v) => {
                 // An unreadable value (written by hand) is taken as written just now.
@@ -87,6 +92,7 @@ impl Sentinels {
             _ => since,
         };
         self.seen[id] = Some(Seen::Held { since });
+        self.held_before[id] = true;
     }
 
     fn held_elsewhere(&self, id: usize, now: Instant) -> bool {
@@ -159,6 +165,22 @@ mod tests {
         let mut fresh = Sentinels::new(2, GRACE);
         assert!(!fresh.probed(0, Some("by hand"), at(t, 0), WALL));
         assert!(!fresh.probed(1, None, at(t, 1_000), WALL));
+    }
+
+    #[test]
+    fn losing_a_sentinel_this_instance_saw_is_a_loss_at_once() {
+        let t = Instant::now();
+        let mut s = Sentinels::new(2, GRACE);
+        let just_now = WALL.to_string();
+        assert!(!s.probed(0, Some(&just_now), at(t, 0), WALL));
+        assert!(!s.probed(1, Some(&just_now), at(t, 0), WALL));
+        assert!(
+            s.probed(1, None, at(t, 100), WALL + 100),
+            "FLUSHALL right after the write"
+        );
+        // Written again by the recovery: found again.
+        s.written(1, at(t, 500));
+        assert_eq!(s.has(1), Some(true));
     }
 
     #[test]

@@ -9,54 +9,9 @@
 
 use super::scripts::{array, clock_lua, parse_bytes, protocol};
 use crate::pool::{Node, NodeError, Traffic};
-use redis::{Cmd, ErrorKind, Script, ServerErrorKind, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
-
-/// Reads whole buckets for a copy, atomically, so the metadata and the values copied belong
-/// together: per bucket a `DUMP` and an `HGETALL` of each metadata hash, a `DUMP` of each
-/// state key (bucket-level keys that go with the metadata), then the values: a string of one
-/// kind letter per value key (`s` a string, `d` a `DUMP` of another type, `n` no value),
-/// followed by one item per value key (the string, the `DUMP`, or `''`).
-///
-/// ARGV: per bucket the number of metadata hashes, of state keys and of value keys.
-/// KEYS: per bucket its metadata hashes, its state keys, then its value keys.
-/// Returns the items in that order, flat; absent metadata hashes and state keys are nil.
-const DUMP_BUCKETS_LUA: &str = r#"#!lua flags=no-writes
--- Keys per MGET/MSET: unpack puts every argument on Lua's stack, which holds about 8,000.
-local KEYS_PER_COMMAND = 1000
-local out, k = {}, 1
-for a = 1, #ARGV, 3 do
-  local m, s, v = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  for i = k, k + m - 1 do
-    out[#out + 1] = redis.call('DUMP', KEYS[i])
-    out[#out + 1] = redis.call('HGETALL', KEYS[i])
-  end
-  for i = k + m, k + m + s - 1 do
-    out[#out + 1] = redis.call('DUMP', KEYS[i])
-  end
-  local first, last = k + m + s, k + m + s + v - 1
-  local kinds_at = #out + 1
-  out[kinds_at] = ''
-  local kinds = {}
-  for c = first, last, KEYS_PER_COMMAND do
-    -- MGET answers nil for a key of another type as for a missing one; DUMP tells them apart.
-    local got = redis.call('MGET', unpack(KEYS, c, math.min(c + KEYS_PER_COMMAND - 1, last)))
-    for j = 1, #got do
-      if got[j] then
-        kinds[#kinds + 1] = 's'
-        out[#out + 1] = got[j]
-      else
-        local dump = redis.call('DUMP', KEYS[c + j - 1])
-        kinds[#kinds + 1] = dump and 'd' or 'n'
-        out[#out + 1] = dump or ''
-      end
-    end
-  end
-  out[kinds_at] = table.concat(kinds)
-  k = last + 1
-end
-return out
-"#;
 
 /// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
 /// cheaper per key than `APPLY`: strings without expiry in one `MSET` per 1,000, other
@@ -143,18 +98,16 @@ return out
 "#
 );
 
-static DUMP_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_BUCKETS_LUA));
 static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));
 
-/// The keys of one bucket to read for a copy.
+/// Where one bucket lives on a node.
 #[derive(Debug, Clone)]
-pub struct BucketKeys {
+pub struct BucketLayout {
+    pub bucket: u32,
     /// The hashes that hold the bucket's metadata.
     pub meta_keys: Vec<String>,
     /// Bucket-level keys that belong with the metadata (copied verbatim).
     pub state_keys: Vec<String>,
-    /// The value keys named in the metadata (as last seen).
-    pub value_keys: Vec<Vec<u8>>,
 }
 
 /// The entries of a hash as read: (field, value).
@@ -189,15 +142,34 @@ impl CopiedValue {
     }
 }
 
-/// One bucket as `DUMP_BUCKETS` read it.
+/// One bucket's metadata as read for a copy, with the bucket's digest read in the same
+/// transaction.
 #[derive(Debug, Clone)]
-pub struct BucketDump {
+pub struct MetaRead {
+    /// The bucket's entry in the digest hash, as stored.
+    pub digest: Option<Vec<u8>>,
     /// Per metadata hash: its `DUMP` and its entries (key, raw metadata).
     pub meta: Vec<(Option<Vec<u8>>, HashEntries)>,
     /// Per state key: its `DUMP`.
     pub state: Vec<Option<Vec<u8>>>,
-    /// Per value key: its value (`None`: the node holds none).
-    pub values: Vec<Option<CopiedValue>>,
+}
+
+/// Some values of one bucket, read in one transaction with the bucket's digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuesRead {
+    /// The bucket's entry in the digest hash, as stored.
+    pub digest: Option<Vec<u8>>,
+    /// Per key asked for: what the read returned (`None`: nil).
+    pub values: Vec<Option<Vec<u8>>>,
+}
+
+/// How [`read_values`] reads a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAs {
+    /// `MGET`: strings; nil for a missing key and for a key of another type.
+    Strings,
+    /// `DUMP`: any type; nil for a missing key.
+    Dumps,
 }
 
 /// A bucket to copy whole onto a node that holds none of it.
@@ -214,6 +186,15 @@ pub struct BucketCopy {
     pub state: Vec<(String, Option<Vec<u8>>)>,
     /// Per value key: its value (`None`: delete it) and absolute expiry (0 = none).
     pub values: Vec<(Vec<u8>, Option<CopiedValue>, u64)>,
+}
+
+impl BucketCopy {
+    /// Whether every value it restores is a string (or a deletion).
+    pub fn strings_only(&self) -> bool {
+        self.values
+            .iter()
+            .all(|(_, v, _)| !matches!(v, Some(CopiedValue::Dump(_))))
+    }
 }
 
 /// An `EVALSHA` of `script` with `keys` keys, as one command to which the caller appends the
@@ -243,42 +224,77 @@ async fn run_bulk_eval(node: &Node, code: &'static str, cmd: Cmd) -> Result<Valu
     .await
 }
 
-/// Reads whole buckets, metadata and values together (`DUMP_BUCKETS`).
-pub async fn dump_buckets(
+/// Runs `pipe` (in atomic mode) on `c`: the replies, one per command, or `None` when the
+/// transaction was discarded because a `WATCH`ed key changed.
+async fn transaction(
+    c: &mut MultiplexedConnection,
+    pipe: &Pipeline,
+) -> RedisResult<Option<Vec<Value>>> {
+    match pipe.query_async::<Value>(c).await? {
+        Value::Nil => Ok(None),
+        Value::Array(items) => Ok(Some(items)),
+        other => Err(RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "transaction answered",
+            format!("{other:?}"),
+        ))),
+    }
+}
+
+/// Runs a read-only transaction on `node`'s shared connection.
+async fn read_transaction(
     node: &Node,
-    buckets: &[BucketKeys],
-) -> Result<Vec<BucketDump>, NodeError> {
-    if buckets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let keys: usize = buckets
-        .iter()
-        .map(|b| b.meta_keys.len() + b.state_keys.len() + b.value_keys.len())
-        .sum();
-    let mut cmd = bulk_eval(&DUMP_BUCKETS, keys);
-    for b in buckets {
-        cmd.arg(&b.meta_keys).arg(&b.state_keys).arg(&b.value_keys);
-    }
-    for b in buckets {
-        cmd.arg(b.meta_keys.len())
-            .arg(b.state_keys.len())
-            .arg(b.value_keys.len());
-    }
-    let reply = run_bulk_eval(node, DUMP_BUCKETS_LUA, cmd).await?;
-    let expected: usize = buckets
-        .iter()
-        .map(|b| 2 * b.meta_keys.len() + b.state_keys.len() + 1 + b.value_keys.len())
-        .sum();
-    let items = array(reply, "dump buckets")?;
+    pipe: Pipeline,
+    what: &str,
+    expected: usize,
+) -> Result<Vec<Value>, NodeError> {
+    let items = node
+        .run_as(Traffic::Background, |mut c| async move {
+            transaction(&mut c, &pipe).await
+        })
+        .await?
+        .ok_or_else(|| protocol(format!("{what}: transaction discarded without WATCH")))?;
     if items.len() != expected {
         return Err(protocol(format!(
-            "dump buckets script returned {} items, expected {expected}",
+            "{what}: {} replies for {expected} commands",
             items.len()
         )));
     }
+    Ok(items)
+}
+
+/// Reads the metadata of whole buckets for a copy, in one transaction: per bucket its digest,
+/// a `DUMP` and an `HGETALL` of each metadata hash, and a `DUMP` of each state key. The values
+/// follow in separate reads ([`read_values`]), each with the digest again: a digest unchanged
+/// since this read says no write changed the bucket in between (every write through quorumd
+/// changes an entry's version, so its hash, so the digest), so values and metadata belong
+/// together without one long atomic read blocking the node.
+pub async fn read_meta(
+    node: &Node,
+    digest_key: &str,
+    buckets: &[BucketLayout],
+) -> Result<Vec<MetaRead>, NodeError> {
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let mut commands = 0;
+    for b in buckets {
+        pipe.cmd("HGET").arg(digest_key).arg(b.bucket);
+        for k in &b.meta_keys {
+            pipe.cmd("DUMP").arg(k).cmd("HGETALL").arg(k);
+        }
+        for k in &b.state_keys {
+            pipe.cmd("DUMP").arg(k);
+        }
+        commands += 1 + 2 * b.meta_keys.len() + b.state_keys.len();
+    }
+    let items = read_transaction(node, pipe, "bucket metadata read", commands).await?;
     let mut items = items.into_iter();
     let mut out = Vec::with_capacity(buckets.len());
     for b in buckets {
+        let digest = next_bytes(&mut items)?;
         let mut meta = Vec::with_capacity(b.meta_keys.len());
         for _ in &b.meta_keys {
             let dump = next_bytes(&mut items)?;
@@ -287,34 +303,67 @@ pub async fn dump_buckets(
         let state = (0..b.state_keys.len())
             .map(|_| next_bytes(&mut items))
             .collect::<Result<_, _>>()?;
-        let kinds = next_bytes(&mut items)?.unwrap_or_default();
-        if kinds.len() != b.value_keys.len() {
-            return Err(protocol(format!(
-                "dump buckets script returned {} kinds for {} values",
-                kinds.len(),
-                b.value_keys.len()
-            )));
-        }
-        let values = kinds
-            .iter()
-            .map(|kind| {
-                let payload = next_bytes(&mut items)?.unwrap_or_default();
-                match kind {
-                    b's' => Ok(Some(CopiedValue::String(payload))),
-                    b'd' => Ok(Some(CopiedValue::Dump(payload))),
-                    b'n' => Ok(None),
-                    other => Err(protocol(format!(
-                        "dump buckets script returned the kind {:?}",
-                        char::from(*other)
-                    ))),
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        out.push(BucketDump {
+        out.push(MetaRead {
+            digest,
             meta,
             state,
-            values,
         });
+    }
+    Ok(out)
+}
+
+/// Reads keys of several buckets, in one transaction with each bucket's digest: per bucket
+/// (number, keys), what each key holds, read `how`.
+pub async fn read_values(
+    node: &Node,
+    digest_key: &str,
+    buckets: &[(u32, Vec<&[u8]>)],
+    how: ReadAs,
+) -> Result<Vec<ValuesRead>, NodeError> {
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let mut commands = 0;
+    for (bucket, keys) in buckets {
+        pipe.cmd("HGET").arg(digest_key).arg(*bucket);
+        commands += 1;
+        match how {
+            ReadAs::Strings if !keys.is_empty() => {
+                pipe.cmd("MGET").arg(keys);
+                commands += 1;
+            }
+            ReadAs::Strings => {}
+            ReadAs::Dumps => {
+                for k in keys {
+                    pipe.cmd("DUMP").arg(*k);
+                }
+                commands += keys.len();
+            }
+        }
+    }
+    let items = read_transaction(node, pipe, "bucket value read", commands).await?;
+    let mut items = items.into_iter();
+    let mut out = Vec::with_capacity(buckets.len());
+    for (_, keys) in buckets {
+        let digest = next_bytes(&mut items)?;
+        let values = match how {
+            ReadAs::Strings if keys.is_empty() => Vec::new(),
+            ReadAs::Strings => match items.next() {
+                Some(Value::Array(got)) if got.len() == keys.len() => {
+                    let mut got = got.into_iter();
+                    (0..keys.len())
+                        .map(|_| next_bytes(&mut got))
+                        .collect::<Result<_, _>>()?
+                }
+                other => return Err(protocol(format!("MGET answered {other:?}"))),
+            },
+            ReadAs::Dumps => (0..keys.len())
+                .map(|_| next_bytes(&mut items))
+                .collect::<Result<_, _>>()?,
+        };
+        out.push(ValuesRead { digest, values });
     }
     Ok(out)
 }
@@ -354,6 +403,94 @@ fn next_entries(items: &mut impl Iterator<Item = Value>) -> Result<Option<HashEn
             "hash entries of unexpected type {other:?}"
         ))),
     }
+}
+
+/// Copies whole buckets of strings onto a node with plain commands in one transaction, so the
+/// node pays for the commands alone (a script first turns every argument into a Lua string and
+/// back): `WATCH` on every metadata hash and state key of the buckets, `EXISTS` to find the
+/// buckets it holds metadata of by now (not copied: `false`, as `RESTORE_BUCKETS` answers),
+/// then the copies between `MULTI` and `EXEC`. A client write to any of these buckets after the
+/// `WATCH` discards the transaction: `None`, nothing written, and the caller falls back to
+/// [`restore_buckets`], which decides bucket by bucket. Only for buckets whose values are all
+/// strings ([`BucketCopy::strings_only`]): a `RESTORE` can fail inside a transaction, and the
+/// metadata after it would land without its value.
+pub async fn restore_buckets_watched(
+    node: &Node,
+    digest_key: &str,
+    buckets: &[&BucketCopy],
+) -> Result<Option<Vec<bool>>, NodeError> {
+    /// Keys per `MSET`: one command blocks the node for its whole length.
+    const KEYS_PER_MSET: usize = 1000;
+    if buckets.iter().any(|b| !b.strings_only()) {
+        return Err(protocol("a transactional copy holds strings only"));
+    }
+    let mut check = redis::pipe();
+    let watched = buckets
+        .iter()
+        .flat_map(|b| b.meta.iter().chain(&b.state).map(|(k, _)| k));
+    check.cmd("WATCH").arg(watched.collect::<Vec<_>>()).ignore();
+    for b in buckets {
+        let keys: Vec<&String> = b.meta.iter().chain(&b.state).map(|(k, _)| k).collect();
+        check.cmd("EXISTS").arg(keys);
+    }
+    let mut tx = redis::pipe();
+    tx.atomic();
+    node.run_exclusive(|mut c| async move {
+        let held: Vec<u64> = check.query_async(&mut c).await?;
+        let empty: Vec<bool> = held.iter().map(|n| *n == 0).collect();
+        if !empty.contains(&true) {
+            redis::cmd("UNWATCH").exec_async(&mut c).await?;
+            return Ok(Some(empty));
+        }
+        let copied = || {
+            buckets
+                .iter()
+                .zip(&empty)
+                .filter(|(_, e)| **e)
+                .map(|(b, _)| b)
+        };
+        // Values first, metadata last, in the order `RESTORE_BUCKETS` writes them.
+        let mut mset = redis::cmd("MSET");
+        let mut in_mset = 0;
+        for b in copied() {
+            for (key, value, expiry) in &b.values {
+                match (value, expiry) {
+                    (Some(CopiedValue::String(v)), 0) => {
+                        mset.arg(&key[..]).arg(&v[..]);
+                        in_mset += 1;
+                        if in_mset == KEYS_PER_MSET {
+                            tx.add_command(std::mem::replace(&mut mset, redis::cmd("MSET")));
+                            in_mset = 0;
+                        }
+                    }
+                    // An expiry already past deletes the key (`SET` checks it).
+                    (Some(CopiedValue::String(v)), at) => {
+                        tx.cmd("SET").arg(&key[..]).arg(&v[..]).arg("PXAT").arg(*at);
+                    }
+                    _ => {
+                        tx.cmd("DEL").arg(&key[..]);
+                    }
+                }
+            }
+        }
+        if in_mset > 0 {
+            tx.add_command(mset);
+        }
+        let mut digests = redis::cmd("HSET");
+        digests.arg(digest_key);
+        for b in copied() {
+            for (key, dump) in b.meta.iter().chain(&b.state) {
+                match dump {
+                    Some(d) => tx.cmd("RESTORE").arg(key).arg(0).arg(d).arg("REPLACE"),
+                    None => tx.cmd("DEL").arg(key),
+                };
+            }
+            digests.arg(b.bucket).arg(b.digest);
+        }
+        tx.add_command(digests);
+        Ok(transaction(&mut c, &tx).await?.map(|_| empty))
+    })
+    .await
 }
 
 /// Copies whole buckets onto a node with `RESTORE_BUCKETS`; per bucket, whether it was copied

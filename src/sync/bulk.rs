@@ -15,15 +15,15 @@
 use super::Sweeper;
 use super::diff::BucketMismatch;
 use super::progress::{self, ProgressHandle};
-use super::reads;
 use crate::live::BucketState;
 use crate::meta::EntryKind;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
+use crate::pool::{Node, NodeError};
 use crate::store::copy_scripts::{
-    self as scripts, BucketCopy, BucketDump, BucketKeys, CopiedValue,
+    self as scripts, BucketCopy, BucketLayout, CopiedValue, MetaRead, ReadAs, ValuesRead,
 };
-use crate::store::{digest_key, sub_digest_key};
+use crate::store::{StoreSettings, digest_key, sub_digest_key};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A bucket to copy whole from `source` to `targets`, which hold nothing of it.
@@ -162,16 +162,6 @@ pub async fn copy(sw: &Sweeper, plans: &[BulkPlan], p: &ProgressHandle) -> BTree
     fallback
 }
 
-/// Where one bucket lives on a node: its metadata hashes and the bucket-level keys that go
-/// with them.
-fn bucket_layout(sw: &Sweeper, bucket: u32) -> (Vec<String>, Vec<String>) {
-    let settings = sw.store().settings();
-    (
-        settings.bucket_meta_keys(bucket),
-        vec![sub_digest_key(&settings.key_prefix, bucket)],
-    )
-}
-
 /// Reads and dumps the planned buckets from their source. Returns the copies ready to restore
 /// (with their targets) and the buckets that must take the key-by-key path.
 async fn read_source<'a>(
@@ -179,147 +169,195 @@ async fn read_source<'a>(
     source: NodeId,
     plans: Vec<&'a BulkPlan>,
 ) -> (Vec<(BucketCopy, &'a [NodeId])>, Vec<u32>) {
-    let node = sw.pool().node(source);
-    let layouts: Vec<_> = plans
+    let settings = sw.store().settings();
+    let buckets: Vec<u32> = plans.iter().map(|pl| pl.bucket).collect();
+    let (copies, fallback) = read_copies(
+        sw.pool().node(source),
+        settings,
+        &buckets,
+        sw.cfg.key_batch,
+        sw.cfg.in_flight_window_ms,
+    )
+    .await;
+    let targets: HashMap<u32, &'a [NodeId]> = plans
         .iter()
-        .map(|pl| bucket_layout(sw, pl.bucket))
+        .map(|pl| (pl.bucket, pl.targets.as_slice()))
         .collect();
-    let all = || plans.iter().map(|pl| pl.bucket).collect();
-    // The names first, to declare them to the script that reads everything atomically. A
-    // read error is for the key-by-key path to report.
-    let hashes: Vec<String> = layouts.iter().flat_map(|(m, _)| m.clone()).collect();
-    let Ok(names) = reads::bucket_keys(node, &hashes).await else {
-        return (Vec::new(), all());
-    };
-    let mut names = names.into_iter();
-    let requests: Vec<BucketKeys> = layouts
+    let ready = copies
         .into_iter()
-        .map(|(meta_keys, state_keys)| BucketKeys {
-            value_keys: names.by_ref().take(meta_keys.len()).flatten().collect(),
-            meta_keys,
-            state_keys,
+        .map(|c| {
+            let t = targets[&c.bucket];
+            (c, t)
         })
         .collect();
-    let now = crate::hlc::wall_clock_ms();
-    let mut ready = Vec::new();
-    let mut fallback = Vec::new();
-    for (start, end, _) in calls(&requests, |r| r.value_keys.len(), sw.cfg.key_batch) {
-        match scripts::dump_buckets(node, &requests[start..end]).await {
-            Ok(dumps) => {
-                for ((pl, req), dump) in plans[start..end]
-                    .iter()
-                    .zip(&requests[start..end])
-                    .zip(dumps)
-                {
-                    match prepare(pl.bucket, req, dump, now, sw.cfg.in_flight_window_ms) {
-                        Some(copy) => ready.push((copy, pl.targets.as_slice())),
-                        None => fallback.push(pl.bucket),
-                    }
-                }
-            }
-            Err(_) => fallback.extend(plans[start..end].iter().map(|pl| pl.bucket)),
-        }
-    }
     (ready, fallback)
 }
 
-/// Turns a bucket read whole into the copy to restore, or `None` when it must be repaired key
-/// by key: empty, a CRDT entry (its state lives in another key), an entry that does not parse,
-/// a live value missing under its metadata, a key added after the names were read (its
-/// value was not dumped), or an entry younger than `in_flight_window_ms` (a write that may
-/// still be landing: the key-by-key path defers it, which keeps a recovering node recovering
-/// until it has landed).
+/// Reads `buckets` whole from `node` for a copy: their metadata in one transaction, then
+/// their live values about `key_batch` at a time (`MGET`, and `DUMP` for what `MGET` could not
+/// read: other types), each read with the bucket's digest. Returns the copies and the buckets
+/// that must be repaired key by key instead: unreadable, not copyable (see [`prepare`]), or
+/// written to between the reads (the digest changed).
+pub async fn read_copies(
+    node: &Node,
+    settings: &StoreSettings,
+    buckets: &[u32],
+    key_batch: usize,
+    in_flight_window_ms: u64,
+) -> (Vec<BucketCopy>, Vec<u32>) {
+    let digest_key = digest_key(&settings.key_prefix);
+    let layouts: Vec<BucketLayout> = buckets
+        .iter()
+        .map(|&bucket| BucketLayout {
+            bucket,
+            meta_keys: settings.bucket_meta_keys(bucket),
+            state_keys: vec![sub_digest_key(&settings.key_prefix, bucket)],
+        })
+        .collect();
+    let Ok(metas) = scripts::read_meta(node, &digest_key, &layouts).await else {
+        // A read error is for the key-by-key path to report.
+        return (Vec::new(), buckets.to_vec());
+    };
+    let now = crate::hlc::wall_clock_ms();
+    let mut pending: Vec<Option<PreparedCopy>> = layouts
+        .iter()
+        .zip(metas)
+        .map(|(layout, read)| prepare(layout, read, now, in_flight_window_ms))
+        .collect();
+    for how in [ReadAs::Strings, ReadAs::Dumps] {
+        let waiting: Vec<usize> = (0..pending.len())
+            .filter(|&i| pending[i].as_ref().is_some_and(|p| !p.unread.is_empty()))
+            .collect();
+        let size = |&i: &usize| pending[i].as_ref().map_or(0, |p| p.unread.len());
+        for (start, end, _) in calls(&waiting, size, key_batch) {
+            let call = &waiting[start..end];
+            let requests: Vec<(u32, Vec<&[u8]>)> = call
+                .iter()
+                .filter_map(|&i| pending[i].as_ref())
+                .map(|p| (p.copy.bucket, p.keys_to_read()))
+                .collect();
+            let reads = scripts::read_values(node, &digest_key, &requests, how).await;
+            let mut reads = reads.map(Vec::into_iter);
+            for &i in call {
+                let read = reads.as_mut().ok().and_then(Iterator::next);
+                let taken = match (pending[i].as_mut(), read) {
+                    (Some(p), Some(read)) => p.take(read, how),
+                    _ => false,
+                };
+                if !taken {
+                    pending[i] = None;
+                }
+            }
+        }
+    }
+    let mut copies = Vec::new();
+    let mut fallback = Vec::new();
+    for (p, &bucket) in pending.into_iter().zip(buckets) {
+        match p {
+            Some(p) if p.unread.is_empty() => copies.push(p.copy),
+            _ => fallback.push(bucket),
+        }
+    }
+    (copies, fallback)
+}
+
+/// A bucket whose metadata was read for a copy, waiting for its live values.
+#[derive(Debug)]
+pub struct PreparedCopy {
+    /// The copy, its live values still `None`.
+    copy: BucketCopy,
+    /// The bucket's digest as the metadata read found it.
+    digest: Option<Vec<u8>>,
+    /// Indices in `copy.values` of the live values not read yet.
+    unread: Vec<usize>,
+}
+
+impl PreparedCopy {
+    fn keys_to_read(&self) -> Vec<&[u8]> {
+        self.unread
+            .iter()
+            .map(|&i| self.copy.values[i].0.as_slice())
+            .collect()
+    }
+
+    /// Takes the values read for [`Self::keys_to_read`]. `false` when the bucket cannot be
+    /// copied: its digest changed since the metadata was read (a write landed), or a live
+    /// value is missing under its metadata.
+    fn take(&mut self, read: ValuesRead, how: ReadAs) -> bool {
+        if read.digest != self.digest || read.values.len() != self.unread.len() {
+            return false;
+        }
+        let mut still_unread = Vec::new();
+        for (&i, value) in self.unread.iter().zip(read.values) {
+            self.copy.values[i].1 = match (value, how) {
+                (Some(v), ReadAs::Strings) => Some(CopiedValue::String(v)),
+                (Some(v), ReadAs::Dumps) => Some(CopiedValue::Dump(v)),
+                // Not a string: read again as a dump.
+                (None, ReadAs::Strings) => {
+                    still_unread.push(i);
+                    None
+                }
+                (None, ReadAs::Dumps) => return false,
+            };
+        }
+        self.unread = still_unread;
+        true
+    }
+}
+
+/// Turns a bucket's metadata into the copy to fill with values, or `None` when it must be
+/// repaired key by key: empty, a CRDT entry (its state lives in another key), an entry that
+/// does not parse, or an entry younger than `in_flight_window_ms` (a write that may still be
+/// landing: the key-by-key path defers it, which keeps a recovering node recovering until it
+/// has landed). Tombstones and expired entries restore no value (their keys are deleted).
 pub fn prepare(
-    bucket: u32,
-    req: &BucketKeys,
-    dump: BucketDump,
+    layout: &BucketLayout,
+    read: MetaRead,
     now_ms: u64,
     in_flight_window_ms: u64,
-) -> Option<BucketCopy> {
-    let mut dumped = DumpedValues::new(&req.value_keys, dump.values);
+) -> Option<PreparedCopy> {
     let mut values = Vec::new();
+    let mut unread = Vec::new();
     let mut hashes = Vec::new();
-    let mut meta = Vec::with_capacity(req.meta_keys.len());
-    for (meta_key, (hash_dump, entries)) in req.meta_keys.iter().zip(dump.meta) {
+    for (_, entries) in &read.meta {
         for (key, raw) in entries {
-            let m = Meta::parse(&raw).ok()?;
+            let m = Meta::parse(raw).ok()?;
             if super::diff::may_be_in_flight(&m, now_ms, in_flight_window_ms) {
                 return None;
             }
-            let value = dumped.take(&key)?;
-            let value = match m.kind {
+            match m.kind {
                 EntryKind::Crdt(_) => return None,
-                EntryKind::Value if !m.is_expired(now_ms) => Some(value?),
-                _ => None,
-            };
+                EntryKind::Value if !m.is_expired(now_ms) => unread.push(values.len()),
+                _ => {}
+            }
             hashes.push(m.entry_hash);
-            values.push((key, value, m.expires_at_ms.unwrap_or(0)));
+            values.push((key.clone(), None, m.expires_at_ms.unwrap_or(0)));
         }
-        meta.push((meta_key.clone(), hash_dump));
     }
     if values.is_empty() {
         return None;
     }
-    Some(BucketCopy {
-        bucket,
-        digest: crate::digest::combine(hashes),
-        entries: values.len(),
-        meta,
-        state: req.state_keys.iter().cloned().zip(dump.state).collect(),
-        values,
+    Some(PreparedCopy {
+        copy: BucketCopy {
+            bucket: layout.bucket,
+            digest: crate::digest::combine(hashes),
+            entries: values.len(),
+            meta: layout
+                .meta_keys
+                .iter()
+                .cloned()
+                .zip(read.meta.into_iter().map(|(dump, _)| dump))
+                .collect(),
+            state: layout.state_keys.iter().cloned().zip(read.state).collect(),
+            values,
+        },
+        digest: read.digest,
+        unread,
     })
 }
 
-/// The values a bucket read returned, taken by key name, each at most once. The names were read
-/// with `HKEYS` and the entries with `HGETALL` of the same hashes, which list fields in the
-/// same order while a hash is unchanged: values are taken in order, and a lookup by name takes
-/// over at the first surprise (this runs once per key of a heal).
-struct DumpedValues<'a> {
-    slots: Vec<(&'a [u8], Option<Option<CopiedValue>>)>,
-    next: usize,
-    by_name: Option<HashMap<&'a [u8], usize>>,
-}
-
-impl<'a> DumpedValues<'a> {
-    fn new(names: &'a [Vec<u8>], values: Vec<Option<CopiedValue>>) -> Self {
-        DumpedValues {
-            slots: names
-                .iter()
-                .map(|n| n.as_slice())
-                .zip(values.into_iter().map(Some))
-                .collect(),
-            next: 0,
-            by_name: None,
-        }
-    }
-
-    /// The value read for `name`; `None` when none was read (or it was taken already).
-    fn take(&mut self, name: &[u8]) -> Option<Option<CopiedValue>> {
-        let at = match self.slots.get(self.next) {
-            Some((n, _)) if *n == name && self.by_name.is_none() => {
-                self.next += 1;
-                self.next - 1
-            }
-            _ => {
-                let slots = &self.slots;
-                *self
-                    .by_name
-                    .get_or_insert_with(|| {
-                        slots
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (n, _))| (*n, i))
-                            .collect()
-                    })
-                    .get(name)?
-            }
-        };
-        self.slots[at].1.take()
-    }
-}
-
-/// Restores copies on one target, about `key_batch` entries per script call, paced by the
-/// throttle. Returns the buckets that were not copied.
+/// Restores copies on one target, about `key_batch` entries per call, paced by the throttle.
+/// Returns the buckets that were not copied.
 async fn restore_on(
     sw: &Sweeper,
     target: NodeId,
@@ -339,7 +377,7 @@ async fn restore_on(
             }
             .emit();
         }
-        match scripts::restore_buckets(node, &digest_key, call).await {
+        match restore_copies(node, &digest_key, call).await {
             Ok(done) => {
                 let mut copied_keys = 0;
                 for (c, ok) in call.iter().zip(done) {
@@ -358,6 +396,23 @@ async fn restore_on(
         }
     }
     not_copied
+}
+
+/// Restores copies on a node that held nothing of them when the digests were read; per copy,
+/// whether it landed (`false`: the node holds metadata of that bucket by now). Strings go in
+/// one transaction of plain commands; when a write to one of the buckets discards it, or a
+/// value of another type is among them, the `RESTORE_BUCKETS` script decides bucket by bucket.
+pub async fn restore_copies(
+    node: &Node,
+    digest_key: &str,
+    copies: &[&BucketCopy],
+) -> Result<Vec<bool>, NodeError> {
+    if copies.iter().all(|c| c.strings_only())
+        && let Some(done) = scripts::restore_buckets_watched(node, digest_key, copies).await?
+    {
+        return Ok(done);
+    }
+    scripts::restore_buckets(node, digest_key, copies).await
 }
 
 /// Splits `items` into consecutive calls of about `limit` units each (what `size` counts), at
@@ -431,24 +486,30 @@ mod tests {
         (key.as_bytes().to_vec(), meta.encode().into_bytes())
     }
 
-    fn bucket(
-        entries: Vec<(Vec<u8>, Vec<u8>)>,
-        values: &[(&str, Option<&str>)],
-    ) -> (BucketKeys, BucketDump) {
-        let keys = BucketKeys {
+    fn layout() -> BucketLayout {
+        BucketLayout {
+            bucket: 1,
             meta_keys: vec!["qd:m:1".into()],
             state_keys: vec!["qd:s:1".into()],
-            value_keys: values.iter().map(|(k, _)| k.as_bytes().to_vec()).collect(),
-        };
-        let dump = BucketDump {
+        }
+    }
+
+    fn meta_read(entries: Vec<(Vec<u8>, Vec<u8>)>) -> MetaRead {
+        MetaRead {
+            digest: Some(b"d1".to_vec()),
             meta: vec![(Some(b"hash-dump".to_vec()), entries)],
             state: vec![None],
+        }
+    }
+
+    fn values_read(digest: &str, values: &[Option<&str>]) -> ValuesRead {
+        ValuesRead {
+            digest: Some(digest.as_bytes().to_vec()),
             values: values
                 .iter()
-                .map(|(_, v)| v.map(|v| CopiedValue::String(v.as_bytes().to_vec())))
+                .map(|v| v.map(|v| v.as_bytes().to_vec()))
                 .collect(),
-        };
-        (keys, dump)
+        }
     }
 
     #[test]
@@ -457,55 +518,59 @@ mod tests {
         let live = entry("live", EntryKind::Value, Some(20_000));
         let gone = entry("gone", EntryKind::Tombstone, None);
         let expired = entry("expired", EntryKind::Value, Some(5_000));
-        let hashes: Vec<u64> = [&live, &gone, &expired]
+        let list = entry("list", EntryKind::Value, None);
+        let hashes: Vec<u64> = [&live, &gone, &expired, &list]
             .iter()
             .map(|(_, raw)| Meta::parse(raw).unwrap().entry_hash)
             .collect();
-        let (keys, dump) = bucket(
-            vec![live, gone, expired],
-            &[
-                ("live", Some("v")),
-                ("gone", None),
-                ("expired", None),
-                ("purged", None),
-            ],
+        let mut p = prepare(
+            &layout(),
+            meta_read(vec![live, gone, expired, list]),
+            now,
+            0,
+        )
+        .expect("a copy");
+        assert_eq!(
+            p.keys_to_read(),
+            vec![&b"live"[..], b"list"],
+            "live values only"
         );
-        let copy = prepare(1, &keys, dump, now, 0).expect("a copy");
-        assert_eq!(copy.entries, 3);
+        // MGET answers nil for the list: it is read again as a dump.
+        assert!(p.take(values_read("d1", &[Some("v"), None]), ReadAs::Strings));
+        assert_eq!(p.keys_to_read(), vec![&b"list"[..]]);
+        assert!(p.take(values_read("d1", &[Some("list-dump")]), ReadAs::Dumps));
+        assert!(p.unread.is_empty());
+        let copy = p.copy;
+        assert_eq!((copy.bucket, copy.entries), (1, 4));
         assert_eq!(copy.digest, crate::digest::combine(hashes));
         assert_eq!(
             copy.meta,
             vec![("qd:m:1".to_string(), Some(b"hash-dump".to_vec()))]
         );
         assert_eq!(copy.state, vec![("qd:s:1".to_string(), None)]);
+        let string = |v: &str| Some(CopiedValue::String(v.as_bytes().to_vec()));
         assert_eq!(
             copy.values,
             vec![
-                (
-                    b"live".to_vec(),
-                    Some(CopiedValue::String(b"v".to_vec())),
-                    20_000
-                ),
+                (b"live".to_vec(), string("v"), 20_000),
                 (b"gone".to_vec(), None, 0),
                 (b"expired".to_vec(), None, 5_000),
+                (
+                    b"list".to_vec(),
+                    Some(CopiedValue::Dump(b"list-dump".to_vec())),
+                    0
+                ),
             ],
-            "only the live value is restored; the others are deleted"
+            "only live values are restored; the others are deleted"
         );
+        assert!(!copy.strings_only());
     }
 
     #[test]
     fn surprises_send_the_bucket_key_by_key() {
         let now = 10_000;
         let value = || entry("a", EntryKind::Value, None);
-        // A key the names did not include: its value was not dumped.
-        let (keys, dump) = bucket(
-            vec![value(), entry("late", EntryKind::Value, None)],
-            &[("a", Some("v"))],
-        );
-        assert!(prepare(1, &keys, dump, now, 0).is_none());
-        // A live value missing under its metadata.
-        let (keys, dump) = bucket(vec![value()], &[("a", None)]);
-        assert!(prepare(1, &keys, dump, now, 0).is_none());
+        let prepared = |entries| prepare(&layout(), meta_read(entries), now, 0);
         // A CRDT entry: its state is another key.
         let crdt = (
             b"c".to_vec(),
@@ -513,32 +578,24 @@ mod tests {
                 .encode()
                 .into_bytes(),
         );
-        let (keys, dump) = bucket(vec![value(), crdt], &[("a", Some("v")), ("c", Some("1"))]);
-        assert!(prepare(1, &keys, dump, now, 0).is_none());
+        assert!(prepared(vec![value(), crdt]).is_none());
+        // An entry that does not parse.
+        assert!(prepared(vec![(b"a".to_vec(), b"garbage".to_vec())]).is_none());
         // A write that may still be landing (version 1,000 ms, now 10,000 ms, window 20 s).
-        let (keys, dump) = bucket(vec![value()], &[("a", Some("v"))]);
-        assert!(prepare(1, &keys, dump, now, 20_000).is_none());
+        assert!(prepare(&layout(), meta_read(vec![value()]), now, 20_000).is_none());
         // Nothing in it.
-        let (keys, dump) = bucket(Vec::new(), &[]);
-        assert!(prepare(1, &keys, dump, now, 0).is_none());
-        // The same bucket without surprises is copied.
-        let (keys, dump) = bucket(vec![value()], &[("a", Some("v"))]);
-        assert!(prepare(1, &keys, dump, now, 0).is_some());
-    }
-
-    #[test]
-    fn values_are_taken_by_name_in_any_order_and_once() {
-        let names: Vec<Vec<u8>> = ["a", "b", "c"]
-            .iter()
-            .map(|n| n.as_bytes().to_vec())
-            .collect();
-        let value = |v: &str| Some(CopiedValue::Dump(v.as_bytes().to_vec()));
-        let mut dumped = DumpedValues::new(&names, vec![value("1"), None, value("3")]);
-        assert_eq!(dumped.take(b"a"), Some(value("1")));
-        assert_eq!(dumped.take(b"c"), Some(value("3")), "out of order");
-        assert_eq!(dumped.take(b"b"), Some(None), "read, holding no value");
-        assert_eq!(dumped.take(b"a"), None, "taken already");
-        assert_eq!(dumped.take(b"x"), None, "never read");
+        assert!(prepared(Vec::new()).is_none());
+        // A write landed between the reads: the digest changed.
+        let mut p = prepared(vec![value()]).unwrap();
+        assert!(!p.take(values_read("d2", &[Some("v")]), ReadAs::Strings));
+        // A live value missing under its metadata.
+        let mut p = prepared(vec![value()]).unwrap();
+        assert!(p.take(values_read("d1", &[None]), ReadAs::Strings));
+        assert!(!p.take(values_read("d1", &[None]), ReadAs::Dumps));
+        // The same bucket without surprises is copied, strings only.
+        let mut p = prepared(vec![value()]).unwrap();
+        assert!(p.take(values_read("d1", &[Some("v")]), ReadAs::Strings));
+        assert!(p.unread.is_empty() && p.copy.strings_only());
     }
 
     #[test]

@@ -67,21 +67,6 @@ pub async fn bucket_metas<U: AsRef<[String]>>(
     Ok((parsed, bad))
 }
 
-/// The key names in several metadata hashes (HKEYS each, pipelined).
-pub async fn bucket_keys(
-    node: &Node,
-    meta_keys: &[String],
-) -> Result<Vec<Vec<Vec<u8>>>, NodeError> {
-    let mut pipe = redis::pipe();
-    for k in meta_keys {
-        pipe.cmd("HKEYS").arg(k);
-    }
-    node.run_as(Traffic::Background, |mut c| async move {
-        pipe.query_async(&mut c).await
-    })
-    .await
-}
-
 /// The metadata of individual keys (HGET each, pipelined).
 pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<Meta>>, NodeError> {
     let mut pipe = redis::pipe();
