@@ -15,15 +15,15 @@ use std::sync::LazyLock;
 
 /// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
 /// cheaper per key than `APPLY`: strings without expiry in one `MSET` per 1,000, other
-/// values one `SET PXAT` or `RESTORE` each, one `RESTORE` per metadata hash, the digest set
+/// values one `SET PXAT` or `RESTORE` each, one `HSET` per metadata hash, the digest set
 /// once.
 ///
 /// KEYS: the digest hash, then per bucket its metadata hashes, its state keys and its value
 /// keys. ARGV: per bucket its number, its digest, the three counts and the kind letters of its
 /// values (`s` a string, `d` a `DUMP`, `n` no value: delete the key; `S` and `D` as `s` and `d`
-/// with an expiry); then a `DUMP` per metadata hash and state key (`''`: absent); then per
-/// value key its payload (`''` for `n`), followed by its absolute expiry in ms for `S` and
-/// `D`.
+/// with an expiry); then per metadata hash and state key (both hashes) its number of fields
+/// followed by its fields and values (0 fields: absent); then per value key its payload (`''`
+/// for `n`), followed by its absolute expiry in ms for `S` and `D`.
 /// A bucket with any of its metadata hashes present on the node is left alone (a client write
 /// landed since the digests were read): its answer is 0 and the caller repairs it key by key
 /// with `APPLY`, which compares versions. Otherwise it is copied and its answer is 1. The check
@@ -49,6 +49,13 @@ while a <= #ARGV do
   local kinds = ARGV[a + 5]
   local _, timed = string.gsub(kinds, '[SD]', '')
   a = a + 6
+  -- Where each hash's fields start in ARGV, and how many there are.
+  local hashes = {}
+  for i = 1, m + s do
+    local n = tonumber(ARGV[a])
+    hashes[i] = {a + 1, n}
+    a = a + 1 + 2 * n
+  end
   local empty = true
   for i = k, k + m - 1 do
     if redis.call('EXISTS', KEYS[i]) == 1 then
@@ -58,7 +65,7 @@ while a <= #ARGV do
   end
   if empty then
     -- Values first: if a command fails the script stops before any metadata names them.
-    local at = a + m + s
+    local at = a
     for j = 0, v - 1 do
       local key, kind, payload = KEYS[k + m + s + j], string.byte(kinds, j + 1), ARGV[at]
       local expiry = 0
@@ -82,17 +89,18 @@ while a <= #ARGV do
       end
     end
     flush()
-    for i = 0, m + s - 1 do
-      if ARGV[a + i] ~= '' then
-        redis.call('RESTORE', KEYS[k + i], 0, ARGV[a + i], 'REPLACE')
-      else
-        redis.call('DEL', KEYS[k + i])
+    for i = 1, m + s do
+      local key, from, n = KEYS[k + i - 1], hashes[i][1], hashes[i][2]
+      redis.call('DEL', key)
+      for c = 0, n - 1, KEYS_PER_COMMAND do
+        local last = from + 2 * math.min(c + KEYS_PER_COMMAND, n) - 1
+        redis.call('HSET', key, unpack(ARGV, from + 2 * c, last))
       end
     end
     redis.call('HSET', KEYS[1], bucket, digest)
   end
   out[#out + 1] = empty and 1 or 0
-  k, a = k + m + s + v, a + m + s + v + timed
+  k, a = k + m + s + v, a + v + timed
 end
 return out
 "#
@@ -148,10 +156,10 @@ impl CopiedValue {
 pub struct MetaRead {
     /// The bucket's entry in the digest hash, as stored.
     pub digest: Option<Vec<u8>>,
-    /// Per metadata hash: its `DUMP` and its entries (key, raw metadata).
-    pub meta: Vec<(Option<Vec<u8>>, HashEntries)>,
-    /// Per state key: its `DUMP`.
-    pub state: Vec<Option<Vec<u8>>>,
+    /// Per metadata hash: its entries (key, raw metadata).
+    pub meta: Vec<HashEntries>,
+    /// Per state key: its entries.
+    pub state: Vec<HashEntries>,
 }
 
 /// Some values of one bucket, read in one transaction with the bucket's digest.
@@ -180,10 +188,10 @@ pub struct BucketCopy {
     pub digest: u64,
     /// How many metadata entries the copy holds.
     pub entries: usize,
-    /// The metadata hashes with their `DUMP`s (`None`: absent).
-    pub meta: Vec<(String, Option<Vec<u8>>)>,
-    /// The state keys with their `DUMP`s.
-    pub state: Vec<(String, Option<Vec<u8>>)>,
+    /// The metadata hashes with their entries (none: absent).
+    pub meta: Vec<(String, HashEntries)>,
+    /// The state keys (hashes too) with their entries.
+    pub state: Vec<(String, HashEntries)>,
     /// Per value key: its value (`None`: delete it) and absolute expiry (0 = none).
     pub values: Vec<(Vec<u8>, Option<CopiedValue>, u64)>,
 }
@@ -263,8 +271,10 @@ async fn read_transaction(
     Ok(items)
 }
 
-/// Reads the metadata of whole buckets for a copy, in one transaction: per bucket its digest,
-/// a `DUMP` and an `HGETALL` of each metadata hash, and a `DUMP` of each state key. The values
+/// Reads the metadata of whole buckets for a copy, in one transaction: per bucket its digest
+/// and an `HGETALL` of each metadata hash and state key (a `DUMP` as well would cost the
+/// holder a serialisation with CRC and compression attempt per hash, and `RESTORE` checks it
+/// again, where an `HSET` of the entries costs the target less). The values
 /// follow in separate reads ([`read_values`]), each with the digest again: a digest unchanged
 /// since this read says no write changed the bucket in between (every write through quorumd
 /// changes an entry's version, so its hash, so the digest), so values and metadata belong
@@ -282,27 +292,23 @@ pub async fn read_meta(
     let mut commands = 0;
     for b in buckets {
         pipe.cmd("HGET").arg(digest_key).arg(b.bucket);
-        for k in &b.meta_keys {
-            pipe.cmd("DUMP").arg(k).cmd("HGETALL").arg(k);
+        for k in b.meta_keys.iter().chain(&b.state_keys) {
+            pipe.cmd("HGETALL").arg(k);
         }
-        for k in &b.state_keys {
-            pipe.cmd("DUMP").arg(k);
-        }
-        commands += 1 + 2 * b.meta_keys.len() + b.state_keys.len();
+        commands += 1 + b.meta_keys.len() + b.state_keys.len();
     }
     let items = read_transaction(node, pipe, "bucket metadata read", commands).await?;
     let mut items = items.into_iter();
     let mut out = Vec::with_capacity(buckets.len());
     for b in buckets {
         let digest = next_bytes(&mut items)?;
-        let mut meta = Vec::with_capacity(b.meta_keys.len());
-        for _ in &b.meta_keys {
-            let dump = next_bytes(&mut items)?;
-            meta.push((dump, next_entries(&mut items)?.unwrap_or_default()));
-        }
-        let state = (0..b.state_keys.len())
-            .map(|_| next_bytes(&mut items))
-            .collect::<Result<_, _>>()?;
+        let mut hashes = |n: usize| -> Result<Vec<HashEntries>, NodeError> {
+            (0..n)
+                .map(|_| Ok(next_entries(&mut items)?.unwrap_or_default()))
+                .collect()
+        };
+        let meta = hashes(b.meta_keys.len())?;
+        let state = hashes(b.state_keys.len())?;
         out.push(MetaRead {
             digest,
             meta,
@@ -479,11 +485,14 @@ pub async fn restore_buckets_watched(
         let mut digests = redis::cmd("HSET");
         digests.arg(digest_key);
         for b in copied() {
-            for (key, dump) in b.meta.iter().chain(&b.state) {
-                match dump {
-                    Some(d) => tx.cmd("RESTORE").arg(key).arg(0).arg(d).arg("REPLACE"),
-                    None => tx.cmd("DEL").arg(key),
-                };
+            // `EXISTS` found none of these hashes, and `WATCH` holds that until `EXEC`.
+            for (key, entries) in b.meta.iter().chain(&b.state) {
+                if !entries.is_empty() {
+                    let hset = tx.cmd("HSET").arg(key);
+                    for (field, value) in entries {
+                        hset.arg(&field[..]).arg(&value[..]);
+                    }
+                }
             }
             digests.arg(b.bucket).arg(b.digest);
         }
@@ -529,8 +538,11 @@ pub async fn restore_buckets(
             .arg(b.state.len())
             .arg(b.values.len())
             .arg(&kinds);
-        for (_, dump) in b.meta.iter().chain(&b.state) {
-            cmd.arg(dump.as_deref().unwrap_or(b""));
+        for (_, entries) in b.meta.iter().chain(&b.state) {
+            cmd.arg(entries.len());
+            for (field, value) in entries {
+                cmd.arg(&field[..]).arg(&value[..]);
+            }
         }
         for ((_, value, expiry), kind) in b.values.iter().zip(&kinds) {
             cmd.arg(CopiedValue::payload(value.as_ref()));

@@ -319,7 +319,7 @@ pub fn prepare(
     let mut values = Vec::new();
     let mut unread = Vec::new();
     let mut hashes = Vec::new();
-    for (_, entries) in &read.meta {
+    for entries in &read.meta {
         for (key, raw) in entries {
             let m = Meta::parse(raw).ok()?;
             if super::diff::may_be_in_flight(&m, now_ms, in_flight_window_ms) {
@@ -342,12 +342,7 @@ pub fn prepare(
             bucket: layout.bucket,
             digest: crate::digest::combine(hashes),
             entries: values.len(),
-            meta: layout
-                .meta_keys
-                .iter()
-                .cloned()
-                .zip(read.meta.into_iter().map(|(dump, _)| dump))
-                .collect(),
+            meta: layout.meta_keys.iter().cloned().zip(read.meta).collect(),
             state: layout.state_keys.iter().cloned().zip(read.state).collect(),
             values,
         },
@@ -497,8 +492,8 @@ mod tests {
     fn meta_read(entries: Vec<(Vec<u8>, Vec<u8>)>) -> MetaRead {
         MetaRead {
             digest: Some(b"d1".to_vec()),
-            meta: vec![(Some(b"hash-dump".to_vec()), entries)],
-            state: vec![None],
+            meta: vec![entries],
+            state: vec![vec![(b"0".to_vec(), b"sub-digest".to_vec())]],
         }
     }
 
@@ -523,13 +518,8 @@ mod tests {
             .iter()
             .map(|(_, raw)| Meta::parse(raw).unwrap().entry_hash)
             .collect();
-        let mut p = prepare(
-            &layout(),
-            meta_read(vec![live, gone, expired, list]),
-            now,
-            0,
-        )
-        .expect("a copy");
+        let entries = vec![live, gone, expired, list];
+        let mut p = prepare(&layout(), meta_read(entries.clone()), now, 0).expect("a copy");
         assert_eq!(
             p.keys_to_read(),
             vec![&b"live"[..], b"list"],
@@ -543,11 +533,14 @@ mod tests {
         let copy = p.copy;
         assert_eq!((copy.bucket, copy.entries), (1, 4));
         assert_eq!(copy.digest, crate::digest::combine(hashes));
+        assert_eq!(copy.meta, vec![("qd:m:1".to_string(), entries)]);
         assert_eq!(
-            copy.meta,
-            vec![("qd:m:1".to_string(), Some(b"hash-dump".to_vec()))]
+            copy.state,
+            vec![(
+                "qd:s:1".to_string(),
+                vec![(b"0".to_vec(), b"sub-digest".to_vec())]
+            )]
         );
-        assert_eq!(copy.state, vec![("qd:s:1".to_string(), None)]);
         let string = |v: &str| Some(CopiedValue::String(v.as_bytes().to_vec()));
         assert_eq!(
             copy.values,
