@@ -1636,7 +1636,12 @@ fn rows(r: &Results, s: &Settings) -> Vec<Row> {
             "no sweep {:.0} ops/s (p50 {:.0} µs, p99 {:.0} µs)",
             im.idle[0], im.idle[1], im.idle[2]
         ),
-        ratio: format!("−{drop:.1}%"),
+        // A negative drop (faster while sweeping: noise) reads as a gain, not as "−-x%".
+        ratio: if drop >= 0.0 {
+            format!("−{drop:.1}%")
+        } else {
+            format!("+{:.1}%", -drop)
+        },
         target: "< 10% drop".into(),
         verdict: verdict(drop < 10.0),
     });

@@ -1170,7 +1170,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
 /// discarded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
-    use quorumd::store::copy_scripts;
+    use quorumd::store::bucket_copy;
     use quorumd::sync::bulk;
     let tc = TestCluster::start_with(3, manual_sweeps).await;
     assert_eq!(
@@ -1198,7 +1198,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let by_transaction = bulk::restore_copies(pool.node(2), &loc.digest_key, &[&old])
         .await
         .unwrap();
-    let by_script = copy_scripts::restore_buckets(pool.node(2), &loc.digest_key, &[&old])
+    let by_script = bucket_copy::restore_buckets(pool.node(2), &loc.digest_key, &[&old])
         .await
         .unwrap();
     assert_eq!(
@@ -1215,7 +1215,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
         let done = match restore {
             "transaction" => bulk::restore_copies(pool.node(node), &loc.digest_key, &[&new]).await,
-            _ => copy_scripts::restore_buckets(pool.node(node), &loc.digest_key, &[&new]).await,
+            _ => bucket_copy::restore_buckets(pool.node(node), &loc.digest_key, &[&new]).await,
         };
         assert_eq!(done.unwrap(), vec![true], "{restore}");
         for (what, cmd) in [

@@ -2,7 +2,7 @@
 //! read repair, and compare-and-set on version.
 
 mod batch;
-pub mod copy_scripts;
+pub mod bucket_copy;
 pub mod crdt_scripts;
 mod hints;
 mod repair;

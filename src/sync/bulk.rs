@@ -4,13 +4,12 @@
 //! The key-by-key path reads the bucket from every node, diffs it and runs the versioned APPLY
 //! per key, which costs a stale node several `HGET`/`HSET` calls and Lua string work per key.
 //! When a node's digest says the bucket is empty there is nothing to compare on it: the bucket
-//! is read whole from one node of the agreeing group (`DUMP_BUCKETS`) and written on the empty
-//! nodes by `RESTORE_BUCKETS` (strings by `MSET`, other types by `RESTORE`, each metadata hash
-//! by one `RESTORE`; see `store::copy_scripts`). The script
-//! copies a bucket only if the node still holds no metadata of it, in the same atomic step, so
-//! a client write that landed in between is never overwritten: that bucket goes back to the
-//! key-by-key path, which compares versions. Any other surprise (a CRDT entry, a value missing
-//! under its metadata, an error) does the same, so this path only ever saves work.
+//! is read whole from one node of the agreeing group and written on the empty nodes as it is
+//! (see `store::bucket_copy`). A bucket is copied only if the node still holds no metadata of
+//! it, checked atomically with the copy, so a client write that landed in between is never
+//! overwritten: that bucket goes back to the key-by-key path, which compares versions. Any
+//! other surprise (a CRDT entry, a value missing under its metadata, a write on the source
+//! between its reads, an error) does the same, so this path only ever saves work.
 
 use super::Sweeper;
 use super::diff::BucketMismatch;
@@ -20,7 +19,7 @@ use crate::meta::EntryKind;
 use crate::meta::Meta;
 use crate::pool::{Health, NodeId};
 use crate::pool::{Node, NodeError};
-use crate::store::copy_scripts::{
+use crate::store::bucket_copy::{
     self as scripts, BucketCopy, BucketLayout, CopiedValue, MetaRead, ReadAs, ValuesRead,
 };
 use crate::store::{StoreSettings, digest_key, sub_digest_key};

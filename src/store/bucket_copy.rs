@@ -1,11 +1,15 @@
-//! The scripts of the whole-bucket copy (`sync::bulk`): read a bucket atomically on a node
-//! that holds it, and write it onto a node that holds none of it.
+//! Reads and writes of the whole-bucket copy (`sync::bulk`): read a bucket on a node that
+//! holds it, and write it onto a node that holds none of it.
 //!
-//! A heal moves millions of values, so both sides keep the per-key work small. Strings, the
-//! common case, travel as they are: one `MGET` per 1,000 keys on the holder and one `MSET`
-//! per 1,000 on the empty node, where a `DUMP`/`RESTORE` pair would cost a serialisation, a CRC
-//! and an LZF attempt per key on each side. Other types travel as a `DUMP`. The calls are built
-//! as one command each, every argument written once (see [`bulk_eval`]).
+//! A heal moves millions of values, so every process keeps its per-key work small. Plain
+//! commands in `MULTI`/`EXEC` transactions do the bulk of it: a script would first turn every
+//! argument and reply item into a Lua string and back, which was about half of each node's CPU
+//! in the heal. On the holder, one transaction reads a bucket's metadata and digest, later ones
+//! read its values (one `MGET` per bucket, a `DUMP` only for keys of other types) each with the
+//! digest again, to prove the bucket unchanged in between. On the empty node, a `WATCH`ed
+//! transaction writes strings by `MSET` and hashes by `HSET`. Only the rarer cases go through
+//! the `RESTORE_BUCKETS` script: a bucket holding other types, or one that a client wrote to
+//! while the transaction was being prepared.
 
 use super::scripts::{array, clock_lua, parse_bytes, protocol};
 use crate::pool::{Node, NodeError, Traffic};
