@@ -150,6 +150,8 @@ impl Node {
 
     fn set_connection(&self, conn: Option<MultiplexedConnection>) {
         *self.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+        // The spares went to the same server: after a reconnect they may be dead.
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Runs `op` on this node's connection with the per-node timeout, and feeds the outcome
@@ -339,8 +341,17 @@ impl Node {
             let _: String = redis::cmd("PING").query_async(&mut c).await?;
             let rtt = started.elapsed();
             let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-            let sentinel: Option<String> =
-                redis::cmd("GET").arg(&sentinel).query_async(&mut c).await?;
+            // A sentinel of another type (written by hand) is there all the same: an error
+            // answer must not fail the probe, which would take the node out of service.
+            let sentinel = match redis::cmd("GET")
+                .arg(&sentinel)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
+            {
+                Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Some(String::new()),
+                Err(e) => return Err(e),
+            };
             Ok::<_, RedisError>(Probe {
                 rtt,
                 run_id: parse_run_id(&info),
