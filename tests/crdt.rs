@@ -156,8 +156,8 @@ async fn repaired_by(apps: &[&App]) -> Vec<u64> {
     total
 }
 
-/// A second quorumd instance on the same nodes, with its own HTTP address.
-/// A second instance on the same nodes, once both instances see the sentinel on every node.
+/// A second quorumd instance on the same nodes (with its own HTTP address), once both
+/// instances see the sentinel on every node.
 /// An exchange that finds a node in sync writes it there; a node paused before it got one
 /// would, once back, lack it while the others hold it, which reads as lost data (`recovering`)
 /// until an exchange finds it in sync. These tests are about the counters, not that window.
@@ -171,16 +171,7 @@ async fn second_instance(tc: &TestCluster) -> (App, String) {
             Duration::from_secs(10),
             "the sentinel on every node",
             || async {
-                let s: Value = tc
-                    .http
-                    .get(format!("{b}/v1/status"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                s["nodes"]
+                status_on(tc, b).await["nodes"]
                     .as_array()
                     .is_some_and(|n| n.iter().all(|n| n["has_sentinel"] == true))
             },
@@ -190,17 +181,20 @@ async fn second_instance(tc: &TestCluster) -> (App, String) {
     (app, base)
 }
 
-async fn health_on(tc: &TestCluster, base: &str, i: usize) -> String {
-    let s: Value = tc
-        .http
+/// `GET /v1/status` of the instance at `base`.
+async fn status_on(tc: &TestCluster, base: &str) -> Value {
+    tc.http
         .get(format!("{base}/v1/status"))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    s["nodes"][i]["health"]
+        .unwrap()
+}
+
+async fn health_on(tc: &TestCluster, base: &str, i: usize) -> String {
+    status_on(tc, base).await["nodes"][i]["health"]
         .as_str()
         .unwrap_or_default()
         .to_string()

@@ -161,7 +161,7 @@ pub async fn copy(sw: &Sweeper, plans: &[BulkPlan], p: &ProgressHandle) -> BTree
     fallback
 }
 
-/// Reads and dumps the planned buckets from their source. Returns the copies ready to restore
+/// Reads the planned buckets from their source. Returns the copies ready to restore
 /// (with their targets) and the buckets that must take the key-by-key path.
 async fn read_source<'a>(
     sw: &Sweeper,
@@ -262,7 +262,7 @@ pub async fn read_copies(
 
 /// A bucket whose metadata was read for a copy, waiting for its live values.
 #[derive(Debug)]
-pub struct PreparedCopy {
+struct PreparedCopy {
     /// The copy, its live values still `None`.
     copy: BucketCopy,
     /// The bucket's digest as the metadata read found it.
@@ -309,7 +309,7 @@ impl PreparedCopy {
 /// does not parse, or an entry younger than `in_flight_window_ms` (a write that may still be
 /// landing: the key-by-key path defers it, which keeps a recovering node recovering until it
 /// has landed). Tombstones and expired entries restore no value (their keys are deleted).
-pub fn prepare(
+fn prepare(
     layout: &BucketLayout,
     read: MetaRead,
     now_ms: u64,

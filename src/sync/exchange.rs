@@ -83,7 +83,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     let all_answered = answered.len() == n;
     // Eight chunks in flight: holders read, quorumd parses and empty or stale nodes write at
     // the same time (in the 1M-key heal bench, with the copy in plain transactions, four kept
-    // 76–79% of the 2 cores busy and eight 80–86%, the heal about 10% faster).
+    // 76–79% of the 2 cores busy and eight 80–86%; heal median of 6 rounds 4.34 s → 3.71 s).
     // Indices rather than slices: a closure taking a borrowed chunk trips the compiler's
     // higher-ranked lifetime inference once the sweep future is spawned.
     let batch = sw.cfg.bucket_batch;
