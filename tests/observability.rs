@@ -142,16 +142,17 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
         );
     }
     let node2 = [("node", nodes[2].clone())];
-    t.app()
-        .sweeper()
-        .run(quorumd::sync::SweepMode::Exchange, false, "api")
-        .await
-        .unwrap();
-    // Each of the two nodes that took the writes holds a hint per key.
-    assert_eq!(
-        scrape(&t).await.value("quorumd_hints_pending", &node2),
-        Some(10.0)
-    );
+    // Each of the two nodes that took the writes holds a hint per key. Hints are recorded in
+    // the background once a write has answered, and the gauge is read at each exchange.
+    wait_until(Duration::from_secs(10), "10 hints pending", || async {
+        t.app()
+            .sweeper()
+            .run(quorumd::sync::SweepMode::Exchange, false, "api")
+            .await
+            .unwrap();
+        scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(10.0)
+    })
+    .await;
     t.cluster.nodes[2].resume();
     t.wait_health(2, "up").await;
     wait_until(Duration::from_secs(10), "hints replayed", || async {

@@ -1263,39 +1263,33 @@ async fn only_client_requests_move_a_nodes_latency() {
     })
     .await;
     let node = tc.app().store().pool().node(0);
-    let slow = |traffic| async move {
-        node.run_as(traffic, |mut c| async move {
-            redis::cmd("EVAL")
-                .arg("local i = 0 while i < 10000000 do i = i + 1 end return i")
-                .arg(0)
-                .query_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .unwrap()
+    // A call that takes 200 ms by blocking only the connection it is sent on: other requests
+    // (start-up writes, lease renewals) are not held up behind it and keep their own, short,
+    // latency. The background call gets a connection of its own for that reason.
+    const BLOCKED_MS: f64 = 200.0;
+    let blocked = |mut c: redis::aio::MultiplexedConnection| async move {
+        redis::cmd("BLPOP")
+            .arg("never-written")
+            .arg(BLOCKED_MS / 1000.0)
+            .query_async::<Option<(String, String)>>(&mut c)
+            .await
     };
-    // Judged by how far each call moves the average, relative to the call itself: start-up
-    // requests on a slow machine may have left it anywhere, and other short requests only pull
-    // it down, while a slow call counted raises it by a fifth of how far it lies above the
-    // average (a twentieth of its duration at least, unless the average was already near it).
+    // Judged by how far each call moves the average: start-up requests on a slow machine may
+    // have left it anywhere, other short requests only pull it down, and a slow call counted
+    // raises it by a fifth of how far it lies above the average.
     let latency = || node.status().latency_ms.unwrap_or(0.0);
-    let timed = |traffic| async move {
-        let started = std::time::Instant::now();
-        slow(traffic).await;
-        started.elapsed().as_secs_f64() * 1000.0
-    };
     let before = latency();
-    let took = timed(Traffic::Background).await;
+    assert_eq!(node.run_exclusive(blocked).await.unwrap(), None);
     let after_background = latency();
     assert!(
-        after_background - before < took / 20.0,
-        "a sweep batch is not latency: {before} → {after_background} ms after a {took} ms batch"
+        after_background - before < BLOCKED_MS / 20.0,
+        "a sweep batch is not latency: {before} → {after_background} ms after a {BLOCKED_MS} ms batch"
     );
-    let took = timed(Traffic::Client).await;
+    assert_eq!(node.run_as(Traffic::Client, blocked).await.unwrap(), None);
     let after_client = latency();
     assert!(
-        after_client - after_background >= took / 20.0,
-        "a slow client request is: {after_background} → {after_client} ms after a {took} ms request"
+        after_client - after_background >= BLOCKED_MS / 20.0,
+        "a slow client request is: {after_background} → {after_client} ms after a {BLOCKED_MS} ms request"
     );
     tc.shutdown().await;
 }
