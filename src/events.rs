@@ -226,6 +226,25 @@ impl HintsRecorded {
     }
 }
 
+/// A key-value write refused by the nodes holding a CRDT was removed from a node that took it.
+pub struct RefusedWriteRetracted<'a> {
+    pub node: &'a str,
+    pub result: Result<(), String>,
+}
+
+impl RefusedWriteRetracted<'_> {
+    pub fn emit(self) {
+        match self.result {
+            Ok(()) => tracing::debug!(node = self.node, "refused write retracted"),
+            Err(e) => tracing::warn!(
+                node = self.node,
+                error = %e,
+                "a write refused for a CRDT could not be retracted: the sweep will report the key"
+            ),
+        }
+    }
+}
+
 /// Hints waiting on the other nodes for `node`, counted after an exchange's hint replay.
 pub struct HintsPending<'a> {
     pub node: &'a str,

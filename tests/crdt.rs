@@ -703,6 +703,9 @@ async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u
 async fn key_value_and_crdt_models_do_not_mix() {
     let tc = TestCluster::start(3).await;
     assert_eq!(counter_add(&tc, &tc.base, "c1", 2).await.0, StatusCode::OK);
+    // The writes below are refused by the nodes holding the counter; the race with a counter
+    // still on its way to a node is the next test's.
+    wait_everywhere(&tc, "c1", &Materialised::Str("2".into())).await;
     for r in [
         tc.put("c1", "x", "").await,
         tc.delete("c1", "").await,
@@ -744,6 +747,67 @@ async fn key_value_and_crdt_models_do_not_mix() {
     converged(&tc, "c1", &Materialised::Str("2".into()))
         .await
         .unwrap();
+    tc.shutdown().await;
+}
+
+/// A key-value write to a counter that has not reached one node yet is refused by the nodes
+/// holding it; the node that took the write gives it back, so the counter still lands there
+/// when its own write arrives. Without that, node 2 would keep an entry that refuses the
+/// counter for good and that no sweep could resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_leaves_nothing_on_a_node_the_counter_had_not_reached() {
+    use quorumd::crdt::{Crdt, CrdtKind, PnCounter};
+    use quorumd::store::crdt_scripts::{self, MergeCode};
+    let tc = TestCluster::start(3).await;
+    let store = tc.app().store();
+    let loc = store.locate(b"c1").unwrap();
+    let state_key = crdt_scripts::state_key("qd:", b"c1");
+    let mut counter = PnCounter::default();
+    counter
+        .increment(quorumd::crdt::Actor::request(b"writer"), 2)
+        .unwrap();
+    // The counter's write, as it lands node by node: nodes 0 and 1 now, node 2 later.
+    let arrive = |n: usize| {
+        let (loc, state_key, fields) = (&loc, &state_key, counter.to_fields());
+        async move {
+            crdt_scripts::merge(
+                store.pool().node(n),
+                loc,
+                state_key,
+                CrdtKind::Counter,
+                &fields,
+                false,
+            )
+            .await
+            .unwrap()
+            .code
+        }
+    };
+    for n in [0, 1] {
+        assert_eq!(arrive(n).await, MergeCode::Changed);
+    }
+    for what in ["delete", "put"] {
+        let r = match what {
+            "delete" => tc.delete("c1", "").await,
+            _ => tc.put("c1", "x", "").await,
+        };
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{what}");
+        assert_eq!(
+            node_view(&tc, 2, "c1").await,
+            NodeView {
+                meta: None,
+                state: Default::default(),
+                value: Materialised::Absent,
+            },
+            "the refused {what} is gone from node 2"
+        );
+    }
+    assert_eq!(arrive(2).await, MergeCode::Changed, "the counter lands");
+    converged(&tc, "c1", &Materialised::Str("2".into()))
+        .await
+        .unwrap();
+    let check = exchange(tc.app()).await;
+    assert_eq!(check.buckets_mismatched, 0, "{check:?}");
     tc.shutdown().await;
 }
 

@@ -1249,6 +1249,123 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     tc.shutdown().await;
 }
 
+/// How often node `i` has run `command`, from `INFO commandstats`.
+async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
+    let mut c = tc.direct(i).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// A client write that lands on the empty node between the copy's `WATCH` and its `EXEC`
+/// discards the transaction; the copy then goes through the bucket-by-bucket script, which
+/// leaves the written bucket alone (key-by-key repair takes it) and still copies the others.
+/// The node is behind a proxy that holds its replies, so the write lands in that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
+    use quorumd::nemesis::proxy::LinkFault;
+    use quorumd::sync::bulk;
+    let (tc, proxy) = TestCluster::start_with_proxy(3, 2, |c| {
+        manual_sweeps(c);
+        // Replies from node 2 are held for a while below; no call may time out meanwhile.
+        c.timeouts.node_ms = 10_000;
+        c.timeouts.request_ms = 10_000;
+    })
+    .await;
+    let store = tc.app().store();
+    let pool = store.pool();
+    let written = "written";
+    let loc_written = store.locate(written.as_bytes()).unwrap();
+    let other = (0..)
+        .map(|i| format!("other{i}"))
+        .find(|k| store.locate(k.as_bytes()).unwrap().bucket != loc_written.bucket)
+        .unwrap();
+    for key in [written, &other] {
+        assert_eq!(
+            tc.put(key, "old", "consistency=all").await.status(),
+            StatusCode::OK
+        );
+    }
+    let buckets = [
+        loc_written.bucket,
+        store.locate(other.as_bytes()).unwrap().bucket,
+    ];
+    let (copies, fallback) =
+        bulk::read_copies(pool.node(0), store.settings(), &buckets, 500, 0).await;
+    assert_eq!(fallback, Vec::<u32>::new());
+    assert!(copies.iter().all(|c| c.strings_only()));
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+
+    // The copy's own connection is opened now: a new one waits for the server's answers.
+    pool.node(2)
+        .run_exclusive(
+            |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+        )
+        .await
+        .unwrap();
+    let watches = calls_of(&tc, 2, "watch").await;
+    let execs = calls_of(&tc, 2, "exec").await;
+    proxy.set(LinkFault::CutFromNode);
+    let restore = {
+        let (node, digest_key) = (pool.node(2).clone(), loc_written.digest_key.clone());
+        tokio::spawn(async move {
+            let copies: Vec<_> = copies.iter().collect();
+            bulk::restore_copies(&node, &digest_key, &copies).await
+        })
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the copy's WATCH on node 2",
+        || async { calls_of(&tc, 2, "watch").await > watches },
+    )
+    .await;
+    // Nodes 0 and 1 answer the write; node 2 applies it and its answer waits in the proxy.
+    assert_eq!(tc.put(written, "new", "").await.status(), StatusCode::OK);
+    wait_until(Duration::from_secs(10), "the write on node 2", || async {
+        tc.raw_value(2, written.as_bytes()).await.as_deref() == Some(&b"new"[..])
+    })
+    .await;
+    proxy.heal();
+    let landed = restore.await.unwrap().unwrap();
+    assert_eq!(
+        calls_of(&tc, 2, "exec").await,
+        execs + 1,
+        "one EXEC (discarded) reached node 2"
+    );
+    assert_eq!(
+        landed,
+        vec![false, true],
+        "only the untouched bucket is copied"
+    );
+    assert_eq!(
+        tc.raw_value(2, written.as_bytes()).await.as_deref(),
+        Some(&b"new"[..]),
+        "the client write stands"
+    );
+    assert_eq!(
+        tc.raw_meta(2, written.as_bytes()).await,
+        tc.raw_meta(0, written.as_bytes()).await,
+        "with its own metadata"
+    );
+    assert_eq!(
+        tc.raw_value(2, other.as_bytes()).await.as_deref(),
+        Some(&b"old"[..]),
+        "the other bucket is copied"
+    );
+    assert_eq!(
+        tc.raw_meta(2, other.as_bytes()).await,
+        tc.raw_meta(0, other.as_bytes()).await
+    );
+    tc.shutdown().await;
+}
+
 /// The sweep backs off when a node's latency rises, to leave client traffic its share. Its own
 /// large batches must not count as that latency, or it would slow itself down on an idle
 /// cluster; client requests do count.
@@ -1264,7 +1381,7 @@ async fn only_client_requests_move_a_nodes_latency() {
     .await;
     let node = tc.app().store().pool().node(0);
     // A call that takes 200 ms by blocking only the connection it is sent on: other requests
-    // (start-up writes, lease renewals) are not held up behind it and keep their own, short,
+    // (start-up writes, probes) are not held up behind it and keep their own, short,
     // latency. The background call gets a connection of its own for that reason.
     const BLOCKED_MS: f64 = 200.0;
     let blocked = |mut c: redis::aio::MultiplexedConnection| async move {

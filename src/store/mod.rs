@@ -444,7 +444,10 @@ impl VersionedStore {
                 _ => None,
             });
             match (crdt, rejected_by_condition.max()) {
-                (Some(holds), _) => Err(StoreError::KindConflict { holds }),
+                (Some(holds), _) => {
+                    self.retract_refused(&loc, &meta, g).await;
+                    return Err(StoreError::KindConflict { holds });
+                }
                 (None, Some(current)) => Err(StoreError::PreconditionFailed {
                     current: Some(current),
                 }),
@@ -461,6 +464,35 @@ impl VersionedStore {
         // Also after a failed write: the nodes that took it should tell the others.
         hints::spawn_hint_recording(self.pool.clone(), self.settings.key_prefix.clone(), loc, g);
         outcome
+    }
+
+    /// Removes a write that nodes holding a CRDT refused from the nodes that took it. Those
+    /// lacked the CRDT because its own write had not reached them yet; left there, the entry
+    /// would refuse the CRDT when it arrives, and no sweep could tell which of the two models
+    /// the key should hold. Waits for every node's answer (each bounded by the node timeout),
+    /// so the refusal reaches the client once nothing of the write is left. A node that cannot
+    /// be reached keeps the entry, and the sweep reports the key for resolution by hand.
+    async fn retract_refused(&self, loc: &KeyLocation, meta: &Meta, mut g: Gathered<WriteOutcome>) {
+        let late = g.collect_stragglers().await;
+        let took = g
+            .replies
+            .iter()
+            .chain(&late)
+            .filter(|r| matches!(r.result, Ok(WriteOutcome::Applied)))
+            .map(|r| r.node);
+        let retracted = futures::future::join_all(took.map(|n| async move {
+            let node = self.pool.node(n);
+            let result = scripts::purge(node, &loc.digest_key, &[(loc, meta)]).await;
+            (node, result)
+        }))
+        .await;
+        for (node, result) in retracted {
+            crate::events::RefusedWriteRetracted {
+                node: &node.display,
+                result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            }
+            .emit();
+        }
     }
 
     /// First phase of a two-phase write: reads the newest version from a quorum, moves the clock

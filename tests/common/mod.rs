@@ -7,6 +7,7 @@
 use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
+use quorumd::nemesis::proxy::FaultProxy;
 use reqwest::{Response, StatusCode};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -46,12 +47,30 @@ impl TestCluster {
     }
 
     pub async fn start_with(n: usize, tweak: impl FnOnce(&mut Config)) -> TestCluster {
-        let cluster = tokio::task::spawn_blocking(move || DevCluster::start(n))
-            .await
-            .unwrap()
-            .expect("start redis-server");
+        let cluster = start_nodes(n).await;
         let mut cfg = test_config(cluster.urls());
         tweak(&mut cfg);
+        Self::launch(cluster, cfg).await
+    }
+
+    /// `start_with`, with quorumd reaching node `proxied` through a fault-injecting proxy.
+    /// The harness's own connections (`direct`, `raw_value`) still go straight to the node.
+    pub async fn start_with_proxy(
+        n: usize,
+        proxied: usize,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (TestCluster, FaultProxy) {
+        let cluster = start_nodes(n).await;
+        let proxy = FaultProxy::start(cluster.nodes[proxied].addr())
+            .await
+            .expect("start proxy");
+        let mut cfg = test_config(cluster.urls());
+        cfg.nodes[proxied] = proxy.url();
+        tweak(&mut cfg);
+        (Self::launch(cluster, cfg).await, proxy)
+    }
+
+    async fn launch(cluster: DevCluster, cfg: Config) -> TestCluster {
         let app = App::start(cfg.validate().expect("valid test config"))
             .await
             .expect("start quorumd");
@@ -236,6 +255,13 @@ impl Drop for TestCluster {
 }
 
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
+async fn start_nodes(n: usize) -> DevCluster {
+    tokio::task::spawn_blocking(move || DevCluster::start(n))
+        .await
+        .unwrap()
+        .expect("start redis-server")
+}
+
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
