@@ -1344,25 +1344,22 @@ async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
         vec![false, true],
         "only the untouched bucket is copied"
     );
-    assert_eq!(
-        tc.raw_value(2, written.as_bytes()).await.as_deref(),
-        Some(&b"new"[..]),
-        "the client write stands"
-    );
-    assert_eq!(
-        tc.raw_meta(2, written.as_bytes()).await,
-        tc.raw_meta(0, written.as_bytes()).await,
-        "with its own metadata"
-    );
-    assert_eq!(
-        tc.raw_value(2, other.as_bytes()).await.as_deref(),
-        Some(&b"old"[..]),
-        "the other bucket is copied"
-    );
-    assert_eq!(
-        tc.raw_meta(2, other.as_bytes()).await,
-        tc.raw_meta(0, other.as_bytes()).await
-    );
+    for (key, want, what) in [
+        (written, "new", "the client write stands"),
+        (&other, "old", "the other bucket is copied"),
+    ] {
+        let key = key.as_bytes();
+        assert_eq!(
+            tc.raw_value(2, key).await.as_deref(),
+            Some(want.as_bytes()),
+            "{what}"
+        );
+        assert_eq!(
+            tc.raw_meta(2, key).await,
+            tc.raw_meta(0, key).await,
+            "{what}"
+        );
+    }
     tc.shutdown().await;
 }
 
