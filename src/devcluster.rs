@@ -183,6 +183,14 @@ impl RedisProcess {
     pub fn pause(&mut self) {
         self.signal(libc::SIGSTOP);
         self.paused = true;
+        // kill(2) returns before the threads have stopped: on a busy machine the server could
+        // still answer a request sent just after this call.
+        if let Some(pid) = self.pid() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !all_threads_stopped(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     /// Thaws a paused server (SIGCONT).
@@ -292,5 +300,41 @@ impl DevCluster {
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.url()).collect()
+    }
+}
+
+/// True when every thread of `pid` is stopped by a signal (state `T` in `/proc`). Where there
+/// is no `/proc` to ask, true: the caller cannot wait any better.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    threads.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).map_or(true, |stat| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_returns_once_every_thread_has_stopped() {
+        let mut cluster = DevCluster::start(1).expect("redis-server");
+        let node = &mut cluster.nodes[0];
+        let pid = node.pid().unwrap();
+        assert!(!all_threads_stopped(pid), "a running server");
+        node.pause();
+        assert!(all_threads_stopped(pid), "paused");
+        node.resume();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "never resumed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
