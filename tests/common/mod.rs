@@ -254,7 +254,6 @@ impl Drop for TestCluster {
     }
 }
 
-/// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
 async fn start_nodes(n: usize) -> DevCluster {
     tokio::task::spawn_blocking(move || DevCluster::start(n))
         .await
@@ -262,6 +261,7 @@ async fn start_nodes(n: usize) -> DevCluster {
         .expect("start redis-server")
 }
 
+/// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
