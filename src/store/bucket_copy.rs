@@ -201,6 +201,11 @@ pub struct BucketCopy {
 }
 
 impl BucketCopy {
+    /// Every hash the copy writes, metadata hashes first, then state keys: (key, entries).
+    fn hashes(&self) -> impl Iterator<Item = &(String, HashEntries)> {
+        self.meta.iter().chain(&self.state)
+    }
+
     /// Whether every value it restores is a string (or a deletion).
     pub fn strings_only(&self) -> bool {
         self.values
@@ -389,29 +394,31 @@ fn next_bytes(items: &mut impl Iterator<Item = Value>) -> Result<Option<Vec<u8>>
 /// The next reply item as hash entries (an `HGETALL` answer).
 fn next_entries(items: &mut impl Iterator<Item = Value>) -> Result<Option<HashEntries>, NodeError> {
     match items.next() {
-        Some(Value::Array(flat)) => {
+        // An item of another kind is an error, never skipped: the copy would lose the entry.
+        Some(Value::Array(flat)) if flat.len() % 2 == 0 => {
             let mut out = Vec::with_capacity(flat.len() / 2);
             let mut flat = flat.into_iter();
-            while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) =
-                (flat.next(), flat.next())
-            {
-                out.push((k, v));
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                out.push(entry(k, v)?);
             }
             Ok(Some(out))
         }
-        Some(Value::Map(pairs)) => Ok(Some(
-            pairs
-                .into_iter()
-                .filter_map(|p| match p {
-                    (Value::BulkString(k), Value::BulkString(v)) => Some((k, v)),
-                    _ => None,
-                })
-                .collect(),
-        )),
+        Some(Value::Map(pairs)) => pairs
+            .into_iter()
+            .map(|(k, v)| entry(k, v))
+            .collect::<Result<_, _>>()
+            .map(Some),
         Some(Value::Nil) | None => Ok(None),
         Some(other) => Err(protocol(format!(
             "hash entries of unexpected type {other:?}"
         ))),
+    }
+}
+
+fn entry(field: Value, value: Value) -> Result<(Vec<u8>, Vec<u8>), NodeError> {
+    match (field, value) {
+        (Value::BulkString(f), Value::BulkString(v)) => Ok((f, v)),
+        other => Err(protocol(format!("hash entry of unexpected type {other:?}"))),
     }
 }
 
@@ -435,12 +442,10 @@ pub async fn restore_buckets_watched(
         return Err(protocol("a transactional copy holds strings only"));
     }
     let mut check = redis::pipe();
-    let watched = buckets
-        .iter()
-        .flat_map(|b| b.meta.iter().chain(&b.state).map(|(k, _)| k));
+    let watched = buckets.iter().flat_map(|b| b.hashes().map(|(k, _)| k));
     check.cmd("WATCH").arg(watched.collect::<Vec<_>>()).ignore();
     for b in buckets {
-        let keys: Vec<&String> = b.meta.iter().chain(&b.state).map(|(k, _)| k).collect();
+        let keys: Vec<&String> = b.hashes().map(|(k, _)| k).collect();
         check.cmd("EXISTS").arg(keys);
     }
     let mut tx = redis::pipe();
@@ -490,7 +495,7 @@ pub async fn restore_buckets_watched(
         digests.arg(digest_key);
         for b in copied() {
             // `EXISTS` found none of these hashes, and `WATCH` holds that until `EXEC`.
-            for (key, entries) in b.meta.iter().chain(&b.state) {
+            for (key, entries) in b.hashes() {
                 if !entries.is_empty() {
                     let hset = tx.cmd("HSET").arg(key);
                     for (field, value) in entries {
@@ -523,7 +528,7 @@ pub async fn restore_buckets(
     let mut cmd = bulk_eval(&RESTORE_BUCKETS, keys);
     cmd.arg(digest_key);
     for b in buckets {
-        for (key, _) in b.meta.iter().chain(&b.state) {
+        for (key, _) in b.hashes() {
             cmd.arg(key);
         }
         for (key, _, _) in &b.values {
@@ -542,7 +547,7 @@ pub async fn restore_buckets(
             .arg(b.state.len())
             .arg(b.values.len())
             .arg(&kinds);
-        for (_, entries) in b.meta.iter().chain(&b.state) {
+        for (_, entries) in b.hashes() {
             cmd.arg(entries.len());
             for (field, value) in entries {
                 cmd.arg(&field[..]).arg(&value[..]);
@@ -574,4 +579,40 @@ pub async fn restore_buckets(
             ))),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn hash_entries_are_read_whole_or_refused() {
+        let pair = |f: &str, v: &str| (f.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let flat = Value::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")]);
+        assert_eq!(
+            next_entries(&mut std::iter::once(flat)).unwrap(),
+            Some(vec![pair("a", "1"), pair("b", "2")])
+        );
+        let map = Value::Map(vec![(bulk("a"), bulk("1"))]);
+        assert_eq!(
+            next_entries(&mut std::iter::once(map)).unwrap(),
+            Some(vec![pair("a", "1")])
+        );
+        assert_eq!(
+            next_entries(&mut std::iter::once(Value::Nil)).unwrap(),
+            None
+        );
+        // An entry that is not two strings, or a field without its value, is not skipped.
+        for bad in [
+            Value::Array(vec![bulk("a"), Value::Int(1), bulk("b"), bulk("2")]),
+            Value::Array(vec![bulk("a"), bulk("1"), bulk("b")]),
+            Value::Map(vec![(bulk("a"), Value::Nil)]),
+        ] {
+            assert!(next_entries(&mut std::iter::once(bad)).is_err());
+        }
+    }
 }
