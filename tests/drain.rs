@@ -4,6 +4,9 @@
 //! every node) when the signal is sent. Control: the same scenario with SIGKILL loses them, so
 //! the test can tell a drain from no drain.
 
+mod common;
+
+use common::wait_until;
 use quorumd::devcluster::{DevCluster, free_port};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -176,24 +179,20 @@ async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
     // inside quorumd, off the wire. So the gates close only once every node holds the value.
     for node in &cluster.nodes {
         let client = redis::Client::open(node.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let value: Option<String> = redis::cmd("GET")
-                .arg("warm-up")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            if value.as_deref() == Some("x") {
-                break;
+        let conn = client.get_multiplexed_async_connection().await.unwrap();
+        let what = format!("the warm-up write on {}", node.addr());
+        wait_until(Duration::from_secs(20), &what, || {
+            let mut conn = conn.clone();
+            async move {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg("warm-up")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                value.as_deref() == Some("x")
             }
-            assert!(
-                Instant::now() < deadline,
-                "warm-up write never reached {}",
-                node.addr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 
     for p in &proxies {
