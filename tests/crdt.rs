@@ -9,6 +9,7 @@ mod common;
 
 use common::{TestCluster, body_json, test_config, wait_until};
 use quorumd::app::App;
+use quorumd::store::crdt_scripts::{self, MergeCode};
 use quorumd::sync::SweepMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -158,6 +159,7 @@ async fn repaired_by(apps: &[&App]) -> Vec<u64> {
 
 /// A second quorumd instance on the same nodes (with its own HTTP address), once both
 /// instances see the sentinel on every node.
+///
 /// An exchange that finds a node in sync writes it there; a node paused before it got one
 /// would, once back, lack it while the others hold it, which reads as lost data (`recovering`)
 /// until an exchange finds it in sync. These tests are about the counters, not that window.
@@ -750,41 +752,35 @@ async fn key_value_and_crdt_models_do_not_mix() {
     tc.shutdown().await;
 }
 
+/// Delivers a counter's write (2 added by one writer) to node `n` alone, as a write still on
+/// its way to the other nodes would land.
+async fn counter_arrives(tc: &TestCluster, key: &str, n: usize) -> MergeCode {
+    use quorumd::crdt::{Actor, Crdt, CrdtKind, PnCounter};
+    let store = tc.app().store();
+    let mut counter = PnCounter::default();
+    counter.increment(Actor::request(b"writer"), 2).unwrap();
+    crdt_scripts::merge(
+        store.pool().node(n),
+        &store.locate(key.as_bytes()).unwrap(),
+        &crdt_scripts::state_key("qd:", key.as_bytes()),
+        CrdtKind::Counter,
+        &counter.to_fields(),
+        false,
+    )
+    .await
+    .unwrap()
+    .code
+}
+
 /// A key-value write to a counter that has not reached one node yet is refused by the nodes
 /// holding it; the node that took the write gives it back, so the counter still lands there
 /// when its own write arrives. Without that, node 2 would keep an entry that refuses the
 /// counter for good and that no sweep could resolve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_write_leaves_nothing_on_a_node_the_counter_had_not_reached() {
-    use quorumd::crdt::{Crdt, CrdtKind, PnCounter};
-    use quorumd::store::crdt_scripts::{self, MergeCode};
     let tc = TestCluster::start(3).await;
-    let store = tc.app().store();
-    let loc = store.locate(b"c1").unwrap();
-    let state_key = crdt_scripts::state_key("qd:", b"c1");
-    let mut counter = PnCounter::default();
-    counter
-        .increment(quorumd::crdt::Actor::request(b"writer"), 2)
-        .unwrap();
-    // The counter's write, as it lands node by node: nodes 0 and 1 now, node 2 later.
-    let arrive = |n: usize| {
-        let (loc, state_key, fields) = (&loc, &state_key, counter.to_fields());
-        async move {
-            crdt_scripts::merge(
-                store.pool().node(n),
-                loc,
-                state_key,
-                CrdtKind::Counter,
-                &fields,
-                false,
-            )
-            .await
-            .unwrap()
-            .code
-        }
-    };
     for n in [0, 1] {
-        assert_eq!(arrive(n).await, MergeCode::Changed);
+        assert_eq!(counter_arrives(&tc, "c1", n).await, MergeCode::Changed);
     }
     for what in ["delete", "put"] {
         let r = match what {
@@ -802,12 +798,58 @@ async fn a_refused_write_leaves_nothing_on_a_node_the_counter_had_not_reached() 
             "the refused {what} is gone from node 2"
         );
     }
-    assert_eq!(arrive(2).await, MergeCode::Changed, "the counter lands");
+    assert_eq!(
+        counter_arrives(&tc, "c1", 2).await,
+        MergeCode::Changed,
+        "the counter lands"
+    );
     converged(&tc, "c1", &Materialised::Str("2".into()))
         .await
         .unwrap();
     let check = exchange(tc.app()).await;
     assert_eq!(check.buckets_mismatched, 0, "{check:?}");
+    tc.shutdown().await;
+}
+
+/// A key left holding a counter on some nodes and a key-value entry on another (a refused
+/// write that could not be taken back from a node out of reach) is reported by the sweep for
+/// resolution by hand; neither model is copied over the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_holding_both_models_is_reported_and_left_alone() {
+    use quorumd::hlc::{Version, wall_clock_ms};
+    use quorumd::meta::{EntryKind, Meta};
+    use quorumd::store::scripts::{self, NodeCondition, WriteOutcome};
+    let tc = TestCluster::start(3).await;
+    for n in [0, 1] {
+        assert_eq!(counter_arrives(&tc, "c1", n).await, MergeCode::Changed);
+    }
+    let store = tc.app().store();
+    // Older than the in-flight window, so that the exchange does not defer it.
+    let version = Version {
+        ms: wall_clock_ms() - 3_600_000,
+        counter: 0,
+        writer: 1,
+    };
+    let meta = Meta::new(b"c1", version, EntryKind::Value, None);
+    let loc = store.locate(b"c1").unwrap();
+    let node2 = store.pool().node(2);
+    let written = scripts::write(node2, &loc, &meta, b"x", &NodeCondition::None).await;
+    assert_eq!(written.unwrap(), WriteOutcome::Applied);
+    let mut before = Vec::new();
+    for i in 0..3 {
+        before.push(node_view(&tc, i, "c1").await);
+    }
+    let report = exchange(tc.app()).await;
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("\"c1\"") && e.contains("resolve by hand")),
+        "{report:?}"
+    );
+    for (i, view) in before.iter().enumerate() {
+        assert_eq!(node_view(&tc, i, "c1").await, *view, "node {i} unchanged");
+    }
     tc.shutdown().await;
 }
 
