@@ -9,18 +9,13 @@
 # --- build stage: the Rust toolchain ----------------------------------------------------
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that editing the sources does not rebuild them.
+# The workspace: the binary's package at the root, the layers under crates/. Benches are
+# declared in the root manifest, so they must be present for cargo to read it.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in http_kv sync; do echo 'fn main() {}' > benches/$b.rs; done \
-    && cargo build --release --locked --bin quorumd \
-    && rm -rf src benches
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
-# The stub build left a newer timestamp on the target: touch the real sources so they win.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin quorumd \
+RUN cargo build --release --locked --bin quorumd \
     && strip target/release/quorumd
 
 # --- run stage: Debian slim, with curl for the health check -----------------------------

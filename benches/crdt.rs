@@ -13,8 +13,7 @@
 //! `BENCH_KEYS` (default 1000). Under `cargo test --all-targets` (no `--bench`) a short smoke
 //! round runs instead. Exit status non-zero if an increment fails or a model check fails.
 
-#[path = "support/mod.rs"]
-mod support;
+use quorumd_testkit::bench as support;
 use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::crdt_store::CrdtStore;

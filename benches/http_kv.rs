@@ -14,8 +14,7 @@
 //! and writes no report. The exit status is non-zero when any workload's error rate exceeds 1%,
 //! when shutdown fails, or when a redis-server process outlives the run.
 
-#[path = "support/mod.rs"]
-mod support;
+use quorumd_testkit::bench as support;
 use bytes::Bytes;
 use quorumd::app::App;
 use quorumd::config::Config;

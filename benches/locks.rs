@@ -14,8 +14,7 @@
 //! rounds and goes to stdout and `target/bench/locks.md`. Without `--bench` (under
 //! `cargo test --all-targets`) it runs one tiny round on 3 nodes and writes no report.
 
-#[path = "support/mod.rs"]
-mod support;
+use quorumd_testkit::bench as support;
 
 use quorumd::app::Core;
 use quorumd::config::Config;

@@ -18,8 +18,7 @@
 //! writes no report. The exit status is non-zero when a redis-benchmark run fails, when
 //! shutdown fails, or when a redis-server process outlives the run.
 
-#[path = "support/mod.rs"]
-mod support;
+use quorumd_testkit::bench as support;
 use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;

@@ -25,8 +25,7 @@
 //! (a heal that does not repair every key, divergence left behind, sweep errors, more than 1%
 //! failed PUTs), when shutdown fails, or when a redis-server process outlives the run.
 
-#[path = "support/mod.rs"]
-mod support;
+use quorumd_testkit::bench as support;
 use bytes::Bytes;
 use futures::StreamExt;
 use quorumd::app::App;

@@ -1,32 +1,12 @@
 //! quorumd: keeps N independent Redis servers in sync without a leader.
 //!
-//! Layers, dependencies pointing down only:
-//! pure parts (`hlc`, `digest`, `meta`, `quorum`, `checker`) → `pool` (the only module that
-//! opens connections) → `fanout` → `store` → `api` → `app` → the binary.
+//! This crate is the binary and a facade over the layers, which live in their own crates so
+//! that the build enforces their order (see docs/CONTRIBUTING.md):
+//! `quorumd-core` (pure) → `quorumd-node` (the only layer that talks to Redis) →
+//! `quorumd-replication` (fan-out, store, sync, locks, queue, CRDT store) →
+//! `quorumd-service` (HTTP, RESP, app). Tests and benches add `quorumd-testkit`.
 
-pub mod api;
-pub mod app;
-pub mod auth;
-pub mod checker;
-pub mod config;
-pub mod crdt;
-pub mod crdt_store;
-pub mod devcluster;
-pub mod digest;
-pub mod events;
-pub mod exposition;
-pub mod fanout;
-pub mod hlc;
-pub mod live;
-pub mod locks;
-pub mod meta;
-pub mod nemesis;
-pub mod pool;
-pub mod queue;
-pub mod quorum;
-pub mod reload;
-pub mod resp;
-pub mod sdnotify;
-pub mod store;
-pub mod sync;
-pub mod telemetry;
+pub use quorumd_core::{config, crdt, digest, hlc, meta, metric_names, quorum, redact};
+pub use quorumd_node::{devcluster, live, pool};
+pub use quorumd_replication::{crdt_store, demo, fanout, locks, queue, store, sync};
+pub use quorumd_service::{api, app, auth, exposition, reload, resp, sdnotify, settings, telemetry};

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
     match cmd {
         Cmd::Run { config } => {
-            let validated = Config::load(config.as_deref())?.validate()?;
+            let validated = quorumd::settings::load_validated(config.as_deref())?;
             quorumd::telemetry::init(&validated.config.log);
             // Before anything can report readiness, so an early SIGTERM still drains.
             let mut signals = quorumd::app::StopSignals::install()?;
@@ -96,7 +96,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
             app.shutdown().await?;
         }
         Cmd::CheckConfig { config } => {
-            let validated = Config::load(config.as_deref())?.validate()?;
+            let validated = quorumd::settings::load_validated(config.as_deref())?;
             print!("{}", validated.config.to_masked_toml());
             eprintln!(
                 "configuration is valid: {} nodes, read quorum {}, write quorum {}",
@@ -110,7 +110,7 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
             dry_run,
             json,
         } => {
-            let validated = Config::load(config.as_deref())?.validate()?;
+            let validated = quorumd::settings::load_validated(config.as_deref())?;
             quorumd::telemetry::init(&validated.config.log);
             return sweep(validated, full, dry_run, json).await;
         }
@@ -212,10 +212,10 @@ async fn demo(port: u16, keys: u64) -> Result<(), Box<dyn std::error::Error>> {
     if port == 0 {
         cfg.resp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     }
-    let app = App::start_demo(cfg.validate()?, keys).await?;
+    let app = App::start_demo(quorumd::settings::validate(cfg)?, keys).await?;
     let base = format!("http://{}", app.http_addr());
     println!("seeding {keys} demo keys...");
-    let seeded = quorumd::store::tamper::seed(app.store(), keys).await;
+    let seeded = quorumd::demo::seed(app.store(), keys).await;
     println!("quorumd demo is running: open the dashboard at {base}/ ({seeded} keys seeded).");
     println!("Nodes:");
     for n in &cluster.nodes {

@@ -1,7 +1,7 @@
 //! HTTP authentication against a running service: missing, unknown and wrongly scoped tokens,
 //! open probe endpoints, and token rotation by SIGHUP (a broken file keeps the old tokens).
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, wait_until};
 use quorumd::auth::{Scope, TokenEntry};

@@ -1,7 +1,7 @@
 //! Natural batching per node (`store/batch.rs`): concurrent operations share script calls, and
 //! each caller still gets exactly its own answer, its own error, and its own deadline.
 
-mod common;
+use quorumd_testkit::cluster as common;
 #[allow(dead_code)] // the exposition checker has more than these tests use
 #[path = "support/exposition.rs"]
 mod exposition;

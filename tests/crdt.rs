@@ -5,7 +5,7 @@
 //! does not come back from a stale node, and the convergence check catches a last-writer-wins
 //! overwrite of CRDT state (negative control).
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, test_config, wait_until};
 use quorumd::app::App;

@@ -4,7 +4,7 @@
 
 #[path = "support/cdp.rs"]
 mod cdp;
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::TestCluster;
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! every node) when the signal is sent. Control: the same scenario with SIGKILL loses them, so
 //! the test can tell a drain from no drain.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::wait_until;
 use quorumd::devcluster::{DevCluster, free_port};

@@ -1,7 +1,7 @@
 //! Several quorumd instances against the same nodes split the sweep work through shard
 //! leases; when one dies, the others take over its shards within a lease period.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, test_config, wait_until};
 use quorumd::app::App;

@@ -1,7 +1,7 @@
 //! Key-value API over real redis-server processes: reads, writes, deletes, TTL, CAS, binary
 //! data, and the behaviour with nodes killed, paused and stale.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, wait_until};
 use quorumd::meta::EntryKind;

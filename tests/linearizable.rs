@@ -1,12 +1,12 @@
 //! The `linearizable` level, checked: concurrent clients read and write a few registers
 //! while nodes are paused and resumed; every key's recorded history must be linearizable
-//! (Wing–Gong–Lowe checker in `quorumd::checker::register`). A negative control records a
+//! (Wing–Gong–Lowe checker in `quorumd_testkit::checker::register`). A negative control records a
 //! stale read at level `one` and proves the same checker reports it.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::TestCluster;
-use quorumd::checker::register::{Op, OpKind, RegValue, Verdict, check};
+use quorumd_testkit::checker::register::{Op, OpKind, RegValue, Verdict, check};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -1,13 +1,13 @@
 //! Locks against real redis-server processes: the HTTP API, bad input, many concurrent
 //! clients through two quorumd instances while nodes are paused and killed, and a restarted
-//! node. Histories go through `quorumd::checker::locks`; negative controls run the same
+//! node. Histories go through `quorumd_testkit::checker::locks`; negative controls run the same
 //! checker on a lock with its safety rules switched off and show that it catches them.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, test_config, wait_until};
 use quorumd::app::App;
-use quorumd::checker::locks::{Held, Violation, check};
+use quorumd_testkit::checker::locks::{Held, Violation, check};
 use quorumd::config::LocksConfig;
 use quorumd::locks::{LockError, LockService, UnsafeKnobs};
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 //! assertions compare values before and after, on series whose labels only this test's nodes
 //! carry wherever possible.
 
-mod common;
+use quorumd_testkit::cluster as common;
 #[path = "support/exposition.rs"]
 mod exposition;
 
@@ -374,7 +374,7 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_their_damage_heals() {
     let mut cfg = test_config(cluster.urls());
     cfg.sync.in_flight_window_ms = 0;
     let app = App::start_demo(cfg.validate().unwrap(), 200).await.unwrap();
-    assert_eq!(quorumd::store::tamper::seed(app.store(), 200).await, 200);
+    assert_eq!(quorumd::demo::seed(app.store(), 200).await, 200);
     let base = format!("http://{}", app.http_addr());
     let http = reqwest::Client::new();
     let post =

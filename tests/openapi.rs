@@ -5,7 +5,7 @@
 //! layer enforces; and the document passes the OpenAPI 3.1 validator (`openapi-spec-validator`,
 //! in the venv of scripts/ensure-deploy-venv.sh), which rejects deliberately broken copies.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, test_config, wait_until};
 use quorumd::app::App;
@@ -20,10 +20,10 @@ use std::time::Duration;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The router, read as source: its `.route(...)` calls are the list of what is served.
-const ROUTER_SOURCE: &str = include_str!("../src/api/mod.rs");
+const ROUTER_SOURCE: &str = include_str!("../crates/service/src/api/mod.rs");
 /// The queue item route has an `{action}` segment; the handler's `match` lists the actions.
-const QUEUES_SOURCE: &str = include_str!("../src/api/queues.rs");
-const DOCUMENT_FILE: &str = include_str!("../src/api/openapi.json");
+const QUEUES_SOURCE: &str = include_str!("../crates/service/src/api/queues.rs");
+const DOCUMENT_FILE: &str = include_str!("../crates/service/src/api/openapi.json");
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",

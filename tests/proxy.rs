@@ -2,7 +2,7 @@
 //! says to the bytes, and healing restores the link.
 
 use quorumd::devcluster::DevCluster;
-use quorumd::nemesis::proxy::{FaultProxy, LinkFault};
+use quorumd_testkit::nemesis::proxy::{FaultProxy, LinkFault};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

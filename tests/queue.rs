@@ -3,10 +3,10 @@
 //! while a consumer dies mid-lease and a node fails. Lease histories go through the same
 //! exclusion checker as locks, with a negative control.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, wait_until};
-use quorumd::checker::locks::{Held, Violation, check};
+use quorumd_testkit::checker::locks::{Held, Violation, check};
 use quorumd::config::{LocksConfig, QueueConfig};
 use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::queue::QueueService;

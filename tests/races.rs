@@ -1,7 +1,7 @@
 //! Repairs and old writes racing client writes never replace a newer version: each node's
 //! version of a key only grows, and the cluster settles on the newest acknowledged write.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, wait_until};
 use quorumd::hlc::Version;

@@ -2,7 +2,7 @@
 //! redis-server 7, the `redis` crate and `redis-cli` as clients, pipelining, RESP3, AUTH, node
 //! faults, malformed input and graceful shutdown.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use bytes::BytesMut;
 use common::{TestCluster, wait_until};

@@ -3,7 +3,7 @@
 //! test (openssl CLI). Wrong credentials and untrusted certificates must give an error that
 //! names the node, says what to fix, and never shows the password.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{test_config, wait_until};
 use quorumd::app::App;

@@ -3,7 +3,7 @@
 //! sweeps racing client writes never lower a version, and nodes answering errors are reported
 //! without losing anything.
 
-mod common;
+use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, wait_until};
 use quorumd::config::AdoptPolicy;
@@ -1269,7 +1269,7 @@ async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
 /// The node is behind a proxy that holds its replies, so the write lands in that window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
-    use quorumd::nemesis::proxy::LinkFault;
+    use quorumd_testkit::nemesis::proxy::LinkFault;
     use quorumd::sync::bulk;
     let (tc, proxy) = TestCluster::start_with_proxy(3, 2, |c| {
         manual_sweeps(c);

@@ -5,9 +5,9 @@
 
 use crate::common::test_config;
 use crate::run::{RunResult, heal, into_inner, random_plan, start_instances};
-use quorumd::checker::locks::{self, Held};
+use quorumd_testkit::checker::locks::{self, Held};
 use quorumd::config::Config;
-use quorumd::nemesis::Nemesis;
+use quorumd_testkit::nemesis::Nemesis;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -6,8 +6,7 @@
 //! `make test` runs `FAULT_SEEDS` seeds (default 3) per workload; `make torture SEEDS=200` runs
 //! many and writes `target/torture/report.md`. `FAULT_SEED=n` replays exactly seed n.
 
-#[path = "../common/mod.rs"]
-mod common;
+use quorumd_testkit::cluster as common;
 mod crdt;
 mod locks;
 mod queue;
@@ -15,10 +14,10 @@ mod report;
 mod run;
 mod workload;
 
-use quorumd::checker::locks::Held;
+use quorumd_testkit::checker::locks::Held;
 use quorumd::locks::{LockService, UnsafeKnobs};
-use quorumd::nemesis::Nemesis;
-use quorumd::nemesis::proxy::LinkFault;
+use quorumd_testkit::nemesis::Nemesis;
+use quorumd_testkit::nemesis::proxy::LinkFault;
 use quorumd::pool::Health;
 use quorumd::queue::QueueService;
 use run::{KvRun, RunResult};
@@ -356,7 +355,7 @@ async fn negative_control_a_wiped_sole_copy_is_reported_lost() {
         .put("k0", "1", "one")
         .await
         .expect("level one takes one node");
-    history.writes.push(quorumd::checker::durability::Write {
+    history.writes.push(quorumd_testkit::checker::durability::Write {
         key: "k0".into(),
         value: b"1".to_vec(),
         acked: Some(version),
@@ -397,7 +396,7 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
     tc.wait_health(2, "down").await;
     let mut history = workload::History::default();
     let version = tc.put("k0", "1", "quorum").await.expect("a majority is up");
-    history.writes.push(quorumd::checker::durability::Write {
+    history.writes.push(quorumd_testkit::checker::durability::Write {
         key: "k0".into(),
         value: b"1".to_vec(),
         acked: Some(version),
@@ -421,7 +420,7 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
         reqwest::StatusCode::NOT_FOUND,
         "the lagging node did not answer first"
     );
-    history.reads.push(quorumd::checker::durability::Read {
+    history.reads.push(quorumd_testkit::checker::durability::Read {
         key: "k0".into(),
         version: None,
         invoked: 2,

@@ -2,7 +2,7 @@
 //! `target/torture/` (`make torture` joins them into `report.md`).
 
 use crate::run::RunResult;
-use quorumd::nemesis::plan::FaultKind;
+use quorumd_testkit::nemesis::plan::FaultKind;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::PathBuf;

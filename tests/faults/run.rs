@@ -4,11 +4,11 @@
 use crate::common::test_config;
 use crate::workload::{History, Workload};
 use quorumd::app::App;
-use quorumd::checker::durability::{self, Entry};
-use quorumd::checker::register::{self, Verdict};
+use quorumd_testkit::checker::durability::{self, Entry};
+use quorumd_testkit::checker::register::{self, Verdict};
 use quorumd::meta::{EntryKind, Meta};
-use quorumd::nemesis::plan::{FaultKind, Plan, PlanSettings};
-use quorumd::nemesis::{FaultReport, Nemesis};
+use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
+use quorumd_testkit::nemesis::{FaultReport, Nemesis};
 use quorumd::sync::progress::SweepMode;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! The KV register workload: a few clients read and write a few keys at one consistency level
 //! through the HTTP API, and every operation is recorded for the checkers.
 
-use quorumd::checker::durability::{Read, Write};
-use quorumd::checker::register::{Op, OpKind};
+use quorumd_testkit::checker::durability::{Read, Write};
+use quorumd_testkit::checker::register::{Op, OpKind};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

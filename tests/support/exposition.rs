@@ -201,7 +201,7 @@ impl Scrape {
             // A masked password (`***`) is fine; any other is a leak.
             if let Some((k, v)) = labels
                 .iter()
-                .find(|(_, v)| quorumd::config::mask_urls_in_text(v) != *v)
+                .find(|(_, v)| quorumd::redact::mask_urls_in_text(v) != *v)
             {
                 return Err(format!("{name}: label {k}={v:?} may hold credentials"));
             }

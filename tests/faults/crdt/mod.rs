@@ -13,7 +13,7 @@ use crate::common::test_config;
 use crate::run::{RunResult, converge};
 use model::Finals;
 use quorumd::app::App;
-use quorumd::nemesis::Nemesis;
+use quorumd_testkit::nemesis::Nemesis;
 use state::Kind;
 use std::fmt::Write;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use crate::crdt::model::State;
 use crate::crdt::workload::Client;
 use quorumd::app::App;
 use quorumd::crdt::{Crdt, LwwMap, OrSet, PnCounter};
-use quorumd::nemesis::Nemesis;
+use quorumd_testkit::nemesis::Nemesis;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 

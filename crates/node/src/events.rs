@@ -1,0 +1,138 @@
+//! The node layer's typed events: health changes, restarts, failed node calls, batch counts.
+//! Each event writes its log line, records its metrics and, where the dashboard shows it,
+//! publishes it on the live feed, in one place (metric names: `quorumd_core::metric_names`).
+
+use crate::live::{LiveEvent, LiveFeed};
+use crate::pool::Health;
+use quorumd_core::metric_names::*;
+
+/// A node's health state changed.
+pub struct NodeHealthChanged<'a> {
+    pub id: usize,
+    pub node: &'a str,
+    pub from: Health,
+    pub to: Health,
+    pub reason: &'a str,
+    pub live: &'a LiveFeed,
+}
+
+impl NodeHealthChanged<'_> {
+    pub fn emit(self) {
+        let reason = quorumd_core::redact::mask_urls_in_text(self.reason);
+        metrics::counter!(NODE_HEALTH_CHANGES, "node" => self.node.to_owned(), "to" => self.to.to_string())
+            .increment(1);
+        self.live.publish(LiveEvent::Node {
+            node: self.id,
+            address: self.node.to_owned(),
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            reason: reason.clone(),
+            at_ms: quorumd_core::hlc::wall_clock_ms(),
+        });
+        match self.to {
+            Health::Up => {
+                tracing::info!(node = self.node, from = %self.from, to = %self.to, reason, "node health changed")
+            }
+            _ => {
+                tracing::warn!(node = self.node, from = %self.from, to = %self.to, reason, "node health changed")
+            }
+        }
+    }
+}
+
+/// A node's Redis server restarted (its `run_id` changed); it may have lost data.
+pub struct NodeRestarted<'a> {
+    pub node: &'a str,
+    pub old_run_id: &'a str,
+    pub new_run_id: &'a str,
+}
+
+impl NodeRestarted<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            node = self.node,
+            old_run_id = self.old_run_id,
+            new_run_id = self.new_run_id,
+            "node restarted"
+        );
+    }
+}
+
+/// One request to one node failed (timeout, connection, error reply).
+pub struct NodeRequestFailed<'a> {
+    pub node: &'a str,
+    pub error: &'a crate::pool::NodeError,
+}
+
+impl NodeRequestFailed<'_> {
+    pub fn emit(self) {
+        use crate::pool::NodeError;
+        let kind = match self.error {
+            NodeError::Unavailable(_) => "unavailable",
+            NodeError::Timeout(_) => "timeout",
+            NodeError::Connection(_) => "connection",
+            NodeError::Server(_) => "server",
+            NodeError::Protocol(_) => "protocol",
+        };
+        metrics::counter!(NODE_ERRORS, "node" => self.node.to_owned(), "kind" => kind).increment(1);
+        tracing::debug!(node = self.node, kind, error = %self.error, "node request failed");
+    }
+}
+
+/// Counter handles of one node's batched calls of one kind (`read` or `write`), registered
+/// once when the store starts: a call then counts without a registry lookup or label
+/// allocation, which matters on the per-request path.
+pub struct NodeBatchCounters {
+    calls: metrics::Counter,
+    entries: metrics::Counter,
+}
+
+impl NodeBatchCounters {
+    pub fn register(node: &str, kind: &'static str) -> NodeBatchCounters {
+        NodeBatchCounters {
+            calls: metrics::counter!(NODE_BATCHES, "node" => node.to_owned(), "kind" => kind),
+            entries: metrics::counter!(NODE_BATCH_ENTRIES, "node" => node.to_owned(), "kind" => kind),
+        }
+    }
+}
+
+/// One script call carrying `entries` client operations went to a node.
+pub struct NodeBatchSent<'a> {
+    pub counters: &'a NodeBatchCounters,
+    pub entries: usize,
+}
+
+impl NodeBatchSent<'_> {
+    pub fn emit(self) {
+        self.counters.calls.increment(1);
+        self.counters.entries.increment(self.entries as u64);
+    }
+}
+
+/// The nodes' current state, observed when metrics are scraped (gauges only, no log line).
+pub struct NodesObserved<'a> {
+    pub nodes: &'a [crate::pool::NodeStatus],
+}
+
+impl NodesObserved<'_> {
+    pub fn emit(self) {
+        const STATES: [Health; 4] = [
+            Health::Up,
+            Health::Suspect,
+            Health::Down,
+            Health::Recovering,
+        ];
+        for n in self.nodes {
+            let node = n.address.clone();
+            let up = matches!(n.health, Health::Up | Health::Suspect | Health::Recovering);
+            metrics::gauge!(NODE_UP, "node" => node.clone()).set(if up { 1.0 } else { 0.0 });
+            for s in STATES {
+                metrics::gauge!(NODE_HEALTH, "node" => node.clone(), "state" => s.to_string())
+                    .set(if s == n.health { 1.0 } else { 0.0 });
+            }
+            if let Some(ms) = n.latency_ms {
+                metrics::gauge!(NODE_LATENCY, "node" => node).set(ms / 1000.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Node access: the only layer that opens connections to Redis.
+//!
+//! The connection pool with per-node health, probes, reconnects and the sentinel (`pool`),
+//! the live feed the dashboard reads (`live`), this layer's typed events (`events`), and local
+//! `redis-server` processes for `quorumd demo`, tests and benchmarks (`devcluster`).
+
+pub mod devcluster;
+pub mod events;
+pub mod live;
+pub mod pool;

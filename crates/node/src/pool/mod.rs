@@ -1,0 +1,750 @@
+//! The node pool: the only place that opens connections to Redis.
+//!
+//! One multiplexed connection per node, shared by every request. A monitor task per node
+//! probes it (PING, and `INFO server` for its `run_id`), keeps its health state and latency,
+//! and reconnects with exponential back-off when the connection is lost. Requests never wait
+//! for a reconnect: a node without a connection fails at once, so a dead node costs a quorum
+//! nothing.
+
+mod health;
+mod sentinel;
+pub mod tls;
+
+pub use health::{Health, HealthTracker};
+pub use tls::{TlsConfig, TlsError};
+
+use quorumd_core::config::{NodeAddress, TimeoutConfig};
+use crate::events;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use sentinel::Sentinels;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Index of a node in the configured list.
+pub type NodeId = usize;
+
+/// Why one node did not answer an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("not connected: {0}")]
+    Unavailable(String),
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("connection error: {0}")]
+    Connection(String),
+    /// The node answered with an error (WRONGTYPE, OOM, READONLY, ...): it is alive.
+    #[error("server error: {0}")]
+    Server(String),
+    /// The node answered something quorumd did not expect (e.g. corrupt metadata).
+    #[error("unexpected reply: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("node {node}: {message}")]
+    InvalidNode { node: String, message: String },
+}
+
+/// A point-in-time view of one node, for the status API.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub address: String,
+    pub health: Health,
+    /// Smoothed round-trip latency in milliseconds; `None` before the first answer.
+    pub latency_ms: Option<f64>,
+    pub last_error: Option<String>,
+    pub run_id: Option<String>,
+    /// Whether the node holds the cluster sentinel key (absent after a data loss).
+    pub has_sentinel: Option<bool>,
+    /// Seconds since the health state last changed.
+    pub state_age_s: f64,
+}
+
+/// One Redis server.
+pub struct Node {
+    pub id: NodeId,
+    /// Address with the password masked: safe to log and show.
+    pub display: String,
+    client: redis::Client,
+    conn: RwLock<Option<MultiplexedConnection>>,
+    /// Connections for [`Node::run_exclusive`], idle between uses.
+    spare: Mutex<Vec<MultiplexedConnection>>,
+    health: Mutex<HealthTracker>,
+    run_id: Mutex<Option<String>>,
+    /// `host:port/db`: names the node in hints stored on the other nodes.
+    pub identity: String,
+    /// Wall-clock ms when the node was marked recovering.
+    recovering_since_ms: Mutex<Option<u64>>,
+    shared: Arc<PoolShared>,
+    /// Wakes the monitor early when a request saw the connection fail.
+    wake: Notify,
+    timeouts: TimeoutConfig,
+}
+
+impl Node {
+    fn new(
+        id: NodeId,
+        address: &NodeAddress,
+        timeouts: &TimeoutConfig,
+        tls: &TlsConfig,
+        shared: Arc<PoolShared>,
+    ) -> Result<Node, PoolError> {
+        let client = tls::client(tls, address.url.as_str())
+            .map_err(|e| PoolError::InvalidNode {
+                node: address.display.clone(),
+                message: quorumd_core::redact::mask_url(&e),
+            })?;
+        Ok(Node {
+            id,
+            display: address.display.clone(),
+            client,
+            conn: RwLock::new(None),
+            spare: Mutex::new(Vec::new()),
+            health: Mutex::new(HealthTracker::new()),
+            run_id: Mutex::new(None),
+            identity: address.identity.clone(),
+            recovering_since_ms: Mutex::new(None),
+            shared,
+            wake: Notify::new(),
+            timeouts: timeouts.clone(),
+        })
+    }
+
+    pub fn health(&self) -> Health {
+        self.tracker().health()
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, HealthTracker> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let t = self.tracker();
+        NodeStatus {
+            id: self.id,
+            address: self.display.clone(),
+            health: t.health(),
+            latency_ms: t.latency_ms(),
+            last_error: t.last_error().map(str::to_owned),
+            run_id: self
+                .run_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            has_sentinel: self.shared.sentinels().has(self.id),
+            state_age_s: t.since().elapsed().as_secs_f64(),
+        }
+    }
+
+    fn connection(&self) -> Option<MultiplexedConnection> {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_connection(&self, conn: Option<MultiplexedConnection>) {
+        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+        // The spares went to the same server: after a reconnect they may be dead.
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Runs `op` on this node's connection with the per-node timeout, and feeds the outcome
+    /// into the node's health.
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.run_as(Traffic::Client, op).await
+    }
+
+    /// `run` for a call of the given kind: only client requests (and probes) feed the
+    /// node's latency, which is what the sweep's back-off reads.
+    pub async fn run_as<T, F, Fut>(&self, traffic: Traffic, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.connection().ok_or_else(|| self.unavailable())?;
+        self.run_on(traffic, conn, op).await
+    }
+
+    /// `run_as` for background work on a connection that no other task uses while `op` runs,
+    /// for commands whose state lives on the connection (`WATCH` before a `MULTI`). Opened on
+    /// demand while the node is connected, and kept for reuse after a call that succeeded
+    /// (one that failed may have left state behind, so its connection is dropped).
+    pub async fn run_exclusive<T, F, Fut>(&self, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        /// Spare connections kept per node: a heal runs a few calls at once.
+        const KEPT: usize = 4;
+        if self.connection().is_none() {
+            return Err(self.unavailable());
+        }
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match spare {
+            Some(c) => c,
+            None => self.connect().await.map_err(NodeError::Connection)?,
+        };
+        let result = self.run_on(Traffic::Background, conn.clone(), op).await;
+        if result.is_ok() {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.len() < KEPT {
+                spare.push(conn);
+            }
+        }
+        result
+    }
+
+    fn unavailable(&self) -> NodeError {
+        let reason = self
+            .tracker()
+            .last_error()
+            .unwrap_or("connecting")
+            .to_owned();
+        NodeError::Unavailable(reason)
+    }
+
+    async fn run_on<T, F, Fut>(
+        &self,
+        traffic: Traffic,
+        conn: MultiplexedConnection,
+        op: F,
+    ) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let limit = self.timeouts.node();
+        match tokio::time::timeout(limit, op(conn)).await {
+            Ok(Ok(value)) => {
+                if traffic == Traffic::Client {
+                    self.tracker().record_latency(started.elapsed());
+                }
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                let err = match classify(&e) {
+                    // The connection's own response timeout is the same limit.
+                    NodeError::Timeout(_) => NodeError::Timeout(limit.as_millis() as u64),
+                    other => other,
+                };
+                events::NodeRequestFailed {
+                    node: &self.display,
+                    error: &err,
+                }
+                .emit();
+                if matches!(err, NodeError::Connection(_)) {
+                    self.report_failure(&err);
+                }
+                Err(err)
+            }
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Waits for the answer to a request on this node that another task sends (the batch it
+    /// travels in), bounded by the node timeout from the moment this is called, so a caller
+    /// queued behind a stuck call fails after `node_ms` like any request the node did not
+    /// answer in time. The timer starts here, not at the first poll.
+    pub fn answer_within_timeout<T, F>(
+        self: Arc<Self>,
+        answer: F,
+    ) -> impl Future<Output = Result<T, NodeError>> + use<T, F>
+    where
+        F: Future<Output = Result<T, NodeError>>,
+    {
+        let bounded = tokio::time::timeout(self.timeouts.node(), answer);
+        async move { bounded.await.unwrap_or_else(|_| Err(self.timed_out())) }
+    }
+
+    /// A request got no answer within the node timeout: counted, and the node is suspect.
+    fn timed_out(&self) -> NodeError {
+        let err = NodeError::Timeout(self.timeouts.node_ms);
+        events::NodeRequestFailed {
+            node: &self.display,
+            error: &err,
+        }
+        .emit();
+        self.report_failure(&err);
+        err
+    }
+
+    /// A request saw the node fail: mark it suspect and let the monitor probe it now.
+    fn report_failure(&self, err: &NodeError) {
+        let change = self.tracker().request_failed(err.to_string());
+        if let Some((from, to)) = change {
+            events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
+                node: &self.display,
+                from,
+                to,
+                reason: &err.to_string(),
+            }
+            .emit();
+        }
+        self.wake.notify_one();
+    }
+
+    fn apply_probe(&self, outcome: Result<Duration, String>) {
+        let change = match &outcome {
+            Ok(rtt) => self.tracker().probe_succeeded(*rtt),
+            Err(e) => self.tracker().probe_failed(e.clone()),
+        };
+        if let Some((from, to)) = change {
+            let reason = outcome.err().unwrap_or_else(|| "probe answered".into());
+            events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
+                node: &self.display,
+                from,
+                to,
+                reason: &reason,
+            }
+            .emit();
+        }
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, String> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect()))
+            .set_response_timeout(Some(self.timeouts.node()));
+        let attempt = self
+            .client
+            .get_multiplexed_async_connection_with_config(&cfg);
+        match tokio::time::timeout(self.timeouts.connect() + self.timeouts.node(), attempt).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(explain_error(&e)),
+            Err(_) => Err(format!(
+                "connect timed out after {} ms",
+                self.timeouts.connect_ms
+            )),
+        }
+    }
+
+    /// PING, the server's run id, and the cluster sentinel key's value.
+    async fn probe(&self, conn: MultiplexedConnection) -> Result<Probe, String> {
+        let started = Instant::now();
+        let mut c = conn;
+        let sentinel = self.shared.sentinel_key.clone();
+        let fut = async move {
+            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+            let rtt = started.elapsed();
+            let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
+            // A sentinel of another type (written by hand) is there all the same: an error
+            // answer must not fail the probe, which would take the node out of service.
+            let sentinel = match redis::cmd("GET")
+                .arg(&sentinel)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
+            {
+                Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Some(String::new()),
+                Err(e) => return Err(e),
+            };
+            Ok::<_, RedisError>(Probe {
+                rtt,
+                run_id: parse_run_id(&info),
+                sentinel,
+            })
+        };
+        match tokio::time::timeout(self.timeouts.node(), fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(explain_error(&e)),
+            Err(_) => Err(format!(
+                "probe timed out after {} ms",
+                self.timeouts.node_ms
+            )),
+        }
+    }
+
+    /// A node that restarted (new run id), or that lacks the sentinel while another node has
+    /// it (wiped: restarted empty, FLUSHALL), may have lost acknowledged writes.
+    fn note_probe(&self, probe: &Probe) {
+        let restarted = {
+            let mut current = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
+            let old = current.replace(probe.run_id.clone().unwrap_or_default());
+            match old.filter(|o| !o.is_empty() && Some(o) != probe.run_id.as_ref()) {
+                Some(old) => {
+                    let new = probe.run_id.clone().unwrap_or_default();
+                    events::NodeRestarted {
+                        node: &self.display,
+                        old_run_id: &old,
+                        new_run_id: &new,
+                    }
+                    .emit();
+                    true
+                }
+                None => false,
+            }
+        };
+        let wiped = self.shared.sentinels().probed(
+            self.id,
+            probe.sentinel.as_deref(),
+            Instant::now(),
+            quorumd_core::hlc::wall_clock_ms(),
+        );
+        if restarted || wiped {
+            let reason = if wiped {
+                "sentinel key missing: data lost"
+            } else {
+                "server restarted (run_id changed)"
+            };
+            self.mark_recovering(reason);
+        }
+    }
+
+    fn mark_recovering(&self, reason: &str) {
+        let (newly, change) = {
+            let mut t = self.tracker();
+            let newly = !t.is_recovering();
+            (newly, t.mark_recovering())
+        };
+        // The flag may flip while the node looks down (restarted while unreachable): the
+        // timestamp must be fresh all the same, or writes since an earlier episode are missed.
+        if newly {
+            *self
+                .recovering_since_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(quorumd_core::hlc::wall_clock_ms());
+            self.shared.attention.notify_one();
+        }
+        if let Some((from, to)) = change {
+            events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
+                node: &self.display,
+                from,
+                to,
+                reason,
+            }
+            .emit();
+        }
+    }
+
+    /// When the node was marked recovering (wall-clock ms), if it is recovering.
+    pub fn recovering_since_ms(&self) -> Option<u64> {
+        (self.health() == Health::Recovering)
+            .then(|| {
+                *self
+                    .recovering_since_ms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            })
+            .flatten()
+    }
+
+    /// When the node was last marked recovering (wall-clock ms), even if the sweep has since
+    /// brought it back in sync: locks keep a restarted node out of their majorities for the
+    /// longest lock TTL after this, however fast the sweep was.
+    pub fn last_recovering_since_ms(&self) -> Option<u64> {
+        *self
+            .recovering_since_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sweep brought a recovering node back in sync: it counts for reads again.
+    pub fn mark_synced(&self) {
+        let change = self.tracker().synced();
+        if let Some((from, to)) = change {
+            events::NodeHealthChanged {
+                id: self.id,
+                live: &self.shared.live,
+                node: &self.display,
+                from,
+                to,
+                reason: "back in sync",
+            }
+            .emit();
+        }
+    }
+
+    /// Connects, probes and reconnects until `shutdown` fires.
+    /// Opens a connection and probes it before requests may use it: a server that restarted
+    /// (new run_id) must be marked recovering before any read counts its answer.
+    async fn connect_and_probe(&self) -> Result<(), String> {
+        let conn = self.connect().await?;
+        let probe = self.probe(conn.clone()).await?;
+        self.note_probe(&probe);
+        self.set_connection(Some(conn));
+        self.apply_probe(Ok(probe.rtt));
+        Ok(())
+    }
+
+    async fn monitor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
+        let max_backoff = Duration::from_millis(self.timeouts.reconnect_max_ms);
+        loop {
+            let wait = match self.connection() {
+                None => match self.connect_and_probe().await {
+                    Ok(()) => {
+                        // Back from down: hints for it wait on the other nodes.
+                        self.shared.attention.notify_one();
+                        backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
+                        self.timeouts.health_interval()
+                    }
+                    Err(e) => {
+                        self.apply_probe(Err(e));
+                        let jittered = backoff.mul_f64(rand::random_range(0.5..1.0));
+                        backoff = (backoff * 2).min(max_backoff);
+                        jittered
+                    }
+                },
+                Some(conn) => {
+                    match self.probe(conn).await {
+                        Ok(probe) => {
+                            let was_down = self.health() == Health::Down;
+                            self.note_probe(&probe);
+                            self.apply_probe(Ok(probe.rtt));
+                            if was_down {
+                                // Back from down: hints for it wait on the other nodes.
+                                self.shared.attention.notify_one();
+                            }
+                        }
+                        Err(e) => {
+                            self.apply_probe(Err(e));
+                            if self.health() == Health::Down {
+                                // Drop a connection that stopped answering: a fresh one tells
+                                // a dead server from a slow one.
+                                self.set_connection(None);
+                            }
+                        }
+                    }
+                    self.timeouts.health_interval()
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+struct Probe {
+    rtt: Duration,
+    run_id: Option<String>,
+    sentinel: Option<String>,
+}
+
+/// State the nodes of one pool share.
+struct PoolShared {
+    sentinel_key: String,
+    sentinels: Mutex<Sentinels>,
+    /// Signalled when a node needs the sweep's attention (recovering, or back from down).
+    attention: Arc<Notify>,
+    /// What the dashboard and `/v1/events` show; every layer reaches it through the pool.
+    live: crate::live::LiveFeed,
+}
+
+impl PoolShared {
+    fn sentinels(&self) -> std::sync::MutexGuard<'_, Sentinels> {
+        self.sentinels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn parse_run_id(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|s| s.trim().to_string())
+}
+
+/// Name of the sentinel key under the reserved prefix.
+pub fn sentinel_key(prefix: &str) -> String {
+    format!("{prefix}sentinel")
+}
+
+/// A failed connection attempt or probe, said so that an operator knows what to fix. Redis and rustls
+/// error texts never carry the URL or the password.
+fn explain_error(e: &RedisError) -> String {
+    let text = classify(e).to_string();
+    let lower = text.to_ascii_lowercase();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || lower.contains("wrongpass")
+        || lower.contains("noauth")
+    {
+        format!("authentication failed: check the user and password in the node URL ({text})")
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!("TLS handshake failed: check tls.ca_file, tls.cert_file and tls.key_file ({text})")
+    } else {
+        text
+    }
+}
+
+/// Sorts a Redis error into what it means for the quorum.
+pub fn classify(e: &RedisError) -> NodeError {
+    // Redis error texts never carry the connection URL, so there is nothing to mask here.
+    let text = e.to_string();
+    if e.is_timeout() {
+        NodeError::Timeout(0)
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+        NodeError::Connection(text)
+    } else if e.code().is_some() {
+        NodeError::Server(text)
+    } else {
+        NodeError::Protocol(text)
+    }
+}
+
+/// What a call to a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// A client request, or work a client waits for: its latency is the node's latency.
+    Client,
+    /// Sweep work in large batches. Its latency says how big the batch was, not how long a
+    /// client waits; counting it would make the sweep back off from its own load even with no
+    /// client traffic at all.
+    Background,
+}
+
+/// All configured nodes and their monitors.
+pub struct NodePool {
+    nodes: Vec<Arc<Node>>,
+    shared: Arc<PoolShared>,
+    shutdown: watch::Sender<bool>,
+    monitors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl NodePool {
+    /// Creates the pool and starts a monitor per node. Nodes that are down now are retried in
+    /// the background; the first connection attempts are awaited so the initial state is known.
+    pub async fn start(
+        addresses: &[NodeAddress],
+        timeouts: &TimeoutConfig,
+        key_prefix: &str,
+    ) -> Result<Arc<NodePool>, PoolError> {
+        Self::start_with(addresses, timeouts, key_prefix, &TlsConfig::default(), 0).await
+    }
+
+    /// [`NodePool::start`] with TLS settings for the `rediss://` nodes, and a live feed that
+    /// tracks `buckets` buckets for the dashboard grid.
+    pub async fn start_with(
+        addresses: &[NodeAddress],
+        timeouts: &TimeoutConfig,
+        key_prefix: &str,
+        tls: &TlsConfig,
+        buckets: u32,
+    ) -> Result<Arc<NodePool>, PoolError> {
+        let shared = Arc::new(PoolShared {
+            sentinel_key: sentinel_key(key_prefix),
+            sentinels: Mutex::new(Sentinels::new(
+                addresses.len(),
+                Sentinels::grace_for(addresses.len(), timeouts.node(), timeouts.health_interval()),
+            )),
+            attention: Arc::new(Notify::new()),
+            live: crate::live::LiveFeed::new(buckets),
+        });
+        let nodes: Vec<Arc<Node>> = addresses
+            .iter()
+            .enumerate()
+            .map(|(id, a)| Node::new(id, a, timeouts, tls, shared.clone()).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        // Connect and probe once before returning, so the initial health is known.
+        let first = nodes.iter().map(|n| async move {
+            if let Err(e) = n.connect_and_probe().await {
+                n.apply_probe(Err(e));
+            }
+        });
+        futures::future::join_all(first).await;
+        let (tx, _) = watch::channel(false);
+        let monitors = nodes
+            .iter()
+            .map(|n| tokio::spawn(n.clone().monitor(tx.subscribe())))
+            .collect();
+        let pool = Arc::new(NodePool {
+            nodes,
+            shared,
+            shutdown: tx,
+            monitors: Mutex::new(monitors),
+        });
+        Ok(pool)
+    }
+
+    pub fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    pub fn node(&self, id: NodeId) -> &Arc<Node> {
+        &self.nodes[id]
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Signalled when a node needs the sweep's attention: it turned recovering, or came back
+    /// from down (hints wait for it).
+    pub fn attention(&self) -> Arc<Notify> {
+        self.shared.attention.clone()
+    }
+
+    /// The live feed of this service (health changes, sweep progress, bucket states, repairs).
+    pub fn live(&self) -> &crate::live::LiveFeed {
+        &self.shared.live
+    }
+
+    /// The key every in-sync node holds; a node without it (while others have it) lost data.
+    pub fn sentinel_key(&self) -> &str {
+        &self.shared.sentinel_key
+    }
+
+    /// Records that the sweep wrote the sentinel on `node`.
+    pub fn sentinel_written(&self, node: NodeId) {
+        self.shared.sentinels().written(node, Instant::now());
+    }
+
+    pub fn status(&self) -> Vec<NodeStatus> {
+        self.nodes.iter().map(|n| n.status()).collect()
+    }
+
+    /// Nodes currently believed reachable (up or suspect).
+    pub fn reachable(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.health(), Health::Up | Health::Suspect))
+            .count()
+    }
+
+    /// Stops the monitors and closes every connection.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let monitors =
+            std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
+        for m in monitors {
+            // A probe in progress may wait up to node_ms on a stuck node: do not wait for it.
+            m.abort();
+            let _ = m.await;
+        }
+        for n in &self.nodes {
+            n.set_connection(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_is_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:1\r\n";
+        assert_eq!(parse_run_id(info).as_deref(), Some("abc123"));
+        assert_eq!(parse_run_id("# Server\r\n"), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! CRDT events: merges that changed a node's state, and updates.
+
+use quorumd_core::metric_names::*;
+
+/// A CRDT state was merged into a node and changed what it held.
+pub struct CrdtMerged {
+    /// `counter`, `set` or `map`.
+    pub kind: &'static str,
+    /// `write`, `read_repair` or `sweep`.
+    pub source: &'static str,
+    pub nodes: u64,
+}
+
+impl CrdtMerged {
+    pub fn emit(self) {
+        if self.nodes == 0 {
+            return;
+        }
+        metrics::counter!(CRDT_MERGES, "type" => self.kind, "source" => self.source)
+            .increment(self.nodes);
+        tracing::trace!(
+            kind = self.kind,
+            source = self.source,
+            nodes = self.nodes,
+            "crdt merged"
+        );
+    }
+}
+
+/// A CRDT update (counter add, set add/remove, map set/incr) finished.
+pub struct CrdtUpdated {
+    pub kind: &'static str,
+    /// `ok`, `invalid`, `wrong_type`, `no_quorum`, `timeout` or `error`.
+    pub result: &'static str,
+}
+
+impl CrdtUpdated {
+    pub fn emit(self) {
+        metrics::counter!(CRDT_UPDATES, "type" => self.kind, "result" => self.result).increment(1);
+        tracing::debug!(kind = self.kind, result = self.result, "crdt update");
+    }
+}

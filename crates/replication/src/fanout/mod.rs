@@ -1,0 +1,177 @@
+//! Quorum fan-out: send one operation to many nodes at once and return as soon as the quorum
+//! is decided. Answers that arrive after the decision are not lost: they stay readable from
+//! `Gathered::stragglers`, which read repair uses.
+
+pub mod events;
+
+use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
+use quorumd_core::quorum::{Decision, QuorumTracker};
+use serde::Serialize;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One node's answer.
+#[derive(Debug)]
+pub struct Reply<T> {
+    pub node: NodeId,
+    pub result: Result<T, NodeError>,
+}
+
+/// The answers that decided a fan-out, and a channel for the rest.
+pub struct Gathered<T> {
+    pub decision: Decision,
+    pub replies: Vec<Reply<T>>,
+    pub stragglers: mpsc::UnboundedReceiver<Reply<T>>,
+    pub required: usize,
+}
+
+impl<T> Gathered<T> {
+    /// The successful answers that counted.
+    pub fn successes(&self) -> impl Iterator<Item = (NodeId, &T)> {
+        self.replies
+            .iter()
+            .filter_map(|r| r.result.as_ref().ok().map(|v| (r.node, v)))
+    }
+
+    /// Waits for the answers still outstanding (each bounded by the node timeout).
+    pub async fn collect_stragglers(&mut self) -> Vec<Reply<T>> {
+        let mut rest = Vec::new();
+        while let Some(r) = self.stragglers.recv().await {
+            rest.push(r);
+        }
+        rest
+    }
+}
+
+/// Sends `op` to every node in `targets` concurrently. Returns once `required` answers satisfy
+/// `counts` (given the answering node), or once that has become impossible.
+pub async fn fan_out<T, F, Fut>(
+    pool: &NodePool,
+    targets: impl IntoIterator<Item = NodeId>,
+    required: usize,
+    counts: impl Fn(NodeId, &T) -> bool,
+    op: F,
+) -> Gathered<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<Node>) -> Fut,
+    Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut asked = 0;
+    for id in targets {
+        asked += 1;
+        let fut = op(pool.node(id).clone());
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = fut.await;
+            let _ = tx.send(Reply { node: id, result });
+        });
+    }
+    drop(tx);
+    let mut tracker = QuorumTracker::new(required, asked);
+    let mut replies = Vec::with_capacity(asked);
+    let mut decision = tracker.decision();
+    while decision == Decision::Pending {
+        let Some(reply) = rx.recv().await else { break };
+        let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
+        decision = tracker.record(ok);
+        replies.push(reply);
+    }
+    if decision == Decision::Pending {
+        decision = Decision::Impossible;
+    }
+    Gathered {
+        decision,
+        replies,
+        stragglers: rx,
+        required,
+    }
+}
+
+/// One node's part in a failed quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeFailure {
+    pub node: String,
+    pub reason: String,
+}
+
+/// An operation that did not reach its quorum, naming every node that failed and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct QuorumError {
+    pub operation: &'static str,
+    pub required: usize,
+    pub succeeded: usize,
+    pub failures: Vec<NodeFailure>,
+}
+
+impl fmt::Display for QuorumError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} of {} required nodes succeeded",
+            self.operation, self.succeeded, self.required
+        )?;
+        for (i, n) in self.failures.iter().enumerate() {
+            f.write_str(if i == 0 { "; " } else { ", " })?;
+            write!(f, "{}: {}", n.node, n.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl QuorumError {
+    /// Builds the error from the answers of a fan-out that did not reach its quorum. Nodes whose
+    /// answer was a success but did not count are described by `why_not_counted`.
+    pub fn from_gathered<T>(
+        operation: &'static str,
+        pool: &NodePool,
+        g: &Gathered<T>,
+        counts: impl Fn(NodeId, &T) -> bool,
+        why_not_counted: impl Fn(&T) -> String,
+    ) -> QuorumError {
+        let mut succeeded = 0;
+        let mut failures = Vec::new();
+        for r in &g.replies {
+            let reason = match &r.result {
+                Ok(v) if counts(r.node, v) => {
+                    succeeded += 1;
+                    continue;
+                }
+                Ok(v) => why_not_counted(v),
+                Err(e) => e.to_string(),
+            };
+            failures.push(NodeFailure {
+                node: pool.node(r.node).display.clone(),
+                reason,
+            });
+        }
+        let err = QuorumError {
+            operation,
+            required: g.required,
+            succeeded,
+            failures,
+        };
+        err.emit();
+        err
+    }
+
+    /// Logs the failure (the `quorum not reached` event).
+    pub fn emit(&self) {
+        let failures = self
+            .failures
+            .iter()
+            .map(|f| format!("{}: {}", f.node, f.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        events::QuorumFailed {
+            operation: self.operation,
+            required: self.required,
+            succeeded: self.succeeded,
+            failures: &failures,
+        }
+        .emit();
+    }
+}

@@ -1,0 +1,14 @@
+//! Replication over the node pool: everything that decides across nodes.
+//!
+//! Fan-out with quorum decisions (`fanout`), the versioned store with read repair and hints
+//! (`store`), the CRDT store (`crdt_store`), anti-entropy (`sync`), distributed locks
+//! (`locks`) and locking queues (`queue`), each with its own typed events. `demo` holds the
+//! deliberate damage `quorumd demo` offers on its dashboard.
+
+pub mod crdt_store;
+pub mod demo;
+pub mod fanout;
+pub mod locks;
+pub mod queue;
+pub mod store;
+pub mod sync;

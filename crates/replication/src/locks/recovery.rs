@@ -1,0 +1,154 @@
+//! Which nodes count toward lock majorities. A node that restarted (or lost its data) may have
+//! forgotten lock keys and fence counters. It counts again only when both hold:
+//!
+//! 1. the longest lock TTL (plus its drift) has passed since it was marked recovering, so every
+//!    lock it may have forgotten has expired everywhere (the Redlock "delayed restart"), and
+//! 2. its fence counters were raised to the highest values held by enough other nodes
+//!    (`N − majority + 1` of them, which always includes one of the surviving holders of any
+//!    fence stored on a majority), so fences keep increasing once it counts again.
+//!
+//! The catch-up starts only after the delay: by then every acquisition that began before the
+//! loss has finished storing its fence (a fence is stored only while the lock is held, and those
+//! locks have expired), so the catch-up sees every fence it must carry over.
+
+use quorumd_core::config::LocksConfig;
+use crate::locks::events;
+use quorumd_node::pool::{NodeId, NodePool};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Fence counters raised per script call during a catch-up.
+const RAISE_BATCH: usize = 200;
+
+pub struct RecoveryGate {
+    pool: Arc<NodePool>,
+    delay_ms: u64,
+    pattern: String,
+    /// Per node: the recovery episode (its `recovering_since_ms`) whose catch-up finished.
+    caught_up: Mutex<Vec<Option<u64>>>,
+    /// Per node: the episode whose catch-up is running.
+    running: Mutex<Vec<Option<u64>>>,
+}
+
+impl RecoveryGate {
+    pub fn new(pool: Arc<NodePool>, cfg: &LocksConfig, prefix: &str) -> Arc<RecoveryGate> {
+        let n = pool.len();
+        Arc::new(RecoveryGate {
+            pool,
+            delay_ms: cfg.max_ttl_ms + super::drift_ms(cfg, cfg.max_ttl_ms),
+            pattern: format!("{prefix}fence:*"),
+            caught_up: Mutex::new(vec![None; n]),
+            running: Mutex::new(vec![None; n]),
+        })
+    }
+
+    /// Whether `node` counts now; starts its catch-up when the delay is over.
+    pub fn counts(self: &Arc<Self>, node: NodeId) -> bool {
+        let Some(episode) = self.pool.node(node).last_recovering_since_ms() else {
+            return true;
+        };
+        if quorumd_core::hlc::wall_clock_ms() < episode + self.delay_ms {
+            return false;
+        }
+        if self.caught_up.lock().unwrap_or_else(|p| p.into_inner())[node] == Some(episode) {
+            return true;
+        }
+        let start = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let start = running[node] != Some(episode);
+            running[node] = Some(episode);
+            start
+        };
+        if start {
+            let gate = self.clone();
+            tokio::spawn(async move { gate.catch_up(node, episode).await });
+        }
+        false
+    }
+
+    pub fn why_not_counted(&self, node: NodeId) -> String {
+        match self.pool.node(node).last_recovering_since_ms() {
+            Some(since) if quorumd_core::hlc::wall_clock_ms() < since + self.delay_ms => format!(
+                "restarted: counts toward lock majorities {} ms after it came back",
+                self.delay_ms
+            ),
+            Some(_) => "restarted: fence counters still being caught up".into(),
+            None => "not counted".into(),
+        }
+    }
+
+    /// Raises `node`'s fence counters to the highest seen on enough other nodes, then lets it
+    /// count. On failure it is retried at the next lock operation.
+    async fn catch_up(self: Arc<Self>, node: NodeId, episode: u64) {
+        let outcome = self.copy_fences(node).await;
+        let raised = match &outcome {
+            Ok(n) => *n,
+            Err(_) => 0,
+        };
+        if outcome.is_ok() {
+            self.caught_up.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(episode);
+        } else {
+            self.running.lock().unwrap_or_else(|p| p.into_inner())[node] = None;
+        }
+        events::FenceCatchUp {
+            node: &self.pool.node(node).display,
+            raised,
+            error: outcome.err().as_deref(),
+        }
+        .emit();
+    }
+
+    async fn copy_fences(&self, node: NodeId) -> Result<u64, String> {
+        let n = self.pool.len();
+        let needed = n - quorumd_core::quorum::majority(n) + 1;
+        let others: Vec<NodeId> = (0..n).filter(|o| *o != node).collect();
+        let scans = futures::future::join_all(others.iter().map(|o| self.scan_all(*o))).await;
+        let mut highest: HashMap<String, u64> = HashMap::new();
+        let mut answered = 0;
+        let mut errors = Vec::new();
+        for scan in scans {
+            match scan {
+                Ok(pairs) => {
+                    answered += 1;
+                    for (k, v) in pairs {
+                        let e = highest.entry(k).or_insert(0);
+                        *e = (*e).max(v);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if answered < needed {
+            return Err(format!(
+                "{answered} of the {needed} other nodes needed answered: {}",
+                errors.join("; ")
+            ));
+        }
+        let pairs: Vec<(String, u64)> = highest.into_iter().collect();
+        let target = self.pool.node(node);
+        let mut raised = 0;
+        for chunk in pairs.chunks(RAISE_BATCH) {
+            raised += super::scripts::raise_fences(target, Duration::from_secs(5), chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(raised)
+    }
+
+    async fn scan_all(&self, node: NodeId) -> Result<Vec<(String, u64)>, String> {
+        let target = self.pool.node(node);
+        let mut cursor = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, page) = super::scripts::scan_fences(target, &self.pattern, cursor)
+                .await
+                .map_err(|e| format!("{}: {e}", target.display))?;
+            out.extend(page);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}

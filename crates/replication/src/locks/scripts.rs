@@ -1,0 +1,282 @@
+//! The lock scripts, one atomic call per node each, and the per-node calls that run them.
+//!
+//! A lock key holds `{token}|{owner}|{fence}` (the fence is filled in by the second phase) with
+//! a `PX` TTL; the fence key holds the highest fence stored on that node. Every compare-token
+//! check matches the `{token}|` prefix, so an owner containing `|` cannot confuse it.
+
+use quorumd_node::pool::{Node, NodeError};
+use redis::Script;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// KEYS: lock, fence. ARGV: token, ttl ms, owner.
+/// Takes the lock if free (SET NX PX) and returns `{granted 0|1, fence counter}`; the counter
+/// is read in the same atomic step, so it is at least every fence stored while this node
+/// granted the lock to anyone before.
+const ACQUIRE_LUA: &str = r#"#!lua
+local ok = redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3] .. '|', 'NX', 'PX', ARGV[2])
+local fence = redis.call('GET', KEYS[2]) or '0'
+if ok then return {1, fence} end
+return {0, fence}
+"#;
+
+/// KEYS: lock, fence. ARGV: token, fence, owner.
+/// Phase two of an acquisition: only while this node still holds the lock for `token`, raises
+/// the fence counter to `fence` (never lowers it) and records the fence in the lock value.
+/// Returns 1 when stored, 0 when the lock is not (or no longer) held by `token`.
+const FENCE_LUA: &str = r#"#!lua
+local v = redis.call('GET', KEYS[1])
+local prefix = ARGV[1] .. '|'
+if not v or string.sub(v, 1, #prefix) ~= prefix then return 0 end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('SET', KEYS[1], prefix .. ARGV[3] .. '|' .. ARGV[2], 'KEEPTTL')
+return 1
+"#;
+
+/// KEYS: lock. ARGV: token, ttl ms, full value to re-lock with (`''` = do not re-lock).
+/// Extends the lock if held by `token` (1); if the key is absent and a value is given, takes
+/// it again with that value (2); otherwise 0. Also returns the stored value when held.
+const EXTEND_LUA: &str = r#"#!lua
+local v = redis.call('GET', KEYS[1])
+local prefix = ARGV[1] .. '|'
+if v and string.sub(v, 1, #prefix) == prefix then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, v}
+end
+if not v and ARGV[3] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2])
+  return {2, ARGV[3]}
+end
+return {0, ''}
+"#;
+
+/// KEYS: lock. ARGV: token. Deletes the lock if held by `token`; returns 1 if it was.
+const RELEASE_LUA: &str = r#"#!lua
+local v = redis.call('GET', KEYS[1])
+local prefix = ARGV[1] .. '|'
+if v and string.sub(v, 1, #prefix) == prefix then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: lock, fence. Returns `{value or '', pttl, fence counter}`.
+const INSPECT_LUA: &str = r#"#!lua flags=no-writes
+return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
+"#;
+
+/// KEYS: fence keys. ARGV: one value per key. Raises each counter to its value (never lowers):
+/// brings a restarted node's counters back up. Returns the number raised.
+const RAISE_LUA: &str = r#"#!lua
+local n = 0
+for i = 1, #KEYS do
+  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tonumber(ARGV[i]) > cur then redis.call('SET', KEYS[i], ARGV[i]) n = n + 1 end
+end
+return n
+"#;
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
+static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(FENCE_LUA));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT_LUA));
+static RAISE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_LUA));
+
+/// Where one lock lives on every node.
+#[derive(Debug, Clone)]
+pub struct LockKeys {
+    pub lock: String,
+    pub fence: String,
+}
+
+/// Runs `op` on `node`, bounded by the lock's own (short) node timeout.
+async fn bounded<T>(
+    node: &Node,
+    limit: Duration,
+    invocation: redis::ScriptInvocation<'static>,
+) -> Result<T, NodeError>
+where
+    T: redis::FromRedisValue + Send + 'static,
+{
+    let run = node.run(|mut c| async move { invocation.invoke_async::<T>(&mut c).await });
+    tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or(Err(NodeError::Timeout(limit.as_millis() as u64)))
+}
+
+fn parse_fence(raw: &str) -> Result<u64, NodeError> {
+    raw.parse()
+        .map_err(|_| NodeError::Protocol(format!("fence counter {raw:?} is not a number")))
+}
+
+/// Tries to take the lock on one node: whether it granted, and its fence counter.
+pub async fn acquire(
+    node: &Node,
+    limit: Duration,
+    keys: &LockKeys,
+    token: &str,
+    ttl_ms: u64,
+    owner: &str,
+) -> Result<(bool, u64), NodeError> {
+    let mut inv = ACQUIRE.prepare_invoke();
+    inv.key(&keys.lock)
+        .key(&keys.fence)
+        .arg(token)
+        .arg(ttl_ms)
+        .arg(owner);
+    let (granted, fence): (i64, String) = bounded(node, limit, inv).await?;
+    Ok((granted == 1, parse_fence(&fence)?))
+}
+
+/// Phase two on one node: stores `fence` if the node still holds the lock for `token`.
+pub async fn store_fence(
+    node: &Node,
+    limit: Duration,
+    keys: &LockKeys,
+    token: &str,
+    fence: u64,
+    owner: &str,
+) -> Result<bool, NodeError> {
+    let mut inv = FENCE.prepare_invoke();
+    inv.key(&keys.lock)
+        .key(&keys.fence)
+        .arg(token)
+        .arg(fence)
+        .arg(owner);
+    let stored: i64 = bounded(node, limit, inv).await?;
+    Ok(stored == 1)
+}
+
+/// What extending did on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extended {
+    /// Held by the token and extended; the stored value.
+    Renewed(String),
+    /// The key was absent and was taken again with the given value.
+    Relocked,
+    /// Held by someone else, or absent and not re-locked.
+    NotHeld,
+}
+
+pub async fn extend(
+    node: &Node,
+    limit: Duration,
+    keys: &LockKeys,
+    token: &str,
+    ttl_ms: u64,
+    relock_value: &str,
+) -> Result<Extended, NodeError> {
+    let mut inv = EXTEND.prepare_invoke();
+    inv.key(&keys.lock).arg(token).arg(ttl_ms).arg(relock_value);
+    let (code, value): (i64, String) = bounded(node, limit, inv).await?;
+    Ok(match code {
+        1 => Extended::Renewed(value),
+        2 => Extended::Relocked,
+        _ => Extended::NotHeld,
+    })
+}
+
+pub async fn release(
+    node: &Node,
+    limit: Duration,
+    keys: &LockKeys,
+    token: &str,
+) -> Result<bool, NodeError> {
+    let mut inv = RELEASE.prepare_invoke();
+    inv.key(&keys.lock).arg(token);
+    let released: i64 = bounded(node, limit, inv).await?;
+    Ok(released == 1)
+}
+
+/// One node's view of a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// The stored value, `None` when free.
+    pub value: Option<String>,
+    /// Remaining ms of the key's TTL (meaningless when free).
+    pub remaining_ms: i64,
+    pub fence_counter: u64,
+}
+
+pub async fn inspect(node: &Node, limit: Duration, keys: &LockKeys) -> Result<NodeView, NodeError> {
+    let mut inv = INSPECT.prepare_invoke();
+    inv.key(&keys.lock).key(&keys.fence);
+    let (value, remaining_ms, fence): (String, i64, String) = bounded(node, limit, inv).await?;
+    Ok(NodeView {
+        value: (!value.is_empty()).then_some(value),
+        remaining_ms,
+        fence_counter: parse_fence(&fence)?,
+    })
+}
+
+/// Raises fence counters on one node (catch-up of a restarted node).
+pub async fn raise_fences(
+    node: &Node,
+    limit: Duration,
+    counters: &[(String, u64)],
+) -> Result<u64, NodeError> {
+    let mut inv = RAISE.prepare_invoke();
+    for (key, value) in counters {
+        inv.key(key).arg(value);
+    }
+    bounded(node, limit, inv).await
+}
+
+/// One page of fence keys on a node, with their values: `(next cursor, [(key, value)])`.
+pub async fn scan_fences(
+    node: &Node,
+    pattern: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<(String, u64)>), NodeError> {
+    let pattern = pattern.to_string();
+    let (next, keys): (u64, Vec<String>) = node
+        .run(|mut c| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await
+        })
+        .await?;
+    if keys.is_empty() {
+        return Ok((next, Vec::new()));
+    }
+    let mget_keys = keys.clone();
+    let values: Vec<Option<String>> = node
+        .run(|mut c| async move { redis::cmd("MGET").arg(&mget_keys).query_async(&mut c).await })
+        .await?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (k, v) in keys.into_iter().zip(values) {
+        if let Some(v) = v {
+            out.push((k, parse_fence(&v)?));
+        }
+    }
+    Ok((next, out))
+}
+
+/// Splits a stored lock value `{token}|{owner}|{fence}` into its parts; the owner may itself
+/// contain `|`, the token and fence never do.
+pub fn parse_value(value: &str) -> Option<(&str, &str, Option<u64>)> {
+    let (token, rest) = value.split_once('|')?;
+    let (owner, fence) = rest.rsplit_once('|')?;
+    Some((token, owner, fence.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_split_even_with_bars_in_the_owner() {
+        assert_eq!(parse_value("ab|me|7"), Some(("ab", "me", Some(7))));
+        assert_eq!(parse_value("ab|a|b|c|"), Some(("ab", "a|b|c", None)));
+        assert_eq!(parse_value("ab||12"), Some(("ab", "", Some(12))));
+        assert_eq!(parse_value("garbage"), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! Store events: read repair, hints recorded, refused writes retracted.
+
+use quorumd_core::metric_names::*;
+use quorumd_node::live::{LiveEvent, LiveFeed};
+
+/// Read repair wrote the winning version to replicas that were behind.
+pub struct ReadRepaired<'a> {
+    pub nodes: &'a [String],
+    pub failed: usize,
+    pub live: &'a LiveFeed,
+}
+
+impl ReadRepaired<'_> {
+    pub fn emit(self) {
+        metrics::counter!(READ_REPAIRS).increment(1);
+        for node in self.nodes {
+            metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => "read")
+                .increment(1);
+        }
+        if !self.nodes.is_empty() {
+            self.live.publish(LiveEvent::Repair {
+                source: "read",
+                keys: self.nodes.len() as u64,
+                buckets: 1,
+                at_ms: quorumd_core::hlc::wall_clock_ms(),
+            });
+        }
+        tracing::debug!(nodes = ?self.nodes, failed = self.failed, "read repair applied");
+    }
+}
+
+/// A write missed nodes; hints were left on the nodes that took it.
+pub struct HintsRecorded {
+    pub key_bytes: usize,
+    pub missed: usize,
+}
+
+impl HintsRecorded {
+    pub fn emit(self) {
+        metrics::counter!(HINTS_RECORDED).increment(self.missed as u64);
+        tracing::debug!(
+            key_bytes = self.key_bytes,
+            missed = self.missed,
+            "hints recorded"
+        );
+    }
+}
+
+/// A key-value write refused by the nodes holding a CRDT was removed from a node that took it.
+pub struct RefusedWriteRetracted<'a> {
+    pub node: &'a str,
+    pub result: Result<(), String>,
+}
+
+impl RefusedWriteRetracted<'_> {
+    pub fn emit(self) {
+        match self.result {
+            Ok(()) => tracing::debug!(node = self.node, "refused write retracted"),
+            Err(e) => tracing::warn!(
+                node = self.node,
+                error = %e,
+                "a write refused for a CRDT could not be retracted: the sweep will report the key"
+            ),
+        }
+    }
+}

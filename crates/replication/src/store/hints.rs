@@ -1,0 +1,59 @@
+//! Hinted handoff, recording side: when a write misses nodes, the nodes that took it remember
+//! the key under the missed node's name, so that node's catch-up starts with exactly the keys
+//! it missed (replayed by `sync::hints`). Hints live on the nodes, so they survive a restart
+//! of quorumd.
+
+use super::scripts::{KeyLocation, WriteOutcome};
+use crate::fanout::Gathered;
+use quorumd_node::pool::{NodeId, NodePool};
+use std::sync::Arc;
+
+/// The set on every node holding the keys that `identity` (a node's `host:port/db`) missed.
+pub fn hint_key(prefix: &str, identity: &str) -> String {
+    format!("{prefix}h:{identity}")
+}
+
+/// After a write has answered its client: waits for the remaining answers, and if some nodes
+/// failed, records hints for them on the nodes that hold the write.
+pub(super) fn spawn_hint_recording(
+    pool: Arc<NodePool>,
+    prefix: String,
+    loc: Arc<KeyLocation>,
+    mut g: Gathered<WriteOutcome>,
+) {
+    tokio::spawn(async move {
+        let late = g.collect_stragglers().await;
+        let mut missed: Vec<NodeId> = Vec::new();
+        let mut holders: Vec<NodeId> = Vec::new();
+        for r in g.replies.iter().chain(late.iter()) {
+            match &r.result {
+                Err(_) => missed.push(r.node),
+                Ok(o) if o.holds_version() => holders.push(r.node),
+                Ok(_) => {}
+            }
+        }
+        if missed.is_empty() || holders.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = missed
+            .iter()
+            .map(|&n| hint_key(&prefix, &pool.node(n).identity))
+            .collect();
+        for h in holders {
+            let node = pool.node(h).clone();
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("SADD").arg(k).arg(&loc.key[..]).ignore();
+            }
+            // Best effort: a lost hint only delays catch-up until the next digest exchange.
+            let _ = node
+                .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+                .await;
+        }
+        crate::store::events::HintsRecorded {
+            key_bytes: loc.key.len(),
+            missed: missed.len(),
+        }
+        .emit();
+    });
+}

@@ -1,0 +1,630 @@
+//! The versioned key-value store over the quorum: reads and writes at a consistency level,
+//! read repair, and compare-and-set on version.
+
+mod batch;
+pub mod events;
+pub mod bucket_copy;
+pub mod crdt_scripts;
+mod hints;
+mod repair;
+mod rmw;
+pub mod scripts;
+mod stats;
+
+pub use rmw::Change;
+
+
+pub use batch::BatchSettings;
+pub use hints::hint_key;
+
+use quorumd_core::digest;
+use crate::fanout::{Gathered, QuorumError, fan_out};
+use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
+use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_node::pool::{NodeId, NodePool};
+use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
+use batch::{Coalescer, WriteEntry};
+use scripts::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The hash holding the metadata of one sub-bucket on every node. A bucket's metadata is the
+/// union of its S sub-bucket hashes: see `StoreSettings::bucket_meta_keys`.
+pub fn meta_key(prefix: &str, bucket: u32, sub: u32) -> String {
+    format!("{prefix}m:{bucket}:{sub}")
+}
+
+/// The hash holding every bucket's digest on a node.
+pub fn digest_key(prefix: &str) -> String {
+    format!("{prefix}d")
+}
+
+/// The hash holding the S sub-bucket digests of one bucket on a node (field = sub-bucket).
+pub fn sub_digest_key(prefix: &str, bucket: u32) -> String {
+    format!("{prefix}d:{bucket}")
+}
+
+/// Settings of the store, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub key_prefix: String,
+    pub buckets: u32,
+    /// Sub-buckets per bucket (config `sub_buckets`).
+    pub sub_buckets: u32,
+    pub quorum: QuorumSizes,
+    pub request_timeout: Duration,
+    /// How client reads and writes are batched per node.
+    pub batch: BatchSettings,
+}
+
+impl StoreSettings {
+    /// The S metadata hashes that together hold one bucket's metadata, in sub-bucket order.
+    /// Everything that reads a whole bucket reads and merges these.
+    pub fn bucket_meta_keys(&self, bucket: u32) -> Vec<String> {
+        (0..self.sub_buckets)
+            .map(|sub| meta_key(&self.key_prefix, bucket, sub))
+            .collect()
+    }
+}
+
+/// What a client asks a write to check first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// The key must be live with exactly this version (HTTP `If-Match: "v"`).
+    IfMatch(Version),
+    /// The key must be live (HTTP `If-Match: *`).
+    IfExists,
+    /// The key must not be live (HTTP `If-None-Match: *`).
+    IfAbsent,
+}
+
+/// A live value as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub value: Vec<u8>,
+    pub version: Version,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// The result of a write that reached its quorum.
+#[derive(Debug, Clone)]
+pub struct WriteReceipt {
+    pub version: Version,
+    pub expires_at_ms: Option<u64>,
+    /// Nodes that hold the version (or a newer one) among those that answered in time.
+    pub acknowledged_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    NoQuorum(#[from] QuorumError),
+    #[error("precondition failed: the current version is {}", current.map(|v| v.encode()).unwrap_or_else(|| "none (key absent)".into()))]
+    PreconditionFailed { current: Option<Version> },
+    #[error("{operation} did not finish within {ms} ms")]
+    Timeout { operation: &'static str, ms: u64 },
+    #[error("keys starting with {prefix:?} are reserved for quorumd's metadata")]
+    ReservedKey { prefix: String },
+    #[error(
+        "the key holds a {holds} (a CRDT, whose state merges): key-value reads and writes do not apply to it"
+    )]
+    KindConflict { holds: quorumd_core::crdt::CrdtKind },
+}
+
+/// The CRDT kind one of `metas` marks the key as, if any.
+fn crdt_kind_among<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> Option<quorumd_core::crdt::CrdtKind> {
+    metas.into_iter().find_map(|m| m.kind.crdt())
+}
+
+/// The newest entry among several nodes' answers, with its value if any node had it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Newest {
+    pub meta: Meta,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Picks the newest entry. A value without metadata (written straight to a node) counts as
+/// version zero, below every versioned write. Among equal versions, an answer carrying the
+/// value is preferred.
+pub(crate) fn newest<'a>(
+    key: &[u8],
+    reads: impl IntoIterator<Item = &'a NodeRead>,
+) -> Option<Newest> {
+    let mut best: Option<Newest> = None;
+    for r in reads {
+        let meta = match (&r.meta, &r.value) {
+            (Some(m), _) => m.clone(),
+            (None, Some(_)) => Meta::new(key, Version::ZERO, EntryKind::Value, None),
+            (None, None) => continue,
+        };
+        let better = match &best {
+            None => true,
+            Some(b) => {
+                meta.version > b.meta.version
+                    || (meta.version == b.meta.version && b.value.is_none() && r.value.is_some())
+            }
+        };
+        if better {
+            let value = if meta.kind == EntryKind::Value {
+                r.value.clone()
+            } else {
+                None
+            };
+            best = Some(Newest { meta, value });
+        }
+    }
+    best
+}
+
+/// The versioned store. Cheap to share behind an `Arc`.
+pub struct VersionedStore {
+    pool: Arc<NodePool>,
+    clock: Hlc,
+    settings: StoreSettings,
+    /// Every client read and write of a key goes to the nodes through these per-node queues.
+    batches: Arc<Coalescer>,
+}
+
+impl VersionedStore {
+    pub fn new(pool: Arc<NodePool>, clock: Hlc, settings: StoreSettings) -> Self {
+        let batches = Arc::new(Coalescer::new(&pool, settings.batch));
+        VersionedStore {
+            pool,
+            clock,
+            settings,
+            batches,
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<NodePool> {
+        &self.pool
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// Where `key` lives, or an error if it is in the reserved namespace.
+    pub fn locate(&self, key: &[u8]) -> Result<KeyLocation, StoreError> {
+        let prefix = &self.settings.key_prefix;
+        if key.starts_with(prefix.as_bytes()) {
+            return Err(StoreError::ReservedKey {
+                prefix: prefix.clone(),
+            });
+        }
+        let digest::Placement { bucket, sub } =
+            digest::placement(key, self.settings.buckets, self.settings.sub_buckets);
+        Ok(KeyLocation {
+            key: key.to_vec(),
+            meta_key: meta_key(prefix, bucket, sub),
+            digest_key: digest_key(prefix),
+            sub_digest_key: sub_digest_key(prefix, bucket),
+            bucket,
+            sub,
+        })
+    }
+
+    /// A node that restarted may have lost data: its answers are read (and repaired) but do
+    /// not count toward a read quorum until the sweep has brought it back in sync.
+    fn counts_for_reads(&self, node: NodeId) -> bool {
+        self.pool.node(node).health() != quorumd_node::pool::Health::Recovering
+    }
+
+    /// Reads from every node, waiting for `required` answers from nodes that count for reads.
+    async fn gather_reads(
+        &self,
+        operation: &'static str,
+        required: usize,
+        loc: &Arc<KeyLocation>,
+        wanted: ReadWanted,
+    ) -> Result<Gathered<NodeRead>, StoreError> {
+        let counts = |n: NodeId, _: &NodeRead| self.counts_for_reads(n);
+        let g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
+            self.batches.read(node.id, loc.clone(), wanted)
+        })
+        .await;
+        if g.decision == Decision::Reached {
+            return Ok(g);
+        }
+        let why = |_: &NodeRead| "recovering: restarted and not yet back in sync".to_string();
+        Err(QuorumError::from_gathered(operation, &self.pool, &g, counts, why).into())
+    }
+
+    pub fn clock(&self) -> &Hlc {
+        &self.clock
+    }
+
+    fn all_nodes(&self) -> std::ops::Range<NodeId> {
+        0..self.pool.len()
+    }
+
+    async fn within_deadline<T>(
+        &self,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.settings.request_timeout;
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(StoreError::Timeout {
+                operation,
+                ms: limit.as_millis() as u64,
+            }))
+    }
+
+    /// Reads `key`. `Ok(None)` when it is absent, deleted or expired.
+    #[tracing::instrument(name = "store.get", skip_all, fields(level = %level))]
+    pub async fn get(&self, key: &[u8], level: Consistency) -> Result<Option<Found>, StoreError> {
+        let loc = Arc::new(self.locate(key)?);
+        self.within_deadline("read", self.get_inner(loc, level))
+            .await
+    }
+
+    async fn get_inner(
+        &self,
+        loc: Arc<KeyLocation>,
+        level: Consistency,
+    ) -> Result<Option<Found>, StoreError> {
+        let required = self.settings.quorum.read_quorum(level);
+        let gathered = self
+            .gather_reads("read", required, &loc, ReadWanted::MetaAndValue)
+            .await?;
+        if let Some(holds) =
+            crdt_kind_among(gathered.successes().filter_map(|(_, r)| r.meta.as_ref()))
+        {
+            return Err(StoreError::KindConflict { holds });
+        }
+        let Some(winner) = newest(&loc.key, gathered.successes().map(|(_, r)| r)) else {
+            repair::spawn_read_repair(self.pool.clone(), self.batches.clone(), loc, gathered);
+            return Ok(None);
+        };
+        if level == Consistency::Linearizable {
+            self.write_back(&loc, &winner, &gathered).await?;
+        }
+        let found = winner
+            .value
+            .clone()
+            .filter(|_| winner.meta.is_live(wall_clock_ms()))
+            .map(|value| Found {
+                value,
+                version: winner.meta.version,
+                expires_at_ms: winner.meta.expires_at_ms,
+            });
+        repair::spawn_read_repair(self.pool.clone(), self.batches.clone(), loc, gathered);
+        Ok(found)
+    }
+
+    /// ABD read phase two: make sure a majority holds the version about to be returned, so no
+    /// later read can return an older one.
+    async fn write_back(
+        &self,
+        loc: &Arc<KeyLocation>,
+        winner: &Newest,
+        g: &Gathered<NodeRead>,
+    ) -> Result<(), StoreError> {
+        let value_missing = winner.meta.kind == EntryKind::Value && winner.value.is_none();
+        if winner.meta.version == Version::ZERO || value_missing {
+            // Unversioned data is adopted by the sweep, not by reads; a value that vanished
+            // under its metadata is read as absent and left to the sweep as well.
+            return Ok(());
+        }
+        let holders: Vec<NodeId> = g
+            .successes()
+            .filter(|(_, r)| {
+                r.meta
+                    .as_ref()
+                    .is_some_and(|m| m.version == winner.meta.version)
+            })
+            .map(|(n, _)| n)
+            .collect();
+        let needed = majority(self.pool.len()).saturating_sub(holders.len());
+        if needed == 0 {
+            return Ok(());
+        }
+        let targets = self.all_nodes().filter(|n| !holders.contains(n));
+        let outcome = self
+            .write_entry(
+                loc,
+                &winner.meta,
+                winner.value.as_deref().unwrap_or_default(),
+                NodeCondition::None,
+                targets,
+                needed,
+            )
+            .await;
+        if outcome.decision == Decision::Reached {
+            Ok(())
+        } else {
+            Err(QuorumError::from_gathered(
+                "read write-back",
+                &self.pool,
+                &outcome,
+                |_, o: &WriteOutcome| o.holds_version(),
+                describe_outcome,
+            )
+            .into())
+        }
+    }
+
+    /// Fans a versioned write out to `targets`.
+    async fn write_entry(
+        &self,
+        loc: &Arc<KeyLocation>,
+        meta: &Meta,
+        value: &[u8],
+        cond: NodeCondition,
+        targets: impl IntoIterator<Item = NodeId>,
+        required: usize,
+    ) -> Gathered<WriteOutcome> {
+        let entry = Arc::new(WriteEntry {
+            loc: loc.clone(),
+            meta: meta.clone(),
+            value: bytes::Bytes::copy_from_slice(value),
+            cond,
+        });
+        fan_out(
+            &self.pool,
+            targets,
+            required,
+            |_, o: &WriteOutcome| o.holds_version(),
+            |node| self.batches.write(node.id, entry.clone()),
+        )
+        .await
+    }
+
+    /// Writes `value` under `key`, expiring after `ttl` if given.
+    #[tracing::instrument(name = "store.put", skip_all, fields(level = %level, bytes = value.len()))]
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
+        let expires_at_ms = ttl.map(|t| wall_clock_ms().saturating_add(t.as_millis() as u64));
+        self.put_at(key, value, expires_at_ms, level, precondition)
+            .await
+    }
+
+    /// Deletes `key` by writing a tombstone.
+    #[tracing::instrument(name = "store.delete", skip_all, fields(level = %level))]
+    pub async fn delete(
+        &self,
+        key: &[u8],
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
+        let loc = Arc::new(self.locate(key)?);
+        self.within_deadline(
+            "delete",
+            self.write_inner(loc, EntryKind::Tombstone, &[], None, level, precondition),
+        )
+        .await
+    }
+
+    async fn write_inner(
+        &self,
+        loc: Arc<KeyLocation>,
+        kind: EntryKind,
+        value: &[u8],
+        expires_at_ms: Option<u64>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
+        let cond = if level == Consistency::Linearizable || precondition != Precondition::None {
+            self.read_versions(&loc, level, precondition).await?
+        } else {
+            NodeCondition::None
+        };
+        let version = self.clock.tick();
+        let meta = Meta::new(&loc.key, version, kind, expires_at_ms);
+        let required = self.settings.quorum.write_quorum(level);
+        let g = self
+            .write_entry(&loc, &meta, value, cond, self.all_nodes(), required)
+            .await;
+        let outcome = if g.decision == Decision::Reached {
+            let acknowledged_by = g
+                .successes()
+                .filter(|(_, o)| o.holds_version())
+                .map(|(n, _)| self.pool.node(n).display.clone())
+                .collect();
+            Ok(WriteReceipt {
+                version,
+                expires_at_ms,
+                acknowledged_by,
+            })
+        } else {
+            let crdt = g.successes().find_map(|(_, o)| match o {
+                WriteOutcome::KindConflict(m) => m.kind.crdt(),
+                _ => None,
+            });
+            let rejected_by_condition = g.successes().filter_map(|(_, o)| match o {
+                WriteOutcome::ConditionFailed(m) => Some(m.version),
+                _ => None,
+            });
+            match (crdt, rejected_by_condition.max()) {
+                (Some(holds), _) => {
+                    self.retract_refused(&loc, &meta, g).await;
+                    return Err(StoreError::KindConflict { holds });
+                }
+                (None, Some(current)) => Err(StoreError::PreconditionFailed {
+                    current: Some(current),
+                }),
+                (None, None) => Err(QuorumError::from_gathered(
+                    "write",
+                    &self.pool,
+                    &g,
+                    |_, o: &WriteOutcome| o.holds_version(),
+                    describe_outcome,
+                )
+                .into()),
+            }
+        };
+        // Also after a failed write: the nodes that took it should tell the others.
+        hints::spawn_hint_recording(self.pool.clone(), self.settings.key_prefix.clone(), loc, g);
+        outcome
+    }
+
+    /// Removes a write that nodes holding a CRDT refused from the nodes that took it. Those
+    /// lacked the CRDT because its own write had not reached them yet; left there, the entry
+    /// would refuse the CRDT when it arrives, and no sweep could tell which of the two models
+    /// the key should hold. Waits for every node's answer (each bounded by the node timeout),
+    /// so the refusal reaches the client once nothing of the write is left. A node that cannot
+    /// be reached keeps the entry, and the sweep reports the key for resolution by hand.
+    async fn retract_refused(&self, loc: &KeyLocation, meta: &Meta, mut g: Gathered<WriteOutcome>) {
+        let late = g.collect_stragglers().await;
+        let took = g
+            .replies
+            .iter()
+            .chain(&late)
+            .filter(|r| matches!(r.result, Ok(WriteOutcome::Applied)))
+            .map(|r| r.node);
+        let retracted = futures::future::join_all(took.map(|n| async move {
+            let node = self.pool.node(n);
+            let result = scripts::purge(node, &loc.digest_key, &[(loc, meta)]).await;
+            (node, result)
+        }))
+        .await;
+        for (node, result) in retracted {
+            crate::store::events::RefusedWriteRetracted {
+                node: &node.display,
+                result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            }
+            .emit();
+        }
+    }
+
+    /// First phase of a two-phase write: reads the newest version from a quorum, moves the clock
+    /// past it (so the write that follows is newer), and checks the client's precondition.
+    async fn read_versions(
+        &self,
+        loc: &Arc<KeyLocation>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<NodeCondition, StoreError> {
+        let required = match level {
+            Consistency::Linearizable => majority(self.pool.len()),
+            other => self.settings.quorum.read_quorum(other),
+        };
+        let g = self
+            .gather_reads("version read", required, loc, ReadWanted::MetaOnly)
+            .await?;
+        let newest = g
+            .successes()
+            .filter_map(|(_, r)| r.meta.as_ref())
+            .max_by_key(|m| m.version)
+            .cloned();
+        if let Some(holds) = crdt_kind_among(g.successes().filter_map(|(_, r)| r.meta.as_ref())) {
+            return Err(StoreError::KindConflict { holds });
+        }
+        if let Some(m) = &newest {
+            self.clock.observe(m.version);
+        }
+        let live = newest.as_ref().filter(|m| m.is_live(wall_clock_ms()));
+        let satisfied = match precondition {
+            Precondition::None => true,
+            Precondition::IfMatch(v) => live.is_some_and(|m| m.version == v),
+            Precondition::IfExists => live.is_some(),
+            Precondition::IfAbsent => live.is_none(),
+        };
+        if !satisfied {
+            return Err(StoreError::PreconditionFailed {
+                current: live.map(|m| m.version),
+            });
+        }
+        Ok(match (precondition, newest) {
+            (Precondition::None, _) => NodeCondition::None,
+            (_, Some(m)) => NodeCondition::NotNewerThan(m.version),
+            (_, None) => NodeCondition::Absent,
+        })
+    }
+}
+
+pub(crate) fn describe_outcome(o: &WriteOutcome) -> String {
+    match o {
+        WriteOutcome::Applied => "applied".into(),
+        WriteOutcome::ValueRestored => "value restored".into(),
+        WriteOutcome::Superseded(m) => format!("holds newer version {}", m.version),
+        WriteOutcome::ConditionFailed(m) => {
+            format!("precondition failed (holds version {})", m.version)
+        }
+        WriteOutcome::KindConflict(m) => match m.kind.crdt() {
+            Some(k) => format!("holds a {k} (a CRDT)"),
+            None => "holds another kind of entry".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(ms: u64) -> Version {
+        Version {
+            ms,
+            counter: 0,
+            writer: 1,
+        }
+    }
+
+    fn read(meta: Option<Meta>, value: Option<&str>) -> NodeRead {
+        NodeRead {
+            meta,
+            value: value.map(|s| s.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn newest_prefers_highest_version_and_tombstones_count() {
+        let key = b"k";
+        let reads = [
+            read(
+                Some(Meta::new(key, v(1), EntryKind::Value, None)),
+                Some("old"),
+            ),
+            read(Some(Meta::new(key, v(3), EntryKind::Tombstone, None)), None),
+            read(
+                Some(Meta::new(key, v(2), EntryKind::Value, None)),
+                Some("mid"),
+            ),
+        ];
+        let n = newest(key, &reads).unwrap();
+        assert_eq!(n.meta.version, v(3));
+        assert_eq!(n.meta.kind, EntryKind::Tombstone);
+        assert_eq!(n.value, None);
+    }
+
+    #[test]
+    fn unversioned_value_loses_to_any_versioned_write() {
+        let key = b"k";
+        let reads = [
+            read(None, Some("direct")),
+            read(
+                Some(Meta::new(key, v(1), EntryKind::Value, None)),
+                Some("q"),
+            ),
+        ];
+        assert_eq!(
+            newest(key, &reads).unwrap().value.as_deref(),
+            Some(&b"q"[..])
+        );
+        let only_direct = [read(None, Some("direct")), read(None, None)];
+        let n = newest(key, &only_direct).unwrap();
+        assert_eq!(n.meta.version, Version::ZERO);
+        assert_eq!(n.value.as_deref(), Some(&b"direct"[..]));
+        assert!(newest(key, &[read(None, None)]).is_none());
+    }
+
+    #[test]
+    fn among_equal_versions_the_answer_with_a_value_wins() {
+        let key = b"k";
+        let m = Meta::new(key, v(5), EntryKind::Value, None);
+        let reads = [read(Some(m.clone()), None), read(Some(m), Some("x"))];
+        assert_eq!(
+            newest(key, &reads).unwrap().value.as_deref(),
+            Some(&b"x"[..])
+        );
+    }
+}

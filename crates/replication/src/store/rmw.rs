@@ -1,0 +1,197 @@
+//! Read-modify-write on one key (APPEND, GETDEL, EXPIRE, PERSIST, SET ... GET/KEEPTTL) and
+//! writes with an absolute expiry.
+//!
+//! A read-modify-write reads the key at the request's level, lets the caller decide the new
+//! state from what it saw, and writes that state with a compare-and-set on the version it read
+//! (`If-Match`, or "still absent"). When another writer got in between, the write is refused
+//! on the nodes and the whole step is retried with a fresh read, so concurrent APPENDs never
+//! lose each other's bytes. TTL changes are ordinary versioned writes of the same value with a
+//! new absolute expiry, so the sweep replicates them like any other write.
+//!
+//! Compare-and-set on a quorum is not consensus: a write refused by most nodes may have
+//! landed on one and win there later by version. So within this process, writes made here of
+//! the same key take turns (a striped lock): they never refuse each other, and the
+//! compare-and-set only has to settle races with other quorumd instances.
+
+use super::{Found, Precondition, StoreError, VersionedStore};
+use quorumd_core::hlc::Version;
+use quorumd_core::meta::EntryKind;
+use quorumd_core::quorum::Consistency;
+use std::sync::LazyLock;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Stripes of the per-key lock; two keys sharing one only wait for each other.
+const STRIPES: u64 = 1024;
+
+static KEY_LOCKS: LazyLock<Vec<Mutex<()>>> =
+    LazyLock::new(|| (0..STRIPES).map(|_| Mutex::new(())).collect());
+
+/// Serialises this process's read-modify-writes and `put_at` writes of one key.
+async fn lock_key(key: &[u8]) -> MutexGuard<'static, ()> {
+    let stripe = xxhash_rust::xxh3::xxh3_64(key) % STRIPES;
+    KEY_LOCKS[stripe as usize].lock().await
+}
+
+/// Most attempts of a read-modify-write that keeps losing to concurrent writers.
+const MAX_ATTEMPTS: u32 = 32;
+
+/// What a read-modify-write does with the key, decided from the value it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Leave the key as it is.
+    Keep,
+    /// Store this value with this absolute expiry (ms since the epoch; `None` = no TTL).
+    Put {
+        value: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    },
+    /// Delete the key.
+    Delete,
+}
+
+/// Waits a little before retrying a compare-and-set that lost to another instance's write;
+/// jittered, so two writers racing on one key do not collide forever.
+async fn back_off(attempt: u32) {
+    let pause = rand::random_range(0..=attempt.min(8)) as u64;
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+}
+
+impl VersionedStore {
+    /// Writes `value` with an absolute expiry (`SET ... PXAT`). An expiry in the past stores
+    /// a value that is already gone, as Redis does. Takes its turn with this process's
+    /// read-modify-writes of the key, so neither can make the other's refused write win.
+    #[tracing::instrument(name = "store.put_at", skip_all, fields(level = %level, bytes = value.len()))]
+    pub async fn put_at(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires_at_ms: Option<u64>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<super::WriteReceipt, StoreError> {
+        let loc = std::sync::Arc::new(self.locate(key)?);
+        let _turn = lock_key(key).await;
+        self.within_deadline(
+            "write",
+            self.write_inner(
+                loc,
+                EntryKind::Value,
+                value,
+                expires_at_ms,
+                level,
+                precondition,
+            ),
+        )
+        .await
+    }
+
+    /// Reads `key`, asks `decide` what to do given the live value (if any), and applies that
+    /// with a compare-and-set on the version read, retrying from the read when a concurrent
+    /// write wins. Returns what `decide` returned for the state that was finally written.
+    #[tracing::instrument(name = "store.read_modify_write", skip_all, fields(level = %level))]
+    pub async fn read_modify_write<R>(
+        &self,
+        key: &[u8],
+        level: Consistency,
+        mut decide: impl FnMut(Option<&Found>) -> (Change, R),
+    ) -> Result<R, StoreError> {
+        let loc = std::sync::Arc::new(self.locate(key)?);
+        self.within_deadline("read-modify-write", async {
+            let _turn = lock_key(key).await;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let found = self.get_inner(loc.clone(), level).await?;
+                let (change, result) = decide(found.as_ref());
+                // A value without metadata (written straight to a node) has no version to
+                // match; "no metadata yet" is the condition that protects it.
+                let precondition = match &found {
+                    Some(f) if f.version != Version::ZERO => Precondition::IfMatch(f.version),
+                    _ => Precondition::IfAbsent,
+                };
+                let written = match change {
+                    Change::Keep => return Ok(result),
+                    Change::Put {
+                        value,
+                        expires_at_ms,
+                    } => {
+                        self.write_inner(
+                            loc.clone(),
+                            EntryKind::Value,
+                            &value,
+                            expires_at_ms,
+                            level,
+                            precondition,
+                        )
+                        .await
+                    }
+                    Change::Delete => {
+                        self.write_inner(
+                            loc.clone(),
+                            EntryKind::Tombstone,
+                            &[],
+                            None,
+                            level,
+                            precondition,
+                        )
+                        .await
+                    }
+                };
+                match written {
+                    Ok(_) => return Ok(result),
+                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                        back_off(attempt).await
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes `key` if it exists; whether it did. The existence check reads only metadata,
+    /// so a versioned key of any type (e.g. a hash the sweep adopted) is deleted too. A value
+    /// without metadata (written straight to a node) goes through `read_modify_write`.
+    #[tracing::instrument(name = "store.delete_existing", skip_all, fields(level = %level))]
+    pub async fn delete_existing(
+        &self,
+        key: &[u8],
+        level: Consistency,
+    ) -> Result<bool, StoreError> {
+        let loc = std::sync::Arc::new(self.locate(key)?);
+        let tombstone = self.within_deadline("delete", async {
+            let _turn = lock_key(key).await;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let written = self
+                    .write_inner(
+                        loc.clone(),
+                        EntryKind::Tombstone,
+                        &[],
+                        None,
+                        level,
+                        Precondition::IfExists,
+                    )
+                    .await;
+                match written {
+                    Ok(_) => return Ok(true),
+                    Err(StoreError::PreconditionFailed { current: None }) => return Ok(false),
+                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                        back_off(attempt).await
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        if tombstone.await? {
+            return Ok(true);
+        }
+        self.read_modify_write(key, level, |found| match found {
+            Some(_) => (Change::Delete, true),
+            None => (Change::Keep, false),
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! Anti-entropy events: sweeps finished and progressing, buckets changing state on the grid,
+//! repair batches, back-off, pending hints.
+
+use quorumd_core::metric_names::*;
+use quorumd_node::live::{BucketState, LiveEvent, LiveFeed};
+
+/// Hints waiting on the other nodes for `node`, counted after an exchange's hint replay.
+pub struct HintsPending<'a> {
+    pub node: &'a str,
+    pub pending: u64,
+}
+
+impl HintsPending<'_> {
+    pub fn emit(self) {
+        metrics::gauge!(HINTS_PENDING, "node" => self.node.to_owned()).set(self.pending as f64);
+    }
+}
+
+/// A sweep finished: one line with its summary.
+pub struct SweepFinished<'a> {
+    pub report: &'a crate::sync::SweepReport,
+    /// Node names (masked addresses), in the order of the report's per-node counters.
+    pub nodes: &'a [String],
+    pub live: &'a LiveFeed,
+}
+
+impl SweepFinished<'_> {
+    pub fn emit(self) {
+        let r = self.report;
+        self.record_metrics();
+        self.live.publish(LiveEvent::SweepFinished {
+            report: serde_json::to_value(r).unwrap_or_default(),
+        });
+        // The dashboard lists errors; the first few say enough.
+        for e in r.errors.iter().take(5) {
+            self.live.publish(LiveEvent::Alert {
+                message: format!("{} sweep #{}: {e}", r.mode.as_str(), r.id),
+                at_ms: quorumd_core::hlc::wall_clock_ms(),
+            });
+        }
+        // One line per sweep, with the same fields at whichever level fits.
+        macro_rules! line {
+            ($level:ident, $msg:literal) => {
+                tracing::$level!(
+                    id = r.id,
+                    mode = r.mode.as_str(),
+                    dry_run = r.dry_run,
+                    trigger = r.trigger,
+                    elapsed_s = r.elapsed_s,
+                    buckets_mismatched = r.buckets_mismatched,
+                    keys_divergent = r.keys_divergent,
+                    keys_repaired = r.keys_repaired(),
+                    keys_deferred = r.keys_deferred,
+                    keys_scanned = r.keys_scanned(),
+                    keys_unversioned = r.keys_unversioned,
+                    keys_adopted = r.keys_adopted,
+                    tombstones_purged = r.tombstones_purged,
+                    hints_replayed = r.hints_replayed,
+                    errors = r.error_count,
+                    first_error = r.errors.first().map(String::as_str).unwrap_or(""),
+                    $msg
+                )
+            };
+        }
+        if r.error_count > 0 || (r.dry_run && r.divergence_left() > 0) {
+            line!(warn, "sweep finished");
+        } else if r.keys_divergent > 0
+            || r.keys_unversioned > 0
+            || r.hints_replayed > 0
+            || r.mode == crate::sync::SweepMode::Full
+        {
+            line!(info, "sweep finished");
+        } else {
+            // An exchange that found nothing runs every few seconds: not worth an info line.
+            line!(debug, "sweep finished, replicas agree");
+        }
+    }
+}
+
+/// A node was slow, so the sweep slowed down for it.
+pub struct SweepBackedOff<'a> {
+    pub node: &'a str,
+    pub waited: std::time::Duration,
+}
+
+impl SweepBackedOff<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            node = self.node,
+            waited_ms = self.waited.as_millis() as u64,
+            "sweep backed off"
+        );
+    }
+}
+
+impl SweepFinished<'_> {
+    fn record_metrics(&self) {
+        let r = self.report;
+        let mode = r.mode.as_str();
+        let result = if r.error_count > 0 {
+            "error"
+        } else if r.dry_run {
+            "dry_run"
+        } else {
+            "ok"
+        };
+        metrics::counter!(SWEEPS, "mode" => mode, "result" => result).increment(1);
+        metrics::histogram!(SWEEP_DURATION, "mode" => mode).record(r.elapsed_s);
+        metrics::counter!(SWEEP_BUCKETS_COMPARED, "mode" => mode).increment(r.buckets_compared);
+        metrics::counter!(SWEEP_BUCKETS_MISMATCHED, "mode" => mode).increment(r.buckets_mismatched);
+        metrics::counter!(SWEEP_KEYS_DIVERGENT, "mode" => mode).increment(r.keys_divergent);
+        metrics::counter!(SWEEP_ERRORS, "mode" => mode).increment(r.error_count);
+        metrics::counter!(HINTS_REPLAYED).increment(r.hints_replayed);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let scanned = r.keys_scanned_per_node.get(i).copied().unwrap_or(0);
+            let repaired = r.keys_repaired_per_node.get(i).copied().unwrap_or(0);
+            metrics::counter!(SWEEP_KEYS_SCANNED, "node" => node.clone()).increment(scanned);
+            metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => mode)
+                .increment(repaired);
+        }
+        metrics::gauge!(SWEEP_LAST_FINISHED, "mode" => mode)
+            .set(r.finished_at_ms.unwrap_or(0) as f64 / 1000.0);
+        record_sweep_state(r);
+    }
+}
+
+/// Sweep phases, as the report names them; the phase gauge has one series per phase.
+const SWEEP_PHASES: &[&str] = &[
+    "starting",
+    "reading digests",
+    "comparing buckets",
+    "scanning",
+    "checking buckets",
+    "done",
+];
+
+/// The gauges of a sweep's current state: running, phase, progress.
+fn record_sweep_state(r: &crate::sync::SweepReport) {
+    let mode = r.mode.as_str();
+    metrics::gauge!(SWEEP_RUNNING, "mode" => mode).set(if r.running { 1.0 } else { 0.0 });
+    metrics::gauge!(SWEEP_PROGRESS, "mode" => mode).set(r.progress_ratio);
+    for phase in SWEEP_PHASES {
+        let on = *phase == r.phase;
+        metrics::gauge!(SWEEP_PHASE, "mode" => mode, "phase" => phase.replace(' ', "_"))
+            .set(if on { 1.0 } else { 0.0 });
+    }
+}
+
+/// A running sweep's progress, sampled at most a few times a second by the sweeper.
+pub struct SweepProgressed<'a> {
+    pub report: &'a crate::sync::SweepReport,
+    pub live: &'a LiveFeed,
+}
+
+impl SweepProgressed<'_> {
+    pub fn emit(self) {
+        record_sweep_state(self.report);
+        self.live.publish(LiveEvent::SweepProgress {
+            report: serde_json::to_value(self.report).unwrap_or_default(),
+        });
+    }
+}
+
+/// The exchange found buckets in a new state (differing, being repaired, repaired). With
+/// `reset`, it compared every bucket, so all the others are in sync.
+pub struct BucketsChanged<'a> {
+    pub state: BucketState,
+    pub buckets: Vec<u32>,
+    pub reset: bool,
+    pub live: &'a LiveFeed,
+}
+
+impl BucketsChanged<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            state = self.state.as_str(),
+            buckets = self.buckets.len(),
+            reset = self.reset,
+            "buckets changed state"
+        );
+        metrics::counter!(BUCKET_TRANSITIONS, "state" => self.state.as_str())
+            .increment(self.buckets.len() as u64);
+        self.live.publish(LiveEvent::Buckets {
+            state: self.state,
+            buckets: self.buckets,
+            reset: self.reset,
+        });
+    }
+}
+
+/// An exchange batch wrote the winning versions of `keys` keys in `buckets` buckets.
+pub struct RepairBatchApplied<'a> {
+    pub keys: u64,
+    pub buckets: u64,
+    pub live: &'a LiveFeed,
+}
+
+impl RepairBatchApplied<'_> {
+    pub fn emit(self) {
+        tracing::debug!(
+            keys = self.keys,
+            buckets = self.buckets,
+            "repair batch applied"
+        );
+        self.live.publish(LiveEvent::Repair {
+            source: "exchange",
+            keys: self.keys,
+            buckets: self.buckets,
+            at_ms: quorumd_core::hlc::wall_clock_ms(),
+        });
+    }
+}

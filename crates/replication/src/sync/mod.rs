@@ -1,0 +1,265 @@
+//! Anti-entropy: finds replicas that fell behind and writes the winning versions back.
+//!
+//! Two tiers (DESIGN §3): the digest exchange compares each node's bucket digests and diffs
+//! only the buckets that differ, so its cost follows the divergence, not the keyspace; the
+//! full sweep SCANs every node for what digests cannot see. Both repair through the same
+//! versioned APPLY script as client writes, so a repair never overwrites a newer write; a
+//! bucket that a node holds nothing of is copied whole (`bulk`), and only while it stays so.
+
+pub mod bulk;
+mod crdt;
+pub mod events;
+pub mod diff;
+mod exchange;
+mod full;
+mod glob;
+mod hints;
+pub mod lease;
+pub mod progress;
+mod reads;
+mod repair;
+pub mod schedule;
+pub mod throttle;
+
+pub use progress::{SweepMode, SweepReport};
+
+use quorumd_core::config::SyncConfig;
+use quorumd_node::pool::NodePool;
+use crate::store::VersionedStore;
+use progress::ProgressHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use throttle::Throttle;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    #[error("a {} sweep is already running (id {})", .0.mode.as_str(), .0.id)]
+    AlreadyRunning(Box<SweepReport>),
+    #[error("cannot start the sweep scheduler: {0}")]
+    Scheduler(String),
+}
+
+/// The running and the last finished sweep of one mode.
+#[derive(Default)]
+struct Slot {
+    running: Mutex<Option<ProgressHandle>>,
+    last: Mutex<Option<SweepReport>>,
+}
+
+/// What the status API shows about sweeps.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SweepStatus {
+    pub leases: lease::LeaseStatus,
+    pub totals: Totals,
+    pub exchange: Option<SweepReport>,
+    pub full: Option<SweepReport>,
+    pub last_exchange: Option<SweepReport>,
+    pub last_full: Option<SweepReport>,
+}
+
+/// Counters over every sweep this instance ran since it started.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    pub sweeps: u64,
+    pub keys_repaired_per_node: Vec<u64>,
+    pub keys_adopted: u64,
+    pub tombstones_purged: u64,
+    pub hints_replayed: u64,
+    pub errors: u64,
+}
+
+/// Runs sweeps; at most one of each mode at a time.
+pub struct Sweeper {
+    store: Arc<VersionedStore>,
+    cfg: SyncConfig,
+    throttle: Throttle,
+    scan_throttle: Throttle,
+    exchange: Slot,
+    full: Slot,
+    next_id: AtomicU64,
+    leases: lease::ShardLeases,
+    totals: Mutex<Totals>,
+}
+
+impl Sweeper {
+    /// `instance` names this instance in shard leases.
+    pub fn new(store: Arc<VersionedStore>, cfg: SyncConfig, instance: String) -> Arc<Sweeper> {
+        let n = store.pool().len();
+        Arc::new(Sweeper {
+            leases: lease::ShardLeases::new(
+                instance,
+                &store.settings().key_prefix,
+                cfg.shards,
+                cfg.lease_ms,
+            ),
+            throttle: Throttle::new(n, cfg.max_repairs_per_sec, cfg.backoff_latency_ms),
+            scan_throttle: Throttle::new(n, cfg.max_scan_keys_per_sec, cfg.backoff_latency_ms),
+            store,
+            cfg,
+            exchange: Slot::default(),
+            full: Slot::default(),
+            next_id: AtomicU64::new(1),
+            totals: Mutex::new(Totals {
+                keys_repaired_per_node: vec![0; n],
+                ..Totals::default()
+            }),
+        })
+    }
+
+    pub fn pool(&self) -> &Arc<NodePool> {
+        self.store.pool()
+    }
+
+    pub fn store(&self) -> &Arc<VersionedStore> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.cfg
+    }
+
+    fn slot(&self, mode: SweepMode) -> &Slot {
+        match mode {
+            SweepMode::Exchange => &self.exchange,
+            SweepMode::Full => &self.full,
+        }
+    }
+
+    /// Claims the slot of `mode` and returns the new sweep's progress handle, or the running
+    /// sweep's report if one is running.
+    pub fn begin(
+        &self,
+        mode: SweepMode,
+        dry_run: bool,
+        trigger: &'static str,
+    ) -> Result<ProgressHandle, SyncError> {
+        let mut running = self
+            .slot(mode)
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(current) = running.as_ref() {
+            return Err(SyncError::AlreadyRunning(Box::new(
+                progress::lock(current).clone(),
+            )));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(Mutex::new(SweepReport::new(
+            id,
+            mode,
+            dry_run,
+            trigger,
+            self.pool().len(),
+        )));
+        *running = Some(handle.clone());
+        Ok(handle)
+    }
+
+    /// Runs a sweep claimed by `begin` to its end and returns its report.
+    #[tracing::instrument(name = "sweep", skip_all)]
+    pub async fn execute(&self, handle: ProgressHandle) -> SweepReport {
+        let (mode, dry_run) = {
+            let r = progress::lock(&handle);
+            (r.mode, r.dry_run)
+        };
+        let trigger = progress::lock(&handle).trigger;
+        let feed = tokio::spawn(progress::feed(handle.clone(), self.pool().clone()));
+        match mode {
+            SweepMode::Exchange => {
+                hints::replay_all(self, &handle, dry_run).await;
+                // Background passes split the buckets with the other instances; a sweep an
+                // operator asked for covers everything.
+                let shards = match trigger {
+                    "schedule" | "recovery" => Some(self.leases.rebalance(self.pool()).await),
+                    _ => None,
+                };
+                exchange::run(self, &handle, dry_run, shards.as_ref()).await;
+            }
+            SweepMode::Full => full::run(self, &handle, dry_run).await,
+        }
+        feed.abort();
+        let report = {
+            let mut r = progress::lock(&handle);
+            r.finish();
+            r.clone()
+        };
+        let nodes: Vec<String> = self
+            .pool()
+            .nodes()
+            .iter()
+            .map(|n| n.display.clone())
+            .collect();
+        crate::sync::events::SweepFinished {
+            report: &report,
+            nodes: &nodes,
+            live: self.pool().live(),
+        }
+        .emit();
+        {
+            let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+            t.sweeps += 1;
+            for (total, n) in t
+                .keys_repaired_per_node
+                .iter_mut()
+                .zip(&report.keys_repaired_per_node)
+            {
+                *total += n;
+            }
+            t.keys_adopted += report.keys_adopted;
+            t.tombstones_purged += report.tombstones_purged;
+            t.hints_replayed += report.hints_replayed;
+            t.errors += report.error_count;
+        }
+        let slot = self.slot(mode);
+        *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+        *slot.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        report
+    }
+
+    /// Runs one sweep now, inline.
+    pub async fn run(
+        &self,
+        mode: SweepMode,
+        dry_run: bool,
+        trigger: &'static str,
+    ) -> Result<SweepReport, SyncError> {
+        let handle = self.begin(mode, dry_run, trigger)?;
+        Ok(self.execute(handle).await)
+    }
+
+    pub fn status(&self) -> SweepStatus {
+        let running = |m| {
+            self.slot(m)
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|h| progress::lock(h).clone())
+        };
+        let last = |m| {
+            self.slot(m)
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        SweepStatus {
+            leases: self.leases.status(),
+            totals: self
+                .totals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            exchange: running(SweepMode::Exchange),
+            full: running(SweepMode::Full),
+            last_exchange: last(SweepMode::Exchange),
+            last_full: last(SweepMode::Full),
+        }
+    }
+}
+
+impl Sweeper {
+    pub fn leases(&self) -> &lease::ShardLeases {
+        &self.leases
+    }
+}

@@ -1,0 +1,150 @@
+//! Per-node reads the sweep needs, each one round trip (pipelined where it covers many keys).
+
+use super::diff::BucketMetas;
+use quorumd_core::meta::Meta;
+use quorumd_node::pool::{Node, NodeError, Traffic};
+use crate::store::scripts::KeyLocation;
+use std::collections::HashMap;
+
+/// All bucket digests of a node (one HGETALL). Missing buckets are empty (0).
+pub async fn digests(node: &Node, digest_key: &str) -> Result<HashMap<u32, u64>, NodeError> {
+    let mut cmd = redis::cmd("HGETALL");
+    cmd.arg(digest_key);
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async(&mut c).await
+    })
+    .await
+}
+
+/// The sub-bucket digests of several buckets, one map (sub-bucket → digest) per sub-digest
+/// hash given (HGETALL each, pipelined). Missing sub-buckets are empty (0).
+pub async fn sub_digests(
+    node: &Node,
+    sub_digest_keys: &[String],
+) -> Result<Vec<HashMap<u32, u64>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for k in sub_digest_keys {
+        pipe.cmd("HGETALL").arg(k);
+    }
+    node.run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await
+}
+
+/// The metadata of several units (HGETALL of every hash, in one pipeline), each unit the
+/// union of its metadata hashes: one sub-bucket hash for the exchange, a bucket's S hashes for
+/// the full sweep. Entries that do not parse are returned as errors beside the good ones, so
+/// one corrupt entry does not hide a bucket.
+pub async fn bucket_metas<U: AsRef<[String]>>(
+    node: &Node,
+    units: &[U],
+) -> Result<(Vec<BucketMetas>, Vec<String>), NodeError> {
+    let mut pipe = redis::pipe();
+    for k in units.iter().flat_map(|u| u.as_ref()) {
+        pipe.cmd("HGETALL").arg(k);
+    }
+    let raw: Vec<Vec<(Vec<u8>, Vec<u8>)>> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    let mut raw = raw.into_iter();
+    let mut bad = Vec::new();
+    let parsed = units
+        .iter()
+        .map(|unit| {
+            let mut metas = BucketMetas::new();
+            for (meta_key, entries) in unit.as_ref().iter().zip(raw.by_ref()) {
+                for (key, raw_meta) in entries {
+                    match Meta::parse(&raw_meta) {
+                        Ok(m) => {
+                            metas.insert(key, m);
+                        }
+                        Err(e) => bad.push(format!("{}: {meta_key}: {e}", node.display)),
+                    }
+                }
+            }
+            metas
+        })
+        .collect();
+    Ok((parsed, bad))
+}
+
+/// The metadata of individual keys (HGET each, pipelined).
+pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<Meta>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for l in locs {
+        pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+    }
+    let raw: Vec<Option<Vec<u8>>> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    raw.into_iter()
+        .map(|r| {
+            r.map(|b| Meta::parse(&b).map_err(|e| NodeError::Protocol(e.to_string())))
+                .transpose()
+        })
+        .collect()
+}
+
+/// Writes the sentinel key that marks a node as holding the cluster's data.
+pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(quorumd_core::hlc::wall_clock_ms());
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
+    })
+    .await
+}
+
+/// A key's metadata on a node, and whether its value exists there.
+pub type KeyState = (Option<Meta>, bool);
+
+/// Per key: its metadata and whether the value key exists (HGET + EXISTS, pipelined).
+pub async fn key_states(node: &Node, locs: &[KeyLocation]) -> Result<Vec<KeyState>, NodeError> {
+    let mut pipe = redis::pipe();
+    for l in locs {
+        pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+        pipe.cmd("EXISTS").arg(&l.key[..]);
+    }
+    let raw: Vec<redis::Value> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    raw.chunks(2)
+        .map(|pair| {
+            let meta = match &pair[0] {
+                redis::Value::BulkString(b) => {
+                    Some(Meta::parse(b).map_err(|e| NodeError::Protocol(e.to_string()))?)
+                }
+                _ => None,
+            };
+            Ok((meta, matches!(pair.get(1), Some(redis::Value::Int(1)))))
+        })
+        .collect()
+}
+
+/// Absolute expiries of keys in ms, `None` for no TTL (PEXPIRETIME, pipelined).
+pub async fn expiries_ms(node: &Node, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, NodeError> {
+    let mut pipe = redis::pipe();
+    for k in keys {
+        pipe.cmd("PEXPIRETIME").arg(*k);
+    }
+    let at: Vec<i64> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    Ok(at
+        .into_iter()
+        .map(|a| (a > 0).then_some(a as u64))
+        .collect())
+}
+
+/// One SCAN step: the next cursor and the keys it returned.
+pub async fn scan(
+    node: &Node,
+    cursor: u64,
+    count: usize,
+) -> Result<(u64, Vec<Vec<u8>>), NodeError> {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor).arg("COUNT").arg(count);
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async(&mut c).await
+    })
+    .await
+}

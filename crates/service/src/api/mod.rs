@@ -1,0 +1,122 @@
+//! The HTTP surface. Handlers parse and validate input, call the store, and shape answers;
+//! they never talk to Redis.
+
+pub mod auth;
+mod body;
+mod crdt;
+mod dashboard;
+pub mod demo;
+pub mod error;
+mod events_stream;
+mod kv;
+mod locks;
+mod observe;
+mod openapi;
+mod queues;
+mod status;
+mod sweeps;
+
+use quorumd_core::config::HttpConfig;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::store::VersionedStore;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use kv::percent_decode;
+
+/// Who this instance is, for the status API.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub writer_id: u64,
+    pub started: Instant,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<VersionedStore>,
+    pub http: HttpConfig,
+    pub default_consistency: Consistency,
+    pub instance: Arc<InstanceInfo>,
+    pub sweeper: Arc<quorumd_replication::sync::Sweeper>,
+    pub locks: Arc<quorumd_replication::locks::LockService>,
+    pub queues: Arc<quorumd_replication::queue::QueueService>,
+    pub crdts: Arc<quorumd_replication::crdt_store::CrdtStore>,
+    /// Set only by `quorumd demo`: the demo endpoints exist only then.
+    pub demo: Option<Arc<demo::DemoInfo>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.http.max_body_bytes;
+    let demo_routes = if state.demo.is_some() {
+        Router::new()
+            .route("/v1/demo/wipe", axum::routing::post(demo::wipe))
+            .route("/v1/demo/diverge", axum::routing::post(demo::diverge))
+    } else {
+        Router::new()
+    };
+    Router::new()
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/locks/{name}", get(locks::inspect))
+        .route("/v1/locks/{name}/acquire", post(locks::acquire))
+        .route("/v1/locks/{name}/extend", post(locks::extend))
+        .route("/v1/locks/{name}/release", post(locks::release))
+        .route("/v1/queues/{name}", get(queues::depths))
+        .route("/v1/queues/{name}/items", post(queues::put))
+        .route("/v1/queues/{name}/claim", post(queues::claim))
+        .route(
+            "/v1/queues/{name}/items/{id}/{action}",
+            post(queues::item_action),
+        )
+        .route(
+            "/v1/counters/{name}",
+            get(crdt::counter_get).post(crdt::counter_add),
+        )
+        .route("/v1/sets/{name}", get(crdt::set_get))
+        .route("/v1/sets/{name}/add", axum::routing::post(crdt::set_add))
+        .route(
+            "/v1/sets/{name}/remove",
+            axum::routing::post(crdt::set_remove),
+        )
+        .route("/v1/maps/{name}", get(crdt::map_get).patch(crdt::map_patch))
+        .route(
+            "/v1/maps/{name}/fields/{field}",
+            axum::routing::delete(crdt::map_delete_field),
+        )
+        .route("/v1/status", get(status::status))
+        .route("/v1/sweeps", axum::routing::post(sweeps::start))
+        .route("/v1/sweeps/current", get(sweeps::current))
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/", get(dashboard::page))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/events", get(events_stream::events))
+        .route("/v1/sweeps/buckets", get(observe::buckets))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(demo_routes)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,56 @@
+//! `POST /v1/sweeps` starts a sweep now; `GET /v1/sweeps/current` reports progress.
+
+use super::AppState;
+use super::error::ApiError;
+use quorumd_replication::sync::{SweepMode, SyncError};
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartSweep {
+    mode: SweepMode,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    body: Result<Json<StartSweep>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"mode\": \"exchange\"|\"full\", \"dry_run\": bool}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let handle = state
+        .sweeper
+        .begin(req.mode, req.dry_run, "api")
+        .map_err(|e| match e {
+            SyncError::AlreadyRunning(ref current) => {
+                ApiError::new(StatusCode::CONFLICT, "sweep_running", e.to_string())
+                    .with("sweep", json!(current))
+            }
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        })?;
+    let report = quorumd_replication::sync::progress::lock(&handle).clone();
+    let sweeper = state.sweeper.clone();
+    tokio::spawn(async move {
+        sweeper.execute(handle).await;
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "sweep": report }))).into_response())
+}
+
+pub async fn current(State(state): State<AppState>) -> Json<quorumd_replication::sync::SweepStatus> {
+    Json(state.sweeper.status())
+}

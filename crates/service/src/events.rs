@@ -1,0 +1,155 @@
+//! Events of the service: HTTP listening and requests, shutdown, token reloads, systemd
+//! notifications, the demo's deliberate damage. Each event writes its log line and records
+//! its metrics in one place (metric names: `quorumd_core::metric_names`).
+
+use quorumd_core::metric_names::*;
+use std::time::Duration;
+
+/// The HTTP listener is serving.
+pub struct HttpListening {
+    pub addr: std::net::SocketAddr,
+}
+
+impl HttpListening {
+    pub fn emit(self) {
+        tracing::info!(addr = %self.addr, "http api listening");
+    }
+}
+
+/// The service began or finished a graceful shutdown.
+pub struct ShutdownProgress {
+    pub phase: &'static str,
+    pub elapsed: Duration,
+}
+
+impl ShutdownProgress {
+    pub fn emit(self) {
+        tracing::info!(
+            phase = self.phase,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "shutdown"
+        );
+    }
+}
+
+/// A request failed inside the service (not the client's fault).
+pub struct RequestFailed<'a> {
+    pub operation: &'a str,
+    pub error: &'a str,
+}
+
+impl RequestFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            operation = self.operation,
+            error = self.error,
+            "request failed"
+        );
+    }
+}
+
+/// SIGHUP re-read the tokens file.
+pub struct AuthTokensReloaded<'a> {
+    pub file: &'a str,
+    pub tokens: usize,
+}
+
+impl AuthTokensReloaded<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            file = self.file,
+            tokens = self.tokens,
+            "auth tokens reloaded"
+        );
+    }
+}
+
+/// SIGHUP found a bad tokens file; the tokens in force stay.
+pub struct AuthTokensReloadFailed<'a> {
+    pub error: &'a str,
+}
+
+impl AuthTokensReloadFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            error = self.error,
+            "auth tokens not reloaded; the previous tokens stay in force"
+        );
+    }
+}
+
+/// systemd was told something over the notify socket (or could not be).
+pub struct ServiceManagerNotified<'a> {
+    pub state: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl ServiceManagerNotified<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => tracing::debug!(state = self.state, "service manager notified"),
+            Some(e) => tracing::warn!(
+                state = self.state,
+                error = e,
+                "cannot notify the service manager"
+            ),
+        }
+    }
+}
+
+/// An HTTP request was answered.
+pub struct HttpRequestServed<'a> {
+    pub method: &'a str,
+    /// The matched route pattern (e.g. `/v1/kv/{*key}`), never the raw path.
+    pub route: &'a str,
+    pub consistency: &'a str,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+impl HttpRequestServed<'_> {
+    pub fn emit(self) {
+        let result = match self.status {
+            200..=399 => "ok",
+            404 => "not_found",
+            412 => "precondition_failed",
+            400..=499 => "client_error",
+            503 => "unavailable",
+            _ => "error",
+        };
+        let labels = [
+            ("method", self.method.to_owned()),
+            ("route", self.route.to_owned()),
+            ("consistency", self.consistency.to_owned()),
+        ];
+        let mut with_result = labels.to_vec();
+        with_result.push(("result", result.to_owned()));
+        metrics::counter!(HTTP_REQUESTS, &with_result).increment(1);
+        metrics::histogram!(HTTP_DURATION, &with_result).record(self.elapsed.as_secs_f64());
+        tracing::debug!(
+            method = self.method,
+            route = self.route,
+            status = self.status,
+            elapsed_ms = self.elapsed.as_secs_f64() * 1000.0,
+            "request served"
+        );
+    }
+}
+
+/// `quorumd demo` tampered with a node on purpose, so the healing can be watched.
+pub struct DemoTampered<'a> {
+    pub action: &'a str,
+    pub node: &'a str,
+    pub keys: u64,
+}
+
+impl DemoTampered<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            action = self.action,
+            node = self.node,
+            keys = self.keys,
+            "demo: node tampered with"
+        );
+    }
+}

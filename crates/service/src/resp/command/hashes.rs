@@ -1,0 +1,150 @@
+//! HSET, HGET, HDEL, HGETALL, HMGET, HINCRBY on the map of last-writer-wins registers
+//! (docs/CRDTS.md): per field, the newest write wins.
+//!
+//! HSET and HDEL answer how many fields were new (or present) in what a read quorum saw just
+//! before the write; with concurrent writers that count is a best effort, the fields' values
+//! are not. HINCRBY is a read-modify-write of one register: concurrent HINCRBYs of one field
+//! can lose an increment (use INCR on a counter for that).
+
+use super::{Access, Command, Spec, crdt_error, data, int_arg, wrong_arity};
+use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_core::quorum::Consistency;
+use crate::resp::frame::Frame;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "denyoom", "fast"];
+
+pub static SPECS: &[Spec] = &[
+    Spec::keyed("hset", -4, WRITE, (1, 1, 1), parse_hset),
+    Spec::keyed("hget", 3, READ, (1, 1, 1), |a| {
+        data(HashCmd::Get(a[1].clone(), vec![a[2].clone()], false))
+    }),
+    Spec::keyed("hmget", -3, READ, (1, 1, 1), |a| {
+        data(HashCmd::Get(a[1].clone(), a[2..].to_vec(), true))
+    }),
+    Spec::keyed("hgetall", 2, READ, (1, 1, 1), |a| {
+        data(HashCmd::GetAll(a[1].clone()))
+    }),
+    Spec::keyed("hdel", -3, &["write", "fast"], (1, 1, 1), |a| {
+        data(HashCmd::Del(a[1].clone(), a[2..].to_vec()))
+    }),
+    Spec::keyed("hincrby", 4, WRITE, (1, 1, 1), |a| {
+        data(HashCmd::IncrBy {
+            key: a[1].clone(),
+            field: a[2].clone(),
+            delta: int_arg(&a[3])?,
+        })
+    }),
+];
+
+pub enum HashCmd {
+    /// Field/value pairs, a field given twice keeping its last value (as Redis).
+    Set(Bytes, BTreeMap<Vec<u8>, Vec<u8>>),
+    /// HGET (one field, a bulk reply) or HMGET (an array).
+    Get(Bytes, Vec<Bytes>, bool),
+    GetAll(Bytes),
+    Del(Bytes, Vec<Bytes>),
+    IncrBy {
+        key: Bytes,
+        field: Bytes,
+        delta: i64,
+    },
+}
+
+fn parse_hset(args: &[Bytes]) -> Result<Command, Frame> {
+    if !args.len().is_multiple_of(2) {
+        return Err(wrong_arity("hset"));
+    }
+    let pairs = args[2..]
+        .chunks(2)
+        .map(|p| (p[0].to_vec(), p[1].to_vec()))
+        .collect();
+    data(HashCmd::Set(args[1].clone(), pairs))
+}
+
+impl HashCmd {
+    fn key(&self) -> &[u8] {
+        match self {
+            HashCmd::Set(k, _)
+            | HashCmd::Get(k, _, _)
+            | HashCmd::GetAll(k)
+            | HashCmd::Del(k, _)
+            | HashCmd::IncrBy { key: k, .. } => k,
+        }
+    }
+
+    pub fn access(&self) -> Access<'_> {
+        let key = vec![self.key()];
+        match self {
+            HashCmd::Get(..) | HashCmd::GetAll(_) => Access {
+                reads: key,
+                writes: vec![],
+            },
+            _ => Access {
+                reads: vec![],
+                writes: key,
+            },
+        }
+    }
+
+    pub async fn apply(self, crdts: &CrdtStore, level: Consistency) -> Frame {
+        self.run(crdts, level).await.unwrap_or_else(crdt_error)
+    }
+
+    async fn run(
+        self,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Result<Frame, quorumd_replication::crdt_store::CrdtError> {
+        Ok(match self {
+            HashCmd::Set(key, pairs) => {
+                let before = crdts.map_get(&key, level).await?;
+                let added = pairs.keys().filter(|f| !before.contains_key(*f)).count();
+                let fields = pairs.into_iter().map(|(f, v)| (f, Some(v))).collect();
+                crdts.map_set(&key, fields, level).await?;
+                Frame::Integer(added as i64)
+            }
+            HashCmd::Get(key, fields, many) => {
+                let map = crdts.map_get(&key, level).await?;
+                let mut values = fields.iter().map(|f| {
+                    map.get(&f[..])
+                        .map_or(Frame::Null, |v| Frame::bulk(v.clone()))
+                });
+                if many {
+                    Frame::Array(values.collect())
+                } else {
+                    values.next().unwrap_or(Frame::Null)
+                }
+            }
+            HashCmd::GetAll(key) => Frame::Map(
+                crdts
+                    .map_get(&key, level)
+                    .await?
+                    .into_iter()
+                    .map(|(f, v)| (Frame::bulk(f), Frame::bulk(v)))
+                    .collect(),
+            ),
+            HashCmd::Del(key, fields) => {
+                let before = crdts.map_get(&key, level).await?;
+                let present: BTreeSet<Vec<u8>> = fields
+                    .iter()
+                    .filter(|f| before.contains_key(&f[..]))
+                    .map(|f| f.to_vec())
+                    .collect();
+                if !present.is_empty() {
+                    let n = present.len();
+                    let deletes = present.into_iter().map(|f| (f, None)).collect();
+                    crdts.map_set(&key, deletes, level).await?;
+                    Frame::Integer(n as i64)
+                } else {
+                    Frame::Integer(0)
+                }
+            }
+            HashCmd::IncrBy { key, field, delta } => {
+                Frame::Integer(crdts.map_incr_by(&key, &field, delta, level).await?)
+            }
+        })
+    }
+}

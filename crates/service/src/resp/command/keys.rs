@@ -1,0 +1,342 @@
+//! Key commands on the versioned store: DEL, UNLINK, EXISTS, EXPIRE, PEXPIRE, EXPIREAT,
+//! PEXPIREAT, TTL, PTTL, PERSIST, TYPE.
+
+use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
+use quorumd_core::crdt::CrdtKind;
+use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_core::hlc::wall_clock_ms;
+use quorumd_core::quorum::Consistency;
+use crate::resp::frame::Frame;
+use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
+use bytes::Bytes;
+
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "fast"];
+
+/// A command whose keys are the arguments from the first to `last_key`.
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    last_key: i64,
+    parse: fn(&[Bytes]) -> Result<Command, Frame>,
+) -> Spec {
+    Spec::keyed(name, arity, flags, (1, last_key, 1), parse)
+}
+
+pub static SPECS: &[Spec] = &[
+    spec("del", -2, &["write"], -1, |a| {
+        data(KeyCmd::Del(a[1..].to_vec()))
+    }),
+    spec("unlink", -2, WRITE, -1, |a| {
+        data(KeyCmd::Del(a[1..].to_vec()))
+    }),
+    spec("exists", -2, READ, -1, |a| {
+        data(KeyCmd::Exists(a[1..].to_vec()))
+    }),
+    spec("expire", -3, WRITE, 1, |a| {
+        parse_expire(a, 1000, true, "expire")
+    }),
+    spec("pexpire", -3, WRITE, 1, |a| {
+        parse_expire(a, 1, true, "pexpire")
+    }),
+    spec("expireat", -3, WRITE, 1, |a| {
+        parse_expire(a, 1000, false, "expireat")
+    }),
+    spec("pexpireat", -3, WRITE, 1, |a| {
+        parse_expire(a, 1, false, "pexpireat")
+    }),
+    spec("ttl", 2, READ, 1, |a| {
+        data(KeyCmd::Ttl {
+            key: a[1].clone(),
+            millis: false,
+        })
+    }),
+    spec("pttl", 2, READ, 1, |a| {
+        data(KeyCmd::Ttl {
+            key: a[1].clone(),
+            millis: true,
+        })
+    }),
+    spec("persist", 2, WRITE, 1, |a| {
+        data(KeyCmd::Persist(a[1].clone()))
+    }),
+    spec("type", 2, READ, 1, |a| data(KeyCmd::Type(a[1].clone()))),
+];
+
+/// TYPE of a CRDT key: a set or hash whose members were all removed answers `none`, as Redis
+/// (which deletes empty sets and hashes); that costs one more read, for those keys only.
+async fn crdt_type(crdts: &CrdtStore, key: &[u8], holds: CrdtKind, level: Consistency) -> Frame {
+    let empty = match holds {
+        CrdtKind::Counter => Ok(false),
+        CrdtKind::Set => crdts.set_members(key, level).await.map(|m| m.is_empty()),
+        CrdtKind::Map => crdts.map_get(key, level).await.map(|m| m.is_empty()),
+    };
+    match empty {
+        Ok(true) => Frame::Simple("none".into()),
+        Ok(false) => Frame::Simple(type_name(holds).into()),
+        Err(e) => crdt_error(e),
+    }
+}
+
+/// EXPIRE's NX / XX / GT / LT options (XX combines with GT or LT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpireIf {
+    /// Only when the key has no TTL.
+    nx: bool,
+    /// Only when the key has a TTL.
+    xx: bool,
+    /// Only when the new expiry is later (no TTL counts as infinitely late).
+    gt: bool,
+    /// Only when the new expiry is earlier.
+    lt: bool,
+}
+
+pub enum KeyCmd {
+    Del(Vec<Bytes>),
+    Exists(Vec<Bytes>),
+    Expire {
+        key: Bytes,
+        /// Absolute expiry, ms since the epoch; may be in the past (then the key is deleted).
+        at_ms: i64,
+        condition: ExpireIf,
+    },
+    Ttl {
+        key: Bytes,
+        millis: bool,
+    },
+    Persist(Bytes),
+    Type(Bytes),
+}
+
+fn parse_expire(args: &[Bytes], unit: i64, relative: bool, name: &str) -> Result<Command, Frame> {
+    let mut condition = ExpireIf::default();
+    for opt in &args[3..] {
+        let flag = if eq(opt, "nx") {
+            &mut condition.nx
+        } else if eq(opt, "xx") {
+            &mut condition.xx
+        } else if eq(opt, "gt") {
+            &mut condition.gt
+        } else if eq(opt, "lt") {
+            &mut condition.lt
+        } else {
+            return Err(Frame::error(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(opt)
+            )));
+        };
+        *flag = true;
+    }
+    if condition.nx && (condition.xx || condition.gt || condition.lt) {
+        return Err(Frame::error(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if condition.gt && condition.lt {
+        return Err(Frame::error(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    let v = int_arg(&args[2])?;
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{name}' command"));
+    let ms = v.checked_mul(unit).ok_or_else(invalid)?;
+    let at_ms = if relative {
+        ms.checked_add(wall_clock_ms() as i64).ok_or_else(invalid)?
+    } else {
+        ms
+    };
+    data(KeyCmd::Expire {
+        key: args[1].clone(),
+        at_ms,
+        condition,
+    })
+}
+
+/// Whether EXPIRE's options let it change a TTL of `current` into `new_at`.
+fn expire_allowed(c: ExpireIf, current: Option<u64>, new_at: i64) -> bool {
+    let later = current.is_some_and(|at| new_at > at as i64);
+    let earlier = current.is_none_or(|at| new_at < at as i64);
+    !(c.nx && current.is_some() || c.xx && current.is_none() || c.gt && !later || c.lt && !earlier)
+}
+
+/// TTL's answer: -2 absent, -1 no expiry, else the time left (seconds rounded as Redis does).
+fn ttl_reply(found: Option<&Found>, millis: bool, now: u64) -> i64 {
+    match found {
+        None => -2,
+        Some(Found {
+            expires_at_ms: None,
+            ..
+        }) => -1,
+        Some(Found {
+            expires_at_ms: Some(at),
+            ..
+        }) => {
+            let left = at.saturating_sub(now) as i64;
+            if millis { left } else { (left + 500) / 1000 }
+        }
+    }
+}
+
+impl KeyCmd {
+    pub fn access(&self) -> Access<'_> {
+        match self {
+            KeyCmd::Del(keys) => Access {
+                reads: vec![],
+                writes: keys.iter().map(|k| &k[..]).collect(),
+            },
+            KeyCmd::Exists(keys) => Access {
+                reads: keys.iter().map(|k| &k[..]).collect(),
+                writes: vec![],
+            },
+            KeyCmd::Expire { key, .. } | KeyCmd::Persist(key) => Access {
+                reads: vec![],
+                writes: vec![&key[..]],
+            },
+            KeyCmd::Ttl { key, .. } | KeyCmd::Type(key) => Access {
+                reads: vec![&key[..]],
+                writes: vec![],
+            },
+        }
+    }
+
+    pub async fn apply(
+        self,
+        store: &VersionedStore,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Frame {
+        match self {
+            KeyCmd::Del(keys) => {
+                let deletes = keys.iter().map(|k| store.delete_existing(k, level));
+                let mut removed = 0;
+                for r in futures::future::join_all(deletes).await {
+                    match r {
+                        Ok(existed) => removed += i64::from(existed),
+                        Err(e) => return store_error(e),
+                    }
+                }
+                Frame::Integer(removed)
+            }
+            KeyCmd::Exists(keys) => {
+                let reads = keys.iter().map(|k| store.get(k, level));
+                let mut present = 0;
+                for r in futures::future::join_all(reads).await {
+                    match r {
+                        Ok(f) => present += i64::from(f.is_some()),
+                        // A counter, set or hash exists (it may be empty: see docs/RESP.md).
+                        Err(StoreError::KindConflict { .. }) => present += 1,
+                        Err(e) => return store_error(e),
+                    }
+                }
+                Frame::Integer(present)
+            }
+            KeyCmd::Expire {
+                key,
+                at_ms,
+                condition,
+            } => store
+                .read_modify_write(&key, level, |found| {
+                    let Some(f) = found else {
+                        return (Change::Keep, 0);
+                    };
+                    if !expire_allowed(condition, f.expires_at_ms, at_ms) {
+                        return (Change::Keep, 0);
+                    }
+                    if at_ms <= wall_clock_ms() as i64 {
+                        return (Change::Delete, 1);
+                    }
+                    let change = Change::Put {
+                        value: f.value.clone(),
+                        expires_at_ms: Some(at_ms as u64),
+                    };
+                    (change, 1)
+                })
+                .await
+                .map_or_else(store_error, Frame::Integer),
+            KeyCmd::Ttl { key, millis } => match store.get(&key, level).await {
+                Ok(f) => Frame::Integer(ttl_reply(f.as_ref(), millis, wall_clock_ms())),
+                Err(e) => store_error(e),
+            },
+            KeyCmd::Persist(key) => store
+                .read_modify_write(&key, level, |found| match found {
+                    Some(f) if f.expires_at_ms.is_some() => (
+                        Change::Put {
+                            value: f.value.clone(),
+                            expires_at_ms: None,
+                        },
+                        1,
+                    ),
+                    _ => (Change::Keep, 0),
+                })
+                .await
+                .map_or_else(store_error, Frame::Integer),
+            KeyCmd::Type(key) => match store.get(&key, level).await {
+                Ok(Some(_)) => Frame::Simple("string".into()),
+                Ok(None) => Frame::Simple("none".into()),
+                Err(StoreError::KindConflict { holds }) => {
+                    crdt_type(crdts, &key, holds, level).await
+                }
+                Err(e) => store_error(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorumd_core::hlc::Version;
+
+    #[test]
+    fn expire_options_follow_redis() {
+        let nx = ExpireIf {
+            nx: true,
+            ..ExpireIf::default()
+        };
+        let xx = ExpireIf {
+            xx: true,
+            ..ExpireIf::default()
+        };
+        let gt = ExpireIf {
+            gt: true,
+            ..ExpireIf::default()
+        };
+        let lt = ExpireIf {
+            lt: true,
+            ..ExpireIf::default()
+        };
+        assert!(expire_allowed(ExpireIf::default(), None, 5));
+        assert!(expire_allowed(nx, None, 5));
+        assert!(!expire_allowed(nx, Some(1), 5));
+        assert!(!expire_allowed(xx, None, 5));
+        assert!(!expire_allowed(gt, None, 5));
+        assert!(expire_allowed(gt, Some(4), 5));
+        assert!(!expire_allowed(gt, Some(5), 5));
+        assert!(expire_allowed(lt, None, 5));
+        assert!(!expire_allowed(lt, Some(4), 5));
+        let xx_lt = ExpireIf {
+            xx: true,
+            lt: true,
+            ..ExpireIf::default()
+        };
+        assert!(
+            !expire_allowed(xx_lt, None, 5),
+            "XX wins over LT's 'no TTL is later'"
+        );
+    }
+
+    #[test]
+    fn ttl_rounds_like_redis() {
+        let f = |at| Found {
+            value: vec![],
+            version: Version::ZERO,
+            expires_at_ms: at,
+        };
+        assert_eq!(ttl_reply(None, false, 0), -2);
+        assert_eq!(ttl_reply(Some(&f(None)), false, 0), -1);
+        assert_eq!(ttl_reply(Some(&f(Some(10_499))), false, 0), 10);
+        assert_eq!(ttl_reply(Some(&f(Some(10_500))), false, 0), 11);
+        assert_eq!(ttl_reply(Some(&f(Some(10_500))), true, 500), 10_000);
+    }
+}

@@ -1,0 +1,370 @@
+//! Commands: a table of every supported command (name, arity, flags, key positions, parser),
+//! assembled from one table per family, and the typed commands the parsers produce.
+//!
+//! Adding a family (e.g. the CRDT counters behind INCR) means: a module with its `SPECS`
+//! table, a command type with `keys()` and `apply()`, a `DataCmd` variant for it, and one line
+//! in `FAMILIES`. Nothing else in the connection or the server changes.
+
+mod conn;
+mod counters;
+mod hashes;
+mod keys;
+mod quorumd;
+mod server;
+mod sets;
+mod strings;
+
+use super::frame::Frame;
+use super::{Session, Shared};
+use quorumd_core::crdt::CrdtKind;
+use quorumd_replication::crdt_store::CrdtError;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::store::StoreError;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+/// One command as `COMMAND` describes it, with the function that parses its arguments.
+pub struct Spec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis's convention: `n` exactly n arguments (the name included), `-n` at least n.
+    pub arity: i64,
+    pub flags: &'static [&'static str],
+    pub first_key: i64,
+    pub last_key: i64,
+    pub step: i64,
+    /// Parses the whole argument list (the name first); an error reply when it is invalid.
+    pub parse: Parser,
+}
+
+type Parser = fn(&[Bytes]) -> Result<Command, Frame>;
+
+impl Spec {
+    /// A command without key arguments.
+    pub const fn keyless(
+        name: &'static str,
+        arity: i64,
+        flags: &'static [&'static str],
+        parse: Parser,
+    ) -> Spec {
+        Spec::keyed(name, arity, flags, (0, 0, 0), parse)
+    }
+
+    /// A command whose keys are the arguments `first..=last` (negative: counted from the end),
+    /// every `step`.
+    pub const fn keyed(
+        name: &'static str,
+        arity: i64,
+        flags: &'static [&'static str],
+        (first_key, last_key, step): (i64, i64, i64),
+        parse: Parser,
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags,
+            first_key,
+            last_key,
+            step,
+            parse,
+        }
+    }
+}
+
+/// Every family's table; the dispatch and `COMMAND` read only this.
+pub static FAMILIES: &[&[Spec]] = &[
+    conn::SPECS,
+    server::SPECS,
+    quorumd::SPECS,
+    strings::SPECS,
+    keys::SPECS,
+    counters::SPECS,
+    hashes::SPECS,
+    sets::SPECS,
+];
+
+static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.iter())
+        .map(|s| (s.name, s))
+        .collect()
+});
+
+pub fn all_specs() -> impl Iterator<Item = &'static Spec> {
+    FAMILIES.iter().flat_map(|f| f.iter())
+}
+
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    // Command names are short: lowercase them on the stack, not in a new String per request.
+    let mut buf = [0u8; 32];
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    BY_NAME.get(std::str::from_utf8(lower).ok()?).copied()
+}
+
+/// A parsed request.
+pub enum Command {
+    /// About the connection or the server: runs alone, in order, with the session.
+    Session(SessionCmd),
+    /// Reads or writes keys through the store; consecutive ones on unrelated keys may run
+    /// concurrently.
+    Data(DataCmd),
+    /// Answered without running anything (an invalid request).
+    Reply(Frame),
+}
+
+pub enum SessionCmd {
+    Conn(conn::ConnCmd),
+    Server(server::ServerCmd),
+    Quorumd(quorumd::QuorumdCmd),
+}
+
+pub enum DataCmd {
+    String(strings::StringCmd),
+    Key(keys::KeyCmd),
+    Counter(counters::CounterCmd),
+    Hash(hashes::HashCmd),
+    Set(sets::SetCmd),
+}
+
+/// The keys a data command reads and writes, for ordering pipelined commands.
+#[derive(Debug, Default)]
+pub struct Access<'a> {
+    pub reads: Vec<&'a [u8]>,
+    pub writes: Vec<&'a [u8]>,
+}
+
+impl DataCmd {
+    pub fn access(&self) -> Access<'_> {
+        match self {
+            DataCmd::String(c) => c.access(),
+            DataCmd::Key(c) => c.access(),
+            DataCmd::Counter(c) => c.access(),
+            DataCmd::Hash(c) => c.access(),
+            DataCmd::Set(c) => c.access(),
+        }
+    }
+
+    pub async fn apply(self, shared: Arc<Shared>, level: Consistency) -> Frame {
+        let (store, crdts) = (&shared.store, &shared.crdts);
+        match self {
+            DataCmd::String(c) => c.apply(store, crdts, level).await,
+            DataCmd::Key(c) => c.apply(store, crdts, level).await,
+            DataCmd::Counter(c) => c.apply(crdts, level).await,
+            DataCmd::Hash(c) => c.apply(crdts, level).await,
+            DataCmd::Set(c) => c.apply(crdts, level).await,
+        }
+    }
+}
+
+impl SessionCmd {
+    pub async fn apply(self, session: &mut Session, shared: &Shared) -> Frame {
+        match self {
+            SessionCmd::Conn(c) => c.apply(session, shared),
+            SessionCmd::Server(c) => c.apply(session, shared).await,
+            SessionCmd::Quorumd(c) => c.apply(session),
+        }
+    }
+}
+
+/// The command's name for metrics when it is not a supported command.
+pub const OTHER: &str = "other";
+
+/// Looks the command up, checks arity and authentication, and parses its arguments. Also
+/// returns the command's name from the table (`OTHER` when unknown), a bounded metric label.
+pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'static str, Command) {
+    let Some(first) = args.first() else {
+        return (OTHER, Command::Reply(Frame::error("ERR empty command")));
+    };
+    let name = String::from_utf8_lossy(first);
+    let Some(spec) = spec(&name) else {
+        return (OTHER, Command::Reply(unknown_command(&name, &args[1..])));
+    };
+    let command = if let Err(refused) = super::auth::permit(session, shared, spec) {
+        Command::Reply(refused)
+    } else {
+        let n = args.len() as i64;
+        if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+            Command::Reply(wrong_arity(spec.name))
+        } else {
+            (spec.parse)(args).unwrap_or_else(Command::Reply)
+        }
+    };
+    (spec.name, command)
+}
+
+/// Redis's text, quoting arguments until 128 characters have been shown.
+fn unknown_command(name: &str, rest: &[Bytes]) -> Frame {
+    let mut shown = String::new();
+    for a in rest {
+        if shown.len() >= 128 {
+            break;
+        }
+        let room = 128 - shown.len();
+        let arg = String::from_utf8_lossy(a);
+        let arg: String = arg.chars().take(room).collect();
+        shown.push_str(&format!("'{arg}' "));
+    }
+    let name: String = name.chars().take(128).collect();
+    Frame::error(format!(
+        "ERR unknown command '{name}', with args beginning with: {shown}"
+    ))
+}
+
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+pub fn syntax_error() -> Frame {
+    Frame::error("ERR syntax error")
+}
+
+pub fn not_an_integer() -> Frame {
+    Frame::error("ERR value is not an integer or out of range")
+}
+
+pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(sub),
+        command.to_ascii_uppercase()
+    ))
+}
+
+/// An integer argument, parsed as strictly as Redis does.
+pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|s| !(s.starts_with('+') || s.len() > 1 && s.starts_with('0')))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_an_integer)
+}
+
+pub fn eq(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// The reply for a store failure. A quorum failure names every node that failed and why; when
+/// the nodes refused because the key holds another type, the reply is Redis's WRONGTYPE.
+pub fn store_error(e: StoreError) -> Frame {
+    match e {
+        StoreError::NoQuorum(q)
+            if !q.failures.is_empty()
+                && q.failures.iter().all(|f| f.reason.contains("WRONGTYPE")) =>
+        {
+            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        }
+        StoreError::NoQuorum(q) => Frame::error(format!("QUORUM {q}")),
+        StoreError::Timeout { .. } => Frame::error(format!("TIMEOUT {e}")),
+        StoreError::PreconditionFailed { .. } => Frame::error(format!(
+            "ERR the key kept changing under concurrent writes: {e}"
+        )),
+        StoreError::ReservedKey { .. } => Frame::error(format!("ERR {e}")),
+        // A counter, set or map (CRDT) key used as a string: Redis's answer for a wrong type.
+        StoreError::KindConflict { .. } => {
+            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        }
+    }
+}
+
+/// The reply for a failed CRDT operation (counters, hashes, sets), in Redis's words where
+/// Redis has them.
+pub fn crdt_error(e: CrdtError) -> Frame {
+    match e {
+        CrdtError::Store(e) => store_error(e),
+        CrdtError::KindConflict { .. } => {
+            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        }
+        CrdtError::Overflow(_) => Frame::error("ERR increment or decrement would overflow"),
+        CrdtError::NotAnInteger => Frame::error("ERR hash value is not an integer"),
+        e @ (CrdtError::IdempotencyConflict { .. } | CrdtError::Corrupt(_)) => {
+            Frame::error(format!("ERR {e}"))
+        }
+    }
+}
+
+/// The RESP type name of what a key holds, for TYPE.
+pub fn type_name(kind: CrdtKind) -> &'static str {
+    match kind {
+        CrdtKind::Counter => "string",
+        CrdtKind::Set => "set",
+        CrdtKind::Map => "hash",
+    }
+}
+
+/// Shorthand for parsers: a data command.
+fn data(cmd: impl Into<DataCmd>) -> Result<Command, Frame> {
+    Ok(Command::Data(cmd.into()))
+}
+
+impl From<strings::StringCmd> for DataCmd {
+    fn from(c: strings::StringCmd) -> Self {
+        DataCmd::String(c)
+    }
+}
+
+impl From<keys::KeyCmd> for DataCmd {
+    fn from(c: keys::KeyCmd) -> Self {
+        DataCmd::Key(c)
+    }
+}
+
+impl From<counters::CounterCmd> for DataCmd {
+    fn from(c: counters::CounterCmd) -> Self {
+        DataCmd::Counter(c)
+    }
+}
+
+impl From<hashes::HashCmd> for DataCmd {
+    fn from(c: hashes::HashCmd) -> Self {
+        DataCmd::Hash(c)
+    }
+}
+
+impl From<sets::SetCmd> for DataCmd {
+    fn from(c: sets::SetCmd) -> Self {
+        DataCmd::Set(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let args = [Bytes::from("a"), Bytes::from("b c")];
+        assert_eq!(
+            unknown_command("foo", &args),
+            Frame::error("ERR unknown command 'foo', with args beginning with: 'a' 'b c' ")
+        );
+        assert_eq!(
+            unknown_command("foo", &[]),
+            Frame::error("ERR unknown command 'foo', with args beginning with: ")
+        );
+    }
+
+    #[test]
+    fn table_names_are_lowercase_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for s in all_specs() {
+            assert_eq!(s.name, s.name.to_ascii_lowercase());
+            assert!(seen.insert(s.name), "{} twice", s.name);
+        }
+        assert!(spec("GeT").is_some());
+    }
+
+    #[test]
+    fn integers_are_parsed_strictly() {
+        assert_eq!(int_arg(b"-12"), Ok(-12));
+        assert!(int_arg(b"+1").is_err());
+        assert!(int_arg(b"01").is_err());
+        assert!(int_arg(b"1.5").is_err());
+        assert!(int_arg(b"99999999999999999999").is_err());
+    }
+}

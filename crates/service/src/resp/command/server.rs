@@ -1,0 +1,193 @@
+//! Server commands: COMMAND (what redis-cli and client libraries ask at startup), INFO and
+//! DBSIZE.
+
+use super::{Command, SessionCmd, Spec, all_specs, eq, spec, store_error, unknown_subcommand};
+use quorumd_node::pool::Health;
+use crate::resp::frame::Frame;
+use crate::resp::{Session, Shared};
+use bytes::Bytes;
+use std::fmt::Write as _;
+
+pub static SPECS: &[Spec] = &[
+    Spec::keyless("command", -1, &["loading", "stale"], parse_command),
+    Spec::keyless("info", -1, &["loading", "stale"], |args| {
+        server(ServerCmd::Info(args[1..].to_vec()))
+    }),
+    Spec::keyless("dbsize", 1, &["readonly", "fast"], |_| {
+        server(ServerCmd::DbSize)
+    }),
+];
+
+pub enum ServerCmd {
+    /// The whole table (`COMMAND`), or `COMMAND INFO name...`.
+    Table(Option<Vec<Bytes>>),
+    Count,
+    List,
+    /// `COMMAND DOCS`: quorumd ships no documentation strings, so the answer is an empty map.
+    Docs,
+    Help,
+    Info(Vec<Bytes>),
+    DbSize,
+}
+
+fn server(c: ServerCmd) -> Result<Command, Frame> {
+    Ok(Command::Session(SessionCmd::Server(c)))
+}
+
+fn parse_command(args: &[Bytes]) -> Result<Command, Frame> {
+    let Some(sub) = args.get(1) else {
+        return server(ServerCmd::Table(None));
+    };
+    if eq(sub, "count") && args.len() == 2 {
+        server(ServerCmd::Count)
+    } else if eq(sub, "list") {
+        server(ServerCmd::List)
+    } else if eq(sub, "info") {
+        server(ServerCmd::Table(Some(args[2..].to_vec())))
+    } else if eq(sub, "docs") {
+        server(ServerCmd::Docs)
+    } else if eq(sub, "help") {
+        server(ServerCmd::Help)
+    } else {
+        Err(unknown_subcommand(sub, "command"))
+    }
+}
+
+fn describe(s: &Spec) -> Frame {
+    let words = |w: &[&str]| Frame::Set(w.iter().map(|f| Frame::Simple((*f).into())).collect());
+    Frame::Array(vec![
+        Frame::bulk(s.name),
+        Frame::Integer(s.arity),
+        words(s.flags),
+        Frame::Integer(s.first_key),
+        Frame::Integer(s.last_key),
+        Frame::Integer(s.step),
+        Frame::Set(Vec::new()),
+        Frame::Set(Vec::new()),
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+    ])
+}
+
+impl ServerCmd {
+    pub async fn apply(self, session: &Session, shared: &Shared) -> Frame {
+        match self {
+            ServerCmd::Table(None) => Frame::Array(all_specs().map(describe).collect()),
+            ServerCmd::Table(Some(names)) => Frame::Array(
+                names
+                    .iter()
+                    .map(|n| spec(&String::from_utf8_lossy(n)).map_or(Frame::Null, describe))
+                    .collect(),
+            ),
+            ServerCmd::Count => Frame::Integer(all_specs().count() as i64),
+            ServerCmd::List => Frame::Array(all_specs().map(|s| Frame::bulk(s.name)).collect()),
+            ServerCmd::Docs => Frame::Map(Vec::new()),
+            ServerCmd::Help => Frame::Array(
+                [
+                    "COMMAND <subcommand> [<arg> ...]. Subcommands are:",
+                    "(no subcommand)",
+                    "    Return details about all commands.",
+                    "COUNT",
+                    "    Return the total number of commands.",
+                    "DOCS",
+                    "    Return documentation (none in quorumd).",
+                    "INFO <command-name> [<command-name> ...]",
+                    "    Return details about the given commands.",
+                    "LIST",
+                    "    Return the names of all commands.",
+                ]
+                .iter()
+                .map(|l| Frame::Simple((*l).into()))
+                .collect(),
+            ),
+            ServerCmd::Info(sections) => Frame::Verbatim {
+                format: "txt".into(),
+                text: info(&sections, session, shared).await.into(),
+            },
+            ServerCmd::DbSize => match shared.store.approximate_key_count().await {
+                Ok(n) => Frame::Integer(n as i64),
+                Err(e) => store_error(e),
+            },
+        }
+    }
+}
+
+/// The INFO text for the requested sections (all of them when none is named).
+async fn info(sections: &[Bytes], session: &Session, shared: &Shared) -> String {
+    let wants = |name: &str| {
+        sections.is_empty()
+            || sections
+                .iter()
+                .any(|s| eq(s, name) || eq(s, "all") || eq(s, "everything") || eq(s, "default"))
+    };
+    let mut out = String::new();
+    if wants("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:{}\r\nquorumd_version:{}\r\nredis_mode:standalone\r\n\
+             instance:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\
+             default_consistency:{}\r\n\r\n",
+            super::conn::COMPAT_VERSION,
+            env!("CARGO_PKG_VERSION"),
+            shared.instance,
+            std::process::id(),
+            shared.listen.port(),
+            shared.started.elapsed().as_secs(),
+            shared.default_level,
+        );
+    }
+    if wants("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\ncommands_in_flight:{}\r\nmaxclients:{}\r\n\
+             client_id:{}\r\nclient_consistency:{}\r\n\r\n",
+            shared.connected(),
+            shared.in_flight(),
+            shared.max_connections,
+            session.id,
+            session.level,
+        );
+    }
+    if wants("nodes") || sections.iter().any(|s| eq(s, "replication")) {
+        out.push_str(&nodes_section(shared));
+    }
+    if wants("keyspace") {
+        out.push_str("# Keyspace\r\n");
+        if let Ok(n) = shared.store.approximate_key_count().await {
+            let _ = write!(out, "db0:keys={n},expires=0,avg_ttl=0\r\n");
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Like Redis's replication section, but about the nodes quorumd keeps in sync.
+fn nodes_section(shared: &Shared) -> String {
+    let pool = shared.store.pool();
+    let statuses = pool.status();
+    let sizes = shared.store.settings().quorum;
+    let up = statuses.iter().filter(|s| s.health == Health::Up).count();
+    let mut out = format!(
+        "# Nodes\r\nrole:master\r\nnodes:{}\r\nnodes_up:{up}\r\nread_quorum:{}\r\nwrite_quorum:{}\r\n",
+        statuses.len(),
+        sizes.read,
+        sizes.write,
+    );
+    for s in &statuses {
+        let _ = write!(
+            out,
+            "node{}:address={},health={},latency_ms={},run_id={},last_error={}\r\n",
+            s.id,
+            s.address,
+            s.health,
+            s.latency_ms.map_or("-".into(), |l| format!("{l:.3}")),
+            s.run_id.as_deref().unwrap_or("-"),
+            s.last_error
+                .as_deref()
+                .unwrap_or("-")
+                .replace([',', '\r', '\n'], " "),
+        );
+    }
+    out.push_str("\r\n");
+    out
+}

@@ -1,0 +1,109 @@
+//! SADD, SREM, SMEMBERS, SISMEMBER, SCARD on the add-wins OR-set (docs/CRDTS.md).
+//!
+//! SADD answers how many members were new in what a read quorum saw just before the add, and
+//! SREM how many of the members that read saw; with concurrent writers these counts are a
+//! best effort (two clients adding one member at once may both hear 1), the membership is not.
+
+use super::{Access, Spec, crdt_error, data};
+use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
+use quorumd_core::quorum::Consistency;
+use crate::resp::frame::Frame;
+use bytes::Bytes;
+use std::collections::BTreeSet;
+
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "denyoom", "fast"];
+
+pub static SPECS: &[Spec] = &[
+    Spec::keyed("sadd", -3, WRITE, (1, 1, 1), |a| {
+        data(SetCmd::Add(a[1].clone(), members(&a[2..])))
+    }),
+    Spec::keyed("srem", -3, &["write", "fast"], (1, 1, 1), |a| {
+        data(SetCmd::Rem(a[1].clone(), members(&a[2..])))
+    }),
+    Spec::keyed("smembers", 2, &["readonly"], (1, 1, 1), |a| {
+        data(SetCmd::Members(a[1].clone()))
+    }),
+    Spec::keyed("sismember", 3, READ, (1, 1, 1), |a| {
+        data(SetCmd::IsMember(a[1].clone(), a[2].clone()))
+    }),
+    Spec::keyed("scard", 2, READ, (1, 1, 1), |a| {
+        data(SetCmd::Card(a[1].clone()))
+    }),
+];
+
+fn members(args: &[Bytes]) -> Vec<Vec<u8>> {
+    // Distinct, so `SADD s a a` counts one, as in Redis.
+    let distinct: BTreeSet<Vec<u8>> = args.iter().map(|m| m.to_vec()).collect();
+    distinct.into_iter().collect()
+}
+
+pub enum SetCmd {
+    Add(Bytes, Vec<Vec<u8>>),
+    Rem(Bytes, Vec<Vec<u8>>),
+    Members(Bytes),
+    IsMember(Bytes, Bytes),
+    Card(Bytes),
+}
+
+impl SetCmd {
+    fn key(&self) -> &[u8] {
+        match self {
+            SetCmd::Add(k, _)
+            | SetCmd::Rem(k, _)
+            | SetCmd::Members(k)
+            | SetCmd::IsMember(k, _)
+            | SetCmd::Card(k) => k,
+        }
+    }
+
+    pub fn access(&self) -> Access<'_> {
+        let key = vec![self.key()];
+        match self {
+            SetCmd::Add(..) | SetCmd::Rem(..) => Access {
+                reads: vec![],
+                writes: key,
+            },
+            _ => Access {
+                reads: key,
+                writes: vec![],
+            },
+        }
+    }
+
+    pub async fn apply(self, crdts: &CrdtStore, level: Consistency) -> Frame {
+        self.run(crdts, level).await.unwrap_or_else(crdt_error)
+    }
+
+    async fn run(self, crdts: &CrdtStore, level: Consistency) -> Result<Frame, CrdtError> {
+        Ok(match self {
+            SetCmd::Add(key, members) => {
+                let before = crdts.set_members(&key, level).await?;
+                let new: Vec<Vec<u8>> = members
+                    .into_iter()
+                    .filter(|m| !before.contains(m))
+                    .collect();
+                if !new.is_empty() {
+                    crdts.set_add(&key, &new, level).await?;
+                }
+                Frame::Integer(new.len() as i64)
+            }
+            SetCmd::Rem(key, members) => {
+                Frame::Integer(crdts.set_remove(&key, &members, level).await?.0 as i64)
+            }
+            SetCmd::Members(key) => Frame::Set(
+                crdts
+                    .set_members(&key, level)
+                    .await?
+                    .into_iter()
+                    .map(Frame::bulk)
+                    .collect(),
+            ),
+            SetCmd::IsMember(key, member) => {
+                let members = crdts.set_members(&key, level).await?;
+                Frame::Integer(i64::from(members.contains(&member[..])))
+            }
+            SetCmd::Card(key) => Frame::Integer(crdts.set_members(&key, level).await?.len() as i64),
+        })
+    }
+}

@@ -1,0 +1,383 @@
+//! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
+//! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
+
+use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, syntax_error};
+use quorumd_core::crdt::CrdtKind;
+use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_core::hlc::wall_clock_ms;
+use quorumd_core::quorum::Consistency;
+use crate::resp::frame::Frame;
+use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStore};
+use bytes::Bytes;
+
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "denyoom"];
+
+/// A command whose first argument is a key, up to `last_key` every `step`.
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    last_key: i64,
+    step: i64,
+    parse: fn(&[Bytes]) -> Result<Command, Frame>,
+) -> Spec {
+    Spec::keyed(name, arity, flags, (1, last_key, step), parse)
+}
+
+pub static SPECS: &[Spec] = &[
+    spec("get", 2, READ, 1, 1, |a| data(StringCmd::Get(a[1].clone()))),
+    spec("set", -3, WRITE, 1, 1, parse_set),
+    spec("setnx", 3, WRITE, 1, 1, |a| {
+        data(StringCmd::Set(Set {
+            key: a[1].clone(),
+            value: a[2].clone(),
+            condition: Condition::IfAbsent,
+            ..Set::plain(Reply::Integer)
+        }))
+    }),
+    spec("setex", 4, WRITE, 1, 1, |a| parse_setex(a, 1000, "setex")),
+    spec("psetex", 4, WRITE, 1, 1, |a| parse_setex(a, 1, "psetex")),
+    spec("getdel", 2, &["write", "fast"], 1, 1, |a| {
+        data(StringCmd::GetDel(a[1].clone()))
+    }),
+    spec("mget", -2, READ, -1, 1, |a| {
+        data(StringCmd::MGet(a[1..].to_vec()))
+    }),
+    spec("mset", -3, WRITE, -1, 2, parse_mset),
+    spec("strlen", 2, READ, 1, 1, |a| {
+        data(StringCmd::Strlen(a[1].clone()))
+    }),
+    spec("append", 3, WRITE, 1, 1, |a| {
+        data(StringCmd::Append(a[1].clone(), a[2].clone()))
+    }),
+];
+
+pub enum StringCmd {
+    Get(Bytes),
+    Set(Set),
+    GetDel(Bytes),
+    MGet(Vec<Bytes>),
+    MSet(Vec<(Bytes, Bytes)>),
+    Strlen(Bytes),
+    Append(Bytes, Bytes),
+}
+
+/// When a written value expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    KeepTtl,
+    /// Milliseconds from now.
+    In(i64),
+    /// Milliseconds since the epoch.
+    At(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    Always,
+    IfAbsent,
+    IfExists,
+}
+
+/// What a SET-like command answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// `OK`, or nil when the condition failed (SET, SETEX).
+    Ok,
+    /// 1 or 0 (SETNX).
+    Integer,
+    /// The old value (SET ... GET).
+    OldValue,
+}
+
+pub struct Set {
+    key: Bytes,
+    value: Bytes,
+    expiry: Expiry,
+    condition: Condition,
+    reply: Reply,
+}
+
+impl Set {
+    fn plain(reply: Reply) -> Set {
+        Set {
+            key: Bytes::new(),
+            value: Bytes::new(),
+            expiry: Expiry::Never,
+            condition: Condition::Always,
+            reply,
+        }
+    }
+}
+
+fn invalid_expire(command: &str) -> Frame {
+    Frame::error(format!("ERR invalid expire time in '{command}' command"))
+}
+
+/// A relative or absolute expiry argument as milliseconds, with Redis's range checks.
+fn expire_ms(arg: &[u8], unit_ms: i64, command: &str) -> Result<i64, Frame> {
+    let v = int_arg(arg)?;
+    if v <= 0 {
+        return Err(invalid_expire(command));
+    }
+    v.checked_mul(unit_ms)
+        .filter(|ms| ms.checked_add(wall_clock_ms() as i64).is_some())
+        .ok_or_else(|| invalid_expire(command))
+}
+
+fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
+    let mut set = Set {
+        key: args[1].clone(),
+        value: args[2].clone(),
+        ..Set::plain(Reply::Ok)
+    };
+    let mut keep_ttl = false;
+    // (value, unit in ms, relative): validated after all options, as Redis does, so a syntax
+    // error is reported before a bad number.
+    let mut timed: Option<(&Bytes, i64, bool)> = None;
+    let mut i = 3;
+    while i < args.len() {
+        let a = &args[i];
+        let unit = [
+            ("ex", 1000, true),
+            ("px", 1, true),
+            ("exat", 1000, false),
+            ("pxat", 1, false),
+        ]
+        .into_iter()
+        .find(|(name, _, _)| eq(a, name));
+        if eq(a, "nx") && set.condition != Condition::IfExists {
+            set.condition = Condition::IfAbsent;
+        } else if eq(a, "xx") && set.condition != Condition::IfAbsent {
+            set.condition = Condition::IfExists;
+        } else if eq(a, "get") {
+            set.reply = Reply::OldValue;
+        } else if eq(a, "keepttl") && timed.is_none() {
+            keep_ttl = true;
+        } else if let (Some((_, unit, relative)), Some(v), false, None) =
+            (unit, args.get(i + 1), keep_ttl, timed)
+        {
+            timed = Some((v, unit, relative));
+            i += 1;
+        } else {
+            return Err(syntax_error());
+        }
+        i += 1;
+    }
+    set.expiry = match timed {
+        Some((v, unit, true)) => Expiry::In(expire_ms(v, unit, "set")?),
+        Some((v, unit, false)) => Expiry::At(expire_ms(v, unit, "set")?),
+        None if keep_ttl => Expiry::KeepTtl,
+        None => Expiry::Never,
+    };
+    data(StringCmd::Set(set))
+}
+
+fn parse_setex(args: &[Bytes], unit: i64, name: &str) -> Result<Command, Frame> {
+    let ms = expire_ms(&args[2], unit, name)?;
+    data(StringCmd::Set(Set {
+        key: args[1].clone(),
+        value: args[3].clone(),
+        expiry: Expiry::In(ms),
+        ..Set::plain(Reply::Ok)
+    }))
+}
+
+fn parse_mset(args: &[Bytes]) -> Result<Command, Frame> {
+    if args.len().is_multiple_of(2) {
+        return Err(super::wrong_arity("mset"));
+    }
+    let pairs = args[1..]
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
+    data(StringCmd::MSet(pairs))
+}
+
+fn absolute(expiry: Expiry, current: Option<u64>) -> Option<u64> {
+    match expiry {
+        Expiry::Never => None,
+        Expiry::KeepTtl => current,
+        Expiry::In(ms) => Some(wall_clock_ms().saturating_add(ms.max(0) as u64)),
+        // An absolute time in the past stores a value that is already gone, as in Redis.
+        Expiry::At(ms) => Some(ms.max(1) as u64),
+    }
+}
+
+/// Reads one key; a key holding another type reads as nil (MGET's rule).
+fn nil_if_wrong_type(r: Result<Option<Bytes>, StoreError>) -> Result<Frame, Frame> {
+    match r {
+        Ok(v) => Ok(v.map_or(Frame::Null, Frame::Bulk)),
+        Err(e) => match store_error(e) {
+            Frame::Error(t) if t.starts_with("WRONGTYPE") => Ok(Frame::Null),
+            other => Err(other),
+        },
+    }
+}
+
+impl StringCmd {
+    pub fn access(&self) -> Access<'_> {
+        fn one(k: &Bytes) -> Vec<&[u8]> {
+            vec![&k[..]]
+        }
+        match self {
+            StringCmd::Get(k) | StringCmd::Strlen(k) => Access {
+                reads: one(k),
+                writes: vec![],
+            },
+            StringCmd::MGet(keys) => Access {
+                reads: keys.iter().map(|k| &k[..]).collect(),
+                writes: vec![],
+            },
+            StringCmd::Set(s) => Access {
+                reads: vec![],
+                writes: one(&s.key),
+            },
+            StringCmd::GetDel(k) | StringCmd::Append(k, _) => Access {
+                reads: vec![],
+                writes: one(k),
+            },
+            StringCmd::MSet(pairs) => Access {
+                reads: vec![],
+                writes: pairs.iter().map(|(k, _)| &k[..]).collect(),
+            },
+        }
+    }
+
+    pub async fn apply(
+        self,
+        store: &VersionedStore,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Frame {
+        let get = |key: Bytes| async move {
+            store
+                .get(&key, level)
+                .await
+                .map(|f| f.map(|f| Bytes::from(f.value)))
+        };
+        match self {
+            StringCmd::Get(key) => match get(key.clone()).await {
+                Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
+                // A counter reads as the string of its value, as a Redis integer would.
+                Err(StoreError::KindConflict {
+                    holds: CrdtKind::Counter,
+                }) => match crdts.counter_get(&key, level).await {
+                    Ok(v) => Frame::bulk(v.to_string()),
+                    Err(e) => crdt_error(e),
+                },
+                Err(e) => store_error(e),
+            },
+            StringCmd::Strlen(key) => match get(key).await {
+                Ok(v) => Frame::Integer(v.map_or(0, |v| v.len() as i64)),
+                Err(e) => store_error(e),
+            },
+            StringCmd::MGet(keys) => {
+                let reads = futures::future::join_all(keys.into_iter().map(get)).await;
+                reads
+                    .into_iter()
+                    .map(nil_if_wrong_type)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_or_else(|e| e, Frame::Array)
+            }
+            StringCmd::Set(set) => apply_set(set, store, level).await,
+            StringCmd::MSet(pairs) => {
+                let writes = pairs
+                    .iter()
+                    .map(|(k, v)| store.put_at(k, v, None, level, Precondition::None));
+                let results = futures::future::join_all(writes).await;
+                match results.into_iter().find_map(Result::err) {
+                    Some(e) => store_error(e),
+                    None => Frame::ok(),
+                }
+            }
+            StringCmd::GetDel(key) => store
+                .read_modify_write(&key, level, |found| match found {
+                    Some(f) => (Change::Delete, Frame::bulk(f.value.clone())),
+                    None => (Change::Keep, Frame::Null),
+                })
+                .await
+                .unwrap_or_else(store_error),
+            StringCmd::Append(key, suffix) => store
+                .read_modify_write(&key, level, |found| {
+                    let mut value = found.map(|f| f.value.clone()).unwrap_or_default();
+                    value.extend_from_slice(&suffix);
+                    let len = value.len() as i64;
+                    let expires_at_ms = found.and_then(|f| f.expires_at_ms);
+                    (
+                        Change::Put {
+                            value,
+                            expires_at_ms,
+                        },
+                        Frame::Integer(len),
+                    )
+                })
+                .await
+                .unwrap_or_else(store_error),
+        }
+    }
+}
+
+async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Frame {
+    let refused = match set.reply {
+        Reply::Integer => Frame::Integer(0),
+        _ => Frame::Null,
+    };
+    let done = match set.reply {
+        Reply::Integer => Frame::Integer(1),
+        _ => Frame::ok(),
+    };
+    if set.reply != Reply::OldValue && set.expiry != Expiry::KeepTtl {
+        // A blind write: one round trip (two with NX/XX, whose check runs on the nodes).
+        let precondition = match set.condition {
+            Condition::Always => Precondition::None,
+            Condition::IfAbsent => Precondition::IfAbsent,
+            Condition::IfExists => Precondition::IfExists,
+        };
+        let at = absolute(set.expiry, None);
+        return match store
+            .put_at(&set.key, &set.value, at, level, precondition)
+            .await
+        {
+            Ok(_) => done,
+            Err(StoreError::PreconditionFailed { .. }) if precondition != Precondition::None => {
+                refused
+            }
+            Err(e) => store_error(e),
+        };
+    }
+    let value = set.value.to_vec();
+    store
+        .read_modify_write(&set.key, level, |found| {
+            let old = match (set.reply, found) {
+                (Reply::OldValue, Some(f)) => Frame::bulk(f.value.clone()),
+                (Reply::OldValue, None) => Frame::Null,
+                _ => done.clone(),
+            };
+            let allowed = match set.condition {
+                Condition::Always => true,
+                Condition::IfAbsent => found.is_none(),
+                Condition::IfExists => found.is_some(),
+            };
+            if !allowed {
+                let answer = if set.reply == Reply::OldValue {
+                    old
+                } else {
+                    refused.clone()
+                };
+                return (Change::Keep, answer);
+            }
+            let expires_at_ms = absolute(set.expiry, found.and_then(|f| f.expires_at_ms));
+            (
+                Change::Put {
+                    value: value.clone(),
+                    expires_at_ms,
+                },
+                old,
+            )
+        })
+        .await
+        .unwrap_or_else(store_error)
+}

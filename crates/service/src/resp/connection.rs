@@ -1,0 +1,190 @@
+//! One client connection: buffered reads, every complete request in the buffer decoded and
+//! applied in order, the replies written in the same order with one write per batch.
+//!
+//! Pipelined data commands that touch unrelated keys run concurrently (a read never overtakes
+//! an earlier write of the same key, and writes of one key never overlap), so a pipeline of
+//! sixteen GETs costs about one quorum round trip instead of sixteen. Commands about the
+//! session (HELLO, AUTH, QUORUMD CONSISTENCY...) wait for everything before them.
+
+use super::command::{self, Command};
+use super::frame::{Frame, RequestDecoder};
+use super::{Session, Shared};
+use crate::resp::events;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// Most requests decoded before their replies are written: bounds the reply buffer.
+const MAX_BATCH: usize = 1024;
+/// Most data commands in flight at once for one connection.
+const MAX_CONCURRENT: usize = 64;
+/// Bytes read per system call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serves one client until it disconnects, sends QUIT, sends a malformed request, or the
+/// server stops (after the batch in progress has been answered).
+#[tracing::instrument(name = "resp.connection", skip_all, fields(peer = %peer))]
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    let mut decoder = RequestDecoder::new(shared.limits);
+    let mut session = Session::new(&shared, peer);
+    loop {
+        let mut batch = Vec::new();
+        let mut malformed = None;
+        while batch.len() < MAX_BATCH {
+            match decoder.decode(&mut input) {
+                Ok(Some(args)) => batch.push(args),
+                Ok(None) => break,
+                Err(e) => {
+                    malformed = Some(e);
+                    break;
+                }
+            }
+        }
+        let full = batch.len() == MAX_BATCH;
+        let size = batch.len();
+        shared.in_flight.fetch_add(size, Ordering::Relaxed);
+        run_batch(batch, &mut session, &shared, &mut output).await;
+        shared.in_flight.fetch_sub(size, Ordering::Relaxed);
+        if let Some(e) = &malformed {
+            events::RespProtocolError {
+                peer,
+                error: &e.to_string(),
+            }
+            .emit();
+            Frame::error(e.to_string()).encode(session.protocol, &mut output);
+        }
+        if !output.is_empty() {
+            writer.write_all(&output).await?;
+            output.clear();
+        }
+        if malformed.is_some() || session.closing || *stop.borrow() {
+            return Ok(());
+        }
+        if full {
+            continue;
+        }
+        input.reserve(READ_CHUNK);
+        tokio::select! {
+            read = reader.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// Keys touched by the data commands currently running together.
+#[derive(Default)]
+struct Footprint {
+    reads: HashSet<Bytes>,
+    writes: HashSet<Bytes>,
+}
+
+impl Footprint {
+    /// Whether a command with this access must wait for the running ones.
+    fn conflicts(&self, access: &command::Access<'_>) -> bool {
+        access.reads.iter().any(|k| self.writes.contains(*k))
+            || access
+                .writes
+                .iter()
+                .any(|k| self.writes.contains(*k) || self.reads.contains(*k))
+    }
+
+    fn add(&mut self, access: &command::Access<'_>) {
+        self.reads
+            .extend(access.reads.iter().map(|k| Bytes::copy_from_slice(k)));
+        self.writes
+            .extend(access.writes.iter().map(|k| Bytes::copy_from_slice(k)));
+    }
+}
+
+/// Applies a batch of requests in order and encodes their replies in order into `out`.
+async fn run_batch(
+    batch: Vec<Vec<Bytes>>,
+    session: &mut Session,
+    shared: &Arc<Shared>,
+    out: &mut BytesMut,
+) {
+    let mut running: FuturesOrdered<BoxFuture<'static, Frame>> = FuturesOrdered::new();
+    let mut footprint = Footprint::default();
+    // A lone request (no pipelining) has nothing to be ordered against.
+    let alone = batch.len() == 1;
+    for args in batch {
+        if session.closing {
+            break;
+        }
+        let (name, command) = command::parse(&args, session, shared);
+        match command {
+            Command::Reply(frame) => {
+                served(name, "rejected");
+                running.push_back(Box::pin(async move { frame }))
+            }
+            Command::Session(cmd) => {
+                drain(&mut running, session, out).await;
+                footprint = Footprint::default();
+                let reply = cmd.apply(session, shared).await;
+                served(name, result_of(&reply));
+                reply.encode(session.protocol, out);
+            }
+            Command::Data(cmd) => {
+                let access = cmd.access();
+                if running.len() >= MAX_CONCURRENT || footprint.conflicts(&access) {
+                    drain(&mut running, session, out).await;
+                    footprint = Footprint::default();
+                }
+                if !alone {
+                    footprint.add(&access);
+                }
+                let apply = cmd.apply(shared.clone(), session.level);
+                let apply = async move {
+                    let reply = apply.await;
+                    served(name, result_of(&reply));
+                    reply
+                };
+                // Store spans of pipelined commands nest under this connection's span.
+                running.push_back(Box::pin(apply.in_current_span()));
+            }
+        }
+    }
+    drain(&mut running, session, out).await;
+}
+
+async fn drain(
+    running: &mut FuturesOrdered<BoxFuture<'static, Frame>>,
+    session: &Session,
+    out: &mut BytesMut,
+) {
+    while let Some(reply) = running.next().await {
+        reply.encode(session.protocol, out);
+    }
+}
+
+fn served(command: &'static str, result: &'static str) {
+    events::RespCommandServed { command, result }.emit();
+}
+
+fn result_of(reply: &Frame) -> &'static str {
+    match reply {
+        Frame::Error(_) => "error",
+        _ => "ok",
+    }
+}

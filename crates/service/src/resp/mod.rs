@@ -1,0 +1,89 @@
+//! The Redis-protocol front end, the mini-redis way: `frame` (bytes ↔ RESP values),
+//! `command` (RESP values → a typed command → applied on the versioned store), `connection`
+//! (buffered reads and writes, pipelining) and `server` (the listener, the connection limit,
+//! graceful shutdown). Like every surface, it reaches the nodes only through the store.
+
+pub mod auth;
+pub mod command;
+pub mod connection;
+pub mod events;
+pub mod frame;
+pub mod server;
+
+pub use server::{RespServer, RespSettings};
+
+use crate::auth::Tokens;
+use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::store::VersionedStore;
+use bytes::Bytes;
+use frame::{Limits, Protocol};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// State every connection shares: the store and the server-wide settings and counters.
+pub struct Shared {
+    pub store: Arc<VersionedStore>,
+    /// Counters, hashes and sets (INCR, HSET, SADD...).
+    pub crdts: Arc<CrdtStore>,
+    /// The password clients must AUTH with, if any.
+    pub password: Option<String>,
+    /// The HTTP API's bearer tokens, also accepted by AUTH when `[auth]` is enabled.
+    pub tokens: Arc<Tokens>,
+    pub default_level: Consistency,
+    pub limits: Limits,
+    pub max_connections: usize,
+    /// The address actually listened on.
+    pub listen: SocketAddr,
+    /// This instance's name, for INFO.
+    pub instance: String,
+    pub started: Instant,
+    connected: AtomicUsize,
+    /// Requests decoded and not yet answered, over all connections.
+    in_flight: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// What one connection has negotiated.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Unique per server, as `CLIENT ID` reports it.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub protocol: Protocol,
+    pub name: Option<Bytes>,
+    /// The consistency level of this connection's reads and writes (`QUORUMD CONSISTENCY`).
+    pub level: Consistency,
+    pub authenticated: bool,
+    /// Set when AUTH accepted a token: its scope limits the commands.
+    pub grant: Option<auth::Grant>,
+    /// Set by QUIT: close after the reply.
+    pub closing: bool,
+}
+
+impl Session {
+    pub fn new(shared: &Shared, peer: SocketAddr) -> Session {
+        Session {
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            peer,
+            protocol: Protocol::Resp2,
+            name: None,
+            level: shared.default_level,
+            authenticated: shared.password.is_none() && !shared.tokens.enabled(),
+            grant: None,
+            closing: false,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Loading the configuration: built-in defaults, then the TOML file, then `QUORUMD_*`
+//! environment variables (nested keys joined by `__`), then every check, including the ones
+//! that read files (the tokens file, TLS certificates), which the pure core cannot do.
+
+use crate::auth::{AuthError, Tokens};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use quorumd_core::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, Validated, invalid};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Loads defaults, then `path` (or the default path if it exists), then the environment.
+pub fn load(path: Option<&Path>) -> Result<Config, SettingsError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    match path {
+        Some(p) if !p.exists() => {
+            return Err(SettingsError::MissingFile(p.display().to_string()));
+        }
+        Some(p) => figment = figment.merge(Toml::file_exact(p)),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH))
+        }
+        None => {}
+    }
+    figment = figment.merge(Env::prefixed("QUORUMD_").split("__"));
+    figment
+        .extract()
+        .map_err(|e| SettingsError::Parse(Box::new(e)))
+}
+
+/// Every rule: the core's checks, then the files the configuration names.
+pub fn validate(config: Config) -> Result<Validated, ConfigError> {
+    let validated = config.validate()?;
+    check_schedule(&validated.config)?;
+    check_files(&validated.config)?;
+    Ok(validated)
+}
+
+/// `load`, then `validate`.
+pub fn load_validated(path: Option<&Path>) -> Result<Validated, SettingsError> {
+    Ok(validate(load(path)?)?)
+}
+
+/// The full-sweep schedule, parsed by the scheduler that will run it, so what passes here also
+/// runs there.
+fn check_schedule(config: &Config) -> Result<(), ConfigError> {
+    let cron = &config.sync.full_sweep_cron;
+    if cron.trim().is_empty() {
+        return Ok(());
+    }
+    tokio_cron_scheduler::Job::new_async(cron.as_str(), |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| {
+            invalid(
+                "sync.full_sweep_cron",
+                format!("{cron:?} is not a valid cron schedule (sec min hour day month weekday): {e}"),
+            )
+        })
+}
+
+/// The checks that read files: the tokens (inline and the tokens file) and the TLS PEM files.
+pub fn check_files(config: &Config) -> Result<(), ConfigError> {
+    Tokens::from_config(&config.auth).map_err(|e| match e {
+        AuthError::Invalid { field, message } => invalid(field, message),
+        other => invalid("auth.tokens_file", other.to_string()),
+    })?;
+    quorumd_node::pool::tls::check(&config.tls).map_err(|e| invalid("tls", e.to_string()))?;
+    Ok(())
+}
