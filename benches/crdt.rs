@@ -13,12 +13,12 @@
 //! `BENCH_KEYS` (default 1000). Under `cargo test --all-targets` (no `--bench`) a short smoke
 //! round runs instead. Exit status non-zero if an increment fails or a model check fails.
 
-use quorumd_testkit::bench as support;
 use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::crdt_store::CrdtStore;
 use quorumd::devcluster::DevCluster;
 use quorumd::quorum::Consistency;
+use quorumd_testkit::bench as support;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,11 +14,11 @@
 //! and writes no report. The exit status is non-zero when any workload's error rate exceeds 1%,
 //! when shutdown fails, or when a redis-server process outlives the run.
 
-use quorumd_testkit::bench as support;
 use bytes::Bytes;
 use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
+use quorumd_testkit::bench as support;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -18,10 +18,10 @@
 //! writes no report. The exit status is non-zero when a redis-benchmark run fails, when
 //! shutdown fails, or when a redis-server process outlives the run.
 
-use quorumd_testkit::bench as support;
 use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
+use quorumd_testkit::bench as support;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;

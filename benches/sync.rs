@@ -25,7 +25,6 @@
 //! (a heal that does not repair every key, divergence left behind, sweep errors, more than 1%
 //! failed PUTs), when shutdown fails, or when a redis-server process outlives the run.
 
-use quorumd_testkit::bench as support;
 use bytes::Bytes;
 use futures::StreamExt;
 use quorumd::app::App;
@@ -35,6 +34,7 @@ use quorumd::meta::{EntryKind, Meta};
 use quorumd::store::VersionedStore;
 use quorumd::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::sync::{SweepMode, SweepReport, Sweeper};
+use quorumd_testkit::bench as support;
 use redis::aio::MultiplexedConnection;
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -1,6 +1,5 @@
 //! The binary: `check-config`, `run` with graceful shutdown on SIGTERM, and `demo`.
 
-
 use quorumd::devcluster::{DevCluster, ping};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -7,9 +7,9 @@ use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, test_config, wait_until};
 use quorumd::app::App;
-use quorumd_testkit::checker::locks::{Held, Violation, check};
 use quorumd::config::LocksConfig;
 use quorumd::locks::{LockError, LockService, UnsafeKnobs};
+use quorumd_testkit::checker::locks::{Held, Violation, check};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

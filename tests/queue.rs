@@ -6,10 +6,10 @@
 use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, wait_until};
-use quorumd_testkit::checker::locks::{Held, Violation, check};
 use quorumd::config::{LocksConfig, QueueConfig};
 use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::queue::QueueService;
+use quorumd_testkit::checker::locks::{Held, Violation, check};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

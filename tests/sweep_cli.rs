@@ -1,7 +1,6 @@
 //! `quorumd sweep` from the command line: exit codes for cron and CI, and a full sweep that
 //! is killed midway resumes from its checkpoint.
 
-
 use quorumd::devcluster::DevCluster;
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1269,8 +1269,8 @@ async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
 /// The node is behind a proxy that holds its replies, so the write lands in that window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
-    use quorumd_testkit::nemesis::proxy::LinkFault;
     use quorumd::sync::bulk;
+    use quorumd_testkit::nemesis::proxy::LinkFault;
     let (tc, proxy) = TestCluster::start_with_proxy(3, 2, |c| {
         manual_sweeps(c);
         // Replies from node 2 are held for a while below; no call may time out meanwhile.

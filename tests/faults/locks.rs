@@ -5,8 +5,8 @@
 
 use crate::common::test_config;
 use crate::run::{RunResult, heal, into_inner, random_plan, start_instances};
-use quorumd_testkit::checker::locks::{self, Held};
 use quorumd::config::Config;
+use quorumd_testkit::checker::locks::{self, Held};
 use quorumd_testkit::nemesis::Nemesis;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -14,12 +14,12 @@ mod report;
 mod run;
 mod workload;
 
-use quorumd_testkit::checker::locks::Held;
 use quorumd::locks::{LockService, UnsafeKnobs};
-use quorumd_testkit::nemesis::Nemesis;
-use quorumd_testkit::nemesis::proxy::LinkFault;
 use quorumd::pool::Health;
 use quorumd::queue::QueueService;
+use quorumd_testkit::checker::locks::Held;
+use quorumd_testkit::nemesis::Nemesis;
+use quorumd_testkit::nemesis::proxy::LinkFault;
 use run::{KvRun, RunResult};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -355,13 +355,15 @@ async fn negative_control_a_wiped_sole_copy_is_reported_lost() {
         .put("k0", "1", "one")
         .await
         .expect("level one takes one node");
-    history.writes.push(quorumd_testkit::checker::durability::Write {
-        key: "k0".into(),
-        value: b"1".to_vec(),
-        acked: Some(version),
-        invoked: 0,
-        completed: Some(1),
-    });
+    history
+        .writes
+        .push(quorumd_testkit::checker::durability::Write {
+            key: "k0".into(),
+            value: b"1".to_vec(),
+            acked: Some(version),
+            invoked: 0,
+            completed: Some(1),
+        });
     tokio::task::block_in_place(|| nemesis.cluster.nodes[0].restart_empty()).unwrap();
     nemesis.heal_all().unwrap();
     for i in 0..3 {
@@ -396,13 +398,15 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
     tc.wait_health(2, "down").await;
     let mut history = workload::History::default();
     let version = tc.put("k0", "1", "quorum").await.expect("a majority is up");
-    history.writes.push(quorumd_testkit::checker::durability::Write {
-        key: "k0".into(),
-        value: b"1".to_vec(),
-        acked: Some(version),
-        invoked: 0,
-        completed: Some(1),
-    });
+    history
+        .writes
+        .push(quorumd_testkit::checker::durability::Write {
+            key: "k0".into(),
+            value: b"1".to_vec(),
+            acked: Some(version),
+            invoked: 0,
+            completed: Some(1),
+        });
     tc.drop_hints_for(&nemesis, 2).await;
     for i in [0, 1] {
         nemesis.proxies[i].set(LinkFault::Latency(Duration::from_millis(300)));
@@ -420,12 +424,14 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
         reqwest::StatusCode::NOT_FOUND,
         "the lagging node did not answer first"
     );
-    history.reads.push(quorumd_testkit::checker::durability::Read {
-        key: "k0".into(),
-        version: None,
-        invoked: 2,
-        completed: 3,
-    });
+    history
+        .reads
+        .push(quorumd_testkit::checker::durability::Read {
+            key: "k0".into(),
+            version: None,
+            invoked: 2,
+            completed: 3,
+        });
     let finals = BTreeMap::from([(
         "k0".to_string(),
         run::node_entries(&nemesis, &tc.app, "k0").await,

@@ -4,12 +4,12 @@
 use crate::common::test_config;
 use crate::workload::{History, Workload};
 use quorumd::app::App;
+use quorumd::meta::{EntryKind, Meta};
+use quorumd::sync::progress::SweepMode;
 use quorumd_testkit::checker::durability::{self, Entry};
 use quorumd_testkit::checker::register::{self, Verdict};
-use quorumd::meta::{EntryKind, Meta};
 use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
 use quorumd_testkit::nemesis::{FaultReport, Nemesis};
-use quorumd::sync::progress::SweepMode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

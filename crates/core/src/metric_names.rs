@@ -2,7 +2,6 @@
 //! Names follow `quorumd_<thing>_<unit>`; counters end in `_total`; units are base units
 //! (seconds, ratios). Only the typed events modules of each layer record them.
 
-
 pub const HTTP_REQUESTS: &str = "quorumd_http_requests_total";
 pub const HTTP_DURATION: &str = "quorumd_http_request_duration_seconds";
 pub const NODE_UP: &str = "quorumd_node_up";

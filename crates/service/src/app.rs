@@ -2,11 +2,11 @@
 //! and shuts them down in order (stop accepting, drain requests, close node connections).
 
 use crate::api::{self, AppState, InstanceInfo};
-use quorumd_core::config::Validated;
 use crate::events;
+use crate::resp::{RespServer, RespSettings};
+use quorumd_core::config::Validated;
 use quorumd_core::hlc::Hlc;
 use quorumd_node::pool::{NodePool, PoolError};
-use crate::resp::{RespServer, RespSettings};
 use quorumd_replication::store::{StoreSettings, VersionedStore};
 use quorumd_replication::sync::Sweeper;
 use quorumd_replication::sync::schedule::Schedule;
@@ -142,7 +142,9 @@ impl App {
             &cfg.key_prefix,
         );
         let state = AppState {
-            crdts: Arc::new(quorumd_replication::crdt_store::CrdtStore::new(store.clone())),
+            crdts: Arc::new(quorumd_replication::crdt_store::CrdtStore::new(
+                store.clone(),
+            )),
             sweeper: sweeper.clone(),
             locks: locks.clone(),
             queues: quorumd_replication::queue::QueueService::new(

@@ -62,7 +62,9 @@ fn check_schedule(config: &Config) -> Result<(), ConfigError> {
         .map_err(|e| {
             invalid(
                 "sync.full_sweep_cron",
-                format!("{cron:?} is not a valid cron schedule (sec min hour day month weekday): {e}"),
+                format!(
+                    "{cron:?} is not a valid cron schedule (sec min hour day month weekday): {e}"
+                ),
             )
         })
 }

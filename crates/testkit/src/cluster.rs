@@ -4,10 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use quorumd_service::app::App;
+use crate::nemesis::proxy::FaultProxy;
 use quorumd_core::config::Config;
 use quorumd_node::devcluster::DevCluster;
-use crate::nemesis::proxy::FaultProxy;
+use quorumd_service::app::App;
 use reqwest::{Response, StatusCode};
 use std::future::Future;
 use std::time::{Duration, Instant};

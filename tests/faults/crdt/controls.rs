@@ -5,9 +5,9 @@ use crate::crdt::workload::{self, CounterOp, CrdtHistory, Reply, Timing, wall_us
 use crate::crdt::{check_after_heal, client_for, start_instances};
 use crate::run::converge;
 use quorumd::app::App;
+use quorumd::pool::Health;
 use quorumd_testkit::nemesis::Nemesis;
 use quorumd_testkit::nemesis::proxy::LinkFault;
-use quorumd::pool::Health;
 use std::time::Duration;
 
 async fn wait_health(apps: &[App], node: usize, want: Health) {

@@ -646,10 +646,7 @@ impl Config {
 }
 
 /// An unauthenticated API must not be reachable from other machines by accident.
-fn check_listen_safety(
-    http: &HttpConfig,
-    auth: &auth::AuthConfig,
-) -> Result<(), ConfigError> {
+fn check_listen_safety(http: &HttpConfig, auth: &auth::AuthConfig) -> Result<(), ConfigError> {
     if !auth.enabled && !http.listen.ip().is_loopback() && !http.allow_public_without_auth {
         return Err(invalid(
             "http.listen",

@@ -13,8 +13,8 @@ pub mod tls;
 pub use health::{Health, HealthTracker};
 pub use tls::{TlsConfig, TlsError};
 
-use quorumd_core::config::{NodeAddress, TimeoutConfig};
 use crate::events;
+use quorumd_core::config::{NodeAddress, TimeoutConfig};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use sentinel::Sentinels;
@@ -96,8 +96,8 @@ impl Node {
         tls: &TlsConfig,
         shared: Arc<PoolShared>,
     ) -> Result<Node, PoolError> {
-        let client = tls::client(tls, address.url.as_str())
-            .map_err(|e| PoolError::InvalidNode {
+        let client =
+            tls::client(tls, address.url.as_str()).map_err(|e| PoolError::InvalidNode {
                 node: address.display.clone(),
                 message: quorumd_core::redact::mask_url(&e),
             })?;

@@ -35,7 +35,7 @@ fn read_pem(field: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
 
 /// Checks that the named files exist and hold PEM, and that cert and key come together.
 pub fn check(cfg: &TlsConfig) -> Result<(), TlsError> {
-certificates(cfg).map(|_| ())
+    certificates(cfg).map(|_| ())
 }
 
 /// The certificates to hand to the `redis` crate, or `None` to use its defaults.

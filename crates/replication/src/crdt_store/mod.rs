@@ -10,13 +10,13 @@
 pub mod events;
 mod own;
 
-use quorumd_core::crdt::{Actor, CounterError, Crdt, CrdtKind, LwwMap, OrSet, PnCounter};
 use crate::fanout::{Gathered, QuorumError, fan_out};
-use quorumd_node::pool::{Health, NodeId};
-use quorumd_core::quorum::{Consistency, Decision, majority};
 use crate::store::crdt_scripts::{self, MergeCode, MergeReply, NodeState};
 use crate::store::scripts::KeyLocation;
 use crate::store::{StoreError, VersionedStore};
+use quorumd_core::crdt::{Actor, CounterError, Crdt, CrdtKind, LwwMap, OrSet, PnCounter};
+use quorumd_core::quorum::{Consistency, Decision, majority};
+use quorumd_node::pool::{Health, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -600,9 +600,11 @@ fn spawn_read_repair(
                 let fields = s.state.iter().map(|(f, v)| (&f[..], &v[..]));
                 match s.meta.as_ref().map(|m| m.kind.crdt()) {
                     None => Some((*n, None)),
-                    Some(Some(k)) if k == kind => quorumd_core::crdt::AnyCrdt::from_fields(k, fields)
-                        .ok()
-                        .map(|c| (*n, Some(c))),
+                    Some(Some(k)) if k == kind => {
+                        quorumd_core::crdt::AnyCrdt::from_fields(k, fields)
+                            .ok()
+                            .map(|c| (*n, Some(c)))
+                    }
                     // Another kind of entry: the sweep reports it; nothing to merge here.
                     Some(_) => None,
                 }

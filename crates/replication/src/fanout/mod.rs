@@ -4,8 +4,8 @@
 
 pub mod events;
 
-use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
 use quorumd_core::quorum::{Decision, QuorumTracker};
+use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;

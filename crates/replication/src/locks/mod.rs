@@ -11,12 +11,27 @@
 
 pub mod events;
 mod recovery;
+
+mod knobs {
+    /// Test-only ways to break the lock on purpose, so that the checkers can be shown to catch
+    /// what these allow. Exported only with the `fault-injection` feature, which only the test kit
+    /// enables: the service binary cannot set them.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct UnsafeKnobs {
+        /// Grant with this many nodes instead of a majority (e.g. 1: a minority).
+        pub required: Option<usize>,
+        /// Count a restarted node toward majorities at once, without the TTL delay or fence
+        /// catch-up.
+        pub count_restarted_at_once: bool,
+    }
+}
+
 pub mod scripts;
 
-use quorumd_core::config::LocksConfig;
 use crate::fanout::{NodeFailure, QuorumError};
-use quorumd_node::pool::{NodeError, NodeId, NodePool};
+use quorumd_core::config::LocksConfig;
 use quorumd_core::quorum::majority;
+use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use recovery::RecoveryGate;
 use scripts::{Extended, LockKeys, NodeView};
 use serde::Serialize;
@@ -73,16 +88,10 @@ pub struct LockState {
     pub fence: u64,
 }
 
-/// Test-only ways to break the lock on purpose, so that the checkers can be shown to catch
-/// what these allow. Never set by the service.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UnsafeKnobs {
-    /// Grant with this many nodes instead of a majority (e.g. 1: a minority).
-    pub required: Option<usize>,
-    /// Count a restarted node toward majorities at once, without the TTL delay or fence
-    /// catch-up.
-    pub count_restarted_at_once: bool,
-}
+#[cfg(feature = "fault-injection")]
+pub use knobs::UnsafeKnobs;
+#[cfg(not(feature = "fault-injection"))]
+use knobs::UnsafeKnobs;
 
 /// Why one attempt did not grant.
 enum Shortfall {
@@ -177,11 +186,21 @@ where
 
 impl LockService {
     pub fn new(pool: Arc<NodePool>, cfg: LocksConfig, prefix: &str) -> Arc<LockService> {
-        Self::with_unsafe_knobs(pool, cfg, prefix, UnsafeKnobs::default())
+        Self::build(pool, cfg, prefix, UnsafeKnobs::default())
     }
 
     /// A lock service with safety rules switched off: for negative controls in tests only.
+    #[cfg(feature = "fault-injection")]
     pub fn with_unsafe_knobs(
+        pool: Arc<NodePool>,
+        cfg: LocksConfig,
+        prefix: &str,
+        knobs: UnsafeKnobs,
+    ) -> Arc<LockService> {
+        Self::build(pool, cfg, prefix, knobs)
+    }
+
+    fn build(
         pool: Arc<NodePool>,
         cfg: LocksConfig,
         prefix: &str,

@@ -11,8 +11,8 @@
 //! loss has finished storing its fence (a fence is stored only while the lock is held, and those
 //! locks have expired), so the catch-up sees every fence it must carry over.
 
-use quorumd_core::config::LocksConfig;
 use crate::locks::events;
+use quorumd_core::config::LocksConfig;
 use quorumd_node::pool::{NodeId, NodePool};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -9,13 +9,13 @@ mod metered;
 pub mod record;
 pub mod scripts;
 
-use quorumd_core::config::QueueConfig;
 use crate::fanout::{NodeFailure, QuorumError};
-use quorumd_core::hlc::wall_clock_ms;
 use crate::locks::{LockError, LockService, on_all_nodes, validate_name};
-use quorumd_node::pool::{NodeError, NodeId, NodePool};
-use quorumd_core::quorum::majority;
 use crate::store::VersionedStore;
+use quorumd_core::config::QueueConfig;
+use quorumd_core::hlc::wall_clock_ms;
+use quorumd_core::quorum::majority;
+use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use record::{Depth, ItemState, Record};
 use scripts::{MergeArgs, QueueKeys};
 use serde::Serialize;

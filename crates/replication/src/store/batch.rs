@@ -23,8 +23,8 @@
 
 use super::scripts::{self, ApplyEntry, KeyLocation, NodeRead, Payload, ReadWanted};
 use super::scripts::{NodeCondition, WriteOutcome};
-use quorumd_node::events::{NodeBatchCounters, NodeBatchSent};
 use quorumd_core::meta::Meta;
+use quorumd_node::events::{NodeBatchCounters, NodeBatchSent};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, Traffic};
 use std::collections::VecDeque;
 use std::future::Future;

@@ -2,9 +2,9 @@
 //! read repair, and compare-and-set on version.
 
 mod batch;
-pub mod events;
 pub mod bucket_copy;
 pub mod crdt_scripts;
+pub mod events;
 mod hints;
 mod repair;
 mod rmw;
@@ -13,17 +13,16 @@ mod stats;
 
 pub use rmw::Change;
 
-
 pub use batch::BatchSettings;
 pub use hints::hint_key;
 
-use quorumd_core::digest;
 use crate::fanout::{Gathered, QuorumError, fan_out};
+use batch::{Coalescer, WriteEntry};
+use quorumd_core::digest;
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_node::pool::{NodeId, NodePool};
 use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
-use batch::{Coalescer, WriteEntry};
+use quorumd_node::pool::{NodeId, NodePool};
 use scripts::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,7 +112,9 @@ pub enum StoreError {
 }
 
 /// The CRDT kind one of `metas` marks the key as, if any.
-fn crdt_kind_among<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> Option<quorumd_core::crdt::CrdtKind> {
+fn crdt_kind_among<'a>(
+    metas: impl IntoIterator<Item = &'a Meta>,
+) -> Option<quorumd_core::crdt::CrdtKind> {
     metas.into_iter().find_map(|m| m.kind.crdt())
 }
 

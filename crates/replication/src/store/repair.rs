@@ -5,8 +5,8 @@
 use super::batch::{Coalescer, WriteEntry};
 use super::newest;
 use super::scripts::{KeyLocation, NodeCondition, NodeRead};
-use crate::store::events;
 use crate::fanout::Gathered;
+use crate::store::events;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::EntryKind;
 use quorumd_node::pool::NodePool;

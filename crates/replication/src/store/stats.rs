@@ -2,8 +2,8 @@
 
 use super::{StoreError, VersionedStore, digest_key, sub_digest_key};
 use crate::fanout::{QuorumError, fan_out};
-use quorumd_node::pool::sentinel_key;
 use quorumd_core::quorum::Decision;
+use quorumd_node::pool::sentinel_key;
 use redis::Script;
 use std::sync::LazyLock;
 

@@ -14,15 +14,15 @@
 use super::Sweeper;
 use super::diff::BucketMismatch;
 use super::progress::{self, ProgressHandle};
-use quorumd_node::live::BucketState;
-use quorumd_core::meta::EntryKind;
-use quorumd_core::meta::Meta;
-use quorumd_node::pool::{Health, NodeId};
-use quorumd_node::pool::{Node, NodeError};
 use crate::store::bucket_copy::{
     self as scripts, BucketCopy, BucketLayout, CopiedValue, MetaRead, ReadAs, ValuesRead,
 };
 use crate::store::{StoreSettings, digest_key, sub_digest_key};
+use quorumd_core::meta::EntryKind;
+use quorumd_core::meta::Meta;
+use quorumd_node::live::BucketState;
+use quorumd_node::pool::{Health, NodeId};
+use quorumd_node::pool::{Node, NodeError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A bucket to copy whole from `source` to `targets`, which hold nothing of it.

@@ -5,10 +5,10 @@
 use super::Sweeper;
 use super::progress::{self, ProgressHandle};
 use super::repair::{Repair, Unrepaired};
-use quorumd_core::crdt::AnyCrdt;
-use quorumd_node::pool::NodeId;
 use crate::store::crdt_scripts::{self, MergeCode, state_key};
 use futures::StreamExt;
+use quorumd_core::crdt::AnyCrdt;
+use quorumd_node::pool::NodeId;
 
 /// How many keys are converged at once.
 const CONCURRENT_KEYS: usize = 8;

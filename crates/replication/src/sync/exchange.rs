@@ -7,12 +7,12 @@ use super::progress::{self, ProgressHandle};
 use super::reads;
 use super::repair::{self, Repair};
 use super::{Sweeper, bulk, lease};
-use quorumd_core::hlc::wall_clock_ms;
-use quorumd_node::live::BucketState;
-use quorumd_core::meta::Meta;
-use quorumd_node::pool::{Health, NodeId};
 use crate::store::{digest_key, meta_key, sub_digest_key};
 use futures::StreamExt;
+use quorumd_core::hlc::wall_clock_ms;
+use quorumd_core::meta::Meta;
+use quorumd_node::live::BucketState;
+use quorumd_node::pool::{Health, NodeId};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 

@@ -10,11 +10,11 @@ use super::glob;
 use super::progress::{self, ProgressHandle};
 use super::reads;
 use super::repair::{self, Repair};
+use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd_core::config::AdoptPolicy;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::pool::{Health, Node, NodeId, Traffic};
-use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use std::collections::{BTreeMap, HashMap};
 
 pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {

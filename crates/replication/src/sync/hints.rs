@@ -7,9 +7,9 @@ use super::diff::{self, BucketMetas};
 use super::progress::{self, ProgressHandle};
 use super::reads;
 use super::repair::{self, Repair};
-use quorumd_node::pool::{Health, NodeId};
 use crate::store::hint_key;
 use crate::store::scripts::KeyLocation;
+use quorumd_node::pool::{Health, NodeId};
 
 /// Keys read from a hint set per round.
 const HINT_BATCH: usize = 500;

@@ -6,8 +6,8 @@
 //! Leases only divide work: two instances repairing the same bucket at once would still be
 //! correct, because every repair is a versioned write.
 
-use quorumd_node::pool::NodePool;
 use quorumd_core::quorum::majority;
+use quorumd_node::pool::NodePool;
 use redis::Script;
 use std::collections::BTreeSet;
 use std::sync::{LazyLock, Mutex};

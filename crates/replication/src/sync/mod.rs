@@ -8,8 +8,8 @@
 
 pub mod bulk;
 mod crdt;
-pub mod events;
 pub mod diff;
+pub mod events;
 mod exchange;
 mod full;
 mod glob;
@@ -23,10 +23,10 @@ pub mod throttle;
 
 pub use progress::{SweepMode, SweepReport};
 
-use quorumd_core::config::SyncConfig;
-use quorumd_node::pool::NodePool;
 use crate::store::VersionedStore;
 use progress::ProgressHandle;
+use quorumd_core::config::SyncConfig;
+use quorumd_node::pool::NodePool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use throttle::Throttle;

@@ -1,9 +1,9 @@
 //! Per-node reads the sweep needs, each one round trip (pipelined where it covers many keys).
 
 use super::diff::BucketMetas;
+use crate::store::scripts::KeyLocation;
 use quorumd_core::meta::Meta;
 use quorumd_node::pool::{Node, NodeError, Traffic};
-use crate::store::scripts::KeyLocation;
 use std::collections::HashMap;
 
 /// All bucket digests of a node (one HGETALL). Missing buckets are empty (0).

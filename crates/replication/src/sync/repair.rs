@@ -3,11 +3,11 @@
 
 use super::Sweeper;
 use super::progress::{self, ProgressHandle};
+use crate::store::digest_key;
+use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::pool::{Health, NodeId, Traffic};
-use crate::store::digest_key;
-use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use std::collections::BTreeMap;
 
 /// One key to bring to `winner` on `stale` nodes.

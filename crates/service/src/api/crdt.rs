@@ -4,13 +4,13 @@
 
 use super::AppState;
 use super::error::ApiError;
-use quorumd_replication::crdt_store::{CrdtError, CrdtReceipt};
-use quorumd_core::quorum::Consistency;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::crdt_store::{CrdtError, CrdtReceipt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};

@@ -5,11 +5,11 @@
 
 use super::AppState;
 use super::error::ApiError;
-use quorumd_replication::demo as tamper;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
+use quorumd_replication::demo as tamper;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -1,10 +1,10 @@
 //! API errors: every failure becomes `{"error": {"code", "message", ...details}}` with the
 //! status that fits it.
 
-use quorumd_replication::fanout::QuorumError;
-use quorumd_replication::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use quorumd_replication::fanout::QuorumError;
+use quorumd_replication::store::StoreError;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug)]

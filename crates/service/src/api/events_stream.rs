@@ -7,10 +7,10 @@
 //! missed) and continues from there.
 
 use super::AppState;
-use quorumd_node::live::LiveEvent;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
+use quorumd_node::live::LiveEvent;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::time::Duration;

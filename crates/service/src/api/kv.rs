@@ -3,14 +3,14 @@
 
 use super::AppState;
 use super::error::ApiError;
-use quorumd_core::hlc::Version;
-use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::{Precondition, WriteReceipt};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use quorumd_core::hlc::Version;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::store::{Precondition, WriteReceipt};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;

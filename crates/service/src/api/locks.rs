@@ -3,11 +3,11 @@
 use super::AppState;
 use super::body;
 use super::error::ApiError;
-use quorumd_replication::locks::LockError;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use quorumd_replication::locks::LockError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,7 +20,9 @@ impl From<LockError> for ApiError {
             LockError::NotHolder { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "not_holder", message)
             }
-            LockError::NoQuorum(q) => ApiError::from(quorumd_replication::store::StoreError::NoQuorum(q)),
+            LockError::NoQuorum(q) => {
+                ApiError::from(quorumd_replication::store::StoreError::NoQuorum(q))
+            }
         }
     }
 }

@@ -16,14 +16,14 @@ mod queues;
 mod status;
 mod sweeps;
 
-use quorumd_core::config::HttpConfig;
-use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::VersionedStore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use error::ApiError;
+use quorumd_core::config::HttpConfig;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::store::VersionedStore;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -3,13 +3,13 @@
 
 use super::AppState;
 use super::error::ApiError;
-use quorumd_node::live::BucketState;
-use quorumd_core::quorum::Consistency;
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use quorumd_core::quorum::Consistency;
+use quorumd_node::live::BucketState;
 use serde_json::{Value, json};
 use std::time::Instant;
 use tracing::Instrument;

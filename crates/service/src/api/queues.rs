@@ -3,12 +3,12 @@
 use super::AppState;
 use super::body;
 use super::error::ApiError;
-use quorumd_replication::queue::QueueError;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use quorumd_replication::queue::QueueError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,7 +24,9 @@ impl From<QueueError> for ApiError {
             QueueError::StaleLease { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_lease", message)
             }
-            QueueError::NoQuorum(q) => ApiError::from(quorumd_replication::store::StoreError::NoQuorum(q)),
+            QueueError::NoQuorum(q) => {
+                ApiError::from(quorumd_replication::store::StoreError::NoQuorum(q))
+            }
         }
     }
 }

@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::error::ApiError;
-use quorumd_replication::sync::{SweepMode, SyncError};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use quorumd_replication::sync::{SweepMode, SyncError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -51,6 +51,8 @@ pub async fn start(
     Ok((StatusCode::ACCEPTED, Json(json!({ "sweep": report }))).into_response())
 }
 
-pub async fn current(State(state): State<AppState>) -> Json<quorumd_replication::sync::SweepStatus> {
+pub async fn current(
+    State(state): State<AppState>,
+) -> Json<quorumd_replication::sync::SweepStatus> {
     Json(state.sweeper.status())
 }

@@ -13,11 +13,11 @@ pub mod server;
 pub use server::{RespServer, RespSettings};
 
 use crate::auth::Tokens;
-use quorumd_replication::crdt_store::CrdtStore;
-use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::VersionedStore;
 use bytes::Bytes;
 use frame::{Limits, Protocol};
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_replication::store::VersionedStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -5,9 +5,9 @@
 pub mod plan;
 pub mod proxy;
 
-use quorumd_node::devcluster::{DevCluster, DevClusterError};
 use plan::{FaultKind, Plan, Step};
 use proxy::{FaultProxy, LinkFault};
+use quorumd_node::devcluster::{DevCluster, DevClusterError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;

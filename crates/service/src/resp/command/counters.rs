@@ -5,10 +5,10 @@
 //! writing it.
 
 use super::{Access, Command, Spec, crdt_error, data, int_arg};
-use quorumd_replication::crdt_store::CrdtStore;
-use quorumd_core::quorum::Consistency;
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::crdt_store::CrdtStore;
 
 const WRITE: &[&str] = &["write", "denyoom", "fast"];
 

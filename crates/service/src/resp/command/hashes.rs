@@ -7,10 +7,10 @@
 //! can lose an increment (use INCR on a counter for that).
 
 use super::{Access, Command, Spec, crdt_error, data, int_arg, wrong_arity};
-use quorumd_replication::crdt_store::CrdtStore;
-use quorumd_core::quorum::Consistency;
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::crdt_store::CrdtStore;
 use std::collections::{BTreeMap, BTreeSet};
 
 const READ: &[&str] = &["readonly", "fast"];

@@ -2,13 +2,13 @@
 //! PEXPIREAT, TTL, PTTL, PERSIST, TYPE.
 
 use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
+use crate::resp::frame::Frame;
+use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
-use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::Consistency;
-use crate::resp::frame::Frame;
+use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
-use bytes::Bytes;
 
 const READ: &[&str] = &["readonly", "fast"];
 const WRITE: &[&str] = &["write", "fast"];

@@ -16,11 +16,11 @@ mod strings;
 
 use super::frame::Frame;
 use super::{Session, Shared};
-use quorumd_core::crdt::CrdtKind;
-use quorumd_replication::crdt_store::CrdtError;
-use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::StoreError;
 use bytes::Bytes;
+use quorumd_core::crdt::CrdtKind;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::crdt_store::CrdtError;
+use quorumd_replication::store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 

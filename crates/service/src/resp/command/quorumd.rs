@@ -1,10 +1,10 @@
 //! `QUORUMD CONSISTENCY [one|quorum|all|linearizable]`: this connection's consistency level.
 
 use super::{Command, SessionCmd, Spec, eq, unknown_subcommand, wrong_arity};
-use quorumd_core::quorum::Consistency;
 use crate::resp::Session;
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::quorum::Consistency;
 
 pub static SPECS: &[Spec] = &[Spec::keyless(
     "quorumd",

@@ -2,10 +2,10 @@
 //! DBSIZE.
 
 use super::{Command, SessionCmd, Spec, all_specs, eq, spec, store_error, unknown_subcommand};
-use quorumd_node::pool::Health;
 use crate::resp::frame::Frame;
 use crate::resp::{Session, Shared};
 use bytes::Bytes;
+use quorumd_node::pool::Health;
 use std::fmt::Write as _;
 
 pub static SPECS: &[Spec] = &[

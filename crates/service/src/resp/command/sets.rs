@@ -5,10 +5,10 @@
 //! best effort (two clients adding one member at once may both hear 1), the membership is not.
 
 use super::{Access, Spec, crdt_error, data};
-use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
-use quorumd_core::quorum::Consistency;
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::quorum::Consistency;
+use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
 use std::collections::BTreeSet;
 
 const READ: &[&str] = &["readonly", "fast"];

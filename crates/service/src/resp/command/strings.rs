@@ -2,13 +2,13 @@
 //! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
 
 use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, syntax_error};
+use crate::resp::frame::Frame;
+use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
-use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::Consistency;
-use crate::resp::frame::Frame;
+use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStore};
-use bytes::Bytes;
 
 const READ: &[&str] = &["readonly", "fast"];
 const WRITE: &[&str] = &["write", "denyoom"];
