@@ -15,12 +15,12 @@ demo: deps
 
 ## Unit and integration tests against real redis-server processes.
 test: deps
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 ## Lints the CI gate does not run (formatting, clippy with warnings as errors).
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks: ratios against a baseline measured in the same run.
 bench: deps

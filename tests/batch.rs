@@ -370,7 +370,7 @@ async fn writes_of_one_key_in_one_call_keep_the_higher_version() {
 async fn a_frozen_node_holds_back_no_caller_beyond_its_node_timeout() {
     let mut tc = TestCluster::start(3).await;
     let store = tc.app().store().clone();
-    let node_ms = 400; // tests/common
+    let node_ms = 400; // the test kit cluster's node timeout
     for i in 0..50 {
         let key = format!("f{i}");
         store

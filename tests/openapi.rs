@@ -154,7 +154,7 @@ fn compare(served: &Operations, doc: &Value) -> Result<(), String> {
 }
 
 fn file_document() -> Value {
-    serde_json::from_str(DOCUMENT_FILE).expect("src/api/openapi.json is JSON")
+    serde_json::from_str(DOCUMENT_FILE).expect("crates/service/src/api/openapi.json is JSON")
 }
 
 #[test]

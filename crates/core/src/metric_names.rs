@@ -42,142 +42,346 @@ pub const RESP_COMMANDS: &str = "quorumd_resp_commands_total";
 pub const RESP_CONNECTIONS: &str = "quorumd_resp_connections";
 pub const RESP_REFUSED: &str = "quorumd_resp_connections_refused_total";
 
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported metric: its name, kind, unit and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Measured in seconds (durations, timestamps); otherwise a plain number.
+    pub seconds: bool,
+    pub help: &'static str,
+}
+
+/// Every metric quorumd exports.
+pub const ALL: &[Metric] = &[
+    Metric {
+        name: HTTP_REQUESTS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "HTTP requests answered, by method, route, consistency and result.",
+    },
+    Metric {
+        name: HTTP_DURATION,
+        kind: Kind::Histogram,
+        seconds: true,
+        help: "Time to answer an HTTP request.",
+    },
+    Metric {
+        name: NODE_UP,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "1 when the node answers (up, suspect or recovering), 0 when down.",
+    },
+    Metric {
+        name: NODE_HEALTH,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "1 for the node's current health state, 0 for the others.",
+    },
+    Metric {
+        name: NODE_LATENCY,
+        kind: Kind::Gauge,
+        seconds: true,
+        help: "Smoothed round-trip time to the node.",
+    },
+    Metric {
+        name: NODE_ERRORS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Requests to a node that failed, by kind.",
+    },
+    Metric {
+        name: NODE_BATCHES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Script calls to a node carrying client reads or writes, by kind (read, write).",
+    },
+    Metric {
+        name: NODE_BATCH_ENTRIES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Client reads or writes carried by those calls; divided by the calls, the mean batch size.",
+    },
+    Metric {
+        name: NODE_HEALTH_CHANGES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Health state changes of a node, by new state.",
+    },
+    Metric {
+        name: QUORUM_FAILURES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Operations that did not reach their quorum.",
+    },
+    Metric {
+        name: READ_REPAIRS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Reads that wrote the newest version back to stale nodes.",
+    },
+    Metric {
+        name: KEYS_REPAIRED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Keys written to a stale node, by node and source (read, exchange, full).",
+    },
+    Metric {
+        name: HINTS_RECORDED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Hints recorded for nodes that missed a write.",
+    },
+    Metric {
+        name: HINTS_REPLAYED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Hinted keys replayed and dropped by exchanges.",
+    },
+    Metric {
+        name: HINTS_PENDING,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Hinted keys waiting on the other nodes for this node, counted after each exchange.",
+    },
+    Metric {
+        name: SWEEPS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Sweeps finished, by mode and result (ok, dry_run, error).",
+    },
+    Metric {
+        name: SWEEP_DURATION,
+        kind: Kind::Histogram,
+        seconds: true,
+        help: "Duration of a sweep.",
+    },
+    Metric {
+        name: SWEEP_BUCKETS_COMPARED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Buckets compared by sweeps.",
+    },
+    Metric {
+        name: SWEEP_BUCKETS_MISMATCHED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Buckets whose digests differed between nodes.",
+    },
+    Metric {
+        name: SWEEP_KEYS_DIVERGENT,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Keys found with differing versions between nodes.",
+    },
+    Metric {
+        name: SWEEP_KEYS_SCANNED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Keys returned by SCAN in full sweeps, per node.",
+    },
+    Metric {
+        name: SWEEP_ERRORS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Errors met by sweeps.",
+    },
+    Metric {
+        name: SWEEP_RUNNING,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "1 while a sweep of this mode runs.",
+    },
+    Metric {
+        name: SWEEP_PHASE,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "1 for the current (or last) phase of the sweep of this mode.",
+    },
+    Metric {
+        name: SWEEP_PROGRESS,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Progress of the current (or last) sweep of this mode, 0 to 1.",
+    },
+    Metric {
+        name: SWEEP_LAST_FINISHED,
+        kind: Kind::Gauge,
+        seconds: true,
+        help: "When the last sweep of this mode finished, seconds since the epoch.",
+    },
+    Metric {
+        name: BUCKET_TRANSITIONS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Buckets that changed state on the dashboard grid, by new state.",
+    },
+    Metric {
+        name: LOCK_ACQUISITIONS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Lock acquisitions, by result (granted, held, no_quorum, invalid).",
+    },
+    Metric {
+        name: LOCK_ACQUIRE_DURATION,
+        kind: Kind::Histogram,
+        seconds: true,
+        help: "Time to acquire a lock or give up, waiting included.",
+    },
+    Metric {
+        name: LOCK_EXTENSIONS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Lock extensions, by result (ok, not_holder, no_quorum, invalid).",
+    },
+    Metric {
+        name: LOCK_RELEASES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Lock releases, by result (ok, not_holder, no_quorum, invalid).",
+    },
+    Metric {
+        name: QUEUE_OPERATIONS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Queue operations and item moves (dead_letter, redelivery), by result.",
+    },
+    Metric {
+        name: QUEUE_ITEMS,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Items of a queue by state, as of the last depth read of that queue.",
+    },
+    Metric {
+        name: CRDT_MERGES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "CRDT merges that changed a node's state, by type and source (write, read_repair, sweep).",
+    },
+    Metric {
+        name: CRDT_UPDATES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "CRDT updates, by type and result.",
+    },
+    Metric {
+        name: RESP_COMMANDS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "RESP commands answered, by command and result (ok, error, rejected).",
+    },
+    Metric {
+        name: RESP_CONNECTIONS,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Open RESP client connections.",
+    },
+    Metric {
+        name: RESP_REFUSED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "RESP connections refused because resp.max_connections were open.",
+    },
+];
+
 /// Gives every metric its help text and unit (called once, when the recorder is installed).
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        HTTP_REQUESTS,
-        "HTTP requests answered, by method, route, consistency and result."
-    );
-    describe_histogram!(
-        HTTP_DURATION,
-        Unit::Seconds,
-        "Time to answer an HTTP request."
-    );
-    describe_gauge!(
-        NODE_UP,
-        "1 when the node answers (up, suspect or recovering), 0 when down."
-    );
-    describe_gauge!(
-        NODE_HEALTH,
-        "1 for the node's current health state, 0 for the others."
-    );
-    describe_gauge!(
-        NODE_LATENCY,
-        Unit::Seconds,
-        "Smoothed round-trip time to the node."
-    );
-    describe_counter!(NODE_ERRORS, "Requests to a node that failed, by kind.");
-    describe_counter!(
-        NODE_BATCHES,
-        "Script calls to a node carrying client reads or writes, by kind (read, write)."
-    );
-    describe_counter!(
-        NODE_BATCH_ENTRIES,
-        "Client reads or writes carried by those calls; divided by the calls, the mean batch size."
-    );
-    describe_counter!(
-        NODE_HEALTH_CHANGES,
-        "Health state changes of a node, by new state."
-    );
-    describe_counter!(
-        QUORUM_FAILURES,
-        "Operations that did not reach their quorum."
-    );
-    describe_counter!(
-        READ_REPAIRS,
-        "Reads that wrote the newest version back to stale nodes."
-    );
-    describe_counter!(
-        KEYS_REPAIRED,
-        "Keys written to a stale node, by node and source (read, exchange, full)."
-    );
-    describe_counter!(
-        HINTS_RECORDED,
-        "Hints recorded for nodes that missed a write."
-    );
-    describe_counter!(
-        HINTS_REPLAYED,
-        "Hinted keys replayed and dropped by exchanges."
-    );
-    describe_gauge!(
-        HINTS_PENDING,
-        "Hinted keys waiting on the other nodes for this node, counted after each exchange."
-    );
-    describe_counter!(
-        SWEEPS,
-        "Sweeps finished, by mode and result (ok, dry_run, error)."
-    );
-    describe_histogram!(SWEEP_DURATION, Unit::Seconds, "Duration of a sweep.");
-    describe_counter!(SWEEP_BUCKETS_COMPARED, "Buckets compared by sweeps.");
-    describe_counter!(
-        SWEEP_BUCKETS_MISMATCHED,
-        "Buckets whose digests differed between nodes."
-    );
-    describe_counter!(
-        SWEEP_KEYS_DIVERGENT,
-        "Keys found with differing versions between nodes."
-    );
-    describe_counter!(
-        SWEEP_KEYS_SCANNED,
-        "Keys returned by SCAN in full sweeps, per node."
-    );
-    describe_counter!(SWEEP_ERRORS, "Errors met by sweeps.");
-    describe_gauge!(SWEEP_RUNNING, "1 while a sweep of this mode runs.");
-    describe_gauge!(
-        SWEEP_PHASE,
-        "1 for the current (or last) phase of the sweep of this mode."
-    );
-    describe_gauge!(
-        SWEEP_PROGRESS,
-        "Progress of the current (or last) sweep of this mode, 0 to 1."
-    );
-    describe_gauge!(
-        SWEEP_LAST_FINISHED,
-        Unit::Seconds,
-        "When the last sweep of this mode finished, seconds since the epoch."
-    );
-    describe_counter!(
-        BUCKET_TRANSITIONS,
-        "Buckets that changed state on the dashboard grid, by new state."
-    );
-    describe_counter!(
-        LOCK_ACQUISITIONS,
-        "Lock acquisitions, by result (granted, held, no_quorum, invalid)."
-    );
-    describe_histogram!(
-        LOCK_ACQUIRE_DURATION,
-        Unit::Seconds,
-        "Time to acquire a lock or give up, waiting included."
-    );
-    describe_counter!(
-        LOCK_EXTENSIONS,
-        "Lock extensions, by result (ok, not_holder, no_quorum, invalid)."
-    );
-    describe_counter!(
-        LOCK_RELEASES,
-        "Lock releases, by result (ok, not_holder, no_quorum, invalid)."
-    );
-    describe_counter!(
-        QUEUE_OPERATIONS,
-        "Queue operations and item moves (dead_letter, redelivery), by result."
-    );
-    describe_gauge!(
-        QUEUE_ITEMS,
-        "Items of a queue by state, as of the last depth read of that queue."
-    );
-    describe_counter!(
-        CRDT_MERGES,
-        "CRDT merges that changed a node's state, by type and source (write, read_repair, sweep)."
-    );
-    describe_counter!(CRDT_UPDATES, "CRDT updates, by type and result.");
-    describe_counter!(
-        RESP_COMMANDS,
-        "RESP commands answered, by command and result (ok, error, rejected)."
-    );
-    describe_gauge!(RESP_CONNECTIONS, "Open RESP client connections.");
-    describe_counter!(
-        RESP_REFUSED,
-        "RESP connections refused because resp.max_connections were open."
-    );
+    for m in ALL {
+        match (m.kind, m.seconds) {
+            (Kind::Counter, _) => describe_counter!(m.name, m.help),
+            (Kind::Gauge, true) => describe_gauge!(m.name, Unit::Seconds, m.help),
+            (Kind::Gauge, false) => describe_gauge!(m.name, m.help),
+            (Kind::Histogram, true) => describe_histogram!(m.name, Unit::Seconds, m.help),
+            (Kind::Histogram, false) => describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// What is wrong with a metric's name: `quorumd_<thing>_<unit>` in snake case, counters
+    /// end in `_total` and nothing else does, a metric in seconds says so, help text given.
+    fn violations(m: &Metric) -> Vec<&'static str> {
+        let n = m.name;
+        let mut wrong = Vec::new();
+        if !n.starts_with("quorumd_") {
+            wrong.push("no quorumd_ prefix");
+        }
+        if !n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            wrong.push("not snake case");
+        }
+        if n.ends_with("_total") != (m.kind == Kind::Counter) {
+            wrong.push("counters, and only counters, end in _total");
+        }
+        if m.seconds != n.contains("_seconds") {
+            wrong.push("unit and name disagree");
+        }
+        if ["_milliseconds", "_ms", "_percent"]
+            .iter()
+            .any(|u| n.contains(u))
+        {
+            wrong.push("not a base unit");
+        }
+        if !m.help.ends_with('.') {
+            wrong.push("help text is not a sentence");
+        }
+        wrong
+    }
+
+    #[test]
+    fn every_name_follows_the_conventions() {
+        let mut seen = HashSet::new();
+        for m in ALL {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert_eq!(violations(m), Vec::<&str>::new(), "{}", m.name);
+        }
+    }
+
+    /// The negative control: the check catches each kind of bad name.
+    #[test]
+    fn the_check_rejects_bad_names() {
+        let metric = |name, kind, seconds| Metric {
+            name,
+            kind,
+            seconds,
+            help: "Help.",
+        };
+        for bad in [
+            metric("quorumd_requests", Kind::Counter, false),
+            metric("quorumd_up_total", Kind::Gauge, false),
+            metric("requests_total", Kind::Counter, false),
+            metric("quorumd_Requests_total", Kind::Counter, false),
+            metric("quorumd_wait_ms", Kind::Histogram, false),
+            metric("quorumd_wait", Kind::Histogram, true),
+        ] {
+            assert!(!violations(&bad).is_empty(), "{} passed", bad.name);
+        }
+        assert!(violations(&metric("quorumd_wait_seconds", Kind::Histogram, true)).is_empty());
+    }
+
+    /// Every name constant of this module is in `ALL`, so none goes undescribed.
+    #[test]
+    fn every_constant_is_listed() {
+        let source = include_str!("metric_names.rs");
+        let constants = source
+            .lines()
+            .filter(|l| l.starts_with("pub const ") && l.contains(": &str = "))
+            .count();
+        assert_eq!(constants, ALL.len());
+    }
 }

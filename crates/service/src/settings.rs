@@ -78,3 +78,75 @@ pub fn check_files(config: &Config) -> Result<(), ConfigError> {
     quorumd_node::pool::tls::check(&config.tls).map_err(|e| invalid("tls", e.to_string()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_parses() {
+        let toml = r#"
+nodes = ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002", "redis://127.0.0.1:7003"]
+
+[http]
+listen = "127.0.0.1:8379"
+
+[resp]
+listen = "127.0.0.1:7379"
+"#;
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap();
+        let v = cfg.validate().unwrap();
+        assert_eq!((v.quorum.read, v.quorum.write), (2, 2));
+        assert_eq!(v.config.timeouts.node_ms, 500);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                "[http]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n",
+            ))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("listen_typo"), "{err}");
+    }
+
+    fn with_nodes(nodes: &[&str]) -> Config {
+        Config {
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn field_of(err: ConfigError) -> String {
+        let ConfigError::Invalid { field, .. } = err;
+        field
+    }
+
+    #[test]
+    fn auth_errors_name_their_field() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.auth.enabled = true;
+        assert_eq!(field_of(validate(c.clone()).unwrap_err()), "auth.tokens");
+        c.auth.tokens_file = "/nonexistent/quorumd-tokens.toml".into();
+        assert_eq!(field_of(validate(c).unwrap_err()), "auth.tokens_file");
+    }
+
+    #[test]
+    fn a_bad_cron_schedule_is_named() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.sync.full_sweep_cron = "every sunday".into();
+        assert_eq!(
+            field_of(validate(c.clone()).unwrap_err()),
+            "sync.full_sweep_cron"
+        );
+        c.sync.full_sweep_cron = String::new();
+        assert!(
+            validate(c).is_ok(),
+            "an empty schedule turns the full sweep off"
+        );
+    }
+}

@@ -698,41 +698,8 @@ mod tests {
     }
 
     fn field_of(err: ConfigError) -> String {
-        match err {
-            ConfigError::Invalid { field, .. } => field,
-            other => panic!("expected a validation error, got {other}"),
-        }
-    }
-
-    #[test]
-    fn minimal_file_from_the_design_parses() {
-        let toml = r#"
-nodes = ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002", "redis://127.0.0.1:7003"]
-
-[http]
-listen = "127.0.0.1:8379"
-
-[resp]
-listen = "127.0.0.1:7379"
-"#;
-        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string(toml))
-            .extract()
-            .unwrap();
-        let v = cfg.validate().unwrap();
-        assert_eq!((v.quorum.read, v.quorum.write), (2, 2));
-        assert_eq!(v.config.timeouts.node_ms, 500);
-    }
-
-    #[test]
-    fn unknown_field_is_named() {
-        let err = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string(
-                "[http]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n",
-            ))
-            .extract::<Config>()
-            .unwrap_err();
-        assert!(err.to_string().contains("listen_typo"), "{err}");
+        let ConfigError::Invalid { field, .. } = err;
+        field
     }
 
     #[test]
@@ -857,15 +824,6 @@ listen = "127.0.0.1:7379"
             scope: auth::Scope::Write,
         });
         assert!(tokens.validate().is_ok());
-    }
-
-    #[test]
-    fn auth_errors_name_their_field() {
-        let mut c = with_nodes(&["redis://a:1"]);
-        c.auth.enabled = true;
-        assert_eq!(field_of(c.clone().validate().unwrap_err()), "auth.tokens");
-        c.auth.tokens_file = "/nonexistent/quorumd-tokens.toml".into();
-        assert_eq!(field_of(c.validate().unwrap_err()), "auth.tokens_file");
     }
 
     #[test]

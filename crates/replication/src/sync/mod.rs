@@ -1,6 +1,6 @@
 //! Anti-entropy: finds replicas that fell behind and writes the winning versions back.
 //!
-//! Two tiers (DESIGN §3): the digest exchange compares each node's bucket digests and diffs
+//! Two tiers (docs/ARCHITECTURE.md, "Anti-entropy"): the digest exchange compares each node's bucket digests and diffs
 //! only the buckets that differ, so its cost follows the divergence, not the keyspace; the
 //! full sweep SCANs every node for what digests cannot see. Both repair through the same
 //! versioned APPLY script as client writes, so a repair never overwrites a newer write; a

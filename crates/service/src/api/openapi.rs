@@ -13,8 +13,8 @@ const SOURCE: &str = include_str!("openapi.json");
 /// The document as served: the embedded file with `info.version` filled in.
 pub fn document() -> &'static str {
     static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-        let mut doc: serde_json::Value =
-            serde_json::from_str(SOURCE).expect("src/api/openapi.json is valid JSON");
+        let mut doc: serde_json::Value = serde_json::from_str(SOURCE)
+            .expect("crates/service/src/api/openapi.json is valid JSON");
         doc["info"]["version"] = env!("CARGO_PKG_VERSION").into();
         doc.to_string()
     });
