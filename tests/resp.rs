@@ -1079,3 +1079,96 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
     assert_eq!(p.cmd("GET n").await, bulk("2"), "password session kept");
     tc.shutdown().await;
 }
+
+/// MULTI/EXEC/DISCARD answer as redis-server 7 does, and a transaction that EXEC refuses
+/// applies none of its commands, on any node (the client sees it failed, so nothing of it may
+/// have been written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_answer_as_redis_and_a_refused_one_writes_nothing() {
+    let tc = TestCluster::start(3).await;
+    let reference = start_reference().await;
+    let mut ours = Raw::connect(resp_addr(&tc)).await;
+    let mut theirs = Raw::connect(reference.nodes[0].addr()).await;
+    for line in [
+        "EXEC",
+        "DISCARD",
+        "MULTI",
+        "SET t:a 1",
+        "INCR t:c",
+        "APPEND t:a 2",
+        "GET t:a",
+        "EXEC",
+        "GET t:a",
+        "MULTI",
+        "MULTI",
+        "SET t:b x",
+        "DISCARD",
+        "GET t:b",
+        "MULTI x",
+        "MULTI",
+        "SET t:d 1",
+        "NOPE x",
+        "SET t:e 2",
+        "EXEC",
+        "GET t:d",
+        "MULTI",
+        "GET",
+        "SET t:d 1",
+        "EXEC",
+        "GET t:d",
+        "MULTI",
+        "EXEC",
+        "UNWATCH",
+    ] {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+    // WATCH is refused clearly rather than accepted and ignored.
+    assert!(error_text(&ours.cmd("WATCH t:a").await).contains("not supported"));
+
+    // The redis crate's atomic pipeline (MULTI ... EXEC in one write), as redis-py sends it.
+    let client = redis::Client::open(format!("redis://{}", resp_addr(&tc))).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (set, incr): (String, i64) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("t:p")
+        .arg("v")
+        .cmd("INCR")
+        .arg("t:n")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!((set.as_str(), incr), ("OK", 1));
+    let refused = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("t:never")
+        .arg("v")
+        .cmd("SET")
+        .arg("t:never")
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap_err();
+    // The crate reports EXECABORT as an aborted transaction, naming the refused command.
+    assert!(
+        refused.to_string().contains("Transaction aborted"),
+        "{refused}"
+    );
+    for i in 0..3 {
+        let mut node = tc.direct(i).await;
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("t:never")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        assert_eq!(exists, 0, "node {i} holds a write of a refused transaction");
+    }
+    let got: String = redis::cmd("GET")
+        .arg("t:p")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(got, "v");
+}

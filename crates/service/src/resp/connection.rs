@@ -8,6 +8,7 @@
 
 use super::command::{self, Command};
 use super::frame::{Frame, RequestDecoder};
+use super::transaction::{self, Step};
 use super::{Session, Shared};
 use crate::resp::events;
 use bytes::{Bytes, BytesMut};
@@ -131,6 +132,26 @@ async fn run_batch(
     for args in batch {
         if session.closing {
             break;
+        }
+        match transaction::step(&args, session, shared) {
+            Step::Pass => {}
+            Step::Reply(frame) => {
+                running.push_back(Box::pin(async move { frame }));
+                continue;
+            }
+            Step::Exec(commands) => {
+                // The queued commands run after everything before EXEC, and alone.
+                drain(&mut running, session, out).await;
+                footprint = Footprint::default();
+                let replies = transaction::exec(commands, session, shared).await;
+                for (name, reply) in &replies {
+                    served(name, result_of(reply));
+                }
+                served("exec", "ok");
+                Frame::Array(replies.into_iter().map(|(_, r)| r).collect())
+                    .encode(session.protocol, out);
+                continue;
+            }
         }
         let (name, command) = command::parse(&args, session, shared);
         match command {

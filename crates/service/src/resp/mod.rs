@@ -9,6 +9,7 @@ pub mod connection;
 pub mod events;
 pub mod frame;
 pub mod server;
+pub mod transaction;
 
 pub use server::{RespServer, RespSettings};
 
@@ -71,6 +72,8 @@ pub struct Session {
     pub grant: Option<auth::Grant>,
     /// Set by QUIT: close after the reply.
     pub closing: bool,
+    /// The commands queued since MULTI, until EXEC or DISCARD.
+    pub transaction: Option<transaction::Queued>,
 }
 
 impl Session {
@@ -84,6 +87,7 @@ impl Session {
             authenticated: shared.password.is_none() && !shared.tokens.enabled(),
             grant: None,
             closing: false,
+            transaction: None,
         }
     }
 }
