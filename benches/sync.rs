@@ -28,11 +28,12 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use quorumd::app::App;
+use quorumd::calls;
+use quorumd::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::config::{AdoptPolicy, Config, SyncConfig};
 use quorumd::devcluster::{DevCluster, RedisProcess};
 use quorumd::meta::{EntryKind, Meta};
 use quorumd::store::VersionedStore;
-use quorumd::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::sync::{SweepMode, SweepReport, Sweeper};
 use quorumd_testkit::bench as support;
 use redis::aio::MultiplexedConnection;
@@ -65,7 +66,7 @@ const FULL_SWEEP_CHECKPOINT: &str = "sweep:full";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LoadMethod {
-    /// Versioned entries written by the APPLY script (`scripts::apply`) on every node.
+    /// Versioned entries written by the APPLY script (`calls::store::apply`) on every node.
     Apply,
     /// Plain SETs on every node, then one full sweep (throttles off) adopts them by majority.
     Adopt,
@@ -378,7 +379,7 @@ async fn write_versions(
             let results = futures::future::join_all(
                 targets
                     .iter()
-                    .map(|&t| scripts::apply(store.pool().node(t), digest_key, &entries)),
+                    .map(|&t| calls::store::apply(store.pool().node(t), digest_key, &entries)),
             )
             .await;
             let mut applied = 0u64;

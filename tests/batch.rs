@@ -8,11 +8,12 @@ mod exposition;
 
 use common::{TestCluster, wait_until};
 use exposition::Scrape;
+use quorumd::calls;
+use quorumd::calls::store::{ApplyEntry, NodeCondition, Payload, ReadWanted};
 use quorumd::hlc::Version;
 use quorumd::meta::{EntryKind, Meta};
 use quorumd::pool::NodeError;
 use quorumd::quorum::Consistency;
-use quorumd::store::scripts::{self, ApplyEntry, NodeCondition, Payload, ReadWanted};
 use quorumd::store::{Precondition, StoreError};
 use std::time::{Duration, Instant};
 
@@ -170,7 +171,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
         .map(|k| store.locate(k.as_bytes()).unwrap())
         .collect();
     let reads: Vec<_> = locs.iter().map(|l| (l, ReadWanted::MetaAndValue)).collect();
-    let answers = scripts::read_each(&node0, &reads)
+    let answers = calls::store::read_each(&node0, &reads)
         .await
         .expect("the call itself");
     assert_eq!(answers.len(), 3);
@@ -188,7 +189,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
         Some(&b"v"[..])
     );
     let meta_only: Vec<_> = locs.iter().map(|l| (l, ReadWanted::MetaOnly)).collect();
-    let metas = scripts::read_each(&node0, &meta_only).await.unwrap();
+    let metas = calls::store::read_each(&node0, &meta_only).await.unwrap();
     assert!(metas.iter().all(|m| {
         m.as_ref()
             .is_ok_and(|r| r.meta.is_some() && r.value.is_none())
@@ -247,7 +248,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
             cond: NodeCondition::None,
         })
         .collect();
-    let outcomes = scripts::apply_each(
+    let outcomes = calls::store::apply_each(
         &node0,
         quorumd::pool::Traffic::Client,
         &locs[0].digest_key,
@@ -275,7 +276,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
     assert_eq!(tc.raw_value(0, b"w3").await.as_deref(), Some(&b"w"[..]));
     // The sweep's all-or-nothing view of the same batch.
     assert!(
-        scripts::apply(&node0, &locs[0].digest_key, &entries)
+        calls::store::apply(&node0, &locs[0].digest_key, &entries)
             .await
             .is_err()
     );
@@ -311,7 +312,7 @@ async fn writes_of_one_key_in_one_call_keep_the_higher_version() {
                 cond: NodeCondition::None,
             })
             .collect();
-        scripts::apply(&node0, &loc.digest_key, &entries)
+        calls::store::apply(&node0, &loc.digest_key, &entries)
             .await
             .unwrap();
         assert_eq!(

@@ -9,7 +9,8 @@ use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, test_config, wait_until};
 use quorumd::app::App;
-use quorumd::store::crdt_scripts::{self, MergeCode};
+use quorumd::calls;
+use quorumd::calls::crdt::MergeCode;
 use quorumd::sync::SweepMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -759,10 +760,10 @@ async fn counter_arrives(tc: &TestCluster, key: &str, n: usize) -> MergeCode {
     let store = tc.app().store();
     let mut counter = PnCounter::default();
     counter.increment(Actor::request(b"writer"), 2).unwrap();
-    crdt_scripts::merge(
+    calls::crdt::merge(
         store.pool().node(n),
         &store.locate(key.as_bytes()).unwrap(),
-        &crdt_scripts::state_key("qd:", key.as_bytes()),
+        &calls::crdt::state_key("qd:", key.as_bytes()),
         CrdtKind::Counter,
         &counter.to_fields(),
         false,
@@ -816,9 +817,9 @@ async fn a_refused_write_leaves_nothing_on_a_node_the_counter_had_not_reached() 
 /// resolution by hand; neither model is copied over the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_holding_both_models_is_reported_and_left_alone() {
+    use quorumd::calls::store::{NodeCondition, WriteOutcome};
     use quorumd::hlc::{Version, wall_clock_ms};
     use quorumd::meta::{EntryKind, Meta};
-    use quorumd::store::scripts::{self, NodeCondition, WriteOutcome};
     let tc = TestCluster::start(3).await;
     for n in [0, 1] {
         assert_eq!(counter_arrives(&tc, "c1", n).await, MergeCode::Changed);
@@ -833,7 +834,7 @@ async fn a_key_holding_both_models_is_reported_and_left_alone() {
     let meta = Meta::new(b"c1", version, EntryKind::Value, None);
     let loc = store.locate(b"c1").unwrap();
     let node2 = store.pool().node(2);
-    let written = scripts::write(node2, &loc, &meta, b"x", &NodeCondition::None).await;
+    let written = calls::store::write(node2, &loc, &meta, b"x", &NodeCondition::None).await;
     assert_eq!(written.unwrap(), WriteOutcome::Applied);
     let mut before = Vec::new();
     for i in 0..3 {

@@ -4,9 +4,10 @@
 use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, wait_until};
+use quorumd::calls;
+use quorumd::calls::store::{NodeCondition, WriteOutcome};
 use quorumd::hlc::Version;
 use quorumd::meta::{EntryKind, Meta};
-use quorumd::store::scripts::{self, NodeCondition, WriteOutcome};
 use reqwest::StatusCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,7 +121,8 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
                 };
                 for node in pool.nodes() {
                     if let Ok(outcome) =
-                        scripts::write(node, &loc, &stale, b"STALE", &NodeCondition::None).await
+                        calls::store::write(node, &loc, &stale, b"STALE", &NodeCondition::None)
+                            .await
                     {
                         // Only a node that never saw the key yet may take the very first entry.
                         if matches!(outcome, WriteOutcome::Superseded(_)) {

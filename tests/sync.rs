@@ -872,17 +872,17 @@ async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], va
     let entries: Vec<_> = locs
         .iter()
         .zip(&metas)
-        .map(|(loc, meta)| quorumd::store::scripts::ApplyEntry {
+        .map(|(loc, meta)| quorumd::calls::store::ApplyEntry {
             loc,
             meta,
-            payload: quorumd::store::scripts::Payload::String(value),
-            cond: quorumd::store::scripts::NodeCondition::None,
+            payload: quorumd::calls::store::Payload::String(value),
+            cond: quorumd::calls::store::NodeCondition::None,
         })
         .collect();
     for &t in targets {
         let node = store.pool().node(t);
         for chunk in entries.chunks(500) {
-            quorumd::store::scripts::apply(node, "qd:d", chunk)
+            quorumd::calls::store::apply(node, "qd:d", chunk)
                 .await
                 .unwrap();
         }
@@ -1168,7 +1168,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
 /// discarded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
-    use quorumd::store::bucket_copy;
+    use quorumd::calls::bucket_copy;
     use quorumd::sync::bulk;
     let tc = TestCluster::start_with(3, manual_sweeps).await;
     assert_eq!(

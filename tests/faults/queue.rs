@@ -6,8 +6,8 @@
 
 use crate::locks::{config, post};
 use crate::run::{RunResult, direct, heal, into_inner, random_plan, start_instances};
+use quorumd::calls::queue::QueueKeys;
 use quorumd::queue::record::{ItemState, Record};
-use quorumd::queue::scripts::QueueKeys;
 use quorumd_testkit::checker::locks::{self, Held};
 use quorumd_testkit::nemesis::Nemesis;
 use reqwest::StatusCode;

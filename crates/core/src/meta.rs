@@ -2,7 +2,7 @@
 //!
 //! Encoded as `{version}|{kind}|{expires_at_ms}|{entry_hash}`: the Lua scripts read the version
 //! as the first 34 bytes and the entry hash after the last `|`, so the layout is fixed here and
-//! in `store/scripts.rs` only.
+//! in the node crate's Lua (`crates/node/lua/`) only.
 //!
 //! A CRDT key's entry has kind `C`, `S` or `M` and no version of its own (its state merges):
 //! its version field holds its entry hash, which the node computes from the state, so two

@@ -3,8 +3,9 @@
 //! call this.
 
 use crate::store::VersionedStore;
-use crate::store::scripts::{self, NodeCondition};
 use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_node::calls;
+use quorumd_node::calls::store::NodeCondition;
 use quorumd_node::pool::{NodeError, NodeId};
 
 /// Key names the demo seeds and tampers with.
@@ -15,8 +16,7 @@ pub fn demo_key(i: u64) -> String {
 /// `FLUSHALL` on one node: its data, metadata and digests are gone, as after a disk loss.
 pub async fn wipe(store: &VersionedStore, node: NodeId) -> Result<(), NodeError> {
     let node = store.pool().node(node);
-    node.run(|mut c| async move { redis::cmd("FLUSHALL").query_async::<()>(&mut c).await })
-        .await
+    calls::demo::flush_all(node).await
 }
 
 /// Writes a new version of `keys` demo keys (every `stride`-th of the seeded ones, starting at
@@ -43,7 +43,7 @@ pub async fn diverge(
         let version = store.clock().tick();
         let meta = Meta::new(key.as_bytes(), version, EntryKind::Value, None);
         let value = format!("diverged on one node at {}", version.ms);
-        scripts::write(target, &loc, &meta, value.as_bytes(), &NodeCondition::None).await?;
+        calls::store::write(target, &loc, &meta, value.as_bytes(), &NodeCondition::None).await?;
         written += 1;
     }
     Ok(written)

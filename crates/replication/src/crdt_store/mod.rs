@@ -11,11 +11,12 @@ pub mod events;
 mod own;
 
 use crate::fanout::{Gathered, QuorumError, fan_out};
-use crate::store::crdt_scripts::{self, MergeCode, MergeReply, NodeState};
-use crate::store::scripts::KeyLocation;
 use crate::store::{StoreError, VersionedStore};
 use quorumd_core::crdt::{Actor, CounterError, Crdt, CrdtKind, LwwMap, OrSet, PnCounter};
 use quorumd_core::quorum::{Consistency, Decision, majority};
+use quorumd_node::calls;
+use quorumd_node::calls::crdt::{MergeCode, MergeReply, NodeState};
+use quorumd_node::calls::store::KeyLocation;
 use quorumd_node::pool::{Health, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -110,7 +111,7 @@ impl CrdtStore {
 
     fn place(&self, key: &[u8]) -> Result<Place, CrdtError> {
         let loc = self.store.locate(key)?;
-        let state_key = crdt_scripts::state_key(&self.store.settings().key_prefix, key);
+        let state_key = calls::crdt::state_key(&self.store.settings().key_prefix, key);
         Ok(Place { loc, state_key })
     }
 
@@ -400,7 +401,7 @@ impl CrdtStore {
         let shared = Arc::new((place.loc.clone(), place.state_key.clone()));
         let g = fan_out(pool, 0..pool.len(), required, counts, |node| {
             let shared = shared.clone();
-            async move { crdt_scripts::read_state(&node, &shared.0, &shared.1).await }
+            async move { calls::crdt::read_state(&node, &shared.0, &shared.1).await }
         })
         .await;
         if g.decision != Decision::Reached {
@@ -488,7 +489,7 @@ impl CrdtStore {
             let shared = shared.clone();
             async move {
                 let (loc, skey, fields) = &*shared;
-                crdt_scripts::merge(&node, loc, skey, C::KIND, fields, want_state).await
+                calls::crdt::merge(&node, loc, skey, C::KIND, fields, want_state).await
             }
         })
         .await;
@@ -628,7 +629,7 @@ fn spawn_read_repair(
             let (loc, state_key, fields) = (&loc, &state_key, &fields);
             async move {
                 let node = pool.node(n);
-                let r = crdt_scripts::merge(node, loc, state_key, kind, fields, false).await;
+                let r = calls::crdt::merge(node, loc, state_key, kind, fields, false).await;
                 (node.display.clone(), r)
             }
         }))

@@ -26,14 +26,13 @@ mod knobs {
     }
 }
 
-pub mod scripts;
-
 use crate::fanout::{NodeFailure, QuorumError};
 use quorumd_core::config::LocksConfig;
 use quorumd_core::quorum::majority;
+use quorumd_node::calls;
+use quorumd_node::calls::locks::{Extended, LockKeys, NodeView};
 use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use recovery::RecoveryGate;
-use scripts::{Extended, LockKeys, NodeView};
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
@@ -353,7 +352,7 @@ impl LockService {
         let answers = self
             .on_all(|node| {
                 let (keys, token, owner) = (keys.clone(), token.clone(), owner.to_string());
-                async move { scripts::acquire(&node, limit, &keys, &token, ttl_ms, &owner).await }
+                async move { calls::locks::acquire(&node, limit, &keys, &token, ttl_ms, &owner).await }
             })
             .await;
         let required = self.required();
@@ -408,7 +407,7 @@ impl LockService {
                     if !asked {
                         return Ok(false);
                     }
-                    scripts::store_fence(&node, limit, &keys, &token, fence, &owner).await
+                    calls::locks::store_fence(&node, limit, &keys, &token, fence, &owner).await
                 }
             })
             .await;
@@ -463,7 +462,7 @@ impl LockService {
             let asked = nodes.contains(&node.id);
             async move {
                 if asked {
-                    scripts::release(&node, limit, &keys, &token).await
+                    calls::locks::release(&node, limit, &keys, &token).await
                 } else {
                     Ok(false)
                 }
@@ -506,7 +505,7 @@ impl LockService {
         let first = self
             .on_all(|node| {
                 let (keys, token) = (keys.clone(), token.to_string());
-                async move { scripts::extend(&node, limit, &keys, &token, ttl_ms, "").await }
+                async move { calls::locks::extend(&node, limit, &keys, &token, ttl_ms, "").await }
             })
             .await;
         let required = self.required();
@@ -522,7 +521,7 @@ impl LockService {
             return Err(self.not_holder(&first, name));
         }
         let value = renewed[0].1.clone();
-        let fence = scripts::parse_value(&value)
+        let fence = calls::locks::parse_value(&value)
             .and_then(|(_, _, f)| f)
             .unwrap_or(0);
         let lost: Vec<NodeId> = first
@@ -538,7 +537,7 @@ impl LockService {
                     if !asked {
                         return Ok(Extended::NotHeld);
                     }
-                    scripts::extend(&node, limit, &keys, &token, ttl_ms, &value).await
+                    calls::locks::extend(&node, limit, &keys, &token, ttl_ms, &value).await
                 }
             })
             .await;
@@ -608,7 +607,7 @@ impl LockService {
         let answers = self
             .on_all(|node| {
                 let (keys, token) = (keys.clone(), token.to_string());
-                async move { scripts::release(&node, limit, &keys, &token).await }
+                async move { calls::locks::release(&node, limit, &keys, &token).await }
             })
             .await;
         let released = answers
@@ -648,7 +647,7 @@ impl LockService {
         let answers = self
             .on_all(|node| {
                 let keys = keys.clone();
-                async move { scripts::inspect(&node, limit, &keys).await }
+                async move { calls::locks::inspect(&node, limit, &keys).await }
             })
             .await;
         let mut views = Vec::new();
@@ -678,7 +677,7 @@ fn summarize(views: &[NodeView], required: usize) -> (LockState, Option<String>)
     let highest = views.iter().map(|v| v.fence_counter).max().unwrap_or(0);
     let mut tokens: Vec<&str> = views
         .iter()
-        .filter_map(|v| v.value.as_deref().and_then(scripts::parse_value))
+        .filter_map(|v| v.value.as_deref().and_then(calls::locks::parse_value))
         .map(|(t, _, _)| t)
         .collect();
     tokens.sort_unstable();
@@ -689,13 +688,14 @@ fn summarize(views: &[NodeView], required: usize) -> (LockState, Option<String>)
             .filter(|v| {
                 v.value
                     .as_deref()
-                    .and_then(scripts::parse_value)
+                    .and_then(calls::locks::parse_value)
                     .is_some_and(|(t, _, _)| t == token)
             })
             .collect();
         if holding.len() >= required {
             let (_, owner, fence) =
-                scripts::parse_value(holding[0].value.as_deref().unwrap_or("")).unwrap_or_default();
+                calls::locks::parse_value(holding[0].value.as_deref().unwrap_or(""))
+                    .unwrap_or_default();
             let remaining = holding.iter().map(|v| v.remaining_ms.max(0) as u64).min();
             return (
                 LockState {

@@ -129,9 +129,10 @@ impl RecoveryGate {
         let target = self.pool.node(node);
         let mut raised = 0;
         for chunk in pairs.chunks(RAISE_BATCH) {
-            raised += super::scripts::raise_fences(target, Duration::from_secs(5), chunk)
-                .await
-                .map_err(|e| e.to_string())?;
+            raised +=
+                quorumd_node::calls::locks::raise_fences(target, Duration::from_secs(5), chunk)
+                    .await
+                    .map_err(|e| e.to_string())?;
         }
         Ok(raised)
     }
@@ -141,9 +142,10 @@ impl RecoveryGate {
         let mut cursor = 0;
         let mut out = Vec::new();
         loop {
-            let (next, page) = super::scripts::scan_fences(target, &self.pattern, cursor)
-                .await
-                .map_err(|e| format!("{}: {e}", target.display))?;
+            let (next, page) =
+                quorumd_node::calls::locks::scan_fences(target, &self.pattern, cursor)
+                    .await
+                    .map_err(|e| format!("{}: {e}", target.display))?;
             out.extend(page);
             if next == 0 {
                 return Ok(out);

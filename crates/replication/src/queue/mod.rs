@@ -7,7 +7,6 @@
 pub mod events;
 mod metered;
 pub mod record;
-pub mod scripts;
 
 use crate::fanout::{NodeFailure, QuorumError};
 use crate::locks::{LockError, LockService, on_all_nodes, validate_name};
@@ -15,9 +14,10 @@ use crate::store::VersionedStore;
 use quorumd_core::config::QueueConfig;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::majority;
+use quorumd_node::calls;
+use quorumd_node::calls::queue::{MergeArgs, QueueKeys};
 use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use record::{Depth, ItemState, Record};
-use scripts::{MergeArgs, QueueKeys};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -145,7 +145,7 @@ impl QueueService {
         Ok(QueueKeys::new(&self.prefix, queue))
     }
 
-    fn item_lock(&self, queue: &str, id: &str) -> crate::locks::scripts::LockKeys {
+    fn item_lock(&self, queue: &str, id: &str) -> calls::locks::LockKeys {
         self.locks.keys("q", &format!("{queue}:{id}"))
     }
 
@@ -209,7 +209,7 @@ impl QueueService {
                     now_ms,
                     tombstone_ttl_ms: ttl,
                 };
-                scripts::merge(&node, &keys, &fence_key, &args).await
+                calls::queue::merge(&node, &keys, &fence_key, &args).await
             }
         })
         .await;
@@ -295,7 +295,7 @@ impl QueueService {
         let answers = self
             .read_majority("queue read", |node| {
                 let (keys, id) = (keys.clone(), id.to_string());
-                async move { scripts::read(&node, &keys, &id).await }
+                async move { calls::queue::read(&node, &keys, &id).await }
             })
             .await?;
         let mut merged: Option<Record> = None;
@@ -347,7 +347,7 @@ impl QueueService {
         let answers = self
             .read_majority("queue claim", |node| {
                 let keys = keys.clone();
-                async move { scripts::candidates(&node, &keys, now, want).await }
+                async move { calls::queue::candidates(&node, &keys, now, want).await }
             })
             .await?;
         // Highest priority first, then oldest id (ids are time-ordered).
@@ -499,7 +499,7 @@ impl QueueService {
             // Every node holds the tombstone: nothing stale can bring the item back.
             on_all_nodes(self.pool(), |node| {
                 let (keys, fence, id) = (keys.clone(), lock.fence.clone(), id.to_string());
-                async move { scripts::purge(&node, &keys, &fence, &id).await }
+                async move { calls::queue::purge(&node, &keys, &fence, &id).await }
             })
             .await;
         }
@@ -585,7 +585,7 @@ impl QueueService {
         let answers = self
             .read_majority("queue depths", |node| {
                 let keys = keys.clone();
-                async move { scripts::all_records(&node, &keys).await }
+                async move { calls::queue::all_records(&node, &keys).await }
             })
             .await?;
         let mut merged: HashMap<String, Record> = HashMap::new();

@@ -21,9 +21,10 @@
 //! writes of one key in one call are applied in the order they arrived; the version rule decides
 //! between them as it would between two calls.
 
-use super::scripts::{self, ApplyEntry, KeyLocation, NodeRead, Payload, ReadWanted};
-use super::scripts::{NodeCondition, WriteOutcome};
 use quorumd_core::meta::Meta;
+use quorumd_node::calls;
+use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeRead, Payload, ReadWanted};
+use quorumd_node::calls::store::{NodeCondition, WriteOutcome};
 use quorumd_node::events::{NodeBatchCounters, NodeBatchSent};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, Traffic};
 use std::collections::VecDeque;
@@ -119,7 +120,7 @@ impl BatchedCall for ReadEntry {
         entries: &[&Self],
     ) -> Result<Vec<Result<NodeRead, NodeError>>, NodeError> {
         let reads: Vec<_> = entries.iter().map(|e| (&*e.loc, e.wanted)).collect();
-        scripts::read_each(node, &reads).await
+        calls::store::read_each(node, &reads).await
     }
 }
 
@@ -154,7 +155,7 @@ impl BatchedCall for Arc<WriteEntry> {
             })
             .collect();
         // Every key of one store shares the digest hash (it depends on the prefix only).
-        scripts::apply_each(node, Traffic::Client, &first.loc.digest_key, &applied).await
+        calls::store::apply_each(node, Traffic::Client, &first.loc.digest_key, &applied).await
     }
 }
 

@@ -3,8 +3,9 @@
 //! it missed (replayed by `sync::hints`). Hints live on the nodes, so they survive a restart
 //! of quorumd.
 
-use super::scripts::{KeyLocation, WriteOutcome};
 use crate::fanout::Gathered;
+use quorumd_node::calls;
+use quorumd_node::calls::store::{KeyLocation, WriteOutcome};
 use quorumd_node::pool::{NodeId, NodePool};
 use std::sync::Arc;
 
@@ -41,14 +42,8 @@ pub(super) fn spawn_hint_recording(
             .collect();
         for h in holders {
             let node = pool.node(h).clone();
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("SADD").arg(k).arg(&loc.key[..]).ignore();
-            }
             // Best effort: a lost hint only delays catch-up until the next digest exchange.
-            let _ = node
-                .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-                .await;
+            let _ = calls::hints::record(&node, &keys, &loc.key).await;
         }
         crate::store::events::HintsRecorded {
             key_bytes: loc.key.len(),

@@ -2,13 +2,10 @@
 //! read repair, and compare-and-set on version.
 
 mod batch;
-pub mod bucket_copy;
-pub mod crdt_scripts;
 pub mod events;
 mod hints;
 mod repair;
 mod rmw;
-pub mod scripts;
 mod stats;
 
 pub use rmw::Change;
@@ -22,8 +19,9 @@ use quorumd_core::digest;
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
+use quorumd_node::calls;
+use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
 use quorumd_node::pool::{NodeId, NodePool};
-use scripts::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -484,7 +482,7 @@ impl VersionedStore {
             .map(|r| r.node);
         let retracted = futures::future::join_all(took.map(|n| async move {
             let node = self.pool.node(n);
-            let result = scripts::purge(node, &loc.digest_key, &[(loc, meta)]).await;
+            let result = calls::store::purge(node, &loc.digest_key, &[(loc, meta)]).await;
             (node, result)
         }))
         .await;

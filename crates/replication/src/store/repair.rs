@@ -4,11 +4,11 @@
 
 use super::batch::{Coalescer, WriteEntry};
 use super::newest;
-use super::scripts::{KeyLocation, NodeCondition, NodeRead};
 use crate::fanout::Gathered;
 use crate::store::events;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::EntryKind;
+use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead};
 use quorumd_node::pool::NodePool;
 use std::sync::Arc;
 

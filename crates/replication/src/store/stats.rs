@@ -3,29 +3,8 @@
 use super::{StoreError, VersionedStore, digest_key, sub_digest_key};
 use crate::fanout::{QuorumError, fan_out};
 use quorumd_core::quorum::Decision;
+use quorumd_node::calls;
 use quorumd_node::pool::sentinel_key;
-use redis::Script;
-use std::sync::LazyLock;
-
-/// A node's key count less quorumd's own keys: the digest hash, the sentinel, each bucket's
-/// sub-digest hash and its sub-bucket metadata hashes (one per sub-bucket with a non-zero
-/// digest). Leases, hints and sweep checkpoints are few and not subtracted. KEYS: the digest
-/// hash, the sentinel, then every bucket's sub-digest hash. O(B × S) field reads, which is what
-/// an exact count of the metadata hashes costs without a counter on the write path.
-const USER_KEYS_LUA: &str = r#"#!lua flags=no-writes
-local n = redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1], KEYS[2])
-for i = 3, #KEYS do
-  local subs = redis.call('HVALS', KEYS[i])
-  if #subs > 0 then n = n - 1 end
-  for _, d in ipairs(subs) do
-    if d ~= '0' then n = n - 1 end
-  end
-end
-if n < 0 then n = 0 end
-return n
-"#;
-
-static USER_KEYS: LazyLock<Script> = LazyLock::new(|| Script::new(USER_KEYS_LUA));
 
 impl VersionedStore {
     /// Approximate number of user keys: the largest count among the nodes that answer (the
@@ -51,14 +30,7 @@ impl VersionedStore {
             |_, _: &i64| true,
             |node| {
                 let keys = keys.clone();
-                async move {
-                    let mut inv = USER_KEYS.prepare_invoke();
-                    for k in keys.iter() {
-                        inv.key(k);
-                    }
-                    node.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
-                        .await
-                }
+                async move { calls::store::user_key_count(&node, &keys).await }
             },
         )
         .await;

@@ -5,21 +5,22 @@
 //! per key, which costs a stale node several `HGET`/`HSET` calls and Lua string work per key.
 //! When a node's digest says the bucket is empty there is nothing to compare on it: the bucket
 //! is read whole from one node of the agreeing group and written on the empty nodes as it is
-//! (see `store::bucket_copy`). A bucket is copied only if the node still holds no metadata of
-//! it, checked atomically with the copy, so a client write that landed in between is never
-//! overwritten: that bucket goes back to the key-by-key path, which compares versions. Any
-//! other surprise (a CRDT entry, a value missing under its metadata, a write on the source
-//! between its reads, an error) does the same, so this path only ever saves work.
+//! (see `quorumd_node::calls::bucket_copy`). A bucket is copied only if the node still holds
+//! no metadata of it, checked atomically with the copy, so a client write that landed in
+//! between is never overwritten: that bucket goes back to the key-by-key path, which compares
+//! versions. Any other surprise (a CRDT entry, a value missing under its metadata, a write on
+//! the source between its reads, an error) does the same, so this path only ever saves work.
 
 use super::Sweeper;
 use super::diff::BucketMismatch;
 use super::progress::{self, ProgressHandle};
-use crate::store::bucket_copy::{
-    self as scripts, BucketCopy, BucketLayout, CopiedValue, MetaRead, ReadAs, ValuesRead,
-};
 use crate::store::{StoreSettings, digest_key, sub_digest_key};
 use quorumd_core::meta::EntryKind;
 use quorumd_core::meta::Meta;
+use quorumd_node::calls;
+use quorumd_node::calls::bucket_copy::{
+    BucketCopy, BucketLayout, CopiedValue, MetaRead, ReadAs, ValuesRead,
+};
 use quorumd_node::live::BucketState;
 use quorumd_node::pool::{Health, NodeId};
 use quorumd_node::pool::{Node, NodeError};
@@ -213,7 +214,7 @@ pub async fn read_copies(
             state_keys: vec![sub_digest_key(&settings.key_prefix, bucket)],
         })
         .collect();
-    let Ok(metas) = scripts::read_meta(node, &digest_key, &layouts).await else {
+    let Ok(metas) = calls::bucket_copy::read_meta(node, &digest_key, &layouts).await else {
         // A read error is for the key-by-key path to report.
         return (Vec::new(), buckets.to_vec());
     };
@@ -235,7 +236,7 @@ pub async fn read_copies(
                 .filter_map(|&i| pending[i].as_ref())
                 .map(|p| (p.copy.bucket, p.keys_to_read()))
                 .collect();
-            let reads = scripts::read_values(node, &digest_key, &requests, how).await;
+            let reads = calls::bucket_copy::read_values(node, &digest_key, &requests, how).await;
             let mut reads = reads.map(Vec::into_iter);
             for &i in call {
                 let read = reads.as_mut().ok().and_then(Iterator::next);
@@ -402,11 +403,12 @@ pub async fn restore_copies(
     copies: &[&BucketCopy],
 ) -> Result<Vec<bool>, NodeError> {
     if copies.iter().all(|c| c.strings_only())
-        && let Some(done) = scripts::restore_buckets_watched(node, digest_key, copies).await?
+        && let Some(done) =
+            calls::bucket_copy::restore_buckets_watched(node, digest_key, copies).await?
     {
         return Ok(done);
     }
-    scripts::restore_buckets(node, digest_key, copies).await
+    calls::bucket_copy::restore_buckets(node, digest_key, copies).await
 }
 
 /// Splits `items` into consecutive calls of about `limit` units each (what `size` counts), at

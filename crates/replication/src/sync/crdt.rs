@@ -5,9 +5,10 @@
 use super::Sweeper;
 use super::progress::{self, ProgressHandle};
 use super::repair::{Repair, Unrepaired};
-use crate::store::crdt_scripts::{self, MergeCode, state_key};
 use futures::StreamExt;
 use quorumd_core::crdt::AnyCrdt;
+use quorumd_node::calls;
+use quorumd_node::calls::crdt::{MergeCode, state_key};
 use quorumd_node::pool::NodeId;
 
 /// How many keys are converged at once.
@@ -37,7 +38,7 @@ async fn converge_key(sw: &Sweeper, r: Repair, p: &ProgressHandle) -> Unrepaired
     nodes.sort_unstable();
     let reads = futures::future::join_all(nodes.iter().map(|&n| {
         let (loc, skey) = (&r.loc, &skey);
-        async move { (n, crdt_scripts::read_state(pool.node(n), loc, skey).await) }
+        async move { (n, calls::crdt::read_state(pool.node(n), loc, skey).await) }
     }))
     .await;
     let mut merged = AnyCrdt::empty(kind);
@@ -90,7 +91,7 @@ async fn converge_key(sw: &Sweeper, r: Repair, p: &ProgressHandle) -> Unrepaired
             sw.throttle.acquire(node, 1).await;
             (
                 n,
-                crdt_scripts::merge(node, loc, skey, kind, fields, false).await,
+                calls::crdt::merge(node, loc, skey, kind, fields, false).await,
             )
         }
     }))

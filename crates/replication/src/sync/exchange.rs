@@ -4,13 +4,13 @@
 
 use super::diff::{self, BucketMetas, BucketMismatch, SubMismatch};
 use super::progress::{self, ProgressHandle};
-use super::reads;
 use super::repair::{self, Repair};
 use super::{Sweeper, bulk, lease};
 use crate::store::{digest_key, meta_key, sub_digest_key};
 use futures::StreamExt;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::Meta;
+use quorumd_node::calls;
 use quorumd_node::live::BucketState;
 use quorumd_node::pool::{Health, NodeId};
 use std::collections::BTreeSet;
@@ -29,7 +29,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     let digests_read_from_ms = quorumd_core::hlc::wall_clock_ms();
     let reads = futures::future::join_all(pool.nodes().iter().map(|node| {
         let digest_key = digest_key.clone();
-        async move { (node.id, reads::digests(node, &digest_key).await) }
+        async move { (node.id, calls::sync::digests(node, &digest_key).await) }
     }))
     .await;
     let mut answered: Vec<(NodeId, HashMap<u32, u64>)> = Vec::new();
@@ -149,7 +149,7 @@ async fn process_chunk(
     let (subs, views, mut unexamined) = read_chunk(sw, chunk, p).await;
     let now = wall_clock_ms();
     let mut repairs = Vec::new();
-    let mut purges: Vec<(crate::store::scripts::KeyLocation, Meta)> = Vec::new();
+    let mut purges: Vec<(calls::store::KeyLocation, Meta)> = Vec::new();
     let mut buckets_with_repairs = Vec::new();
     for sm in &subs {
         let Some(view) = sub_view(sm, &views) else {
@@ -277,7 +277,7 @@ async fn narrow(
     }
     let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| async move {
         let keys: Vec<String> = buckets.iter().map(|b| sub_digest_key(prefix, *b)).collect();
-        let r = reads::sub_digests(sw.pool().node(node), &keys).await;
+        let r = calls::sync::sub_digests(sw.pool().node(node), &keys).await;
         (node, buckets, r)
     }))
     .await;
@@ -331,7 +331,7 @@ async fn read_sub_buckets(
             .iter()
             .map(|(b, s)| [meta_key(prefix, *b, *s)])
             .collect();
-        let r = reads::bucket_metas(sw.pool().node(node), &keys).await;
+        let r = calls::sync::bucket_metas(sw.pool().node(node), &keys).await;
         (node, units, r)
     }))
     .await;
@@ -378,7 +378,7 @@ fn sub_view<'a>(
 
 pub(super) async fn purge(
     sw: &Sweeper,
-    purges: &[(crate::store::scripts::KeyLocation, Meta)],
+    purges: &[(calls::store::KeyLocation, Meta)],
     p: &ProgressHandle,
 ) {
     if purges.is_empty() {
@@ -391,7 +391,7 @@ pub(super) async fn purge(
         async move {
             let mut removed = 0;
             for chunk in entries.chunks(sw.cfg.key_batch) {
-                removed += crate::store::scripts::purge(node, digest_key, chunk).await?;
+                removed += calls::store::purge(node, digest_key, chunk).await?;
             }
             Ok::<u64, quorumd_node::pool::NodeError>(removed)
         }
@@ -450,7 +450,7 @@ async fn finish_recovery(
         if node.health() == Health::Down {
             continue;
         }
-        match reads::set_sentinel(node, pool.sentinel_key()).await {
+        match calls::sync::set_sentinel(node, pool.sentinel_key()).await {
             Ok(()) => {
                 pool.sentinel_written(node.id);
                 node.mark_synced();
@@ -465,9 +465,12 @@ async fn finish_recovery(
 async fn digest_agreement(sw: &Sweeper) -> Vec<bool> {
     let pool = sw.pool();
     let digest_key = digest_key(&sw.store().settings().key_prefix);
-    let reads =
-        futures::future::join_all(pool.nodes().iter().map(|n| reads::digests(n, &digest_key)))
-            .await;
+    let reads = futures::future::join_all(
+        pool.nodes()
+            .iter()
+            .map(|n| calls::sync::digests(n, &digest_key)),
+    )
+    .await;
     let answered: Vec<(NodeId, HashMap<u32, u64>)> = reads
         .into_iter()
         .enumerate()

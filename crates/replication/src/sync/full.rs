@@ -8,12 +8,14 @@ use super::Sweeper;
 use super::diff::{self, BucketMetas};
 use super::glob;
 use super::progress::{self, ProgressHandle};
-use super::reads;
 use super::repair::{self, Repair};
-use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd_core::config::AdoptPolicy;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_node::calls;
+use quorumd_node::calls::store::{
+    ApplyEntry, BucketDigestKeys, KeyLocation, NodeCondition, Payload,
+};
 use quorumd_node::pool::{Health, Node, NodeId, Traffic};
 use std::collections::{BTreeMap, HashMap};
 
@@ -43,12 +45,7 @@ fn checkpoint_key(prefix: &str) -> String {
 /// Where a previous sweep of this node stopped, if the node is still the same server.
 async fn load_checkpoint(node: &Node, key: &str) -> u64 {
     let run_id = node.status().run_id.unwrap_or_default();
-    let mut cmd = redis::cmd("HMGET");
-    cmd.arg(key).arg("cursor").arg("run_id");
-    let saved: Result<(Option<u64>, Option<String>), _> = node
-        .run(|mut c| async move { cmd.query_async(&mut c).await })
-        .await;
-    match saved {
+    match calls::sync::load_checkpoint(node, key).await {
         Ok((Some(cursor), Some(saved_run))) if saved_run == run_id && !run_id.is_empty() => cursor,
         _ => 0,
     }
@@ -60,24 +57,7 @@ async fn save_checkpoint(
     cursor: u64,
 ) -> Result<(), quorumd_node::pool::NodeError> {
     let run_id = node.status().run_id.unwrap_or_default();
-    let mut cmd = if cursor == 0 {
-        redis::cmd("DEL")
-    } else {
-        redis::cmd("HSET")
-    };
-    cmd.arg(key);
-    if cursor != 0 {
-        cmd.arg("cursor")
-            .arg(cursor)
-            .arg("run_id")
-            .arg(run_id)
-            .arg("at_ms")
-            .arg(wall_clock_ms());
-    }
-    node.run_as(Traffic::Background, |mut c| async move {
-        cmd.query_async::<()>(&mut c).await
-    })
-    .await
+    calls::sync::save_checkpoint(node, key, cursor, &run_id).await
 }
 
 fn wanted(sw: &Sweeper, key: &[u8]) -> bool {
@@ -99,7 +79,7 @@ async fn scan_node(sw: &Sweeper, node: &Node, p: &ProgressHandle, dry_run: bool)
     };
     progress::lock(p).resumed_from_cursor_per_node[node.id] = cursor;
     loop {
-        let (next, keys) = match reads::scan(node, cursor, sw.config().scan_count).await {
+        let (next, keys) = match calls::sync::scan(node, cursor, sw.config().scan_count).await {
             Ok(r) => r,
             Err(e) => {
                 progress::lock(p).error(format!("SCAN on {}: {e}", node.display));
@@ -133,10 +113,10 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
     let states = futures::future::join_all(
         pool.nodes()
             .iter()
-            .map(|n| async move { (n.id, reads::key_states(n, locs).await) }),
+            .map(|n| async move { (n.id, calls::sync::key_states(n, locs).await) }),
     )
     .await;
-    let mut answered: Vec<(NodeId, Vec<reads::KeyState>)> = Vec::new();
+    let mut answered: Vec<(NodeId, Vec<calls::sync::KeyState>)> = Vec::new();
     for (id, r) in states {
         match r {
             Ok(s) => answered.push((id, s)),
@@ -232,7 +212,7 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
     let mut votes: Vec<BTreeMap<Vec<u8>, Vec<NodeId>>> = vec![BTreeMap::new(); keys.len()];
     let dumps = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| keys[i].0).collect();
-        (h, idx, scripts::dump(pool.node(h), &locs).await)
+        (h, idx, calls::store::dump(pool.node(h), &locs).await)
     }))
     .await;
     for (h, idx, res) in dumps {
@@ -240,7 +220,7 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             Ok(list) => {
                 for (&i, d) in idx.iter().zip(list) {
                     // A key that gained metadata or vanished meanwhile has nothing to adopt.
-                    if let scripts::NodeDump {
+                    if let calls::store::NodeDump {
                         meta: None,
                         dump: Some(bytes),
                     } = d
@@ -272,7 +252,7 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
     let mut expiry: Vec<Option<Option<u64>>> = vec![None; chosen.len()];
     for (src, list) in by_source {
         let locs: Vec<&[u8]> = list.iter().map(|&c| &keys[chosen[c].0].0.key[..]).collect();
-        match reads::expiries_ms(pool.node(src), &locs).await {
+        match calls::sync::expiries_ms(pool.node(src), &locs).await {
             Ok(exp) => list.iter().zip(exp).for_each(|(&c, e)| expiry[c] = Some(e)),
             Err(e) => progress::lock(p).error(format!(
                 "expiry for adoption on {}: {e}",
@@ -315,8 +295,9 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             let mut outcomes = Vec::with_capacity(entries.len());
             for chunk in entries.chunks(sw.config().key_batch) {
                 sw.throttle.acquire(n, chunk.len() as u64).await;
-                outcomes
-                    .extend(scripts::apply_as(n, Traffic::Background, digest_key, chunk).await?);
+                outcomes.extend(
+                    calls::store::apply_as(n, Traffic::Background, digest_key, chunk).await?,
+                );
             }
             Ok::<_, quorumd_node::pool::NodeError>(outcomes)
         }
@@ -360,8 +341,23 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
             .filter(|n| n.health() != Health::Down)
             .collect();
         if !dry_run {
+            let digest_keys: Vec<BucketDigestKeys> = chunk
+                .iter()
+                .map(|&bucket| BucketDigestKeys {
+                    bucket,
+                    sub_digest_key: crate::store::sub_digest_key(&settings.key_prefix, bucket),
+                    meta_keys: settings.bucket_meta_keys(bucket),
+                })
+                .collect();
             for node in &live {
-                match scripts::rebuild_digests(node, settings, chunk).await {
+                match calls::store::rebuild_digests(
+                    node,
+                    &crate::store::digest_key(&settings.key_prefix),
+                    settings.sub_buckets,
+                    &digest_keys,
+                )
+                .await
+                {
                     Ok(fixed) => progress::lock(p).digests_rebuilt += fixed.len() as u64,
                     Err(e) => {
                         progress::lock(p).error(format!("digest rebuild on {}: {e}", node.display))
@@ -376,7 +372,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
             .collect();
         let reads = futures::future::join_all(live.iter().map(|node| {
             let meta_keys = &meta_keys;
-            async move { (node.id, reads::bucket_metas(node, meta_keys).await) }
+            async move { (node.id, calls::sync::bucket_metas(node, meta_keys).await) }
         }))
         .await;
         let mut per_node: HashMap<NodeId, Vec<BucketMetas>> = HashMap::new();

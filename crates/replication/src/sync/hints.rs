@@ -5,10 +5,10 @@
 use super::Sweeper;
 use super::diff::{self, BucketMetas};
 use super::progress::{self, ProgressHandle};
-use super::reads;
 use super::repair::{self, Repair};
 use crate::store::hint_key;
-use crate::store::scripts::KeyLocation;
+use quorumd_node::calls;
+use quorumd_node::calls::store::KeyLocation;
 use quorumd_node::pool::{Health, NodeId};
 
 /// Keys read from a hint set per round.
@@ -40,12 +40,7 @@ async fn report_pending(sw: &Sweeper) {
             .iter()
             .filter(|n| n.id != target.id && n.health() != Health::Down)
         {
-            let mut cmd = redis::cmd("SCARD");
-            cmd.arg(&key);
-            total += holder
-                .run(|mut c| async move { cmd.query_async::<u64>(&mut c).await })
-                .await
-                .ok()?;
+            total += calls::hints::count(holder, &key).await.ok()?;
         }
         Some(total)
     }))
@@ -74,12 +69,7 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
         .filter(|n| n.id != target && n.health() != Health::Down)
     {
         loop {
-            let mut cmd = redis::cmd("SRANDMEMBER");
-            cmd.arg(&key).arg(HINT_BATCH);
-            let keys: Vec<Vec<u8>> = match holder
-                .run(|mut c| async move { cmd.query_async(&mut c).await })
-                .await
-            {
+            let keys = match calls::hints::sample(holder, &key, HINT_BATCH).await {
                 Ok(k) => k,
                 Err(e) => {
                     progress::lock(p).error(format!("hints on {}: {e}", holder.display));
@@ -96,12 +86,7 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
             if !repair_keys(sw, &locs, p).await {
                 break; // leave the hints for the next pass
             }
-            let mut srem = redis::cmd("SREM");
-            srem.arg(&key).arg(&keys);
-            if let Err(e) = holder
-                .run(|mut c| async move { srem.query_async::<u64>(&mut c).await })
-                .await
-            {
+            if let Err(e) = calls::hints::drop_keys(holder, &key, &keys).await {
                 progress::lock(p).error(format!("dropping hints on {}: {e}", holder.display));
                 break;
             }
@@ -117,7 +102,7 @@ async fn repair_keys(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle) -> 
     let reads = futures::future::join_all(
         pool.nodes()
             .iter()
-            .map(|n| async move { (n.id, reads::key_metas(n, locs).await) }),
+            .map(|n| async move { (n.id, calls::sync::key_metas(n, locs).await) }),
     )
     .await;
     let mut per_node: Vec<(NodeId, BucketMetas)> = Vec::new();

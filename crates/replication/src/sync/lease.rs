@@ -7,32 +7,11 @@
 //! correct, because every repair is a versioned write.
 
 use quorumd_core::quorum::majority;
+use quorumd_node::calls;
+use quorumd_node::calls::lease::LeaseMode;
 use quorumd_node::pool::NodePool;
-use redis::Script;
 use std::collections::BTreeSet;
-use std::sync::{LazyLock, Mutex};
-
-/// Per key in KEYS: acquire (or keep) the lease for ARGV[1] with lifetime ARGV[2] ms, renew
-/// it if already held by ARGV[1], or, in mode `release`, drop it if held by ARGV[1]. Returns 1
-/// per key the caller holds (or released), 0 otherwise.
-const LEASE_LUA: &str = r#"#!lua
-local out = {}
-for i = 1, #KEYS do
-  local holder = redis.call('GET', KEYS[i])
-  if ARGV[3] == 'release' then
-    if holder == ARGV[1] then redis.call('DEL', KEYS[i]) out[i] = 1 else out[i] = 0 end
-  elseif holder == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2]) out[i] = 1
-  elseif ARGV[3] == 'acquire' and not holder then
-    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"#;
-
-static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_LUA));
+use std::sync::Mutex;
 
 /// Shards this instance works on, and how many instances share the work.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -102,29 +81,23 @@ impl ShardLeases {
 
     /// Runs the lease script for `names` on every node; returns, per name, whether a majority
     /// of the configured nodes granted it.
-    async fn on_majority(&self, pool: &NodePool, names: &[String], mode: &str) -> Vec<bool> {
+    async fn on_majority(&self, pool: &NodePool, names: &[String], mode: LeaseMode) -> Vec<bool> {
         if names.is_empty() {
             return Vec::new();
         }
         let keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
-        let answers = futures::future::join_all(pool.nodes().iter().map(|node| {
-            let mut inv = LEASE.prepare_invoke();
-            for k in &keys {
-                inv.key(k);
-            }
-            inv.arg(&self.me).arg(self.lease_ms).arg(mode);
-            async move {
-                node.run(|mut c| async move { inv.invoke_async::<Vec<i64>>(&mut c).await })
-                    .await
-            }
-        }))
+        let answers = futures::future::join_all(
+            pool.nodes()
+                .iter()
+                .map(|node| calls::lease::leases(node, &keys, &self.me, self.lease_ms, mode)),
+        )
         .await;
         let need = majority(pool.len());
         (0..names.len())
             .map(|i| {
                 answers
                     .iter()
-                    .filter(|a| a.as_ref().is_ok_and(|v| v.get(i) == Some(&1)))
+                    .filter(|a| a.as_ref().is_ok_and(|v| v.get(i) == Some(&true)))
                     .count()
                     >= need
             })
@@ -135,33 +108,13 @@ impl ShardLeases {
     async fn heartbeat(&self, pool: &NodePool) -> usize {
         let now = quorumd_core::hlc::wall_clock_ms();
         let members = self.key("members");
-        let counts = futures::future::join_all(pool.nodes().iter().map(|node| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("ZADD")
-                .arg(&members)
-                .arg(now)
-                .arg(&self.me)
-                .ignore();
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(&members)
-                .arg("-inf")
-                .arg(now.saturating_sub(10 * self.lease_ms))
-                .ignore();
-            pipe.cmd("ZCOUNT")
-                .arg(&members)
-                .arg(now.saturating_sub(self.lease_ms))
-                .arg("+inf");
-            async move {
-                node.run(|mut c| async move { pipe.query_async::<(usize,)>(&mut c).await })
-                    .await
-            }
-        }))
+        let counts = futures::future::join_all(
+            pool.nodes()
+                .iter()
+                .map(|node| calls::lease::heartbeat(node, &members, &self.me, now, self.lease_ms)),
+        )
         .await;
-        counts
-            .into_iter()
-            .filter_map(|c| c.ok().map(|(n,)| n))
-            .max()
-            .unwrap_or(1)
+        counts.into_iter().filter_map(Result::ok).max().unwrap_or(1)
     }
 
     /// Renews held shards, gives back shards beyond the fair share, and takes free shards up to
@@ -178,7 +131,7 @@ impl ShardLeases {
             .copied()
             .collect();
         let names: Vec<String> = held.iter().map(u32::to_string).collect();
-        let renewed = self.on_majority(pool, &names, "renew").await;
+        let renewed = self.on_majority(pool, &names, LeaseMode::Renew).await;
         let mut owned: BTreeSet<u32> = held
             .iter()
             .zip(renewed)
@@ -193,7 +146,7 @@ impl ShardLeases {
                 .copied()
                 .collect();
             let names: Vec<String> = extra.iter().map(u32::to_string).collect();
-            self.on_majority(pool, &names, "release").await;
+            self.on_majority(pool, &names, LeaseMode::Release).await;
             for s in extra {
                 owned.remove(&s);
             }
@@ -205,7 +158,7 @@ impl ShardLeases {
                 .filter(|s| !owned.contains(s))
                 .collect();
             let names: Vec<String> = free.iter().map(u32::to_string).collect();
-            let granted = self.on_majority(pool, &names, "acquire").await;
+            let granted = self.on_majority(pool, &names, LeaseMode::Acquire).await;
             let mut surplus = Vec::new();
             for (s, ok) in free.into_iter().zip(granted) {
                 if ok && owned.len() < share {
@@ -215,7 +168,7 @@ impl ShardLeases {
                 }
             }
             // Taken in the same round trip beyond the share, or only on a minority: give back.
-            self.on_majority(pool, &surplus, "release").await;
+            self.on_majority(pool, &surplus, LeaseMode::Release).await;
         }
         *self.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.clone();
         owned
@@ -223,7 +176,7 @@ impl ShardLeases {
 
     /// Takes or keeps the lease that lets one instance run the scheduled full sweep.
     pub async fn full_sweep_turn(&self, pool: &NodePool) -> bool {
-        self.on_majority(pool, &["full".to_string()], "acquire")
+        self.on_majority(pool, &["full".to_string()], LeaseMode::Acquire)
             .await
             .first()
             .copied()
@@ -241,14 +194,10 @@ impl ShardLeases {
             .collect();
         let mut names = held;
         names.push("full".into());
-        self.on_majority(pool, &names, "release").await;
+        self.on_majority(pool, &names, LeaseMode::Release).await;
         let members = self.key("members");
         for node in pool.nodes() {
-            let mut cmd = redis::cmd("ZREM");
-            cmd.arg(&members).arg(&self.me);
-            let _ = node
-                .run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
-                .await;
+            let _ = calls::lease::leave(node, &members, &self.me).await;
         }
         self.owned.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

@@ -16,7 +16,6 @@ mod glob;
 mod hints;
 pub mod lease;
 pub mod progress;
-mod reads;
 mod repair;
 pub mod schedule;
 pub mod throttle;

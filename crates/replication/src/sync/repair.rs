@@ -4,9 +4,10 @@
 use super::Sweeper;
 use super::progress::{self, ProgressHandle};
 use crate::store::digest_key;
-use crate::store::scripts::{self, ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_node::calls;
+use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd_node::pool::{Health, NodeId, Traffic};
 use std::collections::BTreeMap;
 
@@ -72,7 +73,7 @@ pub async fn execute(sw: &Sweeper, repairs: Vec<Repair>, p: &ProgressHandle) -> 
         let node = sw.pool().node(src).clone();
         for chunk in list.chunks(batch) {
             let locs: Vec<&KeyLocation> = chunk.iter().map(|r| &r.loc).collect();
-            match scripts::dump(&node, &locs).await {
+            match calls::store::dump(&node, &locs).await {
                 Ok(dumps) => {
                     for (r, d) in chunk.iter().zip(dumps) {
                         // The source may hold something newer by now: apply what it holds.
@@ -180,10 +181,12 @@ async fn apply_to_targets(
                         cond: NodeCondition::None,
                     })
                     .collect();
-                match scripts::apply_as(&node, Traffic::Background, &digest_key, &entries).await {
+                match calls::store::apply_as(&node, Traffic::Background, &digest_key, &entries)
+                    .await
+                {
                     Ok(outcomes) => {
                         for (o, r) in outcomes.iter().zip(chunk) {
-                            if let scripts::WriteOutcome::KindConflict(_) = o {
+                            if let calls::store::WriteOutcome::KindConflict(_) = o {
                                 progress::lock(p).error(format!(
                                     "{:?} is a CRDT on {} and a key-value entry elsewhere: \
                                      resolve by hand",
@@ -196,7 +199,7 @@ async fn apply_to_targets(
                         let changed = outcomes.iter().filter(|o| o.changed()).count() as u64;
                         let restored = outcomes
                             .iter()
-                            .filter(|o| matches!(o, scripts::WriteOutcome::ValueRestored))
+                            .filter(|o| matches!(o, calls::store::WriteOutcome::ValueRestored))
                             .count() as u64;
                         let mut r = progress::lock(p);
                         r.keys_repaired_per_node[t] += changed;

@@ -1,10 +1,14 @@
-//! Per-node reads the sweep needs, each one round trip (pipelined where it covers many keys).
+//! Per-node calls of the anti-entropy sweep: its reads, each one round trip (pipelined where it
+//! covers many keys), the sentinel and the full sweep's SCAN checkpoints.
 
-use super::diff::BucketMetas;
-use crate::store::scripts::KeyLocation;
+use super::store::KeyLocation;
+use crate::pool::{Node, NodeError, Traffic};
+use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::Meta;
-use quorumd_node::pool::{Node, NodeError, Traffic};
 use std::collections::HashMap;
+
+/// One unit's metadata as a node holds it: key → metadata.
+pub type BucketMetas = HashMap<Vec<u8>, Meta>;
 
 /// All bucket digests of a node (one HGETALL). Missing buckets are empty (0).
 pub async fn digests(node: &Node, digest_key: &str) -> Result<HashMap<u32, u64>, NodeError> {
@@ -87,7 +91,7 @@ pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<M
 /// Writes the sentinel key that marks a node as holding the cluster's data.
 pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
     let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(quorumd_core::hlc::wall_clock_ms());
+    cmd.arg(key).arg(wall_clock_ms());
     node.run_as(Traffic::Background, |mut c| async move {
         cmd.query_async::<()>(&mut c).await
     })
@@ -145,6 +149,46 @@ pub async fn scan(
     cmd.arg(cursor).arg("COUNT").arg(count);
     node.run_as(Traffic::Background, |mut c| async move {
         cmd.query_async(&mut c).await
+    })
+    .await
+}
+
+/// A full sweep's saved SCAN position on a node: the cursor and the `run_id` of the server it
+/// was taken on (each `None` when not saved).
+pub async fn load_checkpoint(
+    node: &Node,
+    key: &str,
+) -> Result<(Option<u64>, Option<String>), NodeError> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(key).arg("cursor").arg("run_id");
+    node.run(|mut c| async move { cmd.query_async(&mut c).await })
+        .await
+}
+
+/// Saves a full sweep's SCAN position on a node, with the server's `run_id`; cursor 0 (the
+/// scan finished) deletes it.
+pub async fn save_checkpoint(
+    node: &Node,
+    key: &str,
+    cursor: u64,
+    run_id: &str,
+) -> Result<(), NodeError> {
+    let mut cmd = if cursor == 0 {
+        redis::cmd("DEL")
+    } else {
+        redis::cmd("HSET")
+    };
+    cmd.arg(key);
+    if cursor != 0 {
+        cmd.arg("cursor")
+            .arg(cursor)
+            .arg("run_id")
+            .arg(run_id)
+            .arg("at_ms")
+            .arg(wall_clock_ms());
+    }
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
     })
     .await
 }

@@ -1,53 +1,16 @@
-//! The server-side Lua scripts and the per-node calls that run them.
+//! The versioned store's scripts and the per-node calls that run them.
 //!
 //! Every mutation goes through one script, `APPLY`, that writes values, metadata and bucket
 //! digests atomically and applies an entry only if its version is newer than the stored one.
 //! Client writes (one entry), read repair and the anti-entropy sweep (batches of entries) share
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
-//! Scripts run by EVALSHA; `redis::Script` reloads them on NOSCRIPT (after a node restart or a
-//! SCRIPT FLUSH). The `#!lua` shebang (Redis 7+) makes Redis refuse a writing script up front
-//! under OOM or on a read-only replica, instead of failing halfway through.
 
+use super::{array, clock_lua, digest_lua, parse_bytes, parse_meta, protocol};
+use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_node::pool::{Node, NodeError, Traffic};
 use redis::{Script, Value};
 use std::sync::LazyLock;
-
-/// Lua shared by every script that changes digests: the modulus and `add_digest(hash, field,
-/// delta)`, which adds `delta` (in (-2^48, 2^48)) to a digest field mod 2^48 (a missing field is
-/// 0). Every intermediate value stays below 2^50, so doubles compute it exactly, and
-/// `%.0f` prints it in full (`tostring` would round to 14 digits). A macro, not a `const`, so
-/// that `concat!` can splice it into each script's literal.
-macro_rules! digest_lua {
-    () => {
-        r#"
-local M = 281474976710656
-local function add_digest(hash, field, delta)
-  local d = tonumber(redis.call('HGET', hash, field) or '0')
-  redis.call('HSET', hash, field, string.format('%.0f', (d + delta) % M))
-end
-"#
-    };
-}
-pub(crate) use digest_lua;
-
-/// Lua: `clock()`, the node's time in ms (`TIME`), read at most once per script call.
-macro_rules! clock_lua {
-    () => {
-        r#"
-local now = nil
-local function clock()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
-end
-"#
-    };
-}
-pub(crate) use clock_lua;
 
 /// Applies a batch of versioned entries.
 ///
@@ -60,99 +23,14 @@ pub(crate) use clock_lua;
 /// Returns, per entry, a code and the stored metadata (or `''`): 1 applied; 0 the same or a
 /// newer version is stored; 2 the condition failed; 3 the same version was stored but its value
 /// had vanished, and was restored; 4 the key is a CRDT (its state merges, see
-/// `store/crdt_scripts.rs`), which a versioned write must not overwrite. An entry whose value
+/// `calls/crdt.rs`), which a versioned write must not overwrite. An entry whose value
 /// command failed (e.g. a RESTORE of a corrupt DUMP) has `{error text}` in place of its code and
 /// changed nothing; the other entries are unaffected.
 const APPLY_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
     clock_lua!(),
-    r#"
-local out = {}
--- Digest deltas, accumulated per field and applied once: bucket -> delta, and
--- sub-digest hash -> sub-bucket -> delta.
-local deltas, sub_deltas = {}, {}
-local crdt_kinds = {C = true, S = true, M = true}
--- redis.pcall: a command that fails (a RESTORE of a bad payload) fails only its own entry,
--- whose error text, in a one-item array, takes the place of its code (a nested error reply
--- would fail the whole call on the client); the other entries of the batch still apply.
-local function store_value(key, mode, payload, expiry)
-  if mode == 't' or (mode == 'r' and payload == '') or (expiry > 0 and expiry <= clock()) then
-    return redis.pcall('DEL', key)
-  elseif mode == 'r' then
-    return redis.pcall('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
-  elseif expiry > 0 then
-    return redis.pcall('SET', key, payload, 'PXAT', expiry)
-  else
-    return redis.pcall('SET', key, payload)
-  end
-end
-local function failed(reply)
-  return type(reply) == 'table' and reply.err ~= nil
-end
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local key, mkey, skey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local a = 7 * i
-  local bucket, sub, meta, mode = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local payload, expiry, cond = ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7]
-  local version = string.sub(meta, 1, 34)
-  local cur = redis.call('HGET', mkey, key)
-  local code, cur_hash = 1, 0
-  if cur then
-    local cur_version = string.sub(cur, 1, 34)
-    if crdt_kinds[string.sub(cur, 36, 36)] then
-      code = 4
-    elseif cur_version == version then
-      -- A retry, or a repair that already landed. A sweep may bring back a value that vanished
-      -- under its metadata (evicted, deleted behind quorumd's back).
-      code = 0
-      if mode == 'r' and redis.call('EXISTS', key) == 0 and (expiry == 0 or expiry > clock()) then
-        local reply = store_value(key, mode, payload, expiry)
-        code = failed(reply) and reply or 3
-      end
-    elseif cond == '-' or (cond ~= '' and cur_version > cond) then
-      -- A conditional write that finds anything newer than it expected has lost, even when
-      -- that is older than itself: else two concurrent compare-and-sets could both win.
-      code = 2
-    elseif cur_version > version then
-      code = 0
-    else
-      cur_hash = tonumber(string.match(cur, "|(%d+)$")) or 0
-    end
-  end
-  if code == 1 then
-    local reply = store_value(key, mode, payload, expiry)
-    if failed(reply) then code = reply end
-  end
-  if code == 1 then
-    redis.call('HSET', mkey, key, meta)
-    local new_hash = tonumber(string.match(meta, "|(%d+)$"))
-    -- Reduced at every step so the sum stays exact in a double.
-    deltas[bucket] = ((deltas[bucket] or 0) - cur_hash + new_hash) % M
-    local subs = sub_deltas[skey] or {}
-    sub_deltas[skey] = subs
-    subs[sub] = ((subs[sub] or 0) - cur_hash + new_hash) % M
-    out[#out + 1] = 1
-    out[#out + 1] = ''
-  elseif failed(code) then
-    out[#out + 1] = {code.err}
-    out[#out + 1] = ''
-  else
-    out[#out + 1] = code
-    out[#out + 1] = cur
-  end
-end
--- One digest update per bucket and per sub-bucket touched, not per entry.
-for bucket, delta in pairs(deltas) do
-  add_digest(KEYS[1], bucket, delta)
-end
-for skey, subs in pairs(sub_deltas) do
-  for sub, delta in pairs(subs) do
-    add_digest(skey, sub, delta)
-  end
-end
-return out
-"#
+    include_str!("../../lua/store/apply.lua")
 );
 
 /// Reads metadata, and the string value where asked, for a batch of keys; each key's metadata
@@ -163,34 +41,12 @@ return out
 /// A CRDT key's value is not read: a set or map would answer WRONGTYPE. A key holding another
 /// type has `{error text}` in its value's place (`redis.pcall`), failing that key only, not the
 /// other keys of the batch (a nested error reply would fail the whole call on the client).
-const READ_LUA: &str = r#"#!lua flags=no-writes
-local out = {}
-local crdt_kinds = {C = true, S = true, M = true}
-for i = 1, #KEYS, 2 do
-  local key = KEYS[i]
-  local meta = redis.call('HGET', KEYS[i + 1], key)
-  local value = false
-  if ARGV[(i + 1) / 2] == 'v' and not (meta and crdt_kinds[string.sub(meta, 36, 36)]) then
-    value = redis.pcall('GET', key)
-    if type(value) == 'table' and value.err then value = {value.err} end
-  end
-  out[#out + 1] = meta
-  out[#out + 1] = value
-end
-return out
-"#;
+const READ_LUA: &str = include_str!("../../lua/store/read.lua");
 
 /// Reads metadata and a DUMP of the value for a batch of keys, of any Redis type.
 /// KEYS: per key the value key and its bucket metadata hash. Returns `{meta, dump}` per key,
 /// each `false` when absent.
-const DUMP_LUA: &str = r#"#!lua flags=no-writes
-local out = {}
-for i = 1, #KEYS, 2 do
-  out[#out + 1] = redis.call('HGET', KEYS[i + 1], KEYS[i])
-  out[#out + 1] = redis.call('DUMP', KEYS[i])
-end
-return out
-"#;
+const DUMP_LUA: &str = include_str!("../../lua/store/dump.lua");
 
 /// Removes metadata entries that are exactly as expected (purged tombstones, long-expired
 /// values), keeping both digest levels in step. KEYS: the bucket digest hash, then per entry
@@ -200,22 +56,7 @@ return out
 const PURGE_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
-    r#"
-local removed = 0
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local key, mkey, skey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local bucket, sub, expected = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
-  if redis.call('HGET', mkey, key) == expected then
-    redis.call('HDEL', mkey, key)
-    if string.sub(expected, 36, 36) == 'v' then redis.call('DEL', key) end
-    local hash = tonumber(string.match(expected, "|(%d+)$"))
-    add_digest(KEYS[1], bucket, -hash)
-    add_digest(skey, sub, -hash)
-    removed = removed + 1
-  end
-end
-return removed
-"#
+    include_str!("../../lua/store/purge.lua")
 );
 
 /// Recomputes both digest levels of a batch of buckets from their metadata and fixes the
@@ -225,35 +66,7 @@ return removed
 const REBUILD_DIGESTS_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
-    r#"
-local S = tonumber(ARGV[1])
-local fixed = {}
--- Writes `sum` into a digest field if it differs (a missing field is 0); true if it did.
-local function fix(hash, field, sum)
-  local new = string.format('%.0f', sum)
-  if (redis.call('HGET', hash, field) or '0') == new then return false end
-  redis.call('HSET', hash, field, new)
-  return true
-end
-for i = 2, #ARGV do
-  local bucket = ARGV[i]
-  local k = 2 + (i - 2) * (S + 1)
-  local skey = KEYS[k]
-  local total, drifted = 0, false
-  for sub = 0, S - 1 do
-    local entries = redis.call('HGETALL', KEYS[k + 1 + sub])
-    local sum = 0
-    for j = 2, #entries, 2 do
-      sum = (sum + (tonumber(string.match(entries[j], "|(%d+)$")) or 0)) % M
-    end
-    total = (total + sum) % M
-    drifted = fix(skey, sub, sum) or drifted
-  end
-  drifted = fix(KEYS[1], bucket, total) or drifted
-  if drifted then fixed[#fixed + 1] = bucket end
-end
-return fixed
-"#
+    include_str!("../../lua/store/rebuild_digests.lua")
 );
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
@@ -359,36 +172,6 @@ pub struct NodeDump {
     pub dump: Option<Vec<u8>>,
 }
 
-pub(super) fn protocol(msg: impl Into<String>) -> NodeError {
-    NodeError::Protocol(msg.into())
-}
-
-fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
-    match v {
-        Value::Nil | Value::Int(0) | Value::Boolean(false) => Ok(None),
-        Value::BulkString(b) if b.is_empty() => Ok(None),
-        Value::BulkString(b) => Meta::parse(b)
-            .map(Some)
-            .map_err(|e| protocol(e.to_string())),
-        other => Err(protocol(format!("metadata of unexpected type {other:?}"))),
-    }
-}
-
-pub(super) fn parse_bytes(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
-    match v {
-        Some(Value::BulkString(b)) => Ok(Some(b.clone())),
-        Some(Value::Nil | Value::Int(0) | Value::Boolean(false)) | None => Ok(None),
-        Some(other) => Err(protocol(format!("value of unexpected type {other:?}"))),
-    }
-}
-
-pub(super) fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
-    match reply {
-        Value::Array(items) => Ok(items),
-        other => Err(protocol(format!("{what} script returned {other:?}"))),
-    }
-}
-
 /// A batch script's reply: two items per input, in order.
 fn pairs(reply: Value, what: &str, inputs: usize) -> Result<Vec<Value>, NodeError> {
     let items = array(reply, what)?;
@@ -490,7 +273,7 @@ pub async fn apply_each(
 /// The error a batch script reported for one entry, counted like a failed request.
 fn entry_failed(node: &Node, error: &[Value]) -> NodeError {
     let err = entry_error(error);
-    quorumd_node::events::NodeRequestFailed {
+    crate::events::NodeRequestFailed {
         node: &node.display,
         error: &err,
     }
@@ -505,7 +288,7 @@ fn entry_error(error: &[Value]) -> NodeError {
         [Value::BulkString(text)] => {
             let reply = [b"-", text.as_slice(), b"\r\n"].concat();
             match redis::parse_redis_value(&reply) {
-                Ok(Value::ServerError(e)) => quorumd_node::pool::classify(&e.into()),
+                Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
                 _ => NodeError::Server(String::from_utf8_lossy(text).into_owned()),
             }
         }
@@ -628,28 +411,65 @@ pub async fn purge(
     .await
 }
 
+/// Where one bucket's digests and metadata live on a node, for [`rebuild_digests`].
+#[derive(Debug, Clone)]
+pub struct BucketDigestKeys {
+    pub bucket: u32,
+    /// The bucket's sub-digest hash, `{prefix}d:{bucket}`.
+    pub sub_digest_key: String,
+    /// Its S sub-bucket metadata hashes, in sub-bucket order.
+    pub meta_keys: Vec<String>,
+}
+
 /// Recomputes both digest levels of `buckets` from their metadata; returns the buckets that
-/// drifted.
+/// drifted. Every bucket has the same number of sub-buckets, `sub_buckets`.
 pub async fn rebuild_digests(
     node: &Node,
-    settings: &super::StoreSettings,
-    buckets: &[u32],
+    digest_key: &str,
+    sub_buckets: u32,
+    buckets: &[BucketDigestKeys],
 ) -> Result<Vec<u32>, NodeError> {
-    let prefix = &settings.key_prefix;
     let mut inv = REBUILD_DIGESTS.prepare_invoke();
-    inv.key(super::digest_key(prefix));
-    inv.arg(settings.sub_buckets);
+    inv.key(digest_key);
+    inv.arg(sub_buckets);
     for b in buckets {
-        inv.key(super::sub_digest_key(prefix, *b));
-        for k in settings.bucket_meta_keys(*b) {
+        if b.meta_keys.len() != sub_buckets as usize {
+            return Err(protocol(format!(
+                "bucket {} given {} metadata hashes for {sub_buckets} sub-buckets",
+                b.bucket,
+                b.meta_keys.len()
+            )));
+        }
+        inv.key(&b.sub_digest_key);
+        for k in &b.meta_keys {
             inv.key(k);
         }
-        inv.arg(*b);
+        inv.arg(b.bucket);
     }
     node.run_as(Traffic::Background, |mut c| async move {
         inv.invoke_async(&mut c).await
     })
     .await
+}
+
+/// A node's key count less quorumd's own keys: the digest hash, the sentinel, each bucket's
+/// sub-digest hash and its sub-bucket metadata hashes (one per sub-bucket with a non-zero
+/// digest). Leases, hints and sweep checkpoints are few and not subtracted. KEYS: the digest
+/// hash, the sentinel, then every bucket's sub-digest hash. O(B × S) field reads, which is what
+/// an exact count of the metadata hashes costs without a counter on the write path.
+const USER_KEYS_LUA: &str = include_str!("../../lua/store/user_keys.lua");
+
+static USER_KEYS: LazyLock<Script> = LazyLock::new(|| Script::new(USER_KEYS_LUA));
+
+/// The number of user keys on one node (see `USER_KEYS_LUA`): `keys` are the digest hash, the
+/// sentinel, then every bucket's sub-digest hash.
+pub async fn user_key_count(node: &Node, keys: &[String]) -> Result<i64, NodeError> {
+    let mut inv = USER_KEYS.prepare_invoke();
+    for k in keys {
+        inv.key(k);
+    }
+    node.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
+        .await
 }
 
 #[cfg(test)]
@@ -660,7 +480,7 @@ mod tests {
     fn an_entry_error_is_the_error_a_lone_call_would_get() {
         let text = "WRONGTYPE Operation against a key holding the wrong kind of value";
         let lone = match redis::parse_redis_value(format!("-{text}\r\n").as_bytes()) {
-            Ok(Value::ServerError(e)) => quorumd_node::pool::classify(&e.into()),
+            Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
             other => panic!("{other:?}"),
         };
         assert!(matches!(&lone, NodeError::Server(m) if m.contains("WRONGTYPE")));

@@ -11,8 +11,8 @@
 //! the `RESTORE_BUCKETS` script: a bucket holding other types, or one that a client wrote to
 //! while the transaction was being prepared.
 
-use super::scripts::{array, clock_lua, parse_bytes, protocol};
-use quorumd_node::pool::{Node, NodeError, Traffic};
+use super::{array, clock_lua, parse_bytes, protocol};
+use crate::pool::{Node, NodeError, Traffic};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
@@ -35,79 +35,7 @@ use std::sync::LazyLock;
 const RESTORE_BUCKETS_LUA: &str = concat!(
     "#!lua\n",
     clock_lua!(),
-    r#"
--- Keys per MGET/MSET: unpack puts every argument on Lua's stack, which holds about 8,000.
-local KEYS_PER_COMMAND = 1000
-local out = {}
-local mset = {}
-local function flush()
-  if #mset > 0 then
-    redis.call('MSET', unpack(mset))
-    mset = {}
-  end
-end
-local k, a = 2, 1
-while a <= #ARGV do
-  local bucket, digest = ARGV[a], ARGV[a + 1]
-  local m, s, v = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  local kinds = ARGV[a + 5]
-  local _, timed = string.gsub(kinds, '[SD]', '')
-  a = a + 6
-  -- Where each hash's fields start in ARGV, and how many there are.
-  local hashes = {}
-  for i = 1, m + s do
-    local n = tonumber(ARGV[a])
-    hashes[i] = {a + 1, n}
-    a = a + 1 + 2 * n
-  end
-  local empty = true
-  for i = k, k + m - 1 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      empty = false
-      break
-    end
-  end
-  if empty then
-    -- Values first: if a command fails the script stops before any metadata names them.
-    local at = a
-    for j = 0, v - 1 do
-      local key, kind, payload = KEYS[k + m + s + j], string.byte(kinds, j + 1), ARGV[at]
-      local expiry = 0
-      at = at + 1
-      if kind == 83 or kind == 68 then -- 'S', 'D': an expiry follows
-        expiry = tonumber(ARGV[at])
-        at = at + 1
-      end
-      if kind == 110 or (expiry ~= 0 and expiry <= clock()) then -- 'n'
-        redis.call('DEL', key)
-      elseif kind == 115 then -- 's'
-        mset[#mset + 1] = key
-        mset[#mset + 1] = payload
-        if #mset >= 2 * KEYS_PER_COMMAND then
-          flush()
-        end
-      elseif kind == 83 then
-        redis.call('SET', key, payload, 'PXAT', expiry)
-      else
-        redis.call('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
-      end
-    end
-    flush()
-    for i = 1, m + s do
-      local key, from, n = KEYS[k + i - 1], hashes[i][1], hashes[i][2]
-      redis.call('DEL', key)
-      for c = 0, n - 1, KEYS_PER_COMMAND do
-        local last = from + 2 * math.min(c + KEYS_PER_COMMAND, n) - 1
-        redis.call('HSET', key, unpack(ARGV, from + 2 * c, last))
-      end
-    end
-    redis.call('HSET', KEYS[1], bucket, digest)
-  end
-  out[#out + 1] = empty and 1 or 0
-  k, a = k + m + s + v, a + v + timed
-end
-return out
-"#
+    include_str!("../../lua/bucket_copy/restore_buckets.lua")
 );
 
 static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));

@@ -15,10 +15,11 @@
 //! its removal is known, and a removal drops the add. So a repeated or stale state changes
 //! nothing, and nodes that merged the same states hold equal states and equal entry hashes.
 
-use super::scripts::KeyLocation;
+use super::store::KeyLocation;
+use super::{digest_lua, protocol};
+use crate::pool::{Node, NodeError};
 use quorumd_core::crdt::{CrdtKind, Fields};
 use quorumd_core::meta::Meta;
-use quorumd_node::pool::{Node, NodeError};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
@@ -30,151 +31,13 @@ use std::sync::LazyLock;
 /// holds another kind of entry (then nothing is written).
 const MERGE_LUA: &str = concat!(
     "#!lua\n",
-    super::scripts::digest_lua!(),
-    r#"
-local key, mkey, skey = KEYS[2], KEYS[3], KEYS[4]
-local bucket, sub, kind, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local cur = redis.call('HGET', mkey, key)
-if cur and string.sub(cur, 36, 36) ~= kind then
-  return {4, cur, {}}
-end
--- Lengths make the hashed string unambiguous; the key is in it so that two keys with equal
--- states do not cancel out in the bucket digest.
-local kp = #key .. ':' .. key
-local function fh(f, v)
-  return tonumber(string.sub(redis.sha1hex(kp .. #f .. ':' .. f .. v), 1, 12), 16)
-end
--- Byte-wise order: Lua's own string comparison follows the server's locale.
-local function greater(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
-local old_hash = 0
-local hash = fh('', kind)
-if cur then
-  old_hash = tonumber(string.match(cur, '|(%d+)$'))
-  hash = old_hash
-end
-local changed = false
-local function put(f, old, v)
-  if old then hash = (hash - fh(f, old)) % M end
-  redis.call('HSET', skey, f, v)
-  hash = (hash + fh(f, v)) % M
-  changed = true
-end
-local function drop(f)
-  local old = redis.call('HGET', skey, f)
-  if old then
-    redis.call('HDEL', skey, f)
-    hash = (hash - fh(f, old)) % M
-    changed = true
-  end
-end
-for i = 5, #ARGV - 1, 2 do
-  local f, v = ARGV[i], ARGV[i + 1]
-  local old = redis.call('HGET', skey, f)
-  if kind == 'S' then
-    local tag = string.sub(f, 3)
-    if string.sub(f, 1, 1) == 'r' then
-      if not old then
-        put(f, nil, v)
-        drop('a:' .. tag)
-      end
-    elseif redis.call('HEXISTS', skey, 'r:' .. tag) == 0 and (not old or greater(v, old)) then
-      put(f, old, v)
-    end
-  elseif not old or greater(v, old) then
-    put(f, old, v)
-  end
-end
-if not changed then
-  if not cur then return {0, false, {}} end
-  if want == '1' then return {0, cur, redis.call('HGETALL', skey)} end
-  return {0, cur, {}}
-end
-local state = redis.call('HGETALL', skey)
-redis.call('DEL', key)
-if kind == 'C' then
-  -- Exact sums of 20-digit totals, digit column by digit column: doubles cannot hold them.
-  local function sums(letter)
-    local acc = {}
-    for j = 1, 20 do acc[j] = 0 end
-    for i = 1, #state, 2 do
-      if string.sub(state[i], 1, 1) == letter then
-        local v = state[i + 1]
-        for j = 1, 20 do acc[j] = acc[j] + string.byte(v, 21 - j) - 48 end
-      end
-    end
-    local carry, j = 0, 1
-    while j <= #acc or carry > 0 do
-      local t = (acc[j] or 0) + carry
-      acc[j] = t % 10
-      carry = math.floor(t / 10)
-      j = j + 1
-    end
-    return acc
-  end
-  local function cmp(a, b)
-    for j = math.max(#a, #b), 1, -1 do
-      local x, y = a[j] or 0, b[j] or 0
-      if x ~= y then return x > y and 1 or -1 end
-    end
-    return 0
-  end
-  local function minus(a, b)
-    local out, borrow = {}, 0
-    for j = 1, #a do
-      local t = a[j] - (b[j] or 0) - borrow
-      if t < 0 then t, borrow = t + 10, 1 else borrow = 0 end
-      out[j] = t
-    end
-    local top = #out
-    while top > 1 and out[top] == 0 do top = top - 1 end
-    local s = {}
-    for j = top, 1, -1 do s[#s + 1] = string.char(48 + out[j]) end
-    return table.concat(s)
-  end
-  local p, n = sums('p'), sums('n')
-  local value
-  if cmp(p, n) >= 0 then value = minus(p, n) else value = '-' .. minus(n, p) end
-  redis.call('SET', key, value)
-else
-  -- Sets and maps are rebuilt from the state, which also restores a value deleted behind
-  -- quorumd's back.
-  local args = {}
-  for i = 1, #state, 2 do
-    local f, v = state[i], state[i + 1]
-    if kind == 'S' and string.sub(f, 1, 1) == 'a' then
-      args[#args + 1] = v
-    elseif kind == 'M' and string.sub(v, 35, 35) == '=' then
-      args[#args + 1] = string.sub(f, 3)
-      args[#args + 1] = string.sub(v, 36)
-    end
-    if #args >= 512 then
-      redis.call(kind == 'S' and 'SADD' or 'HSET', key, unpack(args))
-      args = {}
-    end
-  end
-  if #args > 0 then redis.call(kind == 'S' and 'SADD' or 'HSET', key, unpack(args)) end
-end
-local hex = string.format('%06x%06x', math.floor(hash / 16777216), hash % 16777216)
-local meta = string.rep('0', 22) .. hex .. '|' .. kind .. '|0|' .. string.format('%.0f', hash)
-redis.call('HSET', mkey, key, meta)
-add_digest(KEYS[1], bucket, hash - old_hash)
-add_digest(KEYS[5], sub, hash - old_hash)
-if want == '1' then return {1, meta, state} end
-return {1, meta, {}}
-"#
+    digest_lua!(),
+    include_str!("../../lua/crdt/merge.lua")
 );
 
 /// KEYS: the value key, its bucket metadata hash, its state hash.
 /// Returns `{metadata or false, state}`.
-const READ_STATE_LUA: &str = r#"#!lua flags=no-writes
-return {redis.call('HGET', KEYS[2], KEYS[1]), redis.call('HGETALL', KEYS[3])}
-"#;
+const READ_STATE_LUA: &str = include_str!("../../lua/crdt/read_state.lua");
 
 static MERGE: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE_LUA));
 static READ_STATE: LazyLock<Script> = LazyLock::new(|| Script::new(READ_STATE_LUA));
@@ -212,10 +75,8 @@ pub struct NodeState {
     pub state: Fields,
 }
 
-fn protocol(msg: impl Into<String>) -> NodeError {
-    NodeError::Protocol(msg.into())
-}
-
+/// Stored metadata; unlike `super::parse_meta`, an empty string is malformed, not absent: these
+/// scripts answer `false` for a missing entry.
 fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
     match v {
         Value::Nil | Value::Boolean(false) | Value::Int(0) => Ok(None),

@@ -4,7 +4,7 @@
 //! a `PX` TTL; the fence key holds the highest fence stored on that node. Every compare-token
 //! check matches the `{token}|` prefix, so an owner containing `|` cannot confuse it.
 
-use quorumd_node::pool::{Node, NodeError};
+use crate::pool::{Node, NodeError};
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -13,70 +13,28 @@ use std::time::Duration;
 /// Takes the lock if free (SET NX PX) and returns `{granted 0|1, fence counter}`; the counter
 /// is read in the same atomic step, so it is at least every fence stored while this node
 /// granted the lock to anyone before.
-const ACQUIRE_LUA: &str = r#"#!lua
-local ok = redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3] .. '|', 'NX', 'PX', ARGV[2])
-local fence = redis.call('GET', KEYS[2]) or '0'
-if ok then return {1, fence} end
-return {0, fence}
-"#;
+const ACQUIRE_LUA: &str = include_str!("../../lua/locks/acquire.lua");
 
 /// KEYS: lock, fence. ARGV: token, fence, owner.
 /// Phase two of an acquisition: only while this node still holds the lock for `token`, raises
 /// the fence counter to `fence` (never lowers it) and records the fence in the lock value.
 /// Returns 1 when stored, 0 when the lock is not (or no longer) held by `token`.
-const FENCE_LUA: &str = r#"#!lua
-local v = redis.call('GET', KEYS[1])
-local prefix = ARGV[1] .. '|'
-if not v or string.sub(v, 1, #prefix) ~= prefix then return 0 end
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[2]) > cur then redis.call('SET', KEYS[2], ARGV[2]) end
-redis.call('SET', KEYS[1], prefix .. ARGV[3] .. '|' .. ARGV[2], 'KEEPTTL')
-return 1
-"#;
+const FENCE_LUA: &str = include_str!("../../lua/locks/fence.lua");
 
 /// KEYS: lock. ARGV: token, ttl ms, full value to re-lock with (`''` = do not re-lock).
 /// Extends the lock if held by `token` (1); if the key is absent and a value is given, takes
 /// it again with that value (2); otherwise 0. Also returns the stored value when held.
-const EXTEND_LUA: &str = r#"#!lua
-local v = redis.call('GET', KEYS[1])
-local prefix = ARGV[1] .. '|'
-if v and string.sub(v, 1, #prefix) == prefix then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, v}
-end
-if not v and ARGV[3] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2])
-  return {2, ARGV[3]}
-end
-return {0, ''}
-"#;
+const EXTEND_LUA: &str = include_str!("../../lua/locks/extend.lua");
 
 /// KEYS: lock. ARGV: token. Deletes the lock if held by `token`; returns 1 if it was.
-const RELEASE_LUA: &str = r#"#!lua
-local v = redis.call('GET', KEYS[1])
-local prefix = ARGV[1] .. '|'
-if v and string.sub(v, 1, #prefix) == prefix then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"#;
+const RELEASE_LUA: &str = include_str!("../../lua/locks/release.lua");
 
 /// KEYS: lock, fence. Returns `{value or '', pttl, fence counter}`.
-const INSPECT_LUA: &str = r#"#!lua flags=no-writes
-return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
-"#;
+const INSPECT_LUA: &str = include_str!("../../lua/locks/inspect.lua");
 
 /// KEYS: fence keys. ARGV: one value per key. Raises each counter to its value (never lowers):
 /// brings a restarted node's counters back up. Returns the number raised.
-const RAISE_LUA: &str = r#"#!lua
-local n = 0
-for i = 1, #KEYS do
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tonumber(ARGV[i]) > cur then redis.call('SET', KEYS[i], ARGV[i]) n = n + 1 end
-end
-return n
-"#;
+const RAISE_LUA: &str = include_str!("../../lua/locks/raise.lua");
 
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(FENCE_LUA));

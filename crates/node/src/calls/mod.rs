@@ -1,0 +1,80 @@
+//! Typed calls to one node: each function builds one Redis command, pipeline, transaction or
+//! script invocation for a single node and parses the reply into Rust types. Deciding across
+//! nodes (quorums, repairs) is the replication layer's job; nothing here looks at more than one
+//! node.
+//!
+//! The Lua scripts are files under `crates/node/lua/`, compiled in with `include_str!`; Lua
+//! shared by several scripts (`lua/shared/`) is spliced in with `concat!`. Scripts run by
+//! EVALSHA; `redis::Script` reloads them on NOSCRIPT (after a node restart or a SCRIPT FLUSH).
+//! The `#!lua` shebang (Redis 7+) makes Redis refuse a writing script up front under OOM or on
+//! a read-only replica, instead of failing halfway through.
+//!
+//! One module per family: the versioned store (`store`), CRDT keys (`crdt`), the whole-bucket
+//! copy (`bucket_copy`), the sweep's reads and checkpoints (`sync`), hinted handoff (`hints`),
+//! the sweep's shard leases (`lease`), locks (`locks`), queues (`queue`) and the demo's
+//! deliberate damage (`demo`).
+
+pub mod bucket_copy;
+pub mod crdt;
+pub mod demo;
+pub mod hints;
+pub mod lease;
+pub mod locks;
+pub mod queue;
+pub mod store;
+pub mod sync;
+
+use crate::pool::NodeError;
+use quorumd_core::meta::Meta;
+use redis::Value;
+
+/// Lua shared by every script that changes digests: the modulus and `add_digest(hash, field,
+/// delta)`, which adds `delta` (in (-2^48, 2^48)) to a digest field mod 2^48 (a missing field is
+/// 0). Every intermediate value stays below 2^50, so doubles compute it exactly, and
+/// `%.0f` prints it in full (`tostring` would round to 14 digits). A macro, not a `const`, so
+/// that `concat!` can splice it into each script's literal.
+macro_rules! digest_lua {
+    () => {
+        include_str!("../../lua/shared/digest.lua")
+    };
+}
+pub(crate) use digest_lua;
+
+/// Lua: `clock()`, the node's time in ms (`TIME`), read at most once per script call.
+macro_rules! clock_lua {
+    () => {
+        include_str!("../../lua/shared/clock.lua")
+    };
+}
+pub(crate) use clock_lua;
+
+fn protocol(msg: impl Into<String>) -> NodeError {
+    NodeError::Protocol(msg.into())
+}
+
+/// Stored metadata as a script returns it: nil, `false` or `''` when absent.
+fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
+    match v {
+        Value::Nil | Value::Int(0) | Value::Boolean(false) => Ok(None),
+        Value::BulkString(b) if b.is_empty() => Ok(None),
+        Value::BulkString(b) => Meta::parse(b)
+            .map(Some)
+            .map_err(|e| protocol(e.to_string())),
+        other => Err(protocol(format!("metadata of unexpected type {other:?}"))),
+    }
+}
+
+fn parse_bytes(v: Option<&Value>) -> Result<Option<Vec<u8>>, NodeError> {
+    match v {
+        Some(Value::BulkString(b)) => Ok(Some(b.clone())),
+        Some(Value::Nil | Value::Int(0) | Value::Boolean(false)) | None => Ok(None),
+        Some(other) => Err(protocol(format!("value of unexpected type {other:?}"))),
+    }
+}
+
+fn array(reply: Value, what: &str) -> Result<Vec<Value>, NodeError> {
+    match reply {
+        Value::Array(items) => Ok(items),
+        other => Err(protocol(format!("{what} script returned {other:?}"))),
+    }
+}
