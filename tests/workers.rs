@@ -1,5 +1,5 @@
 //! Background workers and tracked tasks, against real redis-server processes: `/v1/status`
-//! lists the workers with their states; a worker whose node is gone counts failed passes (in the
+//! lists the workers (probes, scheduled sweeps, the SIGHUP reloader) with their states; a worker whose node is gone counts failed passes (in the
 //! status and in `quorumd_worker_failures_total`) and goes back to idle once the node returns;
 //! a graceful shutdown waits for a sweep started through the API (a tracked task) instead
 //! of dropping it.
@@ -62,6 +62,7 @@ async fn status_lists_the_probes_and_the_scheduled_sweeps() {
     let mut expected: Vec<String> = (0..3).map(|i| probe_name(&t, i)).collect();
     expected.push("sweep:exchange".into());
     expected.push("sweep:full".into());
+    expected.push("auth:reload".into());
 
     // Every probe and the exchange have finished a pass without failing.
     wait_until(
@@ -90,8 +91,8 @@ async fn status_lists_the_probes_and_the_scheduled_sweeps() {
         assert_eq!(w["failures"], 0, "{w}");
         assert!(w["last_error"].is_null(), "{w}");
         let state = w["state"].as_str().unwrap();
-        if name == "sweep:full" {
-            // Its cron fires at 03:00: it has not run, and waits.
+        if name == "sweep:full" || name == "auth:reload" {
+            // The cron fires at 03:00, and no SIGHUP was sent: neither has run.
             assert_eq!(state, "idle", "{w}");
             assert_eq!(w["runs"], 0, "{w}");
             assert!(w["last_activity_ms"].is_null(), "{w}");

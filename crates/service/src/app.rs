@@ -44,7 +44,6 @@ pub struct App {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     auth: Arc<crate::auth::Tokens>,
-    reloader: Option<JoinHandle<()>>,
     drain_timeout: std::time::Duration,
     resp: Option<RespServer>,
 }
@@ -194,7 +193,7 @@ impl App {
             None
         };
         let (stop, mut stopped) = watch::channel(false);
-        let reloader = crate::reload::spawn_on_sighup(auth.clone());
+        crate::reload::spawn_on_sighup(auth.clone(), store.pool().workers());
         let router = api::auth::protect(api::router(state), auth.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -211,7 +210,6 @@ impl App {
             stop,
             server,
             auth,
-            reloader,
             drain_timeout: std::time::Duration::from_millis(cfg.http.drain_timeout_ms),
             resp,
         })
@@ -250,9 +248,6 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
-        if let Some(r) = &self.reloader {
-            r.abort();
-        }
         // Event streams never end on their own; end them so the drain can finish.
         self.store.pool().live().close();
         // One deadline for all: a stuck node must not hold the shutdown past it, whether
@@ -335,9 +330,6 @@ impl App {
     /// Stops everything at once, as a crash would: no draining, no leases handed back. For
     /// tests of what the other instances do when one dies.
     pub async fn kill(self) {
-        if let Some(r) = &self.reloader {
-            r.abort();
-        }
         self.schedule.abort().await;
         self.server.abort();
         if let Some(resp) = self.resp {
