@@ -1,5 +1,6 @@
 //! Wiring: builds the node pool, the store and the HTTP server from a validated configuration,
-//! and shuts them down in order (stop accepting, drain requests, close node connections).
+//! and shuts them down in order (stop accepting and stop the background workers, drain
+//! requests, wait for the background tasks, close node connections).
 
 use crate::api::{self, AppState, InstanceInfo};
 use crate::events;
