@@ -7,7 +7,7 @@
 //! `quorumd-service` (HTTP, RESP, app). Tests and benches add `quorumd-testkit`.
 
 pub use quorumd_core::{config, crdt, digest, hlc, meta, metric_names, quorum, redact};
-pub use quorumd_node::{calls, devcluster, live, pool};
+pub use quorumd_node::{calls, devcluster, live, pool, worker};
 pub use quorumd_replication::{crdt_store, demo, fanout, locks, queue, store, sync};
 pub use quorumd_service::{
     api, app, auth, exposition, reload, resp, sdnotify, settings, telemetry,

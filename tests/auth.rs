@@ -272,6 +272,29 @@ async fn sighup_rotates_tokens_and_a_bad_file_keeps_the_old_ones() {
     )
     .await;
     assert_eq!(status_with(new).await, StatusCode::OK, "old tokens kept");
+    // The failed reload is the reloader worker's failure, shown in the status.
+    let reloader = || async {
+        let r = send(&tc, reqwest::Method::GET, "/v1/status", Some(READER)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "auth:reload")
+            .cloned()
+            .expect("the auth:reload worker is listed")
+    };
+    wait_until(Duration::from_secs(10), "failed reload counted", || async {
+        reloader().await["failures"] == 1
+    })
+    .await;
+    let failed = reloader().await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
     let newest = "newest-writer-token-0123456789";
     tokens_file(&file, &[(newest, "write")]);
     sighup();
@@ -280,6 +303,11 @@ async fn sighup_rotates_tokens_and_a_bad_file_keeps_the_old_ones() {
     })
     .await;
     assert_eq!(status_with(new).await, StatusCode::UNAUTHORIZED);
+    wait_until(Duration::from_secs(10), "reloader idle again", || async {
+        let w = reloader().await;
+        w["state"] == "idle" && w["runs"] == 3 && w["failures"] == 1
+    })
+    .await;
     // Inline tokens survive every reload.
     let r = send(&tc, reqwest::Method::GET, "/v1/kv/rotated", Some(READER)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

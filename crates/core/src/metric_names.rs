@@ -29,6 +29,7 @@ pub const SWEEP_PHASE: &str = "quorumd_sweep_phase";
 pub const SWEEP_PROGRESS: &str = "quorumd_sweep_progress_ratio";
 pub const SWEEP_LAST_FINISHED: &str = "quorumd_sweep_last_finished_timestamp_seconds";
 pub const BUCKET_TRANSITIONS: &str = "quorumd_bucket_state_changes_total";
+pub const WORKER_FAILURES: &str = "quorumd_worker_failures_total";
 
 pub const LOCK_ACQUISITIONS: &str = "quorumd_lock_acquisitions_total";
 pub const LOCK_ACQUIRE_DURATION: &str = "quorumd_lock_acquire_duration_seconds";
@@ -223,6 +224,12 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Counter,
         seconds: false,
         help: "Buckets that changed state on the dashboard grid, by new state.",
+    },
+    Metric {
+        name: WORKER_FAILURES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Failed passes of background workers (sweeps, node probes, token reloads), by worker.",
     },
     Metric {
         name: LOCK_ACQUISITIONS,

@@ -136,3 +136,30 @@ impl NodesObserved<'_> {
         }
     }
 }
+
+/// A background worker's pass failed (`fatal`: it panicked, and the worker ended).
+pub struct WorkerFailed<'a> {
+    pub worker: &'a str,
+    /// Already masked by the caller.
+    pub error: &'a str,
+    pub fatal: bool,
+}
+
+impl WorkerFailed<'_> {
+    pub fn emit(self) {
+        metrics::counter!(WORKER_FAILURES, "worker" => self.worker.to_owned()).increment(1);
+        if self.fatal {
+            tracing::error!(
+                worker = self.worker,
+                error = self.error,
+                "background worker ended"
+            );
+        } else {
+            tracing::warn!(
+                worker = self.worker,
+                error = self.error,
+                "background worker pass failed"
+            );
+        }
+    }
+}

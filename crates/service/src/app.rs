@@ -1,5 +1,6 @@
 //! Wiring: builds the node pool, the store and the HTTP server from a validated configuration,
-//! and shuts them down in order (stop accepting, drain requests, close node connections).
+//! and shuts them down in order (stop accepting and stop the background workers, drain
+//! requests, wait for the background tasks, close node connections).
 
 use crate::api::{self, AppState, InstanceInfo};
 use crate::events;
@@ -7,6 +8,7 @@ use crate::resp::{RespServer, RespSettings};
 use quorumd_core::config::Validated;
 use quorumd_core::hlc::Hlc;
 use quorumd_node::pool::{NodePool, PoolError};
+use quorumd_node::worker::StopPhase;
 use quorumd_replication::store::{StoreSettings, VersionedStore};
 use quorumd_replication::sync::Sweeper;
 use quorumd_replication::sync::schedule::Schedule;
@@ -43,7 +45,6 @@ pub struct App {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     auth: Arc<crate::auth::Tokens>,
-    reloader: Option<JoinHandle<()>>,
     drain_timeout: std::time::Duration,
     resp: Option<RespServer>,
 }
@@ -193,7 +194,7 @@ impl App {
             None
         };
         let (stop, mut stopped) = watch::channel(false);
-        let reloader = crate::reload::spawn_on_sighup(auth.clone());
+        crate::reload::spawn_on_sighup(auth.clone(), store.pool().workers());
         let router = api::auth::protect(api::router(state), auth.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -210,7 +211,6 @@ impl App {
             stop,
             server,
             auth,
-            reloader,
             drain_timeout: std::time::Duration::from_millis(cfg.http.drain_timeout_ms),
             resp,
         })
@@ -238,7 +238,9 @@ impl App {
         &self.sweeper
     }
 
-    /// Stops accepting, lets in-flight requests finish, then closes node connections.
+    /// Stops accepting and stops the background workers, lets in-flight requests and then
+    /// the background tasks they started finish (one drain deadline for all), then closes
+    /// node connections.
     pub async fn shutdown(self) -> Result<(), AppError> {
         let started = Instant::now();
         events::ShutdownProgress {
@@ -247,18 +249,22 @@ impl App {
         }
         .emit();
         let _ = self.stop.send(true);
-        if let Some(r) = &self.reloader {
-            r.abort();
-        }
         // Event streams never end on their own; end them so the drain can finish.
         self.store.pool().live().close();
-        // One deadline for both: a stuck node must not hold the shutdown past it, whether
-        // through a request in flight or the lease release of the sweep schedule.
+        // One deadline for all: a stuck node must not hold the shutdown past it, whether
+        // through a request in flight, a sweep pass, the lease release or a read repair.
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         let mut server = self.server;
         let resp = self.resp;
-        let (schedule_stopped, drained, resp_drained) = tokio::join!(
-            tokio::time::timeout_at(deadline, self.schedule.stop()),
+        let schedule = self.schedule;
+        let workers = self.store.pool().workers();
+        let (stopped, drained, resp_drained) = tokio::join!(
+            async {
+                // The sweep workers first: a pass still running could take shards again.
+                let stopped = workers.stop(StopPhase::Background, deadline).await;
+                let released = tokio::time::timeout_at(deadline, schedule.stop()).await;
+                (stopped, released)
+            },
             tokio::time::timeout_at(deadline, &mut server),
             tokio::time::timeout_at(deadline, async move {
                 if let Some(resp) = resp {
@@ -266,6 +272,7 @@ impl App {
                 }
             })
         );
+        let (workers_stopped, leases_released) = stopped;
         if resp_drained.is_err() {
             events::ShutdownProgress {
                 phase: "drain deadline passed, dropping the Redis-protocol commands still open",
@@ -273,7 +280,7 @@ impl App {
             }
             .emit();
         }
-        if schedule_stopped.is_err() {
+        if leases_released.is_err() {
             events::ShutdownProgress {
                 phase: "drain deadline passed before the shard leases were handed back; they expire on their own",
                 elapsed: started.elapsed(),
@@ -292,6 +299,21 @@ impl App {
                 Ok(())
             }
         };
+        // After the drain: the requests it let finish may have started repairs and hint writes.
+        events::ShutdownProgress {
+            phase: "waiting for background tasks",
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        let tasks = workers.wait_for_tasks(deadline).await;
+        events::ShutdownWaited {
+            workers_stopped: &workers_stopped.stopped,
+            workers_cut_off: &workers_stopped.cut_off,
+            tasks_waited_for: tasks.waited_for,
+            tasks_unfinished: tasks.unfinished,
+            elapsed: started.elapsed(),
+        }
+        .emit();
         events::ShutdownProgress {
             phase: "closing node connections",
             elapsed: started.elapsed(),
@@ -309,10 +331,7 @@ impl App {
     /// Stops everything at once, as a crash would: no draining, no leases handed back. For
     /// tests of what the other instances do when one dies.
     pub async fn kill(self) {
-        if let Some(r) = &self.reloader {
-            r.abort();
-        }
-        self.schedule.abort();
+        self.schedule.abort().await;
         self.server.abort();
         if let Some(resp) = self.resp {
             resp.kill();

@@ -32,6 +32,42 @@ impl ShutdownProgress {
     }
 }
 
+/// What a graceful shutdown waited for: the background workers it stopped (and those it cut
+/// off at the drain deadline) and the tracked tasks (read repairs, hint writes, sweeps started
+/// through the API) it let finish.
+pub struct ShutdownWaited<'a> {
+    pub workers_stopped: &'a [String],
+    pub workers_cut_off: &'a [String],
+    pub tasks_waited_for: usize,
+    pub tasks_unfinished: usize,
+    pub elapsed: Duration,
+}
+
+impl ShutdownWaited<'_> {
+    pub fn emit(self) {
+        let stopped = self.workers_stopped.join(", ");
+        let cut_off = self.workers_cut_off.join(", ");
+        let elapsed_ms = self.elapsed.as_millis() as u64;
+        if self.workers_cut_off.is_empty() && self.tasks_unfinished == 0 {
+            tracing::info!(
+                workers_stopped = stopped,
+                tasks_waited_for = self.tasks_waited_for,
+                elapsed_ms,
+                "shutdown: background work finished"
+            );
+        } else {
+            tracing::warn!(
+                workers_stopped = stopped,
+                workers_cut_off = cut_off,
+                tasks_waited_for = self.tasks_waited_for,
+                tasks_unfinished = self.tasks_unfinished,
+                elapsed_ms,
+                "shutdown: drain deadline passed with background work unfinished"
+            );
+        }
+    }
+}
+
 /// A request failed inside the service (not the client's fault).
 pub struct RequestFailed<'a> {
     pub operation: &'a str,

@@ -1,6 +1,6 @@
 //! The node pool: the only place that opens connections to Redis.
 //!
-//! One multiplexed connection per node, shared by every request. A monitor task per node
+//! One multiplexed connection per node, shared by every request. A probe worker per node
 //! probes it (PING, and `INFO server` for its `run_id`), keeps its health state and latency,
 //! and reconnects with exponential back-off when the connection is lost. Requests never wait
 //! for a reconnect: a node without a connection fails at once, so a dead node costs a quorum
@@ -14,6 +14,7 @@ pub use health::{Health, HealthTracker};
 pub use tls::{TlsConfig, TlsError};
 
 use crate::events;
+use crate::worker::{StopPhase, WorkFailed, Worker, Workers};
 use quorumd_core::config::{NodeAddress, TimeoutConfig};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
@@ -22,8 +23,7 @@ use serde::Serialize;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
 /// Index of a node in the configured list.
 pub type NodeId = usize;
@@ -469,7 +469,6 @@ impl Node {
         }
     }
 
-    /// Connects, probes and reconnects until `shutdown` fires.
     /// Opens a connection and probes it before requests may use it: a server that restarted
     /// (new run_id) must be marked recovering before any read counts its answer.
     async fn connect_and_probe(&self) -> Result<(), String> {
@@ -480,54 +479,82 @@ impl Node {
         self.apply_probe(Ok(probe.rtt));
         Ok(())
     }
+}
 
-    async fn monitor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
-        let max_backoff = Duration::from_millis(self.timeouts.reconnect_max_ms);
-        loop {
-            let wait = match self.connection() {
-                None => match self.connect_and_probe().await {
-                    Ok(()) => {
-                        // Back from down: hints for it wait on the other nodes.
-                        self.shared.attention.notify_one();
-                        backoff = Duration::from_millis(self.timeouts.reconnect_min_ms);
-                        self.timeouts.health_interval()
-                    }
-                    Err(e) => {
-                        self.apply_probe(Err(e));
-                        let jittered = backoff.mul_f64(rand::random_range(0.5..1.0));
-                        backoff = (backoff * 2).min(max_backoff);
-                        jittered
-                    }
-                },
-                Some(conn) => {
-                    match self.probe(conn).await {
-                        Ok(probe) => {
-                            let was_down = self.health() == Health::Down;
-                            self.note_probe(&probe);
-                            self.apply_probe(Ok(probe.rtt));
-                            if was_down {
-                                // Back from down: hints for it wait on the other nodes.
-                                self.shared.attention.notify_one();
-                            }
-                        }
-                        Err(e) => {
-                            self.apply_probe(Err(e));
-                            if self.health() == Health::Down {
-                                // Drop a connection that stopped answering: a fresh one tells
-                                // a dead server from a slow one.
-                                self.set_connection(None);
-                            }
-                        }
-                    }
-                    self.timeouts.health_interval()
+/// A node's monitor: probes it (PING, `INFO server`), keeps its health state and latency, and
+/// reconnects with exponential back-off when the connection is lost. A failed probe or
+/// reconnect is a failed pass.
+struct ProbeWorker {
+    node: Arc<Node>,
+    backoff: Duration,
+    /// Until the next pass, unless a request wakes the monitor early.
+    next: Duration,
+}
+
+impl ProbeWorker {
+    fn new(node: Arc<Node>) -> ProbeWorker {
+        ProbeWorker {
+            backoff: Duration::from_millis(node.timeouts.reconnect_min_ms),
+            node,
+            next: Duration::ZERO,
+        }
+    }
+}
+
+impl Worker for ProbeWorker {
+    fn name(&self) -> String {
+        format!("probe:{}", self.node.identity)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.next) => {}
+            _ = self.node.wake.notified() => {}
+        }
+    }
+
+    async fn work(&mut self) -> Result<(), WorkFailed> {
+        let node = &self.node;
+        let max_backoff = Duration::from_millis(node.timeouts.reconnect_max_ms);
+        self.next = node.timeouts.health_interval();
+        match node.connection() {
+            None => match node.connect_and_probe().await {
+                Ok(()) => {
+                    // Back from down: hints for it wait on the other nodes.
+                    node.shared.attention.notify_one();
+                    self.backoff = Duration::from_millis(node.timeouts.reconnect_min_ms);
+                    Ok(())
                 }
-            };
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-            }
+                Err(e) => {
+                    let failed = WorkFailed(format!("reconnect to {}: {e}", node.display));
+                    node.apply_probe(Err(e));
+                    self.next = self.backoff.mul_f64(rand::random_range(0.5..1.0));
+                    self.backoff = (self.backoff * 2).min(max_backoff);
+                    Err(failed)
+                }
+            },
+            Some(conn) => match node.probe(conn).await {
+                Ok(probe) => {
+                    let was_down = node.health() == Health::Down;
+                    node.note_probe(&probe);
+                    node.apply_probe(Ok(probe.rtt));
+                    if was_down {
+                        // Back from down: hints for it wait on the other nodes.
+                        node.shared.attention.notify_one();
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    let failed = WorkFailed(format!("probe of {}: {e}", node.display));
+                    node.apply_probe(Err(e));
+                    if node.health() == Health::Down {
+                        // Drop a connection that stopped answering: a fresh one tells a dead
+                        // server from a slow one.
+                        node.set_connection(None);
+                    }
+                    Err(failed)
+                }
+            },
         }
     }
 }
@@ -609,12 +636,12 @@ pub enum Traffic {
     Background,
 }
 
-/// All configured nodes and their monitors.
+/// All configured nodes, their monitors, and the registry of every background worker and
+/// tracked task of the service (every layer reaches it through the pool).
 pub struct NodePool {
     nodes: Vec<Arc<Node>>,
     shared: Arc<PoolShared>,
-    shutdown: watch::Sender<bool>,
-    monitors: Mutex<Vec<JoinHandle<()>>>,
+    workers: Workers,
 }
 
 impl NodePool {
@@ -658,16 +685,14 @@ impl NodePool {
             }
         });
         futures::future::join_all(first).await;
-        let (tx, _) = watch::channel(false);
-        let monitors = nodes
-            .iter()
-            .map(|n| tokio::spawn(n.clone().monitor(tx.subscribe())))
-            .collect();
+        let workers = Workers::new();
+        for n in &nodes {
+            workers.spawn(StopPhase::Connections, ProbeWorker::new(n.clone()));
+        }
         let pool = Arc::new(NodePool {
             nodes,
             shared,
-            shutdown: tx,
-            monitors: Mutex::new(monitors),
+            workers,
         });
         Ok(pool)
     }
@@ -721,16 +746,16 @@ impl NodePool {
             .count()
     }
 
-    /// Stops the monitors and closes every connection.
+    /// The background workers (node probes, sweeps) and tracked tasks of this service.
+    pub fn workers(&self) -> &Workers {
+        &self.workers
+    }
+
+    /// Stops every worker still running (the monitors last) and closes every connection.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-        let monitors =
-            std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
-        for m in monitors {
-            // A probe in progress may wait up to node_ms on a stuck node: do not wait for it.
-            m.abort();
-            let _ = m.await;
-        }
+        self.workers.abort(StopPhase::Background).await;
+        // A probe in progress may wait up to node_ms on a stuck node: do not wait for it.
+        self.workers.abort(StopPhase::Connections).await;
         for n in &self.nodes {
             n.set_connection(None);
         }

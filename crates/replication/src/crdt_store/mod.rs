@@ -581,7 +581,8 @@ fn spawn_read_repair(
     state_key: Vec<u8>,
     mut g: Gathered<NodeState>,
 ) {
-    tokio::spawn(async move {
+    let tasks = store.pool().clone();
+    tasks.workers().spawn_task(async move {
         let late = g.collect_stragglers().await;
         let answered: Vec<(NodeId, NodeState)> = g
             .replies

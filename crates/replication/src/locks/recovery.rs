@@ -62,7 +62,9 @@ impl RecoveryGate {
         };
         if start {
             let gate = self.clone();
-            tokio::spawn(async move { gate.catch_up(node, episode).await });
+            self.pool
+                .workers()
+                .spawn_task(async move { gate.catch_up(node, episode).await });
         }
         false
     }

@@ -22,7 +22,8 @@ pub(super) fn spawn_hint_recording(
     loc: Arc<KeyLocation>,
     mut g: Gathered<WriteOutcome>,
 ) {
-    tokio::spawn(async move {
+    let tasks = pool.clone();
+    tasks.workers().spawn_task(async move {
         let late = g.collect_stragglers().await;
         let mut missed: Vec<NodeId> = Vec::new();
         let mut holders: Vec<NodeId> = Vec::new();

@@ -1,6 +1,7 @@
 //! Read repair: after a read has answered its client, write the newest version to the nodes
-//! that answered with an older one. Runs in the background so that the client never waits
-//! for it; the versioned write script makes it safe against concurrent newer writes.
+//! that answered with an older one. Runs as a tracked background task: the client never waits
+//! for it, shutdown does. The versioned write script makes it safe against concurrent newer
+//! writes.
 
 use super::batch::{Coalescer, WriteEntry};
 use super::newest;
@@ -18,7 +19,8 @@ pub(super) fn spawn_read_repair(
     loc: Arc<KeyLocation>,
     mut g: Gathered<NodeRead>,
 ) {
-    tokio::spawn(async move {
+    let tasks = pool.clone();
+    tasks.workers().spawn_task(async move {
         let late = g.collect_stragglers().await;
         let answered: Vec<_> = g
             .replies

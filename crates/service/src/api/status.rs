@@ -12,7 +12,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// The status document (also the heart of the events stream's snapshot). Any password in a
-/// URL anywhere in it (node errors, sweep errors) is masked.
+/// URL anywhere in it (node errors, sweep errors, worker errors) is masked.
 pub fn status_body(state: &AppState) -> Value {
     let q = state.store.settings().quorum;
     let uptime = state.instance.started.elapsed();
@@ -34,6 +34,7 @@ pub fn status_body(state: &AppState) -> Value {
         },
         "nodes": state.store.pool().status(),
         "sweeps": state.sweeper.status(),
+        "workers": state.store.pool().workers().status(),
     });
     mask_strings(body)
 }

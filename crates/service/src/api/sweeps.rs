@@ -45,7 +45,8 @@ pub async fn start(
         })?;
     let report = quorumd_replication::sync::progress::lock(&handle).clone();
     let sweeper = state.sweeper.clone();
-    tokio::spawn(async move {
+    // Tracked: shutdown lets it finish within the drain deadline instead of dropping it.
+    state.sweeper.pool().workers().spawn_task(async move {
         sweeper.execute(handle).await;
     });
     Ok((StatusCode::ACCEPTED, Json(json!({ "sweep": report }))).into_response())
