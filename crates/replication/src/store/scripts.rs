@@ -10,7 +10,7 @@
 
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_node::pool::{Node, NodeError, Traffic};
+use quorumd_node::pool::{Node, NodeError, ServerError, Traffic};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
@@ -506,7 +506,9 @@ fn entry_error(error: &[Value]) -> NodeError {
             let reply = [b"-", text.as_slice(), b"\r\n"].concat();
             match redis::parse_redis_value(&reply) {
                 Ok(Value::ServerError(e)) => quorumd_node::pool::classify(&e.into()),
-                _ => NodeError::Server(String::from_utf8_lossy(text).into_owned()),
+                _ => {
+                    NodeError::Server(ServerError::from_reply_text(&String::from_utf8_lossy(text)))
+                }
             }
         }
         other => protocol(format!("batch script returned the error {other:?}")),
@@ -655,6 +657,7 @@ pub async fn rebuild_digests(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quorumd_node::pool::ServerErrorKind;
 
     #[test]
     fn an_entry_error_is_the_error_a_lone_call_would_get() {
@@ -663,7 +666,7 @@ mod tests {
             Ok(Value::ServerError(e)) => quorumd_node::pool::classify(&e.into()),
             other => panic!("{other:?}"),
         };
-        assert!(matches!(&lone, NodeError::Server(m) if m.contains("WRONGTYPE")));
+        assert_eq!(lone.server_kind(), Some(&ServerErrorKind::WrongType));
         let entry = entry_error(&[Value::BulkString(text.as_bytes().to_vec())]);
         assert_eq!(entry, lone);
         assert!(matches!(

@@ -19,6 +19,7 @@ use super::{Session, Shared};
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
+use quorumd_node::pool::ServerErrorKind;
 use quorumd_replication::crdt_store::CrdtError;
 use quorumd_replication::store::StoreError;
 use std::collections::HashMap;
@@ -249,26 +250,35 @@ pub fn eq(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
+/// Redis's reply for a command on a key holding another type.
+fn wrong_type() -> Frame {
+    Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+/// Whether the store failed because of what the key holds: the nodes refused with WRONGTYPE,
+/// or a counter, set or map (CRDT) key was used as a string.
+pub fn is_wrong_type(e: &StoreError) -> bool {
+    match e {
+        StoreError::NoQuorum(q) => q.all_refused_with(&ServerErrorKind::WrongType),
+        StoreError::KindConflict { .. } => true,
+        _ => false,
+    }
+}
+
 /// The reply for a store failure. A quorum failure names every node that failed and why; when
 /// the nodes refused because the key holds another type, the reply is Redis's WRONGTYPE.
 pub fn store_error(e: StoreError) -> Frame {
+    if is_wrong_type(&e) {
+        return wrong_type();
+    }
     match e {
-        StoreError::NoQuorum(q)
-            if !q.failures.is_empty()
-                && q.failures.iter().all(|f| f.reason.contains("WRONGTYPE")) =>
-        {
-            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
-        }
         StoreError::NoQuorum(q) => Frame::error(format!("QUORUM {q}")),
         StoreError::Timeout { .. } => Frame::error(format!("TIMEOUT {e}")),
         StoreError::PreconditionFailed { .. } => Frame::error(format!(
             "ERR the key kept changing under concurrent writes: {e}"
         )),
         StoreError::ReservedKey { .. } => Frame::error(format!("ERR {e}")),
-        // A counter, set or map (CRDT) key used as a string: Redis's answer for a wrong type.
-        StoreError::KindConflict { .. } => {
-            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
-        }
+        StoreError::KindConflict { .. } => wrong_type(),
     }
 }
 
@@ -277,9 +287,7 @@ pub fn store_error(e: StoreError) -> Frame {
 pub fn crdt_error(e: CrdtError) -> Frame {
     match e {
         CrdtError::Store(e) => store_error(e),
-        CrdtError::KindConflict { .. } => {
-            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
-        }
+        CrdtError::KindConflict { .. } => wrong_type(),
         CrdtError::Overflow(_) => Frame::error("ERR increment or decrement would overflow"),
         CrdtError::NotAnInteger => Frame::error("ERR hash value is not an integer"),
         e @ (CrdtError::IdempotencyConflict { .. } | CrdtError::Corrupt(_)) => {

@@ -1,7 +1,9 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
 //! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
 
-use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, syntax_error};
+use super::{
+    Access, Command, Spec, crdt_error, data, eq, int_arg, is_wrong_type, store_error, syntax_error,
+};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
@@ -210,10 +212,8 @@ fn absolute(expiry: Expiry, current: Option<u64>) -> Option<u64> {
 fn nil_if_wrong_type(r: Result<Option<Bytes>, StoreError>) -> Result<Frame, Frame> {
     match r {
         Ok(v) => Ok(v.map_or(Frame::Null, Frame::Bulk)),
-        Err(e) => match store_error(e) {
-            Frame::Error(t) if t.starts_with("WRONGTYPE") => Ok(Frame::Null),
-            other => Err(other),
-        },
+        Err(e) if is_wrong_type(&e) => Ok(Frame::Null),
+        Err(e) => Err(store_error(e)),
     }
 }
 
