@@ -256,7 +256,10 @@ async fn replies_match_a_real_redis_server() {
     let report = tc
         .app()
         .sweeper()
-        .run(quorumd::sync::SweepMode::Full, false, "test")
+        .run(quorumd::sync::SweepRequest::new(
+            quorumd::sync::SweepMode::Full,
+            quorumd::sync::SweepTrigger::Test,
+        ))
         .await
         .expect("full sweep");
     assert!(report.errors.is_empty(), "{:?}", report.errors);

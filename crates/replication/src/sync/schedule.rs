@@ -2,7 +2,7 @@
 //! (recovering, or back from down), the full sweep on a cron schedule; on-demand sweeps come
 //! through `Sweeper::begin` from the API or the CLI. Never two sweeps of one kind at once.
 
-use super::{SweepMode, Sweeper, SyncError};
+use super::{SweepMode, SweepRequest, SweepTrigger, Sweeper, SyncError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,11 +27,13 @@ impl Schedule {
             loop {
                 let trigger = tokio::select! {
                     _ = stopped.changed() => return,
-                    _ = attention.notified() => "recovery",
-                    _ = tokio::time::sleep(interval), if !interval.is_zero() => "schedule",
+                    _ = attention.notified() => SweepTrigger::Recovery,
+                    _ = tokio::time::sleep(interval), if !interval.is_zero() => SweepTrigger::Schedule,
                 };
                 // A sweep already running (e.g. started through the API) covers this tick.
-                let _ = sw.run(SweepMode::Exchange, false, trigger).await;
+                let _ = sw
+                    .run(SweepRequest::new(SweepMode::Exchange, trigger))
+                    .await;
             }
         });
         let cron_expr = sweeper.config().full_sweep_cron.trim().to_string();
@@ -47,7 +49,9 @@ impl Schedule {
                 Box::pin(async move {
                     // Every instance's cron fires; the one holding the lease runs the sweep.
                     if sw.leases().full_sweep_turn(sw.pool()).await {
-                        let _ = sw.run(SweepMode::Full, false, "schedule").await;
+                        let _ = sw
+                            .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Schedule))
+                            .await;
                     }
                 })
             })
