@@ -14,8 +14,10 @@ mod server;
 mod sets;
 mod strings;
 
+use super::auth::{Requirement, permit};
 use super::frame::Frame;
 use super::{Session, Shared};
+use crate::auth::Scope;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
@@ -25,13 +27,44 @@ use quorumd_replication::store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
+/// A command flag as `COMMAND` shows it. Typed so that a misspelt flag does not compile: the
+/// `write` flag is what keeps a command from read-only tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Changes data: needs a token of scope `write`.
+    Write,
+    ReadOnly,
+    DenyOom,
+    Fast,
+    Stale,
+    Loading,
+    NoScript,
+    /// Allowed before AUTH when authentication is on.
+    NoAuth,
+}
+
+impl Flag {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Write => "write",
+            Flag::ReadOnly => "readonly",
+            Flag::DenyOom => "denyoom",
+            Flag::Fast => "fast",
+            Flag::Stale => "stale",
+            Flag::Loading => "loading",
+            Flag::NoScript => "noscript",
+            Flag::NoAuth => "no-auth",
+        }
+    }
+}
+
 /// One command as `COMMAND` describes it, with the function that parses its arguments.
 pub struct Spec {
     /// Lowercase name.
     pub name: &'static str,
     /// Redis's convention: `n` exactly n arguments (the name included), `-n` at least n.
     pub arity: i64,
-    pub flags: &'static [&'static str],
+    pub flags: &'static [Flag],
     pub first_key: i64,
     pub last_key: i64,
     pub step: i64,
@@ -46,7 +79,7 @@ impl Spec {
     pub const fn keyless(
         name: &'static str,
         arity: i64,
-        flags: &'static [&'static str],
+        flags: &'static [Flag],
         parse: Parser,
     ) -> Spec {
         Spec::keyed(name, arity, flags, (0, 0, 0), parse)
@@ -57,7 +90,7 @@ impl Spec {
     pub const fn keyed(
         name: &'static str,
         arity: i64,
-        flags: &'static [&'static str],
+        flags: &'static [Flag],
         (first_key, last_key, step): (i64, i64, i64),
         parse: Parser,
     ) -> Spec {
@@ -69,6 +102,23 @@ impl Spec {
             last_key,
             step,
             parse,
+        }
+    }
+
+    fn has(&self, flag: Flag) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    /// What a session must hold to run this command, read from its flags.
+    pub fn requirement(&self) -> Requirement {
+        Requirement {
+            command: self.name,
+            scope: if self.has(Flag::Write) {
+                Scope::Write
+            } else {
+                Scope::Read
+            },
+            before_auth: self.has(Flag::NoAuth),
         }
     }
 }
@@ -184,7 +234,7 @@ pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'stati
     let Some(spec) = spec(&name) else {
         return (OTHER, Command::Reply(unknown_command(&name, &args[1..])));
     };
-    let command = if let Err(refused) = super::auth::permit(session, shared, spec) {
+    let command = if let Err(refused) = permit(session, shared, &spec.requirement()) {
         Command::Reply(refused)
     } else {
         let n = args.len() as i64;
@@ -365,6 +415,28 @@ mod tests {
             assert!(seen.insert(s.name), "{} twice", s.name);
         }
         assert!(spec("GeT").is_some());
+    }
+
+    #[test]
+    fn every_command_on_keys_says_whether_it_writes() {
+        for s in all_specs().filter(|s| s.first_key > 0) {
+            assert!(
+                s.has(Flag::Write) != s.has(Flag::ReadOnly),
+                "{} must be exactly one of write and readonly",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_required_scope_follows_the_write_flag() {
+        let need = |name| spec(name).unwrap().requirement();
+        assert_eq!(need("set").scope, Scope::Write);
+        assert_eq!(need("hdel").scope, Scope::Write);
+        assert_eq!(need("get").scope, Scope::Read);
+        assert_eq!(need("ping").scope, Scope::Read);
+        assert!(need("auth").before_auth && need("hello").before_auth && need("quit").before_auth);
+        assert!(!need("get").before_auth);
     }
 
     #[test]

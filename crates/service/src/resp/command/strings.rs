@@ -2,7 +2,8 @@
 //! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
 
 use super::{
-    Access, Command, Spec, crdt_error, data, eq, int_arg, is_wrong_type, store_error, syntax_error,
+    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, is_wrong_type, store_error,
+    syntax_error,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -12,14 +13,14 @@ use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStore};
 
-const READ: &[&str] = &["readonly", "fast"];
-const WRITE: &[&str] = &["write", "denyoom"];
+const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
+const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom];
 
 /// A command whose first argument is a key, up to `last_key` every `step`.
 const fn spec(
     name: &'static str,
     arity: i64,
-    flags: &'static [&'static str],
+    flags: &'static [Flag],
     last_key: i64,
     step: i64,
     parse: fn(&[Bytes]) -> Result<Command, Frame>,
@@ -40,7 +41,7 @@ pub static SPECS: &[Spec] = &[
     }),
     spec("setex", 4, WRITE, 1, 1, |a| parse_setex(a, 1000, "setex")),
     spec("psetex", 4, WRITE, 1, 1, |a| parse_setex(a, 1, "psetex")),
-    spec("getdel", 2, &["write", "fast"], 1, 1, |a| {
+    spec("getdel", 2, &[Flag::Write, Flag::Fast], 1, 1, |a| {
         data(StringCmd::GetDel(a[1].clone()))
     }),
     spec("mget", -2, READ, -1, 1, |a| {
