@@ -4,7 +4,7 @@
 
 pub mod events;
 
-use quorumd_core::quorum::{Decision, QuorumTracker};
+use quorumd_core::quorum::{Decision, QuorumTracker, majority};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, ServerErrorKind};
 use serde::Serialize;
 use std::fmt;
@@ -43,6 +43,39 @@ impl<T> Gathered<T> {
         }
         rest
     }
+
+    /// Every successful answer, the stragglers' included: what read repair compares.
+    pub async fn into_all_answers(mut self) -> Vec<(NodeId, T)> {
+        let late = self.collect_stragglers().await;
+        self.replies
+            .into_iter()
+            .chain(late)
+            .filter_map(|r| r.result.ok().map(|v| (r.node, v)))
+            .collect()
+    }
+
+    /// A read's second phase (ABD): which of the `nodes` must be written so that a majority
+    /// holds what the read returns, given which answers already hold it; `None` when a
+    /// majority already does.
+    pub fn write_back_plan(&self, nodes: usize, holds: impl Fn(&T) -> bool) -> Option<WriteBack> {
+        let holders: Vec<NodeId> = self
+            .successes()
+            .filter(|(_, v)| holds(v))
+            .map(|(n, _)| n)
+            .collect();
+        let needed = majority(nodes).saturating_sub(holders.len());
+        (needed > 0).then(|| WriteBack {
+            targets: (0..nodes).filter(|n| !holders.contains(n)).collect(),
+            needed,
+        })
+    }
+}
+
+/// The nodes a read writes back to, and how many of them must acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteBack {
+    pub targets: Vec<NodeId>,
+    pub needed: usize,
 }
 
 /// Sends `op` to every node in `targets` concurrently. Returns once `required` answers satisfy
@@ -242,6 +275,38 @@ mod tests {
                 .map(|(i, c)| NodeFailure::new(format!("node{i}"), c))
                 .collect(),
         }
+    }
+
+    fn gathered(answers: &[(NodeId, u32)]) -> Gathered<u32> {
+        let (_, stragglers) = mpsc::unbounded_channel();
+        Gathered {
+            decision: Decision::Reached,
+            replies: answers
+                .iter()
+                .map(|&(node, v)| Reply {
+                    node,
+                    result: Ok(v),
+                })
+                .collect(),
+            stragglers,
+            required: 2,
+        }
+    }
+
+    #[test]
+    fn write_back_reaches_a_majority_through_the_nodes_without_the_answer() {
+        let g = gathered(&[(0, 7), (1, 5)]);
+        assert_eq!(
+            g.write_back_plan(5, |v| *v == 7),
+            Some(WriteBack {
+                targets: vec![1, 2, 3, 4],
+                needed: 2
+            })
+        );
+        assert_eq!(
+            gathered(&[(0, 7), (2, 7)]).write_back_plan(3, |v| *v == 7),
+            None
+        );
     }
 
     #[test]
