@@ -34,7 +34,7 @@ use quorumd::config::{AdoptPolicy, Config, SyncConfig};
 use quorumd::devcluster::{DevCluster, RedisProcess};
 use quorumd::meta::{EntryKind, Meta};
 use quorumd::store::VersionedStore;
-use quorumd::sync::{SweepMode, SweepReport, Sweeper};
+use quorumd::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, Sweeper};
 use quorumd_testkit::bench as support;
 use redis::aio::MultiplexedConnection;
 use std::fmt::Write as _;
@@ -462,7 +462,7 @@ async fn load(
             };
             let loader = Sweeper::new(app.store().clone(), cfg, "bench-loader".into());
             let r = loader
-                .run(SweepMode::Full, false, "bench-load")
+                .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
                 .await
                 .map_err(|e| format!("loading sweep: {e}"))?;
             if r.keys_adopted != count as u64 || r.error_count > 0 {
@@ -481,7 +481,11 @@ async fn exchange(app: &App, dry_run: bool) -> Result<(SweepReport, Duration), S
     let started = Instant::now();
     let r = app
         .sweeper()
-        .run(SweepMode::Exchange, dry_run, "bench")
+        .run(SweepRequest {
+            mode: SweepMode::Exchange,
+            dry_run,
+            trigger: SweepTrigger::Test,
+        })
         .await
         .map_err(|e| format!("exchange: {e}"))?;
     Ok((r, started.elapsed()))
@@ -1192,7 +1196,10 @@ async fn client_impact(
                     );
                     async move {
                         loop {
-                            match sw.run(SweepMode::Full, false, "bench").await {
+                            match sw
+                                .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
+                                .await
+                            {
                                 Ok(r) => {
                                     done.fetch_add(1, Ordering::Relaxed);
                                     scanned_done.fetch_add(r.keys_scanned(), Ordering::Relaxed);

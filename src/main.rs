@@ -2,7 +2,7 @@ use clap::{Parser, Subcommand};
 use quorumd::app::App;
 use quorumd::config::{Config, LogConfig};
 use quorumd::devcluster::DevCluster;
-use quorumd::sync::SweepMode;
+use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -130,13 +130,20 @@ async fn sweep(
     } else {
         SweepMode::Exchange
     };
-    let report = core.sweeper.run(mode, dry_run, "cli").await?;
+    let report = core
+        .sweeper
+        .run(SweepRequest {
+            mode,
+            dry_run,
+            trigger: SweepTrigger::Cli,
+        })
+        .await?;
     // After repairing, a dry-run exchange says what is still different.
     let left = if dry_run {
         report.divergence_left()
     } else {
         core.sweeper
-            .run(SweepMode::Exchange, true, "cli")
+            .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Cli).dry_run())
             .await?
             .divergence_left()
     };

@@ -12,7 +12,7 @@ use quorumd::calls;
 use quorumd::calls::store::{ApplyEntry, NodeCondition, Payload, ReadWanted};
 use quorumd::hlc::Version;
 use quorumd::meta::{EntryKind, Meta};
-use quorumd::pool::NodeError;
+use quorumd::pool::{NodeError, ServerErrorKind};
 use quorumd::quorum::Consistency;
 use quorumd::store::{Precondition, StoreError};
 use std::time::{Duration, Instant};
@@ -180,7 +180,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
         Some(&b"v"[..])
     );
     assert!(
-        matches!(&answers[1], Err(NodeError::Server(m)) if m.contains("WRONGTYPE")),
+        matches!(&answers[1], Err(e) if e.server_kind() == Some(&ServerErrorKind::WrongType)),
         "{:?}",
         answers[1]
     );
@@ -211,7 +211,11 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
         match t.await.unwrap() {
             ("wrong", Err(StoreError::NoQuorum(q))) => {
                 assert_eq!(q.failures.len(), 1, "{q}");
-                assert!(q.failures[0].reason.contains("WRONGTYPE"), "{q}");
+                assert_eq!(
+                    q.failures[0].cause.server_kind(),
+                    Some(&ServerErrorKind::WrongType),
+                    "{q}"
+                );
                 assert_eq!(q.failures[0].node, node0.display);
             }
             ("wrong", other) => panic!("the list's read should fail at node 0: {other:?}"),

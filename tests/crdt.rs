@@ -11,7 +11,7 @@ use common::{TestCluster, body_json, test_config, wait_until};
 use quorumd::app::App;
 use quorumd::calls;
 use quorumd::calls::crdt::MergeCode;
-use quorumd::sync::SweepMode;
+use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,7 +127,11 @@ async fn wait_everywhere(tc: &TestCluster, key: &str, want: &Materialised) {
 async fn exchange(app: &App) -> quorumd::sync::SweepReport {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match app.sweeper().run(SweepMode::Exchange, false, "test").await {
+        match app
+            .sweeper()
+            .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
+            .await
+        {
             Ok(r) => return r,
             Err(e) => {
                 assert!(
@@ -504,7 +508,7 @@ async fn a_removed_member_does_not_come_back_from_a_stale_node() {
     restore_crdt(&tc, 2, "cart", &stale).await;
     tc.app()
         .sweeper()
-        .run(SweepMode::Full, false, "test")
+        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
         .await
         .unwrap();
     converged(&tc, "cart", &set_of(["pear".into()]))
@@ -641,7 +645,7 @@ async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
     let report = tc2
         .app()
         .sweeper()
-        .run(SweepMode::Full, false, "test")
+        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
         .await
         .unwrap();
     assert!(report.digests_rebuilt >= 1, "{report:?}");

@@ -83,7 +83,10 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
     // One exchange in sync: every node gets the sentinel that lets a wipe be detected.
     t.app()
         .sweeper()
-        .run(quorumd::sync::SweepMode::Exchange, false, "api")
+        .run(quorumd::sync::SweepRequest::new(
+            quorumd::sync::SweepMode::Exchange,
+            quorumd::sync::SweepTrigger::Api,
+        ))
         .await
         .unwrap();
 

@@ -69,7 +69,10 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
             let _ = t
                 .app()
                 .sweeper()
-                .run(quorumd::sync::SweepMode::Exchange, false, "api")
+                .run(quorumd::sync::SweepRequest::new(
+                    quorumd::sync::SweepMode::Exchange,
+                    quorumd::sync::SweepTrigger::Api,
+                ))
                 .await;
             t.raw_value(2, b"m:19").await.is_some() && t.raw_value(2, b"m:0").await.is_some()
         },
@@ -147,7 +150,10 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
     wait_until(Duration::from_secs(10), "10 hints pending", || async {
         t.app()
             .sweeper()
-            .run(quorumd::sync::SweepMode::Exchange, false, "api")
+            .run(quorumd::sync::SweepRequest::new(
+                quorumd::sync::SweepMode::Exchange,
+                quorumd::sync::SweepTrigger::Api,
+            ))
             .await
             .unwrap();
         scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(10.0)
@@ -159,7 +165,10 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
         let _ = t
             .app()
             .sweeper()
-            .run(quorumd::sync::SweepMode::Exchange, false, "api")
+            .run(quorumd::sync::SweepRequest::new(
+                quorumd::sync::SweepMode::Exchange,
+                quorumd::sync::SweepTrigger::Api,
+            ))
             .await;
         scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(0.0)
     })
@@ -396,7 +405,10 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_their_damage_heals() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["keys"], 50);
     let report = app
         .sweeper()
-        .run(quorumd::sync::SweepMode::Exchange, false, "api")
+        .run(quorumd::sync::SweepRequest::new(
+            quorumd::sync::SweepMode::Exchange,
+            quorumd::sync::SweepTrigger::Api,
+        ))
         .await
         .unwrap();
     assert_eq!(report.keys_divergent, 50);
@@ -411,7 +423,10 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_their_damage_heals() {
         || async {
             let _ = app
                 .sweeper()
-                .run(quorumd::sync::SweepMode::Exchange, false, "api")
+                .run(quorumd::sync::SweepRequest::new(
+                    quorumd::sync::SweepMode::Exchange,
+                    quorumd::sync::SweepTrigger::Api,
+                ))
                 .await;
             let totals = app.sweeper().status().totals;
             totals.keys_repaired_per_node[2] >= 50 + 200
@@ -558,7 +573,10 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
             let _ = t
                 .app()
                 .sweeper()
-                .run(quorumd::sync::SweepMode::Exchange, false, "api")
+                .run(quorumd::sync::SweepRequest::new(
+                    quorumd::sync::SweepMode::Exchange,
+                    quorumd::sync::SweepTrigger::Api,
+                ))
                 .await;
             merged_by_sweeps().await >= 1.0
         },

@@ -256,7 +256,10 @@ async fn replies_match_a_real_redis_server() {
     let report = tc
         .app()
         .sweeper()
-        .run(quorumd::sync::SweepMode::Full, false, "test")
+        .run(quorumd::sync::SweepRequest::new(
+            quorumd::sync::SweepMode::Full,
+            quorumd::sync::SweepTrigger::Test,
+        ))
         .await
         .expect("full sweep");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
@@ -1171,4 +1174,77 @@ async fn transactions_answer_as_redis_and_a_refused_one_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(got, "v");
+}
+
+/// Error replies from the nodes reach the client by kind: WRONGTYPE on every node is Redis's
+/// WRONGTYPE; OOM and READONLY refusals that cost the quorum are a QUORUM error naming each
+/// refusing node and what it said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_error_replies_reach_the_client_by_kind() {
+    let tc = TestCluster::start(3).await;
+    let mut c = Raw::connect(resp_addr(&tc)).await;
+    for i in 0..3 {
+        let mut node = tc.direct(i).await;
+        let _: () = redis::cmd("RPUSH")
+            .arg("e:list")
+            .arg("x")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        c.cmd("GET e:list").await,
+        Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+    );
+    // MGET reads a key holding another type as nil, as Redis does.
+    assert_eq!(c.cmd("MGET e:list").await, Frame::Array(vec![Frame::Null]));
+
+    let mut c1 = tc.direct(1).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.cmd("SET e:k v").await,
+        Frame::ok(),
+        "one refusing node leaves a majority"
+    );
+    let mut c2 = tc.direct(2).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(tc.cluster.nodes[0].port())
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    let reply = c.cmd("SET e:k2 v").await;
+    let text = error_text(&reply);
+    assert!(text.starts_with("QUORUM "), "{text}");
+    let [oom_node, replica] = [1, 2].map(|i| format!("127.0.0.1:{}", tc.cluster.nodes[i].port()));
+    let said_by = |node: &str| {
+        let at = text
+            .find(node)
+            .unwrap_or_else(|| panic!("{node} named: {text}"));
+        text[at..].split(", ").next().unwrap().to_ascii_uppercase()
+    };
+    assert!(said_by(&oom_node).contains("OOM"), "{text}");
+    assert!(said_by(&replica).contains("READONLY"), "{text}");
+
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut c1)
+        .await
+        .unwrap();
+    assert_eq!(c.cmd("SET e:k3 v").await, Frame::ok());
+    tc.shutdown().await;
 }

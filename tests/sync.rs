@@ -8,7 +8,7 @@ use quorumd_testkit::cluster as common;
 use common::{TestCluster, wait_until};
 use quorumd::config::AdoptPolicy;
 use quorumd::meta::Meta;
-use quorumd::sync::SweepMode;
+use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -161,11 +161,14 @@ async fn assert_identical(tc: &TestCluster, keys: &[String]) {
 /// sync (sentinel written).
 async fn version_everything(tc: &TestCluster, keys: usize) {
     let sweeper = tc.app().sweeper();
-    let full = sweeper.run(SweepMode::Full, false, "test").await.unwrap();
+    let full = sweeper
+        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
+        .await
+        .unwrap();
     assert_eq!(full.keys_adopted as usize, keys, "{full:?}");
     assert_eq!(full.error_count, 0, "{:?}", full.errors);
     let ex = sweeper
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     assert_eq!(
@@ -252,7 +255,7 @@ async fn a_recovering_node_does_not_count_for_reads() {
     let mut tc = cluster_with_one_write_in_flight().await;
     tc.app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     tc.cluster.nodes[2].restart_empty().unwrap();
@@ -289,7 +292,7 @@ async fn a_bucket_that_cannot_be_compared_keeps_a_node_recovering() {
             match tc
                 .app()
                 .sweeper()
-                .run(SweepMode::Exchange, false, "test")
+                .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
                 .await
             {
                 Err(SyncError::AlreadyRunning(_)) => {
@@ -377,7 +380,7 @@ async fn full_sweep_adopts_direct_writes_by_majority_and_report_only_changes_not
         let report = tc
             .app()
             .sweeper()
-            .run(SweepMode::Full, false, "test")
+            .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
             .await
             .unwrap();
         assert_eq!(report.error_count, 0, "{:?}", report.errors);
@@ -420,7 +423,7 @@ async fn full_sweep_adopts_direct_writes_by_majority_and_report_only_changes_not
                 let again = tc
                     .app()
                     .sweeper()
-                    .run(SweepMode::Full, false, "test")
+                    .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
                     .await
                     .unwrap();
                 assert_eq!(
@@ -477,7 +480,7 @@ async fn full_sweep_restores_vanished_values_rebuilds_digests_and_purges_tombsto
     let r = tc
         .app()
         .sweeper()
-        .run(SweepMode::Full, false, "test")
+        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
         .await
         .unwrap();
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
@@ -509,7 +512,7 @@ async fn full_sweep_restores_vanished_values_rebuilds_digests_and_purges_tombsto
     let ex = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, true, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
         .await
         .unwrap();
     assert_eq!(ex.divergence_left(), 0, "{ex:?}");
@@ -526,7 +529,7 @@ async fn a_node_down_during_writes_catches_up_through_hints() {
     .await;
     tc.app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     tc.isolate(2).await;
@@ -644,7 +647,7 @@ async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
         let _ = tc
             .app()
             .sweeper()
-            .run(SweepMode::Exchange, false, "test")
+            .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
             .await;
     }
     for w in writers {
@@ -653,7 +656,7 @@ async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
     let _ = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in watchers {
@@ -662,7 +665,7 @@ async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
     let check = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, true, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
         .await
         .unwrap();
     assert_eq!(check.divergence_left(), 0, "{check:?}");
@@ -714,7 +717,7 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
     let r = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     let errors = r.errors.join("\n").to_ascii_uppercase();
@@ -749,7 +752,7 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
     let r = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     let errors = r.errors.join("\n").to_ascii_uppercase();
@@ -779,7 +782,7 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
     let r = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
@@ -931,7 +934,7 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
     let r = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
@@ -946,7 +949,7 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
     let check = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, true, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
         .await
         .unwrap();
     assert_eq!(
@@ -991,7 +994,7 @@ async fn exchange_reads_only_the_differing_sub_buckets_of_a_crowded_bucket() {
     let r = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
@@ -1019,7 +1022,7 @@ async fn exchange_reads_only_the_differing_sub_buckets_of_a_crowded_bucket() {
     let check = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, true, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
         .await
         .unwrap();
     assert_eq!(
@@ -1077,7 +1080,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
         let r = tc
             .app()
             .sweeper()
-            .run(SweepMode::Full, false, "test")
+            .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
             .await
             .unwrap();
         assert_eq!(r.error_count, 0, "{:?}", r.errors);
@@ -1130,7 +1133,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
     let ex = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, false, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
         .await
         .unwrap();
     assert_eq!(
@@ -1149,7 +1152,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
     let ex = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, true, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
         .await
         .unwrap();
     assert_eq!(
@@ -1242,7 +1245,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let check = tc
         .app()
         .sweeper()
-        .run(SweepMode::Exchange, true, "test")
+        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
         .await
         .unwrap();
     assert_eq!(check.buckets_mismatched, 0, "{check:?}");

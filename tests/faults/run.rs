@@ -5,7 +5,7 @@ use crate::common::test_config;
 use crate::workload::{History, Workload};
 use quorumd::app::App;
 use quorumd::meta::{EntryKind, Meta};
-use quorumd::sync::progress::SweepMode;
+use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use quorumd_testkit::checker::durability::{self, Entry};
 use quorumd_testkit::checker::register::{self, Verdict};
 use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
@@ -125,7 +125,12 @@ pub async fn converge(app: &App) -> Option<Duration> {
             .nodes()
             .iter()
             .all(|n| n.health() == quorumd::pool::Health::Up);
-        if all_up && let Ok(report) = app.sweeper().run(SweepMode::Exchange, false, "test").await {
+        if all_up
+            && let Ok(report) = app
+                .sweeper()
+                .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
+                .await
+        {
             let clean = report.buckets_mismatched == 0
                 && report.keys_deferred == 0
                 && report.errors.is_empty();

@@ -66,14 +66,7 @@ pub struct NodeRequestFailed<'a> {
 
 impl NodeRequestFailed<'_> {
     pub fn emit(self) {
-        use crate::pool::NodeError;
-        let kind = match self.error {
-            NodeError::Unavailable(_) => "unavailable",
-            NodeError::Timeout(_) => "timeout",
-            NodeError::Connection(_) => "connection",
-            NodeError::Server(_) => "server",
-            NodeError::Protocol(_) => "protocol",
-        };
+        let kind = self.error.kind_label();
         metrics::counter!(NODE_ERRORS, "node" => self.node.to_owned(), "kind" => kind).increment(1);
         tracing::debug!(node = self.node, kind, error = %self.error, "node request failed");
     }

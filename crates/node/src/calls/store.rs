@@ -6,7 +6,7 @@
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
 
 use super::{array, clock_lua, digest_lua, parse_bytes, parse_meta, protocol};
-use crate::pool::{Node, NodeError, Traffic};
+use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use redis::{Script, Value};
@@ -289,7 +289,9 @@ fn entry_error(error: &[Value]) -> NodeError {
             let reply = [b"-", text.as_slice(), b"\r\n"].concat();
             match redis::parse_redis_value(&reply) {
                 Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
-                _ => NodeError::Server(String::from_utf8_lossy(text).into_owned()),
+                _ => {
+                    NodeError::Server(ServerError::from_reply_text(&String::from_utf8_lossy(text)))
+                }
             }
         }
         other => protocol(format!("batch script returned the error {other:?}")),
@@ -475,6 +477,7 @@ pub async fn user_key_count(node: &Node, keys: &[String]) -> Result<i64, NodeErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quorumd_node::pool::ServerErrorKind;
 
     #[test]
     fn an_entry_error_is_the_error_a_lone_call_would_get() {
@@ -483,7 +486,7 @@ mod tests {
             Ok(Value::ServerError(e)) => crate::pool::classify(&e.into()),
             other => panic!("{other:?}"),
         };
-        assert!(matches!(&lone, NodeError::Server(m) if m.contains("WRONGTYPE")));
+        assert_eq!(lone.server_kind(), Some(&ServerErrorKind::WrongType));
         let entry = entry_error(&[Value::BulkString(text.as_bytes().to_vec())]);
         assert_eq!(entry, lone);
         assert!(matches!(

@@ -6,10 +6,12 @@
 //! for a reconnect: a node without a connection fails at once, so a dead node costs a quorum
 //! nothing.
 
+mod error;
 mod health;
 mod sentinel;
 pub mod tls;
 
+pub use error::{NodeError, ServerError, ServerErrorKind, classify, tls_cause};
 pub use health::{Health, HealthTracker};
 pub use tls::{TlsConfig, TlsError};
 
@@ -27,23 +29,6 @@ use tokio::sync::Notify;
 
 /// Index of a node in the configured list.
 pub type NodeId = usize;
-
-/// Why one node did not answer an operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
-    #[error("not connected: {0}")]
-    Unavailable(String),
-    #[error("timed out after {0} ms")]
-    Timeout(u64),
-    #[error("connection error: {0}")]
-    Connection(String),
-    /// The node answered with an error (WRONGTYPE, OOM, READONLY, ...): it is alive.
-    #[error("server error: {0}")]
-    Server(String),
-    /// The node answered something quorumd did not expect (e.g. corrupt metadata).
-    #[error("unexpected reply: {0}")]
-    Protocol(String),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -595,33 +580,13 @@ pub fn sentinel_key(prefix: &str) -> String {
 /// A failed connection attempt or probe, said so that an operator knows what to fix. Redis and rustls
 /// error texts never carry the URL or the password.
 fn explain_error(e: &RedisError) -> String {
-    let text = classify(e).to_string();
-    let lower = text.to_ascii_lowercase();
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || lower.contains("wrongpass")
-        || lower.contains("noauth")
-    {
-        format!("authentication failed: check the user and password in the node URL ({text})")
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        format!("TLS handshake failed: check tls.ca_file, tls.cert_file and tls.key_file ({text})")
+    let error = classify(e);
+    if error.server_kind() == Some(&ServerErrorKind::Auth) {
+        format!("authentication failed: check the user and password in the node URL ({error})")
+    } else if tls_cause(e).is_some() {
+        format!("TLS handshake failed: check tls.ca_file, tls.cert_file and tls.key_file ({error})")
     } else {
-        text
-    }
-}
-
-/// Sorts a Redis error into what it means for the quorum.
-pub fn classify(e: &RedisError) -> NodeError {
-    // Redis error texts never carry the connection URL, so there is nothing to mask here.
-    let text = e.to_string();
-    if e.is_timeout() {
-        NodeError::Timeout(0)
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-        NodeError::Connection(text)
-    } else if e.code().is_some() {
-        NodeError::Server(text)
-    } else {
-        NodeError::Protocol(text)
+        error.to_string()
     }
 }
 

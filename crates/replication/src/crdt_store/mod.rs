@@ -10,14 +10,15 @@
 pub mod events;
 mod own;
 
-use crate::fanout::{Gathered, QuorumError, fan_out};
+use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
+use crate::store::repair::repair_nodes;
 use crate::store::{StoreError, VersionedStore};
 use quorumd_core::crdt::{Actor, CounterError, Crdt, CrdtKind, LwwMap, OrSet, PnCounter};
-use quorumd_core::quorum::{Consistency, Decision, majority};
+use quorumd_core::quorum::{Consistency, Decision};
 use quorumd_node::calls;
 use quorumd_node::calls::crdt::{MergeCode, MergeReply, NodeState};
 use quorumd_node::calls::store::KeyLocation;
-use quorumd_node::pool::{Health, NodeId};
+use quorumd_node::pool::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -120,13 +121,7 @@ impl CrdtStore {
         operation: &'static str,
         fut: impl Future<Output = Result<T, CrdtError>>,
     ) -> Result<T, CrdtError> {
-        let limit = self.store.settings().request_timeout;
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or(Err(CrdtError::Store(StoreError::Timeout {
-                operation,
-                ms: limit.as_millis() as u64,
-            })))
+        self.store.within_deadline(operation, fut).await
     }
 
     /// `within_deadline` for an update: also counts it by type and result.
@@ -384,10 +379,6 @@ impl CrdtStore {
 
     // ---- the quorum parts shared by all kinds ----
 
-    fn counts_for_reads(&self, node: NodeId) -> bool {
-        self.store.pool().node(node).health() != Health::Recovering
-    }
-
     /// Reads the state from a read quorum and merges it; repairs the nodes that were behind
     /// (before answering at `linearizable`, in the background otherwise).
     async fn read<C: Crdt + Send + 'static>(
@@ -395,19 +386,15 @@ impl CrdtStore {
         place: &Place,
         level: Consistency,
     ) -> Result<ReadState<C>, CrdtError> {
-        let pool = self.store.pool();
         let required = self.store.settings().quorum.read_quorum(level);
-        let counts = |n: NodeId, _: &NodeState| self.counts_for_reads(n);
         let shared = Arc::new((place.loc.clone(), place.state_key.clone()));
-        let g = fan_out(pool, 0..pool.len(), required, counts, |node| {
-            let shared = shared.clone();
-            async move { calls::crdt::read_state(&node, &shared.0, &shared.1).await }
-        })
-        .await;
-        if g.decision != Decision::Reached {
-            let why = |_: &NodeState| "recovering: restarted and not yet back in sync".to_string();
-            return Err(QuorumError::from_gathered("crdt read", pool, &g, counts, why).into());
-        }
+        let g = self
+            .store
+            .read_quorum("crdt read", required, |node| {
+                let shared = shared.clone();
+                async move { calls::crdt::read_state(&node, &shared.0, &shared.1).await }
+            })
+            .await?;
         let merged: C = merge_answers(g.successes().map(|(_, s)| s))?;
         if level == Consistency::Linearizable {
             self.write_back(place, &merged, &g).await?;
@@ -428,22 +415,13 @@ impl CrdtStore {
         merged: &C,
         g: &Gathered<NodeState>,
     ) -> Result<(), CrdtError> {
-        let holders = g
-            .successes()
-            .filter(|(_, s)| decode::<C>(s).is_ok_and(|c| c.as_ref() == Some(merged)))
-            .count();
-        let needed = majority(self.store.pool().len()).saturating_sub(holders);
-        if needed == 0 {
+        let plan = g.write_back_plan(self.store.pool().len(), |s| {
+            decode::<C>(s).is_ok_and(|c| c.as_ref() == Some(merged))
+        });
+        let Some(WriteBack { targets, needed }) = plan else {
             return Ok(());
-        }
-        let others: Vec<NodeId> = (0..self.store.pool().len())
-            .filter(|n| {
-                !g.successes().any(|(m, s)| {
-                    m == *n && decode::<C>(s).is_ok_and(|c| c.as_ref() == Some(merged))
-                })
-            })
-            .collect();
-        self.write_to(place, merged, others, needed, false, "read_repair")
+        };
+        self.write_to(place, merged, targets, needed, false, "read_repair")
             .await
             .map(|_| ())
     }
@@ -579,17 +557,11 @@ fn spawn_read_repair(
     store: Arc<VersionedStore>,
     loc: KeyLocation,
     state_key: Vec<u8>,
-    mut g: Gathered<NodeState>,
+    g: Gathered<NodeState>,
 ) {
     let tasks = store.pool().clone();
     tasks.workers().spawn_task(async move {
-        let late = g.collect_stragglers().await;
-        let answered: Vec<(NodeId, NodeState)> = g
-            .replies
-            .into_iter()
-            .chain(late)
-            .filter_map(|r| r.result.ok().map(|s| (r.node, s)))
-            .collect();
+        let answered = g.into_all_answers().await;
         let Some(kind) = answered
             .iter()
             .find_map(|(_, s)| s.meta.as_ref().and_then(|m| m.kind.crdt()))
@@ -625,34 +597,19 @@ fn spawn_read_repair(
             return;
         }
         let fields = merged.to_fields();
-        let pool = store.pool();
-        let results = futures::future::join_all(behind.iter().map(|&n| {
-            let (loc, state_key, fields) = (&loc, &state_key, &fields);
-            async move {
-                let node = pool.node(n);
-                let r = calls::crdt::merge(node, loc, state_key, kind, fields, false).await;
-                (node.display.clone(), r)
-            }
-        }))
-        .await;
-        let repaired: Vec<String> = results
-            .iter()
-            .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.code != MergeCode::KindConflict))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let (loc, state_key, fields) = (&loc, &state_key, &fields);
+        let merge = |n: NodeId| {
+            calls::crdt::merge(store.pool().node(n), loc, state_key, kind, fields, false)
+        };
+        let took = |r: &MergeReply| r.code != MergeCode::KindConflict;
+        let results = repair_nodes(store.pool(), &behind, merge, took).await;
         crate::crdt_store::events::CrdtMerged {
             kind: kind.name(),
             source: "read_repair",
             nodes: results
                 .iter()
-                .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.code == MergeCode::Changed))
+                .filter(|r| r.as_ref().is_ok_and(|r| r.code == MergeCode::Changed))
                 .count() as u64,
-        }
-        .emit();
-        crate::store::events::ReadRepaired {
-            nodes: &repaired,
-            failed: results.len() - repaired.len(),
-            live: store.pool().live(),
         }
         .emit();
     });

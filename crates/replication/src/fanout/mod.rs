@@ -4,8 +4,8 @@
 
 pub mod events;
 
-use quorumd_core::quorum::{Decision, QuorumTracker};
-use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
+use quorumd_core::quorum::{Decision, QuorumTracker, majority};
+use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, ServerErrorKind};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
@@ -43,6 +43,39 @@ impl<T> Gathered<T> {
         }
         rest
     }
+
+    /// Every successful answer, the stragglers' included: what read repair compares.
+    pub async fn into_all_answers(mut self) -> Vec<(NodeId, T)> {
+        let late = self.collect_stragglers().await;
+        self.replies
+            .into_iter()
+            .chain(late)
+            .filter_map(|r| r.result.ok().map(|v| (r.node, v)))
+            .collect()
+    }
+
+    /// A read's second phase (ABD): which of the `nodes` must be written so that a majority
+    /// holds what the read returns, given which answers already hold it; `None` when a
+    /// majority already does.
+    pub fn write_back_plan(&self, nodes: usize, holds: impl Fn(&T) -> bool) -> Option<WriteBack> {
+        let holders: Vec<NodeId> = self
+            .successes()
+            .filter(|(_, v)| holds(v))
+            .map(|(n, _)| n)
+            .collect();
+        let needed = majority(nodes).saturating_sub(holders.len());
+        (needed > 0).then(|| WriteBack {
+            targets: (0..nodes).filter(|n| !holders.contains(n)).collect(),
+            needed,
+        })
+    }
+}
+
+/// The nodes a read writes back to, and how many of them must acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteBack {
+    pub targets: Vec<NodeId>,
+    pub needed: usize,
 }
 
 /// Sends `op` to every node in `targets` concurrently. Returns once `required` answers satisfy
@@ -95,7 +128,44 @@ where
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeFailure {
     pub node: String,
-    pub reason: String,
+    /// Shown as the `reason` text the API has always carried.
+    #[serde(rename = "reason", serialize_with = "serialize_as_text")]
+    pub cause: FailureCause,
+}
+
+impl NodeFailure {
+    pub fn new(node: impl Into<String>, cause: impl Into<FailureCause>) -> NodeFailure {
+        NodeFailure {
+            node: node.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Why a node's answer is missing from a quorum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailureCause {
+    /// The node failed: no answer, or an error reply.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The node answered, but the answer does not count toward this quorum (the node is
+    /// recovering, the lock is held by another owner, ...), in words for the operator.
+    #[error("{0}")]
+    NotCounted(String),
+}
+
+impl FailureCause {
+    /// The kind of error reply, when the node answered with one.
+    pub fn server_kind(&self) -> Option<&ServerErrorKind> {
+        match self {
+            FailureCause::Node(e) => e.server_kind(),
+            FailureCause::NotCounted(_) => None,
+        }
+    }
+}
+
+fn serialize_as_text<S: serde::Serializer>(cause: &FailureCause, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(cause)
 }
 
 /// An operation that did not reach its quorum, naming every node that failed and why.
@@ -116,7 +186,7 @@ impl fmt::Display for QuorumError {
         )?;
         for (i, n) in self.failures.iter().enumerate() {
             f.write_str(if i == 0 { "; " } else { ", " })?;
-            write!(f, "{}: {}", n.node, n.reason)?;
+            write!(f, "{}: {}", n.node, n.cause)?;
         }
         Ok(())
     }
@@ -135,18 +205,15 @@ impl QuorumError {
         let mut succeeded = 0;
         let mut failures = Vec::new();
         for r in &g.replies {
-            let reason = match &r.result {
+            let cause = match &r.result {
                 Ok(v) if counts(r.node, v) => {
                     succeeded += 1;
                     continue;
                 }
-                Ok(v) => why_not_counted(v),
-                Err(e) => e.to_string(),
+                Ok(v) => FailureCause::NotCounted(why_not_counted(v)),
+                Err(e) => FailureCause::Node(e.clone()),
             };
-            failures.push(NodeFailure {
-                node: pool.node(r.node).display.clone(),
-                reason,
-            });
+            failures.push(NodeFailure::new(pool.node(r.node).display.clone(), cause));
         }
         let err = QuorumError {
             operation,
@@ -158,12 +225,22 @@ impl QuorumError {
         err
     }
 
+    /// Whether every node that failed refused with an error reply of `kind` (and at least one
+    /// did): the quorum failed because of what the key holds, not because nodes are missing.
+    pub fn all_refused_with(&self, kind: &ServerErrorKind) -> bool {
+        !self.failures.is_empty()
+            && self
+                .failures
+                .iter()
+                .all(|f| f.cause.server_kind() == Some(kind))
+    }
+
     /// Logs the failure (the `quorum not reached` event).
     pub fn emit(&self) {
         let failures = self
             .failures
             .iter()
-            .map(|f| format!("{}: {}", f.node, f.reason))
+            .map(|f| format!("{}: {}", f.node, f.cause))
             .collect::<Vec<_>>()
             .join("; ");
         events::QuorumFailed {
@@ -173,5 +250,96 @@ impl QuorumError {
             failures: &failures,
         }
         .emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorumd_node::pool::ServerError;
+
+    fn refused(code: &str) -> FailureCause {
+        FailureCause::Node(NodeError::Server(ServerError::from_reply_text(&format!(
+            "{code} some words"
+        ))))
+    }
+
+    fn quorum_error(causes: Vec<FailureCause>) -> QuorumError {
+        QuorumError {
+            operation: "write",
+            required: 2,
+            succeeded: 0,
+            failures: causes
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| NodeFailure::new(format!("node{i}"), c))
+                .collect(),
+        }
+    }
+
+    fn gathered(answers: &[(NodeId, u32)]) -> Gathered<u32> {
+        let (_, stragglers) = mpsc::unbounded_channel();
+        Gathered {
+            decision: Decision::Reached,
+            replies: answers
+                .iter()
+                .map(|&(node, v)| Reply {
+                    node,
+                    result: Ok(v),
+                })
+                .collect(),
+            stragglers,
+            required: 2,
+        }
+    }
+
+    #[test]
+    fn write_back_reaches_a_majority_through_the_nodes_without_the_answer() {
+        let g = gathered(&[(0, 7), (1, 5)]);
+        assert_eq!(
+            g.write_back_plan(5, |v| *v == 7),
+            Some(WriteBack {
+                targets: vec![1, 2, 3, 4],
+                needed: 2
+            })
+        );
+        assert_eq!(
+            gathered(&[(0, 7), (2, 7)]).write_back_plan(3, |v| *v == 7),
+            None
+        );
+    }
+
+    #[test]
+    fn failures_serialize_with_the_reason_text() {
+        let f = NodeFailure::new("redis://n1", NodeError::Timeout(250));
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            serde_json::json!({"node": "redis://n1", "reason": "timed out after 250 ms"})
+        );
+        let q = quorum_error(vec![FailureCause::NotCounted("recovering".into())]);
+        assert_eq!(
+            q.to_string(),
+            "write: 0 of 2 required nodes succeeded; node0: recovering"
+        );
+    }
+
+    #[test]
+    fn refusal_by_kind_needs_every_failure_to_be_that_kind() {
+        let wrong_type = ServerErrorKind::WrongType;
+        assert!(
+            quorum_error(vec![refused("WRONGTYPE"), refused("WRONGTYPE")])
+                .all_refused_with(&wrong_type)
+        );
+        assert!(
+            !quorum_error(vec![refused("WRONGTYPE"), refused("OOM")]).all_refused_with(&wrong_type)
+        );
+        assert!(
+            !quorum_error(vec![
+                refused("WRONGTYPE"),
+                FailureCause::Node(NodeError::Timeout(1))
+            ])
+            .all_refused_with(&wrong_type)
+        );
+        assert!(!quorum_error(vec![]).all_refused_with(&wrong_type));
     }
 }

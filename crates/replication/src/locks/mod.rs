@@ -26,7 +26,7 @@ mod knobs {
     }
 }
 
-use crate::fanout::{NodeFailure, QuorumError};
+use crate::fanout::{FailureCause, NodeFailure, QuorumError};
 use quorumd_core::config::LocksConfig;
 use quorumd_core::quorum::majority;
 use quorumd_node::calls;
@@ -160,11 +160,8 @@ fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-fn failure(pool: &NodePool, node: NodeId, reason: String) -> NodeFailure {
-    NodeFailure {
-        node: pool.node(node).display.clone(),
-        reason,
-    }
+fn failure(pool: &NodePool, node: NodeId, cause: impl Into<FailureCause>) -> NodeFailure {
+    NodeFailure::new(pool.node(node).display.clone(), cause)
 }
 
 /// Runs `op` on every node at once and waits for every answer (each bounded by its node
@@ -248,8 +245,8 @@ impl LockService {
         self.counts(node)
     }
 
-    fn not_counted_reason(&self, node: NodeId) -> String {
-        self.gate.why_not_counted(node)
+    fn not_counted_reason(&self, node: NodeId) -> FailureCause {
+        FailureCause::NotCounted(self.gate.why_not_counted(node))
     }
 
     fn node_limit(&self) -> Duration {
@@ -373,9 +370,13 @@ impl LockService {
                 Ok((false, counter)) => {
                     highest = highest.max(*counter);
                     held_elsewhere = true;
-                    failures.push(failure(&self.pool, *node, "held by another owner".into()));
+                    failures.push(failure(
+                        &self.pool,
+                        *node,
+                        FailureCause::NotCounted("held by another owner".into()),
+                    ));
                 }
-                Err(e) => failures.push(failure(&self.pool, *node, e.to_string())),
+                Err(e) => failures.push(failure(&self.pool, *node, e.clone())),
             }
         }
         let counted = granted.iter().filter(|n| self.counts(**n)).count();
@@ -427,22 +428,24 @@ impl LockService {
                 let mut failures = Vec::new();
                 for (node, r) in &stored {
                     match r {
-                        Err(e) => failures.push(failure(&self.pool, *node, e.to_string())),
+                        Err(e) => failures.push(failure(&self.pool, *node, e.clone())),
                         Ok(false) => failures.push(failure(
                             &self.pool,
                             *node,
-                            "lost the lock before the fence was stored".into(),
+                            FailureCause::NotCounted(
+                                "lost the lock before the fence was stored".into(),
+                            ),
                         )),
                         Ok(true) => {}
                     }
                 }
                 if validity.is_none() {
-                    failures.push(NodeFailure {
-                        node: "all".into(),
-                        reason: format!(
+                    failures.push(NodeFailure::new(
+                        "all",
+                        FailureCause::NotCounted(format!(
                             "acquisition took longer than the ttl of {ttl_ms} ms allows"
-                        ),
-                    });
+                        )),
+                    ));
                 }
                 Err(Shortfall::Unavailable(QuorumError {
                     operation: "lock fence",
@@ -571,9 +574,7 @@ impl LockService {
                 failures: answers
                     .iter()
                     .filter_map(|(n, r)| {
-                        r.as_ref()
-                            .err()
-                            .map(|e| failure(&self.pool, *n, e.to_string()))
+                        r.as_ref().err().map(|e| failure(&self.pool, *n, e.clone()))
                     })
                     .collect(),
             })
@@ -656,7 +657,7 @@ impl LockService {
             match r {
                 Ok(v) if self.counts(node) => views.push(v),
                 Ok(_) => failures.push(failure(&self.pool, node, self.not_counted_reason(node))),
-                Err(e) => failures.push(failure(&self.pool, node, e.to_string())),
+                Err(e) => failures.push(failure(&self.pool, node, e)),
             }
         }
         if views.len() < self.required() {

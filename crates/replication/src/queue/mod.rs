@@ -8,7 +8,7 @@ pub mod events;
 mod metered;
 pub mod record;
 
-use crate::fanout::{NodeFailure, QuorumError};
+use crate::fanout::{FailureCause, NodeFailure, QuorumError};
 use crate::locks::{LockError, LockService, on_all_nodes, validate_name};
 use crate::store::VersionedStore;
 use quorumd_core::config::QueueConfig;
@@ -103,14 +103,13 @@ fn quorum_error<T>(
             .iter()
             .filter_map(|(n, r)| {
                 match r {
-                    Err(e) => Some(e.to_string()),
-                    Ok(_) if !counted(*n) => Some("restarted: not counted yet".to_string()),
+                    Err(e) => Some(FailureCause::Node(e.clone())),
+                    Ok(_) if !counted(*n) => Some(FailureCause::NotCounted(
+                        "restarted: not counted yet".to_string(),
+                    )),
                     Ok(_) => None,
                 }
-                .map(|reason| NodeFailure {
-                    node: pool.node(*n).display.clone(),
-                    reason,
-                })
+                .map(|cause| NodeFailure::new(pool.node(*n).display.clone(), cause))
             })
             .collect(),
     }

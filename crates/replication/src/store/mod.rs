@@ -4,7 +4,7 @@
 mod batch;
 pub mod events;
 mod hints;
-mod repair;
+pub(crate) mod repair;
 mod rmw;
 mod stats;
 
@@ -13,7 +13,7 @@ pub use rmw::Change;
 pub use batch::BatchSettings;
 pub use hints::hint_key;
 
-use crate::fanout::{Gathered, QuorumError, fan_out};
+use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
 use batch::{Coalescer, WriteEntry};
 use quorumd_core::digest;
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
@@ -21,7 +21,7 @@ use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
 use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
-use quorumd_node::pool::{NodeId, NodePool};
+use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,7 +210,31 @@ impl VersionedStore {
         self.pool.node(node).health() != quorumd_node::pool::Health::Recovering
     }
 
-    /// Reads from every node, waiting for `required` answers from nodes that count for reads.
+    /// Sends `read` to every node, waiting for `required` answers from nodes that count for
+    /// reads: the read quorum of the key-value store and of the CRDT store alike.
+    pub(crate) async fn read_quorum<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        required: usize,
+        read: F,
+    ) -> Result<Gathered<T>, QuorumError>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
+    {
+        let counts = |n: NodeId, _: &T| self.counts_for_reads(n);
+        let g = fan_out(&self.pool, self.all_nodes(), required, counts, read).await;
+        if g.decision == Decision::Reached {
+            return Ok(g);
+        }
+        let why = |_: &T| "recovering: restarted and not yet back in sync".to_string();
+        Err(QuorumError::from_gathered(
+            operation, &self.pool, &g, counts, why,
+        ))
+    }
+
+    /// Reads `loc` from a read quorum through the per-node batches.
     async fn gather_reads(
         &self,
         operation: &'static str,
@@ -218,16 +242,8 @@ impl VersionedStore {
         loc: &Arc<KeyLocation>,
         wanted: ReadWanted,
     ) -> Result<Gathered<NodeRead>, StoreError> {
-        let counts = |n: NodeId, _: &NodeRead| self.counts_for_reads(n);
-        let g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
-            self.batches.read(node.id, loc.clone(), wanted)
-        })
-        .await;
-        if g.decision == Decision::Reached {
-            return Ok(g);
-        }
-        let why = |_: &NodeRead| "recovering: restarted and not yet back in sync".to_string();
-        Err(QuorumError::from_gathered(operation, &self.pool, &g, counts, why).into())
+        let read = |node: Arc<Node>| self.batches.read(node.id, loc.clone(), wanted);
+        Ok(self.read_quorum(operation, required, read).await?)
     }
 
     pub fn clock(&self) -> &Hlc {
@@ -238,18 +254,20 @@ impl VersionedStore {
         0..self.pool.len()
     }
 
-    async fn within_deadline<T>(
+    /// Bounds a whole request by `request_timeout`, for the key-value and the CRDT store.
+    pub(crate) async fn within_deadline<T, E: From<StoreError>>(
         &self,
         operation: &'static str,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let limit = self.settings.request_timeout;
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or(Err(StoreError::Timeout {
+        tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(StoreError::Timeout {
                 operation,
                 ms: limit.as_millis() as u64,
-            }))
+            }
+            .into())
+        })
     }
 
     /// Reads `key`. `Ok(None)` when it is absent, deleted or expired.
@@ -308,20 +326,14 @@ impl VersionedStore {
             // under its metadata is read as absent and left to the sweep as well.
             return Ok(());
         }
-        let holders: Vec<NodeId> = g
-            .successes()
-            .filter(|(_, r)| {
-                r.meta
-                    .as_ref()
-                    .is_some_and(|m| m.version == winner.meta.version)
-            })
-            .map(|(n, _)| n)
-            .collect();
-        let needed = majority(self.pool.len()).saturating_sub(holders.len());
-        if needed == 0 {
+        let plan = g.write_back_plan(self.pool.len(), |r| {
+            r.meta
+                .as_ref()
+                .is_some_and(|m| m.version == winner.meta.version)
+        });
+        let Some(WriteBack { targets, needed }) = plan else {
             return Ok(());
-        }
-        let targets = self.all_nodes().filter(|n| !holders.contains(n));
+        };
         let outcome = self
             .write_entry(
                 loc,

@@ -10,24 +10,18 @@ use crate::store::events;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::EntryKind;
 use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead};
-use quorumd_node::pool::NodePool;
+use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use std::sync::Arc;
 
 pub(super) fn spawn_read_repair(
     pool: Arc<NodePool>,
     batches: Arc<Coalescer>,
     loc: Arc<KeyLocation>,
-    mut g: Gathered<NodeRead>,
+    g: Gathered<NodeRead>,
 ) {
     let tasks = pool.clone();
     tasks.workers().spawn_task(async move {
-        let late = g.collect_stragglers().await;
-        let answered: Vec<_> = g
-            .replies
-            .into_iter()
-            .chain(late)
-            .filter_map(|r| r.result.ok().map(|v| (r.node, v)))
-            .collect();
+        let answered = g.into_all_answers().await;
         // Stragglers included: one may know a newer version than the one the client got.
         let Some(winner) = newest(&loc.key, answered.iter().map(|(_, r)| r)) else {
             return;
@@ -60,25 +54,34 @@ pub(super) fn spawn_read_repair(
             value: winner.value.unwrap_or_default().into(),
             cond: NodeCondition::None,
         });
-        let writes = stale.iter().map(|&n| {
-            let (node, write) = (
-                pool.node(n).display.clone(),
-                batches.write(n, entry.clone()),
-            );
-            async move { (node, write.await) }
-        });
-        let results = futures::future::join_all(writes).await;
-        let repaired: Vec<String> = results
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(n, _)| n.clone())
-            .collect();
-        let failed = results.len() - repaired.len();
-        events::ReadRepaired {
-            nodes: &repaired,
-            failed,
-            live: pool.live(),
-        }
-        .emit();
+        repair_nodes(&pool, &stale, |n| batches.write(n, entry.clone()), |_| true).await;
     });
+}
+
+/// Sends a read's repair to each node in `behind` at once and reports which took it (the
+/// `read repaired` event): the last step of read repair in the key-value and the CRDT store.
+/// `took` says whether a node's answer means it now holds the repaired state.
+pub(crate) async fn repair_nodes<R, Fut>(
+    pool: &NodePool,
+    behind: &[NodeId],
+    write: impl Fn(NodeId) -> Fut,
+    took: impl Fn(&R) -> bool,
+) -> Vec<Result<R, NodeError>>
+where
+    Fut: Future<Output = Result<R, NodeError>>,
+{
+    let results = futures::future::join_all(behind.iter().map(|&n| write(n))).await;
+    let repaired: Vec<String> = behind
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.as_ref().is_ok_and(&took))
+        .map(|(&n, _)| pool.node(n).display.clone())
+        .collect();
+    events::ReadRepaired {
+        nodes: &repaired,
+        failed: results.len() - repaired.len(),
+        live: pool.live(),
+    }
+    .emit();
+    results
 }

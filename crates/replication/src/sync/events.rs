@@ -45,7 +45,7 @@ impl SweepFinished<'_> {
                     id = r.id,
                     mode = r.mode.as_str(),
                     dry_run = r.dry_run,
-                    trigger = r.trigger,
+                    trigger = r.trigger.as_str(),
                     elapsed_s = r.elapsed_s,
                     buckets_mismatched = r.buckets_mismatched,
                     keys_divergent = r.keys_divergent,

@@ -20,7 +20,7 @@ mod repair;
 pub mod schedule;
 pub mod throttle;
 
-pub use progress::{SweepMode, SweepReport};
+pub use progress::{SweepMode, SweepReport, SweepRequest, SweepTrigger};
 
 use crate::store::VersionedStore;
 use progress::ProgressHandle;
@@ -126,14 +126,9 @@ impl Sweeper {
 
     /// Claims the slot of `mode` and returns the new sweep's progress handle, or the running
     /// sweep's report if one is running.
-    pub fn begin(
-        &self,
-        mode: SweepMode,
-        dry_run: bool,
-        trigger: &'static str,
-    ) -> Result<ProgressHandle, SyncError> {
+    pub fn begin(&self, request: SweepRequest) -> Result<ProgressHandle, SyncError> {
         let mut running = self
-            .slot(mode)
+            .slot(request.mode)
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -143,13 +138,7 @@ impl Sweeper {
             )));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = Arc::new(Mutex::new(SweepReport::new(
-            id,
-            mode,
-            dry_run,
-            trigger,
-            self.pool().len(),
-        )));
+        let handle = Arc::new(Mutex::new(SweepReport::new(id, request, self.pool().len())));
         *running = Some(handle.clone());
         Ok(handle)
     }
@@ -157,20 +146,18 @@ impl Sweeper {
     /// Runs a sweep claimed by `begin` to its end and returns its report.
     #[tracing::instrument(name = "sweep", skip_all)]
     pub async fn execute(&self, handle: ProgressHandle) -> SweepReport {
-        let (mode, dry_run) = {
+        let (mode, dry_run, trigger) = {
             let r = progress::lock(&handle);
-            (r.mode, r.dry_run)
+            (r.mode, r.dry_run, r.trigger)
         };
-        let trigger = progress::lock(&handle).trigger;
         let feed = tokio::spawn(progress::feed(handle.clone(), self.pool().clone()));
         match mode {
             SweepMode::Exchange => {
                 hints::replay_all(self, &handle, dry_run).await;
-                // Background passes split the buckets with the other instances; a sweep an
-                // operator asked for covers everything.
-                let shards = match trigger {
-                    "schedule" | "recovery" => Some(self.leases.rebalance(self.pool()).await),
-                    _ => None,
+                let shards = if trigger.is_background() {
+                    Some(self.leases.rebalance(self.pool()).await)
+                } else {
+                    None
                 };
                 exchange::run(self, &handle, dry_run, shards.as_ref()).await;
             }
@@ -216,13 +203,8 @@ impl Sweeper {
     }
 
     /// Runs one sweep now, inline.
-    pub async fn run(
-        &self,
-        mode: SweepMode,
-        dry_run: bool,
-        trigger: &'static str,
-    ) -> Result<SweepReport, SyncError> {
-        let handle = self.begin(mode, dry_run, trigger)?;
+    pub async fn run(&self, request: SweepRequest) -> Result<SweepReport, SyncError> {
+        let handle = self.begin(request)?;
         Ok(self.execute(handle).await)
     }
 

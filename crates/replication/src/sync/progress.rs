@@ -28,14 +28,74 @@ impl SweepMode {
     }
 }
 
+/// What started a sweep; the report shows it as `trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepTrigger {
+    /// The exchange interval or the full sweep's cron.
+    Schedule,
+    /// A node turned recovering or came back from down.
+    Recovery,
+    /// `POST /v1/sweeps`.
+    Api,
+    /// `quorumd sweep`.
+    Cli,
+    /// A test or benchmark calling the sweeper directly.
+    Test,
+}
+
+impl SweepTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepTrigger::Schedule => "schedule",
+            SweepTrigger::Recovery => "recovery",
+            SweepTrigger::Api => "api",
+            SweepTrigger::Cli => "cli",
+            SweepTrigger::Test => "test",
+        }
+    }
+
+    /// Background passes split the buckets with the other instances; a sweep someone asked
+    /// for covers everything.
+    pub fn is_background(self) -> bool {
+        matches!(self, SweepTrigger::Schedule | SweepTrigger::Recovery)
+    }
+}
+
+/// A sweep to run: which kind, whether it only reports, and who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepRequest {
+    pub mode: SweepMode,
+    pub dry_run: bool,
+    pub trigger: SweepTrigger,
+}
+
+impl SweepRequest {
+    /// A sweep that repairs what it finds.
+    pub fn new(mode: SweepMode, trigger: SweepTrigger) -> SweepRequest {
+        SweepRequest {
+            mode,
+            dry_run: false,
+            trigger,
+        }
+    }
+
+    /// The same sweep, only reporting what it would repair.
+    pub fn dry_run(self) -> SweepRequest {
+        SweepRequest {
+            dry_run: true,
+            ..self
+        }
+    }
+}
+
 /// Everything known about one sweep, while it runs and after.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepReport {
     pub id: u64,
     pub mode: SweepMode,
     pub dry_run: bool,
-    /// What started it: `schedule`, `api`, `cli`, `recovery`.
-    pub trigger: &'static str,
+    pub trigger: SweepTrigger,
     pub running: bool,
     pub phase: &'static str,
     pub started_at_ms: u64,
@@ -80,13 +140,12 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
-    pub fn new(
-        id: u64,
-        mode: SweepMode,
-        dry_run: bool,
-        trigger: &'static str,
-        nodes: usize,
-    ) -> Self {
+    pub fn new(id: u64, request: SweepRequest, nodes: usize) -> Self {
+        let SweepRequest {
+            mode,
+            dry_run,
+            trigger,
+        } = request;
         SweepReport {
             id,
             mode,
@@ -212,7 +271,11 @@ mod tests {
 
     #[test]
     fn progress_rate_and_eta() {
-        let mut r = SweepReport::new(1, SweepMode::Exchange, false, "api", 3);
+        let mut r = SweepReport::new(
+            1,
+            SweepRequest::new(SweepMode::Exchange, SweepTrigger::Api),
+            3,
+        );
         r.tick(0, 10);
         assert_eq!(r.progress_ratio, 0.0);
         assert_eq!(r.eta_s, None);
@@ -226,7 +289,7 @@ mod tests {
 
     #[test]
     fn errors_are_counted_beyond_what_is_kept() {
-        let mut r = SweepReport::new(1, SweepMode::Full, false, "api", 1);
+        let mut r = SweepReport::new(1, SweepRequest::new(SweepMode::Full, SweepTrigger::Api), 1);
         for i in 0..(MAX_ERRORS_KEPT + 10) {
             r.error(format!("e{i}"));
         }
@@ -236,7 +299,11 @@ mod tests {
 
     #[test]
     fn divergence_left_depends_on_dry_run() {
-        let mut r = SweepReport::new(1, SweepMode::Exchange, true, "cli", 3);
+        let mut r = SweepReport::new(
+            1,
+            SweepRequest::new(SweepMode::Exchange, SweepTrigger::Cli).dry_run(),
+            3,
+        );
         r.keys_divergent = 7;
         assert_eq!(r.divergence_left(), 7);
         r.dry_run = false;

@@ -6,7 +6,7 @@
 //! their status shows in `GET /v1/status`, a pass with errors counts as a failure, and
 //! shutdown stops them with the other background workers.
 
-use super::{SweepMode, SweepReport, Sweeper, SyncError};
+use super::{SweepMode, SweepReport, SweepRequest, SweepTrigger, Sweeper, SyncError};
 use quorumd_node::worker::{StopPhase, WorkFailed, Worker};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ struct ExchangeWorker {
     sweeper: Arc<Sweeper>,
     interval: Duration,
     attention: Arc<Notify>,
-    trigger: &'static str,
+    trigger: SweepTrigger,
 }
 
 impl Worker for ExchangeWorker {
@@ -50,15 +50,15 @@ impl Worker for ExchangeWorker {
 
     async fn wait_for_work(&mut self) {
         self.trigger = tokio::select! {
-            _ = self.attention.notified() => "recovery",
-            _ = tokio::time::sleep(self.interval), if !self.interval.is_zero() => "schedule",
+            _ = self.attention.notified() => SweepTrigger::Recovery,
+            _ = tokio::time::sleep(self.interval), if !self.interval.is_zero() => SweepTrigger::Schedule,
         };
     }
 
     async fn work(&mut self) -> Result<(), WorkFailed> {
         match self
             .sweeper
-            .run(SweepMode::Exchange, false, self.trigger)
+            .run(SweepRequest::new(SweepMode::Exchange, self.trigger))
             .await
         {
             Ok(report) => outcome(&report),
@@ -94,7 +94,8 @@ impl Worker for FullSweepWorker {
         {
             return Ok(());
         }
-        match self.sweeper.run(SweepMode::Full, false, "schedule").await {
+        let request = SweepRequest::new(SweepMode::Full, SweepTrigger::Schedule);
+        match self.sweeper.run(request).await {
             Ok(report) => outcome(&report),
             Err(SyncError::AlreadyRunning(_)) => Ok(()),
             Err(e) => Err(WorkFailed(e.to_string())),
@@ -111,7 +112,7 @@ impl Schedule {
                 interval: Duration::from_millis(sweeper.config().exchange_interval_ms),
                 attention: sweeper.pool().attention(),
                 sweeper: sweeper.clone(),
-                trigger: "schedule",
+                trigger: SweepTrigger::Schedule,
             },
         );
         let cron_expr = sweeper.config().full_sweep_cron.trim().to_string();

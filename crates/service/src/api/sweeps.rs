@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use quorumd_replication::sync::{SweepMode, SyncError};
+use quorumd_replication::sync::{SweepMode, SweepRequest, SweepTrigger, SyncError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,7 +31,11 @@ pub async fn start(
     })?;
     let handle = state
         .sweeper
-        .begin(req.mode, req.dry_run, "api")
+        .begin(SweepRequest {
+            mode: req.mode,
+            dry_run: req.dry_run,
+            trigger: SweepTrigger::Api,
+        })
         .map_err(|e| match e {
             SyncError::AlreadyRunning(ref current) => {
                 ApiError::new(StatusCode::CONFLICT, "sweep_running", e.to_string())

@@ -1,19 +1,27 @@
 //! Who may run what on a RESP connection. AUTH (or HELLO ... AUTH) accepts `resp.password` or,
 //! when `[auth]` is enabled, one of the HTTP API's bearer tokens, checked in the same token
 //! store, so a SIGHUP reload applies to RESP connections too. A read-scoped token may run only
-//! commands without the `write` flag.
+//! commands without the `write` flag. The command table says what each command requires
+//! ([`Requirement`]); this module only checks it, so it does not depend on the table.
 //!
 //! Precedence: the password is tried first and grants everything (user `default` only); then the
 //! tokens, as `AUTH <token>`, `AUTH default <token>` or `AUTH <token name> <token>`.
 
-use super::command::Spec;
 use super::frame::Frame;
 use super::{Session, Shared};
 use crate::auth::Scope;
 use bytes::Bytes;
 
-/// Commands allowed before AUTH when authentication is on (Redis's `no-auth` commands).
-const BEFORE_AUTH: &[&str] = &["auth", "hello", "quit"];
+/// What running one command requires of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    /// The command's name, for the refusal.
+    pub command: &'static str,
+    /// The token scope it needs.
+    pub scope: Scope,
+    /// Allowed before AUTH when authentication is on (Redis's `no-auth` commands).
+    pub before_auth: bool,
+}
 
 /// What a token let a connection do.
 #[derive(Clone)]
@@ -95,20 +103,19 @@ pub fn login(
     }
 }
 
-/// Whether the session may run `spec` now; the error reply if not.
-pub fn permit(session: &mut Session, shared: &Shared, spec: &Spec) -> Result<(), Frame> {
+/// Whether the session may run a command that requires `need` now; the error reply if not.
+pub fn permit(session: &mut Session, shared: &Shared, need: &Requirement) -> Result<(), Frame> {
     recheck_after_reload(session, shared);
-    if !session.authenticated && !BEFORE_AUTH.contains(&spec.name) {
+    if !session.authenticated && !need.before_auth {
         return Err(Frame::error("NOAUTH Authentication required."));
     }
     if let Some(g) = &session.grant
-        && !g.scope.allows(Scope::Write)
-        && spec.flags.contains(&"write")
+        && !g.scope.allows(need.scope)
     {
         // Redis 7.0's text for a command the ACL user may not run.
         return Err(Frame::error(format!(
             "NOPERM this user has no permissions to run the '{}' command",
-            spec.name
+            need.command
         )));
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, CLIENT.
 
-use super::{Command, SessionCmd, Spec, eq, int_arg, unknown_subcommand, wrong_arity};
+use super::{Command, Flag, SessionCmd, Spec, eq, int_arg, unknown_subcommand, wrong_arity};
 use crate::resp::frame::{Frame, Protocol};
 use crate::resp::{Session, Shared, auth};
 use bytes::Bytes;
@@ -8,8 +8,14 @@ use bytes::Bytes;
 /// The Redis version quorumd reports, so clients enable the features it implements.
 pub const COMPAT_VERSION: &str = "7.0.0";
 
-const FAST: &[&str] = &["fast", "stale"];
-const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no-auth"];
+const FAST: &[Flag] = &[Flag::Fast, Flag::Stale];
+const NO_AUTH: &[Flag] = &[
+    Flag::NoScript,
+    Flag::Loading,
+    Flag::Stale,
+    Flag::Fast,
+    Flag::NoAuth,
+];
 
 pub static SPECS: &[Spec] = &[
     Spec::keyless("ping", -1, FAST, parse_ping),
@@ -21,7 +27,7 @@ pub static SPECS: &[Spec] = &[
     Spec::keyless(
         "client",
         -2,
-        &["noscript", "loading", "stale"],
+        &[Flag::NoScript, Flag::Loading, Flag::Stale],
         parse_client,
     ),
 ];

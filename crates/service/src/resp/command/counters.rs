@@ -4,13 +4,13 @@
 //! last-writer-wins value into a counter cannot be done safely while other instances may be
 //! writing it.
 
-use super::{Access, Command, Spec, crdt_error, data, int_arg};
+use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
 
-const WRITE: &[&str] = &["write", "denyoom", "fast"];
+const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
 
 pub static SPECS: &[Spec] = &[
     Spec::keyed("incr", 2, WRITE, (1, 1, 1), |a| incr(a, 1)),

@@ -6,15 +6,15 @@
 //! are not. HINCRBY is a read-modify-write of one register: concurrent HINCRBYs of one field
 //! can lose an increment (use INCR on a counter for that).
 
-use super::{Access, Command, Spec, crdt_error, data, int_arg, wrong_arity};
+use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg, wrong_arity};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
 use std::collections::{BTreeMap, BTreeSet};
 
-const READ: &[&str] = &["readonly", "fast"];
-const WRITE: &[&str] = &["write", "denyoom", "fast"];
+const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
+const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
 
 pub static SPECS: &[Spec] = &[
     Spec::keyed("hset", -4, WRITE, (1, 1, 1), parse_hset),
@@ -27,7 +27,7 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("hgetall", 2, READ, (1, 1, 1), |a| {
         data(HashCmd::GetAll(a[1].clone()))
     }),
-    Spec::keyed("hdel", -3, &["write", "fast"], (1, 1, 1), |a| {
+    Spec::keyed("hdel", -3, &[Flag::Write, Flag::Fast], (1, 1, 1), |a| {
         data(HashCmd::Del(a[1].clone(), a[2..].to_vec()))
     }),
     Spec::keyed("hincrby", 4, WRITE, (1, 1, 1), |a| {

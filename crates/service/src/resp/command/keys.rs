@@ -1,7 +1,7 @@
 //! Key commands on the versioned store: DEL, UNLINK, EXISTS, EXPIRE, PEXPIRE, EXPIREAT,
 //! PEXPIREAT, TTL, PTTL, PERSIST, TYPE.
 
-use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
+use super::{Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
@@ -10,14 +10,14 @@ use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
 
-const READ: &[&str] = &["readonly", "fast"];
-const WRITE: &[&str] = &["write", "fast"];
+const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
+const WRITE: &[Flag] = &[Flag::Write, Flag::Fast];
 
 /// A command whose keys are the arguments from the first to `last_key`.
 const fn spec(
     name: &'static str,
     arity: i64,
-    flags: &'static [&'static str],
+    flags: &'static [Flag],
     last_key: i64,
     parse: fn(&[Bytes]) -> Result<Command, Frame>,
 ) -> Spec {
@@ -25,7 +25,7 @@ const fn spec(
 }
 
 pub static SPECS: &[Spec] = &[
-    spec("del", -2, &["write"], -1, |a| {
+    spec("del", -2, &[Flag::Write], -1, |a| {
         data(KeyCmd::Del(a[1..].to_vec()))
     }),
     spec("unlink", -2, WRITE, -1, |a| {

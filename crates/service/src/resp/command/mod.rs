@@ -14,15 +14,49 @@ mod server;
 mod sets;
 mod strings;
 
+use super::auth::{Requirement, permit};
 use super::frame::Frame;
 use super::{Session, Shared};
+use crate::auth::Scope;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
+use quorumd_node::pool::ServerErrorKind;
 use quorumd_replication::crdt_store::CrdtError;
 use quorumd_replication::store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
+
+/// A command flag as `COMMAND` shows it. Typed so that a misspelt flag does not compile: the
+/// `write` flag is what keeps a command from read-only tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Changes data: needs a token of scope `write`.
+    Write,
+    ReadOnly,
+    DenyOom,
+    Fast,
+    Stale,
+    Loading,
+    NoScript,
+    /// Allowed before AUTH when authentication is on.
+    NoAuth,
+}
+
+impl Flag {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Write => "write",
+            Flag::ReadOnly => "readonly",
+            Flag::DenyOom => "denyoom",
+            Flag::Fast => "fast",
+            Flag::Stale => "stale",
+            Flag::Loading => "loading",
+            Flag::NoScript => "noscript",
+            Flag::NoAuth => "no-auth",
+        }
+    }
+}
 
 /// One command as `COMMAND` describes it, with the function that parses its arguments.
 pub struct Spec {
@@ -30,7 +64,7 @@ pub struct Spec {
     pub name: &'static str,
     /// Redis's convention: `n` exactly n arguments (the name included), `-n` at least n.
     pub arity: i64,
-    pub flags: &'static [&'static str],
+    pub flags: &'static [Flag],
     pub first_key: i64,
     pub last_key: i64,
     pub step: i64,
@@ -45,7 +79,7 @@ impl Spec {
     pub const fn keyless(
         name: &'static str,
         arity: i64,
-        flags: &'static [&'static str],
+        flags: &'static [Flag],
         parse: Parser,
     ) -> Spec {
         Spec::keyed(name, arity, flags, (0, 0, 0), parse)
@@ -56,7 +90,7 @@ impl Spec {
     pub const fn keyed(
         name: &'static str,
         arity: i64,
-        flags: &'static [&'static str],
+        flags: &'static [Flag],
         (first_key, last_key, step): (i64, i64, i64),
         parse: Parser,
     ) -> Spec {
@@ -68,6 +102,23 @@ impl Spec {
             last_key,
             step,
             parse,
+        }
+    }
+
+    fn has(&self, flag: Flag) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    /// What a session must hold to run this command, read from its flags.
+    pub fn requirement(&self) -> Requirement {
+        Requirement {
+            command: self.name,
+            scope: if self.has(Flag::Write) {
+                Scope::Write
+            } else {
+                Scope::Read
+            },
+            before_auth: self.has(Flag::NoAuth),
         }
     }
 }
@@ -183,7 +234,7 @@ pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'stati
     let Some(spec) = spec(&name) else {
         return (OTHER, Command::Reply(unknown_command(&name, &args[1..])));
     };
-    let command = if let Err(refused) = super::auth::permit(session, shared, spec) {
+    let command = if let Err(refused) = permit(session, shared, &spec.requirement()) {
         Command::Reply(refused)
     } else {
         let n = args.len() as i64;
@@ -249,26 +300,35 @@ pub fn eq(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
+/// Redis's reply for a command on a key holding another type.
+fn wrong_type() -> Frame {
+    Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+/// Whether the store failed because of what the key holds: the nodes refused with WRONGTYPE,
+/// or a counter, set or map (CRDT) key was used as a string.
+pub fn is_wrong_type(e: &StoreError) -> bool {
+    match e {
+        StoreError::NoQuorum(q) => q.all_refused_with(&ServerErrorKind::WrongType),
+        StoreError::KindConflict { .. } => true,
+        _ => false,
+    }
+}
+
 /// The reply for a store failure. A quorum failure names every node that failed and why; when
 /// the nodes refused because the key holds another type, the reply is Redis's WRONGTYPE.
 pub fn store_error(e: StoreError) -> Frame {
+    if is_wrong_type(&e) {
+        return wrong_type();
+    }
     match e {
-        StoreError::NoQuorum(q)
-            if !q.failures.is_empty()
-                && q.failures.iter().all(|f| f.reason.contains("WRONGTYPE")) =>
-        {
-            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
-        }
         StoreError::NoQuorum(q) => Frame::error(format!("QUORUM {q}")),
         StoreError::Timeout { .. } => Frame::error(format!("TIMEOUT {e}")),
         StoreError::PreconditionFailed { .. } => Frame::error(format!(
             "ERR the key kept changing under concurrent writes: {e}"
         )),
         StoreError::ReservedKey { .. } => Frame::error(format!("ERR {e}")),
-        // A counter, set or map (CRDT) key used as a string: Redis's answer for a wrong type.
-        StoreError::KindConflict { .. } => {
-            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
-        }
+        StoreError::KindConflict { .. } => wrong_type(),
     }
 }
 
@@ -277,9 +337,7 @@ pub fn store_error(e: StoreError) -> Frame {
 pub fn crdt_error(e: CrdtError) -> Frame {
     match e {
         CrdtError::Store(e) => store_error(e),
-        CrdtError::KindConflict { .. } => {
-            Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
-        }
+        CrdtError::KindConflict { .. } => wrong_type(),
         CrdtError::Overflow(_) => Frame::error("ERR increment or decrement would overflow"),
         CrdtError::NotAnInteger => Frame::error("ERR hash value is not an integer"),
         e @ (CrdtError::IdempotencyConflict { .. } | CrdtError::Corrupt(_)) => {
@@ -357,6 +415,28 @@ mod tests {
             assert!(seen.insert(s.name), "{} twice", s.name);
         }
         assert!(spec("GeT").is_some());
+    }
+
+    #[test]
+    fn every_command_on_keys_says_whether_it_writes() {
+        for s in all_specs().filter(|s| s.first_key > 0) {
+            assert!(
+                s.has(Flag::Write) != s.has(Flag::ReadOnly),
+                "{} must be exactly one of write and readonly",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_required_scope_follows_the_write_flag() {
+        let need = |name| spec(name).unwrap().requirement();
+        assert_eq!(need("set").scope, Scope::Write);
+        assert_eq!(need("hdel").scope, Scope::Write);
+        assert_eq!(need("get").scope, Scope::Read);
+        assert_eq!(need("ping").scope, Scope::Read);
+        assert!(need("auth").before_auth && need("hello").before_auth && need("quit").before_auth);
+        assert!(!need("get").before_auth);
     }
 
     #[test]

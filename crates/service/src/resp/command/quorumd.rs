@@ -1,6 +1,6 @@
 //! `QUORUMD CONSISTENCY [one|quorum|all|linearizable]`: this connection's consistency level.
 
-use super::{Command, SessionCmd, Spec, eq, unknown_subcommand, wrong_arity};
+use super::{Command, Flag, SessionCmd, Spec, eq, unknown_subcommand, wrong_arity};
 use crate::resp::Session;
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -9,7 +9,7 @@ use quorumd_core::quorum::Consistency;
 pub static SPECS: &[Spec] = &[Spec::keyless(
     "quorumd",
     -2,
-    &["fast", "stale"],
+    &[Flag::Fast, Flag::Stale],
     parse_quorumd,
 )];
 

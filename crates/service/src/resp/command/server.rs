@@ -1,7 +1,9 @@
 //! Server commands: COMMAND (what redis-cli and client libraries ask at startup), INFO and
 //! DBSIZE.
 
-use super::{Command, SessionCmd, Spec, all_specs, eq, spec, store_error, unknown_subcommand};
+use super::{
+    Command, Flag, SessionCmd, Spec, all_specs, eq, spec, store_error, unknown_subcommand,
+};
 use crate::resp::frame::Frame;
 use crate::resp::{Session, Shared};
 use bytes::Bytes;
@@ -9,11 +11,11 @@ use quorumd_node::pool::Health;
 use std::fmt::Write as _;
 
 pub static SPECS: &[Spec] = &[
-    Spec::keyless("command", -1, &["loading", "stale"], parse_command),
-    Spec::keyless("info", -1, &["loading", "stale"], |args| {
+    Spec::keyless("command", -1, &[Flag::Loading, Flag::Stale], parse_command),
+    Spec::keyless("info", -1, &[Flag::Loading, Flag::Stale], |args| {
         server(ServerCmd::Info(args[1..].to_vec()))
     }),
-    Spec::keyless("dbsize", 1, &["readonly", "fast"], |_| {
+    Spec::keyless("dbsize", 1, &[Flag::ReadOnly, Flag::Fast], |_| {
         server(ServerCmd::DbSize)
     }),
 ];
@@ -54,7 +56,7 @@ fn parse_command(args: &[Bytes]) -> Result<Command, Frame> {
 }
 
 fn describe(s: &Spec) -> Frame {
-    let words = |w: &[&str]| Frame::Set(w.iter().map(|f| Frame::Simple((*f).into())).collect());
+    let words = |w: &[Flag]| Frame::Set(w.iter().map(|f| Frame::Simple(f.name().into())).collect());
     Frame::Array(vec![
         Frame::bulk(s.name),
         Frame::Integer(s.arity),

@@ -4,24 +4,24 @@
 //! SREM how many of the members that read saw; with concurrent writers these counts are a
 //! best effort (two clients adding one member at once may both hear 1), the membership is not.
 
-use super::{Access, Spec, crdt_error, data};
+use super::{Access, Flag, Spec, crdt_error, data};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
 use std::collections::BTreeSet;
 
-const READ: &[&str] = &["readonly", "fast"];
-const WRITE: &[&str] = &["write", "denyoom", "fast"];
+const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
+const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
 
 pub static SPECS: &[Spec] = &[
     Spec::keyed("sadd", -3, WRITE, (1, 1, 1), |a| {
         data(SetCmd::Add(a[1].clone(), members(&a[2..])))
     }),
-    Spec::keyed("srem", -3, &["write", "fast"], (1, 1, 1), |a| {
+    Spec::keyed("srem", -3, &[Flag::Write, Flag::Fast], (1, 1, 1), |a| {
         data(SetCmd::Rem(a[1].clone(), members(&a[2..])))
     }),
-    Spec::keyed("smembers", 2, &["readonly"], (1, 1, 1), |a| {
+    Spec::keyed("smembers", 2, &[Flag::ReadOnly], (1, 1, 1), |a| {
         data(SetCmd::Members(a[1].clone()))
     }),
     Spec::keyed("sismember", 3, READ, (1, 1, 1), |a| {

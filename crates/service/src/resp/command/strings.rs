@@ -1,7 +1,10 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
 //! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
 
-use super::{Access, Command, Spec, crdt_error, data, eq, int_arg, store_error, syntax_error};
+use super::{
+    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, is_wrong_type, store_error,
+    syntax_error,
+};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
@@ -10,14 +13,14 @@ use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStore};
 
-const READ: &[&str] = &["readonly", "fast"];
-const WRITE: &[&str] = &["write", "denyoom"];
+const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
+const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom];
 
 /// A command whose first argument is a key, up to `last_key` every `step`.
 const fn spec(
     name: &'static str,
     arity: i64,
-    flags: &'static [&'static str],
+    flags: &'static [Flag],
     last_key: i64,
     step: i64,
     parse: fn(&[Bytes]) -> Result<Command, Frame>,
@@ -38,7 +41,7 @@ pub static SPECS: &[Spec] = &[
     }),
     spec("setex", 4, WRITE, 1, 1, |a| parse_setex(a, 1000, "setex")),
     spec("psetex", 4, WRITE, 1, 1, |a| parse_setex(a, 1, "psetex")),
-    spec("getdel", 2, &["write", "fast"], 1, 1, |a| {
+    spec("getdel", 2, &[Flag::Write, Flag::Fast], 1, 1, |a| {
         data(StringCmd::GetDel(a[1].clone()))
     }),
     spec("mget", -2, READ, -1, 1, |a| {
@@ -210,10 +213,8 @@ fn absolute(expiry: Expiry, current: Option<u64>) -> Option<u64> {
 fn nil_if_wrong_type(r: Result<Option<Bytes>, StoreError>) -> Result<Frame, Frame> {
     match r {
         Ok(v) => Ok(v.map_or(Frame::Null, Frame::Bulk)),
-        Err(e) => match store_error(e) {
-            Frame::Error(t) if t.starts_with("WRONGTYPE") => Ok(Frame::Null),
-            other => Err(other),
-        },
+        Err(e) if is_wrong_type(&e) => Ok(Frame::Null),
+        Err(e) => Err(store_error(e)),
     }
 }
 
