@@ -477,7 +477,7 @@ pub async fn user_key_count(node: &Node, keys: &[String]) -> Result<i64, NodeErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quorumd_node::pool::ServerErrorKind;
+    use crate::pool::ServerErrorKind;
 
     #[test]
     fn an_entry_error_is_the_error_a_lone_call_would_get() {
