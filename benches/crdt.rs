@@ -13,7 +13,6 @@
 //! `BENCH_KEYS` (default 1000). Under `cargo test --all-targets` (no `--bench`) a short smoke
 //! round runs instead. Exit status non-zero if an increment fails or a model check fails.
 
-use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::crdt_store::CrdtStore;
 use quorumd::devcluster::DevCluster;
@@ -23,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{env_number, median, next_random};
+use support::{env_number, median, next_random, setup, start_app, usage_error};
 
 const NODES: usize = 3;
 
@@ -148,9 +147,7 @@ async fn run(urls: Vec<String>, s: &Settings) -> Result<String, String> {
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.sync.exchange_interval_ms = 0;
     cfg.sync.full_sweep_cron = String::new();
-    let app = App::start(cfg.validate().map_err(|e| e.to_string())?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = start_app(cfg).await?;
     let crdts = Arc::new(CrdtStore::new(app.store().clone()));
     let redis = redis::Client::open(urls[0].as_str())
         .map_err(|e| e.to_string())?
@@ -199,27 +196,11 @@ async fn run(urls: Vec<String>, s: &Settings) -> Result<String, String> {
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("crdt bench: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error("crdt bench", e),
     };
-    let cluster = match DevCluster::start(NODES) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("crdt bench: cannot start the redis-server nodes: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("crdt bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (cluster, runtime) = match setup("crdt bench", || DevCluster::start(NODES)) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(run(cluster.urls(), &settings));
     drop(runtime);
