@@ -43,7 +43,7 @@ async fn node_view(tc: &TestCluster, i: usize, key: &str) -> NodeView {
         .await
         .unwrap();
     let state: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
-        .arg(format!("qd:c:{key}"))
+        .arg(common::reserved_key(&format!("c:{key}")))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -185,21 +185,11 @@ async fn second_instance(tc: &TestCluster) -> (App, String) {
 
 /// `GET /v1/status` of the instance at `base`.
 async fn status_on(tc: &TestCluster, base: &str) -> Value {
-    tc.http
-        .get(format!("{base}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::get_json(&tc.http, &format!("{base}/v1/status")).await
 }
 
 async fn health_on(tc: &TestCluster, base: &str, i: usize) -> String {
-    status_on(tc, base).await["nodes"][i]["health"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    common::health_at(&tc.http, base, i).await
 }
 
 /// Freezes node `i` and waits until both instances call it down.
@@ -501,11 +491,7 @@ async fn a_removed_member_does_not_come_back_from_a_stale_node() {
     .await;
     // Once more, healed by the full sweep this time (the digest does not show a restored copy).
     restore_crdt(&tc, 2, "cart", &stale).await;
-    tc.app()
-        .sweeper()
-        .run(SweepMode::Full, false, "test")
-        .await
-        .unwrap();
+    tc.sweep(SweepMode::Full, false).await;
     converged(&tc, "cart", &set_of(["pear".into()]))
         .await
         .unwrap();
@@ -637,12 +623,7 @@ async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
     wait_everywhere(&tc2, "visits", &Materialised::Str("43".into())).await;
     restore_crdt(&tc2, 0, "visits", &stale).await;
     assert!(converged(&tc2, "visits", &model).await.is_err());
-    let report = tc2
-        .app()
-        .sweeper()
-        .run(SweepMode::Full, false, "test")
-        .await
-        .unwrap();
+    let report = tc2.sweep(SweepMode::Full, false).await;
     assert!(report.digests_rebuilt >= 1, "{report:?}");
     converged(&tc2, "visits", &model).await.unwrap();
     tc2.shutdown().await;
@@ -659,7 +640,7 @@ async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, 
         .await
         .unwrap();
     let state: Vec<u8> = redis::cmd("DUMP")
-        .arg(format!("qd:c:{key}"))
+        .arg(common::reserved_key(&format!("c:{key}")))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -685,7 +666,7 @@ async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u
         .await
         .unwrap();
     let _: () = redis::cmd("RESTORE")
-        .arg(format!("qd:c:{key}"))
+        .arg(common::reserved_key(&format!("c:{key}")))
         .arg(0)
         .arg(&d.1)
         .arg("REPLACE")
@@ -762,7 +743,7 @@ async fn counter_arrives(tc: &TestCluster, key: &str, n: usize) -> MergeCode {
     crdt_scripts::merge(
         store.pool().node(n),
         &store.locate(key.as_bytes()).unwrap(),
-        &crdt_scripts::state_key("qd:", key.as_bytes()),
+        &crdt_scripts::state_key(common::key_prefix(), key.as_bytes()),
         CrdtKind::Counter,
         &counter.to_fields(),
         false,
@@ -924,7 +905,7 @@ async fn bad_input_gets_clear_errors() {
         ),
         (
             Method::POST,
-            format!("{b}/v1/counters/qd:x"),
+            format!("{b}/v1/counters/{}x", common::key_prefix()),
             r#"{"delta":1}"#,
             StatusCode::BAD_REQUEST,
             "reserved",

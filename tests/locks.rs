@@ -159,7 +159,7 @@ async fn acquire_extend_release_and_inspect() {
     // Extend re-locks a node that lost the key.
     let mut c = tc.direct(2).await;
     let _: () = redis::cmd("DEL")
-        .arg("qd:lock:l:job")
+        .arg(common::reserved_key("lock:l:job"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -173,7 +173,7 @@ async fn acquire_extend_release_and_inspect() {
     assert_eq!(g["fence"], fence);
     assert!(g["validity_ms"].as_u64().unwrap() > 7800);
     let pttl: i64 = redis::cmd("PTTL")
-        .arg("qd:lock:l:job")
+        .arg(common::reserved_key("lock:l:job"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -399,7 +399,7 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         pool.clone(),
         LocksConfig::default(),
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -413,7 +413,7 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
         "a lock granted on one node of three must show overlapping holders"
     );
     // The same race with the real rule finds nothing.
-    let safe = LockService::new(pool, LocksConfig::default(), "qd:");
+    let safe = LockService::new(pool, LocksConfig::default(), common::key_prefix());
     assert!(race(safe, 8, Duration::from_secs(3)).await.is_empty());
     tc.shutdown().await;
 }
@@ -465,7 +465,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
         max_ttl_ms: max_ttl,
         ..LocksConfig::default()
     };
-    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), "qd:");
+    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), common::key_prefix());
     let rec = Recorder::new();
     // Make the fence counter non-trivial first.
     for _ in 0..3 {
@@ -514,7 +514,7 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         pool,
         cfg,
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             count_restarted_at_once: true,
             ..UnsafeKnobs::default()

@@ -181,7 +181,7 @@ async fn an_expired_lease_makes_the_item_claimable_and_the_old_lease_stale() {
     for n in 0..3 {
         let mut c = tc.direct(n).await;
         let len: u64 = redis::cmd("HLEN")
-            .arg("qd:q:q:rec")
+            .arg(common::reserved_key("q:q:rec"))
             .query_async(&mut c)
             .await
             .unwrap();
@@ -203,7 +203,7 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
     tc.wait_health(2, "up").await;
     let mut c = tc.direct(2).await;
     let stale: String = redis::cmd("HGET")
-        .arg("qd:q:q:rec")
+        .arg(common::reserved_key("q:q:rec"))
         .arg(&id)
         .query_async(&mut c)
         .await
@@ -213,7 +213,7 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
     tokio::time::sleep(Duration::from_millis(2600).saturating_sub(claimed_at.elapsed())).await;
     assert!(claim(&tc, "q", 5000).await.is_none());
     let healed: String = redis::cmd("HGET")
-        .arg("qd:q:q:rec")
+        .arg(common::reserved_key("q:q:rec"))
         .arg(&id)
         .query_async(&mut c)
         .await
@@ -488,7 +488,7 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         store.pool().clone(),
         LocksConfig::default(),
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -501,7 +501,7 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
             max_deliveries: 1000,
             ..QueueConfig::default()
         },
-        "qd:",
+        common::key_prefix(),
     );
     queues.put("one", "1", 0, 0).await.unwrap();
     let leases = Arc::new(Leases {

@@ -231,13 +231,7 @@ async fn replies_match_a_real_redis_server() {
     // Wrong types: a hash written straight to every node.
     for i in 0..3 {
         let mut c = tc.direct(i).await;
-        let _: () = redis::cmd("HSET")
-            .arg("h")
-            .arg("f")
-            .arg("v")
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let _: () = common::command(&mut c, &["HSET", "h", "f", "v"]).await;
     }
     assert_eq!(theirs.cmd("HSET h f v").await, Frame::Integer(1));
     for line in [
@@ -254,9 +248,7 @@ async fn replies_match_a_real_redis_server() {
     assert!(error_text(&ours.cmd("GET h").await).starts_with("WRONGTYPE"));
     // Once the full sweep has adopted the hash (given it a version), DEL removes it, as in Redis.
     let report = tc
-        .app()
-        .sweeper()
-        .run(quorumd::sync::SweepMode::Full, false, "test")
+        .try_sweep(quorumd::sync::SweepMode::Full, false)
         .await
         .expect("full sweep");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
