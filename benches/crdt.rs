@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{env_number, median, next_random, setup, start_app, usage_error};
+use support::{
+    env_number, full_run, median, next_random, setup, start_app, timed_settings, usage_error,
+};
 
 const NODES: usize = 3;
 
@@ -54,16 +56,11 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
-        let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
-        let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
-        let rounds = env_number("BENCH_ROUNDS", 5usize)?;
+        let full = full_run();
+        let (concurrency, seconds, rounds) = timed_settings()?;
         let keys = env_number("BENCH_KEYS", 1000u64)?;
-        if concurrency == 0 || rounds == 0 || keys == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
-            return Err(
-                "BENCH_CONCURRENCY, BENCH_ROUNDS, BENCH_KEYS ≥ 1, BENCH_SECONDS in (0, 3600]"
-                    .into(),
-            );
+        if keys == 0 {
+            return Err("BENCH_KEYS must be at least 1".into());
         }
         Ok(if full {
             Settings {

@@ -24,8 +24,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
-    Align, Sample, Tally, closed_loop, env_number, http_put, markdown_table, median, redis_version,
-    setup, start_app, still_running, text_table, usage_error, write_report,
+    Align, Sample, Tally, closed_loop, full_run, http_put, markdown_table, median, redis_version,
+    setup, shut_down, start_app, still_running, text_table, timed_settings, usage_error,
+    write_report,
 };
 
 const NODES: usize = 3;
@@ -98,16 +99,8 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
-        let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
-        let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
-        let rounds = env_number("BENCH_ROUNDS", 5usize)?;
-        if concurrency == 0 || rounds == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
-            return Err(
-                "BENCH_CONCURRENCY and BENCH_ROUNDS must be at least 1, BENCH_SECONDS in (0, 3600]"
-                    .into(),
-            );
-        }
+        let full = full_run();
+        let (concurrency, seconds, rounds) = timed_settings()?;
         if full {
             Ok(Settings {
                 concurrency,
@@ -526,19 +519,13 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
         }
     );
     let measured = measure(http_addr, &nodes[0], s).await;
-    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
-    let mut fatal = false;
-    match shutdown {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("http_kv: FAILED: shutdown: {e}");
-            fatal = true;
+    let mut fatal = match shut_down(app).await {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("http_kv: FAILED: {e}");
+            true
         }
-        Err(_) => {
-            eprintln!("http_kv: FAILED: shutdown did not finish within 30 s");
-            fatal = true;
-        }
-    }
+    };
     let results = measured?;
     let rows = results.rows();
 

@@ -41,7 +41,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
+        let full = support::full_run();
         let clients = env_number("LOCK_BENCH_CLIENTS", 8usize)?;
         let seconds = env_number("LOCK_BENCH_SECONDS", 2.0f64)?;
         let rounds = env_number("LOCK_BENCH_ROUNDS", 5usize)?;

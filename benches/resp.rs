@@ -24,10 +24,9 @@ use quorumd_testkit::bench as support;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 use support::{
-    Align, env_number, markdown_table, median, redis_version, setup, start_app, still_running,
-    usage_error, write_report,
+    Align, env_number, markdown_table, median, redis_version, setup, shut_down, start_app,
+    still_running, usage_error, write_report,
 };
 
 const NODES: usize = 3;
@@ -47,7 +46,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
+        let full = support::full_run();
         let requests = env_number("BENCH_RESP_REQUESTS", 100_000usize)?;
         let clients = env_number("BENCH_RESP_CLIENTS", 50usize)?;
         let rounds = env_number("BENCH_ROUNDS", 5usize)?;
@@ -285,13 +284,9 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
         }
     );
     let measured = measure(port, redis_port, s).await;
-    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
+    let shutdown = shut_down(app).await;
     let samples = measured?;
-    match shutdown {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("shutdown: {e}")),
-        Err(_) => return Err("shutdown did not finish within 30 s".into()),
-    }
+    shutdown?;
     let mut report = format!(
         "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians:\n\n",
         s.rounds

@@ -45,7 +45,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use support::{
     Align, Sample, closed_loop, env_number, http_put, markdown_table, median, redis_version, setup,
-    start_app, still_running, text_table, usage_error, write_report,
+    shut_down, start_app, still_running, text_table, usage_error, write_report,
 };
 
 const NODES: usize = 3;
@@ -102,7 +102,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
+        let full = support::full_run();
         let load = match std::env::var("SYNC_BENCH_LOAD").as_deref() {
             Err(_) | Ok("apply") => LoadMethod::Apply,
             Ok("adopt") => LoadMethod::Adopt,
@@ -1321,19 +1321,13 @@ async fn run(
     config.timeouts.request_ms = 10_000;
     let app = start_app(config).await?;
     let measured = measure(&app, &nodes, ports, s, pids).await;
-    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
-    let mut fatal = false;
-    match shutdown {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("sync bench: FAILED: shutdown: {e}");
-            fatal = true;
+    let fatal = match shut_down(app).await {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("sync bench: FAILED: {e}");
+            true
         }
-        Err(_) => {
-            eprintln!("sync bench: FAILED: shutdown did not finish within 30 s");
-            fatal = true;
-        }
-    }
+    };
     let results = measured?;
     let (report, bad) = report(&results, s)?;
     Ok((report, fatal || bad))

@@ -30,18 +30,21 @@ async fn batch_counts(tc: &TestCluster, i: usize, kind: &str) -> (f64, f64) {
     )
 }
 
+/// Writes `value` to `key` through the store, unconditionally and with no TTL.
+async fn put(
+    store: &quorumd::store::VersionedStore,
+    key: &str,
+    value: &[u8],
+    level: Consistency,
+) -> Result<quorumd::store::WriteReceipt, StoreError> {
+    store
+        .put(key.as_bytes(), value, None, level, Precondition::None)
+        .await
+}
+
 /// Writes "v" to `key` at `all`, through the store.
 async fn put_v_at_all(store: &quorumd::store::VersionedStore, key: &str) {
-    store
-        .put(
-            key.as_bytes(),
-            b"v",
-            None,
-            Consistency::All,
-            Precondition::None,
-        )
-        .await
-        .unwrap();
+    put(store, key, b"v", Consistency::All).await.unwrap();
 }
 
 fn version(ms: u64) -> Version {
@@ -71,14 +74,7 @@ async fn concurrent_operations_share_node_calls_and_each_caller_gets_its_own_ans
             tokio::spawn(async move {
                 let key = format!("k{i}");
                 let value = format!("value of {i}");
-                let receipt = store
-                    .put(
-                        key.as_bytes(),
-                        value.as_bytes(),
-                        None,
-                        Consistency::Quorum,
-                        Precondition::None,
-                    )
+                let receipt = put(&store, &key, value.as_bytes(), Consistency::Quorum)
                     .await
                     .expect("write");
                 let found = store
@@ -382,14 +378,7 @@ async fn a_frozen_node_holds_back_no_caller_beyond_its_node_timeout() {
                     let started = Instant::now();
                     if n % 3 == 0 {
                         let value = format!("{i}-{n}");
-                        store
-                            .put(
-                                key.as_bytes(),
-                                value.as_bytes(),
-                                None,
-                                Consistency::Quorum,
-                                Precondition::None,
-                            )
+                        put(&store, &key, value.as_bytes(), Consistency::Quorum)
                             .await
                             .expect("quorum write");
                     } else {

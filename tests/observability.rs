@@ -18,12 +18,7 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn scrape(t: &TestCluster) -> Scrape {
-    let r = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.fetch("/metrics").await;
     assert_eq!(r.status(), 200);
     let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
@@ -208,12 +203,7 @@ fn the_exposition_checker_rejects_broken_text() {
 async fn events_stream_starts_with_a_snapshot_and_a_lagging_client_never_blocks_writes() {
     let t = TestCluster::start(3).await;
     // A client that reads the first message, then stops reading.
-    let lagging = t
-        .http
-        .get(format!("{}/v1/events", t.base))
-        .send()
-        .await
-        .unwrap();
+    let lagging = t.fetch("/v1/events").await;
     assert_eq!(lagging.status(), 200);
     assert!(
         lagging.headers()["content-type"]

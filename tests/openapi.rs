@@ -532,20 +532,10 @@ async fn documented_security_is_what_the_auth_layer_enforces() {
     })
     .await;
     let doc = file_document();
-    let r = tc
-        .http
-        .get(format!("{}/openapi.json", tc.base))
-        .send()
-        .await
-        .unwrap();
+    let r = tc.fetch("/openapi.json").await;
     assert_eq!(r.status(), StatusCode::OK, "/openapi.json is open");
     // Control: the same client without a token is refused where a token is needed.
-    let r = tc
-        .http
-        .get(format!("{}/v1/status", tc.base))
-        .send()
-        .await
-        .unwrap();
+    let r = tc.fetch("/v1/status").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let (status, unknown_token) = sample(

@@ -521,12 +521,7 @@ async fn a_node_down_during_writes_catches_up_through_hints() {
     }
     let status = tc.app().sweeper().status();
     assert!(status.last_full.is_none(), "no full sweep ran");
-    let mut c = tc.direct(0).await;
-    let left: u64 = redis::cmd("SCARD")
-        .arg(&hint_key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let left: u64 = common::command(&mut tc.direct(0).await, &["SCARD", &hint_key]).await;
     assert_eq!(left, 0, "replayed hints are dropped");
     tc.shutdown().await;
 }

@@ -124,6 +124,17 @@ async fn queue_under_random_faults() {
     assert!(results.iter().all(|r| r.counters["items"] > 10));
 }
 
+/// The write of "1" to k0 that the controls make first, acknowledged with `version`.
+fn k0_acked(version: String) -> quorumd_testkit::checker::durability::Write {
+    quorumd_testkit::checker::durability::Write {
+        key: "k0".into(),
+        value: b"1".to_vec(),
+        acked: Some(version),
+        invoked: 0,
+        completed: Some(1),
+    }
+}
+
 /// A negative control's verdict: one of the violations `found` must mention `expected`.
 fn assert_reported(found: &[String], expected: &str) {
     assert!(
@@ -359,15 +370,7 @@ async fn negative_control_a_wiped_sole_copy_is_reported_lost() {
         .put("k0", "1", "one")
         .await
         .expect("level one takes one node");
-    history
-        .writes
-        .push(quorumd_testkit::checker::durability::Write {
-            key: "k0".into(),
-            value: b"1".to_vec(),
-            acked: Some(version),
-            invoked: 0,
-            completed: Some(1),
-        });
+    history.writes.push(k0_acked(version));
     tokio::task::block_in_place(|| nemesis.cluster.nodes[0].restart_empty()).unwrap();
     nemesis.heal_all().unwrap();
     for i in 0..3 {
@@ -402,15 +405,7 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
     tc.wait_health(2, "down").await;
     let mut history = workload::History::default();
     let version = tc.put("k0", "1", "quorum").await.expect("a majority is up");
-    history
-        .writes
-        .push(quorumd_testkit::checker::durability::Write {
-            key: "k0".into(),
-            value: b"1".to_vec(),
-            acked: Some(version),
-            invoked: 0,
-            completed: Some(1),
-        });
+    history.writes.push(k0_acked(version));
     tc.drop_hints_for(&nemesis, 2).await;
     for i in [0, 1] {
         nemesis.proxies[i].set(LinkFault::Latency(Duration::from_millis(300)));

@@ -21,6 +21,27 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Str
     }
 }
 
+/// A full run (`cargo bench` passes `--bench`), not a smoke run under `cargo test`.
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The clients, seconds a round and rounds of a timed bench: `BENCH_CONCURRENCY` (default
+/// 32), `BENCH_SECONDS` (3) and `BENCH_ROUNDS` (5); at least 1 client and round, seconds in
+/// (0, 3600].
+pub fn timed_settings() -> Result<(usize, f64, usize), String> {
+    let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
+    let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
+    let rounds = env_number("BENCH_ROUNDS", 5usize)?;
+    if concurrency == 0 || rounds == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
+        return Err(
+            "BENCH_CONCURRENCY and BENCH_ROUNDS must be at least 1, BENCH_SECONDS in (0, 3600]"
+                .into(),
+        );
+    }
+    Ok((concurrency, seconds, rounds))
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
     if v.is_empty() {
@@ -287,6 +308,15 @@ pub async fn start_app(config: Config) -> Result<App, String> {
     App::start(validated)
         .await
         .map_err(|e| format!("cannot start quorumd: {e}"))
+}
+
+/// Shuts quorumd down, allowing it 30 s.
+pub async fn shut_down(app: App) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("shutdown: {e}")),
+        Err(_) => Err("shutdown did not finish within 30 s".into()),
+    }
 }
 
 /// What a bench needs before its async part: what `start` starts (its nodes) and a

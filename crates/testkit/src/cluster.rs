@@ -134,13 +134,17 @@ impl TestCluster {
             .expect("http delete")
     }
 
-    pub async fn json(&self, path: &str) -> (StatusCode, serde_json::Value) {
-        let r = self
-            .http
+    /// GET `path` (e.g. `/v1/status`) of the service.
+    pub async fn fetch(&self, path: &str) -> Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .expect("http get");
+            .expect("http get")
+    }
+
+    pub async fn json(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        let r = self.fetch(path).await;
         let status = r.status();
         (status, r.json().await.expect("json body"))
     }

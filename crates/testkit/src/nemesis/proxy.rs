@@ -103,14 +103,20 @@ impl Tally {
     }
 }
 
-/// A running proxy; stops (and drops every proxied connection) when dropped.
-pub struct FaultProxy {
-    addr: SocketAddr,
-    target: SocketAddr,
+/// What the proxy's handle shares with its accept loop.
+#[derive(Clone)]
+struct Controls {
     fault: watch::Sender<LinkFault>,
     kills: broadcast::Sender<Kill>,
     accepted: Arc<AtomicU64>,
     tally: Option<Arc<Tally>>,
+}
+
+/// A running proxy; stops (and drops every proxied connection) when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    target: SocketAddr,
+    controls: Controls,
     task: JoinHandle<()>,
 }
 
@@ -137,24 +143,17 @@ impl FaultProxy {
     ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let (fault, _) = watch::channel(LinkFault::Healthy);
-        let (kills, _) = broadcast::channel(16);
-        let accepted = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(accept_loop(
-            listener,
-            target,
-            fault.clone(),
-            kills.clone(),
-            accepted.clone(),
-            tally.clone(),
-        ));
+        let controls = Controls {
+            fault: watch::channel(LinkFault::Healthy).0,
+            kills: broadcast::channel(16).0,
+            accepted: Arc::new(AtomicU64::new(0)),
+            tally,
+        };
+        let task = tokio::spawn(accept_loop(listener, target, controls.clone()));
         Ok(FaultProxy {
             addr,
             target,
-            fault,
-            kills,
-            accepted,
-            tally,
+            controls,
             task,
         })
     }
@@ -176,30 +175,31 @@ impl FaultProxy {
 
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.controls.accepted.load(Ordering::Relaxed)
     }
 
     /// How many markers have been sent to the node since the start or the last
     /// [`FaultProxy::reset_seen`], held ones included; 0 when not counting.
     pub fn seen(&self) -> usize {
-        self.tally
+        self.controls
+            .tally
             .as_ref()
             .map_or(0, |t| t.seen.load(Ordering::SeqCst))
     }
 
     pub fn reset_seen(&self) {
-        if let Some(t) = &self.tally {
+        if let Some(t) = &self.controls.tally {
             t.seen.store(0, Ordering::SeqCst);
         }
     }
 
     pub fn fault(&self) -> LinkFault {
-        *self.fault.borrow()
+        *self.controls.fault.borrow()
     }
 
     /// Replaces the standing fault; held bytes flow again when the new one allows.
     pub fn set(&self, fault: LinkFault) {
-        self.fault.send_replace(fault);
+        self.controls.fault.send_replace(fault);
     }
 
     pub fn heal(&self) {
@@ -208,12 +208,12 @@ impl FaultProxy {
 
     /// Resets every open connection (RST), as a crashed middlebox would.
     pub fn reset_connections(&self) {
-        let _ = self.kills.send(Kill::Reset);
+        let _ = self.controls.kills.send(Kill::Reset);
     }
 
     /// Every open connection stops forwarding and is closed (FIN) after `after`.
     pub fn slow_close(&self, after: Duration) {
-        let _ = self.kills.send(Kill::SlowClose(after));
+        let _ = self.controls.kills.send(Kill::SlowClose(after));
     }
 }
 
@@ -223,14 +223,13 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    target: SocketAddr,
-    fault: watch::Sender<LinkFault>,
-    kills: broadcast::Sender<Kill>,
-    accepted: Arc<AtomicU64>,
-    tally: Option<Arc<Tally>>,
-) {
+async fn accept_loop(listener: TcpListener, target: SocketAddr, controls: Controls) {
+    let Controls {
+        fault,
+        kills,
+        accepted,
+        tally,
+    } = controls;
     // Owned here so that aborting this task drops every connection task too.
     let mut conns = JoinSet::new();
     loop {
@@ -397,4 +396,28 @@ async fn forward(
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_split_between_reads_counts_once() {
+        let tally = Tally {
+            marker: b"marker-".to_vec(),
+            seen: AtomicUsize::new(0),
+        };
+        let mut carry = Vec::new();
+        for chunk in [
+            &b"SET a mar"[..],
+            b"ker-1 marker-2",
+            b"\r\nmarker",
+            b"-3",
+            b"marke",
+        ] {
+            tally.count(&mut carry, chunk);
+        }
+        assert_eq!(tally.seen.load(Ordering::SeqCst), 3);
+    }
 }
