@@ -36,45 +36,15 @@ struct NodeView {
 async fn node_view(tc: &TestCluster, i: usize, key: &str) -> NodeView {
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = tc.direct(i).await;
-    let meta: Option<String> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let state: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
-        .arg(common::reserved_key(&format!("c:{key}")))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let kind: String = redis::cmd("TYPE")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let meta: Option<String> = common::command(&mut c, &["HGET", &loc.meta_key, key]).await;
+    let state_key = common::reserved_key(&format!("c:{key}"));
+    let state: BTreeMap<Vec<u8>, Vec<u8>> = common::command(&mut c, &["HGETALL", &state_key]).await;
+    let kind: String = common::command(&mut c, &["TYPE", key]).await;
     let value = match kind.as_str() {
         "none" => Materialised::Absent,
-        "string" => Materialised::Str(
-            redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .unwrap(),
-        ),
-        "set" => Materialised::Set(
-            redis::cmd("SMEMBERS")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .unwrap(),
-        ),
-        "hash" => Materialised::Hash(
-            redis::cmd("HGETALL")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .unwrap(),
-        ),
+        "string" => Materialised::Str(common::command(&mut c, &["GET", key]).await),
+        "set" => Materialised::Set(common::command(&mut c, &["SMEMBERS", key]).await),
+        "hash" => Materialised::Hash(common::command(&mut c, &["HGETALL", key]).await),
         other => panic!("unexpected type {other} under {key}"),
     };
     NodeView { meta, state, value }

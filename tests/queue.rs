@@ -5,7 +5,7 @@
 
 use quorumd_testkit::cluster as common;
 
-use common::{TestCluster, wait_until};
+use common::{TestCluster, post_json as post, wait_until};
 use quorumd::config::{LocksConfig, QueueConfig};
 use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::queue::QueueService;
@@ -16,12 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
-    let r = http.post(url).json(&body).send().await.expect("http post");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 fn q(tc: &TestCluster, name: &str, rest: &str) -> String {
     format!("{}/v1/queues/{name}{rest}", tc.base)
@@ -229,6 +223,7 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error() {
     let tc = TestCluster::start_with(3, |c| c.queues.max_payload_bytes = 1000).await;
+    let bad = |rest: &'static str, body: Value| ("q", rest, body, StatusCode::BAD_REQUEST);
     let cases = [
         (
             "bad name",
@@ -236,65 +231,23 @@ async fn bad_input_gets_a_clear_error() {
             json!({"payload": 1}),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "q",
-            "/items",
-            json!({"priority": 1}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items",
-            json!({"payload": 1, "priority": "high"}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items",
-            json!({"payload": 1, "priority": 1.5}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items",
-            json!({"payload": 1, "delay_ms": -1}),
-            StatusCode::BAD_REQUEST,
-        ),
+        bad("/items", json!({"priority": 1})),
+        bad("/items", json!({"payload": 1, "priority": "high"})),
+        bad("/items", json!({"payload": 1, "priority": 1.5})),
+        bad("/items", json!({"payload": 1, "delay_ms": -1})),
         (
             "q",
             "/items",
             json!({"payload": "x".repeat(2000)}),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
-        (
-            "q",
-            "/claim",
-            json!({"lease_ms": 0}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/claim",
-            json!({"lease_ms": 1_000_000_000}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/claim",
-            json!({"lease_ms": 100, "extra": 1}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items/nothex/ack",
-            json!({"lease": "0".repeat(32)}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
+        bad("/claim", json!({"lease_ms": 0})),
+        bad("/claim", json!({"lease_ms": 1_000_000_000})),
+        bad("/claim", json!({"lease_ms": 100, "extra": 1})),
+        bad("/items/nothex/ack", json!({"lease": "0".repeat(32)})),
+        bad(
             "/items/01a2011a3cc40000002d068005294ea84e/ack",
             json!({"lease": "short"}),
-            StatusCode::BAD_REQUEST,
         ),
         (
             "q",
@@ -321,14 +274,7 @@ async fn bad_input_gets_a_clear_error() {
             "{e}"
         );
     }
-    let r = tc
-        .http
-        .post(q(&tc, "q", "/items"))
-        .header("content-type", "application/json")
-        .body("{\"payload\": ")
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_raw_json(&tc.http, q(&tc, "q", "/items"), "{\"payload\": ").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     tc.shutdown().await;
 }

@@ -368,6 +368,27 @@ pub async fn health_at(http: &reqwest::Client, base: &str, i: usize) -> String {
         .to_string()
 }
 
+/// POSTs `body` as JSON to `url`: the status, and the answer's JSON (null when it is not JSON).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let r = http.post(url).json(&body).send().await.expect("http post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// POSTs `body` to `url` as it is, labelled `application/json` (to send malformed JSON).
+pub async fn post_raw_json(http: &reqwest::Client, url: String, body: &'static str) -> Response {
+    http.post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("http post")
+}
+
 pub async fn body_json(r: Response) -> serde_json::Value {
     r.json().await.expect("json body")
 }
