@@ -22,9 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{
-    env_number, full_run, median, next_random, setup, start_app, timed_settings, usage_error,
-};
+use support::{env_number, full_run, median, next_random, setup, start_app, timed_settings};
 
 const NODES: usize = 3;
 
@@ -191,11 +189,9 @@ async fn run(urls: Vec<String>, s: &Settings) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => return usage_error("crdt bench", e),
-    };
-    let (cluster, runtime) = match setup("crdt bench", || DevCluster::start(NODES)) {
+    let (settings, cluster, runtime) = match setup("crdt bench", Settings::from_env, || {
+        DevCluster::start(NODES)
+    }) {
         Ok(started) => started,
         Err(code) => return code,
     };

@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
     Align, Sample, Tally, closed_loop, full_run, http_put, markdown_table, median, redis_version,
-    setup, shut_down, start_app, still_running, text_table, timed_settings, usage_error,
-    write_report,
+    setup, shut_down, start_app, still_running, text_table, timed_settings, write_report,
 };
 
 const NODES: usize = 3;
@@ -356,14 +355,7 @@ async fn start_target(
     redis_url: &str,
     s: &Settings,
 ) -> Result<Target, String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(s.concurrency * 2)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+    let http = support::http_client(s.concurrency * 2)?;
     let base = format!("http://{http_addr}/v1/kv/");
     let urls = (0..s.keys)
         .map(|i| {
@@ -451,16 +443,13 @@ async fn measure(http_addr: SocketAddr, redis_url: &str, s: &Settings) -> Result
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => return usage_error("http_kv", e),
-    };
     // The cluster is started on the main thread, which outlives everything: the servers are
     // also killed by the kernel (PDEATHSIG) if this process dies.
-    let (cluster, runtime) = match setup("http_kv", || DevCluster::start(NODES)) {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
+    let (settings, cluster, runtime) =
+        match setup("http_kv", Settings::from_env, || DevCluster::start(NODES)) {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
     let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
     let urls = cluster.urls();
     let outcome = runtime.block_on(run(urls, &settings));

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use support::{
     Align, env_number, markdown_table, median, redis_version, setup, shut_down, start_app,
-    still_running, usage_error, write_report,
+    still_running, write_report,
 };
 
 const NODES: usize = 3;
@@ -299,12 +299,9 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => return usage_error("resp bench", e),
-    };
-    let ((cluster, baseline), runtime) = match setup(
+    let (settings, (cluster, baseline), runtime) = match setup(
         "resp bench",
+        Settings::from_env,
         || -> Result<_, quorumd::devcluster::DevClusterError> {
             Ok((DevCluster::start(NODES)?, DevCluster::start(1)?))
         },

@@ -45,7 +45,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use support::{
     Align, Sample, closed_loop, env_number, http_put, markdown_table, median, redis_version, setup,
-    shut_down, start_app, still_running, text_table, usage_error, write_report,
+    shut_down, start_app, still_running, text_table, write_report,
 };
 
 const NODES: usize = 3;
@@ -1060,13 +1060,7 @@ async fn client_impact(
     keys: usize,
     s: &Settings,
 ) -> Result<Impact, String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(s.concurrency * 2)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+    let http = support::http_client(s.concurrency * 2)?;
     let base = format!("http://{}/v1/kv/", app.http_addr());
     let urls = (0..s.put_keys)
         .map(|i| reqwest::Url::parse(&format!("{base}{}?consistency=quorum", key(i))))
@@ -1233,10 +1227,6 @@ struct Results {
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => return usage_error("sync bench", e),
-    };
     if let Err(e) = tracing::subscriber::set_global_default(
         tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), TapLayer),
     ) {
@@ -1245,7 +1235,7 @@ fn main() -> ExitCode {
     // The cluster is started on the main thread, which outlives everything: the servers are
     // also killed by the kernel (PDEATHSIG) if this process dies.
     // DEBUG HTSTATS tells when the nodes' hash tables have settled (`tables_settled`).
-    let (cluster, runtime) = match setup("sync bench", || {
+    let (settings, cluster, runtime) = match setup("sync bench", Settings::from_env, || {
         DevCluster::start_with(NODES, &["--enable-debug-command", "local"])
     }) {
         Ok(started) => started,

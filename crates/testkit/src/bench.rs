@@ -319,12 +319,15 @@ pub async fn shut_down(app: App) -> Result<(), String> {
     }
 }
 
-/// What a bench needs before its async part: what `start` starts (its nodes) and a
-/// multi-threaded runtime. On failure it says why, after `name`, and gives the exit code.
-pub fn setup<C, E: std::fmt::Display>(
+/// What a bench needs before its async part: its settings (from `settings`), what `start`
+/// starts (its nodes) and a multi-threaded runtime. On failure it says why, after `name`,
+/// and gives the exit code: 2 for bad settings.
+pub fn setup<S, C, E: std::fmt::Display>(
     name: &str,
+    settings: impl FnOnce() -> Result<S, String>,
     start: impl FnOnce() -> Result<C, E>,
-) -> Result<(C, tokio::runtime::Runtime), ExitCode> {
+) -> Result<(S, C, tokio::runtime::Runtime), ExitCode> {
+    let settings = settings().map_err(|e| usage_error(name, e))?;
     let fail = |what: String| {
         eprintln!("{name}: {what}");
         ExitCode::FAILURE
@@ -334,7 +337,19 @@ pub fn setup<C, E: std::fmt::Display>(
         .enable_all()
         .build()
         .map_err(|e| fail(format!("cannot start the runtime: {e}")))?;
-    Ok((nodes, runtime))
+    Ok((settings, nodes, runtime))
+}
+
+/// The HTTP client of a bench's clients: HTTP/1 only, no proxy, up to `pool` idle connections
+/// per host, 10 s a request.
+pub fn http_client(pool: usize) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("http client: {e}"))
 }
 
 /// A bad setting: says so, after `name`, and gives the exit code for it.
