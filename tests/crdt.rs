@@ -179,6 +179,17 @@ async fn post(tc: &TestCluster, url: String, body: Value) -> (StatusCode, Value)
     (status, body_json(r).await)
 }
 
+/// An answer refused with `status` and error `code`, its message saying `says`.
+fn assert_error(s: StatusCode, e: &Value, status: StatusCode, code: &str, says: &str) {
+    assert_eq!(
+        (s, e["error"]["code"].clone()),
+        (status, json!(code)),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+}
+
 async fn counter_add(tc: &TestCluster, base: &str, name: &str, delta: i64) -> (StatusCode, Value) {
     post(
         tc,
@@ -490,16 +501,7 @@ async fn counters_are_exact_at_the_i64_limits_and_refuse_to_overflow() {
     );
     assert_eq!(counter_add(&tc, &base_b, "big", 1).await.0, StatusCode::OK);
     let (s, e) = counter_add(&tc, &tc.base, "big", 1).await;
-    assert_eq!(
-        (s, e["error"]["code"].clone()),
-        (StatusCode::CONFLICT, json!("overflow"))
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("would overflow")
-    );
+    assert_error(s, &e, StatusCode::CONFLICT, "overflow", "would overflow");
     wait_until(
         Duration::from_secs(5),
         "every node has every write",
@@ -673,15 +675,12 @@ async fn key_value_and_crdt_models_do_not_mix() {
     }
     assert_eq!(tc.put("plain", "x", "").await.status(), StatusCode::OK);
     let (s, e) = counter_add(&tc, &tc.base, "plain", 1).await;
-    assert_eq!(
-        (s, e["error"]["code"].clone()),
-        (StatusCode::CONFLICT, json!("kind_conflict"))
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("key-value entry")
+    assert_error(
+        s,
+        &e,
+        StatusCode::CONFLICT,
+        "kind_conflict",
+        "key-value entry",
     );
     let (s, e) = post(
         &tc,

@@ -47,6 +47,12 @@ async fn read_line(conn: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
 
+/// Fails if a line arrives on `conn` within `ms` milliseconds.
+async fn assert_no_reply(conn: &mut TcpStream, ms: u64, what: &str) {
+    let line = timeout(Duration::from_millis(ms), read_line(conn)).await;
+    assert!(line.is_err(), "{what}: {line:?}");
+}
+
 /// The value of `key` read straight from the node, bypassing the proxy.
 async fn direct_get(cluster: &DevCluster, key: &str) -> String {
     let mut c = TcpStream::connect(cluster.nodes[0].addr()).await.unwrap();
@@ -80,21 +86,12 @@ async fn blackhole_holds_bytes_until_healed_then_delivers_them_intact() {
     let mut c = pinged(&proxy).await;
     proxy.set(LinkFault::Blackhole);
     c.write_all(b"SET held 1\r\n").await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(300), read_line(&mut c))
-            .await
-            .is_err(),
-        "a reply crossed a blackhole"
-    );
+    assert_no_reply(&mut c, 300, "a reply crossed a blackhole").await;
     assert_eq!(direct_get(&cluster, "held").await, "(nil)");
     // New connections hang too.
     let mut fresh = TcpStream::connect(proxy.addr()).await.unwrap();
     fresh.write_all(b"PING\r\n").await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(200), read_line(&mut fresh))
-            .await
-            .is_err()
-    );
+    assert_no_reply(&mut fresh, 200, "a reply arrived").await;
     proxy.heal();
     assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
     assert_eq!(read_line(&mut fresh).await.unwrap(), "+PONG");
@@ -170,12 +167,7 @@ async fn cut_from_node_lets_writes_land_but_holds_their_replies() {
     proxy.set(LinkFault::CutFromNode);
     c.write_all(b"SET landed 1\r\n").await.unwrap();
     poll_direct(&cluster, "landed", "1").await;
-    assert!(
-        timeout(Duration::from_millis(200), read_line(&mut c))
-            .await
-            .is_err(),
-        "a reply crossed a cut"
-    );
+    assert_no_reply(&mut c, 200, "a reply crossed a cut").await;
     proxy.heal();
     assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
 }

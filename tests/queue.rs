@@ -196,22 +196,13 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
     tc.cluster.nodes[2].resume();
     tc.wait_health(2, "up").await;
     let mut c = tc.direct(2).await;
-    let stale: String = redis::cmd("HGET")
-        .arg(common::reserved_key("q:q:rec"))
-        .arg(&id)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let records = common::reserved_key("q:q:rec");
+    let stale: String = common::command(&mut c, &["HGET", &records, &id]).await;
     assert!(stale.starts_with('l'), "node 2 missed the ack: {stale}");
     // Once the lease has run out, node 2 proposes the item again; the majority's tombstone wins.
     tokio::time::sleep(Duration::from_millis(2600).saturating_sub(claimed_at.elapsed())).await;
     assert!(claim(&tc, "q", 5000).await.is_none());
-    let healed: String = redis::cmd("HGET")
-        .arg(common::reserved_key("q:q:rec"))
-        .arg(&id)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let healed: String = common::command(&mut c, &["HGET", &records, &id]).await;
     assert!(
         healed.starts_with('a'),
         "the claim repaired node 2: {healed}"

@@ -110,28 +110,18 @@ impl TestCluster {
     }
 
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>, query: &str) -> Response {
-        self.http
-            .put(self.kv_url(key, query))
-            .body(value.into())
-            .send()
-            .await
-            .expect("http put")
+        let req = self.http.put(self.kv_url(key, query)).body(value.into());
+        req.send().await.expect("http put")
     }
 
     pub async fn get(&self, key: &str, query: &str) -> Response {
-        self.http
-            .get(self.kv_url(key, query))
-            .send()
-            .await
-            .expect("http get")
+        let req = self.http.get(self.kv_url(key, query));
+        req.send().await.expect("http get")
     }
 
     pub async fn delete(&self, key: &str, query: &str) -> Response {
-        self.http
-            .delete(self.kv_url(key, query))
-            .send()
-            .await
-            .expect("http delete")
+        let req = self.http.delete(self.kv_url(key, query));
+        req.send().await.expect("http delete")
     }
 
     /// GET `path` (e.g. `/v1/status`) of the service.
