@@ -132,10 +132,7 @@ impl LockRun {
     /// Clients alternate between the instances until `stop`; each one: acquire, write to the
     /// fenced resource, sometimes extend and write again, release.
     async fn clients(&self, bases: Vec<String>, stop: Arc<AtomicBool>) -> LockHistory {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let http = crate::run::http_client();
         let t0 = Instant::now();
         let history = Arc::new(Mutex::new(LockHistory::default()));
         let mut tasks = Vec::new();

@@ -142,10 +142,7 @@ impl QueueRun {
         let t0 = Instant::now();
         let faulting = Arc::new(AtomicBool::new(true));
         let done = Arc::new(AtomicBool::new(false));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let http = crate::run::http_client();
         let mut tasks = Vec::new();
         for p in 0..self.producers {
             let (http, history, faulting) = (http.clone(), history.clone(), faulting.clone());

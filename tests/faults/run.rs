@@ -244,6 +244,14 @@ pub fn into_inner<T>(shared: Arc<std::sync::Mutex<T>>) -> T {
         .unwrap()
 }
 
+/// The workload clients' HTTP client: 5 s a request, so a request held by a fault ends.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 /// A connection straight to a node, past quorumd and the proxy.
 pub async fn direct(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
