@@ -13,7 +13,6 @@
 //! `BENCH_KEYS` (default 1000). Under `cargo test --all-targets` (no `--bench`) a short smoke
 //! round runs instead. Exit status non-zero if an increment fails or a model check fails.
 
-use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::crdt_store::CrdtStore;
 use quorumd::devcluster::DevCluster;
@@ -23,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{env_number, median, next_random};
+use support::{env_number, full_run, median, next_random, setup, start_app, timed_settings};
 
 const NODES: usize = 3;
 
@@ -55,16 +54,11 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
-        let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
-        let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
-        let rounds = env_number("BENCH_ROUNDS", 5usize)?;
+        let full = full_run();
+        let (concurrency, seconds, rounds) = timed_settings()?;
         let keys = env_number("BENCH_KEYS", 1000u64)?;
-        if concurrency == 0 || rounds == 0 || keys == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
-            return Err(
-                "BENCH_CONCURRENCY, BENCH_ROUNDS, BENCH_KEYS ≥ 1, BENCH_SECONDS in (0, 3600]"
-                    .into(),
-            );
+        if keys == 0 {
+            return Err("BENCH_KEYS must be at least 1".into());
         }
         Ok(if full {
             Settings {
@@ -148,9 +142,7 @@ async fn run(urls: Vec<String>, s: &Settings) -> Result<String, String> {
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.sync.exchange_interval_ms = 0;
     cfg.sync.full_sweep_cron = String::new();
-    let app = App::start(cfg.validate().map_err(|e| e.to_string())?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = start_app(cfg).await?;
     let crdts = Arc::new(CrdtStore::new(app.store().clone()));
     let redis = redis::Client::open(urls[0].as_str())
         .map_err(|e| e.to_string())?
@@ -197,29 +189,11 @@ async fn run(urls: Vec<String>, s: &Settings) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("crdt bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let cluster = match DevCluster::start(NODES) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("crdt bench: cannot start the redis-server nodes: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("crdt bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (settings, cluster, runtime) = match setup("crdt bench", Settings::from_env, || {
+        DevCluster::start(NODES)
+    }) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(run(cluster.urls(), &settings));
     drop(runtime);

@@ -15,7 +15,6 @@
 //! when shutdown fails, or when a redis-server process outlives the run.
 
 use bytes::Bytes;
-use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
 use quorumd_testkit::bench as support;
@@ -24,7 +23,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{env_number, median, next_random, percentile, redis_version};
+use support::{
+    Align, Sample, Tally, closed_loop, full_run, http_put, markdown_table, median, redis_version,
+    setup, shut_down, start_app, still_running, text_table, timed_settings, write_report,
+};
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
@@ -96,16 +98,8 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
-        let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
-        let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
-        let rounds = env_number("BENCH_ROUNDS", 5usize)?;
-        if concurrency == 0 || rounds == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
-            return Err(
-                "BENCH_CONCURRENCY and BENCH_ROUNDS must be at least 1, BENCH_SECONDS in (0, 3600]"
-                    .into(),
-            );
-        }
+        let full = full_run();
+        let (concurrency, seconds, rounds) = timed_settings()?;
         if full {
             Ok(Settings {
                 concurrency,
@@ -138,54 +132,12 @@ struct Target {
     value: Bytes,
 }
 
-/// What one worker observed.
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    /// Latency of each successful operation, in nanoseconds.
-    latencies: Vec<u64>,
-}
-
-impl Tally {
-    fn fail(&mut self, what: String) {
-        self.errors += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(what);
-        }
-    }
-}
-
-/// One workload in one round.
-struct Sample {
-    ops_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-async fn one_op(t: &Target, wl: Workload, key: usize, tally: &mut Tally) {
-    let started = Instant::now();
-    let outcome: Result<(), String> = match wl {
+/// One operation of `wl` on `key`.
+async fn one_op(t: &Target, wl: Workload, key: usize) -> Result<(), String> {
+    match wl {
         Workload::HttpPut(level) => {
             let url = t.urls[key][level as usize].clone();
-            match t.http.put(url).body(t.value.clone()).send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    match resp.bytes().await {
-                        Ok(_) if status.is_success() => Ok(()),
-                        Ok(body) => Err(format!(
-                            "PUT {status}: {}",
-                            String::from_utf8_lossy(&body[..body.len().min(200)])
-                        )),
-                        Err(e) => Err(format!("PUT body: {e}")),
-                    }
-                }
-                Err(e) => Err(format!("PUT: {e}")),
-            }
+            http_put(&t.http, url, t.value.clone()).await
         }
         Workload::HttpGet(level) => {
             let url = t.urls[key][level as usize].clone();
@@ -229,13 +181,6 @@ async fn one_op(t: &Target, wl: Workload, key: usize, tally: &mut Tally) {
                 Err(e) => Err(format!("GET: {e}")),
             }
         }
-    };
-    match outcome {
-        Ok(()) => {
-            tally.ok += 1;
-            tally.latencies.push(started.elapsed().as_nanos() as u64);
-        }
-        Err(e) => tally.fail(e),
     }
 }
 
@@ -248,49 +193,15 @@ async fn run_workload(
     seed: u64,
 ) -> Sample {
     let keys = t.redis_keys.len() as u64;
-    let started = Instant::now();
-    let deadline = started + duration;
-    let workers: Vec<_> = (0..concurrency)
-        .map(|w| {
-            let t = t.clone();
-            let mut rng = seed ^ ((w as u64 + 1) << 32);
-            tokio::spawn(async move {
-                let mut tally = Tally {
-                    latencies: Vec::with_capacity(4096),
-                    ..Tally::default()
-                };
-                while Instant::now() < deadline {
-                    let key = (next_random(&mut rng) % keys) as usize;
-                    one_op(&t, wl, key, &mut tally).await;
-                }
-                tally
-            })
-        })
-        .collect();
-    let mut all = Tally::default();
-    for w in workers {
-        match w.await {
-            Ok(mut tally) => {
-                all.ok += tally.ok;
-                all.errors += tally.errors;
-                if all.first_error.is_none() {
-                    all.first_error = tally.first_error.take();
-                }
-                all.latencies.append(&mut tally.latencies);
-            }
-            Err(e) => all.fail(format!("worker failed: {e}")),
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.latencies.sort_unstable();
-    Sample {
-        ops_per_s: all.ok as f64 / elapsed,
-        p50_us: percentile(&all.latencies, 0.50) / 1000.0,
-        p99_us: percentile(&all.latencies, 0.99) / 1000.0,
-        ok: all.ok,
-        errors: all.errors,
-        first_error: all.first_error,
-    }
+    closed_loop(
+        t,
+        concurrency,
+        duration,
+        seed,
+        keys,
+        move |t, key| async move { one_op(&t, wl, key).await },
+    )
+    .await
 }
 
 /// Writes every key once, `concurrency` at a time.
@@ -308,8 +219,10 @@ async fn preload(t: &Arc<Target>, concurrency: usize) -> Result<(), String> {
                     if key >= keys {
                         break;
                     }
-                    one_op(&t, Workload::HttpPut(Level::Quorum), key, &mut tally).await;
-                    one_op(&t, Workload::RedisSet, key, &mut tally).await;
+                    for wl in [Workload::HttpPut(Level::Quorum), Workload::RedisSet] {
+                        let started = Instant::now();
+                        tally.record(started, one_op(&t, wl, key).await);
+                    }
                 }
                 tally
             })
@@ -400,6 +313,10 @@ const HEADER: [&str; 8] = [
     "p99 ÷ redis",
 ];
 
+fn body(rows: &[Row]) -> Vec<[String; 8]> {
+    rows.iter().map(cells).collect()
+}
+
 fn cells(r: &Row) -> [String; 8] {
     let ratio = |i: usize| match r.ratios {
         Some(x) => format!("{:.3}", x[i]),
@@ -421,66 +338,24 @@ fn cells(r: &Row) -> [String; 8] {
     ]
 }
 
-fn text_table(rows: &[Row]) -> String {
-    let body: Vec<[String; 8]> = rows.iter().map(cells).collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
-    for r in &body {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: &[String]| -> String {
-        let mut s = String::new();
-        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
-            let pad = w - c.chars().count();
-            if i == 0 {
-                let _ = write!(s, "{c}{}", " ".repeat(pad));
-            } else {
-                let _ = write!(s, "  {}{c}", " ".repeat(pad));
-            }
-        }
-        s.push('\n');
-        s
-    };
-    let mut out = line(&HEADER.map(String::from));
-    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-    out.push_str(&"-".repeat(total));
-    out.push('\n');
-    for r in &body {
-        out.push_str(&line(r));
-    }
-    out
-}
-
-fn markdown_table(rows: &[Row]) -> String {
-    let mut out = format!("| {} |\n", HEADER.join(" | "));
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    for r in rows {
-        out.push_str(&format!("| {} |\n", cells(r).join(" | ")));
-    }
-    out
-}
-
-fn report_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("bench")
-}
+/// The measurement's name, left; the figures, right.
+const ALIGN: [Align; 8] = [
+    Align::Left,
+    Align::Right,
+    Align::Right,
+    Align::Right,
+    Align::Right,
+    Align::Right,
+    Align::Right,
+    Align::Right,
+];
 
 async fn start_target(
     http_addr: SocketAddr,
     redis_url: &str,
     s: &Settings,
 ) -> Result<Target, String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(s.concurrency * 2)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+    let http = support::http_client(s.concurrency * 2)?;
     let base = format!("http://{http_addr}/v1/kv/");
     let urls = (0..s.keys)
         .map(|i| {
@@ -568,33 +443,14 @@ async fn measure(http_addr: SocketAddr, redis_url: &str, s: &Settings) -> Result
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("http_kv: {e}");
-            return ExitCode::from(2);
-        }
-    };
     // The cluster is started on the main thread, which outlives everything: the servers are
     // also killed by the kernel (PDEATHSIG) if this process dies.
-    let cluster = match DevCluster::start(NODES) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("http_kv: cannot start the redis-server nodes: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (settings, cluster, runtime) =
+        match setup("http_kv", Settings::from_env, || DevCluster::start(NODES)) {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
     let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("http_kv: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let urls = cluster.urls();
     let outcome = runtime.block_on(run(urls, &settings));
     drop(runtime);
@@ -608,11 +464,8 @@ fn main() -> ExitCode {
         }
     };
     failed |= fatal;
-    let leftovers: Vec<u32> = pids
-        .into_iter()
-        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-        .collect();
-    if cfg!(target_os = "linux") && !leftovers.is_empty() {
+    let leftovers = still_running(pids);
+    if !leftovers.is_empty() {
         eprintln!("http_kv: FAILED: redis-server processes still running: {leftovers:?}");
         failed = true;
     }
@@ -635,12 +488,7 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
     };
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.resp.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let validated = config
-        .validate()
-        .map_err(|e| format!("configuration: {e}"))?;
-    let app = App::start(validated)
-        .await
-        .map_err(|e| format!("cannot start quorumd: {e}"))?;
+    let app = start_app(config).await?;
     let http_addr = app.http_addr();
     println!(
         "quorumd on http://{http_addr}, {NODES} redis-server {} nodes; baseline: {}",
@@ -660,19 +508,13 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
         }
     );
     let measured = measure(http_addr, &nodes[0], s).await;
-    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
-    let mut fatal = false;
-    match shutdown {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("http_kv: FAILED: shutdown: {e}");
-            fatal = true;
+    let mut fatal = match shut_down(app).await {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("http_kv: FAILED: {e}");
+            true
         }
-        Err(_) => {
-            eprintln!("http_kv: FAILED: shutdown did not finish within 30 s");
-            fatal = true;
-        }
-    }
+    };
     let results = measured?;
     let rows = results.rows();
 
@@ -683,7 +525,7 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
          (throughput < 1 and latency > 1 mean quorumd is slower):\n",
         s.rounds
     );
-    report.push_str(&text_table(&rows));
+    report.push_str(&text_table(&HEADER, &ALIGN, &body(&rows)));
 
     let mut errors_note = String::new();
     for r in &rows {
@@ -731,21 +573,19 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
             s.rounds,
             s.keys,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            markdown_table(&rows),
+            markdown_table(&HEADER, &ALIGN, &body(&rows)),
             if errors_note.is_empty() {
                 String::new()
             } else {
                 format!("\n**THIS RUN HAD ERRORS.**\n\n```\n{errors_note}```\n")
             }
         );
-        let dir = report_dir();
-        let path = dir.join("http_kv.md");
-        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, md)) {
-            Ok(()) => {
+        match write_report("http_kv.md", &md) {
+            Ok(path) => {
                 let _ = writeln!(report, "\nwritten to {}", path.display());
             }
             Err(e) => {
-                eprintln!("http_kv: FAILED: cannot write {}: {e}", path.display());
+                eprintln!("http_kv: FAILED: {e}");
                 fatal = true;
             }
         }

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{env_number, median, percentile, redis_version};
+use support::{Align, env_number, markdown_table, median, percentile, redis_version, write_report};
 
 const TTL_MS: u64 = 2000;
 const WAIT_MS: u64 = 10_000;
@@ -41,7 +41,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
+        let full = support::full_run();
         let clients = env_number("LOCK_BENCH_CLIENTS", 8usize)?;
         let seconds = env_number("LOCK_BENCH_SECONDS", 2.0f64)?;
         let rounds = env_number("LOCK_BENCH_ROUNDS", 5usize)?;
@@ -326,34 +326,45 @@ fn table(rows: &[Row], s: &Settings) -> String {
         s.rounds,
         redis_version()
     );
-    let _ = writeln!(
-        out,
-        "| Nodes | Workload | ops/s | p50 µs | p99 µs | ops/s ÷ baseline | p50 ÷ baseline | failed |"
-    );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
-        let base = r
-            .workload
-            .baseline()
-            .and_then(|b| rows.iter().find(|x| x.nodes == r.nodes && x.workload == b));
-        let (ratio_ops, ratio_p50) = match base {
-            Some(b) => (
-                format!("{:.2}", r.ops / b.ops),
-                format!("{:.2}", r.p50 / b.p50),
-            ),
-            None => ("".into(), "".into()),
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {ratio_ops} | {ratio_p50} | {} |",
-            r.nodes,
-            r.workload.name(),
-            r.ops,
-            r.p50,
-            r.p99,
-            r.errors
-        );
-    }
+    let body: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let base = r
+                .workload
+                .baseline()
+                .and_then(|b| rows.iter().find(|x| x.nodes == r.nodes && x.workload == b));
+            let (ratio_ops, ratio_p50) = match base {
+                Some(b) => (
+                    format!("{:.2}", r.ops / b.ops),
+                    format!("{:.2}", r.p50 / b.p50),
+                ),
+                None => ("".into(), "".into()),
+            };
+            [
+                r.nodes.to_string(),
+                r.workload.name().to_string(),
+                format!("{:.0}", r.ops),
+                format!("{:.0}", r.p50),
+                format!("{:.0}", r.p99),
+                ratio_ops,
+                ratio_p50,
+                r.errors.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "Nodes",
+        "Workload",
+        "ops/s",
+        "p50 µs",
+        "p99 µs",
+        "ops/s ÷ baseline",
+        "p50 ÷ baseline",
+        "failed",
+    ];
+    let mut align = [Align::Right; 8];
+    align[1] = Align::Left;
+    out.push_str(&markdown_table(&header, &align, &body));
     out
 }
 
@@ -390,8 +401,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if settings.full {
-        let _ = std::fs::create_dir_all("target/bench");
-        let _ = std::fs::write("target/bench/locks.md", &report);
+        let _ = write_report("locks.md", &report);
     }
     ExitCode::SUCCESS
 }

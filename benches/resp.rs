@@ -18,16 +18,16 @@
 //! writes no report. The exit status is non-zero when a redis-benchmark run fails, when
 //! shutdown fails, or when a redis-server process outlives the run.
 
-use quorumd::app::App;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
 use quorumd_testkit::bench as support;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
-use support::{env_number, median, redis_version};
+use support::{
+    Align, env_number, markdown_table, median, redis_version, setup, shut_down, start_app,
+    still_running, write_report,
+};
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
@@ -46,7 +46,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
+        let full = support::full_run();
         let requests = env_number("BENCH_RESP_REQUESTS", 100_000usize)?;
         let clients = env_number("BENCH_RESP_CLIENTS", 50usize)?;
         let rounds = env_number("BENCH_ROUNDS", 5usize)?;
@@ -221,22 +221,37 @@ fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut t = String::from(
-        "| workload | ops/s | p50 ms | p99 ms | ops/s ratio | p50 ratio | p99 ratio |\n|---|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for r in rows {
-        let (a, b, c) = r
-            .ratios
-            .map_or(("".into(), "".into(), "".into()), |(a, b, c)| {
-                (format!("{a:.2}"), format!("{b:.2}"), format!("{c:.2}"))
-            });
-        let _ = writeln!(
-            t,
-            "| {} | {:.0} | {:.3} | {:.3} | {a} | {b} | {c} |",
-            r.name, r.rps, r.p50, r.p99
-        );
-    }
-    t
+    let body: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let (a, b, c) = r
+                .ratios
+                .map_or(("".into(), "".into(), "".into()), |(a, b, c)| {
+                    (format!("{a:.2}"), format!("{b:.2}"), format!("{c:.2}"))
+                });
+            [
+                r.name.clone(),
+                format!("{:.0}", r.rps),
+                format!("{:.3}", r.p50),
+                format!("{:.3}", r.p99),
+                a,
+                b,
+                c,
+            ]
+        })
+        .collect();
+    let header = [
+        "workload",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "ops/s ratio",
+        "p50 ratio",
+        "p99 ratio",
+    ];
+    let mut align = [Align::Right; 7];
+    align[0] = Align::Left;
+    markdown_table(&header, &align, &body)
 }
 
 async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String, String> {
@@ -251,12 +266,7 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
     // the default 500 ms would end the run instead of showing in p99.
     config.timeouts.node_ms = 5_000;
     config.timeouts.request_ms = 10_000;
-    let validated = config
-        .validate()
-        .map_err(|e| format!("configuration: {e}"))?;
-    let app = App::start(validated)
-        .await
-        .map_err(|e| format!("cannot start quorumd: {e}"))?;
+    let app = start_app(config).await?;
     let port = app.resp_addr().ok_or("resp listener disabled")?.port();
     println!(
         "quorumd RESP on 127.0.0.1:{port} over {NODES} redis-server {} nodes; baseline redis-server on port {redis_port}",
@@ -274,40 +284,30 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
         }
     );
     let measured = measure(port, redis_port, s).await;
-    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
+    let shutdown = shut_down(app).await;
     let samples = measured?;
-    match shutdown {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("shutdown: {e}")),
-        Err(_) => return Err("shutdown did not finish within 30 s".into()),
-    }
+    shutdown?;
     let mut report = format!(
         "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians:\n\n",
         s.rounds
     );
     report.push_str(&table(&rows(&samples)));
     if s.full {
-        let dir = std::path::Path::new("target/bench");
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::write(dir.join("resp.md"), &report);
+        let _ = write_report("resp.md", &report);
     }
     Ok(report)
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("resp bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (cluster, baseline) = match (DevCluster::start(NODES), DevCluster::start(1)) {
-        (Ok(c), Ok(b)) => (c, b),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("resp bench: cannot start redis-server: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (settings, (cluster, baseline), runtime) = match setup(
+        "resp bench",
+        Settings::from_env,
+        || -> Result<_, quorumd::devcluster::DevClusterError> {
+            Ok((DevCluster::start(NODES)?, DevCluster::start(1)?))
+        },
+    ) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let pids: Vec<u32> = cluster
         .nodes
@@ -315,16 +315,6 @@ fn main() -> ExitCode {
         .chain(&baseline.nodes)
         .filter_map(|n| n.pid())
         .collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("resp bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let outcome = runtime.block_on(run(cluster.urls(), baseline.nodes[0].port(), &settings));
     drop(runtime);
     drop(cluster);
@@ -337,11 +327,8 @@ fn main() -> ExitCode {
             failed = true;
         }
     }
-    let leftovers: Vec<u32> = pids
-        .into_iter()
-        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-        .collect();
-    if cfg!(target_os = "linux") && !leftovers.is_empty() {
+    let leftovers = still_running(pids);
+    if !leftovers.is_empty() {
         eprintln!("resp bench: FAILED: redis-server processes still running: {leftovers:?}");
         failed = true;
     }

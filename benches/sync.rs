@@ -44,7 +44,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
-use support::{env_number, median, next_random, percentile, redis_version};
+use support::{
+    Align, Sample, closed_loop, env_number, http_put, markdown_table, median, redis_version, setup,
+    shut_down, start_app, still_running, text_table, write_report,
+};
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
@@ -100,7 +103,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let full = std::env::args().any(|a| a == "--bench");
+        let full = support::full_run();
         let load = match std::env::var("SYNC_BENCH_LOAD").as_deref() {
             Err(_) | Ok("apply") => LoadMethod::Apply,
             Ok("adopt") => LoadMethod::Adopt,
@@ -1019,106 +1022,24 @@ struct PutTarget {
     value: Bytes,
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    latencies: Vec<u64>,
-}
-
-struct PutSample {
-    ops_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-async fn put_once(t: &PutTarget, key: usize, tally: &mut Tally) {
-    let started = Instant::now();
-    let outcome = match t
-        .http
-        .put(t.urls[key].clone())
-        .body(t.value.clone())
-        .send()
-        .await
-    {
-        Ok(resp) => {
-            let status = resp.status();
-            match resp.bytes().await {
-                Ok(_) if status.is_success() => Ok(()),
-                Ok(body) => Err(format!(
-                    "PUT {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                )),
-                Err(e) => Err(format!("PUT body: {e}")),
-            }
-        }
-        Err(e) => Err(format!("PUT: {e}")),
-    };
-    match outcome {
-        Ok(()) => {
-            tally.ok += 1;
-            tally.latencies.push(started.elapsed().as_nanos() as u64);
-        }
-        Err(e) => {
-            tally.errors += 1;
-            tally.first_error.get_or_insert(e);
-        }
-    }
-}
-
 async fn put_window(
     t: &Arc<PutTarget>,
     concurrency: usize,
     duration: Duration,
     seed: u64,
-) -> PutSample {
+) -> Sample {
     let keys = t.urls.len() as u64;
-    let started = Instant::now();
-    let deadline = started + duration;
-    let workers: Vec<_> = (0..concurrency)
-        .map(|w| {
-            let t = t.clone();
-            let mut rng = seed ^ ((w as u64 + 1) << 32);
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < deadline {
-                    put_once(&t, (next_random(&mut rng) % keys) as usize, &mut tally).await;
-                }
-                tally
-            })
-        })
-        .collect();
-    let mut all = Tally::default();
-    for w in workers {
-        match w.await {
-            Ok(mut tally) => {
-                all.ok += tally.ok;
-                all.errors += tally.errors;
-                if all.first_error.is_none() {
-                    all.first_error = tally.first_error.take();
-                }
-                all.latencies.append(&mut tally.latencies);
-            }
-            Err(e) => {
-                all.errors += 1;
-                all.first_error.get_or_insert(format!("worker failed: {e}"));
-            }
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.latencies.sort_unstable();
-    PutSample {
-        ops_per_s: all.ok as f64 / elapsed,
-        p50_us: percentile(&all.latencies, 0.50) / 1000.0,
-        p99_us: percentile(&all.latencies, 0.99) / 1000.0,
-        ok: all.ok,
-        errors: all.errors,
-        first_error: all.first_error,
-    }
+    closed_loop(
+        t,
+        concurrency,
+        duration,
+        seed,
+        keys,
+        |t: Arc<PutTarget>, key| async move {
+            http_put(&t.http, t.urls[key].clone(), t.value.clone()).await
+        },
+    )
+    .await
 }
 
 struct Impact {
@@ -1144,13 +1065,7 @@ async fn client_impact(
     keys: usize,
     s: &Settings,
 ) -> Result<Impact, String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(s.concurrency * 2)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+    let http = support::http_client(s.concurrency * 2)?;
     let base = format!("http://{}/v1/kv/", app.http_addr());
     let urls = (0..s.put_keys)
         .map(|i| reqwest::Url::parse(&format!("{base}{}?consistency=quorum", key(i))))
@@ -1165,8 +1080,8 @@ async fn client_impact(
     if s.full {
         let _ = put_window(&t, s.concurrency, Duration::from_millis(500), 0xfeed).await;
     }
-    let mut idle: Vec<PutSample> = Vec::new();
-    let mut sweeping: Vec<PutSample> = Vec::new();
+    let mut idle: Vec<Sample> = Vec::new();
+    let mut sweeping: Vec<Sample> = Vec::new();
     let (mut cpu_idle, mut cpu_sweeping): (Vec<[f64; 2]>, Vec<[f64; 2]>) = (Vec::new(), Vec::new());
     let mut usage: [Option<Usage>; 2] = [None, None];
     let (mut sweeps_finished, mut scanned, mut sweep_secs, mut sweep_errors) =
@@ -1275,7 +1190,7 @@ async fn client_impact(
             }
         }
     }
-    let med = |v: &[PutSample]| {
+    let med = |v: &[Sample]| {
         [
             median(&v.iter().map(|x| x.ops_per_s).collect::<Vec<_>>()),
             median(&v.iter().map(|x| x.p50_us).collect::<Vec<_>>()),
@@ -1320,13 +1235,6 @@ struct Results {
 }
 
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("sync bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
     if let Err(e) = tracing::subscriber::set_global_default(
         tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), TapLayer),
     ) {
@@ -1335,12 +1243,11 @@ fn main() -> ExitCode {
     // The cluster is started on the main thread, which outlives everything: the servers are
     // also killed by the kernel (PDEATHSIG) if this process dies.
     // DEBUG HTSTATS tells when the nodes' hash tables have settled (`tables_settled`).
-    let cluster = match DevCluster::start_with(NODES, &["--enable-debug-command", "local"]) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("sync bench: cannot start the redis-server nodes: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (settings, cluster, runtime) = match setup("sync bench", Settings::from_env, || {
+        DevCluster::start_with(NODES, &["--enable-debug-command", "local"])
+    }) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let pids = Mutex::new(
         cluster
@@ -1349,16 +1256,6 @@ fn main() -> ExitCode {
             .filter_map(|n| n.pid())
             .collect::<Vec<u32>>(),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sync bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let urls = cluster.urls();
     let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
     let started = Instant::now();
@@ -1377,13 +1274,8 @@ fn main() -> ExitCode {
             None
         }
     };
-    let leftovers: Vec<u32> = pids
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
-        .collect();
-    if cfg!(target_os = "linux") && !leftovers.is_empty() {
+    let leftovers = still_running(pids.into_inner().unwrap_or_else(|p| p.into_inner()));
+    if !leftovers.is_empty() {
         eprintln!("sync bench: FAILED: redis-server processes still running: {leftovers:?}");
         failed = true;
     }
@@ -1425,26 +1317,15 @@ async fn run(
     // Loading batches of 1,000 entries can outlast the 500 ms default on 2 shared, busy cores.
     config.timeouts.node_ms = 5_000;
     config.timeouts.request_ms = 10_000;
-    let validated = config
-        .validate()
-        .map_err(|e| format!("configuration: {e}"))?;
-    let app = App::start(validated)
-        .await
-        .map_err(|e| format!("cannot start quorumd: {e}"))?;
+    let app = start_app(config).await?;
     let measured = measure(&app, &nodes, ports, s, pids).await;
-    let shutdown = tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await;
-    let mut fatal = false;
-    match shutdown {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("sync bench: FAILED: shutdown: {e}");
-            fatal = true;
+    let fatal = match shut_down(app).await {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("sync bench: FAILED: {e}");
+            true
         }
-        Err(_) => {
-            eprintln!("sync bench: FAILED: shutdown did not finish within 30 s");
-            fatal = true;
-        }
-    }
+    };
     let results = measured?;
     let (report, bad) = report(&results, s)?;
     Ok((report, fatal || bad))
@@ -1667,51 +1548,19 @@ fn cells(r: &Row) -> [String; 7] {
     ]
 }
 
-fn text_table(rows: &[Row]) -> String {
-    let body: Vec<[String; 7]> = rows.iter().map(cells).collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
-    for r in &body {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: &[String]| -> String {
-        let mut s = String::new();
-        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
-            let pad = " ".repeat(w - c.chars().count());
-            match i {
-                0 => {
-                    let _ = write!(s, "{c}{pad}");
-                }
-                1 | 4 => {
-                    let _ = write!(s, "  {pad}{c}");
-                }
-                _ => {
-                    let _ = write!(s, "  {c}{pad}");
-                }
-            }
-        }
-        s.truncate(s.trim_end().len());
-        s.push('\n');
-        s
-    };
-    let mut out = line(&HEADER.map(String::from));
-    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-    out.push_str(&"-".repeat(total));
-    out.push('\n');
-    for r in &body {
-        out.push_str(&line(r));
-    }
-    out
-}
+/// The figures (keys and ratio) right; the rest left.
+const ALIGN: [Align; 7] = [
+    Align::Left,
+    Align::Right,
+    Align::Left,
+    Align::Left,
+    Align::Right,
+    Align::Left,
+    Align::Left,
+];
 
-fn markdown_table(rows: &[Row]) -> String {
-    let mut out = format!("| {} |\n", HEADER.join(" | "));
-    out.push_str("|---|---:|---|---|---:|---|---|\n");
-    for r in rows {
-        out.push_str(&format!("| {} |\n", cells(r).join(" | ")));
-    }
-    out
+fn body(rows: &[Row]) -> Vec<[String; 7]> {
+    rows.iter().map(cells).collect()
 }
 
 fn notes(r: &Results) -> String {
@@ -1800,13 +1649,6 @@ fn notes(r: &Results) -> String {
     n
 }
 
-fn report_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("bench")
-}
-
 /// The printed report, and whether the run must fail.
 fn report(r: &Results, s: &Settings) -> Result<(String, bool), String> {
     let rows = rows(r, s);
@@ -1818,7 +1660,7 @@ fn report(r: &Results, s: &Settings) -> Result<(String, bool), String> {
         "\nMedians over {} round(s); each ratio is quorumd ÷ its baseline from the same run:\n",
         s.rounds
     );
-    out.push_str(&text_table(&rows));
+    out.push_str(&text_table(&HEADER, &ALIGN, &body(&rows)));
     out.push('\n');
     out.push_str(&notes);
     let im = &r.impact;
@@ -1854,17 +1696,15 @@ fn report(r: &Results, s: &Settings) -> Result<(String, bool), String> {
             grouped(s.small_keys),
             grouped(s.divergent),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            markdown_table(&rows),
+            markdown_table(&HEADER, &ALIGN, &body(&rows)),
             notes
         );
-        let dir = report_dir();
-        let path = dir.join("sync.md");
-        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, md)) {
-            Ok(()) => {
+        match write_report("sync.md", &md) {
+            Ok(path) => {
                 let _ = writeln!(out, "\nwritten to {}", path.display());
             }
             Err(e) => {
-                eprintln!("sync bench: FAILED: cannot write {}: {e}", path.display());
+                eprintln!("sync bench: FAILED: {e}");
                 fatal = true;
             }
         }

@@ -37,6 +37,15 @@ async fn start(file: &Path, protect_metrics: bool) -> TestCluster {
     .await
 }
 
+/// The service with a tokens file that names the writer (the directory holds the file).
+async fn start_with_writer(protect_metrics: bool) -> (tempfile::TempDir, TestCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    tokens_file(&file, &[(WRITER, "write")]);
+    let tc = start(&file, protect_metrics).await;
+    (dir, tc)
+}
+
 async fn send(
     tc: &TestCluster,
     method: reqwest::Method,
@@ -57,10 +66,7 @@ async fn error_code(r: reqwest::Response) -> String {
 
 #[tokio::test]
 async fn tokens_and_scopes_are_enforced() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens.toml");
-    tokens_file(&file, &[(WRITER, "write")]);
-    let tc = start(&file, false).await;
+    let (_dir, tc) = start_with_writer(false).await;
     use reqwest::Method as M;
 
     // No token: 401 with a Bearer challenge, the JSON error shape, and nothing written.
@@ -158,10 +164,7 @@ async fn tokens_and_scopes_are_enforced() {
 
 #[tokio::test]
 async fn metrics_can_be_protected() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens.toml");
-    tokens_file(&file, &[(WRITER, "write")]);
-    let tc = start(&file, true).await;
+    let (_dir, tc) = start_with_writer(true).await;
     let r = send(&tc, reqwest::Method::GET, "/metrics", None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = send(&tc, reqwest::Method::GET, "/metrics", Some(READER)).await;
@@ -174,10 +177,7 @@ async fn metrics_can_be_protected() {
 /// for reads only, because a browser's EventSource cannot send headers.
 #[tokio::test]
 async fn the_dashboard_page_is_open_and_reads_accept_a_query_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens.toml");
-    tokens_file(&file, &[(WRITER, "write")]);
-    let tc = start(&file, false).await;
+    let (_dir, tc) = start_with_writer(false).await;
     use reqwest::Method as M;
     let page = send(&tc, M::GET, "/", None).await;
     assert_eq!(page.status(), StatusCode::OK);

@@ -20,15 +20,7 @@ use std::time::{Duration, Instant};
 /// Calls and entries of node `i`'s lane of `kind` so far (this test's nodes only: the label
 /// names the node's port).
 async fn batch_counts(tc: &TestCluster, i: usize, kind: &str) -> (f64, f64) {
-    let text = tc
-        .http
-        .get(format!("{}/metrics", tc.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(&tc.http, &format!("{}/metrics", tc.base)).await;
     let scrape = Scrape::parse(&text).unwrap();
     let node = tc.app().store().pool().node(i).display.clone();
     let labels = [("node", node), ("kind", kind.to_string())];
@@ -37,6 +29,23 @@ async fn batch_counts(tc: &TestCluster, i: usize, kind: &str) -> (f64, f64) {
         get("quorumd_node_batches_total"),
         get("quorumd_node_batch_entries_total"),
     )
+}
+
+/// Writes `value` to `key` through the store, unconditionally and with no TTL.
+async fn put(
+    store: &quorumd::store::VersionedStore,
+    key: &str,
+    value: &[u8],
+    level: Consistency,
+) -> Result<quorumd::store::WriteReceipt, StoreError> {
+    store
+        .put(key.as_bytes(), value, None, level, Precondition::None)
+        .await
+}
+
+/// Writes "v" to `key` at `all`, through the store.
+async fn put_v_at_all(store: &quorumd::store::VersionedStore, key: &str) {
+    put(store, key, b"v", Consistency::All).await.unwrap();
 }
 
 fn version(ms: u64) -> Version {
@@ -66,14 +75,7 @@ async fn concurrent_operations_share_node_calls_and_each_caller_gets_its_own_ans
             tokio::spawn(async move {
                 let key = format!("k{i}");
                 let value = format!("value of {i}");
-                let receipt = store
-                    .put(
-                        key.as_bytes(),
-                        value.as_bytes(),
-                        None,
-                        Consistency::Quorum,
-                        Precondition::None,
-                    )
+                let receipt = put(&store, &key, value.as_bytes(), Consistency::Quorum)
                     .await
                     .expect("write");
                 let found = store
@@ -141,16 +143,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
     let tc = TestCluster::start(3).await;
     let store = tc.app().store().clone();
     for key in ["good1", "wrong", "good2"] {
-        store
-            .put(
-                key.as_bytes(),
-                b"v",
-                None,
-                Consistency::All,
-                Precondition::None,
-            )
-            .await
-            .unwrap();
+        put_v_at_all(&store, key).await;
     }
     // Node 0 now holds a list under "wrong", metadata unchanged.
     let mut c0 = tc.direct(0).await;
@@ -377,17 +370,7 @@ async fn a_frozen_node_holds_back_no_caller_beyond_its_node_timeout() {
     let store = tc.app().store().clone();
     let node_ms = 400; // the test kit cluster's node timeout
     for i in 0..50 {
-        let key = format!("f{i}");
-        store
-            .put(
-                key.as_bytes(),
-                b"v",
-                None,
-                Consistency::All,
-                Precondition::None,
-            )
-            .await
-            .unwrap();
+        put_v_at_all(&store, &format!("f{i}")).await;
     }
     // Load at `quorum` from many callers, before and while node 2 is frozen.
     let load: Vec<_> = (0..100)
@@ -400,14 +383,7 @@ async fn a_frozen_node_holds_back_no_caller_beyond_its_node_timeout() {
                     let started = Instant::now();
                     if n % 3 == 0 {
                         let value = format!("{i}-{n}");
-                        store
-                            .put(
-                                key.as_bytes(),
-                                value.as_bytes(),
-                                None,
-                                Consistency::Quorum,
-                                Precondition::None,
-                            )
+                        put(&store, &key, value.as_bytes(), Consistency::Quorum)
                             .await
                             .expect("quorum write");
                     } else {

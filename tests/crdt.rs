@@ -37,45 +37,15 @@ struct NodeView {
 async fn node_view(tc: &TestCluster, i: usize, key: &str) -> NodeView {
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = tc.direct(i).await;
-    let meta: Option<String> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let state: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
-        .arg(format!("qd:c:{key}"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let kind: String = redis::cmd("TYPE")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let meta: Option<String> = common::command(&mut c, &["HGET", &loc.meta_key, key]).await;
+    let state_key = common::reserved_key(&format!("c:{key}"));
+    let state: BTreeMap<Vec<u8>, Vec<u8>> = common::command(&mut c, &["HGETALL", &state_key]).await;
+    let kind: String = common::command(&mut c, &["TYPE", key]).await;
     let value = match kind.as_str() {
         "none" => Materialised::Absent,
-        "string" => Materialised::Str(
-            redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .unwrap(),
-        ),
-        "set" => Materialised::Set(
-            redis::cmd("SMEMBERS")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .unwrap(),
-        ),
-        "hash" => Materialised::Hash(
-            redis::cmd("HGETALL")
-                .arg(key)
-                .query_async(&mut c)
-                .await
-                .unwrap(),
-        ),
+        "string" => Materialised::Str(common::command(&mut c, &["GET", key]).await),
+        "set" => Materialised::Set(common::command(&mut c, &["SMEMBERS", key]).await),
+        "hash" => Materialised::Hash(common::command(&mut c, &["HGETALL", key]).await),
         other => panic!("unexpected type {other} under {key}"),
     };
     NodeView { meta, state, value }
@@ -190,21 +160,11 @@ async fn second_instance(tc: &TestCluster) -> (App, String) {
 
 /// `GET /v1/status` of the instance at `base`.
 async fn status_on(tc: &TestCluster, base: &str) -> Value {
-    tc.http
-        .get(format!("{base}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::get_json(&tc.http, &format!("{base}/v1/status")).await
 }
 
 async fn health_on(tc: &TestCluster, base: &str, i: usize) -> String {
-    status_on(tc, base).await["nodes"][i]["health"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    common::health_at(&tc.http, base, i).await
 }
 
 /// Freezes node `i` and waits until both instances call it down.
@@ -222,6 +182,17 @@ async fn post(tc: &TestCluster, url: String, body: Value) -> (StatusCode, Value)
     let r = tc.http.post(url).json(&body).send().await.unwrap();
     let status = r.status();
     (status, body_json(r).await)
+}
+
+/// An answer refused with `status` and error `code`, its message saying `says`.
+fn assert_error(s: StatusCode, e: &Value, status: StatusCode, code: &str, says: &str) {
+    assert_eq!(
+        (s, e["error"]["code"].clone()),
+        (status, json!(code)),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
 }
 
 async fn counter_add(tc: &TestCluster, base: &str, name: &str, delta: i64) -> (StatusCode, Value) {
@@ -506,11 +477,7 @@ async fn a_removed_member_does_not_come_back_from_a_stale_node() {
     .await;
     // Once more, healed by the full sweep this time (the digest does not show a restored copy).
     restore_crdt(&tc, 2, "cart", &stale).await;
-    tc.app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-        .await
-        .unwrap();
+    tc.sweep(SweepMode::Full, false).await;
     converged(&tc, "cart", &set_of(["pear".into()]))
         .await
         .unwrap();
@@ -539,16 +506,7 @@ async fn counters_are_exact_at_the_i64_limits_and_refuse_to_overflow() {
     );
     assert_eq!(counter_add(&tc, &base_b, "big", 1).await.0, StatusCode::OK);
     let (s, e) = counter_add(&tc, &tc.base, "big", 1).await;
-    assert_eq!(
-        (s, e["error"]["code"].clone()),
-        (StatusCode::CONFLICT, json!("overflow"))
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("would overflow")
-    );
+    assert_error(s, &e, StatusCode::CONFLICT, "overflow", "would overflow");
     wait_until(
         Duration::from_secs(5),
         "every node has every write",
@@ -642,12 +600,7 @@ async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
     wait_everywhere(&tc2, "visits", &Materialised::Str("43".into())).await;
     restore_crdt(&tc2, 0, "visits", &stale).await;
     assert!(converged(&tc2, "visits", &model).await.is_err());
-    let report = tc2
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let report = tc2.sweep(SweepMode::Full, false).await;
     assert!(report.digests_rebuilt >= 1, "{report:?}");
     converged(&tc2, "visits", &model).await.unwrap();
     tc2.shutdown().await;
@@ -664,7 +617,7 @@ async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, 
         .await
         .unwrap();
     let state: Vec<u8> = redis::cmd("DUMP")
-        .arg(format!("qd:c:{key}"))
+        .arg(common::reserved_key(&format!("c:{key}")))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -690,7 +643,7 @@ async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u
         .await
         .unwrap();
     let _: () = redis::cmd("RESTORE")
-        .arg(format!("qd:c:{key}"))
+        .arg(common::reserved_key(&format!("c:{key}")))
         .arg(0)
         .arg(&d.1)
         .arg("REPLACE")
@@ -727,15 +680,12 @@ async fn key_value_and_crdt_models_do_not_mix() {
     }
     assert_eq!(tc.put("plain", "x", "").await.status(), StatusCode::OK);
     let (s, e) = counter_add(&tc, &tc.base, "plain", 1).await;
-    assert_eq!(
-        (s, e["error"]["code"].clone()),
-        (StatusCode::CONFLICT, json!("kind_conflict"))
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("key-value entry")
+    assert_error(
+        s,
+        &e,
+        StatusCode::CONFLICT,
+        "kind_conflict",
+        "key-value entry",
     );
     let (s, e) = post(
         &tc,
@@ -767,7 +717,7 @@ async fn counter_arrives(tc: &TestCluster, key: &str, n: usize) -> MergeCode {
     calls::crdt::merge(
         store.pool().node(n),
         &store.locate(key.as_bytes()).unwrap(),
-        &calls::crdt::state_key("qd:", key.as_bytes()),
+        &calls::crdt::state_key(common::key_prefix(), key.as_bytes()),
         CrdtKind::Counter,
         &counter.to_fields(),
         false,
@@ -929,7 +879,7 @@ async fn bad_input_gets_clear_errors() {
         ),
         (
             Method::POST,
-            format!("{b}/v1/counters/qd:x"),
+            format!("{b}/v1/counters/{}x", common::key_prefix()),
             r#"{"delta":1}"#,
             StatusCode::BAD_REQUEST,
             "reserved",

@@ -118,10 +118,7 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
     // Wipe node 1 behind quorumd's back; a dry run shows the damage without repairing it (a
     // recovery exchange started by the node's detection may beat it: then that one shows it).
     let mut direct = t.direct(1).await;
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut direct)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut direct, &["FLUSHALL"]).await;
     let status = start_exchange(&t, true).await;
     assert!(status == 202 || status == 409, "dry run: {status}");
     let seen = wait_page(

@@ -3,36 +3,11 @@
 //! they ship accepted by `quorumd check-config`, and the Dockerfile's shape. Docker itself
 //! cannot run here; `docker compose config` is used when the client has the plugin.
 
-use std::path::{Path, PathBuf};
+use quorumd_testkit::tools::{deploy_venv_python as venv_python, output_text as text};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The validators' virtual environment, created by scripts/ensure-deploy-venv.sh (which
-/// `make test` runs through ensure-deps; run here too so `cargo test` alone works).
-fn venv_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(Path::new(REPO).join("scripts/ensure-deploy-venv.sh"))
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "ensure-deploy-venv.sh: {}",
-        text(&out)
-    );
-    let venv = std::env::var_os("QUORUMD_DEPLOY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(REPO).join("target/deploy-venv"));
-    venv.join("bin/python")
-}
 
 fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quorumd"));

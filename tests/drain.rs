@@ -1,96 +1,29 @@
 //! SIGTERM drains: requests already inside the service when the signal arrives all complete
-//! successfully, while new connections are refused; `http.drain_timeout_ms` bounds the wait. A gate between quorumd and each node
-//! holds the writes, so the requests are provably in flight (their values seen on the wire to
-//! every node) when the signal is sent. Control: the same scenario with SIGKILL loses them, so
+//! successfully, while new connections are refused; `http.drain_timeout_ms` bounds the wait.
+//! The test kit's proxy between quorumd and each node holds the writes
+//! (`LinkFault::HoldToNode`) after counting them, so the requests are provably in flight
+//! (their values seen on the wire to every node) when the signal is sent. Control: the same scenario with SIGKILL loses them, so
 //! the test can tell a drain from no drain.
 
 use quorumd_testkit::cluster as common;
 
 use common::wait_until;
 use quorumd::devcluster::{DevCluster, free_port};
+use quorumd_testkit::nemesis::proxy::{FaultProxy, LinkFault};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
 
 const MARKER: &[u8] = b"drain-value-";
 const IN_FLIGHT: usize = 12;
 
-/// A TCP proxy that counts `MARKER` in what quorumd sends to a node and, while closed,
-/// forwards nothing to the node (it keeps reading, so the count stays exact).
-struct GatedProxy {
-    addr: SocketAddr,
-    open: watch::Sender<bool>,
-    seen: Arc<AtomicUsize>,
-}
-
-impl GatedProxy {
-    async fn start(upstream: SocketAddr) -> GatedProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (open, gate) = watch::channel(true);
-        let seen = Arc::new(AtomicUsize::new(0));
-        let counter = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                    continue;
-                };
-                let (mut client_rd, mut client_wr) = client.into_split();
-                let (mut server_rd, mut server_wr) = server.into_split();
-                let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    // The tail of the previous chunk, so a marker split between reads counts.
-                    let mut carry: Vec<u8> = Vec::new();
-                    while let Ok(n) = client_rd.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        carry.extend_from_slice(&buf[..n]);
-                        let hits = carry.windows(MARKER.len()).filter(|w| *w == MARKER).count();
-                        counter.fetch_add(hits, Ordering::SeqCst);
-                        let keep = carry.len().min(MARKER.len() - 1);
-                        carry.drain(..carry.len() - keep);
-                        if tx.send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                });
-                let mut gate = gate.clone();
-                tokio::spawn(async move {
-                    while let Some(chunk) = rx.recv().await {
-                        if gate.wait_for(|open| *open).await.is_err()
-                            || server_wr.write_all(&chunk).await.is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut server_rd, &mut client_wr).await;
-                });
-            }
-        });
-        GatedProxy { addr, open, seen }
-    }
-}
-
 fn start_service(
-    proxies: &[GatedProxy],
+    proxies: &[FaultProxy],
     port: u16,
     dir: &std::path::Path,
     timeouts: &str,
 ) -> Child {
-    let nodes: Vec<String> = proxies
-        .iter()
-        .map(|p| format!("\"redis://{}\"", p.addr))
-        .collect();
+    let nodes: Vec<String> = proxies.iter().map(|p| format!("\"{}\"", p.url())).collect();
     let config = dir.join("quorumd.toml");
     // Node timeouts far above how long the gate stays closed: the held writes must succeed.
     // A call slot per held write: with fewer, the writes beyond the slots would wait inside
@@ -116,18 +49,10 @@ fn start_service(
         .unwrap()
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A service with `IN_FLIGHT` writes inside it, held at the gates.
 struct Scenario {
     _cluster: DevCluster,
-    proxies: Vec<GatedProxy>,
+    proxies: Vec<FaultProxy>,
     child: Child,
     port: u16,
     requests: Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>>,
@@ -144,7 +69,8 @@ async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
         .unwrap();
     let mut proxies = Vec::new();
     for n in &cluster.nodes {
-        proxies.push(GatedProxy::start(n.addr()).await);
+        // Counts the held writes' values on their way to the node.
+        proxies.push(FaultProxy::start_counting(n.addr(), MARKER).await.unwrap());
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
@@ -156,15 +82,11 @@ async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
     );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), "service ready", || async {
         let ready = http.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "service not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        ready.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
     // A first write loads the script on every node, so the held ones are single EVALSHAs
     // (each finds a free call slot, so none is batched).
     let warm = http
@@ -196,8 +118,8 @@ async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
     }
 
     for p in &proxies {
-        p.open.send_replace(false);
-        p.seen.store(0, Ordering::SeqCst);
+        p.set(LinkFault::HoldToNode);
+        p.reset_seen();
     }
     let requests: Vec<_> = (0..IN_FLIGHT)
         .map(|i| {
@@ -209,11 +131,11 @@ async fn writes_in_flight(http_extra: &str, timeouts: &str) -> Scenario {
         })
         .collect();
     // Every request has reached every node's connection: all are inside the service.
-    wait_for("all writes on the wire to every node", || {
-        proxies
-            .iter()
-            .all(|p| p.seen.load(Ordering::SeqCst) == IN_FLIGHT)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "all writes on the wire to every node",
+        || async { proxies.iter().all(|p| p.seen() == IN_FLIGHT) },
+    )
     .await;
     Scenario {
         _cluster: cluster,
@@ -233,28 +155,31 @@ impl Scenario {
             libc::kill(self.child.id() as libc::pid_t, signal);
         }
         let http_addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        wait_for("new connections refused", || {
-            TcpStream::connect_timeout(&http_addr, Duration::from_millis(100)).is_err()
-        })
+        wait_until(
+            Duration::from_secs(20),
+            "new connections refused",
+            || async {
+                TcpStream::connect_timeout(&http_addr, Duration::from_millis(100)).is_err()
+            },
+        )
         .await;
     }
 
     fn open_gates(&self) {
         for p in &self.proxies {
-            p.open.send_replace(true);
+            p.heal();
         }
     }
 
     /// Waits for the process to exit.
     async fn exit_status(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "quorumd did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut status = None;
+        wait_until(Duration::from_secs(20), "quorumd to exit", || {
+            status = self.child.try_wait().unwrap();
+            std::future::ready(status.is_some())
+        })
+        .await;
+        status.expect("exited")
     }
 
     /// How many of the held requests succeeded.

@@ -23,10 +23,7 @@ fn shared_sweeps(c: &mut quorumd::config::Config) {
 async fn versioned_keys(tc: &TestCluster, node: usize) -> u64 {
     let mut c = tc.direct(node).await;
     redis::cmd("EVAL")
-        .arg(
-            "local n = 0 for b = 0, 4095 do for s = 0, 15 do \
-             n = n + redis.call('HLEN', 'qd:m:' .. b .. ':' .. s) end end return n",
-        )
+        .arg(common::count_meta_entries_script())
         .arg(0)
         .query_async(&mut c)
         .await
@@ -65,7 +62,7 @@ async fn two_instances_share_the_work_and_one_takes_over_when_the_other_dies() {
 
     // A wiped node is healed by both, each in its own shards.
     let mut c2 = tc.direct(2).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    let _: () = common::command(&mut c2, &["FLUSHALL"]).await;
     wait_until(Duration::from_secs(30), "node 2 healed", || async {
         versioned_keys(&tc, 2).await == KEYS as u64
     })
@@ -107,7 +104,7 @@ async fn two_instances_share_the_work_and_one_takes_over_when_the_other_dies() {
     .await;
     let before = first.sweeper().status().totals.keys_repaired_per_node[1];
     let mut c1 = tc.direct(1).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c1).await.unwrap();
+    let _: () = common::command(&mut c1, &["FLUSHALL"]).await;
     wait_until(
         Duration::from_secs(30),
         "node 1 healed by the survivor",

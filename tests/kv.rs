@@ -72,7 +72,7 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
         for i in 0..n {
             let mut c = tc.direct(i).await;
             let d: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
-                .arg("qd:d")
+                .arg(common::digest_key())
                 .query_async(&mut c)
                 .await
                 .unwrap();
@@ -293,14 +293,16 @@ async fn if_match_compare_and_set() {
     let tc = TestCluster::start(3).await;
     let r = tc.put("c", "1", "").await;
     let etag1 = r.headers()["etag"].to_str().unwrap().to_string();
-    let put_if = |tag: String, value: &'static str| {
+    // A PUT of `value` to `key` with one precondition header.
+    let put_when = |key: &str, header: &'static str, tag: String, value: &'static str| {
         let req = tc
             .http
-            .put(tc.kv_url("c", ""))
-            .header("if-match", tag)
+            .put(tc.kv_url(key, ""))
+            .header(header, tag)
             .body(value);
         async move { req.send().await.unwrap() }
     };
+    let put_if = |tag: String, value: &'static str| put_when("c", "if-match", tag, value);
     let r = put_if(etag1.clone(), "2").await;
     assert_eq!(r.status(), StatusCode::OK);
     let etag2 = r.headers()["etag"].to_str().unwrap().to_string();
@@ -315,32 +317,11 @@ async fn if_match_compare_and_set() {
     assert_eq!(tc.get("c", "").await.bytes().await.unwrap(), "2".as_bytes());
 
     // If-Match: * needs the key to exist; If-None-Match: * needs it absent.
-    let r = tc
-        .http
-        .put(tc.kv_url("fresh", ""))
-        .header("if-match", "*")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = put_when("fresh", "if-match", "*".into(), "x").await;
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
-    let r = tc
-        .http
-        .put(tc.kv_url("fresh", ""))
-        .header("if-none-match", "*")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = put_when("fresh", "if-none-match", "*".into(), "x").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = tc
-        .http
-        .put(tc.kv_url("fresh", ""))
-        .header("if-none-match", "*")
-        .body("y")
-        .send()
-        .await
-        .unwrap();
+    let r = put_when("fresh", "if-none-match", "*".into(), "y").await;
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     let r = tc
         .http
@@ -439,49 +420,30 @@ async fn bad_input_gets_clear_errors() {
         c.http.max_key_bytes = 16;
     })
     .await;
-    let cases = [
-        (
-            tc.put("bad%zzkey", "x", "").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            tc.put(&"k".repeat(17), "x", "").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
+    // PUTs of "x" refused as bad requests: (key, query).
+    let long_key = "k".repeat(17);
+    let bad_puts = [
+        ("bad%zzkey", ""),
+        (long_key.as_str(), ""),
+        ("k", "ttl_ms=0"),
+        ("k", "ttl_ms=-5"),
+        ("k", "ttl_ms=99999999999999999"),
+        ("k", "colour=blue"),
+        ("k", "consistency=strong"),
+    ];
+    let mut cases = Vec::new();
+    for (key, query) in bad_puts {
+        let r = tc.put(key, "x", query).await;
+        cases.push((r, StatusCode::BAD_REQUEST, "bad_request"));
+    }
+    cases.extend([
         (
             tc.put("k", vec![0u8; 2048], "").await,
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
         ),
         (
-            tc.put("k", "x", "ttl_ms=0").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            tc.put("k", "x", "ttl_ms=-5").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            tc.put("k", "x", "ttl_ms=99999999999999999").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            tc.put("k", "x", "colour=blue").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            tc.put("k", "x", "consistency=strong").await,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            tc.put("qd:m:1", "x", "").await,
+            tc.put(&common::reserved_key("m:1"), "x", "").await,
             StatusCode::BAD_REQUEST,
             "reserved_key",
         ),
@@ -512,11 +474,7 @@ async fn bad_input_gets_clear_errors() {
             "bad_request",
         ),
         (
-            tc.http
-                .get(format!("{}/v2/nothing", tc.base))
-                .send()
-                .await
-                .unwrap(),
+            tc.fetch("/v2/nothing").await,
             StatusCode::NOT_FOUND,
             "not_found",
         ),
@@ -525,7 +483,7 @@ async fn bad_input_gets_clear_errors() {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
         ),
-    ];
+    ]);
     for (i, (resp, status, code)) in cases.into_iter().enumerate() {
         assert_eq!(resp.status(), status, "case {i}");
         let body = body_json(resp).await;
@@ -542,13 +500,7 @@ async fn nodes_answering_errors_are_reported_and_do_not_break_the_quorum() {
     let tc = TestCluster::start(3).await;
     // WRONGTYPE: node 0 holds a hash under a key quorumd reads as a string.
     let mut c0 = tc.direct(0).await;
-    let _: () = redis::cmd("HSET")
-        .arg("h")
-        .arg("f")
-        .arg("v")
-        .query_async(&mut c0)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c0, &["HSET", "h", "f", "v"]).await;
     let r = tc.get("h", "consistency=all").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let err = body_json(r).await.to_string();
@@ -561,13 +513,7 @@ async fn nodes_answering_errors_are_reported_and_do_not_break_the_quorum() {
 
     // OOM on node 1 (maxmemory tiny, noeviction) and READONLY on node 2 (a replica).
     let mut c1 = tc.direct(1).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query_async(&mut c1)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c1, &["CONFIG", "SET", "maxmemory", "1"]).await;
     let r = tc.put("w", "v", "").await;
     assert_eq!(
         r.status(),
@@ -592,19 +538,8 @@ async fn nodes_answering_errors_are_reported_and_do_not_break_the_quorum() {
         "{text}"
     );
     // The healthy node kept what it had; recovering the others makes writes work again.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query_async(&mut c1)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query_async(&mut c2)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c1, &["CONFIG", "SET", "maxmemory", "0"]).await;
+    let _: () = common::command(&mut c2, &["REPLICAOF", "NO", "ONE"]).await;
     assert_eq!(tc.put("w3", "v", "").await.status(), StatusCode::OK);
     assert_eq!(tc.get("w", "").await.bytes().await.unwrap(), "v".as_bytes());
     tc.shutdown().await;

@@ -5,7 +5,7 @@
 
 use quorumd_testkit::cluster as common;
 
-use common::{TestCluster, body_json, test_config, wait_until};
+use common::{TestCluster, body_json, post_json as post, test_config, wait_until};
 use quorumd::app::App;
 use quorumd::config::LocksConfig;
 use quorumd::locks::{LockError, LockService, UnsafeKnobs};
@@ -15,17 +15,6 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-async fn post(tc_http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
-    let r = tc_http
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("http post");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 fn lock_url(base: &str, name: &str, action: &str) -> String {
     format!("{base}/v1/locks/{name}/{action}")
@@ -103,12 +92,9 @@ impl Recorder {
 async fn acquire_extend_release_and_inspect() {
     let tc = TestCluster::start(3).await;
     let b = &tc.base;
-    let (s, g) = post(
-        &tc.http,
-        lock_url(b, "job", "acquire"),
-        json!({"ttl_ms": 5000, "owner": "worker-1"}),
-    )
-    .await;
+    // POSTs `body` to the "job" lock's `action`.
+    let job = |action: &str, body: Value| post(&tc.http, lock_url(b, "job", action), body);
+    let (s, g) = job("acquire", json!({"ttl_ms": 5000, "owner": "worker-1"})).await;
     assert_eq!(s, StatusCode::OK, "{g}");
     let token = g["token"].as_str().unwrap().to_string();
     let fence = g["fence"].as_u64().unwrap();
@@ -126,54 +112,34 @@ async fn acquire_extend_release_and_inspect() {
 
     // Held: another acquisition waits, then gets 409.
     let started = Instant::now();
-    let (s, e) = post(
-        &tc.http,
-        lock_url(b, "job", "acquire"),
-        json!({"ttl_ms": 1000, "wait_ms": 200}),
-    )
-    .await;
+    let (s, e) = job("acquire", json!({"ttl_ms": 1000, "wait_ms": 200})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert_eq!(e["error"]["code"], "lock_held");
     assert!(started.elapsed() >= Duration::from_millis(150));
 
     // Only the owner extends or releases.
     let other = "0".repeat(32);
-    let (s, e) = post(
-        &tc.http,
-        lock_url(b, "job", "extend"),
-        json!({"token": other, "ttl_ms": 1000}),
-    )
-    .await;
+    let (s, e) = job("extend", json!({"token": other, "ttl_ms": 1000})).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("not_holder"))
     );
-    let (s, e) = post(
-        &tc.http,
-        lock_url(b, "job", "release"),
-        json!({"token": other}),
-    )
-    .await;
+    let (s, e) = job("release", json!({"token": other})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
 
     // Extend re-locks a node that lost the key.
     let mut c = tc.direct(2).await;
     let _: () = redis::cmd("DEL")
-        .arg("qd:lock:l:job")
+        .arg(common::reserved_key("lock:l:job"))
         .query_async(&mut c)
         .await
         .unwrap();
-    let (s, g) = post(
-        &tc.http,
-        lock_url(b, "job", "extend"),
-        json!({"token": token, "ttl_ms": 8000}),
-    )
-    .await;
+    let (s, g) = job("extend", json!({"token": token, "ttl_ms": 8000})).await;
     assert_eq!(s, StatusCode::OK, "{g}");
     assert_eq!(g["fence"], fence);
     assert!(g["validity_ms"].as_u64().unwrap() > 7800);
     let pttl: i64 = redis::cmd("PTTL")
-        .arg("qd:lock:l:job")
+        .arg(common::reserved_key("lock:l:job"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -182,12 +148,7 @@ async fn acquire_extend_release_and_inspect() {
         "node 2 re-locked with the new ttl, pttl {pttl}"
     );
 
-    let (s, _) = post(
-        &tc.http,
-        lock_url(b, "job", "release"),
-        json!({"token": token}),
-    )
-    .await;
+    let (s, _) = job("release", json!({"token": token})).await;
     assert_eq!(s, StatusCode::OK);
     let (_, state) = tc.json("/v1/locks/job").await;
     assert_eq!(state["held"], false);
@@ -196,20 +157,10 @@ async fn acquire_extend_release_and_inspect() {
         "the highest fence issued is still shown"
     );
     // A released token is stale.
-    let (s, _) = post(
-        &tc.http,
-        lock_url(b, "job", "release"),
-        json!({"token": token}),
-    )
-    .await;
+    let (s, _) = job("release", json!({"token": token})).await;
     assert_eq!(s, StatusCode::CONFLICT);
 
-    let (s, g) = post(
-        &tc.http,
-        lock_url(b, "job", "acquire"),
-        json!({"ttl_ms": 1000}),
-    )
-    .await;
+    let (s, g) = job("acquire", json!({"ttl_ms": 1000})).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(g["fence"].as_u64().unwrap(), fence + 1);
     tc.shutdown().await;
@@ -251,14 +202,7 @@ async fn bad_input_gets_a_clear_400() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let r = tc
-        .http
-        .post(lock_url(b, "ok", "acquire"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_raw_json(&tc.http, lock_url(b, "ok", "acquire"), "{not json").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(body_json(r).await["error"]["code"], "bad_request");
     let (s, e) = post(
@@ -399,7 +343,7 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         pool.clone(),
         LocksConfig::default(),
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -413,7 +357,7 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
         "a lock granted on one node of three must show overlapping holders"
     );
     // The same race with the real rule finds nothing.
-    let safe = LockService::new(pool, LocksConfig::default(), "qd:");
+    let safe = LockService::new(pool, LocksConfig::default(), common::key_prefix());
     assert!(race(safe, 8, Duration::from_secs(3)).await.is_empty());
     tc.shutdown().await;
 }
@@ -465,7 +409,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
         max_ttl_ms: max_ttl,
         ..LocksConfig::default()
     };
-    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), "qd:");
+    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), common::key_prefix());
     let rec = Recorder::new();
     // Make the fence counter non-trivial first.
     for _ in 0..3 {
@@ -514,7 +458,7 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         pool,
         cfg,
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             count_restarted_at_once: true,
             ..UnsafeKnobs::default()

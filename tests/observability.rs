@@ -18,12 +18,7 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn scrape(t: &TestCluster) -> Scrape {
-    let r = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.fetch("/metrics").await;
     assert_eq!(r.status(), 200);
     let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
@@ -58,22 +53,12 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
 
     // Node 2 loses everything; an exchange writes the 20 keys back to it.
     let mut direct = t.direct(2).await;
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut direct)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut direct, &["FLUSHALL"]).await;
     wait_until(
         Duration::from_secs(10),
         "exchange repaired node 2",
         || async {
-            let _ = t
-                .app()
-                .sweeper()
-                .run(quorumd::sync::SweepRequest::new(
-                    quorumd::sync::SweepMode::Exchange,
-                    quorumd::sync::SweepTrigger::Api,
-                ))
-                .await;
+            let _ = t.try_sweep(quorumd::sync::SweepMode::Exchange, false).await;
             t.raw_value(2, b"m:19").await.is_some() && t.raw_value(2, b"m:0").await.is_some()
         },
     )
@@ -148,12 +133,7 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
     // Each of the two nodes that took the writes holds a hint per key. Hints are recorded in
     // the background once a write has answered, and the gauge is read at each exchange.
     wait_until(Duration::from_secs(10), "10 hints pending", || async {
-        t.app()
-            .sweeper()
-            .run(quorumd::sync::SweepRequest::new(
-                quorumd::sync::SweepMode::Exchange,
-                quorumd::sync::SweepTrigger::Api,
-            ))
+        t.try_sweep(quorumd::sync::SweepMode::Exchange, false)
             .await
             .unwrap();
         scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(10.0)
@@ -162,14 +142,7 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
     t.cluster.nodes[2].resume();
     t.wait_health(2, "up").await;
     wait_until(Duration::from_secs(10), "hints replayed", || async {
-        let _ = t
-            .app()
-            .sweeper()
-            .run(quorumd::sync::SweepRequest::new(
-                quorumd::sync::SweepMode::Exchange,
-                quorumd::sync::SweepTrigger::Api,
-            ))
-            .await;
+        let _ = t.try_sweep(quorumd::sync::SweepMode::Exchange, false).await;
         scrape(&t).await.value("quorumd_hints_pending", &node2) == Some(0.0)
     })
     .await;
@@ -230,12 +203,7 @@ fn the_exposition_checker_rejects_broken_text() {
 async fn events_stream_starts_with_a_snapshot_and_a_lagging_client_never_blocks_writes() {
     let t = TestCluster::start(3).await;
     // A client that reads the first message, then stops reading.
-    let lagging = t
-        .http
-        .get(format!("{}/v1/events", t.base))
-        .send()
-        .await
-        .unwrap();
+    let lagging = t.fetch("/v1/events").await;
     assert_eq!(lagging.status(), 200);
     assert!(
         lagging.headers()["content-type"]
@@ -333,14 +301,7 @@ async fn passwords_never_show_in_status_metrics_or_events() {
     let base = format!("http://{}", app.http_addr());
     let http = reqwest::Client::new();
     for path in ["/v1/status", "/metrics", "/v1/sweeps/current"] {
-        let text = http
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::get_text(&http, &format!("{base}{path}")).await;
         if path != "/v1/sweeps/current" {
             assert!(text.contains("127.0.0.1:1"), "{path} names the node");
         }
@@ -388,14 +349,7 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_their_damage_heals() {
     let http = reqwest::Client::new();
     let post =
         |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
-    let status: serde_json::Value = http
-        .get(format!("{base}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = common::get_json(&http, &format!("{base}/v1/status")).await;
     assert_eq!(status["instance"]["demo"], true);
 
     let r = post("/v1/demo/diverge", json!({ "node": 0, "keys": 50 }))
@@ -570,14 +524,7 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
         Duration::from_secs(10),
         "a sweep merged the counter",
         || async {
-            let _ = t
-                .app()
-                .sweeper()
-                .run(quorumd::sync::SweepRequest::new(
-                    quorumd::sync::SweepMode::Exchange,
-                    quorumd::sync::SweepTrigger::Api,
-                ))
-                .await;
+            let _ = t.try_sweep(quorumd::sync::SweepMode::Exchange, false).await;
             merged_by_sweeps().await >= 1.0
         },
     )
@@ -614,50 +561,56 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
     };
     // Only this test uses locks, queues, CRDTs and RESP in this binary: exact deltas.
     let acquisitions = "quorumd_lock_acquisitions_total";
-    assert_eq!(delta(acquisitions, &[("result", "granted")]), 1.0);
-    assert_eq!(delta(acquisitions, &[("result", "held")]), 1.0);
-    assert_eq!(delta(acquisitions, &[("result", "invalid")]), 1.0);
-    assert_eq!(
-        delta(
-            "quorumd_lock_acquire_duration_seconds_count",
-            &[("result", "granted")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        delta("quorumd_lock_extensions_total", &[("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        delta("quorumd_lock_releases_total", &[("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        delta("quorumd_lock_releases_total", &[("result", "not_holder")]),
-        1.0
-    );
-
     let queue_ops = "quorumd_queue_operations_total";
-    assert_eq!(
-        delta(queue_ops, &[("operation", "put"), ("result", "ok")]),
-        2.0
-    );
-    assert_eq!(
-        delta(queue_ops, &[("operation", "claim"), ("result", "ok")]),
-        3.0
-    );
-    assert_eq!(
-        delta(queue_ops, &[("operation", "nack"), ("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        delta(queue_ops, &[("operation", "redelivery"), ("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        delta(queue_ops, &[("operation", "ack"), ("result", "ok")]),
-        1.0
-    );
+    let merges = "quorumd_crdt_merges_total";
+    let commands = "quorumd_resp_commands_total";
+    // (metric, labels, exact delta)
+    type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+    let exact: &[Expected] = &[
+        (acquisitions, &[("result", "granted")], 1.0),
+        (acquisitions, &[("result", "held")], 1.0),
+        (acquisitions, &[("result", "invalid")], 1.0),
+        (
+            "quorumd_lock_acquire_duration_seconds_count",
+            &[("result", "granted")],
+            1.0,
+        ),
+        ("quorumd_lock_extensions_total", &[("result", "ok")], 1.0),
+        ("quorumd_lock_releases_total", &[("result", "ok")], 1.0),
+        (
+            "quorumd_lock_releases_total",
+            &[("result", "not_holder")],
+            1.0,
+        ),
+        (queue_ops, &[("operation", "put"), ("result", "ok")], 2.0),
+        (queue_ops, &[("operation", "claim"), ("result", "ok")], 3.0),
+        (queue_ops, &[("operation", "nack"), ("result", "ok")], 1.0),
+        (
+            queue_ops,
+            &[("operation", "redelivery"), ("result", "ok")],
+            1.0,
+        ),
+        (queue_ops, &[("operation", "ack"), ("result", "ok")], 1.0),
+        (merges, &[("type", "counter"), ("source", "sweep")], 1.0),
+        (
+            "quorumd_crdt_updates_total",
+            &[("type", "counter"), ("result", "ok")],
+            1.0,
+        ),
+        (commands, &[("command", "set"), ("result", "ok")], 1.0),
+        (commands, &[("command", "get"), ("result", "ok")], 1.0),
+        (commands, &[("command", "get"), ("result", "rejected")], 1.0),
+        (commands, &[("command", "incr"), ("result", "error")], 1.0),
+        (
+            commands,
+            &[("command", "other"), ("result", "rejected")],
+            1.0,
+        ),
+    ];
+    for (name, labels, want) in exact {
+        assert_eq!(delta(name, labels), *want, "{name} {labels:?}");
+    }
+    assert!(delta(merges, &[("type", "counter"), ("source", "write")]) >= 2.0);
     // The gauges hold the last depth read: the item is leased, none is ready.
     let depth = |state: &str| {
         after.value(
@@ -668,42 +621,6 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
     assert_eq!(
         (depth("ready"), depth("leased"), depth("dead")),
         (Some(0.0), Some(1.0), Some(0.0))
-    );
-
-    let merges = "quorumd_crdt_merges_total";
-    assert!(delta(merges, &[("type", "counter"), ("source", "write")]) >= 2.0);
-    assert_eq!(
-        delta(merges, &[("type", "counter"), ("source", "sweep")]),
-        1.0
-    );
-    assert_eq!(
-        delta(
-            "quorumd_crdt_updates_total",
-            &[("type", "counter"), ("result", "ok")]
-        ),
-        1.0
-    );
-
-    let commands = "quorumd_resp_commands_total";
-    assert_eq!(
-        delta(commands, &[("command", "set"), ("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        delta(commands, &[("command", "get"), ("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        delta(commands, &[("command", "get"), ("result", "rejected")]),
-        1.0
-    );
-    assert_eq!(
-        delta(commands, &[("command", "incr"), ("result", "error")]),
-        1.0
-    );
-    assert_eq!(
-        delta(commands, &[("command", "other"), ("result", "rejected")]),
-        1.0
     );
     assert_eq!(delta("quorumd_resp_connections", &[]), 1.0);
     drop(resp);

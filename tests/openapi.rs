@@ -11,14 +11,14 @@ use common::{TestCluster, test_config, wait_until};
 use quorumd::app::App;
 use quorumd::auth::{Scope, TokenEntry};
 use quorumd::devcluster::DevCluster;
+use quorumd_testkit::tools::{deploy_venv_python as venv_python, output_text};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The router, read as source: its `.route(...)` calls are the list of what is served.
 const ROUTER_SOURCE: &str = include_str!("../crates/service/src/api/mod.rs");
 /// The queue item route has an `{action}` segment; the handler's `match` lists the actions.
@@ -532,20 +532,10 @@ async fn documented_security_is_what_the_auth_layer_enforces() {
     })
     .await;
     let doc = file_document();
-    let r = tc
-        .http
-        .get(format!("{}/openapi.json", tc.base))
-        .send()
-        .await
-        .unwrap();
+    let r = tc.fetch("/openapi.json").await;
     assert_eq!(r.status(), StatusCode::OK, "/openapi.json is open");
     // Control: the same client without a token is refused where a token is needed.
-    let r = tc
-        .http
-        .get(format!("{}/v1/status", tc.base))
-        .send()
-        .await
-        .unwrap();
+    let r = tc.fetch("/v1/status").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let (status, unknown_token) = sample(
@@ -646,20 +636,19 @@ async fn documented_security_is_what_the_auth_layer_enforces() {
 
 // ---------------------------------------------------------------- OpenAPI 3.1 schema
 
-fn venv_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(Path::new(REPO).join("scripts/ensure-deploy-venv.sh"))
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "ensure-deploy-venv.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::env::var_os("QUORUMD_DEPLOY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(REPO).join("target/deploy-venv"))
-        .join("bin/python")
+/// Runs the Python `script` with, as its arguments, files holding each of `inputs` as JSON:
+/// its exit code and what it wrote.
+fn run_script(python: &Path, script: &str, inputs: &[&Value]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", script]);
+    for (i, input) in inputs.iter().enumerate() {
+        let file = dir.path().join(format!("input-{i}.json"));
+        std::fs::write(&file, serde_json::to_vec(input).unwrap()).unwrap();
+        cmd.arg(file);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code(), output_text(&out))
 }
 
 const VALIDATE: &str = r#"
@@ -677,20 +666,8 @@ print("valid OpenAPI", spec["openapi"])
 
 /// Runs openapi-spec-validator on `doc`: Ok(its report) or Err(why not valid).
 fn validate(python: &Path, doc: &Value) -> Result<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("openapi.json");
-    std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
-    let out = Command::new(python)
-        .args(["-c", VALIDATE])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match out.status.code() {
+    let (code, report) = run_script(python, VALIDATE, &[doc]);
+    match code {
         Some(0) => Ok(report),
         Some(1) if report.starts_with("invalid:") => Err(report),
         _ => panic!("the validator did not run: {report}"),
@@ -748,22 +725,9 @@ sys.exit(1 if failures else 0)
 /// documents for it (the body's schema, and every documented header: present when required,
 /// matching its schema): Ok(report) when all match, Err(report) otherwise.
 fn check_answers(python: &Path, doc: &Value, samples: &[Value]) -> Result<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let (d, s) = (dir.path().join("doc.json"), dir.path().join("samples.json"));
-    std::fs::write(&d, serde_json::to_vec(doc).unwrap()).unwrap();
-    std::fs::write(&s, serde_json::to_vec(samples).unwrap()).unwrap();
-    let out = Command::new(python)
-        .args(["-c", CHECK_ANSWERS])
-        .arg(&d)
-        .arg(&s)
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match out.status.code() {
+    let samples = Value::Array(samples.to_vec());
+    let (code, report) = run_script(python, CHECK_ANSWERS, &[doc, &samples]);
+    match code {
         Some(0) => Ok(report),
         Some(1) if report.contains("answers checked") => Err(report),
         _ => panic!("the body check did not run: {report}"),

@@ -2,19 +2,31 @@
 //! says to the bytes, and healing restores the link.
 
 use quorumd::devcluster::DevCluster;
+use quorumd_testkit::cluster::wait_until;
 use quorumd_testkit::nemesis::proxy::{FaultProxy, LinkFault};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-async fn setup() -> (DevCluster, FaultProxy) {
-    let cluster = tokio::task::spawn_blocking(|| DevCluster::start(1))
+async fn node() -> DevCluster {
+    tokio::task::spawn_blocking(|| DevCluster::start(1))
         .await
         .unwrap()
-        .expect("redis-server");
+        .expect("redis-server")
+}
+
+async fn setup() -> (DevCluster, FaultProxy) {
+    let cluster = node().await;
     let proxy = FaultProxy::start(cluster.nodes[0].addr()).await.unwrap();
     (cluster, proxy)
+}
+
+/// A connection through the proxy that has answered a PING.
+async fn pinged(proxy: &FaultProxy) -> TcpStream {
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    c
 }
 
 /// Sends one inline command and reads one line of reply.
@@ -35,6 +47,12 @@ async fn read_line(conn: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
 
+/// Fails if a line arrives on `conn` within `ms` milliseconds.
+async fn assert_no_reply(conn: &mut TcpStream, ms: u64, what: &str) {
+    let line = timeout(Duration::from_millis(ms), read_line(conn)).await;
+    assert!(line.is_err(), "{what}: {line:?}");
+}
+
 /// The value of `key` read straight from the node, bypassing the proxy.
 async fn direct_get(cluster: &DevCluster, key: &str) -> String {
     let mut c = TcpStream::connect(cluster.nodes[0].addr()).await.unwrap();
@@ -46,18 +64,18 @@ async fn direct_get(cluster: &DevCluster, key: &str) -> String {
 }
 
 async fn poll_direct(cluster: &DevCluster, key: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while direct_get(cluster, key).await != want {
-        assert!(Instant::now() < deadline, "{key} never became {want}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        &format!("{key} to become {want}"),
+        || async { direct_get(cluster, key).await == want },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn healthy_link_forwards_both_ways() {
     let (_cluster, proxy) = setup().await;
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let mut c = pinged(&proxy).await;
     assert_eq!(ask(&mut c, "SET k v").await.unwrap(), "+OK");
     assert_eq!(proxy.accepted(), 1);
 }
@@ -65,25 +83,15 @@ async fn healthy_link_forwards_both_ways() {
 #[tokio::test]
 async fn blackhole_holds_bytes_until_healed_then_delivers_them_intact() {
     let (cluster, proxy) = setup().await;
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let mut c = pinged(&proxy).await;
     proxy.set(LinkFault::Blackhole);
     c.write_all(b"SET held 1\r\n").await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(300), read_line(&mut c))
-            .await
-            .is_err(),
-        "a reply crossed a blackhole"
-    );
+    assert_no_reply(&mut c, 300, "a reply crossed a blackhole").await;
     assert_eq!(direct_get(&cluster, "held").await, "(nil)");
     // New connections hang too.
     let mut fresh = TcpStream::connect(proxy.addr()).await.unwrap();
     fresh.write_all(b"PING\r\n").await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(200), read_line(&mut fresh))
-            .await
-            .is_err()
-    );
+    assert_no_reply(&mut fresh, 200, "a reply arrived").await;
     proxy.heal();
     assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
     assert_eq!(read_line(&mut fresh).await.unwrap(), "+PONG");
@@ -125,19 +133,41 @@ async fn cut_to_node_holds_requests_while_replies_still_flow() {
 }
 
 #[tokio::test]
+async fn hold_to_node_counts_requests_and_holds_them_while_replies_still_flow() {
+    let cluster = node().await;
+    let proxy = FaultProxy::start_counting(cluster.nodes[0].addr(), b"marker-")
+        .await
+        .unwrap();
+    let mut c = pinged(&proxy).await;
+    // A reply already on its way when the hold starts still arrives.
+    c.write_all(b"SET before marker-1\r\n").await.unwrap();
+    poll_direct(&cluster, "before", "marker-1").await;
+    proxy.set(LinkFault::HoldToNode);
+    assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
+    c.write_all(b"SET during marker-2\r\n").await.unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the held request counted",
+        || async { proxy.seen() == 2 },
+    )
+    .await;
+    assert_eq!(direct_get(&cluster, "during").await, "(nil)");
+    proxy.heal();
+    assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
+    assert_eq!(direct_get(&cluster, "during").await, "marker-2");
+    proxy.reset_seen();
+    assert_eq!(ask(&mut c, "SET after marker-3").await.unwrap(), "+OK");
+    assert_eq!(proxy.seen(), 1);
+}
+
+#[tokio::test]
 async fn cut_from_node_lets_writes_land_but_holds_their_replies() {
     let (cluster, proxy) = setup().await;
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let mut c = pinged(&proxy).await;
     proxy.set(LinkFault::CutFromNode);
     c.write_all(b"SET landed 1\r\n").await.unwrap();
     poll_direct(&cluster, "landed", "1").await;
-    assert!(
-        timeout(Duration::from_millis(200), read_line(&mut c))
-            .await
-            .is_err(),
-        "a reply crossed a cut"
-    );
+    assert_no_reply(&mut c, 200, "a reply crossed a cut").await;
     proxy.heal();
     assert_eq!(read_line(&mut c).await.unwrap(), "+OK");
 }
@@ -145,8 +175,7 @@ async fn cut_from_node_lets_writes_land_but_holds_their_replies() {
 #[tokio::test]
 async fn reset_kills_open_connections_and_refuse_rejects_new_ones() {
     let (_cluster, proxy) = setup().await;
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let mut c = pinged(&proxy).await;
     proxy.set(LinkFault::Refuse);
     proxy.reset_connections();
     let err = ask(&mut c, "PING")
@@ -164,15 +193,13 @@ async fn reset_kills_open_connections_and_refuse_rejects_new_ones() {
     let mut refused = TcpStream::connect(proxy.addr()).await.unwrap();
     assert!(ask(&mut refused, "PING").await.is_err());
     proxy.heal();
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    pinged(&proxy).await;
 }
 
 #[tokio::test]
 async fn slow_close_hangs_then_closes() {
     let (_cluster, proxy) = setup().await;
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let mut c = pinged(&proxy).await;
     let t = Instant::now();
     proxy.slow_close(Duration::from_millis(300));
     c.write_all(b"PING\r\n").await.unwrap();
@@ -193,15 +220,13 @@ async fn slow_close_hangs_then_closes() {
         t.elapsed()
     );
     // The proxy itself keeps serving new connections.
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    pinged(&proxy).await;
 }
 
 #[tokio::test]
 async fn dropping_the_proxy_closes_its_connections() {
     let (_cluster, proxy) = setup().await;
-    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-    assert_eq!(ask(&mut c, "PING").await.unwrap(), "+PONG");
+    let mut c = pinged(&proxy).await;
     drop(proxy);
     let outcome = timeout(Duration::from_secs(5), ask(&mut c, "PING")).await;
     assert!(matches!(outcome, Ok(Err(_))), "{outcome:?}");

@@ -5,7 +5,7 @@
 
 use quorumd_testkit::cluster as common;
 
-use common::{TestCluster, wait_until};
+use common::{TestCluster, post_json as post, wait_until};
 use quorumd::config::{LocksConfig, QueueConfig};
 use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::queue::QueueService;
@@ -16,12 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
-    let r = http.post(url).json(&body).send().await.expect("http post");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 fn q(tc: &TestCluster, name: &str, rest: &str) -> String {
     format!("{}/v1/queues/{name}{rest}", tc.base)
@@ -181,7 +175,7 @@ async fn an_expired_lease_makes_the_item_claimable_and_the_old_lease_stale() {
     for n in 0..3 {
         let mut c = tc.direct(n).await;
         let len: u64 = redis::cmd("HLEN")
-            .arg("qd:q:q:rec")
+            .arg(common::reserved_key("q:q:rec"))
             .query_async(&mut c)
             .await
             .unwrap();
@@ -202,22 +196,13 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
     tc.cluster.nodes[2].resume();
     tc.wait_health(2, "up").await;
     let mut c = tc.direct(2).await;
-    let stale: String = redis::cmd("HGET")
-        .arg("qd:q:q:rec")
-        .arg(&id)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let records = common::reserved_key("q:q:rec");
+    let stale: String = common::command(&mut c, &["HGET", &records, &id]).await;
     assert!(stale.starts_with('l'), "node 2 missed the ack: {stale}");
     // Once the lease has run out, node 2 proposes the item again; the majority's tombstone wins.
     tokio::time::sleep(Duration::from_millis(2600).saturating_sub(claimed_at.elapsed())).await;
     assert!(claim(&tc, "q", 5000).await.is_none());
-    let healed: String = redis::cmd("HGET")
-        .arg("qd:q:q:rec")
-        .arg(&id)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let healed: String = common::command(&mut c, &["HGET", &records, &id]).await;
     assert!(
         healed.starts_with('a'),
         "the claim repaired node 2: {healed}"
@@ -229,6 +214,7 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error() {
     let tc = TestCluster::start_with(3, |c| c.queues.max_payload_bytes = 1000).await;
+    let bad = |rest: &'static str, body: Value| ("q", rest, body, StatusCode::BAD_REQUEST);
     let cases = [
         (
             "bad name",
@@ -236,65 +222,23 @@ async fn bad_input_gets_a_clear_error() {
             json!({"payload": 1}),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "q",
-            "/items",
-            json!({"priority": 1}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items",
-            json!({"payload": 1, "priority": "high"}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items",
-            json!({"payload": 1, "priority": 1.5}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items",
-            json!({"payload": 1, "delay_ms": -1}),
-            StatusCode::BAD_REQUEST,
-        ),
+        bad("/items", json!({"priority": 1})),
+        bad("/items", json!({"payload": 1, "priority": "high"})),
+        bad("/items", json!({"payload": 1, "priority": 1.5})),
+        bad("/items", json!({"payload": 1, "delay_ms": -1})),
         (
             "q",
             "/items",
             json!({"payload": "x".repeat(2000)}),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
-        (
-            "q",
-            "/claim",
-            json!({"lease_ms": 0}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/claim",
-            json!({"lease_ms": 1_000_000_000}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/claim",
-            json!({"lease_ms": 100, "extra": 1}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
-            "/items/nothex/ack",
-            json!({"lease": "0".repeat(32)}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "q",
+        bad("/claim", json!({"lease_ms": 0})),
+        bad("/claim", json!({"lease_ms": 1_000_000_000})),
+        bad("/claim", json!({"lease_ms": 100, "extra": 1})),
+        bad("/items/nothex/ack", json!({"lease": "0".repeat(32)})),
+        bad(
             "/items/01a2011a3cc40000002d068005294ea84e/ack",
             json!({"lease": "short"}),
-            StatusCode::BAD_REQUEST,
         ),
         (
             "q",
@@ -321,14 +265,7 @@ async fn bad_input_gets_a_clear_error() {
             "{e}"
         );
     }
-    let r = tc
-        .http
-        .post(q(&tc, "q", "/items"))
-        .header("content-type", "application/json")
-        .body("{\"payload\": ")
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_raw_json(&tc.http, q(&tc, "q", "/items"), "{\"payload\": ").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     tc.shutdown().await;
 }
@@ -488,7 +425,7 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         store.pool().clone(),
         LocksConfig::default(),
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -501,7 +438,7 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
             max_deliveries: 1000,
             ..QueueConfig::default()
         },
-        "qd:",
+        common::key_prefix(),
     );
     queues.put("one", "1", 0, 0).await.unwrap();
     let leases = Arc::new(Leases {

@@ -90,6 +90,16 @@ async fn start_reference() -> DevCluster {
         .expect("reference redis-server")
 }
 
+/// quorumd on 3 nodes and a reference redis-server, with a raw connection to each: (quorumd,
+/// the reference, ours, theirs).
+async fn beside_a_reference() -> (TestCluster, DevCluster, Raw, Raw) {
+    let tc = TestCluster::start(3).await;
+    let reference = start_reference().await;
+    let ours = Raw::connect(resp_addr(&tc)).await;
+    let theirs = Raw::connect(reference.nodes[0].addr()).await;
+    (tc, reference, ours, theirs)
+}
+
 /// Command sequences whose replies must be exactly what redis-server 7 answers. Each line
 /// runs on the same connection, in order; keys are fresh per test run.
 const SAME_AS_REDIS: &[&str] = &[
@@ -206,10 +216,7 @@ const SAME_AS_REDIS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_match_a_real_redis_server() {
-    let tc = TestCluster::start(3).await;
-    let reference = start_reference().await;
-    let mut ours = Raw::connect(resp_addr(&tc)).await;
-    let mut theirs = Raw::connect(reference.nodes[0].addr()).await;
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
     for line in SAME_AS_REDIS {
         let expected = theirs.cmd(line).await;
         let got = ours.cmd(line).await;
@@ -231,13 +238,7 @@ async fn replies_match_a_real_redis_server() {
     // Wrong types: a hash written straight to every node.
     for i in 0..3 {
         let mut c = tc.direct(i).await;
-        let _: () = redis::cmd("HSET")
-            .arg("h")
-            .arg("f")
-            .arg("v")
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let _: () = common::command(&mut c, &["HSET", "h", "f", "v"]).await;
     }
     assert_eq!(theirs.cmd("HSET h f v").await, Frame::Integer(1));
     for line in [
@@ -254,12 +255,7 @@ async fn replies_match_a_real_redis_server() {
     assert!(error_text(&ours.cmd("GET h").await).starts_with("WRONGTYPE"));
     // Once the full sweep has adopted the hash (given it a version), DEL removes it, as in Redis.
     let report = tc
-        .app()
-        .sweeper()
-        .run(quorumd::sync::SweepRequest::new(
-            quorumd::sync::SweepMode::Full,
-            quorumd::sync::SweepTrigger::Test,
-        ))
+        .try_sweep(quorumd::sync::SweepMode::Full, false)
         .await
         .expect("full sweep");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
@@ -392,10 +388,7 @@ fn comparable(line: &str, f: Frame) -> Frame {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_hashes_and_sets_match_a_real_redis_server() {
-    let tc = TestCluster::start(3).await;
-    let reference = start_reference().await;
-    let mut ours = Raw::connect(resp_addr(&tc)).await;
-    let mut theirs = Raw::connect(reference.nodes[0].addr()).await;
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
     for line in CRDT_SAME_AS_REDIS {
         let expected = comparable(line, theirs.cmd(line).await);
         let got = comparable(line, ours.cmd(line).await);

@@ -50,13 +50,7 @@ impl Service {
             "{}",
             put.text().await.unwrap()
         );
-        let get = self
-            .http
-            .get(format!("{}/v1/kv/{key}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (get.status(), get.text().await.unwrap())
+        self.text(&format!("/v1/kv/{key}")).await
     }
 
     async fn text(&self, path: &str) -> (StatusCode, String) {

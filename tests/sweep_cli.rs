@@ -1,6 +1,8 @@
 //! `quorumd sweep` from the command line: exit codes for cron and CI, and a full sweep that
 //! is killed midway resumes from its checkpoint.
 
+use quorumd_testkit::cluster as common;
+
 use quorumd::devcluster::DevCluster;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -96,9 +98,11 @@ fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
         .spawn()
         .unwrap();
     let node0 = cluster.nodes[0].url();
+    // Where the full sweep keeps its checkpoint.
+    let checkpoint = common::reserved_key("sweep:full");
     let deadline = Instant::now() + Duration::from_secs(20);
     let cursor = loop {
-        if let Some(c) = hget(&node0, "qd:sweep:full", "cursor") {
+        if let Some(c) = hget(&node0, &checkpoint, "cursor") {
             break c;
         }
         assert!(Instant::now() < deadline, "no checkpoint written");
@@ -107,7 +111,7 @@ fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
     assert_ne!(cursor, "0");
     child.kill().unwrap();
     child.wait().unwrap();
-    let saved = hget(&node0, "qd:sweep:full", "cursor").expect("checkpoint survives the kill");
+    let saved = hget(&node0, &checkpoint, "cursor").expect("checkpoint survives the kill");
 
     let (code, json) = sweep(&path, &["--full"]);
     assert_eq!(code, 0, "{json}");
@@ -122,7 +126,7 @@ fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
     assert!(json["report"]["keys_scanned_per_node"][0].as_u64().unwrap() > 0);
     assert_eq!(json["divergence_left"], 0);
     assert_eq!(
-        hget(&node0, "qd:sweep:full", "cursor"),
+        hget(&node0, &checkpoint, "cursor"),
         None,
         "checkpoint cleared at the end"
     );
@@ -132,10 +136,7 @@ fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
             .get_connection()
             .unwrap();
         let n: u64 = redis::cmd("EVAL")
-            .arg(
-                "local n = 0 for b = 0, 4095 do for s = 0, 15 do \
-             n = n + redis.call('HLEN', 'qd:m:' .. b .. ':' .. s) end end return n",
-            )
+            .arg(common::count_meta_entries_script())
             .arg(0)
             .query(&mut c)
             .unwrap();

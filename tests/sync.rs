@@ -8,7 +8,7 @@ use quorumd_testkit::cluster as common;
 use common::{TestCluster, wait_until};
 use quorumd::config::AdoptPolicy;
 use quorumd::meta::Meta;
-use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
+use quorumd::sync::SweepMode;
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -160,17 +160,10 @@ async fn assert_identical(tc: &TestCluster, keys: &[String]) {
 /// Adopts the directly written keys (versions them) and lets an exchange mark every node in
 /// sync (sentinel written).
 async fn version_everything(tc: &TestCluster, keys: usize) {
-    let sweeper = tc.app().sweeper();
-    let full = sweeper
-        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let full = tc.sweep(SweepMode::Full, false).await;
     assert_eq!(full.keys_adopted as usize, keys, "{full:?}");
     assert_eq!(full.error_count, 0, "{:?}", full.errors);
-    let ex = sweeper
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let ex = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(
         ex.buckets_mismatched, 0,
         "adoption leaves all digests equal: {ex:?}"
@@ -194,7 +187,7 @@ async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
     version_everything(&tc, keys.len()).await;
 
     let mut c2 = tc.direct(2).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    let _: () = common::command(&mut c2, &["FLUSHALL"]).await;
     // The missing sentinel marks it recovering; that triggers an exchange, which heals it.
     wait_until(Duration::from_secs(10), "node 2 recovering", || async {
         tc.health(2).await == "recovering"
@@ -253,11 +246,7 @@ async fn cluster_with_one_write_in_flight() -> TestCluster {
 async fn a_recovering_node_does_not_count_for_reads() {
     // Nothing older may be lacking, so only the write of `k` keeps node 2 recovering.
     let mut tc = cluster_with_one_write_in_flight().await;
-    tc.app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    tc.sweep(SweepMode::Exchange, false).await;
     tc.cluster.nodes[2].restart_empty().unwrap();
     wait_until(Duration::from_secs(10), "node 2 recovering", || async {
         tc.health(2).await == "recovering"
@@ -289,12 +278,7 @@ async fn a_bucket_that_cannot_be_compared_keeps_a_node_recovering() {
     .await;
     let exchange = || async {
         loop {
-            match tc
-                .app()
-                .sweeper()
-                .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-                .await
-            {
+            match tc.try_sweep(SweepMode::Exchange, false).await {
                 Err(SyncError::AlreadyRunning(_)) => {
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
@@ -366,23 +350,12 @@ async fn full_sweep_adopts_direct_writes_by_majority_and_report_only_changes_not
                 .unwrap();
         }
         let mut c1 = tc.direct(1).await;
-        let _: () = redis::cmd("HSET")
-            .arg("h")
-            .arg("f")
-            .arg("1")
-            .query_async(&mut c1)
-            .await
-            .unwrap();
+        let _: () = common::command(&mut c1, &["HSET", "h", "f", "1"]).await;
         let names: Vec<String> = ["solo", "split", "tie", "h"].map(String::from).to_vec();
         let before: Vec<_> =
             futures::future::join_all((0..3).map(|i| snapshot(&tc, i, &names))).await;
 
-        let report = tc
-            .app()
-            .sweeper()
-            .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-            .await
-            .unwrap();
+        let report = tc.sweep(SweepMode::Full, false).await;
         assert_eq!(report.error_count, 0, "{:?}", report.errors);
         // Each node's SCAN sees the keys it holds: 4 distinct keys, counted once per sighting.
         assert!(report.keys_unversioned >= 4, "{report:?}");
@@ -420,12 +393,7 @@ async fn full_sweep_adopts_direct_writes_by_majority_and_report_only_changes_not
                 let r = tc.get("split", "consistency=all").await;
                 assert_eq!(r.status(), StatusCode::OK);
                 assert!(r.headers().contains_key("etag"));
-                let again = tc
-                    .app()
-                    .sweeper()
-                    .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-                    .await
-                    .unwrap();
+                let again = tc.sweep(SweepMode::Full, false).await;
                 assert_eq!(
                     (
                         again.keys_unversioned,
@@ -463,26 +431,17 @@ async fn full_sweep_restores_vanished_values_rebuilds_digests_and_purges_tombsto
     );
     let mut c1 = tc.direct(1).await;
     // Value deleted behind quorumd's back; a digest corrupted.
-    let _: () = redis::cmd("DEL")
-        .arg("k5")
-        .query_async(&mut c1)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c1, &["DEL", "k5"]).await;
     let loc = tc.app().store().locate(b"k7").unwrap();
     let _: () = redis::cmd("HSET")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .arg(loc.bucket)
         .arg("12345")
         .query_async(&mut c1)
         .await
         .unwrap();
 
-    let r = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let r = tc.sweep(SweepMode::Full, false).await;
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
     assert_eq!(r.values_restored, 1, "{r:?}");
     assert!(r.digests_rebuilt >= 1, "{r:?}");
@@ -499,7 +458,7 @@ async fn full_sweep_restores_vanished_values_rebuilds_digests_and_purges_tombsto
         futures::future::join_all((0..3).map(|i| async move {
             let mut c = tcr.direct(i).await;
             redis::cmd("HGETALL")
-                .arg("qd:d")
+                .arg(common::digest_key())
                 .query_async::<BTreeMap<String, String>>(&mut c)
                 .await
                 .unwrap()
@@ -509,12 +468,7 @@ async fn full_sweep_restores_vanished_values_rebuilds_digests_and_purges_tombsto
         digests.iter().all(|d| d == &digests[0]),
         "digests agree after the sweep"
     );
-    let ex = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
-        .await
-        .unwrap();
+    let ex = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(ex.divergence_left(), 0, "{ex:?}");
     tc.shutdown().await;
 }
@@ -527,11 +481,7 @@ async fn a_node_down_during_writes_catches_up_through_hints() {
         c.sync.in_flight_window_ms = 600_000;
     })
     .await;
-    tc.app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    tc.sweep(SweepMode::Exchange, false).await;
     tc.isolate(2).await;
     for i in 0..50 {
         assert_eq!(
@@ -541,7 +491,7 @@ async fn a_node_down_during_writes_catches_up_through_hints() {
     }
     // Hints are recorded after the answers; wait for them on node 0.
     let hint_key = quorumd::store::hint_key(
-        "qd:",
+        common::key_prefix(),
         &format!("127.0.0.1:{}/0", tc.cluster.nodes[2].port()),
     );
     wait_until(Duration::from_secs(5), "hints recorded", || async {
@@ -571,12 +521,7 @@ async fn a_node_down_during_writes_catches_up_through_hints() {
     }
     let status = tc.app().sweeper().status();
     assert!(status.last_full.is_none(), "no full sweep ran");
-    let mut c = tc.direct(0).await;
-    let left: u64 = redis::cmd("SCARD")
-        .arg(&hint_key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let left: u64 = common::command(&mut tc.direct(0).await, &["SCARD", &hint_key]).await;
     assert_eq!(left, 0, "replayed hints are dropped");
     tc.shutdown().await;
 }
@@ -642,32 +587,19 @@ async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
     for round in 0..6 {
         if round == 2 {
             let mut c = tc.direct(2).await;
-            let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+            let _: () = common::command(&mut c, &["FLUSHALL"]).await;
         }
-        let _ = tc
-            .app()
-            .sweeper()
-            .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-            .await;
+        let _ = tc.try_sweep(SweepMode::Exchange, false).await;
     }
     for w in writers {
         w.await.unwrap();
     }
-    let _ = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await;
+    let _ = tc.try_sweep(SweepMode::Exchange, false).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in watchers {
         w.await.unwrap();
     }
-    let check = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
-        .await
-        .unwrap();
+    let check = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(check.divergence_left(), 0, "{check:?}");
 }
 
@@ -688,38 +620,27 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
     }
     let mut c1 = tc.direct(1).await;
     let mut c2 = tc.direct(2).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    let _: () = common::command(&mut c2, &["FLUSHALL"]).await;
     // OOM on the node to repair; WRONGTYPE for the digests of another.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query_async(&mut c2)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c2, &["CONFIG", "SET", "maxmemory", "1"]).await;
     let saved: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .query_async(&mut c1)
         .await
         .unwrap();
     let _: () = redis::cmd("DEL")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .query_async(&mut c1)
         .await
         .unwrap();
     let _: () = redis::cmd("SET")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .arg("not a hash")
         .query_async(&mut c1)
         .await
         .unwrap();
 
-    let r = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let r = tc.sweep(SweepMode::Exchange, false).await;
     let errors = r.errors.join("\n").to_ascii_uppercase();
     assert!(errors.contains("OOM"), "{errors}");
     assert!(errors.contains("WRONGTYPE"), "{errors}");
@@ -734,13 +655,7 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
         );
     }
     // READONLY: node 2 turned into a replica of an empty standalone server.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query_async(&mut c2)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c2, &["CONFIG", "SET", "maxmemory", "0"]).await;
     let dir = tempfile::tempdir().unwrap();
     let empty = quorumd::devcluster::RedisProcess::start(dir.path(), &[]).unwrap();
     let _: () = redis::cmd("REPLICAOF")
@@ -749,42 +664,27 @@ async fn nodes_answering_errors_are_reported_and_skipped_without_losing_data() {
         .query_async(&mut c2)
         .await
         .unwrap();
-    let r = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let r = tc.sweep(SweepMode::Exchange, false).await;
     let errors = r.errors.join("\n").to_ascii_uppercase();
     assert!(
         errors.contains("READONLY") || errors.contains("READ ONLY"),
         "{errors}"
     );
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query_async(&mut c2)
-        .await
-        .unwrap();
+    let _: () = common::command(&mut c2, &["REPLICAOF", "NO", "ONE"]).await;
     drop(empty);
     // Fix the nodes: the next exchange heals node 2.
     let _: () = redis::cmd("DEL")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .query_async(&mut c1)
         .await
         .unwrap();
     let _: () = redis::cmd("HSET")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .arg(&saved)
         .query_async(&mut c1)
         .await
         .unwrap();
-    let r = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let r = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
     assert_eq!(r.keys_repaired_per_node[2], 30);
     tc.shutdown().await;
@@ -885,7 +785,7 @@ async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], va
     for &t in targets {
         let node = store.pool().node(t);
         for chunk in entries.chunks(500) {
-            quorumd::calls::store::apply(node, "qd:d", chunk)
+            quorumd::calls::store::apply(node, &common::digest_key(), chunk)
                 .await
                 .unwrap();
         }
@@ -896,7 +796,7 @@ async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], va
 async fn sub_bucket_len(tc: &TestCluster, node: usize, bucket: u32, sub: u32) -> u64 {
     let mut c = tc.direct(node).await;
     redis::cmd("HLEN")
-        .arg(quorumd::store::meta_key("qd:", bucket, sub))
+        .arg(quorumd::store::meta_key(common::key_prefix(), bucket, sub))
         .query_async(&mut c)
         .await
         .unwrap()
@@ -906,13 +806,13 @@ async fn sub_bucket_len(tc: &TestCluster, node: usize, bucket: u32, sub: u32) ->
 async fn bucket_digests(tc: &TestCluster, node: usize, bucket: u32) -> (u64, BTreeMap<u32, u64>) {
     let mut c = tc.direct(node).await;
     let d: Option<u64> = redis::cmd("HGET")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .arg(bucket)
         .query_async(&mut c)
         .await
         .unwrap();
     let subs = redis::cmd("HGETALL")
-        .arg(quorumd::store::sub_digest_key("qd:", bucket))
+        .arg(quorumd::store::sub_digest_key(common::key_prefix(), bucket))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -931,12 +831,7 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
     apply_versions(&tc, &keys, &[0, 1, 2], b"v1").await;
     // 20 keys get a newer version on nodes 0 and 1 only.
     apply_versions(&tc, &keys[..20], &[0, 1], b"v2").await;
-    let r = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let r = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
     assert_eq!(r.keys_divergent, 20, "{r:?}");
     assert_eq!(r.keys_repaired_per_node, vec![0, 0, 20]);
@@ -946,12 +841,7 @@ async fn exchange_finds_exactly_the_divergent_keys_in_crowded_buckets() {
             Some(&b"v2"[..])
         );
     }
-    let check = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
-        .await
-        .unwrap();
+    let check = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(
         (check.buckets_mismatched, check.divergence_left()),
         (0, 0),
@@ -991,12 +881,7 @@ async fn exchange_reads_only_the_differing_sub_buckets_of_a_crowded_bucket() {
         + 2 * sub_bucket_len(&tc, 2, b.bucket, b.sub).await;
     assert!(expected * 2 < bucket_len, "{expected} of {bucket_len}");
 
-    let r = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let r = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(r.error_count, 0, "{:?}", r.errors);
     assert_eq!(
         (
@@ -1019,12 +904,7 @@ async fn exchange_reads_only_the_differing_sub_buckets_of_a_crowded_bucket() {
             );
         }
     }
-    let check = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
-        .await
-        .unwrap();
+    let check = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(
         (
             check.buckets_mismatched,
@@ -1077,12 +957,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     let sweep = || async {
-        let r = tc
-            .app()
-            .sweeper()
-            .run(SweepRequest::new(SweepMode::Full, SweepTrigger::Test))
-            .await
-            .unwrap();
+        let r = tc.sweep(SweepMode::Full, false).await;
         assert_eq!(r.error_count, 0, "{:?}", r.errors);
         r
     };
@@ -1108,7 +983,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
     let mut c1 = tc.direct(1).await;
     let bump = |d: u64| (d + 1) % (1 << 48);
     let _: () = redis::cmd("HSET")
-        .arg("qd:d")
+        .arg(common::digest_key())
         .arg(k.bucket)
         .arg(bump(good_k.0))
         .query_async(&mut c1)
@@ -1130,12 +1005,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
         .await
         .unwrap();
 
-    let ex = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-        .await
-        .unwrap();
+    let ex = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(
         (
             ex.buckets_mismatched,
@@ -1149,12 +1019,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
     assert_eq!(r.digests_rebuilt, 2, "{r:?}");
     assert_eq!(bucket_digests(&tc, 1, k.bucket).await, good_k);
     assert_eq!(bucket_digests(&tc, 2, other.bucket).await, good_other);
-    let ex = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
-        .await
-        .unwrap();
+    let ex = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(
         (ex.buckets_mismatched, ex.sub_buckets_mismatched),
         (0, 0),
@@ -1191,7 +1056,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     assert!(old.strings_only());
 
     let mut c2 = tc.direct(2).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    let _: () = common::command(&mut c2, &["FLUSHALL"]).await;
     assert_eq!(
         tc.put("k", "new", "consistency=all").await.status(),
         StatusCode::OK
@@ -1213,7 +1078,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     let mut c0 = tc.direct(0).await;
     for (node, restore) in [(1, "transaction"), (2, "script")] {
         let mut c = tc.direct(node).await;
-        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+        let _: () = common::command(&mut c, &["FLUSHALL"]).await;
         let done = match restore {
             "transaction" => bulk::restore_copies(pool.node(node), &loc.digest_key, &[&new]).await,
             _ => bucket_copy::restore_buckets(pool.node(node), &loc.digest_key, &[&new]).await,
@@ -1242,12 +1107,7 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
             );
         }
     }
-    let check = tc
-        .app()
-        .sweeper()
-        .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test).dry_run())
-        .await
-        .unwrap();
+    let check = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(check.buckets_mismatched, 0, "{check:?}");
     tc.shutdown().await;
 }
@@ -1304,7 +1164,7 @@ async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
     assert_eq!(fallback, Vec::<u32>::new());
     assert!(copies.iter().all(|c| c.strings_only()));
     let mut c2 = tc.direct(2).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut c2).await.unwrap();
+    let _: () = common::command(&mut c2, &["FLUSHALL"]).await;
 
     // The copy's own connection is opened now: a new one waits for the server's answers.
     pool.node(2)

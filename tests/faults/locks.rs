@@ -4,7 +4,7 @@
 //! clock; [`check`] is the same for the runs and the negative control.
 
 use crate::common::test_config;
-use crate::run::{RunResult, heal, into_inner, random_plan, start_instances};
+use crate::run::{RunResult, heal, into_inner, random_plan, shut_down, start_instances};
 use quorumd::config::Config;
 use quorumd_testkit::checker::locks::{self, Held};
 use quorumd_testkit::nemesis::Nemesis;
@@ -119,29 +119,20 @@ impl LockRun {
         });
         let mut violations = heal(&mut nemesis, &faults);
         violations.extend(check(&history));
-        for app in apps {
-            app.shutdown().await.expect("clean shutdown");
-        }
+        shut_down(apps).await;
         RunResult {
-            seed: self.seed,
-            operations: history.operations,
-            faults,
-            violations,
-            convergence: None,
             counters: BTreeMap::from([
                 ("grants", history.fences.len()),
                 ("fenced writes", history.writes_accepted),
             ]),
+            ..RunResult::new(self.seed, history.operations, faults, violations)
         }
     }
 
     /// Clients alternate between the instances until `stop`; each one: acquire, write to the
     /// fenced resource, sometimes extend and write again, release.
     async fn clients(&self, bases: Vec<String>, stop: Arc<AtomicBool>) -> LockHistory {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let http = crate::run::http_client();
         let t0 = Instant::now();
         let history = Arc::new(Mutex::new(LockHistory::default()));
         let mut tasks = Vec::new();

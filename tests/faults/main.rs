@@ -124,6 +124,25 @@ async fn queue_under_random_faults() {
     assert!(results.iter().all(|r| r.counters["items"] > 10));
 }
 
+/// The write of "1" to k0 that the controls make first, acknowledged with `version`.
+fn k0_acked(version: String) -> quorumd_testkit::checker::durability::Write {
+    quorumd_testkit::checker::durability::Write {
+        key: "k0".into(),
+        value: b"1".to_vec(),
+        acked: Some(version),
+        invoked: 0,
+        completed: Some(1),
+    }
+}
+
+/// A negative control's verdict: one of the violations `found` must mention `expected`.
+fn assert_reported(found: &[String], expected: &str) {
+    assert!(
+        found.iter().any(|v| v.contains(expected)),
+        "{expected:?} went unreported: {found:?}"
+    );
+}
+
 /// Nodes behind proxies and one quorumd for the hand-built lock and queue controls; TTLs up to
 /// 10 s, so a holder stays valid while the faults are set up by hand.
 async fn control_cluster() -> (
@@ -173,7 +192,7 @@ async fn negative_control_a_minority_lock_is_reported() {
     let minority = LockService::with_unsafe_knobs(
         pool.clone(),
         cfg.locks.clone(),
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -212,10 +231,7 @@ async fn negative_control_a_minority_lock_is_reported() {
     take("B", &mut history).await;
     let found = locks::check(&history);
     for expected in ["at the same time", "granted to both", "stale write"] {
-        assert!(
-            found.iter().any(|v| v.contains(expected)),
-            "{expected:?} unreported: {found:?}"
-        );
+        assert_reported(&found, expected);
     }
     app.shutdown().await.unwrap();
 }
@@ -231,13 +247,18 @@ async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported(
     let at_once = LockService::with_unsafe_knobs(
         pool.clone(),
         cfg.locks.clone(),
-        "qd:",
+        common::key_prefix(),
         UnsafeKnobs {
             count_restarted_at_once: true,
             ..UnsafeKnobs::default()
         },
     );
-    let queues = QueueService::new(app.store().clone(), at_once, cfg.queues.clone(), "qd:");
+    let queues = QueueService::new(
+        app.store().clone(),
+        at_once,
+        cfg.queues.clone(),
+        common::key_prefix(),
+    );
     let t0 = Instant::now();
     let now = || t0.elapsed().as_micros() as u64;
     let mut history = queue::QueueHistory::default();
@@ -273,10 +294,7 @@ async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported(
     claim("B", &mut history).await;
     nemesis.heal_all().unwrap();
     let found = queue::check(&history, &queue::node_records(&nemesis).await);
-    assert!(
-        found.iter().any(|v| v.contains("double lease")),
-        "the double lease went unreported: {found:?}"
-    );
+    assert_reported(&found, "double lease");
     app.shutdown().await.unwrap();
 }
 
@@ -312,10 +330,7 @@ async fn negative_control_an_item_wiped_from_a_majority_is_reported_lost() {
         "the item survived; the control proves nothing"
     );
     let found = queue::check(&history, &records);
-    assert!(
-        found.iter().any(|v| v.contains("gone from every node")),
-        "the lost item went unreported: {found:?}"
-    );
+    assert_reported(&found, "gone from every node");
     app.shutdown().await.unwrap();
 }
 
@@ -355,15 +370,7 @@ async fn negative_control_a_wiped_sole_copy_is_reported_lost() {
         .put("k0", "1", "one")
         .await
         .expect("level one takes one node");
-    history
-        .writes
-        .push(quorumd_testkit::checker::durability::Write {
-            key: "k0".into(),
-            value: b"1".to_vec(),
-            acked: Some(version),
-            invoked: 0,
-            completed: Some(1),
-        });
+    history.writes.push(k0_acked(version));
     tokio::task::block_in_place(|| nemesis.cluster.nodes[0].restart_empty()).unwrap();
     nemesis.heal_all().unwrap();
     for i in 0..3 {
@@ -398,15 +405,7 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
     tc.wait_health(2, "down").await;
     let mut history = workload::History::default();
     let version = tc.put("k0", "1", "quorum").await.expect("a majority is up");
-    history
-        .writes
-        .push(quorumd_testkit::checker::durability::Write {
-            key: "k0".into(),
-            value: b"1".to_vec(),
-            acked: Some(version),
-            invoked: 0,
-            completed: Some(1),
-        });
+    history.writes.push(k0_acked(version));
     tc.drop_hints_for(&nemesis, 2).await;
     for i in [0, 1] {
         nemesis.proxies[i].set(LinkFault::Latency(Duration::from_millis(300)));
@@ -438,12 +437,7 @@ async fn negative_control_a_stale_read_at_level_one_is_reported() {
     )]);
     // `quorum` is the level whose promise is checked; the read was made at `one`.
     let found = run::check("quorum", &history, &finals);
-    assert!(
-        found
-            .iter()
-            .any(|v| v.contains("read sent at 2 returned nothing")),
-        "the stale read went unreported: {found:?}"
-    );
+    assert_reported(&found, "read sent at 2 returned nothing");
     tc.app.shutdown().await.unwrap();
 }
 
@@ -468,22 +462,10 @@ impl Quorumd {
     }
 
     async fn wait_health(&self, i: usize, want: &str) {
-        let url = format!("{}/v1/status", self.base);
         common::wait_until(
             Duration::from_secs(10),
             &format!("node {i} {want}"),
-            || async {
-                let s: serde_json::Value = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                s["nodes"][i]["health"] == want
-            },
+            || async { common::health_at(&self.http, &self.base, i).await == want },
         )
         .await;
     }
@@ -507,35 +489,12 @@ impl Quorumd {
     }
 
     /// Deletes the hints the other nodes hold for node `i`, so it stays behind when it returns.
-    /// Hints are recorded in the background after a write answered: first wait for them, or
-    /// they could land after the deletion.
     async fn drop_hints_for(&self, nemesis: &Nemesis, i: usize) {
         let identity = format!("{}/0", nemesis.proxies[i].addr());
-        let key = quorumd::store::hint_key("qd:", &identity);
         let others: Vec<String> = (0..nemesis.cluster.nodes.len())
             .filter(|n| *n != i)
             .map(|n| nemesis.cluster.nodes[n].url())
             .collect();
-        common::wait_until(Duration::from_secs(5), "hints recorded", || async {
-            for url in &others {
-                let held: u64 = redis::cmd("SCARD")
-                    .arg(&key)
-                    .query_async(&mut run::direct(url).await)
-                    .await
-                    .unwrap();
-                if held > 0 {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        for url in &others {
-            let _: () = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut run::direct(url).await)
-                .await
-                .unwrap();
-        }
+        common::drop_hints(&identity, &others).await;
     }
 }

@@ -5,7 +5,7 @@
 //! at once; redeliveries are counted.
 
 use crate::locks::{config, post};
-use crate::run::{RunResult, direct, heal, into_inner, random_plan, start_instances};
+use crate::run::{RunResult, direct, heal, into_inner, random_plan, shut_down, start_instances};
 use quorumd::calls::queue::QueueKeys;
 use quorumd::queue::record::{ItemState, Record};
 use quorumd_testkit::checker::locks::{self, Held};
@@ -45,7 +45,7 @@ impl QueueHistory {
 
 /// Each item's record on each node, read straight from the nodes.
 pub async fn node_records(nemesis: &Nemesis) -> Vec<BTreeMap<String, Record>> {
-    let keys = QueueKeys::new("qd:", QUEUE);
+    let keys = QueueKeys::new(crate::common::key_prefix(), QUEUE);
     let mut out = Vec::new();
     for node in &nemesis.cluster.nodes {
         let mut c = direct(&node.url()).await;
@@ -142,10 +142,7 @@ impl QueueRun {
         let t0 = Instant::now();
         let faulting = Arc::new(AtomicBool::new(true));
         let done = Arc::new(AtomicBool::new(false));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let http = crate::run::http_client();
         let mut tasks = Vec::new();
         for p in 0..self.producers {
             let (http, history, faulting) = (http.clone(), history.clone(), faulting.clone());
@@ -206,20 +203,15 @@ impl QueueRun {
             .iter()
             .filter(|id| merged(&records, id).is_some_and(|r| r.state == ItemState::Dead))
             .count();
-        for app in apps {
-            app.shutdown().await.expect("clean shutdown");
-        }
+        shut_down(apps).await;
         RunResult {
-            seed: self.seed,
-            operations: history.operations,
-            faults,
-            violations,
             convergence,
             counters: BTreeMap::from([
                 ("items", history.produced.len()),
                 ("redeliveries", history.redeliveries()),
                 ("dead-lettered", dead),
             ]),
+            ..RunResult::new(self.seed, history.operations, faults, violations)
         }
     }
 }

@@ -27,6 +27,32 @@ pub struct RunResult {
     pub counters: BTreeMap<&'static str, usize>,
 }
 
+impl RunResult {
+    /// A run's result with no convergence time and no workload-specific counts.
+    pub fn new(
+        seed: u64,
+        operations: usize,
+        faults: FaultReport,
+        violations: Vec<String>,
+    ) -> RunResult {
+        RunResult {
+            seed,
+            operations,
+            faults,
+            violations,
+            convergence: None,
+            counters: BTreeMap::new(),
+        }
+    }
+}
+
+/// Shuts every instance down cleanly.
+pub async fn shut_down(apps: Vec<App>) {
+    for app in apps {
+        app.shutdown().await.expect("clean shutdown");
+    }
+}
+
 pub struct KvRun {
     pub level: &'static str,
     pub seed: u64,
@@ -78,12 +104,8 @@ impl KvRun {
         violations.extend(check(self.level, &history, &finals));
         app.shutdown().await.expect("clean shutdown");
         RunResult {
-            seed: self.seed,
-            operations: history.operations(),
-            faults,
-            violations,
             convergence,
-            counters: BTreeMap::new(),
+            ..RunResult::new(self.seed, history.operations(), faults, violations)
         }
     }
 }
@@ -224,6 +246,14 @@ pub fn into_inner<T>(shared: Arc<std::sync::Mutex<T>>) -> T {
         .ok()
         .expect("clients done")
         .into_inner()
+        .unwrap()
+}
+
+/// The workload clients' HTTP client: 5 s a request, so a request held by a fault ends.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
         .unwrap()
 }
 

@@ -35,10 +35,7 @@ pub struct Workload {
 impl Workload {
     /// Runs until `stop` is set; each client has one request in flight at a time.
     pub async fn run(&self, stop: Arc<AtomicBool>) -> History {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let http = crate::run::http_client();
         let start = Instant::now();
         let history = Arc::new(Mutex::new(History::default()));
         let mut tasks = Vec::new();

@@ -1,6 +1,15 @@
-//! Helpers both benchmarks share: settings from the environment, statistics, a PRNG.
+//! Helpers the benchmarks share: settings from the environment, statistics, a PRNG, result
+//! tables (plain text and markdown) and where the reports go.
 
 #![allow(dead_code)] // each benchmark uses a different part
+
+use bytes::Bytes;
+use quorumd_core::config::Config;
+use quorumd_service::app::App;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {
@@ -10,6 +19,27 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Str
             .parse()
             .map_err(|_| format!("{name}={s:?} is not a valid number")),
     }
+}
+
+/// A full run (`cargo bench` passes `--bench`), not a smoke run under `cargo test`.
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The clients, seconds a round and rounds of a timed bench: `BENCH_CONCURRENCY` (default
+/// 32), `BENCH_SECONDS` (3) and `BENCH_ROUNDS` (5); at least 1 client and round, seconds in
+/// (0, 3600].
+pub fn timed_settings() -> Result<(usize, f64, usize), String> {
+    let concurrency = env_number("BENCH_CONCURRENCY", 32usize)?;
+    let seconds = env_number("BENCH_SECONDS", 3.0f64)?;
+    let rounds = env_number("BENCH_ROUNDS", 5usize)?;
+    if concurrency == 0 || rounds == 0 || !(seconds > 0.0 && seconds <= 3600.0) {
+        return Err(
+            "BENCH_CONCURRENCY and BENCH_ROUNDS must be at least 1, BENCH_SECONDS in (0, 3600]"
+                .into(),
+        );
+    }
+    Ok((concurrency, seconds, rounds))
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -55,4 +85,285 @@ pub fn redis_version() -> String {
                 .find_map(|w| w.strip_prefix("v=").map(String::from))
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// How a column's cells line up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A results table as aligned plain text (for stdout): a header line, a rule, a line a row,
+/// columns two spaces apart, each aligned as `align` says.
+pub fn text_table<R: AsRef<[String]>>(header: &[&str], align: &[Align], rows: &[R]) -> String {
+    assert_eq!(header.len(), align.len(), "an alignment per column");
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.as_ref()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| -> String {
+        let mut s = String::new();
+        for (i, ((c, w), a)) in cols.iter().zip(&widths).zip(align).enumerate() {
+            let pad = " ".repeat(w - c.chars().count());
+            let gap = if i == 0 { "" } else { "  " };
+            match a {
+                Align::Left => s.push_str(&format!("{gap}{c}{pad}")),
+                Align::Right => s.push_str(&format!("{gap}{pad}{c}")),
+            }
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&header);
+    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    out.push_str(&"-".repeat(total));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.as_ref()));
+    }
+    out
+}
+
+/// A results table as markdown, right-aligned columns marked so.
+pub fn markdown_table<R: AsRef<[String]>>(header: &[&str], align: &[Align], rows: &[R]) -> String {
+    assert_eq!(header.len(), align.len(), "an alignment per column");
+    let mut out = format!("| {} |\n|", header.join(" | "));
+    for a in align {
+        out.push_str(match a {
+            Align::Left => "---|",
+            Align::Right => "---:|",
+        });
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("| {} |\n", r.as_ref().join(" | ")));
+    }
+    out
+}
+
+/// Where the benches write their markdown reports: `target/bench` (or under
+/// `CARGO_TARGET_DIR`).
+pub fn report_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::tools::repo_root().join("target"))
+        .join("bench")
+}
+
+/// Writes the report `name` (e.g. `sync.md`) into [`report_dir`]: where it went, or why not.
+pub fn write_report(name: &str, markdown: &str) -> Result<std::path::PathBuf, String> {
+    let dir = report_dir();
+    let path = dir.join(name);
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, markdown))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// What one client, or all of them, saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Latency of each successful operation, in nanoseconds.
+    pub latencies: Vec<u64>,
+}
+
+impl Tally {
+    pub fn fail(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what);
+        }
+    }
+
+    /// One operation, started at `started`: its latency counts when it succeeded.
+    pub fn record(&mut self, started: Instant, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => {
+                self.ok += 1;
+                self.latencies.push(started.elapsed().as_nanos() as u64);
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Adds what another client saw.
+    pub fn absorb(&mut self, mut other: Tally) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error.take();
+        }
+        self.latencies.append(&mut other.latencies);
+    }
+}
+
+/// A timed stretch of operations: throughput and latency percentiles.
+#[derive(Debug)]
+pub struct Sample {
+    pub ops_per_s: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl Sample {
+    /// What `all` saw over `elapsed_s` seconds.
+    pub fn of(mut all: Tally, elapsed_s: f64) -> Sample {
+        all.latencies.sort_unstable();
+        Sample {
+            ops_per_s: all.ok as f64 / elapsed_s,
+            p50_us: percentile(&all.latencies, 0.50) / 1000.0,
+            p99_us: percentile(&all.latencies, 0.99) / 1000.0,
+            ok: all.ok,
+            errors: all.errors,
+            first_error: all.first_error,
+        }
+    }
+}
+
+/// `clients` clients, each running `op(target, key)` on random keys below `keys`, one
+/// operation after another, until `duration` has passed (client `w` draws its keys from
+/// `seed` and `w`).
+pub async fn closed_loop<T, F, Fut>(
+    target: &Arc<T>,
+    clients: usize,
+    duration: Duration,
+    seed: u64,
+    keys: u64,
+    op: F,
+) -> Sample
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, usize) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let t = target.clone();
+            let mut rng = seed ^ ((w as u64 + 1) << 32);
+            tokio::spawn(async move {
+                let mut tally = Tally {
+                    latencies: Vec::with_capacity(4096),
+                    ..Tally::default()
+                };
+                while Instant::now() < deadline {
+                    let key = (next_random(&mut rng) % keys) as usize;
+                    let began = Instant::now();
+                    let outcome = op(t.clone(), key).await;
+                    tally.record(began, outcome);
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut all = Tally::default();
+    for w in workers {
+        match w.await {
+            Ok(tally) => all.absorb(tally),
+            Err(e) => all.fail(format!("worker failed: {e}")),
+        }
+    }
+    Sample::of(all, started.elapsed().as_secs_f64())
+}
+
+/// A PUT of `body` to `url`, its answer read to the end: Ok when it succeeded.
+pub async fn http_put(
+    http: &reqwest::Client,
+    url: reqwest::Url,
+    body: Bytes,
+) -> Result<(), String> {
+    match http.put(url).body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            match resp.bytes().await {
+                Ok(_) if status.is_success() => Ok(()),
+                Ok(body) => Err(format!(
+                    "PUT {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                )),
+                Err(e) => Err(format!("PUT body: {e}")),
+            }
+        }
+        Err(e) => Err(format!("PUT: {e}")),
+    }
+}
+
+/// Validates `config` and starts quorumd in-process.
+pub async fn start_app(config: Config) -> Result<App, String> {
+    let validated = config
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    App::start(validated)
+        .await
+        .map_err(|e| format!("cannot start quorumd: {e}"))
+}
+
+/// Shuts quorumd down, allowing it 30 s.
+pub async fn shut_down(app: App) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(30), app.shutdown()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("shutdown: {e}")),
+        Err(_) => Err("shutdown did not finish within 30 s".into()),
+    }
+}
+
+/// What a bench needs before its async part: its settings (from `settings`), what `start`
+/// starts (its nodes) and a multi-threaded runtime. On failure it says why, after `name`,
+/// and gives the exit code: 2 for bad settings.
+pub fn setup<S, C, E: std::fmt::Display>(
+    name: &str,
+    settings: impl FnOnce() -> Result<S, String>,
+    start: impl FnOnce() -> Result<C, E>,
+) -> Result<(S, C, tokio::runtime::Runtime), ExitCode> {
+    let settings = settings().map_err(|e| usage_error(name, e))?;
+    let fail = |what: String| {
+        eprintln!("{name}: {what}");
+        ExitCode::FAILURE
+    };
+    let nodes = start().map_err(|e| fail(format!("cannot start the redis-server nodes: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the runtime: {e}")))?;
+    Ok((settings, nodes, runtime))
+}
+
+/// The HTTP client of a bench's clients: HTTP/1 only, no proxy, up to `pool` idle connections
+/// per host, 10 s a request.
+pub fn http_client(pool: usize) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("http client: {e}"))
+}
+
+/// A bad setting: says so, after `name`, and gives the exit code for it.
+pub fn usage_error(name: &str, e: String) -> ExitCode {
+    eprintln!("{name}: {e}");
+    ExitCode::from(2)
+}
+
+/// Of the processes `pids`, those still running (on Linux; elsewhere none is known to be).
+pub fn still_running(pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    pids.into_iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect()
 }

@@ -7,9 +7,11 @@
 use crate::nemesis::proxy::FaultProxy;
 use quorumd_core::config::Config;
 use quorumd_node::devcluster::DevCluster;
+use quorumd_replication::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, SyncError};
 use quorumd_service::app::App;
 use reqwest::{Response, StatusCode};
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 pub struct TestCluster {
@@ -108,48 +110,57 @@ impl TestCluster {
     }
 
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>, query: &str) -> Response {
-        self.http
-            .put(self.kv_url(key, query))
-            .body(value.into())
-            .send()
-            .await
-            .expect("http put")
+        let req = self.http.put(self.kv_url(key, query)).body(value.into());
+        req.send().await.expect("http put")
     }
 
     pub async fn get(&self, key: &str, query: &str) -> Response {
+        let req = self.http.get(self.kv_url(key, query));
+        req.send().await.expect("http get")
+    }
+
+    pub async fn delete(&self, key: &str, query: &str) -> Response {
+        let req = self.http.delete(self.kv_url(key, query));
+        req.send().await.expect("http delete")
+    }
+
+    /// GET `path` (e.g. `/v1/status`) of the service.
+    pub async fn fetch(&self, path: &str) -> Response {
         self.http
-            .get(self.kv_url(key, query))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .expect("http get")
     }
 
-    pub async fn delete(&self, key: &str, query: &str) -> Response {
-        self.http
-            .delete(self.kv_url(key, query))
-            .send()
-            .await
-            .expect("http delete")
-    }
-
     pub async fn json(&self, path: &str) -> (StatusCode, serde_json::Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("http get");
+        let r = self.fetch(path).await;
         let status = r.status();
         (status, r.json().await.expect("json body"))
     }
 
+    /// Runs one sweep of `mode` now (`dry_run`: report only), triggered as "test".
+    pub async fn try_sweep(
+        &self,
+        mode: SweepMode,
+        dry_run: bool,
+    ) -> Result<SweepReport, SyncError> {
+        let request = SweepRequest {
+            mode,
+            dry_run,
+            trigger: SweepTrigger::Test,
+        };
+        self.app().sweeper().run(request).await
+    }
+
+    /// [`TestCluster::try_sweep`], which must start.
+    pub async fn sweep(&self, mode: SweepMode, dry_run: bool) -> SweepReport {
+        self.try_sweep(mode, dry_run).await.expect("sweep runs")
+    }
+
     /// The health quorumd reports for node `i`.
     pub async fn health(&self, i: usize) -> String {
-        let (_, s) = self.json("/v1/status").await;
-        s["nodes"][i]["health"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        health_at(&self.http, &self.base, i).await
     }
 
     /// Freezes node `i` and waits until quorumd has declared it down, so that from then on no
@@ -166,36 +177,11 @@ impl TestCluster {
     /// handoff.
     pub async fn resume_without_hints(&mut self, i: usize) {
         let identity = format!("127.0.0.1:{}/0", self.cluster.nodes[i].port());
-        let key = quorumd_replication::store::hint_key("qd:", &identity);
-        // Hints are recorded in the background after a write has answered: wait for them, or
-        // they could land after the deletion below and bring the node up to date after all.
-        wait_until(Duration::from_secs(5), "hints recorded", || async {
-            for other in (0..self.cluster.nodes.len()).filter(|n| *n != i) {
-                if self.cluster.nodes[other].is_running() {
-                    let mut c = self.direct(other).await;
-                    let held: u64 = redis::cmd("SCARD")
-                        .arg(&key)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap();
-                    if held > 0 {
-                        return true;
-                    }
-                }
-            }
-            false
-        })
-        .await;
-        for other in (0..self.cluster.nodes.len()).filter(|n| *n != i) {
-            if self.cluster.nodes[other].is_running() {
-                let mut c = self.direct(other).await;
-                let _: () = redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-            }
-        }
+        let holders: Vec<String> = (0..self.cluster.nodes.len())
+            .filter(|n| *n != i && self.cluster.nodes[*n].is_running())
+            .map(|n| self.cluster.nodes[n].url())
+            .collect();
+        drop_hints(&identity, &holders).await;
         self.cluster.nodes[i].resume();
     }
 
@@ -210,15 +196,7 @@ impl TestCluster {
 
     /// A direct connection to node `i`, bypassing quorumd (to inspect or tamper).
     pub async fn direct(&self, i: usize) -> redis::aio::MultiplexedConnection {
-        // The crate's default 500 ms response timeout is too short for a FLUSHALL of 100,000
-        // keys on a loaded CI machine; a test's own deadlines bound it instead.
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
-        redis::Client::open(self.cluster.nodes[i].url())
-            .unwrap()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .expect("direct connection")
+        direct(&self.cluster.nodes[i].url()).await
     }
 
     /// The raw value of `key` on node `i`.
@@ -261,6 +239,92 @@ async fn start_nodes(n: usize) -> DevCluster {
         .expect("start redis-server")
 }
 
+/// The prefix of quorumd's reserved keys on the nodes in the test config: the config's default.
+pub fn key_prefix() -> &'static str {
+    static PREFIX: LazyLock<String> = LazyLock::new(|| Config::default().key_prefix);
+    &PREFIX
+}
+
+/// A reserved key: the prefix, then `rest` (e.g. `reserved_key("d")`, the digest hash).
+pub fn reserved_key(rest: &str) -> String {
+    format!("{}{rest}", key_prefix())
+}
+
+/// The hash of bucket digests on every node.
+pub fn digest_key() -> String {
+    quorumd_replication::store::digest_key(key_prefix())
+}
+
+/// A Lua script (EVAL with no keys) that counts the metadata entries on a node: every
+/// sub-bucket hash of every bucket of the default layout.
+pub fn count_meta_entries_script() -> String {
+    let cfg = Config::default();
+    format!(
+        "local n = 0 for b = 0, {} do for s = 0, {} do \
+         n = n + redis.call('HLEN', '{}m:' .. b .. ':' .. s) end end return n",
+        cfg.buckets - 1,
+        cfg.sub_buckets - 1,
+        key_prefix()
+    )
+}
+
+/// A connection straight to the node at `url`, bypassing quorumd (to inspect or tamper).
+pub async fn direct(url: &str) -> redis::aio::MultiplexedConnection {
+    // The crate's default 500 ms response timeout is too short for a FLUSHALL of 100,000
+    // keys on a loaded CI machine; a test's own deadlines bound it instead.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("direct connection")
+}
+
+/// Sends one command, given as its words, on a direct connection; panics on an error reply.
+pub async fn command<T: redis::FromRedisValue>(
+    c: &mut redis::aio::MultiplexedConnection,
+    words: &[&str],
+) -> T {
+    let mut cmd = redis::cmd(words[0]);
+    for w in &words[1..] {
+        cmd.arg(*w);
+    }
+    cmd.query_async(c)
+        .await
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
+}
+
+/// Deletes the hints the nodes at `holders` keep for the node known as `identity`
+/// (`host:port/db`), so that node stays behind when it returns, as if the hints were lost.
+/// Hints are recorded in the background after a write has answered: this first waits until
+/// some holder has them (at least one write must have missed the node), or they could land
+/// after the deletion and bring the node up to date after all.
+pub async fn drop_hints(identity: &str, holders: &[String]) {
+    let key = quorumd_replication::store::hint_key(key_prefix(), identity);
+    wait_until(Duration::from_secs(5), "hints recorded", || async {
+        for url in holders {
+            let held: u64 = redis::cmd("SCARD")
+                .arg(&key)
+                .query_async(&mut direct(url).await)
+                .await
+                .unwrap();
+            if held > 0 {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    for url in holders {
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut direct(url).await)
+            .await
+            .unwrap();
+    }
+}
+
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
 where
@@ -278,6 +342,46 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// GET `url`: the body as text, whatever the status.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    let r = http.get(url).send().await.expect("http get");
+    r.text().await.expect("text body")
+}
+
+/// GET `url`: the body as JSON, whatever the status.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    body_json(http.get(url).send().await.expect("http get")).await
+}
+
+/// The health the instance at `base` (`http://host:port`) reports for node `i`.
+pub async fn health_at(http: &reqwest::Client, base: &str, i: usize) -> String {
+    get_json(http, &format!("{base}/v1/status")).await["nodes"][i]["health"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// POSTs `body` as JSON to `url`: the status, and the answer's JSON (null when it is not JSON).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let r = http.post(url).json(&body).send().await.expect("http post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// POSTs `body` to `url` as it is, labelled `application/json` (to send malformed JSON).
+pub async fn post_raw_json(http: &reqwest::Client, url: String, body: &'static str) -> Response {
+    http.post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("http post")
 }
 
 pub async fn body_json(r: Response) -> serde_json::Value {

@@ -104,9 +104,7 @@ pub async fn retry_without_key_is_counted_twice() {
         1,
         "only the keyless retry is a violation: {found:?}"
     );
-    for app in apps {
-        app.shutdown().await.unwrap();
-    }
+    crate::run::shut_down(apps).await;
 }
 
 /// A key's value, state and metadata entry on one node, as DUMPs (`None`: no such key).
@@ -255,7 +253,5 @@ pub async fn last_writer_wins_copy_is_reported() {
             "{expected:?} went unreported: {found:?}"
         );
     }
-    for app in apps {
-        app.shutdown().await.unwrap();
-    }
+    crate::run::shut_down(apps).await;
 }

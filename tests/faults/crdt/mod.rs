@@ -122,16 +122,10 @@ impl CrdtRun {
             converge(app).await;
         }
         violations.extend(check_after_heal(&nemesis, &apps, &client, &history).await);
-        for app in apps {
-            app.shutdown().await.expect("clean shutdown");
-        }
+        crate::run::shut_down(apps).await;
         let result = RunResult {
-            seed: self.seed,
-            operations: history.requests,
-            faults,
-            violations,
             convergence,
-            counters: Default::default(),
+            ..RunResult::new(self.seed, history.requests, faults, violations)
         };
         (result, outcomes)
     }
