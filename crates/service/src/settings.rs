@@ -114,33 +114,28 @@ listen = "127.0.0.1:7379"
         assert!(err.to_string().contains("listen_typo"), "{err}");
     }
 
-    fn with_nodes(nodes: &[&str]) -> Config {
+    fn one_node() -> Config {
         Config {
-            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            nodes: vec!["redis://a:1".into()],
             ..Config::default()
         }
     }
 
-    fn field_of(err: ConfigError) -> String {
-        let ConfigError::Invalid { field, .. } = err;
-        field
-    }
-
     #[test]
     fn auth_errors_name_their_field() {
-        let mut c = with_nodes(&["redis://a:1"]);
+        let mut c = one_node();
         c.auth.enabled = true;
-        assert_eq!(field_of(validate(c.clone()).unwrap_err()), "auth.tokens");
+        assert_eq!(validate(c.clone()).unwrap_err().field(), "auth.tokens");
         c.auth.tokens_file = "/nonexistent/quorumd-tokens.toml".into();
-        assert_eq!(field_of(validate(c).unwrap_err()), "auth.tokens_file");
+        assert_eq!(validate(c).unwrap_err().field(), "auth.tokens_file");
     }
 
     #[test]
     fn a_bad_cron_schedule_is_named() {
-        let mut c = with_nodes(&["redis://a:1"]);
+        let mut c = one_node();
         c.sync.full_sweep_cron = "every sunday".into();
         assert_eq!(
-            field_of(validate(c.clone()).unwrap_err()),
+            validate(c.clone()).unwrap_err().field(),
             "sync.full_sweep_cron"
         );
         c.sync.full_sweep_cron = String::new();

@@ -25,6 +25,14 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
 }
 
+impl ConfigError {
+    /// The configuration field the error is about, as `section.field`.
+    pub fn field(&self) -> &str {
+        let ConfigError::Invalid { field, .. } = self;
+        field
+    }
+}
+
 /// The error for `field`.
 pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -698,8 +706,7 @@ mod tests {
     }
 
     fn field_of(err: ConfigError) -> String {
-        let ConfigError::Invalid { field, .. } = err;
-        field
+        err.field().to_string()
     }
 
     #[test]
