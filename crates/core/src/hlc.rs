@@ -31,6 +31,16 @@ impl Version {
         writer: 0,
     };
 
+    /// The first version of millisecond `ms` from `writer` (counter 0): what fixtures and
+    /// tests build when only the wall-clock order matters.
+    pub const fn first_in_ms(ms: u64, writer: u64) -> Version {
+        Version {
+            ms,
+            counter: 0,
+            writer,
+        }
+    }
+
     pub fn encode(&self) -> String {
         format!("{:012x}{:06x}{:016x}", self.ms, self.counter, self.writer)
     }

@@ -310,6 +310,33 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::{Notify, oneshot};
 
+    /// Stops the background phase, waiting at most `within`.
+    async fn stop_background(workers: &Workers, within: Duration) -> StopReport {
+        workers
+            .stop(StopPhase::Background, Instant::now() + within)
+            .await
+    }
+
+    /// A background worker whose first pass is running, held open until `hold` fires.
+    async fn in_a_held_pass(
+        due: &Arc<Notify>,
+        passes: Arc<AtomicUsize>,
+        hold: oneshot::Receiver<()>,
+    ) -> Workers {
+        let workers = Workers::new();
+        workers.spawn(
+            StopPhase::Background,
+            Flaky {
+                due: due.clone(),
+                passes,
+                hold: Some(hold),
+            },
+        );
+        due.notify_one();
+        wait_for(&workers, |s| s.state == WorkerState::Running).await;
+        workers
+    }
+
     /// Fails every other pass; a pass can be held open with `hold`.
     struct Flaky {
         due: Arc<Notify>,
@@ -377,66 +404,31 @@ mod tests {
         due.notify_one();
         let s = wait_for(&workers, |s| s.runs == 3).await;
         assert_eq!((s.state, s.failures), (WorkerState::Idle, 1));
-        let report = workers
-            .stop(
-                StopPhase::Background,
-                Instant::now() + Duration::from_secs(5),
-            )
-            .await;
+        let report = stop_background(&workers, Duration::from_secs(5)).await;
         assert_eq!(report.stopped, vec!["flaky".to_string()]);
         assert_eq!(workers.status()[0].state, WorkerState::Stopped);
     }
 
     #[tokio::test]
     async fn stop_waits_for_a_pass_in_progress_until_the_deadline_only() {
-        let workers = Workers::new();
         let due = Arc::new(Notify::new());
         let passes = Arc::new(AtomicUsize::new(0));
         let (release, hold) = oneshot::channel();
-        workers.spawn(
-            StopPhase::Background,
-            Flaky {
-                due: due.clone(),
-                passes: passes.clone(),
-                hold: Some(hold),
-            },
-        );
-        due.notify_one();
-        wait_for(&workers, |s| s.state == WorkerState::Running).await;
+        let workers = in_a_held_pass(&due, passes.clone(), hold).await;
         // Released after the stop began: the stop must have waited for the pass.
         let stopping = tokio::spawn(async move {
             tokio::task::yield_now().await;
             let _ = release.send(());
         });
-        let report = workers
-            .stop(
-                StopPhase::Background,
-                Instant::now() + Duration::from_secs(5),
-            )
-            .await;
+        let report = stop_background(&workers, Duration::from_secs(5)).await;
         stopping.await.unwrap();
         assert_eq!(report.stopped, vec!["flaky".to_string()]);
         assert_eq!(passes.load(Ordering::SeqCst), 1, "the pass finished");
 
         // A pass that never ends is cut off at the deadline.
-        let workers = Workers::new();
         let (_never, hold) = oneshot::channel();
-        workers.spawn(
-            StopPhase::Background,
-            Flaky {
-                due: due.clone(),
-                passes: Arc::new(AtomicUsize::new(0)),
-                hold: Some(hold),
-            },
-        );
-        due.notify_one();
-        wait_for(&workers, |s| s.state == WorkerState::Running).await;
-        let report = workers
-            .stop(
-                StopPhase::Background,
-                Instant::now() + Duration::from_millis(50),
-            )
-            .await;
+        let workers = in_a_held_pass(&due, Arc::new(AtomicUsize::new(0)), hold).await;
+        let report = stop_background(&workers, Duration::from_millis(50)).await;
         assert_eq!(report.cut_off, vec!["flaky".to_string()]);
         assert_eq!(workers.status()[0].state, WorkerState::Stopped);
     }
@@ -455,12 +447,7 @@ mod tests {
                 },
             );
         }
-        workers
-            .stop(
-                StopPhase::Background,
-                Instant::now() + Duration::from_secs(5),
-            )
-            .await;
+        stop_background(&workers, Duration::from_secs(5)).await;
         let states: Vec<WorkerState> = workers.status().iter().map(|s| s.state).collect();
         assert_eq!(states, vec![WorkerState::Stopped, WorkerState::Idle]);
         workers.abort(StopPhase::Connections).await;

@@ -8,11 +8,7 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn version(ms: u64, writer: u64) -> Version {
-    Version {
-        ms,
-        counter: 0,
-        writer,
-    }
+    Version::first_in_ms(ms, writer)
 }
 
 fn actor() -> impl Strategy<Value = Actor> {

@@ -120,11 +120,7 @@ mod tests {
     use super::*;
 
     fn v(ms: u64) -> Version {
-        Version {
-            ms,
-            counter: 0,
-            writer: 1,
-        }
+        Version::first_in_ms(ms, 1)
     }
 
     #[test]

@@ -130,11 +130,7 @@ mod tests {
     use super::*;
 
     fn tag(ms: u64, writer: u64) -> Version {
-        Version {
-            ms,
-            counter: 0,
-            writer,
-        }
+        Version::first_in_ms(ms, writer)
     }
 
     #[test]

@@ -148,6 +148,16 @@ impl HealthTracker {
 mod tests {
     use super::*;
 
+    /// A probe answered in 1 ms.
+    const RTT: Duration = Duration::from_millis(1);
+
+    /// A tracker whose node answered its first probe.
+    fn up() -> HealthTracker {
+        let mut t = HealthTracker::new();
+        t.probe_succeeded(RTT);
+        t
+    }
+
     #[test]
     fn starts_down_and_comes_up_on_first_probe() {
         let mut t = HealthTracker::new();
@@ -161,8 +171,7 @@ mod tests {
 
     #[test]
     fn goes_suspect_then_down_after_repeated_failures() {
-        let mut t = HealthTracker::new();
-        t.probe_succeeded(Duration::from_millis(1));
+        let mut t = up();
         assert_eq!(
             t.request_failed("timeout".into()),
             Some((Health::Up, Health::Suspect))
@@ -174,30 +183,22 @@ mod tests {
             Some((Health::Suspect, Health::Down))
         );
         assert_eq!(t.last_error(), Some("x"));
-        assert_eq!(
-            t.probe_succeeded(Duration::from_millis(1)),
-            Some((Health::Down, Health::Up))
-        );
+        assert_eq!(t.probe_succeeded(RTT), Some((Health::Down, Health::Up)));
     }
 
     #[test]
     fn one_good_probe_clears_suspicion() {
-        let mut t = HealthTracker::new();
-        t.probe_succeeded(Duration::from_millis(1));
+        let mut t = up();
         t.probe_failed("blip".into());
         assert_eq!(t.health(), Health::Suspect);
-        assert_eq!(
-            t.probe_succeeded(Duration::from_millis(1)),
-            Some((Health::Suspect, Health::Up))
-        );
+        assert_eq!(t.probe_succeeded(RTT), Some((Health::Suspect, Health::Up)));
     }
 
     #[test]
     fn recovering_is_left_only_by_the_sweep() {
-        let mut t = HealthTracker::new();
-        t.probe_succeeded(Duration::from_millis(1));
+        let mut t = up();
         assert_eq!(t.mark_recovering(), Some((Health::Up, Health::Recovering)));
-        assert_eq!(t.probe_succeeded(Duration::from_millis(1)), None);
+        assert_eq!(t.probe_succeeded(RTT), None);
         assert_eq!(t.health(), Health::Recovering);
         assert_eq!(t.synced(), Some((Health::Recovering, Health::Up)));
         assert_eq!(t.synced(), None);
@@ -205,15 +206,14 @@ mod tests {
 
     #[test]
     fn recovering_survives_going_down_and_coming_back() {
-        let mut t = HealthTracker::new();
-        t.probe_succeeded(Duration::from_millis(1));
+        let mut t = up();
         t.mark_recovering();
         for _ in 0..PROBES_UNTIL_DOWN {
             t.probe_failed("gone".into());
         }
         assert_eq!(t.health(), Health::Down);
         assert_eq!(
-            t.probe_succeeded(Duration::from_millis(1)),
+            t.probe_succeeded(RTT),
             Some((Health::Down, Health::Recovering))
         );
     }

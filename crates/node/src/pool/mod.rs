@@ -266,6 +266,13 @@ impl Node {
     /// A request saw the node fail: mark it suspect and let the monitor probe it now.
     fn report_failure(&self, err: &NodeError) {
         let change = self.tracker().request_failed(err.to_string());
+        self.announce(change, &err.to_string());
+        self.wake.notify_one();
+    }
+
+    /// Tells of the health change a tracker update made, if it made one (the tracker's lock
+    /// already released).
+    fn announce(&self, change: Option<(Health, Health)>, reason: &str) {
         if let Some((from, to)) = change {
             events::NodeHealthChanged {
                 id: self.id,
@@ -273,11 +280,10 @@ impl Node {
                 node: &self.display,
                 from,
                 to,
-                reason: &err.to_string(),
+                reason,
             }
             .emit();
         }
-        self.wake.notify_one();
     }
 
     fn apply_probe(&self, outcome: Result<Duration, String>) {
@@ -285,17 +291,9 @@ impl Node {
             Ok(rtt) => self.tracker().probe_succeeded(*rtt),
             Err(e) => self.tracker().probe_failed(e.clone()),
         };
-        if let Some((from, to)) = change {
-            let reason = outcome.err().unwrap_or_else(|| "probe answered".into());
-            events::NodeHealthChanged {
-                id: self.id,
-                live: &self.shared.live,
-                node: &self.display,
-                from,
-                to,
-                reason: &reason,
-            }
-            .emit();
+        match &outcome {
+            Ok(_) => self.announce(change, "probe answered"),
+            Err(e) => self.announce(change, e),
         }
     }
 
@@ -306,14 +304,8 @@ impl Node {
         let attempt = self
             .client
             .get_multiplexed_async_connection_with_config(&cfg);
-        match tokio::time::timeout(self.timeouts.connect() + self.timeouts.node(), attempt).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(explain_error(&e)),
-            Err(_) => Err(format!(
-                "connect timed out after {} ms",
-                self.timeouts.connect_ms
-            )),
-        }
+        let limit = self.timeouts.connect() + self.timeouts.node();
+        bounded(attempt, limit, "connect", self.timeouts.connect_ms).await
     }
 
     /// PING, the server's run id, and the cluster sentinel key's value.
@@ -342,14 +334,7 @@ impl Node {
                 sentinel,
             })
         };
-        match tokio::time::timeout(self.timeouts.node(), fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(explain_error(&e)),
-            Err(_) => Err(format!(
-                "probe timed out after {} ms",
-                self.timeouts.node_ms
-            )),
-        }
+        bounded(fut, self.timeouts.node(), "probe", self.timeouts.node_ms).await
     }
 
     /// A node that restarted (new run id), or that lacks the sentinel while another node has
@@ -397,34 +382,16 @@ impl Node {
         // The flag may flip while the node looks down (restarted while unreachable): the
         // timestamp must be fresh all the same, or writes since an earlier episode are missed.
         if newly {
-            *self
-                .recovering_since_ms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(quorumd_core::hlc::wall_clock_ms());
+            *self.recovering_since() = Some(quorumd_core::hlc::wall_clock_ms());
             self.shared.attention.notify_one();
         }
-        if let Some((from, to)) = change {
-            events::NodeHealthChanged {
-                id: self.id,
-                live: &self.shared.live,
-                node: &self.display,
-                from,
-                to,
-                reason,
-            }
-            .emit();
-        }
+        self.announce(change, reason);
     }
 
     /// When the node was marked recovering (wall-clock ms), if it is recovering.
     pub fn recovering_since_ms(&self) -> Option<u64> {
         (self.health() == Health::Recovering)
-            .then(|| {
-                *self
-                    .recovering_since_ms
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-            })
+            .then(|| *self.recovering_since())
             .flatten()
     }
 
@@ -432,8 +399,11 @@ impl Node {
     /// brought it back in sync: locks keep a restarted node out of their majorities for the
     /// longest lock TTL after this, however fast the sweep was.
     pub fn last_recovering_since_ms(&self) -> Option<u64> {
-        *self
-            .recovering_since_ms
+        *self.recovering_since()
+    }
+
+    fn recovering_since(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.recovering_since_ms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
@@ -441,17 +411,7 @@ impl Node {
     /// The sweep brought a recovering node back in sync: it counts for reads again.
     pub fn mark_synced(&self) {
         let change = self.tracker().synced();
-        if let Some((from, to)) = change {
-            events::NodeHealthChanged {
-                id: self.id,
-                live: &self.shared.live,
-                node: &self.display,
-                from,
-                to,
-                reason: "back in sync",
-            }
-            .emit();
-        }
+        self.announce(change, "back in sync");
     }
 
     /// Opens a connection and probes it before requests may use it: a server that restarted
@@ -579,6 +539,21 @@ pub fn sentinel_key(prefix: &str) -> String {
 
 /// A failed connection attempt or probe, said so that an operator knows what to fix. Redis and rustls
 /// error texts never carry the URL or the password.
+/// A connect or probe step bounded by `limit`: its answer, its error explained, or
+/// "`what` timed out after `limit_ms` ms" (the configured figure the operator knows).
+async fn bounded<T>(
+    step: impl Future<Output = Result<T, RedisError>>,
+    limit: Duration,
+    what: &str,
+    limit_ms: u64,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(explain_error(&e)),
+        Err(_) => Err(format!("{what} timed out after {limit_ms} ms")),
+    }
+}
+
 fn explain_error(e: &RedisError) -> String {
     let error = classify(e);
     if error.server_kind() == Some(&ServerErrorKind::Auth) {

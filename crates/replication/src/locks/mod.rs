@@ -55,6 +55,16 @@ pub enum LockError {
     NoQuorum(#[from] QuorumError),
 }
 
+/// A client's extend or release, counted with its result.
+fn counted<T>(operation: &'static str, result: Result<T, LockError>) -> Result<T, LockError> {
+    crate::locks::events::LockChanged {
+        operation,
+        result: result.as_ref().map_or_else(LockError::label, |_| "ok"),
+    }
+    .emit();
+    result
+}
+
 impl LockError {
     /// The `result` label of the lock metrics.
     pub fn label(&self) -> &'static str {
@@ -484,12 +494,7 @@ impl LockService {
             }
             Err(e) => Err(e),
         };
-        crate::locks::events::LockChanged {
-            operation: "extend",
-            result: result.as_ref().map_or_else(LockError::label, |_| "ok"),
-        }
-        .emit();
-        result
+        counted("extend", result)
     }
 
     /// Extends the lock at `keys`. Succeeds only if `token` still holds a majority; nodes of the
@@ -588,12 +593,7 @@ impl LockService {
             Ok(()) => self.release_keys(&self.user_keys(name), name, token).await,
             Err(e) => Err(e),
         };
-        crate::locks::events::LockChanged {
-            operation: "release",
-            result: result.as_ref().map_or_else(LockError::label, |_| "ok"),
-        }
-        .emit();
-        result
+        counted("release", result)
     }
 
     /// Deletes the lock wherever `token` holds it; an error unless it held a majority.

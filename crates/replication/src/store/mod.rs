@@ -573,11 +573,7 @@ mod tests {
     use super::*;
 
     fn v(ms: u64) -> Version {
-        Version {
-            ms,
-            counter: 0,
-            writer: 1,
-        }
+        Version::first_in_ms(ms, 1)
     }
 
     fn read(meta: Option<Meta>, value: Option<&str>) -> NodeRead {

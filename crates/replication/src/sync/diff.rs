@@ -25,15 +25,9 @@ pub struct BucketMismatch {
     pub groups: Vec<DigestGroup>,
 }
 
-impl BucketMismatch {
-    /// The node read on behalf of each group: its first member.
-    pub fn readers(&self) -> Vec<NodeId> {
-        readers(&self.groups)
-    }
-
-    /// Every node of every group.
-    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.groups.iter().flat_map(|g| g.members.iter().copied())
+impl Grouped for BucketMismatch {
+    fn groups(&self) -> &[DigestGroup] {
+        &self.groups
     }
 }
 
@@ -47,20 +41,25 @@ pub struct SubMismatch {
     pub groups: Vec<DigestGroup>,
 }
 
-impl SubMismatch {
-    /// The node read on behalf of each group: its first member.
-    pub fn readers(&self) -> Vec<NodeId> {
-        readers(&self.groups)
-    }
-
-    /// Every node of every group.
-    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.groups.iter().flat_map(|g| g.members.iter().copied())
+impl Grouped for SubMismatch {
+    fn groups(&self) -> &[DigestGroup] {
+        &self.groups
     }
 }
 
-fn readers(groups: &[DigestGroup]) -> Vec<NodeId> {
-    groups.iter().map(|g| g.members[0]).collect()
+/// A mismatch (of a bucket or of a sub-bucket) as its digest groups.
+pub trait Grouped {
+    fn groups(&self) -> &[DigestGroup];
+
+    /// The node read on behalf of each group: its first member.
+    fn readers(&self) -> Vec<NodeId> {
+        self.groups().iter().map(|g| g.members[0]).collect()
+    }
+
+    /// Every node of every group.
+    fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.groups().iter().flat_map(|g| g.members.iter().copied())
+    }
 }
 
 /// Groups by digest value, largest group first (ties: lowest digest).

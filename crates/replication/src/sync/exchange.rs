@@ -2,7 +2,7 @@
 //! that differ read their sub-bucket digests, and only for the sub-buckets that differ read the
 //! metadata, diff it key by key and repair the stale nodes.
 
-use super::diff::{self, BucketMetas, BucketMismatch, SubMismatch};
+use super::diff::{self, BucketMetas, BucketMismatch, Grouped, SubMismatch};
 use super::progress::{self, ProgressHandle};
 use super::repair::{self, Repair};
 use super::{Sweeper, bulk, lease};

@@ -1,28 +1,61 @@
-//! JSON request bodies: one place that turns a rejected body into a clear 400 (or 413).
+//! JSON request bodies and path parameters for the lock and queue handlers: one place that
+//! turns a rejected body into a clear 400 (or 413) and a bad path into a JSON 400.
 
 use super::error::ApiError;
 use axum::Json;
-use axum::extract::Path;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 
-/// The parsed body, or an error that names the expected shape.
-pub fn parse<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
-    body.map(|Json(v)| v).map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is too large: {}", e.body_text()),
-            )
-        } else {
-            ApiError::bad_request(format!("expected {expected}: {}", e.body_text()))
-        }
-    })
+/// A request body type that can say what it expects, for the 400 a bad body gets.
+pub trait Expected {
+    /// The expected shape, e.g. `{"token": string}`.
+    const SHAPE: &'static str;
 }
 
-/// A path parameter, or a JSON 400 saying why it could not be read.
-pub fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    p.map(|Path(v)| v)
-        .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+/// The parsed JSON body, or an error that names the expected shape.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned + Expected,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body(v))
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the request body is too large: {}", e.body_text()),
+                    )
+                } else {
+                    ApiError::bad_request(format!("expected {}: {}", T::SHAPE, e.body_text()))
+                }
+            })
+    }
+}
+
+/// The path parameters, or a JSON 400 saying why they could not be read.
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| Params(v))
+            .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+    }
 }

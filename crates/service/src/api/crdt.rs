@@ -7,7 +7,8 @@ use super::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtReceipt};
@@ -80,13 +81,18 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The name and the consistency level of a request.
-fn target(
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
-    state: &AppState,
-) -> Result<(Vec<u8>, Consistency), ApiError> {
-    Ok((name_of(path, state)?, level_of(q, state)?))
+/// The name and the consistency level of a request, both checked (the name first) before the
+/// body is read.
+pub struct Target(Vec<u8>, Consistency);
+
+impl FromRequestParts<AppState> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let path = Path::<String>::from_request_parts(parts, state).await;
+        let q = Query::<LevelParams>::from_request_parts(parts, state).await;
+        Ok(Target(name_of(path, state)?, level_of(q, state)?))
+    }
 }
 
 fn level_of(q: Level, state: &AppState) -> Result<Consistency, ApiError> {
@@ -135,22 +141,18 @@ struct CounterAdd {
 
 pub async fn counter_get(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
+    Target(name, level): Target,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
     let value = state.crdts.counter_get(&name, level).await?;
     Ok(Json(json!({ "value": counter_value(value) })))
 }
 
 pub async fn counter_add(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
+    Target(name, level): Target,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
     let req: CounterAdd = json_body(body, &state)?;
     let header = match headers.get("idempotency-key") {
         Some(v) => Some(
@@ -190,20 +192,28 @@ struct Members {
     members: Vec<String>,
 }
 
-fn members_of(body: Body, state: &AppState) -> Result<Vec<Vec<u8>>, ApiError> {
-    let m: Members = json_body(body, state)?;
-    if m.members.is_empty() {
-        return Err(ApiError::bad_request("members must not be empty"));
+/// The body of a set change: `{"members": [...]}`, at least one.
+pub struct SetMembers(Vec<Vec<u8>>);
+
+impl FromRequest<AppState> for SetMembers {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state).await;
+        let m: Members = json_body(body, state)?;
+        if m.members.is_empty() {
+            return Err(ApiError::bad_request("members must not be empty"));
+        }
+        Ok(SetMembers(
+            m.members.into_iter().map(String::into_bytes).collect(),
+        ))
     }
-    Ok(m.members.into_iter().map(String::into_bytes).collect())
 }
 
 pub async fn set_get(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
+    Target(name, level): Target,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
     let members = state.crdts.set_members(&name, level).await?;
     let members: Vec<String> = members.iter().map(|m| text(m)).collect();
     Ok(Json(json!({ "members": members })))
@@ -211,24 +221,18 @@ pub async fn set_get(
 
 pub async fn set_add(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
-    body: Body,
+    Target(name, level): Target,
+    SetMembers(members): SetMembers,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
-    let members = members_of(body, &state)?;
     let r = state.crdts.set_add(&name, &members, level).await?;
     Ok(receipt(&r, Some(("added", members.len()))))
 }
 
 pub async fn set_remove(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
-    body: Body,
+    Target(name, level): Target,
+    SetMembers(members): SetMembers,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
-    let members = members_of(body, &state)?;
     let (removed, r) = state.crdts.set_remove(&name, &members, level).await?;
     Ok(receipt(&r, Some(("removed", removed))))
 }
@@ -237,10 +241,8 @@ pub async fn set_remove(
 
 pub async fn map_get(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
+    Target(name, level): Target,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
     let entries = state.crdts.map_get(&name, level).await?;
     let object: Map<String, Value> = entries
         .iter()
@@ -252,11 +254,9 @@ pub async fn map_get(
 /// `{"field": "value", "other": null}`: strings set fields, `null` deletes them.
 pub async fn map_patch(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    q: Level,
+    Target(name, level): Target,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, level) = target(path, q, &state)?;
     let patch: Map<String, Value> = json_body(body, &state)?;
     if patch.is_empty() {
         return Err(ApiError::bad_request(

@@ -1,11 +1,10 @@
 //! `/v1/locks/{name}`: acquire, extend and release a lock, and show who holds it.
 
 use super::AppState;
-use super::body;
+use super::body::{Body, Expected, Params};
 use super::error::ApiError;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use quorumd_replication::locks::LockError;
 use serde::Deserialize;
@@ -50,19 +49,27 @@ pub struct ReleaseRequest {
     token: String,
 }
 
+impl Expected for AcquireRequest {
+    const SHAPE: &'static str =
+        r#"{"ttl_ms": positive integer, "wait_ms": integer >= 0, "owner": string}"#;
+}
+
+impl Expected for ExtendRequest {
+    const SHAPE: &'static str = r#"{"token": string, "ttl_ms": positive integer}"#;
+}
+
+impl Expected for ReleaseRequest {
+    const SHAPE: &'static str = r#"{"token": string}"#;
+}
+
 /// Longest wait accepted: waiting beyond a minute belongs in the client's own retry loop.
 const MAX_WAIT_MS: u64 = 60_000;
 
 pub async fn acquire(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    req: Result<Json<AcquireRequest>, JsonRejection>,
+    Params(name): Params<String>,
+    Body(req): Body<AcquireRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = body::path(name)?;
-    let req = body::parse(
-        req,
-        r#"{"ttl_ms": positive integer, "wait_ms": integer >= 0, "owner": string}"#,
-    )?;
     if req.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::bad_request(format!(
             "wait_ms must be at most {MAX_WAIT_MS}, got {}",
@@ -78,11 +85,9 @@ pub async fn acquire(
 
 pub async fn extend(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    req: Result<Json<ExtendRequest>, JsonRejection>,
+    Params(name): Params<String>,
+    Body(req): Body<ExtendRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = body::path(name)?;
-    let req = body::parse(req, r#"{"token": string, "ttl_ms": positive integer}"#)?;
     let grant = state.locks.extend(&name, &req.token, req.ttl_ms).await?;
     Ok(Json(
         json!({"fence": grant.fence, "validity_ms": grant.validity_ms}),
@@ -91,19 +96,16 @@ pub async fn extend(
 
 pub async fn release(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    req: Result<Json<ReleaseRequest>, JsonRejection>,
+    Params(name): Params<String>,
+    Body(req): Body<ReleaseRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = body::path(name)?;
-    let req = body::parse(req, r#"{"token": string}"#)?;
     state.locks.release(&name, &req.token).await?;
     Ok(Json(json!({"released": true})))
 }
 
 pub async fn inspect(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Params(name): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = body::path(name)?;
     Ok(Json(json!(state.locks.inspect(&name).await?)))
 }

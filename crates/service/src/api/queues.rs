@@ -1,11 +1,10 @@
 //! `/v1/queues/{name}`: put items, claim them under a lease, ack / nack / extend, and depths.
 
 use super::AppState;
-use super::body;
+use super::body::{Body, Expected, Params};
 use super::error::ApiError;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quorumd_replication::queue::QueueError;
@@ -60,19 +59,28 @@ pub struct LeaseRequest {
     lease_ms: Option<u64>,
 }
 
+impl Expected for PutRequest {
+    const SHAPE: &'static str =
+        r#"{"payload": any JSON, "priority": integer, "delay_ms": integer >= 0}"#;
+}
+
+impl Expected for ClaimRequest {
+    const SHAPE: &'static str = r#"{"lease_ms": positive integer, "wait_ms": integer >= 0}"#;
+}
+
+impl Expected for LeaseRequest {
+    const SHAPE: &'static str =
+        r#"{"lease": string, "delay_ms": integer (nack), "lease_ms": integer (extend)}"#;
+}
+
 /// Longest claim wait accepted.
 const MAX_WAIT_MS: u64 = 60_000;
 
 pub async fn put(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    req: Result<Json<PutRequest>, JsonRejection>,
+    Params(name): Params<String>,
+    Body(req): Body<PutRequest>,
 ) -> Result<Response, ApiError> {
-    let name = body::path(name)?;
-    let req = body::parse(
-        req,
-        r#"{"payload": any JSON, "priority": integer, "delay_ms": integer >= 0}"#,
-    )?;
     let payload = req.payload.to_string();
     let id = state
         .queues
@@ -83,14 +91,9 @@ pub async fn put(
 
 pub async fn claim(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    req: Result<Json<ClaimRequest>, JsonRejection>,
+    Params(name): Params<String>,
+    Body(req): Body<ClaimRequest>,
 ) -> Result<Response, ApiError> {
-    let name = body::path(name)?;
-    let req = body::parse(
-        req,
-        r#"{"lease_ms": positive integer, "wait_ms": integer >= 0}"#,
-    )?;
     if req.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::bad_request(format!(
             "wait_ms must be at most {MAX_WAIT_MS}"
@@ -115,14 +118,9 @@ pub async fn claim(
 
 pub async fn item_action(
     State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    req: Result<Json<LeaseRequest>, JsonRejection>,
+    Params((name, id, action)): Params<(String, String, String)>,
+    Body(req): Body<LeaseRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, id, action) = body::path(path)?;
-    let req = body::parse(
-        req,
-        r#"{"lease": string, "delay_ms": integer (nack), "lease_ms": integer (extend)}"#,
-    )?;
     let q = &state.queues;
     match action.as_str() {
         "ack" => {
@@ -150,8 +148,7 @@ pub async fn item_action(
 
 pub async fn depths(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    Params(name): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = body::path(name)?;
     Ok(Json(json!(state.queues.depths(&name).await?)))
 }

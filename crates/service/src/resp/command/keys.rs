@@ -1,6 +1,7 @@
 //! Key commands on the versioned store: DEL, UNLINK, EXISTS, EXPIRE, PEXPIRE, EXPIREAT,
 //! PEXPIREAT, TTL, PTTL, PERSIST, TYPE.
 
+use super::key_spec as spec;
 use super::{Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -13,55 +14,44 @@ use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::Fast];
 
-/// A command whose keys are the arguments from the first to `last_key`.
-const fn spec(
-    name: &'static str,
-    arity: i64,
-    flags: &'static [Flag],
-    last_key: i64,
-    parse: fn(&[Bytes]) -> Result<Command, Frame>,
-) -> Spec {
-    Spec::keyed(name, arity, flags, (1, last_key, 1), parse)
-}
-
 pub static SPECS: &[Spec] = &[
-    spec("del", -2, &[Flag::Write], -1, |a| {
+    spec("del", -2, &[Flag::Write], -1, 1, |a| {
         data(KeyCmd::Del(a[1..].to_vec()))
     }),
-    spec("unlink", -2, WRITE, -1, |a| {
+    spec("unlink", -2, WRITE, -1, 1, |a| {
         data(KeyCmd::Del(a[1..].to_vec()))
     }),
-    spec("exists", -2, READ, -1, |a| {
+    spec("exists", -2, READ, -1, 1, |a| {
         data(KeyCmd::Exists(a[1..].to_vec()))
     }),
-    spec("expire", -3, WRITE, 1, |a| {
+    spec("expire", -3, WRITE, 1, 1, |a| {
         parse_expire(a, 1000, true, "expire")
     }),
-    spec("pexpire", -3, WRITE, 1, |a| {
+    spec("pexpire", -3, WRITE, 1, 1, |a| {
         parse_expire(a, 1, true, "pexpire")
     }),
-    spec("expireat", -3, WRITE, 1, |a| {
+    spec("expireat", -3, WRITE, 1, 1, |a| {
         parse_expire(a, 1000, false, "expireat")
     }),
-    spec("pexpireat", -3, WRITE, 1, |a| {
+    spec("pexpireat", -3, WRITE, 1, 1, |a| {
         parse_expire(a, 1, false, "pexpireat")
     }),
-    spec("ttl", 2, READ, 1, |a| {
+    spec("ttl", 2, READ, 1, 1, |a| {
         data(KeyCmd::Ttl {
             key: a[1].clone(),
             millis: false,
         })
     }),
-    spec("pttl", 2, READ, 1, |a| {
+    spec("pttl", 2, READ, 1, 1, |a| {
         data(KeyCmd::Ttl {
             key: a[1].clone(),
             millis: true,
         })
     }),
-    spec("persist", 2, WRITE, 1, |a| {
+    spec("persist", 2, WRITE, 1, 1, |a| {
         data(KeyCmd::Persist(a[1].clone()))
     }),
-    spec("type", 2, READ, 1, |a| data(KeyCmd::Type(a[1].clone()))),
+    spec("type", 2, READ, 1, 1, |a| data(KeyCmd::Type(a[1].clone()))),
 ];
 
 /// TYPE of a CRDT key: a set or hash whose members were all removed answers `none`, as Redis

@@ -74,6 +74,19 @@ pub struct Spec {
 
 type Parser = fn(&[Bytes]) -> Result<Command, Frame>;
 
+/// A command whose first argument is a key, up to `last_key` (negative: counted from the end)
+/// every `step`.
+pub(super) const fn key_spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [Flag],
+    last_key: i64,
+    step: i64,
+    parse: Parser,
+) -> Spec {
+    Spec::keyed(name, arity, flags, (1, last_key, step), parse)
+}
+
 impl Spec {
     /// A command without key arguments.
     pub const fn keyless(

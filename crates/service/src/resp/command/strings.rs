@@ -1,6 +1,7 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
 //! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
 
+use super::key_spec as spec;
 use super::{
     Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, is_wrong_type, store_error,
     syntax_error,
@@ -15,18 +16,6 @@ use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStor
 
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom];
-
-/// A command whose first argument is a key, up to `last_key` every `step`.
-const fn spec(
-    name: &'static str,
-    arity: i64,
-    flags: &'static [Flag],
-    last_key: i64,
-    step: i64,
-    parse: fn(&[Bytes]) -> Result<Command, Frame>,
-) -> Spec {
-    Spec::keyed(name, arity, flags, (1, last_key, step), parse)
-}
 
 pub static SPECS: &[Spec] = &[
     spec("get", 2, READ, 1, 1, |a| data(StringCmd::Get(a[1].clone()))),

@@ -162,6 +162,41 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// The byte a double-quoted word holds at `i`, and how many input bytes it takes: `\xHH`, a
+/// backslash escape, or the byte itself.
+fn double_quoted(line: &[u8], i: usize) -> (u8, usize) {
+    let c = line[i];
+    if c == b'\\'
+        && i + 3 < line.len()
+        && line[i + 1] == b'x'
+        && let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3]))
+    {
+        return (h * 16 + l, 4);
+    }
+    if c == b'\\' && i + 1 < line.len() {
+        let byte = match line[i + 1] {
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'b' => 8,
+            b'a' => 7,
+            other => other,
+        };
+        return (byte, 2);
+    }
+    (c, 1)
+}
+
+/// The byte a single-quoted word holds at `i`, and how many input bytes it takes: only `\'`
+/// is an escape there.
+fn single_quoted(line: &[u8], i: usize) -> (u8, usize) {
+    if line[i] == b'\\' && line.get(i + 1) == Some(&b'\'') {
+        (b'\'', 2)
+    } else {
+        (line[i], 1)
+    }
+}
+
 /// Splits an inline command into words; `None` for unbalanced quotes.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
@@ -175,59 +210,25 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         let mut word = Vec::new();
         match line[i] {
-            b'"' => {
+            quote @ (b'"' | b'\'') => {
                 i += 1;
                 loop {
                     let c = *line.get(i)?;
-                    if c == b'\\'
-                        && i + 3 < line.len()
-                        && line[i + 1] == b'x'
-                        && let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3]))
-                    {
-                        word.push(h * 16 + l);
-                        i += 4;
-                        continue;
-                    }
-                    if c == b'\\' && i + 1 < line.len() {
-                        word.push(match line[i + 1] {
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            b'b' => 8,
-                            b'a' => 7,
-                            other => other,
-                        });
-                        i += 2;
-                    } else if c == b'"' {
+                    if c == quote {
                         i += 1;
                         // A closing quote must end the word.
                         if i < line.len() && !line[i].is_ascii_whitespace() {
                             return None;
                         }
                         break;
-                    } else {
-                        word.push(c);
-                        i += 1;
                     }
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    let c = *line.get(i)?;
-                    if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
-                        word.push(b'\'');
-                        i += 2;
-                    } else if c == b'\'' {
-                        i += 1;
-                        if i < line.len() && !line[i].is_ascii_whitespace() {
-                            return None;
-                        }
-                        break;
+                    let (byte, taken) = if quote == b'"' {
+                        double_quoted(line, i)
                     } else {
-                        word.push(c);
-                        i += 1;
-                    }
+                        single_quoted(line, i)
+                    };
+                    word.push(byte);
+                    i += taken;
                 }
             }
             _ => {
