@@ -9,23 +9,13 @@ use quorumd_testkit::cluster as common;
 mod exposition;
 
 use common::{TestCluster, test_config, wait_until};
-use exposition::Scrape;
+use exposition::{Scrape, scrape};
 use futures::StreamExt;
 use quorumd::app::App;
 use quorumd::devcluster::DevCluster;
 use quorumd::live::LiveEvent;
 use serde_json::json;
 use std::time::Duration;
-
-async fn scrape(t: &TestCluster) -> Scrape {
-    let r = t.fetch("/metrics").await;
-    assert_eq!(r.status(), 200);
-    let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
-    let text = r.text().await.unwrap();
-    exposition::promtool_check(&text);
-    Scrape::parse(&text).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {

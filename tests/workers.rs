@@ -1,6 +1,7 @@
 //! Background workers and tracked tasks, against real redis-server processes: `/v1/status`
-//! lists the workers (probes, scheduled sweeps, the SIGHUP reloader) with their states; a worker whose node is gone counts failed passes (in the
-//! status and in `quorumd_worker_failures_total`) and goes back to idle once the node returns;
+//! lists the workers (probes, scheduled sweeps, the SIGHUP reloader) with their states; a
+//! worker whose node is gone counts failed passes (in the status and in
+//! `quorumd_worker_failures_total`) and goes back to idle once the node returns;
 //! a graceful shutdown waits for a sweep started through the API (a tracked task) instead
 //! of dropping it.
 
@@ -29,17 +30,7 @@ fn probe_name(t: &TestCluster, i: usize) -> String {
 }
 
 async fn scrape(t: &TestCluster) -> Scrape {
-    let text = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    exposition::promtool_check(&text);
-    let scrape = Scrape::parse(&text).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
+    let scrape = exposition::scrape(t).await;
     scrape.check_conventions().unwrap();
     scrape
 }

@@ -272,3 +272,15 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `GET /metrics` of a test service: answered 200 in the text format, checked by promtool
+/// (when installed) and parsed.
+pub async fn scrape(t: &quorumd_testkit::cluster::TestCluster) -> Scrape {
+    let r = t.fetch("/metrics").await;
+    assert_eq!(r.status(), 200);
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = r.text().await.unwrap();
+    promtool_check(&text);
+    Scrape::parse(&text).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"))
+}
