@@ -135,7 +135,15 @@ async fn run_batch(
         }
         match transaction::step(&args, session, shared) {
             Step::Pass => {}
-            Step::Reply(frame) => {
+            Step::Reply(name, frame) => {
+                if let Some(name) = name {
+                    served(name, result_of(&frame));
+                }
+                running.push_back(Box::pin(async move { frame }));
+                continue;
+            }
+            Step::Refused(name, frame) => {
+                served(name, "rejected");
                 running.push_back(Box::pin(async move { frame }));
                 continue;
             }

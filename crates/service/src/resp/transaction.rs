@@ -27,8 +27,12 @@ pub struct Queued {
 pub enum Step {
     /// Not a transaction matter: run it as usual.
     Pass,
-    /// Answer this, running nothing.
-    Reply(Frame),
+    /// Answer this, running nothing. Counted under the transaction command it answers (`None`
+    /// for a queued command, which is counted when EXEC runs it).
+    Reply(Option<&'static str>, Frame),
+    /// A command refused while queueing (unknown, wrong arity, not permitted): answered with
+    /// its refusal and counted as rejected, as outside a transaction.
+    Refused(&'static str, Frame),
     /// `EXEC` of a valid transaction: run these in order.
     Exec(Vec<Vec<Bytes>>),
 }
@@ -47,19 +51,19 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
             match args.len() {
                 1 => {
                     session.transaction = Some(Queued::default());
-                    Step::Reply(Frame::ok())
+                    Step::Reply(Some("multi"), Frame::ok())
                 }
-                _ => Step::Reply(command::wrong_arity("multi")),
+                _ => Step::Reply(Some("multi"), command::wrong_arity("multi")),
             }
         } else if is("exec") {
-            Step::Reply(Frame::error("ERR EXEC without MULTI"))
+            Step::Reply(Some("exec"), Frame::error("ERR EXEC without MULTI"))
         } else if is("discard") {
-            Step::Reply(Frame::error("ERR DISCARD without MULTI"))
+            Step::Reply(Some("discard"), Frame::error("ERR DISCARD without MULTI"))
         } else if is("watch") {
-            Step::Reply(Frame::error(WATCH_REFUSED))
+            Step::Reply(Some("watch"), Frame::error(WATCH_REFUSED))
         } else if is("unwatch") {
             // Nothing can be watched, so there is nothing to forget.
-            Step::Reply(Frame::ok())
+            Step::Reply(Some("unwatch"), Frame::ok())
         } else {
             Step::Pass
         };
@@ -68,38 +72,43 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
         let queued = std::mem::take(queued);
         session.transaction = None;
         return if queued.aborted {
-            Step::Reply(Frame::error(
-                "EXECABORT Transaction discarded because of previous errors.",
-            ))
+            Step::Reply(
+                Some("exec"),
+                Frame::error("EXECABORT Transaction discarded because of previous errors."),
+            )
         } else {
             Step::Exec(queued.commands)
         };
     }
     if is("discard") {
         session.transaction = None;
-        return Step::Reply(Frame::ok());
+        return Step::Reply(Some("discard"), Frame::ok());
     }
     if is("multi") {
-        return Step::Reply(Frame::error("ERR MULTI calls can not be nested"));
+        return Step::Reply(
+            Some("multi"),
+            Frame::error("ERR MULTI calls can not be nested"),
+        );
     }
     if is("watch") {
         queued.aborted = true;
-        return Step::Reply(Frame::error("ERR WATCH inside MULTI is not allowed"));
+        return Step::Reply(
+            Some("watch"),
+            Frame::error("ERR WATCH inside MULTI is not allowed"),
+        );
     }
     // Checked now, as Redis does, so that a refused command discards the transaction before
     // anything of it runs; parsed again at EXEC, when the session may have changed.
-    match command::parse(args, session, shared).1 {
+    let (name, parsed) = command::parse(args, session, shared);
+    let queued = session.transaction.get_or_insert_default();
+    match parsed {
         Command::Reply(refusal) => {
-            if let Some(queued) = session.transaction.as_mut() {
-                queued.aborted = true;
-            }
-            Step::Reply(refusal)
+            queued.aborted = true;
+            Step::Refused(name, refusal)
         }
         Command::Session(_) | Command::Data(_) => {
-            if let Some(queued) = session.transaction.as_mut() {
-                queued.commands.push(args.to_vec());
-            }
-            Step::Reply(Frame::Simple("QUEUED".into()))
+            queued.commands.push(args.to_vec());
+            Step::Reply(None, Frame::Simple("QUEUED".into()))
         }
     }
 }
