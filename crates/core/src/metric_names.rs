@@ -30,6 +30,8 @@ pub const SWEEP_PROGRESS: &str = "quorumd_sweep_progress_ratio";
 pub const SWEEP_LAST_FINISHED: &str = "quorumd_sweep_last_finished_timestamp_seconds";
 pub const BUCKET_TRANSITIONS: &str = "quorumd_bucket_state_changes_total";
 pub const WORKER_FAILURES: &str = "quorumd_worker_failures_total";
+pub const DIRECT_CHANGES: &str = "quorumd_direct_changes_total";
+pub const NOTIFICATIONS_ENABLED: &str = "quorumd_node_notifications_enabled";
 
 pub const LOCK_ACQUISITIONS: &str = "quorumd_lock_acquisitions_total";
 pub const LOCK_ACQUIRE_DURATION: &str = "quorumd_lock_acquire_duration_seconds";
@@ -63,6 +65,18 @@ pub struct Metric {
 
 /// Every metric quorumd exports.
 pub const ALL: &[Metric] = &[
+    Metric {
+        name: DIRECT_CHANGES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Changes made on a node outside quorumd, by node, kind (changed, deleted, ttl, type, unversioned), path (live, scrub, read) and action (adopted, restored, reported, failed).",
+    },
+    Metric {
+        name: NOTIFICATIONS_ENABLED,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "1 while the node's keyspace notifications reach quorumd (live detection of direct changes), 0 when the node refused them or the subscription is down.",
+    },
     Metric {
         name: HTTP_REQUESTS,
         kind: Kind::Counter,
