@@ -32,7 +32,7 @@ use quorumd::calls;
 use quorumd::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::config::{AdoptPolicy, Config, SyncConfig};
 use quorumd::devcluster::{DevCluster, RedisProcess};
-use quorumd::meta::{EntryKind, Meta};
+use quorumd::meta::Meta;
 use quorumd::store::VersionedStore;
 use quorumd::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, Sweeper};
 use quorumd_testkit::bench as support;
@@ -366,7 +366,8 @@ async fn write_versions(
                 .collect::<Result<_, _>>()?;
             let metas: Vec<Meta> = keys
                 .iter()
-                .map(|k| Meta::new(k.as_bytes(), store.clock().tick(), EntryKind::Value, None))
+                .zip(&values)
+                .map(|(k, v)| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(v), None))
                 .collect();
             let entries: Vec<ApplyEntry<'_>> = locs
                 .iter()

@@ -11,7 +11,7 @@ use exposition::Scrape;
 use quorumd::calls;
 use quorumd::calls::store::{ApplyEntry, NodeCondition, Payload, ReadWanted};
 use quorumd::hlc::Version;
-use quorumd::meta::{EntryKind, Meta};
+use quorumd::meta::Meta;
 use quorumd::pool::{NodeError, ServerErrorKind};
 use quorumd::quorum::Consistency;
 use quorumd::store::{Precondition, StoreError};
@@ -231,7 +231,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
         .collect();
     let metas: Vec<_> = locs
         .iter()
-        .map(|l| Meta::new(&l.key, version(100), EntryKind::Value, None))
+        .map(|l| Meta::for_string(&l.key, version(100), Some(b"w"), None))
         .collect();
     let entries: Vec<_> = (0..3)
         .map(|i| ApplyEntry {
@@ -288,7 +288,7 @@ async fn writes_of_one_key_in_one_call_keep_the_higher_version() {
     let loc = store.locate(b"twice").unwrap();
     let write = |ms: u64, value: &'static [u8]| {
         (
-            Meta::new(&loc.key, version(ms), EntryKind::Value, None),
+            Meta::for_string(&loc.key, version(ms), Some(value), None),
             value,
         )
     };

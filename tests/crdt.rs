@@ -773,7 +773,7 @@ async fn a_refused_write_leaves_nothing_on_a_node_the_counter_had_not_reached() 
 async fn a_key_holding_both_models_is_reported_and_left_alone() {
     use quorumd::calls::store::{NodeCondition, WriteOutcome};
     use quorumd::hlc::{Version, wall_clock_ms};
-    use quorumd::meta::{EntryKind, Meta};
+    use quorumd::meta::Meta;
     let tc = TestCluster::start(3).await;
     for n in [0, 1] {
         assert_eq!(counter_arrives(&tc, "c1", n).await, MergeCode::Changed);
@@ -785,7 +785,7 @@ async fn a_key_holding_both_models_is_reported_and_left_alone() {
         counter: 0,
         writer: 1,
     };
-    let meta = Meta::new(b"c1", version, EntryKind::Value, None);
+    let meta = Meta::for_string(b"c1", version, Some(b"x"), None);
     let loc = store.locate(b"c1").unwrap();
     let node2 = store.pool().node(2);
     let written = calls::store::write(node2, &loc, &meta, b"x", &NodeCondition::None).await;

@@ -7,7 +7,7 @@ use common::{TestCluster, wait_until};
 use quorumd::calls;
 use quorumd::calls::store::{NodeCondition, WriteOutcome};
 use quorumd::hlc::Version;
-use quorumd::meta::{EntryKind, Meta};
+use quorumd::meta::Meta;
 use reqwest::StatusCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,15 +107,15 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
             while !stop.load(Ordering::Relaxed) {
                 let oldest = acked.lock().unwrap().first().cloned();
                 let stale = match oldest {
-                    Some((v, _)) => Meta::new(KEY.as_bytes(), v, EntryKind::Value, None),
-                    None => Meta::new(
+                    Some((v, _)) => Meta::for_string(KEY.as_bytes(), v, Some(b"STALE"), None),
+                    None => Meta::for_string(
                         KEY.as_bytes(),
                         Version {
                             ms: 1,
                             counter: 0,
                             writer: 1,
                         },
-                        EntryKind::Value,
+                        Some(b"STALE"),
                         None,
                     ),
                 };

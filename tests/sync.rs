@@ -763,14 +763,7 @@ async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], va
         .collect();
     let metas: Vec<Meta> = keys
         .iter()
-        .map(|k| {
-            Meta::new(
-                k.as_bytes(),
-                store.clock().tick(),
-                quorumd::meta::EntryKind::Value,
-                None,
-            )
-        })
+        .map(|k| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(value), None))
         .collect();
     let entries: Vec<_> = locs
         .iter()

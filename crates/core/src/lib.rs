@@ -6,6 +6,7 @@
 //! name (`metric_names`). Each part is unit-tested beside its code.
 
 pub mod config;
+pub mod content;
 pub mod crdt;
 pub mod digest;
 pub mod hlc;

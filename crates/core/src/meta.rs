@@ -1,13 +1,20 @@
 //! The metadata entry stored for every key in its bucket hash on every node.
 //!
-//! Encoded as `{version}|{kind}|{expires_at_ms}|{entry_hash}`: the Lua scripts read the version
-//! as the first 34 bytes and the entry hash after the last `|`, so the layout is fixed here and
-//! in the node crate's Lua (`crates/node/lua/`) only.
+//! Encoded as `{version}|{kind}|{expires_at_ms}|{content}|{entry_hash}` (entry format 2): the
+//! Lua scripts read the version as the first 34 bytes, the kind at byte 36 and the entry hash
+//! after the last `|`, so the layout is fixed here and in the node crate's Lua
+//! (`crates/node/lua/`) only. `content` is the type and checksum of the value the version wrote
+//! (see `content`), or `-` for none.
+//!
+//! The entry hash covers version, kind and expiry but not the content: one version writes one
+//! value, so the content adds nothing to what two nodes' digests compare, and leaving it out
+//! kept every digest of entry format 1 valid through the in-place conversion.
 //!
 //! A CRDT key's entry has kind `C`, `S` or `M` and no version of its own (its state merges):
 //! its version field holds its entry hash, which the node computes from the state, so two
 //! nodes' entries are equal exactly when their states are.
 
+use crate::content::Content;
 use crate::crdt::CrdtKind;
 use crate::digest;
 use crate::hlc::{VERSION_LEN, Version};
@@ -47,6 +54,8 @@ pub struct Meta {
     pub kind: EntryKind,
     /// Absolute expiry in ms since the epoch; `None` for no TTL.
     pub expires_at_ms: Option<u64>,
+    /// What the version wrote: the value's type and checksum, or `Absent`.
+    pub content: Content,
     pub entry_hash: u64,
 }
 
@@ -56,18 +65,45 @@ pub struct MetaParseError(pub String);
 
 impl Meta {
     /// Builds the metadata for `key`, computing its entry hash.
-    pub fn new(key: &[u8], version: Version, kind: EntryKind, expires_at_ms: Option<u64>) -> Meta {
+    pub fn new(
+        key: &[u8],
+        version: Version,
+        kind: EntryKind,
+        expires_at_ms: Option<u64>,
+        content: Content,
+    ) -> Meta {
         let body = Self::body(version, kind, expires_at_ms);
         Meta {
             version,
             kind,
             expires_at_ms,
+            content,
             entry_hash: digest::entry_hash(key, &body),
         }
     }
 
-    /// The entry of a CRDT key whose state hashes to `entry_hash` (computed by the node).
-    pub fn crdt(kind: CrdtKind, entry_hash: u64) -> Meta {
+    /// The entry of a string write: a value with its checksum, or a tombstone.
+    pub fn for_string(
+        key: &[u8],
+        version: Version,
+        value: Option<&[u8]>,
+        expires_at_ms: Option<u64>,
+    ) -> Meta {
+        match value {
+            Some(v) => Meta::new(
+                key,
+                version,
+                EntryKind::Value,
+                expires_at_ms,
+                Content::string(v),
+            ),
+            None => Meta::new(key, version, EntryKind::Tombstone, None, Content::Absent),
+        }
+    }
+
+    /// The entry of a CRDT key whose state hashes to `entry_hash` and whose materialised value
+    /// has `content` (both computed by the node).
+    pub fn crdt(kind: CrdtKind, entry_hash: u64, content: Content) -> Meta {
         Meta {
             version: Version {
                 ms: 0,
@@ -76,6 +112,7 @@ impl Meta {
             },
             kind: EntryKind::Crdt(kind),
             expires_at_ms: None,
+            content,
             entry_hash,
         }
     }
@@ -91,8 +128,9 @@ impl Meta {
 
     pub fn encode(&self) -> String {
         format!(
-            "{}|{}",
+            "{}|{}|{}",
             Self::body(self.version, self.kind, self.expires_at_ms),
+            self.content,
             self.entry_hash
         )
     }
@@ -102,7 +140,8 @@ impl Meta {
             || MetaParseError(String::from_utf8_lossy(&raw[..raw.len().min(80)]).into_owned());
         let text = std::str::from_utf8(raw).map_err(|_| bad())?;
         let mut parts = text.split('|');
-        let (Some(version), Some(kind), Some(expiry), Some(hash), None) = (
+        let (Some(version), Some(kind), Some(expiry), Some(content), Some(hash), None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -124,6 +163,7 @@ impl Meta {
             },
         };
         let expiry: u64 = expiry.parse().map_err(|_| bad())?;
+        let content = Content::parse(content).ok_or_else(bad)?;
         let entry_hash: u64 = hash.parse().map_err(|_| bad())?;
         if entry_hash >= digest::DIGEST_MODULUS {
             return Err(bad());
@@ -132,6 +172,7 @@ impl Meta {
             version,
             kind,
             expires_at_ms: (expiry > 0).then_some(expiry),
+            content,
             entry_hash,
         })
     }
@@ -163,7 +204,7 @@ mod tests {
             (EntryKind::Value, Some(5)),
             (EntryKind::Tombstone, None),
         ] {
-            let m = Meta::new(b"some key", v, kind, exp);
+            let m = Meta::new(b"some key", v, kind, exp, Content::string(b"x"));
             assert_eq!(Meta::parse(m.encode().as_bytes()).unwrap(), m);
         }
     }
@@ -175,21 +216,26 @@ mod tests {
             counter: 0,
             writer: 1,
         };
-        let a = Meta::new(b"k", v, EntryKind::Value, None);
+        let a = Meta::for_string(b"k", v, Some(b"x"), None);
         assert_ne!(
             a.entry_hash,
-            Meta::new(b"k", v, EntryKind::Value, Some(9)).entry_hash
+            Meta::for_string(b"k", v, Some(b"x"), Some(9)).entry_hash
         );
         assert_ne!(
             a.entry_hash,
-            Meta::new(b"k", v, EntryKind::Tombstone, None).entry_hash
+            Meta::for_string(b"k", v, None, None).entry_hash
+        );
+        // The content is not in the entry hash (see the module comment).
+        assert_eq!(
+            a.entry_hash,
+            Meta::for_string(b"k", v, Some(b"y"), None).entry_hash
         );
     }
 
     #[test]
     fn crdt_entries_round_trip_and_carry_their_hash_as_version() {
         for kind in CrdtKind::ALL {
-            let m = Meta::crdt(kind, 0xabc_def);
+            let m = Meta::crdt(kind, 0xabc_def, Content::set([&b"m"[..]]));
             let encoded = m.encode();
             assert_eq!(&encoded[..34], format!("{:034x}", 0xabc_def));
             assert_eq!(Meta::parse(encoded.as_bytes()).unwrap(), m);
@@ -198,30 +244,33 @@ mod tests {
                 "a key-value read does not see a CRDT as a value"
             );
         }
-        assert!(Meta::parse(format!("{}|CS|0|1", Version::ZERO).as_bytes()).is_err());
+        assert!(Meta::parse(format!("{}|CS|0|-|1", Version::ZERO).as_bytes()).is_err());
     }
 
     #[test]
     fn rejects_garbage() {
         for raw in [
             &b""[..],
-            b"x|v|0|1",
-            b"||||",
+            b"x|v|0|-|1",
+            b"|||||",
             &[0xff, 0xfe],
-            b"0000000000000000000000000000000000|q|0|1",
+            b"0000000000000000000000000000000000|q|0|-|1",
+            // Entry format 1 (no content field) is not read as format 2.
+            b"0000000000000000000000000000000000|v|0|1",
+            b"0000000000000000000000000000000000|v|0|s12x|1",
         ] {
             assert!(Meta::parse(raw).is_err());
         }
         let v = Version::ZERO.encode();
-        assert!(Meta::parse(format!("{v}|v|0|{}", u64::MAX).as_bytes()).is_err());
-        assert!(Meta::parse(format!("{v}|v|0|1|extra").as_bytes()).is_err());
+        assert!(Meta::parse(format!("{v}|v|0|-|{}", u64::MAX).as_bytes()).is_err());
+        assert!(Meta::parse(format!("{v}|v|0|-|1|extra").as_bytes()).is_err());
     }
 
     #[test]
     fn expiry() {
-        let m = Meta::new(b"k", Version::ZERO, EntryKind::Value, Some(100));
+        let m = Meta::for_string(b"k", Version::ZERO, Some(b"x"), Some(100));
         assert!(m.is_live(99));
         assert!(!m.is_live(100));
-        assert!(!Meta::new(b"k", Version::ZERO, EntryKind::Tombstone, None).is_live(0));
+        assert!(!Meta::for_string(b"k", Version::ZERO, None, None).is_live(0));
     }
 }

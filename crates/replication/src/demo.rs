@@ -3,7 +3,7 @@
 //! call this.
 
 use crate::store::VersionedStore;
-use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_core::meta::Meta;
 use quorumd_node::calls;
 use quorumd_node::calls::store::NodeCondition;
 use quorumd_node::pool::{NodeError, NodeId};
@@ -41,8 +41,8 @@ pub async fn diverge(
             continue;
         };
         let version = store.clock().tick();
-        let meta = Meta::new(key.as_bytes(), version, EntryKind::Value, None);
         let value = format!("diverged on one node at {}", version.ms);
+        let meta = Meta::for_string(key.as_bytes(), version, Some(value.as_bytes()), None);
         calls::store::write(target, &loc, &meta, value.as_bytes(), &NodeCondition::None).await?;
         written += 1;
     }

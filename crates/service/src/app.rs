@@ -34,6 +34,8 @@ pub enum AppError {
     Sync(#[from] quorumd_replication::sync::SyncError),
     #[error("auth: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Layout(#[from] quorumd_replication::store::layout::LayoutError),
 }
 
 /// A running service.
@@ -95,6 +97,7 @@ impl Core {
                 },
             },
         ));
+        store.check_layout().await?;
         let instance = if cfg.instance_id.is_empty() {
             format!("quorumd-{writer:016x}")
         } else {

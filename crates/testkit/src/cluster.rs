@@ -40,6 +40,9 @@ pub fn test_config(nodes: Vec<String>) -> Config {
     cfg.sync.exchange_interval_ms = 0;
     cfg.sync.full_sweep_cron = String::new();
     cfg.sync.in_flight_window_ms = 600_000;
+    // Tests that write straight to a node expect only the sweep they run to see it; the tests
+    // of live detection turn it on.
+    cfg.sync.live_detection = false;
     cfg
 }
 

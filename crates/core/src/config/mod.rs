@@ -301,6 +301,30 @@ pub enum AdoptPolicy {
     ReportOnly,
 }
 
+/// What quorumd does when a key it versions was changed on a node outside quorumd (by a client
+/// talking to the node directly, an operator, a restore from an old dump).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectWritesPolicy {
+    /// The change becomes a new version, written to every node (the newest direct change
+    /// wins); a direct delete becomes a tombstone.
+    Adopt,
+    /// The versioned value is written back over the change, from a node that holds it intact.
+    Restore,
+    /// Change nothing; count and report.
+    ReportOnly,
+}
+
+impl DirectWritesPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectWritesPolicy::Adopt => "adopt",
+            DirectWritesPolicy::Restore => "restore",
+            DirectWritesPolicy::ReportOnly => "report-only",
+        }
+    }
+}
+
 /// Anti-entropy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -338,6 +362,15 @@ pub struct SyncConfig {
     pub lease_ms: u64,
     /// What the full sweep does with keys written straight to a node. Default `majority`.
     pub adopt_policy: AdoptPolicy,
+    /// What is done with a change made on a node outside quorumd to a key quorumd versions,
+    /// found live, by the scrub or by a read: `adopt`, `restore` or `report-only`. Under
+    /// `report-only`, keys created outside quorumd are reported too, whatever `adopt_policy`
+    /// says. Default `adopt`.
+    pub direct_writes: DirectWritesPolicy,
+    /// Subscribe to every node's keyspace notifications (turning them on with `CONFIG SET`)
+    /// to see direct changes within about a second; the full sweep's scrub finds them
+    /// otherwise. Default true.
+    pub live_detection: bool,
     /// Glob patterns (Redis MATCH syntax) of keys the full sweep looks at; empty = all.
     pub include: Vec<String>,
     /// Glob patterns of keys the full sweep ignores. The reserved prefix is always ignored.
@@ -360,6 +393,8 @@ impl Default for SyncConfig {
             shards: 64,
             lease_ms: 15_000,
             adopt_policy: AdoptPolicy::Majority,
+            direct_writes: DirectWritesPolicy::Adopt,
+            live_detection: true,
             include: Vec::new(),
             exclude: Vec::new(),
         }

@@ -128,7 +128,8 @@ else
   if #args > 0 then redis.call(kind == 'S' and 'SADD' or 'HSET', key, unpack(args)) end
 end
 local hex = string.format('%06x%06x', math.floor(hash / 16777216), hash % 16777216)
-local meta = string.rep('0', 22) .. hex .. '|' .. kind .. '|0|' .. string.format('%.0f', hash)
+local meta = string.rep('0', 22) .. hex .. '|' .. kind .. '|0|' .. content_of(key) .. '|' ..
+  string.format('%.0f', hash)
 redis.call('HSET', mkey, key, meta)
 add_digest(KEYS[1], bucket, hash - old_hash)
 add_digest(KEYS[5], sub, hash - old_hash)

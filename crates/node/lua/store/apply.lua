@@ -18,6 +18,20 @@ local function store_value(key, mode, payload, expiry)
     return redis.pcall('SET', key, payload)
   end
 end
+-- True when the value under `key` is not the one the entry `meta` records: absent though live,
+-- present under a tombstone, or of another content or expiry.
+local function value_differs(key, meta, mode, expiry)
+  local live = expiry == 0 or expiry > clock()
+  if redis.call('EXISTS', key) == 0 then return mode == 'r' and live end
+  -- A value under a tombstone, or past the expiry its metadata records, was written or had
+  -- its TTL changed outside quorumd; store_value deletes it.
+  if mode == 't' or not live then return true end
+  local want = string.match(meta, '^[^|]*|[^|]*|[^|]*|([^|]*)|')
+  if content_of(key) ~= want then return true end
+  local at = redis.call('PEXPIRETIME', key)
+  if at < 0 then at = 0 end
+  return at ~= expiry
+end
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
@@ -34,10 +48,11 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
     if crdt_kinds[string.sub(cur, 36, 36)] then
       code = 4
     elseif cur_version == version then
-      -- A retry, or a repair that already landed. A sweep may bring back a value that vanished
-      -- under its metadata (evicted, deleted behind quorumd's back).
+      -- A retry, or a repair that already landed. A repair of the same version (mode r) also
+      -- puts back a value that vanished or was changed under its metadata (evicted, written
+      -- behind quorumd's back), and one of a tombstone (mode t) deletes a value written over it.
       code = 0
-      if mode == 'r' and redis.call('EXISTS', key) == 0 and (expiry == 0 or expiry > clock()) then
+      if (mode == 'r' or mode == 't') and value_differs(key, meta, mode, expiry) then
         local reply = store_value(key, mode, payload, expiry)
         code = failed(reply) and reply or 3
       end

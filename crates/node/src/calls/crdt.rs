@@ -16,7 +16,7 @@
 //! nothing, and nodes that merged the same states hold equal states and equal entry hashes.
 
 use super::store::KeyLocation;
-use super::{digest_lua, protocol};
+use super::{content_lua, digest_lua, protocol};
 use crate::pool::{Node, NodeError};
 use quorumd_core::crdt::{CrdtKind, Fields};
 use quorumd_core::meta::Meta;
@@ -32,6 +32,7 @@ use std::sync::LazyLock;
 const MERGE_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
+    content_lua!(),
     include_str!("../../lua/crdt/merge.lua")
 );
 

@@ -11,15 +11,17 @@
 //!
 //! One module per family: the versioned store (`store`), CRDT keys (`crdt`), the whole-bucket
 //! copy (`bucket_copy`), the sweep's reads and checkpoints (`sync`), hinted handoff (`hints`),
-//! the sweep's shard leases (`lease`), locks (`locks`), queues (`queue`) and the demo's
+//! the layout marker and its conversion (`layout`), the sweep's shard leases (`lease`), locks (`locks`), queues (`queue`) and the demo's
 //! deliberate damage (`demo`).
 
 pub mod bucket_copy;
 pub mod crdt;
 pub mod demo;
 pub mod hints;
+pub mod layout;
 pub mod lease;
 pub mod locks;
+pub mod notify;
 pub mod queue;
 pub mod store;
 pub mod sync;
@@ -47,6 +49,15 @@ macro_rules! clock_lua {
     };
 }
 pub(crate) use clock_lua;
+
+/// Lua: `content_of(key)`, the type letter and checksum of the value under `key` (or `-`), the
+/// same function as `quorumd_core::content`.
+macro_rules! content_lua {
+    () => {
+        include_str!("../../lua/shared/content.lua")
+    };
+}
+pub(crate) use content_lua;
 
 fn protocol(msg: impl Into<String>) -> NodeError {
     NodeError::Protocol(msg.into())

@@ -5,8 +5,9 @@
 //! Client writes (one entry), read repair and the anti-entropy sweep (batches of entries) share
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
 
-use super::{array, clock_lua, digest_lua, parse_bytes, parse_meta, protocol};
+use super::{array, clock_lua, content_lua, digest_lua, parse_bytes, parse_meta, protocol};
 use crate::pool::{Node, NodeError, ServerError, Traffic};
+use quorumd_core::content::Content;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use redis::{Script, Value};
@@ -30,7 +31,25 @@ const APPLY_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
     clock_lua!(),
+    content_lua!(),
     include_str!("../../lua/store/apply.lua")
+);
+
+/// Checks, on the node alone, whether each key's value is the one its metadata records (the
+/// scrub and the live detection of changes made outside quorumd; see `verify.lua`).
+const VERIFY_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    clock_lua!(),
+    content_lua!(),
+    include_str!("../../lua/store/verify.lua")
+);
+
+/// Reads, per key, its metadata, a DUMP, the content and the absolute expiry of the value as it
+/// stands: what adopting a change made outside quorumd needs.
+const CAPTURE_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    content_lua!(),
+    include_str!("../../lua/store/capture.lua")
 );
 
 /// Reads metadata, and the string value where asked, for a batch of keys; each key's metadata
@@ -72,6 +91,8 @@ const REBUILD_DIGESTS_LUA: &str = concat!(
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
+static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(VERIFY_LUA));
+static CAPTURE: LazyLock<Script> = LazyLock::new(|| Script::new(CAPTURE_LUA));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
 static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGESTS_LUA));
 
@@ -388,6 +409,147 @@ pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, N
         });
     }
     Ok(out)
+}
+
+/// How a node's value differs from what its own metadata records (see [`verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mismatch {
+    /// Another value of the same type, or a value written over a tombstone.
+    Changed,
+    /// The value is gone though its metadata says it is live.
+    Deleted,
+    /// The value is intact but its expiry is not the recorded one.
+    Ttl,
+    /// The key holds another Redis type.
+    Type,
+    /// A value without metadata: created outside quorumd.
+    Unversioned,
+}
+
+impl Mismatch {
+    pub const ALL: [Mismatch; 5] = [
+        Mismatch::Changed,
+        Mismatch::Deleted,
+        Mismatch::Ttl,
+        Mismatch::Type,
+        Mismatch::Unversioned,
+    ];
+
+    /// The label in metrics, reports and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mismatch::Changed => "changed",
+            Mismatch::Deleted => "deleted",
+            Mismatch::Ttl => "ttl",
+            Mismatch::Type => "type",
+            Mismatch::Unversioned => "unversioned",
+        }
+    }
+}
+
+/// One key's verdict from [`verify`]: `None` when the value is the one recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub mismatch: Option<Mismatch>,
+    pub meta: Option<Meta>,
+}
+
+/// Checks each key's value against the node's own metadata, on the node: only key names cross
+/// the wire.
+pub async fn verify(
+    node: &Node,
+    traffic: Traffic,
+    locs: &[&KeyLocation],
+) -> Result<Vec<Verified>, NodeError> {
+    if locs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = VERIFY.prepare_invoke();
+    for l in locs {
+        inv.key(&l.key[..]).key(&l.meta_key);
+    }
+    let reply: Value = node
+        .run_as(
+            traffic,
+            |mut c| async move { inv.invoke_async(&mut c).await },
+        )
+        .await?;
+    pairs(reply, "verify", locs.len())?
+        .chunks(2)
+        .map(|pair| {
+            let mismatch = match &pair[0] {
+                Value::Int(0) => None,
+                Value::Int(1) => Some(Mismatch::Changed),
+                Value::Int(2) => Some(Mismatch::Deleted),
+                Value::Int(3) => Some(Mismatch::Ttl),
+                Value::Int(4) => Some(Mismatch::Type),
+                Value::Int(5) => Some(Mismatch::Unversioned),
+                other => return Err(protocol(format!("verify script returned code {other:?}"))),
+            };
+            Ok(Verified {
+                mismatch,
+                meta: parse_meta(&pair[1])?,
+            })
+        })
+        .collect()
+}
+
+/// A value as it stands on one node, with what adopting it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub meta: Option<Meta>,
+    /// `None` when the key holds no value.
+    pub dump: Option<Vec<u8>>,
+    pub content: Content,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// Reads each key's metadata, DUMP, content and expiry from one node, atomically per key.
+pub async fn capture(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<Captured>, NodeError> {
+    if locs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = CAPTURE.prepare_invoke();
+    for l in locs {
+        inv.key(&l.key[..]).key(&l.meta_key);
+    }
+    let reply: Value = node
+        .run_as(Traffic::Background, |mut c| async move {
+            inv.invoke_async(&mut c).await
+        })
+        .await?;
+    let items = array(reply, "capture")?;
+    if items.len() != locs.len() * 4 {
+        return Err(protocol(format!(
+            "capture script returned {} items for {} keys",
+            items.len(),
+            locs.len()
+        )));
+    }
+    items
+        .chunks(4)
+        .map(|c| {
+            let content = match &c[2] {
+                Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(Content::parse),
+                _ => None,
+            }
+            .ok_or_else(|| protocol(format!("capture script returned content {:?}", c[2])))?;
+            let expiry = match &c[3] {
+                Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
+                other => {
+                    return Err(protocol(format!(
+                        "capture script returned expiry {other:?}"
+                    )));
+                }
+            };
+            Ok(Captured {
+                meta: parse_meta(&c[0])?,
+                dump: parse_bytes(Some(&c[1]))?,
+                content,
+                expires_at_ms: (expiry > 0).then_some(expiry),
+            })
+        })
+        .collect()
 }
 
 /// Removes metadata entries that still equal `expected`; returns how many were removed.

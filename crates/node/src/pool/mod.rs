@@ -308,6 +308,25 @@ impl Node {
         bounded(attempt, limit, "connect", self.timeouts.connect_ms).await
     }
 
+    /// A connection of its own for a subscription (keyspace notifications), bounded by the
+    /// connect timeout. It does not feed the node's health: the monitor's probes do.
+    pub async fn subscriber(&self) -> Result<redis::aio::PubSub, NodeError> {
+        let limit = self.timeouts.connect() + self.timeouts.node();
+        bounded(
+            self.client.get_async_pubsub(),
+            limit,
+            "connect",
+            self.timeouts.connect_ms,
+        )
+        .await
+        .map_err(NodeError::Connection)
+    }
+
+    /// The database number the node's address selects.
+    pub fn db(&self) -> i64 {
+        self.client.get_connection_info().redis_settings().db()
+    }
+
     /// PING, the server's run id, and the cluster sentinel key's value.
     async fn probe(&self, conn: MultiplexedConnection) -> Result<Probe, String> {
         let started = Instant::now();

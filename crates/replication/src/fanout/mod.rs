@@ -29,7 +29,7 @@ pub struct Gathered<T> {
 
 impl<T> Gathered<T> {
     /// The successful answers that counted.
-    pub fn successes(&self) -> impl Iterator<Item = (NodeId, &T)> {
+    pub fn successes(&self) -> impl Iterator<Item = (NodeId, &T)> + Clone {
         self.replies
             .iter()
             .filter_map(|r| r.result.as_ref().ok().map(|v| (r.node, v)))

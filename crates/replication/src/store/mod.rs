@@ -4,9 +4,11 @@
 mod batch;
 pub mod events;
 mod hints;
+pub mod layout;
 pub(crate) mod repair;
 mod rmw;
 mod stats;
+pub mod suspects;
 
 pub use rmw::Change;
 
@@ -15,6 +17,7 @@ pub use hints::hint_key;
 
 use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
 use batch::{Coalescer, WriteEntry};
+use quorumd_core::content::Content;
 use quorumd_core::digest;
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
 use quorumd_core::meta::{EntryKind, Meta};
@@ -121,20 +124,23 @@ fn crdt_kind_among<'a>(
 pub(crate) struct Newest {
     pub meta: Meta,
     pub value: Option<Vec<u8>>,
+    /// False when the value is not the one its version wrote and no answer had that one.
+    pub intact: bool,
 }
 
 /// Picks the newest entry. A value without metadata (written straight to a node) counts as
 /// version zero, below every versioned write. Among equal versions, an answer carrying the
 /// value is preferred.
-pub(crate) fn newest<'a>(
-    key: &[u8],
-    reads: impl IntoIterator<Item = &'a NodeRead>,
-) -> Option<Newest> {
+pub(crate) fn newest<'a, I>(key: &[u8], reads: I) -> Option<Newest>
+where
+    I: IntoIterator<Item = &'a NodeRead> + Clone,
+{
+    let reads_again = reads.clone();
     let mut best: Option<Newest> = None;
     for r in reads {
         let meta = match (&r.meta, &r.value) {
             (Some(m), _) => m.clone(),
-            (None, Some(_)) => Meta::new(key, Version::ZERO, EntryKind::Value, None),
+            (None, Some(v)) => Meta::for_string(key, Version::ZERO, Some(v), None),
             (None, None) => continue,
         };
         let better = match &best {
@@ -150,10 +156,55 @@ pub(crate) fn newest<'a>(
             } else {
                 None
             };
-            best = Some(Newest { meta, value });
+            best = Some(Newest {
+                meta,
+                value,
+                intact: true,
+            });
+        }
+    }
+    // A value changed on a node under an unchanged version must not be served when an intact
+    // copy of that version answered too.
+    if let Some(b) = &mut best
+        && let Some(v) = &b.value
+        && !b.meta.content.matches_string(v)
+    {
+        let intact = reads_again.into_iter().find_map(|r| {
+            let m = r.meta.as_ref()?;
+            let v = r.value.as_ref()?;
+            (m.version == b.meta.version && m.content.matches_string(v)).then(|| v.clone())
+        });
+        b.intact = intact.is_some();
+        if let Some(v) = intact {
+            b.value = Some(v);
         }
     }
     best
+}
+
+/// The nodes among `reads` whose value at `winner`'s version is not the one that version wrote
+/// (changed outside quorumd). Only string values are checked, and only values other than the
+/// one served, which `newest` checked already.
+pub(crate) fn damaged_answers<'a>(
+    winner: &Newest,
+    reads: impl IntoIterator<Item = (NodeId, &'a NodeRead)>,
+) -> Vec<NodeId> {
+    reads
+        .into_iter()
+        .filter(|(_, r)| match (&r.meta, &r.value) {
+            (Some(m), Some(v))
+                if m.version == winner.meta.version && m.kind == EntryKind::Value =>
+            {
+                if winner.value.as_ref() == Some(v) {
+                    !winner.intact
+                } else {
+                    !m.content.matches_string(v)
+                }
+            }
+            _ => false,
+        })
+        .map(|(node, _)| node)
+        .collect()
 }
 
 /// The versioned store. Cheap to share behind an `Arc`.
@@ -163,6 +214,8 @@ pub struct VersionedStore {
     settings: StoreSettings,
     /// Every client read and write of a key goes to the nodes through these per-node queues.
     batches: Arc<Coalescer>,
+    /// Where reads send the nodes whose value was changed outside quorumd.
+    suspects: suspects::SuspectSink,
 }
 
 impl VersionedStore {
@@ -173,6 +226,7 @@ impl VersionedStore {
             clock,
             settings,
             batches,
+            suspects: suspects::SuspectSink::default(),
         }
     }
 
@@ -246,6 +300,11 @@ impl VersionedStore {
         Ok(self.read_quorum(operation, required, read).await?)
     }
 
+    /// Where keys that reads found changed outside quorumd are sent (see `sync::direct`).
+    pub fn suspects(&self) -> &suspects::SuspectSink {
+        &self.suspects
+    }
+
     pub fn clock(&self) -> &Hlc {
         &self.clock
     }
@@ -298,6 +357,13 @@ impl VersionedStore {
         };
         if level == Consistency::Linearizable {
             self.write_back(&loc, &winner, &gathered).await?;
+        }
+        for node in damaged_answers(&winner, gathered.successes()) {
+            self.suspects.report(suspects::Suspect {
+                node,
+                key: loc.key.clone(),
+                path: suspects::Path::Read,
+            });
         }
         let found = winner
             .value
@@ -430,7 +496,11 @@ impl VersionedStore {
             NodeCondition::None
         };
         let version = self.clock.tick();
-        let meta = Meta::new(&loc.key, version, kind, expires_at_ms);
+        let content = match kind {
+            EntryKind::Value => Content::string(value),
+            _ => Content::Absent,
+        };
+        let meta = Meta::new(&loc.key, version, kind, expires_at_ms, content);
         let required = self.settings.quorum.write_quorum(level);
         let g = self
             .write_entry(&loc, &meta, value, cond, self.all_nodes(), required)
@@ -588,12 +658,12 @@ mod tests {
         let key = b"k";
         let reads = [
             read(
-                Some(Meta::new(key, v(1), EntryKind::Value, None)),
+                Some(Meta::for_string(key, v(1), Some(b"old"), None)),
                 Some("old"),
             ),
-            read(Some(Meta::new(key, v(3), EntryKind::Tombstone, None)), None),
+            read(Some(Meta::for_string(key, v(3), None, None)), None),
             read(
-                Some(Meta::new(key, v(2), EntryKind::Value, None)),
+                Some(Meta::for_string(key, v(2), Some(b"mid"), None)),
                 Some("mid"),
             ),
         ];
@@ -609,7 +679,7 @@ mod tests {
         let reads = [
             read(None, Some("direct")),
             read(
-                Some(Meta::new(key, v(1), EntryKind::Value, None)),
+                Some(Meta::for_string(key, v(1), Some(b"q"), None)),
                 Some("q"),
             ),
         ];
@@ -627,11 +697,37 @@ mod tests {
     #[test]
     fn among_equal_versions_the_answer_with_a_value_wins() {
         let key = b"k";
-        let m = Meta::new(key, v(5), EntryKind::Value, None);
+        let m = Meta::for_string(key, v(5), Some(b"x"), None);
         let reads = [read(Some(m.clone()), None), read(Some(m), Some("x"))];
         assert_eq!(
             newest(key, &reads).unwrap().value.as_deref(),
             Some(&b"x"[..])
+        );
+    }
+
+    #[test]
+    fn a_value_changed_under_its_version_is_not_served_when_an_intact_copy_answered() {
+        let key = b"k";
+        let m = Meta::for_string(key, v(5), Some(b"abc"), None);
+        let reads = [
+            (0, read(Some(m.clone()), Some("tampered"))),
+            (1, read(Some(m.clone()), Some("abc"))),
+            (2, read(Some(m.clone()), Some("abc"))),
+        ];
+        let n = newest(key, reads.iter().map(|(_, r)| r)).unwrap();
+        assert_eq!(n.value.as_deref(), Some(&b"abc"[..]));
+        assert!(n.intact);
+        assert_eq!(
+            damaged_answers(&n, reads.iter().map(|(i, r)| (*i, r))),
+            vec![0]
+        );
+        // Only the damaged copy answered: it is served (nothing better is known), and named.
+        let alone = [(0, read(Some(m), Some("tampered")))];
+        let n = newest(key, alone.iter().map(|(_, r)| r)).unwrap();
+        assert!(!n.intact);
+        assert_eq!(
+            damaged_answers(&n, alone.iter().map(|(i, r)| (*i, r))),
+            vec![0]
         );
     }
 }

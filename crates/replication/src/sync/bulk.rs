@@ -478,7 +478,13 @@ mod tests {
             counter: 0,
             writer: 7,
         };
-        let meta = Meta::new(key.as_bytes(), v, kind, expires);
+        let meta = Meta::new(
+            key.as_bytes(),
+            v,
+            kind,
+            expires,
+            quorumd_core::content::Content::Absent,
+        );
         (key.as_bytes().to_vec(), meta.encode().into_bytes())
     }
 
@@ -568,9 +574,13 @@ mod tests {
         // A CRDT entry: its state is another key.
         let crdt = (
             b"c".to_vec(),
-            Meta::crdt(quorumd_core::crdt::CrdtKind::Counter, 5)
-                .encode()
-                .into_bytes(),
+            Meta::crdt(
+                quorumd_core::crdt::CrdtKind::Counter,
+                5,
+                quorumd_core::content::Content::Absent,
+            )
+            .encode()
+            .into_bytes(),
         );
         assert!(prepared(vec![value(), crdt]).is_none());
         // An entry that does not parse.

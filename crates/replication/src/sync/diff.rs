@@ -233,6 +233,7 @@ mod tests {
             },
             kind,
             None,
+            quorumd_core::content::Content::Absent,
         )
     }
 

@@ -210,3 +210,97 @@ impl RepairBatchApplied<'_> {
         });
     }
 }
+
+/// Changes made on nodes outside quorumd, found and handled (`sync::direct`): a counter per
+/// key, one log line per batch, and the first few on the dashboard's list.
+pub struct DirectChangesHandled<'a> {
+    pub path: crate::sync::direct::Path,
+    pub found: &'a [crate::sync::direct::Found],
+    pub actions: &'a [crate::sync::direct::Action],
+    pub pool: &'a quorumd_node::pool::NodePool,
+    pub live: &'a LiveFeed,
+}
+
+impl DirectChangesHandled<'_> {
+    pub fn emit(self) {
+        if self.found.is_empty() {
+            return;
+        }
+        let path = self.path.as_str();
+        let mut summary: std::collections::BTreeMap<(String, &str, &str), u64> =
+            std::collections::BTreeMap::new();
+        for (f, a) in self.found.iter().zip(self.actions) {
+            let node = self.pool.node(f.node).display.clone();
+            metrics::counter!(DIRECT_CHANGES,
+                "node" => node.clone(),
+                "kind" => f.mismatch.as_str(),
+                "path" => path,
+                "action" => a.as_str())
+            .increment(1);
+            tracing::debug!(
+                node = %node,
+                key = %String::from_utf8_lossy(&f.loc.key),
+                kind = f.mismatch.as_str(),
+                path,
+                action = a.as_str(),
+                "direct change"
+            );
+            *summary
+                .entry((node, f.mismatch.as_str(), a.as_str()))
+                .or_default() += 1;
+        }
+        let at_ms = quorumd_core::hlc::wall_clock_ms();
+        for ((node, kind, action), n) in &summary {
+            let example = self
+                .found
+                .iter()
+                .find(|f| self.pool.node(f.node).display == *node && f.mismatch.as_str() == *kind)
+                .map(|f| String::from_utf8_lossy(&f.loc.key).into_owned())
+                .unwrap_or_default();
+            tracing::warn!(
+                node = %node,
+                kind,
+                path,
+                action,
+                keys = n,
+                example_key = %example,
+                "changes made outside quorumd"
+            );
+            self.live.publish(LiveEvent::Alert {
+                message: format!(
+                    "{n} key(s) {kind} outside quorumd on {node} (e.g. {example:?}), found by {path}: {action}"
+                ),
+                at_ms,
+            });
+        }
+    }
+}
+
+/// Whether a node's keyspace notifications reach quorumd. Logged when it changes, so a node
+/// that refuses them is said once, not on every retry.
+pub struct NotificationsState<'a> {
+    pub node: &'a str,
+    pub enabled: bool,
+    /// Why not, when not enabled.
+    pub reason: Option<&'a str>,
+    pub changed: bool,
+}
+
+impl NotificationsState<'_> {
+    pub fn emit(self) {
+        metrics::gauge!(NOTIFICATIONS_ENABLED, "node" => self.node.to_owned())
+            .set(if self.enabled { 1.0 } else { 0.0 });
+        if !self.changed {
+            return;
+        }
+        if self.enabled {
+            tracing::info!(node = self.node, "live detection of direct changes is on");
+        } else {
+            tracing::warn!(
+                node = self.node,
+                reason = self.reason.unwrap_or(""),
+                "live detection of direct changes is off for this node: changes made on it outside quorumd are found by the full sweep's scrub only"
+            );
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use super::Sweeper;
 use super::diff::{self, BucketMetas};
+use super::direct;
 use super::glob;
 use super::progress::{self, ProgressHandle};
 use super::repair::{self, Repair};
@@ -14,7 +15,7 @@ use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::calls;
 use quorumd_node::calls::store::{
-    ApplyEntry, BucketDigestKeys, KeyLocation, NodeCondition, Payload,
+    ApplyEntry, BucketDigestKeys, Captured, KeyLocation, Mismatch, NodeCondition, Payload,
 };
 use quorumd_node::pool::{Health, Node, NodeId, Traffic};
 use std::collections::{BTreeMap, HashMap};
@@ -208,84 +209,66 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             asked.entry(h).or_default().push(i);
         }
     }
-    // Per key: DUMP payload → nodes holding exactly that payload.
-    let mut votes: Vec<BTreeMap<Vec<u8>, Vec<NodeId>>> = vec![BTreeMap::new(); keys.len()];
-    let dumps = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
+    // Per key: DUMP payload → nodes holding exactly that payload, with what one of them read.
+    let mut votes: Vec<BTreeMap<Vec<u8>, (Vec<NodeId>, Captured)>> =
+        vec![BTreeMap::new(); keys.len()];
+    let captures = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| keys[i].0).collect();
-        (h, idx, calls::store::dump(pool.node(h), &locs).await)
+        (h, idx, calls::store::capture(pool.node(h), &locs).await)
     }))
     .await;
-    for (h, idx, res) in dumps {
+    for (h, idx, res) in captures {
         match res {
             Ok(list) => {
-                for (&i, d) in idx.iter().zip(list) {
+                for (&i, c) in idx.iter().zip(list) {
                     // A key that gained metadata or vanished meanwhile has nothing to adopt.
-                    if let calls::store::NodeDump {
-                        meta: None,
-                        dump: Some(bytes),
-                    } = d
+                    if c.meta.is_none()
+                        && let Some(bytes) = c.dump.clone()
                     {
-                        votes[i].entry(bytes).or_default().push(h);
+                        let vote = votes[i].entry(bytes).or_insert_with(|| (Vec::new(), c));
+                        vote.0.push(h);
                     }
                 }
             }
             Err(e) => progress::lock(p).error(format!(
-                "dump for adoption on {}: {e}",
+                "capture for adoption on {}: {e}",
                 pool.node(h).display
             )),
         }
     }
-    let mut chosen: Vec<(usize, Vec<u8>, NodeId)> = Vec::new();
+    let mut chosen: Vec<(usize, Vec<u8>, Captured)> = Vec::new();
     for (i, groups) in votes.into_iter().enumerate() {
         let best = groups
             .into_iter()
-            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.1[0].cmp(&a.1[0])));
-        if let Some((bytes, members)) = best {
-            chosen.push((i, bytes, members[0]));
+            .max_by(|a, b| a.1.0.len().cmp(&b.1.0.len()).then(b.1.0[0].cmp(&a.1.0[0])));
+        if let Some((bytes, (_, captured))) = best {
+            chosen.push((i, bytes, captured));
         }
     }
-    // TTLs are not in a DUMP: read them from each winner's node.
-    let mut by_source: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
-    for (c, (_, _, src)) in chosen.iter().enumerate() {
-        by_source.entry(*src).or_default().push(c);
-    }
-    let mut expiry: Vec<Option<Option<u64>>> = vec![None; chosen.len()];
-    for (src, list) in by_source {
-        let locs: Vec<&[u8]> = list.iter().map(|&c| &keys[chosen[c].0].0.key[..]).collect();
-        match calls::sync::expiries_ms(pool.node(src), &locs).await {
-            Ok(exp) => list.iter().zip(exp).for_each(|(&c, e)| expiry[c] = Some(e)),
-            Err(e) => progress::lock(p).error(format!(
-                "expiry for adoption on {}: {e}",
-                pool.node(src).display
-            )),
-        }
-    }
-    let metas: Vec<Option<Meta>> = chosen
+    let metas: Vec<Meta> = chosen
         .iter()
-        .zip(&expiry)
-        .map(|((i, _, _), e)| {
-            e.map(|e| {
-                Meta::new(
-                    &keys[*i].0.key,
-                    sw.store().clock().tick(),
-                    EntryKind::Value,
-                    e,
-                )
-            })
+        .map(|(i, _, c)| {
+            Meta::new(
+                &keys[*i].0.key,
+                sw.store().clock().tick(),
+                EntryKind::Value,
+                c.expires_at_ms,
+                c.content,
+            )
         })
         .collect();
     // Each entry with the index of its key, to tell holders from nodes that got a copy.
     let (key_of, entries): (Vec<usize>, Vec<ApplyEntry<'_>>) = chosen
         .iter()
         .zip(&metas)
-        .filter_map(|((i, bytes, _), m)| {
+        .map(|((i, bytes, _), meta)| {
             let entry = ApplyEntry {
                 loc: keys[*i].0,
-                meta: m.as_ref()?,
+                meta,
                 payload: Payload::Dump(bytes),
                 cond: NodeCondition::Absent,
             };
-            Some((*i, entry))
+            (*i, entry)
         })
         .unzip();
     let digest_key = crate::store::digest_key(&sw.store().settings().key_prefix);
@@ -396,6 +379,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
                 )),
             }
         }
+        scrub(sw, &per_node, p, dry_run).await;
         let ids: Vec<[NodeId; 1]> = per_node.keys().map(|id| [*id]).collect();
         let now = wall_clock_ms();
         let mut repairs = Vec::new();
@@ -436,5 +420,50 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
         let mut r = progress::lock(p);
         r.buckets_compared = done;
         r.tick(done, total);
+    }
+}
+
+/// The scrub: each node checks, by itself, that the value of every entry it holds is the one
+/// the entry records (content, type, expiry, presence), in batches of `sync.key_batch`;
+/// only key names cross the wire. What differs was changed outside quorumd and goes to
+/// `direct::handle`.
+async fn scrub(
+    sw: &Sweeper,
+    per_node: &HashMap<NodeId, Vec<BucketMetas>>,
+    p: &ProgressHandle,
+    dry_run: bool,
+) {
+    for (&id, metas) in per_node {
+        let node = sw.pool().node(id);
+        let locs: Vec<KeyLocation> = metas
+            .iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| wanted(sw, k))
+            .filter_map(|k| sw.store().locate(k).ok())
+            .collect();
+        for chunk in locs.chunks(sw.config().key_batch.max(1)) {
+            sw.scan_throttle.acquire(node, chunk.len() as u64).await;
+            progress::lock(p).entries_scrubbed += chunk.len() as u64;
+            let found = match super::live::verify_only(node, chunk).await {
+                Ok(f) if sw.scrub_skips_content() => f
+                    .into_iter()
+                    .filter(|f| matches!(f.mismatch, Mismatch::Deleted | Mismatch::Unversioned))
+                    .collect(),
+                Ok(f) => f,
+                Err(e) => {
+                    progress::lock(p).error(format!("scrub on {}: {e}", node.display));
+                    continue;
+                }
+            };
+            if found.is_empty() {
+                continue;
+            }
+            let actions = direct::handle(sw, direct::Path::Scrub, &found, dry_run).await;
+            let mut r = progress::lock(p);
+            for (f, a) in found.iter().zip(actions) {
+                *r.direct_changes.entry(f.mismatch.as_str()).or_default() += 1;
+                *r.direct_changes_handled.entry(a.as_str()).or_default() += 1;
+            }
+        }
     }
 }

@@ -9,12 +9,14 @@
 pub mod bulk;
 mod crdt;
 pub mod diff;
+pub mod direct;
 pub mod events;
 mod exchange;
 mod full;
 mod glob;
 mod hints;
 pub mod lease;
+pub mod live;
 pub mod progress;
 mod repair;
 pub mod schedule;
@@ -27,6 +29,8 @@ use progress::ProgressHandle;
 use quorumd_core::config::SyncConfig;
 use quorumd_node::pool::NodePool;
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use throttle::Throttle;
 
@@ -54,6 +58,8 @@ pub struct SweepStatus {
     pub full: Option<SweepReport>,
     pub last_exchange: Option<SweepReport>,
     pub last_full: Option<SweepReport>,
+    /// Per node, whether changes made on it outside quorumd are seen live.
+    pub live_detection: Vec<live::NotificationStatus>,
 }
 
 /// Counters over every sweep this instance ran since it started.
@@ -78,12 +84,35 @@ pub struct Sweeper {
     next_id: AtomicU64,
     leases: lease::ShardLeases,
     totals: Mutex<Totals>,
+    live: live::LiveDetection,
+    /// Detection broken on purpose for the tests' negative controls.
+    #[cfg(feature = "fault-injection")]
+    pub unsafe_knobs: UnsafeDetectionKnobs,
+}
+
+/// Switches that break the detection of direct changes, so that the tests can show their
+/// checks catch a detection that misses changes. Only with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+pub struct UnsafeDetectionKnobs {
+    /// The scrub takes every present value of the right presence for intact (no content, type
+    /// or expiry comparison).
+    pub scrub_skips_content: AtomicBool,
+    /// The live path drops every key event.
+    pub live_drops_events: AtomicBool,
 }
 
 impl Sweeper {
     /// `instance` names this instance in shard leases.
     pub fn new(store: Arc<VersionedStore>, cfg: SyncConfig, instance: String) -> Arc<Sweeper> {
         let n = store.pool().len();
+        let live_detection = cfg.live_detection;
+        let names: Vec<String> = store
+            .pool()
+            .nodes()
+            .iter()
+            .map(|n| n.display.clone())
+            .collect();
         Arc::new(Sweeper {
             leases: lease::ShardLeases::new(
                 instance,
@@ -102,6 +131,9 @@ impl Sweeper {
                 keys_repaired_per_node: vec![0; n],
                 ..Totals::default()
             }),
+            live: live::LiveDetection::new(&names, live_detection),
+            #[cfg(feature = "fault-injection")]
+            unsafe_knobs: UnsafeDetectionKnobs::default(),
         })
     }
 
@@ -111,6 +143,26 @@ impl Sweeper {
 
     pub fn store(&self) -> &Arc<VersionedStore> {
         &self.store
+    }
+
+    /// Whether the scrub skips comparing content (a negative control; never in a release).
+    fn scrub_skips_content(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.unsafe_knobs.scrub_skips_content.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether the live path drops key events (a negative control; never in a release).
+    fn live_drops_events(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.unsafe_knobs.live_drops_events.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    pub fn live_detection(&self) -> &live::LiveDetection {
+        &self.live
     }
 
     pub fn config(&self) -> &SyncConfig {
@@ -235,6 +287,7 @@ impl Sweeper {
             full: running(SweepMode::Full),
             last_exchange: last(SweepMode::Exchange),
             last_full: last(SweepMode::Full),
+            live_detection: self.live.status(),
         }
     }
 }

@@ -128,6 +128,14 @@ pub struct SweepReport {
     pub resumed_from_cursor_per_node: Vec<u64>,
     pub tombstones_purged: u64,
     pub digests_rebuilt: u64,
+    /// Full sweep: metadata entries whose value its node checked against the entry (scrub).
+    pub entries_scrubbed: u64,
+    /// Changes made on nodes outside quorumd that the scrub found, by kind (`changed`,
+    /// `deleted`, `ttl`, `type`).
+    pub direct_changes: std::collections::BTreeMap<&'static str, u64>,
+    /// What was done about them, by action (`adopted`, `restored`, `reported`, `superseded`,
+    /// `failed`).
+    pub direct_changes_handled: std::collections::BTreeMap<&'static str, u64>,
     pub hints_replayed: u64,
     /// Work done so far out of the work known, in [0, 1].
     pub progress_ratio: f64,
@@ -173,6 +181,9 @@ impl SweepReport {
             resumed_from_cursor_per_node: vec![0; nodes],
             tombstones_purged: 0,
             digests_rebuilt: 0,
+            entries_scrubbed: 0,
+            direct_changes: Default::default(),
+            direct_changes_handled: Default::default(),
             hints_replayed: 0,
             progress_ratio: 0.0,
             rate_keys_per_s: 0.0,
@@ -202,9 +213,13 @@ impl SweepReport {
     pub fn divergence_left(&self) -> u64 {
         let found = self.keys_divergent + self.keys_unversioned;
         if self.dry_run {
-            found
+            found + self.direct_changes.values().sum::<u64>()
         } else {
-            self.keys_deferred + self.error_count.min(found)
+            let unhandled = ["reported", "failed"]
+                .iter()
+                .filter_map(|a| self.direct_changes_handled.get(a))
+                .sum::<u64>();
+            self.keys_deferred + self.error_count.min(found) + unhandled
         }
     }
 

@@ -106,6 +106,7 @@ impl Worker for FullSweepWorker {
 impl Schedule {
     pub async fn start(sweeper: Arc<Sweeper>) -> Result<Schedule, SyncError> {
         let workers = sweeper.pool().workers();
+        super::live::start(&sweeper);
         workers.spawn(
             StopPhase::Background,
             ExchangeWorker {

@@ -1,0 +1,41 @@
+-- Per key (KEYS: the value key, then its metadata hash), whether the value is the one its
+-- metadata records, on this node alone: nothing crosses the wire but the key names.
+-- Returns {code, stored metadata or false} per key. Codes: 0 intact (or neither value nor
+-- metadata), 1 content changed (or a value written over a tombstone), 2 deleted, 3 expiry
+-- changed, 4 type changed, 5 a value without metadata.
+local out = {}
+for i = 1, #KEYS, 2 do
+  local key = KEYS[i]
+  local meta = redis.call('HGET', KEYS[i + 1], key)
+  local exists = redis.call('EXISTS', key) == 1
+  local code = 0
+  if not meta then
+    if exists then code = 5 end
+  else
+    local kind, exp, want = string.match(meta, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|')
+    exp = tonumber(exp)
+    local live = exp == 0 or exp > clock()
+    if not exists then
+      if live and kind ~= 't' and want ~= '-' then code = 2 end
+    elseif kind == 't' or want == '-' then
+      code = 1
+    elseif not live then
+      -- Still here after the expiry its metadata records: its TTL was changed.
+      code = 3
+    else
+      local got = content_of(key)
+      if string.sub(got, 1, 1) ~= string.sub(want, 1, 1) then
+        code = 4
+      elseif got ~= want then
+        code = 1
+      else
+        local at = redis.call('PEXPIRETIME', key)
+        if at < 0 then at = 0 end
+        if at ~= exp then code = 3 end
+      end
+    end
+  end
+  out[#out + 1] = code
+  out[#out + 1] = meta or false
+end
+return out

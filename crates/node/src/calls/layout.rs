@@ -1,0 +1,93 @@
+//! The layout marker (`{prefix}layout`): which entry format and placement a node's metadata
+//! uses, so that quorumd never reads metadata of another layout as its own, and the in-place
+//! conversion of entry format 1.
+
+use super::{content_lua, protocol};
+use crate::pool::{Node, NodeError, Traffic};
+use redis::{Script, Value};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// Rewrites entries of format 1 as format 2 (see `convert.lua`). KEYS: metadata hashes.
+const CONVERT_LUA: &str = concat!(
+    "#!lua\n",
+    content_lua!(),
+    include_str!("../../lua/store/convert.lua")
+);
+
+static CONVERT: LazyLock<Script> = LazyLock::new(|| Script::new(CONVERT_LUA));
+
+/// What a node says about its layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeLayout {
+    /// No quorumd metadata at all: any layout may be written.
+    Empty,
+    /// Metadata without a layout marker: entry format 1, from before content checksums.
+    Unmarked,
+    /// The marker's fields (`format`, `placement`, `buckets`, `sub_buckets`).
+    Marked(HashMap<String, String>),
+}
+
+/// Reads the layout marker, and whether metadata exists (the bucket digest hash is written by
+/// every change of metadata, so it exists exactly when some metadata does).
+pub async fn read(
+    node: &Node,
+    layout_key: &str,
+    digest_key: &str,
+) -> Result<NodeLayout, NodeError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGETALL")
+        .arg(layout_key)
+        .cmd("EXISTS")
+        .arg(digest_key);
+    let (fields, has_metadata): (HashMap<String, String>, bool) = node
+        .run_as(Traffic::Background, |mut c| async move {
+            pipe.query_async(&mut c).await
+        })
+        .await?;
+    Ok(if !fields.is_empty() {
+        NodeLayout::Marked(fields)
+    } else if has_metadata {
+        NodeLayout::Unmarked
+    } else {
+        NodeLayout::Empty
+    })
+}
+
+/// Writes the layout marker.
+pub async fn write(
+    node: &Node,
+    layout_key: &str,
+    fields: &[(&str, String)],
+) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(layout_key);
+    for (f, v) in fields {
+        cmd.arg(*f).arg(v);
+    }
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<i64>(&mut c).await
+    })
+    .await
+    .map(drop)
+}
+
+/// Converts the format-1 entries of `meta_keys` in place; returns how many were converted.
+pub async fn convert(node: &Node, meta_keys: &[String]) -> Result<u64, NodeError> {
+    if meta_keys.is_empty() {
+        return Ok(0);
+    }
+    let mut inv = CONVERT.prepare_invoke();
+    for k in meta_keys {
+        inv.key(k);
+    }
+    let reply: Value = node
+        .run_as(Traffic::Background, |mut c| async move {
+            inv.invoke_async(&mut c).await
+        })
+        .await?;
+    match reply {
+        Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+        other => Err(protocol(format!("convert script returned {other:?}"))),
+    }
+}

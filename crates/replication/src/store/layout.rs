@@ -1,0 +1,131 @@
+//! The layout marker every node carries (`{prefix}layout`): the entry format and the
+//! placement its metadata uses. quorumd checks it at start and refuses nodes of another layout
+//! instead of misreading their metadata; `quorumd convert` converts entry format 1 in place.
+
+use super::VersionedStore;
+use quorumd_node::calls::layout::{self, NodeLayout};
+use quorumd_node::pool::NodeError;
+
+/// The entry format this build writes: `{version}|{kind}|{expiry}|{content}|{entry_hash}`.
+pub const ENTRY_FORMAT: &str = "2";
+/// How keys are placed in buckets: `xxh3_64(key)`'s low bits (see `digest::placement`).
+pub const PLACEMENT: &str = "xxh3";
+
+pub fn layout_key(prefix: &str) -> String {
+    format!("{prefix}layout")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(
+        "{node} holds quorumd metadata of entry format 1, from before content checksums. Convert it in place with `quorumd convert` (values and versions are kept), or delete quorumd's keys ({prefix}*) on that node and let a full sweep adopt its values"
+    )]
+    FormatOne { node: String, prefix: String },
+    #[error(
+        "{node} holds quorumd metadata of another layout: its {field} is {found}, this configuration's is {expected}. Start quorumd with the node's {field}, or rebuild: delete quorumd's keys ({prefix}*) on every node and let a full sweep adopt the values"
+    )]
+    Mismatch {
+        node: String,
+        field: &'static str,
+        found: String,
+        expected: String,
+        prefix: String,
+    },
+    #[error("checking the layout on {node}: {source}")]
+    Node { node: String, source: NodeError },
+}
+
+/// What a conversion did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertReport {
+    /// Nodes converted from entry format 1 (the others were already marked or empty).
+    pub nodes_converted: Vec<String>,
+    pub entries_converted: u64,
+}
+
+impl VersionedStore {
+    fn expected_layout(&self) -> [(&'static str, String); 4] {
+        [
+            ("format", ENTRY_FORMAT.to_owned()),
+            ("placement", PLACEMENT.to_owned()),
+            ("buckets", self.settings.buckets.to_string()),
+            ("sub_buckets", self.settings.sub_buckets.to_string()),
+        ]
+    }
+
+    /// Checks every reachable node's layout, and marks empty nodes with this one. A node that
+    /// is down at start is checked by the next start that reaches it.
+    #[tracing::instrument(name = "store.check_layout", skip_all)]
+    pub async fn check_layout(&self) -> Result<(), LayoutError> {
+        self.visit_layouts(false).await.map(drop)
+    }
+
+    /// Converts entry format 1 to this build's format on every reachable node, in place, and
+    /// marks it; nodes already of this layout are left as they are.
+    #[tracing::instrument(name = "store.convert_layout", skip_all)]
+    pub async fn convert_layout(&self) -> Result<ConvertReport, LayoutError> {
+        self.visit_layouts(true).await
+    }
+
+    async fn visit_layouts(&self, convert: bool) -> Result<ConvertReport, LayoutError> {
+        let prefix = &self.settings.key_prefix;
+        let key = layout_key(prefix);
+        let expected = self.expected_layout();
+        let mut report = ConvertReport::default();
+        for node in self.pool.nodes() {
+            let failed = |source| LayoutError::Node {
+                node: node.display.clone(),
+                source,
+            };
+            let found = match layout::read(node, &key, &super::digest_key(prefix)).await {
+                Ok(l) => l,
+                // Out of reach now: the next start that reaches it checks it.
+                Err(
+                    NodeError::Unavailable(_) | NodeError::Timeout(_) | NodeError::Connection(_),
+                ) => continue,
+                Err(e) => return Err(failed(e)),
+            };
+            match found {
+                NodeLayout::Marked(fields) => {
+                    for (field, want) in &expected {
+                        let found = fields.get(*field).cloned().unwrap_or_default();
+                        if &found != want {
+                            return Err(LayoutError::Mismatch {
+                                node: node.display.clone(),
+                                field,
+                                found: if found.is_empty() {
+                                    "unset".into()
+                                } else {
+                                    found
+                                },
+                                expected: want.clone(),
+                                prefix: prefix.clone(),
+                            });
+                        }
+                    }
+                    continue;
+                }
+                NodeLayout::Unmarked if !convert => {
+                    return Err(LayoutError::FormatOne {
+                        node: node.display.clone(),
+                        prefix: prefix.clone(),
+                    });
+                }
+                NodeLayout::Unmarked => {
+                    for bucket in 0..self.settings.buckets {
+                        report.entries_converted +=
+                            layout::convert(node, &self.settings.bucket_meta_keys(bucket))
+                                .await
+                                .map_err(failed)?;
+                    }
+                    report.nodes_converted.push(node.display.clone());
+                }
+                NodeLayout::Empty => {}
+            }
+            let fields: Vec<(&str, String)> =
+                expected.iter().map(|(f, v)| (*f, v.clone())).collect();
+            layout::write(node, &key, &fields).await.map_err(failed)?;
+        }
+        Ok(report)
+    }
+}
