@@ -92,6 +92,19 @@ impl TestCluster {
         }
     }
 
+    /// Stops the service and starts it again on the same nodes with `cfg` (e.g. to reach a
+    /// node as another user).
+    pub async fn relaunch(&mut self, cfg: Config) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await.expect("clean shutdown");
+        }
+        let app = App::start(cfg.validate().expect("valid test config"))
+            .await
+            .expect("start quorumd");
+        self.base = format!("http://{}", app.http_addr());
+        self.app = Some(app);
+    }
+
     pub fn app(&self) -> &App {
         self.app.as_ref().expect("service running")
     }

@@ -210,8 +210,7 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
         }
     }
     // Per key: DUMP payload → nodes holding exactly that payload, with what one of them read.
-    let mut votes: Vec<BTreeMap<Vec<u8>, (Vec<NodeId>, Captured)>> =
-        vec![BTreeMap::new(); keys.len()];
+    let mut votes: Vec<BTreeMap<Vec<u8>, Vote>> = vec![BTreeMap::new(); keys.len()];
     let captures = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| keys[i].0).collect();
         (h, idx, calls::store::capture(pool.node(h), &locs).await)
@@ -307,6 +306,9 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
     }
     r.keys_adopted += adopted.iter().filter(|a| **a).count() as u64;
 }
+
+/// The nodes holding one payload of an unversioned key, and what the first of them read.
+type Vote = (Vec<NodeId>, Captured);
 
 /// Second phase: every bucket on every node — digests rebuilt where they drifted from the
 /// metadata, divergence the digests hid repaired, old tombstones purged.

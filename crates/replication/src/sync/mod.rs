@@ -28,9 +28,9 @@ use crate::store::VersionedStore;
 use progress::ProgressHandle;
 use quorumd_core::config::SyncConfig;
 use quorumd_node::pool::NodePool;
-use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(feature = "fault-injection")]
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use throttle::Throttle;
 
@@ -148,7 +148,10 @@ impl Sweeper {
     /// Whether the scrub skips comparing content (a negative control; never in a release).
     fn scrub_skips_content(&self) -> bool {
         #[cfg(feature = "fault-injection")]
-        return self.unsafe_knobs.scrub_skips_content.load(Ordering::Relaxed);
+        return self
+            .unsafe_knobs
+            .scrub_skips_content
+            .load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
     }

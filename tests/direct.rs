@@ -1,0 +1,399 @@
+//! Changes made on a node outside quorumd: seen by the full sweep's scrub and live through
+//! keyspace notifications, handled by `sync.direct_writes`, and never served by a read when an
+//! intact copy answered. Real redis-server processes; the changes are made with plain commands
+//! on one node.
+
+use quorumd::config::{Config, DirectWritesPolicy};
+use quorumd::content::Content;
+use quorumd::quorum::Consistency;
+use quorumd::sync::SweepMode;
+use quorumd_testkit::cluster::{self as common, TestCluster, command, wait_until};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn policy(p: DirectWritesPolicy) -> impl FnOnce(&mut Config) {
+    move |c| c.sync.direct_writes = p
+}
+
+async fn put(tc: &TestCluster, key: &str, value: &str) {
+    let r = tc.put(key, value.to_owned(), "").await;
+    assert!(r.status().is_success(), "PUT {key}: {}", r.status());
+}
+
+/// Writes a key of each Redis type straight to every node and lets a full sweep adopt it, so
+/// that quorumd versions it.
+async fn seed_typed_keys(tc: &TestCluster) {
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        let _: () = command(&mut c, &["HSET", "t:hash", "f1", "a", "f2", "b"]).await;
+        let _: () = command(&mut c, &["SADD", "t:set", "x", "y"]).await;
+        let _: () = command(&mut c, &["RPUSH", "t:list", "1", "2"]).await;
+        let _: () = command(&mut c, &["ZADD", "t:zset", "1", "m1", "2.5", "m2"]).await;
+    }
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.keys_adopted, 4, "{r:?}");
+}
+
+/// The changes the tests make on node 1, one per kind.
+async fn change_on_node_1(tc: &TestCluster) {
+    let mut c = tc.direct(1).await;
+    let _: () = command(&mut c, &["SET", "s:set", "tampered"]).await;
+    let _: () = command(&mut c, &["DEL", "s:del"]).await;
+    let _: () = command(&mut c, &["PEXPIRE", "s:ttl", "3600000"]).await;
+    let _: () = command(&mut c, &["DEL", "s:type"]).await;
+    let _: () = command(&mut c, &["HSET", "s:type", "f", "v"]).await;
+    let _: () = command(&mut c, &["HSET", "t:hash", "f1", "changed"]).await;
+    let _: () = command(&mut c, &["SADD", "t:set", "z"]).await;
+    let _: () = command(&mut c, &["LPUSH", "t:list", "0"]).await;
+    let _: () = command(&mut c, &["ZADD", "t:zset", "9", "m1"]).await;
+    let _: () = command(&mut c, &["RENAME", "s:ren", "s:renamed"]).await;
+}
+
+const STRING_KEYS: [&str; 5] = ["s:set", "s:del", "s:ttl", "s:type", "s:ren"];
+const CHANGED: [&str; 9] = [
+    "s:set", "s:del", "s:ttl", "s:type", "t:hash", "t:set", "t:list", "t:zset", "s:ren",
+];
+
+async fn prepare(tc: &TestCluster) {
+    for k in STRING_KEYS {
+        put(tc, k, "original").await;
+    }
+    seed_typed_keys(tc).await;
+}
+
+/// The value of `key` on node `i` as its type and checksum (any type; independent of the
+/// set's or hash's internal order, unlike a DUMP), and its absolute expiry.
+async fn raw(tc: &TestCluster, i: usize, key: &str) -> (Content, Option<u64>) {
+    let store = tc.app().store();
+    let loc = store.locate(key.as_bytes()).unwrap();
+    let mut c = quorumd::calls::store::capture(store.pool().node(i), &[&loc])
+        .await
+        .unwrap();
+    let c = c.pop().unwrap();
+    (c.content, c.expires_at_ms)
+}
+
+/// Every node holds what node `from` holds for every changed key (value, expiry, metadata).
+async fn all_nodes_agree_with(tc: &TestCluster, from: usize, keys: &[&str]) {
+    for k in keys {
+        let want = raw(tc, from, k).await;
+        let meta = tc.raw_meta(from, k.as_bytes()).await;
+        for i in 0..3 {
+            assert_eq!(raw(tc, i, k).await, want, "{k} on node {i} vs node {from}");
+            assert_eq!(
+                tc.raw_meta(i, k.as_bytes()).await,
+                meta,
+                "{k} metadata on {i}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_scrub_adopts_every_kind_of_direct_change() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::Adopt)).await;
+    prepare(&tc).await;
+    let before = tc.raw_meta(0, b"s:set").await.unwrap();
+    change_on_node_1(&tc).await;
+    let dry = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(dry.direct_changes.values().sum::<u64>(), 9, "{dry:?}");
+    assert!(
+        dry.divergence_left() > 0,
+        "a dry run reports content differences"
+    );
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("changed"), Some(&5), "{r:?}");
+    assert_eq!(r.direct_changes.get("deleted"), Some(&2), "{r:?}");
+    assert_eq!(r.direct_changes.get("ttl"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes.get("type"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("adopted"), Some(&9), "{r:?}");
+    // Node 1's changes are now the newest versions, everywhere.
+    all_nodes_agree_with(&tc, 1, &CHANGED).await;
+    all_nodes_agree_with(&tc, 1, &["s:renamed"]).await;
+    assert_eq!(
+        tc.raw_value(0, b"s:set").await.as_deref(),
+        Some(&b"tampered"[..])
+    );
+    let after = tc.raw_meta(0, b"s:set").await.unwrap();
+    assert!(after.version > before.version);
+    let del = tc.raw_meta(0, b"s:del").await.unwrap();
+    assert_eq!(del.kind, quorumd::meta::EntryKind::Tombstone);
+    assert!(
+        tc.raw_meta(2, b"s:ttl")
+            .await
+            .unwrap()
+            .expires_at_ms
+            .is_some()
+    );
+    // A second scrub finds nothing left.
+    let again = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(again.direct_changes.values().sum::<u64>(), 0, "{again:?}");
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_scrub_restores_the_versioned_values_over_direct_changes() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::Restore)).await;
+    prepare(&tc).await;
+    let mut before = Vec::new();
+    for k in CHANGED {
+        before.push((raw(&tc, 0, k).await, tc.raw_meta(0, k.as_bytes()).await));
+    }
+    change_on_node_1(&tc).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes_handled.get("restored"), Some(&9), "{r:?}");
+    for (k, want) in CHANGED.iter().zip(&before) {
+        for i in 0..3 {
+            let got = (raw(&tc, i, k).await, tc.raw_meta(i, k.as_bytes()).await);
+            assert_eq!(
+                &got, want,
+                "{k} on node {i}: the versioned value, same version"
+            );
+        }
+    }
+    // The renamed copy is a key created outside quorumd: adopted (`adopt_policy`).
+    all_nodes_agree_with(&tc, 1, &["s:renamed"]).await;
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn report_only_changes_nothing_and_a_scrub_without_content_comparison_misses_changes() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
+    prepare(&tc).await;
+    change_on_node_1(&tc).await;
+    let tampered = raw(&tc, 1, "t:hash").await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 9, "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("reported"), Some(&9), "{r:?}");
+    assert!(
+        r.divergence_left() > 0,
+        "reported changes are divergence left"
+    );
+    assert_eq!(
+        raw(&tc, 1, "t:hash").await,
+        tampered,
+        "report-only changed nothing"
+    );
+    assert_ne!(raw(&tc, 0, "t:hash").await, tampered);
+    // Negative control: a scrub that compares presence only sees the two deletes alone.
+    tc.app()
+        .sweeper()
+        .unsafe_knobs
+        .scrub_skips_content
+        .store(true, Ordering::Relaxed);
+    let blind = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(blind.direct_changes.values().sum::<u64>(), 2, "{blind:?}");
+    tc.shutdown().await;
+}
+
+fn live(p: DirectWritesPolicy) -> impl FnOnce(&mut Config) {
+    move |c| {
+        c.sync.direct_writes = p;
+        c.sync.live_detection = true;
+    }
+}
+
+/// Waits until every node's notifications are on, as `/v1/status` says.
+async fn wait_live_on(tc: &TestCluster, nodes: usize) {
+    wait_until(Duration::from_secs(10), "live detection on", || async {
+        let (_, s) = tc.json("/v1/status").await;
+        let states = &s["sweeps"]["live_detection"];
+        (0..nodes).all(|i| states[i]["state"] == "on")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn live_detection_adopts_direct_changes_within_seconds_and_a_deaf_path_does_not() {
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Adopt)).await;
+    wait_live_on(&tc, 3).await;
+    for k in ["l:set", "l:del", "l:ttl"] {
+        put(&tc, k, "original").await;
+    }
+    let mut c = tc.direct(2).await;
+    let _: () = command(&mut c, &["SET", "l:set", "direct"]).await;
+    let _: () = command(&mut c, &["DEL", "l:del"]).await;
+    let _: () = command(&mut c, &["PEXPIRE", "l:ttl", "3600000"]).await;
+    let _: () = command(&mut c, &["SET", "l:new", "created"]).await;
+    wait_until(
+        Duration::from_secs(5),
+        "direct changes adopted live",
+        || async {
+            tc.raw_value(0, b"l:set").await.as_deref() == Some(&b"direct"[..])
+                && tc.raw_value(1, b"l:new").await.as_deref() == Some(&b"created"[..])
+                && tc.raw_value(0, b"l:del").await.is_none()
+                && raw(&tc, 1, "l:ttl").await.1.is_some()
+        },
+    )
+    .await;
+    all_nodes_agree_with(&tc, 2, &["l:set", "l:del", "l:ttl", "l:new"]).await;
+    // Negative control: with the live path dropping events, a change stays on its node.
+    tc.app()
+        .sweeper()
+        .unsafe_knobs
+        .live_drops_events
+        .store(true, Ordering::Relaxed);
+    let _: () = command(&mut c, &["SET", "l:set", "unseen"]).await;
+    let _: () = command(&mut c, &["SET", "l:marker", "m"]).await;
+    // The same wait as above would time out: give it the same 5 s and see nothing move.
+    let mut moved = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        moved |= tc.raw_value(0, b"l:set").await.as_deref() == Some(&b"unseen"[..]);
+    }
+    assert!(!moved, "a live path that drops events must not heal");
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn live_detection_restores_the_versioned_value() {
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Restore)).await;
+    wait_live_on(&tc, 3).await;
+    put(&tc, "r:k", "original").await;
+    let meta = tc.raw_meta(0, b"r:k").await;
+    let mut c = tc.direct(1).await;
+    let _: () = command(&mut c, &["SET", "r:k", "direct"]).await;
+    wait_until(Duration::from_secs(5), "restored live", || async {
+        tc.raw_value(1, b"r:k").await.as_deref() == Some(&b"original"[..])
+    })
+    .await;
+    assert_eq!(tc.raw_meta(1, b"r:k").await, meta, "same version");
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_that_refuses_config_is_reported_and_its_changes_are_scrubbed() {
+    // Node 1 is reached as a user the ACL denies CONFIG; its notifications stay off.
+    let mut tc = TestCluster::start(3).await;
+    let mut admin = tc.direct(1).await;
+    let _: () = command(
+        &mut admin,
+        &[
+            "ACL", "SETUSER", "noconfig", "on", ">pw", "~*", "&*", "+@all", "-config",
+        ],
+    )
+    .await;
+    let restricted = tc_url(&tc, 1).replace("redis://", "redis://noconfig:pw@");
+    let mut cfg = common::test_config(vec![tc_url(&tc, 0), restricted, tc_url(&tc, 2)]);
+    cfg.sync.live_detection = true;
+    tc.relaunch(cfg).await;
+    wait_until(Duration::from_secs(10), "node 1 reported off", || async {
+        let (_, s) = tc.json("/v1/status").await;
+        let n1 = &s["sweeps"]["live_detection"][1];
+        n1["state"] == "off" && n1["reason"].as_str().unwrap_or("").contains("CONFIG")
+    })
+    .await;
+    let metrics = tc.fetch("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("quorumd_node_notifications_enabled")
+                && l.contains("noconfig")
+                && l.ends_with(" 0")),
+        "{metrics}"
+    );
+    put(&tc, "c:k", "original").await;
+    let _: () = command(&mut admin, &["SET", "c:k", "direct"]).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes_handled.get("adopted"), Some(&1), "{r:?}");
+    assert_eq!(
+        tc.raw_value(0, b"c:k").await.as_deref(),
+        Some(&b"direct"[..])
+    );
+    tc.shutdown().await;
+}
+
+fn tc_url(tc: &TestCluster, i: usize) -> String {
+    tc.cluster.nodes[i].url()
+}
+
+#[tokio::test]
+async fn events_lost_with_a_killed_subscription_are_caught_by_the_next_scrub() {
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Adopt)).await;
+    wait_live_on(&tc, 3).await;
+    let keys: Vec<String> = (0..200).map(|i| format!("b:{i}")).collect();
+    for k in &keys {
+        put(&tc, k, "original").await;
+    }
+    let mut c = tc.direct(1).await;
+    let mut admin = tc.direct(1).await;
+    for (i, k) in keys.iter().enumerate() {
+        let _: () = command(&mut c, &["SET", k, &format!("direct {i}")]).await;
+        if i == 100 {
+            let _: i64 = command(&mut admin, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+        }
+    }
+    tc.sweep(SweepMode::Full, false).await;
+    for (i, k) in keys.iter().enumerate() {
+        let want = format!("direct {i}");
+        for n in 0..3 {
+            assert_eq!(
+                tc.raw_value(n, k.as_bytes()).await.as_deref(),
+                Some(want.as_bytes()),
+                "{k} on node {n}"
+            );
+        }
+    }
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_read_never_serves_a_damaged_copy_when_an_intact_one_answered() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
+    put(&tc, "rd:k", "intact").await;
+    let mut c = tc.direct(0).await;
+    let _: () = command(&mut c, &["SET", "rd:k", "damaged"]).await;
+    let store = tc.app().store().clone();
+    for level in [
+        Consistency::All,
+        Consistency::Quorum,
+        Consistency::Linearizable,
+    ] {
+        for _ in 0..10 {
+            let v = store.get(b"rd:k", level).await.unwrap().unwrap().value;
+            assert_eq!(v, b"intact", "{level}");
+        }
+    }
+    wait_until(Duration::from_secs(5), "the read reported it", || async {
+        let m = tc.fetch("/metrics").await.text().await.unwrap();
+        m.lines().any(|l| {
+            l.starts_with("quorumd_direct_changes_total")
+                && l.contains("path=\"read\"")
+                && l.contains("kind=\"changed\"")
+        })
+    })
+    .await;
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_nodes_compute_the_checksums_the_core_defines() {
+    let tc = TestCluster::start(3).await;
+    let mut c = tc.direct(0).await;
+    let _: () = command(&mut c, &["SET", "ck:s", "hello"]).await;
+    let _: () = command(&mut c, &["HSET", "ck:h", "b", "2", "a", "1"]).await;
+    let _: () = command(&mut c, &["SADD", "ck:e", "q", "p"]).await;
+    let store = tc.app().store().clone();
+    let node = store.pool().node(0).clone();
+    let locs: Vec<_> = ["ck:s", "ck:h", "ck:e", "ck:none"]
+        .iter()
+        .map(|k| store.locate(k.as_bytes()).unwrap())
+        .collect();
+    let refs: Vec<_> = locs.iter().collect();
+    let got: Vec<Content> = quorumd::calls::store::capture(&node, &refs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.content)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Content::string(b"hello"),
+            Content::hash([(&b"a"[..], &b"1"[..]), (b"b", b"2")]),
+            Content::set([&b"p"[..], b"q"]),
+            Content::Absent,
+        ]
+    );
+    tc.shutdown().await;
+}
