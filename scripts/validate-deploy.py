@@ -3,9 +3,10 @@
 
 - deploy/kubernetes/*.yaml: every built-in kind against the Kubernetes OpenAPI schemas bundled
   in the `kubernetes-validate` package (strict: unknown fields fail).
-- The ServiceMonitor against a JSON schema generated from the Prometheus Operator models of
-  `cloudcoil-models-prometheus-operator` (which are generated from the operator's CRDs),
-  tightened so that unknown fields fail as the API server's structural schema would prune them.
+- The ServiceMonitor and the PrometheusRule against JSON schemas generated from the Prometheus
+  Operator models of `cloudcoil-models-prometheus-operator` (which are generated from the
+  operator's CRDs), tightened so that unknown fields fail as the API server's structural schema
+  would prune them.
 - Cross-references: Service ports, probe paths, Secret keys, selectors, ServiceMonitor port.
 - docker-compose.yml: services, profile, loopback-only publishing.
 Writes the ConfigMap's quorumd.toml, the Secret's tokens file and node list to OUT_DIR so the
@@ -23,7 +24,7 @@ import sys
 import jsonschema
 import kubernetes_validate
 import yaml
-from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
 
 K8S_VERSION = "1.30.0"
 failures = []
@@ -57,12 +58,18 @@ def tighten(schema):
     return schema
 
 
-SERVICE_MONITOR_SCHEMA = tighten(ServiceMonitor.model_json_schema(by_alias=True))
+OPERATOR_SCHEMAS = {
+    "ServiceMonitor": tighten(ServiceMonitor.model_json_schema(by_alias=True)),
+    "PrometheusRule": tighten(PrometheusRule.model_json_schema(by_alias=True)),
+}
 
 
-def service_monitor_errors(doc):
+def operator_errors(doc):
+    schema = OPERATOR_SCHEMAS.get(doc.get("kind"))
+    if schema is None:
+        return f"no schema for monitoring.coreos.com/v1 {doc.get('kind')}"
     errors = sorted(
-        jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA).iter_errors(doc),
+        jsonschema.Draft202012Validator(schema).iter_errors(doc),
         key=lambda e: list(e.path),
     )
     return "; ".join(f"{e.message} at {'/'.join(map(str, e.path))}" for e in errors) or None
@@ -70,7 +77,7 @@ def service_monitor_errors(doc):
 
 def validate_doc(doc):
     if doc.get("apiVersion") == "monitoring.coreos.com/v1":
-        return service_monitor_errors(doc)
+        return operator_errors(doc)
     return k8s_errors(doc)
 
 
@@ -113,6 +120,10 @@ def negative_controls(docs):
             "ServiceMonitor", lambda d: d["spec"].pop("selector")),
         "ServiceMonitor endpoints not a list": mutated(
             "ServiceMonitor", lambda d: d["spec"].__setitem__("endpoints", "http")),
+        "PrometheusRule rule without expr": mutated(
+            "PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr")),
+        "PrometheusRule with a misspelled field": mutated(
+            "PrometheusRule", lambda d: d["spec"]["groups"][0].__setitem__("rulez", [])),
     }
     for what, doc in cases.items():
         if validate_doc(doc) is None:
@@ -192,7 +203,8 @@ def compose_checks(repo):
 def main():
     repo, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     docs = load_k8s(repo)
-    needed = {"ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor"}
+    needed = {"ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor",
+              "PrometheusRule"}
     if needed - set(docs):
         fail(f"missing kinds: {sorted(needed - set(docs))}")
         return 1

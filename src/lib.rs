@@ -6,7 +6,9 @@
 //! `quorumd-replication` (fan-out, store, sync, locks, queue, CRDT store) →
 //! `quorumd-service` (HTTP, RESP, app). Tests and benches add `quorumd-testkit`.
 
-pub use quorumd_core::{config, content, crdt, digest, hlc, meta, metric_names, quorum, redact};
+pub use quorumd_core::{
+    config, content, crdt, digest, hlc, meta, metric_labels, metric_names, quorum, redact,
+};
 pub use quorumd_node::{calls, devcluster, live, pool, worker};
 pub use quorumd_replication::{crdt_store, demo, fanout, locks, queue, store, sync};
 pub use quorumd_service::{

@@ -37,6 +37,7 @@ fn kubernetes_manifests_and_compose_file_pass_schema_validation() {
         "Service",
         "PodDisruptionBudget",
         "ServiceMonitor",
+        "PrometheusRule",
     ] {
         assert!(
             report.contains(&format!(": {kind} ")),
@@ -45,7 +46,7 @@ fn kubernetes_manifests_and_compose_file_pass_schema_validation() {
     }
     assert_eq!(
         report.matches("negative control rejected").count(),
-        6,
+        8,
         "{report}"
     );
 

@@ -5,6 +5,7 @@
 //! carry wherever possible.
 
 use quorumd_testkit::cluster as common;
+#[allow(dead_code)] // the family accessors serve tests/metrics_at_start.rs
 #[path = "support/exposition.rs"]
 mod exposition;
 

@@ -241,6 +241,16 @@ impl Scrape {
             .map(|(_, l, v)| (l, *v))
     }
 
+    /// The declared type of a family (`# TYPE` line), if the family is exported.
+    pub fn family_type(&self, name: &str) -> Option<&str> {
+        self.types.get(name).map(String::as_str)
+    }
+
+    /// Every sample name exported (histograms as `_bucket`, `_sum`, `_count`).
+    pub fn sample_names(&self) -> std::collections::BTreeSet<&str> {
+        self.samples.iter().map(|(n, _, _)| n.as_str()).collect()
+    }
+
     pub fn sum(&self, name: &str) -> f64 {
         self.series(name).map(|(_, v)| v).sum()
     }

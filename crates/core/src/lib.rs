@@ -2,8 +2,9 @@
 //!
 //! Versions and the hybrid logical clock (`hlc`), the CRDT types (`crdt`), bucket placement
 //! and digest arithmetic (`digest`), the metadata entry (`meta`), quorum sizes and tracking
-//! (`quorum`), the configuration types and their validation (`config`), and every metric
-//! name (`metric_names`). Each part is unit-tested beside its code.
+//! (`quorum`), the configuration types and their validation (`config`), every metric name
+//! (`metric_names`) and the label values known in advance (`metric_labels`). Each part is
+//! unit-tested beside its code.
 
 pub mod config;
 pub mod content;
@@ -11,6 +12,7 @@ pub mod crdt;
 pub mod digest;
 pub mod hlc;
 pub mod meta;
+pub mod metric_labels;
 pub mod metric_names;
 pub mod quorum;
 pub mod redact;

@@ -156,3 +156,76 @@ impl WorkerFailed<'_> {
         }
     }
 }
+
+/// The service is starting: every series of the node layer whose labels are known in advance
+/// is registered at zero, so that a rate or an alert on it reads 0, not "no data", until the
+/// first event. Registering changes no value: a series the pool already moved keeps its count.
+pub struct NodeMetricsRegistered<'a> {
+    pub nodes: &'a [std::sync::Arc<crate::pool::Node>],
+}
+
+impl NodeMetricsRegistered<'_> {
+    pub fn emit(self) {
+        use quorumd_core::metric_labels as labels;
+        for n in self.nodes {
+            let node = || n.display.clone();
+            for kind in labels::NODE_ERROR_KINDS {
+                metrics::counter!(NODE_ERRORS, "node" => node(), "kind" => *kind).increment(0);
+            }
+            for to in labels::NODE_HEALTH_STATES {
+                metrics::counter!(NODE_HEALTH_CHANGES, "node" => node(), "to" => *to).increment(0);
+            }
+            for kind in labels::BATCH_KINDS {
+                metrics::counter!(NODE_BATCHES, "node" => node(), "kind" => *kind).increment(0);
+                metrics::counter!(NODE_BATCH_ENTRIES, "node" => node(), "kind" => *kind)
+                    .increment(0);
+            }
+            metrics::counter!(WORKER_FAILURES, "worker" => labels::probe_worker(&n.identity))
+                .increment(0);
+            metrics::gauge!(NOTIFICATIONS_ENABLED, "node" => node()).increment(0.0);
+            for (kind, path, action) in labels::direct_change_labels() {
+                metrics::counter!(DIRECT_CHANGES, "node" => node(), "kind" => kind, "path" => path, "action" => action).increment(0);
+            }
+        }
+        tracing::debug!(nodes = self.nodes.len(), "node metrics registered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::live::BucketState;
+    use crate::pool::{Health, NodeError, ServerError};
+    use quorumd_core::metric_labels as labels;
+
+    /// The lists registered at zero are the labels the events record.
+    #[test]
+    fn registered_labels_are_the_recorded_ones() {
+        let states = [
+            Health::Up,
+            Health::Suspect,
+            Health::Down,
+            Health::Recovering,
+        ];
+        assert_eq!(
+            states.map(|s| s.to_string()).to_vec(),
+            labels::NODE_HEALTH_STATES
+        );
+        let counted = [
+            NodeError::Timeout(1),
+            NodeError::Connection("reset".into()),
+            NodeError::Server(ServerError::from_reply_text("ERR no")),
+            NodeError::Protocol("odd".into()),
+        ];
+        assert_eq!(
+            counted.map(|e| e.kind_label()).to_vec(),
+            labels::NODE_ERROR_KINDS
+        );
+        let buckets = [
+            BucketState::InSync,
+            BucketState::Differing,
+            BucketState::Repairing,
+            BucketState::Repaired,
+        ];
+        assert_eq!(buckets.map(|b| b.as_str()).to_vec(), labels::BUCKET_STATES);
+    }
+}

@@ -68,6 +68,27 @@ pub struct Core {
     pub instance: String,
 }
 
+/// Registers every series whose labels are known in advance at zero, once the nodes are known
+/// (and before the store, so the batch counters it registers find their families described).
+/// Prometheus' `rate()` and the alert rules need a series to exist to read 0: without this, a
+/// fresh instance exported only the families something had already happened to. Each layer
+/// registers its own families from its events module.
+fn register_metrics_at_zero(pool: &NodePool) {
+    use quorumd_replication::{crdt_store, fanout, locks, queue, store, sync};
+    let names: Vec<String> = pool.nodes().iter().map(|n| n.display.clone()).collect();
+    quorumd_node::events::NodeMetricsRegistered {
+        nodes: pool.nodes(),
+    }
+    .emit();
+    fanout::events::FanoutMetricsRegistered.emit();
+    store::events::StoreMetricsRegistered.emit();
+    sync::events::SyncMetricsRegistered { nodes: &names }.emit();
+    locks::events::LockMetricsRegistered.emit();
+    queue::events::QueueMetricsRegistered.emit();
+    crdt_store::events::CrdtMetricsRegistered.emit();
+    events::ServiceMetricsRegistered.emit();
+}
+
 impl Core {
     pub async fn start(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
@@ -81,6 +102,7 @@ impl Core {
             cfg.buckets,
         )
         .await?;
+        register_metrics_at_zero(&pool);
         let writer = writer_id(&cfg.instance_id);
         let store = Arc::new(VersionedStore::new(
             pool,

@@ -40,3 +40,21 @@ impl CrdtUpdated {
         tracing::debug!(kind = self.kind, result = self.result, "crdt update");
     }
 }
+
+/// The service is starting: CRDT merges and updates are registered at zero for every type,
+/// source and result.
+pub struct CrdtMetricsRegistered;
+
+impl CrdtMetricsRegistered {
+    pub fn emit(self) {
+        use quorumd_core::metric_labels as labels;
+        for kind in labels::CRDT_TYPES {
+            for source in labels::CRDT_MERGE_SOURCES {
+                metrics::counter!(CRDT_MERGES, "type" => *kind, "source" => *source).increment(0);
+            }
+            for result in labels::CRDT_UPDATE_RESULTS {
+                metrics::counter!(CRDT_UPDATES, "type" => *kind, "result" => *result).increment(0);
+            }
+        }
+    }
+}

@@ -22,3 +22,15 @@ impl QuorumFailed<'_> {
         );
     }
 }
+
+/// The service is starting: quorum failures are registered at zero for every operation that
+/// can fail its quorum. Registering changes no value.
+pub struct FanoutMetricsRegistered;
+
+impl FanoutMetricsRegistered {
+    pub fn emit(self) {
+        for operation in quorumd_core::metric_labels::QUORUM_OPERATIONS {
+            metrics::counter!(QUORUM_FAILURES, "operation" => *operation).increment(0);
+        }
+    }
+}

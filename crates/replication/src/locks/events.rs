@@ -66,3 +66,20 @@ impl LockChanged {
         );
     }
 }
+
+/// The service is starting: every lock result is registered at zero.
+pub struct LockMetricsRegistered;
+
+impl LockMetricsRegistered {
+    pub fn emit(self) {
+        use quorumd_core::metric_labels as labels;
+        for result in labels::LOCK_ACQUIRE_RESULTS {
+            metrics::counter!(LOCK_ACQUISITIONS, "result" => *result).increment(0);
+            let _ = metrics::histogram!(LOCK_ACQUIRE_DURATION, "result" => *result);
+        }
+        for result in labels::LOCK_CHANGE_RESULTS {
+            metrics::counter!(LOCK_EXTENSIONS, "result" => *result).increment(0);
+            metrics::counter!(LOCK_RELEASES, "result" => *result).increment(0);
+        }
+    }
+}

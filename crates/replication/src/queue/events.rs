@@ -37,3 +37,24 @@ impl QueueDepthsObserved<'_> {
         }
     }
 }
+
+/// The service is starting: every queue operation and result, and the item moves, are
+/// registered at zero. Depth gauges are per queue, and queue names come from clients, so they
+/// appear with the first depth read of a queue.
+pub struct QueueMetricsRegistered;
+
+impl QueueMetricsRegistered {
+    pub fn emit(self) {
+        use quorumd_core::metric_labels as labels;
+        for operation in labels::QUEUE_OPERATIONS {
+            for result in labels::QUEUE_RESULTS {
+                metrics::counter!(QUEUE_OPERATIONS, "operation" => *operation, "result" => *result)
+                    .increment(0);
+            }
+        }
+        for operation in labels::QUEUE_MOVES {
+            metrics::counter!(QUEUE_OPERATIONS, "operation" => *operation, "result" => "ok")
+                .increment(0);
+        }
+    }
+}

@@ -64,3 +64,13 @@ impl RefusedWriteRetracted<'_> {
         }
     }
 }
+
+/// The service is starting: read repairs and recorded hints are registered at zero.
+pub struct StoreMetricsRegistered;
+
+impl StoreMetricsRegistered {
+    pub fn emit(self) {
+        metrics::counter!(READ_REPAIRS).increment(0);
+        metrics::counter!(HINTS_RECORDED).increment(0);
+    }
+}

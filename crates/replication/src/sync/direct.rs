@@ -297,3 +297,20 @@ fn by_node(found: &[Found], items: &[usize]) -> BTreeMap<NodeId, Vec<usize>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorumd_core::metric_labels as labels;
+
+    /// The label values registered at zero are exactly the ones this module records.
+    #[test]
+    fn registered_label_values_are_the_recorded_ones() {
+        let kinds: Vec<&str> = Mismatch::ALL.iter().map(|m| m.as_str()).collect();
+        let paths: Vec<&str> = Path::ALL.iter().map(|p| p.as_str()).collect();
+        let actions: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(kinds, labels::DIRECT_CHANGE_KINDS);
+        assert_eq!(paths, labels::DIRECT_CHANGE_PATHS);
+        assert_eq!(actions, labels::DIRECT_CHANGE_ACTIONS);
+    }
+}
