@@ -48,6 +48,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Convert the nodes' metadata from entry format 1 (before content checksums) to this
+    /// version's format, in place, and mark them. Values, versions and digests are kept. Run
+    /// it once, with quorumd stopped, when a start refuses the nodes' layout.
+    Convert {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and print it, secrets masked.
     CheckConfig {
         #[arg(long, short)]
@@ -104,6 +111,24 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
             );
         }
         Cmd::Demo { port, keys } => demo(port, keys).await?,
+        Cmd::Convert { config } => {
+            let validated = quorumd::settings::load_validated(config.as_deref())?;
+            quorumd::telemetry::init(&validated.config.log);
+            let core = quorumd::app::Core::open(&validated).await?;
+            let result = core.store.convert_layout().await;
+            core.store.pool().shutdown().await;
+            let report = result?;
+            println!(
+                "converted {} entries on {} node(s){}; every reachable node is marked with this version's layout",
+                report.entries_converted,
+                report.nodes_converted.len(),
+                if report.nodes_converted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", report.nodes_converted.join(", "))
+                }
+            );
+        }
         Cmd::Sweep {
             config,
             full,
@@ -146,6 +171,7 @@ async fn sweep(
             .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Cli).dry_run())
             .await?
             .divergence_left()
+            + report.direct_changes_left()
     };
     if json {
         println!(

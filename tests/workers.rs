@@ -54,6 +54,7 @@ async fn status_lists_the_probes_and_the_scheduled_sweeps() {
     expected.push("sweep:exchange".into());
     expected.push("sweep:full".into());
     expected.push("auth:reload".into());
+    expected.push("direct:verify".into());
 
     // Every probe and the exchange have finished a pass without failing.
     wait_until(
@@ -82,8 +83,9 @@ async fn status_lists_the_probes_and_the_scheduled_sweeps() {
         assert_eq!(w["failures"], 0, "{w}");
         assert!(w["last_error"].is_null(), "{w}");
         let state = w["state"].as_str().unwrap();
-        if name == "sweep:full" || name == "auth:reload" {
-            // The cron fires at 03:00, and no SIGHUP was sent: neither has run.
+        if name == "sweep:full" || name == "auth:reload" || name == "direct:verify" {
+            // The cron fires at 03:00, no SIGHUP was sent, and no read met a changed value:
+            // none has run.
             assert_eq!(state, "idle", "{w}");
             assert_eq!(w["runs"], 0, "{w}");
             assert!(w["last_activity_ms"].is_null(), "{w}");

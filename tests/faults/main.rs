@@ -8,6 +8,7 @@
 
 use quorumd_testkit::cluster as common;
 mod crdt;
+mod direct;
 mod locks;
 mod queue;
 mod report;
@@ -100,6 +101,17 @@ async fn kv_quorum_under_random_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kv_linearizable_under_random_faults() {
     suite("linearizable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_writes_racing_quorumd_under_random_faults() {
+    let results = each_seed(|seed| async move { direct::DirectRun::new(seed).run().await }).await;
+    finish(
+        "direct",
+        "KV clients at quorum through quorumd while another client writes the same keys straight to the nodes, full sweeps run and live detection adopts. Convergence: from the heal (and a full sweep) to a clean exchange.",
+        &results,
+    );
+    assert!(results.iter().all(|r| r.counters["direct writes"] > 20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -33,7 +33,12 @@ pub const REPAIR_SOURCES: &[&str] = &["read", "exchange", "full"];
 pub const BUCKET_STATES: &[&str] = &["in_sync", "differing", "repairing", "repaired"];
 /// Background workers that are not per node (`quorumd_worker_failures_total{worker}`); each
 /// node adds `probe:<host:port/db>`.
-pub const WORKERS: &[&str] = &["sweep:exchange", "sweep:full", "auth:reload"];
+pub const WORKERS: &[&str] = &[
+    "sweep:exchange",
+    "sweep:full",
+    "auth:reload",
+    "direct:verify",
+];
 /// The worker label of a node's probe, from the node's identity (`host:port/db`).
 pub fn probe_worker(identity: &str) -> String {
     format!("probe:{identity}")
@@ -144,7 +149,7 @@ mod tests {
     #[test]
     fn direct_change_labels_are_the_whole_product() {
         let all: Vec<_> = direct_change_labels().collect();
-        assert_eq!(all.len(), 5 * 3 * 4);
+        assert_eq!(all.len(), 5 * 3 * 5);
         assert!(all.contains(&("unversioned", "read", "failed")));
     }
 

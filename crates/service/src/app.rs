@@ -90,7 +90,16 @@ fn register_metrics_at_zero(pool: &NodePool) {
 }
 
 impl Core {
+    /// Connects and checks the nodes' layout (see `store::layout`): a node of another layout
+    /// is refused.
     pub async fn start(validated: &Validated) -> Result<Core, AppError> {
+        let core = Core::open(validated).await?;
+        core.store.check_layout().await?;
+        Ok(core)
+    }
+
+    /// Connects without checking the layout: for `quorumd convert`, which changes it.
+    pub async fn open(validated: &Validated) -> Result<Core, AppError> {
         let cfg = &validated.config;
         // Installed before anything is recorded; once per process.
         let _ = crate::exposition::handle();
@@ -119,7 +128,6 @@ impl Core {
                 },
             },
         ));
-        store.check_layout().await?;
         let instance = if cfg.instance_id.is_empty() {
             format!("quorumd-{writer:016x}")
         } else {

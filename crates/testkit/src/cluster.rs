@@ -92,12 +92,18 @@ impl TestCluster {
         }
     }
 
-    /// Stops the service and starts it again on the same nodes with `cfg` (e.g. to reach a
-    /// node as another user).
-    pub async fn relaunch(&mut self, cfg: Config) {
+    /// Stops the service, leaving the nodes running (for what must happen with no quorumd
+    /// attached); `relaunch` starts it again.
+    pub async fn stop_service(&mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    /// Stops the service and starts it again on the same nodes with `cfg` (e.g. to reach a
+    /// node as another user).
+    pub async fn relaunch(&mut self, cfg: Config) {
+        self.stop_service().await;
         let app = App::start(cfg.validate().expect("valid test config"))
             .await
             .expect("start quorumd");

@@ -616,17 +616,18 @@ pub async fn rebuild_digests(
     .await
 }
 
-/// A node's key count less quorumd's own keys: the digest hash, the sentinel, each bucket's
-/// sub-digest hash and its sub-bucket metadata hashes (one per sub-bucket with a non-zero
-/// digest). Leases, hints and sweep checkpoints are few and not subtracted. KEYS: the digest
-/// hash, the sentinel, then every bucket's sub-digest hash. O(B × S) field reads, which is what
+/// A node's key count less quorumd's own keys: the digest hash, the sentinel, the layout
+/// marker, the live detection's probe key, each bucket's sub-digest hash and its sub-bucket
+/// metadata hashes (one per sub-bucket with a non-zero digest). Leases, hints and sweep
+/// checkpoints are few and not subtracted. KEYS: those four keys, then every bucket's
+/// sub-digest hash. O(B × S) field reads, which is what
 /// an exact count of the metadata hashes costs without a counter on the write path.
 const USER_KEYS_LUA: &str = include_str!("../../lua/store/user_keys.lua");
 
 static USER_KEYS: LazyLock<Script> = LazyLock::new(|| Script::new(USER_KEYS_LUA));
 
 /// The number of user keys on one node (see `USER_KEYS_LUA`): `keys` are the digest hash, the
-/// sentinel, then every bucket's sub-digest hash.
+/// sentinel, the layout marker, the probe key, then every bucket's sub-digest hash.
 pub async fn user_key_count(node: &Node, keys: &[String]) -> Result<i64, NodeError> {
     let mut inv = USER_KEYS.prepare_invoke();
     for k in keys {

@@ -15,6 +15,11 @@ pub fn layout_key(prefix: &str) -> String {
     format!("{prefix}layout")
 }
 
+/// The key the live detection writes to check that a node's key events arrive.
+pub fn probe_key(prefix: &str) -> String {
+    format!("{prefix}notify:probe")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error(

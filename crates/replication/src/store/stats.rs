@@ -14,10 +14,15 @@ impl VersionedStore {
     pub async fn approximate_key_count(&self) -> Result<u64, StoreError> {
         let prefix = &self.settings.key_prefix;
         let keys: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
-            [digest_key(prefix), sentinel_key(prefix)]
-                .into_iter()
-                .chain((0..self.settings.buckets).map(|b| sub_digest_key(prefix, b)))
-                .collect(),
+            [
+                digest_key(prefix),
+                sentinel_key(prefix),
+                super::layout::layout_key(prefix),
+                super::layout::probe_key(prefix),
+            ]
+            .into_iter()
+            .chain((0..self.settings.buckets).map(|b| sub_digest_key(prefix, b)))
+            .collect(),
         );
         let required = self
             .settings

@@ -209,8 +209,8 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             asked.entry(h).or_default().push(i);
         }
     }
-    // Per key: DUMP payload → nodes holding exactly that payload, with what one of them read.
-    let mut votes: Vec<BTreeMap<Vec<u8>, Vote>> = vec![BTreeMap::new(); keys.len()];
+    // Per key: content → nodes holding exactly that content, with what the first one read.
+    let mut votes: Vec<BTreeMap<String, Vote>> = vec![BTreeMap::new(); keys.len()];
     let captures = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| keys[i].0).collect();
         (h, idx, calls::store::capture(pool.node(h), &locs).await)
@@ -221,10 +221,12 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             Ok(list) => {
                 for (&i, c) in idx.iter().zip(list) {
                     // A key that gained metadata or vanished meanwhile has nothing to adopt.
-                    if c.meta.is_none()
-                        && let Some(bytes) = c.dump.clone()
-                    {
-                        let vote = votes[i].entry(bytes).or_insert_with(|| (Vec::new(), c));
+                    // Holders vote with their value's content checksum, which does not
+                    // depend on its encoding or the Redis version that dumped it.
+                    if c.meta.is_none() && c.dump.is_some() {
+                        let vote = votes[i]
+                            .entry(c.content.to_string())
+                            .or_insert_with(|| (Vec::new(), c));
                         vote.0.push(h);
                     }
                 }
@@ -240,7 +242,9 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
         let best = groups
             .into_iter()
             .max_by(|a, b| a.1.0.len().cmp(&b.1.0.len()).then(b.1.0[0].cmp(&a.1.0[0])));
-        if let Some((bytes, (_, captured))) = best {
+        if let Some((_, (_, captured))) = best
+            && let Some(bytes) = captured.dump.clone()
+        {
             chosen.push((i, bytes, captured));
         }
     }

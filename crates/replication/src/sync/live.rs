@@ -163,6 +163,9 @@ impl Worker for Verifier {
         }
         let mut failed = None;
         for ((node, path), keys) in batch {
+            if path == Path::Live && self.sweeper.live_drops_events() {
+                continue;
+            }
             let locs: Vec<KeyLocation> = keys
                 .iter()
                 .filter_map(|k| self.sweeper.store().locate(k).ok())
@@ -225,7 +228,7 @@ struct Subscriber {
 
 impl Worker for Subscriber {
     fn name(&self) -> String {
-        format!("notify:{}", self.node.display)
+        format!("notify:{}", self.node.identity)
     }
 
     async fn wait_for_work(&mut self) {
@@ -260,7 +263,7 @@ impl Worker for Subscriber {
         };
         let mut events = Box::pin(events);
         let prefix = self.sweeper.store().settings().key_prefix.clone();
-        let probe_key = format!("{prefix}notify:probe");
+        let probe_key = crate::store::layout::probe_key(&prefix);
         let token = format!("{:016x}", rand::random::<u64>());
         let mut probing = calls::notify::probe(&self.node, &probe_key, &token)
             .await
@@ -305,9 +308,6 @@ impl Worker for Subscriber {
                     self.attempts = 0;
                     live.set(&self.node, "on", None);
                 }
-                continue;
-            }
-            if self.sweeper.live_drops_events() {
                 continue;
             }
             let _ = self.tx.try_send(Suspect {

@@ -98,7 +98,7 @@ pub struct UnsafeDetectionKnobs {
     /// The scrub takes every present value of the right presence for intact (no content, type
     /// or expiry comparison).
     pub scrub_skips_content: AtomicBool,
-    /// The live path drops every key event.
+    /// The live path drops every key event it has not verified yet.
     pub live_drops_events: AtomicBool,
 }
 

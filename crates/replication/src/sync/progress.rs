@@ -215,12 +215,17 @@ impl SweepReport {
         if self.dry_run {
             found + self.direct_changes.values().sum::<u64>()
         } else {
-            let unhandled = ["reported", "failed"]
-                .iter()
-                .filter_map(|a| self.direct_changes_handled.get(a))
-                .sum::<u64>();
-            self.keys_deferred + self.error_count.min(found) + unhandled
+            self.keys_deferred + self.error_count.min(found) + self.direct_changes_left()
         }
+    }
+
+    /// Changes made outside quorumd that this sweep found and left as they are (reported, or
+    /// whose handling failed).
+    pub fn direct_changes_left(&self) -> u64 {
+        ["reported", "failed"]
+            .iter()
+            .filter_map(|a| self.direct_changes_handled.get(a))
+            .sum()
     }
 
     /// Updates elapsed time, progress, rate and ETA from `done` out of `total` units of work.

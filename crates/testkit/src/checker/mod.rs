@@ -2,4 +2,5 @@
 
 pub mod durability;
 pub mod locks;
+pub mod monotonic;
 pub mod register;

@@ -1,0 +1,108 @@
+//! The layout marker: quorumd refuses nodes whose metadata has another layout, naming the
+//! difference and the way out, and `convert` turns entry format 1 into format 2 in place.
+
+use quorumd::app::{App, Core};
+use quorumd::content::Content;
+use quorumd::meta::Meta;
+use quorumd::sync::SweepMode;
+use quorumd_testkit::cluster::{self as common, TestCluster, command};
+
+async fn start_error(tc: &TestCluster) -> String {
+    let cfg = common::test_config(tc.cluster.urls());
+    match App::start(cfg.validate().unwrap()).await {
+        Ok(app) => {
+            app.shutdown().await.unwrap();
+            panic!("quorumd started against a node of another layout")
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_node_of_another_bucket_count_is_refused_with_the_difference_named() {
+    let mut tc = TestCluster::start(3).await;
+    let layout = common::reserved_key("layout");
+    let mut c = tc.direct(1).await;
+    let marked: std::collections::HashMap<String, String> =
+        command(&mut c, &["HGETALL", &layout]).await;
+    assert_eq!(marked["format"], "2");
+    assert_eq!(marked["buckets"], "4096");
+    tc.stop_service().await;
+    let _: () = command(&mut c, &["HSET", &layout, "buckets", "1024"]).await;
+    let e = start_error(&tc).await;
+    assert!(e.contains("buckets is 1024"), "{e}");
+    assert!(e.contains("this configuration's is 4096"), "{e}");
+    assert!(
+        e.contains(&tc.cluster.nodes[1].url()) || e.contains("127.0.0.1"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn format_one_is_refused_and_converts_in_place() {
+    let mut tc = TestCluster::start(3).await;
+    for (k, v) in [("f:a", "alpha"), ("f:b", "beta")] {
+        assert!(tc.put(k, v, "").await.status().is_success());
+    }
+    assert!(tc.delete("f:b", "").await.status().is_success());
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        let _: () = command(&mut c, &["HSET", "f:h", "x", "1"]).await;
+    }
+    assert_eq!(tc.sweep(SweepMode::Full, false).await.keys_adopted, 1);
+    let mut before: Vec<Meta> = Vec::new();
+    for k in ["f:a", "f:b", "f:h"] {
+        before.push(tc_meta(&tc, 0, k).await);
+    }
+    tc.stop_service().await;
+    // Back to entry format 1: no content field, no marker.
+    let store_keys: Vec<(String, String)> = ["f:a", "f:b", "f:h"]
+        .iter()
+        .map(|k| (meta_key_of(k), k.to_string()))
+        .collect();
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        for (mkey, key) in &store_keys {
+            let e: String = command(&mut c, &["HGET", mkey, key]).await;
+            let parts: Vec<&str> = e.split('|').collect();
+            let old = format!("{}|{}|{}|{}", parts[0], parts[1], parts[2], parts[4]);
+            let _: () = command(&mut c, &["HSET", mkey, key, &old]).await;
+        }
+        let _: () = command(&mut c, &["DEL", &common::reserved_key("layout")]).await;
+    }
+    let e = start_error(&tc).await;
+    assert!(e.contains("entry format 1"), "{e}");
+    assert!(e.contains("quorumd convert"), "{e}");
+
+    let cfg = common::test_config(tc.cluster.urls());
+    let core = Core::open(&cfg.validate().unwrap()).await.unwrap();
+    let report = core.store.convert_layout().await.unwrap();
+    core.store.pool().shutdown().await;
+    assert_eq!(report.nodes_converted.len(), 3);
+    assert_eq!(report.entries_converted, 9);
+
+    tc.relaunch(common::test_config(tc.cluster.urls())).await;
+    for (k, want) in ["f:a", "f:b", "f:h"].iter().zip(&before) {
+        for i in 0..3 {
+            assert_eq!(&tc_meta(&tc, i, k).await, want, "{k} on node {i}");
+        }
+    }
+    assert_eq!(before[0].content, Content::string(b"alpha"));
+    assert_eq!(before[1].content, Content::Absent);
+    let r = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 0, "{r:?}");
+    assert_eq!(r.divergence_left(), 0, "{r:?}");
+    tc.shutdown().await;
+}
+
+fn meta_key_of(key: &str) -> String {
+    let cfg = common::test_config(Vec::new());
+    let p = quorumd::digest::placement(key.as_bytes(), cfg.buckets, cfg.sub_buckets);
+    quorumd::store::meta_key(common::key_prefix(), p.bucket, p.sub)
+}
+
+async fn tc_meta(tc: &TestCluster, i: usize, key: &str) -> Meta {
+    let mut c = tc.direct(i).await;
+    let raw: Vec<u8> = command(&mut c, &["HGET", &meta_key_of(key), key]).await;
+    Meta::parse(&raw).unwrap()
+}
