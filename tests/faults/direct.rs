@@ -132,7 +132,7 @@ async fn write_directly(urls: &[String], seed: u64, stop: &AtomicBool, writes: &
             completed: None,
         });
         let set = async {
-            let mut c = run::direct(&urls[node]).await;
+            let mut c = connect(&urls[node]).await?;
             redis::cmd("SET")
                 .arg(&key)
                 .arg(&value)
@@ -152,7 +152,7 @@ async fn observe(app: &App, urls: &[String], stop: &AtomicBool, out: &Mutex<Vec<
     while !stop.load(Ordering::Relaxed) {
         for (node, url) in urls.iter().enumerate() {
             let read = async {
-                let mut c = run::direct(url).await;
+                let mut c = connect(url).await?;
                 let mut pipe = redis::pipe();
                 for l in &locs {
                     pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
@@ -185,4 +185,11 @@ async fn sweep_repeatedly(app: &App, stop: &AtomicBool) {
             .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A connection straight to a node, which may be down: killed nodes are part of the plan.
+async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await
 }
