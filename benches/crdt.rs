@@ -13,6 +13,10 @@
 //! `BENCH_KEYS` (default 1000). Under `cargo test --all-targets` (no `--bench`) a short smoke
 //! round runs instead. Exit status non-zero if an increment fails or a model check fails.
 
+/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use quorumd::config::Config;
 use quorumd::crdt_store::CrdtStore;
 use quorumd::devcluster::DevCluster;

@@ -14,6 +14,10 @@
 //! and writes no report. The exit status is non-zero when any workload's error rate exceeds 1%,
 //! when shutdown fails, or when a redis-server process outlives the run.
 
+/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;

@@ -14,6 +14,10 @@
 //! rounds and goes to stdout and `target/bench/locks.md`. Without `--bench` (under
 //! `cargo test --all-targets`) it runs one tiny round on 3 nodes and writes no report.
 
+/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use quorumd_testkit::bench as support;
 
 use quorumd::app::Core;

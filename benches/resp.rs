@@ -18,6 +18,10 @@
 //! writes no report. The exit status is non-zero when a redis-benchmark run fails, when
 //! shutdown fails, or when a redis-server process outlives the run.
 
+/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
 use quorumd_testkit::bench as support;

@@ -25,6 +25,10 @@
 //! (a heal that does not repair every key, divergence left behind, sweep errors, more than 1%
 //! failed PUTs), when shutdown fails, or when a redis-server process outlives the run.
 
+/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use quorumd::app::App;

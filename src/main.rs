@@ -1,4 +1,10 @@
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of the system allocator: a request allocates and frees many small buffers
+/// across threads, where glibc's malloc took about a third of quorumd's CPU (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use quorumd::app::App;
 use quorumd::config::{Config, LogConfig};
 use quorumd::devcluster::DevCluster;
