@@ -35,10 +35,13 @@ while a <= #ARGV do
     local at = a
     for j = 0, v - 1 do
       local key, kind, payload = KEYS[k + m + s + j], string.byte(kinds, j + 1), ARGV[at]
-      local expiry = 0
+      -- The expiry goes to Redis as the text it came in: a Lua number above 2^53 would be
+      -- printed in exponent form, which Redis refuses as an integer.
+      local expiry, expiry_text = 0, '0'
       at = at + 1
       if kind == 83 or kind == 68 then -- 'S', 'D': an expiry follows
-        expiry = tonumber(ARGV[at])
+        expiry_text = ARGV[at]
+        expiry = tonumber(expiry_text)
         at = at + 1
       end
       if kind == 110 or (expiry ~= 0 and expiry <= clock()) then -- 'n'
@@ -50,9 +53,9 @@ while a <= #ARGV do
           flush()
         end
       elseif kind == 83 then
-        redis.call('SET', key, payload, 'PXAT', expiry)
+        redis.call('SET', key, payload, 'PXAT', expiry_text)
       else
-        redis.call('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
+        redis.call('RESTORE', key, expiry_text, payload, 'REPLACE', 'ABSTTL')
       end
     end
     flush()

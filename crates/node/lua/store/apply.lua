@@ -7,13 +7,15 @@ local crdt_kinds = {C = true, S = true, M = true}
 -- redis.pcall: a command that fails (a RESTORE of a bad payload) fails only its own entry,
 -- whose error text, in a one-item array, takes the place of its code (a nested error reply
 -- would fail the whole call on the client); the other entries of the batch still apply.
-local function store_value(key, mode, payload, expiry)
+-- `expiry_text` is the expiry as it came in: passed to Redis as is, since a Lua number above
+-- 2^53 would be printed in exponent form, which Redis refuses as an integer.
+local function store_value(key, mode, payload, expiry, expiry_text)
   if mode == 't' or (mode == 'r' and payload == '') or (expiry > 0 and expiry <= clock()) then
     return redis.pcall('DEL', key)
   elseif mode == 'r' then
-    return redis.pcall('RESTORE', key, expiry, payload, 'REPLACE', 'ABSTTL')
+    return redis.pcall('RESTORE', key, expiry_text, payload, 'REPLACE', 'ABSTTL')
   elseif expiry > 0 then
-    return redis.pcall('SET', key, payload, 'PXAT', expiry)
+    return redis.pcall('SET', key, payload, 'PXAT', expiry_text)
   else
     return redis.pcall('SET', key, payload)
   end
@@ -53,7 +55,7 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
       -- behind quorumd's back), and one of a tombstone (mode t) deletes a value written over it.
       code = 0
       if (mode == 'r' or mode == 't') and value_differs(key, meta, mode, expiry) then
-        local reply = store_value(key, mode, payload, expiry)
+        local reply = store_value(key, mode, payload, expiry, ARGV[a + 6])
         code = failed(reply) and reply or 3
       end
     elseif cond == '-' or (cond ~= '' and cur_version > cond) then
@@ -67,7 +69,7 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
     end
   end
   if code == 1 then
-    local reply = store_value(key, mode, payload, expiry)
+    local reply = store_value(key, mode, payload, expiry, ARGV[a + 6])
     if failed(reply) then code = reply end
   end
   if code == 1 then

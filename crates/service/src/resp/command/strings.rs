@@ -109,13 +109,16 @@ fn invalid_expire(command: &str) -> Frame {
 }
 
 /// A relative or absolute expiry argument as milliseconds, with Redis's range checks.
-fn expire_ms(arg: &[u8], unit_ms: i64, command: &str) -> Result<i64, Frame> {
+/// An expiry option's value in ms, checked as Redis checks it: positive, no overflow in the
+/// unit, and for a relative one (EX, PX) no overflow once added to the current time; an
+/// absolute one (EXAT, PXAT) may be as late as i64 allows.
+fn expire_ms(arg: &[u8], unit_ms: i64, relative: bool, command: &str) -> Result<i64, Frame> {
     let v = int_arg(arg)?;
     if v <= 0 {
         return Err(invalid_expire(command));
     }
     v.checked_mul(unit_ms)
-        .filter(|ms| ms.checked_add(wall_clock_ms() as i64).is_some())
+        .filter(|ms| !relative || ms.checked_add(wall_clock_ms() as i64).is_some())
         .ok_or_else(|| invalid_expire(command))
 }
 
@@ -159,8 +162,8 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
         i += 1;
     }
     set.expiry = match timed {
-        Some((v, unit, true)) => Expiry::In(expire_ms(v, unit, "set")?),
-        Some((v, unit, false)) => Expiry::At(expire_ms(v, unit, "set")?),
+        Some((v, unit, true)) => Expiry::In(expire_ms(v, unit, true, "set")?),
+        Some((v, unit, false)) => Expiry::At(expire_ms(v, unit, false, "set")?),
         None if keep_ttl => Expiry::KeepTtl,
         None => Expiry::Never,
     };
@@ -168,7 +171,7 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
 }
 
 fn parse_setex(args: &[Bytes], unit: i64, name: &str) -> Result<Command, Frame> {
-    let ms = expire_ms(&args[2], unit, name)?;
+    let ms = expire_ms(&args[2], unit, true, name)?;
     data(StringCmd::Set(Set {
         key: args[1].clone(),
         value: args[3].clone(),
