@@ -407,3 +407,56 @@ async fn the_nodes_compute_the_checksums_the_core_defines() {
     );
     tc.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_scrub_stopped_in_its_bucket_phase_resumes_where_it_stopped() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
+    let store = tc.app().store().clone();
+    let half = store.settings().buckets / 2;
+    // One key below the saved position and one above it, both changed on node 1.
+    let mut low = None;
+    let mut high = None;
+    for i in 0.. {
+        let k = format!("cp:{i}");
+        let b = store.locate(k.as_bytes()).unwrap().bucket;
+        if b < half && low.is_none() {
+            low = Some(k);
+        } else if b >= half && high.is_none() {
+            high = Some(k);
+        }
+        if low.is_some() && high.is_some() {
+            break;
+        }
+    }
+    let (low, high) = (low.unwrap(), high.unwrap());
+    for k in [&low, &high] {
+        put(&tc, k, "original").await;
+        let _: () = command(&mut tc.direct(1).await, &["SET", k, "direct"]).await;
+    }
+    // As a full sweep that was stopped after checking half the buckets leaves it.
+    let checkpoint = common::reserved_key("sweep:buckets");
+    for i in 0..3 {
+        let _: () = command(
+            &mut tc.direct(i).await,
+            &["SET", &checkpoint, &half.to_string()],
+        )
+        .await;
+    }
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.resumed_from_bucket, Some(half), "{r:?}");
+    assert_eq!(r.keys_scanned(), 0, "the scans had finished: {r:?}");
+    assert_eq!(
+        r.direct_changes.get("changed"),
+        Some(&1),
+        "only {high} is past the checkpoint: {r:?}"
+    );
+    for i in 0..3 {
+        let left: Option<String> = command(&mut tc.direct(i).await, &["GET", &checkpoint]).await;
+        assert_eq!(left, None, "the finished phase removes its checkpoint");
+    }
+    // The next sweep starts over and finds both.
+    let again = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(again.resumed_from_bucket, None);
+    assert_eq!(again.direct_changes.get("changed"), Some(&2), "{again:?}");
+    tc.shutdown().await;
+}

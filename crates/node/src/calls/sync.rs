@@ -192,3 +192,40 @@ pub async fn save_checkpoint(
     })
     .await
 }
+
+/// The full sweep's saved bucket position (its second phase) on a node: the next bucket to
+/// check, or `None` when none is saved.
+pub async fn load_bucket_checkpoint(node: &Node, key: &str) -> Result<Option<u32>, NodeError> {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async(&mut c).await
+    })
+    .await
+}
+
+/// Saves the next bucket the full sweep's second phase will check; `None` (the phase
+/// finished) deletes it.
+pub async fn save_bucket_checkpoint(
+    node: &Node,
+    key: &str,
+    next: Option<u32>,
+) -> Result<(), NodeError> {
+    let mut cmd = match next {
+        Some(b) => {
+            let mut c = redis::cmd("SET");
+            c.arg(key).arg(b);
+            c
+        }
+        None => {
+            let mut c = redis::cmd("DEL");
+            c.arg(key);
+            c
+        }
+    };
+    let cmd = &mut cmd;
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
+    })
+    .await
+}

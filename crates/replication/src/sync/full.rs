@@ -24,6 +24,18 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
     let pool = sw.pool();
     let buckets = u64::from(sw.store().settings().buckets);
     progress::lock(p).buckets_total = buckets;
+    // A sweep stopped in its second phase resumes there: its scans had finished.
+    let resume = if dry_run {
+        None
+    } else {
+        bucket_checkpoint(sw).await
+    };
+    if let Some(from) = resume {
+        progress::lock(p).resumed_from_bucket = Some(from);
+        progress::lock(p).phase = "checking buckets";
+        check_buckets(sw, p, dry_run, from).await;
+        return;
+    }
     for node in pool.nodes() {
         if node.health() == Health::Down {
             progress::lock(p).error(format!(
@@ -36,7 +48,41 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
         scan_node(sw, node, p, dry_run).await;
     }
     progress::lock(p).phase = "checking buckets";
-    check_buckets(sw, p, dry_run).await;
+    check_buckets(sw, p, dry_run, 0).await;
+}
+
+fn bucket_checkpoint_key(prefix: &str) -> String {
+    format!("{prefix}sweep:buckets")
+}
+
+/// Where a previous full sweep's second phase stopped: the lowest saved position among the
+/// nodes that answer, when every one of them saved one.
+async fn bucket_checkpoint(sw: &Sweeper) -> Option<u32> {
+    let key = bucket_checkpoint_key(&sw.store().settings().key_prefix);
+    let mut lowest: Option<u32> = None;
+    for node in sw.pool().nodes() {
+        if node.health() == Health::Down {
+            continue;
+        }
+        let saved = calls::sync::load_bucket_checkpoint(node, &key)
+            .await
+            .ok()??;
+        lowest = Some(lowest.map_or(saved, |l| l.min(saved)));
+    }
+    lowest
+}
+
+/// Saves the second phase's position on every node that is up (`None`: the phase finished).
+async fn save_bucket_checkpoint(sw: &Sweeper, next: Option<u32>, p: &ProgressHandle) {
+    let key = bucket_checkpoint_key(&sw.store().settings().key_prefix);
+    for node in sw.pool().nodes() {
+        if node.health() == Health::Down {
+            continue;
+        }
+        if let Err(e) = calls::sync::save_bucket_checkpoint(node, &key, next).await {
+            progress::lock(p).error(format!("bucket checkpoint on {}: {e}", node.display));
+        }
+    }
 }
 
 fn checkpoint_key(prefix: &str) -> String {
@@ -316,13 +362,13 @@ type Vote = (Vec<NodeId>, Captured);
 
 /// Second phase: every bucket on every node — digests rebuilt where they drifted from the
 /// metadata, divergence the digests hid repaired, old tombstones purged.
-async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
+async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u32) {
     let pool = sw.pool();
     let settings = sw.store().settings();
     let n = pool.len();
-    let all: Vec<u32> = (0..settings.buckets).collect();
-    let total = all.len() as u64;
-    let mut done = 0u64;
+    let all: Vec<u32> = (from.min(settings.buckets)..settings.buckets).collect();
+    let total = u64::from(settings.buckets);
+    let mut done = u64::from(from.min(settings.buckets));
     for chunk in all.chunks(sw.config().bucket_batch) {
         let live: Vec<&std::sync::Arc<Node>> = pool
             .nodes()
@@ -423,9 +469,15 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
             super::exchange::purge(sw, &purges, p).await;
         }
         done += chunk.len() as u64;
+        if !dry_run {
+            save_bucket_checkpoint(sw, Some(done as u32), p).await;
+        }
         let mut r = progress::lock(p);
         r.buckets_compared = done;
         r.tick(done, total);
+    }
+    if !dry_run {
+        save_bucket_checkpoint(sw, None, p).await;
     }
 }
 

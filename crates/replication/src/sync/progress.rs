@@ -126,6 +126,9 @@ pub struct SweepReport {
     pub keys_scanned_per_node: Vec<u64>,
     /// Full sweep: the SCAN cursor each node's scan resumed from (0 = from the start).
     pub resumed_from_cursor_per_node: Vec<u64>,
+    /// Full sweep: the bucket its second phase resumed from, when a previous full sweep
+    /// stopped there (its scans had finished, so this one skipped them).
+    pub resumed_from_bucket: Option<u32>,
     pub tombstones_purged: u64,
     pub digests_rebuilt: u64,
     /// Full sweep: metadata entries whose value its node checked against the entry (scrub).
@@ -182,6 +185,7 @@ impl SweepReport {
             tombstones_purged: 0,
             digests_rebuilt: 0,
             entries_scrubbed: 0,
+            resumed_from_bucket: None,
             direct_changes: Default::default(),
             direct_changes_handled: Default::default(),
             hints_replayed: 0,
