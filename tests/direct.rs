@@ -460,3 +460,33 @@ async fn a_scrub_stopped_in_its_bucket_phase_resumes_where_it_stopped() {
     assert_eq!(again.direct_changes.get("changed"), Some(&2), "{again:?}");
     tc.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_crdt_value_changed_on_a_node_is_rebuilt_from_its_state() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::Adopt)).await;
+    let r = tc
+        .http
+        .post(format!("{}/v1/sets/cart/add?consistency=all", tc.base))
+        .json(&serde_json::json!({ "members": ["apple", "pear"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let before = members(&tc, 0).await;
+    assert_eq!(before, ["apple", "pear"]);
+    let _: () = command(&mut tc.direct(1).await, &["SADD", "cart", "intruder"]).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("changed"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("restored"), Some(&1), "{r:?}");
+    for i in 0..3 {
+        assert_eq!(members(&tc, i).await, before, "node {i}");
+    }
+    tc.shutdown().await;
+}
+
+async fn members(tc: &TestCluster, i: usize) -> Vec<String> {
+    let mut c = tc.direct(i).await;
+    let mut m: Vec<String> = command(&mut c, &["SMEMBERS", "cart"]).await;
+    m.sort();
+    m
+}

@@ -57,7 +57,9 @@ for i = 5, #ARGV - 1, 2 do
     put(f, old, v)
   end
 end
-if not changed then
+-- `want` = 'r' rebuilds the materialised value from the state even when nothing merged: it
+-- was changed outside quorumd.
+if not changed and not (want == 'r' and cur) then
   if not cur then return {0, false, {}} end
   if want == '1' then return {0, cur, redis.call('HGETALL', skey)} end
   return {0, cur, {}}

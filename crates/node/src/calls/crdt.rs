@@ -114,6 +114,37 @@ pub async fn merge(
     fields: &Fields,
     want_state: bool,
 ) -> Result<MergeReply, NodeError> {
+    merge_as(
+        node,
+        loc,
+        state_key,
+        kind,
+        fields,
+        if want_state { "1" } else { "0" },
+    )
+    .await
+}
+
+/// Rewrites a CRDT key's materialised value from its state on one node (a value changed
+/// outside quorumd): the merge script with nothing to merge and a forced rebuild. `Changed`
+/// when the key holds a CRDT of `kind` there.
+pub async fn rebuild(
+    node: &Node,
+    loc: &KeyLocation,
+    state_key: &[u8],
+    kind: CrdtKind,
+) -> Result<MergeReply, NodeError> {
+    merge_as(node, loc, state_key, kind, &Fields::new(), "r").await
+}
+
+async fn merge_as(
+    node: &Node,
+    loc: &KeyLocation,
+    state_key: &[u8],
+    kind: CrdtKind,
+    fields: &Fields,
+    want: &str,
+) -> Result<MergeReply, NodeError> {
     let mut inv = MERGE.prepare_invoke();
     inv.key(&loc.digest_key)
         .key(&loc.key[..])
@@ -123,7 +154,7 @@ pub async fn merge(
     inv.arg(loc.bucket)
         .arg(loc.sub)
         .arg(kind.code().to_string())
-        .arg(if want_state { "1" } else { "0" });
+        .arg(want);
     for (f, v) in fields {
         inv.arg(&f[..]).arg(&v[..]);
     }

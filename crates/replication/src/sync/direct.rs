@@ -11,7 +11,8 @@
 //!
 //! A key created outside quorumd (no metadata) is adopted under `sync.adopt_policy` (there is
 //! no versioned value to restore), unless the policy is `report-only`. A CRDT key's
-//! materialised value is only reported: its state, not its value, is what the merge keeps.
+//! materialised value is rebuilt from the node's state under either policy: the state, not the
+//! value, is what merges.
 
 use super::Sweeper;
 use super::events::DirectChangesHandled;
@@ -77,11 +78,12 @@ pub async fn handle(sw: &Sweeper, path: Path, found: &[Found], dry_run: bool) ->
     let mut actions = vec![Action::Reported; found.len()];
     if !dry_run && cfg.direct_writes != DirectWritesPolicy::ReportOnly {
         let (mut adopt_new, mut adopt, mut restore) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rebuild = Vec::new();
         for (i, f) in found.iter().enumerate() {
             match &f.meta {
                 None if cfg.adopt_policy == AdoptPolicy::Majority => adopt_new.push(i),
                 None => {}
-                Some(m) if m.kind.crdt().is_some() => {}
+                Some(m) if m.kind.crdt().is_some() => rebuild.push(i),
                 Some(_) if cfg.direct_writes == DirectWritesPolicy::Adopt => adopt.push(i),
                 Some(_) => restore.push(i),
             }
@@ -92,6 +94,9 @@ pub async fn handle(sw: &Sweeper, path: Path, found: &[Found], dry_run: bool) ->
         }
         for (i, a) in restore_changes(sw, found, &restore).await {
             actions[i] = a;
+        }
+        for i in rebuild {
+            actions[i] = rebuild_crdt_value(sw, &found[i]).await;
         }
     }
     DirectChangesHandled {
@@ -264,6 +269,21 @@ async fn restore_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<
         }
     }
     out
+}
+
+/// A CRDT key's materialised value changed on its node: the state is what merges, so under
+/// either policy the value is rebuilt from the node's state.
+async fn rebuild_crdt_value(sw: &Sweeper, f: &Found) -> Action {
+    let Some(kind) = f.meta.as_ref().and_then(|m| m.kind.crdt()) else {
+        return Action::Failed;
+    };
+    let state_key = calls::crdt::state_key(&sw.store().settings().key_prefix, &f.loc.key);
+    let node = sw.pool().node(f.node);
+    sw.throttle.acquire(node, 1).await;
+    match calls::crdt::rebuild(node, &f.loc, &state_key, kind).await {
+        Ok(r) if r.code == calls::crdt::MergeCode::Changed => Action::Restored,
+        _ => Action::Failed,
+    }
 }
 
 /// Applies `entries` on every node, in batches, as background traffic.
