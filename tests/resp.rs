@@ -136,6 +136,15 @@ const SAME_AS_REDIS: &[&str] = &[
     "PEXPIREAT s:far2 9223372036854770000",
     "GET s:far2",
     "EXISTS s:far2",
+    "PEXPIRETIME s:far2",
+    "EXPIRETIME s:far2",
+    "PEXPIRETIME s:k",
+    "EXPIRETIME s:nothing",
+    "PEXPIRETIME",
+    "SET s:at v PXAT 4102444800123",
+    "PEXPIRETIME s:at",
+    "EXPIRETIME s:at",
+    "TIME x",
     "SET s:k v EX",
     "SET s:k v FOO",
     "SET s:k",
@@ -313,6 +322,18 @@ const CRDT_SAME_AS_REDIS: &[&str] = &[
     "HMGET hh:missing a",
     "HGETALL hh:h",
     "HGETALL hh:missing",
+    "HLEN hh:h",
+    "HLEN hh:missing",
+    "HEXISTS hh:h a",
+    "HEXISTS hh:h zz",
+    "HEXISTS hh:missing a",
+    "HSTRLEN hh:h c",
+    "HSTRLEN hh:h zz",
+    "HKEYS hh:h",
+    "HVALS hh:h",
+    "HKEYS hh:missing",
+    "HLEN",
+    "HEXISTS hh:h",
     "HDEL hh:h a zz",
     "HDEL hh:h a",
     "HDEL hh:missing a",
@@ -340,6 +361,9 @@ const CRDT_SAME_AS_REDIS: &[&str] = &[
     "SISMEMBER st:missing a",
     "SCARD st:s",
     "SCARD st:missing",
+    "SMISMEMBER st:s b a zz",
+    "SMISMEMBER st:missing a",
+    "SMISMEMBER st:s",
     "SMEMBERS st:s",
     "SMEMBERS st:missing",
     "TYPE st:s",
@@ -381,6 +405,7 @@ fn comparable(line: &str, f: Frame) -> Frame {
         (Some("HELLO"), Frame::Map(_) | Frame::Array(_)) => Frame::Simple("hello".into()),
         (Some("SMEMBERS"), Frame::Set(v)) => Frame::Set(sort(v)),
         (Some("SMEMBERS"), Frame::Array(v)) => Frame::Array(sort(v)),
+        (Some("HKEYS" | "HVALS"), Frame::Array(v)) => Frame::Array(sort(v)),
         (Some("HGETALL"), Frame::Map(mut pairs)) => {
             pairs.sort_by_key(|p| format!("{p:?}"));
             Frame::Map(pairs)
@@ -1247,5 +1272,37 @@ async fn node_error_replies_reach_the_client_by_kind() {
         .await
         .unwrap();
     assert_eq!(c.cmd("SET e:k3 v").await, Frame::ok());
+    tc.shutdown().await;
+}
+
+#[tokio::test]
+async fn time_answers_the_clock_and_scripts_are_refused_saying_why() {
+    let tc = TestCluster::start(3).await;
+    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let Frame::Array(t) = c.cmd("TIME").await else {
+        panic!("TIME answers an array")
+    };
+    let [Frame::Bulk(secs), Frame::Bulk(micros)] = t.as_slice() else {
+        panic!("TIME answers seconds and microseconds: {t:?}")
+    };
+    let secs: u64 = std::str::from_utf8(secs).unwrap().parse().unwrap();
+    let micros: u64 = std::str::from_utf8(micros).unwrap().parse().unwrap();
+    let now = quorumd::hlc::wall_clock_ms() / 1000;
+    assert!(secs.abs_diff(now) <= 5, "{secs} vs {now}");
+    assert!(micros < 1_000_000);
+    for line in [
+        "EVAL return 0",
+        "EVALSHA abc 0",
+        "FCALL f 0",
+        "SCRIPT LOAD x",
+        "FUNCTION LIST",
+    ] {
+        let reply = c.cmd(line).await;
+        let text = error_text(&reply);
+        assert!(text.contains("not supported by quorumd"), "{line}: {text}");
+        assert!(text.contains("outside the quorum"), "{line}: {text}");
+    }
+    assert_eq!(c.cmd("EVAL").await, c.cmd("EVAL").await);
+    assert!(error_text(&c.cmd("EVAL").await).contains("wrong number of arguments"));
     tc.shutdown().await;
 }

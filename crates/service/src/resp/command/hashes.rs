@@ -1,4 +1,4 @@
-//! HSET, HGET, HDEL, HGETALL, HMGET, HINCRBY on the map of last-writer-wins registers
+//! HSET, HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL, HINCRBY on the map of last-writer-wins registers
 //! (docs/CRDTS.md): per field, the newest write wins.
 //!
 //! HSET and HDEL answer how many fields were new (or present) in what a read quorum saw just
@@ -30,6 +30,21 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("hdel", -3, &[Flag::Write, Flag::Fast], (1, 1, 1), |a| {
         data(HashCmd::Del(a[1].clone(), a[2..].to_vec()))
     }),
+    Spec::keyed("hlen", 2, READ, (1, 1, 1), |a| {
+        data(HashCmd::Len(a[1].clone()))
+    }),
+    Spec::keyed("hexists", 3, READ, (1, 1, 1), |a| {
+        data(HashCmd::Exists(a[1].clone(), a[2].clone()))
+    }),
+    Spec::keyed("hstrlen", 3, READ, (1, 1, 1), |a| {
+        data(HashCmd::StrLen(a[1].clone(), a[2].clone()))
+    }),
+    Spec::keyed("hkeys", 2, &[Flag::ReadOnly], (1, 1, 1), |a| {
+        data(HashCmd::Keys(a[1].clone()))
+    }),
+    Spec::keyed("hvals", 2, &[Flag::ReadOnly], (1, 1, 1), |a| {
+        data(HashCmd::Vals(a[1].clone()))
+    }),
     Spec::keyed("hincrby", 4, WRITE, (1, 1, 1), |a| {
         data(HashCmd::IncrBy {
             key: a[1].clone(),
@@ -45,6 +60,11 @@ pub enum HashCmd {
     /// HGET (one field, a bulk reply) or HMGET (an array).
     Get(Bytes, Vec<Bytes>, bool),
     GetAll(Bytes),
+    Len(Bytes),
+    Exists(Bytes, Bytes),
+    StrLen(Bytes, Bytes),
+    Keys(Bytes),
+    Vals(Bytes),
     Del(Bytes, Vec<Bytes>),
     IncrBy {
         key: Bytes,
@@ -70,6 +90,11 @@ impl HashCmd {
             HashCmd::Set(k, _)
             | HashCmd::Get(k, _, _)
             | HashCmd::GetAll(k)
+            | HashCmd::Len(k)
+            | HashCmd::Exists(k, _)
+            | HashCmd::StrLen(k, _)
+            | HashCmd::Keys(k)
+            | HashCmd::Vals(k)
             | HashCmd::Del(k, _)
             | HashCmd::IncrBy { key: k, .. } => k,
         }
@@ -78,7 +103,13 @@ impl HashCmd {
     pub fn access(&self) -> Access<'_> {
         let key = vec![self.key()];
         match self {
-            HashCmd::Get(..) | HashCmd::GetAll(_) => Access {
+            HashCmd::Get(..)
+            | HashCmd::GetAll(_)
+            | HashCmd::Len(_)
+            | HashCmd::Exists(..)
+            | HashCmd::StrLen(..)
+            | HashCmd::Keys(_)
+            | HashCmd::Vals(_) => Access {
                 reads: key,
                 writes: vec![],
             },
@@ -124,6 +155,33 @@ impl HashCmd {
                     .await?
                     .into_iter()
                     .map(|(f, v)| (Frame::bulk(f), Frame::bulk(v)))
+                    .collect(),
+            ),
+            HashCmd::Len(key) => Frame::Integer(crdts.map_get(&key, level).await?.len() as i64),
+            HashCmd::Exists(key, field) => Frame::Integer(i64::from(
+                crdts.map_get(&key, level).await?.contains_key(&field[..]),
+            )),
+            HashCmd::StrLen(key, field) => Frame::Integer(
+                crdts
+                    .map_get(&key, level)
+                    .await?
+                    .get(&field[..])
+                    .map_or(0, |v| v.len() as i64),
+            ),
+            HashCmd::Keys(key) => Frame::Array(
+                crdts
+                    .map_get(&key, level)
+                    .await?
+                    .into_keys()
+                    .map(Frame::bulk)
+                    .collect(),
+            ),
+            HashCmd::Vals(key) => Frame::Array(
+                crdts
+                    .map_get(&key, level)
+                    .await?
+                    .into_values()
+                    .map(Frame::bulk)
                     .collect(),
             ),
             HashCmd::Del(key, fields) => {

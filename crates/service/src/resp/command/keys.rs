@@ -1,5 +1,5 @@
 //! Key commands on the versioned store: DEL, UNLINK, EXISTS, EXPIRE, PEXPIRE, EXPIREAT,
-//! PEXPIREAT, TTL, PTTL, PERSIST, TYPE.
+//! PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, TYPE.
 
 use super::key_spec as spec;
 use super::{Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
@@ -36,18 +36,10 @@ pub static SPECS: &[Spec] = &[
     spec("pexpireat", -3, WRITE, 1, 1, |a| {
         parse_expire(a, 1, false, "pexpireat")
     }),
-    spec("ttl", 2, READ, 1, 1, |a| {
-        data(KeyCmd::Ttl {
-            key: a[1].clone(),
-            millis: false,
-        })
-    }),
-    spec("pttl", 2, READ, 1, 1, |a| {
-        data(KeyCmd::Ttl {
-            key: a[1].clone(),
-            millis: true,
-        })
-    }),
+    spec("ttl", 2, READ, 1, 1, |a| ttl(a, false, false)),
+    spec("pttl", 2, READ, 1, 1, |a| ttl(a, true, false)),
+    spec("expiretime", 2, READ, 1, 1, |a| ttl(a, false, true)),
+    spec("pexpiretime", 2, READ, 1, 1, |a| ttl(a, true, true)),
     spec("persist", 2, WRITE, 1, 1, |a| {
         data(KeyCmd::Persist(a[1].clone()))
     }),
@@ -91,12 +83,22 @@ pub enum KeyCmd {
         at_ms: i64,
         condition: ExpireIf,
     },
+    /// TTL, PTTL (time left), EXPIRETIME, PEXPIRETIME (`absolute`: the expiry itself).
     Ttl {
         key: Bytes,
         millis: bool,
+        absolute: bool,
     },
     Persist(Bytes),
     Type(Bytes),
+}
+
+fn ttl(args: &[Bytes], millis: bool, absolute: bool) -> Result<Command, Frame> {
+    data(KeyCmd::Ttl {
+        key: args[1].clone(),
+        millis,
+        absolute,
+    })
 }
 
 fn parse_expire(args: &[Bytes], unit: i64, relative: bool, name: &str) -> Result<Command, Frame> {
@@ -150,8 +152,18 @@ fn expire_allowed(c: ExpireIf, current: Option<u64>, new_at: i64) -> bool {
     !(c.nx && current.is_some() || c.xx && current.is_none() || c.gt && !later || c.lt && !earlier)
 }
 
-/// TTL's answer: -2 absent, -1 no expiry, else the time left (seconds rounded as Redis does).
-fn ttl_reply(found: Option<&Found>, millis: bool, now: u64) -> i64 {
+/// TTL's answer: -2 absent, -1 no expiry, else the time left (seconds rounded as Redis does),
+/// or with `absolute` the expiry itself (seconds truncated, as EXPIRETIME does).
+fn ttl_reply(found: Option<&Found>, millis: bool, absolute: bool, now: u64) -> i64 {
+    if absolute
+        && let Some(Found {
+            expires_at_ms: Some(at),
+            ..
+        }) = found
+    {
+        let at = i64::try_from(*at).unwrap_or(i64::MAX);
+        return if millis { at } else { at / 1000 };
+    }
     match found {
         None => -2,
         Some(Found {
@@ -244,8 +256,12 @@ impl KeyCmd {
                 })
                 .await
                 .map_or_else(store_error, Frame::Integer),
-            KeyCmd::Ttl { key, millis } => match store.get(&key, level).await {
-                Ok(f) => Frame::Integer(ttl_reply(f.as_ref(), millis, wall_clock_ms())),
+            KeyCmd::Ttl {
+                key,
+                millis,
+                absolute,
+            } => match store.get(&key, level).await {
+                Ok(f) => Frame::Integer(ttl_reply(f.as_ref(), millis, absolute, wall_clock_ms())),
                 Err(e) => store_error(e),
             },
             KeyCmd::Persist(key) => store
@@ -323,10 +339,10 @@ mod tests {
             version: Version::ZERO,
             expires_at_ms: at,
         };
-        assert_eq!(ttl_reply(None, false, 0), -2);
-        assert_eq!(ttl_reply(Some(&f(None)), false, 0), -1);
-        assert_eq!(ttl_reply(Some(&f(Some(10_499))), false, 0), 10);
-        assert_eq!(ttl_reply(Some(&f(Some(10_500))), false, 0), 11);
-        assert_eq!(ttl_reply(Some(&f(Some(10_500))), true, 500), 10_000);
+        assert_eq!(ttl_reply(None, false, false, 0), -2);
+        assert_eq!(ttl_reply(Some(&f(None)), false, false, 0), -1);
+        assert_eq!(ttl_reply(Some(&f(Some(10_499))), false, false, 0), 10);
+        assert_eq!(ttl_reply(Some(&f(Some(10_500))), false, false, 0), 11);
+        assert_eq!(ttl_reply(Some(&f(Some(10_500))), true, false, 500), 10_000);
     }
 }

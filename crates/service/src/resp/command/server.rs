@@ -18,7 +18,28 @@ pub static SPECS: &[Spec] = &[
     Spec::keyless("dbsize", 1, &[Flag::ReadOnly, Flag::Fast], |_| {
         server(ServerCmd::DbSize)
     }),
+    Spec::keyless("time", 1, &[Flag::Loading, Flag::Stale, Flag::Fast], |_| {
+        server(ServerCmd::Time)
+    }),
+    Spec::keyless("eval", -3, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("evalsha", -3, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("eval_ro", -3, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("evalsha_ro", -3, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("fcall", -3, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("fcall_ro", -3, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("script", -2, &[Flag::NoScript], refuse_scripts),
+    Spec::keyless("function", -2, &[Flag::NoScript], refuse_scripts),
 ];
+
+/// Scripts and functions are refused, saying why: each node would run them on its own, outside
+/// the quorum, so what they wrote would carry no version, could differ between nodes, and would
+/// be taken for a change made outside quorumd.
+fn refuse_scripts(args: &[Bytes]) -> Result<Command, Frame> {
+    Err(Frame::error(format!(
+        "ERR {} is not supported by quorumd: a script or function would run on each node separately, outside the quorum, so its writes would not be versioned or kept in sync; send the commands themselves (MULTI/EXEC for a group)",
+        String::from_utf8_lossy(&args[0]).to_uppercase()
+    )))
+}
 
 pub enum ServerCmd {
     /// The whole table (`COMMAND`), or `COMMAND INFO name...`.
@@ -30,6 +51,8 @@ pub enum ServerCmd {
     Help,
     Info(Vec<Bytes>),
     DbSize,
+    /// This instance's clock: quorumd answers for itself, as a server does.
+    Time,
 }
 
 fn server(c: ServerCmd) -> Result<Command, Frame> {
@@ -106,6 +129,15 @@ impl ServerCmd {
                 format: "txt".into(),
                 text: info(&sections, session, shared).await.into(),
             },
+            ServerCmd::Time => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Frame::Array(vec![
+                    Frame::bulk(now.as_secs().to_string()),
+                    Frame::bulk(now.subsec_micros().to_string()),
+                ])
+            }
             ServerCmd::DbSize => match shared.store.approximate_key_count().await {
                 Ok(n) => Frame::Integer(n as i64),
                 Err(e) => store_error(e),

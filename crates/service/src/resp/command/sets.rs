@@ -1,4 +1,4 @@
-//! SADD, SREM, SMEMBERS, SISMEMBER, SCARD on the add-wins OR-set (docs/CRDTS.md).
+//! SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD on the add-wins OR-set (docs/CRDTS.md).
 //!
 //! SADD answers how many members were new in what a read quorum saw just before the add, and
 //! SREM how many of the members that read saw; with concurrent writers these counts are a
@@ -27,6 +27,9 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("sismember", 3, READ, (1, 1, 1), |a| {
         data(SetCmd::IsMember(a[1].clone(), a[2].clone()))
     }),
+    Spec::keyed("smismember", -3, READ, (1, 1, 1), |a| {
+        data(SetCmd::MIsMember(a[1].clone(), a[2..].to_vec()))
+    }),
     Spec::keyed("scard", 2, READ, (1, 1, 1), |a| {
         data(SetCmd::Card(a[1].clone()))
     }),
@@ -43,6 +46,7 @@ pub enum SetCmd {
     Rem(Bytes, Vec<Vec<u8>>),
     Members(Bytes),
     IsMember(Bytes, Bytes),
+    MIsMember(Bytes, Vec<Bytes>),
     Card(Bytes),
 }
 
@@ -53,6 +57,7 @@ impl SetCmd {
             | SetCmd::Rem(k, _)
             | SetCmd::Members(k)
             | SetCmd::IsMember(k, _)
+            | SetCmd::MIsMember(k, _)
             | SetCmd::Card(k) => k,
         }
     }
@@ -102,6 +107,15 @@ impl SetCmd {
             SetCmd::IsMember(key, member) => {
                 let members = crdts.set_members(&key, level).await?;
                 Frame::Integer(i64::from(members.contains(&member[..])))
+            }
+            SetCmd::MIsMember(key, asked) => {
+                let members = crdts.set_members(&key, level).await?;
+                Frame::Array(
+                    asked
+                        .iter()
+                        .map(|m| Frame::Integer(i64::from(members.contains(&m[..]))))
+                        .collect(),
+                )
             }
             SetCmd::Card(key) => Frame::Integer(crdts.set_members(&key, level).await?.len() as i64),
         })
