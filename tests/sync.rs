@@ -227,6 +227,37 @@ async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
     tc.shutdown().await;
 }
 
+/// A node wiped while no instance was watching is found by the next instance's first probe:
+/// the other nodes record that it was given the sentinel. (Before, a fresh instance judged a
+/// node without the sentinel by how long the others had held theirs, and missed a wipe right
+/// after the sentinel was written.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_is_found_at_the_first_probe_by_the_other_nodes_records() {
+    let tc = TestCluster::start_with(3, manual_sweeps).await;
+    assert_eq!(
+        tc.put("k", "v", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    tc.sweep(SweepMode::Exchange, false).await;
+    // Node 1 wiped, then a new instance starts on the same nodes.
+    let _: () = common::command(&mut tc.direct(1).await, &["FLUSHALL"]).await;
+    let mut cfg = common::test_config(tc.cluster.urls());
+    manual_sweeps(&mut cfg);
+    let fresh = quorumd::app::App::start(cfg.validate().unwrap())
+        .await
+        .unwrap();
+    let health: Vec<_> = fresh
+        .store()
+        .pool()
+        .nodes()
+        .iter()
+        .map(|n| n.health().to_string())
+        .collect();
+    assert_eq!(health, ["up", "recovering", "up"]);
+    fresh.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
 /// Three nodes holding `k` = `v`, a write the exchange takes as still landing (deferred, not
 /// repaired) for the rest of the test.
 async fn cluster_with_one_write_in_flight() -> TestCluster {
