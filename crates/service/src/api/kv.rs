@@ -1,7 +1,8 @@
 //! `GET|PUT|DELETE /v1/kv/{key}`: raw bytes in and out, version in `ETag`, compare-and-set
-//! with `If-Match` / `If-None-Match`.
+//! with `If-Match` / `If-None-Match` (`conditional`).
 
 use super::AppState;
+use super::conditional::Conditions;
 use super::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use quorumd_core::hlc::Version;
 use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::{Precondition, WriteReceipt};
+use quorumd_replication::store::{StoreError, WriteReceipt};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -99,43 +100,6 @@ fn etag(v: Version) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("\"invalid\""))
 }
 
-/// Reads `If-Match` / `If-None-Match`. Only a single entity tag or `*` is accepted.
-fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
-    let text = |name: &header::HeaderName| -> Result<Option<String>, ApiError> {
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err(ApiError::bad_request(format!(
-                "{name}: give a single entity tag"
-            )));
-        }
-        let s = first
-            .to_str()
-            .map_err(|_| ApiError::bad_request(format!("{name}: not valid text")))?;
-        Ok(Some(s.trim().to_string()))
-    };
-    match (text(&header::IF_MATCH)?, text(&header::IF_NONE_MATCH)?) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "give either If-Match or If-None-Match, not both",
-        )),
-        (None, None) => Ok(Precondition::None),
-        (Some(m), None) if m == "*" => Ok(Precondition::IfExists),
-        (Some(m), None) => {
-            let tag = m
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .unwrap_or(&m);
-            tag.parse::<Version>()
-                .map(Precondition::IfMatch)
-                .map_err(|e| ApiError::bad_request(format!("If-Match: {e}")))
-        }
-        (None, Some(m)) if m == "*" => Ok(Precondition::IfAbsent),
-        (None, Some(_)) => Err(ApiError::bad_request("If-None-Match: only * is supported")),
-    }
-}
-
 fn receipt_response(r: WriteReceipt) -> Response {
     let body = json!({
         "version": r.version.encode(),
@@ -192,9 +156,14 @@ pub async fn put(
         }
         Some(ms) => Some(Duration::from_millis(ms)),
     };
-    let cond = precondition(&headers)?;
+    let cond = Conditions::from_headers(&headers)?;
     let body = body.map_err(|e| body_error(e, &state))?;
-    let receipt = state.store.put(&key, &body, ttl, level, cond).await?;
+    let receipt = cond
+        .apply(
+            || current_version(&state, &key, level),
+            |pinned| state.store.put(&key, &body, ttl, level, pinned),
+        )
+        .await?;
     Ok(receipt_response(receipt))
 }
 
@@ -205,9 +174,23 @@ pub async fn delete(
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
-    let cond = precondition(&headers)?;
-    let receipt = state.store.delete(&key, level, cond).await?;
+    let cond = Conditions::from_headers(&headers)?;
+    let receipt = cond
+        .apply(
+            || current_version(&state, &key, level),
+            |pinned| state.store.delete(&key, level, pinned),
+        )
+        .await?;
     Ok(receipt_response(receipt))
+}
+
+/// The key's live version at `level`, for a condition the store cannot check on its own.
+async fn current_version(
+    state: &AppState,
+    key: &[u8],
+    level: Consistency,
+) -> Result<Option<Version>, StoreError> {
+    Ok(state.store.get(key, level).await?.map(|f| f.version))
 }
 
 pub(super) fn body_error(e: BytesRejection, state: &AppState) -> ApiError {
@@ -235,32 +218,5 @@ mod tests {
         for bad in ["%", "%4", "%zz", "a%g1"] {
             assert!(percent_decode(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn preconditions_parse() {
-        let mut h = HeaderMap::new();
-        assert_eq!(precondition(&h).unwrap(), Precondition::None);
-        let v = Version {
-            ms: 5,
-            counter: 1,
-            writer: 2,
-        };
-        h.insert(
-            header::IF_MATCH,
-            HeaderValue::from_str(&format!("\"{v}\"")).unwrap(),
-        );
-        assert_eq!(precondition(&h).unwrap(), Precondition::IfMatch(v));
-        h.insert(header::IF_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(precondition(&h).unwrap(), Precondition::IfExists);
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(precondition(&h).is_err());
-        h.remove(header::IF_MATCH);
-        assert_eq!(precondition(&h).unwrap(), Precondition::IfAbsent);
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\""));
-        assert!(precondition(&h).is_err());
-        let mut h = HeaderMap::new();
-        h.insert(header::IF_MATCH, HeaderValue::from_static("\"nope\""));
-        assert!(precondition(&h).is_err());
     }
 }
