@@ -726,6 +726,7 @@ async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
     let tc = TestCluster::start_with(3, |c| {
         manual_sweeps(c);
         c.sync.max_scan_keys_per_sec = 200; // slow enough to catch it running
+        c.http.max_body_bytes = 4096;
     })
     .await;
     let mut c0 = tc.direct(0).await;
@@ -781,6 +782,20 @@ async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
         let r = start(bad).await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
+    // A body over http.max_body_bytes is 413, as on every other route (issue 18: it was 400).
+    let padded = format!(r#"{{"mode":"exchange"{}}}"#, " ".repeat(8192));
+    let r = tc
+        .http
+        .post(format!("{}/v1/sweeps", tc.base))
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let e = r.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(e["error"]["code"], "payload_too_large", "{e}");
+    assert_eq!(e["error"]["limit_bytes"], 4096, "{e}");
     tc.shutdown().await;
 }
 

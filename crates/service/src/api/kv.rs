@@ -7,7 +7,7 @@ use super::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use quorumd_core::hlc::Version;
 use quorumd_core::quorum::Consistency;
@@ -26,6 +26,8 @@ pub const KV_PREFIX: &str = "/v1/kv/";
 pub struct KvParams {
     ttl_ms: Option<u64>,
     consistency: Option<String>,
+    /// The read token, for clients that cannot send headers (checked by the auth layer).
+    access_token: Option<String>,
 }
 
 /// Decodes `%XX` escapes into raw bytes. Keys are arbitrary bytes, so this must not assume
@@ -69,9 +71,15 @@ fn key_from(uri: &Uri, state: &AppState) -> Result<Vec<u8>, ApiError> {
     Ok(key)
 }
 
-fn params(q: Result<Query<KvParams>, QueryRejection>) -> Result<KvParams, ApiError> {
-    q.map(|Query(p)| p)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+fn params(
+    method: &Method,
+    q: Result<Query<KvParams>, QueryRejection>,
+) -> Result<KvParams, ApiError> {
+    let p = q
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
+    super::auth::query_token_allowed(method, p.access_token.is_some())?;
+    Ok(p)
 }
 
 fn consistency(p: &KvParams, state: &AppState) -> Result<Consistency, ApiError> {
@@ -83,12 +91,13 @@ fn consistency(p: &KvParams, state: &AppState) -> Result<Consistency, ApiError> 
 
 /// GET and DELETE take a key and a level; a TTL makes no sense for them.
 fn key_and_level_without_ttl(
+    method: &Method,
     uri: &Uri,
     state: &AppState,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<(Vec<u8>, Consistency), ApiError> {
     let key = key_from(uri, state)?;
-    let p = params(q)?;
+    let p = params(method, q)?;
     if p.ttl_ms.is_some() {
         return Err(ApiError::bad_request("ttl_ms applies to PUT only"));
     }
@@ -113,10 +122,11 @@ fn receipt_response(r: WriteReceipt) -> Response {
 
 pub async fn get(
     State(state): State<AppState>,
+    method: Method,
     uri: Uri,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
+    let (key, level) = key_and_level_without_ttl(&method, &uri, &state, q)?;
     let Some(found) = state.store.get(&key, level).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -145,7 +155,7 @@ pub async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = key_from(&uri, &state)?;
-    let p = params(q)?;
+    let p = params(&Method::PUT, q)?;
     let level = consistency(&p, &state)?;
     let ttl = match p.ttl_ms {
         None => None,
@@ -173,7 +183,7 @@ pub async fn delete(
     headers: HeaderMap,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
+    let (key, level) = key_and_level_without_ttl(&Method::DELETE, &uri, &state, q)?;
     let cond = Conditions::from_headers(&headers)?;
     let receipt = cond
         .apply(
