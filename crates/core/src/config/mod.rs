@@ -341,6 +341,11 @@ pub struct SyncConfig {
     /// Leases are renewed when a background exchange starts, so with the periodic exchange on
     /// it must be at least twice `exchange_interval_ms`. Default 15000.
     pub lease_ms: u64,
+    /// Most keys a node's hint set may hold on each other node (the keys it missed while
+    /// down). A hint past it is dropped and counted in `quorumd_hints_dropped_total`; the digest
+    /// exchange then finds what the node lacks, as it does for any key without a hint.
+    /// Default 100000.
+    pub max_hints_per_node: u64,
     /// What the full sweep does with keys written straight to a node. Default `majority`.
     pub adopt_policy: AdoptPolicy,
     /// Glob patterns (Redis MATCH syntax) of keys the full sweep looks at; empty = all.
@@ -364,6 +369,7 @@ impl Default for SyncConfig {
             tombstone_grace_ms: 86_400_000,
             shards: 64,
             lease_ms: 15_000,
+            max_hints_per_node: 100_000,
             adopt_policy: AdoptPolicy::Majority,
             include: Vec::new(),
             exclude: Vec::new(),
@@ -579,6 +585,7 @@ impl Config {
             ("sync.scan_count", sync.scan_count),
             ("sync.shards", sync.shards as usize),
             ("sync.lease_ms", sync.lease_ms as usize),
+            ("sync.max_hints_per_node", sync.max_hints_per_node as usize),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be greater than 0"));
@@ -766,7 +773,12 @@ mod tests {
             );
         }
         c.sub_buckets = 1;
-        assert!(c.validate().is_ok());
+        assert!(c.clone().validate().is_ok());
+        c.sync.max_hints_per_node = 0;
+        assert_eq!(
+            field_of(c.validate().unwrap_err()),
+            "sync.max_hints_per_node"
+        );
     }
 
     #[test]
