@@ -10,8 +10,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # The workspace: the binary's package at the root, the layers under crates/. Benches are
-# declared in the root manifest, so they must be present for cargo to read it.
-COPY Cargo.toml Cargo.lock ./
+# declared in the root manifest, so they must be present for cargo to read it. build.rs puts
+# the commit in `quorumd --version`; .git is not in the build context (.dockerignore), so an
+# image built here says "commit unknown".
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY crates ./crates
 COPY src ./src
 COPY benches ./benches

@@ -12,9 +12,17 @@ use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `quorumd --version`: the crate version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUILD_GIT_COMMIT"),
+    ")"
+);
+
 /// quorumd keeps N independent Redis servers in sync without a leader.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

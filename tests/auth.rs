@@ -220,6 +220,47 @@ async fn the_dashboard_page_is_open_and_reads_accept_a_query_token() {
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(tc.raw_value(0, b"q").await, None);
+
+    // The key-value and CRDT reads take it too (issue 18: they answered 400).
+    let r = tc
+        .http
+        .put(format!("{}/v1/kv/q", tc.base))
+        .bearer_auth(WRITER)
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        &tc,
+        M::GET,
+        &format!("/v1/kv/q?access_token={READER}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "v");
+    for path in ["/v1/counters/c", "/v1/sets/s", "/v1/maps/m"] {
+        let r = send(
+            &tc,
+            M::GET,
+            &format!("{path}?consistency=quorum&access_token={READER}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    // Writes do not accept it beside the header either: the handler says where it goes.
+    let r = send(
+        &tc,
+        M::PUT,
+        &format!("/v1/kv/q?access_token={WRITER}"),
+        Some(WRITER),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Authorization"));
+    assert_eq!(tc.raw_value(0, b"q").await.as_deref(), Some(&b"v"[..]));
     tc.shutdown().await;
 }
 

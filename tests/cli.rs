@@ -31,6 +31,27 @@ fn check_config(path: &std::path::Path) -> (bool, String, String) {
     )
 }
 
+/// Issue 18, item 6: `--version` names the commit the binary was built from (build.rs), the
+/// one `git` reports for this checkout, or "unknown" where git cannot tell.
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_owned(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        });
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("quorumd {} (commit {commit})\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 #[test]
 fn check_config_accepts_the_minimal_file_and_masks_secrets() {
     let dir = tempfile::tempdir().unwrap();

@@ -135,9 +135,9 @@ async fn repaired_by(apps: &[&App]) -> Vec<u64> {
 /// A second quorumd instance on the same nodes (with its own HTTP address), once both
 /// instances see the sentinel on every node.
 ///
-/// An exchange that finds a node in sync writes it there; a node paused before it got one
-/// would, once back, lack it while the others hold it, which reads as lost data (`recovering`)
-/// until an exchange finds it in sync. These tests are about the counters, not that window.
+/// An exchange that finds a node in sync writes it there, so the faults these tests inject
+/// later start from nodes that all hold it, as an established cluster's do. These tests are
+/// about the counters, not about detecting lost data.
 async fn second_instance(tc: &TestCluster) -> (App, String) {
     let cfg = test_config(tc.cluster.urls());
     let app = App::start(cfg.validate().unwrap()).await.unwrap();

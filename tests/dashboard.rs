@@ -32,6 +32,70 @@ fn count(v: &Value, field: &str) -> u64 {
 
 const GRID: &str = "({...document.getElementById('grid-summary').dataset})";
 
+/// The sweep's progress as the page shows it: the percentage in the text, and how much of the
+/// bar's track its fill covers, as rendered.
+const PROGRESS: &str = "(() => { \
+    const fill = document.getElementById('sweep-progress').getBoundingClientRect(); \
+    const track = document.getElementById('sweep-progress').parentElement; \
+    return { shown: parseFloat(document.getElementById('sweep-ratio').textContent), \
+             bar: 100 * fill.width / track.clientWidth }; })()";
+
+/// Waits until the page shows a finished sweep, then checks that its bar is filled as far as
+/// the percentage beside it says (issue 18: "100.0 %" beside a bar filled about halfway).
+async fn assert_progress_matches_bar(page: &mut cdp::Page, what: &str) {
+    wait_page(
+        page,
+        Duration::from_secs(20),
+        "the page shows a finished sweep",
+        "document.getElementById('sweep').dataset.running",
+        |v| v == "false",
+    )
+    .await;
+    let p = page.eval(PROGRESS).await;
+    let (shown, bar) = (p["shown"].as_f64().unwrap(), p["bar"].as_f64().unwrap());
+    assert!(
+        (shown - bar).abs() < 1.0,
+        "{what}: the text says {shown} % and the bar is {bar:.1} % filled"
+    );
+}
+
+/// How much of the progress bar's track is filled in a screenshot (base64 PNG) of the page,
+/// in percent: the screenshot is decoded in the page and the track's middle row counted.
+async fn bar_in_screenshot(page: &mut cdp::Page, png_base64: &str) -> f64 {
+    let expr = format!(
+        "(async () => {{ \
+          const img = new Image(); img.src = 'data:image/png;base64,{png_base64}'; \
+          await img.decode(); \
+          const c = document.createElement('canvas'); c.width = img.width; c.height = img.height; \
+          const g = c.getContext('2d'); g.drawImage(img, 0, 0); \
+          const scale = img.width / window.innerWidth; \
+          const t = document.getElementById('sweep-progress').parentElement.getBoundingClientRect(); \
+          const y = Math.round((t.top + t.height / 2) * scale); \
+          const x0 = Math.round((t.left + 2) * scale), x1 = Math.round((t.right - 2) * scale); \
+          const row = g.getImageData(x0, y, x1 - x0, 1).data; \
+          let filled = 0; \
+          for (let i = 0; i < row.length; i += 4) if (row[i + 2] > 180 && row[i] < 120) filled++; \
+          return 100 * filled / (x1 - x0); }})()"
+    );
+    page.eval(&expr).await.as_f64().expect("bar fill")
+}
+
+/// A screenshot to `name` under target/artifacts, whose progress bar must show what the page's
+/// text says.
+async fn screenshot(page: &mut cdp::Page, name: &str) {
+    let shown = page.eval(PROGRESS).await["shown"].as_f64().unwrap();
+    let png = page.screenshot(&artifacts().join(name)).await;
+    let bar = bar_in_screenshot(page, &png).await;
+    assert!(
+        (shown - bar).abs() < 2.0,
+        "{name}: the text says {shown} % and the bar in the screenshot is {bar:.1} % filled"
+    );
+}
+
+/// The node events the page lists (`from → to`).
+const NODE_EVENTS: &str =
+    "[...document.querySelectorAll('#recent li.node span')].map(e => e.textContent)";
+
 /// Evaluates `expr` in the page every 50 ms until `ok` accepts its value; returns that value.
 async fn wait_page(
     page: &mut cdp::Page,
@@ -114,6 +178,27 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
         .eval("[...document.querySelectorAll('#nodes tbody tr')].map(r => r.dataset.health)")
         .await;
     assert_eq!(nodes, json!(["up", "up", "up"]));
+    // Before its first probe a node is unknown, not down: starting is not a recovery. The
+    // list is newest first, so a node's first event is its last line (a busy machine may add
+    // later suspect/up changes).
+    let events = page.eval(NODE_EVENTS).await;
+    let events: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for node in 0..3 {
+        let first = events
+            .iter()
+            .rev()
+            .find(|e| e.starts_with(&format!("node {node} ")))
+            .unwrap_or_else(|| panic!("no event for node {node}: {events:?}"));
+        assert!(
+            first.contains(": unknown → up ("),
+            "node {node} started as {first:?}"
+        );
+    }
 
     // Wipe node 1 behind quorumd's back; a dry run shows the damage without repairing it (a
     // recovery exchange started by the node's detection may beat it: then that one shows it).
@@ -134,8 +219,8 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
         buckets_with_keys.len() as u64,
         "exactly the buckets holding keys differ after the wipe: {seen}"
     );
-    page.screenshot(&artifacts().join("dashboard-differing.png"))
-        .await;
+    assert_progress_matches_bar(&mut page, "after the dry run").await;
+    screenshot(&mut page, "dashboard-differing.png").await;
 
     // Heal: exchanges until the page shows every bucket in sync again.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -176,7 +261,8 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
         repaired.as_u64().unwrap_or(0) >= KEYS as u64,
         "the repair chart counts the {KEYS} keys written back: {repaired}"
     );
-    page.screenshot(&artifacts().join("dashboard.png")).await;
+    assert_progress_matches_bar(&mut page, "after the heal").await;
+    screenshot(&mut page, "dashboard.png").await;
     drop(browser);
     t.shutdown().await;
 }

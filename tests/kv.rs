@@ -6,6 +6,7 @@ use quorumd_testkit::cluster as common;
 use common::{TestCluster, body_json, wait_until};
 use quorumd::meta::EntryKind;
 use reqwest::StatusCode;
+use serde_json::Value;
 use std::time::Duration;
 
 const LEVELS: [&str; 4] = ["one", "quorum", "all", "linearizable"];
@@ -288,6 +289,135 @@ async fn ttl_is_replicated_as_an_absolute_expiry() {
     tc.shutdown().await;
 }
 
+/// Issue 18, item 3: `If-Match` / `If-None-Match` with entity tags quorumd never issued, or
+/// with lists, are conditions (RFC 9110 §13.1.1–13.1.2): 412 when none holds, a write when one
+/// does; only malformed syntax is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_headers_with_foreign_tags_and_lists() {
+    let tc = TestCluster::start(3).await;
+    let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_string();
+    let old = etag(&tc.put("c", "1", "").await);
+    let current = etag(&tc.put("c", "2", "").await);
+    let conditional = |method: reqwest::Method, key: &str, headers: &[(&'static str, String)]| {
+        let mut req = tc.http.request(method, tc.kv_url(key, "")).body("new");
+        for (name, value) in headers {
+            req = req.header(*name, value.clone());
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let put = |headers: Vec<(&'static str, String)>| async move {
+        conditional(reqwest::Method::PUT, "c", &headers).await
+    };
+    let weak = |tag: &str| format!("W/{tag}");
+    // (headers, expected status)
+    let cases: Vec<(Vec<(&'static str, String)>, StatusCode)> = vec![
+        (
+            vec![("if-match", "\"definitely-not-the-version\"".into())],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            vec![("if-match", format!("\"nope\", {old}"))],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        // Strong comparison: a weak tag never matches.
+        (
+            vec![("if-match", weak(&current))],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            vec![("if-none-match", current.clone())],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        // Weak comparison: W/"v" names v.
+        (
+            vec![("if-none-match", format!("\"x\", {}", weak(&current)))],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            vec![("if-match", "*".into()), ("if-none-match", current.clone())],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        // Malformed: 400, nothing written.
+        (
+            vec![("if-match", "\"unterminated".into())],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("if-match", format!("*, {current}"))],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("if-none-match", "nope".into())],
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (i, (headers, status)) in cases.into_iter().enumerate() {
+        let r = put(headers.clone()).await;
+        assert_eq!(r.status(), status, "case {i}: {headers:?}");
+        let body = body_json(r).await;
+        if status == StatusCode::PRECONDITION_FAILED {
+            assert_eq!(body["error"]["code"], "precondition_failed", "{body}");
+            assert_eq!(
+                format!("\"{}\"", body["error"]["current_version"].as_str().unwrap()),
+                current,
+                "case {i}: {body}"
+            );
+        } else {
+            assert_eq!(body["error"]["code"], "bad_request", "case {i}: {body}");
+        }
+        assert_eq!(tc.get("c", "").await.bytes().await.unwrap(), "2".as_bytes());
+    }
+
+    // A list holding the current version, in several field lines too: written.
+    let r = put(vec![
+        ("if-match", format!("\"nope\", {old}")),
+        ("if-match", current.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let current = etag(&r);
+    // If-None-Match naming other versions only (and a foreign tag): written.
+    let r = put(vec![("if-none-match", format!("{old}, \"x\""))]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_ne!(etag(&r), current);
+    let current = etag(&r);
+    // Both headers holding.
+    let r = put(vec![
+        ("if-match", format!("\"x\", {current}")),
+        ("if-none-match", old.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let current = etag(&r);
+
+    // DELETE the same way; an absent key has no current version.
+    let r = conditional(
+        reqwest::Method::DELETE,
+        "c",
+        &[("if-match", format!("{old}, {current}"))],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(tc.get("c", "").await.status(), StatusCode::NOT_FOUND);
+    let r = conditional(
+        reqwest::Method::DELETE,
+        "c",
+        &[("if-match", "\"foreign\"".into())],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(body_json(r).await["error"]["current_version"], Value::Null);
+    // If-None-Match with tags holds for an absent key.
+    let r = conditional(
+        reqwest::Method::PUT,
+        "c",
+        &[("if-none-match", current.clone())],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_match_compare_and_set() {
     let tc = TestCluster::start(3).await;
@@ -465,7 +595,7 @@ async fn bad_input_gets_clear_errors() {
         (
             tc.http
                 .put(tc.kv_url("k", ""))
-                .header("if-match", "\"nope\"")
+                .header("if-match", "\"unterminated")
                 .body("x")
                 .send()
                 .await

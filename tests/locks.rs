@@ -498,3 +498,77 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
     );
     tc.shutdown().await;
 }
+
+/// Issue 18, item 1. Node 2 is frozen (SIGSTOP) while an exchange finds nodes 0 and 1 in sync
+/// and gives them the sentinel; it stays frozen well past the time the sentinel was written,
+/// then resumes with its data and run id unchanged. It was never given the sentinel, so it has
+/// lost nothing and must not be taken for wiped: with node 0 then really restarted empty,
+/// nodes 1 and 2 still make a lock majority. (Before, node 2 was `recovering`, out of lock
+/// majorities for `locks.max_ttl_ms`, and every acquisition answered 503.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_while_the_sentinel_was_written_keeps_counting_for_locks() {
+    let mut tc = TestCluster::start(3).await;
+    for i in 0..20 {
+        let r = tc.put(&format!("before:{i}"), "v", "consistency=all").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    tc.isolate(2).await;
+    for i in 0..20 {
+        let r = tc.put(&format!("during:{i}"), "v", "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    tc.sweep(quorumd::sync::SweepMode::Exchange, false).await;
+    let pool = tc.app().store().pool().clone();
+    let holds = |i: usize| pool.node(i).status().has_sentinel;
+    assert_eq!(
+        (holds(0), holds(1)),
+        (Some(true), Some(true)),
+        "the exchange gave nodes 0 and 1 the sentinel"
+    );
+    // The fault itself: node 2 stays frozen for a while after the others got the sentinel (the
+    // rule before the fix called it wiped once the others had held it for
+    // 3 × node_ms + 2 × health_interval_ms = 1.4 s here).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tc.cluster.nodes[2].resume();
+    wait_until(
+        Duration::from_secs(10),
+        "node 2 answering again",
+        || async { !matches!(tc.health(2).await.as_str(), "down" | "suspect") },
+    )
+    .await;
+
+    // A real loss on node 0: it is out of lock majorities for max_ttl_ms.
+    tc.cluster.nodes[0].restart_empty().unwrap();
+    wait_until(Duration::from_secs(10), "node 0 seen restarted", || async {
+        pool.node(0).last_recovering_since_ms().is_some()
+    })
+    .await;
+    let (s, g) = post(
+        &tc.http,
+        lock_url(&tc.base, "job", "acquire"),
+        json!({"ttl_ms": 1000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "nodes 1 and 2 make a majority: {g}");
+    assert_eq!(
+        pool.node(2).last_recovering_since_ms(),
+        None,
+        "node 2 lost nothing: never recovering"
+    );
+    assert_eq!(tc.health(2).await, "up");
+
+    // An exchange that finds node 2 in sync gives it the sentinel too (one may already be
+    // running, started by node 0's restart).
+    wait_until(
+        Duration::from_secs(20),
+        "node 2 given the sentinel",
+        || async {
+            let _ = tc
+                .try_sweep(quorumd::sync::SweepMode::Exchange, false)
+                .await;
+            holds(2) == Some(true)
+        },
+    )
+    .await;
+    tc.shutdown().await;
+}

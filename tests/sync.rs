@@ -227,6 +227,37 @@ async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
     tc.shutdown().await;
 }
 
+/// A node wiped while no instance was watching is found by the next instance's first probe:
+/// the other nodes record that it was given the sentinel. (Before, a fresh instance judged a
+/// node without the sentinel by how long the others had held theirs, and missed a wipe right
+/// after the sentinel was written.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_is_found_at_the_first_probe_by_the_other_nodes_records() {
+    let tc = TestCluster::start_with(3, manual_sweeps).await;
+    assert_eq!(
+        tc.put("k", "v", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    tc.sweep(SweepMode::Exchange, false).await;
+    // Node 1 wiped, then a new instance starts on the same nodes.
+    let _: () = common::command(&mut tc.direct(1).await, &["FLUSHALL"]).await;
+    let mut cfg = common::test_config(tc.cluster.urls());
+    manual_sweeps(&mut cfg);
+    let fresh = quorumd::app::App::start(cfg.validate().unwrap())
+        .await
+        .unwrap();
+    let health: Vec<_> = fresh
+        .store()
+        .pool()
+        .nodes()
+        .iter()
+        .map(|n| n.health().to_string())
+        .collect();
+    assert_eq!(health, ["up", "recovering", "up"]);
+    fresh.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
 /// Three nodes holding `k` = `v`, a write the exchange takes as still landing (deferred, not
 /// repaired) for the rest of the test.
 async fn cluster_with_one_write_in_flight() -> TestCluster {
@@ -526,6 +557,88 @@ async fn a_node_down_during_writes_catches_up_through_hints() {
     tc.shutdown().await;
 }
 
+/// The keys hinted for the node named `hint_key` on nodes 0 and 1, together.
+async fn kept_hints(tc: &TestCluster, hint_key: &str) -> std::collections::BTreeSet<String> {
+    let mut kept = std::collections::BTreeSet::new();
+    for holder in [0, 1] {
+        let members: Vec<String> =
+            common::command(&mut tc.direct(holder).await, &["SMEMBERS", hint_key]).await;
+        kept.extend(members);
+    }
+    kept
+}
+
+/// `quorumd_hints_dropped_total` for the node at `url`, as `/metrics` shows it.
+async fn hints_dropped(tc: &TestCluster, url: &str) -> u64 {
+    let text = common::get_text(&tc.http, &format!("{}/metrics", tc.base)).await;
+    text.lines()
+        .find(|l| {
+            l.starts_with("quorumd_hints_dropped_total{") && l.contains(&format!("node=\"{url}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 18, item 5: hint sets are bounded. With `max_hints_per_node = 5`, a node that misses
+/// 20 writes gets at most 5 hints on each other node; the rest are counted as dropped, and the
+/// exchange its return starts catches it up on all 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_sets_are_bounded_and_the_exchange_catches_up_the_rest() {
+    const CAP: u64 = 5;
+    const WRITES: usize = 20;
+    let mut tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.sync.in_flight_window_ms = 0;
+        c.sync.max_hints_per_node = CAP;
+    })
+    .await;
+    tc.sweep(SweepMode::Exchange, false).await;
+    tc.isolate(2).await;
+    let key = |i: usize| format!("capped{i}");
+    for i in 0..WRITES {
+        let r = tc.put(&key(i), format!("v{i}"), "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let hint_key = quorumd::store::hint_key(
+        common::key_prefix(),
+        &format!("127.0.0.1:{}/0", tc.cluster.nodes[2].port()),
+    );
+    let node2 = tc.cluster.nodes[2].url();
+    // Every write's hint is kept (on node 0, node 1 or both) or dropped.
+    wait_until(
+        Duration::from_secs(10),
+        "every hint kept or dropped",
+        || async {
+            kept_hints(&tc, &hint_key).await.len() as u64 + hints_dropped(&tc, &node2).await
+                == WRITES as u64
+        },
+    )
+    .await;
+    for holder in [0, 1] {
+        let n: u64 = common::command(&mut tc.direct(holder).await, &["SCARD", &hint_key]).await;
+        assert_eq!(n, CAP, "node {holder} keeps at most {CAP} hints for node 2");
+    }
+    assert!(hints_dropped(&tc, &node2).await >= (WRITES as u64) - 2 * CAP);
+
+    // Back: hints replay what they hold, the exchange finds the rest.
+    tc.cluster.nodes[2].resume();
+    wait_until(
+        Duration::from_secs(20),
+        "node 2 caught up on every write",
+        || async {
+            for i in 0..WRITES {
+                if tc.raw_value(2, key(i).as_bytes()).await != Some(format!("v{i}").into_bytes()) {
+                    let _ = tc.try_sweep(SweepMode::Exchange, false).await;
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
     let tc = std::sync::Arc::new(
@@ -695,6 +808,7 @@ async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
     let tc = TestCluster::start_with(3, |c| {
         manual_sweeps(c);
         c.sync.max_scan_keys_per_sec = 200; // slow enough to catch it running
+        c.http.max_body_bytes = 4096;
     })
     .await;
     let mut c0 = tc.direct(0).await;
@@ -750,6 +864,20 @@ async fn sweeps_api_starts_reports_and_refuses_a_second_of_the_same_kind() {
         let r = start(bad).await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
+    // A body over http.max_body_bytes is 413, as on every other route (issue 18: it was 400).
+    let padded = format!(r#"{{"mode":"exchange"{}}}"#, " ".repeat(8192));
+    let r = tc
+        .http
+        .post(format!("{}/v1/sweeps", tc.base))
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let e = r.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(e["error"]["code"], "payload_too_large", "{e}");
+    assert_eq!(e["error"]["limit_bytes"], 4096, "{e}");
     tc.shutdown().await;
 }
 

@@ -168,17 +168,24 @@ impl Page {
         r["result"]["value"].clone()
     }
 
-    /// Saves a PNG of the viewport.
-    pub async fn screenshot(&mut self, path: &Path) {
+    /// Saves a PNG of the viewport; returns it base64-encoded. Waits for two animation frames
+    /// first, so the capture is of a frame drawn after the page's last change.
+    pub async fn screenshot(&mut self, path: &Path) -> String {
+        self.eval(
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+        )
+        .await;
         let r = self
             .call("Page.captureScreenshot", json!({ "format": "png" }))
             .await;
+        let data = r["data"].as_str().expect("screenshot data").to_owned();
         let png = base64::engine::general_purpose::STANDARD
-            .decode(r["data"].as_str().expect("screenshot data"))
+            .decode(&data)
             .expect("base64 screenshot");
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("artifact dir");
         }
         std::fs::write(path, png).expect("write screenshot");
+        data
     }
 }

@@ -17,6 +17,7 @@ pub const KEYS_REPAIRED: &str = "quorumd_keys_repaired_total";
 pub const HINTS_RECORDED: &str = "quorumd_hints_recorded_total";
 pub const HINTS_REPLAYED: &str = "quorumd_hints_replayed_total";
 pub const HINTS_PENDING: &str = "quorumd_hints_pending";
+pub const HINTS_DROPPED: &str = "quorumd_hints_dropped_total";
 pub const SWEEPS: &str = "quorumd_sweeps_total";
 pub const SWEEP_DURATION: &str = "quorumd_sweep_duration_seconds";
 pub const SWEEP_BUCKETS_COMPARED: &str = "quorumd_sweep_buckets_compared_total";
@@ -160,6 +161,12 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Counter,
         seconds: false,
         help: "Hinted keys replayed and dropped by exchanges.",
+    },
+    Metric {
+        name: HINTS_DROPPED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Hints not kept because the missed node's hint set was full on every node that took the write (sync.max_hints_per_node), by node; the digest exchange catches the node up instead.",
     },
     Metric {
         name: HINTS_PENDING,

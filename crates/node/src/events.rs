@@ -109,7 +109,8 @@ pub struct NodesObserved<'a> {
 
 impl NodesObserved<'_> {
     pub fn emit(self) {
-        const STATES: [Health; 4] = [
+        const STATES: [Health; 5] = [
+            Health::Unknown,
             Health::Up,
             Health::Suspect,
             Health::Down,

@@ -126,6 +126,7 @@ impl Core {
                     max_entries: cfg.quorum.batch_max_entries,
                     in_flight: cfg.quorum.batch_in_flight,
                 },
+                max_hints_per_node: cfg.sync.max_hints_per_node,
             },
         ));
         let instance = if cfg.instance_id.is_empty() {

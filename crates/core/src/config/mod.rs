@@ -15,6 +15,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Shortest `sync.lease_ms`, in exchange intervals: one interval of pause and one for the
+/// exchange itself between two renewals.
+pub const LEASE_PER_INTERVAL: u64 = 2;
+
 /// The default location of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/quorumd.toml";
 
@@ -358,8 +362,14 @@ pub struct SyncConfig {
     /// are grouped in this many shards, each held by one instance under a lease. Default 64.
     pub shards: u32,
     /// Lifetime of a shard lease in ms; an instance that dies loses its shards after this.
-    /// Default 15000.
+    /// Leases are renewed when a background exchange starts, so with the periodic exchange on
+    /// it must be at least twice `exchange_interval_ms`. Default 15000.
     pub lease_ms: u64,
+    /// Most keys a node's hint set may hold on each other node (the keys it missed while
+    /// down). A hint past it is dropped and counted in `quorumd_hints_dropped_total`; the digest
+    /// exchange then finds what the node lacks, as it does for any key without a hint.
+    /// Default 100000.
+    pub max_hints_per_node: u64,
     /// What the full sweep does with keys written straight to a node. Default `majority`.
     pub adopt_policy: AdoptPolicy,
     /// What is done with a change made on a node outside quorumd to a key quorumd versions,
@@ -392,6 +402,7 @@ impl Default for SyncConfig {
             tombstone_grace_ms: 86_400_000,
             shards: 64,
             lease_ms: 15_000,
+            max_hints_per_node: 100_000,
             adopt_policy: AdoptPolicy::Majority,
             direct_writes: DirectWritesPolicy::Adopt,
             live_detection: true,
@@ -609,10 +620,28 @@ impl Config {
             ("sync.scan_count", sync.scan_count),
             ("sync.shards", sync.shards as usize),
             ("sync.lease_ms", sync.lease_ms as usize),
+            ("sync.max_hints_per_node", sync.max_hints_per_node as usize),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be greater than 0"));
             }
+        }
+        // Leases are renewed at the start of each background exchange, and the next one starts
+        // an interval after the last one ended: a lease shorter than two intervals expires
+        // between renewals as soon as an exchange takes as long as the pause, and instances
+        // hand shards back and forth.
+        if sync.exchange_interval_ms > 0
+            && sync.lease_ms < sync.exchange_interval_ms.saturating_mul(LEASE_PER_INTERVAL)
+        {
+            return Err(invalid(
+                "sync.lease_ms",
+                format!(
+                    "{} must be at least {LEASE_PER_INTERVAL} × sync.exchange_interval_ms ({} ms): \
+                     leases are renewed only when a background exchange starts",
+                    sync.lease_ms,
+                    sync.exchange_interval_ms.saturating_mul(LEASE_PER_INTERVAL)
+                ),
+            ));
         }
         let locks = &self.locks;
         if locks.max_ttl_ms == 0 || locks.node_timeout_ms == 0 {
@@ -779,7 +808,29 @@ mod tests {
             );
         }
         c.sub_buckets = 1;
-        assert!(c.validate().is_ok());
+        assert!(c.clone().validate().is_ok());
+        c.sync.max_hints_per_node = 0;
+        assert_eq!(
+            field_of(c.validate().unwrap_err()),
+            "sync.max_hints_per_node"
+        );
+    }
+
+    #[test]
+    fn a_lease_must_outlast_two_exchange_intervals() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.sync.exchange_interval_ms = 10_000;
+        c.sync.lease_ms = 15_000;
+        let err = c.clone().validate().unwrap_err();
+        assert_eq!(field_of(err), "sync.lease_ms");
+        c.sync.lease_ms = 20_000;
+        assert!(c.clone().validate().is_ok());
+        // No periodic exchange, nothing to outlast.
+        c.sync.exchange_interval_ms = 0;
+        c.sync.lease_ms = 1;
+        assert!(c.clone().validate().is_ok());
+        // The defaults keep the rule.
+        assert!(with_nodes(&["redis://a:1"]).validate().is_ok());
     }
 
     #[test]

@@ -3,15 +3,33 @@
 //! and dropped by the sweep.
 
 use crate::pool::{Node, NodeError};
+use redis::Script;
+use std::sync::LazyLock;
 
-/// Adds `key` to each of the hint sets `hint_keys` on one node (one pipeline).
-pub async fn record(node: &Node, hint_keys: &[String], key: &[u8]) -> Result<(), NodeError> {
-    let mut pipe = redis::pipe();
+/// KEYS: hint sets; ARGV: the key, the most keys a set may hold. Adds the key to each set with
+/// room; per set, 1 if it holds the key afterwards, 0 if it was full. One script, so the size
+/// check and the add are one step against concurrent writers.
+const RECORD_LUA: &str = include_str!("../../lua/hints/record.lua");
+
+static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_LUA));
+
+/// Adds `key` to each of the hint sets `hint_keys` on one node, unless the set already holds
+/// `max_keys` keys. Per set, in order: whether it holds the key now (`false`: full, dropped).
+pub async fn record(
+    node: &Node,
+    hint_keys: &[String],
+    key: &[u8],
+    max_keys: u64,
+) -> Result<Vec<bool>, NodeError> {
+    let mut inv = RECORD.prepare_invoke();
     for k in hint_keys {
-        pipe.cmd("SADD").arg(k).arg(key).ignore();
+        inv.key(k);
     }
-    node.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-        .await
+    inv.arg(key).arg(max_keys);
+    let held: Vec<i64> = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
+    Ok(held.into_iter().map(|h| h == 1).collect())
 }
 
 /// How many keys a hint set holds on one node (`SCARD`).

@@ -98,6 +98,25 @@ pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
     .await
 }
 
+/// Adds node identities to a node's sentinel records (`HSET`, each field valued with the
+/// wall-clock ms it was recorded at): these nodes were given the sentinel.
+pub async fn record_sentinels(
+    node: &Node,
+    records_key: &str,
+    identities: &[&str],
+) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(records_key);
+    let now = wall_clock_ms();
+    for id in identities {
+        cmd.arg(id).arg(now);
+    }
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
+    })
+    .await
+}
+
 /// A key's metadata on a node, and whether its value exists there.
 pub type KeyState = (Option<Meta>, bool);
 

@@ -12,6 +12,9 @@ pub const PROBES_UNTIL_DOWN: u32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
+    /// Not probed yet: nothing is known of it. Left at the node's first probe, before the
+    /// service starts, so a running service shows it only for a node added since.
+    Unknown,
     /// Answering.
     Up,
     /// A request or probe just failed; still used, probed again at once.
@@ -26,6 +29,7 @@ pub enum Health {
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Health::Unknown => "unknown",
             Health::Up => "up",
             Health::Suspect => "suspect",
             Health::Down => "down",
@@ -39,7 +43,7 @@ const LATENCY_ALPHA: f64 = 0.2;
 
 #[derive(Debug, Clone)]
 pub struct HealthTracker {
-    /// Liveness as probes see it: up, suspect or down.
+    /// Liveness as probes see it: unknown (before the first probe), up, suspect or down.
     live: Health,
     /// Sticky until the sweep clears it, across any liveness changes in between.
     recovering: bool,
@@ -56,10 +60,11 @@ impl Default for HealthTracker {
 }
 
 impl HealthTracker {
-    /// A node starts down until its first probe answers.
+    /// A node is unknown until its first probe: taking it for down would log a "down → up"
+    /// for every node at every start.
     pub fn new() -> Self {
         HealthTracker {
-            live: Health::Down,
+            live: Health::Unknown,
             recovering: false,
             since: Instant::now(),
             failed_probes: 0,
@@ -69,7 +74,8 @@ impl HealthTracker {
     }
 
     /// Down wins over recovering (the node is not there); otherwise a recovering node is
-    /// reported as such whether it is up or suspect.
+    /// reported as such whether it is up, suspect or not probed yet (its first probe found
+    /// the loss).
     pub fn health(&self) -> Health {
         match (self.live, self.recovering) {
             (Health::Down, _) => Health::Down,
@@ -117,7 +123,9 @@ impl HealthTracker {
     pub fn probe_failed(&mut self, error: String) -> Option<(Health, Health)> {
         self.last_error = Some(error);
         self.failed_probes += 1;
-        let down = self.failed_probes >= PROBES_UNTIL_DOWN || self.live == Health::Down;
+        // A node never reached is down at once: it has no connection to use.
+        let down = self.failed_probes >= PROBES_UNTIL_DOWN
+            || matches!(self.live, Health::Down | Health::Unknown);
         self.update(|t| t.live = if down { Health::Down } else { Health::Suspect })
     }
 
@@ -159,14 +167,31 @@ mod tests {
     }
 
     #[test]
-    fn starts_down_and_comes_up_on_first_probe() {
+    fn starts_unknown_and_comes_up_on_first_probe() {
         let mut t = HealthTracker::new();
-        assert_eq!(t.health(), Health::Down);
+        assert_eq!(t.health(), Health::Unknown);
         assert_eq!(
             t.probe_succeeded(Duration::from_millis(2)),
-            Some((Health::Down, Health::Up))
+            Some((Health::Unknown, Health::Up))
         );
         assert_eq!(t.latency_ms(), Some(2.0));
+    }
+
+    #[test]
+    fn a_node_not_reached_at_first_is_down_and_one_found_wiped_is_recovering() {
+        let mut t = HealthTracker::new();
+        assert_eq!(
+            t.probe_failed("refused".into()),
+            Some((Health::Unknown, Health::Down))
+        );
+        let mut t = HealthTracker::new();
+        assert_eq!(
+            t.mark_recovering(),
+            Some((Health::Unknown, Health::Recovering))
+        );
+        assert_eq!(t.probe_succeeded(RTT), None);
+        assert_eq!(t.request_failed("x".into()), None);
+        assert_eq!(HealthTracker::new().request_failed("x".into()), None);
     }
 
     #[test]

@@ -327,37 +327,49 @@ impl Node {
         self.client.get_connection_info().redis_settings().db()
     }
 
-    /// PING, the server's run id, and the cluster sentinel key's value.
+    /// PING, the server's run id, whether the node holds the sentinel key, and the nodes its
+    /// sentinel records name.
     async fn probe(&self, conn: MultiplexedConnection) -> Result<Probe, String> {
         let started = Instant::now();
         let mut c = conn;
         let sentinel = self.shared.sentinel_key.clone();
+        let records = self.shared.records_key.clone();
         let fut = async move {
             let _: String = redis::cmd("PING").query_async(&mut c).await?;
             let rtt = started.elapsed();
             let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-            // A sentinel of another type (written by hand) is there all the same: an error
-            // answer must not fail the probe, which would take the node out of service.
-            let sentinel = match redis::cmd("GET")
+            // EXISTS, not GET: a sentinel of another type (written by hand) is there all the
+            // same, and must not fail the probe, which would take the node out of service.
+            let sentinel = redis::cmd("EXISTS")
                 .arg(&sentinel)
-                .query_async::<Option<Vec<u8>>>(&mut c)
+                .query_async::<u64>(&mut c)
+                .await?
+                > 0;
+            // Records of another type (written by hand) name nobody.
+            let records = match redis::cmd("HKEYS")
+                .arg(&records)
+                .query_async::<Vec<Vec<u8>>>(&mut c)
                 .await
             {
-                Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
-                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Some(String::new()),
+                Ok(names) => names
+                    .into_iter()
+                    .map(|n| String::from_utf8_lossy(&n).into_owned())
+                    .collect(),
+                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Vec::new(),
                 Err(e) => return Err(e),
             };
             Ok::<_, RedisError>(Probe {
                 rtt,
                 run_id: parse_run_id(&info),
                 sentinel,
+                records,
             })
         };
         bounded(fut, self.timeouts.node(), "probe", self.timeouts.node_ms).await
     }
 
-    /// A node that restarted (new run id), or that lacks the sentinel while another node has
-    /// it (wiped: restarted empty, FLUSHALL), may have lost acknowledged writes.
+    /// A node that restarted (new run id), or that lacks the sentinel it was given (wiped:
+    /// restarted empty, FLUSHALL), may have lost acknowledged writes.
     fn note_probe(&self, probe: &Probe) {
         let restarted = {
             let mut current = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
@@ -376,12 +388,11 @@ impl Node {
                 None => false,
             }
         };
-        let wiped = self.shared.sentinels().probed(
-            self.id,
-            probe.sentinel.as_deref(),
-            Instant::now(),
-            quorumd_core::hlc::wall_clock_ms(),
-        );
+        let wiped = {
+            let mut sentinels = self.shared.sentinels();
+            sentinels.records(self.id, &probe.records);
+            sentinels.probed(self.id, probe.sentinel)
+        };
         if restarted || wiped {
             let reason = if wiped {
                 "sentinel key missing: data lost"
@@ -436,12 +447,23 @@ impl Node {
     /// Opens a connection and probes it before requests may use it: a server that restarted
     /// (new run_id) must be marked recovering before any read counts its answer.
     async fn connect_and_probe(&self) -> Result<(), String> {
+        let (conn, probe) = self.connect_probed().await?;
+        self.install(conn, &probe);
+        Ok(())
+    }
+
+    /// A new connection and its first probe, not yet judged or handed to requests.
+    async fn connect_probed(&self) -> Result<(MultiplexedConnection, Probe), String> {
         let conn = self.connect().await?;
         let probe = self.probe(conn.clone()).await?;
-        self.note_probe(&probe);
+        Ok((conn, probe))
+    }
+
+    /// Judges a new connection's probe, then hands the connection to requests.
+    fn install(&self, conn: MultiplexedConnection, probe: &Probe) {
+        self.note_probe(probe);
         self.set_connection(Some(conn));
         self.apply_probe(Ok(probe.rtt));
-        Ok(())
     }
 }
 
@@ -526,12 +548,17 @@ impl Worker for ProbeWorker {
 struct Probe {
     rtt: Duration,
     run_id: Option<String>,
-    sentinel: Option<String>,
+    /// Whether the node holds the sentinel key.
+    sentinel: bool,
+    /// The identities its sentinel records name.
+    records: Vec<String>,
 }
 
 /// State the nodes of one pool share.
 struct PoolShared {
     sentinel_key: String,
+    /// The hash on every node naming the nodes known to hold the sentinel.
+    records_key: String,
     sentinels: Mutex<Sentinels>,
     /// Signalled when a node needs the sweep's attention (recovering, or back from down).
     attention: Arc<Notify>,
@@ -554,6 +581,13 @@ fn parse_run_id(info: &str) -> Option<String> {
 /// Name of the sentinel key under the reserved prefix.
 pub fn sentinel_key(prefix: &str) -> String {
     format!("{prefix}sentinel")
+}
+
+/// Name of the hash, on every node, whose fields are the identities (`host:port/db`) of the
+/// nodes that were given the sentinel: how a node that lacks the sentinel is told from one
+/// that lost it.
+pub fn sentinel_records_key(prefix: &str) -> String {
+    format!("{prefix}sentinels")
 }
 
 /// A failed connection attempt or probe, said so that an operator knows what to fix. Redis and rustls
@@ -625,9 +659,9 @@ impl NodePool {
     ) -> Result<Arc<NodePool>, PoolError> {
         let shared = Arc::new(PoolShared {
             sentinel_key: sentinel_key(key_prefix),
+            records_key: sentinel_records_key(key_prefix),
             sentinels: Mutex::new(Sentinels::new(
-                addresses.len(),
-                Sentinels::grace_for(addresses.len(), timeouts.node(), timeouts.health_interval()),
+                addresses.iter().map(|a| a.identity.clone()).collect(),
             )),
             attention: Arc::new(Notify::new()),
             live: crate::live::LiveFeed::new(buckets),
@@ -637,13 +671,21 @@ impl NodePool {
             .enumerate()
             .map(|(id, a)| Node::new(id, a, timeouts, tls, shared.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
-        // Connect and probe once before returning, so the initial health is known.
-        let first = nodes.iter().map(|n| async move {
-            if let Err(e) = n.connect_and_probe().await {
-                n.apply_probe(Err(e));
+        // Connect and probe once before returning, so the initial health is known. Every
+        // node's sentinel records are taken in before any node is judged: whether a node
+        // without the sentinel lost it is told by the others' records, whichever answered first.
+        let first = futures::future::join_all(nodes.iter().map(|n| n.connect_probed())).await;
+        for (n, probed) in nodes.iter().zip(&first) {
+            if let Ok((_, probe)) = probed {
+                shared.sentinels().records(n.id, &probe.records);
             }
-        });
-        futures::future::join_all(first).await;
+        }
+        for (n, probed) in nodes.iter().zip(first) {
+            match probed {
+                Ok((conn, probe)) => n.install(conn, &probe),
+                Err(e) => n.apply_probe(Err(e)),
+            }
+        }
         let workers = Workers::new();
         for n in &nodes {
             workers.spawn(StopPhase::Connections, ProbeWorker::new(n.clone()));
@@ -683,14 +725,34 @@ impl NodePool {
         &self.shared.live
     }
 
-    /// The key every in-sync node holds; a node without it (while others have it) lost data.
+    /// The key every node found in sync holds; a node without it that was given it lost data.
     pub fn sentinel_key(&self) -> &str {
         &self.shared.sentinel_key
     }
 
     /// Records that the sweep wrote the sentinel on `node`.
     pub fn sentinel_written(&self, node: NodeId) {
-        self.shared.sentinels().written(node, Instant::now());
+        self.shared.sentinels().written(node);
+    }
+
+    /// The hash on every node naming the nodes that were given the sentinel.
+    pub fn sentinel_records_key(&self) -> &str {
+        &self.shared.records_key
+    }
+
+    /// The nodes known to hold the sentinel that `node`'s records do not name yet, with the
+    /// identities the records use.
+    pub fn unrecorded_sentinels(&self, node: NodeId) -> Vec<(NodeId, String)> {
+        let s = self.shared.sentinels();
+        s.unrecorded_on(node)
+            .into_iter()
+            .map(|i| (i, s.identity(i).to_owned()))
+            .collect()
+    }
+
+    /// Records that the sweep added `nodes` to `node`'s sentinel records.
+    pub fn sentinels_recorded(&self, node: NodeId, nodes: &[NodeId]) {
+        self.shared.sentinels().recorded_on(node, nodes);
     }
 
     pub fn status(&self) -> Vec<NodeStatus> {

@@ -1,105 +1,94 @@
 //! What one instance knows of each node's sentinel key, and whether a node that lacks it lost
-//! data. Pure: fed with probe results and clock readings.
+//! data. Pure: fed with probe results and the sweep's writes.
 //!
-//! The sentinel is written node by node (by an exchange that found the node in sync), so for a
-//! moment some nodes hold it and some do not yet: on a fresh cluster, or when another instance
-//! starts just as the first writes it. A node without it counts as wiped when this instance
-//! saw it holding the sentinel before, or when another node has held the sentinel for at least
-//! a grace period longer than one such round of writes. How long a
-//! node has held it is the longer of what this instance saw (since its first probe that found
-//! it) and the age the sentinel's value states (the wall-clock ms it was written, which may
-//! come from another instance's clock: a clock ahead only delays detection, by the grace at
-//! most).
-
-use std::time::{Duration, Instant};
-
-/// One node's sentinel as last probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    Absent,
-    /// Held since at least `since`.
-    Held {
-        since: Instant,
-    },
-}
+//! A node lacks the sentinel in two cases that look alike on the node itself: it lost its data
+//! (a restart without persistence, `FLUSHALL`), or it was never given the sentinel (it was
+//! unreachable, or behind, whenever an exchange found the others in sync). Only the first is
+//! a loss: a node that was never given the sentinel acknowledged nothing it no longer holds.
+//! So the decision rests on whether the node was *given* the sentinel, never on timing: it
+//! was if this instance saw it hold the sentinel (or wrote it there), or if any node records
+//! it in its `{prefix}sentinels` hash, which the sweep fills with the nodes it knows hold the
+//! sentinel, after writing it. A wipe takes the node's own sentinel and records with it, but
+//! the records on the other nodes survive, and they survive a restart of quorumd too.
 
 /// The sentinel state of every node of a pool.
 #[derive(Debug)]
 pub struct Sentinels {
-    seen: Vec<Option<Seen>>,
-    /// Per node: whether this instance ever saw it hold the sentinel (or wrote it there).
-    held_before: Vec<bool>,
-    grace: Duration,
+    /// Per node: `host:port/db`, as the records name it.
+    identities: Vec<String>,
+    /// Per node: whether it held the sentinel when last probed or written (`None`: not yet
+    /// probed).
+    seen: Vec<Option<bool>>,
+    /// Per node: whether it was ever given the sentinel, as far as this instance knows.
+    given: Vec<bool>,
+    /// Per node: the nodes its records name, as last probed or written.
+    recorded: Vec<Vec<bool>>,
 }
 
 impl Sentinels {
-    /// `nodes` nodes, none probed yet.
-    pub fn new(nodes: usize, grace: Duration) -> Self {
+    /// The nodes with these identities (`host:port/db`), none probed yet.
+    pub fn new(identities: Vec<String>) -> Self {
+        let n = identities.len();
         Sentinels {
-            seen: vec![None; nodes],
-            held_before: vec![false; nodes],
-            grace,
+            identities,
+            seen: vec![None; n],
+            given: vec![false; n],
+            recorded: vec![vec![false; n]; n],
         }
     }
 
-    /// The grace for a pool: one round of sentinel writes (a node timeout per node) and two
-    /// probe intervals for the probes to see it.
-    pub fn grace_for(nodes: usize, node_timeout: Duration, health_interval: Duration) -> Duration {
-        node_timeout * nodes as u32 + health_interval * 2
-    }
-
-    /// Records a probe of `id`: its sentinel's value as read (`None`: absent). Returns whether
-    /// the node lost data: it lacks the sentinel, and held it before or another node has held
-    /// it past the grace.
-    pub fn probed(
-        &mut self,
-        id: usize,
-        value: Option<&str>,
-        now: Instant,
-        wall_now_ms: u64,
-    ) -> bool {
-        match value {
-            None => {
-                self.seen[id] = Some(Seen::Absent);
-                self.held_before[id] || self.held_elsewhere(id, now)
-            }
-            Some(v) => {
-                // An unreadable value (written by hand) is taken as written just now.
-                let age = v
-                    .trim()
-                    .parse::<u64>()
-                    .map(|ms| Duration::from_millis(wall_now_ms.saturating_sub(ms)))
-                    .unwrap_or_default();
-                self.hold(id, now.checked_sub(age).unwrap_or(now));
-                false
+    /// Records what `id`'s `{prefix}sentinels` hash names: the identities of the nodes that
+    /// were given the sentinel. Names of nodes not in the configuration are ignored.
+    pub fn records(&mut self, id: usize, names: &[String]) {
+        let mut recorded = vec![false; self.identities.len()];
+        for name in names {
+            if let Some(i) = self.identities.iter().position(|n| n == name) {
+                recorded[i] = true;
+                self.given[i] = true;
             }
         }
+        self.recorded[id] = recorded;
     }
 
-    /// Records that `id` was given the sentinel at `now`.
-    pub fn written(&mut self, id: usize, now: Instant) {
-        self.hold(id, now);
+    /// Records a probe of `id` (whether it holds the sentinel). Returns whether the node lost
+    /// data: it lacks the sentinel it was given.
+    pub fn probed(&mut self, id: usize, holds: bool) -> bool {
+        self.seen[id] = Some(holds);
+        if holds {
+            self.given[id] = true;
+        }
+        !holds && self.given[id]
+    }
+
+    /// Records that `id` was given the sentinel.
+    pub fn written(&mut self, id: usize) {
+        self.seen[id] = Some(true);
+        self.given[id] = true;
     }
 
     /// Whether `id` holds the sentinel, as last probed or written (`None`: not probed yet).
     pub fn has(&self, id: usize) -> Option<bool> {
-        self.seen[id].map(|s| matches!(s, Seen::Held { .. }))
+        self.seen[id]
     }
 
-    fn hold(&mut self, id: usize, since: Instant) {
-        let since = match self.seen[id] {
-            Some(Seen::Held { since: earlier }) => earlier.min(since),
-            _ => since,
-        };
-        self.seen[id] = Some(Seen::Held { since });
-        self.held_before[id] = true;
+    /// The nodes known to hold the sentinel that `id`'s records do not name yet.
+    pub fn unrecorded_on(&self, id: usize) -> Vec<usize> {
+        (0..self.identities.len())
+            .filter(|&i| self.seen[i] == Some(true) && !self.recorded[id][i])
+            .collect()
     }
 
-    fn held_elsewhere(&self, id: usize, now: Instant) -> bool {
-        self.seen.iter().enumerate().any(|(i, s)| {
-            i != id
-                && matches!(s, Some(Seen::Held { since }) if now.saturating_duration_since(*since) >= self.grace)
-        })
+    /// Records that `id`'s records now name `nodes` too.
+    pub fn recorded_on(&mut self, id: usize, nodes: &[usize]) {
+        for &i in nodes {
+            self.recorded[id][i] = true;
+            self.given[i] = true;
+        }
+    }
+
+    /// The identity the records use for `id`.
+    pub fn identity(&self, id: usize) -> &str {
+        &self.identities[id]
     }
 }
 
@@ -107,87 +96,63 @@ impl Sentinels {
 mod tests {
     use super::*;
 
-    const GRACE: Duration = Duration::from_secs(2);
-    const WALL: u64 = 1_800_000_000_000;
-
-    fn at(base: Instant, ms: u64) -> Instant {
-        base + Duration::from_millis(ms)
+    fn three() -> Sentinels {
+        Sentinels::new(vec!["a:1/0".into(), "b:1/0".into(), "c:1/0".into()])
     }
 
     #[test]
-    fn a_node_without_the_sentinel_while_others_hold_an_old_one_lost_data() {
-        let t = Instant::now();
-        let mut s = Sentinels::new(3, GRACE);
-        let written_an_hour_ago = (WALL - 3_600_000).to_string();
-        assert!(!s.probed(0, Some(&written_an_hour_ago), at(t, 0), WALL));
-        assert!(s.probed(1, None, at(t, 0), WALL));
-        assert_eq!(
-            (s.has(0), s.has(1), s.has(2)),
-            (Some(true), Some(false), None)
-        );
+    fn a_node_never_given_the_sentinel_has_lost_nothing() {
+        // Nodes 0 and 1 were found in sync and recorded while node 2 was unreachable: node 2
+        // lacks the sentinel however long the others have held it.
+        let mut s = three();
+        s.records(0, &["a:1/0".into(), "b:1/0".into()]);
+        assert!(!s.probed(0, true));
+        assert!(!s.probed(1, true));
+        assert!(!s.probed(2, false));
+        assert!(!s.probed(2, false), "still not a loss at the next probe");
+        assert_eq!((s.has(0), s.has(2)), (Some(true), Some(false)));
     }
 
     #[test]
-    fn a_sentinel_being_written_round_the_nodes_is_not_a_loss() {
-        let t = Instant::now();
-        let mut s = Sentinels::new(3, GRACE);
-        let just_now = WALL.to_string();
-        assert!(!s.probed(0, Some(&just_now), at(t, 0), WALL));
-        assert!(!s.probed(1, None, at(t, 100), WALL + 100));
-        // Still missing once the grace has passed: lost.
-        assert!(s.probed(1, None, at(t, 2_000), WALL + 2_000));
-    }
-
-    #[test]
-    fn a_clock_ahead_delays_detection_by_the_grace_at_most() {
-        let t = Instant::now();
-        let mut s = Sentinels::new(2, GRACE);
-        let from_the_future = (WALL + 3_600_000).to_string();
-        assert!(!s.probed(0, Some(&from_the_future), at(t, 0), WALL));
-        assert!(!s.probed(1, None, at(t, 1_000), WALL + 1_000));
-        assert!(s.probed(1, None, at(t, 2_000), WALL + 2_000));
-    }
-
-    #[test]
-    fn the_earliest_sighting_counts_and_a_write_is_a_sighting() {
-        let t = Instant::now();
-        let mut s = Sentinels::new(2, GRACE);
-        s.written(0, at(t, 0));
-        // Rewritten later (a recovery): still held since the first sighting.
-        assert!(!s.probed(
-            0,
-            Some(&(WALL + 5_000).to_string()),
-            at(t, 5_000),
-            WALL + 5_000
-        ));
-        assert!(s.probed(1, None, at(t, 5_000), WALL + 5_000));
-        // An unreadable value counts as fresh.
-        let mut fresh = Sentinels::new(2, GRACE);
-        assert!(!fresh.probed(0, Some("by hand"), at(t, 0), WALL));
-        assert!(!fresh.probed(1, None, at(t, 1_000), WALL));
+    fn a_node_that_another_node_records_lost_data_when_it_lacks_the_sentinel() {
+        // A fresh instance (quorumd restarted) learns from node 0's records that node 1 was
+        // given the sentinel: node 1 without it was wiped.
+        let mut s = three();
+        s.records(0, &["a:1/0".into(), "b:1/0".into(), "c:1/0".into()]);
+        assert!(s.probed(1, false));
+        // Names of nodes no longer configured are ignored.
+        let mut t = three();
+        t.records(0, &["gone:1/0".into()]);
+        assert!(!t.probed(1, false));
     }
 
     #[test]
     fn losing_a_sentinel_this_instance_saw_is_a_loss_at_once() {
-        let t = Instant::now();
-        let mut s = Sentinels::new(2, GRACE);
-        let just_now = WALL.to_string();
-        assert!(!s.probed(0, Some(&just_now), at(t, 0), WALL));
-        assert!(!s.probed(1, Some(&just_now), at(t, 0), WALL));
-        assert!(
-            s.probed(1, None, at(t, 100), WALL + 100),
-            "FLUSHALL right after the write"
-        );
-        // Written again by the recovery: found again.
-        s.written(1, at(t, 500));
+        let mut s = three();
+        assert!(!s.probed(1, true));
+        assert!(s.probed(1, false), "FLUSHALL, no records anywhere yet");
+        // Written again by the recovery: held again.
+        s.written(1);
         assert_eq!(s.has(1), Some(true));
+        assert!(!s.probed(1, true));
+        // A sentinel this instance wrote counts as seen.
+        s.written(2);
+        assert!(s.probed(2, false));
     }
 
     #[test]
-    fn a_node_lacking_the_sentinel_says_nothing_about_another() {
-        let t = Instant::now();
-        let mut s = Sentinels::new(2, GRACE);
-        assert!(!s.probed(0, None, at(t, 0), WALL));
-        assert!(!s.probed(1, None, at(t, 10_000), WALL));
+    fn records_go_where_they_are_missing() {
+        let mut s = three();
+        s.written(0);
+        assert!(!s.probed(1, true));
+        s.probed(2, false);
+        s.records(1, &["a:1/0".into()]);
+        // Holders 0 and 1; node 1 already names 0.
+        assert_eq!(s.unrecorded_on(0), vec![0, 1]);
+        assert_eq!(s.unrecorded_on(1), vec![1]);
+        assert_eq!(s.unrecorded_on(2), vec![0, 1]);
+        s.recorded_on(2, &[0, 1]);
+        assert!(s.unrecorded_on(2).is_empty());
+        assert_eq!(s.identity(2), "c:1/0");
     }
 }

@@ -46,6 +46,25 @@ impl HintsRecorded {
     }
 }
 
+/// Hints for a node that missed a write were not kept: its hint set was full on every node
+/// that took the write. The digest exchange will find the key instead.
+pub struct HintsDropped<'a> {
+    /// The node that missed the write.
+    pub node: &'a str,
+    pub key_bytes: usize,
+}
+
+impl HintsDropped<'_> {
+    pub fn emit(self) {
+        metrics::counter!(HINTS_DROPPED, "node" => self.node.to_owned()).increment(1);
+        tracing::debug!(
+            node = self.node,
+            key_bytes = self.key_bytes,
+            "hint dropped: the node's hint sets are full"
+        );
+    }
+}
+
 /// A key-value write refused by the nodes holding a CRDT was removed from a node that took it.
 pub struct RefusedWriteRetracted<'a> {
     pub node: &'a str,

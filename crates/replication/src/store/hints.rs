@@ -15,10 +15,14 @@ pub fn hint_key(prefix: &str, identity: &str) -> String {
 }
 
 /// After a write has answered its client: waits for the remaining answers, and if some nodes
-/// failed, records hints for them on the nodes that hold the write.
+/// failed, records hints for them on the nodes that hold the write. A hint set holds at most
+/// `max_hints` keys on each node: while a node is down long enough to miss more, its later
+/// keys are left to the digest exchange (counted as dropped), so a long outage cannot fill the
+/// other nodes' memory with hints.
 pub(super) fn spawn_hint_recording(
     pool: Arc<NodePool>,
     prefix: String,
+    max_hints: u64,
     loc: Arc<KeyLocation>,
     mut g: Gathered<WriteOutcome>,
 ) {
@@ -41,15 +45,32 @@ pub(super) fn spawn_hint_recording(
             .iter()
             .map(|&n| hint_key(&prefix, &pool.node(n).identity))
             .collect();
+        // Per missed node: whether some holder kept the hint, and whether one refused it full.
+        let mut kept = vec![false; missed.len()];
+        let mut full = vec![false; missed.len()];
         for h in holders {
             let node = pool.node(h).clone();
             // Best effort: a lost hint only delays catch-up until the next digest exchange.
-            let _ = calls::hints::record(&node, &keys, &loc.key).await;
+            if let Ok(held) = calls::hints::record(&node, &keys, &loc.key, max_hints).await {
+                for (i, held) in held.into_iter().enumerate().take(missed.len()) {
+                    kept[i] |= held;
+                    full[i] |= !held;
+                }
+            }
         }
         crate::store::events::HintsRecorded {
             key_bytes: loc.key.len(),
             missed: missed.len(),
         }
         .emit();
+        for (i, &n) in missed.iter().enumerate() {
+            if full[i] && !kept[i] {
+                crate::store::events::HintsDropped {
+                    node: &pool.node(n).display,
+                    key_bytes: loc.key.len(),
+                }
+                .emit();
+            }
+        }
     });
 }

@@ -55,6 +55,8 @@ pub struct StoreSettings {
     pub request_timeout: Duration,
     /// How client reads and writes are batched per node.
     pub batch: BatchSettings,
+    /// Most keys a node's hint set may hold on each other node (`sync.max_hints_per_node`).
+    pub max_hints_per_node: u64,
 }
 
 impl StoreSettings {
@@ -544,7 +546,13 @@ impl VersionedStore {
             }
         };
         // Also after a failed write: the nodes that took it should tell the others.
-        hints::spawn_hint_recording(self.pool.clone(), self.settings.key_prefix.clone(), loc, g);
+        hints::spawn_hint_recording(
+            self.pool.clone(),
+            self.settings.key_prefix.clone(),
+            self.settings.max_hints_per_node,
+            loc,
+            g,
+        );
         outcome
     }
 

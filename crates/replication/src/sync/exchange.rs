@@ -411,7 +411,8 @@ pub(super) async fn purge(
 
 /// After a pass: a recovering node that the pass covered, and that lacks nothing written
 /// before it was marked recovering, is back in sync. Writes after that reached it directly.
-/// Nodes found in sync also get the sentinel key that tells a later wipe apart.
+/// Nodes found in sync also get the sentinel key that tells a later wipe apart, and then every
+/// reachable node records which nodes hold it (see `record_sentinels`).
 async fn finish_recovery(
     sw: &Sweeper,
     covered: &[bool],
@@ -456,6 +457,39 @@ async fn finish_recovery(
                 node.mark_synced();
             }
             Err(e) => progress::lock(p).error(format!("sentinel on {}: {e}", node.display)),
+        }
+    }
+    record_sentinels(sw, p).await;
+}
+
+/// Writes, on every node that is not down, the names of the nodes known to hold the sentinel
+/// that its records lack. A node that lacks the sentinel lost data only if it was given one,
+/// and these records are what tell so after a wipe (which takes the node's own records with
+/// it) and after a restart of quorumd. They are written after the sentinel itself, so a
+/// record never names a node that was not given it.
+async fn record_sentinels(sw: &Sweeper, p: &ProgressHandle) {
+    let pool = sw.pool();
+    let writes = pool
+        .nodes()
+        .iter()
+        .filter(|node| node.health() != Health::Down)
+        .filter_map(|node| {
+            let missing = pool.unrecorded_sentinels(node.id);
+            (!missing.is_empty()).then_some((node, missing))
+        })
+        .map(|(node, missing)| async move {
+            let names: Vec<&str> = missing.iter().map(|(_, name)| name.as_str()).collect();
+            let written =
+                calls::sync::record_sentinels(node, pool.sentinel_records_key(), &names).await;
+            (node, missing, written)
+        });
+    for (node, missing, written) in futures::future::join_all(writes).await {
+        match written {
+            Ok(()) => {
+                let ids: Vec<NodeId> = missing.iter().map(|(id, _)| *id).collect();
+                pool.sentinels_recorded(node.id, &ids);
+            }
+            Err(e) => progress::lock(p).error(format!("sentinel records on {}: {e}", node.display)),
         }
     }
 }

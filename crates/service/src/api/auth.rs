@@ -54,6 +54,19 @@ fn query_token(request: &Request) -> Option<Vec<u8>> {
         .filter(|t| !t.is_empty())
 }
 
+/// The handlers' side of `?access_token=`: a handler with its own query parameters lists it
+/// beside them, and accepts it on reads (this layer has checked it), refuses it on other
+/// methods with a 400 that says where the token goes, whether auth is on or not.
+pub(super) fn query_token_allowed(method: &Method, present: bool) -> Result<(), ApiError> {
+    if present && method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::bad_request(format!(
+            "access_token is accepted on reads only; send the token of a {method} in an \
+             `Authorization: Bearer <token>` header"
+        )));
+    }
+    Ok(())
+}
+
 fn unauthorized(message: &str, challenge: &'static str) -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();

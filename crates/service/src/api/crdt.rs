@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtReceipt};
 use serde::Deserialize;
@@ -20,6 +20,8 @@ use serde_json::{Map, Value, json};
 #[serde(deny_unknown_fields)]
 pub struct LevelParams {
     consistency: Option<String>,
+    /// The read token, for clients that cannot send headers (checked by the auth layer).
+    access_token: Option<String>,
 }
 
 type Level = Result<Query<LevelParams>, QueryRejection>;
@@ -91,13 +93,17 @@ impl FromRequestParts<AppState> for Target {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let path = Path::<String>::from_request_parts(parts, state).await;
         let q = Query::<LevelParams>::from_request_parts(parts, state).await;
-        Ok(Target(name_of(path, state)?, level_of(q, state)?))
+        Ok(Target(
+            name_of(path, state)?,
+            level_of(&parts.method, q, state)?,
+        ))
     }
 }
 
-fn level_of(q: Level, state: &AppState) -> Result<Consistency, ApiError> {
+fn level_of(method: &Method, q: Level, state: &AppState) -> Result<Consistency, ApiError> {
     let Query(p) =
         q.map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
+    super::auth::query_token_allowed(method, p.access_token.is_some())?;
     match p.consistency {
         None => Ok(state.default_consistency),
         Some(s) => s.parse().map_err(ApiError::bad_request),
@@ -290,7 +296,7 @@ pub async fn map_delete_field(
         path.map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))?;
     check_text("name", &name, state.http.max_key_bytes)?;
     check_text("field name", &field, state.http.max_key_bytes)?;
-    let level = level_of(q, &state)?;
+    let level = level_of(&Method::DELETE, q, &state)?;
     let r = state
         .crdts
         .map_set(name.as_bytes(), vec![(field.into_bytes(), None)], level)

@@ -4,10 +4,10 @@
 //! call them, so the healing can be watched.
 
 use super::AppState;
+use super::body::{Body, Expected};
 use super::error::ApiError;
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use quorumd_replication::demo as tamper;
 use serde::Deserialize;
@@ -31,13 +31,11 @@ pub struct Tamper {
     keys: Option<u64>,
 }
 
-fn parse(state: &AppState, body: Result<Json<Tamper>, JsonRejection>) -> Result<Tamper, ApiError> {
-    let Json(t) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"node\": index, \"keys\": count}}: {}",
-            e.body_text()
-        ))
-    })?;
+impl Expected for Tamper {
+    const SHAPE: &'static str = r#"{"node": index, "keys": count}"#;
+}
+
+fn parse(state: &AppState, Body(t): Body<Tamper>) -> Result<Tamper, ApiError> {
     let n = state.store.pool().len();
     if t.node >= n {
         return Err(ApiError::bad_request(format!(
@@ -55,7 +53,7 @@ fn node_failed(e: quorumd_node::pool::NodeError) -> ApiError {
 
 pub async fn wipe(
     State(state): State<AppState>,
-    body: Result<Json<Tamper>, JsonRejection>,
+    body: Body<Tamper>,
 ) -> Result<Json<Value>, ApiError> {
     let t = parse(&state, body)?;
     if t.keys.is_some() {
@@ -78,7 +76,7 @@ pub async fn wipe(
 
 pub async fn diverge(
     State(state): State<AppState>,
-    body: Result<Json<Tamper>, JsonRejection>,
+    body: Body<Tamper>,
 ) -> Result<Json<Value>, ApiError> {
     let t = parse(&state, body)?;
     let seeded = state.demo.as_ref().map_or(0, |d| d.seeded);

@@ -1,16 +1,17 @@
 //! `GET|PUT|DELETE /v1/kv/{key}`: raw bytes in and out, version in `ETag`, compare-and-set
-//! with `If-Match` / `If-None-Match`.
+//! with `If-Match` / `If-None-Match` (`conditional`).
 
 use super::AppState;
+use super::conditional::Conditions;
 use super::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use quorumd_core::hlc::Version;
 use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::{Precondition, WriteReceipt};
+use quorumd_replication::store::{StoreError, WriteReceipt};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub const KV_PREFIX: &str = "/v1/kv/";
 pub struct KvParams {
     ttl_ms: Option<u64>,
     consistency: Option<String>,
+    /// The read token, for clients that cannot send headers (checked by the auth layer).
+    access_token: Option<String>,
 }
 
 /// Decodes `%XX` escapes into raw bytes. Keys are arbitrary bytes, so this must not assume
@@ -68,9 +71,15 @@ fn key_from(uri: &Uri, state: &AppState) -> Result<Vec<u8>, ApiError> {
     Ok(key)
 }
 
-fn params(q: Result<Query<KvParams>, QueryRejection>) -> Result<KvParams, ApiError> {
-    q.map(|Query(p)| p)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+fn params(
+    method: &Method,
+    q: Result<Query<KvParams>, QueryRejection>,
+) -> Result<KvParams, ApiError> {
+    let p = q
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))?;
+    super::auth::query_token_allowed(method, p.access_token.is_some())?;
+    Ok(p)
 }
 
 fn consistency(p: &KvParams, state: &AppState) -> Result<Consistency, ApiError> {
@@ -82,12 +91,13 @@ fn consistency(p: &KvParams, state: &AppState) -> Result<Consistency, ApiError> 
 
 /// GET and DELETE take a key and a level; a TTL makes no sense for them.
 fn key_and_level_without_ttl(
+    method: &Method,
     uri: &Uri,
     state: &AppState,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<(Vec<u8>, Consistency), ApiError> {
     let key = key_from(uri, state)?;
-    let p = params(q)?;
+    let p = params(method, q)?;
     if p.ttl_ms.is_some() {
         return Err(ApiError::bad_request("ttl_ms applies to PUT only"));
     }
@@ -97,43 +107,6 @@ fn key_and_level_without_ttl(
 fn etag(v: Version) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", v.encode()))
         .unwrap_or(HeaderValue::from_static("\"invalid\""))
-}
-
-/// Reads `If-Match` / `If-None-Match`. Only a single entity tag or `*` is accepted.
-fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
-    let text = |name: &header::HeaderName| -> Result<Option<String>, ApiError> {
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err(ApiError::bad_request(format!(
-                "{name}: give a single entity tag"
-            )));
-        }
-        let s = first
-            .to_str()
-            .map_err(|_| ApiError::bad_request(format!("{name}: not valid text")))?;
-        Ok(Some(s.trim().to_string()))
-    };
-    match (text(&header::IF_MATCH)?, text(&header::IF_NONE_MATCH)?) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "give either If-Match or If-None-Match, not both",
-        )),
-        (None, None) => Ok(Precondition::None),
-        (Some(m), None) if m == "*" => Ok(Precondition::IfExists),
-        (Some(m), None) => {
-            let tag = m
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .unwrap_or(&m);
-            tag.parse::<Version>()
-                .map(Precondition::IfMatch)
-                .map_err(|e| ApiError::bad_request(format!("If-Match: {e}")))
-        }
-        (None, Some(m)) if m == "*" => Ok(Precondition::IfAbsent),
-        (None, Some(_)) => Err(ApiError::bad_request("If-None-Match: only * is supported")),
-    }
 }
 
 fn receipt_response(r: WriteReceipt) -> Response {
@@ -149,10 +122,11 @@ fn receipt_response(r: WriteReceipt) -> Response {
 
 pub async fn get(
     State(state): State<AppState>,
+    method: Method,
     uri: Uri,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
+    let (key, level) = key_and_level_without_ttl(&method, &uri, &state, q)?;
     let Some(found) = state.store.get(&key, level).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -181,7 +155,7 @@ pub async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = key_from(&uri, &state)?;
-    let p = params(q)?;
+    let p = params(&Method::PUT, q)?;
     let level = consistency(&p, &state)?;
     let ttl = match p.ttl_ms {
         None => None,
@@ -192,9 +166,14 @@ pub async fn put(
         }
         Some(ms) => Some(Duration::from_millis(ms)),
     };
-    let cond = precondition(&headers)?;
+    let cond = Conditions::from_headers(&headers)?;
     let body = body.map_err(|e| body_error(e, &state))?;
-    let receipt = state.store.put(&key, &body, ttl, level, cond).await?;
+    let receipt = cond
+        .apply(
+            || current_version(&state, &key, level),
+            |pinned| state.store.put(&key, &body, ttl, level, pinned),
+        )
+        .await?;
     Ok(receipt_response(receipt))
 }
 
@@ -204,10 +183,24 @@ pub async fn delete(
     headers: HeaderMap,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, level) = key_and_level_without_ttl(&uri, &state, q)?;
-    let cond = precondition(&headers)?;
-    let receipt = state.store.delete(&key, level, cond).await?;
+    let (key, level) = key_and_level_without_ttl(&Method::DELETE, &uri, &state, q)?;
+    let cond = Conditions::from_headers(&headers)?;
+    let receipt = cond
+        .apply(
+            || current_version(&state, &key, level),
+            |pinned| state.store.delete(&key, level, pinned),
+        )
+        .await?;
     Ok(receipt_response(receipt))
+}
+
+/// The key's live version at `level`, for a condition the store cannot check on its own.
+async fn current_version(
+    state: &AppState,
+    key: &[u8],
+    level: Consistency,
+) -> Result<Option<Version>, StoreError> {
+    Ok(state.store.get(key, level).await?.map(|f| f.version))
 }
 
 pub(super) fn body_error(e: BytesRejection, state: &AppState) -> ApiError {
@@ -235,32 +228,5 @@ mod tests {
         for bad in ["%", "%4", "%zz", "a%g1"] {
             assert!(percent_decode(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn preconditions_parse() {
-        let mut h = HeaderMap::new();
-        assert_eq!(precondition(&h).unwrap(), Precondition::None);
-        let v = Version {
-            ms: 5,
-            counter: 1,
-            writer: 2,
-        };
-        h.insert(
-            header::IF_MATCH,
-            HeaderValue::from_str(&format!("\"{v}\"")).unwrap(),
-        );
-        assert_eq!(precondition(&h).unwrap(), Precondition::IfMatch(v));
-        h.insert(header::IF_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(precondition(&h).unwrap(), Precondition::IfExists);
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(precondition(&h).is_err());
-        h.remove(header::IF_MATCH);
-        assert_eq!(precondition(&h).unwrap(), Precondition::IfAbsent);
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\""));
-        assert!(precondition(&h).is_err());
-        let mut h = HeaderMap::new();
-        h.insert(header::IF_MATCH, HeaderValue::from_static("\"nope\""));
-        assert!(precondition(&h).is_err());
     }
 }

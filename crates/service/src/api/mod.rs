@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod body;
+mod conditional;
 mod crdt;
 mod dashboard;
 pub mod demo;

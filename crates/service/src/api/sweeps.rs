@@ -1,10 +1,10 @@
 //! `POST /v1/sweeps` starts a sweep now; `GET /v1/sweeps/current` reports progress.
 
 use super::AppState;
+use super::body::{Body, Expected};
 use super::error::ApiError;
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quorumd_replication::sync::{SweepMode, SweepRequest, SweepTrigger, SyncError};
@@ -19,16 +19,15 @@ pub struct StartSweep {
     dry_run: bool,
 }
 
+impl Expected for StartSweep {
+    const SHAPE: &'static str = r#"{"mode": "exchange"|"full", "dry_run": bool}"#;
+}
+
+/// A body over `http.max_body_bytes` gets 413 like every other route's, not 400.
 pub async fn start(
     State(state): State<AppState>,
-    body: Result<Json<StartSweep>, JsonRejection>,
+    Body(req): Body<StartSweep>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"mode\": \"exchange\"|\"full\", \"dry_run\": bool}}: {}",
-            e.body_text()
-        ))
-    })?;
     let handle = state
         .sweeper
         .begin(SweepRequest {

@@ -8,6 +8,7 @@ pub mod command;
 pub mod connection;
 pub mod events;
 pub mod frame;
+pub mod key_count;
 pub mod server;
 pub mod transaction;
 
@@ -41,6 +42,8 @@ pub struct Shared {
     /// This instance's name, for INFO.
     pub instance: String,
     pub started: Instant,
+    /// DBSIZE's count, computed at most once a second for all connections.
+    pub key_count: key_count::KeyCount,
     connected: AtomicUsize,
     /// Requests decoded and not yet answered, over all connections.
     in_flight: AtomicUsize,

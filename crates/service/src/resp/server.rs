@@ -77,6 +77,7 @@ impl RespServer {
             listen: addr,
             instance: settings.instance.clone(),
             started: Instant::now(),
+            key_count: Default::default(),
             connected: Default::default(),
             in_flight: Default::default(),
             next_id: Default::default(),

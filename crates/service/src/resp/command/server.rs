@@ -138,7 +138,7 @@ impl ServerCmd {
                     Frame::bulk(now.subsec_micros().to_string()),
                 ])
             }
-            ServerCmd::DbSize => match shared.store.approximate_key_count().await {
+            ServerCmd::DbSize => match shared.key_count.get(&shared.store).await {
                 Ok(n) => Frame::Integer(n as i64),
                 Err(e) => store_error(e),
             },
@@ -187,7 +187,7 @@ async fn info(sections: &[Bytes], session: &Session, shared: &Shared) -> String 
     }
     if wants("keyspace") {
         out.push_str("# Keyspace\r\n");
-        if let Ok(n) = shared.store.approximate_key_count().await {
+        if let Ok(n) = shared.key_count.get(&shared.store).await {
             let _ = write!(out, "db0:keys={n},expires=0,avg_ttl=0\r\n");
         }
         out.push_str("\r\n");
