@@ -1,6 +1,6 @@
 #!lua flags=no-writes
-local n = redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-for i = 5, #KEYS do
+local n = redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+for i = 6, #KEYS do
   local subs = redis.call('HVALS', KEYS[i])
   if #subs > 0 then n = n - 1 end
   for _, d in ipairs(subs) do

@@ -382,20 +382,30 @@ pub async fn read_each(
         .collect())
 }
 
+/// Runs a script whose KEYS are, per key, the value key and its metadata hash.
+async fn per_key(
+    node: &Node,
+    traffic: Traffic,
+    script: &Script,
+    locs: &[&KeyLocation],
+) -> Result<Value, NodeError> {
+    let mut inv = script.prepare_invoke();
+    for l in locs {
+        inv.key(&l.key[..]).key(&l.meta_key);
+    }
+    node.run_as(
+        traffic,
+        |mut c| async move { inv.invoke_async(&mut c).await },
+    )
+    .await
+}
+
 /// Reads metadata and `DUMP` payloads of a batch of keys from one node.
 pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, NodeError> {
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = DUMP.prepare_invoke();
-    for l in locs {
-        inv.key(&l.key[..]).key(&l.meta_key);
-    }
-    let reply: Value = node
-        .run_as(Traffic::Background, |mut c| async move {
-            inv.invoke_async(&mut c).await
-        })
-        .await?;
+    let reply = per_key(node, Traffic::Background, &DUMP, locs).await?;
     let mut items = pairs(reply, "dump", locs.len())?.into_iter();
     let mut out = Vec::with_capacity(locs.len());
     while let (Some(meta), Some(dump)) = (items.next(), items.next()) {
@@ -464,16 +474,7 @@ pub async fn verify(
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = VERIFY.prepare_invoke();
-    for l in locs {
-        inv.key(&l.key[..]).key(&l.meta_key);
-    }
-    let reply: Value = node
-        .run_as(
-            traffic,
-            |mut c| async move { inv.invoke_async(&mut c).await },
-        )
-        .await?;
+    let reply = per_key(node, traffic, &VERIFY, locs).await?;
     pairs(reply, "verify", locs.len())?
         .chunks(2)
         .map(|pair| {
@@ -509,15 +510,7 @@ pub async fn capture(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<Captured>
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = CAPTURE.prepare_invoke();
-    for l in locs {
-        inv.key(&l.key[..]).key(&l.meta_key);
-    }
-    let reply: Value = node
-        .run_as(Traffic::Background, |mut c| async move {
-            inv.invoke_async(&mut c).await
-        })
-        .await?;
+    let reply = per_key(node, Traffic::Background, &CAPTURE, locs).await?;
     let items = array(reply, "capture")?;
     if items.len() != locs.len() * 4 {
         return Err(protocol(format!(
@@ -616,10 +609,10 @@ pub async fn rebuild_digests(
     .await
 }
 
-/// A node's key count less quorumd's own keys: the digest hash, the sentinel, the layout
-/// marker, the live detection's probe key, each bucket's sub-digest hash and its sub-bucket
-/// metadata hashes (one per sub-bucket with a non-zero digest). Leases, hints and sweep
-/// checkpoints are few and not subtracted. KEYS: those four keys, then every bucket's
+/// A node's key count less quorumd's own keys: the digest hash, the sentinel and its records,
+/// the layout marker, the live detection's probe key, each bucket's sub-digest hash and its
+/// sub-bucket metadata hashes (one per sub-bucket with a non-zero digest). Leases, hints and
+/// sweep checkpoints are few and not subtracted. KEYS: those five keys, then every bucket's
 /// sub-digest hash. O(B × S) field reads, which is what
 /// an exact count of the metadata hashes costs without a counter on the write path.
 const USER_KEYS_LUA: &str = include_str!("../../lua/store/user_keys.lua");
@@ -627,7 +620,8 @@ const USER_KEYS_LUA: &str = include_str!("../../lua/store/user_keys.lua");
 static USER_KEYS: LazyLock<Script> = LazyLock::new(|| Script::new(USER_KEYS_LUA));
 
 /// The number of user keys on one node (see `USER_KEYS_LUA`): `keys` are the digest hash, the
-/// sentinel, the layout marker, the probe key, then every bucket's sub-digest hash.
+/// sentinel, its records, the layout marker, the probe key, then every bucket's sub-digest
+/// hash.
 pub async fn user_key_count(node: &Node, keys: &[String]) -> Result<i64, NodeError> {
     let mut inv = USER_KEYS.prepare_invoke();
     for k in keys {

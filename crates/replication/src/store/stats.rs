@@ -17,6 +17,7 @@ impl VersionedStore {
             [
                 digest_key(prefix),
                 sentinel_key(prefix),
+                quorumd_node::pool::sentinel_records_key(prefix),
                 super::layout::layout_key(prefix),
                 super::layout::probe_key(prefix),
             ]

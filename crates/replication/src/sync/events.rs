@@ -348,7 +348,7 @@ impl SyncMetricsRegistered<'_> {
         for state in labels::BUCKET_STATES {
             metrics::counter!(BUCKET_TRANSITIONS, "state" => *state).increment(0);
         }
-        for worker in ["sweep:exchange", "sweep:full"] {
+        for worker in ["sweep:exchange", "sweep:full", "direct:verify"] {
             metrics::counter!(WORKER_FAILURES, "worker" => worker).increment(0);
         }
     }
