@@ -32,6 +32,8 @@ pub const SWEEP_LAST_FINISHED: &str = "quorumd_sweep_last_finished_timestamp_sec
 pub const BUCKET_TRANSITIONS: &str = "quorumd_bucket_state_changes_total";
 pub const WORKER_FAILURES: &str = "quorumd_worker_failures_total";
 pub const DIRECT_CHANGES: &str = "quorumd_direct_changes_total";
+pub const SHARDS_HELD: &str = "quorumd_sweep_shards_held";
+pub const SHARDS: &str = "quorumd_sweep_shards";
 pub const NOTIFICATIONS_ENABLED: &str = "quorumd_node_notifications_enabled";
 
 pub const LOCK_ACQUISITIONS: &str = "quorumd_lock_acquisitions_total";
@@ -66,6 +68,18 @@ pub struct Metric {
 
 /// Every metric quorumd exports.
 pub const ALL: &[Metric] = &[
+    Metric {
+        name: SHARDS_HELD,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Shards whose lease this instance holds, after its last lease round (at each background exchange; 0 after shutdown). Summed over the instances of a job, the shards someone holds.",
+    },
+    Metric {
+        name: SHARDS,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Shards the buckets are grouped in for background exchanges (sync.shards).",
+    },
     Metric {
         name: DIRECT_CHANGES,
         kind: Kind::Counter,

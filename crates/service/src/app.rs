@@ -73,7 +73,7 @@ pub struct Core {
 /// Prometheus' `rate()` and the alert rules need a series to exist to read 0: without this, a
 /// fresh instance exported only the families something had already happened to. Each layer
 /// registers its own families from its events module.
-fn register_metrics_at_zero(pool: &NodePool) {
+fn register_metrics_at_zero(pool: &NodePool, shards: u32) {
     use quorumd_replication::{crdt_store, fanout, locks, queue, store, sync};
     let names: Vec<String> = pool.nodes().iter().map(|n| n.display.clone()).collect();
     quorumd_node::events::NodeMetricsRegistered {
@@ -82,7 +82,11 @@ fn register_metrics_at_zero(pool: &NodePool) {
     .emit();
     fanout::events::FanoutMetricsRegistered.emit();
     store::events::StoreMetricsRegistered.emit();
-    sync::events::SyncMetricsRegistered { nodes: &names }.emit();
+    sync::events::SyncMetricsRegistered {
+        nodes: &names,
+        shards,
+    }
+    .emit();
     locks::events::LockMetricsRegistered.emit();
     queue::events::QueueMetricsRegistered.emit();
     crdt_store::events::CrdtMetricsRegistered.emit();
@@ -111,7 +115,7 @@ impl Core {
             cfg.buckets,
         )
         .await?;
-        register_metrics_at_zero(&pool);
+        register_metrics_at_zero(&pool, cfg.sync.shards);
         let writer = writer_id(&cfg.instance_id);
         let store = Arc::new(VersionedStore::new(
             pool,

@@ -311,11 +311,18 @@ impl NotificationsState<'_> {
 pub struct SyncMetricsRegistered<'a> {
     /// Node names (masked addresses).
     pub nodes: &'a [String],
+    /// `sync.shards`.
+    pub shards: u32,
 }
 
 impl SyncMetricsRegistered<'_> {
     pub fn emit(self) {
         use quorumd_core::metric_labels as labels;
+        ShardsHeld {
+            held: 0,
+            shards: self.shards,
+        }
+        .emit();
         for mode in labels::SWEEP_MODES {
             for result in labels::SWEEP_RESULTS {
                 metrics::counter!(SWEEPS, "mode" => *mode, "result" => *result).increment(0);
@@ -340,6 +347,7 @@ impl SyncMetricsRegistered<'_> {
         for node in self.nodes {
             metrics::counter!(SWEEP_KEYS_SCANNED, "node" => node.clone()).increment(0);
             metrics::gauge!(HINTS_PENDING, "node" => node.clone()).increment(0.0);
+            metrics::counter!(HINTS_DROPPED, "node" => node.clone()).increment(0);
             for source in labels::REPAIR_SOURCES {
                 metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => *source)
                     .increment(0);
@@ -374,5 +382,18 @@ mod registration_tests {
         assert!(
             labels::WORKERS.contains(&"sweep:exchange") && labels::WORKERS.contains(&"sweep:full")
         );
+    }
+}
+
+/// This instance's shard leases after a lease round: how many it holds, of how many.
+pub struct ShardsHeld {
+    pub held: usize,
+    pub shards: u32,
+}
+
+impl ShardsHeld {
+    pub fn emit(self) {
+        metrics::gauge!(SHARDS_HELD).set(self.held as f64);
+        metrics::gauge!(SHARDS).set(f64::from(self.shards));
     }
 }

@@ -171,6 +171,11 @@ impl ShardLeases {
             self.on_majority(pool, &surplus, LeaseMode::Release).await;
         }
         *self.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.clone();
+        super::events::ShardsHeld {
+            held: owned.len(),
+            shards: self.shards,
+        }
+        .emit();
         owned
     }
 
@@ -195,6 +200,11 @@ impl ShardLeases {
         let mut names = held;
         names.push("full".into());
         self.on_majority(pool, &names, LeaseMode::Release).await;
+        super::events::ShardsHeld {
+            held: 0,
+            shards: self.shards,
+        }
+        .emit();
         let members = self.key("members");
         for node in pool.nodes() {
             let _ = calls::lease::leave(node, &members, &self.me).await;
