@@ -362,6 +362,19 @@ impl SyncMetricsRegistered<'_> {
     }
 }
 
+/// This instance's shard leases after a lease round: how many it holds, of how many.
+pub struct ShardsHeld {
+    pub held: usize,
+    pub shards: u32,
+}
+
+impl ShardsHeld {
+    pub fn emit(self) {
+        metrics::gauge!(SHARDS_HELD).set(self.held as f64);
+        metrics::gauge!(SHARDS).set(f64::from(self.shards));
+    }
+}
+
 #[cfg(test)]
 mod registration_tests {
     use quorumd_core::metric_labels as labels;
@@ -382,18 +395,5 @@ mod registration_tests {
         assert!(
             labels::WORKERS.contains(&"sweep:exchange") && labels::WORKERS.contains(&"sweep:full")
         );
-    }
-}
-
-/// This instance's shard leases after a lease round: how many it holds, of how many.
-pub struct ShardsHeld {
-    pub held: usize,
-    pub shards: u32,
-}
-
-impl ShardsHeld {
-    pub fn emit(self) {
-        metrics::gauge!(SHARDS_HELD).set(self.held as f64);
-        metrics::gauge!(SHARDS).set(f64::from(self.shards));
     }
 }
