@@ -1,13 +1,18 @@
 //! Keyspace notifications: turning them on (`CONFIG SET notify-keyspace-events`) and
-//! subscribing to the key events of the node's database, so that changes made on the node
-//! outside quorumd are seen as they happen.
+//! subscribing to the keyspace channels of the node's database, so that changes made on the
+//! node outside quorumd are seen as they happen.
+//!
+//! The subscription is to keyspace channels (`__keyspace@{db}__:{key}`, the event in the
+//! message) rather than key-event channels, because their patterns can leave quorumd's own keys
+//! out on the node: every write of quorumd changes three keys under the reserved prefix
+//! (metadata and two digest levels) beside the value, and those events are not even sent.
 
 use crate::pool::{Node, NodeError, Traffic};
 use futures::{Stream, StreamExt};
 
-/// The event classes live detection needs: key events (`E`) of generic commands, strings,
+/// The event classes live detection needs: keyspace events (`K`) of generic commands, strings,
 /// lists, sets, hashes, sorted sets, streams, expiries and evictions (`g$lshzxte`).
-const NEEDED: &str = "Eg$lshzxte";
+const NEEDED: &str = "Kg$lshzxte";
 
 /// The flags to set so that `current` also carries every class in [`NEEDED`]; `None` when it
 /// already does. `A` in `current` stands for `g$lshzxet`.
@@ -48,22 +53,64 @@ pub struct KeyEvent {
     pub key: Vec<u8>,
 }
 
-/// Subscribes to every key event of the node's database. The stream ends when the connection
-/// drops.
-pub async fn subscribe(node: &Node) -> Result<impl Stream<Item = KeyEvent> + Send, NodeError> {
+/// The channel patterns and exact channels that name every key of database `db` except those
+/// under `prefix`: for each position i of the prefix, the keys that share its first i bytes and
+/// differ at byte i, plus the proper prefixes themselves as whole keys.
+pub fn channels_outside(db: i64, prefix: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let base = format!("__keyspace@{db}__:").into_bytes();
+    let mut patterns = Vec::new();
+    let mut exact = Vec::new();
+    for i in 0..prefix.len() {
+        let mut head = base.clone();
+        head.extend(escape_glob(&prefix[..i]));
+        exact.push([base.as_slice(), &prefix[..i]].concat());
+        let mut pattern = head;
+        pattern.extend_from_slice(b"[^");
+        if matches!(prefix[i], b']' | b'\\' | b'^' | b'-') {
+            pattern.push(b'\\');
+        }
+        pattern.push(prefix[i]);
+        pattern.extend_from_slice(b"]*");
+        patterns.push(pattern);
+    }
+    if prefix.is_empty() {
+        patterns.push([base.as_slice(), b"*"].concat());
+    }
+    (patterns, exact)
+}
+
+fn escape_glob(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &b in bytes {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Subscribes to the keyspace channels of every key of the node's database outside `prefix`,
+/// and to that of `probe` (a key under the prefix whose events show that notifications
+/// arrive). The stream ends when the connection drops.
+pub async fn subscribe(
+    node: &Node,
+    prefix: &str,
+    probe: &str,
+) -> Result<impl Stream<Item = KeyEvent> + Send, NodeError> {
     let mut pubsub = node.subscriber().await?;
-    let pattern = format!("__keyevent@{}__:*", node.db());
-    pubsub
-        .psubscribe(&pattern)
-        .await
-        .map_err(|e| NodeError::Connection(e.to_string()))?;
-    Ok(pubsub.into_on_message().map(|msg| KeyEvent {
-        event: msg
-            .get_channel_name()
-            .rsplit_once(':')
-            .map(|(_, e)| e.to_owned())
-            .unwrap_or_default(),
-        key: msg.get_payload_bytes().to_vec(),
+    let failed = |e: redis::RedisError| NodeError::Connection(e.to_string());
+    let (patterns, mut exact) = channels_outside(node.db(), prefix.as_bytes());
+    exact.push(format!("__keyspace@{}__:{probe}", node.db()).into_bytes());
+    let base_len = format!("__keyspace@{}__:", node.db()).len();
+    pubsub.psubscribe(patterns).await.map_err(failed)?;
+    pubsub.subscribe(exact).await.map_err(failed)?;
+    Ok(pubsub.into_on_message().map(move |msg| {
+        let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
+        KeyEvent {
+            event: String::from_utf8_lossy(msg.get_payload_bytes()).into_owned(),
+            key: channel.get(base_len..).unwrap_or_default().to_vec(),
+        }
     }))
 }
 
@@ -83,10 +130,29 @@ mod tests {
 
     #[test]
     fn only_missing_classes_are_added() {
-        assert_eq!(missing_flags("").as_deref(), Some("Eg$lshzxte"));
+        assert_eq!(missing_flags("").as_deref(), Some("Kg$lshzxte"));
         assert_eq!(missing_flags("KEA"), None);
-        assert_eq!(missing_flags("AE"), None);
-        assert_eq!(missing_flags("Ex").as_deref(), Some("Exg$lshzte"));
-        assert_eq!(missing_flags("KA").as_deref(), Some("KAE"));
+        assert_eq!(missing_flags("AK"), None);
+        assert_eq!(missing_flags("Kx").as_deref(), Some("Kxg$lshzte"));
+        assert_eq!(missing_flags("EA").as_deref(), Some("EAK"));
+    }
+
+    #[test]
+    fn the_channels_outside_a_prefix_leave_exactly_its_keys_out() {
+        let (patterns, exact) = channels_outside(0, b"qd:");
+        assert_eq!(
+            patterns,
+            [
+                &b"__keyspace@0__:[^q]*"[..],
+                b"__keyspace@0__:q[^d]*",
+                b"__keyspace@0__:qd[^:]*"
+            ]
+        );
+        assert_eq!(
+            exact,
+            [&b"__keyspace@0__:"[..], b"__keyspace@0__:q", b"__keyspace@0__:qd"]
+        );
+        let (patterns, _) = channels_outside(3, b"a*]");
+        assert_eq!(patterns[2], b"__keyspace@3__:a\\*[^\\]]*");
     }
 }

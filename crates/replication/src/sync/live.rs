@@ -251,7 +251,9 @@ impl Worker for Subscriber {
                 return Err(WorkFailed(format!("{}: {e}", self.node.display)));
             }
         };
-        let events = match calls::notify::subscribe(&self.node).await {
+        let prefix = self.sweeper.store().settings().key_prefix.clone();
+        let probe_key = crate::store::layout::probe_key(&prefix);
+        let events = match calls::notify::subscribe(&self.node, &prefix, &probe_key).await {
             Ok(s) => s,
             Err(e) => {
                 live.set(&self.node, "connecting", Some(e.to_string()));
@@ -262,8 +264,6 @@ impl Worker for Subscriber {
             }
         };
         let mut events = Box::pin(events);
-        let prefix = self.sweeper.store().settings().key_prefix.clone();
-        let probe_key = crate::store::layout::probe_key(&prefix);
         let token = format!("{:016x}", rand::random::<u64>());
         let mut probing = calls::notify::probe(&self.node, &probe_key, &token)
             .await
