@@ -150,7 +150,11 @@ mod tests {
         );
         assert_eq!(
             exact,
-            [&b"__keyspace@0__:"[..], b"__keyspace@0__:q", b"__keyspace@0__:qd"]
+            [
+                &b"__keyspace@0__:"[..],
+                b"__keyspace@0__:q",
+                b"__keyspace@0__:qd"
+            ]
         );
         let (patterns, _) = channels_outside(3, b"a*]");
         assert_eq!(patterns[2], b"__keyspace@3__:a\\*[^\\]]*");
