@@ -67,8 +67,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use support::{
-    Align, Sample, closed_loop, env_number, http_put, markdown_table, median, percentile,
-    redis_version, setup, shut_down, start_app, still_running, text_table, write_report,
+    Align, Sample, closed_loop, command, commandstats, direct, env_number, grouped, http_put, info,
+    info_field, markdown_table, median, percentile, process_cpu_s, redis_cpu_s, redis_version,
+    setup, shut_down, start_app, still_running, text_table, write_report,
 };
 
 const NODES: usize = 3;
@@ -162,19 +163,6 @@ fn value(tag: &str, i: usize, fill: u8) -> Vec<u8> {
     let mut v = format!("{tag}/{i:09}/").into_bytes();
     v.resize(VALUE_BYTES, fill);
     v
-}
-
-/// `1,000,000`.
-fn grouped(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,92 +290,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TapLayer {
 // ---------------------------------------------------------------------------------------------
 // Direct access to the nodes, CPU accounting.
 
-async fn direct(url: &str) -> Result<MultiplexedConnection, String> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(120)));
-    redis::Client::open(url)
-        .map_err(|e| format!("redis client {url}: {e}"))?
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
-        .map_err(|e| format!("redis connection {url}: {e}"))
-}
-
-async fn command<T: redis::FromRedisValue>(
-    conn: &MultiplexedConnection,
-    cmd: &redis::Cmd,
-) -> Result<T, String> {
-    let mut c = conn.clone();
-    cmd.query_async(&mut c).await.map_err(|e| {
-        let name = match cmd.args_iter().next() {
-            Some(redis::Arg::Simple(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        format!("{name}: {e}")
-    })
-}
-
-async fn info(conn: &MultiplexedConnection, section: &str) -> Result<String, String> {
-    command(conn, redis::cmd("INFO").arg(section)).await
-}
-
-fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|r| r.strip_prefix(':'))
-            .map(str::trim)
-    })
-}
-
-/// CPU seconds (user + system) the server has used since it started.
-async fn redis_cpu_s(conn: &MultiplexedConnection) -> Result<f64, String> {
-    let text = info(conn, "cpu").await?;
-    let field = |n| {
-        info_field(&text, n)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    Ok(field("used_cpu_user") + field("used_cpu_sys"))
-}
-
 /// `used_memory` of the server, in bytes.
 async fn used_memory(conn: &MultiplexedConnection) -> Result<u64, String> {
     let text = info(conn, "memory").await?;
     info_field(&text, "used_memory")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| "INFO memory has no used_memory".to_string())
-}
-
-/// Per command since the last CONFIG RESETSTAT: (name, calls, µs), most µs first.
-async fn commandstats(conn: &MultiplexedConnection) -> Result<Vec<(String, u64, u64)>, String> {
-    let text = info(conn, "commandstats").await?;
-    let mut out: Vec<(String, u64, u64)> = text
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let num = |k: &str| {
-                rest.split(',')
-                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            Some((name.to_string(), num("calls")?, num("usec")?))
-        })
-        .collect();
-    out.sort_by_key(|c| std::cmp::Reverse(c.2));
-    Ok(out)
-}
-
-/// CPU seconds (user + system) of this process: the in-process service and the bench's own
-/// clients.
-fn process_cpu_s() -> f64 {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage only writes into the struct we pass.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return f64::NAN;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// On stderr, with the time of `CLOCK_MONOTONIC` in seconds: where a measured stretch starts

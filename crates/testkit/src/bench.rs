@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use quorumd_core::config::Config;
 use quorumd_service::app::App;
+use redis::aio::MultiplexedConnection;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -366,4 +367,100 @@ pub fn still_running(pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
     pids.into_iter()
         .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct access to the nodes, CPU accounting (shared by the benches).
+
+pub async fn direct(url: &str) -> Result<MultiplexedConnection, String> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(120)));
+    redis::Client::open(url)
+        .map_err(|e| format!("redis client {url}: {e}"))?
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .map_err(|e| format!("redis connection {url}: {e}"))
+}
+
+pub async fn command<T: redis::FromRedisValue>(
+    conn: &MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    let mut c = conn.clone();
+    cmd.query_async(&mut c).await.map_err(|e| {
+        let name = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        format!("{name}: {e}")
+    })
+}
+
+pub async fn info(conn: &MultiplexedConnection, section: &str) -> Result<String, String> {
+    command(conn, redis::cmd("INFO").arg(section)).await
+}
+
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// CPU seconds (user + system) the server has used since it started.
+pub async fn redis_cpu_s(conn: &MultiplexedConnection) -> Result<f64, String> {
+    let text = info(conn, "cpu").await?;
+    let field = |n| {
+        info_field(&text, n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(field("used_cpu_user") + field("used_cpu_sys"))
+}
+
+/// Per command since the last CONFIG RESETSTAT: (name, calls, µs), most µs first.
+pub async fn commandstats(conn: &MultiplexedConnection) -> Result<Vec<(String, u64, u64)>, String> {
+    let text = info(conn, "commandstats").await?;
+    let mut out: Vec<(String, u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let num = |k: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((name.to_string(), num("calls")?, num("usec")?))
+        })
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.2));
+    Ok(out)
+}
+
+/// CPU seconds (user + system) of this process: the service's sweep, the HTTP server and the
+/// client side of the bench.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// `1,000,000`.
+pub fn grouped(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
