@@ -207,7 +207,7 @@ async fn wait_live_on(tc: &TestCluster, nodes: usize) {
 async fn live_detection_adopts_direct_changes_within_seconds_and_a_deaf_path_does_not() {
     let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Adopt)).await;
     wait_live_on(&tc, 3).await;
-    for k in ["l:set", "l:del", "l:ttl"] {
+    for k in ["l:set", "l:del", "l:ttl", "l:retyped"] {
         put(&tc, k, "original").await;
     }
     let mut c = tc.direct(2).await;
@@ -227,6 +227,57 @@ async fn live_detection_adopts_direct_changes_within_seconds_and_a_deaf_path_doe
     )
     .await;
     all_nodes_agree_with(&tc, 2, &["l:set", "l:del", "l:ttl", "l:new"]).await;
+    // Other types: created on node 2 (adopted live), then changed there, renamed, retyped.
+    let _: () = command(&mut c, &["HSET", "l:hash", "f", "a"]).await;
+    let _: () = command(&mut c, &["SADD", "l:sset", "x"]).await;
+    let _: () = command(&mut c, &["RPUSH", "l:list", "1"]).await;
+    let _: () = command(&mut c, &["ZADD", "l:zset", "1", "m"]).await;
+    let _: () = command(&mut c, &["SET", "l:ren", "r"]).await;
+    let typed = ["l:hash", "l:sset", "l:list", "l:zset", "l:ren"];
+    wait_until(
+        Duration::from_secs(5),
+        "typed keys adopted live",
+        || async {
+            let mut all = true;
+            for k in typed {
+                all &= tc.raw_meta(0, k.as_bytes()).await.is_some();
+            }
+            all
+        },
+    )
+    .await;
+    let _: () = command(&mut c, &["HSET", "l:hash", "f", "b"]).await;
+    let _: () = command(&mut c, &["SADD", "l:sset", "y"]).await;
+    let _: () = command(&mut c, &["LPUSH", "l:list", "0"]).await;
+    let _: () = command(&mut c, &["ZADD", "l:zset", "5", "m"]).await;
+    let _: () = command(&mut c, &["RENAME", "l:ren", "l:renamed"]).await;
+    let _: () = command(&mut c, &["DEL", "l:retyped"]).await;
+    let _: () = command(&mut c, &["HSET", "l:retyped", "now", "a hash"]).await;
+    let changed = [
+        "l:hash",
+        "l:sset",
+        "l:list",
+        "l:zset",
+        "l:ren",
+        "l:renamed",
+        "l:set",
+    ];
+    wait_until(
+        Duration::from_secs(5),
+        "typed changes adopted live",
+        || async {
+            for k in changed {
+                if raw(&tc, 0, k).await != raw(&tc, 2, k).await
+                    || tc.raw_meta(0, k.as_bytes()).await != tc.raw_meta(2, k.as_bytes()).await
+                {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    all_nodes_agree_with(&tc, 2, &changed).await;
     // Negative control: with the live path dropping events, a change stays on its node.
     tc.app()
         .sweeper()

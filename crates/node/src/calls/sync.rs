@@ -143,21 +143,6 @@ pub async fn key_states(node: &Node, locs: &[KeyLocation]) -> Result<Vec<KeyStat
         .collect()
 }
 
-/// Absolute expiries of keys in ms, `None` for no TTL (PEXPIRETIME, pipelined).
-pub async fn expiries_ms(node: &Node, keys: &[&[u8]]) -> Result<Vec<Option<u64>>, NodeError> {
-    let mut pipe = redis::pipe();
-    for k in keys {
-        pipe.cmd("PEXPIRETIME").arg(*k);
-    }
-    let at: Vec<i64> = node
-        .run(|mut c| async move { pipe.query_async(&mut c).await })
-        .await?;
-    Ok(at
-        .into_iter()
-        .map(|a| (a > 0).then_some(a as u64))
-        .collect())
-}
-
 /// One SCAN step: the next cursor and the keys it returned.
 pub async fn scan(
     node: &Node,
@@ -230,7 +215,7 @@ pub async fn save_bucket_checkpoint(
     key: &str,
     next: Option<u32>,
 ) -> Result<(), NodeError> {
-    let mut cmd = match next {
+    let cmd = match next {
         Some(b) => {
             let mut c = redis::cmd("SET");
             c.arg(key).arg(b);
@@ -242,7 +227,6 @@ pub async fn save_bucket_checkpoint(
             c
         }
     };
-    let cmd = &mut cmd;
     node.run_as(Traffic::Background, |mut c| async move {
         cmd.query_async::<()>(&mut c).await
     })
