@@ -1094,8 +1094,6 @@ fn errors_note(s: &Sample) -> String {
 /// Writes versioned entries for keys `0..count` to the store's node 0 with the APPLY script
 /// (what a client write does on a node), `LOAD_BATCH` keys per call.
 async fn load_versioned(store: &VersionedStore, count: usize) -> Result<(), String> {
-    let digest_key = quorumd::store::digest_key(&store.settings().key_prefix);
-    let digest_key = &digest_key;
     let indices: Vec<usize> = (0..count).collect();
     let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
         .map(|chunk| async move {
@@ -1121,7 +1119,7 @@ async fn load_versioned(store: &VersionedStore, count: usize) -> Result<(), Stri
                     cond: NodeCondition::None,
                 })
                 .collect();
-            let outcomes = calls::store::apply(store.pool().node(0), digest_key, &entries)
+            let outcomes = calls::store::apply(store.pool().node(0), &entries)
                 .await
                 .map_err(|e| format!("APPLY: {e}"))?;
             if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
@@ -1179,16 +1177,16 @@ async fn copy_metadata(
     as_format_1: bool,
 ) -> Result<u64, String> {
     let settings = store.settings();
-    let prefix = &settings.key_prefix;
-    let buckets: Vec<u32> = (0..settings.buckets).collect();
+    let prefix = &settings.layout.prefix;
+    let buckets: Vec<u32> = (0..settings.layout.buckets).collect();
     let mut entries = 0u64;
     let mut to_c = to.clone();
     let mut from_c = from.clone();
     for chunk in buckets.chunks(64) {
         let mut hashes: Vec<String> = Vec::new();
         for &b in chunk {
-            hashes.extend(settings.bucket_meta_keys(b));
-            hashes.push(quorumd::store::sub_digest_key(prefix, b));
+            hashes.extend(settings.layout.bucket_meta_keys(b));
+            hashes.push(settings.layout.sub_digest_key(b));
         }
         let mut read = redis::pipe();
         for h in &hashes {
@@ -1226,7 +1224,8 @@ async fn copy_metadata(
             .await
             .map_err(|e| format!("HSET pipeline: {e}"))?;
     }
-    let digest_key = quorumd::store::digest_key(prefix);
+    // The default layout keeps every bucket digest in one hash.
+    let digest_key = settings.layout.digest_key(0);
     let digests: Vec<(Vec<u8>, Vec<u8>)> =
         command(from, redis::cmd("HGETALL").arg(&digest_key)).await?;
     if !digests.is_empty() {
@@ -1243,9 +1242,9 @@ async fn copy_metadata(
 /// `MEMORY USAGE` of the digest hashes (`{prefix}d` and every `{prefix}d:{bucket}`): the part
 /// of the metadata that does not grow with the keys.
 async fn digest_bytes(conn: &MultiplexedConnection, store: &VersionedStore) -> Result<u64, String> {
-    let prefix = &store.settings().key_prefix;
-    let mut names = vec![quorumd::store::digest_key(prefix)];
-    names.extend((0..store.settings().buckets).map(|b| quorumd::store::sub_digest_key(prefix, b)));
+    let layout = &store.settings().layout;
+    let mut names: Vec<String> = layout.digest_keys().into_iter().map(|(k, _)| k).collect();
+    names.extend((0..layout.buckets).map(|b| layout.sub_digest_key(b)));
     let mut sum = 0u64;
     let mut c = conn.clone();
     for chunk in names.chunks(RAW_BATCH) {
@@ -1424,7 +1423,7 @@ async fn scrub_alone(app: &App, conns: &[MultiplexedConnection]) -> Result<Scrub
     let node = store.pool().node(0);
     let settings = store.settings();
     let cfg = app.sweeper().config();
-    let buckets: Vec<u32> = (0..settings.buckets).collect();
+    let buckets: Vec<u32> = (0..settings.layout.buckets).collect();
     let (mut read_s, mut verify_s, mut entries, mut mismatches) = (0f64, 0f64, 0u64, 0u64);
     let used = usage_start(conns).await?;
     let started = Instant::now();
@@ -1432,7 +1431,7 @@ async fn scrub_alone(app: &App, conns: &[MultiplexedConnection]) -> Result<Scrub
     for chunk in buckets.chunks(cfg.bucket_batch.max(1)) {
         let meta_keys: Vec<Vec<String>> = chunk
             .iter()
-            .map(|b| settings.bucket_meta_keys(*b))
+            .map(|b| settings.layout.bucket_meta_keys(*b))
             .collect();
         let t = Instant::now();
         let (metas, bad) = calls::sync::bucket_metas(node, &meta_keys)
@@ -1461,7 +1460,6 @@ async fn scrub_alone(app: &App, conns: &[MultiplexedConnection]) -> Result<Scrub
     let total_s = started.elapsed().as_secs_f64();
     mark("scrub alone: end");
     let usage = usage_end(used, conns).await?;
-    let digest_key = quorumd::store::digest_key(&settings.key_prefix);
     let started = Instant::now();
     mark("REBUILD_DIGESTS pass: start");
     for chunk in buckets.chunks(cfg.bucket_batch.max(1)) {
@@ -1469,11 +1467,12 @@ async fn scrub_alone(app: &App, conns: &[MultiplexedConnection]) -> Result<Scrub
             .iter()
             .map(|&bucket| BucketDigestKeys {
                 bucket,
-                sub_digest_key: quorumd::store::sub_digest_key(&settings.key_prefix, bucket),
-                meta_keys: settings.bucket_meta_keys(bucket),
+                digest_key: settings.layout.digest_key(bucket),
+                sub_digest_key: settings.layout.sub_digest_key(bucket),
+                meta_keys: settings.layout.bucket_meta_keys(bucket),
             })
             .collect();
-        let fixed = calls::store::rebuild_digests(node, &digest_key, settings.sub_buckets, &keys)
+        let fixed = calls::store::rebuild_digests(node, settings.layout.sub_buckets, &keys)
             .await
             .map_err(|e| format!("digest rebuild: {e}"))?;
         if !fixed.is_empty() {

@@ -263,8 +263,6 @@ async fn write_versions(
     targets: &[usize],
     generation: u32,
 ) -> Result<u64, String> {
-    let digest_key = quorumd::store::digest_key(&store.settings().key_prefix);
-    let digest_key = &digest_key;
     let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
         .map(|chunk| async move {
             let keys: Vec<String> = chunk.iter().map(|&i| key(i)).collect();
@@ -292,7 +290,7 @@ async fn write_versions(
             let results = futures::future::join_all(
                 targets
                     .iter()
-                    .map(|&t| calls::store::apply(store.pool().node(t), digest_key, &entries)),
+                    .map(|&t| calls::store::apply(store.pool().node(t), &entries)),
             )
             .await;
             let mut applied = 0u64;
@@ -358,7 +356,7 @@ async fn load(
         }
         LoadMethod::Adopt => {
             write_raw(conns, range).await?;
-            let prefix = &app.store().settings().key_prefix;
+            let prefix = &app.store().settings().layout.prefix;
             for c in conns {
                 command::<()>(
                     c,
@@ -494,7 +492,8 @@ struct Idle {
 }
 
 async fn digest_size(app: &App, conns: &[MultiplexedConnection]) -> Result<(u64, u64), String> {
-    let digest_key = quorumd::store::digest_key(&app.store().settings().key_prefix);
+    // The default layout keeps every bucket digest in one hash.
+    let digest_key = app.store().settings().layout.digest_key(0);
     let (mut wire, mut payload) = (0u64, 0u64);
     let bulk = |len: usize| (1 + len.to_string().len() + 2 + len + 2) as u64;
     for c in conns {
@@ -623,7 +622,7 @@ async fn divergence_cost(
             grouped(keys),
             r.buckets_mismatched,
             r.sub_buckets_mismatched,
-            keys / app.store().settings().buckets as usize,
+            keys / app.store().settings().layout.buckets as usize,
             grouped(r.metadata_entries_read as usize),
         );
         println!("             where the time went: {}", used.breakdown());
@@ -1260,8 +1259,8 @@ async fn measure(
         "quorumd with {NODES} redis-server {} nodes, {} buckets × {} sub-buckets, key_batch {}, \
          bucket_batch {}, max_repairs_per_sec {}, max_scan_keys_per_sec {}, backoff_latency_ms {}",
         redis_version(),
-        app.store().settings().buckets,
-        app.store().settings().sub_buckets,
+        app.store().settings().layout.buckets,
+        app.store().settings().layout.sub_buckets,
         sync.key_batch,
         sync.bucket_batch,
         sync.max_repairs_per_sec,
@@ -1312,7 +1311,7 @@ async fn measure(
     tables_settled(&conns).await?;
     let heal = heal_vs_full_sync(app, &conns, ports, s.keys, s, pids).await?;
     Ok(Results {
-        buckets: app.store().settings().buckets as usize,
+        buckets: app.store().settings().layout.buckets as usize,
         load: loads,
         idle,
         divergence,

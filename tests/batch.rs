@@ -245,14 +245,9 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
             cond: NodeCondition::None,
         })
         .collect();
-    let outcomes = calls::store::apply_each(
-        &node0,
-        quorumd::pool::Traffic::Client,
-        &locs[0].digest_key,
-        &entries,
-    )
-    .await
-    .expect("the call itself");
+    let outcomes = calls::store::apply_each(&node0, quorumd::pool::Traffic::Client, &entries)
+        .await
+        .expect("the call itself");
     assert!(
         outcomes[0].as_ref().is_ok_and(|o| o.changed()),
         "{outcomes:?}"
@@ -272,11 +267,7 @@ async fn a_key_of_another_type_on_one_node_fails_only_its_own_entries() {
     );
     assert_eq!(tc.raw_value(0, b"w3").await.as_deref(), Some(&b"w"[..]));
     // The sweep's all-or-nothing view of the same batch.
-    assert!(
-        calls::store::apply(&node0, &locs[0].digest_key, &entries)
-            .await
-            .is_err()
-    );
+    assert!(calls::store::apply(&node0, &entries).await.is_err());
     tc.shutdown().await;
 }
 
@@ -309,9 +300,7 @@ async fn writes_of_one_key_in_one_call_keep_the_higher_version() {
                 cond: NodeCondition::None,
             })
             .collect();
-        calls::store::apply(&node0, &loc.digest_key, &entries)
-            .await
-            .unwrap();
+        calls::store::apply(&node0, &entries).await.unwrap();
         assert_eq!(
             tc.raw_meta(0, b"twice").await.unwrap().version,
             version(want.0)

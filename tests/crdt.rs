@@ -717,7 +717,7 @@ async fn counter_arrives(tc: &TestCluster, key: &str, n: usize) -> MergeCode {
     calls::crdt::merge(
         store.pool().node(n),
         &store.locate(key.as_bytes()).unwrap(),
-        &calls::crdt::state_key(common::key_prefix(), key.as_bytes()),
+        &common::default_layout().state_key(key.as_bytes()),
         CrdtKind::Counter,
         &counter.to_fields(),
         false,

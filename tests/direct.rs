@@ -463,7 +463,7 @@ async fn the_nodes_compute_the_checksums_the_core_defines() {
 async fn a_scrub_stopped_in_its_bucket_phase_resumes_where_it_stopped() {
     let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
     let store = tc.app().store().clone();
-    let half = store.settings().buckets / 2;
+    let half = store.settings().layout.buckets / 2;
     // One key below the saved position and one above it, both changed on node 1.
     let mut low = None;
     let mut high = None;

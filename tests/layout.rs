@@ -96,9 +96,9 @@ async fn format_one_is_refused_and_converts_in_place() {
 }
 
 fn meta_key_of(key: &str) -> String {
-    let cfg = common::test_config(Vec::new());
-    let p = quorumd::digest::placement(key.as_bytes(), cfg.buckets, cfg.sub_buckets);
-    quorumd::store::meta_key(common::key_prefix(), p.bucket, p.sub)
+    let layout = common::default_layout();
+    let p = layout.place(key.as_bytes());
+    layout.meta_key(p.bucket, p.sub)
 }
 
 async fn tc_meta(tc: &TestCluster, i: usize, key: &str) -> Meta {

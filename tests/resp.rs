@@ -602,7 +602,7 @@ async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dbsize_walks_the_sub_digests_at_most_once_a_second() {
     let tc = TestCluster::start(3).await;
-    let buckets = u64::from(tc.app().store().settings().buckets);
+    let buckets = u64::from(tc.app().store().settings().layout.buckets);
     let mut c = Raw::connect(resp_addr(&tc)).await;
     for i in 0..10 {
         assert_eq!(c.cmd(&format!("SET dbs:{i} v")).await, Frame::ok());

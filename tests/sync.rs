@@ -906,9 +906,7 @@ async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], va
     for &t in targets {
         let node = store.pool().node(t);
         for chunk in entries.chunks(500) {
-            quorumd::calls::store::apply(node, &common::digest_key(), chunk)
-                .await
-                .unwrap();
+            quorumd::calls::store::apply(node, chunk).await.unwrap();
         }
     }
 }
@@ -917,7 +915,7 @@ async fn apply_versions(tc: &TestCluster, keys: &[String], targets: &[usize], va
 async fn sub_bucket_len(tc: &TestCluster, node: usize, bucket: u32, sub: u32) -> u64 {
     let mut c = tc.direct(node).await;
     redis::cmd("HLEN")
-        .arg(quorumd::store::meta_key(common::key_prefix(), bucket, sub))
+        .arg(common::default_layout().meta_key(bucket, sub))
         .query_async(&mut c)
         .await
         .unwrap()
@@ -933,7 +931,7 @@ async fn bucket_digests(tc: &TestCluster, node: usize, bucket: u32) -> (u64, BTr
         .await
         .unwrap();
     let subs = redis::cmd("HGETALL")
-        .arg(quorumd::store::sub_digest_key(common::key_prefix(), bucket))
+        .arg(common::default_layout().sub_digest_key(bucket))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -1182,10 +1180,8 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
         tc.put("k", "new", "consistency=all").await.status(),
         StatusCode::OK
     );
-    let by_transaction = bulk::restore_copies(pool.node(2), &loc.digest_key, &[&old])
-        .await
-        .unwrap();
-    let by_script = bucket_copy::restore_buckets(pool.node(2), &loc.digest_key, &[&old])
+    let by_transaction = bulk::restore_copies(pool.node(2), &[&old]).await.unwrap();
+    let by_script = bucket_copy::restore_buckets(pool.node(2), &[&old])
         .await
         .unwrap();
     assert_eq!(
@@ -1201,8 +1197,8 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
         let mut c = tc.direct(node).await;
         let _: () = common::command(&mut c, &["FLUSHALL"]).await;
         let done = match restore {
-            "transaction" => bulk::restore_copies(pool.node(node), &loc.digest_key, &[&new]).await,
-            _ => bucket_copy::restore_buckets(pool.node(node), &loc.digest_key, &[&new]).await,
+            "transaction" => bulk::restore_copies(pool.node(node), &[&new]).await,
+            _ => bucket_copy::restore_buckets(pool.node(node), &[&new]).await,
         };
         assert_eq!(done.unwrap(), vec![true], "{restore}");
         for (what, cmd) in [
@@ -1298,10 +1294,10 @@ async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
     let execs = calls_of(&tc, 2, "exec").await;
     proxy.set(LinkFault::CutFromNode);
     let restore = {
-        let (node, digest_key) = (pool.node(2).clone(), loc_written.digest_key.clone());
+        let node = pool.node(2).clone();
         tokio::spawn(async move {
             let copies: Vec<_> = copies.iter().collect();
-            bulk::restore_copies(&node, &digest_key, &copies).await
+            bulk::restore_copies(&node, &copies).await
         })
     };
     wait_until(

@@ -11,6 +11,7 @@ pub mod content;
 pub mod crdt;
 pub mod digest;
 pub mod hlc;
+pub mod layout;
 pub mod meta;
 pub mod metric_labels;
 pub mod metric_names;

@@ -121,9 +121,7 @@ impl Core {
             pool,
             Hlc::new(writer),
             StoreSettings {
-                key_prefix: cfg.key_prefix.clone(),
-                buckets: cfg.buckets,
-                sub_buckets: cfg.sub_buckets,
+                layout: cfg.layout(),
                 quorum: validated.quorum,
                 request_timeout: cfg.timeouts.request(),
                 batch: quorumd_replication::store::BatchSettings {

@@ -6,6 +6,7 @@
 
 use crate::nemesis::proxy::FaultProxy;
 use quorumd_core::config::Config;
+use quorumd_core::layout::Layout;
 use quorumd_node::devcluster::DevCluster;
 use quorumd_replication::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, SyncError};
 use quorumd_service::app::App;
@@ -272,20 +273,32 @@ pub fn reserved_key(rest: &str) -> String {
     format!("{}{rest}", key_prefix())
 }
 
-/// The hash of bucket digests on every node.
+/// The layout of the default configuration (placement `xxh3`, 4096 buckets).
+pub fn default_layout() -> Layout {
+    let cfg = Config {
+        nodes: vec!["redis://127.0.0.1:1".into()],
+        ..Config::default()
+    };
+    cfg.validate()
+        .expect("the default configuration with one node is valid")
+        .config
+        .layout()
+}
+
+/// The hash of bucket digests on every node, under the default layout.
 pub fn digest_key() -> String {
-    quorumd_replication::store::digest_key(key_prefix())
+    default_layout().digest_key(0)
 }
 
 /// A Lua script (EVAL with no keys) that counts the metadata entries on a node: every
 /// sub-bucket hash of every bucket of the default layout.
 pub fn count_meta_entries_script() -> String {
-    let cfg = Config::default();
+    let layout = default_layout();
     format!(
         "local n = 0 for b = 0, {} do for s = 0, {} do \
          n = n + redis.call('HLEN', '{}m:' .. b .. ':' .. s) end end return n",
-        cfg.buckets - 1,
-        cfg.sub_buckets - 1,
+        layout.buckets - 1,
+        layout.sub_buckets - 1,
         key_prefix()
     )
 }

@@ -116,7 +116,7 @@ struct Copy {
 
 fn keys_of(app: &App, name: &str) -> (String, String) {
     let loc = app.store().locate(name.as_bytes()).unwrap();
-    let prefix = &app.store().settings().key_prefix;
+    let prefix = &app.store().settings().layout.prefix;
     (loc.meta_key, format!("{prefix}c:{name}"))
 }
 

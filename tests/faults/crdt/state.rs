@@ -39,7 +39,7 @@ pub struct NodeView {
 /// `name`'s metadata entry, state and materialised value on every node.
 pub async fn node_views(nemesis: &Nemesis, app: &App, kind: Kind, name: &str) -> Vec<NodeView> {
     let loc = app.store().locate(name.as_bytes()).expect("user key");
-    let prefix = &app.store().settings().key_prefix;
+    let prefix = &app.store().settings().layout.prefix;
     let mut views = Vec::new();
     for node in &nemesis.cluster.nodes {
         let mut c = redis::Client::open(node.url())

@@ -8,6 +8,7 @@ mod tls;
 pub use auth::{AuthConfig, Scope, TokenEntry, TokensFile};
 pub use tls::TlsConfig;
 
+use crate::layout::{Layout, SLOTS, Scheme};
 use crate::quorum::{Consistency, QuorumSizes};
 use crate::redact::mask_url;
 use serde::{Deserialize, Serialize};
@@ -57,8 +58,14 @@ pub struct Config {
     pub instance_id: String,
     /// Prefix of quorumd's reserved keys on every node (metadata, digests). Default `qd:`.
     pub key_prefix: String,
-    /// Number of metadata buckets, a power of two, fixed for the lifetime of a cluster.
-    /// Default 4096.
+    /// How user keys are placed in metadata buckets, fixed for the lifetime of a cluster:
+    /// `xxh3` (standalone servers only) or `slot` (the key's Redis Cluster hash slot, with every
+    /// reserved key of a bucket in that slot; standalone servers and Redis Clusters).
+    /// Default `xxh3`.
+    pub placement: Scheme,
+    /// Number of metadata buckets, fixed for the lifetime of a cluster: a power of two under
+    /// `xxh3`, 16384 under `slot`. Default 0, meaning the placement's own (4096 under `xxh3`,
+    /// 16384 under `slot`).
     pub buckets: u32,
     /// Sub-buckets per bucket, a power of two, fixed for the lifetime of a cluster. Each bucket's
     /// metadata is split into this many hashes, each with its own digest, so a digest exchange
@@ -93,7 +100,8 @@ impl Default for Config {
             nodes: Vec::new(),
             instance_id: String::new(),
             key_prefix: "qd:".into(),
-            buckets: 4096,
+            placement: Scheme::default(),
+            buckets: 0,
             sub_buckets: 16,
             quorum: QuorumConfig::default(),
             timeouts: TimeoutConfig::default(),
@@ -477,23 +485,51 @@ impl Default for QueueConfig {
     }
 }
 
-/// A parsed node address.
+/// A parsed node address: a standalone server, or a Redis Cluster given by seed addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAddress {
-    /// The URL as configured (contains the password, if any: never log it).
+    /// The URL as configured (contains the password, if any: never log it). For a cluster,
+    /// the URL of its first seed.
     pub url: String,
-    /// The URL with the password replaced by `***`: safe for logs, errors and the API.
+    /// The address as configured with the password replaced by `***`: safe for logs, errors
+    /// and the API.
     pub display: String,
-    /// `host:port/db`, used to find duplicates.
+    /// `host:port/db` for a server, `cluster:host:port,host:port` (its seeds) for a cluster;
+    /// used to find duplicates and to name the node in hints.
     pub identity: String,
+    /// For a cluster, one `redis://` (or `rediss://`) URL per seed, credentials included;
+    /// empty for a standalone server.
+    pub cluster_seeds: Vec<String>,
 }
 
+/// Scheme prefix of a cluster replica: `redis+cluster://` or `rediss+cluster://`.
+const CLUSTER_SUFFIX: &str = "+cluster://";
+
 impl NodeAddress {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`) for a standalone server;
+    /// `redis+cluster://[user:password@]host:port[,host:port...]` (or `rediss+cluster://`)
+    /// for a Redis Cluster, given by one or more seeds.
     pub fn parse(raw: &str) -> Result<NodeAddress, String> {
+        if let Some(at) = raw.find(CLUSTER_SUFFIX) {
+            return Self::parse_cluster(raw, &raw[..at], &raw[at + CLUSTER_SUFFIX.len()..]);
+        }
+        let (url, host, port, db) = Self::parse_server(raw)?;
+        Ok(NodeAddress {
+            url,
+            display: mask_url(raw),
+            identity: format!("{host}:{port}/{db}"),
+            cluster_seeds: Vec::new(),
+        })
+    }
+
+    /// The URL, lowercased host, port and database of one server.
+    fn parse_server(raw: &str) -> Result<(String, String, u16, u32), String> {
         let parsed = url::Url::parse(raw).map_err(|e| format!("{}: {e}", mask_url(raw)))?;
         let display = mask_url(raw);
         if !matches!(parsed.scheme(), "redis" | "rediss") {
-            return Err(format!("{display}: scheme must be redis:// or rediss://"));
+            return Err(format!(
+                "{display}: scheme must be redis://, rediss://, redis+cluster:// or rediss+cluster://"
+            ));
         }
         let host = parsed
             .host_str()
@@ -507,11 +543,47 @@ impl NodeAddress {
             db.parse()
                 .map_err(|_| format!("{display}: database must be a number"))?
         };
+        Ok((raw.to_string(), host.to_ascii_lowercase(), port, db))
+    }
+
+    fn parse_cluster(raw: &str, scheme: &str, rest: &str) -> Result<NodeAddress, String> {
+        let (credentials, hosts) = match rest.rfind('@') {
+            Some(at) => (&rest[..=at], &rest[at + 1..]),
+            None => ("", rest),
+        };
+        let hosts = hosts.trim_end_matches('/');
+        let mut seeds = Vec::new();
+        let mut identities = Vec::new();
+        for host in hosts.split(',') {
+            let seed = format!("{scheme}://{credentials}{host}");
+            let (url, host, port, db) = Self::parse_server(&seed)?;
+            if db != 0 {
+                return Err(format!(
+                    "{}: a Redis Cluster has database 0 only",
+                    mask_url(&seed)
+                ));
+            }
+            identities.push(format!("{host}:{port}"));
+            seeds.push(url);
+        }
+        let display = match credentials.find(':') {
+            Some(colon) => format!(
+                "{scheme}{CLUSTER_SUFFIX}{}***@{hosts}",
+                &credentials[..=colon]
+            ),
+            None => raw.to_string(),
+        };
         Ok(NodeAddress {
-            url: raw.to_string(),
+            url: seeds[0].clone(),
             display,
-            identity: format!("{}:{port}/{db}", host.to_ascii_lowercase()),
+            identity: format!("cluster:{}", identities.join(",")),
+            cluster_seeds: seeds,
         })
+    }
+
+    /// Whether this node is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_seeds.is_empty()
     }
 }
 
@@ -525,7 +597,7 @@ pub struct Validated {
 
 impl Config {
     /// Checks every rule the types cannot express.
-    pub fn validate(self) -> Result<Validated, ConfigError> {
+    pub fn validate(mut self) -> Result<Validated, ConfigError> {
         if self.nodes.is_empty() {
             return Err(invalid("nodes", "at least one node is required"));
         }
@@ -548,6 +620,38 @@ impl Config {
             nonzero(self.quorum.write),
         )
         .map_err(|m| invalid("quorum", m))?;
+        if self.buckets == 0 {
+            self.buckets = match self.placement {
+                Scheme::Xxh3 => 4096,
+                Scheme::Slot => SLOTS,
+            };
+        }
+        if self.placement == Scheme::Slot && self.buckets != SLOTS {
+            return Err(invalid(
+                "buckets",
+                format!(
+                    "{} cannot be used with placement = \"slot\", whose buckets are the {SLOTS} hash slots: leave buckets unset",
+                    self.buckets
+                ),
+            ));
+        }
+        if self.placement != Scheme::Slot
+            && let Some(i) = nodes.iter().position(NodeAddress::is_cluster)
+        {
+            return Err(invalid(
+                format!("nodes[{i}]"),
+                format!(
+                    "{} is a Redis Cluster, which needs placement = \"slot\" (every script's keys in one hash slot)",
+                    nodes[i].display
+                ),
+            ));
+        }
+        if self.placement == Scheme::Slot && self.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "key_prefix",
+                "must not contain braces with placement = \"slot\": quorumd's reserved keys carry a hash tag of their own",
+            ));
+        }
         if !self.buckets.is_power_of_two() || self.buckets > 1 << 20 {
             return Err(invalid(
                 "buckets",
@@ -704,6 +808,16 @@ impl Config {
         })
     }
 
+    /// Where quorumd's keys live on the nodes. `buckets` is resolved by `validate`.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            prefix: self.key_prefix.clone(),
+            scheme: self.placement,
+            buckets: self.buckets,
+            sub_buckets: self.sub_buckets,
+        }
+    }
+
     /// The configuration as TOML with every node password masked.
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
@@ -774,6 +888,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_replica_is_given_by_its_seeds_and_needs_the_slot_placement() {
+        let a = NodeAddress::parse("rediss+cluster://app:s3cret@H1:7000,h2:7001").unwrap();
+        assert!(a.is_cluster());
+        assert_eq!(
+            a.cluster_seeds,
+            ["rediss://app:s3cret@H1:7000", "rediss://app:s3cret@h2:7001"]
+        );
+        assert_eq!(a.identity, "cluster:h1:7000,h2:7001");
+        assert_eq!(a.display, "rediss+cluster://app:***@H1:7000,h2:7001");
+        assert!(!a.display.contains("s3cret"));
+        let plain = NodeAddress::parse("redis+cluster://h:7000").unwrap();
+        assert_eq!(plain.cluster_seeds, ["redis://h:7000"]);
+        assert!(NodeAddress::parse("redis+cluster://h:7000/2").is_err());
+        assert!(NodeAddress::parse("http+cluster://h:7000").is_err());
+        assert!(!NodeAddress::parse("redis://h:7000").unwrap().is_cluster());
+
+        let mut c = with_nodes(&["redis://a:1", "redis+cluster://b:1,b:2", "redis://c:1"]);
+        assert_eq!(field_of(c.clone().validate().unwrap_err()), "nodes[1]");
+        c.placement = Scheme::Slot;
+        assert_eq!(c.validate().unwrap().nodes.len(), 3);
+    }
+
+    #[test]
     fn invalid_values_name_their_field() {
         assert_eq!(field_of(with_nodes(&[]).validate().unwrap_err()), "nodes");
         assert_eq!(
@@ -798,6 +935,15 @@ mod tests {
         let mut c = with_nodes(&["redis://a:1"]);
         c.buckets = 1000;
         assert_eq!(field_of(c.validate().unwrap_err()), "buckets");
+        let mut c = with_nodes(&["redis://a:1"]);
+        assert_eq!(c.clone().validate().unwrap().config.buckets, 4096);
+        c.placement = Scheme::Slot;
+        assert_eq!(c.clone().validate().unwrap().config.buckets, SLOTS);
+        c.buckets = 4096;
+        assert_eq!(field_of(c.clone().validate().unwrap_err()), "buckets");
+        c.buckets = 0;
+        c.key_prefix = "{qd}:".into();
+        assert_eq!(field_of(c.validate().unwrap_err()), "key_prefix");
         let mut c = with_nodes(&["redis://a:1"]);
         for bad in [0, 12, 2048] {
             c.sub_buckets = bad;

@@ -9,9 +9,12 @@ local function flush()
     mset = {}
   end
 end
-local k, a = 2, 1
+local k, a = 1, 1
 while a <= #ARGV do
   local bucket, digest = ARGV[a], ARGV[a + 1]
+  -- Each bucket's keys start with its digest hash.
+  local dkey = KEYS[k]
+  k = k + 1
   local m, s, v = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local kinds = ARGV[a + 5]
   local _, timed = string.gsub(kinds, '[SD]', '')
@@ -67,7 +70,7 @@ while a <= #ARGV do
         redis.call('HSET', key, unpack(ARGV, from + 2 * c, last))
       end
     end
-    redis.call('HSET', KEYS[1], bucket, digest)
+    redis.call('HSET', dkey, bucket, digest)
   end
   out[#out + 1] = empty and 1 or 0
   k, a = k + m + s + v, a + v + timed

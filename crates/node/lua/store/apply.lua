@@ -1,8 +1,13 @@
 
 local out = {}
--- Digest deltas, accumulated per field and applied once: bucket -> delta, and
+-- Digest deltas, accumulated per field and applied once: digest hash -> bucket -> delta, and
 -- sub-digest hash -> sub-bucket -> delta.
 local deltas, sub_deltas = {}, {}
+local function add_delta(acc, hash, field, delta)
+  local fields = acc[hash] or {}
+  acc[hash] = fields
+  fields[field] = ((fields[field] or 0) + delta) % M
+end
 local crdt_kinds = {C = true, S = true, M = true}
 -- redis.pcall: a command that fails (a RESTORE of a bad payload) fails only its own entry,
 -- whose error text, in a one-item array, takes the place of its code (a nested error reply
@@ -37,8 +42,8 @@ end
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local key, mkey, skey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+for i = 0, #KEYS / 4 - 1 do
+  local key, mkey, dkey, skey = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
   local a = 7 * i
   local bucket, sub, meta, mode = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local payload, expiry, cond = ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7]
@@ -76,10 +81,8 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
     redis.call('HSET', mkey, key, meta)
     local new_hash = tonumber(string.match(meta, "|(%d+)$"))
     -- Reduced at every step so the sum stays exact in a double.
-    deltas[bucket] = ((deltas[bucket] or 0) - cur_hash + new_hash) % M
-    local subs = sub_deltas[skey] or {}
-    sub_deltas[skey] = subs
-    subs[sub] = ((subs[sub] or 0) - cur_hash + new_hash) % M
+    add_delta(deltas, dkey, bucket, new_hash - cur_hash)
+    add_delta(sub_deltas, skey, sub, new_hash - cur_hash)
     out[#out + 1] = 1
     out[#out + 1] = ''
   elseif failed(code) then
@@ -91,12 +94,11 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
   end
 end
 -- One digest update per bucket and per sub-bucket touched, not per entry.
-for bucket, delta in pairs(deltas) do
-  add_digest(KEYS[1], bucket, delta)
-end
-for skey, subs in pairs(sub_deltas) do
-  for sub, delta in pairs(subs) do
-    add_digest(skey, sub, delta)
+for _, acc in ipairs({deltas, sub_deltas}) do
+  for hash, fields in pairs(acc) do
+    for field, delta in pairs(fields) do
+      add_digest(hash, field, delta)
+    end
   end
 end
 return out

@@ -1,13 +1,13 @@
 
 local removed = 0
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local key, mkey, skey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+for i = 0, #KEYS / 4 - 1 do
+  local key, mkey, dkey, skey = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
   local bucket, sub, expected = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
   if redis.call('HGET', mkey, key) == expected then
     redis.call('HDEL', mkey, key)
     if string.sub(expected, 36, 36) == 'v' then redis.call('DEL', key) end
     local hash = tonumber(string.match(expected, "|(%d+)$"))
-    add_digest(KEYS[1], bucket, -hash)
+    add_digest(dkey, bucket, -hash)
     add_digest(skey, sub, -hash)
     removed = removed + 1
   end

@@ -10,11 +10,11 @@ local function fix(hash, field, sum)
 end
 for i = 2, #ARGV do
   local bucket = ARGV[i]
-  local k = 2 + (i - 2) * (S + 1)
-  local skey = KEYS[k]
+  local k = 1 + (i - 2) * (S + 2)
+  local dkey, skey = KEYS[k], KEYS[k + 1]
   local total, drifted = 0, false
   for sub = 0, S - 1 do
-    local entries = redis.call('HGETALL', KEYS[k + 1 + sub])
+    local entries = redis.call('HGETALL', KEYS[k + 2 + sub])
     local sum = 0
     for j = 2, #entries, 2 do
       sum = (sum + (tonumber(string.match(entries[j], "|(%d+)$")) or 0)) % M
@@ -22,7 +22,7 @@ for i = 2, #ARGV do
     total = (total + sum) % M
     drifted = fix(skey, sub, sum) or drifted
   end
-  drifted = fix(KEYS[1], bucket, total) or drifted
+  drifted = fix(dkey, bucket, total) or drifted
   if drifted then fixed[#fixed + 1] = bucket end
 end
 return fixed

@@ -44,6 +44,8 @@ static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_
 #[derive(Debug, Clone)]
 pub struct BucketLayout {
     pub bucket: u32,
+    /// The hash holding the bucket's digest (field = bucket).
+    pub digest_key: String,
     /// The hashes that hold the bucket's metadata.
     pub meta_keys: Vec<String>,
     /// Bucket-level keys that belong with the metadata (copied verbatim).
@@ -116,6 +118,8 @@ pub enum ReadAs {
 #[derive(Debug, Clone)]
 pub struct BucketCopy {
     pub bucket: u32,
+    /// The hash holding the bucket's digest (field = bucket).
+    pub digest_key: String,
     /// The bucket's digest: the sum of the copied entries' hashes.
     pub digest: u64,
     /// How many metadata entries the copy holds.
@@ -216,11 +220,7 @@ async fn read_transaction(
 /// since this read says no write changed the bucket in between (every write through quorumd
 /// changes an entry's version, so its hash, so the digest), so values and metadata belong
 /// together without one long atomic read blocking the node.
-pub async fn read_meta(
-    node: &Node,
-    digest_key: &str,
-    buckets: &[BucketLayout],
-) -> Result<Vec<MetaRead>, NodeError> {
+pub async fn read_meta(node: &Node, buckets: &[BucketLayout]) -> Result<Vec<MetaRead>, NodeError> {
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
@@ -228,7 +228,7 @@ pub async fn read_meta(
     pipe.atomic();
     let mut commands = 0;
     for b in buckets {
-        pipe.cmd("HGET").arg(digest_key).arg(b.bucket);
+        pipe.cmd("HGET").arg(&b.digest_key).arg(b.bucket);
         for k in b.meta_keys.iter().chain(&b.state_keys) {
             pipe.cmd("HGETALL").arg(k);
         }
@@ -256,11 +256,10 @@ pub async fn read_meta(
 }
 
 /// Reads keys of several buckets, in one transaction with each bucket's digest: per bucket
-/// (number, keys), what each key holds, read `how`.
+/// (the copy being prepared, keys), what each key holds, read `how`.
 pub async fn read_values(
     node: &Node,
-    digest_key: &str,
-    buckets: &[(u32, Vec<&[u8]>)],
+    buckets: &[(&BucketCopy, Vec<&[u8]>)],
     how: ReadAs,
 ) -> Result<Vec<ValuesRead>, NodeError> {
     if buckets.is_empty() {
@@ -269,8 +268,8 @@ pub async fn read_values(
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut commands = 0;
-    for (bucket, keys) in buckets {
-        pipe.cmd("HGET").arg(digest_key).arg(*bucket);
+    for (b, keys) in buckets {
+        pipe.cmd("HGET").arg(&b.digest_key).arg(b.bucket);
         commands += 1;
         match how {
             ReadAs::Strings if !keys.is_empty() => {
@@ -361,7 +360,6 @@ fn entry(field: Value, value: Value) -> Result<(Vec<u8>, Vec<u8>), NodeError> {
 /// metadata after it would land without its value.
 pub async fn restore_buckets_watched(
     node: &Node,
-    digest_key: &str,
     buckets: &[&BucketCopy],
 ) -> Result<Option<Vec<bool>>, NodeError> {
     /// Keys per `MSET`: one command blocks the node for its whole length.
@@ -419,8 +417,6 @@ pub async fn restore_buckets_watched(
         if in_mset > 0 {
             tx.add_command(mset);
         }
-        let mut digests = redis::cmd("HSET");
-        digests.arg(digest_key);
         for b in copied() {
             // `EXISTS` found none of these hashes, and `WATCH` holds that until `EXEC`.
             for (key, entries) in b.hashes() {
@@ -431,9 +427,11 @@ pub async fn restore_buckets_watched(
                     }
                 }
             }
-            digests.arg(b.bucket).arg(b.digest);
+            tx.cmd("HSET")
+                .arg(&b.digest_key)
+                .arg(b.bucket)
+                .arg(b.digest);
         }
-        tx.add_command(digests);
         Ok(transaction(&mut c, &tx).await?.map(|_| empty))
     })
     .await
@@ -441,21 +439,17 @@ pub async fn restore_buckets_watched(
 
 /// Copies whole buckets onto a node with `RESTORE_BUCKETS`; per bucket, whether it was copied
 /// (`false`: the node holds metadata of that bucket by now, repair it key by key).
-pub async fn restore_buckets(
-    node: &Node,
-    digest_key: &str,
-    buckets: &[&BucketCopy],
-) -> Result<Vec<bool>, NodeError> {
+pub async fn restore_buckets(node: &Node, buckets: &[&BucketCopy]) -> Result<Vec<bool>, NodeError> {
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: usize = 1 + buckets
+    let keys: usize = buckets
         .iter()
-        .map(|b| b.meta.len() + b.state.len() + b.values.len())
+        .map(|b| 1 + b.meta.len() + b.state.len() + b.values.len())
         .sum::<usize>();
     let mut cmd = bulk_eval(&RESTORE_BUCKETS, keys);
-    cmd.arg(digest_key);
     for b in buckets {
+        cmd.arg(&b.digest_key);
         for (key, _) in b.hashes() {
             cmd.arg(key);
         }

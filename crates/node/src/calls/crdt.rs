@@ -2,7 +2,7 @@
 //! state with its metadata.
 //!
 //! A CRDT key has three parts on a node, all touched by one atomic script:
-//! - its state, in the hash `{prefix}c:{key}`: the fields of `quorumd_core::crdt` (per-actor counter
+//! - its state, in the hash `{prefix}c:{key}` (`Layout::state_key`): the fields of `quorumd_core::crdt` (per-actor counter
 //!   totals, set add/remove tags, map registers);
 //! - its metadata entry in the sub-bucket hash, with kind `C`, `S` or `M` and, as entry hash, a
 //!   function of the key and the state: the sum mod 2^48 of a 48-bit SHA-1 prefix per field
@@ -42,13 +42,6 @@ const READ_STATE_LUA: &str = include_str!("../../lua/crdt/read_state.lua");
 
 static MERGE: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE_LUA));
 static READ_STATE: LazyLock<Script> = LazyLock::new(|| Script::new(READ_STATE_LUA));
-
-/// The hash holding a CRDT key's state.
-pub fn state_key(prefix: &str, key: &[u8]) -> Vec<u8> {
-    let mut k = format!("{prefix}c:").into_bytes();
-    k.extend_from_slice(key);
-    k
-}
 
 /// What a merge did on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 
 /// Applies a batch of versioned entries.
 ///
-/// KEYS: the bucket digest hash, then per entry the value key, its sub-bucket metadata hash and
-/// its bucket's sub-digest hash.
+/// KEYS, four per entry: the value key, its sub-bucket metadata hash, its bucket's digest hash
+/// and its bucket's sub-digest hash.
 /// ARGV, seven per entry: bucket (field of the digest hash), sub-bucket (field of the sub-digest
 /// hash), encoded metadata, mode (`s` SET the payload as a string, `r` RESTORE the payload as a
 /// DUMP, `t` tombstone), payload, absolute expiry in ms (0 = none), condition (`''` none, `-`
@@ -79,8 +79,8 @@ const PURGE_LUA: &str = concat!(
 );
 
 /// Recomputes both digest levels of a batch of buckets from their metadata and fixes the
-/// fields that drifted. KEYS: the bucket digest hash, then per bucket its sub-digest hash
-/// followed by its S sub-bucket metadata hashes. ARGV: S, then the buckets, in the same order.
+/// fields that drifted. KEYS: per bucket its digest hash, its sub-digest hash and its S
+/// sub-bucket metadata hashes. ARGV: S, then the buckets, in the same order.
 /// Returns the buckets where the bucket digest or any sub-digest was wrong.
 const REBUILD_DIGESTS_LUA: &str = concat!(
     "#!lua\n",
@@ -101,11 +101,11 @@ static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyLocation {
     pub key: Vec<u8>,
-    /// The metadata hash of the key's sub-bucket, `{prefix}m:{bucket}:{sub}`.
+    /// The metadata hash of the key's sub-bucket.
     pub meta_key: String,
-    /// The bucket digest hash, `{prefix}d` (field = bucket).
+    /// The hash holding the bucket's digest (field = bucket).
     pub digest_key: String,
-    /// The bucket's sub-digest hash, `{prefix}d:{bucket}` (field = sub-bucket).
+    /// The bucket's sub-digest hash (field = sub-bucket).
     pub sub_digest_key: String,
     pub bucket: u32,
     pub sub: u32,
@@ -209,20 +209,18 @@ fn pairs(reply: Value, what: &str, inputs: usize) -> Result<Vec<Value>, NodeErro
 /// that failed on the node fails the whole call, as the sweep expects of its repair batches.
 pub async fn apply(
     node: &Node,
-    digest_key: &str,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<WriteOutcome>, NodeError> {
-    apply_as(node, Traffic::Client, digest_key, entries).await
+    apply_as(node, Traffic::Client, entries).await
 }
 
 /// `apply` for the given kind of traffic (sweep repairs are `Background`).
 pub async fn apply_as(
     node: &Node,
     traffic: Traffic,
-    digest_key: &str,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<WriteOutcome>, NodeError> {
-    apply_each(node, traffic, digest_key, entries)
+    apply_each(node, traffic, entries)
         .await?
         .into_iter()
         .collect()
@@ -234,14 +232,12 @@ pub async fn apply_as(
 pub async fn apply_each(
     node: &Node,
     traffic: Traffic,
-    digest_key: &str,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<Result<WriteOutcome, NodeError>>, NodeError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
     let mut inv = APPLY.prepare_invoke();
-    inv.key(digest_key);
     for e in entries {
         let (mode, payload): (&str, &[u8]) = match (e.meta.kind, e.payload) {
             (EntryKind::Crdt(k), _) => {
@@ -255,6 +251,7 @@ pub async fn apply_each(
         };
         inv.key(&e.loc.key[..])
             .key(&e.loc.meta_key)
+            .key(&e.loc.digest_key)
             .key(&e.loc.sub_digest_key);
         inv.arg(e.loc.bucket)
             .arg(e.loc.sub)
@@ -333,7 +330,7 @@ pub async fn write(
         payload: Payload::String(value),
         cond: cond.clone(),
     };
-    let mut outcomes = apply(node, &loc.digest_key, std::slice::from_ref(&entry)).await?;
+    let mut outcomes = apply(node, std::slice::from_ref(&entry)).await?;
     outcomes
         .pop()
         .ok_or_else(|| protocol("apply script returned nothing"))
@@ -546,19 +543,15 @@ pub async fn capture(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<Captured>
 }
 
 /// Removes metadata entries that still equal `expected`; returns how many were removed.
-pub async fn purge(
-    node: &Node,
-    digest_key: &str,
-    entries: &[(&KeyLocation, &Meta)],
-) -> Result<u64, NodeError> {
+pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64, NodeError> {
     if entries.is_empty() {
         return Ok(0);
     }
     let mut inv = PURGE.prepare_invoke();
-    inv.key(digest_key);
     for (loc, meta) in entries {
         inv.key(&loc.key[..])
             .key(&loc.meta_key)
+            .key(&loc.digest_key)
             .key(&loc.sub_digest_key);
         inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
     }
@@ -572,7 +565,9 @@ pub async fn purge(
 #[derive(Debug, Clone)]
 pub struct BucketDigestKeys {
     pub bucket: u32,
-    /// The bucket's sub-digest hash, `{prefix}d:{bucket}`.
+    /// The hash holding the bucket's digest (field = bucket).
+    pub digest_key: String,
+    /// The bucket's sub-digest hash.
     pub sub_digest_key: String,
     /// Its S sub-bucket metadata hashes, in sub-bucket order.
     pub meta_keys: Vec<String>,
@@ -582,12 +577,10 @@ pub struct BucketDigestKeys {
 /// drifted. Every bucket has the same number of sub-buckets, `sub_buckets`.
 pub async fn rebuild_digests(
     node: &Node,
-    digest_key: &str,
     sub_buckets: u32,
     buckets: &[BucketDigestKeys],
 ) -> Result<Vec<u32>, NodeError> {
     let mut inv = REBUILD_DIGESTS.prepare_invoke();
-    inv.key(digest_key);
     inv.arg(sub_buckets);
     for b in buckets {
         if b.meta_keys.len() != sub_buckets as usize {
@@ -597,7 +590,7 @@ pub async fn rebuild_digests(
                 b.meta_keys.len()
             )));
         }
-        inv.key(&b.sub_digest_key);
+        inv.key(&b.digest_key).key(&b.sub_digest_key);
         for k in &b.meta_keys {
             inv.key(k);
         }
@@ -609,24 +602,27 @@ pub async fn rebuild_digests(
     .await
 }
 
-/// A node's key count less quorumd's own keys: the digest hash, the sentinel and its records,
-/// the layout marker, the live detection's probe key, each bucket's sub-digest hash and its
-/// sub-bucket metadata hashes (one per sub-bucket with a non-zero digest). Leases, hints and
-/// sweep checkpoints are few and not subtracted. KEYS: those five keys, then every bucket's
-/// sub-digest hash. O(B × S) field reads, which is what
+/// A node's key count less quorumd's own keys: the digest hashes, the sentinel and its
+/// records, the layout marker, the live detection's probe key, each bucket's sub-digest hash
+/// and its sub-bucket metadata hashes (one per sub-bucket with a non-zero digest). Leases,
+/// hints and sweep checkpoints are few and not subtracted. O(B × S) field reads, which is what
 /// an exact count of the metadata hashes costs without a counter on the write path.
 const USER_KEYS_LUA: &str = include_str!("../../lua/store/user_keys.lua");
 
 static USER_KEYS: LazyLock<Script> = LazyLock::new(|| Script::new(USER_KEYS_LUA));
 
-/// The number of user keys on one node (see `USER_KEYS_LUA`): `keys` are the digest hash, the
-/// sentinel, its records, the layout marker, the probe key, then every bucket's sub-digest
-/// hash.
-pub async fn user_key_count(node: &Node, keys: &[String]) -> Result<i64, NodeError> {
+/// The number of user keys on one node (see `USER_KEYS_LUA`): `singles` are quorumd's keys
+/// subtracted when they exist, `sub_digest_keys` every bucket's sub-digest hash.
+pub async fn user_key_count(
+    node: &Node,
+    singles: &[String],
+    sub_digest_keys: &[String],
+) -> Result<i64, NodeError> {
     let mut inv = USER_KEYS.prepare_invoke();
-    for k in keys {
+    for k in singles.iter().chain(sub_digest_keys) {
         inv.key(k);
     }
+    inv.arg(singles.len());
     node.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
         .await
 }

@@ -6,18 +6,43 @@ use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::Meta;
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// One unit's metadata as a node holds it: key → metadata.
 pub type BucketMetas = HashMap<Vec<u8>, Meta>;
 
-/// All bucket digests of a node (one HGETALL). Missing buckets are empty (0).
-pub async fn digests(node: &Node, digest_key: &str) -> Result<HashMap<u32, u64>, NodeError> {
-    let mut cmd = redis::cmd("HGETALL");
-    cmd.arg(digest_key);
-    node.run_as(Traffic::Background, |mut c| async move {
-        cmd.query_async(&mut c).await
-    })
-    .await
+/// All bucket digests of a node, given the hashes that hold them, each with the buckets whose
+/// digest it holds: one `HGETALL` for a hash of many buckets, one `HGET` for a hash of one
+/// (one per hash slot), all in one pipeline. Missing buckets are empty (0).
+pub async fn digests(
+    node: &Node,
+    digest_keys: &[(String, Range<u32>)],
+) -> Result<HashMap<u32, u64>, NodeError> {
+    let mut pipe = redis::pipe();
+    for (key, buckets) in digest_keys {
+        if buckets.len() == 1 {
+            pipe.cmd("HGET").arg(key).arg(buckets.start);
+        } else {
+            pipe.cmd("HGETALL").arg(key);
+        }
+    }
+    let replies: Vec<redis::Value> = node
+        .run_as(Traffic::Background, |mut c| async move {
+            pipe.query_async(&mut c).await
+        })
+        .await?;
+    let bad = |e| super::protocol(format!("bucket digests: {e}"));
+    let mut out = HashMap::new();
+    for ((_, buckets), reply) in digest_keys.iter().zip(replies) {
+        if buckets.len() == 1 {
+            if let Some(d) = redis::from_redis_value::<Option<u64>>(reply).map_err(bad)? {
+                out.insert(buckets.start, d);
+            }
+        } else {
+            out.extend(redis::from_redis_value::<HashMap<u32, u64>>(reply).map_err(bad)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The sub-bucket digests of several buckets, one map (sub-bucket → digest) per sub-digest

@@ -112,7 +112,7 @@ impl CrdtStore {
 
     fn place(&self, key: &[u8]) -> Result<Place, CrdtError> {
         let loc = self.store.locate(key)?;
-        let state_key = calls::crdt::state_key(&self.store.settings().key_prefix, key);
+        let state_key = self.store.settings().layout.state_key(key);
         Ok(Place { loc, state_key })
     }
 

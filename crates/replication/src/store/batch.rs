@@ -142,9 +142,6 @@ impl BatchedCall for Arc<WriteEntry> {
         node: &Node,
         entries: &[&Self],
     ) -> Result<Vec<Result<WriteOutcome, NodeError>>, NodeError> {
-        let Some(first) = entries.first() else {
-            return Ok(Vec::new());
-        };
         let applied: Vec<_> = entries
             .iter()
             .map(|e| ApplyEntry {
@@ -155,7 +152,7 @@ impl BatchedCall for Arc<WriteEntry> {
             })
             .collect();
         // Every key of one store shares the digest hash (it depends on the prefix only).
-        calls::store::apply_each(node, Traffic::Client, &first.loc.digest_key, &applied).await
+        calls::store::apply_each(node, Traffic::Client, &applied).await
     }
 }
 

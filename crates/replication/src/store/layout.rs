@@ -8,8 +8,13 @@ use quorumd_node::pool::NodeError;
 
 /// The entry format this build writes: `{version}|{kind}|{expiry}|{content}|{entry_hash}`.
 pub const ENTRY_FORMAT: &str = "2";
-/// How keys are placed in buckets: `xxh3_64(key)`'s low bits (see `digest::placement`).
-pub const PLACEMENT: &str = "xxh3";
+
+/// The bucket digest hash of entry format 1, which had no marker: its presence on a node
+/// without a marker means metadata of format 1. Every later layout writes its marker before
+/// any metadata, so this one key tells an unmarked node with metadata from an empty one.
+fn format_one_digest_key(prefix: &str) -> String {
+    format!("{prefix}d")
+}
 
 pub fn layout_key(prefix: &str) -> String {
     format!("{prefix}layout")
@@ -52,9 +57,9 @@ impl VersionedStore {
     fn expected_layout(&self) -> [(&'static str, String); 4] {
         [
             ("format", ENTRY_FORMAT.to_owned()),
-            ("placement", PLACEMENT.to_owned()),
-            ("buckets", self.settings.buckets.to_string()),
-            ("sub_buckets", self.settings.sub_buckets.to_string()),
+            ("placement", self.settings.layout.scheme.as_str().to_owned()),
+            ("buckets", self.settings.layout.buckets.to_string()),
+            ("sub_buckets", self.settings.layout.sub_buckets.to_string()),
         ]
     }
 
@@ -73,7 +78,7 @@ impl VersionedStore {
     }
 
     async fn visit_layouts(&self, convert: bool) -> Result<ConvertReport, LayoutError> {
-        let prefix = &self.settings.key_prefix;
+        let prefix = &self.settings.layout.prefix;
         let key = layout_key(prefix);
         let expected = self.expected_layout();
         let mut report = ConvertReport::default();
@@ -82,7 +87,7 @@ impl VersionedStore {
                 node: node.display.clone(),
                 source,
             };
-            let found = match layout::read(node, &key, &super::digest_key(prefix)).await {
+            let found = match layout::read(node, &key, &format_one_digest_key(prefix)).await {
                 Ok(l) => l,
                 // Out of reach now: the next start that reaches it checks it.
                 Err(
@@ -117,9 +122,9 @@ impl VersionedStore {
                     });
                 }
                 NodeLayout::Unmarked => {
-                    for bucket in 0..self.settings.buckets {
+                    for bucket in 0..self.settings.layout.buckets {
                         report.entries_converted +=
-                            layout::convert(node, &self.settings.bucket_meta_keys(bucket))
+                            layout::convert(node, &self.settings.layout.bucket_meta_keys(bucket))
                                 .await
                                 .map_err(failed)?;
                     }

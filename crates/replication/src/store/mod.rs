@@ -18,8 +18,8 @@ pub use hints::hint_key;
 use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
 use batch::{Coalescer, WriteEntry};
 use quorumd_core::content::Content;
-use quorumd_core::digest;
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
+use quorumd_core::layout::Layout;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
 use quorumd_node::calls;
@@ -28,45 +28,17 @@ use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The hash holding the metadata of one sub-bucket on every node. A bucket's metadata is the
-/// union of its S sub-bucket hashes: see `StoreSettings::bucket_meta_keys`.
-pub fn meta_key(prefix: &str, bucket: u32, sub: u32) -> String {
-    format!("{prefix}m:{bucket}:{sub}")
-}
-
-/// The hash holding every bucket's digest on a node.
-pub fn digest_key(prefix: &str) -> String {
-    format!("{prefix}d")
-}
-
-/// The hash holding the S sub-bucket digests of one bucket on a node (field = sub-bucket).
-pub fn sub_digest_key(prefix: &str, bucket: u32) -> String {
-    format!("{prefix}d:{bucket}")
-}
-
 /// Settings of the store, resolved from the configuration.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    pub key_prefix: String,
-    pub buckets: u32,
-    /// Sub-buckets per bucket (config `sub_buckets`).
-    pub sub_buckets: u32,
+    /// Where keys, metadata and digests live on a node (prefix, placement, buckets).
+    pub layout: Layout,
     pub quorum: QuorumSizes,
     pub request_timeout: Duration,
     /// How client reads and writes are batched per node.
     pub batch: BatchSettings,
     /// Most keys a node's hint set may hold on each other node (`sync.max_hints_per_node`).
     pub max_hints_per_node: u64,
-}
-
-impl StoreSettings {
-    /// The S metadata hashes that together hold one bucket's metadata, in sub-bucket order.
-    /// Everything that reads a whole bucket reads and merges these.
-    pub fn bucket_meta_keys(&self, bucket: u32) -> Vec<String> {
-        (0..self.sub_buckets)
-            .map(|sub| meta_key(&self.key_prefix, bucket, sub))
-            .collect()
-    }
 }
 
 /// What a client asks a write to check first.
@@ -242,19 +214,19 @@ impl VersionedStore {
 
     /// Where `key` lives, or an error if it is in the reserved namespace.
     pub fn locate(&self, key: &[u8]) -> Result<KeyLocation, StoreError> {
-        let prefix = &self.settings.key_prefix;
+        let prefix = &self.settings.layout.prefix;
         if key.starts_with(prefix.as_bytes()) {
             return Err(StoreError::ReservedKey {
                 prefix: prefix.clone(),
             });
         }
-        let digest::Placement { bucket, sub } =
-            digest::placement(key, self.settings.buckets, self.settings.sub_buckets);
+        let layout = &self.settings.layout;
+        let quorumd_core::digest::Placement { bucket, sub } = layout.place(key);
         Ok(KeyLocation {
             key: key.to_vec(),
-            meta_key: meta_key(prefix, bucket, sub),
-            digest_key: digest_key(prefix),
-            sub_digest_key: sub_digest_key(prefix, bucket),
+            meta_key: layout.meta_key(bucket, sub),
+            digest_key: layout.digest_key(bucket),
+            sub_digest_key: layout.sub_digest_key(bucket),
             bucket,
             sub,
         })
@@ -548,7 +520,7 @@ impl VersionedStore {
         // Also after a failed write: the nodes that took it should tell the others.
         hints::spawn_hint_recording(
             self.pool.clone(),
-            self.settings.key_prefix.clone(),
+            self.settings.layout.prefix.clone(),
             self.settings.max_hints_per_node,
             loc,
             g,
@@ -572,7 +544,7 @@ impl VersionedStore {
             .map(|r| r.node);
         let retracted = futures::future::join_all(took.map(|n| async move {
             let node = self.pool.node(n);
-            let result = calls::store::purge(node, &loc.digest_key, &[(loc, meta)]).await;
+            let result = calls::store::purge(node, &[(loc, meta)]).await;
             (node, result)
         }))
         .await;

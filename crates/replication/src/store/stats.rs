@@ -1,6 +1,6 @@
 //! Whole-keyspace figures for the front ends (e.g. RESP `DBSIZE`), computed on the nodes.
 
-use super::{StoreError, VersionedStore, digest_key, sub_digest_key};
+use super::{StoreError, VersionedStore};
 use crate::fanout::{QuorumError, fan_out};
 use quorumd_core::quorum::Decision;
 use quorumd_node::calls;
@@ -12,19 +12,21 @@ impl VersionedStore {
     /// counted; a few reserved keys may be.
     #[tracing::instrument(name = "store.approximate_key_count", skip_all)]
     pub async fn approximate_key_count(&self) -> Result<u64, StoreError> {
-        let prefix = &self.settings.key_prefix;
-        let keys: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
-            [
-                digest_key(prefix),
-                sentinel_key(prefix),
-                quorumd_node::pool::sentinel_records_key(prefix),
-                super::layout::layout_key(prefix),
-                super::layout::probe_key(prefix),
-            ]
-            .into_iter()
-            .chain((0..self.settings.buckets).map(|b| sub_digest_key(prefix, b)))
-            .collect(),
-        );
+        let layout = &self.settings.layout;
+        let prefix = &layout.prefix;
+        let singles: Vec<String> = [
+            sentinel_key(prefix),
+            quorumd_node::pool::sentinel_records_key(prefix),
+            super::layout::layout_key(prefix),
+            super::layout::probe_key(prefix),
+        ]
+        .into_iter()
+        .chain(layout.digest_keys().into_iter().map(|(k, _)| k))
+        .collect();
+        let subs: Vec<String> = (0..layout.buckets)
+            .map(|b| layout.sub_digest_key(b))
+            .collect();
+        let keys = std::sync::Arc::new((singles, subs));
         let required = self
             .settings
             .quorum
@@ -36,7 +38,7 @@ impl VersionedStore {
             |_, _: &i64| true,
             |node| {
                 let keys = keys.clone();
-                async move { calls::store::user_key_count(&node, &keys).await }
+                async move { calls::store::user_key_count(&node, &keys.0, &keys.1).await }
             },
         )
         .await;

@@ -14,7 +14,7 @@
 use super::Sweeper;
 use super::diff::BucketMismatch;
 use super::progress::{self, ProgressHandle};
-use crate::store::{StoreSettings, digest_key, sub_digest_key};
+use crate::store::StoreSettings;
 use quorumd_core::meta::EntryKind;
 use quorumd_core::meta::Meta;
 use quorumd_node::calls;
@@ -205,16 +205,16 @@ pub async fn read_copies(
     key_batch: usize,
     in_flight_window_ms: u64,
 ) -> (Vec<BucketCopy>, Vec<u32>) {
-    let digest_key = digest_key(&settings.key_prefix);
     let layouts: Vec<BucketLayout> = buckets
         .iter()
         .map(|&bucket| BucketLayout {
             bucket,
-            meta_keys: settings.bucket_meta_keys(bucket),
-            state_keys: vec![sub_digest_key(&settings.key_prefix, bucket)],
+            digest_key: settings.layout.digest_key(bucket),
+            meta_keys: settings.layout.bucket_meta_keys(bucket),
+            state_keys: vec![settings.layout.sub_digest_key(bucket)],
         })
         .collect();
-    let Ok(metas) = calls::bucket_copy::read_meta(node, &digest_key, &layouts).await else {
+    let Ok(metas) = calls::bucket_copy::read_meta(node, &layouts).await else {
         // A read error is for the key-by-key path to report.
         return (Vec::new(), buckets.to_vec());
     };
@@ -231,12 +231,12 @@ pub async fn read_copies(
         let size = |&i: &usize| pending[i].as_ref().map_or(0, |p| p.unread.len());
         for (start, end, _) in calls(&waiting, size, key_batch) {
             let call = &waiting[start..end];
-            let requests: Vec<(u32, Vec<&[u8]>)> = call
+            let requests: Vec<(&BucketCopy, Vec<&[u8]>)> = call
                 .iter()
                 .filter_map(|&i| pending[i].as_ref())
-                .map(|p| (p.copy.bucket, p.keys_to_read()))
+                .map(|p| (&p.copy, p.keys_to_read()))
                 .collect();
-            let reads = calls::bucket_copy::read_values(node, &digest_key, &requests, how).await;
+            let reads = calls::bucket_copy::read_values(node, &requests, how).await;
             let mut reads = reads.map(Vec::into_iter);
             for &i in call {
                 let read = reads.as_mut().ok().and_then(Iterator::next);
@@ -340,6 +340,7 @@ fn prepare(
     Some(PreparedCopy {
         copy: BucketCopy {
             bucket: layout.bucket,
+            digest_key: layout.digest_key.clone(),
             digest: quorumd_core::digest::combine(hashes),
             entries: values.len(),
             meta: layout.meta_keys.iter().cloned().zip(read.meta).collect(),
@@ -360,7 +361,6 @@ async fn restore_on(
     p: &ProgressHandle,
 ) -> Vec<u32> {
     let node = sw.pool().node(target);
-    let digest_key = digest_key(&sw.store().settings().key_prefix);
     let mut not_copied = Vec::new();
     for (start, end, entries) in calls(&copies, |c| c.entries, sw.cfg.key_batch) {
         let call = &copies[start..end];
@@ -372,7 +372,7 @@ async fn restore_on(
             }
             .emit();
         }
-        match restore_copies(node, &digest_key, call).await {
+        match restore_copies(node, call).await {
             Ok(done) => {
                 let mut copied_keys = 0;
                 for (c, ok) in call.iter().zip(done) {
@@ -397,18 +397,13 @@ async fn restore_on(
 /// whether it landed (`false`: the node holds metadata of that bucket by now). Strings go in
 /// one transaction of plain commands; when a write to one of the buckets discards it, or a
 /// value of another type is among them, the `RESTORE_BUCKETS` script decides bucket by bucket.
-pub async fn restore_copies(
-    node: &Node,
-    digest_key: &str,
-    copies: &[&BucketCopy],
-) -> Result<Vec<bool>, NodeError> {
+pub async fn restore_copies(node: &Node, copies: &[&BucketCopy]) -> Result<Vec<bool>, NodeError> {
     if copies.iter().all(|c| c.strings_only())
-        && let Some(done) =
-            calls::bucket_copy::restore_buckets_watched(node, digest_key, copies).await?
+        && let Some(done) = calls::bucket_copy::restore_buckets_watched(node, copies).await?
     {
         return Ok(done);
     }
-    calls::bucket_copy::restore_buckets(node, digest_key, copies).await
+    calls::bucket_copy::restore_buckets(node, copies).await
 }
 
 /// Splits `items` into consecutive calls of about `limit` units each (what `size` counts), at
@@ -491,6 +486,7 @@ mod tests {
     fn layout() -> BucketLayout {
         BucketLayout {
             bucket: 1,
+            digest_key: "qd:d".into(),
             meta_keys: vec!["qd:m:1".into()],
             state_keys: vec!["qd:s:1".into()],
         }

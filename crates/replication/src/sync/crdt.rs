@@ -8,7 +8,7 @@ use super::repair::{Repair, Unrepaired};
 use futures::StreamExt;
 use quorumd_core::crdt::AnyCrdt;
 use quorumd_node::calls;
-use quorumd_node::calls::crdt::{MergeCode, state_key};
+use quorumd_node::calls::crdt::MergeCode;
 use quorumd_node::pool::NodeId;
 
 /// How many keys are converged at once.
@@ -28,7 +28,7 @@ pub async fn converge(sw: &Sweeper, repairs: Vec<Repair>, p: &ProgressHandle) ->
 
 async fn converge_key(sw: &Sweeper, r: Repair, p: &ProgressHandle) -> Unrepaired {
     let pool = sw.pool();
-    let skey = state_key(&sw.store().settings().key_prefix, &r.loc.key);
+    let skey = sw.store().settings().layout.state_key(&r.loc.key);
     let key = String::from_utf8_lossy(&r.loc.key).into_owned();
     let lacking = |nodes: &[NodeId]| nodes.iter().map(|&n| (n, r.winner.version)).collect();
     let Some(kind) = r.winner.kind.crdt() else {

@@ -257,8 +257,7 @@ async fn restore_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<
         let entries: Vec<ApplyEntry<'_>> = ready.iter().map(|(_, e)| e.clone()).collect();
         let n = pool.node(node);
         sw.throttle.acquire(n, entries.len() as u64).await;
-        let digest_key = crate::store::digest_key(&sw.store().settings().key_prefix);
-        let result = calls::store::apply_as(n, Traffic::Background, &digest_key, &entries).await;
+        let result = calls::store::apply_as(n, Traffic::Background, &entries).await;
         for (e, (i, _)) in ready.iter().enumerate() {
             let action = match result.as_ref().map(|o| &o[e]) {
                 Ok(WriteOutcome::ValueRestored | WriteOutcome::Applied) => Action::Restored,
@@ -277,7 +276,7 @@ async fn rebuild_crdt_value(sw: &Sweeper, f: &Found) -> Action {
     let Some(kind) = f.meta.as_ref().and_then(|m| m.kind.crdt()) else {
         return Action::Failed;
     };
-    let state_key = calls::crdt::state_key(&sw.store().settings().key_prefix, &f.loc.key);
+    let state_key = sw.store().settings().layout.state_key(&f.loc.key);
     let node = sw.pool().node(f.node);
     sw.throttle.acquire(node, 1).await;
     match calls::crdt::rebuild(node, &f.loc, &state_key, kind).await {
@@ -291,20 +290,16 @@ async fn apply_everywhere(
     sw: &Sweeper,
     entries: &[ApplyEntry<'_>],
 ) -> BTreeMap<NodeId, Result<Vec<WriteOutcome>, NodeError>> {
-    let digest_key = crate::store::digest_key(&sw.store().settings().key_prefix);
-    let results = futures::future::join_all(sw.pool().nodes().iter().map(|n| {
-        let digest_key = &digest_key;
-        async move {
-            let mut outcomes = Vec::with_capacity(entries.len());
-            for chunk in entries.chunks(sw.config().key_batch.max(1)) {
-                sw.throttle.acquire(n, chunk.len() as u64).await;
-                match calls::store::apply_as(n, Traffic::Background, digest_key, chunk).await {
-                    Ok(o) => outcomes.extend(o),
-                    Err(e) => return (n.id, Err(e)),
-                }
+    let results = futures::future::join_all(sw.pool().nodes().iter().map(|n| async move {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(sw.config().key_batch.max(1)) {
+            sw.throttle.acquire(n, chunk.len() as u64).await;
+            match calls::store::apply_as(n, Traffic::Background, chunk).await {
+                Ok(o) => outcomes.extend(o),
+                Err(e) => return (n.id, Err(e)),
             }
-            (n.id, Ok(outcomes))
         }
+        (n.id, Ok(outcomes))
     }))
     .await;
     results.into_iter().collect()

@@ -6,7 +6,6 @@ use super::diff::{self, BucketMetas, BucketMismatch, Grouped, SubMismatch};
 use super::progress::{self, ProgressHandle};
 use super::repair::{self, Repair};
 use super::{Sweeper, bulk, lease};
-use crate::store::{digest_key, meta_key, sub_digest_key};
 use futures::StreamExt;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::Meta;
@@ -21,15 +20,15 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     let pool = sw.pool();
     let settings = sw.store().settings();
     let n = pool.len();
-    let buckets = settings.buckets;
-    let digest_key = digest_key(&settings.key_prefix);
+    let buckets = settings.layout.buckets;
+    let digest_keys = settings.layout.digest_keys();
     progress::lock(p).phase = "reading digests";
     // Only a node that was recovering before its digests were read can be found in sync by
     // this pass: a node wiped after that read would look in sync from what it held before.
     let digests_read_from_ms = quorumd_core::hlc::wall_clock_ms();
     let reads = futures::future::join_all(pool.nodes().iter().map(|node| {
-        let digest_key = digest_key.clone();
-        async move { (node.id, calls::sync::digests(node, &digest_key).await) }
+        let digest_keys = &digest_keys;
+        async move { (node.id, calls::sync::digests(node, digest_keys).await) }
     }))
     .await;
     let mut answered: Vec<(NodeId, HashMap<u32, u64>)> = Vec::new();
@@ -268,7 +267,7 @@ async fn narrow(
     p: &ProgressHandle,
 ) -> (Vec<SubMismatch>, Vec<NodeId>) {
     let settings = sw.store().settings();
-    let prefix = &settings.key_prefix;
+    let layout = &settings.layout;
     let mut wanted: HashMap<NodeId, Vec<u32>> = HashMap::new();
     for mm in chunk {
         for reader in mm.readers() {
@@ -276,7 +275,7 @@ async fn narrow(
         }
     }
     let reads = futures::future::join_all(wanted.into_iter().map(|(node, buckets)| async move {
-        let keys: Vec<String> = buckets.iter().map(|b| sub_digest_key(prefix, *b)).collect();
+        let keys: Vec<String> = buckets.iter().map(|b| layout.sub_digest_key(*b)).collect();
         let r = calls::sync::sub_digests(sw.pool().node(node), &keys).await;
         (node, buckets, r)
     }))
@@ -303,7 +302,11 @@ async fn narrow(
             .map(|r| sub_digests.get(&(r, mm.bucket)))
             .collect();
         match read {
-            Some(read) => subs.extend(diff::mismatched_subs(mm, &read, settings.sub_buckets)),
+            Some(read) => subs.extend(diff::mismatched_subs(
+                mm,
+                &read,
+                settings.layout.sub_buckets,
+            )),
             // What the bucket's other nodes lack is unknown this pass.
             None => failed.extend(mm.nodes()),
         }
@@ -319,7 +322,7 @@ async fn read_sub_buckets(
     subs: &[SubMismatch],
     p: &ProgressHandle,
 ) -> (ChunkViews, Vec<NodeId>) {
-    let prefix = &sw.store().settings().key_prefix;
+    let layout = &sw.store().settings().layout;
     let mut wanted: HashMap<NodeId, Vec<(u32, u32)>> = HashMap::new();
     for sm in subs {
         for reader in sm.readers() {
@@ -329,7 +332,7 @@ async fn read_sub_buckets(
     let reads = futures::future::join_all(wanted.into_iter().map(|(node, units)| async move {
         let keys: Vec<[String; 1]> = units
             .iter()
-            .map(|(b, s)| [meta_key(prefix, *b, *s)])
+            .map(|(b, s)| [layout.meta_key(*b, *s)])
             .collect();
         let r = calls::sync::bucket_metas(sw.pool().node(node), &keys).await;
         (node, units, r)
@@ -384,14 +387,13 @@ pub(super) async fn purge(
     if purges.is_empty() {
         return;
     }
-    let digest_key = digest_key(&sw.store().settings().key_prefix);
     let entries: Vec<_> = purges.iter().map(|(l, m)| (l, m)).collect();
     let results = futures::future::join_all(sw.pool().nodes().iter().map(|node| {
-        let (digest_key, entries) = (&digest_key, &entries);
+        let entries = &entries;
         async move {
             let mut removed = 0;
             for chunk in entries.chunks(sw.cfg.key_batch) {
-                removed += calls::store::purge(node, digest_key, chunk).await?;
+                removed += calls::store::purge(node, chunk).await?;
             }
             Ok::<u64, quorumd_node::pool::NodeError>(removed)
         }
@@ -498,11 +500,11 @@ async fn record_sentinels(sw: &Sweeper, p: &ProgressHandle) {
 /// nodes (a node that does not answer does not agree).
 async fn digest_agreement(sw: &Sweeper) -> Vec<bool> {
     let pool = sw.pool();
-    let digest_key = digest_key(&sw.store().settings().key_prefix);
+    let digest_keys = sw.store().settings().layout.digest_keys();
     let reads = futures::future::join_all(
         pool.nodes()
             .iter()
-            .map(|n| calls::sync::digests(n, &digest_key)),
+            .map(|n| calls::sync::digests(n, &digest_keys)),
     )
     .await;
     let answered: Vec<(NodeId, HashMap<u32, u64>)> = reads
@@ -514,7 +516,7 @@ async fn digest_agreement(sw: &Sweeper) -> Vec<bool> {
     for (id, _) in &answered {
         agree[*id] = true;
     }
-    for mm in diff::mismatched_buckets(&answered, sw.store().settings().buckets) {
+    for mm in diff::mismatched_buckets(&answered, sw.store().settings().layout.buckets) {
         let largest = &mm.groups[0];
         // With no strict majority group, nobody can be called in sync from digests alone.
         let trusted = mm

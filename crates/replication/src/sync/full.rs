@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
     let pool = sw.pool();
-    let buckets = u64::from(sw.store().settings().buckets);
+    let buckets = u64::from(sw.store().settings().layout.buckets);
     progress::lock(p).buckets_total = buckets;
     // A sweep stopped in its second phase resumes there: its scans had finished.
     let resume = if dry_run {
@@ -58,7 +58,7 @@ fn bucket_checkpoint_key(prefix: &str) -> String {
 /// Where a previous full sweep's second phase stopped: the lowest saved position among the
 /// nodes that answer, when every one of them saved one.
 async fn bucket_checkpoint(sw: &Sweeper) -> Option<u32> {
-    let key = bucket_checkpoint_key(&sw.store().settings().key_prefix);
+    let key = bucket_checkpoint_key(&sw.store().settings().layout.prefix);
     let mut lowest: Option<u32> = None;
     for node in sw.pool().nodes() {
         if node.health() == Health::Down {
@@ -74,7 +74,7 @@ async fn bucket_checkpoint(sw: &Sweeper) -> Option<u32> {
 
 /// Saves the second phase's position on every node that is up (`None`: the phase finished).
 async fn save_bucket_checkpoint(sw: &Sweeper, next: Option<u32>, p: &ProgressHandle) {
-    let key = bucket_checkpoint_key(&sw.store().settings().key_prefix);
+    let key = bucket_checkpoint_key(&sw.store().settings().layout.prefix);
     for node in sw.pool().nodes() {
         if node.health() == Health::Down {
             continue;
@@ -109,7 +109,7 @@ async fn save_checkpoint(
 
 fn wanted(sw: &Sweeper, key: &[u8]) -> bool {
     let cfg = sw.config();
-    if key.starts_with(sw.store().settings().key_prefix.as_bytes()) {
+    if key.starts_with(sw.store().settings().layout.prefix.as_bytes()) {
         return false;
     }
     let included =
@@ -118,7 +118,7 @@ fn wanted(sw: &Sweeper, key: &[u8]) -> bool {
 }
 
 async fn scan_node(sw: &Sweeper, node: &Node, p: &ProgressHandle, dry_run: bool) {
-    let ck = checkpoint_key(&sw.store().settings().key_prefix);
+    let ck = checkpoint_key(&sw.store().settings().layout.prefix);
     let mut cursor = if dry_run {
         0
     } else {
@@ -320,16 +320,13 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
             (*i, entry)
         })
         .unzip();
-    let digest_key = crate::store::digest_key(&sw.store().settings().key_prefix);
     let results = futures::future::join_all(pool.nodes().iter().map(|n| {
-        let (entries, digest_key) = (&entries, &digest_key);
+        let entries = &entries;
         async move {
             let mut outcomes = Vec::with_capacity(entries.len());
             for chunk in entries.chunks(sw.config().key_batch) {
                 sw.throttle.acquire(n, chunk.len() as u64).await;
-                outcomes.extend(
-                    calls::store::apply_as(n, Traffic::Background, digest_key, chunk).await?,
-                );
+                outcomes.extend(calls::store::apply_as(n, Traffic::Background, chunk).await?);
             }
             Ok::<_, quorumd_node::pool::NodeError>(outcomes)
         }
@@ -366,9 +363,9 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
     let pool = sw.pool();
     let settings = sw.store().settings();
     let n = pool.len();
-    let all: Vec<u32> = (from.min(settings.buckets)..settings.buckets).collect();
-    let total = u64::from(settings.buckets);
-    let mut done = u64::from(from.min(settings.buckets));
+    let all: Vec<u32> = (from.min(settings.layout.buckets)..settings.layout.buckets).collect();
+    let total = u64::from(settings.layout.buckets);
+    let mut done = u64::from(from.min(settings.layout.buckets));
     for chunk in all.chunks(sw.config().bucket_batch) {
         let live: Vec<&std::sync::Arc<Node>> = pool
             .nodes()
@@ -380,18 +377,14 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
                 .iter()
                 .map(|&bucket| BucketDigestKeys {
                     bucket,
-                    sub_digest_key: crate::store::sub_digest_key(&settings.key_prefix, bucket),
-                    meta_keys: settings.bucket_meta_keys(bucket),
+                    digest_key: settings.layout.digest_key(bucket),
+                    sub_digest_key: settings.layout.sub_digest_key(bucket),
+                    meta_keys: settings.layout.bucket_meta_keys(bucket),
                 })
                 .collect();
             for node in &live {
-                match calls::store::rebuild_digests(
-                    node,
-                    &crate::store::digest_key(&settings.key_prefix),
-                    settings.sub_buckets,
-                    &digest_keys,
-                )
-                .await
+                match calls::store::rebuild_digests(node, settings.layout.sub_buckets, &digest_keys)
+                    .await
                 {
                     Ok(fixed) => progress::lock(p).digests_rebuilt += fixed.len() as u64,
                     Err(e) => {
@@ -403,7 +396,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
         // Each bucket is the union of its sub-bucket hashes.
         let meta_keys: Vec<Vec<String>> = chunk
             .iter()
-            .map(|b| settings.bucket_meta_keys(*b))
+            .map(|b| settings.layout.bucket_meta_keys(*b))
             .collect();
         let reads = futures::future::join_all(live.iter().map(|node| {
             let meta_keys = &meta_keys;

@@ -31,7 +31,7 @@ pub async fn replay_all(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
 /// the `quorumd_hints_pending` gauge. A node whose count cannot be read is not reported.
 async fn report_pending(sw: &Sweeper) {
     let pool = sw.pool();
-    let prefix = &sw.store().settings().key_prefix;
+    let prefix = &sw.store().settings().layout.prefix;
     let counts = futures::future::join_all(pool.nodes().iter().map(|target| async move {
         let key = hint_key(prefix, &target.identity);
         let mut total = 0u64;
@@ -60,7 +60,7 @@ async fn report_pending(sw: &Sweeper) {
 async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
     let pool = sw.pool();
     let key = hint_key(
-        &sw.store().settings().key_prefix,
+        &sw.store().settings().layout.prefix,
         &pool.node(target).identity,
     );
     for holder in pool

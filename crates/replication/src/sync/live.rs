@@ -251,7 +251,7 @@ impl Worker for Subscriber {
                 return Err(WorkFailed(format!("{}: {e}", self.node.display)));
             }
         };
-        let prefix = self.sweeper.store().settings().key_prefix.clone();
+        let prefix = self.sweeper.store().settings().layout.prefix.clone();
         let probe_key = crate::store::layout::probe_key(&prefix);
         let events = match calls::notify::subscribe(&self.node, &prefix, &probe_key).await {
             Ok(s) => s,

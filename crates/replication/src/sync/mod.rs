@@ -116,7 +116,7 @@ impl Sweeper {
         Arc::new(Sweeper {
             leases: lease::ShardLeases::new(
                 instance,
-                &store.settings().key_prefix,
+                &store.settings().layout.prefix,
                 cfg.shards,
                 cfg.lease_ms,
             ),

@@ -3,7 +3,6 @@
 
 use super::Sweeper;
 use super::progress::{self, ProgressHandle};
-use crate::store::digest_key;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::calls;
@@ -152,67 +151,61 @@ async fn apply_to_targets(
             per_target.entry(t).or_default().push(r);
         }
     }
-    let digest_key = digest_key(&sw.store().settings().key_prefix);
     // Targets are repaired concurrently; each one's batches go in order, paced per node.
-    let work = per_target.into_iter().map(|(t, list)| {
-        let digest_key = digest_key.clone();
-        async move {
-            let node = sw.pool().node(t).clone();
-            let mut lost = Vec::new();
-            for chunk in list.chunks(sw.cfg.key_batch) {
-                let waited = sw.throttle.acquire(&node, chunk.len() as u64).await;
-                if !waited.is_zero() {
-                    crate::sync::events::SweepBackedOff {
-                        node: &node.display,
-                        waited,
-                    }
-                    .emit();
+    let work = per_target.into_iter().map(|(t, list)| async move {
+        let node = sw.pool().node(t).clone();
+        let mut lost = Vec::new();
+        for chunk in list.chunks(sw.cfg.key_batch) {
+            let waited = sw.throttle.acquire(&node, chunk.len() as u64).await;
+            if !waited.is_zero() {
+                crate::sync::events::SweepBackedOff {
+                    node: &node.display,
+                    waited,
                 }
-                let entries: Vec<ApplyEntry<'_>> = chunk
-                    .iter()
-                    .map(|r| ApplyEntry {
-                        loc: &r.loc,
-                        meta: &r.meta,
-                        payload: r
-                            .dump
-                            .as_deref()
-                            .map(Payload::Dump)
-                            .unwrap_or(Payload::None),
-                        cond: NodeCondition::None,
-                    })
-                    .collect();
-                match calls::store::apply_as(&node, Traffic::Background, &digest_key, &entries)
-                    .await
-                {
-                    Ok(outcomes) => {
-                        for (o, r) in outcomes.iter().zip(chunk) {
-                            if let calls::store::WriteOutcome::KindConflict(_) = o {
-                                progress::lock(p).error(format!(
-                                    "{:?} is a CRDT on {} and a key-value entry elsewhere: \
+                .emit();
+            }
+            let entries: Vec<ApplyEntry<'_>> = chunk
+                .iter()
+                .map(|r| ApplyEntry {
+                    loc: &r.loc,
+                    meta: &r.meta,
+                    payload: r
+                        .dump
+                        .as_deref()
+                        .map(Payload::Dump)
+                        .unwrap_or(Payload::None),
+                    cond: NodeCondition::None,
+                })
+                .collect();
+            match calls::store::apply_as(&node, Traffic::Background, &entries).await {
+                Ok(outcomes) => {
+                    for (o, r) in outcomes.iter().zip(chunk) {
+                        if let calls::store::WriteOutcome::KindConflict(_) = o {
+                            progress::lock(p).error(format!(
+                                "{:?} is a CRDT on {} and a key-value entry elsewhere: \
                                      resolve by hand",
-                                    String::from_utf8_lossy(&r.loc.key),
-                                    node.display
-                                ));
-                                lost.push((t, r.meta.version));
-                            }
+                                String::from_utf8_lossy(&r.loc.key),
+                                node.display
+                            ));
+                            lost.push((t, r.meta.version));
                         }
-                        let changed = outcomes.iter().filter(|o| o.changed()).count() as u64;
-                        let restored = outcomes
-                            .iter()
-                            .filter(|o| matches!(o, calls::store::WriteOutcome::ValueRestored))
-                            .count() as u64;
-                        let mut r = progress::lock(p);
-                        r.keys_repaired_per_node[t] += changed;
-                        r.values_restored += restored;
                     }
-                    Err(e) => {
-                        progress::lock(p).error(format!("repair on {}: {e}", node.display));
-                        lost.extend(chunk.iter().map(|r| (t, r.meta.version)));
-                    }
+                    let changed = outcomes.iter().filter(|o| o.changed()).count() as u64;
+                    let restored = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, calls::store::WriteOutcome::ValueRestored))
+                        .count() as u64;
+                    let mut r = progress::lock(p);
+                    r.keys_repaired_per_node[t] += changed;
+                    r.values_restored += restored;
+                }
+                Err(e) => {
+                    progress::lock(p).error(format!("repair on {}: {e}", node.display));
+                    lost.extend(chunk.iter().map(|r| (t, r.meta.version)));
                 }
             }
-            lost
         }
+        lost
     });
     for lost in futures::future::join_all(work).await {
         unrepaired.extend(lost);

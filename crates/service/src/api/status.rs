@@ -25,7 +25,7 @@ pub fn status_body(state: &AppState) -> Value {
             "started_at_ms": quorumd_core::hlc::wall_clock_ms().saturating_sub(uptime.as_millis() as u64),
             "demo": state.demo.is_some(),
         },
-        "buckets": state.store.settings().buckets,
+        "buckets": state.store.settings().layout.buckets,
         "quorum": {
             "nodes": q.nodes,
             "read": q.read,

@@ -1,0 +1,304 @@
+//! Where quorumd's keys live on a node: the placement of a user key in a bucket and a
+//! sub-bucket, and the names of the reserved keys (metadata, digests, CRDT state) of each bucket.
+//!
+//! Two placements exist:
+//! - `xxh3`: the bucket is the low bits of `xxh3_64(key)` (any power of two up to 2^20), and
+//!   every bucket digest lives in one hash, `{prefix}d`. It suits standalone servers only: one
+//!   script touches keys of many hash slots.
+//! - `slot`: the bucket is the key's Redis Cluster hash slot (16,384 buckets), and every
+//!   reserved key of a bucket carries a hash tag that maps to that slot, so every key a script
+//!   touches for one bucket lives in the same slot. It serves standalone servers and Redis
+//!   Clusters alike; when a slot moves between masters its metadata and digests move with it.
+//!
+//! Both place the sub-bucket with bits of `xxh3_64(key)` the bucket does not use, so every
+//! bucket splits evenly.
+
+use crate::digest::Placement;
+use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Hash slots of a Redis Cluster, and so buckets of the `slot` placement.
+pub const SLOTS: u32 = 16384;
+
+/// How user keys are placed in buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// `xxh3_64(key) mod buckets`; standalone servers only.
+    #[default]
+    Xxh3,
+    /// The key's hash slot (CRC16 of the key or of its hash tag, mod 16,384); standalone
+    /// servers and Redis Clusters.
+    Slot,
+}
+
+impl Scheme {
+    /// The name in the configuration and in the layout marker.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Xxh3 => "xxh3",
+            Scheme::Slot => "slot",
+        }
+    }
+}
+
+/// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, what Redis Cluster hashes with.
+pub fn crc16(bytes: &[u8]) -> u16 {
+    bytes.iter().fold(0u16, |crc, &b| {
+        let mut crc = crc ^ (u16::from(b) << 8);
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    })
+}
+
+/// The part of a key Redis Cluster hashes: the text between the first `{` and the first `}`
+/// after it when that is not empty, else the whole key.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{')
+        && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// The hash slot of a key, as `CLUSTER KEYSLOT` computes it.
+pub fn key_slot(key: &[u8]) -> u32 {
+    u32::from(crc16(hash_tag(key))) % SLOTS
+}
+
+/// For every slot, the shortest tag (then the first in order of the numbers written in base 36)
+/// that hashes to it. Reserved keys of a bucket embed `{tag}` so that they live in its slot.
+/// This table is part of the layout on the nodes: the search must never change.
+static SLOT_TAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut tags = vec![String::new(); SLOTS as usize];
+    let mut missing = SLOTS;
+    let mut n: u64 = 0;
+    while missing > 0 {
+        let tag = base36(n);
+        let slot = key_slot(tag.as_bytes()) as usize;
+        if tags[slot].is_empty() {
+            tags[slot] = tag;
+            missing -= 1;
+        }
+        n += 1;
+    }
+    tags
+});
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("base-36 digits are ASCII")
+}
+
+/// The hash tag (without braces) whose slot is `slot`.
+pub fn slot_tag(slot: u32) -> &'static str {
+    &SLOT_TAGS[(slot % SLOTS) as usize]
+}
+
+/// The layout of quorumd's keys on a node, resolved from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub prefix: String,
+    pub scheme: Scheme,
+    /// Buckets: a power of two for `xxh3`, 16,384 for `slot`.
+    pub buckets: u32,
+    /// Sub-buckets per bucket, a power of two.
+    pub sub_buckets: u32,
+}
+
+impl Layout {
+    /// The bucket and sub-bucket of a user key.
+    pub fn place(&self, key: &[u8]) -> Placement {
+        match self.scheme {
+            Scheme::Xxh3 => crate::digest::placement(key, self.buckets, self.sub_buckets),
+            Scheme::Slot => Placement {
+                bucket: key_slot(key),
+                sub: (xxh3_64(key) & (u64::from(self.sub_buckets) - 1)) as u32,
+            },
+        }
+    }
+
+    /// What goes between the prefix's letter and the rest of a bucket's reserved key names:
+    /// `:{bucket}` under `xxh3`, `{tag}` under `slot`.
+    fn bucket_part(&self, bucket: u32) -> String {
+        match self.scheme {
+            Scheme::Xxh3 => format!(":{bucket}"),
+            Scheme::Slot => format!("{{{}}}", slot_tag(bucket)),
+        }
+    }
+
+    /// The hash holding the metadata of one sub-bucket (field = user key).
+    pub fn meta_key(&self, bucket: u32, sub: u32) -> String {
+        format!("{}m{}:{sub}", self.prefix, self.bucket_part(bucket))
+    }
+
+    /// The S metadata hashes that together hold one bucket's metadata, in sub-bucket order.
+    pub fn bucket_meta_keys(&self, bucket: u32) -> Vec<String> {
+        (0..self.sub_buckets)
+            .map(|sub| self.meta_key(bucket, sub))
+            .collect()
+    }
+
+    /// The hash holding the bucket's digest, in field `bucket` (decimal): one hash for every
+    /// bucket under `xxh3`, one per slot under `slot`.
+    pub fn digest_key(&self, bucket: u32) -> String {
+        match self.scheme {
+            Scheme::Xxh3 => format!("{}d", self.prefix),
+            Scheme::Slot => format!("{}d{}", self.prefix, self.bucket_part(bucket)),
+        }
+    }
+
+    /// The distinct bucket digest hashes, each with the buckets whose digest it holds.
+    pub fn digest_keys(&self) -> Vec<(String, std::ops::Range<u32>)> {
+        match self.scheme {
+            Scheme::Xxh3 => vec![(self.digest_key(0), 0..self.buckets)],
+            Scheme::Slot => (0..self.buckets)
+                .map(|b| (self.digest_key(b), b..b + 1))
+                .collect(),
+        }
+    }
+
+    /// The hash holding the bucket's S sub-digests (field = sub-bucket, decimal).
+    pub fn sub_digest_key(&self, bucket: u32) -> String {
+        match self.scheme {
+            Scheme::Xxh3 => format!("{}d:{bucket}", self.prefix),
+            Scheme::Slot => format!("{}d{}:s", self.prefix, self.bucket_part(bucket)),
+        }
+    }
+
+    /// The hash holding a CRDT key's state. Under `slot` the tag comes before the user key, so
+    /// the key's own braces cannot move the state to another slot.
+    pub fn state_key(&self, key: &[u8]) -> Vec<u8> {
+        let mut out = match self.scheme {
+            Scheme::Xxh3 => format!("{}c:", self.prefix),
+            Scheme::Slot => format!(
+                "{}c{}:",
+                self.prefix,
+                self.bucket_part(self.place(key).bucket)
+            ),
+        }
+        .into_bytes();
+        out.extend_from_slice(key);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_and_slots_match_redis() {
+        // The check value of CRC16/XMODEM, and slots `CLUSTER KEYSLOT` answers.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"{user1000}.followers"), key_slot(b"user1000"));
+        // An empty tag hashes the whole key; only the first braces count.
+        assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
+        assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
+        assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
+        assert_eq!(hash_tag(b"no-close{"), b"no-close{");
+    }
+
+    #[test]
+    fn every_slot_has_a_tag_that_hashes_to_it() {
+        for slot in 0..SLOTS {
+            assert_eq!(key_slot(slot_tag(slot).as_bytes()), slot, "slot {slot}");
+        }
+        // Pinned: the table is part of the layout on the nodes.
+        assert_eq!(slot_tag(key_slot(b"0")), "0");
+        assert!(SLOT_TAGS.iter().all(|t| t.len() <= 4));
+    }
+
+    fn slot_layout() -> Layout {
+        Layout {
+            prefix: "qd:".into(),
+            scheme: Scheme::Slot,
+            buckets: SLOTS,
+            sub_buckets: 16,
+        }
+    }
+
+    #[test]
+    fn slot_layout_keeps_every_reserved_key_of_a_bucket_in_its_slot() {
+        let l = slot_layout();
+        for key in [
+            &b"plain"[..],
+            b"{tagged}x",
+            b"odd}{braces",
+            b"",
+            b"\xff\x00bin",
+        ] {
+            let p = l.place(key);
+            assert_eq!(p.bucket, key_slot(key));
+            assert!(p.sub < 16);
+            for reserved in [
+                l.meta_key(p.bucket, p.sub).into_bytes(),
+                l.digest_key(p.bucket).into_bytes(),
+                l.sub_digest_key(p.bucket).into_bytes(),
+                l.state_key(key),
+            ] {
+                assert_eq!(
+                    key_slot(&reserved),
+                    p.bucket,
+                    "{}",
+                    String::from_utf8_lossy(&reserved)
+                );
+            }
+        }
+        assert_eq!(l.digest_keys().len(), SLOTS as usize);
+    }
+
+    #[test]
+    fn xxh3_layout_keeps_its_names() {
+        let l = Layout {
+            prefix: "qd:".into(),
+            scheme: Scheme::Xxh3,
+            buckets: 4096,
+            sub_buckets: 16,
+        };
+        assert_eq!(l.meta_key(12, 3), "qd:m:12:3");
+        assert_eq!(l.digest_key(12), "qd:d");
+        assert_eq!(l.sub_digest_key(12), "qd:d:12");
+        assert_eq!(l.state_key(b"k"), b"qd:c:k");
+        assert_eq!(l.digest_keys(), vec![("qd:d".to_string(), 0..4096)]);
+        assert_eq!(l.place(b"k"), crate::digest::placement(b"k", 4096, 16));
+    }
+
+    #[test]
+    fn slot_sub_buckets_split_every_slot_evenly() {
+        let l = Layout {
+            sub_buckets: 4,
+            ..slot_layout()
+        };
+        let mut counts = [0u32; 4];
+        for i in 0..40_000u32 {
+            let k = format!("{{same}}:{i}");
+            counts[l.place(k.as_bytes()).sub as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
+    }
+}
