@@ -32,9 +32,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Most buckets one scan step reads. A step reads chunks of 1, 2, 4... buckets until it has
-/// the keys asked for, so a sparse keyspace costs few steps and a dense one small replies.
-const MAX_STEP_BUCKETS: u32 = 256;
+/// Most buckets one read of a scan step covers. A step reads chunks of 1, 2, 4... buckets
+/// (up to this) until it has the keys asked for, so a sparse keyspace costs few steps and a
+/// dense one small replies.
+const MAX_CHUNK_BUCKETS: u32 = 256;
 
 /// Keys a step of KEYS or FLUSHDB asks for.
 const BULK_STEP_KEYS: usize = 10_000;
@@ -84,7 +85,11 @@ impl Seen {
             }
             return;
         }
-        if self.newest.as_ref().is_none_or(|m| meta.version > m.version) {
+        if self
+            .newest
+            .as_ref()
+            .is_none_or(|m| meta.version > m.version)
+        {
             self.newest = Some(meta);
         }
     }
@@ -160,8 +165,10 @@ pub struct Flushed {
 
 impl VersionedStore {
     /// One scan step from bucket `cursor`: the live keys of the buckets read, at least `want`
-    /// of them unless the keyspace ends or `MAX_STEP_BUCKETS` buckets were read first. Each
-    /// chunk of buckets is one read quorum, bounded by the request timeout.
+    /// of them unless the keyspace ends first or the step read `max(want, MAX_CHUNK_BUCKETS)`
+    /// buckets (COUNT bounds the work of a step, as in Redis: a COUNT above B reads the whole
+    /// keyspace in one step). Each chunk of buckets is one read quorum, bounded by the request
+    /// timeout.
     #[tracing::instrument(name = "store.scan_step", skip_all, fields(level = %level, cursor))]
     pub async fn scan_step(
         &self,
@@ -176,7 +183,14 @@ impl VersionedStore {
         if at >= buckets {
             return Ok(ScanStep::done());
         }
-        let (mut chunk, mut read, mut keys) = (1u32, 0u32, Vec::new());
+        // A step that wants many keys starts with big chunks; SCAN's default COUNT with one.
+        let first = u32::try_from(want / 8)
+            .unwrap_or(u32::MAX)
+            .clamp(1, MAX_CHUNK_BUCKETS);
+        let most = u32::try_from(want)
+            .unwrap_or(u32::MAX)
+            .max(MAX_CHUNK_BUCKETS);
+        let (mut chunk, mut read, mut keys) = (first, 0u32, Vec::new());
         loop {
             let end = at.saturating_add(chunk).min(buckets);
             let found = self
@@ -188,13 +202,13 @@ impl VersionedStore {
             if at == buckets {
                 return Ok(ScanStep { next: 0, keys });
             }
-            if keys.len() >= want || read >= MAX_STEP_BUCKETS {
+            if keys.len() >= want || read >= most {
                 return Ok(ScanStep {
                     next: u64::from(at),
                     keys,
                 });
             }
-            chunk = (chunk * 2).min(MAX_STEP_BUCKETS - read);
+            chunk = (chunk * 2).min(MAX_CHUNK_BUCKETS).min(most - read);
         }
     }
 
@@ -454,7 +468,10 @@ mod tests {
         s.add(Meta::for_string(key, v(1), None, None));
         s.add(Meta::for_string(key, v(2), Some(b"new"), None));
         let live = s.live(key.to_vec(), 10).expect("live");
-        assert_eq!((live.ty, live.version, live.crdt), (ValueType::String, v(2), None));
+        assert_eq!(
+            (live.ty, live.version, live.crdt),
+            (ValueType::String, v(2), None)
+        );
     }
 
     #[test]

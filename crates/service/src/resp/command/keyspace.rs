@@ -43,7 +43,13 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("renamenx", 3, &[Flag::Write, Flag::Fast], (1, 2, 1), |a| {
         transfer(a, TransferMode::Rename { nx: true })
     }),
-    Spec::keyed("copy", -3, &[Flag::Write, Flag::DenyOom], (1, 2, 1), parse_copy),
+    Spec::keyed(
+        "copy",
+        -3,
+        &[Flag::Write, Flag::DenyOom],
+        (1, 2, 1),
+        parse_copy,
+    ),
 ];
 
 /// The keyless keyspace commands (run in order with the session).
@@ -194,14 +200,9 @@ impl KeyspaceCmd {
                 Ok(step) => {
                     let shown = step.keys.into_iter().filter(|k| {
                         pattern.as_ref().is_none_or(|p| glob_matches(p, &k.key))
-                            && ty
-                                .as_ref()
-                                .is_none_or(|t| eq(t, value_type_name(k.ty)))
+                            && ty.as_ref().is_none_or(|t| eq(t, value_type_name(k.ty)))
                     });
-                    Frame::Array(vec![
-                        Frame::bulk(step.next.to_string()),
-                        keys_reply(shown),
-                    ])
+                    Frame::Array(vec![Frame::bulk(step.next.to_string()), keys_reply(shown)])
                 }
                 Err(e) => store_error(e),
             },
@@ -285,16 +286,25 @@ mod tests {
 
     #[test]
     fn scan_options_follow_redis() {
-        let args = |s: &str| s.split(' ').map(|w| Bytes::from(w.to_string())).collect::<Vec<_>>();
+        let args = |s: &str| {
+            s.split(' ')
+                .map(|w| Bytes::from(w.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(matches!(
             parse_scan(&args("scan 0 COUNT 0")),
             Err(f) if f == syntax_error()
         ));
         assert!(matches!(parse_scan(&args("scan 0 MATCH")), Err(f) if f == syntax_error()));
-        assert!(matches!(parse_scan(&args("scan 0 count x")), Err(f) if f == super::super::not_an_integer()));
+        assert!(
+            matches!(parse_scan(&args("scan 0 count x")), Err(f) if f == super::super::not_an_integer())
+        );
         assert!(matches!(
             parse_scan(&args("scan 0 match a* count 5 type hash")),
-            Ok(Command::Session(SessionCmd::Keyspace(KeyspaceCmd::Scan { count: 5, .. })))
+            Ok(Command::Session(SessionCmd::Keyspace(KeyspaceCmd::Scan {
+                count: 5,
+                ..
+            })))
         ));
     }
 }
