@@ -230,10 +230,8 @@ async fn scan_and_keys_show_every_live_user_key_and_nothing_else() {
     let (keys, steps) = scan_all(&mut c, "COUNT 7").await;
     assert_eq!(set(&keys), live, "SCAN: exactly the live user keys");
     assert!(steps > 1, "COUNT 7 takes several steps");
-    assert!(
-        keys.len() < live.len() * 2,
-        "duplicates are allowed, not a multiple"
-    );
+    // Redis may repeat a key; quorumd reads each bucket in exactly one step (docs/RESP.md).
+    assert_eq!(keys.len(), live.len(), "no key twice");
     let (keys, _) = scan_all(&mut c, "").await;
     assert_eq!(set(&keys), live, "SCAN without options");
     let (keys, _) = scan_all(&mut c, "COUNT 100000").await;
