@@ -296,7 +296,7 @@ async fn scan_returns_every_key_present_for_the_whole_scan_under_churn() {
             while !stop.load(Ordering::Relaxed) {
                 let k = format!("churn:{}", i % 200);
                 ok(&mut w, &format!("SET {k} {i}")).await;
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     ok(&mut w, &format!("DEL {k}")).await;
                 }
                 i += 1;

@@ -164,6 +164,22 @@ pub struct Flushed {
 }
 
 impl VersionedStore {
+    /// B, the number of buckets: the cursor's range. (The layout's three facts a scan relies
+    /// on are read here only, so a change of the layout code touches these lines alone.)
+    fn bucket_count(&self) -> u32 {
+        self.settings.buckets
+    }
+
+    /// The metadata hashes that together hold bucket `b` on every node.
+    fn bucket_meta_hashes(&self, b: u32) -> Vec<String> {
+        self.settings.bucket_meta_keys(b)
+    }
+
+    /// quorumd's reserved key prefix: keys under it are never shown.
+    fn reserved_prefix(&self) -> &str {
+        &self.settings.key_prefix
+    }
+
     /// One scan step from bucket `cursor`: the live keys of the buckets read, at least `want`
     /// of them unless the keyspace ends first or the step read `max(want, MAX_CHUNK_BUCKETS)`
     /// buckets (COUNT bounds the work of a step, as in Redis: a COUNT above B reads the whole
@@ -176,7 +192,7 @@ impl VersionedStore {
         want: usize,
         level: Consistency,
     ) -> Result<ScanStep, StoreError> {
-        let buckets = self.settings.buckets;
+        let buckets = self.bucket_count();
         let Ok(mut at) = u32::try_from(cursor) else {
             return Ok(ScanStep::done());
         };
@@ -218,11 +234,8 @@ impl VersionedStore {
         buckets: Range<u32>,
         level: Consistency,
     ) -> Result<Vec<LiveKey>, StoreError> {
-        let meta_keys: Arc<Vec<String>> = Arc::new(
-            buckets
-                .flat_map(|b| self.settings.bucket_meta_keys(b))
-                .collect(),
-        );
+        let meta_keys: Arc<Vec<String>> =
+            Arc::new(buckets.flat_map(|b| self.bucket_meta_hashes(b)).collect());
         let required = self.settings.quorum.read_quorum(level);
         let gathered = self
             .read_quorum("scan", required, |node| {
@@ -230,7 +243,7 @@ impl VersionedStore {
                 async move { calls::keyspace::meta_entries(&node, &meta_keys).await }
             })
             .await?;
-        let prefix = self.settings.key_prefix.as_bytes();
+        let prefix = self.reserved_prefix().as_bytes();
         let mut seen: BTreeMap<Vec<u8>, Seen> = BTreeMap::new();
         for (_, hashes) in gathered.successes() {
             for (key, raw) in hashes.iter().flatten() {
@@ -269,7 +282,7 @@ impl VersionedStore {
     /// key alone in a run of empty buckets is picked more often.
     #[tracing::instrument(name = "store.random_key", skip_all, fields(level = %level))]
     pub async fn random_key(&self, level: Consistency) -> Result<Option<LiveKey>, StoreError> {
-        let buckets = u64::from(self.settings.buckets);
+        let buckets = u64::from(self.bucket_count());
         let mut cursor = rand::random_range(0..buckets);
         let mut covered = 0;
         loop {
