@@ -248,6 +248,9 @@ pub struct RespConfig {
     /// Password clients must give with AUTH (or HELLO ... AUTH) before other commands.
     /// Default none: no authentication. Never printed.
     pub password: Option<Secret>,
+    /// Whether FLUSHDB and FLUSHALL run. They tombstone every key on every node, so they are
+    /// answered with an error naming this switch unless it is set. Default false.
+    pub allow_flush: bool,
 }
 
 impl Default for RespConfig {
@@ -260,6 +263,7 @@ impl Default for RespConfig {
             max_args: 1024 * 1024,
             max_bulk_bytes: 16 * 1024 * 1024,
             password: None,
+            allow_flush: false,
         }
     }
 }

@@ -10,7 +10,7 @@
 //! a read-only replica, instead of failing halfway through.
 //!
 //! One module per family: the versioned store (`store`), CRDT keys (`crdt`), the whole-bucket
-//! copy (`bucket_copy`), the sweep's reads and checkpoints (`sync`), hinted handoff (`hints`),
+//! copy (`bucket_copy`), the sweep's reads and checkpoints (`sync`), hinted handoff (`hints`), the keyspace commands' metadata reads (`keyspace`),
 //! the layout marker and its conversion (`layout`), the sweep's shard leases (`lease`), locks (`locks`), queues (`queue`) and the demo's
 //! deliberate damage (`demo`).
 
@@ -18,6 +18,7 @@ pub mod bucket_copy;
 pub mod crdt;
 pub mod demo;
 pub mod hints;
+pub mod keyspace;
 pub mod layout;
 pub mod lease;
 pub mod locks;

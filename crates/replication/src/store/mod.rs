@@ -4,6 +4,7 @@
 mod batch;
 pub mod events;
 mod hints;
+pub mod keyspace;
 pub mod layout;
 pub(crate) mod repair;
 mod rmw;

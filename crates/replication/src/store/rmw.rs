@@ -33,6 +33,22 @@ async fn lock_key(key: &[u8]) -> MutexGuard<'static, ()> {
     KEY_LOCKS[stripe as usize].lock().await
 }
 
+/// Takes the turns of several keys at once (RENAME, COPY): their stripes in increasing order,
+/// each once, so two such writers never wait for each other in a cycle.
+pub(super) async fn lock_keys(keys: &[&[u8]]) -> Vec<MutexGuard<'static, ()>> {
+    let mut stripes: Vec<u64> = keys
+        .iter()
+        .map(|k| xxhash_rust::xxh3::xxh3_64(k) % STRIPES)
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    let mut guards = Vec::with_capacity(stripes.len());
+    for s in stripes {
+        guards.push(KEY_LOCKS[s as usize].lock().await);
+    }
+    guards
+}
+
 /// Most attempts of a read-modify-write that keeps losing to concurrent writers.
 const MAX_ATTEMPTS: u32 = 32;
 

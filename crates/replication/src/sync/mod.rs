@@ -13,7 +13,7 @@ pub mod direct;
 pub mod events;
 mod exchange;
 mod full;
-mod glob;
+pub(crate) mod glob;
 mod hints;
 pub mod lease;
 pub mod live;

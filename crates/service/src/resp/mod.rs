@@ -37,6 +37,8 @@ pub struct Shared {
     pub default_level: Consistency,
     pub limits: Limits,
     pub max_connections: usize,
+    /// Whether FLUSHDB and FLUSHALL may run (`resp.allow_flush`).
+    pub allow_flush: bool,
     /// The address actually listened on.
     pub listen: SocketAddr,
     /// This instance's name, for INFO.

@@ -74,6 +74,7 @@ impl RespServer {
                 max_bulk_bytes: cfg.max_bulk_bytes,
             },
             max_connections: cfg.max_connections,
+            allow_flush: cfg.allow_flush,
             listen: addr,
             instance: settings.instance.clone(),
             started: Instant::now(),

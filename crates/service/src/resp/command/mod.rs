@@ -9,6 +9,7 @@ mod conn;
 mod counters;
 mod hashes;
 mod keys;
+mod keyspace;
 mod quorumd;
 mod server;
 mod sets;
@@ -143,6 +144,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     quorumd::SPECS,
     strings::SPECS,
     keys::SPECS,
+    keyspace::SPECS,
     counters::SPECS,
     hashes::SPECS,
     sets::SPECS,
@@ -184,6 +186,7 @@ pub enum SessionCmd {
     Conn(conn::ConnCmd),
     Server(server::ServerCmd),
     Quorumd(quorumd::QuorumdCmd),
+    Keyspace(keyspace::KeyspaceCmd),
 }
 
 pub enum DataCmd {
@@ -192,6 +195,7 @@ pub enum DataCmd {
     Counter(counters::CounterCmd),
     Hash(hashes::HashCmd),
     Set(sets::SetCmd),
+    Transfer(keyspace::TransferCmd),
 }
 
 /// The keys a data command reads and writes, for ordering pipelined commands.
@@ -209,6 +213,7 @@ impl DataCmd {
             DataCmd::Counter(c) => c.access(),
             DataCmd::Hash(c) => c.access(),
             DataCmd::Set(c) => c.access(),
+            DataCmd::Transfer(c) => c.access(),
         }
     }
 
@@ -220,6 +225,7 @@ impl DataCmd {
             DataCmd::Counter(c) => c.apply(crdts, level).await,
             DataCmd::Hash(c) => c.apply(crdts, level).await,
             DataCmd::Set(c) => c.apply(crdts, level).await,
+            DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
 }
@@ -230,6 +236,7 @@ impl SessionCmd {
             SessionCmd::Conn(c) => c.apply(session, shared),
             SessionCmd::Server(c) => c.apply(session, shared).await,
             SessionCmd::Quorumd(c) => c.apply(session),
+            SessionCmd::Keyspace(c) => c.apply(session, shared).await,
         }
     }
 }
@@ -394,6 +401,12 @@ impl From<counters::CounterCmd> for DataCmd {
 impl From<hashes::HashCmd> for DataCmd {
     fn from(c: hashes::HashCmd) -> Self {
         DataCmd::Hash(c)
+    }
+}
+
+impl From<keyspace::TransferCmd> for DataCmd {
+    fn from(c: keyspace::TransferCmd) -> Self {
+        DataCmd::Transfer(c)
     }
 }
 
