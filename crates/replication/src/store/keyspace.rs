@@ -167,17 +167,17 @@ impl VersionedStore {
     /// B, the number of buckets: the cursor's range. (The layout's three facts a scan relies
     /// on are read here only, so a change of the layout code touches these lines alone.)
     fn bucket_count(&self) -> u32 {
-        self.settings.buckets
+        self.settings.layout.buckets
     }
 
     /// The metadata hashes that together hold bucket `b` on every node.
     fn bucket_meta_hashes(&self, b: u32) -> Vec<String> {
-        self.settings.bucket_meta_keys(b)
+        self.settings.layout.bucket_meta_keys(b)
     }
 
     /// quorumd's reserved key prefix: keys under it are never shown.
     fn reserved_prefix(&self) -> &str {
-        &self.settings.key_prefix
+        &self.settings.layout.prefix
     }
 
     /// One scan step from bucket `cursor`: the live keys of the buckets read, at least `want`
