@@ -280,14 +280,9 @@ async fn run_cluster(n: usize, s: &Settings) -> Result<Vec<Row>, String> {
     let locks = LockService::new(
         core.store.pool().clone(),
         cfg.locks.clone(),
-        &cfg.key_prefix,
+        &core.store.settings().layout,
     );
-    let queues = QueueService::new(
-        core.store.clone(),
-        locks.clone(),
-        cfg.queues.clone(),
-        &cfg.key_prefix,
-    );
+    let queues = QueueService::new(core.store.clone(), locks.clone(), cfg.queues.clone());
     let bench = Bench {
         locks,
         queues,

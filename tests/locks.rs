@@ -343,7 +343,7 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         pool.clone(),
         LocksConfig::default(),
-        common::key_prefix(),
+        &common::default_layout(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -359,7 +359,7 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
         "a lock granted on one node of three must show overlapping holders"
     );
     // The same race with the real rule finds nothing.
-    let safe = LockService::new(pool, LocksConfig::default(), common::key_prefix());
+    let safe = LockService::new(pool, LocksConfig::default(), &common::default_layout());
     assert!(race(safe, 8, Duration::from_secs(3)).await.is_empty());
     tc.shutdown().await;
 }
@@ -411,7 +411,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
         max_ttl_ms: max_ttl,
         ..LocksConfig::default()
     };
-    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), common::key_prefix());
+    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), &common::default_layout());
     let rec = Recorder::new();
     // Make the fence counter non-trivial first.
     for _ in 0..3 {
@@ -460,7 +460,7 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         pool,
         cfg,
-        common::key_prefix(),
+        &common::default_layout(),
         UnsafeKnobs {
             count_restarted_at_once: true,
             ..UnsafeKnobs::default()

@@ -425,7 +425,7 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
     let unsafe_locks = LockService::with_unsafe_knobs(
         store.pool().clone(),
         LocksConfig::default(),
-        common::key_prefix(),
+        &common::default_layout(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -438,7 +438,6 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
             max_deliveries: 1000,
             ..QueueConfig::default()
         },
-        common::key_prefix(),
     );
     queues.put("one", "1", 0, 0).await.unwrap();
     let leases = Arc::new(Leases {

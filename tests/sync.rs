@@ -1361,7 +1361,7 @@ async fn only_client_requests_move_a_nodes_latency() {
     // (start-up writes, probes) are not held up behind it and keep their own, short,
     // latency. The background call gets a connection of its own for that reason.
     const BLOCKED_MS: f64 = 200.0;
-    let blocked = |mut c: redis::aio::MultiplexedConnection| async move {
+    let blocked = |mut c: quorumd::pool::NodeConn| async move {
         redis::cmd("BLPOP")
             .arg("never-written")
             .arg(BLOCKED_MS / 1000.0)

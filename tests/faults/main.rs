@@ -204,7 +204,7 @@ async fn negative_control_a_minority_lock_is_reported() {
     let minority = LockService::with_unsafe_knobs(
         pool.clone(),
         cfg.locks.clone(),
-        common::key_prefix(),
+        &common::default_layout(),
         UnsafeKnobs {
             required: Some(1),
             ..UnsafeKnobs::default()
@@ -259,18 +259,13 @@ async fn negative_control_a_queue_counting_a_restarted_node_at_once_is_reported(
     let at_once = LockService::with_unsafe_knobs(
         pool.clone(),
         cfg.locks.clone(),
-        common::key_prefix(),
+        &common::default_layout(),
         UnsafeKnobs {
             count_restarted_at_once: true,
             ..UnsafeKnobs::default()
         },
     );
-    let queues = QueueService::new(
-        app.store().clone(),
-        at_once,
-        cfg.queues.clone(),
-        common::key_prefix(),
-    );
+    let queues = QueueService::new(app.store().clone(), at_once, cfg.queues.clone());
     let t0 = Instant::now();
     let now = || t0.elapsed().as_micros() as u64;
     let mut history = queue::QueueHistory::default();

@@ -45,7 +45,7 @@ impl QueueHistory {
 
 /// Each item's record on each node, read straight from the nodes.
 pub async fn node_records(nemesis: &Nemesis) -> Vec<BTreeMap<String, Record>> {
-    let keys = QueueKeys::new(crate::common::key_prefix(), QUEUE);
+    let keys = QueueKeys::new(crate::common::key_prefix(), "", QUEUE);
     let mut out = Vec::new();
     for node in &nemesis.cluster.nodes {
         let mut c = direct(&node.url()).await;

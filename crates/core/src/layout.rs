@@ -184,6 +184,16 @@ impl Layout {
         }
     }
 
+    /// What follows the reserved name of a group of quorumd's own keys that one script touches
+    /// together (a lock and its fence; a queue's hashes and its items' fences): nothing under
+    /// `xxh3`, the tag of `group`'s slot under `slot`, so that the group shares a slot.
+    pub fn group_tag(&self, group: &str) -> String {
+        match self.scheme {
+            Scheme::Xxh3 => String::new(),
+            Scheme::Slot => self.bucket_part(key_slot(group.as_bytes())),
+        }
+    }
+
     /// The hash holding a CRDT key's state. Under `slot` the tag comes before the user key, so
     /// the key's own braces cannot move the state to another slot.
     pub fn state_key(&self, key: &[u8]) -> Vec<u8> {

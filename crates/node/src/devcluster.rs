@@ -301,6 +301,78 @@ impl DevCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.url()).collect()
     }
+
+    /// `count` Redis Clusters of `masters` masters each (no replicas), made by
+    /// `redis-cli --cluster create`: the processes, cluster after cluster, and each cluster's
+    /// `redis+cluster://` URL naming all its masters as seeds.
+    pub fn start_clusters(
+        count: usize,
+        masters: usize,
+    ) -> Result<(DevCluster, Vec<String>), DevClusterError> {
+        let all = Self::start_with(count * masters, CLUSTER_OPTIONS)?;
+        let urls = all
+            .nodes
+            .chunks(masters)
+            .map(create_redis_cluster)
+            .collect::<Result<_, _>>()?;
+        Ok((all, urls))
+    }
+}
+
+/// Options of a server that is to join a Redis Cluster (its `nodes.conf` in its own directory).
+pub const CLUSTER_OPTIONS: &[&str] = &[
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "5000",
+];
+
+/// Makes one Redis Cluster of `masters` (started with [`CLUSTER_OPTIONS`]) with
+/// `redis-cli --cluster create`, slots spread evenly, and waits until every master reports
+/// `cluster_state:ok` and knows them all. Returns its `redis+cluster://` URL.
+pub fn create_redis_cluster(masters: &[RedisProcess]) -> Result<String, DevClusterError> {
+    let addrs: Vec<String> = masters.iter().map(|m| m.addr().to_string()).collect();
+    let port = masters.first().map_or(0, |m| m.port());
+    let failed = |message: String| DevClusterError::Start { port, message };
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failed(format!("redis-cli --cluster create: {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&out.stderr).lines())
+                .filter(|l| l.contains("ERR"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for m in masters {
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-p", &m.port().to_string(), "cluster", "info"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let known = format!("cluster_known_nodes:{}", masters.len());
+            if info.contains("cluster_state:ok") && info.contains(&known) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(failed(format!("the cluster did not settle: {info}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(format!("redis+cluster://{}", addrs.join(",")))
 }
 
 /// True when every thread of `pid` is stopped by a signal (state `T` in `/proc`). Where there

@@ -176,7 +176,7 @@ impl App {
         let locks = quorumd_replication::locks::LockService::new(
             store.pool().clone(),
             cfg.locks.clone(),
-            &cfg.key_prefix,
+            &store.settings().layout,
         );
         let state = AppState {
             crdts: Arc::new(quorumd_replication::crdt_store::CrdtStore::new(
@@ -188,7 +188,6 @@ impl App {
                 store.clone(),
                 locks,
                 cfg.queues.clone(),
-                &cfg.key_prefix,
             ),
             store: store.clone(),
             http: cfg.http.clone(),

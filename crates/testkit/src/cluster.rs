@@ -59,6 +59,25 @@ impl TestCluster {
         Self::launch(cluster, cfg).await
     }
 
+    /// quorumd over `count` Redis Clusters of `masters` masters each, with slot placement.
+    /// `self.cluster.nodes` holds every master, cluster after cluster: master `m` of replica
+    /// `r` is `nodes[r * masters + m]`.
+    pub async fn start_clusters(
+        count: usize,
+        masters: usize,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestCluster {
+        let (cluster, urls) =
+            tokio::task::spawn_blocking(move || DevCluster::start_clusters(count, masters))
+                .await
+                .unwrap()
+                .expect("start redis-server clusters");
+        let mut cfg = test_config(urls);
+        cfg.placement = quorumd_core::layout::Scheme::Slot;
+        tweak(&mut cfg);
+        Self::launch(cluster, cfg).await
+    }
+
     /// `start_with`, with quorumd reaching node `proxied` through a fault-injecting proxy.
     /// The harness's own connections (`direct`, `raw_value`) still go straight to the node.
     pub async fn start_with_proxy(

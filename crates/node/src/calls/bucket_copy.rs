@@ -13,7 +13,6 @@
 
 use super::{array, clock_lua, parse_bytes, protocol};
 use crate::pool::{Node, NodeError, Traffic};
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
 
@@ -176,7 +175,7 @@ async fn run_bulk_eval(node: &Node, code: &'static str, cmd: Cmd) -> Result<Valu
 /// Runs `pipe` (in atomic mode) on `c`: the replies, one per command, or `None` when the
 /// transaction was discarded because a `WATCH`ed key changed.
 async fn transaction(
-    c: &mut MultiplexedConnection,
+    c: &mut crate::pool::NodeConn,
     pipe: &Pipeline,
 ) -> RedisResult<Option<Vec<Value>>> {
     match pipe.query_async::<Value>(c).await? {
@@ -224,6 +223,16 @@ pub async fn read_meta(node: &Node, buckets: &[BucketLayout]) -> Result<Vec<Meta
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
+    node.per_slot(
+        buckets,
+        |b| b.digest_key.as_str(),
+        |group| async move { read_slot_meta(node, &group).await },
+    )
+    .await
+}
+
+/// [`read_meta`] for buckets that share a slot when the node is a cluster.
+async fn read_slot_meta(node: &Node, buckets: &[BucketLayout]) -> Result<Vec<MetaRead>, NodeError> {
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut commands = 0;
@@ -265,6 +274,20 @@ pub async fn read_values(
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
+    node.per_slot(
+        buckets,
+        |(b, _)| b.digest_key.as_str(),
+        |group| async move { read_slot_values(node, &group, how).await },
+    )
+    .await
+}
+
+/// [`read_values`] for buckets that share a slot when the node is a cluster.
+async fn read_slot_values(
+    node: &Node,
+    buckets: &[(&BucketCopy, Vec<&[u8]>)],
+    how: ReadAs,
+) -> Result<Vec<ValuesRead>, NodeError> {
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut commands = 0;
@@ -364,6 +387,11 @@ pub async fn restore_buckets_watched(
 ) -> Result<Option<Vec<bool>>, NodeError> {
     /// Keys per `MSET`: one command blocks the node for its whole length.
     const KEYS_PER_MSET: usize = 1000;
+    if node.is_cluster() {
+        // A transaction must stay in one slot there, and one per bucket saves nothing over
+        // the script: the caller takes the script path.
+        return Ok(None);
+    }
     if buckets.iter().any(|b| !b.strings_only()) {
         return Err(protocol("a transactional copy holds strings only"));
     }
@@ -443,6 +471,19 @@ pub async fn restore_buckets(node: &Node, buckets: &[&BucketCopy]) -> Result<Vec
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
+    node.per_slot(
+        buckets,
+        |b| b.digest_key.as_str(),
+        |group| async move { restore_slot_buckets(node, &group).await },
+    )
+    .await
+}
+
+/// [`restore_buckets`] for buckets that share a slot when the node is a cluster.
+async fn restore_slot_buckets(
+    node: &Node,
+    buckets: &[&BucketCopy],
+) -> Result<Vec<bool>, NodeError> {
     let keys: usize = buckets
         .iter()
         .map(|b| 1 + b.meta.len() + b.state.len() + b.values.len())

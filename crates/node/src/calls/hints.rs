@@ -21,15 +21,22 @@ pub async fn record(
     key: &[u8],
     max_keys: u64,
 ) -> Result<Vec<bool>, NodeError> {
-    let mut inv = RECORD.prepare_invoke();
-    for k in hint_keys {
-        inv.key(k);
-    }
-    inv.arg(key).arg(max_keys);
-    let held: Vec<i64> = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    Ok(held.into_iter().map(|h| h == 1).collect())
+    node.per_slot(
+        hint_keys,
+        |k| k.as_str(),
+        |group| async move {
+            let mut inv = RECORD.prepare_invoke();
+            for k in &group {
+                inv.key(k);
+            }
+            inv.arg(key).arg(max_keys);
+            let held: Vec<i64> = node
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            Ok(held.into_iter().map(|h| h == 1).collect())
+        },
+    )
+    .await
 }
 
 /// How many keys a hint set holds on one node (`SCARD`).

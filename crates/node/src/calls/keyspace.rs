@@ -20,14 +20,21 @@ pub async fn meta_entries(node: &Node, meta_keys: &[String]) -> Result<Vec<RawEn
     if meta_keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = META_ENTRIES.prepare_invoke();
-    for k in meta_keys {
-        inv.key(k);
-    }
-    let reply: Vec<Value> = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    parse(reply, meta_keys.len())
+    node.per_slot(
+        meta_keys,
+        |k| k.as_str(),
+        |group| async move {
+            let mut inv = META_ENTRIES.prepare_invoke();
+            for k in &group {
+                inv.key(k);
+            }
+            let reply: Vec<Value> = node
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            parse(reply, group.len())
+        },
+    )
+    .await
 }
 
 fn protocol(what: String) -> NodeError {

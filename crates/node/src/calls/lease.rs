@@ -42,15 +42,22 @@ pub async fn leases(
     lease_ms: u64,
     mode: LeaseMode,
 ) -> Result<Vec<bool>, NodeError> {
-    let mut inv = LEASE.prepare_invoke();
-    for k in lease_keys {
-        inv.key(k);
-    }
-    inv.arg(instance).arg(lease_ms).arg(mode.arg());
-    let held: Vec<i64> = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    Ok(held.into_iter().map(|h| h == 1).collect())
+    node.per_slot(
+        lease_keys,
+        |k| k.as_str(),
+        |group| async move {
+            let mut inv = LEASE.prepare_invoke();
+            for k in &group {
+                inv.key(k);
+            }
+            inv.arg(instance).arg(lease_ms).arg(mode.arg());
+            let held: Vec<i64> = node
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            Ok(held.into_iter().map(|h| h == 1).collect())
+        },
+    )
+    .await
 }
 
 /// Records `instance` as alive at `now_ms` in the members set on one node, forgets members

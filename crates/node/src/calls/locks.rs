@@ -189,19 +189,13 @@ pub async fn scan_fences(
     pattern: &str,
     cursor: u64,
 ) -> Result<(u64, Vec<(String, u64)>), NodeError> {
-    let pattern = pattern.to_string();
-    let (next, keys): (u64, Vec<String>) = node
-        .run(|mut c| async move {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await
-        })
+    let (next, keys) = node
+        .run(|mut c| async move { c.scan(cursor, Some(pattern), 1000).await })
         .await?;
+    let keys: Vec<String> = keys
+        .into_iter()
+        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .collect();
     if keys.is_empty() {
         return Ok((next, Vec::new()));
     }

@@ -44,8 +44,9 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
-    pub fn new(prefix: &str, name: &str) -> QueueKeys {
-        let base = format!("{prefix}q:{name}:");
+    /// The keys of queue `name`; `tag` is the layout's group tag of the name.
+    pub fn new(prefix: &str, tag: &str, name: &str) -> QueueKeys {
+        let base = format!("{prefix}q{tag}:{name}:");
         QueueKeys {
             rec: format!("{base}rec"),
             pay: format!("{base}pay"),

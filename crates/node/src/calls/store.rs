@@ -237,6 +237,20 @@ pub async fn apply_each(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    node.per_slot(
+        entries,
+        |e| &e.loc.key[..],
+        |group| async move { apply_slot(node, traffic, &group).await },
+    )
+    .await
+}
+
+/// [`apply_each`] for entries that share a slot when the node is a cluster.
+async fn apply_slot(
+    node: &Node,
+    traffic: Traffic,
+    entries: &[ApplyEntry<'_>],
+) -> Result<Vec<Result<WriteOutcome, NodeError>>, NodeError> {
     let mut inv = APPLY.prepare_invoke();
     for e in entries {
         let (mode, payload): (&str, &[u8]) = match (e.meta.kind, e.payload) {
@@ -355,6 +369,19 @@ pub async fn read_each(
     if reads.is_empty() {
         return Ok(Vec::new());
     }
+    node.per_slot(
+        reads,
+        |(loc, _)| &loc.key[..],
+        |group| async move { read_slot(node, &group).await },
+    )
+    .await
+}
+
+/// [`read_each`] for keys that share a slot when the node is a cluster.
+async fn read_slot(
+    node: &Node,
+    reads: &[(&KeyLocation, ReadWanted)],
+) -> Result<Vec<Result<NodeRead, NodeError>>, NodeError> {
     let mut inv = READ.prepare_invoke();
     for (loc, wanted) in reads {
         inv.key(&loc.key[..]).key(&loc.meta_key);
@@ -379,20 +406,43 @@ pub async fn read_each(
         .collect())
 }
 
-/// Runs a script whose KEYS are, per key, the value key and its metadata hash.
+/// Runs a script whose KEYS are, per key, the value key and its metadata hash, and whose
+/// reply holds `width` items per key: those items, one `Vec` per key, in the order of `locs`.
 async fn per_key(
     node: &Node,
     traffic: Traffic,
-    script: &Script,
+    (script, what): (&Script, &str),
     locs: &[&KeyLocation],
-) -> Result<Value, NodeError> {
-    let mut inv = script.prepare_invoke();
-    for l in locs {
-        inv.key(&l.key[..]).key(&l.meta_key);
-    }
-    node.run_as(
-        traffic,
-        |mut c| async move { inv.invoke_async(&mut c).await },
+    width: usize,
+) -> Result<Vec<Vec<Value>>, NodeError> {
+    node.per_slot(
+        locs,
+        |l| &l.key[..],
+        |group| async move {
+            let mut inv = script.prepare_invoke();
+            for l in &group {
+                inv.key(&l.key[..]).key(&l.meta_key);
+            }
+            let reply = node
+                .run_as(
+                    traffic,
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            let items = array(reply, what)?;
+            if items.len() != group.len() * width {
+                return Err(protocol(format!(
+                    "{what} script returned {} items for {} keys",
+                    items.len(),
+                    group.len()
+                )));
+            }
+            let mut items = items.into_iter();
+            // Moved, not copied: a sweep dumps millions of values.
+            Ok((0..group.len())
+                .map(|_| items.by_ref().take(width).collect())
+                .collect())
+        },
     )
     .await
 }
@@ -402,20 +452,20 @@ pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, N
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    let reply = per_key(node, Traffic::Background, &DUMP, locs).await?;
-    let mut items = pairs(reply, "dump", locs.len())?.into_iter();
-    let mut out = Vec::with_capacity(locs.len());
-    while let (Some(meta), Some(dump)) = (items.next(), items.next()) {
-        out.push(NodeDump {
-            meta: parse_meta(&meta)?,
-            // Moved, not copied: a sweep dumps millions of values.
-            dump: match dump {
-                Value::BulkString(b) => Some(b),
-                other => parse_bytes(Some(&other))?,
-            },
-        });
-    }
-    Ok(out)
+    per_key(node, Traffic::Background, (&DUMP, "dump"), locs, 2)
+        .await?
+        .into_iter()
+        .map(|pair| {
+            let [meta, dump] = <[Value; 2]>::try_from(pair).expect("two items per key");
+            Ok(NodeDump {
+                meta: parse_meta(&meta)?,
+                dump: match dump {
+                    Value::BulkString(b) => Some(b),
+                    other => parse_bytes(Some(&other))?,
+                },
+            })
+        })
+        .collect()
 }
 
 /// How a node's value differs from what its own metadata records (see [`verify`]).
@@ -471,9 +521,9 @@ pub async fn verify(
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    let reply = per_key(node, traffic, &VERIFY, locs).await?;
-    pairs(reply, "verify", locs.len())?
-        .chunks(2)
+    per_key(node, traffic, (&VERIFY, "verify"), locs, 2)
+        .await?
+        .iter()
         .map(|pair| {
             let mismatch = match &pair[0] {
                 Value::Int(0) => None,
@@ -507,17 +557,9 @@ pub async fn capture(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<Captured>
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    let reply = per_key(node, Traffic::Background, &CAPTURE, locs).await?;
-    let items = array(reply, "capture")?;
-    if items.len() != locs.len() * 4 {
-        return Err(protocol(format!(
-            "capture script returned {} items for {} keys",
-            items.len(),
-            locs.len()
-        )));
-    }
-    items
-        .chunks(4)
+    per_key(node, Traffic::Background, (&CAPTURE, "capture"), locs, 4)
+        .await?
+        .iter()
         .map(|c| {
             let content = match &c[2] {
                 Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(Content::parse),
@@ -547,18 +589,27 @@ pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64
     if entries.is_empty() {
         return Ok(0);
     }
-    let mut inv = PURGE.prepare_invoke();
-    for (loc, meta) in entries {
-        inv.key(&loc.key[..])
-            .key(&loc.meta_key)
-            .key(&loc.digest_key)
-            .key(&loc.sub_digest_key);
-        inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
-    }
-    node.run_as(Traffic::Background, |mut c| async move {
-        inv.invoke_async(&mut c).await
-    })
-    .await
+    let purged = node
+        .per_slot_groups(
+            entries,
+            |(loc, _)| &loc.key[..],
+            |group| async move {
+                let mut inv = PURGE.prepare_invoke();
+                for (loc, meta) in &group {
+                    inv.key(&loc.key[..])
+                        .key(&loc.meta_key)
+                        .key(&loc.digest_key)
+                        .key(&loc.sub_digest_key);
+                    inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
+                }
+                node.run_as(Traffic::Background, |mut c| async move {
+                    inv.invoke_async::<u64>(&mut c).await
+                })
+                .await
+            },
+        )
+        .await?;
+    Ok(purged.into_iter().sum())
 }
 
 /// Where one bucket's digests and metadata live on a node, for [`rebuild_digests`].
@@ -576,6 +627,22 @@ pub struct BucketDigestKeys {
 /// Recomputes both digest levels of `buckets` from their metadata; returns the buckets that
 /// drifted. Every bucket has the same number of sub-buckets, `sub_buckets`.
 pub async fn rebuild_digests(
+    node: &Node,
+    sub_buckets: u32,
+    buckets: &[BucketDigestKeys],
+) -> Result<Vec<u32>, NodeError> {
+    let drifted = node
+        .per_slot_groups(
+            buckets,
+            |b| b.digest_key.as_str(),
+            |group| async move { rebuild_slot_digests(node, sub_buckets, &group).await },
+        )
+        .await?;
+    Ok(drifted.into_iter().flatten().collect())
+}
+
+/// [`rebuild_digests`] for buckets that share a slot when the node is a cluster.
+async fn rebuild_slot_digests(
     node: &Node,
     sub_buckets: u32,
     buckets: &[BucketDigestKeys],
@@ -618,13 +685,53 @@ pub async fn user_key_count(
     singles: &[String],
     sub_digest_keys: &[String],
 ) -> Result<i64, NodeError> {
-    let mut inv = USER_KEYS.prepare_invoke();
-    for k in singles.iter().chain(sub_digest_keys) {
-        inv.key(k);
+    if !node.is_cluster() {
+        let mut inv = USER_KEYS.prepare_invoke();
+        for k in singles.iter().chain(sub_digest_keys) {
+            inv.key(k);
+        }
+        inv.arg(singles.len());
+        return node
+            .run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
+            .await;
     }
-    inv.arg(singles.len());
-    node.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
-        .await
+    // A cluster: every master's DBSIZE, less quorumd's keys, counted as the script counts
+    // them but from one pipeline per master (a script per slot would be 16,384 calls), so
+    // not atomically: a write between the two reads can skew the count by its keys.
+    let mut pipe = redis::pipe();
+    for k in singles {
+        pipe.cmd("EXISTS").arg(k);
+    }
+    for k in sub_digest_keys {
+        pipe.cmd("HVALS").arg(k);
+    }
+    let (exist, subs): (Vec<i64>, Vec<Vec<Vec<u8>>>) = node
+        .run(|mut c| async move {
+            let answers: Vec<Value> = pipe.query_async(&mut c).await?;
+            let (e, s) = answers.split_at(singles.len());
+            Ok((
+                redis::FromRedisValue::from_redis_value(Value::Array(e.to_vec()))?,
+                redis::FromRedisValue::from_redis_value(Value::Array(s.to_vec()))?,
+            ))
+        })
+        .await?;
+    let own: i64 = exist.iter().sum::<i64>()
+        + subs
+            .iter()
+            .map(|digests| {
+                let hashes = digests.iter().filter(|d| d.as_slice() != b"0").count();
+                i64::from(!digests.is_empty()) + hashes as i64
+            })
+            .sum::<i64>();
+    let sizes = node
+        .run(|mut c| async move { c.on_every_master(&redis::cmd("DBSIZE")).await })
+        .await?;
+    let mut total = -own;
+    for (_, size) in sizes {
+        total += <i64 as redis::FromRedisValue>::from_redis_value(size)
+            .map_err(|e| protocol(e.to_string()))?;
+    }
+    Ok(total.max(0))
 }
 
 #[cfg(test)]

@@ -174,10 +174,8 @@ pub async fn scan(
     cursor: u64,
     count: usize,
 ) -> Result<(u64, Vec<Vec<u8>>), NodeError> {
-    let mut cmd = redis::cmd("SCAN");
-    cmd.arg(cursor).arg("COUNT").arg(count);
     node.run_as(Traffic::Background, |mut c| async move {
-        cmd.query_async(&mut c).await
+        c.scan(cursor, None, count).await
     })
     .await
 }

@@ -6,11 +6,13 @@
 //! for a reconnect: a node without a connection fails at once, so a dead node costs a quorum
 //! nothing.
 
+mod conn;
 mod error;
 mod health;
 mod sentinel;
 pub mod tls;
 
+pub use conn::NodeConn;
 pub use error::{NodeError, ServerError, ServerErrorKind, classify, tls_cause};
 pub use health::{Health, HealthTracker};
 pub use tls::{TlsConfig, TlsError};
@@ -18,7 +20,7 @@ pub use tls::{TlsConfig, TlsError};
 use crate::events;
 use crate::worker::{StopPhase, WorkFailed, Worker, Workers};
 use quorumd_core::config::{NodeAddress, TimeoutConfig};
-use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use sentinel::Sentinels;
 use serde::Serialize;
@@ -57,10 +59,10 @@ pub struct Node {
     pub id: NodeId,
     /// Address with the password masked: safe to log and show.
     pub display: String,
-    client: redis::Client,
-    conn: RwLock<Option<MultiplexedConnection>>,
+    client: NodeClient,
+    conn: RwLock<Option<NodeConn>>,
     /// Connections for [`Node::run_exclusive`], idle between uses.
-    spare: Mutex<Vec<MultiplexedConnection>>,
+    spare: Mutex<Vec<NodeConn>>,
     health: Mutex<HealthTracker>,
     run_id: Mutex<Option<String>>,
     /// `host:port/db`: names the node in hints stored on the other nodes.
@@ -81,11 +83,15 @@ impl Node {
         tls: &TlsConfig,
         shared: Arc<PoolShared>,
     ) -> Result<Node, PoolError> {
-        let client =
-            tls::client(tls, address.url.as_str()).map_err(|e| PoolError::InvalidNode {
-                node: address.display.clone(),
-                message: quorumd_core::redact::mask_url(&e),
-            })?;
+        let client = if address.is_cluster() {
+            tls::cluster_client(tls, &address.cluster_seeds, timeouts).map(NodeClient::Cluster)
+        } else {
+            tls::client(tls, address.url.as_str()).map(NodeClient::Server)
+        }
+        .map_err(|e| PoolError::InvalidNode {
+            node: address.display.clone(),
+            message: quorumd_core::redact::mask_url(&e),
+        })?;
         Ok(Node {
             id,
             display: address.display.clone(),
@@ -128,11 +134,86 @@ impl Node {
         }
     }
 
-    fn connection(&self) -> Option<MultiplexedConnection> {
+    /// Whether this replica is a Redis Cluster (its keys spread over masters by slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.client, NodeClient::Cluster(_))
+    }
+
+    /// Runs `call` over `items`: on a server once for all of them, on a cluster once per hash
+    /// slot (the slot of the key `key_of` names) for that slot's items, all at once, since a
+    /// cluster refuses a script whose keys span slots. One answer per call, in no set order.
+    pub async fn per_slot_groups<T, K, R, Fut>(
+        &self,
+        items: &[T],
+        key_of: impl Fn(&T) -> &K,
+        call: impl Fn(Vec<T>) -> Fut,
+    ) -> Result<Vec<R>, NodeError>
+    where
+        T: Clone,
+        K: AsRef<[u8]> + ?Sized,
+        Fut: Future<Output = Result<R, NodeError>>,
+    {
+        if !self.is_cluster() {
+            return Ok(vec![call(items.to_vec()).await?]);
+        }
+        let mut groups: std::collections::BTreeMap<u32, Vec<T>> = Default::default();
+        for item in items {
+            let slot = quorumd_core::layout::key_slot(key_of(item).as_ref());
+            groups.entry(slot).or_default().push(item.clone());
+        }
+        futures::future::try_join_all(groups.into_values().map(call)).await
+    }
+
+    /// [`Node::per_slot_groups`] for calls that answer one result per item, in order: the
+    /// answers come back in the order of `items`.
+    pub async fn per_slot<T, K, R, Fut>(
+        &self,
+        items: &[T],
+        key_of: impl Fn(&T) -> &K,
+        call: impl Fn(Vec<T>) -> Fut,
+    ) -> Result<Vec<R>, NodeError>
+    where
+        T: Clone,
+        K: AsRef<[u8]> + ?Sized,
+        Fut: Future<Output = Result<Vec<R>, NodeError>>,
+    {
+        if !self.is_cluster() {
+            return call(items.to_vec()).await;
+        }
+        let indexed: Vec<(usize, T)> = items.iter().cloned().enumerate().collect();
+        let answers = self
+            .per_slot_groups(
+                &indexed,
+                |(_, item)| key_of(item),
+                |group: Vec<(usize, T)>| {
+                    let (at, group): (Vec<usize>, Vec<T>) = group.into_iter().unzip();
+                    let answer = call(group);
+                    async move {
+                        let answers = answer.await?;
+                        if answers.len() != at.len() {
+                            return Err(NodeError::Protocol(format!(
+                                "{} answers for {} items of one slot",
+                                answers.len(),
+                                at.len()
+                            )));
+                        }
+                        Ok(at.into_iter().zip(answers).collect::<Vec<_>>())
+                    }
+                },
+            )
+            .await?;
+        let mut placed: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+        for (i, answer) in answers.into_iter().flatten() {
+            placed[i] = Some(answer);
+        }
+        Ok(placed.into_iter().flatten().collect())
+    }
+
+    fn connection(&self) -> Option<NodeConn> {
         self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set_connection(&self, conn: Option<MultiplexedConnection>) {
+    fn set_connection(&self, conn: Option<NodeConn>) {
         *self.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
         // The spares went to the same server: after a reconnect they may be dead.
         self.spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -142,7 +223,7 @@ impl Node {
     /// into the node's health.
     pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, NodeError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(NodeConn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.run_as(Traffic::Client, op).await
@@ -152,7 +233,7 @@ impl Node {
     /// node's latency, which is what the sweep's back-off reads.
     pub async fn run_as<T, F, Fut>(&self, traffic: Traffic, op: F) -> Result<T, NodeError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(NodeConn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.connection().ok_or_else(|| self.unavailable())?;
@@ -165,7 +246,7 @@ impl Node {
     /// (one that failed may have left state behind, so its connection is dropped).
     pub async fn run_exclusive<T, F, Fut>(&self, op: F) -> Result<T, NodeError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(NodeConn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         /// Spare connections kept per node: a heal runs a few calls at once.
@@ -200,11 +281,11 @@ impl Node {
     async fn run_on<T, F, Fut>(
         &self,
         traffic: Traffic,
-        conn: MultiplexedConnection,
+        conn: NodeConn,
         op: F,
     ) -> Result<T, NodeError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(NodeConn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let started = Instant::now();
@@ -297,23 +378,40 @@ impl Node {
         }
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, String> {
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect()))
-            .set_response_timeout(Some(self.timeouts.node()));
-        let attempt = self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg);
+    async fn connect(&self) -> Result<NodeConn, String> {
         let limit = self.timeouts.connect() + self.timeouts.node();
-        bounded(attempt, limit, "connect", self.timeouts.connect_ms).await
+        match &self.client {
+            NodeClient::Server(client) => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeouts.connect()))
+                    .set_response_timeout(Some(self.timeouts.node()));
+                let attempt = client.get_multiplexed_async_connection_with_config(&cfg);
+                bounded(attempt, limit, "connect", self.timeouts.connect_ms)
+                    .await
+                    .map(NodeConn::Server)
+            }
+            // The cluster client reads the slot map from a seed, connects to the masters on
+            // demand, and follows MOVED and ASK by itself.
+            NodeClient::Cluster(client) => bounded(
+                client.get_async_connection(),
+                limit,
+                "connect",
+                self.timeouts.connect_ms,
+            )
+            .await
+            .map(NodeConn::Cluster),
+        }
     }
 
     /// A connection of its own for a subscription (keyspace notifications), bounded by the
     /// connect timeout. It does not feed the node's health: the monitor's probes do.
     pub async fn subscriber(&self) -> Result<redis::aio::PubSub, NodeError> {
+        let NodeClient::Server(client) = &self.client else {
+            return Err(NodeError::Unavailable(CLUSTER_NOTIFICATIONS.into()));
+        };
         let limit = self.timeouts.connect() + self.timeouts.node();
         bounded(
-            self.client.get_async_pubsub(),
+            client.get_async_pubsub(),
             limit,
             "connect",
             self.timeouts.connect_ms,
@@ -324,20 +422,25 @@ impl Node {
 
     /// The database number the node's address selects.
     pub fn db(&self) -> i64 {
-        self.client.get_connection_info().redis_settings().db()
+        match &self.client {
+            NodeClient::Server(client) => client.get_connection_info().redis_settings().db(),
+            NodeClient::Cluster(_) => 0,
+        }
     }
 
     /// PING, the server's run id, whether the node holds the sentinel key, and the nodes its
     /// sentinel records name.
-    async fn probe(&self, conn: MultiplexedConnection) -> Result<Probe, String> {
+    async fn probe(&self, conn: NodeConn) -> Result<Probe, String> {
         let started = Instant::now();
         let mut c = conn;
         let sentinel = self.shared.sentinel_key.clone();
         let records = self.shared.records_key.clone();
         let fut = async move {
-            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+            // A cluster answers only when every master does: one master down takes the
+            // replica out of quorums (per-shard health is not built yet).
+            c.on_all_masters(&redis::cmd("PING")).await?;
             let rtt = started.elapsed();
-            let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
+            let info = c.on_every_master(redis::cmd("INFO").arg("server")).await?;
             // EXISTS, not GET: a sentinel of another type (written by hand) is there all the
             // same, and must not fail the probe, which would take the node out of service.
             let sentinel = redis::cmd("EXISTS")
@@ -360,7 +463,7 @@ impl Node {
             };
             Ok::<_, RedisError>(Probe {
                 rtt,
-                run_id: parse_run_id(&info),
+                run_id: combined_run_id(info)?,
                 sentinel,
                 records,
             })
@@ -453,14 +556,14 @@ impl Node {
     }
 
     /// A new connection and its first probe, not yet judged or handed to requests.
-    async fn connect_probed(&self) -> Result<(MultiplexedConnection, Probe), String> {
+    async fn connect_probed(&self) -> Result<(NodeConn, Probe), String> {
         let conn = self.connect().await?;
         let probe = self.probe(conn.clone()).await?;
         Ok((conn, probe))
     }
 
     /// Judges a new connection's probe, then hands the connection to requests.
-    fn install(&self, conn: MultiplexedConnection, probe: &Probe) {
+    fn install(&self, conn: NodeConn, probe: &Probe) {
         self.note_probe(probe);
         self.set_connection(Some(conn));
         self.apply_probe(Ok(probe.rtt));
@@ -570,6 +673,31 @@ impl PoolShared {
     fn sentinels(&self) -> std::sync::MutexGuard<'_, Sentinels> {
         self.sentinels.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Why a cluster replica has no live detection.
+pub const CLUSTER_NOTIFICATIONS: &str = "keyspace notifications from a Redis Cluster replica \
+     (one subscription per master) are not built yet; the full sweep's scrub finds direct changes";
+
+/// What a replica connects through.
+// One per node: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum NodeClient {
+    Server(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// The run id of a server, or of a cluster the run ids of its masters, sorted and joined: a
+/// master that restarted or failed over to its replica (which may lack the last writes it
+/// acknowledged) changes it, and so marks the replica recovering.
+fn combined_run_id(answers: Vec<(String, redis::Value)>) -> Result<Option<String>, RedisError> {
+    let mut ids = Vec::new();
+    for (_, answer) in answers {
+        let info: String = redis::FromRedisValue::from_redis_value(answer)?;
+        ids.extend(parse_run_id(&info));
+    }
+    ids.sort();
+    Ok((!ids.is_empty()).then(|| ids.join(",")))
 }
 
 fn parse_run_id(info: &str) -> Option<String> {

@@ -81,6 +81,30 @@ pub fn client(cfg: &TlsConfig, url: &str) -> Result<redis::Client, String> {
     }
 }
 
+/// A client for a Redis Cluster given by its seeds: TLS (with the configured certificates)
+/// when the seeds are `rediss://`; credentials come from the seed URLs. Timeouts apply to each
+/// master's connection, as to a server's.
+pub fn cluster_client(
+    cfg: &TlsConfig,
+    seeds: &[String],
+    timeouts: &quorumd_core::config::TimeoutConfig,
+) -> Result<redis::cluster::ClusterClient, String> {
+    let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+        .connection_timeout(timeouts.connect())
+        .response_timeout(timeouts.node());
+    if seeds.iter().any(|s| s.starts_with("rediss://")) {
+        builder = builder.tls(if cfg.insecure_skip_verify {
+            redis::TlsMode::Insecure
+        } else {
+            redis::TlsMode::Secure
+        });
+        if let Some(certs) = certificates(cfg).map_err(|e| e.to_string())? {
+            builder = builder.certs(certs);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ mod knobs {
 
 use crate::fanout::{FailureCause, NodeFailure, QuorumError};
 use quorumd_core::config::LocksConfig;
+use quorumd_core::layout::Layout;
 use quorumd_core::quorum::majority;
 use quorumd_node::calls;
 use quorumd_node::calls::locks::{Extended, LockKeys, NodeView};
@@ -113,7 +114,7 @@ enum Shortfall {
 pub struct LockService {
     pool: Arc<NodePool>,
     cfg: LocksConfig,
-    prefix: String,
+    layout: Layout,
     knobs: UnsafeKnobs,
     gate: Arc<RecoveryGate>,
 }
@@ -191,8 +192,8 @@ where
 }
 
 impl LockService {
-    pub fn new(pool: Arc<NodePool>, cfg: LocksConfig, prefix: &str) -> Arc<LockService> {
-        Self::build(pool, cfg, prefix, UnsafeKnobs::default())
+    pub fn new(pool: Arc<NodePool>, cfg: LocksConfig, layout: &Layout) -> Arc<LockService> {
+        Self::build(pool, cfg, layout, UnsafeKnobs::default())
     }
 
     /// A lock service with safety rules switched off: for negative controls in tests only.
@@ -200,23 +201,23 @@ impl LockService {
     pub fn with_unsafe_knobs(
         pool: Arc<NodePool>,
         cfg: LocksConfig,
-        prefix: &str,
+        layout: &Layout,
         knobs: UnsafeKnobs,
     ) -> Arc<LockService> {
-        Self::build(pool, cfg, prefix, knobs)
+        Self::build(pool, cfg, layout, knobs)
     }
 
     fn build(
         pool: Arc<NodePool>,
         cfg: LocksConfig,
-        prefix: &str,
+        layout: &Layout,
         knobs: UnsafeKnobs,
     ) -> Arc<LockService> {
-        let gate = RecoveryGate::new(pool.clone(), &cfg, prefix);
+        let gate = RecoveryGate::new(pool.clone(), &cfg, &layout.prefix);
         Arc::new(LockService {
             pool,
             cfg,
-            prefix: prefix.to_string(),
+            layout: layout.clone(),
             knobs,
             gate,
         })
@@ -228,15 +229,18 @@ impl LockService {
 
     /// Keys of a user lock.
     pub fn user_keys(&self, name: &str) -> LockKeys {
-        self.keys("l", name)
+        self.keys("l", name, name)
     }
 
     /// Keys of a lock in namespace `kind` (`l` user locks, `q` queue item leases), so that
-    /// different users of the lock module never share a key.
-    pub fn keys(&self, kind: &str, name: &str) -> LockKeys {
+    /// different users of the lock module never share a key. Under slot placement both keys
+    /// carry the tag of `group`'s slot: the scripts that touch them with other keys of the
+    /// group (a queue's hashes) stay in one slot.
+    pub fn keys(&self, kind: &str, name: &str, group: &str) -> LockKeys {
+        let (prefix, tag) = (&self.layout.prefix, self.layout.group_tag(group));
         LockKeys {
-            lock: format!("{}lock:{kind}:{name}", self.prefix),
-            fence: format!("{}fence:{kind}:{name}", self.prefix),
+            lock: format!("{prefix}lock{tag}:{kind}:{name}"),
+            fence: format!("{prefix}fence{tag}:{kind}:{name}"),
         }
     }
 

@@ -37,7 +37,8 @@ impl RecoveryGate {
         Arc::new(RecoveryGate {
             pool,
             delay_ms: cfg.max_ttl_ms + super::drift_ms(cfg, cfg.max_ttl_ms),
-            pattern: format!("{prefix}fence:*"),
+            // `fence*`: under slot placement a tag follows the name.
+            pattern: format!("{prefix}fence*"),
             caught_up: Mutex::new(vec![None; n]),
             running: Mutex::new(vec![None; n]),
         })

@@ -80,7 +80,6 @@ pub struct QueueService {
     store: Arc<VersionedStore>,
     locks: Arc<LockService>,
     cfg: QueueConfig,
-    prefix: String,
     /// Queues whose depths have a gauge series (bounded: see `metered.rs`).
     gauged: metered::GaugedQueues,
 }
@@ -120,13 +119,11 @@ impl QueueService {
         store: Arc<VersionedStore>,
         locks: Arc<LockService>,
         cfg: QueueConfig,
-        prefix: &str,
     ) -> Arc<QueueService> {
         Arc::new(QueueService {
             store,
             locks,
             cfg,
-            prefix: prefix.to_string(),
             gauged: metered::GaugedQueues::default(),
         })
     }
@@ -141,11 +138,16 @@ impl QueueService {
 
     fn keys(&self, queue: &str) -> Result<QueueKeys, QueueError> {
         validate_name(queue)?;
-        Ok(QueueKeys::new(&self.prefix, queue))
+        let layout = &self.store.settings().layout;
+        Ok(QueueKeys::new(
+            &layout.prefix,
+            &layout.group_tag(queue),
+            queue,
+        ))
     }
 
     fn item_lock(&self, queue: &str, id: &str) -> calls::locks::LockKeys {
-        self.locks.keys("q", &format!("{queue}:{id}"))
+        self.locks.keys("q", &format!("{queue}:{id}"), queue)
     }
 
     fn validate_id(id: &str) -> Result<(), QueueError> {

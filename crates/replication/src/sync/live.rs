@@ -112,6 +112,11 @@ pub fn start(sweeper: &Arc<Sweeper>) {
         return;
     }
     for node in sweeper.pool().nodes() {
+        if node.is_cluster() {
+            let reason = quorumd_node::pool::CLUSTER_NOTIFICATIONS.to_string();
+            sweeper.live_detection().set(node, "off", Some(reason));
+            continue;
+        }
         workers.spawn(
             StopPhase::Connections,
             Subscriber {

@@ -1,0 +1,285 @@
+//! A connection to one replica, which is either a standalone server or a whole Redis Cluster.
+//! Both are multiplexed and cheap to clone; the typed calls are written against
+//! `ConnectionLike` and do not care which one they hold, except where a call touches keys of
+//! several slots: a cluster takes each command to the master of its slot, and refuses a script
+//! or transaction whose keys span slots (CROSSSLOT), so those calls split their work per slot
+//! (see [`Node::per_slot`](super::Node::per_slot)).
+
+use futures::future::try_join_all;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
+};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use std::collections::BTreeMap;
+
+/// A connection to a standalone server or to a Redis Cluster.
+#[derive(Clone)]
+pub enum NodeConn {
+    Server(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl NodeConn {
+    /// Sends `cmd` to every master of a cluster (to the server itself when standalone) and
+    /// returns each master's answer with its address; one master's error reply is its answer,
+    /// a master that cannot be reached fails the call.
+    pub async fn on_every_master(&mut self, cmd: &Cmd) -> RedisResult<Vec<(String, Value)>> {
+        match self {
+            NodeConn::Server(c) => Ok(vec![(String::new(), cmd.query_async(c).await?)]),
+            NodeConn::Cluster(c) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                match c.route_command(cmd.clone(), routing).await? {
+                    Value::Map(answers) => Ok(answers
+                        .into_iter()
+                        .map(|(addr, v)| (String::from_utf8_lossy(&bytes(addr)).into_owned(), v))
+                        .collect()),
+                    other => Ok(vec![(String::new(), other)]),
+                }
+            }
+        }
+    }
+
+    /// Sends `cmd` to every master and succeeds only if every master answers without error.
+    pub async fn on_all_masters(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            NodeConn::Server(c) => cmd.query_async(c).await,
+            NodeConn::Cluster(c) => {
+                let routing = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                ));
+                c.route_command(cmd.clone(), routing).await
+            }
+        }
+    }
+}
+
+/// Bits of a cluster SCAN cursor that hold the master's cursor; the bits above index the
+/// master (in address order). A server's cursor stays below 2^48 for any table it can hold.
+const MASTER_CURSOR_BITS: u32 = 48;
+
+impl NodeConn {
+    /// One `SCAN` step. On a cluster the cursor walks the masters one after another, in the
+    /// order of their addresses: a master's own cursor in the low bits, its index above them.
+    /// A failover or reshard during a walk can skip or repeat keys, which the caller's
+    /// restart check (the combined run id) covers.
+    pub async fn scan(
+        &mut self,
+        cursor: u64,
+        pattern: Option<&str>,
+        count: usize,
+    ) -> RedisResult<(u64, Vec<Vec<u8>>)> {
+        let mut scan = redis::cmd("SCAN");
+        let c = match self {
+            NodeConn::Server(c) => {
+                scan.arg(cursor);
+                if let Some(p) = pattern {
+                    scan.arg("MATCH").arg(p);
+                }
+                scan.arg("COUNT").arg(count);
+                return scan.query_async(c).await;
+            }
+            NodeConn::Cluster(c) => c,
+        };
+        let mut masters: Vec<String> = match c
+            .route_command(
+                redis::cmd("PING"),
+                RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+            )
+            .await?
+        {
+            Value::Map(answers) => answers
+                .into_iter()
+                .map(|(a, _)| String::from_utf8_lossy(&bytes(a)).into_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        masters.sort();
+        let index = (cursor >> MASTER_CURSOR_BITS) as usize;
+        let Some(address) = masters.get(index) else {
+            return Ok((0, Vec::new()));
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a cluster master's address",
+                    address.clone(),
+                ))
+            })?;
+        scan.arg(cursor & ((1 << MASTER_CURSOR_BITS) - 1));
+        if let Some(p) = pattern {
+            scan.arg("MATCH").arg(p);
+        }
+        scan.arg("COUNT").arg(count);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        let (next, keys): (u64, Vec<Vec<u8>>) =
+            redis::FromRedisValue::from_redis_value(c.route_command(scan, routing).await?)?;
+        let next = match next {
+            0 if index + 1 < masters.len() => ((index + 1) as u64) << MASTER_CURSOR_BITS,
+            0 => 0,
+            inner => ((index as u64) << MASTER_CURSOR_BITS) | inner,
+        };
+        Ok((next, keys))
+    }
+}
+
+/// A plain pipeline on a cluster: its commands grouped by the master that owns their key's
+/// slot (per the cluster's current `CLUSTER SLOTS`), one pipeline per master, all at once;
+/// the answers in the pipeline's order. A command a master refuses (MOVED during a
+/// reshard) keeps its error reply in its place, as a server's pipeline reply would.
+async fn pipeline_per_master(
+    c: &mut ClusterConnection,
+    pipeline: &Pipeline,
+) -> RedisResult<Vec<Value>> {
+    let slots = c
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let owners = slot_owners(slots)?;
+    let mut groups: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
+    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    for (i, cmd) in commands.iter().enumerate() {
+        let key = cmd.args_iter().nth(1).and_then(|a| match a {
+            redis::Arg::Simple(bytes) => Some(bytes),
+            _ => None,
+        });
+        let slot = key.map_or(0, quorumd_core::layout::key_slot) as u16;
+        let owner = owners
+            .iter()
+            .find(|(range, _)| range.contains(&slot))
+            .map(|(_, owner)| owner.clone())
+            .ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "no master owns slot",
+                    slot.to_string(),
+                ))
+            })?;
+        groups.entry(owner).or_default().push(i);
+    }
+    let sends = groups.into_iter().map(|((host, port), at)| {
+        let mut conn = c.clone();
+        let mut pipe = redis::pipe();
+        for &i in &at {
+            pipe.add_command(commands[i].clone());
+        }
+        async move {
+            let routing = SingleNodeRoutingInfo::ByAddress { host, port };
+            let answers = conn.route_pipeline(pipe, 0, at.len(), routing).await?;
+            Ok::<_, redis::RedisError>(at.into_iter().zip(answers).collect::<Vec<_>>())
+        }
+    });
+    let mut placed: Vec<Option<Value>> = vec![None; commands.len()];
+    for (i, answer) in try_join_all(sends).await?.into_iter().flatten() {
+        placed[i] = Some(answer);
+    }
+    placed
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a pipeline answer went missing",
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A range of hash slots, bounds included.
+type SlotRange = std::ops::RangeInclusive<u16>;
+/// A master's host and port.
+type MasterAddress = (String, u16);
+
+/// `CLUSTER SLOTS` as slot ranges and their master's host and port.
+fn slot_owners(reply: Value) -> RedisResult<Vec<(SlotRange, MasterAddress)>> {
+    let bad = |what: &str| {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "CLUSTER SLOTS answered",
+            what.to_string(),
+        ))
+    };
+    let Value::Array(ranges) = reply else {
+        return Err(bad("not an array"));
+    };
+    ranges
+        .into_iter()
+        .map(|range| {
+            let Value::Array(parts) = range else {
+                return Err(bad("a range that is not an array"));
+            };
+            match parts.as_slice() {
+                [Value::Int(start), Value::Int(end), Value::Array(master), ..] => {
+                    match master.as_slice() {
+                        [host, Value::Int(port), ..] => Ok((
+                            (*start as u16)..=(*end as u16),
+                            (
+                                String::from_utf8_lossy(&bytes(host.clone())).into_owned(),
+                                *port as u16,
+                            ),
+                        )),
+                        _ => Err(bad("a master without host and port")),
+                    }
+                }
+                _ => Err(bad("a range without bounds and master")),
+            }
+        })
+        .collect()
+}
+
+fn bytes(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        other => format!("{other:?}").into_bytes(),
+    }
+}
+
+impl ConnectionLike for NodeConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            NodeConn::Server(c) => c.req_packed_command(cmd),
+            NodeConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            NodeConn::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            // A transaction must stay one request (and one slot: the cluster refuses it
+            // otherwise). A plain pipeline is only a batch: its commands go one by one, each
+            // to its slot's master, all in flight at once on the multiplexed connections, and
+            // an error reply stays in its place, as a server's pipeline reply keeps it.
+            NodeConn::Cluster(c) => {
+                let mut c = c.clone();
+                Box::pin(async move {
+                    if pipeline.is_transaction() {
+                        return c.req_packed_commands(pipeline, offset, count).await;
+                    }
+                    let answers = pipeline_per_master(&mut c, pipeline).await?;
+                    Ok(answers.into_iter().skip(offset).take(count).collect())
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            NodeConn::Server(c) => c.get_db(),
+            NodeConn::Cluster(_) => 0,
+        }
+    }
+}

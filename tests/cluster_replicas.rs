@@ -1,0 +1,271 @@
+//! Replicas that are whole Redis Clusters: three clusters of three masters each, made by
+//! `redis-cli --cluster create`. Reads and writes at every level, the RESP front end, a wiped
+//! master healed by the digest exchange, the full sweep scanning every master, and locks,
+//! queues and CRDTs, whose keys share a slot per name.
+
+use quorumd::layout::key_slot;
+use quorumd::sync::SweepMode;
+use quorumd_testkit::cluster::{TestCluster, body_json, post_json as post, test_config};
+use redis::AsyncCommands;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const CLUSTERS: usize = 3;
+const MASTERS: usize = 3;
+
+/// A cluster-aware connection to replica `r`, as any client of that cluster would have.
+async fn replica(tc: &TestCluster, r: usize) -> ClusterConnection {
+    let seeds: Vec<String> = tc.cluster.nodes[r * MASTERS..(r + 1) * MASTERS]
+        .iter()
+        .map(|n| n.url())
+        .collect();
+    ClusterClient::new(seeds)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Keys spread over many slots, so every master of every cluster holds some.
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user:{i}")).collect()
+}
+
+/// Replica `r`'s copy of `key`: its value and its metadata entry, read through the cluster.
+async fn copy_on(tc: &TestCluster, r: usize, key: &str) -> (Option<String>, Option<String>) {
+    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
+    let mut c = replica(tc, r).await;
+    let value: Option<String> = c.get(key).await.unwrap();
+    let meta: Option<String> = c.hget(&loc.meta_key, key).await.unwrap();
+    (value, meta)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
+    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |_| {}).await;
+    let all = keys(60);
+    for (i, key) in all.iter().enumerate() {
+        let level = ["one", "quorum", "all"][i % 3];
+        let q = format!("consistency={level}");
+        let r = tc.put(key, format!("v{i}"), &q).await;
+        assert!(r.status().is_success(), "{key} at {level}: {}", r.status());
+        let r = tc.get(key, &q).await;
+        assert_eq!(r.text().await.unwrap(), format!("v{i}"), "{key} at {level}");
+    }
+    // A write at `one` reaches the others in the background: wait for every copy.
+    for r in 0..CLUSTERS {
+        for (i, key) in all.iter().enumerate() {
+            quorumd_testkit::cluster::wait_until(
+                std::time::Duration::from_secs(10),
+                "every replica holds every key",
+                || async { copy_on(&tc, r, key).await.0 == Some(format!("v{i}")) },
+            )
+            .await;
+            let (_, meta) = copy_on(&tc, r, key).await;
+            assert!(meta.is_some(), "{key}: no metadata on replica {r}");
+        }
+    }
+    // The keys divide across the masters: each holds some, none holds them all.
+    for (m, node) in tc.cluster.nodes.iter().enumerate() {
+        let mut c = quorumd_testkit::cluster::direct(&node.url()).await;
+        let user_keys: Vec<String> = redis::cmd("KEYS")
+            .arg("user:*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(
+            !user_keys.is_empty() && user_keys.len() < all.len(),
+            "master {m} holds {} of {} keys",
+            user_keys.len(),
+            all.len()
+        );
+        for k in &user_keys {
+            let loc = tc.app().store().locate(k.as_bytes()).unwrap();
+            // The key's metadata sits beside it on the same master, in its slot.
+            assert_eq!(key_slot(loc.meta_key.as_bytes()), key_slot(k.as_bytes()));
+            let held: bool = redis::cmd("HEXISTS")
+                .arg(&loc.meta_key)
+                .arg(k)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert!(held, "master {m}: {k} without its metadata beside it");
+        }
+    }
+    // Deletes and the RESP front end work across the clusters too.
+    assert!(tc.delete(&all[0], "").await.status().is_success());
+    assert_eq!(copy_on(&tc, 1, &all[0]).await.0, None);
+    let resp = tc.app().resp_addr().expect("RESP listens");
+    let mut c = redis::Client::open(format!("redis://{resp}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = c.set("resp:key", "through resp").await.unwrap();
+    let got: String = c.get("resp:key").await.unwrap();
+    assert_eq!(got, "through resp");
+    assert_eq!(
+        copy_on(&tc, 2, "resp:key").await.0.as_deref(),
+        Some("through resp")
+    );
+    // DBSIZE counts user keys only, summed over the masters.
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, all.len() as i64 - 1 + 1, "DBSIZE");
+    let n: i64 = c.incr("resp:counter", 5).await.unwrap();
+    assert_eq!(n, 5);
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_master_is_healed_by_the_exchange() {
+    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |c| {
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let all = keys(150);
+    for key in &all {
+        let r = tc
+            .put(key, format!("value of {key}"), "consistency=all")
+            .await;
+        assert!(r.status().is_success(), "{key}: {}", r.status());
+    }
+    // Master 1 of replica 2 loses everything.
+    let wiped = 2 * MASTERS + 1;
+    let mut c = tc.direct(wiped).await;
+    let held: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert!(held > 0);
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    let mut lost = 0;
+    for key in &all {
+        if copy_on(&tc, 2, key).await.0.is_none() {
+            lost += 1;
+        }
+    }
+    assert!(lost > 0 && lost < all.len(), "{lost} keys lost");
+
+    let report = tc.sweep(SweepMode::Exchange, false).await;
+    assert!(report.keys_repaired_per_node[2] > 0, "{report:?}");
+    for key in &all {
+        let (value, meta) = copy_on(&tc, 2, key).await;
+        assert_eq!(value, Some(format!("value of {key}")), "{key}");
+        assert_eq!(meta, copy_on(&tc, 0, key).await.1, "{key}: metadata");
+    }
+    // A second exchange finds nothing left to do.
+    let again = tc.sweep(SweepMode::Exchange, false).await;
+    assert_eq!(again.keys_divergent, 0, "{again:?}");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_sweep_scans_every_master_of_a_cluster() {
+    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |_| {}).await;
+    // Written on replica 0 alone, through its own cluster client: unversioned keys on all of
+    // its masters, which only a SCAN of each master finds.
+    let direct = keys(40);
+    let mut c = replica(&tc, 0).await;
+    for key in &direct {
+        let _: () = c.set(key, format!("direct {key}")).await.unwrap();
+    }
+    let report = tc.sweep(SweepMode::Full, false).await;
+    assert!(
+        report.keys_scanned_per_node[0] >= direct.len() as u64,
+        "{report:?}"
+    );
+    for r in 1..CLUSTERS {
+        for key in &direct {
+            assert_eq!(
+                copy_on(&tc, r, key).await.0,
+                Some(format!("direct {key}")),
+                "{key} on replica {r}"
+            );
+        }
+    }
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_queues_and_crdts_work_over_clusters() {
+    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |_| {}).await;
+    let base = &tc.base;
+    // A lock: its key and its fence share a slot, so the scripts run on one master.
+    let lock = |name: &str, action: &str| format!("{base}/v1/locks/{name}/{action}");
+    let (s, g) = post(
+        &tc.http,
+        lock("job", "acquire"),
+        json!({"ttl_ms": 5000, "owner": "w1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    let (s, e) = post(&tc.http, lock("job", "acquire"), json!({"ttl_ms": 1000})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let (s, r) = post(
+        &tc.http,
+        lock("job", "release"),
+        json!({"token": g["token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, g2) = post(&tc.http, lock("job", "acquire"), json!({"ttl_ms": 5000})).await;
+    assert_eq!(s, StatusCode::OK, "{g2}");
+    assert!(g2["fence"].as_u64() > g["fence"].as_u64(), "fences rise");
+
+    // A queue: put, claim, ack.
+    let (s, put) = post(
+        &tc.http,
+        format!("{base}/v1/queues/work/items"),
+        json!({"payload": "job 1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{put}");
+    let (s, item) = post(
+        &tc.http,
+        format!("{base}/v1/queues/work/claim"),
+        json!({"lease_ms": 5000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{item}");
+    assert_eq!(item["payload"], "job 1");
+    let id = item["id"].as_str().unwrap();
+    let (s, acked) = post(
+        &tc.http,
+        format!("{base}/v1/queues/work/items/{id}/ack"),
+        json!({"lease": item["lease"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{acked}");
+    let (s, empty) = post(
+        &tc.http,
+        format!("{base}/v1/queues/work/claim"),
+        json!({"lease_ms": 5000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{empty}");
+
+    // A counter.
+    for _ in 0..3 {
+        let (s, v) = post(
+            &tc.http,
+            format!("{base}/v1/counters/hits"),
+            json!({"delta": 2}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let r = tc.fetch("/v1/counters/hits").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body_json(r).await["value"], 6);
+    tc.shutdown().await;
+}
+
+#[test]
+fn a_cluster_replica_needs_the_slot_placement() {
+    let cfg = test_config(vec![
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001".into(),
+        "redis://127.0.0.1:7100".into(),
+        "redis://127.0.0.1:7200".into(),
+    ]);
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("placement"), "{err}");
+}
