@@ -44,7 +44,7 @@ async fn copy_on(tc: &TestCluster, r: usize, key: &str) -> (Option<String>, Opti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
-    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |_| {}).await;
+    let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |_| {}).await;
     let all = keys(60);
     for (i, key) in all.iter().enumerate() {
         let level = ["one", "quorum", "all"][i % 3];
@@ -120,7 +120,7 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_master_is_healed_by_the_exchange() {
-    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |c| {
+    let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |c| {
         c.sync.in_flight_window_ms = 0;
     })
     .await;
@@ -160,7 +160,7 @@ async fn a_wiped_master_is_healed_by_the_exchange() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_sweep_scans_every_master_of_a_cluster() {
-    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |_| {}).await;
+    let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |_| {}).await;
     // Written on replica 0 alone, through its own cluster client: unversioned keys on all of
     // its masters, which only a SCAN of each master finds.
     let direct = keys(40);
@@ -187,7 +187,7 @@ async fn the_full_sweep_scans_every_master_of_a_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_queues_and_crdts_work_over_clusters() {
-    let tc = TestCluster::start_clusters(CLUSTERS, MASTERS, |_| {}).await;
+    let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |_| {}).await;
     let base = &tc.base;
     // A lock: its key and its fence share a slot, so the scripts run on one master.
     let lock = |name: &str, action: &str| format!("{base}/v1/locks/{name}/{action}");

@@ -302,18 +302,21 @@ impl DevCluster {
         self.nodes.iter().map(|n| n.url()).collect()
     }
 
-    /// `count` Redis Clusters of `masters` masters each (no replicas), made by
-    /// `redis-cli --cluster create`: the processes, cluster after cluster, and each cluster's
-    /// `redis+cluster://` URL naming all its masters as seeds.
+    /// `count` Redis Clusters of `masters` masters with `replicas` replicas each, made by
+    /// `redis-cli --cluster create`: the processes, cluster after cluster (each cluster's
+    /// masters first, as `redis-cli` assigns them), and each cluster's `redis+cluster://` URL
+    /// naming all its servers as seeds.
     pub fn start_clusters(
         count: usize,
         masters: usize,
+        replicas: usize,
     ) -> Result<(DevCluster, Vec<String>), DevClusterError> {
-        let all = Self::start_with(count * masters, CLUSTER_OPTIONS)?;
+        let size = masters * (1 + replicas);
+        let all = Self::start_with(count * size, CLUSTER_OPTIONS)?;
         let urls = all
             .nodes
-            .chunks(masters)
-            .map(create_redis_cluster)
+            .chunks(size)
+            .map(|servers| create_redis_cluster(servers, replicas))
             .collect::<Result<_, _>>()?;
         Ok((all, urls))
     }
@@ -325,21 +328,26 @@ pub const CLUSTER_OPTIONS: &[&str] = &[
     "yes",
     "--cluster-config-file",
     "nodes.conf",
+    // Short, so that a test's failover takes a second or two.
     "--cluster-node-timeout",
-    "5000",
+    "1000",
 ];
 
-/// Makes one Redis Cluster of `masters` (started with [`CLUSTER_OPTIONS`]) with
-/// `redis-cli --cluster create`, slots spread evenly, and waits until every master reports
-/// `cluster_state:ok` and knows them all. Returns its `redis+cluster://` URL.
-pub fn create_redis_cluster(masters: &[RedisProcess]) -> Result<String, DevClusterError> {
-    let addrs: Vec<String> = masters.iter().map(|m| m.addr().to_string()).collect();
-    let port = masters.first().map_or(0, |m| m.port());
+/// Makes one Redis Cluster of `servers` (started with [`CLUSTER_OPTIONS`]) with
+/// `redis-cli --cluster create`, `replicas` replicas per master and slots spread evenly over
+/// the masters, and waits until every server reports `cluster_state:ok` and knows them all.
+/// Returns its `redis+cluster://` URL.
+pub fn create_redis_cluster(
+    servers: &[RedisProcess],
+    replicas: usize,
+) -> Result<String, DevClusterError> {
+    let addrs: Vec<String> = servers.iter().map(|m| m.addr().to_string()).collect();
+    let port = servers.first().map_or(0, |m| m.port());
     let failed = |message: String| DevClusterError::Start { port, message };
     let out = Command::new("redis-cli")
         .args(["--cluster", "create"])
         .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| failed(format!("redis-cli --cluster create: {e}")))?;
@@ -355,14 +363,14 @@ pub fn create_redis_cluster(masters: &[RedisProcess]) -> Result<String, DevClust
         )));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    for m in masters {
+    for m in servers {
         loop {
             let info = Command::new("redis-cli")
                 .args(["-p", &m.port().to_string(), "cluster", "info"])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
-            let known = format!("cluster_known_nodes:{}", masters.len());
+            let known = format!("cluster_known_nodes:{}", servers.len());
             if info.contains("cluster_state:ok") && info.contains(&known) {
                 break;
             }

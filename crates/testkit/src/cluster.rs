@@ -59,19 +59,21 @@ impl TestCluster {
         Self::launch(cluster, cfg).await
     }
 
-    /// quorumd over `count` Redis Clusters of `masters` masters each, with slot placement.
-    /// `self.cluster.nodes` holds every master, cluster after cluster: master `m` of replica
-    /// `r` is `nodes[r * masters + m]`.
+    /// quorumd over `count` Redis Clusters of `masters` masters with `replicas` replicas
+    /// each, with slot placement. `self.cluster.nodes` holds every server, cluster after
+    /// cluster, each cluster's masters first: with no replicas, master `m` of replica `r` is
+    /// `nodes[r * masters + m]`.
     pub async fn start_clusters(
         count: usize,
-        masters: usize,
+        (masters, replicas): (usize, usize),
         tweak: impl FnOnce(&mut Config),
     ) -> TestCluster {
-        let (cluster, urls) =
-            tokio::task::spawn_blocking(move || DevCluster::start_clusters(count, masters))
-                .await
-                .unwrap()
-                .expect("start redis-server clusters");
+        let (cluster, urls) = tokio::task::spawn_blocking(move || {
+            DevCluster::start_clusters(count, masters, replicas)
+        })
+        .await
+        .unwrap()
+        .expect("start redis-server clusters");
         let mut cfg = test_config(urls);
         cfg.placement = quorumd_core::layout::Scheme::Slot;
         tweak(&mut cfg);

@@ -9,7 +9,7 @@ use futures::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
 };
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::collections::BTreeMap;
@@ -83,40 +83,17 @@ impl NodeConn {
             }
             NodeConn::Cluster(c) => c,
         };
-        let mut masters: Vec<String> = match c
-            .route_command(
-                redis::cmd("PING"),
-                RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
-            )
-            .await?
-        {
-            Value::Map(answers) => answers
-                .into_iter()
-                .map(|(a, _)| String::from_utf8_lossy(&bytes(a)).into_owned())
-                .collect(),
-            _ => Vec::new(),
-        };
-        masters.sort();
+        let masters = masters(c).await?;
         let index = (cursor >> MASTER_CURSOR_BITS) as usize;
-        let Some(address) = masters.get(index) else {
+        let Some(master) = masters.get(index) else {
             return Ok((0, Vec::new()));
         };
-        let (host, port) = address
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-            .ok_or_else(|| {
-                redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "a cluster master's address",
-                    address.clone(),
-                ))
-            })?;
         scan.arg(cursor & ((1 << MASTER_CURSOR_BITS) - 1));
         if let Some(p) = pattern {
             scan.arg("MATCH").arg(p);
         }
         scan.arg("COUNT").arg(count);
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        let routing = RoutingInfo::SingleNode(master.route());
         let (next, keys): (u64, Vec<Vec<u8>>) =
             redis::FromRedisValue::from_redis_value(c.route_command(scan, routing).await?)?;
         let next = match next {
@@ -136,14 +113,8 @@ async fn pipeline_per_master(
     c: &mut ClusterConnection,
     pipeline: &Pipeline,
 ) -> RedisResult<Vec<Value>> {
-    let slots = c
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
-    let owners = slot_owners(slots)?;
-    let mut groups: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
+    let masters = masters(c).await?;
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     for (i, cmd) in commands.iter().enumerate() {
         let key = cmd.args_iter().nth(1).and_then(|a| match a {
@@ -151,27 +122,20 @@ async fn pipeline_per_master(
             _ => None,
         });
         let slot = key.map_or(0, quorumd_core::layout::key_slot) as u16;
-        let owner = owners
+        let owner = masters
             .iter()
-            .find(|(range, _)| range.contains(&slot))
-            .map(|(_, owner)| owner.clone())
-            .ok_or_else(|| {
-                redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "no master owns slot",
-                    slot.to_string(),
-                ))
-            })?;
+            .position(|m| m.slots.iter().any(|r| r.contains(&slot)))
+            .ok_or_else(|| client_error("no master owns slot", slot.to_string()))?;
         groups.entry(owner).or_default().push(i);
     }
-    let sends = groups.into_iter().map(|((host, port), at)| {
+    let sends = groups.into_iter().map(|(owner, at)| {
         let mut conn = c.clone();
         let mut pipe = redis::pipe();
         for &i in &at {
             pipe.add_command(commands[i].clone());
         }
+        let routing = masters[owner].route();
         async move {
-            let routing = SingleNodeRoutingInfo::ByAddress { host, port };
             let answers = conn.route_pipeline(pipe, 0, at.len(), routing).await?;
             Ok::<_, redis::RedisError>(at.into_iter().zip(answers).collect::<Vec<_>>())
         }
@@ -182,57 +146,65 @@ async fn pipeline_per_master(
     }
     placed
         .into_iter()
-        .map(|v| {
-            v.ok_or_else(|| {
-                redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "a pipeline answer went missing",
-                ))
-            })
-        })
+        .map(|v| v.ok_or_else(|| client_error("a pipeline answer", "went missing".into())))
         .collect()
+}
+
+fn client_error(what: &'static str, detail: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Client, what, detail))
 }
 
 /// A range of hash slots, bounds included.
 type SlotRange = std::ops::RangeInclusive<u16>;
-/// A master's host and port.
-type MasterAddress = (String, u16);
 
-/// `CLUSTER SLOTS` as slot ranges and their master's host and port.
-fn slot_owners(reply: Value) -> RedisResult<Vec<(SlotRange, MasterAddress)>> {
-    let bad = |what: &str| {
-        redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "CLUSTER SLOTS answered",
-            what.to_string(),
-        ))
-    };
+/// A master as `CLUSTER SLOTS` names it: the slots it owns.
+struct Master {
+    slots: Vec<SlotRange>,
+}
+
+impl Master {
+    /// Routes a request to this master through one of its slots, so that the cluster client
+    /// takes it there along its own slot map, and refreshes that map if the master moved.
+    fn route(&self) -> SingleNodeRoutingInfo {
+        let slot = self.slots.first().map_or(0, |r| *r.start());
+        SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
+    }
+}
+
+/// The cluster's masters (per `CLUSTER SLOTS` on one of them), in address order.
+async fn masters(c: &mut ClusterConnection) -> RedisResult<Vec<Master>> {
+    let reply = c
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+        )
+        .await?;
+    let bad = |what: &str| client_error("CLUSTER SLOTS answered", what.to_string());
     let Value::Array(ranges) = reply else {
         return Err(bad("not an array"));
     };
-    ranges
+    let mut masters: BTreeMap<String, Vec<SlotRange>> = BTreeMap::new();
+    for range in ranges {
+        let Value::Array(parts) = range else {
+            return Err(bad("a range that is not an array"));
+        };
+        let [Value::Int(start), Value::Int(end), Value::Array(master), ..] = parts.as_slice()
+        else {
+            return Err(bad("a range without bounds and master"));
+        };
+        let [host, Value::Int(port), ..] = master.as_slice() else {
+            return Err(bad("a master without host and port"));
+        };
+        let host = String::from_utf8_lossy(&bytes(host.clone())).into_owned();
+        masters
+            .entry(format!("{host}:{port}"))
+            .or_default()
+            .push((*start as u16)..=(*end as u16));
+    }
+    Ok(masters
         .into_iter()
-        .map(|range| {
-            let Value::Array(parts) = range else {
-                return Err(bad("a range that is not an array"));
-            };
-            match parts.as_slice() {
-                [Value::Int(start), Value::Int(end), Value::Array(master), ..] => {
-                    match master.as_slice() {
-                        [host, Value::Int(port), ..] => Ok((
-                            (*start as u16)..=(*end as u16),
-                            (
-                                String::from_utf8_lossy(&bytes(host.clone())).into_owned(),
-                                *port as u16,
-                            ),
-                        )),
-                        _ => Err(bad("a master without host and port")),
-                    }
-                }
-                _ => Err(bad("a range without bounds and master")),
-            }
-        })
-        .collect()
+        .map(|(_, slots)| Master { slots })
+        .collect())
 }
 
 fn bytes(v: Value) -> Vec<u8> {

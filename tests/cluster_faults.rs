@@ -1,0 +1,172 @@
+//! Redis Cluster replicas changing under load: a slot range resharded between masters. Writes run all along;
+//! every acknowledged write must survive, and every replica must end with every key and its
+//! metadata in the key's slot.
+
+use quorumd::sync::SweepMode;
+use quorumd_testkit::cluster::{TestCluster, command, direct};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+const KEYS: usize = 120;
+
+/// What a writer had acknowledged: per key, the highest sequence number written.
+type Acked = Arc<std::sync::Mutex<BTreeMap<String, u64>>>;
+
+/// Writes `key-{i % KEYS}` = a rising sequence number at quorum until `stop`, recording each
+/// acknowledged write. Returns the number of writes refused.
+fn start_writer(
+    tc: &TestCluster,
+    stop: Arc<AtomicBool>,
+    acked: Acked,
+) -> tokio::task::JoinHandle<u64> {
+    let http = tc.http.clone();
+    let base = tc.base.clone();
+    let seq = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        let mut refused = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let n = seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let key = format!("key-{}", n as usize % KEYS);
+            let url = format!("{base}/v1/kv/{key}?consistency=quorum");
+            match http.put(url).body(n.to_string()).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let mut acked = acked.lock().unwrap();
+                    let e = acked.entry(key).or_default();
+                    *e = (*e).max(n);
+                }
+                _ => refused += 1,
+            }
+        }
+        refused
+    })
+}
+
+/// Every acknowledged write is there: a quorum read of each key answers at least the last
+/// sequence number acknowledged for it (a later write that was refused may have landed too).
+async fn check_acked(tc: &TestCluster, acked: &Acked) {
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= KEYS / 2,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
+    for (key, last) in &acked {
+        let r = tc.get(key, "consistency=quorum").await;
+        assert!(r.status().is_success(), "{key}: {}", r.status());
+        let got: u64 = r.text().await.unwrap().parse().unwrap();
+        assert!(got >= *last, "{key}: read {got}, acknowledged {last}");
+    }
+}
+
+/// After an exchange, every replica holds the same value and metadata for every key.
+async fn replicas_agree(tc: &TestCluster, urls: &[Vec<String>]) {
+    let report = tc.sweep(SweepMode::Exchange, false).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    for k in 0..KEYS {
+        let key = format!("key-{k}");
+        let loc = tc.app().store().locate(key.as_bytes()).unwrap();
+        let mut copies = Vec::new();
+        for seeds in urls {
+            let mut c = redis::cluster::ClusterClient::new(seeds.clone())
+                .unwrap()
+                .get_async_connection()
+                .await
+                .unwrap();
+            let value: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let meta: Option<String> = redis::cmd("HGET")
+                .arg(&loc.meta_key)
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            copies.push((value, meta));
+        }
+        assert!(copies[0].1.is_some(), "{key}: no metadata");
+        assert!(copies.iter().all(|c| *c == copies[0]), "{key}: {copies:?}");
+    }
+}
+
+/// The seeds of each replica cluster: `per` servers each, in order.
+fn seeds(tc: &TestCluster, per: usize) -> Vec<Vec<String>> {
+    tc.cluster
+        .nodes
+        .chunks(per)
+        .map(|c| c.iter().map(|n| n.url()).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_under_writes_loses_nothing_and_the_metadata_moves_with_its_slots() {
+    let tc = TestCluster::start_clusters(3, (3, 0), |c| c.sync.in_flight_window_ms = 0).await;
+    let (from, to) = (&tc.cluster.nodes[0], &tc.cluster.nodes[1]);
+    let mut c = direct(&from.url()).await;
+    let from_id: String = command(&mut c, &["CLUSTER", "MYID"]).await;
+    let mut c = direct(&to.url()).await;
+    let to_id: String = command(&mut c, &["CLUSTER", "MYID"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Acked::default();
+    let writer = start_writer(&tc, stop.clone(), acked.clone());
+    // Let some writes land first, so that the moved slots hold data.
+    quorumd_testkit::cluster::wait_until(Duration::from_secs(20), "writes land", || async {
+        acked.lock().unwrap().len() >= KEYS / 2
+    })
+    .await;
+    let mut c = direct(&from.url()).await;
+    let on_from: Vec<String> = command(&mut c, &["KEYS", "key-*"]).await;
+    let seed = from.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &seed, "--cluster-from", &from_id])
+            .args([
+                "--cluster-to",
+                &to_id,
+                "--cluster-slots",
+                "2000",
+                "--cluster-yes",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "reshard: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Writes go on a while against the new slot map.
+    let before = acked.lock().unwrap().values().sum::<u64>();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(20),
+        "writes after the move",
+        || async { acked.lock().unwrap().values().sum::<u64>() > before + 50 },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    check_acked(&tc, &acked).await;
+    replicas_agree(&tc, &seeds(&tc, 3)).await;
+    // The moved keys sit on their new master with their metadata beside them.
+    let mut c = direct(&to.url()).await;
+    let now_on_to: Vec<String> = command(&mut c, &["KEYS", "key-*"]).await;
+    let mut moved = 0;
+    for key in now_on_to.iter().filter(|k| on_from.contains(*k)) {
+        let loc = tc.app().store().locate(key.as_bytes()).unwrap();
+        let meta: i64 = command(&mut c, &["HEXISTS", &loc.meta_key, key]).await;
+        assert_eq!(
+            meta, 1,
+            "{key}: value on the new master without its metadata"
+        );
+        moved += 1;
+    }
+    assert!(moved > 0, "no key lives on the master that took the slots");
+    tc.shutdown().await;
+}
