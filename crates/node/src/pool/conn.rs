@@ -202,8 +202,8 @@ async fn masters(c: &mut ClusterConnection) -> RedisResult<Vec<Master>> {
             .push((*start as u16)..=(*end as u16));
     }
     Ok(masters
-        .into_iter()
-        .map(|(_, slots)| Master { slots })
+        .into_values()
+        .map(|slots| Master { slots })
         .collect())
 }
 
