@@ -176,11 +176,21 @@ pub async fn raise_fences(
     limit: Duration,
     counters: &[(String, u64)],
 ) -> Result<u64, NodeError> {
-    let mut inv = RAISE.prepare_invoke();
-    for (key, value) in counters {
-        inv.key(key).arg(value);
-    }
-    bounded(node, limit, inv).await
+    // One call per slot on a cluster, which refuses a script whose keys span slots.
+    let raised: Vec<u64> = node
+        .per_slot_groups(
+            counters,
+            |(key, _)| key.as_str(),
+            |group| async move {
+                let mut inv = RAISE.prepare_invoke();
+                for (key, value) in &group {
+                    inv.key(key).arg(value);
+                }
+                bounded(node, limit, inv).await
+            },
+        )
+        .await?;
+    Ok(raised.into_iter().sum())
 }
 
 /// One page of fence keys on a node, with their values: `(next cursor, [(key, value)])`.
