@@ -80,16 +80,30 @@ async fn bar_in_screenshot(page: &mut cdp::Page, png_base64: &str) -> f64 {
     page.eval(&expr).await.as_f64().expect("bar fill")
 }
 
+/// What the page's sweep panel shows: which sweep, and the percentage beside its bar.
+const SWEEP_SHOWN: &str = "[document.getElementById('sweep-title').textContent, \
+    document.getElementById('sweep-ratio').textContent]";
+
 /// A screenshot to `name` under target/artifacts, whose progress bar must show what the page's
-/// text says.
+/// text says. A sweep the service starts on its own (a recovery exchange after a wipe is
+/// detected) may replace the shown one between reading the text and the capture; the capture
+/// is then taken again, so the comparison is always of one frame's text and bar.
 async fn screenshot(page: &mut cdp::Page, name: &str) {
-    let shown = page.eval(PROGRESS).await["shown"].as_f64().unwrap();
-    let png = page.screenshot(&artifacts().join(name)).await;
-    let bar = bar_in_screenshot(page, &png).await;
-    assert!(
-        (shown - bar).abs() < 2.0,
-        "{name}: the text says {shown} % and the bar in the screenshot is {bar:.1} % filled"
-    );
+    for _ in 0..20 {
+        let before = page.eval(SWEEP_SHOWN).await;
+        let shown = page.eval(PROGRESS).await["shown"].as_f64().unwrap();
+        let png = page.screenshot(&artifacts().join(name)).await;
+        if page.eval(SWEEP_SHOWN).await != before {
+            continue;
+        }
+        let bar = bar_in_screenshot(page, &png).await;
+        assert!(
+            (shown - bar).abs() < 2.0,
+            "{name}: the text says {shown} % and the bar in the screenshot is {bar:.1} % filled"
+        );
+        return;
+    }
+    panic!("{name}: the sweep shown changed during every one of 20 captures");
 }
 
 /// The node events the page lists (`from → to`).
