@@ -1,6 +1,7 @@
-//! Redis Cluster replicas changing under load: a slot range resharded between masters. Writes run all along;
-//! every acknowledged write must survive, and every replica must end with every key and its
-//! metadata in the key's slot.
+//! Redis Cluster replicas changing under load: a slot range resharded between masters, and a
+//! master killed so that its replica takes over. Writes run all along; every acknowledged
+//! write must survive, and every replica must end with every key and its metadata in the
+//! key's slot.
 
 use quorumd::sync::SweepMode;
 use quorumd_testkit::cluster::{TestCluster, command, direct};
@@ -168,5 +169,78 @@ async fn a_reshard_under_writes_loses_nothing_and_the_metadata_moves_with_its_sl
         moved += 1;
     }
     assert!(moved > 0, "no key lives on the master that took the slots");
+    tc.shutdown().await;
+}
+
+/// Whether the server at `url` is a cluster master.
+async fn is_master(url: &str) -> bool {
+    let mut c = direct(url).await;
+    let role: Vec<redis::Value> = command(&mut c, &["ROLE"]).await;
+    matches!(&role[0], redis::Value::BulkString(r) if r == b"master")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
+    let mut tc = TestCluster::start_clusters(3, (3, 1), |c| c.sync.in_flight_window_ms = 0).await;
+    let per = 6;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Acked::default();
+    let writer = start_writer(&tc, stop.clone(), acked.clone());
+    quorumd_testkit::cluster::wait_until(Duration::from_secs(20), "writes land", || async {
+        acked.lock().unwrap().len() >= KEYS / 2
+    })
+    .await;
+    // Kill a master of replica 1: its replica takes over its slots.
+    let mut victim = None;
+    for i in per..2 * per {
+        if is_master(&tc.cluster.nodes[i].url()).await {
+            victim = Some(i);
+            break;
+        }
+    }
+    let victim = victim.expect("replica 1 has a master");
+    let survivor = if victim == per { per + 1 } else { per };
+    tc.cluster.nodes[victim].kill();
+    let survivor_url = tc.cluster.nodes[survivor].url();
+    let victim_port = tc.cluster.nodes[victim].port();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "the cluster fails over",
+        || async {
+            let mut c = direct(&survivor_url).await;
+            let info: String = command(&mut c, &["CLUSTER", "INFO"]).await;
+            let nodes: String = command(&mut c, &["CLUSTER", "NODES"]).await;
+            // The dead master owns no slot any more: its line ends at its link state.
+            let dead_owns_slots = nodes
+                .lines()
+                .any(|l| l.contains(&format!(":{victim_port}@")) && l.split(' ').count() > 8);
+            info.contains("cluster_state:ok") && !dead_owns_slots
+        },
+    )
+    .await;
+    // quorumd follows the new slot map: replica 1 is in service again, and writes go on.
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "replica 1 back in service",
+        || async {
+            let (_, status) = tc.json("/v1/status").await;
+            status["nodes"][1]["health"] == "up"
+        },
+    )
+    .await;
+    let before = acked.lock().unwrap().values().sum::<u64>();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(20),
+        "writes after the failover",
+        || async { acked.lock().unwrap().values().sum::<u64>() > before + 50 },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    check_acked(&tc, &acked).await;
+    let mut urls = seeds(&tc, per);
+    urls[1].retain(|u| !u.ends_with(&format!(":{victim_port}")));
+    replicas_agree(&tc, &urls).await;
     tc.shutdown().await;
 }

@@ -335,7 +335,8 @@ pub const CLUSTER_OPTIONS: &[&str] = &[
 
 /// Makes one Redis Cluster of `servers` (started with [`CLUSTER_OPTIONS`]) with
 /// `redis-cli --cluster create`, `replicas` replicas per master and slots spread evenly over
-/// the masters, and waits until every server reports `cluster_state:ok` and knows them all.
+/// the masters, and waits until every server reports `cluster_state:ok` and knows them all,
+/// and every replica has finished its first sync.
 /// Returns its `redis+cluster://` URL.
 pub fn create_redis_cluster(
     servers: &[RedisProcess],
@@ -371,7 +372,16 @@ pub fn create_redis_cluster(
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
             let known = format!("cluster_known_nodes:{}", servers.len());
-            if info.contains("cluster_state:ok") && info.contains(&known) {
+            // A replica that has not finished its first sync cannot take over its master
+            // (it counts as disconnected for longer than the validity factor allows).
+            let replication = Command::new("redis-cli")
+                .args(["-p", &m.port().to_string(), "info", "replication"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let synced = replication.contains("role:master")
+                || replication.contains("master_link_status:up");
+            if info.contains("cluster_state:ok") && info.contains(&known) && synced {
                 break;
             }
             if Instant::now() > deadline {
