@@ -244,3 +244,102 @@ async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
     replicas_agree(&tc, &urls).await;
     tc.shutdown().await;
 }
+
+/// The slots of replica `r`'s shard whose master is down, per `/v1/status`.
+async fn down_shards(tc: &TestCluster, r: usize) -> Vec<serde_json::Value> {
+    let (_, status) = tc.json("/v1/status").await;
+    status["nodes"][r]["shards"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["up"] == false).cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_down_takes_its_replica_out_for_its_slots_only() {
+    let mut tc = TestCluster::start_clusters(3, (3, 0), |c| c.sync.in_flight_window_ms = 0).await;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        let r = tc.put(k, "before", "consistency=all").await;
+        assert!(r.status().is_success(), "{k}: {}", r.status());
+    }
+    // Master 0 of replica 1 dies; that cluster has no replica to take over.
+    let victim = 3;
+    tc.cluster.nodes[victim].kill();
+    let victim_port = tc.cluster.nodes[victim].port();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(20),
+        "replica 1 reports one shard down and stays up",
+        || async {
+            let down = down_shards(&tc, 1).await;
+            let (_, status) = tc.json("/v1/status").await;
+            down.len() == 1 && status["nodes"][1]["health"] == "up"
+        },
+    )
+    .await;
+    let down = down_shards(&tc, 1).await;
+    assert!(
+        down[0]["master"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{victim_port}")),
+        "{down:?}"
+    );
+    let in_down_shard = |key: &str| {
+        let slot = quorumd_core::layout::key_slot(key.as_bytes()) as u64;
+        down[0]["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| (r[0].as_u64().unwrap()..=r[1].as_u64().unwrap()).contains(&slot))
+    };
+    let (on_dead, on_live): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| in_down_shard(k));
+    assert!(!on_dead.is_empty() && !on_live.is_empty());
+    // Writes that need every replica succeed for the live shards' keys only; a quorum
+    // suffices for the rest.
+    for k in &on_live {
+        let r = tc.put(k, "during", "consistency=all").await;
+        assert!(r.status().is_success(), "{k} (live shard): {}", r.status());
+    }
+    for k in &on_dead {
+        let r = tc.put(k, "during", "consistency=all").await;
+        assert!(!r.status().is_success(), "{k} (dead shard) written at all");
+        let r = tc.put(k, "during", "consistency=quorum").await;
+        assert!(
+            r.status().is_success(),
+            "{k} (dead shard) at quorum: {}",
+            r.status()
+        );
+    }
+    for k in &keys {
+        let r = tc.get(k, "consistency=quorum").await;
+        assert_eq!(r.text().await.unwrap(), "during", "{k}");
+    }
+    // The master comes back empty (no persistence): its shard is up again, and the
+    // exchange writes its keys back.
+    tc.cluster.nodes[victim]
+        .restart()
+        .expect("restart the master");
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "the shard is up again",
+        || async {
+            let (_, status) = tc.json("/v1/status").await;
+            down_shards(&tc, 1).await.is_empty() && status["nodes"][1]["health"] != "down"
+        },
+    )
+    .await;
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(60),
+        "the exchange heals the wiped shard",
+        // A recovery exchange the service starts itself may hold the sweep: then try again.
+        || async {
+            tc.try_sweep(SweepMode::Exchange, false)
+                .await
+                .is_ok_and(|report| report.errors.is_empty() && report.keys_divergent == 0)
+        },
+    )
+    .await;
+    replicas_agree(&tc, &seeds(&tc, 3)).await;
+    tc.shutdown().await;
+}

@@ -98,9 +98,13 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
     assert!(tc.delete(&all[0], "").await.status().is_success());
     assert_eq!(copy_on(&tc, 1, &all[0]).await.0, None);
     let resp = tc.app().resp_addr().expect("RESP listens");
+    // DBSIZE reads every master's digests: slow in a debug build on a busy machine, so the
+    // client waits longer than its default.
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
     let mut c = redis::Client::open(format!("redis://{resp}"))
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&cfg)
         .await
         .unwrap();
     let _: () = c.set("resp:key", "through resp").await.unwrap();

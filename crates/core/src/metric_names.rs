@@ -9,6 +9,8 @@ pub const NODE_HEALTH: &str = "quorumd_node_health";
 pub const NODE_LATENCY: &str = "quorumd_node_latency_seconds";
 pub const NODE_ERRORS: &str = "quorumd_node_errors_total";
 pub const NODE_HEALTH_CHANGES: &str = "quorumd_node_health_changes_total";
+pub const NODE_SHARDS: &str = "quorumd_node_shards";
+pub const NODE_SHARD_CHANGES: &str = "quorumd_node_shard_changes_total";
 pub const NODE_BATCHES: &str = "quorumd_node_batches_total";
 pub const NODE_BATCH_ENTRIES: &str = "quorumd_node_batch_entries_total";
 pub const QUORUM_FAILURES: &str = "quorumd_quorum_failures_total";
@@ -115,6 +117,18 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Gauge,
         seconds: false,
         help: "1 for the node's current health state, 0 for the others.",
+    },
+    Metric {
+        name: NODE_SHARDS,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "A Redis Cluster replica's masters (shards) by state, up or down (0 for a standalone server).",
+    },
+    Metric {
+        name: NODE_SHARD_CHANGES,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Shards of a Redis Cluster replica that stopped (to=down) or started (to=up) answering.",
     },
     Metric {
         name: NODE_LATENCY,

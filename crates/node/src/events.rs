@@ -40,6 +40,32 @@ impl NodeHealthChanged<'_> {
     }
 }
 
+/// A shard (one master and its slots) of a cluster replica stopped or started answering.
+pub struct ShardChanged<'a> {
+    pub node: &'a str,
+    pub master: &'a str,
+    pub up: bool,
+    pub reason: &'a str,
+}
+
+impl ShardChanged<'_> {
+    pub fn emit(self) {
+        let reason = quorumd_core::redact::mask_urls_in_text(self.reason);
+        metrics::counter!(NODE_SHARD_CHANGES, "node" => self.node.to_owned(), "to" => if self.up { "up" } else { "down" })
+            .increment(1);
+        if self.up {
+            tracing::info!(node = self.node, master = self.master, reason, "shard up");
+        } else {
+            tracing::warn!(
+                node = self.node,
+                master = self.master,
+                reason,
+                "shard down: its slots are unavailable on this replica"
+            );
+        }
+    }
+}
+
 /// A node's Redis server restarted (its `run_id` changed); it may have lost data.
 pub struct NodeRestarted<'a> {
     pub node: &'a str,
@@ -124,6 +150,11 @@ impl NodesObserved<'_> {
                 metrics::gauge!(NODE_HEALTH, "node" => node.clone(), "state" => s.to_string())
                     .set(if s == n.health { 1.0 } else { 0.0 });
             }
+            let down = n.shards.iter().filter(|s| !s.up).count();
+            metrics::gauge!(NODE_SHARDS, "node" => node.clone(), "state" => "up")
+                .set((n.shards.len() - down) as f64);
+            metrics::gauge!(NODE_SHARDS, "node" => node.clone(), "state" => "down")
+                .set(down as f64);
             if let Some(ms) = n.latency_ms {
                 metrics::gauge!(NODE_LATENCY, "node" => node).set(ms / 1000.0);
             }
@@ -175,6 +206,10 @@ impl NodeMetricsRegistered<'_> {
             }
             for to in labels::NODE_HEALTH_STATES {
                 metrics::counter!(NODE_HEALTH_CHANGES, "node" => node(), "to" => *to).increment(0);
+            }
+            for state in ["up", "down"] {
+                metrics::counter!(NODE_SHARD_CHANGES, "node" => node(), "to" => state).increment(0);
+                metrics::gauge!(NODE_SHARDS, "node" => node(), "state" => state).increment(0.0);
             }
             for kind in labels::BATCH_KINDS {
                 metrics::counter!(NODE_BATCHES, "node" => node(), "kind" => *kind).increment(0);

@@ -5,6 +5,7 @@
 //! or transaction whose keys span slots (CROSSSLOT), so those calls split their work per slot
 //! (see [`Node::per_slot`](super::Node::per_slot)).
 
+use super::shards::{Shards, SlotRange};
 use futures::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
@@ -13,12 +14,15 @@ use redis::cluster_routing::{
 };
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A connection to a standalone server or to a Redis Cluster.
+/// A connection to a standalone server or to a Redis Cluster (with the replica's shard table,
+/// so that a request for a slot whose master is down fails at once).
 #[derive(Clone)]
 pub enum NodeConn {
     Server(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, Arc<Shards>),
 }
 
 impl NodeConn {
@@ -28,7 +32,7 @@ impl NodeConn {
     pub async fn on_every_master(&mut self, cmd: &Cmd) -> RedisResult<Vec<(String, Value)>> {
         match self {
             NodeConn::Server(c) => Ok(vec![(String::new(), cmd.query_async(c).await?)]),
-            NodeConn::Cluster(c) => {
+            NodeConn::Cluster(c, _) => {
                 let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
                 match c.route_command(cmd.clone(), routing).await? {
                     Value::Map(answers) => Ok(answers
@@ -45,7 +49,7 @@ impl NodeConn {
     pub async fn on_all_masters(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             NodeConn::Server(c) => cmd.query_async(c).await,
-            NodeConn::Cluster(c) => {
+            NodeConn::Cluster(c, _) => {
                 let routing = RoutingInfo::MultiNode((
                     MultipleNodeRoutingInfo::AllMasters,
                     Some(ResponsePolicy::AllSucceeded),
@@ -53,6 +57,28 @@ impl NodeConn {
                 c.route_command(cmd.clone(), routing).await
             }
         }
+    }
+}
+
+impl NodeConn {
+    /// A cluster's masters (`host:port`) and the slot ranges each owns, per `CLUSTER SLOTS`,
+    /// within `limit`.
+    pub async fn slot_map(
+        &mut self,
+        limit: Duration,
+    ) -> RedisResult<Vec<(String, Vec<SlotRange>)>> {
+        let NodeConn::Cluster(c, shards) = self else {
+            return Err(client_error("CLUSTER SLOTS", "not a cluster".into()));
+        };
+        let masters = tokio::time::timeout(limit, masters(c, shards))
+            .await
+            .map_err(|_| {
+                redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "CLUSTER SLOTS: no master answered in time",
+                ))
+            })??;
+        Ok(masters.into_iter().map(|m| (m.addr, m.slots)).collect())
     }
 }
 
@@ -72,7 +98,7 @@ impl NodeConn {
         count: usize,
     ) -> RedisResult<(u64, Vec<Vec<u8>>)> {
         let mut scan = redis::cmd("SCAN");
-        let c = match self {
+        let (c, shards) = match self {
             NodeConn::Server(c) => {
                 scan.arg(cursor);
                 if let Some(p) = pattern {
@@ -81,9 +107,9 @@ impl NodeConn {
                 scan.arg("COUNT").arg(count);
                 return scan.query_async(c).await;
             }
-            NodeConn::Cluster(c) => c,
+            NodeConn::Cluster(c, shards) => (c, shards),
         };
-        let masters = masters(c).await?;
+        let masters = masters(c, shards).await?;
         let index = (cursor >> MASTER_CURSOR_BITS) as usize;
         let Some(master) = masters.get(index) else {
             return Ok((0, Vec::new()));
@@ -111,17 +137,17 @@ impl NodeConn {
 /// reshard) keeps its error reply in its place, as a server's pipeline reply would.
 async fn pipeline_per_master(
     c: &mut ClusterConnection,
+    shards: &Shards,
     pipeline: &Pipeline,
 ) -> RedisResult<Vec<Value>> {
-    let masters = masters(c).await?;
+    if let Some(refused) = pipeline.cmd_iter().find_map(|cmd| refusal(shards, cmd)) {
+        return Err(refused);
+    }
+    let masters = masters(c, shards).await?;
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     for (i, cmd) in commands.iter().enumerate() {
-        let key = cmd.args_iter().nth(1).and_then(|a| match a {
-            redis::Arg::Simple(bytes) => Some(bytes),
-            _ => None,
-        });
-        let slot = key.map_or(0, quorumd_core::layout::key_slot) as u16;
+        let slot = routing_key(cmd).map_or(0, quorumd_core::layout::key_slot) as u16;
         let owner = masters
             .iter()
             .position(|m| m.slots.iter().any(|r| r.contains(&slot)))
@@ -154,11 +180,76 @@ fn client_error(what: &'static str, detail: String) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Client, what, detail))
 }
 
-/// A range of hash slots, bounds included.
-type SlotRange = std::ops::RangeInclusive<u16>;
+/// Why a command for a slot whose master is down is refused without being sent; `pool::error`
+/// classifies it as the replica being unavailable (for that slot), not as a failed connection.
+pub const SHARD_DOWN: &str = "shard down";
 
-/// A master as `CLUSTER SLOTS` names it: the slots it owns.
+/// Commands quorumd may send that name no key (a cluster routes them to any master).
+const KEYLESS: &[&[u8]] = &[
+    b"ACL",
+    b"AUTH",
+    b"CLIENT",
+    b"CLUSTER",
+    b"COMMAND",
+    b"CONFIG",
+    b"DBSIZE",
+    b"DISCARD",
+    b"ECHO",
+    b"EXEC",
+    b"FLUSHALL",
+    b"FLUSHDB",
+    b"FUNCTION",
+    b"HELLO",
+    b"INFO",
+    b"KEYS",
+    b"MULTI",
+    b"PING",
+    b"PUBLISH",
+    b"RANDOMKEY",
+    b"ROLE",
+    b"SCAN",
+    b"SCRIPT",
+    b"SELECT",
+    b"TIME",
+    b"WAIT",
+];
+
+/// The key a cluster routes `cmd` by, if it names one: a script's first key, a subcommand's
+/// key (`MEMORY USAGE`, `OBJECT`), or else the first argument.
+fn routing_key(cmd: &Cmd) -> Option<&[u8]> {
+    let mut args = cmd.args_iter().map(|a| match a {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => &[],
+    });
+    let name = args.next()?.to_ascii_uppercase();
+    if KEYLESS.contains(&name.as_slice()) {
+        return None;
+    }
+    if name.starts_with(b"EVAL") || name.starts_with(b"FCALL") {
+        let _script = args.next()?;
+        let keys = args.next()?;
+        return (keys != b"0").then(|| args.next()).flatten();
+    }
+    if name == b"MEMORY" || name == b"OBJECT" {
+        return args.nth(1);
+    }
+    args.next()
+}
+
+/// The refusal of `cmd` when the master of its key's slot is down.
+fn refusal(shards: &Shards, cmd: &Cmd) -> Option<redis::RedisError> {
+    let slot = quorumd_core::layout::key_slot(routing_key(cmd)?) as u16;
+    let master = shards.down_for(slot)?;
+    Some(redis::RedisError::from((
+        redis::ErrorKind::Client,
+        SHARD_DOWN,
+        format!("the master of slot {slot} ({master}) is down"),
+    )))
+}
+
+/// A master as `CLUSTER SLOTS` names it: its address and the slots it owns.
 struct Master {
+    addr: String,
     slots: Vec<SlotRange>,
 }
 
@@ -171,14 +262,27 @@ impl Master {
     }
 }
 
-/// The cluster's masters (per `CLUSTER SLOTS` on one of them), in address order.
-async fn masters(c: &mut ClusterConnection) -> RedisResult<Vec<Master>> {
-    let reply = c
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
-        )
-        .await?;
+/// The cluster's masters (per `CLUSTER SLOTS`), in address order. Asked of every master the
+/// shard table knows as up at once, the first answer taken, so that a master that just died
+/// (and that the client may still route to) costs no wait; of a random master before the
+/// first probe.
+async fn masters(c: &ClusterConnection, shards: &Shards) -> RedisResult<Vec<Master>> {
+    let slots = redis::cmd("CLUSTER").arg("SLOTS").clone();
+    let mut routes: Vec<SingleNodeRoutingInfo> = shards
+        .snapshot()
+        .iter()
+        .filter(|s| s.up)
+        .filter_map(|s| s.slots.first())
+        .map(|&(slot, _)| SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)))
+        .collect();
+    if routes.is_empty() {
+        routes.push(SingleNodeRoutingInfo::RandomPrimary);
+    }
+    let asks = routes.into_iter().map(|route| {
+        let (mut c, slots) = (c.clone(), slots.clone());
+        Box::pin(async move { c.route_command(slots, RoutingInfo::SingleNode(route)).await })
+    });
+    let (reply, _) = futures::future::select_ok(asks).await?;
     let bad = |what: &str| client_error("CLUSTER SLOTS answered", what.to_string());
     let Value::Array(ranges) = reply else {
         return Err(bad("not an array"));
@@ -202,8 +306,8 @@ async fn masters(c: &mut ClusterConnection) -> RedisResult<Vec<Master>> {
             .push((*start as u16)..=(*end as u16));
     }
     Ok(masters
-        .into_values()
-        .map(|slots| Master { slots })
+        .into_iter()
+        .map(|(addr, slots)| Master { addr, slots })
         .collect())
 }
 
@@ -219,7 +323,10 @@ impl ConnectionLike for NodeConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             NodeConn::Server(c) => c.req_packed_command(cmd),
-            NodeConn::Cluster(c) => c.req_packed_command(cmd),
+            NodeConn::Cluster(c, shards) => match refusal(shards, cmd) {
+                Some(refused) => Box::pin(async move { Err(refused) }),
+                None => c.req_packed_command(cmd),
+            },
         }
     }
 
@@ -235,13 +342,18 @@ impl ConnectionLike for NodeConn {
             // otherwise). A plain pipeline is only a batch: its commands go one by one, each
             // to its slot's master, all in flight at once on the multiplexed connections, and
             // an error reply stays in its place, as a server's pipeline reply keeps it.
-            NodeConn::Cluster(c) => {
-                let mut c = c.clone();
+            NodeConn::Cluster(c, shards) => {
+                let (mut c, shards) = (c.clone(), shards.clone());
                 Box::pin(async move {
                     if pipeline.is_transaction() {
+                        if let Some(refused) =
+                            pipeline.cmd_iter().find_map(|cmd| refusal(&shards, cmd))
+                        {
+                            return Err(refused);
+                        }
                         return c.req_packed_commands(pipeline, offset, count).await;
                     }
-                    let answers = pipeline_per_master(&mut c, pipeline).await?;
+                    let answers = pipeline_per_master(&mut c, &shards, pipeline).await?;
                     Ok(answers.into_iter().skip(offset).take(count).collect())
                 })
             }
@@ -251,7 +363,47 @@ impl ConnectionLike for NodeConn {
     fn get_db(&self) -> i64 {
         match self {
             NodeConn::Server(c) => c.get_db(),
-            NodeConn::Cluster(_) => 0,
+            NodeConn::Cluster(..) => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routing_key_is_the_one_the_cluster_routes_by() {
+        let key = |c: &Cmd| routing_key(c).map(|k| String::from_utf8_lossy(k).into_owned());
+        assert_eq!(key(redis::cmd("GET").arg("k")), Some("k".into()));
+        assert_eq!(
+            key(redis::cmd("evalsha").arg("sha").arg(2).arg("a").arg("b")),
+            Some("a".into())
+        );
+        assert_eq!(key(redis::cmd("EVALSHA").arg("sha").arg(0).arg("x")), None);
+        assert_eq!(
+            key(redis::cmd("MEMORY").arg("USAGE").arg("m")),
+            Some("m".into())
+        );
+        assert_eq!(key(redis::cmd("INFO").arg("server")), None);
+        assert_eq!(key(&redis::cmd("PING")), None);
+    }
+
+    #[test]
+    fn only_commands_for_a_down_shard_are_refused() {
+        use crate::pool::ShardStatus;
+        let shards = Shards::default();
+        let slot = quorumd_core::layout::key_slot(b"k") as u16;
+        shards.update(vec![ShardStatus {
+            master: "127.0.0.1:7000".into(),
+            slots: vec![(slot, slot)],
+            up: false,
+            last_error: None,
+        }]);
+        let refused = refusal(&shards, redis::cmd("GET").arg("k")).expect("refused");
+        assert_eq!(refused.kind(), redis::ErrorKind::Client);
+        assert!(refused.to_string().contains("127.0.0.1:7000"), "{refused}");
+        assert!(refusal(&shards, redis::cmd("GET").arg("other")).is_none());
+        assert!(refusal(&shards, redis::cmd("INFO").arg("k")).is_none());
     }
 }

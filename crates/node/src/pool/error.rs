@@ -115,7 +115,10 @@ impl ServerErrorKind {
 pub fn classify(e: &RedisError) -> NodeError {
     // Redis error texts never carry the connection URL, so there is nothing to mask here.
     let text = e.to_string();
-    if e.is_timeout() {
+    if e.kind() == redis::ErrorKind::Client && text.starts_with(super::conn::SHARD_DOWN) {
+        // Refused before sending: the replica cannot answer for this slot, as when down.
+        NodeError::Unavailable(e.detail().unwrap_or(&text).to_owned())
+    } else if e.is_timeout() {
         NodeError::Timeout(0)
     } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
         // Checked before the connection errors, which it also counts as (it needs a reconnect).

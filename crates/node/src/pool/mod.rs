@@ -9,12 +9,15 @@
 mod conn;
 mod error;
 mod health;
+mod masters;
 mod sentinel;
+mod shards;
 pub mod tls;
 
 pub use conn::NodeConn;
 pub use error::{NodeError, ServerError, ServerErrorKind, classify, tls_cause};
 pub use health::{Health, HealthTracker};
+pub use shards::{ShardStatus, Shards};
 pub use tls::{TlsConfig, TlsError};
 
 use crate::events;
@@ -52,6 +55,9 @@ pub struct NodeStatus {
     pub has_sentinel: Option<bool>,
     /// Seconds since the health state last changed.
     pub state_age_s: f64,
+    /// A Redis Cluster replica's shards (its masters and their slots) as last probed; empty
+    /// for a standalone server.
+    pub shards: Vec<ShardStatus>,
 }
 
 /// One Redis server.
@@ -73,6 +79,10 @@ pub struct Node {
     /// Wakes the monitor early when a request saw the connection fail.
     wake: Notify,
     timeouts: TimeoutConfig,
+    /// A cluster replica's shards: requests for a down master's slots fail at once.
+    shards: Arc<Shards>,
+    /// A cluster replica's direct connections to its masters, for the probe.
+    masters: Option<masters::MasterLinks>,
 }
 
 impl Node {
@@ -92,6 +102,15 @@ impl Node {
             node: address.display.clone(),
             message: quorumd_core::redact::mask_url(&e),
         })?;
+        let masters = match address.cluster_seeds.first() {
+            Some(seed) => Some(masters::MasterLinks::new(seed, tls, timeouts).map_err(|e| {
+                PoolError::InvalidNode {
+                    node: address.display.clone(),
+                    message: quorumd_core::redact::mask_url(&e),
+                }
+            })?),
+            None => None,
+        };
         Ok(Node {
             id,
             display: address.display.clone(),
@@ -105,6 +124,8 @@ impl Node {
             shared,
             wake: Notify::new(),
             timeouts: timeouts.clone(),
+            shards: Arc::default(),
+            masters,
         })
     }
 
@@ -131,6 +152,7 @@ impl Node {
                 .clone(),
             has_sentinel: self.shared.sentinels().has(self.id),
             state_age_s: t.since().elapsed().as_secs_f64(),
+            shards: self.shards.snapshot(),
         }
     }
 
@@ -399,7 +421,7 @@ impl Node {
                 self.timeouts.connect_ms,
             )
             .await
-            .map(NodeConn::Cluster),
+            .map(|c| NodeConn::Cluster(c, self.shards.clone())),
         }
     }
 
@@ -429,18 +451,37 @@ impl Node {
     }
 
     /// PING, the server's run id, whether the node holds the sentinel key, and the nodes its
-    /// sentinel records name.
+    /// sentinel records name. A cluster replica answers when at least one of its masters
+    /// does: the others' slots are marked down in its shard table.
     async fn probe(&self, conn: NodeConn) -> Result<Probe, String> {
         let started = Instant::now();
         let mut c = conn;
         let sentinel = self.shared.sentinel_key.clone();
         let records = self.shared.records_key.clone();
         let fut = async move {
-            // A cluster answers only when every master does: one master down takes the
-            // replica out of quorums (per-shard health is not built yet).
-            c.on_all_masters(&redis::cmd("PING")).await?;
-            let rtt = started.elapsed();
-            let info = c.on_every_master(redis::cmd("INFO").arg("server")).await?;
+            let (rtt, run_id) = if self.is_cluster() {
+                self.probe_shards(&mut c).await?
+            } else {
+                redis::cmd("PING").query_async::<()>(&mut c).await?;
+                let rtt = started.elapsed();
+                let info = c.on_every_master(redis::cmd("INFO").arg("server")).await?;
+                (rtt, combined_run_id(info)?)
+            };
+            // The sentinel keys live in one slot: while its master is down, what they say
+            // is not known, and the last probe's word stands.
+            let sentinel_shard_down = self.is_cluster()
+                && self
+                    .shards
+                    .down_for(quorumd_core::layout::key_slot(sentinel.as_bytes()) as u16)
+                    .is_some();
+            if sentinel_shard_down {
+                return Ok(Probe {
+                    rtt,
+                    run_id,
+                    sentinel: None,
+                    records: None,
+                });
+            }
             // EXISTS, not GET: a sentinel of another type (written by hand) is there all the
             // same, and must not fail the probe, which would take the node out of service.
             let sentinel = redis::cmd("EXISTS")
@@ -463,12 +504,87 @@ impl Node {
             };
             Ok::<_, RedisError>(Probe {
                 rtt,
-                run_id: combined_run_id(info)?,
-                sentinel,
-                records,
+                run_id,
+                sentinel: Some(sentinel),
+                records: Some(records),
             })
         };
-        bounded(fut, self.timeouts.node(), "probe", self.timeouts.node_ms).await
+        // A cluster's probe has three rounds, each within the node timeout: the slot map,
+        // every master (a dead one takes the whole timeout), then the sentinel keys.
+        let rounds = if self.is_cluster() { 3 } else { 1 };
+        let limit = self.timeouts.node() * rounds;
+        bounded(
+            fut,
+            limit,
+            "probe",
+            self.timeouts.node_ms * u64::from(rounds),
+        )
+        .await
+    }
+
+    /// A cluster replica's probe: `INFO server` of every master, each on a connection of its
+    /// own, and the shard table set from the answers. Fails when no master answers. The run
+    /// id is the masters' combined one when all answered; with a master down it is the last
+    /// one known, so that a shard being down is not taken for a restart (its failover to a
+    /// replica, a new run id, is).
+    async fn probe_shards(
+        &self,
+        c: &mut NodeConn,
+    ) -> Result<(Duration, Option<String>), RedisError> {
+        let links = self
+            .masters
+            .as_ref()
+            .expect("a cluster replica has master links");
+        let started = Instant::now();
+        let map = c.slot_map(self.timeouts.node()).await?;
+        let addrs: Vec<String> = map.iter().map(|(addr, _)| addr.clone()).collect();
+        links.retain(&addrs);
+        let answers = futures::future::join_all(addrs.iter().map(|a| links.info(a))).await;
+        let rtt = started.elapsed();
+        let mut infos = Vec::new();
+        let mut shards = Vec::new();
+        for ((master, slots), answer) in map.into_iter().zip(answers) {
+            let last_error = match answer {
+                Ok(info) => {
+                    infos.push((master.clone(), info));
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            shards.push(ShardStatus {
+                master,
+                slots: slots.iter().map(|r| (*r.start(), *r.end())).collect(),
+                up: last_error.is_none(),
+                last_error,
+            });
+        }
+        let all_answered = infos.len() == shards.len();
+        let first_error = shards.iter().find_map(|s| s.last_error.clone());
+        for change in self.shards.update(shards) {
+            events::ShardChanged {
+                node: &self.display,
+                master: &change.master,
+                up: change.up,
+                reason: change.reason.as_deref().unwrap_or("answering"),
+            }
+            .emit();
+        }
+        if infos.is_empty() {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "no master of the cluster answered",
+                first_error.unwrap_or_default(),
+            )));
+        }
+        let run_id = if all_answered {
+            combined_run_id(infos)?
+        } else {
+            self.run_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        Ok((rtt, run_id))
     }
 
     /// A node that restarted (new run id), or that lacks the sentinel it was given (wiped:
@@ -493,8 +609,12 @@ impl Node {
         };
         let wiped = {
             let mut sentinels = self.shared.sentinels();
-            sentinels.records(self.id, &probe.records);
-            sentinels.probed(self.id, probe.sentinel)
+            if let Some(records) = &probe.records {
+                sentinels.records(self.id, records);
+            }
+            probe
+                .sentinel
+                .is_some_and(|holds| sentinels.probed(self.id, holds))
         };
         if restarted || wiped {
             let reason = if wiped {
@@ -640,6 +760,7 @@ impl Worker for ProbeWorker {
                         // Drop a connection that stopped answering: a fresh one tells a dead
                         // server from a slow one.
                         node.set_connection(None);
+                        node.shards.clear();
                     }
                     Err(failed)
                 }
@@ -651,10 +772,10 @@ impl Worker for ProbeWorker {
 struct Probe {
     rtt: Duration,
     run_id: Option<String>,
-    /// Whether the node holds the sentinel key.
-    sentinel: bool,
-    /// The identities its sentinel records name.
-    records: Vec<String>,
+    /// Whether the node holds the sentinel key (`None`: not known, its shard is down).
+    sentinel: Option<bool>,
+    /// The identities its sentinel records name (`None`: not known).
+    records: Option<Vec<String>>,
 }
 
 /// State the nodes of one pool share.
@@ -804,8 +925,15 @@ impl NodePool {
         // without the sentinel lost it is told by the others' records, whichever answered first.
         let first = futures::future::join_all(nodes.iter().map(|n| n.connect_probed())).await;
         for (n, probed) in nodes.iter().zip(&first) {
-            if let Ok((_, probe)) = probed {
-                shared.sentinels().records(n.id, &probe.records);
+            if let Ok((
+                _,
+                Probe {
+                    records: Some(records),
+                    ..
+                },
+            )) = probed
+            {
+                shared.sentinels().records(n.id, records);
             }
         }
         for (n, probed) in nodes.iter().zip(first) {

@@ -91,7 +91,11 @@ pub fn cluster_client(
 ) -> Result<redis::cluster::ClusterClient, String> {
     let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.iter().map(String::as_str))
         .connection_timeout(timeouts.connect())
-        .response_timeout(timeouts.node());
+        .response_timeout(timeouts.node())
+        // Enough to follow a MOVED and an ASK; a master that is down is not retried into the
+        // node timeout (quorumd's probe marks its shard down and requests skip it).
+        .retries(2)
+        .max_connection_attempts(std::num::NonZeroUsize::MIN);
     if seeds.iter().any(|s| s.starts_with("rediss://")) {
         builder = builder.tls(if cfg.insecure_skip_verify {
             redis::TlsMode::Insecure
