@@ -45,6 +45,10 @@ enum Cmd {
         /// Demo keys written at start, so the bucket grid has something to heal.
         #[arg(long, default_value_t = 20_000)]
         keys: u64,
+        /// Make each of the three replicas a local Redis Cluster of three masters (made with
+        /// `redis-cli --cluster create`), under the slot placement.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Run one sweep now, print a divergence report, and exit non-zero if divergence remains
     /// (2) or the sweep hit errors (1). Usable from cron and CI.
@@ -124,7 +128,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
                 validated.quorum.nodes, validated.quorum.read, validated.quorum.write
             );
         }
-        Cmd::Demo { port, keys } => demo(port, keys).await?,
+        Cmd::Demo {
+            port,
+            keys,
+            cluster,
+        } => demo(port, keys, cluster).await?,
         Cmd::Convert { config } => {
             let validated = quorumd::settings::load_validated(config.as_deref())?;
             quorumd::telemetry::init(&validated.config.log);
@@ -246,15 +254,31 @@ fn print_report(r: &quorumd::sync::SweepReport, core: &quorumd::app::Core, left:
     println!("divergence left: {left}");
 }
 
-async fn demo(port: u16, keys: u64) -> Result<(), Box<dyn std::error::Error>> {
+/// Masters per replica in `quorumd demo --cluster`.
+const DEMO_MASTERS: usize = 3;
+
+async fn demo(port: u16, keys: u64, clusters: bool) -> Result<(), Box<dyn std::error::Error>> {
     quorumd::telemetry::init(&LogConfig::default());
     // Installed first: Ctrl-C at any point from here on stops the demo and its nodes cleanly.
     let signals = quorumd::app::StopSignals::install()?;
-    let cluster = tokio::task::spawn_blocking(|| DevCluster::start(3)).await??;
+    let (cluster, nodes) = tokio::task::spawn_blocking(move || {
+        if clusters {
+            DevCluster::start_clusters(3, DEMO_MASTERS, 0)
+        } else {
+            DevCluster::start(3).map(|c| {
+                let urls = c.urls();
+                (c, urls)
+            })
+        }
+    })
+    .await??;
     let mut cfg = Config {
-        nodes: cluster.urls(),
+        nodes: nodes.clone(),
         ..Config::default()
     };
+    if clusters {
+        cfg.placement = quorumd::layout::Scheme::Slot;
+    }
     cfg.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     if port == 0 {
         cfg.resp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -265,8 +289,15 @@ async fn demo(port: u16, keys: u64) -> Result<(), Box<dyn std::error::Error>> {
     let seeded = quorumd::demo::seed(app.store(), keys).await;
     println!("quorumd demo is running: open the dashboard at {base}/ ({seeded} keys seeded).");
     println!("Nodes:");
-    for n in &cluster.nodes {
-        println!("  {}   (redis-cli -p {})", n.url(), n.port());
+    if clusters {
+        for (url, masters) in nodes.iter().zip(cluster.nodes.chunks(DEMO_MASTERS)) {
+            let ports: Vec<String> = masters.iter().map(|m| m.port().to_string()).collect();
+            println!("  {url}   (redis-cli -c -p {})", ports.join(" | -p "));
+        }
+    } else {
+        for n in &cluster.nodes {
+            println!("  {}   (redis-cli -p {})", n.url(), n.port());
+        }
     }
     println!("\nTry:");
     println!("  curl -X PUT --data-binary 'hello' {base}/v1/kv/greeting");

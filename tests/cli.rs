@@ -293,3 +293,80 @@ fn demo_starts_nodes_and_stops_them_on_ctrl_c() {
         "demo nodes are gone after exit"
     );
 }
+
+/// The port numbers after each `-p ` in a line the demo printed.
+fn ports_in(line: &str) -> Vec<u16> {
+    line.split("-p ")
+        .skip(1)
+        .map(|p| {
+            p.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn demo_with_clusters_serves_three_clusters_of_three_masters() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--cluster", "--port", "0", "--keys", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut clusters = Vec::new();
+    for _ in 0..3 {
+        let line = wait_for_line(&mut out, "redis-cli -c -p");
+        assert!(line.contains("redis+cluster://"), "{line}");
+        let ports = ports_in(&line);
+        assert_eq!(ports.len(), 3, "three masters: {line}");
+        clusters.push(ports);
+    }
+    let resp_line = wait_for_line(&mut out, "SET greeting hello");
+    let resp_port = ports_in(&resp_line)[0];
+    wait_for_line(&mut out, "Press Ctrl-C");
+    // A write through the Redis protocol lands in every cluster, on the master of its slot.
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{resp_port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("demo:greeting")
+        .arg("hello")
+        .query(&mut c)
+        .unwrap();
+    for ports in &clusters {
+        let held: Vec<Option<String>> = ports
+            .iter()
+            .map(|p| {
+                let mut m = redis::Client::open(format!("redis://127.0.0.1:{p}"))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut m).unwrap();
+                assert!(info.contains("cluster_state:ok"), "{p}: {info}");
+                // Asked of the master that owns the key; the others answer MOVED.
+                redis::cmd("GET").arg("demo:greeting").query(&mut m).ok()
+            })
+            .collect();
+        assert_eq!(
+            held.iter()
+                .filter(|v| v.as_deref() == Some("hello"))
+                .count(),
+            1,
+            "exactly one master of {ports:?} holds the key: {held:?}"
+        );
+    }
+    signal(child.id(), libc::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let gone = clusters
+        .iter()
+        .flatten()
+        .all(|p| !ping(SocketAddr::from(([127, 0, 0, 1], *p))));
+    assert!(gone, "demo clusters are gone after exit");
+}
