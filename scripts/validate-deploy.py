@@ -9,6 +9,9 @@
   would prune them.
 - Cross-references: Service ports, probe paths, Secret keys, selectors, ServiceMonitor port.
 - docker-compose.yml: services, profile, loopback-only publishing.
+- docker-compose.cluster.yml: three clusters of three masters made by their create jobs,
+  quorumd after them under the slot placement, loopback-only publishing; its node list and
+  placement are written out for `quorumd check-config`.
 Writes the ConfigMap's quorumd.toml, the Secret's tokens file and node list to OUT_DIR so the
 caller can run `quorumd check-config` on exactly what the manifests ship.
 
@@ -200,6 +203,39 @@ def compose_checks(repo):
             fail(what)
 
 
+def cluster_compose_checks(repo, out):
+    compose = yaml.safe_load((repo / "docker-compose.cluster.yml").read_text())
+    services = compose["services"]
+    redis = {n: s for n, s in services.items() if n.startswith("redis-")}
+    q = services["quorumd"]
+    env = q["environment"]
+    nodes = json.loads(env["QUORUMD_NODES"])
+    expect = [
+        (len(redis) == 9, "nine Redis servers"),
+        (all("--cluster-enabled" in s["command"] for s in redis.values()), "every server is in cluster mode"),
+        (all("ports" not in s for s in redis.values()), "no Redis server is published"),
+        (env.get("QUORUMD_PLACEMENT") == "slot", "quorumd uses the slot placement"),
+        (len(nodes) == 3 and all(n.startswith("redis+cluster://") for n in nodes), "three cluster replicas"),
+        (all(p.startswith("127.0.0.1:") for p in q["ports"]), "quorumd publishes on loopback only"),
+        (q.get("read_only") is True, "quorumd has a read-only root filesystem"),
+    ]
+    for c in "abc":
+        job = services.get(f"cluster-{c}-create", {})
+        seeds = [f"redis-{c}{i}:6379" for i in (1, 2, 3)]
+        expect.append((f"redis+cluster://{','.join(seeds)}" in nodes, f"cluster {c} is a replica"))
+        expect.append(("--cluster create" in " ".join(job.get("command", [])), f"cluster {c} has its create job"))
+        expect.append((set(job.get("depends_on", {})) == {f"redis-{c}{i}" for i in (1, 2, 3)}, f"cluster {c}'s job waits for its servers"))
+        expect.append((q["depends_on"].get(f"cluster-{c}-create", {}).get("condition") == "service_completed_successfully",
+                       f"quorumd waits for cluster {c}"))
+    for ok, what in expect:
+        if ok:
+            print(f"ok   {what}")
+        else:
+            fail(what)
+    (out / "cluster-nodes").write_text(env["QUORUMD_NODES"])
+    (out / "cluster-placement").write_text(env["QUORUMD_PLACEMENT"])
+
+
 def main():
     repo, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     docs = load_k8s(repo)
@@ -211,6 +247,7 @@ def main():
     negative_controls(docs)
     cross_checks(docs, out)
     compose_checks(repo)
+    cluster_compose_checks(repo, out)
     print(f"{len(failures)} failures")
     return 1 if failures else 0
 

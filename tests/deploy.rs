@@ -1,7 +1,8 @@
-//! The deployment files: Kubernetes manifests and docker-compose.yml validated against real
-//! schemas by scripts/validate-deploy.py (with its own negative controls), the configuration
-//! they ship accepted by `quorumd check-config`, and the Dockerfile's shape. Docker itself
-//! cannot run here; `docker compose config` is used when the client has the plugin.
+//! The deployment files: Kubernetes manifests, docker-compose.yml and docker-compose.cluster.yml
+//! validated against real schemas by scripts/validate-deploy.py (with its own negative
+//! controls), the configuration they ship accepted by `quorumd check-config`, and the
+//! Dockerfile's shape. Docker itself cannot run here; `docker compose config` is used when the
+//! client has the plugin.
 
 use quorumd_testkit::tools::{deploy_venv_python as venv_python, output_text as text};
 use std::path::Path;
@@ -72,6 +73,25 @@ fn kubernetes_manifests_and_compose_file_pass_schema_validation() {
         !said.contains("CHANGE-ME-write-token"),
         "token shown: {said}"
     );
+    // The cluster-mode compose file's nodes and placement are a valid configuration.
+    let nodes = std::fs::read_to_string(out_dir.path().join("cluster-nodes")).unwrap();
+    let placement = std::fs::read_to_string(out_dir.path().join("cluster-placement")).unwrap();
+    // Only the environment: the compose file mounts no configuration.
+    let empty = out_dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let out = check_config(
+        &empty,
+        &[
+            ("QUORUMD_NODES", nodes.as_str()),
+            ("QUORUMD_PLACEMENT", placement.as_str()),
+        ],
+    );
+    let said = text(&out);
+    assert!(
+        out.status.success(),
+        "check-config on docker-compose.cluster.yml: {said}"
+    );
+    assert!(said.contains("configuration is valid: 3 nodes"), "{said}");
     // The mount path of the tokens volume is the path the configuration reads.
     let mounts = std::fs::read_to_string(out_dir.path().join("mounts.json")).unwrap();
     let config = std::fs::read_to_string(out_dir.path().join("quorumd.toml")).unwrap();
@@ -160,9 +180,14 @@ fn compose_file_passes_docker_compose_config_when_available() {
     let plugin = Command::new("docker").args(["compose", "version"]).output();
     match plugin {
         Ok(o) if o.status.success() => {
-            for profile in [None, Some("second")] {
+            let runs = [
+                ("docker-compose.yml", None),
+                ("docker-compose.yml", Some("second")),
+                ("docker-compose.cluster.yml", None),
+            ];
+            for (file, profile) in runs {
                 let mut cmd = Command::new("docker");
-                cmd.arg("compose").current_dir(REPO);
+                cmd.args(["compose", "-f", file]).current_dir(REPO);
                 if let Some(p) = profile {
                     cmd.args(["--profile", p]);
                 }
