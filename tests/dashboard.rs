@@ -280,3 +280,69 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
     drop(browser);
     t.shutdown().await;
 }
+
+/// The shard marks the page shows for node `node`: `[master, state]` pairs.
+fn shards_of(node: usize) -> String {
+    format!(
+        "[...document.querySelectorAll('#nodes tr[data-node=\"{node}\"] .shard')]\
+         .map(s => [s.dataset.master, s.classList.contains('up') ? 'up' : 'down'])"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_replicas_show_their_shards_and_a_dead_master() {
+    if let Err(m) = cdp::find_chromium() {
+        panic!("{m}");
+    }
+    let mut t = TestCluster::start_clusters(3, (3, 0), |_| {}).await;
+    let browser = cdp::Browser::launch().await;
+    let mut page = browser.open(&format!("{}/", t.base)).await;
+    let expr = shards_of(1);
+    wait_page(
+        &mut page,
+        Duration::from_secs(20),
+        "three shards of node 1, all up",
+        &expr,
+        |v| {
+            v.as_array()
+                .is_some_and(|s| s.len() == 3 && s.iter().all(|m| m[1] == "up"))
+        },
+    )
+    .await;
+    let victim = 3;
+    let port = t.cluster.nodes[victim].port();
+    t.cluster.nodes[victim].kill();
+    let shown = wait_page(
+        &mut page,
+        Duration::from_secs(30),
+        "node 1 shows its dead master",
+        &expr,
+        |v| {
+            v.as_array()
+                .is_some_and(|s| s.iter().any(|m| m[1] == "down"))
+        },
+    )
+    .await;
+    let down: Vec<&Value> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m[1] == "down")
+        .collect();
+    assert_eq!(down.len(), 1, "{shown}");
+    assert!(
+        down[0][0].as_str().unwrap().ends_with(&format!(":{port}")),
+        "the down shard is the killed master {port}: {shown}"
+    );
+    // The other replicas' shards are all up.
+    let other = page.eval(&shards_of(0)).await;
+    assert!(
+        other.as_array().unwrap().iter().all(|m| m[1] == "up"),
+        "{other}"
+    );
+    // For a look by eye.
+    page.screenshot(&artifacts().join("dashboard-cluster.png"))
+        .await;
+    drop(browser);
+    t.shutdown().await;
+}
