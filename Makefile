@@ -24,7 +24,7 @@ lint:
 
 ## Benchmarks: ratios against a baseline measured in the same run.
 bench: deps
-	$(CARGO) bench --bench http_kv --bench sync --bench locks --bench crdt --bench resp --bench direct
+	$(CARGO) bench --bench http_kv --bench sync --bench locks --bench crdt --bench resp --bench direct --bench cluster
 
 ## The long fault-injection run: SEEDS seeds per workload, report in target/torture/report.md.
 SEEDS ?= 50
