@@ -61,9 +61,25 @@ async fn check_acked(tc: &TestCluster, acked: &Acked) {
     }
 }
 
+/// An exchange's report, once no other exchange holds the sweep (the service starts one by
+/// itself when a replica turns recovering, as after a failover).
+async fn exchange(tc: &TestCluster) -> quorumd::sync::SweepReport {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tc.try_sweep(SweepMode::Exchange, false).await {
+            Ok(report) => return report,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("exchange not started yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no exchange could start within 30 s: {e}"),
+        }
+    }
+}
+
 /// After an exchange, every replica holds the same value and metadata for every key.
 async fn replicas_agree(tc: &TestCluster, urls: &[Vec<String>]) {
-    let report = tc.sweep(SweepMode::Exchange, false).await;
+    let report = exchange(tc).await;
     assert!(report.errors.is_empty(), "{report:?}");
     for k in 0..KEYS {
         let key = format!("key-{k}");
@@ -332,11 +348,9 @@ async fn a_shard_down_takes_its_replica_out_for_its_slots_only() {
     quorumd_testkit::cluster::wait_until(
         Duration::from_secs(60),
         "the exchange heals the wiped shard",
-        // A recovery exchange the service starts itself may hold the sweep: then try again.
         || async {
-            tc.try_sweep(SweepMode::Exchange, false)
-                .await
-                .is_ok_and(|report| report.errors.is_empty() && report.keys_divergent == 0)
+            let report = exchange(&tc).await;
+            report.errors.is_empty() && report.keys_divergent == 0
         },
     )
     .await;

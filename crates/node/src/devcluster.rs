@@ -331,6 +331,10 @@ pub const CLUSTER_OPTIONS: &[&str] = &[
     // Short, so that a test's failover takes a second or two.
     "--cluster-node-timeout",
     "1000",
+    // A master down (with no replica to take over) takes only its own slots out of service,
+    // not the whole cluster: what per-shard health is for.
+    "--cluster-require-full-coverage",
+    "no",
 ];
 
 /// Makes one Redis Cluster of `servers` (started with [`CLUSTER_OPTIONS`]) with
