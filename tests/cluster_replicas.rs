@@ -44,7 +44,10 @@ async fn copy_on(tc: &TestCluster, r: usize, key: &str) -> (Option<String>, Opti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
-    let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |_| {}).await;
+    // DBSIZE on a cluster reads every slot's sub-digests (16,384 hashes): a debug build on a
+    // busy machine can take longer than the tests' 400 ms node timeout.
+    let tc =
+        TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |c| c.timeouts.node_ms = 3_000).await;
     let all = keys(60);
     for (i, key) in all.iter().enumerate() {
         let level = ["one", "quorum", "all"][i % 3];
@@ -98,8 +101,7 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
     assert!(tc.delete(&all[0], "").await.status().is_success());
     assert_eq!(copy_on(&tc, 1, &all[0]).await.0, None);
     let resp = tc.app().resp_addr().expect("RESP listens");
-    // DBSIZE reads every master's digests: slow in a debug build on a busy machine, so the
-    // client waits longer than its default.
+    // The client waits longer than its default for DBSIZE too.
     let cfg = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(std::time::Duration::from_secs(30)));
     let mut c = redis::Client::open(format!("redis://{resp}"))

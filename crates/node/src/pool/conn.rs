@@ -61,6 +61,15 @@ impl NodeConn {
 }
 
 impl NodeConn {
+    /// This connection without the shard table's refusals: for the probe, which reads the
+    /// sentinel keys before its findings are installed.
+    pub fn past_shard_table(self) -> NodeConn {
+        match self {
+            NodeConn::Cluster(c, _) => NodeConn::Cluster(c, Arc::default()),
+            server => server,
+        }
+    }
+
     /// A cluster's masters (`host:port`) and the slot ranges each owns, per `CLUSTER SLOTS`,
     /// within `limit`.
     pub async fn slot_map(

@@ -368,6 +368,9 @@ impl Node {
 
     /// A request saw the node fail: mark it suspect and let the monitor probe it now.
     fn report_failure(&self, err: &NodeError) {
+        if self.is_cluster() {
+            self.shards.invalidate();
+        }
         let change = self.tracker().request_failed(err.to_string());
         self.announce(change, &err.to_string());
         self.wake.notify_one();
@@ -459,29 +462,32 @@ impl Node {
         let sentinel = self.shared.sentinel_key.clone();
         let records = self.shared.records_key.clone();
         let fut = async move {
-            let (rtt, run_id) = if self.is_cluster() {
-                self.probe_shards(&mut c).await?
+            let (rtt, run_id, shards) = if self.is_cluster() {
+                let (rtt, run_id, shards) = self.probe_shards(&mut c).await?;
+                (rtt, run_id, Some(shards))
             } else {
                 redis::cmd("PING").query_async::<()>(&mut c).await?;
                 let rtt = started.elapsed();
                 let info = c.on_every_master(redis::cmd("INFO").arg("server")).await?;
-                (rtt, combined_run_id(info)?)
+                (rtt, combined_run_id(info)?, None)
             };
             // The sentinel keys live in one slot: while its master is down, what they say
-            // is not known, and the last probe's word stands.
-            let sentinel_shard_down = self.is_cluster()
-                && self
-                    .shards
-                    .down_for(quorumd_core::layout::key_slot(sentinel.as_bytes()) as u16)
-                    .is_some();
+            // is not known, and the last probe's word stands. They are read past the shard
+            // table, which is set from this probe only once it has been judged (`note_probe`).
+            let sentinel_slot = quorumd_core::layout::key_slot(sentinel.as_bytes()) as u16;
+            let sentinel_shard_down = shards
+                .as_ref()
+                .is_some_and(|all| all.iter().any(|s| !s.up && s.owns(sentinel_slot)));
             if sentinel_shard_down {
                 return Ok(Probe {
                     rtt,
                     run_id,
                     sentinel: None,
                     records: None,
+                    shards,
                 });
             }
+            let mut c = c.past_shard_table();
             // EXISTS, not GET: a sentinel of another type (written by hand) is there all the
             // same, and must not fail the probe, which would take the node out of service.
             let sentinel = redis::cmd("EXISTS")
@@ -507,6 +513,7 @@ impl Node {
                 run_id,
                 sentinel: Some(sentinel),
                 records: Some(records),
+                shards,
             })
         };
         // A cluster's probe has three rounds, each within the node timeout: the slot map,
@@ -530,7 +537,7 @@ impl Node {
     async fn probe_shards(
         &self,
         c: &mut NodeConn,
-    ) -> Result<(Duration, Option<String>), RedisError> {
+    ) -> Result<(Duration, Option<String>, Vec<ShardStatus>), RedisError> {
         let links = self
             .masters
             .as_ref()
@@ -560,15 +567,6 @@ impl Node {
         }
         let all_answered = infos.len() == shards.len();
         let first_error = shards.iter().find_map(|s| s.last_error.clone());
-        for change in self.shards.update(shards) {
-            events::ShardChanged {
-                node: &self.display,
-                master: &change.master,
-                up: change.up,
-                reason: change.reason.as_deref().unwrap_or("answering"),
-            }
-            .emit();
-        }
         if infos.is_empty() {
             return Err(RedisError::from((
                 redis::ErrorKind::Io,
@@ -584,7 +582,7 @@ impl Node {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
         };
-        Ok((rtt, run_id))
+        Ok((rtt, run_id, shards))
     }
 
     /// A node that restarted (new run id), or that lacks the sentinel it was given (wiped:
@@ -623,6 +621,19 @@ impl Node {
                 "server restarted (run_id changed)"
             };
             self.mark_recovering(reason);
+        }
+        // Only now may requests reach a shard again: a master that came back empty has made
+        // the replica `recovering` above, before any read can count its answer.
+        if let Some(shards) = &probe.shards {
+            for change in self.shards.update(shards.clone()) {
+                events::ShardChanged {
+                    node: &self.display,
+                    master: &change.master,
+                    up: change.up,
+                    reason: change.reason.as_deref().unwrap_or("answering"),
+                }
+                .emit();
+            }
         }
     }
 
@@ -776,6 +787,8 @@ struct Probe {
     sentinel: Option<bool>,
     /// The identities its sentinel records name (`None`: not known).
     records: Option<Vec<String>>,
+    /// A cluster replica's shards as this probe found them.
+    shards: Option<Vec<ShardStatus>>,
 }
 
 /// State the nodes of one pool share.

@@ -52,18 +52,35 @@ pub struct Shards {
     table: Mutex<Vec<ShardStatus>>,
     /// Whether any shard is down: requests check it first, without the lock.
     any_down: AtomicBool,
+    /// A connection to the cluster failed since the last probe: until the next one, no slot
+    /// is served. The cluster client reconnects to a master by itself, and a master that
+    /// restarted empty must be seen by the probe (new run id: `recovering`) before any read
+    /// counts its answers.
+    unverified: AtomicBool,
 }
 
+/// Why every slot is refused between a failed connection and the next probe.
+const UNVERIFIED: &str = "unverified: a connection to the cluster failed, waiting for the probe";
+
 impl Shards {
-    /// The master that owns `slot`, when that master is down.
+    /// The master that owns `slot` when that master is down, or why no slot is served.
     pub fn down_for(&self, slot: u16) -> Option<String> {
         if !self.any_down.load(Ordering::Relaxed) {
             return None;
+        }
+        if self.unverified.load(Ordering::Relaxed) {
+            return Some(UNVERIFIED.into());
         }
         self.lock()
             .iter()
             .find(|s| !s.up && s.owns(slot))
             .map(|s| s.master.clone())
+    }
+
+    /// A connection to the cluster failed: no slot is served until the next probe.
+    pub fn invalidate(&self) {
+        self.unverified.store(true, Ordering::Relaxed);
+        self.any_down.store(true, Ordering::Relaxed);
     }
 
     /// Installs a probe's view of the shards; returns the shards whose state changed (a
@@ -99,6 +116,7 @@ impl Shards {
                     }),
             )
             .collect();
+        self.unverified.store(false, Ordering::Relaxed);
         self.any_down
             .store(shards.iter().any(|s| !s.up), Ordering::Relaxed);
         *table = shards;
@@ -107,6 +125,7 @@ impl Shards {
 
     /// Forgets the table (the replica is down as a whole, or reconnecting).
     pub fn clear(&self) {
+        self.unverified.store(false, Ordering::Relaxed);
         self.any_down.store(false, Ordering::Relaxed);
         self.lock().clear();
     }
@@ -162,6 +181,20 @@ mod tests {
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!((changes[0].master.as_str(), changes[0].up), ("b:2", true));
         assert_eq!(shards.down_for(9000), None);
+    }
+
+    #[test]
+    fn a_failed_connection_refuses_every_slot_until_the_next_probe() {
+        let shards = Shards::default();
+        shards.update(vec![shard("a:1", &[(0, 16383)], true)]);
+        shards.invalidate();
+        assert!(
+            shards
+                .down_for(5)
+                .is_some_and(|why| why.starts_with("unverified"))
+        );
+        shards.update(vec![shard("a:1", &[(0, 16383)], true)]);
+        assert_eq!(shards.down_for(5), None);
     }
 
     #[test]
