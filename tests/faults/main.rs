@@ -7,6 +7,7 @@
 //! many and writes `target/torture/report.md`. `FAULT_SEED=n` replays exactly seed n.
 
 use quorumd_testkit::cluster as common;
+mod cluster;
 mod crdt;
 mod direct;
 mod locks;
@@ -134,6 +135,57 @@ async fn queue_under_random_faults() {
         &results,
     );
     assert!(results.iter().all(|r| r.counters["items"] > 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kv_over_redis_clusters_under_random_faults() {
+    let results = each_seed(|seed| async move { cluster::ClusterRun::new(seed).run().await }).await;
+    finish(
+        "kv-clusters",
+        "KV clients at quorum over three Redis Clusters of three masters while masters are paused, or killed and restarted empty, one at a time. Convergence: from the heal to a clean exchange.",
+        &results,
+    );
+}
+
+/// Negative control for the cluster run's checks: an acknowledged write wiped from every
+/// master of every replica behind quorumd's back must be reported lost by the same reader
+/// of the replicas and the same checker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_a_write_wiped_from_every_cluster_is_reported_lost() {
+    let tc = common::TestCluster::start_clusters(3, (3, 0), |_| {}).await;
+    let r = tc.put("k0", "1", "consistency=quorum").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let version = r.headers()[reqwest::header::ETAG]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let mut history = workload::History::default();
+    history.writes.push(k0_acked(version));
+    for server in &tc.cluster.nodes {
+        let mut c = common::direct(&server.url()).await;
+        let _: () = common::command(&mut c, &["FLUSHALL"]).await;
+    }
+    let urls = tc
+        .app()
+        .store()
+        .pool()
+        .nodes()
+        .iter()
+        .map(|n| n.display.clone())
+        .collect::<Vec<_>>();
+    let finals = BTreeMap::from([(
+        "k0".to_string(),
+        cluster::entries(tc.app(), &urls, "k0").await,
+    )]);
+    assert_eq!(
+        finals["k0"],
+        vec![None, None, None],
+        "the reader sees the wipe"
+    );
+    let found = run::check("quorum", &history, &finals);
+    assert_reported(&found, "lost");
+    tc.shutdown().await;
 }
 
 /// The write of "1" to k0 that the controls make first, acknowledged with `version`.
