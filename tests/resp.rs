@@ -570,6 +570,30 @@ async fn server_and_session_commands() {
     tc.shutdown().await;
 }
 
+/// Issue 19: DBSIZE counted the shard leases that background exchanges take (65 keys with
+/// the defaults) as user keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbsize_leaves_out_the_shard_leases() {
+    let tc = TestCluster::start_with(3, |c| c.sync.exchange_interval_ms = 200).await;
+    let leases = format!("{}lease:*", common::key_prefix());
+    wait_until(
+        Duration::from_secs(20),
+        "the exchanges hold leases",
+        || async {
+            let held: Vec<String> =
+                common::command(&mut tc.direct(0).await, &["KEYS", &leases]).await;
+            held.len() > 1
+        },
+    )
+    .await;
+    let mut c = Raw::connect(resp_addr(&tc)).await;
+    for i in 0..3 {
+        assert_eq!(c.cmd(&format!("SET lease-test:{i} v")).await, Frame::ok());
+    }
+    dbsize_becomes(&mut c, 3).await;
+    tc.shutdown().await;
+}
+
 /// Polls DBSIZE until it answers `n`; it counts writes at most `key_count::MAX_AGE` late.
 async fn dbsize_becomes(c: &mut Raw, n: i64) {
     let deadline = std::time::Instant::now() + 5 * quorumd::resp::key_count::MAX_AGE;

@@ -216,6 +216,10 @@ impl App {
                 config: cfg.resp.clone(),
                 default_level: cfg.quorum.default_consistency,
                 instance: state.instance.id.clone(),
+                reserved_keys: quorumd_replication::sync::lease::lease_keys(
+                    &cfg.key_prefix,
+                    cfg.sync.shards,
+                ),
             };
             let server =
                 RespServer::start(settings, store.clone(), state.crdts.clone(), auth.clone())

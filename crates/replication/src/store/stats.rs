@@ -9,9 +9,10 @@ use quorumd_node::pool::sentinel_key;
 impl VersionedStore {
     /// Approximate number of user keys: the largest count among the nodes that answer (the
     /// most complete replica) among the first read quorum of answers. Tombstoned keys are not
-    /// counted; a few reserved keys may be.
+    /// counted, nor the store's own keys and `reserved` (keys other layers keep, such as the
+    /// shard leases); keys of locks, queues, CRDTs and hints are.
     #[tracing::instrument(name = "store.approximate_key_count", skip_all)]
-    pub async fn approximate_key_count(&self) -> Result<u64, StoreError> {
+    pub async fn approximate_key_count(&self, reserved: &[String]) -> Result<u64, StoreError> {
         let layout = &self.settings.layout;
         let prefix = &layout.prefix;
         let singles: Vec<String> = [
@@ -22,6 +23,7 @@ impl VersionedStore {
         ]
         .into_iter()
         .chain(layout.digest_keys().into_iter().map(|(k, _)| k))
+        .chain(reserved.iter().cloned())
         .collect();
         let subs: Vec<String> = (0..layout.buckets)
             .map(|b| layout.sub_digest_key(b))

@@ -37,6 +37,19 @@ pub fn shard_of(bucket: u32, shards: u32) -> u32 {
 }
 
 /// The number of shards one of `live` instances should hold.
+/// Every key the shard leases keep on the nodes: one per shard, and the instances' heartbeats.
+pub fn lease_keys(prefix: &str, shards: u32) -> Vec<String> {
+    (0..shards)
+        .map(|s| s.to_string())
+        .chain(["members".to_string()])
+        .map(|name| lease_key(prefix, &name))
+        .collect()
+}
+
+fn lease_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}lease:{name}")
+}
+
 pub fn fair_share(shards: u32, live: usize) -> usize {
     (shards as usize).div_ceil(live.max(1))
 }
@@ -54,7 +67,7 @@ impl ShardLeases {
     }
 
     fn key(&self, name: &str) -> String {
-        format!("{}lease:{name}", self.prefix)
+        lease_key(&self.prefix, name)
     }
 
     pub fn owns(&self, bucket: u32) -> bool {

@@ -21,9 +21,18 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 pub struct KeyCount {
     /// Held across the computation: one at a time, the others wait and reuse it.
     last: Mutex<Option<(Instant, u64)>>,
+    /// quorumd's keys outside the store's own (the shard leases), not counted.
+    reserved: Vec<String>,
 }
 
 impl KeyCount {
+    pub fn new(reserved: Vec<String>) -> KeyCount {
+        KeyCount {
+            last: Mutex::default(),
+            reserved,
+        }
+    }
+
     /// The approximate number of user keys (see `VersionedStore::approximate_key_count`), at
     /// most `MAX_AGE` old. A failed count is not cached.
     pub async fn get(&self, store: &VersionedStore) -> Result<u64, StoreError> {
@@ -33,7 +42,7 @@ impl KeyCount {
         {
             return Ok(n);
         }
-        let n = store.approximate_key_count().await?;
+        let n = store.approximate_key_count(&self.reserved).await?;
         *last = Some((Instant::now(), n));
         Ok(n)
     }

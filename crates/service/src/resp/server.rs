@@ -27,6 +27,8 @@ pub struct RespSettings {
     pub default_level: Consistency,
     /// This instance's name, shown by INFO.
     pub instance: String,
+    /// quorumd's keys outside the store's own, left out of DBSIZE (the shard leases).
+    pub reserved_keys: Vec<String>,
 }
 
 /// A running listener.
@@ -78,7 +80,7 @@ impl RespServer {
             listen: addr,
             instance: settings.instance.clone(),
             started: Instant::now(),
-            key_count: Default::default(),
+            key_count: super::key_count::KeyCount::new(settings.reserved_keys.clone()),
             connected: Default::default(),
             in_flight: Default::default(),
             next_id: Default::default(),
