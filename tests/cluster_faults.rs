@@ -44,6 +44,22 @@ fn start_writer(
     })
 }
 
+/// Lets the writer go on until 50 more writes are acknowledged, then stops it.
+async fn stop_after_more_writes(
+    acked: &Acked,
+    stop: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<u64>,
+    what: &str,
+) {
+    let before = acked.lock().unwrap().values().sum::<u64>();
+    quorumd_testkit::cluster::wait_until(Duration::from_secs(20), what, || async {
+        acked.lock().unwrap().values().sum::<u64>() > before + 50
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+}
+
 /// Every acknowledged write is there: a quorum read of each key answers at least the last
 /// sequence number acknowledged for it (a later write that was refused may have landed too).
 async fn check_acked(tc: &TestCluster, acked: &Acked) {
@@ -159,15 +175,7 @@ async fn a_reshard_under_writes_loses_nothing_and_the_metadata_moves_with_its_sl
         String::from_utf8_lossy(&out.stdout)
     );
     // Writes go on a while against the new slot map.
-    let before = acked.lock().unwrap().values().sum::<u64>();
-    quorumd_testkit::cluster::wait_until(
-        Duration::from_secs(20),
-        "writes after the move",
-        || async { acked.lock().unwrap().values().sum::<u64>() > before + 50 },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    stop_after_more_writes(&acked, stop, writer, "writes after the move").await;
 
     check_acked(&tc, &acked).await;
     replicas_agree(&tc, &seeds(&tc, 3)).await;
@@ -244,15 +252,7 @@ async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
         },
     )
     .await;
-    let before = acked.lock().unwrap().values().sum::<u64>();
-    quorumd_testkit::cluster::wait_until(
-        Duration::from_secs(20),
-        "writes after the failover",
-        || async { acked.lock().unwrap().values().sum::<u64>() > before + 50 },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    stop_after_more_writes(&acked, stop, writer, "writes after the failover").await;
 
     check_acked(&tc, &acked).await;
     let mut urls = seeds(&tc, per);

@@ -10,7 +10,6 @@ use crate::workload::Workload;
 use quorumd::app::App;
 use quorumd::devcluster::DevCluster;
 use quorumd::layout::Scheme;
-use quorumd::meta::{EntryKind, Meta};
 use quorumd_testkit::checker::durability::Entry;
 use quorumd_testkit::nemesis::FaultReport;
 use quorumd_testkit::nemesis::plan::FaultKind;
@@ -147,25 +146,7 @@ pub async fn entries(app: &App, urls: &[String], key: &str) -> Vec<Entry> {
             .get_async_connection()
             .await
             .expect("cluster connection");
-        let meta: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(&loc.meta_key)
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .expect("read metadata");
-        let value: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .expect("read value");
-        let meta = meta.map(|m| Meta::parse(&m).expect("well-formed metadata"));
-        out.push(match meta {
-            Some(m) if m.kind == EntryKind::Value => Some((
-                m.version.encode(),
-                value.unwrap_or_else(|| b"<value missing>".to_vec()),
-            )),
-            _ => None,
-        });
+        out.push(run::read_entry(&mut c, &loc.meta_key, key).await);
     }
     out
 }

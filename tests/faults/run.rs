@@ -187,25 +187,35 @@ pub async fn node_entries(nemesis: &Nemesis, app: &App, key: &str) -> Vec<Entry>
     let mut entries = Vec::new();
     for node in &nemesis.cluster.nodes {
         let mut c = direct(&node.url()).await;
-        let (meta, value): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
-            .cmd("HGET")
-            .arg(&loc.meta_key)
-            .arg(key)
-            .cmd("GET")
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .expect("read a node");
-        let meta = meta.map(|m| Meta::parse(&m).expect("well-formed metadata"));
-        entries.push(match meta {
-            Some(m) if m.kind == EntryKind::Value => Some((
-                m.version.encode(),
-                value.unwrap_or_else(|| b"<value missing>".to_vec()),
-            )),
-            _ => None,
-        });
+        entries.push(read_entry(&mut c, &loc.meta_key, key).await);
     }
     entries
+}
+
+/// `key`'s live entry (version, value) over `c`: its metadata field and its value, in one
+/// pipeline (under the slot placement they share a slot, so a cluster takes it too).
+pub async fn read_entry(
+    c: &mut impl redis::aio::ConnectionLike,
+    meta_key: &str,
+    key: &str,
+) -> Entry {
+    let (meta, value): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+        .cmd("HGET")
+        .arg(meta_key)
+        .arg(key)
+        .cmd("GET")
+        .arg(key)
+        .query_async(c)
+        .await
+        .expect("read a node");
+    let meta = meta.map(|m| Meta::parse(&m).expect("well-formed metadata"));
+    match meta {
+        Some(m) if m.kind == EntryKind::Value => Some((
+            m.version.encode(),
+            value.unwrap_or_else(|| b"<value missing>".to_vec()),
+        )),
+        _ => None,
+    }
 }
 
 /// Ends every fault; what the nemesis could not do (apply or heal) is a violation of the run.
