@@ -11,7 +11,8 @@
 //! 2. Cost of live detection on client traffic: quorum PUT throughput over HTTP with live
 //!    detection off (and the nodes' `notify-keyspace-events` empty) and on, windows alternating
 //!    round by round, each with a fresh quorumd; the nodes' CPU per PUT (`INFO cpu`), since with
-//!    it on every key quorumd writes is VERIFYed on every node. Target: under 10% drop.
+//!    it on every node publishes key events, and quorumd's scripts their `begin`/`end` marks
+//!    (only unmarked events are VERIFYed). Target: under 10% drop.
 //! 3. Scrub of K keys on one node: K versioned keys (APPLY batches) on a node of its own, a
 //!    one-node quorumd with every throttle off (`max_scan_keys_per_sec = 0`,
 //!    `max_repairs_per_sec = 0`, `backoff_latency_ms = 0`). Timed: a full sweep's bucket phase

@@ -541,3 +541,104 @@ async fn members(tc: &TestCluster, i: usize) -> Vec<String> {
     m.sort();
     m
 }
+
+/// `quorumd_live_key_events_total{node = node i, origin}`, as `/metrics` shows it.
+async fn live_events(tc: &TestCluster, i: usize, origin: &str) -> u64 {
+    let node = format!("node=\"{}\"", tc.app().store().pool().node(i).display);
+    let origin = format!("origin=\"{origin}\"");
+    let m = tc.fetch("/metrics").await.text().await.unwrap();
+    m.lines()
+        .find(|l| {
+            l.starts_with("quorumd_live_key_events_total{")
+                && l.contains(&node)
+                && l.contains(&origin)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn live_counts(tc: &TestCluster, origin: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        out.push(live_events(tc, i, origin).await);
+    }
+    out
+}
+
+/// A burst of writes through quorumd (`n` PUTs, a delete, a CRDT merge) with one direct write
+/// on node 1 in its middle; returns once the direct write is adopted on the other nodes.
+async fn burst_with_a_direct_write(tc: &TestCluster, tag: &str, n: usize) {
+    let direct_key = format!("{tag}:direct");
+    put(tc, &direct_key, "original").await;
+    let mut c = tc.direct(1).await;
+    for i in 0..n {
+        put(tc, &format!("{tag}:{i}"), "v").await;
+        if i == n / 2 {
+            let _: () = command(&mut c, &["SET", &direct_key, "direct"]).await;
+            let r = tc.delete(&format!("{tag}:0"), "").await;
+            assert!(r.status().is_success(), "DELETE: {}", r.status());
+            let r = tc
+                .http
+                .post(format!("{}/v1/sets/{tag}:set/add?consistency=all", tc.base))
+                .json(&serde_json::json!({ "members": ["a"] }))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "set add: {}", r.status());
+        }
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the direct write adopted",
+        || async {
+            let mut all = true;
+            for i in [0, 2] {
+                all &=
+                    tc.raw_value(i, direct_key.as_bytes()).await.as_deref() == Some(&b"direct"[..]);
+            }
+            all
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn quorumds_own_writes_are_not_verified_and_a_direct_write_among_them_still_is() {
+    const PUTS: usize = 200;
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Adopt)).await;
+    wait_live_on(&tc, 3).await;
+    let own0 = live_counts(&tc, "own").await;
+    let unmarked0 = live_counts(&tc, "unmarked").await;
+    burst_with_a_direct_write(&tc, "o", PUTS).await;
+    // Every node heard every write of the burst as quorumd's own: the PUTs, the direct key's
+    // first PUT and its adoption, the delete, the set's value.
+    wait_until(Duration::from_secs(10), "own writes heard", || async {
+        let own = live_counts(&tc, "own").await;
+        (0..3).all(|i| own[i] - own0[i] >= PUTS as u64 + 4)
+    })
+    .await;
+    // Give a stray event time to arrive before counting the unmarked ones.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unmarked = live_counts(&tc, "unmarked").await;
+    let verified: Vec<u64> = (0..3).map(|i| unmarked[i] - unmarked0[i]).collect();
+    assert_eq!(
+        verified,
+        [0, 1, 0],
+        "only the direct write (node 1) is verified"
+    );
+    // Negative control: with the marks ignored, the same burst is verified write by write
+    // (the "only the direct write" assertion above would fail), and the direct write is still
+    // adopted.
+    tc.app()
+        .sweeper()
+        .unsafe_knobs
+        .live_ignores_own_marks
+        .store(true, Ordering::Relaxed);
+    burst_with_a_direct_write(&tc, "u", PUTS).await;
+    wait_until(Duration::from_secs(10), "every write verified", || async {
+        let now = live_counts(&tc, "unmarked").await;
+        (0..3).all(|i| now[i] - unmarked[i] >= PUTS as u64)
+    })
+    .await;
+    tc.shutdown().await;
+}

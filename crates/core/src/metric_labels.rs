@@ -107,6 +107,8 @@ pub const DIRECT_CHANGE_PATHS: &[&str] = &["live", "scrub", "read"];
 /// What quorumd did about it.
 pub const DIRECT_CHANGE_ACTIONS: &[&str] =
     &["adopted", "restored", "reported", "superseded", "failed"];
+/// Where a key event the live detection heard came from (`quorumd_live_key_events_total`).
+pub const LIVE_EVENT_ORIGINS: &[&str] = &["own", "unmarked"];
 
 /// Every `(kind, path, action)` of `quorumd_direct_changes_total`, for one node.
 pub fn direct_change_labels() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
@@ -176,6 +178,7 @@ mod tests {
             DIRECT_CHANGE_KINDS,
             DIRECT_CHANGE_PATHS,
             DIRECT_CHANGE_ACTIONS,
+            LIVE_EVENT_ORIGINS,
             HTTP_RESULTS,
         ] {
             for v in list {

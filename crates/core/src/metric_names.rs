@@ -37,6 +37,7 @@ pub const DIRECT_CHANGES: &str = "quorumd_direct_changes_total";
 pub const SHARDS_HELD: &str = "quorumd_sweep_shards_held";
 pub const SHARDS: &str = "quorumd_sweep_shards";
 pub const NOTIFICATIONS_ENABLED: &str = "quorumd_node_notifications_enabled";
+pub const LIVE_KEY_EVENTS: &str = "quorumd_live_key_events_total";
 
 pub const LOCK_ACQUISITIONS: &str = "quorumd_lock_acquisitions_total";
 pub const LOCK_ACQUIRE_DURATION: &str = "quorumd_lock_acquire_duration_seconds";
@@ -93,6 +94,12 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Gauge,
         seconds: false,
         help: "1 while the node's keyspace notifications reach quorumd (live detection of direct changes), 0 when the node refused them or the subscription is down.",
+    },
+    Metric {
+        name: LIVE_KEY_EVENTS,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Key events on user keys heard by the live detection, by node and origin: own (announced by the quorumd script that wrote them, not verified) or unmarked (verified on the node as a suspect).",
     },
     Metric {
         name: HTTP_REQUESTS,

@@ -10,7 +10,7 @@ local function flush()
   end
 end
 local k, a = 1, 1
-while a <= #ARGV do
+while a <= OWN_ARGS do
   local bucket, digest = ARGV[a], ARGV[a + 1]
   -- Each bucket's keys start with its digest hash.
   local dkey = KEYS[k]
@@ -36,6 +36,7 @@ while a <= #ARGV do
   if empty then
     -- Values first: if a command fails the script stops before any metadata names them.
     local at = a
+    if v > 0 then own_begin() end
     for j = 0, v - 1 do
       local key, kind, payload = KEYS[k + m + s + j], string.byte(kinds, j + 1), ARGV[at]
       -- The expiry goes to Redis as the text it came in: a Lua number above 2^53 would be

@@ -40,7 +40,7 @@ local function drop(f)
     changed = true
   end
 end
-for i = 5, #ARGV - 1, 2 do
+for i = 5, OWN_ARGS - 1, 2 do
   local f, v = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', skey, f)
   if kind == 'S' then
@@ -65,6 +65,7 @@ if not changed and not (want == 'r' and cur) then
   return {0, cur, {}}
 end
 local state = redis.call('HGETALL', skey)
+own_begin()
 redis.call('DEL', key)
 if kind == 'C' then
   -- Exact sums of 20-digit totals, digit column by digit column: doubles cannot hold them.

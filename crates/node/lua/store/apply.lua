@@ -15,6 +15,7 @@ local crdt_kinds = {C = true, S = true, M = true}
 -- `expiry_text` is the expiry as it came in: passed to Redis as is, since a Lua number above
 -- 2^53 would be printed in exponent form, which Redis refuses as an integer.
 local function store_value(key, mode, payload, expiry, expiry_text)
+  own_begin()
   if mode == 't' or (mode == 'r' and payload == '') or (expiry > 0 and expiry <= clock()) then
     return redis.pcall('DEL', key)
   elseif mode == 'r' then

@@ -5,7 +5,10 @@ for i = 0, #KEYS / 4 - 1 do
   local bucket, sub, expected = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
   if redis.call('HGET', mkey, key) == expected then
     redis.call('HDEL', mkey, key)
-    if string.sub(expected, 36, 36) == 'v' then redis.call('DEL', key) end
+    if string.sub(expected, 36, 36) == 'v' then
+      own_begin()
+      redis.call('DEL', key)
+    end
     local hash = tonumber(string.match(expected, "|(%d+)$"))
     add_digest(dkey, bucket, -hash)
     add_digest(skey, sub, -hash)

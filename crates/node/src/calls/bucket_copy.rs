@@ -11,7 +11,7 @@
 //! the `RESTORE_BUCKETS` script: a bucket holding other types, or one that a client wrote to
 //! while the transaction was being prepared.
 
-use super::{array, clock_lua, parse_bytes, protocol};
+use super::{array, clock_lua, own_writes_lua, parse_bytes, protocol};
 use crate::pool::{Node, NodeError, Traffic};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 const RESTORE_BUCKETS_LUA: &str = concat!(
     "#!lua\n",
     clock_lua!(),
-    include_str!("../../lua/bucket_copy/restore_buckets.lua")
+    own_writes_lua!(include_str!("../../lua/bucket_copy/restore_buckets.lua"))
 );
 
 static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_BUCKETS_LUA));
@@ -404,6 +404,9 @@ pub async fn restore_buckets_watched(
     }
     let mut tx = redis::pipe();
     tx.atomic();
+    // The transaction's writes of user keys are announced as a script's are: `EXEC` runs its
+    // commands in order, none between them, and runs the last even when one before it failed.
+    let own = node.own_writes_channel();
     node.run_exclusive(|mut c| async move {
         let held: Vec<u64> = check.query_async(&mut c).await?;
         let empty: Vec<bool> = held.iter().map(|n| *n == 0).collect();
@@ -418,6 +421,9 @@ pub async fn restore_buckets_watched(
                 .filter(|(_, e)| **e)
                 .map(|(b, _)| b)
         };
+        if !own.is_empty() {
+            tx.cmd("PUBLISH").arg(own).arg("begin").ignore();
+        }
         // Values first, metadata last, in the order `RESTORE_BUCKETS` writes them.
         let mut mset = redis::cmd("MSET");
         let mut in_mset = 0;
@@ -444,6 +450,9 @@ pub async fn restore_buckets_watched(
         }
         if in_mset > 0 {
             tx.add_command(mset);
+        }
+        if !own.is_empty() {
+            tx.cmd("PUBLISH").arg(own).arg("end").ignore();
         }
         for b in copied() {
             // `EXISTS` found none of these hashes, and `WATCH` holds that until `EXEC`.
@@ -523,6 +532,7 @@ async fn restore_slot_buckets(
             }
         }
     }
+    cmd.arg(node.own_writes_channel());
     let reply = run_bulk_eval(node, RESTORE_BUCKETS_LUA, cmd).await?;
     let items = array(reply, "restore buckets")?;
     if items.len() != buckets.len() {

@@ -16,7 +16,7 @@
 //! nothing, and nodes that merged the same states hold equal states and equal entry hashes.
 
 use super::store::KeyLocation;
-use super::{content_lua, digest_lua, protocol};
+use super::{content_lua, digest_lua, own_writes_lua, protocol};
 use crate::pool::{Node, NodeError};
 use quorumd_core::crdt::{CrdtKind, Fields};
 use quorumd_core::meta::Meta;
@@ -26,14 +26,15 @@ use std::sync::LazyLock;
 /// KEYS: the bucket digest hash, the value key, its sub-bucket metadata hash, its state hash,
 /// its bucket's sub-digest hash.
 /// ARGV: bucket, sub-bucket, kind code, `1` to return the merged state (else `0`), then
-/// field/value pairs.
+/// field/value pairs, then the channel to announce the value's rewrite on (`own_writes_lua!`,
+/// `''` for none).
 /// Returns `{code, metadata or false, state or {}}`: code 1 changed, 0 unchanged, 4 the key
 /// holds another kind of entry (then nothing is written).
 const MERGE_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
     content_lua!(),
-    include_str!("../../lua/crdt/merge.lua")
+    own_writes_lua!(include_str!("../../lua/crdt/merge.lua"))
 );
 
 /// KEYS: the value key, its bucket metadata hash, its state hash.
@@ -151,6 +152,7 @@ async fn merge_as(
     for (f, v) in fields {
         inv.arg(&f[..]).arg(&v[..]);
     }
+    inv.arg(node.own_writes_channel());
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;

@@ -60,6 +60,22 @@ macro_rules! content_lua {
 }
 pub(crate) use content_lua;
 
+/// A script whose body writes user keys, announcing those writes for the live detection
+/// (`lua/shared/own.lua`): the body runs as a function, so that its `end` is published however
+/// it ends, and it calls `own_begin()` before each write of a user key. The caller passes the
+/// channel ([`crate::pool::Node::own_writes_channel`]) as the last argument.
+macro_rules! own_writes_lua {
+    ($($body:tt)*) => {
+        concat!(
+            include_str!("../../lua/shared/own.lua"),
+            "local function own_body()\n",
+            $($body)*,
+            "\nend\nreturn own_run(own_body)\n"
+        )
+    };
+}
+pub(crate) use own_writes_lua;
+
 fn protocol(msg: impl Into<String>) -> NodeError {
     NodeError::Protocol(msg.into())
 }

@@ -6,9 +6,15 @@
 //! message) rather than key-event channels, because their patterns can leave quorumd's own keys
 //! out on the node: every write of quorumd changes three keys under the reserved prefix
 //! (metadata and two digest levels) beside the value, and those events are not even sent.
+//!
+//! The same connection subscribes to the channel on which quorumd's writing scripts announce
+//! their writes of user keys (`begin` before the first, `end` after the last; `lua/shared/
+//! own.lua`). A script runs atomically and one connection's messages arrive in the order the
+//! node sent them, so the key events between a `begin` and its `end` were caused by quorumd
+//! and need no verification ([`OwnWrites`]).
 
 use crate::pool::{Node, NodeError, Traffic};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, future};
 
 /// The event classes live detection needs: keyspace events (`K`) of generic commands, strings,
 /// lists, sets, hashes, sorted sets, streams, expiries and evictions (`g$lshzxte`).
@@ -53,6 +59,59 @@ pub struct KeyEvent {
     pub key: Vec<u8>,
 }
 
+/// What a subscription delivers: a key event, or a mark of a script's writes of user keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Key(KeyEvent),
+    /// A script of quorumd is about to write user keys: the key events up to its `OwnEnd` are
+    /// its own.
+    OwnBegin,
+    /// That script has written its last user key.
+    OwnEnd,
+}
+
+/// What [`OwnWrites::hear`] made of a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A mark: nothing to verify.
+    Mark,
+    /// A key event inside a `begin`/`end` pair: a write of quorumd's (any instance).
+    Own(KeyEvent),
+    /// A key event outside any pair: maybe a direct change, to be verified.
+    Unmarked(KeyEvent),
+}
+
+/// Tells quorumd's own writes from others in one subscription's notices, in their order.
+/// Start a new one for every subscription: a connection that dropped between a `begin` and its
+/// `end` must not leave the next one inside a pair. Correctness never depends on the marks:
+/// an unmarked event of quorumd's is only verified for nothing.
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    inside: bool,
+}
+
+impl OwnWrites {
+    pub fn new() -> OwnWrites {
+        OwnWrites::default()
+    }
+
+    pub fn hear(&mut self, notice: Notice) -> Heard {
+        match notice {
+            Notice::OwnBegin => {
+                self.inside = true;
+                Heard::Mark
+            }
+            // An `end` without its `begin` (subscribed in between) closes nothing: fine.
+            Notice::OwnEnd => {
+                self.inside = false;
+                Heard::Mark
+            }
+            Notice::Key(e) if self.inside => Heard::Own(e),
+            Notice::Key(e) => Heard::Unmarked(e),
+        }
+    }
+}
+
 /// The channel patterns and exact channels that name every key of database `db` except those
 /// under `prefix`: for each position i of the prefix, the keys that share its first i bytes and
 /// differ at byte i, plus the proper prefixes themselves as whole keys.
@@ -91,26 +150,42 @@ fn escape_glob(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Subscribes to the keyspace channels of every key of the node's database outside `prefix`,
-/// and to that of `probe` (a key under the prefix whose events show that notifications
-/// arrive). The stream ends when the connection drops.
+/// to that of `probe` (a key under the prefix whose events show that notifications arrive),
+/// and to `own` (where quorumd's scripts announce their writes; `""`: not). The stream ends
+/// when the connection drops.
 pub async fn subscribe(
     node: &Node,
     prefix: &str,
     probe: &str,
-) -> Result<impl Stream<Item = KeyEvent> + Send, NodeError> {
+    own: &str,
+) -> Result<impl Stream<Item = Notice> + Send, NodeError> {
     let mut pubsub = node.subscriber().await?;
     let failed = |e: redis::RedisError| NodeError::Connection(e.to_string());
     let (patterns, mut exact) = channels_outside(node.db(), prefix.as_bytes());
     exact.push(format!("__keyspace@{}__:{probe}", node.db()).into_bytes());
+    if !own.is_empty() {
+        exact.push(own.as_bytes().to_vec());
+    }
     let base_len = format!("__keyspace@{}__:", node.db()).len();
+    let own = own.as_bytes().to_vec();
     pubsub.psubscribe(patterns).await.map_err(failed)?;
     pubsub.subscribe(exact).await.map_err(failed)?;
-    Ok(pubsub.into_on_message().map(move |msg| {
+    Ok(pubsub.into_on_message().filter_map(move |msg| {
         let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
-        KeyEvent {
-            event: String::from_utf8_lossy(msg.get_payload_bytes()).into_owned(),
-            key: channel.get(base_len..).unwrap_or_default().to_vec(),
-        }
+        let payload = msg.get_payload_bytes();
+        let notice = if !own.is_empty() && !msg.from_pattern() && channel == own {
+            match payload {
+                b"begin" => Some(Notice::OwnBegin),
+                b"end" => Some(Notice::OwnEnd),
+                _ => None,
+            }
+        } else {
+            Some(Notice::Key(KeyEvent {
+                event: String::from_utf8_lossy(payload).into_owned(),
+                key: channel.get(base_len..).unwrap_or_default().to_vec(),
+            }))
+        };
+        future::ready(notice)
     }))
 }
 
@@ -135,6 +210,68 @@ mod tests {
         assert_eq!(missing_flags("AK"), None);
         assert_eq!(missing_flags("Kx").as_deref(), Some("Kxg$lshzte"));
         assert_eq!(missing_flags("EA").as_deref(), Some("EAK"));
+    }
+
+    fn key(k: &str) -> Notice {
+        Notice::Key(KeyEvent {
+            event: "set".into(),
+            key: k.as_bytes().to_vec(),
+        })
+    }
+
+    /// Which of `notices` a subscriber would verify.
+    fn unmarked(notices: Vec<Notice>) -> Vec<Vec<u8>> {
+        let mut own = OwnWrites::new();
+        notices
+            .into_iter()
+            .filter_map(|n| match own.hear(n) {
+                Heard::Unmarked(e) => Some(e.key),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_events_between_a_begin_and_its_end_are_quorumds_own() {
+        let heard = unmarked(vec![
+            key("before"),
+            Notice::OwnBegin,
+            key("own1"),
+            key("own2"),
+            Notice::OwnEnd,
+            key("direct"),
+            Notice::OwnBegin,
+            Notice::OwnEnd,
+            key("after"),
+        ]);
+        assert_eq!(heard, [&b"before"[..], b"direct", b"after"]);
+    }
+
+    /// The negative control: a burst of quorumd's writes without marks is all verified, which
+    /// is what the marks save (and what `tests/direct.rs` measures with the marks ignored).
+    #[test]
+    fn without_marks_every_event_is_verified() {
+        let burst: Vec<Notice> = (0..100).map(|i| key(&format!("k{i}"))).collect();
+        assert_eq!(unmarked(burst.clone()).len(), 100);
+        let mut marked = Vec::new();
+        for n in burst {
+            marked.extend([Notice::OwnBegin, n, Notice::OwnEnd]);
+        }
+        assert!(unmarked(marked).is_empty());
+    }
+
+    #[test]
+    fn a_new_subscription_starts_outside_any_pair() {
+        let mut dropped = OwnWrites::new();
+        // The connection dropped after a `begin`: its `end` never comes.
+        assert_eq!(dropped.hear(Notice::OwnBegin), Heard::Mark);
+        assert!(matches!(dropped.hear(key("own")), Heard::Own(_)));
+        // The next subscription's state is a new one, and an `end` whose `begin` it missed
+        // (it subscribed in between) leaves it outside.
+        assert_eq!(
+            unmarked(vec![key("a"), Notice::OwnEnd, key("b")]),
+            [&b"a"[..], b"b"]
+        );
     }
 
     #[test]

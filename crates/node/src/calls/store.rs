@@ -5,7 +5,9 @@
 //! Client writes (one entry), read repair and the anti-entropy sweep (batches of entries) share
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
 
-use super::{array, clock_lua, content_lua, digest_lua, parse_bytes, parse_meta, protocol};
+use super::{
+    array, clock_lua, content_lua, digest_lua, own_writes_lua, parse_bytes, parse_meta, protocol,
+};
 use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::Content;
 use quorumd_core::hlc::Version;
@@ -27,12 +29,13 @@ use std::sync::LazyLock;
 /// `calls/crdt.rs`), which a versioned write must not overwrite. An entry whose value
 /// command failed (e.g. a RESTORE of a corrupt DUMP) has `{error text}` in place of its code and
 /// changed nothing; the other entries are unaffected.
+/// Last ARGV: the channel to announce the writes on (`own_writes_lua!`), `''` for none.
 const APPLY_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
     clock_lua!(),
     content_lua!(),
-    include_str!("../../lua/store/apply.lua")
+    own_writes_lua!(include_str!("../../lua/store/apply.lua"))
 );
 
 /// Checks, on the node alone, whether each key's value is the one its metadata records (the
@@ -71,11 +74,12 @@ const DUMP_LUA: &str = include_str!("../../lua/store/dump.lua");
 /// values), keeping both digest levels in step. KEYS: the bucket digest hash, then per entry
 /// the value key, its sub-bucket metadata hash and its bucket's sub-digest hash. ARGV, three
 /// per entry: bucket, sub-bucket, the expected encoded metadata.
+/// Last ARGV: the channel to announce the deleted values on (`own_writes_lua!`), `''` for none.
 /// Returns how many entries were removed.
 const PURGE_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
-    include_str!("../../lua/store/purge.lua")
+    own_writes_lua!(include_str!("../../lua/store/purge.lua"))
 );
 
 /// Recomputes both digest levels of a batch of buckets from their metadata and fixes the
@@ -275,6 +279,7 @@ async fn apply_slot(
             .arg(e.meta.expires_at_ms.unwrap_or(0))
             .arg(e.cond.arg());
     }
+    inv.arg(node.own_writes_channel());
     let reply: Value = node
         .run_as(
             traffic,
@@ -602,6 +607,7 @@ pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64
                         .key(&loc.sub_digest_key);
                     inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
                 }
+                inv.arg(node.own_writes_channel());
                 node.run_as(Traffic::Background, |mut c| async move {
                     inv.invoke_async::<u64>(&mut c).await
                 })

@@ -28,7 +28,7 @@ use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use sentinel::Sentinels;
 use serde::Serialize;
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -83,6 +83,9 @@ pub struct Node {
     shards: Arc<Shards>,
     /// A cluster replica's direct connections to its masters, for the probe.
     masters: Option<masters::MasterLinks>,
+    /// The channel the writing scripts announce their writes of user keys on (live detection
+    /// tells quorumd's own writes from direct ones by it); unset: they do not announce.
+    own_writes: OnceLock<String>,
 }
 
 impl Node {
@@ -126,6 +129,7 @@ impl Node {
             timeouts: timeouts.clone(),
             shards: Arc::default(),
             masters,
+            own_writes: OnceLock::new(),
         })
     }
 
@@ -154,6 +158,20 @@ impl Node {
             state_age_s: t.since().elapsed().as_secs_f64(),
             shards: self.shards.snapshot(),
         }
+    }
+
+    /// Makes the writing scripts announce their writes of user keys on `channel`, from now on
+    /// (live detection subscribes to it). Never on a cluster: a `PUBLISH` there is broadcast
+    /// to every node of the cluster over its bus, and nothing subscribes to a cluster yet.
+    pub fn announce_own_writes(&self, channel: &str) {
+        if !self.is_cluster() {
+            let _ = self.own_writes.set(channel.to_owned());
+        }
+    }
+
+    /// The channel the writing scripts announce on, `""` for none (their last argument).
+    pub fn own_writes_channel(&self) -> &str {
+        self.own_writes.get().map_or("", String::as_str)
     }
 
     /// Whether this replica is a Redis Cluster (its keys spread over masters by slot).

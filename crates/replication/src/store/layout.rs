@@ -16,6 +16,12 @@ fn format_one_digest_key(prefix: &str) -> String {
     format!("{prefix}d")
 }
 
+/// The channel quorumd's writing scripts announce their writes of user keys on, for the live
+/// detection. A channel, not a key, and not a keyspace channel: no keyspace pattern names it.
+pub fn own_writes_channel(prefix: &str) -> String {
+    format!("{prefix}own")
+}
+
 pub fn layout_key(prefix: &str) -> String {
     format!("{prefix}layout")
 }

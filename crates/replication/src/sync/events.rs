@@ -305,6 +305,33 @@ impl NotificationsState<'_> {
     }
 }
 
+/// The key events one node's live detection hears, counted by origin. The counters are looked
+/// up once per subscription: counting an event is then one atomic add.
+pub struct LiveKeyEvents {
+    own: metrics::Counter,
+    unmarked: metrics::Counter,
+}
+
+impl LiveKeyEvents {
+    pub fn for_node(node: &str) -> LiveKeyEvents {
+        let counter = |origin: &'static str| metrics::counter!(LIVE_KEY_EVENTS, "node" => node.to_owned(), "origin" => origin);
+        LiveKeyEvents {
+            own: counter("own"),
+            unmarked: counter("unmarked"),
+        }
+    }
+
+    /// An event inside a script's announcement: quorumd's own write, not verified.
+    pub fn own(&self) {
+        self.own.increment(1);
+    }
+
+    /// An event outside any announcement: sent to the verifier.
+    pub fn unmarked(&self) {
+        self.unmarked.increment(1);
+    }
+}
+
 /// The service is starting: the anti-entropy series whose labels are known in advance are
 /// registered at zero (sweep counters and gauges per mode, per-node repair and scan counters,
 /// pending hints, bucket states, the sweep workers). Registering changes no value.
@@ -348,6 +375,10 @@ impl SyncMetricsRegistered<'_> {
             metrics::counter!(SWEEP_KEYS_SCANNED, "node" => node.clone()).increment(0);
             metrics::gauge!(HINTS_PENDING, "node" => node.clone()).increment(0.0);
             metrics::counter!(HINTS_DROPPED, "node" => node.clone()).increment(0);
+            for origin in labels::LIVE_EVENT_ORIGINS {
+                metrics::counter!(LIVE_KEY_EVENTS, "node" => node.clone(), "origin" => *origin)
+                    .increment(0);
+            }
             for source in labels::REPAIR_SOURCES {
                 metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => *source)
                     .increment(0);

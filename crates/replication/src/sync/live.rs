@@ -2,11 +2,13 @@
 //!
 //! One `notify:{node}` worker per node turns the node's keyspace notifications on (`CONFIG
 //! SET notify-keyspace-events`, keeping the classes already on), subscribes to its key events
-//! and checks with a probe key that events do arrive. Every event on a user key becomes a
-//! suspect; so do the nodes a read found holding a changed value. The `direct:verify` worker
-//! gathers suspects for a moment, verifies them on their node (`calls::store::verify`: quorumd's
-//! own writes pass, since value and entry change together), and hands what fails to
-//! `direct::handle`.
+//! and checks with a probe key that events do arrive. quorumd's writing scripts announce their
+//! writes of user keys on a channel of the same subscription (`begin`/`end`, once per call);
+//! the events between the two are quorumd's own and dropped. Every other event on a user key
+//! becomes a suspect; so do the nodes a read found holding a changed value. The
+//! `direct:verify` worker gathers suspects for a moment, verifies them on their node
+//! (`calls::store::verify`: an unannounced write of quorumd's still passes, since value and
+//! entry change together), and hands what fails to `direct::handle`.
 //!
 //! Limits: an event published while the subscription is down is lost; the next full sweep's
 //! scrub finds the change. A node that refuses `CONFIG` is said so once (log, `/v1/status`,
@@ -15,10 +17,11 @@
 
 use super::Sweeper;
 use super::direct::{self, Found};
-use super::events::NotificationsState;
+use super::events::{LiveKeyEvents, NotificationsState};
 use crate::store::suspects::{Path, Suspect};
 use futures::StreamExt;
 use quorumd_node::calls;
+use quorumd_node::calls::notify::{Heard, OwnWrites};
 use quorumd_node::calls::store::KeyLocation;
 use quorumd_node::pool::{Node, NodeError, NodeId, Traffic};
 use quorumd_node::worker::{StopPhase, WorkFailed, Worker};
@@ -111,12 +114,14 @@ pub fn start(sweeper: &Arc<Sweeper>) {
     if !sweeper.config().live_detection {
         return;
     }
+    let own = crate::store::layout::own_writes_channel(&sweeper.store().settings().layout.prefix);
     for node in sweeper.pool().nodes() {
         if node.is_cluster() {
             let reason = quorumd_node::pool::CLUSTER_NOTIFICATIONS.to_string();
             sweeper.live_detection().set(node, "off", Some(reason));
             continue;
         }
+        node.announce_own_writes(&own);
         workers.spawn(
             StopPhase::Connections,
             Subscriber {
@@ -258,17 +263,23 @@ impl Worker for Subscriber {
         };
         let prefix = self.sweeper.store().settings().layout.prefix.clone();
         let probe_key = crate::store::layout::probe_key(&prefix);
-        let events = match calls::notify::subscribe(&self.node, &prefix, &probe_key).await {
-            Ok(s) => s,
-            Err(e) => {
-                live.set(&self.node, "connecting", Some(e.to_string()));
-                return Err(WorkFailed(format!(
-                    "subscribing on {}: {e}",
-                    self.node.display
-                )));
-            }
-        };
+        // Every instance's scripts announce on this channel, whoever subscribes.
+        let own_channel = crate::store::layout::own_writes_channel(&prefix);
+        let events =
+            match calls::notify::subscribe(&self.node, &prefix, &probe_key, &own_channel).await {
+                Ok(s) => s,
+                Err(e) => {
+                    live.set(&self.node, "connecting", Some(e.to_string()));
+                    return Err(WorkFailed(format!(
+                        "subscribing on {}: {e}",
+                        self.node.display
+                    )));
+                }
+            };
         let mut events = Box::pin(events);
+        // A new subscription starts outside any announcement, whatever the last one saw.
+        let mut own_writes = OwnWrites::new();
+        let counts = LiveKeyEvents::for_node(&self.node.display);
         let token = format!("{:016x}", rand::random::<u64>());
         let mut probing = calls::notify::probe(&self.node, &probe_key, &token)
             .await
@@ -296,7 +307,7 @@ impl Worker for Subscriber {
             } else {
                 events.next().await
             };
-            let Some(event) = next else {
+            let Some(notice) = next else {
                 live.set(
                     &self.node,
                     "connecting",
@@ -307,6 +318,11 @@ impl Worker for Subscriber {
                     self.node.display
                 )));
             };
+            let (event, own) = match own_writes.hear(notice) {
+                Heard::Mark => continue,
+                Heard::Own(e) => (e, true),
+                Heard::Unmarked(e) => (e, false),
+            };
             if event.key.starts_with(prefix.as_bytes()) {
                 if probing && event.key == probe_key.as_bytes() {
                     probing = false;
@@ -315,6 +331,11 @@ impl Worker for Subscriber {
                 }
                 continue;
             }
+            if own && !self.sweeper.live_ignores_own_marks() {
+                counts.own();
+                continue;
+            }
+            counts.unmarked();
             let _ = self.tx.try_send(Suspect {
                 node: self.node.id,
                 key: event.key,

@@ -100,6 +100,9 @@ pub struct UnsafeDetectionKnobs {
     pub scrub_skips_content: AtomicBool,
     /// The live path drops every key event it has not verified yet.
     pub live_drops_events: AtomicBool,
+    /// The live path ignores the scripts' announcements of quorumd's own writes, so it
+    /// verifies every key event, as before they existed.
+    pub live_ignores_own_marks: AtomicBool,
 }
 
 impl Sweeper {
@@ -160,6 +163,17 @@ impl Sweeper {
     fn live_drops_events(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         return self.unsafe_knobs.live_drops_events.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether the live path ignores the marks of quorumd's own writes (a negative control).
+    fn live_ignores_own_marks(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self
+            .unsafe_knobs
+            .live_ignores_own_marks
+            .load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
     }
