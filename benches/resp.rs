@@ -1,7 +1,7 @@
 //! `make bench`: `redis-benchmark -t set,get,incr` against quorumd's RESP listener over three local
 //! redis-server nodes, beside the same run against one redis-server directly, with and without
-//! pipelining (`-P 16`). INCR runs on quorumd's PN-counter (a CRDT merge on every node),
-//! against Redis's INCR of a string integer.
+//! pipelining (`-P 16`). INCR is quorumd's read-modify-write of a string integer under its
+//! version (a quorum read, then a compare-and-set write), against Redis's INCR.
 //!
 //! Rounds interleave the targets (in a rotating order) so machine noise hits both alike. Per
 //! workload the table shows the median over rounds of throughput, p50 and p99 as

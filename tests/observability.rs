@@ -537,11 +537,11 @@ async fn lock_queue_crdt_and_resp_metrics_move_with_their_operations() {
             .await
             .starts_with("-ERR unknown")
     );
-    // INCR on a key written by SET is refused: counters are CRDT keys of their own.
+    // INCR on a string that is not an integer is refused, as by Redis.
     assert!(
         resp_command(&mut resp, &["INCR", "obs-k"])
             .await
-            .starts_with("-WRONGTYPE")
+            .starts_with("-ERR value is not an integer")
     );
 
     let after = scrape(&t).await;

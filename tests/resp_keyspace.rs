@@ -394,12 +394,21 @@ async fn rename_and_copy_write_every_node() {
 }
 
 /// CRDT keys (counters, hashes, sets) are neither moved nor overwritten: a clear error, and
-/// nothing changes.
+/// nothing changes. (A counter is made by the HTTP API; `INCRBY` makes a plain string.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_and_copy_refuse_crdt_keys() {
     let tc = TestCluster::start(3).await;
     let mut c = resp(&tc).await;
-    ok(&mut c, "INCRBY counter 5").await;
+    let made = tc
+        .http
+        .post(format!("{}/v1/counters/counter", tc.base))
+        .json(&serde_json::json!({ "delta": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+    // INCRBY on that counter adds to it, with its merge semantics.
+    assert_eq!(ok(&mut c, "INCRBY counter 2").await, Value::Int(7));
     ok(&mut c, "HSET map f v").await;
     ok(&mut c, "SET plain p").await;
     for line in [
@@ -425,7 +434,7 @@ async fn rename_and_copy_refuse_crdt_keys() {
     assert_eq!(ok(&mut c, "COPY plain map").await, Value::Int(0));
     assert_eq!(
         ok(&mut c, "GET counter").await,
-        Value::BulkString(b"5".to_vec())
+        Value::BulkString(b"7".to_vec())
     );
     assert_eq!(ok(&mut c, "EXISTS elsewhere").await, Value::Int(0));
     assert_eq!(

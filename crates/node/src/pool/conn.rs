@@ -248,11 +248,11 @@ fn routing_key(cmd: &Cmd) -> Option<&[u8]> {
 /// The refusal of `cmd` when the master of its key's slot is down.
 fn refusal(shards: &Shards, cmd: &Cmd) -> Option<redis::RedisError> {
     let slot = quorumd_core::layout::key_slot(routing_key(cmd)?) as u16;
-    let master = shards.down_for(slot)?;
+    let why = shards.down_for(slot)?;
     Some(redis::RedisError::from((
         redis::ErrorKind::Client,
         SHARD_DOWN,
-        format!("the master of slot {slot} ({master}) is down"),
+        why,
     )))
 }
 

@@ -774,6 +774,18 @@ impl Worker for ProbeWorker {
             Some(conn) => match node.probe(conn).await {
                 Ok(probe) => {
                     let was_down = node.health() == Health::Down;
+                    let moved = probe
+                        .shards
+                        .as_ref()
+                        .is_some_and(|s| node.shards.masters_changed(s));
+                    if moved {
+                        // The cluster client learns a new slot map only from a MOVED, and
+                        // until then keeps trying a master that is gone: a fresh connection
+                        // reads the map now.
+                        if let Ok(fresh) = node.connect().await {
+                            node.set_connection(Some(fresh));
+                        }
+                    }
                     node.note_probe(&probe);
                     node.apply_probe(Ok(probe.rtt));
                     if was_down {

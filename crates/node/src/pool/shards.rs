@@ -60,10 +60,12 @@ pub struct Shards {
 }
 
 /// Why every slot is refused between a failed connection and the next probe.
-const UNVERIFIED: &str = "unverified: a connection to the cluster failed, waiting for the probe";
+const UNVERIFIED: &str =
+    "a connection to the cluster failed: no slot is served until the next probe";
 
 impl Shards {
-    /// The master that owns `slot` when that master is down, or why no slot is served.
+    /// Why `slot` is not served (its master is down, or no slot is until the next probe);
+    /// `None` when it is.
     pub fn down_for(&self, slot: u16) -> Option<String> {
         if !self.any_down.load(Ordering::Relaxed) {
             return None;
@@ -74,7 +76,18 @@ impl Shards {
         self.lock()
             .iter()
             .find(|s| !s.up && s.owns(slot))
-            .map(|s| s.master.clone())
+            .map(|s| format!("the master of slot {slot} ({}) is down", s.master))
+    }
+
+    /// Whether `shards` names other masters than the table (a failover, a master added or
+    /// removed): the cluster client's own slot map may be stale.
+    pub fn masters_changed(&self, shards: &[ShardStatus]) -> bool {
+        let table = self.lock();
+        let mut old: Vec<&str> = table.iter().map(|s| s.master.as_str()).collect();
+        let mut new: Vec<&str> = shards.iter().map(|s| s.master.as_str()).collect();
+        old.sort_unstable();
+        new.sort_unstable();
+        !table.is_empty() && old != new
     }
 
     /// A connection to the cluster failed: no slot is served until the next probe.
@@ -171,7 +184,14 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].master, "b:2");
         assert!(!changes[0].up);
-        assert_eq!(shards.down_for(9000).as_deref(), Some("b:2"));
+        assert_eq!(
+            shards.down_for(9000).as_deref(),
+            Some("the master of slot 9000 (b:2) is down")
+        );
+        assert!(shards.masters_changed(&[
+            shard("a:1", &[(0, 8191)], true),
+            shard("c:3", &[(8192, 16383)], true),
+        ]));
         assert_eq!(shards.down_for(100), None);
         // Its replica took over: a new master for the same slots, up.
         let changes = shards.update(vec![
@@ -191,7 +211,7 @@ mod tests {
         assert!(
             shards
                 .down_for(5)
-                .is_some_and(|why| why.starts_with("unverified"))
+                .is_some_and(|why| why.contains("until the next probe"))
         );
         shards.update(vec![shard("a:1", &[(0, 16383)], true)]);
         assert_eq!(shards.down_for(5), None);

@@ -1,14 +1,17 @@
-//! INCR, INCRBY, DECR, DECRBY on the PN-counter (docs/CRDTS.md): concurrent increments through
-//! any instances are never lost. A key holding a plain string (written by SET) is not a
-//! counter: INCR on it answers WRONGTYPE instead of parsing the string, because turning a
-//! last-writer-wins value into a counter cannot be done safely while other instances may be
-//! writing it.
+//! INCR, INCRBY, DECR, DECRBY, as Redis does them: on a string holding an integer (written by
+//! SET or by an earlier INCR), a read-modify-write under the key's version, retried when
+//! another instance's write got in between, so no acknowledged increment is lost and the key
+//! stays a plain string (SET, DEL, EXPIRE and APPEND apply to it). A key that is a PN-counter
+//! (made by the HTTP API's CRDT calls, docs/CRDTS.md) keeps its merge semantics: the increment
+//! is added to the counter.
 
-use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg};
+use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg, store_error};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_replication::store::{Change, StoreError, VersionedStore};
 
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
 
@@ -57,10 +60,83 @@ impl CounterCmd {
         }
     }
 
-    pub async fn apply(self, crdts: &CrdtStore, level: Consistency) -> Frame {
-        match crdts.counter_add(&self.key, self.delta, level, None).await {
-            Ok(receipt) => value_reply(receipt.value),
-            Err(e) => crdt_error(e),
+    pub async fn apply(
+        self,
+        store: &VersionedStore,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Frame {
+        let delta = self.delta;
+        let written = store
+            .read_modify_write(&self.key, level, |found| {
+                let current = match found {
+                    None => 0,
+                    Some(f) => match parse_integer(&f.value) {
+                        Some(n) => n,
+                        None => return (Change::Keep, Err(not_an_integer())),
+                    },
+                };
+                let Some(next) = current.checked_add(delta) else {
+                    return (Change::Keep, Err(overflow()));
+                };
+                let change = Change::Put {
+                    value: next.to_string().into_bytes(),
+                    // INCR keeps the key's time to live, as in Redis.
+                    expires_at_ms: found.and_then(|f| f.expires_at_ms),
+                };
+                (change, Ok(next))
+            })
+            .await;
+        match written {
+            Ok(Ok(n)) => Frame::Integer(n),
+            Ok(Err(refusal)) => refusal,
+            Err(StoreError::KindConflict {
+                holds: CrdtKind::Counter,
+            }) => match crdts.counter_add(&self.key, delta, level, None).await {
+                Ok(receipt) => value_reply(receipt.value),
+                Err(e) => crdt_error(e),
+            },
+            Err(e) => store_error(e),
+        }
+    }
+}
+
+/// A string Redis takes as an integer: an optional minus sign and digits, no leading zeros,
+/// no sign on zero, no spaces, within 64 bits.
+fn parse_integer(value: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let n: i64 = text.parse().ok()?;
+    (n.to_string() == text).then_some(n)
+}
+
+fn not_an_integer() -> Frame {
+    Frame::error("ERR value is not an integer or out of range")
+}
+
+fn overflow() -> Frame {
+    Frame::error("ERR increment or decrement would overflow")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_integer;
+
+    #[test]
+    fn integers_are_read_as_redis_reads_them() {
+        assert_eq!(parse_integer(b"10"), Some(10));
+        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b"01"[..],
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"1.5",
+            b"",
+            b"-0",
+            b"9223372036854775808",
+            b"abc",
+        ] {
+            assert_eq!(parse_integer(bad), None, "{}", String::from_utf8_lossy(bad));
         }
     }
 }

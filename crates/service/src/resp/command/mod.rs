@@ -222,7 +222,7 @@ impl DataCmd {
         match self {
             DataCmd::String(c) => c.apply(store, crdts, level).await,
             DataCmd::Key(c) => c.apply(store, crdts, level).await,
-            DataCmd::Counter(c) => c.apply(crdts, level).await,
+            DataCmd::Counter(c) => c.apply(store, crdts, level).await,
             DataCmd::Hash(c) => c.apply(crdts, level).await,
             DataCmd::Set(c) => c.apply(crdts, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
