@@ -1,5 +1,9 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
-//! SETEX, PSETEX, GETDEL, MGET, MSET, STRLEN, APPEND.
+//! SETEX, PSETEX, GETSET, GETEX, GETDEL, MGET, MSET, STRLEN, APPEND, GETRANGE, SETRANGE.
+//!
+//! Every command that changes part of a value, or only its TTL (APPEND, SETRANGE, GETEX with
+//! an option), is a read-modify-write under the key's version, so a concurrent writer's bytes
+//! are never lost (see `store::rmw`).
 
 use super::key_spec as spec;
 use super::{
@@ -43,7 +47,32 @@ pub static SPECS: &[Spec] = &[
     spec("append", 3, WRITE, 1, 1, |a| {
         data(StringCmd::Append(a[1].clone(), a[2].clone()))
     }),
+    spec("getset", 3, WRITE, 1, 1, |a| {
+        // SET ... GET without KEEPTTL: the TTL is cleared, as GETSET does in Redis.
+        data(StringCmd::Set(Set {
+            key: a[1].clone(),
+            value: a[2].clone(),
+            ..Set::plain(Reply::OldValue)
+        }))
+    }),
+    spec("getex", -2, &[Flag::Write, Flag::Fast], 1, 1, parse_getex),
+    spec("getrange", 4, READ, 1, 1, |a| {
+        data(StringCmd::GetRange(
+            a[1].clone(),
+            int_arg(&a[2])?,
+            int_arg(&a[3])?,
+        ))
+    }),
+    spec("setrange", 4, WRITE, 1, 1, |a| {
+        let offset = int_arg(&a[2])?;
+        let offset =
+            usize::try_from(offset).map_err(|_| Frame::error("ERR offset is out of range"))?;
+        data(StringCmd::SetRange(a[1].clone(), offset, a[3].clone()))
+    }),
 ];
+
+/// The largest string Redis lets a client build (`proto-max-bulk-len`'s default).
+const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
 pub enum StringCmd {
     Get(Bytes),
@@ -53,6 +82,10 @@ pub enum StringCmd {
     MSet(Vec<(Bytes, Bytes)>),
     Strlen(Bytes),
     Append(Bytes, Bytes),
+    /// GETEX: the key, and the expiry to set (`Expiry::Never` for PERSIST), if any.
+    GetEx(Bytes, Option<Expiry>),
+    GetRange(Bytes, i64, i64),
+    SetRange(Bytes, usize, Bytes),
 }
 
 /// When a written value expires.
@@ -170,6 +203,50 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
     data(StringCmd::Set(set))
 }
 
+fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
+    let expiry = match &args[2..] {
+        [] => None,
+        [p] if eq(p, "persist") => Some(Expiry::Never),
+        [option, v] => {
+            let ms = |unit, relative| expire_ms(v, unit, relative, "getex");
+            Some(match () {
+                _ if eq(option, "ex") => Expiry::In(ms(1000, true)?),
+                _ if eq(option, "px") => Expiry::In(ms(1, true)?),
+                _ if eq(option, "exat") => Expiry::At(ms(1000, false)?),
+                _ if eq(option, "pxat") => Expiry::At(ms(1, false)?),
+                _ => return Err(syntax_error()),
+            })
+        }
+        _ => return Err(syntax_error()),
+    };
+    data(StringCmd::GetEx(args[1].clone(), expiry))
+}
+
+/// GETRANGE's bytes of `value`: inclusive offsets, negative ones from the end, clamped to
+/// the string, exactly as Redis computes them.
+fn byte_range(value: &[u8], start: i64, end: i64) -> &[u8] {
+    let len = value.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return &[];
+    }
+    let from_end = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (start, end) = (from_end(start), from_end(end).min(len - 1));
+    if len == 0 || start > end {
+        return &[];
+    }
+    &value[start as usize..=end as usize]
+}
+
+/// SETRANGE's new value: `patch` written at `offset`, zero bytes filling any gap.
+fn patched(mut value: Vec<u8>, offset: usize, patch: &[u8]) -> Vec<u8> {
+    let end = offset + patch.len();
+    if value.len() < end {
+        value.resize(end, 0);
+    }
+    value[offset..end].copy_from_slice(patch);
+    value
+}
+
 fn parse_setex(args: &[Bytes], unit: i64, name: &str) -> Result<Command, Frame> {
     let ms = expire_ms(&args[2], unit, true, name)?;
     data(StringCmd::Set(Set {
@@ -216,7 +293,10 @@ impl StringCmd {
             vec![&k[..]]
         }
         match self {
-            StringCmd::Get(k) | StringCmd::Strlen(k) => Access {
+            StringCmd::Get(k)
+            | StringCmd::Strlen(k)
+            | StringCmd::GetRange(k, ..)
+            | StringCmd::GetEx(k, None) => Access {
                 reads: one(k),
                 writes: vec![],
             },
@@ -228,7 +308,10 @@ impl StringCmd {
                 reads: vec![],
                 writes: one(&s.key),
             },
-            StringCmd::GetDel(k) | StringCmd::Append(k, _) => Access {
+            StringCmd::GetDel(k)
+            | StringCmd::Append(k, _)
+            | StringCmd::SetRange(k, ..)
+            | StringCmd::GetEx(k, Some(_)) => Access {
                 reads: vec![],
                 writes: one(k),
             },
@@ -309,6 +392,59 @@ impl StringCmd {
                 })
                 .await
                 .unwrap_or_else(store_error),
+            StringCmd::GetRange(key, start, end) => match get(key).await {
+                Ok(v) => Frame::bulk(byte_range(&v.unwrap_or_default(), start, end).to_vec()),
+                Err(e) => store_error(e),
+            },
+            StringCmd::GetEx(key, None) => match get(key).await {
+                Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
+                Err(e) => store_error(e),
+            },
+            StringCmd::GetEx(key, Some(expiry)) => store
+                .read_modify_write(&key, level, |found| match found {
+                    Some(f) => (
+                        Change::Put {
+                            value: f.value.clone(),
+                            expires_at_ms: absolute(expiry, None),
+                        },
+                        Frame::bulk(f.value.clone()),
+                    ),
+                    None => (Change::Keep, Frame::Null),
+                })
+                .await
+                .unwrap_or_else(store_error),
+            StringCmd::SetRange(key, offset, patch) => store
+                .read_modify_write(&key, level, |found| {
+                    let len = found.map_or(0, |f| f.value.len());
+                    // Writing nothing changes nothing, not even an absent key into "".
+                    if patch.is_empty() {
+                        return (Change::Keep, Ok(len));
+                    }
+                    if offset.saturating_add(patch.len()) > MAX_STRING_LEN {
+                        return (Change::Keep, Err(()));
+                    }
+                    let value = patched(
+                        found.map(|f| f.value.clone()).unwrap_or_default(),
+                        offset,
+                        &patch,
+                    );
+                    let len = value.len();
+                    let expires_at_ms = found.and_then(|f| f.expires_at_ms);
+                    (
+                        Change::Put {
+                            value,
+                            expires_at_ms,
+                        },
+                        Ok(len),
+                    )
+                })
+                .await
+                .map_or_else(store_error, |r| match r {
+                    Ok(len) => Frame::Integer(len as i64),
+                    Err(()) => {
+                        Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+                    }
+                }),
         }
     }
 }
@@ -373,4 +509,32 @@ async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Fram
         })
         .await
         .unwrap_or_else(store_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_range_follows_redis_offsets() {
+        let v = b"This is a string";
+        assert_eq!(byte_range(v, 0, 3), b"This");
+        assert_eq!(byte_range(v, -3, -1), b"ing");
+        assert_eq!(byte_range(v, 0, -1), v);
+        assert_eq!(byte_range(v, 10, 100), b"string");
+        assert_eq!(byte_range(v, 5, 3), b"");
+        assert_eq!(byte_range(v, -1, -5), b"");
+        assert_eq!(byte_range(v, -100, 2), b"Thi");
+        assert_eq!(byte_range(b"", 0, -1), b"");
+    }
+
+    #[test]
+    fn patched_pads_with_zero_bytes() {
+        assert_eq!(
+            patched(b"Hello World".to_vec(), 6, b"Redis"),
+            b"Hello Redis"
+        );
+        assert_eq!(patched(Vec::new(), 3, b"ab"), b"\0\0\0ab");
+        assert_eq!(patched(b"abcdef".to_vec(), 1, b"X"), b"aXcdef");
+    }
 }
