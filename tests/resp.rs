@@ -415,6 +415,23 @@ const CRDT_SAME_AS_REDIS: &[&str] = &[
     "SMISMEMBER st:s",
     "SMEMBERS st:s",
     "SMEMBERS st:missing",
+    "SADD st:x a b c d",
+    "SADD st:y c d e",
+    "SINTER st:s st:x",
+    "SINTER st:x st:y",
+    "SINTER st:x st:missing",
+    "SINTER st:missing c:n",
+    "SINTER st:x c:n st:missing",
+    "SUNION st:x st:y",
+    "SUNION st:x st:missing st:s",
+    "SUNION st:x c:n",
+    "SDIFF st:x st:y",
+    "SDIFF st:y st:x st:s",
+    "SDIFF st:missing st:x",
+    "SDIFF st:x st:missing c:n",
+    "SINTER",
+    "SUNION",
+    "SDIFF",
     "TYPE st:s",
     "SADD st:s",
     "SISMEMBER st:s",
@@ -452,8 +469,10 @@ fn comparable(line: &str, f: Frame) -> Frame {
     };
     match (line.split(' ').next(), f) {
         (Some("HELLO"), Frame::Map(_) | Frame::Array(_)) => Frame::Simple("hello".into()),
-        (Some("SMEMBERS"), Frame::Set(v)) => Frame::Set(sort(v)),
-        (Some("SMEMBERS"), Frame::Array(v)) => Frame::Array(sort(v)),
+        (Some("SMEMBERS" | "SINTER" | "SUNION" | "SDIFF"), Frame::Set(v)) => Frame::Set(sort(v)),
+        (Some("SMEMBERS" | "SINTER" | "SUNION" | "SDIFF"), Frame::Array(v)) => {
+            Frame::Array(sort(v))
+        }
         (Some("HKEYS" | "HVALS"), Frame::Array(v)) => Frame::Array(sort(v)),
         (Some("HGETALL"), Frame::Map(mut pairs)) => {
             pairs.sort_by_key(|p| format!("{p:?}"));

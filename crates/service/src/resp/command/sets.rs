@@ -1,4 +1,5 @@
-//! SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD on the add-wins OR-set (docs/CRDTS.md).
+//! SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD, SINTER, SUNION, SDIFF on the add-wins
+//! OR-set (docs/CRDTS.md).
 //!
 //! SADD answers how many members were new in what a read quorum saw just before the add, and
 //! SREM how many of the members that read saw; with concurrent writers these counts are a
@@ -33,7 +34,38 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("scard", 2, READ, (1, 1, 1), |a| {
         data(SetCmd::Card(a[1].clone()))
     }),
+    Spec::keyed("sinter", -2, &[Flag::ReadOnly], (1, -1, 1), |a| {
+        data(SetCmd::Combine(Algebra::Inter, a[1..].to_vec()))
+    }),
+    Spec::keyed("sunion", -2, &[Flag::ReadOnly], (1, -1, 1), |a| {
+        data(SetCmd::Combine(Algebra::Union, a[1..].to_vec()))
+    }),
+    Spec::keyed("sdiff", -2, &[Flag::ReadOnly], (1, -1, 1), |a| {
+        data(SetCmd::Combine(Algebra::Diff, a[1..].to_vec()))
+    }),
 ];
+
+/// How SINTER, SUNION and SDIFF combine their sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algebra {
+    Inter,
+    Union,
+    Diff,
+}
+
+impl Algebra {
+    /// Combines the sets read under the command's keys, in key order (an absent key reads as
+    /// the empty set, as in Redis).
+    fn combine(self, sets: Vec<BTreeSet<Vec<u8>>>) -> BTreeSet<Vec<u8>> {
+        let mut sets = sets.into_iter();
+        let first = sets.next().unwrap_or_default();
+        sets.fold(first, |acc, s| match self {
+            Algebra::Inter => acc.intersection(&s).cloned().collect(),
+            Algebra::Union => acc.union(&s).cloned().collect(),
+            Algebra::Diff => acc.difference(&s).cloned().collect(),
+        })
+    }
+}
 
 fn members(args: &[Bytes]) -> Vec<Vec<u8>> {
     // Distinct, so `SADD s a a` counts one, as in Redis.
@@ -48,22 +80,24 @@ pub enum SetCmd {
     IsMember(Bytes, Bytes),
     MIsMember(Bytes, Vec<Bytes>),
     Card(Bytes),
+    Combine(Algebra, Vec<Bytes>),
 }
 
 impl SetCmd {
-    fn key(&self) -> &[u8] {
+    fn keys(&self) -> Vec<&[u8]> {
         match self {
             SetCmd::Add(k, _)
             | SetCmd::Rem(k, _)
             | SetCmd::Members(k)
             | SetCmd::IsMember(k, _)
             | SetCmd::MIsMember(k, _)
-            | SetCmd::Card(k) => k,
+            | SetCmd::Card(k) => vec![k],
+            SetCmd::Combine(_, keys) => keys.iter().map(|k| &k[..]).collect(),
         }
     }
 
     pub fn access(&self) -> Access<'_> {
-        let key = vec![self.key()];
+        let key = self.keys();
         match self {
             SetCmd::Add(..) | SetCmd::Rem(..) => Access {
                 reads: vec![],
@@ -118,6 +152,37 @@ impl SetCmd {
                 )
             }
             SetCmd::Card(key) => Frame::Integer(crdts.set_members(&key, level).await?.len() as i64),
+            SetCmd::Combine(algebra, keys) => {
+                // Every key is read, and any of another type refuses the whole command (even
+                // after an absent one), as Redis checks them all before combining.
+                let reads = keys.iter().map(|k| crdts.set_members(k, level));
+                let sets = futures::future::join_all(reads)
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                Frame::Set(algebra.combine(sets).into_iter().map(Frame::bulk).collect())
+            }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(members: &[&str]) -> BTreeSet<Vec<u8>> {
+        members.iter().map(|m| m.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn algebra_combines_in_key_order() {
+        let sets = || vec![set(&["a", "b", "c"]), set(&["b", "c", "d"]), set(&["c"])];
+        assert_eq!(Algebra::Inter.combine(sets()), set(&["c"]));
+        assert_eq!(Algebra::Union.combine(sets()), set(&["a", "b", "c", "d"]));
+        assert_eq!(Algebra::Diff.combine(sets()), set(&["a"]));
+        assert_eq!(
+            Algebra::Inter.combine(vec![set(&["a"]), set(&[])]),
+            set(&[])
+        );
     }
 }
