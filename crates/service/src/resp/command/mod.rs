@@ -10,6 +10,7 @@ mod counters;
 mod hashes;
 mod keys;
 mod keyspace;
+mod lcs;
 mod quorumd;
 mod server;
 mod sets;

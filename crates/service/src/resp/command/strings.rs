@@ -1,5 +1,5 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
-//! SETEX, PSETEX, GETSET, GETEX, GETDEL, MGET, MSET, STRLEN, APPEND, GETRANGE, SETRANGE.
+//! SETEX, PSETEX, GETSET, GETEX, GETDEL, MGET, MSET, STRLEN, APPEND, GETRANGE, SETRANGE, LCS.
 //!
 //! Every command that changes part of a value, or only its TTL (APPEND, SETRANGE, GETEX with
 //! an option), is a read-modify-write under the key's version, so a concurrent writer's bytes
@@ -55,6 +55,13 @@ pub static SPECS: &[Spec] = &[
             ..Set::plain(Reply::OldValue)
         }))
     }),
+    spec("lcs", -3, &[Flag::ReadOnly], 2, 1, |a| {
+        data(StringCmd::Lcs(
+            a[1].clone(),
+            a[2].clone(),
+            super::lcs::parse_options(&a[3..]),
+        ))
+    }),
     spec("getex", -2, &[Flag::Write, Flag::Fast], 1, 1, parse_getex),
     spec("getrange", 4, READ, 1, 1, |a| {
         data(StringCmd::GetRange(
@@ -86,6 +93,8 @@ pub enum StringCmd {
     GetEx(Bytes, Option<Expiry>),
     GetRange(Bytes, i64, i64),
     SetRange(Bytes, usize, Bytes),
+    /// The two keys, and the options or the error they earn once both keys are read.
+    Lcs(Bytes, Bytes, Result<super::lcs::LcsOptions, Frame>),
 }
 
 /// When a written value expires.
@@ -300,6 +309,10 @@ impl StringCmd {
                 reads: one(k),
                 writes: vec![],
             },
+            StringCmd::Lcs(a, b, _) => Access {
+                reads: vec![&a[..], &b[..]],
+                writes: vec![],
+            },
             StringCmd::MGet(keys) => Access {
                 reads: keys.iter().map(|k| &k[..]).collect(),
                 writes: vec![],
@@ -396,6 +409,21 @@ impl StringCmd {
                 Ok(v) => Frame::bulk(byte_range(&v.unwrap_or_default(), start, end).to_vec()),
                 Err(e) => store_error(e),
             },
+            StringCmd::Lcs(a, b, options) => {
+                let (a, b) = futures::future::join(get(a), get(b)).await;
+                match (a, b) {
+                    (Ok(a), Ok(b)) => match options {
+                        Ok(o) => {
+                            super::lcs::reply(&a.unwrap_or_default(), &b.unwrap_or_default(), o)
+                        }
+                        Err(refusal) => refusal,
+                    },
+                    (Err(e), _) | (_, Err(e)) if is_wrong_type(&e) => {
+                        Frame::error("ERR The specified keys must contain string values")
+                    }
+                    (Err(e), _) | (_, Err(e)) => store_error(e),
+                }
+            }
             StringCmd::GetEx(key, None) => match get(key).await {
                 Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
                 Err(e) => store_error(e),
