@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 /// The largest DP table accepted, in cells (Redis's bound: `proto-max-bulk-len` in bytes of
 /// 4-byte cells).
-const MAX_CELLS: u64 = 512 * 1024 * 1024 / 4;
+const MAX_CELLS: u64 = (super::strings::MAX_STRING_LEN / 4) as u64;
 
 /// What LCS answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -79,7 +79,7 @@ pub static SPECS: &[Spec] = &[
 ];
 
 /// The largest string Redis lets a client build (`proto-max-bulk-len`'s default).
-const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
+pub(super) const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
 pub enum StringCmd {
     Get(Bytes),
@@ -89,8 +89,8 @@ pub enum StringCmd {
     MSet(Vec<(Bytes, Bytes)>),
     Strlen(Bytes),
     Append(Bytes, Bytes),
-    /// GETEX: the key, and the expiry to set (`Expiry::Never` for PERSIST), if any.
-    GetEx(Bytes, Option<Expiry>),
+    /// GETEX with an option: the key, and the expiry to set (`Expiry::Never` for PERSIST).
+    GetEx(Bytes, Expiry),
     GetRange(Bytes, i64, i64),
     SetRange(Bytes, usize, Bytes),
     /// The two keys, and the options or the error they earn once both keys are read.
@@ -214,17 +214,18 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
 
 fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
     let expiry = match &args[2..] {
-        [] => None,
-        [p] if eq(p, "persist") => Some(Expiry::Never),
+        // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
+        [] => return data(StringCmd::Get(args[1].clone())),
+        [p] if eq(p, "persist") => Expiry::Never,
         [option, v] => {
             let ms = |unit, relative| expire_ms(v, unit, relative, "getex");
-            Some(match () {
+            match () {
                 _ if eq(option, "ex") => Expiry::In(ms(1000, true)?),
                 _ if eq(option, "px") => Expiry::In(ms(1, true)?),
                 _ if eq(option, "exat") => Expiry::At(ms(1000, false)?),
                 _ if eq(option, "pxat") => Expiry::At(ms(1, false)?),
                 _ => return Err(syntax_error()),
-            })
+            }
         }
         _ => return Err(syntax_error()),
     };
@@ -302,10 +303,7 @@ impl StringCmd {
             vec![&k[..]]
         }
         match self {
-            StringCmd::Get(k)
-            | StringCmd::Strlen(k)
-            | StringCmd::GetRange(k, ..)
-            | StringCmd::GetEx(k, None) => Access {
+            StringCmd::Get(k) | StringCmd::Strlen(k) | StringCmd::GetRange(k, ..) => Access {
                 reads: one(k),
                 writes: vec![],
             },
@@ -324,7 +322,7 @@ impl StringCmd {
             StringCmd::GetDel(k)
             | StringCmd::Append(k, _)
             | StringCmd::SetRange(k, ..)
-            | StringCmd::GetEx(k, Some(_)) => Access {
+            | StringCmd::GetEx(k, _) => Access {
                 reads: vec![],
                 writes: one(k),
             },
@@ -424,11 +422,7 @@ impl StringCmd {
                     (Err(e), _) | (_, Err(e)) => store_error(e),
                 }
             }
-            StringCmd::GetEx(key, None) => match get(key).await {
-                Ok(v) => v.map_or(Frame::Null, Frame::Bulk),
-                Err(e) => store_error(e),
-            },
-            StringCmd::GetEx(key, Some(expiry)) => store
+            StringCmd::GetEx(key, expiry) => store
                 .read_modify_write(&key, level, |found| match found {
                     Some(f) => (
                         Change::Put {
