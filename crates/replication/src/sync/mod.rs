@@ -68,6 +68,8 @@ pub struct Totals {
     pub sweeps: u64,
     pub keys_repaired_per_node: Vec<u64>,
     pub keys_adopted: u64,
+    /// Whole buckets copied to an empty or wiped node by the bulk path.
+    pub buckets_copied: u64,
     pub tombstones_purged: u64,
     pub hints_replayed: u64,
     pub errors: u64,
@@ -261,6 +263,7 @@ impl Sweeper {
                 *total += n;
             }
             t.keys_adopted += report.keys_adopted;
+            t.buckets_copied += report.buckets_copied;
             t.tombstones_purged += report.tombstones_purged;
             t.hints_replayed += report.hints_replayed;
             t.errors += report.error_count;
