@@ -6,6 +6,10 @@
 //! Rounds interleave the targets (in a rotating order) so machine noise hits both alike. Per
 //! workload the table shows the median over rounds of throughput, p50 and p99 as
 //! redis-benchmark reports them (`--csv`), and the ratios quorumd / redis of those medians.
+//! Each test runs as its own redis-benchmark process, so that the CPU time of every tier can be
+//! divided by its requests: quorumd's (this process, which runs it), the three nodes' (`INFO
+//! cpu`), redis-benchmark's (the ended child), and for the baseline the redis-server's. CPU per
+//! operation moves far less with the machine's load than throughput does.
 //! The table goes to stdout and, as markdown, to `target/bench/resp.md`.
 //!
 //! quorumd runs with node and request timeouts of 5 s and 10 s (see `run`), so a saturated node
@@ -25,20 +29,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
 use quorumd_testkit::bench as support;
+use redis::aio::MultiplexedConnection;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use support::{
-    Align, env_number, markdown_table, median, redis_version, setup, shut_down, start_app,
-    still_running, write_report,
+    Align, children_cpu_s, direct, env_number, markdown_table, median, process_cpu_s, redis_cpu_s,
+    redis_version, setup, shut_down, start_app, still_running, write_report,
 };
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
 const KEYSPACE: usize = 100_000;
 const PIPELINES: [usize; 2] = [1, 16];
-/// redis-benchmark's `-t` list.
-const TESTS: &str = "set,get,incr";
+/// redis-benchmark's tests, each run on its own.
+const TESTS: [&str; 3] = ["set", "get", "incr"];
 
 #[derive(Clone, Copy)]
 struct Settings {
@@ -84,6 +89,12 @@ struct Sample {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU µs per request of the server tier: quorumd, or the baseline redis-server.
+    server_us: f64,
+    /// CPU µs per request of quorumd's nodes together (0 for the baseline).
+    nodes_us: f64,
+    /// CPU µs per request of redis-benchmark.
+    client_us: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,6 +132,9 @@ fn parse_csv(out: &str) -> Result<BTreeMap<String, Sample>, String> {
                 rps: num(1)?,
                 p50_ms: num(4)?,
                 p99_ms: num(6)?,
+                server_us: 0.0,
+                nodes_us: 0.0,
+                client_us: 0.0,
             },
         );
     }
@@ -132,11 +146,12 @@ fn parse_csv(out: &str) -> Result<BTreeMap<String, Sample>, String> {
 
 fn redis_benchmark(
     port: u16,
+    test: &str,
     pipeline: usize,
     s: &Settings,
 ) -> Result<BTreeMap<String, Sample>, String> {
     let out = std::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", TESTS])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", test])
         .args(["-n", &s.requests.to_string(), "-c", &s.clients.to_string()])
         .args(["-d", &VALUE_BYTES.to_string(), "-r", &KEYSPACE.to_string()])
         .args(["-P", &pipeline.to_string(), "--csv"])
@@ -155,10 +170,36 @@ fn redis_benchmark(
 
 type Key = (String, usize, Target);
 
+/// The CPU seconds used so far by each tier a run can charge.
+struct CpuMark {
+    process: f64,
+    children: f64,
+    nodes: f64,
+    baseline: f64,
+}
+
+async fn cpu_mark(
+    nodes: &[MultiplexedConnection],
+    baseline: &MultiplexedConnection,
+) -> Result<CpuMark, String> {
+    let mut sum = 0.0;
+    for n in nodes {
+        sum += redis_cpu_s(n).await?;
+    }
+    Ok(CpuMark {
+        process: process_cpu_s(),
+        children: children_cpu_s(),
+        nodes: sum,
+        baseline: redis_cpu_s(baseline).await?,
+    })
+}
+
 /// Runs every round; samples per (test, pipeline, target).
 async fn measure(
     quorumd: u16,
     redis: u16,
+    nodes: &[MultiplexedConnection],
+    baseline: &MultiplexedConnection,
     s: &Settings,
 ) -> Result<BTreeMap<Key, Vec<Sample>>, String> {
     let mut samples: BTreeMap<Key, Vec<Sample>> = BTreeMap::new();
@@ -168,17 +209,31 @@ async fn measure(
             order.reverse();
         }
         for pipeline in PIPELINES {
-            for (target, port) in order {
-                let settings = *s;
-                let rows =
-                    tokio::task::spawn_blocking(move || redis_benchmark(port, pipeline, &settings))
-                        .await
-                        .map_err(|e| e.to_string())??;
-                for (test, sample) in rows {
-                    samples
-                        .entry((test, pipeline, target))
-                        .or_default()
-                        .push(sample);
+            for test in TESTS {
+                for (target, port) in order {
+                    let settings = *s;
+                    let before = cpu_mark(nodes, baseline).await?;
+                    let rows = tokio::task::spawn_blocking(move || {
+                        redis_benchmark(port, test, pipeline, &settings)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())??;
+                    let after = cpu_mark(nodes, baseline).await?;
+                    let per_op = |used: f64| used * 1e6 / s.requests as f64;
+                    for (name, mut sample) in rows {
+                        sample.client_us = per_op(after.children - before.children);
+                        (sample.server_us, sample.nodes_us) = match target {
+                            Target::Quorumd => (
+                                per_op(after.process - before.process),
+                                per_op(after.nodes - before.nodes),
+                            ),
+                            Target::Redis => (per_op(after.baseline - before.baseline), 0.0),
+                        };
+                        samples
+                            .entry((name, pipeline, target))
+                            .or_default()
+                            .push(sample);
+                    }
                 }
             }
         }
@@ -192,32 +247,41 @@ struct Row {
     rps: f64,
     p50: f64,
     p99: f64,
+    /// Median CPU µs per request: server tier, nodes, client.
+    cpu: [f64; 3],
     ratios: Option<(f64, f64, f64)>,
 }
 
 fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
-    let med = |v: &[Sample]| {
-        (
-            median(&v.iter().map(|x| x.rps).collect::<Vec<_>>()),
-            median(&v.iter().map(|x| x.p50_ms).collect::<Vec<_>>()),
-            median(&v.iter().map(|x| x.p99_ms).collect::<Vec<_>>()),
-        )
-    };
+    let med =
+        |v: &[Sample], field: fn(&Sample) -> f64| median(&v.iter().map(field).collect::<Vec<_>>());
     let mut out = Vec::new();
     for ((test, pipeline, target), v) in samples {
-        let (rps, p50, p99) = med(v);
+        let (rps, p50, p99) = (
+            med(v, |x| x.rps),
+            med(v, |x| x.p50_ms),
+            med(v, |x| x.p99_ms),
+        );
         let ratios = (*target == Target::Quorumd)
             .then(|| samples.get(&(test.clone(), *pipeline, Target::Redis)))
             .flatten()
             .map(|base| {
-                let (brps, bp50, bp99) = med(base);
-                (rps / brps, p50 / bp50, p99 / bp99)
+                (
+                    rps / med(base, |x| x.rps),
+                    p50 / med(base, |x| x.p50_ms),
+                    p99 / med(base, |x| x.p99_ms),
+                )
             });
         out.push(Row {
             name: format!("{test} -P {pipeline}: {}", target.name()),
             rps,
             p50,
             p99,
+            cpu: [
+                med(v, |x| x.server_us),
+                med(v, |x| x.nodes_us),
+                med(v, |x| x.client_us),
+            ],
             ratios,
         });
     }
@@ -225,7 +289,7 @@ fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
 }
 
 fn table(rows: &[Row]) -> String {
-    let body: Vec<[String; 7]> = rows
+    let body: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             let (a, b, c) = r
@@ -241,6 +305,9 @@ fn table(rows: &[Row]) -> String {
                 a,
                 b,
                 c,
+                format!("{:.1}", r.cpu[0]),
+                format!("{:.1}", r.cpu[1]),
+                format!("{:.1}", r.cpu[2]),
             ]
         })
         .collect();
@@ -252,13 +319,17 @@ fn table(rows: &[Row]) -> String {
         "ops/s ratio",
         "p50 ratio",
         "p99 ratio",
+        "server CPU µs/op",
+        "nodes CPU µs/op",
+        "client CPU µs/op",
     ];
-    let mut align = [Align::Right; 7];
+    let mut align = [Align::Right; 10];
     align[0] = Align::Left;
     markdown_table(&header, &align, &body)
 }
 
 async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String, String> {
+    let node_urls = nodes.clone();
     let mut config = Config {
         nodes,
         ..Config::default()
@@ -277,7 +348,8 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
         redis_version()
     );
     println!(
-        "redis-benchmark -t {TESTS} -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, {} round(s){}",
+        "redis-benchmark -t {{{}}} -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, {} round(s){}",
+        TESTS.join(","),
         s.requests,
         s.clients,
         s.rounds,
@@ -287,12 +359,25 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
             " (smoke run: no --bench argument)"
         }
     );
-    let measured = measure(port, redis_port, s).await;
+    let connected = async {
+        let mut conns = Vec::new();
+        for url in &node_urls {
+            conns.push(direct(url).await?);
+        }
+        let baseline = direct(&format!("redis://127.0.0.1:{redis_port}")).await?;
+        Ok::<_, String>((conns, baseline))
+    };
+    let measured = match connected.await {
+        Ok((conns, baseline)) => measure(port, redis_port, &conns, &baseline, s).await,
+        Err(e) => Err(e),
+    };
     let shutdown = shut_down(app).await;
     let samples = measured?;
     shutdown?;
     let mut report = format!(
-        "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians:\n\n",
+        "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians. CPU µs/op: the \
+         server tier (quorumd, or the baseline redis-server), quorumd's three nodes together, and \
+         redis-benchmark:\n\n",
         s.rounds
     );
     report.push_str(&table(&rows(&samples)));

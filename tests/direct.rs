@@ -15,8 +15,10 @@ fn policy(p: DirectWritesPolicy) -> impl FnOnce(&mut Config) {
     move |c| c.sync.direct_writes = p
 }
 
+/// Writes through quorumd at `all`: a direct change made next must not race quorumd's own
+/// write still on its way to the slowest node (a quorum write returns before it lands there).
 async fn put(tc: &TestCluster, key: &str, value: &str) {
-    let r = tc.put(key, value.to_owned(), "").await;
+    let r = tc.put(key, value.to_owned(), "consistency=all").await;
     assert!(r.status().is_success(), "PUT {key}: {}", r.status());
 }
 

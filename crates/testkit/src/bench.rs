@@ -452,6 +452,19 @@ pub fn process_cpu_s() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
+/// CPU seconds (user + system) of this process's children that have ended and been waited for:
+/// around one `Command::output()`, the CPU that child process used.
+pub fn children_cpu_s() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 /// `1,000,000`.
 pub fn grouped(n: usize) -> String {
     let s = n.to_string();

@@ -145,7 +145,7 @@ impl CrdtStore {
     /// Adds `delta` to a counter. With an idempotency key, the increment is recorded under its
     /// own actor (the key's hash) as a fixed amount, so repeating the request, through any
     /// instance, writes the same entry again instead of counting twice.
-    #[tracing::instrument(name = "crdt.counter_add", skip_all, fields(level = %level, delta))]
+    #[tracing::instrument(level = "debug", name = "crdt.counter_add", skip_all, fields(level = %level, delta))]
     pub async fn counter_add(
         &self,
         key: &[u8],
@@ -228,7 +228,7 @@ impl CrdtStore {
     }
 
     /// A counter's value (0 when it does not exist).
-    #[tracing::instrument(name = "crdt.counter_get", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "crdt.counter_get", skip_all, fields(level = %level))]
     pub async fn counter_get(&self, key: &[u8], level: Consistency) -> Result<i128, CrdtError> {
         let place = self.place(key)?;
         self.within_deadline("counter read", async {
@@ -240,7 +240,7 @@ impl CrdtStore {
     // ---- sets ----
 
     /// Adds members, each under a fresh tag.
-    #[tracing::instrument(name = "crdt.set_add", skip_all, fields(level = %level, members = members.len()))]
+    #[tracing::instrument(level = "debug", name = "crdt.set_add", skip_all, fields(level = %level, members = members.len()))]
     pub async fn set_add(
         &self,
         key: &[u8],
@@ -258,7 +258,7 @@ impl CrdtStore {
 
     /// Removes members as observed by a read quorum; returns how many of them were present.
     /// An add this read did not see (concurrent) survives: add wins.
-    #[tracing::instrument(name = "crdt.set_remove", skip_all, fields(level = %level, members = members.len()))]
+    #[tracing::instrument(level = "debug", name = "crdt.set_remove", skip_all, fields(level = %level, members = members.len()))]
     pub async fn set_remove(
         &self,
         key: &[u8],
@@ -285,7 +285,7 @@ impl CrdtStore {
     }
 
     /// A set's members (empty when it does not exist).
-    #[tracing::instrument(name = "crdt.set_members", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "crdt.set_members", skip_all, fields(level = %level))]
     pub async fn set_members(
         &self,
         key: &[u8],
@@ -302,7 +302,7 @@ impl CrdtStore {
 
     /// Writes fields (`None` deletes one), all under one fresh version: the newest write of a
     /// field wins.
-    #[tracing::instrument(name = "crdt.map_set", skip_all, fields(level = %level, fields = fields.len()))]
+    #[tracing::instrument(level = "debug", name = "crdt.map_set", skip_all, fields(level = %level, fields = fields.len()))]
     pub async fn map_set(
         &self,
         key: &[u8],
@@ -322,7 +322,7 @@ impl CrdtStore {
     }
 
     /// A map's live fields (empty when it does not exist).
-    #[tracing::instrument(name = "crdt.map_get", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "crdt.map_get", skip_all, fields(level = %level))]
     pub async fn map_get(
         &self,
         key: &[u8],
@@ -337,7 +337,7 @@ impl CrdtStore {
 
     /// Adds `delta` to an integer field of a map (HINCRBY). This is a last-writer-wins
     /// read-modify-write, not a counter: two concurrent increments of one field can lose one.
-    #[tracing::instrument(name = "crdt.map_incr_by", skip_all, fields(level = %level, delta))]
+    #[tracing::instrument(level = "debug", name = "crdt.map_incr_by", skip_all, fields(level = %level, delta))]
     pub async fn map_incr_by(
         &self,
         key: &[u8],

@@ -4,12 +4,15 @@
 
 pub mod events;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use quorumd_core::quorum::{Decision, QuorumTracker, majority};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, ServerErrorKind};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One node's answer.
@@ -92,35 +95,131 @@ where
     F: Fn(Arc<Node>) -> Fut,
     Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    fan_out_staged(pool, targets, required, None, counts, op).await
+}
+
+/// A fan-out that asks only some of its targets first: a read's (`quorum.read_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staging {
+    /// Targets asked at once (at least `required`).
+    pub first: usize,
+    /// After this long without a decision, every target not asked yet is asked.
+    pub hedge_after: Duration,
+}
+
+/// Like [`fan_out`], but with `staging` asks the first `staging.first` targets, in the order
+/// given, and the next one each time an answer fails or does not count, and all the rest once
+/// `hedge_after` has passed without a decision. Impossible only when even every target could
+/// not reach `required`.
+///
+/// The node calls are polled in the caller's task until the quorum is decided; the calls still
+/// outstanding then go on in one background task, which forwards their answers to
+/// `stragglers`. Why not a task per node: on the request path that was three spawns, three
+/// wake-ups and three channel sends per operation for what is mostly waiting on a oneshot
+/// (issue 16). The calls still run to the end whether or not anyone reads the stragglers, so a
+/// write still reaches the nodes its caller did not wait for, also when the caller itself is
+/// dropped before the decision (a request past its deadline, a client gone).
+pub async fn fan_out_staged<T, F, Fut>(
+    pool: &NodePool,
+    targets: impl IntoIterator<Item = NodeId>,
+    required: usize,
+    staging: Option<Staging>,
+    counts: impl Fn(NodeId, &T) -> bool,
+    op: F,
+) -> Gathered<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<Node>) -> Fut,
+    Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
+{
+    let targets: Vec<NodeId> = targets.into_iter().collect();
+    let mut pending = Outstanding {
+        calls: FuturesUnordered::new(),
+        forward_to: None,
+    };
     let mut asked = 0;
-    for id in targets {
-        asked += 1;
-        let fut = op(pool.node(id).clone());
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let result = fut.await;
-            let _ = tx.send(Reply { node: id, result });
-        });
-    }
-    drop(tx);
-    let mut tracker = QuorumTracker::new(required, asked);
-    let mut replies = Vec::with_capacity(asked);
+    let mut ask = |pending: &mut Outstanding<_, T>, upto: usize| {
+        while asked < upto.min(targets.len()) {
+            let id = targets[asked];
+            let fut = op(pool.node(id).clone());
+            pending.calls.push(async move {
+                Reply {
+                    node: id,
+                    result: fut.await,
+                }
+            });
+            asked += 1;
+        }
+        asked
+    };
+    let first = staging.map_or(targets.len(), |s| s.first.max(required));
+    ask(&mut pending, first);
+    let hedge = tokio::time::sleep(staging.map_or(Duration::ZERO, |s| s.hedge_after));
+    tokio::pin!(hedge);
+    let mut hedged = staging.is_none();
+    let mut tracker = QuorumTracker::new(required, targets.len());
+    let mut replies = Vec::with_capacity(targets.len());
     let mut decision = tracker.decision();
-    while decision == Decision::Pending {
-        let Some(reply) = rx.recv().await else { break };
-        let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
-        decision = tracker.record(ok);
-        replies.push(reply);
+    while decision == Decision::Pending && !pending.calls.is_empty() {
+        tokio::select! {
+            Some(reply) = pending.calls.next() => {
+                let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
+                decision = tracker.record(ok);
+                replies.push(reply);
+                if !ok && decision == Decision::Pending {
+                    let next = pending.calls.len() + replies.len() + 1;
+                    ask(&mut pending, next);
+                }
+            }
+            () = &mut hedge, if !hedged => {
+                hedged = true;
+                let before = pending.calls.len() + replies.len();
+                if ask(&mut pending, targets.len()) > before {
+                    events::ReadHedged.emit();
+                }
+            }
+        }
     }
     if decision == Decision::Pending {
         decision = Decision::Impossible;
     }
+    let (tx, stragglers) = mpsc::unbounded_channel();
+    pending.forward_to = Some(tx);
+    drop(pending);
     Gathered {
         decision,
         replies,
-        stragglers: rx,
+        stragglers,
         required,
+    }
+}
+
+/// The node calls of a fan-out that have not answered yet. Dropped (the quorum decided, or the
+/// caller gone), it drives them to the end in one background task, forwarding their answers to
+/// `forward_to` when someone reads them.
+struct Outstanding<C: Future<Output = Reply<T>> + Send + 'static, T: Send + 'static> {
+    calls: FuturesUnordered<C>,
+    forward_to: Option<mpsc::UnboundedSender<Reply<T>>>,
+}
+
+impl<C: Future<Output = Reply<T>> + Send + 'static, T: Send + 'static> Drop for Outstanding<C, T> {
+    fn drop(&mut self) {
+        if self.calls.is_empty() {
+            return;
+        }
+        let mut calls = std::mem::take(&mut self.calls);
+        let forward_to = self.forward_to.take();
+        // Without a runtime (the process is ending) there is nothing left to drive them.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                while let Some(reply) = calls.next().await {
+                    if let Some(to) = &forward_to {
+                        // Nobody listening is fine: the call itself has done its work.
+                        let _ = to.send(reply);
+                    }
+                }
+            });
+        }
     }
 }
 

@@ -292,7 +292,7 @@ impl LockService {
     }
 
     /// Acquires user lock `name`.
-    #[tracing::instrument(name = "locks.acquire", skip_all, fields(name = name, ttl_ms, wait_ms))]
+    #[tracing::instrument(level = "debug", name = "locks.acquire", skip_all, fields(name = name, ttl_ms, wait_ms))]
     pub async fn acquire(
         &self,
         name: &str,
@@ -489,7 +489,7 @@ impl LockService {
     }
 
     /// Extends user lock `name` held by `token` to `ttl_ms` from now.
-    #[tracing::instrument(name = "locks.extend", skip_all, fields(name = name, ttl_ms))]
+    #[tracing::instrument(level = "debug", name = "locks.extend", skip_all, fields(name = name, ttl_ms))]
     pub async fn extend(&self, name: &str, token: &str, ttl_ms: u64) -> Result<Grant, LockError> {
         let result = match validate_name(name) {
             Ok(()) => {
@@ -591,7 +591,7 @@ impl LockService {
     }
 
     /// Releases user lock `name` held by `token`.
-    #[tracing::instrument(name = "locks.release", skip_all, fields(name = name))]
+    #[tracing::instrument(level = "debug", name = "locks.release", skip_all, fields(name = name))]
     pub async fn release(&self, name: &str, token: &str) -> Result<(), LockError> {
         let result = match validate_name(name) {
             Ok(()) => self.release_keys(&self.user_keys(name), name, token).await,
@@ -627,7 +627,7 @@ impl LockService {
     }
 
     /// The state of user lock `name`.
-    #[tracing::instrument(name = "locks.inspect", skip_all, fields(name = name))]
+    #[tracing::instrument(level = "debug", name = "locks.inspect", skip_all, fields(name = name))]
     pub async fn inspect(&self, name: &str) -> Result<LockState, LockError> {
         validate_name(name)?;
         let views = self.views(&self.user_keys(name)).await?;

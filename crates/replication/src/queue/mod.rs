@@ -223,7 +223,7 @@ impl QueueService {
     }
 
     /// Adds an item; returns its id once a majority holds it.
-    #[tracing::instrument(name = "queue.put", skip_all, fields(queue = queue, priority, delay_ms))]
+    #[tracing::instrument(level = "debug", name = "queue.put", skip_all, fields(queue = queue, priority, delay_ms))]
     async fn put_op(
         &self,
         queue: &str,
@@ -315,7 +315,7 @@ impl QueueService {
 
     /// Hands out the best claimable item under a lease of `lease_ms`, waiting up to `wait_ms`
     /// for one; `None` when there is none.
-    #[tracing::instrument(name = "queue.claim", skip_all, fields(queue = queue, lease_ms, wait_ms))]
+    #[tracing::instrument(level = "debug", name = "queue.claim", skip_all, fields(queue = queue, lease_ms, wait_ms))]
     async fn claim_op(
         &self,
         queue: &str,
@@ -482,7 +482,7 @@ impl QueueService {
 
     /// Acknowledges item `id`: it is removed everywhere (a tombstone first; purged once every
     /// node holds it).
-    #[tracing::instrument(name = "queue.ack", skip_all, fields(queue = queue, id = id))]
+    #[tracing::instrument(level = "debug", name = "queue.ack", skip_all, fields(queue = queue, id = id))]
     async fn ack_op(&self, queue: &str, id: &str, lease: &str) -> Result<(), QueueError> {
         let keys = self.keys(queue)?;
         let (record, _) = self.held(queue, &keys, id, lease).await?;
@@ -508,7 +508,7 @@ impl QueueService {
     }
 
     /// Returns item `id` to the queue, claimable after `delay_ms`.
-    #[tracing::instrument(name = "queue.nack", skip_all, fields(queue = queue, id = id, delay_ms))]
+    #[tracing::instrument(level = "debug", name = "queue.nack", skip_all, fields(queue = queue, id = id, delay_ms))]
     async fn nack_op(
         &self,
         queue: &str,
@@ -539,7 +539,7 @@ impl QueueService {
     }
 
     /// Extends the lease on item `id` to `lease_ms` from now; returns the new validity.
-    #[tracing::instrument(name = "queue.extend", skip_all, fields(queue = queue, id = id, lease_ms))]
+    #[tracing::instrument(level = "debug", name = "queue.extend", skip_all, fields(queue = queue, id = id, lease_ms))]
     async fn extend_op(
         &self,
         queue: &str,
@@ -580,7 +580,7 @@ impl QueueService {
     }
 
     /// Items by state, merged over a majority of counted nodes.
-    #[tracing::instrument(name = "queue.depths", skip_all, fields(queue = queue))]
+    #[tracing::instrument(level = "debug", name = "queue.depths", skip_all, fields(queue = queue))]
     async fn depths_op(&self, queue: &str) -> Result<Depths, QueueError> {
         let keys = self.keys(queue)?;
         let answers = self

@@ -77,7 +77,7 @@ impl VersionedStore {
     /// Writes `value` with an absolute expiry (`SET ... PXAT`). An expiry in the past stores
     /// a value that is already gone, as Redis does. Takes its turn with this process's
     /// read-modify-writes of the key, so neither can make the other's refused write win.
-    #[tracing::instrument(name = "store.put_at", skip_all, fields(level = %level, bytes = value.len()))]
+    #[tracing::instrument(level = "debug", name = "store.put_at", skip_all, fields(level = %level, bytes = value.len()))]
     pub async fn put_at(
         &self,
         key: &[u8],
@@ -105,7 +105,7 @@ impl VersionedStore {
     /// Reads `key`, asks `decide` what to do given the live value (if any), and applies that
     /// with a compare-and-set on the version read, retrying from the read when a concurrent
     /// write wins. Returns what `decide` returned for the state that was finally written.
-    #[tracing::instrument(name = "store.read_modify_write", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "store.read_modify_write", skip_all, fields(level = %level))]
     pub async fn read_modify_write<R>(
         &self,
         key: &[u8],
@@ -169,7 +169,7 @@ impl VersionedStore {
     /// Deletes `key` if it exists; whether it did. The existence check reads only metadata,
     /// so a versioned key of any type (e.g. a hash the sweep adopted) is deleted too. A value
     /// without metadata (written straight to a node) goes through `read_modify_write`.
-    #[tracing::instrument(name = "store.delete_existing", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "store.delete_existing", skip_all, fields(level = %level))]
     pub async fn delete_existing(
         &self,
         key: &[u8],
