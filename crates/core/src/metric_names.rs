@@ -15,7 +15,6 @@ pub const NODE_BATCHES: &str = "quorumd_node_batches_total";
 pub const NODE_BATCH_ENTRIES: &str = "quorumd_node_batch_entries_total";
 pub const QUORUM_FAILURES: &str = "quorumd_quorum_failures_total";
 pub const READ_REPAIRS: &str = "quorumd_read_repairs_total";
-pub const READ_HEDGES: &str = "quorumd_read_hedges_total";
 pub const KEYS_REPAIRED: &str = "quorumd_keys_repaired_total";
 pub const HINTS_RECORDED: &str = "quorumd_hints_recorded_total";
 pub const HINTS_REPLAYED: &str = "quorumd_hints_replayed_total";
@@ -173,12 +172,6 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Counter,
         seconds: false,
         help: "Operations that did not reach their quorum.",
-    },
-    Metric {
-        name: READ_HEDGES,
-        kind: Kind::Counter,
-        seconds: false,
-        help: "Reads that asked every remaining node because the ones asked first had not answered within quorum.read_hedge_ms.",
     },
     Metric {
         name: READ_REPAIRS,

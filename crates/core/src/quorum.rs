@@ -175,35 +175,6 @@ impl QuorumTracker {
     }
 }
 
-/// How a node stands for a read, as its health says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ReadStanding {
-    /// Up: its answer counts.
-    Serving,
-    /// Suspect or not probed yet: it may answer, and it counts if it does.
-    Doubtful,
-    /// Down, or recovering (its answer does not count): asked only when nothing else is left.
-    Unlikely,
-}
-
-/// The order in which a read asks the nodes, when it asks only as many as it needs first
-/// (`quorum.read_from = "quorum"`): the serving nodes, starting at `turn` modulo their number so
-/// that reads spread evenly over them (and every node's staleness is met by reads), then the
-/// doubtful ones, then the rest. `standing[i]` is node `i`'s.
-pub fn read_order(standing: &[ReadStanding], turn: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..standing.len()).collect();
-    let serving = standing
-        .iter()
-        .filter(|s| **s == ReadStanding::Serving)
-        .count();
-    // Stable: nodes of one standing keep their id order, then the serving ones are rotated.
-    order.sort_by_key(|&n| standing[n]);
-    if serving > 0 {
-        order[..serving].rotate_left(turn % serving);
-    }
-    order
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,19 +241,5 @@ mod tests {
             Consistency::Linearizable
         );
         assert!("strong".parse::<Consistency>().is_err());
-    }
-
-    #[test]
-    fn read_order_rotates_over_serving_nodes_and_keeps_the_others_last() {
-        use ReadStanding::*;
-        let all_up = [Serving, Serving, Serving];
-        assert_eq!(read_order(&all_up, 0), vec![0, 1, 2]);
-        assert_eq!(read_order(&all_up, 1), vec![1, 2, 0]);
-        assert_eq!(read_order(&all_up, 5), vec![2, 0, 1]);
-        let mixed = [Unlikely, Serving, Doubtful, Serving, Serving];
-        assert_eq!(read_order(&mixed, 0), vec![1, 3, 4, 2, 0]);
-        assert_eq!(read_order(&mixed, 4), vec![3, 4, 1, 2, 0]);
-        assert_eq!(read_order(&[Unlikely, Doubtful], 7), vec![1, 0]);
-        assert!(read_order(&[], 3).is_empty());
     }
 }

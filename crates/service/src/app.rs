@@ -14,7 +14,7 @@ use quorumd_replication::sync::Sweeper;
 use quorumd_replication::sync::schedule::Schedule;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -129,8 +129,6 @@ impl Core {
                     in_flight: cfg.quorum.batch_in_flight,
                 },
                 max_hints_per_node: cfg.sync.max_hints_per_node,
-                read_from: cfg.quorum.read_from,
-                read_hedge: Duration::from_millis(cfg.quorum.read_hedge_ms),
             },
         ));
         let instance = if cfg.instance_id.is_empty() {

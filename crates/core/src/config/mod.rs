@@ -136,23 +136,6 @@ pub struct QuorumConfig {
     /// finds a free slot is sent at once, so an idle service adds no latency; with every slot
     /// busy, arrivals are batched. Default 2.
     pub batch_in_flight: usize,
-    /// Which nodes a read asks. `quorum`: only as many as its level needs, taken in turn among
-    /// the nodes that are up, and more when one fails, does not count (recovering) or has not
-    /// answered within `read_hedge_ms`. `all`: every node at once, so that read repair meets
-    /// every stale node at every read, at the price of one more node call per read. Either way
-    /// a read returns the newest of the answers its level requires. Default `quorum`.
-    pub read_from: ReadFrom,
-    /// With `read_from = "quorum"`, how long a read waits for the nodes it asked before it also
-    /// asks the others (a hedge against a slow or stopped node). Default 20.
-    pub read_hedge_ms: u64,
-}
-
-/// Which nodes a read asks (`quorum.read_from`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadFrom {
-    Quorum,
-    All,
 }
 
 impl Default for QuorumConfig {
@@ -163,8 +146,6 @@ impl Default for QuorumConfig {
             default_consistency: Consistency::Quorum,
             batch_max_entries: 256,
             batch_in_flight: 2,
-            read_from: ReadFrom::Quorum,
-            read_hedge_ms: 20,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Fan-out events: an operation that did not reach its quorum; a read that hedged.
+//! Fan-out events: an operation that did not reach its quorum.
 
 use quorumd_core::metric_names::*;
 
@@ -32,16 +32,5 @@ impl FanoutMetricsRegistered {
         for operation in quorumd_core::metric_labels::QUORUM_OPERATIONS {
             metrics::counter!(QUORUM_FAILURES, "operation" => *operation).increment(0);
         }
-        metrics::counter!(READ_HEDGES).increment(0);
-    }
-}
-
-/// A read asked every remaining node because the ones it asked first had not decided it within
-/// `quorum.read_hedge_ms`.
-pub struct ReadHedged;
-
-impl ReadHedged {
-    pub fn emit(self) {
-        metrics::counter!(READ_HEDGES).increment(1);
     }
 }

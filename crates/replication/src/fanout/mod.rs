@@ -12,7 +12,6 @@ use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One node's answer.
@@ -83,6 +82,14 @@ pub struct WriteBack {
 
 /// Sends `op` to every node in `targets` concurrently. Returns once `required` answers satisfy
 /// `counts` (given the answering node), or once that has become impossible.
+///
+/// The node calls are polled in the caller's task until the quorum is decided; the calls still
+/// outstanding then go on in one background task, which forwards their answers to
+/// `stragglers`. Why not a task per node: on the request path that was three spawns, three
+/// wake-ups and three channel sends per operation for what is mostly waiting on a oneshot
+/// (issue 16). The calls still run to the end whether or not anyone reads the stragglers, so a
+/// write still reaches the nodes its caller did not wait for, also when the caller itself is
+/// dropped before the decision (a request past its deadline, a client gone).
 pub async fn fan_out<T, F, Fut>(
     pool: &NodePool,
     targets: impl IntoIterator<Item = NodeId>,
@@ -95,90 +102,32 @@ where
     F: Fn(Arc<Node>) -> Fut,
     Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
 {
-    fan_out_staged(pool, targets, required, None, counts, op).await
-}
-
-/// A fan-out that asks only some of its targets first: a read's (`quorum.read_from`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Staging {
-    /// Targets asked at once (at least `required`).
-    pub first: usize,
-    /// After this long without a decision, every target not asked yet is asked.
-    pub hedge_after: Duration,
-}
-
-/// Like [`fan_out`], but with `staging` asks the first `staging.first` targets, in the order
-/// given, and the next one each time an answer fails or does not count, and all the rest once
-/// `hedge_after` has passed without a decision. Impossible only when even every target could
-/// not reach `required`.
-///
-/// The node calls are polled in the caller's task until the quorum is decided; the calls still
-/// outstanding then go on in one background task, which forwards their answers to
-/// `stragglers`. Why not a task per node: on the request path that was three spawns, three
-/// wake-ups and three channel sends per operation for what is mostly waiting on a oneshot
-/// (issue 16). The calls still run to the end whether or not anyone reads the stragglers, so a
-/// write still reaches the nodes its caller did not wait for, also when the caller itself is
-/// dropped before the decision (a request past its deadline, a client gone).
-pub async fn fan_out_staged<T, F, Fut>(
-    pool: &NodePool,
-    targets: impl IntoIterator<Item = NodeId>,
-    required: usize,
-    staging: Option<Staging>,
-    counts: impl Fn(NodeId, &T) -> bool,
-    op: F,
-) -> Gathered<T>
-where
-    T: Send + 'static,
-    F: Fn(Arc<Node>) -> Fut,
-    Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
-{
-    let targets: Vec<NodeId> = targets.into_iter().collect();
     let mut pending = Outstanding {
-        calls: FuturesUnordered::new(),
+        calls: targets
+            .into_iter()
+            .map(|id| {
+                let fut = op(pool.node(id).clone());
+                async move {
+                    Reply {
+                        node: id,
+                        result: fut.await,
+                    }
+                }
+            })
+            .collect(),
         forward_to: None,
     };
-    let mut asked = 0;
-    let mut ask = |pending: &mut Outstanding<_, T>, upto: usize| {
-        while asked < upto.min(targets.len()) {
-            let id = targets[asked];
-            let fut = op(pool.node(id).clone());
-            pending.calls.push(async move {
-                Reply {
-                    node: id,
-                    result: fut.await,
-                }
-            });
-            asked += 1;
-        }
-        asked
-    };
-    let first = staging.map_or(targets.len(), |s| s.first.max(required));
-    ask(&mut pending, first);
-    let hedge = tokio::time::sleep(staging.map_or(Duration::ZERO, |s| s.hedge_after));
-    tokio::pin!(hedge);
-    let mut hedged = staging.is_none();
-    let mut tracker = QuorumTracker::new(required, targets.len());
-    let mut replies = Vec::with_capacity(targets.len());
+    let asked = pending.calls.len();
+    let mut tracker = QuorumTracker::new(required, asked);
+    let mut replies = Vec::with_capacity(asked);
     let mut decision = tracker.decision();
-    while decision == Decision::Pending && !pending.calls.is_empty() {
-        tokio::select! {
-            Some(reply) = pending.calls.next() => {
-                let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
-                decision = tracker.record(ok);
-                replies.push(reply);
-                if !ok && decision == Decision::Pending {
-                    let next = pending.calls.len() + replies.len() + 1;
-                    ask(&mut pending, next);
-                }
-            }
-            () = &mut hedge, if !hedged => {
-                hedged = true;
-                let before = pending.calls.len() + replies.len();
-                if ask(&mut pending, targets.len()) > before {
-                    events::ReadHedged.emit();
-                }
-            }
-        }
+    while decision == Decision::Pending {
+        let Some(reply) = pending.calls.next().await else {
+            break;
+        };
+        let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
+        decision = tracker.record(ok);
+        replies.push(reply);
     }
     if decision == Decision::Pending {
         decision = Decision::Impossible;

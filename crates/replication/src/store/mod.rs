@@ -16,21 +16,17 @@ pub use rmw::Change;
 pub use batch::BatchSettings;
 pub use hints::hint_key;
 
-use crate::fanout::{Gathered, QuorumError, Staging, WriteBack, fan_out, fan_out_staged};
+use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
 use batch::{Coalescer, WriteEntry};
-use quorumd_core::config::ReadFrom;
 use quorumd_core::content::Content;
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
 use quorumd_core::layout::Layout;
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_core::quorum::{
-    Consistency, Decision, QuorumSizes, ReadStanding, majority, read_order,
-};
+use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
 use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
-use quorumd_node::pool::{Health, Node, NodeError, NodeId, NodePool};
+use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Settings of the store, resolved from the configuration.
@@ -44,10 +40,6 @@ pub struct StoreSettings {
     pub batch: BatchSettings,
     /// Most keys a node's hint set may hold on each other node (`sync.max_hints_per_node`).
     pub max_hints_per_node: u64,
-    /// Which nodes a read asks (`quorum.read_from`).
-    pub read_from: ReadFrom,
-    /// How long a read waits for the nodes it asked first (`quorum.read_hedge_ms`).
-    pub read_hedge: Duration,
 }
 
 /// What a client asks a write to check first.
@@ -199,8 +191,6 @@ pub struct VersionedStore {
     batches: Arc<Coalescer>,
     /// Where reads send the nodes whose value was changed outside quorumd.
     suspects: suspects::SuspectSink,
-    /// Counts reads, so that reads asking only a quorum take the nodes in turn.
-    read_turn: AtomicUsize,
 }
 
 impl VersionedStore {
@@ -212,7 +202,6 @@ impl VersionedStore {
             settings,
             batches,
             suspects: suspects::SuspectSink::default(),
-            read_turn: AtomicUsize::new(0),
         }
     }
 
@@ -247,7 +236,7 @@ impl VersionedStore {
     /// A node that restarted may have lost data: its answers are read (and repaired) but do
     /// not count toward a read quorum until the sweep has brought it back in sync.
     fn counts_for_reads(&self, node: NodeId) -> bool {
-        self.pool.node(node).health() != Health::Recovering
+        self.pool.node(node).health() != quorumd_node::pool::Health::Recovering
     }
 
     /// Sends `read` to every node, waiting for `required` answers from nodes that count for
@@ -264,28 +253,7 @@ impl VersionedStore {
         Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
     {
         let counts = |n: NodeId, _: &T| self.counts_for_reads(n);
-        let g = match self.settings.read_from {
-            ReadFrom::All => fan_out(&self.pool, self.all_nodes(), required, counts, read).await,
-            ReadFrom::Quorum => {
-                let standing: Vec<ReadStanding> = self
-                    .pool
-                    .nodes()
-                    .iter()
-                    .map(|n| match n.health() {
-                        Health::Up => ReadStanding::Serving,
-                        Health::Unknown | Health::Suspect => ReadStanding::Doubtful,
-                        Health::Down | Health::Recovering => ReadStanding::Unlikely,
-                    })
-                    .collect();
-                let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
-                let staging = Staging {
-                    first: required,
-                    hedge_after: self.settings.read_hedge,
-                };
-                let order = read_order(&standing, turn);
-                fan_out_staged(&self.pool, order, required, Some(staging), counts, read).await
-            }
-        };
+        let g = fan_out(&self.pool, self.all_nodes(), required, counts, read).await;
         if g.decision == Decision::Reached {
             return Ok(g);
         }
