@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::Instrument;
 
 /// Most requests decoded before their replies are written: bounds the reply buffer.
 const MAX_BATCH: usize = 1024;
@@ -189,8 +188,9 @@ async fn run_batch(
                     served(name, result_of(&reply));
                     reply
                 };
-                // Store spans of pipelined commands nest under this connection's span.
-                running.push_back(Box::pin(apply.in_current_span()));
+                // Polled inside `serve`, so within this connection's span already: store spans
+                // nest under it with no span of their own to enter at every poll.
+                running.push_back(Box::pin(apply));
             }
         }
     }
