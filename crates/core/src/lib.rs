@@ -10,6 +10,7 @@ pub mod config;
 pub mod content;
 pub mod crdt;
 pub mod digest;
+pub mod dump;
 pub mod hlc;
 pub mod layout;
 pub mod meta;
