@@ -15,7 +15,7 @@
 //! | string | the value |
 //! | hash | `len(field) ":" field value`, per field |
 //! | set | the member, per member |
-//! | sorted set | `len(member) ":" member score`, score as Redis prints it |
+//! | sorted set | `len(member) ":" member score`, the score as C's `%.17g` prints it ([`score_text`]) |
 //! | list | `index ":" element`, per element (index from 0) |
 //! | stream | `len(id) ":" id` then `len(f) ":" f len(v) ":" v` per field, per entry |
 //! | other (modules) | the value's `DUMP` |
@@ -110,6 +110,28 @@ impl Content {
         }
     }
 
+    /// The content of a list holding `items` in this order.
+    pub fn list<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Content {
+        Content::Value {
+            ty: ValueType::List,
+            sum: sum(items.into_iter().enumerate().map(|(i, item)| {
+                let mut bytes = format!("{i}:").into_bytes();
+                bytes.extend_from_slice(item);
+                h48(&bytes)
+            })),
+        }
+    }
+
+    /// The content of a sorted set holding `members` with their scores (in any order).
+    pub fn sorted_set<'a>(members: impl IntoIterator<Item = (&'a [u8], f64)>) -> Content {
+        Content::Value {
+            ty: ValueType::SortedSet,
+            sum: sum(members
+                .into_iter()
+                .map(|(m, score)| h48(&length_prefixed(m, score_text(score).as_bytes())))),
+        }
+    }
+
     /// True when a string value is the one this content records.
     pub fn matches_string(&self, value: &[u8]) -> bool {
         *self == Content::string(value)
@@ -149,6 +171,38 @@ pub fn h48(bytes: &[u8]) -> u64 {
 
 fn sum(hashes: impl Iterator<Item = u64>) -> u64 {
     hashes.fold(0, |acc, h| (acc + h) % DIGEST_MODULUS)
+}
+
+/// A score as redis-server 7.0 prints it (C's `%.17g`), which is also how `content.lua`
+/// formats it, so the checksum does not depend on the server's own reply format.
+pub fn score_text(score: f64) -> String {
+    if score.is_infinite() {
+        return if score > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    if score == 0.0 {
+        return if score.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    // 17 significant digits, rounded once; %g then picks fixed or exponent form by the
+    // exponent of that rounded value, and drops trailing zeros.
+    let sci = format!("{score:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..17).contains(&exp) {
+        let fixed = format!("{score:.*}", (16 - exp) as usize);
+        trim_fraction(&fixed).to_owned()
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim_fraction(mantissa), exp.abs())
+    }
+}
+
+/// Drops trailing zeros after a decimal point, and the point if nothing follows it.
+fn trim_fraction(number: &str) -> &str {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        number
+    }
 }
 
 fn length_prefixed(name: &[u8], value: &[u8]) -> Vec<u8> {
@@ -218,5 +272,43 @@ mod tests {
         assert!(c.matches_string(b"abc"));
         assert!(!c.matches_string(b"tampered"));
         assert!(!Content::Absent.matches_string(b""));
+    }
+
+    #[test]
+    fn scores_print_as_redis_7_0_prints_them() {
+        for (score, text) in [
+            (1.5, "1.5"),
+            (3.0, "3"),
+            (-0.1, "-0.10000000000000001"),
+            (1e20, "1e+20"),
+            (1e16, "10000000000000000"),
+            (1e17, "1e+17"),
+            (123_456_789_012_345_678.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (2.5e-300, "2.5e-300"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1.0 / 3.0, "0.33333333333333331"),
+            (-1.2345678e-7, "-1.2345677999999999e-07"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(score_text(score), text, "{score:e}");
+        }
+    }
+
+    #[test]
+    fn list_content_depends_on_order_and_sorted_set_content_does_not() {
+        let (a, b) = (&b"a"[..], &b"b"[..]);
+        assert_ne!(Content::list([a, b]), Content::list([b, a]));
+        assert_eq!(
+            Content::sorted_set([(a, 1.0), (b, 2.5)]),
+            Content::sorted_set([(b, 2.5), (a, 1.0)])
+        );
+        assert_ne!(
+            Content::sorted_set([(a, 1.0)]),
+            Content::sorted_set([(a, 1.5)])
+        );
     }
 }
