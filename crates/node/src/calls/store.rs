@@ -65,6 +65,10 @@ const CAPTURE_LUA: &str = concat!(
 /// other keys of the batch (a nested error reply would fail the whole call on the client).
 const READ_LUA: &str = include_str!("../../lua/store/read.lua");
 
+/// Reads metadata and the typed value (type, and the whole string or list where asked) for a
+/// batch of keys; see `read_typed.lua`. `no-writes`, as READ.
+const READ_TYPED_LUA: &str = include_str!("../../lua/store/read_typed.lua");
+
 /// Reads metadata and a DUMP of the value for a batch of keys, of any Redis type.
 /// KEYS: per key the value key and its bucket metadata hash. Returns `{meta, dump}` per key,
 /// each `false` when absent.
@@ -94,6 +98,7 @@ const REBUILD_DIGESTS_LUA: &str = concat!(
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
+static READ_TYPED: LazyLock<Script> = LazyLock::new(|| Script::new(READ_TYPED_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(VERIFY_LUA));
 static CAPTURE: LazyLock<Script> = LazyLock::new(|| Script::new(CAPTURE_LUA));
@@ -409,6 +414,117 @@ async fn read_slot(
             }),
         })
         .collect())
+}
+
+/// A value as a typed read returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypedValue {
+    String(Vec<u8>),
+    /// A list, head first.
+    List(Vec<Vec<u8>>),
+    /// A value whose contents were not read: another type, or any type in a type-only read.
+    /// Holds the name `TYPE` answers.
+    Only(String),
+}
+
+impl TypedValue {
+    /// The name `TYPE` answers for this value.
+    pub fn type_name(&self) -> &str {
+        match self {
+            TypedValue::String(_) => "string",
+            TypedValue::List(_) => "list",
+            TypedValue::Only(t) => t,
+        }
+    }
+
+    /// The content checksum of a value whose contents were read.
+    pub fn content(&self) -> Option<Content> {
+        match self {
+            TypedValue::String(v) => Some(Content::string(v)),
+            TypedValue::List(items) => Some(Content::list(items.iter().map(Vec::as_slice))),
+            TypedValue::Only(_) => None,
+        }
+    }
+}
+
+/// What a typed read asks of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypedWanted {
+    /// The whole value of a string or a list (`LRANGE 0 -1`); other types by name only.
+    Full,
+    /// The type's name only (TYPE, EXISTS, TTL of a list): O(1) on the node.
+    TypeOnly,
+}
+
+/// A node's answer to a typed read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTypedRead {
+    pub meta: Option<Meta>,
+    pub value: Option<TypedValue>,
+}
+
+/// Reads metadata and typed values of a batch of keys from one node (`read_typed.lua`).
+pub async fn read_typed(
+    node: &Node,
+    reads: &[(&KeyLocation, TypedWanted)],
+) -> Result<Vec<NodeTypedRead>, NodeError> {
+    if reads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let answers = node
+        .per_slot(
+            reads,
+            |(loc, _)| &loc.key[..],
+            |group| async move {
+                let mut inv = READ_TYPED.prepare_invoke();
+                for (loc, wanted) in &group {
+                    inv.key(&loc.key[..]).key(&loc.meta_key);
+                    inv.arg(match wanted {
+                        TypedWanted::Full => "f",
+                        TypedWanted::TypeOnly => "y",
+                    });
+                }
+                let reply: Value = node
+                    .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                    .await?;
+                let items = pairs(reply, "typed read", group.len())?;
+                Ok(items
+                    .chunks(2)
+                    .map(|pair| {
+                        Ok(NodeTypedRead {
+                            meta: parse_meta(&pair[0])?,
+                            value: parse_typed(&pair[1])?,
+                        })
+                    })
+                    .collect())
+            },
+        )
+        .await?;
+    answers.into_iter().collect()
+}
+
+/// One value of `read_typed.lua`'s reply: false, or {type, contents...}.
+fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
+    let bad = || protocol(format!("typed read returned the value {v:?}"));
+    let items = match v {
+        Value::Nil | Value::Boolean(false) | Value::Int(0) => return Ok(None),
+        Value::Array(items) => items,
+        _ => return Err(bad()),
+    };
+    let bytes = |v: &Value| match v {
+        Value::BulkString(b) => Ok(b.clone()),
+        _ => Err(bad()),
+    };
+    let (first, rest) = items.split_first().ok_or_else(bad)?;
+    let name = String::from_utf8(bytes(first)?).map_err(|_| bad())?;
+    Ok(Some(match (name.as_str(), rest) {
+        ("string", [value]) => TypedValue::String(bytes(value)?),
+        ("list", elements) if !elements.is_empty() => {
+            TypedValue::List(elements.iter().map(bytes).collect::<Result<_, _>>()?)
+        }
+        (_, []) => TypedValue::Only(name),
+        _ => return Err(bad()),
+    }))
 }
 
 /// Runs a script whose KEYS are, per key, the value key and its metadata hash, and whose

@@ -124,12 +124,14 @@ impl BatchedCall for ReadEntry {
     }
 }
 
-/// A versioned write of one string value or tombstone (a client write, a read write-back or a
-/// read repair), shared by the lanes of every node it goes to.
+/// A versioned write of one value or tombstone (a client write, a read write-back or a read
+/// repair), shared by the lanes of every node it goes to.
 pub(crate) struct WriteEntry {
     pub loc: Arc<KeyLocation>,
     pub meta: Meta,
+    /// A string value, or with `restore` a `DUMP` payload (a list written whole).
     pub value: bytes::Bytes,
+    pub restore: bool,
     pub cond: NodeCondition,
 }
 
@@ -147,7 +149,11 @@ impl BatchedCall for Arc<WriteEntry> {
             .map(|e| ApplyEntry {
                 loc: &e.loc,
                 meta: &e.meta,
-                payload: Payload::String(&e.value),
+                payload: if e.restore {
+                    Payload::Dump(&e.value)
+                } else {
+                    Payload::String(&e.value)
+                },
                 cond: e.cond.clone(),
             })
             .collect();

@@ -10,8 +10,10 @@ pub(crate) mod repair;
 mod rmw;
 mod stats;
 pub mod suspects;
+mod typed;
 
 pub use rmw::Change;
+pub use typed::{Transfer, TypedChange, TypedFound, TypedValue, TypedWanted};
 
 pub use batch::BatchSettings;
 pub use hints::hint_key;
@@ -85,6 +87,10 @@ pub enum StoreError {
         "the key holds a {holds} (a CRDT, whose state merges): key-value reads and writes do not apply to it"
     )]
     KindConflict { holds: quorumd_core::crdt::CrdtKind },
+    /// A value quorumd computed has no `DUMP` payload (cannot happen for a non-empty list;
+    /// an error rather than a panic all the same).
+    #[error("the value could not be encoded for the nodes: {0}")]
+    Encoding(#[from] quorumd_core::dump::DumpError),
 }
 
 /// The CRDT kind one of `metas` marks the key as, if any.
@@ -180,6 +186,14 @@ pub(crate) fn damaged_answers<'a>(
         })
         .map(|(node, _)| node)
         .collect()
+}
+
+/// What a write stores: a string, or a `DUMP` payload (`restore`), with the content checksum
+/// its metadata records (for a payload, the one the node computes from the restored value).
+pub(crate) struct Body<'a> {
+    pub bytes: &'a [u8],
+    pub content: Content,
+    pub restore: bool,
 }
 
 /// The versioned store. Cheap to share behind an `Arc`.
@@ -379,7 +393,7 @@ impl VersionedStore {
             .write_entry(
                 loc,
                 &winner.meta,
-                winner.value.as_deref().unwrap_or_default(),
+                (winner.value.as_deref().unwrap_or_default(), false),
                 NodeCondition::None,
                 targets,
                 needed,
@@ -399,12 +413,13 @@ impl VersionedStore {
         }
     }
 
-    /// Fans a versioned write out to `targets`.
+    /// Fans a versioned write out to `targets`: `value` is a string, or a `DUMP` payload when
+    /// the flag (`restore`) is set.
     async fn write_entry(
         &self,
         loc: &Arc<KeyLocation>,
         meta: &Meta,
-        value: &[u8],
+        (value, restore): (&[u8], bool),
         cond: NodeCondition,
         targets: impl IntoIterator<Item = NodeId>,
         required: usize,
@@ -413,6 +428,7 @@ impl VersionedStore {
             loc: loc.clone(),
             meta: meta.clone(),
             value: bytes::Bytes::copy_from_slice(value),
+            restore,
             cond,
         });
         fan_out(
@@ -465,20 +481,39 @@ impl VersionedStore {
         level: Consistency,
         precondition: Precondition,
     ) -> Result<WriteReceipt, StoreError> {
+        let body = Body {
+            bytes: value,
+            content: Content::string(value),
+            restore: false,
+        };
+        self.write_body(loc, kind, body, expires_at_ms, level, precondition)
+            .await
+    }
+
+    /// A versioned write of `body` (ignored for a tombstone) at `level`.
+    async fn write_body(
+        &self,
+        loc: Arc<KeyLocation>,
+        kind: EntryKind,
+        body: Body<'_>,
+        expires_at_ms: Option<u64>,
+        level: Consistency,
+        precondition: Precondition,
+    ) -> Result<WriteReceipt, StoreError> {
         let cond = if level == Consistency::Linearizable || precondition != Precondition::None {
             self.read_versions(&loc, level, precondition).await?
         } else {
             NodeCondition::None
         };
         let version = self.clock.tick();
-        let content = match kind {
-            EntryKind::Value => Content::string(value),
-            _ => Content::Absent,
+        let (content, stored) = match kind {
+            EntryKind::Value => (body.content, (body.bytes, body.restore)),
+            _ => (Content::Absent, (&[][..], false)),
         };
         let meta = Meta::new(&loc.key, version, kind, expires_at_ms, content);
         let required = self.settings.quorum.write_quorum(level);
         let g = self
-            .write_entry(&loc, &meta, value, cond, self.all_nodes(), required)
+            .write_entry(&loc, &meta, stored, cond, self.all_nodes(), required)
             .await;
         let outcome = if g.decision == Decision::Reached {
             let acknowledged_by = g

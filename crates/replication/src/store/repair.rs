@@ -52,6 +52,7 @@ pub(super) fn spawn_read_repair(
             loc: loc.clone(),
             meta: winner.meta,
             value: winner.value.unwrap_or_default().into(),
+            restore: false,
             cond: NodeCondition::None,
         });
         repair_nodes(&pool, &stale, |n| batches.write(n, entry.clone()), |_| true).await;

@@ -28,7 +28,7 @@ static KEY_LOCKS: LazyLock<Vec<Mutex<()>>> =
     LazyLock::new(|| (0..STRIPES).map(|_| Mutex::new(())).collect());
 
 /// Serialises this process's read-modify-writes and `put_at` writes of one key.
-async fn lock_key(key: &[u8]) -> MutexGuard<'static, ()> {
+pub(super) async fn lock_key(key: &[u8]) -> MutexGuard<'static, ()> {
     let stripe = xxhash_rust::xxh3::xxh3_64(key) % STRIPES;
     KEY_LOCKS[stripe as usize].lock().await
 }
@@ -50,7 +50,7 @@ pub(super) async fn lock_keys(keys: &[&[u8]]) -> Vec<MutexGuard<'static, ()>> {
 }
 
 /// Most attempts of a read-modify-write that keeps losing to concurrent writers.
-const MAX_ATTEMPTS: u32 = 32;
+pub(super) const MAX_ATTEMPTS: u32 = 32;
 
 /// What a read-modify-write does with the key, decided from the value it read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub enum Change {
 
 /// Waits a little before retrying a compare-and-set that lost to another instance's write;
 /// jittered, so two writers racing on one key do not collide forever.
-async fn back_off(attempt: u32) {
+pub(super) async fn back_off(attempt: u32) {
     let pause = rand::random_range(0..=attempt.min(8)) as u64;
     tokio::time::sleep(Duration::from_millis(pause)).await;
 }

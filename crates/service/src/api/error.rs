@@ -66,6 +66,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "kind_conflict", message)
                     .with("holds", json!(holds.name()))
             }
+            StoreError::Encoding(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", message)
+            }
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum Frame {
     Integer(i64),
     Bulk(Bytes),
     Null,
+    /// The null of an array reply (LPOP with a count on a missing key): `*-1` in RESP2, where
+    /// `Null` is `$-1`; the same `_` in RESP3.
+    NullArray,
     Array(Vec<Frame>),
     Map(Vec<(Frame, Frame)>),
     Set(Vec<Frame>),
@@ -65,6 +68,10 @@ impl Frame {
             Frame::Bulk(b) => bulk(out, b),
             Frame::Null => match proto {
                 Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Frame::NullArray => match proto {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
                 Protocol::Resp3 => out.put_slice(b"_\r\n"),
             },
             Frame::Array(items) => aggregate(out, b'*', items, proto),

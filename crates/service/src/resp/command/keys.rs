@@ -3,6 +3,7 @@
 
 use super::key_spec as spec;
 use super::{Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
+use super::{is_wrong_type, wrong_type};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
@@ -10,6 +11,72 @@ use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
+use quorumd_replication::store::{TypedChange, TypedFound, TypedValue, TypedWanted};
+
+/// The string read failed because the nodes hold another Redis type (a list): the key is read
+/// again through the typed read. Strings, the common case, keep their one read.
+fn holds_other_type(e: &StoreError) -> bool {
+    matches!(e, StoreError::NoQuorum(_)) && is_wrong_type(e)
+}
+
+/// `store.get`, or for a key of another type its typed read by type only, as a `Found` without
+/// a value: what EXISTS and the TTL commands look at.
+async fn get_any(
+    store: &VersionedStore,
+    key: &[u8],
+    level: Consistency,
+) -> Result<Option<Found>, StoreError> {
+    match store.get(key, level).await {
+        Err(e) if holds_other_type(&e) => Ok(store
+            .get_typed(key, level, TypedWanted::TypeOnly)
+            .await?
+            .map(|f| Found {
+                value: Vec::new(),
+                version: f.version,
+                expires_at_ms: f.expires_at_ms,
+            })),
+        other => other,
+    }
+}
+
+/// EXPIRE and PERSIST of a key holding another type: the value is written again, whole, with
+/// its new expiry (`new_expiry` gives it from the current one, `None` to leave the key as it
+/// is). A type whose value quorumd does not read (a raw hash) answers WRONGTYPE.
+async fn retime_typed(
+    store: &VersionedStore,
+    key: &[u8],
+    level: Consistency,
+    new_expiry: impl Fn(&TypedFound) -> Option<Option<i64>>,
+) -> Frame {
+    let now = wall_clock_ms() as i64;
+    store
+        .read_modify_write_typed(key, level, |found| {
+            let Some(f) = found else {
+                return (TypedChange::Keep, Frame::Integer(0));
+            };
+            let Some(at) = new_expiry(f) else {
+                return (TypedChange::Keep, Frame::Integer(0));
+            };
+            if at.is_some_and(|at| at <= now) {
+                return (TypedChange::Delete, Frame::Integer(1));
+            }
+            let expires_at_ms = at.map(|at| at as u64);
+            let change = match &f.value {
+                TypedValue::List(items) => TypedChange::PutList {
+                    items: items.clone(),
+                    expires_at_ms,
+                },
+                TypedValue::String(value) => TypedChange::PutString {
+                    value: value.clone(),
+                    expires_at_ms,
+                },
+                TypedValue::Only(_) => return (TypedChange::Keep, wrong_type()),
+            };
+            (change, Frame::Integer(1))
+        })
+        .await
+        .unwrap_or_else(store_error)
+}
 
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::Fast];
@@ -221,7 +288,7 @@ impl KeyCmd {
                 Frame::Integer(removed)
             }
             KeyCmd::Exists(keys) => {
-                let reads = keys.iter().map(|k| store.get(k, level));
+                let reads = keys.iter().map(|k| get_any(store, k, level));
                 let mut present = 0;
                 for r in futures::future::join_all(reads).await {
                     match r {
@@ -237,7 +304,7 @@ impl KeyCmd {
                 key,
                 at_ms,
                 condition,
-            } => store
+            } => match store
                 .read_modify_write(&key, level, |found| {
                     let Some(f) = found else {
                         return (Change::Keep, 0);
@@ -255,16 +322,25 @@ impl KeyCmd {
                     (change, 1)
                 })
                 .await
-                .map_or_else(store_error, Frame::Integer),
+            {
+                Ok(n) => Frame::Integer(n),
+                Err(e) if holds_other_type(&e) => {
+                    retime_typed(store, &key, level, |f| {
+                        expire_allowed(condition, f.expires_at_ms, at_ms).then_some(Some(at_ms))
+                    })
+                    .await
+                }
+                Err(e) => store_error(e),
+            },
             KeyCmd::Ttl {
                 key,
                 millis,
                 absolute,
-            } => match store.get(&key, level).await {
+            } => match get_any(store, &key, level).await {
                 Ok(f) => Frame::Integer(ttl_reply(f.as_ref(), millis, absolute, wall_clock_ms())),
                 Err(e) => store_error(e),
             },
-            KeyCmd::Persist(key) => store
+            KeyCmd::Persist(key) => match store
                 .read_modify_write(&key, level, |found| match found {
                     Some(f) if f.expires_at_ms.is_some() => (
                         Change::Put {
@@ -276,12 +352,29 @@ impl KeyCmd {
                     _ => (Change::Keep, 0),
                 })
                 .await
-                .map_or_else(store_error, Frame::Integer),
+            {
+                Ok(n) => Frame::Integer(n),
+                Err(e) if holds_other_type(&e) => {
+                    retime_typed(store, &key, level, |f| {
+                        f.expires_at_ms.is_some().then_some(None)
+                    })
+                    .await
+                }
+                Err(e) => store_error(e),
+            },
             KeyCmd::Type(key) => match store.get(&key, level).await {
                 Ok(Some(_)) => Frame::Simple("string".into()),
                 Ok(None) => Frame::Simple("none".into()),
                 Err(StoreError::KindConflict { holds }) => {
                     crdt_type(crdts, &key, holds, level).await
+                }
+                Err(e) if holds_other_type(&e) => {
+                    match store.get_typed(&key, level, TypedWanted::TypeOnly).await {
+                        Ok(f) => Frame::Simple(
+                            f.map_or("none".to_owned(), |f| f.value.type_name().to_owned()),
+                        ),
+                        Err(e) => store_error(e),
+                    }
                 }
                 Err(e) => store_error(e),
             },

@@ -11,6 +11,8 @@ mod hashes;
 mod keys;
 mod keyspace;
 mod lcs;
+mod list_ops;
+mod lists;
 mod quorumd;
 mod server;
 mod sets;
@@ -149,6 +151,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     counters::SPECS,
     hashes::SPECS,
     sets::SPECS,
+    lists::SPECS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| {
@@ -196,6 +199,7 @@ pub enum DataCmd {
     Counter(counters::CounterCmd),
     Hash(hashes::HashCmd),
     Set(sets::SetCmd),
+    List(lists::ListCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -214,6 +218,7 @@ impl DataCmd {
             DataCmd::Counter(c) => c.access(),
             DataCmd::Hash(c) => c.access(),
             DataCmd::Set(c) => c.access(),
+            DataCmd::List(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -226,6 +231,7 @@ impl DataCmd {
             DataCmd::Counter(c) => c.apply(store, crdts, level).await,
             DataCmd::Hash(c) => c.apply(crdts, level).await,
             DataCmd::Set(c) => c.apply(crdts, level).await,
+            DataCmd::List(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -348,7 +354,9 @@ pub fn store_error(e: StoreError) -> Frame {
         StoreError::PreconditionFailed { .. } => Frame::error(format!(
             "ERR the key kept changing under concurrent writes: {e}"
         )),
-        StoreError::ReservedKey { .. } => Frame::error(format!("ERR {e}")),
+        StoreError::ReservedKey { .. } | StoreError::Encoding(_) => {
+            Frame::error(format!("ERR {e}"))
+        }
         StoreError::KindConflict { .. } => wrong_type(),
     }
 }
@@ -408,6 +416,12 @@ impl From<hashes::HashCmd> for DataCmd {
 impl From<keyspace::TransferCmd> for DataCmd {
     fn from(c: keyspace::TransferCmd) -> Self {
         DataCmd::Transfer(c)
+    }
+}
+
+impl From<lists::ListCmd> for DataCmd {
+    fn from(c: lists::ListCmd) -> Self {
+        DataCmd::List(c)
     }
 }
 

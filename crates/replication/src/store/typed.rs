@@ -1,0 +1,482 @@
+//! Typed values on the versioned store: lists (issue 19), read whole and written whole.
+//!
+//! A typed read runs `read_typed.lua` on each node, which answers the key's metadata and its
+//! type, with the whole value of a string or a list where asked. The newest version among a
+//! read quorum wins, as for strings. A typed write is a versioned write like any other: a list
+//! is sent as a `DUMP` payload built in Rust (`quorumd_core::dump`) and stored by the write
+//! script's `RESTORE … REPLACE ABSTTL` mode, with `Content::list` of the new value in its
+//! metadata, so digests, hints, own-write markers and the scrub treat it as any versioned
+//! value. A command changes a list by a read-modify-write of the whole list under the version
+//! it read (compare-and-set, retried), so its cost is O(list size) per command.
+
+use super::batch::WriteEntry;
+use super::repair::repair_nodes;
+use super::rmw::{MAX_ATTEMPTS, back_off, lock_key};
+use super::{Body, Precondition, StoreError, VersionedStore, crdt_kind_among, describe_outcome};
+use crate::fanout::{Gathered, QuorumError, WriteBack};
+use quorumd_core::content::Content;
+use quorumd_core::dump::{self, Collection};
+use quorumd_core::hlc::{Version, wall_clock_ms};
+use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_core::quorum::{Consistency, Decision};
+use quorumd_node::calls;
+use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeTypedRead, WriteOutcome};
+use quorumd_node::pool::Node;
+use std::sync::Arc;
+
+pub use quorumd_node::calls::store::{TypedValue, TypedWanted};
+
+/// A live value as a typed read found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedFound {
+    pub value: TypedValue,
+    pub version: Version,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What a typed read-modify-write does with the key, decided from the value it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypedChange {
+    Keep,
+    /// Store this list, head first. An empty list deletes the key, as Redis deletes a list
+    /// that becomes empty.
+    PutList {
+        items: Vec<Vec<u8>>,
+        expires_at_ms: Option<u64>,
+    },
+    /// Store this string (EXPIRE or PERSIST of a key that turned out to hold a string).
+    PutString {
+        value: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    },
+    Delete,
+}
+
+/// The two writes `transfer_typed` makes, and what the command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer<R> {
+    pub source: TypedChange,
+    pub destination: TypedChange,
+    pub result: R,
+}
+
+/// The newest answer among a typed read's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypedNewest {
+    pub meta: Meta,
+    pub value: Option<TypedValue>,
+}
+
+/// Picks the newest entry: highest version, then (among equal versions) an answer whose value
+/// is the one its metadata records, then one with a value. A value without metadata counts as
+/// version zero, below every versioned write.
+pub(crate) fn newest_typed<'a>(
+    key: &[u8],
+    reads: impl IntoIterator<Item = &'a NodeTypedRead>,
+) -> Option<TypedNewest> {
+    let mut best: Option<((Version, bool, bool), TypedNewest)> = None;
+    for r in reads {
+        let meta = match (&r.meta, &r.value) {
+            (Some(m), _) => m.clone(),
+            (None, Some(v)) => {
+                let content = v.content().unwrap_or(Content::Absent);
+                Meta::new(key, Version::ZERO, EntryKind::Value, None, content)
+            }
+            (None, None) => continue,
+        };
+        let value = r.value.clone().filter(|_| meta.kind == EntryKind::Value);
+        // A value read by type only cannot be checked, and is taken as intact.
+        let intact = value
+            .as_ref()
+            .is_some_and(|v| v.content().is_none_or(|c| c == meta.content));
+        let rank = (meta.version, intact, value.is_some());
+        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+            best = Some((rank, TypedNewest { meta, value }));
+        }
+    }
+    best.map(|(_, n)| n)
+}
+
+/// The bytes that store `value` on a node, and whether they are a `DUMP` payload; `None` for a
+/// value whose contents were not read.
+fn stored_form(value: &TypedValue) -> Option<(Vec<u8>, bool)> {
+    match value {
+        TypedValue::String(v) => Some((v.clone(), false)),
+        TypedValue::List(items) => dump::payload(&Collection::List(items))
+            .ok()
+            .map(|p| (p, true)),
+        TypedValue::Only(_) => None,
+    }
+}
+
+impl VersionedStore {
+    /// Reads `key` with its type: the whole string or list with `TypedWanted::Full`, the type
+    /// alone with `TypeOnly`. `Ok(None)` when it is absent, deleted or expired; a CRDT key is
+    /// `KindConflict`, as for `get`.
+    #[tracing::instrument(name = "store.get_typed", skip_all, fields(level = %level))]
+    pub async fn get_typed(
+        &self,
+        key: &[u8],
+        level: Consistency,
+        wanted: TypedWanted,
+    ) -> Result<Option<TypedFound>, StoreError> {
+        let loc = Arc::new(self.locate(key)?);
+        self.within_deadline("read", self.get_typed_inner(loc, level, wanted))
+            .await
+    }
+
+    async fn get_typed_inner(
+        &self,
+        loc: Arc<KeyLocation>,
+        level: Consistency,
+        wanted: TypedWanted,
+    ) -> Result<Option<TypedFound>, StoreError> {
+        // A linearizable read writes the value it returns back to a majority: it needs it.
+        let wanted = if level == Consistency::Linearizable {
+            TypedWanted::Full
+        } else {
+            wanted
+        };
+        let required = self.settings.quorum.read_quorum(level);
+        let read = |node: Arc<Node>| {
+            let loc = loc.clone();
+            async move {
+                let mut answers = calls::store::read_typed(&node, &[(&loc, wanted)]).await?;
+                answers.pop().ok_or_else(|| {
+                    quorumd_node::pool::NodeError::Protocol("typed read returned nothing".into())
+                })
+            }
+        };
+        let gathered = self.read_quorum("read", required, read).await?;
+        if let Some(holds) =
+            crdt_kind_among(gathered.successes().filter_map(|(_, r)| r.meta.as_ref()))
+        {
+            return Err(StoreError::KindConflict { holds });
+        }
+        let winner = newest_typed(&loc.key, gathered.successes().map(|(_, r)| r));
+        if let Some(w) = &winner
+            && level == Consistency::Linearizable
+        {
+            self.write_back_typed(&loc, w, &gathered).await?;
+        }
+        let found = winner.and_then(|w| {
+            let value = w.value.filter(|_| w.meta.is_live(wall_clock_ms()))?;
+            Some(TypedFound {
+                value,
+                version: w.meta.version,
+                expires_at_ms: w.meta.expires_at_ms,
+            })
+        });
+        self.spawn_typed_read_repair(loc, gathered);
+        Ok(found)
+    }
+
+    /// ABD read phase two for a typed read (see `write_back`).
+    async fn write_back_typed(
+        &self,
+        loc: &Arc<KeyLocation>,
+        winner: &TypedNewest,
+        g: &Gathered<NodeTypedRead>,
+    ) -> Result<(), StoreError> {
+        let stored = match (&winner.meta.kind, &winner.value) {
+            (EntryKind::Value, Some(v)) => stored_form(v),
+            (EntryKind::Tombstone, _) => Some((Vec::new(), false)),
+            _ => None,
+        };
+        // Unversioned data is the sweep's to adopt; a value that vanished under its metadata,
+        // or of a type read by name only, is left to the sweep as well.
+        let Some((bytes, restore)) = stored.filter(|_| winner.meta.version != Version::ZERO) else {
+            return Ok(());
+        };
+        let plan = g.write_back_plan(self.pool.len(), |r| {
+            r.meta
+                .as_ref()
+                .is_some_and(|m| m.version == winner.meta.version)
+        });
+        let Some(WriteBack { targets, needed }) = plan else {
+            return Ok(());
+        };
+        let outcome = self
+            .write_entry(
+                loc,
+                &winner.meta,
+                (&bytes, restore),
+                NodeCondition::None,
+                targets,
+                needed,
+            )
+            .await;
+        if outcome.decision == Decision::Reached {
+            Ok(())
+        } else {
+            Err(QuorumError::from_gathered(
+                "read write-back",
+                &self.pool,
+                &outcome,
+                |_, o: &WriteOutcome| o.holds_version(),
+                describe_outcome,
+            )
+            .into())
+        }
+    }
+
+    /// Read repair of a typed read, in the background (as `repair::spawn_read_repair`): the
+    /// nodes that answered an older version get the newest, a list as a `DUMP` payload.
+    fn spawn_typed_read_repair(&self, loc: Arc<KeyLocation>, g: Gathered<NodeTypedRead>) {
+        let pool = self.pool.clone();
+        let batches = self.batches.clone();
+        self.pool.workers().spawn_task(async move {
+            let answered = g.into_all_answers().await;
+            let Some(winner) = newest_typed(&loc.key, answered.iter().map(|(_, r)| r)) else {
+                return;
+            };
+            let crdt = answered
+                .iter()
+                .any(|(_, r)| r.meta.as_ref().is_some_and(|m| m.kind.crdt().is_some()));
+            let stored = match (&winner.meta.kind, &winner.value) {
+                (EntryKind::Value, Some(v)) => stored_form(v),
+                (EntryKind::Tombstone, _) => Some((Vec::new(), false)),
+                _ => None,
+            };
+            let Some((bytes, restore)) = stored else {
+                return;
+            };
+            if winner.meta.version == Version::ZERO || crdt {
+                return;
+            }
+            let stale: Vec<_> = answered
+                .iter()
+                .filter(|(_, r)| {
+                    r.meta
+                        .as_ref()
+                        .is_none_or(|m| m.version < winner.meta.version)
+                })
+                .map(|(n, _)| *n)
+                .collect();
+            if stale.is_empty() {
+                return;
+            }
+            let entry = Arc::new(WriteEntry {
+                loc: loc.clone(),
+                meta: winner.meta,
+                value: bytes.into(),
+                restore,
+                cond: NodeCondition::None,
+            });
+            repair_nodes(&pool, &stale, |n| batches.write(n, entry.clone()), |_| true).await;
+        });
+    }
+
+    /// Reads `key` whole (`TypedWanted::Full`), asks `decide` what to do given the live value
+    /// (if any), and applies that with a compare-and-set on the version read, retrying from
+    /// the read when a concurrent write wins: `read_modify_write` for lists. Takes its turn
+    /// with this process's other writes of the key.
+    #[tracing::instrument(name = "store.read_modify_write_typed", skip_all, fields(level = %level))]
+    pub async fn read_modify_write_typed<R>(
+        &self,
+        key: &[u8],
+        level: Consistency,
+        decide: impl FnMut(Option<&TypedFound>) -> (TypedChange, R),
+    ) -> Result<R, StoreError> {
+        let loc = Arc::new(self.locate(key)?);
+        self.within_deadline("read-modify-write", async {
+            let _turn = lock_key(key).await;
+            self.rmw_typed_in_turn(&loc, level, decide).await
+        })
+        .await
+    }
+
+    /// The loop of `read_modify_write_typed`, for a caller that holds the key's turn.
+    async fn rmw_typed_in_turn<R>(
+        &self,
+        loc: &Arc<KeyLocation>,
+        level: Consistency,
+        mut decide: impl FnMut(Option<&TypedFound>) -> (TypedChange, R),
+    ) -> Result<R, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let found = self
+                .get_typed_inner(loc.clone(), level, TypedWanted::Full)
+                .await?;
+            let (change, result) = decide(found.as_ref());
+            match self.apply_typed_change(loc, &found, change, level).await {
+                Ok(()) => return Ok(result),
+                Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                    back_off(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A change of two keys that must not lose what moves between them (LMOVE): both are read
+    /// whole, `decide` plans both writes from what it saw, and the destination is written
+    /// first, then the source, each with a compare-and-set on the version read. A destination
+    /// that changed meanwhile sends the whole step back to the reads (nothing was written). A
+    /// source that changed after the destination was written is read again and `redo_source`
+    /// decides its write alone (LMOVE: pop the moved element if it is still at that end), so
+    /// a failure between the two writes can leave an element in both lists, never in neither.
+    /// Takes both keys' turns in this process, in a fixed order.
+    #[tracing::instrument(name = "store.transfer_typed", skip_all, fields(level = %level))]
+    pub async fn transfer_typed<R>(
+        &self,
+        (src, dst): (&[u8], &[u8]),
+        level: Consistency,
+        mut decide: impl FnMut(Option<&TypedFound>, Option<&TypedFound>) -> Transfer<R>,
+        mut redo_source: impl FnMut(Option<&TypedFound>) -> TypedChange,
+    ) -> Result<R, StoreError> {
+        let src_loc = Arc::new(self.locate(src)?);
+        let dst_loc = Arc::new(self.locate(dst)?);
+        self.within_deadline("read-modify-write", async {
+            let _turns = super::rmw::lock_keys(&[src, dst]).await;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let (s, d) = futures::future::join(
+                    self.get_typed_inner(src_loc.clone(), level, TypedWanted::Full),
+                    self.get_typed_inner(dst_loc.clone(), level, TypedWanted::Full),
+                )
+                .await;
+                let (s, d) = (s?, d?);
+                let plan = decide(s.as_ref(), d.as_ref());
+                match self
+                    .apply_typed_change(&dst_loc, &d, plan.destination, level)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                        back_off(attempt).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                match self
+                    .apply_typed_change(&src_loc, &s, plan.source, level)
+                    .await
+                {
+                    Ok(()) => return Ok(plan.result),
+                    Err(StoreError::PreconditionFailed { .. }) => {
+                        let redo = |f: Option<&TypedFound>| (redo_source(f), ());
+                        self.rmw_typed_in_turn(&src_loc, level, redo).await?;
+                        return Ok(plan.result);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Writes `change` under the condition that the key still holds what `found` read.
+    async fn apply_typed_change(
+        &self,
+        loc: &Arc<KeyLocation>,
+        found: &Option<TypedFound>,
+        change: TypedChange,
+        level: Consistency,
+    ) -> Result<(), StoreError> {
+        // A value without metadata (written straight to a node) has no version to match;
+        // "no metadata yet" is the condition that protects it.
+        let precondition = match found {
+            Some(f) if f.version != Version::ZERO => Precondition::IfMatch(f.version),
+            _ => Precondition::IfAbsent,
+        };
+        let (kind, bytes, content, restore, expires_at_ms) = match change {
+            TypedChange::Keep => return Ok(()),
+            TypedChange::PutList {
+                items,
+                expires_at_ms,
+            } if !items.is_empty() => {
+                let payload = dump::payload(&Collection::List(&items))?;
+                let content = Content::list(items.iter().map(Vec::as_slice));
+                (EntryKind::Value, payload, content, true, expires_at_ms)
+            }
+            TypedChange::PutString {
+                value,
+                expires_at_ms,
+            } => {
+                let content = Content::string(&value);
+                (EntryKind::Value, value, content, false, expires_at_ms)
+            }
+            TypedChange::PutList { .. } | TypedChange::Delete => (
+                EntryKind::Tombstone,
+                Vec::new(),
+                Content::Absent,
+                false,
+                None,
+            ),
+        };
+        let body = Body {
+            bytes: &bytes,
+            content,
+            restore,
+        };
+        self.write_body(loc.clone(), kind, body, expires_at_ms, level, precondition)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(ms: u64) -> Version {
+        Version::first_in_ms(ms, 1)
+    }
+
+    fn list(items: &[&str]) -> TypedValue {
+        TypedValue::List(items.iter().map(|s| s.as_bytes().to_vec()).collect())
+    }
+
+    fn list_meta(version: Version, items: &[&str]) -> Meta {
+        let c = Content::list(items.iter().map(|s| s.as_bytes()));
+        Meta::new(b"k", version, EntryKind::Value, None, c)
+    }
+
+    fn read(meta: Option<Meta>, value: Option<TypedValue>) -> NodeTypedRead {
+        NodeTypedRead { meta, value }
+    }
+
+    #[test]
+    fn the_newest_version_wins_and_an_intact_copy_beats_a_changed_one() {
+        let reads = [
+            read(Some(list_meta(v(1), &["old"])), Some(list(&["old"]))),
+            read(Some(list_meta(v(2), &["a", "b"])), Some(list(&["b", "a"]))),
+            read(Some(list_meta(v(2), &["a", "b"])), Some(list(&["a", "b"]))),
+        ];
+        let n = newest_typed(b"k", &reads).unwrap();
+        assert_eq!(n.meta.version, v(2));
+        assert_eq!(n.value, Some(list(&["a", "b"])));
+    }
+
+    #[test]
+    fn a_tombstone_has_no_value_and_unversioned_values_lose() {
+        let tomb = Meta::new(b"k", v(3), EntryKind::Tombstone, None, Content::Absent);
+        let reads = [
+            read(Some(tomb), Some(list(&["stale"]))),
+            read(None, Some(list(&["direct"]))),
+        ];
+        let n = newest_typed(b"k", &reads).unwrap();
+        assert_eq!(n.meta.kind, EntryKind::Tombstone);
+        assert_eq!(n.value, None);
+        let only_direct = [read(None, Some(list(&["direct"]))), read(None, None)];
+        let n = newest_typed(b"k", &only_direct).unwrap();
+        assert_eq!(n.meta.version, Version::ZERO);
+        assert_eq!(n.value, Some(list(&["direct"])));
+        assert!(newest_typed(b"k", &[read(None, None)]).is_none());
+    }
+
+    #[test]
+    fn a_list_is_stored_as_a_dump_and_a_string_as_itself() {
+        let (bytes, restore) = stored_form(&list(&["a"])).unwrap();
+        assert!(restore);
+        assert_eq!(bytes[0], 1, "RDB list type");
+        assert_eq!(
+            stored_form(&TypedValue::String(b"s".to_vec())),
+            Some((b"s".to_vec(), false))
+        );
+        assert_eq!(stored_form(&TypedValue::Only("hash".into())), None);
+    }
+}
