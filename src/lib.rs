@@ -7,7 +7,8 @@
 //! `quorumd-service` (HTTP, RESP, app). Tests and benches add `quorumd-testkit`.
 
 pub use quorumd_core::{
-    config, content, crdt, digest, hlc, layout, meta, metric_labels, metric_names, quorum, redact,
+    config, content, crdt, digest, dump, hlc, layout, meta, metric_labels, metric_names, quorum,
+    redact,
 };
 pub use quorumd_node::{calls, devcluster, live, pool, worker};
 pub use quorumd_replication::{crdt_store, demo, fanout, locks, queue, store, sync};

@@ -461,6 +461,195 @@ async fn the_nodes_compute_the_checksums_the_core_defines() {
     tc.shutdown().await;
 }
 
+/// Scores whose printed forms differ between %.17g and the shortest form, and the extremes.
+const SCORES: [f64; 12] = [
+    1.5,
+    -0.1,
+    1e20,
+    0.30000000000000004,
+    1.0 / 3.0,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    0.0,
+    123_456_789_012_345_678.0,
+    -1.2345678e-7,
+    2.5e-300,
+    7.0,
+];
+
+/// The DUMP payloads `quorumd_core::dump` builds are accepted by a real redis-server that
+/// checks them deeply (`sanitize-dump-payload yes`) and read back as built; and the nodes'
+/// `content.lua` checksums lists and sorted sets (scores reprinted with %.17g) as the core
+/// does.
+#[tokio::test]
+async fn built_payloads_restore_on_redis_and_the_nodes_checksum_them_as_the_core_does() {
+    use quorumd::dump::{Collection, payload};
+    let tc = TestCluster::start(3).await;
+    let mut c = tc.direct(0).await;
+    let _: () = command(&mut c, &["CONFIG", "SET", "sanitize-dump-payload", "yes"]).await;
+    // Enough items for two-byte lengths, a long one for four-byte lengths, binary bytes.
+    let mut list: Vec<Vec<u8>> = vec![
+        b"a".to_vec(),
+        Vec::new(),
+        b"-5".to_vec(),
+        b"12".to_vec(),
+        vec![b'x'; 20_000],
+        b"\r\n\0\xff".to_vec(),
+    ];
+    list.extend((0..70).map(|i| format!("i{i}").into_bytes()));
+    let set: Vec<Vec<u8>> = vec![b"q".to_vec(), b"p".to_vec(), Vec::new(), b"7".to_vec()];
+    let hash: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"f1".to_vec(), b"a".to_vec()),
+        (b"f2".to_vec(), Vec::new()),
+        (b"3".to_vec(), b"4".to_vec()),
+    ];
+    let zset: Vec<(Vec<u8>, f64)> = SCORES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("m{i}").into_bytes(), *s))
+        .collect();
+    let values = [
+        ("ck:list", Collection::List(&list)),
+        ("ck:set", Collection::Set(&set)),
+        ("ck:hash", Collection::Hash(&hash)),
+        ("ck:zset", Collection::SortedSet(&zset)),
+    ];
+    for (key, value) in &values {
+        let p = payload(value).unwrap();
+        let restored: redis::RedisResult<()> = redis::cmd("RESTORE")
+            .arg(*key)
+            .arg(0)
+            .arg(p)
+            .query_async(&mut c)
+            .await;
+        restored.unwrap_or_else(|e| panic!("RESTORE {key}: {e}"));
+    }
+    let got: Vec<Vec<u8>> = command(&mut c, &["LRANGE", "ck:list", "0", "-1"]).await;
+    assert_eq!(got, list);
+    let mut got: Vec<Vec<u8>> = command(&mut c, &["SMEMBERS", "ck:set"]).await;
+    got.sort();
+    let mut want = set.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let mut got: Vec<(Vec<u8>, Vec<u8>)> = command(&mut c, &["HGETALL", "ck:hash"]).await;
+    got.sort();
+    let mut want = hash.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let got: Vec<(Vec<u8>, String)> =
+        command(&mut c, &["ZRANGE", "ck:zset", "0", "-1", "WITHSCORES"]).await;
+    let mut got: Vec<(Vec<u8>, f64)> = got
+        .into_iter()
+        .map(|(m, s)| (m, s.parse().unwrap()))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want = zset.clone();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, want);
+
+    let store = tc.app().store().clone();
+    let locs: Vec<_> = values
+        .iter()
+        .map(|(k, _)| store.locate(k.as_bytes()).unwrap())
+        .collect();
+    let refs: Vec<_> = locs.iter().collect();
+    let contents: Vec<Content> = quorumd::calls::store::capture(store.pool().node(0), &refs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.content)
+        .collect();
+    assert_eq!(
+        contents,
+        vec![
+            Content::list(list.iter().map(Vec::as_slice)),
+            Content::set(set.iter().map(Vec::as_slice)),
+            Content::hash(hash.iter().map(|(f, v)| (&f[..], &v[..]))),
+            Content::sorted_set(zset.iter().map(|(m, s)| (&m[..], *s))),
+        ]
+    );
+    // The same checksum for a sorted set written by ZADD (scores parsed by the server).
+    let _: () = command(
+        &mut c,
+        &["ZADD", "ck:zadd", "0.1", "a", "1e20", "b", "-inf", "c"],
+    )
+    .await;
+    let loc = store.locate(b"ck:zadd").unwrap();
+    let got = quorumd::calls::store::capture(store.pool().node(0), &[&loc])
+        .await
+        .unwrap();
+    assert_eq!(
+        got[0].content,
+        Content::sorted_set([(&b"a"[..], 0.1), (b"b", 1e20), (b"c", f64::NEG_INFINITY)])
+    );
+    tc.shutdown().await;
+}
+
+/// LRANGE of `key` straight on node `i`.
+async fn raw_list(tc: &TestCluster, i: usize, key: &str) -> Vec<String> {
+    command(&mut tc.direct(i).await, &["LRANGE", key, "0", "-1"]).await
+}
+
+/// A list written through quorumd's RESP front end is the same list on every node, with a
+/// metadata entry whose checksum is the list's; the digest exchange heals a node that lost
+/// it, and the full sweep's scrub heals one whose copy was deleted or changed underneath
+/// its metadata.
+#[tokio::test]
+async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
+    // A write is fresh for the exchange's in-flight window; this one is to be healed at once.
+    let tc = TestCluster::start_with(3, |c| {
+        c.sync.direct_writes = DirectWritesPolicy::Restore;
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let addr = tc.app().resp_addr().expect("resp enabled");
+    let mut q = common::direct(&format!("redis://{addr}")).await;
+    let _: i64 = command(&mut q, &["RPUSH", "lh:k", "a", "b", "c"]).await;
+    let _: i64 = command(&mut q, &["LPUSH", "lh:k", "z"]).await;
+    let _: i64 = command(&mut q, &["EXPIRE", "lh:k", "100000"]).await;
+    let want = ["z", "a", "b", "c"].map(String::from).to_vec();
+    let content = Content::list(want.iter().map(|s| s.as_bytes()));
+    for i in 0..3 {
+        assert_eq!(raw_list(&tc, i, "lh:k").await, want, "node {i}");
+        let meta = tc.raw_meta(i, b"lh:k").await.expect("metadata");
+        assert_eq!(meta.kind, quorumd::meta::EntryKind::Value);
+        assert_eq!(meta.content, content, "node {i}");
+        assert!(meta.expires_at_ms.is_some(), "the TTL is replicated");
+    }
+    all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
+    let clean = tc.sweep(SweepMode::Full, false).await;
+    assert!(clean.direct_changes.is_empty(), "{clean:?}");
+
+    // Node 2 loses everything: the exchange copies the list back, with its metadata.
+    let _: () = command(&mut tc.direct(2).await, &["FLUSHALL"]).await;
+    tc.sweep(SweepMode::Exchange, false).await;
+    assert_eq!(raw_list(&tc, 2, "lh:k").await, want);
+    all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
+
+    // Node 1's copy is deleted and node 2's changed, under unchanged metadata. (Node 0 stays
+    // intact: the sweep gives a node whose value vanished a copy from the first holder that
+    // is up, without checking its content, and only the scrub then restores a changed copy.)
+    let _: () = command(&mut tc.direct(1).await, &["DEL", "lh:k"]).await;
+    let _: () = command(&mut tc.direct(2).await, &["LSET", "lh:k", "0", "tampered"]).await;
+    // A read at `all` serves the intact copy, not the changed one.
+    let _: () = command(&mut q, &["QUORUMD", "CONSISTENCY", "all"]).await;
+    let read: Vec<String> = command(&mut q, &["LRANGE", "lh:k", "0", "-1"]).await;
+    assert_eq!(read, want);
+    let dry = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(dry.direct_changes.get("deleted"), Some(&1), "{dry:?}");
+    assert_eq!(dry.direct_changes.get("changed"), Some(&1), "{dry:?}");
+    // The vanished copy is given back by the key-state phase (a same-version APPLY), the
+    // changed one by the scrub.
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.values_restored, 1, "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("restored"), Some(&1), "{r:?}");
+    for i in 0..3 {
+        assert_eq!(raw_list(&tc, i, "lh:k").await, want, "node {i}");
+    }
+    all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
+    tc.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_scrub_stopped_in_its_bucket_phase_resumes_where_it_stopped() {
     let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;

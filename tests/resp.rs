@@ -599,6 +599,67 @@ async fn lists_match_a_real_redis_server() {
     tc.shutdown().await;
 }
 
+/// Eight clients push distinct elements onto one list at once, half through a second quorumd
+/// instance over the same nodes: the instances' compare-and-sets race (within one instance
+/// the per-key lock orders them), and every acknowledged element must be in the list exactly
+/// once at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_through_two_instances_lose_nothing() {
+    let tc = TestCluster::start(3).await;
+    let second =
+        quorumd::app::App::start(common::test_config(tc.cluster.urls()).validate().unwrap())
+            .await
+            .unwrap();
+    let addrs = [resp_addr(&tc), second.resp_addr().expect("resp enabled")];
+    let writers: Vec<_> = (0..8usize)
+        .map(|w| {
+            let addr = addrs[w % 2];
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr).await;
+                let mut acknowledged = Vec::new();
+                for i in 0..15 {
+                    let element = format!("w{w}-{i}");
+                    let end: &[u8] = if i % 2 == 0 { b"RPUSH" } else { b"LPUSH" };
+                    match c.call(&[end, b"conc:list", element.as_bytes()]).await {
+                        Frame::Integer(_) => acknowledged.push(element),
+                        // Compare-and-set that kept losing: not acknowledged, may or may not
+                        // have landed.
+                        Frame::Error(e) if e.starts_with("ERR the key kept changing") => {}
+                        other => panic!("{element}: {other:?}"),
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() >= 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    let mut c = Raw::connect(addrs[0]).await;
+    let Frame::Array(items) = c.cmd("LRANGE conc:list 0 -1").await else {
+        panic!("LRANGE")
+    };
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for item in items {
+        let Frame::Bulk(b) = item else {
+            panic!("{item:?}")
+        };
+        *seen.entry(b.to_vec()).or_default() += 1;
+    }
+    for element in &acknowledged {
+        assert_eq!(seen.get(element.as_bytes()), Some(&1), "{element}");
+    }
+    assert!(seen.values().all(|&n| n == 1), "an element twice: {seen:?}");
+    second.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
 /// Counters (strings, as INCR keeps them), hashes and sets (CRDT families): replies compared
 /// with redis-server 7.
 /// HGETALL and SMEMBERS are compared as sorted collections: quorumd answers in byte order,
