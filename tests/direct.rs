@@ -626,13 +626,24 @@ async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
     assert_eq!(raw_list(&tc, 2, "lh:k").await, want);
     all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
 
+    // Node 1 loses everything: a read at `all` sees it behind and read repair gives it the
+    // list back (a DUMP payload through APPLY).
+    let _: () = command(&mut tc.direct(1).await, &["FLUSHALL"]).await;
+    let _: () = command(&mut q, &["QUORUMD", "CONSISTENCY", "all"]).await;
+    let read: Vec<String> = command(&mut q, &["LRANGE", "lh:k", "0", "-1"]).await;
+    assert_eq!(read, want);
+    wait_until(Duration::from_secs(5), "read repair of node 1", || async {
+        raw_list(&tc, 1, "lh:k").await == want
+    })
+    .await;
+    all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
+
     // Node 1's copy is deleted and node 2's changed, under unchanged metadata. (Node 0 stays
     // intact: the sweep gives a node whose value vanished a copy from the first holder that
     // is up, without checking its content, and only the scrub then restores a changed copy.)
     let _: () = command(&mut tc.direct(1).await, &["DEL", "lh:k"]).await;
     let _: () = command(&mut tc.direct(2).await, &["LSET", "lh:k", "0", "tampered"]).await;
     // A read at `all` serves the intact copy, not the changed one.
-    let _: () = command(&mut q, &["QUORUMD", "CONSISTENCY", "all"]).await;
     let read: Vec<String> = command(&mut q, &["LRANGE", "lh:k", "0", "-1"]).await;
     assert_eq!(read, want);
     let dry = tc.sweep(SweepMode::Full, true).await;

@@ -596,6 +596,28 @@ async fn lists_match_a_real_redis_server() {
         ours.cmd("LRANGE l:b 0 -1").await,
         Frame::Array(vec![bulk("x")])
     );
+    // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
+    for level in ["linearizable", "one"] {
+        assert_eq!(
+            ours.cmd(&format!("QUORUMD CONSISTENCY {level}")).await,
+            Frame::ok()
+        );
+        let key = format!("l:{level}");
+        assert_eq!(
+            ours.cmd(&format!("RPUSH {key} a b")).await,
+            Frame::Integer(2)
+        );
+        assert_eq!(
+            ours.cmd(&format!("LRANGE {key} 0 -1")).await,
+            Frame::Array(vec![bulk("a"), bulk("b")])
+        );
+        assert_eq!(ours.cmd(&format!("LPOP {key}")).await, bulk("a"));
+        assert_eq!(
+            ours.cmd(&format!("TYPE {key}")).await,
+            Frame::Simple("list".into())
+        );
+        assert_eq!(ours.cmd(&format!("LLEN {key}")).await, Frame::Integer(1));
+    }
     tc.shutdown().await;
 }
 
@@ -1192,6 +1214,17 @@ async fn minority_down_succeeds_majority_down_fails_and_the_connection_survives(
     assert_eq!(c.cmd("APPEND f:k !").await, Frame::Integer(7));
     assert_eq!(c.cmd("EXPIRE f:k 100").await, Frame::Integer(1));
     assert_eq!(c.cmd("DEL f:k").await, Frame::Integer(1));
+    // A list with a node down: its reads, key commands and writes still answer as Redis.
+    assert_eq!(c.cmd("RPUSH f:l a b").await, Frame::Integer(2));
+    assert_eq!(c.cmd("TYPE f:l").await, Frame::Simple("list".into()));
+    assert_eq!(c.cmd("EXISTS f:l").await, Frame::Integer(1));
+    assert_eq!(c.cmd("EXPIRE f:l 100").await, Frame::Integer(1));
+    assert_eq!(c.cmd("LPOP f:l").await, bulk("a"));
+    assert_eq!(
+        c.cmd("LRANGE f:l 0 -1").await,
+        Frame::Array(vec![bulk("b")])
+    );
+    assert_eq!(c.cmd("DEL f:l").await, Frame::Integer(1));
 
     tc.cluster.nodes[1].kill();
     let down = format!("127.0.0.1:{}", tc.cluster.nodes[1].port());
@@ -1200,6 +1233,8 @@ async fn minority_down_succeeds_majority_down_fails_and_the_connection_survives(
         "GET f:k",
         "DEL f:k",
         "APPEND f:k x",
+        "RPUSH f:l x",
+        "LRANGE f:l 0 -1",
         "DBSIZE",
     ] {
         let reply = c.cmd(line).await;

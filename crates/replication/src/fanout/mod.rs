@@ -283,6 +283,14 @@ impl QuorumError {
                 .all(|f| f.cause.server_kind() == Some(kind))
     }
 
+    /// Whether at least one node refused with `kind` (the others may have failed otherwise,
+    /// e.g. a node down).
+    pub fn any_refused_with(&self, kind: &ServerErrorKind) -> bool {
+        self.failures
+            .iter()
+            .any(|f| f.cause.server_kind() == Some(kind))
+    }
+
     /// Logs the failure (the `quorum not reached` event).
     pub fn emit(&self) {
         let failures = self

@@ -2,21 +2,26 @@
 //! PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, TYPE.
 
 use super::key_spec as spec;
+use super::wrong_type;
 use super::{Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, store_error, type_name};
-use super::{is_wrong_type, wrong_type};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::Consistency;
+use quorumd_node::pool::ServerErrorKind;
 use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
 use quorumd_replication::store::{TypedChange, TypedFound, TypedValue, TypedWanted};
 
-/// The string read failed because the nodes hold another Redis type (a list): the key is read
-/// again through the typed read. Strings, the common case, keep their one read.
+/// The string read failed because a node holds another Redis type (a list): the key is read
+/// again through the typed read. Strings, the common case, keep their one read. Any node's
+/// WRONGTYPE counts, so that a list key still answers with one node down.
 fn holds_other_type(e: &StoreError) -> bool {
-    matches!(e, StoreError::NoQuorum(_)) && is_wrong_type(e)
+    match e {
+        StoreError::NoQuorum(q) => q.any_refused_with(&ServerErrorKind::WrongType),
+        _ => false,
+    }
 }
 
 /// `store.get`, or for a key of another type its typed read by type only, as a `Found` without

@@ -213,3 +213,9 @@ fn resp2_downgrades_resp3_types() {
         b":-9223372036854775808\r\n"
     );
 }
+
+#[test]
+fn a_null_array_is_star_minus_one_in_resp2_and_null_in_resp3() {
+    assert_eq!(&Frame::NullArray.to_bytes(Protocol::Resp2)[..], b"*-1\r\n");
+    assert_eq!(&Frame::NullArray.to_bytes(Protocol::Resp3)[..], b"_\r\n");
+}
