@@ -596,6 +596,22 @@ async fn lists_match_a_real_redis_server() {
         ours.cmd("LRANGE l:b 0 -1").await,
         Frame::Array(vec![bulk("x")])
     );
+    // Not as in Redis (docs/RESP.md): RENAME and COPY move strings only.
+    for line in ["RENAME l:p l:p2", "COPY l:p l:p2"] {
+        let reply = ours.cmd(line).await;
+        assert!(error_text(&reply).starts_with("WRONGTYPE"), "{line}");
+    }
+    // SCAN's TYPE filter knows lists from their metadata.
+    let Frame::Array(scan) = ours.cmd("SCAN 0 TYPE list COUNT 100000").await else {
+        panic!("SCAN")
+    };
+    let Frame::Array(keys) = &scan[1] else {
+        panic!("{scan:?}")
+    };
+    assert!(
+        keys.contains(&bulk("l:p")) && !keys.contains(&bulk("l:s")),
+        "{keys:?}"
+    );
     // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
     for level in ["linearizable", "one"] {
         assert_eq!(
