@@ -66,6 +66,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "kind_conflict", message)
                     .with("holds", json!(holds.name()))
             }
+            // Only the RESP list writes build payloads; listed for completeness.
             StoreError::Encoding(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", message)
             }
