@@ -637,21 +637,17 @@ async fn lists_match_a_real_redis_server() {
     tc.shutdown().await;
 }
 
-/// Eight clients push distinct elements onto one list at once, half through a second quorumd
-/// instance over the same nodes: the instances' compare-and-sets race (within one instance
-/// the per-key lock orders them), and every acknowledged element must be in the list exactly
-/// once at the end.
+/// Eight clients push distinct elements onto one list at once through one instance, from
+/// both ends: every acknowledged element must be in the list exactly once at the end. Within
+/// a process the per-key lock orders the read-modify-writes and compare-and-set settles the
+/// rest. Not tested across processes, where it does not hold: see docs/ARCHITECTURE.md,
+/// "Lists" (a refused compare-and-set that landed on a minority can later win by version).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_pushes_through_two_instances_lose_nothing() {
+async fn concurrent_pushes_through_one_instance_lose_nothing() {
     let tc = TestCluster::start(3).await;
-    let second =
-        quorumd::app::App::start(common::test_config(tc.cluster.urls()).validate().unwrap())
-            .await
-            .unwrap();
-    let addrs = [resp_addr(&tc), second.resp_addr().expect("resp enabled")];
+    let addr = resp_addr(&tc);
     let writers: Vec<_> = (0..8usize)
         .map(|w| {
-            let addr = addrs[w % 2];
             tokio::spawn(async move {
                 let mut c = Raw::connect(addr).await;
                 let mut acknowledged = Vec::new();
@@ -660,9 +656,6 @@ async fn concurrent_pushes_through_two_instances_lose_nothing() {
                     let end: &[u8] = if i % 2 == 0 { b"RPUSH" } else { b"LPUSH" };
                     match c.call(&[end, b"conc:list", element.as_bytes()]).await {
                         Frame::Integer(_) => acknowledged.push(element),
-                        // Compare-and-set that kept losing: not acknowledged, may or may not
-                        // have landed.
-                        Frame::Error(e) if e.starts_with("ERR the key kept changing") => {}
                         other => panic!("{element}: {other:?}"),
                     }
                 }
@@ -674,12 +667,8 @@ async fn concurrent_pushes_through_two_instances_lose_nothing() {
     for w in writers {
         acknowledged.extend(w.await.unwrap());
     }
-    assert!(
-        acknowledged.len() >= 100,
-        "{} acknowledged",
-        acknowledged.len()
-    );
-    let mut c = Raw::connect(addrs[0]).await;
+    assert_eq!(acknowledged.len(), 120);
+    let mut c = Raw::connect(addr).await;
     let Frame::Array(items) = c.cmd("LRANGE conc:list 0 -1").await else {
         panic!("LRANGE")
     };
@@ -693,8 +682,7 @@ async fn concurrent_pushes_through_two_instances_lose_nothing() {
     for element in &acknowledged {
         assert_eq!(seen.get(element.as_bytes()), Some(&1), "{element}");
     }
-    assert!(seen.values().all(|&n| n == 1), "an element twice: {seen:?}");
-    second.shutdown().await.unwrap();
+    assert_eq!(seen.len(), 120, "{seen:?}");
     tc.shutdown().await;
 }
 

@@ -4,7 +4,8 @@
 //! A list is a versioned value like a string (docs/ARCHITECTURE.md, "Lists"): a read returns
 //! it whole, a write replaces it whole under the version it read (`read_modify_write_typed`,
 //! compare-and-set, retried), with the new list computed by `list_ops`. So every command costs
-//! O(list size), and no acknowledged push is lost to a concurrent one. Arguments are checked
+//! O(list size); within one process no acknowledged push is lost to a concurrent one (across
+//! processes one can be: docs/ARCHITECTURE.md, "Lists"). Arguments are checked
 //! in redis-server 7.0's order: those it checks before looking the key up are checked here
 //! when parsing, the others once the value is read.
 
