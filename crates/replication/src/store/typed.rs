@@ -113,7 +113,7 @@ impl VersionedStore {
     /// Reads `key` with its type: the whole string or list with `TypedWanted::Full`, the type
     /// alone with `TypeOnly`. `Ok(None)` when it is absent, deleted or expired; a CRDT key is
     /// `KindConflict`, as for `get`.
-    #[tracing::instrument(name = "store.get_typed", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "store.get_typed", skip_all, fields(level = %level))]
     pub async fn get_typed(
         &self,
         key: &[u8],
@@ -271,7 +271,7 @@ impl VersionedStore {
     /// (if any), and applies that with a compare-and-set on the version read, retrying from
     /// the read when a concurrent write wins: `read_modify_write` for lists. Takes its turn
     /// with this process's other writes of the key.
-    #[tracing::instrument(name = "store.read_modify_write_typed", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "store.read_modify_write_typed", skip_all, fields(level = %level))]
     pub async fn read_modify_write_typed<R>(
         &self,
         key: &[u8],
@@ -318,7 +318,7 @@ impl VersionedStore {
     /// decides its write alone (LMOVE: pop the moved element if it is still at that end), so
     /// a failure between the two writes can leave an element in both lists, never in neither.
     /// Takes both keys' turns in this process, in a fixed order.
-    #[tracing::instrument(name = "store.transfer_typed", skip_all, fields(level = %level))]
+    #[tracing::instrument(level = "debug", name = "store.transfer_typed", skip_all, fields(level = %level))]
     pub async fn transfer_typed<R>(
         &self,
         (src, dst): (&[u8], &[u8]),
