@@ -314,11 +314,15 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
     ))
 }
 
-/// An integer argument, parsed as strictly as Redis does.
+/// An integer argument, parsed as strictly as Redis does (`string2ll`): no sign but `-`, no
+/// leading zero, and no `-0`.
 pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
     std::str::from_utf8(arg)
         .ok()
-        .filter(|s| !(s.starts_with('+') || s.len() > 1 && s.starts_with('0')))
+        .filter(|s| {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            !(s.starts_with('+') || digits.starts_with('0') && s.len() > 1)
+        })
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_an_integer)
 }
@@ -485,6 +489,9 @@ mod tests {
         assert_eq!(int_arg(b"-12"), Ok(-12));
         assert!(int_arg(b"+1").is_err());
         assert!(int_arg(b"01").is_err());
+        assert!(int_arg(b"-0").is_err());
+        assert!(int_arg(b"-01").is_err());
+        assert_eq!(int_arg(b"0"), Ok(0));
         assert!(int_arg(b"1.5").is_err());
         assert!(int_arg(b"99999999999999999999").is_err());
     }
