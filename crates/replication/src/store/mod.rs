@@ -28,6 +28,7 @@ use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
 use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
+use repair::ReadAnswer;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -381,23 +382,29 @@ impl VersionedStore {
             // under its metadata is read as absent and left to the sweep as well.
             return Ok(());
         }
+        let value = winner.value.as_deref().unwrap_or_default();
+        self.write_back_entry(loc, &winner.meta, (value, false), g)
+            .await
+    }
+
+    /// Writes `meta` with its stored form to as many nodes as a majority still lacks, given
+    /// which answers of the read `g` hold that version already: the write-back of string and
+    /// typed reads.
+    async fn write_back_entry<T: ReadAnswer>(
+        &self,
+        loc: &Arc<KeyLocation>,
+        meta: &Meta,
+        stored: (&[u8], bool),
+        g: &Gathered<T>,
+    ) -> Result<(), StoreError> {
         let plan = g.write_back_plan(self.pool.len(), |r| {
-            r.meta
-                .as_ref()
-                .is_some_and(|m| m.version == winner.meta.version)
+            r.meta().is_some_and(|m| m.version == meta.version)
         });
         let Some(WriteBack { targets, needed }) = plan else {
             return Ok(());
         };
         let outcome = self
-            .write_entry(
-                loc,
-                &winner.meta,
-                (winner.value.as_deref().unwrap_or_default(), false),
-                NodeCondition::None,
-                targets,
-                needed,
-            )
+            .write_entry(loc, meta, stored, NodeCondition::None, targets, needed)
             .await;
         if outcome.decision == Decision::Reached {
             Ok(())

@@ -8,41 +8,85 @@ use super::newest;
 use crate::fanout::Gathered;
 use crate::store::events;
 use quorumd_core::hlc::Version;
-use quorumd_core::meta::EntryKind;
-use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead};
+use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead, NodeTypedRead};
 use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use std::sync::Arc;
 
+/// A node's answer to a read, as read repair and the write-back see it: its metadata.
+pub(crate) trait ReadAnswer: Send + 'static {
+    fn meta(&self) -> Option<&Meta>;
+}
+
+impl ReadAnswer for NodeRead {
+    fn meta(&self) -> Option<&Meta> {
+        self.meta.as_ref()
+    }
+}
+
+impl ReadAnswer for NodeTypedRead {
+    fn meta(&self) -> Option<&Meta> {
+        self.meta.as_ref()
+    }
+}
+
+/// What read repair writes: the newest entry and its stored form (the bytes, and whether they
+/// are a `DUMP` payload).
+pub(crate) struct Repair {
+    pub meta: Meta,
+    pub stored: (Vec<u8>, bool),
+}
+
+/// Read repair of a string read (`newest` among the answers).
 pub(super) fn spawn_read_repair(
     pool: Arc<NodePool>,
     batches: Arc<Coalescer>,
     loc: Arc<KeyLocation>,
     g: Gathered<NodeRead>,
 ) {
+    let key = loc.key.clone();
+    spawn_repair(pool, batches, loc, g, move |answered| {
+        let winner = newest(&key, answered.iter().map(|(_, r)| r))?;
+        // A live entry whose value no node returned (evicted, deleted behind quorumd's back)
+        // must not be repaired as an empty value.
+        let value_missing = winner.meta.kind == EntryKind::Value && winner.value.is_none();
+        (!value_missing).then(|| Repair {
+            meta: winner.meta,
+            stored: (winner.value.unwrap_or_default(), false),
+        })
+    });
+}
+
+/// Waits for every answer of a read (stragglers included: one may know a newer version than
+/// the one the client got), asks `winner` for the entry to repair with, and writes it to every
+/// node that answered with no metadata or an older version.
+pub(super) fn spawn_repair<T: ReadAnswer>(
+    pool: Arc<NodePool>,
+    batches: Arc<Coalescer>,
+    loc: Arc<KeyLocation>,
+    g: Gathered<T>,
+    winner: impl FnOnce(&[(NodeId, T)]) -> Option<Repair> + Send + 'static,
+) {
     let tasks = pool.clone();
     tasks.workers().spawn_task(async move {
         let answered = g.into_all_answers().await;
-        // Stragglers included: one may know a newer version than the one the client got.
-        let Some(winner) = newest(&loc.key, answered.iter().map(|(_, r)| r)) else {
-            return;
-        };
-        // Unversioned data is the sweep's to adopt; a live entry whose value no node returned
-        // (evicted, deleted behind quorumd's back) must not be repaired as an empty value.
-        let value_missing = winner.meta.kind == EntryKind::Value && winner.value.is_none();
         // A CRDT's state is merged by the CRDT store's own read repair, never overwritten.
         let crdt = answered
             .iter()
-            .any(|(_, r)| r.meta.as_ref().is_some_and(|m| m.kind.crdt().is_some()));
-        if winner.meta.version == Version::ZERO || value_missing || crdt {
+            .any(|(_, r)| r.meta().is_some_and(|m| m.kind.crdt().is_some()));
+        if crdt {
+            return;
+        }
+        let Some(Repair { meta, stored }) = winner(&answered) else {
+            return;
+        };
+        // Unversioned data is the sweep's to adopt.
+        if meta.version == Version::ZERO {
             return;
         }
         let stale: Vec<_> = answered
             .iter()
-            .filter(|(_, r)| {
-                r.meta
-                    .as_ref()
-                    .is_none_or(|m| m.version < winner.meta.version)
-            })
+            .filter(|(_, r)| r.meta().is_none_or(|m| m.version < meta.version))
             .map(|(n, _)| *n)
             .collect();
         if stale.is_empty() {
@@ -50,9 +94,9 @@ pub(super) fn spawn_read_repair(
         }
         let entry = Arc::new(WriteEntry {
             loc: loc.clone(),
-            meta: winner.meta,
-            value: winner.value.unwrap_or_default().into(),
-            restore: false,
+            meta,
+            value: stored.0.into(),
+            restore: stored.1,
             cond: NodeCondition::None,
         });
         repair_nodes(&pool, &stale, |n| batches.write(n, entry.clone()), |_| true).await;

@@ -9,18 +9,17 @@
 //! value. A command changes a list by a read-modify-write of the whole list under the version
 //! it read (compare-and-set, retried), so its cost is O(list size) per command.
 
-use super::batch::WriteEntry;
-use super::repair::repair_nodes;
+use super::repair::{self, Repair};
 use super::rmw::{MAX_ATTEMPTS, back_off, lock_key};
-use super::{Body, Precondition, StoreError, VersionedStore, crdt_kind_among, describe_outcome};
-use crate::fanout::{Gathered, QuorumError, WriteBack};
+use super::{Body, Precondition, StoreError, VersionedStore, crdt_kind_among};
+use crate::fanout::Gathered;
 use quorumd_core::content::Content;
 use quorumd_core::dump::{self, Collection};
 use quorumd_core::hlc::{Version, wall_clock_ms};
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_core::quorum::{Consistency, Decision};
+use quorumd_core::quorum::Consistency;
 use quorumd_node::calls;
-use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeTypedRead, WriteOutcome};
+use quorumd_node::calls::store::{KeyLocation, NodeTypedRead};
 use quorumd_node::pool::Node;
 use std::sync::Arc;
 
@@ -109,6 +108,16 @@ fn stored_form(value: &TypedValue) -> Option<(Vec<u8>, bool)> {
     }
 }
 
+/// How the winner of a typed read is stored again (tombstones as an empty string); `None`
+/// when its value was not read.
+fn stored_entry(winner: &TypedNewest) -> Option<(Vec<u8>, bool)> {
+    match (&winner.meta.kind, &winner.value) {
+        (EntryKind::Value, Some(v)) => stored_form(v),
+        (EntryKind::Tombstone, _) => Some((Vec::new(), false)),
+        _ => None,
+    }
+}
+
 impl VersionedStore {
     /// Reads `key` with its type: the whole string or list with `TypedWanted::Full`, the type
     /// alone with `TypeOnly`. `Ok(None)` when it is absent, deleted or expired; a CRDT key is
@@ -178,93 +187,35 @@ impl VersionedStore {
         winner: &TypedNewest,
         g: &Gathered<NodeTypedRead>,
     ) -> Result<(), StoreError> {
-        let stored = match (&winner.meta.kind, &winner.value) {
-            (EntryKind::Value, Some(v)) => stored_form(v),
-            (EntryKind::Tombstone, _) => Some((Vec::new(), false)),
-            _ => None,
-        };
         // Unversioned data is the sweep's to adopt; a value that vanished under its metadata,
         // or of a type read by name only, is left to the sweep as well.
-        let Some((bytes, restore)) = stored.filter(|_| winner.meta.version != Version::ZERO) else {
-            return Ok(());
-        };
-        let plan = g.write_back_plan(self.pool.len(), |r| {
-            r.meta
-                .as_ref()
-                .is_some_and(|m| m.version == winner.meta.version)
-        });
-        let Some(WriteBack { targets, needed }) = plan else {
-            return Ok(());
-        };
-        let outcome = self
-            .write_entry(
-                loc,
-                &winner.meta,
-                (&bytes, restore),
-                NodeCondition::None,
-                targets,
-                needed,
-            )
-            .await;
-        if outcome.decision == Decision::Reached {
-            Ok(())
-        } else {
-            Err(QuorumError::from_gathered(
-                "read write-back",
-                &self.pool,
-                &outcome,
-                |_, o: &WriteOutcome| o.holds_version(),
-                describe_outcome,
-            )
-            .into())
+        match stored_entry(winner).filter(|_| winner.meta.version != Version::ZERO) {
+            Some((bytes, restore)) => {
+                self.write_back_entry(loc, &winner.meta, (&bytes, restore), g)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
-    /// Read repair of a typed read, in the background (as `repair::spawn_read_repair`): the
-    /// nodes that answered an older version get the newest, a list as a `DUMP` payload.
+    /// Read repair of a typed read, in the background: the nodes that answered an older
+    /// version get the newest, a list as a `DUMP` payload.
     fn spawn_typed_read_repair(&self, loc: Arc<KeyLocation>, g: Gathered<NodeTypedRead>) {
-        let pool = self.pool.clone();
-        let batches = self.batches.clone();
-        self.pool.workers().spawn_task(async move {
-            let answered = g.into_all_answers().await;
-            let Some(winner) = newest_typed(&loc.key, answered.iter().map(|(_, r)| r)) else {
-                return;
-            };
-            let crdt = answered
-                .iter()
-                .any(|(_, r)| r.meta.as_ref().is_some_and(|m| m.kind.crdt().is_some()));
-            let stored = match (&winner.meta.kind, &winner.value) {
-                (EntryKind::Value, Some(v)) => stored_form(v),
-                (EntryKind::Tombstone, _) => Some((Vec::new(), false)),
-                _ => None,
-            };
-            let Some((bytes, restore)) = stored else {
-                return;
-            };
-            if winner.meta.version == Version::ZERO || crdt {
-                return;
-            }
-            let stale: Vec<_> = answered
-                .iter()
-                .filter(|(_, r)| {
-                    r.meta
-                        .as_ref()
-                        .is_none_or(|m| m.version < winner.meta.version)
+        let key = loc.key.clone();
+        repair::spawn_repair(
+            self.pool.clone(),
+            self.batches.clone(),
+            loc,
+            g,
+            move |answered| {
+                let winner = newest_typed(&key, answered.iter().map(|(_, r)| r))?;
+                let stored = stored_entry(&winner)?;
+                Some(Repair {
+                    meta: winner.meta,
+                    stored,
                 })
-                .map(|(n, _)| *n)
-                .collect();
-            if stale.is_empty() {
-                return;
-            }
-            let entry = Arc::new(WriteEntry {
-                loc: loc.clone(),
-                meta: winner.meta,
-                value: bytes.into(),
-                restore,
-                cond: NodeCondition::None,
-            });
-            repair_nodes(&pool, &stale, |n| batches.write(n, entry.clone()), |_| true).await;
-        });
+            },
+        );
     }
 
     /// Reads `key` whole (`TypedWanted::Full`), asks `decide` what to do given the live value
