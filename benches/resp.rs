@@ -1,6 +1,7 @@
 //! `make bench`: `redis-benchmark -t set,get,incr` against quorumd's RESP listener over three local
 //! redis-server nodes, beside the same run against one redis-server directly, with and without
-//! pipelining (`-P 16`). INCR is quorumd's read-modify-write of a string integer under its
+//! pipelining (`-P 16`), and GET from a single client (`-c 1`: the latency without queueing, whose
+//! target is quorumd's p50 at most the direct p50 + 150 µs). INCR is quorumd's read-modify-write of a string integer under its
 //! version (a quorum read, then a compare-and-set write), against Redis's INCR.
 //!
 //! Rounds interleave the targets (in a rotating order) so machine noise hits both alike. Per
@@ -42,6 +43,9 @@ const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
 const KEYSPACE: usize = 100_000;
 const PIPELINES: [usize; 2] = [1, 16];
+/// The latency run: GET from one client, without pipelining (issue 16's target: quorumd's p50
+/// at most the direct p50 + 150 µs).
+const ONE_CLIENT: (&str, usize, usize) = ("get", 1, 1);
 /// redis-benchmark's tests, each run on its own.
 const TESTS: [&str; 3] = ["set", "get", "incr"];
 
@@ -146,13 +150,12 @@ fn parse_csv(out: &str) -> Result<BTreeMap<String, Sample>, String> {
 
 fn redis_benchmark(
     port: u16,
-    test: &str,
-    pipeline: usize,
+    (test, pipeline, clients): (&str, usize, usize),
     s: &Settings,
 ) -> Result<BTreeMap<String, Sample>, String> {
     let out = std::process::Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", test])
-        .args(["-n", &s.requests.to_string(), "-c", &s.clients.to_string()])
+        .args(["-n", &s.requests.to_string(), "-c", &clients.to_string()])
         .args(["-d", &VALUE_BYTES.to_string(), "-r", &KEYSPACE.to_string()])
         .args(["-P", &pipeline.to_string(), "--csv"])
         .output()
@@ -168,7 +171,8 @@ fn redis_benchmark(
     parse_csv(&stdout)
 }
 
-type Key = (String, usize, Target);
+/// Test name, pipeline depth, clients, target.
+type Key = (String, usize, usize, Target);
 
 /// The CPU seconds used so far by each tier a run can charge.
 struct CpuMark {
@@ -208,32 +212,33 @@ async fn measure(
         if round % 2 == 1 {
             order.reverse();
         }
-        for pipeline in PIPELINES {
-            for test in TESTS {
-                for (target, port) in order {
-                    let settings = *s;
-                    let before = cpu_mark(nodes, baseline).await?;
-                    let rows = tokio::task::spawn_blocking(move || {
-                        redis_benchmark(port, test, pipeline, &settings)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())??;
-                    let after = cpu_mark(nodes, baseline).await?;
-                    let per_op = |used: f64| used * 1e6 / s.requests as f64;
-                    for (name, mut sample) in rows {
-                        sample.client_us = per_op(after.children - before.children);
-                        (sample.server_us, sample.nodes_us) = match target {
-                            Target::Quorumd => (
-                                per_op(after.process - before.process),
-                                per_op(after.nodes - before.nodes),
-                            ),
-                            Target::Redis => (per_op(after.baseline - before.baseline), 0.0),
-                        };
-                        samples
-                            .entry((name, pipeline, target))
-                            .or_default()
-                            .push(sample);
-                    }
+        let runs = PIPELINES
+            .into_iter()
+            .flat_map(|p| TESTS.map(|t| (t, p, s.clients)))
+            .chain([ONE_CLIENT]);
+        for run in runs {
+            for (target, port) in order {
+                let settings = *s;
+                let before = cpu_mark(nodes, baseline).await?;
+                let rows =
+                    tokio::task::spawn_blocking(move || redis_benchmark(port, run, &settings))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                let after = cpu_mark(nodes, baseline).await?;
+                let per_op = |used: f64| used * 1e6 / s.requests as f64;
+                for (name, mut sample) in rows {
+                    sample.client_us = per_op(after.children - before.children);
+                    (sample.server_us, sample.nodes_us) = match target {
+                        Target::Quorumd => (
+                            per_op(after.process - before.process),
+                            per_op(after.nodes - before.nodes),
+                        ),
+                        Target::Redis => (per_op(after.baseline - before.baseline), 0.0),
+                    };
+                    samples
+                        .entry((name, run.1, run.2, target))
+                        .or_default()
+                        .push(sample);
                 }
             }
         }
@@ -256,14 +261,14 @@ fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
     let med =
         |v: &[Sample], field: fn(&Sample) -> f64| median(&v.iter().map(field).collect::<Vec<_>>());
     let mut out = Vec::new();
-    for ((test, pipeline, target), v) in samples {
+    for ((test, pipeline, clients, target), v) in samples {
         let (rps, p50, p99) = (
             med(v, |x| x.rps),
             med(v, |x| x.p50_ms),
             med(v, |x| x.p99_ms),
         );
         let ratios = (*target == Target::Quorumd)
-            .then(|| samples.get(&(test.clone(), *pipeline, Target::Redis)))
+            .then(|| samples.get(&(test.clone(), *pipeline, *clients, Target::Redis)))
             .flatten()
             .map(|base| {
                 (
@@ -273,7 +278,7 @@ fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
                 )
             });
         out.push(Row {
-            name: format!("{test} -P {pipeline}: {}", target.name()),
+            name: format!("{test} -P {pipeline} -c {clients}: {}", target.name()),
             rps,
             p50,
             p99,
@@ -348,7 +353,7 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
         redis_version()
     );
     println!(
-        "redis-benchmark -t {{{}}} -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, {} round(s){}",
+        "redis-benchmark -t {{{}}} -n {} -c {} -d {VALUE_BYTES} -r {KEYSPACE}, -P 1 and -P 16, and GET from one client, {} round(s){}",
         TESTS.join(","),
         s.requests,
         s.clients,
