@@ -1,9 +1,10 @@
 #!lua flags=no-writes
--- The typed read (lists, and any key a typed command meets). KEYS: per key the value key and
--- its metadata hash. ARGV: per key `f` (the whole value of a string or a list) or `y` (its
--- type only). Returns per key the metadata (or false) and false when there is no value, else
--- {type} or, for `f`, {'string', value} / {'list', element, ...}: TYPE comes first, so a key
--- of another type answers with its name and the caller replies WRONGTYPE. A separate script
+-- The typed read (lists, sorted sets, and any key a typed command meets). KEYS: per key the
+-- value key and its metadata hash. ARGV: per key `f` (the whole value of a string, a list or
+-- a sorted set) or `y` (its type only). Returns per key the metadata (or false) and false
+-- when there is no value, else {type} or, for `f`, {'string', value} / {'list', element, ...}
+-- / {'zset', member, score, ...}: TYPE comes first, so a key of another type answers with its
+-- name and the caller replies WRONGTYPE. A separate script
 -- from READ, whose GET stays the whole cost of the string path.
 local out = {}
 local crdt_kinds = {C = true, S = true, M = true}
@@ -21,6 +22,10 @@ for i = 1, #KEYS, 2 do
         value = {t, redis.call('GET', key)}
       elseif t == 'list' then
         value = redis.call('LRANGE', key, 0, -1)
+        table.insert(value, 1, t)
+      elseif t == 'zset' then
+        -- member, score, ...: scores as the server prints them, which parse back exactly.
+        value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
         table.insert(value, 1, t)
       else
         value = {t}

@@ -416,12 +416,14 @@ async fn read_slot(
         .collect())
 }
 
-/// A value as a typed read returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A value as a typed read returns it. Not `Eq`: sorted-set scores are floats (never NaN).
+#[derive(Debug, Clone, PartialEq)]
 pub enum TypedValue {
     String(Vec<u8>),
     /// A list, head first.
     List(Vec<Vec<u8>>),
+    /// A sorted set's members with their scores, in Redis's order (score, then member bytes).
+    SortedSet(Vec<(Vec<u8>, f64)>),
     /// A value whose contents were not read: another type, or any type in a type-only read.
     /// Holds the name `TYPE` answers.
     Only(String),
@@ -433,6 +435,7 @@ impl TypedValue {
         match self {
             TypedValue::String(_) => "string",
             TypedValue::List(_) => "list",
+            TypedValue::SortedSet(_) => "zset",
             TypedValue::Only(t) => t,
         }
     }
@@ -442,6 +445,9 @@ impl TypedValue {
         match self {
             TypedValue::String(v) => Some(Content::string(v)),
             TypedValue::List(items) => Some(Content::list(items.iter().map(Vec::as_slice))),
+            TypedValue::SortedSet(members) => Some(Content::sorted_set(
+                members.iter().map(|(m, s)| (m.as_slice(), *s)),
+            )),
             TypedValue::Only(_) => None,
         }
     }
@@ -450,14 +456,15 @@ impl TypedValue {
 /// What a typed read asks of one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypedWanted {
-    /// The whole value of a string or a list (`LRANGE 0 -1`); other types by name only.
+    /// The whole value of a string, a list (`LRANGE 0 -1`) or a sorted set (`ZRANGE 0 -1
+    /// WITHSCORES`); other types by name only.
     Full,
     /// The type's name only (TYPE, EXISTS, TTL of a list): O(1) on the node.
     TypeOnly,
 }
 
 /// A node's answer to a typed read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeTypedRead {
     pub meta: Option<Meta>,
     pub value: Option<TypedValue>,
@@ -522,9 +529,25 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
         ("list", elements) if !elements.is_empty() => {
             TypedValue::List(elements.iter().map(bytes).collect::<Result<_, _>>()?)
         }
+        ("zset", pairs) if !pairs.is_empty() && pairs.len() % 2 == 0 => TypedValue::SortedSet(
+            pairs
+                .chunks(2)
+                .map(|p| Ok((bytes(&p[0])?, parse_score(&bytes(&p[1])?).ok_or_else(bad)?)))
+                .collect::<Result<_, _>>()?,
+        ),
         (_, []) => TypedValue::Only(name),
         _ => return Err(bad()),
     }))
+}
+
+/// A score as the node printed it (`%.17g`, `inf`, `-inf`): that text parses back to the
+/// exact double. NaN never comes from Redis and is refused.
+fn parse_score(text: &[u8]) -> Option<f64> {
+    std::str::from_utf8(text)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|s| !s.is_nan())
 }
 
 /// Runs a script whose KEYS are, per key, the value key and its metadata hash, and whose

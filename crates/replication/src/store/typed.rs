@@ -1,12 +1,14 @@
-//! Typed values on the versioned store: lists (issue 19), read whole and written whole.
+//! Typed values on the versioned store: lists and sorted sets (issue 19), read whole and
+//! written whole.
 //!
 //! A typed read runs `read_typed.lua` on each node, which answers the key's metadata and its
-//! type, with the whole value of a string or a list where asked. The newest version among a
+//! type, with the whole value of a string, a list or a sorted set where asked. The newest version among a
 //! read quorum wins, as for strings. A typed write is a versioned write like any other: a list
 //! is sent as a `DUMP` payload built in Rust (`quorumd_core::dump`) and stored by the write
 //! script's `RESTORE … REPLACE ABSTTL` mode, with `Content::list` of the new value in its
 //! metadata, so digests, hints, own-write markers and the scrub treat it as any versioned
-//! value. A command changes a list by a read-modify-write of the whole list under the version
+//! value; a sorted set likewise, with `Content::sorted_set`. A command changes a list by a
+//! read-modify-write of the whole list under the version
 //! it read (compare-and-set, retried), so its cost is O(list size) per command.
 
 use super::repair::{self, Repair};
@@ -26,7 +28,7 @@ use std::sync::Arc;
 pub use quorumd_node::calls::store::{TypedValue, TypedWanted};
 
 /// A live value as a typed read found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TypedFound {
     pub value: TypedValue,
     pub version: Version,
@@ -34,13 +36,19 @@ pub struct TypedFound {
 }
 
 /// What a typed read-modify-write does with the key, decided from the value it read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TypedChange {
     Keep,
     /// Store this list, head first. An empty list deletes the key, as Redis deletes a list
     /// that becomes empty.
     PutList {
         items: Vec<Vec<u8>>,
+        expires_at_ms: Option<u64>,
+    },
+    /// Store this sorted set (members with scores, in any order; no NaN). An empty one
+    /// deletes the key, as Redis deletes an emptied sorted set.
+    PutSortedSet {
+        members: Vec<(Vec<u8>, f64)>,
         expires_at_ms: Option<u64>,
     },
     /// Store this string (EXPIRE or PERSIST of a key that turned out to hold a string).
@@ -52,7 +60,7 @@ pub enum TypedChange {
 }
 
 /// The two writes `transfer_typed` makes, and what the command answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Transfer<R> {
     pub source: TypedChange,
     pub destination: TypedChange,
@@ -60,7 +68,7 @@ pub struct Transfer<R> {
 }
 
 /// The newest answer among a typed read's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TypedNewest {
     pub meta: Meta,
     pub value: Option<TypedValue>,
@@ -102,6 +110,9 @@ fn stored_form(value: &TypedValue) -> Option<(Vec<u8>, bool)> {
     match value {
         TypedValue::String(v) => Some((v.clone(), false)),
         TypedValue::List(items) => dump::payload(&Collection::List(items))
+            .ok()
+            .map(|p| (p, true)),
+        TypedValue::SortedSet(members) => dump::payload(&Collection::SortedSet(members))
             .ok()
             .map(|p| (p, true)),
         TypedValue::Only(_) => None,
@@ -343,6 +354,14 @@ impl VersionedStore {
                 let content = Content::list(items.iter().map(Vec::as_slice));
                 (EntryKind::Value, payload, content, true, expires_at_ms)
             }
+            TypedChange::PutSortedSet {
+                members,
+                expires_at_ms,
+            } if !members.is_empty() => {
+                let payload = dump::payload(&Collection::SortedSet(&members))?;
+                let content = Content::sorted_set(members.iter().map(|(m, s)| (m.as_slice(), *s)));
+                (EntryKind::Value, payload, content, true, expires_at_ms)
+            }
             TypedChange::PutString {
                 value,
                 expires_at_ms,
@@ -350,7 +369,9 @@ impl VersionedStore {
                 let content = Content::string(&value);
                 (EntryKind::Value, value, content, false, expires_at_ms)
             }
-            TypedChange::PutList { .. } | TypedChange::Delete => (
+            TypedChange::PutList { .. }
+            | TypedChange::PutSortedSet { .. }
+            | TypedChange::Delete => (
                 EntryKind::Tombstone,
                 Vec::new(),
                 Content::Absent,
@@ -429,5 +450,9 @@ mod tests {
             Some((b"s".to_vec(), false))
         );
         assert_eq!(stored_form(&TypedValue::Only("hash".into())), None);
+        let zset = TypedValue::SortedSet(vec![(b"m".to_vec(), 1.5)]);
+        let (bytes, restore) = stored_form(&zset).unwrap();
+        assert!(restore);
+        assert_eq!(bytes[0], 5, "RDB zset-2 type");
     }
 }

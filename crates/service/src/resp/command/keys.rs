@@ -71,6 +71,10 @@ async fn retime_typed(
                     items: items.clone(),
                     expires_at_ms,
                 },
+                TypedValue::SortedSet(members) => TypedChange::PutSortedSet {
+                    members: members.clone(),
+                    expires_at_ms,
+                },
                 TypedValue::String(value) => TypedChange::PutString {
                     value: value.clone(),
                     expires_at_ms,
