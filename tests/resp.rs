@@ -567,6 +567,182 @@ const LISTS_SAME_AS_REDIS: &[&str] = &[
     "SMEMBERS l:p",
 ];
 
+/// Sorted-set lines whose replies must be redis-server 7.0's, reply by reply.
+const ZSETS_SAME_AS_REDIS: &[&str] = &[
+    "ZADD z:a 1 one 2 two 3 three",
+    "ZADD z:a 2.5 half 0.1 tenth -inf low +inf high",
+    "ZRANGE z:a 0 -1 WITHSCORES",
+    "ZADD z:a 1e3 big 1.5e-7 small -0 negzero 12345678901234567890 huge",
+    "ZRANGE z:a 0 -1 WITHSCORES",
+    "ZCARD z:a",
+    "ZCARD z:none",
+    "ZSCORE z:a tenth",
+    "ZSCORE z:a low",
+    "ZSCORE z:a nope",
+    "ZSCORE z:none x",
+    "ZMSCORE z:a one nope high",
+    "ZMSCORE z:none a b",
+    "ZRANK z:a one",
+    "ZRANK z:a nope",
+    "ZRANK z:none x",
+    "ZREVRANK z:a one",
+    "ZREVRANK z:a high",
+    "ZADD z:b 1 a 1 b 1 c",
+    "ZADD z:b 1 a 2 b 0 d",
+    "ZADD z:b CH 1 a 3 b 4 e",
+    "ZADD z:b NX 10 a 10 f",
+    "ZADD z:b XX 10 a 10 g",
+    "ZADD z:b XX CH 20 a 1 a",
+    "ZADD z:b GT CH 5 a 0 d 9 h",
+    "ZADD z:b LT CH 5 a 0 d",
+    "ZADD z:b XX GT CH 100 a 100 zz",
+    "ZRANGE z:b 0 -1 WITHSCORES",
+    "ZADD z:b INCR 5 a",
+    "ZADD z:b INCR NX 5 a",
+    "ZADD z:b INCR XX 5 nope",
+    "ZADD z:b INCR GT -5 a",
+    "ZADD z:b INCR LT -5 a",
+    "ZADD z:b INCR 5 new",
+    "ZADD z:b nx xx 1 a",
+    "ZADD z:b NX GT 1 a",
+    "ZADD z:b NX LT 1 a",
+    "ZADD z:b GT LT 1 a",
+    "ZADD z:b INCR 1 a 2 b",
+    "ZADD z:b 1",
+    "ZADD z:b 1 a 2",
+    "ZADD z:b NX",
+    "ZADD z:b x a",
+    "ZADD z:b 1 a nan b",
+    "ZADD z:b 1e400 a",
+    "ZADD z:b inf a",
+    "ZADD z:b INCR -inf a",
+    "ZSCORE z:b a",
+    "ZADD z:b 1 a foo",
+    "ZADD z:none XX 1 a",
+    "ZADD z:none XX INCR 1 a",
+    "EXISTS z:none",
+    "ZINCRBY z:c 2.5 m",
+    "ZINCRBY z:c 0.1 m",
+    "ZINCRBY z:c 0.2 m",
+    "ZINCRBY z:c x m",
+    "ZINCRBY z:c inf m",
+    "ZINCRBY z:c -inf m",
+    "ZINCRBY z:c 1",
+    "ZSCORE z:c m",
+    "ZREM z:c m nope",
+    "EXISTS z:c",
+    "ZREM z:c m",
+    "ZREM z:none m",
+    "ZREM z:a",
+    "ZADD z:r 1 a 2 b 3 c 4 d 5 e",
+    "ZRANGE z:r 0 -1",
+    "ZRANGE z:r 1 -2 WITHSCORES",
+    "ZRANGE z:r -100 100",
+    "ZRANGE z:r 3 1",
+    "ZRANGE z:r 10 20",
+    "ZRANGE z:r 0 1 REV",
+    "ZRANGE z:r 0 -1 REV WITHSCORES",
+    "ZRANGE z:r x 1",
+    "ZRANGE z:r 0 1 LIMIT 0 1",
+    "ZRANGE z:r 0 1 LIMIT 0 -1",
+    "ZRANGE z:r 0 1 LIMIT",
+    "ZRANGE z:r 0 1 FOO",
+    "ZRANGE z:r 2 4 BYSCORE",
+    "ZRANGE z:r (2 4 BYSCORE WITHSCORES",
+    "ZRANGE z:r (2 (4 BYSCORE",
+    "ZRANGE z:r -inf +inf BYSCORE LIMIT 1 2",
+    "ZRANGE z:r -inf +inf BYSCORE LIMIT 1 -1",
+    "ZRANGE z:r -inf +inf BYSCORE LIMIT -1 2",
+    "ZRANGE z:r -inf +inf BYSCORE LIMIT 10 2",
+    "ZRANGE z:r -inf +inf BYSCORE LIMIT 0 0",
+    "ZRANGE z:r -inf +inf BYSCORE LIMIT x 1",
+    "ZRANGE z:r 4 2 BYSCORE REV",
+    "ZRANGE z:r +inf -inf BYSCORE REV LIMIT 1 2 WITHSCORES",
+    "ZRANGE z:r 2 4 BYSCORE REV",
+    "ZRANGE z:r 4 2 BYSCORE",
+    "ZRANGE z:r x 2 BYSCORE",
+    "ZRANGE z:r 1 nan BYSCORE",
+    "ZRANGE z:r ( 3 BYSCORE",
+    "ZRANGE z:r 1 2 BYSCORE BYSCORE",
+    "ZRANGE z:r 1 2 BYSCORE BYLEX",
+    "ZRANGE z:r 1 2 REV REV",
+    "ZRANGE z:none 0 -1",
+    "ZRANGE z:none x 1 BYSCORE",
+    "ZRANGEBYSCORE z:r 2 4",
+    "ZRANGEBYSCORE z:r -inf (3 WITHSCORES",
+    "ZRANGEBYSCORE z:r -inf +inf WITHSCORES LIMIT 1 2",
+    "ZRANGEBYSCORE z:r -inf +inf LIMIT 1",
+    "ZRANGEBYSCORE z:r 0 1 REV",
+    "ZRANGEBYSCORE z:r 0 1 BYSCORE",
+    "ZRANGEBYSCORE z:r a 1",
+    "ZRANGEBYSCORE z:none 0 1",
+    "ZREVRANGE z:r 0 1",
+    "ZREVRANGE z:r 0 -1 WITHSCORES",
+    "ZREVRANGE z:r 0 1 LIMIT 0 1",
+    "ZREVRANGE z:r 0 1 REV",
+    "ZREVRANGE z:r 0 x",
+    "ZREVRANGEBYSCORE z:r 4 2",
+    "ZREVRANGEBYSCORE z:r +inf (2 WITHSCORES LIMIT 0 2",
+    "ZREVRANGEBYSCORE z:r 2 4",
+    "ZCOUNT z:r 2 4",
+    "ZCOUNT z:r (2 +inf",
+    "ZCOUNT z:r -inf +inf",
+    "ZCOUNT z:r x 1",
+    "ZCOUNT z:none 0 1",
+    "ZPOPMIN z:r",
+    "ZPOPMAX z:r",
+    "ZPOPMIN z:r 2",
+    "ZPOPMAX z:r 0",
+    "ZPOPMAX z:r -1",
+    "ZPOPMAX z:r x",
+    "ZPOPMIN z:r 1 2",
+    "ZPOPMIN z:none",
+    "ZPOPMIN z:none 2",
+    "ZPOPMAX z:r 10",
+    "EXISTS z:r",
+    "ZPOPMAX z:r",
+    "ZADD z:t 1 a",
+    "EXPIRE z:t 1000",
+    "TTL z:t",
+    "ZADD z:t 2 b",
+    "TTL z:t",
+    "PERSIST z:t",
+    "TTL z:t",
+    "TYPE z:t",
+    "TYPE z:none",
+    "EXISTS z:t z:none z:b",
+    "SET z:s str",
+    "ZADD z:s 1 a",
+    "ZINCRBY z:s 1 a",
+    "ZREM z:s a",
+    "ZCARD z:s",
+    "ZSCORE z:s a",
+    "ZMSCORE z:s a",
+    "ZRANK z:s a",
+    "ZCOUNT z:s 0 1",
+    "ZRANGE z:s 0 -1",
+    "ZRANGEBYSCORE z:s 0 1",
+    "ZPOPMIN z:s",
+    "ZPOPMIN z:s 0",
+    "ZADD z:s XX 1 a",
+    "ZRANGE z:s x 1",
+    "RPUSH z:l x",
+    "ZADD z:l 1 a",
+    "ZRANGE z:l 0 -1",
+    "GET z:t",
+    "LPUSH z:t x",
+    "APPEND z:t x",
+    "INCR z:t",
+    "LRANGE z:t 0 -1",
+    "SET z:t over",
+    "TYPE z:t",
+    "ZADD z:d 1 a",
+    "DEL z:d",
+    "ZCARD z:d",
+    "ZADD z:d 2 b",
+    "ZRANGE z:d 0 -1 WITHSCORES",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_match_a_real_redis_server() {
     let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
@@ -636,6 +812,55 @@ async fn lists_match_a_real_redis_server() {
             Frame::Simple("list".into())
         );
         assert_eq!(ours.cmd(&format!("LLEN {key}")).await, Frame::Integer(1));
+    }
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zsets_match_a_real_redis_server() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    for line in ZSETS_SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+    // Blocking pops are refused, saying why (Redis would wait or pop).
+    ours.cmd("ZADD z:blk 1 x").await;
+    for line in [
+        "BZPOPMIN z:blk 0",
+        "BZPOPMAX z:blk 0",
+        "BZMPOP 0 1 z:blk MIN",
+    ] {
+        let e = error_text(&ours.cmd(line).await).to_owned();
+        assert!(
+            e.starts_with("ERR blocking commands are not supported by quorumd"),
+            "{line}: {e}"
+        );
+    }
+    assert_eq!(ours.cmd("ZCARD z:blk").await, Frame::Integer(1));
+    // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
+    for level in ["linearizable", "one"] {
+        assert_eq!(
+            ours.cmd(&format!("QUORUMD CONSISTENCY {level}")).await,
+            Frame::ok()
+        );
+        let key = format!("z:{level}");
+        assert_eq!(
+            ours.cmd(&format!("ZADD {key} 2 b 1 a")).await,
+            Frame::Integer(2)
+        );
+        assert_eq!(
+            ours.cmd(&format!("ZRANGE {key} 0 -1 WITHSCORES")).await,
+            Frame::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")])
+        );
+        assert_eq!(
+            ours.cmd(&format!("ZPOPMIN {key}")).await,
+            Frame::Array(vec![bulk("a"), bulk("1")])
+        );
+        assert_eq!(
+            ours.cmd(&format!("TYPE {key}")).await,
+            Frame::Simple("zset".into())
+        );
     }
     tc.shutdown().await;
 }

@@ -529,12 +529,14 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
         ("list", elements) if !elements.is_empty() => {
             TypedValue::List(elements.iter().map(bytes).collect::<Result<_, _>>()?)
         }
-        ("zset", pairs) if !pairs.is_empty() && pairs.len() % 2 == 0 => TypedValue::SortedSet(
-            pairs
-                .chunks(2)
-                .map(|p| Ok((bytes(&p[0])?, parse_score(&bytes(&p[1])?).ok_or_else(bad)?)))
-                .collect::<Result<_, _>>()?,
-        ),
+        ("zset", pairs) if !pairs.is_empty() && pairs.len().is_multiple_of(2) => {
+            TypedValue::SortedSet(
+                pairs
+                    .chunks(2)
+                    .map(|p| Ok((bytes(&p[0])?, parse_score(&bytes(&p[1])?).ok_or_else(bad)?)))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
         (_, []) => TypedValue::Only(name),
         _ => return Err(bad()),
     }))

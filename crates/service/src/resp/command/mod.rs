@@ -17,6 +17,8 @@ mod quorumd;
 mod server;
 mod sets;
 mod strings;
+mod zset_ops;
+mod zsets;
 
 use super::auth::{Requirement, permit};
 use super::frame::Frame;
@@ -152,6 +154,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     hashes::SPECS,
     sets::SPECS,
     lists::SPECS,
+    zsets::SPECS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| {
@@ -200,6 +203,7 @@ pub enum DataCmd {
     Hash(hashes::HashCmd),
     Set(sets::SetCmd),
     List(lists::ListCmd),
+    Zset(zsets::ZsetCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -219,6 +223,7 @@ impl DataCmd {
             DataCmd::Hash(c) => c.access(),
             DataCmd::Set(c) => c.access(),
             DataCmd::List(c) => c.access(),
+            DataCmd::Zset(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -232,6 +237,7 @@ impl DataCmd {
             DataCmd::Hash(c) => c.apply(crdts, level).await,
             DataCmd::Set(c) => c.apply(crdts, level).await,
             DataCmd::List(c) => c.apply(store, level).await,
+            DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -426,6 +432,12 @@ impl From<keyspace::TransferCmd> for DataCmd {
 impl From<lists::ListCmd> for DataCmd {
     fn from(c: lists::ListCmd) -> Self {
         DataCmd::List(c)
+    }
+}
+
+impl From<zsets::ZsetCmd> for DataCmd {
+    fn from(c: zsets::ZsetCmd) -> Self {
+        DataCmd::Zset(c)
     }
 }
 
