@@ -741,6 +741,63 @@ const ZSETS_SAME_AS_REDIS: &[&str] = &[
     "ZCARD z:d",
     "ZADD z:d 2 b",
     "ZRANGE z:d 0 -1 WITHSCORES",
+    "ZADD z:x 0 a 0 b 0 c 0 d 0 e 0 f",
+    "ZLEXCOUNT z:x - +",
+    "ZLEXCOUNT z:x [b (e",
+    "ZLEXCOUNT z:x (a [a",
+    "ZLEXCOUNT z:x b +",
+    "ZLEXCOUNT z:x - x",
+    "ZLEXCOUNT z:none - +",
+    "ZRANGEBYLEX z:x - +",
+    "ZRANGEBYLEX z:x [b (e",
+    "ZRANGEBYLEX z:x - + LIMIT 1 2",
+    "ZRANGEBYLEX z:x - + LIMIT 1 -1",
+    "ZRANGEBYLEX z:x - + WITHSCORES",
+    "ZRANGEBYLEX z:x + -",
+    "ZRANGEBYLEX z:x a +",
+    "ZRANGEBYLEX z:none - +",
+    "ZREVRANGEBYLEX z:x + -",
+    "ZREVRANGEBYLEX z:x (e [b LIMIT 0 2",
+    "ZREVRANGEBYLEX z:x [b (e",
+    "ZRANGE z:x [b [d BYLEX",
+    "ZRANGE z:x [d [b BYLEX REV LIMIT 1 5",
+    "ZRANGE z:x - + BYLEX WITHSCORES",
+    "ZREMRANGEBYLEX z:x [b (d",
+    "ZREMRANGEBYLEX z:x x +",
+    "ZREMRANGEBYLEX z:x (z +",
+    "ZRANGE z:x 0 -1",
+    "ZREMRANGEBYLEX z:x - +",
+    "EXISTS z:x",
+    "ZREMRANGEBYLEX z:none - +",
+    "ZADD z:y 1 a 2 b 3 c 4 d 5 e",
+    "ZREMRANGEBYRANK z:y 0 0",
+    "ZREMRANGEBYRANK z:y -1 -1",
+    "ZREMRANGEBYRANK z:y 5 10",
+    "ZREMRANGEBYRANK z:y x 1",
+    "ZREMRANGEBYRANK z:none 0 1",
+    "ZRANGE z:y 0 -1 WITHSCORES",
+    "ZREMRANGEBYSCORE z:y (2 3",
+    "ZREMRANGEBYSCORE z:y 10 20",
+    "ZREMRANGEBYSCORE z:y x 1",
+    "ZREMRANGEBYSCORE z:none 0 1",
+    "ZRANGE z:y 0 -1 WITHSCORES",
+    "ZREMRANGEBYSCORE z:y -inf +inf",
+    "EXISTS z:y",
+    "ZADD z:q 1 a 2 b",
+    "ZRANDMEMBER z:none",
+    "ZRANDMEMBER z:none 2",
+    "ZRANDMEMBER z:none 2 WITHSCORES",
+    "ZRANDMEMBER z:q 0",
+    "ZRANDMEMBER z:q x",
+    "ZRANDMEMBER z:q 1 FOO",
+    "ZRANDMEMBER z:q 1 WITHSCORES x",
+    "ZRANDMEMBER z:s",
+    "ZRANDMEMBER z:s 1",
+    "ZLEXCOUNT z:s - +",
+    "ZRANGEBYLEX z:s - +",
+    "ZREMRANGEBYRANK z:s 0 1",
+    "ZREMRANGEBYSCORE z:s 0 1",
+    "ZREMRANGEBYLEX z:s - +",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -824,6 +881,31 @@ async fn zsets_match_a_real_redis_server() {
         let got = ours.cmd(line).await;
         assert_eq!(got, expected, "{line}");
     }
+    // ZRANDMEMBER's order is random in Redis too: compare what it returns as sets.
+    let pairs = |f: Frame| {
+        let Frame::Array(items) = f else {
+            panic!("{f:?}")
+        };
+        let mut pairs: Vec<(Frame, Frame)> = items
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        pairs.sort_by_key(|p| format!("{p:?}"));
+        pairs
+    };
+    let whole = vec![(bulk("a"), bulk("1")), (bulk("b"), bulk("2"))];
+    assert_eq!(pairs(ours.cmd("ZRANDMEMBER z:q 5 WITHSCORES").await), whole);
+    assert_eq!(
+        pairs(ours.cmd("ZRANDMEMBER z:q 1 WITHSCORES").await).len(),
+        1
+    );
+    let Frame::Array(picks) = ours.cmd("ZRANDMEMBER z:q -5").await else {
+        panic!("ZRANDMEMBER -5")
+    };
+    assert_eq!(picks.len(), 5);
+    assert!(picks.iter().all(|p| *p == bulk("a") || *p == bulk("b")));
+    let one = ours.cmd("ZRANDMEMBER z:q").await;
+    assert!(one == bulk("a") || one == bulk("b"), "{one:?}");
     // Blocking pops are refused, saying why (Redis would wait or pop).
     ours.cmd("ZADD z:blk 1 x").await;
     for line in [
