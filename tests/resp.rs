@@ -996,6 +996,38 @@ async fn concurrent_pushes_through_one_instance_lose_nothing() {
     tc.shutdown().await;
 }
 
+/// Eight clients change one sorted set at once through one instance: each adds its own
+/// members and increments a shared one. Every acknowledged increment must count once (the
+/// per-key lock, as for lists; not across processes: docs/ARCHITECTURE.md, "Sorted sets").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_zincrbys_through_one_instance_lose_nothing() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    let writers: Vec<_> = (0..8usize)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut c = Raw::connect(addr).await;
+                for i in 0..10 {
+                    let member = format!("w{w}-{i}");
+                    let added = c
+                        .call(&[b"ZADD", b"conc:zset", b"1", member.as_bytes()])
+                        .await;
+                    assert_eq!(added, Frame::Integer(1), "{member}");
+                    let shared = c.call(&[b"ZINCRBY", b"conc:zset", b"1", b"shared"]).await;
+                    assert!(matches!(shared, Frame::Bulk(_)), "{shared:?}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut c = Raw::connect(addr).await;
+    assert_eq!(c.cmd("ZSCORE conc:zset shared").await, bulk("80"));
+    assert_eq!(c.cmd("ZCARD conc:zset").await, Frame::Integer(81));
+    tc.shutdown().await;
+}
+
 /// Counters (strings, as INCR keeps them), hashes and sets (CRDT families): replies compared
 /// with redis-server 7.
 /// HGETALL and SMEMBERS are compared as sorted collections: quorumd answers in byte order,
