@@ -798,6 +798,38 @@ const ZSETS_SAME_AS_REDIS: &[&str] = &[
     "ZREMRANGEBYRANK z:s 0 1",
     "ZREMRANGEBYSCORE z:s 0 1",
     "ZREMRANGEBYLEX z:s - +",
+    "ZADD z:m1 1 a 2 b 3 c",
+    "ZADD z:m2 10 x",
+    "ZMPOP 2 z:none z:m1 MIN",
+    "ZMPOP 2 z:none z:m1 MAX COUNT 5",
+    "EXISTS z:m1",
+    "ZMPOP 2 z:m1 z:m2 MIN COUNT 2",
+    "ZMPOP 1 z:none MIN",
+    "ZMPOP 2 z:s z:m2 MIN",
+    "ZMPOP 0 z:m2 MIN",
+    "ZMPOP -1 z:m2 MIN",
+    "ZMPOP x z:m2 MIN",
+    "ZMPOP 2 z:m2 MIN",
+    "ZMPOP 1 z:m2 FOO",
+    "ZMPOP 1 z:m2 MIN COUNT 0",
+    "ZMPOP 1 z:m2 MIN COUNT x",
+    "ZMPOP 1 z:m2 MIN COUNT 1 COUNT 1",
+    "ZMPOP 1 z:m2 MIN COUNT",
+    "ZMPOP 1 z:m2 MIN",
+    "ZADD z:sc 1 aa 2.5 ab 0.1 b -inf c",
+    "ZSCAN z:sc 0",
+    "ZSCAN z:sc 0 MATCH a*",
+    "ZSCAN z:sc 0 COUNT 1 MATCH *b",
+    "ZSCAN z:sc 0 COUNT 0",
+    "ZSCAN z:sc 0 COUNT x",
+    "ZSCAN z:sc 0 MATCH",
+    "ZSCAN z:sc 0 TYPE zset",
+    "ZSCAN z:sc x",
+    "ZSCAN z:sc -1",
+    "ZSCAN z:none 0",
+    "ZSCAN z:none 0 COUNT 0",
+    "ZSCAN z:none x",
+    "ZSCAN z:s 0",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,6 +952,22 @@ async fn zsets_match_a_real_redis_server() {
         );
     }
     assert_eq!(ours.cmd("ZCARD z:blk").await, Frame::Integer(1));
+    // Not as in Redis (docs/RESP.md): RENAME and COPY move strings only.
+    for line in ["RENAME z:blk z:blk2", "COPY z:blk z:blk2"] {
+        let reply = ours.cmd(line).await;
+        assert!(error_text(&reply).starts_with("WRONGTYPE"), "{line}");
+    }
+    // SCAN's TYPE filter knows sorted sets from their metadata.
+    let Frame::Array(scan) = ours.cmd("SCAN 0 TYPE zset COUNT 100000").await else {
+        panic!("SCAN")
+    };
+    let Frame::Array(keys) = &scan[1] else {
+        panic!("{scan:?}")
+    };
+    assert!(
+        keys.contains(&bulk("z:blk")) && !keys.contains(&bulk("z:l")),
+        "{keys:?}"
+    );
     // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
     for level in ["linearizable", "one"] {
         assert_eq!(

@@ -87,7 +87,7 @@ fn transfer(args: &[Bytes], mode: TransferMode) -> Result<Command, Frame> {
 
 /// A cursor as Redis reads it (`strtoul`): an optional sign, digits, nothing else; a negative
 /// one wraps around.
-fn parse_cursor(arg: &[u8]) -> Result<u64, Frame> {
+pub(super) fn parse_cursor(arg: &[u8]) -> Result<u64, Frame> {
     let invalid = || Frame::error("ERR invalid cursor");
     let s = std::str::from_utf8(arg).map_err(|_| invalid())?;
     let (negative, digits) = match s.as_bytes().first() {

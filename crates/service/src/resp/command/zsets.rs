@@ -1,7 +1,7 @@
 //! Sorted-set commands: ZADD, ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK, ZREVRANK, ZCOUNT,
 //! ZLEXCOUNT, ZRANGE, ZRANGEBYSCORE, ZREVRANGE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX,
-//! ZPOPMIN, ZPOPMAX, ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZRANDMEMBER; the
-//! blocking pops are refused.
+//! ZPOPMIN, ZPOPMAX, ZMPOP, ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZRANDMEMBER,
+//! ZSCAN; the blocking pops are refused.
 //!
 //! A sorted set is a versioned value like a list (docs/ARCHITECTURE.md, "Sorted sets"): read
 //! whole, changed in `zset_ops`, written whole under the version read (compare-and-set,
@@ -15,6 +15,7 @@ use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::content::score_text;
 use quorumd_core::quorum::Consistency;
+use quorumd_replication::store::keyspace::glob_matches;
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
@@ -131,6 +132,15 @@ pub static SPECS: &[Spec] = &[
         })
     }),
     Spec::keyed("zrandmember", -2, READ_SLOW, (1, 1, 1), parse_randmember),
+    // Its keys follow numkeys, so, as in Redis's table, it declares none (movable keys).
+    Spec::keyless("zmpop", -4, &[Flag::Write], parse_zmpop),
+    Spec::keyed("zscan", -3, READ_SLOW, (1, 1, 1), |a| {
+        data(ZsetCmd::Scan {
+            key: a[1].clone(),
+            cursor_ok: super::keyspace::parse_cursor(&a[2]).map(|_| ()),
+            options: a[3..].to_vec(),
+        })
+    }),
     Spec::keyless("bzpopmin", -3, &[Flag::Write], refuse_blocking),
     Spec::keyless("bzpopmax", -3, &[Flag::Write], refuse_blocking),
     Spec::keyless("bzmpop", -5, &[Flag::Write], refuse_blocking),
@@ -308,6 +318,41 @@ fn parse_pop(a: &[Bytes], highest: bool) -> Result<Command, Frame> {
     })
 }
 
+/// ZMPOP numkeys key... MIN|MAX [COUNT n], checked as LMPOP is.
+fn parse_zmpop(a: &[Bytes]) -> Result<Command, Frame> {
+    let numkeys = int_arg(&a[1])
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Frame::error("ERR numkeys should be greater than 0"))?;
+    let where_at = numkeys.checked_add(2).filter(|&w| w < a.len());
+    let where_at = where_at.ok_or_else(syntax_error)?;
+    let highest = if eq(&a[where_at], "min") {
+        false
+    } else if eq(&a[where_at], "max") {
+        true
+    } else {
+        return Err(syntax_error());
+    };
+    let mut count = None;
+    let mut i = where_at + 1;
+    while i < a.len() {
+        if count.is_none() && eq(&a[i], "count") && i + 1 < a.len() {
+            let c = int_arg(&a[i + 1]).ok().filter(|&c| c > 0);
+            let c = c.ok_or_else(|| Frame::error("ERR count should be greater than 0"))?;
+            count = Some(usize::try_from(c).unwrap_or(usize::MAX));
+            i += 2;
+        } else {
+            return Err(syntax_error());
+        }
+    }
+    data(ZsetCmd::MPop {
+        keys: a[2..where_at].to_vec(),
+        count: count.unwrap_or(1),
+        highest,
+    })
+}
+
 fn parse_randmember(a: &[Bytes]) -> Result<Command, Frame> {
     let Some(count) = a.get(2) else {
         return data(ZsetCmd::RandMember {
@@ -392,6 +437,17 @@ pub enum ZsetCmd {
         count: Option<i64>,
         withscores: bool,
     },
+    MPop {
+        keys: Vec<Bytes>,
+        count: usize,
+        highest: bool,
+    },
+    /// The cursor is checked before the key is read, the options after (Redis's order).
+    Scan {
+        key: Bytes,
+        cursor_ok: Result<(), Frame>,
+        options: Vec<Bytes>,
+    },
 }
 
 /// The sorted set a read found: `None` when absent, WRONGTYPE when the key holds another type.
@@ -440,12 +496,19 @@ impl ZsetCmd {
                     writes: vec![&key[..]],
                 };
             }
+            ZsetCmd::MPop { keys, .. } => {
+                return Access {
+                    reads: vec![],
+                    writes: keys.iter().map(|k| &k[..]).collect(),
+                };
+            }
             ZsetCmd::Card(key)
             | ZsetCmd::Score { key, .. }
             | ZsetCmd::Rank { key, .. }
             | ZsetCmd::Count { key, .. }
             | ZsetCmd::Range { key, .. }
-            | ZsetCmd::RandMember { key, .. } => key,
+            | ZsetCmd::RandMember { key, .. }
+            | ZsetCmd::Scan { key, .. } => key,
         };
         Access {
             reads: vec![&key[..]],
@@ -599,8 +662,85 @@ impl ZsetCmd {
                 })
                 .await
             }
+            ZsetCmd::MPop {
+                keys,
+                count,
+                highest,
+            } => {
+                for key in keys {
+                    let answer = modify(store, &key, level, |set| {
+                        let Some(set) = set else {
+                            return (None, Frame::NullArray);
+                        };
+                        let mut new = set.clone();
+                        let popped = zset_ops::pop(&mut new, count, highest);
+                        // ZMPOP nests each member with its score, in RESP2 too.
+                        let pairs = popped
+                            .iter()
+                            .map(|(m, s)| {
+                                Frame::Array(vec![Frame::bulk(m.clone()), score_frame(*s)])
+                            })
+                            .collect();
+                        (
+                            Some(new),
+                            Frame::Array(vec![Frame::bulk(key.clone()), Frame::Array(pairs)]),
+                        )
+                    })
+                    .await;
+                    // A missing key passes to the next; an error or a pop ends the command.
+                    if answer != Frame::NullArray {
+                        return answer;
+                    }
+                }
+                Frame::NullArray
+            }
+            ZsetCmd::Scan {
+                key,
+                cursor_ok,
+                options,
+            } => {
+                if let Err(e) = cursor_ok {
+                    return e;
+                }
+                read(store, &key, level, |set| {
+                    let Some(set) = set else {
+                        return Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]);
+                    };
+                    let pattern = match scan_pattern(&options) {
+                        Ok(p) => p,
+                        Err(e) => return e,
+                    };
+                    // The whole set in one step, cursor 0: what Redis answers for a small
+                    // set, and a complete iteration for any size.
+                    let matching = set
+                        .iter()
+                        .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_matches(p, m)));
+                    Frame::Array(vec![Frame::bulk("0"), members_frame(matching, true)])
+                })
+                .await
+            }
         }
     }
+}
+
+/// ZSCAN's MATCH and COUNT (COUNT is checked and otherwise unused: one step returns all).
+fn scan_pattern(options: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+    let mut pattern = None;
+    let mut i = 0;
+    while i < options.len() {
+        let value = options.get(i + 1).ok_or_else(syntax_error)?;
+        if eq(&options[i], "count") {
+            if int_arg(value)? < 1 {
+                return Err(syntax_error());
+            }
+        } else if eq(&options[i], "match") {
+            pattern = Some(value.clone());
+        } else {
+            return Err(syntax_error());
+        }
+        i += 2;
+    }
+    Ok(pattern)
 }
 
 const MAX_PICKS: usize = 1 << 20;
