@@ -327,6 +327,95 @@ pub fn pop(set: &mut Members, count: usize, highest: bool) -> Members {
     }
 }
 
+/// ZUNION, ZINTER and ZDIFF (and their STORE forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+/// How ZUNION and ZINTER combine the weighted scores of one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Aggregate {
+    #[default]
+    Sum,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    /// As `zunionInterAggregate`: a sum that is NaN (`inf` + `-inf`) counts as 0.
+    fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            Aggregate::Sum => {
+                let sum = a + b;
+                if sum.is_nan() { 0.0 } else { sum }
+            }
+            Aggregate::Min => a.min(b),
+            Aggregate::Max => a.max(b),
+        }
+    }
+}
+
+/// The result of `op` over `inputs` (a missing key is an empty set), each input's scores
+/// multiplied by its weight (a NaN product, `inf` * 0, counts as 0, as in Redis), in Redis's
+/// order. ZDIFF keeps the first input's scores and ignores weights.
+pub fn combine(op: SetOp, inputs: &[&Members], weights: &[f64], aggregate: Aggregate) -> Members {
+    let weighted = |i: usize, score: f64| {
+        let w = weights.get(i).copied().unwrap_or(1.0);
+        let v = score * w;
+        if v.is_nan() { 0.0 } else { v }
+    };
+    let maps: Vec<std::collections::HashMap<&[u8], f64>> = inputs
+        .iter()
+        .map(|set| set.iter().map(|(m, s)| (m.as_slice(), *s)).collect())
+        .collect();
+    let mut out: Members = Vec::new();
+    match op {
+        SetOp::Union => {
+            let mut acc: std::collections::HashMap<&[u8], f64> = std::collections::HashMap::new();
+            for (i, set) in inputs.iter().enumerate() {
+                for (m, s) in set.iter() {
+                    let v = weighted(i, *s);
+                    acc.entry(m.as_slice())
+                        .and_modify(|t| *t = aggregate.apply(*t, v))
+                        .or_insert(v);
+                }
+            }
+            out.extend(acc.into_iter().map(|(m, s)| (m.to_vec(), s)));
+        }
+        SetOp::Inter => {
+            let Some(first) = inputs.first() else {
+                return out;
+            };
+            'members: for (m, s) in first.iter() {
+                let mut total = weighted(0, *s);
+                for (j, map) in maps.iter().enumerate().skip(1) {
+                    let Some(s) = map.get(m.as_slice()) else {
+                        continue 'members;
+                    };
+                    total = aggregate.apply(total, weighted(j, *s));
+                }
+                out.push((m.clone(), total));
+            }
+        }
+        SetOp::Diff => {
+            let Some(first) = inputs.first() else {
+                return out;
+            };
+            out.extend(
+                first
+                    .iter()
+                    .filter(|(m, _)| maps[1..].iter().all(|map| !map.contains_key(m.as_slice())))
+                    .cloned(),
+            );
+        }
+    }
+    sort(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +551,21 @@ mod tests {
         let flat = set(&[("a", 0.0), ("b", 0.0), ("c", 0.0)]);
         let l = LexRange::parse(b"(a", b"+").unwrap();
         assert_eq!(names(by_lex(&flat, &l, true, Limit::default())), ["c", "b"]);
+    }
+
+    #[test]
+    fn union_inter_and_diff_with_weights_and_aggregates() {
+        let a = set(&[("x", 1.0), ("y", 2.0), ("i", f64::INFINITY)]);
+        let b = set(&[("y", 3.0), ("z", 4.0), ("i", f64::NEG_INFINITY)]);
+        let u = combine(SetOp::Union, &[&a, &b], &[], Aggregate::Sum);
+        assert_eq!(u, set(&[("x", 1.0), ("y", 5.0), ("z", 4.0), ("i", 0.0)]));
+        let i = combine(SetOp::Inter, &[&a, &b], &[2.0, 1.0], Aggregate::Max);
+        assert_eq!(i, set(&[("y", 4.0), ("i", f64::INFINITY)]));
+        let zero = combine(SetOp::Union, &[&a], &[0.0], Aggregate::Sum);
+        assert_eq!(score(&zero, b"i"), Some(0.0));
+        let d = combine(SetOp::Diff, &[&a, &b], &[], Aggregate::Sum);
+        assert_eq!(d, set(&[("x", 1.0)]));
+        assert!(combine(SetOp::Inter, &[&a, &Members::new()], &[], Aggregate::Min).is_empty());
     }
 
     #[test]

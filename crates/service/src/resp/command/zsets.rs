@@ -8,7 +8,9 @@
 //! retried), so every command costs O(set size). Arguments are checked in redis-server 7.0's
 //! order: what it checks before looking the key up is checked here when parsing.
 
-use super::zset_ops::{self, AddFlags, LexRange, Limit, Members, Outcome, ScoreRange};
+use super::zset_ops::{
+    self, AddFlags, Aggregate, LexRange, Limit, Members, Outcome, ScoreRange, SetOp,
+};
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
 use super::{syntax_error, wrong_type};
 use crate::resp::frame::Frame;
@@ -92,6 +94,47 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("zrange", -4, READ_SLOW, (1, 1, 1), |a| {
         parse_range(a, None, None)
     }),
+    Spec::keyed(
+        "zrangestore",
+        -5,
+        &[Flag::Write, Flag::DenyOom],
+        (1, 2, 1),
+        |a| parse_range(a, None, None),
+    ),
+    // The keys follow numkeys (movable keys, as in Redis's table).
+    Spec::keyless("zunion", -3, READ_SLOW, |a| {
+        parse_combine(a, SetOp::Union, false)
+    }),
+    Spec::keyless("zinter", -3, READ_SLOW, |a| {
+        parse_combine(a, SetOp::Inter, false)
+    }),
+    Spec::keyless("zdiff", -3, READ_SLOW, |a| {
+        parse_combine(a, SetOp::Diff, false)
+    }),
+    Spec::keyless("zintercard", -3, READ_SLOW, |a| {
+        parse_combine(a, SetOp::Inter, false)
+    }),
+    Spec::keyed(
+        "zunionstore",
+        -4,
+        &[Flag::Write, Flag::DenyOom],
+        (1, 1, 1),
+        |a| parse_combine(a, SetOp::Union, true),
+    ),
+    Spec::keyed(
+        "zinterstore",
+        -4,
+        &[Flag::Write, Flag::DenyOom],
+        (1, 1, 1),
+        |a| parse_combine(a, SetOp::Inter, true),
+    ),
+    Spec::keyed(
+        "zdiffstore",
+        -4,
+        &[Flag::Write, Flag::DenyOom],
+        (1, 1, 1),
+        |a| parse_combine(a, SetOp::Diff, true),
+    ),
     Spec::keyed("zrangebyscore", -4, READ_SLOW, (1, 1, 1), |a| {
         parse_range(a, Some(Kind::Score), Some(false))
     }),
@@ -237,12 +280,15 @@ enum Kind {
 /// `zrangeGenericCommand`'s parsing: ZRANGE decides the kind and direction from its options,
 /// the older commands fix them (and then refuse REV, BYSCORE and BYLEX as syntax errors).
 fn parse_range(a: &[Bytes], kind: Option<Kind>, reverse: Option<bool>) -> Result<Command, Frame> {
+    // ZRANGESTORE dst src ...: everything one argument further, and no WITHSCORES.
+    let store = eq(&a[0], "zrangestore");
+    let base = usize::from(store);
     let (mut kind, mut reverse) = (kind, reverse);
     let (mut withscores, mut limit) = (false, None);
-    let mut j = 4;
+    let mut j = 4 + base;
     while j < a.len() {
         let left = a.len() - j - 1;
-        if eq(&a[j], "withscores") {
+        if !store && eq(&a[j], "withscores") {
             withscores = true;
         } else if eq(&a[j], "limit") && left >= 2 {
             limit = Some(Limit {
@@ -277,15 +323,24 @@ fn parse_range(a: &[Bytes], kind: Option<Kind>, reverse: Option<bool>) -> Result
     }
     // Reversed score and lex ranges are written max first.
     let (min, max) = if reverse && kind != Kind::Rank {
-        (&a[3], &a[2])
+        (&a[3 + base], &a[2 + base])
     } else {
-        (&a[2], &a[3])
+        (&a[2 + base], &a[3 + base])
     };
     let by = match kind {
         Kind::Rank => By::Rank(int_arg(min)?, int_arg(max)?),
         Kind::Score => By::Score(score_range(min, max)?),
         Kind::Lex => By::Lex(lex_range(min, max)?),
     };
+    if store {
+        return data(ZsetCmd::RangeStore {
+            dst: a[1].clone(),
+            src: a[2].clone(),
+            by,
+            reverse,
+            limit,
+        });
+    }
     data(ZsetCmd::Range {
         key: a[1].clone(),
         by,
@@ -293,6 +348,95 @@ fn parse_range(a: &[Bytes], kind: Option<Kind>, reverse: Option<bool>) -> Result
         limit,
         withscores,
     })
+}
+
+/// The options of ZUNION, ZINTER, ZDIFF, their STORE forms and ZINTERCARD.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CombineOptions {
+    weights: Vec<f64>,
+    aggregate: Aggregate,
+    withscores: bool,
+    /// ZINTERCARD's LIMIT (0: none); `None` for the other commands.
+    card_limit: Option<usize>,
+}
+
+/// `zunionInterDiffGenericCommand`'s parsing. numkeys is checked at once; the options only
+/// after the keys are read (Redis looks the keys up first, so WRONGTYPE comes before an
+/// option's error), hence the `Result` kept in the command.
+fn parse_combine(a: &[Bytes], op: SetOp, store: bool) -> Result<Command, Frame> {
+    let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+    let card = name == "zintercard";
+    let at = 1 + usize::from(store);
+    let setnum = int_arg(&a[at])?;
+    if setnum < 1 {
+        return Err(Frame::error(format!(
+            "ERR at least 1 input key is needed for '{name}' command"
+        )));
+    }
+    let first = at + 1;
+    let setnum = usize::try_from(setnum).unwrap_or(usize::MAX);
+    if setnum > a.len() - first {
+        return Err(syntax_error());
+    }
+    let keys = a[first..first + setnum].to_vec();
+    let options = combine_options(&a[first + setnum..], setnum, op, store, card);
+    data(ZsetCmd::Combine {
+        op,
+        dst: store.then(|| a[1].clone()),
+        keys,
+        options,
+    })
+}
+
+fn combine_options(
+    rest: &[Bytes],
+    setnum: usize,
+    op: SetOp,
+    store: bool,
+    card: bool,
+) -> Result<CombineOptions, Frame> {
+    let mut o = CombineOptions {
+        weights: Vec::new(),
+        aggregate: Aggregate::Sum,
+        withscores: false,
+        card_limit: card.then_some(0),
+    };
+    let algebra = op != SetOp::Diff && !card;
+    let mut j = 0;
+    while j < rest.len() {
+        let remaining = rest.len() - j;
+        if algebra && remaining > setnum && eq(&rest[j], "weights") {
+            o.weights = rest[j + 1..=j + setnum]
+                .iter()
+                .map(|w| {
+                    zset_ops::parse_score(w)
+                        .ok_or_else(|| Frame::error("ERR weight value is not a float"))
+                })
+                .collect::<Result<_, _>>()?;
+            j += 1 + setnum;
+        } else if algebra && remaining >= 2 && eq(&rest[j], "aggregate") {
+            o.aggregate = match &rest[j + 1] {
+                v if eq(v, "sum") => Aggregate::Sum,
+                v if eq(v, "min") => Aggregate::Min,
+                v if eq(v, "max") => Aggregate::Max,
+                _ => return Err(syntax_error()),
+            };
+            j += 2;
+        } else if !store && !card && eq(&rest[j], "withscores") {
+            o.withscores = true;
+            j += 1;
+        } else if card && remaining >= 2 && eq(&rest[j], "limit") {
+            let n = int_arg(&rest[j + 1])
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| Frame::error("ERR LIMIT can't be negative"))?;
+            o.card_limit = Some(n);
+            j += 2;
+        } else {
+            return Err(syntax_error());
+        }
+    }
+    Ok(o)
 }
 
 /// ZPOPMIN / ZPOPMAX: the count is checked before the key is read.
@@ -442,6 +586,20 @@ pub enum ZsetCmd {
         count: usize,
         highest: bool,
     },
+    RangeStore {
+        dst: Bytes,
+        src: Bytes,
+        by: By,
+        reverse: bool,
+        limit: Limit,
+    },
+    /// ZUNION, ZINTER, ZDIFF, ZINTERCARD and, with `dst`, the STORE forms.
+    Combine {
+        op: SetOp,
+        dst: Option<Bytes>,
+        keys: Vec<Bytes>,
+        options: Result<CombineOptions, Frame>,
+    },
     /// The cursor is checked before the key is read, the options after (Redis's order).
     Scan {
         key: Bytes,
@@ -500,6 +658,18 @@ impl ZsetCmd {
                 return Access {
                     reads: vec![],
                     writes: keys.iter().map(|k| &k[..]).collect(),
+                };
+            }
+            ZsetCmd::RangeStore { dst, src, .. } => {
+                return Access {
+                    reads: vec![&src[..]],
+                    writes: vec![&dst[..]],
+                };
+            }
+            ZsetCmd::Combine { dst, keys, .. } => {
+                return Access {
+                    reads: keys.iter().map(|k| &k[..]).collect(),
+                    writes: dst.iter().map(|k| &k[..]).collect(),
                 };
             }
             ZsetCmd::Card(key)
@@ -694,6 +864,55 @@ impl ZsetCmd {
                 }
                 Frame::NullArray
             }
+            ZsetCmd::RangeStore {
+                dst,
+                src,
+                by,
+                reverse,
+                limit,
+            } => {
+                let result = match read_sets(store, &[src], level).await {
+                    Ok(sets) => sets.into_iter().next().flatten().map(|set| {
+                        select(&set, &by, reverse, limit)
+                            .into_iter()
+                            .cloned()
+                            .collect::<Members>()
+                    }),
+                    Err(e) => return e,
+                };
+                store_set(store, &dst, level, result.unwrap_or_default()).await
+            }
+            ZsetCmd::Combine {
+                op,
+                dst,
+                keys,
+                options,
+            } => {
+                let sets = match read_sets(store, &keys, level).await {
+                    Ok(sets) => sets,
+                    Err(e) => return e,
+                };
+                let o = match options {
+                    Ok(o) => o,
+                    Err(e) => return e,
+                };
+                let empty = Members::new();
+                let inputs: Vec<&Members> =
+                    sets.iter().map(|s| s.as_ref().unwrap_or(&empty)).collect();
+                let result = zset_ops::combine(op, &inputs, &o.weights, o.aggregate);
+                match (dst, o.card_limit) {
+                    (Some(dst), _) => store_set(store, &dst, level, result).await,
+                    (None, Some(limit)) => {
+                        let n = if limit == 0 {
+                            result.len()
+                        } else {
+                            result.len().min(limit)
+                        };
+                        Frame::Integer(n as i64)
+                    }
+                    (None, None) => members_frame(&result, o.withscores),
+                }
+            }
             ZsetCmd::Scan {
                 key,
                 cursor_ok,
@@ -777,6 +996,50 @@ fn random_members(set: Option<&Members>, count: Option<i64>, withscores: bool) -
     }
     let chosen = rand::seq::index::sample(&mut rng, set.len(), n);
     members_frame(chosen.into_iter().map(|i| &set[i]), withscores)
+}
+
+/// The sorted sets at `keys` (`None` for a missing key), read concurrently at the level;
+/// the first key, in order, that holds another type or failed gives the error reply. Not a
+/// snapshot across keys.
+async fn read_sets(
+    store: &VersionedStore,
+    keys: &[Bytes],
+    level: Consistency,
+) -> Result<Vec<Option<Members>>, Frame> {
+    let reads = keys
+        .iter()
+        .map(|k| store.get_typed(k, level, TypedWanted::Full));
+    let mut sets = Vec::with_capacity(keys.len());
+    for found in futures::future::join_all(reads).await {
+        let found = found.map_err(store_error)?;
+        sets.push(as_zset(found.as_ref())?.cloned());
+    }
+    Ok(sets)
+}
+
+/// The STORE forms: `dst` becomes `members` whatever it held, without a TTL (Redis's
+/// `setKey`); an empty result deletes it. Answers the result's size.
+async fn store_set(
+    store: &VersionedStore,
+    dst: &[u8],
+    level: Consistency,
+    members: Members,
+) -> Frame {
+    let n = Frame::Integer(members.len() as i64);
+    let r = store
+        .read_modify_write_typed(dst, level, |found| {
+            let change = match (members.is_empty(), found) {
+                (true, None) => TypedChange::Keep,
+                (true, Some(_)) => TypedChange::Delete,
+                (false, _) => TypedChange::PutSortedSet {
+                    members: members.clone(),
+                    expires_at_ms: None,
+                },
+            };
+            (change, n.clone())
+        })
+        .await;
+    r.unwrap_or_else(store_error)
 }
 
 /// A read-only command: `answer` gets the set (`None` when the key is absent).
