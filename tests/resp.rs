@@ -895,6 +895,31 @@ const ZSETS_SAME_AS_REDIS: &[&str] = &[
     "EXISTS z:rs",
 ];
 
+/// What lists and sorted sets share beyond the compared tables: `RENAME` and `COPY` of `key`
+/// (of type `kind`) answer WRONGTYPE (not as in Redis, docs/RESP.md), and `SCAN … TYPE kind`
+/// finds `key` but not `other`, a key of another type, from their metadata.
+async fn typed_key_is_moved_by_strings_only_and_scanned_by_type(
+    ours: &mut Raw,
+    key: &str,
+    kind: &str,
+    other: &str,
+) {
+    for line in [format!("RENAME {key} {key}2"), format!("COPY {key} {key}2")] {
+        let reply = ours.cmd(&line).await;
+        assert!(error_text(&reply).starts_with("WRONGTYPE"), "{line}");
+    }
+    let Frame::Array(scan) = ours.cmd(&format!("SCAN 0 TYPE {kind} COUNT 100000")).await else {
+        panic!("SCAN")
+    };
+    let Frame::Array(keys) = &scan[1] else {
+        panic!("{scan:?}")
+    };
+    assert!(
+        keys.contains(&bulk(key)) && !keys.contains(&bulk(other)),
+        "{keys:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_match_a_real_redis_server() {
     let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
@@ -927,22 +952,7 @@ async fn lists_match_a_real_redis_server() {
         ours.cmd("LRANGE l:b 0 -1").await,
         Frame::Array(vec![bulk("x")])
     );
-    // Not as in Redis (docs/RESP.md): RENAME and COPY move strings only.
-    for line in ["RENAME l:p l:p2", "COPY l:p l:p2"] {
-        let reply = ours.cmd(line).await;
-        assert!(error_text(&reply).starts_with("WRONGTYPE"), "{line}");
-    }
-    // SCAN's TYPE filter knows lists from their metadata.
-    let Frame::Array(scan) = ours.cmd("SCAN 0 TYPE list COUNT 100000").await else {
-        panic!("SCAN")
-    };
-    let Frame::Array(keys) = &scan[1] else {
-        panic!("{scan:?}")
-    };
-    assert!(
-        keys.contains(&bulk("l:p")) && !keys.contains(&bulk("l:s")),
-        "{keys:?}"
-    );
+    typed_key_is_moved_by_strings_only_and_scanned_by_type(&mut ours, "l:p", "list", "l:s").await;
     // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
     for level in ["linearizable", "one"] {
         assert_eq!(
@@ -1015,22 +1025,7 @@ async fn zsets_match_a_real_redis_server() {
         );
     }
     assert_eq!(ours.cmd("ZCARD z:blk").await, Frame::Integer(1));
-    // Not as in Redis (docs/RESP.md): RENAME and COPY move strings only.
-    for line in ["RENAME z:blk z:blk2", "COPY z:blk z:blk2"] {
-        let reply = ours.cmd(line).await;
-        assert!(error_text(&reply).starts_with("WRONGTYPE"), "{line}");
-    }
-    // SCAN's TYPE filter knows sorted sets from their metadata.
-    let Frame::Array(scan) = ours.cmd("SCAN 0 TYPE zset COUNT 100000").await else {
-        panic!("SCAN")
-    };
-    let Frame::Array(keys) = &scan[1] else {
-        panic!("{scan:?}")
-    };
-    assert!(
-        keys.contains(&bulk("z:blk")) && !keys.contains(&bulk("z:l")),
-        "{keys:?}"
-    );
+    typed_key_is_moved_by_strings_only_and_scanned_by_type(&mut ours, "z:blk", "zset", "z:l").await;
     // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
     for level in ["linearizable", "one"] {
         assert_eq!(
