@@ -437,3 +437,40 @@ async fn a_frozen_node_holds_back_no_caller_beyond_its_node_timeout() {
     assert!(r.is_ok(), "{r:?}");
     tc.shutdown().await;
 }
+
+/// A fan-out whose caller is dropped before its quorum is decided (a request past its
+/// deadline, a client gone) still runs every node call to the end: a write still reaches the
+/// nodes. The calls here wait before they send, as a call waiting for its connection would, so
+/// a fan-out that dropped its calls with its caller would never write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_dropped_by_its_caller_still_completes_its_calls() {
+    let tc = TestCluster::start(3).await;
+    let pool = tc.app().store().pool().clone();
+    let write = |node: std::sync::Arc<quorumd::pool::Node>| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        node.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg("dropped:k")
+                .arg("v")
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    };
+    let fan_out = quorumd::fanout::fan_out(&pool, 0..3, 3, |_, _: &()| true, write);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), fan_out)
+            .await
+            .is_err(),
+        "the caller gives up before any call answered"
+    );
+    wait_until(Duration::from_secs(5), "every node written", || async {
+        let mut all = true;
+        for i in 0..3 {
+            all &= tc.raw_value(i, b"dropped:k").await.as_deref() == Some(&b"v"[..]);
+        }
+        all
+    })
+    .await;
+    tc.shutdown().await;
+}

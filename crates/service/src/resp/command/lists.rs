@@ -11,12 +11,12 @@
 
 use super::list_ops::{self, End, List};
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
-use super::{syntax_error, wrong_arity, wrong_type};
+use super::{read_typed, syntax_error, wrong_arity, wrong_type};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::store::{
-    StoreError, Transfer, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
+    StoreError, Transfer, TypedChange, TypedFound, TypedValue, VersionedStore,
 };
 use std::sync::Mutex;
 
@@ -431,13 +431,13 @@ impl ListCmd {
                     .await,
             ),
             ListCmd::Len(key) => {
-                read_list(store, &key, level, |list| {
+                read_typed(store, &key, level, as_list, |list| {
                     Frame::Integer(list.map_or(0, |l| l.len() as i64))
                 })
                 .await
             }
             ListCmd::Range { key, start, stop } => {
-                read_list(store, &key, level, |list| {
+                read_typed(store, &key, level, as_list, |list| {
                     let list = list.map(Vec::as_slice).unwrap_or_default();
                     match list_ops::range(list.len(), start, stop) {
                         Some((a, b)) => bulks(list[a..=b].iter().cloned()),
@@ -447,7 +447,7 @@ impl ListCmd {
                 .await
             }
             ListCmd::Index { key, index } => {
-                read_list(store, &key, level, |list| {
+                read_typed(store, &key, level, as_list, |list| {
                     let Some(list) = list else {
                         return Frame::Null;
                     };
@@ -523,7 +523,7 @@ impl ListCmd {
                 count,
                 maxlen,
             } => {
-                read_list(store, &key, level, |list| {
+                read_typed(store, &key, level, as_list, |list| {
                     let Some(list) = list else {
                         return if count.is_some() {
                             Frame::Array(vec![])
@@ -569,22 +569,6 @@ impl ListCmd {
                 Frame::NullArray
             }
         }
-    }
-}
-
-/// A read-only list command: `answer` gets the list (`None` when the key is absent).
-async fn read_list(
-    store: &VersionedStore,
-    key: &[u8],
-    level: Consistency,
-    answer: impl FnOnce(Option<&List>) -> Frame,
-) -> Frame {
-    match store.get_typed(key, level, TypedWanted::Full).await {
-        Ok(found) => match as_list(found.as_ref()) {
-            Ok(list) => answer(list),
-            Err(e) => e,
-        },
-        Err(e) => store_error(e),
     }
 }
 

@@ -29,7 +29,7 @@ use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_node::pool::ServerErrorKind;
 use quorumd_replication::crdt_store::CrdtError;
-use quorumd_replication::store::StoreError;
+use quorumd_replication::store::{StoreError, TypedFound, TypedWanted, VersionedStore};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
@@ -349,6 +349,25 @@ pub fn is_wrong_type(e: &StoreError) -> bool {
         StoreError::NoQuorum(q) => q.all_refused_with(&ServerErrorKind::WrongType),
         StoreError::KindConflict { .. } => true,
         _ => false,
+    }
+}
+
+/// A read-only command on a list or a sorted set: reads the key whole, takes its value as the
+/// command's type with `as_type` (WRONGTYPE for another), and gives it to `answer` (`None`
+/// when the key is absent).
+pub(super) async fn read_typed<T: ?Sized>(
+    store: &VersionedStore,
+    key: &[u8],
+    level: Consistency,
+    as_type: impl FnOnce(Option<&TypedFound>) -> Result<Option<&T>, Frame>,
+    answer: impl FnOnce(Option<&T>) -> Frame,
+) -> Frame {
+    match store.get_typed(key, level, TypedWanted::Full).await {
+        Ok(found) => match as_type(found.as_ref()) {
+            Ok(value) => answer(value),
+            Err(e) => e,
+        },
+        Err(e) => store_error(e),
     }
 }
 

@@ -12,7 +12,7 @@ use super::zset_ops::{
     self, AddFlags, Aggregate, LexRange, Limit, Members, Outcome, ScoreRange, SetOp,
 };
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
-use super::{syntax_error, wrong_type};
+use super::{read_typed, syntax_error, wrong_type};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::content::score_text;
@@ -739,13 +739,13 @@ impl ZsetCmd {
                 .await
             }
             ZsetCmd::Card(key) => {
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     Frame::Integer(set.map_or(0, |s| s.len() as i64))
                 })
                 .await
             }
             ZsetCmd::Score { key, members, many } => {
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     let empty = Members::new();
                     let set = set.unwrap_or(&empty);
                     let mut scores = members
@@ -764,14 +764,14 @@ impl ZsetCmd {
                 member,
                 reverse,
             } => {
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     set.and_then(|s| zset_ops::rank(s, &member, reverse))
                         .map_or(Frame::Null, |r| Frame::Integer(r as i64))
                 })
                 .await
             }
             ZsetCmd::Count { key, by } => {
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     let n = set.map_or(0, |s| select(s, &by, false, Limit::default()).len());
                     Frame::Integer(n as i64)
                 })
@@ -784,7 +784,7 @@ impl ZsetCmd {
                 limit,
                 withscores,
             } => {
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     let Some(set) = set else {
                         return Frame::Array(vec![]);
                     };
@@ -827,7 +827,7 @@ impl ZsetCmd {
                 count,
                 withscores,
             } => {
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     random_members(set, count, withscores)
                 })
                 .await
@@ -921,7 +921,7 @@ impl ZsetCmd {
                 if let Err(e) = cursor_ok {
                     return e;
                 }
-                read(store, &key, level, |set| {
+                read_typed(store, &key, level, as_zset, |set| {
                     let Some(set) = set else {
                         return Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]);
                     };
@@ -1040,22 +1040,6 @@ async fn store_set(
         })
         .await;
     r.unwrap_or_else(store_error)
-}
-
-/// A read-only command: `answer` gets the set (`None` when the key is absent).
-async fn read(
-    store: &VersionedStore,
-    key: &[u8],
-    level: Consistency,
-    answer: impl FnOnce(Option<&Members>) -> Frame,
-) -> Frame {
-    match store.get_typed(key, level, TypedWanted::Full).await {
-        Ok(found) => match as_zset(found.as_ref()) {
-            Ok(set) => answer(set),
-            Err(e) => e,
-        },
-        Err(e) => store_error(e),
-    }
 }
 
 /// A read-modify-write: `change` gets the set (`None` when absent) and gives the new set
