@@ -214,7 +214,11 @@ async fn is_master(url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
-    let mut tc = TestCluster::start_clusters(3, (3, 1), |c| c.sync.in_flight_window_ms = 0).await;
+    let mut tc = TestCluster::start_clusters(3, (3, 1), |c| {
+        c.sync.in_flight_window_ms = 0;
+        c.sync.live_detection = true;
+    })
+    .await;
     let per = 6;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Acked::default();
@@ -267,6 +271,67 @@ async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
     let mut urls = seeds(&tc, per);
     urls[1].retain(|u| !u.ends_with(&format!(":{victim_port}")));
     replicas_agree(&tc, &urls).await;
+
+    // Live detection follows the failover: replica 1 subscribes to the promoted master too,
+    // so direct writes on each of its masters now are adopted by the other replicas.
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "replica 1's live detection on its new masters",
+        || async {
+            let (_, status) = tc.json("/v1/status").await;
+            let masters = status["nodes"][1]["shards"].as_array().map_or(0, Vec::len);
+            status["sweeps"]["live_detection"][1]["state"] == "on" && masters == 3
+        },
+    )
+    .await;
+    let mut c = redis::cluster::ClusterClient::new(urls[1].clone())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let direct_keys: Vec<String> = (0..30).map(|i| format!("direct-{i}")).collect();
+    for key in &direct_keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("direct")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    // Every master of replica 1 now, the promoted one included, took some of them.
+    for url in &urls[1] {
+        if is_master(url).await {
+            let held: Vec<String> = command(&mut direct(url).await, &["KEYS", "direct-*"]).await;
+            assert!(
+                !held.is_empty(),
+                "master {url} holds none of the direct keys"
+            );
+        }
+    }
+    let other = redis::cluster::ClusterClient::new(urls[0].clone())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(10),
+        "direct writes on every master adopted",
+        || async {
+            let mut other = other.clone();
+            for key in &direct_keys {
+                let v: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut other)
+                    .await
+                    .unwrap();
+                if v.as_deref() != Some("direct") {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     tc.shutdown().await;
 }
 

@@ -820,25 +820,10 @@ async fn members(tc: &TestCluster, i: usize) -> Vec<String> {
     m
 }
 
-/// `quorumd_live_key_events_total{node = node i, origin}`, as `/metrics` shows it.
-async fn live_events(tc: &TestCluster, i: usize, origin: &str) -> u64 {
-    let node = format!("node=\"{}\"", tc.app().store().pool().node(i).display);
-    let origin = format!("origin=\"{origin}\"");
-    let m = tc.fetch("/metrics").await.text().await.unwrap();
-    m.lines()
-        .find(|l| {
-            l.starts_with("quorumd_live_key_events_total{")
-                && l.contains(&node)
-                && l.contains(&origin)
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn live_counts(tc: &TestCluster, origin: &str) -> Vec<u64> {
     let mut out = Vec::new();
     for i in 0..3 {
-        out.push(live_events(tc, i, origin).await);
+        out.push(tc.live_key_events(i, origin).await);
     }
     out
 }

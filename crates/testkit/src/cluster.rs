@@ -183,6 +183,22 @@ impl TestCluster {
         (status, r.json().await.expect("json body"))
     }
 
+    /// `quorumd_live_key_events_total{node = node i, origin}`, as `/metrics` shows it: the key
+    /// events live detection heard from node `i`, quorumd's own (`"own"`) or not (`"unmarked"`).
+    pub async fn live_key_events(&self, i: usize, origin: &str) -> u64 {
+        let node = format!("node=\"{}\"", self.app().store().pool().node(i).display);
+        let origin = format!("origin=\"{origin}\"");
+        let m = self.fetch("/metrics").await.text().await.expect("metrics");
+        m.lines()
+            .find(|l| {
+                l.starts_with("quorumd_live_key_events_total{")
+                    && l.contains(&node)
+                    && l.contains(&origin)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Runs one sweep of `mode` now (`dry_run`: report only), triggered as "test".
     pub async fn try_sweep(
         &self,

@@ -406,7 +406,7 @@ pub async fn restore_buckets_watched(
     tx.atomic();
     // The transaction's writes of user keys are announced as a script's are: `EXEC` runs its
     // commands in order, none between them, and runs the last even when one before it failed.
-    let own = node.own_writes_channel();
+    let own = node.own_writes_channel(buckets[0].digest_key.as_bytes());
     node.run_exclusive(|mut c| async move {
         let held: Vec<u64> = check.query_async(&mut c).await?;
         let empty: Vec<bool> = held.iter().map(|n| *n == 0).collect();
@@ -422,7 +422,7 @@ pub async fn restore_buckets_watched(
                 .map(|(b, _)| b)
         };
         if !own.is_empty() {
-            tx.cmd("PUBLISH").arg(own).arg("begin").ignore();
+            tx.cmd("PUBLISH").arg(&*own).arg("begin").ignore();
         }
         // Values first, metadata last, in the order `RESTORE_BUCKETS` writes them.
         let mut mset = redis::cmd("MSET");
@@ -452,7 +452,7 @@ pub async fn restore_buckets_watched(
             tx.add_command(mset);
         }
         if !own.is_empty() {
-            tx.cmd("PUBLISH").arg(own).arg("end").ignore();
+            tx.cmd("PUBLISH").arg(&*own).arg("end").ignore();
         }
         for b in copied() {
             // `EXISTS` found none of these hashes, and `WATCH` holds that until `EXEC`.
@@ -532,7 +532,7 @@ async fn restore_slot_buckets(
             }
         }
     }
-    cmd.arg(node.own_writes_channel());
+    cmd.arg(&*node.own_writes_channel(buckets[0].digest_key.as_bytes()));
     let reply = run_bulk_eval(node, RESTORE_BUCKETS_LUA, cmd).await?;
     let items = array(reply, "restore buckets")?;
     if items.len() != buckets.len() {

@@ -152,7 +152,7 @@ async fn merge_as(
     for (f, v) in fields {
         inv.arg(&f[..]).arg(&v[..]);
     }
-    inv.arg(node.own_writes_channel());
+    inv.arg(&*node.own_writes_channel(&loc.key));
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;

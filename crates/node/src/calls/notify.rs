@@ -13,7 +13,7 @@
 //! node sent them, so the key events between a `begin` and its `end` were caused by quorumd
 //! and need no verification ([`OwnWrites`]).
 
-use crate::pool::{Node, NodeError, Traffic};
+use crate::pool::{EventSource, Node, NodeError, Traffic};
 use futures::{Stream, StreamExt, future};
 
 /// The event classes live detection needs: keyspace events (`K`) of generic commands, strings,
@@ -31,24 +31,17 @@ pub fn missing_flags(current: &str) -> Option<String> {
 /// Turns on the event classes live detection needs, keeping those already on. Returns whether
 /// the configuration was changed. Fails when the node refuses `CONFIG` (renamed, or denied by
 /// an ACL).
-pub async fn enable(node: &Node) -> Result<bool, NodeError> {
+pub async fn enable(node: &Node, source: &EventSource) -> Result<bool, NodeError> {
     let mut get = redis::cmd("CONFIG");
     get.arg("GET").arg("notify-keyspace-events");
-    let reply: Vec<String> = node
-        .run_as(Traffic::Background, |mut c| async move {
-            get.query_async(&mut c).await
-        })
-        .await?;
+    let reply: Vec<String> = node.query_source(source, get).await?;
     let current = reply.get(1).cloned().unwrap_or_default();
     let Some(flags) = missing_flags(&current) else {
         return Ok(false);
     };
     let mut set = redis::cmd("CONFIG");
     set.arg("SET").arg("notify-keyspace-events").arg(flags);
-    node.run_as(Traffic::Background, |mut c| async move {
-        set.query_async::<()>(&mut c).await
-    })
-    .await?;
+    node.query_source::<()>(source, set).await?;
     Ok(true)
 }
 
@@ -149,36 +142,44 @@ fn escape_glob(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Subscribes to the keyspace channels of every key of the node's database outside `prefix`,
-/// to that of `probe` (a key under the prefix whose events show that notifications arrive),
-/// and to `own` (where quorumd's scripts announce their writes; `""`: not). The stream ends
-/// when the connection drops.
+/// Subscribes, on `source`, to the keyspace channels of every key of the node's database
+/// outside `prefix`, to that of `probe` (a key under the prefix whose events show that
+/// notifications arrive), and to `own` (where quorumd's scripts announce their writes; `""`:
+/// not). The stream ends when the connection drops.
 pub async fn subscribe(
     node: &Node,
+    source: &EventSource,
     prefix: &str,
     probe: &str,
     own: &str,
-) -> Result<impl Stream<Item = Notice> + Send, NodeError> {
-    let mut pubsub = node.subscriber().await?;
+) -> Result<impl Stream<Item = Notice> + Send + use<>, NodeError> {
+    let mut pubsub = node.subscriber(source).await?;
     let failed = |e: redis::RedisError| NodeError::Connection(e.to_string());
-    let (patterns, mut exact) = channels_outside(node.db(), prefix.as_bytes());
+    let (mut patterns, mut exact) = channels_outside(node.db(), prefix.as_bytes());
     exact.push(format!("__keyspace@{}__:{probe}", node.db()).into_bytes());
-    if !own.is_empty() {
+    // On a cluster's master the announcements carry their slot's tag (`own{tag}`), one
+    // channel per slot: a pattern takes them all, and `announcement` keeps this master's.
+    let own_pattern = !own.is_empty() && matches!(source, EventSource::Master { .. });
+    if own_pattern {
+        patterns.push([escape_glob(own.as_bytes()), b"{*}".to_vec()].concat());
+    } else if !own.is_empty() {
         exact.push(own.as_bytes().to_vec());
     }
     let base_len = format!("__keyspace@{}__:", node.db()).len();
     let own = own.as_bytes().to_vec();
+    let source = source.clone();
     pubsub.psubscribe(patterns).await.map_err(failed)?;
     pubsub.subscribe(exact).await.map_err(failed)?;
     Ok(pubsub.into_on_message().filter_map(move |msg| {
         let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
         let payload = msg.get_payload_bytes();
-        let notice = if !own.is_empty() && !msg.from_pattern() && channel == own {
-            match payload {
-                b"begin" => Some(Notice::OwnBegin),
-                b"end" => Some(Notice::OwnEnd),
-                _ => None,
-            }
+        let announced = if own_pattern {
+            msg.from_pattern() && channel.starts_with(&own) && channel.get(own.len()) == Some(&b'{')
+        } else {
+            !own.is_empty() && !msg.from_pattern() && channel == own
+        };
+        let notice = if announced {
+            announcement(&source, &channel, payload)
         } else {
             Some(Notice::Key(KeyEvent {
                 event: String::from_utf8_lossy(payload).into_owned(),
@@ -189,10 +190,38 @@ pub async fn subscribe(
     }))
 }
 
+/// An announcement heard by `source` on `channel`: a mark if it came from `source`'s own
+/// scripts, `None` otherwise (another master's, relayed over the cluster bus, out of order with
+/// this master's key events; or not a mark at all).
+fn announcement(source: &EventSource, channel: &[u8], payload: &[u8]) -> Option<Notice> {
+    // On a cluster the channel's tag names the slot.
+    if matches!(source, EventSource::Master { .. })
+        && !source.owns(quorumd_core::layout::key_slot(channel) as u16)
+    {
+        return None;
+    }
+    match payload {
+        b"begin" => Some(Notice::OwnBegin),
+        b"end" => Some(Notice::OwnEnd),
+        _ => None,
+    }
+}
+
 /// Writes the probe key whose notification shows that events reach the subscriber.
 pub async fn probe(node: &Node, key: &str, token: &str) -> Result<(), NodeError> {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(token).arg("PX").arg(60_000);
+    node.run_as(Traffic::Background, |mut c| async move {
+        cmd.query_async::<()>(&mut c).await
+    })
+    .await
+}
+
+/// Deletes the probe key once its event arrived: on a cluster there is one per master, and
+/// `DBSIZE` would count them while they last.
+pub async fn clear_probe(node: &Node, key: &str) -> Result<(), NodeError> {
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(key);
     node.run_as(Traffic::Background, |mut c| async move {
         cmd.query_async::<()>(&mut c).await
     })
@@ -271,6 +300,30 @@ mod tests {
         assert_eq!(
             unmarked(vec![key("a"), Notice::OwnEnd, key("b")]),
             [&b"a"[..], b"b"]
+        );
+    }
+
+    #[test]
+    fn a_master_heeds_only_the_announcements_of_its_own_slots() {
+        let tag = |slot: u32| format!("qd:own{{{}}}", quorumd_core::layout::slot_tag(slot));
+        let master = EventSource::Master {
+            addr: "m:1".into(),
+            slots: vec![(0, 99), (200, 299)],
+        };
+        for slot in [0, 99, 250] {
+            let heard = announcement(&master, tag(slot).as_bytes(), b"begin");
+            assert_eq!(heard, Some(Notice::OwnBegin), "slot {slot}");
+        }
+        // Another master's, relayed by the cluster bus: ignored, else its `begin` would make
+        // this master's direct writes look like quorumd's own.
+        for slot in [100, 199, 300, 16383] {
+            assert_eq!(announcement(&master, tag(slot).as_bytes(), b"begin"), None);
+        }
+        assert_eq!(announcement(&master, tag(5).as_bytes(), b"other"), None);
+        // A server has one channel and heeds everything on it.
+        assert_eq!(
+            announcement(&EventSource::Server, b"qd:own", b"end"),
+            Some(Notice::OwnEnd)
         );
     }
 

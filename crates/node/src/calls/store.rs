@@ -284,7 +284,7 @@ async fn apply_slot(
             .arg(e.meta.expires_at_ms.unwrap_or(0))
             .arg(e.cond.arg());
     }
-    inv.arg(node.own_writes_channel());
+    inv.arg(&*node.own_writes_channel(&entries[0].loc.key));
     let reply: Value = node
         .run_as(
             traffic,
@@ -748,7 +748,7 @@ pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64
                         .key(&loc.sub_digest_key);
                     inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
                 }
-                inv.arg(node.own_writes_channel());
+                inv.arg(&*node.own_writes_channel(&group[0].0.key));
                 node.run_as(Traffic::Background, |mut c| async move {
                     inv.invoke_async::<u64>(&mut c).await
                 })

@@ -1,8 +1,9 @@
-//! Direct connections to each master of a cluster replica, for the probe alone. The cluster
-//! client cannot say whether one given master answers: a request it cannot send to a master
+//! Direct connections to each master of a cluster replica, for the probe and live detection.
+//! The cluster client cannot say whether one given master answers: a request it cannot send to a master
 //! goes to another one, so `INFO` routed to a dead master's slot is answered all the same.
 //! A connection of its own per master tells a dead shard from a live one.
 
+use super::NodeError;
 use super::tls::{self, TlsConfig};
 use quorumd_core::config::TimeoutConfig;
 use redis::AsyncConnectionConfig;
@@ -33,25 +34,51 @@ impl MasterLinks {
     /// `INFO server` of the master at `addr` (`host:port`), within the connect and node
     /// timeouts. A master that fails loses its connection: the next probe opens another.
     pub async fn info(&self, addr: &str) -> Result<redis::Value, String> {
+        let mut info = redis::cmd("INFO");
+        info.arg("server");
+        self.query(addr, &info).await.map_err(|e| e.to_string())
+    }
+
+    /// Sends `cmd` to the master at `addr` on its own connection (not routed by slot), within
+    /// the connect and node timeouts. A master that fails loses its connection.
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        addr: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, NodeError> {
         let mut conn = match self.cached(addr) {
             Some(c) => c,
             None => {
-                let c = self.connect(addr).await?;
+                let c = self.connect(addr).await.map_err(NodeError::Connection)?;
                 self.lock().insert(addr.to_owned(), c.clone());
                 c
             }
         };
-        let mut info = redis::cmd("INFO");
-        info.arg("server");
-        match tokio::time::timeout(self.timeouts.node(), info.query_async(&mut conn)).await {
+        match tokio::time::timeout(self.timeouts.node(), cmd.query_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             failed => {
-                self.lock().remove(addr);
-                Err(match failed {
-                    Ok(Err(e)) => super::classify(&e).to_string(),
-                    _ => format!("timed out after {} ms", self.timeouts.node_ms),
-                })
+                let error = match failed {
+                    Ok(Err(e)) => super::classify(&e),
+                    _ => NodeError::Timeout(self.timeouts.node_ms),
+                };
+                // An error reply (CONFIG refused) says the connection works.
+                if error.server_kind().is_none() {
+                    self.lock().remove(addr);
+                }
+                Err(error)
             }
+        }
+    }
+
+    /// A pub/sub connection to the master at `addr`: keyspace notifications are local to the
+    /// master whose keys change, so live detection subscribes to every master.
+    pub async fn subscriber(&self, addr: &str) -> Result<redis::aio::PubSub, NodeError> {
+        let client = self.client_for(addr).map_err(NodeError::Connection)?;
+        let limit = self.timeouts.connect() + self.timeouts.node();
+        match tokio::time::timeout(limit, client.get_async_pubsub()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(super::classify(&e)),
+            Err(_) => Err(NodeError::Timeout(self.timeouts.connect_ms)),
         }
     }
 
@@ -64,7 +91,9 @@ impl MasterLinks {
         self.lock().get(addr).cloned()
     }
 
-    async fn connect(&self, addr: &str) -> Result<MultiplexedConnection, String> {
+    /// A client for the master at `addr` (`host:port`): the first seed's URL, credentials and
+    /// TLS with the master's host and port.
+    fn client_for(&self, addr: &str) -> Result<redis::Client, String> {
         let (host, port) = addr
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
@@ -73,7 +102,11 @@ impl MasterLinks {
         url.set_host(Some(host)).map_err(|e| e.to_string())?;
         url.set_port(Some(port))
             .map_err(|()| format!("no port in {addr}"))?;
-        let client = tls::client(&self.tls, url.as_str())?;
+        tls::client(&self.tls, url.as_str())
+    }
+
+    async fn connect(&self, addr: &str) -> Result<MultiplexedConnection, String> {
+        let client = self.client_for(addr)?;
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect()))
             .set_response_timeout(Some(self.timeouts.node()));

@@ -161,17 +161,26 @@ impl Node {
     }
 
     /// Makes the writing scripts announce their writes of user keys on `channel`, from now on
-    /// (live detection subscribes to it). Never on a cluster: a `PUBLISH` there is broadcast
-    /// to every node of the cluster over its bus, and nothing subscribes to a cluster yet.
+    /// (live detection subscribes to it).
     pub fn announce_own_writes(&self, channel: &str) {
-        if !self.is_cluster() {
-            let _ = self.own_writes.set(channel.to_owned());
-        }
+        let _ = self.own_writes.set(channel.to_owned());
     }
 
-    /// The channel the writing scripts announce on, `""` for none (their last argument).
-    pub fn own_writes_channel(&self) -> &str {
-        self.own_writes.get().map_or("", String::as_str)
+    /// The channel a writing script whose keys are in `key`'s slot announces on, `""` for
+    /// none (their last argument). On a cluster the channel carries the slot's tag: a
+    /// `PUBLISH` there reaches every master over the cluster bus, out of order with the key
+    /// events of the master receiving it, so a master's subscriber heeds only the
+    /// announcements of slots that master owns, which come from its own scripts, in order.
+    pub fn own_writes_channel(&self, key: &[u8]) -> std::borrow::Cow<'_, str> {
+        match self.own_writes.get() {
+            None => "".into(),
+            Some(channel) if self.is_cluster() => format!(
+                "{channel}{{{}}}",
+                quorumd_core::layout::slot_tag(quorumd_core::layout::key_slot(key))
+            )
+            .into(),
+            Some(channel) => channel.as_str().into(),
+        }
     }
 
     /// Whether this replica is a Redis Cluster (its keys spread over masters by slot).
@@ -446,21 +455,74 @@ impl Node {
         }
     }
 
-    /// A connection of its own for a subscription (keyspace notifications), bounded by the
-    /// connect timeout. It does not feed the node's health: the monitor's probes do.
-    pub async fn subscriber(&self) -> Result<redis::aio::PubSub, NodeError> {
-        let NodeClient::Server(client) = &self.client else {
-            return Err(NodeError::Unavailable(CLUSTER_NOTIFICATIONS.into()));
-        };
-        let limit = self.timeouts.connect() + self.timeouts.node();
-        bounded(
-            client.get_async_pubsub(),
-            limit,
-            "connect",
-            self.timeouts.connect_ms,
-        )
-        .await
-        .map_err(NodeError::Connection)
+    /// Where this node's keyspace notifications come from: the server itself, or each master
+    /// of a cluster replica that answered the last probe (a master's events are its own keys'
+    /// only). Empty for a cluster not probed yet, or whose masters are all down.
+    pub fn event_sources(&self) -> Vec<EventSource> {
+        if !self.is_cluster() {
+            return vec![EventSource::Server];
+        }
+        let mut sources: Vec<EventSource> = self
+            .shards
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.up)
+            .filter(|s| !s.slots.is_empty())
+            .map(|s| {
+                let mut slots = s.slots;
+                slots.sort_unstable();
+                EventSource::Master {
+                    addr: s.master,
+                    slots,
+                }
+            })
+            .collect();
+        sources.sort_by(|a, b| a.label().cmp(b.label()));
+        sources
+    }
+
+    /// A pub/sub connection of its own to `source`, bounded by the connect timeout. It does not
+    /// feed the node's health: the monitor's probes do.
+    pub async fn subscriber(&self, source: &EventSource) -> Result<redis::aio::PubSub, NodeError> {
+        match (source, &self.client, &self.masters) {
+            (EventSource::Server, NodeClient::Server(client), _) => {
+                let limit = self.timeouts.connect() + self.timeouts.node();
+                bounded(
+                    client.get_async_pubsub(),
+                    limit,
+                    "connect",
+                    self.timeouts.connect_ms,
+                )
+                .await
+                .map_err(NodeError::Connection)
+            }
+            (EventSource::Master { addr, .. }, NodeClient::Cluster(_), Some(links)) => {
+                links.subscriber(addr).await
+            }
+            _ => Err(NodeError::Protocol(format!(
+                "{} is not an event source of {}",
+                source.label(),
+                self.display
+            ))),
+        }
+    }
+
+    /// Sends `cmd` to `source` itself: on a cluster, to that master, not routed by slot
+    /// (`CONFIG` is per server).
+    pub async fn query_source<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        source: &EventSource,
+        cmd: redis::Cmd,
+    ) -> Result<T, NodeError> {
+        match (source, &self.masters) {
+            (EventSource::Master { addr, .. }, Some(links)) => links.query(addr, &cmd).await,
+            _ => {
+                self.run_as(Traffic::Background, |mut c| async move {
+                    cmd.query_async(&mut c).await
+                })
+                .await
+            }
+        }
     }
 
     /// The database number the node's address selects.
@@ -840,8 +902,39 @@ impl PoolShared {
 }
 
 /// Why a cluster replica has no live detection.
-pub const CLUSTER_NOTIFICATIONS: &str = "keyspace notifications from a Redis Cluster replica \
-     (one subscription per master) are not built yet; the full sweep's scrub finds direct changes";
+/// Where a node's keyspace notifications come from ([`Node::event_sources`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSource {
+    /// A standalone server.
+    Server,
+    /// One master of a cluster replica, and the slot ranges it owns (bounds included): its
+    /// probe writes a key of the first, and it heeds the announcements of these only.
+    Master {
+        addr: String,
+        slots: Vec<(u16, u16)>,
+    },
+}
+
+impl EventSource {
+    /// Whether this source's own scripts are the ones writing keys of `slot` (always, for a
+    /// server).
+    pub fn owns(&self, slot: u16) -> bool {
+        match self {
+            EventSource::Server => true,
+            EventSource::Master { slots, .. } => {
+                slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
+            }
+        }
+    }
+
+    /// The master's address, `""` for a server.
+    pub fn label(&self) -> &str {
+        match self {
+            EventSource::Server => "",
+            EventSource::Master { addr, .. } => addr,
+        }
+    }
+}
 
 /// What a replica connects through.
 // One per node: its size does not matter.

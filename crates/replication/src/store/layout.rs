@@ -31,6 +31,19 @@ pub fn probe_key(prefix: &str) -> String {
     format!("{prefix}notify:probe")
 }
 
+/// The probe key for one event source: on a cluster's master, tagged with a slot it owns, so
+/// that the write lands on that master.
+pub fn probe_key_for(prefix: &str, source: &quorumd_node::pool::EventSource) -> String {
+    match source {
+        quorumd_node::pool::EventSource::Server => probe_key(prefix),
+        quorumd_node::pool::EventSource::Master { slots, .. } => format!(
+            "{}{{{}}}",
+            probe_key(prefix),
+            quorumd_core::layout::slot_tag(slots.first().map_or(0, |&(a, _)| u32::from(a)))
+        ),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error(

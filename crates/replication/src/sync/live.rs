@@ -23,7 +23,7 @@ use futures::StreamExt;
 use quorumd_node::calls;
 use quorumd_node::calls::notify::{Heard, OwnWrites};
 use quorumd_node::calls::store::KeyLocation;
-use quorumd_node::pool::{Node, NodeError, NodeId, Traffic};
+use quorumd_node::pool::{EventSource, Node, NodeError, NodeId, Traffic};
 use quorumd_node::worker::{StopPhase, WorkFailed, Worker};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +39,8 @@ const GATHER: Duration = Duration::from_millis(20);
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// Pause before subscribing again after the subscription failed or dropped.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often a cluster replica's subscriber compares its masters with the probe's.
+const MASTERS_CHECK: Duration = Duration::from_secs(1);
 
 /// One node's live detection, as `/v1/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -116,11 +118,6 @@ pub fn start(sweeper: &Arc<Sweeper>) {
     }
     let own = crate::store::layout::own_writes_channel(&sweeper.store().settings().layout.prefix);
     for node in sweeper.pool().nodes() {
-        if node.is_cluster() {
-            let reason = quorumd_node::pool::CLUSTER_NOTIFICATIONS.to_string();
-            sweeper.live_detection().set(node, "off", Some(reason));
-            continue;
-        }
         node.announce_own_writes(&own);
         workers.spawn(
             StopPhase::Connections,
@@ -228,7 +225,8 @@ pub(super) async fn verify_only(
         .collect())
 }
 
-/// Keeps one node's key events flowing to the verifier.
+/// Keeps one node's key events flowing to the verifier: a server's, or those of every master
+/// of a cluster replica (a master publishes its own keys' events only).
 struct Subscriber {
     sweeper: Arc<Sweeper>,
     node: Arc<Node>,
@@ -248,86 +246,119 @@ impl Worker for Subscriber {
         self.attempts += 1;
     }
 
-    /// One subscription, for as long as it lasts.
+    /// One subscription per event source, for as long as they all last and a cluster's
+    /// masters stay the same.
     async fn work(&mut self) -> Result<(), WorkFailed> {
         let live = self.sweeper.live_detection();
-        let refused = match calls::notify::enable(&self.node).await {
-            Ok(_) => None,
-            Err(e) if e.server_kind().is_some() => Some(format!(
-                "the node refused CONFIG SET notify-keyspace-events: {e}"
-            )),
-            Err(e) => {
-                live.set(&self.node, "connecting", Some(e.to_string()));
-                return Err(WorkFailed(format!("{}: {e}", self.node.display)));
-            }
+        let node = &self.node;
+        let fail = |reason: String| {
+            live.set(node, "connecting", Some(reason.clone()));
+            Err(WorkFailed(format!("{}: {reason}", node.display)))
         };
-        let prefix = self.sweeper.store().settings().layout.prefix.clone();
-        let probe_key = crate::store::layout::probe_key(&prefix);
-        // Every instance's scripts announce on this channel, whoever subscribes.
-        let own_channel = crate::store::layout::own_writes_channel(&prefix);
-        let events =
-            match calls::notify::subscribe(&self.node, &prefix, &probe_key, &own_channel).await {
-                Ok(s) => s,
-                Err(e) => {
-                    live.set(&self.node, "connecting", Some(e.to_string()));
-                    return Err(WorkFailed(format!(
-                        "subscribing on {}: {e}",
-                        self.node.display
-                    )));
-                }
-            };
-        let mut events = Box::pin(events);
-        // A new subscription starts outside any announcement, whatever the last one saw.
-        let mut own_writes = OwnWrites::new();
-        let counts = LiveKeyEvents::for_node(&self.node.display);
-        let token = format!("{:016x}", rand::random::<u64>());
-        let mut probing = calls::notify::probe(&self.node, &probe_key, &token)
-            .await
-            .is_ok();
-        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
-        if !probing {
-            live.set(&self.node, "connecting", Some("probe write failed".into()));
+        let sources = node.event_sources();
+        if sources.is_empty() {
+            return fail("no master of the cluster is known to be up yet".into());
         }
-        loop {
-            let next = if probing {
-                match tokio::time::timeout_at(deadline, events.next()).await {
-                    Ok(e) => e,
-                    Err(_) => {
-                        probing = false;
-                        live.set(
-                            &self.node,
-                            "off",
-                            Some(refused.clone().unwrap_or_else(|| {
-                                "key events do not arrive (notify-keyspace-events lacks classes quorumd needs)".into()
-                            })),
-                        );
-                        continue;
-                    }
+        let prefix = self.sweeper.store().settings().layout.prefix.clone();
+        // Every instance's scripts announce on this channel (per slot on a cluster: see
+        // `Node::own_writes_channel`), whoever subscribes.
+        let own_channel = crate::store::layout::own_writes_channel(&prefix);
+        let mut refused = Vec::new();
+        let mut probe_keys = Vec::new();
+        let mut streams = Vec::new();
+        for (i, source) in sources.iter().enumerate() {
+            let at = at_source(source);
+            match calls::notify::enable(node, source).await {
+                Ok(_) => {}
+                Err(e) if e.server_kind().is_some() => refused.push(format!(
+                    "{at}the node refused CONFIG SET notify-keyspace-events: {e}"
+                )),
+                Err(e) => return fail(format!("{at}{e}")),
+            }
+            let probe_key = crate::store::layout::probe_key_for(&prefix, source);
+            let events =
+                match calls::notify::subscribe(node, source, &prefix, &probe_key, &own_channel)
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => return fail(format!("{at}subscribing: {e}")),
+                };
+            // `None` after the last notice: that source's subscription dropped.
+            streams.push(
+                events
+                    .map(move |n| (i, Some(n)))
+                    .chain(futures::stream::once(async move { (i, None) }))
+                    .boxed(),
+            );
+            probe_keys.push(probe_key);
+        }
+        let mut events = futures::stream::select_all(streams);
+        // A new subscription starts outside any announcement, whatever the last one saw.
+        let mut own_writes: Vec<OwnWrites> = sources.iter().map(|_| OwnWrites::new()).collect();
+        let counts = LiveKeyEvents::for_node(&node.display);
+        let token = format!("{:016x}", rand::random::<u64>());
+        // The sources whose probe's event has not arrived yet.
+        let mut waiting = BTreeSet::new();
+        for (i, key) in probe_keys.iter().enumerate() {
+            match calls::notify::probe(node, key, &token).await {
+                Ok(()) => {
+                    waiting.insert(i);
                 }
-            } else {
-                events.next().await
+                Err(e) => {
+                    live.set(
+                        node,
+                        "connecting",
+                        Some(format!("{}probe write failed: {e}", at_source(&sources[i]))),
+                    );
+                }
+            }
+        }
+        let mut probe_failed = waiting.len() < sources.len();
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        let mut masters_check = tokio::time::interval(MASTERS_CHECK);
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = tokio::time::sleep_until(deadline), if !waiting.is_empty() => {
+                    let deaf: Vec<&str> = waiting.iter().map(|&i| sources[i].label()).collect();
+                    waiting.clear();
+                    probe_failed = true;
+                    let reason = if refused.is_empty() {
+                        let at = if node.is_cluster() {
+                            format!(" from master {}", deaf.join(", "))
+                        } else {
+                            String::new()
+                        };
+                        format!("key events do not arrive{at} (notify-keyspace-events lacks classes quorumd needs)")
+                    } else {
+                        refused.join("; ")
+                    };
+                    live.set(node, "off", Some(reason));
+                    continue;
+                }
+                _ = masters_check.tick(), if node.is_cluster() => {
+                    if node.event_sources() != sources {
+                        return fail("the cluster's masters changed: subscribing again".into());
+                    }
+                    continue;
+                }
             };
-            let Some(notice) = next else {
-                live.set(
-                    &self.node,
-                    "connecting",
-                    Some("subscription dropped".into()),
-                );
-                return Err(WorkFailed(format!(
-                    "{}: the notification subscription dropped",
-                    self.node.display
-                )));
+            let Some((i, Some(notice))) = next else {
+                let at = next.map_or(String::new(), |(i, _)| at_source(&sources[i]));
+                return fail(format!("{at}the notification subscription dropped"));
             };
-            let (event, own) = match own_writes.hear(notice) {
+            let (event, own) = match own_writes[i].hear(notice) {
                 Heard::Mark => continue,
                 Heard::Own(e) => (e, true),
                 Heard::Unmarked(e) => (e, false),
             };
             if event.key.starts_with(prefix.as_bytes()) {
-                if probing && event.key == probe_key.as_bytes() {
-                    probing = false;
-                    self.attempts = 0;
-                    live.set(&self.node, "on", None);
+                if event.key == probe_keys[i].as_bytes() && waiting.remove(&i) {
+                    let _ = calls::notify::clear_probe(node, &probe_keys[i]).await;
+                    if waiting.is_empty() && !probe_failed {
+                        self.attempts = 0;
+                        live.set(node, "on", None);
+                    }
                 }
                 continue;
             }
@@ -337,10 +368,18 @@ impl Worker for Subscriber {
             }
             counts.unmarked();
             let _ = self.tx.try_send(Suspect {
-                node: self.node.id,
+                node: node.id,
                 key: event.key,
                 path: Path::Live,
             });
         }
+    }
+}
+
+/// `"master h:p: "` for a cluster's master, `""` for a server: where an error happened.
+fn at_source(source: &EventSource) -> String {
+    match source {
+        EventSource::Server => String::new(),
+        EventSource::Master { addr, .. } => format!("master {addr}: "),
     }
 }
