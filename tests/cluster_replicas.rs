@@ -271,6 +271,73 @@ async fn direct_changes_on_every_master_are_adopted_live() {
     tc.shutdown().await;
 }
 
+/// A master flushed while it keeps running (no new run id) is seen by the next probe, whichever
+/// master it is: each holds a sentinel of its own. (With one sentinel key per replica, only a
+/// flush of the master holding it was seen before an exchange.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_of_any_master_is_seen_by_the_probe() {
+    let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |c| {
+        c.sync.in_flight_window_ms = 0;
+        // DBSIZE on a cluster reads every slot's sub-digests (see the first test).
+        c.timeouts.node_ms = 3_000;
+    })
+    .await;
+    let all = keys(60);
+    for key in &all {
+        let r = tc
+            .put(key, format!("value of {key}"), "consistency=all")
+            .await;
+        assert!(r.status().is_success(), "{key}: {}", r.status());
+    }
+    // No background exchange runs (`test_config`): only the probe can see a flush, and the
+    // recovery it asks for runs an exchange all the same. An exchange that finds the replicas
+    // in sync gives every master its sentinel.
+    tc.sweep(SweepMode::Exchange, false).await;
+    let (_, status) = tc.json("/v1/status").await;
+    assert_eq!(status["nodes"][2]["has_sentinel"], true, "{status}");
+    for m in 0..MASTERS {
+        let mut c = tc.direct(2 * MASTERS + m).await;
+        let held: Vec<String> = redis::cmd("KEYS")
+            .arg("qd:sentinel{*}")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1, "master {m} holds its own sentinel: {held:?}");
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            &format!("replica 2 recovering after master {m} flushed"),
+            || async { tc.health(2).await == "recovering" },
+        )
+        .await;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("replica 2 healed after master {m} flushed"),
+            || async { tc.health(2).await == "up" },
+        )
+        .await;
+        for key in &all {
+            assert_eq!(
+                copy_on(&tc, 2, key).await.0,
+                Some(format!("value of {key}")),
+                "{key} after master {m} flushed"
+            );
+        }
+    }
+    // The sentinels are quorumd's own keys: not counted by DBSIZE.
+    let resp = tc.app().resp_addr().expect("RESP listens");
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut c = redis::Client::open(format!("redis://{resp}"))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .unwrap();
+    let size: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, all.len() as u64);
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_sweep_scans_every_master_of_a_cluster() {
     let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |_| {}).await;

@@ -401,3 +401,138 @@ scope = "write"
     }
     assert!(all.contains("alice:***@"), "{all}");
 }
+
+/// A replica that is a Redis Cluster reached over TLS (`rediss+cluster://`): a cluster of three
+/// masters with `tls-cluster yes`, made with `redis-cli --tls --cluster create`, beside two
+/// standalone TLS servers. The cluster client, the probe's own connection to each master and
+/// the live detection's subscriptions all speak TLS with the configured CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_is_a_tls_redis_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    let pki = Pki::new(root.path(), "cluster");
+    let (_servers, server_urls) = tls_cluster(&pki, false).await;
+    let (cert, key, ca, client_cert, client_key) = (
+        pki.file("server.crt"),
+        pki.file("server.key"),
+        pki.file("ca.crt"),
+        pki.file("client.crt"),
+        pki.file("client.key"),
+    );
+    let ca_for_cli = ca.clone();
+    let (tls_cluster_nodes, tls_seeds) = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        let mut seeds = Vec::new();
+        for _ in 0..3 {
+            let port = free_port().unwrap().to_string();
+            let mut extra = vec![
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+                "--tls-cluster",
+                "yes",
+                // The cluster bus always asks the connecting node for a certificate, and the
+                // server certificate is for server authentication only.
+                "--tls-client-cert-file",
+                &client_cert,
+                "--tls-client-key-file",
+                &client_key,
+            ];
+            extra.extend(quorumd::devcluster::CLUSTER_OPTIONS);
+            nodes.push(quorumd::devcluster::RedisProcess::start(dir.path(), &extra).unwrap());
+            seeds.push(format!("127.0.0.1:{port}"));
+        }
+        quorumd::devcluster::create_redis_cluster_over(
+            &nodes,
+            0,
+            &seeds,
+            &["--tls", "--cacert", &ca_for_cli],
+        )
+        .unwrap();
+        (DevCluster::from_processes(nodes, dir), seeds)
+    })
+    .await
+    .unwrap();
+    let mut nodes = vec![format!("rediss+cluster://{}", tls_seeds.join(","))];
+    nodes.extend(server_urls[..2].iter().cloned());
+    let ca = pki.file("ca.crt");
+    let svc = Service::start(nodes, |c| {
+        c.tls.ca_file = ca;
+        c.placement = quorumd::layout::Scheme::Slot;
+        c.sync.live_detection = true;
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "the TLS cluster in service",
+        || async {
+            let (_, body) = svc.text("/v1/status").await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let shards = v["nodes"][0]["shards"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            v["nodes"][0]["health"] == "up"
+                && shards.len() == 3
+                && shards.iter().all(|s| s["up"] == true)
+                && v["sweeps"]["live_detection"][0]["state"] == "on"
+        },
+    )
+    .await;
+    let keys: Vec<String> = (0..20).map(|i| format!("tls:{i}")).collect();
+    for k in &keys {
+        assert_eq!(
+            svc.put_get(k, &format!("value {k}")).await,
+            (StatusCode::OK, format!("value {k}"))
+        );
+    }
+    // Each key is on its owning master of the TLS cluster, read here over the plain ports
+    // (a plain client is given the masters' plain ports by the cluster).
+    let plain: Vec<String> = tls_cluster_nodes.urls();
+    let mut c = redis::cluster::ClusterClient::new(plain)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "every key on the cluster",
+        || async {
+            let mut c = c.clone();
+            for k in &keys {
+                let v: Option<String> = redis::cmd("GET").arg(k).query_async(&mut c).await.unwrap();
+                if v.as_deref() != Some(format!("value {k}").as_str()) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    // A change made on the cluster behind quorumd's back is seen live (over TLS) and adopted
+    // by the standalone servers.
+    let _: () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg("direct")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the direct write adopted",
+        || async {
+            svc.text(&format!("/v1/kv/{}?consistency=all", keys[0]))
+                .await
+                == (StatusCode::OK, "direct".into())
+        },
+    )
+    .await;
+    svc.app.shutdown().await.unwrap();
+}

@@ -347,25 +347,45 @@ pub fn create_redis_cluster(
     replicas: usize,
 ) -> Result<String, DevClusterError> {
     let addrs: Vec<String> = servers.iter().map(|m| m.addr().to_string()).collect();
+    create_redis_cluster_over(servers, replicas, &addrs, &[])?;
+    Ok(format!("redis+cluster://{}", addrs.join(",")))
+}
+
+/// [`create_redis_cluster`] through other addresses than the servers' plain ports (`addrs`,
+/// one per server, e.g. their TLS ports), with `cli` options given to `redis-cli` before
+/// `--cluster` (e.g. `--tls` and its certificates). The servers are then checked for being
+/// settled on their plain ports.
+pub fn create_redis_cluster_over(
+    servers: &[RedisProcess],
+    replicas: usize,
+    addrs: &[String],
+    cli: &[&str],
+) -> Result<(), DevClusterError> {
     let port = servers.first().map_or(0, |m| m.port());
     let failed = |message: String| DevClusterError::Start { port, message };
-    let out = Command::new("redis-cli")
+    // Under `timeout`: redis-cli waits for the nodes to join without a limit of its own, and
+    // nodes whose cluster bus cannot connect (a TLS certificate refused) never do.
+    let out = Command::new("timeout")
+        .args(["60", "redis-cli"])
+        .args(cli)
         .args(["--cluster", "create"])
-        .args(&addrs)
+        .args(addrs)
         .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| failed(format!("redis-cli --cluster create: {e}")))?;
     if !out.status.success() {
-        return Err(failed(format!(
-            "redis-cli --cluster create: {}",
+        let why = if out.status.code() == Some(124) {
+            "the nodes did not join within 60 s".to_owned()
+        } else {
             String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .chain(String::from_utf8_lossy(&out.stderr).lines())
                 .filter(|l| l.contains("ERR"))
                 .collect::<Vec<_>>()
                 .join(" | ")
-        )));
+        };
+        return Err(failed(format!("redis-cli --cluster create: {why}")));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for m in servers {
@@ -394,7 +414,7 @@ pub fn create_redis_cluster(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(format!("redis+cluster://{}", addrs.join(",")))
+    Ok(())
 }
 
 /// True when every thread of `pid` is stopped by a signal (state `T` in `/proc`). Where there

@@ -113,28 +113,32 @@ pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<M
         .collect()
 }
 
-/// Writes the sentinel key that marks a node as holding the cluster's data.
-pub async fn set_sentinel(node: &Node, key: &str) -> Result<(), NodeError> {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(wall_clock_ms());
-    node.run_as(Traffic::Background, |mut c| async move {
-        cmd.query_async::<()>(&mut c).await
-    })
-    .await
+/// Writes the sentinel keys that mark a node as holding the cluster's data (one per master of
+/// a Redis Cluster replica, each in a slot of its own: one `SET` each).
+pub async fn set_sentinels(node: &Node, keys: &[String]) -> Result<(), NodeError> {
+    for key in keys {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(wall_clock_ms());
+        node.run_as(Traffic::Background, |mut c| async move {
+            cmd.query_async::<()>(&mut c).await
+        })
+        .await?;
+    }
+    Ok(())
 }
 
-/// Adds node identities to a node's sentinel records (`HSET`, each field valued with the
-/// wall-clock ms it was recorded at): these nodes were given the sentinel.
+/// Adds sentinel marks to a node's sentinel records (`HSET`, each field valued with the
+/// wall-clock ms it was recorded at): these sentinels were given.
 pub async fn record_sentinels(
     node: &Node,
     records_key: &str,
-    identities: &[&str],
+    marks: &[String],
 ) -> Result<(), NodeError> {
     let mut cmd = redis::cmd("HSET");
     cmd.arg(records_key);
     let now = wall_clock_ms();
-    for id in identities {
-        cmd.arg(id).arg(now);
+    for mark in marks {
+        cmd.arg(mark).arg(now);
     }
     node.run_as(Traffic::Background, |mut c| async move {
         cmd.query_async::<()>(&mut c).await

@@ -455,6 +455,35 @@ impl Node {
         }
     }
 
+    /// The sentinels this node should hold, each as (mark, key): a server's one, or one per
+    /// master of a cluster replica that answered the last probe, in that master's lowest slot.
+    pub fn sentinel_keys(&self) -> Vec<(String, String)> {
+        if self.is_cluster() {
+            self.cluster_sentinels(&self.shards.snapshot())
+        } else {
+            vec![(
+                sentinel::mark(&self.identity, None),
+                self.shared.sentinel_key.clone(),
+            )]
+        }
+    }
+
+    /// One sentinel per master of `shards` that is up and owns slots.
+    fn cluster_sentinels(&self, shards: &[ShardStatus]) -> Vec<(String, String)> {
+        shards
+            .iter()
+            .filter(|s| s.up)
+            .filter_map(|s| s.slots.iter().map(|&(a, _)| a).min())
+            .map(|slot| {
+                let tag = quorumd_core::layout::slot_tag(u32::from(slot));
+                (
+                    sentinel::mark(&self.identity, Some(slot)),
+                    format!("{}{{{tag}}}", self.shared.sentinel_key),
+                )
+            })
+            .collect()
+    }
+
     /// Where this node's keyspace notifications come from: the server itself, or each master
     /// of a cluster replica that answered the last probe (a master's events are its own keys'
     /// only). Empty for a cluster not probed yet, or whose masters are all down.
@@ -533,7 +562,7 @@ impl Node {
         }
     }
 
-    /// PING, the server's run id, whether the node holds the sentinel key, and the nodes its
+    /// PING, the server's run id, whether the node holds its sentinel keys, and the marks its
     /// sentinel records name. A cluster replica answers when at least one of its masters
     /// does: the others' slots are marked down in its shard table.
     async fn probe(&self, conn: NodeConn) -> Result<Probe, String> {
@@ -551,48 +580,52 @@ impl Node {
                 let info = c.on_every_master(redis::cmd("INFO").arg("server")).await?;
                 (rtt, combined_run_id(info)?, None)
             };
-            // The sentinel keys live in one slot: while its master is down, what they say
-            // is not known, and the last probe's word stands. They are read past the shard
-            // table, which is set from this probe only once it has been judged (`note_probe`).
-            let sentinel_slot = quorumd_core::layout::key_slot(sentinel.as_bytes()) as u16;
-            let sentinel_shard_down = shards
-                .as_ref()
-                .is_some_and(|all| all.iter().any(|s| !s.up && s.owns(sentinel_slot)));
-            if sentinel_shard_down {
-                return Ok(Probe {
-                    rtt,
-                    run_id,
-                    sentinel: None,
-                    records: None,
-                    shards,
-                });
-            }
             let mut c = c.past_shard_table();
-            // EXISTS, not GET: a sentinel of another type (written by hand) is there all the
-            // same, and must not fail the probe, which would take the node out of service.
-            let sentinel = redis::cmd("EXISTS")
-                .arg(&sentinel)
-                .query_async::<u64>(&mut c)
-                .await?
-                > 0;
+            // The sentinels to look for: one per master that answered (a down master's word
+            // is not known, and the last probe's stands), or the server's one. They are read
+            // past the shard table, which is set from this probe only once it has been judged
+            // (`note_probe`).
+            let marks = match &shards {
+                Some(shards) => self.cluster_sentinels(shards),
+                None => vec![(sentinel::mark(&self.identity, None), sentinel.clone())],
+            };
+            let mut held = Vec::with_capacity(marks.len());
+            for (mark, key) in marks {
+                // EXISTS, not GET: a sentinel of another type (written by hand) is there all
+                // the same, and must not fail the probe, which would take the node out of
+                // service.
+                let n: u64 = redis::cmd("EXISTS").arg(&key).query_async(&mut c).await?;
+                held.push((mark, n > 0));
+            }
+            // The records are one key: while its master is down, the last probe's word stands.
+            let records_slot = quorumd_core::layout::key_slot(records.as_bytes()) as u16;
+            let records_shard_down = shards
+                .as_ref()
+                .is_some_and(|all| all.iter().any(|s| !s.up && s.owns(records_slot)));
             // Records of another type (written by hand) name nobody.
-            let records = match redis::cmd("HKEYS")
-                .arg(&records)
-                .query_async::<Vec<Vec<u8>>>(&mut c)
-                .await
-            {
-                Ok(names) => names
-                    .into_iter()
-                    .map(|n| String::from_utf8_lossy(&n).into_owned())
-                    .collect(),
-                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Vec::new(),
-                Err(e) => return Err(e),
+            let records = if records_shard_down {
+                None
+            } else {
+                match redis::cmd("HKEYS")
+                    .arg(&records)
+                    .query_async::<Vec<Vec<u8>>>(&mut c)
+                    .await
+                {
+                    Ok(names) => Some(
+                        names
+                            .into_iter()
+                            .map(|n| String::from_utf8_lossy(&n).into_owned())
+                            .collect(),
+                    ),
+                    Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Some(Vec::new()),
+                    Err(e) => return Err(e),
+                }
             };
             Ok::<_, RedisError>(Probe {
                 rtt,
                 run_id,
-                sentinel: Some(sentinel),
-                records: Some(records),
+                sentinel: Some(held),
+                records,
                 shards,
             })
         };
@@ -690,9 +723,10 @@ impl Node {
             if let Some(records) = &probe.records {
                 sentinels.records(self.id, records);
             }
-            probe
-                .sentinel
-                .is_some_and(|holds| sentinels.probed(self.id, holds))
+            match &probe.sentinel {
+                Some(held) => sentinels.probed(self.id, held.clone()),
+                None => false,
+            }
         };
         if restarted || wiped {
             let reason = if wiped {
@@ -875,9 +909,9 @@ impl Worker for ProbeWorker {
 struct Probe {
     rtt: Duration,
     run_id: Option<String>,
-    /// Whether the node holds the sentinel key (`None`: not known, its shard is down).
-    sentinel: Option<bool>,
-    /// The identities its sentinel records name (`None`: not known).
+    /// Each of the node's sentinel marks, and whether it holds that key (`None`: not known).
+    sentinel: Option<Vec<(String, bool)>>,
+    /// The marks its sentinel records name (`None`: not known, their shard is down).
     records: Option<Vec<String>>,
     /// A cluster replica's shards as this probe found them.
     shards: Option<Vec<ShardStatus>>,
@@ -1117,34 +1151,24 @@ impl NodePool {
         &self.shared.live
     }
 
-    /// The key every node found in sync holds; a node without it that was given it lost data.
-    pub fn sentinel_key(&self) -> &str {
-        &self.shared.sentinel_key
+    /// Records that the sweep wrote the sentinels of `marks` on `node` (all it should hold).
+    pub fn sentinel_written(&self, node: NodeId, marks: &[String]) {
+        self.shared.sentinels().written(node, marks);
     }
 
-    /// Records that the sweep wrote the sentinel on `node`.
-    pub fn sentinel_written(&self, node: NodeId) {
-        self.shared.sentinels().written(node);
-    }
-
-    /// The hash on every node naming the nodes that were given the sentinel.
+    /// The hash on every node naming the sentinel marks that were given their sentinel.
     pub fn sentinel_records_key(&self) -> &str {
         &self.shared.records_key
     }
 
-    /// The nodes known to hold the sentinel that `node`'s records do not name yet, with the
-    /// identities the records use.
-    pub fn unrecorded_sentinels(&self, node: NodeId) -> Vec<(NodeId, String)> {
-        let s = self.shared.sentinels();
-        s.unrecorded_on(node)
-            .into_iter()
-            .map(|i| (i, s.identity(i).to_owned()))
-            .collect()
+    /// The marks known to hold their sentinel that `node`'s records do not name yet.
+    pub fn unrecorded_sentinels(&self, node: NodeId) -> Vec<String> {
+        self.shared.sentinels().unrecorded_on(node)
     }
 
-    /// Records that the sweep added `nodes` to `node`'s sentinel records.
-    pub fn sentinels_recorded(&self, node: NodeId, nodes: &[NodeId]) {
-        self.shared.sentinels().recorded_on(node, nodes);
+    /// Records that the sweep added `marks` to `node`'s sentinel records.
+    pub fn sentinels_recorded(&self, node: NodeId, marks: &[String]) {
+        self.shared.sentinels().recorded_on(node, marks);
     }
 
     pub fn status(&self) -> Vec<NodeStatus> {

@@ -1,4 +1,4 @@
-//! What one instance knows of each node's sentinel key, and whether a node that lacks it lost
+//! What one instance knows of each node's sentinel keys, and whether a node that lacks one lost
 //! data. Pure: fed with probe results and the sweep's writes.
 //!
 //! A node lacks the sentinel in two cases that look alike on the node itself: it lost its data
@@ -10,19 +10,36 @@
 //! it in its `{prefix}sentinels` hash, which the sweep fills with the nodes it knows hold the
 //! sentinel, after writing it. A wipe takes the node's own sentinel and records with it, but
 //! the records on the other nodes survive, and they survive a restart of quorumd too.
+//!
+//! A sentinel is known by its *mark*: a standalone server has one, its identity. A Redis
+//! Cluster replica has one per master, `{identity}#{slot}`, for a sentinel key tagged with the
+//! lowest slot that master owns, so that a wipe of any master is seen, not only of the one
+//! holding a single sentinel key. The key moves with its slot in a reshard: a master whose
+//! lowest slot changed has a mark never given, which is no loss.
+
+use std::collections::BTreeSet;
 
 /// The sentinel state of every node of a pool.
 #[derive(Debug)]
 pub struct Sentinels {
     /// Per node: `host:port/db`, as the records name it.
     identities: Vec<String>,
-    /// Per node: whether it held the sentinel when last probed or written (`None`: not yet
-    /// probed).
-    seen: Vec<Option<bool>>,
-    /// Per node: whether it was ever given the sentinel, as far as this instance knows.
-    given: Vec<bool>,
-    /// Per node: the nodes its records name, as last probed or written.
-    recorded: Vec<Vec<bool>>,
+    /// Per node: its marks as last probed or written, each with whether it was held (`None`:
+    /// not yet probed).
+    seen: Vec<Option<Vec<(String, bool)>>>,
+    /// The marks known to have been given the sentinel.
+    given: BTreeSet<String>,
+    /// Per node: the marks its records name, as last probed or written.
+    recorded: Vec<BTreeSet<String>>,
+}
+
+/// The mark of a standalone node's sentinel (`slot` `None`), or of the sentinel a cluster
+/// replica's master holds in `slot`.
+pub fn mark(identity: &str, slot: Option<u16>) -> String {
+    match slot {
+        None => identity.to_owned(),
+        Some(slot) => format!("{identity}#{slot}"),
+    }
 }
 
 impl Sentinels {
@@ -32,61 +49,77 @@ impl Sentinels {
         Sentinels {
             identities,
             seen: vec![None; n],
-            given: vec![false; n],
-            recorded: vec![vec![false; n]; n],
+            given: BTreeSet::new(),
+            recorded: vec![BTreeSet::new(); n],
         }
     }
 
-    /// Records what `id`'s `{prefix}sentinels` hash names: the identities of the nodes that
-    /// were given the sentinel. Names of nodes not in the configuration are ignored.
+    /// Whether `mark` names a sentinel of a configured node.
+    fn configured(&self, mark: &str) -> bool {
+        let node = mark.split_once('#').map_or(mark, |(identity, _)| identity);
+        self.identities.iter().any(|i| i == node)
+    }
+
+    /// Records what `id`'s `{prefix}sentinels` hash names: the marks that were given the
+    /// sentinel. Marks of nodes not in the configuration are ignored.
     pub fn records(&mut self, id: usize, names: &[String]) {
-        let mut recorded = vec![false; self.identities.len()];
-        for name in names {
-            if let Some(i) = self.identities.iter().position(|n| n == name) {
-                recorded[i] = true;
-                self.given[i] = true;
-            }
-        }
+        let recorded: BTreeSet<String> = names
+            .iter()
+            .filter(|n| self.configured(n))
+            .cloned()
+            .collect();
+        self.given.extend(recorded.iter().cloned());
         self.recorded[id] = recorded;
     }
 
-    /// Records a probe of `id` (whether it holds the sentinel). Returns whether the node lost
-    /// data: it lacks the sentinel it was given.
-    pub fn probed(&mut self, id: usize, holds: bool) -> bool {
-        self.seen[id] = Some(holds);
-        if holds {
-            self.given[id] = true;
-        }
-        !holds && self.given[id]
+    /// Records a probe of `id`: each of its marks, and whether it holds that sentinel. Returns
+    /// whether the node lost data: it lacks a sentinel it was given.
+    pub fn probed(&mut self, id: usize, marks: Vec<(String, bool)>) -> bool {
+        let lost = marks
+            .iter()
+            .any(|(mark, holds)| !holds && self.given.contains(mark));
+        self.given.extend(
+            marks
+                .iter()
+                .filter(|(_, holds)| *holds)
+                .map(|(m, _)| m.clone()),
+        );
+        self.seen[id] = Some(marks);
+        lost
     }
 
-    /// Records that `id` was given the sentinel.
-    pub fn written(&mut self, id: usize) {
-        self.seen[id] = Some(true);
-        self.given[id] = true;
+    /// Records that `id` was given the sentinels of `marks` (all of its marks).
+    pub fn written(&mut self, id: usize, marks: &[String]) {
+        self.given.extend(marks.iter().cloned());
+        self.seen[id] = Some(marks.iter().map(|m| (m.clone(), true)).collect());
     }
 
-    /// Whether `id` holds the sentinel, as last probed or written (`None`: not probed yet).
+    /// Whether `id` holds every sentinel it should, as last probed or written (`None`: not
+    /// probed yet).
     pub fn has(&self, id: usize) -> Option<bool> {
-        self.seen[id]
+        let marks = self.seen[id].as_ref()?;
+        Some(!marks.is_empty() && marks.iter().all(|(_, holds)| *holds))
     }
 
-    /// The nodes known to hold the sentinel that `id`'s records do not name yet.
-    pub fn unrecorded_on(&self, id: usize) -> Vec<usize> {
-        (0..self.identities.len())
-            .filter(|&i| self.seen[i] == Some(true) && !self.recorded[id][i])
+    /// The marks known to be held that `id`'s records do not name yet.
+    pub fn unrecorded_on(&self, id: usize) -> Vec<String> {
+        self.seen
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|(mark, holds)| *holds && !self.recorded[id].contains(mark))
+            .map(|(mark, _)| mark.clone())
             .collect()
     }
 
-    /// Records that `id`'s records now name `nodes` too.
-    pub fn recorded_on(&mut self, id: usize, nodes: &[usize]) {
-        for &i in nodes {
-            self.recorded[id][i] = true;
-            self.given[i] = true;
-        }
+    /// Records that `id`'s records now name `marks` too.
+    pub fn recorded_on(&mut self, id: usize, marks: &[String]) {
+        self.given.extend(marks.iter().cloned());
+        self.recorded[id].extend(marks.iter().cloned());
     }
 
     /// The identity the records use for `id`.
+    #[cfg(test)]
     pub fn identity(&self, id: usize) -> &str {
         &self.identities[id]
     }
@@ -100,16 +133,23 @@ mod tests {
         Sentinels::new(vec!["a:1/0".into(), "b:1/0".into(), "c:1/0".into()])
     }
 
+    fn one(s: &Sentinels, id: usize, holds: bool) -> Vec<(String, bool)> {
+        vec![(mark(s.identity(id), None), holds)]
+    }
+
     #[test]
     fn a_node_never_given_the_sentinel_has_lost_nothing() {
         // Nodes 0 and 1 were found in sync and recorded while node 2 was unreachable: node 2
         // lacks the sentinel however long the others have held it.
         let mut s = three();
         s.records(0, &["a:1/0".into(), "b:1/0".into()]);
-        assert!(!s.probed(0, true));
-        assert!(!s.probed(1, true));
-        assert!(!s.probed(2, false));
-        assert!(!s.probed(2, false), "still not a loss at the next probe");
+        assert!(!s.probed(0, one(&s, 0, true)));
+        assert!(!s.probed(1, one(&s, 1, true)));
+        assert!(!s.probed(2, one(&s, 2, false)));
+        assert!(
+            !s.probed(2, one(&s, 2, false)),
+            "still not a loss at the next probe"
+        );
         assert_eq!((s.has(0), s.has(2)), (Some(true), Some(false)));
     }
 
@@ -119,40 +159,73 @@ mod tests {
         // given the sentinel: node 1 without it was wiped.
         let mut s = three();
         s.records(0, &["a:1/0".into(), "b:1/0".into(), "c:1/0".into()]);
-        assert!(s.probed(1, false));
+        assert!(s.probed(1, one(&s, 1, false)));
         // Names of nodes no longer configured are ignored.
         let mut t = three();
-        t.records(0, &["gone:1/0".into()]);
-        assert!(!t.probed(1, false));
+        t.records(0, &["gone:1/0".into(), "gone:1/0#5".into()]);
+        assert!(!t.probed(1, one(&t, 1, false)));
+        assert!(t.unrecorded_on(1).is_empty());
     }
 
     #[test]
     fn losing_a_sentinel_this_instance_saw_is_a_loss_at_once() {
         let mut s = three();
-        assert!(!s.probed(1, true));
-        assert!(s.probed(1, false), "FLUSHALL, no records anywhere yet");
+        assert!(!s.probed(1, one(&s, 1, true)));
+        assert!(
+            s.probed(1, one(&s, 1, false)),
+            "FLUSHALL, no records anywhere yet"
+        );
         // Written again by the recovery: held again.
-        s.written(1);
+        s.written(1, &[mark("b:1/0", None)]);
         assert_eq!(s.has(1), Some(true));
-        assert!(!s.probed(1, true));
+        assert!(!s.probed(1, one(&s, 1, true)));
         // A sentinel this instance wrote counts as seen.
-        s.written(2);
-        assert!(s.probed(2, false));
+        s.written(2, &[mark("c:1/0", None)]);
+        assert!(s.probed(2, one(&s, 2, false)));
     }
 
     #[test]
     fn records_go_where_they_are_missing() {
         let mut s = three();
-        s.written(0);
-        assert!(!s.probed(1, true));
-        s.probed(2, false);
+        s.written(0, &[mark("a:1/0", None)]);
+        assert!(!s.probed(1, one(&s, 1, true)));
+        s.probed(2, one(&s, 2, false));
         s.records(1, &["a:1/0".into()]);
         // Holders 0 and 1; node 1 already names 0.
-        assert_eq!(s.unrecorded_on(0), vec![0, 1]);
-        assert_eq!(s.unrecorded_on(1), vec![1]);
-        assert_eq!(s.unrecorded_on(2), vec![0, 1]);
-        s.recorded_on(2, &[0, 1]);
+        assert_eq!(s.unrecorded_on(0), ["a:1/0", "b:1/0"]);
+        assert_eq!(s.unrecorded_on(1), ["b:1/0"]);
+        assert_eq!(s.unrecorded_on(2), ["a:1/0", "b:1/0"]);
+        s.recorded_on(2, &["a:1/0".into(), "b:1/0".into()]);
         assert!(s.unrecorded_on(2).is_empty());
         assert_eq!(s.identity(2), "c:1/0");
+    }
+
+    #[test]
+    fn a_wipe_of_any_master_of_a_cluster_is_a_loss() {
+        let cluster = "cluster:h:1";
+        let mut s = Sentinels::new(vec!["a:1/0".into(), cluster.into()]);
+        let masters = |held: [bool; 3]| -> Vec<(String, bool)> {
+            [0u16, 5461, 10923]
+                .iter()
+                .zip(held)
+                .map(|(slot, h)| (mark(cluster, Some(*slot)), h))
+                .collect()
+        };
+        let marks: Vec<String> = masters([true; 3]).into_iter().map(|(m, _)| m).collect();
+        s.written(1, &marks);
+        assert_eq!(s.has(1), Some(true));
+        // The second master was flushed: its sentinel is gone, the others' are not.
+        assert!(s.probed(1, masters([true, false, true])));
+        assert_eq!(s.has(1), Some(false));
+        // Another instance learns it from the records on node 0.
+        let mut other = Sentinels::new(vec!["a:1/0".into(), cluster.into()]);
+        other.records(0, &marks);
+        assert!(other.probed(1, masters([true, false, true])));
+        // A master whose lowest slot changed in a reshard has a mark never given: no loss.
+        let moved = vec![(mark(cluster, Some(100)), false)];
+        let mut fresh = Sentinels::new(vec!["a:1/0".into(), cluster.into()]);
+        fresh.records(0, &marks);
+        assert!(!fresh.probed(1, moved));
+        assert_eq!(fresh.has(1), Some(false), "it needs its sentinel written");
     }
 }

@@ -40,7 +40,16 @@ impl VersionedStore {
             |_, _: &i64| true,
             |node| {
                 let keys = keys.clone();
-                async move { calls::store::user_key_count(&node, &keys.0, &keys.1).await }
+                async move {
+                    // A cluster replica's sentinels are one per master, in slots of their own.
+                    let mut singles = keys.0.clone();
+                    for (_, key) in node.sentinel_keys() {
+                        if !singles.contains(&key) {
+                            singles.push(key);
+                        }
+                    }
+                    calls::store::user_key_count(&node, &singles, &keys.1).await
+                }
             },
         )
         .await;

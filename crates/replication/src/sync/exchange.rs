@@ -453,9 +453,10 @@ async fn finish_recovery(
         if node.health() == Health::Down {
             continue;
         }
-        match calls::sync::set_sentinel(node, pool.sentinel_key()).await {
+        let (marks, keys): (Vec<String>, Vec<String>) = node.sentinel_keys().into_iter().unzip();
+        match calls::sync::set_sentinels(node, &keys).await {
             Ok(()) => {
-                pool.sentinel_written(node.id);
+                pool.sentinel_written(node.id, &marks);
                 node.mark_synced();
             }
             Err(e) => progress::lock(p).error(format!("sentinel on {}: {e}", node.display)),
@@ -480,17 +481,13 @@ async fn record_sentinels(sw: &Sweeper, p: &ProgressHandle) {
             (!missing.is_empty()).then_some((node, missing))
         })
         .map(|(node, missing)| async move {
-            let names: Vec<&str> = missing.iter().map(|(_, name)| name.as_str()).collect();
             let written =
-                calls::sync::record_sentinels(node, pool.sentinel_records_key(), &names).await;
+                calls::sync::record_sentinels(node, pool.sentinel_records_key(), &missing).await;
             (node, missing, written)
         });
     for (node, missing, written) in futures::future::join_all(writes).await {
         match written {
-            Ok(()) => {
-                let ids: Vec<NodeId> = missing.iter().map(|(id, _)| *id).collect();
-                pool.sentinels_recorded(node.id, &ids);
-            }
+            Ok(()) => pool.sentinels_recorded(node.id, &missing),
             Err(e) => progress::lock(p).error(format!("sentinel records on {}: {e}", node.display)),
         }
     }
