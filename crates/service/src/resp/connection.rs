@@ -146,17 +146,25 @@ async fn run_batch(
                 running.push_back(Box::pin(async move { frame }));
                 continue;
             }
-            Step::Exec(commands) => {
+            Step::Exec(commands, watched) => {
                 // The queued commands run after everything before EXEC, and alone.
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
-                let replies = transaction::exec(commands, session, shared).await;
+                let (replies, reply) = transaction::exec(commands, watched, session, shared).await;
                 for (name, reply) in &replies {
                     served(name, result_of(reply));
                 }
-                served("exec", "ok");
-                Frame::Array(replies.into_iter().map(|(_, r)| r).collect())
-                    .encode(session.protocol, out);
+                served("exec", result_of(&reply));
+                reply.encode(session.protocol, out);
+                continue;
+            }
+            Step::Watch(keys) => {
+                // Reads the versions after every write before it in the pipeline.
+                drain(&mut running, session, out).await;
+                footprint = Footprint::default();
+                let reply = transaction::watch(keys, session, shared).await;
+                served("watch", result_of(&reply));
+                reply.encode(session.protocol, out);
                 continue;
             }
         }

@@ -79,6 +79,8 @@ pub struct Session {
     pub closing: bool,
     /// The commands queued since MULTI, until EXEC or DISCARD.
     pub transaction: Option<transaction::Queued>,
+    /// The keys WATCH recorded, with their versions, until EXEC, DISCARD or UNWATCH.
+    pub watched: transaction::Watches,
 }
 
 impl Session {
@@ -93,6 +95,7 @@ impl Session {
             grant: None,
             closing: false,
             transaction: None,
+            watched: Vec::new(),
         }
     }
 }

@@ -387,6 +387,7 @@ pub fn store_error(e: StoreError) -> Frame {
             Frame::error(format!("ERR {e}"))
         }
         StoreError::KindConflict { .. } => wrong_type(),
+        StoreError::WatchedKeyChanged { .. } => Frame::error(format!("EXECABORT {e}")),
     }
 }
 
