@@ -8,6 +8,7 @@
 
 use super::command::{self, Command};
 use super::frame::{Frame, RequestDecoder};
+use super::pubsub;
 use super::transaction::{self, Step};
 use super::{Session, Shared};
 use crate::resp::events;
@@ -87,6 +88,21 @@ pub async fn serve(
                     return Ok(());
                 }
             }
+            delivered = pubsub::next(&mut session.listener) => match delivered {
+                Ok(deliveries) => {
+                    for d in deliveries {
+                        pubsub::delivery_frame(d).encode(session.protocol, &mut output);
+                    }
+                    writer.write_all(&output).await?;
+                    output.clear();
+                }
+                Err(lagged) => {
+                    // As Redis closes a subscriber past its output buffer limit: the client
+                    // sees the connection end rather than silently missing messages.
+                    events::RespSubscriberDropped { peer, missed: lagged.0 }.emit();
+                    return Ok(());
+                }
+            },
             _ = stop.changed() => return Ok(()),
         }
     }
@@ -131,6 +147,16 @@ async fn run_batch(
     for args in batch {
         if session.closing {
             break;
+        }
+        if let pubsub::Step::Replies(name, frames) = pubsub::step(&args, session, shared) {
+            // Changes the session: after everything before it.
+            drain(&mut running, session, out).await;
+            footprint = Footprint::default();
+            for frame in frames {
+                served(name, result_of(&frame));
+                frame.encode(session.protocol, out);
+            }
+            continue;
         }
         match transaction::step(&args, session, shared) {
             Step::Pass => {}
