@@ -226,8 +226,11 @@ impl PubSub {
             fan_out(&self.pool, targets, 1, |_, _: &i64| true, op),
         )
         .await
-        .map_err(|_| PubSubError::Timeout {
-            ms: self.timeout.as_millis() as u64,
+        .map_err(|_| {
+            events::Published { ok: false }.emit();
+            PubSubError::Timeout {
+                ms: self.timeout.as_millis() as u64,
+            }
         })?;
         if gathered.decision != quorumd_core::quorum::Decision::Reached {
             let e = QuorumError::from_gathered(
