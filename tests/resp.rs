@@ -2504,6 +2504,7 @@ async fn optimistic_increments_with_watch_lose_no_update() {
 struct QuorumdProcess {
     child: std::process::Child,
     resp: SocketAddr,
+    dir: std::path::PathBuf,
 }
 
 impl QuorumdProcess {
@@ -2545,7 +2546,7 @@ impl QuorumdProcess {
         };
         // Keep reading, so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in logs.lines() {});
-        QuorumdProcess { child, resp }
+        QuorumdProcess { child, resp, dir }
     }
 }
 
@@ -2553,6 +2554,7 @@ impl Drop for QuorumdProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
