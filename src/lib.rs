@@ -11,7 +11,7 @@ pub use quorumd_core::{
     redact,
 };
 pub use quorumd_node::{calls, devcluster, live, pool, worker};
-pub use quorumd_replication::{crdt_store, demo, fanout, locks, queue, store, sync};
+pub use quorumd_replication::{crdt_store, demo, fanout, locks, pubsub, queue, store, sync};
 pub use quorumd_service::{
     api, app, auth, exposition, reload, resp, sdnotify, settings, telemetry,
 };

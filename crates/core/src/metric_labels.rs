@@ -43,6 +43,15 @@ pub const WORKERS: &[&str] = &[
 pub fn probe_worker(identity: &str) -> String {
     format!("probe:{identity}")
 }
+/// The worker label of a node's pub/sub subscription (`host:port/db`).
+pub fn pubsub_worker(identity: &str) -> String {
+    format!("pubsub:{identity}")
+}
+
+/// Results of a publish (`quorumd_pubsub_published_total{result}`).
+pub const PUBSUB_PUBLISH_RESULTS: &[&str] = &["ok", "error"];
+/// What became of a message copy a node sent (`quorumd_pubsub_received_total{outcome}`).
+pub const PUBSUB_RECEIVED_OUTCOMES: &[&str] = &["delivered", "duplicate", "malformed"];
 
 /// Operations that count in `quorumd_quorum_failures_total{operation}`.
 pub const QUORUM_OPERATIONS: &[&str] = &[
@@ -65,6 +74,7 @@ pub const QUORUM_OPERATIONS: &[&str] = &[
     "queue nack",
     "queue extend",
     "queue depths",
+    "publish",
 ];
 
 /// Results of a lock acquisition (`quorumd_lock_acquisitions_total{result}`).
@@ -180,6 +190,8 @@ mod tests {
             DIRECT_CHANGE_ACTIONS,
             LIVE_EVENT_ORIGINS,
             HTTP_RESULTS,
+            PUBSUB_PUBLISH_RESULTS,
+            PUBSUB_RECEIVED_OUTCOMES,
         ] {
             for v in list {
                 assert!(v.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{v}");

@@ -50,6 +50,10 @@ pub const CRDT_UPDATES: &str = "quorumd_crdt_updates_total";
 pub const RESP_COMMANDS: &str = "quorumd_resp_commands_total";
 pub const RESP_CONNECTIONS: &str = "quorumd_resp_connections";
 pub const RESP_REFUSED: &str = "quorumd_resp_connections_refused_total";
+pub const PUBSUB_PUBLISHED: &str = "quorumd_pubsub_published_total";
+pub const PUBSUB_RECEIVED: &str = "quorumd_pubsub_received_total";
+pub const PUBSUB_SUBSCRIPTIONS: &str = "quorumd_pubsub_node_subscriptions";
+pub const PUBSUB_SUBSCRIBERS_DROPPED: &str = "quorumd_pubsub_subscribers_dropped_total";
 
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,6 +356,30 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Counter,
         seconds: false,
         help: "RESP connections refused because resp.max_connections were open.",
+    },
+    Metric {
+        name: PUBSUB_PUBLISHED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Messages published through this instance, by result (ok: at least one node took it; error).",
+    },
+    Metric {
+        name: PUBSUB_RECEIVED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Copies of pub/sub messages received from the nodes, by node and outcome (delivered: the first copy, given to local subscribers; duplicate; malformed).",
+    },
+    Metric {
+        name: PUBSUB_SUBSCRIPTIONS,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Whether this instance's pub/sub subscription to a node is up (1) or not (0), by node.",
+    },
+    Metric {
+        name: PUBSUB_SUBSCRIBERS_DROPPED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "RESP subscriber connections closed because they fell more than 4096 messages behind.",
     },
 ];
 

@@ -12,6 +12,7 @@ pub mod crdt_store;
 pub mod demo;
 pub mod fanout;
 pub mod locks;
+pub mod pubsub;
 pub mod queue;
 pub mod store;
 pub mod sync;

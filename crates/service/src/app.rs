@@ -74,7 +74,7 @@ pub struct Core {
 /// fresh instance exported only the families something had already happened to. Each layer
 /// registers its own families from its events module.
 fn register_metrics_at_zero(pool: &NodePool, shards: u32) {
-    use quorumd_replication::{crdt_store, fanout, locks, queue, store, sync};
+    use quorumd_replication::{crdt_store, fanout, locks, pubsub, queue, store, sync};
     let names: Vec<String> = pool.nodes().iter().map(|n| n.display.clone()).collect();
     quorumd_node::events::NodeMetricsRegistered {
         nodes: pool.nodes(),
@@ -90,6 +90,13 @@ fn register_metrics_at_zero(pool: &NodePool, shards: u32) {
     locks::events::LockMetricsRegistered.emit();
     queue::events::QueueMetricsRegistered.emit();
     crdt_store::events::CrdtMetricsRegistered.emit();
+    let identities: Vec<(String, String)> = pool
+        .nodes()
+        .iter()
+        .filter(|n| !n.is_cluster())
+        .map(|n| (n.display.clone(), n.identity.clone()))
+        .collect();
+    pubsub::events::PubSubMetricsRegistered { nodes: &identities }.emit();
     events::ServiceMetricsRegistered.emit();
 }
 
@@ -221,13 +228,26 @@ impl App {
                     cfg.sync.shards,
                 ),
             };
-            let server =
-                RespServer::start(settings, store.clone(), state.crdts.clone(), auth.clone())
-                    .await
-                    .map_err(|source| AppError::Bind {
-                        addr: cfg.resp.listen,
-                        source,
-                    })?;
+            // One subscription per node, only when clients can subscribe (decision 40).
+            let pubsub = quorumd_replication::pubsub::PubSub::new(
+                store.pool().clone(),
+                &cfg.key_prefix,
+                writer,
+                cfg.timeouts.request(),
+            );
+            pubsub.start();
+            let server = RespServer::start(
+                settings,
+                store.clone(),
+                state.crdts.clone(),
+                pubsub,
+                auth.clone(),
+            )
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: cfg.resp.listen,
+                source,
+            })?;
             Some(server)
         } else {
             None
@@ -267,6 +287,11 @@ impl App {
     /// The Redis-protocol listener's address, when it is enabled.
     pub fn resp_addr(&self) -> Option<SocketAddr> {
         self.resp.as_ref().map(RespServer::addr)
+    }
+
+    /// Pub/sub across instances, when the RESP front end is on.
+    pub fn pubsub(&self) -> Option<&Arc<quorumd_replication::pubsub::PubSub>> {
+        self.resp.as_ref().map(RespServer::pubsub)
     }
 
     pub fn store(&self) -> &Arc<VersionedStore> {

@@ -12,7 +12,7 @@
 //! One module per family: the versioned store (`store`), CRDT keys (`crdt`), the whole-bucket
 //! copy (`bucket_copy`), the sweep's reads and checkpoints (`sync`), hinted handoff (`hints`), the keyspace commands' metadata reads (`keyspace`),
 //! the layout marker and its conversion (`layout`), the sweep's shard leases (`lease`), locks (`locks`), queues (`queue`) and the demo's
-//! deliberate damage (`demo`).
+//! deliberate damage (`demo`), keyspace notifications (`notify`) and pub/sub for RESP (`pubsub`).
 
 pub mod bucket_copy;
 pub mod crdt;
@@ -23,6 +23,7 @@ pub mod layout;
 pub mod lease;
 pub mod locks;
 pub mod notify;
+pub mod pubsub;
 pub mod queue;
 pub mod store;
 pub mod sync;

@@ -131,7 +131,7 @@ pub fn channels_outside(db: i64, prefix: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) 
     (patterns, exact)
 }
 
-fn escape_glob(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn escape_glob(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     for &b in bytes {
         if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {

@@ -11,9 +11,11 @@ mod rmw;
 mod stats;
 pub mod suspects;
 mod typed;
+mod watch;
 
 pub use rmw::Change;
 pub use typed::{Transfer, TypedChange, TypedFound, TypedValue, TypedWanted};
+pub use watch::{WatchOutcome, WatchedState, watch_broken};
 
 pub use batch::BatchSettings;
 pub use hints::hint_key;
@@ -92,6 +94,9 @@ pub enum StoreError {
     /// an error rather than a panic all the same).
     #[error("the value could not be encoded for the nodes: {0}")]
     Encoding(#[from] quorumd_core::dump::DumpError),
+    /// A write of a key a transaction watched found it changed (RESP `WATCH`).
+    #[error("the watched key {key:?} changed while the transaction ran")]
+    WatchedKeyChanged { key: String },
 }
 
 /// The CRDT kind one of `metas` marks the key as, if any.
@@ -507,11 +512,15 @@ impl VersionedStore {
         level: Consistency,
         precondition: Precondition,
     ) -> Result<WriteReceipt, StoreError> {
-        let cond = if level == Consistency::Linearizable || precondition != Precondition::None {
+        let mut cond = if level == Consistency::Linearizable || precondition != Precondition::None {
             self.read_versions(&loc, level, precondition).await?
         } else {
             NodeCondition::None
         };
+        let watched = watch::expected(&loc.key);
+        if let Some(expected) = watched {
+            cond = watch::narrow(&loc.key, cond, expected)?;
+        }
         let version = self.clock.tick();
         let (content, stored) = match kind {
             EntryKind::Value => (body.content, (body.bytes, body.restore)),
@@ -559,6 +568,15 @@ impl VersionedStore {
                 )
                 .into()),
             }
+        };
+        let outcome = match (outcome, watched) {
+            (Ok(receipt), Some(_)) => {
+                watch::wrote(&loc.key, receipt.version);
+                Ok(receipt)
+            }
+            // The nodes refused the watched version: another writer got in since the check.
+            (Err(StoreError::PreconditionFailed { .. }), Some(_)) => Err(watch::broken(&loc.key)),
+            (outcome, _) => outcome,
         };
         // Also after a failed write: the nodes that took it should tell the others.
         hints::spawn_hint_recording(

@@ -22,26 +22,39 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Stripes of the per-key lock; two keys sharing one only wait for each other.
-const STRIPES: u64 = 1024;
+pub(super) const STRIPES: u64 = 1024;
 
 static KEY_LOCKS: LazyLock<Vec<Mutex<()>>> =
     LazyLock::new(|| (0..STRIPES).map(|_| Mutex::new(())).collect());
 
-/// Serialises this process's read-modify-writes and `put_at` writes of one key.
-pub(super) async fn lock_key(key: &[u8]) -> MutexGuard<'static, ()> {
-    let stripe = xxhash_rust::xxh3::xxh3_64(key) % STRIPES;
-    KEY_LOCKS[stripe as usize].lock().await
+/// The stripe of `key`'s turn.
+pub(super) fn stripe_of(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key) % STRIPES
+}
+
+/// Serialises this process's read-modify-writes and `put_at` writes of one key. `None` when
+/// the watched transaction running in this task already holds the key's turn (its commands
+/// would otherwise wait for themselves).
+pub(super) async fn lock_key(key: &[u8]) -> Option<MutexGuard<'static, ()>> {
+    let stripe = stripe_of(key);
+    if super::watch::holds_stripe(stripe) {
+        return None;
+    }
+    Some(KEY_LOCKS[stripe as usize].lock().await)
 }
 
 /// Takes the turns of several keys at once (RENAME, COPY): their stripes in increasing order,
 /// each once, so two such writers never wait for each other in a cycle.
 pub(super) async fn lock_keys(keys: &[&[u8]]) -> Vec<MutexGuard<'static, ()>> {
-    let mut stripes: Vec<u64> = keys
-        .iter()
-        .map(|k| xxhash_rust::xxh3::xxh3_64(k) % STRIPES)
-        .collect();
+    lock_stripes(keys.iter().map(|k| stripe_of(k)).collect()).await
+}
+
+/// Takes these stripes in increasing order, each once, leaving out those the running watched
+/// transaction holds.
+pub(super) async fn lock_stripes(mut stripes: Vec<u64>) -> Vec<MutexGuard<'static, ()>> {
     stripes.sort_unstable();
     stripes.dedup();
+    stripes.retain(|s| !super::watch::holds_stripe(*s));
     let mut guards = Vec::with_capacity(stripes.len());
     for s in stripes {
         guards.push(KEY_LOCKS[s as usize].lock().await);

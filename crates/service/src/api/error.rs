@@ -70,6 +70,12 @@ impl From<StoreError> for ApiError {
             StoreError::Encoding(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", message)
             }
+            // Only RESP transactions watch keys; listed for completeness.
+            StoreError::WatchedKeyChanged { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "watched_key_changed",
+                message,
+            ),
         }
     }
 }

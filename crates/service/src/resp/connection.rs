@@ -8,6 +8,7 @@
 
 use super::command::{self, Command};
 use super::frame::{Frame, RequestDecoder};
+use super::pubsub;
 use super::transaction::{self, Step};
 use super::{Session, Shared};
 use crate::resp::events;
@@ -87,6 +88,21 @@ pub async fn serve(
                     return Ok(());
                 }
             }
+            delivered = pubsub::next(&mut session.listener) => match delivered {
+                Ok(deliveries) => {
+                    for d in deliveries {
+                        pubsub::delivery_frame(d).encode(session.protocol, &mut output);
+                    }
+                    writer.write_all(&output).await?;
+                    output.clear();
+                }
+                Err(lagged) => {
+                    // As Redis closes a subscriber past its output buffer limit: the client
+                    // sees the connection end rather than silently missing messages.
+                    events::RespSubscriberDropped { peer, missed: lagged.0 }.emit();
+                    return Ok(());
+                }
+            },
             _ = stop.changed() => return Ok(()),
         }
     }
@@ -132,6 +148,17 @@ async fn run_batch(
         if session.closing {
             break;
         }
+        if let pubsub::Step::Replies(name, frames) = pubsub::step(&args, session, shared) {
+            // Changes the session: after everything before it.
+            drain(&mut running, session, out).await;
+            footprint = Footprint::default();
+            // Counted once per command, however many channels it named.
+            served(name, frames.first().map_or("ok", result_of));
+            for frame in frames {
+                frame.encode(session.protocol, out);
+            }
+            continue;
+        }
         match transaction::step(&args, session, shared) {
             Step::Pass => {}
             Step::Reply(name, frame) => {
@@ -146,17 +173,25 @@ async fn run_batch(
                 running.push_back(Box::pin(async move { frame }));
                 continue;
             }
-            Step::Exec(commands) => {
+            Step::Exec(commands, watched) => {
                 // The queued commands run after everything before EXEC, and alone.
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
-                let replies = transaction::exec(commands, session, shared).await;
+                let (replies, reply) = transaction::exec(commands, watched, session, shared).await;
                 for (name, reply) in &replies {
                     served(name, result_of(reply));
                 }
-                served("exec", "ok");
-                Frame::Array(replies.into_iter().map(|(_, r)| r).collect())
-                    .encode(session.protocol, out);
+                served("exec", result_of(&reply));
+                reply.encode(session.protocol, out);
+                continue;
+            }
+            Step::Watch(keys) => {
+                // Reads the versions after every write before it in the pipeline.
+                drain(&mut running, session, out).await;
+                footprint = Footprint::default();
+                let reply = transaction::watch(keys, session, shared).await;
+                served("watch", result_of(&reply));
+                reply.encode(session.protocol, out);
                 continue;
             }
         }

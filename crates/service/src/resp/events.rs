@@ -114,3 +114,20 @@ impl RespConnectionCounted {
         metrics::gauge!(RESP_CONNECTIONS).increment(self.delta);
     }
 }
+
+/// A subscriber fell too far behind the messages and was disconnected.
+pub struct RespSubscriberDropped {
+    pub peer: std::net::SocketAddr,
+    pub missed: u64,
+}
+
+impl RespSubscriberDropped {
+    pub fn emit(self) {
+        metrics::counter!(quorumd_core::metric_names::PUBSUB_SUBSCRIBERS_DROPPED).increment(1);
+        tracing::warn!(
+            peer = %self.peer,
+            missed = self.missed,
+            "RESP subscriber fell behind the messages and was disconnected"
+        );
+    }
+}

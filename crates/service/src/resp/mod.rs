@@ -9,6 +9,7 @@ pub mod connection;
 pub mod events;
 pub mod frame;
 pub mod key_count;
+pub mod pubsub;
 pub mod server;
 pub mod transaction;
 
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use frame::{Limits, Protocol};
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_replication::pubsub::{Listener, PubSub};
 use quorumd_replication::store::VersionedStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub struct Shared {
     pub store: Arc<VersionedStore>,
     /// Counters, hashes and sets (INCR, HSET, SADD...).
     pub crdts: Arc<CrdtStore>,
+    /// PUBLISH and the subscriptions, across instances.
+    pub pubsub: Arc<PubSub>,
     /// The password clients must AUTH with, if any.
     pub password: Option<String>,
     /// The HTTP API's bearer tokens, also accepted by AUTH when `[auth]` is enabled.
@@ -63,7 +67,6 @@ impl Shared {
 }
 
 /// What one connection has negotiated.
-#[derive(Debug, Clone)]
 pub struct Session {
     /// Unique per server, as `CLIENT ID` reports it.
     pub id: u64,
@@ -79,6 +82,10 @@ pub struct Session {
     pub closing: bool,
     /// The commands queued since MULTI, until EXEC or DISCARD.
     pub transaction: Option<transaction::Queued>,
+    /// The keys WATCH recorded, with their versions, until EXEC, DISCARD or UNWATCH.
+    pub watched: transaction::Watches,
+    /// The connection's subscriptions; `Some` while it has any (the subscribed mode).
+    pub listener: Option<Listener>,
 }
 
 impl Session {
@@ -93,6 +100,8 @@ impl Session {
             grant: None,
             closing: false,
             transaction: None,
+            watched: Vec::new(),
+            listener: None,
         }
     }
 }

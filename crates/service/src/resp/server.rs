@@ -10,6 +10,7 @@ use crate::resp::events;
 use quorumd_core::config::RespConfig;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_replication::pubsub::PubSub;
 use quorumd_replication::store::VersionedStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub struct RespSettings {
 /// A running listener.
 pub struct RespServer {
     addr: SocketAddr,
+    pubsub: Arc<PubSub>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -54,6 +56,7 @@ impl RespServer {
         settings: RespSettings,
         store: Arc<VersionedStore>,
         crdts: Arc<CrdtStore>,
+        pubsub: Arc<PubSub>,
         tokens: Arc<Tokens>,
     ) -> std::io::Result<RespServer> {
         let cfg = &settings.config;
@@ -67,6 +70,7 @@ impl RespServer {
         let shared = Arc::new(Shared {
             store,
             crdts,
+            pubsub: pubsub.clone(),
             tokens,
             password: cfg.password.as_ref().map(|p| p.0.clone()),
             default_level: settings.default_level,
@@ -88,11 +92,21 @@ impl RespServer {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, stopped));
         events::RespListening { addr }.emit();
-        Ok(RespServer { addr, stop, task })
+        Ok(RespServer {
+            addr,
+            pubsub,
+            stop,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// This instance's pub/sub (its node subscriptions and local subscribers).
+    pub fn pubsub(&self) -> &Arc<PubSub> {
+        &self.pubsub
     }
 
     /// Stops accepting and waits until every connection has answered what it was running.

@@ -1,4 +1,5 @@
-//! `MULTI`/`EXEC`/`DISCARD`: a connection's queued commands, run in order at `EXEC`.
+//! `MULTI`/`EXEC`/`DISCARD`/`WATCH`/`UNWATCH`: a connection's queued commands, run in order at
+//! `EXEC`, on the condition that the keys it watched kept their versions.
 //!
 //! What a client relies on most is that a transaction it sees refused applied nothing, so a
 //! command refused while queueing (unknown, wrong arity, bad syntax, not permitted) marks the
@@ -6,13 +7,20 @@
 //! runs the queued commands one after another, each through the quorum like any command; a
 //! command that fails at run time does not undo the others (Redis does not roll back either).
 //! Unlike Redis, another client's command may run between two of them: quorumd has no
-//! isolation across keys and instances (docs/RESP.md). `WATCH` is refused rather than accepted
-//! and ignored, so optimistic-locking clients fail loudly instead of losing updates.
+//! isolation across keys and instances (docs/RESP.md).
+//!
+//! `WATCH` records each key's version as a quorum read sees it. `EXEC` then runs through the
+//! store's `exec_watched`, which checks the versions again and conditions the transaction's
+//! writes of watched keys on them (the store's `watch` module says how far that goes); a
+//! changed key makes `EXEC` answer a null array, as Redis does, having run nothing.
 
+use super::auth::{self, Requirement};
 use super::command::{self, Command};
 use super::frame::Frame;
 use super::{Session, Shared};
+use crate::auth::Scope;
 use bytes::Bytes;
+use quorumd_replication::store::{WatchOutcome, WatchedState, watch_broken};
 use std::sync::Arc;
 
 /// A transaction being queued on a connection.
@@ -33,12 +41,15 @@ pub enum Step {
     /// A command refused while queueing (unknown, wrong arity, not permitted): answered with
     /// its refusal and counted as rejected, as outside a transaction.
     Refused(&'static str, Frame),
-    /// `EXEC` of a valid transaction: run these in order.
-    Exec(Vec<Vec<Bytes>>),
+    /// `EXEC` of a valid transaction: run these in order, if the watched keys kept these
+    /// versions.
+    Exec(Vec<Vec<Bytes>>, Vec<(Bytes, WatchedState)>),
+    /// `WATCH` of these keys: read their versions.
+    Watch(Vec<Bytes>),
 }
 
-const WATCH_REFUSED: &str = "ERR WATCH is not supported by quorumd: a transaction cannot be \
-                             made conditional on keys staying unchanged";
+/// Watched keys, as WATCH read them, until EXEC, DISCARD or UNWATCH.
+pub type Watches = Vec<(Bytes, WatchedState)>;
 
 /// Decides what `args` means given the connection's transaction state.
 pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
@@ -60,10 +71,26 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
         } else if is("discard") {
             Step::Reply(Some("discard"), Frame::error("ERR DISCARD without MULTI"))
         } else if is("watch") {
-            Step::Reply(Some("watch"), Frame::error(WATCH_REFUSED))
+            let need = Requirement {
+                command: "watch",
+                scope: Scope::Read,
+                before_auth: false,
+            };
+            if let Err(refused) = auth::permit(session, shared, &need) {
+                Step::Reply(Some("watch"), refused)
+            } else if args.len() < 2 {
+                Step::Reply(Some("watch"), command::wrong_arity("watch"))
+            } else {
+                Step::Watch(args[1..].to_vec())
+            }
         } else if is("unwatch") {
-            // Nothing can be watched, so there is nothing to forget.
-            Step::Reply(Some("unwatch"), Frame::ok())
+            match args.len() {
+                1 => {
+                    session.watched.clear();
+                    Step::Reply(Some("unwatch"), Frame::ok())
+                }
+                _ => Step::Reply(Some("unwatch"), command::wrong_arity("unwatch")),
+            }
         } else {
             Step::Pass
         };
@@ -71,17 +98,20 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     if is("exec") {
         let queued = std::mem::take(queued);
         session.transaction = None;
+        // Every ending of a transaction forgets the watches, as in Redis.
+        let watched = std::mem::take(&mut session.watched);
         return if queued.aborted {
             Step::Reply(
                 Some("exec"),
                 Frame::error("EXECABORT Transaction discarded because of previous errors."),
             )
         } else {
-            Step::Exec(queued.commands)
+            Step::Exec(queued.commands, watched)
         };
     }
     if is("discard") {
         session.transaction = None;
+        session.watched.clear();
         return Step::Reply(Some("discard"), Frame::ok());
     }
     if is("multi") {
@@ -91,11 +121,16 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
         );
     }
     if is("watch") {
-        queued.aborted = true;
+        // Answered, not queued, and (as redis-server 7 does) without aborting the transaction.
         return Step::Reply(
             Some("watch"),
             Frame::error("ERR WATCH inside MULTI is not allowed"),
         );
+    }
+    if is("unwatch") && args.len() == 1 {
+        // Queued as Redis queues it; EXEC forgets the watches anyway.
+        queued.commands.push(args.to_vec());
+        return Step::Reply(None, Frame::Simple("QUEUED".into()));
     }
     // Checked now, as Redis does, so that a refused command discards the transaction before
     // anything of it runs; parsed again at EXEC, when the session may have changed.
@@ -113,21 +148,115 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     }
 }
 
-/// Runs a transaction's commands in order and answers with the array of their replies.
+/// Reads the versions of `keys` and adds them to the session's watches; a key watched
+/// already keeps the version it was first watched at, so a change since then still counts.
+pub async fn watch(keys: Vec<Bytes>, session: &mut Session, shared: &Arc<Shared>) -> Frame {
+    let fresh: Vec<Bytes> = keys
+        .into_iter()
+        .filter(|k| !session.watched.iter().any(|(w, _)| w == k))
+        .collect();
+    let read = futures::future::try_join_all(
+        fresh
+            .iter()
+            .map(|k| shared.store.read_watched(k, session.level)),
+    )
+    .await;
+    match read {
+        Ok(states) => {
+            for (key, state) in fresh.into_iter().zip(states) {
+                if !session.watched.iter().any(|(w, _)| *w == key) {
+                    session.watched.push((key, state));
+                }
+            }
+            Frame::ok()
+        }
+        Err(e) => command::store_error(e),
+    }
+}
+
+/// Why a command of a watched transaction was not run.
+const NOT_RUN: &str = "EXECABORT the command was not run: a watched key changed while the \
+                       transaction ran, and the commands before this one stay applied";
+
+/// Runs a transaction: the replies of its commands (for the metrics) and `EXEC`'s reply, the
+/// array of those replies, or a null array when a watched key changed before anything of
+/// the transaction was written.
 pub async fn exec(
+    commands: Vec<Vec<Bytes>>,
+    watched: Watches,
+    session: &mut Session,
+    shared: &Arc<Shared>,
+) -> (Vec<(&'static str, Frame)>, Frame) {
+    if watched.is_empty() {
+        let replies = run(commands, session, shared).await.unwrap_or_default();
+        let frame = Frame::Array(replies.iter().map(|(_, r)| r.clone()).collect());
+        return (replies, frame);
+    }
+    // The keys the commands write: their turns are taken with the watched keys', before any
+    // runs (see `exec_watched`).
+    let mut writes: Vec<Vec<u8>> = Vec::new();
+    for args in &commands {
+        if let (_, Command::Data(cmd)) = command::parse(args, session, shared) {
+            writes.extend(cmd.access().writes.iter().map(|k| k.to_vec()));
+        }
+    }
+    let writes: Vec<&[u8]> = writes.iter().map(Vec::as_slice).collect();
+    let watched: Vec<(Vec<u8>, WatchedState)> =
+        watched.into_iter().map(|(k, s)| (k.to_vec(), s)).collect();
+    let store = shared.store.clone();
+    let level = session.level;
+    let outcome = store
+        .exec_watched(&watched, &writes, level, run(commands, session, shared))
+        .await;
+    match outcome {
+        Ok(WatchOutcome::Ran(Some(replies))) => {
+            let frame = Frame::Array(replies.iter().map(|(_, r)| r.clone()).collect());
+            (replies, frame)
+        }
+        Ok(WatchOutcome::Ran(None)) | Ok(WatchOutcome::Changed) => (Vec::new(), Frame::NullArray),
+        Err(e) => (Vec::new(), command::store_error(e)),
+    }
+}
+
+/// Runs the commands in order. Inside a watched transaction, a write of a watched key that
+/// finds it changed stops the transaction: `None` when that write was the first of the
+/// transaction and wrote one key (nothing of it was written: `EXEC` answers null), otherwise
+/// the replies so far and `NOT_RUN` for each command left.
+async fn run(
     commands: Vec<Vec<Bytes>>,
     session: &mut Session,
     shared: &Arc<Shared>,
-) -> Vec<(&'static str, Frame)> {
+) -> Option<Vec<(&'static str, Frame)>> {
     let mut replies = Vec::with_capacity(commands.len());
-    for args in commands {
+    let mut wrote = false;
+    let mut commands = commands.into_iter();
+    for args in commands.by_ref() {
+        if args.len() == 1 && args[0].eq_ignore_ascii_case(b"unwatch") {
+            replies.push(("unwatch", Frame::ok()));
+            continue;
+        }
         let (name, command) = command::parse(&args, session, shared);
-        let reply = match command {
-            Command::Reply(frame) => frame,
-            Command::Session(cmd) => cmd.apply(session, shared).await,
-            Command::Data(cmd) => cmd.apply(shared.clone(), session.level).await,
+        let (reply, writes) = match command {
+            Command::Reply(frame) => (frame, 0),
+            Command::Session(cmd) => (cmd.apply(session, shared).await, 0),
+            Command::Data(cmd) => {
+                let writes = cmd.access().writes.len();
+                (cmd.apply(shared.clone(), session.level).await, writes)
+            }
         };
+        if watch_broken() {
+            if !wrote && writes == 1 {
+                return None;
+            }
+            replies.push((name, reply));
+            break;
+        }
+        wrote |= writes > 0;
         replies.push((name, reply));
     }
-    replies
+    for args in commands {
+        let name = command::parse(&args, session, shared).0;
+        replies.push((name, Frame::error(NOT_RUN)));
+    }
+    Some(replies)
 }

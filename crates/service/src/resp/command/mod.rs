@@ -13,6 +13,7 @@ mod keyspace;
 mod lcs;
 mod list_ops;
 mod lists;
+pub mod pubsub;
 mod quorumd;
 mod server;
 mod sets;
@@ -155,6 +156,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     sets::SPECS,
     lists::SPECS,
     zsets::SPECS,
+    pubsub::SPECS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| {
@@ -194,6 +196,7 @@ pub enum SessionCmd {
     Server(server::ServerCmd),
     Quorumd(quorumd::QuorumdCmd),
     Keyspace(keyspace::KeyspaceCmd),
+    PubSub(pubsub::PubSubCmd),
 }
 
 pub enum DataCmd {
@@ -250,6 +253,7 @@ impl SessionCmd {
             SessionCmd::Server(c) => c.apply(session, shared).await,
             SessionCmd::Quorumd(c) => c.apply(session),
             SessionCmd::Keyspace(c) => c.apply(session, shared).await,
+            SessionCmd::PubSub(c) => c.apply(session, shared).await,
         }
     }
 }
@@ -387,6 +391,7 @@ pub fn store_error(e: StoreError) -> Frame {
             Frame::error(format!("ERR {e}"))
         }
         StoreError::KindConflict { .. } => wrong_type(),
+        StoreError::WatchedKeyChanged { .. } => Frame::error(format!("EXECABORT {e}")),
     }
 }
 
