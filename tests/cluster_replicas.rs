@@ -3,6 +3,7 @@
 //! master healed by the digest exchange, the full sweep scanning every master, and locks,
 //! queues and CRDTs, whose keys share a slot per name.
 
+use futures::StreamExt;
 use quorumd::config::DirectWritesPolicy;
 use quorumd::layout::key_slot;
 use quorumd::sync::SweepMode;
@@ -126,6 +127,46 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
     assert_eq!(size, all.len() as i64 - 1 + 1, "DBSIZE");
     let n: i64 = c.incr("resp:counter", 5).await.unwrap();
     assert_eq!(n, 5);
+
+    // Pub/sub through the clusters: each replica's bus carries a message to the master this
+    // instance subscribes on; the three copies make one delivery.
+    let hub = tc.app().pubsub().expect("pub/sub runs").clone();
+    wait_until(
+        Duration::from_secs(10),
+        "a subscription per replica",
+        || async { hub.subscriptions_up() == CLUSTERS },
+    )
+    .await;
+    let mut sub = redis::Client::open(format!("redis://{resp}"))
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    sub.subscribe("news").await.unwrap();
+    let before: Vec<u64> = (0..CLUSTERS).map(|r| hub.copies_from(r)).collect();
+    for i in 0..5 {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("news")
+            .arg(format!("m{i}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let mut stream = sub.on_message();
+    for i in 0..5 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("subscription open");
+        assert_eq!(msg.get_payload::<String>().unwrap(), format!("m{i}"));
+    }
+    // Every replica carried every message, and none was delivered twice.
+    wait_until(Duration::from_secs(5), "every copy received", || async {
+        (0..CLUSTERS).all(|r| hub.copies_from(r) >= before[r] + 5)
+    })
+    .await;
+    let extra = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+    assert!(extra.is_err(), "a message delivered twice: {extra:?}");
     tc.shutdown().await;
 }
 

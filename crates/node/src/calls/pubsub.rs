@@ -7,17 +7,10 @@
 use crate::pool::{Node, NodeError, Traffic};
 use futures::{Stream, StreamExt, future};
 
-/// Why a Redis Cluster replica takes no part in pub/sub.
-pub const CLUSTER_PUBSUB: &str = "pub/sub through a Redis Cluster replica is not supported (it \
-                                  needs a subscription per master); the standalone nodes carry \
-                                  the messages";
-
-/// `PUBLISH channel payload` on the node: how many of the node's subscribers received it.
+/// `PUBLISH channel payload` on the node: how many of the node's subscribers received it. On a
+/// Redis Cluster replica it goes to one master, and the cluster's bus carries it to every
+/// other node of that cluster.
 pub async fn publish(node: &Node, channel: &[u8], payload: &[u8]) -> Result<i64, NodeError> {
-    if node.is_cluster() {
-        // A cluster would broadcast it over its bus, and nothing subscribes to a cluster.
-        return Err(NodeError::Unavailable(CLUSTER_PUBSUB.into()));
-    }
     let mut cmd = redis::cmd("PUBLISH");
     cmd.arg(channel).arg(payload);
     node.run_as(Traffic::Client, |mut c| async move {
@@ -35,15 +28,17 @@ pub struct Received {
 
 /// Subscribes a connection of its own to every channel that starts with `namespace` (a
 /// pattern subscription; glob characters in the namespace are escaped). The stream ends when
-/// the connection drops; the caller subscribes again.
+/// the connection drops; the caller subscribes again. On a Redis Cluster replica the
+/// subscription is on one master that is up: every node of a cluster receives every message
+/// published on any of them.
 pub async fn subscribe(
     node: &Node,
     namespace: &[u8],
-) -> Result<impl Stream<Item = Received> + Send, NodeError> {
-    if node.is_cluster() {
-        return Err(NodeError::Unavailable(CLUSTER_PUBSUB.into()));
-    }
-    let mut pubsub = node.subscriber().await?;
+) -> Result<impl Stream<Item = Received> + Send + use<>, NodeError> {
+    let source = node.event_sources().into_iter().next().ok_or_else(|| {
+        NodeError::Unavailable("no master of the cluster is known to be up".into())
+    })?;
+    let mut pubsub = node.subscriber(&source).await?;
     let mut pattern = super::notify::escape_glob(namespace);
     pattern.push(b'*');
     pubsub

@@ -60,18 +60,6 @@ impl SubscriptionChanged<'_> {
     }
 }
 
-/// A node takes no part in pub/sub (a Redis Cluster replica).
-pub struct NodeSkipped<'a> {
-    pub node: &'a str,
-    pub reason: &'static str,
-}
-
-impl NodeSkipped<'_> {
-    pub fn emit(self) {
-        tracing::info!(node = self.node, reason = self.reason, "pub/sub skips node");
-    }
-}
-
 /// The service is starting: the pub/sub families at zero, with each node's subscription down
 /// until it is up, and the failures of each subscription worker.
 pub struct PubSubMetricsRegistered<'a> {

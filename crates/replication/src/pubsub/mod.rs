@@ -58,8 +58,6 @@ pub enum PubSubError {
     NoNode(#[from] QuorumError),
     #[error("publish did not finish within {ms} ms")]
     Timeout { ms: u64 },
-    #[error("no node can carry pub/sub: {0}")]
-    NoCarrier(&'static str),
 }
 
 /// The node payload: the id, then the message.
@@ -164,18 +162,9 @@ impl PubSub {
         })
     }
 
-    /// Starts one subscription worker per standalone node; shutdown stops them with the
-    /// connections.
+    /// Starts one subscription worker per node; shutdown stops them with the connections.
     pub fn start(self: &Arc<Self>) {
         for node in self.pool.nodes() {
-            if node.is_cluster() {
-                events::NodeSkipped {
-                    node: &node.display,
-                    reason: calls::CLUSTER_PUBSUB,
-                }
-                .emit();
-                continue;
-            }
             self.pool.workers().spawn(
                 StopPhase::Connections,
                 NodeSubscription {
@@ -204,16 +193,7 @@ impl PubSub {
     /// here, as in Redis Cluster, whose `PUBLISH` counts the clients of its own node only.
     #[tracing::instrument(level = "debug", name = "pubsub.publish", skip_all, fields(bytes = payload.len()))]
     pub async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<usize, PubSubError> {
-        let targets: Vec<_> = self
-            .pool
-            .nodes()
-            .iter()
-            .filter(|n| !n.is_cluster())
-            .map(|n| n.id)
-            .collect();
-        if targets.is_empty() {
-            return Err(PubSubError::NoCarrier(calls::CLUSTER_PUBSUB));
-        }
+        let targets: Vec<_> = self.pool.nodes().iter().map(|n| n.id).collect();
         let id = (self.writer, self.seq.fetch_add(1, Ordering::Relaxed) + 1);
         let node_channel: Arc<[u8]> = [self.namespace.as_slice(), channel].concat().into();
         let node_payload: Arc<[u8]> = encode(id, payload).into();

@@ -86,7 +86,6 @@ impl PubSubCmd {
                     Ok(n) => Frame::Integer(n as i64),
                     Err(PubSubError::NoNode(q)) => Frame::error(format!("QUORUM {q}")),
                     Err(e @ PubSubError::Timeout { .. }) => Frame::error(format!("TIMEOUT {e}")),
-                    Err(e @ PubSubError::NoCarrier(_)) => Frame::error(format!("ERR {e}")),
                 }
             }
             PubSubCmd::Channels(pattern) => Frame::Array(
