@@ -16,7 +16,7 @@ use quorumd_core::crdt::CrdtKind;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
-use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStore};
+use quorumd_replication::store::{Change, Precondition, StoreError, TypedChange, VersionedStore};
 
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom];
@@ -89,8 +89,10 @@ pub enum StringCmd {
     MSet(Vec<(Bytes, Bytes)>),
     Strlen(Bytes),
     Append(Bytes, Bytes),
-    /// GETEX with an option: the key, and the expiry to set (`Expiry::Never` for PERSIST).
-    GetEx(Bytes, Expiry),
+    /// GETEX with an option: the key, and the expiry to set (`Expiry::Never` for PERSIST), or
+    /// the error its value earns, answered only when the key holds a string: Redis looks the
+    /// key up before it checks the number (`GETEX absent EX x` answers nil).
+    GetEx(Bytes, Result<Expiry, Frame>),
     GetRange(Bytes, i64, i64),
     SetRange(Bytes, usize, Bytes),
     /// The two keys, and the options or the error they earn once both keys are read.
@@ -216,14 +218,14 @@ fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
     let expiry = match &args[2..] {
         // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
         [] => return data(StringCmd::Get(args[1].clone())),
-        [p] if eq(p, "persist") => Expiry::Never,
+        [p] if eq(p, "persist") => Ok(Expiry::Never),
         [option, v] => {
             let ms = |unit, relative| expire_ms(v, unit, relative, "getex");
             match () {
-                _ if eq(option, "ex") => Expiry::In(ms(1000, true)?),
-                _ if eq(option, "px") => Expiry::In(ms(1, true)?),
-                _ if eq(option, "exat") => Expiry::At(ms(1000, false)?),
-                _ if eq(option, "pxat") => Expiry::At(ms(1, false)?),
+                _ if eq(option, "ex") => ms(1000, true).map(Expiry::In),
+                _ if eq(option, "px") => ms(1, true).map(Expiry::In),
+                _ if eq(option, "exat") => ms(1000, false).map(Expiry::At),
+                _ if eq(option, "pxat") => ms(1, false).map(Expiry::At),
                 _ => return Err(syntax_error()),
             }
         }
@@ -423,15 +425,16 @@ impl StringCmd {
                 }
             }
             StringCmd::GetEx(key, expiry) => store
-                .read_modify_write(&key, level, |found| match found {
-                    Some(f) => (
+                .read_modify_write(&key, level, |found| match (found, &expiry) {
+                    (Some(f), Ok(expiry)) => (
                         Change::Put {
                             value: f.value.clone(),
-                            expires_at_ms: absolute(expiry, None),
+                            expires_at_ms: absolute(*expiry, None),
                         },
                         Frame::bulk(f.value.clone()),
                     ),
-                    None => (Change::Keep, Frame::Null),
+                    (Some(_), Err(refusal)) => (Change::Keep, refusal.clone()),
+                    (None, _) => (Change::Keep, Frame::Null),
                 })
                 .await
                 .unwrap_or_else(store_error),
@@ -500,7 +503,9 @@ async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Fram
         };
     }
     let value = set.value.to_vec();
-    store
+    let done_typed = done.clone();
+    let refused_typed = refused.clone();
+    let result = store
         .read_modify_write(&set.key, level, |found| {
             let old = match (set.reply, found) {
                 (Reply::OldValue, Some(f)) => Frame::bulk(f.value.clone()),
@@ -529,8 +534,31 @@ async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Fram
                 old,
             )
         })
-        .await
-        .unwrap_or_else(store_error)
+        .await;
+    match result {
+        // A list or sorted set: SET replaces it as in Redis (KEEPTTL keeping its TTL), and NX
+        // finds the key there. SET GET stays WRONGTYPE, as in Redis.
+        Err(e) if is_wrong_type(&e) && set.reply != Reply::OldValue => store
+            .read_modify_write_typed(&set.key, level, |found| {
+                let allowed = match set.condition {
+                    Condition::Always => true,
+                    Condition::IfAbsent => found.is_none(),
+                    Condition::IfExists => found.is_some(),
+                };
+                if !allowed {
+                    return (TypedChange::Keep, refused_typed.clone());
+                }
+                let expires_at_ms = absolute(set.expiry, found.and_then(|f| f.expires_at_ms));
+                let put = TypedChange::PutString {
+                    value: value.clone(),
+                    expires_at_ms,
+                };
+                (put, done_typed.clone())
+            })
+            .await
+            .unwrap_or_else(store_error),
+        result => result.unwrap_or_else(store_error),
+    }
 }
 
 #[cfg(test)]
