@@ -127,6 +127,10 @@ const SAME_AS_REDIS: &[&str] = &[
     "SET s:k v PX 1.5",
     "SET s:k v NX XX",
     "SET s:k v EX 10 PX 10",
+    // The same expiry option twice: the last one counts (found by tests/resp_differential.rs).
+    "SET s:k v EX 10 EX 0",
+    "SET s:k v PX 10 PX 100000",
+    "TTL s:k",
     "SET s:k v KEEPTTL EX 10",
     // Expiry times as late as i64 allows (a Lua number would print them in exponent form).
     "SET s:far v PXAT 9223372036854775807",
@@ -191,6 +195,10 @@ const SAME_AS_REDIS: &[&str] = &[
     "GETEX s:gex EX -1",
     "GETEX s:gex EX",
     "GETEX s:gex EX 10 PX 10",
+    "GETEX s:gex EX 0 EX 100",
+    "TTL s:gex",
+    "GETEX s:gex PERSIST PERSIST",
+    "GETEX s:gone EX x",
     "GETEX s:gex PERSIST EX 10",
     "GETEX s:gex FOO",
     "GETEX s:gone EX 10",

@@ -76,10 +76,13 @@ fn out_of_range(positive: bool) -> Frame {
 fn parse_spop(a: &[Bytes]) -> Result<Command, Frame> {
     let count = match a {
         [_, _] => None,
-        [_, _, n] => {
-            let n = int_arg(n)?;
-            Some(usize::try_from(n).map_err(|_| out_of_range(true))?)
-        }
+        // Redis answers the same for a count that is negative or not a number.
+        [_, _, n] => Some(
+            int_arg(n)
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| out_of_range(true))?,
+        ),
         _ => return Err(syntax_error()),
     };
     data(SetCmd::Pop(a[1].clone(), count))

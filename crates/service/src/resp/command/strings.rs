@@ -195,8 +195,11 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
             set.reply = Reply::OldValue;
         } else if eq(a, "keepttl") && timed.is_none() {
             keep_ttl = true;
-        } else if let (Some((_, unit, relative)), Some(v), false, None) =
-            (unit, args.get(i + 1), keep_ttl, timed)
+        } else if let (Some((_, unit, relative)), Some(v), false) =
+            (unit, args.get(i + 1), keep_ttl)
+            // The same option may come again (the last one counts), as in Redis; another
+            // one is a syntax error.
+            && timed.is_none_or(|(_, u, r)| (u, r) == (unit, relative))
         {
             timed = Some((v, unit, relative));
             i += 1;
@@ -215,21 +218,40 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
 }
 
 fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
-    let expiry = match &args[2..] {
-        // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
-        [] => return data(StringCmd::Get(args[1].clone())),
-        [p] if eq(p, "persist") => Ok(Expiry::Never),
-        [option, v] => {
-            let ms = |unit, relative| expire_ms(v, unit, relative, "getex");
-            match () {
-                _ if eq(option, "ex") => ms(1000, true).map(Expiry::In),
-                _ if eq(option, "px") => ms(1, true).map(Expiry::In),
-                _ if eq(option, "exat") => ms(1000, false).map(Expiry::At),
-                _ if eq(option, "pxat") => ms(1, false).map(Expiry::At),
-                _ => return Err(syntax_error()),
-            }
+    // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
+    if args.len() == 2 {
+        return data(StringCmd::Get(args[1].clone()));
+    }
+    // As SET's options: one of EX/PX/EXAT/PXAT (the same one may repeat, the last counts) or
+    // PERSIST; the value is checked after the key is read.
+    let (mut persist, mut timed): (bool, Option<(&Bytes, i64, bool)>) = (false, None);
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        let unit = [
+            ("ex", 1000, true),
+            ("px", 1, true),
+            ("exat", 1000, false),
+            ("pxat", 1, false),
+        ]
+        .into_iter()
+        .find(|(name, _, _)| eq(a, name));
+        if eq(a, "persist") && timed.is_none() {
+            persist = true;
+        } else if let (Some((_, unit, relative)), Some(v), false) = (unit, args.get(i + 1), persist)
+            && timed.is_none_or(|(_, u, r)| (u, r) == (unit, relative))
+        {
+            timed = Some((v, unit, relative));
+            i += 1;
+        } else {
+            return Err(syntax_error());
         }
-        _ => return Err(syntax_error()),
+        i += 1;
+    }
+    let expiry = match timed {
+        Some((v, unit, true)) => expire_ms(v, unit, true, "getex").map(Expiry::In),
+        Some((v, unit, false)) => expire_ms(v, unit, false, "getex").map(Expiry::At),
+        None => Ok(Expiry::Never),
     };
     data(StringCmd::GetEx(args[1].clone(), expiry))
 }
