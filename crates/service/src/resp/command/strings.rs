@@ -70,6 +70,21 @@ pub static SPECS: &[Spec] = &[
             int_arg(&a[3])?,
         ))
     }),
+    spec("getbit", 3, READ, 1, 1, |a| {
+        data(StringCmd::GetBit(a[1].clone(), bit_offset(&a[2])?))
+    }),
+    spec("setbit", 4, WRITE, 1, 1, |a| {
+        let offset = bit_offset(&a[2])?;
+        let bit = match &a[3][..] {
+            b"0" => false,
+            b"1" => true,
+            _ => return Err(Frame::error("ERR bit is not an integer or out of range")),
+        };
+        data(StringCmd::SetBit(a[1].clone(), offset, bit))
+    }),
+    spec("bitcount", -2, READ, 1, 1, |a| {
+        data(StringCmd::BitCount(a[1].clone(), parse_bit_range(&a[2..])))
+    }),
     spec("setrange", 4, WRITE, 1, 1, |a| {
         let offset = int_arg(&a[2])?;
         let offset =
@@ -95,6 +110,11 @@ pub enum StringCmd {
     GetEx(Bytes, Result<Expiry, Frame>),
     GetRange(Bytes, i64, i64),
     SetRange(Bytes, usize, Bytes),
+    GetBit(Bytes, usize),
+    SetBit(Bytes, usize, bool),
+    /// BITCOUNT's range (start, end, counted in bits), or the error its arguments earn,
+    /// answered only when the key holds a string: Redis 7.0 looks the key up first.
+    BitCount(Bytes, Result<Option<(i64, i64, bool)>, Frame>),
     /// The two keys, and the options or the error they earn once both keys are read.
     Lcs(Bytes, Bytes, Result<super::lcs::LcsOptions, Frame>),
 }
@@ -271,6 +291,65 @@ fn byte_range(value: &[u8], start: i64, end: i64) -> &[u8] {
     &value[start as usize..=end as usize]
 }
 
+/// A bit offset as Redis takes it: a non-negative integer within the largest string.
+fn bit_offset(arg: &[u8]) -> Result<usize, Frame> {
+    int_arg(arg)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| n / 8 < MAX_STRING_LEN)
+        .ok_or_else(|| Frame::error("ERR bit offset is not an integer or out of range"))
+}
+
+/// The bit at `offset` (the most significant bit of the first byte is 0); 0 past the end.
+fn bit_at(value: &[u8], offset: usize) -> bool {
+    value
+        .get(offset / 8)
+        .is_some_and(|b| b & (1 << (7 - offset % 8)) != 0)
+}
+
+/// BITCOUNT's optional `start end [BYTE|BIT]`.
+fn parse_bit_range(args: &[Bytes]) -> Result<Option<(i64, i64, bool)>, Frame> {
+    match args {
+        [] => Ok(None),
+        [start, end, unit @ ..] if unit.len() <= 1 => {
+            let (start, end) = (int_arg(start)?, int_arg(end)?);
+            let bits = match unit {
+                [] => false,
+                [u] if eq(u, "byte") => false,
+                [u] if eq(u, "bit") => true,
+                _ => return Err(syntax_error()),
+            };
+            Ok(Some((start, end, bits)))
+        }
+        _ => Err(syntax_error()),
+    }
+}
+
+/// The set bits of `value` in `range` (inclusive, negative counted from the end, in bytes or
+/// bits), clamped as Redis 7.0's `bitcountCommand` clamps it.
+fn bit_count(value: &[u8], range: Option<(i64, i64, bool)>) -> u64 {
+    let Some((start, end, bits)) = range else {
+        return value.iter().map(|b| u64::from(b.count_ones())).sum();
+    };
+    let total = value.len() as i64 * if bits { 8 } else { 1 };
+    if start < 0 && end < 0 && start > end {
+        return 0;
+    }
+    let from_end = |i: i64| if i < 0 { (total + i).max(0) } else { i };
+    let (start, end) = (from_end(start), from_end(end).min(total - 1));
+    if start > end {
+        return 0;
+    }
+    if bits {
+        (start..=end).filter(|&i| bit_at(value, i as usize)).count() as u64
+    } else {
+        value[start as usize..=end as usize]
+            .iter()
+            .map(|b| u64::from(b.count_ones()))
+            .sum()
+    }
+}
+
 /// SETRANGE's new value: `patch` written at `offset`, zero bytes filling any gap.
 fn patched(mut value: Vec<u8>, offset: usize, patch: &[u8]) -> Vec<u8> {
     let end = offset + patch.len();
@@ -327,7 +406,11 @@ impl StringCmd {
             vec![&k[..]]
         }
         match self {
-            StringCmd::Get(k) | StringCmd::Strlen(k) | StringCmd::GetRange(k, ..) => Access {
+            StringCmd::Get(k)
+            | StringCmd::Strlen(k)
+            | StringCmd::GetRange(k, ..)
+            | StringCmd::GetBit(k, _)
+            | StringCmd::BitCount(k, _) => Access {
                 reads: one(k),
                 writes: vec![],
             },
@@ -346,6 +429,7 @@ impl StringCmd {
             StringCmd::GetDel(k)
             | StringCmd::Append(k, _)
             | StringCmd::SetRange(k, ..)
+            | StringCmd::SetBit(k, ..)
             | StringCmd::GetEx(k, _) => Access {
                 reads: vec![],
                 writes: one(k),
@@ -431,6 +515,40 @@ impl StringCmd {
                 Ok(v) => Frame::bulk(byte_range(&v.unwrap_or_default(), start, end).to_vec()),
                 Err(e) => store_error(e),
             },
+            StringCmd::GetBit(key, offset) => match get(key).await {
+                Ok(v) => Frame::Integer(i64::from(bit_at(&v.unwrap_or_default(), offset))),
+                Err(e) => store_error(e),
+            },
+            StringCmd::BitCount(key, range) => match get(key).await {
+                Ok(None) => Frame::Integer(0),
+                Ok(Some(v)) => match range {
+                    Ok(range) => Frame::Integer(bit_count(&v, range) as i64),
+                    Err(refusal) => refusal,
+                },
+                Err(e) => store_error(e),
+            },
+            StringCmd::SetBit(key, offset, bit) => store
+                .read_modify_write(&key, level, |found| {
+                    let mut value = found.map(|f| f.value.clone()).unwrap_or_default();
+                    let old = bit_at(&value, offset);
+                    if value.len() <= offset / 8 {
+                        value.resize(offset / 8 + 1, 0);
+                    }
+                    let mask = 1u8 << (7 - offset % 8);
+                    if bit {
+                        value[offset / 8] |= mask;
+                    } else {
+                        value[offset / 8] &= !mask;
+                    }
+                    let expires_at_ms = found.and_then(|f| f.expires_at_ms);
+                    let change = Change::Put {
+                        value,
+                        expires_at_ms,
+                    };
+                    (change, Frame::Integer(i64::from(old)))
+                })
+                .await
+                .unwrap_or_else(store_error),
             StringCmd::Lcs(a, b, options) => {
                 let (a, b) = futures::future::join(get(a), get(b)).await;
                 match (a, b) {
@@ -586,6 +704,21 @@ async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Fram
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bits_are_counted_as_redis_counts_them() {
+        // Redis's BITCOUNT examples on "foobar": 26 in all, 4 in byte 0, 6 in byte 1, 17 in bits 5..=30.
+        let v = b"foobar";
+        assert_eq!(bit_count(v, None), 26);
+        assert_eq!(bit_count(v, Some((1, 1, false))), 6);
+        assert_eq!(bit_count(v, Some((0, 0, false))), 4);
+        assert_eq!(bit_count(v, Some((5, 30, true))), 17);
+        assert_eq!(bit_count(v, Some((-1, -2, false))), 0);
+        assert_eq!(bit_count(b"", Some((0, -1, true))), 0);
+        assert!(bit_at(b"\x80", 0) && !bit_at(b"\x80", 1) && !bit_at(b"\x80", 100));
+        assert!(bit_offset(b"4294967296").is_err() && bit_offset(b"-1").is_err());
+        assert_eq!(bit_offset(b"4294967295"), Ok(4_294_967_295));
+    }
 
     #[test]
     fn byte_range_follows_redis_offsets() {
