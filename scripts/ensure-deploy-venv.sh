@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Python virtual environment under target/ with the validators the deployment tests use
 # (Kubernetes OpenAPI schemas, Prometheus Operator models, JSON Schema, YAML), and the OpenAPI
-# 3.1 validator tests/openapi.rs runs on the API's own document. Idempotent:
+# 3.1 validator tests/openapi.rs runs on the API's own document, and redis-py, the client
+# tests/resp_clients.rs runs unchanged against the Redis-protocol port. Idempotent:
 # does nothing when the pinned set is already installed.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ requirements=(
   "jsonschema==4.26.0"
   "PyYAML==6.0.3"
   "openapi-spec-validator==0.9.0"
+  "redis==8.1.0"
 )
 stamp="$venv/.quorumd-requirements"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${requirements[*]}" ]; then

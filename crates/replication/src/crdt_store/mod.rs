@@ -14,6 +14,7 @@ use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
 use crate::store::repair::repair_nodes;
 use crate::store::{StoreError, VersionedStore};
 use quorumd_core::crdt::{Actor, CounterError, Crdt, CrdtKind, LwwMap, OrSet, PnCounter};
+use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::{Consistency, Decision};
 use quorumd_node::calls;
 use quorumd_node::calls::crdt::{MergeCode, MergeReply, NodeState};
@@ -415,6 +416,11 @@ impl CrdtStore {
         merged: &C,
         g: &Gathered<NodeState>,
     ) -> Result<(), CrdtError> {
+        // An empty state has nothing a majority could lack (and a node holding a deleted
+        // key-value entry would refuse the merge).
+        if *merged == C::default() {
+            return Ok(());
+        }
         let plan = g.write_back_plan(self.store.pool().len(), |s| {
             decode::<C>(s).is_ok_and(|c| c.as_ref() == Some(merged))
         });
@@ -522,6 +528,10 @@ fn describe(meta: Option<&quorumd_core::meta::Meta>) -> String {
 fn decode<C: Crdt>(s: &NodeState) -> Result<Option<C>, CrdtError> {
     match &s.meta {
         None => Ok(None),
+        // A deleted or expired key-value entry holds nothing: reading it as a set or a map
+        // finds it empty, as Redis finds the key absent (`SET k v`, `DEL k`, `SISMEMBER k m`
+        // answers 0, not WRONGTYPE).
+        Some(m) if m.kind.crdt().is_none() && !m.is_live(wall_clock_ms()) => Ok(None),
         Some(m) if m.kind.crdt() != Some(C::KIND) => Err(CrdtError::KindConflict {
             wanted: C::KIND,
             holds: describe(Some(m)),

@@ -44,6 +44,12 @@ pub enum Frame {
         text: Bytes,
     },
     Push(Vec<Frame>),
+    /// A sorted-set score, printed as C's `%.17g` (Redis 7.0's `addReplyDouble`): a bulk
+    /// string in RESP2, a double in RESP3.
+    Score(f64),
+    /// Members each followed by its score (`[member, score, ...]`), as WITHSCORES answers:
+    /// flat in RESP2, an array of `[member, score]` pairs in RESP3, as Redis 7.0 sends them.
+    Pairs(Vec<Frame>),
 }
 
 impl Frame {
@@ -83,6 +89,22 @@ impl Frame {
                 let tag = if proto == Protocol::Resp3 { b'>' } else { b'*' };
                 aggregate(out, tag, items, proto)
             }
+            Frame::Score(score) => {
+                let text = quorumd_core::content::score_text(*score);
+                match proto {
+                    Protocol::Resp3 => line(out, b',', &text),
+                    Protocol::Resp2 => bulk(out, text.as_bytes()),
+                }
+            }
+            Frame::Pairs(items) => match proto {
+                Protocol::Resp2 => aggregate(out, b'*', items, proto),
+                Protocol::Resp3 => {
+                    header(out, b'*', items.len().div_ceil(2) as i64);
+                    for pair in items.chunks(2) {
+                        aggregate(out, b'*', pair, proto);
+                    }
+                }
+            },
             Frame::Map(pairs) => {
                 match proto {
                     Protocol::Resp3 => header(out, b'%', pairs.len() as i64),

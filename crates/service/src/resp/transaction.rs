@@ -2,7 +2,7 @@
 //! `EXEC`, on the condition that the keys it watched kept their versions.
 //!
 //! What a client relies on most is that a transaction it sees refused applied nothing, so a
-//! command refused while queueing (unknown, wrong arity, bad syntax, not permitted) marks the
+//! command refused while queueing (unknown, wrong arity, not permitted) marks the
 //! transaction, and `EXEC` then discards all of it with `EXECABORT`, as Redis does. `EXEC`
 //! runs the queued commands one after another, each through the quorum like any command; a
 //! command that fails at run time does not undo the others (Redis does not roll back either).
@@ -132,16 +132,18 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
         queued.commands.push(args.to_vec());
         return Step::Reply(None, Frame::Simple("QUEUED".into()));
     }
-    // Checked now, as Redis does, so that a refused command discards the transaction before
-    // anything of it runs; parsed again at EXEC, when the session may have changed.
-    let (name, parsed) = command::parse(args, session, shared);
+    // Checked now as far as Redis checks (the command, its permission, its arity), so that a
+    // refused command discards the transaction before anything of it runs. Its arguments are
+    // parsed at EXEC, as Redis does: `SET k v EX x` is QUEUED, and its error is its entry in
+    // EXEC's array while the other commands run.
+    let checked = command::check(args, session, shared);
     let queued = session.transaction.get_or_insert_default();
-    match parsed {
-        Command::Reply(refusal) => {
+    match checked {
+        Err((name, refusal)) => {
             queued.aborted = true;
             Step::Refused(name, refusal)
         }
-        Command::Session(_) | Command::Data(_) => {
+        Ok(_) => {
             queued.commands.push(args.to_vec());
             Step::Reply(None, Frame::Simple("QUEUED".into()))
         }

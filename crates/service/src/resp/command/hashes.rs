@@ -1,4 +1,4 @@
-//! HSET, HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL, HINCRBY on the map of last-writer-wins registers
+//! HSET (and HMSET), HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL, HINCRBY on the map of last-writer-wins registers
 //! (docs/CRDTS.md): per field, the newest write wins.
 //!
 //! HSET and HDEL answer how many fields were new (or present) in what a read quorum saw just
@@ -17,7 +17,9 @@ const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
 
 pub static SPECS: &[Spec] = &[
-    Spec::keyed("hset", -4, WRITE, (1, 1, 1), parse_hset),
+    Spec::keyed("hset", -4, WRITE, (1, 1, 1), |a| parse_hset(a, "hset")),
+    // Deprecated in Redis but still sent by older clients: HSET answering OK.
+    Spec::keyed("hmset", -4, WRITE, (1, 1, 1), |a| parse_hset(a, "hmset")),
     Spec::keyed("hget", 3, READ, (1, 1, 1), |a| {
         data(HashCmd::Get(a[1].clone(), vec![a[2].clone()], false))
     }),
@@ -55,8 +57,9 @@ pub static SPECS: &[Spec] = &[
 ];
 
 pub enum HashCmd {
-    /// Field/value pairs, a field given twice keeping its last value (as Redis).
-    Set(Bytes, BTreeMap<Vec<u8>, Vec<u8>>),
+    /// Field/value pairs, a field given twice keeping its last value (as Redis); `true` for
+    /// HMSET, which answers OK instead of the count.
+    Set(Bytes, BTreeMap<Vec<u8>, Vec<u8>>, bool),
     /// HGET (one field, a bulk reply) or HMGET (an array).
     Get(Bytes, Vec<Bytes>, bool),
     GetAll(Bytes),
@@ -73,21 +76,21 @@ pub enum HashCmd {
     },
 }
 
-fn parse_hset(args: &[Bytes]) -> Result<Command, Frame> {
+fn parse_hset(args: &[Bytes], name: &str) -> Result<Command, Frame> {
     if !args.len().is_multiple_of(2) {
-        return Err(wrong_arity("hset"));
+        return Err(wrong_arity(name));
     }
     let pairs = args[2..]
         .chunks(2)
         .map(|p| (p[0].to_vec(), p[1].to_vec()))
         .collect();
-    data(HashCmd::Set(args[1].clone(), pairs))
+    data(HashCmd::Set(args[1].clone(), pairs, name == "hmset"))
 }
 
 impl HashCmd {
     fn key(&self) -> &[u8] {
         match self {
-            HashCmd::Set(k, _)
+            HashCmd::Set(k, _, _)
             | HashCmd::Get(k, _, _)
             | HashCmd::GetAll(k)
             | HashCmd::Len(k)
@@ -130,12 +133,16 @@ impl HashCmd {
         level: Consistency,
     ) -> Result<Frame, quorumd_replication::crdt_store::CrdtError> {
         Ok(match self {
-            HashCmd::Set(key, pairs) => {
+            HashCmd::Set(key, pairs, hmset) => {
                 let before = crdts.map_get(&key, level).await?;
                 let added = pairs.keys().filter(|f| !before.contains_key(*f)).count();
                 let fields = pairs.into_iter().map(|(f, v)| (f, Some(v))).collect();
                 crdts.map_set(&key, fields, level).await?;
-                Frame::Integer(added as i64)
+                if hmset {
+                    Frame::ok()
+                } else {
+                    Frame::Integer(added as i64)
+                }
             }
             HashCmd::Get(key, fields, many) => {
                 let map = crdts.map_get(&key, level).await?;

@@ -347,6 +347,15 @@ impl KeyCmd {
                 absolute,
             } => match get_any(store, &key, level).await {
                 Ok(f) => Frame::Integer(ttl_reply(f.as_ref(), millis, absolute, wall_clock_ms())),
+                // A counter, hash or set never expires: -1, as Redis answers for a key without
+                // a TTL, or -2 for an emptied one, which TYPE calls `none` too.
+                Err(StoreError::KindConflict { holds }) => {
+                    match crdt_type(crdts, &key, holds, level).await {
+                        Frame::Simple(t) if t == "none" => Frame::Integer(-2),
+                        Frame::Simple(_) => Frame::Integer(-1),
+                        refusal => refusal,
+                    }
+                }
                 Err(e) => store_error(e),
             },
             KeyCmd::Persist(key) => match store

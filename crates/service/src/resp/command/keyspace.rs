@@ -7,16 +7,19 @@
 //! every command pipelined before them has been answered, so `SET k v` then `SCAN 0` sees `k`.
 
 use super::{
-    Access, Command, Flag, SessionCmd, Spec, data, eq, int_arg, store_error, syntax_error,
+    Access, Command, Flag, SessionCmd, Spec, data, eq, int_arg, is_wrong_type, store_error,
+    syntax_error, wrong_type,
 };
 use crate::resp::frame::Frame;
 use crate::resp::{Session, Shared};
 use bytes::Bytes;
 use quorumd_core::content::ValueType;
 use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::VersionedStore;
 use quorumd_replication::store::keyspace::{
     LiveKey, TransferError, TransferMode, Transferred, glob_matches,
+};
+use quorumd_replication::store::{
+    Transfer, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
 
 /// The configuration switch that allows FLUSHDB and FLUSHALL.
@@ -251,7 +254,17 @@ impl TransferCmd {
     }
 
     pub async fn apply(self, store: &VersionedStore, level: Consistency) -> Frame {
-        let done = store.transfer(&self.src, &self.dst, self.mode, level).await;
+        let done = match store.transfer(&self.src, &self.dst, self.mode, level).await {
+            // A list or sorted set at either end: the string transfer cannot read or replace
+            // it, the typed one can.
+            Err(TransferError::Store(e)) if is_wrong_type(&e) => {
+                match self.transfer_typed(store, level).await {
+                    Ok(done) => Ok(done),
+                    Err(refusal) => return refusal,
+                }
+            }
+            done => done,
+        };
         let rename = matches!(self.mode, TransferMode::Rename { nx: false });
         match done {
             Ok(Transferred::NoSuchKey) if matches!(self.mode, TransferMode::Copy { .. }) => {
@@ -266,6 +279,84 @@ impl TransferCmd {
             Err(TransferError::Store(e)) => store_error(e),
             Err(e) => Frame::error(format!("ERR {e}")),
         }
+    }
+}
+
+impl TransferCmd {
+    /// RENAME, RENAMENX and COPY through typed reads and writes (lists, sorted sets, and a
+    /// string moved onto one): both keys read whole, the destination written with the
+    /// source's value and expiry under compare-and-set, then (RENAME) the source deleted
+    /// under compare-and-set; as `VersionedStore::transfer`, a failure between the two
+    /// writes leaves the value under both names, never under neither, and a write to the
+    /// source that lands between them stays.
+    async fn transfer_typed(
+        &self,
+        store: &VersionedStore,
+        level: Consistency,
+    ) -> Result<Transferred, Frame> {
+        let rename = matches!(self.mode, TransferMode::Rename { .. });
+        let guarded = matches!(
+            self.mode,
+            TransferMode::Rename { nx: true } | TransferMode::Copy { replace: false }
+        );
+        if self.src == self.dst {
+            // RENAME k k (COPY k k is refused when parsing): nothing moves.
+            return match store
+                .get_typed(&self.src, level, TypedWanted::TypeOnly)
+                .await
+            {
+                Ok(None) => Ok(Transferred::NoSuchKey),
+                Ok(Some(_)) if guarded => Ok(Transferred::DestinationExists),
+                Ok(Some(_)) => Ok(Transferred::Done),
+                Err(e) => Err(store_error(e)),
+            };
+        }
+        let decide = |s: Option<&TypedFound>, d: Option<&TypedFound>| {
+            let keep = |result| Transfer {
+                source: TypedChange::Keep,
+                destination: TypedChange::Keep,
+                result,
+            };
+            let Some(s) = s else {
+                return keep(Ok(Transferred::NoSuchKey));
+            };
+            if guarded && d.is_some() {
+                return keep(Ok(Transferred::DestinationExists));
+            }
+            let expires_at_ms = s.expires_at_ms;
+            let destination = match &s.value {
+                TypedValue::String(value) => TypedChange::PutString {
+                    value: value.clone(),
+                    expires_at_ms,
+                },
+                TypedValue::List(items) => TypedChange::PutList {
+                    items: items.clone(),
+                    expires_at_ms,
+                },
+                TypedValue::SortedSet(members) => TypedChange::PutSortedSet {
+                    members: members.clone(),
+                    expires_at_ms,
+                },
+                // A raw value of a type quorumd does not read (adopted by the sweep).
+                TypedValue::Only(_) => return keep(Err(wrong_type())),
+            };
+            Transfer {
+                source: if rename {
+                    TypedChange::Delete
+                } else {
+                    TypedChange::Keep
+                },
+                destination,
+                result: Ok(Transferred::Done),
+            }
+        };
+        // The source was written after the destination: that write is ordered after the
+        // rename and stays, as in `VersionedStore::transfer`.
+        let redo_source = |_: Option<&TypedFound>| TypedChange::Keep;
+        store
+            .transfer_typed((&self.src, &self.dst), level, decide, redo_source)
+            .await
+            .unwrap_or_else(|e| Err(store_error(e)))
     }
 }
 

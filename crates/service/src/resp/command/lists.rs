@@ -10,13 +10,13 @@
 //! when parsing, the others once the value is read.
 
 use super::list_ops::{self, End, List};
-use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
+use super::{Access, Command, Flag, Spec, data, eq, int_arg, is_wrong_type, store_error};
 use super::{read_typed, syntax_error, wrong_arity, wrong_type};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::store::{
-    StoreError, Transfer, TypedChange, TypedFound, TypedValue, VersionedStore,
+    StoreError, Transfer, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
 use std::sync::Mutex;
 
@@ -689,9 +689,19 @@ async fn list_move(
             _ => TypedChange::Keep,
         }
     };
-    reply(
-        store
-            .transfer_typed((src, dst), level, decide, redo_source)
-            .await,
-    )
+    match store
+        .transfer_typed((src, dst), level, decide, redo_source)
+        .await
+    {
+        // A counter, hash or set at either end fails the typed reads before `decide` sees
+        // the source; Redis looks at the source first, so an absent source answers nil.
+        Err(e) if is_wrong_type(&e) => {
+            match store.get_typed(src, level, TypedWanted::TypeOnly).await {
+                Ok(None) => Frame::Null,
+                Ok(Some(_)) => wrong_type(),
+                Err(e) => store_error(e),
+            }
+        }
+        r => reply(r),
+    }
 }

@@ -264,24 +264,36 @@ pub const OTHER: &str = "other";
 /// Looks the command up, checks arity and authentication, and parses its arguments. Also
 /// returns the command's name from the table (`OTHER` when unknown), a bounded metric label.
 pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'static str, Command) {
+    match check(args, session, shared) {
+        Ok(spec) => (spec.name, (spec.parse)(args).unwrap_or_else(Command::Reply)),
+        Err((name, refusal)) => (name, Command::Reply(refusal)),
+    }
+}
+
+/// What Redis checks before it queues a command in a transaction: that the command exists,
+/// that the connection may run it, and its arity. Argument errors (syntax, a number that is
+/// not one) are found only when the command runs, so in a transaction they are answered in
+/// `EXEC`'s array and do not discard it.
+pub fn check(
+    args: &[Bytes],
+    session: &mut Session,
+    shared: &Shared,
+) -> Result<&'static Spec, (&'static str, Frame)> {
     let Some(first) = args.first() else {
-        return (OTHER, Command::Reply(Frame::error("ERR empty command")));
+        return Err((OTHER, Frame::error("ERR empty command")));
     };
     let name = String::from_utf8_lossy(first);
     let Some(spec) = spec(&name) else {
-        return (OTHER, Command::Reply(unknown_command(&name, &args[1..])));
+        return Err((OTHER, unknown_command(&name, &args[1..])));
     };
-    let command = if let Err(refused) = permit(session, shared, &spec.requirement()) {
-        Command::Reply(refused)
-    } else {
-        let n = args.len() as i64;
-        if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-            Command::Reply(wrong_arity(spec.name))
-        } else {
-            (spec.parse)(args).unwrap_or_else(Command::Reply)
-        }
-    };
-    (spec.name, command)
+    if let Err(refused) = permit(session, shared, &spec.requirement()) {
+        return Err((spec.name, refused));
+    }
+    let n = args.len() as i64;
+    if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return Err((spec.name, wrong_arity(spec.name)));
+    }
+    Ok(spec)
 }
 
 /// Redis's text, quoting arguments until 128 characters have been shown.

@@ -16,7 +16,7 @@ use quorumd_core::crdt::CrdtKind;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::CrdtStore;
-use quorumd_replication::store::{Change, Precondition, StoreError, VersionedStore};
+use quorumd_replication::store::{Change, Precondition, StoreError, TypedChange, VersionedStore};
 
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom];
@@ -70,6 +70,21 @@ pub static SPECS: &[Spec] = &[
             int_arg(&a[3])?,
         ))
     }),
+    spec("getbit", 3, READ, 1, 1, |a| {
+        data(StringCmd::GetBit(a[1].clone(), bit_offset(&a[2])?))
+    }),
+    spec("setbit", 4, WRITE, 1, 1, |a| {
+        let offset = bit_offset(&a[2])?;
+        let bit = match &a[3][..] {
+            b"0" => false,
+            b"1" => true,
+            _ => return Err(Frame::error("ERR bit is not an integer or out of range")),
+        };
+        data(StringCmd::SetBit(a[1].clone(), offset, bit))
+    }),
+    spec("bitcount", -2, READ, 1, 1, |a| {
+        data(StringCmd::BitCount(a[1].clone(), parse_bit_range(&a[2..])))
+    }),
     spec("setrange", 4, WRITE, 1, 1, |a| {
         let offset = int_arg(&a[2])?;
         let offset =
@@ -89,10 +104,17 @@ pub enum StringCmd {
     MSet(Vec<(Bytes, Bytes)>),
     Strlen(Bytes),
     Append(Bytes, Bytes),
-    /// GETEX with an option: the key, and the expiry to set (`Expiry::Never` for PERSIST).
-    GetEx(Bytes, Expiry),
+    /// GETEX with an option: the key, and the expiry to set (`Expiry::Never` for PERSIST), or
+    /// the error its value earns, answered only when the key holds a string: Redis looks the
+    /// key up before it checks the number (`GETEX absent EX x` answers nil).
+    GetEx(Bytes, Result<Expiry, Frame>),
     GetRange(Bytes, i64, i64),
     SetRange(Bytes, usize, Bytes),
+    GetBit(Bytes, usize),
+    SetBit(Bytes, usize, bool),
+    /// BITCOUNT's range (start, end, counted in bits), or the error its arguments earn,
+    /// answered only when the key holds a string: Redis 7.0 looks the key up first.
+    BitCount(Bytes, Result<Option<(i64, i64, bool)>, Frame>),
     /// The two keys, and the options or the error they earn once both keys are read.
     Lcs(Bytes, Bytes, Result<super::lcs::LcsOptions, Frame>),
 }
@@ -193,8 +215,11 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
             set.reply = Reply::OldValue;
         } else if eq(a, "keepttl") && timed.is_none() {
             keep_ttl = true;
-        } else if let (Some((_, unit, relative)), Some(v), false, None) =
-            (unit, args.get(i + 1), keep_ttl, timed)
+        } else if let (Some((_, unit, relative)), Some(v), false) =
+            (unit, args.get(i + 1), keep_ttl)
+            // The same option may come again (the last one counts), as in Redis; another
+            // one is a syntax error.
+            && timed.is_none_or(|(_, u, r)| (u, r) == (unit, relative))
         {
             timed = Some((v, unit, relative));
             i += 1;
@@ -213,21 +238,40 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
 }
 
 fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
-    let expiry = match &args[2..] {
-        // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
-        [] => return data(StringCmd::Get(args[1].clone())),
-        [p] if eq(p, "persist") => Expiry::Never,
-        [option, v] => {
-            let ms = |unit, relative| expire_ms(v, unit, relative, "getex");
-            match () {
-                _ if eq(option, "ex") => Expiry::In(ms(1000, true)?),
-                _ if eq(option, "px") => Expiry::In(ms(1, true)?),
-                _ if eq(option, "exat") => Expiry::At(ms(1000, false)?),
-                _ if eq(option, "pxat") => Expiry::At(ms(1, false)?),
-                _ => return Err(syntax_error()),
-            }
+    // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
+    if args.len() == 2 {
+        return data(StringCmd::Get(args[1].clone()));
+    }
+    // As SET's options: one of EX/PX/EXAT/PXAT (the same one may repeat, the last counts) or
+    // PERSIST; the value is checked after the key is read.
+    let (mut persist, mut timed): (bool, Option<(&Bytes, i64, bool)>) = (false, None);
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        let unit = [
+            ("ex", 1000, true),
+            ("px", 1, true),
+            ("exat", 1000, false),
+            ("pxat", 1, false),
+        ]
+        .into_iter()
+        .find(|(name, _, _)| eq(a, name));
+        if eq(a, "persist") && timed.is_none() {
+            persist = true;
+        } else if let (Some((_, unit, relative)), Some(v), false) = (unit, args.get(i + 1), persist)
+            && timed.is_none_or(|(_, u, r)| (u, r) == (unit, relative))
+        {
+            timed = Some((v, unit, relative));
+            i += 1;
+        } else {
+            return Err(syntax_error());
         }
-        _ => return Err(syntax_error()),
+        i += 1;
+    }
+    let expiry = match timed {
+        Some((v, unit, true)) => expire_ms(v, unit, true, "getex").map(Expiry::In),
+        Some((v, unit, false)) => expire_ms(v, unit, false, "getex").map(Expiry::At),
+        None => Ok(Expiry::Never),
     };
     data(StringCmd::GetEx(args[1].clone(), expiry))
 }
@@ -245,6 +289,65 @@ fn byte_range(value: &[u8], start: i64, end: i64) -> &[u8] {
         return &[];
     }
     &value[start as usize..=end as usize]
+}
+
+/// A bit offset as Redis takes it: a non-negative integer within the largest string.
+fn bit_offset(arg: &[u8]) -> Result<usize, Frame> {
+    int_arg(arg)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| n / 8 < MAX_STRING_LEN)
+        .ok_or_else(|| Frame::error("ERR bit offset is not an integer or out of range"))
+}
+
+/// The bit at `offset` (the most significant bit of the first byte is 0); 0 past the end.
+fn bit_at(value: &[u8], offset: usize) -> bool {
+    value
+        .get(offset / 8)
+        .is_some_and(|b| b & (1 << (7 - offset % 8)) != 0)
+}
+
+/// BITCOUNT's optional `start end [BYTE|BIT]`.
+fn parse_bit_range(args: &[Bytes]) -> Result<Option<(i64, i64, bool)>, Frame> {
+    match args {
+        [] => Ok(None),
+        [start, end, unit @ ..] if unit.len() <= 1 => {
+            let (start, end) = (int_arg(start)?, int_arg(end)?);
+            let bits = match unit {
+                [] => false,
+                [u] if eq(u, "byte") => false,
+                [u] if eq(u, "bit") => true,
+                _ => return Err(syntax_error()),
+            };
+            Ok(Some((start, end, bits)))
+        }
+        _ => Err(syntax_error()),
+    }
+}
+
+/// The set bits of `value` in `range` (inclusive, negative counted from the end, in bytes or
+/// bits), clamped as Redis 7.0's `bitcountCommand` clamps it.
+fn bit_count(value: &[u8], range: Option<(i64, i64, bool)>) -> u64 {
+    let Some((start, end, bits)) = range else {
+        return value.iter().map(|b| u64::from(b.count_ones())).sum();
+    };
+    let total = value.len() as i64 * if bits { 8 } else { 1 };
+    if start < 0 && end < 0 && start > end {
+        return 0;
+    }
+    let from_end = |i: i64| if i < 0 { (total + i).max(0) } else { i };
+    let (start, end) = (from_end(start), from_end(end).min(total - 1));
+    if start > end {
+        return 0;
+    }
+    if bits {
+        (start..=end).filter(|&i| bit_at(value, i as usize)).count() as u64
+    } else {
+        value[start as usize..=end as usize]
+            .iter()
+            .map(|b| u64::from(b.count_ones()))
+            .sum()
+    }
 }
 
 /// SETRANGE's new value: `patch` written at `offset`, zero bytes filling any gap.
@@ -303,7 +406,11 @@ impl StringCmd {
             vec![&k[..]]
         }
         match self {
-            StringCmd::Get(k) | StringCmd::Strlen(k) | StringCmd::GetRange(k, ..) => Access {
+            StringCmd::Get(k)
+            | StringCmd::Strlen(k)
+            | StringCmd::GetRange(k, ..)
+            | StringCmd::GetBit(k, _)
+            | StringCmd::BitCount(k, _) => Access {
                 reads: one(k),
                 writes: vec![],
             },
@@ -322,6 +429,7 @@ impl StringCmd {
             StringCmd::GetDel(k)
             | StringCmd::Append(k, _)
             | StringCmd::SetRange(k, ..)
+            | StringCmd::SetBit(k, ..)
             | StringCmd::GetEx(k, _) => Access {
                 reads: vec![],
                 writes: one(k),
@@ -407,6 +515,40 @@ impl StringCmd {
                 Ok(v) => Frame::bulk(byte_range(&v.unwrap_or_default(), start, end).to_vec()),
                 Err(e) => store_error(e),
             },
+            StringCmd::GetBit(key, offset) => match get(key).await {
+                Ok(v) => Frame::Integer(i64::from(bit_at(&v.unwrap_or_default(), offset))),
+                Err(e) => store_error(e),
+            },
+            StringCmd::BitCount(key, range) => match get(key).await {
+                Ok(None) => Frame::Integer(0),
+                Ok(Some(v)) => match range {
+                    Ok(range) => Frame::Integer(bit_count(&v, range) as i64),
+                    Err(refusal) => refusal,
+                },
+                Err(e) => store_error(e),
+            },
+            StringCmd::SetBit(key, offset, bit) => store
+                .read_modify_write(&key, level, |found| {
+                    let mut value = found.map(|f| f.value.clone()).unwrap_or_default();
+                    let old = bit_at(&value, offset);
+                    if value.len() <= offset / 8 {
+                        value.resize(offset / 8 + 1, 0);
+                    }
+                    let mask = 1u8 << (7 - offset % 8);
+                    if bit {
+                        value[offset / 8] |= mask;
+                    } else {
+                        value[offset / 8] &= !mask;
+                    }
+                    let expires_at_ms = found.and_then(|f| f.expires_at_ms);
+                    let change = Change::Put {
+                        value,
+                        expires_at_ms,
+                    };
+                    (change, Frame::Integer(i64::from(old)))
+                })
+                .await
+                .unwrap_or_else(store_error),
             StringCmd::Lcs(a, b, options) => {
                 let (a, b) = futures::future::join(get(a), get(b)).await;
                 match (a, b) {
@@ -423,15 +565,16 @@ impl StringCmd {
                 }
             }
             StringCmd::GetEx(key, expiry) => store
-                .read_modify_write(&key, level, |found| match found {
-                    Some(f) => (
+                .read_modify_write(&key, level, |found| match (found, &expiry) {
+                    (Some(f), Ok(expiry)) => (
                         Change::Put {
                             value: f.value.clone(),
-                            expires_at_ms: absolute(expiry, None),
+                            expires_at_ms: absolute(*expiry, None),
                         },
                         Frame::bulk(f.value.clone()),
                     ),
-                    None => (Change::Keep, Frame::Null),
+                    (Some(_), Err(refusal)) => (Change::Keep, refusal.clone()),
+                    (None, _) => (Change::Keep, Frame::Null),
                 })
                 .await
                 .unwrap_or_else(store_error),
@@ -500,7 +643,9 @@ async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Fram
         };
     }
     let value = set.value.to_vec();
-    store
+    let done_typed = done.clone();
+    let refused_typed = refused.clone();
+    let result = store
         .read_modify_write(&set.key, level, |found| {
             let old = match (set.reply, found) {
                 (Reply::OldValue, Some(f)) => Frame::bulk(f.value.clone()),
@@ -529,13 +674,51 @@ async fn apply_set(set: Set, store: &VersionedStore, level: Consistency) -> Fram
                 old,
             )
         })
-        .await
-        .unwrap_or_else(store_error)
+        .await;
+    match result {
+        // A list or sorted set: SET replaces it as in Redis (KEEPTTL keeping its TTL), and NX
+        // finds the key there. SET GET stays WRONGTYPE, as in Redis.
+        Err(e) if is_wrong_type(&e) && set.reply != Reply::OldValue => store
+            .read_modify_write_typed(&set.key, level, |found| {
+                let allowed = match set.condition {
+                    Condition::Always => true,
+                    Condition::IfAbsent => found.is_none(),
+                    Condition::IfExists => found.is_some(),
+                };
+                if !allowed {
+                    return (TypedChange::Keep, refused_typed.clone());
+                }
+                let expires_at_ms = absolute(set.expiry, found.and_then(|f| f.expires_at_ms));
+                let put = TypedChange::PutString {
+                    value: value.clone(),
+                    expires_at_ms,
+                };
+                (put, done_typed.clone())
+            })
+            .await
+            .unwrap_or_else(store_error),
+        result => result.unwrap_or_else(store_error),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bits_are_counted_as_redis_counts_them() {
+        // Redis's BITCOUNT examples on "foobar": 26 in all, 4 in byte 0, 6 in byte 1, 17 in bits 5..=30.
+        let v = b"foobar";
+        assert_eq!(bit_count(v, None), 26);
+        assert_eq!(bit_count(v, Some((1, 1, false))), 6);
+        assert_eq!(bit_count(v, Some((0, 0, false))), 4);
+        assert_eq!(bit_count(v, Some((5, 30, true))), 17);
+        assert_eq!(bit_count(v, Some((-1, -2, false))), 0);
+        assert_eq!(bit_count(b"", Some((0, -1, true))), 0);
+        assert!(bit_at(b"\x80", 0) && !bit_at(b"\x80", 1) && !bit_at(b"\x80", 100));
+        assert!(bit_offset(b"4294967296").is_err() && bit_offset(b"-1").is_err());
+        assert_eq!(bit_offset(b"4294967295"), Ok(4_294_967_295));
+    }
 
     #[test]
     fn byte_range_follows_redis_offsets() {

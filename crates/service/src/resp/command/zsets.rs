@@ -617,20 +617,36 @@ fn as_zset(found: Option<&TypedFound>) -> Result<Option<&Members>, Frame> {
     }
 }
 
+/// A score: a bulk string in RESP2, a double after `HELLO 3`.
 fn score_frame(score: f64) -> Frame {
-    Frame::bulk(score_text(score))
+    Frame::Score(score)
 }
 
-/// Members, each followed by its score with WITHSCORES (RESP2's flat form).
+/// Members, each followed by its score with WITHSCORES: flat in RESP2, `[member, score]`
+/// pairs after `HELLO 3`.
 fn members_frame<'a>(items: impl IntoIterator<Item = &'a (Vec<u8>, f64)>, scores: bool) -> Frame {
+    let flat = flat_members(items, scores, score_frame);
+    if scores {
+        Frame::Pairs(flat)
+    } else {
+        Frame::Array(flat)
+    }
+}
+
+/// Members, each followed by its score printed by `score`, in one flat list.
+fn flat_members<'a>(
+    items: impl IntoIterator<Item = &'a (Vec<u8>, f64)>,
+    scores: bool,
+    score: fn(f64) -> Frame,
+) -> Vec<Frame> {
     let mut out = Vec::new();
     for (m, s) in items {
         out.push(Frame::bulk(m.clone()));
         if scores {
-            out.push(score_frame(*s));
+            out.push(score(*s));
         }
     }
-    Frame::Array(out)
+    out
 }
 
 /// The members `by` selects, in reply order.
@@ -803,7 +819,12 @@ impl ZsetCmd {
                     };
                     let mut new = set.clone();
                     let popped = zset_ops::pop(&mut new, count.unwrap_or(1), highest);
-                    (Some(new), members_frame(&popped, true))
+                    // Without a count, one member and its score, flat in RESP3 too.
+                    let answer = match count {
+                        Some(_) => members_frame(&popped, true),
+                        None => Frame::Array(flat_members(&popped, true, score_frame)),
+                    };
+                    (Some(new), answer)
                 })
                 .await
             }
@@ -934,7 +955,9 @@ impl ZsetCmd {
                     let matching = set
                         .iter()
                         .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_matches(p, m)));
-                    Frame::Array(vec![Frame::bulk("0"), members_frame(matching, true)])
+                    // ZSCAN's scores are strings in both protocols, as in Redis.
+                    let flat = flat_members(matching, true, |s| Frame::bulk(score_text(s)));
+                    Frame::Array(vec![Frame::bulk("0"), Frame::Array(flat)])
                 })
                 .await
             }
