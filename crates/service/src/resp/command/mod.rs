@@ -273,7 +273,8 @@ pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'stati
 /// What Redis checks before it queues a command in a transaction: that the command exists,
 /// that the connection may run it, and its arity. Argument errors (syntax, a number that is
 /// not one) are found only when the command runs, so in a transaction they are answered in
-/// `EXEC`'s array and do not discard it.
+/// `EXEC`'s array and do not discard it. quorumd also refuses SUBSCRIBE and its kin here
+/// (`pubsub::refused_in_multi`).
 pub fn check(
     args: &[Bytes],
     session: &mut Session,
@@ -292,6 +293,11 @@ pub fn check(
     let n = args.len() as i64;
     if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         return Err((spec.name, wrong_arity(spec.name)));
+    }
+    if pubsub::refused_in_multi(spec.name)
+        && let Err(refusal) = (spec.parse)(args)
+    {
+        return Err((spec.name, refusal));
     }
     Ok(spec)
 }

@@ -42,6 +42,15 @@ pub static SPECS: &[Spec] = &[
     ),
 ];
 
+/// Whether `name` is one of the commands the connection runs itself, outside MULTI, and a
+/// transaction refuses while queueing (`in_multi`).
+pub fn refused_in_multi(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe"
+    )
+}
+
 /// The connection runs these outside MULTI; queued in a transaction, EXEC would have to turn
 /// the connection into a subscriber halfway through its replies.
 fn in_multi(args: &[Bytes]) -> Result<Command, Frame> {
