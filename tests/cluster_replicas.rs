@@ -15,7 +15,6 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const CLUSTERS: usize = 3;
@@ -288,20 +287,7 @@ async fn direct_changes_on_every_master_are_adopted_live() {
         assert_eq!(copy_on(&tc, 2, key).await.1, meta, "{key}: metadata");
     }
     // Negative control: with the live path dropping events, a change stays on its replica.
-    tc.app()
-        .sweeper()
-        .unsafe_knobs
-        .live_drops_events
-        .store(true, Ordering::Relaxed);
-    wait_until(Duration::from_secs(5), "verifier idle", || async {
-        let (_, s) = tc.json("/v1/status").await;
-        s["workers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|w| w["name"] == "direct:verify" && w["state"] == "idle")
-    })
-    .await;
+    tc.deafen_live_detection().await;
     let _: () = c.set(&all[0], "unseen").await.unwrap();
     let mut moved = false;
     for _ in 0..30 {

@@ -281,21 +281,7 @@ async fn live_detection_adopts_direct_changes_within_seconds_and_a_deaf_path_doe
     .await;
     all_nodes_agree_with(&tc, 2, &changed).await;
     // Negative control: with the live path dropping events, a change stays on its node.
-    tc.app()
-        .sweeper()
-        .unsafe_knobs
-        .live_drops_events
-        .store(true, Ordering::Relaxed);
-    // A batch the verifier took before the switch may still be running: wait for it.
-    wait_until(Duration::from_secs(5), "verifier idle", || async {
-        let (_, s) = tc.json("/v1/status").await;
-        s["workers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|w| w["name"] == "direct:verify" && w["state"] == "idle")
-    })
-    .await;
+    tc.deafen_live_detection().await;
     let _: () = command(&mut c, &["SET", "l:set", "unseen"]).await;
     let _: () = command(&mut c, &["SET", "l:marker", "m"]).await;
     // The same wait as above would time out: give it the same 5 s and see nothing move.

@@ -183,6 +183,25 @@ impl TestCluster {
         (status, r.json().await.expect("json body"))
     }
 
+    /// The negative control of live detection: from now on the live path drops the events it
+    /// hears. Returns once a batch the verifier took before the switch is done.
+    pub async fn deafen_live_detection(&self) {
+        self.app()
+            .sweeper()
+            .unsafe_knobs
+            .live_drops_events
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        wait_until(Duration::from_secs(5), "verifier idle", || async {
+            let (_, s) = self.json("/v1/status").await;
+            s["workers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|w| w["name"] == "direct:verify" && w["state"] == "idle")
+        })
+        .await;
+    }
+
     /// `quorumd_live_key_events_total{node = node i, origin}`, as `/metrics` shows it: the key
     /// events live detection heard from node `i`, quorumd's own (`"own"`) or not (`"unmarked"`).
     pub async fn live_key_events(&self, i: usize, origin: &str) -> u64 {

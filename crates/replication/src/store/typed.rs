@@ -59,6 +59,28 @@ pub enum TypedChange {
     Delete,
 }
 
+impl TypedChange {
+    /// The change that stores `value` again with `expires_at_ms` (a move, a copy, a new TTL);
+    /// `None` for a value whose contents were not read.
+    pub fn put(value: &TypedValue, expires_at_ms: Option<u64>) -> Option<TypedChange> {
+        Some(match value {
+            TypedValue::String(value) => TypedChange::PutString {
+                value: value.clone(),
+                expires_at_ms,
+            },
+            TypedValue::List(items) => TypedChange::PutList {
+                items: items.clone(),
+                expires_at_ms,
+            },
+            TypedValue::SortedSet(members) => TypedChange::PutSortedSet {
+                members: members.clone(),
+                expires_at_ms,
+            },
+            TypedValue::Only(_) => return None,
+        })
+    }
+}
+
 /// The two writes `transfer_typed` makes, and what the command answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transfer<R> {

@@ -12,7 +12,7 @@ use quorumd_core::quorum::Consistency;
 use quorumd_node::pool::ServerErrorKind;
 use quorumd_replication::crdt_store::CrdtStore;
 use quorumd_replication::store::{Change, Found, StoreError, VersionedStore};
-use quorumd_replication::store::{TypedChange, TypedFound, TypedValue, TypedWanted};
+use quorumd_replication::store::{TypedChange, TypedFound, TypedWanted};
 
 /// The string read failed because a node holds another Redis type (a list): the key is read
 /// again through the typed read. Strings, the common case, keep their one read. Any node's
@@ -66,20 +66,9 @@ async fn retime_typed(
                 return (TypedChange::Delete, Frame::Integer(1));
             }
             let expires_at_ms = at.map(|at| at as u64);
-            let change = match &f.value {
-                TypedValue::List(items) => TypedChange::PutList {
-                    items: items.clone(),
-                    expires_at_ms,
-                },
-                TypedValue::SortedSet(members) => TypedChange::PutSortedSet {
-                    members: members.clone(),
-                    expires_at_ms,
-                },
-                TypedValue::String(value) => TypedChange::PutString {
-                    value: value.clone(),
-                    expires_at_ms,
-                },
-                TypedValue::Only(_) => return (TypedChange::Keep, wrong_type()),
+            let change = match TypedChange::put(&f.value, expires_at_ms) {
+                Some(change) => change,
+                None => return (TypedChange::Keep, wrong_type()),
             };
             (change, Frame::Integer(1))
         })

@@ -18,9 +18,7 @@ use quorumd_core::quorum::Consistency;
 use quorumd_replication::store::keyspace::{
     LiveKey, TransferError, TransferMode, Transferred, glob_matches,
 };
-use quorumd_replication::store::{
-    Transfer, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
-};
+use quorumd_replication::store::{Transfer, TypedChange, TypedFound, TypedWanted, VersionedStore};
 
 /// The configuration switch that allows FLUSHDB and FLUSHALL.
 pub const FLUSH_SWITCH: &str = "resp.allow_flush";
@@ -324,21 +322,9 @@ impl TransferCmd {
                 return keep(Ok(Transferred::DestinationExists));
             }
             let expires_at_ms = s.expires_at_ms;
-            let destination = match &s.value {
-                TypedValue::String(value) => TypedChange::PutString {
-                    value: value.clone(),
-                    expires_at_ms,
-                },
-                TypedValue::List(items) => TypedChange::PutList {
-                    items: items.clone(),
-                    expires_at_ms,
-                },
-                TypedValue::SortedSet(members) => TypedChange::PutSortedSet {
-                    members: members.clone(),
-                    expires_at_ms,
-                },
-                // A raw value of a type quorumd does not read (adopted by the sweep).
-                TypedValue::Only(_) => return keep(Err(wrong_type())),
+            // `None`: a raw value of a type quorumd does not read (adopted by the sweep).
+            let Some(destination) = TypedChange::put(&s.value, expires_at_ms) else {
+                return keep(Err(wrong_type()));
             };
             Transfer {
                 source: if rename {

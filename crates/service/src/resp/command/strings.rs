@@ -199,14 +199,7 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
     let mut i = 3;
     while i < args.len() {
         let a = &args[i];
-        let unit = [
-            ("ex", 1000, true),
-            ("px", 1, true),
-            ("exat", 1000, false),
-            ("pxat", 1, false),
-        ]
-        .into_iter()
-        .find(|(name, _, _)| eq(a, name));
+        let unit = expiry_option(a);
         if eq(a, "nx") && set.condition != Condition::IfExists {
             set.condition = Condition::IfAbsent;
         } else if eq(a, "xx") && set.condition != Condition::IfAbsent {
@@ -237,6 +230,18 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Frame> {
     data(StringCmd::Set(set))
 }
 
+/// SET's and GETEX's expiry options: (name, ms per unit, relative).
+fn expiry_option(a: &Bytes) -> Option<(&'static str, i64, bool)> {
+    [
+        ("ex", 1000, true),
+        ("px", 1, true),
+        ("exat", 1000, false),
+        ("pxat", 1, false),
+    ]
+    .into_iter()
+    .find(|(name, _, _)| eq(a, name))
+}
+
 fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
     // Without an option GETEX is GET (a counter made over HTTP reads as its value too).
     if args.len() == 2 {
@@ -248,14 +253,7 @@ fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {
     let mut i = 2;
     while i < args.len() {
         let a = &args[i];
-        let unit = [
-            ("ex", 1000, true),
-            ("px", 1, true),
-            ("exat", 1000, false),
-            ("pxat", 1, false),
-        ]
-        .into_iter()
-        .find(|(name, _, _)| eq(a, name));
+        let unit = expiry_option(a);
         if eq(a, "persist") && timed.is_none() {
             persist = true;
         } else if let (Some((_, unit, relative)), Some(v), false) = (unit, args.get(i + 1), persist)
