@@ -13,6 +13,7 @@ mod direct;
 mod locks;
 mod queue;
 mod report;
+mod rmw;
 mod run;
 mod workload;
 
@@ -135,6 +136,63 @@ async fn queue_under_random_faults() {
         &results,
     );
     assert!(results.iter().all(|r| r.counters["items"] > 10));
+}
+
+/// RESP read-modify-writes (INCR, APPEND, RPUSH/LPOP, ZINCRBY, MULTI/EXEC) while nodes are
+/// paused and killed. The in-process keys must keep exactly once; the cross-process keys'
+/// violations are the known gap "CAS is not consensus", reported and not failed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resp_read_modify_writes_under_random_faults() {
+    let mut results = Vec::new();
+    for seed in seeds() {
+        results.push(rmw::RmwRun::new(seed).run().await);
+    }
+    let mut gap = String::new();
+    for r in &results {
+        for v in &r.cross_process {
+            eprintln!("rmw seed {} cross-process (known gap): {v}", r.run.seed);
+        }
+        gap.push_str(&format!(
+            " Seed {}: {} cross-process violation(s){}",
+            r.run.seed,
+            r.cross_process.len(),
+            // The first few only: a long torture run would otherwise list hundreds.
+            match r.cross_process.len() {
+                0 => ".".to_string(),
+                n @ 1..=3 => format!(": {}.", r.cross_process[..n].join("; ")),
+                n => format!(": {}; and {} more.", r.cross_process[..3].join("; "), n - 3),
+            }
+        ));
+    }
+    let runs: Vec<RunResult> = results.into_iter().map(|r| r.run).collect();
+    finish(
+        "rmw",
+        &format!(
+            "RESP clients run INCR/INCRBY, APPEND, RPUSH/LPOP, ZINCRBY and MULTI/EXEC while nodes are paused and killed (`checker::rmw`). Violations: the in-process keys (two instances in one process, sharing the per-key turns), which must keep exactly once. Cross-process keys (one instance here, one `quorumd run` process) are the known gap \"CAS is not consensus\" (docs/ARCHITECTURE.md, Known gaps): counted, not failed on.{gap}"
+        ),
+        &runs,
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r.counters["in-process ops"] > 50 && r.counters["cross-process ops"] > 50)
+    );
+}
+
+/// Negative control for `checker::rmw` end to end: one client's commands go to other keys
+/// than those it records them for, as from a service that acknowledges writes and drops them.
+/// The same reader of the final state and checker must report the lost writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_dropped_acknowledged_rmw_writes_are_reported() {
+    let r = rmw::RmwRun {
+        seed: 1,
+        duration: Duration::from_secs(3),
+        lie: true,
+    }
+    .run()
+    .await;
+    for expected in ["acknowledged increment lost", "acknowledged append"] {
+        assert_reported(&r.run.violations, expected);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

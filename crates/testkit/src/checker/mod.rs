@@ -4,3 +4,4 @@ pub mod durability;
 pub mod locks;
 pub mod monotonic;
 pub mod register;
+pub mod rmw;

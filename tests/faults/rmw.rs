@@ -1,0 +1,446 @@
+//! The read-modify-write workload of the Redis protocol: clients send `INCR`/`INCRBY`,
+//! `APPEND` of unique tokens, `RPUSH` of unique items and `LPOP`, `ZINCRBY` and
+//! `MULTI`/`EXEC` (`INCR` + `RPUSH` together) over RESP while a seeded plan pauses and kills
+//! nodes; `checker::rmw` then compares what they saw with the converged state.
+//!
+//! Two groups of keys run side by side under the same plan:
+//! - **in-process** keys, written through two quorumd instances of this test process: they
+//!   share the per-key turns of read-modify-writes (`store/rmw.rs`), so exactly once must hold
+//!   and any violation fails the run;
+//! - **cross-process** keys, written through one of those instances and a `quorumd run`
+//!   process of its own: only the compare-and-set orders their writers, which is not
+//!   consensus (ARCHITECTURE.md, "Known gaps", "CAS is not consensus"), so their violations
+//!   are the known gap, counted in the report, not failures.
+
+use crate::common::test_config;
+use crate::run::{RunResult, converge, heal, into_inner, shut_down, start_instances};
+use bytes::BytesMut;
+use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd_testkit::checker::rmw::{self, Append, Finals, History, Incr, Pop, Push, Tx};
+use quorumd_testkit::nemesis::Nemesis;
+use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sorted-set members the clients increment.
+const MEMBERS: usize = 2;
+
+/// The run's outcome: the in-process checks in `violations`, the cross-process ones counted.
+pub struct RmwRun {
+    pub seed: u64,
+    pub duration: Duration,
+    /// The negative control end to end: one in-process client sends its commands to other
+    /// keys than those it records them for, as a service that acknowledges writes and drops
+    /// them would. The checker must then report lost writes.
+    pub lie: bool,
+}
+
+/// The cross-process group's findings, beside the run's result.
+pub struct RmwResult {
+    pub run: RunResult,
+    pub cross_process: Vec<String>,
+}
+
+impl RmwRun {
+    pub fn new(seed: u64) -> RmwRun {
+        RmwRun {
+            seed,
+            duration: Duration::from_secs(6),
+            lie: false,
+        }
+    }
+
+    pub async fn run(&self) -> RmwResult {
+        let mut nemesis = Nemesis::start(3).await.expect("start nodes and proxies");
+        let mut cfg = test_config(nemesis.urls());
+        // Background exchanges on, as in production, so a restarted node catches up.
+        cfg.sync.exchange_interval_ms = 500;
+        cfg.sync.in_flight_window_ms = 300;
+        let (apps, _) = start_instances(&cfg, 2).await;
+        let urls = nemesis.urls();
+        let other = tokio::task::spawn_blocking(move || QuorumdProcess::start(&urls))
+            .await
+            .unwrap();
+        let a = apps[0].resp_addr().expect("resp on");
+        let b = apps[1].resp_addr().expect("resp on");
+        let kinds = [FaultKind::Pause, FaultKind::Kill];
+        let plan = Plan::generate(self.seed, &PlanSettings::new(3, self.duration, &kinds));
+        let stop = Arc::new(AtomicBool::new(false));
+        let inproc = Arc::new(Mutex::new(History::default()));
+        let cross = Arc::new(Mutex::new(History::default()));
+        let mut tasks = Vec::new();
+        for (k, addr) in [a, b, a, b].into_iter().enumerate() {
+            let lie = self.lie && k == 0;
+            tasks.push(client("in", k, addr, self.seed, lie, &inproc, &stop));
+        }
+        for (k, addr) in [a, other.resp, a, other.resp].into_iter().enumerate() {
+            tasks.push(client("x", k, addr, self.seed, false, &cross, &stop));
+        }
+        let faults = async {
+            let report = nemesis.play(&plan, std::future::pending()).await;
+            stop.store(true, Ordering::Relaxed);
+            report
+        };
+        let faults = faults.await;
+        for t in tasks {
+            t.await.expect("client task");
+        }
+        let (inproc, cross) = (into_inner(inproc), into_inner(cross));
+        let mut violations = heal(&mut nemesis, &faults);
+        let convergence = converge(&apps[0]).await;
+        if convergence.is_none() {
+            violations.push("replicas did not converge within 60 s of the heal".into());
+        }
+        // Every instance must answer the same state: the three read at quorum after a clean
+        // exchange.
+        let mut finals = Vec::new();
+        for addr in [a, b, other.resp] {
+            finals.push((read_finals(addr, "in").await, read_finals(addr, "x").await));
+        }
+        for (addr, f) in [b, other.resp].iter().zip(&finals[1..]) {
+            if format!("{f:?}") != format!("{:?}", finals[0]) {
+                violations.push(format!(
+                    "{addr} answers another state than {a}: {f:?} / {:?}",
+                    finals[0]
+                ));
+            }
+        }
+        let (in_finals, x_finals) = finals.swap_remove(0);
+        violations.extend(
+            rmw::check(&inproc, &in_finals)
+                .iter()
+                .map(|v| v.to_string()),
+        );
+        let cross_process: Vec<String> = rmw::check(&cross, &x_finals)
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        drop(other);
+        shut_down(apps).await;
+        let mut run = RunResult {
+            convergence,
+            ..RunResult::new(
+                self.seed,
+                inproc.operations() + cross.operations(),
+                faults,
+                violations,
+            )
+        };
+        run.counters = [
+            ("in-process ops", inproc.operations()),
+            ("cross-process ops", cross.operations()),
+            ("cross-process violations", cross_process.len()),
+        ]
+        .into();
+        RmwResult { run, cross_process }
+    }
+}
+
+/// The keys of a group.
+fn keys(group: &str) -> [String; 6] {
+    ["ctr", "str", "list", "z", "txa", "txlog"].map(|k| format!("{group}:{k}"))
+}
+
+/// One client: a mix of read-modify-writes on its group's keys, one at a time, until `stop`.
+/// `lie`: send them to the keys of group "lost" instead (the negative control).
+fn client(
+    group: &'static str,
+    k: usize,
+    addr: SocketAddr,
+    seed: u64,
+    lie: bool,
+    history: &Arc<Mutex<History>>,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let (history, stop) = (history.clone(), stop.clone());
+    tokio::spawn(async move {
+        let [ctr, string, list, z, txa, txlog] = keys(group);
+        let sent = keys(if lie { "lost" } else { group });
+        let [to_ctr, to_string, to_list, to_z, to_txa, to_txlog] = &sent;
+        let mut c = Resp::connect(addr).await;
+        // Cheap per-client LCG: the mix only has to vary, not to be random.
+        let mut state = seed.wrapping_mul(31).wrapping_add(k as u64 + 1);
+        let mut seq = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = state >> 33;
+            seq += 1;
+            let unique = format!("{group}{k}.{seq}");
+            match r % 10 {
+                0..=1 => {
+                    let delta = 1 + (r / 10 % 5) as i64;
+                    let reply = if delta == 1 {
+                        c.call(&["INCR", to_ctr]).await
+                    } else {
+                        c.call(&["INCRBY", to_ctr, &delta.to_string()]).await
+                    };
+                    let reply = integer(&reply);
+                    history.lock().unwrap().incrs.push(Incr {
+                        key: ctr.clone(),
+                        member: None,
+                        delta,
+                        reply,
+                    });
+                }
+                2 => {
+                    let member = format!("m{}", r / 10 % MEMBERS as u64);
+                    let delta = 1 + (r / 100 % 3) as i64;
+                    let reply = c
+                        .call(&["ZINCRBY", to_z, &delta.to_string(), &member])
+                        .await;
+                    let reply = score(&reply);
+                    history.lock().unwrap().incrs.push(Incr {
+                        key: z.clone(),
+                        member: Some(member),
+                        delta,
+                        reply,
+                    });
+                }
+                3..=4 => {
+                    let reply = c.call(&["APPEND", to_string, &rmw::framed(&unique)]).await;
+                    history.lock().unwrap().appends.push(Append {
+                        key: string.clone(),
+                        token: unique,
+                        acked: integer(&reply).is_some(),
+                    });
+                }
+                5..=6 => {
+                    let reply = c.call(&["RPUSH", to_list, &unique]).await;
+                    history.lock().unwrap().pushes.push(Push {
+                        key: list.clone(),
+                        item: unique,
+                        acked: integer(&reply).is_some(),
+                    });
+                }
+                7 => {
+                    let pop = match c.call(&["LPOP", to_list]).await {
+                        Some(Frame::Bulk(b)) => Pop::Item(String::from_utf8_lossy(&b).into()),
+                        Some(Frame::Null) => Pop::Empty,
+                        _ => Pop::Unknown,
+                    };
+                    let mut h = history.lock().unwrap();
+                    h.pops.entry(list.clone()).or_default().push(pop);
+                }
+                _ => {
+                    let reply = c.transaction(to_txa, to_txlog, &unique).await;
+                    history.lock().unwrap().txs.push(Tx {
+                        counter: txa.clone(),
+                        log: txlog.clone(),
+                        item: unique,
+                        reply,
+                    });
+                }
+            }
+        }
+    })
+}
+
+fn integer(reply: &Option<Frame>) -> Option<i64> {
+    match reply {
+        Some(Frame::Integer(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+/// ZINCRBY's new score (a bulk string in RESP2); the deltas are whole numbers.
+fn score(reply: &Option<Frame>) -> Option<i64> {
+    match reply {
+        Some(Frame::Bulk(b)) => std::str::from_utf8(b)
+            .ok()?
+            .parse::<f64>()
+            .ok()
+            .map(|f| f as i64),
+        Some(Frame::Score(f)) => Some(*f as i64),
+        _ => None,
+    }
+}
+
+/// The group's keys as `addr` answers them.
+async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
+    let [ctr, string, list, z, txa, txlog] = keys(group);
+    let mut c = Resp::connect(addr).await;
+    let mut call = async |args: &[&str]| {
+        c.call(args)
+            .await
+            .unwrap_or_else(|| panic!("{addr}: no answer to {args:?} after the heal"))
+    };
+    let mut f = Finals::default();
+    for key in [&ctr, &txa] {
+        let n = match call(&["GET", key]).await {
+            Frame::Null => 0,
+            Frame::Bulk(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
+            other => panic!("GET {key} answered {other:?}"),
+        };
+        f.counters.insert((key.clone(), None), n);
+    }
+    for m in 0..MEMBERS {
+        let member = format!("m{m}");
+        let n = score(&Some(call(&["ZSCORE", &z, &member]).await)).unwrap_or(0);
+        f.counters.insert((z.clone(), Some(member)), n);
+    }
+    let text = match call(&["GET", &string]).await {
+        Frame::Null => String::new(),
+        Frame::Bulk(b) => String::from_utf8_lossy(&b).into(),
+        other => panic!("GET {string} answered {other:?}"),
+    };
+    f.strings.insert(string.clone(), text);
+    for key in [&list, &txlog] {
+        let items = match call(&["LRANGE", key, "0", "-1"]).await {
+            Frame::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    Frame::Bulk(b) => String::from_utf8_lossy(&b).into(),
+                    other => panic!("LRANGE {key} element {other:?}"),
+                })
+                .collect(),
+            other => panic!("LRANGE {key} answered {other:?}"),
+        };
+        f.lists.insert(key.clone(), items);
+    }
+    f
+}
+
+/// A bare RESP2 client. A command without a reply within 5 s (quorumd answers within its
+/// 3 s request limit) gives `None` and a fresh connection, so a late reply is never taken for
+/// the next command's.
+struct Resp {
+    addr: SocketAddr,
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Resp {
+    async fn connect(addr: SocketAddr) -> Resp {
+        Resp {
+            addr,
+            stream: TcpStream::connect(addr).await.expect("connect to quorumd"),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn call(&mut self, args: &[&str]) -> Option<Frame> {
+        let reply = tokio::time::timeout(Duration::from_secs(5), self.exchange(args))
+            .await
+            .ok()
+            .flatten();
+        if reply.is_none() {
+            *self = Resp::connect(self.addr).await;
+        }
+        reply
+    }
+
+    async fn exchange(&mut self, args: &[&str]) -> Option<Frame> {
+        let items = args
+            .iter()
+            .map(|a| Frame::bulk(a.as_bytes().to_vec()))
+            .collect();
+        let bytes = Frame::Array(items).to_bytes(Protocol::Resp2);
+        self.stream.write_all(&bytes).await.ok()?;
+        loop {
+            if let Some((frame, used)) = parse_frame(&self.buf, &Limits::default()).ok()? {
+                let _ = self.buf.split_to(used);
+                return Some(frame);
+            }
+            if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// `MULTI; INCR counter; RPUSH log item; EXEC`: the INCR's reply when EXEC answered both
+    /// without an error. Anything unexpected drops the connection, so no half-queued
+    /// transaction carries over.
+    async fn transaction(&mut self, counter: &str, log: &str, item: &str) -> Option<i64> {
+        let queued = Some(Frame::Simple("QUEUED".into()));
+        if self.call(&["MULTI"]).await != Some(Frame::ok())
+            || self.call(&["INCR", counter]).await != queued
+            || self.call(&["RPUSH", log, item]).await != queued
+        {
+            *self = Resp::connect(self.addr).await;
+            return None;
+        }
+        match self.call(&["EXEC"]).await {
+            Some(Frame::Array(r)) => match r.as_slice() {
+                [Frame::Integer(n), Frame::Integer(_)] => Some(*n),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// `quorumd run` in a process of its own over `nodes`, until dropped: its read-modify-writes
+/// do not share this process's per-key turns (as in `tests/resp.rs`).
+struct QuorumdProcess {
+    child: std::process::Child,
+    resp: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl QuorumdProcess {
+    fn start(nodes: &[String]) -> QuorumdProcess {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!(
+            "quorumd-rmw-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("quorumd.toml");
+        let nodes: Vec<String> = nodes.iter().map(|u| format!("\"{u}\"")).collect();
+        // The timeouts of `test_config`, so a paused node costs this instance what it costs the
+        // in-process ones; no sweeps of its own (the in-process instance runs them).
+        std::fs::write(
+            &path,
+            format!(
+                "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n[resp]\nlisten = \"127.0.0.1:0\"\n\
+                 [timeouts]\nnode_ms = 400\nrequest_ms = 3000\nconnect_ms = 400\n\
+                 health_interval_ms = 100\nreconnect_min_ms = 20\nreconnect_max_ms = 300\n\
+                 [sync]\nexchange_interval_ms = 0\nfull_sweep_cron = \"\"\nlive_detection = false\n",
+                nodes.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quorumd"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("QUORUMD_LOG__FORMAT", "json")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn quorumd");
+        let mut logs = std::io::BufReader::new(child.stderr.take().unwrap());
+        let resp = loop {
+            let mut line = String::new();
+            let n = logs.read_line(&mut line).unwrap();
+            assert!(n > 0, "quorumd exited before listening");
+            if line.contains("resp listening") {
+                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+                break log["addr"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        // Keep reading, so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in logs.lines() {});
+        QuorumdProcess { child, resp, dir }
+    }
+}
+
+impl Drop for QuorumdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
