@@ -405,6 +405,24 @@ async fn a_shard_down_takes_its_replica_out_for_its_slots_only() {
         let r = tc.get(k, "consistency=quorum").await;
         assert_eq!(r.text().await.unwrap(), "during", "{k}");
     }
+    // One batch over both kinds of keys, as the per-node batching makes of concurrent
+    // requests: it is one script call per slot, and only the dead shard's calls fail, so the
+    // other keys still get replica 1's answer.
+    let node = tc.app().store().pool().node(1).clone();
+    let locs: Vec<_> = keys
+        .iter()
+        .map(|k| tc.app().store().locate(k.as_bytes()).unwrap())
+        .collect();
+    let reads: Vec<_> = locs
+        .iter()
+        .map(|l| (l, quorumd::calls::store::ReadWanted::MetaAndValue))
+        .collect();
+    let answers = quorumd::calls::store::read_each(&node, &reads)
+        .await
+        .expect("the live shards answer");
+    for (k, answer) in keys.iter().zip(&answers) {
+        assert_eq!(answer.is_ok(), !in_down_shard(k), "{k}: {answer:?}");
+    }
     // The master comes back empty (no persistence): its shard is up again, and the
     // exchange writes its keys back.
     tc.cluster.nodes[victim]

@@ -173,6 +173,9 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
 async fn a_wiped_master_is_healed_by_the_exchange() {
     let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |c| {
         c.sync.in_flight_window_ms = 0;
+        // The exchange reads 16,384 slot digests per replica: on a loaded machine that took
+        // longer than the tests' 400 ms node timeout, and the replica was left out.
+        c.timeouts.node_ms = 3_000;
     })
     .await;
     let all = keys(150);

@@ -246,7 +246,7 @@ pub async fn apply_each(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    node.per_slot(
+    node.per_slot_each(
         entries,
         |e| &e.loc.key[..],
         |group| async move { apply_slot(node, traffic, &group).await },
@@ -379,7 +379,7 @@ pub async fn read_each(
     if reads.is_empty() {
         return Ok(Vec::new());
     }
-    node.per_slot(
+    node.per_slot_each(
         reads,
         |(loc, _)| &loc.key[..],
         |group| async move { read_slot(node, &group).await },

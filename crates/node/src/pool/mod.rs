@@ -213,6 +213,52 @@ impl Node {
         futures::future::try_join_all(groups.into_values().map(call)).await
     }
 
+    /// [`Node::per_slot`] for calls that answer a result per item: on a cluster, a slot's call
+    /// that fails as a whole (its master down, a timeout) fails only that slot's items, each
+    /// with the call's error, so the keys of the other slots still count on this replica. When
+    /// every slot's call failed, so does the whole, as on a server.
+    pub async fn per_slot_each<T, K, R, Fut>(
+        &self,
+        items: &[T],
+        key_of: impl Fn(&T) -> &K,
+        call: impl Fn(Vec<T>) -> Fut,
+    ) -> Result<Vec<Result<R, NodeError>>, NodeError>
+    where
+        T: Clone,
+        K: AsRef<[u8]> + ?Sized,
+        Fut: Future<Output = Result<Vec<Result<R, NodeError>>, NodeError>>,
+    {
+        if !self.is_cluster() {
+            return call(items.to_vec()).await;
+        }
+        let failed_groups = std::sync::atomic::AtomicUsize::new(0);
+        let groups = std::sync::atomic::AtomicUsize::new(0);
+        let first_error = Mutex::new(None);
+        let answers = self
+            .per_slot(items, key_of, |group: Vec<T>| {
+                let n = group.len();
+                groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let answer = call(group);
+                let (failed_groups, first_error) = (&failed_groups, &first_error);
+                async move {
+                    Ok(answer.await.unwrap_or_else(|e| {
+                        failed_groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(|| e.clone());
+                        (0..n).map(|_| Err(e.clone())).collect()
+                    }))
+                }
+            })
+            .await?;
+        let first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
+        match first_error {
+            Some(e) if failed_groups.into_inner() == groups.into_inner() => Err(e),
+            _ => Ok(answers),
+        }
+    }
+
     /// [`Node::per_slot_groups`] for calls that answer one result per item, in order: the
     /// answers come back in the order of `items`.
     pub async fn per_slot<T, K, R, Fut>(
