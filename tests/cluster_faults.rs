@@ -449,3 +449,59 @@ async fn a_shard_down_takes_its_replica_out_for_its_slots_only() {
     replicas_agree(&tc, &seeds(&tc, 3)).await;
     tc.shutdown().await;
 }
+
+/// A master paused (SIGSTOP) long enough for its shard to be marked down misses the writes of
+/// its slots; when it answers again, its replica gets them back at once (hints replayed and an
+/// exchange run on the shard's return), with no background interval and no sweep asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_back_in_service_gets_the_writes_it_missed() {
+    let mut tc = TestCluster::start_clusters(3, (3, 0), |c| {
+        c.sync.in_flight_window_ms = 0;
+        // The catch-up exchange reads 16,384 slot digests per replica.
+        c.timeouts.node_ms = 3_000;
+        c.timeouts.connect_ms = 3_000;
+    })
+    .await;
+    let victim = 3;
+    tc.cluster.nodes[victim].pause();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "replica 1 reports one shard down",
+        || async { down_shards(&tc, 1).await.len() == 1 },
+    )
+    .await;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("missed-{i}")).collect();
+    for k in &keys {
+        let r = tc.put(k, "written meanwhile", "consistency=quorum").await;
+        assert!(r.status().is_success(), "{k}: {}", r.status());
+    }
+    tc.cluster.nodes[victim].resume();
+    let replica = redis::cluster::ClusterClient::new(seeds(&tc, 3)[1].clone())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(60),
+        "replica 1 holds every write",
+        || {
+            let mut c = replica.clone();
+            let keys = keys.clone();
+            async move {
+                for k in &keys {
+                    let v: Option<String> = redis::cmd("GET")
+                        .arg(k)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap_or(None);
+                    if v.as_deref() != Some("written meanwhile") {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    tc.shutdown().await;
+}

@@ -793,6 +793,12 @@ impl Node {
                     reason: change.reason.as_deref().unwrap_or("answering"),
                 }
                 .emit();
+                // A shard back in service missed the writes of its slots meanwhile, as a node
+                // back from down did: its hints are replayed and an exchange runs now, not at
+                // the next interval. (The replica itself never went down.)
+                if change.up {
+                    self.shared.attention.notify_one();
+                }
             }
         }
     }
