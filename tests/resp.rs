@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use common::{TestCluster, wait_until};
 use quorumd::devcluster::DevCluster;
 use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd_testkit::tools::QuorumdProcess;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -2512,7 +2513,7 @@ async fn optimistic_increments_with_watch_lose_no_update() {
     let tc = TestCluster::start(3).await;
     // Another process, not another App in this one: instances in one process share the
     // per-key turns of read-modify-writes, which would hide the race between instances.
-    let second = QuorumdProcess::start(&tc.cluster.urls());
+    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
     let one = resp_addr(&tc);
     let two = second.resp;
     for (key, addrs) in [("cnt1", [one; 6]), ("cnt2", [one, two, one, two, one, two])] {
@@ -2575,69 +2576,4 @@ async fn optimistic_increments_with_watch_lose_no_update() {
     }
     drop(second);
     tc.shutdown().await;
-}
-
-/// `quorumd run` in a process of its own over `nodes`, until dropped.
-struct QuorumdProcess {
-    child: std::process::Child,
-    resp: SocketAddr,
-    dir: std::path::PathBuf,
-}
-
-impl QuorumdProcess {
-    fn start(nodes: &[String]) -> QuorumdProcess {
-        use std::io::BufRead;
-        let dir = std::env::temp_dir().join(format!(
-            "quorumd-resp-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("quorumd.toml");
-        let nodes: Vec<String> = nodes.iter().map(|u| format!("\"{u}\"")).collect();
-        std::fs::write(
-            &path,
-            format!(
-                "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n[resp]\nlisten = \"127.0.0.1:0\"\n\
-                 [sync]\nexchange_interval_ms = 0\nfull_sweep_cron = \"\"\nlive_detection = false\n",
-                nodes.join(", ")
-            ),
-        )
-        .unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quorumd"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("QUORUMD_LOG__FORMAT", "json")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn quorumd");
-        let mut logs = std::io::BufReader::new(child.stderr.take().unwrap());
-        let resp = loop {
-            let mut line = String::new();
-            let n = logs.read_line(&mut line).unwrap();
-            assert!(n > 0, "quorumd exited before listening");
-            if line.contains("resp listening") {
-                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-                break log["addr"].as_str().unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading, so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in logs.lines() {});
-        QuorumdProcess { child, resp, dir }
-    }
-}
-
-impl Drop for QuorumdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
 }

@@ -19,6 +19,7 @@ use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
 use quorumd_testkit::checker::rmw::{self, Append, Finals, History, Incr, Pop, Push, Tx};
 use quorumd_testkit::nemesis::Nemesis;
 use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
+use quorumd_testkit::tools::QuorumdProcess;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,9 +63,18 @@ impl RmwRun {
         cfg.sync.in_flight_window_ms = 300;
         let (apps, _) = start_instances(&cfg, 2).await;
         let urls = nemesis.urls();
-        let other = tokio::task::spawn_blocking(move || QuorumdProcess::start(&urls))
-            .await
-            .unwrap();
+        let other = tokio::task::spawn_blocking(move || {
+            QuorumdProcess::start(
+                env!("CARGO_BIN_EXE_quorumd"),
+                &urls,
+                // The timeouts of `test_config`, so a paused node costs this instance what it
+                // costs the in-process ones.
+                "[timeouts]\nnode_ms = 400\nrequest_ms = 3000\nconnect_ms = 400\n\
+             health_interval_ms = 100\nreconnect_min_ms = 20\nreconnect_max_ms = 300\n",
+            )
+        })
+        .await
+        .unwrap();
         let a = apps[0].resp_addr().expect("resp on");
         let b = apps[1].resp_addr().expect("resp on");
         let kinds = [FaultKind::Pause, FaultKind::Kill];
@@ -373,74 +383,4 @@ impl Resp {
             _ => None,
         }
     }
-}
-
-/// `quorumd run` in a process of its own over `nodes`, until dropped: its read-modify-writes
-/// do not share this process's per-key turns (as in `tests/resp.rs`).
-struct QuorumdProcess {
-    child: std::process::Child,
-    resp: SocketAddr,
-    dir: std::path::PathBuf,
-}
-
-impl QuorumdProcess {
-    fn start(nodes: &[String]) -> QuorumdProcess {
-        use std::io::BufRead;
-        let dir = std::env::temp_dir().join(format!(
-            "quorumd-rmw-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("quorumd.toml");
-        let nodes: Vec<String> = nodes.iter().map(|u| format!("\"{u}\"")).collect();
-        // The timeouts of `test_config`, so a paused node costs this instance what it costs the
-        // in-process ones; no sweeps of its own (the in-process instance runs them).
-        std::fs::write(
-            &path,
-            format!(
-                "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n[resp]\nlisten = \"127.0.0.1:0\"\n\
-                 [timeouts]\nnode_ms = 400\nrequest_ms = 3000\nconnect_ms = 400\n\
-                 health_interval_ms = 100\nreconnect_min_ms = 20\nreconnect_max_ms = 300\n\
-                 [sync]\nexchange_interval_ms = 0\nfull_sweep_cron = \"\"\nlive_detection = false\n",
-                nodes.join(", ")
-            ),
-        )
-        .unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quorumd"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("QUORUMD_LOG__FORMAT", "json")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn quorumd");
-        let mut logs = std::io::BufReader::new(child.stderr.take().unwrap());
-        let resp = loop {
-            let mut line = String::new();
-            let n = logs.read_line(&mut line).unwrap();
-            assert!(n > 0, "quorumd exited before listening");
-            if line.contains("resp listening") {
-                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-                break log["addr"].as_str().unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading, so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in logs.lines() {});
-        QuorumdProcess { child, resp, dir }
-    }
-}
-
-impl Drop for QuorumdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
 }

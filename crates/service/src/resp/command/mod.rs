@@ -302,6 +302,37 @@ pub fn check(
     Ok(spec)
 }
 
+/// LMPOP's and ZMPOP's `numkeys key...`: the index of the argument after the keys (LEFT|RIGHT,
+/// MIN|MAX), with Redis's errors.
+fn mpop_where(a: &[Bytes]) -> Result<usize, Frame> {
+    let numkeys = int_arg(&a[1])
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Frame::error("ERR numkeys should be greater than 0"))?;
+    numkeys
+        .checked_add(2)
+        .filter(|&w| w < a.len())
+        .ok_or_else(syntax_error)
+}
+
+/// LMPOP's and ZMPOP's optional `COUNT n` from `a[from..]` (1 without it), with Redis's errors.
+fn mpop_count(a: &[Bytes], from: usize) -> Result<usize, Frame> {
+    let mut count = None;
+    let mut i = from;
+    while i < a.len() {
+        if count.is_none() && eq(&a[i], "count") && i + 1 < a.len() {
+            let c = int_arg(&a[i + 1]).ok().filter(|&c| c > 0);
+            let c = c.ok_or_else(|| Frame::error("ERR count should be greater than 0"))?;
+            count = Some(usize::try_from(c).unwrap_or(usize::MAX));
+            i += 2;
+        } else {
+            return Err(syntax_error());
+        }
+    }
+    Ok(count.unwrap_or(1))
+}
+
 /// Redis's text, quoting arguments until 128 characters have been shown.
 fn unknown_command(name: &str, rest: &[Bytes]) -> Frame {
     let mut shown = String::new();

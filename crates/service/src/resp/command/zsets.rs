@@ -12,7 +12,7 @@ use super::zset_ops::{
     self, AddFlags, Aggregate, LexRange, Limit, Members, Outcome, ScoreRange, SetOp,
 };
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
-use super::{read_typed, syntax_error, wrong_type};
+use super::{mpop_count, mpop_where, read_typed, syntax_error, wrong_type};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::content::score_text;
@@ -464,13 +464,7 @@ fn parse_pop(a: &[Bytes], highest: bool) -> Result<Command, Frame> {
 
 /// ZMPOP numkeys key... MIN|MAX [COUNT n], checked as LMPOP is.
 fn parse_zmpop(a: &[Bytes]) -> Result<Command, Frame> {
-    let numkeys = int_arg(&a[1])
-        .ok()
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| n > 0)
-        .ok_or_else(|| Frame::error("ERR numkeys should be greater than 0"))?;
-    let where_at = numkeys.checked_add(2).filter(|&w| w < a.len());
-    let where_at = where_at.ok_or_else(syntax_error)?;
+    let where_at = mpop_where(a)?;
     let highest = if eq(&a[where_at], "min") {
         false
     } else if eq(&a[where_at], "max") {
@@ -478,21 +472,10 @@ fn parse_zmpop(a: &[Bytes]) -> Result<Command, Frame> {
     } else {
         return Err(syntax_error());
     };
-    let mut count = None;
-    let mut i = where_at + 1;
-    while i < a.len() {
-        if count.is_none() && eq(&a[i], "count") && i + 1 < a.len() {
-            let c = int_arg(&a[i + 1]).ok().filter(|&c| c > 0);
-            let c = c.ok_or_else(|| Frame::error("ERR count should be greater than 0"))?;
-            count = Some(usize::try_from(c).unwrap_or(usize::MAX));
-            i += 2;
-        } else {
-            return Err(syntax_error());
-        }
-    }
+    let count = mpop_count(a, where_at + 1)?;
     data(ZsetCmd::MPop {
         keys: a[2..where_at].to_vec(),
-        count: count.unwrap_or(1),
+        count,
         highest,
     })
 }
