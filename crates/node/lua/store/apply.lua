@@ -51,7 +51,17 @@ for i = 0, #KEYS / 4 - 1 do
   local version = string.sub(meta, 1, 34)
   local cur = redis.call('HGET', mkey, key)
   local code, cur_hash = 1, 0
-  if cur then
+  -- `#` before the condition: the accept of a read-modify-write whose ballot (the entry's
+  -- version) `prepare.lua` promised. A node that promised a higher ballot since refuses it.
+  local pkey, promised
+  if string.byte(cond, 1) == 35 then
+    cond = string.sub(cond, 2)
+    pkey = promise_key(mkey, key)
+    promised = redis.call('GET', pkey)
+  end
+  if promised and promised > version then
+    code = 5
+  elseif cur then
     local cur_version = string.sub(cur, 1, 34)
     if crdt_kinds[string.sub(cur, 36, 36)] then
       code = 4
@@ -78,6 +88,11 @@ for i = 0, #KEYS / 4 - 1 do
     local reply = store_value(key, mode, payload, expiry, ARGV[a + 6])
     if failed(reply) then code = reply end
   end
+  -- This writer's promise has done its work here, and a lower one is moot once this version
+  -- is stored: it refuses every lower ballot's accept by its condition alone.
+  if promised and (promised == version or (code == 1 and promised < version)) then
+    redis.call('DEL', pkey)
+  end
   if code == 1 then
     redis.call('HSET', mkey, key, meta)
     local new_hash = tonumber(string.match(meta, "|(%d+)$"))
@@ -86,6 +101,9 @@ for i = 0, #KEYS / 4 - 1 do
     add_delta(sub_deltas, skey, sub, new_hash - cur_hash)
     out[#out + 1] = 1
     out[#out + 1] = ''
+  elseif code == 5 then
+    out[#out + 1] = 5
+    out[#out + 1] = promised
   elseif failed(code) then
     out[#out + 1] = {code.err}
     out[#out + 1] = ''

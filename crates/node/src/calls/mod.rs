@@ -44,6 +44,22 @@ macro_rules! digest_lua {
 }
 pub(crate) use digest_lua;
 
+/// Lua: `promise_key(mkey, key)`, where a node keeps a key's read-modify-write promise.
+macro_rules! promise_lua {
+    () => {
+        include_str!("../../lua/shared/promise.lua")
+    };
+}
+pub(crate) use promise_lua;
+
+/// Lua: `typed_read(key, mkey, full)`, a key's metadata and typed value.
+macro_rules! typed_read_lua {
+    () => {
+        include_str!("../../lua/shared/typed_read.lua")
+    };
+}
+pub(crate) use typed_read_lua;
+
 /// Lua: `clock()`, the node's time in ms (`TIME`), read at most once per script call.
 macro_rules! clock_lua {
     () => {
@@ -90,6 +106,17 @@ fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
             .map(Some)
             .map_err(|e| protocol(e.to_string())),
         other => Err(protocol(format!("metadata of unexpected type {other:?}"))),
+    }
+}
+
+/// A version a script returned as its encoded text.
+fn parse_version(v: &Value) -> Result<quorumd_core::hlc::Version, NodeError> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| protocol(format!("invalid version {:?}", String::from_utf8_lossy(b)))),
+        other => Err(protocol(format!("version of unexpected type {other:?}"))),
     }
 }
 

@@ -6,7 +6,8 @@
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
 
 use super::{
-    array, clock_lua, content_lua, digest_lua, own_writes_lua, parse_bytes, parse_meta, protocol,
+    array, clock_lua, content_lua, digest_lua, own_writes_lua, parse_bytes, parse_meta,
+    parse_version, promise_lua, protocol, typed_read_lua,
 };
 use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::Content;
@@ -22,11 +23,13 @@ use std::sync::LazyLock;
 /// ARGV, seven per entry: bucket (field of the digest hash), sub-bucket (field of the sub-digest
 /// hash), encoded metadata, mode (`s` SET the payload as a string, `r` RESTORE the payload as a
 /// DUMP, `t` tombstone), payload, absolute expiry in ms (0 = none), condition (`''` none, `-`
-/// the key must have no metadata, otherwise a version the stored one must not be newer than).
+/// the key must have no metadata, otherwise a version the stored one must not be newer than;
+/// after a `#`, the entry is the accept of a read-modify-write's ballot, see PREPARE).
 /// Returns, per entry, a code and the stored metadata (or `''`): 1 applied; 0 the same or a
 /// newer version is stored; 2 the condition failed; 3 the same version was stored but its value
 /// had vanished, and was restored; 4 the key is a CRDT (its state merges, see
-/// `calls/crdt.rs`), which a versioned write must not overwrite. An entry whose value
+/// `calls/crdt.rs`), which a versioned write must not overwrite; 5 (a `#` entry) the node
+/// promised a higher ballot, which takes the place of the metadata. An entry whose value
 /// command failed (e.g. a RESTORE of a corrupt DUMP) has `{error text}` in place of its code and
 /// changed nothing; the other entries are unaffected.
 /// Last ARGV: the channel to announce the writes on (`own_writes_lua!`), `''` for none.
@@ -35,6 +38,7 @@ const APPLY_LUA: &str = concat!(
     digest_lua!(),
     clock_lua!(),
     content_lua!(),
+    promise_lua!(),
     own_writes_lua!(include_str!("../../lua/store/apply.lua"))
 );
 
@@ -67,7 +71,28 @@ const READ_LUA: &str = include_str!("../../lua/store/read.lua");
 
 /// Reads metadata and the typed value (type, and the whole string or list where asked) for a
 /// batch of keys; see `read_typed.lua`. `no-writes`, as READ.
-const READ_TYPED_LUA: &str = include_str!("../../lua/store/read_typed.lua");
+const READ_TYPED_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    typed_read_lua!(),
+    include_str!("../../lua/store/read_typed.lua")
+);
+
+/// Phase one of a read-modify-write: promises a ballot for one key and reads it whole; see
+/// `prepare.lua`. Writes (the promise), so it runs on masters only.
+const PREPARE_LUA: &str = concat!(
+    "#!lua\n",
+    promise_lua!(),
+    typed_read_lua!(),
+    include_str!("../../lua/store/prepare.lua")
+);
+
+/// Withdraws a read-modify-write's promise that no write will follow; see
+/// `release_promise.lua`.
+const RELEASE_PROMISE_LUA: &str = concat!(
+    "#!lua\n",
+    promise_lua!(),
+    include_str!("../../lua/store/release_promise.lua")
+);
 
 /// Reads metadata and a DUMP of the value for a batch of keys, of any Redis type.
 /// KEYS: per key the value key and its bucket metadata hash. Returns `{meta, dump}` per key,
@@ -99,6 +124,8 @@ const REBUILD_DIGESTS_LUA: &str = concat!(
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 static READ_TYPED: LazyLock<Script> = LazyLock::new(|| Script::new(READ_TYPED_LUA));
+static PREPARE: LazyLock<Script> = LazyLock::new(|| Script::new(PREPARE_LUA));
+static RELEASE_PROMISE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_PROMISE_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(VERIFY_LUA));
 static CAPTURE: LazyLock<Script> = LazyLock::new(|| Script::new(CAPTURE_LUA));
@@ -128,6 +155,10 @@ pub enum NodeCondition {
     Absent,
     /// The stored version must not be newer than this one.
     NotNewerThan(Version),
+    /// The accept of a read-modify-write: the entry's version is a ballot `prepare` promised,
+    /// refused where a higher one was promised since; and the stored version must not be newer
+    /// than the one read (`None`: the key had no metadata).
+    Ballot(Option<Version>),
 }
 
 impl NodeCondition {
@@ -136,6 +167,8 @@ impl NodeCondition {
             NodeCondition::None => String::new(),
             NodeCondition::Absent => "-".into(),
             NodeCondition::NotNewerThan(v) => v.encode(),
+            NodeCondition::Ballot(None) => "#-".into(),
+            NodeCondition::Ballot(Some(v)) => format!("#{}", v.encode()),
         }
     }
 }
@@ -171,6 +204,9 @@ pub enum WriteOutcome {
     ValueRestored,
     /// The key is a CRDT on this node; nothing was written.
     KindConflict(Meta),
+    /// The node promised a higher ballot (this one) to another read-modify-write of the key
+    /// since this entry's was promised; nothing was written.
+    Preempted(Version),
 }
 
 impl WriteOutcome {
@@ -178,7 +214,9 @@ impl WriteOutcome {
     pub fn holds_version(&self) -> bool {
         !matches!(
             self,
-            WriteOutcome::ConditionFailed(_) | WriteOutcome::KindConflict(_)
+            WriteOutcome::ConditionFailed(_)
+                | WriteOutcome::KindConflict(_)
+                | WriteOutcome::Preempted(_)
         )
     }
 
@@ -305,6 +343,7 @@ async fn apply_slot(
                 Value::Int(2) => stored().map(WriteOutcome::ConditionFailed),
                 Value::Int(3) => Ok(WriteOutcome::ValueRestored),
                 Value::Int(4) => stored().map(WriteOutcome::KindConflict),
+                Value::Int(5) => parse_version(&pair[1]).map(WriteOutcome::Preempted),
                 Value::Array(error) => Err(entry_failed(node, error)),
                 other => return Err(protocol(format!("apply script returned code {other:?}"))),
             })
@@ -508,6 +547,57 @@ pub async fn read_typed(
         )
         .await?;
     answers.into_iter().collect()
+}
+
+/// A node's answer to a read-modify-write's prepare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// The ballot is promised; the key as it stands.
+    Promised(NodeTypedRead),
+    /// The node had promised this ballot to another writer (or a higher one): it refused.
+    Refused(Version),
+}
+
+/// Phase one of a read-modify-write of `loc`'s key on one node (`prepare.lua`): promises
+/// `ballot` for `ttl_ms` unless a higher ballot was promised, and reads the key whole.
+pub async fn prepare(
+    node: &Node,
+    loc: &KeyLocation,
+    ballot: Version,
+    ttl_ms: u64,
+) -> Result<Prepared, NodeError> {
+    let mut inv = PREPARE.prepare_invoke();
+    inv.key(&loc.key[..])
+        .key(&loc.meta_key)
+        .arg(ballot.encode())
+        .arg(ttl_ms.max(1));
+    let reply: Value = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
+    match &array(reply, "prepare")?[..] {
+        [_, _, higher @ Value::BulkString(_)] => Ok(Prepared::Refused(parse_version(higher)?)),
+        [meta, value, _] => Ok(Prepared::Promised(NodeTypedRead {
+            meta: parse_meta(meta)?,
+            value: parse_typed(value)?,
+        })),
+        other => Err(protocol(format!("prepare script returned {other:?}"))),
+    }
+}
+
+/// Withdraws this node's promise of `ballot` for `loc`'s key, if it still holds it.
+pub async fn release_promise(
+    node: &Node,
+    loc: &KeyLocation,
+    ballot: Version,
+) -> Result<(), NodeError> {
+    let mut inv = RELEASE_PROMISE.prepare_invoke();
+    inv.key(&loc.key[..])
+        .key(&loc.meta_key)
+        .arg(ballot.encode());
+    let _: Value = node
+        .run(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
+    Ok(())
 }
 
 /// One value of `read_typed.lua`'s reply: false, or {type, contents...}.

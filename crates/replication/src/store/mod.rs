@@ -1,6 +1,7 @@
 //! The versioned key-value store over the quorum: reads and writes at a consistency level,
 //! read repair, and compare-and-set on version.
 
+mod ballot;
 mod batch;
 pub mod events;
 mod hints;
@@ -97,6 +98,21 @@ pub enum StoreError {
     /// A write of a key a transaction watched found it changed (RESP `WATCH`).
     #[error("the watched key {key:?} changed while the transaction ran")]
     WatchedKeyChanged { key: String },
+    /// Phase one or two of a read-modify-write met a higher ballot (another writer's, through
+    /// another quorumd) or a newer version; the read-modify-write retries from phase one.
+    /// `maybe_written`: the write (phase two) may have landed on some node.
+    #[error("another read-modify-write of the key holds a newer ballot ({by})")]
+    Preempted { by: Version, maybe_written: bool },
+    /// A read-modify-write whose write may have landed on some nodes met another writer's,
+    /// which may or may not have built on it: whether the command took effect is unknown, as
+    /// after a timeout. Retrying it could apply it twice, so the client is told.
+    #[error(
+        "the write may or may not have taken effect: a read-modify-write of the key through another quorumd got ahead of it"
+    )]
+    OutcomeUnknown,
+    /// A string command met a key of another type.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
 }
 
 /// The CRDT kind one of `metas` marks the key as, if any.
@@ -512,23 +528,44 @@ impl VersionedStore {
         level: Consistency,
         precondition: Precondition,
     ) -> Result<WriteReceipt, StoreError> {
-        let mut cond = if level == Consistency::Linearizable || precondition != Precondition::None {
+        if !body.restore && watch::expected(&loc.key).is_some() {
+            return self
+                .write_watched(loc, kind, body.bytes, expires_at_ms, level, precondition)
+                .await;
+        }
+        let cond = if level == Consistency::Linearizable || precondition != Precondition::None {
             self.read_versions(&loc, level, precondition).await?
         } else {
             NodeCondition::None
         };
+        let stamp = (self.clock.tick(), cond);
+        self.write_stamped(loc, kind, body, expires_at_ms, level, stamp)
+            .await
+    }
+
+    /// A versioned write of `body` with the version and per-node condition it was given: the
+    /// second half of `write_body`, and a read-modify-write's accept (`ballot.rs`).
+    async fn write_stamped(
+        &self,
+        loc: Arc<KeyLocation>,
+        kind: EntryKind,
+        body: Body<'_>,
+        expires_at_ms: Option<u64>,
+        level: Consistency,
+        (version, mut cond): (Version, NodeCondition),
+    ) -> Result<WriteReceipt, StoreError> {
         let watched = watch::expected(&loc.key);
         if let Some(expected) = watched {
             cond = watch::narrow(&loc.key, cond, expected)?;
         }
-        let version = self.clock.tick();
         let (content, stored) = match kind {
             EntryKind::Value => (body.content, (body.bytes, body.restore)),
             _ => (Content::Absent, (&[][..], false)),
         };
         let meta = Meta::new(&loc.key, version, kind, expires_at_ms, content);
         let required = self.settings.quorum.write_quorum(level);
-        let g = self
+        let accept = matches!(cond, NodeCondition::Ballot(_));
+        let mut g = self
             .write_entry(&loc, &meta, stored, cond, self.all_nodes(), required)
             .await;
         let outcome = if g.decision == Decision::Reached {
@@ -551,15 +588,30 @@ impl VersionedStore {
                 WriteOutcome::ConditionFailed(m) => Some(m.version),
                 _ => None,
             });
-            match (crdt, rejected_by_condition.max()) {
-                (Some(holds), _) => {
+            let preempted_by = g.successes().filter_map(|(_, o)| match o {
+                WriteOutcome::Preempted(ballot) => Some(*ballot),
+                _ => None,
+            });
+            match (crdt, rejected_by_condition.max(), preempted_by.max()) {
+                (Some(holds), _, _) => {
                     self.retract_refused(&loc, &meta, g).await;
                     return Err(StoreError::KindConflict { holds });
                 }
-                (None, Some(current)) => Err(StoreError::PreconditionFailed {
+                // A read-modify-write's accept that another writer's got ahead of: whether it
+                // landed anywhere decides whether it may simply be retried (`ballot.rs`).
+                (None, Some(by), _) | (None, None, Some(by)) if accept => {
+                    let late = g.collect_stragglers().await;
+                    g.replies.extend(late);
+                    let maybe_written = g.replies.iter().any(|r| match &r.result {
+                        Ok(o) => o.holds_version(),
+                        Err(e) => matches!(e, NodeError::Timeout(_) | NodeError::Connection(_)),
+                    });
+                    Err(StoreError::Preempted { by, maybe_written })
+                }
+                (None, Some(current), _) => Err(StoreError::PreconditionFailed {
                     current: Some(current),
                 }),
-                (None, None) => Err(QuorumError::from_gathered(
+                (None, None, _) => Err(QuorumError::from_gathered(
                     "write",
                     &self.pool,
                     &g,
@@ -672,6 +724,7 @@ pub(crate) fn describe_outcome(o: &WriteOutcome) -> String {
         WriteOutcome::ConditionFailed(m) => {
             format!("precondition failed (holds version {})", m.version)
         }
+        WriteOutcome::Preempted(ballot) => format!("promised a newer ballot {ballot}"),
         WriteOutcome::KindConflict(m) => match m.kind.crdt() {
             Some(k) => format!("holds a {k} (a CRDT)"),
             None => "holds another kind of entry".into(),

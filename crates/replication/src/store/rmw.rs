@@ -2,19 +2,17 @@
 //! writes with an absolute expiry.
 //!
 //! A read-modify-write reads the key at the request's level, lets the caller decide the new
-//! state from what it saw, and writes that state with a compare-and-set on the version it read
-//! (`If-Match`, or "still absent"). When another writer got in between, the write is refused
-//! on the nodes and the whole step is retried with a fresh read, so concurrent APPENDs never
-//! lose each other's bytes. TTL changes are ordinary versioned writes of the same value with a
-//! new absolute expiry, so the sweep replicates them like any other write.
+//! state from what it saw, and writes that state under the ballot its read promised
+//! (`ballot.rs`). When another writer got in between, the write is refused on the nodes and
+//! the whole step is retried with a fresh read, so concurrent APPENDs never lose or repeat
+//! each other's bytes, through one quorumd process or several. TTL changes are ordinary
+//! versioned writes of the same value with a new absolute expiry, so the sweep replicates
+//! them like any other write.
 //!
-//! Compare-and-set on a quorum is not consensus: a write refused by most nodes may have
-//! landed on one and win there later by version. So within this process, writes made here of
-//! the same key take turns (a striped lock): they never refuse each other, and the
-//! compare-and-set only has to settle races with other quorumd instances.
+//! Within this process, writes made here of the same key also take turns (a striped lock):
+//! they never refuse each other, and the ballots only settle races with other processes.
 
-use super::{Found, Precondition, StoreError, VersionedStore};
-use quorumd_core::hlc::Version;
+use super::{Found, Precondition, StoreError, TypedChange, TypedFound, TypedValue, VersionedStore};
 use quorumd_core::meta::EntryKind;
 use quorumd_core::quorum::Consistency;
 use std::sync::LazyLock;
@@ -79,6 +77,22 @@ pub enum Change {
     Delete,
 }
 
+impl From<Change> for TypedChange {
+    fn from(change: Change) -> TypedChange {
+        match change {
+            Change::Keep => TypedChange::Keep,
+            Change::Put {
+                value,
+                expires_at_ms,
+            } => TypedChange::PutString {
+                value,
+                expires_at_ms,
+            },
+            Change::Delete => TypedChange::Delete,
+        }
+    }
+}
+
 /// Waits a little before retrying a compare-and-set that lost to another instance's write;
 /// jittered, so two writers racing on one key do not collide forever.
 pub(super) async fn back_off(attempt: u32) {
@@ -115,9 +129,10 @@ impl VersionedStore {
         .await
     }
 
-    /// Reads `key`, asks `decide` what to do given the live value (if any), and applies that
-    /// with a compare-and-set on the version read, retrying from the read when a concurrent
-    /// write wins. Returns what `decide` returned for the state that was finally written.
+    /// Reads `key`, asks `decide` what to do given the live value (if any), and writes that
+    /// under a ballot (`ballot.rs`), retrying from the read when a concurrent write wins.
+    /// Returns what `decide` returned for the state that was finally written. A key of another
+    /// type than string is `WrongType`.
     #[tracing::instrument(level = "debug", name = "store.read_modify_write", skip_all, fields(level = %level))]
     pub async fn read_modify_write<R>(
         &self,
@@ -128,53 +143,25 @@ impl VersionedStore {
         let loc = std::sync::Arc::new(self.locate(key)?);
         self.within_deadline("read-modify-write", async {
             let _turn = lock_key(key).await;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let found = self.get_inner(loc.clone(), level).await?;
-                let (change, result) = decide(found.as_ref());
-                // A value without metadata (written straight to a node) has no version to
-                // match; "no metadata yet" is the condition that protects it.
-                let precondition = match &found {
-                    Some(f) if f.version != Version::ZERO => Precondition::IfMatch(f.version),
-                    _ => Precondition::IfAbsent,
-                };
-                let written = match change {
-                    Change::Keep => return Ok(result),
-                    Change::Put {
-                        value,
+            self.rmw_typed_in_turn(&loc, level, |found| {
+                let found = match found {
+                    None => None,
+                    Some(TypedFound {
+                        value: TypedValue::String(value),
+                        version,
                         expires_at_ms,
-                    } => {
-                        self.write_inner(
-                            loc.clone(),
-                            EntryKind::Value,
-                            &value,
-                            expires_at_ms,
-                            level,
-                            precondition,
-                        )
-                        .await
-                    }
-                    Change::Delete => {
-                        self.write_inner(
-                            loc.clone(),
-                            EntryKind::Tombstone,
-                            &[],
-                            None,
-                            level,
-                            precondition,
-                        )
-                        .await
-                    }
+                    }) => Some(Found {
+                        value: value.clone(),
+                        version: *version,
+                        expires_at_ms: *expires_at_ms,
+                    }),
+                    Some(_) => return (TypedChange::Keep, Err(StoreError::WrongType)),
                 };
-                match written {
-                    Ok(_) => return Ok(result),
-                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
-                        back_off(attempt).await
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+                let (change, result) = decide(found.as_ref());
+                (change.into(), Ok(result))
+            })
+            .await?
+            .0
         })
         .await
     }

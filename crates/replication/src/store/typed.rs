@@ -8,16 +8,17 @@
 //! script's `RESTORE … REPLACE ABSTTL` mode, with `Content::list` of the new value in its
 //! metadata, so digests, hints, own-write markers and the scrub treat it as any versioned
 //! value; a sorted set likewise, with `Content::sorted_set`. A command changes a list by a
-//! read-modify-write of the whole list under the version
-//! it read (compare-and-set, retried), so its cost is O(list size) per command.
+//! read-modify-write of the whole list under a ballot
+//! (`ballot.rs`, retried), so its cost is O(list size) per command.
 
-use super::repair::{self, Repair};
+use super::ballot::{Accept, Pending, live_value, retry_worthy, rewrite};
+use super::repair::{self, ReadAnswer, Repair};
 use super::rmw::{MAX_ATTEMPTS, back_off, lock_key};
-use super::{Body, Precondition, StoreError, VersionedStore, crdt_kind_among};
+use super::{Body, StoreError, VersionedStore, WriteReceipt, crdt_kind_among};
 use crate::fanout::Gathered;
 use quorumd_core::content::Content;
 use quorumd_core::dump::{self, Collection};
-use quorumd_core::hlc::{Version, wall_clock_ms};
+use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::Consistency;
 use quorumd_node::calls;
@@ -201,24 +202,17 @@ impl VersionedStore {
         {
             self.write_back_typed(&loc, w, &gathered).await?;
         }
-        let found = winner.and_then(|w| {
-            let value = w.value.filter(|_| w.meta.is_live(wall_clock_ms()))?;
-            Some(TypedFound {
-                value,
-                version: w.meta.version,
-                expires_at_ms: w.meta.expires_at_ms,
-            })
-        });
+        let found = winner.and_then(live_value);
         self.spawn_typed_read_repair(loc, gathered);
         Ok(found)
     }
 
     /// ABD read phase two for a typed read (see `write_back`).
-    async fn write_back_typed(
+    pub(super) async fn write_back_typed<T: ReadAnswer>(
         &self,
         loc: &Arc<KeyLocation>,
         winner: &TypedNewest,
-        g: &Gathered<NodeTypedRead>,
+        g: &Gathered<T>,
     ) -> Result<(), StoreError> {
         // Unversioned data is the sweep's to adopt; a value that vanished under its metadata,
         // or of a type read by name only, is left to the sweep as well.
@@ -252,8 +246,8 @@ impl VersionedStore {
     }
 
     /// Reads `key` whole (`TypedWanted::Full`), asks `decide` what to do given the live value
-    /// (if any), and applies that with a compare-and-set on the version read, retrying from
-    /// the read when a concurrent write wins: `read_modify_write` for lists. Takes its turn
+    /// (if any), and writes that under a ballot (`ballot.rs`), retrying from the read when a
+    /// concurrent write wins: `read_modify_write` for lists and sorted sets. Takes its turn
     /// with this process's other writes of the key.
     #[tracing::instrument(level = "debug", name = "store.read_modify_write_typed", skip_all, fields(level = %level))]
     pub async fn read_modify_write_typed<R>(
@@ -265,29 +259,73 @@ impl VersionedStore {
         let loc = Arc::new(self.locate(key)?);
         self.within_deadline("read-modify-write", async {
             let _turn = lock_key(key).await;
-            self.rmw_typed_in_turn(&loc, level, decide).await
+            self.rmw_typed_in_turn(&loc, level, decide)
+                .await
+                .map(|(result, _)| result)
         })
         .await
     }
 
-    /// The loop of `read_modify_write_typed`, for a caller that holds the key's turn.
-    async fn rmw_typed_in_turn<R>(
+    /// The loop of `read_modify_write_typed`, for a caller that holds the key's turn: what
+    /// `decide` answered, and the receipt of the write (`None` when nothing was written).
+    pub(super) async fn rmw_typed_in_turn<R>(
         &self,
         loc: &Arc<KeyLocation>,
         level: Consistency,
         mut decide: impl FnMut(Option<&TypedFound>) -> (TypedChange, R),
-    ) -> Result<R, StoreError> {
+    ) -> Result<(R, Option<WriteReceipt>), StoreError> {
+        // This call's earlier writes that may have landed on some node.
+        let mut pending = Pending::default();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let found = self
-                .get_typed_inner(loc.clone(), level, TypedWanted::Full)
-                .await?;
-            let (change, result) = decide(found.as_ref());
-            match self.apply_typed_change(loc, &found, change, level).await {
-                Ok(()) => return Ok(result),
-                Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
-                    back_off(attempt).await
+            let read = match self.prepare(loc, level).await {
+                Err(e) if retry_worthy(&e) && attempt < MAX_ATTEMPTS => {
+                    back_off(attempt).await;
+                    continue;
+                }
+                read => read?,
+            };
+            let planned = match pending.settle(&read) {
+                Ok(Some(own)) => Ok(own),
+                Ok(None) => {
+                    let (change, result) = decide(read.found.as_ref());
+                    let answer = pending.answer(result);
+                    match change {
+                        // A stray earlier write must not win later over what this one answers.
+                        TypedChange::Keep if !pending.is_empty() => {
+                            rewrite(&read).map(|c| (c, answer))
+                        }
+                        change => Ok((change, answer)),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let (change, answer) = match planned {
+                Ok(planned) => planned,
+                Err(e) => {
+                    self.release(loc, read.accept.ballot);
+                    return Err(e);
+                }
+            };
+            let ballot = read.accept.ballot;
+            match self
+                .apply_typed_change(loc, read.accept, change, level)
+                .await
+            {
+                Ok(receipt) => return Ok((pending.take(answer), receipt)),
+                Err(StoreError::Preempted { maybe_written, .. }) if attempt < MAX_ATTEMPTS => {
+                    if maybe_written {
+                        pending.wrote(ballot, answer);
+                    }
+                    back_off(attempt).await;
+                }
+                Err(StoreError::Preempted {
+                    maybe_written: true,
+                    ..
+                }) => return Err(StoreError::OutcomeUnknown),
+                Err(e) if !pending.is_empty() && retry_worthy(&e) => {
+                    return Err(StoreError::OutcomeUnknown);
                 }
                 Err(e) => return Err(e),
             }
@@ -296,7 +334,7 @@ impl VersionedStore {
 
     /// A change of two keys that must not lose what moves between them (LMOVE): both are read
     /// whole, `decide` plans both writes from what it saw, and the destination is written
-    /// first, then the source, each with a compare-and-set on the version read. A destination
+    /// first, then the source, each under its own ballot. A destination
     /// that changed meanwhile sends the whole step back to the reads (nothing was written). A
     /// source that changed after the destination was written is read again and `redo_source`
     /// decides its write alone (LMOVE: pop the moved element if it is still at that end), so
@@ -318,29 +356,62 @@ impl VersionedStore {
             loop {
                 attempt += 1;
                 let (s, d) = futures::future::join(
-                    self.get_typed_inner(src_loc.clone(), level, TypedWanted::Full),
-                    self.get_typed_inner(dst_loc.clone(), level, TypedWanted::Full),
+                    self.prepare(&src_loc, level),
+                    self.prepare(&dst_loc, level),
                 )
                 .await;
-                let (s, d) = (s?, d?);
-                let plan = decide(s.as_ref(), d.as_ref());
-                match self
-                    .apply_typed_change(&dst_loc, &d, plan.destination, level)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(StoreError::PreconditionFailed { .. }) if attempt < MAX_ATTEMPTS => {
+                let both = match (s, d) {
+                    (Ok(s), Ok(d)) => Ok((s, d)),
+                    // The prepare that failed withdrew its own promises; the other's go too.
+                    (Ok(s), Err(e)) => {
+                        self.release(&src_loc, s.accept.ballot);
+                        Err(e)
+                    }
+                    (Err(e), Ok(d)) => {
+                        self.release(&dst_loc, d.accept.ballot);
+                        Err(e)
+                    }
+                    (Err(e), Err(_)) => Err(e),
+                };
+                let (s, d) = match both {
+                    Ok(both) => both,
+                    Err(e) if retry_worthy(&e) && attempt < MAX_ATTEMPTS => {
+                        back_off(attempt).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let plan = decide(s.found.as_ref(), d.found.as_ref());
+                let destination = self
+                    .apply_typed_change(&dst_loc, d.accept, plan.destination, level)
+                    .await;
+                if destination.is_err() {
+                    self.release(&src_loc, s.accept.ballot);
+                }
+                match destination {
+                    Ok(_) => {}
+                    // Pushed on some node perhaps: another try could push it twice.
+                    Err(StoreError::Preempted {
+                        maybe_written: true,
+                        ..
+                    }) => return Err(StoreError::OutcomeUnknown),
+                    Err(e) if retry_worthy(&e) && attempt < MAX_ATTEMPTS => {
                         back_off(attempt).await;
                         continue;
                     }
                     Err(e) => return Err(e),
                 }
                 match self
-                    .apply_typed_change(&src_loc, &s, plan.source, level)
+                    .apply_typed_change(&src_loc, s.accept, plan.source, level)
                     .await
                 {
-                    Ok(()) => return Ok(plan.result),
-                    Err(StoreError::PreconditionFailed { .. }) => {
+                    Ok(_) => return Ok(plan.result),
+                    // In the destination, and perhaps taken off the source somewhere.
+                    Err(StoreError::Preempted {
+                        maybe_written: true,
+                        ..
+                    }) => return Err(StoreError::OutcomeUnknown),
+                    Err(e) if retry_worthy(&e) => {
                         let redo = |f: Option<&TypedFound>| (redo_source(f), ());
                         self.rmw_typed_in_turn(&src_loc, level, redo).await?;
                         return Ok(plan.result);
@@ -352,22 +423,20 @@ impl VersionedStore {
         .await
     }
 
-    /// Writes `change` under the condition that the key still holds what `found` read.
-    async fn apply_typed_change(
+    /// Writes `change` as the accept of a read-modify-write's ballot (phase two); the
+    /// receipt of the write, `None` for `Keep`.
+    pub(super) async fn apply_typed_change(
         &self,
         loc: &Arc<KeyLocation>,
-        found: &Option<TypedFound>,
+        accept: Accept,
         change: TypedChange,
         level: Consistency,
-    ) -> Result<(), StoreError> {
-        // A value without metadata (written straight to a node) has no version to match;
-        // "no metadata yet" is the condition that protects it.
-        let precondition = match found {
-            Some(f) if f.version != Version::ZERO => Precondition::IfMatch(f.version),
-            _ => Precondition::IfAbsent,
-        };
+    ) -> Result<Option<WriteReceipt>, StoreError> {
         let (kind, bytes, content, restore, expires_at_ms) = match change {
-            TypedChange::Keep => return Ok(()),
+            TypedChange::Keep => {
+                self.release(loc, accept.ballot);
+                return Ok(None);
+            }
             TypedChange::PutList {
                 items,
                 expires_at_ms,
@@ -406,9 +475,10 @@ impl VersionedStore {
             content,
             restore,
         };
-        self.write_body(loc.clone(), kind, body, expires_at_ms, level, precondition)
+        let stamp = (accept.ballot, accept.condition());
+        self.write_stamped(loc.clone(), kind, body, expires_at_ms, level, stamp)
             .await
-            .map(|_| ())
+            .map(Some)
     }
 }
 

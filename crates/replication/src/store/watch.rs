@@ -94,6 +94,10 @@ pub(super) fn narrow(
         (NodeCondition::NotNewerThan(seen), Some(v)) if seen == v => {
             Some(NodeCondition::NotNewerThan(v))
         }
+        // A read-modify-write's accept: its own read must have found the watched version.
+        (NodeCondition::Ballot(seen), expected) if seen == expected => {
+            Some(NodeCondition::Ballot(seen))
+        }
         // The command's own read found another version than the watch check did: another
         // writer got in between.
         _ => None,

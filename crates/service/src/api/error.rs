@@ -70,6 +70,15 @@ impl From<StoreError> for ApiError {
             StoreError::Encoding(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", message)
             }
+            // Only RESP read-modify-writes take ballots and read strings by type; listed for
+            // completeness.
+            StoreError::Preempted { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "contended", message)
+            }
+            StoreError::WrongType => ApiError::new(StatusCode::CONFLICT, "wrong_type", message),
+            StoreError::OutcomeUnknown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", message)
+            }
             // Only RESP transactions watch keys; listed for completeness.
             StoreError::WatchedKeyChanged { .. } => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,

@@ -20,6 +20,7 @@ use quorumd_replication::store::{TypedChange, TypedFound, TypedWanted};
 fn holds_other_type(e: &StoreError) -> bool {
     match e {
         StoreError::NoQuorum(q) => q.any_refused_with(&ServerErrorKind::WrongType),
+        StoreError::WrongType => true,
         _ => false,
     }
 }

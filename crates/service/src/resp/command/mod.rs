@@ -400,7 +400,7 @@ fn wrong_type() -> Frame {
 pub fn is_wrong_type(e: &StoreError) -> bool {
     match e {
         StoreError::NoQuorum(q) => q.all_refused_with(&ServerErrorKind::WrongType),
-        StoreError::KindConflict { .. } => true,
+        StoreError::KindConflict { .. } | StoreError::WrongType => true,
         _ => false,
     }
 }
@@ -433,13 +433,13 @@ pub fn store_error(e: StoreError) -> Frame {
     match e {
         StoreError::NoQuorum(q) => Frame::error(format!("QUORUM {q}")),
         StoreError::Timeout { .. } => Frame::error(format!("TIMEOUT {e}")),
-        StoreError::PreconditionFailed { .. } => Frame::error(format!(
-            "ERR the key kept changing under concurrent writes: {e}"
-        )),
-        StoreError::ReservedKey { .. } | StoreError::Encoding(_) => {
+        StoreError::PreconditionFailed { .. } | StoreError::Preempted { .. } => Frame::error(
+            format!("ERR the key kept changing under concurrent writes: {e}"),
+        ),
+        StoreError::ReservedKey { .. } | StoreError::Encoding(_) | StoreError::OutcomeUnknown => {
             Frame::error(format!("ERR {e}"))
         }
-        StoreError::KindConflict { .. } => wrong_type(),
+        StoreError::KindConflict { .. } | StoreError::WrongType => wrong_type(),
         StoreError::WatchedKeyChanged { .. } => Frame::error(format!("EXECABORT {e}")),
     }
 }

@@ -1,0 +1,218 @@
+//! The ballots of read-modify-writes (`store/ballot.rs`, ARCHITECTURE.md "Read-modify-writes
+//! across processes"): the node scripts' promise and accept rules on a real redis-server, and
+//! increments through two quorumd processes at once.
+
+use quorumd_testkit::cluster as common;
+
+use bytes::BytesMut;
+use common::TestCluster;
+use quorumd::calls;
+use quorumd::calls::store::{NodeCondition, Prepared, WriteOutcome};
+use quorumd::hlc::Version;
+use quorumd::meta::Meta;
+use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd_testkit::tools::QuorumdProcess;
+use redis::AsyncCommands;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn ballot(ms: u64, writer: u64) -> Version {
+    Version::first_in_ms(ms, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_its_promise_to_one_writer_at_a_time() {
+    let tc = TestCluster::start(1).await;
+    let store = tc.app().store();
+    let node = store.pool().node(0).clone();
+    let loc = store.locate(b"promised").unwrap();
+    // Where `promise.lua` keeps the key's promise.
+    let promise_key = format!("{}|p|promised", loc.meta_key);
+    let mut direct = tc.direct(0).await;
+    let (w1, w2) = (1, 2);
+    let ttl = 60_000;
+
+    let first = calls::store::prepare(&node, &loc, ballot(100, w1), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Prepared::Promised(calls::store::NodeTypedRead {
+            meta: None,
+            value: None
+        })
+    );
+    let left: i64 = direct.pttl(&promise_key).await.unwrap();
+    assert!(left > 0 && left <= ttl as i64, "promise lifetime {left} ms");
+    // Another writer is refused while the promise lives, with a higher ballot or a lower one.
+    for other in [ballot(200, w2), ballot(50, w2)] {
+        assert_eq!(
+            calls::store::prepare(&node, &loc, other, ttl)
+                .await
+                .unwrap(),
+            Prepared::Refused(ballot(100, w1))
+        );
+    }
+    // The same writer's next attempt takes the promise over.
+    assert!(matches!(
+        calls::store::prepare(&node, &loc, ballot(150, w1), ttl)
+            .await
+            .unwrap(),
+        Prepared::Promised(_)
+    ));
+
+    // A write under a lower ballot than the one promised is refused and changes nothing.
+    let stale = Meta::for_string(b"promised", ballot(120, w1), Some(b"stale"), None);
+    let refused = calls::store::write(&node, &loc, &stale, b"stale", &NodeCondition::Ballot(None))
+        .await
+        .unwrap();
+    assert_eq!(refused, WriteOutcome::Preempted(ballot(150, w1)));
+    let value: Option<String> = direct.get("promised").await.unwrap();
+    assert_eq!(value, None);
+
+    // The promised ballot's write lands and takes the promise away with it.
+    let chosen = Meta::for_string(b"promised", ballot(150, w1), Some(b"one"), None);
+    let applied = calls::store::write(&node, &loc, &chosen, b"one", &NodeCondition::Ballot(None))
+        .await
+        .unwrap();
+    assert_eq!(applied, WriteOutcome::Applied);
+    let value: Option<String> = direct.get("promised").await.unwrap();
+    assert_eq!(value.as_deref(), Some("one"));
+    let exists: bool = direct.exists(&promise_key).await.unwrap();
+    assert!(!exists, "the write left its promise behind");
+
+    // A later writer that read the old state loses to the stored version, promise or not.
+    let late = Meta::for_string(b"promised", ballot(300, w2), Some(b"late"), None);
+    let cond = NodeCondition::Ballot(Some(ballot(90, w2)));
+    assert!(matches!(
+        calls::store::write(&node, &loc, &late, b"late", &cond)
+            .await
+            .unwrap(),
+        WriteOutcome::ConditionFailed(_)
+    ));
+
+    // A release withdraws only the releasing writer's own promise.
+    assert!(matches!(
+        calls::store::prepare(&node, &loc, ballot(400, w2), ttl)
+            .await
+            .unwrap(),
+        Prepared::Promised(_)
+    ));
+    calls::store::release_promise(&node, &loc, ballot(400, w1))
+        .await
+        .unwrap();
+    let exists: bool = direct.exists(&promise_key).await.unwrap();
+    assert!(exists, "another writer's release withdrew the promise");
+    calls::store::release_promise(&node, &loc, ballot(400, w2))
+        .await
+        .unwrap();
+    let exists: bool = direct.exists(&promise_key).await.unwrap();
+    assert!(!exists, "the writer's release left its promise");
+    tc.shutdown().await;
+}
+
+/// A Redis-protocol connection that sends one command at a time.
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn call(&mut self, args: &[&str]) -> Frame {
+        let items = args.iter().map(|a| Frame::bulk(a.as_bytes().to_vec()));
+        let bytes = Frame::Array(items.collect()).to_bytes(Protocol::Resp2);
+        self.stream.write_all(&bytes).await.expect("send");
+        loop {
+            if let Some((frame, used)) = parse_frame(&self.buf, &Limits::default()).unwrap() {
+                let _ = self.buf.split_to(used);
+                return frame;
+            }
+            let n = self.stream.read_buf(&mut self.buf).await.expect("read");
+            assert!(n > 0, "the server closed the connection");
+        }
+    }
+}
+
+/// INCR and APPEND on the same keys from clients of two quorumd processes at once: every
+/// acknowledged INCR answered a value no other did, the counter ends at the number of
+/// acknowledged INCRs, and each acknowledged APPEND's token is in the string exactly once.
+/// Without ballots, writers that read the same version could both win on different nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn increments_through_two_processes_are_each_applied_once() {
+    let tc = TestCluster::start(3).await;
+    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
+    let one = tc.app().resp_addr().expect("resp on");
+    let clients: Vec<_> = [one, second.resp, one, second.resp]
+        .into_iter()
+        .enumerate()
+        .map(|(k, addr)| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                let (mut replies, mut tokens, mut errors) = (Vec::new(), Vec::new(), 0);
+                for i in 0..60 {
+                    match c.call(&["INCR", "ballot:ctr"]).await {
+                        Frame::Integer(n) => replies.push(n),
+                        Frame::Error(_) => errors += 1,
+                        other => panic!("INCR answered {other:?}"),
+                    }
+                    let token = format!("<{k}.{i}>");
+                    match c.call(&["APPEND", "ballot:log", &token]).await {
+                        Frame::Integer(_) => tokens.push(token),
+                        Frame::Error(_) => errors += 1,
+                        other => panic!("APPEND answered {other:?}"),
+                    }
+                }
+                (replies, tokens, errors)
+            })
+        })
+        .collect();
+    let (mut replies, mut tokens, mut errors) = (Vec::new(), Vec::new(), 0);
+    for c in clients {
+        let (r, t, e) = c.await.unwrap();
+        replies.extend(r);
+        tokens.extend(t);
+        errors += e;
+    }
+    eprintln!(
+        "{} INCRs and {} APPENDs acknowledged, {errors} errors",
+        replies.len(),
+        tokens.len()
+    );
+    // Refusals under contention are allowed (the client is told); silent loss is not.
+    assert!(errors < 40, "{errors} of 480 commands failed");
+    let distinct: HashSet<i64> = replies.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        replies.len(),
+        "two INCRs answered one value"
+    );
+    let mut c = Client::connect(one).await;
+    let Frame::Bulk(counter) = c.call(&["GET", "ballot:ctr"]).await else {
+        panic!("the counter is gone")
+    };
+    let counter: i64 = std::str::from_utf8(&counter).unwrap().parse().unwrap();
+    // An INCR that answered an error may or may not have counted.
+    let acked = replies.len() as i64;
+    assert!(
+        (acked..=acked + errors).contains(&counter),
+        "counter {counter}, {acked} INCRs acknowledged, {errors} errors"
+    );
+    let Frame::Bulk(log) = c.call(&["GET", "ballot:log"]).await else {
+        panic!("the log is gone")
+    };
+    let log = String::from_utf8(log.to_vec()).unwrap();
+    for token in &tokens {
+        assert_eq!(log.matches(token.as_str()).count(), 1, "{token} in {log}");
+    }
+    drop(second);
+    tc.shutdown().await;
+}
