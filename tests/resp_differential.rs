@@ -15,7 +15,6 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use redis::aio::MultiplexedConnection;
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 
@@ -93,30 +92,6 @@ const LEGIT: &[Legit] = &[
         why: "randomness, a cursor or a server detail (SCAN's cursor, DBSIZE is approximate \
               and up to a second old in quorumd, INFO and HELLO describe the server); \
               covered by tests/resp.rs and tests/resp_keyspace.rs",
-    },
-    Legit {
-        what: "DEL, EXPIRE, RENAME, COPY, SET... on a hash or set key",
-        how: How::NotGenerated,
-        why: "hashes and sets are CRDTs in quorumd (docs/RESP.md, Known gaps): they cannot be \
-              deleted, expired, overwritten, renamed or copied; quorumd answers an error where \
-              Redis changes the key. Only commands that read them or fail on them are sent",
-    },
-    Legit {
-        what: "EXISTS, TYPE, TTL... on a hash or set emptied by HDEL/SREM",
-        how: How::NotGenerated,
-        why: "an emptied CRDT still exists for EXISTS in quorumd (Redis deletes the key); \
-              keyspace commands go to a hash or set key only while it holds members",
-    },
-    Legit {
-        what: "HSET, SADD... on a key whose string, list or sorted set was deleted",
-        how: How::NotGenerated,
-        why: "the CRDT merge refuses the key's tombstone (WRONGTYPE; docs/RESP.md, Known \
-              gaps): hash and set commands go to a plain key only while it holds a value",
-    },
-    Legit {
-        what: "ZUNION ZINTER ZDIFF ZINTERCARD and STORE forms with a set as input",
-        how: How::NotGenerated,
-        why: "quorumd's sorted-set algebra refuses plain sets as inputs (WRONGTYPE; docs/RESP.md)",
     },
     Legit {
         what: "BLPOP BRPOP BLMOVE BZPOPMIN... (blocking)",
@@ -327,14 +302,10 @@ enum Use {
 /// reference, so that it never sends what [`LEGIT`] lists as not generated.
 struct Gen {
     rng: StdRng,
-    /// Keys any type but hash and set may be written to: strings, lists, sorted sets.
+    /// Keys for any type.
     general: Vec<Vec<u8>>,
-    /// Keys for hashes (`h*`) and sets (`s*`).
-    crdt: Vec<Vec<u8>>,
-    /// The reference's `TYPE` of each key, refreshed after every command.
-    types: HashMap<Vec<u8>, String>,
-    /// Generating a transaction's commands: the model is stale until EXEC.
-    in_transaction: bool,
+    /// Keys hash (`h*`) and set (`s*`) commands favour; any type may end up there too.
+    collections: Vec<Vec<u8>>,
 }
 
 const INTS: &[&str] = &[
@@ -414,67 +385,39 @@ impl Gen {
         Gen {
             rng: StdRng::seed_from_u64(seed),
             general: vec![p("k0"), p("k1"), p("k2"), p("k3"), Vec::new(), binary],
-            crdt: vec![p("h0"), p("h1"), p("s0"), p("s1")],
-            types: HashMap::new(),
-            in_transaction: false,
+            collections: vec![p("h0"), p("h1"), p("s0"), p("s1")],
         }
     }
 
     fn all_keys(&self) -> Vec<Vec<u8>> {
-        self.general.iter().chain(&self.crdt).cloned().collect()
+        self.general
+            .iter()
+            .chain(&self.collections)
+            .cloned()
+            .collect()
     }
 
-    fn type_of(&self, key: &[u8]) -> &str {
-        self.types.get(key).map(String::as_str).unwrap_or("none")
-    }
-
-    fn holds_crdt(&self, key: &[u8]) -> bool {
-        matches!(self.type_of(key), "hash" | "set")
-    }
-
-    /// A key a command of this use may be given.
+    /// A key a command of this use may be given: any key, since quorumd answers as Redis
+    /// whatever it holds; hash and set commands favour their own keys, so that hashes and sets
+    /// grow.
     fn key(&mut self, u: Use) -> Vec<u8> {
-        let mut candidates: Vec<Vec<u8>> = match u {
-            Use::Replace => self.general.clone(),
-            Use::Plain | Use::Meta => {
-                let mut c = self.general.clone();
-                // Not within a transaction: an earlier HDEL or SREM may empty the key.
-                if !self.in_transaction {
-                    c.extend(self.crdt.iter().filter(|k| self.holds_crdt(k)).cloned());
-                }
-                c
-            }
-            Use::Hash | Use::Set => {
-                let own = if u == Use::Hash { b'h' } else { b's' };
-                let mut c: Vec<Vec<u8>> = self
-                    .crdt
-                    .iter()
-                    .filter(|k| k.ends_with(&[own, b'0']) || k.ends_with(&[own, b'1']))
-                    .filter(|k| self.type_of(k) != if u == Use::Hash { "set" } else { "hash" })
-                    .cloned()
-                    .collect();
-                // The other kind's keys while they hold members, and plain keys holding
-                // something: both answer WRONGTYPE. Not within a transaction, where an
-                // earlier command may have deleted the key (LEGIT: a deleted key cannot
-                // become a hash or set).
-                if self.in_transaction {
-                    return c.choose(&mut self.rng).expect("a key").clone();
-                }
-                c.extend(
-                    self.crdt
-                        .iter()
-                        .chain(&self.general)
-                        .filter(|k| {
-                            let t = self.type_of(k);
-                            t != "none" && t != if u == Use::Hash { "hash" } else { "set" }
-                        })
-                        .cloned(),
-                );
-                c
-            }
+        let own = match u {
+            Use::Hash => Some(b'h'),
+            Use::Set => Some(b's'),
+            Use::Plain | Use::Replace | Use::Meta => None,
         };
-        candidates.dedup();
-        candidates.choose(&mut self.rng).expect("a key").clone()
+        if let Some(own) = own.filter(|_| self.rng.random_range(0..3) > 0) {
+            let mine: Vec<&Vec<u8>> = self
+                .collections
+                .iter()
+                .filter(|k| k.len() >= 2 && k[k.len() - 2] == own)
+                .collect();
+            return (*mine.choose(&mut self.rng).expect("a key")).clone();
+        }
+        self.all_keys()
+            .choose(&mut self.rng)
+            .expect("a key")
+            .clone()
     }
 
     fn int(&mut self) -> &'static str {
@@ -532,7 +475,6 @@ impl Gen {
     }
 
     fn transaction(&mut self) -> Vec<Cmd> {
-        self.in_transaction = true;
         let mut out = vec![Cmd::new("MULTI")];
         for _ in 0..self.rng.random_range(1..=4) {
             let mut c = self.next_plain();
@@ -543,7 +485,6 @@ impl Gen {
             out.push(c);
         }
         out.push(Cmd::new(if self.chance(0.1) { "DISCARD" } else { "EXEC" }));
-        self.in_transaction = false;
         out
     }
 
@@ -698,10 +639,9 @@ impl Gen {
                 c
             }
             1 => {
-                // Only plain keys: an emptied hash or set still exists for quorumd (LEGIT).
                 let mut c = Cmd::new("EXISTS");
                 for _ in 0..self.rng.random_range(1..4) {
-                    let k = self.general.choose(&mut self.rng).unwrap().clone();
+                    let k = self.key(Use::Meta);
                     c = c.key(&k);
                 }
                 c
@@ -1047,7 +987,6 @@ impl Gen {
             23 => Cmd::new("ZRANDMEMBER").key(&k),
             24 => Cmd::new("ZSCAN").key(&k).arg("0"),
             25 | 26 => {
-                // Sources are plain keys only: quorumd refuses sets as inputs (LEGIT).
                 let name = self.pick(&["ZUNION", "ZINTER", "ZDIFF", "ZINTERCARD"]);
                 let other = self.key(Use::Replace);
                 let k = self.key(Use::Replace);
@@ -1173,7 +1112,6 @@ async fn run_sequence(
     // DIFF_TRACE=1 prints every command with redis-server's reply.
     let trace = std::env::var_os("DIFF_TRACE").is_some();
     let mut index = 0;
-    let mut in_multi = false;
     // The names of the commands queued in the open transaction.
     let mut queued: Vec<String> = vec![];
     while index < commands {
@@ -1208,26 +1146,9 @@ async fn run_sequence(
                 });
             }
             match name.as_str() {
-                "MULTI" => in_multi = theirs_reply == Reply::Status("OK".into()),
-                "EXEC" | "DISCARD" => {
-                    in_multi = false;
-                    queued.clear();
-                }
+                "EXEC" | "DISCARD" => queued.clear(),
                 _ if theirs_reply == Reply::Status("QUEUED".into()) => queued.push(name.clone()),
                 _ => {}
-            }
-            // The model follows the reference; queued commands change nothing until EXEC.
-            if !in_multi {
-                let keys: Vec<Vec<u8>> = if name == "EXEC" {
-                    g.all_keys()
-                } else {
-                    cmd.keys.clone()
-                };
-                for k in keys {
-                    if let Reply::Status(t) = theirs.run(&Cmd::new("TYPE").key(&k)).await {
-                        g.types.insert(k, t);
-                    }
-                }
             }
             if let (Plant::Key { index: i }, Some(t)) = (plant, tamper.as_deref_mut())
                 && i == index
@@ -1264,12 +1185,7 @@ async fn compare_state(
                 .arg("WITHSCORES"),
             Reply::Status(s) if s == "hash" => Cmd::new("HGETALL").key(&k),
             Reply::Status(s) if s == "set" => Cmd::new("SMEMBERS").key(&k),
-            // Absent on the reference: quorumd must agree. A hash or set key is read as
-            // its type (an emptied one answers WRONGTYPE to GET in quorumd: LEGIT).
-            _ if g.crdt.contains(&k) => {
-                let hash = k[k.len() - 2] == b'h';
-                Cmd::new(if hash { "HGETALL" } else { "SMEMBERS" }).key(&k)
-            }
+            // Absent on the reference: quorumd must agree.
             _ => Cmd::new("GET").key(&k),
         };
         reads.push(read);

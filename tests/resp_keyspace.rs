@@ -393,8 +393,8 @@ async fn rename_and_copy_write_every_node() {
     every_node("free", None).await;
 }
 
-/// CRDT keys (counters, hashes, sets) are neither moved nor overwritten: a clear error, and
-/// nothing changes. (A counter is made by the HTTP API; `INCRBY` makes a plain string.)
+/// CRDT keys (counters, maps, sets made by the HTTP API) are neither moved nor overwritten: a
+/// clear error, and nothing changes. (`INCRBY` and `HSET` make a plain string and hash.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_and_copy_refuse_crdt_keys() {
     let tc = TestCluster::start(3).await;
@@ -409,7 +409,16 @@ async fn rename_and_copy_refuse_crdt_keys() {
     assert!(made.status().is_success(), "{}", made.status());
     // INCRBY on that counter adds to it, with its merge semantics.
     assert_eq!(ok(&mut c, "INCRBY counter 2").await, Value::Int(7));
-    ok(&mut c, "HSET map f v").await;
+    let made = tc
+        .http
+        .patch(format!("{}/v1/maps/map", tc.base))
+        .json(&serde_json::json!({ "g": "w" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+    // HSET on that map merges into it.
+    assert_eq!(ok(&mut c, "HSET map f v").await, Value::Int(1));
     ok(&mut c, "SET plain p").await;
     for line in [
         "RENAME counter elsewhere",
@@ -466,9 +475,17 @@ async fn flush_with_crdt_keys_deletes_the_rest_and_says_what_remains() {
     let tc = TestCluster::start_with(3, |cfg| cfg.resp.allow_flush = true).await;
     let mut c = resp(&tc).await;
     ok(&mut c, "SET a 1").await;
-    ok(&mut c, "SADD s m").await;
+    ok(&mut c, "SADD plain-set m").await;
+    let made = tc
+        .http
+        .post(format!("{}/v1/sets/s/add", tc.base))
+        .json(&serde_json::json!({ "members": ["m"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
     let e = call(&mut c, "FLUSHDB").await.unwrap_err();
-    assert!(e.contains("deleted 1 keys but left 1"), "{e}");
+    assert!(e.contains("deleted 2 keys but left 1"), "{e}");
     assert_eq!(strings(&ok(&mut c, "KEYS *").await), vec!["s".to_string()]);
 }
 

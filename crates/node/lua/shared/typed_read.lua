@@ -1,6 +1,7 @@
 -- The typed read of one key (lists, sorted sets, and any key a typed command meets): its
 -- metadata (or false) and false when there is no value, else {type} or, when `full`,
--- {'string', value} / {'list', element, ...} / {'zset', member, score, ...}. TYPE comes first,
+-- {'string', value} / {'list', element, ...} / {'zset', member, score, ...} /
+-- {'hash', field, value, ...} / {'set', member, ...}. TYPE comes first,
 -- so a key of another type answers with its name and the caller replies WRONGTYPE.
 local crdt_kinds = {C = true, S = true, M = true}
 local function typed_read(key, mkey, full)
@@ -19,6 +20,13 @@ local function typed_read(key, mkey, full)
   elseif t == 'zset' then
     -- member, score, ...: scores as the server prints them, which parse back exactly.
     value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    table.insert(value, 1, t)
+  elseif t == 'hash' then
+    -- field, value, ... in the node's order.
+    value = redis.call('HGETALL', key)
+    table.insert(value, 1, t)
+  elseif t == 'set' then
+    value = redis.call('SMEMBERS', key)
     table.insert(value, 1, t)
   else
     value = {t}

@@ -463,6 +463,10 @@ pub enum TypedValue {
     List(Vec<Vec<u8>>),
     /// A sorted set's members with their scores, in Redis's order (score, then member bytes).
     SortedSet(Vec<(Vec<u8>, f64)>),
+    /// A hash's fields with their values, in the node's order.
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A set's members, in the node's order.
+    Set(Vec<Vec<u8>>),
     /// A value whose contents were not read: another type, or any type in a type-only read.
     /// Holds the name `TYPE` answers.
     Only(String),
@@ -475,6 +479,8 @@ impl TypedValue {
             TypedValue::String(_) => "string",
             TypedValue::List(_) => "list",
             TypedValue::SortedSet(_) => "zset",
+            TypedValue::Hash(_) => "hash",
+            TypedValue::Set(_) => "set",
             TypedValue::Only(t) => t,
         }
     }
@@ -484,6 +490,10 @@ impl TypedValue {
         match self {
             TypedValue::String(v) => Some(Content::string(v)),
             TypedValue::List(items) => Some(Content::list(items.iter().map(Vec::as_slice))),
+            TypedValue::Hash(fields) => Some(Content::hash(
+                fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            )),
+            TypedValue::Set(members) => Some(Content::set(members.iter().map(Vec::as_slice))),
             TypedValue::SortedSet(members) => Some(Content::sorted_set(
                 members.iter().map(|(m, s)| (m.as_slice(), *s)),
             )),
@@ -626,6 +636,15 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
                     .map(|p| Ok((bytes(&p[0])?, parse_score(&bytes(&p[1])?).ok_or_else(bad)?)))
                     .collect::<Result<_, _>>()?,
             )
+        }
+        ("hash", pairs) if !pairs.is_empty() && pairs.len().is_multiple_of(2) => TypedValue::Hash(
+            pairs
+                .chunks(2)
+                .map(|p| Ok((bytes(&p[0])?, bytes(&p[1])?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        ("set", members) if !members.is_empty() => {
+            TypedValue::Set(members.iter().map(bytes).collect::<Result<_, _>>()?)
         }
         (_, []) => TypedValue::Only(name),
         _ => return Err(bad()),

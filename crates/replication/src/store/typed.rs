@@ -52,6 +52,17 @@ pub enum TypedChange {
         members: Vec<(Vec<u8>, f64)>,
         expires_at_ms: Option<u64>,
     },
+    /// Store this hash (fields in the order to keep). An empty one deletes the key, as Redis
+    /// deletes a hash whose last field is removed.
+    PutHash {
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        expires_at_ms: Option<u64>,
+    },
+    /// Store this set. An empty one deletes the key, as Redis deletes an emptied set.
+    PutSet {
+        members: Vec<Vec<u8>>,
+        expires_at_ms: Option<u64>,
+    },
     /// Store this string (EXPIRE or PERSIST of a key that turned out to hold a string).
     PutString {
         value: Vec<u8>,
@@ -74,6 +85,14 @@ impl TypedChange {
                 expires_at_ms,
             },
             TypedValue::SortedSet(members) => TypedChange::PutSortedSet {
+                members: members.clone(),
+                expires_at_ms,
+            },
+            TypedValue::Hash(fields) => TypedChange::PutHash {
+                fields: fields.clone(),
+                expires_at_ms,
+            },
+            TypedValue::Set(members) => TypedChange::PutSet {
                 members: members.clone(),
                 expires_at_ms,
             },
@@ -136,6 +155,12 @@ fn stored_form(value: &TypedValue) -> Option<(Vec<u8>, bool)> {
             .ok()
             .map(|p| (p, true)),
         TypedValue::SortedSet(members) => dump::payload(&Collection::SortedSet(members))
+            .ok()
+            .map(|p| (p, true)),
+        TypedValue::Hash(fields) => dump::payload(&Collection::Hash(fields))
+            .ok()
+            .map(|p| (p, true)),
+        TypedValue::Set(members) => dump::payload(&Collection::Set(members))
             .ok()
             .map(|p| (p, true)),
         TypedValue::Only(_) => None,
@@ -453,6 +478,23 @@ impl VersionedStore {
                 let content = Content::sorted_set(members.iter().map(|(m, s)| (m.as_slice(), *s)));
                 (EntryKind::Value, payload, content, true, expires_at_ms)
             }
+            TypedChange::PutHash {
+                fields,
+                expires_at_ms,
+            } if !fields.is_empty() => {
+                let payload = dump::payload(&Collection::Hash(&fields))?;
+                let content =
+                    Content::hash(fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())));
+                (EntryKind::Value, payload, content, true, expires_at_ms)
+            }
+            TypedChange::PutSet {
+                members,
+                expires_at_ms,
+            } if !members.is_empty() => {
+                let payload = dump::payload(&Collection::Set(&members))?;
+                let content = Content::set(members.iter().map(Vec::as_slice));
+                (EntryKind::Value, payload, content, true, expires_at_ms)
+            }
             TypedChange::PutString {
                 value,
                 expires_at_ms,
@@ -462,6 +504,8 @@ impl VersionedStore {
             }
             TypedChange::PutList { .. }
             | TypedChange::PutSortedSet { .. }
+            | TypedChange::PutHash { .. }
+            | TypedChange::PutSet { .. }
             | TypedChange::Delete => (
                 EntryKind::Tombstone,
                 Vec::new(),

@@ -1,17 +1,26 @@
-//! HSET (and HMSET), HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL, HINCRBY on the map of last-writer-wins registers
-//! (docs/CRDTS.md): per field, the newest write wins.
+//! HSET (and HMSET), HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL, HINCRBY.
 //!
-//! HSET and HDEL answer how many fields were new (or present) in what a read quorum saw just
-//! before the write; with concurrent writers that count is a best effort, the fields' values
-//! are not. HINCRBY is a read-modify-write of one register: concurrent HINCRBYs of one field
-//! can lose an increment (use INCR on a counter for that).
+//! A hash is a Redis hash, a versioned value like a list (docs/RESP.md): read whole, changed
+//! here, written whole under a ballot, so it can be deleted, expired, renamed and given another
+//! type as in Redis, and concurrent writers through any instances lose nothing. A key that is
+//! a map made by the HTTP API (docs/CRDTS.md) keeps its merge semantics: the same commands
+//! read it and merge into it (per field, the newest write wins).
 
-use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg, wrong_arity};
+use super::{
+    Access, Command, Flag, Spec, crdt_error, data, int_arg, store_error, wrong_arity, wrong_type,
+};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
-use quorumd_replication::crdt_store::CrdtStore;
+use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
+use quorumd_replication::store::{
+    StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
+};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A hash's fields and values, in the order they are kept.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
@@ -123,15 +132,155 @@ impl HashCmd {
         }
     }
 
-    pub async fn apply(self, crdts: &CrdtStore, level: Consistency) -> Frame {
-        self.run(crdts, level).await.unwrap_or_else(crdt_error)
-    }
-
-    async fn run(
+    pub async fn apply(
         self,
+        store: &VersionedStore,
         crdts: &CrdtStore,
         level: Consistency,
-    ) -> Result<Frame, quorumd_replication::crdt_store::CrdtError> {
+    ) -> Frame {
+        if self.access().writes.is_empty() {
+            return match read_hash(store, crdts, self.key(), level).await {
+                Ok(fields) => self.answer(&fields),
+                Err(refusal) => refusal,
+            };
+        }
+        match self.write_hash(store, level).await {
+            // A map made by the HTTP API merges the change instead.
+            Err(StoreError::KindConflict {
+                holds: CrdtKind::Map,
+            }) => self
+                .write_map(crdts, level)
+                .await
+                .unwrap_or_else(crdt_error),
+            Ok(reply) => reply,
+            Err(e) => store_error(e),
+        }
+    }
+
+    /// The reply of a read-only command on these fields.
+    fn answer(&self, fields: &[(Vec<u8>, Vec<u8>)]) -> Frame {
+        let value = |f: &[u8]| fields.iter().find(|(k, _)| k == f).map(|(_, v)| v);
+        match self {
+            HashCmd::Get(_, asked, many) => {
+                let mut values = asked
+                    .iter()
+                    .map(|f| value(f).map_or(Frame::Null, |v| Frame::bulk(v.clone())));
+                if *many {
+                    Frame::Array(values.collect())
+                } else {
+                    values.next().unwrap_or(Frame::Null)
+                }
+            }
+            HashCmd::GetAll(_) => Frame::Map(
+                fields
+                    .iter()
+                    .map(|(f, v)| (Frame::bulk(f.clone()), Frame::bulk(v.clone())))
+                    .collect(),
+            ),
+            HashCmd::Len(_) => Frame::Integer(fields.len() as i64),
+            HashCmd::Exists(_, f) => Frame::Integer(i64::from(value(f).is_some())),
+            HashCmd::StrLen(_, f) => Frame::Integer(value(f).map_or(0, |v| v.len() as i64)),
+            HashCmd::Keys(_) => {
+                Frame::Array(fields.iter().map(|(f, _)| Frame::bulk(f.clone())).collect())
+            }
+            HashCmd::Vals(_) => {
+                Frame::Array(fields.iter().map(|(_, v)| Frame::bulk(v.clone())).collect())
+            }
+            HashCmd::Set(..) | HashCmd::Del(..) | HashCmd::IncrBy { .. } => {
+                Frame::error("ERR internal: a hash write answered as a read")
+            }
+        }
+    }
+
+    /// Applies a write command to these fields, as Redis does to a hash: the reply, and
+    /// whether the fields changed. `Err`: Redis's refusal, nothing changes.
+    fn change(&self, fields: &mut Fields) -> Result<(Frame, bool), Frame> {
+        let position = |fields: &Fields, f: &[u8]| fields.iter().position(|(k, _)| k == f);
+        match self {
+            HashCmd::Set(_, pairs, hmset) => {
+                let mut added = 0;
+                for (f, v) in pairs {
+                    match position(fields, f) {
+                        Some(i) => fields[i].1 = v.clone(),
+                        None => {
+                            fields.push((f.clone(), v.clone()));
+                            added += 1;
+                        }
+                    }
+                }
+                let reply = if *hmset {
+                    Frame::ok()
+                } else {
+                    Frame::Integer(added)
+                };
+                Ok((reply, true))
+            }
+            HashCmd::Del(_, asked) => {
+                let before = fields.len();
+                fields.retain(|(k, _)| !asked.iter().any(|a| a[..] == k[..]));
+                let removed = before - fields.len();
+                Ok((Frame::Integer(removed as i64), removed > 0))
+            }
+            HashCmd::IncrBy { field, delta, .. } => {
+                let at = position(fields, field);
+                let current = match at {
+                    None => 0,
+                    Some(i) => std::str::from_utf8(&fields[i].1)
+                        .ok()
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .ok_or_else(|| Frame::error("ERR hash value is not an integer"))?,
+                };
+                let next = current
+                    .checked_add(*delta)
+                    .ok_or_else(|| Frame::error("ERR increment or decrement would overflow"))?;
+                let text = next.to_string().into_bytes();
+                match at {
+                    Some(i) => fields[i].1 = text,
+                    None => fields.push((field.to_vec(), text)),
+                }
+                Ok((Frame::Integer(next), true))
+            }
+            _ => Ok((self.answer(fields), false)),
+        }
+    }
+
+    /// A write command on a Redis hash: one read-modify-write of the whole hash, which keeps
+    /// its time to live; a hash left without fields is deleted, as in Redis.
+    async fn write_hash(
+        &self,
+        store: &VersionedStore,
+        level: Consistency,
+    ) -> Result<Frame, StoreError> {
+        store
+            .read_modify_write_typed(self.key(), level, |found| {
+                let (mut fields, expires_at_ms) = match found {
+                    None => (Vec::new(), None),
+                    Some(TypedFound {
+                        value: TypedValue::Hash(fields),
+                        expires_at_ms,
+                        ..
+                    }) => (fields.clone(), *expires_at_ms),
+                    Some(_) => return (TypedChange::Keep, wrong_type()),
+                };
+                match self.change(&mut fields) {
+                    Ok((reply, true)) => (
+                        TypedChange::PutHash {
+                            fields,
+                            expires_at_ms,
+                        },
+                        reply,
+                    ),
+                    Ok((reply, false)) => (TypedChange::Keep, reply),
+                    Err(refusal) => (TypedChange::Keep, refusal),
+                }
+            })
+            .await
+    }
+
+    /// A write command on a map made by the HTTP API: merged into the CRDT. The counts
+    /// answered are computed against a quorum read just before; HINCRBY is a read-modify-write
+    /// of one register, which concurrent writers can lose (docs/CRDTS.md).
+    async fn write_map(self, crdts: &CrdtStore, level: Consistency) -> Result<Frame, CrdtError> {
         Ok(match self {
             HashCmd::Set(key, pairs, hmset) => {
                 let before = crdts.map_get(&key, level).await?;
@@ -144,53 +293,6 @@ impl HashCmd {
                     Frame::Integer(added as i64)
                 }
             }
-            HashCmd::Get(key, fields, many) => {
-                let map = crdts.map_get(&key, level).await?;
-                let mut values = fields.iter().map(|f| {
-                    map.get(&f[..])
-                        .map_or(Frame::Null, |v| Frame::bulk(v.clone()))
-                });
-                if many {
-                    Frame::Array(values.collect())
-                } else {
-                    values.next().unwrap_or(Frame::Null)
-                }
-            }
-            HashCmd::GetAll(key) => Frame::Map(
-                crdts
-                    .map_get(&key, level)
-                    .await?
-                    .into_iter()
-                    .map(|(f, v)| (Frame::bulk(f), Frame::bulk(v)))
-                    .collect(),
-            ),
-            HashCmd::Len(key) => Frame::Integer(crdts.map_get(&key, level).await?.len() as i64),
-            HashCmd::Exists(key, field) => Frame::Integer(i64::from(
-                crdts.map_get(&key, level).await?.contains_key(&field[..]),
-            )),
-            HashCmd::StrLen(key, field) => Frame::Integer(
-                crdts
-                    .map_get(&key, level)
-                    .await?
-                    .get(&field[..])
-                    .map_or(0, |v| v.len() as i64),
-            ),
-            HashCmd::Keys(key) => Frame::Array(
-                crdts
-                    .map_get(&key, level)
-                    .await?
-                    .into_keys()
-                    .map(Frame::bulk)
-                    .collect(),
-            ),
-            HashCmd::Vals(key) => Frame::Array(
-                crdts
-                    .map_get(&key, level)
-                    .await?
-                    .into_values()
-                    .map(Frame::bulk)
-                    .collect(),
-            ),
             HashCmd::Del(key, fields) => {
                 let before = crdts.map_get(&key, level).await?;
                 let present: BTreeSet<Vec<u8>> = fields
@@ -198,18 +300,49 @@ impl HashCmd {
                     .filter(|f| before.contains_key(&f[..]))
                     .map(|f| f.to_vec())
                     .collect();
-                if !present.is_empty() {
-                    let n = present.len();
+                let n = present.len();
+                if n > 0 {
                     let deletes = present.into_iter().map(|f| (f, None)).collect();
                     crdts.map_set(&key, deletes, level).await?;
-                    Frame::Integer(n as i64)
-                } else {
-                    Frame::Integer(0)
                 }
+                Frame::Integer(n as i64)
             }
             HashCmd::IncrBy { key, field, delta } => {
                 Frame::Integer(crdts.map_incr_by(&key, &field, delta, level).await?)
             }
+            read => {
+                let fields: Fields = crdts
+                    .map_get(read.key(), level)
+                    .await?
+                    .into_iter()
+                    .collect();
+                read.answer(&fields)
+            }
         })
+    }
+}
+
+/// The fields of the hash under `key`: a Redis hash, or a map made by the HTTP API; none for
+/// an absent key. `Err`: the reply (WRONGTYPE for another type, or the store's failure).
+async fn read_hash(
+    store: &VersionedStore,
+    crdts: &CrdtStore,
+    key: &[u8],
+    level: Consistency,
+) -> Result<Fields, Frame> {
+    match store.get_typed(key, level, TypedWanted::Full).await {
+        Ok(None) => Ok(Vec::new()),
+        Ok(Some(TypedFound {
+            value: TypedValue::Hash(fields),
+            ..
+        })) => Ok(fields),
+        Ok(Some(_)) => Err(wrong_type()),
+        Err(StoreError::KindConflict {
+            holds: CrdtKind::Map,
+        }) => match crdts.map_get(key, level).await {
+            Ok(map) => Ok(map.into_iter().collect()),
+            Err(e) => Err(crdt_error(e)),
+        },
+        Err(e) => Err(store_error(e)),
     }
 }

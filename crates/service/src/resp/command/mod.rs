@@ -237,8 +237,8 @@ impl DataCmd {
             DataCmd::String(c) => c.apply(store, crdts, level).await,
             DataCmd::Key(c) => c.apply(store, crdts, level).await,
             DataCmd::Counter(c) => c.apply(store, crdts, level).await,
-            DataCmd::Hash(c) => c.apply(crdts, level).await,
-            DataCmd::Set(c) => c.apply(crdts, level).await,
+            DataCmd::Hash(c) => c.apply(store, crdts, level).await,
+            DataCmd::Set(c) => c.apply(store, crdts, level).await,
             DataCmd::List(c) => c.apply(store, level).await,
             DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
@@ -391,7 +391,7 @@ pub fn eq(arg: &[u8], word: &str) -> bool {
 }
 
 /// Redis's reply for a command on a key holding another type.
-fn wrong_type() -> Frame {
+pub(super) fn wrong_type() -> Frame {
     Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
 }
 

@@ -1,18 +1,24 @@
 //! SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD, SINTER, SUNION, SDIFF, SPOP,
-//! SRANDMEMBER on the add-wins OR-set (docs/CRDTS.md).
+//! SRANDMEMBER.
 //!
-//! SPOP reads the set, picks members at random and removes them (an SREM of what it picked):
-//! two clients popping one set at once may both be answered the same member.
-//!
-//! SADD answers how many members were new in what a read quorum saw just before the add, and
-//! SREM how many of the members that read saw; with concurrent writers these counts are a
-//! best effort (two clients adding one member at once may both hear 1), the membership is not.
+//! A set is a Redis set, a versioned value like a list (docs/RESP.md): read whole, changed
+//! here, written whole under a ballot, so it can be deleted, expired, renamed and given
+//! another type as in Redis, and two clients popping one set at once never get the same
+//! member. A key that is an add-wins OR-set made by the HTTP API (docs/CRDTS.md) keeps its
+//! merge semantics: the same commands read it and merge into it (there SPOP removes what it
+//! picked from a read, and SADD/SREM count against a read: best efforts under concurrency).
 
-use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg, syntax_error};
+use super::{
+    Access, Command, Flag, Spec, crdt_error, data, int_arg, store_error, syntax_error, wrong_type,
+};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
+use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
+use quorumd_replication::store::{
+    StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
+};
 use rand::Rng;
 use std::collections::BTreeSet;
 
@@ -110,7 +116,7 @@ const MAX_PICKS: usize = 1 << 20;
 /// SRANDMEMBER's reply: one member (nil for an empty set) without a count; distinct members
 /// for a positive count (the whole set when it asks for as many or more); that many picks,
 /// repeats allowed, for a negative one.
-fn random_members(set: &BTreeSet<Vec<u8>>, count: Option<i64>) -> Frame {
+fn random_members(set: &[Vec<u8>], count: Option<i64>) -> Frame {
     let members: Vec<&Vec<u8>> = set.iter().collect();
     let mut rng = rand::rng();
     let Some(count) = count else {
@@ -214,11 +220,136 @@ impl SetCmd {
         }
     }
 
-    pub async fn apply(self, crdts: &CrdtStore, level: Consistency) -> Frame {
-        self.run(crdts, level).await.unwrap_or_else(crdt_error)
+    pub async fn apply(
+        self,
+        store: &VersionedStore,
+        crdts: &CrdtStore,
+        level: Consistency,
+    ) -> Frame {
+        if let SetCmd::Combine(algebra, keys) = &self {
+            // Every key is read, and any of another type refuses the whole command (even
+            // after an absent one), as Redis checks them all before combining.
+            let reads = keys.iter().map(|k| read_set(store, crdts, k, level));
+            let mut sets = Vec::with_capacity(keys.len());
+            for read in futures::future::join_all(reads).await {
+                match read {
+                    Ok(members) => sets.push(members.into_iter().collect()),
+                    Err(refusal) => return refusal,
+                }
+            }
+            return Frame::Set(algebra.combine(sets).into_iter().map(Frame::bulk).collect());
+        }
+        if self.access().writes.is_empty() {
+            return match read_set(store, crdts, self.keys()[0], level).await {
+                Ok(members) => self.answer(&members),
+                Err(refusal) => refusal,
+            };
+        }
+        match self.write_set(store, level).await {
+            // An OR-set made by the HTTP API merges the change instead.
+            Err(StoreError::KindConflict {
+                holds: CrdtKind::Set,
+            }) => self
+                .write_or_set(crdts, level)
+                .await
+                .unwrap_or_else(crdt_error),
+            Ok(reply) => reply,
+            Err(e) => store_error(e),
+        }
     }
 
-    async fn run(self, crdts: &CrdtStore, level: Consistency) -> Result<Frame, CrdtError> {
+    /// The reply of a read-only command of one key on these members.
+    fn answer(&self, members: &[Vec<u8>]) -> Frame {
+        let has = |m: &[u8]| members.iter().any(|x| x[..] == *m);
+        match self {
+            SetCmd::Members(_) => Frame::Set(members.iter().cloned().map(Frame::bulk).collect()),
+            SetCmd::IsMember(_, m) => Frame::Integer(i64::from(has(m))),
+            SetCmd::MIsMember(_, asked) => Frame::Array(
+                asked
+                    .iter()
+                    .map(|m| Frame::Integer(i64::from(has(m))))
+                    .collect(),
+            ),
+            SetCmd::Card(_) => Frame::Integer(members.len() as i64),
+            SetCmd::RandMember(_, count) => random_members(members, *count),
+            SetCmd::Add(..) | SetCmd::Rem(..) | SetCmd::Pop(..) | SetCmd::Combine(..) => {
+                Frame::error("ERR internal: a set write answered as a read")
+            }
+        }
+    }
+
+    /// Applies a write command to these members, as Redis does to a set: the reply, and
+    /// whether the members changed.
+    fn change(&self, members: &mut Vec<Vec<u8>>) -> (Frame, bool) {
+        match self {
+            SetCmd::Add(_, asked) => {
+                let before = members.len();
+                for m in asked {
+                    if !members.contains(m) {
+                        members.push(m.clone());
+                    }
+                }
+                let added = members.len() - before;
+                (Frame::Integer(added as i64), added > 0)
+            }
+            SetCmd::Rem(_, asked) => {
+                let before = members.len();
+                members.retain(|m| !asked.contains(m));
+                let removed = before - members.len();
+                (Frame::Integer(removed as i64), removed > 0)
+            }
+            SetCmd::Pop(_, count) => {
+                let n = count.unwrap_or(1).min(members.len());
+                let mut picks =
+                    rand::seq::index::sample(&mut rand::rng(), members.len(), n).into_vec();
+                // Removed from the back, so the indexes left stay valid.
+                picks.sort_unstable_by(|a, b| b.cmp(a));
+                let picked: Vec<Vec<u8>> =
+                    picks.into_iter().map(|i| members.swap_remove(i)).collect();
+                let reply = match count {
+                    None => picked.first().cloned().map_or(Frame::Null, Frame::bulk),
+                    Some(_) => Frame::Set(picked.iter().cloned().map(Frame::bulk).collect()),
+                };
+                (reply, !picked.is_empty())
+            }
+            _ => (self.answer(members), false),
+        }
+    }
+
+    /// A write command on a Redis set: one read-modify-write of the whole set, which keeps
+    /// its time to live; a set left without members is deleted, as in Redis.
+    async fn write_set(
+        &self,
+        store: &VersionedStore,
+        level: Consistency,
+    ) -> Result<Frame, StoreError> {
+        store
+            .read_modify_write_typed(self.keys()[0], level, |found| {
+                let (mut members, expires_at_ms) = match found {
+                    None => (Vec::new(), None),
+                    Some(TypedFound {
+                        value: TypedValue::Set(members),
+                        expires_at_ms,
+                        ..
+                    }) => (members.clone(), *expires_at_ms),
+                    Some(_) => return (TypedChange::Keep, wrong_type()),
+                };
+                match self.change(&mut members) {
+                    (reply, true) => (
+                        TypedChange::PutSet {
+                            members,
+                            expires_at_ms,
+                        },
+                        reply,
+                    ),
+                    (reply, false) => (TypedChange::Keep, reply),
+                }
+            })
+            .await
+    }
+
+    /// A write command on an OR-set made by the HTTP API: merged into the CRDT.
+    async fn write_or_set(self, crdts: &CrdtStore, level: Consistency) -> Result<Frame, CrdtError> {
         Ok(match self {
             SetCmd::Add(key, members) => {
                 let before = crdts.set_members(&key, level).await?;
@@ -234,60 +365,50 @@ impl SetCmd {
             SetCmd::Rem(key, members) => {
                 Frame::Integer(crdts.set_remove(&key, &members, level).await?.0 as i64)
             }
-            SetCmd::Members(key) => Frame::Set(
-                crdts
-                    .set_members(&key, level)
-                    .await?
-                    .into_iter()
-                    .map(Frame::bulk)
-                    .collect(),
-            ),
-            SetCmd::IsMember(key, member) => {
-                let members = crdts.set_members(&key, level).await?;
-                Frame::Integer(i64::from(members.contains(&member[..])))
-            }
-            SetCmd::MIsMember(key, asked) => {
-                let members = crdts.set_members(&key, level).await?;
-                Frame::Array(
-                    asked
-                        .iter()
-                        .map(|m| Frame::Integer(i64::from(members.contains(&m[..]))))
-                        .collect(),
-                )
-            }
-            SetCmd::Card(key) => Frame::Integer(crdts.set_members(&key, level).await?.len() as i64),
             SetCmd::Pop(key, count) => {
-                let members = crdts.set_members(&key, level).await?;
-                let n = count.unwrap_or(1).min(members.len());
-                let picked: Vec<Vec<u8>> = {
-                    let all: Vec<&Vec<u8>> = members.iter().collect();
-                    rand::seq::index::sample(&mut rand::rng(), all.len(), n)
-                        .into_iter()
-                        .map(|i| all[i].clone())
-                        .collect()
-                };
+                let all: Vec<Vec<u8>> = crdts.set_members(&key, level).await?.into_iter().collect();
+                let mut left = all.clone();
+                let (reply, _) = SetCmd::Pop(key.clone(), count).change(&mut left);
+                let picked: Vec<Vec<u8>> = all.into_iter().filter(|m| !left.contains(m)).collect();
                 if !picked.is_empty() {
                     crdts.set_remove(&key, &picked, level).await?;
                 }
-                match count {
-                    None => picked.into_iter().next().map_or(Frame::Null, Frame::bulk),
-                    Some(_) => Frame::Set(picked.into_iter().map(Frame::bulk).collect()),
-                }
+                reply
             }
-            SetCmd::RandMember(key, count) => {
-                random_members(&crdts.set_members(&key, level).await?, count)
-            }
-            SetCmd::Combine(algebra, keys) => {
-                // Every key is read, and any of another type refuses the whole command (even
-                // after an absent one), as Redis checks them all before combining.
-                let reads = keys.iter().map(|k| crdts.set_members(k, level));
-                let sets = futures::future::join_all(reads)
-                    .await
+            read => {
+                let members: Vec<Vec<u8>> = crdts
+                    .set_members(read.keys()[0], level)
+                    .await?
                     .into_iter()
-                    .collect::<Result<Vec<_>, _>>()?;
-                Frame::Set(algebra.combine(sets).into_iter().map(Frame::bulk).collect())
+                    .collect();
+                read.answer(&members)
             }
         })
+    }
+}
+
+/// The members of the set under `key`: a Redis set, or an OR-set made by the HTTP API; none
+/// for an absent key. `Err`: the reply (WRONGTYPE for another type, or the store's failure).
+async fn read_set(
+    store: &VersionedStore,
+    crdts: &CrdtStore,
+    key: &[u8],
+    level: Consistency,
+) -> Result<Vec<Vec<u8>>, Frame> {
+    match store.get_typed(key, level, TypedWanted::Full).await {
+        Ok(None) => Ok(Vec::new()),
+        Ok(Some(TypedFound {
+            value: TypedValue::Set(members),
+            ..
+        })) => Ok(members),
+        Ok(Some(_)) => Err(wrong_type()),
+        Err(StoreError::KindConflict {
+            holds: CrdtKind::Set,
+        }) => match crdts.set_members(key, level).await {
+            Ok(members) => Ok(members.into_iter().collect()),
+            Err(e) => Err(crdt_error(e)),
+        },
+        Err(e) => Err(store_error(e)),
     }
 }
 

@@ -875,7 +875,7 @@ impl ZsetCmd {
                 reverse,
                 limit,
             } => {
-                let result = match read_sets(store, &[src], level).await {
+                let result = match read_sets(store, &[src], level, false).await {
                     Ok(sets) => sets.into_iter().next().flatten().map(|set| {
                         select(&set, &by, reverse, limit)
                             .into_iter()
@@ -892,7 +892,7 @@ impl ZsetCmd {
                 keys,
                 options,
             } => {
-                let sets = match read_sets(store, &keys, level).await {
+                let sets = match read_sets(store, &keys, level, true).await {
                     Ok(sets) => sets,
                     Err(e) => return e,
                 };
@@ -1005,12 +1005,14 @@ fn random_members(set: Option<&Members>, count: Option<i64>, withscores: bool) -
 }
 
 /// The sorted sets at `keys` (`None` for a missing key), read concurrently at the level;
-/// the first key, in order, that holds another type or failed gives the error reply. Not a
-/// snapshot across keys.
+/// the first key, in order, that holds another type or failed gives the error reply. With
+/// `sets_too` (the algebra, as Redis's), a set counts as a sorted set whose members all
+/// score 1. Not a snapshot across keys.
 async fn read_sets(
     store: &VersionedStore,
     keys: &[Bytes],
     level: Consistency,
+    sets_too: bool,
 ) -> Result<Vec<Option<Members>>, Frame> {
     let reads = keys
         .iter()
@@ -1018,6 +1020,17 @@ async fn read_sets(
     let mut sets = Vec::with_capacity(keys.len());
     for found in futures::future::join_all(reads).await {
         let found = found.map_err(store_error)?;
+        if let Some(TypedFound {
+            value: TypedValue::Set(members),
+            ..
+        }) = &found
+            && sets_too
+        {
+            let mut scored: Members = members.iter().map(|m| (m.clone(), 1.0)).collect();
+            scored.sort_by(|a, b| a.0.cmp(&b.0));
+            sets.push(Some(scored));
+            continue;
+        }
         sets.push(as_zset(found.as_ref())?.cloned());
     }
     Ok(sets)
