@@ -216,3 +216,58 @@ async fn increments_through_two_processes_are_each_applied_once() {
     drop(second);
     tc.shutdown().await;
 }
+
+/// SPOP of one set from clients of two quorumd processes at once: every member is answered
+/// to exactly one client, none twice and none lost, and the emptied set is gone (a Redis set,
+/// a versioned value under ballots; as a CRDT, two concurrent SPOPs could answer one member).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
+    let tc = TestCluster::start(3).await;
+    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
+    let one = tc.app().resp_addr().expect("resp on");
+    let members: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
+    let mut c = Client::connect(one).await;
+    let mut sadd = vec!["SADD", "ballot:pool"];
+    sadd.extend(members.iter().map(String::as_str));
+    assert_eq!(c.call(&sadd).await, Frame::Integer(120));
+    let clients: Vec<_> = [one, second.resp, one, second.resp]
+        .into_iter()
+        .map(|addr| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                let (mut popped, mut errors) = (Vec::new(), 0);
+                loop {
+                    match c.call(&["SPOP", "ballot:pool"]).await {
+                        Frame::Bulk(m) => popped.push(String::from_utf8(m.to_vec()).unwrap()),
+                        Frame::Null => return (popped, errors),
+                        Frame::Error(_) => errors += 1,
+                        other => panic!("SPOP answered {other:?}"),
+                    }
+                    assert!(errors < 50, "SPOP keeps failing");
+                }
+            })
+        })
+        .collect();
+    let (mut popped, mut errors) = (Vec::new(), 0);
+    for c in clients {
+        let (p, e) = c.await.unwrap();
+        popped.extend(p);
+        errors += e;
+    }
+    let distinct: HashSet<&String> = popped.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        popped.len(),
+        "a member was handed out twice"
+    );
+    // A pop that answered an error may have taken its member.
+    assert!(
+        popped.len() + errors >= members.len(),
+        "{} popped, {errors} errors, {} members",
+        popped.len(),
+        members.len()
+    );
+    assert_eq!(c.call(&["EXISTS", "ballot:pool"]).await, Frame::Integer(0));
+    drop(second);
+    tc.shutdown().await;
+}
