@@ -343,6 +343,31 @@ const VALUES: &[&[u8]] = &[
     b"hello world",
     b"12",
 ];
+/// INCRBYFLOAT's increments: Redis's `long double` rounding and printing, hexadecimal
+/// floats, infinities (refused), range limits, and what is not a float.
+const FLOATS: &[&str] = &[
+    "0.1",
+    "-0.1",
+    "1",
+    "2.5",
+    "-3",
+    "1e2",
+    "3.0e3",
+    "0x1p-2",
+    "1e-20",
+    "0.000003814697265625",
+    "1.18e4932",
+    "-1.18e4932",
+    "1e-4951",
+    "inf",
+    "-inf",
+    "nan",
+    "abc",
+    "",
+    " 1",
+    "1e5000",
+    "9223372036854775807",
+];
 const BIT_OFFSETS: &[&str] = &["0", "1", "7", "8", "13", "100", "-1", "x", "4294967296"];
 const SCORES: &[&str] = &[
     "0", "1", "2", "2.5", "-1", "10", "-inf", "+inf", "1e2", "x", "(1", "(2.5", "3", "-0.5",
@@ -512,7 +537,7 @@ impl Gen {
     }
 
     fn string(&mut self) -> Cmd {
-        match self.rng.random_range(0..25) {
+        match self.rng.random_range(0..27) {
             0 | 1 => Cmd::new("GET").key(&self.key(Use::Plain)),
             2..=4 => {
                 let mut c = Cmd::new("SET")
@@ -615,6 +640,27 @@ impl Gen {
                         .arg(self.pick(&["BIT", "BYTE", "bit", "WORD"])),
                     _ => c.arg("0").arg("-1").arg("BIT").arg("x"),
                 }
+            }
+            25 => Cmd::new("INCRBYFLOAT")
+                .key(&self.key(Use::Plain))
+                .arg(self.pick(FLOATS)),
+            26 => {
+                let mut c = Cmd::new("MSETNX");
+                let mut keys = Vec::new();
+                for _ in 0..self.rng.random_range(1..4) {
+                    // Now and then a key again (Redis keeps its last value).
+                    let k = match keys.last() {
+                        Some(k) if self.chance(0.2) => Vec::clone(k),
+                        _ => self.key(Use::Plain),
+                    };
+                    c = c.key(&k).arg(self.value());
+                    keys.push(k);
+                }
+                if self.chance(0.05) {
+                    // A key without its value: wrong arity.
+                    c = c.key(&self.key(Use::Plain));
+                }
+                c
             }
             _ => {
                 // A numeric edge: set an i64 bound, then count past it.

@@ -4,7 +4,11 @@
 //! stays a plain string (SET, DEL, EXPIRE and APPEND apply to it). A key that is a PN-counter
 //! (made by the HTTP API's CRDT calls, docs/CRDTS.md) keeps its merge semantics: the increment
 //! is added to the counter.
+//!
+//! INCRBYFLOAT is the same read-modify-write on the string, in Redis's `long double`
+//! arithmetic (`long_double.rs`); a PN-counter holds integers only, so it refuses those.
 
+use super::long_double::{self, LongDouble, Parsed};
 use super::{Access, Command, Flag, Spec, crdt_error, data, int_arg, store_error};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -26,6 +30,14 @@ pub static SPECS: &[Spec] = &[
             .checked_neg()
             .ok_or_else(|| Frame::error("ERR decrement would overflow"))?;
         incr(a, delta)
+    }),
+    Spec::keyed("incrbyfloat", 3, WRITE, (1, 1, 1), |a| {
+        // The increment is checked once the key is read: Redis answers WRONGTYPE, and a bad
+        // stored value, before a bad increment.
+        data(FloatCmd {
+            key: a[1].clone(),
+            increment: a[2].clone(),
+        })
     }),
 ];
 
@@ -99,6 +111,65 @@ impl CounterCmd {
             Err(e) => store_error(e),
         }
     }
+}
+
+/// INCRBYFLOAT: the increment as the client sent it.
+pub struct FloatCmd {
+    key: Bytes,
+    increment: Bytes,
+}
+
+impl FloatCmd {
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            reads: vec![],
+            writes: vec![&self.key[..]],
+        }
+    }
+
+    pub async fn apply(self, store: &VersionedStore, level: Consistency) -> Frame {
+        let written = store
+            .read_modify_write(&self.key, level, |found| {
+                // An absent key counts as 0, as in Redis.
+                let current = match found {
+                    None => Some(Parsed::Finite(LongDouble::ZERO)),
+                    Some(f) => long_double::parse(&f.value),
+                };
+                let (Some(current), Some(by)) = (current, long_double::parse(&self.increment))
+                else {
+                    return (Change::Keep, Err(not_a_float()));
+                };
+                let Some(sum) = long_double::add(current, by) else {
+                    return (
+                        Change::Keep,
+                        Err(Frame::error("ERR increment would produce NaN or Infinity")),
+                    );
+                };
+                let text = long_double::human(sum);
+                let change = Change::Put {
+                    value: text.clone().into_bytes(),
+                    // Kept, as Redis keeps it (it replicates INCRBYFLOAT as SET ... KEEPTTL).
+                    expires_at_ms: found.and_then(|f| f.expires_at_ms),
+                };
+                (change, Ok(text))
+            })
+            .await;
+        match written {
+            Ok(Ok(text)) => Frame::bulk(text),
+            Ok(Err(refusal)) => refusal,
+            // A PN-counter merges integer deltas only: a fraction has no place in it.
+            Err(StoreError::KindConflict {
+                holds: CrdtKind::Counter,
+            }) => Frame::error(
+                "WRONGTYPE the key is a PN-counter, which holds integers only: use INCRBY",
+            ),
+            Err(e) => store_error(e),
+        }
+    }
+}
+
+fn not_a_float() -> Frame {
+    Frame::error("ERR value is not a valid float")
 }
 
 /// A string Redis takes as an integer: an optional minus sign and digits, no leading zeros,

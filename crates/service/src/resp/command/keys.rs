@@ -27,7 +27,7 @@ fn holds_other_type(e: &StoreError) -> bool {
 
 /// `store.get`, or for a key of another type its typed read by type only, as a `Found` without
 /// a value: what EXISTS and the TTL commands look at.
-async fn get_any(
+pub(super) async fn get_any(
     store: &VersionedStore,
     key: &[u8],
     level: Consistency,

@@ -13,6 +13,7 @@ mod keyspace;
 mod lcs;
 mod list_ops;
 mod lists;
+mod long_double;
 pub mod pubsub;
 mod quorumd;
 mod server;
@@ -203,6 +204,7 @@ pub enum DataCmd {
     String(strings::StringCmd),
     Key(keys::KeyCmd),
     Counter(counters::CounterCmd),
+    Float(counters::FloatCmd),
     Hash(hashes::HashCmd),
     Set(sets::SetCmd),
     List(lists::ListCmd),
@@ -223,6 +225,7 @@ impl DataCmd {
             DataCmd::String(c) => c.access(),
             DataCmd::Key(c) => c.access(),
             DataCmd::Counter(c) => c.access(),
+            DataCmd::Float(c) => c.access(),
             DataCmd::Hash(c) => c.access(),
             DataCmd::Set(c) => c.access(),
             DataCmd::List(c) => c.access(),
@@ -237,6 +240,7 @@ impl DataCmd {
             DataCmd::String(c) => c.apply(store, crdts, level).await,
             DataCmd::Key(c) => c.apply(store, crdts, level).await,
             DataCmd::Counter(c) => c.apply(store, crdts, level).await,
+            DataCmd::Float(c) => c.apply(store, level).await,
             DataCmd::Hash(c) => c.apply(store, crdts, level).await,
             DataCmd::Set(c) => c.apply(store, crdts, level).await,
             DataCmd::List(c) => c.apply(store, level).await,
@@ -487,6 +491,12 @@ impl From<keys::KeyCmd> for DataCmd {
 impl From<counters::CounterCmd> for DataCmd {
     fn from(c: counters::CounterCmd) -> Self {
         DataCmd::Counter(c)
+    }
+}
+
+impl From<counters::FloatCmd> for DataCmd {
+    fn from(c: counters::FloatCmd) -> Self {
+        DataCmd::Float(c)
     }
 }
 

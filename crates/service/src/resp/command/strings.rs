@@ -1,5 +1,5 @@
 //! String commands on the versioned store: GET, SET (EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET), SETNX,
-//! SETEX, PSETEX, GETSET, GETEX, GETDEL, MGET, MSET, STRLEN, APPEND, GETRANGE, SETRANGE, LCS.
+//! SETEX, PSETEX, GETSET, GETEX, GETDEL, MGET, MSET, MSETNX, STRLEN, APPEND, GETRANGE, SETRANGE, LCS.
 //!
 //! Every command that changes part of a value, or only its TTL (APPEND, SETRANGE, GETEX with
 //! an option), is a read-modify-write under the key's version, so a concurrent writer's bytes
@@ -40,7 +40,12 @@ pub static SPECS: &[Spec] = &[
     spec("mget", -2, READ, -1, 1, |a| {
         data(StringCmd::MGet(a[1..].to_vec()))
     }),
-    spec("mset", -3, WRITE, -1, 2, parse_mset),
+    spec("mset", -3, WRITE, -1, 2, |a| {
+        data(StringCmd::MSet(pairs(a, "mset")?))
+    }),
+    spec("msetnx", -3, WRITE, -1, 2, |a| {
+        data(StringCmd::MSetNx(pairs(a, "msetnx")?))
+    }),
     spec("strlen", 2, READ, 1, 1, |a| {
         data(StringCmd::Strlen(a[1].clone()))
     }),
@@ -102,6 +107,7 @@ pub enum StringCmd {
     GetDel(Bytes),
     MGet(Vec<Bytes>),
     MSet(Vec<(Bytes, Bytes)>),
+    MSetNx(Vec<(Bytes, Bytes)>),
     Strlen(Bytes),
     Append(Bytes, Bytes),
     /// GETEX with an option: the key, and the expiry to set (`Expiry::Never` for PERSIST), or
@@ -368,15 +374,15 @@ fn parse_setex(args: &[Bytes], unit: i64, name: &str) -> Result<Command, Frame> 
     }))
 }
 
-fn parse_mset(args: &[Bytes]) -> Result<Command, Frame> {
+/// MSET's and MSETNX's `key value [key value ...]`.
+fn pairs(args: &[Bytes], name: &str) -> Result<Vec<(Bytes, Bytes)>, Frame> {
     if args.len().is_multiple_of(2) {
-        return Err(super::wrong_arity("mset"));
+        return Err(super::wrong_arity(name));
     }
-    let pairs = args[1..]
+    Ok(args[1..]
         .chunks(2)
         .map(|p| (p[0].clone(), p[1].clone()))
-        .collect();
-    data(StringCmd::MSet(pairs))
+        .collect())
 }
 
 fn absolute(expiry: Expiry, current: Option<u64>) -> Option<u64> {
@@ -432,7 +438,7 @@ impl StringCmd {
                 reads: vec![],
                 writes: one(k),
             },
-            StringCmd::MSet(pairs) => Access {
+            StringCmd::MSet(pairs) | StringCmd::MSetNx(pairs) => Access {
                 reads: vec![],
                 writes: pairs.iter().map(|(k, _)| &k[..]).collect(),
             },
@@ -486,6 +492,7 @@ impl StringCmd {
                     None => Frame::ok(),
                 }
             }
+            StringCmd::MSetNx(pairs) => apply_msetnx(pairs, store, level).await,
             StringCmd::GetDel(key) => store
                 .read_modify_write(&key, level, |found| match found {
                     Some(f) => (Change::Delete, Frame::bulk(f.value.clone())),
@@ -609,6 +616,60 @@ impl StringCmd {
                     }
                 }),
         }
+    }
+}
+
+/// MSETNX: every key read at the level (a key of any type counts, as in Redis); if none
+/// exists, each is written on the condition that it is still absent. Not atomic across keys:
+/// a key another client creates between the read and its write keeps that client's value
+/// while the others are written, and the reply is 1 when at least one key was written, 0 when
+/// none was (docs/RESP.md).
+async fn apply_msetnx(
+    pairs: Vec<(Bytes, Bytes)>,
+    store: &VersionedStore,
+    level: Consistency,
+) -> Frame {
+    // Redis sets the pairs in order, so a key given twice ends with its last value; written
+    // twice here, the second IfAbsent write would find the first.
+    let mut last: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        match last.iter_mut().find(|(seen, _)| *seen == k) {
+            Some(pair) => pair.1 = v,
+            None => last.push((k, v)),
+        }
+    }
+    let reads = last
+        .iter()
+        .map(|(k, _)| super::keys::get_any(store, k, level));
+    for r in futures::future::join_all(reads).await {
+        match r {
+            Ok(None) => {}
+            Ok(Some(_)) => return Frame::Integer(0),
+            // A counter, set or hash, or a raw value of another type, exists too.
+            Err(e) if is_wrong_type(&e) => return Frame::Integer(0),
+            Err(e) => return store_error(e),
+        }
+    }
+    let writes = last
+        .iter()
+        .map(|(k, v)| store.put_at(k, v, None, level, Precondition::IfAbsent));
+    let mut written = false;
+    let mut failure = None;
+    for r in futures::future::join_all(writes).await {
+        match r {
+            Ok(_) => written = true,
+            // The key appeared since the read (of any type): it keeps the other writer's value.
+            Err(StoreError::PreconditionFailed { .. }) => {}
+            Err(e) if is_wrong_type(&e) => {}
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    // As MSET: an error when a write's outcome is not known, whatever the others did.
+    match failure {
+        Some(e) => store_error(e),
+        None => Frame::Integer(i64::from(written)),
     }
 }
 
