@@ -317,6 +317,10 @@ fn parse_bit_range(args: &[Bytes]) -> Result<Option<(i64, i64, bool)>, Frame> {
         [] => Ok(None),
         [start, end, unit @ ..] if unit.len() <= 1 => {
             let (start, end) = (int_arg(start)?, int_arg(end)?);
+            // Redis answers an empty negative range before it looks at the unit.
+            if start < 0 && end < 0 && start > end {
+                return Ok(Some((start, end, false)));
+            }
             let bits = match unit {
                 [] => false,
                 [u] if eq(u, "byte") => false,
@@ -774,6 +778,11 @@ mod tests {
         assert_eq!(bit_count(v, Some((5, 30, true))), 17);
         assert_eq!(bit_count(v, Some((-1, -2, false))), 0);
         assert_eq!(bit_count(b"", Some((0, -1, true))), 0);
+        // An empty negative range is 0 whatever the unit, as in Redis 7.0.
+        let word = [Bytes::from("-1"), Bytes::from("-2"), Bytes::from("WORD")];
+        assert_eq!(parse_bit_range(&word), Ok(Some((-1, -2, false))));
+        let word = [Bytes::from("1"), Bytes::from("2"), Bytes::from("WORD")];
+        assert!(parse_bit_range(&word).is_err());
         assert!(bit_at(b"\x80", 0) && !bit_at(b"\x80", 1) && !bit_at(b"\x80", 100));
         assert!(bit_offset(b"4294967296").is_err() && bit_offset(b"-1").is_err());
         assert_eq!(bit_offset(b"4294967295"), Ok(4_294_967_295));

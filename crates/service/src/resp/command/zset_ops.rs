@@ -146,19 +146,25 @@ impl LexRange {
     }
 
     pub fn contains(&self, member: &[u8]) -> bool {
-        let above = match &self.min {
+        self.above_min(member) && self.below_max(member)
+    }
+
+    fn above_min(&self, member: &[u8]) -> bool {
+        match &self.min {
             LexBound::Lowest => true,
             LexBound::Highest => false,
             LexBound::Inclusive(m) => member >= m.as_slice(),
             LexBound::Exclusive(m) => member > m.as_slice(),
-        };
-        let below = match &self.max {
+        }
+    }
+
+    fn below_max(&self, member: &[u8]) -> bool {
+        match &self.max {
             LexBound::Lowest => false,
             LexBound::Highest => true,
             LexBound::Inclusive(m) => member <= m.as_slice(),
             LexBound::Exclusive(m) => member < m.as_slice(),
-        };
-        above && below
+        }
     }
 }
 
@@ -299,18 +305,55 @@ pub fn by_score<'a>(
     }
 }
 
-/// The members in the lex `range` (meaningful when all scores are equal, as in Redis).
+/// The members in the lex `range`, walked as Redis walks a small (listpack) sorted set in
+/// score order, so that sets whose scores differ (where Redis leaves the result unspecified)
+/// answer as on one server: the run starts at the first member (the last when `reverse`) past
+/// the near bound, LIMIT's offset skips members whatever they hold, and the run stops at the
+/// first member past the far bound.
 pub fn by_lex<'a>(
     set: &'a Members,
     range: &LexRange,
     reverse: bool,
     limit: Limit,
 ) -> Vec<&'a (Vec<u8>, f64)> {
-    let matching = |e: &&(Vec<u8>, f64)| range.contains(&e.0);
+    let (Some(first), Some(last)) = (set.first(), set.last()) else {
+        return Vec::new();
+    };
+    // `zzlIsInLexRange`: the whole set is out of range unless it reaches both bounds.
+    if !range.above_min(&last.0) || !range.below_max(&first.0) {
+        return Vec::new();
+    }
+    let Ok(offset) = usize::try_from(limit.offset) else {
+        return Vec::new();
+    };
+    let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
     if reverse {
-        limited(set.iter().rev().filter(matching), limit)
+        let Some(start) = set.iter().rposition(|e| range.below_max(&e.0)) else {
+            return Vec::new();
+        };
+        if !range.above_min(&set[start].0) {
+            return Vec::new();
+        }
+        set[..=start]
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(count)
+            .take_while(|e| range.above_min(&e.0))
+            .collect()
     } else {
-        limited(set.iter().filter(matching), limit)
+        let Some(start) = set.iter().position(|e| range.above_min(&e.0)) else {
+            return Vec::new();
+        };
+        if !range.below_max(&set[start].0) {
+            return Vec::new();
+        }
+        set[start..]
+            .iter()
+            .skip(offset)
+            .take(count)
+            .take_while(|e| range.below_max(&e.0))
+            .collect()
     }
 }
 
@@ -471,6 +514,31 @@ mod tests {
         assert!(r.contains(b"b") && r.contains(b"c") && !r.contains(b"d") && !r.contains(b"a"));
         let all = LexRange::parse(b"-", b"+").unwrap();
         assert!(all.contains(b"") && all.contains(b"\xff"));
+        // Mixed scores: Redis walks in score order and stops at the first member past a bound.
+        let set: Members = vec![
+            (b"b".to_vec(), 1.0),
+            (b"a".to_vec(), 2.0),
+            (b"c".to_vec(), 3.0),
+        ];
+        let names = |v: Vec<&(Vec<u8>, f64)>| v.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
+        let a = LexRange::parse(b"[a", b"[a").unwrap();
+        assert!(by_lex(&set, &a, false, Limit::default()).is_empty());
+        let ab = LexRange::parse(b"[a", b"[b").unwrap();
+        assert_eq!(
+            names(by_lex(&set, &ab, false, Limit::default())),
+            [b"b".to_vec(), b"a".to_vec()]
+        );
+        assert_eq!(
+            names(by_lex(&set, &ab, true, Limit::default())),
+            [b"a".to_vec(), b"b".to_vec()]
+        );
+        let skip_one = Limit {
+            offset: 1,
+            count: 5,
+        };
+        assert_eq!(names(by_lex(&set, &ab, false, skip_one)), [b"a".to_vec()]);
+        let upto_a = LexRange::parse(b"-", b"[a").unwrap();
+        assert!(by_lex(&set, &upto_a, false, Limit::default()).is_empty());
         assert!(!LexRange::parse(b"+", b"-").unwrap().contains(b"a"));
         assert!(LexRange::parse(b"b", b"+").is_none());
         assert!(LexRange::parse(b"-x", b"+").is_none());
