@@ -505,3 +505,105 @@ async fn a_shard_back_in_service_gets_the_writes_it_missed() {
     .await;
     tc.shutdown().await;
 }
+
+/// A master that restarts empty makes its replica `recovering` for that master's slots only:
+/// until the sweep has caught it up, the replica's answers still count toward read quorums
+/// for every other slot. With a second replica paused, quorum reads of the other shards' keys
+/// go on (replica 0 and the recovering replica 1 make two), and those of the wiped shard's keys
+/// fail rather than count an answer that may have lost acknowledged writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_master_makes_its_replica_recovering_for_its_slots_only() {
+    let mut tc = TestCluster::start_clusters(3, (3, 0), |c| c.sync.in_flight_window_ms = 0).await;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        let r = tc.put(k, "acknowledged", "consistency=all").await;
+        assert!(r.status().is_success(), "{k}: {}", r.status());
+    }
+    // The exchange a restart asks for would catch the replica up before the test can look:
+    // the test holds the exchange's slot, so that one finds a sweep running and waits.
+    let held = tc
+        .app()
+        .sweeper()
+        .begin(quorumd::sync::SweepRequest::new(
+            SweepMode::Exchange,
+            quorumd::sync::SweepTrigger::Test,
+        ))
+        .expect("no exchange running");
+    let victim = 3; // master 0 of replica 1
+    let victim_port = tc.cluster.nodes[victim].port();
+    tc.cluster.nodes[victim]
+        .restart()
+        .expect("restart the master");
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "replica 1 recovering for some slots",
+        || async {
+            let (_, status) = tc.json("/v1/status").await;
+            status["nodes"][1]["health"] == "recovering"
+                && status["nodes"][1]["recovering_slots"].is_array()
+        },
+    )
+    .await;
+    let (_, status) = tc.json("/v1/status").await;
+    let node = &status["nodes"][1];
+    let shard = node["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["master"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{victim_port}"))
+        })
+        .expect("the victim is a master of replica 1")
+        .clone();
+    assert_eq!(node["recovering_slots"], shard["slots"], "{node}");
+    let wiped = |key: &str| {
+        let slot = quorumd_core::layout::key_slot(key.as_bytes()) as u64;
+        shard["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| (r[0].as_u64().unwrap()..=r[1].as_u64().unwrap()).contains(&slot))
+    };
+    let (lost, kept): (Vec<&String>, Vec<&String>) = keys.iter().partition(|k| wiped(k));
+    assert!(!lost.is_empty() && !kept.is_empty());
+    for i in 6..9 {
+        tc.cluster.nodes[i].pause();
+    }
+    for k in &kept {
+        let r = tc.get(k, "consistency=quorum").await;
+        assert!(
+            r.status().is_success(),
+            "{k} (intact shard): {}",
+            r.status()
+        );
+        assert_eq!(r.text().await.unwrap(), "acknowledged", "{k}");
+    }
+    for k in &lost {
+        let r = tc.get(k, "consistency=quorum").await;
+        assert!(
+            !r.status().is_success(),
+            "{k} (wiped shard) read at quorum from one replica that counts"
+        );
+    }
+    for i in 6..9 {
+        tc.cluster.nodes[i].resume();
+    }
+    // Released, the exchange runs (replica 2, just resumed, may fail it until its next
+    // probe), and the exchanges after it catch replica 1 up: it counts for every slot again.
+    tc.app().sweeper().execute(held).await;
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(60),
+        "replica 1 back in sync",
+        || async {
+            let report = exchange(&tc).await;
+            let (_, status) = tc.json("/v1/status").await;
+            report.errors.is_empty() && status["nodes"][1]["health"] == "up"
+        },
+    )
+    .await;
+    replicas_agree(&tc, &seeds(&tc, 3)).await;
+    tc.shutdown().await;
+}

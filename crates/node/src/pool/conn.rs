@@ -408,6 +408,7 @@ mod tests {
             slots: vec![(slot, slot)],
             up: false,
             last_error: None,
+            run_id: None,
         }]);
         let refused = refusal(&shards, redis::cmd("GET").arg("k")).expect("refused");
         assert_eq!(refused.kind(), redis::ErrorKind::Client);

@@ -17,7 +17,7 @@ pub mod tls;
 pub use conn::NodeConn;
 pub use error::{NodeError, ServerError, ServerErrorKind, classify, tls_cause};
 pub use health::{Health, HealthTracker};
-pub use shards::{ShardStatus, Shards};
+pub use shards::{LostSlots, RecoveringScope, ShardStatus, Shards};
 pub use tls::{TlsConfig, TlsError};
 
 use crate::events;
@@ -58,6 +58,8 @@ pub struct NodeStatus {
     /// A Redis Cluster replica's shards (its masters and their slots) as last probed; empty
     /// for a standalone server.
     pub shards: Vec<ShardStatus>,
+    /// While recovering: the slots that wait for the sweep (all of them: `null`).
+    pub recovering_slots: Option<Vec<(u16, u16)>>,
 }
 
 /// One Redis server.
@@ -75,6 +77,8 @@ pub struct Node {
     pub identity: String,
     /// Wall-clock ms when the node was marked recovering.
     recovering_since_ms: Mutex<Option<u64>>,
+    /// What a recovering node may have lost: all of it, or a cluster's slots of some shards.
+    recovering_scope: Mutex<RecoveringScope>,
     shared: Arc<PoolShared>,
     /// Wakes the monitor early when a request saw the connection fail.
     wake: Notify,
@@ -124,6 +128,7 @@ impl Node {
             run_id: Mutex::new(None),
             identity: address.identity.clone(),
             recovering_since_ms: Mutex::new(None),
+            recovering_scope: Mutex::new(RecoveringScope::Whole),
             shared,
             wake: Notify::new(),
             timeouts: timeouts.clone(),
@@ -157,6 +162,10 @@ impl Node {
             has_sentinel: self.shared.sentinels().has(self.id),
             state_age_s: t.since().elapsed().as_secs_f64(),
             shards: self.shards.snapshot(),
+            recovering_slots: match &*self.recovering_scope() {
+                RecoveringScope::Slots(s) if t.is_recovering() => Some(s.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -710,18 +719,22 @@ impl Node {
         let mut infos = Vec::new();
         let mut shards = Vec::new();
         for ((master, slots), answer) in map.into_iter().zip(answers) {
-            let last_error = match answer {
+            let (last_error, run_id) = match answer {
                 Ok(info) => {
+                    let run_id = redis::FromRedisValue::from_redis_value(info.clone())
+                        .ok()
+                        .and_then(|text: String| parse_run_id(&text));
                     infos.push((master.clone(), info));
-                    None
+                    (None, run_id)
                 }
-                Err(e) => Some(e),
+                Err(e) => (Some(e), None),
             };
             shards.push(ShardStatus {
                 master,
                 slots: slots.iter().map(|r| (*r.start(), *r.end())).collect(),
                 up: last_error.is_none(),
                 last_error,
+                run_id,
             });
         }
         let all_answered = infos.len() == shards.len();
@@ -771,16 +784,35 @@ impl Node {
             }
             match &probe.sentinel {
                 Some(held) => sentinels.probed(self.id, held.clone()),
-                None => false,
+                None => Vec::new(),
             }
         };
-        if restarted || wiped {
-            let reason = if wiped {
-                "sentinel key missing: data lost"
-            } else {
-                "server restarted (run_id changed)"
-            };
-            self.mark_recovering(reason);
+        match &probe.shards {
+            // A cluster's losses are per shard: only the slots of a master that restarted,
+            // failed over or lost its sentinel wait for the sweep.
+            Some(shards) => {
+                let mut lost = self.shards.lost_since_last_probe(shards);
+                for slot in wiped.iter().filter_map(|m| sentinel::mark_slot(m)) {
+                    if let Some(s) = shards.iter().find(|s| s.owns(slot)) {
+                        lost.push(LostSlots {
+                            master: s.master.clone(),
+                            slots: s.slots.clone(),
+                            reason: "sentinel key missing: data lost",
+                        });
+                    }
+                }
+                for l in lost {
+                    let reason = format!("{}: {}", l.master, l.reason);
+                    self.mark_recovering(&reason, RecoveringScope::Slots(l.slots));
+                }
+            }
+            None if !wiped.is_empty() => {
+                self.mark_recovering("sentinel key missing: data lost", RecoveringScope::Whole)
+            }
+            None if restarted => {
+                self.mark_recovering("server restarted (run_id changed)", RecoveringScope::Whole)
+            }
+            None => {}
         }
         // Only now may requests reach a shard again: a master that came back empty has made
         // the replica `recovering` above, before any read can count its answer.
@@ -803,19 +835,49 @@ impl Node {
         }
     }
 
-    fn mark_recovering(&self, reason: &str) {
-        let (newly, change) = {
+    fn mark_recovering(&self, reason: &str, scope: RecoveringScope) {
+        let (grew, change) = {
             let mut t = self.tracker();
-            let newly = !t.is_recovering();
-            (newly, t.mark_recovering())
+            let mut current = self.recovering_scope();
+            let grew = if t.is_recovering() {
+                current.widen(scope)
+            } else {
+                *current = scope;
+                true
+            };
+            (grew, t.mark_recovering())
         };
         // The flag may flip while the node looks down (restarted while unreachable): the
         // timestamp must be fresh all the same, or writes since an earlier episode are missed.
-        if newly {
+        // A scope that grew is a new loss: an exchange that read its digests before it must
+        // not take the node for caught up.
+        if grew {
             *self.recovering_since() = Some(quorumd_core::hlc::wall_clock_ms());
             self.shared.attention.notify_one();
         }
         self.announce(change, reason);
+    }
+
+    fn recovering_scope(&self) -> std::sync::MutexGuard<'_, RecoveringScope> {
+        self.recovering_scope
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node's answer about `key` counts toward a read quorum: not while it may
+    /// lack writes it acknowledged for it (recovering, for a cluster only in the slots of the
+    /// shards that lost them). `None`: a read of no one key (a scan), which needs every slot.
+    pub fn counts_for_reads(&self, key: Option<&[u8]>) -> bool {
+        if self.health() != Health::Recovering {
+            return true;
+        }
+        match (key, &*self.recovering_scope()) {
+            (Some(key), RecoveringScope::Slots(slots)) => {
+                let slot = quorumd_core::layout::key_slot(key) as u16;
+                !slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
+            }
+            _ => false,
+        }
     }
 
     /// When the node was marked recovering (wall-clock ms), if it is recovering.

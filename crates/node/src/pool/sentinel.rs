@@ -42,6 +42,11 @@ pub fn mark(identity: &str, slot: Option<u16>) -> String {
     }
 }
 
+/// The slot a cluster mark names (`None` for a standalone server's).
+pub fn mark_slot(mark: &str) -> Option<u16> {
+    mark.rsplit_once('#')?.1.parse().ok()
+}
+
 impl Sentinels {
     /// The nodes with these identities (`host:port/db`), none probed yet.
     pub fn new(identities: Vec<String>) -> Self {
@@ -73,11 +78,13 @@ impl Sentinels {
     }
 
     /// Records a probe of `id`: each of its marks, and whether it holds that sentinel. Returns
-    /// whether the node lost data: it lacks a sentinel it was given.
-    pub fn probed(&mut self, id: usize, marks: Vec<(String, bool)>) -> bool {
+    /// the marks whose sentinel it lost: it lacks them though it was given them.
+    pub fn probed(&mut self, id: usize, marks: Vec<(String, bool)>) -> Vec<String> {
         let lost = marks
             .iter()
-            .any(|(mark, holds)| !holds && self.given.contains(mark));
+            .filter(|(mark, holds)| !holds && self.given.contains(mark))
+            .map(|(mark, _)| mark.clone())
+            .collect();
         self.given.extend(
             marks
                 .iter()
@@ -143,11 +150,11 @@ mod tests {
         // lacks the sentinel however long the others have held it.
         let mut s = three();
         s.records(0, &["a:1/0".into(), "b:1/0".into()]);
-        assert!(!s.probed(0, one(&s, 0, true)));
-        assert!(!s.probed(1, one(&s, 1, true)));
-        assert!(!s.probed(2, one(&s, 2, false)));
+        assert!(s.probed(0, one(&s, 0, true)).is_empty());
+        assert!(s.probed(1, one(&s, 1, true)).is_empty());
+        assert!(s.probed(2, one(&s, 2, false)).is_empty());
         assert!(
-            !s.probed(2, one(&s, 2, false)),
+            s.probed(2, one(&s, 2, false)).is_empty(),
             "still not a loss at the next probe"
         );
         assert_eq!((s.has(0), s.has(2)), (Some(true), Some(false)));
@@ -159,36 +166,42 @@ mod tests {
         // given the sentinel: node 1 without it was wiped.
         let mut s = three();
         s.records(0, &["a:1/0".into(), "b:1/0".into(), "c:1/0".into()]);
-        assert!(s.probed(1, one(&s, 1, false)));
+        assert!(!s.probed(1, one(&s, 1, false)).is_empty());
         // Names of nodes no longer configured are ignored.
         let mut t = three();
         t.records(0, &["gone:1/0".into(), "gone:1/0#5".into()]);
-        assert!(!t.probed(1, one(&t, 1, false)));
+        assert!(t.probed(1, one(&t, 1, false)).is_empty());
         assert!(t.unrecorded_on(1).is_empty());
     }
 
     #[test]
     fn losing_a_sentinel_this_instance_saw_is_a_loss_at_once() {
         let mut s = three();
-        assert!(!s.probed(1, one(&s, 1, true)));
+        assert!(s.probed(1, one(&s, 1, true)).is_empty());
         assert!(
-            s.probed(1, one(&s, 1, false)),
+            !s.probed(1, one(&s, 1, false)).is_empty(),
             "FLUSHALL, no records anywhere yet"
         );
         // Written again by the recovery: held again.
         s.written(1, &[mark("b:1/0", None)]);
         assert_eq!(s.has(1), Some(true));
-        assert!(!s.probed(1, one(&s, 1, true)));
+        assert!(s.probed(1, one(&s, 1, true)).is_empty());
         // A sentinel this instance wrote counts as seen.
         s.written(2, &[mark("c:1/0", None)]);
-        assert!(s.probed(2, one(&s, 2, false)));
+        assert!(!s.probed(2, one(&s, 2, false)).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_mark_names_its_slot() {
+        assert_eq!(mark_slot(&mark("a:1/0", Some(8192))), Some(8192));
+        assert_eq!(mark_slot(&mark("a:1/0", None)), None);
     }
 
     #[test]
     fn records_go_where_they_are_missing() {
         let mut s = three();
         s.written(0, &[mark("a:1/0", None)]);
-        assert!(!s.probed(1, one(&s, 1, true)));
+        assert!(s.probed(1, one(&s, 1, true)).is_empty());
         s.probed(2, one(&s, 2, false));
         s.records(1, &["a:1/0".into()]);
         // Holders 0 and 1; node 1 already names 0.
@@ -215,17 +228,21 @@ mod tests {
         s.written(1, &marks);
         assert_eq!(s.has(1), Some(true));
         // The second master was flushed: its sentinel is gone, the others' are not.
-        assert!(s.probed(1, masters([true, false, true])));
+        // Only the second master's mark is lost: the slots of that shard only wait for the sweep.
+        assert_eq!(
+            s.probed(1, masters([true, false, true])),
+            [mark(cluster, Some(5461))]
+        );
         assert_eq!(s.has(1), Some(false));
         // Another instance learns it from the records on node 0.
         let mut other = Sentinels::new(vec!["a:1/0".into(), cluster.into()]);
         other.records(0, &marks);
-        assert!(other.probed(1, masters([true, false, true])));
+        assert_eq!(other.probed(1, masters([true, false, true])).len(), 1);
         // A master whose lowest slot changed in a reshard has a mark never given: no loss.
         let moved = vec![(mark(cluster, Some(100)), false)];
         let mut fresh = Sentinels::new(vec!["a:1/0".into(), cluster.into()]);
         fresh.records(0, &marks);
-        assert!(!fresh.probed(1, moved));
+        assert!(fresh.probed(1, moved).is_empty());
         assert_eq!(fresh.has(1), Some(false), "it needs its sentinel written");
     }
 }

@@ -5,6 +5,7 @@
 //! pass from `CLUSTER SLOTS` and a `PING` of every master.
 
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,6 +23,8 @@ pub struct ShardStatus {
     pub up: bool,
     /// Why its last probe failed.
     pub last_error: Option<String>,
+    /// The master's run id as last probed (kept while it does not answer).
+    pub run_id: Option<String>,
 }
 
 impl ShardStatus {
@@ -35,6 +38,72 @@ impl ShardStatus {
             .iter()
             .map(|&(a, b)| u32::from(b) - u32::from(a) + 1)
             .sum()
+    }
+}
+
+/// Slots whose master may have lost writes it acknowledged, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostSlots {
+    pub master: String,
+    pub slots: Vec<(u16, u16)>,
+    pub reason: &'static str,
+}
+
+/// The shards of `probed` whose master may have lost acknowledged writes since the run ids
+/// `known` were seen: a master that restarted (its run id changed), or one not known before
+/// that owns slots, a replica promoted by a failover (which may lack its master's last
+/// writes). Nothing before the first probe: a first sight is not a loss.
+pub fn lost_slots(known: &HashMap<String, String>, probed: &[ShardStatus]) -> Vec<LostSlots> {
+    if known.is_empty() {
+        return Vec::new();
+    }
+    probed
+        .iter()
+        .filter(|s| !s.slots.is_empty())
+        .filter_map(|s| {
+            let now = s.run_id.as_ref()?;
+            let reason = match known.get(&s.master) {
+                Some(before) if before != now => "its master restarted (run_id changed)",
+                Some(_) => return None,
+                None => "a new master (failover) may lack its predecessor's last writes",
+            };
+            Some(LostSlots {
+                master: s.master.clone(),
+                slots: s.slots.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// What a recovering replica may have lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveringScope {
+    /// Anything: a standalone server, or a cluster whose losses are not known per shard.
+    Whole,
+    /// Only these slots (a cluster's shards that restarted, failed over or were wiped).
+    Slots(Vec<(u16, u16)>),
+}
+
+impl RecoveringScope {
+    /// Adds `more` to what is lost; returns whether that grew.
+    pub fn widen(&mut self, more: RecoveringScope) -> bool {
+        match (&mut *self, more) {
+            (RecoveringScope::Whole, _) => false,
+            (_, RecoveringScope::Whole) => {
+                *self = RecoveringScope::Whole;
+                true
+            }
+            (RecoveringScope::Slots(have), RecoveringScope::Slots(more)) => {
+                let before = have.len();
+                for range in more {
+                    if !have.contains(&range) {
+                        have.push(range);
+                    }
+                }
+                have.len() != before
+            }
+        }
     }
 }
 
@@ -57,6 +126,9 @@ pub struct Shards {
     /// restarted empty must be seen by the probe (new run id: `recovering`) before any read
     /// counts its answers.
     unverified: AtomicBool,
+    /// Each master's last known run id, kept when the table is cleared: a master that
+    /// restarted while the whole replica was unreachable is still seen to have.
+    run_ids: Mutex<HashMap<String, String>>,
 }
 
 /// Why every slot is refused between a failed connection and the next probe.
@@ -99,8 +171,14 @@ impl Shards {
     /// Installs a probe's view of the shards; returns the shards whose state changed (a
     /// master that appears for the first time counts as changed only when it is down; one
     /// that was down and owns no slot any more, its replica having taken over, as back up).
-    pub fn update(&self, shards: Vec<ShardStatus>) -> Vec<ShardChange> {
+    pub fn update(&self, mut shards: Vec<ShardStatus>) -> Vec<ShardChange> {
         let mut table = self.lock();
+        for new in shards.iter_mut().filter(|s| s.run_id.is_none()) {
+            new.run_id = table
+                .iter()
+                .find(|old| old.master == new.master)
+                .and_then(|old| old.run_id.clone());
+        }
         let replaced = table
             .iter()
             .filter(|old| !old.up && !shards.iter().any(|new| new.master == old.master))
@@ -143,6 +221,19 @@ impl Shards {
         self.lock().clear();
     }
 
+    /// The slots of `probed` whose master may have lost acknowledged writes (`lost_slots`);
+    /// remembers the run ids it answered with for the next probe.
+    pub fn lost_since_last_probe(&self, probed: &[ShardStatus]) -> Vec<LostSlots> {
+        let mut known = self.run_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let lost = lost_slots(&known, probed);
+        for s in probed {
+            if let Some(id) = &s.run_id {
+                known.insert(s.master.clone(), id.clone());
+            }
+        }
+        lost
+    }
+
     pub fn snapshot(&self) -> Vec<ShardStatus> {
         self.lock().clone()
     }
@@ -162,7 +253,64 @@ mod tests {
             slots: slots.to_vec(),
             up,
             last_error: (!up).then(|| "connection refused".into()),
+            run_id: up.then(|| format!("run-{master}")),
         }
+    }
+
+    #[test]
+    fn a_restarted_or_new_master_has_lost_its_slots_and_no_other() {
+        let shards = Shards::default();
+        let a = || shard("a:1", &[(0, 8191)], true);
+        let b = || shard("b:2", &[(8192, 16383)], true);
+        assert!(
+            shards.lost_since_last_probe(&[a(), b()]).is_empty(),
+            "first sight"
+        );
+        assert!(shards.lost_since_last_probe(&[a(), b()]).is_empty());
+        // b restarted: only its slots.
+        let restarted = ShardStatus {
+            run_id: Some("run-b-again".into()),
+            ..b()
+        };
+        let lost = shards.lost_since_last_probe(&[a(), restarted.clone()]);
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(
+            (lost[0].master.as_str(), &lost[0].slots[..]),
+            ("b:2", &[(8192, 16383)][..])
+        );
+        // Down (no run id): nothing known, nothing lost; back with the same run id: nothing.
+        let down = shard("b:2", &[(8192, 16383)], false);
+        assert!(shards.lost_since_last_probe(&[a(), down]).is_empty());
+        assert!(shards.lost_since_last_probe(&[a(), restarted]).is_empty());
+        // Its replica promoted: a master never seen, owning b's slots.
+        let lost = shards.lost_since_last_probe(&[a(), shard("c:3", &[(8192, 16383)], true)]);
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(lost[0].master, "c:3");
+        // A master added without slots has nothing to lose.
+        assert!(
+            shards
+                .lost_since_last_probe(&[a(), shard("d:4", &[], true)])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_scope_grows_with_new_slots_only() {
+        let mut scope = RecoveringScope::Slots(vec![(0, 99)]);
+        assert!(!scope.widen(RecoveringScope::Slots(vec![(0, 99)])));
+        assert!(scope.widen(RecoveringScope::Slots(vec![(100, 199)])));
+        assert_eq!(scope, RecoveringScope::Slots(vec![(0, 99), (100, 199)]));
+        assert!(scope.widen(RecoveringScope::Whole));
+        assert!(!scope.widen(RecoveringScope::Slots(vec![(5, 5)])));
+        assert_eq!(scope, RecoveringScope::Whole);
+    }
+
+    #[test]
+    fn a_down_master_keeps_its_last_run_id_in_the_table() {
+        let shards = Shards::default();
+        shards.update(vec![shard("a:1", &[(0, 16383)], true)]);
+        shards.update(vec![shard("a:1", &[(0, 16383)], false)]);
+        assert_eq!(shards.snapshot()[0].run_id.as_deref(), Some("run-a:1"));
     }
 
     #[test]

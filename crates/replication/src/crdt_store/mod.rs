@@ -391,7 +391,7 @@ impl CrdtStore {
         let shared = Arc::new((place.loc.clone(), place.state_key.clone()));
         let g = self
             .store
-            .read_quorum("crdt read", required, |node| {
+            .read_quorum("crdt read", required, Some(&place.loc.key), |node| {
                 let shared = shared.clone();
                 async move { calls::crdt::read_state(&node, &shared.0, &shared.1).await }
             })

@@ -99,7 +99,7 @@ impl VersionedStore {
         let ttl = self.promise_ttl_ms();
         let required = self.settings.quorum.read_quorum(level);
         let counts = |n: NodeId, p: &Prepared| {
-            self.counts_for_reads(n) && matches!(p, Prepared::Promised(_))
+            self.counts_for_reads(n, Some(&loc.key)) && matches!(p, Prepared::Promised(_))
         };
         let g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
             let loc = loc.clone();

@@ -238,7 +238,7 @@ impl VersionedStore {
             Arc::new(buckets.flat_map(|b| self.bucket_meta_hashes(b)).collect());
         let required = self.settings.quorum.read_quorum(level);
         let gathered = self
-            .read_quorum("scan", required, |node| {
+            .read_quorum("scan", required, None, |node| {
                 let meta_keys = meta_keys.clone();
                 async move { calls::keyspace::meta_entries(&node, &meta_keys).await }
             })

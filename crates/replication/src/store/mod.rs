@@ -270,17 +270,20 @@ impl VersionedStore {
     }
 
     /// A node that restarted may have lost data: its answers are read (and repaired) but do
-    /// not count toward a read quorum until the sweep has brought it back in sync.
-    fn counts_for_reads(&self, node: NodeId) -> bool {
-        self.pool.node(node).health() != quorumd_node::pool::Health::Recovering
+    /// not count toward a read quorum until the sweep has brought it back in sync (a cluster
+    /// replica's, for `key`, only when `key`'s shard is one that lost data).
+    fn counts_for_reads(&self, node: NodeId, key: Option<&[u8]>) -> bool {
+        self.pool.node(node).counts_for_reads(key)
     }
 
     /// Sends `read` to every node, waiting for `required` answers from nodes that count for
-    /// reads: the read quorum of the key-value store and of the CRDT store alike.
+    /// reads of `key` (`None`: of every key): the read quorum of the key-value store and of
+    /// the CRDT store alike.
     pub(crate) async fn read_quorum<T, F, Fut>(
         &self,
         operation: &'static str,
         required: usize,
+        key: Option<&[u8]>,
         read: F,
     ) -> Result<Gathered<T>, QuorumError>
     where
@@ -288,7 +291,7 @@ impl VersionedStore {
         F: Fn(Arc<Node>) -> Fut,
         Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
     {
-        let counts = |n: NodeId, _: &T| self.counts_for_reads(n);
+        let counts = |n: NodeId, _: &T| self.counts_for_reads(n, key);
         let g = fan_out(&self.pool, self.all_nodes(), required, counts, read).await;
         if g.decision == Decision::Reached {
             return Ok(g);
@@ -308,7 +311,9 @@ impl VersionedStore {
         wanted: ReadWanted,
     ) -> Result<Gathered<NodeRead>, StoreError> {
         let read = |node: Arc<Node>| self.batches.read(node.id, loc.clone(), wanted);
-        Ok(self.read_quorum(operation, required, read).await?)
+        Ok(self
+            .read_quorum(operation, required, Some(&loc.key), read)
+            .await?)
     }
 
     /// Where keys that reads found changed outside quorumd are sent (see `sync::direct`).

@@ -215,7 +215,9 @@ impl VersionedStore {
                 })
             }
         };
-        let gathered = self.read_quorum("read", required, read).await?;
+        let gathered = self
+            .read_quorum("read", required, Some(&loc.key), read)
+            .await?;
         if let Some(holds) =
             crdt_kind_among(gathered.successes().filter_map(|(_, r)| r.meta.as_ref()))
         {
