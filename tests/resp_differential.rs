@@ -490,7 +490,9 @@ impl Gen {
         };
         // Arity errors: the same command cut short or given one argument too many.
         if self.chance(0.04) {
-            let keep = self.rng.random_range(1..=cmd.args.len().min(2));
+            // `SPOP key` is whole and pops a random member: cut it to its name only.
+            let most = if cmd.args[0] == b"SPOP" { 1 } else { 2 };
+            let keep = self.rng.random_range(1..=cmd.args.len().min(most));
             cmd.args.truncate(keep);
             cmd.keys.clear();
         } else if self.chance(0.01) {
