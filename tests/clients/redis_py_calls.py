@@ -152,6 +152,46 @@ run(
 run("keys(prefix+'scan:*')", lambda: set(r.keys(k("scan:*"))), wanted)
 
 
+# Pub/sub: a subscriber's confirmations, PUBLISH's counts, and each message once, by channel
+# and by pattern.
+def next_message(ps, timeout=10):
+    msg = ps.get_message(timeout=timeout)
+    return None if msg is None else (msg["type"], msg["channel"], msg["data"])
+
+
+def pubsub():
+    ps = r.pubsub()
+    ps.subscribe(k("chan"))
+    ps.psubscribe(k("pat:*"))
+    confirmations = [next_message(ps), next_message(ps)]
+    counts = [
+        r.publish(k("chan"), "hello"),
+        r.publish(k("pat:1"), "world"),
+        r.publish(k("nobody"), "lost"),
+    ]
+    # Messages through different nodes may come in either order.
+    messages = sorted([next_message(ps), next_message(ps)], key=repr)
+    # Every node carries a copy: none may come a second time.
+    again = next_message(ps, timeout=1)
+    ps.close()
+    return confirmations, counts, messages, again
+
+
+run(
+    "pubsub(): subscribe, psubscribe, publish, get_message",
+    pubsub,
+    (
+        [("subscribe", k("chan").encode(), 1), ("psubscribe", k("pat:*").encode(), 2)],
+        [1, 1, 0],
+        sorted(
+            [("message", k("chan").encode(), b"hello"), ("pmessage", k("pat:1").encode(), b"world")],
+            key=repr,
+        ),
+        None,
+    ),
+)
+
+
 # Lock: redis-py's Lock releases and extends through Lua scripts (EVALSHA), which quorumd
 # refuses. Acquiring is a plain SET NX PX; the release must fail with quorumd's clear error.
 def lock():
