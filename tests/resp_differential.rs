@@ -35,6 +35,8 @@ enum How {
     Unordered,
     /// HGETALL: compared as a set of field-value pairs.
     UnorderedPairs,
+    /// SSCAN and HSCAN: the same cursor, and the items (or field-value pairs) as a multiset.
+    UnorderedScan { pairs: bool },
     /// A time to live or an expiry time: the same class (-2, -1, or a time), and times within
     /// the tolerance (the two servers compute "now" a few milliseconds apart).
     Ttl { tolerance: i64 },
@@ -65,6 +67,17 @@ const LEGIT: &[Legit] = &[
         why: "Redis promises no order of the fields",
     },
     Legit {
+        what: "SSCAN",
+        how: How::UnorderedScan { pairs: false },
+        why: "Redis promises no order of the members a step returns (both answer a small set \
+              in one step, cursor 0)",
+    },
+    Legit {
+        what: "HSCAN",
+        how: How::UnorderedScan { pairs: true },
+        why: "Redis promises no order of the fields a step returns",
+    },
+    Legit {
         what: "TTL EXPIRETIME",
         how: How::Ttl { tolerance: 2 },
         why: "the countdown: each server reads its clock at its own moment (seconds, rounded)",
@@ -75,7 +88,7 @@ const LEGIT: &[Legit] = &[
         why: "the countdown, in milliseconds; quorumd's command takes a few ms more",
     },
     Legit {
-        what: "ZRANDMEMBER SRANDMEMBER",
+        what: "ZRANDMEMBER SRANDMEMBER HRANDFIELD",
         how: How::Shape,
         why: "server-side randomness",
     },
@@ -92,6 +105,13 @@ const LEGIT: &[Legit] = &[
         why: "randomness, a cursor or a server detail (SCAN's cursor, DBSIZE is approximate \
               and up to a second old in quorumd, INFO and HELLO describe the server); \
               covered by tests/resp.rs and tests/resp_keyspace.rs",
+    },
+    Legit {
+        what: "SSCAN and HSCAN with a cursor other than 0",
+        how: How::NotGenerated,
+        why: "a cursor is the server's own: a client sends back only what it answered, and \
+              quorumd answers 0 at once (the whole set) where redis-server 7.0 walks a set's \
+              hash table by its seeded hash",
     },
     Legit {
         what: "BLPOP BRPOP BLMOVE BZPOPMIN... (blocking)",
@@ -206,6 +226,22 @@ fn same(name: &str, ours: &Reply, theirs: &Reply) -> bool {
                 p
             };
             pairs(a) == pairs(b)
+        }
+        (Some(How::UnorderedScan { pairs }), Reply::Array(a), Reply::Array(b)) => {
+            match (&a[..], &b[..]) {
+                ([c1, Reply::Array(x)], [c2, Reply::Array(y)]) if c1 == c2 => {
+                    let items = |v: &[Reply]| {
+                        let mut p: Vec<Vec<Reply>> = v
+                            .chunks(if pairs { 2 } else { 1 })
+                            .map(<[Reply]>::to_vec)
+                            .collect();
+                        p.sort();
+                        p
+                    };
+                    items(x) == items(y)
+                }
+                _ => a == b,
+            }
         }
         (Some(How::Ttl { tolerance }), Reply::Int(a), Reply::Int(b)) => {
             a == b || (*a >= 0 && *b >= 0 && (a - b).abs() <= tolerance)
@@ -744,7 +780,7 @@ impl Gen {
 
     fn hash(&mut self) -> Cmd {
         let k = self.key(Use::Hash);
-        match self.rng.random_range(0..12) {
+        match self.rng.random_range(0..16) {
             0..=2 => {
                 let mut c = Cmd::new(self.pick(&["HSET", "HSET", "HMSET"])).key(&k);
                 for _ in 0..self.rng.random_range(1..3) {
@@ -772,16 +808,49 @@ impl Gen {
             8 => Cmd::new(self.pick(&["HEXISTS", "HSTRLEN"]))
                 .key(&k)
                 .arg(self.field()),
-            _ => Cmd::new("HINCRBY")
+            9 | 10 => Cmd::new("HINCRBY")
                 .key(&k)
                 .arg(self.field())
                 .arg(self.int()),
+            11 => Cmd::new("HSETNX")
+                .key(&k)
+                .arg(self.field())
+                .arg(self.value()),
+            12 => Cmd::new("HINCRBYFLOAT")
+                .key(&k)
+                .arg(self.field())
+                .arg(self.pick(FLOATS)),
+            13 => {
+                let c = Cmd::new("HRANDFIELD").key(&k);
+                match self.rng.random_range(0..5) {
+                    0 => c,
+                    1 => c.arg(self.pick(&["100", "-3", "0", "x", "1"])),
+                    2 => c.arg(self.pick(&["-2", "5"])).arg("WITHVALUES"),
+                    3 => c.arg("1").arg(self.pick(&["WITHVALUE", "2"])),
+                    _ => c.arg("-9223372036854775808"),
+                }
+            }
+            _ => self.scan("HSCAN", k),
         }
+    }
+
+    /// SSCAN or HSCAN of `k` with a cursor and options, some of them wrong.
+    fn scan(&mut self, name: &str, k: Vec<u8>) -> Cmd {
+        let mut c = Cmd::new(name).key(&k).arg(self.pick(&["0", "0", "0", "x"]));
+        for _ in 0..self.rng.random_range(0..3) {
+            c = match self.rng.random_range(0..4) {
+                0 => c.arg("MATCH").arg(self.pick(&["*", "a*", "[fg]", "?"])),
+                1 => c.arg("COUNT").arg(self.pick(&["10", "0", "x"])),
+                2 => c.arg("MATCH"),
+                _ => c.arg("FOO").arg("1"),
+            };
+        }
+        c
     }
 
     fn set(&mut self) -> Cmd {
         let k = self.key(Use::Set);
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..14) {
             0..=2 => {
                 let mut c = Cmd::new("SADD").key(&k);
                 for _ in 0..self.rng.random_range(1..4) {
@@ -814,6 +883,35 @@ impl Gen {
                 .key(&k)
                 .arg(self.member())
                 .arg(self.member()),
+            8 => {
+                let other = self.key(Use::Set);
+                let c = Cmd::new("SINTERCARD")
+                    .arg(self.pick(&["2", "2", "2", "0", "3", "x"]))
+                    .key(&k)
+                    .key(&other);
+                match self.rng.random_range(0..5) {
+                    0 => c.arg("LIMIT").arg(self.pick(&["1", "0", "-1", "x"])),
+                    1 => c.arg("LIMIT"),
+                    2 => c.arg("FOO").arg("1"),
+                    _ => c,
+                }
+            }
+            9 => {
+                let (dst, other) = (self.key(Use::Replace), self.key(Use::Set));
+                Cmd::new(self.pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]))
+                    .key(&dst)
+                    .key(&k)
+                    .key(&other)
+            }
+            10 => {
+                let dst = if self.chance(0.3) {
+                    self.key(Use::Replace)
+                } else {
+                    self.key(Use::Set)
+                };
+                Cmd::new("SMOVE").key(&k).key(&dst).arg(self.member())
+            }
+            11 => self.scan("SSCAN", k),
             _ => {
                 let other = self.key(Use::Set);
                 Cmd::new(self.pick(&["SINTER", "SUNION", "SDIFF"]))

@@ -1,4 +1,5 @@
-//! HSET (and HMSET), HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL, HINCRBY.
+//! HSET (and HMSET), HSETNX, HGET, HMGET, HGETALL, HLEN, HEXISTS, HSTRLEN, HKEYS, HVALS, HDEL,
+//! HINCRBY, HINCRBYFLOAT, HRANDFIELD, HSCAN.
 //!
 //! A hash is a Redis hash, a versioned value like a list (docs/RESP.md): read whole, changed
 //! here, written whole under a ballot, so it can be deleted, expired, renamed and given another
@@ -6,14 +7,17 @@
 //! a map made by the HTTP API (docs/CRDTS.md) keeps its merge semantics: the same commands
 //! read it and merge into it (per field, the newest write wins).
 
+use super::long_double::{self, LongDouble, Parsed};
 use super::{
-    Access, Command, Flag, Spec, crdt_error, data, int_arg, store_error, wrong_arity, wrong_type,
+    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, scan_pattern,
+    store_error, syntax_error, whole_scan, wrong_arity, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
+use quorumd_replication::store::keyspace::glob_matches;
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
@@ -63,7 +67,66 @@ pub static SPECS: &[Spec] = &[
             delta: int_arg(&a[3])?,
         })
     }),
+    Spec::keyed("hsetnx", 4, WRITE, (1, 1, 1), |a| {
+        data(HashCmd::SetNx(a[1].clone(), a[2].clone(), a[3].clone()))
+    }),
+    Spec::keyed("hincrbyfloat", 4, WRITE, (1, 1, 1), |a| {
+        // Checked before the key is read, as Redis does.
+        let increment = match long_double::parse(&a[3]) {
+            None => return Err(Frame::error("ERR value is not a valid float")),
+            Some(Parsed::Infinite) => return Err(Frame::error("ERR value is NaN or Infinity")),
+            Some(finite) => finite,
+        };
+        data(HashCmd::IncrByFloat {
+            key: a[1].clone(),
+            field: a[2].clone(),
+            increment,
+        })
+    }),
+    Spec::keyed(
+        "hrandfield",
+        -2,
+        &[Flag::ReadOnly],
+        (1, 1, 1),
+        parse_hrandfield,
+    ),
+    Spec::keyed("hscan", -3, &[Flag::ReadOnly], (1, 1, 1), |a| {
+        data(HashCmd::Scan {
+            key: a[1].clone(),
+            cursor_ok: super::keyspace::parse_cursor(&a[2]).map(|_| ()),
+            options: a[3..].to_vec(),
+        })
+    }),
 ];
+
+/// HRANDFIELD key [count [WITHVALUES]], checked as Redis 7.0 checks it.
+fn parse_hrandfield(a: &[Bytes]) -> Result<Command, Frame> {
+    let key = a[1].clone();
+    let Some(count) = a.get(2) else {
+        return data(HashCmd::RandField {
+            key,
+            count: None,
+            withvalues: false,
+        });
+    };
+    let count = int_arg(count)?;
+    if count == i64::MIN {
+        return Err(super::sets::out_of_range(false));
+    }
+    if a.len() > 4 || (a.len() == 4 && !eq(&a[3], "withvalues")) {
+        return Err(syntax_error());
+    }
+    let withvalues = a.len() == 4;
+    // Redis's bound on a reply of pairs.
+    if withvalues && count.unsigned_abs() > (i64::MAX / 2) as u64 {
+        return Err(Frame::error("ERR value is out of range"));
+    }
+    data(HashCmd::RandField {
+        key,
+        count: Some(count),
+        withvalues,
+    })
+}
 
 pub enum HashCmd {
     /// Field/value pairs, a field given twice keeping its last value (as Redis); `true` for
@@ -82,6 +145,23 @@ pub enum HashCmd {
         key: Bytes,
         field: Bytes,
         delta: i64,
+    },
+    SetNx(Bytes, Bytes, Bytes),
+    IncrByFloat {
+        key: Bytes,
+        field: Bytes,
+        increment: Parsed,
+    },
+    RandField {
+        key: Bytes,
+        count: Option<i64>,
+        withvalues: bool,
+    },
+    /// The cursor is checked before the key is read, the options after (Redis's order).
+    Scan {
+        key: Bytes,
+        cursor_ok: Result<(), Frame>,
+        options: Vec<Bytes>,
     },
 }
 
@@ -108,7 +188,11 @@ impl HashCmd {
             | HashCmd::Keys(k)
             | HashCmd::Vals(k)
             | HashCmd::Del(k, _)
-            | HashCmd::IncrBy { key: k, .. } => k,
+            | HashCmd::IncrBy { key: k, .. }
+            | HashCmd::SetNx(k, _, _)
+            | HashCmd::IncrByFloat { key: k, .. }
+            | HashCmd::RandField { key: k, .. }
+            | HashCmd::Scan { key: k, .. } => k,
         }
     }
 
@@ -121,7 +205,9 @@ impl HashCmd {
             | HashCmd::Exists(..)
             | HashCmd::StrLen(..)
             | HashCmd::Keys(_)
-            | HashCmd::Vals(_) => Access {
+            | HashCmd::Vals(_)
+            | HashCmd::RandField { .. }
+            | HashCmd::Scan { .. } => Access {
                 reads: key,
                 writes: vec![],
             },
@@ -138,6 +224,12 @@ impl HashCmd {
         crdts: &CrdtStore,
         level: Consistency,
     ) -> Frame {
+        if let HashCmd::Scan {
+            cursor_ok: Err(e), ..
+        } = self
+        {
+            return e;
+        }
         if self.access().writes.is_empty() {
             return match read_hash(store, crdts, self.key(), level).await {
                 Ok(fields) => self.answer(&fields),
@@ -186,7 +278,29 @@ impl HashCmd {
             HashCmd::Vals(_) => {
                 Frame::Array(fields.iter().map(|(_, v)| Frame::bulk(v.clone())).collect())
             }
-            HashCmd::Set(..) | HashCmd::Del(..) | HashCmd::IncrBy { .. } => {
+            HashCmd::RandField {
+                count, withvalues, ..
+            } => random_fields(fields, *count, *withvalues),
+            HashCmd::Scan { options, .. } => {
+                if fields.is_empty() {
+                    return whole_scan(vec![]);
+                }
+                match scan_pattern(options) {
+                    Ok(pattern) => whole_scan(
+                        fields
+                            .iter()
+                            .filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_matches(p, f)))
+                            .flat_map(|(f, v)| [Frame::bulk(f.clone()), Frame::bulk(v.clone())])
+                            .collect(),
+                    ),
+                    Err(refusal) => refusal,
+                }
+            }
+            HashCmd::Set(..)
+            | HashCmd::Del(..)
+            | HashCmd::IncrBy { .. }
+            | HashCmd::SetNx(..)
+            | HashCmd::IncrByFloat { .. } => {
                 Frame::error("ERR internal: a hash write answered as a read")
             }
         }
@@ -239,6 +353,24 @@ impl HashCmd {
                     None => fields.push((field.to_vec(), text)),
                 }
                 Ok((Frame::Integer(next), true))
+            }
+            HashCmd::SetNx(_, field, value) => {
+                if position(fields, field).is_some() {
+                    return Ok((Frame::Integer(0), false));
+                }
+                fields.push((field.to_vec(), value.to_vec()));
+                Ok((Frame::Integer(1), true))
+            }
+            HashCmd::IncrByFloat {
+                field, increment, ..
+            } => {
+                let at = position(fields, field);
+                let text = float_sum(at.map(|i| &fields[i].1[..]), *increment)?;
+                match at {
+                    Some(i) => fields[i].1 = text.clone().into_bytes(),
+                    None => fields.push((field.to_vec(), text.clone().into_bytes())),
+                }
+                Ok((Frame::bulk(text), true))
             }
             _ => Ok((self.answer(fields), false)),
         }
@@ -310,6 +442,31 @@ impl HashCmd {
             HashCmd::IncrBy { key, field, delta } => {
                 Frame::Integer(crdts.map_incr_by(&key, &field, delta, level).await?)
             }
+            // A read, then one register written: last writer wins, as HINCRBY on a map.
+            HashCmd::SetNx(key, field, value) => {
+                if crdts.map_get(&key, level).await?.contains_key(&field[..]) {
+                    Frame::Integer(0)
+                } else {
+                    let set = vec![(field.to_vec(), Some(value.to_vec()))];
+                    crdts.map_set(&key, set, level).await?;
+                    Frame::Integer(1)
+                }
+            }
+            HashCmd::IncrByFloat {
+                key,
+                field,
+                increment,
+            } => {
+                let before = crdts.map_get(&key, level).await?;
+                match float_sum(before.get(&field[..]).map(|v| &v[..]), increment) {
+                    Ok(text) => {
+                        let set = vec![(field.to_vec(), Some(text.clone().into_bytes()))];
+                        crdts.map_set(&key, set, level).await?;
+                        Frame::bulk(text)
+                    }
+                    Err(refusal) => refusal,
+                }
+            }
             read => {
                 let fields: Fields = crdts
                     .map_get(read.key(), level)
@@ -320,6 +477,48 @@ impl HashCmd {
             }
         })
     }
+}
+
+/// HINCRBYFLOAT's new value: the field's (0 when absent) plus `increment`, in Redis's x87
+/// `long double` arithmetic (as INCRBYFLOAT), printed as Redis prints it.
+fn float_sum(current: Option<&[u8]>, increment: Parsed) -> Result<String, Frame> {
+    let current = match current {
+        None => Parsed::Finite(LongDouble::ZERO),
+        Some(v) => {
+            long_double::parse(v).ok_or_else(|| Frame::error("ERR hash value is not a float"))?
+        }
+    };
+    long_double::add(current, increment)
+        .map(long_double::human)
+        .ok_or_else(|| Frame::error("ERR increment would produce NaN or Infinity"))
+}
+
+/// HRANDFIELD's reply: one field (nil for a missing key) without a count, else `random_picks`
+/// with their values after each when asked (pairs in RESP3).
+fn random_fields(fields: &[(Vec<u8>, Vec<u8>)], count: Option<i64>, withvalues: bool) -> Frame {
+    use rand::Rng;
+    let Some(count) = count else {
+        return match fields.len() {
+            0 => Frame::Null,
+            n => Frame::bulk(fields[rand::rng().random_range(0..n)].0.clone()),
+        };
+    };
+    if fields.is_empty() {
+        return Frame::Array(vec![]);
+    }
+    let picks = match random_picks(fields, count) {
+        Ok(picks) => picks,
+        Err(refusal) => return refusal,
+    };
+    if !withvalues {
+        return Frame::Array(picks.iter().map(|(f, _)| Frame::bulk(f.clone())).collect());
+    }
+    Frame::Pairs(
+        picks
+            .iter()
+            .flat_map(|(f, v)| [Frame::bulk(f.clone()), Frame::bulk(v.clone())])
+            .collect(),
+    )
 }
 
 /// The fields of the hash under `key`: a Redis hash, or a map made by the HTTP API; none for

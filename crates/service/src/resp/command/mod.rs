@@ -355,6 +355,62 @@ fn unknown_command(name: &str, rest: &[Bytes]) -> Frame {
     ))
 }
 
+/// The MATCH and COUNT of ZSCAN, SSCAN and HSCAN, which answer a whole value in one step
+/// (COUNT is checked and otherwise unused).
+pub(super) fn scan_pattern(options: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+    let mut pattern = None;
+    let mut i = 0;
+    while i < options.len() {
+        let value = options.get(i + 1).ok_or_else(syntax_error)?;
+        if eq(&options[i], "count") {
+            if int_arg(value)? < 1 {
+                return Err(syntax_error());
+            }
+        } else if eq(&options[i], "match") {
+            pattern = Some(value.clone());
+        } else {
+            return Err(syntax_error());
+        }
+        i += 2;
+    }
+    Ok(pattern)
+}
+
+/// At most this many repeated picks (a negative count) are built in memory; Redis would build
+/// a reply of any size.
+const MAX_PICKS: usize = 1 << 20;
+
+/// The picks of SRANDMEMBER, ZRANDMEMBER and HRANDFIELD with a count, from items that are not
+/// empty: distinct items for a positive count (all of them, in order, when it asks for as many
+/// or more), that many picks, repeats allowed, for a negative one.
+pub(super) fn random_picks<T>(items: &[T], count: i64) -> Result<Vec<&T>, Frame> {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+    if count < 0 {
+        if n > MAX_PICKS {
+            return Err(Frame::error(format!(
+                "ERR quorumd answers at most {MAX_PICKS} repeated picks"
+            )));
+        }
+        return Ok((0..n)
+            .map(|_| &items[rng.random_range(0..items.len())])
+            .collect());
+    }
+    if n >= items.len() {
+        return Ok(items.iter().collect());
+    }
+    Ok(rand::seq::index::sample(&mut rng, items.len(), n)
+        .into_iter()
+        .map(|i| &items[i])
+        .collect())
+}
+
+/// A SCAN-like command's reply that holds every item at once: cursor 0 (the end), then them.
+pub(super) fn whole_scan(items: Vec<Frame>) -> Frame {
+    Frame::Array(vec![Frame::bulk("0"), Frame::Array(items)])
+}
+
 pub fn wrong_arity(name: &str) -> Frame {
     Frame::error(format!(
         "ERR wrong number of arguments for '{name}' command"

@@ -1,5 +1,5 @@
-//! SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD, SINTER, SUNION, SDIFF, SPOP,
-//! SRANDMEMBER.
+//! SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD, SINTER, SUNION, SDIFF, SINTERCARD,
+//! SINTERSTORE, SUNIONSTORE, SDIFFSTORE, SMOVE, SPOP, SRANDMEMBER, SSCAN.
 //!
 //! A set is a Redis set, a versioned value like a list (docs/RESP.md): read whole, changed
 //! here, written whole under a ballot, so it can be deleted, expired, renamed and given
@@ -9,13 +9,15 @@
 //! picked from a read, and SADD/SREM count against a read: best efforts under concurrency).
 
 use super::{
-    Access, Command, Flag, Spec, crdt_error, data, int_arg, store_error, syntax_error, wrong_type,
+    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, scan_pattern,
+    store_error, syntax_error, whole_scan, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
+use quorumd_replication::store::keyspace::glob_matches;
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
@@ -24,6 +26,7 @@ use std::collections::BTreeSet;
 
 const READ: &[Flag] = &[Flag::ReadOnly, Flag::Fast];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom, Flag::Fast];
+const STORE: &[Flag] = &[Flag::Write, Flag::DenyOom];
 
 pub static SPECS: &[Spec] = &[
     Spec::keyed("sadd", -3, WRITE, (1, 1, 1), |a| {
@@ -53,6 +56,31 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("sdiff", -2, &[Flag::ReadOnly], (1, -1, 1), |a| {
         data(SetCmd::Combine(Algebra::Diff, a[1..].to_vec()))
     }),
+    Spec::keyed("sinterstore", -3, STORE, (1, -1, 1), |a| {
+        data(SetCmd::Store(Algebra::Inter, a[1].clone(), a[2..].to_vec()))
+    }),
+    Spec::keyed("sunionstore", -3, STORE, (1, -1, 1), |a| {
+        data(SetCmd::Store(Algebra::Union, a[1].clone(), a[2..].to_vec()))
+    }),
+    Spec::keyed("sdiffstore", -3, STORE, (1, -1, 1), |a| {
+        data(SetCmd::Store(Algebra::Diff, a[1].clone(), a[2..].to_vec()))
+    }),
+    // Its keys follow numkeys (movable keys, as in Redis's table).
+    Spec::keyless("sintercard", -3, &[Flag::ReadOnly], parse_sintercard),
+    Spec::keyed("smove", 4, &[Flag::Write, Flag::Fast], (1, 2, 1), |a| {
+        data(SetCmd::Move {
+            src: a[1].clone(),
+            dst: a[2].clone(),
+            member: a[3].clone(),
+        })
+    }),
+    Spec::keyed("sscan", -3, &[Flag::ReadOnly], (1, 1, 1), |a| {
+        data(SetCmd::Scan {
+            key: a[1].clone(),
+            cursor_ok: super::keyspace::parse_cursor(&a[2]).map(|_| ()),
+            options: a[3..].to_vec(),
+        })
+    }),
     Spec::keyed(
         "spop",
         -2,
@@ -70,7 +98,7 @@ pub static SPECS: &[Spec] = &[
 ];
 
 /// Redis's texts for a count out of the range it takes (its grammar included).
-fn out_of_range(positive: bool) -> Frame {
+pub(super) fn out_of_range(positive: bool) -> Frame {
     Frame::error(if positive {
         "ERR value is out of range, must be positive"
     } else {
@@ -110,43 +138,50 @@ fn parse_srandmember(a: &[Bytes]) -> Result<Command, Frame> {
     data(SetCmd::RandMember(a[1].clone(), count))
 }
 
-/// At most this many repeated picks (SRANDMEMBER with a negative count) are built in memory.
-const MAX_PICKS: usize = 1 << 20;
+/// SINTERCARD numkeys key... [LIMIT n], checked as Redis 7.0 checks it: all of it before any
+/// key is read.
+fn parse_sintercard(a: &[Bytes]) -> Result<Command, Frame> {
+    let numkeys = int_arg(&a[1])
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Frame::error("ERR numkeys should be greater than 0"))?;
+    let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
+    if numkeys > a.len() - 2 {
+        return Err(Frame::error(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    let mut limit = 0;
+    let mut j = 2 + numkeys;
+    while j < a.len() {
+        if eq(&a[j], "limit") && j + 1 < a.len() {
+            limit = int_arg(&a[j + 1])
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| Frame::error("ERR LIMIT can't be negative"))?;
+            j += 2;
+        } else {
+            return Err(syntax_error());
+        }
+    }
+    data(SetCmd::InterCard(a[2..2 + numkeys].to_vec(), limit))
+}
 
-/// SRANDMEMBER's reply: one member (nil for an empty set) without a count; distinct members
-/// for a positive count (the whole set when it asks for as many or more); that many picks,
-/// repeats allowed, for a negative one.
+/// SRANDMEMBER's reply: one member (nil for an empty set) without a count, else `random_picks`.
 fn random_members(set: &[Vec<u8>], count: Option<i64>) -> Frame {
-    let members: Vec<&Vec<u8>> = set.iter().collect();
-    let mut rng = rand::rng();
     let Some(count) = count else {
-        return match members.len() {
+        return match set.len() {
             0 => Frame::Null,
-            n => Frame::bulk(members[rng.random_range(0..n)].clone()),
+            n => Frame::bulk(set[rand::rng().random_range(0..n)].clone()),
         };
     };
-    if members.is_empty() {
+    if set.is_empty() {
         return Frame::Array(vec![]);
     }
-    let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-    let picks: Vec<&Vec<u8>> = if count < 0 {
-        if n > MAX_PICKS {
-            return Frame::error(format!(
-                "ERR quorumd answers at most {MAX_PICKS} repeated picks"
-            ));
-        }
-        (0..n)
-            .map(|_| members[rng.random_range(0..members.len())])
-            .collect()
-    } else if n >= members.len() {
-        members
-    } else {
-        rand::seq::index::sample(&mut rng, members.len(), n)
-            .into_iter()
-            .map(|i| members[i])
-            .collect()
-    };
-    Frame::Array(picks.into_iter().map(|m| Frame::bulk(m.clone())).collect())
+    match random_picks(set, count) {
+        Ok(picks) => Frame::Array(picks.into_iter().map(|m| Frame::bulk(m.clone())).collect()),
+        Err(refusal) => refusal,
+    }
 }
 
 /// How SINTER, SUNION and SDIFF combine their sets.
@@ -189,6 +224,21 @@ pub enum SetCmd {
     Pop(Bytes, Option<usize>),
     /// SRANDMEMBER, with its count if given.
     RandMember(Bytes, Option<i64>),
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: the destination, then the sources.
+    Store(Algebra, Bytes, Vec<Bytes>),
+    /// SINTERCARD's keys and LIMIT (0: none).
+    InterCard(Vec<Bytes>, usize),
+    Move {
+        src: Bytes,
+        dst: Bytes,
+        member: Bytes,
+    },
+    /// The cursor is checked before the key is read, the options after (Redis's order).
+    Scan {
+        key: Bytes,
+        cursor_ok: Result<(), Frame>,
+        options: Vec<Bytes>,
+    },
 }
 
 impl SetCmd {
@@ -201,17 +251,28 @@ impl SetCmd {
             | SetCmd::MIsMember(k, _)
             | SetCmd::Card(k)
             | SetCmd::Pop(k, _)
-            | SetCmd::RandMember(k, _) => vec![k],
-            SetCmd::Combine(_, keys) => keys.iter().map(|k| &k[..]).collect(),
+            | SetCmd::RandMember(k, _)
+            | SetCmd::Scan { key: k, .. } => vec![k],
+            SetCmd::Combine(_, keys) | SetCmd::InterCard(keys, _) => {
+                keys.iter().map(|k| &k[..]).collect()
+            }
+            SetCmd::Store(_, dst, keys) => {
+                std::iter::once(dst).chain(keys).map(|k| &k[..]).collect()
+            }
+            SetCmd::Move { src, dst, .. } => vec![src, dst],
         }
     }
 
     pub fn access(&self) -> Access<'_> {
         let key = self.keys();
         match self {
-            SetCmd::Add(..) | SetCmd::Rem(..) | SetCmd::Pop(..) => Access {
+            SetCmd::Add(..) | SetCmd::Rem(..) | SetCmd::Pop(..) | SetCmd::Move { .. } => Access {
                 reads: vec![],
                 writes: key,
+            },
+            SetCmd::Store(_, dst, sources) => Access {
+                reads: sources.iter().map(|k| &k[..]).collect(),
+                writes: vec![dst],
             },
             _ => Access {
                 reads: key,
@@ -226,18 +287,43 @@ impl SetCmd {
         crdts: &CrdtStore,
         level: Consistency,
     ) -> Frame {
-        if let SetCmd::Combine(algebra, keys) = &self {
-            // Every key is read, and any of another type refuses the whole command (even
-            // after an absent one), as Redis checks them all before combining.
-            let reads = keys.iter().map(|k| read_set(store, crdts, k, level));
-            let mut sets = Vec::with_capacity(keys.len());
-            for read in futures::future::join_all(reads).await {
-                match read {
-                    Ok(members) => sets.push(members.into_iter().collect()),
-                    Err(refusal) => return refusal,
-                }
+        match self {
+            SetCmd::Combine(algebra, keys) => {
+                return match combine(store, crdts, algebra, &keys, level).await {
+                    Ok(result) => Frame::Set(result.into_iter().map(Frame::bulk).collect()),
+                    Err(refusal) => refusal,
+                };
             }
-            return Frame::Set(algebra.combine(sets).into_iter().map(Frame::bulk).collect());
+            SetCmd::InterCard(keys, limit) => {
+                return match combine(store, crdts, Algebra::Inter, &keys, level).await {
+                    Ok(result) if limit > 0 => Frame::Integer(result.len().min(limit) as i64),
+                    Ok(result) => Frame::Integer(result.len() as i64),
+                    Err(refusal) => refusal,
+                };
+            }
+            SetCmd::Store(algebra, dst, keys) => {
+                return match combine(store, crdts, algebra, &keys, level).await {
+                    Ok(result) => store_whole(store, &dst, result, level).await,
+                    Err(refusal) => refusal,
+                };
+            }
+            SetCmd::Move { src, dst, member } => {
+                return smove(store, crdts, src, dst, member, level).await;
+            }
+            SetCmd::Scan {
+                key,
+                cursor_ok,
+                options,
+            } => {
+                if let Err(e) = cursor_ok {
+                    return e;
+                }
+                return match read_set(store, crdts, &key, level).await {
+                    Ok(members) => scan(&members, &options),
+                    Err(refusal) => refusal,
+                };
+            }
+            _ => {}
         }
         if self.access().writes.is_empty() {
             return match read_set(store, crdts, self.keys()[0], level).await {
@@ -272,9 +358,9 @@ impl SetCmd {
             ),
             SetCmd::Card(_) => Frame::Integer(members.len() as i64),
             SetCmd::RandMember(_, count) => random_members(members, *count),
-            SetCmd::Add(..) | SetCmd::Rem(..) | SetCmd::Pop(..) | SetCmd::Combine(..) => {
-                Frame::error("ERR internal: a set write answered as a read")
-            }
+            _ => Frame::error(
+                "ERR internal: a set write or a command of several keys answered as a read",
+            ),
         }
     }
 
@@ -384,6 +470,106 @@ impl SetCmd {
                 read.answer(&members)
             }
         })
+    }
+}
+
+/// Combines the sets under `keys` (read concurrently, not a snapshot across keys). Any key of
+/// another type refuses the whole command, even after an absent one, as Redis checks them all
+/// before combining.
+async fn combine(
+    store: &VersionedStore,
+    crdts: &CrdtStore,
+    algebra: Algebra,
+    keys: &[Bytes],
+    level: Consistency,
+) -> Result<BTreeSet<Vec<u8>>, Frame> {
+    let reads = keys.iter().map(|k| read_set(store, crdts, k, level));
+    let mut sets = Vec::with_capacity(keys.len());
+    for read in futures::future::join_all(reads).await {
+        sets.push(read?.into_iter().collect());
+    }
+    Ok(algebra.combine(sets))
+}
+
+/// The STORE forms' write: `members` replace whatever `dst` held, of any type, without a time
+/// to live; an empty result deletes it. Answers the count, as Redis does.
+async fn store_whole(
+    store: &VersionedStore,
+    dst: &[u8],
+    members: BTreeSet<Vec<u8>>,
+    level: Consistency,
+) -> Frame {
+    let n = Frame::Integer(members.len() as i64);
+    store
+        .read_modify_write_typed(dst, level, |found| {
+            let change = match (members.is_empty(), found) {
+                (true, None) => TypedChange::Keep,
+                (true, Some(_)) => TypedChange::Delete,
+                (false, _) => TypedChange::PutSet {
+                    members: members.iter().cloned().collect(),
+                    expires_at_ms: None,
+                },
+            };
+            (change, n.clone())
+        })
+        .await
+        .unwrap_or_else(store_error)
+}
+
+/// SMOVE: Redis's checks on both keys, then the member added to `dst` and only then removed
+/// from `src`. Two read-modify-writes, not atomic across the keys: a failure between them, or
+/// a concurrent removal from `src`, leaves the member in both sets, never in neither.
+async fn smove(
+    store: &VersionedStore,
+    crdts: &CrdtStore,
+    src: Bytes,
+    dst: Bytes,
+    member: Bytes,
+    level: Consistency,
+) -> Frame {
+    let (from, to) = futures::future::join(
+        read_set(store, crdts, &src, level),
+        read_set(store, crdts, &dst, level),
+    )
+    .await;
+    let from = match from {
+        // A missing source answers 0 whatever the destination holds, as in Redis.
+        Ok(members) if members.is_empty() => return Frame::Integer(0),
+        Ok(members) => members,
+        Err(refusal) => return refusal,
+    };
+    if let Err(refusal) = to {
+        return refusal;
+    }
+    let present = from.iter().any(|m| m[..] == member[..]);
+    if !present || src == dst {
+        return Frame::Integer(i64::from(present));
+    }
+    let add = SetCmd::Add(dst, vec![member.to_vec()]);
+    if let reply @ Frame::Error(_) = Box::pin(add.apply(store, crdts, level)).await {
+        return reply;
+    }
+    match Box::pin(SetCmd::Rem(src, vec![member.to_vec()]).apply(store, crdts, level)).await {
+        reply @ Frame::Error(_) => reply,
+        _ => Frame::Integer(1),
+    }
+}
+
+/// SSCAN's reply: every member matching MATCH, in one step.
+fn scan(members: &[Vec<u8>], options: &[Bytes]) -> Frame {
+    if members.is_empty() {
+        return whole_scan(vec![]);
+    }
+    match scan_pattern(options) {
+        Ok(pattern) => whole_scan(
+            members
+                .iter()
+                .filter(|m| pattern.as_ref().is_none_or(|p| glob_matches(p, m)))
+                .cloned()
+                .map(Frame::bulk)
+                .collect(),
+        ),
+        Err(refusal) => refusal,
     }
 }
 

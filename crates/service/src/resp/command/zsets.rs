@@ -12,7 +12,10 @@ use super::zset_ops::{
     self, AddFlags, Aggregate, LexRange, Limit, Members, Outcome, ScoreRange, SetOp,
 };
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
-use super::{mpop_count, mpop_where, read_typed, syntax_error, wrong_type};
+use super::{
+    mpop_count, mpop_where, random_picks, read_typed, scan_pattern, syntax_error, whole_scan,
+    wrong_type,
+};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::content::score_text;
@@ -927,7 +930,7 @@ impl ZsetCmd {
                 }
                 read_typed(store, &key, level, as_zset, |set| {
                     let Some(set) = set else {
-                        return Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]);
+                        return whole_scan(vec![]);
                     };
                     let pattern = match scan_pattern(&options) {
                         Ok(p) => p,
@@ -940,35 +943,13 @@ impl ZsetCmd {
                         .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_matches(p, m)));
                     // ZSCAN's scores are strings in both protocols, as in Redis.
                     let flat = flat_members(matching, true, |s| Frame::bulk(score_text(s)));
-                    Frame::Array(vec![Frame::bulk("0"), Frame::Array(flat)])
+                    whole_scan(flat)
                 })
                 .await
             }
         }
     }
 }
-
-/// ZSCAN's MATCH and COUNT (COUNT is checked and otherwise unused: one step returns all).
-fn scan_pattern(options: &[Bytes]) -> Result<Option<Bytes>, Frame> {
-    let mut pattern = None;
-    let mut i = 0;
-    while i < options.len() {
-        let value = options.get(i + 1).ok_or_else(syntax_error)?;
-        if eq(&options[i], "count") {
-            if int_arg(value)? < 1 {
-                return Err(syntax_error());
-            }
-        } else if eq(&options[i], "match") {
-            pattern = Some(value.clone());
-        } else {
-            return Err(syntax_error());
-        }
-        i += 2;
-    }
-    Ok(pattern)
-}
-
-const MAX_PICKS: usize = 1 << 20;
 
 /// ZRANDMEMBER: without a count one member (nil for a missing key); with a positive count
 /// distinct members (the whole set, in order, when it asks for as many or more); with a
@@ -984,24 +965,10 @@ fn random_members(set: Option<&Members>, count: Option<i64>, withscores: bool) -
     let Some(set) = set.filter(|s| !s.is_empty()) else {
         return Frame::Array(vec![]);
     };
-    let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-    if count < 0 {
-        // Redis would build a reply of any size; quorumd holds it in memory first.
-        if n > MAX_PICKS {
-            return Frame::error(format!(
-                "ERR quorumd answers at most {MAX_PICKS} repeated picks"
-            ));
-        }
-        let picks: Vec<_> = (0..n)
-            .map(|_| &set[rng.random_range(0..set.len())])
-            .collect();
-        return members_frame(picks, withscores);
+    match random_picks(set, count) {
+        Ok(picks) => members_frame(picks, withscores),
+        Err(refusal) => refusal,
     }
-    if n >= set.len() {
-        return members_frame(set, withscores);
-    }
-    let chosen = rand::seq::index::sample(&mut rng, set.len(), n);
-    members_frame(chosen.into_iter().map(|i| &set[i]), withscores)
 }
 
 /// The sorted sets at `keys` (`None` for a missing key), read concurrently at the level;
