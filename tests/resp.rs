@@ -2936,3 +2936,67 @@ fn scanned(f: Frame) -> Frame {
         other => other,
     }
 }
+
+/// BITPOS, BITOP, SUBSTR and TOUCH (issue 19): redis-server 7.0's replies and errors.
+const BITS_SAME_AS_REDIS: &[&str] = &[
+    "BITPOS b:a 0",
+    "BITPOS b:b 1 0",
+    "BITPOS b:b 1 2",
+    "BITPOS b:b 1 2 -1 BYTE",
+    "BITPOS b:b 1 7 15 BIT",
+    "BITPOS b:missing 0",
+    "BITPOS b:missing 1 x y z w",
+    "BITPOS b:a 2",
+    "BITPOS b:a x",
+    "BITPOS b:a 1 x",
+    "BITPOS b:a 1 0 x WORD",
+    "BITPOS b:a 1 0 1 BIT x",
+    "BITPOS b:a 0 0 -1",
+    "BITPOS b:ones 0",
+    "BITPOS b:ones 0 0 -1",
+    "BITPOS b:ones 0 3 BIT",
+    "BITOP AND b:and b:a b:b",
+    "GET b:and",
+    "BITOP OR b:or b:a b:missing",
+    "GET b:or",
+    "BITOP XOR b:xor b:a b:b b:ones",
+    "GET b:xor",
+    "BITOP NOT b:not b:a",
+    "GET b:not",
+    "BITOP NOT b:not b:a b:b",
+    "BITOP NAND b:x b:a",
+    "SET b:ttl v EX 1000",
+    "BITOP OR b:ttl b:a",
+    "TTL b:ttl",
+    "BITOP AND b:a b:missing b:missing2",
+    "EXISTS b:a",
+    "RPUSH b:list x",
+    "BITOP OR b:y b:list",
+    "BITPOS b:list 1",
+    "BITOP OR b:list b:b",
+    "TYPE b:list",
+    "SUBSTR b:b 1 -1",
+    "SUBSTR b:list 0 1",
+    "TOUCH b:b b:missing b:b",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bit_commands_match_a_real_redis_server() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    // Redis's documentation's values, binary.
+    for (key, value) in [
+        (&b"b:a"[..], &b"\xff\xf0\x00"[..]),
+        (b"b:b", b"\x00\xff\xf0"),
+        (b"b:ones", b"\xff\xff"),
+    ] {
+        for c in [&mut ours, &mut theirs] {
+            assert_eq!(c.call(&[b"SET", key, value]).await, Frame::ok());
+        }
+    }
+    for line in BITS_SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+    tc.shutdown().await;
+}

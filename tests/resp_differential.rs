@@ -575,7 +575,7 @@ impl Gen {
     }
 
     fn string(&mut self) -> Cmd {
-        match self.rng.random_range(0..27) {
+        match self.rng.random_range(0..30) {
             0 | 1 => Cmd::new("GET").key(&self.key(Use::Plain)),
             2..=4 => {
                 let mut c = Cmd::new("SET")
@@ -632,7 +632,7 @@ impl Gen {
             12 | 13 => Cmd::new("APPEND")
                 .key(&self.key(Use::Plain))
                 .arg(self.value()),
-            14 => Cmd::new("GETRANGE")
+            14 => Cmd::new(self.pick(&["GETRANGE", "GETRANGE", "SUBSTR"]))
                 .key(&self.key(Use::Plain))
                 .arg(self.int())
                 .arg(self.int()),
@@ -679,6 +679,30 @@ impl Gen {
                     _ => c.arg("0").arg("-1").arg("BIT").arg("x"),
                 }
             }
+            27 | 28 => {
+                let c = Cmd::new("BITPOS")
+                    .key(&self.key(Use::Plain))
+                    .arg(self.pick(&["0", "1", "1", "2", "x"]));
+                match self.rng.random_range(0..6) {
+                    0 => c,
+                    1 => c.arg(self.int()),
+                    2 => c.arg(self.int()).arg(self.int()),
+                    3 => c
+                        .arg(self.int())
+                        .arg(self.int())
+                        .arg(self.pick(&["BIT", "BYTE", "bit", "WORD"])),
+                    4 => c.arg(self.int()).arg("x").arg("WORD"),
+                    _ => c.arg("0").arg("-1").arg("BIT").arg("x"),
+                }
+            }
+            29 => {
+                let op = self.pick(&["AND", "OR", "XOR", "NOT", "not", "NAND"]);
+                let mut c = Cmd::new("BITOP").arg(op).key(&self.key(Use::Replace));
+                for _ in 0..self.rng.random_range(1..4) {
+                    c = c.key(&self.key(Use::Plain));
+                }
+                c
+            }
             25 => Cmd::new("INCRBYFLOAT")
                 .key(&self.key(Use::Plain))
                 .arg(self.pick(FLOATS)),
@@ -723,7 +747,7 @@ impl Gen {
                 c
             }
             1 => {
-                let mut c = Cmd::new("EXISTS");
+                let mut c = Cmd::new(self.pick(&["EXISTS", "EXISTS", "TOUCH"]));
                 for _ in 0..self.rng.random_range(1..4) {
                     let k = self.key(Use::Meta);
                     c = c.key(&k);

@@ -9,15 +9,14 @@
 
 use super::long_double::{self, LongDouble, Parsed};
 use super::{
-    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, scan_pattern,
-    store_error, syntax_error, whole_scan, wrong_arity, wrong_type,
+    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, store_error,
+    syntax_error, whole_scan, wrong_arity, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
-use quorumd_replication::store::keyspace::glob_matches;
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
@@ -281,21 +280,12 @@ impl HashCmd {
             HashCmd::RandField {
                 count, withvalues, ..
             } => random_fields(fields, *count, *withvalues),
-            HashCmd::Scan { options, .. } => {
-                if fields.is_empty() {
-                    return whole_scan(vec![]);
-                }
-                match scan_pattern(options) {
-                    Ok(pattern) => whole_scan(
-                        fields
-                            .iter()
-                            .filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_matches(p, f)))
-                            .flat_map(|(f, v)| [Frame::bulk(f.clone()), Frame::bulk(v.clone())])
-                            .collect(),
-                    ),
-                    Err(refusal) => refusal,
-                }
-            }
+            HashCmd::Scan { options, .. } => whole_scan(
+                fields,
+                options,
+                |(f, _)| f,
+                |(f, v)| vec![Frame::bulk(f.clone()), Frame::bulk(v.clone())],
+            ),
             HashCmd::Set(..)
             | HashCmd::Del(..)
             | HashCmd::IncrBy { .. }

@@ -5,6 +5,7 @@
 //! table, a command type with `keys()` and `apply()`, a `DataCmd` variant for it, and one line
 //! in `FAMILIES`. Nothing else in the connection or the server changes.
 
+mod bits;
 mod conn;
 mod counters;
 mod hashes;
@@ -150,6 +151,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     server::SPECS,
     quorumd::SPECS,
     strings::SPECS,
+    bits::SPECS,
     keys::SPECS,
     keyspace::SPECS,
     counters::SPECS,
@@ -202,6 +204,7 @@ pub enum SessionCmd {
 
 pub enum DataCmd {
     String(strings::StringCmd),
+    Bits(bits::BitCmd),
     Key(keys::KeyCmd),
     Counter(counters::CounterCmd),
     Float(counters::FloatCmd),
@@ -223,6 +226,7 @@ impl DataCmd {
     pub fn access(&self) -> Access<'_> {
         match self {
             DataCmd::String(c) => c.access(),
+            DataCmd::Bits(c) => c.access(),
             DataCmd::Key(c) => c.access(),
             DataCmd::Counter(c) => c.access(),
             DataCmd::Float(c) => c.access(),
@@ -238,6 +242,7 @@ impl DataCmd {
         let (store, crdts) = (&shared.store, &shared.crdts);
         match self {
             DataCmd::String(c) => c.apply(store, crdts, level).await,
+            DataCmd::Bits(c) => c.apply(store, level).await,
             DataCmd::Key(c) => c.apply(store, crdts, level).await,
             DataCmd::Counter(c) => c.apply(store, crdts, level).await,
             DataCmd::Float(c) => c.apply(store, level).await,
@@ -357,7 +362,7 @@ fn unknown_command(name: &str, rest: &[Bytes]) -> Frame {
 
 /// The MATCH and COUNT of ZSCAN, SSCAN and HSCAN, which answer a whole value in one step
 /// (COUNT is checked and otherwise unused).
-pub(super) fn scan_pattern(options: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+fn scan_pattern(options: &[Bytes]) -> Result<Option<Bytes>, Frame> {
     let mut pattern = None;
     let mut i = 0;
     while i < options.len() {
@@ -406,9 +411,34 @@ pub(super) fn random_picks<T>(items: &[T], count: i64) -> Result<Vec<&T>, Frame>
         .collect())
 }
 
-/// A SCAN-like command's reply that holds every item at once: cursor 0 (the end), then them.
-pub(super) fn whole_scan(items: Vec<Frame>) -> Frame {
-    Frame::Array(vec![Frame::bulk("0"), Frame::Array(items)])
+/// ZSCAN, SSCAN and HSCAN: the whole value in one step, cursor 0 (what Redis answers for a
+/// small value, and a complete iteration for any size). An absent value answers nothing
+/// whatever the options, as Redis answers a missing key before it reads them; else the items
+/// whose name (member, field) matches MATCH, each as `frames` gives it.
+pub(super) fn whole_scan<'a, T>(
+    items: &'a [T],
+    options: &[Bytes],
+    name: impl Fn(&T) -> &[u8],
+    frames: impl Fn(&'a T) -> Vec<Frame>,
+) -> Frame {
+    let step = |found: Vec<Frame>| Frame::Array(vec![Frame::bulk("0"), Frame::Array(found)]);
+    if items.is_empty() {
+        return step(vec![]);
+    }
+    match scan_pattern(options) {
+        Ok(pattern) => step(
+            items
+                .iter()
+                .filter(|i| {
+                    pattern.as_ref().is_none_or(|p| {
+                        quorumd_replication::store::keyspace::glob_matches(p, name(i))
+                    })
+                })
+                .flat_map(frames)
+                .collect(),
+        ),
+        Err(refusal) => refusal,
+    }
 }
 
 pub fn wrong_arity(name: &str) -> Frame {
@@ -547,6 +577,12 @@ impl From<keys::KeyCmd> for DataCmd {
 impl From<counters::CounterCmd> for DataCmd {
     fn from(c: counters::CounterCmd) -> Self {
         DataCmd::Counter(c)
+    }
+}
+
+impl From<bits::BitCmd> for DataCmd {
+    fn from(c: bits::BitCmd) -> Self {
+        DataCmd::Bits(c)
     }
 }
 

@@ -9,15 +9,14 @@
 //! picked from a read, and SADD/SREM count against a read: best efforts under concurrency).
 
 use super::{
-    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, scan_pattern,
-    store_error, syntax_error, whole_scan, wrong_type,
+    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, store_error,
+    syntax_error, whole_scan, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
-use quorumd_replication::store::keyspace::glob_matches;
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
@@ -319,7 +318,9 @@ impl SetCmd {
                     return e;
                 }
                 return match read_set(store, crdts, &key, level).await {
-                    Ok(members) => scan(&members, &options),
+                    Ok(members) => {
+                        whole_scan(&members, &options, |m| m, |m| vec![Frame::bulk(m.clone())])
+                    }
                     Err(refusal) => refusal,
                 };
             }
@@ -552,24 +553,6 @@ async fn smove(
     match Box::pin(SetCmd::Rem(src, vec![member.to_vec()]).apply(store, crdts, level)).await {
         reply @ Frame::Error(_) => reply,
         _ => Frame::Integer(1),
-    }
-}
-
-/// SSCAN's reply: every member matching MATCH, in one step.
-fn scan(members: &[Vec<u8>], options: &[Bytes]) -> Frame {
-    if members.is_empty() {
-        return whole_scan(vec![]);
-    }
-    match scan_pattern(options) {
-        Ok(pattern) => whole_scan(
-            members
-                .iter()
-                .filter(|m| pattern.as_ref().is_none_or(|p| glob_matches(p, m)))
-                .cloned()
-                .map(Frame::bulk)
-                .collect(),
-        ),
-        Err(refusal) => refusal,
     }
 }
 

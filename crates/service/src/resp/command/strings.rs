@@ -68,13 +68,9 @@ pub static SPECS: &[Spec] = &[
         ))
     }),
     spec("getex", -2, &[Flag::Write, Flag::Fast], 1, 1, parse_getex),
-    spec("getrange", 4, READ, 1, 1, |a| {
-        data(StringCmd::GetRange(
-            a[1].clone(),
-            int_arg(&a[2])?,
-            int_arg(&a[3])?,
-        ))
-    }),
+    spec("getrange", 4, READ, 1, 1, parse_getrange),
+    // GETRANGE's old name, still served by Redis 7.0.
+    spec("substr", 4, READ, 1, 1, parse_getrange),
     spec("getbit", 3, READ, 1, 1, |a| {
         data(StringCmd::GetBit(a[1].clone(), bit_offset(&a[2])?))
     }),
@@ -246,6 +242,14 @@ fn expiry_option(a: &Bytes) -> Option<(&'static str, i64, bool)> {
     ]
     .into_iter()
     .find(|(name, _, _)| eq(a, name))
+}
+
+fn parse_getrange(a: &[Bytes]) -> Result<Command, Frame> {
+    data(StringCmd::GetRange(
+        a[1].clone(),
+        int_arg(&a[2])?,
+        int_arg(&a[3])?,
+    ))
 }
 
 fn parse_getex(args: &[Bytes]) -> Result<Command, Frame> {

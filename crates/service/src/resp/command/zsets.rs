@@ -13,14 +13,12 @@ use super::zset_ops::{
 };
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
 use super::{
-    mpop_count, mpop_where, random_picks, read_typed, scan_pattern, syntax_error, whole_scan,
-    wrong_type,
+    mpop_count, mpop_where, random_picks, read_typed, syntax_error, whole_scan, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::content::score_text;
 use quorumd_core::quorum::Consistency;
-use quorumd_replication::store::keyspace::glob_matches;
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
@@ -929,21 +927,13 @@ impl ZsetCmd {
                     return e;
                 }
                 read_typed(store, &key, level, as_zset, |set| {
-                    let Some(set) = set else {
-                        return whole_scan(vec![]);
-                    };
-                    let pattern = match scan_pattern(&options) {
-                        Ok(p) => p,
-                        Err(e) => return e,
-                    };
-                    // The whole set in one step, cursor 0: what Redis answers for a small
-                    // set, and a complete iteration for any size.
-                    let matching = set
-                        .iter()
-                        .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_matches(p, m)));
                     // ZSCAN's scores are strings in both protocols, as in Redis.
-                    let flat = flat_members(matching, true, |s| Frame::bulk(score_text(s)));
-                    whole_scan(flat)
+                    whole_scan(
+                        set.map_or(&[][..], |s| &s[..]),
+                        &options,
+                        |(m, _)| m,
+                        |(m, s)| vec![Frame::bulk(m.clone()), Frame::bulk(score_text(*s))],
+                    )
                 })
                 .await
             }
