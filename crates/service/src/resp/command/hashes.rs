@@ -20,7 +20,7 @@ use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
 use quorumd_replication::store::{
     StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// A hash's fields and values, in the order they are kept.
 type Fields = Vec<(Vec<u8>, Vec<u8>)>;
@@ -128,9 +128,10 @@ fn parse_hrandfield(a: &[Bytes]) -> Result<Command, Frame> {
 }
 
 pub enum HashCmd {
-    /// Field/value pairs, a field given twice keeping its last value (as Redis); `true` for
-    /// HMSET, which answers OK instead of the count.
-    Set(Bytes, BTreeMap<Vec<u8>, Vec<u8>>, bool),
+    /// Field/value pairs in argument order, each field once, at its first place with its last
+    /// value (Redis sets them one after the other, so new fields go last in that order);
+    /// `true` for HMSET, which answers OK instead of the count.
+    Set(Bytes, Fields, bool),
     /// HGET (one field, a bulk reply) or HMGET (an array).
     Get(Bytes, Vec<Bytes>, bool),
     GetAll(Bytes),
@@ -168,11 +169,27 @@ fn parse_hset(args: &[Bytes], name: &str) -> Result<Command, Frame> {
     if !args.len().is_multiple_of(2) {
         return Err(wrong_arity(name));
     }
-    let pairs = args[2..]
-        .chunks(2)
-        .map(|p| (p[0].to_vec(), p[1].to_vec()))
-        .collect();
-    data(HashCmd::Set(args[1].clone(), pairs, name == "hmset"))
+    data(HashCmd::Set(
+        args[1].clone(),
+        distinct_pairs(&args[2..]),
+        name == "hmset",
+    ))
+}
+
+/// HSET's field/value arguments, each field once, at its first place with its last value.
+fn distinct_pairs(args: &[Bytes]) -> Fields {
+    let mut pairs: Fields = Vec::with_capacity(args.len() / 2);
+    let mut at: HashMap<&[u8], usize> = HashMap::with_capacity(args.len() / 2);
+    for p in args.chunks(2) {
+        match at.get(&p[0][..]) {
+            Some(&i) => pairs[i].1 = p[1].to_vec(),
+            None => {
+                at.insert(&p[0][..], pairs.len());
+                pairs.push((p[0].to_vec(), p[1].to_vec()));
+            }
+        }
+    }
+    pairs
 }
 
 impl HashCmd {
@@ -406,7 +423,10 @@ impl HashCmd {
         Ok(match self {
             HashCmd::Set(key, pairs, hmset) => {
                 let before = crdts.map_get(&key, level).await?;
-                let added = pairs.keys().filter(|f| !before.contains_key(*f)).count();
+                let added = pairs
+                    .iter()
+                    .filter(|(f, _)| !before.contains_key(f))
+                    .count();
                 let fields = pairs.into_iter().map(|(f, v)| (f, Some(v))).collect();
                 crdts.map_set(&key, fields, level).await?;
                 if hmset {
@@ -533,5 +553,30 @@ async fn read_hash(
             Err(e) => Err(crdt_error(e)),
         },
         Err(e) => Err(store_error(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hset_adds_new_fields_last_in_argument_order() {
+        let args: Vec<Bytes> = ["b", "1", "a", "2", "b", "3", "c", "4"]
+            .into_iter()
+            .map(Bytes::from)
+            .collect();
+        let pairs = distinct_pairs(&args);
+        let v = |f: &str, x: &str| (f.as_bytes().to_vec(), x.as_bytes().to_vec());
+        assert_eq!(pairs, vec![v("b", "3"), v("a", "2"), v("c", "4")]);
+        let mut fields = vec![v("z", "0")];
+        let (reply, changed) = HashCmd::Set(Bytes::from("k"), pairs, false)
+            .change(&mut fields)
+            .unwrap();
+        assert_eq!((reply, changed), (Frame::Integer(3), true));
+        assert_eq!(
+            fields,
+            vec![v("z", "0"), v("b", "3"), v("a", "2"), v("c", "4")]
+        );
     }
 }

@@ -499,6 +499,10 @@ fn parse_randmember(a: &[Bytes]) -> Result<Command, Frame> {
     if a.len() > 4 || (a.len() == 4 && !eq(&a[3], "withscores")) {
         return Err(syntax_error());
     }
+    // Redis's bound on a reply of pairs.
+    if a.len() == 4 && count.unsigned_abs() > (i64::MAX / 2) as u64 {
+        return Err(Frame::error("ERR value is out of range"));
+    }
     data(ZsetCmd::RandMember {
         key: a[1].clone(),
         count: Some(count),
