@@ -3006,3 +3006,39 @@ async fn bit_commands_match_a_real_redis_server() {
     }
     tc.shutdown().await;
 }
+
+/// INCRBYFLOAT and HINCRBYFLOAT on seeded random increments (digits, a point anywhere, an
+/// exponent now and then, either sign): every running sum is printed as redis-server 7.0
+/// prints it, which exercises the `long double` emulation's rounding on values no list
+/// above names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_float_increments_match_a_real_redis_server() {
+    use rand::{Rng, SeedableRng};
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let mut sums = 0;
+    for i in 0..400 {
+        let digits: String = (0..rng.random_range(1..=18))
+            .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+            .collect();
+        let point = rng.random_range(0..=digits.len());
+        let mut increment = format!("{}.{}", &digits[..point], &digits[point..]);
+        if rng.random_bool(0.2) {
+            increment.push_str(&format!("e{}", rng.random_range(-30..=30)));
+        }
+        if rng.random_bool(0.4) {
+            increment.insert(0, '-');
+        }
+        let line = if i % 2 == 0 {
+            format!("INCRBYFLOAT rf:s {increment}")
+        } else {
+            format!("HINCRBYFLOAT rf:h n {increment}")
+        };
+        let reply = ours.cmd(&line).await;
+        assert_eq!(reply, theirs.cmd(&line).await, "{line}");
+        sums += usize::from(matches!(reply, Frame::Bulk(_)));
+    }
+    // Errors (an overflow to infinity) agree too, but the sums are what this test is about.
+    assert!(sums >= 350, "only {sums} of 400 increments gave a sum");
+    tc.shutdown().await;
+}

@@ -668,32 +668,13 @@ impl Gen {
                 .arg(self.pick(&["0", "1", "1", "2", "x", "-1"])),
             24 => {
                 let c = Cmd::new("BITCOUNT").key(&self.key(Use::Plain));
-                match self.rng.random_range(0..5) {
-                    0 => c,
-                    1 => c.arg(self.int()),
-                    2 => c.arg(self.int()).arg(self.int()),
-                    3 => c
-                        .arg(self.int())
-                        .arg(self.int())
-                        .arg(self.pick(&["BIT", "BYTE", "bit", "WORD"])),
-                    _ => c.arg("0").arg("-1").arg("BIT").arg("x"),
-                }
+                self.bit_range(c)
             }
             27 | 28 => {
                 let c = Cmd::new("BITPOS")
                     .key(&self.key(Use::Plain))
                     .arg(self.pick(&["0", "1", "1", "2", "x"]));
-                match self.rng.random_range(0..6) {
-                    0 => c,
-                    1 => c.arg(self.int()),
-                    2 => c.arg(self.int()).arg(self.int()),
-                    3 => c
-                        .arg(self.int())
-                        .arg(self.int())
-                        .arg(self.pick(&["BIT", "BYTE", "bit", "WORD"])),
-                    4 => c.arg(self.int()).arg("x").arg("WORD"),
-                    _ => c.arg("0").arg("-1").arg("BIT").arg("x"),
-                }
+                self.bit_range(c)
             }
             29 => {
                 let op = self.pick(&["AND", "OR", "XOR", "NOT", "not", "NAND"]);
@@ -855,6 +836,21 @@ impl Gen {
                 }
             }
             _ => self.scan("HSCAN", k),
+        }
+    }
+
+    /// BITCOUNT's or BITPOS's optional `start [end [BYTE|BIT]]`, now and then malformed.
+    fn bit_range(&mut self, c: Cmd) -> Cmd {
+        match self.rng.random_range(0..6) {
+            0 => c,
+            1 => c.arg(self.int()),
+            2 => c.arg(self.int()).arg(self.int()),
+            3 => c
+                .arg(self.int())
+                .arg(self.int())
+                .arg(self.pick(&["BIT", "BYTE", "bit", "WORD"])),
+            4 => c.arg(self.int()).arg("x").arg("WORD"),
+            _ => c.arg("0").arg("-1").arg("BIT").arg("x"),
         }
     }
 

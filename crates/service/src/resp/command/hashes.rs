@@ -9,8 +9,8 @@
 
 use super::long_double::{self, LongDouble, Parsed};
 use super::{
-    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, store_error,
-    syntax_error, whole_scan, wrong_arity, wrong_type,
+    Access, Command, Flag, ScanArgs, Spec, crdt_error, data, eq, int_arg, random_picks,
+    store_error, syntax_error, whole_scan, wrong_arity, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -90,11 +90,7 @@ pub static SPECS: &[Spec] = &[
         parse_hrandfield,
     ),
     Spec::keyed("hscan", -3, &[Flag::ReadOnly], (1, 1, 1), |a| {
-        data(HashCmd::Scan {
-            key: a[1].clone(),
-            cursor_ok: super::keyspace::parse_cursor(&a[2]).map(|_| ()),
-            options: a[3..].to_vec(),
-        })
+        data(HashCmd::Scan(a[1].clone(), ScanArgs::parse(a)))
     }),
 ];
 
@@ -157,12 +153,7 @@ pub enum HashCmd {
         count: Option<i64>,
         withvalues: bool,
     },
-    /// The cursor is checked before the key is read, the options after (Redis's order).
-    Scan {
-        key: Bytes,
-        cursor_ok: Result<(), Frame>,
-        options: Vec<Bytes>,
-    },
+    Scan(Bytes, ScanArgs),
 }
 
 fn parse_hset(args: &[Bytes], name: &str) -> Result<Command, Frame> {
@@ -208,7 +199,7 @@ impl HashCmd {
             | HashCmd::SetNx(k, _, _)
             | HashCmd::IncrByFloat { key: k, .. }
             | HashCmd::RandField { key: k, .. }
-            | HashCmd::Scan { key: k, .. } => k,
+            | HashCmd::Scan(k, _) => k,
         }
     }
 
@@ -223,7 +214,7 @@ impl HashCmd {
             | HashCmd::Keys(_)
             | HashCmd::Vals(_)
             | HashCmd::RandField { .. }
-            | HashCmd::Scan { .. } => Access {
+            | HashCmd::Scan(..) => Access {
                 reads: key,
                 writes: vec![],
             },
@@ -240,11 +231,12 @@ impl HashCmd {
         crdts: &CrdtStore,
         level: Consistency,
     ) -> Frame {
-        if let HashCmd::Scan {
-            cursor_ok: Err(e), ..
-        } = self
-        {
-            return e;
+        let bad_cursor = match &self {
+            HashCmd::Scan(_, args) => args.bad_cursor(),
+            _ => None,
+        };
+        if let Some(refusal) = bad_cursor {
+            return refusal;
         }
         if self.access().writes.is_empty() {
             return match read_hash(store, crdts, self.key(), level).await {
@@ -297,9 +289,9 @@ impl HashCmd {
             HashCmd::RandField {
                 count, withvalues, ..
             } => random_fields(fields, *count, *withvalues),
-            HashCmd::Scan { options, .. } => whole_scan(
+            HashCmd::Scan(_, args) => whole_scan(
                 fields,
-                options,
+                args,
                 |(f, _)| f,
                 |(f, v)| vec![Frame::bulk(f.clone()), Frame::bulk(v.clone())],
             ),

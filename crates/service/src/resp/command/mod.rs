@@ -411,13 +411,35 @@ pub(super) fn random_picks<T>(items: &[T], count: i64) -> Result<Vec<&T>, Frame>
         .collect())
 }
 
+/// The cursor and options of ZSCAN, SSCAN and HSCAN, as parsed: the cursor is answered
+/// before the key is read, the options after (Redis's order).
+pub struct ScanArgs {
+    cursor_ok: Result<(), Frame>,
+    options: Vec<Bytes>,
+}
+
+impl ScanArgs {
+    /// From `NAME key cursor [options...]`.
+    pub(super) fn parse(a: &[Bytes]) -> ScanArgs {
+        ScanArgs {
+            cursor_ok: keyspace::parse_cursor(&a[2]).map(|_| ()),
+            options: a[3..].to_vec(),
+        }
+    }
+
+    /// The refusal of a malformed cursor, to answer before the key is read.
+    pub(super) fn bad_cursor(&self) -> Option<Frame> {
+        self.cursor_ok.clone().err()
+    }
+}
+
 /// ZSCAN, SSCAN and HSCAN: the whole value in one step, cursor 0 (what Redis answers for a
 /// small value, and a complete iteration for any size). An absent value answers nothing
 /// whatever the options, as Redis answers a missing key before it reads them; else the items
 /// whose name (member, field) matches MATCH, each as `frames` gives it.
 pub(super) fn whole_scan<'a, T>(
     items: &'a [T],
-    options: &[Bytes],
+    args: &ScanArgs,
     name: impl Fn(&T) -> &[u8],
     frames: impl Fn(&'a T) -> Vec<Frame>,
 ) -> Frame {
@@ -425,7 +447,7 @@ pub(super) fn whole_scan<'a, T>(
     if items.is_empty() {
         return step(vec![]);
     }
-    match scan_pattern(options) {
+    match scan_pattern(&args.options) {
         Ok(pattern) => step(
             items
                 .iter()

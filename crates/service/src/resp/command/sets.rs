@@ -9,8 +9,8 @@
 //! picked from a read, and SADD/SREM count against a read: best efforts under concurrency).
 
 use super::{
-    Access, Command, Flag, Spec, crdt_error, data, eq, int_arg, random_picks, store_error,
-    syntax_error, whole_scan, wrong_type,
+    Access, Command, Flag, ScanArgs, Spec, crdt_error, data, eq, int_arg, random_picks,
+    store_error, syntax_error, whole_scan, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -74,11 +74,7 @@ pub static SPECS: &[Spec] = &[
         })
     }),
     Spec::keyed("sscan", -3, &[Flag::ReadOnly], (1, 1, 1), |a| {
-        data(SetCmd::Scan {
-            key: a[1].clone(),
-            cursor_ok: super::keyspace::parse_cursor(&a[2]).map(|_| ()),
-            options: a[3..].to_vec(),
-        })
+        data(SetCmd::Scan(a[1].clone(), ScanArgs::parse(a)))
     }),
     Spec::keyed(
         "spop",
@@ -232,12 +228,7 @@ pub enum SetCmd {
         dst: Bytes,
         member: Bytes,
     },
-    /// The cursor is checked before the key is read, the options after (Redis's order).
-    Scan {
-        key: Bytes,
-        cursor_ok: Result<(), Frame>,
-        options: Vec<Bytes>,
-    },
+    Scan(Bytes, ScanArgs),
 }
 
 impl SetCmd {
@@ -251,7 +242,7 @@ impl SetCmd {
             | SetCmd::Card(k)
             | SetCmd::Pop(k, _)
             | SetCmd::RandMember(k, _)
-            | SetCmd::Scan { key: k, .. } => vec![k],
+            | SetCmd::Scan(k, _) => vec![k],
             SetCmd::Combine(_, keys) | SetCmd::InterCard(keys, _) => {
                 keys.iter().map(|k| &k[..]).collect()
             }
@@ -309,17 +300,13 @@ impl SetCmd {
             SetCmd::Move { src, dst, member } => {
                 return smove(store, crdts, src, dst, member, level).await;
             }
-            SetCmd::Scan {
-                key,
-                cursor_ok,
-                options,
-            } => {
-                if let Err(e) = cursor_ok {
-                    return e;
+            SetCmd::Scan(key, args) => {
+                if let Some(refusal) = args.bad_cursor() {
+                    return refusal;
                 }
                 return match read_set(store, crdts, &key, level).await {
                     Ok(members) => {
-                        whole_scan(&members, &options, |m| m, |m| vec![Frame::bulk(m.clone())])
+                        whole_scan(&members, &args, |m| m, |m| vec![Frame::bulk(m.clone())])
                     }
                     Err(refusal) => refusal,
                 };

@@ -13,7 +13,8 @@ use super::zset_ops::{
 };
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
 use super::{
-    mpop_count, mpop_where, random_picks, read_typed, syntax_error, whole_scan, wrong_type,
+    ScanArgs, mpop_count, mpop_where, random_picks, read_typed, syntax_error, whole_scan,
+    wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -179,11 +180,7 @@ pub static SPECS: &[Spec] = &[
     // Its keys follow numkeys, so, as in Redis's table, it declares none (movable keys).
     Spec::keyless("zmpop", -4, &[Flag::Write], parse_zmpop),
     Spec::keyed("zscan", -3, READ_SLOW, (1, 1, 1), |a| {
-        data(ZsetCmd::Scan {
-            key: a[1].clone(),
-            cursor_ok: super::keyspace::parse_cursor(&a[2]).map(|_| ()),
-            options: a[3..].to_vec(),
-        })
+        data(ZsetCmd::Scan(a[1].clone(), ScanArgs::parse(a)))
     }),
     Spec::keyless("bzpopmin", -3, &[Flag::Write], refuse_blocking),
     Spec::keyless("bzpopmax", -3, &[Flag::Write], refuse_blocking),
@@ -588,12 +585,7 @@ pub enum ZsetCmd {
         keys: Vec<Bytes>,
         options: Result<CombineOptions, Frame>,
     },
-    /// The cursor is checked before the key is read, the options after (Redis's order).
-    Scan {
-        key: Bytes,
-        cursor_ok: Result<(), Frame>,
-        options: Vec<Bytes>,
-    },
+    Scan(Bytes, ScanArgs),
 }
 
 /// The sorted set a read found: `None` when absent, WRONGTYPE when the key holds another type.
@@ -682,7 +674,7 @@ impl ZsetCmd {
             | ZsetCmd::Count { key, .. }
             | ZsetCmd::Range { key, .. }
             | ZsetCmd::RandMember { key, .. }
-            | ZsetCmd::Scan { key, .. } => key,
+            | ZsetCmd::Scan(key, _) => key,
         };
         Access {
             reads: vec![&key[..]],
@@ -922,19 +914,15 @@ impl ZsetCmd {
                     (None, None) => members_frame(&result, o.withscores),
                 }
             }
-            ZsetCmd::Scan {
-                key,
-                cursor_ok,
-                options,
-            } => {
-                if let Err(e) = cursor_ok {
-                    return e;
+            ZsetCmd::Scan(key, args) => {
+                if let Some(refusal) = args.bad_cursor() {
+                    return refusal;
                 }
                 read_typed(store, &key, level, as_zset, |set| {
                     // ZSCAN's scores are strings in both protocols, as in Redis.
                     whole_scan(
                         set.map_or(&[][..], |s| &s[..]),
-                        &options,
+                        &args,
                         |(m, _)| m,
                         |(m, s)| vec![Frame::bulk(m.clone()), Frame::bulk(score_text(*s))],
                     )
