@@ -71,13 +71,7 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
         // writes.
         let mut digests = Vec::new();
         for i in 0..n {
-            let mut c = tc.direct(i).await;
-            let d: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
-                .arg(common::digest_key())
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            digests.push(d);
+            digests.push(common::bucket_digests(&mut tc.direct(i).await).await);
         }
         assert!(!digests[0].is_empty());
         assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");

@@ -5,8 +5,10 @@
 //! sum modulo 2^48 of the entry hashes of that sub-bucket, and per bucket the sum of its entry
 //! hashes (which is also the sum of its sub-digests). A sum is order-independent and can be
 //! updated in O(1) by the write script (subtract the old entry hash, add the new one) on both
-//! levels at once. 48 bits keep every intermediate value exact in Lua's doubles (exact below
-//! 2^53).
+//! levels at once. 48 bits keep every delta exact in Lua's doubles (exact below 2^53). A node
+//! stores each digest as an int64 field that one `HINCRBY` per update moves (the delta taken
+//! mod 2^48, so the field only grows, and folded back by 2^62 before it could overflow): the
+//! field's value mod 2^48 is the digest.
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -65,21 +67,30 @@ mod tests {
         *state
     }
 
-    /// What Lua computes: doubles, floored modulo. Mirrors the script line
-    /// `d = (d - old + new) % 2^48`, evaluated in f64 to prove exactness.
-    fn lua_replace(d: u64, old: u64, new: u64) -> u64 {
+    /// What `add_digest` (crates/node/lua/shared/digest.lua) does to a node's digest field:
+    /// the delta reduced with Lua's floored modulo in doubles, added by `HINCRBY` in int64,
+    /// and 2^62 taken off once the field reaches it. Returns the field and whether it folded.
+    fn lua_add(field: i64, old: u64, new: u64) -> (i64, bool) {
+        const FOLD: i64 = 1 << 62;
         let m = DIGEST_MODULUS as f64;
-        let x = d as f64 - old as f64 + new as f64;
-        let r = x - (x / m).floor() * m;
-        assert_eq!(r.fract(), 0.0);
-        r as u64
+        let x = new as f64 - old as f64;
+        let delta = x - (x / m).floor() * m;
+        assert_eq!(delta.fract(), 0.0);
+        assert!((0.0..m).contains(&delta));
+        let field = field.checked_add(delta as i64).expect("HINCRBY overflow");
+        if field >= FOLD {
+            (field - FOLD, true)
+        } else {
+            (field, false)
+        }
     }
 
     #[test]
-    fn lua_double_arithmetic_matches_reference_on_random_data() {
+    fn lua_field_arithmetic_matches_reference_on_random_data() {
         let mut s = 0x9e37_79b9_7f4a_7c15;
         let mut d_ref = 0u64;
-        let mut d_lua = 0u64;
+        let mut field = 0i64;
+        let mut folds = 0;
         let mut live: Vec<u64> = Vec::new();
         for _ in 0..200_000 {
             let r = xorshift(&mut s);
@@ -92,10 +103,14 @@ mod tests {
                 0
             };
             d_ref = replace(d_ref, old, new);
-            d_lua = lua_replace(d_lua, old, new);
-            assert_eq!(d_ref, d_lua);
+            let folded;
+            (field, folded) = lua_add(field, old, new);
+            folds += usize::from(folded);
+            assert_eq!(field.rem_euclid(DIGEST_MODULUS as i64) as u64, d_ref);
         }
         assert_eq!(d_ref, combine(live.iter().copied()));
+        // The run is long enough to cross 2^62, so the fold is checked too.
+        assert!(folds > 0);
     }
 
     #[test]

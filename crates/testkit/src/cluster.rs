@@ -11,6 +11,7 @@ use quorumd_node::devcluster::DevCluster;
 use quorumd_replication::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, SyncError};
 use quorumd_service::app::App;
 use reqwest::{Response, StatusCode};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -344,6 +345,22 @@ pub fn default_layout() -> Layout {
 /// The hash of bucket digests on every node, under the default layout.
 pub fn digest_key() -> String {
     default_layout().digest_key(0)
+}
+
+/// The bucket digests a node holds under the default layout (bucket → digest). A node keeps
+/// each digest as an int64 field that only grows (see `digest_lua!` in quorumd-node), so two
+/// nodes with the same metadata can hold different fields: each is reduced mod 2^48, as
+/// quorumd reads it.
+pub async fn bucket_digests(c: &mut redis::aio::MultiplexedConnection) -> BTreeMap<u32, u64> {
+    let fields: BTreeMap<u32, i64> = redis::cmd("HGETALL")
+        .arg(digest_key())
+        .query_async(c)
+        .await
+        .expect("HGETALL of the digest hash");
+    fields
+        .into_iter()
+        .map(|(b, f)| (b, f.rem_euclid(1 << 48) as u64))
+        .collect()
 }
 
 /// A Lua script (EVAL with no keys) that counts the metadata entries on a node: every

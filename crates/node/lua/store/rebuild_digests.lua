@@ -1,11 +1,22 @@
 
 local S = tonumber(ARGV[1])
 local fixed = {}
--- Writes `sum` into a digest field if it differs (a missing field is 0); true if it did.
+-- A digest field's stored int64 (see `add_digest`) mod M, exactly: digit by digit, as a double
+-- would round a value past 2^53.
+local function reduced(stored)
+  local acc = 0
+  for i = 1, #stored do
+    local c = string.byte(stored, i)
+    if c >= 48 and c <= 57 then acc = (acc * 10 + c - 48) % M end
+  end
+  if string.byte(stored, 1) == 45 then acc = (M - acc) % M end
+  return acc
+end
+-- Writes `sum` into a digest field if the field's digest differs (a missing field is 0); true
+-- if it did.
 local function fix(hash, field, sum)
-  local new = string.format('%.0f', sum)
-  if (redis.call('HGET', hash, field) or '0') == new then return false end
-  redis.call('HSET', hash, field, new)
+  if reduced(redis.call('HGET', hash, field) or '0') == sum then return false end
+  redis.call('HSET', hash, field, string.format('%d', sum))
   return true
 end
 for i = 2, #ARGV do

@@ -33,10 +33,11 @@ use quorumd_core::meta::Meta;
 use redis::Value;
 
 /// Lua shared by every script that changes digests: the modulus and `add_digest(hash, field,
-/// delta)`, which adds `delta` (in (-2^48, 2^48)) to a digest field mod 2^48 (a missing field is
-/// 0). Every intermediate value stays below 2^50, so doubles compute it exactly, and
-/// `%.0f` prints it in full (`tostring` would round to 14 digits). A macro, not a `const`, so
-/// that `concat!` can splice it into each script's literal.
+/// delta)`, which adds `delta` (any integer below 2^53 in magnitude) to a digest field mod 2^48
+/// (a missing field is 0) with one `HINCRBY`. A field holds an int64 that only grows and is
+/// folded back by 2^62 (a multiple of 2^48) before it could overflow, so its value mod 2^48 is
+/// the digest: readers reduce it (`calls::sync::digests`). A macro, not a `const`, so that
+/// `concat!` can splice it into each script's literal.
 macro_rules! digest_lua {
     () => {
         include_str!("../../lua/shared/digest.lua")

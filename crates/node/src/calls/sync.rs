@@ -3,6 +3,7 @@
 
 use super::store::KeyLocation;
 use crate::pool::{Node, NodeError, Traffic};
+use quorumd_core::digest::DIGEST_MODULUS;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::Meta;
 use std::collections::HashMap;
@@ -35,11 +36,12 @@ pub async fn digests(
     let mut out = HashMap::new();
     for ((_, buckets), reply) in digest_keys.iter().zip(replies) {
         if buckets.len() == 1 {
-            if let Some(d) = redis::from_redis_value::<Option<u64>>(reply).map_err(bad)? {
-                out.insert(buckets.start, d);
+            if let Some(d) = redis::from_redis_value::<Option<i64>>(reply).map_err(bad)? {
+                out.insert(buckets.start, reduced(d));
             }
         } else {
-            out.extend(redis::from_redis_value::<HashMap<u32, u64>>(reply).map_err(bad)?);
+            let all = redis::from_redis_value::<HashMap<u32, i64>>(reply).map_err(bad)?;
+            out.extend(all.into_iter().map(|(b, d)| (b, reduced(d))));
         }
     }
     Ok(out)
@@ -55,8 +57,19 @@ pub async fn sub_digests(
     for k in sub_digest_keys {
         pipe.cmd("HGETALL").arg(k);
     }
-    node.run(|mut c| async move { pipe.query_async(&mut c).await })
-        .await
+    let raw: Vec<HashMap<u32, i64>> = node
+        .run(|mut c| async move { pipe.query_async(&mut c).await })
+        .await?;
+    Ok(raw
+        .into_iter()
+        .map(|subs| subs.into_iter().map(|(s, d)| (s, reduced(d))).collect())
+        .collect())
+}
+
+/// A digest field's value as the node keeps it (an int64 that `add_digest` lets grow, see
+/// `digest_lua!`) reduced to the digest itself.
+fn reduced(field: i64) -> u64 {
+    field.rem_euclid(DIGEST_MODULUS as i64) as u64
 }
 
 /// The metadata of several units (HGETALL of every hash, in one pipeline), each unit the
