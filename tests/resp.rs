@@ -3237,6 +3237,31 @@ async fn geo_commands_match_a_real_redis_server() {
         }
     }
 
+    // Equal distances: a full sort keeps them in the set's order (glibc's merge sort), COUNT
+    // sorts only a prefix with Redis's own quicksort, which orders them its own way.
+    for n in [6, 7, 8, 40, 41, 60, 130] {
+        let mut line = format!("ZADD g:tie{n} 3479447370796909 far");
+        for i in 0..n {
+            line.push_str(&format!(" 3479099956230698 m{i:03}"));
+        }
+        assert_eq!(ours.cmd(&line).await, theirs.cmd(&line).await, "{line}");
+        for options in [
+            "ASC",
+            "DESC",
+            "COUNT 1",
+            "COUNT 3",
+            "COUNT 10 DESC",
+            "COUNT 10 ASC",
+            "COUNT 40",
+            "COUNT 59 DESC",
+            "COUNT 5 ANY",
+            "WITHDIST COUNT 7",
+        ] {
+            let line = format!("GEOSEARCH g:tie{n} FROMLONLAT 15 37 BYRADIUS 200 km {options}");
+            assert_eq!(ours.cmd(&line).await, theirs.cmd(&line).await, "{line}");
+        }
+    }
+
     // Seeded random points, most around Sicily so that searches find many, some anywhere,
     // some on the edges; then every read and search on them.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);

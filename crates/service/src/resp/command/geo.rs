@@ -16,6 +16,7 @@ use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::store::VersionedStore;
+use std::cmp::Ordering;
 
 const READ: &[Flag] = &[Flag::ReadOnly];
 const WRITE: &[Flag] = &[Flag::Write, Flag::DenyOom];
@@ -414,15 +415,34 @@ fn run_search(q: Query, set: Option<&Members>) -> (Frame, Option<(Bytes, Members
         };
     };
     let mut found = find(set, &search, if q.any { q.count } else { 0 });
-    // A stable sort, as glibc's qsort (a merge sort) keeps equal distances in found order.
-    match q.sort {
-        Sort::None => {}
-        Sort::Asc => found.sort_by(|a, b| a.dist.total_cmp(&b.dist)),
-        Sort::Desc => found.sort_by(|a, b| b.dist.total_cmp(&a.dist)),
+    let returned = if q.count == 0 {
+        found.len()
+    } else {
+        found.len().min(q.count)
+    };
+    if q.sort != Sort::None {
+        // `sort_gp_asc` / `sort_gp_desc`: by distance only.
+        let desc = q.sort == Sort::Desc;
+        let cmp = |a: &Point, b: &Point| {
+            let o = if a.dist > b.dist {
+                Ordering::Greater
+            } else if a.dist == b.dist {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            };
+            if desc { o.reverse() } else { o }
+        };
+        // As Redis: the whole result through glibc's qsort (a merge sort: stable), or only
+        // the first `returned` through its own `pqsort`, whose order of equal distances is
+        // its own.
+        if returned == found.len() {
+            found.sort_by(cmp);
+        } else if returned > 0 {
+            partial_sort(&mut found, 0, returned - 1, &cmp);
+        }
     }
-    if q.count != 0 {
-        found.truncate(q.count);
-    }
+    found.truncate(returned);
     let conversion = search.unit.0;
     if let Some((dst, storedist)) = q.store {
         let n = found.len() as i64;
@@ -466,6 +486,134 @@ fn run_search(q: Query, set: Option<&Members>) -> (Frame, Option<(Bytes, Members
         })
         .collect();
     (Frame::Array(items), None)
+}
+
+/// Redis's `pqsort` (`pqsort.c`, Bentley and McIlroy's quicksort from NetBSD that only
+/// recurses into the parts overlapping `lrange..=rrange`), step for step, so that members at
+/// equal distances come out in Redis's order.
+fn partial_sort<T>(v: &mut [T], lrange: usize, rrange: usize, cmp: &impl Fn(&T, &T) -> Ordering) {
+    // The part being sorted: `v[a..a + n]`.
+    let (mut a, mut n) = (0usize, v.len());
+    let med3 = |v: &[T], x: usize, y: usize, z: usize| {
+        if cmp(&v[x], &v[y]) == Ordering::Less {
+            if cmp(&v[y], &v[z]) == Ordering::Less {
+                y
+            } else if cmp(&v[x], &v[z]) == Ordering::Less {
+                z
+            } else {
+                x
+            }
+        } else if cmp(&v[y], &v[z]) == Ordering::Greater {
+            y
+        } else if cmp(&v[x], &v[z]) == Ordering::Less {
+            x
+        } else {
+            z
+        }
+    };
+    let vecswap = |v: &mut [T], x: usize, y: usize, n: usize| {
+        for i in 0..n {
+            v.swap(x + i, y + i);
+        }
+    };
+    // Whether `lrange..=rrange` overlaps `v[start..start + len]`.
+    let wanted = |start: usize, len: usize| !(rrange < start || lrange >= start + len);
+    loop {
+        if n < 7 {
+            for pm in a + 1..a + n {
+                let mut pl = pm;
+                while pl > a && cmp(&v[pl - 1], &v[pl]) == Ordering::Greater {
+                    v.swap(pl, pl - 1);
+                    pl -= 1;
+                }
+            }
+            return;
+        }
+        let mut pm = a + n / 2;
+        if n > 7 {
+            let mut pl = a;
+            let mut pn = a + n - 1;
+            if n > 40 {
+                let d = n / 8;
+                pl = med3(v, pl, pl + d, pl + 2 * d);
+                pm = med3(v, pm - d, pm, pm + d);
+                pn = med3(v, pn - 2 * d, pn - d, pn);
+            }
+            pm = med3(v, pl, pm, pn);
+        }
+        v.swap(a, pm);
+        let (mut pa, mut pb) = (a + 1, a + 1);
+        // `pc` and `pd` may step below `pb` by one: kept as signed positions.
+        let (mut pc, mut pd) = ((a + n - 1) as isize, (a + n - 1) as isize);
+        loop {
+            while pb as isize <= pc {
+                let c = cmp(&v[pb], &v[a]);
+                if c == Ordering::Greater {
+                    break;
+                }
+                if c == Ordering::Equal {
+                    v.swap(pa, pb);
+                    pa += 1;
+                }
+                pb += 1;
+            }
+            while pb as isize <= pc {
+                let c = cmp(&v[pc as usize], &v[a]);
+                if c == Ordering::Less {
+                    break;
+                }
+                if c == Ordering::Equal {
+                    v.swap(pc as usize, pd as usize);
+                    pd -= 1;
+                }
+                pc -= 1;
+            }
+            if pb as isize > pc {
+                break;
+            }
+            v.swap(pb, pc as usize);
+            pb += 1;
+            pc -= 1;
+        }
+        let pn = a + n;
+        let r = (pa - a).min(pb - pa);
+        vecswap(v, a, pb - r, r);
+        let (pc, pd) = (pc as usize, pd as usize);
+        let r = (pd - pc).min(pn - pd - 1);
+        vecswap(v, pb, pn - r, r);
+        let left = pb - pa;
+        if left > 1 && wanted(a, left) {
+            partial_sort_from(v, a, left, lrange, rrange, cmp);
+        }
+        let right = pd - pc;
+        if right > 1 {
+            a = pn - right;
+            n = right;
+            if wanted(a, n) {
+                continue;
+            }
+        }
+        return;
+    }
+}
+
+/// `partial_sort` on `v[a..a + n]`, the ranges still counted in all of `v`.
+fn partial_sort_from<T>(
+    v: &mut [T],
+    a: usize,
+    n: usize,
+    lrange: usize,
+    rrange: usize,
+    cmp: &impl Fn(&T, &T) -> Ordering,
+) {
+    // Sorting the sub-slice with the ranges shifted keeps every index relation the same.
+    let sub = &mut v[a..a + n];
+    let l = lrange.saturating_sub(a);
+    let r = rrange.saturating_sub(a);
+    if rrange < a {
+        return;
+    }
+    partial_sort(sub, l, r, cmp);
 }
 
 fn coordinates(lon: f64, lat: f64) -> Frame {
@@ -700,6 +848,20 @@ mod tests {
             Some(Bytes::from("d2"))
         );
         assert_eq!(store_key(&a, Kind::Radius { ro: true }), None);
+    }
+
+    #[test]
+    fn partial_sort_orders_the_wanted_prefix() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for n in [1usize, 5, 7, 8, 40, 41, 100, 300] {
+            let mut v: Vec<u32> = (0..n).map(|_| rng.random_range(0..50)).collect();
+            let mut sorted = v.clone();
+            sorted.sort();
+            let k = rng.random_range(1..=n);
+            partial_sort(&mut v, 0, k - 1, &|a: &u32, b: &u32| a.cmp(b));
+            assert_eq!(v[..k], sorted[..k], "n {n} k {k}");
+        }
     }
 
     #[test]
