@@ -851,6 +851,20 @@ mod tests {
     }
 
     #[test]
+    fn coordinates_are_bulk_strings_in_resp2_and_doubles_in_resp3() {
+        use crate::resp::frame::Protocol;
+        let c = coordinates(13.361389338970184, -0.0);
+        assert_eq!(
+            &c.to_bytes(Protocol::Resp2)[..],
+            b"*2\r\n$20\r\n13.36138933897018433\r\n$1\r\n0\r\n"
+        );
+        assert_eq!(
+            &c.to_bytes(Protocol::Resp3)[..],
+            b"*2\r\n,13.36138933897018433\r\n,0\r\n"
+        );
+    }
+
+    #[test]
     fn partial_sort_orders_the_wanted_prefix() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
