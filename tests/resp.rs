@@ -3042,3 +3042,324 @@ async fn random_float_increments_match_a_real_redis_server() {
     assert!(sums >= 350, "only {sums} of 400 increments gave a sum");
     tc.shutdown().await;
 }
+
+/// The GEO commands: redis-server 7.0's replies and errors, option by option.
+const GEO_SAME_AS_REDIS: &[&str] = &[
+    "GEOADD g:s 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+    "GEOADD g:s 2.349014 48.864716 Paris -0.127758 51.507351 London",
+    "GEOADD g:s 180 85.05112878 Edge -180 -85.05112878 Other 0 0 Zero",
+    "GEOADD g:s NX 13.361389 38.115556 Palermo 1 1 New",
+    "GEOADD g:s XX CH 13.5 38.1 Palermo 1 1 Never",
+    "GEOADD g:s CH NX 13.361389 38.115556 Palermo",
+    "GEOADD g:s XX NX 1 1 a",
+    "GEOADD g:s 1 1",
+    "GEOADD g:s 1 1 a 2",
+    "GEOADD g:s 181 0 bad",
+    "GEOADD g:s 0 85.06 bad",
+    "GEOADD g:s -180.0001 0 bad",
+    "GEOADD g:s abc 0 bad",
+    "GEOADD g:s 0 1e400 bad",
+    "GEOADD g:s 0 inf bad",
+    "GEOADD g:s 1 1 ok 200 0 bad",
+    "GEOADD g:s nx",
+    "GEOADD g:s GT 1 1 a",
+    "ZSCORE g:s Palermo",
+    "ZSCORE g:s Edge",
+    "ZSCORE g:s ok",
+    "GEOPOS g:s Palermo Catania nosuch Edge Other Zero",
+    "GEOPOS g:missing a b",
+    "GEOPOS g:s",
+    "GEOHASH g:s Palermo Catania nosuch Edge Other Zero",
+    "GEOHASH g:missing a",
+    "GEOHASH g:s",
+    "GEODIST g:s Palermo Catania",
+    "GEODIST g:s Palermo Catania m",
+    "GEODIST g:s Palermo Catania KM",
+    "GEODIST g:s Palermo Catania ft",
+    "GEODIST g:s Palermo Catania mi",
+    "GEODIST g:s Palermo Catania yd",
+    "GEODIST g:s Palermo Catania km x",
+    "GEODIST g:s Palermo nosuch",
+    "GEODIST g:missing a b",
+    "GEODIST g:missing a b yd",
+    "GEODIST g:s Palermo Palermo",
+    "GEODIST g:s Edge Other",
+    "GEODIST g:s Paris London km",
+    "GEOSEARCH g:s FROMLONLAT 15 37 BYRADIUS 200 km ASC",
+    "GEOSEARCH g:s FROMLONLAT 15 37 BYRADIUS 200 km DESC WITHCOORD WITHDIST WITHHASH",
+    "GEOSEARCH g:s FROMLONLAT 15 37 BYRADIUS 200 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 2000 km ASC WITHDIST",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYBOX 400 400 km ASC WITHDIST WITHCOORD",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYBOX 4000 4000 km DESC WITHHASH",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 100000 km ASC",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 20000 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 2000 km COUNT 2",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 2000 km COUNT 2 DESC",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 2000 km COUNT 1 ANY",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 0 m WITHDIST",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 2000 mi ASC WITHDIST",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 2000 ft ASC WITHDIST",
+    "GEOSEARCH g:s FROMLONLAT 179.9 85 BYRADIUS 500 km WITHCOORD",
+    "GEOSEARCH g:s FROMLONLAT -179.9 -85 BYBOX 1000 1000 km WITHCOORD",
+    "GEOSEARCH g:s FROMLONLAT 0 0 BYRADIUS 1 m WITHDIST WITHHASH",
+    "GEOSEARCH g:s FROMMEMBER nosuch BYRADIUS 1 km",
+    "GEOSEARCH g:missing FROMMEMBER nosuch BYRADIUS 1 km",
+    "GEOSEARCH g:missing FROMLONLAT 1 1 BYRADIUS 1 km",
+    "GEOSEARCH g:missing FROMLONLAT 200 1 BYRADIUS 1 km",
+    "GEOSEARCH g:s FROMLONLAT 200 1 BYRADIUS 1 km",
+    "GEOSEARCH g:s FROMLONLAT x 1 BYRADIUS 1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo FROMLONLAT 1 1 BYRADIUS 1 km",
+    "GEOSEARCH g:s FROMLONLAT 1 1 FROMMEMBER Palermo BYRADIUS 1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo FROMMEMBER Catania BYRADIUS 1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km BYBOX 1 1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km BYRADIUS 2000 km",
+    "GEOSEARCH g:s BYRADIUS 1 km ASC WITHDIST",
+    "GEOSEARCH g:s FROMMEMBER Palermo ASC WITHDIST",
+    "geosearch g:s frommember Palermo asc withdist",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS -1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS x km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 yd",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYBOX x 1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYBOX 1 x km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYBOX -1 1 km",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYBOX 1 1 yd",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km ANY",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km COUNT 0",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km COUNT -1",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km COUNT x",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km COUNT",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km STORE g:d",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km STOREDIST",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km FOO",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS",
+    "GEOSEARCH g:s FROMMEMBER Palermo BYRADIUS 1 km FROMLONLAT 1",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYRADIUS 2000 km",
+    "ZRANGE g:d 0 -1 WITHSCORES",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYRADIUS 2000 km STOREDIST COUNT 2 DESC",
+    "ZRANGE g:d 0 -1 WITHSCORES",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYRADIUS 2000 km STOREDIST ASC",
+    "ZRANGE g:d 0 -1 WITHSCORES",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYRADIUS 2000 km WITHDIST",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYRADIUS 2000 km STORE g:x",
+    "GEOSEARCHSTORE g:d g:s FROMLONLAT 100 10 BYRADIUS 1 km",
+    "EXISTS g:d",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYBOX 400 400 km",
+    "GEOSEARCHSTORE g:d g:missing FROMMEMBER Palermo BYBOX 400 400 km",
+    "EXISTS g:d",
+    "GEOSEARCHSTORE g:d g:missing BYBOX 400 400 km",
+    "SET g:str v",
+    "GEOSEARCHSTORE g:str g:s FROMMEMBER Palermo BYBOX 400 400 km",
+    "TYPE g:str",
+    "GEORADIUS g:s 15 37 200 km",
+    "GEORADIUS g:s 15 37 200 km WITHDIST WITHCOORD WITHHASH ASC",
+    "GEORADIUS g:s 15 37 2000 km COUNT 2 DESC",
+    "GEORADIUS g:s 15 37 2000 km COUNT 1 ANY",
+    "GEORADIUS g:s 15 37 2000 km STORE g:r",
+    "ZRANGE g:r 0 -1 WITHSCORES",
+    "GEORADIUS g:s 15 37 2000 km STOREDIST g:r ASC",
+    "ZRANGE g:r 0 -1 WITHSCORES",
+    "GEORADIUS g:s 15 37 2000 km STORE g:r STOREDIST g:r2",
+    "ZRANGE g:r2 0 -1 WITHSCORES",
+    "GEORADIUS g:s 15 37 2000 km STORE g:r WITHDIST",
+    "GEORADIUS g:s 15 37 2000 km STORE",
+    "GEORADIUS g:s 200 37 2000 km",
+    "GEORADIUS g:s 15 37 -1 km",
+    "GEORADIUS g:s 15 37 1 yd",
+    "GEORADIUS g:s 15 37 1 km FROMLONLAT 1 1",
+    "GEORADIUS g:s 15 37 1 km BYRADIUS 1 km",
+    "GEORADIUS g:missing 15 37 1 km",
+    "GEORADIUS g:missing 15 37 1 km STORE g:r",
+    "EXISTS g:r",
+    "GEORADIUS g:missing 200 37 1 km",
+    "GEORADIUS_RO g:s 15 37 200 km WITHDIST ASC",
+    "GEORADIUS_RO g:s 15 37 200 km STORE g:r",
+    "GEORADIUS_RO g:s 15 37 200 km STOREDIST g:r",
+    "GEORADIUSBYMEMBER g:s Palermo 200 km WITHDIST ASC",
+    "GEORADIUSBYMEMBER g:s Palermo 2000 km WITHCOORD DESC COUNT 3",
+    "GEORADIUSBYMEMBER g:s nosuch 200 km",
+    "GEORADIUSBYMEMBER g:s Palermo x km",
+    "GEORADIUSBYMEMBER g:s Palermo 200 yd",
+    "GEORADIUSBYMEMBER g:missing nosuch x yd",
+    "GEORADIUSBYMEMBER g:missing nosuch x yd STORE g:r",
+    "GEORADIUSBYMEMBER g:missing nosuch x yd FOO",
+    "GEORADIUSBYMEMBER g:s Palermo 2000 km STOREDIST g:r2",
+    "ZRANGE g:r2 0 -1 WITHSCORES",
+    "GEORADIUSBYMEMBER_RO g:s Palermo 200 km WITHDIST",
+    "GEORADIUSBYMEMBER_RO g:s Palermo 200 km STORE g:r",
+    "GEORADIUS g:s 15 37",
+    "GEORADIUSBYMEMBER g:s Palermo 200",
+    "GEOSEARCHSTORE g:d g:s FROMMEMBER Palermo BYRADIUS",
+    // Wrong types, before any argument is looked at.
+    "GEOADD g:str 1 1 a",
+    "GEOPOS g:str a",
+    "GEOHASH g:str a",
+    "GEODIST g:str a b",
+    "GEODIST g:str a b yd",
+    "GEOSEARCH g:str FROMLONLAT 200 1 BYRADIUS 1 km",
+    "GEOSEARCH g:str FROMMEMBER a",
+    "GEORADIUS g:str 200 37 1 km",
+    "GEORADIUSBYMEMBER g:str a 1 km",
+    "GEOSEARCHSTORE g:d g:str FROMMEMBER a BYRADIUS 1 km",
+    // A sorted set of other scores reads as points too.
+    "ZADD g:z 0 zero 1 one 2.5 two -1 neg 4503599627370496 big +inf inf -inf ninf",
+    "GEOPOS g:z zero one two neg big inf ninf",
+    "GEOHASH g:z zero one two neg big inf ninf",
+    "GEODIST g:z zero neg",
+    "GEOSEARCH g:z FROMMEMBER zero BYRADIUS 1000 km WITHHASH WITHCOORD",
+    "GEOSEARCH g:z FROMMEMBER neg BYRADIUS 1000 km WITHHASH WITHCOORD",
+    // A stored search keeps no time to live: the destination is replaced.
+    "GEOADD g:ttl 1 1 a",
+    "EXPIRE g:ttl 1000",
+    "GEORADIUS g:s 15 37 200 km STORE g:ttl",
+    "TTL g:ttl",
+    "GEOADD g:ttl 1 1 b",
+    "GEOADD g:ttl CH 1 1 b 2 2 c",
+    "TTL g:ttl",
+    "HELLO 3",
+    "GEOPOS g:s Palermo nosuch",
+    "GEOSEARCH g:s FROMLONLAT 15 37 BYRADIUS 200 km ASC WITHCOORD WITHDIST WITHHASH",
+    "GEODIST g:s Palermo Catania",
+    "GEODIST g:s Palermo nosuch",
+    "GEOHASH g:s Palermo nosuch",
+    "HELLO 2",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_commands_match_a_real_redis_server() {
+    use rand::{Rng, SeedableRng};
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    for line in GEO_SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        // HELLO describes the server: only the protocol switch matters here.
+        if !line.starts_with("HELLO") {
+            assert_eq!(got, expected, "{line}");
+        }
+    }
+
+    // Equal distances: a full sort keeps them in the set's order (glibc's merge sort), COUNT
+    // sorts only a prefix with Redis's own quicksort, which orders them its own way.
+    for n in [6, 7, 8, 40, 41, 60, 130] {
+        let mut line = format!("ZADD g:tie{n} 3479447370796909 far");
+        for i in 0..n {
+            line.push_str(&format!(" 3479099956230698 m{i:03}"));
+        }
+        assert_eq!(ours.cmd(&line).await, theirs.cmd(&line).await, "{line}");
+        for options in [
+            "ASC",
+            "DESC",
+            "COUNT 1",
+            "COUNT 3",
+            "COUNT 10 DESC",
+            "COUNT 10 ASC",
+            "COUNT 40",
+            "COUNT 59 DESC",
+            "COUNT 5 ANY",
+            "WITHDIST COUNT 7",
+        ] {
+            let line = format!("GEOSEARCH g:tie{n} FROMLONLAT 15 37 BYRADIUS 200 km {options}");
+            assert_eq!(ours.cmd(&line).await, theirs.cmd(&line).await, "{line}");
+        }
+    }
+
+    // Seeded random points, most around Sicily so that searches find many, some anywhere,
+    // some on the edges; then every read and search on them.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let point = |rng: &mut rand::rngs::StdRng, i: usize| -> (String, String) {
+        match i % 10 {
+            0..=5 => (
+                format!("{:.6}", rng.random_range(10.0..18.0)),
+                format!("{:.6}", rng.random_range(34.0..42.0)),
+            ),
+            6 | 7 => (
+                format!("{:.6}", rng.random_range(-180.0..=180.0)),
+                format!("{:.6}", rng.random_range(-85.05..=85.05)),
+            ),
+            8 => (
+                format!("{:.5}", rng.random_range(179.0..=180.0)),
+                format!("{:.5}", rng.random_range(80.0..=85.05)),
+            ),
+            _ => (
+                format!("{:.5}", rng.random_range(-180.0..=-179.0)),
+                format!("{:.5}", rng.random_range(-85.05..=-80.0)),
+            ),
+        }
+    };
+    let points = 300;
+    for batch in 0..points / 50 {
+        let mut line = String::from("GEOADD g:rand");
+        for i in batch * 50..(batch + 1) * 50 {
+            let (lon, lat) = point(&mut rng, i);
+            line.push_str(&format!(" {lon} {lat} p{i}"));
+        }
+        assert_eq!(ours.cmd(&line).await, theirs.cmd(&line).await, "{line}");
+    }
+    let mut lines = Vec::new();
+    for i in (0..points).step_by(25) {
+        let members: Vec<String> = (i..i + 25).map(|j| format!("p{j}")).collect();
+        lines.push(format!("GEOPOS g:rand {}", members.join(" ")));
+        lines.push(format!("GEOHASH g:rand {}", members.join(" ")));
+    }
+    let units = ["m", "km", "ft", "mi"];
+    for i in 0..200 {
+        let unit = units[rng.random_range(0..4)];
+        let a = rng.random_range(0..points);
+        let b = rng.random_range(0..points);
+        lines.push(format!("GEODIST g:rand p{a} p{b} {unit}"));
+        let (lon, lat) = point(&mut rng, i);
+        let from = if rng.random_bool(0.5) {
+            format!("FROMMEMBER p{a}")
+        } else {
+            format!("FROMLONLAT {lon} {lat}")
+        };
+        let size = |rng: &mut rand::rngs::StdRng| {
+            let meters: f64 = 10f64.powf(rng.random_range(2.0..7.3));
+            let per_unit = match unit {
+                "km" => 1000.0,
+                "ft" => 0.3048,
+                "mi" => 1609.34,
+                _ => 1.0,
+            };
+            format!("{:.3}", meters / per_unit)
+        };
+        let by = if rng.random_bool(0.5) {
+            format!("BYRADIUS {} {unit}", size(&mut rng))
+        } else {
+            format!("BYBOX {} {} {unit}", size(&mut rng), size(&mut rng))
+        };
+        let order = ["", " ASC", " DESC"][rng.random_range(0..3)];
+        let count = match rng.random_range(0..4) {
+            0 => format!(" COUNT {}", rng.random_range(1..20)),
+            _ => String::new(),
+        };
+        lines.push(format!(
+            "GEOSEARCH g:rand {from} {by}{order}{count} WITHDIST WITHCOORD WITHHASH"
+        ));
+        lines.push(format!("GEOSEARCH g:rand {from} {by}{order}{count}"));
+        let radius = size(&mut rng);
+        lines.push(format!(
+            "GEORADIUS g:rand {lon} {lat} {radius} {unit}{order}{count} WITHDIST"
+        ));
+        lines.push(format!(
+            "GEORADIUSBYMEMBER_RO g:rand p{b} {radius} {unit}{order}{count} WITHCOORD"
+        ));
+        if i % 10 == 0 {
+            lines.push(format!(
+                "GEOSEARCHSTORE g:store g:rand {from} {by}{order}{count} STOREDIST"
+            ));
+            lines.push("ZRANGE g:store 0 -1 WITHSCORES".to_string());
+        }
+    }
+    let mut found = 0;
+    for line in &lines {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+        if let Frame::Array(items) = &got {
+            found += items.len();
+        }
+    }
+    // The searches found something: this is not a comparison of empty replies.
+    assert!(found > 2_000, "only {found} items in all replies");
+    tc.shutdown().await;
+}

@@ -93,6 +93,13 @@ const LEGIT: &[Legit] = &[
         why: "server-side randomness",
     },
     Legit {
+        what: "GEO-UNSORTED",
+        how: How::Unordered,
+        why: "GEOSEARCH, GEORADIUS and their kin without ASC or DESC, or with ANY: Redis \
+              promises no order (quorumd answers in redis-server's, area by area, but only \
+              the members found are promised); see `compared_as`",
+    },
+    Legit {
         what: "SPOP",
         how: How::Unordered,
         why: "server-side randomness: only counts that pop the whole set (or fail) are sent, \
@@ -131,6 +138,28 @@ fn legit_how(name: &str) -> Option<How> {
         .iter()
         .find(|l| l.how != How::NotGenerated && l.what.split(' ').any(|w| w == name))
         .map(|l| l.how)
+}
+
+/// The name a command's reply is compared under: its own, but `GEO-UNSORTED` for a geo
+/// search whose order Redis leaves unspecified (neither ASC nor DESC, or ANY).
+fn compared_as(cmd: &Cmd) -> String {
+    let name = cmd.name();
+    let search = [
+        "GEOSEARCH",
+        "GEORADIUS",
+        "GEORADIUS_RO",
+        "GEORADIUSBYMEMBER",
+        "GEORADIUSBYMEMBER_RO",
+    ];
+    let has = |word: &str| {
+        cmd.args[1..]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    if search.contains(&name.as_str()) && (has("any") || !(has("asc") || has("desc"))) {
+        return "GEO-UNSORTED".into();
+    }
+    name
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,6 +359,8 @@ enum Use {
     Hash,
     /// A set command.
     Set,
+    /// A geo command (its keys are sorted sets).
+    Geo,
     /// Asks about the key itself (EXISTS, TYPE, TTL...).
     Meta,
 }
@@ -340,7 +371,8 @@ struct Gen {
     rng: StdRng,
     /// Keys for any type.
     general: Vec<Vec<u8>>,
-    /// Keys hash (`h*`) and set (`s*`) commands favour; any type may end up there too.
+    /// Keys hash (`h*`), set (`s*`) and geo (`g*`) commands favour; any type may end up
+    /// there too.
     collections: Vec<Vec<u8>>,
 }
 
@@ -446,7 +478,7 @@ impl Gen {
         Gen {
             rng: StdRng::seed_from_u64(seed),
             general: vec![p("k0"), p("k1"), p("k2"), p("k3"), Vec::new(), binary],
-            collections: vec![p("h0"), p("h1"), p("s0"), p("s1")],
+            collections: vec![p("h0"), p("h1"), p("s0"), p("s1"), p("g0"), p("g1")],
         }
     }
 
@@ -459,12 +491,13 @@ impl Gen {
     }
 
     /// A key a command of this use may be given: any key, since quorumd answers as Redis
-    /// whatever it holds; hash and set commands favour their own keys, so that hashes and sets
+    /// whatever it holds; hash, set and geo commands favour their own keys, so that hashes, sets and geo sets
     /// grow.
     fn key(&mut self, u: Use) -> Vec<u8> {
         let own = match u {
             Use::Hash => Some(b'h'),
             Use::Set => Some(b's'),
+            Use::Geo => Some(b'g'),
             Use::Plain | Use::Replace | Use::Meta => None,
         };
         if let Some(own) = own.filter(|_| self.rng.random_range(0..3) > 0) {
@@ -522,7 +555,8 @@ impl Gen {
             43..=54 => self.hash(),
             55..=65 => self.set(),
             66..=80 => self.list(),
-            _ => self.zset(),
+            81..=93 => self.zset(),
+            _ => self.geo(),
         };
         // Arity errors: the same command cut short or given one argument too many.
         if self.chance(0.04) {
@@ -552,13 +586,14 @@ impl Gen {
     }
 
     fn next_plain(&mut self) -> Cmd {
-        match self.rng.random_range(0..6) {
+        match self.rng.random_range(0..7) {
             0 => self.string(),
             1 => self.keyspace(),
             2 => self.hash(),
             3 => self.set(),
             4 => self.list(),
-            _ => self.zset(),
+            5 => self.zset(),
+            _ => self.geo(),
         }
     }
 
@@ -1028,6 +1063,181 @@ impl Gen {
         }
     }
 
+    /// A longitude: mostly near a point, so that searches find members, sometimes anywhere,
+    /// on the edge, or invalid.
+    fn longitude(&mut self) -> String {
+        match self.rng.random_range(0..12) {
+            0 => self
+                .pick(&["180", "-180", "180.0001", "x", "inf", "", "1e400"])
+                .into(),
+            1 => format!("{:.5}", self.rng.random_range(-180.0..=180.0)),
+            _ => format!("{:.5}", self.rng.random_range(12.0..14.0)),
+        }
+    }
+
+    fn latitude(&mut self) -> String {
+        match self.rng.random_range(0..12) {
+            0 => self
+                .pick(&["85.05112878", "-85.05112878", "85.06", "-90", "x", "nan"])
+                .into(),
+            1 => format!("{:.5}", self.rng.random_range(-85.05..=85.05)),
+            _ => format!("{:.5}", self.rng.random_range(37.0..39.0)),
+        }
+    }
+
+    fn geo_unit(&mut self) -> &'static str {
+        self.pick(&["m", "km", "km", "km", "ft", "mi", "KM", "yd"])
+    }
+
+    fn geo_size(&mut self) -> &'static str {
+        self.pick(&[
+            "0", "1", "50", "100", "150", "300", "20000", "-1", "x", "1e3",
+        ])
+    }
+
+    /// A search's shape: BYRADIUS or BYBOX (now and then none, both, or cut short).
+    fn geo_shape(&mut self, c: Cmd) -> Cmd {
+        match self.rng.random_range(0..12) {
+            0 => c,
+            1 => c.arg("BYRADIUS").arg("1"),
+            2 => {
+                let c = c.arg("BYRADIUS").arg(self.geo_size()).arg(self.geo_unit());
+                c.arg("BYBOX").arg("1").arg("1").arg("km")
+            }
+            3..=6 => c
+                .arg("BYBOX")
+                .arg(self.geo_size())
+                .arg(self.geo_size())
+                .arg(self.geo_unit()),
+            _ => c.arg("BYRADIUS").arg(self.geo_size()).arg(self.geo_unit()),
+        }
+    }
+
+    /// The options every search shares: order, COUNT [ANY], WITH*, in any order.
+    fn geo_options(&mut self, mut c: Cmd, with: bool) -> Cmd {
+        for _ in 0..self.rng.random_range(0..4) {
+            c = match self.rng.random_range(0..9) {
+                0 => c.arg("ASC"),
+                1 => c.arg("DESC"),
+                2 => c
+                    .arg("COUNT")
+                    .arg(self.pick(&["1", "2", "3", "10", "0", "-1", "x"])),
+                3 => c.arg("COUNT").arg(self.pick(&["1", "2"])).arg("ANY"),
+                4 => c.arg("ANY"),
+                5 if with => c.arg("WITHDIST"),
+                6 if with => c.arg("WITHCOORD"),
+                7 if with => c.arg("WITHHASH"),
+                _ => c.arg(self.pick(&["ASC", "FOO", "WITHDIST"])),
+            };
+        }
+        c
+    }
+
+    fn geo(&mut self) -> Cmd {
+        let k = self.key(Use::Geo);
+        match self.rng.random_range(0..20) {
+            0..=5 => {
+                let mut c = Cmd::new("GEOADD").key(&k);
+                for _ in 0..self.rng.random_range(0..2) {
+                    c = c.arg(self.pick(&["NX", "XX", "CH", "CH", "GT"]));
+                }
+                for _ in 0..self.rng.random_range(1..4) {
+                    c = c
+                        .arg(self.longitude())
+                        .arg(self.latitude())
+                        .arg(self.member());
+                }
+                c
+            }
+            6 => {
+                let mut c = Cmd::new(self.pick(&["GEOPOS", "GEOHASH"])).key(&k);
+                for _ in 0..self.rng.random_range(1..4) {
+                    c = c.arg(self.member());
+                }
+                c
+            }
+            7 | 8 => {
+                let c = Cmd::new("GEODIST")
+                    .key(&k)
+                    .arg(self.member())
+                    .arg(self.member());
+                match self.rng.random_range(0..4) {
+                    0 => c,
+                    1 => c.arg(self.geo_unit()).arg("x"),
+                    _ => c.arg(self.geo_unit()),
+                }
+            }
+            9..=13 => {
+                let store = self.chance(0.3);
+                let mut c = if store {
+                    Cmd::new("GEOSEARCHSTORE")
+                        .key(&self.key(Use::Replace))
+                        .key(&k)
+                } else {
+                    Cmd::new("GEOSEARCH").key(&k)
+                };
+                c = match self.rng.random_range(0..10) {
+                    0 => c,
+                    1 => c
+                        .arg("FROMMEMBER")
+                        .arg(self.member())
+                        .arg("FROMLONLAT")
+                        .arg("13")
+                        .arg("38"),
+                    2..=5 => c.arg("FROMMEMBER").arg(self.member()),
+                    _ => c
+                        .arg("FROMLONLAT")
+                        .arg(self.longitude())
+                        .arg(self.latitude()),
+                };
+                c = self.geo_shape(c);
+                let with = !store || self.chance(0.1);
+                c = self.geo_options(c, with);
+                if store && self.chance(0.4) {
+                    c = c.arg("STOREDIST");
+                }
+                c
+            }
+            14..=16 => {
+                let ro = self.chance(0.3);
+                let c = Cmd::new(if ro { "GEORADIUS_RO" } else { "GEORADIUS" })
+                    .key(&k)
+                    .arg(self.longitude())
+                    .arg(self.latitude())
+                    .arg(self.geo_size())
+                    .arg(self.geo_unit());
+                self.geo_radius_options(c)
+            }
+            _ => {
+                let ro = self.chance(0.3);
+                let name = if ro {
+                    "GEORADIUSBYMEMBER_RO"
+                } else {
+                    "GEORADIUSBYMEMBER"
+                };
+                let c = Cmd::new(name)
+                    .key(&k)
+                    .arg(self.member())
+                    .arg(self.geo_size())
+                    .arg(self.geo_unit());
+                self.geo_radius_options(c)
+            }
+        }
+    }
+
+    /// GEORADIUS's options, STORE or STOREDIST now and then (refused by the _RO forms).
+    fn geo_radius_options(&mut self, c: Cmd) -> Cmd {
+        let store = self.chance(0.3);
+        let with = !store || self.chance(0.1);
+        let c = self.geo_options(c, with);
+        if store {
+            let dst = self.key(Use::Replace);
+            c.arg(self.pick(&["STORE", "STOREDIST"])).key(&dst)
+        } else {
+            c
+        }
+    }
+
     fn zset(&mut self) -> Cmd {
         let k = self.key(Use::Plain);
         match self.rng.random_range(0..30) {
@@ -1287,7 +1497,7 @@ async fn run_sequence(
             if matches!(plant, Plant::Reply { index: i } if i == index) {
                 ours_reply = Reply::Status("planted".into());
             }
-            let name = cmd.name();
+            let name = compared_as(&cmd);
             if trace {
                 println!("#{index} {cmd} -> {theirs_reply:?}");
             }

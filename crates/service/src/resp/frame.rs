@@ -47,6 +47,9 @@ pub enum Frame {
     /// A sorted-set score, printed as C's `%.17g` (Redis 7.0's `addReplyDouble`): a bulk
     /// string in RESP2, a double in RESP3.
     Score(f64),
+    /// A double already printed (Redis 7.0's `addReplyHumanLongDouble`, GEOPOS's coordinates):
+    /// a bulk string in RESP2, a double in RESP3.
+    DoubleText(String),
     /// Members each followed by its score (`[member, score, ...]`), as WITHSCORES answers:
     /// flat in RESP2, an array of `[member, score]` pairs in RESP3, as Redis 7.0 sends them.
     Pairs(Vec<Frame>),
@@ -96,6 +99,10 @@ impl Frame {
                     Protocol::Resp2 => bulk(out, text.as_bytes()),
                 }
             }
+            Frame::DoubleText(text) => match proto {
+                Protocol::Resp3 => line(out, b',', text),
+                Protocol::Resp2 => bulk(out, text.as_bytes()),
+            },
             Frame::Pairs(items) => match proto {
                 Protocol::Resp2 => aggregate(out, b'*', items, proto),
                 Protocol::Resp3 => {

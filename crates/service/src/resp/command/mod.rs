@@ -8,6 +8,8 @@
 mod bits;
 mod conn;
 mod counters;
+mod geo;
+mod geohash;
 mod hashes;
 mod keys;
 mod keyspace;
@@ -159,6 +161,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     sets::SPECS,
     lists::SPECS,
     zsets::SPECS,
+    geo::SPECS,
     pubsub::SPECS,
 ];
 
@@ -212,6 +215,7 @@ pub enum DataCmd {
     Set(sets::SetCmd),
     List(lists::ListCmd),
     Zset(zsets::ZsetCmd),
+    Geo(geo::GeoCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -234,6 +238,7 @@ impl DataCmd {
             DataCmd::Set(c) => c.access(),
             DataCmd::List(c) => c.access(),
             DataCmd::Zset(c) => c.access(),
+            DataCmd::Geo(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -250,6 +255,7 @@ impl DataCmd {
             DataCmd::Set(c) => c.apply(store, crdts, level).await,
             DataCmd::List(c) => c.apply(store, level).await,
             DataCmd::Zset(c) => c.apply(store, level).await,
+            DataCmd::Geo(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -635,6 +641,12 @@ impl From<lists::ListCmd> for DataCmd {
 impl From<zsets::ZsetCmd> for DataCmd {
     fn from(c: zsets::ZsetCmd) -> Self {
         DataCmd::Zset(c)
+    }
+}
+
+impl From<geo::GeoCmd> for DataCmd {
+    fn from(c: geo::GeoCmd) -> Self {
+        DataCmd::Geo(c)
     }
 }
 

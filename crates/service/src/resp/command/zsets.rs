@@ -589,7 +589,7 @@ pub enum ZsetCmd {
 }
 
 /// The sorted set a read found: `None` when absent, WRONGTYPE when the key holds another type.
-fn as_zset(found: Option<&TypedFound>) -> Result<Option<&Members>, Frame> {
+pub(super) fn as_zset(found: Option<&TypedFound>) -> Result<Option<&Members>, Frame> {
     match found.map(|f| &f.value) {
         None => Ok(None),
         Some(TypedValue::SortedSet(members)) => Ok(Some(members)),
@@ -957,7 +957,7 @@ fn random_members(set: Option<&Members>, count: Option<i64>, withscores: bool) -
 /// the first key, in order, that holds another type or failed gives the error reply. With
 /// `sets_too` (the algebra, as Redis's), a set counts as a sorted set whose members all
 /// score 1. Not a snapshot across keys.
-async fn read_sets(
+pub(super) async fn read_sets(
     store: &VersionedStore,
     keys: &[Bytes],
     level: Consistency,
@@ -987,7 +987,7 @@ async fn read_sets(
 
 /// The STORE forms: `dst` becomes `members` whatever it held, without a TTL (Redis's
 /// `setKey`); an empty result deletes it. Answers the result's size.
-async fn store_set(
+pub(super) async fn store_set(
     store: &VersionedStore,
     dst: &[u8],
     level: Consistency,
