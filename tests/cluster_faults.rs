@@ -588,6 +588,36 @@ async fn a_restarted_master_makes_its_replica_recovering_for_its_slots_only() {
             "{k} (wiped shard) read at quorum from one replica that counts"
         );
     }
+    // Locks likewise: a lock named like a key lives in the key's slot. Replica 1 lost the lock
+    // keys and fences of the wiped shard only, so it counts toward the majority (2 of 3, with
+    // replica 2 paused) of every other lock at once, not after the longest lock TTL.
+    let acquire = |name: &str| {
+        let url = format!("{}/v1/locks/{name}/acquire", tc.base);
+        let http = tc.http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .json(&serde_json::json!({"ttl_ms": 5000, "wait_ms": 0}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    for k in kept.iter().take(5) {
+        let (status, body) = acquire(k).await;
+        assert!(
+            status.is_success(),
+            "lock {k} (intact shard): {status} {body}"
+        );
+    }
+    for k in lost.iter().take(5) {
+        let (status, body) = acquire(k).await;
+        assert!(
+            !status.is_success() && body.contains("restarted"),
+            "lock {k} (wiped shard) granted by one replica that counts: {status} {body}"
+        );
+    }
     for i in 6..9 {
         tc.cluster.nodes[i].resume();
     }

@@ -430,7 +430,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
     // other holder of A's fence, so B's majority is {0, 2}: only the catch-up carries A's fence.
     tokio::time::sleep(Duration::from_millis(max_ttl + 200)).await;
     wait_until(Duration::from_secs(10), "node 0 counts again", || async {
-        locks.counts_toward_majority(0)
+        locks.counts_toward_majority(0, None)
     })
     .await;
     tc.isolate(1).await;

@@ -17,7 +17,7 @@ pub mod tls;
 pub use conn::NodeConn;
 pub use error::{NodeError, ServerError, ServerErrorKind, classify, tls_cause};
 pub use health::{Health, HealthTracker};
-pub use shards::{LostSlots, RecoveringScope, ShardStatus, Shards};
+pub use shards::{Episodes, LostSlots, RecoveringScope, ShardStatus, Shards};
 pub use tls::{TlsConfig, TlsError};
 
 use crate::events;
@@ -79,6 +79,8 @@ pub struct Node {
     recovering_since_ms: Mutex<Option<u64>>,
     /// What a recovering node may have lost: all of it, or a cluster's slots of some shards.
     recovering_scope: Mutex<RecoveringScope>,
+    /// Every loss since the lock gate last had it covered (see [`Node::counts_for_locks`]).
+    episodes: Mutex<Episodes>,
     shared: Arc<PoolShared>,
     /// Wakes the monitor early when a request saw the connection fail.
     wake: Notify,
@@ -129,6 +131,7 @@ impl Node {
             identity: address.identity.clone(),
             recovering_since_ms: Mutex::new(None),
             recovering_scope: Mutex::new(RecoveringScope::Whole),
+            episodes: Mutex::default(),
             shared,
             wake: Notify::new(),
             timeouts: timeouts.clone(),
@@ -852,7 +855,10 @@ impl Node {
         // A scope that grew is a new loss: an exchange that read its digests before it must
         // not take the node for caught up.
         if grew {
-            *self.recovering_since() = Some(quorumd_core::hlc::wall_clock_ms());
+            let now = quorumd_core::hlc::wall_clock_ms();
+            *self.recovering_since() = Some(now);
+            let lost = self.recovering_scope().clone();
+            self.episodes().record(now, lost);
             self.shared.attention.notify_one();
         }
         self.announce(change, reason);
@@ -871,13 +877,25 @@ impl Node {
         if self.health() != Health::Recovering {
             return true;
         }
-        match (key, &*self.recovering_scope()) {
-            (Some(key), RecoveringScope::Slots(slots)) => {
-                let slot = quorumd_core::layout::key_slot(key) as u16;
-                !slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
-            }
-            _ => false,
-        }
+        key.is_some_and(|k| !self.recovering_scope().contains(slot_of(k)))
+    }
+
+    fn episodes(&self) -> std::sync::MutexGuard<'_, Episodes> {
+        self.episodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node may count toward the majority of the lock at `key` (`None`: any
+    /// lock), given that the lock gate covered every loss that began by `covered_ms` (the
+    /// longest lock TTL had passed and fences were caught up): true unless a later loss may
+    /// have taken `key`'s slot. A standalone server's loss takes every key.
+    pub fn counts_for_locks(&self, covered_ms: Option<u64>, key: Option<&[u8]>) -> bool {
+        self.episodes()
+            .untouched_since(covered_ms, key.map(slot_of))
+    }
+
+    /// The lock gate covered every loss that began by `covered_ms`.
+    pub fn losses_covered(&self, covered_ms: u64) {
+        self.episodes().forget_until(covered_ms);
     }
 
     /// When the node was marked recovering (wall-clock ms), if it is recovering.
@@ -1311,6 +1329,11 @@ impl NodePool {
             n.set_connection(None);
         }
     }
+}
+
+/// A key's Redis Cluster hash slot (below 16,384).
+fn slot_of(key: &[u8]) -> u16 {
+    quorumd_core::layout::key_slot(key) as u16
 }
 
 #[cfg(test)]

@@ -105,6 +105,51 @@ impl RecoveringScope {
             }
         }
     }
+
+    /// Whether a key of `slot` may have been lost.
+    pub fn contains(&self, slot: u16) -> bool {
+        match self {
+            RecoveringScope::Whole => true,
+            RecoveringScope::Slots(ranges) => ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)),
+        }
+    }
+}
+
+/// A replica's losses, each as its recovery episode began or grew: (wall-clock ms, what it may
+/// have lost by then). Locks keep a restarted replica out of their majorities for the longest
+/// lock TTL after a loss, however fast the sweep catches it up; per episode, so that a shard's
+/// loss keeps the replica out only for the locks of that shard's slots.
+#[derive(Debug, Default)]
+pub struct Episodes(std::collections::VecDeque<(u64, RecoveringScope)>);
+
+impl Episodes {
+    /// The longest history kept: past it the two oldest episodes merge into one that lost
+    /// everything (the later start), which can only keep the replica out longer, never less.
+    const KEPT: usize = 32;
+
+    pub fn record(&mut self, since_ms: u64, scope: RecoveringScope) {
+        self.0.push_back((since_ms, scope));
+        if self.0.len() > Self::KEPT {
+            self.0.pop_front();
+            if let Some(oldest) = self.0.front_mut() {
+                oldest.1 = RecoveringScope::Whole;
+            }
+        }
+    }
+
+    /// Whether a key of `slot` is outside every loss that began after `covered_ms` (`None`:
+    /// no loss is covered yet). `None` for the slot: a question about every key.
+    pub fn untouched_since(&self, covered_ms: Option<u64>, slot: Option<u16>) -> bool {
+        self.0
+            .iter()
+            .filter(|(since, _)| covered_ms.is_none_or(|c| *since > c))
+            .all(|(_, scope)| slot.is_some_and(|s| !scope.contains(s)))
+    }
+
+    /// Forgets the episodes that began by `covered_ms`: everything they lost is back.
+    pub fn forget_until(&mut self, covered_ms: u64) {
+        self.0.retain(|(since, _)| *since > covered_ms);
+    }
 }
 
 /// A shard whose state changed between two probes.
@@ -303,6 +348,43 @@ mod tests {
         assert!(scope.widen(RecoveringScope::Whole));
         assert!(!scope.widen(RecoveringScope::Slots(vec![(5, 5)])));
         assert_eq!(scope, RecoveringScope::Whole);
+    }
+
+    #[test]
+    fn a_key_counts_again_once_no_uncovered_loss_holds_its_slot() {
+        let mut e = Episodes::default();
+        assert!(e.untouched_since(None, Some(7)));
+        e.record(100, RecoveringScope::Slots(vec![(0, 99)]));
+        e.record(200, RecoveringScope::Slots(vec![(0, 99), (500, 599)]));
+        assert!(!e.untouched_since(None, Some(7)));
+        assert!(!e.untouched_since(None, Some(550)));
+        assert!(e.untouched_since(None, Some(300)));
+        // A question about every key is never answered for a replica with a loss.
+        assert!(!e.untouched_since(None, None));
+        // Covered up to the first episode: the second still holds both ranges.
+        assert!(!e.untouched_since(Some(100), Some(7)));
+        assert!(e.untouched_since(Some(200), Some(7)));
+        assert!(e.untouched_since(Some(200), None));
+        e.forget_until(100);
+        assert!(!e.untouched_since(None, Some(550)));
+        e.forget_until(200);
+        assert!(e.untouched_since(None, None));
+        let mut whole = Episodes::default();
+        whole.record(5, RecoveringScope::Whole);
+        assert!(!whole.untouched_since(None, Some(0)));
+    }
+
+    #[test]
+    fn a_long_history_merges_into_a_wider_loss_never_a_narrower_one() {
+        let mut e = Episodes::default();
+        for i in 0..=Episodes::KEPT as u64 {
+            e.record(i, RecoveringScope::Slots(vec![(i as u16, i as u16)]));
+        }
+        assert_eq!(e.0.len(), Episodes::KEPT);
+        // Slot 0's episode was dropped, but the oldest kept one now holds every slot.
+        assert!(!e.untouched_since(None, Some(0)));
+        assert!(!e.untouched_since(None, Some(16_000)));
+        assert!(e.untouched_since(Some(1), Some(16_000)));
     }
 
     #[test]

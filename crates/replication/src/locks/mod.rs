@@ -248,15 +248,16 @@ impl LockService {
         self.knobs.required.unwrap_or(majority(self.pool.len()))
     }
 
-    /// Whether `node`'s answers count toward lock majorities now.
-    fn counts(&self, node: NodeId) -> bool {
-        self.knobs.count_restarted_at_once || self.gate.counts(node)
+    /// Whether `node`'s answers count toward the majority of the lock at `keys` now.
+    fn counts(&self, node: NodeId, keys: &LockKeys) -> bool {
+        self.counts_toward_majority(node, Some(keys.lock.as_bytes()))
     }
 
-    /// Whether `node` counts toward lock majorities now (false for a restarted node until
-    /// the longest TTL has passed and its fences were caught up).
-    pub fn counts_toward_majority(&self, node: NodeId) -> bool {
-        self.counts(node)
+    /// Whether `node` counts toward the majority of the lock at `key` now (`None`: of any
+    /// lock). False for a restarted node until the longest TTL has passed and its fences were
+    /// caught up, except, for a cluster replica, for the locks in slots it did not lose.
+    pub fn counts_toward_majority(&self, node: NodeId, key: Option<&[u8]>) -> bool {
+        self.knobs.count_restarted_at_once || self.gate.counts(node, key)
     }
 
     fn not_counted_reason(&self, node: NodeId) -> FailureCause {
@@ -375,7 +376,7 @@ impl LockService {
             match answer {
                 Ok((true, counter)) => {
                     granted.push(*node);
-                    if self.counts(*node) {
+                    if self.counts(*node, keys) {
                         highest = highest.max(*counter);
                     } else {
                         failures.push(failure(&self.pool, *node, self.not_counted_reason(*node)));
@@ -393,7 +394,7 @@ impl LockService {
                 Err(e) => failures.push(failure(&self.pool, *node, e.clone())),
             }
         }
-        let counted = granted.iter().filter(|n| self.counts(**n)).count();
+        let counted = granted.iter().filter(|n| self.counts(**n, keys)).count();
         // Nodes that did not clearly refuse may hold the key (a timed-out SET can still land).
         let maybe_taken: Vec<NodeId> = answers
             .iter()
@@ -428,7 +429,7 @@ impl LockService {
             .await;
         let stored_counted = stored
             .iter()
-            .filter(|(n, r)| matches!(r, Ok(true)) && self.counts(*n))
+            .filter(|(n, r)| matches!(r, Ok(true)) && self.counts(*n, keys))
             .count();
         let validity = validity_ms(&self.cfg, ttl_ms, started.elapsed());
         match validity {
@@ -528,9 +529,12 @@ impl LockService {
                 _ => None,
             })
             .collect();
-        let counted = renewed.iter().filter(|(n, _)| self.counts(*n)).count();
+        let counted = renewed
+            .iter()
+            .filter(|(n, _)| self.counts(*n, keys))
+            .count();
         if counted < required {
-            return Err(self.not_holder(&first, name));
+            return Err(self.not_holder(&first, keys, name));
         }
         let value = renewed[0].1.clone();
         let fence = calls::locks::parse_value(&value)
@@ -566,10 +570,15 @@ impl LockService {
         }
     }
 
-    fn not_holder<T>(&self, answers: &[(NodeId, Result<T, NodeError>)], name: &str) -> LockError {
+    fn not_holder<T>(
+        &self,
+        answers: &[(NodeId, Result<T, NodeError>)],
+        keys: &LockKeys,
+        name: &str,
+    ) -> LockError {
         let answered = answers
             .iter()
-            .filter(|(n, r)| r.is_ok() && self.counts(*n))
+            .filter(|(n, r)| r.is_ok() && self.counts(*n, keys))
             .count();
         if answered >= self.required() {
             LockError::NotHolder {
@@ -617,12 +626,12 @@ impl LockService {
             .await;
         let released = answers
             .iter()
-            .filter(|(n, r)| matches!(r, Ok(true)) && self.counts(*n))
+            .filter(|(n, r)| matches!(r, Ok(true)) && self.counts(*n, keys))
             .count();
         if released >= self.required() {
             Ok(())
         } else {
-            Err(self.not_holder(&answers, name))
+            Err(self.not_holder(&answers, keys, name))
         }
     }
 
@@ -659,7 +668,7 @@ impl LockService {
         let mut failures = Vec::new();
         for (node, r) in answers {
             match r {
-                Ok(v) if self.counts(node) => views.push(v),
+                Ok(v) if self.counts(node, keys) => views.push(v),
                 Ok(_) => failures.push(failure(&self.pool, node, self.not_counted_reason(node))),
                 Err(e) => failures.push(failure(&self.pool, node, e)),
             }

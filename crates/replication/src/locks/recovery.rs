@@ -44,30 +44,34 @@ impl RecoveryGate {
         })
     }
 
-    /// Whether `node` counts now; starts its catch-up when the delay is over.
-    pub fn counts(self: &Arc<Self>, node: NodeId) -> bool {
-        let Some(episode) = self.pool.node(node).last_recovering_since_ms() else {
+    /// Whether `node` counts now toward the majority of the lock at `key` (`None`: of any
+    /// lock); starts its catch-up once the delay of its latest loss is over. Before that, it
+    /// still counts for a lock whose slot no uncovered loss took (a cluster replica that lost
+    /// some shards keeps the locks of the others).
+    pub fn counts(self: &Arc<Self>, node: NodeId, key: Option<&[u8]>) -> bool {
+        let target = self.pool.node(node);
+        let Some(episode) = target.last_recovering_since_ms() else {
             return true;
         };
-        if quorumd_core::hlc::wall_clock_ms() < episode + self.delay_ms {
-            return false;
-        }
-        if self.caught_up.lock().unwrap_or_else(|p| p.into_inner())[node] == Some(episode) {
+        let covered = self.caught_up.lock().unwrap_or_else(|p| p.into_inner())[node];
+        if covered == Some(episode) {
             return true;
         }
-        let start = {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let start = running[node] != Some(episode);
-            running[node] = Some(episode);
-            start
-        };
-        if start {
-            let gate = self.clone();
-            self.pool
-                .workers()
-                .spawn_task(async move { gate.catch_up(node, episode).await });
+        if quorumd_core::hlc::wall_clock_ms() >= episode + self.delay_ms {
+            let start = {
+                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                let start = running[node] != Some(episode);
+                running[node] = Some(episode);
+                start
+            };
+            if start {
+                let gate = self.clone();
+                self.pool
+                    .workers()
+                    .spawn_task(async move { gate.catch_up(node, episode).await });
+            }
         }
-        false
+        target.counts_for_locks(covered, key)
     }
 
     pub fn why_not_counted(&self, node: NodeId) -> String {
@@ -91,6 +95,9 @@ impl RecoveryGate {
         };
         if outcome.is_ok() {
             self.caught_up.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(episode);
+            // Every loss that began by then is covered: the delay of each has passed, and the
+            // fences just copied include those of its slots.
+            self.pool.node(node).losses_covered(episode);
         } else {
             self.running.lock().unwrap_or_else(|p| p.into_inner())[node] = None;
         }

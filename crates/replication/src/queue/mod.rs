@@ -274,7 +274,8 @@ impl QueueService {
         Fut: Future<Output = Result<T, NodeError>>,
     {
         let answers = on_all_nodes(self.pool(), op).await;
-        let counted = |n: NodeId| self.locks.counts_toward_majority(n);
+        // A read of no one lock: a replica that lost any shard does not count for it.
+        let counted = |n: NodeId| self.locks.counts_toward_majority(n, None);
         let answered = answers
             .iter()
             .filter(|(n, r)| r.is_ok() && counted(*n))
