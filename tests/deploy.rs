@@ -205,3 +205,48 @@ fn compose_file_passes_docker_compose_config_when_available() {
         ),
     }
 }
+
+/// `config/quorumd.toml` says it has every field at its default (but `nodes`): each default of
+/// `Config::default()` must be in it, with the same value, so that a field added to the
+/// configuration without its line in the file (and its comment) fails here.
+#[test]
+fn the_sample_configuration_has_every_field_at_its_default() {
+    fn differences(
+        path: &str,
+        defaults: &toml::Table,
+        sample: &toml::Table,
+        out: &mut Vec<String>,
+    ) {
+        for (name, default) in defaults {
+            let at = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            match (default, sample.get(name)) {
+                (_, None) => out.push(format!("{at} is missing (default {default})")),
+                (toml::Value::Table(d), Some(toml::Value::Table(s))) => differences(&at, d, s, out),
+                (d, Some(s)) if d != s => out.push(format!("{at} = {s}, default {d}")),
+                _ => {}
+            }
+        }
+        for name in sample.keys().filter(|n| !defaults.contains_key(*n)) {
+            out.push(format!("{path}.{name} is not a configuration field"));
+        }
+    }
+    let text = std::fs::read_to_string(Path::new(REPO).join("config/quorumd.toml")).unwrap();
+    let mut sample: toml::Table = toml::from_str(&text).unwrap();
+    let mut defaults = toml::Table::try_from(quorumd::config::Config::default()).unwrap();
+    assert!(
+        sample.remove("nodes").is_some(),
+        "the sample names its nodes"
+    );
+    defaults.remove("nodes");
+    let mut found = Vec::new();
+    differences("", &defaults, &sample, &mut found);
+    assert!(
+        found.is_empty(),
+        "config/quorumd.toml:\n{}",
+        found.join("\n")
+    );
+}
