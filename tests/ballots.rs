@@ -271,3 +271,86 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
     drop(second);
     tc.shutdown().await;
 }
+
+/// SMOVE back and forth between two sets from clients of two quorumd processes at once. SMOVE
+/// claims the member in the destination (a write even when it is there), then removes it from
+/// the source only if the source is still the version it read: a member may end up in both
+/// sets, but never in neither. An add-then-remove alone loses members here: a concurrent SMOVE
+/// the other way can find the member still in this source, take it from the destination, and
+/// leave it to this one's removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
+    let tc = TestCluster::start(3).await;
+    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
+    let one = tc.app().resp_addr().expect("resp on");
+    let members: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    let mut c = Client::connect(one).await;
+    let mut sadd = vec!["SADD", "ballot:left"];
+    sadd.extend(members.iter().map(String::as_str));
+    assert_eq!(c.call(&sadd).await, Frame::Integer(20));
+    let clients: Vec<_> = [one, second.resp, one, second.resp]
+        .into_iter()
+        .enumerate()
+        .map(|(k, addr)| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                // A fixed xorshift per client: the same interleaving of choices every run.
+                let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ (k as u64 + 1);
+                let (mut moved, mut errors) = (0, 0);
+                for _ in 0..60 {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    // Different bits for the two choices: `s % 30` and `s % 2` share parity.
+                    let member = format!("m{}", (s >> 8) % 20);
+                    let (from, to) = if (s >> 3) & 1 == 0 {
+                        ("ballot:left", "ballot:right")
+                    } else {
+                        ("ballot:right", "ballot:left")
+                    };
+                    match c.call(&["SMOVE", from, to, &member]).await {
+                        Frame::Integer(n) => moved += n,
+                        Frame::Error(e) => {
+                            eprintln!("SMOVE: {e}");
+                            errors += 1
+                        }
+                        other => panic!("SMOVE answered {other:?}"),
+                    }
+                }
+                (moved, errors)
+            })
+        })
+        .collect();
+    let (mut moved, mut errors) = (0, 0);
+    for c in clients {
+        let (m, e) = c.await.unwrap();
+        moved += m;
+        errors += e;
+    }
+    eprintln!("{moved} members moved, {errors} errors");
+    assert!(moved > 0, "no SMOVE moved anything");
+    assert!(errors < 40, "{errors} of 240 SMOVEs failed");
+    let set = |frame: Frame| -> HashSet<String> {
+        let Frame::Array(items) = frame else {
+            panic!("SMEMBERS answered {frame:?}")
+        };
+        items
+            .into_iter()
+            .map(|i| match i {
+                Frame::Bulk(m) => String::from_utf8(m.to_vec()).unwrap(),
+                other => panic!("member {other:?}"),
+            })
+            .collect()
+    };
+    let left = set(c.call(&["SMEMBERS", "ballot:left"]).await);
+    let right = set(c.call(&["SMEMBERS", "ballot:right"]).await);
+    for m in &members {
+        assert!(
+            left.contains(m) || right.contains(m),
+            "{m} is in neither set: left {left:?}, right {right:?}"
+        );
+    }
+    assert!(left.union(&right).all(|m| members.contains(m)));
+    drop(second);
+    tc.shutdown().await;
+}

@@ -504,9 +504,18 @@ async fn store_whole(
         .unwrap_or_else(store_error)
 }
 
-/// SMOVE: Redis's checks on both keys, then the member added to `dst` and only then removed
-/// from `src`. Two read-modify-writes, not atomic across the keys: a failure between them, or
-/// a concurrent removal from `src`, leaves the member in both sets, never in neither.
+/// How often SMOVE starts over when the source changed under it before giving up (the member
+/// is then in both sets, never in neither).
+const MOVE_ATTEMPTS: u32 = 16;
+
+/// SMOVE: Redis's checks on both keys, then the member claimed in `dst` and only then removed
+/// from `src`, if `src` is still the version that was read. Two read-modify-writes, not atomic
+/// across the keys, so a failure between them leaves the member in both sets; never in
+/// neither, even under concurrent SMOVEs (docs/RESP.md, "SMOVE"):
+/// - the claim writes `dst` even when it holds the member already, so a concurrent SMOVE out of
+///   `dst` that read it before cannot then remove the member from it: its removal is
+///   conditional on the version it read;
+/// - a removal that finds `src` changed starts over from a fresh read of `src`.
 async fn smove(
     store: &VersionedStore,
     crdts: &CrdtStore,
@@ -515,18 +524,142 @@ async fn smove(
     member: Bytes,
     level: Consistency,
 ) -> Frame {
+    // The destination only by its type: the claim reads it whole anyway.
     let (from, to) = futures::future::join(
-        read_set(store, crdts, &src, level),
-        read_set(store, crdts, &dst, level),
+        store.get_typed(&src, level, TypedWanted::Full),
+        store.get_typed(&dst, level, TypedWanted::TypeOnly),
     )
     .await;
-    let from = match from {
+    // An OR-set made by the HTTP API on either side: its members merge rather than carry
+    // versions, so the move is an add, then a remove.
+    let or_set = |r: &Result<Option<TypedFound>, StoreError>| {
+        matches!(
+            r,
+            Err(StoreError::KindConflict {
+                holds: CrdtKind::Set
+            })
+        )
+    };
+    if or_set(&from) || or_set(&to) {
+        return smove_or_set(store, crdts, src, dst, member, level).await;
+    }
+    let mut from = match from {
+        // A missing source answers 0 whatever the destination holds, as in Redis.
+        Ok(None) => return Frame::Integer(0),
+        Ok(Some(found)) if matches!(found.value, TypedValue::Set(_)) => found,
+        Ok(Some(_)) => return wrong_type(),
+        Err(e) => return store_error(e),
+    };
+    match to {
+        Ok(Some(found)) if found.value.type_name() != "set" => return wrong_type(),
+        Ok(_) => {}
+        Err(e) => return store_error(e),
+    }
+    let holds = |found: &TypedFound| matches!(&found.value, TypedValue::Set(m) if m.iter().any(|m| m[..] == member[..]));
+    if !holds(&from) || src == dst {
+        return Frame::Integer(i64::from(holds(&from)));
+    }
+    for attempt in 0..MOVE_ATTEMPTS {
+        if attempt > 0 {
+            // Jittered, growing: SMOVEs that keep preempting each other fall out of step.
+            let pause = rand::random_range(0..=2u64 << attempt.min(5));
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+        if let Err(e) = claim(store, &dst, &member, level).await {
+            return e;
+        }
+        let seen = from.version;
+        let removed = store
+            .read_modify_write_typed(&src, level, |found| match found {
+                Some(f) if f.version == seen => {
+                    let TypedValue::Set(members) = &f.value else {
+                        return (TypedChange::Keep, false);
+                    };
+                    let rest: Vec<Vec<u8>> = members
+                        .iter()
+                        .filter(|m| m[..] != member[..])
+                        .cloned()
+                        .collect();
+                    let change = if rest.is_empty() {
+                        TypedChange::Delete
+                    } else {
+                        TypedChange::PutSet {
+                            members: rest,
+                            expires_at_ms: f.expires_at_ms,
+                        }
+                    };
+                    (change, true)
+                }
+                _ => (TypedChange::Keep, false),
+            })
+            .await;
+        match removed {
+            Ok(true) => return Frame::Integer(1),
+            Ok(false) => {}
+            Err(e) => return store_error(e),
+        }
+        // `src` changed since it was read: start over if it still holds the member; if not,
+        // another SMOVE or SREM took it from there, and the claimed copy stays in `dst`.
+        match store.get_typed(&src, level, TypedWanted::Full).await {
+            Ok(Some(found)) if holds(&found) => from = found,
+            Ok(_) => return Frame::Integer(1),
+            Err(e) => return store_error(e),
+        }
+    }
+    Frame::error(
+        "ERR SMOVE: the source kept changing under concurrent writes; the member is in both sets, retry",
+    )
+}
+
+/// SMOVE's claim: `member` added to the Redis set `dst`, written as a new version even when it
+/// is there already.
+async fn claim(
+    store: &VersionedStore,
+    dst: &[u8],
+    member: &[u8],
+    level: Consistency,
+) -> Result<(), Frame> {
+    store
+        .read_modify_write_typed(dst, level, |found| {
+            let (mut members, expires_at_ms) = match found {
+                None => (Vec::new(), None),
+                Some(TypedFound {
+                    value: TypedValue::Set(members),
+                    expires_at_ms,
+                    ..
+                }) => (members.clone(), *expires_at_ms),
+                Some(_) => return (TypedChange::Keep, Err(wrong_type())),
+            };
+            if !members.iter().any(|m| m[..] == member[..]) {
+                members.push(member.to_vec());
+            }
+            let change = TypedChange::PutSet {
+                members,
+                expires_at_ms,
+            };
+            (change, Ok(()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(store_error(e)))
+}
+
+/// SMOVE when either key is an OR-set made by the HTTP API: the member added to `dst`, then
+/// removed from `src` (both merge, so a concurrent move may leave it in both sets).
+async fn smove_or_set(
+    store: &VersionedStore,
+    crdts: &CrdtStore,
+    src: Bytes,
+    dst: Bytes,
+    member: Bytes,
+    level: Consistency,
+) -> Frame {
+    let from = match read_set(store, crdts, &src, level).await {
         // A missing source answers 0 whatever the destination holds, as in Redis.
         Ok(members) if members.is_empty() => return Frame::Integer(0),
         Ok(members) => members,
         Err(refusal) => return refusal,
     };
-    if let Err(refusal) = to {
+    if let Err(refusal) = read_set(store, crdts, &dst, level).await {
         return refusal;
     }
     let present = from.iter().any(|m| m[..] == member[..]);
