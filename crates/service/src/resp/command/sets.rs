@@ -9,8 +9,8 @@
 //! picked from a read, and SADD/SREM count against a read: best efforts under concurrency).
 
 use super::{
-    Access, Command, Flag, ScanArgs, Spec, crdt_error, data, eq, int_arg, random_picks,
-    store_error, syntax_error, whole_scan, wrong_type,
+    Access, Command, Flag, ScanArgs, Spec, crdt_error, data, eq, int_arg, is_wrong_type,
+    random_picks, store_error, syntax_error, whole_scan, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::crdt_store::{CrdtError, CrdtStore};
 use quorumd_replication::store::{
-    StoreError, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
+    StoreError, Transfer, TypedChange, TypedFound, TypedValue, TypedWanted, VersionedStore,
 };
 use rand::Rng;
 use std::collections::BTreeSet;
@@ -504,18 +504,11 @@ async fn store_whole(
         .unwrap_or_else(store_error)
 }
 
-/// How often SMOVE starts over when the source changed under it before giving up (the member
-/// is then in both sets, never in neither).
-const MOVE_ATTEMPTS: u32 = 16;
-
-/// SMOVE: Redis's checks on both keys, then the member claimed in `dst` and only then removed
-/// from `src`, if `src` is still the version that was read. Two read-modify-writes, not atomic
-/// across the keys, so a failure between them leaves the member in both sets; never in
-/// neither, even under concurrent SMOVEs (docs/RESP.md, "SMOVE"):
-/// - the claim writes `dst` even when it holds the member already, so a concurrent SMOVE out of
-///   `dst` that read it before cannot then remove the member from it: its removal is
-///   conditional on the version it read;
-/// - a removal that finds `src` changed starts over from a fresh read of `src`.
+/// SMOVE: one transfer between the two Redis sets (`VersionedStore::transfer_typed`, as
+/// LMOVE): both keys promised and read, Redis's checks, then the member added to `dst` and
+/// only then removed from `src`. While the transfer holds both promises no other writer gets
+/// either key, so concurrent SMOVEs cannot lose a member between them; a failure between the
+/// two writes leaves it in both sets, never in neither.
 async fn smove(
     store: &VersionedStore,
     crdts: &CrdtStore,
@@ -524,123 +517,105 @@ async fn smove(
     member: Bytes,
     level: Consistency,
 ) -> Frame {
-    // The destination only by its type: the claim reads it whole anyway.
-    let (from, to) = futures::future::join(
-        store.get_typed(&src, level, TypedWanted::Full),
-        store.get_typed(&dst, level, TypedWanted::TypeOnly),
-    )
-    .await;
-    // An OR-set made by the HTTP API on either side: its members merge rather than carry
-    // versions, so the move is an add, then a remove.
-    let or_set = |r: &Result<Option<TypedFound>, StoreError>| {
-        matches!(
-            r,
-            Err(StoreError::KindConflict {
-                holds: CrdtKind::Set
-            })
-        )
-    };
-    if or_set(&from) || or_set(&to) {
-        return smove_or_set(store, crdts, src, dst, member, level).await;
+    let holds = |members: &[Vec<u8>]| members.iter().any(|m| m[..] == member[..]);
+    if src == dst {
+        return match read_set(store, crdts, &src, level).await {
+            Ok(members) => Frame::Integer(i64::from(holds(&members))),
+            Err(refusal) => refusal,
+        };
     }
-    let mut from = match from {
+    let decide = |s: Option<&TypedFound>, d: Option<&TypedFound>| {
+        let keep = |result| Transfer {
+            source: TypedChange::Keep,
+            destination: TypedChange::Keep,
+            result,
+        };
         // A missing source answers 0 whatever the destination holds, as in Redis.
-        Ok(None) => return Frame::Integer(0),
-        Ok(Some(found)) if matches!(found.value, TypedValue::Set(_)) => found,
-        Ok(Some(_)) => return wrong_type(),
-        Err(e) => return store_error(e),
+        let (from, s) = match s {
+            None => return keep(Frame::Integer(0)),
+            Some(
+                f @ TypedFound {
+                    value: TypedValue::Set(members),
+                    ..
+                },
+            ) => (members, f),
+            Some(_) => return keep(wrong_type()),
+        };
+        let (mut to, expires_at_ms) = match d {
+            None => (Vec::new(), None),
+            Some(TypedFound {
+                value: TypedValue::Set(members),
+                expires_at_ms,
+                ..
+            }) => (members.clone(), *expires_at_ms),
+            Some(_) => return keep(wrong_type()),
+        };
+        if !holds(from) {
+            return keep(Frame::Integer(0));
+        }
+        let destination = if holds(&to) {
+            TypedChange::Keep
+        } else {
+            to.push(member.to_vec());
+            TypedChange::PutSet {
+                members: to,
+                expires_at_ms,
+            }
+        };
+        Transfer {
+            source: without(from, &member, s.expires_at_ms),
+            destination,
+            result: Frame::Integer(1),
+        }
     };
-    match to {
-        Ok(Some(found)) if found.value.type_name() != "set" => return wrong_type(),
-        Ok(_) => {}
-        Err(e) => return store_error(e),
+    // The source changed after the destination was written (its promise lapsed): the member
+    // comes off it if it is still there.
+    let redo_source = |s: Option<&TypedFound>| match s {
+        Some(TypedFound {
+            value: TypedValue::Set(members),
+            expires_at_ms,
+            ..
+        }) if holds(members) => without(members, &member, *expires_at_ms),
+        _ => TypedChange::Keep,
+    };
+    match store
+        .transfer_typed((&src, &dst), level, decide, redo_source)
+        .await
+    {
+        Ok(reply) => reply,
+        // An OR-set made by the HTTP API on either side: its members merge rather than carry
+        // versions, so the move is an add, then a remove.
+        Err(StoreError::KindConflict {
+            holds: CrdtKind::Set,
+        }) => smove_or_set(store, crdts, src, dst, member, level).await,
+        // Another CRDT at either end fails the reads before `decide` sees the source; Redis
+        // looks at the source first, so a missing source answers 0.
+        Err(e) if is_wrong_type(&e) => {
+            match store.get_typed(&src, level, TypedWanted::TypeOnly).await {
+                Ok(None) => Frame::Integer(0),
+                Ok(Some(_)) => wrong_type(),
+                Err(e) => store_error(e),
+            }
+        }
+        Err(e) => store_error(e),
     }
-    let holds = |found: &TypedFound| matches!(&found.value, TypedValue::Set(m) if m.iter().any(|m| m[..] == member[..]));
-    if !holds(&from) || src == dst {
-        return Frame::Integer(i64::from(holds(&from)));
-    }
-    for attempt in 0..MOVE_ATTEMPTS {
-        if attempt > 0 {
-            // Jittered, growing: SMOVEs that keep preempting each other fall out of step.
-            let pause = rand::random_range(0..=2u64 << attempt.min(5));
-            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-        }
-        if let Err(e) = claim(store, &dst, &member, level).await {
-            return e;
-        }
-        let seen = from.version;
-        let removed = store
-            .read_modify_write_typed(&src, level, |found| match found {
-                Some(f) if f.version == seen => {
-                    let TypedValue::Set(members) = &f.value else {
-                        return (TypedChange::Keep, false);
-                    };
-                    let rest: Vec<Vec<u8>> = members
-                        .iter()
-                        .filter(|m| m[..] != member[..])
-                        .cloned()
-                        .collect();
-                    let change = if rest.is_empty() {
-                        TypedChange::Delete
-                    } else {
-                        TypedChange::PutSet {
-                            members: rest,
-                            expires_at_ms: f.expires_at_ms,
-                        }
-                    };
-                    (change, true)
-                }
-                _ => (TypedChange::Keep, false),
-            })
-            .await;
-        match removed {
-            Ok(true) => return Frame::Integer(1),
-            Ok(false) => {}
-            Err(e) => return store_error(e),
-        }
-        // `src` changed since it was read: start over if it still holds the member; if not,
-        // another SMOVE or SREM took it from there, and the claimed copy stays in `dst`.
-        match store.get_typed(&src, level, TypedWanted::Full).await {
-            Ok(Some(found)) if holds(&found) => from = found,
-            Ok(_) => return Frame::Integer(1),
-            Err(e) => return store_error(e),
-        }
-    }
-    Frame::error(
-        "ERR SMOVE: the source kept changing under concurrent writes; the member is in both sets, retry",
-    )
 }
 
-/// SMOVE's claim: `member` added to the Redis set `dst`, written as a new version even when it
-/// is there already.
-async fn claim(
-    store: &VersionedStore,
-    dst: &[u8],
-    member: &[u8],
-    level: Consistency,
-) -> Result<(), Frame> {
-    store
-        .read_modify_write_typed(dst, level, |found| {
-            let (mut members, expires_at_ms) = match found {
-                None => (Vec::new(), None),
-                Some(TypedFound {
-                    value: TypedValue::Set(members),
-                    expires_at_ms,
-                    ..
-                }) => (members.clone(), *expires_at_ms),
-                Some(_) => return (TypedChange::Keep, Err(wrong_type())),
-            };
-            if !members.iter().any(|m| m[..] == member[..]) {
-                members.push(member.to_vec());
-            }
-            let change = TypedChange::PutSet {
-                members,
-                expires_at_ms,
-            };
-            (change, Ok(()))
-        })
-        .await
-        .unwrap_or_else(|e| Err(store_error(e)))
+/// The set `members` without `member`: deleted when that empties it, as Redis does.
+fn without(members: &[Vec<u8>], member: &[u8], expires_at_ms: Option<u64>) -> TypedChange {
+    let rest: Vec<Vec<u8>> = members
+        .iter()
+        .filter(|m| m[..] != member[..])
+        .cloned()
+        .collect();
+    if rest.is_empty() {
+        TypedChange::Delete
+    } else {
+        TypedChange::PutSet {
+            members: rest,
+            expires_at_ms,
+        }
+    }
 }
 
 /// SMOVE when either key is an OR-set made by the HTTP API: the member added to `dst`, then
