@@ -193,17 +193,14 @@ fn val_byte(value: u8, len: usize) -> u8 {
 }
 
 /// Every register of a sparse value, or `None` when its runs do not cover exactly 16384
-/// registers (Redis's `hllSparseToDense` and `hllMerge` checks: a VAL run may not pass the
-/// end, a zero run is only checked in the total).
+/// registers (what redis-server 7.0.15's `hllSparseToDense` and `hllMerge` refuse: a VAL run
+/// past the end, or runs whose total is not 16384).
 fn sparse_registers(value: &[u8]) -> Option<Vec<u8>> {
     let mut regs = vec![0u8; REGISTERS];
     let (mut p, mut idx) = (HEADER, 0usize);
     while p < value.len() {
         let op = op_at(value, p);
         if op.value > 0 {
-            if idx + op.len > REGISTERS {
-                break;
-            }
             regs.get_mut(idx..idx + op.len)?.fill(op.value);
         }
         idx += op.len;
@@ -421,8 +418,14 @@ fn estimate(histogram: &[u64; 64]) -> u64 {
     }
     z += m * sigma(histogram[0] as f64 / m);
     const ALPHA_INF: f64 = 0.721_347_520_444_481_7;
-    // `as` saturates: an infinite or NaN estimate (registers no hash can give) does not panic.
-    (ALPHA_INF * m * m / z).round() as i64 as u64
+    let e = ALPHA_INF * m * m / z;
+    // Redis's llroundl gives LLONG_MIN for an infinite estimate (every register at 51 or
+    // more, which no hash gives), 2^63 once cast back to unsigned on x86-64.
+    if e.is_finite() && e.abs() < 9.2e18 {
+        e.round() as u64
+    } else {
+        1 << 63
+    }
 }
 
 fn sigma(mut x: f64) -> f64 {
@@ -504,6 +507,8 @@ mod tests {
         assert_ne!(murmur64a(&blocks, 0), murmur64a(&blocks[..18], 0));
         blocks.clear();
         assert_eq!(count_registers(&[0; REGISTERS]), 0);
+        // Registers no hash gives: Redis answers LLONG_MIN, read back as 2^63.
+        assert_eq!(count_registers(&[63; REGISTERS]), 1 << 63);
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl HllCmd {
                         })
                     } else if eq(&sub, "decode") {
                         let reply = if sparse {
-                            Frame::Simple(hll::decode(&value))
+                            Frame::bulk(hll::decode(&value))
                         } else {
                             Frame::error("ERR HLL encoding is not sparse")
                         };
