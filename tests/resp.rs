@@ -3527,7 +3527,7 @@ async fn hyperloglog_commands_match_a_real_redis_server() {
             format!("PFADD {key} a b c d e"),
             format!("GET {key}"),
             format!("PFMERGE h:x:dst {key}"),
-            format!("GET h:x:dst"),
+            "GET h:x:dst".to_string(),
             format!("PFDEBUG ENCODING {key}"),
             format!("PFDEBUG DECODE {key}"),
             format!("PFDEBUG TODENSE {key}"),
@@ -3569,7 +3569,7 @@ async fn hyperloglog_commands_match_a_real_redis_server() {
             lines.push(format!("PFMERGE h:u{batch} h:big h:small"));
             lines.push(format!("GET h:u{batch}"));
             lines.push(format!("PFCOUNT h:u{batch}"));
-            lines.push(format!("PFMERGE h:small2 h:small h:a"));
+            lines.push("PFMERGE h:small2 h:small h:a".into());
             lines.push("GET h:small2".into());
         }
     }

@@ -309,9 +309,9 @@ mod tests {
     #[test]
     fn the_first_bad_source_answers() {
         let good = Ok(Some(hll::empty()));
-        let not = Err(invalid(Invalid::NotHll));
-        assert_eq!(union(&[good.clone(), Ok(None)]).unwrap().1, false);
-        assert_eq!(union(&[good, not.clone()]).unwrap_err(), not.unwrap_err());
+        let not = invalid(Invalid::NotHll);
+        assert!(!union(&[good.clone(), Ok(None)]).unwrap().1);
+        assert_eq!(union(&[good, Err(not.clone())]).unwrap_err(), not);
         let mut short = hll::empty();
         short.truncate(17);
         assert_eq!(
