@@ -3542,18 +3542,29 @@ async fn hyperloglog_commands_match_a_real_redis_server() {
 
     // Seeded random elements in batches: sparse values grow, promote to dense past 3000
     // bytes, and every write's bytes are compared; then unions and merges of both forms.
+    // HLL_BATCHES=<n> runs more (1,500 ran clean on 2026-12-06).
     let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let batches: usize = std::env::var("HLL_BATCHES")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(90);
     let mut lines = vec![];
-    for batch in 0..60 {
-        let key = if batch % 3 == 0 { "h:small" } else { "h:big" };
-        let n = if key == "h:small" {
-            rng.random_range(1..8)
-        } else {
-            rng.random_range(1..150)
+    for batch in 0..batches {
+        // Small, middling (sparse for long, edited opcode by opcode) and large batches.
+        let (key, n) = match batch % 3 {
+            0 => ("h:small", rng.random_range(1..8)),
+            1 => ("h:mid", rng.random_range(1..30)),
+            _ => ("h:big", rng.random_range(1..150)),
         };
         let mut line = format!("PFADD {key}");
         for _ in 0..n {
-            line.push_str(&format!(" e{}", rng.random_range(0..20_000u32)));
+            // Elements of every length up to 20 bytes: the hash's blocks and tails.
+            let len = rng.random_range(1..=20);
+            let e: String = (0..len)
+                .map(|_| char::from(rng.random_range(b'!'..=b'~')))
+                .collect();
+            line.push(' ');
+            line.push_str(&e);
         }
         lines.push(line);
         lines.push(format!("GET {key}"));
@@ -3562,8 +3573,15 @@ async fn hyperloglog_commands_match_a_real_redis_server() {
             lines.push(format!("GET {key}"));
             lines.push(format!("PFDEBUG ENCODING {key}"));
         }
+        if batch % 5 == 4 {
+            // Merges into a sparse destination that already holds registers.
+            lines.push("PFMERGE h:mid2 h:mid h:small".into());
+            lines.push("GET h:mid2".into());
+            lines.push("PFCOUNT h:mid2".into());
+        }
         if batch % 10 == 9 {
             lines.push("PFCOUNT h:small h:big".into());
+            lines.push("PFCOUNT h:small h:mid h:big".into());
             lines.push(format!("PFMERGE h:u{batch} h:small"));
             lines.push(format!("GET h:u{batch}"));
             lines.push(format!("PFMERGE h:u{batch} h:big h:small"));
@@ -3681,6 +3699,7 @@ async fn bitfield_commands_match_a_real_redis_server() {
 
     // Seeded random operations: every type width, plain and `#` offsets, values at and past
     // the edges, every overflow mode, on three keys; the bytes are compared now and then.
+    // BITFIELD_COMMANDS=<n> runs more (20,000 ran clean on 2026-12-06).
     let mut rng = rand::rngs::StdRng::seed_from_u64(29);
     let edges = [
         "0",
@@ -3696,7 +3715,11 @@ async fn bitfield_commands_match_a_real_redis_server() {
         "-4611686018427387905",
     ];
     let mut numbers = 0;
-    for i in 0..400 {
+    let commands: usize = std::env::var("BITFIELD_COMMANDS")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(400);
+    for i in 0..commands {
         let key = format!("f:r{}", rng.random_range(0..3));
         let ro = rng.random_bool(0.1);
         let mut line = format!("{} {key}", if ro { "BITFIELD_RO" } else { "BITFIELD" });
