@@ -361,6 +361,8 @@ enum Use {
     Set,
     /// A geo command (its keys are sorted sets).
     Geo,
+    /// A HyperLogLog command (its keys are strings in Redis's HLL encoding).
+    Hll,
     /// Asks about the key itself (EXISTS, TYPE, TTL...).
     Meta,
 }
@@ -371,8 +373,8 @@ struct Gen {
     rng: StdRng,
     /// Keys for any type.
     general: Vec<Vec<u8>>,
-    /// Keys hash (`h*`), set (`s*`) and geo (`g*`) commands favour; any type may end up
-    /// there too.
+    /// Keys hash (`h*`), set (`s*`), geo (`g*`) and HyperLogLog (`p*`) commands favour; any
+    /// type may end up there too.
     collections: Vec<Vec<u8>>,
 }
 
@@ -478,7 +480,16 @@ impl Gen {
         Gen {
             rng: StdRng::seed_from_u64(seed),
             general: vec![p("k0"), p("k1"), p("k2"), p("k3"), Vec::new(), binary],
-            collections: vec![p("h0"), p("h1"), p("s0"), p("s1"), p("g0"), p("g1")],
+            collections: vec![
+                p("h0"),
+                p("h1"),
+                p("s0"),
+                p("s1"),
+                p("g0"),
+                p("g1"),
+                p("p0"),
+                p("p1"),
+            ],
         }
     }
 
@@ -498,6 +509,7 @@ impl Gen {
             Use::Hash => Some(b'h'),
             Use::Set => Some(b's'),
             Use::Geo => Some(b'g'),
+            Use::Hll => Some(b'p'),
             Use::Plain | Use::Replace | Use::Meta => None,
         };
         if let Some(own) = own.filter(|_| self.rng.random_range(0..3) > 0) {
@@ -556,7 +568,9 @@ impl Gen {
             55..=65 => self.set(),
             66..=80 => self.list(),
             81..=93 => self.zset(),
-            _ => self.geo(),
+            94..=96 => self.geo(),
+            97 | 98 => self.hll(),
+            _ => self.bitfield(),
         };
         // Arity errors: the same command cut short or given one argument too many.
         if self.chance(0.04) {
@@ -586,13 +600,15 @@ impl Gen {
     }
 
     fn next_plain(&mut self) -> Cmd {
-        match self.rng.random_range(0..7) {
+        match self.rng.random_range(0..9) {
             0 => self.string(),
             1 => self.keyspace(),
             2 => self.hash(),
             3 => self.set(),
             4 => self.list(),
             5 => self.zset(),
+            6 => self.hll(),
+            7 => self.bitfield(),
             _ => self.geo(),
         }
     }
@@ -1236,6 +1252,94 @@ impl Gen {
         } else {
             c
         }
+    }
+
+    /// PFADD, PFCOUNT, PFMERGE and PFDEBUG, mostly on the HLL keys (p0, p1), which other
+    /// commands (BITFIELD, SETRANGE, APPEND) may also corrupt; elements from a small pool so
+    /// that registers repeat, and now and then a batch large enough to turn a value dense.
+    fn hll(&mut self) -> Cmd {
+        let k = self.key(Use::Hll);
+        match self.rng.random_range(0..12) {
+            0..=4 => {
+                let mut c = Cmd::new("PFADD").key(&k);
+                let n = if self.chance(0.05) {
+                    self.rng.random_range(500..1500)
+                } else {
+                    self.rng.random_range(0..5)
+                };
+                for _ in 0..n {
+                    let e = self.rng.random_range(0..3000u32);
+                    c = c.arg(format!("e{e}"));
+                }
+                c
+            }
+            5..=7 => {
+                let mut c = Cmd::new("PFCOUNT").key(&k);
+                for _ in 0..self.rng.random_range(0..3) {
+                    let other = self.key(Use::Hll);
+                    c = c.key(&other);
+                }
+                c
+            }
+            8 | 9 => {
+                let mut c = Cmd::new("PFMERGE").key(&k);
+                for _ in 0..self.rng.random_range(0..3) {
+                    let other = self.key(Use::Hll);
+                    c = c.key(&other);
+                }
+                c
+            }
+            _ => {
+                let sub = self.pick(&["ENCODING", "DECODE", "TODENSE", "ENCODING", "FOO"]);
+                let sub = if self.chance(0.05) { "GETREG" } else { sub };
+                Cmd::new("PFDEBUG").arg(sub).key(&k)
+            }
+        }
+    }
+
+    /// BITFIELD and BITFIELD_RO: a few operations of any width at small offsets (plain or
+    /// `#`), edge values, every OVERFLOW mode, and now and then a malformed one.
+    fn bitfield(&mut self) -> Cmd {
+        let k = if self.chance(0.3) {
+            self.key(Use::Hll)
+        } else {
+            self.key(Use::Plain)
+        };
+        let ro = self.chance(0.2);
+        let mut c = Cmd::new(if ro { "BITFIELD_RO" } else { "BITFIELD" }).key(&k);
+        for _ in 0..self.rng.random_range(0..4) {
+            if self.chance(0.2) {
+                c = c
+                    .arg("OVERFLOW")
+                    .arg(self.pick(&["WRAP", "SAT", "FAIL", "fail", "BAD"]));
+            }
+            let signed = self.chance(0.5);
+            let bits = self.rng.random_range(if signed { 1..=64 } else { 1..=63 });
+            let ty = if self.chance(0.03) {
+                self.pick(&["u64", "i0", "x8", "I8", "u"]).to_string()
+            } else {
+                format!("{}{bits}", if signed { 'i' } else { 'u' })
+            };
+            let offset = match self.rng.random_range(0..10) {
+                0..=2 => format!("#{}", self.rng.random_range(0..4)),
+                3 => self.pick(&["-1", "x", "#-1", "4294967296"]).to_string(),
+                _ => self.rng.random_range(0..80).to_string(),
+            };
+            let value = if self.chance(0.5) {
+                self.int().to_string()
+            } else {
+                self.rng.random_range(-300i64..300).to_string()
+            };
+            c = match self.rng.random_range(0..if ro { 6 } else { 3 }) {
+                0 => c.arg("SET").arg(ty).arg(offset).arg(value),
+                1 => c.arg("INCRBY").arg(ty).arg(offset).arg(value),
+                _ => c.arg("GET").arg(ty).arg(offset),
+            };
+        }
+        if self.chance(0.03) {
+            c = c.arg(self.pick(&["GET", "FOO", "SET"]));
+        }
+        c
     }
 
     fn zset(&mut self) -> Cmd {

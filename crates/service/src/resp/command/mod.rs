@@ -5,12 +5,15 @@
 //! table, a command type with `keys()` and `apply()`, a `DataCmd` variant for it, and one line
 //! in `FAMILIES`. Nothing else in the connection or the server changes.
 
+mod bitfield;
 mod bits;
 mod conn;
 mod counters;
 mod geo;
 mod geohash;
 mod hashes;
+mod hll;
+mod hyperloglog;
 mod keys;
 mod keyspace;
 mod lcs;
@@ -154,6 +157,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     quorumd::SPECS,
     strings::SPECS,
     bits::SPECS,
+    bitfield::SPECS,
     keys::SPECS,
     keyspace::SPECS,
     counters::SPECS,
@@ -162,6 +166,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     lists::SPECS,
     zsets::SPECS,
     geo::SPECS,
+    hyperloglog::SPECS,
     pubsub::SPECS,
 ];
 
@@ -208,6 +213,7 @@ pub enum SessionCmd {
 pub enum DataCmd {
     String(strings::StringCmd),
     Bits(bits::BitCmd),
+    BitField(bitfield::BitFieldCmd),
     Key(keys::KeyCmd),
     Counter(counters::CounterCmd),
     Float(counters::FloatCmd),
@@ -216,6 +222,7 @@ pub enum DataCmd {
     List(lists::ListCmd),
     Zset(zsets::ZsetCmd),
     Geo(geo::GeoCmd),
+    Hll(hyperloglog::HllCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -231,6 +238,7 @@ impl DataCmd {
         match self {
             DataCmd::String(c) => c.access(),
             DataCmd::Bits(c) => c.access(),
+            DataCmd::BitField(c) => c.access(),
             DataCmd::Key(c) => c.access(),
             DataCmd::Counter(c) => c.access(),
             DataCmd::Float(c) => c.access(),
@@ -239,6 +247,7 @@ impl DataCmd {
             DataCmd::List(c) => c.access(),
             DataCmd::Zset(c) => c.access(),
             DataCmd::Geo(c) => c.access(),
+            DataCmd::Hll(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -248,6 +257,7 @@ impl DataCmd {
         match self {
             DataCmd::String(c) => c.apply(store, crdts, level).await,
             DataCmd::Bits(c) => c.apply(store, level).await,
+            DataCmd::BitField(c) => c.apply(store, level).await,
             DataCmd::Key(c) => c.apply(store, crdts, level).await,
             DataCmd::Counter(c) => c.apply(store, crdts, level).await,
             DataCmd::Float(c) => c.apply(store, level).await,
@@ -256,6 +266,7 @@ impl DataCmd {
             DataCmd::List(c) => c.apply(store, level).await,
             DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Geo(c) => c.apply(store, level).await,
+            DataCmd::Hll(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -647,6 +658,18 @@ impl From<zsets::ZsetCmd> for DataCmd {
 impl From<geo::GeoCmd> for DataCmd {
     fn from(c: geo::GeoCmd) -> Self {
         DataCmd::Geo(c)
+    }
+}
+
+impl From<bitfield::BitFieldCmd> for DataCmd {
+    fn from(c: bitfield::BitFieldCmd) -> Self {
+        DataCmd::BitField(c)
+    }
+}
+
+impl From<hyperloglog::HllCmd> for DataCmd {
+    fn from(c: hyperloglog::HllCmd) -> Self {
+        DataCmd::Hll(c)
     }
 }
 
