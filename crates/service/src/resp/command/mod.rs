@@ -21,6 +21,8 @@ pub mod pubsub;
 mod quorumd;
 mod server;
 mod sets;
+mod sort;
+mod sort_order;
 mod strings;
 mod zset_ops;
 mod zsets;
@@ -162,6 +164,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     lists::SPECS,
     zsets::SPECS,
     geo::SPECS,
+    sort::SPECS,
     pubsub::SPECS,
 ];
 
@@ -216,6 +219,7 @@ pub enum DataCmd {
     List(lists::ListCmd),
     Zset(zsets::ZsetCmd),
     Geo(geo::GeoCmd),
+    Sort(sort::SortCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -239,6 +243,7 @@ impl DataCmd {
             DataCmd::List(c) => c.access(),
             DataCmd::Zset(c) => c.access(),
             DataCmd::Geo(c) => c.access(),
+            DataCmd::Sort(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -256,6 +261,7 @@ impl DataCmd {
             DataCmd::List(c) => c.apply(store, level).await,
             DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Geo(c) => c.apply(store, level).await,
+            DataCmd::Sort(c) => c.apply(store, crdts, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -647,6 +653,12 @@ impl From<zsets::ZsetCmd> for DataCmd {
 impl From<geo::GeoCmd> for DataCmd {
     fn from(c: geo::GeoCmd) -> Self {
         DataCmd::Geo(c)
+    }
+}
+
+impl From<sort::SortCmd> for DataCmd {
+    fn from(c: sort::SortCmd) -> Self {
+        DataCmd::Sort(c)
     }
 }
 
