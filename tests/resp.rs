@@ -3602,3 +3602,240 @@ async fn sort_commands_match_a_real_redis_server() {
     assert!(sorted > 150, "only {sorted} of 300 random SORTs sorted");
     tc.shutdown().await;
 }
+
+/// OBJECT and MEMORY: their errors and help as redis-server 7.0 answers them.
+const OBJECT_SAME_AS_REDIS: &[&str] = &[
+    "OBJECT",
+    "OBJECT HELP",
+    "OBJECT HELP x",
+    "OBJECT foo o:k",
+    "OBJECT ENCODING",
+    "OBJECT ENCODING o:k o:k",
+    "OBJECT ENCODING o:missing",
+    "OBJECT REFCOUNT o:missing",
+    "OBJECT IDLETIME o:missing",
+    "OBJECT FREQ o:missing",
+    // The nodes and the reference run without an LFU policy: the node's own error.
+    "OBJECT FREQ o:str",
+    "MEMORY",
+    "MEMORY HELP",
+    "MEMORY foo",
+    "MEMORY USAGE",
+    "MEMORY USAGE o:missing",
+    "MEMORY USAGE o:missing SAMPLES 0",
+    "MEMORY USAGE o:str SAMPLES x",
+    "MEMORY USAGE o:str SAMPLES -1",
+    "MEMORY USAGE o:str SAMPLES",
+    "MEMORY USAGE o:str FOO 1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_and_memory_usage_answer_from_the_nodes() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let many = |n: usize, width: usize| -> String {
+        (0..n)
+            .map(|i| format!("{i:0width$}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let setup = [
+        "SET o:str hello".to_string(),
+        "SET o:int 12345".to_string(),
+        format!("SET o:raw {}", "x".repeat(100)),
+        "RPUSH o:list a b c".to_string(),
+        format!("RPUSH o:biglist {}", many(2000, 20)),
+        "SADD o:intset 1 2 3".to_string(),
+        "SADD o:words apple pear".to_string(),
+        format!("SADD o:bigintset {}", many(600, 1)),
+        "ZADD o:zset 1 a 2 b".to_string(),
+        format!(
+            "ZADD o:bigzset {}",
+            (0..200)
+                .map(|i| format!("{i} m{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "HSET o:hash f v".to_string(),
+        format!(
+            "HSET o:bighash {}",
+            (0..600)
+                .map(|i| format!("f{i} v{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ];
+    for line in &setup {
+        assert_eq!(ours.cmd(line).await, theirs.cmd(line).await, "{line}");
+    }
+    for key in [
+        "o:str",
+        "o:int",
+        "o:raw",
+        "o:list",
+        "o:biglist",
+        "o:intset",
+        "o:words",
+        "o:bigintset",
+        "o:zset",
+        "o:bigzset",
+        "o:hash",
+        "o:bighash",
+    ] {
+        let line = format!("OBJECT ENCODING {key}");
+        let expected = theirs.cmd(&line).await;
+        assert!(matches!(expected, Frame::Bulk(_)), "{line}: {expected:?}");
+        assert_eq!(ours.cmd(&line).await, expected, "{line}");
+
+        // REFCOUNT and IDLETIME are the node's figures: small non-negative integers.
+        for sub in ["REFCOUNT", "IDLETIME"] {
+            match ours.cmd(&format!("OBJECT {sub} {key}")).await {
+                Frame::Integer(n) => assert!((0..1_000_000).contains(&n), "{sub} {key}: {n}"),
+                other => panic!("OBJECT {sub} {key}: {other:?}"),
+            }
+        }
+        // MEMORY USAGE is one node's own figure for the key.
+        let Frame::Integer(usage) = ours.cmd(&format!("MEMORY USAGE {key}")).await else {
+            panic!("MEMORY USAGE {key}");
+        };
+        assert!(usage > 0, "{key}: {usage}");
+        let mut figures = vec![];
+        for i in 0..3 {
+            let mut node = tc.direct(i).await;
+            let figure: Option<i64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+            figures.push(figure.unwrap_or(0));
+        }
+        assert!(
+            figures.contains(&usage),
+            "{key}: {usage} not in {figures:?}"
+        );
+        let Frame::Integer(reference) = theirs.cmd(&format!("MEMORY USAGE {key}")).await else {
+            panic!("reference MEMORY USAGE {key}");
+        };
+        // The same value on a plain server takes about as much.
+        assert!(
+            usage * 2 >= reference && usage <= reference * 2,
+            "{key}: {usage} vs {reference}"
+        );
+    }
+    let sampled = ours.cmd("MEMORY USAGE o:bighash SAMPLES 0").await;
+    assert!(matches!(sampled, Frame::Integer(n) if n > 0), "{sampled:?}");
+
+    for line in OBJECT_SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        assert_eq!(ours.cmd(line).await, expected, "{line}");
+    }
+    // Deleted keys are missing too.
+    assert_eq!(ours.cmd("DEL o:str").await, Frame::Integer(1));
+    assert_eq!(ours.cmd("OBJECT ENCODING o:str").await, Frame::Null);
+    assert_eq!(ours.cmd("MEMORY USAGE o:str").await, Frame::Null);
+
+    // quorumd's own keys are not inspectable.
+    let reserved = format!("{}anything", common::key_prefix());
+    for line in [
+        format!("OBJECT ENCODING {reserved}"),
+        format!("MEMORY USAGE {reserved}"),
+    ] {
+        let reply = ours.cmd(&line).await;
+        assert!(
+            error_text(&reply).contains("quorumd's own"),
+            "{line}: {reply:?}"
+        );
+    }
+    // The MEMORY subcommands about a whole server are refused, saying why.
+    let reply = ours.cmd("MEMORY STATS").await;
+    assert!(error_text(&reply).contains("each node"), "{reply:?}");
+    assert_eq!(
+        ours.cmd("MEMORY STATS x").await,
+        theirs.cmd("MEMORY STATS x").await
+    );
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_get_answers_what_the_nodes_hold() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let set = |i: usize, param: &'static str, value: &'static str| {
+        let tc = &tc;
+        async move {
+            let mut node = tc.direct(i).await;
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(param)
+                .arg(value)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+        }
+    };
+    let pairs = |f: Frame| -> HashMap<Vec<u8>, Vec<u8>> {
+        let Frame::Array(flat) = f else {
+            panic!("{f:?}")
+        };
+        flat.chunks(2)
+            .map(|p| match p {
+                [Frame::Bulk(n), Frame::Bulk(v)] => (n.to_vec(), v.to_vec()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    // Every node as the reference: the same parameters and values.
+    for line in [
+        "CONFIG GET maxmemory*",
+        "CONFIG GET hash-max-* list-*",
+        "CONFIG GET nosuch",
+    ] {
+        assert_eq!(
+            pairs(ours.cmd(line).await),
+            pairs(theirs.cmd(line).await),
+            "{line}"
+        );
+    }
+    let get = "CONFIG GET maxmemory-samples";
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
+    // One node differs: the majority's value.
+    set(1, "maxmemory-samples", "7").await;
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
+    // Two nodes agree on another value: theirs.
+    set(2, "maxmemory-samples", "7").await;
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"7");
+    // All three differ: the first configured node's.
+    set(2, "maxmemory-samples", "9").await;
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
+
+    // RESP3: a map, as Redis answers.
+    let mut three = Raw::connect(resp_addr(&tc)).await;
+    assert!(matches!(three.cmd("HELLO 3").await, Frame::Map(_)));
+    match three.cmd("CONFIG GET maxmemory-samples").await {
+        Frame::Map(m) => assert_eq!(m, vec![(bulk("maxmemory-samples"), bulk("5"))]),
+        other => panic!("{other:?}"),
+    }
+
+    for line in [
+        "CONFIG",
+        "CONFIG HELP",
+        "CONFIG HELP x",
+        "CONFIG GET",
+        "CONFIG foo",
+        "CONFIG SET maxmemory",
+        "CONFIG REWRITE x",
+    ] {
+        assert_eq!(ours.cmd(line).await, theirs.cmd(line).await, "{line}");
+    }
+    for line in [
+        "CONFIG SET maxmemory 1",
+        "CONFIG REWRITE",
+        "CONFIG RESETSTAT",
+    ] {
+        let reply = ours.cmd(line).await;
+        assert!(
+            error_text(&reply).contains("set it on each node"),
+            "{line}: {reply:?}"
+        );
+    }
+    tc.shutdown().await;
+}

@@ -11,6 +11,7 @@ mod counters;
 mod geo;
 mod geohash;
 mod hashes;
+mod inspect;
 mod keys;
 mod keyspace;
 mod lcs;
@@ -165,6 +166,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     zsets::SPECS,
     geo::SPECS,
     sort::SPECS,
+    inspect::SPECS,
     pubsub::SPECS,
 ];
 
@@ -220,6 +222,7 @@ pub enum DataCmd {
     Zset(zsets::ZsetCmd),
     Geo(geo::GeoCmd),
     Sort(sort::SortCmd),
+    Inspect(inspect::InspectCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -244,6 +247,7 @@ impl DataCmd {
             DataCmd::Zset(c) => c.access(),
             DataCmd::Geo(c) => c.access(),
             DataCmd::Sort(c) => c.access(),
+            DataCmd::Inspect(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -262,6 +266,7 @@ impl DataCmd {
             DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Geo(c) => c.apply(store, level).await,
             DataCmd::Sort(c) => c.apply(store, crdts, level).await,
+            DataCmd::Inspect(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
