@@ -3746,6 +3746,20 @@ async fn object_and_memory_usage_answer_from_the_nodes() {
             "{line}: {reply:?}"
         );
     }
+    // With an LFU policy on the nodes, FREQ is the node's counter.
+    for i in 0..3 {
+        let mut node = tc.direct(i).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("allkeys-lfu")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+    }
+    let freq = ours.cmd("OBJECT FREQ o:int").await;
+    assert!(matches!(freq, Frame::Integer(n) if n >= 0), "{freq:?}");
+
     // The MEMORY subcommands about a whole server are refused, saying why.
     let reply = ours.cmd("MEMORY STATS").await;
     assert!(error_text(&reply).contains("each node"), "{reply:?}");

@@ -148,7 +148,8 @@ pub fn score(text: &[u8]) -> Option<f64> {
     if body.starts_with(['+', '-']) {
         return None;
     }
-    let value = if body.len() > 2 && body[..2].eq_ignore_ascii_case("0x") {
+    // Bytes, not `str` slicing: the third byte may be inside a character.
+    let value = if body.len() > 2 && body.as_bytes()[..2].eq_ignore_ascii_case(b"0x") {
         hex_float(&body[2..])?
     } else {
         let lower = body.to_ascii_lowercase();
@@ -328,7 +329,7 @@ mod tests {
         assert_eq!(score(b"+2"), Some(2.0));
         assert_eq!(score(b"7\0x"), Some(7.0));
         for bad in [
-            "a", "1 ", " ", "nan", "1e400", "1e-400", "1e", "0x", "1_0", "--1",
+            "a", "1 ", " ", "nan", "1e400", "1e-400", "1e", "0x", "1_0", "--1", "0é", "0xé",
         ] {
             assert_eq!(score(bad.as_bytes()), None, "{bad}");
         }
