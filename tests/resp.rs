@@ -3600,6 +3600,28 @@ async fn sort_commands_match_a_real_redis_server() {
         sorted += usize::from(!matches!(expected, Frame::Error(_)));
     }
     assert!(sorted > 150, "only {sorted} of 300 random SORTs sorted");
+
+    // Pipelined, a SORT by a pattern reads the keys as the writes around it left them: after
+    // those sent before it, before those sent after it.
+    let mut pipe = Vec::new();
+    for args in [
+        &[&b"RPUSH"[..], b"so:p", b"a", b"b"][..],
+        &[b"SET", b"so:pw_a", b"2"],
+        &[b"SET", b"so:pw_b", b"1"],
+        &[b"SORT", b"so:p", b"BY", b"so:pw_*"],
+        &[b"SET", b"so:pw_b", b"3"],
+        &[b"SORT", b"so:p", b"BY", b"so:pw_*", b"GET", b"so:pw_*"],
+        &[b"SET", b"so:pw_a", b"4"],
+    ] {
+        pipe.extend(request(args));
+    }
+    ours.send(&pipe).await;
+    let mut replies = vec![];
+    for _ in 0..7 {
+        replies.push(ours.read().await.expect("a reply"));
+    }
+    assert_eq!(replies[3], Frame::Array(vec![bulk("b"), bulk("a")]));
+    assert_eq!(replies[5], Frame::Array(vec![bulk("2"), bulk("3")]));
     tc.shutdown().await;
 }
 

@@ -252,6 +252,12 @@ impl DataCmd {
         }
     }
 
+    /// Whether it reads keys `access()` does not name (SORT's BY and GET patterns name keys
+    /// only once the elements are read): the connection then runs it alone, in order.
+    pub fn reads_unnamed_keys(&self) -> bool {
+        matches!(self, DataCmd::Sort(c) if c.reads_patterns())
+    }
+
     pub async fn apply(self, shared: Arc<Shared>, level: Consistency) -> Frame {
         let (store, crdts) = (&shared.store, &shared.crdts);
         match self {

@@ -62,6 +62,13 @@ impl SortCmd {
         }
     }
 
+    /// Whether BY or GET name other keys (a pattern with `*`).
+    pub fn reads_patterns(&self) -> bool {
+        let args = &self.args;
+        args.by.as_deref().is_some_and(sort_order::by_sorts)
+            || args.gets.iter().any(|g| sort_order::by_sorts(g))
+    }
+
     pub async fn apply(
         self,
         store: &VersionedStore,
