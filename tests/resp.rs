@@ -3772,3 +3772,515 @@ async fn bitfield_commands_match_a_real_redis_server() {
     assert!(numbers > 500, "only {numbers} numbers in all replies");
     tc.shutdown().await;
 }
+
+/// SORT and SORT_RO: redis-server 7.0's replies and errors, option by option. Sets of words
+/// sort only with a BY that sorts or with STORE (their own order is each server's hash order).
+const SORT_SAME_AS_REDIS: &[&str] = &[
+    "RPUSH so:l 3 1 2 10 1 -5 2.5",
+    "SORT so:l",
+    "SORT so:l DESC",
+    "SORT so:l ALPHA",
+    "SORT so:l ALPHA DESC",
+    "SORT so:l LIMIT 1 3",
+    "SORT so:l LIMIT -1 2",
+    "SORT so:l LIMIT 2 -1",
+    "SORT so:l LIMIT 6 5",
+    "SORT so:l LIMIT 7 5",
+    "SORT so:l LIMIT 0 0",
+    "SORT so:l LIMIT 1 9223372036854775807",
+    "SORT so:l LIMIT x 1",
+    "SORT so:l LIMIT 1",
+    "SORT so:l LIMIT 01 2",
+    "SORT so:l BY nosort",
+    "SORT so:l BY nosort DESC",
+    "SORT so:l BY nosort LIMIT 1 2",
+    "SORT so:l BY nosort DESC LIMIT 1 2",
+    "SORT so:l BY nosort GET # GET so:w_*",
+    "SORT so:l ASC DESC ASC",
+    "SORT so:l FOO",
+    "SORT so:l BY",
+    "SORT so:l GET",
+    "SORT so:l STORE",
+    "SORT_RO so:l STORE so:d",
+    "SORT_RO so:l DESC LIMIT 0 3",
+    "SORT so:absent",
+    "SORT so:absent LIMIT 1 1 GET #",
+    "SORT so:absent STORE so:d",
+    "EXISTS so:d",
+    "SET so:str x",
+    "SORT so:str",
+    "SORT so:str FOO",
+    "SORT_RO so:str",
+    "HSET so:h x y",
+    "SORT so:h",
+    // Weights: some missing (score 0), ties broken by the elements' bytes.
+    "MSET so:w_3 1 so:w_1 1 so:w_2 30 so:w_10 -1 so:w_2.5 1",
+    "SORT so:l BY so:w_*",
+    "SORT so:l BY so:w_* DESC",
+    "SORT so:l BY so:w_* LIMIT 1 3",
+    "SORT so:l BY so:w_* GET # GET so:w_*",
+    "SORT so:l BY so:w_* ALPHA",
+    "SORT so:l BY so:w_* ALPHA DESC",
+    "SORT so:l BY so:*_w",
+    "SORT so:l GET so:w_* GET so:missing_* GET nostar GET #",
+    // Hash fields through `->`.
+    "HSET so:h_3 n three w 2",
+    "HSET so:h_1 n one w 9",
+    "HSET so:h_10 n ten",
+    "HSET so:h_2 n two w x",
+    "SORT so:l BY so:h_*->w GET so:h_*->n",
+    "SORT so:l BY so:h_*->n ALPHA GET so:h_*->n GET #",
+    "SORT so:l BY so:h_*->w ALPHA DESC GET so:h_*->w",
+    "SORT so:l GET so:h_*->",
+    "SORT so:l GET so:h_*->nofield",
+    "SORT so:l BY so:w_* GET so:h_* GET so:str*",
+    // Scores that are not numbers.
+    "RPUSH so:words b a c 10 B",
+    "SORT so:words",
+    "SORT so:words BY so:h_*->w",
+    "SORT so:words ALPHA",
+    "SORT so:words ALPHA DESC LIMIT 1 2",
+    "SORT so:words BY nosort",
+    "RPUSH so:odd 1e3 0x10 inf -inf 7 ' 4'",
+    "SORT so:odd",
+    "RPUSH so:nan nan",
+    "SORT so:nan",
+    // Not "1e400": redis-server checks `errno` after `strtod` without clearing it first, so
+    // once an ERANGE was seen every later score that is not an integer fails too.
+    "SORT so:words ALPHA STORE so:d",
+    "LRANGE so:d 0 -1",
+    "SORT so:l BY so:w_* GET # GET so:nope_* STORE so:d",
+    "LRANGE so:d 0 -1",
+    "SORT so:absent STORE so:d",
+    "EXISTS so:d",
+    "SET so:d x",
+    "SORT so:l STORE so:d LIMIT 0 2",
+    "TYPE so:d",
+    "LRANGE so:d 0 -1",
+    "SORT so:words STORE so:d",
+    "LRANGE so:d 0 -1",
+    // Sets and sorted sets.
+    "SADD so:s 5 -1 3 20 7",
+    "SORT so:s",
+    "SORT so:s DESC LIMIT 1 2",
+    "SORT so:s ALPHA",
+    "SORT so:s BY nosort",
+    "SADD so:sw pear apple fig kiwi",
+    "SORT so:sw ALPHA",
+    "SORT so:sw ALPHA DESC GET #",
+    "SORT so:sw",
+    "SORT so:sw BY nosort STORE so:d",
+    "LRANGE so:d 0 -1",
+    "SORT so:sw BY nosort DESC LIMIT 1 2 STORE so:d",
+    "LRANGE so:d 0 -1",
+    "ZADD so:z 3 c 1 a 2 b 2 bb 0 10",
+    "SORT so:z ALPHA",
+    "SORT so:z BY nosort",
+    "SORT so:z BY nosort DESC",
+    "SORT so:z BY nosort LIMIT 1 2",
+    "SORT so:z BY nosort DESC LIMIT 1 3",
+    "SORT so:z",
+    "SORT so:z BY nosort STORE so:d",
+    "LRANGE so:d 0 -1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_commands_match_a_real_redis_server() {
+    use rand::{Rng, SeedableRng};
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    for line in SORT_SAME_AS_REDIS {
+        // `' 4'` is one argument with a leading space.
+        let args: Vec<Vec<u8>> = if line.contains('\'') {
+            let (head, quoted) = line.split_once(" '").unwrap();
+            let mut a: Vec<Vec<u8>> = head.split(' ').map(|s| s.as_bytes().to_vec()).collect();
+            a.push(quoted.trim_end_matches('\'').as_bytes().to_vec());
+            a
+        } else {
+            line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+        };
+        let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        let expected = theirs.call(&args).await;
+        let got = ours.call(&args).await;
+        assert_eq!(got, expected, "{line}");
+    }
+
+    // Seeded random SORTs over lists, sets of integers, sets of words and sorted sets, with
+    // weights (strings and hash fields, some missing, some not numbers, ties).
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let pool: Vec<String> = (-3..25)
+        .map(|i| i.to_string())
+        .chain(["1.5", "-0.5", "a", "b", "ab", "B", "zz", "x1", "1e2"].map(String::from))
+        .collect();
+    let mut setup = vec![];
+    for e in &pool {
+        if rng.random_bool(0.8) {
+            let w = match rng.random_range(0..10) {
+                0 => "heavy".to_string(),
+                _ => rng.random_range(-5..5).to_string(),
+            };
+            setup.push(format!("SET r:w_{e} {w}"));
+            setup.push(format!("HSET r:h_{e} w {w}"));
+        }
+        // Distinct, for ALPHA sorts by a pattern where Redis's order of ties is its own.
+        setup.push(format!("SET r:u_{e} u{}", rng.random_range(0..1_000_000)));
+        setup.push(format!("HSET r:h_{e} n name{}", rng.random_range(0..1000)));
+    }
+    let pick = |rng: &mut rand::rngs::StdRng, only_numbers: bool| -> String {
+        loop {
+            let e = &pool[rng.random_range(0..pool.len())];
+            if !only_numbers || e.parse::<i64>().is_ok() {
+                return e.clone();
+            }
+        }
+    };
+    for (key, verb) in [
+        ("r:l", "RPUSH"),
+        ("r:ln", "RPUSH"),
+        ("r:si", "SADD"),
+        ("r:sw", "SADD"),
+    ] {
+        let n = rng.random_range(8..20);
+        let only_numbers = key == "r:ln" || key == "r:si";
+        let items: Vec<String> = (0..n).map(|_| pick(&mut rng, only_numbers)).collect();
+        setup.push(format!("{verb} {key} {}", items.join(" ")));
+    }
+    let members: Vec<String> = (0..15)
+        .map(|_| format!("{} {}", rng.random_range(0..5), pick(&mut rng, false)))
+        .collect();
+    setup.push(format!("ZADD r:z {}", members.join(" ")));
+    for line in &setup {
+        assert_eq!(ours.cmd(line).await, theirs.cmd(line).await, "{line}");
+    }
+    let mut sorted = 0;
+    for _ in 0..300 {
+        let source = ["r:l", "r:ln", "r:si", "r:sw", "r:z"][rng.random_range(0..5)];
+        let alpha = rng.random_bool(0.4);
+        let limit = rng.random_bool(0.4);
+        let store = rng.random_bool(0.2);
+        let ro = !store && rng.random_bool(0.3);
+        let mut by = match rng.random_range(0..6) {
+            0 | 1 => None,
+            2 => Some("r:w_*"),
+            3 => Some("r:h_*->w"),
+            4 => Some("nosort"),
+            _ => Some("r:u_*"),
+        };
+        // Redis orders ALPHA ties its own way but for a list sorted whole (glibc's merge
+        // sort keeps a list's order); a set's own order is its hash order, as is a sorted
+        // set's before a sort.
+        if source.starts_with("r:s") && by == Some("nosort") && !store {
+            by = Some("r:w_*");
+        }
+        let ties_ok = source.starts_with("r:l") && !limit;
+        if alpha && matches!(by, Some("r:w_*" | "r:h_*->w")) && !ties_ok {
+            by = Some("r:u_*");
+        }
+        let mut line = format!("{} {source}", if ro { "SORT_RO" } else { "SORT" });
+        if let Some(by) = by {
+            line.push_str(&format!(" BY {by}"));
+        }
+        if limit {
+            line.push_str(&format!(
+                " LIMIT {} {}",
+                rng.random_range(-2..12),
+                rng.random_range(-2..12)
+            ));
+        }
+        for _ in 0..rng.random_range(0..3) {
+            let get = ["#", "r:w_*", "r:h_*->n", "r:h_*->w", "r:none_*"][rng.random_range(0..5)];
+            line.push_str(&format!(" GET {get}"));
+        }
+        if rng.random_bool(0.4) {
+            line.push_str(" DESC");
+        }
+        if alpha {
+            line.push_str(" ALPHA");
+        }
+        if store {
+            line.push_str(" STORE r:dst");
+        }
+        let expected = theirs.cmd(&line).await;
+        let got = ours.cmd(&line).await;
+        assert_eq!(got, expected, "{line}");
+        if store {
+            let check = "LRANGE r:dst 0 -1";
+            assert_eq!(ours.cmd(check).await, theirs.cmd(check).await, "{line}");
+        }
+        sorted += usize::from(!matches!(expected, Frame::Error(_)));
+    }
+    assert!(sorted > 150, "only {sorted} of 300 random SORTs sorted");
+
+    // Pipelined, a SORT by a pattern reads the keys as the writes around it left them: after
+    // those sent before it, before those sent after it.
+    let mut pipe = Vec::new();
+    for args in [
+        &[&b"RPUSH"[..], b"so:p", b"a", b"b"][..],
+        &[b"SET", b"so:pw_a", b"2"],
+        &[b"SET", b"so:pw_b", b"1"],
+        &[b"SORT", b"so:p", b"BY", b"so:pw_*"],
+        &[b"SET", b"so:pw_b", b"3"],
+        &[b"SORT", b"so:p", b"BY", b"so:pw_*", b"GET", b"so:pw_*"],
+        &[b"SET", b"so:pw_a", b"4"],
+    ] {
+        pipe.extend(request(args));
+    }
+    ours.send(&pipe).await;
+    let mut replies = vec![];
+    for _ in 0..7 {
+        replies.push(ours.read().await.expect("a reply"));
+    }
+    assert_eq!(replies[3], Frame::Array(vec![bulk("b"), bulk("a")]));
+    assert_eq!(replies[5], Frame::Array(vec![bulk("2"), bulk("3")]));
+    tc.shutdown().await;
+}
+
+/// OBJECT and MEMORY: their errors and help as redis-server 7.0 answers them.
+const OBJECT_SAME_AS_REDIS: &[&str] = &[
+    "OBJECT",
+    "OBJECT HELP",
+    "OBJECT HELP x",
+    "OBJECT foo o:k",
+    "OBJECT ENCODING",
+    "OBJECT ENCODING o:k o:k",
+    "OBJECT ENCODING o:missing",
+    "OBJECT REFCOUNT o:missing",
+    "OBJECT IDLETIME o:missing",
+    "OBJECT FREQ o:missing",
+    // The nodes and the reference run without an LFU policy: the node's own error.
+    "OBJECT FREQ o:str",
+    "MEMORY",
+    "MEMORY HELP",
+    "MEMORY foo",
+    "MEMORY USAGE",
+    "MEMORY USAGE o:missing",
+    "MEMORY USAGE o:missing SAMPLES 0",
+    "MEMORY USAGE o:str SAMPLES x",
+    "MEMORY USAGE o:str SAMPLES -1",
+    "MEMORY USAGE o:str SAMPLES",
+    "MEMORY USAGE o:str FOO 1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_and_memory_usage_answer_from_the_nodes() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let many = |n: usize, width: usize| -> String {
+        (0..n)
+            .map(|i| format!("{i:0width$}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let setup = [
+        "SET o:str hello".to_string(),
+        "SET o:int 12345".to_string(),
+        format!("SET o:raw {}", "x".repeat(100)),
+        "RPUSH o:list a b c".to_string(),
+        format!("RPUSH o:biglist {}", many(2000, 20)),
+        "SADD o:intset 1 2 3".to_string(),
+        "SADD o:words apple pear".to_string(),
+        format!("SADD o:bigintset {}", many(600, 1)),
+        "ZADD o:zset 1 a 2 b".to_string(),
+        format!(
+            "ZADD o:bigzset {}",
+            (0..200)
+                .map(|i| format!("{i} m{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "HSET o:hash f v".to_string(),
+        format!(
+            "HSET o:bighash {}",
+            (0..600)
+                .map(|i| format!("f{i} v{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ];
+    for line in &setup {
+        assert_eq!(ours.cmd(line).await, theirs.cmd(line).await, "{line}");
+    }
+    for key in [
+        "o:str",
+        "o:int",
+        "o:raw",
+        "o:list",
+        "o:biglist",
+        "o:intset",
+        "o:words",
+        "o:bigintset",
+        "o:zset",
+        "o:bigzset",
+        "o:hash",
+        "o:bighash",
+    ] {
+        let line = format!("OBJECT ENCODING {key}");
+        let expected = theirs.cmd(&line).await;
+        assert!(matches!(expected, Frame::Bulk(_)), "{line}: {expected:?}");
+        assert_eq!(ours.cmd(&line).await, expected, "{line}");
+
+        // REFCOUNT and IDLETIME are the node's figures: small non-negative integers.
+        for sub in ["REFCOUNT", "IDLETIME"] {
+            match ours.cmd(&format!("OBJECT {sub} {key}")).await {
+                Frame::Integer(n) => assert!((0..1_000_000).contains(&n), "{sub} {key}: {n}"),
+                other => panic!("OBJECT {sub} {key}: {other:?}"),
+            }
+        }
+        // MEMORY USAGE is one node's own figure for the key.
+        let Frame::Integer(usage) = ours.cmd(&format!("MEMORY USAGE {key}")).await else {
+            panic!("MEMORY USAGE {key}");
+        };
+        assert!(usage > 0, "{key}: {usage}");
+        let mut figures = vec![];
+        for i in 0..3 {
+            let mut node = tc.direct(i).await;
+            let figure: Option<i64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+            figures.push(figure.unwrap_or(0));
+        }
+        assert!(
+            figures.contains(&usage),
+            "{key}: {usage} not in {figures:?}"
+        );
+        let Frame::Integer(reference) = theirs.cmd(&format!("MEMORY USAGE {key}")).await else {
+            panic!("reference MEMORY USAGE {key}");
+        };
+        // The same value on a plain server takes about as much.
+        assert!(
+            usage * 2 >= reference && usage <= reference * 2,
+            "{key}: {usage} vs {reference}"
+        );
+    }
+    let sampled = ours.cmd("MEMORY USAGE o:bighash SAMPLES 0").await;
+    assert!(matches!(sampled, Frame::Integer(n) if n > 0), "{sampled:?}");
+
+    for line in OBJECT_SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        assert_eq!(ours.cmd(line).await, expected, "{line}");
+    }
+    // Deleted keys are missing too.
+    assert_eq!(ours.cmd("DEL o:str").await, Frame::Integer(1));
+    assert_eq!(ours.cmd("OBJECT ENCODING o:str").await, Frame::Null);
+    assert_eq!(ours.cmd("MEMORY USAGE o:str").await, Frame::Null);
+
+    // quorumd's own keys are not inspectable.
+    let reserved = format!("{}anything", common::key_prefix());
+    for line in [
+        format!("OBJECT ENCODING {reserved}"),
+        format!("MEMORY USAGE {reserved}"),
+    ] {
+        let reply = ours.cmd(&line).await;
+        assert!(
+            error_text(&reply).contains("quorumd's own"),
+            "{line}: {reply:?}"
+        );
+    }
+    // With an LFU policy on the nodes, FREQ is the node's counter.
+    for i in 0..3 {
+        let mut node = tc.direct(i).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("allkeys-lfu")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+    }
+    let freq = ours.cmd("OBJECT FREQ o:int").await;
+    assert!(matches!(freq, Frame::Integer(n) if n >= 0), "{freq:?}");
+
+    // The MEMORY subcommands about a whole server are refused, saying why.
+    let reply = ours.cmd("MEMORY STATS").await;
+    assert!(error_text(&reply).contains("each node"), "{reply:?}");
+    assert_eq!(
+        ours.cmd("MEMORY STATS x").await,
+        theirs.cmd("MEMORY STATS x").await
+    );
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_get_answers_what_the_nodes_hold() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let set = |i: usize, param: &'static str, value: &'static str| {
+        let tc = &tc;
+        async move {
+            let mut node = tc.direct(i).await;
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(param)
+                .arg(value)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+        }
+    };
+    let pairs = |f: Frame| -> HashMap<Vec<u8>, Vec<u8>> {
+        let Frame::Array(flat) = f else {
+            panic!("{f:?}")
+        };
+        flat.chunks(2)
+            .map(|p| match p {
+                [Frame::Bulk(n), Frame::Bulk(v)] => (n.to_vec(), v.to_vec()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    // Every node as the reference: the same parameters and values.
+    for line in [
+        "CONFIG GET maxmemory*",
+        "CONFIG GET hash-max-* list-*",
+        "CONFIG GET nosuch",
+    ] {
+        assert_eq!(
+            pairs(ours.cmd(line).await),
+            pairs(theirs.cmd(line).await),
+            "{line}"
+        );
+    }
+    let get = "CONFIG GET maxmemory-samples";
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
+    // One node differs: the majority's value.
+    set(1, "maxmemory-samples", "7").await;
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
+    // Two nodes agree on another value: theirs.
+    set(2, "maxmemory-samples", "7").await;
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"7");
+    // All three differ: the first configured node's.
+    set(2, "maxmemory-samples", "9").await;
+    assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
+
+    // RESP3: a map, as Redis answers.
+    let mut three = Raw::connect(resp_addr(&tc)).await;
+    assert!(matches!(three.cmd("HELLO 3").await, Frame::Map(_)));
+    match three.cmd("CONFIG GET maxmemory-samples").await {
+        Frame::Map(m) => assert_eq!(m, vec![(bulk("maxmemory-samples"), bulk("5"))]),
+        other => panic!("{other:?}"),
+    }
+
+    for line in [
+        "CONFIG",
+        "CONFIG HELP",
+        "CONFIG HELP x",
+        "CONFIG GET",
+        "CONFIG foo",
+        "CONFIG SET maxmemory",
+        "CONFIG REWRITE x",
+    ] {
+        assert_eq!(ours.cmd(line).await, theirs.cmd(line).await, "{line}");
+    }
+    for line in [
+        "CONFIG SET maxmemory 1",
+        "CONFIG REWRITE",
+        "CONFIG RESETSTAT",
+    ] {
+        let reply = ours.cmd(line).await;
+        assert!(
+            error_text(&reply).contains("set it on each node"),
+            "{line}: {reply:?}"
+        );
+    }
+    tc.shutdown().await;
+}

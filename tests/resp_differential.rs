@@ -100,6 +100,14 @@ const LEGIT: &[Legit] = &[
               the members found are promised); see `compared_as`",
     },
     Legit {
+        what: "SORT-UNORDERED",
+        how: How::Unordered,
+        why: "SORT and SORT_RO in an order Redis leaves to its encoding: `BY nosort` on a set \
+              (its hash order; quorumd answers the nodes' order), or ALPHA by a pattern whose \
+              values tie (those keep the order they were read in, a set's hash order). Never \
+              with LIMIT or STORE (the generator sends neither there); see `compared_as`",
+    },
+    Legit {
         what: "SPOP",
         how: How::Unordered,
         why: "server-side randomness: only counts that pop the whole set (or fail) are sent, \
@@ -158,6 +166,17 @@ fn compared_as(cmd: &Cmd) -> String {
     };
     if search.contains(&name.as_str()) && (has("any") || !(has("asc") || has("desc"))) {
         return "GEO-UNSORTED".into();
+    }
+    if name == "SORT" || name == "SORT_RO" {
+        let by = cmd
+            .args
+            .windows(2)
+            .rfind(|w| w[0].eq_ignore_ascii_case(b"by"))
+            .map(|w| w[1].contains(&b'*'));
+        let own_order = by == Some(false) && !has("store") || by == Some(true) && has("alpha");
+        if own_order {
+            return "SORT-UNORDERED".into();
+        }
     }
     name
 }
@@ -567,10 +586,11 @@ impl Gen {
             43..=54 => self.hash(),
             55..=65 => self.set(),
             66..=80 => self.list(),
-            81..=93 => self.zset(),
-            94..=96 => self.geo(),
-            97 | 98 => self.hll(),
-            _ => self.bitfield(),
+            81..=92 => self.zset(),
+            93..=95 => self.geo(),
+            96 => self.hll(),
+            97 => self.bitfield(),
+            _ => self.sort(),
         };
         // Arity errors: the same command cut short or given one argument too many.
         if self.chance(0.04) {
@@ -600,7 +620,7 @@ impl Gen {
     }
 
     fn next_plain(&mut self) -> Cmd {
-        match self.rng.random_range(0..9) {
+        match self.rng.random_range(0..10) {
             0 => self.string(),
             1 => self.keyspace(),
             2 => self.hash(),
@@ -609,6 +629,7 @@ impl Gen {
             5 => self.zset(),
             6 => self.hll(),
             7 => self.bitfield(),
+            8 => self.sort(),
             _ => self.geo(),
         }
     }
@@ -1338,6 +1359,59 @@ impl Gen {
         }
         if self.chance(0.03) {
             c = c.arg(self.pick(&["GET", "FOO", "SET"]));
+        }
+        c
+    }
+
+    /// SORT or SORT_RO on any key, with every option now and then. The patterns name this
+    /// sequence's keys (`k*` reads `k0`..`k3` for elements `0`..`3`, `h*->a` the hashes'
+    /// fields). Where Redis's order is its own (a set kept in its hash order by `BY nosort`,
+    /// ALPHA ties by a pattern in the order read), no LIMIT or STORE is sent and the reply is
+    /// compared as a multiset (`SORT-UNORDERED`, see `compared_as`).
+    fn sort(&mut self) -> Cmd {
+        let prefix = {
+            let k0 = &self.general[0];
+            String::from_utf8_lossy(&k0[..k0.len() - 2]).into_owned()
+        };
+        let ro = self.chance(0.3);
+        let mut c = Cmd::new(if ro { "SORT_RO" } else { "SORT" }).key(&self.key(Use::Plain));
+        let by = match self.rng.random_range(0..5) {
+            0 | 1 => None,
+            2 => Some("nosort".to_string()),
+            3 => Some(format!("{prefix}k*")),
+            _ => Some(format!("{prefix}h*->a")),
+        };
+        let alpha = self.chance(0.4);
+        let by_star = by.as_ref().is_some_and(|b| b.contains('*'));
+        let own_order = (by.is_some() && !by_star) || (alpha && by_star);
+        let store = !(ro || alpha && by_star) && self.chance(0.25);
+        if let Some(by) = &by {
+            c = c.arg("BY").arg(by);
+        }
+        if (!own_order || store && !by_star) && self.chance(0.4) {
+            c = c.arg("LIMIT").arg(self.int()).arg(self.int());
+        }
+        for _ in 0..self.rng.random_range(0..3) {
+            let get = match self.rng.random_range(0..4) {
+                0 => "#".to_string(),
+                1 => format!("{prefix}k*"),
+                2 => format!("{prefix}h*->a"),
+                _ => "nostar".to_string(),
+            };
+            c = c.arg("GET").arg(get);
+        }
+        if self.chance(0.4) {
+            c = c.arg(self.pick(&["ASC", "DESC"]));
+        }
+        if alpha {
+            c = c.arg("ALPHA");
+        }
+        if store {
+            c = c.arg("STORE").key(&self.key(Use::Replace));
+        }
+        if self.chance(0.03) {
+            // A syntax error: an unknown word, or STORE on SORT_RO.
+            c = c.arg(self.pick(&["FOO", "STORE"]));
         }
         c
     }

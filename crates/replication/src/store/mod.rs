@@ -5,6 +5,7 @@ mod ballot;
 mod batch;
 pub mod events;
 mod hints;
+pub mod inspect;
 pub mod keyspace;
 pub mod layout;
 pub(crate) mod repair;

@@ -208,6 +208,15 @@ async fn run_batch(
                 served(name, result_of(&reply));
                 reply.encode(session.protocol, out);
             }
+            Command::Data(cmd) if cmd.reads_unnamed_keys() => {
+                // Its access cannot name the keys it reads (SORT's patterns): it runs after
+                // every command before it and before any after it, as a session command does.
+                drain(&mut running, session, out).await;
+                footprint = Footprint::default();
+                let reply = cmd.apply(shared.clone(), session.level).await;
+                served(name, result_of(&reply));
+                reply.encode(session.protocol, out);
+            }
             Command::Data(cmd) => {
                 let access = cmd.access();
                 if running.len() >= MAX_CONCURRENT || footprint.conflicts(&access) {

@@ -14,6 +14,7 @@ mod geohash;
 mod hashes;
 mod hll;
 mod hyperloglog;
+mod inspect;
 mod keys;
 mod keyspace;
 mod lcs;
@@ -24,6 +25,8 @@ pub mod pubsub;
 mod quorumd;
 mod server;
 mod sets;
+mod sort;
+mod sort_order;
 mod strings;
 mod zset_ops;
 mod zsets;
@@ -167,6 +170,8 @@ pub static FAMILIES: &[&[Spec]] = &[
     zsets::SPECS,
     geo::SPECS,
     hyperloglog::SPECS,
+    sort::SPECS,
+    inspect::SPECS,
     pubsub::SPECS,
 ];
 
@@ -223,6 +228,8 @@ pub enum DataCmd {
     Zset(zsets::ZsetCmd),
     Geo(geo::GeoCmd),
     Hll(hyperloglog::HllCmd),
+    Sort(sort::SortCmd),
+    Inspect(inspect::InspectCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -248,8 +255,16 @@ impl DataCmd {
             DataCmd::Zset(c) => c.access(),
             DataCmd::Geo(c) => c.access(),
             DataCmd::Hll(c) => c.access(),
+            DataCmd::Sort(c) => c.access(),
+            DataCmd::Inspect(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
+    }
+
+    /// Whether it reads keys `access()` does not name (SORT's BY and GET patterns name keys
+    /// only once the elements are read): the connection then runs it alone, in order.
+    pub fn reads_unnamed_keys(&self) -> bool {
+        matches!(self, DataCmd::Sort(c) if c.reads_patterns())
     }
 
     pub async fn apply(self, shared: Arc<Shared>, level: Consistency) -> Frame {
@@ -267,6 +282,8 @@ impl DataCmd {
             DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Geo(c) => c.apply(store, level).await,
             DataCmd::Hll(c) => c.apply(store, level).await,
+            DataCmd::Sort(c) => c.apply(store, crdts, level).await,
+            DataCmd::Inspect(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -670,6 +687,12 @@ impl From<bitfield::BitFieldCmd> for DataCmd {
 impl From<hyperloglog::HllCmd> for DataCmd {
     fn from(c: hyperloglog::HllCmd) -> Self {
         DataCmd::Hll(c)
+    }
+}
+
+impl From<sort::SortCmd> for DataCmd {
+    fn from(c: sort::SortCmd) -> Self {
+        DataCmd::Sort(c)
     }
 }
 
