@@ -4,19 +4,16 @@
 
 use quorumd_testkit::cluster as common;
 
-use bytes::BytesMut;
 use common::TestCluster;
 use quorumd::calls;
 use quorumd::calls::store::{NodeCondition, Prepared, WriteOutcome};
 use quorumd::hlc::Version;
 use quorumd::meta::Meta;
-use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd::resp::frame::Frame;
+use quorumd_testkit::resp::RespClient;
 use quorumd_testkit::tools::QuorumdProcess;
 use redis::AsyncCommands;
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 fn ballot(ms: u64, writer: u64) -> Version {
     Version::first_in_ms(ms, writer)
@@ -113,35 +110,6 @@ async fn a_node_keeps_its_promise_to_one_writer_at_a_time() {
     tc.shutdown().await;
 }
 
-/// A Redis-protocol connection that sends one command at a time.
-struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        Client {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn call(&mut self, args: &[&str]) -> Frame {
-        let items = args.iter().map(|a| Frame::bulk(a.as_bytes().to_vec()));
-        let bytes = Frame::Array(items.collect()).to_bytes(Protocol::Resp2);
-        self.stream.write_all(&bytes).await.expect("send");
-        loop {
-            if let Some((frame, used)) = parse_frame(&self.buf, &Limits::default()).unwrap() {
-                let _ = self.buf.split_to(used);
-                return frame;
-            }
-            let n = self.stream.read_buf(&mut self.buf).await.expect("read");
-            assert!(n > 0, "the server closed the connection");
-        }
-    }
-}
-
 /// INCR and APPEND on the same keys from clients of two quorumd processes at once: every
 /// acknowledged INCR answered a value no other did, the counter ends at the number of
 /// acknowledged INCRs, and each acknowledged APPEND's token is in the string exactly once.
@@ -156,7 +124,7 @@ async fn increments_through_two_processes_are_each_applied_once() {
         .enumerate()
         .map(|(k, addr)| {
             tokio::spawn(async move {
-                let mut c = Client::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 let (mut replies, mut tokens, mut errors) = (Vec::new(), Vec::new(), 0);
                 for i in 0..60 {
                     match c.call(&["INCR", "ballot:ctr"]).await {
@@ -195,7 +163,7 @@ async fn increments_through_two_processes_are_each_applied_once() {
         replies.len(),
         "two INCRs answered one value"
     );
-    let mut c = Client::connect(one).await;
+    let mut c = RespClient::connect(one).await;
     let Frame::Bulk(counter) = c.call(&["GET", "ballot:ctr"]).await else {
         panic!("the counter is gone")
     };
@@ -226,7 +194,7 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
     let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
     let one = tc.app().resp_addr().expect("resp on");
     let members: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
-    let mut c = Client::connect(one).await;
+    let mut c = RespClient::connect(one).await;
     let mut sadd = vec!["SADD", "ballot:pool"];
     sadd.extend(members.iter().map(String::as_str));
     assert_eq!(c.call(&sadd).await, Frame::Integer(120));
@@ -234,7 +202,7 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
         .into_iter()
         .map(|addr| {
             tokio::spawn(async move {
-                let mut c = Client::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 let (mut popped, mut errors) = (Vec::new(), 0);
                 loop {
                     match c.call(&["SPOP", "ballot:pool"]).await {
@@ -283,7 +251,7 @@ async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
     let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
     let one = tc.app().resp_addr().expect("resp on");
     let members: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
-    let mut c = Client::connect(one).await;
+    let mut c = RespClient::connect(one).await;
     let mut sadd = vec!["SADD", "ballot:left"];
     sadd.extend(members.iter().map(String::as_str));
     assert_eq!(c.call(&sadd).await, Frame::Integer(20));
@@ -292,7 +260,7 @@ async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
         .enumerate()
         .map(|(k, addr)| {
             tokio::spawn(async move {
-                let mut c = Client::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 // A fixed xorshift per client: the same interleaving of choices every run.
                 let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ (k as u64 + 1);
                 let (mut moved, mut errors) = (0, 0);

@@ -6,68 +6,14 @@
 
 use quorumd_testkit::cluster as common;
 
-use bytes::BytesMut;
 use common::{TestCluster, wait_until};
 use quorumd::app::App;
 use quorumd::devcluster::DevCluster;
 use quorumd::pubsub::PubSub;
-use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd::resp::frame::Frame;
+use quorumd_testkit::resp::RespClient;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// A bare RESP client: sends arrays of bulk strings, reads whole frames.
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        Raw {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, args: &[&[u8]]) {
-        let items = args.iter().map(|a| Frame::bulk(a.to_vec())).collect();
-        let bytes = Frame::Array(items).to_bytes(Protocol::Resp2).to_vec();
-        self.stream.write_all(&bytes).await.expect("write");
-    }
-
-    /// The next frame within `limit`, `None` if none came.
-    async fn read_within(&mut self, limit: Duration) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some((frame, used)) =
-                parse_frame(&self.buf, &Limits::default()).expect("valid RESP")
-            {
-                let _ = self.buf.split_to(used);
-                return Some(frame);
-            }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Ok(Ok(0)) | Err(_) => return None,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => panic!("read: {e}"),
-            }
-        }
-    }
-
-    async fn read(&mut self) -> Frame {
-        self.read_within(Duration::from_secs(10))
-            .await
-            .expect("a frame within 10 s")
-    }
-
-    async fn cmd(&mut self, line: &str) -> Frame {
-        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        self.send(&args).await;
-        self.read().await
-    }
-}
 
 fn bulk(s: &str) -> Frame {
     Frame::bulk(s.to_string())
@@ -116,7 +62,11 @@ fn hub(app: &App) -> &std::sync::Arc<PubSub> {
 /// Publishes probes through `publisher` until `subscriber` receives one: the subscriptions of
 /// the subscriber's instance are up. Returns how many probes were sent (each is one message
 /// more through every node).
-async fn until_delivered(publisher: &mut Raw, subscriber: &mut Raw, channel: &str) -> u64 {
+async fn until_delivered(
+    publisher: &mut RespClient,
+    subscriber: &mut RespClient,
+    channel: &str,
+) -> u64 {
     for i in 0..200u64 {
         let probe = format!("probe-{i}");
         assert!(matches!(
@@ -133,7 +83,7 @@ async fn until_delivered(publisher: &mut Raw, subscriber: &mut Raw, channel: &st
 }
 
 /// Reads messages until one with payload `fence` arrives: how many times each payload came.
-async fn read_until_fence(sub: &mut Raw, fence: &str) -> HashMap<(String, String), usize> {
+async fn read_until_fence(sub: &mut RespClient, fence: &str) -> HashMap<(String, String), usize> {
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     loop {
         let f = sub.read().await;
@@ -172,8 +122,8 @@ async fn messages_cross_instances_once_with_a_node_killed() {
     let mut tc = TestCluster::start(3).await;
     let b = second_instance(&tc).await;
     let a_hub = hub(tc.app()).clone();
-    let mut sub = Raw::connect(tc.app().resp_addr().unwrap()).await;
-    let mut publisher = Raw::connect(b.resp_addr().unwrap()).await;
+    let mut sub = RespClient::connect(tc.app().resp_addr().unwrap()).await;
+    let mut publisher = RespClient::connect(b.resp_addr().unwrap()).await;
     sub.send(&[b"SUBSCRIBE", b"news"]).await;
     assert_eq!(
         sub.read().await,
@@ -317,7 +267,7 @@ async fn messages_cross_instances_once_with_a_node_killed() {
 
 /// Runs `lines` on both connections; the replies (every push of a line that makes several)
 /// must be the same.
-async fn same_replies(ours: &mut Raw, theirs: &mut Raw, lines: &[&str]) {
+async fn same_replies(ours: &mut RespClient, theirs: &mut RespClient, lines: &[&str]) {
     for line in lines {
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
         ours.send(&args).await;
@@ -350,8 +300,8 @@ async fn subscribed_mode_answers_as_redis() {
         .expect("reference redis-server");
     let ours_addr = tc.app().resp_addr().unwrap();
     let theirs_addr = reference.nodes[0].addr();
-    let mut ours = Raw::connect(ours_addr).await;
-    let mut theirs = Raw::connect(theirs_addr).await;
+    let mut ours = RespClient::connect(ours_addr).await;
+    let mut theirs = RespClient::connect(theirs_addr).await;
     same_replies(
         &mut ours,
         &mut theirs,
@@ -399,8 +349,8 @@ async fn subscribed_mode_answers_as_redis() {
 
     // Messages: the same pushes from both, and the same PUBLISH counts (one channel
     // subscription and two matching patterns: 3).
-    let mut ours_sub = Raw::connect(ours_addr).await;
-    let mut theirs_sub = Raw::connect(theirs_addr).await;
+    let mut ours_sub = RespClient::connect(ours_addr).await;
+    let mut theirs_sub = RespClient::connect(theirs_addr).await;
     for sub in [&mut ours_sub, &mut theirs_sub] {
         sub.send(&[b"SUBSCRIBE", b"m.x"]).await;
         sub.read().await;
@@ -409,7 +359,7 @@ async fn subscribed_mode_answers_as_redis() {
         sub.read().await;
     }
     // Our instance's subscriptions must be up before the message goes out.
-    let mut ours_pub = Raw::connect(ours_addr).await;
+    let mut ours_pub = RespClient::connect(ours_addr).await;
     let probes = until_delivered(&mut ours_pub, &mut ours_sub, "m.x").await;
     assert!(probes >= 1);
     ours_pub.cmd("PUBLISH m.x fence").await;
@@ -417,7 +367,7 @@ async fn subscribed_mode_answers_as_redis() {
     // The fence came three times (channel, two patterns): read the other two.
     read_until_fence(&mut ours_sub, "fence").await;
     read_until_fence(&mut ours_sub, "fence").await;
-    let mut theirs_pub = Raw::connect(theirs_addr).await;
+    let mut theirs_pub = RespClient::connect(theirs_addr).await;
     assert_eq!(
         ours_pub.cmd("PUBLISH m.x hello").await,
         theirs_pub.cmd("PUBLISH m.x hello").await
@@ -476,8 +426,8 @@ async fn late_copies_from_a_paused_node_are_delivered_once() {
     let mut tc = TestCluster::start(3).await;
     let b = second_instance(&tc).await;
     let a_hub = hub(tc.app()).clone();
-    let mut sub = Raw::connect(tc.app().resp_addr().unwrap()).await;
-    let mut publisher = Raw::connect(b.resp_addr().unwrap()).await;
+    let mut sub = RespClient::connect(tc.app().resp_addr().unwrap()).await;
+    let mut publisher = RespClient::connect(b.resp_addr().unwrap()).await;
     sub.send(&[b"SUBSCRIBE", b"news"]).await;
     sub.read().await;
     wait_until(

@@ -13,18 +13,16 @@
 
 use crate::common::test_config;
 use crate::run::{RunResult, converge, heal, into_inner, shut_down, start_instances};
-use bytes::BytesMut;
-use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd::resp::frame::Frame;
 use quorumd_testkit::checker::rmw::{self, Append, Finals, History, Incr, Pop, Push, Tx};
 use quorumd_testkit::nemesis::Nemesis;
 use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
+use quorumd_testkit::resp::RespClient;
 use quorumd_testkit::tools::QuorumdProcess;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Sorted-set members the clients increment.
 const MEMBERS: usize = 2;
@@ -161,7 +159,7 @@ fn client(
         let [ctr, string, list, z, txa, txlog] = keys(group);
         let sent = keys(if lie { "lost" } else { group });
         let [to_ctr, to_string, to_list, to_z, to_txa, to_txlog] = &sent;
-        let mut c = Resp::connect(addr).await;
+        let mut c = RespClient::connect(addr).await;
         // Cheap per-client LCG: the mix only has to vary, not to be random.
         let mut state = seed.wrapping_mul(31).wrapping_add(k as u64 + 1);
         let mut seq = 0u64;
@@ -176,9 +174,9 @@ fn client(
                 0..=1 => {
                     let delta = 1 + (r / 10 % 5) as i64;
                     let reply = if delta == 1 {
-                        c.call(&["INCR", to_ctr]).await
+                        call(&mut c, &["INCR", to_ctr]).await
                     } else {
-                        c.call(&["INCRBY", to_ctr, &delta.to_string()]).await
+                        call(&mut c, &["INCRBY", to_ctr, &delta.to_string()]).await
                     };
                     let reply = integer(&reply);
                     history.lock().unwrap().incrs.push(Incr {
@@ -191,9 +189,7 @@ fn client(
                 2 => {
                     let member = format!("m{}", r / 10 % MEMBERS as u64);
                     let delta = 1 + (r / 100 % 3) as i64;
-                    let reply = c
-                        .call(&["ZINCRBY", to_z, &delta.to_string(), &member])
-                        .await;
+                    let reply = call(&mut c, &["ZINCRBY", to_z, &delta.to_string(), &member]).await;
                     let reply = score(&reply);
                     history.lock().unwrap().incrs.push(Incr {
                         key: z.clone(),
@@ -203,7 +199,7 @@ fn client(
                     });
                 }
                 3..=4 => {
-                    let reply = c.call(&["APPEND", to_string, &rmw::framed(&unique)]).await;
+                    let reply = call(&mut c, &["APPEND", to_string, &rmw::framed(&unique)]).await;
                     history.lock().unwrap().appends.push(Append {
                         key: string.clone(),
                         token: unique,
@@ -211,7 +207,7 @@ fn client(
                     });
                 }
                 5..=6 => {
-                    let reply = c.call(&["RPUSH", to_list, &unique]).await;
+                    let reply = call(&mut c, &["RPUSH", to_list, &unique]).await;
                     history.lock().unwrap().pushes.push(Push {
                         key: list.clone(),
                         item: unique,
@@ -219,7 +215,7 @@ fn client(
                     });
                 }
                 7 => {
-                    let pop = match c.call(&["LPOP", to_list]).await {
+                    let pop = match call(&mut c, &["LPOP", to_list]).await {
                         Some(Frame::Bulk(b)) => Pop::Item(String::from_utf8_lossy(&b).into()),
                         Some(Frame::Null) => Pop::Empty,
                         _ => Pop::Unknown,
@@ -228,7 +224,7 @@ fn client(
                     h.pops.entry(list.clone()).or_default().push(pop);
                 }
                 _ => {
-                    let reply = c.transaction(to_txa, to_txlog, &unique).await;
+                    let reply = transaction(&mut c, to_txa, to_txlog, &unique).await;
                     history.lock().unwrap().txs.push(Tx {
                         counter: txa.clone(),
                         log: txlog.clone(),
@@ -264,11 +260,11 @@ fn score(reply: &Option<Frame>) -> Option<i64> {
 /// The group's keys as `addr` answers them.
 async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
     let [ctr, string, list, z, txa, txlog] = keys(group);
-    let mut c = Resp::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     // An error just after the heal (a node still recovering) is asked again, for a while.
-    let mut call = async |args: &[&str]| {
+    let mut ask = async |args: &[&str]| {
         for _ in 0..100 {
-            match c.call(args).await {
+            match call(&mut c, args).await {
                 Some(Frame::Error(e)) => eprintln!("{addr}: {args:?} answered {e} after the heal"),
                 Some(reply) => return reply,
                 None => panic!("{addr}: no answer to {args:?} after the heal"),
@@ -279,7 +275,7 @@ async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
     };
     let mut f = Finals::default();
     for key in [&ctr, &txa] {
-        let n = match call(&["GET", key]).await {
+        let n = match ask(&["GET", key]).await {
             Frame::Null => 0,
             Frame::Bulk(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
             other => panic!("GET {key} answered {other:?}"),
@@ -288,17 +284,17 @@ async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
     }
     for m in 0..MEMBERS {
         let member = format!("m{m}");
-        let n = score(&Some(call(&["ZSCORE", &z, &member]).await)).unwrap_or(0);
+        let n = score(&Some(ask(&["ZSCORE", &z, &member]).await)).unwrap_or(0);
         f.counters.insert((z.clone(), Some(member)), n);
     }
-    let text = match call(&["GET", &string]).await {
+    let text = match ask(&["GET", &string]).await {
         Frame::Null => String::new(),
         Frame::Bulk(b) => String::from_utf8_lossy(&b).into(),
         other => panic!("GET {string} answered {other:?}"),
     };
     f.strings.insert(string.clone(), text);
     for key in [&list, &txlog] {
-        let items = match call(&["LRANGE", key, "0", "-1"]).await {
+        let items = match ask(&["LRANGE", key, "0", "-1"]).await {
             Frame::Array(items) => items
                 .into_iter()
                 .map(|i| match i {
@@ -313,71 +309,32 @@ async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
     f
 }
 
-/// A bare RESP2 client. A command without a reply within 5 s (quorumd answers within its
-/// 3 s request limit) gives `None` and a fresh connection, so a late reply is never taken for
-/// the next command's.
-struct Resp {
-    addr: SocketAddr,
-    stream: TcpStream,
-    buf: BytesMut,
+/// How long a command may take before the client gives up on it (quorumd answers within its
+/// 3 s request limit); the connection is then replaced, so a late reply is never taken for the
+/// next command's (`RespClient::try_call`).
+const REPLY_LIMIT: Duration = Duration::from_secs(5);
+
+async fn call(c: &mut RespClient, args: &[&str]) -> Option<Frame> {
+    c.try_call(args, REPLY_LIMIT).await
 }
 
-impl Resp {
-    async fn connect(addr: SocketAddr) -> Resp {
-        Resp {
-            addr,
-            stream: TcpStream::connect(addr).await.expect("connect to quorumd"),
-            buf: BytesMut::new(),
-        }
+/// `MULTI; INCR counter; RPUSH log item; EXEC`: the INCR's reply when EXEC answered both
+/// without an error. Anything unexpected drops the connection, so no half-queued transaction
+/// carries over.
+async fn transaction(c: &mut RespClient, counter: &str, log: &str, item: &str) -> Option<i64> {
+    let queued = Some(Frame::Simple("QUEUED".into()));
+    if call(c, &["MULTI"]).await != Some(Frame::ok())
+        || call(c, &["INCR", counter]).await != queued
+        || call(c, &["RPUSH", log, item]).await != queued
+    {
+        c.reconnect().await;
+        return None;
     }
-
-    async fn call(&mut self, args: &[&str]) -> Option<Frame> {
-        let reply = tokio::time::timeout(Duration::from_secs(5), self.exchange(args))
-            .await
-            .ok()
-            .flatten();
-        if reply.is_none() {
-            *self = Resp::connect(self.addr).await;
-        }
-        reply
-    }
-
-    async fn exchange(&mut self, args: &[&str]) -> Option<Frame> {
-        let items = args
-            .iter()
-            .map(|a| Frame::bulk(a.as_bytes().to_vec()))
-            .collect();
-        let bytes = Frame::Array(items).to_bytes(Protocol::Resp2);
-        self.stream.write_all(&bytes).await.ok()?;
-        loop {
-            if let Some((frame, used)) = parse_frame(&self.buf, &Limits::default()).ok()? {
-                let _ = self.buf.split_to(used);
-                return Some(frame);
-            }
-            if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
-                return None;
-            }
-        }
-    }
-
-    /// `MULTI; INCR counter; RPUSH log item; EXEC`: the INCR's reply when EXEC answered both
-    /// without an error. Anything unexpected drops the connection, so no half-queued
-    /// transaction carries over.
-    async fn transaction(&mut self, counter: &str, log: &str, item: &str) -> Option<i64> {
-        let queued = Some(Frame::Simple("QUEUED".into()));
-        if self.call(&["MULTI"]).await != Some(Frame::ok())
-            || self.call(&["INCR", counter]).await != queued
-            || self.call(&["RPUSH", log, item]).await != queued
-        {
-            *self = Resp::connect(self.addr).await;
-            return None;
-        }
-        match self.call(&["EXEC"]).await {
-            Some(Frame::Array(r)) => match r.as_slice() {
-                [Frame::Integer(n), Frame::Integer(_)] => Some(*n),
-                _ => None,
-            },
+    match call(c, &["EXEC"]).await {
+        Some(Frame::Array(r)) => match r.as_slice() {
+            [Frame::Integer(n), Frame::Integer(_)] => Some(*n),
             _ => None,
-        }
+        },
+        _ => None,
     }
 }

@@ -1,10 +1,11 @@
 //! quorumd's test kit, a dev-dependency only: the history checkers (`checker`), the nemesis
 //! with its fault-injecting proxy (`nemesis`), the test cluster of real `redis-server`
-//! processes and quorumd instances (`cluster`), bench support (`bench`), and the external
-//! tools some tests run (`tools`).
+//! processes and quorumd instances (`cluster`), bench support (`bench`), a bare
+//! Redis-protocol client (`resp`), and the external tools some tests run (`tools`).
 
 pub mod bench;
 pub mod checker;
 pub mod cluster;
 pub mod nemesis;
+pub mod resp;
 pub mod tools;
