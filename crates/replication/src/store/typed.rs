@@ -21,6 +21,7 @@ use quorumd_core::dump::{self, Collection};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::Consistency;
+use quorumd_core::stream::Stream;
 use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeTypedRead};
 use quorumd_node::pool::Node;
@@ -63,6 +64,12 @@ pub enum TypedChange {
         members: Vec<Vec<u8>>,
         expires_at_ms: Option<u64>,
     },
+    /// Store this stream. An empty one stays, as Redis keeps a stream whose entries are all
+    /// deleted.
+    PutStream {
+        stream: Stream,
+        expires_at_ms: Option<u64>,
+    },
     /// Store this string (EXPIRE or PERSIST of a key that turned out to hold a string).
     PutString {
         value: Vec<u8>,
@@ -94,6 +101,10 @@ impl TypedChange {
             },
             TypedValue::Set(members) => TypedChange::PutSet {
                 members: members.clone(),
+                expires_at_ms,
+            },
+            TypedValue::Stream(stream) => TypedChange::PutStream {
+                stream: stream.clone(),
                 expires_at_ms,
             },
             TypedValue::Only(_) => return None,
@@ -163,6 +174,7 @@ fn stored_form(value: &TypedValue) -> Option<(Vec<u8>, bool)> {
         TypedValue::Set(members) => dump::payload(&Collection::Set(members))
             .ok()
             .map(|p| (p, true)),
+        TypedValue::Stream(stream) => Some((stream.dump_payload(), true)),
         TypedValue::Only(_) => None,
     }
 }
@@ -496,6 +508,13 @@ impl VersionedStore {
                 let payload = dump::payload(&Collection::Set(&members))?;
                 let content = Content::set(members.iter().map(Vec::as_slice));
                 (EntryKind::Value, payload, content, true, expires_at_ms)
+            }
+            TypedChange::PutStream {
+                stream,
+                expires_at_ms,
+            } => {
+                let content = Content::stream(&stream);
+                (EntryKind::Value, stream.dump_payload(), content, true, expires_at_ms)
             }
             TypedChange::PutString {
                 value,

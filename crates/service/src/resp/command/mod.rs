@@ -24,6 +24,7 @@ pub mod pubsub;
 mod quorumd;
 mod server;
 mod sets;
+mod streams;
 mod strings;
 mod zset_ops;
 mod zsets;
@@ -167,6 +168,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     zsets::SPECS,
     geo::SPECS,
     hyperloglog::SPECS,
+    streams::SPECS,
     pubsub::SPECS,
 ];
 
@@ -223,6 +225,7 @@ pub enum DataCmd {
     Zset(zsets::ZsetCmd),
     Geo(geo::GeoCmd),
     Hll(hyperloglog::HllCmd),
+    Stream(streams::StreamCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -248,6 +251,7 @@ impl DataCmd {
             DataCmd::Zset(c) => c.access(),
             DataCmd::Geo(c) => c.access(),
             DataCmd::Hll(c) => c.access(),
+            DataCmd::Stream(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -267,6 +271,7 @@ impl DataCmd {
             DataCmd::Zset(c) => c.apply(store, level).await,
             DataCmd::Geo(c) => c.apply(store, level).await,
             DataCmd::Hll(c) => c.apply(store, level).await,
+            DataCmd::Stream(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -664,6 +669,12 @@ impl From<geo::GeoCmd> for DataCmd {
 impl From<bitfield::BitFieldCmd> for DataCmd {
     fn from(c: bitfield::BitFieldCmd) -> Self {
         DataCmd::BitField(c)
+    }
+}
+
+impl From<streams::StreamCmd> for DataCmd {
+    fn from(c: streams::StreamCmd) -> Self {
+        DataCmd::Stream(c)
     }
 }
 
