@@ -3199,7 +3199,10 @@ async fn stream_commands_match_a_real_redis_server() {
     let first = auto(&ours.cmd("XADD x:auto * f v").await);
     let second = auto(&ours.cmd("XADD x:auto MAXLEN ~ 10 * f v").await);
     assert!(second > first, "{first:?} {second:?}");
-    assert!(first.0 >= now && first.0 < now + 60_000, "{first:?} vs {now}");
+    assert!(
+        first.0 >= now && first.0 < now + 60_000,
+        "{first:?} vs {now}"
+    );
     // A last ID in the future: `*` continues from it, as Redis does.
     let ahead = format!("XSETID x:auto {}-7", now + 3_600_000);
     assert_eq!(ours.cmd(&ahead).await, Frame::ok());
@@ -3314,10 +3317,11 @@ async fn stream_commands_match_a_real_redis_server() {
 }
 
 /// A stream written through quorumd is a real stream on every node, with the same entries and
-/// counters; a node wiped and healed by a full sweep gets it back whole.
+/// counters; a node wiped and healed by a sweep gets it back whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_are_streams_on_every_node_and_heal_after_a_wipe() {
-    let tc = TestCluster::start(3).await;
+async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
+    // No in-flight window: the sweep right after the writes repairs them instead of waiting.
+    let tc = TestCluster::start_with(3, |c| c.sync.in_flight_window_ms = 0).await;
     let mut ours = Raw::connect(resp_addr(&tc)).await;
     for line in [
         "XADD st 1-1 a 1 b 2",
@@ -3342,7 +3346,10 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_wipe() {
     let want = (
         "stream".to_string(),
         vec![
-            ("1-1".to_string(), vec!["a".into(), "1".into(), "b".into(), "2".into()]),
+            (
+                "1-1".to_string(),
+                vec!["a".into(), "1".into(), "b".into(), "2".into()],
+            ),
             ("3-1".to_string(), vec!["c".into(), "x".into()]),
         ],
     );
@@ -3360,11 +3367,11 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_wipe() {
     );
 
     let _: () = common::command(&mut tc.direct(2).await, &["FLUSHALL"]).await;
-    let report = tc
-        .try_sweep(quorumd::sync::SweepMode::Full, false)
-        .await
-        .expect("full sweep");
+    // The digest exchange finds the wiped node's buckets differ and copies the stream back
+    // (its DUMP from a healthy node, RESTOREd).
+    let report = tc.sweep(quorumd::sync::SweepMode::Exchange, false).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.keys_repaired_per_node, [0, 0, 1], "{report:?}");
     let (t, entries, info) = on_node(2).await;
     assert_eq!((t, entries), want);
     assert_eq!(info, infos[0]);

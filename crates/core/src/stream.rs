@@ -303,12 +303,11 @@ impl Stream {
     /// Trims as `streamTrim` does; how many entries it removed. With `approx`, only whole
     /// nodes of [`Stream::nodes`] go, and the first node that cannot go whole stops it.
     pub fn trim(&mut self, args: TrimArgs) -> u64 {
-        let keep = |s: &Stream, removed: usize, node_last: StreamId, node_len: usize| match args
-            .trim
-        {
-            Trim::MaxLen(max) => (s.entries.len() - removed - node_len) as u64 >= max,
-            Trim::MinId(min) => node_last < min,
-        };
+        let keep =
+            |s: &Stream, removed: usize, node_last: StreamId, node_len: usize| match args.trim {
+                Trim::MaxLen(max) => (s.entries.len() - removed - node_len) as u64 >= max,
+                Trim::MinId(min) => node_last < min,
+            };
         let mut removed = 0usize;
         if args.approx {
             for len in self.nodes() {
@@ -648,7 +647,9 @@ mod tests {
         StreamId::new(ms, seq)
     }
 
-    fn entry(ms: u64, seq: u64) -> (Option<ParsedId>, Vec<(Vec<u8>, Vec<u8>)>) {
+    type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn entry(ms: u64, seq: u64) -> (Option<ParsedId>, Fields) {
         (
             Some(ParsedId {
                 id: id(ms, seq),
@@ -769,12 +770,22 @@ mod tests {
         let ids = |v: Vec<&Entry>| v.iter().map(|e| e.id.ms).collect::<Vec<_>>();
         assert_eq!(ids(s.range(id(2, 0), id(4, 0), false, 0)), [2, 3, 4]);
         assert_eq!(ids(s.range(id(2, 0), id(4, 0), true, 2)), [4, 3]);
-        assert_eq!(ids(s.range(id(4, 0), id(2, 0), false, 0)), Vec::<u64>::new());
+        assert_eq!(
+            ids(s.range(id(4, 0), id(2, 0), false, 0)),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]
     fn integers_encode_in_the_smallest_listpack_form() {
-        for (v, len) in [(5, 1), (-1, 2), (4095, 2), (4096, 3), (1 << 20, 4), (1 << 30, 5)] {
+        for (v, len) in [
+            (5, 1),
+            (-1, 2),
+            (4095, 2),
+            (4096, 3),
+            (1 << 20, 4),
+            (1 << 30, 5),
+        ] {
             let mut out = Vec::new();
             Element::Int(v).encode(&mut out);
             assert_eq!(out.len(), len, "{v}");

@@ -514,7 +514,13 @@ impl VersionedStore {
                 expires_at_ms,
             } => {
                 let content = Content::stream(&stream);
-                (EntryKind::Value, stream.dump_payload(), content, true, expires_at_ms)
+                (
+                    EntryKind::Value,
+                    stream.dump_payload(),
+                    content,
+                    true,
+                    expires_at_ms,
+                )
             }
             TypedChange::PutString {
                 value,

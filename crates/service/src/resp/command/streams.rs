@@ -144,7 +144,9 @@ fn parse_add_or_trim(a: &[Bytes], xadd: bool) -> Result<AddOrTrim, Frame> {
         next: a.len(),
     };
     let both = || {
-        Frame::error("ERR syntax error, MAXLEN and MINID options at the same time are not compatible")
+        Frame::error(
+            "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
+        )
     };
     let mut i = 2;
     while i < a.len() {
@@ -327,7 +329,7 @@ fn parse_xread(a: &[Bytes]) -> Result<Command, Frame> {
             i += 2;
         } else if eq(o, "streams") && more > 0 {
             let rest = &a[i + 1..];
-            if rest.len() % 2 != 0 {
+            if !rest.len().is_multiple_of(2) {
                 return Err(Frame::error(
                     "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must \
                      be specified.",
@@ -478,7 +480,10 @@ fn info(s: &Stream) -> Frame {
         ),
         (text("last-generated-id"), id_frame(s.last_id)),
         (text("max-deleted-entry-id"), id_frame(s.max_deleted)),
-        (text("entries-added"), Frame::Integer(s.entries_added as i64)),
+        (
+            text("entries-added"),
+            Frame::Integer(s.entries_added as i64),
+        ),
         (text("recorded-first-entry-id"), id_frame(s.first_id())),
         (text("groups"), Frame::Integer(0)),
         (text("first-entry"), edge(s.entries.first())),
@@ -579,7 +584,11 @@ impl StreamCmd {
                             Ok(None) => return (TypedChange::Keep, Frame::Integer(0)),
                             Ok(Some(s)) => s.clone(),
                         };
-                        let ids = match ids.iter().map(|i| strict_id(i)).collect::<Result<Vec<_>, _>>() {
+                        let ids = match ids
+                            .iter()
+                            .map(|i| strict_id(i))
+                            .collect::<Result<Vec<_>, _>>()
+                        {
                             Ok(ids) => ids,
                             Err(e) => return (TypedChange::Keep, e),
                         };
@@ -750,13 +759,19 @@ mod tests {
     #[test]
     fn ranges_refuse_bounds_past_the_ends() {
         assert_eq!(
-            err(parse_range(&args("xrange s (18446744073709551615-18446744073709551615 +"), false)),
+            err(parse_range(
+                &args("xrange s (18446744073709551615-18446744073709551615 +"),
+                false
+            )),
             "ERR invalid start ID for the interval"
         );
         assert_eq!(
             err(parse_range(&args("xrange s - (0-0"), false)),
             "ERR invalid end ID for the interval"
         );
-        assert_eq!(err(parse_range(&args("xrange s - + count"), false)), "ERR syntax error");
+        assert_eq!(
+            err(parse_range(&args("xrange s - + count"), false)),
+            "ERR syntax error"
+        );
     }
 }
