@@ -3169,6 +3169,22 @@ const STREAMS_SAME_AS_REDIS: &[&str] = &[
     "XADD x:n 1-1 10 -7 1000000 9223372036854775807 007 -0",
     "XRANGE x:n - +",
     "XINFO STREAM x:n",
+    // The keyspace commands move, copy and expire a stream whole, counters included.
+    "RENAME x:n x:m",
+    "EXISTS x:n",
+    "XINFO STREAM x:m",
+    "COPY x:m x:c",
+    "XADD x:c 1-1 f v",
+    "XADD x:c 1-2 f v",
+    "EXPIRE x:c 100000",
+    "TTL x:c",
+    "XDEL x:c 1-2",
+    "TTL x:c",
+    "TYPE x:c",
+    "DEL x:c x:m",
+    "XLEN x:c",
+    "SET x:c v",
+    "XLEN x:c",
 ];
 
 /// Stream commands against a real redis-server: every line above, the refusals, `*` IDs by
@@ -3302,6 +3318,16 @@ async fn stream_commands_match_a_real_redis_server() {
         lines += 1;
     }
     assert_eq!(lines, 600);
+    // RESP3: XREAD answers a map of streams, XINFO STREAM a map.
+    for c in [&mut ours, &mut theirs] {
+        c.cmd("HELLO 3").await;
+    }
+    for line in ["XREAD COUNT 2 STREAMS x:r x:t 0 0", "XINFO STREAM x:t"] {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert!(matches!(got, Frame::Map(_)), "{line}: {got:?}");
+        assert_eq!(got, expected, "{line}");
+    }
     for line in [
         "XLEN x:r",
         "XLEN x:t",
