@@ -1033,6 +1033,53 @@ mod tests {
     use crate::pool::ServerErrorKind;
 
     #[test]
+    fn a_stream_reads_back_with_its_entries_and_counters() {
+        let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            b("stream"),
+            b("9-9"),
+            b("2-1"),
+            b("12"),
+            b("1-1"),
+            b("2"),
+            b("a"),
+            b("1"),
+            b("b"),
+            b(""),
+            b("3-1"),
+            b("1"),
+            b("c"),
+            b("x"),
+        ]);
+        let Some(TypedValue::Stream(s)) = parse_typed(&reply).unwrap() else {
+            panic!("not a stream");
+        };
+        assert_eq!(s.last_id, StreamId::new(9, 9));
+        assert_eq!(s.max_deleted, StreamId::new(2, 1));
+        assert_eq!(s.entries_added, 12);
+        assert_eq!(s.entries.len(), 2);
+        assert_eq!(s.entries[0].fields[1], (b"b".to_vec(), Vec::new()));
+        // A type-only read names the type; a cut-short entry is refused, not a panic.
+        let only = Value::Array(vec![b("stream")]);
+        assert_eq!(
+            parse_typed(&only).unwrap(),
+            Some(TypedValue::Only("stream".into()))
+        );
+        let short = Value::Array(vec![
+            b("stream"),
+            b("1-1"),
+            b("0-0"),
+            b("1"),
+            b("1-1"),
+            b("3"),
+            b("a"),
+        ]);
+        assert!(parse_typed(&short).is_err());
+        let bad = Value::Array(vec![b("stream"), b("x"), b("0-0"), b("1")]);
+        assert!(parse_typed(&bad).is_err());
+    }
+
+    #[test]
     fn an_entry_error_is_the_error_a_lone_call_would_get() {
         let text = "WRONGTYPE Operation against a key holding the wrong kind of value";
         let lone = match redis::parse_redis_value(format!("-{text}\r\n").as_bytes()) {

@@ -617,5 +617,17 @@ mod tests {
         let (bytes, restore) = stored_form(&zset).unwrap();
         assert!(restore);
         assert_eq!(bytes[0], 5, "RDB zset-2 type");
+        // A stream, even an empty one (Redis keeps it), is a DUMP payload of its own type.
+        let stream = TypedValue::Stream(Stream::default());
+        let (bytes, restore) = stored_form(&stream).unwrap();
+        assert!(restore);
+        assert_eq!(bytes[0], 19, "RDB stream-listpacks-2 type");
+        assert!(matches!(
+            TypedChange::put(&stream, Some(7)),
+            Some(TypedChange::PutStream {
+                expires_at_ms: Some(7),
+                ..
+            })
+        ));
     }
 }
