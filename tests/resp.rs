@@ -3142,6 +3142,8 @@ const STREAMS_SAME_AS_REDIS: &[&str] = &[
     "XINFO STREAM",
     "XINFO FOO x:b",
     "XINFO STREAM x:b x",
+    "XINFO HELP",
+    "XINFO HELP x",
     "XINFO",
     "SET x:str v",
     "LPUSH x:list a",

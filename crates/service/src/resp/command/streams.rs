@@ -409,9 +409,25 @@ fn parse_xinfo(a: &[Bytes]) -> Result<Command, Frame> {
             "XINFO {}",
             String::from_utf8_lossy(sub).to_ascii_uppercase()
         )))
+    } else if eq(sub, "help") && a.len() > 2 {
+        Err(wrong_arity("xinfo|help"))
     } else if eq(sub, "help") {
-        Err(Frame::error(
-            "ERR quorumd does not serve XINFO HELP; XINFO STREAM <key> is served",
+        // Redis's own help text, status lines as `addReplyHelp` sends them.
+        Err(Frame::Array(
+            [
+                "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CONSUMERS <key> <groupname>",
+                "    Show consumers of <groupname>.",
+                "GROUPS <key>",
+                "    Show the stream consumer groups.",
+                "STREAM <key> [FULL [COUNT <count>]",
+                "    Show information about the stream.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .into_iter()
+            .map(|l| Frame::Simple(l.into()))
+            .collect(),
         ))
     } else {
         Err(Frame::error(format!(
