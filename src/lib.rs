@@ -8,7 +8,7 @@
 
 pub use quorumd_core::{
     config, content, crdt, digest, dump, hlc, layout, meta, metric_labels, metric_names, quorum,
-    redact,
+    redact, stream,
 };
 pub use quorumd_node::{calls, devcluster, live, pool, worker};
 pub use quorumd_replication::{crdt_store, demo, fanout, locks, pubsub, queue, store, sync};

@@ -571,6 +571,143 @@ async fn built_payloads_restore_on_redis_and_the_nodes_checksum_them_as_the_core
     tc.shutdown().await;
 }
 
+/// The stream payloads `quorumd_core::stream` builds are exactly what redis-server 7.0 dumps
+/// for the same stream built by XADD (uncompressed): byte for byte, so the node layout (which
+/// `~` trims and XINFO's radix-tree figures follow) is Redis's. A deep check of the payload
+/// (`sanitize-dump-payload yes`) accepts them, they read back as built, and the nodes'
+/// `content.lua` checksums them as the core does.
+#[tokio::test]
+async fn built_stream_payloads_are_the_dumps_of_redis_server() {
+    use quorumd::stream::{ParsedId, Stream, StreamId};
+    let tc = TestCluster::start(3).await;
+    let mut c = tc.direct(0).await;
+    let _: () = command(&mut c, &["CONFIG", "SET", "sanitize-dump-payload", "yes"]).await;
+    let _: () = command(&mut c, &["CONFIG", "SET", "rdbcompression", "no"]).await;
+    let mut stream = Stream::default();
+    let mut xadds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in 0..260u64 {
+        // Same fields as the node's first entry or not; integers of every listpack width;
+        // binary and long values (which split nodes by bytes); a sequence jump now and then.
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = match i % 7 {
+            0 => vec![(b"f".to_vec(), format!("{}", i as i64 * -977).into_bytes())],
+            1 => vec![
+                (b"g".to_vec(), b"\r\n\0\xff".to_vec()),
+                (b"12".to_vec(), Vec::new()),
+            ],
+            2 => vec![(b"f".to_vec(), vec![b'x'; 700 + i as usize])],
+            3 => vec![(b"f".to_vec(), (1u64 << (i % 63)).to_string().into_bytes())],
+            4 => vec![(b"f".to_vec(), b"007".to_vec())],
+            _ => vec![(b"f".to_vec(), i.to_string().into_bytes())],
+        };
+        let id = StreamId::new(1_000 + i * 3, if i % 5 == 0 { 7 } else { 0 });
+        let parsed = ParsedId {
+            id,
+            seq_given: true,
+        };
+        stream.add(Some(parsed), fields.clone(), 0).unwrap();
+        let mut args = vec![
+            b"XADD".to_vec(),
+            b"built:x".to_vec(),
+            id.to_string().into_bytes(),
+        ];
+        for (f, v) in fields {
+            args.push(f);
+            args.push(v);
+        }
+        xadds.push(args);
+    }
+    for args in &xadds {
+        let _: String = redis::cmd(std::str::from_utf8(&args[0]).unwrap())
+            .arg(&args[1..])
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let dumped: Vec<u8> = command(&mut c, &["DUMP", "built:x"]).await;
+    assert_eq!(
+        stream.dump_payload(),
+        dumped,
+        "the payload is redis-server's DUMP"
+    );
+
+    // With holes, counters and an emptied stream: accepted by the deep check, read back.
+    stream.delete(&[StreamId::new(1_003, 0), StreamId::new(1_300, 7)]);
+    stream.last_id = StreamId::new(99_999, 3);
+    stream.entries_added = 1_000;
+    let empty = Stream {
+        last_id: StreamId::new(5, 5),
+        max_deleted: StreamId::new(4, 0),
+        entries_added: 9,
+        ..Stream::default()
+    };
+    for (key, s) in [("built:holes", &stream), ("built:empty", &empty)] {
+        let restored: redis::RedisResult<()> = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(s.dump_payload())
+            .query_async(&mut c)
+            .await;
+        restored.unwrap_or_else(|e| panic!("RESTORE {key}: {e}"));
+        let entries: Vec<(String, Vec<Vec<u8>>)> =
+            command(&mut c, &["XRANGE", key, "-", "+"]).await;
+        let want: Vec<(String, Vec<Vec<u8>>)> = s
+            .entries
+            .iter()
+            .map(|e| {
+                let flat = e.fields.iter().flat_map(|(f, v)| [f.clone(), v.clone()]);
+                (e.id.to_string(), flat.collect())
+            })
+            .collect();
+        assert_eq!(entries, want, "{key}");
+        let info: Vec<redis::Value> = command(&mut c, &["XINFO", "STREAM", key]).await;
+        let text = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            redis::Value::Int(n) => n.to_string(),
+            other => format!("{other:?}"),
+        };
+        let info: Vec<String> = info.iter().map(text).collect();
+        assert_eq!(
+            info[..16],
+            [
+                "length".to_string(),
+                s.entries.len().to_string(),
+                "radix-tree-keys".into(),
+                s.nodes().len().to_string(),
+                "radix-tree-nodes".into(),
+                s.radix_tree_nodes().to_string(),
+                "last-generated-id".into(),
+                s.last_id.to_string(),
+                "max-deleted-entry-id".into(),
+                s.max_deleted.to_string(),
+                "entries-added".into(),
+                s.entries_added.to_string(),
+                "recorded-first-entry-id".into(),
+                s.first_id().to_string(),
+                "groups".into(),
+                "0".into(),
+            ],
+            "{key}"
+        );
+    }
+
+    let store = tc.app().store().clone();
+    let keys = ["built:x", "built:holes"];
+    let locs: Vec<_> = keys
+        .iter()
+        .map(|k| store.locate(k.as_bytes()).unwrap())
+        .collect();
+    let refs: Vec<_> = locs.iter().collect();
+    let contents: Vec<Content> = quorumd::calls::store::capture(store.pool().node(0), &refs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.content)
+        .collect();
+    assert_eq!(contents[1], Content::stream(&stream));
+    assert_ne!(contents[0], contents[1]);
+    tc.shutdown().await;
+}
+
 /// LRANGE of `key` straight on node `i`.
 async fn raw_list(tc: &TestCluster, i: usize, key: &str) -> Vec<String> {
     command(&mut tc.direct(i).await, &["LRANGE", key, "0", "-1"]).await

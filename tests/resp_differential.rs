@@ -129,6 +129,12 @@ const LEGIT: &[Legit] = &[
               hash table by its seeded hash",
     },
     Legit {
+        what: "XADD with the ID `*`",
+        how: How::NotGenerated,
+        why: "each server takes the ID from its own clock; tests/resp.rs checks such IDs by \
+              shape and order",
+    },
+    Legit {
         what: "BLPOP BRPOP BLMOVE BZPOPMIN... (blocking)",
         how: How::NotGenerated,
         why: "refused by quorumd by design, saying why",
@@ -380,6 +386,8 @@ enum Use {
     Set,
     /// A geo command (its keys are sorted sets).
     Geo,
+    /// A stream command.
+    Stream,
     /// A HyperLogLog command (its keys are strings in Redis's HLL encoding).
     Hll,
     /// Asks about the key itself (EXISTS, TYPE, TTL...).
@@ -392,7 +400,8 @@ struct Gen {
     rng: StdRng,
     /// Keys for any type.
     general: Vec<Vec<u8>>,
-    /// Keys hash (`h*`), set (`s*`), geo (`g*`) and HyperLogLog (`p*`) commands favour; any
+    /// Keys hash (`h*`), set (`s*`), geo (`g*`), HyperLogLog (`p*`) and stream (`x*`)
+    /// commands favour; any
     /// type may end up there too.
     collections: Vec<Vec<u8>>,
 }
@@ -508,6 +517,8 @@ impl Gen {
                 p("g1"),
                 p("p0"),
                 p("p1"),
+                p("x0"),
+                p("x1"),
             ],
         }
     }
@@ -529,6 +540,7 @@ impl Gen {
             Use::Set => Some(b's'),
             Use::Geo => Some(b'g'),
             Use::Hll => Some(b'p'),
+            Use::Stream => Some(b'x'),
             Use::Plain | Use::Replace | Use::Meta => None,
         };
         if let Some(own) = own.filter(|_| self.rng.random_range(0..3) > 0) {
@@ -581,16 +593,18 @@ impl Gen {
             return self.transaction();
         }
         let mut cmd = match roll {
-            4..=27 => self.string(),
+            4..=25 => self.string(),
+            26 | 27 => self.stream(),
             28..=42 => self.keyspace(),
             43..=54 => self.hash(),
             55..=65 => self.set(),
             66..=80 => self.list(),
-            81..=92 => self.zset(),
-            93..=95 => self.geo(),
-            96 => self.hll(),
-            97 => self.bitfield(),
-            _ => self.sort(),
+            81..=91 => self.zset(),
+            92..=94 => self.geo(),
+            95 => self.hll(),
+            96 => self.bitfield(),
+            97 => self.sort(),
+            _ => self.stream(),
         };
         // Arity errors: the same command cut short or given one argument too many.
         if self.chance(0.04) {
@@ -620,7 +634,7 @@ impl Gen {
     }
 
     fn next_plain(&mut self) -> Cmd {
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..11) {
             0 => self.string(),
             1 => self.keyspace(),
             2 => self.hash(),
@@ -630,6 +644,7 @@ impl Gen {
             6 => self.hll(),
             7 => self.bitfield(),
             8 => self.sort(),
+            9 => self.stream(),
             _ => self.geo(),
         }
     }
@@ -1318,6 +1333,138 @@ impl Gen {
         }
     }
 
+    /// A stream ID: small explicit ones (so that IDs too small, partial `ms-*` and exclusive
+    /// bounds meet), range ends, and invalid ones. Never `*`, which differs between servers.
+    fn stream_id(&mut self) -> String {
+        match self.rng.random_range(0..10) {
+            0..=5 => format!(
+                "{}-{}",
+                self.rng.random_range(0..8),
+                self.rng.random_range(0..3)
+            ),
+            6 => self.rng.random_range(0..8).to_string(),
+            7 => self
+                .pick(&[
+                    "0-0",
+                    "18446744073709551615-18446744073709551615",
+                    "x",
+                    "-1",
+                    "",
+                ])
+                .to_string(),
+            _ => format!("{}-*", self.rng.random_range(0..8)),
+        }
+    }
+
+    fn stream_trim(&mut self, c: Cmd) -> Cmd {
+        let c = if self.chance(0.5) {
+            c.arg("MAXLEN")
+        } else {
+            c.arg("MINID")
+        };
+        let maxlen = c.args.last().is_some_and(|a| a == b"MAXLEN");
+        let c = match self.rng.random_range(0..3) {
+            0 => c.arg("="),
+            1 => c.arg("~"),
+            _ => c,
+        };
+        let c = if maxlen {
+            c.arg(self.int())
+        } else {
+            c.arg(self.stream_id())
+        };
+        if self.chance(0.15) {
+            c.arg("LIMIT").arg(self.int())
+        } else {
+            c
+        }
+    }
+
+    /// XADD (explicit IDs), XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD without BLOCK, XSETID
+    /// and XINFO STREAM, mostly on the stream keys (x0, x1).
+    fn stream(&mut self) -> Cmd {
+        let k = self.key(Use::Stream);
+        match self.rng.random_range(0..16) {
+            0..=5 => {
+                let mut c = Cmd::new("XADD").key(&k);
+                if self.chance(0.1) {
+                    c = c.arg("NOMKSTREAM");
+                }
+                if self.chance(0.2) {
+                    c = self.stream_trim(c);
+                }
+                c = c.arg(self.stream_id());
+                for _ in 0..self.rng.random_range(1..3) {
+                    c = c.arg(self.member()).arg(self.value());
+                }
+                c
+            }
+            6 => Cmd::new("XLEN").key(&k),
+            7 | 8 => {
+                let rev = self.chance(0.3);
+                let mut ends = [self.stream_id(), self.stream_id()];
+                for e in &mut ends {
+                    if self.chance(0.2) {
+                        *e = self.pick(&["-", "+"]).to_string();
+                    } else if self.chance(0.2) {
+                        e.insert(0, '(');
+                    }
+                }
+                let c = Cmd::new(if rev { "XREVRANGE" } else { "XRANGE" })
+                    .key(&k)
+                    .arg(&ends[0])
+                    .arg(&ends[1]);
+                if self.chance(0.3) {
+                    c.arg("COUNT").arg(self.int())
+                } else {
+                    c
+                }
+            }
+            9 => {
+                let mut c = Cmd::new("XDEL").key(&k);
+                for _ in 0..self.rng.random_range(1..3) {
+                    c = c.arg(self.stream_id());
+                }
+                c
+            }
+            10 => {
+                let c = Cmd::new("XTRIM").key(&k);
+                self.stream_trim(c)
+            }
+            11 | 12 => {
+                let mut c = Cmd::new("XREAD");
+                if self.chance(0.3) {
+                    c = c.arg("COUNT").arg(self.int());
+                }
+                let other = self.key(Use::Stream);
+                let ids = [self.stream_id(), self.stream_id()];
+                c = c.arg("STREAMS").key(&k);
+                if self.chance(0.4) {
+                    c = c.key(&other).arg(&ids[0]).arg(&ids[1]);
+                } else {
+                    let id = if self.chance(0.2) {
+                        "$".to_string()
+                    } else {
+                        ids[0].clone()
+                    };
+                    c = c.arg(id);
+                }
+                c
+            }
+            13 => {
+                let mut c = Cmd::new("XSETID").key(&k).arg(self.stream_id());
+                if self.chance(0.3) {
+                    c = c.arg("ENTRIESADDED").arg(self.int());
+                }
+                if self.chance(0.3) {
+                    c = c.arg("MAXDELETEDID").arg(self.stream_id());
+                }
+                c
+            }
+            _ => Cmd::new("XINFO").arg("STREAM").key(&k),
+        }
+    }
+
     /// BITFIELD and BITFIELD_RO: a few operations of any width at small offsets (plain or
     /// `#`), edge values, every OVERFLOW mode, and now and then a malformed one.
     fn bitfield(&mut self) -> Cmd {
@@ -1739,6 +1886,7 @@ async fn compare_state(
                 .arg("WITHSCORES"),
             Reply::Status(s) if s == "hash" => Cmd::new("HGETALL").key(&k),
             Reply::Status(s) if s == "set" => Cmd::new("SMEMBERS").key(&k),
+            Reply::Status(s) if s == "stream" => Cmd::new("XRANGE").key(&k).arg("-").arg("+"),
             // Absent on the reference: quorumd must agree.
             _ => Cmd::new("GET").key(&k),
         };

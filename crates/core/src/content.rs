@@ -122,6 +122,25 @@ impl Content {
         }
     }
 
+    /// The content of a stream: each entry's ID (as Redis prints it) and its fields with
+    /// their values, each length-prefixed, as `content.lua` hashes `XRANGE - +`.
+    pub fn stream(stream: &crate::stream::Stream) -> Content {
+        Content::Value {
+            ty: ValueType::Stream,
+            sum: sum(stream.entries.iter().map(|e| {
+                let id = e.id.to_string();
+                let mut bytes = format!("{}:{id}", id.len()).into_bytes();
+                for (f, v) in &e.fields {
+                    for part in [f, v] {
+                        bytes.extend_from_slice(format!("{}:", part.len()).as_bytes());
+                        bytes.extend_from_slice(part);
+                    }
+                }
+                h48(&bytes)
+            })),
+        }
+    }
+
     /// The content of a sorted set holding `members` with their scores (in any order).
     pub fn sorted_set<'a>(members: impl IntoIterator<Item = (&'a [u8], f64)>) -> Content {
         Content::Value {

@@ -67,10 +67,15 @@ pub fn payload(value: &Collection<'_>) -> Result<Vec<u8>, DumpError> {
             }
         }
     }
-    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
-    let crc = crc64(0, &out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    finish(&mut out, RDB_VERSION);
     Ok(out)
+}
+
+/// The footer: the RDB version, then the CRC-64 of everything before it.
+pub(crate) fn finish(out: &mut Vec<u8>, version: u16) {
+    out.extend_from_slice(&version.to_le_bytes());
+    let crc = crc64(0, out);
+    out.extend_from_slice(&crc.to_le_bytes());
 }
 
 fn start(out: &mut Vec<u8>, ty: u8, len: usize) -> Result<(), DumpError> {
@@ -83,7 +88,7 @@ fn start(out: &mut Vec<u8>, ty: u8, len: usize) -> Result<(), DumpError> {
 }
 
 /// RDB's length encoding: 6 bits, 14 bits, or a marker byte and 32 or 64 bits big-endian.
-fn put_len(out: &mut Vec<u8>, len: u64) {
+pub(crate) fn put_len(out: &mut Vec<u8>, len: u64) {
     if len < 1 << 6 {
         out.push(len as u8);
     } else if len < 1 << 14 {
@@ -98,7 +103,7 @@ fn put_len(out: &mut Vec<u8>, len: u64) {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     put_len(out, s.len() as u64);
     out.extend_from_slice(s);
 }

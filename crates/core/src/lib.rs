@@ -18,3 +18,4 @@ pub mod metric_labels;
 pub mod metric_names;
 pub mod quorum;
 pub mod redact;
+pub mod stream;

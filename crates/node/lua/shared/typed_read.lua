@@ -1,7 +1,9 @@
 -- The typed read of one key (lists, sorted sets, and any key a typed command meets): its
 -- metadata (or false) and false when there is no value, else {type} or, when `full`,
 -- {'string', value} / {'list', element, ...} / {'zset', member, score, ...} /
--- {'hash', field, value, ...} / {'set', member, ...}. TYPE comes first,
+-- {'hash', field, value, ...} / {'set', member, ...} /
+-- {'stream', last-generated-id, max-deleted-entry-id, entries-added, id, n, field, value, ...}
+-- (n the entry's field count, then its n fields with their values). TYPE comes first,
 -- so a key of another type answers with its name and the caller replies WRONGTYPE.
 local crdt_kinds = {C = true, S = true, M = true}
 local function typed_read(key, mkey, full)
@@ -28,6 +30,17 @@ local function typed_read(key, mkey, full)
   elseif t == 'set' then
     value = redis.call('SMEMBERS', key)
     table.insert(value, 1, t)
+  elseif t == 'stream' then
+    -- The fields a stream keeps beside its entries: XINFO STREAM's reply, a flat map.
+    local info = redis.call('XINFO', 'STREAM', key)
+    local at = {}
+    for i = 1, #info, 2 do at[info[i]] = info[i + 1] end
+    value = {t, at['last-generated-id'], at['max-deleted-entry-id'], tostring(at['entries-added'])}
+    for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+      value[#value + 1] = entry[1]
+      value[#value + 1] = tostring(#entry[2] / 2)
+      for _, fv in ipairs(entry[2]) do value[#value + 1] = fv end
+    end
   else
     value = {t}
   end

@@ -13,6 +13,7 @@ use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::Content;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
+use quorumd_core::stream::{Entry, Stream, StreamId};
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
@@ -467,6 +468,8 @@ pub enum TypedValue {
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     /// A set's members, in the node's order.
     Set(Vec<Vec<u8>>),
+    /// A stream: its entries with the IDs and counters it keeps beside them.
+    Stream(Stream),
     /// A value whose contents were not read: another type, or any type in a type-only read.
     /// Holds the name `TYPE` answers.
     Only(String),
@@ -481,6 +484,7 @@ impl TypedValue {
             TypedValue::SortedSet(_) => "zset",
             TypedValue::Hash(_) => "hash",
             TypedValue::Set(_) => "set",
+            TypedValue::Stream(_) => "stream",
             TypedValue::Only(t) => t,
         }
     }
@@ -497,6 +501,7 @@ impl TypedValue {
             TypedValue::SortedSet(members) => Some(Content::sorted_set(
                 members.iter().map(|(m, s)| (m.as_slice(), *s)),
             )),
+            TypedValue::Stream(stream) => Some(Content::stream(stream)),
             TypedValue::Only(_) => None,
         }
     }
@@ -645,6 +650,38 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
         ),
         ("set", members) if !members.is_empty() => {
             TypedValue::Set(members.iter().map(bytes).collect::<Result<_, _>>()?)
+        }
+        ("stream", [last, max_deleted, added, entries @ ..]) => {
+            let id = |v: &Value| StreamId::parse_plain(&bytes(v)?).ok_or_else(bad);
+            let number = |v: &Value| {
+                std::str::from_utf8(&bytes(v)?)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or_else(bad)
+            };
+            let mut stream = Stream {
+                entries: Vec::new(),
+                last_id: id(last)?,
+                max_deleted: id(max_deleted)?,
+                entries_added: number(added)?,
+            };
+            let mut rest = entries;
+            while let [entry_id, n, more @ ..] = rest {
+                let n = usize::try_from(number(n)?).map_err(|_| bad())?;
+                let pairs = more.get(..n.saturating_mul(2)).ok_or_else(bad)?;
+                stream.entries.push(Entry {
+                    id: id(entry_id)?,
+                    fields: pairs
+                        .chunks(2)
+                        .map(|p| Ok((bytes(&p[0])?, bytes(&p[1])?)))
+                        .collect::<Result<_, NodeError>>()?,
+                });
+                rest = &more[pairs.len()..];
+            }
+            if !rest.is_empty() {
+                return Err(bad());
+            }
+            TypedValue::Stream(stream)
         }
         (_, []) => TypedValue::Only(name),
         _ => return Err(bad()),
@@ -994,6 +1031,53 @@ pub async fn user_key_count(
 mod tests {
     use super::*;
     use crate::pool::ServerErrorKind;
+
+    #[test]
+    fn a_stream_reads_back_with_its_entries_and_counters() {
+        let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            b("stream"),
+            b("9-9"),
+            b("2-1"),
+            b("12"),
+            b("1-1"),
+            b("2"),
+            b("a"),
+            b("1"),
+            b("b"),
+            b(""),
+            b("3-1"),
+            b("1"),
+            b("c"),
+            b("x"),
+        ]);
+        let Some(TypedValue::Stream(s)) = parse_typed(&reply).unwrap() else {
+            panic!("not a stream");
+        };
+        assert_eq!(s.last_id, StreamId::new(9, 9));
+        assert_eq!(s.max_deleted, StreamId::new(2, 1));
+        assert_eq!(s.entries_added, 12);
+        assert_eq!(s.entries.len(), 2);
+        assert_eq!(s.entries[0].fields[1], (b"b".to_vec(), Vec::new()));
+        // A type-only read names the type; a cut-short entry is refused, not a panic.
+        let only = Value::Array(vec![b("stream")]);
+        assert_eq!(
+            parse_typed(&only).unwrap(),
+            Some(TypedValue::Only("stream".into()))
+        );
+        let short = Value::Array(vec![
+            b("stream"),
+            b("1-1"),
+            b("0-0"),
+            b("1"),
+            b("1-1"),
+            b("3"),
+            b("a"),
+        ]);
+        assert!(parse_typed(&short).is_err());
+        let bad = Value::Array(vec![b("stream"), b("x"), b("0-0"), b("1")]);
+        assert!(parse_typed(&bad).is_err());
+    }
 
     #[test]
     fn an_entry_error_is_the_error_a_lone_call_would_get() {

@@ -21,6 +21,7 @@ use quorumd_core::dump::{self, Collection};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::Consistency;
+use quorumd_core::stream::Stream;
 use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeTypedRead};
 use quorumd_node::pool::Node;
@@ -63,6 +64,12 @@ pub enum TypedChange {
         members: Vec<Vec<u8>>,
         expires_at_ms: Option<u64>,
     },
+    /// Store this stream. An empty one stays, as Redis keeps a stream whose entries are all
+    /// deleted.
+    PutStream {
+        stream: Stream,
+        expires_at_ms: Option<u64>,
+    },
     /// Store this string (EXPIRE or PERSIST of a key that turned out to hold a string).
     PutString {
         value: Vec<u8>,
@@ -94,6 +101,10 @@ impl TypedChange {
             },
             TypedValue::Set(members) => TypedChange::PutSet {
                 members: members.clone(),
+                expires_at_ms,
+            },
+            TypedValue::Stream(stream) => TypedChange::PutStream {
+                stream: stream.clone(),
                 expires_at_ms,
             },
             TypedValue::Only(_) => return None,
@@ -163,6 +174,7 @@ fn stored_form(value: &TypedValue) -> Option<(Vec<u8>, bool)> {
         TypedValue::Set(members) => dump::payload(&Collection::Set(members))
             .ok()
             .map(|p| (p, true)),
+        TypedValue::Stream(stream) => Some((stream.dump_payload(), true)),
         TypedValue::Only(_) => None,
     }
 }
@@ -497,6 +509,19 @@ impl VersionedStore {
                 let content = Content::set(members.iter().map(Vec::as_slice));
                 (EntryKind::Value, payload, content, true, expires_at_ms)
             }
+            TypedChange::PutStream {
+                stream,
+                expires_at_ms,
+            } => {
+                let content = Content::stream(&stream);
+                (
+                    EntryKind::Value,
+                    stream.dump_payload(),
+                    content,
+                    true,
+                    expires_at_ms,
+                )
+            }
             TypedChange::PutString {
                 value,
                 expires_at_ms,
@@ -592,5 +617,17 @@ mod tests {
         let (bytes, restore) = stored_form(&zset).unwrap();
         assert!(restore);
         assert_eq!(bytes[0], 5, "RDB zset-2 type");
+        // A stream, even an empty one (Redis keeps it), is a DUMP payload of its own type.
+        let stream = TypedValue::Stream(Stream::default());
+        let (bytes, restore) = stored_form(&stream).unwrap();
+        assert!(restore);
+        assert_eq!(bytes[0], 19, "RDB stream-listpacks-2 type");
+        assert!(matches!(
+            TypedChange::put(&stream, Some(7)),
+            Some(TypedChange::PutStream {
+                expires_at_ms: Some(7),
+                ..
+            })
+        ));
     }
 }

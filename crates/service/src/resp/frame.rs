@@ -53,6 +53,9 @@ pub enum Frame {
     /// Members each followed by its score (`[member, score, ...]`), as WITHSCORES answers:
     /// flat in RESP2, an array of `[member, score]` pairs in RESP3, as Redis 7.0 sends them.
     Pairs(Vec<Frame>),
+    /// Keys each with its value, as XREAD answers: an array of `[key, value]` arrays in RESP2,
+    /// a map in RESP3.
+    KeyedArrays(Vec<(Frame, Frame)>),
 }
 
 impl Frame {
@@ -112,6 +115,19 @@ impl Frame {
                     }
                 }
             },
+            Frame::KeyedArrays(pairs) => {
+                match proto {
+                    Protocol::Resp3 => header(out, b'%', pairs.len() as i64),
+                    Protocol::Resp2 => header(out, b'*', pairs.len() as i64),
+                }
+                for (k, v) in pairs {
+                    if proto == Protocol::Resp2 {
+                        header(out, b'*', 2);
+                    }
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
             Frame::Map(pairs) => {
                 match proto {
                     Protocol::Resp3 => header(out, b'%', pairs.len() as i64),

@@ -27,6 +27,7 @@ mod server;
 mod sets;
 mod sort;
 mod sort_order;
+mod streams;
 mod strings;
 mod zset_ops;
 mod zsets;
@@ -172,6 +173,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     hyperloglog::SPECS,
     sort::SPECS,
     inspect::SPECS,
+    streams::SPECS,
     pubsub::SPECS,
 ];
 
@@ -230,6 +232,7 @@ pub enum DataCmd {
     Hll(hyperloglog::HllCmd),
     Sort(sort::SortCmd),
     Inspect(inspect::InspectCmd),
+    Stream(streams::StreamCmd),
     Transfer(keyspace::TransferCmd),
 }
 
@@ -257,6 +260,7 @@ impl DataCmd {
             DataCmd::Hll(c) => c.access(),
             DataCmd::Sort(c) => c.access(),
             DataCmd::Inspect(c) => c.access(),
+            DataCmd::Stream(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
         }
     }
@@ -284,6 +288,7 @@ impl DataCmd {
             DataCmd::Hll(c) => c.apply(store, level).await,
             DataCmd::Sort(c) => c.apply(store, crdts, level).await,
             DataCmd::Inspect(c) => c.apply(store, level).await,
+            DataCmd::Stream(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
         }
     }
@@ -681,6 +686,12 @@ impl From<geo::GeoCmd> for DataCmd {
 impl From<bitfield::BitFieldCmd> for DataCmd {
     fn from(c: bitfield::BitFieldCmd) -> Self {
         DataCmd::BitField(c)
+    }
+}
+
+impl From<streams::StreamCmd> for DataCmd {
+    fn from(c: streams::StreamCmd) -> Self {
+        DataCmd::Stream(c)
     }
 }
 
