@@ -127,13 +127,13 @@ async fn increments_through_two_processes_are_each_applied_once() {
                 let mut c = RespClient::connect(addr).await;
                 let (mut replies, mut tokens, mut errors) = (Vec::new(), Vec::new(), 0);
                 for i in 0..60 {
-                    match c.call(&["INCR", "ballot:ctr"]).await {
+                    match c.cmd("INCR ballot:ctr").await {
                         Frame::Integer(n) => replies.push(n),
                         Frame::Error(_) => errors += 1,
                         other => panic!("INCR answered {other:?}"),
                     }
                     let token = format!("<{k}.{i}>");
-                    match c.call(&["APPEND", "ballot:log", &token]).await {
+                    match c.cmd(&format!("APPEND ballot:log {token}")).await {
                         Frame::Integer(_) => tokens.push(token),
                         Frame::Error(_) => errors += 1,
                         other => panic!("APPEND answered {other:?}"),
@@ -164,7 +164,7 @@ async fn increments_through_two_processes_are_each_applied_once() {
         "two INCRs answered one value"
     );
     let mut c = RespClient::connect(one).await;
-    let Frame::Bulk(counter) = c.call(&["GET", "ballot:ctr"]).await else {
+    let Frame::Bulk(counter) = c.cmd("GET ballot:ctr").await else {
         panic!("the counter is gone")
     };
     let counter: i64 = std::str::from_utf8(&counter).unwrap().parse().unwrap();
@@ -174,7 +174,7 @@ async fn increments_through_two_processes_are_each_applied_once() {
         (acked..=acked + errors).contains(&counter),
         "counter {counter}, {acked} INCRs acknowledged, {errors} errors"
     );
-    let Frame::Bulk(log) = c.call(&["GET", "ballot:log"]).await else {
+    let Frame::Bulk(log) = c.cmd("GET ballot:log").await else {
         panic!("the log is gone")
     };
     let log = String::from_utf8(log.to_vec()).unwrap();
@@ -197,7 +197,7 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
     let mut c = RespClient::connect(one).await;
     let mut sadd = vec!["SADD", "ballot:pool"];
     sadd.extend(members.iter().map(String::as_str));
-    assert_eq!(c.call(&sadd).await, Frame::Integer(120));
+    assert_eq!(c.cmd(&sadd.join(" ")).await, Frame::Integer(120));
     let clients: Vec<_> = [one, second.resp, one, second.resp]
         .into_iter()
         .map(|addr| {
@@ -205,7 +205,7 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
                 let mut c = RespClient::connect(addr).await;
                 let (mut popped, mut errors) = (Vec::new(), 0);
                 loop {
-                    match c.call(&["SPOP", "ballot:pool"]).await {
+                    match c.cmd("SPOP ballot:pool").await {
                         Frame::Bulk(m) => popped.push(String::from_utf8(m.to_vec()).unwrap()),
                         Frame::Null => return (popped, errors),
                         Frame::Error(_) => errors += 1,
@@ -235,7 +235,7 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
         popped.len(),
         members.len()
     );
-    assert_eq!(c.call(&["EXISTS", "ballot:pool"]).await, Frame::Integer(0));
+    assert_eq!(c.cmd("EXISTS ballot:pool").await, Frame::Integer(0));
     drop(second);
     tc.shutdown().await;
 }
@@ -254,7 +254,7 @@ async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
     let mut c = RespClient::connect(one).await;
     let mut sadd = vec!["SADD", "ballot:left"];
     sadd.extend(members.iter().map(String::as_str));
-    assert_eq!(c.call(&sadd).await, Frame::Integer(20));
+    assert_eq!(c.cmd(&sadd.join(" ")).await, Frame::Integer(20));
     let clients: Vec<_> = [one, second.resp, one, second.resp]
         .into_iter()
         .enumerate()
@@ -275,7 +275,7 @@ async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
                     } else {
                         ("ballot:right", "ballot:left")
                     };
-                    match c.call(&["SMOVE", from, to, &member]).await {
+                    match c.cmd(&format!("SMOVE {from} {to} {member}")).await {
                         Frame::Integer(n) => moved += n,
                         Frame::Error(_) => errors += 1,
                         other => panic!("SMOVE answered {other:?}"),
@@ -306,8 +306,8 @@ async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
             })
             .collect()
     };
-    let left = set(c.call(&["SMEMBERS", "ballot:left"]).await);
-    let right = set(c.call(&["SMEMBERS", "ballot:right"]).await);
+    let left = set(c.cmd("SMEMBERS ballot:left").await);
+    let right = set(c.cmd("SMEMBERS ballot:right").await);
     for m in &members {
         assert!(
             left.contains(m) || right.contains(m),

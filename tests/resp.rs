@@ -4,74 +4,16 @@
 
 use quorumd_testkit::cluster as common;
 
-use bytes::BytesMut;
 use common::{TestCluster, wait_until};
 use quorumd::devcluster::DevCluster;
-use quorumd::resp::frame::{Frame, Limits, Protocol, parse_frame};
+use quorumd::resp::frame::{Frame, Protocol};
+use quorumd_testkit::resp::{RespClient, request};
 use quorumd_testkit::tools::QuorumdProcess;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A bare RESP client: sends arrays of bulk strings, reads whole frames.
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        Raw {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    /// The next frame, or `None` once the server has closed the connection.
-    async fn read(&mut self) -> Option<Frame> {
-        loop {
-            if let Some((frame, used)) =
-                parse_frame(&self.buf, &Limits::default()).expect("server sent valid RESP")
-            {
-                let _ = self.buf.split_to(used);
-                return Some(frame);
-            }
-            let n =
-                tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-                    .await
-                    .expect("reply within 10 s")
-                    .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn call(&mut self, args: &[&[u8]]) -> Frame {
-        self.send(&request(args)).await;
-        self.read().await.expect("a reply")
-    }
-
-    async fn call_owned(&mut self, line: String) -> Frame {
-        self.cmd(&line).await
-    }
-
-    async fn cmd(&mut self, line: &str) -> Frame {
-        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        self.call(&args).await
-    }
-}
-
-fn request(args: &[&[u8]]) -> Vec<u8> {
-    let items = args.iter().map(|a| Frame::bulk(a.to_vec())).collect();
-    Frame::Array(items).to_bytes(Protocol::Resp2).to_vec()
-}
 
 fn bulk(s: &str) -> Frame {
     Frame::bulk(s.to_string())
@@ -97,11 +39,11 @@ async fn start_reference() -> DevCluster {
 
 /// quorumd on 3 nodes and a reference redis-server, with a raw connection to each: (quorumd,
 /// the reference, ours, theirs).
-async fn beside_a_reference() -> (TestCluster, DevCluster, Raw, Raw) {
+async fn beside_a_reference() -> (TestCluster, DevCluster, RespClient, RespClient) {
     let tc = TestCluster::start(3).await;
     let reference = start_reference().await;
-    let ours = Raw::connect(resp_addr(&tc)).await;
-    let theirs = Raw::connect(reference.nodes[0].addr()).await;
+    let ours = RespClient::connect(resp_addr(&tc)).await;
+    let theirs = RespClient::connect(reference.nodes[0].addr()).await;
     (tc, reference, ours, theirs)
 }
 
@@ -916,7 +858,7 @@ const ZSETS_SAME_AS_REDIS: &[&str] = &[
 /// redis-server), and `SCAN … TYPE kind` finds `key` but not `other`, a key of another type,
 /// from their metadata.
 async fn typed_key_is_moved_and_scanned_by_type(
-    ours: &mut Raw,
+    ours: &mut RespClient,
     key: &str,
     kind: &str,
     other: &str,
@@ -962,9 +904,9 @@ async fn lists_match_a_real_redis_server() {
         assert_eq!(got, expected, "{line}");
     }
     // The null of an array reply on the wire: `*-1` in RESP2 (the parser reads it as a null).
-    ours.send(&request(&[b"LPOP", b"l:none", b"2"])).await;
-    theirs.send(&request(&[b"LPOP", b"l:none", b"2"])).await;
-    let (a, b) = (ours.read().await, theirs.read().await);
+    ours.send_raw(&request(&[b"LPOP", b"l:none", b"2"])).await;
+    theirs.send_raw(&request(&[b"LPOP", b"l:none", b"2"])).await;
+    let (a, b) = (ours.read_or_closed().await, theirs.read_or_closed().await);
     assert_eq!(a, b);
     // Blocking commands are refused, saying why (Redis would wait or pop).
     ours.cmd("RPUSH l:b x").await;
@@ -1120,7 +1062,7 @@ async fn concurrent_pushes_through_one_instance_lose_nothing() {
     let writers: Vec<_> = (0..8usize)
         .map(|w| {
             tokio::spawn(async move {
-                let mut c = Raw::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 let mut acknowledged = Vec::new();
                 for i in 0..15 {
                     let element = format!("w{w}-{i}");
@@ -1139,7 +1081,7 @@ async fn concurrent_pushes_through_one_instance_lose_nothing() {
         acknowledged.extend(w.await.unwrap());
     }
     assert_eq!(acknowledged.len(), 120);
-    let mut c = Raw::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     let Frame::Array(items) = c.cmd("LRANGE conc:list 0 -1").await else {
         panic!("LRANGE")
     };
@@ -1167,7 +1109,7 @@ async fn concurrent_zincrbys_through_one_instance_lose_nothing() {
     let writers: Vec<_> = (0..8usize)
         .map(|w| {
             tokio::spawn(async move {
-                let mut c = Raw::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 for i in 0..10 {
                     let member = format!("w{w}-{i}");
                     let added = c
@@ -1183,7 +1125,7 @@ async fn concurrent_zincrbys_through_one_instance_lose_nothing() {
     for w in writers {
         w.await.unwrap();
     }
-    let mut c = Raw::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     assert_eq!(c.cmd("ZSCORE conc:zset shared").await, bulk("80"));
     assert_eq!(c.cmd("ZCARD conc:zset").await, Frame::Integer(81));
     tc.shutdown().await;
@@ -1527,7 +1469,7 @@ async fn incrbyfloat_and_msetnx_match_a_real_redis_server() {
     // Concurrent INCRBYFLOATs are read-modify-writes: none lost.
     let addr = resp_addr(&tc);
     let clients = (0..4).map(|_| async move {
-        let mut r = Raw::connect(addr).await;
+        let mut r = RespClient::connect(addr).await;
         for _ in 0..10 {
             assert!(matches!(
                 r.cmd("INCRBYFLOAT f:conc 0.5").await,
@@ -1547,8 +1489,11 @@ async fn incrbyfloat_and_msetnx_match_a_real_redis_server() {
 async fn racing_msetnx_write_each_key_once_and_zero_means_nothing_written() {
     let tc = TestCluster::start(3).await;
     let addr = resp_addr(&tc);
-    let mut check = Raw::connect(addr).await;
-    let (mut a, mut b) = (Raw::connect(addr).await, Raw::connect(addr).await);
+    let mut check = RespClient::connect(addr).await;
+    let (mut a, mut b) = (
+        RespClient::connect(addr).await,
+        RespClient::connect(addr).await,
+    );
     let mut winners = 0;
     for round in 0..20 {
         let (own_a, shared, own_b) = (
@@ -1588,16 +1533,14 @@ async fn racing_msetnx_write_each_key_once_and_zero_means_nothing_written() {
     // exactly one answers 1, and the key holds its value.
     let mut clients = Vec::new();
     for _ in 0..4 {
-        clients.push(Raw::connect(addr).await);
+        clients.push(RespClient::connect(addr).await);
     }
     for round in 0..20 {
         let key = format!("race:{round}:one");
-        let replies = futures::future::join_all(
-            clients
-                .iter_mut()
-                .enumerate()
-                .map(|(i, c)| c.call_owned(format!("MSETNX {key} {i}"))),
-        )
+        let replies = futures::future::join_all(clients.iter_mut().enumerate().map(|(i, c)| {
+            let line = format!("MSETNX {key} {i}");
+            async move { c.cmd(&line).await }
+        }))
         .await;
         let won: Vec<usize> = (0..4)
             .filter(|&i| replies[i] == Frame::Integer(1))
@@ -1616,7 +1559,7 @@ async fn concurrent_incrs_and_sadds_lose_nothing() {
     let tc = TestCluster::start(3).await;
     let addr = resp_addr(&tc);
     let clients = (0..4).map(|c| async move {
-        let mut r = Raw::connect(addr).await;
+        let mut r = RespClient::connect(addr).await;
         for i in 0..25 {
             assert!(matches!(r.cmd("INCR conc:n").await, Frame::Integer(_)));
             let member = format!("SADD conc:s m{c}-{i}");
@@ -1627,7 +1570,7 @@ async fn concurrent_incrs_and_sadds_lose_nothing() {
         }
     });
     futures::future::join_all(clients).await;
-    let mut r = Raw::connect(addr).await;
+    let mut r = RespClient::connect(addr).await;
     assert_eq!(r.cmd("GET conc:n").await, bulk("100"));
     assert_eq!(r.cmd("SCARD conc:s").await, Frame::Integer(100));
     assert_eq!(r.cmd("HGET conc:h f3").await, bulk("50"));
@@ -1637,7 +1580,7 @@ async fn concurrent_incrs_and_sadds_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_and_session_commands() {
     let tc = TestCluster::start(3).await;
-    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
 
     // HELLO 3 switches to RESP3: a map, then RESP3 nulls.
     let hello = c.cmd("HELLO 3").await;
@@ -1646,9 +1589,9 @@ async fn server_and_session_commands() {
     };
     assert!(pairs.contains(&(bulk("proto"), Frame::Integer(3))));
     assert!(pairs.contains(&(bulk("server"), bulk("redis"))));
-    c.send(&request(&[b"GET", b"nothing"])).await;
+    c.send_raw(&request(&[b"GET", b"nothing"])).await;
     let mut raw = [0u8; 3];
-    c.stream.read_exact(&mut raw).await.unwrap();
+    c.socket().read_exact(&mut raw).await.unwrap();
     assert_eq!(&raw, b"_\r\n", "RESP3 null on the wire");
     assert_eq!(c.cmd("HELLO 2").await.to_bytes(Protocol::Resp3)[0], b'*');
     assert_eq!(c.cmd("GET nothing").await, Frame::Null);
@@ -1714,7 +1657,7 @@ async fn server_and_session_commands() {
     assert!(error_text(&c.cmd("QUORUMD CONSISTENCY most").await).contains("unknown consistency"));
     assert!(error_text(&c.cmd("QUORUMD NOPE").await).starts_with("ERR unknown subcommand 'NOPE'"));
     assert_eq!(c.cmd("QUIT").await, Frame::ok());
-    assert_eq!(c.read().await, None, "QUIT closes the connection");
+    assert_eq!(c.read_or_closed().await, None, "QUIT closes the connection");
     tc.shutdown().await;
 }
 
@@ -1734,7 +1677,7 @@ async fn dbsize_leaves_out_the_shard_leases() {
         },
     )
     .await;
-    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
     for i in 0..3 {
         assert_eq!(c.cmd(&format!("SET lease-test:{i} v")).await, Frame::ok());
     }
@@ -1743,7 +1686,7 @@ async fn dbsize_leaves_out_the_shard_leases() {
 }
 
 /// Polls DBSIZE until it answers `n`; it counts writes at most `key_count::MAX_AGE` late.
-async fn dbsize_becomes(c: &mut Raw, n: i64) {
+async fn dbsize_becomes(c: &mut RespClient, n: i64) {
     let deadline = std::time::Instant::now() + 5 * quorumd::resp::key_count::MAX_AGE;
     loop {
         let reply = c.cmd("DBSIZE").await;
@@ -1775,7 +1718,7 @@ async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
 async fn dbsize_walks_the_sub_digests_at_most_once_a_second() {
     let tc = TestCluster::start(3).await;
     let buckets = u64::from(tc.app().store().settings().layout.buckets);
-    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
     for i in 0..10 {
         assert_eq!(c.cmd(&format!("SET dbs:{i} v")).await, Frame::ok());
     }
@@ -1923,7 +1866,7 @@ async fn redis_crate_and_redis_cli_as_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minority_down_succeeds_majority_down_fails_and_the_connection_survives() {
     let mut tc = TestCluster::start(3).await;
-    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
     assert_eq!(c.cmd("SET f:k before").await, Frame::ok());
     tc.cluster.nodes[2].kill();
     assert_eq!(c.cmd("SET f:k during").await, Frame::ok());
@@ -2007,28 +1950,32 @@ async fn malformed_input_gets_errors_never_a_crash() {
         ),
     ];
     for (input, expected) in cases {
-        let mut c = Raw::connect(addr).await;
-        c.send(input).await;
-        let reply = c.read().await.expect("an error reply");
+        let mut c = RespClient::connect(addr).await;
+        c.send_raw(input).await;
+        let reply = c.read_or_closed().await.expect("an error reply");
         assert_eq!(
             error_text(&reply),
             *expected,
             "{:?}",
             String::from_utf8_lossy(input)
         );
-        assert_eq!(c.read().await, None, "closed after a protocol error");
+        assert_eq!(
+            c.read_or_closed().await,
+            None,
+            "closed after a protocol error"
+        );
     }
 
     // A request over max_request_bytes is refused as soon as its lengths say so.
-    let mut c = Raw::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     let mut big = b"*5\r\n".to_vec();
     for _ in 0..5 {
         big.extend_from_slice(b"$1000\r\n");
         big.extend_from_slice(&[b'x'; 1000]);
         big.extend_from_slice(b"\r\n");
     }
-    c.send(&big).await;
-    let reply = c.read().await.expect("an error reply");
+    c.send_raw(&big).await;
+    let reply = c.read_or_closed().await.expect("an error reply");
     assert!(
         error_text(&reply).contains("request larger than 4096 bytes"),
         "{reply:?}"
@@ -2040,15 +1987,15 @@ async fn malformed_input_gets_errors_never_a_crash() {
         b"*2\r\n$3\r\nGE",
         b"PIN",
     ] {
-        let mut c = Raw::connect(addr).await;
-        c.send(partial).await;
+        let mut c = RespClient::connect(addr).await;
+        c.send_raw(partial).await;
         drop(c);
     }
     // Garbage: binary noise is either an inline command Redis would reject or a protocol
     // error; either way an error reply, never a crash.
     let mut state = 7u64;
     for round in 0..20 {
-        let mut c = Raw::connect(addr).await;
+        let mut c = RespClient::connect(addr).await;
         let noise: Vec<u8> = (0..300)
             .map(|_| {
                 state = state
@@ -2057,16 +2004,16 @@ async fn malformed_input_gets_errors_never_a_crash() {
                 (state >> 33) as u8
             })
             .collect();
-        c.send(&noise).await;
-        c.send(b"\r\n").await;
-        let _ = c.stream.shutdown().await;
-        while let Some(f) = c.read().await {
+        c.send_raw(&noise).await;
+        c.send_raw(b"\r\n").await;
+        let _ = c.socket().shutdown().await;
+        while let Some(f) = c.read_or_closed().await {
             assert!(matches!(f, Frame::Error(_)), "round {round}: {f:?}");
         }
     }
 
     // 10,000 pipelined commands in one write: every reply, in order.
-    let mut c = Raw::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     let mut batch = Vec::new();
     for i in 0..5_000 {
         batch.extend(request(&[
@@ -2076,10 +2023,14 @@ async fn malformed_input_gets_errors_never_a_crash() {
         ]));
         batch.extend(request(&[b"ECHO", i.to_string().as_bytes()]));
     }
-    c.send(&batch).await;
+    c.send_raw(&batch).await;
     for i in 0..5_000 {
-        assert_eq!(c.read().await, Some(Frame::ok()), "SET {i}");
-        assert_eq!(c.read().await, Some(bulk(&i.to_string())), "ECHO {i}");
+        assert_eq!(c.read_or_closed().await, Some(Frame::ok()), "SET {i}");
+        assert_eq!(
+            c.read_or_closed().await,
+            Some(bulk(&i.to_string())),
+            "ECHO {i}"
+        );
     }
     for k in 0..50 {
         assert_eq!(
@@ -2088,12 +2039,13 @@ async fn malformed_input_gets_errors_never_a_crash() {
         );
     }
     // Inline commands, as typed into telnet.
-    c.send(b"SET inline \"two words\"\r\nGET inline\r\n").await;
-    assert_eq!(c.read().await, Some(Frame::ok()));
-    assert_eq!(c.read().await, Some(bulk("two words")));
+    c.send_raw(b"SET inline \"two words\"\r\nGET inline\r\n")
+        .await;
+    assert_eq!(c.read_or_closed().await, Some(Frame::ok()));
+    assert_eq!(c.read_or_closed().await, Some(bulk("two words")));
 
     // The listener still serves new clients.
-    let mut after = Raw::connect(addr).await;
+    let mut after = RespClient::connect(addr).await;
     assert_eq!(after.cmd("PING").await, Frame::Simple("PONG".into()));
     tc.shutdown().await;
 }
@@ -2106,7 +2058,7 @@ async fn auth_and_connection_limit() {
     })
     .await;
     let addr = resp_addr(&tc);
-    let mut c = Raw::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     assert_eq!(
         error_text(&c.cmd("GET k").await),
         "NOAUTH Authentication required."
@@ -2123,22 +2075,22 @@ async fn auth_and_connection_limit() {
     assert_eq!(c.cmd("AUTH s3cret").await, Frame::ok());
     assert_eq!(c.cmd("SET k v").await, Frame::ok());
 
-    let mut d = Raw::connect(addr).await;
+    let mut d = RespClient::connect(addr).await;
     let hello = d.cmd("HELLO 3 AUTH default s3cret SETNAME cli2").await;
     assert!(matches!(hello, Frame::Map(_)), "{hello:?}");
     assert_eq!(d.cmd("GET k").await, bulk("v"));
     assert_eq!(d.cmd("CLIENT GETNAME").await, bulk("cli2"));
 
     // A third connection is over the limit of two.
-    let mut e = Raw::connect(addr).await;
+    let mut e = RespClient::connect(addr).await;
     assert_eq!(
-        e.read().await.map(|f| error_text(&f).to_string()),
+        e.read_or_closed().await.map(|f| error_text(&f).to_string()),
         Some("ERR max number of clients reached".into())
     );
-    assert_eq!(e.read().await, None);
+    assert_eq!(e.read_or_closed().await, None);
     drop(d);
     wait_until(Duration::from_secs(5), "a slot frees up", || async {
-        let mut f = Raw::connect(addr).await;
+        let mut f = RespClient::connect(addr).await;
         f.cmd("AUTH s3cret").await == Frame::ok()
     })
     .await;
@@ -2154,13 +2106,13 @@ async fn auth_and_connection_limit() {
 async fn shutdown_answers_in_flight_commands_then_stops_listening() {
     let mut tc = TestCluster::start(3).await;
     let addr = resp_addr(&tc);
-    let mut idle = Raw::connect(addr).await;
+    let mut idle = RespClient::connect(addr).await;
     assert_eq!(idle.cmd("PING").await, Frame::Simple("PONG".into()));
-    let mut busy = Raw::connect(addr).await;
+    let mut busy = RespClient::connect(addr).await;
     // Two paused nodes make the write wait for its node timeout: it is surely in flight.
     tc.cluster.nodes[1].pause();
     tc.cluster.nodes[2].pause();
-    busy.send(&request(&[b"SET", b"late", b"v"])).await;
+    busy.send_raw(&request(&[b"SET", b"late", b"v"])).await;
     let started = std::time::Instant::now();
     loop {
         // The INFO itself is in flight too.
@@ -2177,12 +2129,16 @@ async fn shutdown_answers_in_flight_commands_then_stops_listening() {
     }
     let shutdown = tokio::spawn(tc_shutdown(tc));
     let reply = busy
-        .read()
+        .read_or_closed()
         .await
         .expect("the in-flight command is answered");
     assert!(error_text(&reply).starts_with("QUORUM"), "{reply:?}");
-    assert_eq!(busy.read().await, None, "then the connection closes");
-    assert_eq!(idle.read().await, None, "idle connections close");
+    assert_eq!(
+        busy.read_or_closed().await,
+        None,
+        "then the connection closes"
+    );
+    assert_eq!(idle.read_or_closed().await, None, "idle connections close");
     shutdown.await.unwrap();
     assert!(
         TcpStream::connect(addr).await.is_err(),
@@ -2215,7 +2171,7 @@ async fn concurrent_read_modify_writes_lose_nothing() {
     let writers: Vec<_> = (0..8u8)
         .map(|w| {
             tokio::spawn(async move {
-                let mut c = Raw::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 for _ in 0..10 {
                     let reply = c.call(&[b"APPEND", b"shared", &[b'a' + w]]).await;
                     assert!(matches!(reply, Frame::Integer(_)), "{reply:?}");
@@ -2226,7 +2182,7 @@ async fn concurrent_read_modify_writes_lose_nothing() {
     for w in writers {
         w.await.unwrap();
     }
-    let mut c = Raw::connect(addr).await;
+    let mut c = RespClient::connect(addr).await;
     let Frame::Bulk(value) = c.cmd("GET shared").await else {
         panic!("GET shared")
     };
@@ -2238,7 +2194,7 @@ async fn concurrent_read_modify_writes_lose_nothing() {
     let racers: Vec<_> = (0..8)
         .map(|i| {
             tokio::spawn(async move {
-                let mut c = Raw::connect(addr).await;
+                let mut c = RespClient::connect(addr).await;
                 c.cmd(&format!("SET race {i} NX")).await
             })
         })
@@ -2292,7 +2248,7 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
     .await;
     let addr = resp_addr(&tc);
 
-    let mut w = Raw::connect(addr).await;
+    let mut w = RespClient::connect(addr).await;
     for line in ["PING", "GET k", "INCR n", "QUORUMD CONSISTENCY"] {
         assert_eq!(error_text(&w.cmd(line).await), NOAUTH, "{line}");
     }
@@ -2305,7 +2261,7 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
     assert_eq!(w.cmd("INCR n").await, Frame::Integer(1));
 
     // A read-scoped token runs reads only.
-    let mut r = Raw::connect(addr).await;
+    let mut r = RespClient::connect(addr).await;
     let hello = r.cmd(&format!("HELLO 3 AUTH default {reader}")).await;
     assert!(matches!(hello, Frame::Map(_)), "{hello:?}");
     assert_eq!(r.cmd("GET k").await, bulk("v"));
@@ -2327,7 +2283,7 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
     assert_eq!(r.cmd("GET k").await, bulk("v"), "nothing was written");
 
     // resp.password still works, with every right.
-    let mut p = Raw::connect(addr).await;
+    let mut p = RespClient::connect(addr).await;
     assert_eq!(p.cmd("AUTH default s3cret").await, Frame::ok());
     assert_eq!(p.cmd("INCR n").await, Frame::Integer(2));
 
@@ -2335,7 +2291,7 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
     write_file(new);
     sighup();
     wait_until(Duration::from_secs(10), "new token accepted", || async {
-        let mut c = Raw::connect(addr).await;
+        let mut c = RespClient::connect(addr).await;
         c.cmd(&format!("AUTH {new}")).await == Frame::ok()
     })
     .await;
@@ -2344,7 +2300,7 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
         NOAUTH,
         "old token logged out"
     );
-    let mut again = Raw::connect(addr).await;
+    let mut again = RespClient::connect(addr).await;
     assert_eq!(
         error_text(&again.cmd(&format!("AUTH {old}")).await),
         WRONGPASS
@@ -2439,8 +2395,8 @@ const WATCH_AS_REDIS: &[&str] = &[
 async fn transactions_answer_as_redis_and_a_refused_one_writes_nothing() {
     let tc = TestCluster::start(3).await;
     let reference = start_reference().await;
-    let mut ours = Raw::connect(resp_addr(&tc)).await;
-    let mut theirs = Raw::connect(reference.nodes[0].addr()).await;
+    let mut ours = RespClient::connect(resp_addr(&tc)).await;
+    let mut theirs = RespClient::connect(reference.nodes[0].addr()).await;
     for line in [
         "EXEC",
         "DISCARD",
@@ -2545,7 +2501,7 @@ async fn transactions_answer_as_redis_and_a_refused_one_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_error_replies_reach_the_client_by_kind() {
     let tc = TestCluster::start(3).await;
-    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
     for i in 0..3 {
         let mut node = tc.direct(i).await;
         let _: () = redis::cmd("RPUSH")
@@ -2615,7 +2571,7 @@ async fn node_error_replies_reach_the_client_by_kind() {
 #[tokio::test]
 async fn time_answers_the_clock_and_scripts_are_refused_saying_why() {
     let tc = TestCluster::start(3).await;
-    let mut c = Raw::connect(resp_addr(&tc)).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
     let Frame::Array(t) = c.cmd("TIME").await else {
         panic!("TIME answers an array")
     };
@@ -2654,9 +2610,9 @@ async fn a_watched_key_changed_by_another_client_makes_exec_apply_nothing() {
         quorumd::app::App::start(common::test_config(tc.cluster.urls()).validate().unwrap())
             .await
             .unwrap();
-    let mut a = Raw::connect(resp_addr(&tc)).await;
-    let mut same = Raw::connect(resp_addr(&tc)).await;
-    let mut other = Raw::connect(second.resp_addr().unwrap()).await;
+    let mut a = RespClient::connect(resp_addr(&tc)).await;
+    let mut same = RespClient::connect(resp_addr(&tc)).await;
+    let mut other = RespClient::connect(second.resp_addr().unwrap()).await;
     let absent_on_every_node = |key: String| {
         let tc = &tc;
         async move {
@@ -2732,7 +2688,7 @@ async fn optimistic_increments_with_watch_lose_no_update() {
             .into_iter()
             .map(|addr| {
                 tokio::spawn(async move {
-                    let mut c = Raw::connect(addr).await;
+                    let mut c = RespClient::connect(addr).await;
                     let (mut won, mut lost) = (0u64, 0u64);
                     while won < 12 {
                         assert_eq!(c.cmd(&format!("WATCH {key}")).await, Frame::ok());
@@ -2761,7 +2717,7 @@ async fn optimistic_increments_with_watch_lose_no_update() {
             won += w;
             lost += l;
         }
-        let mut c = Raw::connect(one).await;
+        let mut c = RespClient::connect(one).await;
         assert_eq!(
             c.cmd(&format!("GET {key}")).await,
             bulk(&won.to_string()),
@@ -3350,7 +3306,7 @@ async fn stream_commands_match_a_real_redis_server() {
 async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
     // No in-flight window: the sweep right after the writes repairs them instead of waiting.
     let tc = TestCluster::start_with(3, |c| c.sync.in_flight_window_ms = 0).await;
-    let mut ours = Raw::connect(resp_addr(&tc)).await;
+    let mut ours = RespClient::connect(resp_addr(&tc)).await;
     for line in [
         "XADD st 1-1 a 1 b 2",
         "XADD st 2-1 a 3",
@@ -4433,10 +4389,10 @@ async fn sort_commands_match_a_real_redis_server() {
     ] {
         pipe.extend(request(args));
     }
-    ours.send(&pipe).await;
+    ours.send_raw(&pipe).await;
     let mut replies = vec![];
     for _ in 0..7 {
-        replies.push(ours.read().await.expect("a reply"));
+        replies.push(ours.read_or_closed().await.expect("a reply"));
     }
     assert_eq!(replies[3], Frame::Array(vec![bulk("b"), bulk("a")]));
     assert_eq!(replies[5], Frame::Array(vec![bulk("2"), bulk("3")]));
@@ -4662,7 +4618,7 @@ async fn config_get_answers_what_the_nodes_hold() {
     assert_eq!(pairs(ours.cmd(get).await)[&b"maxmemory-samples"[..]], b"5");
 
     // RESP3: a map, as Redis answers.
-    let mut three = Raw::connect(resp_addr(&tc)).await;
+    let mut three = RespClient::connect(resp_addr(&tc)).await;
     assert!(matches!(three.cmd("HELLO 3").await, Frame::Map(_)));
     match three.cmd("CONFIG GET maxmemory-samples").await {
         Frame::Map(m) => assert_eq!(m, vec![(bulk("maxmemory-samples"), bulk("5"))]),

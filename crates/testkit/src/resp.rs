@@ -27,6 +27,12 @@ impl RespClient {
         }
     }
 
+    /// The socket itself, for tests of the protocol: what is read from it bypasses the frames
+    /// already buffered.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// A fresh connection to the same address, dropping anything unread.
     pub async fn reconnect(&mut self) {
         *self = RespClient::connect(self.addr).await;
@@ -36,8 +42,8 @@ impl RespClient {
         self.stream.write_all(bytes).await.expect("write");
     }
 
-    /// Sends one command: its arguments as an array of bulk strings. (Not generic, so that
-    /// byte-string literals of different lengths make one slice.)
+    /// Sends one command: its arguments as an array of bulk strings. (Byte slices, not a
+    /// generic, so that byte-string literals of different lengths make one slice.)
     pub async fn send(&mut self, args: &[&[u8]]) {
         self.send_raw(&request(args)).await;
     }
@@ -60,6 +66,28 @@ impl RespClient {
         }
     }
 
+    /// The next frame, or `None` once the server has closed the connection; the test fails if
+    /// neither happens within 10 s.
+    pub async fn read_or_closed(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) =
+                parse_frame(&self.buf, &Limits::default()).expect("the server sent valid RESP")
+            {
+                let _ = self.buf.split_to(used);
+                return Some(frame);
+            }
+            let read = tokio::time::timeout(READ_LIMIT, self.stream.read_buf(&mut self.buf));
+            if read
+                .await
+                .expect("a frame or a close within 10 s")
+                .unwrap_or(0)
+                == 0
+            {
+                return None;
+            }
+        }
+    }
+
     /// The next frame; the test fails if none comes within 10 s.
     pub async fn read(&mut self) -> Frame {
         self.read_within(READ_LIMIT)
@@ -68,8 +96,8 @@ impl RespClient {
     }
 
     /// Sends one command and reads its reply.
-    pub async fn call(&mut self, args: &[impl AsRef<[u8]>]) -> Frame {
-        self.send_raw(&request(args)).await;
+    pub async fn call(&mut self, args: &[&[u8]]) -> Frame {
+        self.send(args).await;
         self.read().await
     }
 
@@ -82,7 +110,7 @@ impl RespClient {
     /// A call that may fail, for tests that inject faults: the reply within `limit`, or `None`
     /// when the connection failed, closed or stayed silent. The connection is then replaced,
     /// so that a late reply is never taken for the next command's.
-    pub async fn try_call(&mut self, args: &[impl AsRef<[u8]>], limit: Duration) -> Option<Frame> {
+    pub async fn try_call(&mut self, args: &[&str], limit: Duration) -> Option<Frame> {
         let reply = tokio::time::timeout(limit, self.exchange(args))
             .await
             .ok()
@@ -93,8 +121,9 @@ impl RespClient {
         reply
     }
 
-    async fn exchange(&mut self, args: &[impl AsRef<[u8]>]) -> Option<Frame> {
-        self.stream.write_all(&request(args)).await.ok()?;
+    async fn exchange(&mut self, args: &[&str]) -> Option<Frame> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.stream.write_all(&request(&args)).await.ok()?;
         loop {
             if let Some((frame, used)) = parse_frame(&self.buf, &Limits::default()).ok()? {
                 let _ = self.buf.split_to(used);
@@ -108,8 +137,8 @@ impl RespClient {
 }
 
 /// One command as RESP2 bytes: an array of bulk strings.
-pub fn request(args: &[impl AsRef<[u8]>]) -> Vec<u8> {
-    let items = args.iter().map(|a| Frame::bulk(a.as_ref().to_vec()));
+pub fn request(args: &[&[u8]]) -> Vec<u8> {
+    let items = args.iter().map(|a| Frame::bulk(a.to_vec()));
     Frame::Array(items.collect())
         .to_bytes(Protocol::Resp2)
         .to_vec()
