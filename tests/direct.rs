@@ -749,9 +749,14 @@ async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
     assert_eq!(raw_list(&tc, 2, "lh:k").await, want);
     all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
 
-    // Node 1 loses everything: a read at `all` sees it behind and read repair gives it the
-    // list back (a DUMP payload through APPLY).
-    let _: () = command(&mut tc.direct(1).await, &["FLUSHALL"]).await;
+    // Node 1 loses the list and its metadata entry: a read at `all` sees it behind and read
+    // repair gives it the list back (a DUMP payload through APPLY). Not a FLUSHALL: a node
+    // that lost everything is `recovering` once its probe finds the sentinel gone, and a read
+    // at `all` then refuses to count it, a race this step once lost on a loaded machine.
+    let meta_key = tc.app().store().locate(b"lh:k").unwrap().meta_key;
+    let mut n1 = tc.direct(1).await;
+    let _: i64 = command(&mut n1, &["DEL", "lh:k"]).await;
+    let _: i64 = command(&mut n1, &["HDEL", &meta_key, "lh:k"]).await;
     let _: () = command(&mut q, &["QUORUMD", "CONSISTENCY", "all"]).await;
     let read: Vec<String> = command(&mut q, &["LRANGE", "lh:k", "0", "-1"]).await;
     assert_eq!(read, want);
@@ -839,9 +844,13 @@ async fn a_sorted_set_is_the_same_on_every_node_and_the_sweep_heals_it() {
     }
     all_nodes_agree_with(&tc, 0, &["zh:k"]).await;
 
-    // Node 1 loses everything: a read at `all` sees it behind and read repair gives it the
-    // sorted set back (a DUMP payload of RDB type zset-2 through APPLY).
-    let _: () = command(&mut tc.direct(1).await, &["FLUSHALL"]).await;
+    // Node 1 loses the sorted set and its metadata entry (not everything: see the list test):
+    // a read at `all` sees it behind and read repair gives it back (a DUMP payload of RDB
+    // type zset-2 through APPLY).
+    let meta_key = tc.app().store().locate(b"zh:k").unwrap().meta_key;
+    let mut n1 = tc.direct(1).await;
+    let _: i64 = command(&mut n1, &["DEL", "zh:k"]).await;
+    let _: i64 = command(&mut n1, &["HDEL", &meta_key, "zh:k"]).await;
     let read: Vec<String> = command(&mut q, &["ZRANGE", "zh:k", "0", "-1", "WITHSCORES"]).await;
     assert_eq!(read, want);
     wait_until(Duration::from_secs(5), "read repair of node 1", || async {
