@@ -41,7 +41,9 @@ use quorumd_core::crdt::CrdtKind;
 use quorumd_core::quorum::Consistency;
 use quorumd_node::pool::ServerErrorKind;
 use quorumd_replication::crdt_store::CrdtError;
-use quorumd_replication::store::{StoreError, TypedFound, TypedWanted, VersionedStore};
+use quorumd_replication::store::{
+    StoreError, TypedChange, TypedFound, TypedWanted, VersionedStore,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
@@ -554,6 +556,29 @@ pub fn is_wrong_type(e: &StoreError) -> bool {
         StoreError::KindConflict { .. } | StoreError::WrongType => true,
         _ => false,
     }
+}
+
+/// The STORE forms' write: `value` (a `Put*` change of `count` elements) replaces whatever
+/// `dst` held, of any type, without a time to live; an empty result deletes it. Answers the
+/// count, as Redis does.
+pub(super) async fn store_replacing(
+    store: &VersionedStore,
+    dst: &[u8],
+    level: Consistency,
+    count: usize,
+    value: TypedChange,
+) -> Frame {
+    store
+        .read_modify_write_typed(dst, level, |found| {
+            let change = match (count, found) {
+                (0, None) => TypedChange::Keep,
+                (0, Some(_)) => TypedChange::Delete,
+                _ => value.clone(),
+            };
+            (change, Frame::Integer(count as i64))
+        })
+        .await
+        .unwrap_or_else(store_error)
 }
 
 /// A read-only command on a list or a sorted set: reads the key whole, takes its value as the

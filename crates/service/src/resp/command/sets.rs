@@ -10,7 +10,7 @@
 
 use super::{
     Access, Command, Flag, ScanArgs, Spec, crdt_error, data, eq, int_arg, is_wrong_type,
-    random_picks, store_error, syntax_error, whole_scan, wrong_type,
+    random_picks, store_error, store_replacing, syntax_error, whole_scan, wrong_type,
 };
 use crate::resp::frame::Frame;
 use bytes::Bytes;
@@ -399,14 +399,9 @@ impl SetCmd {
     ) -> Result<Frame, StoreError> {
         store
             .read_modify_write_typed(self.keys()[0], level, |found| {
-                let (mut members, expires_at_ms) = match found {
-                    None => (Vec::new(), None),
-                    Some(TypedFound {
-                        value: TypedValue::Set(members),
-                        expires_at_ms,
-                        ..
-                    }) => (members.clone(), *expires_at_ms),
-                    Some(_) => return (TypedChange::Keep, wrong_type()),
+                let (mut members, expires_at_ms) = match set_and_ttl(found) {
+                    Ok(set) => set,
+                    Err(refusal) => return (TypedChange::Keep, refusal),
                 };
                 match self.change(&mut members) {
                     (reply, true) => (
@@ -487,21 +482,12 @@ async fn store_whole(
     members: BTreeSet<Vec<u8>>,
     level: Consistency,
 ) -> Frame {
-    let n = Frame::Integer(members.len() as i64);
-    store
-        .read_modify_write_typed(dst, level, |found| {
-            let change = match (members.is_empty(), found) {
-                (true, None) => TypedChange::Keep,
-                (true, Some(_)) => TypedChange::Delete,
-                (false, _) => TypedChange::PutSet {
-                    members: members.iter().cloned().collect(),
-                    expires_at_ms: None,
-                },
-            };
-            (change, n.clone())
-        })
-        .await
-        .unwrap_or_else(store_error)
+    let n = members.len();
+    let value = TypedChange::PutSet {
+        members: members.into_iter().collect(),
+        expires_at_ms: None,
+    };
+    store_replacing(store, dst, level, n, value).await
 }
 
 /// SMOVE: one transfer between the two Redis sets (`VersionedStore::transfer_typed`, as
@@ -541,14 +527,9 @@ async fn smove(
             ) => (members, f),
             Some(_) => return keep(wrong_type()),
         };
-        let (mut to, expires_at_ms) = match d {
-            None => (Vec::new(), None),
-            Some(TypedFound {
-                value: TypedValue::Set(members),
-                expires_at_ms,
-                ..
-            }) => (members.clone(), *expires_at_ms),
-            Some(_) => return keep(wrong_type()),
+        let (mut to, expires_at_ms) = match set_and_ttl(d) {
+            Ok(set) => set,
+            Err(refusal) => return keep(refusal),
         };
         if !holds(from) {
             return keep(Frame::Integer(0));
@@ -598,6 +579,20 @@ async fn smove(
             }
         }
         Err(e) => store_error(e),
+    }
+}
+
+/// A Redis set's members and expiry as a typed read found them (none for an absent key);
+/// WRONGTYPE for another type.
+fn set_and_ttl(found: Option<&TypedFound>) -> Result<(Vec<Vec<u8>>, Option<u64>), Frame> {
+    match found {
+        None => Ok((Vec::new(), None)),
+        Some(TypedFound {
+            value: TypedValue::Set(members),
+            expires_at_ms,
+            ..
+        }) => Ok((members.clone(), *expires_at_ms)),
+        Some(_) => Err(wrong_type()),
     }
 }
 

@@ -6,7 +6,9 @@
 //! set and sorted-set commands do.
 
 use super::sort_order::{self, Key, Lookup, SortArgs, SortError};
-use super::{Access, Command, Flag, Spec, data, is_wrong_type, store_error, wrong_type};
+use super::{
+    Access, Command, Flag, Spec, data, is_wrong_type, store_error, store_replacing, wrong_type,
+};
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::crdt::CrdtKind;
@@ -314,21 +316,12 @@ async fn store_list(
     items: Vec<Vec<u8>>,
     level: Consistency,
 ) -> Frame {
-    let n = Frame::Integer(items.len() as i64);
-    store
-        .read_modify_write_typed(dst, level, |found| {
-            let change = match (items.is_empty(), found) {
-                (true, None) => TypedChange::Keep,
-                (true, Some(_)) => TypedChange::Delete,
-                (false, _) => TypedChange::PutList {
-                    items: items.clone(),
-                    expires_at_ms: None,
-                },
-            };
-            (change, n.clone())
-        })
-        .await
-        .unwrap_or_else(store_error)
+    let n = items.len();
+    let value = TypedChange::PutList {
+        items,
+        expires_at_ms: None,
+    };
+    store_replacing(store, dst, level, n, value).await
 }
 
 impl From<SortError> for Frame {

@@ -11,7 +11,7 @@
 use super::zset_ops::{
     self, AddFlags, Aggregate, LexRange, Limit, Members, Outcome, ScoreRange, SetOp,
 };
-use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
+use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error, store_replacing};
 use super::{
     ScanArgs, mpop_count, mpop_where, random_picks, read_typed, syntax_error, whole_scan,
     wrong_type,
@@ -993,21 +993,12 @@ pub(super) async fn store_set(
     level: Consistency,
     members: Members,
 ) -> Frame {
-    let n = Frame::Integer(members.len() as i64);
-    let r = store
-        .read_modify_write_typed(dst, level, |found| {
-            let change = match (members.is_empty(), found) {
-                (true, None) => TypedChange::Keep,
-                (true, Some(_)) => TypedChange::Delete,
-                (false, _) => TypedChange::PutSortedSet {
-                    members: members.clone(),
-                    expires_at_ms: None,
-                },
-            };
-            (change, n.clone())
-        })
-        .await;
-    r.unwrap_or_else(store_error)
+    let n = members.len();
+    let value = TypedChange::PutSortedSet {
+        members,
+        expires_at_ms: None,
+    };
+    store_replacing(store, dst, level, n, value).await
 }
 
 /// A read-modify-write: `change` gets the set (`None` when absent) and gives the new set
