@@ -14,6 +14,7 @@ use quorumd_testkit::resp::RespClient;
 use quorumd_testkit::tools::QuorumdProcess;
 use redis::AsyncCommands;
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 fn ballot(ms: u64, writer: u64) -> Version {
     Version::first_in_ms(ms, writer)
@@ -110,6 +111,24 @@ async fn a_node_keeps_its_promise_to_one_writer_at_a_time() {
     tc.shutdown().await;
 }
 
+/// Three nodes, quorumd in-process and a second quorumd process over them: the cluster, the
+/// second process (stopped when dropped), and the four client addresses the tests use, two
+/// through each process.
+fn two_processes(tc: &TestCluster) -> (QuorumdProcess, [SocketAddr; 4]) {
+    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
+    let one = tc.app().resp_addr().expect("resp on");
+    let addrs = [one, second.resp, one, second.resp];
+    (second, addrs)
+}
+
+/// `count` members `m0`.. added to the set `key` through `c`.
+async fn fill_set(c: &mut RespClient, key: &str, count: usize) -> Vec<String> {
+    let members: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+    let line = format!("SADD {key} {}", members.join(" "));
+    assert_eq!(c.cmd(&line).await, Frame::Integer(count as i64));
+    members
+}
+
 /// INCR and APPEND on the same keys from clients of two quorumd processes at once: every
 /// acknowledged INCR answered a value no other did, the counter ends at the number of
 /// acknowledged INCRs, and each acknowledged APPEND's token is in the string exactly once.
@@ -117,9 +136,9 @@ async fn a_node_keeps_its_promise_to_one_writer_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn increments_through_two_processes_are_each_applied_once() {
     let tc = TestCluster::start(3).await;
-    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
-    let one = tc.app().resp_addr().expect("resp on");
-    let clients: Vec<_> = [one, second.resp, one, second.resp]
+    let (second, addrs) = two_processes(&tc);
+    let one = addrs[0];
+    let clients: Vec<_> = addrs
         .into_iter()
         .enumerate()
         .map(|(k, addr)| {
@@ -191,14 +210,10 @@ async fn increments_through_two_processes_are_each_applied_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
     let tc = TestCluster::start(3).await;
-    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
-    let one = tc.app().resp_addr().expect("resp on");
-    let members: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
-    let mut c = RespClient::connect(one).await;
-    let mut sadd = vec!["SADD", "ballot:pool"];
-    sadd.extend(members.iter().map(String::as_str));
-    assert_eq!(c.cmd(&sadd.join(" ")).await, Frame::Integer(120));
-    let clients: Vec<_> = [one, second.resp, one, second.resp]
+    let (second, addrs) = two_processes(&tc);
+    let mut c = RespClient::connect(addrs[0]).await;
+    let members = fill_set(&mut c, "ballot:pool", 120).await;
+    let clients: Vec<_> = addrs
         .into_iter()
         .map(|addr| {
             tokio::spawn(async move {
@@ -248,14 +263,10 @@ async fn concurrent_spops_through_two_processes_hand_out_each_member_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
     let tc = TestCluster::start(3).await;
-    let second = QuorumdProcess::start(env!("CARGO_BIN_EXE_quorumd"), &tc.cluster.urls(), "");
-    let one = tc.app().resp_addr().expect("resp on");
-    let members: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
-    let mut c = RespClient::connect(one).await;
-    let mut sadd = vec!["SADD", "ballot:left"];
-    sadd.extend(members.iter().map(String::as_str));
-    assert_eq!(c.cmd(&sadd.join(" ")).await, Frame::Integer(20));
-    let clients: Vec<_> = [one, second.resp, one, second.resp]
+    let (second, addrs) = two_processes(&tc);
+    let mut c = RespClient::connect(addrs[0]).await;
+    let members = fill_set(&mut c, "ballot:left", 20).await;
+    let clients: Vec<_> = addrs
         .into_iter()
         .enumerate()
         .map(|(k, addr)| {

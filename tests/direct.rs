@@ -533,18 +533,10 @@ async fn built_payloads_restore_on_redis_and_the_nodes_checksum_them_as_the_core
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(got, want);
 
-    let store = tc.app().store().clone();
-    let locs: Vec<_> = values
-        .iter()
-        .map(|(k, _)| store.locate(k.as_bytes()).unwrap())
-        .collect();
-    let refs: Vec<_> = locs.iter().collect();
-    let contents: Vec<Content> = quorumd::calls::store::capture(store.pool().node(0), &refs)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.content)
-        .collect();
+    let mut contents = Vec::new();
+    for (key, _) in &values {
+        contents.push(raw(&tc, 0, key).await.0);
+    }
     assert_eq!(
         contents,
         vec![
@@ -560,12 +552,8 @@ async fn built_payloads_restore_on_redis_and_the_nodes_checksum_them_as_the_core
         &["ZADD", "ck:zadd", "0.1", "a", "1e20", "b", "-inf", "c"],
     )
     .await;
-    let loc = store.locate(b"ck:zadd").unwrap();
-    let got = quorumd::calls::store::capture(store.pool().node(0), &[&loc])
-        .await
-        .unwrap();
     assert_eq!(
-        got[0].content,
+        raw(&tc, 0, "ck:zadd").await.0,
         Content::sorted_set([(&b"a"[..], 0.1), (b"b", 1e20), (b"c", f64::NEG_INFINITY)])
     );
     tc.shutdown().await;
@@ -690,19 +678,10 @@ async fn built_stream_payloads_are_the_dumps_of_redis_server() {
         );
     }
 
-    let store = tc.app().store().clone();
-    let keys = ["built:x", "built:holes"];
-    let locs: Vec<_> = keys
-        .iter()
-        .map(|k| store.locate(k.as_bytes()).unwrap())
-        .collect();
-    let refs: Vec<_> = locs.iter().collect();
-    let contents: Vec<Content> = quorumd::calls::store::capture(store.pool().node(0), &refs)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.content)
-        .collect();
+    let mut contents = Vec::new();
+    for key in ["built:x", "built:holes"] {
+        contents.push(raw(&tc, 0, key).await.0);
+    }
     assert_eq!(contents[1], Content::stream(&stream));
     assert_ne!(contents[0], contents[1]);
     tc.shutdown().await;
