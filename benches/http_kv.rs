@@ -1,5 +1,7 @@
 //! `make bench`: quorum PUT and GET over HTTP with three local redis-server nodes, beside the
-//! same SET / GET sent straight to one of those redis-servers in the same run.
+//! same SET / GET sent straight to one of those redis-servers in the same run, and beside the same
+//! SET / GET through quorumd's own Redis-protocol listener (issue 16's target: HTTP at ≥ 0.5× of
+//! RESP for the same operations and concurrency, so the HTTP layer is not where the time goes).
 //!
 //! Every workload runs at a fixed concurrency for a fixed time per round; rounds interleave the
 //! workloads (in a rotating order) so machine noise hits all of them alike. Per workload the
@@ -56,17 +58,22 @@ impl Level {
 enum Workload {
     HttpPut(Level),
     HttpGet(Level),
+    /// SET / GET through quorumd's RESP listener (its default level, `quorum`).
+    RespSet,
+    RespGet,
     RedisSet,
     RedisGet,
 }
 
 impl Workload {
     /// Table order.
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 8] = [
         Workload::HttpPut(Level::Quorum),
         Workload::HttpGet(Level::Quorum),
         Workload::HttpPut(Level::Linearizable),
         Workload::HttpGet(Level::Linearizable),
+        Workload::RespSet,
+        Workload::RespGet,
         Workload::RedisSet,
         Workload::RedisGet,
     ];
@@ -75,6 +82,8 @@ impl Workload {
         match self {
             Workload::HttpPut(l) => format!("quorumd PUT {}", l.as_str()),
             Workload::HttpGet(l) => format!("quorumd GET {}", l.as_str()),
+            Workload::RespSet => "quorumd RESP SET quorum".into(),
+            Workload::RespGet => "quorumd RESP GET quorum".into(),
             Workload::RedisSet => "redis SET (baseline)".into(),
             Workload::RedisGet => "redis GET (baseline)".into(),
         }
@@ -83,9 +92,18 @@ impl Workload {
     /// The redis workload this one is compared with; `None` for the baselines themselves.
     fn baseline(self) -> Option<Workload> {
         match self {
-            Workload::HttpPut(_) => Some(Workload::RedisSet),
-            Workload::HttpGet(_) => Some(Workload::RedisGet),
+            Workload::HttpPut(_) | Workload::RespSet => Some(Workload::RedisSet),
+            Workload::HttpGet(_) | Workload::RespGet => Some(Workload::RedisGet),
             Workload::RedisSet | Workload::RedisGet => None,
+        }
+    }
+
+    /// The RESP workload an HTTP one at the same level is compared with.
+    fn resp_peer(self) -> Option<Workload> {
+        match self {
+            Workload::HttpPut(Level::Quorum) => Some(Workload::RespSet),
+            Workload::HttpGet(Level::Quorum) => Some(Workload::RespGet),
+            _ => None,
         }
     }
 }
@@ -132,6 +150,11 @@ struct Target {
     /// Per key, the quorumd URL at each level: `[quorum, linearizable]`.
     urls: Vec<[reqwest::Url; 2]>,
     redis: redis::aio::MultiplexedConnection,
+    /// One connection per client to quorumd's RESP listener, each used by one request at a
+    /// time as the HTTP client's pooled connections are (no pipelining across clients).
+    resp: std::sync::Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    /// Per key, its name as the HTTP workloads write it, for the RESP workloads.
+    resp_keys: Vec<String>,
     redis_keys: Vec<String>,
     value: Bytes,
 }
@@ -163,28 +186,59 @@ async fn one_op(t: &Target, wl: Workload, key: usize) -> Result<(), String> {
                 Err(e) => Err(format!("GET: {e}")),
             }
         }
-        Workload::RedisSet => {
-            let mut conn = t.redis.clone();
-            redis::cmd("SET")
-                .arg(&t.redis_keys[key])
-                .arg(&t.value[..])
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| format!("SET: {e}"))
+        Workload::RespSet => {
+            let conn = t.take_resp()?;
+            let outcome = set(&conn, &t.resp_keys[key], &t.value).await;
+            t.give_back_resp(conn);
+            outcome
         }
-        Workload::RedisGet => {
-            let mut conn = t.redis.clone();
-            match redis::cmd("GET")
-                .arg(&t.redis_keys[key])
-                .query_async::<Option<Vec<u8>>>(&mut conn)
-                .await
-            {
-                Ok(Some(v)) if v.len() == VALUE_BYTES => Ok(()),
-                Ok(Some(v)) => Err(format!("GET returned {} bytes", v.len())),
-                Ok(None) => Err("GET: key missing".into()),
-                Err(e) => Err(format!("GET: {e}")),
-            }
+        Workload::RespGet => {
+            let conn = t.take_resp()?;
+            let outcome = get(&conn, &t.resp_keys[key]).await;
+            t.give_back_resp(conn);
+            outcome
         }
+        Workload::RedisSet => set(&t.redis, &t.redis_keys[key], &t.value).await,
+        Workload::RedisGet => get(&t.redis, &t.redis_keys[key]).await,
+    }
+}
+
+impl Target {
+    fn take_resp(&self) -> Result<redis::aio::MultiplexedConnection, String> {
+        let mut pool = self.resp.lock().map_err(|_| "RESP pool poisoned")?;
+        pool.pop().ok_or_else(|| "no free RESP connection".into())
+    }
+
+    fn give_back_resp(&self, conn: redis::aio::MultiplexedConnection) {
+        if let Ok(mut pool) = self.resp.lock() {
+            pool.push(conn);
+        }
+    }
+}
+
+async fn set(
+    conn: &redis::aio::MultiplexedConnection,
+    key: &str,
+    value: &[u8],
+) -> Result<(), String> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .map_err(|e| format!("SET: {e}"))
+}
+
+async fn get(conn: &redis::aio::MultiplexedConnection, key: &str) -> Result<(), String> {
+    match redis::cmd("GET")
+        .arg(key)
+        .query_async::<Option<Vec<u8>>>(&mut conn.clone())
+        .await
+    {
+        Ok(Some(v)) if v.len() == VALUE_BYTES => Ok(()),
+        Ok(Some(v)) => Err(format!("GET returned {} bytes", v.len())),
+        Ok(None) => Err("GET: key missing".into()),
+        Err(e) => Err(format!("GET: {e}")),
     }
 }
 
@@ -255,6 +309,8 @@ struct Row {
     errors: u64,
     /// throughput, p50, p99 ratios quorumd / baseline.
     ratios: Option<[f64; 3]>,
+    /// Throughput ratio HTTP / RESP through quorumd, for the HTTP quorum workloads.
+    over_resp: Option<f64>,
 }
 
 impl Results {
@@ -284,6 +340,7 @@ impl Results {
                     let [bops, bp50, bp99] = self.medians(b);
                     [ops / bops, p50 / bp50, p99 / bp99]
                 });
+                let over_resp = wl.resp_peer().map(|p| ops / self.medians(p)[0]);
                 Row {
                     name: wl.name(),
                     ops_per_s: ops,
@@ -292,6 +349,7 @@ impl Results {
                     ok: self.of(wl).iter().map(|s| s.ok).sum(),
                     errors: self.of(wl).iter().map(|s| s.errors).sum(),
                     ratios,
+                    over_resp,
                 }
             })
             .collect()
@@ -306,7 +364,7 @@ fn error_rate(ok: u64, errors: u64) -> f64 {
     }
 }
 
-const HEADER: [&str; 8] = [
+const HEADER: [&str; 9] = [
     "workload",
     "ops/s",
     "p50 µs",
@@ -315,13 +373,14 @@ const HEADER: [&str; 8] = [
     "ops/s ÷ redis",
     "p50 ÷ redis",
     "p99 ÷ redis",
+    "ops/s ÷ RESP",
 ];
 
-fn body(rows: &[Row]) -> Vec<[String; 8]> {
+fn body(rows: &[Row]) -> Vec<[String; 9]> {
     rows.iter().map(cells).collect()
 }
 
-fn cells(r: &Row) -> [String; 8] {
+fn cells(r: &Row) -> [String; 9] {
     let ratio = |i: usize| match r.ratios {
         Some(x) => format!("{:.3}", x[i]),
         None => "baseline".into(),
@@ -339,12 +398,14 @@ fn cells(r: &Row) -> [String; 8] {
         ratio(0),
         ratio(1),
         ratio(2),
+        r.over_resp.map_or_else(String::new, |x| format!("{x:.3}")),
     ]
 }
 
 /// The measurement's name, left; the figures, right.
-const ALIGN: [Align; 8] = [
+const ALIGN: [Align; 9] = [
     Align::Left,
+    Align::Right,
     Align::Right,
     Align::Right,
     Align::Right,
@@ -356,6 +417,7 @@ const ALIGN: [Align; 8] = [
 
 async fn start_target(
     http_addr: SocketAddr,
+    resp_addr: SocketAddr,
     redis_url: &str,
     s: &Settings,
 ) -> Result<Target, String> {
@@ -378,25 +440,42 @@ async fn start_target(
         .map_err(|e| format!("url: {e}"))?;
     // Distinct names: quorumd's own keys on the node are left alone.
     let redis_keys = (0..s.keys).map(|i| format!("raw:{i:05}")).collect();
-    let redis = redis::Client::open(redis_url)
-        .map_err(|e| format!("redis client: {e}"))?
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| format!("redis connection: {e}"))?;
+    let redis = connect(redis_url).await?;
+    let resp_url = format!("redis://{resp_addr}");
+    let mut resp = Vec::with_capacity(s.concurrency);
+    for _ in 0..s.concurrency {
+        resp.push(connect(&resp_url).await?);
+    }
+    let resp_keys = (0..s.keys).map(|i| format!("bench:{i:05}")).collect();
     let value: Vec<u8> = (0..VALUE_BYTES).map(|i| b'a' + (i % 26) as u8).collect();
     Ok(Target {
         http,
         urls,
         redis,
+        resp: std::sync::Mutex::new(resp),
+        resp_keys,
         redis_keys,
         value: Bytes::from(value),
     })
 }
 
+async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    redis::Client::open(url)
+        .map_err(|e| format!("redis client {url}: {e}"))?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("redis connection {url}: {e}"))
+}
+
 /// Runs the whole measurement against a started app. Returns the results; never leaves
 /// anything running (the caller shuts the app down).
-async fn measure(http_addr: SocketAddr, redis_url: &str, s: &Settings) -> Result<Results, String> {
-    let t = Arc::new(start_target(http_addr, redis_url, s).await?);
+async fn measure(
+    http_addr: SocketAddr,
+    resp_addr: SocketAddr,
+    redis_url: &str,
+    s: &Settings,
+) -> Result<Results, String> {
+    let t = Arc::new(start_target(http_addr, resp_addr, redis_url, s).await?);
     let started = Instant::now();
     preload(&t, s.concurrency).await?;
     println!(
@@ -511,7 +590,10 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
             " (smoke run: no --bench argument)"
         }
     );
-    let measured = measure(http_addr, &nodes[0], s).await;
+    let measured = match app.resp_addr() {
+        Some(resp_addr) => measure(http_addr, resp_addr, &nodes[0], s).await,
+        None => Err("the RESP listener did not start".into()),
+    };
     let mut fatal = match shut_down(app).await {
         Ok(()) => false,
         Err(e) => {
@@ -526,7 +608,8 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
     let _ = writeln!(
         report,
         "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians \
-         (throughput < 1 and latency > 1 mean quorumd is slower):\n",
+         (throughput < 1 and latency > 1 mean quorumd is slower), and HTTP ÷ RESP through \
+         quorumd at the same level and concurrency (issue 16's target: ≥ 0.5):\n",
         s.rounds
     );
     report.push_str(&text_table(&HEADER, &ALIGN, &body(&rows)));
@@ -569,7 +652,9 @@ async fn run(nodes: Vec<String>, s: &Settings) -> Result<(Option<String>, bool),
              in the same run.\n\n\
              - {} concurrent clients, {} s per workload per round, {} rounds (interleaved, \
              rotating order), {} keys, {VALUE_BYTES}-byte values, {} CPU(s)\n\
-             - figures are medians over rounds; ratios are quorumd ÷ redis of those medians\n\n\
+             - figures are medians over rounds; ratios are quorumd ÷ redis of those medians; \
+             `ops/s ÷ RESP` is HTTP ÷ quorumd's own RESP listener, same level and concurrency \
+             (one connection per client, one request at a time on each)\n\n\
              {}{}",
             redis_version(),
             s.concurrency,
