@@ -11,7 +11,11 @@
 //! so after an XDEL a `~` trim may remove other whole nodes than redis-server would.
 
 use crate::dump;
+use std::collections::BTreeMap;
 use std::fmt;
+
+mod groups;
+pub use groups::{AutoClaim, Claim, Consumer, Group, NO_ENTRIES_READ, Pending};
 
 /// Redis's defaults for the node size; the nodes are assumed to keep them.
 pub const NODE_MAX_ENTRIES: usize = 100;
@@ -65,7 +69,7 @@ impl StreamId {
     }
 
     /// The 16 bytes of a radix-tree key: both halves big-endian.
-    fn key(self) -> [u8; 16] {
+    pub(crate) fn key(self) -> [u8; 16] {
         let mut k = [0u8; 16];
         k[..8].copy_from_slice(&self.ms.to_be_bytes());
         k[8..].copy_from_slice(&self.seq.to_be_bytes());
@@ -205,7 +209,7 @@ pub struct Entry {
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A whole stream, as quorumd reads and writes it. Consumer groups are not kept.
+/// A whole stream, as quorumd reads and writes it, its consumer groups included.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stream {
     /// Live entries in ID order.
@@ -213,6 +217,8 @@ pub struct Stream {
     pub last_id: StreamId,
     pub max_deleted: StreamId,
     pub entries_added: u64,
+    /// The consumer groups by name, in byte order (the order of Redis's radix tree).
+    pub groups: BTreeMap<Vec<u8>, Group>,
 }
 
 /// Why an XADD did not add.
@@ -399,7 +405,7 @@ impl Stream {
         rax_nodes(&keys)
     }
 
-    /// The `RESTORE` payload of the stream (no consumer groups).
+    /// The `RESTORE` payload of the stream, its consumer groups included.
     pub fn dump_payload(&self) -> Vec<u8> {
         let nodes = self.nodes();
         let mut out = vec![TYPE_STREAM_LISTPACKS_2];
@@ -424,8 +430,7 @@ impl Stream {
         ] {
             dump::put_len(&mut out, v);
         }
-        // No consumer groups.
-        dump::put_len(&mut out, 0);
+        groups::put_groups(&mut out, &self.groups);
         dump::finish(&mut out, STREAM_RDB_VERSION);
         out
     }
