@@ -502,13 +502,10 @@ fn xclaim(a: &[Bytes], found: Option<&TypedFound>, now: u64) -> Decided {
     )
 }
 
-/// XAUTOCLAIM (`xautoclaimCommand`): its arguments are checked before the group is.
+/// XAUTOCLAIM (`xautoclaimCommand`): its arguments are checked before the key's type and
+/// the group are.
 fn xautoclaim(a: &[Bytes], found: Option<&TypedFound>, now: u64) -> Decided {
     let keep = |f: Frame| (TypedChange::Keep, f);
-    let s = match as_stream(found) {
-        Ok(s) => s,
-        Err(e) => return keep(e),
-    };
     let Ok(min_idle) = int_arg(&a[4]) else {
         return keep(Frame::error(
             "ERR Invalid min-idle-time argument for XAUTOCLAIM",
@@ -542,6 +539,10 @@ fn xautoclaim(a: &[Bytes], found: Option<&TypedFound>, now: u64) -> Decided {
             return keep(syntax_error());
         }
     }
+    let s = match as_stream(found) {
+        Ok(s) => s,
+        Err(e) => return keep(e),
+    };
     let Some(s) = s.filter(|s| s.groups.contains_key(&a[2][..])) else {
         return keep(nogroup_key(&a[1], &a[2]));
     };
