@@ -891,9 +891,9 @@ impl GroupCmd {
     }
 }
 
-/// XREADGROUP: every key is checked first (one read each), as Redis checks them all before it
-/// serves any; then each key is served by its own read-modify-write, in order. Keys on
-/// different nodes' slots are not changed atomically together (each one is, whole).
+/// XREADGROUP: with several keys, every key is checked first (one read each), as Redis checks
+/// them all before it serves any; then each key is served by its own read-modify-write, in
+/// order, which checks it again. Keys are not changed atomically together (each one is, whole).
 async fn read_group(
     store: &VersionedStore,
     level: Consistency,
@@ -902,30 +902,29 @@ async fn read_group(
     ids: &[Bytes],
     now: u64,
 ) -> Frame {
-    let reads = futures::future::join_all(
-        keys.iter()
-            .map(|k| store.get_typed(k, level, TypedWanted::Full)),
-    )
-    .await;
-    let mut wants = Vec::with_capacity(keys.len());
-    for ((found, key), id) in reads.into_iter().zip(keys).zip(ids) {
-        let found = match found {
-            Ok(f) => f,
-            Err(e) => return store_error(e),
-        };
-        match read_group_check(found.as_ref(), key, group, id) {
-            Ok((_, w)) => wants.push(w),
-            Err(e) => return e,
+    if keys.len() > 1 {
+        let reads = futures::future::join_all(
+            keys.iter()
+                .map(|k| store.get_typed(k, level, TypedWanted::Full)),
+        )
+        .await;
+        for ((found, key), id) in reads.into_iter().zip(keys).zip(ids) {
+            let found = match found {
+                Ok(f) => f,
+                Err(e) => return store_error(e),
+            };
+            if let Err(e) = read_group_check(found.as_ref(), key, group, id) {
+                return e;
+            }
         }
     }
     let limit = usize::try_from(count).unwrap_or(usize::MAX);
     let mut out = Vec::new();
-    for ((key, want), id) in keys.iter().zip(wants).zip(ids) {
+    for (key, id) in keys.iter().zip(ids) {
         let served = store
             .read_modify_write_typed(key, level, |found| {
-                // Checked again: the key may have changed since the first read.
-                let s = match read_group_check(found, key, group, id) {
-                    Ok((s, _)) => s,
+                let (s, want) = match read_group_check(found, key, group, id) {
+                    Ok(checked) => checked,
                     Err(e) => return (TypedChange::Keep, Err(e)),
                 };
                 let mut new = s.clone();
