@@ -3443,6 +3443,19 @@ const GROUPS_SAME_AS_REDIS: &[&str] = &[
     "XREADGROUP GROUP t1 c STREAMS g:t 0",
     "XAUTOCLAIM g:t t1 d 0 0",
     "XINFO STREAM g:t FULL",
+    // Counters at i64's end wrap as Redis's C arithmetic does (and read back through the
+    // nodes' Lua, rounded past 2^53, without breaking the stream).
+    "XGROUP CREATE g:e e1 0 MKSTREAM ENTRIESREAD 9223372036854775807",
+    "XADD g:e 1-1 f v",
+    "XREADGROUP GROUP e1 c STREAMS g:e >",
+    "XINFO GROUPS g:e",
+    "XCLAIM g:e e1 c 0 1-1 RETRYCOUNT 9223372036854775807 JUSTID",
+    "XCLAIM g:e e1 c 0 1-1 JUSTID",
+    "XCLAIM g:e e1 c 0 1-1",
+    "XPENDING g:e e1 - + 10",
+    "XSETID g:e 5-5 ENTRIESADDED 9223372036854775807",
+    "XINFO GROUPS g:e",
+    "XLEN g:e",
     "SET g:s v",
     "XGROUP CREATE g:s g1 $",
     "XREADGROUP GROUP g1 c1 STREAMS g:s >",
@@ -3653,8 +3666,8 @@ async fn stream_consumer_groups_match_a_real_redis_server() {
     tc.shutdown().await;
 }
 
-/// A stream written through quorumd is a real stream on every node, with the same entries and
-/// counters; a node wiped and healed by a sweep gets it back whole.
+/// A stream written through quorumd is a real stream on every node, with the same entries,
+/// counters and consumer groups; a node wiped and healed by a sweep gets it back whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
     // No in-flight window: the sweep right after the writes repairs them instead of waiting.
@@ -3666,6 +3679,8 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
         "XADD st 3-1 c x",
         "XDEL st 2-1",
         "XSETID st 9-9 ENTRIESADDED 12 MAXDELETEDID 2-1",
+        "XGROUP CREATE st g 0",
+        "XREADGROUP GROUP g alice COUNT 1 STREAMS st >",
     ] {
         assert!(!matches!(ours.cmd(line).await, Frame::Error(_)), "{line}");
     }
@@ -3677,7 +3692,11 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
             let entries: Vec<(String, Vec<String>)> =
                 common::command(&mut c, &["XRANGE", "st", "-", "+"]).await;
             let info: Vec<redis::Value> = common::command(&mut c, &["XINFO", "STREAM", "st"]).await;
-            (t, entries, info[6..12].to_vec())
+            // The group and its pending entry, healed with the stream.
+            let pending: redis::Value = common::command(&mut c, &["XPENDING", "st", "g"]).await;
+            let mut info = info[6..12].to_vec();
+            info.push(pending);
+            (t, entries, info)
         }
     };
     let want = (
@@ -3697,6 +3716,17 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
         infos.push(info);
     }
     assert!(infos.iter().all(|i| *i == infos[0]), "{infos:?}");
+    let bulk = |s: &str| redis::Value::BulkString(s.as_bytes().to_vec());
+    assert_eq!(
+        infos[0][6],
+        redis::Value::Array(vec![
+            redis::Value::Int(1),
+            bulk("1-1"),
+            bulk("1-1"),
+            redis::Value::Array(vec![redis::Value::Array(vec![bulk("alice"), bulk("1")])]),
+        ]),
+        "{infos:?}"
+    );
     assert_eq!(
         infos[0][1],
         redis::Value::BulkString(b"9-9".to_vec()),
@@ -3719,8 +3749,9 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
         Frame::bulk(b"10-0".to_vec())
     );
     for i in 0..3 {
-        let (_, entries, _) = on_node(i).await;
+        let (_, entries, info) = on_node(i).await;
         assert_eq!(entries.len(), 3, "node {i}");
+        assert_eq!(info[6], infos[0][6], "node {i}: the group kept");
     }
     tc.shutdown().await;
 }

@@ -127,25 +127,26 @@ impl Stream {
         let first = self.first_id();
         if self.max_deleted == StreamId::ZERO || self.max_deleted < first {
             if id < first {
-                return added - len;
+                return added.wrapping_sub(len);
             } else if id == first {
-                return added - len + 1;
+                return added.wrapping_sub(len).wrapping_add(1);
             }
         }
         NO_ENTRIES_READ
     }
 
-    /// `streamReplyWithCGLag`: how many entries the group has not read yet, if knowable.
+    /// `streamReplyWithCGLag`: how many entries the group has not read yet, if knowable. The
+    /// arithmetic wraps as C's does on the extreme counters ENTRIESREAD and XSETID accept.
     pub fn lag(&self, g: &Group) -> Option<i64> {
         let added = self.entries_added as i64;
         if self.entries_added == 0 {
             return Some(0);
         }
         if g.entries_read != NO_ENTRIES_READ && !self.has_tombstones_from(g.last_id) {
-            return Some(added - g.entries_read);
+            return Some(added.wrapping_sub(g.entries_read));
         }
         let read = self.estimate_entries_read(g.last_id);
-        (read != NO_ENTRIES_READ).then(|| added - read)
+        (read != NO_ENTRIES_READ).then(|| added.wrapping_sub(read))
     }
 
     /// XGROUP CREATE once the arguments are checked: false when the group exists.
@@ -185,7 +186,7 @@ impl Stream {
         for e in &delivered {
             if e.id > g.last_id {
                 if g.entries_read != NO_ENTRIES_READ && !self.has_tombstones_from(e.id) {
-                    g.entries_read += 1;
+                    g.entries_read = g.entries_read.wrapping_add(1);
                 } else if self.entries_added != 0 {
                     g.entries_read = self.estimate_entries_read(e.id);
                 }
@@ -240,7 +241,7 @@ impl Stream {
                 .map(|at| self.entries[at].clone());
             if found.is_some() {
                 p.delivery_time = now_ms;
-                p.delivery_count += 1;
+                p.delivery_count = p.delivery_count.wrapping_add(1);
             }
             out.push((*id, found));
         }
@@ -310,7 +311,7 @@ impl Stream {
             p.delivery_time = delivery_time;
             match opts.retry_count {
                 Some(n) => p.delivery_count = n,
-                None if !opts.justid => p.delivery_count += 1,
+                None if !opts.justid => p.delivery_count = p.delivery_count.wrapping_add(1),
                 None => {}
             }
             out.push((*id, (!opts.justid).then(|| entry.clone())));
@@ -365,7 +366,7 @@ impl Stream {
             p.consumer = consumer.to_vec();
             p.delivery_time = now_ms;
             if !justid {
-                p.delivery_count += 1;
+                p.delivery_count = p.delivery_count.wrapping_add(1);
             }
             out.claimed.push((id, (!justid).then(|| entry.clone())));
             count -= 1;

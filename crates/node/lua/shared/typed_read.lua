@@ -36,7 +36,7 @@ local function typed_read(key, mkey, full)
     local info = redis.call('XINFO', 'STREAM', key)
     local at = {}
     for i = 1, #info, 2 do at[info[i]] = info[i + 1] end
-    value = {t, at['last-generated-id'], at['max-deleted-entry-id'], tostring(at['entries-added'])}
+    value = {t, at['last-generated-id'], at['max-deleted-entry-id'], string.format('%.0f', at['entries-added'])}
     local entries, groups = nil, {}
     if at['groups'] > 0 then
       -- The groups with their PELs and consumers: FULL with COUNT 0 lists them all (and the

@@ -660,11 +660,18 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
                     .and_then(|t| t.parse::<u64>().ok())
                     .ok_or_else(bad)
             };
+            // Past 2^53 the counter reaches Lua as a double: read back rounded, and no higher
+            // than Redis's `long long` can hold, so that the stream stays readable.
+            let added = std::str::from_utf8(&bytes(added)?)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|f| *f >= 0.0)
+                .ok_or_else(bad)?;
             let mut stream = Stream {
                 entries: Vec::new(),
                 last_id: id(last)?,
                 max_deleted: id(max_deleted)?,
-                entries_added: number(added)?,
+                entries_added: (added as u64).min(i64::MAX as u64),
                 groups: Default::default(),
             };
             let (groups, entries) = parse_groups(entries, &bytes).map_err(|()| bad())?;
@@ -707,6 +714,16 @@ fn parse_groups<'a>(
             .and_then(|t| t.parse::<u64>().ok())
             .ok_or(())
     };
+    // Counters past 2^53 reach Lua as doubles: read back rounded (saturating at i64's ends),
+    // not refused, so that the stream stays readable.
+    let signed = |v: &Value| {
+        let t = text(v)?;
+        let t = std::str::from_utf8(&t).map_err(|_| ())?;
+        t.parse::<i64>()
+            .ok()
+            .or_else(|| t.parse::<f64>().ok().map(|f| f as i64))
+            .ok_or(())
+    };
     let id = |v: &Value| StreamId::parse_plain(&text(v)?).ok_or(());
     let (count, mut rest) = items.split_first().ok_or(())?;
     let mut groups = BTreeMap::new();
@@ -714,14 +731,10 @@ fn parse_groups<'a>(
         let [name, last, read, pel, more @ ..] = rest else {
             return Err(());
         };
-        let read = text(read)?;
-        let entries_read = if read.is_empty() {
+        let entries_read = if text(read)?.is_empty() {
             NO_ENTRIES_READ
         } else {
-            std::str::from_utf8(&read)
-                .ok()
-                .and_then(|t| t.parse::<i64>().ok())
-                .ok_or(())?
+            signed(read)?
         };
         let mut g = Group::new(id(last)?, entries_read);
         rest = more;
@@ -734,7 +747,8 @@ fn parse_groups<'a>(
                 Pending {
                     consumer: text(consumer)?,
                     delivery_time: number(time)?,
-                    delivery_count: number(deliveries)?,
+                    // XINFO prints the count signed: past 2^63 it reads negative.
+                    delivery_count: signed(deliveries)? as u64,
                 },
             );
             rest = more;
