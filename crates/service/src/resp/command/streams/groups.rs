@@ -1,6 +1,6 @@
-//! Streams' consumer groups: XGROUP, XREADGROUP (without BLOCK), XACK, XPENDING, XCLAIM,
-//! XAUTOCLAIM, XINFO GROUPS, XINFO CONSUMERS and XINFO STREAM FULL, with redis-server 7.0's
-//! replies and errors.
+//! Streams' consumer groups: XGROUP, XREADGROUP (without BLOCK), XACK, XCLAIM and XAUTOCLAIM
+//! here, and the commands of XPENDING, XINFO GROUPS, XINFO CONSUMERS and XINFO STREAM FULL
+//! (their replies in `group_info`), with redis-server 7.0's replies and errors.
 //!
 //! The groups live in the stream value (`quorumd_core::stream::Group`), so every command that
 //! changes one (XREADGROUP included, whose `>` advances the group and fills its pending list)
@@ -9,9 +9,10 @@
 //! against the value it found, in redis-server's order (which mixes argument checks with key
 //! and group lookups), so most of the parsing happens there rather than up front.
 
+use super::group_info::{info_consumers, info_full, info_groups, xpending};
 use super::{
-    StreamCmd, as_stream, entry_frame, id_frame, info_head, interval_id, invalid_id, now_ms, put,
-    reply, strict_id,
+    StreamCmd, as_stream, entry_frame, id_frame, interval_id, invalid_id, now_ms, put, reply,
+    strict_id,
 };
 use crate::resp::command::{
     Access, Command, data, eq, int_arg, store_error, syntax_error, unknown_subcommand, wrong_arity,
@@ -19,9 +20,7 @@ use crate::resp::command::{
 use crate::resp::frame::Frame;
 use bytes::Bytes;
 use quorumd_core::quorum::Consistency;
-use quorumd_core::stream::{
-    Claim, Entry, Group, IdForm, NO_ENTRIES_READ, Stream, StreamId, parse_id,
-};
+use quorumd_core::stream::{Claim, Entry, IdForm, NO_ENTRIES_READ, Stream, StreamId, parse_id};
 use quorumd_replication::store::{TypedChange, TypedFound, TypedWanted, VersionedStore};
 
 /// A consumer-group command, with the arguments it checks once the key is read.
@@ -71,19 +70,15 @@ pub enum Keyed {
 
 /// XPENDING's extended form.
 pub struct PendingRange {
-    min_idle: i64,
-    start: StreamId,
-    end: StreamId,
-    count: u64,
-    consumer: Option<Bytes>,
+    pub(super) min_idle: i64,
+    pub(super) start: StreamId,
+    pub(super) end: StreamId,
+    pub(super) count: u64,
+    pub(super) consumer: Option<Bytes>,
 }
 
 /// What a command decided: the change to write and the reply.
 type Decided = (TypedChange, Frame);
-
-fn text(t: &str) -> Frame {
-    Frame::bulk(t.to_string())
-}
 
 fn lossy(b: &[u8]) -> String {
     // Redis prints names with `%s`: a NUL ends them.
@@ -106,7 +101,7 @@ fn nogroup_for_key(key: &[u8], group: &[u8]) -> Frame {
     ))
 }
 
-fn subcommand_syntax(sub: &[u8], command: &str) -> Frame {
+pub(super) fn subcommand_syntax(sub: &[u8], command: &str) -> Frame {
     Frame::error(format!(
         "ERR unknown subcommand or wrong number of arguments for '{}'. Try {command} HELP.",
         String::from_utf8_lossy(sub)
@@ -558,197 +553,6 @@ fn xautoclaim(a: &[Bytes], found: Option<&TypedFound>, now: u64) -> Decided {
     (write_if_changed(Some(s), new, found), reply)
 }
 
-/// XPENDING's two forms, on a stream read.
-fn xpending(s: &Stream, group: &Group, range: Option<&PendingRange>, now: u64) -> Frame {
-    let Some(r) = range else {
-        let (Some((first, _)), Some((last, _))) = (
-            group.pending.first_key_value(),
-            group.pending.last_key_value(),
-        ) else {
-            return Frame::Array(vec![
-                Frame::Integer(0),
-                Frame::Null,
-                Frame::Null,
-                Frame::NullArray,
-            ]);
-        };
-        let owners = group
-            .consumers
-            .keys()
-            .filter_map(|name| {
-                let n = group.pending_of(name).count();
-                (n > 0).then(|| Frame::Array(vec![Frame::bulk(name.clone()), text(&n.to_string())]))
-            })
-            .collect();
-        return Frame::Array(vec![
-            Frame::Integer(group.pending.len() as i64),
-            id_frame(*first),
-            id_frame(*last),
-            Frame::Array(owners),
-        ]);
-    };
-    let _ = s;
-    if let Some(c) = &r.consumer
-        && !group.consumers.contains_key(&c[..])
-    {
-        return Frame::Array(vec![]);
-    }
-    let mut out = Vec::new();
-    if r.start <= r.end {
-        for (id, p) in group.pending.range(r.start..=r.end) {
-            if out.len() as u64 >= r.count {
-                break;
-            }
-            if r.consumer.as_ref().is_some_and(|c| c[..] != p.consumer[..]) {
-                continue;
-            }
-            let idle = (now as i64 - p.delivery_time as i64).max(0);
-            if r.min_idle != 0 && idle < r.min_idle {
-                continue;
-            }
-            out.push(Frame::Array(vec![
-                id_frame(*id),
-                Frame::bulk(p.consumer.clone()),
-                Frame::Integer(idle),
-                Frame::Integer(p.delivery_count as i64),
-            ]));
-        }
-    }
-    Frame::Array(out)
-}
-
-fn info_groups(s: &Stream) -> Frame {
-    Frame::Array(
-        s.groups
-            .iter()
-            .map(|(name, g)| {
-                Frame::Map(vec![
-                    (text("name"), Frame::bulk(name.clone())),
-                    (text("consumers"), Frame::Integer(g.consumers.len() as i64)),
-                    (text("pending"), Frame::Integer(g.pending.len() as i64)),
-                    (text("last-delivered-id"), id_frame(g.last_id)),
-                    (text("entries-read"), entries_read_frame(g)),
-                    (text("lag"), s.lag(g).map_or(Frame::Null, Frame::Integer)),
-                ])
-            })
-            .collect(),
-    )
-}
-
-fn entries_read_frame(g: &Group) -> Frame {
-    if g.entries_read == NO_ENTRIES_READ {
-        Frame::Null
-    } else {
-        Frame::Integer(g.entries_read)
-    }
-}
-
-fn info_consumers(g: &Group, now: u64) -> Frame {
-    Frame::Array(
-        g.consumers
-            .iter()
-            .map(|(name, c)| {
-                Frame::Map(vec![
-                    (text("name"), Frame::bulk(name.clone())),
-                    (
-                        text("pending"),
-                        Frame::Integer(g.pending_of(name).count() as i64),
-                    ),
-                    (
-                        text("idle"),
-                        Frame::Integer(now as i64 - c.seen_time as i64),
-                    ),
-                ])
-            })
-            .collect(),
-    )
-}
-
-/// XINFO STREAM key FULL [COUNT n], the options checked after the key (`xinfoReplyWithStreamInfo`).
-fn info_full(a: &[Bytes], s: &Stream) -> Frame {
-    let opts = &a[3..];
-    let syntax = || subcommand_syntax(&a[1], "XINFO");
-    if (opts.len() != 1 && opts.len() != 3) || !eq(&opts[0], "full") {
-        return syntax();
-    }
-    let mut count = 10i64;
-    if opts.len() == 3 {
-        if !eq(&opts[1], "count") {
-            return syntax();
-        }
-        count = match int_arg(&opts[2]) {
-            Ok(n) if n < 0 => 10,
-            Ok(n) => n,
-            Err(e) => return e,
-        };
-    }
-    let limit = if count == 0 {
-        usize::MAX
-    } else {
-        usize::try_from(count).unwrap_or(usize::MAX)
-    };
-    let mut fields = info_head(s);
-    fields.push((
-        text("entries"),
-        Frame::Array(s.entries.iter().take(limit).map(entry_frame).collect()),
-    ));
-    let groups = s
-        .groups
-        .iter()
-        .map(|(name, g)| {
-            let pel = g
-                .pending
-                .iter()
-                .take(limit)
-                .map(|(id, p)| {
-                    Frame::Array(vec![
-                        id_frame(*id),
-                        Frame::bulk(p.consumer.clone()),
-                        Frame::Integer(p.delivery_time as i64),
-                        Frame::Integer(p.delivery_count as i64),
-                    ])
-                })
-                .collect();
-            let consumers = g
-                .consumers
-                .iter()
-                .map(|(cname, c)| {
-                    let own: Vec<StreamId> = g.pending_of(cname).collect();
-                    let pending = own
-                        .iter()
-                        .take(limit)
-                        .map(|id| {
-                            let p = &g.pending[id];
-                            Frame::Array(vec![
-                                id_frame(*id),
-                                Frame::Integer(p.delivery_time as i64),
-                                Frame::Integer(p.delivery_count as i64),
-                            ])
-                        })
-                        .collect();
-                    Frame::Map(vec![
-                        (text("name"), Frame::bulk(cname.clone())),
-                        (text("seen-time"), Frame::Integer(c.seen_time as i64)),
-                        (text("pel-count"), Frame::Integer(own.len() as i64)),
-                        (text("pending"), Frame::Array(pending)),
-                    ])
-                })
-                .collect();
-            Frame::Map(vec![
-                (text("name"), Frame::bulk(name.clone())),
-                (text("last-delivered-id"), id_frame(g.last_id)),
-                (text("entries-read"), entries_read_frame(g)),
-                (text("lag"), s.lag(g).map_or(Frame::Null, Frame::Integer)),
-                (text("pel-count"), Frame::Integer(g.pending.len() as i64)),
-                (text("pending"), Frame::Array(pel)),
-                (text("consumers"), Frame::Array(consumers)),
-            ])
-        })
-        .collect();
-    fields.push((text("groups"), Frame::Array(groups)));
-    Frame::Map(fields)
-}
-
 /// What one XREADGROUP key asks: new entries (`>`) or the consumer's history after an ID.
 #[derive(Clone, Copy)]
 enum Want {
@@ -856,7 +660,7 @@ impl GroupCmd {
                     Err(e) => e,
                     Ok(s) => match s.and_then(|s| s.groups.get(&group[..]).map(|g| (s, g))) {
                         None => nogroup_key(&key, &group),
-                        Some((s, g)) => xpending(s, g, range.as_ref(), now),
+                        Some((_, g)) => xpending(g, range.as_ref(), now),
                     },
                 },
             },
@@ -962,5 +766,83 @@ async fn read_group(
         Frame::NullArray
     } else {
         Frame::KeyedArrays(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|w| Bytes::from(w.to_string())).collect()
+    }
+
+    fn err(r: Result<Command, Frame>) -> String {
+        match r {
+            Err(Frame::Error(e)) => e,
+            Err(_) => "other".into(),
+            Ok(_) => "ok".into(),
+        }
+    }
+
+    #[test]
+    fn xreadgroup_options_fail_in_redis_order() {
+        assert_eq!(
+            err(parse_xreadgroup(&args("xreadgroup count 1 streams s >"))),
+            "ERR Missing GROUP option for XREADGROUP"
+        );
+        assert_eq!(
+            err(parse_xreadgroup(&args(
+                "xreadgroup group g c streams s s >"
+            ))),
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be \
+             specified."
+        );
+        assert!(
+            err(parse_xreadgroup(&args(
+                "xreadgroup group g c block 0 streams s >"
+            )))
+            .starts_with("ERR blocking commands are not supported by quorumd")
+        );
+        assert_eq!(
+            err(parse_xreadgroup(&args(
+                "xreadgroup group g c noack streams s >"
+            ))),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn xgroup_and_xpending_check_arity_and_range_first() {
+        assert_eq!(
+            err(parse_xgroup(&args("xgroup create s g"))),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
+        assert_eq!(
+            err(parse_xgroup(&args("xgroup set s g 0"))),
+            "ERR unknown subcommand 'set'. Try XGROUP HELP."
+        );
+        assert!(matches!(
+            parse_xgroup(&args("xgroup help")),
+            Err(Frame::Array(_))
+        ));
+        assert_eq!(
+            err(parse_xpending(&args("xpending s g - +"))),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            err(parse_xpending(&args("xpending s g idle 1 - +"))),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            err(parse_xpending(&args(
+                "xpending s g (18446744073709551615-18446744073709551615 + 1"
+            ))),
+            "ERR invalid start ID for the interval"
+        );
+        assert_eq!(
+            err(parse_xpending(&args("xpending s g - + 5 c extra"))),
+            "ok"
+        );
     }
 }

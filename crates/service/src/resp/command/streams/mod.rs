@@ -1,6 +1,6 @@
 //! Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD (without BLOCK), XSETID
-//! and XINFO STREAM here, the consumer-group commands in `groups`, with redis-server 7.0's
-//! replies and errors. XREAD BLOCK and XREADGROUP BLOCK are refused.
+//! and XINFO STREAM here, the consumer-group commands in `groups` (their read-only replies in
+//! `group_info`), with redis-server 7.0's replies and errors. XREAD BLOCK and XREADGROUP BLOCK are refused.
 //!
 //! A stream is a versioned value like a list (docs/ARCHITECTURE.md, "Streams"): a read takes it
 //! whole, a write replaces it whole under the key's ballot (`read_modify_write_typed`), with
@@ -8,6 +8,7 @@
 //! Arguments are checked in redis-server's order: what it checks before looking the key up is
 //! checked when parsing, the rest once the value is read.
 
+mod group_info;
 mod groups;
 
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
