@@ -1,9 +1,11 @@
 //! Redis streams as values computed in pure code: entry IDs (parsing as redis-server 7.0 does,
-//! ordering), the stream model (entries, last-generated ID, entries-added, max-deleted ID),
-//! trimming with `~` emulated on Redis's node layout, range selection, and the `DUMP` payload
-//! (`RDB_TYPE_STREAM_LISTPACKS_2`, as 7.0 writes it) that stores a stream on a node.
+//! ordering), the stream model (entries, last-generated ID, entries-added, max-deleted ID, and
+//! the consumer groups of `groups`), trimming with `~` emulated on Redis's node layout, range
+//! selection, and the `DUMP` payload (`RDB_TYPE_STREAM_LISTPACKS_2`, as 7.0 writes it, groups
+//! included) that stores a stream on a node.
 //!
-//! A stream is read whole from a node (`XRANGE - +` and `XINFO STREAM`) and written whole as a
+//! A stream is read whole from a node (`XRANGE - +` and `XINFO STREAM`, or `XINFO STREAM FULL`
+//! when it has groups) and written whole as a
 //! `RESTORE` payload, so the node layout Redis would have (listpack nodes of at most
 //! `stream-node-max-entries` 100 entries and `stream-node-max-bytes` 4096 bytes, the defaults)
 //! is rebuilt from the live entries: [`Stream::nodes`] appends them one by one as `XADD` would.

@@ -1,6 +1,7 @@
 //! Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD (without BLOCK), XSETID
 //! and XINFO STREAM here, the consumer-group commands in `groups` (their read-only replies in
-//! `group_info`), with redis-server 7.0's replies and errors. XREAD BLOCK and XREADGROUP BLOCK are refused.
+//! `group_info`), with redis-server 7.0's replies and errors. XREAD BLOCK and XREADGROUP BLOCK
+//! are refused.
 //!
 //! A stream is a versioned value like a list (docs/ARCHITECTURE.md, "Streams"): a read takes it
 //! whole, a write replaces it whole under the key's ballot (`read_modify_write_typed`), with
