@@ -377,7 +377,8 @@ async fn concurrent_xreadgroups_through_two_processes_deliver_each_entry_once() 
             tokio::spawn(async move {
                 let mut c = RespClient::connect(addr).await;
                 let (mut delivered, mut acked, mut errors) = (Vec::new(), Vec::new(), 0);
-                loop {
+                // More than every entry means some came twice: stop, the check below fails.
+                while delivered.len() <= ENTRIES {
                     let done = added.load(Ordering::SeqCst);
                     let line = format!("XREADGROUP GROUP g c{n} COUNT 3 STREAMS ballot:stream >");
                     let ids: Vec<String> = match c.cmd(&line).await {
@@ -410,6 +411,7 @@ async fn concurrent_xreadgroups_through_two_processes_deliver_each_entry_once() 
                     }
                     delivered.extend(ids);
                 }
+                (delivered, acked, errors)
             })
         })
         .collect();
