@@ -329,3 +329,162 @@ async fn concurrent_smoves_through_two_processes_never_lose_a_member() {
     drop(second);
     tc.shutdown().await;
 }
+
+/// XREADGROUP `>` on one consumer group from clients of two quorumd processes at once, while
+/// another client adds entries: every entry is delivered to exactly one consumer, and the
+/// group's pending list is exactly the delivered entries not acknowledged. XREADGROUP `>` is a
+/// read-modify-write of the whole stream under the key's ballot; were it a read followed by a
+/// plain write, two processes that read the same last-delivered ID would both hand out the
+/// entries after it (a duplicate here), and one's pending entries would overwrite the other's
+/// (a delivered, unacknowledged entry missing from XPENDING).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_xreadgroups_through_two_processes_deliver_each_entry_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ENTRIES: usize = 120;
+    let tc = TestCluster::start(3).await;
+    let (second, addrs) = two_processes(&tc);
+    let mut c = RespClient::connect(addrs[0]).await;
+    assert_eq!(
+        c.cmd("XGROUP CREATE ballot:stream g $ MKSTREAM").await,
+        Frame::ok()
+    );
+    let added = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let added = added.clone();
+        let addr = addrs[1];
+        tokio::spawn(async move {
+            let mut c = RespClient::connect(addr).await;
+            for i in 1..=ENTRIES {
+                // An XADD answered with an error may have landed: retried, it is refused.
+                loop {
+                    match c.cmd(&format!("XADD ballot:stream {i}-1 n {i}")).await {
+                        Frame::Bulk(_) => break,
+                        Frame::Error(e) if e.contains("equal or smaller") => break,
+                        Frame::Error(_) => continue,
+                        other => panic!("XADD answered {other:?}"),
+                    }
+                }
+            }
+            added.store(true, Ordering::SeqCst);
+        })
+    };
+    let consumers: Vec<_> = addrs
+        .into_iter()
+        .enumerate()
+        .map(|(n, addr)| {
+            let added = added.clone();
+            tokio::spawn(async move {
+                let mut c = RespClient::connect(addr).await;
+                let (mut delivered, mut acked, mut errors) = (Vec::new(), Vec::new(), 0);
+                // More than every entry means some came twice: stop, the check below fails.
+                while delivered.len() <= ENTRIES {
+                    let done = added.load(Ordering::SeqCst);
+                    let line = format!("XREADGROUP GROUP g c{n} COUNT 3 STREAMS ballot:stream >");
+                    let ids: Vec<String> = match c.cmd(&line).await {
+                        Frame::Null | Frame::NullArray if done => {
+                            return (delivered, acked, errors);
+                        }
+                        Frame::Null | Frame::NullArray => {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        Frame::Array(streams) => entry_ids(&streams),
+                        Frame::Error(_) => {
+                            errors += 1;
+                            assert!(errors < 50, "XREADGROUP keeps failing");
+                            continue;
+                        }
+                        other => panic!("XREADGROUP answered {other:?}"),
+                    };
+                    // Every other entry is acknowledged (retried until answered: XACK of an
+                    // acknowledged entry answers 0).
+                    for id in ids.iter().step_by(2) {
+                        loop {
+                            match c.cmd(&format!("XACK ballot:stream g {id}")).await {
+                                Frame::Integer(_) => break,
+                                Frame::Error(_) => continue,
+                                other => panic!("XACK answered {other:?}"),
+                            }
+                        }
+                        acked.push(id.clone());
+                    }
+                    delivered.extend(ids);
+                }
+                (delivered, acked, errors)
+            })
+        })
+        .collect();
+    producer.await.unwrap();
+    let (mut delivered, mut acked, mut errors) = (Vec::new(), HashSet::<String>::new(), 0);
+    for c in consumers {
+        let (d, a, e) = c.await.unwrap();
+        delivered.extend(d);
+        acked.extend(a);
+        errors += e;
+    }
+    let distinct: HashSet<&String> = delivered.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        delivered.len(),
+        "an entry was delivered twice"
+    );
+    let pending = match c.cmd("XPENDING ballot:stream g - + 1000").await {
+        Frame::Array(items) => items
+            .iter()
+            .map(|e| match e {
+                Frame::Array(v) => match &v[0] {
+                    Frame::Bulk(id) => String::from_utf8(id.to_vec()).unwrap(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect::<HashSet<String>>(),
+        other => panic!("XPENDING answered {other:?}"),
+    };
+    let unacked: HashSet<String> = distinct
+        .iter()
+        .filter(|id| !acked.contains(id.as_str()))
+        .map(|id| id.to_string())
+        .collect();
+    // An XREADGROUP answered with an error may have delivered entries nobody saw: they are
+    // pending. Every entry is either seen or pending.
+    assert!(
+        unacked.is_subset(&pending),
+        "a delivered entry is not pending"
+    );
+    assert!(pending.iter().all(|id| !acked.contains(id)));
+    assert_eq!(distinct.len() + (pending.len() - unacked.len()), ENTRIES);
+    if errors == 0 {
+        assert_eq!(pending, unacked);
+        assert_eq!(delivered.len(), ENTRIES);
+    }
+    let summary = c.cmd("XPENDING ballot:stream g").await;
+    let Frame::Array(summary) = summary else {
+        panic!("{summary:?}");
+    };
+    assert_eq!(summary[0], Frame::Integer(pending.len() as i64));
+    drop(second);
+    tc.shutdown().await;
+}
+
+/// The entry IDs of an XREADGROUP reply (RESP2: [[key, [[id, fields], ...]], ...]).
+fn entry_ids(streams: &[Frame]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for s in streams {
+        let Frame::Array(pair) = s else {
+            panic!("{s:?}")
+        };
+        let Frame::Array(entries) = &pair[1] else {
+            panic!("{pair:?}")
+        };
+        for e in entries {
+            let Frame::Array(e) = e else { panic!("{e:?}") };
+            let Frame::Bulk(id) = &e[0] else {
+                panic!("{e:?}")
+            };
+            ids.push(String::from_utf8(id.to_vec()).unwrap());
+        }
+    }
+    ids
+}

@@ -43,6 +43,9 @@ enum How {
     /// Server-side randomness: only the reply's shape is compared (nil, a bulk string, an
     /// array of the same length, the same error).
     Shape,
+    /// Replies that carry times read from each server's clock: those fields are zeroed on
+    /// both sides (see `without_times`), everything else is compared as it is.
+    Times,
     /// Not generated: the command (or this use of it) would make the keyspaces diverge for
     /// a reason the table gives, so the generator never sends it.
     NotGenerated,
@@ -86,6 +89,14 @@ const LEGIT: &[Legit] = &[
         what: "PTTL PEXPIRETIME",
         how: How::Ttl { tolerance: 2_000 },
         why: "the countdown, in milliseconds; quorumd's command takes a few ms more",
+    },
+    Legit {
+        what: "XPENDING XINFO",
+        how: How::Times,
+        why: "consumer groups' times: XPENDING's idle times, XINFO CONSUMERS' idle times, XINFO \
+              STREAM FULL's delivery and seen times are each server's clock; minimum idle \
+              times sent are 0 or an hour and IDLE sets two hours (or an edge value), so which \
+              entries qualify does not depend on when each server runs the command",
     },
     Legit {
         what: "ZRANDMEMBER SRANDMEMBER HRANDFIELD",
@@ -300,12 +311,70 @@ fn same(name: &str, ours: &Reply, theirs: &Reply) -> bool {
         (Some(How::Ttl { tolerance }), Reply::Int(a), Reply::Int(b)) => {
             a == b || (*a >= 0 && *b >= 0 && (a - b).abs() <= tolerance)
         }
+        (Some(How::Times), a, b) => without_times(name, a) == without_times(name, b),
         (Some(How::Shape), a, b) => match (a, b) {
             (Reply::Bulk(_), Reply::Bulk(_)) => true,
             (Reply::Array(x), Reply::Array(y)) => x.len() == y.len(),
             (a, b) => a == b,
         },
         (_, a, b) => a == b,
+    }
+}
+
+/// A reply with its time fields zeroed: XPENDING's idle times ([id, consumer, idle, count]
+/// entries), and in XINFO replies (flat in RESP2, maps in RESP3, at any depth) the values of
+/// `idle` and `seen-time` and the times in `pending` lists ([id, consumer, delivery-time,
+/// count] for a group, [id, delivery-time, count] for a consumer).
+fn without_times(name: &str, r: &Reply) -> Reply {
+    let zero_at = |v: &[Reply], at: usize| {
+        let mut v = v.to_vec();
+        v[at] = Reply::Int(0);
+        Reply::Array(v)
+    };
+    match r {
+        Reply::Array(items) if name == "XPENDING" => Reply::Array(
+            items
+                .iter()
+                .map(|e| match e {
+                    Reply::Array(v) if v.len() == 4 && matches!(v[2], Reply::Int(_)) => {
+                        zero_at(v, 2)
+                    }
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+        Reply::Array(items) | Reply::Map(items) if name == "XINFO" => {
+            let mut out = Vec::with_capacity(items.len());
+            let mut field = None;
+            for item in items {
+                let zeroed = match (field.take(), item) {
+                    (Some("idle" | "seen-time"), Reply::Int(_)) => Reply::Int(0),
+                    (Some("pending"), Reply::Array(entries)) => Reply::Array(
+                        entries
+                            .iter()
+                            .map(|e| match e {
+                                Reply::Array(p) if p.len() == 4 => zero_at(p, 2),
+                                Reply::Array(p) if p.len() == 3 => zero_at(p, 1),
+                                other => other.clone(),
+                            })
+                            .collect(),
+                    ),
+                    (_, other) => without_times(name, other),
+                };
+                field = match item {
+                    Reply::Bulk(b) if b == b"idle" => Some("idle"),
+                    Reply::Bulk(b) if b == b"seen-time" => Some("seen-time"),
+                    Reply::Bulk(b) if b == b"pending" => Some("pending"),
+                    _ => None,
+                };
+                out.push(zeroed);
+            }
+            match r {
+                Reply::Map(_) => Reply::Map(out),
+                _ => Reply::Array(out),
+            }
+        }
+        other => other.clone(),
     }
 }
 
@@ -1381,9 +1450,12 @@ impl Gen {
     }
 
     /// XADD (explicit IDs), XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD without BLOCK, XSETID
-    /// and XINFO STREAM, mostly on the stream keys (x0, x1).
+    /// and XINFO STREAM, and the consumer-group commands, mostly on the stream keys (x0, x1).
     fn stream(&mut self) -> Cmd {
         let k = self.key(Use::Stream);
+        if self.chance(0.45) {
+            return self.stream_group(&k);
+        }
         match self.rng.random_range(0..16) {
             0..=5 => {
                 let mut c = Cmd::new("XADD").key(&k);
@@ -1462,6 +1534,153 @@ impl Gen {
                 c
             }
             _ => Cmd::new("XINFO").arg("STREAM").key(&k),
+        }
+    }
+
+    /// A consumer-group command on `k`: two groups, two consumers, IDs from `stream_id` (valid
+    /// or not), minimum idle times of 0 or an hour (see [`LEGIT`], "XPENDING XINFO").
+    fn stream_group(&mut self, k: &[u8]) -> Cmd {
+        let g = self.pick(&["g1", "g2"]);
+        let c = self.pick(&["c1", "c2"]);
+        let idle = self.pick(&["0", "0", "3600000", "3600000", "x", "-5"]);
+        let start = |s: &mut Gen| {
+            if s.chance(0.3) {
+                "$".to_string()
+            } else {
+                s.stream_id()
+            }
+        };
+        match self.rng.random_range(0..17) {
+            0 | 1 => {
+                let id = start(self);
+                let mut cmd = Cmd::new("XGROUP").arg("CREATE").key(k).arg(g).arg(id);
+                if self.chance(0.6) {
+                    cmd = cmd.arg("MKSTREAM");
+                }
+                if self.chance(0.2) {
+                    cmd = cmd.arg("ENTRIESREAD").arg(self.int());
+                }
+                cmd
+            }
+            2 => {
+                let id = start(self);
+                let cmd = Cmd::new("XGROUP").arg("SETID").key(k).arg(g).arg(id);
+                if self.chance(0.3) {
+                    cmd.arg("ENTRIESREAD").arg(self.int())
+                } else {
+                    cmd
+                }
+            }
+            3 => Cmd::new("XGROUP").arg("DESTROY").key(k).arg(g),
+            4 => Cmd::new("XGROUP")
+                .arg("CREATECONSUMER")
+                .key(k)
+                .arg(g)
+                .arg(c),
+            5 => Cmd::new("XGROUP").arg("DELCONSUMER").key(k).arg(g).arg(c),
+            6..=8 => {
+                let mut cmd = Cmd::new("XREADGROUP").arg("GROUP").arg(g).arg(c);
+                if self.chance(0.5) {
+                    cmd = cmd.arg("COUNT").arg(self.int());
+                }
+                if self.chance(0.15) {
+                    cmd = cmd.arg("NOACK");
+                }
+                let id = |s: &mut Gen| {
+                    if s.chance(0.6) {
+                        ">".to_string()
+                    } else if s.chance(0.1) {
+                        "$".to_string()
+                    } else {
+                        s.stream_id()
+                    }
+                };
+                cmd = cmd.arg("STREAMS").key(k);
+                if self.chance(0.2) {
+                    let other = self.key(Use::Stream);
+                    let (a, b) = (id(self), id(self));
+                    cmd.key(&other).arg(a).arg(b)
+                } else {
+                    let a = id(self);
+                    cmd.arg(a)
+                }
+            }
+            9 => {
+                let (a, b) = (self.stream_id(), self.stream_id());
+                Cmd::new("XACK").key(k).arg(g).arg(a).arg(b)
+            }
+            10 => {
+                let (a, b) = (self.stream_id(), self.stream_id());
+                let mut cmd = Cmd::new("XCLAIM")
+                    .key(k)
+                    .arg(g)
+                    .arg(c)
+                    .arg(idle)
+                    .arg(a)
+                    .arg(b);
+                for _ in 0..self.rng.random_range(0..3) {
+                    cmd = match self.rng.random_range(0..7) {
+                        0 => cmd.arg("FORCE"),
+                        1 => cmd.arg("JUSTID"),
+                        2 => cmd.arg("IDLE").arg(self.pick(&["7200000", "7200000", "x"])),
+                        3 => cmd.arg("TIME").arg(self.pick(&["1000", "-1", "x"])),
+                        4 => cmd.arg("RETRYCOUNT").arg(self.int()),
+                        5 => {
+                            let id = self.stream_id();
+                            cmd.arg("LASTID").arg(id)
+                        }
+                        _ => cmd.arg("NOSUCHOPTION"),
+                    };
+                }
+                cmd
+            }
+            11 => {
+                let from = if self.chance(0.2) {
+                    "-".to_string()
+                } else {
+                    self.stream_id()
+                };
+                let mut cmd = Cmd::new("XAUTOCLAIM")
+                    .key(k)
+                    .arg(g)
+                    .arg(c)
+                    .arg(idle)
+                    .arg(from);
+                if self.chance(0.5) {
+                    cmd = cmd.arg("COUNT").arg(self.int());
+                }
+                if self.chance(0.3) {
+                    cmd = cmd.arg("JUSTID");
+                }
+                cmd
+            }
+            12 => Cmd::new("XPENDING").key(k).arg(g),
+            13 => {
+                let mut cmd = Cmd::new("XPENDING").key(k).arg(g);
+                if self.chance(0.3) {
+                    cmd = cmd.arg("IDLE").arg(idle);
+                }
+                let (a, b) = if self.chance(0.5) {
+                    ("-".to_string(), "+".to_string())
+                } else {
+                    (self.stream_id(), self.stream_id())
+                };
+                cmd = cmd.arg(a).arg(b).arg(self.int());
+                if self.chance(0.4) {
+                    cmd = cmd.arg(c);
+                }
+                cmd
+            }
+            14 => Cmd::new("XINFO").arg("GROUPS").key(k),
+            15 => Cmd::new("XINFO").arg("CONSUMERS").key(k).arg(g),
+            _ => {
+                let cmd = Cmd::new("XINFO").arg("STREAM").key(k).arg("FULL");
+                if self.chance(0.5) {
+                    cmd.arg("COUNT").arg(self.int())
+                } else {
+                    cmd
+                }
+            }
         }
     }
 
@@ -1886,7 +2105,16 @@ async fn compare_state(
                 .arg("WITHSCORES"),
             Reply::Status(s) if s == "hash" => Cmd::new("HGETALL").key(&k),
             Reply::Status(s) if s == "set" => Cmd::new("SMEMBERS").key(&k),
-            Reply::Status(s) if s == "stream" => Cmd::new("XRANGE").key(&k).arg("-").arg("+"),
+            Reply::Status(s) if s == "stream" => {
+                // The consumer groups too, with their pending entries and consumers.
+                reads.push(Cmd::new("XRANGE").key(&k).arg("-").arg("+"));
+                Cmd::new("XINFO")
+                    .arg("STREAM")
+                    .key(&k)
+                    .arg("FULL")
+                    .arg("COUNT")
+                    .arg("0")
+            }
             // Absent on the reference: quorumd must agree.
             _ => Cmd::new("GET").key(&k),
         };

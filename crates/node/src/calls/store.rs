@@ -13,8 +13,9 @@ use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::Content;
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_core::stream::{Entry, Stream, StreamId};
+use quorumd_core::stream::{Consumer, Entry, Group, NO_ENTRIES_READ, Pending, Stream, StreamId};
 use redis::{Script, Value};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 /// Applies a batch of versioned entries.
@@ -659,12 +660,22 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
                     .and_then(|t| t.parse::<u64>().ok())
                     .ok_or_else(bad)
             };
+            // Past 2^53 the counter reaches Lua as a double: read back rounded, and no higher
+            // than Redis's `long long` can hold, so that the stream stays readable.
+            let added = std::str::from_utf8(&bytes(added)?)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|f| *f >= 0.0)
+                .ok_or_else(bad)?;
             let mut stream = Stream {
                 entries: Vec::new(),
                 last_id: id(last)?,
                 max_deleted: id(max_deleted)?,
-                entries_added: number(added)?,
+                entries_added: (added as u64).min(i64::MAX as u64),
+                groups: Default::default(),
             };
+            let (groups, entries) = parse_groups(entries, &bytes).map_err(|()| bad())?;
+            stream.groups = groups;
             let mut rest = entries;
             while let [entry_id, n, more @ ..] = rest {
                 let n = usize::try_from(number(n)?).map_err(|_| bad())?;
@@ -686,6 +697,79 @@ fn parse_typed(v: &Value) -> Result<Option<TypedValue>, NodeError> {
         (_, []) => TypedValue::Only(name),
         _ => return Err(bad()),
     }))
+}
+
+/// The consumer groups of a typed read's stream (`typed_read.lua` describes the layout), and
+/// what follows them (the entries).
+#[allow(clippy::type_complexity)]
+fn parse_groups<'a>(
+    items: &'a [Value],
+    bytes: &dyn Fn(&Value) -> Result<Vec<u8>, NodeError>,
+) -> Result<(BTreeMap<Vec<u8>, Group>, &'a [Value]), ()> {
+    let text = |v: &Value| bytes(v).map_err(|_| ());
+    let number = |v: &Value| {
+        let t = text(v)?;
+        std::str::from_utf8(&t)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or(())
+    };
+    // Counters past 2^53 reach Lua as doubles: read back rounded (saturating at i64's ends),
+    // not refused, so that the stream stays readable.
+    let signed = |v: &Value| {
+        let t = text(v)?;
+        let t = std::str::from_utf8(&t).map_err(|_| ())?;
+        t.parse::<i64>()
+            .ok()
+            .or_else(|| t.parse::<f64>().ok().map(|f| f as i64))
+            .ok_or(())
+    };
+    let id = |v: &Value| StreamId::parse_plain(&text(v)?).ok_or(());
+    let (count, mut rest) = items.split_first().ok_or(())?;
+    let mut groups = BTreeMap::new();
+    for _ in 0..number(count)? {
+        let [name, last, read, pel, more @ ..] = rest else {
+            return Err(());
+        };
+        let entries_read = if text(read)?.is_empty() {
+            NO_ENTRIES_READ
+        } else {
+            signed(read)?
+        };
+        let mut g = Group::new(id(last)?, entries_read);
+        rest = more;
+        for _ in 0..number(pel)? {
+            let [pid, consumer, time, deliveries, more @ ..] = rest else {
+                return Err(());
+            };
+            g.pending.insert(
+                id(pid)?,
+                Pending {
+                    consumer: text(consumer)?,
+                    delivery_time: number(time)?,
+                    // XINFO prints the count signed: past 2^63 it reads negative.
+                    delivery_count: signed(deliveries)? as u64,
+                },
+            );
+            rest = more;
+        }
+        let (consumers, more) = rest.split_first().ok_or(())?;
+        rest = more;
+        for _ in 0..number(consumers)? {
+            let [cname, seen, more @ ..] = rest else {
+                return Err(());
+            };
+            g.consumers.insert(
+                text(cname)?,
+                Consumer {
+                    seen_time: number(seen)?,
+                },
+            );
+            rest = more;
+        }
+        groups.insert(text(name)?, g);
+    }
+    Ok((groups, rest))
 }
 
 /// A score as the node printed it (`%.17g`, `inf`, `-inf`): that text parses back to the
@@ -1040,6 +1124,19 @@ mod tests {
             b("9-9"),
             b("2-1"),
             b("12"),
+            // One group: unknown entries-read, one pending entry, one consumer.
+            b("1"),
+            b("g"),
+            b("1-1"),
+            b(""),
+            b("1"),
+            b("1-1"),
+            b("alice"),
+            b("1700000000000"),
+            b("2"),
+            b("1"),
+            b("alice"),
+            b("1700000000001"),
             b("1-1"),
             b("2"),
             b("a"),
@@ -1059,6 +1156,11 @@ mod tests {
         assert_eq!(s.entries_added, 12);
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.entries[0].fields[1], (b"b".to_vec(), Vec::new()));
+        let g = &s.groups[&b"g"[..]];
+        assert_eq!(g.entries_read, NO_ENTRIES_READ);
+        assert_eq!(g.pending[&StreamId::new(1, 1)].delivery_count, 2);
+        assert_eq!(g.pending_of(b"alice").count(), 1);
+        assert_eq!(g.consumers[&b"alice"[..]].seen_time, 1_700_000_000_001);
         // A type-only read names the type; a cut-short entry is refused, not a panic.
         let only = Value::Array(vec![b("stream")]);
         assert_eq!(
@@ -1070,6 +1172,7 @@ mod tests {
             b("1-1"),
             b("0-0"),
             b("1"),
+            b("0"),
             b("1-1"),
             b("3"),
             b("a"),

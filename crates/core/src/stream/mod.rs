@@ -1,9 +1,11 @@
 //! Redis streams as values computed in pure code: entry IDs (parsing as redis-server 7.0 does,
-//! ordering), the stream model (entries, last-generated ID, entries-added, max-deleted ID),
-//! trimming with `~` emulated on Redis's node layout, range selection, and the `DUMP` payload
-//! (`RDB_TYPE_STREAM_LISTPACKS_2`, as 7.0 writes it) that stores a stream on a node.
+//! ordering), the stream model (entries, last-generated ID, entries-added, max-deleted ID, and
+//! the consumer groups of `groups`), trimming with `~` emulated on Redis's node layout, range
+//! selection, and the `DUMP` payload (`RDB_TYPE_STREAM_LISTPACKS_2`, as 7.0 writes it, groups
+//! included) that stores a stream on a node.
 //!
-//! A stream is read whole from a node (`XRANGE - +` and `XINFO STREAM`) and written whole as a
+//! A stream is read whole from a node (`XRANGE - +` and `XINFO STREAM`, or `XINFO STREAM FULL`
+//! when it has groups) and written whole as a
 //! `RESTORE` payload, so the node layout Redis would have (listpack nodes of at most
 //! `stream-node-max-entries` 100 entries and `stream-node-max-bytes` 4096 bytes, the defaults)
 //! is rebuilt from the live entries: [`Stream::nodes`] appends them one by one as `XADD` would.
@@ -11,7 +13,11 @@
 //! so after an XDEL a `~` trim may remove other whole nodes than redis-server would.
 
 use crate::dump;
+use std::collections::BTreeMap;
 use std::fmt;
+
+mod groups;
+pub use groups::{AutoClaim, Claim, Consumer, Group, NO_ENTRIES_READ, Pending};
 
 /// Redis's defaults for the node size; the nodes are assumed to keep them.
 pub const NODE_MAX_ENTRIES: usize = 100;
@@ -65,7 +71,7 @@ impl StreamId {
     }
 
     /// The 16 bytes of a radix-tree key: both halves big-endian.
-    fn key(self) -> [u8; 16] {
+    pub(crate) fn key(self) -> [u8; 16] {
         let mut k = [0u8; 16];
         k[..8].copy_from_slice(&self.ms.to_be_bytes());
         k[8..].copy_from_slice(&self.seq.to_be_bytes());
@@ -205,7 +211,7 @@ pub struct Entry {
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A whole stream, as quorumd reads and writes it. Consumer groups are not kept.
+/// A whole stream, as quorumd reads and writes it, its consumer groups included.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stream {
     /// Live entries in ID order.
@@ -213,6 +219,8 @@ pub struct Stream {
     pub last_id: StreamId,
     pub max_deleted: StreamId,
     pub entries_added: u64,
+    /// The consumer groups by name, in byte order (the order of Redis's radix tree).
+    pub groups: BTreeMap<Vec<u8>, Group>,
 }
 
 /// Why an XADD did not add.
@@ -399,7 +407,7 @@ impl Stream {
         rax_nodes(&keys)
     }
 
-    /// The `RESTORE` payload of the stream (no consumer groups).
+    /// The `RESTORE` payload of the stream, its consumer groups included.
     pub fn dump_payload(&self) -> Vec<u8> {
         let nodes = self.nodes();
         let mut out = vec![TYPE_STREAM_LISTPACKS_2];
@@ -424,8 +432,7 @@ impl Stream {
         ] {
             dump::put_len(&mut out, v);
         }
-        // No consumer groups.
-        dump::put_len(&mut out, 0);
+        groups::put_groups(&mut out, &self.groups);
         dump::finish(&mut out, STREAM_RDB_VERSION);
         out
     }

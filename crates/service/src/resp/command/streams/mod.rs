@@ -1,12 +1,16 @@
-//! Stream commands without consumer groups: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD
-//! (without BLOCK), XSETID and XINFO STREAM, with redis-server 7.0's replies and errors. The
-//! consumer-group commands and XREAD BLOCK are refused.
+//! Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD (without BLOCK), XSETID
+//! and XINFO STREAM here, the consumer-group commands in `groups` (their read-only replies in
+//! `group_info`), with redis-server 7.0's replies and errors. XREAD BLOCK and XREADGROUP BLOCK
+//! are refused.
 //!
 //! A stream is a versioned value like a list (docs/ARCHITECTURE.md, "Streams"): a read takes it
 //! whole, a write replaces it whole under the key's ballot (`read_modify_write_typed`), with
 //! the new stream computed by `quorumd_core::stream`. So every command costs O(stream size).
 //! Arguments are checked in redis-server's order: what it checks before looking the key up is
 //! checked when parsing, the rest once the value is read.
+
+mod group_info;
+mod groups;
 
 use super::{Access, Command, Flag, Spec, data, eq, int_arg, store_error};
 use super::{syntax_error, wrong_arity, wrong_type};
@@ -47,30 +51,24 @@ pub static SPECS: &[Spec] = &[
         parse_xsetid,
     ),
     Spec::keyless("xinfo", -2, READ, parse_xinfo),
-    Spec::keyless("xgroup", -2, &[Flag::Write], refuse_groups),
-    Spec::keyless("xreadgroup", -7, &[Flag::Write], refuse_groups),
-    Spec::keyless("xack", -4, &[Flag::Write], refuse_groups),
-    Spec::keyless("xclaim", -6, &[Flag::Write], refuse_groups),
-    Spec::keyless("xautoclaim", -6, &[Flag::Write], refuse_groups),
-    Spec::keyless("xpending", -3, READ, refuse_groups),
+    // A container command: its key is the subcommand's (XGROUP HELP has none).
+    Spec::keyless("xgroup", -2, &[Flag::Write], groups::parse_xgroup),
+    Spec::keyless("xreadgroup", -7, &[Flag::Write], groups::parse_xreadgroup),
+    Spec::keyed("xack", -4, &[Flag::Write, Flag::Fast], (1, 1, 1), |a| {
+        groups::keyed(a, groups::Keyed::Ack)
+    }),
+    Spec::keyed("xclaim", -6, &[Flag::Write, Flag::Fast], (1, 1, 1), |a| {
+        groups::keyed(a, groups::Keyed::Claim)
+    }),
+    Spec::keyed(
+        "xautoclaim",
+        -6,
+        &[Flag::Write, Flag::Fast],
+        (1, 1, 1),
+        |a| groups::keyed(a, groups::Keyed::AutoClaim),
+    ),
+    Spec::keyed("xpending", -3, READ, (1, 1, 1), groups::parse_xpending),
 ];
-
-/// Consumer groups (their pending entries, consumers, delivery counts) are state that every
-/// read changes; they are not built on the versioned value yet, so they are refused, saying
-/// so, rather than served as something else.
-fn groups_refusal(what: &str) -> Frame {
-    Frame::error(format!(
-        "ERR streams' consumer groups are not served yet by quorumd: {what} is refused \
-         (XADD, XRANGE, XREVRANGE, XREAD without BLOCK, XLEN, XDEL, XTRIM, XSETID and \
-         XINFO STREAM are)"
-    ))
-}
-
-fn refuse_groups(a: &[Bytes]) -> Result<Command, Frame> {
-    Err(groups_refusal(
-        &String::from_utf8_lossy(&a[0]).to_ascii_uppercase(),
-    ))
-}
 
 pub enum StreamCmd {
     Add {
@@ -112,13 +110,15 @@ pub enum StreamCmd {
         max_deleted: Option<StreamId>,
     },
     Info(Bytes),
+    /// A consumer-group command (or XINFO on groups).
+    Group(groups::GroupCmd),
 }
 
-fn invalid_id() -> Frame {
+pub(super) fn invalid_id() -> Frame {
     Frame::error("ERR Invalid stream ID specified as stream command argument")
 }
 
-fn strict_id(arg: &[u8]) -> Result<StreamId, Frame> {
+pub(super) fn strict_id(arg: &[u8]) -> Result<StreamId, Frame> {
     parse_id(arg, IdForm::STRICT)
         .map(|p| p.id)
         .ok_or_else(invalid_id)
@@ -268,7 +268,7 @@ fn parse_xtrim(a: &[Bytes]) -> Result<Command, Frame> {
 }
 
 /// `streamParseIntervalIDOrReply`: `(` makes the bound exclusive (strict form after it).
-fn interval_id(arg: &[u8], missing_seq: u64) -> Result<(StreamId, bool), Frame> {
+pub(super) fn interval_id(arg: &[u8], missing_seq: u64) -> Result<(StreamId, bool), Frame> {
     let exclusive = arg.len() > 1 && arg[0] == b'(';
     let form = IdForm {
         strict: exclusive,
@@ -397,18 +397,25 @@ fn parse_xinfo(a: &[Bytes]) -> Result<Command, Frame> {
         match a.len() {
             2 => Err(wrong_arity("xinfo|stream")),
             3 => data(StreamCmd::Info(a[2].clone())),
-            // FULL lists the consumer groups with their pending entries.
-            4 | 6 if eq(&a[3], "full") => Err(groups_refusal("XINFO STREAM FULL")),
-            _ => Err(Frame::error(format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try XINFO HELP.",
-                String::from_utf8_lossy(sub)
-            ))),
+            // Its options are checked once the key is found, as Redis does.
+            _ => data(StreamCmd::Group(groups::GroupCmd::InfoFull {
+                key: a[2].clone(),
+                args: a.to_vec(),
+            })),
         }
-    } else if eq(sub, "groups") || eq(sub, "consumers") {
-        Err(groups_refusal(&format!(
-            "XINFO {}",
-            String::from_utf8_lossy(sub).to_ascii_uppercase()
-        )))
+    } else if eq(sub, "groups") {
+        match a.len() {
+            3 => data(StreamCmd::Group(groups::GroupCmd::InfoGroups(a[2].clone()))),
+            _ => Err(wrong_arity("xinfo|groups")),
+        }
+    } else if eq(sub, "consumers") {
+        match a.len() {
+            4 => data(StreamCmd::Group(groups::GroupCmd::InfoConsumers {
+                key: a[2].clone(),
+                group: a[3].clone(),
+            })),
+            _ => Err(wrong_arity("xinfo|consumers")),
+        }
     } else if eq(sub, "help") && a.len() > 2 {
         Err(wrong_arity("xinfo|help"))
     } else if eq(sub, "help") {
@@ -438,7 +445,7 @@ fn parse_xinfo(a: &[Bytes]) -> Result<Command, Frame> {
 }
 
 /// The stream a read found: `None` when the key is absent, `WRONGTYPE` for another type.
-fn as_stream(found: Option<&TypedFound>) -> Result<Option<&Stream>, Frame> {
+pub(super) fn as_stream(found: Option<&TypedFound>) -> Result<Option<&Stream>, Frame> {
     match found.map(|f| &f.value) {
         None => Ok(None),
         Some(TypedValue::Stream(s)) => Ok(Some(s)),
@@ -446,18 +453,18 @@ fn as_stream(found: Option<&TypedFound>) -> Result<Option<&Stream>, Frame> {
     }
 }
 
-fn put(stream: Stream, found: Option<&TypedFound>) -> TypedChange {
+pub(super) fn put(stream: Stream, found: Option<&TypedFound>) -> TypedChange {
     TypedChange::PutStream {
         stream,
         expires_at_ms: found.and_then(|f| f.expires_at_ms),
     }
 }
 
-fn id_frame(id: StreamId) -> Frame {
+pub(super) fn id_frame(id: StreamId) -> Frame {
     Frame::bulk(id.to_string())
 }
 
-fn entry_frame(e: &Entry) -> Frame {
+pub(super) fn entry_frame(e: &Entry) -> Frame {
     let mut fields = Vec::with_capacity(e.fields.len() * 2);
     for (f, v) in &e.fields {
         fields.push(Frame::bulk(f.clone()));
@@ -470,21 +477,33 @@ fn entries_frame(entries: &[&Entry]) -> Frame {
     Frame::Array(entries.iter().map(|e| entry_frame(e)).collect())
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn reply(r: Result<Frame, StoreError>) -> Frame {
+pub(super) fn reply(r: Result<Frame, StoreError>) -> Frame {
     r.unwrap_or_else(store_error)
 }
 
 /// XINFO STREAM's reply (without FULL), as redis-server 7.0 gives it.
 fn info(s: &Stream) -> Frame {
+    let mut fields = info_head(s);
     let text = |t: &str| Frame::bulk(t.to_string());
     let edge = |e: Option<&Entry>| e.map_or(Frame::Null, entry_frame);
-    Frame::Map(vec![
+    fields.extend([
+        (text("groups"), Frame::Integer(s.groups.len() as i64)),
+        (text("first-entry"), edge(s.entries.first())),
+        (text("last-entry"), edge(s.entries.last())),
+    ]);
+    Frame::Map(fields)
+}
+
+/// The fields XINFO STREAM starts with, FULL or not.
+pub(super) fn info_head(s: &Stream) -> Vec<(Frame, Frame)> {
+    let text = |t: &str| Frame::bulk(t.to_string());
+    vec![
         (text("length"), Frame::Integer(s.entries.len() as i64)),
         (
             text("radix-tree-keys"),
@@ -501,10 +520,7 @@ fn info(s: &Stream) -> Frame {
             Frame::Integer(s.entries_added as i64),
         ),
         (text("recorded-first-entry-id"), id_frame(s.first_id())),
-        (text("groups"), Frame::Integer(0)),
-        (text("first-entry"), edge(s.entries.first())),
-        (text("last-entry"), edge(s.entries.last())),
-    ])
+    ]
 }
 
 impl StreamCmd {
@@ -525,6 +541,7 @@ impl StreamCmd {
                 reads: keys.iter().map(|k| &k[..]).collect(),
                 writes: vec![],
             },
+            StreamCmd::Group(g) => g.access(),
         }
     }
 
@@ -719,6 +736,7 @@ impl StreamCmd {
                     })
                     .await,
             ),
+            StreamCmd::Group(g) => g.apply(store, level).await,
             StreamCmd::Info(key) => match read(key).await {
                 Ok(found) => match as_stream(found.as_ref()) {
                     Err(e) => e,
