@@ -145,7 +145,7 @@ async fn resp_read_modify_writes_under_random_faults() {
     let runs = each_seed(|seed| async move { rmw::RmwRun::new(seed).run().await }).await;
     finish(
         "rmw",
-        "RESP clients run INCR/INCRBY, APPEND, RPUSH/LPOP, ZINCRBY and MULTI/EXEC while nodes are paused and killed (`checker::rmw`). In-process keys go through two instances of one process (which also share per-key turns); cross-process keys through one of those and a `quorumd run` process, ordered by ballots alone (docs/ARCHITECTURE.md, \"Read-modify-writes across processes\"). No acknowledged change may be lost or applied twice in either group.",
+        "RESP clients run INCR/INCRBY, APPEND, RPUSH/LPOP, ZINCRBY, MULTI/EXEC, XADD and XREADGROUP of one consumer group while nodes are paused and killed (`checker::rmw`; no stream entry delivered twice or skipped). In-process keys go through two instances of one process (which also share per-key turns); cross-process keys through one of those and a `quorumd run` process, ordered by ballots alone (docs/ARCHITECTURE.md, \"Read-modify-writes across processes\"). No acknowledged change may be lost or applied twice in either group.",
         &runs,
     );
     assert!(

@@ -1,6 +1,7 @@
 //! The read-modify-write workload of the Redis protocol: clients send `INCR`/`INCRBY`,
-//! `APPEND` of unique tokens, `RPUSH` of unique items and `LPOP`, `ZINCRBY` and
-//! `MULTI`/`EXEC` (`INCR` + `RPUSH` together) over RESP while a seeded plan pauses and kills
+//! `APPEND` of unique tokens, `RPUSH` of unique items and `LPOP`, `ZINCRBY`,
+//! `MULTI`/`EXEC` (`INCR` + `RPUSH` together), and `XADD` of unique items and `XREADGROUP >`
+//! of a consumer group, one consumer per client, over RESP while a seeded plan pauses and kills
 //! nodes; `checker::rmw` then compares what they saw with the converged state.
 //!
 //! Two groups of keys run side by side under the same plan, and exactly once must hold for
@@ -14,7 +15,9 @@
 use crate::common::test_config;
 use crate::run::{RunResult, converge, heal, into_inner, shut_down, start_instances};
 use quorumd::resp::frame::Frame;
-use quorumd_testkit::checker::rmw::{self, Append, Finals, History, Incr, Pop, Push, Tx};
+use quorumd_testkit::checker::rmw::{
+    self, Append, Finals, History, Incr, Pop, Push, StreamFinal, Tx,
+};
 use quorumd_testkit::nemesis::Nemesis;
 use quorumd_testkit::nemesis::plan::{FaultKind, Plan, PlanSettings};
 use quorumd_testkit::resp::RespClient;
@@ -26,6 +29,8 @@ use std::time::Duration;
 
 /// Sorted-set members the clients increment.
 const MEMBERS: usize = 2;
+/// The consumer group of each group's stream.
+const STREAM_GROUP: &str = "g";
 
 pub struct RmwRun {
     pub seed: u64,
@@ -70,6 +75,14 @@ impl RmwRun {
         let kinds = [FaultKind::Pause, FaultKind::Kill];
         let plan = Plan::generate(self.seed, &PlanSettings::new(3, self.duration, &kinds));
         let stop = Arc::new(AtomicBool::new(false));
+        // The streams' groups exist before any fault, so every XREADGROUP is about delivery.
+        for (group, addr) in [("in", a), ("x", other.resp)] {
+            let mut c = RespClient::connect(addr).await;
+            let stream = &keys(group)[6];
+            let create = ["XGROUP", "CREATE", stream, STREAM_GROUP, "$", "MKSTREAM"];
+            let reply = call(&mut c, &create).await;
+            assert_eq!(reply, Some(Frame::ok()), "XGROUP CREATE {stream}");
+        }
         let inproc = Arc::new(Mutex::new(History::default()));
         let cross = Arc::new(Mutex::new(History::default()));
         let mut tasks = Vec::new();
@@ -132,6 +145,10 @@ impl RmwRun {
             ("in-process ops", inproc.operations()),
             ("cross-process ops", cross.operations()),
             ("cross-process violations", cross_process.len()),
+            (
+                "stream entries delivered and heard",
+                delivered(&inproc) + delivered(&cross),
+            ),
         ]
         .into();
         run
@@ -139,8 +156,8 @@ impl RmwRun {
 }
 
 /// The keys of a group.
-fn keys(group: &str) -> [String; 6] {
-    ["ctr", "str", "list", "z", "txa", "txlog"].map(|k| format!("{group}:{k}"))
+fn keys(group: &str) -> [String; 7] {
+    ["ctr", "str", "list", "z", "txa", "txlog", "xs"].map(|k| format!("{group}:{k}"))
 }
 
 /// One client: a mix of read-modify-writes on its group's keys, one at a time, until `stop`.
@@ -156,9 +173,18 @@ fn client(
 ) -> tokio::task::JoinHandle<()> {
     let (history, stop) = (history.clone(), stop.clone());
     tokio::spawn(async move {
-        let [ctr, string, list, z, txa, txlog] = keys(group);
+        let [ctr, string, list, z, txa, txlog, stream] = keys(group);
         let sent = keys(if lie { "lost" } else { group });
-        let [to_ctr, to_string, to_list, to_z, to_txa, to_txlog] = &sent;
+        let [
+            to_ctr,
+            to_string,
+            to_list,
+            to_z,
+            to_txa,
+            to_txlog,
+            to_stream,
+        ] = &sent;
+        let consumer = format!("c{k}");
         let mut c = RespClient::connect(addr).await;
         // Cheap per-client LCG: the mix only has to vary, not to be random.
         let mut state = seed.wrapping_mul(31).wrapping_add(k as u64 + 1);
@@ -170,7 +196,7 @@ fn client(
             let r = state >> 33;
             seq += 1;
             let unique = format!("{group}{k}.{seq}");
-            match r % 10 {
+            match r % 12 {
                 0..=1 => {
                     let delta = 1 + (r / 10 % 5) as i64;
                     let reply = if delta == 1 {
@@ -223,6 +249,40 @@ fn client(
                     let mut h = history.lock().unwrap();
                     h.pops.entry(list.clone()).or_default().push(pop);
                 }
+                10 => {
+                    let reply = call(&mut c, &["XADD", to_stream, "*", "i", &unique]).await;
+                    history.lock().unwrap().stream_adds.push(Push {
+                        key: stream.clone(),
+                        item: unique,
+                        acked: matches!(reply, Some(Frame::Bulk(_))),
+                    });
+                }
+                11 => {
+                    let args = [
+                        "XREADGROUP",
+                        "GROUP",
+                        STREAM_GROUP,
+                        &consumer,
+                        "COUNT",
+                        "1",
+                        "STREAMS",
+                        to_stream,
+                        ">",
+                    ];
+                    let delivery = match call(&mut c, &args).await {
+                        Some(Frame::Null | Frame::NullArray) => Pop::Empty,
+                        Some(Frame::Array(streams)) => match delivered_items(&streams).as_slice() {
+                            [item] => Pop::Item(item.clone()),
+                            _ => Pop::Unknown,
+                        },
+                        _ => Pop::Unknown,
+                    };
+                    let mut h = history.lock().unwrap();
+                    h.deliveries
+                        .entry(stream.clone())
+                        .or_default()
+                        .push(delivery);
+                }
                 _ => {
                     let reply = transaction(&mut c, to_txa, to_txlog, &unique).await;
                     history.lock().unwrap().txs.push(Tx {
@@ -235,6 +295,12 @@ fn client(
             }
         }
     })
+}
+
+/// XREADGROUPs that delivered an entry and whose reply came.
+fn delivered(h: &History) -> usize {
+    let all = h.deliveries.values().flatten();
+    all.filter(|d| matches!(d, Pop::Item(_))).count()
 }
 
 fn integer(reply: &Option<Frame>) -> Option<i64> {
@@ -257,9 +323,51 @@ fn score(reply: &Option<Frame>) -> Option<i64> {
     }
 }
 
+/// The `i` field of every entry of an `XREADGROUP` or `XRANGE` reply's entries.
+fn entry_items(entries: &[Frame]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Frame::Array(id_and_fields) => match id_and_fields.as_slice() {
+                [_, Frame::Array(fields)] => match fields.as_slice() {
+                    [_, Frame::Bulk(item)] => Some(String::from_utf8_lossy(item).into()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The items an `XREADGROUP` of one stream delivered: `[[key, entries]]`.
+fn delivered_items(streams: &[Frame]) -> Vec<String> {
+    match streams {
+        [Frame::Array(key_and_entries)] => match key_and_entries.as_slice() {
+            [_, Frame::Array(entries)] => entry_items(entries),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// The entry IDs of an `XRANGE` reply, beside their items.
+fn entry_ids(entries: &[Frame]) -> Vec<Vec<u8>> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Frame::Array(id_and_fields) => match id_and_fields.first() {
+                Some(Frame::Bulk(id)) => Some(id.to_vec()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// The group's keys as `addr` answers them.
 async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
-    let [ctr, string, list, z, txa, txlog] = keys(group);
+    let [ctr, string, list, z, txa, txlog, stream] = keys(group);
     let mut c = RespClient::connect(addr).await;
     // An error just after the heal (a node still recovering) is asked again, for a while.
     let mut ask = async |args: &[&str]| {
@@ -306,6 +414,31 @@ async fn read_finals(addr: SocketAddr, group: &str) -> Finals {
         };
         f.lists.insert(key.clone(), items);
     }
+    let entries = match ask(&["XRANGE", &stream, "-", "+"]).await {
+        Frame::Array(entries) => entries,
+        other => panic!("XRANGE {stream} answered {other:?}"),
+    };
+    let (ids, items) = (entry_ids(&entries), entry_items(&entries));
+    assert_eq!(ids.len(), entries.len(), "XRANGE {stream}: {entries:?}");
+    assert_eq!(items.len(), entries.len(), "XRANGE {stream}: {entries:?}");
+    let pending = match ask(&["XPENDING", &stream, STREAM_GROUP, "-", "+", "1000000"]).await {
+        Frame::Array(rows) => rows
+            .iter()
+            .map(|row| match row {
+                Frame::Array(fields) => match fields.first() {
+                    Some(Frame::Bulk(id)) => match ids.iter().position(|i| i[..] == id[..]) {
+                        Some(at) => items[at].clone(),
+                        None => format!("<pending {} not in the stream>", id.escape_ascii()),
+                    },
+                    other => panic!("XPENDING {stream} row {other:?}"),
+                },
+                other => panic!("XPENDING {stream} row {other:?}"),
+            })
+            .collect(),
+        other => panic!("XPENDING {stream} answered {other:?}"),
+    };
+    f.streams
+        .insert(stream.clone(), StreamFinal { items, pending });
     f
 }
 

@@ -1,5 +1,5 @@
 //! Read-modify-write commands of the Redis protocol (`INCR`/`INCRBY`, `ZINCRBY`, `APPEND`,
-//! `RPUSH`/`LPOP`, `MULTI`/`EXEC`): a checker of what the clients saw against the final state
+//! `RPUSH`/`LPOP`, `MULTI`/`EXEC`, `XADD`/`XREADGROUP`): a checker of what the clients saw against the final state
 //! (pure, no I/O).
 //!
 //! An operation is **acknowledged** when its reply came and was not an error; otherwise its
@@ -67,6 +67,11 @@ pub struct History {
     /// Per list key, every pop of it.
     pub pops: BTreeMap<String, Vec<Pop>>,
     pub txs: Vec<Tx>,
+    /// `XADD key * i item`, each with an item no other add uses.
+    pub stream_adds: Vec<Push>,
+    /// Per stream key, every `XREADGROUP ... COUNT 1 STREAMS key >` of its one group: the item
+    /// it delivered, a null (nothing new), or no reply.
+    pub deliveries: BTreeMap<String, Vec<Pop>>,
 }
 
 impl History {
@@ -76,6 +81,8 @@ impl History {
             + self.pushes.len()
             + self.pops.values().map(Vec::len).sum::<usize>()
             + self.txs.len()
+            + self.stream_adds.len()
+            + self.deliveries.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -89,6 +96,16 @@ pub struct Finals {
     pub strings: BTreeMap<String, String>,
     /// Per list key (pushed, popped or a transaction log), its elements.
     pub lists: BTreeMap<String, Vec<String>>,
+    /// Per stream key, its items in ID order and those its group has pending (delivered and
+    /// never acknowledged: the workload sends no `XACK`), in ID order.
+    pub streams: BTreeMap<String, StreamFinal>,
+}
+
+/// A stream's final state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StreamFinal {
+    pub items: Vec<String>,
+    pub pending: Vec<String>,
 }
 
 /// Appended tokens are framed so that the final string splits back into them.
@@ -116,6 +133,7 @@ pub fn check(h: &History, finals: &Finals) -> Vec<Violation> {
     appends(h, finals, &mut found);
     lists(h, finals, &mut found);
     transactions(h, finals, &mut found);
+    streams(h, finals, &mut found);
     found
 }
 
@@ -351,6 +369,81 @@ fn transactions(h: &History, finals: &Finals, found: &mut Vec<Violation>) {
     }
 }
 
+/// A stream and its consumer group: every acknowledged add is there once, no entry is
+/// delivered twice, and the group delivered a prefix of the stream (`XADD *` appends under the
+/// key's ballot, after every ID the group may have passed), every entry of which went to a
+/// delivery that was heard, or to one without a reply.
+fn streams(h: &History, finals: &Finals, found: &mut Vec<Violation>) {
+    let keys: BTreeSet<&str> = h
+        .stream_adds
+        .iter()
+        .map(|a| a.key.as_str())
+        .chain(h.deliveries.keys().map(String::as_str))
+        .collect();
+    let empty = StreamFinal::default();
+    for key in keys {
+        let mut flag = |what: String| {
+            found.push(Violation {
+                key: key.into(),
+                what,
+            })
+        };
+        let fin = finals.streams.get(key).unwrap_or(&empty);
+        let adds: Vec<&Push> = h.stream_adds.iter().filter(|a| a.key == key).collect();
+        let mut times: BTreeMap<&str, usize> = BTreeMap::new();
+        for item in &fin.items {
+            *times.entry(item).or_default() += 1;
+        }
+        for (item, n) in &times {
+            if *n > 1 {
+                flag(format!("entry {item:?} present {n} times"));
+            }
+            if !adds.iter().any(|a| a.item == *item) {
+                flag(format!("entry {item:?} that no client added"));
+            }
+        }
+        for a in adds
+            .iter()
+            .filter(|a| a.acked && !times.contains_key(a.item.as_str()))
+        {
+            flag(format!("acknowledged XADD {:?} lost", a.item));
+        }
+        let delivered = h.deliveries.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        let mut heard: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in delivered {
+            if let Pop::Item(item) = d {
+                *heard.entry(item).or_default() += 1;
+            }
+        }
+        for (item, n) in &heard {
+            if *n > 1 {
+                flag(format!("entry {item:?} delivered {n} times"));
+            }
+            if !fin.pending.iter().any(|p| p == item) {
+                flag(format!("delivered entry {item:?} not pending in the group"));
+            }
+        }
+        if !fin.items.starts_with(&fin.pending) {
+            flag(format!(
+                "the group's pending entries {:?} are not the stream's first entries {:?}",
+                fin.pending, fin.items
+            ));
+        }
+        let unknown = delivered.iter().filter(|d| **d == Pop::Unknown).count();
+        let unheard: Vec<&String> = fin
+            .pending
+            .iter()
+            .filter(|p| !heard.contains_key(p.as_str()))
+            .collect();
+        if unheard.len() > unknown {
+            flag(format!(
+                "{} pending entries no client heard delivered, with {unknown} XREADGROUP(s) of unknown outcome: {unheard:?}",
+                unheard.len()
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +469,14 @@ mod tests {
         Append {
             key: "s".into(),
             token: token.into(),
+            acked,
+        }
+    }
+
+    fn stream_add(item: &str, acked: bool) -> Push {
+        Push {
+            key: "xs".into(),
+            item: item.into(),
             acked,
         }
     }
@@ -416,6 +517,18 @@ mod tests {
                 vec![Pop::Item("p1".into()), Pop::Unknown, Pop::Empty],
             )]),
             txs: vec![tx("t1", Some(1)), tx("t2", None)],
+            stream_adds: vec![
+                stream_add("x1", true),
+                stream_add("x2", true),
+                stream_add("x3", false), // unknown, and it landed
+                stream_add("x4", false), // unknown, and it did not
+                stream_add("x5", true),
+            ],
+            // x1 heard; x2 delivered to the call without a reply; x3 and x5 not delivered yet.
+            deliveries: BTreeMap::from([(
+                "xs".to_string(),
+                vec![Pop::Item("x1".into()), Pop::Unknown, Pop::Empty],
+            )]),
         };
         let finals = Finals {
             counters: BTreeMap::from([
@@ -429,6 +542,13 @@ mod tests {
                 ("l".into(), vec!["p4".into()]),
                 ("txlog".into(), vec!["t1".into()]),
             ]),
+            streams: BTreeMap::from([(
+                "xs".into(),
+                StreamFinal {
+                    items: ["x1", "x2", "x3", "x5"].map(String::from).to_vec(),
+                    pending: vec!["x1".into(), "x2".into()],
+                },
+            )]),
         };
         (h, finals)
     }
@@ -444,7 +564,7 @@ mod tests {
     fn a_clean_history_passes() {
         let (h, f) = clean();
         assert_eq!(check(&h, &f), vec![]);
-        assert_eq!(h.operations(), 5 + 3 + 4 + 3 + 2);
+        assert_eq!(h.operations(), 5 + 3 + 4 + 3 + 2 + 5 + 3);
     }
 
     #[test]
@@ -537,5 +657,47 @@ mod tests {
         f.lists
             .insert("txlog".into(), vec!["t1".into(), "t2".into(), "t2".into()]);
         expect(&check(&h, &f), "EXEC's push \"t2\" present 2 times");
+    }
+
+    #[test]
+    fn stream_violations_are_caught() {
+        let with = |change: &dyn Fn(&mut StreamFinal)| {
+            let (h, mut f) = clean();
+            change(f.streams.get_mut("xs").unwrap());
+            check(&h, &f)
+        };
+        expect(
+            &with(&|s| s.items.retain(|i| i != "x5")),
+            "acknowledged XADD \"x5\" lost",
+        );
+        expect(
+            &with(&|s| s.items.push("x5".into())),
+            "entry \"x5\" present 2 times",
+        );
+        expect(
+            &with(&|s| s.items.push("zz".into())),
+            "that no client added",
+        );
+        // An entry the group skipped: pending is no longer the stream's head.
+        expect(
+            &with(&|s| s.pending = vec!["x1".into(), "x3".into()]),
+            "are not the stream's first entries",
+        );
+        // Delivered and heard, but the group forgot it.
+        expect(
+            &with(&|s| s.pending = vec![]),
+            "delivered entry \"x1\" not pending",
+        );
+        // Two entries handed out with only one reply missing.
+        expect(
+            &with(&|s| s.pending = ["x1", "x2", "x3"].map(String::from).to_vec()),
+            "2 pending entries no client heard delivered, with 1 XREADGROUP(s) of unknown outcome",
+        );
+        let (mut h, f) = clean();
+        h.deliveries
+            .get_mut("xs")
+            .unwrap()
+            .push(Pop::Item("x1".into()));
+        expect(&check(&h, &f), "entry \"x1\" delivered 2 times");
     }
 }
