@@ -6,7 +6,9 @@
 //! project's dependencies, so the baseline is a minimal direct Redlock loop on the `redis`
 //! crate: `SET key token NX PX ttl` on every node at once, granted on a majority, released by a
 //! compare-and-delete script, with the same retry pauses as quorumd. It issues no fences, so
-//! the difference is the price of fencing (a second round trip) plus quorumd's bookkeeping.
+//! the difference is the price of fencing (a script that also checks and sets the fence
+//! counter, in the same round trip when the instance's fence hint is current) plus quorumd's
+//! bookkeeping.
 //! Both run in this process as library clients (no HTTP), so the comparison is like for like.
 //!
 //! Workloads run `LOCK_BENCH_CLIENTS` (default 8) tasks for `LOCK_BENCH_SECONDS` (default 2)

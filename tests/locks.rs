@@ -364,6 +364,118 @@ async fn negative_control_a_minority_lock_is_caught_by_the_checker() {
     tc.shutdown().await;
 }
 
+/// Makes every node log every command (`SLOWLOG` with no threshold), so that tests can count
+/// the scripts an acquisition ran.
+async fn log_every_command(tc: &TestCluster) {
+    for i in 0..tc.cluster.nodes.len() {
+        let mut c = tc.direct(i).await;
+        let _: () = redis::pipe()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(0)
+            .ignore()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-max-len")
+            .arg(10_000)
+            .ignore()
+            .cmd("SLOWLOG")
+            .arg("RESET")
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+/// Per node, the acquisition scripts run on user lock `name` (a script call with two keys, the
+/// first being the lock) since the last call; then clears the logs.
+async fn acquire_scripts_run(tc: &TestCluster, name: &str) -> Vec<usize> {
+    let lock_key = common::reserved_key(&format!("lock:l:{name}"));
+    let mut counts = Vec::new();
+    for i in 0..tc.cluster.nodes.len() {
+        let mut c = tc.direct(i).await;
+        let (entries, ()): (Vec<redis::Value>, ()) = redis::pipe()
+            .cmd("SLOWLOG")
+            .arg("GET")
+            .arg(-1)
+            .cmd("SLOWLOG")
+            .arg("RESET")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let runs = entries
+            .iter()
+            .filter_map(|e| match e {
+                redis::Value::Array(fields) => fields.get(3),
+                _ => None,
+            })
+            .filter_map(|args| redis::from_redis_value::<Vec<String>>(args.clone()).ok())
+            .filter(|args| {
+                args.len() > 3
+                    && ["EVAL", "EVALSHA"].contains(&args[0].to_uppercase().as_str())
+                    && args[2] == "2"
+                    && args[3] == lock_key
+            })
+            .count();
+        counts.push(runs);
+    }
+    counts
+}
+
+/// Two instances (two lock services, each with its own fence hints) take turns on one name
+/// with `wait_ms` 0. Each turn's hint is stale (the other instance issued the fence after it),
+/// so its proposal is refused by every node: that must cost exactly one more round trip, not
+/// the acquisition, and the fence must be one above the other's. The checker sees the history;
+/// without the nodes' "proposal above the counter" check, the stale proposal would be granted
+/// with the other's fence and it would report it. Then a warm hint acquires in one round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_taking_turns_keep_fences_increasing_and_a_stale_hint_costs_one_round_trip() {
+    let tc = TestCluster::start(3).await;
+    let pool = tc.app().store().pool().clone();
+    let layout = common::default_layout();
+    let instances = [
+        LockService::new(pool.clone(), LocksConfig::default(), &layout),
+        LockService::new(pool, LocksConfig::default(), &layout),
+    ];
+    // Loads the scripts on every node, so that each call below is one EVALSHA.
+    let g = instances[0].acquire("warm", 1000, 0, "").await.unwrap();
+    instances[0].release("warm", &g.token).await.unwrap();
+    log_every_command(&tc).await;
+    let rec = Recorder::new();
+    let mut last = 0;
+    for turn in 0..30 {
+        let (who, locks) = (turn % 2, &instances[turn % 2]);
+        let start = rec.now_us();
+        let g = locks
+            .acquire("turns", 1000, 0, &format!("i{who}"))
+            .await
+            .unwrap_or_else(|e| panic!("turn {turn}: a stale hint failed the acquisition: {e}"));
+        assert_eq!(g.fence, last + 1, "turn {turn}");
+        let scripts = acquire_scripts_run(&tc, "turns").await;
+        // The first turn's hint (none) is right: the counter starts at 0.
+        let expected = if turn == 0 { 1 } else { 2 };
+        assert_eq!(
+            scripts,
+            vec![expected; 3],
+            "turn {turn}: round trips per node"
+        );
+        rec.hold(format!("i{who}"), g.fence, start, g.validity_ms)
+            .await;
+        locks.release("turns", &g.token).await.unwrap();
+        last = g.fence;
+    }
+    let violations = rec.violations();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(rec.grants(), 30);
+    // The same instance again: its hint is current, one round trip.
+    let g = instances[1].acquire("turns", 1000, 0, "i1").await.unwrap();
+    assert_eq!(g.fence, last + 1);
+    assert_eq!(acquire_scripts_run(&tc, "turns").await, vec![1; 3]);
+    tc.shutdown().await;
+}
+
 /// Node 2 isolated while A takes the lock on {0, 1}; then node 0 restarts empty. Returns A's
 /// fence, when A's request was sent and answered (µs on `rec`'s clock), and its validity.
 async fn lock_on_two_then_restart_one(
@@ -412,6 +524,8 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
         ..LocksConfig::default()
     };
     let locks = LockService::new(cfg.clone(), locks_cfg.clone(), &common::default_layout());
+    // B is another instance: its fence hints never saw A's fence, so only the nodes carry it.
+    let other = LockService::new(cfg.clone(), locks_cfg.clone(), &common::default_layout());
     let rec = Recorder::new();
     // Make the fence counter non-trivial first.
     for _ in 0..3 {
@@ -422,7 +536,7 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
         lock_on_two_then_restart_one(&mut tc, &locks, &rec, max_ttl).await;
 
     // Node 0 forgot A's key, but does not count: B cannot get a majority.
-    match locks.acquire("r", 500, 300, "B").await {
+    match other.acquire("r", 500, 300, "B").await {
         Err(LockError::Held { .. } | LockError::NoQuorum(_)) => {}
         other => panic!("B must not get the lock while A is valid: {other:?}"),
     }
@@ -430,12 +544,12 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
     // other holder of A's fence, so B's majority is {0, 2}: only the catch-up carries A's fence.
     tokio::time::sleep(Duration::from_millis(max_ttl + 200)).await;
     wait_until(Duration::from_secs(10), "node 0 counts again", || async {
-        locks.counts_toward_majority(0, None)
+        other.counts_toward_majority(0, None)
     })
     .await;
     tc.isolate(1).await;
     let start_b = rec.now_us();
-    let b = locks
+    let b = other
         .acquire("r", 500, 2000, "B")
         .await
         .expect("B on nodes 0 and 2");
@@ -457,15 +571,14 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
         max_ttl_ms: max_ttl,
         ..LocksConfig::default()
     };
-    let unsafe_locks = LockService::with_unsafe_knobs(
-        pool,
-        cfg,
-        &common::default_layout(),
-        UnsafeKnobs {
-            count_restarted_at_once: true,
-            ..UnsafeKnobs::default()
-        },
-    );
+    let knobs = UnsafeKnobs {
+        count_restarted_at_once: true,
+        ..UnsafeKnobs::default()
+    };
+    let layout = common::default_layout();
+    let unsafe_locks = LockService::with_unsafe_knobs(pool.clone(), cfg.clone(), &layout, knobs);
+    // B is another instance: A's own fence hints would carry A's fence past the lost node.
+    let unsafe_other = LockService::with_unsafe_knobs(pool, cfg, &layout, knobs);
     let rec = Recorder::new();
     for _ in 0..3 {
         let g = unsafe_locks.acquire("r", 1000, 2000, "warm").await.unwrap();
@@ -476,7 +589,7 @@ async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
     // B hears only from {0, 2}: neither has A's fence.
     tc.isolate(1).await;
     let start_b = rec.now_us();
-    let b = unsafe_locks
+    let b = unsafe_other
         .acquire("r", 1000, 1000, "B")
         .await
         .expect("counting the empty node at once lets B in");

@@ -282,26 +282,30 @@ async fn wait_for_health(pool: &quorumd::pool::NodePool, i: usize, want: impl Fn
 
 /// Negative control for the lock checks: a lock granted by one node of three (`UnsafeKnobs`).
 /// A gets it from node 0 while nodes 1 and 2 are cut off; then node 0 is cut off and B gets it
-/// from nodes 1 and 2 while A is still valid. The checks the random runs use must report the
+/// from nodes 1 and 2 (through another instance) while A is still valid. The checks the random runs use must report the
 /// overlap, the repeated fence and the write the fenced resource refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negative_control_a_minority_lock_is_reported() {
     let (nemesis, cfg, app, pool) = control_cluster().await;
-    let minority = LockService::with_unsafe_knobs(
-        pool.clone(),
-        cfg.locks.clone(),
-        &common::default_layout(),
-        UnsafeKnobs {
-            required: Some(1),
-            ..UnsafeKnobs::default()
-        },
-    );
+    // A and B are two instances: one instance's fence hints would give B a fence above A's.
+    let minority = || {
+        LockService::with_unsafe_knobs(
+            pool.clone(),
+            cfg.locks.clone(),
+            &common::default_layout(),
+            UnsafeKnobs {
+                required: Some(1),
+                ..UnsafeKnobs::default()
+            },
+        )
+    };
+    let (instance_a, instance_b) = (minority(), minority());
     let t0 = Instant::now();
     let now = || t0.elapsed().as_micros() as u64;
     let mut history = locks::LockHistory::default();
-    let take = async |holder: &str, history: &mut locks::LockHistory| {
+    let take = async |locks: &LockService, holder: &str, history: &mut locks::LockHistory| {
         let sent = now();
-        let g = minority
+        let g = locks
             .acquire("lock0", 8000, 0, holder)
             .await
             .expect("one node grants it");
@@ -321,12 +325,12 @@ async fn negative_control_a_minority_lock_is_reported() {
     for i in [1, 2] {
         cut(&nemesis, &pool, i).await;
     }
-    take("A", &mut history).await;
+    take(&instance_a, "A", &mut history).await;
     for i in [1, 2] {
         reconnect(&nemesis, &pool, i).await;
     }
     cut(&nemesis, &pool, 0).await;
-    take("B", &mut history).await;
+    take(&instance_b, "B", &mut history).await;
     let found = locks::check(&history);
     for expected in ["at the same time", "granted to both", "stale write"] {
         assert_reported(&found, expected);

@@ -1,7 +1,9 @@
 //! The lock scripts, one atomic call per node each, and the per-node calls that run them.
 //!
-//! A lock key holds `{token}|{owner}|{fence}` (the fence is filled in by the second phase) with
-//! a `PX` TTL; the fence key holds the highest fence stored on that node. Every compare-token
+//! A lock key holds `{token}|{owner}|{fence}` with a `PX` TTL; the fence key holds the highest
+//! fence granted on that node. Values written by versions before the one-round-trip
+//! acquisition may have an empty fence (`{token}|{owner}|`, between their two phases): they are
+//! parsed the same way, with no fence, and expire within `locks.max_ttl_ms`. Every compare-token
 //! check matches the `{token}|` prefix, so an owner containing `|` cannot confuse it.
 
 use crate::pool::{Node, NodeError};
@@ -9,17 +11,12 @@ use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-/// KEYS: lock, fence. ARGV: token, ttl ms, owner.
-/// Takes the lock if free (SET NX PX) and returns `{granted 0|1, fence counter}`; the counter
-/// is read in the same atomic step, so it is at least every fence stored while this node
-/// granted the lock to anyone before.
+/// KEYS: lock, fence. ARGV: token, ttl ms, owner, proposed fence.
+/// In one atomic step: refuses if the lock is held (0) or if the proposal is not above the
+/// node's fence counter (2); otherwise takes the lock (`SET PX`, the value records the fence)
+/// and sets the counter to the proposal (1). Returns `{code, counter after}`, so that every
+/// fence this node granted before is below any fence it grants later.
 const ACQUIRE_LUA: &str = include_str!("../../lua/locks/acquire.lua");
-
-/// KEYS: lock, fence. ARGV: token, fence, owner.
-/// Phase two of an acquisition: only while this node still holds the lock for `token`, raises
-/// the fence counter to `fence` (never lowers it) and records the fence in the lock value.
-/// Returns 1 when stored, 0 when the lock is not (or no longer) held by `token`.
-const FENCE_LUA: &str = include_str!("../../lua/locks/fence.lua");
 
 /// KEYS: lock. ARGV: token, ttl ms, full value to re-lock with (`''` = do not re-lock).
 /// Extends the lock if held by `token` (1); if the key is absent and a value is given, takes
@@ -37,7 +34,6 @@ const INSPECT_LUA: &str = include_str!("../../lua/locks/inspect.lua");
 const RAISE_LUA: &str = include_str!("../../lua/locks/raise.lua");
 
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
-static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(FENCE_LUA));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT_LUA));
@@ -70,7 +66,18 @@ fn parse_fence(raw: &str) -> Result<u64, NodeError> {
         .map_err(|_| NodeError::Protocol(format!("fence counter {raw:?} is not a number")))
 }
 
-/// Tries to take the lock on one node: whether it granted, and its fence counter.
+/// One node's answer to an acquisition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Took the lock and stored the proposed fence as its counter.
+    Granted,
+    /// Refused: the lock is held (by anyone). Carries the node's fence counter.
+    Held(u64),
+    /// Refused: the proposed fence was not above the node's counter, which it carries.
+    Stale(u64),
+}
+
+/// Tries to take the lock on one node with fence `proposal` (see `ACQUIRE_LUA`).
 pub async fn acquire(
     node: &Node,
     limit: Duration,
@@ -78,34 +85,25 @@ pub async fn acquire(
     token: &str,
     ttl_ms: u64,
     owner: &str,
-) -> Result<(bool, u64), NodeError> {
+    proposal: u64,
+) -> Result<Taken, NodeError> {
     let mut inv = ACQUIRE.prepare_invoke();
     inv.key(&keys.lock)
         .key(&keys.fence)
         .arg(token)
         .arg(ttl_ms)
-        .arg(owner);
-    let (granted, fence): (i64, String) = bounded(node, limit, inv).await?;
-    Ok((granted == 1, parse_fence(&fence)?))
-}
-
-/// Phase two on one node: stores `fence` if the node still holds the lock for `token`.
-pub async fn store_fence(
-    node: &Node,
-    limit: Duration,
-    keys: &LockKeys,
-    token: &str,
-    fence: u64,
-    owner: &str,
-) -> Result<bool, NodeError> {
-    let mut inv = FENCE.prepare_invoke();
-    inv.key(&keys.lock)
-        .key(&keys.fence)
-        .arg(token)
-        .arg(fence)
-        .arg(owner);
-    let stored: i64 = bounded(node, limit, inv).await?;
-    Ok(stored == 1)
+        .arg(owner)
+        .arg(proposal);
+    let (code, counter): (i64, String) = bounded(node, limit, inv).await?;
+    let counter = parse_fence(&counter)?;
+    match code {
+        1 => Ok(Taken::Granted),
+        0 => Ok(Taken::Held(counter)),
+        2 => Ok(Taken::Stale(counter)),
+        other => Err(NodeError::Protocol(format!(
+            "lock acquire answered code {other}"
+        ))),
+    }
 }
 
 /// What extending did on one node.

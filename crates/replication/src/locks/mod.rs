@@ -1,15 +1,18 @@
 //! Distributed locks over the node pool: Redlock on a majority of the configured nodes, plus
-//! fencing tokens from a two-phase max-register. See docs/LOCKS.md for the guarantees and the
-//! argument why fences strictly increase.
+//! fencing tokens. See docs/LOCKS.md for the guarantees and the argument why fences strictly
+//! increase.
 //!
-//! An acquisition runs one script per node, on every node at once: `SET NX PX` with a random
-//! token, and the node's fence counter read in the same atomic step. With a majority granted,
-//! the fence is `max(counters) + 1`, stored (set if greater) on the nodes that still hold the
-//! lock for this token; only when a majority stored it is the lock granted, with validity
-//! `ttl − elapsed − drift`. Anything short of that releases what it took at once and retries
-//! after a random pause until `wait_ms` runs out.
+//! An acquisition proposes a fence (the highest counter this process has seen for the lock,
+//! plus one) and runs one script per node, on every node at once: if the lock is free and the
+//! proposal is above the node's fence counter, take it (`SET PX` with a random token) and set
+//! the counter to the proposal, in one atomic step. With a majority of counted nodes granted,
+//! the lock is granted with that fence and validity `ttl − elapsed − drift`. Anything short of
+//! that releases what it took at once; a proposal refused as stale is retried at once above the
+//! counters the nodes returned, a lock held elsewhere after a random pause, until `wait_ms`
+//! runs out.
 
 pub mod events;
+mod hints;
 mod recovery;
 
 mod knobs {
@@ -27,11 +30,12 @@ mod knobs {
 }
 
 use crate::fanout::{FailureCause, NodeFailure, QuorumError};
+use hints::FenceHints;
 use quorumd_core::config::LocksConfig;
 use quorumd_core::layout::Layout;
 use quorumd_core::quorum::majority;
 use quorumd_node::calls;
-use quorumd_node::calls::locks::{Extended, LockKeys, NodeView};
+use quorumd_node::calls::locks::{Extended, LockKeys, NodeView, Taken};
 use quorumd_node::pool::{NodeError, NodeId, NodePool};
 use recovery::RecoveryGate;
 use serde::Serialize;
@@ -43,6 +47,13 @@ use std::time::{Duration, Instant};
 pub const MAX_NAME_BYTES: usize = 200;
 /// Longest owner label accepted.
 pub const MAX_OWNER_BYTES: usize = 200;
+/// Locks whose highest fence a process remembers (about 250 bytes each at most): beyond that the
+/// least recently used are forgotten and cost a second round trip at their next acquisition.
+const FENCE_HINTS: usize = 8192;
+/// Stale proposals retried at once in a row. Each retry proposes above every counter the nodes
+/// returned, so another refusal means another acquirer raised a counter meanwhile; past this
+/// many, the retry waits a random pause like a held lock.
+const STALE_RETRIES: u32 = 3;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LockError {
@@ -107,6 +118,9 @@ use knobs::UnsafeKnobs;
 enum Shortfall {
     /// Some node holds it for someone else.
     Held,
+    /// Some node refused the proposed fence as not above its counter (this process's hint was
+    /// behind): worth retrying at once with the counters it returned.
+    Stale(QuorumError),
     /// Too few nodes answered (or counted) to decide.
     Unavailable(QuorumError),
 }
@@ -117,6 +131,7 @@ pub struct LockService {
     layout: Layout,
     knobs: UnsafeKnobs,
     gate: Arc<RecoveryGate>,
+    hints: FenceHints,
 }
 
 /// Checks a user-supplied lock name: 1 to 200 bytes of `A-Z a-z 0-9 _ . : -`.
@@ -220,6 +235,7 @@ impl LockService {
             layout: layout.clone(),
             knobs,
             gate,
+            hints: FenceHints::new(FENCE_HINTS),
         })
     }
 
@@ -333,11 +349,19 @@ impl LockService {
             )));
         }
         let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        let mut stale_in_a_row = 0;
         loop {
             let shortfall = match self.attempt(keys, ttl_ms, owner).await {
                 Ok(grant) => return Ok(grant),
                 Err(s) => s,
             };
+            // Not bound by `wait_ms`: a stale hint must cost a round trip, not the acquisition
+            // (the queue claims with `wait_ms` 0).
+            if matches!(shortfall, Shortfall::Stale(_)) && stale_in_a_row < STALE_RETRIES {
+                stale_in_a_row += 1;
+                continue;
+            }
+            stale_in_a_row = 0;
             let pause = Duration::from_millis(rand::random_range(
                 self.cfg.retry_min_ms..=self.cfg.retry_max_ms.max(1),
             ));
@@ -346,7 +370,7 @@ impl LockService {
                     Shortfall::Held => LockError::Held {
                         name: name.to_string(),
                     },
-                    Shortfall::Unavailable(q) => {
+                    Shortfall::Stale(q) | Shortfall::Unavailable(q) => {
                         q.emit();
                         LockError::NoQuorum(q)
                     }
@@ -356,33 +380,39 @@ impl LockService {
         }
     }
 
-    /// One Redlock round: take, fence, grant or give back.
+    /// One Redlock round with a proposed fence: take, grant or give back.
     async fn attempt(&self, keys: &LockKeys, ttl_ms: u64, owner: &str) -> Result<Grant, Shortfall> {
         let started = Instant::now();
         let token = new_token();
         let limit = self.acquire_limit(ttl_ms);
+        let proposal = self.hints.get(&keys.fence) + 1;
         let answers = self
             .on_all(|node| {
                 let (keys, token, owner) = (keys.clone(), token.clone(), owner.to_string());
-                async move { calls::locks::acquire(&node, limit, &keys, &token, ttl_ms, &owner).await }
+                async move {
+                    calls::locks::acquire(&node, limit, &keys, &token, ttl_ms, &owner, proposal)
+                        .await
+                }
             })
             .await;
         let required = self.required();
-        let mut granted = Vec::new();
-        let mut held_elsewhere = false;
+        let mut counted = 0;
+        let (mut held_elsewhere, mut stale) = (false, false);
         let mut failures = Vec::new();
         let mut highest = 0u64;
+        // Nodes that did not clearly refuse may hold the key (a timed-out SET can still land).
+        let mut maybe_taken = Vec::new();
         for (node, answer) in &answers {
             match answer {
-                Ok((true, counter)) => {
-                    granted.push(*node);
+                Ok(Taken::Granted) => {
+                    maybe_taken.push(*node);
                     if self.counts(*node, keys) {
-                        highest = highest.max(*counter);
+                        counted += 1;
                     } else {
                         failures.push(failure(&self.pool, *node, self.not_counted_reason(*node)));
                     }
                 }
-                Ok((false, counter)) => {
+                Ok(Taken::Held(counter)) => {
                     highest = highest.max(*counter);
                     held_elsewhere = true;
                     failures.push(failure(
@@ -391,85 +421,58 @@ impl LockService {
                         FailureCause::NotCounted("held by another owner".into()),
                     ));
                 }
-                Err(e) => failures.push(failure(&self.pool, *node, e.clone())),
-            }
-        }
-        let counted = granted.iter().filter(|n| self.counts(**n, keys)).count();
-        // Nodes that did not clearly refuse may hold the key (a timed-out SET can still land).
-        let maybe_taken: Vec<NodeId> = answers
-            .iter()
-            .filter(|(_, a)| !matches!(a, Ok((false, _))))
-            .map(|(n, _)| *n)
-            .collect();
-        if counted < required {
-            self.give_back(keys, &token, &maybe_taken).await;
-            return Err(if held_elsewhere {
-                Shortfall::Held
-            } else {
-                Shortfall::Unavailable(QuorumError {
-                    operation: "lock acquire",
-                    required,
-                    succeeded: counted,
-                    failures,
-                })
-            });
-        }
-        let fence = highest + 1;
-        let stored = self
-            .on_all(|node| {
-                let (keys, token, owner) = (keys.clone(), token.clone(), owner.to_string());
-                let asked = granted.contains(&node.id);
-                async move {
-                    if !asked {
-                        return Ok(false);
-                    }
-                    calls::locks::store_fence(&node, limit, &keys, &token, fence, &owner).await
-                }
-            })
-            .await;
-        let stored_counted = stored
-            .iter()
-            .filter(|(n, r)| matches!(r, Ok(true)) && self.counts(*n, keys))
-            .count();
-        let validity = validity_ms(&self.cfg, ttl_ms, started.elapsed());
-        match validity {
-            Some(validity_ms) if stored_counted >= required => Ok(Grant {
-                token,
-                fence,
-                validity_ms,
-            }),
-            _ => {
-                self.give_back(keys, &token, &maybe_taken).await;
-                let mut failures = Vec::new();
-                for (node, r) in &stored {
-                    match r {
-                        Err(e) => failures.push(failure(&self.pool, *node, e.clone())),
-                        Ok(false) => failures.push(failure(
-                            &self.pool,
-                            *node,
-                            FailureCause::NotCounted(
-                                "lost the lock before the fence was stored".into(),
-                            ),
-                        )),
-                        Ok(true) => {}
-                    }
-                }
-                if validity.is_none() {
-                    failures.push(NodeFailure::new(
-                        "all",
+                Ok(Taken::Stale(counter)) => {
+                    highest = highest.max(*counter);
+                    stale = true;
+                    failures.push(failure(
+                        &self.pool,
+                        *node,
                         FailureCause::NotCounted(format!(
-                            "acquisition took longer than the ttl of {ttl_ms} ms allows"
+                            "proposed fence {proposal} is not above its counter {counter}"
                         )),
                     ));
                 }
-                Err(Shortfall::Unavailable(QuorumError {
-                    operation: "lock fence",
-                    required,
-                    succeeded: stored_counted,
-                    failures,
-                }))
+                Err(e) => {
+                    maybe_taken.push(*node);
+                    failures.push(failure(&self.pool, *node, e.clone()));
+                }
             }
         }
+        if !maybe_taken.is_empty() {
+            // Those nodes' counters are (or may soon be) the proposal.
+            highest = highest.max(proposal);
+        }
+        self.hints.raise(&keys.fence, highest);
+        let validity = validity_ms(&self.cfg, ttl_ms, started.elapsed());
+        if let Some(validity_ms) = validity.filter(|_| counted >= required) {
+            return Ok(Grant {
+                token,
+                fence: proposal,
+                validity_ms,
+            });
+        }
+        self.give_back(keys, &token, &maybe_taken).await;
+        if counted >= required {
+            failures.push(NodeFailure::new(
+                "all",
+                FailureCause::NotCounted(format!(
+                    "acquisition took longer than the ttl of {ttl_ms} ms allows"
+                )),
+            ));
+        } else if held_elsewhere {
+            return Err(Shortfall::Held);
+        }
+        let shortfall = QuorumError {
+            operation: "lock acquire",
+            required,
+            succeeded: counted,
+            failures,
+        };
+        Err(if stale && counted < required {
+            Shortfall::Stale(shortfall)
+        } else {
+            Shortfall::Unavailable(shortfall)
+        })
     }
 
     /// Releases `token` on `nodes`, ignoring failures (the keys expire by themselves).

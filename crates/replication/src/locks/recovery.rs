@@ -7,9 +7,9 @@
 //!    (`N − majority + 1` of them, which always includes one of the surviving holders of any
 //!    fence stored on a majority), so fences keep increasing once it counts again.
 //!
-//! The catch-up starts only after the delay: by then every acquisition that began before the
-//! loss has finished storing its fence (a fence is stored only while the lock is held, and those
-//! locks have expired), so the catch-up sees every fence it must carry over.
+//! The catch-up starts only after the delay: by then every acquisition granted with a script
+//! run before the loss was granted (within its TTL of starting), and its fence is on a majority
+//! (stored in the same step as the lock), so the catch-up sees every fence it must carry over.
 
 use crate::locks::events;
 use quorumd_core::config::LocksConfig;
