@@ -958,10 +958,21 @@ async fn lists_match_a_real_redis_server() {
 /// Waits until every node holds `len` items in list `key`: a write at `one` is acknowledged by
 /// one node and reaches the others in the background, and a read at `one` may ask any of them.
 async fn list_settled(tc: &TestCluster, key: &str, len: i64) {
-    wait_until(Duration::from_secs(5), "the list on every node", || async {
+    settled(tc, key, "LLEN", len).await
+}
+
+/// As `list_settled`, for the members of sorted set `key`.
+async fn zset_settled(tc: &TestCluster, key: &str, len: i64) {
+    settled(tc, key, "ZCARD", len).await
+}
+
+/// Waits until every node answers `len` to `count key` (`LLEN`, `ZCARD`).
+async fn settled(tc: &TestCluster, key: &str, count: &str, len: i64) {
+    let what = format!("{count} {key} = {len} on every node");
+    wait_until(Duration::from_secs(5), &what, || async {
         for i in 0..3 {
             let mut c = tc.direct(i).await;
-            let n: i64 = redis::cmd("LLEN")
+            let n: i64 = redis::cmd(count)
                 .arg(key)
                 .query_async(&mut c)
                 .await
@@ -1034,6 +1045,7 @@ async fn zsets_match_a_real_redis_server() {
             ours.cmd(&format!("ZADD {key} 2 b 1 a")).await,
             Frame::Integer(2)
         );
+        zset_settled(&tc, &key, 2).await;
         assert_eq!(
             ours.cmd(&format!("ZRANGE {key} 0 -1 WITHSCORES")).await,
             Frame::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("2")])
@@ -1042,6 +1054,7 @@ async fn zsets_match_a_real_redis_server() {
             ours.cmd(&format!("ZPOPMIN {key}")).await,
             Frame::Array(vec![bulk("a"), bulk("1")])
         );
+        zset_settled(&tc, &key, 1).await;
         assert_eq!(
             ours.cmd(&format!("TYPE {key}")).await,
             Frame::Simple("zset".into())
