@@ -6,7 +6,9 @@
 //!    off) until it holds all its keys again and an exchange finds nothing divergent.
 //!    Baseline: that shard's own Redis replication, a fresh `redis-server` doing `REPLICAOF`
 //!    (diskless, no delay) of the master that owns the same slots in replica 0, until its link
-//!    is up with every key. Target: at most 2×.
+//!    is up with every key. Target: at most 2×. Printed per exchange: what it did and the
+//!    victim's key count; per heal: the CPU of this process (quorumd) and of every server and
+//!    the servers' time per command; per `REPLICAOF`: the CPU of source and replica.
 //! 2. **Throughput with 1 and with 3 shards per replica.** `SET` then `GET` of 100-byte values
 //!    on `BENCH_KEYS` keys through quorumd's Redis-protocol front end, `BENCH_CONCURRENCY`
 //!    clients for `BENCH_SECONDS` each, over three standalone servers and over three clusters
