@@ -6,7 +6,9 @@
 //!    off) until it holds all its keys again and an exchange finds nothing divergent.
 //!    Baseline: that shard's own Redis replication, a fresh `redis-server` doing `REPLICAOF`
 //!    (diskless, no delay) of the master that owns the same slots in replica 0, until its link
-//!    is up with every key. Target: at most 2×.
+//!    is up with every key. Target: at most 2×. Printed per exchange: what it did and the
+//!    victim's key count; per heal: the CPU of this process (quorumd) and of every server and
+//!    the servers' time per command; per `REPLICAOF`: the CPU of source and replica.
 //! 2. **Throughput with 1 and with 3 shards per replica.** `SET` then `GET` of 100-byte values
 //!    on `BENCH_KEYS` keys through quorumd's Redis-protocol front end, `BENCH_CONCURRENCY`
 //!    clients for `BENCH_SECONDS` each, over three standalone servers and over three clusters
@@ -37,8 +39,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
-    Align, closed_loop, command, direct, env_number, full_run, grouped, info, info_field, median,
-    process_cpu_s, redis_cpu_s, setup, shut_down, start_app, timed_settings,
+    Align, closed_loop, command, commandstats, direct, env_number, full_run, grouped, info,
+    info_field, median, process_cpu_s, redis_cpu_s, setup, shut_down, start_app, timed_settings,
 };
 
 const MASTERS: usize = 3;
@@ -127,15 +129,69 @@ struct Heal {
 }
 
 /// Flushes `victim` (a master of replica 1) and times the exchanges until it holds all its
-/// keys again; one more exchange, untimed, must then find nothing divergent.
-async fn heal_once(app: &App, victim: &MultiplexedConnection) -> Result<(f64, usize), String> {
+/// keys again; one more exchange, untimed, must then find nothing divergent. Prints what each
+/// exchange did, and the CPU time of this process (quorumd) and of every server over the
+/// heal. With `CLUSTER_BENCH_EXPLAIN=1`, also the first keys the victim still lacks after
+/// each exchange (a `SCAN` inside the timed stretch, so the time is not comparable then).
+async fn heal_once(
+    app: &App,
+    victim: &MultiplexedConnection,
+    servers: &[MultiplexedConnection],
+) -> Result<(f64, usize), String> {
     let before = dbsize(victim).await?;
+    let explain = std::env::var("CLUSTER_BENCH_EXPLAIN").is_ok_and(|v| v == "1");
+    let held = if explain {
+        keys_of(victim).await?
+    } else {
+        Default::default()
+    };
+    for c in servers {
+        let _: () = command(c, redis::cmd("CONFIG").arg("RESETSTAT")).await?;
+    }
     let _: () = command(victim, &redis::cmd("FLUSHALL")).await?;
+    let (own0, nodes0) = (process_cpu_s(), nodes_cpu(servers).await?);
     let started = Instant::now();
     for n in 1..=20 {
-        exchange(app).await?;
-        if dbsize(victim).await? >= before {
+        let r = exchange(app).await?;
+        let now = dbsize(victim).await?;
+        println!(
+            "  exchange {n}: {:.3} s, {} buckets differing, {} copied whole, {} keys divergent; victim holds {now} of {before} keys",
+            r.elapsed_s, r.buckets_mismatched, r.buckets_copied, r.keys_divergent
+        );
+        if explain && now < before {
+            let lacking: Vec<String> = held
+                .difference(&keys_of(victim).await?)
+                .take(5)
+                .cloned()
+                .collect();
+            println!("    lacking, first 5: {lacking:?}");
+        }
+        if now >= before {
             let took = started.elapsed().as_secs_f64();
+            println!(
+                "  CPU over the heal: quorumd {:.2} s, all servers {:.2} s",
+                process_cpu_s() - own0,
+                nodes_cpu(servers).await? - nodes0
+            );
+            // What the servers spent it on: per command over every server, most time first.
+            let mut per: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            for c in servers {
+                for (name, calls, us) in commandstats(c).await? {
+                    let e = per.entry(name).or_default();
+                    e.0 += calls;
+                    e.1 += us;
+                }
+            }
+            let mut per: Vec<_> = per.into_iter().collect();
+            per.sort_by_key(|(_, (_, us))| std::cmp::Reverse(*us));
+            let top: Vec<String> = per
+                .iter()
+                .take(6)
+                .map(|(name, (calls, us))| {
+                    format!("{name} {calls} calls {:.3} s", *us as f64 / 1e6)
+                })
+                .collect();
+            println!("  server time by command: {}", top.join("; "));
             let check = exchange(app).await?;
             if check.keys_divergent > 0 {
                 return Err(format!(
@@ -152,6 +208,21 @@ async fn heal_once(app: &App, victim: &MultiplexedConnection) -> Result<(f64, us
     ))
 }
 
+/// Every key name on one server (`SCAN`).
+async fn keys_of(c: &MultiplexedConnection) -> Result<std::collections::BTreeSet<String>, String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) =
+            command(c, redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000)).await?;
+        out.extend(keys);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
 /// A fresh server's full sync from `source` (diskless, no delay), until it holds every key.
 async fn replicaof_once(dir: &std::path::Path, source: &RedisProcess) -> Result<f64, String> {
     let src = direct(&source.url()).await?;
@@ -166,6 +237,7 @@ async fn replicaof_once(dir: &std::path::Path, source: &RedisProcess) -> Result<
     let want = dbsize(&src).await?;
     let fresh = RedisProcess::start(dir, &[]).map_err(|e| e.to_string())?;
     let c = direct(&fresh.url()).await?;
+    let cpu0 = [server_cpu_s(&src).await?, server_cpu_s(&c).await?];
     let started = Instant::now();
     let _: () = command(
         &c,
@@ -175,13 +247,33 @@ async fn replicaof_once(dir: &std::path::Path, source: &RedisProcess) -> Result<
     loop {
         let text = info(&c, "replication").await?;
         if info_field(&text, "master_link_status") == Some("up") && dbsize(&c).await? >= want {
-            return Ok(started.elapsed().as_secs_f64());
+            let took = started.elapsed().as_secs_f64();
+            println!(
+                "  REPLICAOF CPU: source {:.2} s (with its fork), replica {:.2} s",
+                server_cpu_s(&src).await? - cpu0[0],
+                server_cpu_s(&c).await? - cpu0[1]
+            );
+            return Ok(took);
         }
         if started.elapsed() > Duration::from_secs(120) {
             return Err("REPLICAOF did not finish within 120 s".into());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// CPU seconds of a server and of the children it reaped (the fork of a full sync).
+async fn server_cpu_s(c: &MultiplexedConnection) -> Result<f64, String> {
+    let text = info(c, "cpu").await?;
+    let field = |n| {
+        info_field(&text, n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(field("used_cpu_user")
+        + field("used_cpu_sys")
+        + field("used_cpu_user_children")
+        + field("used_cpu_sys_children"))
 }
 
 async fn heal(cluster: &DevCluster, app: &App, s: &Settings) -> Result<Heal, String> {
@@ -198,10 +290,14 @@ async fn heal(cluster: &DevCluster, app: &App, s: &Settings) -> Result<Heal, Str
     let (source, victim) = (&cluster.nodes[0], &cluster.nodes[MASTERS]);
     let victim_conn = direct(&victim.url()).await?;
     let keys_on_shard = dbsize(&victim_conn).await?;
+    let mut servers = Vec::new();
+    for n in &cluster.nodes {
+        servers.push(direct(&n.url()).await?);
+    }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (mut heals, mut syncs, mut exchanges) = (Vec::new(), Vec::new(), 0);
     for round in 0..s.rounds {
-        let (took, n) = heal_once(app, &victim_conn).await?;
+        let (took, n) = heal_once(app, &victim_conn, &servers).await?;
         let sync = replicaof_once(dir.path(), source).await?;
         println!(
             "round {}/{}  wiped shard of {} keys healed in {:.2} s ({n} exchanges); REPLICAOF {:.2} s",

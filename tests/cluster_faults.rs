@@ -648,3 +648,111 @@ async fn a_restarted_master_makes_its_replica_recovering_for_its_slots_only() {
     replicas_agree(&tc, &seeds(&tc, 3)).await;
     tc.shutdown().await;
 }
+
+/// The heal sends each master's slots together, on that master's own connection, as the shard
+/// table says they lie. Slots moved since the table was read must still be read and copied
+/// where they are now: their requests, refused there (MOVED), go again one slot at a time
+/// through the cluster client, which follows the move. The monitor does not probe again
+/// during the test, so the table stays stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heal_follows_slots_moved_since_the_shard_table_was_read() {
+    use quorumd::calls::bucket_copy::{self, BucketLayout};
+    use quorumd::sync::bulk;
+    let tc = TestCluster::start_clusters(3, (3, 0), |c| {
+        c.sync.in_flight_window_ms = 0;
+        c.timeouts.node_ms = 3_000;
+        c.timeouts.health_interval_ms = 600_000;
+    })
+    .await;
+    let keys: Vec<String> = (0..400).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        let r = tc
+            .put(key, format!("value of {key}"), "consistency=all")
+            .await;
+        assert!(r.status().is_success(), "{key}: {}", r.status());
+    }
+    // Replica 2 moves 2,000 slots from its master 0 (slots 0 to 5460) to its master 1.
+    let (from, to) = (&tc.cluster.nodes[6], &tc.cluster.nodes[7]);
+    let from_id: String = command(&mut direct(&from.url()).await, &["CLUSTER", "MYID"]).await;
+    let to_id: String = command(&mut direct(&to.url()).await, &["CLUSTER", "MYID"]).await;
+    let seed = from.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &seed, "--cluster-from", &from_id])
+            .args(["--cluster-to", &to_id, "--cluster-slots", "2000"])
+            .arg("--cluster-yes")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let store = tc.app().store();
+    let (pool, layout) = (store.pool(), &store.settings().layout);
+    let mut c = direct(&to.url()).await;
+    let on_to: Vec<String> = command(&mut c, &["KEYS", "key-*"]).await;
+    let mut moved: Vec<u32> = on_to
+        .iter()
+        .map(|k| store.locate(k.as_bytes()).unwrap().bucket)
+        .filter(|&b| b <= 5460)
+        .collect();
+    moved.sort_unstable();
+    moved.dedup();
+    assert!(!moved.is_empty(), "no key in the moved slots");
+    let table = pool.node(2).status().shards;
+    assert!(
+        table
+            .iter()
+            .any(|s| s.master == from.addr().to_string() && s.owns(moved[0] as u16)),
+        "the shard table still places the moved slots on their old master: {table:?}"
+    );
+
+    // Reads: the metadata of the moved buckets, as replica 0 holds it.
+    let layouts: Vec<BucketLayout> = moved
+        .iter()
+        .map(|&bucket| BucketLayout {
+            bucket,
+            digest_key: layout.digest_key(bucket),
+            meta_keys: layout.bucket_meta_keys(bucket),
+            state_keys: vec![layout.sub_digest_key(bucket)],
+        })
+        .collect();
+    let on_moved = bucket_copy::read_meta(pool.node(2), &layouts)
+        .await
+        .unwrap();
+    let on_0 = bucket_copy::read_meta(pool.node(0), &layouts)
+        .await
+        .unwrap();
+    for (a, b) in on_moved.iter().zip(&on_0) {
+        assert_eq!((&a.digest, &a.meta), (&b.digest, &b.meta));
+    }
+
+    // Writes: the new owner wiped, the moved buckets copied back onto it.
+    let _: () = command(&mut c, &["FLUSHALL"]).await;
+    let (copies, fallback) =
+        bulk::read_copies(pool.node(0), store.settings(), &moved, 500, 0).await;
+    assert!(fallback.is_empty(), "{fallback:?}");
+    let copies: Vec<_> = copies.iter().collect();
+    let done = bucket_copy::restore_buckets(pool.node(2), &copies)
+        .await
+        .unwrap();
+    assert!(done.iter().all(|&d| d), "{done:?}");
+    for key in &on_to {
+        if moved.contains(&store.locate(key.as_bytes()).unwrap().bucket) {
+            let value: Option<String> = command(&mut c, &["GET", key]).await;
+            assert_eq!(value, Some(format!("value of {key}")), "{key}");
+        }
+    }
+    // An exchange heals the rest of the wiped master.
+    let report = exchange(&tc).await;
+    assert!(report.buckets_copied > 0, "{report:?}");
+    for key in &on_to {
+        let value: Option<String> = command(&mut c, &["GET", key]).await;
+        assert_eq!(value, Some(format!("value of {key}")), "{key}");
+    }
+    tc.shutdown().await;
+}

@@ -176,6 +176,8 @@ async fn a_wiped_master_is_healed_by_the_exchange() {
         // The exchange reads 16,384 slot digests per replica: on a loaded machine that took
         // longer than the tests' 400 ms node timeout, and the replica was left out.
         c.timeouts.node_ms = 3_000;
+        // Only the exchange's own probe can see the wipe.
+        c.timeouts.health_interval_ms = 600_000;
     })
     .await;
     let all = keys(150);
@@ -185,6 +187,8 @@ async fn a_wiped_master_is_healed_by_the_exchange() {
             .await;
         assert!(r.status().is_success(), "{key}: {}", r.status());
     }
+    // Every master gets its sentinel.
+    tc.sweep(SweepMode::Exchange, false).await;
     // Compared as totals over every sweep: a background exchange may heal the master before
     // (or while) the test's own exchange runs, which then finds less or nothing to do.
     let before = tc.app().sweeper().status().totals;
@@ -214,6 +218,15 @@ async fn a_wiped_master_is_healed_by_the_exchange() {
         assert_eq!(value, Some(format!("value of {key}")), "{key}");
         assert_eq!(meta, copy_on(&tc, 0, key).await.1, "{key}: metadata");
     }
+    // The exchange probed the replica before reading its digests, so it saw the wipe, and
+    // the pass that healed the master also gave it back its sentinel.
+    let held: Vec<String> = redis::cmd("KEYS")
+        .arg("qd:sentinel{*}")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "the healed master's sentinel: {held:?}");
+    assert_eq!(tc.health(2).await, "up");
     // A second exchange finds nothing left to do.
     let again = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(again.keys_divergent, 0, "{again:?}");

@@ -12,7 +12,7 @@
 //! while the transaction was being prepared.
 
 use super::{array, clock_lua, own_writes_lua, parse_bytes, protocol};
-use crate::pool::{Node, NodeError, Traffic};
+use crate::pool::{Node, NodeError, SlotRequest, Traffic};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
 
@@ -189,26 +189,32 @@ async fn transaction(
     }
 }
 
-/// Runs a read-only transaction on `node`'s shared connection.
+/// Runs a read-only transaction on `node`'s shared connection: the replies of its commands.
 async fn read_transaction(
     node: &Node,
     pipe: Pipeline,
     what: &str,
-    expected: usize,
 ) -> Result<Vec<Value>, NodeError> {
+    let expected = pipe.len();
     let items = node
         .run_as(Traffic::Background, |mut c| async move {
             transaction(&mut c, &pipe).await
         })
         .await?
         .ok_or_else(|| protocol(format!("{what}: transaction discarded without WATCH")))?;
-    if items.len() != expected {
-        return Err(protocol(format!(
+    exec_items(Value::Array(items), what, expected)
+}
+
+/// The replies of a read-only transaction's `expected` commands, from `EXEC`'s answer.
+fn exec_items(reply: Value, what: &str, expected: usize) -> Result<Vec<Value>, NodeError> {
+    match reply {
+        Value::Array(items) if items.len() == expected => Ok(items),
+        Value::Array(items) => Err(protocol(format!(
             "{what}: {} replies for {expected} commands",
             items.len()
-        )));
+        ))),
+        other => Err(protocol(format!("{what}: EXEC answered {other:?}"))),
     }
-    Ok(items)
 }
 
 /// Reads the metadata of whole buckets for a copy, in one transaction: per bucket its digest
@@ -220,30 +226,45 @@ async fn read_transaction(
 /// changes an entry's version, so its hash, so the digest), so values and metadata belong
 /// together without one long atomic read blocking the node.
 pub async fn read_meta(node: &Node, buckets: &[BucketLayout]) -> Result<Vec<MetaRead>, NodeError> {
+    const WHAT: &str = "bucket metadata read";
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
-    node.per_slot(
+    node.per_master(
         buckets,
         |b| b.digest_key.as_str(),
-        |group| async move { read_slot_meta(node, &group).await },
+        |group| SlotRequest::Transaction(meta_transaction(group)),
+        |group, reply| meta_answer(group, exec_items(reply, WHAT, meta_commands(group))?),
+        |group| async move {
+            let items = read_transaction(node, meta_transaction(&group), WHAT).await?;
+            meta_answer(&group, items)
+        },
     )
     .await
 }
 
-/// [`read_meta`] for buckets that share a slot when the node is a cluster.
-async fn read_slot_meta(node: &Node, buckets: &[BucketLayout]) -> Result<Vec<MetaRead>, NodeError> {
+/// The transaction of [`read_meta`] for buckets that share a slot when the node is a cluster.
+fn meta_transaction(buckets: &[BucketLayout]) -> Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
-    let mut commands = 0;
     for b in buckets {
         pipe.cmd("HGET").arg(&b.digest_key).arg(b.bucket);
         for k in b.meta_keys.iter().chain(&b.state_keys) {
             pipe.cmd("HGETALL").arg(k);
         }
-        commands += 1 + b.meta_keys.len() + b.state_keys.len();
     }
-    let items = read_transaction(node, pipe, "bucket metadata read", commands).await?;
+    pipe
+}
+
+fn meta_commands(buckets: &[BucketLayout]) -> usize {
+    buckets
+        .iter()
+        .map(|b| 1 + b.meta_keys.len() + b.state_keys.len())
+        .sum()
+}
+
+/// Reads the replies of [`meta_transaction`].
+fn meta_answer(buckets: &[BucketLayout], items: Vec<Value>) -> Result<Vec<MetaRead>, NodeError> {
     let mut items = items.into_iter();
     let mut out = Vec::with_capacity(buckets.len());
     for b in buckets {
@@ -271,44 +292,64 @@ pub async fn read_values(
     buckets: &[(&BucketCopy, Vec<&[u8]>)],
     how: ReadAs,
 ) -> Result<Vec<ValuesRead>, NodeError> {
+    const WHAT: &str = "bucket value read";
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
-    node.per_slot(
+    node.per_master(
         buckets,
         |(b, _)| b.digest_key.as_str(),
-        |group| async move { read_slot_values(node, &group, how).await },
+        |group| SlotRequest::Transaction(values_transaction(group, how)),
+        |group, reply| {
+            let items = exec_items(reply, WHAT, values_commands(group, how))?;
+            values_answer(group, how, items)
+        },
+        |group| async move {
+            let items = read_transaction(node, values_transaction(&group, how), WHAT).await?;
+            values_answer(&group, how, items)
+        },
     )
     .await
 }
 
-/// [`read_values`] for buckets that share a slot when the node is a cluster.
-async fn read_slot_values(
-    node: &Node,
-    buckets: &[(&BucketCopy, Vec<&[u8]>)],
-    how: ReadAs,
-) -> Result<Vec<ValuesRead>, NodeError> {
+/// The transaction of [`read_values`] for buckets that share a slot when the node is a
+/// cluster.
+fn values_transaction(buckets: &[(&BucketCopy, Vec<&[u8]>)], how: ReadAs) -> Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
-    let mut commands = 0;
     for (b, keys) in buckets {
         pipe.cmd("HGET").arg(&b.digest_key).arg(b.bucket);
-        commands += 1;
         match how {
             ReadAs::Strings if !keys.is_empty() => {
                 pipe.cmd("MGET").arg(keys);
-                commands += 1;
             }
             ReadAs::Strings => {}
             ReadAs::Dumps => {
                 for k in keys {
                     pipe.cmd("DUMP").arg(*k);
                 }
-                commands += keys.len();
             }
         }
     }
-    let items = read_transaction(node, pipe, "bucket value read", commands).await?;
+    pipe
+}
+
+fn values_commands(buckets: &[(&BucketCopy, Vec<&[u8]>)], how: ReadAs) -> usize {
+    buckets
+        .iter()
+        .map(|(_, keys)| match how {
+            ReadAs::Strings => 1 + usize::from(!keys.is_empty()),
+            ReadAs::Dumps => 1 + keys.len(),
+        })
+        .sum()
+}
+
+/// Reads the replies of [`values_transaction`].
+fn values_answer(
+    buckets: &[(&BucketCopy, Vec<&[u8]>)],
+    how: ReadAs,
+    items: Vec<Value>,
+) -> Result<Vec<ValuesRead>, NodeError> {
     let mut items = items.into_iter();
     let mut out = Vec::with_capacity(buckets.len());
     for (_, keys) in buckets {
@@ -475,24 +516,28 @@ pub async fn restore_buckets_watched(
 }
 
 /// Copies whole buckets onto a node with `RESTORE_BUCKETS`; per bucket, whether it was copied
-/// (`false`: the node holds metadata of that bucket by now, repair it key by key).
+/// (`false`: the node holds metadata of that bucket by now, repair it key by key). The script
+/// is safe to send twice, as [`Node::per_master`] may: a bucket copied the first time has its
+/// metadata, so the second answers `false` for it.
 pub async fn restore_buckets(node: &Node, buckets: &[&BucketCopy]) -> Result<Vec<bool>, NodeError> {
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
-    node.per_slot(
+    node.per_master(
         buckets,
         |b| b.digest_key.as_str(),
-        |group| async move { restore_slot_buckets(node, &group).await },
+        |group| SlotRequest::Command(restore_command(node, group)),
+        restore_answer,
+        |group| async move {
+            let cmd = restore_command(node, &group);
+            restore_answer(&group, run_bulk_eval(node, RESTORE_BUCKETS_LUA, cmd).await?)
+        },
     )
     .await
 }
 
-/// [`restore_buckets`] for buckets that share a slot when the node is a cluster.
-async fn restore_slot_buckets(
-    node: &Node,
-    buckets: &[&BucketCopy],
-) -> Result<Vec<bool>, NodeError> {
+/// The `RESTORE_BUCKETS` call for buckets that share a slot when the node is a cluster.
+fn restore_command(node: &Node, buckets: &[&BucketCopy]) -> Cmd {
     let keys: usize = buckets
         .iter()
         .map(|b| 1 + b.meta.len() + b.state.len() + b.values.len())
@@ -533,7 +578,11 @@ async fn restore_slot_buckets(
         }
     }
     cmd.arg(&*node.own_writes_channel(buckets[0].digest_key.as_bytes()));
-    let reply = run_bulk_eval(node, RESTORE_BUCKETS_LUA, cmd).await?;
+    cmd
+}
+
+/// Reads the answer of [`restore_command`]: per bucket, whether it was copied.
+fn restore_answer(buckets: &[&BucketCopy], reply: Value) -> Result<Vec<bool>, NodeError> {
     let items = array(reply, "restore buckets")?;
     if items.len() != buckets.len() {
         return Err(protocol(format!(

@@ -1,4 +1,5 @@
-//! Direct connections to each master of a cluster replica, for the probe and live detection.
+//! Direct connections to each master of a cluster replica, for the probe, live detection and
+//! the batched calls of a heal (`Node::per_master`).
 //! The cluster client cannot say whether one given master answers: a request it cannot send to a master
 //! goes to another one, so `INFO` routed to a dead master's slot is answered all the same.
 //! A connection of its own per master tells a dead shard from a live one.
@@ -46,7 +47,35 @@ impl MasterLinks {
         addr: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, NodeError> {
-        let mut conn = match self.cached(addr) {
+        self.on_link(
+            addr,
+            |mut conn| async move { cmd.query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    /// Sends the plain pipeline `pipe` to the master at `addr` on its own connection: one
+    /// answer per command, an error reply (MOVED for a slot it no longer owns) in its place,
+    /// never followed. Within the connect and node timeouts.
+    pub async fn pipeline(
+        &self,
+        addr: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<redis::Value>, NodeError> {
+        use redis::aio::ConnectionLike;
+        self.on_link(addr, |mut conn| async move {
+            conn.req_packed_commands(pipe, 0, pipe.len()).await
+        })
+        .await
+    }
+
+    /// Runs `op` on the connection to the master at `addr`, opened on demand.
+    async fn on_link<T, F, Fut>(&self, addr: &str, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = match self.cached(addr) {
             Some(c) => c,
             None => {
                 let c = self.connect(addr).await.map_err(NodeError::Connection)?;
@@ -54,7 +83,7 @@ impl MasterLinks {
                 c
             }
         };
-        match tokio::time::timeout(self.timeouts.node(), cmd.query_async(&mut conn)).await {
+        match tokio::time::timeout(self.timeouts.node(), op(conn)).await {
             Ok(Ok(v)) => Ok(v),
             failed => {
                 let error = match failed {

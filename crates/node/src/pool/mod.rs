@@ -24,9 +24,10 @@ use crate::events;
 use crate::worker::{StopPhase, WorkFailed, Worker, Workers};
 use quorumd_core::config::{NodeAddress, TimeoutConfig};
 use redis::cluster::ClusterClient;
-use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use redis::{AsyncConnectionConfig, RedisError, RedisResult, Value};
 use sentinel::Sentinels;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -62,6 +63,27 @@ pub struct NodeStatus {
     pub recovering_slots: Option<Vec<(u16, u16)>>,
 }
 
+/// The master a `MOVED` reply names (`host:port`).
+fn moved_to(reply: &Value) -> Option<String> {
+    match reply {
+        Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::Moved) => {
+            e.details()?.split_whitespace().nth(1).map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+/// Items grouped by slot: (slot, its items).
+type SlotGroups<T> = Vec<(u16, Vec<T>)>;
+
+/// One slot's request in [`Node::per_master`].
+pub enum SlotRequest {
+    /// A transaction (an atomic pipeline): its answer is `EXEC`'s, the replies of its commands.
+    Transaction(redis::Pipeline),
+    /// One command: its answer is its reply.
+    Command(redis::Cmd),
+}
+
 /// One Redis server.
 pub struct Node {
     pub id: NodeId,
@@ -77,6 +99,9 @@ pub struct Node {
     pub identity: String,
     /// Wall-clock ms when the node was marked recovering.
     recovering_since_ms: Mutex<Option<u64>>,
+    /// How many losses have been marked (a recovery begun or widened): tells a marking after
+    /// a given moment even within the same millisecond, which `recovering_since_ms` cannot.
+    losses_marked: std::sync::atomic::AtomicU64,
     /// What a recovering node may have lost: all of it, or a cluster's slots of some shards.
     recovering_scope: Mutex<RecoveringScope>,
     /// Every loss since the lock gate last had it covered (see [`Node::counts_for_locks`]).
@@ -84,6 +109,8 @@ pub struct Node {
     shared: Arc<PoolShared>,
     /// Wakes the monitor early when a request saw the connection fail.
     wake: Notify,
+    /// The monitor's passes: (started, finished), for [`Node::probe_now`].
+    probe_passes: tokio::sync::watch::Sender<(u64, u64)>,
     timeouts: TimeoutConfig,
     /// A cluster replica's shards: requests for a down master's slots fail at once.
     shards: Arc<Shards>,
@@ -130,10 +157,12 @@ impl Node {
             run_id: Mutex::new(None),
             identity: address.identity.clone(),
             recovering_since_ms: Mutex::new(None),
+            losses_marked: Default::default(),
             recovering_scope: Mutex::new(RecoveringScope::Whole),
             episodes: Mutex::default(),
             shared,
             wake: Notify::new(),
+            probe_passes: tokio::sync::watch::Sender::new((0, 0)),
             timeouts: timeouts.clone(),
             shards: Arc::default(),
             masters,
@@ -314,6 +343,144 @@ impl Node {
             placed[i] = Some(answer);
         }
         Ok(placed.into_iter().flatten().collect())
+    }
+
+    /// [`Node::per_slot`] for calls that are one request per slot, built by `request` and read
+    /// by `answer`: on a cluster, the requests of all the slots one master owns (per the shard
+    /// table) go in one pipeline on that master's own connection, instead of one request each
+    /// through the cluster client; a heal of a shard makes one per slot, 5,461 for a third of
+    /// the slots. A slot a master answers `MOVED` for (moved since the table was read) goes
+    /// once more to the master named, with the others moved there; a slot whose request fails
+    /// otherwise (`ASK` during a migration, a script the master has not loaded, the master
+    /// unreachable) is sent again alone by `alone`, as [`Node::per_slot`] sends it, through
+    /// the cluster client. So `request` must be safe to send twice: a read, or a write that
+    /// checks it is wanted (a script answering "not copied" the second time).
+    pub async fn per_master<T, K, R, Fut>(
+        &self,
+        items: &[T],
+        key_of: impl Fn(&T) -> &K,
+        request: impl Fn(&[T]) -> SlotRequest,
+        answer: impl Fn(&[T], Value) -> Result<Vec<R>, NodeError>,
+        alone: impl Fn(Vec<T>) -> Fut,
+    ) -> Result<Vec<R>, NodeError>
+    where
+        T: Clone,
+        K: AsRef<[u8]> + ?Sized,
+        Fut: Future<Output = Result<Vec<R>, NodeError>>,
+    {
+        let Some(links) = self.masters.as_ref().filter(|_| self.is_cluster()) else {
+            return alone(items.to_vec()).await;
+        };
+        let mut slots: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let slot = quorumd_core::layout::key_slot(key_of(item).as_ref()) as u16;
+            slots.entry(slot).or_default().push(i);
+        }
+        let group = |at: &[usize]| at.iter().map(|&i| items[i].clone()).collect::<Vec<T>>();
+        // Slots of a master the table knows as up go to it together; the others alone (a
+        // down master's are refused at once there).
+        let table = self.shards.snapshot();
+        let mut by_master: BTreeMap<&str, SlotGroups<T>> = BTreeMap::new();
+        let mut lone: SlotGroups<T> = Vec::new();
+        for (slot, at) in &slots {
+            match table.iter().find(|s| s.up && s.owns(*slot)) {
+                Some(s) => by_master
+                    .entry(s.master.as_str())
+                    .or_default()
+                    .push((*slot, group(at))),
+                None => lone.push((*slot, group(at))),
+            }
+        }
+        let (request, answer) = (&request, &answer);
+        // One pipeline to one master: per slot its answers, or the slot again with where a
+        // MOVED sent it.
+        let send = |addr: String, groups: SlotGroups<T>| async move {
+            let mut pipe = redis::pipe();
+            // Where each slot's replies are: from `MULTI` to `EXEC`, or the command's.
+            let mut spans = Vec::with_capacity(groups.len());
+            for (_, g) in &groups {
+                let first = pipe.len();
+                match request(g) {
+                    SlotRequest::Transaction(tx) => {
+                        pipe.cmd("MULTI");
+                        for cmd in tx.cmd_iter() {
+                            pipe.add_command(cmd.clone());
+                        }
+                        pipe.cmd("EXEC");
+                    }
+                    SlotRequest::Command(cmd) => {
+                        pipe.add_command(cmd);
+                    }
+                }
+                spans.push(first..pipe.len());
+            }
+            let mut replies = links.pipeline(&addr, &pipe).await.ok();
+            let mut done = Vec::new();
+            let mut again = Vec::new();
+            for ((slot, g), span) in groups.into_iter().zip(spans) {
+                let Some(replies) = replies.as_mut().filter(|r| r.len() >= span.end) else {
+                    again.push((slot, g, None));
+                    continue;
+                };
+                let moved = replies[span.clone()].iter().find_map(moved_to);
+                // Moved out: a heal's replies hold its values.
+                let last = std::mem::replace(&mut replies[span.end - 1], Value::Nil);
+                match answer(&g, last) {
+                    Ok(answers) if answers.len() == g.len() => done.push((slot, answers)),
+                    _ => again.push((slot, g, moved)),
+                }
+            }
+            (done, again)
+        };
+        let mut answered: BTreeMap<u16, Vec<R>> = BTreeMap::new();
+        let mut round: Vec<(String, SlotGroups<T>)> = by_master
+            .into_iter()
+            .map(|(addr, groups)| (addr.to_owned(), groups))
+            .collect();
+        // The slots a master answered MOVED for go once more, together, to the master named
+        // (the cluster client would not follow a MOVED inside a transaction: it sees only the
+        // `EXEC` reply, `EXECABORT`); anything else goes alone.
+        for redirected in [false, true] {
+            let batches = futures::future::join_all(
+                round.into_iter().map(|(addr, groups)| send(addr, groups)),
+            )
+            .await;
+            let mut moved: BTreeMap<String, SlotGroups<T>> = BTreeMap::new();
+            for (done, again) in batches {
+                answered.extend(done);
+                for (slot, g, to) in again {
+                    match to {
+                        Some(addr) if !redirected => moved.entry(addr).or_default().push((slot, g)),
+                        _ => lone.push((slot, g)),
+                    }
+                }
+            }
+            round = moved.into_iter().collect();
+        }
+        let alone = &alone;
+        let retried = futures::future::try_join_all(
+            lone.into_iter()
+                .map(|(slot, g)| async move { Ok::<_, NodeError>((slot, alone(g).await?)) }),
+        )
+        .await?;
+        answered.extend(retried);
+        let mut placed: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+        for (slot, answers) in answered {
+            if answers.len() != slots[&slot].len() {
+                return Err(NodeError::Protocol(format!(
+                    "{} answers for {} items of one slot",
+                    answers.len(),
+                    slots[&slot].len()
+                )));
+            }
+            for (&i, a) in slots[&slot].iter().zip(answers) {
+                placed[i] = Some(a);
+            }
+        }
+        placed
+            .into_iter()
+            .map(|a| a.ok_or_else(|| NodeError::Protocol("an item of no slot's answer".into())))
+            .collect()
     }
 
     fn connection(&self) -> Option<NodeConn> {
@@ -857,6 +1024,8 @@ impl Node {
         if grew {
             let now = quorumd_core::hlc::wall_clock_ms();
             *self.recovering_since() = Some(now);
+            self.losses_marked
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let lost = self.recovering_scope().clone();
             self.episodes().record(now, lost);
             self.shared.attention.notify_one();
@@ -912,10 +1081,33 @@ impl Node {
         *self.recovering_since()
     }
 
+    /// How many losses have been marked so far: a count that changed between two readings
+    /// says a loss was marked in between.
+    pub fn losses_marked(&self) -> u64 {
+        self.losses_marked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn recovering_since(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
         self.recovering_since_ms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Has the monitor probe this node now instead of at its next interval, and waits for
+    /// that pass, so that a wipe since the last one is judged (the node marked recovering)
+    /// by the time this returns. Not for a node that is down: its monitor is reconnecting.
+    pub async fn probe_now(&self) {
+        if self.health() == Health::Down {
+            return;
+        }
+        let mut passes = self.probe_passes.subscribe();
+        // The next pass to start; one under way may have read the node before the caller's
+        // question arose.
+        let wanted = passes.borrow().0 + 1;
+        self.wake.notify_one();
+        // A cluster's probe has three rounds, each within the node timeout.
+        let limit = self.timeouts.node() * 3;
+        let _ = tokio::time::timeout(limit, passes.wait_for(|&(_, done)| done >= wanted)).await;
     }
 
     /// The sweep brought a recovering node back in sync: it counts for reads again.
@@ -980,6 +1172,19 @@ impl Worker for ProbeWorker {
     }
 
     async fn work(&mut self) -> Result<(), WorkFailed> {
+        self.node
+            .probe_passes
+            .send_modify(|(started, _)| *started += 1);
+        let outcome = self.pass().await;
+        self.node
+            .probe_passes
+            .send_modify(|(_, finished)| *finished += 1);
+        outcome
+    }
+}
+
+impl ProbeWorker {
+    async fn pass(&mut self) -> Result<(), WorkFailed> {
         let node = &self.node;
         let max_backoff = Duration::from_millis(node.timeouts.reconnect_max_ms);
         self.next = node.timeouts.health_interval();

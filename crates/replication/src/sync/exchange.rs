@@ -23,18 +23,32 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     let buckets = settings.layout.buckets;
     let digest_keys = settings.layout.digest_keys();
     progress::lock(p).phase = "reading digests";
-    // Only a node that was recovering before its digests were read can be found in sync by
-    // this pass: a node wiped after that read would look in sync from what it held before.
-    let digests_read_from_ms = quorumd_core::hlc::wall_clock_ms();
+    // Per node, a wipe since its monitor's last pass is judged first, so the node is
+    // recovering before its digests are read and this pass, which copies back what it lost,
+    // can also find it in sync again and give it back its sentinel (otherwise only the next
+    // pass could). Only a node that was recovering before its digests were read can be found
+    // in sync by this pass: a node wiped after that read would look in sync from what it held
+    // before. Losses are counted, not timed: a wipe judged in the same millisecond as the read
+    // began is told apart all the same.
+    let mut marked_before_read = vec![0; n];
     let reads = futures::future::join_all(pool.nodes().iter().map(|node| {
         let digest_keys = &digest_keys;
-        async move { (node.id, calls::sync::digests(node, digest_keys).await) }
+        async move {
+            node.probe_now().await;
+            let marked = node.losses_marked();
+            (
+                node.id,
+                marked,
+                calls::sync::digests(node, digest_keys).await,
+            )
+        }
     }))
     .await;
     let mut answered: Vec<(NodeId, HashMap<u32, u64>)> = Vec::new();
     // Nodes this pass covered completely; only those may leave `recovering`.
     let mut covered = vec![false; n];
-    for (id, r) in reads {
+    for (id, marked, r) in reads {
+        marked_before_read[id] = marked;
         match r {
             Ok(d) => {
                 covered[id] = true;
@@ -106,7 +120,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
     }
     if !dry_run {
         let complete = answered.len() == n && !partial;
-        finish_recovery(sw, &covered, &lacking, complete, digests_read_from_ms, p).await;
+        finish_recovery(sw, &covered, &lacking, complete, &marked_before_read, p).await;
     }
 }
 
@@ -420,7 +434,7 @@ async fn finish_recovery(
     covered: &[bool],
     lacking: &[(NodeId, quorumd_core::hlc::Version)],
     all_answered: bool,
-    digests_read_from_ms: u64,
+    marked_before_read: &[u64],
     p: &ProgressHandle,
 ) {
     let pool = sw.pool();
@@ -436,7 +450,7 @@ async fn finish_recovery(
             continue;
         }
         let recovering_since = node.recovering_since_ms();
-        if recovering_since.is_some_and(|since| since >= digests_read_from_ms) {
+        if node.losses_marked() != marked_before_read[node.id] {
             // Marked after this pass read its digests: the next pass, which the marking
             // asked for, decides.
             continue;
