@@ -771,19 +771,8 @@ async fn read_group(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{args, err};
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ').map(|w| Bytes::from(w.to_string())).collect()
-    }
-
-    fn err(r: Result<Command, Frame>) -> String {
-        match r {
-            Err(Frame::Error(e)) => e,
-            Err(_) => "other".into(),
-            Ok(_) => "ok".into(),
-        }
-    }
 
     #[test]
     fn xreadgroup_options_fail_in_redis_order() {

@@ -753,11 +753,13 @@ impl StreamCmd {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<Bytes> {
+    /// A command line split at spaces (shared with the group commands' tests).
+    pub(super) fn args(s: &str) -> Vec<Bytes> {
         s.split(' ').map(|w| Bytes::from(w.to_string())).collect()
     }
 
-    fn err(r: Result<Command, Frame>) -> String {
+    /// A parse's error text, `ok`, or `other` for another refusal.
+    pub(super) fn err(r: Result<Command, Frame>) -> String {
         match r {
             Err(Frame::Error(e)) => e,
             Err(_) => "other".into(),
