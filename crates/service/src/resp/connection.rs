@@ -71,15 +71,15 @@ pub async fn serve(
                 until_gone(run, &mut reader, &mut input, &mut stop).await
             } else {
                 run.await;
-                Ok(true)
+                Ok(Some(false))
             }
         };
         shared.in_flight.fetch_sub(size, Ordering::Relaxed);
-        if !ran? {
-            // The client left or the server stops while a blocking pop waited: dropping the
-            // batch ends the wait, with nothing left running to pop later.
+        // The client left or the server stops while a blocking pop waited: dropping the batch
+        // ended the wait, with nothing left running to pop later.
+        let Some(read_ahead) = ran? else {
             return Ok(());
-        }
+        };
         if let Some(e) = &malformed {
             events::RespProtocolError {
                 peer,
@@ -95,7 +95,8 @@ pub async fn serve(
         if malformed.is_some() || session.closing || *stop.borrow() {
             return Ok(());
         }
-        if full {
+        if full || read_ahead {
+            // Requests are already buffered: serve them before reading again.
             continue;
         }
         input.reserve(READ_CHUNK);
@@ -125,34 +126,34 @@ pub async fn serve(
     }
 }
 
-/// Runs a batch that may block until it ends (true), or until the client disconnects or the
-/// server stops (false, the batch dropped). What the client pipelines meanwhile is read into
-/// `input` (at most `MAX_BUFFERED`), for after the batch.
+/// Runs a batch that may block until it ends (`Some`: whether it read more requests), or until
+/// the client disconnects or the server stops (`None`, the batch dropped). What the client
+/// pipelines meanwhile is read into `input` (at most `MAX_BUFFERED`), for after the batch.
 async fn until_gone(
     run: impl Future<Output = ()>,
     reader: &mut OwnedReadHalf,
     input: &mut BytesMut,
     stop: &mut watch::Receiver<bool>,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Option<bool>> {
     tokio::pin!(run);
-    let mut open = true;
+    let (mut open, mut read_any) = (true, false);
     loop {
         if *stop.borrow() {
-            return Ok(false);
+            return Ok(None);
         }
         tokio::select! {
-            () = &mut run => return Ok(true),
+            () = &mut run => return Ok(Some(read_any)),
             read = reader.read_buf(input), if open && input.len() < MAX_BUFFERED => {
                 match read {
-                    Ok(0) => return Ok(false),
-                    Ok(_) => {}
+                    Ok(0) => return Ok(None),
+                    Ok(_) => read_any = true,
                     // Reported by the next read, once the batch is answered.
                     Err(_) => open = false,
                 }
             }
             changed = stop.changed() => {
                 if changed.is_err() {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }

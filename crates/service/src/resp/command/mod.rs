@@ -311,7 +311,11 @@ impl DataCmd {
     pub async fn apply(self, shared: Arc<Shared>, level: Consistency) -> Frame {
         let written: Vec<Bytes> = if self.may_feed_a_pop() {
             let access = self.access();
-            access.writes.iter().map(|k| Bytes::copy_from_slice(k)).collect()
+            access
+                .writes
+                .iter()
+                .map(|k| Bytes::copy_from_slice(k))
+                .collect()
         } else {
             Vec::new()
         };
