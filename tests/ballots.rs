@@ -507,7 +507,11 @@ async fn blocking_pops_through_two_processes_deliver_each_item_once() {
             tokio::spawn(async move {
                 let mut c = RespClient::connect(addr).await;
                 let (mut got, mut errors) = (Vec::new(), 0);
-                loop {
+                let started = std::time::Instant::now();
+                // Bounded, so that a pop that never empties the list fails the test, not hangs.
+                while got.len() <= 2 * PER_PRODUCER
+                    && started.elapsed() < std::time::Duration::from_secs(60)
+                {
                     match c.cmd("BRPOP bq:jobs 1").await {
                         Frame::Array(kv) if kv.len() == 2 => got.push(kv[1].clone()),
                         Frame::NullArray | Frame::Null
