@@ -488,3 +488,100 @@ fn entry_ids(streams: &[Frame]) -> Vec<String> {
     }
     ids
 }
+
+/// Consumers blocked in BRPOP through two quorumd processes while producers push unique items
+/// through both: every acknowledged item is delivered exactly once and nothing remains. It
+/// catches a pop delivered twice (a wait that popped on each node, or a retried pop that
+/// answered an item another consumer also got) and a wait that is never woken or retried (an
+/// item left in the list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocking_pops_through_two_processes_deliver_each_item_once() {
+    const PER_PRODUCER: usize = 30;
+    let tc = TestCluster::start(3).await;
+    let (second, addrs) = two_processes(&tc);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumers: Vec<_> = addrs
+        .into_iter()
+        .map(|addr| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut c = RespClient::connect(addr).await;
+                let (mut got, mut errors) = (Vec::new(), 0);
+                let started = std::time::Instant::now();
+                // Bounded, so that a pop that never empties the list fails the test, not hangs.
+                while got.len() <= 2 * PER_PRODUCER
+                    && started.elapsed() < std::time::Duration::from_secs(60)
+                {
+                    match c.cmd("BRPOP bq:jobs 1").await {
+                        Frame::Array(kv) if kv.len() == 2 => got.push(kv[1].clone()),
+                        Frame::NullArray | Frame::Null
+                            if done.load(std::sync::atomic::Ordering::SeqCst) =>
+                        {
+                            break;
+                        }
+                        Frame::NullArray | Frame::Null => {}
+                        Frame::Error(_) => errors += 1,
+                        other => panic!("BRPOP answered {other:?}"),
+                    }
+                }
+                (got, errors)
+            })
+        })
+        .collect();
+    let producers: Vec<_> = [addrs[0], addrs[1]]
+        .into_iter()
+        .enumerate()
+        .map(|(p, addr)| {
+            tokio::spawn(async move {
+                let mut c = RespClient::connect(addr).await;
+                let mut acked = Vec::new();
+                for i in 0..PER_PRODUCER {
+                    let item = format!("p{p}-{i}");
+                    if let Frame::Integer(_) = c.cmd(&format!("LPUSH bq:jobs {item}")).await {
+                        acked.push(item);
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = HashSet::new();
+    for p in producers {
+        acked.extend(p.await.unwrap());
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut delivered, mut pop_errors) = (Vec::new(), 0);
+    for c in consumers {
+        let (got, errors) = c.await.unwrap();
+        delivered.extend(got);
+        pop_errors += errors;
+    }
+    let delivered: Vec<String> = delivered
+        .into_iter()
+        .map(|f| match f {
+            Frame::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+            other => panic!("an item {other:?}"),
+        })
+        .collect();
+    let unique: HashSet<&String> = delivered.iter().collect();
+    assert_eq!(unique.len(), delivered.len(), "an item delivered twice");
+    assert!(
+        acked.len() >= PER_PRODUCER,
+        "too few pushes acknowledged: {}",
+        acked.len()
+    );
+    let missing: Vec<&String> = acked.iter().filter(|i| !unique.contains(i)).collect();
+    // A pop that failed with an unknown outcome may have taken an item nobody received.
+    assert!(
+        missing.len() <= pop_errors,
+        "acknowledged items never delivered: {missing:?} ({pop_errors} failed pops)"
+    );
+    let mut c = RespClient::connect(addrs[0]).await;
+    assert_eq!(
+        c.cmd("LLEN bq:jobs").await,
+        Frame::Integer(0),
+        "items remain"
+    );
+    drop(second);
+    tc.shutdown().await;
+}

@@ -908,21 +908,7 @@ async fn lists_match_a_real_redis_server() {
     theirs.send_raw(&request(&[b"LPOP", b"l:none", b"2"])).await;
     let (a, b) = (ours.read_or_closed().await, theirs.read_or_closed().await);
     assert_eq!(a, b);
-    // Blocking commands are refused, saying why (Redis would wait or pop).
     ours.cmd("RPUSH l:b x").await;
-    for line in [
-        "BLPOP l:b 0",
-        "BRPOP l:b 0",
-        "BLMOVE l:b l:c LEFT LEFT 0",
-        "BRPOPLPUSH l:b l:c 0",
-        "BLMPOP 0 1 l:b LEFT",
-    ] {
-        let e = error_text(&ours.cmd(line).await).to_owned();
-        assert!(
-            e.starts_with("ERR blocking commands are not supported by quorumd"),
-            "{line}: {e}"
-        );
-    }
     assert_eq!(
         ours.cmd("LRANGE l:b 0 -1").await,
         Frame::Array(vec![bulk("x")])
@@ -1019,19 +1005,7 @@ async fn zsets_match_a_real_redis_server() {
     assert!(picks.iter().all(|p| *p == bulk("a") || *p == bulk("b")));
     let one = ours.cmd("ZRANDMEMBER z:q").await;
     assert!(one == bulk("a") || one == bulk("b"), "{one:?}");
-    // Blocking pops are refused, saying why (Redis would wait or pop).
     ours.cmd("ZADD z:blk 1 x").await;
-    for line in [
-        "BZPOPMIN z:blk 0",
-        "BZPOPMAX z:blk 0",
-        "BZMPOP 0 1 z:blk MIN",
-    ] {
-        let e = error_text(&ours.cmd(line).await).to_owned();
-        assert!(
-            e.starts_with("ERR blocking commands are not supported by quorumd"),
-            "{line}: {e}"
-        );
-    }
     assert_eq!(ours.cmd("ZCARD z:blk").await, Frame::Integer(1));
     typed_key_is_moved_and_scanned_by_type(&mut ours, "z:blk", "zset", "z:l").await;
     // At `linearizable` (two-phase writes, reads written back to a majority) and `one`.
@@ -3207,7 +3181,7 @@ async fn stream_commands_match_a_real_redis_server() {
         let reply = ours.cmd(line).await;
         let text = error_text(&reply);
         assert!(
-            text.starts_with("ERR blocking commands are not supported by quorumd"),
+            text.starts_with("ERR blocking stream reads are not supported by quorumd"),
             "{line}: {text}"
         );
     }
@@ -5045,4 +5019,177 @@ async fn config_get_answers_what_the_nodes_hold() {
         );
     }
     tc.shutdown().await;
+}
+
+/// The blocking pops, line by line on one connection: immediate pops, nil after a short
+/// timeout, wrong types, argument errors in Redis's order, MULTI (no waiting: nil), RESP3.
+const BLOCKING_SAME_AS_REDIS: &[&str] = &[
+    "RPUSH b:l a b c",
+    "BLPOP b:none b:l 0",
+    "BRPOP b:l 0.1",
+    "BLPOP b:none 0.1",
+    "BRPOPLPUSH b:l b:d 0",
+    "BLMOVE b:d b:l RIGHT LEFT 0",
+    "BLMOVE b:none b:d LEFT LEFT 0.1",
+    "BRPOPLPUSH b:none b:d 0.1",
+    "RPUSH b:m 1 2 3 4",
+    "BLMPOP 0 2 b:none b:m LEFT COUNT 3",
+    "BLMPOP 0.1 1 b:none RIGHT",
+    "ZADD b:z 1 a 2 b 3 c 4 d",
+    "BZPOPMIN b:none b:z 0",
+    "BZPOPMAX b:z 0",
+    "BZMPOP 0 1 b:z MAX COUNT 5",
+    "BZPOPMIN b:z 0.1",
+    "BZMPOP 0.1 1 b:z MIN",
+    "SET b:s v",
+    "BLPOP b:none b:s 0",
+    "BZPOPMIN b:s 0",
+    "BLMOVE b:s b:d LEFT LEFT 0",
+    "BLMOVE b:none b:s LEFT LEFT 0.1",
+    "BLMPOP 0 1 b:s LEFT",
+    "BZMPOP 0 1 b:s MIN",
+    "BLPOP b:l abc",
+    "BLPOP b:l -1",
+    "BLPOP b:l inf",
+    "BLPOP b:l 1e16",
+    "BLPOP b:l 9223372036000000",
+    "BLPOP b:l 1e400",
+    "BZPOPMIN b:z -0.5",
+    "BLPOP b:l",
+    "BLMOVE b:l b:d UP LEFT x",
+    "BLMOVE b:l b:d LEFT LEFT x",
+    "BRPOPLPUSH b:l b:d x",
+    "BLMPOP x 0 b:l LEFT",
+    "BLMPOP x 1 b:l UP",
+    "BLMPOP x 1 b:l LEFT COUNT 0",
+    "BLMPOP 0 1 b:l LEFT COUNT 1 extra",
+    "BLMPOP 0 3 b:l LEFT",
+    "BLMPOP 0 1 b:l",
+    "BZMPOP x 1 b:z MID",
+    "BZMPOP x 1 b:z MIN",
+    // In a transaction a blocking pop is its non-blocking form: nil on empty keys.
+    "MULTI",
+    "BLPOP b:none 0",
+    "BLMOVE b:none b:d LEFT LEFT 0",
+    "BZPOPMIN b:none 0",
+    "BLMPOP 0 1 b:none LEFT",
+    "RPUSH b:t x y",
+    "BRPOP b:t 0",
+    "BLPOP b:t abc",
+    "EXEC",
+    "LRANGE b:d 0 -1",
+    "LRANGE b:t 0 -1",
+    "EXISTS b:l b:m b:z",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pops_match_a_real_redis_server() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    for line in BLOCKING_SAME_AS_REDIS {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+    // RESP3: the null of a timed-out pop and a double score.
+    ours.cmd("HELLO 3").await;
+    theirs.cmd("HELLO 3").await;
+    for line in [
+        "BLPOP b:none 0.1",
+        "BLMOVE b:none b:d LEFT LEFT 0.1",
+        "ZADD b:z3 1.5 a 2 b",
+        "BZPOPMIN b:z3 0",
+        "BZMPOP 0 1 b:z3 MAX",
+        "BZPOPMAX b:z3 0.1",
+    ] {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line} (RESP3)");
+    }
+    tc.shutdown().await;
+}
+
+/// Waits until INFO, asked through `c`, shows `what` (e.g. a blocked command in flight).
+async fn info_shows(c: &mut RespClient, what: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let info = c.cmd("INFO clients").await;
+        if matches!(&info, Frame::Bulk(b) if String::from_utf8_lossy(b).contains(what)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "INFO never showed {what}: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A BLPOP on an empty list waits, holding up what is pipelined after it, and an LPUSH from
+/// another connection of the same instance hands it the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_pop_is_woken_by_a_push_through_the_same_instance() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    let mut waiter = RespClient::connect(addr).await;
+    let mut other = RespClient::connect(addr).await;
+    waiter.send(&[b"BLPOP", b"w:none", b"w:q", b"0"]).await;
+    // The INFO itself and the waiting BLPOP.
+    info_shows(&mut other, "commands_in_flight:2").await;
+    // Sent after it, answered after it, as Redis does.
+    waiter.send(&[b"PING"]).await;
+    assert_eq!(other.cmd("LPUSH w:q job").await, Frame::Integer(1));
+    assert_eq!(
+        waiter.read().await,
+        Frame::Array(vec![bulk("w:q"), bulk("job")])
+    );
+    assert_eq!(waiter.read().await, Frame::Simple("PONG".into()));
+    assert_eq!(other.cmd("EXISTS w:q").await, Frame::Integer(0));
+    // BZPOPMIN and BLMOVE wait and wake the same way.
+    waiter.send(&[b"BZPOPMIN", b"w:z", b"0"]).await;
+    info_shows(&mut other, "commands_in_flight:2").await;
+    other.cmd("ZADD w:z 7 m").await;
+    assert_eq!(
+        waiter.read().await,
+        Frame::Array(vec![bulk("w:z"), bulk("m"), bulk("7")])
+    );
+    waiter
+        .send(&[b"BLMOVE", b"w:src", b"w:dst", b"LEFT", b"RIGHT", b"0"])
+        .await;
+    info_shows(&mut other, "commands_in_flight:2").await;
+    other.cmd("RPUSH w:src a").await;
+    assert_eq!(waiter.read().await, bulk("a"));
+    assert_eq!(
+        other.cmd("LRANGE w:dst 0 -1").await,
+        Frame::Array(vec![bulk("a")])
+    );
+    tc.shutdown().await;
+}
+
+/// A client that disconnects while blocked leaves nothing behind that would pop a later
+/// push, and a server shutting down ends the waits it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_waiter_pops_nothing_and_shutdown_ends_waits() {
+    let tc = TestCluster::start(3).await;
+    let addr = resp_addr(&tc);
+    let mut watcher = RespClient::connect(addr).await;
+    let mut gone = RespClient::connect(addr).await;
+    gone.send(&[b"BRPOP", b"d:q", b"0"]).await;
+    info_shows(&mut watcher, "commands_in_flight:2").await;
+    drop(gone);
+    info_shows(&mut watcher, "connected_clients:1\r\ncommands_in_flight:1").await;
+    assert_eq!(watcher.cmd("LPUSH d:q x").await, Frame::Integer(1));
+    // A wait left running would retry within its back-off (at most 100 ms) and pop it; no
+    // condition can show that nothing will happen, so this looks for a while.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        watcher.cmd("LRANGE d:q 0 -1").await,
+        Frame::Array(vec![bulk("x")])
+    );
+    let mut blocked = RespClient::connect(addr).await;
+    blocked.send(&[b"BLPOP", b"d:none", b"0"]).await;
+    info_shows(&mut watcher, "commands_in_flight:2").await;
+    tokio::time::timeout(Duration::from_secs(10), tc.shutdown())
+        .await
+        .expect("shutdown ends a blocked pop's wait");
+    assert_eq!(blocked.read_or_closed().await, None, "the waiter is closed");
 }

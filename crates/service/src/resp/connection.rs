@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 
 /// Most requests decoded before their replies are written: bounds the reply buffer.
@@ -30,6 +31,8 @@ const MAX_BATCH: usize = 1024;
 const MAX_CONCURRENT: usize = 64;
 /// Bytes read per system call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most bytes read ahead while a blocking pop waits.
+const MAX_BUFFERED: usize = 16 * READ_CHUNK;
 
 /// Serves one client until it disconnects, sends QUIT, sends a malformed request, or the
 /// server stops (after the batch in progress has been answered).
@@ -61,8 +64,22 @@ pub async fn serve(
         let full = batch.len() == MAX_BATCH;
         let size = batch.len();
         shared.in_flight.fetch_add(size, Ordering::Relaxed);
-        run_batch(batch, &mut session, &shared, &mut output).await;
+        let waits = batch.iter().any(|args| command::blocking::may_block(args));
+        let ran = {
+            let run = run_batch(batch, &mut session, &shared, &mut output);
+            if waits {
+                until_gone(run, &mut reader, &mut input, &mut stop).await
+            } else {
+                run.await;
+                Ok(Some(false))
+            }
+        };
         shared.in_flight.fetch_sub(size, Ordering::Relaxed);
+        // The client left or the server stops while a blocking pop waited: dropping the batch
+        // ended the wait, with nothing left running to pop later.
+        let Some(read_ahead) = ran? else {
+            return Ok(());
+        };
         if let Some(e) = &malformed {
             events::RespProtocolError {
                 peer,
@@ -78,7 +95,8 @@ pub async fn serve(
         if malformed.is_some() || session.closing || *stop.borrow() {
             return Ok(());
         }
-        if full {
+        if full || read_ahead {
+            // Requests are already buffered: serve them before reading again.
             continue;
         }
         input.reserve(READ_CHUNK);
@@ -104,6 +122,40 @@ pub async fn serve(
                 }
             },
             _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// Runs a batch that may block until it ends (`Some`: whether it read more requests), or until
+/// the client disconnects or the server stops (`None`, the batch dropped). What the client
+/// pipelines meanwhile is read into `input` (at most `MAX_BUFFERED`), for after the batch.
+async fn until_gone(
+    run: impl Future<Output = ()>,
+    reader: &mut OwnedReadHalf,
+    input: &mut BytesMut,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<Option<bool>> {
+    tokio::pin!(run);
+    let (mut open, mut read_any) = (true, false);
+    loop {
+        if *stop.borrow() {
+            return Ok(None);
+        }
+        tokio::select! {
+            () = &mut run => return Ok(Some(read_any)),
+            read = reader.read_buf(input), if open && input.len() < MAX_BUFFERED => {
+                match read {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => read_any = true,
+                    // Reported by the next read, once the batch is answered.
+                    Err(_) => open = false,
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    return Ok(None);
+                }
+            }
         }
     }
 }
@@ -208,9 +260,10 @@ async fn run_batch(
                 served(name, result_of(&reply));
                 reply.encode(session.protocol, out);
             }
-            Command::Data(cmd) if cmd.reads_unnamed_keys() => {
-                // Its access cannot name the keys it reads (SORT's patterns): it runs after
-                // every command before it and before any after it, as a session command does.
+            Command::Data(cmd) if cmd.runs_alone() => {
+                // Its access cannot name the keys it reads (SORT's patterns), or it may block:
+                // it runs after every command before it and before any after it, as a session
+                // command does.
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
                 let reply = cmd.apply(shared.clone(), session.level).await;

@@ -12,6 +12,7 @@ pub mod key_count;
 pub mod pubsub;
 pub mod server;
 pub mod transaction;
+pub mod wakes;
 
 pub use server::{RespServer, RespSettings};
 
@@ -50,6 +51,8 @@ pub struct Shared {
     pub started: Instant,
     /// DBSIZE's count, computed at most once a second for all connections.
     pub key_count: key_count::KeyCount,
+    /// "Key written" announcements for the blocking pops waiting in this instance.
+    pub wakes: wakes::Wakes,
     connected: AtomicUsize,
     /// Requests decoded and not yet answered, over all connections.
     in_flight: AtomicUsize,

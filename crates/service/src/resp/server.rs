@@ -85,6 +85,7 @@ impl RespServer {
             instance: settings.instance.clone(),
             started: Instant::now(),
             key_count: super::key_count::KeyCount::new(settings.reserved_keys.clone()),
+            wakes: Default::default(),
             connected: Default::default(),
             in_flight: Default::default(),
             next_id: Default::default(),

@@ -243,6 +243,8 @@ async fn run(
             Command::Session(cmd) => (cmd.apply(session, shared).await, 0),
             Command::Data(cmd) => {
                 let writes = cmd.access().writes.len();
+                // A blocking pop does not wait inside a transaction, as in Redis.
+                let cmd = cmd.without_waiting();
                 (cmd.apply(shared.clone(), session.level).await, writes)
             }
         };

@@ -1,5 +1,5 @@
 //! List commands: LPUSH, RPUSH, LPUSHX, RPUSHX, LPOP, RPOP, LLEN, LRANGE, LINDEX, LSET, LREM,
-//! LTRIM, LINSERT, LPOS, LMOVE, RPOPLPUSH, LMPOP; the blocking ones are refused.
+//! LTRIM, LINSERT, LPOS, LMOVE, RPOPLPUSH, LMPOP; the blocking ones are in `blocking.rs`.
 //!
 //! A list is a versioned value like a string (docs/ARCHITECTURE.md, "Lists"): a read returns
 //! it whole, a write replaces it whole under the version it read (`read_modify_write_typed`,
@@ -121,28 +121,7 @@ pub static SPECS: &[Spec] = &[
     ),
     // Its keys follow numkeys, so, as in Redis's table, it declares none (movable keys).
     Spec::keyless("lmpop", -4, &[Flag::Write], parse_lmpop),
-    Spec::keyless("blpop", -3, &[Flag::Write], refuse_blocking),
-    Spec::keyless("brpop", -3, &[Flag::Write], refuse_blocking),
-    Spec::keyless("blmove", 6, &[Flag::Write], refuse_blocking),
-    Spec::keyless("brpoplpush", 4, &[Flag::Write], refuse_blocking),
-    Spec::keyless("blmpop", -5, &[Flag::Write], refuse_blocking),
 ];
-
-/// Blocking pops wait for a push on one server. quorumd has no single server to wait on: a
-/// push reaches the nodes separately, and a wait on each node would pop on each. So they are
-/// refused, saying why, rather than served as something else.
-fn refuse_blocking(a: &[Bytes]) -> Result<Command, Frame> {
-    let name = String::from_utf8_lossy(&a[0]).to_ascii_uppercase();
-    let polling = if name.contains("MOVE") || name.contains("PUSH") {
-        "LMOVE"
-    } else {
-        "LPOP, RPOP or LMPOP"
-    };
-    Err(Frame::error(format!(
-        "ERR blocking commands are not supported by quorumd: {name} would wait on the nodes \
-         separately, which a quorum cannot serve; poll with {polling} instead"
-    )))
-}
 
 fn push(a: &[Bytes], end: End, only_existing: bool) -> Result<Command, Frame> {
     data(ListCmd::Push {
@@ -178,7 +157,7 @@ fn positive(arg: &[u8], message: &str) -> Result<usize, Frame> {
 }
 
 /// LEFT or RIGHT, any case.
-fn end_arg(arg: &[u8]) -> Result<End, Frame> {
+pub(super) fn end_arg(arg: &[u8]) -> Result<End, Frame> {
     if eq(arg, "left") {
         Ok(End::Left)
     } else if eq(arg, "right") {

@@ -36,6 +36,18 @@ impl LongDouble {
         mant: 0,
         exp: 0,
     };
+
+    /// The nearest `f64` (an infinity past its range, zero below it).
+    pub fn to_f64(self) -> f64 {
+        if self.mant == 0 {
+            return 0.0;
+        }
+        // Two steps: 2^exp alone may leave f64's range where the product does not.
+        let half = (self.exp / 2) as i32;
+        let rest = (self.exp - i64::from(half)) as i32;
+        let v = self.mant as f64 * 2f64.powi(half) * 2f64.powi(rest);
+        if self.neg { -v } else { v }
+    }
 }
 
 /// Parses as Redis's `string2ld` does: the whole input must be one `strtold` number (decimal

@@ -7,6 +7,7 @@
 
 mod bitfield;
 mod bits;
+pub mod blocking;
 mod conn;
 mod counters;
 mod geo;
@@ -171,6 +172,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     sets::SPECS,
     lists::SPECS,
     zsets::SPECS,
+    blocking::SPECS,
     geo::SPECS,
     hyperloglog::SPECS,
     sort::SPECS,
@@ -236,6 +238,7 @@ pub enum DataCmd {
     Inspect(inspect::InspectCmd),
     Stream(streams::StreamCmd),
     Transfer(keyspace::TransferCmd),
+    Blocking(blocking::BlockingCmd),
 }
 
 /// The keys a data command reads and writes, for ordering pipelined commands.
@@ -264,6 +267,7 @@ impl DataCmd {
             DataCmd::Inspect(c) => c.access(),
             DataCmd::Stream(c) => c.access(),
             DataCmd::Transfer(c) => c.access(),
+            DataCmd::Blocking(c) => c.access(),
         }
     }
 
@@ -273,7 +277,57 @@ impl DataCmd {
         matches!(self, DataCmd::Sort(c) if c.reads_patterns())
     }
 
+    /// Whether the connection runs it alone, after everything before it and before anything
+    /// after it: a blocking pop, as in Redis, holds up the commands pipelined after it.
+    pub fn runs_alone(&self) -> bool {
+        self.reads_unnamed_keys() || matches!(self, DataCmd::Blocking(_))
+    }
+
+    /// As inside MULTI: a blocking pop tries once, as its non-blocking form (Redis answers
+    /// nil there rather than block).
+    pub fn without_waiting(self) -> Self {
+        match self {
+            DataCmd::Blocking(c) => DataCmd::Blocking(c.without_waiting()),
+            other => other,
+        }
+    }
+
+    /// Whether a write of it may add list or sorted-set elements a blocking pop waits for.
+    fn may_feed_a_pop(&self) -> bool {
+        matches!(
+            self,
+            DataCmd::List(_)
+                | DataCmd::Zset(_)
+                | DataCmd::Geo(_)
+                | DataCmd::Sort(_)
+                | DataCmd::Key(_)
+                | DataCmd::Transfer(_)
+                | DataCmd::Blocking(_)
+        )
+    }
+
+    /// Runs it, then announces its written keys to the blocking pops waiting on them in this
+    /// instance (`resp::wakes`), unless it failed or popped nothing.
     pub async fn apply(self, shared: Arc<Shared>, level: Consistency) -> Frame {
+        let written: Vec<Bytes> = if self.may_feed_a_pop() {
+            let access = self.access();
+            access
+                .writes
+                .iter()
+                .map(|k| Bytes::copy_from_slice(k))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let reply = self.run(&shared, level).await;
+        if !written.is_empty() && !matches!(reply, Frame::Error(_) | Frame::Null | Frame::NullArray)
+        {
+            shared.wakes.announce(&written);
+        }
+        reply
+    }
+
+    async fn run(self, shared: &Shared, level: Consistency) -> Frame {
         let (store, crdts) = (&shared.store, &shared.crdts);
         match self {
             DataCmd::String(c) => c.apply(store, crdts, level).await,
@@ -292,6 +346,7 @@ impl DataCmd {
             DataCmd::Inspect(c) => c.apply(store, level).await,
             DataCmd::Stream(c) => c.apply(store, level).await,
             DataCmd::Transfer(c) => c.apply(store, level).await,
+            DataCmd::Blocking(c) => c.apply(shared, level).await,
         }
     }
 }
@@ -729,6 +784,12 @@ impl From<hyperloglog::HllCmd> for DataCmd {
 impl From<sort::SortCmd> for DataCmd {
     fn from(c: sort::SortCmd) -> Self {
         DataCmd::Sort(c)
+    }
+}
+
+impl From<blocking::BlockingCmd> for DataCmd {
+    fn from(c: blocking::BlockingCmd) -> Self {
+        DataCmd::Blocking(c)
     }
 }
 

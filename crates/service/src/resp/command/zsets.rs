@@ -1,7 +1,7 @@
 //! Sorted-set commands: ZADD, ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK, ZREVRANK, ZCOUNT,
 //! ZLEXCOUNT, ZRANGE, ZRANGEBYSCORE, ZREVRANGE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX,
 //! ZPOPMIN, ZPOPMAX, ZMPOP, ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZRANDMEMBER,
-//! ZSCAN; the blocking pops are refused.
+//! ZSCAN; the blocking pops are in `blocking.rs`.
 //!
 //! A sorted set is a versioned value like a list (docs/ARCHITECTURE.md, "Sorted sets"): read
 //! whole, changed in `zset_ops`, written whole under the version read (compare-and-set,
@@ -182,19 +182,7 @@ pub static SPECS: &[Spec] = &[
     Spec::keyed("zscan", -3, READ_SLOW, (1, 1, 1), |a| {
         data(ZsetCmd::Scan(a[1].clone(), ScanArgs::parse(a)))
     }),
-    Spec::keyless("bzpopmin", -3, &[Flag::Write], refuse_blocking),
-    Spec::keyless("bzpopmax", -3, &[Flag::Write], refuse_blocking),
-    Spec::keyless("bzmpop", -5, &[Flag::Write], refuse_blocking),
 ];
-
-/// As the blocking list pops: a wait on each node would pop on each (see `lists.rs`).
-fn refuse_blocking(a: &[Bytes]) -> Result<Command, Frame> {
-    let name = String::from_utf8_lossy(&a[0]).to_ascii_uppercase();
-    Err(Frame::error(format!(
-        "ERR blocking commands are not supported by quorumd: {name} would wait on the nodes \
-         separately, which a quorum cannot serve; poll with ZPOPMIN or ZPOPMAX instead"
-    )))
-}
 
 fn not_a_float() -> Frame {
     Frame::error("ERR value is not a valid float")

@@ -200,7 +200,7 @@ pub(super) fn parse_xreadgroup(a: &[Bytes]) -> Result<Command, Frame> {
         let o = &a[i];
         if eq(o, "block") && more > 0 {
             return Err(Frame::error(
-                "ERR blocking commands are not supported by quorumd: XREADGROUP BLOCK would wait \
+                "ERR blocking stream reads are not supported by quorumd: XREADGROUP BLOCK would wait \
                  on the nodes separately; poll with XREADGROUP without BLOCK instead",
             ));
         } else if eq(o, "count") && more > 0 {
@@ -791,7 +791,7 @@ mod tests {
             err(parse_xreadgroup(&args(
                 "xreadgroup group g c block 0 streams s >"
             )))
-            .starts_with("ERR blocking commands are not supported by quorumd")
+            .starts_with("ERR blocking stream reads are not supported by quorumd")
         );
         assert_eq!(
             err(parse_xreadgroup(&args(

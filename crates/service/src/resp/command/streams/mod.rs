@@ -321,7 +321,7 @@ fn parse_xread(a: &[Bytes]) -> Result<Command, Frame> {
         let o = &a[i];
         if eq(o, "block") && more > 0 {
             return Err(Frame::error(
-                "ERR blocking commands are not supported by quorumd: XREAD BLOCK would wait on \
+                "ERR blocking stream reads are not supported by quorumd: XREAD BLOCK would wait on \
                  the nodes separately; poll with XREAD without BLOCK instead",
             ));
         } else if eq(o, "count") && more > 0 {
