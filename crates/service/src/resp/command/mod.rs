@@ -584,6 +584,11 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
 /// An integer argument, parsed as strictly as Redis does (`string2ll`): no sign but `-`, no
 /// leading zero, and no `-0`.
 pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
+    strict_i64(arg).ok_or_else(not_an_integer)
+}
+
+/// Redis's `string2ll`: `None` for anything it refuses.
+pub fn strict_i64(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg)
         .ok()
         .filter(|s| {
@@ -591,7 +596,6 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
             !(s.starts_with('+') || digits.starts_with('0') && s.len() > 1)
         })
         .and_then(|s| s.parse().ok())
-        .ok_or_else(not_an_integer)
 }
 
 pub fn eq(arg: &[u8], word: &str) -> bool {

@@ -32,14 +32,7 @@ fn word(arg: &[u8], w: &str) -> bool {
 
 /// Redis's `string2ll`: strict, no `+`, no leading zero, no `-0`.
 fn long(arg: &[u8]) -> Result<i64, SortError> {
-    std::str::from_utf8(arg)
-        .ok()
-        .filter(|s| {
-            let digits = s.strip_prefix('-').unwrap_or(s);
-            !(s.starts_with('+') || digits.starts_with('0') && s.len() > 1)
-        })
-        .and_then(|s| s.parse().ok())
-        .ok_or(SortError::NotAnInteger)
+    super::strict_i64(arg).ok_or(SortError::NotAnInteger)
 }
 
 /// The options after `SORT key`; `readonly` (SORT_RO) takes no STORE.

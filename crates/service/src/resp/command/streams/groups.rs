@@ -11,8 +11,8 @@
 
 use super::group_info::{info_consumers, info_full, info_groups, xpending};
 use super::{
-    StreamCmd, as_stream, entry_frame, id_frame, interval_id, invalid_id, now_ms, put, reply,
-    strict_id,
+    StreamCmd, as_stream, block_refused, entry_frame, id_frame, interval_id, invalid_id,
+    keys_and_ids, now_ms, put, reply, strict_id,
 };
 use crate::resp::command::{
     Access, Command, data, eq, int_arg, store_error, syntax_error, unknown_subcommand, wrong_arity,
@@ -199,23 +199,12 @@ pub(super) fn parse_xreadgroup(a: &[Bytes]) -> Result<Command, Frame> {
         let more = a.len() - i - 1;
         let o = &a[i];
         if eq(o, "block") && more > 0 {
-            return Err(Frame::error(
-                "ERR blocking stream reads are not supported by quorumd: XREADGROUP BLOCK would wait \
-                 on the nodes separately; poll with XREADGROUP without BLOCK instead",
-            ));
+            return Err(block_refused("XREADGROUP"));
         } else if eq(o, "count") && more > 0 {
             count = int_arg(&a[i + 1])?.max(0) as u64;
             i += 1;
         } else if eq(o, "streams") && more > 0 {
-            let rest = &a[i + 1..];
-            if !rest.len().is_multiple_of(2) {
-                return Err(Frame::error(
-                    "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must \
-                     be specified.",
-                ));
-            }
-            let (keys, ids) = rest.split_at(rest.len() / 2);
-            streams = Some((keys.to_vec(), ids.to_vec()));
+            streams = Some(keys_and_ids(&a[i + 1..])?);
             break;
         } else if eq(o, "group") && more >= 2 {
             group = Some((a[i + 1].clone(), a[i + 2].clone()));

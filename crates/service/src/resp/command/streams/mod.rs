@@ -313,6 +313,26 @@ fn parse_range(a: &[Bytes], rev: bool) -> Result<Command, Frame> {
     })
 }
 
+/// `BLOCK` of XREAD or XREADGROUP, refused.
+pub(super) fn block_refused(command: &str) -> Frame {
+    Frame::error(format!(
+        "ERR blocking stream reads are not supported by quorumd: {command} BLOCK would wait on \
+         the nodes separately; poll with {command} without BLOCK instead"
+    ))
+}
+
+/// The keys and IDs after `STREAMS`: as many IDs as keys.
+pub(super) fn keys_and_ids(rest: &[Bytes]) -> Result<(Vec<Bytes>, Vec<Bytes>), Frame> {
+    if !rest.len().is_multiple_of(2) {
+        return Err(Frame::error(
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be \
+             specified.",
+        ));
+    }
+    let (keys, ids) = rest.split_at(rest.len() / 2);
+    Ok((keys.to_vec(), ids.to_vec()))
+}
+
 fn parse_xread(a: &[Bytes]) -> Result<Command, Frame> {
     let mut count = 0u64;
     let mut i = 1;
@@ -320,27 +340,13 @@ fn parse_xread(a: &[Bytes]) -> Result<Command, Frame> {
         let more = a.len() - i - 1;
         let o = &a[i];
         if eq(o, "block") && more > 0 {
-            return Err(Frame::error(
-                "ERR blocking stream reads are not supported by quorumd: XREAD BLOCK would wait on \
-                 the nodes separately; poll with XREAD without BLOCK instead",
-            ));
+            return Err(block_refused("XREAD"));
         } else if eq(o, "count") && more > 0 {
             count = int_arg(&a[i + 1])?.max(0) as u64;
             i += 2;
         } else if eq(o, "streams") && more > 0 {
-            let rest = &a[i + 1..];
-            if !rest.len().is_multiple_of(2) {
-                return Err(Frame::error(
-                    "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must \
-                     be specified.",
-                ));
-            }
-            let (keys, ids) = rest.split_at(rest.len() / 2);
-            return data(StreamCmd::Read {
-                count,
-                keys: keys.to_vec(),
-                ids: ids.to_vec(),
-            });
+            let (keys, ids) = keys_and_ids(&a[i + 1..])?;
+            return data(StreamCmd::Read { count, keys, ids });
         } else if eq(o, "group") && more >= 2 {
             return Err(Frame::error(
                 "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
