@@ -11,6 +11,11 @@
 //! bookkeeping.
 //! Both run in this process as library clients (no HTTP), so the comparison is like for like.
 //!
+//! Each row also has the CPU time per operation, medians over rounds: of this process (quorumd's
+//! lock service, or the Redlock client, with the bench's own loop) from `getrusage`, and of the
+//! nodes together from `INFO cpu`. The machine is shared and noisy; CPU per operation moves less
+//! than throughput does.
+//!
 //! Workloads run `LOCK_BENCH_CLIENTS` (default 8) tasks for `LOCK_BENCH_SECONDS` (default 2)
 //! per round, `LOCK_BENCH_ROUNDS` (default 5) rounds interleaved; the table shows medians over
 //! rounds and goes to stdout and `target/bench/locks.md`. Without `--bench` (under
@@ -32,7 +37,10 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Align, env_number, markdown_table, median, percentile, redis_version, write_report};
+use support::{
+    Align, env_number, markdown_table, median, percentile, process_cpu_s, redis_cpu_s,
+    redis_version, write_report,
+};
 
 const TTL_MS: u64 = 2000;
 const WAIT_MS: u64 = 10_000;
@@ -186,8 +194,30 @@ struct Bench {
     redlock: Arc<Redlock>,
 }
 
-/// One round of one workload: operations per second and sorted latencies in µs.
-async fn round(b: &Bench, w: Workload, s: &Settings, round: usize) -> (f64, Vec<u64>, u64) {
+/// What one round of one workload measured.
+struct RoundResult {
+    ops: f64,
+    /// Sorted latencies in µs.
+    lat: Vec<u64>,
+    errors: u64,
+    /// CPU µs per completed operation: this process (quorumd or the Redlock client), and the
+    /// nodes together.
+    cpu_client_us: f64,
+    cpu_nodes_us: f64,
+}
+
+/// CPU seconds the nodes have used, summed.
+async fn nodes_cpu_s(b: &Bench) -> f64 {
+    let mut total = 0.0;
+    for c in &b.redlock.conns {
+        total += redis_cpu_s(c).await.unwrap_or(f64::NAN);
+    }
+    total
+}
+
+/// One round of one workload.
+async fn round(b: &Bench, w: Workload, s: &Settings, round: usize) -> RoundResult {
+    let (client_before, nodes_before) = (process_cpu_s(), nodes_cpu_s(b).await);
     let until = Instant::now() + Duration::from_secs_f64(s.seconds);
     let tasks = (0..s.clients).map(|client| {
         let (locks, queues, redlock) = (b.locks.clone(), b.queues.clone(), b.redlock.clone());
@@ -244,8 +274,17 @@ async fn round(b: &Bench, w: Workload, s: &Settings, round: usize) -> (f64, Vec<
         errors += e;
     }
     let ops = all.len() as f64 / started.elapsed().as_secs_f64();
+    let per_op = |seconds: f64| seconds * 1e6 / all.len().max(1) as f64;
+    let cpu_client_us = per_op(process_cpu_s() - client_before);
+    let cpu_nodes_us = per_op(nodes_cpu_s(b).await - nodes_before);
     all.sort_unstable();
-    (ops, all, errors)
+    RoundResult {
+        ops,
+        lat: all,
+        errors,
+        cpu_client_us,
+        cpu_nodes_us,
+    }
 }
 
 /// Per-round figures of one workload.
@@ -254,6 +293,8 @@ struct Samples {
     ops: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    cpu_client: Vec<f64>,
+    cpu_nodes: Vec<f64>,
     errors: u64,
 }
 
@@ -263,6 +304,8 @@ struct Row {
     ops: f64,
     p50: f64,
     p99: f64,
+    cpu_client: f64,
+    cpu_nodes: f64,
     errors: u64,
 }
 
@@ -294,11 +337,13 @@ async fn run_cluster(n: usize, s: &Settings) -> Result<Vec<Row>, String> {
     for r in 0..s.rounds {
         for k in 0..Workload::ALL.len() {
             let i = (k + r) % Workload::ALL.len();
-            let (ops, lat, errors) = round(&bench, Workload::ALL[i], s, r).await;
-            per[i].ops.push(ops);
-            per[i].p50.push(percentile(&lat, 0.50));
-            per[i].p99.push(percentile(&lat, 0.99));
-            per[i].errors += errors;
+            let got = round(&bench, Workload::ALL[i], s, r).await;
+            per[i].ops.push(got.ops);
+            per[i].p50.push(percentile(&got.lat, 0.50));
+            per[i].p99.push(percentile(&got.lat, 0.99));
+            per[i].cpu_client.push(got.cpu_client_us);
+            per[i].cpu_nodes.push(got.cpu_nodes_us);
+            per[i].errors += got.errors;
         }
     }
     core.store.pool().shutdown().await;
@@ -312,6 +357,8 @@ async fn run_cluster(n: usize, s: &Settings) -> Result<Vec<Row>, String> {
             ops: median(&s.ops),
             p50: median(&s.p50),
             p99: median(&s.p99),
+            cpu_client: median(&s.cpu_client),
+            cpu_nodes: median(&s.cpu_nodes),
             errors: s.errors,
         })
         .collect())
@@ -327,7 +374,7 @@ fn table(rows: &[Row], s: &Settings) -> String {
         s.rounds,
         redis_version()
     );
-    let body: Vec<[String; 8]> = rows
+    let body: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             let base = r
@@ -349,6 +396,8 @@ fn table(rows: &[Row], s: &Settings) -> String {
                 format!("{:.0}", r.p99),
                 ratio_ops,
                 ratio_p50,
+                format!("{:.1}", r.cpu_client),
+                format!("{:.1}", r.cpu_nodes),
                 r.errors.to_string(),
             ]
         })
@@ -361,9 +410,11 @@ fn table(rows: &[Row], s: &Settings) -> String {
         "p99 µs",
         "ops/s ÷ baseline",
         "p50 ÷ baseline",
+        "CPU µs/op, client",
+        "CPU µs/op, nodes",
         "failed",
     ];
-    let mut align = [Align::Right; 8];
+    let mut align = [Align::Right; 10];
     align[1] = Align::Left;
     out.push_str(&markdown_table(&header, &align, &body));
     out

@@ -55,10 +55,10 @@ async fn bounded<T>(
 where
     T: redis::FromRedisValue + Send + 'static,
 {
-    let run = node.run(|mut c| async move { invocation.invoke_async::<T>(&mut c).await });
-    tokio::time::timeout(limit, run)
-        .await
-        .unwrap_or(Err(NodeError::Timeout(limit.as_millis() as u64)))
+    node.run_within(limit, |mut c| async move {
+        invocation.invoke_async::<T>(&mut c).await
+    })
+    .await
 }
 
 fn parse_fence(raw: &str) -> Result<u64, NodeError> {

@@ -511,7 +511,20 @@ impl Node {
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.connection().ok_or_else(|| self.unavailable())?;
-        self.run_on(traffic, conn, op).await
+        self.run_on(traffic, conn, self.timeouts.node(), op).await
+    }
+
+    /// `run` bounded by `limit` when that is shorter than the node timeout, with one timer
+    /// for both (a lock call's limit is a fraction of its TTL). A call that runs out of a
+    /// shorter `limit` is not the node failing: it fails without marking the node.
+    pub async fn run_within<T, F, Fut>(&self, limit: Duration, op: F) -> Result<T, NodeError>
+    where
+        F: FnOnce(NodeConn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.connection().ok_or_else(|| self.unavailable())?;
+        self.run_on(Traffic::Client, conn, limit.min(self.timeouts.node()), op)
+            .await
     }
 
     /// `run_as` for background work on a connection that no other task uses while `op` runs,
@@ -533,7 +546,9 @@ impl Node {
             Some(c) => c,
             None => self.connect().await.map_err(NodeError::Connection)?,
         };
-        let result = self.run_on(Traffic::Background, conn.clone(), op).await;
+        let result = self
+            .run_on(Traffic::Background, conn.clone(), self.timeouts.node(), op)
+            .await;
         if result.is_ok() {
             let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
             if spare.len() < KEPT {
@@ -556,6 +571,7 @@ impl Node {
         &self,
         traffic: Traffic,
         conn: NodeConn,
+        limit: Duration,
         op: F,
     ) -> Result<T, NodeError>
     where
@@ -563,7 +579,6 @@ impl Node {
         Fut: Future<Output = RedisResult<T>>,
     {
         let started = Instant::now();
-        let limit = self.timeouts.node();
         match tokio::time::timeout(limit, op(conn)).await {
             Ok(Ok(value)) => {
                 if traffic == Traffic::Client {
@@ -586,6 +601,9 @@ impl Node {
                     self.report_failure(&err);
                 }
                 Err(err)
+            }
+            Err(_) if limit < self.timeouts.node() => {
+                Err(NodeError::Timeout(limit.as_millis() as u64))
             }
             Err(_) => Err(self.timed_out()),
         }

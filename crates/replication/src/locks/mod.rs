@@ -388,10 +388,9 @@ impl LockService {
         let proposal = self.hints.get(&keys.fence) + 1;
         let answers = self
             .on_all(|node| {
-                let (keys, token, owner) = (keys.clone(), token.clone(), owner.to_string());
+                let token = &token;
                 async move {
-                    calls::locks::acquire(&node, limit, &keys, &token, ttl_ms, &owner, proposal)
-                        .await
+                    calls::locks::acquire(&node, limit, keys, token, ttl_ms, owner, proposal).await
                 }
             })
             .await;
@@ -479,11 +478,10 @@ impl LockService {
     async fn give_back(&self, keys: &LockKeys, token: &str, nodes: &[NodeId]) {
         let limit = self.node_limit();
         self.on_all(|node| {
-            let (keys, token) = (keys.clone(), token.to_string());
             let asked = nodes.contains(&node.id);
             async move {
                 if asked {
-                    calls::locks::release(&node, limit, &keys, &token).await
+                    calls::locks::release(&node, limit, keys, token).await
                 } else {
                     Ok(false)
                 }
@@ -519,9 +517,8 @@ impl LockService {
         let started = Instant::now();
         let limit = self.node_limit();
         let first = self
-            .on_all(|node| {
-                let (keys, token) = (keys.clone(), token.to_string());
-                async move { calls::locks::extend(&node, limit, &keys, &token, ttl_ms, "").await }
+            .on_all(|node| async move {
+                calls::locks::extend(&node, limit, keys, token, ttl_ms, "").await
             })
             .await;
         let required = self.required();
@@ -622,10 +619,7 @@ impl LockService {
         validate_token(token)?;
         let limit = self.node_limit();
         let answers = self
-            .on_all(|node| {
-                let (keys, token) = (keys.clone(), token.to_string());
-                async move { calls::locks::release(&node, limit, &keys, &token).await }
-            })
+            .on_all(|node| async move { calls::locks::release(&node, limit, keys, token).await })
             .await;
         let released = answers
             .iter()
