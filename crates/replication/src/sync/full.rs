@@ -249,6 +249,7 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
 /// lands meanwhile wins. One DUMP batch per holder, one APPLY batch per node.
 async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressHandle) {
     let pool = sw.pool();
+    let stream_checksum = sw.store().settings().stream_checksum;
     let mut asked: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
     for (i, (_, holders)) in keys.iter().enumerate() {
         for &h in holders {
@@ -259,7 +260,11 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
     let mut votes: Vec<BTreeMap<String, Vote>> = vec![BTreeMap::new(); keys.len()];
     let captures = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| keys[i].0).collect();
-        (h, idx, calls::store::capture(pool.node(h), &locs).await)
+        (
+            h,
+            idx,
+            calls::store::capture(pool.node(h), &locs, stream_checksum).await,
+        )
     }))
     .await;
     for (h, idx, res) in captures {
