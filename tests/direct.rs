@@ -1407,3 +1407,32 @@ async fn stream_entries_of_the_entries_only_checksum_are_checked_with_it() {
     assert_eq!(r.direct_changes.values().sum::<u64>(), 1, "{r:?}");
     tc.shutdown().await;
 }
+
+/// The live path sees the stream changes Redis raises an event for (`xgroup-create`,
+/// `xsetid`, and `xgroup-createconsumer` for the new consumer of the XREADGROUP) and restores
+/// the versioned streams without a scrub.
+#[tokio::test]
+async fn live_detection_restores_streams_whose_groups_or_last_id_changed() {
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Restore)).await;
+    wait_live_on(&tc, 3).await;
+    write_streams(&tc).await;
+    let mut intact = Vec::new();
+    for k in STREAMS {
+        intact.push(stream_full(&tc, 0, k).await);
+    }
+    let mut c = tc.direct(1).await;
+    for line in STREAM_CHANGES {
+        let _: redis::Value = command(&mut c, line).await;
+    }
+    wait_until(Duration::from_secs(5), "streams restored live", || async {
+        for (k, want) in STREAMS.iter().zip(&intact) {
+            if &stream_full(&tc, 1, k).await != want {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    all_nodes_agree_with(&tc, 0, &STREAMS).await;
+    tc.shutdown().await;
+}
