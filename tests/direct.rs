@@ -1436,3 +1436,89 @@ async fn live_detection_restores_streams_whose_groups_or_last_id_changed() {
     all_nodes_agree_with(&tc, 0, &STREAMS).await;
     tc.shutdown().await;
 }
+
+/// A CRDT set's state hash changed on node 1 (one add-tag deleted, one forged), its value
+/// left as it was: the scrub finds it by the entry hash, which no longer sums the state.
+/// Returns the state key and node 0's state before the change.
+async fn change_a_crdt_state_on_node_1(tc: &TestCluster) -> (String, Vec<String>) {
+    let r = tc
+        .http
+        .post(format!("{}/v1/sets/cart/add?consistency=all", tc.base))
+        .json(&serde_json::json!({ "members": ["apple", "pear"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let skey = tc.app().store().settings().layout.state_key(b"cart");
+    let skey = String::from_utf8(skey).unwrap();
+    let state: Vec<String> = command(&mut tc.direct(0).await, &["HGETALL", &skey]).await;
+    let apple = state
+        .chunks(2)
+        .find(|fv| fv[1] == "apple")
+        .map(|fv| fv[0].clone())
+        .expect("apple's add-tag");
+    // Another valid tag: the same version with its last hex digit changed.
+    let mut forged = apple.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    let mut c = tc.direct(1).await;
+    let _: () = command(&mut c, &["HDEL", &skey, &apple]).await;
+    let _: () = command(&mut c, &["HSET", &skey, &forged, "intruder"]).await;
+    // Left alone, the value check sees nothing: the value is the one the entry records.
+    let r = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(r.direct_changes.get("changed"), None, "{r:?}");
+    (skey, state)
+}
+
+async fn sorted_state(tc: &TestCluster, i: usize, skey: &str) -> Vec<(String, String)> {
+    let flat: Vec<String> = command(&mut tc.direct(i).await, &["HGETALL", skey]).await;
+    let mut pairs: Vec<(String, String)> = flat
+        .chunks(2)
+        .map(|fv| (fv[0].clone(), fv[1].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Under `adopt` (and `restore`, the same for CRDTs) the scrub recomputes the node's entry
+/// hash from its state and rebuilds its value; the next exchange then merges the states, so
+/// every node holds the join: the deleted add-tag is back and the forged one everywhere.
+#[tokio::test]
+async fn a_crdt_state_changed_on_a_node_is_found_and_joined_with_the_others() {
+    let tc = TestCluster::start_with(3, |c| {
+        c.sync.direct_writes = DirectWritesPolicy::Adopt;
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let (skey, _) = change_a_crdt_state_on_node_1(&tc).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("state"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 1, "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("adopted"), Some(&1), "{r:?}");
+    assert_eq!(members(&tc, 1).await, ["intruder", "pear"], "rebuilt");
+    let x = tc.sweep(SweepMode::Exchange, false).await;
+    assert!(x.divergence_left() == 0, "{x:?}");
+    let want = sorted_state(&tc, 0, &skey).await;
+    assert_eq!(want.len(), 3, "{want:?}");
+    for i in 0..3 {
+        assert_eq!(sorted_state(&tc, i, &skey).await, want, "node {i}");
+        assert_eq!(members(&tc, i).await, ["apple", "intruder", "pear"]);
+    }
+    let again = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(again.direct_changes.values().sum::<u64>(), 0, "{again:?}");
+    tc.shutdown().await;
+}
+
+/// Under `report-only` the changed state is reported and left as it is.
+#[tokio::test]
+async fn report_only_reports_a_changed_crdt_state_and_leaves_it() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
+    let (skey, intact) = change_a_crdt_state_on_node_1(&tc).await;
+    let changed = sorted_state(&tc, 1, &skey).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("state"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("reported"), Some(&1), "{r:?}");
+    assert_eq!(sorted_state(&tc, 1, &skey).await, changed);
+    assert_eq!(sorted_state(&tc, 0, &skey).await.len(), intact.len() / 2);
+    tc.shutdown().await;
+}

@@ -870,15 +870,19 @@ pub enum Mismatch {
     Type,
     /// A value without metadata: created outside quorumd.
     Unversioned,
+    /// A CRDT key's state hash is not the state its entry hash sums (found by the scrub's
+    /// `calls::crdt::verify_states`, not by [`verify`]).
+    State,
 }
 
 impl Mismatch {
-    pub const ALL: [Mismatch; 5] = [
+    pub const ALL: [Mismatch; 6] = [
         Mismatch::Changed,
         Mismatch::Deleted,
         Mismatch::Ttl,
         Mismatch::Type,
         Mismatch::Unversioned,
+        Mismatch::State,
     ];
 
     /// The label in metrics, reports and logs.
@@ -889,6 +893,7 @@ impl Mismatch {
             Mismatch::Ttl => "ttl",
             Mismatch::Type => "type",
             Mismatch::Unversioned => "unversioned",
+            Mismatch::State => "state",
         }
     }
 }

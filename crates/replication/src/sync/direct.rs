@@ -273,7 +273,10 @@ async fn restore_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<
 }
 
 /// A CRDT key's materialised value changed on its node: the state is what merges, so under
-/// either policy the value is rebuilt from the node's state.
+/// either policy the value is rebuilt from the node's state. Its state changed: under either
+/// policy the entry hash is recomputed from the state as it stands (and the value rebuilt), so
+/// the digests show the node's state differs and the sweep merges it with the other nodes' as
+/// for any CRDT key: a state cannot be restored to an earlier one, only joined.
 async fn rebuild_crdt_value(sw: &Sweeper, f: &Found) -> Action {
     let Some(kind) = f.meta.as_ref().and_then(|m| m.kind.crdt()) else {
         return Action::Failed;
@@ -281,8 +284,19 @@ async fn rebuild_crdt_value(sw: &Sweeper, f: &Found) -> Action {
     let state_key = sw.store().settings().layout.state_key(&f.loc.key);
     let node = sw.pool().node(f.node);
     sw.throttle.acquire(node, 1).await;
-    match calls::crdt::rebuild(node, &f.loc, &state_key, kind).await {
-        Ok(r) if r.code == calls::crdt::MergeCode::Changed => Action::Restored,
+    let (reply, done) = if f.mismatch == Mismatch::State {
+        (
+            calls::crdt::rehash(node, &f.loc, &state_key, kind).await,
+            Action::Adopted,
+        )
+    } else {
+        (
+            calls::crdt::rebuild(node, &f.loc, &state_key, kind).await,
+            Action::Restored,
+        )
+    };
+    match reply {
+        Ok(r) if r.code == calls::crdt::MergeCode::Changed => done,
         _ => Action::Failed,
     }
 }
