@@ -4,7 +4,7 @@
 //! on one node.
 
 use quorumd::config::{Config, DirectWritesPolicy};
-use quorumd::content::Content;
+use quorumd::content::{Content, StreamChecksum};
 use quorumd::quorum::Consistency;
 use quorumd::sync::SweepMode;
 use quorumd_testkit::cluster::{self as common, TestCluster, command, wait_until};
@@ -66,9 +66,19 @@ async fn prepare(tc: &TestCluster) {
 /// The value of `key` on node `i` as its type and checksum (any type; independent of the
 /// set's or hash's internal order, unlike a DUMP), and its absolute expiry.
 async fn raw(tc: &TestCluster, i: usize, key: &str) -> (Content, Option<u64>) {
+    raw_as(tc, i, key, StreamChecksum::Full).await
+}
+
+/// As `raw`, a stream checksummed by the function `stream` names.
+async fn raw_as(
+    tc: &TestCluster,
+    i: usize,
+    key: &str,
+    stream: StreamChecksum,
+) -> (Content, Option<u64>) {
     let store = tc.app().store();
     let loc = store.locate(key.as_bytes()).unwrap();
-    let mut c = quorumd::calls::store::capture(store.pool().node(i), &[&loc])
+    let mut c = quorumd::calls::store::capture(store.pool().node(i), &[&loc], stream)
         .await
         .unwrap();
     let c = c.pop().unwrap();
@@ -429,7 +439,7 @@ async fn the_nodes_compute_the_checksums_the_core_defines() {
         .map(|k| store.locate(k.as_bytes()).unwrap())
         .collect();
     let refs: Vec<_> = locs.iter().collect();
-    let got: Vec<Content> = quorumd::calls::store::capture(&node, &refs)
+    let got: Vec<Content> = quorumd::calls::store::capture(&node, &refs, StreamChecksum::Full)
         .await
         .unwrap()
         .into_iter()
@@ -622,10 +632,11 @@ async fn built_stream_payloads_are_the_dumps_of_redis_server() {
     stream.delete(&[StreamId::new(1_003, 0), StreamId::new(1_300, 7)]);
     stream.last_id = StreamId::new(99_999, 3);
     stream.entries_added = 1_000;
+    // Entries-added above 2^53: Lua sees it rounded, and the core prints it as Lua does.
     let empty = Stream {
         last_id: StreamId::new(5, 5),
         max_deleted: StreamId::new(4, 0),
-        entries_added: 9,
+        entries_added: (1 << 53) + 1,
         ..Stream::default()
     };
     for (key, s) in [("built:holes", &stream), ("built:empty", &empty)] {
@@ -684,6 +695,12 @@ async fn built_stream_payloads_are_the_dumps_of_redis_server() {
     }
     assert_eq!(contents[1], Content::stream(&stream));
     assert_ne!(contents[0], contents[1]);
+    assert_eq!(raw(&tc, 0, "built:empty").await.0, Content::stream(&empty));
+    // The function of entries written before `y` (entries only) is unchanged.
+    for (key, s) in [("built:holes", &stream), ("built:empty", &empty)] {
+        let x = raw_as(&tc, 0, key, StreamChecksum::Entries).await.0;
+        assert_eq!(x, Content::stream_entries(s), "{key}");
+    }
     tc.shutdown().await;
 }
 
@@ -814,6 +831,9 @@ async fn built_stream_payloads_carry_the_consumer_groups_of_redis_server() {
         dumped,
         "the payload is redis-server's DUMP, groups included"
     );
+    // content.lua checksums the groups as the core does (the read is in `s` as the node has it).
+    let node_groups = Content::stream(&s);
+    assert_eq!(raw(&tc, 0, "built:g").await.0, node_groups);
 
     // Changed by quorumd's own code, then restored: the node holds what quorumd computed.
     // Pending entries deleted from the stream stay pending (XDEL leaves holes in Redis's
@@ -841,6 +861,8 @@ async fn built_stream_payloads_carry_the_consumer_groups_of_redis_server() {
         .await
         .unwrap();
     assert_eq!(read[0].value, Some(TypedValue::Stream(s.clone())));
+    assert_eq!(raw(&tc, 0, "built:g2").await.0, Content::stream(&s));
+    assert_ne!(Content::stream(&s), node_groups, "the groups are covered");
     let pending: redis::Value = command(&mut c, &["XPENDING", "built:g2", "123"]).await;
     assert_eq!(
         pending,
@@ -1197,5 +1219,306 @@ async fn quorumds_own_writes_are_not_verified_and_a_direct_write_among_them_stil
         (0..3).all(|i| now[i] - unmarked[i] >= PUTS as u64)
     })
     .await;
+    tc.shutdown().await;
+}
+
+/// The streams of the stream tests: each written through quorumd's RESP front end with three
+/// entries and a group that delivered one of them, then changed on node 1 by one command
+/// (`st:calm` is not changed).
+const STREAMS: [&str; 4] = ["st:grp", "st:setid", "st:pel", "st:calm"];
+const STREAM_CHANGES: [&[&str]; 3] = [
+    &["XGROUP", "CREATE", "st:grp", "g2", "$"],
+    &["XSETID", "st:setid", "99-0"],
+    &[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "bob",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "st:pel",
+        ">",
+    ],
+];
+
+/// A stream's every figure, group, PEL and consumer on node `i`, as `XINFO STREAM FULL` lists
+/// them (times absolute, so two nodes holding the same stream answer the same).
+async fn stream_full(tc: &TestCluster, i: usize, key: &str) -> redis::Value {
+    command(
+        &mut tc.direct(i).await,
+        &["XINFO", "STREAM", key, "FULL", "COUNT", "0"],
+    )
+    .await
+}
+
+/// Writes `STREAMS` through quorumd and waits until every node holds the same version of each.
+async fn write_streams(tc: &TestCluster) {
+    let addr = tc.app().resp_addr().expect("resp enabled");
+    let mut q = common::direct(&format!("redis://{addr}")).await;
+    for k in STREAMS {
+        for id in ["1-1", "2-1", "3-1"] {
+            let _: String = command(&mut q, &["XADD", k, id, "f", id]).await;
+        }
+        let _: () = command(&mut q, &["XGROUP", "CREATE", k, "g", "0"]).await;
+        let _: redis::Value = command(
+            &mut q,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "alice",
+                "COUNT",
+                "1",
+                "STREAMS",
+                k,
+                ">",
+            ],
+        )
+        .await;
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the streams on every node",
+        || async {
+            for k in STREAMS {
+                let meta = tc.raw_meta(0, k.as_bytes()).await;
+                for i in 1..3 {
+                    if tc.raw_meta(i, k.as_bytes()).await != meta {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
+/// Streams with groups written through quorumd and left alone are not reported by a scrub;
+/// then each stream change of `STREAM_CHANGES` is made on node 1 and the scrub (live detection
+/// off) finds exactly those. Returns the report of the sweep that handled them, and every
+/// stream's `XINFO STREAM FULL` on node 0 and node 1 just before it.
+async fn scrub_stream_changes(
+    tc: &TestCluster,
+) -> (
+    quorumd::sync::SweepReport,
+    Vec<redis::Value>,
+    Vec<redis::Value>,
+) {
+    write_streams(tc).await;
+    for k in STREAMS {
+        let meta = tc.raw_meta(0, k.as_bytes()).await.expect("metadata");
+        assert!(meta.content.to_string().starts_with('y'), "{k}: {meta:?}");
+        assert_eq!(raw(tc, 0, k).await.0, meta.content, "{k}");
+    }
+    let calm = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(calm.direct_changes.values().sum::<u64>(), 0, "{calm:?}");
+    let mut c = tc.direct(1).await;
+    for line in STREAM_CHANGES {
+        let _: redis::Value = command(&mut c, line).await;
+    }
+    let mut before = (Vec::new(), Vec::new());
+    for k in STREAMS {
+        before.0.push(stream_full(tc, 0, k).await);
+        before.1.push(stream_full(tc, 1, k).await);
+    }
+    for (k, (a, b)) in STREAMS.iter().zip(before.0.iter().zip(&before.1)) {
+        assert_eq!(*k == "st:calm", a == b, "{k}: node 1 changed");
+    }
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("changed"), Some(&3), "{r:?}");
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 3, "{r:?}");
+    (r, before.0, before.1)
+}
+
+/// A direct XGROUP CREATE, XSETID and XREADGROUP on one node are found by the scrub and
+/// adopted: the changed stream spreads to every node under a new version.
+#[tokio::test]
+async fn the_scrub_adopts_direct_changes_of_a_streams_groups_and_last_id() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::Adopt)).await;
+    let (r, _, changed) = scrub_stream_changes(&tc).await;
+    assert_eq!(r.direct_changes_handled.get("adopted"), Some(&3), "{r:?}");
+    for (k, want) in STREAMS.iter().zip(&changed) {
+        for i in 0..3 {
+            assert_eq!(&stream_full(&tc, i, k).await, want, "{k} on node {i}");
+        }
+    }
+    all_nodes_agree_with(&tc, 1, &STREAMS).await;
+    let again = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(again.direct_changes.values().sum::<u64>(), 0, "{again:?}");
+    tc.shutdown().await;
+}
+
+/// The same changes under `restore`: node 1 gets the versioned streams back.
+#[tokio::test]
+async fn the_scrub_restores_streams_whose_groups_or_last_id_were_changed_directly() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::Restore)).await;
+    let (r, intact, _) = scrub_stream_changes(&tc).await;
+    assert_eq!(r.direct_changes_handled.get("restored"), Some(&3), "{r:?}");
+    for (k, want) in STREAMS.iter().zip(&intact) {
+        for i in 0..3 {
+            assert_eq!(&stream_full(&tc, i, k).await, want, "{k} on node {i}");
+        }
+    }
+    // Node 0 was not touched: every node holds its value and version.
+    all_nodes_agree_with(&tc, 0, &STREAMS).await;
+    tc.shutdown().await;
+}
+
+/// The same changes under `report-only`: reported, and node 1 keeps them.
+#[tokio::test]
+async fn report_only_reports_direct_changes_of_a_streams_groups_and_last_id() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
+    let (r, intact, changed) = scrub_stream_changes(&tc).await;
+    assert_eq!(r.direct_changes_handled.get("reported"), Some(&3), "{r:?}");
+    for (i, want) in [(0, &intact), (1, &changed), (2, &intact)] {
+        for (k, want) in STREAMS.iter().zip(want) {
+            assert_eq!(&stream_full(&tc, i, k).await, want, "{k} on node {i}");
+        }
+    }
+    tc.shutdown().await;
+}
+
+/// Entries written with the checksum of the entries only (letter `x`, the function before
+/// `y`, and `sync.stream_checksum = "entries"`) are checked with that function: not reported
+/// when left alone, a changed entry is found, and a changed group is not (the old blind spot).
+#[tokio::test]
+async fn stream_entries_of_the_entries_only_checksum_are_checked_with_it() {
+    let tc = TestCluster::start_with(3, |c| {
+        c.sync.direct_writes = DirectWritesPolicy::ReportOnly;
+        c.sync.stream_checksum = StreamChecksum::Entries;
+    })
+    .await;
+    write_streams(&tc).await;
+    for k in STREAMS {
+        let meta = tc.raw_meta(0, k.as_bytes()).await.expect("metadata");
+        assert!(meta.content.to_string().starts_with('x'), "{k}: {meta:?}");
+    }
+    let calm = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(calm.direct_changes.values().sum::<u64>(), 0, "{calm:?}");
+    let mut c = tc.direct(1).await;
+    for line in STREAM_CHANGES {
+        let _: redis::Value = command(&mut c, line).await;
+    }
+    let _: String = command(&mut c, &["XADD", "st:calm", "4-1", "f", "new"]).await;
+    let r = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(r.direct_changes.get("changed"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 1, "{r:?}");
+    tc.shutdown().await;
+}
+
+/// The live path sees the stream changes Redis raises an event for (`xgroup-create`,
+/// `xsetid`, and `xgroup-createconsumer` for the new consumer of the XREADGROUP) and restores
+/// the versioned streams without a scrub.
+#[tokio::test]
+async fn live_detection_restores_streams_whose_groups_or_last_id_changed() {
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Restore)).await;
+    wait_live_on(&tc, 3).await;
+    write_streams(&tc).await;
+    let mut intact = Vec::new();
+    for k in STREAMS {
+        intact.push(stream_full(&tc, 0, k).await);
+    }
+    let mut c = tc.direct(1).await;
+    for line in STREAM_CHANGES {
+        let _: redis::Value = command(&mut c, line).await;
+    }
+    wait_until(Duration::from_secs(5), "streams restored live", || async {
+        for (k, want) in STREAMS.iter().zip(&intact) {
+            if &stream_full(&tc, 1, k).await != want {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    all_nodes_agree_with(&tc, 0, &STREAMS).await;
+    tc.shutdown().await;
+}
+
+/// A CRDT set's state hash changed on node 1 (one add-tag deleted, one forged), its value
+/// left as it was: the scrub finds it by the entry hash, which no longer sums the state.
+/// Returns the state key and node 0's state before the change.
+async fn change_a_crdt_state_on_node_1(tc: &TestCluster) -> (String, Vec<String>) {
+    let r = tc
+        .http
+        .post(format!("{}/v1/sets/cart/add?consistency=all", tc.base))
+        .json(&serde_json::json!({ "members": ["apple", "pear"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let skey = tc.app().store().settings().layout.state_key(b"cart");
+    let skey = String::from_utf8(skey).unwrap();
+    let state: Vec<String> = command(&mut tc.direct(0).await, &["HGETALL", &skey]).await;
+    let apple = state
+        .chunks(2)
+        .find(|fv| fv[1] == "apple")
+        .map(|fv| fv[0].clone())
+        .expect("apple's add-tag");
+    // Another valid tag: the same version with its last hex digit changed.
+    let mut forged = apple.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    let mut c = tc.direct(1).await;
+    let _: () = command(&mut c, &["HDEL", &skey, &apple]).await;
+    let _: () = command(&mut c, &["HSET", &skey, &forged, "intruder"]).await;
+    // Left alone, the value check sees nothing: the value is the one the entry records.
+    let r = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(r.direct_changes.get("changed"), None, "{r:?}");
+    (skey, state)
+}
+
+async fn sorted_state(tc: &TestCluster, i: usize, skey: &str) -> Vec<(String, String)> {
+    let flat: Vec<String> = command(&mut tc.direct(i).await, &["HGETALL", skey]).await;
+    let mut pairs: Vec<(String, String)> = flat
+        .chunks(2)
+        .map(|fv| (fv[0].clone(), fv[1].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Under `adopt` (and `restore`, the same for CRDTs) the scrub recomputes the node's entry
+/// hash from its state and rebuilds its value; the next exchange then merges the states, so
+/// every node holds the join: the deleted add-tag is back and the forged one everywhere.
+#[tokio::test]
+async fn a_crdt_state_changed_on_a_node_is_found_and_joined_with_the_others() {
+    let tc = TestCluster::start_with(3, |c| {
+        c.sync.direct_writes = DirectWritesPolicy::Adopt;
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let (skey, _) = change_a_crdt_state_on_node_1(&tc).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("state"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 1, "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("adopted"), Some(&1), "{r:?}");
+    assert_eq!(members(&tc, 1).await, ["intruder", "pear"], "rebuilt");
+    let x = tc.sweep(SweepMode::Exchange, false).await;
+    assert!(x.divergence_left() == 0, "{x:?}");
+    let want = sorted_state(&tc, 0, &skey).await;
+    assert_eq!(want.len(), 3, "{want:?}");
+    for i in 0..3 {
+        assert_eq!(sorted_state(&tc, i, &skey).await, want, "node {i}");
+        assert_eq!(members(&tc, i).await, ["apple", "intruder", "pear"]);
+    }
+    let again = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(again.direct_changes.values().sum::<u64>(), 0, "{again:?}");
+    tc.shutdown().await;
+}
+
+/// Under `report-only` the changed state is reported and left as it is.
+#[tokio::test]
+async fn report_only_reports_a_changed_crdt_state_and_leaves_it() {
+    let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::ReportOnly)).await;
+    let (skey, intact) = change_a_crdt_state_on_node_1(&tc).await;
+    let changed = sorted_state(&tc, 1, &skey).await;
+    let r = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(r.direct_changes.get("state"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("reported"), Some(&1), "{r:?}");
+    assert_eq!(sorted_state(&tc, 1, &skey).await, changed);
+    assert_eq!(sorted_state(&tc, 0, &skey).await.len(), intact.len() / 2);
     tc.shutdown().await;
 }

@@ -148,6 +148,10 @@ async fn crdt_state_lives_in_the_keys_slot() {
         .await
         .unwrap();
     assert_eq!(exists, 1, "{}", String::from_utf8_lossy(&state));
+    // The scrub's state check finds each node's state under this name: nothing reported.
+    let r = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(r.entries_scrubbed, 3, "{r:?}");
+    assert_eq!(r.direct_changes.values().sum::<u64>(), 0, "{r:?}");
     tc.shutdown().await;
 }
 

@@ -17,10 +17,21 @@
 //! | set | the member, per member |
 //! | sorted set | `len(member) ":" member score`, the score as C's `%.17g` prints it ([`score_text`]) |
 //! | list | `index ":" element`, per element (index from 0) |
-//! | stream | `len(id) ":" id` then `len(f) ":" f len(v) ":" v` per field, per entry |
+//! | stream (`y`) | each entry as for `x`; `"stream:" last-id " " entries-added " " max-deleted-id`; per group `"group:" len(name) ":" name last-delivered-id " " entries-read` (`-` when unknown); per pending entry `"pending:" len(group) ":" group id " " len(consumer) ":" consumer delivery-time " " delivery-count`; per consumer `"consumer:" len(group) ":" group len(name) ":" name seen-time` |
+//! | stream (`x`, before 2026-12-07) | `len(id) ":" id` then `len(f) ":" f len(v) ":" v` per field, per entry |
 //! | other (modules) | the value's `DUMP` |
+//!
+//! Streams have two functions. `x` covers the entries only, so a change of a stream's last ID
+//! (`XSETID`) or of its consumer groups made on one node was not seen; `y` covers them too. An
+//! entry keeps the letter it was written with and is checked with that letter's function, so
+//! the `x` entries written before `y` existed stay intact; [`StreamChecksum`] says which one
+//! new writes use (an instance that does not know `y` cannot read such an entry).
+//! Times and counters are printed as Lua prints the number Redis gave it (`%.0f` of a double),
+//! so both sides agree even above 2^53, where the value itself is rounded.
 
 use crate::digest::DIGEST_MODULUS;
+use crate::stream::{NO_ENTRIES_READ, Stream};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The Redis type of a value, as its metadata entry records it.
@@ -31,19 +42,24 @@ pub enum ValueType {
     List,
     Set,
     SortedSet,
+    /// A stream, checksummed with its metadata and consumer groups (letter `y`).
     Stream,
+    /// A stream whose entry was written with the checksum of its entries only (letter `x`):
+    /// the same Redis type as [`ValueType::Stream`], another function.
+    StreamEntries,
     /// A module type, checksummed by its `DUMP`.
     Other,
 }
 
 impl ValueType {
-    pub const ALL: [ValueType; 7] = [
+    pub const ALL: [ValueType; 8] = [
         ValueType::String,
         ValueType::Hash,
         ValueType::List,
         ValueType::Set,
         ValueType::SortedSet,
         ValueType::Stream,
+        ValueType::StreamEntries,
         ValueType::Other,
     ];
 
@@ -55,7 +71,8 @@ impl ValueType {
             ValueType::List => 'l',
             ValueType::Set => 'e',
             ValueType::SortedSet => 'z',
-            ValueType::Stream => 'x',
+            ValueType::Stream => 'y',
+            ValueType::StreamEntries => 'x',
             ValueType::Other => 'o',
         }
     }
@@ -72,8 +89,30 @@ impl ValueType {
             ValueType::List => "list",
             ValueType::Set => "set",
             ValueType::SortedSet => "zset",
-            ValueType::Stream => "stream",
+            ValueType::Stream | ValueType::StreamEntries => "stream",
             ValueType::Other => "other",
+        }
+    }
+}
+
+/// Which function new stream entries are checksummed with (`sync.stream_checksum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamChecksum {
+    /// Letter `y`: entries, metadata and consumer groups.
+    #[default]
+    Full,
+    /// Letter `x`: the entries only, the function of instances older than `y`, which cannot
+    /// read a `y` entry; for a rolling upgrade from them.
+    Entries,
+}
+
+impl StreamChecksum {
+    /// The letter `content.lua` is given for it.
+    pub fn code(self) -> char {
+        match self {
+            StreamChecksum::Full => ValueType::Stream.code(),
+            StreamChecksum::Entries => ValueType::StreamEntries.code(),
         }
     }
 }
@@ -122,11 +161,71 @@ impl Content {
         }
     }
 
-    /// The content of a stream: each entry's ID (as Redis prints it) and its fields with
-    /// their values, each length-prefixed, as `content.lua` hashes `XRANGE - +`.
-    pub fn stream(stream: &crate::stream::Stream) -> Content {
+    /// The content of a stream by the function `checksum` names.
+    pub fn stream_with(stream: &Stream, checksum: StreamChecksum) -> Content {
+        match checksum {
+            StreamChecksum::Full => Content::stream(stream),
+            StreamChecksum::Entries => Content::stream_entries(stream),
+        }
+    }
+
+    /// The content of a stream (letter `y`): its entries as [`Content::stream_entries`] hashes
+    /// them, its last ID, entries-added and max-deleted ID, and its consumer groups whole (see
+    /// the module's table). Not covered: what Redis derives from these (length, first and
+    /// last entry, lag, PEL counts, idle times) and the radix tree's layout, which two nodes
+    /// holding the same stream may differ in.
+    pub fn stream(stream: &Stream) -> Content {
+        let state = format!(
+            "stream:{} {} {}",
+            stream.last_id,
+            lua_int(stream.entries_added),
+            stream.max_deleted
+        );
+        let mut hashes = vec![h48(state.as_bytes())];
+        for (name, g) in &stream.groups {
+            let read = if g.entries_read == NO_ENTRIES_READ {
+                "-".to_owned()
+            } else {
+                lua_int(g.entries_read)
+            };
+            let mut bytes = b"group:".to_vec();
+            push_prefixed(&mut bytes, name);
+            bytes.extend_from_slice(format!("{} {read}", g.last_id).as_bytes());
+            hashes.push(h48(&bytes));
+            for (id, p) in &g.pending {
+                let mut bytes = b"pending:".to_vec();
+                push_prefixed(&mut bytes, name);
+                bytes.extend_from_slice(format!("{id} ").as_bytes());
+                push_prefixed(&mut bytes, &p.consumer);
+                bytes.extend_from_slice(
+                    format!("{} {}", lua_int(p.delivery_time), lua_int(p.delivery_count))
+                        .as_bytes(),
+                );
+                hashes.push(h48(&bytes));
+            }
+            for (consumer, c) in &g.consumers {
+                let mut bytes = b"consumer:".to_vec();
+                push_prefixed(&mut bytes, name);
+                push_prefixed(&mut bytes, consumer);
+                bytes.extend_from_slice(lua_int(c.seen_time).as_bytes());
+                hashes.push(h48(&bytes));
+            }
+        }
+        let Content::Value { sum: entries, .. } = Content::stream_entries(stream) else {
+            unreachable!("a stream's entries always have a checksum")
+        };
         Content::Value {
             ty: ValueType::Stream,
+            sum: sum(hashes.into_iter().chain([entries])),
+        }
+    }
+
+    /// The content of a stream by the function before `y` (letter `x`): each entry's ID (as
+    /// Redis prints it) and its fields with their values, each length-prefixed, as
+    /// `content.lua` hashes `XRANGE - +`.
+    pub fn stream_entries(stream: &Stream) -> Content {
+        Content::Value {
+            ty: ValueType::StreamEntries,
             sum: sum(stream.entries.iter().map(|e| {
                 let id = e.id.to_string();
                 let mut bytes = format!("{}:{id}", id.len()).into_bytes();
@@ -138,6 +237,17 @@ impl Content {
                 }
                 h48(&bytes)
             })),
+        }
+    }
+
+    /// True when `stream` is the value this content records, by the function of its letter.
+    pub fn matches_stream(&self, stream: &Stream) -> bool {
+        match self {
+            Content::Value {
+                ty: ValueType::StreamEntries,
+                ..
+            } => *self == Content::stream_entries(stream),
+            _ => *self == Content::stream(stream),
         }
     }
 
@@ -222,6 +332,17 @@ fn trim_fraction(number: &str) -> &str {
     } else {
         number
     }
+}
+
+/// An integer as `content.lua` prints it: Redis hands it to Lua as a double, which
+/// `%.0f` prints exactly (so above 2^53 both sides print the same rounded value).
+fn lua_int<T: Into<i128>>(n: T) -> String {
+    format!("{:.0}", n.into() as f64)
+}
+
+fn push_prefixed(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(format!("{}:", part.len()).as_bytes());
+    out.extend_from_slice(part);
 }
 
 fn length_prefixed(name: &[u8], value: &[u8]) -> Vec<u8> {
@@ -329,5 +450,117 @@ mod tests {
             Content::sorted_set([(a, 1.0)]),
             Content::sorted_set([(a, 1.5)])
         );
+    }
+
+    #[test]
+    fn the_stream_checksum_covers_its_figures_and_groups_and_the_old_one_does_not() {
+        use crate::stream::{Consumer, Entry, Group, Pending, StreamId};
+        let mut base = Stream {
+            entries: vec![Entry {
+                id: StreamId::new(1, 1),
+                fields: vec![(b"f".to_vec(), b"v".to_vec())],
+            }],
+            last_id: StreamId::new(1, 1),
+            max_deleted: StreamId::ZERO,
+            entries_added: 1,
+            ..Stream::default()
+        };
+        let mut g = Group::new(StreamId::new(1, 1), 1);
+        g.pending.insert(
+            StreamId::new(1, 1),
+            Pending {
+                consumer: b"alice".to_vec(),
+                delivery_time: 1_700_000_000_000,
+                delivery_count: 1,
+            },
+        );
+        g.consumers.insert(
+            b"alice".to_vec(),
+            Consumer {
+                seen_time: 1_700_000_000_000,
+            },
+        );
+        base.groups.insert(b"g".to_vec(), g);
+        type Change = (&'static str, fn(&mut Stream));
+        let changes: Vec<Change> = vec![
+            ("last id", |s| s.last_id = StreamId::new(9, 0)),
+            ("entries-added", |s| s.entries_added = 7),
+            ("max-deleted", |s| s.max_deleted = StreamId::new(1, 0)),
+            ("new group", |s| {
+                s.groups
+                    .insert(b"g2".to_vec(), Group::new(StreamId::ZERO, 0));
+            }),
+            ("group id", |s| {
+                s.groups.get_mut(&b"g"[..]).unwrap().last_id = StreamId::new(1, 0)
+            }),
+            ("entries-read", |s| {
+                s.groups.get_mut(&b"g"[..]).unwrap().entries_read = NO_ENTRIES_READ
+            }),
+            ("acked", |s| {
+                s.groups.get_mut(&b"g"[..]).unwrap().pending.clear()
+            }),
+            ("owner", |s| {
+                let g = s.groups.get_mut(&b"g"[..]).unwrap();
+                g.pending
+                    .values_mut()
+                    .for_each(|p| p.consumer = b"bob".to_vec());
+            }),
+            ("delivery count", |s| {
+                let g = s.groups.get_mut(&b"g"[..]).unwrap();
+                g.pending.values_mut().for_each(|p| p.delivery_count = 2);
+            }),
+            ("delivery time", |s| {
+                let g = s.groups.get_mut(&b"g"[..]).unwrap();
+                g.pending.values_mut().for_each(|p| p.delivery_time += 1);
+            }),
+            ("seen time", |s| {
+                let g = s.groups.get_mut(&b"g"[..]).unwrap();
+                g.consumers.values_mut().for_each(|c| c.seen_time += 1);
+            }),
+            ("new consumer", |s| {
+                let g = s.groups.get_mut(&b"g"[..]).unwrap();
+                g.consumers.insert(b"carol".to_vec(), Consumer::default());
+            }),
+            ("group renamed", |s| {
+                let g = s.groups.remove(&b"g"[..]).unwrap();
+                s.groups.insert(b"h".to_vec(), g);
+            }),
+        ];
+        let full = Content::stream(&base);
+        let entries = Content::stream_entries(&base);
+        assert!(full.matches_stream(&base) && entries.matches_stream(&base));
+        assert_eq!(full.to_string().chars().next(), Some('y'));
+        assert_eq!(entries.to_string().chars().next(), Some('x'));
+        for (what, change) in changes {
+            let mut s = base.clone();
+            change(&mut s);
+            assert_ne!(Content::stream(&s), full, "{what}");
+            assert!(!full.matches_stream(&s), "{what}");
+            assert_eq!(Content::stream_entries(&s), entries, "{what}: entries only");
+            assert!(entries.matches_stream(&s), "{what}");
+        }
+        // A new entry changes both.
+        let mut s = base.clone();
+        s.add(None, vec![(b"f".to_vec(), b"w".to_vec())], 5)
+            .unwrap();
+        assert!(!full.matches_stream(&s) && !entries.matches_stream(&s));
+        for c in [full, entries] {
+            assert_eq!(Content::parse(&c.to_string()), Some(c));
+        }
+        assert_eq!(
+            Content::stream_with(&base, StreamChecksum::Entries),
+            entries
+        );
+        assert_eq!(Content::stream_with(&base, StreamChecksum::Full), full);
+    }
+
+    #[test]
+    fn integers_print_as_lua_prints_the_double_redis_gave_it() {
+        assert_eq!(lua_int(0u64), "0");
+        assert_eq!(lua_int(-1i64), "-1");
+        assert_eq!(lua_int(1_700_000_000_123u64), "1700000000123");
+        // 2^53 + 1 is not a double: Lua has 2^53.
+        assert_eq!(lua_int((1u64 << 53) + 1), "9007199254740992");
+        assert_eq!(lua_int(u64::MAX), "18446744073709551616");
     }
 }

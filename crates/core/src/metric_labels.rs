@@ -111,7 +111,8 @@ pub const CRDT_UPDATE_RESULTS: &[&str] = &[
 ];
 
 /// What a direct change to a node was (`quorumd_direct_changes_total{kind}`).
-pub const DIRECT_CHANGE_KINDS: &[&str] = &["changed", "deleted", "ttl", "type", "unversioned"];
+pub const DIRECT_CHANGE_KINDS: &[&str] =
+    &["changed", "deleted", "ttl", "type", "unversioned", "state"];
 /// How it was found: keyspace notifications, the scrub, or a read.
 pub const DIRECT_CHANGE_PATHS: &[&str] = &["live", "scrub", "read"];
 /// What quorumd did about it.
@@ -161,8 +162,9 @@ mod tests {
     #[test]
     fn direct_change_labels_are_the_whole_product() {
         let all: Vec<_> = direct_change_labels().collect();
-        assert_eq!(all.len(), 5 * 3 * 5);
+        assert_eq!(all.len(), 6 * 3 * 5);
         assert!(all.contains(&("unversioned", "read", "failed")));
+        assert!(all.contains(&("state", "scrub", "adopted")));
     }
 
     /// Label values are snake case without spaces, except the quorum operations, which are

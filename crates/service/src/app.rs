@@ -136,6 +136,7 @@ impl Core {
                     in_flight: cfg.quorum.batch_in_flight,
                 },
                 max_hints_per_node: cfg.sync.max_hints_per_node,
+                stream_checksum: cfg.sync.stream_checksum,
             },
         ));
         let instance = if cfg.instance_id.is_empty() {

@@ -8,6 +8,7 @@ mod tls;
 pub use auth::{AuthConfig, Scope, TokenEntry, TokensFile};
 pub use tls::TlsConfig;
 
+use crate::content::StreamChecksum;
 use crate::layout::{Layout, SLOTS, Scheme};
 use crate::quorum::{Consistency, QuorumSizes};
 use crate::redact::mask_url;
@@ -389,6 +390,12 @@ pub struct SyncConfig {
     /// `report-only`, keys created outside quorumd are reported too, whatever `adopt_policy`
     /// says. Default `adopt`.
     pub direct_writes: DirectWritesPolicy,
+    /// The checksum new stream entries record: `full` (letter `y`: entries, last ID,
+    /// entries-added, max-deleted ID and consumer groups) or `entries` (letter `x`: the
+    /// entries only). Entries keep the letter they were written with and every instance that
+    /// knows `y` checks both, but an older instance cannot read a `y` entry: a rolling upgrade
+    /// from one sets `entries` until every instance runs this version. Default `full`.
+    pub stream_checksum: StreamChecksum,
     /// Subscribe to every node's keyspace notifications (turning them on with `CONFIG SET`)
     /// to see direct changes within about a second; the full sweep's scrub finds them
     /// otherwise. Default true.
@@ -417,6 +424,7 @@ impl Default for SyncConfig {
             max_hints_per_node: 100_000,
             adopt_policy: AdoptPolicy::Majority,
             direct_writes: DirectWritesPolicy::Adopt,
+            stream_checksum: StreamChecksum::Full,
             live_detection: true,
             include: Vec::new(),
             exclude: Vec::new(),

@@ -26,6 +26,14 @@ if cur then
   hash = old_hash
 end
 local changed = false
+-- `want` = 'h' recomputes the entry hash from the state as it stands, and rebuilds the value:
+-- the state was changed outside quorumd, so the stored hash no longer sums its fields.
+if want == 'h' and cur then
+  hash = fh('', kind)
+  local st = redis.call('HGETALL', skey)
+  for i = 1, #st, 2 do hash = (hash + fh(st[i], st[i + 1])) % M end
+  changed = true
+end
 local function put(f, old, v)
   if old then hash = (hash - fh(f, old)) % M end
   redis.call('HSET', skey, f, v)

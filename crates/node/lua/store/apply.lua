@@ -35,7 +35,7 @@ local function value_differs(key, meta, mode, expiry)
   -- its TTL changed outside quorumd; store_value deletes it.
   if mode == 't' or not live then return true end
   local want = string.match(meta, '^[^|]*|[^|]*|[^|]*|([^|]*)|')
-  if content_of(key) ~= want then return true end
+  if content_of(key, string.sub(want, 1, 1)) ~= want then return true end
   local at = redis.call('PEXPIRETIME', key)
   if at < 0 then at = 0 end
   return at ~= expiry

@@ -34,7 +34,7 @@ for i = 1, #KEYS, 2 do
         same_type, same_content = true, h48(value) == tonumber(string.sub(want, 2))
       else
         -- Not a string where one is expected (GET answered WRONGTYPE), or not expected.
-        local got = content_of(key)
+        local got = content_of(key, string.sub(want, 1, 1))
         same_type = string.sub(got, 1, 1) == string.sub(want, 1, 1)
         same_content = got == want
       end

@@ -17,7 +17,7 @@
 
 use super::store::KeyLocation;
 use super::{content_lua, digest_lua, own_writes_lua, protocol};
-use crate::pool::{Node, NodeError};
+use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::crdt::{CrdtKind, Fields};
 use quorumd_core::meta::Meta;
 use redis::{Script, Value};
@@ -41,8 +41,17 @@ const MERGE_LUA: &str = concat!(
 /// Returns `{metadata or false, state}`.
 const READ_STATE_LUA: &str = include_str!("../../lua/crdt/read_state.lua");
 
+/// KEYS, three per key: the value key, its metadata hash, its state hash. Returns per key 1
+/// when its entry is a CRDT's whose hash is not the sum of the state's fields (the state was
+/// changed outside quorumd), else 0. `no-writes`: the scrub runs it on every CRDT entry.
+const VERIFY_STATE_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    include_str!("../../lua/crdt/verify_state.lua")
+);
+
 static MERGE: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE_LUA));
 static READ_STATE: LazyLock<Script> = LazyLock::new(|| Script::new(READ_STATE_LUA));
+static VERIFY_STATE: LazyLock<Script> = LazyLock::new(|| Script::new(VERIFY_STATE_LUA));
 
 /// What a merge did on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +138,64 @@ pub async fn rebuild(
     kind: CrdtKind,
 ) -> Result<MergeReply, NodeError> {
     merge_as(node, loc, state_key, kind, &Fields::new(), "r").await
+}
+
+/// Recomputes a CRDT key's entry hash from its state as it stands on one node, rewriting its
+/// metadata, digests and value (a state changed outside quorumd): the merge script with
+/// nothing to merge and a rehash. The digests then differ from the other nodes', and the
+/// sweep merges the states as for any CRDT key.
+pub async fn rehash(
+    node: &Node,
+    loc: &KeyLocation,
+    state_key: &[u8],
+    kind: CrdtKind,
+) -> Result<MergeReply, NodeError> {
+    merge_as(node, loc, state_key, kind, &Fields::new(), "h").await
+}
+
+/// Checks, on one node, whether each CRDT key's state is the one its entry hash sums; one
+/// answer per `(location, state key)`, `true` when the state was changed. Keys that are not
+/// CRDT keys there answer `false`.
+pub async fn verify_states(
+    node: &Node,
+    keys: &[(&KeyLocation, &[u8])],
+) -> Result<Vec<bool>, NodeError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    node.per_slot(
+        keys,
+        |(l, _)| &l.key[..],
+        |group| async move {
+            let mut inv = VERIFY_STATE.prepare_invoke();
+            for (l, state_key) in &group {
+                inv.key(&l.key[..]).key(&l.meta_key).key(*state_key);
+            }
+            let reply: Value = node
+                .run_as(Traffic::Background, |mut c| async move {
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
+            let Value::Array(items) = reply else {
+                return Err(protocol(format!("verify_state script returned {reply:?}")));
+            };
+            if items.len() != group.len() {
+                return Err(protocol(format!(
+                    "verify_state script returned {} items for {} keys",
+                    items.len(),
+                    group.len()
+                )));
+            }
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::Int(code) => Ok(*code == 1),
+                    other => Err(protocol(format!("verify_state code {other:?}"))),
+                })
+                .collect()
+        },
+    )
+    .await
 }
 
 async fn merge_as(

@@ -4,6 +4,7 @@
 
 use super::{content_lua, protocol};
 use crate::pool::{Node, NodeError, Traffic};
+use quorumd_core::content::StreamChecksum;
 use redis::{Script, Value};
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -72,8 +73,13 @@ pub async fn write(
     .map(drop)
 }
 
-/// Converts the format-1 entries of `meta_keys` in place; returns how many were converted.
-pub async fn convert(node: &Node, meta_keys: &[String]) -> Result<u64, NodeError> {
+/// Converts the format-1 entries of `meta_keys` in place, a stream's content by the function
+/// `stream` names; returns how many were converted.
+pub async fn convert(
+    node: &Node,
+    meta_keys: &[String],
+    stream: StreamChecksum,
+) -> Result<u64, NodeError> {
     if meta_keys.is_empty() {
         return Ok(0);
     }
@@ -81,6 +87,7 @@ pub async fn convert(node: &Node, meta_keys: &[String]) -> Result<u64, NodeError
     for k in meta_keys {
         inv.key(k);
     }
+    inv.arg(stream.code().to_string());
     let reply: Value = node
         .run_as(Traffic::Background, |mut c| async move {
             inv.invoke_async(&mut c).await

@@ -10,7 +10,7 @@ use super::{
     parse_version, promise_lua, protocol, typed_read_lua,
 };
 use crate::pool::{Node, NodeError, ServerError, Traffic};
-use quorumd_core::content::Content;
+use quorumd_core::content::{Content, StreamChecksum};
 use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::stream::{Consumer, Entry, Group, NO_ENTRIES_READ, Pending, Stream, StreamId};
@@ -506,6 +506,15 @@ impl TypedValue {
             TypedValue::Only(_) => None,
         }
     }
+
+    /// Whether this value is the one `content` records (a stream by the function of its
+    /// letter); `None` for a value read by type only.
+    pub fn matches(&self, content: &Content) -> Option<bool> {
+        match self {
+            TypedValue::Stream(stream) => Some(content.matches_stream(stream)),
+            _ => self.content().map(|c| c == *content),
+        }
+    }
 }
 
 /// What a typed read asks of one key.
@@ -790,6 +799,7 @@ async fn per_key(
     (script, what): (&Script, &str),
     locs: &[&KeyLocation],
     width: usize,
+    args: &[&str],
 ) -> Result<Vec<Vec<Value>>, NodeError> {
     node.per_slot(
         locs,
@@ -798,6 +808,9 @@ async fn per_key(
             let mut inv = script.prepare_invoke();
             for l in &group {
                 inv.key(&l.key[..]).key(&l.meta_key);
+            }
+            for a in args {
+                inv.arg(*a);
             }
             let reply = node
                 .run_as(
@@ -828,7 +841,7 @@ pub async fn dump(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<NodeDump>, N
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    per_key(node, Traffic::Background, (&DUMP, "dump"), locs, 2)
+    per_key(node, Traffic::Background, (&DUMP, "dump"), locs, 2, &[])
         .await?
         .into_iter()
         .map(|pair| {
@@ -857,15 +870,19 @@ pub enum Mismatch {
     Type,
     /// A value without metadata: created outside quorumd.
     Unversioned,
+    /// A CRDT key's state hash is not the state its entry hash sums (found by the scrub's
+    /// `calls::crdt::verify_states`, not by [`verify`]).
+    State,
 }
 
 impl Mismatch {
-    pub const ALL: [Mismatch; 5] = [
+    pub const ALL: [Mismatch; 6] = [
         Mismatch::Changed,
         Mismatch::Deleted,
         Mismatch::Ttl,
         Mismatch::Type,
         Mismatch::Unversioned,
+        Mismatch::State,
     ];
 
     /// The label in metrics, reports and logs.
@@ -876,6 +893,7 @@ impl Mismatch {
             Mismatch::Ttl => "ttl",
             Mismatch::Type => "type",
             Mismatch::Unversioned => "unversioned",
+            Mismatch::State => "state",
         }
     }
 }
@@ -897,7 +915,7 @@ pub async fn verify(
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    per_key(node, traffic, (&VERIFY, "verify"), locs, 2)
+    per_key(node, traffic, (&VERIFY, "verify"), locs, 2, &[])
         .await?
         .iter()
         .map(|pair| {
@@ -928,36 +946,49 @@ pub struct Captured {
     pub expires_at_ms: Option<u64>,
 }
 
-/// Reads each key's metadata, DUMP, content and expiry from one node, atomically per key.
-pub async fn capture(node: &Node, locs: &[&KeyLocation]) -> Result<Vec<Captured>, NodeError> {
+/// Reads each key's metadata, DUMP, content and expiry from one node, atomically per key; a
+/// stream's content by the function `stream` names (what a new entry for it records).
+pub async fn capture(
+    node: &Node,
+    locs: &[&KeyLocation],
+    stream: StreamChecksum,
+) -> Result<Vec<Captured>, NodeError> {
     if locs.is_empty() {
         return Ok(Vec::new());
     }
-    per_key(node, Traffic::Background, (&CAPTURE, "capture"), locs, 4)
-        .await?
-        .iter()
-        .map(|c| {
-            let content = match &c[2] {
-                Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(Content::parse),
-                _ => None,
+    let code = stream.code().to_string();
+    per_key(
+        node,
+        Traffic::Background,
+        (&CAPTURE, "capture"),
+        locs,
+        4,
+        &[&code],
+    )
+    .await?
+    .iter()
+    .map(|c| {
+        let content = match &c[2] {
+            Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(Content::parse),
+            _ => None,
+        }
+        .ok_or_else(|| protocol(format!("capture script returned content {:?}", c[2])))?;
+        let expiry = match &c[3] {
+            Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
+            other => {
+                return Err(protocol(format!(
+                    "capture script returned expiry {other:?}"
+                )));
             }
-            .ok_or_else(|| protocol(format!("capture script returned content {:?}", c[2])))?;
-            let expiry = match &c[3] {
-                Value::Int(ms) => u64::try_from(*ms).unwrap_or(0),
-                other => {
-                    return Err(protocol(format!(
-                        "capture script returned expiry {other:?}"
-                    )));
-                }
-            };
-            Ok(Captured {
-                meta: parse_meta(&c[0])?,
-                dump: parse_bytes(Some(&c[1]))?,
-                content,
-                expires_at_ms: (expiry > 0).then_some(expiry),
-            })
+        };
+        Ok(Captured {
+            meta: parse_meta(&c[0])?,
+            dump: parse_bytes(Some(&c[1]))?,
+            content,
+            expires_at_ms: (expiry > 0).then_some(expiry),
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// Removes metadata entries that still equal `expected`; returns how many were removed.

@@ -142,10 +142,13 @@ impl VersionedStore {
                 }
                 NodeLayout::Unmarked => {
                     for bucket in 0..self.settings.layout.buckets {
-                        report.entries_converted +=
-                            layout::convert(node, &self.settings.layout.bucket_meta_keys(bucket))
-                                .await
-                                .map_err(failed)?;
+                        report.entries_converted += layout::convert(
+                            node,
+                            &self.settings.layout.bucket_meta_keys(bucket),
+                            self.settings.stream_checksum,
+                        )
+                        .await
+                        .map_err(failed)?;
                     }
                     report.nodes_converted.push(node.display.clone());
                 }

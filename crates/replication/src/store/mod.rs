@@ -24,7 +24,7 @@ pub use hints::hint_key;
 
 use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
 use batch::{Coalescer, WriteEntry};
-use quorumd_core::content::Content;
+use quorumd_core::content::{Content, StreamChecksum};
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
 use quorumd_core::layout::Layout;
 use quorumd_core::meta::{EntryKind, Meta};
@@ -47,6 +47,8 @@ pub struct StoreSettings {
     pub batch: BatchSettings,
     /// Most keys a node's hint set may hold on each other node (`sync.max_hints_per_node`).
     pub max_hints_per_node: u64,
+    /// The checksum new stream entries record (`sync.stream_checksum`).
+    pub stream_checksum: StreamChecksum,
 }
 
 /// What a client asks a write to check first.

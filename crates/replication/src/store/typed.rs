@@ -148,7 +148,7 @@ pub(crate) fn newest_typed<'a>(
         // A value read by type only cannot be checked, and is taken as intact.
         let intact = value
             .as_ref()
-            .is_some_and(|v| v.content().is_none_or(|c| c == meta.content));
+            .is_some_and(|v| v.matches(&meta.content).unwrap_or(true));
         let rank = (meta.version, intact, value.is_some());
         if best.as_ref().is_none_or(|(b, _)| rank > *b) {
             best = Some((rank, TypedNewest { meta, value }));
@@ -513,7 +513,7 @@ impl VersionedStore {
                 stream,
                 expires_at_ms,
             } => {
-                let content = Content::stream(&stream);
+                let content = Content::stream_with(&stream, self.settings.stream_checksum);
                 (
                     EntryKind::Value,
                     stream.dump_payload(),
@@ -584,6 +584,45 @@ mod tests {
         let n = newest_typed(b"k", &reads).unwrap();
         assert_eq!(n.meta.version, v(2));
         assert_eq!(n.value, Some(list(&["a", "b"])));
+    }
+
+    #[test]
+    fn a_stream_is_checked_by_the_function_of_its_entrys_letter() {
+        use quorumd_core::stream::{Group, Stream};
+        let mut intact = Stream::default();
+        intact
+            .add(None, vec![(b"f".to_vec(), b"v".to_vec())], 1)
+            .unwrap();
+        intact
+            .groups
+            .insert(b"g".to_vec(), Group::new(intact.last_id, 1));
+        // Changed on a node: a group added, the entries as they were.
+        let mut changed = intact.clone();
+        changed
+            .groups
+            .insert(b"h".to_vec(), Group::new(intact.last_id, 1));
+        // Changed on a node: an entry added.
+        let mut added = intact.clone();
+        added
+            .add(None, vec![(b"f".to_vec(), b"w".to_vec())], 2)
+            .unwrap();
+        for (content, changed, want) in [
+            (Content::stream(&intact), &changed, &intact),
+            // An entry of the entries-only checksum cannot tell a group apart: the first wins.
+            (Content::stream_entries(&intact), &changed, &changed),
+            (Content::stream_entries(&intact), &added, &intact),
+        ] {
+            let meta = Meta::new(b"k", v(2), EntryKind::Value, None, content);
+            let reads = [
+                read(
+                    Some(meta.clone()),
+                    Some(TypedValue::Stream(changed.clone())),
+                ),
+                read(Some(meta), Some(TypedValue::Stream(intact.clone()))),
+            ];
+            let got = newest_typed(b"k", &reads).unwrap().value;
+            assert_eq!(got, Some(TypedValue::Stream(want.clone())), "{content}");
+        }
     }
 
     #[test]

@@ -113,12 +113,13 @@ pub async fn handle(sw: &Sweeper, path: Path, found: &[Found], dry_run: bool) ->
 /// Writes each change, as it stands on its node, as a new version on every node.
 async fn adopt_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<(usize, Action)> {
     let pool = sw.pool();
+    let stream_checksum = sw.store().settings().stream_checksum;
     let mut out = Vec::with_capacity(items.len());
     // Capture every changed value from its own node, one call per node.
     let mut captured: Vec<(usize, Captured)> = Vec::new();
     for (node, idx) in by_node(found, items) {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| &found[i].loc).collect();
-        match calls::store::capture(pool.node(node), &locs).await {
+        match calls::store::capture(pool.node(node), &locs, stream_checksum).await {
             Ok(list) => captured.extend(idx.into_iter().zip(list)),
             Err(_) => out.extend(idx.into_iter().map(|i| (i, Action::Failed))),
         }
@@ -182,6 +183,7 @@ async fn adopt_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<(u
 /// Copies each key's versioned value back onto its node from a node holding it intact.
 async fn restore_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<(usize, Action)> {
     let pool = sw.pool();
+    let stream_checksum = sw.store().settings().stream_checksum;
     let mut out = Vec::with_capacity(items.len());
     // A source per item: another node whose value is intact under the same entry.
     let mut source: BTreeMap<usize, NodeId> = BTreeMap::new();
@@ -217,7 +219,7 @@ async fn restore_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<
     }
     for (n, idx) in by_source {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| &found[i].loc).collect();
-        if let Ok(list) = calls::store::capture(pool.node(n), &locs).await {
+        if let Ok(list) = calls::store::capture(pool.node(n), &locs, stream_checksum).await {
             for (i, c) in idx.into_iter().zip(list) {
                 if c.meta == found[i].meta
                     && let Some(d) = c.dump
@@ -271,7 +273,10 @@ async fn restore_changes(sw: &Sweeper, found: &[Found], items: &[usize]) -> Vec<
 }
 
 /// A CRDT key's materialised value changed on its node: the state is what merges, so under
-/// either policy the value is rebuilt from the node's state.
+/// either policy the value is rebuilt from the node's state. Its state changed: under either
+/// policy the entry hash is recomputed from the state as it stands (and the value rebuilt), so
+/// the digests show the node's state differs and the sweep merges it with the other nodes' as
+/// for any CRDT key: a state cannot be restored to an earlier one, only joined.
 async fn rebuild_crdt_value(sw: &Sweeper, f: &Found) -> Action {
     let Some(kind) = f.meta.as_ref().and_then(|m| m.kind.crdt()) else {
         return Action::Failed;
@@ -279,8 +284,19 @@ async fn rebuild_crdt_value(sw: &Sweeper, f: &Found) -> Action {
     let state_key = sw.store().settings().layout.state_key(&f.loc.key);
     let node = sw.pool().node(f.node);
     sw.throttle.acquire(node, 1).await;
-    match calls::crdt::rebuild(node, &f.loc, &state_key, kind).await {
-        Ok(r) if r.code == calls::crdt::MergeCode::Changed => Action::Restored,
+    let (reply, done) = if f.mismatch == Mismatch::State {
+        (
+            calls::crdt::rehash(node, &f.loc, &state_key, kind).await,
+            Action::Adopted,
+        )
+    } else {
+        (
+            calls::crdt::rebuild(node, &f.loc, &state_key, kind).await,
+            Action::Restored,
+        )
+    };
+    match reply {
+        Ok(r) if r.code == calls::crdt::MergeCode::Changed => done,
         _ => Action::Failed,
     }
 }

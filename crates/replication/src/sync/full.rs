@@ -17,7 +17,7 @@ use quorumd_node::calls;
 use quorumd_node::calls::store::{
     ApplyEntry, BucketDigestKeys, Captured, KeyLocation, Mismatch, NodeCondition, Payload,
 };
-use quorumd_node::pool::{Health, Node, NodeId, Traffic};
+use quorumd_node::pool::{Health, Node, NodeError, NodeId, Traffic};
 use std::collections::{BTreeMap, HashMap};
 
 pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
@@ -249,6 +249,7 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
 /// lands meanwhile wins. One DUMP batch per holder, one APPLY batch per node.
 async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressHandle) {
     let pool = sw.pool();
+    let stream_checksum = sw.store().settings().stream_checksum;
     let mut asked: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
     for (i, (_, holders)) in keys.iter().enumerate() {
         for &h in holders {
@@ -259,7 +260,11 @@ async fn adopt(sw: &Sweeper, keys: &[(&KeyLocation, Vec<NodeId>)], p: &ProgressH
     let mut votes: Vec<BTreeMap<String, Vote>> = vec![BTreeMap::new(); keys.len()];
     let captures = futures::future::join_all(asked.iter().map(|(&h, idx)| async move {
         let locs: Vec<&KeyLocation> = idx.iter().map(|&i| keys[i].0).collect();
-        (h, idx, calls::store::capture(pool.node(h), &locs).await)
+        (
+            h,
+            idx,
+            calls::store::capture(pool.node(h), &locs, stream_checksum).await,
+        )
     }))
     .await;
     for (h, idx, res) in captures {
@@ -478,6 +483,35 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
 /// the entry records (content, type, expiry, presence), in batches of `sync.key_batch`;
 /// only key names cross the wire. What differs was changed outside quorumd and goes to
 /// `direct::handle`.
+/// The CRDT keys of `chunk` whose state hash on `node` is not the state their entry hash
+/// sums: changed outside quorumd (`crdt` holds the node's CRDT entries by key).
+async fn changed_states(
+    sw: &Sweeper,
+    node: &Node,
+    chunk: &[KeyLocation],
+    crdt: &HashMap<&[u8], &Meta>,
+) -> Result<Vec<direct::Found>, NodeError> {
+    let layout = &sw.store().settings().layout;
+    let asked: Vec<(&KeyLocation, Vec<u8>)> = chunk
+        .iter()
+        .filter(|l| crdt.contains_key(&l.key[..]))
+        .map(|l| (l, layout.state_key(&l.key)))
+        .collect();
+    let refs: Vec<(&KeyLocation, &[u8])> = asked.iter().map(|(l, k)| (*l, &k[..])).collect();
+    let changed = calls::crdt::verify_states(node, &refs).await?;
+    Ok(asked
+        .iter()
+        .zip(changed)
+        .filter(|(_, changed)| *changed)
+        .map(|((loc, _), _)| direct::Found {
+            node: node.id,
+            loc: (*loc).clone(),
+            mismatch: Mismatch::State,
+            meta: crdt.get(&loc.key[..]).map(|m| (*m).clone()),
+        })
+        .collect())
+}
+
 async fn scrub(
     sw: &Sweeper,
     per_node: &HashMap<NodeId, Vec<BucketMetas>>,
@@ -492,6 +526,13 @@ async fn scrub(
             .filter(|k| wanted(sw, k))
             .filter_map(|k| sw.store().locate(k).ok())
             .collect();
+        // The CRDT entries, whose state the value check does not see.
+        let crdt: HashMap<&[u8], &Meta> = metas
+            .iter()
+            .flat_map(|m| m.iter())
+            .filter(|(_, meta)| meta.kind.crdt().is_some())
+            .map(|(k, meta)| (k.as_slice(), meta))
+            .collect();
         for chunk in locs.chunks(sw.config().key_batch.max(1)) {
             sw.scan_throttle.acquire(node, chunk.len() as u64).await;
             progress::lock(p).entries_scrubbed += chunk.len() as u64;
@@ -500,7 +541,16 @@ async fn scrub(
                     .into_iter()
                     .filter(|f| matches!(f.mismatch, Mismatch::Deleted | Mismatch::Unversioned))
                     .collect(),
-                Ok(f) => f,
+                Ok(mut f) => match changed_states(sw, node, chunk, &crdt).await {
+                    Ok(states) => {
+                        f.extend(states);
+                        f
+                    }
+                    Err(e) => {
+                        progress::lock(p).error(format!("scrub on {}: {e}", node.display));
+                        f
+                    }
+                },
                 Err(e) => {
                     progress::lock(p).error(format!("scrub on {}: {e}", node.display));
                     continue;

@@ -178,7 +178,7 @@ pub fn value_type_name(ty: ValueType) -> &'static str {
         ValueType::List => "list",
         ValueType::Set => "set",
         ValueType::SortedSet => "zset",
-        ValueType::Stream => "stream",
+        ValueType::Stream | ValueType::StreamEntries => "stream",
         // A module type's name is not recorded in the metadata.
         ValueType::Other => "module",
     }
