@@ -134,16 +134,16 @@ impl ServiceManagerNotified<'_> {
 }
 
 /// An HTTP request was answered.
-pub struct HttpRequestServed<'a> {
-    pub method: &'a str,
+pub struct HttpRequestServed {
+    pub method: &'static str,
     /// The matched route pattern (e.g. `/v1/kv/{*key}`), never the raw path.
-    pub route: &'a str,
-    pub consistency: &'a str,
+    pub route: &'static str,
+    pub consistency: &'static str,
     pub status: u16,
     pub elapsed: Duration,
 }
 
-impl HttpRequestServed<'_> {
+impl HttpRequestServed {
     pub fn emit(self) {
         let result = match self.status {
             200..=399 => "ok",
@@ -153,15 +153,16 @@ impl HttpRequestServed<'_> {
             503 => "unavailable",
             _ => "error",
         };
+        // Static label values: no string is copied per request (each copy was an allocation,
+        // about twenty a request before).
         let labels = [
-            ("method", self.method.to_owned()),
-            ("route", self.route.to_owned()),
-            ("consistency", self.consistency.to_owned()),
+            ("method", self.method),
+            ("route", self.route),
+            ("consistency", self.consistency),
+            ("result", result),
         ];
-        let mut with_result = labels.to_vec();
-        with_result.push(("result", result.to_owned()));
-        metrics::counter!(HTTP_REQUESTS, &with_result).increment(1);
-        metrics::histogram!(HTTP_DURATION, &with_result).record(self.elapsed.as_secs_f64());
+        metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+        metrics::histogram!(HTTP_DURATION, &labels).record(self.elapsed.as_secs_f64());
         tracing::debug!(
             method = self.method,
             route = self.route,

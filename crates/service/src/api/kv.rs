@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use quorumd_core::hlc::Version;
 use quorumd_core::quorum::Consistency;
 use quorumd_replication::store::{StoreError, WriteReceipt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
 
@@ -109,12 +109,20 @@ fn etag(v: Version) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("\"invalid\""))
 }
 
+/// A write's answer body, serialised straight from the fields (no JSON tree per request).
+#[derive(Serialize)]
+struct ReceiptBody {
+    version: String,
+    expires_at_ms: Option<u64>,
+    acknowledged_by: Vec<String>,
+}
+
 fn receipt_response(r: WriteReceipt) -> Response {
-    let body = json!({
-        "version": r.version.encode(),
-        "expires_at_ms": r.expires_at_ms,
-        "acknowledged_by": r.acknowledged_by,
-    });
+    let body = ReceiptBody {
+        version: r.version.encode(),
+        expires_at_ms: r.expires_at_ms,
+        acknowledged_by: r.acknowledged_by,
+    };
     let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
     resp.headers_mut().insert(header::ETAG, etag(r.version));
     resp

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use quorumd_core::quorum::Consistency;
 use quorumd_node::live::BucketState;
 use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -57,8 +59,10 @@ pub async fn buckets(State(state): State<AppState>) -> Json<Value> {
 /// tracing span named after the route.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // The route pattern, never the raw path: keys must not become label values.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| interned(m.as_str()));
     let method: &'static str = match req.method().as_str() {
         "GET" => "GET",
         "PUT" => "PUT",
@@ -82,6 +86,22 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     .emit();
     response
+}
+
+/// `route` as a `&'static str`, so that metric labels need no copy per request. The router's
+/// patterns are a fixed, small set, so each is leaked once.
+fn interned(route: &str) -> &'static str {
+    static ROUTES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut seen = ROUTES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = seen.get(route) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    leaked
 }
 
 /// The consistency level a key-value request asked for (or got by default); `none` for
