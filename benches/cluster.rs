@@ -16,9 +16,25 @@
 //!    rates say little about sharding, so the table gives CPU per operation (this process:
 //!    quorumd and the clients; and every redis-server), and after the run the keys and memory
 //!    of each master: they divide across the shards.
+//! 3. **Idle exchange and memory per key on standalone servers, `xxh3` beside `slot`.** Three
+//!    standalone servers per placement, each with its own quorumd, loaded with the same
+//!    100-byte values (APPLY batches on every node) to K_small and then K keys; at each count,
+//!    rounds of 7 exchanges with every node in sync, the placements alternating round by
+//!    round (target under 50 ms, flat in K). Printed per round: the median, quorumd's CPU per
+//!    exchange and the servers' time per exchange by command (`INFO commandstats`). At each
+//!    count, the metadata bytes per key on each placement's first server: its `used_memory`
+//!    growth minus that of a fourth server given the same keys as plain `SET`s, divided by the
+//!    keys (as `benches/direct.rs` measures it; target at most 50 B/key).
+//! 4. **Memory per key on 3-master clusters**: the same, over the three masters of the first
+//!    cluster replica (the clusters flushed first), against a plain 3-master cluster given the
+//!    same keys as plain `SET`s, each to the master that owns its slot.
 //!
 //! Environment: `CLUSTER_BENCH_KEYS` = K (default 100,000), `BENCH_ROUNDS` (default 3),
-//! `BENCH_SECONDS` (3), `BENCH_CONCURRENCY` (32), `BENCH_KEYS` (10,000). Under `cargo test
+//! `BENCH_SECONDS` (3), `BENCH_CONCURRENCY` (32), `BENCH_KEYS` (10,000),
+//! `CLUSTER_BENCH_IDLE_SMALL_KEYS` and `CLUSTER_BENCH_IDLE_KEYS` (K_small and K of part 3,
+//! default 100,000 and 1,000,000), `CLUSTER_BENCH_MEMORY_KEYS` (part 4, default 100,000),
+//! `CLUSTER_BENCH_PARTS` (a comma-separated subset of `heal,throughput,idle,memory`, default
+//! all). Under `cargo test
 //! --all-targets` (no `--bench`) a smoke pass runs (small K, one short round) and writes no
 //! report. The exit status is non-zero when a heal leaves keys missing, a sweep reports
 //! errors, or an operation fails.
@@ -27,10 +43,14 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use futures::StreamExt;
 use quorumd::app::App;
+use quorumd::calls;
+use quorumd::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::config::Config;
 use quorumd::devcluster::{DevCluster, RedisProcess};
 use quorumd::layout::Scheme;
+use quorumd::meta::Meta;
 use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use quorumd_testkit::bench as support;
 use redis::aio::MultiplexedConnection;
@@ -47,7 +67,14 @@ const MASTERS: usize = 3;
 const VALUE: [u8; 100] = [b'v'; 100];
 
 struct Settings {
+    /// Which parts run: `heal`, `throughput`, `idle` (idle exchange and memory on standalone
+    /// servers), `memory` (memory on clusters).
+    parts: Vec<String>,
     heal_keys: u64,
+    idle_small: u64,
+    idle_keys: u64,
+    idle_reps: usize,
+    memory_keys: u64,
     rounds: usize,
     seconds: f64,
     clients: usize,
@@ -55,6 +82,10 @@ struct Settings {
 }
 
 impl Settings {
+    fn runs(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
+    }
+
     fn from_env() -> Result<Settings, String> {
         let (clients, seconds, rounds) = timed_settings()?;
         let heal_keys = env_number("CLUSTER_BENCH_KEYS", 100_000u64)?;
@@ -62,9 +93,37 @@ impl Settings {
         if heal_keys == 0 || keys == 0 {
             return Err("CLUSTER_BENCH_KEYS and BENCH_KEYS must be at least 1".into());
         }
+        let parts: Vec<String> = std::env::var("CLUSTER_BENCH_PARTS")
+            .unwrap_or_else(|_| "heal,throughput,idle,memory".into())
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .collect();
+        if let Some(p) = parts
+            .iter()
+            .find(|p| !["heal", "throughput", "idle", "memory"].contains(&p.as_str()))
+        {
+            return Err(format!(
+                "CLUSTER_BENCH_PARTS: unknown part {p:?} (heal, throughput, idle, memory)"
+            ));
+        }
+        let idle_keys = env_number("CLUSTER_BENCH_IDLE_KEYS", 1_000_000u64)?;
+        let idle_small = env_number("CLUSTER_BENCH_IDLE_SMALL_KEYS", 100_000u64)?.min(idle_keys);
+        let memory_keys = env_number("CLUSTER_BENCH_MEMORY_KEYS", 100_000u64)?;
+        if idle_small == 0 || memory_keys == 0 {
+            return Err(
+                "CLUSTER_BENCH_IDLE_KEYS, CLUSTER_BENCH_IDLE_SMALL_KEYS and \
+                 CLUSTER_BENCH_MEMORY_KEYS must be at least 1"
+                    .into(),
+            );
+        }
         Ok(if full_run() {
             Settings {
+                parts,
                 heal_keys,
+                idle_small,
+                idle_keys,
+                idle_reps: 7,
+                memory_keys,
                 rounds,
                 seconds,
                 clients,
@@ -72,7 +131,12 @@ impl Settings {
             }
         } else {
             Settings {
+                parts,
                 heal_keys: 600,
+                idle_small: 300,
+                idle_keys: 600,
+                idle_reps: 2,
+                memory_keys: 600,
                 rounds: 1,
                 seconds: 0.3,
                 clients: clients.min(4),
@@ -430,6 +494,388 @@ async fn spread(setup: &Setup) -> Result<Vec<(u64, u64)>, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 3. Idle exchange and memory per key: standalone servers under each placement, and clusters.
+
+const IDLE_VALUE_BYTES: usize = 100;
+/// Entries per APPLY call when loading, and calls in flight.
+const LOAD_BATCH: usize = 1000;
+const LOAD_IN_FLIGHT: usize = 3;
+/// Keys per plain `SET` pipeline.
+const RAW_BATCH: usize = 5000;
+
+fn idle_key(i: u64) -> String {
+    format!("idle:{i:07}")
+}
+
+fn idle_value(i: u64) -> Vec<u8> {
+    let mut v = format!("{i:09}/").into_bytes();
+    v.resize(IDLE_VALUE_BYTES, b'a' + (i % 26) as u8);
+    v
+}
+
+/// Versioned entries for keys `range` on every node of `app`, by the APPLY script (what a
+/// client write does on each node; split per slot on a cluster), `LOAD_BATCH` keys per call.
+async fn load_versioned(app: &App, range: std::ops::Range<u64>) -> Result<(), String> {
+    let store = app.store();
+    let nodes = store.pool().len();
+    let indices: Vec<u64> = range.collect();
+    let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
+        .map(|chunk| async move {
+            let keys: Vec<String> = chunk.iter().map(|&i| idle_key(i)).collect();
+            let values: Vec<Vec<u8>> = chunk.iter().map(|&i| idle_value(i)).collect();
+            let locs: Vec<KeyLocation> = keys
+                .iter()
+                .map(|k| store.locate(k.as_bytes()).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            let metas: Vec<Meta> = keys
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(v), None))
+                .collect();
+            let entries: Vec<ApplyEntry<'_>> = locs
+                .iter()
+                .zip(&metas)
+                .zip(&values)
+                .map(|((loc, meta), v)| ApplyEntry {
+                    loc,
+                    meta,
+                    payload: Payload::String(v),
+                    cond: NodeCondition::None,
+                })
+                .collect();
+            let results = futures::future::join_all(
+                (0..nodes).map(|t| calls::store::apply(store.pool().node(t), &entries)),
+            )
+            .await;
+            for (t, r) in results.into_iter().enumerate() {
+                let outcomes = r.map_err(|e| format!("APPLY on node {t}: {e}"))?;
+                if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
+                    return Err(format!(
+                        "APPLY on node {t}: an entry was not applied: {o:?}"
+                    ));
+                }
+            }
+            Ok::<(), String>(())
+        })
+        .buffer_unordered(LOAD_IN_FLIGHT);
+    while let Some(r) = batches.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// The slots a cluster master owns, from its own line of `CLUSTER NODES`.
+async fn own_slots(
+    c: &MultiplexedConnection,
+) -> Result<Vec<std::ops::RangeInclusive<u32>>, String> {
+    let text: String = command(c, redis::cmd("CLUSTER").arg("NODES")).await?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("myself"))
+        .ok_or("CLUSTER NODES has no myself line")?;
+    let mut out = Vec::new();
+    for field in line.split_whitespace().skip(8) {
+        if field.starts_with('[') {
+            continue;
+        }
+        let (a, b) = field.split_once('-').unwrap_or((field, field));
+        let (a, b) = (a.parse::<u32>(), b.parse::<u32>());
+        if let (Ok(a), Ok(b)) = (a, b) {
+            out.push(a..=b);
+        }
+    }
+    Ok(out)
+}
+
+/// Plain `SET`s of keys `range` (the same keys and values as `load_versioned`), on one server,
+/// or on a cluster given its masters: each key to the master owning its slot.
+async fn load_plain(
+    masters: &[MultiplexedConnection],
+    range: std::ops::Range<u64>,
+) -> Result<(), String> {
+    let owners = if masters.len() == 1 {
+        vec![vec![0..=quorumd::layout::SLOTS - 1]]
+    } else {
+        let mut v = Vec::new();
+        for m in masters {
+            v.push(own_slots(m).await?);
+        }
+        v
+    };
+    let owner = |key: &str| {
+        let slot = quorumd::layout::key_slot(key.as_bytes());
+        owners
+            .iter()
+            .position(|rs| rs.iter().any(|r| r.contains(&slot)))
+    };
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + RAW_BATCH as u64).min(range.end);
+        let mut pipes: Vec<redis::Pipeline> = masters.iter().map(|_| redis::pipe()).collect();
+        for i in start..end {
+            let k = idle_key(i);
+            let m = owner(&k).ok_or_else(|| format!("no master owns the slot of {k}"))?;
+            pipes[m].cmd("SET").arg(k).arg(idle_value(i)).ignore();
+        }
+        for (m, p) in masters.iter().zip(pipes) {
+            let mut c = m.clone();
+            p.query_async::<()>(&mut c)
+                .await
+                .map_err(|e| format!("SET pipeline: {e}"))?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+async fn used_memory(c: &MultiplexedConnection) -> Result<u64, String> {
+    let text = info(c, "memory").await?;
+    info_field(&text, "used_memory")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "INFO memory has no used_memory".to_string())
+}
+
+/// Waits until no server's keyspace table is rehashing (a load that ends just past a power of
+/// two leaves a table being moved into one twice its size, which `used_memory` counts twice).
+async fn tables_settled(conns: &[MultiplexedConnection]) -> Result<(), String> {
+    let hz = |v: &str| redis::cmd("CONFIG").arg("SET").arg("hz").arg(v).clone();
+    for c in conns {
+        command::<()>(c, &hz("500")).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outcome = async {
+        for c in conns {
+            loop {
+                let stats: String = command(c, redis::cmd("DEBUG").arg("HTSTATS").arg(0)).await?;
+                if !stats.contains("rehashing target") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("a server was still rehashing after 120 s: {stats}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    for c in conns {
+        command::<()>(c, &hz("10")).await?;
+    }
+    outcome
+}
+
+async fn sum_used_memory(conns: &[MultiplexedConnection]) -> Result<u64, String> {
+    let mut sum = 0;
+    for c in conns {
+        sum += used_memory(c).await?;
+    }
+    Ok(sum)
+}
+
+/// One placement's idle exchanges at one key count.
+#[derive(Default)]
+struct IdleSample {
+    /// Median ms of the round's exchanges, per round.
+    ms: Vec<f64>,
+    /// quorumd's CPU per exchange, ms, per round.
+    cpu_ms: Vec<f64>,
+    /// The servers' time per exchange (µs, from `INFO commandstats`), per command, last round.
+    server_us: Vec<(String, f64)>,
+}
+
+struct IdleSetup {
+    name: &'static str,
+    app: App,
+    servers: Vec<MultiplexedConnection>,
+}
+
+/// `reps` exchanges with every node in sync: (median ms, quorumd CPU ms per exchange, server
+/// µs per exchange by command).
+async fn idle_round(
+    setup: &IdleSetup,
+    reps: usize,
+) -> Result<(f64, f64, Vec<(String, f64)>), String> {
+    for c in &setup.servers {
+        let _: () = command(c, redis::cmd("CONFIG").arg("RESETSTAT")).await?;
+    }
+    let cpu0 = process_cpu_s();
+    let mut ms = Vec::new();
+    for _ in 0..reps {
+        let started = Instant::now();
+        let r = exchange(&setup.app).await?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        if r.buckets_mismatched != 0 {
+            return Err(format!(
+                "{}: an idle exchange found {} mismatched buckets",
+                setup.name, r.buckets_mismatched
+            ));
+        }
+    }
+    let cpu_ms = (process_cpu_s() - cpu0) * 1000.0 / reps as f64;
+    let mut per: std::collections::BTreeMap<String, u64> = Default::default();
+    for c in &setup.servers {
+        for (name, _, us) in commandstats(c).await? {
+            *per.entry(name).or_default() += us;
+        }
+    }
+    let mut per: Vec<(String, f64)> = per
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("config") && !n.starts_with("info"))
+        .map(|(n, us)| (n, us as f64 / reps as f64))
+        .collect();
+    per.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok((median(&ms), cpu_ms, per))
+}
+
+struct IdleResults {
+    /// Per key count: (keys, [xxh3, slot] samples, [xxh3, slot, plain] used_memory growth).
+    stages: Vec<(u64, [IdleSample; 2], [u64; 3])>,
+}
+
+async fn idle_and_memory(
+    standalone: &[DevCluster; 3],
+    s: &Settings,
+) -> Result<IdleResults, String> {
+    let mut setups = Vec::new();
+    for (name, scheme, dc) in [
+        ("xxh3", Scheme::Xxh3, &standalone[0]),
+        ("slot", Scheme::Slot, &standalone[1]),
+    ] {
+        let mut cfg = config(dc.urls());
+        cfg.placement = scheme;
+        // The load's APPLY batches of 1,000 entries on a node holding a million keys can take
+        // over the 5 s node timeout on the shared cores (one run failed so): the timeouts bound
+        // no measured figure here.
+        cfg.timeouts.node_ms = 30_000;
+        cfg.timeouts.request_ms = 60_000;
+        let app = start_app(cfg).await?;
+        let mut servers = Vec::new();
+        for n in &dc.nodes {
+            servers.push(direct(&n.url()).await?);
+        }
+        setups.push(IdleSetup { name, app, servers });
+    }
+    let plain = vec![direct(&standalone[2].nodes[0].url()).await?];
+    // Memory is measured on the first server of each setup.
+    let measured = [
+        setups[0].servers[0].clone(),
+        setups[1].servers[0].clone(),
+        plain[0].clone(),
+    ];
+    let mut before = [0u64; 3];
+    for (b, c) in before.iter_mut().zip(&measured) {
+        *b = used_memory(c).await?;
+    }
+    let mut stages = Vec::new();
+    let mut loaded = 0u64;
+    let mut result = Ok(());
+    for keys in [s.idle_small, s.idle_keys] {
+        if keys <= loaded && !stages.is_empty() {
+            break;
+        }
+        let started = Instant::now();
+        for setup in &setups {
+            if let Err(e) = load_versioned(&setup.app, loaded..keys).await {
+                result = Err(e);
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        load_plain(&plain, loaded..keys).await?;
+        loaded = keys;
+        println!(
+            "loaded {} keys on both placements and the plain server in {:.1} s",
+            grouped(keys as usize),
+            started.elapsed().as_secs_f64()
+        );
+        let all: Vec<MultiplexedConnection> = setups
+            .iter()
+            .flat_map(|s| s.servers.iter().cloned())
+            .chain(plain.iter().cloned())
+            .collect();
+        tables_settled(&all).await?;
+        let mut grown = [0u64; 3];
+        for i in 0..3 {
+            grown[i] = used_memory(&measured[i]).await?.saturating_sub(before[i]);
+        }
+        let mut samples: [IdleSample; 2] = Default::default();
+        for round in 0..s.rounds {
+            for (i, setup) in setups.iter().enumerate() {
+                let (ms, cpu_ms, per) = idle_round(setup, s.idle_reps).await?;
+                let top: Vec<String> = per
+                    .iter()
+                    .take(4)
+                    .map(|(n, us)| format!("{n} {:.2} ms", us / 1000.0))
+                    .collect();
+                println!(
+                    "round {}/{}  idle exchange, {} keys, {:<4}: median {ms:.2} ms of {}; quorumd CPU {cpu_ms:.2} ms; servers per exchange: {}",
+                    round + 1,
+                    s.rounds,
+                    grouped(keys as usize),
+                    setup.name,
+                    s.idle_reps,
+                    top.join(", ")
+                );
+                samples[i].ms.push(ms);
+                samples[i].cpu_ms.push(cpu_ms);
+                samples[i].server_us = per;
+            }
+        }
+        stages.push((keys, samples, grown));
+    }
+    for setup in setups {
+        shut_down(setup.app).await?;
+    }
+    result?;
+    Ok(IdleResults { stages })
+}
+
+/// Memory per key on a 3-master cluster under the slot placement: `used_memory` of replica 0's
+/// masters grown by K versioned keys, minus that of a plain cluster's masters grown by the same
+/// keys as plain `SET`s. Returns (versioned growth, plain growth).
+async fn cluster_memory(
+    clusters: &DevCluster,
+    urls: Vec<String>,
+    plain: &DevCluster,
+    keys: u64,
+) -> Result<(u64, u64), String> {
+    for server in &clusters.nodes {
+        let _: () = command(&direct(&server.url()).await?, &redis::cmd("FLUSHALL")).await?;
+    }
+    let app = start_app(config(urls)).await?;
+    let mut versioned = Vec::new();
+    for n in &clusters.nodes[..MASTERS] {
+        versioned.push(direct(&n.url()).await?);
+    }
+    let mut plain_masters = Vec::new();
+    for n in &plain.nodes {
+        plain_masters.push(direct(&n.url()).await?);
+    }
+    let before = [
+        sum_used_memory(&versioned).await?,
+        sum_used_memory(&plain_masters).await?,
+    ];
+    let started = Instant::now();
+    let loaded = load_versioned(&app, 0..keys).await;
+    shut_down(app).await?;
+    loaded?;
+    load_plain(&plain_masters, 0..keys).await?;
+    println!(
+        "loaded {} keys on the clusters and the plain cluster in {:.1} s",
+        grouped(keys as usize),
+        started.elapsed().as_secs_f64()
+    );
+    Ok((
+        sum_used_memory(&versioned).await?.saturating_sub(before[0]),
+        sum_used_memory(&plain_masters)
+            .await?
+            .saturating_sub(before[1]),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn main() -> ExitCode {
     let start = || -> Result<(DevCluster, Vec<String>, DevCluster), String> {
@@ -443,7 +889,41 @@ fn main() -> ExitCode {
             Ok(v) => v,
             Err(code) => return code,
         };
-    match runtime.block_on(run(&s, &clusters, urls, &single)) {
+    // The idle and memory parts' servers: three standalone servers per placement and one for
+    // plain SETs (with DEBUG, to wait for their tables to settle), and a plain 3-master cluster.
+    let extra = || -> Result<Extra, String> {
+        let debug = &["--enable-debug-command", "local"];
+        let standalone = if s.runs("idle") {
+            Some([
+                DevCluster::start_with(3, debug).map_err(|e| e.to_string())?,
+                DevCluster::start_with(3, debug).map_err(|e| e.to_string())?,
+                DevCluster::start_with(1, debug).map_err(|e| e.to_string())?,
+            ])
+        } else {
+            None
+        };
+        let plain_cluster = if s.runs("memory") {
+            Some(
+                DevCluster::start_clusters(1, MASTERS, 0)
+                    .map_err(|e| e.to_string())?
+                    .0,
+            )
+        } else {
+            None
+        };
+        Ok(Extra {
+            standalone,
+            plain_cluster,
+        })
+    };
+    let extra = match extra() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cluster bench: cannot start the redis-server nodes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&s, &clusters, urls, &single, &extra)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cluster bench: {e}");
@@ -452,92 +932,189 @@ fn main() -> ExitCode {
     }
 }
 
+struct Extra {
+    standalone: Option<[DevCluster; 3]>,
+    plain_cluster: Option<DevCluster>,
+}
+
 async fn run(
     s: &Settings,
     clusters: &DevCluster,
     urls: Vec<String>,
     single: &DevCluster,
+    extra: &Extra,
 ) -> Result<(), String> {
-    // 1. Heal, on its own service (nothing else running).
-    let app = start_app(config(urls.clone())).await?;
-    let heal = heal(clusters, &app, s).await;
-    shut_down(app).await?;
-    let heal = heal?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let row = |a: String, b: String, c: String, d: String, e: &str| vec![a, b, c, d, e.to_string()];
+    if s.runs("heal") {
+        // 1. Heal, on its own service (nothing else running).
+        let app = start_app(config(urls.clone())).await?;
+        let heal = heal(clusters, &app, s).await;
+        shut_down(app).await?;
+        let heal = heal?;
+        let ratio = heal.heal_s / heal.replicaof_s;
+        rows.push(row(
+            format!(
+                "heal of a wiped shard ({} keys)",
+                grouped(heal.keys_on_shard as usize)
+            ),
+            format!("{:.2} s ({} exchanges)", heal.heal_s, heal.exchanges),
+            format!("REPLICAOF full sync: {:.2} s", heal.replicaof_s),
+            format!("{ratio:.2}×"),
+            "≤ 2×",
+        ));
+    }
     // The throughput part starts from empty clusters, so that their keys compare with the
     // standalone servers'.
     for server in &clusters.nodes {
         let _: () = command(&direct(&server.url()).await?, &redis::cmd("FLUSHALL")).await?;
     }
 
-    // 2. Throughput: both setups up, rounds interleaved.
-    let one = start_setup("1 shard", single, single.urls(), s).await?;
-    let three = start_setup("3 shards", clusters, urls, s).await?;
-    // The GETs read keys the first SETs wrote.
-    let mut results: Vec<[Phase; 2]> = vec![Default::default(), Default::default()];
-    for round in 0..s.rounds {
-        for (i, setup) in [&one, &three].into_iter().enumerate() {
-            for (p, set) in [true, false].into_iter().enumerate() {
-                let (rate, own, nodes) = phase(setup, set, s, round as u64).await?;
-                println!(
-                    "round {}/{}  {:<8} {}: {rate:>9.0} ops/s, CPU/op quorumd+clients {own:.1} µs, nodes {nodes:.1} µs",
-                    round + 1,
-                    s.rounds,
-                    setup.name,
-                    if set { "SET" } else { "GET" }
-                );
-                let r = &mut results[i][p];
-                r.ops_per_s.push(rate);
-                r.own_us.push(own);
-                r.nodes_us.push(nodes);
+    if s.runs("throughput") {
+        // 2. Throughput: both setups up, rounds interleaved.
+        let one = start_setup("1 shard", single, single.urls(), s).await?;
+        let three = start_setup("3 shards", clusters, urls.clone(), s).await?;
+        // The GETs read keys the first SETs wrote.
+        let mut results: Vec<[Phase; 2]> = vec![Default::default(), Default::default()];
+        for round in 0..s.rounds {
+            for (i, setup) in [&one, &three].into_iter().enumerate() {
+                for (p, set) in [true, false].into_iter().enumerate() {
+                    let (rate, own, nodes) = phase(setup, set, s, round as u64).await?;
+                    println!(
+                        "round {}/{}  {:<8} {}: {rate:>9.0} ops/s, CPU/op quorumd+clients {own:.1} µs, nodes {nodes:.1} µs",
+                        round + 1,
+                        s.rounds,
+                        setup.name,
+                        if set { "SET" } else { "GET" }
+                    );
+                    let r = &mut results[i][p];
+                    r.ops_per_s.push(rate);
+                    r.own_us.push(own);
+                    r.nodes_us.push(nodes);
+                }
+            }
+        }
+        let spreads = [spread(&one).await?, spread(&three).await?];
+        shut_down(one.app).await?;
+        shut_down(three.app).await?;
+        for (i, name) in ["1 shard", "3 shards"].into_iter().enumerate() {
+            for (p, op) in ["SET", "GET"].into_iter().enumerate() {
+                let r = &results[i][p];
+                let base = &results[0][p];
+                rows.push(row(
+                    format!("RESP {op}, {name} per replica"),
+                    format!(
+                        "{:.0} ops/s; CPU/op {:.1} µs quorumd+clients, {:.1} µs nodes",
+                        median(&r.ops_per_s),
+                        median(&r.own_us),
+                        median(&r.nodes_us)
+                    ),
+                    "1 shard".into(),
+                    format!("{:.2}×", median(&r.ops_per_s) / median(&base.ops_per_s)),
+                    "",
+                ));
+            }
+        }
+        for (i, name) in ["1 shard", "3 shards"].into_iter().enumerate() {
+            let per: Vec<String> = spreads[i]
+                .iter()
+                .map(|(k, m)| format!("{k} keys / {:.1} MiB", *m as f64 / 1048576.0))
+                .collect();
+            rows.push(row(
+                format!("keys and memory per server, {name}"),
+                per.join("; "),
+                String::new(),
+                String::new(),
+                "",
+            ));
+        }
+    }
+
+    if let Some(standalone) = &extra.standalone {
+        // 3. Idle exchange and memory per key, standalone servers, both placements.
+        let idle = idle_and_memory(standalone, s).await?;
+        let base_ms = [
+            median(&idle.stages[0].1[0].ms),
+            median(&idle.stages[0].1[1].ms),
+        ];
+        for (keys, samples, grown) in &idle.stages {
+            for (i, name) in ["xxh3", "slot"].into_iter().enumerate() {
+                let ms = median(&samples[i].ms);
+                let top: Vec<String> = samples[i]
+                    .server_us
+                    .iter()
+                    .take(3)
+                    .map(|(n, us)| format!("{n} {:.1} ms", us / 1000.0))
+                    .collect();
+                rows.push(row(
+                    format!(
+                        "idle exchange, 3 standalone servers, placement {name}, {} keys",
+                        grouped(*keys as usize)
+                    ),
+                    format!(
+                        "{ms:.1} ms; quorumd CPU {:.1} ms; servers: {}",
+                        median(&samples[i].cpu_ms),
+                        top.join(", ")
+                    ),
+                    if i == 1 {
+                        format!("xxh3: {:.1} ms", median(&samples[0].ms))
+                    } else {
+                        String::new()
+                    },
+                    if *keys == idle.stages[0].0 {
+                        if i == 1 {
+                            format!("{:.2}× xxh3", ms / median(&samples[0].ms))
+                        } else {
+                            String::new()
+                        }
+                    } else {
+                        format!(
+                            "{:.2}× of {} keys",
+                            ms / base_ms[i],
+                            grouped(idle.stages[0].0 as usize)
+                        )
+                    },
+                    "< 50 ms, flat",
+                ));
+            }
+            let per_key = |i: usize| (grown[i] as f64 - grown[2] as f64) / *keys as f64;
+            for (i, name) in ["xxh3", "slot"].into_iter().enumerate() {
+                rows.push(row(
+                    format!(
+                        "metadata bytes per key, standalone, placement {name}, {} keys",
+                        grouped(*keys as usize)
+                    ),
+                    format!("{:.1} B/key", per_key(i)),
+                    format!(
+                        "plain SET: {:.1} B/key in all",
+                        grown[2] as f64 / *keys as f64
+                    ),
+                    String::new(),
+                    "≤ 50 B/key",
+                ));
             }
         }
     }
-    let spreads = [spread(&one).await?, spread(&three).await?];
-    shut_down(one.app).await?;
-    shut_down(three.app).await?;
 
-    let ratio = heal.heal_s / heal.replicaof_s;
-    let mut rows = vec![vec![
-        format!(
-            "heal of a wiped shard ({} keys)",
-            grouped(heal.keys_on_shard as usize)
-        ),
-        format!("{:.2} s ({} exchanges)", heal.heal_s, heal.exchanges),
-        format!("REPLICAOF full sync: {:.2} s", heal.replicaof_s),
-        format!("{ratio:.2}×"),
-        "≤ 2×".into(),
-    ]];
-    for (i, name) in ["1 shard", "3 shards"].into_iter().enumerate() {
-        for (p, op) in ["SET", "GET"].into_iter().enumerate() {
-            let r = &results[i][p];
-            let base = &results[0][p];
-            rows.push(vec![
-                format!("RESP {op}, {name} per replica"),
-                format!(
-                    "{:.0} ops/s; CPU/op {:.1} µs quorumd+clients, {:.1} µs nodes",
-                    median(&r.ops_per_s),
-                    median(&r.own_us),
-                    median(&r.nodes_us)
-                ),
-                "1 shard".into(),
-                format!("{:.2}×", median(&r.ops_per_s) / median(&base.ops_per_s)),
-                String::new(),
-            ]);
-        }
+    if let Some(plain) = &extra.plain_cluster {
+        // 4. Memory per key on 3-master clusters.
+        let (versioned, plain_grown) = cluster_memory(clusters, urls, plain, s.memory_keys).await?;
+        let k = s.memory_keys as f64;
+        rows.push(row(
+            format!(
+                "metadata bytes per key, 3-master cluster, placement slot, {} keys",
+                grouped(s.memory_keys as usize)
+            ),
+            format!("{:.1} B/key", (versioned as f64 - plain_grown as f64) / k),
+            format!(
+                "plain SET on a 3-master cluster: {:.1} B/key in all",
+                plain_grown as f64 / k
+            ),
+            String::new(),
+            "≤ 50 B/key",
+        ));
     }
-    for (i, name) in ["1 shard", "3 shards"].into_iter().enumerate() {
-        let per: Vec<String> = spreads[i]
-            .iter()
-            .map(|(k, m)| format!("{k} keys / {:.1} MiB", *m as f64 / 1048576.0))
-            .collect();
-        rows.push(vec![
-            format!("keys and memory per server, {name}"),
-            per.join("; "),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]);
-    }
+
     let header = [
         "measurement",
         "quorumd",
@@ -549,12 +1126,17 @@ async fn run(
     println!("\n{}", support::text_table(&header, &align, &rows));
     if full_run() {
         let md = format!(
-            "# Cluster replicas\n\n{} rounds; K = {} keys for the heal; {} clients, {} s a phase, {} keys.\n\n{}",
+            "# Cluster replicas\n\n{} rounds; parts {}; K = {} keys for the heal; {} clients, {} s a phase, {} keys; idle exchange at {} and {} keys, {} exchanges a round; cluster memory at {} keys.\n\n{}",
             s.rounds,
+            s.parts.join(","),
             s.heal_keys,
             s.clients,
             s.seconds,
             s.keys,
+            s.idle_small,
+            s.idle_keys,
+            s.idle_reps,
+            s.memory_keys,
             support::markdown_table(&header, &align, &rows)
         );
         let path = support::write_report("cluster", &md)?;
