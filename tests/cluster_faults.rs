@@ -845,7 +845,11 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
             (refused, slowest, acked, took)
         })
     };
-    // The stopped master's keys, at quorum: one on its way to it when it stops.
+    // The stopped master's keys, one write at a time, on its way to it when it stops. At
+    // `all`, so that each waits for replica 1's answer: at quorum the writer would not wait
+    // for the stopped master, its calls would pile up in replica 1's write lane until the
+    // shard is held back, and the other keys' writes queued behind them would wait too (the
+    // lanes' coupling of slots, a known gap in ARCHITECTURE.md).
     let doomed = {
         let (http, base, stop) = (tc.http.clone(), tc.base.clone(), stop.clone());
         let keys = on_victim.clone();
@@ -854,7 +858,7 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let url = format!("{base}/v1/kv/{key}?consistency=quorum");
+                let url = format!("{base}/v1/kv/{key}?consistency=all");
                 let _ = http.put(url).body(format!("doomed-{n}")).send().await;
             }
         })
@@ -916,11 +920,10 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
     );
     assert!(refused.is_empty(), "{} refused: {refused:?}", refused.len());
     assert!(acked > 0);
-    // Before the shard is held back, a write that meets the stopped master's first timeout
-    // may wait with it (see ARCHITECTURE.md); none may after.
+    // None waits for the node timeout, before the shard is held back or after.
     assert!(
-        slowest_after < u128::from(NODE_MS) / 2,
-        "a write of another shard's key waited {slowest_after} ms once the shard was held back"
+        slowest < u128::from(NODE_MS) / 2,
+        "a write of another shard's key waited {slowest} ms (node timeout {NODE_MS} ms)"
     );
     assert_eq!(
         health_seen,
