@@ -248,9 +248,15 @@ async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
     }
     let victim = victim.expect("replica 1 has a master");
     let survivor = if victim == per { per + 1 } else { per };
+    let victim_port = tc.cluster.nodes[victim].port();
+    assert_eq!(
+        shard_series(&tc, "quorumd_shard_up", 1, victim_port)
+            .await
+            .as_deref(),
+        Some("1")
+    );
     tc.cluster.nodes[victim].kill();
     let survivor_url = tc.cluster.nodes[survivor].url();
-    let victim_port = tc.cluster.nodes[victim].port();
     quorumd_testkit::cluster::wait_until(
         Duration::from_secs(30),
         "the cluster fails over",
@@ -277,6 +283,23 @@ async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
     )
     .await;
     stop_after_more_writes(&acked, stop, writer, "writes after the failover").await;
+    // The dead master left the slot map: its per-shard series are NaN (the exporter cannot
+    // drop them), and stay so.
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "the dead master out of replica 1's shard table",
+        || async { shard_on(&tc, 1, victim_port).await.is_null() },
+    )
+    .await;
+    for _ in 0..2 {
+        for name in ["quorumd_shard_up", "quorumd_shard_latency_seconds"] {
+            assert_eq!(
+                shard_series(&tc, name, 1, victim_port).await.as_deref(),
+                Some("NaN"),
+                "{name}"
+            );
+        }
+    }
 
     check_acked(&tc, &acked).await;
     let mut urls = seeds(&tc, per);
@@ -771,6 +794,23 @@ async fn shard_on(tc: &TestCluster, r: usize, port: u16) -> serde_json::Value {
         .find(|s| s["master"].as_str().unwrap().ends_with(&format!(":{port}")))
         .cloned()
         .unwrap_or_default()
+}
+
+/// The value of the per-shard series `name` of replica `r`'s master on `port`, as `/metrics`
+/// renders it.
+async fn shard_series(tc: &TestCluster, name: &str, r: usize, port: u16) -> Option<String> {
+    let metrics = tc.fetch("/metrics").await.text().await.unwrap();
+    let node = format!("node=\"{}\"", tc.app().store().pool().node(r).display);
+    let on_port = |l: &str| {
+        let master = l.split("master=\"").nth(1)?.split('"').next()?;
+        Some(master.ends_with(&format!(":{port}")))
+    };
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!("{name}{{")) && l.contains(&node) && on_port(l) == Some(true)
+        })
+        .and_then(|l| Some(l.rsplit(' ').next()?.to_owned()))
 }
 
 /// Whether `key`'s slot is in the shard entry `shard`'s slot ranges.
