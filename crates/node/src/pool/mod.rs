@@ -230,15 +230,6 @@ impl Node {
         !self.is_cluster() || self.shards.down_for(slot_of(key)).is_none()
     }
 
-    /// On a cluster replica, the master that owns `key`'s slot per the shard table (`None`
-    /// for a server, or a slot the table does not place).
-    pub fn master_of_key(&self, key: &[u8]) -> Option<String> {
-        if !self.is_cluster() {
-            return None;
-        }
-        self.shards.master_of(slot_of(key))
-    }
-
     /// Whether this replica is a Redis Cluster (its keys spread over masters by slot).
     pub fn is_cluster(&self) -> bool {
         matches!(self.client, NodeClient::Cluster(_))

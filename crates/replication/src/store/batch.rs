@@ -7,9 +7,7 @@
 //! An operation that finds a free call slot on its lane is sent at once, alone: no timer, no
 //! latency added when the service is idle. While every slot is busy, arrivals queue, and when a
 //! call finishes, everything queued (up to `max_entries`) goes as one call on the slot it
-//! freed. Under load the batch size follows the load by itself. On a Redis Cluster replica each
-//! master has its own two lanes (by the shard table): a master that stops answering holds its
-//! own call slots until the node timeout, not the ones the other masters' keys need.
+//! freed. Under load the batch size follows the load by itself.
 //!
 //! Each caller gets its own answer through a oneshot. The scripts answer per entry, so an entry
 //! the node refuses alone (WRONGTYPE) fails only its caller; a failure of the whole call
@@ -29,7 +27,7 @@ use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeRead, Payload, Rea
 use quorumd_node::calls::store::{NodeCondition, WriteOutcome};
 use quorumd_node::events::{NodeBatchCounters, NodeBatchSent};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, Traffic};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -98,8 +96,6 @@ trait BatchedCall: Send + Sync + Sized + 'static {
     /// (an answer nobody reads is wasted work); false for writes, which still bring the node
     /// up to date after the caller has its quorum or has given up.
     const SKIP_ABANDONED: bool;
-    /// The key the entry is for (on a cluster replica, its master picks the lane).
-    fn key(&self) -> &[u8];
     /// Runs one call for `entries` on `node`: per entry its answer, or an error for the whole
     /// call.
     fn call(
@@ -118,10 +114,6 @@ impl BatchedCall for ReadEntry {
     type Answer = NodeRead;
     const KIND: &'static str = "read";
     const SKIP_ABANDONED: bool = true;
-
-    fn key(&self) -> &[u8] {
-        &self.loc.key
-    }
 
     async fn call(
         node: &Node,
@@ -147,10 +139,6 @@ impl BatchedCall for Arc<WriteEntry> {
     type Answer = WriteOutcome;
     const KIND: &'static str = "write";
     const SKIP_ABANDONED: bool = false;
-
-    fn key(&self) -> &[u8] {
-        &self.loc.key
-    }
 
     async fn call(
         node: &Node,
@@ -273,49 +261,6 @@ impl<C: BatchedCall> Lane<C> {
 struct NodeLanes {
     reads: Arc<Lane<ReadEntry>>,
     writes: Arc<Lane<Arc<WriteEntry>>>,
-    /// On a Redis Cluster replica, both lanes per master (by the shard table), made on first
-    /// use: calls stuck on a master that died hold only that master's call slots, so the keys
-    /// of the others never queue behind them. A key whose master the table does not know yet
-    /// takes the node's lanes above. Masters that left keep their (idle) lanes: a few per
-    /// failover or reshard.
-    per_master: Option<Mutex<HashMap<String, MasterLanes>>>,
-    node: Arc<Node>,
-    limits: BatchSettings,
-}
-
-/// Both lanes of one master of a cluster replica.
-#[derive(Clone)]
-struct MasterLanes {
-    reads: Arc<Lane<ReadEntry>>,
-    writes: Arc<Lane<Arc<WriteEntry>>>,
-}
-
-impl NodeLanes {
-    fn new(node: &Arc<Node>, limits: BatchSettings) -> NodeLanes {
-        NodeLanes {
-            reads: Lane::new(node.clone(), limits),
-            writes: Lane::new(node.clone(), limits),
-            per_master: node.is_cluster().then(Mutex::default),
-            node: node.clone(),
-            limits,
-        }
-    }
-
-    /// The lanes for `key`: its master's on a cluster replica, the node's otherwise.
-    fn for_key(&self, key: &[u8]) -> Option<MasterLanes> {
-        let per_master = self.per_master.as_ref()?;
-        let master = self.node.master_of_key(key)?;
-        let mut lanes = per_master.lock().unwrap_or_else(|p| p.into_inner());
-        Some(
-            lanes
-                .entry(master)
-                .or_insert_with(|| MasterLanes {
-                    reads: Lane::new(self.node.clone(), self.limits),
-                    writes: Lane::new(self.node.clone(), self.limits),
-                })
-                .clone(),
-        )
-    }
 }
 
 /// The lanes of every node of a pool; owned by the `VersionedStore`.
@@ -328,7 +273,10 @@ impl Coalescer {
         let nodes = pool
             .nodes()
             .iter()
-            .map(|n| NodeLanes::new(n, limits))
+            .map(|n| NodeLanes {
+                reads: Lane::new(n.clone(), limits),
+                writes: Lane::new(n.clone(), limits),
+            })
             .collect();
         Coalescer { nodes }
     }
@@ -340,12 +288,7 @@ impl Coalescer {
         loc: Arc<KeyLocation>,
         wanted: ReadWanted,
     ) -> impl Future<Output = Result<NodeRead, NodeError>> + Send + 'static + use<> {
-        let lanes = &self.nodes[node];
-        let entry = ReadEntry { loc, wanted };
-        match lanes.for_key(entry.key()) {
-            Some(m) => m.reads.submit(entry),
-            None => lanes.reads.submit(entry),
-        }
+        self.nodes[node].reads.submit(ReadEntry { loc, wanted })
     }
 
     /// Writes `entry` on `node`, batched with the other writes meeting there.
@@ -354,11 +297,7 @@ impl Coalescer {
         node: NodeId,
         entry: Arc<WriteEntry>,
     ) -> impl Future<Output = Result<WriteOutcome, NodeError>> + Send + 'static + use<> {
-        let lanes = &self.nodes[node];
-        match lanes.for_key(entry.key()) {
-            Some(m) => m.writes.submit(entry),
-            None => lanes.writes.submit(entry),
-        }
+        self.nodes[node].writes.submit(entry)
     }
 }
 
