@@ -18,10 +18,20 @@ use quorumd::metric_names::{self as names, ALL};
 use std::time::Duration;
 
 /// Families that cannot be registered at start, and why.
-const NOT_AT_START: &[(&str, &str)] = &[(
-    names::QUEUE_ITEMS,
-    "labelled by queue names, which come from clients",
-)];
+const NOT_AT_START: &[(&str, &str)] = &[
+    (
+        names::QUEUE_ITEMS,
+        "labelled by queue names, which come from clients",
+    ),
+    (
+        names::SHARD_UP,
+        "labelled by the masters of Redis Cluster replicas, known from their probes only",
+    ),
+    (
+        names::SHARD_LATENCY,
+        "labelled by the masters of Redis Cluster replicas, known from their probes only",
+    ),
+];
 
 /// What a fresh instance must export: `(family, labels)`, each one series.
 type Series = (String, Vec<(&'static str, String)>);

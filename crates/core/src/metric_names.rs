@@ -11,6 +11,8 @@ pub const NODE_ERRORS: &str = "quorumd_node_errors_total";
 pub const NODE_HEALTH_CHANGES: &str = "quorumd_node_health_changes_total";
 pub const NODE_SHARDS: &str = "quorumd_node_shards";
 pub const NODE_SHARD_CHANGES: &str = "quorumd_node_shard_changes_total";
+pub const SHARD_UP: &str = "quorumd_shard_up";
+pub const SHARD_LATENCY: &str = "quorumd_shard_latency_seconds";
 pub const NODE_BATCHES: &str = "quorumd_node_batches_total";
 pub const NODE_BATCH_ENTRIES: &str = "quorumd_node_batch_entries_total";
 pub const QUORUM_FAILURES: &str = "quorumd_quorum_failures_total";
@@ -139,7 +141,19 @@ pub const ALL: &[Metric] = &[
         name: NODE_SHARD_CHANGES,
         kind: Kind::Counter,
         seconds: false,
-        help: "Shards of a Redis Cluster replica that stopped (to=down) or started (to=up) answering.",
+        help: "Shards of a Redis Cluster replica that stopped (to=down) or started (to=up) answering, or that a failed request made suspect (to=suspect).",
+    },
+    Metric {
+        name: SHARD_UP,
+        kind: Kind::Gauge,
+        seconds: false,
+        help: "Per master of a Redis Cluster replica: 1 while its slots are served, 0 while down or suspect, NaN once it left the replica's slot map.",
+    },
+    Metric {
+        name: SHARD_LATENCY,
+        kind: Kind::Gauge,
+        seconds: true,
+        help: "Per master of a Redis Cluster replica: smoothed round-trip time of its probes and of the client requests that went to it alone (NaN once it left the slot map).",
     },
     Metric {
         name: NODE_LATENCY,

@@ -66,6 +66,36 @@ impl ShardChanged<'_> {
     }
 }
 
+/// A request to one master of a cluster replica failed (its connection, or the node timeout):
+/// that shard's slots wait for the next probe, which runs at once; the replica's others are
+/// served.
+pub struct ShardSuspect<'a> {
+    pub node: &'a str,
+    pub master: &'a str,
+    pub reason: &'a str,
+}
+
+impl ShardSuspect<'_> {
+    pub fn emit(self) {
+        let reason = quorumd_core::redact::mask_urls_in_text(self.reason);
+        metrics::counter!(NODE_SHARD_CHANGES, "node" => self.node.to_owned(), "to" => "suspect")
+            .increment(1);
+        tracing::warn!(
+            node = self.node,
+            master = self.master,
+            reason,
+            "shard suspect: its slots wait for the next probe"
+        );
+    }
+}
+
+/// The masters each replica's per-shard gauges were last set for: a master no longer in the
+/// slot map has its gauges set to NaN once (the exporter cannot drop one series, and an idle
+/// timeout would drop every gauge set only on change).
+static SHARD_SERIES: std::sync::Mutex<
+    std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// A node's Redis server restarted (its `run_id` changed); it may have lost data.
 pub struct NodeRestarted<'a> {
     pub node: &'a str,
@@ -156,9 +186,46 @@ impl NodesObserved<'_> {
             metrics::gauge!(NODE_SHARDS, "node" => node.clone(), "state" => "down")
                 .set(down as f64);
             if let Some(ms) = n.latency_ms {
-                metrics::gauge!(NODE_LATENCY, "node" => node).set(ms / 1000.0);
+                metrics::gauge!(NODE_LATENCY, "node" => node.clone()).set(ms / 1000.0);
             }
+            shard_gauges(&node, &n.shards);
         }
+    }
+}
+
+/// `quorumd_shard_up` and `quorumd_shard_latency_seconds` of each master of one replica, and
+/// NaN for the masters reported before that are no longer in its slot map.
+fn shard_gauges(node: &str, shards: &[crate::pool::ShardStatus]) {
+    let series = |master: &str| {
+        vec![
+            metrics::Label::new("node", node.to_owned()),
+            metrics::Label::new("master", master.to_owned()),
+        ]
+    };
+    let mut reported = SHARD_SERIES.lock().unwrap_or_else(|p| p.into_inner());
+    let known = reported.entry(node.to_owned()).or_default();
+    // No table: the replica is down as a whole (or reconnecting), so are its masters.
+    if shards.is_empty() {
+        for master in known.iter() {
+            metrics::gauge!(SHARD_UP, series(master)).set(0.0);
+        }
+        return;
+    }
+    for gone in known
+        .iter()
+        .filter(|m| !shards.iter().any(|s| &s.master == *m))
+    {
+        metrics::gauge!(SHARD_UP, series(gone)).set(f64::NAN);
+        metrics::gauge!(SHARD_LATENCY, series(gone)).set(f64::NAN);
+    }
+    known.clear();
+    for s in shards {
+        let up = s.up && !s.suspect;
+        metrics::gauge!(SHARD_UP, series(&s.master)).set(if up { 1.0 } else { 0.0 });
+        if let Some(ms) = s.latency_ms {
+            metrics::gauge!(SHARD_LATENCY, series(&s.master)).set(ms / 1000.0);
+        }
+        known.insert(s.master.clone());
     }
 }
 
@@ -211,6 +278,7 @@ impl NodeMetricsRegistered<'_> {
                 metrics::counter!(NODE_SHARD_CHANGES, "node" => node(), "to" => state).increment(0);
                 metrics::gauge!(NODE_SHARDS, "node" => node(), "state" => state).increment(0.0);
             }
+            metrics::counter!(NODE_SHARD_CHANGES, "node" => node(), "to" => "suspect").increment(0);
             for kind in labels::BATCH_KINDS {
                 metrics::counter!(NODE_BATCHES, "node" => node(), "kind" => *kind).increment(0);
                 metrics::counter!(NODE_BATCH_ENTRIES, "node" => node(), "kind" => *kind)

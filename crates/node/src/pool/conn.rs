@@ -13,9 +13,102 @@ use redis::cluster_routing::{
     MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
 };
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The hash slots one call to a cluster replica sent commands for, and which of them are
+/// still without an answer: when the call fails (a lost connection, the node timeout), the
+/// slots it was still waiting on name the master to blame, so that one dead master makes its
+/// shard suspect and not the replica. `None` stands for a command of no key, which any master
+/// may have been sent. Kept per call through a task-local (see [`track`]), so the typed
+/// calls need not know about it.
+#[derive(Debug, Default)]
+pub struct Attempts(Mutex<AttemptsInner>);
+
+#[derive(Debug, Default)]
+struct AttemptsInner {
+    /// Commands sent and not answered, per slot.
+    pending: BTreeMap<Option<u16>, usize>,
+    /// Every slot a command went to.
+    touched: BTreeSet<Option<u16>>,
+}
+
+impl Attempts {
+    fn sent(&self, slots: &[Option<u16>]) {
+        let mut a = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for &slot in slots {
+            *a.pending.entry(slot).or_default() += 1;
+            a.touched.insert(slot);
+        }
+    }
+
+    fn answered(&self, slots: &[Option<u16>]) {
+        let mut a = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in slots {
+            if let Some(n) = a.pending.get_mut(slot) {
+                *n -= 1;
+                if *n == 0 {
+                    a.pending.remove(slot);
+                }
+            }
+        }
+    }
+
+    /// The slots of the commands still without an answer; `None` when one of them named no
+    /// key, or when nothing was sent through the shard-aware paths (the failure is not one
+    /// master's).
+    pub fn unanswered(&self) -> Option<Vec<u16>> {
+        let a = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if a.pending.is_empty() {
+            return None;
+        }
+        a.pending.keys().copied().collect()
+    }
+
+    /// Every slot the call sent a command for; `None` when one named no key or none was sent.
+    pub fn touched(&self) -> Option<Vec<u16>> {
+        let a = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if a.touched.is_empty() {
+            return None;
+        }
+        a.touched.iter().copied().collect()
+    }
+}
+
+tokio::task_local! {
+    static ATTEMPTS: Arc<Attempts>;
+}
+
+/// Runs `call` with `attempts` recording the slots of the cluster commands it sends.
+pub async fn track<F: Future>(attempts: Arc<Attempts>, call: F) -> F::Output {
+    ATTEMPTS.scope(attempts, call).await
+}
+
+/// Records that commands for `slots` are sent, in the current call's [`Attempts`] if any;
+/// returns the record, to mark them answered.
+fn sending(slots: &[Option<u16>]) -> Option<Arc<Attempts>> {
+    let attempts = ATTEMPTS.try_with(Arc::clone).ok()?;
+    attempts.sent(slots);
+    Some(attempts)
+}
+
+/// Marks `slots` answered when `result` is an answer: a value, or an error reply (the master
+/// answered), but not a lost connection or a timeout.
+fn settle<T>(attempts: Option<Arc<Attempts>>, slots: &[Option<u16>], result: &RedisResult<T>) {
+    let answered = match result {
+        Ok(_) => true,
+        Err(e) => super::classify(e).server_kind().is_some(),
+    };
+    if let (Some(a), true) = (attempts, answered) {
+        a.answered(slots);
+    }
+}
+
+/// The slot `cmd` is routed by, `None` for a command of no key.
+fn slot_of_cmd(cmd: &Cmd) -> Option<u16> {
+    routing_key(cmd).map(|k| quorumd_core::layout::key_slot(k) as u16)
+}
 
 /// A connection to a standalone server or to a Redis Cluster (with the replica's shard table,
 /// so that a request for a slot whose master is down fails at once).
@@ -129,8 +222,11 @@ impl NodeConn {
         }
         scan.arg("COUNT").arg(count);
         let routing = RoutingInfo::SingleNode(master.route());
-        let (next, keys): (u64, Vec<Vec<u8>>) =
-            redis::FromRedisValue::from_redis_value(c.route_command(scan, routing).await?)?;
+        let slot = [master.slots.first().map(|r| *r.start())];
+        let attempts = sending(&slot);
+        let reply = c.route_command(scan, routing).await;
+        settle(attempts, &slot, &reply);
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::FromRedisValue::from_redis_value(reply?)?;
         let next = match next {
             0 if index + 1 < masters.len() => ((index + 1) as u64) << MASTER_CURSOR_BITS,
             0 => 0,
@@ -170,8 +266,12 @@ async fn pipeline_per_master(
             pipe.add_command(commands[i].clone());
         }
         let routing = masters[owner].route();
+        let slots: Vec<Option<u16>> = at.iter().map(|&i| slot_of_cmd(commands[i])).collect();
+        let attempts = sending(&slots);
         async move {
-            let answers = conn.route_pipeline(pipe, 0, at.len(), routing).await?;
+            let answers = conn.route_pipeline(pipe, 0, at.len(), routing).await;
+            settle(attempts, &slots, &answers);
+            let answers = answers?;
             Ok::<_, redis::RedisError>(at.into_iter().zip(answers).collect::<Vec<_>>())
         }
     });
@@ -334,7 +434,16 @@ impl ConnectionLike for NodeConn {
             NodeConn::Server(c) => c.req_packed_command(cmd),
             NodeConn::Cluster(c, shards) => match refusal(shards, cmd) {
                 Some(refused) => Box::pin(async move { Err(refused) }),
-                None => c.req_packed_command(cmd),
+                None => {
+                    let slot = [slot_of_cmd(cmd)];
+                    let attempts = sending(&slot);
+                    let reply = c.req_packed_command(cmd);
+                    Box::pin(async move {
+                        let reply = reply.await;
+                        settle(attempts, &slot, &reply);
+                        reply
+                    })
+                }
             },
         }
     }
@@ -360,7 +469,12 @@ impl ConnectionLike for NodeConn {
                         {
                             return Err(refused);
                         }
-                        return c.req_packed_commands(pipeline, offset, count).await;
+                        // One slot: its first keyed command's.
+                        let slot = [pipeline.cmd_iter().find_map(slot_of_cmd)];
+                        let attempts = sending(&slot);
+                        let replies = c.req_packed_commands(pipeline, offset, count).await;
+                        settle(attempts, &slot, &replies);
+                        return replies;
                     }
                     let answers = pipeline_per_master(&mut c, &shards, pipeline).await?;
                     Ok(answers.into_iter().skip(offset).take(count).collect())
@@ -398,6 +512,31 @@ mod tests {
         assert_eq!(key(&redis::cmd("PING")), None);
     }
 
+    #[tokio::test]
+    async fn a_call_names_the_slots_it_still_waits_on() {
+        let a = Arc::new(Attempts::default());
+        track(a.clone(), async {
+            let x = sending(&[Some(1), Some(2)]);
+            settle(x, &[Some(1)], &Ok::<_, redis::RedisError>(()));
+            let y = sending(&[Some(3)]);
+            let refused = redis::RedisError::from((redis::ErrorKind::Io, "reset"));
+            settle(y, &[Some(3)], &Err::<(), _>(refused));
+        })
+        .await;
+        assert_eq!(a.unanswered(), Some(vec![2, 3]));
+        assert_eq!(a.touched(), Some(vec![1, 2, 3]));
+        // A keyless command makes the call no one master's.
+        let b = Arc::new(Attempts::default());
+        track(b.clone(), async {
+            sending(&[Some(1), None]);
+        })
+        .await;
+        assert_eq!(b.unanswered(), None);
+        // Outside a tracked call nothing is recorded, and nothing breaks.
+        assert!(sending(&[Some(1)]).is_none());
+        assert_eq!(Attempts::default().unanswered(), None);
+    }
+
     #[test]
     fn only_commands_for_a_down_shard_are_refused() {
         use crate::pool::ShardStatus;
@@ -409,6 +548,8 @@ mod tests {
             up: false,
             last_error: None,
             run_id: None,
+            suspect: false,
+            latency_ms: None,
         }]);
         let refused = refusal(&shards, redis::cmd("GET").arg("k")).expect("refused");
         assert_eq!(refused.kind(), redis::ErrorKind::Client);

@@ -224,6 +224,12 @@ impl Node {
         }
     }
 
+    /// Whether a request for `key` is sent now: not for a key of a cluster replica's shard
+    /// that is down, or suspect until the next probe (always, for a server).
+    pub fn serves(&self, key: &[u8]) -> bool {
+        !self.is_cluster() || self.shards.down_for(slot_of(key)).is_none()
+    }
+
     /// Whether this replica is a Redis Cluster (its keys spread over masters by slot).
     pub fn is_cluster(&self) -> bool {
         matches!(self.client, NodeClient::Cluster(_))
@@ -383,7 +389,7 @@ impl Node {
         let mut by_master: BTreeMap<&str, SlotGroups<T>> = BTreeMap::new();
         let mut lone: SlotGroups<T> = Vec::new();
         for (slot, at) in &slots {
-            match table.iter().find(|s| s.up && s.owns(*slot)) {
+            match table.iter().find(|s| s.up && !s.suspect && s.owns(*slot)) {
                 Some(s) => by_master
                     .entry(s.master.as_str())
                     .or_default()
@@ -579,10 +585,26 @@ impl Node {
         Fut: Future<Output = RedisResult<T>>,
     {
         let started = Instant::now();
-        match tokio::time::timeout(limit, op(conn)).await {
+        // On a cluster, which slots the call sent commands for and which it still waits on:
+        // a failure is then blamed on their master's shard, not on the replica.
+        let attempts = self.is_cluster().then(Arc::<conn::Attempts>::default);
+        let outcome = match &attempts {
+            Some(a) => tokio::time::timeout(limit, conn::track(a.clone(), op(conn))).await,
+            None => tokio::time::timeout(limit, op(conn)).await,
+        };
+        match outcome {
             Ok(Ok(value)) => {
                 if traffic == Traffic::Client {
-                    self.tracker().record_latency(started.elapsed());
+                    let rtt = started.elapsed();
+                    self.tracker().record_latency(rtt);
+                    // A call that went to one master alone is that master's latency.
+                    if let Some([master]) = attempts
+                        .and_then(|a| a.touched())
+                        .and_then(|slots| self.masters_of(&slots))
+                        .as_deref()
+                    {
+                        self.shards.record_latency(master, rtt);
+                    }
                 }
                 Ok(value)
             }
@@ -597,16 +619,39 @@ impl Node {
                     error: &err,
                 }
                 .emit();
-                if matches!(err, NodeError::Connection(_)) {
-                    self.report_failure(&err);
+                if matches!(err, NodeError::Connection(_) | NodeError::Timeout(_)) {
+                    self.report_failure(&err, self.blamed(attempts.as_deref()));
                 }
                 Err(err)
             }
             Err(_) if limit < self.timeouts.node() => {
                 Err(NodeError::Timeout(limit.as_millis() as u64))
             }
-            Err(_) => Err(self.timed_out()),
+            Err(_) => Err(self.timed_out(self.blamed(attempts.as_deref()))),
         }
+    }
+
+    /// The masters (per the shard table) that own `slots`, each once; `None` when a slot has
+    /// no known master.
+    fn masters_of(&self, slots: &[u16]) -> Option<Vec<String>> {
+        let mut masters = Vec::new();
+        for &slot in slots {
+            let m = self.shards.master_of(slot)?;
+            if !masters.contains(&m) {
+                masters.push(m);
+            }
+        }
+        Some(masters)
+    }
+
+    /// Whom a failed call of a cluster replica is blamed on: the masters of the slots it
+    /// still waited on, or `None` (the replica) when that is not known, or when a command of
+    /// no key was among them.
+    fn blamed(&self, attempts: Option<&conn::Attempts>) -> Option<Vec<String>> {
+        attempts?
+            .unanswered()
+            .and_then(|slots| self.masters_of(&slots))
+            .filter(|m| !m.is_empty())
     }
 
     /// Waits for the answer to a request on this node that another task sends (the batch it
@@ -621,24 +666,59 @@ impl Node {
         F: Future<Output = Result<T, NodeError>>,
     {
         let bounded = tokio::time::timeout(self.timeouts.node(), answer);
-        async move { bounded.await.unwrap_or_else(|_| Err(self.timed_out())) }
+        async move {
+            bounded.await.unwrap_or_else(|_| {
+                // On a cluster the call carrying the request knows which master it waits on
+                // and blames that one when it times out; a caller queued behind it, for a key
+                // of another master, must not make its own master (or the replica) suspect.
+                if self.is_cluster() {
+                    let err = NodeError::Timeout(self.timeouts.node_ms);
+                    events::NodeRequestFailed {
+                        node: &self.display,
+                        error: &err,
+                    }
+                    .emit();
+                    return Err(err);
+                }
+                Err(self.timed_out(None))
+            })
+        }
     }
 
-    /// A request got no answer within the node timeout: counted, and the node is suspect.
-    fn timed_out(&self) -> NodeError {
+    /// A request got no answer within the node timeout: counted, and the node (or on a
+    /// cluster the `blamed` masters' shards) is suspect.
+    fn timed_out(&self, blamed: Option<Vec<String>>) -> NodeError {
         let err = NodeError::Timeout(self.timeouts.node_ms);
         events::NodeRequestFailed {
             node: &self.display,
             error: &err,
         }
         .emit();
-        self.report_failure(&err);
+        self.report_failure(&err, blamed);
         err
     }
 
-    /// A request saw the node fail: mark it suspect and let the monitor probe it now.
-    fn report_failure(&self, err: &NodeError) {
+    /// A request saw the node fail: mark it suspect and let the monitor probe it now. On a
+    /// cluster, a failure of requests for known masters (`blamed`) makes only their shards
+    /// suspect: until the probe, their slots are refused and the replica's other slots are
+    /// served. A failure of no one master's (a command of no key, the cluster client as a
+    /// whole) makes the replica suspect, and no slot is served until the probe.
+    fn report_failure(&self, err: &NodeError, blamed: Option<Vec<String>>) {
         if self.is_cluster() {
+            if let Some(masters) = blamed {
+                for master in &masters {
+                    if self.shards.suspect(master) {
+                        events::ShardSuspect {
+                            node: &self.display,
+                            master,
+                            reason: &err.to_string(),
+                        }
+                        .emit();
+                    }
+                }
+                self.wake.notify_one();
+                return;
+            }
             self.shards.invalidate();
         }
         let change = self.tracker().request_failed(err.to_string());
@@ -902,7 +982,16 @@ impl Node {
         let map = c.slot_map(self.timeouts.node()).await?;
         let addrs: Vec<String> = map.iter().map(|(addr, _)| addr.clone()).collect();
         links.retain(&addrs);
-        let answers = futures::future::join_all(addrs.iter().map(|a| links.info(a))).await;
+        // Each master's round trip is its shard's latency too.
+        let answers = futures::future::join_all(addrs.iter().map(|a| async move {
+            let asked = Instant::now();
+            let answer = links.info(a).await;
+            if answer.is_ok() {
+                self.shards.record_latency(a, asked.elapsed());
+            }
+            answer
+        }))
+        .await;
         let rtt = started.elapsed();
         let mut infos = Vec::new();
         let mut shards = Vec::new();
@@ -923,6 +1012,8 @@ impl Node {
                 up: last_error.is_none(),
                 last_error,
                 run_id,
+                suspect: false,
+                latency_ms: None,
             });
         }
         let all_answered = infos.len() == shards.len();

@@ -2,7 +2,9 @@
 //! it owns. One master down makes that replica unable to answer for the keys of its slots
 //! only: requests for those keys fail at once (no connection attempt, no wait for the node
 //! timeout), and the replica keeps serving every other slot. The probe sets the table on each
-//! pass from `CLUSTER SLOTS` and a `PING` of every master.
+//! pass from `CLUSTER SLOTS` and a `PING` of every master. A request that fails on one master
+//! (its connection, or the node timeout) makes that shard `suspect` until the next probe, not
+//! the replica; each master's latency is kept here too.
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub type SlotRange = std::ops::RangeInclusive<u16>;
 
 /// One shard of a cluster replica, as `/v1/status` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ShardStatus {
     /// The master's `host:port`, as the cluster announces it.
     pub master: String,
@@ -25,6 +27,12 @@ pub struct ShardStatus {
     pub last_error: Option<String>,
     /// The master's run id as last probed (kept while it does not answer).
     pub run_id: Option<String>,
+    /// A request to it failed since its last probe: its slots wait for the next probe (which
+    /// the failure wakes at once), the replica's other slots are served.
+    pub suspect: bool,
+    /// Smoothed round trip of its probes and of the client requests that went to it alone, in
+    /// milliseconds; `None` before the first.
+    pub latency_ms: Option<f64>,
 }
 
 impl ShardStatus {
@@ -174,7 +182,12 @@ pub struct Shards {
     /// Each master's last known run id, kept when the table is cleared: a master that
     /// restarted while the whole replica was unreachable is still seen to have.
     run_ids: Mutex<HashMap<String, String>>,
+    /// Each master's smoothed latency in ms (α as for a node), shown in the table's entries.
+    latency: Mutex<HashMap<String, f64>>,
 }
+
+/// Smoothing factor of a master's latency average, the node's (`pool::health`).
+const LATENCY_ALPHA: f64 = 0.2;
 
 /// Why every slot is refused between a failed connection and the next probe.
 const UNVERIFIED: &str =
@@ -192,8 +205,48 @@ impl Shards {
         }
         self.lock()
             .iter()
-            .find(|s| !s.up && s.owns(slot))
-            .map(|s| format!("the master of slot {slot} ({}) is down", s.master))
+            .find(|s| (!s.up || s.suspect) && s.owns(slot))
+            .map(|s| match s.up {
+                false => format!("the master of slot {slot} ({}) is down", s.master),
+                true => format!(
+                    "the master of slot {slot} ({}) failed a request: its slots wait for the next probe",
+                    s.master
+                ),
+            })
+    }
+
+    /// The master that owns `slot` per the table, if known.
+    pub fn master_of(&self, slot: u16) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|s| s.owns(slot))
+            .map(|s| s.master.clone())
+    }
+
+    /// A request to `master` failed (its connection, or no answer within the node timeout):
+    /// its slots are refused until the next probe, as a failed connection to the whole cluster
+    /// refuses every slot, since the cluster client reconnects to that master by itself and it
+    /// may come back empty before the probe sees its new run id. Returns whether it was not
+    /// suspect already (false also for a master the table does not know).
+    pub fn suspect(&self, master: &str) -> bool {
+        let mut table = self.lock();
+        let Some(s) = table.iter_mut().find(|s| s.master == master) else {
+            return false;
+        };
+        let newly = s.up && !s.suspect;
+        s.suspect = true;
+        self.any_down.store(true, Ordering::Relaxed);
+        newly
+    }
+
+    /// Feeds a round trip of `master` into its smoothed latency.
+    pub fn record_latency(&self, master: &str, rtt: std::time::Duration) {
+        let ms = rtt.as_secs_f64() * 1000.0;
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        latency
+            .entry(master.to_owned())
+            .and_modify(|avg| *avg += LATENCY_ALPHA * (ms - *avg))
+            .or_insert(ms);
     }
 
     /// Whether `shards` names other masters than the table (a failover, a master added or
@@ -254,7 +307,11 @@ impl Shards {
             .collect();
         self.unverified.store(false, Ordering::Relaxed);
         self.any_down
-            .store(shards.iter().any(|s| !s.up), Ordering::Relaxed);
+            .store(shards.iter().any(|s| !s.up || s.suspect), Ordering::Relaxed);
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|master, _| shards.iter().any(|s| &s.master == master));
         *table = shards;
         changes
     }
@@ -279,8 +336,14 @@ impl Shards {
         lost
     }
 
+    /// The table, each shard with its latency.
     pub fn snapshot(&self) -> Vec<ShardStatus> {
-        self.lock().clone()
+        let mut table = self.lock().clone();
+        let latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        for s in &mut table {
+            s.latency_ms = latency.get(&s.master).copied();
+        }
+        table
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ShardStatus>> {
@@ -299,6 +362,8 @@ mod tests {
             up,
             last_error: (!up).then(|| "connection refused".into()),
             run_id: up.then(|| format!("run-{master}")),
+            suspect: false,
+            latency_ms: None,
         }
     }
 
@@ -445,6 +510,55 @@ mod tests {
         );
         shards.update(vec![shard("a:1", &[(0, 16383)], true)]);
         assert_eq!(shards.down_for(5), None);
+    }
+
+    #[test]
+    fn a_failed_request_holds_back_its_master_only_until_the_next_probe() {
+        let shards = Shards::default();
+        let both = || {
+            vec![
+                shard("a:1", &[(0, 8191)], true),
+                shard("b:2", &[(8192, 16383)], true),
+            ]
+        };
+        shards.update(both());
+        assert_eq!(shards.master_of(9000).as_deref(), Some("b:2"));
+        assert!(shards.suspect("b:2"));
+        assert!(!shards.suspect("b:2"), "already suspect");
+        assert!(!shards.suspect("z:9"), "not in the table");
+        assert!(
+            shards
+                .down_for(9000)
+                .is_some_and(|why| why.contains("b:2") && why.contains("next probe"))
+        );
+        assert_eq!(shards.down_for(100), None, "the other master still serves");
+        assert!(shards.snapshot()[1].suspect);
+        // The probe found it answering: served again, and no change to report (it never
+        // went down).
+        assert!(shards.update(both()).is_empty());
+        assert_eq!(shards.down_for(9000), None);
+    }
+
+    #[test]
+    fn latency_is_kept_per_master_and_forgotten_when_it_leaves() {
+        let shards = Shards::default();
+        shards.update(vec![
+            shard("a:1", &[(0, 8191)], true),
+            shard("b:2", &[(8192, 16383)], true),
+        ]);
+        shards.record_latency("a:1", std::time::Duration::from_millis(10));
+        shards.record_latency("a:1", std::time::Duration::from_millis(20));
+        let table = shards.snapshot();
+        assert!((table[0].latency_ms.unwrap() - 12.0).abs() < 1e-9);
+        assert_eq!(table[1].latency_ms, None);
+        shards.update(vec![shard("b:2", &[(0, 16383)], true)]);
+        shards.record_latency("b:2", std::time::Duration::from_millis(1));
+        shards.update(vec![shard("a:1", &[(0, 16383)], true)]);
+        assert_eq!(
+            shards.snapshot()[0].latency_ms,
+            None,
+            "a:1 left and came back"
+        );
     }
 
     #[test]

@@ -76,6 +76,13 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
                     break;
                 }
             };
+            // On a cluster replica, the keys of a shard that is down (or suspect) wait in the
+            // set for its return, which wakes an exchange and so this replay: they cannot be
+            // repaired now, and must not hold back the keys of its other shards.
+            let keys: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter(|k| pool.node(target).serves(k))
+                .collect();
             if keys.is_empty() {
                 break;
             }
@@ -83,7 +90,7 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
                 .iter()
                 .filter_map(|k| sw.store().locate(k).ok())
                 .collect();
-            if !repair_keys(sw, &locs, p).await {
+            if !repair_keys(sw, target, &locs, p).await {
                 break; // leave the hints for the next pass
             }
             if let Err(e) = calls::hints::drop_keys(holder, &key, &keys).await {
@@ -96,8 +103,14 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
 }
 
 /// Reads the keys' metadata from every node and repairs whoever is behind. True when every
-/// repair landed.
-async fn repair_keys(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle) -> bool {
+/// repair landed and `target`'s metadata was read: a target that could not be read is not
+/// known to have the keys, so their hints must stay.
+async fn repair_keys(
+    sw: &Sweeper,
+    target: NodeId,
+    locs: &[KeyLocation],
+    p: &ProgressHandle,
+) -> bool {
     let pool = sw.pool();
     let reads = futures::future::join_all(
         pool.nodes()
@@ -119,6 +132,9 @@ async fn repair_keys(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle) -> 
                 progress::lock(p).error(format!("hinted keys on {}: {e}", pool.node(id).display))
             }
         }
+    }
+    if !per_node.iter().any(|(id, _)| *id == target) {
+        return false;
     }
     let ids: Vec<[NodeId; 1]> = per_node.iter().map(|(id, _)| [*id]).collect();
     let view: Vec<(&[NodeId], &BucketMetas)> = ids
