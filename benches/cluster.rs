@@ -60,7 +60,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
     Align, closed_loop, command, commandstats, direct, env_number, full_run, grouped, info,
-    info_field, median, process_cpu_s, redis_cpu_s, setup, shut_down, start_app, timed_settings,
+    info_field, median, process_cpu_s, redis_cpu_s, setup, shut_down, start_app, tables_settled,
+    timed_settings, used_memory,
 };
 
 const MASTERS: usize = 3;
@@ -626,43 +627,6 @@ async fn load_plain(
         start = end;
     }
     Ok(())
-}
-
-async fn used_memory(c: &MultiplexedConnection) -> Result<u64, String> {
-    let text = info(c, "memory").await?;
-    info_field(&text, "used_memory")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "INFO memory has no used_memory".to_string())
-}
-
-/// Waits until no server's keyspace table is rehashing (a load that ends just past a power of
-/// two leaves a table being moved into one twice its size, which `used_memory` counts twice).
-async fn tables_settled(conns: &[MultiplexedConnection]) -> Result<(), String> {
-    let hz = |v: &str| redis::cmd("CONFIG").arg("SET").arg("hz").arg(v).clone();
-    for c in conns {
-        command::<()>(c, &hz("500")).await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let outcome = async {
-        for c in conns {
-            loop {
-                let stats: String = command(c, redis::cmd("DEBUG").arg("HTSTATS").arg(0)).await?;
-                if !stats.contains("rehashing target") {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("a server was still rehashing after 120 s: {stats}"));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
-    }
-    .await;
-    for c in conns {
-        command::<()>(c, &hz("10")).await?;
-    }
-    outcome
 }
 
 async fn sum_used_memory(conns: &[MultiplexedConnection]) -> Result<u64, String> {

@@ -70,7 +70,8 @@ use std::time::{Duration, Instant};
 use support::{
     Align, Sample, closed_loop, command, commandstats, direct, env_number, grouped, http_put, info,
     info_field, markdown_table, median, percentile, process_cpu_s, redis_cpu_s, redis_version,
-    setup, shut_down, start_app, still_running, text_table, write_report,
+    setup, shut_down, start_app, still_running, tables_settled, text_table, used_memory,
+    write_report,
 };
 
 const NODES: usize = 3;
@@ -291,14 +292,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TapLayer {
 // ---------------------------------------------------------------------------------------------
 // Direct access to the nodes, CPU accounting.
 
-/// `used_memory` of the server, in bytes.
-async fn used_memory(conn: &MultiplexedConnection) -> Result<u64, String> {
-    let text = info(conn, "memory").await?;
-    info_field(&text, "used_memory")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "INFO memory has no used_memory".to_string())
-}
-
 /// On stderr, with the time of `CLOCK_MONOTONIC` in seconds: where a measured stretch starts
 /// or ends, for whoever profiles one of them (`perf record -k mono`, then `perf report --time
 /// START,END` with two of these times).
@@ -391,37 +384,6 @@ impl Usage {
         }
         s
     }
-}
-
-/// Waits until no listed node's keyspace hash table is rehashing (`DEBUG HTSTATS`), so that a
-/// memory figure does not count a table caught in the middle of growing. Server ticks are made
-/// more frequent meanwhile.
-async fn tables_settled(conns: &[&MultiplexedConnection]) -> Result<(), String> {
-    let hz = |v: &str| redis::cmd("CONFIG").arg("SET").arg("hz").arg(v).clone();
-    for c in conns {
-        command::<()>(c, &hz("500")).await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let outcome = async {
-        for c in conns {
-            loop {
-                let stats: String = command(c, redis::cmd("DEBUG").arg("HTSTATS").arg(0)).await?;
-                if !stats.contains("rehashing target") {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("a node was still rehashing after 120 s: {stats}"));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
-    }
-    .await;
-    for c in conns {
-        command::<()>(c, &hz("10")).await?;
-    }
-    outcome
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1321,7 +1283,7 @@ async fn memory(
             return Err(format!("copied {copied} entries, expected {}", s.keys));
         }
     }
-    tables_settled(&[versioned, plain, f1, longer]).await?;
+    tables_settled([versioned, plain, f1, longer]).await?;
     let mut grown = [0u64; 4];
     for (i, c) in conns.iter().enumerate() {
         grown[i] = used_memory(c).await?.saturating_sub(before[i]);

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use support::{
     Align, Sample, closed_loop, command, commandstats, direct, env_number, grouped, http_put, info,
     info_field, markdown_table, median, process_cpu_s, redis_cpu_s, redis_version, setup,
-    shut_down, start_app, still_running, text_table, write_report,
+    shut_down, start_app, still_running, tables_settled, text_table, write_report,
 };
 
 const NODES: usize = 3;
@@ -439,41 +439,6 @@ async fn settle(app: &App) -> Result<(), String> {
         }
     }
     Err(last)
-}
-
-/// Waits until no node's keyspace hash table is rehashing. A load that ends just past a power of
-/// two (1,000,000 keys and their metadata hashes are 1,069,635 keys, just past 2^20) leaves the
-/// nodes moving a million entries into a table twice the size, a step at every lookup and a
-/// millisecond per server tick, still going when the heal starts: the heal would pay for the
-/// bench's own load.
-/// A long-running cluster's holders are settled, and so is the master of the full-sync
-/// baseline in this wait. Server ticks are made more frequent meanwhile.
-async fn tables_settled(conns: &[MultiplexedConnection]) -> Result<(), String> {
-    let hz = |v: &str| redis::cmd("CONFIG").arg("SET").arg("hz").arg(v).clone();
-    for c in conns {
-        command::<()>(c, &hz("500")).await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let outcome = async {
-        for c in conns {
-            loop {
-                let stats: String = command(c, redis::cmd("DEBUG").arg("HTSTATS").arg(0)).await?;
-                if !stats.contains("rehashing target") {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("a node was still rehashing after 120 s: {stats}"));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
-    }
-    .await;
-    for c in conns {
-        command::<()>(c, &hz("10")).await?;
-    }
-    outcome
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1308,6 +1273,9 @@ async fn measure(
         idle.push(idle_cost(app, &conns, s.keys, s).await?);
         divergence.push(divergence_cost(app, &conns, s.keys, s, 2).await?);
     }
+    // 1,000,000 keys and their metadata hashes are 1,069,635 keys, just past 2^20: the nodes
+    // would still be moving a million entries into a table twice the size when the heal
+    // starts, and the heal would pay for the bench's own load.
     tables_settled(&conns).await?;
     let heal = heal_vs_full_sync(app, &conns, ports, s.keys, s, pids).await?;
     Ok(Results {

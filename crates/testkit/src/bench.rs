@@ -477,3 +477,46 @@ pub fn grouped(n: usize) -> String {
     }
     out
 }
+
+/// `used_memory` of the server, in bytes.
+pub async fn used_memory(conn: &MultiplexedConnection) -> Result<u64, String> {
+    let text = info(conn, "memory").await?;
+    info_field(&text, "used_memory")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "INFO memory has no used_memory".to_string())
+}
+
+/// Waits until no listed server's keyspace table is rehashing (`DEBUG HTSTATS`; the servers
+/// run with `--enable-debug-command local`). A load that ends just past a power of two leaves a
+/// table being moved into one twice its size: `used_memory` then counts it twice, and the
+/// lookups of whatever runs next pay for the move. Server ticks are made more frequent
+/// meanwhile.
+pub async fn tables_settled<'a>(
+    conns: impl IntoIterator<Item = &'a MultiplexedConnection> + Clone,
+) -> Result<(), String> {
+    let hz = |v: &str| redis::cmd("CONFIG").arg("SET").arg("hz").arg(v).clone();
+    for c in conns.clone() {
+        command::<()>(c, &hz("500")).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outcome = async {
+        for c in conns.clone() {
+            loop {
+                let stats: String = command(c, redis::cmd("DEBUG").arg("HTSTATS").arg(0)).await?;
+                if !stats.contains("rehashing target") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("a server was still rehashing after 120 s: {stats}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    for c in conns {
+        command::<()>(c, &hz("10")).await?;
+    }
+    outcome
+}
