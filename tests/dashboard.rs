@@ -281,11 +281,12 @@ async fn grid_shows_a_wiped_node_differing_then_healed() {
     t.shutdown().await;
 }
 
-/// The shard marks the page shows for node `node`: `[master, state]` pairs.
+/// The shard marks the page shows for node `node`: `[master, state, latency ms]` triples.
 fn shards_of(node: usize) -> String {
     format!(
         "[...document.querySelectorAll('#nodes tr[data-node=\"{node}\"] .shard')]\
-         .map(s => [s.dataset.master, s.classList.contains('up') ? 'up' : 'down'])"
+         .map(s => [s.dataset.master, ['up', 'suspect', 'down'].find(c => s.classList.contains(c)), \
+         s.dataset.latency])"
     )
 }
 
@@ -301,11 +302,15 @@ async fn cluster_replicas_show_their_shards_and_a_dead_master() {
     wait_page(
         &mut page,
         Duration::from_secs(20),
-        "three shards of node 1, all up",
+        "three shards of node 1, all up, each with its latency",
         &expr,
         |v| {
-            v.as_array()
-                .is_some_and(|s| s.len() == 3 && s.iter().all(|m| m[1] == "up"))
+            v.as_array().is_some_and(|s| {
+                s.len() == 3
+                    && s.iter().all(|m| {
+                        m[1] == "up" && m[2].as_str().is_some_and(|l| l.parse::<f64>().is_ok())
+                    })
+            })
         },
     )
     .await;
