@@ -43,14 +43,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use futures::StreamExt;
 use quorumd::app::App;
-use quorumd::calls;
-use quorumd::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::config::Config;
 use quorumd::devcluster::{DevCluster, RedisProcess};
 use quorumd::layout::Scheme;
-use quorumd::meta::Meta;
 use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use quorumd_testkit::bench as support;
 use redis::aio::MultiplexedConnection;
@@ -59,9 +55,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
-    Align, closed_loop, command, commandstats, direct, env_number, full_run, grouped, info,
-    info_field, median, process_cpu_s, redis_cpu_s, setup, shut_down, start_app, tables_settled,
-    timed_settings, used_memory,
+    Align, apply_versioned, closed_loop, command, commandstats, direct, env_number, full_run,
+    grouped, info, info_field, median, process_cpu_s, redis_cpu_s, setup, shut_down, start_app,
+    tables_settled, timed_settings, used_memory,
 };
 
 const MASTERS: usize = 3;
@@ -498,9 +494,6 @@ async fn spread(setup: &Setup) -> Result<Vec<(u64, u64)>, String> {
 // 3. Idle exchange and memory per key: standalone servers under each placement, and clusters.
 
 const IDLE_VALUE_BYTES: usize = 100;
-/// Entries per APPLY call when loading, and calls in flight.
-const LOAD_BATCH: usize = 1000;
-const LOAD_IN_FLIGHT: usize = 3;
 /// Keys per plain `SET` pipeline.
 const RAW_BATCH: usize = 5000;
 
@@ -515,53 +508,14 @@ fn idle_value(i: u64) -> Vec<u8> {
 }
 
 /// Versioned entries for keys `range` on every node of `app`, by the APPLY script (what a
-/// client write does on each node; split per slot on a cluster), `LOAD_BATCH` keys per call.
+/// client write does on each node; split per slot on a cluster).
 async fn load_versioned(app: &App, range: std::ops::Range<u64>) -> Result<(), String> {
     let store = app.store();
-    let nodes = store.pool().len();
-    let indices: Vec<u64> = range.collect();
-    let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
-        .map(|chunk| async move {
-            let keys: Vec<String> = chunk.iter().map(|&i| idle_key(i)).collect();
-            let values: Vec<Vec<u8>> = chunk.iter().map(|&i| idle_value(i)).collect();
-            let locs: Vec<KeyLocation> = keys
-                .iter()
-                .map(|k| store.locate(k.as_bytes()).map_err(|e| e.to_string()))
-                .collect::<Result<_, _>>()?;
-            let metas: Vec<Meta> = keys
-                .iter()
-                .zip(&values)
-                .map(|(k, v)| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(v), None))
-                .collect();
-            let entries: Vec<ApplyEntry<'_>> = locs
-                .iter()
-                .zip(&metas)
-                .zip(&values)
-                .map(|((loc, meta), v)| ApplyEntry {
-                    loc,
-                    meta,
-                    payload: Payload::String(v),
-                    cond: NodeCondition::None,
-                })
-                .collect();
-            let results = futures::future::join_all(
-                (0..nodes).map(|t| calls::store::apply(store.pool().node(t), &entries)),
-            )
-            .await;
-            for (t, r) in results.into_iter().enumerate() {
-                let outcomes = r.map_err(|e| format!("APPLY on node {t}: {e}"))?;
-                if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
-                    return Err(format!(
-                        "APPLY on node {t}: an entry was not applied: {o:?}"
-                    ));
-                }
-            }
-            Ok::<(), String>(())
-        })
-        .buffer_unordered(LOAD_IN_FLIGHT);
-    while let Some(r) = batches.next().await {
-        r?;
-    }
+    let targets: Vec<usize> = (0..store.pool().len()).collect();
+    let indices: Vec<usize> = (range.start as usize..range.end as usize).collect();
+    let key = |i: usize| idle_key(i as u64);
+    let value = |i: usize| idle_value(i as u64);
+    apply_versioned(store, &targets, &indices, key, value).await?;
     Ok(())
 }
 

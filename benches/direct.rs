@@ -50,7 +50,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use quorumd::app::App;
 use quorumd::calls;
-use quorumd::calls::store::{ApplyEntry, BucketDigestKeys, KeyLocation, NodeCondition, Payload};
+use quorumd::calls::store::{BucketDigestKeys, KeyLocation};
 use quorumd::config::{Config, DirectWritesPolicy};
 use quorumd::devcluster::DevCluster;
 use quorumd::meta::Meta;
@@ -68,17 +68,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use support::{
-    Align, Sample, closed_loop, command, commandstats, direct, env_number, grouped, http_put, info,
-    info_field, markdown_table, median, percentile, process_cpu_s, redis_cpu_s, redis_version,
-    setup, shut_down, start_app, still_running, tables_settled, text_table, used_memory,
-    write_report,
+    Align, Sample, apply_versioned, closed_loop, command, commandstats, direct, env_number,
+    grouped, http_put, info, info_field, markdown_table, median, percentile, process_cpu_s,
+    redis_cpu_s, redis_version, setup, shut_down, start_app, still_running, tables_settled,
+    text_table, used_memory, write_report,
 };
 
 const NODES: usize = 3;
 const VALUE_BYTES: usize = 100;
-/// Entries per APPLY call when loading the scrub node, and calls in flight.
-const LOAD_BATCH: usize = 1000;
-const LOAD_IN_FLIGHT: usize = 3;
 /// Keys per pipeline when writing straight to a node.
 const RAW_BATCH: usize = 5000;
 /// The baseline's `SCAN` hint.
@@ -1055,45 +1052,10 @@ fn errors_note(s: &Sample) -> String {
 // 3 and 4. The scrub of K keys on one node, and memory per key.
 
 /// Writes versioned entries for keys `0..count` to the store's node 0 with the APPLY script
-/// (what a client write does on a node), `LOAD_BATCH` keys per call.
+/// (what a client write does on a node).
 async fn load_versioned(store: &VersionedStore, count: usize) -> Result<(), String> {
     let indices: Vec<usize> = (0..count).collect();
-    let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
-        .map(|chunk| async move {
-            let keys: Vec<String> = chunk.iter().map(|&i| key(i)).collect();
-            let values: Vec<Vec<u8>> = chunk.iter().map(|&i| value("k", i, b'a')).collect();
-            let locs: Vec<KeyLocation> = keys
-                .iter()
-                .map(|k| store.locate(k.as_bytes()).map_err(|e| e.to_string()))
-                .collect::<Result<_, _>>()?;
-            let metas: Vec<Meta> = keys
-                .iter()
-                .zip(&values)
-                .map(|(k, v)| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(v), None))
-                .collect();
-            let entries: Vec<ApplyEntry<'_>> = locs
-                .iter()
-                .zip(&metas)
-                .zip(&values)
-                .map(|((loc, meta), v)| ApplyEntry {
-                    loc,
-                    meta,
-                    payload: Payload::String(v),
-                    cond: NodeCondition::None,
-                })
-                .collect();
-            let outcomes = calls::store::apply(store.pool().node(0), &entries)
-                .await
-                .map_err(|e| format!("APPLY: {e}"))?;
-            if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
-                return Err(format!("APPLY: an entry was not applied: {o:?}"));
-            }
-            Ok::<(), String>(())
-        })
-        .buffer_unordered(LOAD_IN_FLIGHT);
-    while let Some(r) = batches.next().await {
-        r?;
-    }
+    apply_versioned(store, &[0], &indices, key, |i| value("k", i, b'a')).await?;
     Ok(())
 }
 

@@ -30,13 +30,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use quorumd::app::App;
-use quorumd::calls;
-use quorumd::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd::config::{AdoptPolicy, Config, SyncConfig};
 use quorumd::devcluster::{DevCluster, RedisProcess};
-use quorumd::meta::Meta;
 use quorumd::store::VersionedStore;
 use quorumd::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, Sweeper};
 use quorumd_testkit::bench as support;
@@ -49,9 +45,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use support::{
-    Align, Sample, closed_loop, command, commandstats, direct, env_number, grouped, http_put, info,
-    info_field, markdown_table, median, process_cpu_s, redis_cpu_s, redis_version, setup,
-    shut_down, start_app, still_running, tables_settled, text_table, write_report,
+    Align, Sample, apply_versioned, closed_loop, command, commandstats, direct, env_number,
+    grouped, http_put, info, info_field, markdown_table, median, process_cpu_s, redis_cpu_s,
+    redis_version, setup, shut_down, start_app, still_running, tables_settled, text_table,
+    write_report,
 };
 
 const NODES: usize = 3;
@@ -60,9 +57,6 @@ const VALUE_BYTES: usize = 100;
 const STALE: usize = NODES - 1;
 /// Short, so versions written by the bench are old enough to repair almost at once.
 const IN_FLIGHT_WINDOW_MS: u64 = 100;
-/// Entries per APPLY call when loading, and calls in flight.
-const LOAD_BATCH: usize = 1000;
-const LOAD_IN_FLIGHT: usize = 3;
 /// Keys per SET pipeline when writing straight to the nodes.
 const RAW_BATCH: usize = 5000;
 /// Largest acceptable share of failed PUTs per window.
@@ -256,61 +250,14 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TapLayer {
 // Loading and tampering.
 
 /// Writes versioned entries for `indices` to `targets` with the APPLY script (what a client
-/// write does on each node), `LOAD_BATCH` keys per call. Returns the entries applied.
+/// write does on each node). Returns the entries applied.
 async fn write_versions(
     store: &VersionedStore,
     indices: &[usize],
     targets: &[usize],
     generation: u32,
 ) -> Result<u64, String> {
-    let mut batches = futures::stream::iter(indices.chunks(LOAD_BATCH))
-        .map(|chunk| async move {
-            let keys: Vec<String> = chunk.iter().map(|&i| key(i)).collect();
-            let values: Vec<Vec<u8>> = chunk.iter().map(|&i| value(i, generation)).collect();
-            let locs: Vec<KeyLocation> = keys
-                .iter()
-                .map(|k| store.locate(k.as_bytes()).map_err(|e| e.to_string()))
-                .collect::<Result<_, _>>()?;
-            let metas: Vec<Meta> = keys
-                .iter()
-                .zip(&values)
-                .map(|(k, v)| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(v), None))
-                .collect();
-            let entries: Vec<ApplyEntry<'_>> = locs
-                .iter()
-                .zip(&metas)
-                .zip(&values)
-                .map(|((loc, meta), v)| ApplyEntry {
-                    loc,
-                    meta,
-                    payload: Payload::String(v),
-                    cond: NodeCondition::None,
-                })
-                .collect();
-            let results = futures::future::join_all(
-                targets
-                    .iter()
-                    .map(|&t| calls::store::apply(store.pool().node(t), &entries)),
-            )
-            .await;
-            let mut applied = 0u64;
-            for (t, r) in targets.iter().zip(results) {
-                let outcomes = r.map_err(|e| format!("APPLY on node {t}: {e}"))?;
-                if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
-                    return Err(format!(
-                        "APPLY on node {t}: an entry was not applied: {o:?}"
-                    ));
-                }
-                applied += outcomes.len() as u64;
-            }
-            Ok::<u64, String>(applied)
-        })
-        .buffer_unordered(LOAD_IN_FLIGHT);
-    let mut total = 0;
-    while let Some(r) = batches.next().await {
-        total += r?;
-    }
-    Ok(total)
+    apply_versioned(store, targets, indices, key, |i| value(i, generation)).await
 }
 
 /// Plain SETs of `range` on every node, as if written without quorumd.

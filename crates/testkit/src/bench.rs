@@ -520,3 +520,74 @@ pub async fn tables_settled<'a>(
     }
     outcome
 }
+
+/// Writes keys `key(i)` with values `value(i)`, for every `i` of `indices`, as versioned string
+/// entries on the nodes `targets` of `store`, by the APPLY script (what a client write does on
+/// each node; split per slot on a cluster): 1,000 keys per call, three calls in flight. Fails
+/// if a node refuses an entry. Returns the entries applied, over all targets.
+pub async fn apply_versioned<K, V>(
+    store: &quorumd_replication::store::VersionedStore,
+    targets: &[usize],
+    indices: &[usize],
+    key: K,
+    value: V,
+) -> Result<u64, String>
+where
+    K: Fn(usize) -> String,
+    V: Fn(usize) -> Vec<u8>,
+{
+    use futures::StreamExt;
+    use quorumd_core::meta::Meta;
+    use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload, apply};
+    const BATCH: usize = 1000;
+    const IN_FLIGHT: usize = 3;
+    let (key, value) = (&key, &value);
+    let mut batches = futures::stream::iter(indices.chunks(BATCH))
+        .map(|chunk| async move {
+            let keys: Vec<String> = chunk.iter().map(|&i| key(i)).collect();
+            let values: Vec<Vec<u8>> = chunk.iter().map(|&i| value(i)).collect();
+            let locs: Vec<KeyLocation> = keys
+                .iter()
+                .map(|k| store.locate(k.as_bytes()).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            let metas: Vec<Meta> = keys
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| Meta::for_string(k.as_bytes(), store.clock().tick(), Some(v), None))
+                .collect();
+            let entries: Vec<ApplyEntry<'_>> = locs
+                .iter()
+                .zip(&metas)
+                .zip(&values)
+                .map(|((loc, meta), v)| ApplyEntry {
+                    loc,
+                    meta,
+                    payload: Payload::String(v),
+                    cond: NodeCondition::None,
+                })
+                .collect();
+            let results = futures::future::join_all(
+                targets
+                    .iter()
+                    .map(|&t| apply(store.pool().node(t), &entries)),
+            )
+            .await;
+            let mut applied = 0u64;
+            for (t, r) in targets.iter().zip(results) {
+                let outcomes = r.map_err(|e| format!("APPLY on node {t}: {e}"))?;
+                if let Some(o) = outcomes.iter().find(|o| !o.changed()) {
+                    return Err(format!(
+                        "APPLY on node {t}: an entry was not applied: {o:?}"
+                    ));
+                }
+                applied += outcomes.len() as u64;
+            }
+            Ok::<u64, String>(applied)
+        })
+        .buffer_unordered(IN_FLIGHT);
+    let mut total = 0;
+    while let Some(r) = batches.next().await {
+        total += r?;
+    }
+    Ok(total)
+}
