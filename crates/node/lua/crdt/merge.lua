@@ -5,11 +5,9 @@ local cur = redis.call('HGET', mkey, key)
 if cur and string.sub(cur, 36, 36) ~= kind then
   return {4, cur, {}}
 end
--- Lengths make the hashed string unambiguous; the key is in it so that two keys with equal
--- states do not cancel out in the bucket digest.
-local kp = #key .. ':' .. key
+local kp = crdt_key_part(key)
 local function fh(f, v)
-  return tonumber(string.sub(redis.sha1hex(kp .. #f .. ':' .. f .. v), 1, 12), 16)
+  return crdt_field_hash(kp, f, v)
 end
 -- Byte-wise order: Lua's own string comparison follows the server's locale.
 local function greater(a, b)
@@ -29,9 +27,7 @@ local changed = false
 -- `want` = 'h' recomputes the entry hash from the state as it stands, and rebuilds the value:
 -- the state was changed outside quorumd, so the stored hash no longer sums its fields.
 if want == 'h' and cur then
-  hash = fh('', kind)
-  local st = redis.call('HGETALL', skey)
-  for i = 1, #st, 2 do hash = (hash + fh(st[i], st[i + 1])) % M end
+  hash = crdt_state_hash(kp, kind, skey)
   changed = true
 end
 local function put(f, old, v)

@@ -78,6 +78,15 @@ macro_rules! content_lua {
 }
 pub(crate) use content_lua;
 
+/// A CRDT key's entry hash by its terms (`crdt_field_hash`) and over a whole state
+/// (`crdt_state_hash`): the merge keeps it, the scrub sums it again.
+macro_rules! crdt_hash_lua {
+    () => {
+        include_str!("../../lua/shared/crdt_hash.lua")
+    };
+}
+pub(crate) use crdt_hash_lua;
+
 /// A script whose body writes user keys, announcing those writes for the live detection
 /// (`lua/shared/own.lua`): the body runs as a function, so that its `end` is published however
 /// it ends, and it calls `own_begin()` before each write of a user key. The caller passes the
