@@ -1,5 +1,5 @@
 //! The layout marker: quorumd refuses nodes whose metadata has another layout, naming the
-//! difference and the way out, and `convert` turns entry format 1 into format 2 in place.
+//! difference and the way out, and `convert` turns entry formats 1 and 2 into format 3 in place.
 
 use quorumd::app::{App, Core};
 use quorumd::content::Content;
@@ -25,7 +25,7 @@ async fn a_node_of_another_bucket_count_is_refused_with_the_difference_named() {
     let mut c = tc.direct(1).await;
     let marked: std::collections::HashMap<String, String> =
         command(&mut c, &["HGETALL", &layout]).await;
-    assert_eq!(marked["format"], "2");
+    assert_eq!(marked["format"], "3");
     assert_eq!(marked["buckets"], "4096");
     tc.stop_service().await;
     let _: () = command(&mut c, &["HSET", &layout, "buckets", "1024"]).await;
@@ -40,6 +40,29 @@ async fn a_node_of_another_bucket_count_is_refused_with_the_difference_named() {
 
 #[tokio::test]
 async fn format_one_is_refused_and_converts_in_place() {
+    an_old_format_is_refused_and_converts_in_place(1).await;
+}
+
+#[tokio::test]
+async fn format_two_is_refused_and_converts_in_place() {
+    an_old_format_is_refused_and_converts_in_place(2).await;
+}
+
+/// Entry format 2's text (`version|kind|expiry|content|hash`), or format 1's (no content).
+fn text_entry(m: &Meta, format: u8) -> String {
+    let head = format!(
+        "{}|{}|{}",
+        m.version.encode(),
+        m.kind.code(),
+        m.expires_at_ms.unwrap_or(0)
+    );
+    match format {
+        1 => format!("{head}|{}", m.entry_hash),
+        _ => format!("{head}|{}|{}", m.content, m.entry_hash),
+    }
+}
+
+async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
     let mut tc = TestCluster::start(3).await;
     for (k, v) in [("f:a", "alpha"), ("f:b", "beta")] {
         assert!(tc.put(k, v, "").await.status().is_success());
@@ -50,28 +73,37 @@ async fn format_one_is_refused_and_converts_in_place() {
         let _: () = command(&mut c, &["HSET", "f:h", "x", "1"]).await;
     }
     assert_eq!(tc.sweep(SweepMode::Full, false).await.keys_adopted, 1);
+    // A value with a TTL, so the expiry's conversion is checked too.
+    let r = tc.put("f:t", "timed", "ttl_ms=100000000").await;
+    assert!(r.status().is_success());
+    let keys = ["f:a", "f:b", "f:h", "f:t"];
     let mut before: Vec<Meta> = Vec::new();
-    for k in ["f:a", "f:b", "f:h"] {
+    for k in keys {
         before.push(tc_meta(&tc, 0, k).await);
     }
+    assert!(before[3].expires_at_ms.is_some());
     tc.stop_service().await;
-    // Back to entry format 1: no content field, no marker.
-    let store_keys: Vec<(String, String)> = ["f:a", "f:b", "f:h"]
+    // Back to the old format: text entries, and format 1 has no marker.
+    let store_keys: Vec<(String, String)> = keys
         .iter()
         .map(|k| (meta_key_of(k), k.to_string()))
         .collect();
     for i in 0..3 {
         let mut c = tc.direct(i).await;
         for (mkey, key) in &store_keys {
-            let e: String = command(&mut c, &["HGET", mkey, key]).await;
-            let parts: Vec<&str> = e.split('|').collect();
-            let old = format!("{}|{}|{}|{}", parts[0], parts[1], parts[2], parts[4]);
+            let e: Vec<u8> = command(&mut c, &["HGET", mkey, key]).await;
+            let old = text_entry(&Meta::parse(&e).unwrap(), format);
             let _: () = command(&mut c, &["HSET", mkey, key, &old]).await;
         }
-        let _: () = command(&mut c, &["DEL", &common::reserved_key("layout")]).await;
+        let layout = common::reserved_key("layout");
+        if format == 1 {
+            let _: () = command(&mut c, &["DEL", &layout]).await;
+        } else {
+            let _: () = command(&mut c, &["HSET", &layout, "format", "2"]).await;
+        }
     }
     let e = start_error(&tc).await;
-    assert!(e.contains("entry format 1"), "{e}");
+    assert!(e.contains(&format!("entry format {format}")), "{e}");
     assert!(e.contains("quorumd convert"), "{e}");
 
     let cfg = common::test_config(tc.cluster.urls());
@@ -79,10 +111,10 @@ async fn format_one_is_refused_and_converts_in_place() {
     let report = core.store.convert_layout().await.unwrap();
     core.store.pool().shutdown().await;
     assert_eq!(report.nodes_converted.len(), 3);
-    assert_eq!(report.entries_converted, 9);
+    assert_eq!(report.entries_converted, 12);
 
     tc.relaunch(common::test_config(tc.cluster.urls())).await;
-    for (k, want) in ["f:a", "f:b", "f:h"].iter().zip(&before) {
+    for (k, want) in keys.iter().zip(&before) {
         for i in 0..3 {
             assert_eq!(&tc_meta(&tc, i, k).await, want, "{k} on node {i}");
         }
@@ -105,4 +137,34 @@ async fn tc_meta(tc: &TestCluster, i: usize, key: &str) -> Meta {
     let mut c = tc.direct(i).await;
     let raw: Vec<u8> = command(&mut c, &["HGET", &meta_key_of(key), key]).await;
     Meta::parse(&raw).unwrap()
+}
+
+/// Entry format 3 keeps a metadata hash in Redis's compact listpack encoding, whose values
+/// may be at most 64 bytes by default: format 2's text entries (about 80 bytes) made every
+/// hash a hash table, at about three times the memory per key.
+#[tokio::test]
+async fn metadata_hashes_stay_compact() {
+    let tc = TestCluster::start(3).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("compact:{i:02}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        // Values with and without a TTL (the longest entries), and tombstones.
+        let query = if i % 2 == 0 { "ttl_ms=100000000" } else { "" };
+        assert!(
+            tc.put(k, vec![b'v'; 200], query)
+                .await
+                .status()
+                .is_success()
+        );
+        if i % 5 == 0 {
+            assert!(tc.delete(k, "").await.status().is_success());
+        }
+    }
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        for k in &keys {
+            let enc: String = command(&mut c, &["OBJECT", "ENCODING", &meta_key_of(k)]).await;
+            assert_eq!(enc, "listpack", "{k}'s metadata hash on node {i}");
+        }
+    }
+    tc.shutdown().await;
 }

@@ -1,8 +1,10 @@
 //! Hybrid logical clock and the version every write carries.
 //!
-//! A version is `(physical ms, logical counter, writer id)`. Encoded as fixed-width lowercase
-//! hex so that byte-wise string order equals version order: the Lua scripts on the nodes compare
-//! versions as plain strings and need no arithmetic on them (Lua numbers are doubles).
+//! A version is `(physical ms, logical counter, writer id)`. It has two fixed-width encodings
+//! whose byte order is version order: lowercase hex (`encode`, 34 characters) wherever a person
+//! or a text protocol sees it (ETags, errors, queue ids, CRDT states), and big-endian binary
+//! (`to_bytes`, 17 bytes) in the metadata entries on the nodes (entry format 3), whose Lua
+//! compares them byte by byte (`lua/shared/entry.lua`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Width of an encoded version: 12 hex digits of ms, 6 of counter, 16 of writer id.
 pub const VERSION_LEN: usize = 34;
+/// Width of a version's binary form: 6 bytes of ms, 3 of counter, 8 of writer id, big-endian.
+pub const VERSION_BYTES: usize = 17;
 const MAX_COUNTER: u32 = 0xff_ffff;
 const MAX_MS: u64 = 0xffff_ffff_ffff;
 
@@ -43,6 +47,26 @@ impl Version {
 
     pub fn encode(&self) -> String {
         format!("{:012x}{:06x}{:016x}", self.ms, self.counter, self.writer)
+    }
+
+    /// The binary form: big-endian fields, so byte order is version order.
+    pub fn to_bytes(&self) -> [u8; VERSION_BYTES] {
+        let mut out = [0u8; VERSION_BYTES];
+        out[..6].copy_from_slice(&self.ms.to_be_bytes()[2..]);
+        out[6..9].copy_from_slice(&self.counter.to_be_bytes()[1..]);
+        out[9..].copy_from_slice(&self.writer.to_be_bytes());
+        out
+    }
+
+    /// Reads the binary form; `None` unless `bytes` is exactly [`VERSION_BYTES`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Version> {
+        let b: &[u8; VERSION_BYTES] = bytes.try_into().ok()?;
+        let be = |part: &[u8]| part.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        Some(Version {
+            ms: be(&b[..6]),
+            counter: be(&b[6..9]) as u32,
+            writer: be(&b[9..]),
+        })
     }
 }
 
@@ -180,9 +204,11 @@ mod tests {
             let encoded = a.encode();
             assert_eq!(encoded.len(), VERSION_LEN);
             assert_eq!(encoded.parse::<Version>().unwrap(), *a);
+            assert_eq!(Version::from_bytes(&a.to_bytes()), Some(*a));
             for b in &samples[i + 1..] {
                 assert!(a < b);
                 assert!(a.encode() < b.encode(), "{a:?} vs {b:?}");
+                assert!(a.to_bytes() < b.to_bytes(), "{a:?} vs {b:?}");
             }
         }
     }

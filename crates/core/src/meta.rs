@@ -1,23 +1,36 @@
 //! The metadata entry stored for every key in its bucket hash on every node.
 //!
-//! Encoded as `{version}|{kind}|{expires_at_ms}|{content}|{entry_hash}` (entry format 2): the
-//! Lua scripts read the version as the first 34 bytes, the kind at byte 36 and the entry hash
-//! after the last `|`, so the layout is fixed here and in the node crate's Lua
-//! (`crates/node/lua/`) only. `content` is the type and checksum of the value the version wrote
-//! (see `content`), or `-` for none.
+//! Entry format 3 is binary, fixed-width fields read by position (the Lua reads them with
+//! `lua/shared/entry.lua`; this module and that file are the only places that know the layout):
 //!
-//! The entry hash covers version, kind and expiry but not the content: one version writes one
-//! value, so the content adds nothing to what two nodes' digests compare, and leaving it out
-//! kept every digest of entry format 1 valid through the in-place conversion.
+//! | bytes | field |
+//! |---|---|
+//! | 17 | version (`Version::to_bytes`: ms, counter, writer id, big-endian) |
+//! | 1 | kind: `v` value, `t` tombstone, `C`/`S`/`M` a CRDT |
+//! | 6 | entry hash, big-endian |
+//! | 1 | content letter: `-` none, else the value's type (`content`) |
+//! | 6 | the content checksum, big-endian; only when the letter is not `-` |
+//! | 8 | the absolute expiry in ms, big-endian; only when the entry has one |
+//!
+//! 25 to 38 bytes, so a sub-bucket's hash of a few dozen entries stays in Redis's compact
+//! listpack encoding (values up to 64 bytes by default), where entry format 2's text (about 80
+//! bytes) made it a hash table: about a third of the memory per key (decision 44).
+//!
+//! The entry hash covers version, kind and expiry but not the content, and is computed over
+//! their text form, `{version hex}|{kind}|{expiry or 0}` (entry format 2's first three fields):
+//! one version writes one value, so the content adds nothing to what two nodes' digests
+//! compare, and keeping the text form kept every digest valid through the conversions from
+//! formats 1 and 2.
 //!
 //! A CRDT key's entry has kind `C`, `S` or `M` and no version of its own (its state merges):
 //! its version field holds its entry hash, which the node computes from the state, so two
 //! nodes' entries are equal exactly when their states are.
 
 use crate::content::Content;
+use crate::content::ValueType;
 use crate::crdt::CrdtKind;
 use crate::digest;
-use crate::hlc::{VERSION_LEN, Version};
+use crate::hlc::{VERSION_BYTES, Version};
 
 /// What a metadata entry says about the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,8 +72,27 @@ pub struct Meta {
     pub entry_hash: u64,
 }
 
+/// An entry's size without its checksum and expiry: version, kind, entry hash, letter.
+const ENTRY_MIN_BYTES: usize = VERSION_BYTES + 8;
+/// An entry's size with both.
+const ENTRY_MAX_BYTES: usize = ENTRY_MIN_BYTES + 6 + 8;
+// Redis keeps a hash compact (listpack) while its values are at most `hash-max-listpack-value`
+// (64 by default) bytes long; that is what this format is for.
+const _: () = assert!(ENTRY_MAX_BYTES <= 64);
+
+/// The low 48 bits, big-endian.
+fn u48(n: u64) -> [u8; 6] {
+    let b = n.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// A big-endian unsigned integer of at most 8 bytes.
+fn be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed metadata entry {0:?}")]
+#[error("malformed metadata entry (bytes {0})")]
 pub struct MetaParseError(pub String);
 
 impl Meta {
@@ -126,52 +158,56 @@ impl Meta {
         )
     }
 
-    pub fn encode(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            Self::body(self.version, self.kind, self.expires_at_ms),
-            self.content,
-            self.entry_hash
-        )
+    /// The binary entry (format 3, see the module comment).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ENTRY_MAX_BYTES);
+        out.extend_from_slice(&self.version.to_bytes());
+        out.push(self.kind.code() as u8);
+        out.extend_from_slice(&u48(self.entry_hash));
+        match self.content {
+            Content::Absent => out.push(b'-'),
+            Content::Value { ty, sum } => {
+                out.push(ty.code() as u8);
+                out.extend_from_slice(&u48(sum));
+            }
+        }
+        if let Some(at) = self.expires_at_ms {
+            out.extend_from_slice(&at.to_be_bytes());
+        }
+        out
     }
 
     pub fn parse(raw: &[u8]) -> Result<Meta, MetaParseError> {
-        let bad =
-            || MetaParseError(String::from_utf8_lossy(&raw[..raw.len().min(80)]).into_owned());
-        let text = std::str::from_utf8(raw).map_err(|_| bad())?;
-        let mut parts = text.split('|');
-        let (Some(version), Some(kind), Some(expiry), Some(content), Some(hash), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(bad());
-        };
-        if version.len() != VERSION_LEN {
+        let bad = || MetaParseError(format!("{:02x?}", &raw[..raw.len().min(40)]));
+        if raw.len() < ENTRY_MIN_BYTES {
             return Err(bad());
         }
-        let version: Version = version.parse().map_err(|_| bad())?;
-        let kind = match kind {
-            "v" => EntryKind::Value,
-            "t" => EntryKind::Tombstone,
-            other => match other.chars().next().and_then(CrdtKind::from_code) {
-                Some(k) if other.len() == 1 => EntryKind::Crdt(k),
-                _ => return Err(bad()),
-            },
+        let version = Version::from_bytes(&raw[..VERSION_BYTES]).ok_or_else(bad)?;
+        let kind = match raw[VERSION_BYTES] {
+            b'v' => EntryKind::Value,
+            b't' => EntryKind::Tombstone,
+            other => EntryKind::Crdt(CrdtKind::from_code(other as char).ok_or_else(bad)?),
         };
-        let expiry: u64 = expiry.parse().map_err(|_| bad())?;
-        let content = Content::parse(content).ok_or_else(bad)?;
-        let entry_hash: u64 = hash.parse().map_err(|_| bad())?;
-        if entry_hash >= digest::DIGEST_MODULUS {
-            return Err(bad());
-        }
+        let entry_hash = be(&raw[VERSION_BYTES + 1..VERSION_BYTES + 7]);
+        let letter = raw[VERSION_BYTES + 7];
+        let mut rest = &raw[ENTRY_MIN_BYTES..];
+        let content = if letter == b'-' {
+            Content::Absent
+        } else {
+            let ty = ValueType::from_code(letter as char).ok_or_else(bad)?;
+            let sum = rest.get(..6).ok_or_else(bad)?;
+            rest = &rest[6..];
+            Content::Value { ty, sum: be(sum) }
+        };
+        let expires_at_ms = match rest.len() {
+            0 => None,
+            8 => Some(be(rest)).filter(|at| *at > 0),
+            _ => return Err(bad()),
+        };
         Ok(Meta {
             version,
             kind,
-            expires_at_ms: (expiry > 0).then_some(expiry),
+            expires_at_ms,
             content,
             entry_hash,
         })
@@ -205,7 +241,9 @@ mod tests {
             (EntryKind::Tombstone, None),
         ] {
             let m = Meta::new(b"some key", v, kind, exp, Content::string(b"x"));
-            assert_eq!(Meta::parse(m.encode().as_bytes()).unwrap(), m);
+            let encoded = m.encode();
+            assert!(encoded.len() <= ENTRY_MAX_BYTES);
+            assert_eq!(Meta::parse(&encoded).unwrap(), m);
         }
     }
 
@@ -237,33 +275,63 @@ mod tests {
         for kind in CrdtKind::ALL {
             let m = Meta::crdt(kind, 0xabc_def, Content::set([&b"m"[..]]));
             let encoded = m.encode();
-            assert_eq!(&encoded[..34], format!("{:034x}", 0xabc_def));
-            assert_eq!(Meta::parse(encoded.as_bytes()).unwrap(), m);
+            assert_eq!(
+                Version::from_bytes(&encoded[..VERSION_BYTES])
+                    .unwrap()
+                    .writer,
+                0xabc_def
+            );
+            assert_eq!(Meta::parse(&encoded).unwrap(), m);
             assert!(
                 !m.is_live(0),
                 "a key-value read does not see a CRDT as a value"
             );
         }
-        assert!(Meta::parse(format!("{}|CS|0|-|1", Version::ZERO).as_bytes()).is_err());
+        let mut two_letters = Meta::crdt(CrdtKind::ALL[0], 1, Content::Absent).encode();
+        two_letters[VERSION_BYTES] = b'Q';
+        assert!(Meta::parse(&two_letters).is_err());
     }
 
     #[test]
     fn rejects_garbage() {
+        let good = Meta::for_string(b"k", Version::ZERO, Some(b"x"), Some(7)).encode();
+        let mut unknown_letter = good.clone();
+        unknown_letter[VERSION_BYTES + 7] = b'q';
+        let mut unknown_kind = good.clone();
+        unknown_kind[VERSION_BYTES] = b'q';
         for raw in [
             &b""[..],
-            b"x|v|0|-|1",
-            b"|||||",
-            &[0xff, 0xfe],
-            b"0000000000000000000000000000000000|q|0|-|1",
-            // Entry format 1 (no content field) is not read as format 2.
-            b"0000000000000000000000000000000000|v|0|1",
-            b"0000000000000000000000000000000000|v|0|s12x|1",
+            &good[..ENTRY_MIN_BYTES - 1],
+            // A checksum cut short, and an expiry of the wrong width.
+            &good[..ENTRY_MIN_BYTES + 3],
+            &good[..good.len() - 1],
+            &[good.as_slice(), b"x"].concat(),
+            &unknown_letter,
+            &unknown_kind,
+            // Entry format 2's text is not read as format 3.
+            b"0000000000000000000000000000000000|v|0|-|1",
         ] {
-            assert!(Meta::parse(raw).is_err());
+            assert!(Meta::parse(raw).is_err(), "{raw:?}");
         }
-        let v = Version::ZERO.encode();
-        assert!(Meta::parse(format!("{v}|v|0|-|{}", u64::MAX).as_bytes()).is_err());
-        assert!(Meta::parse(format!("{v}|v|0|-|1|extra").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn entries_stay_within_the_listpack_value_limit() {
+        // Redis keeps a hash compact (listpack) while its values are at most
+        // `hash-max-listpack-value` (64 by default) bytes long.
+        let v = Version {
+            ms: u64::from(u32::MAX) << 16,
+            counter: 0xff_ffff,
+            writer: u64::MAX,
+        };
+        let longest = Meta::new(
+            b"k",
+            v,
+            EntryKind::Value,
+            Some(u64::MAX),
+            Content::string(b"x"),
+        );
+        assert_eq!(longest.encode().len(), ENTRY_MAX_BYTES);
     }
 
     #[test]

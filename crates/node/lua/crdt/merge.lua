@@ -2,7 +2,7 @@
 local key, mkey, skey = KEYS[2], KEYS[3], KEYS[4]
 local bucket, sub, kind, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cur = redis.call('HGET', mkey, key)
-if cur and string.sub(cur, 36, 36) ~= kind then
+if cur and entry_kind(cur) ~= kind then
   return {4, cur, {}}
 end
 local kp = crdt_key_part(key)
@@ -20,7 +20,7 @@ end
 local old_hash = 0
 local hash = fh('', kind)
 if cur then
-  old_hash = tonumber(string.match(cur, '|(%d+)$'))
+  old_hash = entry_hash(cur)
   hash = old_hash
 end
 local changed = false
@@ -134,9 +134,9 @@ else
   end
   if #args > 0 then redis.call(kind == 'S' and 'SADD' or 'HSET', key, unpack(args)) end
 end
-local hex = string.format('%06x%06x', math.floor(hash / 16777216), hash % 16777216)
-local meta = string.rep('0', 22) .. hex .. '|' .. kind .. '|0|' .. content_of(key) .. '|' ..
-  string.format('%.0f', hash)
+-- A CRDT entry's version is its hash (ms and counter 0, the hash as the writer id).
+local version = struct.pack('>I6I3I4I4', 0, 0, math.floor(hash / 4294967296), hash % 4294967296)
+local meta = entry_pack(version, kind, hash, content_of(key), 0)
 redis.call('HSET', mkey, key, meta)
 add_digest(KEYS[1], bucket, hash - old_hash)
 add_digest(KEYS[5], sub, hash - old_hash)

@@ -7,10 +7,10 @@ for i = 1, #KEYS, 3 do
   local key, mkey, skey = KEYS[i], KEYS[i + 1], KEYS[i + 2]
   local meta = redis.call('HGET', mkey, key)
   local code = 0
-  local kind = meta and string.sub(meta, 36, 36)
+  local kind = meta and entry_kind(meta)
   if kind and crdt_kinds[kind] then
     local hash = crdt_state_hash(crdt_key_part(key), kind, skey)
-    if hash ~= tonumber(string.match(meta, '|(%d+)$')) then code = 1 end
+    if hash ~= entry_hash(meta) then code = 1 end
   end
   out[#out + 1] = code
 end

@@ -10,7 +10,7 @@ local crdt_kinds = {C = true, S = true, M = true}
 local function typed_read(key, mkey, full)
   local meta = redis.call('HGET', mkey, key)
   -- A CRDT key's value is the CRDT store's to read; its metadata says enough.
-  if meta and crdt_kinds[string.sub(meta, 36, 36)] then return meta, false end
+  if meta and crdt_kinds[entry_kind(meta)] then return meta, false end
   local t = redis.call('TYPE', key)['ok']
   if t == 'none' then return meta, false end
   if not full then return meta, {t} end

@@ -34,7 +34,7 @@ local function value_differs(key, meta, mode, expiry)
   -- A value under a tombstone, or past the expiry its metadata records, was written or had
   -- its TTL changed outside quorumd; store_value deletes it.
   if mode == 't' or not live then return true end
-  local want = string.match(meta, '^[^|]*|[^|]*|[^|]*|([^|]*)|')
+  local want = entry_content(meta)
   if content_of(key, string.sub(want, 1, 1)) ~= want then return true end
   local at = redis.call('PEXPIRETIME', key)
   if at < 0 then at = 0 end
@@ -48,22 +48,23 @@ for i = 0, #KEYS / 4 - 1 do
   local a = 7 * i
   local bucket, sub, meta, mode = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local payload, expiry, cond = ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7]
-  local version = string.sub(meta, 1, 34)
+  local version = entry_version(meta)
   local cur = redis.call('HGET', mkey, key)
   local code, cur_hash = 1, 0
   -- `#` before the condition: the accept of a read-modify-write whose ballot (the entry's
   -- version) `prepare.lua` promised. A node that promised a higher ballot since refuses it.
+  -- Told apart by length: a bare condition is '', '-' or a 17-byte version.
   local pkey, promised
-  if string.byte(cond, 1) == 35 then
+  if (#cond == 2 or #cond == 18) and string.byte(cond, 1) == 35 then
     cond = string.sub(cond, 2)
     pkey = promise_key(mkey, key)
     promised = redis.call('GET', pkey)
   end
-  if promised and promised > version then
+  if promised and version_after(promised, version) then
     code = 5
   elseif cur then
-    local cur_version = string.sub(cur, 1, 34)
-    if crdt_kinds[string.sub(cur, 36, 36)] then
+    local cur_version = entry_version(cur)
+    if crdt_kinds[entry_kind(cur)] then
       code = 4
     elseif cur_version == version then
       -- A retry, or a repair that already landed. A repair of the same version (mode r) also
@@ -74,14 +75,14 @@ for i = 0, #KEYS / 4 - 1 do
         local reply = store_value(key, mode, payload, expiry, ARGV[a + 6])
         code = failed(reply) and reply or 3
       end
-    elseif cond == '-' or (cond ~= '' and cur_version > cond) then
+    elseif cond == '-' or (cond ~= '' and version_after(cur_version, cond)) then
       -- A conditional write that finds anything newer than it expected has lost, even when
       -- that is older than itself: else two concurrent compare-and-sets could both win.
       code = 2
-    elseif cur_version > version then
+    elseif version_after(cur_version, version) then
       code = 0
     else
-      cur_hash = tonumber(string.match(cur, "|(%d+)$")) or 0
+      cur_hash = entry_hash(cur)
     end
   end
   if code == 1 then
@@ -90,12 +91,12 @@ for i = 0, #KEYS / 4 - 1 do
   end
   -- This writer's promise has done its work here, and a lower one is moot once this version
   -- is stored: it refuses every lower ballot's accept by its condition alone.
-  if promised and (promised == version or (code == 1 and promised < version)) then
+  if promised and (promised == version or (code == 1 and version_after(version, promised))) then
     redis.call('DEL', pkey)
   end
   if code == 1 then
     redis.call('HSET', mkey, key, meta)
-    local new_hash = tonumber(string.match(meta, "|(%d+)$"))
+    local new_hash = entry_hash(meta)
     -- Reduced at every step so the sum stays exact in a double.
     add_delta(deltas, dkey, bucket, new_hash - cur_hash)
     add_delta(sub_deltas, skey, sub, new_hash - cur_hash)

@@ -11,12 +11,12 @@ local key, mkey = KEYS[1], KEYS[2]
 local ballot = ARGV[1]
 local pkey = promise_key(mkey, key)
 local promised = redis.call('GET', pkey)
--- A live promise to another writer (the last 16 digits of a version name it) refuses this
+-- A live promise to another writer (the last 8 bytes of a version name it) refuses this
 -- one, lower or higher: a writer between its read and its write is never cut short by
 -- another's read, which would make its write land on some nodes only and leave its outcome
 -- unknown. Lower ballots are refused too, as Paxos asks. A promise lives until the write or
 -- the release of its writer, or its lifetime if that writer is gone.
-if promised and (promised > ballot or string.sub(promised, 19) ~= string.sub(ballot, 19)) then
+if promised and (version_after(promised, ballot) or string.sub(promised, 10) ~= string.sub(ballot, 10)) then
   return {false, false, promised}
 end
 redis.call('SET', pkey, ballot, 'PX', ARGV[2])

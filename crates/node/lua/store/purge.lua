@@ -5,11 +5,11 @@ for i = 0, #KEYS / 4 - 1 do
   local bucket, sub, expected = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
   if redis.call('HGET', mkey, key) == expected then
     redis.call('HDEL', mkey, key)
-    if string.sub(expected, 36, 36) == 'v' then
+    if entry_kind(expected) == 'v' then
       own_begin()
       redis.call('DEL', key)
     end
-    local hash = tonumber(string.match(expected, "|(%d+)$"))
+    local hash = entry_hash(expected)
     add_digest(dkey, bucket, -hash)
     add_digest(skey, sub, -hash)
     removed = removed + 1

@@ -28,7 +28,7 @@ for i = 2, #ARGV do
     local entries = redis.call('HGETALL', KEYS[k + 2 + sub])
     local sum = 0
     for j = 2, #entries, 2 do
-      sum = (sum + (tonumber(string.match(entries[j], "|(%d+)$")) or 0)) % M
+      sum = (sum + entry_hash(entries[j])) % M
     end
     total = (total + sum) % M
     drifted = fix(skey, sub, sum) or drifted

@@ -16,8 +16,7 @@ for i = 1, #KEYS, 2 do
   if not meta then
     if exists then code = 5 end
   else
-    local kind, exp, want = string.match(meta, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|')
-    exp = tonumber(exp)
+    local kind, exp, want = entry_kind(meta), entry_expiry(meta), entry_content(meta)
     local live = exp == 0 or exp > clock()
     if not exists then
       if live and kind ~= 't' and want ~= '-' then code = 2 end
@@ -31,7 +30,7 @@ for i = 1, #KEYS, 2 do
       local value = string.sub(want, 1, 1) == 's' and redis.pcall('GET', key)
       if type(value) == 'string' then
         -- Compared as numbers: no formatting of the checksum.
-        same_type, same_content = true, h48(value) == tonumber(string.sub(want, 2))
+        same_type, same_content = true, h48(value) == (struct.unpack('>I6', meta, 26))
       else
         -- Not a string where one is expected (GET answered WRONGTYPE), or not expected.
         local got = content_of(key, string.sub(want, 1, 1))

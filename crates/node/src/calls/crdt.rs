@@ -16,7 +16,7 @@
 //! nothing, and nodes that merged the same states hold equal states and equal entry hashes.
 
 use super::store::KeyLocation;
-use super::{content_lua, crdt_hash_lua, digest_lua, own_writes_lua, protocol};
+use super::{content_lua, crdt_hash_lua, digest_lua, entry_lua, own_writes_lua, protocol};
 use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::crdt::{CrdtKind, Fields};
 use quorumd_core::meta::Meta;
@@ -34,6 +34,7 @@ const MERGE_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
     content_lua!(),
+    entry_lua!(),
     crdt_hash_lua!(),
     own_writes_lua!(include_str!("../../lua/crdt/merge.lua"))
 );
@@ -47,6 +48,7 @@ const READ_STATE_LUA: &str = include_str!("../../lua/crdt/read_state.lua");
 /// changed outside quorumd), else 0. `no-writes`: the scrub runs it on every CRDT entry.
 const VERIFY_STATE_LUA: &str = concat!(
     "#!lua flags=no-writes\n",
+    entry_lua!(),
     crdt_hash_lua!(),
     include_str!("../../lua/crdt/verify_state.lua")
 );

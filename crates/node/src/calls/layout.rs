@@ -2,17 +2,18 @@
 //! uses, so that quorumd never reads metadata of another layout as its own, and the in-place
 //! conversion of entry format 1.
 
-use super::{content_lua, protocol};
+use super::{content_lua, entry_lua, protocol};
 use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::content::StreamChecksum;
 use redis::{Script, Value};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-/// Rewrites entries of format 1 as format 2 (see `convert.lua`). KEYS: metadata hashes.
+/// Rewrites entries of formats 1 and 2 as format 3 (see `convert.lua`). KEYS: metadata hashes.
 const CONVERT_LUA: &str = concat!(
     "#!lua\n",
     content_lua!(),
+    entry_lua!(),
     include_str!("../../lua/store/convert.lua")
 );
 

@@ -45,6 +45,15 @@ macro_rules! digest_lua {
 }
 pub(crate) use digest_lua;
 
+/// Lua: the accessors of a metadata entry (format 3, `quorumd_core::meta`), the locale-free
+/// version order `version_after(a, b)` and `entry_pack`, which builds an entry.
+macro_rules! entry_lua {
+    () => {
+        include_str!("../../lua/shared/entry.lua")
+    };
+}
+pub(crate) use entry_lua;
+
 /// Lua: `promise_key(mkey, key)`, where a node keeps a key's read-modify-write promise.
 macro_rules! promise_lua {
     () => {
@@ -119,13 +128,11 @@ fn parse_meta(v: &Value) -> Result<Option<Meta>, NodeError> {
     }
 }
 
-/// A version a script returned as its encoded text.
+/// A version a script returned in its binary form (as metadata entries hold it).
 fn parse_version(v: &Value) -> Result<quorumd_core::hlc::Version, NodeError> {
     match v {
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| protocol(format!("invalid version {:?}", String::from_utf8_lossy(b)))),
+        Value::BulkString(b) => quorumd_core::hlc::Version::from_bytes(b)
+            .ok_or_else(|| protocol(format!("invalid version {b:02x?}"))),
         other => Err(protocol(format!("version of unexpected type {other:?}"))),
     }
 }

@@ -6,7 +6,7 @@
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
 
 use super::{
-    array, clock_lua, content_lua, digest_lua, own_writes_lua, parse_bytes, parse_meta,
+    array, clock_lua, content_lua, digest_lua, entry_lua, own_writes_lua, parse_bytes, parse_meta,
     parse_version, promise_lua, protocol, typed_read_lua,
 };
 use crate::pool::{Node, NodeError, ServerError, Traffic};
@@ -40,6 +40,7 @@ const APPLY_LUA: &str = concat!(
     digest_lua!(),
     clock_lua!(),
     content_lua!(),
+    entry_lua!(),
     promise_lua!(),
     own_writes_lua!(include_str!("../../lua/store/apply.lua"))
 );
@@ -50,6 +51,7 @@ const VERIFY_LUA: &str = concat!(
     "#!lua flags=no-writes\n",
     clock_lua!(),
     content_lua!(),
+    entry_lua!(),
     include_str!("../../lua/store/verify.lua")
 );
 
@@ -69,12 +71,17 @@ const CAPTURE_LUA: &str = concat!(
 /// A CRDT key's value is not read: a set or map would answer WRONGTYPE. A key holding another
 /// type has `{error text}` in its value's place (`redis.pcall`), failing that key only, not the
 /// other keys of the batch (a nested error reply would fail the whole call on the client).
-const READ_LUA: &str = include_str!("../../lua/store/read.lua");
+const READ_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    entry_lua!(),
+    include_str!("../../lua/store/read.lua")
+);
 
 /// Reads metadata and the typed value (type, and the whole string or list where asked) for a
 /// batch of keys; see `read_typed.lua`. `no-writes`, as READ.
 const READ_TYPED_LUA: &str = concat!(
     "#!lua flags=no-writes\n",
+    entry_lua!(),
     typed_read_lua!(),
     include_str!("../../lua/store/read_typed.lua")
 );
@@ -83,6 +90,7 @@ const READ_TYPED_LUA: &str = concat!(
 /// `prepare.lua`. Writes (the promise), so it runs on masters only.
 const PREPARE_LUA: &str = concat!(
     "#!lua\n",
+    entry_lua!(),
     promise_lua!(),
     typed_read_lua!(),
     include_str!("../../lua/store/prepare.lua")
@@ -110,6 +118,7 @@ const DUMP_LUA: &str = include_str!("../../lua/store/dump.lua");
 const PURGE_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
+    entry_lua!(),
     own_writes_lua!(include_str!("../../lua/store/purge.lua"))
 );
 
@@ -120,6 +129,7 @@ const PURGE_LUA: &str = concat!(
 const REBUILD_DIGESTS_LUA: &str = concat!(
     "#!lua\n",
     digest_lua!(),
+    entry_lua!(),
     include_str!("../../lua/store/rebuild_digests.lua")
 );
 
@@ -164,13 +174,15 @@ pub enum NodeCondition {
 }
 
 impl NodeCondition {
-    fn arg(&self) -> String {
+    /// The condition as APPLY reads it: `''`, `-`, a binary version, or either of the last
+    /// two after a `#`.
+    fn arg(&self) -> Vec<u8> {
         match self {
-            NodeCondition::None => String::new(),
-            NodeCondition::Absent => "-".into(),
-            NodeCondition::NotNewerThan(v) => v.encode(),
-            NodeCondition::Ballot(None) => "#-".into(),
-            NodeCondition::Ballot(Some(v)) => format!("#{}", v.encode()),
+            NodeCondition::None => Vec::new(),
+            NodeCondition::Absent => b"-".to_vec(),
+            NodeCondition::NotNewerThan(v) => v.to_bytes().to_vec(),
+            NodeCondition::Ballot(None) => b"#-".to_vec(),
+            NodeCondition::Ballot(Some(v)) => [&b"#"[..], &v.to_bytes()].concat(),
         }
     }
 }
@@ -594,7 +606,7 @@ pub async fn prepare(
     let mut inv = PREPARE.prepare_invoke();
     inv.key(&loc.key[..])
         .key(&loc.meta_key)
-        .arg(ballot.encode())
+        .arg(&ballot.to_bytes()[..])
         .arg(ttl_ms.max(1));
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -618,7 +630,7 @@ pub async fn release_promise(
     let mut inv = RELEASE_PROMISE.prepare_invoke();
     inv.key(&loc.key[..])
         .key(&loc.meta_key)
-        .arg(ballot.encode());
+        .arg(&ballot.to_bytes()[..]);
     let _: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;

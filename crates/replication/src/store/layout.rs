@@ -1,13 +1,18 @@
 //! The layout marker every node carries (`{prefix}layout`): the entry format and the
 //! placement its metadata uses. quorumd checks it at start and refuses nodes of another layout
-//! instead of misreading their metadata; `quorumd convert` converts entry format 1 in place.
+//! instead of misreading their metadata; `quorumd convert` converts entry formats 1 and 2 in
+//! place.
 
 use super::VersionedStore;
 use quorumd_node::calls::layout::{self, NodeLayout};
 use quorumd_node::pool::NodeError;
 
-/// The entry format this build writes: `{version}|{kind}|{expiry}|{content}|{entry_hash}`.
-pub const ENTRY_FORMAT: &str = "2";
+/// The entry format this build writes: binary, see `quorumd_core::meta`.
+pub const ENTRY_FORMAT: &str = "3";
+
+/// Marked formats that `quorumd convert` turns into [`ENTRY_FORMAT`] in place (format 1 has no
+/// marker): format 2's text entries.
+const CONVERTIBLE_FORMATS: [&str; 1] = ["2"];
 
 /// The bucket digest hash of entry format 1, which had no marker: its presence on a node
 /// without a marker means metadata of format 1. Every later layout writes its marker before
@@ -47,9 +52,14 @@ pub fn probe_key_for(prefix: &str, source: &quorumd_node::pool::EventSource) -> 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error(
-        "{node} holds quorumd metadata of entry format 1, from before content checksums. Convert it in place with `quorumd convert` (values and versions are kept), or delete quorumd's keys ({prefix}*) on that node and let a full sweep adopt its values"
+        "{node} holds quorumd metadata of entry format {format} ({what}), and this build reads format {ENTRY_FORMAT} only. Convert it in place with `quorumd convert` (values, versions and digests are kept), or delete quorumd's keys ({prefix}*) on that node and let a full sweep adopt its values"
     )]
-    FormatOne { node: String, prefix: String },
+    OldFormat {
+        node: String,
+        format: &'static str,
+        what: &'static str,
+        prefix: String,
+    },
     #[error(
         "{node} holds quorumd metadata of another layout: its {field} is {found}, this configuration's is {expected}. Start quorumd with the node's {field}, or rebuild: delete quorumd's keys ({prefix}*) on every node and let a full sweep adopt the values"
     )]
@@ -67,7 +77,8 @@ pub enum LayoutError {
 /// What a conversion did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConvertReport {
-    /// Nodes converted from entry format 1 (the others were already marked or empty).
+    /// Nodes converted from an older entry format (the others were already of this one, or
+    /// empty).
     pub nodes_converted: Vec<String>,
     pub entries_converted: u64,
 }
@@ -89,8 +100,8 @@ impl VersionedStore {
         self.visit_layouts(false).await.map(drop)
     }
 
-    /// Converts entry format 1 to this build's format on every reachable node, in place, and
-    /// marks it; nodes already of this layout are left as they are.
+    /// Converts entry formats 1 and 2 to this build's format on every reachable node, in
+    /// place, and marks it; nodes already of this layout are left as they are.
     #[tracing::instrument(name = "store.convert_layout", skip_all)]
     pub async fn convert_layout(&self) -> Result<ConvertReport, LayoutError> {
         self.visit_layouts(true).await
@@ -114,11 +125,14 @@ impl VersionedStore {
                 ) => continue,
                 Err(e) => return Err(failed(e)),
             };
-            match found {
+            let old = match found {
                 NodeLayout::Marked(fields) => {
+                    let format = fields.get("format").map(String::as_str).unwrap_or_default();
+                    let old = CONVERTIBLE_FORMATS.iter().find(|f| **f == format).copied();
                     for (field, want) in &expected {
                         let found = fields.get(*field).cloned().unwrap_or_default();
-                        if &found != want {
+                        // The format is the one difference a conversion mends.
+                        if &found != want && !(*field == "format" && old.is_some()) {
                             return Err(LayoutError::Mismatch {
                                 node: node.display.clone(),
                                 field,
@@ -132,27 +146,33 @@ impl VersionedStore {
                             });
                         }
                     }
-                    continue;
+                    match old {
+                        Some(format) => Some((format, "text entries, before the binary ones")),
+                        None => continue,
+                    }
                 }
-                NodeLayout::Unmarked if !convert => {
-                    return Err(LayoutError::FormatOne {
+                NodeLayout::Unmarked => Some(("1", "from before content checksums")),
+                NodeLayout::Empty => None,
+            };
+            if let Some((format, what)) = old {
+                if !convert {
+                    return Err(LayoutError::OldFormat {
                         node: node.display.clone(),
+                        format,
+                        what,
                         prefix: prefix.clone(),
                     });
                 }
-                NodeLayout::Unmarked => {
-                    for bucket in 0..self.settings.layout.buckets {
-                        report.entries_converted += layout::convert(
-                            node,
-                            &self.settings.layout.bucket_meta_keys(bucket),
-                            self.settings.stream_checksum,
-                        )
-                        .await
-                        .map_err(failed)?;
-                    }
-                    report.nodes_converted.push(node.display.clone());
+                for bucket in 0..self.settings.layout.buckets {
+                    report.entries_converted += layout::convert(
+                        node,
+                        &self.settings.layout.bucket_meta_keys(bucket),
+                        self.settings.stream_checksum,
+                    )
+                    .await
+                    .map_err(failed)?;
                 }
-                NodeLayout::Empty => {}
+                report.nodes_converted.push(node.display.clone());
             }
             let fields: Vec<(&str, String)> =
                 expected.iter().map(|(f, v)| (*f, v.clone())).collect();

@@ -480,7 +480,7 @@ mod tests {
             expires,
             quorumd_core::content::Content::Absent,
         );
-        (key.as_bytes().to_vec(), meta.encode().into_bytes())
+        (key.as_bytes().to_vec(), meta.encode())
     }
 
     fn layout() -> BucketLayout {
@@ -575,8 +575,7 @@ mod tests {
                 5,
                 quorumd_core::content::Content::Absent,
             )
-            .encode()
-            .into_bytes(),
+            .encode(),
         );
         assert!(prepared(vec![value(), crdt]).is_none());
         // An entry that does not parse.
