@@ -20,13 +20,13 @@
 //!    (the same `HGETALL` pipelines of `bucket_batch` buckets, then `calls::store::verify` in
 //!    `key_batch` chunks, as the sweep calls them). Baseline: a plain `SCAN 0 … COUNT 1000`
 //!    loop over the same node. Target: at most 3× the SCAN's time.
-//! 4. Memory per key: `used_memory` grown by K versioned keys (100-byte values, entry format 2)
+//! 4. Memory per key: `used_memory` grown by K versioned keys (100-byte values, entry format 3)
 //!    on the scrub node, minus that grown by the same K keys as plain `SET`s on a fresh node,
-//!    divided by K: the metadata's bytes per key. Beside it, entry format 1 on a third node: the
-//!    same values and the same entries without the content field, and the same digests; and on
-//!    a fourth node the format-2 entries with `hash-max-listpack-value 128` (a node setting: the
-//!    70-byte entries then stay listpacks). Target: at most 50 bytes per key. Measured once per
-//!    run (it does not move between rounds).
+//!    divided by K: the metadata's bytes per key. Beside it, entry format 2 (the text entries
+//!    before 2026-12-07) on a third node: the same values, the same entries in text, and the
+//!    same digests; and on a fourth node the format-2 entries with `hash-max-listpack-value 128`
+//!    (a node setting: the 70-byte entries then stay listpacks). Target: at most 50 bytes per
+//!    key. Measured once per run (it does not move between rounds).
 //!
 //! Every figure is the median over rounds; the table goes to stdout and, as markdown, to
 //! `target/bench/direct.md`. Where each measured stretch starts and ends goes to stderr with
@@ -59,6 +59,7 @@ use quorumd::store::VersionedStore;
 use quorumd::sync::progress;
 use quorumd::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger};
 use quorumd_testkit::bench as support;
+use quorumd_testkit::old_formats::text_entry;
 use redis::aio::MultiplexedConnection;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -1080,26 +1081,18 @@ async fn load_plain(conn: &MultiplexedConnection, count: usize) -> Result<(), St
     Ok(())
 }
 
-/// An entry of format 2, `{version}|{kind}|{expiry}|{content}|{entry_hash}`, in format 1:
-/// without the content, `{version}|{kind}|{expiry}|{entry_hash}`.
-fn format_1(entry: &[u8]) -> Result<Vec<u8>, String> {
-    let fields: Vec<&[u8]> = entry.split(|b| *b == b'|').collect();
-    if fields.len() != 5 {
-        return Err(format!(
-            "entry {:?} does not have the five fields of format 2",
-            String::from_utf8_lossy(entry)
-        ));
-    }
-    Ok([fields[0], fields[1], fields[2], fields[4]].join(&b'|'))
+/// A binary entry (format 3) in format 2's text.
+fn format_2(entry: &[u8]) -> Result<Vec<u8>, String> {
+    let meta = Meta::parse(entry).map_err(|e| e.to_string())?;
+    Ok(text_entry(&meta, 2).into_bytes())
 }
 
-/// Copies the scrub node's metadata and digests to `to`, the entries rewritten in format 1 when
-/// `as_format_1` (the entry hash does not cover the content, so the digests stay the same).
+/// Copies the scrub node's metadata and digests to `to`, the entries rewritten in format 2 (the
+/// entry hash is defined over the same text fields in both, so the digests stay the same).
 async fn copy_metadata(
     from: &MultiplexedConnection,
     to: &MultiplexedConnection,
     store: &VersionedStore,
-    as_format_1: bool,
 ) -> Result<u64, String> {
     let settings = store.settings();
     let prefix = &settings.layout.prefix;
@@ -1132,11 +1125,7 @@ async fn copy_metadata(
             for (f, v) in fields {
                 cmd.arg(f);
                 if is_meta {
-                    if as_format_1 {
-                        cmd.arg(format_1(&v)?);
-                    } else {
-                        cmd.arg(v);
-                    }
+                    cmd.arg(format_2(&v)?);
                     entries += 1;
                 } else {
                     cmd.arg(v);
@@ -1191,15 +1180,15 @@ async fn digest_bytes(conn: &MultiplexedConnection, store: &VersionedStore) -> R
 const LONGER_LISTPACK_VALUE: &str = "128";
 
 struct Memory {
-    /// `used_memory` growth: versioned (format 2), plain, format 1, format 2 on a node with
+    /// `used_memory` growth: versioned (format 3), plain, format 2, format 2 on a node with
     /// `hash-max-listpack-value` = `LONGER_LISTPACK_VALUE`.
     grown: [u64; 4],
     /// What the digest hashes take on the versioned node.
     digests: u64,
     /// Of the metadata hash holding key 0: (node, encoding, entries, MEMORY USAGE) on the
-    /// versioned, the format-1 and the longer-listpack node.
+    /// versioned, the format-2 and the longer-listpack node.
     sample: Vec<(&'static str, String, u64, u64)>,
-    /// Length of key 0's entry in format 2 and in format 1.
+    /// Length of key 0's entry in format 3 and in format 2.
     entry_len: [usize; 2],
     /// The nodes' `hash-max-listpack-value`.
     listpack_value: String,
@@ -1217,7 +1206,7 @@ async fn memory(
     conns: &[MultiplexedConnection; 4],
     s: &Settings,
 ) -> Result<Memory, String> {
-    let [versioned, plain, f1, longer] = conns;
+    let [versioned, plain, f2, longer] = conns;
     command::<()>(
         longer,
         redis::cmd("CONFIG")
@@ -1238,14 +1227,14 @@ async fn memory(
         grouped(s.keys)
     );
     load_plain(plain, s.keys).await?;
-    for (to, as_format_1) in [(f1, true), (longer, false)] {
+    for to in [f2, longer] {
         load_plain(to, s.keys).await?;
-        let copied = copy_metadata(versioned, to, app.store(), as_format_1).await?;
+        let copied = copy_metadata(versioned, to, app.store()).await?;
         if copied != s.keys as u64 {
             return Err(format!("copied {copied} entries, expected {}", s.keys));
         }
     }
-    tables_settled([versioned, plain, f1, longer]).await?;
+    tables_settled([versioned, plain, f2, longer]).await?;
     let mut grown = [0u64; 4];
     for (i, c) in conns.iter().enumerate() {
         grown[i] = used_memory(c).await?.saturating_sub(before[i]);
@@ -1257,9 +1246,9 @@ async fn memory(
     let mut sample = Vec::new();
     let mut entry_len = [0usize; 2];
     for (name, c, i) in [
-        ("format 2", versioned, 0),
-        ("format 1", f1, 1),
-        ("format 2, longer listpack values", longer, 0),
+        ("format 3", versioned, 0),
+        ("format 2", f2, 1),
+        ("format 2, longer listpack values", longer, 1),
     ] {
         let encoding: String =
             command(c, redis::cmd("OBJECT").arg("ENCODING").arg(&loc.meta_key)).await?;
@@ -1689,25 +1678,25 @@ fn rows(live: &Live, scrub: &Scrub, s: &Settings) -> Vec<[String; 6]> {
         "".into(),
     ]);
     let m = &scrub.memory;
-    let f2 = m.per_key(0, s.keys);
-    let f1 = m.per_key(2, s.keys);
+    let f3 = m.per_key(0, s.keys);
+    let f2 = m.per_key(2, s.keys);
     let plain = m.grown[1] as f64 / s.keys as f64;
     out.push([
         format!(
-            "4. metadata bytes per key, entry format 2 ({VALUE_BYTES}-byte values, {} keys)",
+            "4. metadata bytes per key, entry format 3 ({VALUE_BYTES}-byte values, {} keys)",
             grouped(s.keys)
         ),
-        format!("{f2:.1} B/key"),
+        format!("{f3:.1} B/key"),
         format!("plain SET: {plain:.1} B/key in all"),
-        format!("{:.2}× the key", (plain + f2) / plain),
+        format!("{:.2}× the key", (plain + f3) / plain),
         "≤ 50 B/key".into(),
-        verdict(f2 <= 50.0),
+        verdict(f3 <= 50.0),
     ]);
     out.push([
-        "   the same entries in format 1 (no content field)".into(),
-        format!("{f1:.1} B/key"),
-        format!("format 2: {f2:.1} B/key"),
-        format!("{:.2}×", f1 / f2),
+        "   the same entries in format 2 (text, before 2026-12-07)".into(),
+        format!("{f2:.1} B/key"),
+        format!("format 3: {f3:.1} B/key"),
+        format!("{:.2}×", f2 / f3),
         "".into(),
         "".into(),
     ]);
@@ -1717,8 +1706,8 @@ fn rows(live: &Live, scrub: &Scrub, s: &Settings) -> Vec<[String; 6]> {
             "   format 2 on a node with hash-max-listpack-value {LONGER_LISTPACK_VALUE} (not 64)"
         ),
         format!("{longer:.1} B/key"),
-        format!("format 2: {f2:.1} B/key"),
-        format!("{:.2}×", longer / f2),
+        format!("format 3: {f3:.1} B/key"),
+        format!("{:.2}×", longer / f3),
         "".into(),
         "".into(),
     ]);
@@ -1730,8 +1719,8 @@ fn notes(live: &Live, scrub: &Scrub, s: &Settings) -> String {
     let m = &scrub.memory;
     let _ = writeln!(
         n,
-        "- memory: used_memory grew by {} B with {} versioned keys (format 2), {} B as plain SETs, \
-         {} B in format 1, {} B in format 2 with hash-max-listpack-value {LONGER_LISTPACK_VALUE}; \
+        "- memory: used_memory grew by {} B with {} versioned keys (format 3), {} B as plain SETs, \
+         {} B in format 2, {} B in format 2 with hash-max-listpack-value {LONGER_LISTPACK_VALUE}; \
          the digest hashes (fixed, whatever K) take {} B = {:.1} B/key of it; loading the \
          versioned keys took {:.1} s",
         m.grown[0],
@@ -1745,7 +1734,7 @@ fn notes(live: &Live, scrub: &Scrub, s: &Settings) -> String {
     );
     let _ = writeln!(
         n,
-        "- an entry is {} bytes in format 2 and {} in format 1; the nodes' \
+        "- an entry is {} bytes in format 3 and {} in format 2; the nodes' \
          hash-max-listpack-value is {} (but for the last node); the metadata hash holding key 0: \
          {}",
         m.entry_len[0],

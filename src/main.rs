@@ -66,8 +66,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Convert the nodes' metadata from entry format 1 (before content checksums) to this
-    /// version's format, in place, and mark them. Values, versions and digests are kept. Run
+    /// Convert the nodes' metadata from entry format 1 (before content checksums) or 2 (text
+    /// entries) to this version's format, in place, and mark them. Values, versions and digests are kept. Run
     /// it once, with quorumd stopped, when a start refuses the nodes' layout.
     Convert {
         #[arg(long, short)]

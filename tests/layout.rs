@@ -6,6 +6,7 @@ use quorumd::content::Content;
 use quorumd::meta::Meta;
 use quorumd::sync::SweepMode;
 use quorumd_testkit::cluster::{self as common, TestCluster, command};
+use quorumd_testkit::old_formats::text_entry;
 
 async fn start_error(tc: &TestCluster) -> String {
     let cfg = common::test_config(tc.cluster.urls());
@@ -46,20 +47,6 @@ async fn format_one_is_refused_and_converts_in_place() {
 #[tokio::test]
 async fn format_two_is_refused_and_converts_in_place() {
     an_old_format_is_refused_and_converts_in_place(2).await;
-}
-
-/// Entry format 2's text (`version|kind|expiry|content|hash`), or format 1's (no content).
-fn text_entry(m: &Meta, format: u8) -> String {
-    let head = format!(
-        "{}|{}|{}",
-        m.version.encode(),
-        m.kind.code(),
-        m.expires_at_ms.unwrap_or(0)
-    );
-    match format {
-        1 => format!("{head}|{}", m.entry_hash),
-        _ => format!("{head}|{}|{}", m.content, m.entry_hash),
-    }
 }
 
 async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
