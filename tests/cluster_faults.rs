@@ -132,7 +132,7 @@ async fn replicas_agree(tc: &TestCluster, urls: &[Vec<String>]) {
                 .query_async(&mut c)
                 .await
                 .unwrap();
-            let meta: Option<String> = redis::cmd("HGET")
+            let meta: Option<Vec<u8>> = redis::cmd("HGET")
                 .arg(&loc.meta_key)
                 .arg(&key)
                 .query_async(&mut c)

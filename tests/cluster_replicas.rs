@@ -39,11 +39,11 @@ fn keys(n: usize) -> Vec<String> {
 }
 
 /// Replica `r`'s copy of `key`: its value and its metadata entry, read through the cluster.
-async fn copy_on(tc: &TestCluster, r: usize, key: &str) -> (Option<String>, Option<String>) {
+async fn copy_on(tc: &TestCluster, r: usize, key: &str) -> (Option<String>, Option<Vec<u8>>) {
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = replica(tc, r).await;
     let value: Option<String> = c.get(key).await.unwrap();
-    let meta: Option<String> = c.hget(&loc.meta_key, key).await.unwrap();
+    let meta: Option<Vec<u8>> = c.hget(&loc.meta_key, key).await.unwrap();
     (value, meta)
 }
 

@@ -29,7 +29,7 @@ enum Materialised {
 /// Everything a node holds for a CRDT key: metadata entry, state hash, materialised value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NodeView {
-    meta: Option<String>,
+    meta: Option<Vec<u8>>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     value: Materialised,
 }
@@ -37,7 +37,7 @@ struct NodeView {
 async fn node_view(tc: &TestCluster, i: usize, key: &str) -> NodeView {
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = tc.direct(i).await;
-    let meta: Option<String> = common::command(&mut c, &["HGET", &loc.meta_key, key]).await;
+    let meta: Option<Vec<u8>> = common::command(&mut c, &["HGET", &loc.meta_key, key]).await;
     let state_key = common::reserved_key(&format!("c:{key}"));
     let state: BTreeMap<Vec<u8>, Vec<u8>> = common::command(&mut c, &["HGETALL", &state_key]).await;
     let kind: String = common::command(&mut c, &["TYPE", key]).await;
@@ -608,7 +608,7 @@ async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
 }
 
 /// DUMPs of a CRDT key's value and state, and its metadata entry, on node `i`.
-async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, String) {
+async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = tc.direct(i).await;
     let value: Vec<u8> = redis::cmd("DUMP")
@@ -621,7 +621,7 @@ async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, 
         .query_async(&mut c)
         .await
         .unwrap();
-    let meta: String = redis::cmd("HGET")
+    let meta: Vec<u8> = redis::cmd("HGET")
         .arg(&loc.meta_key)
         .arg(key)
         .query_async(&mut c)
@@ -631,7 +631,7 @@ async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, 
 }
 
 /// Overwrites node `i`'s copy with a dump, as a last-writer-wins repair would.
-async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u8>, String)) {
+async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u8>, Vec<u8>)) {
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = tc.direct(i).await;
     let _: () = redis::cmd("RESTORE")

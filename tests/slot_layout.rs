@@ -56,8 +56,8 @@ async fn keys_metadata_and_digests_live_in_the_keys_slot() {
             assert_eq!(key_slot(reserved.as_bytes()), slot, "{reserved}");
         }
         // The entry is where the layout says, and the slot's digest is its entry hash.
-        let raw: String = command(&mut c, &["HGET", &loc.meta_key, &key]).await;
-        let meta = quorumd::meta::Meta::parse(raw.as_bytes()).unwrap();
+        let raw: Vec<u8> = command(&mut c, &["HGET", &loc.meta_key, &key]).await;
+        let meta = quorumd::meta::Meta::parse(&raw).unwrap();
         let digest: u64 = command(&mut c, &["HGET", &loc.digest_key, &slot.to_string()]).await;
         assert_eq!(digest, meta.entry_hash, "{level}");
         let sub: u64 = command(&mut c, &["HGET", &loc.sub_digest_key, &loc.sub.to_string()]).await;

@@ -11,6 +11,7 @@ use crate::run::{self, RunResult};
 use crate::workload::Workload;
 use quorumd::app::App;
 use quorumd::config::DirectWritesPolicy;
+use quorumd::meta::Meta;
 use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
 use quorumd_testkit::checker::durability::Write;
 use quorumd_testkit::checker::monotonic::{self, Observation};
@@ -168,7 +169,10 @@ async fn observe(app: &App, urls: &[String], stop: &AtomicBool, out: &Mutex<Vec<
                 out.push(Observation {
                     node,
                     key: String::from_utf8_lossy(&l.key).into_owned(),
-                    version: m.map(|m| String::from_utf8_lossy(&m[..34]).into_owned()),
+                    version: m.map(|m| match Meta::parse(&m) {
+                        Ok(meta) => meta.version.encode(),
+                        Err(e) => format!("<{e}>"),
+                    }),
                 });
             }
         }

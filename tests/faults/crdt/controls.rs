@@ -111,7 +111,7 @@ pub async fn retry_without_key_is_counted_twice() {
 struct Copy {
     value: Option<Vec<u8>>,
     state: Option<Vec<u8>>,
-    meta: String,
+    meta: Vec<u8>,
 }
 
 fn keys_of(app: &App, name: &str) -> (String, String) {

@@ -30,7 +30,7 @@ impl Kind {
 /// Everything one node holds for a CRDT key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
-    pub meta: Option<String>,
+    pub meta: Option<Vec<u8>>,
     pub state: State,
     /// The materialised value under the user key, as the HTTP API would answer it.
     pub value: Value,
@@ -47,7 +47,7 @@ pub async fn node_views(nemesis: &Nemesis, app: &App, kind: Kind, name: &str) ->
             .get_multiplexed_async_connection()
             .await
             .expect("direct connection");
-        let (meta, state): (Option<String>, State) = redis::pipe()
+        let (meta, state): (Option<Vec<u8>>, State) = redis::pipe()
             .cmd("HGET")
             .arg(&loc.meta_key)
             .arg(name)
