@@ -17,11 +17,16 @@ local function entry_expiry(e)
   if #e < at + 7 then return 0 end
   return (struct.unpack('>I8', e, at))
 end
+-- The content's checksum as a number (nil for none).
+local function entry_checksum(e)
+  if string.byte(e, 25) == 45 then return nil end
+  return (struct.unpack('>I6', e, 26))
+end
 -- The content as `content_of` writes it: '-', or the type letter and the checksum in decimal.
 local function entry_content(e)
-  local letter = string.sub(e, 25, 25)
-  if letter == '-' then return '-' end
-  return letter .. string.format('%.0f', (struct.unpack('>I6', e, 26)))
+  local sum = entry_checksum(e)
+  if not sum then return '-' end
+  return string.sub(e, 25, 25) .. string.format('%.0f', sum)
 end
 -- True when version `a` is newer than `b`: byte by byte, since Lua's own string order follows
 -- the server's collation locale.

@@ -30,7 +30,7 @@ for i = 1, #KEYS, 2 do
       local value = string.sub(want, 1, 1) == 's' and redis.pcall('GET', key)
       if type(value) == 'string' then
         -- Compared as numbers: no formatting of the checksum.
-        same_type, same_content = true, h48(value) == (struct.unpack('>I6', meta, 26))
+        same_type, same_content = true, h48(value) == entry_checksum(meta)
       else
         -- Not a string where one is expected (GET answered WRONGTYPE), or not expected.
         local got = content_of(key, string.sub(want, 1, 1))
