@@ -63,12 +63,22 @@ async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
     // A value with a TTL, so the expiry's conversion is checked too.
     let r = tc.put("f:t", "timed", "ttl_ms=100000000").await;
     assert!(r.status().is_success());
-    let keys = ["f:a", "f:b", "f:h", "f:t"];
+    // A CRDT, whose entry's version is its state's hash.
+    let r = tc
+        .http
+        .post(format!("{}/v1/counters/f:c", tc.base))
+        .json(&serde_json::json!({ "delta": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let keys = ["f:a", "f:b", "f:h", "f:t", "f:c"];
     let mut before: Vec<Meta> = Vec::new();
     for k in keys {
         before.push(tc_meta(&tc, 0, k).await);
     }
     assert!(before[3].expires_at_ms.is_some());
+    assert!(before[4].kind.crdt().is_some());
     tc.stop_service().await;
     // Back to the old format: text entries, and format 1 has no marker.
     let store_keys: Vec<(String, String)> = keys
@@ -98,7 +108,7 @@ async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
     let report = core.store.convert_layout().await.unwrap();
     core.store.pool().shutdown().await;
     assert_eq!(report.nodes_converted.len(), 3);
-    assert_eq!(report.entries_converted, 12);
+    assert_eq!(report.entries_converted, 15);
 
     tc.relaunch(common::test_config(tc.cluster.urls())).await;
     for (k, want) in keys.iter().zip(&before) {
