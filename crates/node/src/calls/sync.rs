@@ -77,6 +77,7 @@ pub async fn digests(node: &Node, keys: &DigestKeys) -> Result<HashMap<u32, u64>
                     keys.len()
                 )));
             }
+            out.reserve(values.len());
             for (bucket, reply) in (0u32..).zip(values) {
                 if let Some(d) = redis::from_redis_value::<Option<i64>>(reply).map_err(bad)? {
                     out.insert(bucket, reduced(d));
