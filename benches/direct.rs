@@ -1157,7 +1157,7 @@ async fn copy_metadata(
 /// of the metadata that does not grow with the keys.
 async fn digest_bytes(conn: &MultiplexedConnection, store: &VersionedStore) -> Result<u64, String> {
     let layout = &store.settings().layout;
-    let mut names: Vec<String> = layout.digest_keys().into_iter().map(|(k, _)| k).collect();
+    let mut names: Vec<String> = layout.digest_keys().keys();
     names.extend((0..layout.buckets).map(|b| layout.sub_digest_key(b)));
     let mut sum = 0u64;
     let mut c = conn.clone();
@@ -1382,6 +1382,7 @@ async fn scrub_alone(app: &App, conns: &[MultiplexedConnection]) -> Result<Scrub
             .map(|&bucket| BucketDigestKeys {
                 bucket,
                 digest_key: settings.layout.digest_key(bucket),
+                digest_field: settings.layout.digest_field(bucket),
                 sub_digest_key: settings.layout.sub_digest_key(bucket),
                 meta_keys: settings.layout.bucket_meta_keys(bucket),
             })

@@ -141,8 +141,9 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
             core.store.pool().shutdown().await;
             let report = result?;
             println!(
-                "converted {} entries on {} node(s){}; every reachable node is marked with this version's layout",
+                "converted {} entries and {} slot digests on {} node(s){}; every reachable node is marked with this version's layout",
                 report.entries_converted,
+                report.slot_digests_converted,
                 report.nodes_converted.len(),
                 if report.nodes_converted.is_empty() {
                     String::new()

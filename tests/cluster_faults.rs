@@ -740,6 +740,7 @@ async fn a_heal_follows_slots_moved_since_the_shard_table_was_read() {
         .map(|&bucket| BucketLayout {
             bucket,
             digest_key: layout.digest_key(bucket),
+            digest_field: layout.digest_field(bucket),
             meta_keys: layout.bucket_meta_keys(bucket),
             state_keys: vec![layout.sub_digest_key(bucket)],
         })

@@ -8,7 +8,7 @@ use quorumd::config::DirectWritesPolicy;
 use quorumd::layout::key_slot;
 use quorumd::sync::SweepMode;
 use quorumd_testkit::cluster::{
-    TestCluster, body_json, post_json as post, test_config, wait_until,
+    TestCluster, body_json, command, post_json as post, test_config, wait_until,
 };
 use redis::AsyncCommands;
 use redis::cluster::ClusterClient;
@@ -227,6 +227,17 @@ async fn a_wiped_master_is_healed_by_the_exchange() {
         .unwrap();
     assert_eq!(held.len(), 1, "the healed master's sentinel: {held:?}");
     assert_eq!(tc.health(2).await, "up");
+    // The copy wrote each healed slot's digest as a string, as the master's own writes do.
+    let digests: Vec<String> = redis::cmd("KEYS")
+        .arg("qd:d{*}")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!digests.is_empty());
+    for key in &digests {
+        let ty: String = command(&mut c, &["TYPE", key]).await;
+        assert_eq!(ty, "string", "{key}");
+    }
     // A second exchange finds nothing left to do.
     let again = tc.sweep(SweepMode::Exchange, false).await;
     assert_eq!(again.keys_divergent, 0, "{again:?}");

@@ -3,7 +3,8 @@
 //! it as over the `xxh3` placement. A node of the other placement is refused.
 
 use quorumd::app::App;
-use quorumd::layout::{Layout, Scheme, key_slot};
+use quorumd::calls;
+use quorumd::layout::{DigestKeys, Layout, Scheme, key_slot};
 use quorumd::sync::SweepMode;
 use quorumd_testkit::cluster::{self as common, TestCluster, command, wait_until};
 use std::time::Duration;
@@ -58,7 +59,9 @@ async fn keys_metadata_and_digests_live_in_the_keys_slot() {
         // The entry is where the layout says, and the slot's digest is its entry hash.
         let raw: Vec<u8> = command(&mut c, &["HGET", &loc.meta_key, &key]).await;
         let meta = quorumd::meta::Meta::parse(&raw).unwrap();
-        let digest: u64 = command(&mut c, &["HGET", &loc.digest_key, &slot.to_string()]).await;
+        let ty: String = command(&mut c, &["TYPE", &loc.digest_key]).await;
+        assert_eq!(ty, "string", "{level}");
+        let digest: u64 = command(&mut c, &["GET", &loc.digest_key]).await;
         assert_eq!(digest, meta.entry_hash, "{level}");
         let sub: u64 = command(&mut c, &["HGET", &loc.sub_digest_key, &loc.sub.to_string()]).await;
         assert_eq!(sub, meta.entry_hash, "{level}");
@@ -123,6 +126,200 @@ async fn a_wiped_node_heals_and_a_direct_change_is_scrubbed() {
     tc.shutdown().await;
 }
 
+/// What a slot's bucket digest must be on node `i`: the sum of its entry hashes, mod 2^48.
+async fn slot_digest_from_entries(tc: &TestCluster, i: usize, slot: u32) -> u64 {
+    let mut c = tc.direct(i).await;
+    let mut sum = 0u64;
+    for mkey in layout_of(tc).bucket_meta_keys(slot) {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = command(&mut c, &["HGETALL", &mkey]).await;
+        for (_, raw) in entries {
+            let meta = quorumd::meta::Meta::parse(&raw).unwrap();
+            sum = (sum + meta.entry_hash) % quorumd::digest::DIGEST_MODULUS;
+        }
+    }
+    sum
+}
+
+/// Under `slot` a bucket digest is a string of its own (the exchange reads a server's 16,384 of
+/// them with a few `MGET`s): after writes, tombstones and CRDT merges each touched slot's
+/// digest is a string whose value mod 2^48 is the sum of its entry hashes, which is what the
+/// exchange reads; and an exchange finds and repairs a slot that diverged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_digests_are_strings_that_the_exchange_reads_and_repairs() {
+    let tc = TestCluster::start_with(3, |c| {
+        slot_placement(c);
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let layout = layout_of(&tc);
+    // Several keys per slot (a shared tag), and keys of slots of their own.
+    let keys: Vec<String> = (0..20)
+        .map(|i| format!("{{same}}:{i}"))
+        .chain((0..20).map(|i| format!("own:{i}")))
+        .collect();
+    let counter = "{ctr}:hits";
+    for k in &keys {
+        assert!(tc.put(k, format!("v {k}"), "").await.status().is_success());
+    }
+    assert!(tc.delete("{same}:3", "").await.status().is_success());
+    let url = format!("{}/v1/counters/%7Bctr%7D:hits", tc.base);
+    let r = tc
+        .http
+        .post(&url)
+        .json(&serde_json::json!({ "delta": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut slots: Vec<u32> = keys
+        .iter()
+        .map(|k| key_slot(k.as_bytes()))
+        .chain([key_slot(counter.as_bytes())])
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    let store = tc.app().store().clone();
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        let read = calls::sync::digests(store.pool().node(i), &layout.digest_keys())
+            .await
+            .unwrap();
+        assert_eq!(read.len(), slots.len(), "node {i}: {read:?}");
+        for &slot in &slots {
+            let key = layout.digest_key(slot);
+            let ty: String = command(&mut c, &["TYPE", &key]).await;
+            assert_eq!(ty, "string", "node {i}, {key}");
+            let stored: i64 = command(&mut c, &["GET", &key]).await;
+            let want = slot_digest_from_entries(&tc, i, slot).await;
+            assert_ne!(want, 0, "node {i}, {key}");
+            assert_eq!(
+                stored.rem_euclid(quorumd::digest::DIGEST_MODULUS as i64) as u64,
+                want,
+                "node {i}, {key}"
+            );
+            assert_eq!(read[&slot], want, "node {i}, {key}");
+        }
+    }
+    let idle = tc.sweep(SweepMode::Exchange, true).await;
+    assert_eq!(idle.buckets_mismatched, 0, "{idle:?}");
+
+    // One slot diverges: node 2 loses it whole (value, metadata and digests), so its digest is
+    // missing there, and the exchange copies the slot back.
+    let slot = key_slot(b"{same}:1");
+    let want = slot_digest_from_entries(&tc, 0, slot).await;
+    let mut c2 = tc.direct(2).await;
+    let mut lost: Vec<String> = (0..20).map(|i| format!("{{same}}:{i}")).collect();
+    lost.extend(layout.bucket_meta_keys(slot));
+    lost.push(layout.digest_key(slot));
+    lost.push(layout.sub_digest_key(slot));
+    let mut del = redis::cmd("DEL");
+    del.arg(&lost);
+    let _: u64 = del.query_async(&mut c2).await.unwrap();
+    let found = tc.sweep(SweepMode::Exchange, false).await;
+    assert_eq!(found.buckets_mismatched, 1, "{found:?}");
+    assert_eq!(found.buckets_repaired, 1, "{found:?}");
+    assert_eq!(found.keys_repaired_per_node[2], 20, "{found:?}");
+    assert_eq!(
+        tc.raw_value(2, b"{same}:1").await.as_deref(),
+        Some(&b"v {same}:1"[..])
+    );
+    let ty: String = command(&mut c2, &["TYPE", &layout.digest_key(slot)]).await;
+    assert_eq!(ty, "string");
+    let stored: u64 = command(&mut c2, &["GET", &layout.digest_key(slot)]).await;
+    assert_eq!(stored, want);
+    assert_eq!(slot_digest_from_entries(&tc, 2, slot).await, want);
+    let again = tc.sweep(SweepMode::Exchange, true).await;
+    assert_eq!(again.buckets_mismatched, 0, "{again:?}");
+    // The full sweep's rebuild reads the strings: it finds them right, and fixes one that
+    // drifted, as a string.
+    let full = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(full.digests_rebuilt, 0, "{full:?}");
+    let drifted = layout.digest_key(key_slot(b"own:5"));
+    let _: () = command(&mut c2, &["INCRBY", &drifted, "12345"]).await;
+    let full = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(full.digests_rebuilt, 1, "{full:?}");
+    let ty: String = command(&mut c2, &["TYPE", &drifted]).await;
+    assert_eq!(ty, "string");
+    let fixed: u64 = command(&mut c2, &["GET", &drifted]).await;
+    assert_eq!(
+        fixed,
+        slot_digest_from_entries(&tc, 2, key_slot(b"own:5")).await
+    );
+    tc.shutdown().await;
+}
+
+/// `convert_slot_digests` turns the one-field digest hashes written before digests were
+/// strings into strings of the same value, in place: the exchange then reads the same digests
+/// as before, and a second run converts nothing.
+#[tokio::test]
+async fn slot_digest_hashes_are_converted_to_strings_in_place() {
+    let tc = TestCluster::start_with(3, slot_placement).await;
+    let layout = layout_of(&tc);
+    let keys: Vec<String> = (0..30).map(|i| format!("c:{i}")).collect();
+    for k in &keys {
+        assert!(tc.put(k, "v", "").await.status().is_success());
+    }
+    let store = tc.app().store().clone();
+    let node = store.pool().node(0);
+    let DigestKeys::Strings(all) = layout.digest_keys() else {
+        panic!("slot digests are strings")
+    };
+    let before = calls::sync::digests(node, &layout.digest_keys())
+        .await
+        .unwrap();
+    // Back to the old form: each written slot's digest as the one field of a hash, one of
+    // them an int64 grown past 2^48 (a digest is the stored value mod 2^48).
+    let mut c = tc.direct(0).await;
+    let mut old = 0;
+    for (slot, digest) in &before {
+        let key = layout.digest_key(*slot);
+        let stored = if old == 0 {
+            digest + 5 * quorumd::digest::DIGEST_MODULUS
+        } else {
+            *digest
+        };
+        let _: () = command(&mut c, &["DEL", &key]).await;
+        let _: () = command(
+            &mut c,
+            &["HSET", &key, &slot.to_string(), &stored.to_string()],
+        )
+        .await;
+        old += 1;
+    }
+    assert!(old >= 20, "{old} slots written");
+    let converted = calls::layout::convert_slot_digests(node, &all)
+        .await
+        .unwrap();
+    assert_eq!(converted, old);
+    for slot in before.keys() {
+        let ty: String = command(&mut c, &["TYPE", &layout.digest_key(*slot)]).await;
+        assert_eq!(ty, "string");
+    }
+    let after = calls::sync::digests(node, &layout.digest_keys())
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+    assert_eq!(
+        calls::layout::convert_slot_digests(node, &all)
+            .await
+            .unwrap(),
+        0
+    );
+    // Writes after the conversion grow the strings.
+    assert!(tc.put("c:0", "again", "").await.status().is_success());
+    let idle = tc.sweep(SweepMode::Exchange, true).await;
+    assert_eq!(idle.buckets_mismatched, 0, "{idle:?}");
+    // A hash of more than one field is not a digest of this layout: refused.
+    let odd = layout.digest_key(key_slot(b"odd"));
+    let _: () = command(&mut c, &["HSET", &odd, "1", "2", "3", "4"]).await;
+    assert!(
+        calls::layout::convert_slot_digests(node, &[odd])
+            .await
+            .is_err()
+    );
+    tc.shutdown().await;
+}
+
 #[tokio::test]
 async fn crdt_state_lives_in_the_keys_slot() {
     let tc = TestCluster::start_with(3, slot_placement).await;
@@ -172,4 +369,101 @@ async fn a_node_of_the_other_placement_is_refused() {
     assert!(e.contains("placement is xxh3"), "{e}");
     assert!(e.contains("this configuration's is slot"), "{e}");
     assert!(e.contains("full sweep"), "{e}");
+}
+
+/// A node written by a build of entry format 2 under the slot placement (text entries, each
+/// slot's digest a one-field hash) is refused at start, and `quorumd convert` takes both to
+/// format 3 in place: the same metadata, digests the exchange reads as before.
+#[tokio::test]
+async fn a_format_two_slot_node_is_refused_and_converts_in_place() {
+    let mut tc = TestCluster::start_with(3, slot_placement).await;
+    let layout = layout_of(&tc);
+    let keys: Vec<String> = (0..24).map(|i| format!("f2:{i}")).collect();
+    for k in &keys {
+        assert!(tc.put(k, "v", "").await.status().is_success());
+    }
+    assert!(tc.delete(&keys[0], "").await.status().is_success());
+    let mut metas = Vec::new();
+    for k in &keys {
+        metas.push(tc.raw_meta(0, k.as_bytes()).await.expect("metadata"));
+    }
+    let slots: std::collections::BTreeSet<u32> =
+        keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+    let digests_before =
+        calls::sync::digests(tc.app().store().pool().node(1), &layout.digest_keys())
+            .await
+            .unwrap();
+    tc.stop_service().await;
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        for (k, m) in keys.iter().zip(&metas) {
+            let loc = layout.place(k.as_bytes());
+            let text = quorumd_testkit::old_formats::text_entry(m, 2);
+            let _: () = command(
+                &mut c,
+                &["HSET", &layout.meta_key(loc.bucket, loc.sub), k, &text],
+            )
+            .await;
+        }
+        for slot in &slots {
+            let key = layout.digest_key(*slot);
+            let d: String = command(&mut c, &["GET", &key]).await;
+            let _: () = command(&mut c, &["DEL", &key]).await;
+            let _: () = command(&mut c, &["HSET", &key, &slot.to_string(), &d]).await;
+        }
+        let _: () = command(
+            &mut c,
+            &["HSET", &common::reserved_key("layout"), "format", "2"],
+        )
+        .await;
+    }
+    let mut cfg = common::test_config(tc.cluster.urls());
+    slot_placement(&mut cfg);
+    let refused = match App::start(cfg.clone().validate().unwrap()).await {
+        Ok(app) => {
+            app.shutdown().await.unwrap();
+            panic!("a format-2 node was accepted")
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("entry format 2"), "{refused}");
+    assert!(refused.contains("quorumd convert"), "{refused}");
+
+    let core = quorumd::app::Core::open(&cfg.clone().validate().unwrap())
+        .await
+        .unwrap();
+    let report = core.store.convert_layout().await.unwrap();
+    core.store.pool().shutdown().await;
+    assert_eq!(report.nodes_converted.len(), 3, "{report:?}");
+    assert_eq!(
+        report.entries_converted,
+        3 * keys.len() as u64,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.slot_digests_converted,
+        3 * slots.len() as u64,
+        "{report:?}"
+    );
+
+    tc.relaunch(cfg).await;
+    for (k, m) in keys.iter().zip(&metas) {
+        for i in 0..3 {
+            assert_eq!(
+                tc.raw_meta(i, k.as_bytes()).await.as_ref(),
+                Some(m),
+                "{k} on {i}"
+            );
+        }
+    }
+    let digests_after =
+        calls::sync::digests(tc.app().store().pool().node(1), &layout.digest_keys())
+            .await
+            .unwrap();
+    assert_eq!(digests_after, digests_before);
+    let idle = tc.sweep(SweepMode::Exchange, true).await;
+    assert_eq!(idle.buckets_mismatched, 0, "{idle:?}");
+    let scrub = tc.sweep(SweepMode::Full, true).await;
+    assert_eq!(scrub.direct_changes.values().sum::<u64>(), 0, "{scrub:?}");
+    tc.shutdown().await;
 }

@@ -113,6 +113,47 @@ pub fn slot_tag(slot: u32) -> &'static str {
     &SLOT_TAGS[(slot % SLOTS) as usize]
 }
 
+/// Where a bucket's digest is stored in its digest key. Either way it is an int64 that grows
+/// by the deltas of `add_digest` (crates/node/lua/shared/digest.lua), read mod 2^48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestField {
+    /// Field `bucket` (decimal) of a hash that holds many buckets' digests (`xxh3`).
+    Hash(u32),
+    /// The key is a string holding this bucket's digest alone (`slot`): an idle exchange reads
+    /// a standalone server's 16,384 of them with a few `MGET`s instead of one `HGET` each.
+    String,
+}
+
+impl DigestField {
+    /// The field as the Lua scripts take it (`add_digest`): the bucket in decimal, or empty
+    /// for a string key.
+    pub fn arg(self) -> String {
+        match self {
+            DigestField::Hash(bucket) => bucket.to_string(),
+            DigestField::String => String::new(),
+        }
+    }
+}
+
+/// A node's bucket digest keys ([`Layout::digest_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestKeys {
+    /// One hash holding the digests of buckets `0..buckets`, field = bucket (`xxh3`).
+    Hash { key: String, buckets: u32 },
+    /// One string per bucket, in bucket order (`slot`).
+    Strings(Vec<String>),
+}
+
+impl DigestKeys {
+    /// The keys themselves.
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            DigestKeys::Hash { key, .. } => vec![key.clone()],
+            DigestKeys::Strings(keys) => keys.clone(),
+        }
+    }
+}
+
 /// The layout of quorumd's keys on a node, resolved from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -157,8 +198,9 @@ impl Layout {
             .collect()
     }
 
-    /// The hash holding the bucket's digest, in field `bucket` (decimal): one hash for every
-    /// bucket under `xxh3`, one per slot under `slot`.
+    /// The key holding the bucket's digest: under `xxh3` one hash for every bucket, the digest
+    /// in field `bucket` (decimal); under `slot` one string per slot, the digest alone (see
+    /// [`Layout::digest_field`]).
     pub fn digest_key(&self, bucket: u32) -> String {
         match self.scheme {
             Scheme::Xxh3 => format!("{}d", self.prefix),
@@ -166,13 +208,24 @@ impl Layout {
         }
     }
 
-    /// The distinct bucket digest hashes, each with the buckets whose digest it holds.
-    pub fn digest_keys(&self) -> Vec<(String, std::ops::Range<u32>)> {
+    /// Where in [`Layout::digest_key`] the bucket's digest is.
+    pub fn digest_field(&self, bucket: u32) -> DigestField {
         match self.scheme {
-            Scheme::Xxh3 => vec![(self.digest_key(0), 0..self.buckets)],
-            Scheme::Slot => (0..self.buckets)
-                .map(|b| (self.digest_key(b), b..b + 1))
-                .collect(),
+            Scheme::Xxh3 => DigestField::Hash(bucket),
+            Scheme::Slot => DigestField::String,
+        }
+    }
+
+    /// Every bucket digest key of the node, with the buckets whose digests it holds.
+    pub fn digest_keys(&self) -> DigestKeys {
+        match self.scheme {
+            Scheme::Xxh3 => DigestKeys::Hash {
+                key: self.digest_key(0),
+                buckets: self.buckets,
+            },
+            Scheme::Slot => {
+                DigestKeys::Strings((0..self.buckets).map(|b| self.digest_key(b)).collect())
+            }
         }
     }
 
@@ -276,7 +329,17 @@ mod tests {
                 );
             }
         }
-        assert_eq!(l.digest_keys().len(), SLOTS as usize);
+        let DigestKeys::Strings(keys) = l.digest_keys() else {
+            panic!("slot digests are strings")
+        };
+        assert_eq!(keys.len(), SLOTS as usize);
+        for b in [0, 1, 12182, SLOTS - 1] {
+            assert_eq!(keys[b as usize], l.digest_key(b));
+            assert_eq!(key_slot(keys[b as usize].as_bytes()), b);
+            assert_eq!(l.digest_field(b), DigestField::String);
+            assert_eq!(l.digest_field(b).arg(), "");
+        }
+        assert_eq!(l.digest_key(key_slot(b"0")), "qd:d{0}");
     }
 
     #[test]
@@ -291,7 +354,15 @@ mod tests {
         assert_eq!(l.digest_key(12), "qd:d");
         assert_eq!(l.sub_digest_key(12), "qd:d:12");
         assert_eq!(l.state_key(b"k"), b"qd:c:k");
-        assert_eq!(l.digest_keys(), vec![("qd:d".to_string(), 0..4096)]);
+        assert_eq!(
+            l.digest_keys(),
+            DigestKeys::Hash {
+                key: "qd:d".into(),
+                buckets: 4096
+            }
+        );
+        assert_eq!(l.digest_field(12), DigestField::Hash(12));
+        assert_eq!(l.digest_field(12).arg(), "12");
         assert_eq!(l.place(b"k"), crate::digest::placement(b"k", 4096, 16));
     }
 

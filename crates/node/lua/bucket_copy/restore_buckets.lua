@@ -11,8 +11,9 @@ local function flush()
 end
 local k, a = 1, 1
 while a <= OWN_ARGS do
-  local bucket, digest = ARGV[a], ARGV[a + 1]
-  -- Each bucket's keys start with its digest hash.
+  -- The bucket's digest field: empty when its digest key is a string (see `add_digest`).
+  local field, digest = ARGV[a], ARGV[a + 1]
+  -- Each bucket's keys start with its digest key.
   local dkey = KEYS[k]
   k = k + 1
   local m, s, v = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
@@ -69,7 +70,11 @@ while a <= OWN_ARGS do
         redis.call('HSET', key, unpack(ARGV, from + 2 * c, last))
       end
     end
-    redis.call('HSET', dkey, bucket, digest)
+    if field == '' then
+      redis.call('SET', dkey, digest)
+    else
+      redis.call('HSET', dkey, field, digest)
+    end
   end
   out[#out + 1] = empty and 1 or 0
   k, a = k + m + s + v, a + v + timed

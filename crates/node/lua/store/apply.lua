@@ -1,7 +1,7 @@
 
 local out = {}
--- Digest deltas, accumulated per field and applied once: digest hash -> bucket -> delta, and
--- sub-digest hash -> sub-bucket -> delta.
+-- Digest deltas, accumulated per field and applied once: digest key -> bucket's digest field
+-- (empty for a string key, see `add_digest`) -> delta, and sub-digest hash -> sub-bucket -> delta.
 local deltas, sub_deltas = {}, {}
 local function add_delta(acc, hash, field, delta)
   local fields = acc[hash] or {}

@@ -13,15 +13,25 @@ local function reduced(stored)
   return acc
 end
 -- Writes `sum` into a digest field if the field's digest differs (a missing field is 0); true
--- if it did.
+-- if it did. An empty `field`: the digest is the string `hash` (as in `add_digest`).
 local function fix(hash, field, sum)
-  if reduced(redis.call('HGET', hash, field) or '0') == sum then return false end
-  redis.call('HSET', hash, field, string.format('%d', sum))
+  local stored
+  if field == '' then
+    stored = redis.call('GET', hash)
+  else
+    stored = redis.call('HGET', hash, field)
+  end
+  if reduced(stored or '0') == sum then return false end
+  if field == '' then
+    redis.call('SET', hash, string.format('%d', sum))
+  else
+    redis.call('HSET', hash, field, string.format('%d', sum))
+  end
   return true
 end
-for i = 2, #ARGV do
-  local bucket = ARGV[i]
-  local k = 1 + (i - 2) * (S + 2)
+for i = 0, (#ARGV - 1) / 2 - 1 do
+  local bucket, field = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local k = 1 + i * (S + 2)
   local dkey, skey = KEYS[k], KEYS[k + 1]
   local total, drifted = 0, false
   for sub = 0, S - 1 do
@@ -33,7 +43,7 @@ for i = 2, #ARGV do
     total = (total + sum) % M
     drifted = fix(skey, sub, sum) or drifted
   end
-  drifted = fix(dkey, bucket, total) or drifted
+  drifted = fix(dkey, field, total) or drifted
   if drifted then fixed[#fixed + 1] = bucket end
 end
 return fixed

@@ -13,6 +13,7 @@
 
 use super::{array, clock_lua, own_writes_lua, parse_bytes, protocol};
 use crate::pool::{Node, NodeError, SlotRequest, Traffic};
+use quorumd_core::layout::DigestField;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
 
@@ -21,8 +22,9 @@ use std::sync::LazyLock;
 /// values one `SET PXAT` or `RESTORE` each, one `HSET` per metadata hash, the digest set
 /// once.
 ///
-/// KEYS: the digest hash, then per bucket its metadata hashes, its state keys and its value
-/// keys. ARGV: per bucket its number, its digest, the three counts and the kind letters of its
+/// KEYS: per bucket its digest key, its metadata hashes, its state keys and its value keys.
+/// ARGV: per bucket its digest field (`DigestField::arg`: the bucket, or empty when the digest
+/// key is a string), its digest, the three counts and the kind letters of its
 /// values (`s` a string, `d` a `DUMP`, `n` no value: delete the key; `S` and `D` as `s` and `d`
 /// with an expiry); then per metadata hash and state key (both hashes) its number of fields
 /// followed by its fields and values (0 fields: absent); then per value key its payload (`''`
@@ -43,8 +45,9 @@ static RESTORE_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(RESTORE_
 #[derive(Debug, Clone)]
 pub struct BucketLayout {
     pub bucket: u32,
-    /// The hash holding the bucket's digest (field = bucket).
+    /// The key holding the bucket's digest, where `digest_field` says.
     pub digest_key: String,
+    pub digest_field: DigestField,
     /// The hashes that hold the bucket's metadata.
     pub meta_keys: Vec<String>,
     /// Bucket-level keys that belong with the metadata (copied verbatim).
@@ -87,7 +90,7 @@ impl CopiedValue {
 /// transaction.
 #[derive(Debug, Clone)]
 pub struct MetaRead {
-    /// The bucket's entry in the digest hash, as stored.
+    /// The bucket's digest, as stored.
     pub digest: Option<Vec<u8>>,
     /// Per metadata hash: its entries (key, raw metadata).
     pub meta: Vec<HashEntries>,
@@ -98,7 +101,7 @@ pub struct MetaRead {
 /// Some values of one bucket, read in one transaction with the bucket's digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValuesRead {
-    /// The bucket's entry in the digest hash, as stored.
+    /// The bucket's digest, as stored.
     pub digest: Option<Vec<u8>>,
     /// Per key asked for: what the read returned (`None`: nil).
     pub values: Vec<Option<Vec<u8>>>,
@@ -117,8 +120,9 @@ pub enum ReadAs {
 #[derive(Debug, Clone)]
 pub struct BucketCopy {
     pub bucket: u32,
-    /// The hash holding the bucket's digest (field = bucket).
+    /// The key holding the bucket's digest, where `digest_field` says.
     pub digest_key: String,
+    pub digest_field: DigestField,
     /// The bucket's digest: the sum of the copied entries' hashes.
     pub digest: u64,
     /// How many metadata entries the copy holds.
@@ -248,7 +252,7 @@ fn meta_transaction(buckets: &[BucketLayout]) -> Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
     for b in buckets {
-        pipe.cmd("HGET").arg(&b.digest_key).arg(b.bucket);
+        read_digest(&mut pipe, &b.digest_key, b.digest_field);
         for k in b.meta_keys.iter().chain(&b.state_keys) {
             pipe.cmd("HGETALL").arg(k);
         }
@@ -261,6 +265,15 @@ fn meta_commands(buckets: &[BucketLayout]) -> usize {
         .iter()
         .map(|b| 1 + b.meta_keys.len() + b.state_keys.len())
         .sum()
+}
+
+/// Adds the read of a bucket's digest to `pipe`: its field of the digest hash, or the digest
+/// key itself when that is a string.
+fn read_digest(pipe: &mut Pipeline, key: &str, field: DigestField) {
+    match field {
+        DigestField::Hash(bucket) => pipe.cmd("HGET").arg(key).arg(bucket),
+        DigestField::String => pipe.cmd("GET").arg(key),
+    };
 }
 
 /// Reads the replies of [`meta_transaction`].
@@ -318,7 +331,7 @@ fn values_transaction(buckets: &[(&BucketCopy, Vec<&[u8]>)], how: ReadAs) -> Pip
     let mut pipe = redis::pipe();
     pipe.atomic();
     for (b, keys) in buckets {
-        pipe.cmd("HGET").arg(&b.digest_key).arg(b.bucket);
+        read_digest(&mut pipe, &b.digest_key, b.digest_field);
         match how {
             ReadAs::Strings if !keys.is_empty() => {
                 pipe.cmd("MGET").arg(keys);
@@ -505,10 +518,11 @@ pub async fn restore_buckets_watched(
                     }
                 }
             }
-            tx.cmd("HSET")
-                .arg(&b.digest_key)
-                .arg(b.bucket)
-                .arg(b.digest);
+            match b.digest_field {
+                DigestField::Hash(field) => tx.cmd("HSET").arg(&b.digest_key).arg(field),
+                DigestField::String => tx.cmd("SET").arg(&b.digest_key),
+            }
+            .arg(b.digest);
         }
         Ok(transaction(&mut c, &tx).await?.map(|_| empty))
     })
@@ -558,7 +572,7 @@ fn restore_command(node: &Node, buckets: &[&BucketCopy]) -> Cmd {
             .iter()
             .map(|(_, v, expiry)| CopiedValue::kind(v.as_ref(), *expiry))
             .collect();
-        cmd.arg(b.bucket)
+        cmd.arg(b.digest_field.arg())
             .arg(b.digest)
             .arg(b.meta.len())
             .arg(b.state.len())

@@ -23,9 +23,9 @@ use quorumd_core::meta::Meta;
 use redis::{Script, Value};
 use std::sync::LazyLock;
 
-/// KEYS: the bucket digest hash, the value key, its sub-bucket metadata hash, its state hash,
+/// KEYS: the bucket digest key, the value key, its sub-bucket metadata hash, its state hash,
 /// its bucket's sub-digest hash.
-/// ARGV: bucket, sub-bucket, kind code, `1` to return the merged state (else `0`), then
+/// ARGV: the bucket's digest field (`DigestField::arg`), sub-bucket, kind code, `1` to return the merged state (else `0`), then
 /// field/value pairs, then the channel to announce the value's rewrite on (`own_writes_lua!`,
 /// `''` for none).
 /// Returns `{code, metadata or false, state or {}}`: code 1 changed, 0 unchanged, 4 the key
@@ -216,7 +216,7 @@ async fn merge_as(
         .key(&loc.meta_key)
         .key(state_key)
         .key(&loc.sub_digest_key);
-    inv.arg(loc.bucket)
+    inv.arg(loc.digest_field.arg())
         .arg(loc.sub)
         .arg(kind.code().to_string())
         .arg(want);

@@ -19,6 +19,13 @@ const CONVERT_LUA: &str = concat!(
 
 static CONVERT: LazyLock<Script> = LazyLock::new(|| Script::new(CONVERT_LUA));
 
+/// Turns the slot placement's bucket digests from one-field hashes into strings in place (see
+/// `convert_slot_digests.lua`). KEYS: digest keys.
+const CONVERT_SLOT_DIGESTS_LUA: &str = include_str!("../../lua/store/convert_slot_digests.lua");
+
+static CONVERT_SLOT_DIGESTS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(CONVERT_SLOT_DIGESTS_LUA));
+
 /// What a node says about its layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeLayout {
@@ -98,4 +105,31 @@ pub async fn convert(
         Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
         other => Err(protocol(format!("convert script returned {other:?}"))),
     }
+}
+
+/// Converts the slot placement's bucket digests `keys` (`Layout::digest_keys`) stored as
+/// one-field hashes, the form before 2026-12-07, into the strings this build reads and writes,
+/// keeping each value; returns how many were converted. Keys already strings, or absent, are
+/// left alone, so it is safe to run again. On a Redis Cluster, one call per slot.
+pub async fn convert_slot_digests(node: &Node, keys: &[String]) -> Result<u64, NodeError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let counts = node
+        .per_slot_groups(
+            keys,
+            |k| k.as_str(),
+            |group| async move {
+                let mut inv = CONVERT_SLOT_DIGESTS.prepare_invoke();
+                for k in &group {
+                    inv.key(k);
+                }
+                node.run_as(Traffic::Background, |mut c| async move {
+                    inv.invoke_async::<u64>(&mut c).await
+                })
+                .await
+            },
+        )
+        .await?;
+    Ok(counts.into_iter().sum())
 }

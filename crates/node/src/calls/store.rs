@@ -12,6 +12,7 @@ use super::{
 use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::{Content, StreamChecksum};
 use quorumd_core::hlc::Version;
+use quorumd_core::layout::DigestField;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::stream::{Consumer, Entry, Group, NO_ENTRIES_READ, Pending, Stream, StreamId};
 use redis::{Script, Value};
@@ -20,10 +21,10 @@ use std::sync::LazyLock;
 
 /// Applies a batch of versioned entries.
 ///
-/// KEYS, four per entry: the value key, its sub-bucket metadata hash, its bucket's digest hash
+/// KEYS, four per entry: the value key, its sub-bucket metadata hash, its bucket's digest key
 /// and its bucket's sub-digest hash.
-/// ARGV, seven per entry: bucket (field of the digest hash), sub-bucket (field of the sub-digest
-/// hash), encoded metadata, mode (`s` SET the payload as a string, `r` RESTORE the payload as a
+/// ARGV, seven per entry: the bucket's digest field (`DigestField::arg`: the bucket, or empty
+/// when the digest key is a string), sub-bucket (field of the sub-digest hash), encoded metadata, mode (`s` SET the payload as a string, `r` RESTORE the payload as a
 /// DUMP, `t` tombstone), payload, absolute expiry in ms (0 = none), condition (`''` none, `-`
 /// the key must have no metadata, otherwise a version the stored one must not be newer than;
 /// after a `#`, the entry is the accept of a read-modify-write's ballot, see PREPARE).
@@ -110,9 +111,9 @@ const RELEASE_PROMISE_LUA: &str = concat!(
 const DUMP_LUA: &str = include_str!("../../lua/store/dump.lua");
 
 /// Removes metadata entries that are exactly as expected (purged tombstones, long-expired
-/// values), keeping both digest levels in step. KEYS: the bucket digest hash, then per entry
-/// the value key, its sub-bucket metadata hash and its bucket's sub-digest hash. ARGV, three
-/// per entry: bucket, sub-bucket, the expected encoded metadata.
+/// values), keeping both digest levels in step. KEYS, four per entry: the value key, its
+/// sub-bucket metadata hash, its bucket's digest key and its sub-digest hash. ARGV, three per
+/// entry: the bucket's digest field (as for `APPLY`), sub-bucket, the expected encoded metadata.
 /// Last ARGV: the channel to announce the deleted values on (`own_writes_lua!`), `''` for none.
 /// Returns how many entries were removed.
 const PURGE_LUA: &str = concat!(
@@ -123,8 +124,9 @@ const PURGE_LUA: &str = concat!(
 );
 
 /// Recomputes both digest levels of a batch of buckets from their metadata and fixes the
-/// fields that drifted. KEYS: per bucket its digest hash, its sub-digest hash and its S
-/// sub-bucket metadata hashes. ARGV: S, then the buckets, in the same order.
+/// fields that drifted. KEYS: per bucket its digest key, its sub-digest hash and its S
+/// sub-bucket metadata hashes. ARGV: S, then per bucket, in the same order, its number and its
+/// digest field (`DigestField::arg`: empty when the digest key is a string).
 /// Returns the buckets where the bucket digest or any sub-digest was wrong.
 const REBUILD_DIGESTS_LUA: &str = concat!(
     "#!lua\n",
@@ -151,8 +153,9 @@ pub struct KeyLocation {
     pub key: Vec<u8>,
     /// The metadata hash of the key's sub-bucket.
     pub meta_key: String,
-    /// The hash holding the bucket's digest (field = bucket).
+    /// The key holding the bucket's digest, where `digest_field` says.
     pub digest_key: String,
+    pub digest_field: DigestField,
     /// The bucket's sub-digest hash (field = sub-bucket).
     pub sub_digest_key: String,
     pub bucket: u32,
@@ -328,7 +331,7 @@ async fn apply_slot(
             .key(&e.loc.meta_key)
             .key(&e.loc.digest_key)
             .key(&e.loc.sub_digest_key);
-        inv.arg(e.loc.bucket)
+        inv.arg(e.loc.digest_field.arg())
             .arg(e.loc.sub)
             .arg(e.meta.encode())
             .arg(mode)
@@ -1019,7 +1022,9 @@ pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64
                         .key(&loc.meta_key)
                         .key(&loc.digest_key)
                         .key(&loc.sub_digest_key);
-                    inv.arg(loc.bucket).arg(loc.sub).arg(meta.encode());
+                    inv.arg(loc.digest_field.arg())
+                        .arg(loc.sub)
+                        .arg(meta.encode());
                 }
                 inv.arg(&*node.own_writes_channel(&group[0].0.key));
                 node.run_as(Traffic::Background, |mut c| async move {
@@ -1036,8 +1041,9 @@ pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64
 #[derive(Debug, Clone)]
 pub struct BucketDigestKeys {
     pub bucket: u32,
-    /// The hash holding the bucket's digest (field = bucket).
+    /// The key holding the bucket's digest, where `digest_field` says.
     pub digest_key: String,
+    pub digest_field: DigestField,
     /// The bucket's sub-digest hash.
     pub sub_digest_key: String,
     /// Its S sub-bucket metadata hashes, in sub-bucket order.
@@ -1081,7 +1087,7 @@ async fn rebuild_slot_digests(
         for k in &b.meta_keys {
             inv.key(k);
         }
-        inv.arg(b.bucket);
+        inv.arg(b.bucket).arg(b.digest_field.arg());
     }
     node.run_as(Traffic::Background, |mut c| async move {
         inv.invoke_async(&mut c).await

@@ -5,26 +5,42 @@ use super::store::KeyLocation;
 use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::digest::DIGEST_MODULUS;
 use quorumd_core::hlc::wall_clock_ms;
+use quorumd_core::layout::DigestKeys;
 use quorumd_core::meta::Meta;
 use std::collections::HashMap;
-use std::ops::Range;
 
 /// One unit's metadata as a node holds it: key → metadata.
 pub type BucketMetas = HashMap<Vec<u8>, Meta>;
 
-/// All bucket digests of a node, given the hashes that hold them, each with the buckets whose
-/// digest it holds: one `HGETALL` for a hash of many buckets, one `HGET` for a hash of one
-/// (one per hash slot), all in one pipeline. Missing buckets are empty (0).
-pub async fn digests(
-    node: &Node,
-    digest_keys: &[(String, Range<u32>)],
-) -> Result<HashMap<u32, u64>, NodeError> {
+/// Keys per `MGET` of the slot digests: 16 commands for a server's 16,384, each short enough
+/// (about 1,024 × 20 bytes of answer) not to hold the server up for long.
+const DIGESTS_PER_MGET: usize = 1024;
+
+/// All bucket digests of a node, given where they are ([`Layout::digest_keys`]): one
+/// `HGETALL` of the hash that holds them all (`xxh3`), or the string of every slot (`slot`):
+/// on a server a pipeline of `MGET`s of [`DIGESTS_PER_MGET`] keys each, on a Redis Cluster one
+/// `GET` per slot (an `MGET` must stay in one slot there), which the node sends as one
+/// pipeline per master. Missing buckets are empty (0).
+///
+/// [`Layout::digest_keys`]: quorumd_core::layout::Layout::digest_keys
+pub async fn digests(node: &Node, keys: &DigestKeys) -> Result<HashMap<u32, u64>, NodeError> {
+    fn bad(e: impl std::fmt::Display) -> NodeError {
+        super::protocol(format!("bucket digests: {e}"))
+    }
     let mut pipe = redis::pipe();
-    for (key, buckets) in digest_keys {
-        if buckets.len() == 1 {
-            pipe.cmd("HGET").arg(key).arg(buckets.start);
-        } else {
+    match keys {
+        DigestKeys::Hash { key, .. } => {
             pipe.cmd("HGETALL").arg(key);
+        }
+        DigestKeys::Strings(keys) if node.is_cluster() => {
+            for k in keys {
+                pipe.cmd("GET").arg(k);
+            }
+        }
+        DigestKeys::Strings(keys) => {
+            for chunk in keys.chunks(DIGESTS_PER_MGET) {
+                pipe.cmd("MGET").arg(chunk);
+            }
         }
     }
     let replies: Vec<redis::Value> = node
@@ -32,16 +48,41 @@ pub async fn digests(
             pipe.query_async(&mut c).await
         })
         .await?;
-    let bad = |e| super::protocol(format!("bucket digests: {e}"));
     let mut out = HashMap::new();
-    for ((_, buckets), reply) in digest_keys.iter().zip(replies) {
-        if buckets.len() == 1 {
-            if let Some(d) = redis::from_redis_value::<Option<i64>>(reply).map_err(bad)? {
-                out.insert(buckets.start, reduced(d));
+    match keys {
+        DigestKeys::Hash { .. } => {
+            for reply in replies {
+                let all = redis::from_redis_value::<HashMap<u32, i64>>(reply).map_err(bad)?;
+                out.extend(all.into_iter().map(|(b, d)| (b, reduced(d))));
             }
-        } else {
-            let all = redis::from_redis_value::<HashMap<u32, i64>>(reply).map_err(bad)?;
-            out.extend(all.into_iter().map(|(b, d)| (b, reduced(d))));
+        }
+        DigestKeys::Strings(keys) => {
+            // One value per key, whether from the GETs or flattened from the MGETs.
+            let values: Vec<redis::Value> = if node.is_cluster() {
+                replies
+            } else {
+                let mut flat = Vec::with_capacity(keys.len());
+                for reply in replies {
+                    match reply {
+                        redis::Value::Array(items) => flat.extend(items),
+                        other => return Err(bad(format!("MGET answered {other:?}"))),
+                    }
+                }
+                flat
+            };
+            if values.len() != keys.len() {
+                return Err(bad(format!(
+                    "{} answers for {} digests",
+                    values.len(),
+                    keys.len()
+                )));
+            }
+            out.reserve(values.len());
+            for (bucket, reply) in (0u32..).zip(values) {
+                if let Some(d) = redis::from_redis_value::<Option<i64>>(reply).map_err(bad)? {
+                    out.insert(bucket, reduced(d));
+                }
+            }
         }
     }
     Ok(out)
@@ -66,7 +107,7 @@ pub async fn sub_digests(
         .collect())
 }
 
-/// A digest field's value as the node keeps it (an int64 that `add_digest` lets grow, see
+/// A digest's value as the node keeps it (an int64 that `add_digest` lets grow, see
 /// `digest_lua!`) reduced to the digest itself.
 fn reduced(field: i64) -> u64 {
     field.rem_euclid(DIGEST_MODULUS as i64) as u64

@@ -4,6 +4,7 @@
 //! place.
 
 use super::VersionedStore;
+use quorumd_core::layout::DigestKeys;
 use quorumd_node::calls::layout::{self, NodeLayout};
 use quorumd_node::pool::NodeError;
 
@@ -11,7 +12,8 @@ use quorumd_node::pool::NodeError;
 pub const ENTRY_FORMAT: &str = "3";
 
 /// Marked formats that `quorumd convert` turns into [`ENTRY_FORMAT`] in place (format 1 has no
-/// marker): format 2's text entries.
+/// marker): format 2's text entries, and under `placement = "slot"` its one-field digest
+/// hashes.
 const CONVERTIBLE_FORMATS: [&str; 1] = ["2"];
 
 /// The bucket digest hash of entry format 1, which had no marker: its presence on a node
@@ -81,6 +83,8 @@ pub struct ConvertReport {
     /// empty).
     pub nodes_converted: Vec<String>,
     pub entries_converted: u64,
+    /// Slot digests turned from one-field hashes into strings (`placement = "slot"` only).
+    pub slot_digests_converted: u64,
 }
 
 impl VersionedStore {
@@ -171,6 +175,13 @@ impl VersionedStore {
                     )
                     .await
                     .map_err(failed)?;
+                }
+                // Format 2 kept the slot placement's bucket digests as one-field hashes;
+                // format 3 keeps them as strings (`xxh3`'s one digest hash is unchanged).
+                if let DigestKeys::Strings(keys) = self.settings.layout.digest_keys() {
+                    report.slot_digests_converted += layout::convert_slot_digests(node, &keys)
+                        .await
+                        .map_err(failed)?;
                 }
                 report.nodes_converted.push(node.display.clone());
             }

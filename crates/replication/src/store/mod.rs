@@ -266,6 +266,7 @@ impl VersionedStore {
             key: key.to_vec(),
             meta_key: layout.meta_key(bucket, sub),
             digest_key: layout.digest_key(bucket),
+            digest_field: layout.digest_field(bucket),
             sub_digest_key: layout.sub_digest_key(bucket),
             bucket,
             sub,

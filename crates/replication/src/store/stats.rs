@@ -22,7 +22,7 @@ impl VersionedStore {
             super::layout::probe_key(prefix),
         ]
         .into_iter()
-        .chain(layout.digest_keys().into_iter().map(|(k, _)| k))
+        .chain(layout.digest_keys().keys())
         .chain(reserved.iter().cloned())
         .collect();
         let subs: Vec<String> = (0..layout.buckets)

@@ -210,6 +210,7 @@ pub async fn read_copies(
         .map(|&bucket| BucketLayout {
             bucket,
             digest_key: settings.layout.digest_key(bucket),
+            digest_field: settings.layout.digest_field(bucket),
             meta_keys: settings.layout.bucket_meta_keys(bucket),
             state_keys: vec![settings.layout.sub_digest_key(bucket)],
         })
@@ -341,6 +342,7 @@ fn prepare(
         copy: BucketCopy {
             bucket: layout.bucket,
             digest_key: layout.digest_key.clone(),
+            digest_field: layout.digest_field,
             digest: quorumd_core::digest::combine(hashes),
             entries: values.len(),
             meta: layout.meta_keys.iter().cloned().zip(read.meta).collect(),
@@ -487,6 +489,7 @@ mod tests {
         BucketLayout {
             bucket: 1,
             digest_key: "qd:d".into(),
+            digest_field: quorumd_core::layout::DigestField::Hash(1),
             meta_keys: vec!["qd:m:1".into()],
             state_keys: vec!["qd:s:1".into()],
         }

@@ -87,15 +87,30 @@ pub fn mismatched_buckets<D: Borrow<HashMap<u32, u64>>>(
     if digests.len() < 2 {
         return out;
     }
-    let of = |d: &D, bucket: u32| d.borrow().get(&bucket).copied().unwrap_or(0);
+    // Each node's digests laid out by bucket once, so that the comparison hashes nothing: with
+    // the slot placement's 16,384 buckets, four map lookups per bucket were the top symbol of
+    // a profile of quorumd in idle exchanges (7.6% of its samples).
+    let dense: Vec<Vec<u64>> = digests
+        .iter()
+        .map(|(_, d)| {
+            let mut by_bucket = vec![0u64; buckets as usize];
+            for (&bucket, &digest) in d.borrow() {
+                if let Some(at) = by_bucket.get_mut(bucket as usize) {
+                    *at = digest;
+                }
+            }
+            by_bucket
+        })
+        .collect();
     for bucket in 0..buckets {
-        let first = of(&digests[0].1, bucket);
-        if digests.iter().all(|(_, d)| of(d, bucket) == first) {
+        let b = bucket as usize;
+        let first = dense[0][b];
+        if dense.iter().all(|d| d[b] == first) {
             continue;
         }
         let mut by_digest: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
-        for (node, d) in digests {
-            by_digest.entry(of(d, bucket)).or_default().push(*node);
+        for ((node, _), d) in digests.iter().zip(&dense) {
+            by_digest.entry(d[b]).or_default().push(*node);
         }
         out.push(BucketMismatch {
             bucket,
@@ -269,6 +284,9 @@ mod tests {
             mismatched_buckets(&digests[..1], 4).is_empty(),
             "one node has nothing to compare with"
         );
+        // A stored 0 is an absent bucket, and buckets past the count are not compared.
+        let digests = vec![(0, d(&[(2, 0), (4, 8)])), (1, d(&[(4, 6)]))];
+        assert!(mismatched_buckets(&digests, 4).is_empty());
     }
 
     #[test]

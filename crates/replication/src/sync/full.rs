@@ -383,6 +383,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
                 .map(|&bucket| BucketDigestKeys {
                     bucket,
                     digest_key: settings.layout.digest_key(bucket),
+                    digest_field: settings.layout.digest_field(bucket),
                     sub_digest_key: settings.layout.sub_digest_key(bucket),
                     meta_keys: settings.layout.bucket_meta_keys(bucket),
                 })
