@@ -236,7 +236,10 @@ async fn checker_catches_a_stale_read_at_level_one() {
         http: tc.http.clone(),
     };
     let rec = Recorder::new();
-    rec.run(&cx, 0, "r", Some(1), "quorum").await;
+    // At `all`, so that node 2 surely holds value 1 before it is cut off: a quorum write
+    // answers after two nodes, and the third may still be applying it when the isolation
+    // starts, leaving node 2 with nothing to serve stale.
+    rec.run(&cx, 0, "r", Some(1), "all").await;
     tc.isolate(2).await;
     rec.run(&cx, 0, "r", Some(2), "quorum").await;
     tc.resume_without_hints(2).await;
