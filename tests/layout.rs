@@ -64,13 +64,7 @@ async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
     let r = tc.put("f:t", "timed", "ttl_ms=100000000").await;
     assert!(r.status().is_success());
     // A CRDT, whose entry's version is its state's hash.
-    let r = tc
-        .http
-        .post(format!("{}/v1/counters/f:c", tc.base))
-        .json(&serde_json::json!({ "delta": 5 }))
-        .send()
-        .await
-        .unwrap();
+    let r = tc.counter_add("f:c", 5).await;
     assert!(r.status().is_success(), "{:?}", r.text().await);
     let keys = ["f:a", "f:b", "f:h", "f:t", "f:c"];
     let mut before: Vec<Meta> = Vec::new();

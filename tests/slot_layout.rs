@@ -162,14 +162,7 @@ async fn slot_digests_are_strings_that_the_exchange_reads_and_repairs() {
         assert!(tc.put(k, format!("v {k}"), "").await.status().is_success());
     }
     assert!(tc.delete("{same}:3", "").await.status().is_success());
-    let url = format!("{}/v1/counters/%7Bctr%7D:hits", tc.base);
-    let r = tc
-        .http
-        .post(&url)
-        .json(&serde_json::json!({ "delta": 2 }))
-        .send()
-        .await
-        .unwrap();
+    let r = tc.counter_add("%7Bctr%7D:hits", 2).await;
     assert!(r.status().is_success(), "{}", r.status());
     let mut slots: Vec<u32> = keys
         .iter()
@@ -325,13 +318,7 @@ async fn crdt_state_lives_in_the_keys_slot() {
     let tc = TestCluster::start_with(3, slot_placement).await;
     let url = format!("{}/v1/counters/%7Bhits%7D:home", tc.base);
     for _ in 0..3 {
-        let r = tc
-            .http
-            .post(&url)
-            .json(&serde_json::json!({ "delta": 2 }))
-            .send()
-            .await
-            .unwrap();
+        let r = tc.counter_add("%7Bhits%7D:home", 2).await;
         assert!(r.status().is_success(), "{}", r.status());
     }
     let body = common::get_json(&tc.http, &url).await;

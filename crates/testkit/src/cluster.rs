@@ -169,6 +169,13 @@ impl TestCluster {
         req.send().await.expect("http delete")
     }
 
+    /// Adds `delta` to the PN-counter `name` (as it goes in the URL path, braces encoded).
+    pub async fn counter_add(&self, name: &str, delta: i64) -> Response {
+        let req = self.http.post(format!("{}/v1/counters/{name}", self.base));
+        let req = req.json(&serde_json::json!({ "delta": delta }));
+        req.send().await.expect("http post")
+    }
+
     /// GET `path` (e.g. `/v1/status`) of the service.
     pub async fn fetch(&self, path: &str) -> Response {
         self.http
