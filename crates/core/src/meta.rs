@@ -12,7 +12,7 @@
 //! | 6 | the content checksum, big-endian; only when the letter is not `-` |
 //! | 8 | the absolute expiry in ms, big-endian; only when the entry has one |
 //!
-//! 25 to 38 bytes, so a sub-bucket's hash of a few dozen entries stays in Redis's compact
+//! 25 to 39 bytes, so a sub-bucket's hash of a few dozen entries stays in Redis's compact
 //! listpack encoding (values up to 64 bytes by default), where entry format 2's text (about 80
 //! bytes) made it a hash table: about a third of the memory per key (decision 44).
 //!

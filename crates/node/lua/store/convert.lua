@@ -2,7 +2,7 @@
 -- (`version|kind|expiry|content|hash`) in KEYS (metadata hashes) to the binary format 3 in
 -- place; format 1 gains the content of the value the node holds now. The entry hash is kept:
 -- it is defined over the text fields, so every digest stays valid. Entries already binary
--- (at most 38 bytes; text ones are at least 41) are left alone. ARGV[1]: the letter of the
+-- (at most 39 bytes; text ones are at least 41) are left alone. ARGV[1]: the letter of the
 -- stream checksum (see content.lua). Returns the entries converted.
 local converted = 0
 for _, mkey in ipairs(KEYS) do
