@@ -484,24 +484,24 @@ async fn a_shard_down_takes_its_replica_out_for_its_slots_only() {
     tc.shutdown().await;
 }
 
-/// A master paused (SIGSTOP) long enough for its shard to be marked down misses the writes of
-/// its slots; when it answers again, its replica gets them back at once (hints replayed and an
-/// exchange run on the shard's return), with no background interval and no sweep asked for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shard_back_in_service_gets_the_writes_it_missed() {
+/// Three clusters of three masters; master 0 of replica 1 paused until its shard is marked
+/// down, then `KEYS` keys (`missed-{i}`) written at quorum, those of its slots missing it.
+/// Returns the cluster, the paused node and the keys.
+async fn writes_missed_by_a_paused_shard() -> (TestCluster, usize, Vec<String>) {
     let mut tc = TestCluster::start_clusters(3, (3, 0), |c| {
         c.sync.in_flight_window_ms = 0;
-        // The catch-up exchange reads 16,384 slot digests per replica.
+        // The exchanges that catch the shard up read 16,384 slot digests per replica.
         c.timeouts.node_ms = 3_000;
         c.timeouts.connect_ms = 3_000;
     })
     .await;
     let victim = 3;
+    let port = tc.cluster.nodes[victim].port();
     tc.cluster.nodes[victim].pause();
     quorumd_testkit::cluster::wait_until(
         Duration::from_secs(30),
-        "replica 1 reports one shard down",
-        || async { down_shards(&tc, 1).await.len() == 1 },
+        "replica 1 reports the shard down",
+        || async { shard_on(&tc, 1, port).await["up"] == false },
     )
     .await;
     let keys: Vec<String> = (0..KEYS).map(|i| format!("missed-{i}")).collect();
@@ -509,6 +509,15 @@ async fn a_shard_back_in_service_gets_the_writes_it_missed() {
         let r = tc.put(k, "written meanwhile", "consistency=quorum").await;
         assert!(r.status().is_success(), "{k}: {}", r.status());
     }
+    (tc, victim, keys)
+}
+
+/// A master paused (SIGSTOP) long enough for its shard to be marked down misses the writes of
+/// its slots; when it answers again, its replica gets them back at once (hints replayed and an
+/// exchange run on the shard's return), with no background interval and no sweep asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_back_in_service_gets_the_writes_it_missed() {
+    let (mut tc, victim, keys) = writes_missed_by_a_paused_shard().await;
     tc.cluster.nodes[victim].resume();
     let replica = redis::cluster::ClusterClient::new(seeds(&tc, 3)[1].clone())
         .unwrap()
@@ -1012,30 +1021,10 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
 /// replica's metadata for those keys, saw no node behind, and dropped their hints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hints_for_a_down_shard_wait_for_it_and_are_replayed_when_it_returns() {
-    let mut tc = TestCluster::start_clusters(3, (3, 0), |c| {
-        c.sync.in_flight_window_ms = 0;
-        // The exchanges read 16,384 slot digests per replica.
-        c.timeouts.node_ms = 3_000;
-        c.timeouts.connect_ms = 3_000;
-    })
-    .await;
-    let victim = 3; // master 0 of replica 1
-    let victim_port = tc.cluster.nodes[victim].port();
-    tc.cluster.nodes[victim].pause();
-    quorumd_testkit::cluster::wait_until(
-        Duration::from_secs(30),
-        "replica 1 reports the shard down",
-        || async { shard_on(&tc, 1, victim_port).await["up"] == false },
-    )
-    .await;
-    let shard = shard_on(&tc, 1, victim_port).await;
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("missed-{i}")).collect();
+    let (mut tc, victim, keys) = writes_missed_by_a_paused_shard().await;
+    let shard = shard_on(&tc, 1, tc.cluster.nodes[victim].port()).await;
     let missed: Vec<&String> = keys.iter().filter(|k| owns(&shard, k)).collect();
     assert!(!missed.is_empty());
-    for k in &keys {
-        let r = tc.put(k, "written meanwhile", "consistency=quorum").await;
-        assert!(r.status().is_success(), "{k}: {}", r.status());
-    }
     // The hints, on replica 0 (a holder), for replica 1.
     let hint_key = quorumd::store::hint_key(
         quorumd_testkit::cluster::key_prefix(),

@@ -1,7 +1,6 @@
 //! The layout marker: quorumd refuses nodes whose metadata has another layout, naming the
 //! difference and the way out, and `convert` turns entry formats 1 and 2 into format 3 in place.
 
-use quorumd::app::{App, Core};
 use quorumd::content::Content;
 use quorumd::meta::Meta;
 use quorumd::sync::SweepMode;
@@ -9,14 +8,7 @@ use quorumd_testkit::cluster::{self as common, TestCluster, command};
 use quorumd_testkit::old_formats::text_entry;
 
 async fn start_error(tc: &TestCluster) -> String {
-    let cfg = common::test_config(tc.cluster.urls());
-    match App::start(cfg.validate().unwrap()).await {
-        Ok(app) => {
-            app.shutdown().await.unwrap();
-            panic!("quorumd started against a node of another layout")
-        }
-        Err(e) => e.to_string(),
-    }
+    common::start_refused(common::test_config(tc.cluster.urls())).await
 }
 
 #[tokio::test]
@@ -97,10 +89,7 @@ async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
     assert!(e.contains(&format!("entry format {format}")), "{e}");
     assert!(e.contains("quorumd convert"), "{e}");
 
-    let cfg = common::test_config(tc.cluster.urls());
-    let core = Core::open(&cfg.validate().unwrap()).await.unwrap();
-    let report = core.store.convert_layout().await.unwrap();
-    core.store.pool().shutdown().await;
+    let report = common::convert(common::test_config(tc.cluster.urls())).await;
     assert_eq!(report.nodes_converted.len(), 3);
     assert_eq!(report.entries_converted, 15);
 

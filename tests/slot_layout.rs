@@ -2,7 +2,6 @@
 //! Redis Cluster hash slot, and reads, writes, the exchange, the full sweep and CRDTs work over
 //! it as over the `xxh3` placement. A node of the other placement is refused.
 
-use quorumd::app::App;
 use quorumd::calls;
 use quorumd::layout::{DigestKeys, Layout, Scheme, key_slot};
 use quorumd::sync::SweepMode;
@@ -346,13 +345,7 @@ async fn a_node_of_the_other_placement_is_refused() {
     tc.stop_service().await;
     let mut cfg = common::test_config(tc.cluster.urls());
     cfg.placement = Scheme::Slot;
-    let e = match App::start(cfg.validate().unwrap()).await {
-        Ok(app) => {
-            app.shutdown().await.unwrap();
-            panic!("quorumd started with the slot placement on nodes of the xxh3 one")
-        }
-        Err(e) => e.to_string(),
-    };
+    let e = common::start_refused(cfg).await;
     assert!(e.contains("placement is xxh3"), "{e}");
     assert!(e.contains("this configuration's is slot"), "{e}");
     assert!(e.contains("full sweep"), "{e}");
@@ -406,21 +399,11 @@ async fn a_format_two_slot_node_is_refused_and_converts_in_place() {
     }
     let mut cfg = common::test_config(tc.cluster.urls());
     slot_placement(&mut cfg);
-    let refused = match App::start(cfg.clone().validate().unwrap()).await {
-        Ok(app) => {
-            app.shutdown().await.unwrap();
-            panic!("a format-2 node was accepted")
-        }
-        Err(e) => e.to_string(),
-    };
+    let refused = common::start_refused(cfg.clone()).await;
     assert!(refused.contains("entry format 2"), "{refused}");
     assert!(refused.contains("quorumd convert"), "{refused}");
 
-    let core = quorumd::app::Core::open(&cfg.clone().validate().unwrap())
-        .await
-        .unwrap();
-    let report = core.store.convert_layout().await.unwrap();
-    core.store.pool().shutdown().await;
+    let report = common::convert(cfg.clone()).await;
     assert_eq!(report.nodes_converted.len(), 3, "{report:?}");
     assert_eq!(
         report.entries_converted,

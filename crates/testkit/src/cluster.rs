@@ -410,6 +410,28 @@ pub async fn command<T: redis::FromRedisValue>(
         .unwrap_or_else(|e| panic!("{words:?}: {e}"))
 }
 
+/// Starts quorumd with `cfg` expecting the start to be refused (a node of another layout), and
+/// returns the refusal's message.
+pub async fn start_refused(cfg: Config) -> String {
+    match App::start(cfg.validate().expect("valid test config")).await {
+        Ok(app) => {
+            app.shutdown().await.expect("shutdown");
+            panic!("quorumd started against a node of another layout")
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Runs `quorumd convert` with `cfg`, as the CLI does: every reachable node converted in place.
+pub async fn convert(cfg: Config) -> quorumd_replication::store::layout::ConvertReport {
+    let core = quorumd_service::app::Core::open(&cfg.validate().expect("valid test config"))
+        .await
+        .expect("open the nodes");
+    let report = core.store.convert_layout().await.expect("convert");
+    core.store.pool().shutdown().await;
+    report
+}
+
 /// Deletes the hints the nodes at `holders` keep for the node known as `identity`
 /// (`host:port/db`), so that node stays behind when it returns, as if the hints were lost.
 /// Hints are recorded in the background after a write has answered: this first waits until
