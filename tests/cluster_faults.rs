@@ -512,6 +512,25 @@ async fn writes_missed_by_a_paused_shard() -> (TestCluster, usize, Vec<String>) 
     (tc, victim, keys)
 }
 
+/// True when every key of `keys` holds the value `writes_missed_by_a_paused_shard` wrote, read
+/// over `c` (a cluster connection, or one straight to a master).
+async fn hold_the_missed_writes(
+    mut c: impl redis::aio::ConnectionLike,
+    keys: &[impl AsRef<str>],
+) -> bool {
+    for k in keys {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(k.as_ref())
+            .query_async(&mut c)
+            .await
+            .unwrap_or(None);
+        if v.as_deref() != Some("written meanwhile") {
+            return false;
+        }
+    }
+    true
+}
+
 /// A master paused (SIGSTOP) long enough for its shard to be marked down misses the writes of
 /// its slots; when it answers again, its replica gets them back at once (hints replayed and an
 /// exchange run on the shard's return), with no background interval and no sweep asked for.
@@ -527,23 +546,7 @@ async fn a_shard_back_in_service_gets_the_writes_it_missed() {
     quorumd_testkit::cluster::wait_until(
         Duration::from_secs(60),
         "replica 1 holds every write",
-        || {
-            let mut c = replica.clone();
-            let keys = keys.clone();
-            async move {
-                for k in &keys {
-                    let v: Option<String> = redis::cmd("GET")
-                        .arg(k)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap_or(None);
-                    if v.as_deref() != Some("written meanwhile") {
-                        return false;
-                    }
-                }
-                true
-            }
-        },
+        || hold_the_missed_writes(replica.clone(), &keys),
     )
     .await;
     tc.shutdown().await;
@@ -1070,23 +1073,7 @@ async fn hints_for_a_down_shard_wait_for_it_and_are_replayed_when_it_returns() {
     quorumd_testkit::cluster::wait_until(
         Duration::from_secs(60),
         "the shard's master holds every write it missed",
-        || {
-            let mut c = on_master.clone();
-            let missed = missed.clone();
-            async move {
-                for k in missed {
-                    let v: Option<String> = redis::cmd("GET")
-                        .arg(k)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap_or(None);
-                    if v.as_deref() != Some("written meanwhile") {
-                        return false;
-                    }
-                }
-                true
-            }
-        },
+        || hold_the_missed_writes(on_master.clone(), &missed),
     )
     .await;
     quorumd_testkit::cluster::wait_until(
