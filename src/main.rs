@@ -67,8 +67,9 @@ enum Cmd {
         json: bool,
     },
     /// Convert the nodes' metadata from entry format 1 (before content checksums) or 2 (text
-    /// entries) to this version's format, in place, and mark them. Values, versions and digests are kept. Run
-    /// it once, with quorumd stopped, when a start refuses the nodes' layout.
+    /// entries) to this version's format, and merge their sub-buckets into the configuration's
+    /// `sub_buckets` when it is lower, in place, and mark them. Values, versions and digests
+    /// are kept. Run it once, with quorumd stopped, when a start refuses the nodes' layout.
     Convert {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -141,9 +142,11 @@ async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
             core.store.pool().shutdown().await;
             let report = result?;
             println!(
-                "converted {} entries and {} slot digests on {} node(s){}; every reachable node is marked with this version's layout",
+                "converted {} entries and {} slot digests, and moved {} entries into {} sub-buckets per bucket, on {} node(s){}; every reachable node is marked with this configuration's layout",
                 report.entries_converted,
                 report.slot_digests_converted,
+                report.entries_moved,
+                validated.config.sub_buckets,
                 report.nodes_converted.len(),
                 if report.nodes_converted.is_empty() {
                     String::new()

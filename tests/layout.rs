@@ -148,3 +148,103 @@ async fn metadata_hashes_stay_compact() {
     }
     tc.shutdown().await;
 }
+
+/// Lowering `sub_buckets` is refused at start, naming `quorumd convert`, which merges every
+/// node's sub-buckets in place: afterwards each entry sits in its new sub-bucket unchanged,
+/// the bucket digests are the same, the merged sub-digests are exact and a full sweep finds
+/// nothing to do. Raising it is refused, with no conversion offered.
+#[tokio::test]
+async fn fewer_sub_buckets_are_refused_then_merged_in_place() {
+    let mut tc = TestCluster::start(3).await;
+    let before_layout = common::default_layout();
+    assert_eq!(before_layout.sub_buckets, 16);
+    let keys: Vec<String> = (0..60).map(|i| format!("sb:{i:02}")).collect();
+    for k in &keys {
+        assert!(tc.put(k, format!("v-{k}"), "").await.status().is_success());
+    }
+    assert!(tc.delete(&keys[0], "").await.status().is_success());
+    let r = tc.put(&keys[1], "timed", "ttl_ms=100000000").await;
+    assert!(r.status().is_success());
+    let mut metas = Vec::new();
+    for k in &keys {
+        metas.push(tc_meta(&tc, 0, k).await);
+    }
+    let mut digests = Vec::new();
+    for i in 0..3 {
+        digests.push(common::bucket_digests(&mut tc.direct(i).await).await);
+    }
+    tc.stop_service().await;
+
+    let mut cfg = common::test_config(tc.cluster.urls());
+    cfg.sub_buckets = 4;
+    let e = common::start_refused(cfg.clone()).await;
+    assert!(e.contains("in 16 sub-buckets per bucket"), "{e}");
+    assert!(e.contains("sub_buckets is 4"), "{e}");
+    assert!(e.contains("quorumd convert"), "{e}");
+
+    let report = common::convert(cfg.clone()).await;
+    let merged = keys
+        .iter()
+        .filter(|k| before_layout.place(k.as_bytes()).sub >= 4)
+        .count() as u64;
+    assert!(merged > 0, "some key must have been in a merged sub-bucket");
+    assert_eq!(report.nodes_converted.len(), 3, "{report:?}");
+    assert_eq!(report.entries_converted, 0, "{report:?}");
+    assert_eq!(report.entries_moved, 3 * merged, "{report:?}");
+    let after_layout = quorumd::layout::Layout {
+        sub_buckets: 4,
+        ..before_layout.clone()
+    };
+    for (i, digests_before) in digests.iter().enumerate() {
+        let mut c = tc.direct(i).await;
+        for (k, want) in keys.iter().zip(&metas) {
+            let old = before_layout.place(k.as_bytes());
+            let new = after_layout.place(k.as_bytes());
+            assert_eq!(new.sub, old.sub % 4);
+            let raw: Vec<u8> = command(
+                &mut c,
+                &["HGET", &after_layout.meta_key(new.bucket, new.sub), k],
+            )
+            .await;
+            assert_eq!(&Meta::parse(&raw).unwrap(), want, "{k} on node {i}");
+            if old.sub >= 4 {
+                let left: bool = command(
+                    &mut c,
+                    &["EXISTS", &before_layout.meta_key(old.bucket, old.sub)],
+                )
+                .await;
+                assert!(!left, "{k}'s old metadata hash is still on node {i}");
+            }
+        }
+        assert_eq!(
+            &common::bucket_digests(&mut c).await,
+            digests_before,
+            "node {i}"
+        );
+    }
+    let again = common::convert(cfg.clone()).await;
+    assert!(again.nodes_converted.is_empty(), "{again:?}");
+    assert_eq!(again.entries_moved, 0, "{again:?}");
+
+    tc.relaunch(cfg.clone()).await;
+    for k in &keys[2..] {
+        let r = tc.get(k, "").await;
+        assert_eq!(r.text().await.unwrap(), format!("v-{k}"));
+    }
+    let full = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(
+        full.digests_rebuilt, 0,
+        "the merged sub-digests are exact: {full:?}"
+    );
+    assert_eq!(full.divergence_left(), 0, "{full:?}");
+    assert_eq!(full.direct_changes.values().sum::<u64>(), 0, "{full:?}");
+
+    // More sub-buckets would need every key's hash: refused, without a conversion offered.
+    tc.stop_service().await;
+    cfg.sub_buckets = 8;
+    let e = common::start_refused(cfg).await;
+    assert!(e.contains("sub_buckets is 4"), "{e}");
+    assert!(e.contains("this configuration's is 8"), "{e}");
+    assert!(!e.contains("quorumd convert"), "{e}");
+    tc.shutdown().await;
+}

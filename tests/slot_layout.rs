@@ -356,8 +356,15 @@ async fn a_node_of_the_other_placement_is_refused() {
 /// format 3 in place: the same metadata, digests the exchange reads as before.
 #[tokio::test]
 async fn a_format_two_slot_node_is_refused_and_converts_in_place() {
-    let mut tc = TestCluster::start_with(3, slot_placement).await;
+    // Written as format 2 wrote it: 16 sub-buckets, the default then; the conversion also
+    // merges them into this build's default of 4 under `slot`.
+    let mut tc = TestCluster::start_with(3, |c| {
+        slot_placement(c);
+        c.sub_buckets = 16;
+    })
+    .await;
     let layout = layout_of(&tc);
+    assert_eq!(layout.sub_buckets, 16);
     let keys: Vec<String> = (0..24).map(|i| format!("f2:{i}")).collect();
     for k in &keys {
         assert!(tc.put(k, "v", "").await.status().is_success());
@@ -415,6 +422,21 @@ async fn a_format_two_slot_node_is_refused_and_converts_in_place() {
         3 * slots.len() as u64,
         "{report:?}"
     );
+    let merged = keys
+        .iter()
+        .filter(|k| layout.place(k.as_bytes()).sub >= 4)
+        .count() as u64;
+    assert!(merged > 0, "some key must have been in a merged sub-bucket");
+    assert_eq!(report.entries_moved, 3 * merged, "{report:?}");
+    for i in 0..3 {
+        let mut c = tc.direct(i).await;
+        for slot in &slots {
+            for sub in 4..16 {
+                let left: bool = command(&mut c, &["EXISTS", &layout.meta_key(*slot, sub)]).await;
+                assert!(!left, "slot {slot} sub-bucket {sub} left on node {i}");
+            }
+        }
+    }
 
     tc.relaunch(cfg).await;
     for (k, m) in keys.iter().zip(&metas) {
@@ -435,5 +457,9 @@ async fn a_format_two_slot_node_is_refused_and_converts_in_place() {
     assert_eq!(idle.buckets_mismatched, 0, "{idle:?}");
     let scrub = tc.sweep(SweepMode::Full, true).await;
     assert_eq!(scrub.direct_changes.values().sum::<u64>(), 0, "{scrub:?}");
+    // The merged sub-digests are exact: a real full sweep rebuilds none.
+    let full = tc.sweep(SweepMode::Full, false).await;
+    assert_eq!(full.digests_rebuilt, 0, "{full:?}");
+    assert_eq!(full.divergence_left(), 0, "{full:?}");
     tc.shutdown().await;
 }

@@ -34,6 +34,16 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Sub-buckets per bucket when the configuration leaves them unset: 65,536 metadata hashes
+    /// under either placement (4,096 × 16, 16,384 × 4), about 15 entries each at a million keys,
+    /// well inside Redis's compact listpack encoding (at most 128 entries by default).
+    pub fn default_sub_buckets(self) -> u32 {
+        match self {
+            Scheme::Xxh3 => 16,
+            Scheme::Slot => 4,
+        }
+    }
+
     /// The name in the configuration and in the layout marker.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -364,6 +374,30 @@ mod tests {
         assert_eq!(l.digest_field(12), DigestField::Hash(12));
         assert_eq!(l.digest_field(12).arg(), "12");
         assert_eq!(l.place(b"k"), crate::digest::placement(b"k", 4096, 16));
+    }
+
+    /// `quorumd convert` merges sub-bucket i into i mod S' when S' is lower: true only because
+    /// both placements take the sub-bucket from the low bits of the same hash.
+    #[test]
+    fn fewer_sub_buckets_are_the_low_bits_of_more() {
+        for scheme in [Scheme::Xxh3, Scheme::Slot] {
+            let buckets = if scheme == Scheme::Slot { SLOTS } else { 4096 };
+            let layout = |sub_buckets| Layout {
+                prefix: "qd:".into(),
+                scheme,
+                buckets,
+                sub_buckets,
+            };
+            let (more, fewer) = (layout(16), layout(4));
+            for i in 0..2_000u32 {
+                let key = format!("k{i}");
+                let (a, b) = (more.place(key.as_bytes()), fewer.place(key.as_bytes()));
+                assert_eq!(a.bucket, b.bucket, "{key}");
+                assert_eq!(a.sub % 4, b.sub, "{key} under {scheme:?}");
+            }
+        }
+        assert_eq!(Scheme::Xxh3.default_sub_buckets() * 4096, 65_536);
+        assert_eq!(Scheme::Slot.default_sub_buckets() * SLOTS, 65_536);
     }
 
     #[test]

@@ -68,10 +68,12 @@ pub struct Config {
     /// `xxh3`, 16384 under `slot`. Default 0, meaning the placement's own (4096 under `xxh3`,
     /// 16384 under `slot`).
     pub buckets: u32,
-    /// Sub-buckets per bucket, a power of two, fixed for the lifetime of a cluster. Each bucket's
-    /// metadata is split into this many hashes, each with its own digest, so a digest exchange
-    /// that finds a bucket differing reads only the sub-buckets that differ (about 1/S of the
-    /// bucket). Default 16.
+    /// Sub-buckets per bucket, a power of two. Each bucket's metadata is split into this many
+    /// hashes, each with its own digest, so a digest exchange that finds a bucket differing
+    /// reads only the sub-buckets that differ (about 1/S of the bucket). Fixed for the lifetime
+    /// of a cluster, except that `quorumd convert` merges a node's sub-buckets into fewer.
+    /// Default 0, meaning the placement's own: 16 under `xxh3` and 4 under `slot`, 65,536
+    /// metadata hashes either way.
     pub sub_buckets: u32,
     /// Quorum sizes and default consistency.
     pub quorum: QuorumConfig,
@@ -103,7 +105,7 @@ impl Default for Config {
             key_prefix: "qd:".into(),
             placement: Scheme::default(),
             buckets: 0,
-            sub_buckets: 16,
+            sub_buckets: 0,
             quorum: QuorumConfig::default(),
             timeouts: TimeoutConfig::default(),
             http: HttpConfig::default(),
@@ -638,6 +640,9 @@ impl Config {
                 Scheme::Slot => SLOTS,
             };
         }
+        if self.sub_buckets == 0 {
+            self.sub_buckets = self.placement.default_sub_buckets();
+        }
         if self.placement == Scheme::Slot && self.buckets != SLOTS {
             return Err(invalid(
                 "buckets",
@@ -820,7 +825,8 @@ impl Config {
         })
     }
 
-    /// Where quorumd's keys live on the nodes. `buckets` is resolved by `validate`.
+    /// Where quorumd's keys live on the nodes. `buckets` and `sub_buckets` are resolved by
+    /// `validate`.
     pub fn layout(&self) -> Layout {
         Layout {
             prefix: self.key_prefix.clone(),
@@ -957,7 +963,11 @@ mod tests {
         c.key_prefix = "{qd}:".into();
         assert_eq!(field_of(c.validate().unwrap_err()), "key_prefix");
         let mut c = with_nodes(&["redis://a:1"]);
-        for bad in [0, 12, 2048] {
+        assert_eq!(c.clone().validate().unwrap().config.sub_buckets, 16);
+        c.placement = Scheme::Slot;
+        assert_eq!(c.clone().validate().unwrap().config.sub_buckets, 4);
+        c.placement = Scheme::Xxh3;
+        for bad in [12, 2048] {
             c.sub_buckets = bad;
             assert_eq!(
                 field_of(c.clone().validate().unwrap_err()),

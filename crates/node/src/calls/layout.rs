@@ -1,8 +1,8 @@
 //! The layout marker (`{prefix}layout`): which entry format and placement a node's metadata
 //! uses, so that quorumd never reads metadata of another layout as its own, and the in-place
-//! conversion of entry format 1.
+//! conversions: entry formats 1 and 2, and sub-buckets merged into fewer.
 
-use super::{content_lua, entry_lua, protocol};
+use super::{content_lua, digest_lua, entry_lua, protocol};
 use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::content::StreamChecksum;
 use redis::{Script, Value};
@@ -25,6 +25,16 @@ const CONVERT_SLOT_DIGESTS_LUA: &str = include_str!("../../lua/store/convert_slo
 
 static CONVERT_SLOT_DIGESTS: LazyLock<Script> =
     LazyLock::new(|| Script::new(CONVERT_SLOT_DIGESTS_LUA));
+
+/// Merges buckets' sub-bucket metadata hashes into fewer (see `merge_sub_buckets.lua`).
+const MERGE_SUB_BUCKETS_LUA: &str = concat!(
+    "#!lua\n",
+    digest_lua!(),
+    entry_lua!(),
+    include_str!("../../lua/store/merge_sub_buckets.lua")
+);
+
+static MERGE_SUB_BUCKETS: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE_SUB_BUCKETS_LUA));
 
 /// What a node says about its layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,4 +142,59 @@ pub async fn convert_slot_digests(node: &Node, keys: &[String]) -> Result<u64, N
         )
         .await?;
     Ok(counts.into_iter().sum())
+}
+
+/// One bucket's keys for [`merge_sub_buckets`].
+#[derive(Debug, Clone)]
+pub struct BucketSubKeys {
+    /// The bucket's sub-digest hash.
+    pub sub_digest_key: String,
+    /// Its metadata hashes under the node's present sub-bucket count, in sub-bucket order.
+    pub meta_keys: Vec<String>,
+}
+
+/// Merges each bucket's metadata hashes into `target` sub-buckets (a power of two below their
+/// present count, the same for every bucket) in place, with the sub-digests summed again;
+/// returns the entries moved. On a Redis Cluster, one call per slot.
+pub async fn merge_sub_buckets(
+    node: &Node,
+    buckets: &[BucketSubKeys],
+    target: u32,
+) -> Result<u64, NodeError> {
+    let Some(from) = buckets.first().map(|b| b.meta_keys.len()) else {
+        return Ok(0);
+    };
+    if !target.is_power_of_two() || target as usize >= from {
+        return Err(protocol(format!(
+            "cannot merge {from} sub-buckets into {target}"
+        )));
+    }
+    if let Some(b) = buckets.iter().find(|b| b.meta_keys.len() != from) {
+        return Err(protocol(format!(
+            "{} given {} metadata hashes, the others {from}",
+            b.sub_digest_key,
+            b.meta_keys.len()
+        )));
+    }
+    let moved = node
+        .per_slot_groups(
+            buckets,
+            |b| b.sub_digest_key.as_str(),
+            |group| async move {
+                let mut inv = MERGE_SUB_BUCKETS.prepare_invoke();
+                for b in &group {
+                    inv.key(&b.sub_digest_key);
+                    for k in &b.meta_keys {
+                        inv.key(k);
+                    }
+                }
+                inv.arg(target).arg(from);
+                node.run_as(Traffic::Background, |mut c| async move {
+                    inv.invoke_async::<u64>(&mut c).await
+                })
+                .await
+            },
+        )
+        .await?;
+    Ok(moved.into_iter().sum())
 }

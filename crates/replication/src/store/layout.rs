@@ -1,12 +1,13 @@
 //! The layout marker every node carries (`{prefix}layout`): the entry format and the
 //! placement its metadata uses. quorumd checks it at start and refuses nodes of another layout
 //! instead of misreading their metadata; `quorumd convert` converts entry formats 1 and 2 in
-//! place.
+//! place, and merges a node's sub-buckets into the fewer the configuration asks for.
 
 use super::VersionedStore;
-use quorumd_core::layout::DigestKeys;
-use quorumd_node::calls::layout::{self, NodeLayout};
-use quorumd_node::pool::NodeError;
+use quorumd_core::layout::{DigestKeys, Layout};
+use quorumd_node::calls::layout::{self, BucketSubKeys, NodeLayout};
+use quorumd_node::pool::{Node, NodeError};
+use std::collections::HashMap;
 
 /// The entry format this build writes: binary, see `quorumd_core::meta`.
 pub const ENTRY_FORMAT: &str = "3";
@@ -72,6 +73,14 @@ pub enum LayoutError {
         expected: String,
         prefix: String,
     },
+    #[error(
+        "{node} holds quorumd metadata in {found} sub-buckets per bucket, and this configuration's sub_buckets is {expected}. Merge them into {expected} in place with `quorumd convert` (values, versions and digests are kept), or start quorumd with sub_buckets = {found}"
+    )]
+    MoreSubBuckets {
+        node: String,
+        found: u32,
+        expected: u32,
+    },
     #[error("checking the layout on {node}: {source}")]
     Node { node: String, source: NodeError },
 }
@@ -85,6 +94,9 @@ pub struct ConvertReport {
     pub entries_converted: u64,
     /// Slot digests turned from one-field hashes into strings (`placement = "slot"` only).
     pub slot_digests_converted: u64,
+    /// Entries moved into fewer sub-buckets (the configuration's `sub_buckets` lower than the
+    /// node's).
+    pub entries_moved: u64,
 }
 
 impl VersionedStore {
@@ -104,8 +116,9 @@ impl VersionedStore {
         self.visit_layouts(false).await.map(drop)
     }
 
-    /// Converts entry formats 1 and 2 to this build's format on every reachable node, in
-    /// place, and marks it; nodes already of this layout are left as they are.
+    /// Converts entry formats 1 and 2 to this build's format, and merges sub-buckets into the
+    /// configuration's fewer, on every reachable node, in place, and marks it; nodes already
+    /// of this layout are left as they are.
     #[tracing::instrument(name = "store.convert_layout", skip_all)]
     pub async fn convert_layout(&self) -> Result<ConvertReport, LayoutError> {
         self.visit_layouts(true).await
@@ -129,60 +142,24 @@ impl VersionedStore {
                 ) => continue,
                 Err(e) => return Err(failed(e)),
             };
-            let old = match found {
-                NodeLayout::Marked(fields) => {
-                    let format = fields.get("format").map(String::as_str).unwrap_or_default();
-                    let old = CONVERTIBLE_FORMATS.iter().find(|f| **f == format).copied();
-                    for (field, want) in &expected {
-                        let found = fields.get(*field).cloned().unwrap_or_default();
-                        // The format is the one difference a conversion mends.
-                        if &found != want && !(*field == "format" && old.is_some()) {
-                            return Err(LayoutError::Mismatch {
-                                node: node.display.clone(),
-                                field,
-                                found: if found.is_empty() {
-                                    "unset".into()
-                                } else {
-                                    found
-                                },
-                                expected: want.clone(),
-                                prefix: prefix.clone(),
-                            });
-                        }
-                    }
-                    match old {
-                        Some(format) => Some((format, "text entries, before the binary ones")),
-                        None => continue,
-                    }
-                }
-                NodeLayout::Unmarked => Some(("1", "from before content checksums")),
-                NodeLayout::Empty => None,
+            let work = match found {
+                NodeLayout::Marked(fields) => match self.conversion_for(node, &fields)? {
+                    Some(work) => work,
+                    None => continue,
+                },
+                NodeLayout::Unmarked => Conversion {
+                    format: Some(("1", "from before content checksums")),
+                    sub_buckets_from: None,
+                },
+                NodeLayout::Empty => Conversion::default(),
             };
-            if let Some((format, what)) = old {
+            if work.format.is_some() || work.sub_buckets_from.is_some() {
                 if !convert {
-                    return Err(LayoutError::OldFormat {
-                        node: node.display.clone(),
-                        format,
-                        what,
-                        prefix: prefix.clone(),
-                    });
+                    return Err(work.refusal(node, &self.settings.layout));
                 }
-                for bucket in 0..self.settings.layout.buckets {
-                    report.entries_converted += layout::convert(
-                        node,
-                        &self.settings.layout.bucket_meta_keys(bucket),
-                        self.settings.stream_checksum,
-                    )
+                self.convert_node(node, &work, &mut report)
                     .await
                     .map_err(failed)?;
-                }
-                // Format 2 kept the slot placement's bucket digests as one-field hashes;
-                // format 3 keeps them as strings (`xxh3`'s one digest hash is unchanged).
-                if let DigestKeys::Strings(keys) = self.settings.layout.digest_keys() {
-                    report.slot_digests_converted += layout::convert_slot_digests(node, &keys)
-                        .await
-                        .map_err(failed)?;
-                }
                 report.nodes_converted.push(node.display.clone());
             }
             let fields: Vec<(&str, String)> =
@@ -190,5 +167,120 @@ impl VersionedStore {
             layout::write(node, &key, &fields).await.map_err(failed)?;
         }
         Ok(report)
+    }
+
+    /// What a marked node needs before this build can use it: `None` when its marker is this
+    /// layout's; an error when it differs in a way no conversion mends.
+    fn conversion_for(
+        &self,
+        node: &Node,
+        fields: &HashMap<String, String>,
+    ) -> Result<Option<Conversion>, LayoutError> {
+        let format = fields.get("format").map(String::as_str).unwrap_or_default();
+        let old_format = CONVERTIBLE_FORMATS.iter().find(|f| **f == format).copied();
+        // Fewer sub-buckets are the larger count's low bits, so merging into fewer is a
+        // conversion; more would need each key's hash, which Lua cannot compute.
+        let sub_buckets_from = fields
+            .get("sub_buckets")
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|&s| s.is_power_of_two() && s > self.settings.layout.sub_buckets);
+        for (field, want) in self.expected_layout() {
+            let found = fields.get(field).cloned().unwrap_or_default();
+            let mended = match field {
+                "format" => old_format.is_some(),
+                "sub_buckets" => sub_buckets_from.is_some(),
+                _ => false,
+            };
+            if found != want && !mended {
+                return Err(LayoutError::Mismatch {
+                    node: node.display.clone(),
+                    field,
+                    found: if found.is_empty() {
+                        "unset".into()
+                    } else {
+                        found
+                    },
+                    expected: want,
+                    prefix: self.settings.layout.prefix.clone(),
+                });
+            }
+        }
+        let work = Conversion {
+            format: old_format.map(|f| (f, "text entries, before the binary ones")),
+            sub_buckets_from,
+        };
+        Ok((work.format.is_some() || work.sub_buckets_from.is_some()).then_some(work))
+    }
+
+    /// Converts one node in place: its entries to this format, then its sub-buckets merged.
+    async fn convert_node(
+        &self,
+        node: &Node,
+        work: &Conversion,
+        report: &mut ConvertReport,
+    ) -> Result<(), NodeError> {
+        let target = &self.settings.layout;
+        // The node's metadata is where its own sub-bucket count put it until the merge.
+        let on_node = Layout {
+            sub_buckets: work.sub_buckets_from.unwrap_or(target.sub_buckets),
+            ..target.clone()
+        };
+        if work.format.is_some() {
+            for bucket in 0..on_node.buckets {
+                report.entries_converted += layout::convert(
+                    node,
+                    &on_node.bucket_meta_keys(bucket),
+                    self.settings.stream_checksum,
+                )
+                .await?;
+            }
+            // Format 2 kept the slot placement's bucket digests as one-field hashes; format 3
+            // keeps them as strings (`xxh3`'s one digest hash is unchanged).
+            if let DigestKeys::Strings(keys) = on_node.digest_keys() {
+                report.slot_digests_converted += layout::convert_slot_digests(node, &keys).await?;
+            }
+        }
+        if work.sub_buckets_from.is_some() {
+            let buckets: Vec<BucketSubKeys> = (0..on_node.buckets)
+                .map(|bucket| BucketSubKeys {
+                    sub_digest_key: on_node.sub_digest_key(bucket),
+                    meta_keys: on_node.bucket_meta_keys(bucket),
+                })
+                .collect();
+            // A few dozen buckets per call: each call blocks the node while it moves them.
+            for chunk in buckets.chunks(64) {
+                report.entries_moved +=
+                    layout::merge_sub_buckets(node, chunk, target.sub_buckets).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one node needs converted.
+#[derive(Debug, Default)]
+struct Conversion {
+    /// Its entry format, when older than this build's, and what that format was.
+    format: Option<(&'static str, &'static str)>,
+    /// Its sub-bucket count, when more than this configuration's.
+    sub_buckets_from: Option<u32>,
+}
+
+impl Conversion {
+    /// The refusal at start, naming what `quorumd convert` would do.
+    fn refusal(&self, node: &Node, layout: &Layout) -> LayoutError {
+        match (self.format, self.sub_buckets_from) {
+            (Some((format, what)), _) => LayoutError::OldFormat {
+                node: node.display.clone(),
+                format,
+                what,
+                prefix: layout.prefix.clone(),
+            },
+            (None, found) => LayoutError::MoreSubBuckets {
+                node: node.display.clone(),
+                found: found.unwrap_or_default(),
+                expected: layout.sub_buckets,
+            },
+        }
     }
 }
