@@ -27,14 +27,17 @@
 //!    keys (as `benches/direct.rs` measures it; target at most 50 B/key).
 //! 4. **Memory per key on 3-master clusters**: the same, over the three masters of the first
 //!    cluster replica (the clusters flushed first), against a plain 3-master cluster given the
-//!    same keys as plain `SET`s, each to the master that owns its slot.
+//!    same keys as plain `SET`s, each to the master that owns its slot. With those keys loaded,
+//!    a round of idle exchanges over the three clusters (median, and quorumd's CPU per
+//!    exchange; target under 50 ms).
 //!
 //! Environment: `CLUSTER_BENCH_KEYS` = K (default 100,000), `BENCH_ROUNDS` (default 3),
 //! `BENCH_SECONDS` (3), `BENCH_CONCURRENCY` (32), `BENCH_KEYS` (10,000),
 //! `CLUSTER_BENCH_IDLE_SMALL_KEYS` and `CLUSTER_BENCH_IDLE_KEYS` (K_small and K of part 3,
 //! default 100,000 and 1,000,000), `CLUSTER_BENCH_MEMORY_KEYS` (part 4, default 100,000),
 //! `CLUSTER_BENCH_PARTS` (a comma-separated subset of `heal,throughput,idle,memory`, default
-//! all). Under `cargo test
+//! all), `CLUSTER_BENCH_SUB_BUCKETS` (`sub_buckets` of every quorumd; default 0, the
+//! placement's own). Under `cargo test
 //! --all-targets` (no `--bench`) a smoke pass runs (small K, one short round) and writes no
 //! report. The exit status is non-zero when a heal leaves keys missing, a sweep reports
 //! errors, or an operation fails.
@@ -76,6 +79,9 @@ struct Settings {
     seconds: f64,
     clients: usize,
     keys: u64,
+    /// `sub_buckets` of every quorumd: the operator's memory lever, so that counts can be
+    /// compared in one binary (0: the placement's own).
+    sub_buckets: u32,
 }
 
 impl Settings {
@@ -106,6 +112,7 @@ impl Settings {
         let idle_keys = env_number("CLUSTER_BENCH_IDLE_KEYS", 1_000_000u64)?;
         let idle_small = env_number("CLUSTER_BENCH_IDLE_SMALL_KEYS", 100_000u64)?.min(idle_keys);
         let memory_keys = env_number("CLUSTER_BENCH_MEMORY_KEYS", 100_000u64)?;
+        let sub_buckets = env_number("CLUSTER_BENCH_SUB_BUCKETS", 0u32)?;
         if idle_small == 0 || memory_keys == 0 {
             return Err(
                 "CLUSTER_BENCH_IDLE_KEYS, CLUSTER_BENCH_IDLE_SMALL_KEYS and \
@@ -125,6 +132,7 @@ impl Settings {
                 seconds,
                 clients,
                 keys,
+                sub_buckets,
             }
         } else {
             Settings {
@@ -138,17 +146,19 @@ impl Settings {
                 seconds: 0.3,
                 clients: clients.min(4),
                 keys: 200,
+                sub_buckets,
             }
         })
     }
 }
 
-fn config(nodes: Vec<String>) -> Config {
+fn config(nodes: Vec<String>, s: &Settings) -> Config {
     let mut cfg = Config {
         nodes,
         ..Config::default()
     };
     cfg.placement = Scheme::Slot;
+    cfg.sub_buckets = s.sub_buckets;
     cfg.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.resp.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     // Nothing in the background: every sweep is one the bench runs and times.
@@ -404,7 +414,7 @@ async fn start_setup(
     nodes: Vec<String>,
     s: &Settings,
 ) -> Result<Setup, String> {
-    let app = start_app(config(nodes)).await?;
+    let app = start_app(config(nodes, s)).await?;
     let resp = app.resp_addr().ok_or("resp listener disabled")?;
     let mut clients = Vec::new();
     for _ in 0..s.clients {
@@ -660,7 +670,7 @@ async fn idle_and_memory(
         ("xxh3", Scheme::Xxh3, &standalone[0]),
         ("slot", Scheme::Slot, &standalone[1]),
     ] {
-        let mut cfg = config(dc.urls());
+        let mut cfg = config(dc.urls(), s);
         cfg.placement = scheme;
         // The load's APPLY batches of 1,000 entries on a node holding a million keys can take
         // over the 5 s node timeout on the shared cores (one run failed so): the timeouts bound
@@ -750,19 +760,32 @@ async fn idle_and_memory(
     Ok(IdleResults { stages })
 }
 
+/// What part 4 measured.
+struct ClusterMemory {
+    /// `used_memory` growth of replica 0's masters with the versioned keys.
+    versioned: u64,
+    /// That of the plain cluster's masters with the same keys as plain `SET`s.
+    plain: u64,
+    /// Idle exchanges over the three clusters with the keys loaded: (median ms, quorumd CPU ms
+    /// per exchange).
+    idle: (f64, f64),
+}
+
 /// Memory per key on a 3-master cluster under the slot placement: `used_memory` of replica 0's
 /// masters grown by K versioned keys, minus that of a plain cluster's masters grown by the same
-/// keys as plain `SET`s. Returns (versioned growth, plain growth).
+/// keys as plain `SET`s; and, with the keys loaded, idle exchanges over the clusters (each
+/// bucket digest read with one `GET` per slot, pipelined per master).
 async fn cluster_memory(
     clusters: &DevCluster,
     urls: Vec<String>,
     plain: &DevCluster,
-    keys: u64,
-) -> Result<(u64, u64), String> {
+    s: &Settings,
+) -> Result<ClusterMemory, String> {
+    let keys = s.memory_keys;
     for server in &clusters.nodes {
         let _: () = command(&direct(&server.url()).await?, &redis::cmd("FLUSHALL")).await?;
     }
-    let app = start_app(config(urls)).await?;
+    let app = start_app(config(urls, s)).await?;
     let mut versioned = Vec::new();
     for n in &clusters.nodes[..MASTERS] {
         versioned.push(direct(&n.url()).await?);
@@ -777,20 +800,34 @@ async fn cluster_memory(
     ];
     let started = Instant::now();
     let loaded = load_versioned(&app, 0..keys).await;
-    shut_down(app).await?;
-    loaded?;
+    let mut servers = Vec::new();
+    for n in &clusters.nodes {
+        servers.push(direct(&n.url()).await?);
+    }
+    let setup = IdleSetup {
+        name: "3 clusters",
+        app,
+        servers,
+    };
+    let idle = match loaded {
+        Ok(()) => idle_round(&setup, s.idle_reps).await,
+        Err(e) => Err(e),
+    };
+    shut_down(setup.app).await?;
+    let (idle_ms, idle_cpu_ms, _) = idle?;
     load_plain(&plain_masters, 0..keys).await?;
     println!(
-        "loaded {} keys on the clusters and the plain cluster in {:.1} s",
+        "loaded {} keys on the clusters and the plain cluster in {:.1} s; idle exchange over the clusters {idle_ms:.1} ms (quorumd CPU {idle_cpu_ms:.1} ms)",
         grouped(keys as usize),
         started.elapsed().as_secs_f64()
     );
-    Ok((
-        sum_used_memory(&versioned).await?.saturating_sub(before[0]),
-        sum_used_memory(&plain_masters)
+    Ok(ClusterMemory {
+        versioned: sum_used_memory(&versioned).await?.saturating_sub(before[0]),
+        plain: sum_used_memory(&plain_masters)
             .await?
             .saturating_sub(before[1]),
-    ))
+        idle: (idle_ms, idle_cpu_ms),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -866,7 +903,7 @@ async fn run(
     let row = |a: String, b: String, c: String, d: String, e: &str| vec![a, b, c, d, e.to_string()];
     if s.runs("heal") {
         // 1. Heal, on its own service (nothing else running).
-        let app = start_app(config(urls.clone())).await?;
+        let app = start_app(config(urls.clone(), s)).await?;
         let heal = heal(clusters, &app, s).await;
         shut_down(app).await?;
         let heal = heal?;
@@ -1016,8 +1053,22 @@ async fn run(
 
     if let Some(plain) = &extra.plain_cluster {
         // 4. Memory per key on 3-master clusters.
-        let (versioned, plain_grown) = cluster_memory(clusters, urls, plain, s.memory_keys).await?;
+        let measured = cluster_memory(clusters, urls, plain, s).await?;
+        let (versioned, plain_grown) = (measured.versioned, measured.plain);
         let k = s.memory_keys as f64;
+        rows.push(row(
+            format!(
+                "idle exchange, 3 clusters of 3 masters, placement slot, {} keys",
+                grouped(s.memory_keys as usize)
+            ),
+            format!(
+                "{:.1} ms (quorumd CPU {:.1} ms)",
+                measured.idle.0, measured.idle.1
+            ),
+            String::new(),
+            String::new(),
+            "< 50 ms",
+        ));
         rows.push(row(
             format!(
                 "metadata bytes per key, 3-master cluster, placement slot, {} keys",
@@ -1044,7 +1095,7 @@ async fn run(
     println!("\n{}", support::text_table(&header, &align, &rows));
     if full_run() {
         let md = format!(
-            "# Cluster replicas\n\n{} rounds; parts {}; K = {} keys for the heal; {} clients, {} s a phase, {} keys; idle exchange at {} and {} keys, {} exchanges a round; cluster memory at {} keys.\n\n{}",
+            "# Cluster replicas\n\n{} rounds; parts {}; K = {} keys for the heal; {} clients, {} s a phase, {} keys; idle exchange at {} and {} keys, {} exchanges a round; cluster memory at {} keys; sub_buckets {} (0: the placement's own).\n\n{}",
             s.rounds,
             s.parts.join(","),
             s.heal_keys,
@@ -1055,6 +1106,7 @@ async fn run(
             s.idle_keys,
             s.idle_reps,
             s.memory_keys,
+            s.sub_buckets,
             support::markdown_table(&header, &align, &rows)
         );
         let path = support::write_report("cluster", &md)?;
