@@ -841,8 +841,10 @@ fn owns(shard: &serde_json::Value, key: &str) -> bool {
 /// Writes of the other shards' keys at `all` keep succeeding all along, none of them waiting
 /// for the node timeout, and the replica is never `suspect` as a whole. Before, the timeout
 /// made the whole replica suspect and refused every slot until that probe, which itself waits
-/// the node timeout on the stopped master: writes at `all` failed for every key. Also checks
-/// the per-shard gauges and latencies.
+/// the node timeout on the stopped master: writes at `all` failed for every key. The stopped
+/// master's keys are written at quorum meanwhile, so calls pile up on it: with batching lanes
+/// per replica instead of per master, the other keys' writes queued behind them waited the
+/// node timeout. Also checks the per-shard gauges and latencies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replica() {
     const NODE_MS: u64 = 2_000;
@@ -851,9 +853,6 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
         c.timeouts.node_ms = NODE_MS;
         // The request, not the probe, must be the first to meet the stopped master.
         c.timeouts.health_interval_ms = 60_000;
-        // A call stuck on the stopped master takes one call slot per lane; the other keys'
-        // calls have others (the lanes' coupling is not what this test is about).
-        c.quorum.batch_in_flight = 4;
     })
     .await;
     let victim = 3; // master 0 of replica 1
@@ -899,10 +898,9 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
         })
     };
     // The stopped master's keys, one write at a time, on its way to it when it stops. At
-    // `all`, so that each waits for replica 1's answer: at quorum the writer would not wait
-    // for the stopped master, its calls would pile up in replica 1's write lane until the
-    // shard is held back, and the other keys' writes queued behind them would wait too (the
-    // lanes' coupling of slots, a known gap in ARCHITECTURE.md).
+    // quorum, so the writer does not wait for the stopped master and its calls pile up in
+    // that master's write lane until the shard is held back. With one lane per replica, the
+    // other keys' writes queued behind them (or batched with them) waited the node timeout.
     let doomed = {
         let (http, base, stop) = (tc.http.clone(), tc.base.clone(), stop.clone());
         let keys = on_victim.clone();
@@ -911,7 +909,7 @@ async fn a_master_stopped_under_requests_holds_back_its_shard_and_not_its_replic
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let url = format!("{base}/v1/kv/{key}?consistency=all");
+                let url = format!("{base}/v1/kv/{key}?consistency=quorum");
                 let _ = http.put(url).body(format!("doomed-{n}")).send().await;
             }
         })

@@ -230,6 +230,15 @@ impl Node {
         !self.is_cluster() || self.shards.down_for(slot_of(key)).is_none()
     }
 
+    /// The master serving `key` on a cluster replica, per the last probe's slot table; `None`
+    /// on a server, or before a probe has placed the key's slot.
+    pub fn master_for(&self, key: &[u8]) -> Option<String> {
+        if !self.is_cluster() {
+            return None;
+        }
+        self.shards.master_of(slot_of(key))
+    }
+
     /// Whether this replica is a Redis Cluster (its keys spread over masters by slot).
     pub fn is_cluster(&self) -> bool {
         matches!(self.client, NodeClient::Cluster(_))

@@ -20,6 +20,10 @@
 //! The scripts apply entries in order, and a lane sends its queue in arrival order, so two
 //! writes of one key in one call are applied in the order they arrived; the version rule decides
 //! between them as it would between two calls.
+//!
+//! A node that is a Redis Cluster has a pair of lanes per master (per the last probe's slot
+//! table): a call waits for every slot it carries, so one lane per replica would hold the keys
+//! of every shard behind a master that stopped answering, for up to the node timeout.
 
 use quorumd_core::meta::Meta;
 use quorumd_node::calls;
@@ -27,7 +31,7 @@ use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeRead, Payload, Rea
 use quorumd_node::calls::store::{NodeCondition, WriteOutcome};
 use quorumd_node::events::{NodeBatchCounters, NodeBatchSent};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, Traffic};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -257,10 +261,45 @@ impl<C: BatchedCall> Lane<C> {
     }
 }
 
-/// Both lanes of one node.
+/// One kind of call's lanes on one node: one for a server; on a Redis Cluster one per master.
+struct ShardLanes<C: BatchedCall> {
+    node: Arc<Node>,
+    limits: BatchSettings,
+    /// A server's lane; on a cluster, for keys whose slot no probe has placed yet.
+    whole: Arc<Lane<C>>,
+    /// A cluster's lanes by master address. A master that leaves keeps its idle lane: masters
+    /// come and go rarely, and a lane holds nothing once its queue is drained.
+    per_master: Mutex<HashMap<String, Arc<Lane<C>>>>,
+}
+
+impl<C: BatchedCall> ShardLanes<C> {
+    fn new(node: &Arc<Node>, limits: BatchSettings) -> Self {
+        ShardLanes {
+            node: node.clone(),
+            limits,
+            whole: Lane::new(node.clone(), limits),
+            per_master: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lane of the shard serving `key`.
+    fn lane(&self, key: &[u8]) -> Arc<Lane<C>> {
+        let Some(master) = self.node.master_for(key) else {
+            return self.whole.clone();
+        };
+        self.per_master
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(master)
+            .or_insert_with(|| Lane::new(self.node.clone(), self.limits))
+            .clone()
+    }
+}
+
+/// Both kinds of lanes of one node.
 struct NodeLanes {
-    reads: Arc<Lane<ReadEntry>>,
-    writes: Arc<Lane<Arc<WriteEntry>>>,
+    reads: ShardLanes<ReadEntry>,
+    writes: ShardLanes<Arc<WriteEntry>>,
 }
 
 /// The lanes of every node of a pool; owned by the `VersionedStore`.
@@ -274,8 +313,8 @@ impl Coalescer {
             .nodes()
             .iter()
             .map(|n| NodeLanes {
-                reads: Lane::new(n.clone(), limits),
-                writes: Lane::new(n.clone(), limits),
+                reads: ShardLanes::new(n, limits),
+                writes: ShardLanes::new(n, limits),
             })
             .collect();
         Coalescer { nodes }
@@ -288,7 +327,10 @@ impl Coalescer {
         loc: Arc<KeyLocation>,
         wanted: ReadWanted,
     ) -> impl Future<Output = Result<NodeRead, NodeError>> + Send + 'static + use<> {
-        self.nodes[node].reads.submit(ReadEntry { loc, wanted })
+        self.nodes[node]
+            .reads
+            .lane(&loc.key)
+            .submit(ReadEntry { loc, wanted })
     }
 
     /// Writes `entry` on `node`, batched with the other writes meeting there.
@@ -297,7 +339,7 @@ impl Coalescer {
         node: NodeId,
         entry: Arc<WriteEntry>,
     ) -> impl Future<Output = Result<WriteOutcome, NodeError>> + Send + 'static + use<> {
-        self.nodes[node].writes.submit(entry)
+        self.nodes[node].writes.lane(&entry.loc.key).submit(entry)
     }
 }
 
