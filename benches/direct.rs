@@ -1318,8 +1318,8 @@ async fn full_sweep(app: &App, conns: &[MultiplexedConnection]) -> Result<SweepS
 }
 
 /// The scrub alone, as the full sweep's bucket phase calls it: per `bucket_batch` buckets, one
-/// pipeline of `HGETALL`s of their sub-bucket hashes, then VERIFY of their entries in
-/// `key_batch` chunks.
+/// pipeline of `HGETALL`s of their sub-bucket hashes, then `verify_hashes` of whole buckets,
+/// about `key_batch` entries per call.
 struct ScrubSample {
     total_s: f64,
     read_s: f64,
@@ -1355,20 +1355,17 @@ async fn scrub_alone(app: &App, conns: &[MultiplexedConnection]) -> Result<Scrub
         if let Some(b) = bad.first() {
             return Err(format!("bucket metadata: {b}"));
         }
-        let locs: Vec<KeyLocation> = metas
-            .iter()
-            .flat_map(|m| m.keys())
-            .filter_map(|k| store.locate(k).ok())
-            .collect();
-        for c in locs.chunks(cfg.key_batch.max(1)) {
-            let refs: Vec<&KeyLocation> = c.iter().collect();
+        // Whole buckets per call, about `key_batch` entries each, as the sweep's scrub calls.
+        let sizes: Vec<usize> = metas.iter().map(|m| m.len()).collect();
+        for run in quorumd::sync::scrub_runs(&sizes, cfg.key_batch.max(1)) {
+            let hashes: Vec<String> = meta_keys[run].iter().flatten().cloned().collect();
             let t = Instant::now();
-            let verdicts = calls::store::verify(node, Traffic::Background, &refs)
+            let (found, checked) = calls::store::verify_hashes(node, &hashes)
                 .await
                 .map_err(|e| format!("verify: {e}"))?;
             verify_s += t.elapsed().as_secs_f64();
-            entries += c.len() as u64;
-            mismatches += verdicts.iter().filter(|v| v.mismatch.is_some()).count() as u64;
+            entries += checked;
+            mismatches += found.len() as u64;
         }
     }
     let total_s = started.elapsed().as_secs_f64();

@@ -416,6 +416,29 @@ async fn the_full_sweep_scans_every_master_of_a_cluster() {
             );
         }
     }
+    // Every master's scrub checks its own entries: a versioned value changed on replica 1,
+    // through its cluster client, is found.
+    let changed = &direct[7];
+    let _: () = replica(&tc, 1)
+        .await
+        .set(changed, "changed on replica 1")
+        .await
+        .unwrap();
+    let report = tc.sweep(SweepMode::Full, false).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(
+        report.entries_scrubbed >= 3 * direct.len() as u64,
+        "{report:?}"
+    );
+    assert_eq!(report.direct_changes.get("changed"), Some(&1), "{report:?}");
+    // Adopted (the default policy): the change is everywhere now.
+    for r in 0..CLUSTERS {
+        assert_eq!(
+            copy_on(&tc, r, changed).await.0,
+            Some("changed on replica 1".to_owned()),
+            "{changed} on replica {r}"
+        );
+    }
     tc.shutdown().await;
 }
 

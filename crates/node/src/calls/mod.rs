@@ -87,6 +87,15 @@ macro_rules! content_lua {
 }
 pub(crate) use content_lua;
 
+/// Lua: `verify_entry(key, meta)`, whether a key's value is the one its metadata entry
+/// records (needs `clock_lua!`, `content_lua!` and `entry_lua!` before it).
+macro_rules! verify_entry_lua {
+    () => {
+        include_str!("../../lua/shared/verify_entry.lua")
+    };
+}
+pub(crate) use verify_entry_lua;
+
 /// A CRDT key's entry hash by its terms (`crdt_field_hash`) and over a whole state
 /// (`crdt_state_hash`): the merge keeps it, the scrub sums it again.
 macro_rules! crdt_hash_lua {

@@ -7,7 +7,7 @@
 
 use super::{
     array, clock_lua, content_lua, digest_lua, entry_lua, own_writes_lua, parse_bytes, parse_meta,
-    parse_version, promise_lua, protocol, typed_read_lua,
+    parse_version, promise_lua, protocol, typed_read_lua, verify_entry_lua,
 };
 use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::{Content, StreamChecksum};
@@ -53,7 +53,19 @@ const VERIFY_LUA: &str = concat!(
     clock_lua!(),
     content_lua!(),
     entry_lua!(),
+    verify_entry_lua!(),
     include_str!("../../lua/store/verify.lua")
+);
+
+/// The scrub's check: every entry of whole metadata hashes verified as `VERIFY` verifies one
+/// key, answering only for the entries that are not intact (see `verify_hashes.lua`).
+const VERIFY_HASHES_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    clock_lua!(),
+    content_lua!(),
+    entry_lua!(),
+    verify_entry_lua!(),
+    include_str!("../../lua/store/verify_hashes.lua")
 );
 
 /// Reads, per key, its metadata, a DUMP, the content and the absolute expiry of the value as it
@@ -142,6 +154,7 @@ static PREPARE: LazyLock<Script> = LazyLock::new(|| Script::new(PREPARE_LUA));
 static RELEASE_PROMISE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_PROMISE_LUA));
 static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 static VERIFY: LazyLock<Script> = LazyLock::new(|| Script::new(VERIFY_LUA));
+static VERIFY_HASHES: LazyLock<Script> = LazyLock::new(|| Script::new(VERIFY_HASHES_LUA));
 static CAPTURE: LazyLock<Script> = LazyLock::new(|| Script::new(CAPTURE_LUA));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(PURGE_LUA));
 static REBUILD_DIGESTS: LazyLock<Script> = LazyLock::new(|| Script::new(REBUILD_DIGESTS_LUA));
@@ -934,21 +947,99 @@ pub async fn verify(
         .await?
         .iter()
         .map(|pair| {
-            let mismatch = match &pair[0] {
-                Value::Int(0) => None,
-                Value::Int(1) => Some(Mismatch::Changed),
-                Value::Int(2) => Some(Mismatch::Deleted),
-                Value::Int(3) => Some(Mismatch::Ttl),
-                Value::Int(4) => Some(Mismatch::Type),
-                Value::Int(5) => Some(Mismatch::Unversioned),
-                other => return Err(protocol(format!("verify script returned code {other:?}"))),
-            };
             Ok(Verified {
-                mismatch,
+                mismatch: verify_code(&pair[0])?,
                 meta: parse_meta(&pair[1])?,
             })
         })
         .collect()
+}
+
+/// A verdict code of `verify_entry` (lua/shared/verify_entry.lua).
+fn verify_code(code: &Value) -> Result<Option<Mismatch>, NodeError> {
+    Ok(match code {
+        Value::Int(0) => None,
+        Value::Int(1) => Some(Mismatch::Changed),
+        Value::Int(2) => Some(Mismatch::Deleted),
+        Value::Int(3) => Some(Mismatch::Ttl),
+        Value::Int(4) => Some(Mismatch::Type),
+        Value::Int(5) => Some(Mismatch::Unversioned),
+        other => return Err(protocol(format!("verify script returned code {other:?}"))),
+    })
+}
+
+/// An entry [`verify_hashes`] found not intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotIntact {
+    pub key: Vec<u8>,
+    pub mismatch: Mismatch,
+    pub meta: Meta,
+}
+
+/// The scrub's check of whole metadata hashes on one node: every entry's value against the
+/// entry, as [`verify`] checks one key, with only the hashes' names sent and only what is not
+/// intact answered. Returns those entries and how many were checked. On a Redis Cluster, one
+/// call per slot (a bucket's hashes and keys share its slot).
+pub async fn verify_hashes(
+    node: &Node,
+    meta_keys: &[String],
+) -> Result<(Vec<NotIntact>, u64), NodeError> {
+    if meta_keys.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let answers = node
+        .per_slot_groups(
+            meta_keys,
+            |k| k.as_str(),
+            |group| async move {
+                let mut inv = VERIFY_HASHES.prepare_invoke();
+                for k in &group {
+                    inv.key(k);
+                }
+                let reply = node
+                    .run_as(Traffic::Background, |mut c| async move {
+                        inv.invoke_async(&mut c).await
+                    })
+                    .await?;
+                parse_not_intact(array(reply, "verify_hashes")?)
+            },
+        )
+        .await?;
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for (f, n) in answers {
+        found.extend(f);
+        checked += n;
+    }
+    Ok((found, checked))
+}
+
+/// `{key, code, entry}` per entry not intact, then the count checked.
+fn parse_not_intact(mut items: Vec<Value>) -> Result<(Vec<NotIntact>, u64), NodeError> {
+    let checked = match items.pop() {
+        Some(Value::Int(n)) if n >= 0 && items.len().is_multiple_of(3) => n as u64,
+        other => {
+            return Err(protocol(format!(
+                "verify_hashes script ended with {other:?} after {} items",
+                items.len()
+            )));
+        }
+    };
+    let mut found = Vec::with_capacity(items.len() / 3);
+    let mut items = items.into_iter();
+    while let (Some(key), Some(code), Some(meta)) = (items.next(), items.next(), items.next()) {
+        let mismatch = verify_code(&code)?
+            .ok_or_else(|| protocol("verify_hashes script answered an intact entry"))?;
+        let meta =
+            parse_meta(&meta)?.ok_or_else(|| protocol("verify_hashes script answered no entry"))?;
+        found.push(NotIntact {
+            key: parse_bytes(Some(&key))?
+                .ok_or_else(|| protocol("verify_hashes script answered no key"))?,
+            mismatch,
+            meta,
+        });
+    }
+    Ok((found, checked))
 }
 
 /// A value as it stands on one node, with what adopting it needs.

@@ -430,7 +430,7 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
                 )),
             }
         }
-        scrub(sw, &per_node, p, dry_run).await;
+        scrub(sw, &per_node, &meta_keys, p, dry_run).await;
         let ids: Vec<[NodeId; 1]> = per_node.keys().map(|id| [*id]).collect();
         let now = wall_clock_ms();
         let mut repairs = Vec::new();
@@ -480,83 +480,116 @@ async fn check_buckets(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, from: u3
     }
 }
 
-/// The scrub: each node checks, by itself, that the value of every entry it holds is the one
-/// the entry records (content, type, expiry, presence), in batches of `sync.key_batch`;
-/// only key names cross the wire. What differs was changed outside quorumd and goes to
-/// `direct::handle`.
-/// The CRDT keys of `chunk` whose state hash on `node` is not the state their entry hash
-/// sums: changed outside quorumd (`crdt` holds the node's CRDT entries by key).
+/// The CRDT keys among `entries` (with their entries on `node`) whose state hash on `node`
+/// is not the state their entry hash sums: changed outside quorumd.
 async fn changed_states(
     sw: &Sweeper,
     node: &Node,
-    chunk: &[KeyLocation],
-    crdt: &HashMap<&[u8], &Meta>,
+    entries: &[(KeyLocation, &Meta)],
 ) -> Result<Vec<direct::Found>, NodeError> {
     let layout = &sw.store().settings().layout;
-    let asked: Vec<(&KeyLocation, Vec<u8>)> = chunk
+    let asked: Vec<(&KeyLocation, Vec<u8>)> = entries
         .iter()
-        .filter(|l| crdt.contains_key(&l.key[..]))
-        .map(|l| (l, layout.state_key(&l.key)))
+        .map(|(l, _)| (l, layout.state_key(&l.key)))
         .collect();
     let refs: Vec<(&KeyLocation, &[u8])> = asked.iter().map(|(l, k)| (*l, &k[..])).collect();
     let changed = calls::crdt::verify_states(node, &refs).await?;
-    Ok(asked
+    Ok(entries
         .iter()
         .zip(changed)
         .filter(|(_, changed)| *changed)
-        .map(|((loc, _), _)| direct::Found {
+        .map(|((loc, meta), _)| direct::Found {
             node: node.id,
-            loc: (*loc).clone(),
+            loc: loc.clone(),
             mismatch: Mismatch::State,
-            meta: crdt.get(&loc.key[..]).map(|m| (*m).clone()),
+            meta: Some((*meta).clone()),
         })
         .collect())
 }
 
+/// Consecutive runs of items whose sizes add up to at most `limit` (an item larger than
+/// `limit` alone): whole buckets per scrub call, about `limit` entries each.
+pub fn scrub_runs(sizes: &[usize], limit: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && sum + size > limit {
+            runs.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum += size;
+    }
+    if start < sizes.len() {
+        runs.push(start..sizes.len());
+    }
+    runs
+}
+
+/// The scrub: each node checks, by itself, that the value of every entry it holds is the one
+/// the entry records (content, type, expiry, presence), whole metadata hashes per call of about
+/// `sync.key_batch` entries (`calls::store::verify_hashes`); only hash names go out, and only
+/// what is not intact comes back. What differs was changed outside quorumd and goes to
+/// `direct::handle`. `meta_keys` are the chunk's buckets' metadata hashes, in the order of
+/// each node's `BucketMetas`.
 async fn scrub(
     sw: &Sweeper,
     per_node: &HashMap<NodeId, Vec<BucketMetas>>,
+    meta_keys: &[Vec<String>],
     p: &ProgressHandle,
     dry_run: bool,
 ) {
     for (&id, metas) in per_node {
         let node = sw.pool().node(id);
-        let locs: Vec<KeyLocation> = metas
-            .iter()
-            .flat_map(|m| m.keys())
-            .filter(|k| wanted(sw, k))
-            .filter_map(|k| sw.store().locate(k).ok())
-            .collect();
-        // The CRDT entries, whose state the value check does not see.
-        let crdt: HashMap<&[u8], &Meta> = metas
-            .iter()
-            .flat_map(|m| m.iter())
-            .filter(|(_, meta)| meta.kind.crdt().is_some())
-            .map(|(k, meta)| (k.as_slice(), meta))
-            .collect();
-        for chunk in locs.chunks(sw.config().key_batch.max(1)) {
-            sw.scan_throttle.acquire(node, chunk.len() as u64).await;
-            progress::lock(p).entries_scrubbed += chunk.len() as u64;
-            let found = match super::live::verify_only(node, chunk).await {
-                Ok(f) if sw.scrub_skips_content() => f
-                    .into_iter()
-                    .filter(|f| matches!(f.mismatch, Mismatch::Deleted | Mismatch::Unversioned))
-                    .collect(),
-                Ok(mut f) => match changed_states(sw, node, chunk, &crdt).await {
-                    Ok(states) => {
-                        f.extend(states);
-                        f
-                    }
-                    Err(e) => {
-                        progress::lock(p).error(format!("scrub on {}: {e}", node.display));
-                        f
-                    }
-                },
+        let sizes: Vec<usize> = metas.iter().map(|m| m.len()).collect();
+        for run in scrub_runs(&sizes, sw.config().key_batch.max(1)) {
+            let entries: Vec<(&Vec<u8>, &Meta)> = metas[run.clone()]
+                .iter()
+                .flat_map(|m| m.iter())
+                .filter(|(k, _)| wanted(sw, k))
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            sw.scan_throttle.acquire(node, entries.len() as u64).await;
+            progress::lock(p).entries_scrubbed += entries.len() as u64;
+            let hashes: Vec<String> = meta_keys[run].iter().flatten().cloned().collect();
+            let not_intact = match calls::store::verify_hashes(node, &hashes).await {
+                Ok((found, _)) => found,
                 Err(e) => {
                     progress::lock(p).error(format!("scrub on {}: {e}", node.display));
                     continue;
                 }
             };
+            // The hashes' other entries were checked too (include and exclude patterns):
+            // only what the sweep covers is reported.
+            let mut found: Vec<direct::Found> = not_intact
+                .into_iter()
+                .filter(|n| wanted(sw, &n.key))
+                .filter(|n| {
+                    !sw.scrub_skips_content()
+                        || matches!(n.mismatch, Mismatch::Deleted | Mismatch::Unversioned)
+                })
+                .filter_map(|n| {
+                    Some(direct::Found {
+                        node: id,
+                        loc: sw.store().locate(&n.key).ok()?,
+                        mismatch: n.mismatch,
+                        meta: Some(n.meta),
+                    })
+                })
+                .collect();
+            // The CRDT entries, whose state the value check does not see.
+            let crdt: Vec<(KeyLocation, &Meta)> = entries
+                .iter()
+                .filter(|(_, meta)| meta.kind.crdt().is_some())
+                .filter_map(|(k, meta)| Some((sw.store().locate(k).ok()?, *meta)))
+                .collect();
+            if !crdt.is_empty() && !sw.scrub_skips_content() {
+                match changed_states(sw, node, &crdt).await {
+                    Ok(states) => found.extend(states),
+                    Err(e) => progress::lock(p).error(format!("scrub on {}: {e}", node.display)),
+                }
+            }
             if found.is_empty() {
                 continue;
             }
@@ -567,5 +600,19 @@ async fn scrub(
                 *r.direct_changes_handled.entry(a.as_str()).or_default() += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_runs;
+
+    #[test]
+    fn scrub_calls_take_whole_buckets_up_to_the_batch() {
+        assert_eq!(scrub_runs(&[], 10), vec![]);
+        assert_eq!(scrub_runs(&[3, 3, 3, 3], 10), vec![0..3, 3..4]);
+        // A bucket above the limit goes alone; empty ones ride along.
+        assert_eq!(scrub_runs(&[2, 25, 0, 4], 10), vec![0..1, 1..2, 2..4]);
+        assert_eq!(scrub_runs(&[10, 1], 10), vec![0..1, 1..2]);
     }
 }

@@ -22,6 +22,7 @@ mod repair;
 pub mod schedule;
 pub mod throttle;
 
+pub use full::scrub_runs;
 pub use progress::{SweepMode, SweepReport, SweepRequest, SweepTrigger};
 
 use crate::store::VersionedStore;
