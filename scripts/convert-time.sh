@@ -25,33 +25,9 @@ while getopts "b:p:k:f:t:" opt; do
 done
 [ -x "$bin" ] || { echo "convert-time: no quorumd binary at $bin (cargo build --release)" >&2; exit 2; }
 
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_for() {
-  for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "convert-time: nothing answers on port $1" >&2
-  exit 1
-}
-
-nodes=()
-for i in 0 1 2; do
-  port=$(free_port)
-  mkdir "$dir/n$i"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir/n$i" \
-    >"$dir/n$i/log" 2>&1 &
-  pids+=($!) nodes+=("$port")
-  wait_for "$port"
-done
+script=convert-time
+# shellcheck source=scripts/local-nodes.sh
+source "$(dirname "$0")/local-nodes.sh"
 resp=$(free_port) http=$(free_port)
 config() {
   cat <<EOF
