@@ -17,8 +17,8 @@
 //!    one-node quorumd with every throttle off (`max_scan_keys_per_sec = 0`,
 //!    `max_repairs_per_sec = 0`, `backoff_latency_ms = 0`). Timed: a full sweep's bucket phase
 //!    (digest rebuild, metadata read, diff, scrub; `entries_scrubbed`/s), and the scrub alone
-//!    (the same `HGETALL` pipelines of `bucket_batch` buckets, then `calls::store::verify` in
-//!    `key_batch` chunks, as the sweep calls them). Baseline: a plain `SCAN 0 … COUNT 1000`
+//!    (the same `HGETALL` pipelines of `bucket_batch` buckets, then `calls::store::verify_hashes`
+//!    of whole buckets, about `key_batch` entries a call, as the sweep calls them). Baseline: a plain `SCAN 0 … COUNT 1000`
 //!    loop over the same node. Target: at most 3× the SCAN's time.
 //! 4. Memory per key: `used_memory` grown by K versioned keys (100-byte values, entry format 3)
 //!    on the scrub node, minus that grown by the same K keys as plain `SET`s on a fresh node,
@@ -1517,7 +1517,7 @@ async fn scrub_measure(app: &App, urls: &[String], s: &Settings) -> Result<Scrub
                 _ => {
                     let a = scrub_alone(app, node).await?;
                     println!(
-                        "round {}/{}  scrub alone: {:.3} s (HGETALL {:.3} s + VERIFY {:.3} s), \
+                        "round {}/{}  scrub alone: {:.3} s (HGETALL {:.3} s + VERIFY_HASHES {:.3} s), \
                          {} entries ({:.0}/s), {} mismatches; REBUILD_DIGESTS pass {:.3} s",
                         round + 1,
                         s.rounds,
@@ -1654,11 +1654,11 @@ fn rows(live: &Live, scrub: &Scrub, s: &Settings) -> Vec<[String; 6]> {
     let entries = med(scrub.alone.iter().map(|x| x.entries as f64));
     out.push([
         format!(
-            "   scrub alone: HGETALL + VERIFY ({} buckets / {} keys a call)",
+            "   scrub alone: HGETALL + VERIFY_HASHES ({} buckets / {} keys a call)",
             scrub.bucket_batch, scrub.key_batch
         ),
         format!(
-            "{alone:.2} s ({:.0} entries/s), VERIFY calls {verify:.2} s",
+            "{alone:.2} s ({:.0} entries/s), VERIFY_HASHES {verify:.2} s",
             entries / alone
         ),
         format!("SCAN {scan:.2} s"),
@@ -1758,8 +1758,8 @@ fn notes(live: &Live, scrub: &Scrub, s: &Settings) -> String {
     for (i, a) in scrub.alone.iter().enumerate() {
         let _ = writeln!(
             n,
-            "- scrub alone {}: {:.3} s (HGETALL {:.3} s, VERIFY {:.3} s, {:.2} µs of VERIFY call \
-             per entry); the bucket phase's other pass, REBUILD_DIGESTS over every bucket, {:.3} s \
+            "- scrub alone {}: {:.3} s (HGETALL {:.3} s, VERIFY_HASHES {:.3} s, {:.2} µs of its \
+             calls per entry); the bucket phase's other pass, REBUILD_DIGESTS over every bucket, {:.3} s \
              alone; {}",
             i + 1,
             a.total_s,
