@@ -86,17 +86,26 @@ const EXIT_DIVERGENCE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `run` sizes its runtime from its configuration (`worker_threads`), so it reads that
+    // first; the other commands are short-lived and take the default.
+    let (workers, preloaded) = match &cli.command {
+        Cmd::Run { config } => match quorumd::settings::load_validated(config.as_deref()) {
+            Ok(validated) => (validated.config.worker_threads, Some(validated)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => (0, None),
+    };
+    let runtime = match quorumd::app::runtime(workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, preloaded)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
@@ -105,10 +114,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
+/// Runs `cmd`; `preloaded` is its configuration when `main` has read it already.
+async fn dispatch(
+    cmd: Cmd,
+    preloaded: Option<quorumd::config::Validated>,
+) -> Result<u8, Box<dyn std::error::Error>> {
     match cmd {
         Cmd::Run { config } => {
-            let validated = quorumd::settings::load_validated(config.as_deref())?;
+            let validated = match preloaded {
+                Some(validated) => validated,
+                None => quorumd::settings::load_validated(config.as_deref())?,
+            };
             quorumd::telemetry::init(&validated.config.log);
             // Before anything can report readiness, so an early SIGTERM still drains.
             let mut signals = quorumd::app::StopSignals::install()?;

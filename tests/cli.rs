@@ -160,6 +160,25 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// A child that is stopped when the test ends, passed or failed: Ctrl-C first, so a demo stops
+/// its nodes, then SIGKILL. Without it a failed assertion leaves the process running, holding
+/// the test's output open.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            signal(self.0.id(), libc::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -185,18 +204,24 @@ async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
     let path = write_config(
         &dir,
         &format!(
-            "nodes = [{}]\n[http]\nlisten = \"127.0.0.1:0\"\n[resp]\nlisten = \"127.0.0.1:0\"\n",
+            "nodes = [{}]\nworker_threads = 1\n[http]\nlisten = \"127.0.0.1:0\"\n[resp]\nlisten = \"127.0.0.1:0\"\n",
             nodes.join(", ")
         ),
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("QUORUMD_LOG__FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut logs = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Spawned(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("QUORUMD_LOG__FORMAT", "json")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut logs = BufReader::new(child.0.stderr.take().unwrap());
+    // The runtime has the configured size (the default is one thread per core).
+    let line = wait_for_line(&mut logs, "runtime started");
+    let log: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+    assert_eq!(log["workers"], 1, "{line}");
     let line = wait_for_line(&mut logs, "http api listening");
     let log: serde_json::Value = serde_json::from_str(&line).expect("json log line");
     let addr: SocketAddr = log["addr"].as_str().unwrap().parse().unwrap();
@@ -231,9 +256,9 @@ async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
         .collect();
     // No observable event says "the server has read the request": give it a moment.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    signal(child.id(), libc::SIGTERM);
+    signal(child.0.id(), libc::SIGTERM);
     let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+        tokio::task::spawn_blocking(move || wait_exit(&mut child.0, Duration::from_secs(10)))
             .await
             .unwrap();
     assert!(status.success(), "exit status {status}");
@@ -260,13 +285,15 @@ async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
 
 #[test]
 fn demo_starts_nodes_and_stops_them_on_ctrl_c() {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut child = Spawned(
+        Command::new(BIN)
+            .args(["demo", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut ports = Vec::new();
     for _ in 0..3 {
         let line = wait_for_line(&mut out, "redis-cli -p");
@@ -285,8 +312,8 @@ fn demo_starts_nodes_and_stops_them_on_ctrl_c() {
         .collect();
     assert!(addrs.iter().all(|a| ping(*a)), "demo nodes answer");
     wait_for_line(&mut out, "Press Ctrl-C");
-    signal(child.id(), libc::SIGINT);
-    let status = wait_exit(&mut child, Duration::from_secs(10));
+    signal(child.0.id(), libc::SIGINT);
+    let status = wait_exit(&mut child.0, Duration::from_secs(10));
     assert!(status.success(), "{status}");
     assert!(
         addrs.iter().all(|a| !ping(*a)),
@@ -311,13 +338,15 @@ fn ports_in(line: &str) -> Vec<u16> {
 
 #[test]
 fn demo_with_clusters_serves_three_clusters_of_three_masters() {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--cluster", "--port", "0", "--keys", "300"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut child = Spawned(
+        Command::new(BIN)
+            .args(["demo", "--cluster", "--port", "0", "--keys", "300"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut clusters = Vec::new();
     for _ in 0..3 {
         let line = wait_for_line(&mut out, "redis-cli -c -p");
@@ -361,8 +390,8 @@ fn demo_with_clusters_serves_three_clusters_of_three_masters() {
             "exactly one master of {ports:?} holds the key: {held:?}"
         );
     }
-    signal(child.id(), libc::SIGINT);
-    let status = wait_exit(&mut child, Duration::from_secs(15));
+    signal(child.0.id(), libc::SIGINT);
+    let status = wait_exit(&mut child.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
     let gone = clusters
         .iter()

@@ -218,6 +218,10 @@ impl App {
             addr: cfg.http.listen,
             source,
         })?;
+        events::RuntimeStarted {
+            workers: tokio::runtime::Handle::current().metrics().num_workers(),
+        }
+        .emit();
         events::HttpListening { addr: http_addr }.emit();
         let resp = if cfg.resp.enabled {
             let settings = RespSettings {
@@ -434,5 +438,32 @@ impl StopSignals {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
         }
+    }
+}
+
+/// The async runtime of `quorumd run`: `worker_threads` workers (the configuration's field),
+/// or one per CPU core when it is 0.
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all().build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime;
+
+    #[test]
+    fn the_runtime_has_the_configured_workers_or_one_per_core() {
+        assert_eq!(runtime(1).unwrap().metrics().num_workers(), 1);
+        assert_eq!(runtime(3).unwrap().metrics().num_workers(), 3);
+        // Tokio's default, which its environment variable overrides.
+        let default = std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        assert_eq!(runtime(0).unwrap().metrics().num_workers(), default);
     }
 }

@@ -16,6 +16,17 @@ impl HttpListening {
     }
 }
 
+/// The service is starting on a runtime of `workers` threads (`worker_threads`).
+pub struct RuntimeStarted {
+    pub workers: usize,
+}
+
+impl RuntimeStarted {
+    pub fn emit(self) {
+        tracing::info!(workers = self.workers, "runtime started");
+    }
+}
+
 /// The service began or finished a graceful shutdown.
 pub struct ShutdownProgress {
     pub phase: &'static str,
