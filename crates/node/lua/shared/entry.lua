@@ -17,6 +17,10 @@ local function entry_expiry(e)
   if #e < at + 7 then return 0 end
   return (struct.unpack('>I8', e, at))
 end
+-- The content's type letter ('-' for none).
+local function entry_letter(e)
+  return string.sub(e, 25, 25)
+end
 -- The content's checksum as a number (nil for none).
 local function entry_checksum(e)
   if string.byte(e, 25) == 45 then return nil end

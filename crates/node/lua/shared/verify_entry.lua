@@ -4,7 +4,8 @@
 -- changed, 4 type changed, 5 a value without metadata.
 --
 -- A string, the common case, costs two calls: PEXPIRETIME (which answers -2 for a missing key,
--- so it says whether the key exists too) and GET; other types take content_of.
+-- so it says whether the key exists too) and GET, and its checksum is compared as a number;
+-- other types take content_of, compared as text.
 local function verify_entry(key, meta)
   local at = redis.call('PEXPIRETIME', key)
   local exists = at ~= -2
@@ -12,25 +13,24 @@ local function verify_entry(key, meta)
     if exists then return 5 end
     return 0
   end
-  local kind, exp, want = entry_kind(meta), entry_expiry(meta), entry_content(meta)
+  local kind, exp, letter = entry_kind(meta), entry_expiry(meta), entry_letter(meta)
   local live = exp == 0 or exp > clock()
   if not exists then
-    if live and kind ~= 't' and want ~= '-' then return 2 end
+    if live and kind ~= 't' and letter ~= '-' then return 2 end
     return 0
   end
-  if kind == 't' or want == '-' then return 1 end
+  if kind == 't' or letter == '-' then return 1 end
   -- Still here after the expiry its metadata records: its TTL was changed.
   if not live then return 3 end
   local same_type, same_content
-  local value = string.sub(want, 1, 1) == 's' and redis.pcall('GET', key)
+  local value = letter == 's' and redis.pcall('GET', key)
   if type(value) == 'string' then
-    -- Compared as numbers: no formatting of the checksum.
     same_type, same_content = true, h48(value) == entry_checksum(meta)
   else
     -- Not a string where one is expected (GET answered WRONGTYPE), or not expected.
-    local got = content_of(key, string.sub(want, 1, 1))
-    same_type = string.sub(got, 1, 1) == string.sub(want, 1, 1)
-    same_content = got == want
+    local got = content_of(key, letter)
+    same_type = string.sub(got, 1, 1) == letter
+    same_content = got == entry_content(meta)
   end
   if not same_type then return 4 end
   if not same_content then return 1 end
