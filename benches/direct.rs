@@ -17,9 +17,10 @@
 //!    one-node quorumd with every throttle off (`max_scan_keys_per_sec = 0`,
 //!    `max_repairs_per_sec = 0`, `backoff_latency_ms = 0`). Timed: a full sweep's bucket phase
 //!    (digest rebuild, metadata read, diff, scrub; `entries_scrubbed`/s), and the scrub alone
-//!    (the same `HGETALL` pipelines of `bucket_batch` buckets, then `calls::store::verify_hashes`
-//!    of whole buckets, about `key_batch` entries a call, as the sweep calls them). Baseline: a plain `SCAN 0 … COUNT 1000`
-//!    loop over the same node. Target: at most 3× the SCAN's time.
+//!    (the same `HGETALL` pipelines of `bucket_batch` buckets, then
+//!    `calls::store::verify_hashes` of whole buckets, about `key_batch` entries a call, as the
+//!    sweep calls them). Baseline: a plain `SCAN 0 … COUNT 1000` loop over the same node.
+//!    Target: at most 3× the SCAN's time.
 //! 4. Memory per key: `used_memory` grown by K versioned keys (100-byte values, entry format 3)
 //!    on the scrub node, minus that grown by the same K keys as plain `SET`s on a fresh node,
 //!    divided by K: the metadata's bytes per key. Beside it, entry format 2 (the text entries
