@@ -194,7 +194,7 @@ async fn run_batch(
 ) {
     let mut running: FuturesOrdered<BoxFuture<'static, Frame>> = FuturesOrdered::new();
     let mut footprint = Footprint::default();
-    // A lone request (no pipelining) has nothing to be ordered against.
+    // A lone request (no pipelining) has nothing to be ordered against: it is awaited in place.
     let alone = batch.len() == 1;
     for args in batch {
         if session.closing {
@@ -260,10 +260,11 @@ async fn run_batch(
                 served(name, result_of(&reply));
                 reply.encode(session.protocol, out);
             }
-            Command::Data(cmd) if cmd.runs_alone() => {
+            Command::Data(cmd) if alone || cmd.runs_alone() => {
                 // Its access cannot name the keys it reads (SORT's patterns), or it may block:
                 // it runs after every command before it and before any after it, as a session
-                // command does.
+                // command does. A lone request (no pipelining) is awaited here too: no boxed
+                // future to allocate and move, nothing to order it against.
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
                 let reply = cmd.apply(shared.clone(), session.level).await;
@@ -276,9 +277,7 @@ async fn run_batch(
                     drain(&mut running, session, out).await;
                     footprint = Footprint::default();
                 }
-                if !alone {
-                    footprint.add(&access);
-                }
+                footprint.add(&access);
                 let apply = cmd.apply(shared.clone(), session.level);
                 let apply = async move {
                     let reply = apply.await;
