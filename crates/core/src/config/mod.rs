@@ -47,6 +47,9 @@ pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigEr
     }
 }
 
+/// Most runtime threads `worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// The whole service configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -693,6 +696,17 @@ impl Config {
                 ),
             ));
         }
+        // A typo of a few digits would otherwise start that many threads, or fail to start
+        // the runtime with a bare OS error.
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(invalid(
+                "worker_threads",
+                format!(
+                    "{} is more than {MAX_WORKER_THREADS}: 0 means one per CPU core",
+                    self.worker_threads
+                ),
+            ));
+        }
         if self.key_prefix.is_empty() {
             return Err(invalid(
                 "key_prefix",
@@ -982,6 +996,13 @@ mod tests {
             );
         }
         c.sub_buckets = 1;
+        assert!(c.clone().validate().is_ok());
+        c.worker_threads = MAX_WORKER_THREADS + 1;
+        assert_eq!(
+            field_of(c.clone().validate().unwrap_err()),
+            "worker_threads"
+        );
+        c.worker_threads = MAX_WORKER_THREADS;
         assert!(c.clone().validate().is_ok());
         c.sync.max_hints_per_node = 0;
         assert_eq!(
