@@ -359,6 +359,23 @@ async fn a_node_that_refuses_config_is_reported_and_its_changes_are_scrubbed() {
         tc.raw_value(0, b"c:k").await.as_deref(),
         Some(&b"direct"[..])
     );
+    // The node's operator turns the events on: the probe, sent again, hears them, and live
+    // detection covers node 1 without a restart.
+    let _: () = command(
+        &mut admin,
+        &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
+    )
+    .await;
+    wait_until(Duration::from_secs(20), "node 1 on", || async {
+        let (_, s) = tc.json("/v1/status").await;
+        s["sweeps"]["live_detection"][1]["state"] == "on"
+    })
+    .await;
+    let _: () = command(&mut admin, &["SET", "c:k", "live"]).await;
+    wait_until(Duration::from_secs(5), "adopted live", || async {
+        tc.raw_value(0, b"c:k").await.as_deref() == Some(&b"live"[..])
+    })
+    .await;
     tc.shutdown().await;
 }
 

@@ -37,8 +37,11 @@ const QUEUE: usize = 100_000;
 const GATHER: Duration = Duration::from_millis(20);
 /// How long a new subscription waits for its probe's event.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
-/// Pause before subscribing again after the subscription failed or dropped.
+/// Pause before subscribing again after the subscription failed or dropped, and before the
+/// first probe sent again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The longest pause between probes sent again.
+const PROBE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// How often a cluster replica's subscriber compares its masters with the probe's.
 const MASTERS_CHECK: Duration = Duration::from_secs(1);
 
@@ -297,32 +300,14 @@ impl Worker for Subscriber {
         let mut own_writes: Vec<OwnWrites> = sources.iter().map(|_| OwnWrites::new()).collect();
         let counts = LiveKeyEvents::for_node(&node.display);
         let token = format!("{:016x}", rand::random::<u64>());
-        // The sources whose probe's event has not arrived yet.
-        let mut waiting = BTreeSet::new();
-        for (i, key) in probe_keys.iter().enumerate() {
-            match calls::notify::probe(node, key, &token).await {
-                Ok(()) => {
-                    waiting.insert(i);
-                }
-                Err(e) => {
-                    live.set(
-                        node,
-                        "connecting",
-                        Some(format!("{}probe write failed: {e}", at_source(&sources[i]))),
-                    );
-                }
-            }
-        }
-        let mut probe_failed = waiting.len() < sources.len();
-        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        let mut probes = Probes::new(sources.len());
+        probes.send(node, live, &sources, &probe_keys, &token).await;
         let mut masters_check = tokio::time::interval(MASTERS_CHECK);
         loop {
             let next = tokio::select! {
                 next = events.next() => next,
-                () = tokio::time::sleep_until(deadline), if !waiting.is_empty() => {
-                    let deaf: Vec<&str> = waiting.iter().map(|&i| sources[i].label()).collect();
-                    waiting.clear();
-                    probe_failed = true;
+                () = tokio::time::sleep_until(probes.deadline), if probes.awaiting() => {
+                    let deaf: Vec<&str> = probes.time_out().iter().map(|&i| sources[i].label()).collect();
                     let reason = if refused.is_empty() {
                         let at = if node.is_cluster() {
                             format!(" from master {}", deaf.join(", "))
@@ -334,6 +319,10 @@ impl Worker for Subscriber {
                         refused.join("; ")
                     };
                     live.set(node, "off", Some(reason));
+                    continue;
+                }
+                () = tokio::time::sleep_until(probes.deadline), if probes.retry_due() => {
+                    probes.send(node, live, &sources, &probe_keys, &token).await;
                     continue;
                 }
                 _ = masters_check.tick(), if node.is_cluster() => {
@@ -353,9 +342,9 @@ impl Worker for Subscriber {
                 Heard::Unmarked(e) => (e, false),
             };
             if event.key.starts_with(prefix.as_bytes()) {
-                if event.key == probe_keys[i].as_bytes() && waiting.remove(&i) {
+                if event.key == probe_keys[i].as_bytes() && probes.heard(i) {
                     let _ = calls::notify::clear_probe(node, &probe_keys[i]).await;
-                    if waiting.is_empty() && !probe_failed {
+                    if probes.all_heard() {
                         self.attempts = 0;
                         live.set(node, "on", None);
                     }
@@ -373,6 +362,97 @@ impl Worker for Subscriber {
                 path: Path::Live,
             });
         }
+    }
+}
+
+/// Which sources' probes have been heard. A probe whose write failed or whose event did not
+/// come in time is sent again after a growing pause: the failure may be passing (a cluster
+/// failing over, a loaded node), and a subscription must not stay `off` or `connecting`
+/// because of one.
+struct Probes {
+    heard: Vec<bool>,
+    /// Sources whose probe was written and whose event has not arrived yet.
+    waiting: BTreeSet<usize>,
+    /// When the waiting probes time out, or when the unheard ones are sent again.
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl Probes {
+    fn new(sources: usize) -> Probes {
+        Probes {
+            heard: vec![false; sources],
+            waiting: BTreeSet::new(),
+            deadline: tokio::time::Instant::now(),
+            pause: RETRY,
+        }
+    }
+
+    /// Writes the probe of every source not heard yet.
+    async fn send(
+        &mut self,
+        node: &Node,
+        live: &LiveDetection,
+        sources: &[EventSource],
+        keys: &[String],
+        token: &str,
+    ) {
+        for (i, key) in keys.iter().enumerate() {
+            if self.heard[i] {
+                continue;
+            }
+            match calls::notify::probe(node, key, token).await {
+                Ok(()) => {
+                    self.waiting.insert(i);
+                }
+                Err(e) => live.set(
+                    node,
+                    "connecting",
+                    Some(format!("{}probe write failed: {e}", at_source(&sources[i]))),
+                ),
+            }
+        }
+        let now = tokio::time::Instant::now();
+        self.deadline = if self.waiting.is_empty() {
+            self.retry_later(now)
+        } else {
+            now + PROBE_WAIT
+        };
+    }
+
+    fn retry_later(&mut self, now: tokio::time::Instant) -> tokio::time::Instant {
+        let at = now + self.pause;
+        self.pause = (self.pause * 2).min(PROBE_RETRY_MAX);
+        at
+    }
+
+    fn awaiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Some probe is unheard, none is in flight: the next send is at `deadline`.
+    fn retry_due(&self) -> bool {
+        self.waiting.is_empty() && self.heard.contains(&false)
+    }
+
+    /// The waiting probes' time is up: they are sent again later. Returns them.
+    fn time_out(&mut self) -> Vec<usize> {
+        let deaf = std::mem::take(&mut self.waiting).into_iter().collect();
+        self.deadline = self.retry_later(tokio::time::Instant::now());
+        deaf
+    }
+
+    /// Source `i`'s probe event arrived; false if none was awaited from it.
+    fn heard(&mut self, i: usize) -> bool {
+        let awaited = self.waiting.remove(&i);
+        if awaited {
+            self.heard[i] = true;
+        }
+        awaited
+    }
+
+    fn all_heard(&self) -> bool {
+        !self.heard.contains(&false)
     }
 }
 
