@@ -359,13 +359,9 @@ async fn a_node_that_refuses_config_is_reported_and_its_changes_are_scrubbed() {
         tc.raw_value(0, b"c:k").await.as_deref(),
         Some(&b"direct"[..])
     );
-    // The node's operator turns the events on: the probe, sent again, hears them, and live
-    // detection covers node 1 without a restart.
-    let _: () = command(
-        &mut admin,
-        &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
-    )
-    .await;
+    // The node's operator allows quorumd's user CONFIG: quorumd turns the events on when it
+    // probes again, and live detection covers node 1 without a restart.
+    let _: () = command(&mut admin, &["ACL", "SETUSER", "noconfig", "+config"]).await;
     wait_until(Duration::from_secs(20), "node 1 on", || async {
         let (_, s) = tc.json("/v1/status").await;
         s["sweeps"]["live_detection"][1]["state"] == "on"

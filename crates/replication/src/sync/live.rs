@@ -266,16 +266,14 @@ impl Worker for Subscriber {
         // Every instance's scripts announce on this channel (per slot on a cluster: see
         // `Node::own_writes_channel`), whoever subscribes.
         let own_channel = crate::store::layout::own_writes_channel(&prefix);
+        // Per source, why the node refused to turn the events on.
         let mut refused = Vec::new();
         let mut probe_keys = Vec::new();
         let mut streams = Vec::new();
         for (i, source) in sources.iter().enumerate() {
             let at = at_source(source);
-            match calls::notify::enable(node, source).await {
-                Ok(_) => {}
-                Err(e) if e.server_kind().is_some() => refused.push(format!(
-                    "{at}the node refused CONFIG SET notify-keyspace-events: {e}"
-                )),
+            match enable(node, source).await {
+                Ok(refusal) => refused.push(refusal),
                 Err(e) => return fail(format!("{at}{e}")),
             }
             let probe_key = crate::store::layout::probe_key_for(&prefix, source);
@@ -308,7 +306,8 @@ impl Worker for Subscriber {
                 next = events.next() => next,
                 () = tokio::time::sleep_until(probes.deadline), if probes.awaiting() => {
                     let deaf: Vec<&str> = probes.time_out().iter().map(|&i| sources[i].label()).collect();
-                    let reason = if refused.is_empty() {
+                    let refusals: Vec<&str> = refused.iter().flatten().map(String::as_str).collect();
+                    let reason = if refusals.is_empty() {
                         let at = if node.is_cluster() {
                             format!(" from master {}", deaf.join(", "))
                         } else {
@@ -316,12 +315,18 @@ impl Worker for Subscriber {
                         };
                         format!("key events do not arrive{at} (notify-keyspace-events lacks classes quorumd needs)")
                     } else {
-                        refused.join("; ")
+                        refusals.join("; ")
                     };
                     live.set(node, "off", Some(reason));
                     continue;
                 }
                 () = tokio::time::sleep_until(probes.deadline), if probes.retry_due() => {
+                    // The node may allow `CONFIG SET` by now (an ACL changed).
+                    for i in probes.unheard() {
+                        if let Ok(refusal) = enable(node, &sources[i]).await {
+                            refused[i] = refusal;
+                        }
+                    }
                     probes.send(node, live, &sources, &probe_keys, &token).await;
                     continue;
                 }
@@ -451,8 +456,24 @@ impl Probes {
         awaited
     }
 
+    fn unheard(&self) -> Vec<usize> {
+        (0..self.heard.len()).filter(|&i| !self.heard[i]).collect()
+    }
+
     fn all_heard(&self) -> bool {
         !self.heard.contains(&false)
+    }
+}
+
+/// Turns `source`'s key events on; `Some(reason)` when the node refused to.
+async fn enable(node: &Node, source: &EventSource) -> Result<Option<String>, NodeError> {
+    match calls::notify::enable(node, source).await {
+        Ok(_) => Ok(None),
+        Err(e) if e.server_kind().is_some() => Ok(Some(format!(
+            "{}the node refused CONFIG SET notify-keyspace-events: {e}",
+            at_source(source)
+        ))),
+        Err(e) => Err(e),
     }
 }
 
