@@ -88,15 +88,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` sizes its runtime from its configuration (`worker_threads`), so it reads that
     // first; the other commands are short-lived and take the default.
-    let (workers, preloaded) = match &cli.command {
+    let (workers, command) = match cli.command {
         Cmd::Run { config } => match quorumd::settings::load_validated(config.as_deref()) {
-            Ok(validated) => (validated.config.worker_threads, Some(validated)),
+            Ok(validated) => (
+                validated.config.worker_threads,
+                Command::Run(Box::new(validated)),
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         },
-        _ => (0, None),
+        other => (0, Command::Other(other)),
     };
     let runtime = match quorumd::app::runtime(workers) {
         Ok(rt) => rt,
@@ -105,7 +108,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command, preloaded)) {
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Run(validated) => run(*validated).await.map(|()| 0),
+            Command::Other(cmd) => dispatch(cmd).await,
+        }
+    });
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
@@ -114,29 +123,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `cmd`; `preloaded` is its configuration when `main` has read it already.
-async fn dispatch(
-    cmd: Cmd,
-    preloaded: Option<quorumd::config::Validated>,
-) -> Result<u8, Box<dyn std::error::Error>> {
+/// A command once `main` has read what it needs before the runtime starts.
+enum Command {
+    Run(Box<quorumd::config::Validated>),
+    Other(Cmd),
+}
+
+/// Serves until SIGTERM or SIGINT, then drains.
+async fn run(validated: quorumd::config::Validated) -> Result<(), Box<dyn std::error::Error>> {
+    quorumd::telemetry::init(&validated.config.log);
+    // Before anything can report readiness, so an early SIGTERM still drains.
+    let mut signals = quorumd::app::StopSignals::install()?;
+    let app = App::start(validated).await?;
+    let notifier = quorumd::sdnotify::spawn(app.store().clone());
+    signals.recv().await;
+    if let Some(n) = notifier {
+        n.abort();
+    }
+    quorumd::sdnotify::notify_logged("STOPPING=1");
+    app.shutdown().await?;
+    Ok(())
+}
+
+/// Runs every command but `run`.
+async fn dispatch(cmd: Cmd) -> Result<u8, Box<dyn std::error::Error>> {
     match cmd {
-        Cmd::Run { config } => {
-            let validated = match preloaded {
-                Some(validated) => validated,
-                None => quorumd::settings::load_validated(config.as_deref())?,
-            };
-            quorumd::telemetry::init(&validated.config.log);
-            // Before anything can report readiness, so an early SIGTERM still drains.
-            let mut signals = quorumd::app::StopSignals::install()?;
-            let app = App::start(validated).await?;
-            let notifier = quorumd::sdnotify::spawn(app.store().clone());
-            signals.recv().await;
-            if let Some(n) = notifier {
-                n.abort();
-            }
-            quorumd::sdnotify::notify_logged("STOPPING=1");
-            app.shutdown().await?;
-        }
+        Cmd::Run { .. } => unreachable!("`main` runs `run` itself"),
         Cmd::CheckConfig { config } => {
             let validated = quorumd::settings::load_validated(config.as_deref())?;
             print!("{}", validated.config.to_masked_toml());
