@@ -5,6 +5,7 @@ use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, wait_until};
 use quorumd::meta::EntryKind;
+use quorumd::quorum::ReadFanout;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
@@ -699,5 +700,94 @@ async fn status_health_and_readiness_follow_the_nodes() {
     );
     let (s, _) = tc.json("/healthz").await;
     assert_eq!(s, StatusCode::OK, "alive even without a quorum");
+    tc.shutdown().await;
+}
+
+/// The `GET`s the nodes together ran since `before` (one per node a read asked: the read
+/// script's own).
+async fn gets_since(tc: &TestCluster, before: &[u64]) -> Vec<u64> {
+    let mut per_node = Vec::new();
+    for (i, b) in before.iter().enumerate() {
+        per_node.push(tc.command_calls(i, "get").await - b);
+    }
+    per_node
+}
+
+async fn gets_now(tc: &TestCluster) -> Vec<u64> {
+    gets_since(tc, &vec![0; tc.cluster.nodes.len()]).await
+}
+
+/// `read_fanout = "needed"` (the default): a `quorum` read asks two of three healthy nodes,
+/// in turn, so every node serves a third of the reads less; `all` asks all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_read_asks_only_the_nodes_it_needs_in_turn() {
+    let mut tc = TestCluster::start(3).await;
+    assert_eq!(
+        tc.put("f", "v", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    let reads = 30u64;
+    for fanout in [ReadFanout::Needed, ReadFanout::All] {
+        let before = gets_now(&tc).await;
+        for _ in 0..reads {
+            let r = tc.get("f", "").await;
+            assert_eq!(r.status(), StatusCode::OK, "{fanout:?}");
+            assert_eq!(r.bytes().await.unwrap(), "v".as_bytes());
+        }
+        let per_node = gets_since(&tc, &before).await;
+        let asked: u64 = per_node.iter().sum();
+        match fanout {
+            ReadFanout::Needed => {
+                assert_eq!(asked, 2 * reads, "{per_node:?}");
+                assert!(per_node.iter().all(|&n| n == 2 * reads / 3), "{per_node:?}");
+            }
+            ReadFanout::All => assert_eq!(asked, 3 * reads, "{per_node:?}"),
+        }
+        let mut cfg = common::test_config(tc.cluster.urls());
+        cfg.quorum.read_fanout = ReadFanout::All;
+        tc.relaunch(cfg).await;
+    }
+    tc.shutdown().await;
+}
+
+/// A frozen node among the nodes a read asks first costs the read `read_hedge_ms`, not the
+/// node timeout: the read asks the third node too. Negative control: with a hedge longer
+/// than the node timeout, a read that asked the frozen node waits for that timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_among_the_first_costs_a_read_the_hedge_not_the_timeout() {
+    const NODE_MS: u64 = 4_000;
+    let config = |tc: &TestCluster, hedge_ms: u64| {
+        let mut cfg = common::test_config(tc.cluster.urls());
+        cfg.timeouts.node_ms = NODE_MS;
+        cfg.timeouts.request_ms = 3 * NODE_MS;
+        cfg.quorum.read_hedge_ms = hedge_ms;
+        cfg
+    };
+    let mut tc = TestCluster::start(3).await;
+    assert_eq!(
+        tc.put("h", "v", "consistency=all").await.status(),
+        StatusCode::OK
+    );
+    for hedge_ms in [10 * NODE_MS, 20] {
+        tc.relaunch(config(&tc, hedge_ms)).await;
+        tc.wait_health(0, "up").await;
+        tc.cluster.nodes[0].pause();
+        // Three reads start the first wave at each node once: two of them ask node 0 first.
+        let mut slowest = Duration::ZERO;
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let r = tc.get("h", "").await;
+            assert_eq!(r.status(), StatusCode::OK, "hedge {hedge_ms} ms");
+            assert_eq!(r.bytes().await.unwrap(), "v".as_bytes());
+            slowest = slowest.max(started.elapsed());
+        }
+        let waited_for_the_timeout = slowest >= Duration::from_millis(NODE_MS);
+        assert_eq!(
+            waited_for_the_timeout,
+            hedge_ms > NODE_MS,
+            "hedge {hedge_ms} ms: the slowest read took {slowest:?}"
+        );
+        tc.cluster.nodes[0].resume();
+    }
     tc.shutdown().await;
 }

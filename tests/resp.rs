@@ -1688,15 +1688,6 @@ async fn dbsize_becomes(c: &mut RespClient, n: i64) {
     }
 }
 
-/// `cmdstat_<command>` calls on node `i` (commands run by scripts included).
-async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
-    let info: String = common::command(&mut tc.direct(i).await, &["INFO", "commandstats"]).await;
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// Issue 18, item 5: DBSIZE read every bucket's sub-digest hash (B × S fields) on every call.
 /// The count is now computed at most once a second for all connections: 50 DBSIZEs in a row
 /// walk the sub-digests once (twice if the loop straddles the second), and a write shows
@@ -1709,11 +1700,11 @@ async fn dbsize_walks_the_sub_digests_at_most_once_a_second() {
     for i in 0..10 {
         assert_eq!(c.cmd(&format!("SET dbs:{i} v")).await, Frame::ok());
     }
-    let before = calls_of(&tc, 0, "hvals").await;
+    let before = tc.command_calls(0, "hvals").await;
     for _ in 0..50 {
         assert_eq!(c.cmd("DBSIZE").await, Frame::Integer(10));
     }
-    let walked = calls_of(&tc, 0, "hvals").await - before;
+    let walked = tc.command_calls(0, "hvals").await - before;
     assert!(
         walked <= 2 * buckets,
         "50 DBSIZEs read {walked} sub-digest hashes on node 0 ({buckets} per walk)"

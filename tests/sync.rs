@@ -1220,20 +1220,6 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
     tc.shutdown().await;
 }
 
-/// How often node `i` has run `command`, from `INFO commandstats`.
-async fn calls_of(tc: &TestCluster, i: usize, command: &str) -> u64 {
-    let mut c = tc.direct(i).await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// A client write that lands on the empty node between the copy's `WATCH` and its `EXEC`
 /// discards the transaction; the copy then goes through the bucket-by-bucket script, which
 /// leaves the written bucket alone (key-by-key repair takes it) and still copies the others.
@@ -1281,8 +1267,8 @@ async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
         )
         .await
         .unwrap();
-    let watches = calls_of(&tc, 2, "watch").await;
-    let execs = calls_of(&tc, 2, "exec").await;
+    let watches = tc.command_calls(2, "watch").await;
+    let execs = tc.command_calls(2, "exec").await;
     proxy.set(LinkFault::CutFromNode);
     let restore = {
         let node = pool.node(2).clone();
@@ -1294,7 +1280,7 @@ async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
     wait_until(
         Duration::from_secs(10),
         "the copy's WATCH on node 2",
-        || async { calls_of(&tc, 2, "watch").await > watches },
+        || async { tc.command_calls(2, "watch").await > watches },
     )
     .await;
     // Nodes 0 and 1 answer the write; node 2 applies it and its answer waits in the proxy.
@@ -1306,7 +1292,7 @@ async fn a_write_between_watch_and_exec_sends_the_copy_to_the_script() {
     proxy.heal();
     let landed = restore.await.unwrap().unwrap();
     assert_eq!(
-        calls_of(&tc, 2, "exec").await,
+        tc.command_calls(2, "exec").await,
         execs + 1,
         "one EXEC (discarded) reached node 2"
     );

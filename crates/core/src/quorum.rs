@@ -175,9 +175,82 @@ impl QuorumTracker {
     }
 }
 
+/// Which nodes a read asks (`quorum.read_fanout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFanout {
+    /// As many healthy nodes as the level needs, in turn; the others only when one of those
+    /// fails, does not count, or is slow.
+    #[default]
+    Needed,
+    /// Every node at once: each read compares every copy (read repair), and the fastest
+    /// answers decide.
+    All,
+}
+
+/// The nodes a read asks at once, and those it asks only if it must.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadWaves {
+    pub first: Vec<usize>,
+    pub rest: Vec<usize>,
+}
+
+/// Splits nodes `0..healthy.len()` for a read that needs `required` answers. Under `Needed`
+/// the first wave is `required` of the healthy nodes, starting at `turn` (so that the load,
+/// and the copies read repair compares, go round every node); with fewer healthy nodes than
+/// that, every node is asked at once, as under `All`.
+pub fn read_waves(fanout: ReadFanout, healthy: &[bool], required: usize, turn: usize) -> ReadWaves {
+    let n = healthy.len();
+    let every = || ReadWaves {
+        first: (0..n).collect(),
+        rest: Vec::new(),
+    };
+    if fanout == ReadFanout::All || n == 0 || healthy.iter().filter(|h| **h).count() < required {
+        return every();
+    }
+    let order = (0..n).map(|i| (turn + i) % n);
+    let first: Vec<usize> = order
+        .clone()
+        .filter(|&i| healthy[i])
+        .take(required)
+        .collect();
+    let rest = order.filter(|i| !first.contains(i)).collect();
+    ReadWaves { first, rest }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_needed_read_asks_as_many_healthy_nodes_as_required_in_turn() {
+        let all = [true; 3];
+        let w = |turn| read_waves(ReadFanout::Needed, &all, 2, turn);
+        assert_eq!(w(0).first, [0, 1]);
+        assert_eq!(w(0).rest, [2]);
+        assert_eq!(w(1).first, [1, 2]);
+        assert_eq!(w(2).first, [2, 0]);
+        assert_eq!(w(2).rest, [1]);
+        assert_eq!(w(5), w(2));
+        let one_down = [true, false, true];
+        let w = read_waves(ReadFanout::Needed, &one_down, 2, 1);
+        assert_eq!((w.first, w.rest), (vec![2, 0], vec![1]));
+    }
+
+    #[test]
+    fn too_few_healthy_nodes_or_all_asks_every_node_at_once() {
+        let every = ReadWaves {
+            first: vec![0, 1, 2],
+            rest: vec![],
+        };
+        assert_eq!(
+            read_waves(ReadFanout::Needed, &[true, false, false], 2, 0),
+            every
+        );
+        assert_eq!(read_waves(ReadFanout::All, &[true; 3], 2, 1), every);
+        assert_eq!(read_waves(ReadFanout::Needed, &[true; 3], 3, 1).rest, []);
+        assert_eq!(read_waves(ReadFanout::Needed, &[], 1, 0).first, []);
+    }
 
     #[test]
     fn majority_of_configured_nodes() {

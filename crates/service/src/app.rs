@@ -137,6 +137,8 @@ impl Core {
                 },
                 max_hints_per_node: cfg.sync.max_hints_per_node,
                 stream_checksum: cfg.sync.stream_checksum,
+                read_fanout: cfg.quorum.read_fanout,
+                read_hedge: cfg.quorum.read_hedge(),
             },
         ));
         let instance = if cfg.instance_id.is_empty() {

@@ -281,6 +281,17 @@ impl TestCluster {
         .await;
     }
 
+    /// How often node `i` has run `command` (commands run by scripts included), from
+    /// `INFO commandstats`.
+    pub async fn command_calls(&self, i: usize, command: &str) -> u64 {
+        let info: String =
+            self::command(&mut self.direct(i).await, &["INFO", "commandstats"]).await;
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
     /// A direct connection to node `i`, bypassing quorumd (to inspect or tamper).
     pub async fn direct(&self, i: usize) -> redis::aio::MultiplexedConnection {
         direct(&self.cluster.nodes[i].url()).await

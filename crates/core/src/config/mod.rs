@@ -10,7 +10,7 @@ pub use tls::TlsConfig;
 
 use crate::content::StreamChecksum;
 use crate::layout::{Layout, SLOTS, Scheme};
-use crate::quorum::{Consistency, QuorumSizes};
+use crate::quorum::{Consistency, QuorumSizes, ReadFanout};
 use crate::redact::mask_url;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -148,6 +148,14 @@ pub struct QuorumConfig {
     /// finds a free slot is sent at once, so an idle service adds no latency; with every slot
     /// busy, arrivals are batched. Default 2.
     pub batch_in_flight: usize,
+    /// Which nodes a read asks. `needed`: as many healthy nodes as the level needs, in turn,
+    /// and the others only when one of those fails, does not count (recovering), or has not
+    /// answered within `read_hedge_ms`. `all`: every node at once, so that every read compares
+    /// every copy for read repair. Default `needed`.
+    pub read_fanout: ReadFanout,
+    /// How long a `needed` read waits for its first nodes before asking the others too.
+    /// Default 20.
+    pub read_hedge_ms: u64,
 }
 
 impl Default for QuorumConfig {
@@ -158,7 +166,15 @@ impl Default for QuorumConfig {
             default_consistency: Consistency::Quorum,
             batch_max_entries: 256,
             batch_in_flight: 2,
+            read_fanout: ReadFanout::Needed,
+            read_hedge_ms: 20,
         }
+    }
+}
+
+impl QuorumConfig {
+    pub fn read_hedge(&self) -> Duration {
+        Duration::from_millis(self.read_hedge_ms)
     }
 }
 
@@ -751,6 +767,12 @@ impl Config {
                 return Err(invalid(field, "must be greater than 0"));
             }
         }
+        if self.quorum.read_hedge_ms == 0 {
+            return Err(invalid(
+                "quorum.read_hedge_ms",
+                "must be greater than 0 (read_fanout = \"all\" asks every node at once)",
+            ));
+        }
         if self.http.max_body_bytes == 0 {
             return Err(invalid("http.max_body_bytes", "must be greater than 0"));
         }
@@ -1004,6 +1026,12 @@ mod tests {
         );
         c.worker_threads = MAX_WORKER_THREADS;
         assert!(c.clone().validate().is_ok());
+        c.quorum.read_hedge_ms = 0;
+        assert_eq!(
+            field_of(c.clone().validate().unwrap_err()),
+            "quorum.read_hedge_ms"
+        );
+        c.quorum.read_hedge_ms = 1;
         c.sync.max_hints_per_node = 0;
         assert_eq!(
             field_of(c.validate().unwrap_err()),

@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One node's answer.
@@ -102,30 +103,81 @@ where
     F: Fn(Arc<Node>) -> Fut,
     Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
 {
+    let targets = targets.into_iter().collect();
+    fan_out_in_waves(
+        pool,
+        targets,
+        Vec::new(),
+        Duration::MAX,
+        required,
+        counts,
+        op,
+    )
+    .await
+}
+
+/// Like [`fan_out`], but asks `first` at once and `rest` only when it must: as soon as one
+/// answer fails or does not count, every call of the first wave has answered, or `hedge` has
+/// passed without a decision. A read asks as many nodes as it needs that way, and a slow node
+/// among them costs it `hedge`, not the node timeout.
+pub async fn fan_out_in_waves<T, F, Fut>(
+    pool: &NodePool,
+    first: Vec<NodeId>,
+    rest: Vec<NodeId>,
+    hedge: Duration,
+    required: usize,
+    counts: impl Fn(NodeId, &T) -> bool,
+    op: F,
+) -> Gathered<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<Node>) -> Fut,
+    Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
+{
+    let call = |id: NodeId| {
+        let fut = op(pool.node(id).clone());
+        async move {
+            Reply {
+                node: id,
+                result: fut.await,
+            }
+        }
+    };
     let mut pending = Outstanding {
-        calls: targets
-            .into_iter()
-            .map(|id| {
-                let fut = op(pool.node(id).clone());
-                async move {
-                    Reply {
-                        node: id,
-                        result: fut.await,
-                    }
-                }
-            })
-            .collect(),
+        calls: first.into_iter().map(call).collect(),
         forward_to: None,
     };
-    let asked = pending.calls.len();
+    let asked = pending.calls.len() + rest.len();
+    let mut rest = Some(rest).filter(|r| !r.is_empty());
+    // Only armed when there is a second wave: an ordinary fan-out sets no timer.
+    let hedge_at = rest
+        .as_ref()
+        .and_then(|_| tokio::time::Instant::now().checked_add(hedge));
     let mut tracker = QuorumTracker::new(required, asked);
     let mut replies = Vec::with_capacity(asked);
     let mut decision = tracker.decision();
     while decision == Decision::Pending {
-        let Some(reply) = pending.calls.next().await else {
-            break;
+        let next = tokio::select! {
+            biased;
+            next = pending.calls.next() => next,
+            () = sleep_until_or_never(hedge_at), if rest.is_some() => {
+                pending.calls.extend(rest.take().into_iter().flatten().map(call));
+                continue;
+            }
+        };
+        let Some(reply) = next else {
+            match rest.take() {
+                Some(r) => {
+                    pending.calls.extend(r.into_iter().map(call));
+                    continue;
+                }
+                None => break,
+            }
         };
         let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
+        if !ok && let Some(r) = rest.take() {
+            pending.calls.extend(r.into_iter().map(call));
+        }
         decision = tracker.record(ok);
         replies.push(reply);
     }
@@ -140,6 +192,13 @@ where
         replies,
         stragglers,
         required,
+    }
+}
+
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -22,18 +22,19 @@ pub use watch::{WatchOutcome, WatchedState, watch_broken};
 pub use batch::BatchSettings;
 pub use hints::hint_key;
 
-use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out};
+use crate::fanout::{Gathered, QuorumError, WriteBack, fan_out, fan_out_in_waves};
 use batch::{Coalescer, WriteEntry};
 use quorumd_core::content::{Content, StreamChecksum};
 use quorumd_core::hlc::{Hlc, Version, wall_clock_ms};
 use quorumd_core::layout::Layout;
 use quorumd_core::meta::{EntryKind, Meta};
-use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, majority};
+use quorumd_core::quorum::{Consistency, Decision, QuorumSizes, ReadFanout, majority, read_waves};
 use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeCondition, NodeRead, ReadWanted, WriteOutcome};
-use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
+use quorumd_node::pool::{Health, Node, NodeError, NodeId, NodePool};
 use repair::ReadAnswer;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Settings of the store, resolved from the configuration.
@@ -49,6 +50,10 @@ pub struct StoreSettings {
     pub max_hints_per_node: u64,
     /// The checksum new stream entries record (`sync.stream_checksum`).
     pub stream_checksum: StreamChecksum,
+    /// Which nodes a read asks, and when it asks the others too (`quorum.read_fanout`,
+    /// `quorum.read_hedge_ms`).
+    pub read_fanout: ReadFanout,
+    pub read_hedge: Duration,
 }
 
 /// What a client asks a write to check first.
@@ -230,6 +235,8 @@ pub struct VersionedStore {
     batches: Arc<Coalescer>,
     /// Where reads send the nodes whose value was changed outside quorumd.
     suspects: suspects::SuspectSink,
+    /// Where the next read's first wave starts (`quorum::read_waves`).
+    read_turn: AtomicUsize,
 }
 
 impl VersionedStore {
@@ -241,6 +248,7 @@ impl VersionedStore {
             settings,
             batches,
             suspects: suspects::SuspectSink::default(),
+            read_turn: AtomicUsize::new(0),
         }
     }
 
@@ -280,9 +288,10 @@ impl VersionedStore {
         self.pool.node(node).counts_for_reads(key)
     }
 
-    /// Sends `read` to every node, waiting for `required` answers from nodes that count for
-    /// reads of `key` (`None`: of every key): the read quorum of the key-value store and of
-    /// the CRDT store alike.
+    /// Sends `read` to the nodes `quorum.read_fanout` names, and to the others when those do
+    /// not decide, waiting for `required` answers from nodes that count for reads of `key`
+    /// (`None`: of every key): the read quorum of the key-value store and of the CRDT store
+    /// alike.
     pub(crate) async fn read_quorum<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -296,7 +305,22 @@ impl VersionedStore {
         Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
     {
         let counts = |n: NodeId, _: &T| self.counts_for_reads(n, key);
-        let g = fan_out(&self.pool, self.all_nodes(), required, counts, read).await;
+        let healthy: Vec<bool> = self
+            .all_nodes()
+            .map(|n| self.pool.node(n).health() == Health::Up && self.counts_for_reads(n, key))
+            .collect();
+        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
+        let waves = read_waves(self.settings.read_fanout, &healthy, required, turn);
+        let g = fan_out_in_waves(
+            &self.pool,
+            waves.first,
+            waves.rest,
+            self.settings.read_hedge,
+            required,
+            counts,
+            read,
+        )
+        .await;
         if g.decision == Decision::Reached {
             return Ok(g);
         }
