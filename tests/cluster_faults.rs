@@ -698,6 +698,7 @@ async fn a_heal_follows_slots_moved_since_the_shard_table_was_read() {
         // What is tested is where the calls go, not how fast: a batch of bucket copies timed
         // out at 3 s on a machine loaded by a build beside the suite.
         c.timeouts.node_ms = 10_000;
+        c.timeouts.request_ms = 20_000;
         c.timeouts.health_interval_ms = 600_000;
     })
     .await;
