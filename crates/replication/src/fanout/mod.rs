@@ -160,19 +160,18 @@ where
         let next = tokio::select! {
             biased;
             next = pending.calls.next() => next,
-            () = sleep_until_or_never(hedge_at), if rest.is_some() => {
-                pending.calls.extend(rest.take().into_iter().flatten().map(call));
-                continue;
-            }
+            // No answer yet means asking the rest, like an exhausted first wave.
+            () = sleep_until_or_never(hedge_at), if rest.is_some() => None,
         };
-        let Some(reply) = next else {
-            match rest.take() {
+        let reply = match next {
+            Some(reply) => reply,
+            None => match rest.take() {
                 Some(r) => {
                     pending.calls.extend(r.into_iter().map(call));
                     continue;
                 }
                 None => break,
-            }
+            },
         };
         let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
         if !ok && let Some(r) = rest.take() {
