@@ -103,7 +103,6 @@ where
     F: Fn(Arc<Node>) -> Fut,
     Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
 {
-    let targets = targets.into_iter().collect();
     fan_out_in_waves(
         pool,
         targets,
@@ -122,7 +121,7 @@ where
 /// among them costs it `hedge`, not the node timeout.
 pub async fn fan_out_in_waves<T, F, Fut>(
     pool: &NodePool,
-    first: Vec<NodeId>,
+    first: impl IntoIterator<Item = NodeId>,
     rest: Vec<NodeId>,
     hedge: Duration,
     required: usize,

@@ -305,9 +305,10 @@ impl VersionedStore {
         Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
     {
         let counts = |n: NodeId, _: &T| self.counts_for_reads(n, key);
+        // A node that is up counts for reads of every key: only `recovering` ones do not.
         let healthy: Vec<bool> = self
             .all_nodes()
-            .map(|n| self.pool.node(n).health() == Health::Up && self.counts_for_reads(n, key))
+            .map(|n| self.pool.node(n).health() == Health::Up)
             .collect();
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
         let waves = read_waves(self.settings.read_fanout, &healthy, required, turn);
