@@ -540,7 +540,10 @@ pub async fn restore_buckets(node: &Node, buckets: &[&BucketCopy]) -> Result<Vec
     node.per_master(
         buckets,
         |b| b.digest_key.as_str(),
-        |group| SlotRequest::Command(restore_command(node, group)),
+        |group| SlotRequest::Script {
+            eval: restore_command(node, group),
+            code: RESTORE_BUCKETS_LUA,
+        },
         restore_answer,
         |group| async move {
             let cmd = restore_command(node, &group);

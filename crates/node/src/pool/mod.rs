@@ -80,8 +80,14 @@ type SlotGroups<T> = Vec<(u16, Vec<T>)>;
 pub enum SlotRequest {
     /// A transaction (an atomic pipeline): its answer is `EXEC`'s, the replies of its commands.
     Transaction(redis::Pipeline),
-    /// One command: its answer is its reply.
-    Command(redis::Cmd),
+    /// One `EVALSHA` of the script whose source is `code`: its answer is its reply. A
+    /// master's pipeline loads each such script first, so that a master that never ran it (or
+    /// lost its script cache) answers at once instead of `NOSCRIPT`, which would send every
+    /// slot of the batch alone through the cluster client.
+    Script {
+        eval: redis::Cmd,
+        code: &'static str,
+    },
 }
 
 /// One Redis server.
@@ -366,8 +372,7 @@ impl Node {
     /// through the cluster client; a heal of a shard makes one per slot, 5,461 for a third of
     /// the slots. A slot a master answers `MOVED` for (moved since the table was read) goes
     /// once more to the master named, with the others moved there; a slot whose request fails
-    /// otherwise (`ASK` during a migration, a script the master has not loaded, the master
-    /// unreachable) is sent again alone by `alone`, as [`Node::per_slot`] sends it, through
+    /// otherwise (`ASK` during a migration, the master unreachable) is sent again alone by `alone`, as [`Node::per_slot`] sends it, through
     /// the cluster client. So `request` must be safe to send twice: a read, or a write that
     /// checks it is wanted (a script answering "not copied" the second time).
     pub async fn per_master<T, K, R, Fut>(
@@ -413,9 +418,18 @@ impl Node {
             let mut pipe = redis::pipe();
             // Where each slot's replies are: from `MULTI` to `EXEC`, or the command's.
             let mut spans = Vec::with_capacity(groups.len());
+            let mut loaded: Vec<&'static str> = Vec::new();
             for (_, g) in &groups {
+                let slot_request = request(g);
+                if let SlotRequest::Script { code, .. } = &slot_request
+                    && !loaded.contains(code)
+                {
+                    // Its reply, the script's SHA, lies outside every span.
+                    pipe.cmd("SCRIPT").arg("LOAD").arg(*code);
+                    loaded.push(code);
+                }
                 let first = pipe.len();
-                match request(g) {
+                match slot_request {
                     SlotRequest::Transaction(tx) => {
                         pipe.cmd("MULTI");
                         for cmd in tx.cmd_iter() {
@@ -423,8 +437,8 @@ impl Node {
                         }
                         pipe.cmd("EXEC");
                     }
-                    SlotRequest::Command(cmd) => {
-                        pipe.add_command(cmd);
+                    SlotRequest::Script { eval, .. } => {
+                        pipe.add_command(eval);
                     }
                 }
                 spans.push(first..pipe.len());
