@@ -5,8 +5,10 @@
 --
 -- A string, the common case, costs two calls: PEXPIRETIME (which answers -2 for a missing key,
 -- so it says whether the key exists too) and GET, and its checksum is compared as a number;
--- other types take content_of, compared as text.
-local function verify_entry(key, meta)
+-- other types take content_of, compared as text. `fetched`, when given, is the key's reply to
+-- an MGET the caller made for many keys at once (a string, or false for a missing key or one
+-- of another type), and takes the place of the GET.
+local function verify_entry(key, meta, fetched)
   local at = redis.call('PEXPIRETIME', key)
   local exists = at ~= -2
   if not meta then
@@ -23,7 +25,7 @@ local function verify_entry(key, meta)
   -- Still here after the expiry its metadata records: its TTL was changed.
   if not live then return 3 end
   local same_type, same_content
-  local value = letter == 's' and redis.pcall('GET', key)
+  local value = letter == 's' and (fetched == nil and redis.pcall('GET', key) or fetched)
   if type(value) == 'string' then
     same_type, same_content = true, h48(value) == entry_checksum(meta)
   else

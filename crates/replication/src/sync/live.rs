@@ -484,3 +484,37 @@ fn at_source(source: &EventSource) -> String {
         EventSource::Master { addr, .. } => format!("master {addr}: "),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_awaited_probes_count_as_heard_and_the_unheard_are_retried_with_a_growing_pause() {
+        let mut probes = Probes::new(3);
+        assert!(probes.retry_due() && !probes.awaiting());
+        // The probes of sources 0 and 2 were written; source 1's write failed.
+        probes.waiting.extend([0, 2]);
+        assert!(probes.awaiting() && !probes.retry_due());
+        assert!(probes.heard(0));
+        assert!(!probes.heard(0), "a probe is heard once");
+        assert!(!probes.heard(1), "no probe of source 1 was awaited");
+        assert_eq!(probes.unheard(), vec![1, 2]);
+
+        // Source 2's event never comes: given up, and both are sent again after RETRY.
+        let before = tokio::time::Instant::now();
+        assert_eq!(probes.time_out(), vec![2]);
+        assert!(!probes.awaiting() && probes.retry_due());
+        assert!(probes.deadline >= before + RETRY);
+        assert!(probes.deadline <= tokio::time::Instant::now() + RETRY);
+        // Each retry waits twice as long as the one before, up to PROBE_RETRY_MAX.
+        let now = tokio::time::Instant::now();
+        let pauses: Vec<Duration> = (0..5).map(|_| probes.retry_later(now) - now).collect();
+        assert_eq!(pauses, [2, 4, 8, 10, 10].map(Duration::from_secs));
+        assert_eq!(PROBE_RETRY_MAX, Duration::from_secs(10));
+
+        probes.waiting.extend([1, 2]);
+        assert!(probes.heard(1) && probes.heard(2));
+        assert!(probes.all_heard() && !probes.retry_due() && !probes.awaiting());
+    }
+}
