@@ -3,7 +3,7 @@
 //! intact copy answered. Real redis-server processes; the changes are made with plain commands
 //! on one node.
 
-use quorumd::config::{Config, DirectWritesPolicy};
+use quorumd::config::{Config, DirectWritesPolicy, DirectWritesRule};
 use quorumd::content::{Content, StreamChecksum};
 use quorumd::quorum::Consistency;
 use quorumd::sync::SweepMode;
@@ -22,18 +22,25 @@ async fn put(tc: &TestCluster, key: &str, value: &str) {
     assert!(r.status().is_success(), "PUT {key}: {}", r.status());
 }
 
-/// Writes a key of each Redis type straight to every node and lets a full sweep adopt it, so
-/// that quorumd versions it.
+/// Writes a key of each Redis type through quorumd's Redis-protocol listener at `all`, so that
+/// every node holds it, versioned. (Not by adoption: under `report-only` a key created outside
+/// quorumd stays unversioned.)
 async fn seed_typed_keys(tc: &TestCluster) {
-    for i in 0..3 {
-        let mut c = tc.direct(i).await;
-        let _: () = command(&mut c, &["HSET", "t:hash", "f1", "a", "f2", "b"]).await;
-        let _: () = command(&mut c, &["SADD", "t:set", "x", "y"]).await;
-        let _: () = command(&mut c, &["RPUSH", "t:list", "1", "2"]).await;
-        let _: () = command(&mut c, &["ZADD", "t:zset", "1", "m1", "2.5", "m2"]).await;
+    let addr = tc.app().resp_addr().expect("resp enabled");
+    let mut q = common::direct(&format!("redis://{addr}")).await;
+    let _: () = command(&mut q, &["QUORUMD", "CONSISTENCY", "all"]).await;
+    let _: () = command(&mut q, &["HSET", "t:hash", "f1", "a", "f2", "b"]).await;
+    let _: () = command(&mut q, &["SADD", "t:set", "x", "y"]).await;
+    let _: () = command(&mut q, &["RPUSH", "t:list", "1", "2"]).await;
+    let _: () = command(&mut q, &["ZADD", "t:zset", "1", "m1", "2.5", "m2"]).await;
+    for k in ["t:hash", "t:set", "t:list", "t:zset"] {
+        for i in 0..3 {
+            assert!(
+                tc.raw_meta(i, k.as_bytes()).await.is_some(),
+                "{k} on node {i}"
+            );
+        }
     }
-    let r = tc.sweep(SweepMode::Full, false).await;
-    assert_eq!(r.keys_adopted, 4, "{r:?}");
 }
 
 /// The changes the tests make on node 1, one per kind.
@@ -187,6 +194,13 @@ async fn report_only_changes_nothing_and_a_scrub_without_content_comparison_miss
         "report-only changed nothing"
     );
     assert_ne!(raw(&tc, 0, "t:hash").await, tampered);
+    // The renamed copy, a key created outside quorumd, is only reported too: it stays on
+    // node 1 alone, without metadata, whatever `adopt_policy` says.
+    assert_eq!(r.keys_adopted, 0, "{r:?}");
+    for i in [0, 2] {
+        assert_eq!(tc.raw_value(i, b"s:renamed").await, None, "node {i}");
+    }
+    assert!(tc.raw_meta(1, b"s:renamed").await.is_none());
     // Negative control: a scrub that compares presence only sees the two deletes alone.
     tc.app()
         .sweeper()
@@ -195,6 +209,76 @@ async fn report_only_changes_nothing_and_a_scrub_without_content_comparison_miss
         .store(true, Ordering::Relaxed);
     let blind = tc.sweep(SweepMode::Full, true).await;
     assert_eq!(blind.direct_changes.values().sum::<u64>(), 2, "{blind:?}");
+    tc.shutdown().await;
+}
+
+/// Policies by key pattern: each changed key is handled by the first rule whose pattern
+/// matches it, the others by `direct_writes`; a key created outside quorumd that a
+/// `report-only` rule covers stays on its node alone, unversioned.
+#[tokio::test]
+async fn rules_by_key_pattern_choose_each_keys_policy() {
+    let tc = TestCluster::start_with(3, |c| {
+        c.sync.direct_writes = DirectWritesPolicy::Adopt;
+        c.sync.direct_writes_rules = vec![
+            DirectWritesRule {
+                pattern: "keep:*".into(),
+                policy: DirectWritesPolicy::Restore,
+            },
+            DirectWritesRule {
+                pattern: "watch:*".into(),
+                policy: DirectWritesPolicy::ReportOnly,
+            },
+        ];
+    })
+    .await;
+    let versioned = ["keep:a", "watch:b", "plain:c"];
+    for k in versioned {
+        put(&tc, k, "original").await;
+    }
+    let kept = tc.raw_meta(0, b"keep:a").await;
+    let mut c = tc.direct(1).await;
+    for k in versioned {
+        let _: () = command(&mut c, &["SET", k, "tampered"]).await;
+    }
+    for k in ["watch:new", "plain:new"] {
+        let _: () = command(&mut c, &["SET", k, "created"]).await;
+    }
+    let r = tc.sweep(SweepMode::Full, false).await;
+    for (action, n) in [("restored", 1), ("adopted", 1), ("reported", 1)] {
+        assert_eq!(
+            r.direct_changes_handled.get(action),
+            Some(&n),
+            "{action}: {r:?}"
+        );
+    }
+    assert_eq!((r.keys_unversioned, r.keys_adopted), (2, 1), "{r:?}");
+    let value = |v: &str| Some(v.as_bytes().to_vec());
+    for i in 0..3 {
+        assert_eq!(
+            tc.raw_value(i, b"keep:a").await,
+            value("original"),
+            "node {i}"
+        );
+        assert_eq!(tc.raw_meta(i, b"keep:a").await, kept, "node {i}");
+        assert_eq!(
+            tc.raw_value(i, b"plain:c").await,
+            value("tampered"),
+            "node {i}"
+        );
+        assert_eq!(
+            tc.raw_value(i, b"plain:new").await,
+            value("created"),
+            "node {i}"
+        );
+        let (watched, created) = if i == 1 {
+            (value("tampered"), value("created"))
+        } else {
+            (value("original"), None)
+        };
+        assert_eq!(tc.raw_value(i, b"watch:b").await, watched, "node {i}");
+        assert_eq!(tc.raw_value(i, b"watch:new").await, created, "node {i}");
+        assert!(tc.raw_meta(i, b"watch:new").await.is_none(), "node {i}");
+    }
     tc.shutdown().await;
 }
 

@@ -359,6 +359,17 @@ pub enum DirectWritesPolicy {
     ReportOnly,
 }
 
+/// One entry of `sync.direct_writes_rules`: the policy for direct changes to the keys a
+/// pattern matches. Both fields are required: a rule without either would say nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectWritesRule {
+    /// Glob pattern (Redis MATCH syntax) of the keys the rule covers; not empty.
+    pub pattern: String,
+    /// The policy for those keys: `adopt`, `restore` or `report-only`.
+    pub policy: DirectWritesPolicy,
+}
+
 impl DirectWritesPolicy {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -417,6 +428,10 @@ pub struct SyncConfig {
     /// `report-only`, keys created outside quorumd are reported too, whatever `adopt_policy`
     /// says. Default `adopt`.
     pub direct_writes: DirectWritesPolicy,
+    /// Policies for direct changes by key pattern, in order: the first rule whose pattern
+    /// matches a key decides for it, and `direct_writes` for the keys no rule matches
+    /// (`[[sync.direct_writes_rules]]` with `pattern` and `policy`). Default none.
+    pub direct_writes_rules: Vec<DirectWritesRule>,
     /// The checksum new stream entries record: `full` (letter `y`: entries, last ID,
     /// entries-added, max-deleted ID and consumer groups) or `entries` (letter `x`: the
     /// entries only). Entries keep the letter they were written with and every instance that
@@ -451,6 +466,7 @@ impl Default for SyncConfig {
             max_hints_per_node: 100_000,
             adopt_policy: AdoptPolicy::Majority,
             direct_writes: DirectWritesPolicy::Adopt,
+            direct_writes_rules: Vec::new(),
             stream_checksum: StreamChecksum::Full,
             live_detection: true,
             include: Vec::new(),
@@ -789,6 +805,16 @@ impl Config {
                 return Err(invalid(field, "must be greater than 0"));
             }
         }
+        if let Some(i) = sync
+            .direct_writes_rules
+            .iter()
+            .position(|r| r.pattern.is_empty())
+        {
+            return Err(invalid(
+                format!("sync.direct_writes_rules[{i}].pattern"),
+                "must not be empty (\"*\" matches every key)",
+            ));
+        }
         // Leases are renewed at the start of each background exchange, and the next one starts
         // an interval after the last one ended: a lease shorter than two intervals expires
         // between renewals as soon as an exchange takes as long as the pause, and instances
@@ -1032,6 +1058,22 @@ mod tests {
             "quorum.read_hedge_ms"
         );
         c.quorum.read_hedge_ms = 1;
+        c.sync.direct_writes_rules = vec![
+            DirectWritesRule {
+                pattern: "cfg:*".into(),
+                policy: DirectWritesPolicy::Restore,
+            },
+            DirectWritesRule {
+                pattern: String::new(),
+                policy: DirectWritesPolicy::Adopt,
+            },
+        ];
+        assert_eq!(
+            field_of(c.clone().validate().unwrap_err()),
+            "sync.direct_writes_rules[1].pattern"
+        );
+        c.sync.direct_writes_rules.pop();
+        assert!(c.clone().validate().is_ok());
         c.sync.max_hints_per_node = 0;
         assert_eq!(
             field_of(c.validate().unwrap_err()),

@@ -9,14 +9,16 @@
 //!   same-version repair of `APPLY` (which rewrites a value that differs from its entry).
 //! - `report-only`: nothing changes.
 //!
-//! A key created outside quorumd (no metadata) is adopted under `sync.adopt_policy` (there is
-//! no versioned value to restore), unless the policy is `report-only`. A CRDT key's
-//! materialised value is rebuilt from the node's state under either policy: the state, not the
-//! value, is what merges.
+//! The policy is a key's own: the first of `sync.direct_writes_rules` whose pattern matches
+//! it, else `sync.direct_writes` ([`policy_for`]). A key created outside quorumd (no
+//! metadata) is adopted under `sync.adopt_policy` (there is no versioned value to restore),
+//! unless its policy is `report-only`. A CRDT key's materialised value is rebuilt from the
+//! node's state under either other policy: the state, not the value, is what merges.
 
 use super::Sweeper;
 use super::events::DirectChangesHandled;
-use quorumd_core::config::{AdoptPolicy, DirectWritesPolicy};
+use super::glob;
+use quorumd_core::config::{AdoptPolicy, DirectWritesPolicy, SyncConfig};
 use quorumd_core::content::Content;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::calls;
@@ -71,20 +73,37 @@ pub struct Found {
     pub meta: Option<Meta>,
 }
 
-/// Handles `found` by the configured policy (only reports in a dry run); one action per
+/// The policy for direct changes to `key`: that of the first rule whose pattern matches it,
+/// else the default.
+pub fn policy_for(cfg: &SyncConfig, key: &[u8]) -> DirectWritesPolicy {
+    cfg.direct_writes_rules
+        .iter()
+        .find(|r| glob::matches(r.pattern.as_bytes(), key))
+        .map_or(cfg.direct_writes, |r| r.policy)
+}
+
+/// Whether the full sweep may version `key`, found on the nodes without metadata.
+pub fn adopts_unversioned(cfg: &SyncConfig, key: &[u8]) -> bool {
+    cfg.adopt_policy == AdoptPolicy::Majority
+        && policy_for(cfg, key) != DirectWritesPolicy::ReportOnly
+}
+
+/// Handles `found`, each by its key's policy (only reports in a dry run); one action per
 /// item, in order. Emits the events.
 pub async fn handle(sw: &Sweeper, path: Path, found: &[Found], dry_run: bool) -> Vec<Action> {
     let cfg = sw.config();
     let mut actions = vec![Action::Reported; found.len()];
-    if !dry_run && cfg.direct_writes != DirectWritesPolicy::ReportOnly {
+    if !dry_run {
         let (mut adopt_new, mut adopt, mut restore) = (Vec::new(), Vec::new(), Vec::new());
         let mut rebuild = Vec::new();
         for (i, f) in found.iter().enumerate() {
+            let policy = policy_for(cfg, &f.loc.key);
             match &f.meta {
-                None if cfg.adopt_policy == AdoptPolicy::Majority => adopt_new.push(i),
+                _ if policy == DirectWritesPolicy::ReportOnly => {}
+                None if adopts_unversioned(cfg, &f.loc.key) => adopt_new.push(i),
                 None => {}
                 Some(m) if m.kind.crdt().is_some() => rebuild.push(i),
-                Some(_) if cfg.direct_writes == DirectWritesPolicy::Adopt => adopt.push(i),
+                Some(_) if policy == DirectWritesPolicy::Adopt => adopt.push(i),
                 Some(_) => restore.push(i),
             }
         }
@@ -332,6 +351,7 @@ fn by_node(found: &[Found], items: &[usize]) -> BTreeMap<NodeId, Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quorumd_core::config::DirectWritesRule;
     use quorumd_core::metric_labels as labels;
 
     /// The label values registered at zero are exactly the ones this module records.
@@ -343,5 +363,36 @@ mod tests {
         assert_eq!(kinds, labels::DIRECT_CHANGE_KINDS);
         assert_eq!(paths, labels::DIRECT_CHANGE_PATHS);
         assert_eq!(actions, labels::DIRECT_CHANGE_ACTIONS);
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_and_the_default_covers_the_rest() {
+        let rule = |pattern: &str, policy| DirectWritesRule {
+            pattern: pattern.into(),
+            policy,
+        };
+        let cfg = SyncConfig {
+            direct_writes: DirectWritesPolicy::Adopt,
+            direct_writes_rules: vec![
+                rule("cfg:audit:*", DirectWritesPolicy::ReportOnly),
+                rule("cfg:*", DirectWritesPolicy::Restore),
+            ],
+            ..SyncConfig::default()
+        };
+        assert_eq!(policy_for(&cfg, b"cfg:limits"), DirectWritesPolicy::Restore);
+        assert_eq!(
+            policy_for(&cfg, b"cfg:audit:1"),
+            DirectWritesPolicy::ReportOnly
+        );
+        assert_eq!(policy_for(&cfg, b"user:1"), DirectWritesPolicy::Adopt);
+        // Keys without metadata are versioned unless their policy or `adopt_policy` forbids.
+        assert!(adopts_unversioned(&cfg, b"user:1"));
+        assert!(adopts_unversioned(&cfg, b"cfg:limits"));
+        assert!(!adopts_unversioned(&cfg, b"cfg:audit:1"));
+        let none = SyncConfig {
+            adopt_policy: AdoptPolicy::ReportOnly,
+            ..cfg
+        };
+        assert!(!adopts_unversioned(&none, b"user:1"));
     }
 }

@@ -10,7 +10,6 @@ use super::direct;
 use super::glob;
 use super::progress::{self, ProgressHandle};
 use super::repair::{self, Repair};
-use quorumd_core::config::AdoptPolicy;
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::calls;
@@ -238,7 +237,9 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
         return;
     }
     repair::execute(sw, repairs, p).await;
-    if sw.config().adopt_policy == AdoptPolicy::Majority && !unversioned.is_empty() {
+    // Keys whose direct-writes policy is `report-only` are counted above, and left as they are.
+    unversioned.retain(|(loc, _)| direct::adopts_unversioned(sw.config(), &loc.key));
+    if !unversioned.is_empty() {
         adopt(sw, &unversioned, p).await;
     }
 }
