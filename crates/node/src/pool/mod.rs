@@ -372,9 +372,10 @@ impl Node {
     /// through the cluster client; a heal of a shard makes one per slot, 5,461 for a third of
     /// the slots. A slot a master answers `MOVED` for (moved since the table was read) goes
     /// once more to the master named, with the others moved there; a slot whose request fails
-    /// otherwise (`ASK` during a migration, the master unreachable) is sent again alone by `alone`, as [`Node::per_slot`] sends it, through
-    /// the cluster client. So `request` must be safe to send twice: a read, or a write that
-    /// checks it is wanted (a script answering "not copied" the second time).
+    /// otherwise (`ASK` during a migration, the master unreachable) is sent again alone by
+    /// `alone`, as [`Node::per_slot`] sends it, through the cluster client. So `request` must
+    /// be safe to send twice: a read, or a write that checks it is wanted (a script answering
+    /// "not copied" the second time).
     pub async fn per_master<T, K, R, Fut>(
         &self,
         items: &[T],

@@ -100,7 +100,7 @@ pub async fn handle(sw: &Sweeper, path: Path, found: &[Found], dry_run: bool) ->
             let policy = policy_for(cfg, &f.loc.key);
             match &f.meta {
                 _ if policy == DirectWritesPolicy::ReportOnly => {}
-                None if adopts_unversioned(cfg, &f.loc.key) => adopt_new.push(i),
+                None if cfg.adopt_policy == AdoptPolicy::Majority => adopt_new.push(i),
                 None => {}
                 Some(m) if m.kind.crdt().is_some() => rebuild.push(i),
                 Some(_) if policy == DirectWritesPolicy::Adopt => adopt.push(i),
