@@ -404,6 +404,48 @@ async fn live_detection_restores_the_versioned_value() {
     tc.shutdown().await;
 }
 
+/// The live path takes each key's own policy too: a rule restores `r:*` while other keys
+/// adopt their direct changes.
+#[tokio::test]
+async fn live_detection_follows_the_rule_for_each_key() {
+    let tc = TestCluster::start_with(3, |c| {
+        live(DirectWritesPolicy::Adopt)(c);
+        c.sync.direct_writes_rules = vec![DirectWritesRule {
+            pattern: "r:*".into(),
+            policy: DirectWritesPolicy::Restore,
+        }];
+    })
+    .await;
+    wait_live_on(&tc, 3).await;
+    put(&tc, "r:k", "original").await;
+    put(&tc, "a:k", "original").await;
+    let meta = tc.raw_meta(0, b"r:k").await;
+    let mut c = tc.direct(1).await;
+    let _: () = command(&mut c, &["SET", "r:k", "direct"]).await;
+    let _: () = command(&mut c, &["SET", "a:k", "direct"]).await;
+    wait_until(
+        Duration::from_secs(5),
+        "r:k restored, a:k adopted",
+        || async {
+            let adopted = tc.raw_meta(1, b"a:k").await;
+            let mut done = tc.raw_value(1, b"r:k").await.as_deref() == Some(&b"original"[..]);
+            for i in [0, 2] {
+                done &= tc.raw_value(i, b"a:k").await.as_deref() == Some(&b"direct"[..])
+                    && tc.raw_meta(i, b"a:k").await == adopted;
+            }
+            done
+        },
+    )
+    .await;
+    assert_eq!(
+        tc.raw_meta(1, b"r:k").await,
+        meta,
+        "restored at the same version"
+    );
+    all_nodes_agree_with(&tc, 1, &["a:k"]).await;
+    tc.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_node_that_refuses_config_is_reported_and_its_changes_are_scrubbed() {
     // Node 1 is reached as a user the ACL denies CONFIG; its notifications stay off.

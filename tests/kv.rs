@@ -12,6 +12,29 @@ use std::time::Duration;
 
 const LEVELS: [&str; 4] = ["one", "quorum", "all", "linearizable"];
 
+/// At `one`, waits until every node holds `value` under `key` (`None`: no value): `one`
+/// promises no freshness (docs/GUARANTEES.md), and its read asks a single node, which may not
+/// have the write yet. The other levels read their own writes at once.
+async fn settled_at_one(tc: &TestCluster, level: &str, key: &str, value: Option<&str>) {
+    if level != "one" {
+        return;
+    }
+    let want = value.map(|v| v.as_bytes().to_vec());
+    wait_until(
+        Duration::from_secs(5),
+        "the write at one on every node",
+        || async {
+            for i in 0..tc.cluster.nodes.len() {
+                if tc.raw_value(i, key.as_bytes()).await != want {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
 async fn nodes_holding(tc: &TestCluster, key: &[u8], value: &[u8]) -> usize {
     let mut n = 0;
     for i in 0..tc.cluster.nodes.len() {
@@ -43,6 +66,7 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
             assert!(acks >= want, "{level}: {acks} acks");
             assert_eq!(format!("\"{}\"", body["version"].as_str().unwrap()), etag);
 
+            settled_at_one(&tc, level, &key, Some(&format!("v1-{level}"))).await;
             let r = tc.get(&key, &q).await;
             assert_eq!(r.status(), StatusCode::OK);
             assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
@@ -59,11 +83,13 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
             .await;
 
             assert_eq!(tc.put(&key, "v2", &q).await.status(), StatusCode::OK);
+            settled_at_one(&tc, level, &key, Some("v2")).await;
             assert_eq!(
                 tc.get(&key, &q).await.bytes().await.unwrap(),
                 "v2".as_bytes()
             );
             assert_eq!(tc.delete(&key, &q).await.status(), StatusCode::OK);
+            settled_at_one(&tc, level, &key, None).await;
             let r = tc.get(&key, &q).await;
             assert_eq!(r.status(), StatusCode::NOT_FOUND);
             assert_eq!(body_json(r).await["error"]["code"], "not_found");

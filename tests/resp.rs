@@ -2235,6 +2235,8 @@ async fn http_tokens_authenticate_resp_with_scopes_and_rotate_on_sighup() {
     assert_eq!(error_text(&w.cmd(&wrong_user).await), WRONGPASS);
     assert_eq!(error_text(&w.cmd("GET k").await), NOAUTH);
     assert_eq!(w.cmd(&format!("AUTH ops {old}")).await, Frame::ok());
+    // At `all`, so that the read at `one` below finds it on whichever node it asks.
+    assert_eq!(w.cmd("QUORUMD CONSISTENCY all").await, Frame::ok());
     assert_eq!(w.cmd("SET k v").await, Frame::ok());
     assert_eq!(w.cmd("INCR n").await, Frame::Integer(1));
 
