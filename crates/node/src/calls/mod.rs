@@ -40,7 +40,10 @@ use redis::Value;
 /// `concat!` can splice it into each script's literal.
 macro_rules! digest_lua {
     () => {
-        include_str!("../../lua/shared/digest.lua")
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lua/shared/digest.lua"
+        ))
     };
 }
 pub(crate) use digest_lua;
@@ -49,7 +52,7 @@ pub(crate) use digest_lua;
 /// version order `version_after(a, b)` and `entry_pack`, which builds an entry.
 macro_rules! entry_lua {
     () => {
-        include_str!("../../lua/shared/entry.lua")
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/entry.lua"))
     };
 }
 pub(crate) use entry_lua;
@@ -57,7 +60,10 @@ pub(crate) use entry_lua;
 /// Lua: `promise_key(mkey, key)`, where a node keeps a key's read-modify-write promise.
 macro_rules! promise_lua {
     () => {
-        include_str!("../../lua/shared/promise.lua")
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lua/shared/promise.lua"
+        ))
     };
 }
 pub(crate) use promise_lua;
@@ -65,7 +71,10 @@ pub(crate) use promise_lua;
 /// Lua: `typed_read(key, mkey, full)`, a key's metadata and typed value.
 macro_rules! typed_read_lua {
     () => {
-        include_str!("../../lua/shared/typed_read.lua")
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lua/shared/typed_read.lua"
+        ))
     };
 }
 pub(crate) use typed_read_lua;
@@ -73,7 +82,7 @@ pub(crate) use typed_read_lua;
 /// Lua: `clock()`, the node's time in ms (`TIME`), read at most once per script call.
 macro_rules! clock_lua {
     () => {
-        include_str!("../../lua/shared/clock.lua")
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/clock.lua"))
     };
 }
 pub(crate) use clock_lua;
@@ -82,7 +91,10 @@ pub(crate) use clock_lua;
 /// same function as `quorumd_core::content`.
 macro_rules! content_lua {
     () => {
-        include_str!("../../lua/shared/content.lua")
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lua/shared/content.lua"
+        ))
     };
 }
 pub(crate) use content_lua;
@@ -91,7 +103,10 @@ pub(crate) use content_lua;
 /// records (needs `clock_lua!`, `content_lua!` and `entry_lua!` before it).
 macro_rules! verify_entry_lua {
     () => {
-        include_str!("../../lua/shared/verify_entry.lua")
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lua/shared/verify_entry.lua"
+        ))
     };
 }
 pub(crate) use verify_entry_lua;
@@ -100,7 +115,10 @@ pub(crate) use verify_entry_lua;
 /// (`crdt_state_hash`): the merge keeps it, the scrub sums it again.
 macro_rules! crdt_hash_lua {
     () => {
-        include_str!("../../lua/shared/crdt_hash.lua")
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/lua/shared/crdt_hash.lua"
+        ))
     };
 }
 pub(crate) use crdt_hash_lua;
@@ -112,7 +130,7 @@ pub(crate) use crdt_hash_lua;
 macro_rules! own_writes_lua {
     ($($body:tt)*) => {
         concat!(
-            include_str!("../../lua/shared/own.lua"),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/own.lua")),
             "local function own_body()\n",
             $($body)*,
             "\nend\nreturn own_run(own_body)\n"
