@@ -518,14 +518,7 @@ fn held(holder: &str, fence: u64, sent: u64, got: u64, validity_ms: u64) -> Held
 async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_growing() {
     let max_ttl = 4000;
     let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
-    let cfg = tc.app().store().pool().clone();
-    let locks_cfg = LocksConfig {
-        max_ttl_ms: max_ttl,
-        ..LocksConfig::default()
-    };
-    let locks = LockService::new(cfg.clone(), locks_cfg.clone(), &common::default_layout());
-    // B is another instance: its fence hints never saw A's fence, so only the nodes carry it.
-    let other = LockService::new(cfg.clone(), locks_cfg.clone(), &common::default_layout());
+    let (locks, other) = two_lock_services(&tc, max_ttl, UnsafeKnobs::default());
     let rec = Recorder::new();
     // Make the fence counter non-trivial first.
     for _ in 0..3 {
@@ -562,23 +555,81 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
     tc.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
-    let max_ttl = 6000;
-    let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
+/// A lock service whose gate (and catch-up) follow `knobs`, and another one, B (another
+/// instance: its fence hints never saw A's fence), over `tc`'s nodes.
+fn two_lock_services(
+    tc: &TestCluster,
+    max_ttl: u64,
+    knobs: UnsafeKnobs,
+) -> (Arc<LockService>, Arc<LockService>) {
     let pool = tc.app().store().pool().clone();
     let cfg = LocksConfig {
         max_ttl_ms: max_ttl,
         ..LocksConfig::default()
     };
+    let layout = common::default_layout();
+    (
+        LockService::with_unsafe_knobs(pool.clone(), cfg.clone(), &layout, knobs),
+        LockService::with_unsafe_knobs(pool, cfg, &layout, knobs),
+    )
+}
+
+/// A holds the lock on {0, 1}, node 0 restarts empty, and B asks only once node 0 counts
+/// again, with node 1 isolated: B's majority is {0, 2}, where nothing but the catch-up can
+/// have put A's fence (an attempt of B's while A held the lock would raise the counters its
+/// script ran on; the test above makes one, this one does not). Returns A's and B's fences.
+async fn fences_after_a_restart(knobs: UnsafeKnobs) -> (u64, u64) {
+    let max_ttl = 3000;
+    let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
+    let (locks, other) = two_lock_services(&tc, max_ttl, knobs);
+    let rec = Recorder::new();
+    for _ in 0..3 {
+        let g = locks.acquire("r", 1000, 2000, "warm").await.unwrap();
+        locks.release("r", &g.token).await.unwrap();
+    }
+    let (fence_a, ..) = lock_on_two_then_restart_one(&mut tc, &locks, &rec, max_ttl).await;
+    tokio::time::sleep(Duration::from_millis(max_ttl + 200)).await;
+    wait_until(Duration::from_secs(10), "node 0 counts again", || async {
+        other.counts_toward_majority(0, None)
+    })
+    .await;
+    tc.isolate(1).await;
+    let b = other
+        .acquire("r", 500, 2000, "B")
+        .await
+        .expect("B on nodes 0 and 2");
+    tc.shutdown().await;
+    (fence_a, b.fence)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_catch_up_carries_a_lost_fence_to_the_restarted_node() {
+    let (fence_a, fence_b) = fences_after_a_restart(UnsafeKnobs::default()).await;
+    assert!(fence_b > fence_a, "fence {fence_b} after {fence_a}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_counting_a_restarted_node_without_the_catch_up_loses_a_fence() {
+    let knobs = UnsafeKnobs {
+        skip_fence_catch_up: true,
+        ..UnsafeKnobs::default()
+    };
+    let (fence_a, fence_b) = fences_after_a_restart(knobs).await;
+    assert!(
+        fence_b <= fence_a,
+        "without the catch-up, {{0, 2}} cannot know A's fence {fence_a}, yet B got {fence_b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_counting_a_restarted_node_at_once_is_caught() {
+    let max_ttl = 6000;
+    let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
     let knobs = UnsafeKnobs {
         count_restarted_at_once: true,
         ..UnsafeKnobs::default()
     };
-    let layout = common::default_layout();
-    let unsafe_locks = LockService::with_unsafe_knobs(pool.clone(), cfg.clone(), &layout, knobs);
-    // B is another instance: A's own fence hints would carry A's fence past the lost node.
-    let unsafe_other = LockService::with_unsafe_knobs(pool, cfg, &layout, knobs);
+    let (unsafe_locks, unsafe_other) = two_lock_services(&tc, max_ttl, knobs);
     let rec = Recorder::new();
     for _ in 0..3 {
         let g = unsafe_locks.acquire("r", 1000, 2000, "warm").await.unwrap();

@@ -26,6 +26,9 @@ mod knobs {
         /// Count a restarted node toward majorities at once, without the TTL delay or fence
         /// catch-up.
         pub count_restarted_at_once: bool,
+        /// Let a restarted node count after the TTL delay without raising its fence counters
+        /// (the catch-up copies nothing).
+        pub skip_fence_catch_up: bool,
     }
 }
 
@@ -228,7 +231,12 @@ impl LockService {
         layout: &Layout,
         knobs: UnsafeKnobs,
     ) -> Arc<LockService> {
-        let gate = RecoveryGate::new(pool.clone(), &cfg, &layout.prefix);
+        let gate = RecoveryGate::new(
+            pool.clone(),
+            &cfg,
+            &layout.prefix,
+            !knobs.skip_fence_catch_up,
+        );
         Arc::new(LockService {
             pool,
             cfg,
