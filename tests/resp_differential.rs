@@ -130,7 +130,7 @@ const LEGIT: &[Legit] = &[
         how: How::NotGenerated,
         why: "randomness, a cursor or a server detail (SCAN's cursor, DBSIZE is approximate \
               and up to a second old in quorumd, INFO and HELLO describe the server); \
-              covered by tests/resp.rs and tests/resp_keyspace.rs",
+              covered by tests/resp/ and tests/resp_keyspace.rs",
     },
     Legit {
         what: "SSCAN and HSCAN with a cursor other than 0",
@@ -142,14 +142,14 @@ const LEGIT: &[Legit] = &[
     Legit {
         what: "XADD with the ID `*`",
         how: How::NotGenerated,
-        why: "each server takes the ID from its own clock; tests/resp.rs checks such IDs by \
+        why: "each server takes the ID from its own clock; tests/resp/ checks such IDs by \
               shape and order",
     },
     Legit {
         what: "BLPOP BRPOP BLMOVE BZPOPMIN... (blocking)",
         how: How::NotGenerated,
         why: "a pop on an empty key waits (forever with a 0 timeout), so the generator emits \
-              none; tests/resp.rs compares their replies with redis-server's",
+              none; tests/resp/ compares their replies with redis-server's",
     },
     Legit {
         what: "expiry times between 1 ms and 100 s from now",
