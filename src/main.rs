@@ -225,7 +225,7 @@ async fn sweep(
             .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Cli).dry_run())
             .await?
             .divergence_left()
-            + report.direct_changes_left()
+            + report.outside_changes_left()
     };
     if json {
         println!(
@@ -264,8 +264,13 @@ fn print_report(r: &quorumd::sync::SweepReport, core: &quorumd::app::Core, left:
         r.buckets_compared, r.buckets_mismatched, r.buckets_repaired, r.buckets_copied
     );
     println!(
-        "  keys: {} divergent, {} deferred (writes landing), {} unversioned, {} adopted, {} values restored",
-        r.keys_divergent, r.keys_deferred, r.keys_unversioned, r.keys_adopted, r.values_restored
+        "  keys: {} divergent, {} deferred (writes landing), {} unversioned, {} adopted, {} left (report-only), {} values restored",
+        r.keys_divergent,
+        r.keys_deferred,
+        r.keys_unversioned,
+        r.keys_adopted,
+        r.keys_unversioned_left,
+        r.values_restored
     );
     println!(
         "  tombstones purged: {}, digests rebuilt: {}, hints replayed: {}",

@@ -76,6 +76,41 @@ fn dry_run_exits_2_on_divergence_and_0_once_repaired() {
     assert_eq!(code, 0, "{json}");
 }
 
+/// Under `report-only` a full sweep leaves keys created outside quorumd as they are: the keys
+/// still differ between nodes afterwards, so the sweep must say so (exit 2, counted in
+/// `divergence_left`) rather than exit 0 as if they were in sync. The keys under an `adopt`
+/// rule beside them are adopted and not counted.
+#[test]
+fn a_full_sweep_that_leaves_keys_by_policy_exits_2() {
+    let cluster = DevCluster::start(3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(
+        &dir,
+        &cluster,
+        "direct_writes = \"report-only\"\n[[sync.direct_writes_rules]]\npattern = \"adopted:*\"\npolicy = \"adopt\"\n",
+    );
+    fill(&cluster.nodes[1].url(), 4, "direct:");
+    fill(&cluster.nodes[1].url(), 3, "adopted:");
+    let (code, json) = sweep(&path, &["--full"]);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["report"]["keys_unversioned"], 7, "{json}");
+    assert_eq!(json["report"]["keys_adopted"], 3, "{json}");
+    assert_eq!(json["report"]["keys_unversioned_left"], 4, "{json}");
+    assert_eq!(json["divergence_left"], 4, "{json}");
+    let mut c = redis::Client::open(cluster.nodes[0].url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let left: Option<String> = redis::cmd("GET").arg("direct:0").query(&mut c).unwrap();
+    assert_eq!(left, None, "report-only copied a key");
+    let adopted: Option<String> = redis::cmd("GET").arg("adopted:0").query(&mut c).unwrap();
+    assert_eq!(
+        adopted.as_deref(),
+        Some("0"),
+        "the adopt rule's key was not copied"
+    );
+}
+
 #[test]
 fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
     let cluster = DevCluster::start(3).unwrap();

@@ -237,8 +237,10 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
         return;
     }
     repair::execute(sw, repairs, p).await;
-    // Keys whose direct-writes policy is `report-only` are counted above, and left as they are.
+    // Keys whose direct-writes policy is `report-only` are left as they are, and still differ.
+    let found = unversioned.len();
     unversioned.retain(|(loc, _)| direct::adopts_unversioned(sw.config(), &loc.key));
+    progress::lock(p).keys_unversioned_left += (found - unversioned.len()) as u64;
     if !unversioned.is_empty() {
         adopt(sw, &unversioned, p).await;
     }

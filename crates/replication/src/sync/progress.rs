@@ -121,6 +121,9 @@ pub struct SweepReport {
     /// Keys found without quorumd metadata (written straight to a node).
     pub keys_unversioned: u64,
     pub keys_adopted: u64,
+    /// Unversioned keys the full sweep left as they are: their direct-writes policy is
+    /// `report-only`. They still differ between nodes after the sweep.
+    pub keys_unversioned_left: u64,
     pub values_restored: u64,
     pub keys_repaired_per_node: Vec<u64>,
     pub keys_scanned_per_node: Vec<u64>,
@@ -178,6 +181,7 @@ impl SweepReport {
             keys_deferred: 0,
             keys_unversioned: 0,
             keys_adopted: 0,
+            keys_unversioned_left: 0,
             values_restored: 0,
             keys_repaired_per_node: vec![0; nodes],
             keys_scanned_per_node: vec![0; nodes],
@@ -219,17 +223,19 @@ impl SweepReport {
         if self.dry_run {
             found + self.direct_changes.values().sum::<u64>()
         } else {
-            self.keys_deferred + self.error_count.min(found) + self.direct_changes_left()
+            self.keys_deferred + self.error_count.min(found) + self.outside_changes_left()
         }
     }
 
-    /// Changes made outside quorumd that this sweep found and left as they are (reported, or
-    /// whose handling failed).
-    pub fn direct_changes_left(&self) -> u64 {
-        ["reported", "failed"]
+    /// Changes made outside quorumd that this sweep found and left as they are: keys created
+    /// or changed outside it under a `report-only` policy, and changes whose handling failed.
+    /// A digest exchange after the sweep does not see them.
+    pub fn outside_changes_left(&self) -> u64 {
+        let direct: u64 = ["reported", "failed"]
             .iter()
             .filter_map(|a| self.direct_changes_handled.get(a))
-            .sum()
+            .sum();
+        self.keys_unversioned_left + direct
     }
 
     /// Updates elapsed time, progress, rate and ETA from `done` out of `total` units of work.
@@ -334,5 +340,10 @@ mod tests {
         assert_eq!(r.divergence_left(), 0);
         r.keys_deferred = 2;
         assert_eq!(r.divergence_left(), 2);
+        // Unversioned keys a `report-only` policy left count; adopted ones do not.
+        r.keys_unversioned = 5;
+        r.keys_adopted = 3;
+        r.keys_unversioned_left = 2;
+        assert_eq!(r.divergence_left(), 4);
     }
 }
