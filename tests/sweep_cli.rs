@@ -111,6 +111,47 @@ fn a_full_sweep_that_leaves_keys_by_policy_exits_2() {
     );
 }
 
+/// Hint sets of a node removed from the configuration are replayed by nobody: the full sweep
+/// deletes them (a dry run counts them), and keeps those of configured nodes.
+#[test]
+fn a_full_sweep_deletes_the_hint_sets_of_removed_nodes() {
+    let cluster = DevCluster::start(3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&dir, &cluster, "");
+    let removed = common::reserved_key("h:127.0.0.1:1/0");
+    let kept = common::reserved_key(&format!("h:127.0.0.1:{}/0", cluster.nodes[2].port()));
+    let mut c = redis::Client::open(cluster.nodes[0].url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for set in [&removed, &kept] {
+        let _: () = redis::cmd("SADD")
+            .arg(set)
+            .arg("k1")
+            .arg("k2")
+            .query(&mut c)
+            .unwrap();
+    }
+    let exists = |c: &mut redis::Connection, key: &str| -> bool {
+        redis::cmd("EXISTS").arg(key).query::<u64>(c).unwrap() == 1
+    };
+    let (code, json) = sweep(&path, &["--full", "--dry-run"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["report"]["orphan_hint_sets"], 1, "{json}");
+    assert!(exists(&mut c, &removed), "a dry run deleted a hint set");
+    let (code, json) = sweep(&path, &["--full"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["report"]["orphan_hint_sets"], 1, "{json}");
+    assert!(
+        !exists(&mut c, &removed),
+        "the removed node's hint set is still there"
+    );
+    assert!(
+        exists(&mut c, &kept),
+        "a configured node's hint set was deleted"
+    );
+}
+
 #[test]
 fn a_full_sweep_killed_midway_resumes_from_its_checkpoint() {
     let cluster = DevCluster::start(3).unwrap();

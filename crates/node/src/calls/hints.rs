@@ -62,3 +62,23 @@ pub async fn drop_keys(node: &Node, hint_key: &str, keys: &[Vec<u8>]) -> Result<
     node.run(|mut c| async move { cmd.query_async::<u64>(&mut c).await })
         .await
 }
+
+/// Deletes whole hint sets on one node (on a cluster, one `DEL` per slot's sets); returns how
+/// many existed.
+pub async fn delete_sets(node: &Node, hint_keys: &[String]) -> Result<u64, NodeError> {
+    let counts = node
+        .per_slot_groups(
+            hint_keys,
+            |k| k.as_str(),
+            |group| async move {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(&group);
+                node.run_as(crate::pool::Traffic::Background, |mut c| async move {
+                    cmd.query_async::<u64>(&mut c).await
+                })
+                .await
+            },
+        )
+        .await?;
+    Ok(counts.into_iter().sum())
+}

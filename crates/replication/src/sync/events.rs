@@ -16,6 +16,22 @@ impl HintsPending<'_> {
     }
 }
 
+/// The full sweep deleted, on `node`, the hint sets of nodes no longer configured.
+pub struct OrphanHintSetsRemoved<'a> {
+    pub node: &'a str,
+    pub sets: &'a [String],
+}
+
+impl OrphanHintSetsRemoved<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            node = self.node,
+            sets = ?self.sets,
+            "removed the hint sets of nodes no longer configured"
+        );
+    }
+}
+
 /// A sweep finished: one line with its summary.
 pub struct SweepFinished<'a> {
     pub report: &'a crate::sync::SweepReport,

@@ -8,6 +8,7 @@ use super::Sweeper;
 use super::diff::{self, BucketMetas};
 use super::direct;
 use super::glob;
+use super::hints;
 use super::progress::{self, ProgressHandle};
 use super::repair::{self, Repair};
 use quorumd_core::hlc::wall_clock_ms;
@@ -134,6 +135,7 @@ async fn scan_node(sw: &Sweeper, node: &Node, p: &ProgressHandle, dry_run: bool)
         };
         sw.scan_throttle.acquire(node, keys.len() as u64).await;
         progress::lock(p).keys_scanned_per_node[node.id] += keys.len() as u64;
+        hints::remove_orphans(sw, node, &keys, p, dry_run).await;
         let locs: Vec<KeyLocation> = keys
             .iter()
             .filter(|k| wanted(sw, k))

@@ -157,3 +157,79 @@ async fn repair_keys(
     progress::lock(p).keys_divergent += repairs.len() as u64;
     repair::execute(sw, repairs, p).await.is_empty()
 }
+
+/// The name of the hint set `key`, when it is one (`{prefix}h:{identity}`) whose node is none
+/// of `configured` (identities): nothing replays it.
+fn orphan_hint_set(prefix: &str, configured: &[&str], key: &[u8]) -> Option<String> {
+    let name = std::str::from_utf8(key).ok()?;
+    let identity = name.strip_prefix(prefix)?.strip_prefix("h:")?;
+    (!configured.contains(&identity)).then(|| name.to_owned())
+}
+
+/// Deletes, from one node, the hint sets among its scanned `keys` whose node was removed from
+/// the configuration (or renamed): no replay reads them, and they would stay forever. A dry
+/// run only counts them. Hints only speed a catch-up up, so a set another instance, configured
+/// differently for a while, still fills is safe to lose: the exchange finds its keys.
+pub(super) async fn remove_orphans(
+    sw: &Sweeper,
+    node: &quorumd_node::pool::Node,
+    keys: &[Vec<u8>],
+    p: &ProgressHandle,
+    dry_run: bool,
+) {
+    let prefix = &sw.store().settings().layout.prefix;
+    let configured: Vec<&str> = sw
+        .pool()
+        .nodes()
+        .iter()
+        .map(|n| n.identity.as_str())
+        .collect();
+    let orphans: Vec<String> = keys
+        .iter()
+        .filter_map(|k| orphan_hint_set(prefix, &configured, k))
+        .collect();
+    if orphans.is_empty() {
+        return;
+    }
+    progress::lock(p).orphan_hint_sets += orphans.len() as u64;
+    if dry_run {
+        return;
+    }
+    match calls::hints::delete_sets(node, &orphans).await {
+        Ok(_) => super::events::OrphanHintSetsRemoved {
+            node: &node.display,
+            sets: &orphans,
+        }
+        .emit(),
+        Err(e) => progress::lock(p).error(format!("removing hint sets on {}: {e}", node.display)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::orphan_hint_set;
+
+    #[test]
+    fn only_hint_sets_of_unconfigured_nodes_are_orphans() {
+        let configured = ["127.0.0.1:7001/0", "cluster:10.0.0.1:7000,10.0.0.2:7000"];
+        let orphan = |key: &str| orphan_hint_set("qd:", &configured, key.as_bytes());
+        assert_eq!(
+            orphan("qd:h:127.0.0.1:7009/0").as_deref(),
+            Some("qd:h:127.0.0.1:7009/0")
+        );
+        assert_eq!(orphan("qd:h:127.0.0.1:7001/0"), None);
+        assert_eq!(orphan("qd:h:cluster:10.0.0.1:7000,10.0.0.2:7000"), None);
+        // Another database of a configured server is another node.
+        assert!(orphan("qd:h:127.0.0.1:7001/1").is_some());
+        // Not hint sets: user keys, other reserved keys, another prefix, bytes not UTF-8.
+        for key in [
+            "h:127.0.0.1:7009/0",
+            "qd:hx",
+            "qd:m:1:2",
+            "other:h:127.0.0.1:7009/0",
+        ] {
+            assert_eq!(orphan(key), None, "{key}");
+        }
+        assert_eq!(orphan_hint_set("qd:", &configured, b"qd:h:\xff"), None);
+    }
+}

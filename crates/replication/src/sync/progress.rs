@@ -124,6 +124,9 @@ pub struct SweepReport {
     /// Unversioned keys the full sweep left as they are: their direct-writes policy is
     /// `report-only`. They still differ between nodes after the sweep.
     pub keys_unversioned_left: u64,
+    /// Full sweep: hint sets of nodes no longer configured, found by its scans (and deleted,
+    /// unless a dry run).
+    pub orphan_hint_sets: u64,
     pub values_restored: u64,
     pub keys_repaired_per_node: Vec<u64>,
     pub keys_scanned_per_node: Vec<u64>,
@@ -182,6 +185,7 @@ impl SweepReport {
             keys_unversioned: 0,
             keys_adopted: 0,
             keys_unversioned_left: 0,
+            orphan_hint_sets: 0,
             values_restored: 0,
             keys_repaired_per_node: vec![0; nodes],
             keys_scanned_per_node: vec![0; nodes],
