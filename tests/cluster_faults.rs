@@ -1092,3 +1092,65 @@ async fn hints_for_a_down_shard_wait_for_it_and_are_replayed_when_it_returns() {
     .await;
     tc.shutdown().await;
 }
+
+/// A hint set holding many keys of a down shard and a few of the replica's other shards: one
+/// replay reaches every key of the others. (When each round drew a random sample, a round that
+/// drew only the down shard's keys ended the holder's turn, and the others waited for a later
+/// pass.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replay_reaches_every_hint_past_a_down_shards_many() {
+    let mut tc = TestCluster::start_clusters(3, (3, 0), |c| {
+        c.sync.in_flight_window_ms = 0;
+        c.sync.exchange_interval_ms = 0;
+    })
+    .await;
+    let victim = 3; // master 0 of replica 1
+    let port = tc.cluster.nodes[victim].port();
+    tc.cluster.nodes[victim].pause();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "replica 1 reports the shard down",
+        || async { shard_on(&tc, 1, port).await["up"] == false },
+    )
+    .await;
+    let shard = shard_on(&tc, 1, port).await;
+    let names = (0..).map(|i| format!("hinted-{i}"));
+    let down: Vec<String> = names
+        .clone()
+        .filter(|k| owns(&shard, k))
+        .take(3000)
+        .collect();
+    let up: Vec<String> = names.filter(|k| !owns(&shard, k)).take(20).collect();
+    let hint_key = quorumd::store::hint_key(
+        quorumd_testkit::cluster::key_prefix(),
+        &tc.app().store().pool().node(1).identity,
+    );
+    let mut holder = redis::cluster::ClusterClient::new(seeds(&tc, 3)[0].clone())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(&hint_key)
+        .arg(&down)
+        .arg(&up)
+        .query_async(&mut holder)
+        .await
+        .unwrap();
+    let report = exchange(&tc).await;
+    let left: std::collections::BTreeSet<String> = redis::cmd("SMEMBERS")
+        .arg(&hint_key)
+        .query_async(&mut holder)
+        .await
+        .unwrap();
+    let up_left: Vec<&String> = up.iter().filter(|k| left.contains(*k)).collect();
+    assert!(up_left.is_empty(), "hints of up shards left: {up_left:?}");
+    assert_eq!(report.hints_replayed, 20, "{report:?}");
+    assert_eq!(
+        left.len(),
+        down.len(),
+        "the down shard's hints must wait for it"
+    );
+    tc.cluster.nodes[victim].resume();
+    tc.shutdown().await;
+}

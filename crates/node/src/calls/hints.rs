@@ -47,10 +47,17 @@ pub async fn count(node: &Node, hint_key: &str) -> Result<u64, NodeError> {
         .await
 }
 
-/// Up to `limit` distinct keys of a hint set on one node (`SRANDMEMBER`).
-pub async fn sample(node: &Node, hint_key: &str, limit: usize) -> Result<Vec<Vec<u8>>, NodeError> {
-    let mut cmd = redis::cmd("SRANDMEMBER");
-    cmd.arg(hint_key).arg(limit);
+/// One step of a scan of a hint set on one node (`SSCAN ... COUNT count`): the next cursor (0
+/// when the scan is over) and some of its keys. Every key the set holds from the scan's start
+/// to its end comes back at least once, including while keys are removed along the way.
+pub async fn scan(
+    node: &Node,
+    hint_key: &str,
+    cursor: u64,
+    count: usize,
+) -> Result<(u64, Vec<Vec<u8>>), NodeError> {
+    let mut cmd = redis::cmd("SSCAN");
+    cmd.arg(hint_key).arg(cursor).arg("COUNT").arg(count);
     node.run(|mut c| async move { cmd.query_async(&mut c).await })
         .await
 }

@@ -68,9 +68,11 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
         .iter()
         .filter(|n| n.id != target && n.health() != Health::Down)
     {
+        // One pass over the set, by cursor: keys hinted while it runs may wait for the next.
+        let mut cursor = 0;
         loop {
-            let keys = match calls::hints::sample(holder, &key, HINT_BATCH).await {
-                Ok(k) => k,
+            let (next, keys) = match calls::hints::scan(holder, &key, cursor, HINT_BATCH).await {
+                Ok(step) => step,
                 Err(e) => {
                     progress::lock(p).error(format!("hints on {}: {e}", holder.display));
                     break;
@@ -78,26 +80,29 @@ async fn replay(sw: &Sweeper, target: NodeId, p: &ProgressHandle) {
             };
             // On a cluster replica, the keys of a shard that is down (or suspect) wait in the
             // set for its return, which wakes an exchange and so this replay: they cannot be
-            // repaired now, and must not hold back the keys of its other shards.
+            // repaired now, and the scan goes on past them to the keys of its other shards.
             let keys: Vec<Vec<u8>> = keys
                 .into_iter()
                 .filter(|k| pool.node(target).serves(k))
                 .collect();
-            if keys.is_empty() {
+            if !keys.is_empty() {
+                let locs: Vec<KeyLocation> = keys
+                    .iter()
+                    .filter_map(|k| sw.store().locate(k).ok())
+                    .collect();
+                if !repair_keys(sw, target, &locs, p).await {
+                    break; // leave the hints for the next pass
+                }
+                if let Err(e) = calls::hints::drop_keys(holder, &key, &keys).await {
+                    progress::lock(p).error(format!("dropping hints on {}: {e}", holder.display));
+                    break;
+                }
+                progress::lock(p).hints_replayed += keys.len() as u64;
+            }
+            cursor = next;
+            if cursor == 0 {
                 break;
             }
-            let locs: Vec<KeyLocation> = keys
-                .iter()
-                .filter_map(|k| sw.store().locate(k).ok())
-                .collect();
-            if !repair_keys(sw, target, &locs, p).await {
-                break; // leave the hints for the next pass
-            }
-            if let Err(e) = calls::hints::drop_keys(holder, &key, &keys).await {
-                progress::lock(p).error(format!("dropping hints on {}: {e}", holder.display));
-                break;
-            }
-            progress::lock(p).hints_replayed += keys.len() as u64;
         }
     }
 }
