@@ -11,10 +11,10 @@
 //! the `RESTORE_BUCKETS` script: a bucket holding other types, or one that a client wrote to
 //! while the transaction was being prepared.
 
-use super::{array, clock_lua, own_writes_lua, parse_bytes, protocol};
+use super::{array, clock_lua, eval_cmd, own_writes_lua, parse_bytes, protocol, run_eval};
 use crate::pool::{Node, NodeError, SlotRequest, Traffic};
 use quorumd_core::layout::DigestField;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Script, Value};
 use std::sync::LazyLock;
 
 /// Copies whole buckets onto a node that holds nothing of them (a wiped or new node), far
@@ -147,33 +147,6 @@ impl BucketCopy {
             .iter()
             .all(|(_, v, _)| !matches!(v, Some(CopiedValue::Dump(_))))
     }
-}
-
-/// An `EVALSHA` of `script` with `keys` keys, as one command to which the caller appends the
-/// keys and then the arguments. `ScriptInvocation` would first collect every argument in an
-/// allocation of its own and then copy them all into a command; a heal's calls carry millions.
-fn bulk_eval(script: &Script, keys: usize) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys);
-    cmd
-}
-
-/// Runs a command built by [`bulk_eval`], loading the script first if the node lost it.
-async fn run_bulk_eval(node: &Node, code: &'static str, cmd: Cmd) -> Result<Value, NodeError> {
-    node.run_as(Traffic::Background, |mut c| async move {
-        match cmd.query_async::<Value>(&mut c).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(code)
-                    .query_async::<String>(&mut c)
-                    .await?;
-                cmd.query_async(&mut c).await
-            }
-            other => other,
-        }
-    })
-    .await
 }
 
 /// Runs `pipe` (in atomic mode) on `c`: the replies, one per command, or `None` when the
@@ -547,7 +520,10 @@ pub async fn restore_buckets(node: &Node, buckets: &[&BucketCopy]) -> Result<Vec
         restore_answer,
         |group| async move {
             let cmd = restore_command(node, &group);
-            restore_answer(&group, run_bulk_eval(node, RESTORE_BUCKETS_LUA, cmd).await?)
+            restore_answer(
+                &group,
+                run_eval(node, Traffic::Background, RESTORE_BUCKETS_LUA, cmd).await?,
+            )
         },
     )
     .await
@@ -559,7 +535,7 @@ fn restore_command(node: &Node, buckets: &[&BucketCopy]) -> Cmd {
         .iter()
         .map(|b| 1 + b.meta.len() + b.state.len() + b.values.len())
         .sum::<usize>();
-    let mut cmd = bulk_eval(&RESTORE_BUCKETS, keys);
+    let mut cmd = eval_cmd(&RESTORE_BUCKETS, keys);
     for b in buckets {
         cmd.arg(&b.digest_key);
         for (key, _) in b.hashes() {

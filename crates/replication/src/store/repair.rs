@@ -57,6 +57,22 @@ pub(super) fn spawn_read_repair(
     });
 }
 
+/// Whether no call of `g` is outstanding and every successful answer holds the same version
+/// (or none holds the key).
+fn answered_alike<T>(g: &Gathered<T>) -> bool
+where
+    T: ReadAnswer,
+{
+    if !g.stragglers.is_closed() || !g.stragglers.is_empty() {
+        return false;
+    }
+    let mut versions = g.successes().map(|(_, r)| r.meta().map(|m| m.version));
+    match versions.next() {
+        Some(first) => versions.all(|v| v == first),
+        None => true,
+    }
+}
+
 /// Waits for every answer of a read (stragglers included: one may know a newer version than
 /// the one the client got), asks `winner` for the entry to repair with, and writes it to every
 /// node that answered with no metadata or an older version.
@@ -67,6 +83,12 @@ pub(super) fn spawn_repair<T: ReadAnswer>(
     g: Gathered<T>,
     winner: impl FnOnce(&[(NodeId, T)]) -> Option<Repair> + Send + 'static,
 ) {
+    // Every node asked has answered, with the same version (or none has the key): no answer
+    // is older than the newest, so there is nothing to repair and no task to spawn for it.
+    // The common case of a read that asks only the nodes it needs (issue 16).
+    if answered_alike(&g) {
+        return;
+    }
     let tasks = pool.clone();
     tasks.workers().spawn_task(async move {
         let answered = g.into_all_answers().await;

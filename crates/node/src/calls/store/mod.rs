@@ -6,8 +6,8 @@
 //! that one rule, so a repair can never overwrite a newer write and repeating one is harmless.
 
 use super::{
-    array, clock_lua, content_lua, digest_lua, entry_lua, own_writes_lua, parse_bytes, parse_meta,
-    parse_version, promise_lua, protocol, typed_read_lua, verify_entry_lua,
+    array, clock_lua, content_lua, digest_lua, entry_lua, eval_cmd, own_writes_lua, parse_bytes,
+    parse_meta, parse_version, promise_lua, protocol, run_eval, typed_read_lua, verify_entry_lua,
 };
 use crate::pool::{Node, NodeError, ServerError, Traffic};
 use quorumd_core::content::{Content, StreamChecksum};
@@ -265,9 +265,10 @@ async fn apply_slot(
     traffic: Traffic,
     entries: &[ApplyEntry<'_>],
 ) -> Result<Vec<Result<WriteOutcome, NodeError>>, NodeError> {
-    let mut inv = APPLY.prepare_invoke();
+    let mut cmd = eval_cmd(&APPLY, 4 * entries.len());
+    let mut modes: Vec<(&str, &[u8])> = Vec::with_capacity(entries.len());
     for e in entries {
-        let (mode, payload): (&str, &[u8]) = match (e.meta.kind, e.payload) {
+        modes.push(match (e.meta.kind, e.payload) {
             (EntryKind::Crdt(k), _) => {
                 return Err(protocol(format!(
                     "a {k} entry is merged by the CRDT script, not applied"
@@ -276,12 +277,14 @@ async fn apply_slot(
             (EntryKind::Tombstone, _) | (_, Payload::None) => ("t", b""),
             (EntryKind::Value, Payload::String(p)) => ("s", p),
             (EntryKind::Value, Payload::Dump(p)) => ("r", p),
-        };
-        inv.key(&e.loc.key[..])
-            .key(&e.loc.meta_key)
-            .key(&e.loc.digest_key)
-            .key(&e.loc.sub_digest_key);
-        inv.arg(e.loc.digest_field.arg())
+        });
+        cmd.arg(&e.loc.key[..])
+            .arg(&e.loc.meta_key)
+            .arg(&e.loc.digest_key)
+            .arg(&e.loc.sub_digest_key);
+    }
+    for (e, (mode, payload)) in entries.iter().zip(modes) {
+        cmd.arg(e.loc.digest_field.arg())
             .arg(e.loc.sub)
             .arg(e.meta.encode())
             .arg(mode)
@@ -289,13 +292,8 @@ async fn apply_slot(
             .arg(e.meta.expires_at_ms.unwrap_or(0))
             .arg(e.cond.arg());
     }
-    inv.arg(&*node.own_writes_channel(&entries[0].loc.key));
-    let reply: Value = node
-        .run_as(
-            traffic,
-            |mut c| async move { inv.invoke_async(&mut c).await },
-        )
-        .await?;
+    cmd.arg(&*node.own_writes_channel(&entries[0].loc.key));
+    let reply = run_eval(node, traffic, APPLY_LUA, cmd).await?;
     let items = pairs(reply, "apply", entries.len())?;
     items
         .chunks(2)
@@ -398,17 +396,17 @@ async fn read_slot(
     node: &Node,
     reads: &[(&KeyLocation, ReadWanted)],
 ) -> Result<Vec<Result<NodeRead, NodeError>>, NodeError> {
-    let mut inv = READ.prepare_invoke();
-    for (loc, wanted) in reads {
-        inv.key(&loc.key[..]).key(&loc.meta_key);
-        inv.arg(match wanted {
+    let mut cmd = eval_cmd(&READ, 2 * reads.len());
+    for (loc, _) in reads {
+        cmd.arg(&loc.key[..]).arg(&loc.meta_key);
+    }
+    for (_, wanted) in reads {
+        cmd.arg(match wanted {
             ReadWanted::MetaAndValue => "v",
             ReadWanted::MetaOnly => "m",
         });
     }
-    let reply: Value = node
-        .run(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
+    let reply = run_eval(node, Traffic::Client, READ_LUA, cmd).await?;
     let items = pairs(reply, "read", reads.len())?;
     Ok(items
         .chunks(2)
