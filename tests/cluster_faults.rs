@@ -484,6 +484,20 @@ async fn a_shard_down_takes_its_replica_out_for_its_slots_only() {
     tc.shutdown().await;
 }
 
+/// Pauses master 0 of replica 1 (node 3) until replica 1 reports its shard down; returns that
+/// shard's entry in `/v1/status`.
+async fn pause_master_0_of_replica_1(tc: &mut TestCluster) -> serde_json::Value {
+    let port = tc.cluster.nodes[3].port();
+    tc.cluster.nodes[3].pause();
+    quorumd_testkit::cluster::wait_until(
+        Duration::from_secs(30),
+        "replica 1 reports the shard down",
+        || async { shard_on(tc, 1, port).await["up"] == false },
+    )
+    .await;
+    shard_on(tc, 1, port).await
+}
+
 /// Three clusters of three masters; master 0 of replica 1 paused until its shard is marked
 /// down, then `KEYS` keys (`missed-{i}`) written at quorum, those of its slots missing it.
 /// Returns the cluster, the paused node and the keys.
@@ -496,14 +510,7 @@ async fn writes_missed_by_a_paused_shard() -> (TestCluster, usize, Vec<String>) 
     })
     .await;
     let victim = 3;
-    let port = tc.cluster.nodes[victim].port();
-    tc.cluster.nodes[victim].pause();
-    quorumd_testkit::cluster::wait_until(
-        Duration::from_secs(30),
-        "replica 1 reports the shard down",
-        || async { shard_on(&tc, 1, port).await["up"] == false },
-    )
-    .await;
+    pause_master_0_of_replica_1(&mut tc).await;
     let keys: Vec<String> = (0..KEYS).map(|i| format!("missed-{i}")).collect();
     for k in &keys {
         let r = tc.put(k, "written meanwhile", "consistency=quorum").await;
@@ -1104,16 +1111,8 @@ async fn one_replay_reaches_every_hint_past_a_down_shards_many() {
         c.sync.exchange_interval_ms = 0;
     })
     .await;
-    let victim = 3; // master 0 of replica 1
-    let port = tc.cluster.nodes[victim].port();
-    tc.cluster.nodes[victim].pause();
-    quorumd_testkit::cluster::wait_until(
-        Duration::from_secs(30),
-        "replica 1 reports the shard down",
-        || async { shard_on(&tc, 1, port).await["up"] == false },
-    )
-    .await;
-    let shard = shard_on(&tc, 1, port).await;
+    let victim = 3;
+    let shard = pause_master_0_of_replica_1(&mut tc).await;
     let names = (0..).map(|i| format!("hinted-{i}"));
     let down: Vec<String> = names
         .clone()

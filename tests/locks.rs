@@ -535,8 +535,8 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
     }
     // After the delay (and the fence catch-up), node 0 counts again. Pause node 1, the only
     // other holder of A's fence, so B's majority is {0, 2}: only the catch-up carries A's fence.
-    tokio::time::sleep(Duration::from_millis(max_ttl + 200)).await;
-    wait_until(Duration::from_secs(10), "node 0 counts again", || async {
+    let delay = Duration::from_millis(max_ttl) + Duration::from_secs(10);
+    wait_until(delay, "node 0 counts again", || async {
         other.counts_toward_majority(0, None)
     })
     .await;
@@ -588,8 +588,8 @@ async fn fences_after_a_restart(knobs: UnsafeKnobs) -> (u64, u64) {
         locks.release("r", &g.token).await.unwrap();
     }
     let (fence_a, ..) = lock_on_two_then_restart_one(&mut tc, &locks, &rec, max_ttl).await;
-    tokio::time::sleep(Duration::from_millis(max_ttl + 200)).await;
-    wait_until(Duration::from_secs(10), "node 0 counts again", || async {
+    let delay = Duration::from_millis(max_ttl) + Duration::from_secs(10);
+    wait_until(delay, "node 0 counts again", || async {
         other.counts_toward_majority(0, None)
     })
     .await;

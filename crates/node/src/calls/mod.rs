@@ -32,6 +32,15 @@ use crate::pool::{Node, NodeError, Traffic};
 use quorumd_core::meta::Meta;
 use redis::{Cmd, ErrorKind, Script, ServerErrorKind, Value};
 
+/// The source of `lua/shared/{file}`, by the crate's path so that a module at any depth can
+/// splice it (`include_str!` resolves a relative path from the file that expands it).
+macro_rules! shared_lua {
+    ($file:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/", $file))
+    };
+}
+pub(crate) use shared_lua;
+
 /// Lua shared by every script that changes digests: the modulus and `add_digest(hash, field,
 /// delta)`, which adds `delta` (any integer below 2^53 in magnitude) to a digest field mod 2^48
 /// (a missing field is 0) with one `HINCRBY`. A field holds an int64 that only grows and is
@@ -40,10 +49,7 @@ use redis::{Cmd, ErrorKind, Script, ServerErrorKind, Value};
 /// `concat!` can splice it into each script's literal.
 macro_rules! digest_lua {
     () => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/lua/shared/digest.lua"
-        ))
+        $crate::calls::shared_lua!("digest.lua")
     };
 }
 pub(crate) use digest_lua;
@@ -52,7 +58,7 @@ pub(crate) use digest_lua;
 /// version order `version_after(a, b)` and `entry_pack`, which builds an entry.
 macro_rules! entry_lua {
     () => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/entry.lua"))
+        $crate::calls::shared_lua!("entry.lua")
     };
 }
 pub(crate) use entry_lua;
@@ -60,10 +66,7 @@ pub(crate) use entry_lua;
 /// Lua: `promise_key(mkey, key)`, where a node keeps a key's read-modify-write promise.
 macro_rules! promise_lua {
     () => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/lua/shared/promise.lua"
-        ))
+        $crate::calls::shared_lua!("promise.lua")
     };
 }
 pub(crate) use promise_lua;
@@ -71,10 +74,7 @@ pub(crate) use promise_lua;
 /// Lua: `typed_read(key, mkey, full)`, a key's metadata and typed value.
 macro_rules! typed_read_lua {
     () => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/lua/shared/typed_read.lua"
-        ))
+        $crate::calls::shared_lua!("typed_read.lua")
     };
 }
 pub(crate) use typed_read_lua;
@@ -82,7 +82,7 @@ pub(crate) use typed_read_lua;
 /// Lua: `clock()`, the node's time in ms (`TIME`), read at most once per script call.
 macro_rules! clock_lua {
     () => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/clock.lua"))
+        $crate::calls::shared_lua!("clock.lua")
     };
 }
 pub(crate) use clock_lua;
@@ -91,10 +91,7 @@ pub(crate) use clock_lua;
 /// same function as `quorumd_core::content`.
 macro_rules! content_lua {
     () => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/lua/shared/content.lua"
-        ))
+        $crate::calls::shared_lua!("content.lua")
     };
 }
 pub(crate) use content_lua;
@@ -103,10 +100,7 @@ pub(crate) use content_lua;
 /// records (needs `clock_lua!`, `content_lua!` and `entry_lua!` before it).
 macro_rules! verify_entry_lua {
     () => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/lua/shared/verify_entry.lua"
-        ))
+        $crate::calls::shared_lua!("verify_entry.lua")
     };
 }
 pub(crate) use verify_entry_lua;
@@ -115,10 +109,7 @@ pub(crate) use verify_entry_lua;
 /// (`crdt_state_hash`): the merge keeps it, the scrub sums it again.
 macro_rules! crdt_hash_lua {
     () => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/lua/shared/crdt_hash.lua"
-        ))
+        $crate::calls::shared_lua!("crdt_hash.lua")
     };
 }
 pub(crate) use crdt_hash_lua;
@@ -130,7 +121,7 @@ pub(crate) use crdt_hash_lua;
 macro_rules! own_writes_lua {
     ($($body:tt)*) => {
         concat!(
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/shared/own.lua")),
+            $crate::calls::shared_lua!("own.lua"),
             "local function own_body()\n",
             $($body)*,
             "\nend\nreturn own_run(own_body)\n"
