@@ -126,3 +126,74 @@ async fn two_instances_share_the_work_and_one_takes_over_when_the_other_dies() {
     }
     tc.shutdown().await;
 }
+
+/// An exchange longer than the lease (a node far behind, its repairs throttled) keeps its
+/// shards leased while it runs: otherwise another instance would take them over and do the
+/// same work. (Leases used to be renewed only when an exchange started.) Every held shard's
+/// lease must name this instance, on a node, all through a catch-up several leases long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_exchange_keeps_its_shards_leased() {
+    const LEASE_MS: u64 = 600;
+    const KEYS: usize = 1200;
+    let mut tc = TestCluster::start_with(3, |c| {
+        c.sync.exchange_interval_ms = 300;
+        c.sync.lease_ms = LEASE_MS;
+        c.sync.full_sweep_cron = String::new();
+        c.sync.in_flight_window_ms = 0;
+        c.sync.shards = 4;
+        // 1,200 repairs take three seconds or more: five leases.
+        c.sync.max_repairs_per_sec = 400;
+    })
+    .await;
+    for i in 0..KEYS {
+        let r = tc.put(&format!("k{i}"), "old", "consistency=all").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    tc.isolate(2).await;
+    for i in 0..KEYS {
+        let r = tc.put(&format!("k{i}"), "new", "consistency=quorum").await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    tc.resume_without_hints(2).await;
+    let app = tc.app();
+    let me = app.sweeper().status().leases.instance;
+    let mut node0 = tc.direct(0).await;
+    let mut node2 = tc.direct(2).await;
+    let names: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    let started = std::time::Instant::now();
+    loop {
+        for shard in owned(app) {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(common::reserved_key(&format!("lease:{shard}")))
+                .query_async(&mut node0)
+                .await
+                .unwrap();
+            assert_eq!(
+                holder.as_deref(),
+                Some(me.as_str()),
+                "shard {shard}'s lease after {:?} of the catch-up",
+                started.elapsed()
+            );
+        }
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&names)
+            .query_async(&mut node2)
+            .await
+            .unwrap();
+        if values.iter().all(|v| v.as_deref() == Some("new")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "node 2 not caught up"
+        );
+        // Sampling the leases over the catch-up, not waiting for them.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() > Duration::from_millis(3 * LEASE_MS),
+        "the catch-up took only {:?}: too short to outlast a lease",
+        started.elapsed()
+    );
+    tc.shutdown().await;
+}

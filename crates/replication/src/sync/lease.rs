@@ -36,7 +36,6 @@ pub fn shard_of(bucket: u32, shards: u32) -> u32 {
     bucket % shards
 }
 
-/// The number of shards one of `live` instances should hold.
 /// Every key the shard leases keep on the nodes: one per shard, and the instances' heartbeats.
 pub fn lease_keys(prefix: &str, shards: u32) -> Vec<String> {
     (0..shards)
@@ -50,6 +49,7 @@ fn lease_key(prefix: &str, name: &str) -> String {
     format!("{prefix}lease:{name}")
 }
 
+/// The number of shards one of `live` instances should hold.
 pub fn fair_share(shards: u32, live: usize) -> usize {
     (shards as usize).div_ceil(live.max(1))
 }
@@ -190,6 +190,33 @@ impl ShardLeases {
         }
         .emit();
         owned
+    }
+
+    /// Renews the held shards every third of a lease, for as long as it is polled (beside an
+    /// exchange): an exchange longer than the lease, as the catch-up of a node far behind under
+    /// the repair throttle is, would otherwise let its shards expire under it, and another
+    /// instance would take them and do the same work. A shard whose renewal a majority refused
+    /// is no longer held.
+    pub async fn keep_renewed(&self, pool: &NodePool) {
+        let period = std::time::Duration::from_millis((self.lease_ms / 3).max(1));
+        loop {
+            tokio::time::sleep(period).await;
+            let held: Vec<u32> = self
+                .owned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            let names: Vec<String> = held.iter().map(u32::to_string).collect();
+            let renewed = self.on_majority(pool, &names, LeaseMode::Renew).await;
+            let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+            for (shard, ok) in held.into_iter().zip(renewed) {
+                if !ok {
+                    owned.remove(&shard);
+                }
+            }
+        }
     }
 
     /// Takes or keeps the lease that lets one instance run the scheduled full sweep.

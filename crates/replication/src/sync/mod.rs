@@ -231,7 +231,16 @@ impl Sweeper {
                 } else {
                     None
                 };
-                exchange::run(self, &handle, dry_run, shards.as_ref()).await;
+                let run = exchange::run(self, &handle, dry_run, shards.as_ref());
+                if shards.is_some() {
+                    // The leases stay renewed while the exchange works on their shards.
+                    tokio::select! {
+                        () = run => {}
+                        () = self.leases.keep_renewed(self.pool()) => {}
+                    }
+                } else {
+                    run.await;
+                }
             }
             SweepMode::Full => full::run(self, &handle, dry_run).await,
         }
