@@ -17,8 +17,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Shortest `sync.lease_ms`, in exchange intervals: one interval of pause and one for the
-/// exchange itself between two renewals.
+/// Shortest `sync.lease_ms`, in exchange intervals: leases are renewed at the start of each
+/// exchange and while it runs, not in the pause between two, which this leaves room for twice.
 pub const LEASE_PER_INTERVAL: u64 = 2;
 
 /// The default location of the configuration file, relative to the working directory.
@@ -413,8 +413,9 @@ pub struct SyncConfig {
     /// are grouped in this many shards, each held by one instance under a lease. Default 64.
     pub shards: u32,
     /// Lifetime of a shard lease in ms; an instance that dies loses its shards after this.
-    /// Leases are renewed when a background exchange starts, so with the periodic exchange on
-    /// it must be at least twice `exchange_interval_ms`. Default 15000.
+    /// Leases are renewed when a background exchange starts and while it runs, not between
+    /// exchanges, so with the periodic exchange on it must be at least twice
+    /// `exchange_interval_ms`. Default 15000.
     pub lease_ms: u64,
     /// Most keys a node's hint set may hold on each other node (the keys it missed while
     /// down). A hint past it is dropped and counted in `quorumd_hints_dropped_total`; the digest
