@@ -816,10 +816,10 @@ impl Config {
                 "must not be empty (\"*\" matches every key)",
             ));
         }
-        // Leases are renewed at the start of each background exchange, and the next one starts
-        // an interval after the last one ended: a lease shorter than two intervals expires
-        // between renewals as soon as an exchange takes as long as the pause, and instances
-        // hand shards back and forth.
+        // Leases are renewed when a background exchange starts and while it runs, but not in
+        // the pause of an interval before the next one: a lease must outlast that pause, and
+        // twice it leaves room for the renewal round itself, or instances hand shards back and
+        // forth.
         if sync.exchange_interval_ms > 0
             && sync.lease_ms < sync.exchange_interval_ms.saturating_mul(LEASE_PER_INTERVAL)
         {

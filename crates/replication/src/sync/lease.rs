@@ -136,21 +136,7 @@ impl ShardLeases {
         let live = self.heartbeat(pool).await;
         *self.live.lock().unwrap_or_else(|p| p.into_inner()) = live;
         let share = fair_share(self.shards, live);
-        let held: Vec<u32> = self
-            .owned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        let names: Vec<String> = held.iter().map(u32::to_string).collect();
-        let renewed = self.on_majority(pool, &names, LeaseMode::Renew).await;
-        let mut owned: BTreeSet<u32> = held
-            .iter()
-            .zip(renewed)
-            .filter(|(_, ok)| *ok)
-            .map(|(s, _)| *s)
-            .collect();
+        let mut owned = self.renew_held(pool).await;
         if owned.len() > share {
             let extra: Vec<u32> = owned
                 .iter()
@@ -195,28 +181,34 @@ impl ShardLeases {
     /// Renews the held shards every third of a lease, for as long as it is polled (beside an
     /// exchange): an exchange longer than the lease, as the catch-up of a node far behind under
     /// the repair throttle is, would otherwise let its shards expire under it, and another
-    /// instance would take them and do the same work. A shard whose renewal a majority refused
-    /// is no longer held.
+    /// instance would take them and do the same work.
     pub async fn keep_renewed(&self, pool: &NodePool) {
         let period = std::time::Duration::from_millis((self.lease_ms / 3).max(1));
         loop {
             tokio::time::sleep(period).await;
-            let held: Vec<u32> = self
-                .owned
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .copied()
-                .collect();
-            let names: Vec<String> = held.iter().map(u32::to_string).collect();
-            let renewed = self.on_majority(pool, &names, LeaseMode::Renew).await;
-            let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-            for (shard, ok) in held.into_iter().zip(renewed) {
-                if !ok {
-                    owned.remove(&shard);
-                }
+            self.renew_held(pool).await;
+        }
+    }
+
+    /// Renews every shard held; a shard a majority did not renew is no longer held. Returns
+    /// the shards still held.
+    async fn renew_held(&self, pool: &NodePool) -> BTreeSet<u32> {
+        let held: Vec<u32> = self
+            .owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let names: Vec<String> = held.iter().map(u32::to_string).collect();
+        let renewed = self.on_majority(pool, &names, LeaseMode::Renew).await;
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        for (shard, ok) in held.into_iter().zip(renewed) {
+            if !ok {
+                owned.remove(&shard);
             }
         }
+        owned.clone()
     }
 
     /// Takes or keeps the lease that lets one instance run the scheduled full sweep.
