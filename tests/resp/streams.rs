@@ -748,6 +748,17 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
             ("3-1".to_string(), vec!["c".into(), "x".into()]),
         ],
     );
+    // A quorum write is acknowledged before the last node applies it: wait for the last one
+    // (the group's pending entry) everywhere.
+    wait_until(Duration::from_secs(5), "the pending entry on every node", || async {
+        let mut all = true;
+        for i in 0..3 {
+            let (_, _, info) = on_node(i).await;
+            all &= matches!(&info[6], redis::Value::Array(p) if p.first() == Some(&redis::Value::Int(1)));
+        }
+        all
+    })
+    .await;
     let mut infos = Vec::new();
     for i in 0..3 {
         let (t, entries, info) = on_node(i).await;
@@ -787,6 +798,8 @@ async fn streams_are_streams_on_every_node_and_heal_after_a_sweep() {
         ours.cmd("XADD st 10-0 d y").await,
         Frame::bulk(b"10-0".to_vec())
     );
+    // A quorum write is acknowledged before the last node applies it.
+    settled(&tc, "st", "XLEN", 3).await;
     for i in 0..3 {
         let (_, entries, info) = on_node(i).await;
         assert_eq!(entries.len(), 3, "node {i}");
