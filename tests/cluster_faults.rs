@@ -283,22 +283,33 @@ async fn a_master_killed_fails_over_under_writes_and_loses_nothing() {
     )
     .await;
     stop_after_more_writes(&acked, stop, writer, "writes after the failover").await;
-    // The dead master left the slot map: its per-shard series are NaN (the exporter cannot
-    // drop them), and stay so.
+    // The dead master left the slot map: its per-shard series are gone from `/metrics`, and
+    // stay gone, while the other masters' are there.
     quorumd_testkit::cluster::wait_until(
         Duration::from_secs(30),
         "the dead master out of replica 1's shard table",
         || async { shard_on(&tc, 1, victim_port).await.is_null() },
     )
     .await;
+    let (_, status) = tc.json("/v1/status").await;
+    let survivor: u16 = status["nodes"][1]["shards"][0]["master"]
+        .as_str()
+        .and_then(|m| m.rsplit(':').next()?.parse().ok())
+        .expect("a master of replica 1");
     for _ in 0..2 {
         for name in ["quorumd_shard_up", "quorumd_shard_latency_seconds"] {
             assert_eq!(
-                shard_series(&tc, name, 1, victim_port).await.as_deref(),
-                Some("NaN"),
+                shard_series(&tc, name, 1, victim_port).await,
+                None,
                 "{name}"
             );
         }
+        assert_eq!(
+            shard_series(&tc, "quorumd_shard_up", 1, survivor)
+                .await
+                .as_deref(),
+            Some("1")
+        );
     }
 
     check_acked(&tc, &acked).await;

@@ -90,8 +90,8 @@ impl ShardSuspect<'_> {
 }
 
 /// The masters each replica's per-shard gauges were last set for: a master no longer in the
-/// slot map has its gauges set to NaN once (the exporter cannot drop one series, and an idle
-/// timeout would drop every gauge set only on change).
+/// slot map has its gauges set to NaN once, which retires them (the exporter cannot drop one
+/// series, so `/metrics` leaves NaN gauges out).
 static SHARD_SERIES: std::sync::Mutex<
     std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 > = std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -194,7 +194,8 @@ impl NodesObserved<'_> {
 }
 
 /// `quorumd_shard_up` and `quorumd_shard_latency_seconds` of each master of one replica, and
-/// NaN for the masters reported before that are no longer in its slot map.
+/// NaN (retired, left out of `/metrics`) for the masters reported before that are no longer in
+/// its slot map.
 fn shard_gauges(node: &str, shards: &[crate::pool::ShardStatus]) {
     let series = |master: &str| {
         vec![

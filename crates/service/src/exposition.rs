@@ -49,9 +49,62 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// The exposition text of every metric recorded in this process.
+/// The exposition text of every metric recorded in this process, without retired gauges.
 pub fn render() -> Option<String> {
     let h = handle()?;
     h.run_upkeep();
-    Some(h.render())
+    Some(without_retired_gauges(&h.render()))
+}
+
+/// `text` without the samples of gauges set to NaN. The exporter cannot drop one series (its
+/// idle timeout drops every series of a kind not updated lately, and quorumd sets many gauges
+/// only when they change), so an event retires a series by setting it to NaN, and it is left
+/// out here: a departed cluster master's gauges disappear from the scrape instead of lingering
+/// as NaN, and come back if the master does. Other kinds' samples are kept whatever their value.
+fn without_retired_gauges(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_gauge = false;
+    for line in text.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            in_gauge = rest.split_whitespace().nth(1) == Some("gauge");
+        } else if in_gauge
+            && !line.starts_with('#')
+            && line.trim_end().rsplit(' ').next() == Some("NaN")
+        {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_gauge_samples_are_left_out_and_everything_else_kept() {
+        let text = "# HELP quorumd_shard_up Per master.\n\
+                    # TYPE quorumd_shard_up gauge\n\
+                    quorumd_shard_up{node=\"a\",master=\"h:1\"} 1\n\
+                    quorumd_shard_up{node=\"a\",master=\"h:2\"} NaN\n\
+                    quorumd_shard_up{node=\"a\",master=\"NaN\"} 0\n\
+                    \n\
+                    # TYPE quorumd_thing_seconds summary\n\
+                    quorumd_thing_seconds{quantile=\"0.5\"} NaN\n\
+                    # TYPE quorumd_other gauge\n\
+                    quorumd_other NaN\n";
+        let kept = without_retired_gauges(text);
+        assert_eq!(
+            kept,
+            "# HELP quorumd_shard_up Per master.\n\
+             # TYPE quorumd_shard_up gauge\n\
+             quorumd_shard_up{node=\"a\",master=\"h:1\"} 1\n\
+             quorumd_shard_up{node=\"a\",master=\"NaN\"} 0\n\
+             \n\
+             # TYPE quorumd_thing_seconds summary\n\
+             quorumd_thing_seconds{quantile=\"0.5\"} NaN\n\
+             # TYPE quorumd_other gauge\n"
+        );
+    }
 }
