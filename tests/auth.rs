@@ -231,6 +231,12 @@ async fn the_dashboard_page_is_open_and_reads_accept_a_query_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Acknowledged before the last node applies it: wait for it on node 0, where the refused
+    // write below must leave it.
+    wait_until(Duration::from_secs(5), "q on node 0", || async {
+        tc.raw_value(0, b"q").await.as_deref() == Some(&b"v"[..])
+    })
+    .await;
     let r = send(
         &tc,
         M::GET,

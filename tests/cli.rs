@@ -368,8 +368,8 @@ fn demo_with_clusters_serves_three_clusters_of_three_masters() {
         .arg("hello")
         .query(&mut c)
         .unwrap();
-    for ports in &clusters {
-        let held: Vec<Option<String>> = ports
+    let holders = |ports: &[u16]| -> Vec<Option<String>> {
+        ports
             .iter()
             .map(|p| {
                 let mut m = redis::Client::open(format!("redis://127.0.0.1:{p}"))
@@ -381,7 +381,23 @@ fn demo_with_clusters_serves_three_clusters_of_three_masters() {
                 // Asked of the master that owns the key; the others answer MOVED.
                 redis::cmd("GET").arg("demo:greeting").query(&mut m).ok()
             })
-            .collect();
+            .collect()
+    };
+    // A quorum write is acknowledged before the last cluster applies it: wait for it in every
+    // cluster first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !clusters
+        .iter()
+        .all(|ports| holders(ports).iter().any(|v| v.as_deref() == Some("hello")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "demo:greeting not in every cluster within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for ports in &clusters {
+        let held = holders(ports);
         assert_eq!(
             held.iter()
                 .filter(|v| v.as_deref() == Some("hello"))

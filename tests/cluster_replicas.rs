@@ -116,6 +116,21 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
     }
     // Deletes and the RESP front end work across the clusters too.
     assert!(tc.delete(&all[0], "").await.status().is_success());
+    // Acknowledged before the last replica applies it: wait for every replica (DBSIZE below
+    // counts them too).
+    wait_until(
+        Duration::from_secs(10),
+        "the delete on every replica",
+        || async {
+            for r in 0..CLUSTERS {
+                if copy_on(&tc, r, &all[0]).await.0.is_some() {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     assert_eq!(copy_on(&tc, 1, &all[0]).await.0, None);
     let resp = tc.app().resp_addr().expect("RESP listens");
     // The client waits longer than its default for DBSIZE too.
@@ -129,6 +144,20 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
     let _: () = c.set("resp:key", "through resp").await.unwrap();
     let got: String = c.get("resp:key").await.unwrap();
     assert_eq!(got, "through resp");
+    // Likewise for a write through RESP.
+    wait_until(
+        Duration::from_secs(10),
+        "resp:key on every replica",
+        || async {
+            for r in 0..CLUSTERS {
+                if copy_on(&tc, r, "resp:key").await.0.as_deref() != Some("through resp") {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     assert_eq!(
         copy_on(&tc, 2, "resp:key").await.0.as_deref(),
         Some("through resp")

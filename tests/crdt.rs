@@ -510,7 +510,14 @@ async fn counters_are_exact_at_the_i64_limits_and_refuse_to_overflow() {
     wait_until(
         Duration::from_secs(5),
         "every node has every write",
-        || async { node_view(&tc, 2, "big").await.state.len() == 3 },
+        || async {
+            for i in 0..3 {
+                if node_view(&tc, i, "big").await.state.len() != 3 {
+                    return false;
+                }
+            }
+            true
+        },
     )
     .await;
     converged(&tc, "big", &Materialised::Str(i64::MAX.to_string()))
@@ -529,14 +536,8 @@ async fn counters_are_exact_at_the_i64_limits_and_refuse_to_overflow() {
         (s, e["error"]["code"].clone()),
         (StatusCode::CONFLICT, json!("overflow"))
     );
-    wait_until(
-        Duration::from_secs(5),
-        "every node has every write",
-        || async {
-            node_view(&tc, 2, "big").await.value == Materialised::Str(i64::MIN.to_string())
-        },
-    )
-    .await;
+    // i64::MIN only once both writes are in.
+    wait_everywhere(&tc, "big", &Materialised::Str(i64::MIN.to_string())).await;
     converged(&tc, "big", &Materialised::Str(i64::MIN.to_string()))
         .await
         .unwrap();
@@ -679,6 +680,8 @@ async fn key_value_and_crdt_models_do_not_mix() {
         );
     }
     assert_eq!(tc.put("plain", "x", "").await.status(), StatusCode::OK);
+    // Likewise: refused by the nodes holding the value, which node 0 must keep (below).
+    wait_everywhere(&tc, "plain", &Materialised::Str("x".into())).await;
     let (s, e) = counter_add(&tc, &tc.base, "plain", 1).await;
     assert_error(
         s,

@@ -1055,6 +1055,23 @@ async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
     let _: i64 = command(&mut q, &["EXPIRE", "lh:k", "100000"]).await;
     let want = ["z", "a", "b", "c"].map(String::from).to_vec();
     let content = Content::list(want.iter().map(|s| s.as_bytes()));
+    // Written at `quorum`: the last node may apply the last write (the EXPIRE) after the
+    // answer. Wait for it on every node.
+    wait_until(
+        Duration::from_secs(5),
+        "the list with its TTL on every node",
+        || async {
+            for i in 0..3 {
+                let meta = tc.raw_meta(i, b"lh:k").await;
+                let expiring = meta.is_some_and(|m| m.expires_at_ms.is_some());
+                if !expiring || raw_list(&tc, i, "lh:k").await != want {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     for i in 0..3 {
         assert_eq!(raw_list(&tc, i, "lh:k").await, want, "node {i}");
         let meta = tc.raw_meta(i, b"lh:k").await.expect("metadata");
@@ -1141,6 +1158,23 @@ async fn a_sorted_set_is_the_same_on_every_node_and_the_sweep_heals_it() {
         .map(String::from)
         .to_vec();
     let content = Content::sorted_set([(&b"b"[..], 0.1), (b"a", 3.5)]);
+    // Written at `quorum`: the last node may apply the last write (the EXPIRE) after the
+    // answer. Wait for it on every node.
+    wait_until(
+        Duration::from_secs(5),
+        "the sorted set with its TTL on every node",
+        || async {
+            for i in 0..3 {
+                let meta = tc.raw_meta(i, b"zh:k").await;
+                let expiring = meta.is_some_and(|m| m.expires_at_ms.is_some());
+                if !expiring || raw_zset(&tc, i, "zh:k").await != want {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     for i in 0..3 {
         assert_eq!(raw_zset(&tc, i, "zh:k").await, want, "node {i}");
         let meta = tc.raw_meta(i, b"zh:k").await.expect("metadata");

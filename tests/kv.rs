@@ -95,7 +95,24 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
             assert_eq!(body_json(r).await["error"]["code"], "not_found");
         }
         // The digest of each node reflects its metadata: identical on all nodes after the same
-        // writes.
+        // writes. The last deletes (at `quorum`, `linearizable`) are acknowledged before every
+        // node applies them: wait for each tombstone everywhere first.
+        wait_until(
+            Duration::from_secs(5),
+            "every delete on every node",
+            || async {
+                for level in LEVELS {
+                    for i in 0..n {
+                        let meta = tc.raw_meta(i, format!("k-{level}").as_bytes()).await;
+                        if !meta.is_some_and(|m| m.kind == EntryKind::Tombstone) {
+                            return false;
+                        }
+                    }
+                }
+                true
+            },
+        )
+        .await;
         let mut digests = Vec::new();
         for i in 0..n {
             digests.push(common::bucket_digests(&mut tc.direct(i).await).await);

@@ -4,11 +4,36 @@
 use quorumd::content::Content;
 use quorumd::meta::Meta;
 use quorumd::sync::SweepMode;
-use quorumd_testkit::cluster::{self as common, TestCluster, command};
+use quorumd_testkit::cluster::{self as common, TestCluster, command, wait_until};
 use quorumd_testkit::old_formats::text_entry;
+use std::time::Duration;
 
 async fn start_error(tc: &TestCluster) -> String {
     common::start_refused(common::test_config(tc.cluster.urls())).await
+}
+
+/// Waits until every node holds the same metadata entry for each of `keys`: a write is
+/// acknowledged before the last node applies it, and the tests read the nodes' entries.
+async fn settled(tc: &TestCluster, keys: &[impl AsRef<str>]) {
+    wait_until(
+        Duration::from_secs(5),
+        "every write on every node",
+        || async {
+            for k in keys {
+                let first = tc.raw_meta(0, k.as_ref().as_bytes()).await;
+                if first.is_none() {
+                    return false;
+                }
+                for i in 1..tc.cluster.nodes.len() {
+                    if tc.raw_meta(i, k.as_ref().as_bytes()).await != first {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -59,6 +84,8 @@ async fn an_old_format_is_refused_and_converts_in_place(format: u8) {
     let r = tc.counter_add("f:c", 5).await;
     assert!(r.status().is_success(), "{:?}", r.text().await);
     let keys = ["f:a", "f:b", "f:h", "f:t", "f:c"];
+    // Node 0's entries stand for every node's below.
+    settled(&tc, &keys).await;
     let mut before: Vec<Meta> = Vec::new();
     for k in keys {
         before.push(tc_meta(&tc, 0, k).await);
@@ -139,6 +166,8 @@ async fn metadata_hashes_stay_compact() {
             assert!(tc.delete(k, "").await.status().is_success());
         }
     }
+    // Every node's metadata hashes are inspected below.
+    settled(&tc, &keys).await;
     for i in 0..3 {
         let mut c = tc.direct(i).await;
         for k in &keys {
@@ -165,6 +194,8 @@ async fn fewer_sub_buckets_are_refused_then_merged_in_place() {
     assert!(tc.delete(&keys[0], "").await.status().is_success());
     let r = tc.put(&keys[1], "timed", "ttl_ms=100000000").await;
     assert!(r.status().is_success());
+    // Node 0's entries stand for every node's below.
+    settled(&tc, &keys).await;
     let mut metas = Vec::new();
     for k in &keys {
         metas.push(tc_meta(&tc, 0, k).await);

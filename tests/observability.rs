@@ -42,7 +42,18 @@ async fn metrics_follow_conventions_and_move_with_requests_and_sweeps() {
     assert_eq!(t.get("m:0", "consistency=bogus").await.status(), 400);
     assert_eq!(t.get("never-written", "").await.status(), 404);
 
-    // Node 2 loses everything; an exchange writes the 20 keys back to it.
+    // Node 2 loses everything; an exchange writes the 20 keys back to it. A write is
+    // acknowledged before the last node applies it: node 2 holds all 20 first, or one landing
+    // after the wipe would need no repair.
+    wait_until(Duration::from_secs(5), "the 20 keys on node 2", || async {
+        for i in 0..20 {
+            if t.raw_value(2, format!("m:{i}").as_bytes()).await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
     let mut direct = t.direct(2).await;
     let _: () = common::command(&mut direct, &["FLUSHALL"]).await;
     wait_until(

@@ -6,7 +6,7 @@
 
 use quorumd_testkit::cluster as common;
 
-use common::TestCluster;
+use common::{TestCluster, wait_until};
 use quorumd::devcluster::DevCluster;
 use quorumd::meta::EntryKind;
 use quorumd::sync::SweepMode;
@@ -221,7 +221,17 @@ async fn scan_and_keys_show_every_live_user_key_and_nothing_else() {
     pipe.cmd("SREM").arg("emptied").arg("a").ignore();
     let () = pipe.query_async(&mut c).await.unwrap();
     live.extend(["map", "members", "counter"].map(String::from));
-    // The tombstones and the nodes' own keys are there to be (wrongly) shown.
+    // The tombstones and the nodes' own keys are there to be (wrongly) shown. A write is
+    // acknowledged before the last node applies it: wait for dead:0's tombstone on node 0.
+    wait_until(
+        Duration::from_secs(5),
+        "dead:0 tombstoned on node 0",
+        || async {
+            let meta = tc.raw_meta(0, b"dead:0").await;
+            meta.is_some_and(|m| m.kind == EntryKind::Tombstone)
+        },
+    )
+    .await;
     let mut node = tc.direct(0).await;
     let raw: Vec<String> = common::command(&mut node, &["KEYS", "*"]).await;
     assert!(raw.iter().any(|k| k.starts_with(common::key_prefix())));
@@ -345,9 +355,22 @@ async fn rename_and_copy_write_every_node() {
     let tc = TestCluster::start(3).await;
     let mut c = resp(&tc).await;
     let nodes = tc.cluster.nodes.len();
+    // A write is acknowledged before the last node applies it: each check waits for `want` on
+    // every node first.
     let every_node = |key: &'static str, want: Option<&'static str>| {
         let tc = &tc;
         async move {
+            let what = format!("{key} = {want:?} on every node");
+            wait_until(Duration::from_secs(5), &what, || async {
+                for i in 0..nodes {
+                    let got = tc.raw_value(i, key.as_bytes()).await;
+                    if got.as_deref() != want.map(str::as_bytes) {
+                        return false;
+                    }
+                }
+                true
+            })
+            .await;
             for i in 0..nodes {
                 let got = tc.raw_value(i, key.as_bytes()).await;
                 assert_eq!(got.as_deref(), want.map(str::as_bytes), "{key} on node {i}");
@@ -359,6 +382,21 @@ async fn rename_and_copy_write_every_node() {
     assert_eq!(ok(&mut c, "RENAME src dst").await, Value::Okay);
     every_node("dst", Some("hello")).await;
     every_node("src", None).await;
+    // No value may also be a node the first SET has not reached yet: wait for the tombstone.
+    wait_until(
+        Duration::from_secs(5),
+        "src tombstoned on every node",
+        || async {
+            for i in 0..nodes {
+                let meta = tc.raw_meta(i, b"src").await;
+                if !meta.is_some_and(|m| m.kind == EntryKind::Tombstone) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     for i in 0..nodes {
         let m = tc.raw_meta(i, b"src").await.expect("metadata");
         assert_eq!(
@@ -420,6 +458,17 @@ async fn rename_and_copy_refuse_crdt_keys() {
     // HSET on that map merges into it.
     assert_eq!(ok(&mut c, "HSET map f v").await, Value::Int(1));
     ok(&mut c, "SET plain p").await;
+    // On every node before the refused commands, which must leave it there (checked below):
+    // a write is acknowledged before the last node applies it.
+    wait_until(Duration::from_secs(5), "plain on every node", || async {
+        for i in 0..3 {
+            if tc.raw_value(i, b"plain").await.as_deref() != Some(&b"p"[..]) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
     for line in [
         "RENAME counter elsewhere",
         "RENAMENX counter elsewhere",
@@ -504,6 +553,17 @@ async fn a_node_that_missed_the_flush_does_not_bring_keys_back() {
     for k in &keys {
         ok(&mut c, &format!("SET {k} v")).await;
     }
+    // A write is acknowledged before the last node applies it: node 2 holds every value before
+    // it is frozen (they are the stale copies checked below).
+    wait_until(Duration::from_secs(5), "every value on node 2", || async {
+        for k in &keys {
+            if tc.raw_value(2, k.as_bytes()).await.as_deref() != Some(&b"v"[..]) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
     tc.isolate(2).await;
     assert_eq!(ok(&mut c, "FLUSHDB").await, Value::Okay);
     assert_eq!(ok(&mut c, "KEYS *").await, Value::Array(vec![]));

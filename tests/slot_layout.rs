@@ -29,6 +29,25 @@ async fn copies(tc: &TestCluster, key: &str) -> Vec<(Option<Vec<u8>>, Option<Str
     out
 }
 
+/// Waits until every node holds the same copy (value and version) of each of `keys`: a write
+/// is acknowledged before the last nodes apply it.
+async fn settled(tc: &TestCluster, keys: &[String]) {
+    wait_until(
+        Duration::from_secs(10),
+        "every write on every node",
+        || async {
+            for k in keys {
+                let all = copies(tc, k).await;
+                if all.iter().any(|c| c != &all[0]) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn keys_metadata_and_digests_live_in_the_keys_slot() {
     let tc = TestCluster::start_with(3, slot_placement).await;
@@ -46,6 +65,9 @@ async fn keys_metadata_and_digests_live_in_the_keys_slot() {
             .put(&key, format!("v-{level}"), &format!("consistency={level}"))
             .await;
         assert!(r.status().is_success(), "{level}: {}", r.status());
+        // Node 0, read below, and the one node a read at `one` asks may not have the write
+        // yet (at `one` or `quorum`): wait for it on every node.
+        settled(&tc, std::slice::from_ref(&key)).await;
         let r = tc.get(&key, &format!("consistency={level}")).await;
         assert_eq!(r.text().await.unwrap(), format!("v-{level}"));
 
@@ -92,6 +114,18 @@ async fn a_wiped_node_heals_and_a_direct_change_is_scrubbed() {
                 .is_success()
         );
     }
+    // A write is acknowledged before the last node applies it: one still on its way to node 2
+    // would be lost with the restart and come back by a hint, not by the exchange counted
+    // below. Node 2 holds every write before it restarts.
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    wait_until(Duration::from_secs(10), "every write on node 2", || async {
+        let held: Vec<Option<String>> = command(&mut tc.direct(2).await, &mget).await;
+        held.iter()
+            .zip(&keys)
+            .all(|(v, k)| v.as_deref() == Some(format!("value of {k}").as_str()))
+    })
+    .await;
     tc.cluster.nodes[2].restart_empty().unwrap();
     // Marked recovering at the first probe; that starts an exchange, which heals it.
     tc.wait_health(2, "recovering").await;
@@ -171,6 +205,21 @@ async fn slot_digests_are_strings_that_the_exchange_reads_and_repairs() {
     slots.sort_unstable();
     slots.dedup();
     let store = tc.app().store().clone();
+    // The writes are acknowledged before the last node applies them: wait until every node
+    // holds them all, the same digest for every written slot.
+    wait_until(
+        Duration::from_secs(10),
+        "every write on every node",
+        || async {
+            let (keys, mut read) = (layout.digest_keys(), Vec::new());
+            for i in 0..3 {
+                let node = store.pool().node(i);
+                read.push(calls::sync::digests(node, &keys).await.unwrap());
+            }
+            read[0].len() == slots.len() && read.iter().all(|d| *d == read[0])
+        },
+    )
+    .await;
     for i in 0..3 {
         let mut c = tc.direct(i).await;
         let read = calls::sync::digests(store.pool().node(i), &layout.digest_keys())
@@ -251,6 +300,9 @@ async fn slot_digest_hashes_are_converted_to_strings_in_place() {
     for k in &keys {
         assert!(tc.put(k, "v", "").await.status().is_success());
     }
+    // Node 0's digests are read and rewritten below, and the exchange compares every node's:
+    // no write may still be on its way to a node.
+    settled(&tc, &keys).await;
     let store = tc.app().store().clone();
     let node = store.pool().node(0);
     let DigestKeys::Strings(all) = layout.digest_keys() else {
@@ -299,6 +351,8 @@ async fn slot_digest_hashes_are_converted_to_strings_in_place() {
     );
     // Writes after the conversion grow the strings.
     assert!(tc.put("c:0", "again", "").await.status().is_success());
+    // On every node before the exchange compares them.
+    settled(&tc, &keys[..1]).await;
     let idle = tc.sweep(SweepMode::Exchange, true).await;
     assert_eq!(idle.buckets_mismatched, 0, "{idle:?}");
     // A hash of more than one field is not a digest of this layout: refused.
@@ -322,6 +376,21 @@ async fn crdt_state_lives_in_the_keys_slot() {
     }
     let body = common::get_json(&tc.http, &url).await;
     assert_eq!(body["value"], 6, "{body}");
+    // The adds are acknowledged before the last node applies them; node 0 is read and every
+    // node scrubbed below. Wait for the counter's value on every node.
+    wait_until(
+        Duration::from_secs(5),
+        "the counter on every node",
+        || async {
+            for i in 0..3 {
+                if tc.raw_value(i, b"{hits}:home").await.as_deref() != Some(&b"6"[..]) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     let state = layout_of(&tc).state_key(b"{hits}:home");
     assert_eq!(key_slot(&state), key_slot(b"{hits}:home"));
     let mut c = tc.direct(0).await;
@@ -370,6 +439,8 @@ async fn a_format_two_slot_node_is_refused_and_converts_in_place() {
         assert!(tc.put(k, "v", "").await.status().is_success());
     }
     assert!(tc.delete(&keys[0], "").await.status().is_success());
+    // Node 0's entries are written to every node below: no write may still be on its way.
+    settled(&tc, &keys).await;
     let mut metas = Vec::new();
     for k in &keys {
         metas.push(tc.raw_meta(0, k.as_bytes()).await.expect("metadata"));

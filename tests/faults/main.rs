@@ -196,10 +196,6 @@ async fn negative_control_a_write_wiped_from_every_cluster_is_reported_lost() {
         .to_string();
     let mut history = workload::History::default();
     history.writes.push(k0_acked(version));
-    for server in &tc.cluster.nodes {
-        let mut c = common::direct(&server.url()).await;
-        let _: () = common::command(&mut c, &["FLUSHALL"]).await;
-    }
     let urls = tc
         .app()
         .store()
@@ -208,6 +204,19 @@ async fn negative_control_a_write_wiped_from_every_cluster_is_reported_lost() {
         .iter()
         .map(|n| n.display.clone())
         .collect::<Vec<_>>();
+    // Acknowledged before the last replica applies it: on every replica first, or it could
+    // land after the wipe.
+    common::wait_until(Duration::from_secs(10), "k0 on every replica", || async {
+        cluster::entries(tc.app(), &urls, "k0")
+            .await
+            .iter()
+            .all(Option::is_some)
+    })
+    .await;
+    for server in &tc.cluster.nodes {
+        let mut c = common::direct(&server.url()).await;
+        let _: () = common::command(&mut c, &["FLUSHALL"]).await;
+    }
     let finals = BTreeMap::from([(
         "k0".to_string(),
         cluster::entries(tc.app(), &urls, "k0").await,
