@@ -92,8 +92,30 @@ async fn raw_as(
     (c.content, c.expires_at_ms)
 }
 
-/// Every node holds what node `from` holds for every changed key (value, expiry, metadata).
+/// Whether every node holds what node `from` holds for `keys`, value and metadata.
+async fn nodes_agree_with(tc: &TestCluster, from: usize, keys: &[&str]) -> bool {
+    for k in keys {
+        let (want, meta) = (
+            raw(tc, from, k).await,
+            tc.raw_meta(from, k.as_bytes()).await,
+        );
+        for i in 0..3 {
+            if raw(tc, i, k).await != want || tc.raw_meta(i, k.as_bytes()).await != meta {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Every node holds what node `from` holds for `keys`. Waits for it first: live adoption writes
+/// every node at once and a test sees it done on one.
 async fn all_nodes_agree_with(tc: &TestCluster, from: usize, keys: &[&str]) {
+    // On a timeout the asserts below say which node differs; the wait only gives it time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !nodes_agree_with(tc, from, keys).await && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for k in keys {
         let want = raw(tc, from, k).await;
         let meta = tc.raw_meta(from, k.as_bytes()).await;
