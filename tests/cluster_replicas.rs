@@ -439,6 +439,79 @@ async fn a_flush_of_any_master_is_seen_by_the_probe() {
     tc.shutdown().await;
 }
 
+/// An exchange that gives the masters their first sentinels while probes of the replicas are
+/// under way takes no master for wiped (the clusters' case of `tests/sync.rs`'s
+/// `sentinels_given_under_probes_are_not_taken_for_lost`). Each round starts from masters that
+/// hold no sentinel and records and an instance that has seen none, probing every replica back
+/// to back, and runs exchanges until every master holds its sentinel. (Before, a probe checked
+/// the masters' sentinels one by one with `EXISTS` and only then read the records and judged,
+/// against what was known by then: a master checked just before the exchange wrote its sentinel
+/// looked wiped, `sentinel key missing: data lost`, and its replica was kept out of lock
+/// majorities for the longest lock TTL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_given_to_masters_under_probes_are_not_taken_for_lost() {
+    const ROUNDS: usize = 20;
+    let tweak = |c: &mut quorumd::config::Config| {
+        c.sync.in_flight_window_ms = 0;
+        // The exchange reads 16,384 slot digests per replica (see the first test).
+        c.timeouts.node_ms = 3_000;
+        c.timeouts.health_interval_ms = 1;
+    };
+    let mut tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), tweak).await;
+    let urls: Vec<String> = tc
+        .cluster
+        .nodes
+        .chunks(MASTERS)
+        .map(|c| {
+            let seeds: Vec<String> = c.iter().map(|n| n.addr().to_string()).collect();
+            format!("redis+cluster://{}", seeds.join(","))
+        })
+        .collect();
+    let mut misled = Vec::new();
+    for round in 0..ROUNDS {
+        tc.stop_service().await;
+        for i in 0..CLUSTERS * MASTERS {
+            let _: () = command(&mut tc.direct(i).await, &["FLUSHALL"]).await;
+        }
+        let mut cfg = test_config(urls.clone());
+        cfg.placement = quorumd::layout::Scheme::Slot;
+        tweak(&mut cfg);
+        tc.relaunch(cfg).await;
+        let pool = tc.app().store().pool().clone();
+        // On a loaded machine an exchange may time out on a master, whose replica then waits
+        // for the next one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Err(e) = tc.try_sweep(SweepMode::Exchange, false).await {
+                eprintln!("round {round}: exchange: {e}");
+            }
+            // A probe that started after the exchange ended: every probe that overlapped it
+            // has been judged.
+            for n in pool.nodes() {
+                n.probe_now().await;
+            }
+            if pool.status().iter().all(|n| n.has_sentinel == Some(true)) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no exchange gave every master its sentinel"
+            );
+        }
+        let marked: Vec<u64> = pool.nodes().iter().map(|n| n.losses_marked()).collect();
+        if marked.iter().any(|&m| m > 0) {
+            misled.push((round, marked));
+        }
+    }
+    assert!(
+        misled.is_empty(),
+        "intact masters taken for wiped in {} of {ROUNDS} rounds (round, losses per replica): \
+         {misled:?}",
+        misled.len()
+    );
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_sweep_scans_every_master_of_a_cluster() {
     let tc = TestCluster::start_clusters(CLUSTERS, (MASTERS, 0), |_| {}).await;

@@ -228,7 +228,10 @@ async fn wiped_node_with_100k_mixed_keys_comes_back_identical() {
 /// the other nodes record that it was given the sentinel. (Before, a fresh instance judged a
 /// node without the sentinel by how long the others had held theirs, and missed a wipe right
 /// after the sentinel was written.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// On one thread, so that the pool's first probes alone decide: its monitors, which would
+/// probe again at once, cannot run before the test next awaits.
+#[tokio::test]
 async fn a_wipe_is_found_at_the_first_probe_by_the_other_nodes_records() {
     let tc = TestCluster::start_with(3, manual_sweeps).await;
     assert_eq!(
@@ -240,6 +243,27 @@ async fn a_wipe_is_found_at_the_first_probe_by_the_other_nodes_records() {
     let _: () = common::command(&mut tc.direct(1).await, &["FLUSHALL"]).await;
     let mut cfg = common::test_config(tc.cluster.urls());
     manual_sweeps(&mut cfg);
+    let validated = cfg.clone().validate().unwrap();
+    // Its pool's first probes judge it, not a monitor's after them. Node 1's own checked its
+    // sentinel before the records of nodes 0 and 2 were read (all are probed at once): it is
+    // judged by a probe after them. (A bare pool runs no exchange: node 1 stays wiped.)
+    let c = &validated.config;
+    let pool = quorumd::pool::NodePool::start_with(
+        &validated.nodes,
+        &c.timeouts,
+        &c.key_prefix,
+        &c.tls,
+        c.buckets,
+    )
+    .await
+    .unwrap();
+    let health: Vec<_> = pool
+        .nodes()
+        .iter()
+        .map(|n| n.health().to_string())
+        .collect();
+    assert_eq!(health, ["up", "recovering", "up"]);
+    pool.shutdown().await;
     let fresh = quorumd::app::App::start(cfg.validate().unwrap())
         .await
         .unwrap();
@@ -252,6 +276,60 @@ async fn a_wipe_is_found_at_the_first_probe_by_the_other_nodes_records() {
         .collect();
     assert_eq!(health, ["up", "recovering", "up"]);
     fresh.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
+/// An exchange that gives the nodes their first sentinels while probes of them are under way
+/// takes no node for wiped. Each round starts from nodes that hold no sentinel and records and
+/// an instance that has seen none, probing every node back to back (`health_interval_ms` 1), and
+/// runs the exchange that gives them the sentinels; the probes that straddle the writes must not
+/// mark anything lost. (Before, a probe checked the sentinel with `EXISTS` and only then read
+/// the records and judged, against what was known by then: a sentinel written in between looked
+/// lost, `sentinel key missing: data lost`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_given_under_probes_are_not_taken_for_lost() {
+    // Every node is a chance for the race, each round.
+    const NODES: usize = 5;
+    const ROUNDS: usize = 150;
+    let tweak = |c: &mut quorumd::config::Config| {
+        manual_sweeps(c);
+        c.timeouts.health_interval_ms = 1;
+    };
+    let mut tc = TestCluster::start_with(NODES, tweak).await;
+    let mut misled = Vec::new();
+    for round in 0..ROUNDS {
+        tc.stop_service().await;
+        for i in 0..NODES {
+            let _: () = common::command(&mut tc.direct(i).await, &["FLUSHALL"]).await;
+        }
+        let mut cfg = common::test_config(tc.cluster.urls());
+        tweak(&mut cfg);
+        tc.relaunch(cfg).await;
+        let pool = tc.app().store().pool().clone();
+        tc.sweep(SweepMode::Exchange, false).await;
+        // A probe that started after the exchange ended: every probe that overlapped it has
+        // been judged.
+        for n in pool.nodes() {
+            n.probe_now().await;
+        }
+        for n in pool.nodes() {
+            assert_eq!(
+                n.status().has_sentinel,
+                Some(true),
+                "round {round}: node {}",
+                n.id
+            );
+        }
+        let marked: Vec<u64> = pool.nodes().iter().map(|n| n.losses_marked()).collect();
+        if marked.iter().any(|&m| m > 0) {
+            misled.push((round, marked));
+        }
+    }
+    assert!(
+        misled.is_empty(),
+        "intact nodes taken for wiped in {} of {ROUNDS} rounds (round, losses per node): {misled:?}",
+        misled.len()
+    );
     tc.shutdown().await;
 }
 

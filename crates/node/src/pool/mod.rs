@@ -781,7 +781,8 @@ impl NodePool {
             .collect::<Result<_, _>>()?;
         // Connect and probe once before returning, so the initial health is known. Every
         // node's sentinel records are taken in before any node is judged: whether a node
-        // without the sentinel lost it is told by the others' records, whichever answered first.
+        // without the sentinel lost it is told by the others' records, whichever answered first
+        // (a node they name is probed again, as they may have been read after its check).
         let first = futures::future::join_all(nodes.iter().map(|n| n.connect_probed())).await;
         for (n, probed) in nodes.iter().zip(&first) {
             if let Ok((
@@ -796,6 +797,10 @@ impl NodePool {
             }
         }
         for (n, probed) in nodes.iter().zip(first) {
+            let probed = match probed {
+                Ok((conn, probe)) => n.settle_first_probe(&conn, probe).await.map(|p| (conn, p)),
+                Err(e) => Err(e),
+            };
             match probed {
                 Ok((conn, probe)) => n.install(conn, &probe),
                 Err(e) => n.apply_probe(Err(e)),

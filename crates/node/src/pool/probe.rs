@@ -31,14 +31,6 @@ impl Node {
                 Some(shards) => self.cluster_sentinels(shards),
                 None => vec![(sentinel::mark(&self.identity, None), sentinel.clone())],
             };
-            let mut held = Vec::with_capacity(marks.len());
-            for (mark, key) in marks {
-                // EXISTS, not GET: a sentinel of another type (written by hand) is there all
-                // the same, and must not fail the probe, which would take the node out of
-                // service.
-                let n: u64 = redis::cmd("EXISTS").arg(&key).query_async(&mut c).await?;
-                held.push((mark, n > 0));
-            }
             // The records are one key: while its master is down, the last probe's word stands.
             let records_slot = quorumd_core::layout::key_slot(records.as_bytes()) as u16;
             let records_shard_down = shards
@@ -57,16 +49,33 @@ impl Node {
                         names
                             .into_iter()
                             .map(|n| String::from_utf8_lossy(&n).into_owned())
-                            .collect(),
+                            .collect::<Vec<String>>(),
                     ),
                     Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Some(Vec::new()),
                     Err(e) => return Err(e),
                 }
             };
+            // What was given is taken before the keys are checked, the records read first: a
+            // sentinel the sweep writes after a check (while this probe goes on) was not there
+            // to lose, and judged against what is known later it looked lost.
+            let names: Vec<String> = marks.iter().map(|(m, _)| m.clone()).collect();
+            let given = self
+                .shared
+                .sentinels()
+                .given_before_check(&names, records.as_deref());
+            let mut held = Vec::with_capacity(marks.len());
+            for (mark, key) in marks {
+                // EXISTS, not GET: a sentinel of another type (written by hand) is there all
+                // the same, and must not fail the probe, which would take the node out of
+                // service.
+                let n: u64 = redis::cmd("EXISTS").arg(&key).query_async(&mut c).await?;
+                held.push((mark, n > 0));
+            }
             Ok::<_, RedisError>(Probe {
                 rtt,
                 run_id,
                 sentinel: Some(held),
+                given,
                 records,
                 shards,
             })
@@ -181,7 +190,7 @@ impl Node {
                 sentinels.records(self.id, records);
             }
             match &probe.sentinel {
-                Some(held) => sentinels.probed(self.id, held.clone()),
+                Some(held) => sentinels.probed(self.id, held.clone(), &probe.given),
                 None => Vec::new(),
             }
         };
@@ -263,6 +272,25 @@ impl Node {
         let conn = self.connect().await?;
         let probe = self.probe(conn.clone()).await?;
         Ok((conn, probe))
+    }
+
+    /// A first probe again if, now that every node's records are known (`start_with`), it
+    /// lacks a sentinel they say was given: its own check came before some were read, so only
+    /// a new probe can tell a wipe while no instance was running.
+    pub(super) async fn settle_first_probe(
+        &self,
+        conn: &NodeConn,
+        probe: Probe,
+    ) -> Result<Probe, String> {
+        let undecided = probe
+            .sentinel
+            .as_ref()
+            .is_some_and(|held| self.shared.sentinels().undecided(held, &probe.given));
+        if undecided {
+            self.probe(conn.clone()).await
+        } else {
+            Ok(probe)
+        }
     }
 
     /// Judges a new connection's probe, then hands the connection to requests.
@@ -382,6 +410,9 @@ pub(super) struct Probe {
     pub(super) run_id: Option<String>,
     /// Each of the node's sentinel marks, and whether it holds that key (`None`: not known).
     pub(super) sentinel: Option<Vec<(String, bool)>>,
+    /// Its marks known to have been given their sentinel before they were checked: a missing
+    /// one is a loss only if it was.
+    pub(super) given: sentinel::Given,
     /// The marks its sentinel records name (`None`: not known, their shard is down).
     pub(super) records: Option<Vec<String>>,
     /// A cluster replica's shards as this probe found them.
