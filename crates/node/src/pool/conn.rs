@@ -428,10 +428,66 @@ fn bytes(v: Value) -> Vec<u8> {
     }
 }
 
+/// Whether `cmd` is a `SCRIPT LOAD`.
+fn is_script_load(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().map(|a| match a {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => &[],
+    });
+    args.next()
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"SCRIPT"))
+        && args.next().is_some_and(|a| a.eq_ignore_ascii_case(b"LOAD"))
+}
+
+/// `SCRIPT LOAD` on a cluster (a script call answered `NOSCRIPT`): sent to each master the
+/// shard table knows as serving, each tracked by its first slot, instead of the cluster
+/// client's fan-out to every node. The client would wait the node timeout for a master that is
+/// down, and the failure of a keyless command makes the whole replica suspect, so the script
+/// call that needed the load failed on the masters that were up too. A master that fails now is
+/// blamed for its own shard. Answers the SHA-1 when any master loaded it: the script call sent
+/// again goes to its key's master and fails by itself if that one lacks it. Before the first
+/// probe (no table) the client sends it as it would.
+async fn script_load(c: &ClusterConnection, shards: &Shards, cmd: &Cmd) -> RedisResult<Value> {
+    let serving: Vec<u16> = shards
+        .snapshot()
+        .iter()
+        .filter(|s| s.up && !s.suspect)
+        .filter_map(|s| s.slots.first().map(|&(first, _)| first))
+        .collect();
+    if serving.is_empty() {
+        return c.clone().req_packed_command(cmd).await;
+    }
+    let loads = serving.into_iter().map(|slot| {
+        let (mut c, cmd) = (c.clone(), cmd.clone());
+        async move {
+            let tracked = [Some(slot)];
+            let attempts = sending(&tracked);
+            let master = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+            let reply = c.route_command(cmd, RoutingInfo::SingleNode(master)).await;
+            settle(attempts, &tracked, &reply);
+            reply
+        }
+    });
+    let mut failed = None;
+    for reply in futures::future::join_all(loads).await {
+        match reply {
+            Ok(sha) => return Ok(sha),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    Err(failed.unwrap_or_else(|| client_error("SCRIPT LOAD", "sent to no master".into())))
+}
+
 impl ConnectionLike for NodeConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             NodeConn::Server(c) => c.req_packed_command(cmd),
+            NodeConn::Cluster(c, shards) if is_script_load(cmd) => {
+                let (c, shards) = (c.clone(), shards.clone());
+                Box::pin(async move { script_load(&c, &shards, cmd).await })
+            }
             NodeConn::Cluster(c, shards) => match refusal(shards, cmd) {
                 Some(refused) => Box::pin(async move { Err(refused) }),
                 None => {
@@ -510,6 +566,11 @@ mod tests {
         );
         assert_eq!(key(redis::cmd("INFO").arg("server")), None);
         assert_eq!(key(&redis::cmd("PING")), None);
+        assert!(is_script_load(
+            redis::cmd("script").arg("load").arg("return 1")
+        ));
+        assert!(!is_script_load(redis::cmd("SCRIPT").arg("FLUSH")));
+        assert!(!is_script_load(redis::cmd("GET").arg("LOAD")));
     }
 
     #[tokio::test]

@@ -262,11 +262,13 @@ impl QueueService {
         Ok(id)
     }
 
-    /// Runs a read on every node; needs a majority of nodes that count for locks to answer.
-    /// Returns every answer, counted or not: merging can only move an item forward.
+    /// Runs a read of queue `keys` on every node; needs a majority of nodes that count for
+    /// the queue's locks to answer. Returns every answer, counted or not: merging can only
+    /// move an item forward.
     async fn read_majority<T, F, Fut>(
         &self,
         operation: &'static str,
+        keys: &QueueKeys,
         op: F,
     ) -> Result<Vec<T>, QueueError>
     where
@@ -274,8 +276,10 @@ impl QueueService {
         Fut: Future<Output = Result<T, NodeError>>,
     {
         let answers = on_all_nodes(self.pool(), op).await;
-        // A read of no one lock: a replica that lost any shard does not count for it.
-        let counted = |n: NodeId| self.locks.counts_toward_majority(n, None);
+        // A queue's keys and its items' lease locks share the queue name's slot, so a cluster
+        // replica that lost only other shards still counts for it, as it does for those locks.
+        let slot_key = Some(keys.rec.as_bytes());
+        let counted = |n: NodeId| self.locks.counts_toward_majority(n, slot_key);
         let answered = answers
             .iter()
             .filter(|(n, r)| r.is_ok() && counted(*n))
@@ -295,7 +299,7 @@ impl QueueService {
         id: &str,
     ) -> Result<(Option<Record>, Option<String>), QueueError> {
         let answers = self
-            .read_majority("queue read", |node| {
+            .read_majority("queue read", keys, |node| {
                 let (keys, id) = (keys.clone(), id.to_string());
                 async move { calls::queue::read(&node, &keys, &id).await }
             })
@@ -347,7 +351,7 @@ impl QueueService {
         let now = wall_clock_ms();
         let want = self.cfg.claim_candidates;
         let answers = self
-            .read_majority("queue claim", |node| {
+            .read_majority("queue claim", keys, |node| {
                 let keys = keys.clone();
                 async move { calls::queue::candidates(&node, &keys, now, want).await }
             })
@@ -585,7 +589,7 @@ impl QueueService {
     async fn depths_op(&self, queue: &str) -> Result<Depths, QueueError> {
         let keys = self.keys(queue)?;
         let answers = self
-            .read_majority("queue depths", |node| {
+            .read_majority("queue depths", &keys, |node| {
                 let keys = keys.clone();
                 async move { calls::queue::all_records(&node, &keys).await }
             })
