@@ -1,7 +1,8 @@
 //! Replicas that are whole Redis Clusters: three clusters of three masters each, made by
 //! `redis-cli --cluster create`. Reads and writes at every level, the RESP front end, a wiped
 //! master healed by the digest exchange, the full sweep scanning every master, and locks,
-//! queues and CRDTs, whose keys share a slot per name.
+//! queues and CRDTs, whose keys share a slot per name. And replicas sharded differently (3
+//! masters, 4 masters, a standalone server) serving and healing each other.
 
 use futures::StreamExt;
 use quorumd::config::DirectWritesPolicy;
@@ -645,4 +646,124 @@ fn a_cluster_replica_needs_the_slot_placement() {
     ]);
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("placement"), "{err}");
+}
+
+/// Replica `r`'s copy of `key` (value and metadata entry) when the replicas are shaped as
+/// `shape` (`TestCluster::start_shaped`): through a cluster connection, or straight from a
+/// standalone server.
+async fn shaped_copy(
+    tc: &TestCluster,
+    shape: &[usize],
+    r: usize,
+    key: &str,
+) -> (Option<String>, Option<Vec<u8>>) {
+    let meta_key = tc.app().store().locate(key.as_bytes()).unwrap().meta_key;
+    let first: usize = shape[..r].iter().map(|&m| m.max(1)).sum();
+    if shape[r] == 0 {
+        let mut c = tc.direct(first).await;
+        return (
+            c.get(key).await.unwrap(),
+            c.hget(&meta_key, key).await.unwrap(),
+        );
+    }
+    let seeds: Vec<String> = tc.cluster.nodes[first..first + shape[r]]
+        .iter()
+        .map(|n| n.url())
+        .collect();
+    let mut c = ClusterClient::new(seeds)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    (
+        c.get(key).await.unwrap(),
+        c.hget(&meta_key, key).await.unwrap(),
+    )
+}
+
+/// Whether every replica holds every key's value, with replica 0's metadata entry.
+async fn shaped_replicas_agree(tc: &TestCluster, shape: &[usize], keys: &[String]) -> bool {
+    for key in keys {
+        let (value, meta) = shaped_copy(tc, shape, 0, key).await;
+        if value != Some(format!("value of {key}")) || meta.is_none() {
+            return false;
+        }
+        for r in 1..shape.len() {
+            if shaped_copy(tc, shape, r, key).await != (value.clone(), meta.clone()) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Replicas need not be sharded alike: a cluster of 3 masters, one of 4 and a standalone
+/// server. A key's replica is a different master in each cluster, or the server; writes at
+/// every level land on each, and the exchange, comparing slot digests across the differently
+/// split replicas, heals a wiped master of the 4-master cluster and then the wiped server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharded_differently_serve_and_heal() {
+    const SHAPE: [usize; 3] = [3, 4, 0];
+    let tc = TestCluster::start_shaped(&SHAPE, |c| {
+        c.sync.in_flight_window_ms = 0;
+        // The exchange reads 16,384 slot digests per replica (see above).
+        c.timeouts.node_ms = 3_000;
+        // Only the exchange's own probe sees the wipes.
+        c.timeouts.health_interval_ms = 600_000;
+    })
+    .await;
+    let all = keys(200);
+    let levels = ["one", "quorum", "all", "linearizable"];
+    for (i, key) in all.iter().enumerate() {
+        let query = format!("consistency={}", levels[i % levels.len()]);
+        let r = tc.put(key, format!("value of {key}"), &query).await;
+        assert!(r.status().is_success(), "{key} at {query}: {}", r.status());
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "every replica holds every key",
+        || shaped_replicas_agree(&tc, &SHAPE, &all),
+    )
+    .await;
+    // Every master of both clusters serves some of the keys.
+    for (i, node) in tc.cluster.nodes[..7].iter().enumerate() {
+        let mut c = quorumd_testkit::cluster::direct(&node.url()).await;
+        let n: i64 = command(&mut c, &["DBSIZE"]).await;
+        assert!(n > 0, "master {i} holds nothing");
+    }
+    for (i, key) in all.iter().enumerate().step_by(7) {
+        let query = format!("consistency={}", levels[i % levels.len()]);
+        let r = tc.get(key, &query).await;
+        assert_eq!(r.status(), StatusCode::OK, "{key} at {query}");
+        assert_eq!(r.text().await.unwrap(), format!("value of {key}"));
+    }
+    // Every master and the server get their sentinel; the replicas are found in sync.
+    let first = tc.sweep(SweepMode::Exchange, false).await;
+    assert_eq!(first.keys_divergent, 0, "{first:?}");
+
+    // Master 1 of the 4-master cluster loses everything, then the standalone server does.
+    for (wiped, replica) in [(4, 1), (7, 2)] {
+        let before = tc.app().sweeper().status().totals;
+        let mut c = tc.direct(wiped).await;
+        let _: () = command(&mut c, &["FLUSHALL"]).await;
+        assert!(!shaped_replicas_agree(&tc, &SHAPE, &all).await);
+        tc.sweep(SweepMode::Exchange, false).await;
+        let after = tc.app().sweeper().status().totals;
+        let repaired: Vec<u64> = (0..3)
+            .map(|r| after.keys_repaired_per_node[r] - before.keys_repaired_per_node[r])
+            .collect();
+        let copied = after.buckets_copied - before.buckets_copied;
+        let only_there = (0..3).all(|r| r == replica || repaired[r] == 0);
+        assert!(
+            (repaired[replica] > 0 || copied > 0) && only_there,
+            "server {wiped}: repaired {repaired:?}, buckets copied {copied}"
+        );
+        assert!(
+            shaped_replicas_agree(&tc, &SHAPE, &all).await,
+            "server {wiped} healed"
+        );
+        let again = tc.sweep(SweepMode::Exchange, true).await;
+        assert_eq!(again.keys_divergent, 0, "after healing {wiped}: {again:?}");
+    }
+    tc.shutdown().await;
 }

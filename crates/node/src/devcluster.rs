@@ -302,6 +302,30 @@ impl DevCluster {
         self.nodes.iter().map(|n| n.url()).collect()
     }
 
+    /// Replicas of different shapes, one per entry of `masters`: a Redis Cluster of that many
+    /// masters without replicas (`redis-cli --cluster create` wants at least 3), or a
+    /// standalone server for 0. The processes in that order, and each replica's URL.
+    pub fn start_shaped(masters: &[usize]) -> Result<(DevCluster, Vec<String>), DevClusterError> {
+        let dir = tempfile::Builder::new()
+            .prefix("quorumd-nodes-")
+            .tempdir()?;
+        let mut nodes = Vec::new();
+        let mut urls = Vec::new();
+        for &m in masters {
+            let first = nodes.len();
+            if m == 0 {
+                nodes.push(RedisProcess::start(dir.path(), &[])?);
+                urls.push(nodes[first].url());
+                continue;
+            }
+            for _ in 0..m {
+                nodes.push(RedisProcess::start(dir.path(), CLUSTER_OPTIONS)?);
+            }
+            urls.push(create_redis_cluster(&nodes[first..], 0)?);
+        }
+        Ok((DevCluster { nodes, _dir: dir }, urls))
+    }
+
     /// `count` Redis Clusters of `masters` masters with `replicas` replicas each, made by
     /// `redis-cli --cluster create`: the processes, cluster after cluster (each cluster's
     /// masters first, as `redis-cli` assigns them), and each cluster's `redis+cluster://` URL

@@ -81,6 +81,22 @@ impl TestCluster {
         Self::launch(cluster, cfg).await
     }
 
+    /// quorumd, with slot placement, over replicas of different shapes: per entry of
+    /// `masters`, a Redis Cluster of that many masters, or a standalone server for 0
+    /// (`DevCluster::start_shaped`). `self.cluster.nodes` holds every server in that order.
+    pub async fn start_shaped(masters: &[usize], tweak: impl FnOnce(&mut Config)) -> TestCluster {
+        let masters = masters.to_vec();
+        let (cluster, urls) =
+            tokio::task::spawn_blocking(move || DevCluster::start_shaped(&masters))
+                .await
+                .unwrap()
+                .expect("start redis-server replicas");
+        let mut cfg = test_config(urls);
+        cfg.placement = quorumd_core::layout::Scheme::Slot;
+        tweak(&mut cfg);
+        Self::launch(cluster, cfg).await
+    }
+
     /// `start_with`, with quorumd reaching node `proxied` through a fault-injecting proxy.
     /// The harness's own connections (`direct`, `raw_value`) still go straight to the node.
     pub async fn start_with_proxy(
