@@ -10,19 +10,27 @@
 //! And a master down must not hold back its replica's other masters when they first run a
 //! script.
 
+#[path = "support/crdt.rs"]
+mod crdts;
 #[path = "support/cluster_shards.rs"]
 mod shards;
 
+use crdts::{
+    Keys, Materialised, assert_cart_re_add_wins, assert_workload_converged, assert_workload_read,
+    cart_with_stale_copy, concurrent_updates, conf_model, converged_on, counter_add,
+    exchange_within, json_get, node_view, post, repaired_by, restore_crdt, set_of,
+    write_before_restart,
+};
 use quorumd::app::App;
-use quorumd::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger};
-use quorumd_testkit::cluster::{TestCluster, body_json, test_config, wait_until};
+use quorumd::sync::{SweepMode, SweepReport};
+use quorumd_testkit::cluster::{TestCluster, test_config, wait_until};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use shards::{
     MASTERS, REPLICAS, SlotMap, assert_only_shard_down, cluster_urls, establish_sentinels,
     every_sentinel_held, wait_shard,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Three clusters of three masters, holding their sentinels, with quorumd started on them.
@@ -30,81 +38,6 @@ async fn start() -> TestCluster {
     let tc = TestCluster::start_clusters(REPLICAS, (MASTERS, 0), |_| {}).await;
     establish_sentinels(&tc).await;
     tc
-}
-
-/// What a plain Redis client sees under the user key of a CRDT on one master.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Materialised {
-    Absent,
-    Str(String),
-    Set(BTreeSet<String>),
-    Hash(BTreeMap<String, String>),
-}
-
-/// Everything a master holds for a CRDT key: metadata entry, state hash, materialised value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NodeView {
-    meta: Option<Vec<u8>>,
-    state: BTreeMap<Vec<u8>, Vec<u8>>,
-    value: Materialised,
-}
-
-/// The CRDT state key of `key` (in the key's slot).
-fn state_key(tc: &TestCluster, key: &str) -> Vec<u8> {
-    tc.app().store().settings().layout.state_key(key.as_bytes())
-}
-
-/// What node `node` (a master owning `key`'s slot) holds for `key`, read on it directly; the
-/// error a master gives while it is not serving (e.g. `CLUSTERDOWN` just after a restart).
-async fn try_node_view(tc: &TestCluster, node: usize, key: &str) -> Result<NodeView, String> {
-    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
-    let mut c = tc.direct(node).await;
-    let on = |e: redis::RedisError| format!("{key} on node {node}: {e}");
-    let meta: Option<Vec<u8>> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .map_err(on)?;
-    let state: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
-        .arg(state_key(tc, key))
-        .query_async(&mut c)
-        .await
-        .map_err(on)?;
-    let kind: String = redis::cmd("TYPE")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .map_err(on)?;
-    let read = match kind.as_str() {
-        "none" => {
-            return Ok(NodeView {
-                meta,
-                state,
-                value: Materialised::Absent,
-            });
-        }
-        "string" => "GET",
-        "set" => "SMEMBERS",
-        "hash" => "HGETALL",
-        other => panic!("unexpected type {other} under {key}"),
-    };
-    let raw: redis::Value = redis::cmd(read)
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .map_err(on)?;
-    let value = match kind.as_str() {
-        "string" => Materialised::Str(redis::from_redis_value(raw).unwrap()),
-        "set" => Materialised::Set(redis::from_redis_value(raw).unwrap()),
-        _ => Materialised::Hash(redis::from_redis_value(raw).unwrap()),
-    };
-    Ok(NodeView { meta, state, value })
-}
-
-/// [`try_node_view`] of a master that must answer.
-async fn node_view(tc: &TestCluster, node: usize, key: &str) -> NodeView {
-    try_node_view(tc, node, key).await.unwrap()
 }
 
 /// The convergence check: every replica's master of the key's slot holds the same metadata,
@@ -115,64 +48,12 @@ async fn converged(
     key: &str,
     model: &Materialised,
 ) -> Result<(), String> {
-    let mut views = Vec::new();
-    for node in slots.owners(key) {
-        views.push(try_node_view(tc, node, key).await?);
-    }
-    for (r, v) in views.iter().enumerate().skip(1) {
-        if *v != views[0] {
-            return Err(format!(
-                "{key}: replica {r} differs from replica 0: {v:?} vs {:?}",
-                views[0]
-            ));
-        }
-    }
-    if views[0].value != *model {
-        return Err(format!(
-            "{key}: replicas hold {:?}, the model says {model:?}",
-            views[0].value
-        ));
-    }
-    Ok(())
+    converged_on(tc, slots.owners(key), key, model).await
 }
 
 /// Runs a complete exchange over all buckets (waiting out one already running).
 async fn exchange(app: &App) -> SweepReport {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match app
-            .sweeper()
-            .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-            .await
-        {
-            Ok(r) => return r,
-            Err(e) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "exchange never ran: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-/// Merges made per replica by the sweeps of `apps`, once none is running any more.
-async fn repaired_by(apps: &[&App]) -> Vec<u64> {
-    wait_until(Duration::from_secs(10), "sweeps finished", || async {
-        apps.iter().all(|a| a.sweeper().status().exchange.is_none())
-    })
-    .await;
-    let mut total = vec![0; REPLICAS];
-    for a in apps {
-        for (t, n) in total
-            .iter_mut()
-            .zip(a.sweeper().status().totals.keys_repaired_per_node)
-        {
-            *t += n;
-        }
-    }
-    total
+    exchange_within(app, Duration::from_secs(30)).await
 }
 
 /// A second quorumd instance on the same clusters (with its own HTTP address), once it sees
@@ -191,31 +72,6 @@ async fn second_instance(tc: &TestCluster) -> (App, String) {
     (app, base)
 }
 
-async fn post(tc: &TestCluster, url: String, body: Value) -> (StatusCode, Value) {
-    let r = tc.http.post(url).json(&body).send().await.unwrap();
-    let status = r.status();
-    (status, body_json(r).await)
-}
-
-async fn json_get(tc: &TestCluster, url: &str) -> (StatusCode, Value) {
-    let r = tc.http.get(url).send().await.unwrap();
-    let s = r.status();
-    (s, body_json(r).await)
-}
-
-async fn counter_add(tc: &TestCluster, base: &str, name: &str, delta: i64) -> (StatusCode, Value) {
-    post(
-        tc,
-        format!("{base}/v1/counters/{name}"),
-        json!({ "delta": delta }),
-    )
-    .await
-}
-
-fn set_of(members: impl IntoIterator<Item = String>) -> Materialised {
-    Materialised::Set(members.into_iter().collect())
-}
-
 /// tests/crdt.rs's partition, with replica 2's master of the set's and the map's slot as the
 /// node cut off (SIGSTOP) while both instances update a counter, a set and a map. The counter
 /// is on another master of replica 2, which keeps taking its writes: after the heal only the
@@ -225,7 +81,7 @@ async fn concurrent_updates_through_two_instances_converge_after_a_partition() {
     let mut tc = start().await;
     let slots = SlotMap::read(&tc).await;
     let victim = slots.owner(2, "tags");
-    let tags = "tags".to_owned();
+    let tags = "tags";
     let profile = slots.name_on(2, victim, true, "profile");
     let hits = slots.name_on(2, victim, false, "hits");
     let (profile, hits) = (profile.as_str(), hits.as_str());
@@ -239,94 +95,12 @@ async fn concurrent_updates_through_two_instances_converge_after_a_partition() {
         assert_only_shard_down(&tc, base, 2, victim).await;
     }
 
-    // Counters: 4 clients per instance, each a run of increments and decrements.
-    let tasks: Vec<_> = (0..8)
-        .map(|t| {
-            let (http, base, hits) = (tc.http.clone(), bases[t % 2].clone(), hits.to_owned());
-            tokio::spawn(async move {
-                let mut sum = 0i64;
-                for i in 0..25i64 {
-                    let delta = if i % 3 == 0 {
-                        -(i + t as i64)
-                    } else {
-                        i * 7 + 1
-                    };
-                    let r = http
-                        .post(format!("{base}/v1/counters/{hits}"))
-                        .json(&json!({ "delta": delta }))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
-                    sum += delta;
-                }
-                sum
-            })
-        })
-        .collect();
-    // Sets: each instance adds its own members concurrently.
-    let adds: Vec<_> = (0..2)
-        .map(|b| {
-            let (http, base, tags) = (tc.http.clone(), bases[b].clone(), tags.clone());
-            tokio::spawn(async move {
-                for i in 0..20 {
-                    let r = http
-                        .post(format!("{base}/v1/sets/{tags}/add"))
-                        .json(&json!({ "members": [format!("m{b}-{i}")] }))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK);
-                }
-            })
-        })
-        .collect();
-    // Maps: disjoint fields per instance, and one field both write at once.
-    let patches: Vec<_> = (0..2)
-        .map(|b| {
-            let (http, base, profile) = (tc.http.clone(), bases[b].clone(), profile.to_owned());
-            tokio::spawn(async move {
-                for i in 0..10 {
-                    let mut patch = serde_json::Map::new();
-                    patch.insert(format!("f{b}-{i}"), json!(format!("v{i}")));
-                    patch.insert("shared".into(), json!(format!("from-{b}")));
-                    let r = http
-                        .patch(format!("{base}/v1/maps/{profile}"))
-                        .json(&patch)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK);
-                }
-            })
-        })
-        .collect();
-    let mut expected = 1i64;
-    for t in tasks {
-        expected += t.await.unwrap();
-    }
-    for t in adds.into_iter().chain(patches) {
-        t.await.unwrap();
-    }
-    // Removes after the adds were acknowledged, through the other instance each time.
-    for i in (0..20).step_by(3) {
-        for b in 0..2 {
-            let (s, body) = post(
-                &tc,
-                format!("{}/v1/sets/{tags}/remove", bases[1 - b]),
-                json!({ "members": [format!("m{b}-{i}")] }),
-            )
-            .await;
-            assert_eq!((s, body["removed"].clone()), (StatusCode::OK, json!(1)));
-        }
-    }
-    let r = tc
-        .http
-        .delete(format!("{}/v1/maps/{profile}/fields/f0-3", bases[0]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let keys = Keys {
+        hits,
+        tags,
+        profile,
+    };
+    let expected = 1 + concurrent_updates(&tc, &bases, keys).await;
     // The counter's master in replica 2 answered all along: it has every increment before
     // any sweep (the last write's copy may still be on its way).
     let counter_model = Materialised::Str(expected.to_string());
@@ -350,97 +124,17 @@ async fn concurrent_updates_through_two_instances_converge_after_a_partition() {
         "only the paused master's keys needed merges, one per key"
     );
 
-    converged(&tc, &slots, hits, &counter_model).await.unwrap();
-    let members = (0..2).flat_map(|b| {
-        (0..20)
-            .filter(|i| i % 3 != 0)
-            .map(move |i| format!("m{b}-{i}"))
-    });
-    converged(&tc, &slots, &tags, &set_of(members))
-        .await
-        .unwrap();
-    let shared = node_view(&tc, slots.owner(0, profile), profile).await;
-    let Materialised::Hash(fields) = &shared.value else {
-        panic!("{profile} is a hash: {shared:?}");
-    };
-    let winner = fields["shared"].clone();
-    assert!(winner == "from-0" || winner == "from-1", "{winner}");
-    let mut map_model: BTreeMap<String, String> = (0..2)
-        .flat_map(|b| (0..10).map(move |i| (format!("f{b}-{i}"), format!("v{i}"))))
-        .collect();
-    map_model.remove("f0-3");
-    map_model.insert("shared".into(), winner);
-    converged(&tc, &slots, profile, &Materialised::Hash(map_model.clone()))
-        .await
-        .unwrap();
+    let owners = |key: &str| slots.owners(key).to_vec();
+    let map_model = assert_workload_converged(&tc, owners, keys, expected).await;
 
     // Both instances read the model, at every level.
-    for base in &bases {
-        for level in ["one", "quorum", "all", "linearizable"] {
-            let url = format!("{base}/v1/counters/{hits}?consistency={level}");
-            let (s, v) = json_get(&tc, &url).await;
-            assert_eq!((s, v["value"].as_i64()), (StatusCode::OK, Some(expected)));
-        }
-        let (_, m) = json_get(&tc, &format!("{base}/v1/maps/{profile}?consistency=all")).await;
-        assert_eq!(m.as_object().unwrap().len(), map_model.len(), "{m}");
-    }
+    let fields = map_model.len();
+    assert_workload_read(&tc, &bases, keys, expected, fields, "?consistency=all").await;
     // Converged digests: a second exchange finds nothing to do.
     let again = exchange(tc.app()).await;
     assert_eq!(again.buckets_mismatched, 0, "{again:?}");
     second.shutdown().await.unwrap();
     tc.shutdown().await;
-}
-
-/// DUMPs of a CRDT key's value and state, and its metadata entry, on node `node`.
-async fn dump_crdt(tc: &TestCluster, node: usize, key: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
-    let mut c = tc.direct(node).await;
-    let value: Vec<u8> = redis::cmd("DUMP")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let state: Vec<u8> = redis::cmd("DUMP")
-        .arg(state_key(tc, key))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let meta: Vec<u8> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    (value, state, meta)
-}
-
-/// Overwrites node `node`'s copy with a dump, as a node restored from an old backup would be.
-async fn restore_crdt(tc: &TestCluster, node: usize, key: &str, d: &(Vec<u8>, Vec<u8>, Vec<u8>)) {
-    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
-    let mut c = tc.direct(node).await;
-    let _: () = redis::cmd("RESTORE")
-        .arg(key)
-        .arg(0)
-        .arg(&d.0)
-        .arg("REPLACE")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("RESTORE")
-        .arg(state_key(tc, key))
-        .arg(0)
-        .arg(&d.1)
-        .arg("REPLACE")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .arg(&d.2)
-        .query_async(&mut c)
-        .await
-        .unwrap();
 }
 
 /// tests/crdt.rs's stale node, with replica 2's master of the set's slot as the node that
@@ -451,23 +145,12 @@ async fn a_removed_member_does_not_come_back_from_a_stale_master() {
     let mut tc = start().await;
     let slots = SlotMap::read(&tc).await;
     let victim = slots.owner(2, "cart");
-    let base = tc.base.clone();
-    let url = |op: &str| format!("{base}/v1/sets/cart/{op}");
-    let (s, _) = post(&tc, url("add"), json!({ "members": ["apple", "pear"] })).await;
-    assert_eq!(s, StatusCode::OK);
-    wait_until(
-        Duration::from_secs(5),
-        "the add on every replica",
-        || async {
-            node_view(&tc, victim, "cart").await.value == set_of(["apple".into(), "pear".into()])
-        },
-    )
-    .await;
-    let stale = dump_crdt(&tc, victim, "cart").await;
+    let stale = cart_with_stale_copy(&tc, victim).await;
     tc.cluster.nodes[victim].pause();
     wait_shard(&tc, &tc.base, 2, victim, false).await;
     assert_only_shard_down(&tc, &tc.base, 2, victim).await;
-    let (s, r) = post(&tc, url("remove"), json!({ "members": ["apple", "plum"] })).await;
+    let url = format!("{}/v1/sets/cart/remove", tc.base);
+    let (s, r) = post(&tc, url, json!({ "members": ["apple", "plum"] })).await;
     assert_eq!((s, r["removed"].clone()), (StatusCode::OK, json!(1)));
     tc.cluster.nodes[victim].resume();
     wait_shard(&tc, &tc.base, 2, victim, true).await;
@@ -499,10 +182,7 @@ async fn a_removed_member_does_not_come_back_from_a_stale_master() {
     tc.sweep(SweepMode::Full, false).await;
     converged(&tc, &slots, "cart", &pear).await.unwrap();
     // An add after the remove is a new tag: it wins.
-    let (s, _) = post(&tc, url("add"), json!({ "members": ["apple"] })).await;
-    assert_eq!(s, StatusCode::OK);
-    let (_, again) = json_get(&tc, &format!("{}/v1/sets/cart", tc.base)).await;
-    assert_eq!(again["members"], json!(["apple", "pear"]));
+    assert_cart_re_add_wins(&tc).await;
     tc.shutdown().await;
 }
 
@@ -519,38 +199,12 @@ async fn a_master_restarted_empty_gets_every_crdt_back_by_merging() {
     let conf = slots.name_on(1, victim, true, "conf");
     let crew = slots.name_on(1, victim, false, "crew");
     let (team, conf, crew) = (team.as_str(), conf.as_str(), crew.as_str());
-    for d in [5, -2, 40] {
-        assert_eq!(
-            counter_add(&tc, &tc.base, "stock", d).await.0,
-            StatusCode::OK
-        );
-    }
-    for set in [team, crew] {
-        let (s, _) = post(
-            &tc,
-            format!("{}/v1/sets/{set}/add", tc.base),
-            json!({ "members": ["ann", "bob"] }),
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
-    }
-    let r = tc
-        .http
-        .patch(format!("{}/v1/maps/{conf}", tc.base))
-        .json(&json!({ "mode": "fast", "level": "3" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let conf_model: BTreeMap<String, String> = [("mode", "fast"), ("level", "3")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    write_before_restart(&tc, &[team, crew], conf).await;
     let ann_bob = set_of(["ann".into(), "bob".into()]);
     let models = [
         ("stock", Materialised::Str("44".into())),
         (team, ann_bob.clone()),
-        (conf, Materialised::Hash(conf_model)),
+        (conf, conf_model()),
         (crew, ann_bob.clone()),
     ];
     // Every replica has them before the master is wiped.

@@ -11,14 +11,16 @@
 //! as in tests/queue.rs, whose negative control (leases granted by one node of three are
 //! caught overlapping) covers the checker; this file uses no other checker.
 
+#[path = "support/queue.rs"]
+mod queues;
 #[path = "support/cluster_shards.rs"]
 mod shards;
 
+use queues::{PER_PRODUCER, PRODUCERS, Workload, act, claim, claim_with, drained, put, q};
 use quorumd::calls::queue::QueueKeys;
 use quorumd::config::Config;
 use quorumd::hlc::wall_clock_ms;
 use quorumd::queue::record::{ItemState, Record};
-use quorumd_testkit::checker::locks::{Held, check};
 use quorumd_testkit::cluster::{TestCluster, command, direct, post_json as post, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,9 +28,6 @@ use shards::{
     MASTERS, REPLICAS, SlotMap, assert_never_recovering, assert_only_shard_down,
     establish_sentinels, wait_shard,
 };
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn tweak(c: &mut Config) {
@@ -40,35 +39,6 @@ async fn start() -> TestCluster {
     let tc = TestCluster::start_clusters(REPLICAS, (MASTERS, 0), tweak).await;
     establish_sentinels(&tc).await;
     tc
-}
-
-fn q(tc: &TestCluster, name: &str, rest: &str) -> String {
-    format!("{}/v1/queues/{name}{rest}", tc.base)
-}
-
-async fn put(tc: &TestCluster, name: &str, body: Value) -> String {
-    let (s, v) = post(&tc.http, q(tc, name, "/items"), body).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v["id"].as_str().unwrap().to_string()
-}
-
-async fn claim_with(tc: &TestCluster, name: &str, body: Value) -> Option<Value> {
-    let (s, v) = post(&tc.http, q(tc, name, "/claim"), body).await;
-    match s {
-        StatusCode::OK => Some(v),
-        StatusCode::NO_CONTENT => None,
-        other => panic!("claim: {other} {v}"),
-    }
-}
-
-async fn claim(tc: &TestCluster, name: &str, lease_ms: u64) -> Option<Value> {
-    claim_with(tc, name, json!({"lease_ms": lease_ms})).await
-}
-
-async fn act(tc: &TestCluster, name: &str, item: &Value, action: &str) -> (StatusCode, Value) {
-    let id = item["id"].as_str().unwrap();
-    let url = q(tc, name, &format!("/items/{id}/{action}"));
-    post(&tc.http, url, json!({"lease": item["lease"]})).await
 }
 
 /// The queue's depths; `None` while no majority answers (a master that has just failed a
@@ -133,30 +103,6 @@ async fn exists_on(tc: &TestCluster, node: usize, key: &str) -> bool {
     n == 1
 }
 
-/// Lease intervals of consumers, on one monotonic clock.
-struct Leases {
-    t0: Instant,
-    history: Mutex<Vec<Held>>,
-}
-
-impl Leases {
-    fn now(&self) -> u64 {
-        self.t0.elapsed().as_micros() as u64
-    }
-    /// From when the claim was answered to the claim's send time plus its validity, or to when
-    /// the consumer let go, whichever is first.
-    fn record(&self, id: &str, consumer: &str, sent: u64, got: u64, validity_ms: u64) {
-        let end = (sent + validity_ms * 1000).min(self.now());
-        self.history.lock().unwrap().push(Held {
-            resource: id.to_string(),
-            holder: consumer.to_string(),
-            fence: None,
-            start: got,
-            end,
-        });
-    }
-}
-
 /// tests/queue.rs's run of 3 producers and 4 consumers, one consumer dying with leases held,
 /// where the failing nodes are masters of the queue's slot: replica 1's is paused (SIGSTOP)
 /// while items are put and claimed and then thawed, and after the puts replica 2's is killed
@@ -170,149 +116,37 @@ async fn producers_and_consumers_with_a_dead_consumer_and_a_failing_master_lose_
     // A queue of replica 2's other masters: it must go on reaching replica 2.
     let side = slots.name_on(2, owners[2], false, "side");
 
-    const PER_PRODUCER: usize = 20;
-    let produced = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut producers = Vec::new();
-    for p in 0..3 {
-        let (http, url, produced) = (tc.http.clone(), q(&tc, "work", "/items"), produced.clone());
-        producers.push(tokio::spawn(async move {
-            for i in 0..PER_PRODUCER {
-                let (s, v) = post(
-                    &http,
-                    url.clone(),
-                    json!({"payload": {"p": p, "i": i}, "priority": i % 3}),
-                )
-                .await;
-                if s == StatusCode::CREATED {
-                    produced
-                        .lock()
-                        .unwrap()
-                        .insert(v["id"].as_str().unwrap().to_string());
-                } else {
-                    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-                }
-            }
-        }));
-    }
-    let leases = Arc::new(Leases {
-        t0: Instant::now(),
-        history: Mutex::default(),
-    });
-    let acked = Arc::new(Mutex::new(BTreeMap::<String, u32>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut consumers = Vec::new();
-    for c in 0..4 {
-        let (http, base) = (tc.http.clone(), tc.base.clone());
-        let (leases, acked, stop) = (leases.clone(), acked.clone(), stop.clone());
-        consumers.push(tokio::spawn(async move {
-            // Consumer 0 dies after its third claim: it never acks, its leases run out.
-            let mut claims = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let sent = leases.now();
-                let (s, v) = post(
-                    &http,
-                    format!("{base}/v1/queues/work/claim"),
-                    json!({"lease_ms": 600, "wait_ms": 200}),
-                )
-                .await;
-                if s != StatusCode::OK {
-                    continue;
-                }
-                let got = leases.now();
-                claims += 1;
-                let id = v["id"].as_str().unwrap().to_string();
-                let validity = v["validity_ms"].as_u64().unwrap();
-                if c == 0 && claims <= 3 {
-                    leases.record(&id, &format!("c{c}"), sent, got, validity);
-                    continue;
-                }
-                if c == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(rand::random_range(0..20))).await;
-                leases.record(&id, &format!("c{c}"), sent, got, validity);
-                let (s, _) = post(
-                    &http,
-                    format!("{base}/v1/queues/work/items/{id}/ack"),
-                    json!({"lease": v["lease"]}),
-                )
-                .await;
-                if s == StatusCode::OK {
-                    *acked.lock().unwrap().entry(id).or_default() += 1;
-                }
-            }
-        }));
-    }
+    let mut work = Workload::start(&tc, "work");
     // Under way: some items put. Then replica 1's master of the queue's slot stops answering,
     // and stays stopped while more items are put, claimed and acked.
     wait_until(Duration::from_secs(20), "the first puts", || async {
-        produced.lock().unwrap().len() >= 6
+        work.puts() >= 6
     })
     .await;
     tc.cluster.nodes[owners[1]].pause();
     wait_shard(&tc, &tc.base, 1, owners[1], false).await;
     assert_only_shard_down(&tc, &tc.base, 1, owners[1]).await;
-    let (puts, acks) = (produced.lock().unwrap().len(), acked.lock().unwrap().len());
+    let (puts, acks) = (work.puts(), work.acks());
     wait_until(
         Duration::from_secs(20),
         "items put and acked with the shard down",
         || async {
-            produced.lock().unwrap().len() >= (puts + 5).min(3 * PER_PRODUCER)
-                && acked.lock().unwrap().len() >= acks + 10
+            work.puts() >= (puts + 5).min(PRODUCERS * PER_PRODUCER) && work.acks() >= acks + 10
         },
     )
     .await;
     tc.cluster.nodes[owners[1]].resume();
     wait_shard(&tc, &tc.base, 1, owners[1], true).await;
-    for p in producers {
-        p.await.unwrap();
-    }
+    work.producers_done().await;
     tc.cluster.nodes[owners[2]].kill();
     wait_shard(&tc, &tc.base, 2, owners[2], false).await;
     assert_only_shard_down(&tc, &tc.base, 2, owners[2]).await;
-    let produced: BTreeSet<String> = produced.lock().unwrap().clone();
-    assert!(
-        produced.len() >= 40,
-        "only {} puts acknowledged",
-        produced.len()
-    );
-    wait_until(
-        Duration::from_secs(40),
-        "every acknowledged item acked or dead",
-        || async {
-            let done: BTreeSet<String> = acked.lock().unwrap().keys().cloned().collect();
-            produced.is_subset(&done)
-                || try_depths(&tc, "work")
-                    .await
-                    .is_some_and(|d| d["ready"] == 0 && d["leased"] == 0 && d["delayed"] == 0)
-        },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for c in consumers {
-        c.await.unwrap();
-    }
+    work.finish(|| async { try_depths(&tc, "work").await.is_some_and(|d| drained(&d)) })
+        .await;
     // A master paused and thawed lost nothing: neither replica 1 nor replica 0 may have been
     // taken for one that lost data (which would keep it out of the queue's majorities).
     assert_never_recovering(&tc, [0, 1]);
-    let done: BTreeSet<String> = acked.lock().unwrap().keys().cloned().collect();
-    let d = depths(&tc, "work").await;
-    let dead = d["dead"].as_u64().unwrap() as usize;
-    let missing: Vec<&String> = produced.difference(&done).collect();
-    assert!(
-        missing.len() <= dead,
-        "{} items neither acked nor dead-lettered ({d})",
-        missing.len()
-    );
-    assert_eq!(
-        d["ready"].as_u64().unwrap() + d["leased"].as_u64().unwrap(),
-        0,
-        "{d}"
-    );
-    let history = leases.history.lock().unwrap().clone();
-    let violations = check(&history);
-    assert!(violations.is_empty(), "{violations:?}");
-    assert!(history.len() >= produced.len());
+    work.check(&depths(&tc, "work").await);
     // Replica 2 lost the queue's master, not its other slots: a put to a queue elsewhere
     // still lands on its master there.
     let id = put(&tc, &side, json!({"payload": "elsewhere"})).await;

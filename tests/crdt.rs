@@ -5,74 +5,34 @@
 //! does not come back from a stale node, and the convergence check catches a last-writer-wins
 //! overwrite of CRDT state (negative control).
 
+#[path = "support/crdt.rs"]
+mod crdts;
+
 use quorumd_testkit::cluster as common;
 
 use common::{TestCluster, body_json, test_config, wait_until};
+use crdts::{
+    Keys, Materialised, NodeView, assert_cart_re_add_wins, assert_workload_converged,
+    assert_workload_read, cart_with_stale_copy, concurrent_updates, conf_model, counter_add,
+    dump_crdt, exchange_within, json_get, node_view, post, repaired_by, restore_crdt,
+    same_everywhere, set_of, write_before_restart,
+};
 use quorumd::app::App;
 use quorumd::calls;
 use quorumd::calls::crdt::MergeCode;
-use quorumd::sync::{SweepMode, SweepRequest, SweepTrigger};
+use quorumd::sync::SweepMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// What a plain Redis client sees under the user key of a CRDT on one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Materialised {
-    Absent,
-    Str(String),
-    Set(BTreeSet<String>),
-    Hash(BTreeMap<String, String>),
-}
-
-/// Everything a node holds for a CRDT key: metadata entry, state hash, materialised value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NodeView {
-    meta: Option<Vec<u8>>,
-    state: BTreeMap<Vec<u8>, Vec<u8>>,
-    value: Materialised,
-}
-
-async fn node_view(tc: &TestCluster, i: usize, key: &str) -> NodeView {
-    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
-    let mut c = tc.direct(i).await;
-    let meta: Option<Vec<u8>> = common::command(&mut c, &["HGET", &loc.meta_key, key]).await;
-    let state_key = common::reserved_key(&format!("c:{key}"));
-    let state: BTreeMap<Vec<u8>, Vec<u8>> = common::command(&mut c, &["HGETALL", &state_key]).await;
-    let kind: String = common::command(&mut c, &["TYPE", key]).await;
-    let value = match kind.as_str() {
-        "none" => Materialised::Absent,
-        "string" => Materialised::Str(common::command(&mut c, &["GET", key]).await),
-        "set" => Materialised::Set(common::command(&mut c, &["SMEMBERS", key]).await),
-        "hash" => Materialised::Hash(common::command(&mut c, &["HGETALL", key]).await),
-        other => panic!("unexpected type {other} under {key}"),
-    };
-    NodeView { meta, state, value }
-}
 
 /// The convergence check: every node holds the same metadata, state and materialised value,
 /// and the value is the model's.
 async fn converged(tc: &TestCluster, key: &str, model: &Materialised) -> Result<(), String> {
     let mut views = Vec::new();
     for i in 0..tc.cluster.nodes.len() {
-        views.push(node_view(tc, i, key).await);
+        views.push((i, node_view(tc, i, key).await));
     }
-    for (i, v) in views.iter().enumerate().skip(1) {
-        if *v != views[0] {
-            return Err(format!(
-                "{key}: node {i} differs from node 0: {v:?} vs {:?}",
-                views[0]
-            ));
-        }
-    }
-    if views[0].value != *model {
-        return Err(format!(
-            "{key}: nodes hold {:?}, the model says {model:?}",
-            views[0].value
-        ));
-    }
-    Ok(())
+    same_everywhere(key, &views, model)
 }
 
 /// Waits until every node holds `want` under `key`: a write answers at its quorum, and the
@@ -95,41 +55,7 @@ async fn wait_everywhere(tc: &TestCluster, key: &str, want: &Materialised) {
 
 /// Runs a complete exchange over all buckets (waiting out one already running).
 async fn exchange(app: &App) -> quorumd::sync::SweepReport {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match app
-            .sweeper()
-            .run(SweepRequest::new(SweepMode::Exchange, SweepTrigger::Test))
-            .await
-        {
-            Ok(r) => return r,
-            Err(e) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "exchange never ran: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-/// Merges made per node by the sweeps of `apps`, once none is running any more.
-async fn repaired_by(apps: &[&App]) -> Vec<u64> {
-    wait_until(Duration::from_secs(10), "sweeps finished", || async {
-        apps.iter().all(|a| a.sweeper().status().exchange.is_none())
-    })
-    .await;
-    let mut total = vec![0; 3];
-    for a in apps {
-        for (t, n) in total
-            .iter_mut()
-            .zip(a.sweeper().status().totals.keys_repaired_per_node)
-        {
-            *t += n;
-        }
-    }
-    total
+    exchange_within(app, Duration::from_secs(20)).await
 }
 
 /// A second quorumd instance on the same nodes (with its own HTTP address), once both
@@ -178,12 +104,6 @@ async fn isolate_for_both(tc: &mut TestCluster, base_b: &str, i: usize) {
     .await;
 }
 
-async fn post(tc: &TestCluster, url: String, body: Value) -> (StatusCode, Value) {
-    let r = tc.http.post(url).json(&body).send().await.unwrap();
-    let status = r.status();
-    (status, body_json(r).await)
-}
-
 /// An answer refused with `status` and error `code`, its message saying `says`.
 fn assert_error(s: StatusCode, e: &Value, status: StatusCode, code: &str, says: &str) {
     assert_eq!(
@@ -193,19 +113,6 @@ fn assert_error(s: StatusCode, e: &Value, status: StatusCode, code: &str, says: 
     );
     let message = e["error"]["message"].as_str().unwrap();
     assert!(message.contains(says), "{message}");
-}
-
-async fn counter_add(tc: &TestCluster, base: &str, name: &str, delta: i64) -> (StatusCode, Value) {
-    post(
-        tc,
-        format!("{base}/v1/counters/{name}"),
-        json!({ "delta": delta }),
-    )
-    .await
-}
-
-fn set_of(members: impl IntoIterator<Item = String>) -> Materialised {
-    Materialised::Set(members.into_iter().collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -220,94 +127,12 @@ async fn concurrent_updates_through_two_instances_converge_after_a_partition() {
     );
     isolate_for_both(&mut tc, &base_b, 2).await;
 
-    // Counters: 4 clients per instance, each a run of increments and decrements.
-    let tasks: Vec<_> = (0..8)
-        .map(|t| {
-            let (http, base) = (tc.http.clone(), bases[t % 2].clone());
-            tokio::spawn(async move {
-                let mut sum = 0i64;
-                for i in 0..25i64 {
-                    let delta = if i % 3 == 0 {
-                        -(i + t as i64)
-                    } else {
-                        i * 7 + 1
-                    };
-                    let r = http
-                        .post(format!("{base}/v1/counters/hits"))
-                        .json(&json!({ "delta": delta }))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
-                    sum += delta;
-                }
-                sum
-            })
-        })
-        .collect();
-    // Sets: each instance adds its own members concurrently.
-    let adds: Vec<_> = (0..2)
-        .map(|b| {
-            let (http, base) = (tc.http.clone(), bases[b].clone());
-            tokio::spawn(async move {
-                for i in 0..20 {
-                    let r = http
-                        .post(format!("{base}/v1/sets/tags/add"))
-                        .json(&json!({ "members": [format!("m{b}-{i}")] }))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK);
-                }
-            })
-        })
-        .collect();
-    // Maps: disjoint fields per instance, and one field both write at once.
-    let patches: Vec<_> = (0..2)
-        .map(|b| {
-            let (http, base) = (tc.http.clone(), bases[b].clone());
-            tokio::spawn(async move {
-                for i in 0..10 {
-                    let mut patch = serde_json::Map::new();
-                    patch.insert(format!("f{b}-{i}"), json!(format!("v{i}")));
-                    patch.insert("shared".into(), json!(format!("from-{b}")));
-                    let r = http
-                        .patch(format!("{base}/v1/maps/profile"))
-                        .json(&patch)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK);
-                }
-            })
-        })
-        .collect();
-    let mut expected = 1i64;
-    for t in tasks {
-        expected += t.await.unwrap();
-    }
-    for t in adds.into_iter().chain(patches) {
-        t.await.unwrap();
-    }
-    // Removes after the adds were acknowledged, through the other instance each time.
-    for i in (0..20).step_by(3) {
-        for b in 0..2 {
-            let (s, body) = post(
-                &tc,
-                format!("{}/v1/sets/tags/remove", bases[1 - b]),
-                json!({ "members": [format!("m{b}-{i}")] }),
-            )
-            .await;
-            assert_eq!((s, body["removed"].clone()), (StatusCode::OK, json!(1)));
-        }
-    }
-    let r = tc
-        .http
-        .delete(format!("{}/v1/maps/profile/fields/f0-3", bases[0]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let keys = Keys {
+        hits: "hits",
+        tags: "tags",
+        profile: "profile",
+    };
+    let expected = 1 + concurrent_updates(&tc, &bases, keys).await;
 
     tc.cluster.nodes[2].resume();
     tc.wait_health(2, "up").await;
@@ -320,50 +145,16 @@ async fn concurrent_updates_through_two_instances_converge_after_a_partition() {
         "only the cut-off node needed merges, one per key"
     );
 
-    let counter_model = Materialised::Str(expected.to_string());
-    converged(&tc, "hits", &counter_model).await.unwrap();
-    let members = (0..2).flat_map(|b| {
-        (0..20)
-            .filter(|i| i % 3 != 0)
-            .map(move |i| format!("m{b}-{i}"))
-    });
-    converged(&tc, "tags", &set_of(members)).await.unwrap();
-    let shared = node_view(&tc, 0, "profile").await;
-    let Materialised::Hash(fields) = &shared.value else {
-        panic!("profile is a hash: {shared:?}");
-    };
-    let winner = fields["shared"].clone();
-    assert!(winner == "from-0" || winner == "from-1", "{winner}");
-    let mut map_model: BTreeMap<String, String> = (0..2)
-        .flat_map(|b| (0..10).map(move |i| (format!("f{b}-{i}"), format!("v{i}"))))
-        .collect();
-    map_model.remove("f0-3");
-    map_model.insert("shared".into(), winner);
-    converged(&tc, "profile", &Materialised::Hash(map_model.clone()))
-        .await
-        .unwrap();
+    let nodes = |_: &str| (0..tc.cluster.nodes.len()).collect();
+    let map_model = assert_workload_converged(&tc, nodes, keys, expected).await;
 
     // Both instances read the model, at every level.
-    for base in &bases {
-        for level in ["one", "quorum", "all", "linearizable"] {
-            let (s, v) =
-                json_get(&tc, &format!("{base}/v1/counters/hits?consistency={level}")).await;
-            assert_eq!((s, v["value"].as_i64()), (StatusCode::OK, Some(expected)));
-        }
-        let (_, m) = json_get(&tc, &format!("{base}/v1/maps/profile")).await;
-        assert_eq!(m.as_object().unwrap().len(), map_model.len());
-    }
+    assert_workload_read(&tc, &bases, keys, expected, map_model.len(), "").await;
     // Converged digests: a second exchange finds nothing to do.
     let again = exchange(tc.app()).await;
     assert_eq!(again.buckets_mismatched, 0, "{again:?}");
     second.shutdown().await.unwrap();
     tc.shutdown().await;
-}
-
-async fn json_get(tc: &TestCluster, url: &str) -> (StatusCode, Value) {
-    let r = tc.http.get(url).send().await.unwrap();
-    let s = r.status();
-    (s, body_json(r).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,17 +230,10 @@ async fn a_retried_increment_is_counted_once_even_through_a_node_that_missed_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_does_not_come_back_from_a_stale_node() {
     let mut tc = TestCluster::start(3).await;
-    let base = tc.base.clone();
-    let url = |op: &str| format!("{base}/v1/sets/cart/{op}");
-    let (s, _) = post(&tc, url("add"), json!({ "members": ["apple", "pear"] })).await;
-    assert_eq!(s, StatusCode::OK);
-    wait_until(Duration::from_secs(5), "the add on every node", || async {
-        node_view(&tc, 2, "cart").await.value == set_of(["apple".into(), "pear".into()])
-    })
-    .await;
-    let stale = dump_crdt(&tc, 2, "cart").await;
+    let stale = cart_with_stale_copy(&tc, 2).await;
     tc.isolate(2).await;
-    let (s, r) = post(&tc, url("remove"), json!({ "members": ["apple", "plum"] })).await;
+    let url = format!("{}/v1/sets/cart/remove", tc.base);
+    let (s, r) = post(&tc, url, json!({ "members": ["apple", "plum"] })).await;
     assert_eq!((s, r["removed"].clone()), (StatusCode::OK, json!(1)));
     tc.cluster.nodes[2].resume();
     tc.wait_health(2, "up").await;
@@ -482,10 +266,7 @@ async fn a_removed_member_does_not_come_back_from_a_stale_node() {
         .await
         .unwrap();
     // An add after the remove is a new tag: it wins.
-    let (s, _) = post(&tc, url("add"), json!({ "members": ["apple"] })).await;
-    assert_eq!(s, StatusCode::OK);
-    let (_, again) = json_get(&tc, &format!("{}/v1/sets/cart", tc.base)).await;
-    assert_eq!(again["members"], json!(["apple", "pear"]));
+    assert_cart_re_add_wins(&tc).await;
     tc.shutdown().await;
 }
 
@@ -606,58 +387,6 @@ async fn the_convergence_check_catches_a_last_writer_wins_overwrite() {
     converged(&tc2, "visits", &model).await.unwrap();
     tc2.shutdown().await;
     tc.shutdown().await;
-}
-
-/// DUMPs of a CRDT key's value and state, and its metadata entry, on node `i`.
-async fn dump_crdt(tc: &TestCluster, i: usize, key: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
-    let mut c = tc.direct(i).await;
-    let value: Vec<u8> = redis::cmd("DUMP")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let state: Vec<u8> = redis::cmd("DUMP")
-        .arg(common::reserved_key(&format!("c:{key}")))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let meta: Vec<u8> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    (value, state, meta)
-}
-
-/// Overwrites node `i`'s copy with a dump, as a last-writer-wins repair would.
-async fn restore_crdt(tc: &TestCluster, i: usize, key: &str, d: &(Vec<u8>, Vec<u8>, Vec<u8>)) {
-    let loc = tc.app().store().locate(key.as_bytes()).unwrap();
-    let mut c = tc.direct(i).await;
-    let _: () = redis::cmd("RESTORE")
-        .arg(key)
-        .arg(0)
-        .arg(&d.0)
-        .arg("REPLACE")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("RESTORE")
-        .arg(common::reserved_key(&format!("c:{key}")))
-        .arg(0)
-        .arg(&d.1)
-        .arg("REPLACE")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&loc.meta_key)
-        .arg(key)
-        .arg(&d.2)
-        .query_async(&mut c)
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -990,27 +719,7 @@ async fn bad_input_gets_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_empty_gets_every_crdt_back_by_merging() {
     let mut tc = TestCluster::start(3).await;
-    for d in [5, -2, 40] {
-        assert_eq!(
-            counter_add(&tc, &tc.base, "stock", d).await.0,
-            StatusCode::OK
-        );
-    }
-    let (s, _) = post(
-        &tc,
-        format!("{}/v1/sets/team/add", tc.base),
-        json!({ "members": ["ann", "bob"] }),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let r = tc
-        .http
-        .patch(format!("{}/v1/maps/conf", tc.base))
-        .json(&json!({ "mode": "fast", "level": "3" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    write_before_restart(&tc, &["team"], "conf").await;
     // Every node has them before one is wiped.
     wait_until(Duration::from_secs(5), "writes on node 1", || async {
         node_view(&tc, 1, "conf").await.state.len() == 2
@@ -1025,15 +734,10 @@ async fn a_node_restarted_empty_gets_every_crdt_back_by_merging() {
         counter_add(&tc, &tc.base, "stock", 1).await.0,
         StatusCode::OK
     );
-    let conf = [("mode", "fast"), ("level", "3")];
-    let conf: BTreeMap<String, String> = conf
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
     let models = [
         ("stock", Materialised::Str("44".into())),
         ("team", set_of(["ann".into(), "bob".into()])),
-        ("conf", Materialised::Hash(conf)),
+        ("conf", conf_model()),
     ];
     // The exchange its return triggers merges everything back (quickly enough that polling
     // may never see it `recovering`); then it counts again.

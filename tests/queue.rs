@@ -3,63 +3,22 @@
 //! while a consumer dies mid-lease and a node fails. Lease histories go through the same
 //! exclusion checker as locks, with a negative control.
 
+#[path = "support/queue.rs"]
+mod queues;
+
 use quorumd_testkit::cluster as common;
 
-use common::{TestCluster, post_json as post, wait_until};
+use common::{TestCluster, post_json as post};
+use queues::{Leases, Workload, act, act_with, claim, drained, put, q};
 use quorumd::config::{LocksConfig, QueueConfig};
 use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::queue::QueueService;
-use quorumd_testkit::checker::locks::{Held, Violation, check};
+use quorumd_testkit::checker::locks::{Violation, check};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn q(tc: &TestCluster, name: &str, rest: &str) -> String {
-    format!("{}/v1/queues/{name}{rest}", tc.base)
-}
-
-async fn put(tc: &TestCluster, name: &str, body: Value) -> String {
-    let (s, v) = post(&tc.http, q(tc, name, "/items"), body).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v["id"].as_str().unwrap().to_string()
-}
-
-async fn claim(tc: &TestCluster, name: &str, lease_ms: u64) -> Option<Value> {
-    let (s, v) = post(
-        &tc.http,
-        q(tc, name, "/claim"),
-        json!({"lease_ms": lease_ms}),
-    )
-    .await;
-    match s {
-        StatusCode::OK => Some(v),
-        StatusCode::NO_CONTENT => None,
-        other => panic!("claim: {other} {v}"),
-    }
-}
-
-async fn act(
-    tc: &TestCluster,
-    name: &str,
-    item: &Value,
-    action: &str,
-    extra: Value,
-) -> (StatusCode, Value) {
-    let mut body = json!({"lease": item["lease"]});
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    let id = item["id"].as_str().unwrap();
-    post(
-        &tc.http,
-        q(tc, name, &format!("/items/{id}/{action}")),
-        body,
-    )
-    .await
-}
 
 async fn depths(tc: &TestCluster, name: &str) -> Value {
     let (s, v) = tc.json(&format!("/v1/queues/{name}")).await;
@@ -106,21 +65,21 @@ async fn priorities_delays_leases_and_dead_letters() {
     );
 
     // Ack removes; acking again with the same lease is stale.
-    let (s, _) = act(&tc, "jobs", &held[0], "ack", json!({})).await;
+    let (s, _) = act(&tc, "jobs", &held[0], "ack").await;
     assert_eq!(s, StatusCode::OK);
-    let (s, e) = act(&tc, "jobs", &held[0], "ack", json!({})).await;
+    let (s, e) = act(&tc, "jobs", &held[0], "ack").await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("stale_lease"))
     );
 
     // Extend keeps it; nack returns it (delayed), and it comes back with deliveries 2.
-    let (s, v) = act(&tc, "jobs", &held[1], "extend", json!({"lease_ms": 20_000})).await;
+    let (s, v) = act_with(&tc, "jobs", &held[1], "extend", json!({"lease_ms": 20_000})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["validity_ms"].as_u64().unwrap() > 19_000);
-    let (s, _) = act(&tc, "jobs", &held[1], "nack", json!({"delay_ms": 300})).await;
+    let (s, _) = act_with(&tc, "jobs", &held[1], "nack", json!({"delay_ms": 300})).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = act(&tc, "jobs", &held[1], "ack", json!({})).await;
+    let (s, _) = act(&tc, "jobs", &held[1], "ack").await;
     assert_eq!(s, StatusCode::CONFLICT, "a nacked lease is stale");
     assert_eq!(depths(&tc, "jobs").await["delayed"], 2);
 
@@ -132,7 +91,7 @@ async fn priorities_delays_leases_and_dead_letters() {
     assert_eq!(again["id"], held[1]["id"]);
     assert_eq!(again["deliveries"], 2);
     // max_deliveries = 2: the next return and claim dead-letters it instead of delivering it.
-    act(&tc, "jobs", &again, "nack", json!({})).await;
+    act(&tc, "jobs", &again, "nack").await;
     assert!(claim(&tc, "jobs", 10_000).await.is_none());
     let d = depths(&tc, "jobs").await;
     assert_eq!(d["dead"], 1, "{d}");
@@ -163,9 +122,9 @@ async fn an_expired_lease_makes_the_item_claimable_and_the_old_lease_stale() {
     );
     assert_eq!(v["id"], first["id"]);
     assert_eq!(v["deliveries"], 2);
-    let (s, _) = act(&tc, "q", &first, "ack", json!({})).await;
+    let (s, _) = act(&tc, "q", &first, "ack").await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _) = act(&tc, "q", &v, "ack", json!({})).await;
+    let (s, _) = act(&tc, "q", &v, "ack").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         depths(&tc, "q").await,
@@ -191,7 +150,7 @@ async fn a_node_that_missed_an_ack_does_not_bring_the_item_back() {
     let claimed_at = Instant::now();
     let item = claim(&tc, "q", 2500).await.unwrap();
     tc.isolate(2).await;
-    let (s, _) = act(&tc, "q", &item, "ack", json!({})).await;
+    let (s, _) = act(&tc, "q", &item, "ack").await;
     assert_eq!(s, StatusCode::OK);
     tc.cluster.nodes[2].resume();
     tc.wait_health(2, "up").await;
@@ -270,151 +229,19 @@ async fn bad_input_gets_a_clear_error() {
     tc.shutdown().await;
 }
 
-/// Lease intervals of consumers, on one monotonic clock.
-struct Leases {
-    t0: Instant,
-    history: Mutex<Vec<Held>>,
-}
-
-impl Leases {
-    fn now(&self) -> u64 {
-        self.t0.elapsed().as_micros() as u64
-    }
-    /// From when the claim was answered to the claim's send time plus its validity, or to when
-    /// the consumer let go, whichever is first.
-    fn record(&self, id: &str, consumer: &str, sent: u64, got: u64, validity_ms: u64) {
-        let end = (sent + validity_ms * 1000).min(self.now());
-        self.history.lock().unwrap().push(Held {
-            resource: id.to_string(),
-            holder: consumer.to_string(),
-            fence: None,
-            start: got,
-            end,
-        });
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producers_and_consumers_with_a_dead_consumer_and_a_failing_node_lose_nothing() {
     let mut tc = TestCluster::start_with(3, |c| c.queues.max_deliveries = 4).await;
-    const PER_PRODUCER: usize = 20;
-    let produced = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut producers = Vec::new();
-    for p in 0..3 {
-        let (http, url, produced) = (tc.http.clone(), q(&tc, "work", "/items"), produced.clone());
-        producers.push(tokio::spawn(async move {
-            for i in 0..PER_PRODUCER {
-                let (s, v) = post(
-                    &http,
-                    url.clone(),
-                    json!({"payload": {"p": p, "i": i}, "priority": i % 3}),
-                )
-                .await;
-                if s == StatusCode::CREATED {
-                    produced
-                        .lock()
-                        .unwrap()
-                        .insert(v["id"].as_str().unwrap().to_string());
-                } else {
-                    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-                }
-            }
-        }));
-    }
-    let leases = Arc::new(Leases {
-        t0: Instant::now(),
-        history: Mutex::default(),
-    });
-    let acked = Arc::new(Mutex::new(BTreeMap::<String, u32>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut consumers = Vec::new();
-    for c in 0..4 {
-        let (http, base) = (tc.http.clone(), tc.base.clone());
-        let (leases, acked, stop) = (leases.clone(), acked.clone(), stop.clone());
-        consumers.push(tokio::spawn(async move {
-            // Consumer 0 dies after its third claim: it never acks, its leases run out.
-            let mut claims = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let sent = leases.now();
-                let (s, v) = post(
-                    &http,
-                    format!("{base}/v1/queues/work/claim"),
-                    json!({"lease_ms": 600, "wait_ms": 200}),
-                )
-                .await;
-                if s != StatusCode::OK {
-                    continue;
-                }
-                let got = leases.now();
-                claims += 1;
-                let id = v["id"].as_str().unwrap().to_string();
-                let validity = v["validity_ms"].as_u64().unwrap();
-                if c == 0 && claims <= 3 {
-                    leases.record(&id, &format!("c{c}"), sent, got, validity);
-                    continue;
-                }
-                if c == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(rand::random_range(0..20))).await;
-                leases.record(&id, &format!("c{c}"), sent, got, validity);
-                let (s, _) = post(
-                    &http,
-                    format!("{base}/v1/queues/work/items/{id}/ack"),
-                    json!({"lease": v["lease"]}),
-                )
-                .await;
-                if s == StatusCode::OK {
-                    *acked.lock().unwrap().entry(id).or_default() += 1;
-                }
-            }
-        }));
-    }
+    let mut work = Workload::start(&tc, "work");
     tokio::time::sleep(Duration::from_millis(800)).await;
     tc.cluster.nodes[1].pause();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     tc.cluster.nodes[1].resume();
-    for p in producers {
-        p.await.unwrap();
-    }
+    work.producers_done().await;
     tc.cluster.nodes[2].kill();
-    let produced: BTreeSet<String> = produced.lock().unwrap().clone();
-    assert!(
-        produced.len() >= 40,
-        "only {} puts acknowledged",
-        produced.len()
-    );
-    wait_until(
-        Duration::from_secs(40),
-        "every acknowledged item acked or dead",
-        || async {
-            let done: BTreeSet<String> = acked.lock().unwrap().keys().cloned().collect();
-            let d = depths(&tc, "work").await;
-            produced.is_subset(&done) || (d["ready"] == 0 && d["leased"] == 0 && d["delayed"] == 0)
-        },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for c in consumers {
-        c.await.unwrap();
-    }
-    let done: BTreeSet<String> = acked.lock().unwrap().keys().cloned().collect();
-    let d = depths(&tc, "work").await;
-    let dead = d["dead"].as_u64().unwrap() as usize;
-    let missing: Vec<&String> = produced.difference(&done).collect();
-    assert!(
-        missing.len() <= dead,
-        "{} items neither acked nor dead-lettered ({d})",
-        missing.len()
-    );
-    assert_eq!(
-        d["ready"].as_u64().unwrap() + d["leased"].as_u64().unwrap(),
-        0,
-        "{d}"
-    );
-    let violations = check(&leases.history.lock().unwrap());
-    assert!(violations.is_empty(), "{violations:?}");
-    assert!(leases.history.lock().unwrap().len() >= produced.len());
+    work.finish(|| async { drained(&depths(&tc, "work").await) })
+        .await;
+    work.check(&depths(&tc, "work").await);
     tc.shutdown().await;
 }
 
