@@ -1053,6 +1053,26 @@ async fn built_stream_payloads_carry_the_consumer_groups_of_redis_server() {
     tc.shutdown().await;
 }
 
+/// Waits until every node holds `key`'s metadata entry with `content` and an expiry: written
+/// at `quorum`, the last node may apply the last write (the EXPIRE) after the answer. The
+/// entry is written with the value, in one script.
+async fn wait_expiring_entry_everywhere(tc: &TestCluster, key: &str, content: &Content) {
+    wait_until(
+        Duration::from_secs(5),
+        &format!("{key} with its content and TTL on every node"),
+        || async {
+            for i in 0..3 {
+                let meta = tc.raw_meta(i, key.as_bytes()).await;
+                if !meta.is_some_and(|m| m.content == *content && m.expires_at_ms.is_some()) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
 /// LRANGE of `key` straight on node `i`.
 async fn raw_list(tc: &TestCluster, i: usize, key: &str) -> Vec<String> {
     command(&mut tc.direct(i).await, &["LRANGE", key, "0", "-1"]).await
@@ -1077,23 +1097,7 @@ async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
     let _: i64 = command(&mut q, &["EXPIRE", "lh:k", "100000"]).await;
     let want = ["z", "a", "b", "c"].map(String::from).to_vec();
     let content = Content::list(want.iter().map(|s| s.as_bytes()));
-    // Written at `quorum`: the last node may apply the last write (the EXPIRE) after the
-    // answer. Wait for it on every node.
-    wait_until(
-        Duration::from_secs(5),
-        "the list with its TTL on every node",
-        || async {
-            for i in 0..3 {
-                let meta = tc.raw_meta(i, b"lh:k").await;
-                let expiring = meta.is_some_and(|m| m.expires_at_ms.is_some());
-                if !expiring || raw_list(&tc, i, "lh:k").await != want {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    wait_expiring_entry_everywhere(&tc, "lh:k", &content).await;
     for i in 0..3 {
         assert_eq!(raw_list(&tc, i, "lh:k").await, want, "node {i}");
         let meta = tc.raw_meta(i, b"lh:k").await.expect("metadata");
@@ -1180,23 +1184,7 @@ async fn a_sorted_set_is_the_same_on_every_node_and_the_sweep_heals_it() {
         .map(String::from)
         .to_vec();
     let content = Content::sorted_set([(&b"b"[..], 0.1), (b"a", 3.5)]);
-    // Written at `quorum`: the last node may apply the last write (the EXPIRE) after the
-    // answer. Wait for it on every node.
-    wait_until(
-        Duration::from_secs(5),
-        "the sorted set with its TTL on every node",
-        || async {
-            for i in 0..3 {
-                let meta = tc.raw_meta(i, b"zh:k").await;
-                let expiring = meta.is_some_and(|m| m.expires_at_ms.is_some());
-                if !expiring || raw_zset(&tc, i, "zh:k").await != want {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    wait_expiring_entry_everywhere(&tc, "zh:k", &content).await;
     for i in 0..3 {
         assert_eq!(raw_zset(&tc, i, "zh:k").await, want, "node {i}");
         let meta = tc.raw_meta(i, b"zh:k").await.expect("metadata");

@@ -7,7 +7,7 @@
 use crate::nemesis::proxy::FaultProxy;
 use quorumd_core::config::Config;
 use quorumd_core::layout::Layout;
-use quorumd_node::devcluster::DevCluster;
+use quorumd_node::devcluster::{DevCluster, DevClusterError};
 use quorumd_replication::sync::{SweepMode, SweepReport, SweepRequest, SweepTrigger, SyncError};
 use quorumd_service::app::App;
 use reqwest::{Response, StatusCode};
@@ -69,16 +69,11 @@ impl TestCluster {
         (masters, replicas): (usize, usize),
         tweak: impl FnOnce(&mut Config),
     ) -> TestCluster {
-        let (cluster, urls) = tokio::task::spawn_blocking(move || {
-            DevCluster::start_clusters(count, masters, replicas)
-        })
+        Self::launch_slotted(
+            move || DevCluster::start_clusters(count, masters, replicas),
+            tweak,
+        )
         .await
-        .unwrap()
-        .expect("start redis-server clusters");
-        let mut cfg = test_config(urls);
-        cfg.placement = quorumd_core::layout::Scheme::Slot;
-        tweak(&mut cfg);
-        Self::launch(cluster, cfg).await
     }
 
     /// quorumd, with slot placement, over replicas of different shapes: per entry of
@@ -86,11 +81,19 @@ impl TestCluster {
     /// (`DevCluster::start_shaped`). `self.cluster.nodes` holds every server in that order.
     pub async fn start_shaped(masters: &[usize], tweak: impl FnOnce(&mut Config)) -> TestCluster {
         let masters = masters.to_vec();
-        let (cluster, urls) =
-            tokio::task::spawn_blocking(move || DevCluster::start_shaped(&masters))
-                .await
-                .unwrap()
-                .expect("start redis-server replicas");
+        Self::launch_slotted(move || DevCluster::start_shaped(&masters), tweak).await
+    }
+
+    /// Starts the servers with `start` (blocking: it waits for `redis-cli --cluster create`)
+    /// and quorumd over the replicas it names, with slot placement.
+    async fn launch_slotted(
+        start: impl FnOnce() -> Result<(DevCluster, Vec<String>), DevClusterError> + Send + 'static,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestCluster {
+        let (cluster, urls) = tokio::task::spawn_blocking(start)
+            .await
+            .unwrap()
+            .expect("start redis-server replicas");
         let mut cfg = test_config(urls);
         cfg.placement = quorumd_core::layout::Scheme::Slot;
         tweak(&mut cfg);

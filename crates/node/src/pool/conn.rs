@@ -356,6 +356,11 @@ fn refusal(shards: &Shards, cmd: &Cmd) -> Option<redis::RedisError> {
     )))
 }
 
+/// The route to the master that owns `slot`, along the cluster client's slot map.
+fn master_of(slot: u16) -> SingleNodeRoutingInfo {
+    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
+}
+
 /// A master as `CLUSTER SLOTS` names it: its address and the slots it owns.
 struct Master {
     addr: String,
@@ -366,8 +371,7 @@ impl Master {
     /// Routes a request to this master through one of its slots, so that the cluster client
     /// takes it there along its own slot map, and refreshes that map if the master moved.
     fn route(&self) -> SingleNodeRoutingInfo {
-        let slot = self.slots.first().map_or(0, |r| *r.start());
-        SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
+        master_of(self.slots.first().map_or(0, |r| *r.start()))
     }
 }
 
@@ -382,7 +386,7 @@ async fn masters(c: &ClusterConnection, shards: &Shards) -> RedisResult<Vec<Mast
         .iter()
         .filter(|s| s.up)
         .filter_map(|s| s.slots.first())
-        .map(|&(slot, _)| SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)))
+        .map(|&(slot, _)| master_of(slot))
         .collect();
     if routes.is_empty() {
         routes.push(SingleNodeRoutingInfo::RandomPrimary);
@@ -462,8 +466,9 @@ async fn script_load(c: &ClusterConnection, shards: &Shards, cmd: &Cmd) -> Redis
         async move {
             let tracked = [Some(slot)];
             let attempts = sending(&tracked);
-            let master = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-            let reply = c.route_command(cmd, RoutingInfo::SingleNode(master)).await;
+            let reply = c
+                .route_command(cmd, RoutingInfo::SingleNode(master_of(slot)))
+                .await;
             settle(attempts, &tracked, &reply);
             reply
         }
