@@ -10,7 +10,8 @@
 //! Each test runs as its own redis-benchmark process, so that the CPU time of every tier can be
 //! divided by its requests: quorumd's (this process, which runs it), the three nodes' (`INFO
 //! cpu`), redis-benchmark's (the ended child), and for the baseline the redis-server's. CPU per
-//! operation moves far less with the machine's load than throughput does.
+//! operation moves far less with the machine's load than throughput does, and quorumd's
+//! allocations per request (counted by this process's allocator) not at all.
 //! The table goes to stdout and, as markdown, to `target/bench/resp.md`.
 //!
 //! quorumd runs with node and request timeouts of 5 s and 10 s (see `run`), so a saturated node
@@ -23,9 +24,10 @@
 //! writes no report. The exit status is non-zero when a redis-benchmark run fails, when
 //! shutdown fails, or when a redis-server process outlives the run.
 
-/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's.
+/// The allocator the shipped binary uses (`src/main.rs`), so the figures are the binary's; it
+/// also counts quorumd's allocations per request.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: support::CountingAllocator = support::CountingAllocator;
 
 use quorumd::config::Config;
 use quorumd::devcluster::DevCluster;
@@ -99,6 +101,8 @@ struct Sample {
     nodes_us: f64,
     /// CPU µs per request of redis-benchmark.
     client_us: f64,
+    /// Allocations per request in this process (quorumd's; 0 for the baseline).
+    allocations: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -139,6 +143,7 @@ fn parse_csv(out: &str) -> Result<BTreeMap<String, Sample>, String> {
                 server_us: 0.0,
                 nodes_us: 0.0,
                 client_us: 0.0,
+                allocations: 0.0,
             },
         );
     }
@@ -174,8 +179,9 @@ fn redis_benchmark(
 /// Test name, pipeline depth, clients, target.
 type Key = (String, usize, usize, Target);
 
-/// The CPU seconds used so far by each tier a run can charge.
+/// The CPU seconds used so far by each tier a run can charge, and this process's allocations.
 struct CpuMark {
+    allocations: u64,
     process: f64,
     children: f64,
     nodes: f64,
@@ -191,6 +197,7 @@ async fn cpu_mark(
         sum += redis_cpu_s(n).await?;
     }
     Ok(CpuMark {
+        allocations: support::allocations(),
         process: process_cpu_s(),
         children: children_cpu_s(),
         nodes: sum,
@@ -235,6 +242,12 @@ async fn measure(
                         ),
                         Target::Redis => (per_op(after.baseline - before.baseline), 0.0),
                     };
+                    sample.allocations = match target {
+                        Target::Quorumd => {
+                            (after.allocations - before.allocations) as f64 / s.requests as f64
+                        }
+                        Target::Redis => 0.0,
+                    };
                     samples
                         .entry((name, run.1, run.2, target))
                         .or_default()
@@ -254,6 +267,8 @@ struct Row {
     p99: f64,
     /// Median CPU µs per request: server tier, nodes, client.
     cpu: [f64; 3],
+    /// Median allocations per request in quorumd.
+    allocations: f64,
     ratios: Option<(f64, f64, f64)>,
 }
 
@@ -287,6 +302,7 @@ fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
                 med(v, |x| x.nodes_us),
                 med(v, |x| x.client_us),
             ],
+            allocations: med(v, |x| x.allocations),
             ratios,
         });
     }
@@ -294,7 +310,7 @@ fn rows(samples: &BTreeMap<Key, Vec<Sample>>) -> Vec<Row> {
 }
 
 fn table(rows: &[Row]) -> String {
-    let body: Vec<[String; 10]> = rows
+    let body: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             let (a, b, c) = r
@@ -313,6 +329,11 @@ fn table(rows: &[Row]) -> String {
                 format!("{:.1}", r.cpu[0]),
                 format!("{:.1}", r.cpu[1]),
                 format!("{:.1}", r.cpu[2]),
+                if r.allocations > 0.0 {
+                    format!("{:.1}", r.allocations)
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
@@ -327,8 +348,9 @@ fn table(rows: &[Row]) -> String {
         "server CPU µs/op",
         "nodes CPU µs/op",
         "client CPU µs/op",
+        "quorumd allocs/op",
     ];
-    let mut align = [Align::Right; 10];
+    let mut align = [Align::Right; 11];
     align[0] = Align::Left;
     markdown_table(&header, &align, &body)
 }
@@ -382,7 +404,7 @@ async fn run(nodes: Vec<String>, redis_port: u16, s: &Settings) -> Result<String
     let mut report = format!(
         "\nMedians over {} round(s); ratios are quorumd ÷ redis of those medians. CPU µs/op: the \
          server tier (quorumd, or the baseline redis-server), quorumd's three nodes together, and \
-         redis-benchmark:\n\n",
+         redis-benchmark; allocations per request in quorumd:\n\n",
         s.rounds
     );
     report.push_str(&table(&rows(&samples)));

@@ -1,19 +1,19 @@
 //! Quorum fan-out: send one operation to many nodes at once and return as soon as the quorum
-//! is decided. Answers that arrive after the decision are not lost: they stay readable from
-//! `Gathered::stragglers`, which read repair uses.
+//! is decided. Answers that arrive after the decision are not lost: they stay readable through
+//! `Gathered::collect_stragglers`, which read repair and hint recording use.
 
 pub mod events;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use futures::stream::FuturesUnordered;
 use quorumd_core::quorum::{Decision, QuorumTracker, majority};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, ServerErrorKind};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// One node's answer.
 #[derive(Debug)]
@@ -22,15 +22,31 @@ pub struct Reply<T> {
     pub result: Result<T, NodeError>,
 }
 
-/// The answers that decided a fan-out, and a channel for the rest.
-pub struct Gathered<T> {
+/// The answers that decided a fan-out, and the calls still outstanding.
+pub struct Gathered<T: Send + 'static> {
     pub decision: Decision,
     pub replies: Vec<Reply<T>>,
-    pub stragglers: mpsc::UnboundedReceiver<Reply<T>>,
     pub required: usize,
+    stragglers: Outstanding<T>,
 }
 
-impl<T> Gathered<T> {
+impl<T: Send + 'static> Gathered<T> {
+    /// A fan-out decided by `replies` alone, with nothing outstanding.
+    #[cfg(test)]
+    fn answered(decision: Decision, replies: Vec<Reply<T>>, required: usize) -> Gathered<T> {
+        Gathered {
+            decision,
+            replies,
+            required,
+            stragglers: Outstanding::default(),
+        }
+    }
+
+    /// Whether every node asked has answered: nothing is left for `collect_stragglers`.
+    pub fn all_answered(&self) -> bool {
+        self.stragglers.left == 0
+    }
+
     /// The successful answers that counted.
     pub fn successes(&self) -> impl Iterator<Item = (NodeId, &T)> + Clone {
         self.replies
@@ -38,10 +54,11 @@ impl<T> Gathered<T> {
             .filter_map(|r| r.result.as_ref().ok().map(|v| (r.node, v)))
     }
 
-    /// Waits for the answers still outstanding (each bounded by the node timeout).
+    /// Waits for the answers still outstanding (each bounded by the node timeout), in the
+    /// caller's task.
     pub async fn collect_stragglers(&mut self) -> Vec<Reply<T>> {
-        let mut rest = Vec::new();
-        while let Some(r) = self.stragglers.recv().await {
+        let mut rest = Vec::with_capacity(self.stragglers.left);
+        while let Some(r) = self.stragglers.next().await {
             rest.push(r);
         }
         rest
@@ -85,12 +102,14 @@ pub struct WriteBack {
 /// `counts` (given the answering node), or once that has become impossible.
 ///
 /// The node calls are polled in the caller's task until the quorum is decided; the calls still
-/// outstanding then go on in one background task, which forwards their answers to
-/// `stragglers`. Why not a task per node: on the request path that was three spawns, three
-/// wake-ups and three channel sends per operation for what is mostly waiting on a oneshot
-/// (issue 16). The calls still run to the end whether or not anyone reads the stragglers, so a
-/// write still reaches the nodes its caller did not wait for, also when the caller itself is
-/// dropped before the decision (a request past its deadline, a client gone).
+/// outstanding then travel in the `Gathered`, whose reader (read repair, hint recording) polls
+/// them in its own task. Why not a task per node, or one forwarding task: on the request path
+/// that was three spawns, or one spawn and a channel, per operation for what is mostly waiting
+/// on a oneshot (issue 16). A node call is queued when it is created, so it reaches its node
+/// whether or not anyone polls it; what is dropped unread is driven to the end by one
+/// background task, so a call's own bookkeeping (its timeout, its node's health) still happens,
+/// also when the caller itself is dropped before the decision (a request past its deadline, a
+/// client gone).
 pub async fn fan_out<T, F, Fut>(
     pool: &NodePool,
     targets: impl IntoIterator<Item = NodeId>,
@@ -142,11 +161,8 @@ where
             }
         }
     };
-    let mut pending = Outstanding {
-        calls: first.into_iter().map(call).collect(),
-        forward_to: None,
-    };
-    let asked = pending.calls.len() + rest.len();
+    let mut pending = DriveOnDrop(first.into_iter().map(call).collect());
+    let asked = pending.0.len() + rest.len();
     let mut rest = Some(rest).filter(|r| !r.is_empty());
     // Only armed when there is a second wave: an ordinary fan-out sets no timer.
     let hedge_at = rest
@@ -158,7 +174,7 @@ where
     while decision == Decision::Pending {
         let next = tokio::select! {
             biased;
-            next = pending.calls.next() => next,
+            next = pending.0.next() => next,
             // No answer yet means asking the rest, like an exhausted first wave.
             () = sleep_until_or_never(hedge_at), if rest.is_some() => None,
         };
@@ -166,7 +182,7 @@ where
             Some(reply) => reply,
             None => match rest.take() {
                 Some(r) => {
-                    pending.calls.extend(r.into_iter().map(call));
+                    pending.0.extend(r.into_iter().map(call));
                     continue;
                 }
                 None => break,
@@ -174,7 +190,7 @@ where
         };
         let ok = reply.result.as_ref().is_ok_and(|v| counts(reply.node, v));
         if !ok && let Some(r) = rest.take() {
-            pending.calls.extend(r.into_iter().map(call));
+            pending.0.extend(r.into_iter().map(call));
         }
         decision = tracker.record(ok);
         replies.push(reply);
@@ -182,14 +198,11 @@ where
     if decision == Decision::Pending {
         decision = Decision::Impossible;
     }
-    let (tx, stragglers) = mpsc::unbounded_channel();
-    pending.forward_to = Some(tx);
-    drop(pending);
     Gathered {
         decision,
         replies,
-        stragglers,
         required,
+        stragglers: Outstanding::new(std::mem::take(&mut pending.0)),
     }
 }
 
@@ -200,32 +213,86 @@ async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The node calls of a fan-out that have not answered yet. Dropped (the quorum decided, or the
-/// caller gone), it drives them to the end in one background task, forwarding their answers to
-/// `forward_to` when someone reads them.
-struct Outstanding<C: Future<Output = Reply<T>> + Send + 'static, T: Send + 'static> {
-    calls: FuturesUnordered<C>,
-    forward_to: Option<mpsc::UnboundedSender<Reply<T>>>,
+/// The node calls of a fan-out that have not answered yet (boxed only when there are some).
+/// Dropped unread, it drives them to the end in one background task.
+struct Outstanding<T: Send + 'static> {
+    /// Only ever reached through `&mut self` (`Mutex::get_mut`, which takes no lock): the
+    /// mutex is there so that a `Gathered` is `Sync` (futures holding one across an `.await`
+    /// must be) although the node calls are not.
+    calls: Mutex<Option<BoxStream<'static, Reply<T>>>>,
+    left: usize,
 }
 
-impl<C: Future<Output = Reply<T>> + Send + 'static, T: Send + 'static> Drop for Outstanding<C, T> {
+impl<T: Send + 'static> Default for Outstanding<T> {
+    fn default() -> Self {
+        Outstanding {
+            calls: Mutex::new(None),
+            left: 0,
+        }
+    }
+}
+
+impl<T: Send + 'static> Outstanding<T> {
+    fn new<C>(calls: FuturesUnordered<C>) -> Self
+    where
+        C: Future<Output = Reply<T>> + Send + 'static,
+    {
+        let left = calls.len();
+        if left == 0 {
+            return Outstanding::default();
+        }
+        Outstanding {
+            calls: Mutex::new(Some(Box::pin(calls))),
+            left,
+        }
+    }
+
+    fn calls(&mut self) -> &mut Option<BoxStream<'static, Reply<T>>> {
+        self.calls.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn next(&mut self) -> Option<Reply<T>> {
+        let reply = self.calls().as_mut()?.next().await;
+        match reply {
+            Some(_) => self.left -= 1,
+            None => *self.calls() = None,
+        }
+        reply
+    }
+}
+
+impl<T: Send + 'static> Drop for Outstanding<T> {
     fn drop(&mut self) {
-        if self.calls.is_empty() {
-            return;
+        if let Some(calls) = self.calls().take()
+            && self.left > 0
+        {
+            drive_to_the_end(calls);
         }
-        let mut calls = std::mem::take(&mut self.calls);
-        let forward_to = self.forward_to.take();
-        // Without a runtime (the process is ending) there is nothing left to drive them.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                while let Some(reply) = calls.next().await {
-                    if let Some(to) = &forward_to {
-                        // Nobody listening is fine: the call itself has done its work.
-                        let _ = to.send(reply);
-                    }
-                }
-            });
+    }
+}
+
+/// The calls of a fan-out still deciding: when its caller drops it (a request past its
+/// deadline, a client gone), they are driven to the end all the same.
+struct DriveOnDrop<C: Future + Send + 'static>(FuturesUnordered<C>)
+where
+    C::Output: Send;
+
+impl<C: Future + Send + 'static> Drop for DriveOnDrop<C>
+where
+    C::Output: Send,
+{
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            drive_to_the_end(std::mem::take(&mut self.0));
         }
+    }
+}
+
+/// Polls `calls` to their end in a background task, dropping their answers.
+fn drive_to_the_end<S: futures::Stream + Send + Unpin + 'static>(mut calls: S) {
+    // Without a runtime (the process is ending) there is nothing left to drive them.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { while calls.next().await.is_some() {} });
     }
 }
 
@@ -300,7 +367,7 @@ impl fmt::Display for QuorumError {
 impl QuorumError {
     /// Builds the error from the answers of a fan-out that did not reach its quorum. Nodes whose
     /// answer was a success but did not count are described by `why_not_counted`.
-    pub fn from_gathered<T>(
+    pub fn from_gathered<T: Send + 'static>(
         operation: &'static str,
         pool: &NodePool,
         g: &Gathered<T>,
@@ -391,19 +458,14 @@ mod tests {
     }
 
     fn gathered(answers: &[(NodeId, u32)]) -> Gathered<u32> {
-        let (_, stragglers) = mpsc::unbounded_channel();
-        Gathered {
-            decision: Decision::Reached,
-            replies: answers
-                .iter()
-                .map(|&(node, v)| Reply {
-                    node,
-                    result: Ok(v),
-                })
-                .collect(),
-            stragglers,
-            required: 2,
-        }
+        let replies = answers
+            .iter()
+            .map(|&(node, v)| Reply {
+                node,
+                result: Ok(v),
+            })
+            .collect();
+        Gathered::answered(Decision::Reached, replies, 2)
     }
 
     #[test]

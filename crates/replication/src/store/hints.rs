@@ -15,7 +15,8 @@ pub fn hint_key(prefix: &str, identity: &str) -> String {
 }
 
 /// After a write has answered its client: waits for the remaining answers, and if some nodes
-/// failed, records hints for them on the nodes that hold the write. A hint set holds at most
+/// failed, records hints for them on the nodes that hold the write. A write every node has
+/// already answered without a failure needs no task at all. A hint set holds at most
 /// `max_hints` keys on each node: while a node is down long enough to miss more, its later
 /// keys are left to the digest exchange (counted as dropped), so a long outage cannot fill the
 /// other nodes' memory with hints.
@@ -26,6 +27,9 @@ pub(super) fn spawn_hint_recording(
     loc: Arc<KeyLocation>,
     mut g: Gathered<WriteOutcome>,
 ) {
+    if g.all_answered() && g.replies.iter().all(|r| r.result.is_ok()) {
+        return;
+    }
     let tasks = pool.clone();
     tasks.workers().spawn_task(async move {
         let late = g.collect_stragglers().await;

@@ -63,7 +63,7 @@ fn answered_alike<T>(g: &Gathered<T>) -> bool
 where
     T: ReadAnswer,
 {
-    if !g.stragglers.is_closed() || !g.stragglers.is_empty() {
+    if !g.all_answered() {
         return false;
     }
     let mut versions = g.successes().map(|(_, r)| r.meta().map(|m| m.version));
