@@ -91,6 +91,58 @@ pub async fn write(
     .map(drop)
 }
 
+/// Some of a node's metadata, to tell whose it is without reading it all: up to `hashes`
+/// metadata hashes whose names start with `meta_prefix`, found by at most `steps` `SCAN`
+/// calls, each with up to `per_hash` of its entries (`HRANDFIELD … WITHVALUES`) as (field,
+/// entry) pairs.
+pub async fn sample_metadata(
+    node: &Node,
+    meta_prefix: &str,
+    hashes: usize,
+    per_hash: usize,
+    steps: usize,
+) -> Result<Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>, NodeError> {
+    let pattern = [
+        super::notify::escape_glob(meta_prefix.as_bytes()),
+        b"*".to_vec(),
+    ]
+    .concat();
+    let pattern = String::from_utf8_lossy(&pattern).into_owned();
+    let mut found: Vec<String> = Vec::new();
+    let mut cursor = 0;
+    for _ in 0..steps {
+        let pattern = pattern.as_str();
+        let (next, keys) = node
+            .run_as(Traffic::Background, |mut c| async move {
+                c.scan(cursor, Some(pattern), 1000).await
+            })
+            .await?;
+        found.extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()));
+        cursor = next;
+        if cursor == 0 || found.len() >= hashes {
+            break;
+        }
+    }
+    found.truncate(hashes);
+    let mut sample = Vec::with_capacity(found.len());
+    for key in found {
+        let mut cmd = redis::cmd("HRANDFIELD");
+        cmd.arg(&key).arg(per_hash).arg("WITHVALUES");
+        let flat: Vec<Vec<u8>> = node
+            .run_as(Traffic::Background, |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await?;
+        let mut pairs = flat.into_iter();
+        let mut entries = Vec::new();
+        while let (Some(field), Some(entry)) = (pairs.next(), pairs.next()) {
+            entries.push((field, entry));
+        }
+        sample.push((key, entries));
+    }
+    Ok(sample)
+}
+
 /// Converts the format-1 entries of `meta_keys` in place, a stream's content by the function
 /// `stream` names; returns how many were converted.
 pub async fn convert(

@@ -29,6 +29,21 @@ impl ReadRepaired<'_> {
     }
 }
 
+/// A node held this layout's metadata without the layout marker (wiped and healed before the
+/// marker was written back); the marker was written again at start.
+pub struct LayoutMarkerRestored<'a> {
+    pub node: &'a str,
+}
+
+impl LayoutMarkerRestored<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            node = self.node,
+            "the node's layout marker was missing though its metadata is of this layout (the node was wiped and healed before the marker was written back); marked it again"
+        );
+    }
+}
+
 /// A write missed nodes; hints were left on the nodes that took it.
 pub struct HintsRecorded {
     pub key_bytes: usize,

@@ -127,7 +127,6 @@ impl VersionedStore {
     async fn visit_layouts(&self, convert: bool) -> Result<ConvertReport, LayoutError> {
         let prefix = &self.settings.layout.prefix;
         let key = layout_key(prefix);
-        let expected = self.expected_layout();
         let mut report = ConvertReport::default();
         for node in self.pool.nodes() {
             let failed = |source| LayoutError::Node {
@@ -147,6 +146,15 @@ impl VersionedStore {
                     Some(work) => work,
                     None => continue,
                 },
+                // A node wiped and healed before its marker was written back holds this
+                // layout's metadata without the marker: marked below, not refused.
+                NodeLayout::Unmarked if self.holds_own_metadata(node).await.map_err(failed)? => {
+                    super::events::LayoutMarkerRestored {
+                        node: &node.display,
+                    }
+                    .emit();
+                    Conversion::default()
+                }
                 NodeLayout::Unmarked => Conversion {
                     format: Some(("1", "from before content checksums")),
                     sub_buckets_from: None,
@@ -162,11 +170,31 @@ impl VersionedStore {
                     .map_err(failed)?;
                 report.nodes_converted.push(node.display.clone());
             }
-            let fields: Vec<(&str, String)> =
-                expected.iter().map(|(f, v)| (*f, v.clone())).collect();
-            layout::write(node, &key, &fields).await.map_err(failed)?;
+            self.mark_layout(node).await.map_err(failed)?;
         }
         Ok(report)
+    }
+
+    /// Whether the metadata of a node without a marker is of this build's format and this
+    /// configuration's layout: every entry of a sample parses as this format and sits in the
+    /// hash this layout places its key in. Format 1's text entries do not parse, and another
+    /// placement, bucket or sub-bucket count puts keys in other hashes.
+    async fn holds_own_metadata(&self, node: &Node) -> Result<bool, NodeError> {
+        let meta_prefix = format!("{}m", self.settings.layout.prefix);
+        let sample = layout::sample_metadata(node, &meta_prefix, 16, 8, 64).await?;
+        Ok(sample.iter().all(|(hash, entries)| {
+            entries.iter().all(|(key, entry)| {
+                quorumd_core::meta::Meta::parse(entry).is_ok()
+                    && self.locate(key).is_ok_and(|loc| &loc.meta_key == hash)
+            })
+        }))
+    }
+
+    /// Writes this configuration's layout marker on `node`: after a wipe, before the node
+    /// holds metadata again for long (see `sync::exchange`).
+    pub async fn mark_layout(&self, node: &Node) -> Result<(), NodeError> {
+        let fields: Vec<(&str, String)> = self.expected_layout().into_iter().collect();
+        layout::write(node, &layout_key(&self.settings.layout.prefix), &fields).await
     }
 
     /// What a marked node needs before this build can use it: `None` when its marker is this

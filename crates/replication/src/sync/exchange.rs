@@ -467,6 +467,12 @@ async fn finish_recovery(
         if node.health() == Health::Down {
             continue;
         }
+        // A wipe took the layout marker with the data: written back before the sentinel, so
+        // that a restart of quorumd finds the healed node marked.
+        if let Err(e) = sw.store.mark_layout(node).await {
+            progress::lock(p).error(format!("layout marker on {}: {e}", node.display));
+            continue;
+        }
         let (marks, keys): (Vec<String>, Vec<String>) = node.sentinel_keys().into_iter().unzip();
         match calls::sync::set_sentinels(node, &keys).await {
             Ok(()) => {
