@@ -123,6 +123,48 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
     }
 }
 
+/// A write at `all` with one node down fails, and its error counts the nodes that applied it:
+/// the fan-out decides on the down node's immediate refusal, before the others answer, and the
+/// error used to say "0 of 3 required nodes succeeded" for a value both live nodes then held.
+/// A node that gives no answer (frozen past the node timeout) is said to maybe hold the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_counts_every_node_that_applied_it() {
+    let mut tc = TestCluster::start(3).await;
+    tc.cluster.nodes[0].kill();
+    tc.wait_health(0, "down").await;
+    let r = tc.put("counted", "1", "consistency=all").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = body_json(r).await;
+    assert_eq!(err["error"]["required"], 3, "{err}");
+    assert_eq!(err["error"]["succeeded"], 2, "{err}");
+    assert_eq!(err["error"]["nodes"].as_array().unwrap().len(), 1, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("write: 2 of 3"), "{message}");
+    assert!(
+        !message.contains("may have applied"),
+        "a refusal is an answer: {message}"
+    );
+    for i in [1, 2] {
+        assert_eq!(
+            tc.raw_value(i, b"counted").await.as_deref(),
+            Some(&b"1"[..])
+        );
+    }
+    tc.cluster.nodes[1].pause();
+    let r = tc.put("counted", "2", "consistency=all").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let err = body_json(r).await;
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("timed out after"), "{message}");
+    assert!(
+        message.ends_with("(the node that gave no answer may have applied it)"),
+        "{message}"
+    );
+    assert!(!message.contains("after 0 ms"), "{message}");
+    tc.cluster.nodes[1].resume();
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minority_down_succeeds_and_no_majority_fails_naming_the_nodes() {
     let mut tc = TestCluster::start(3).await;

@@ -25,6 +25,16 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    /// A timeout as the limit that ran out, in the configured figure the operator knows: the
+    /// `redis` crate's own connect and response timeouts say nothing of their length, so
+    /// `classify` cannot.
+    pub fn within(self, limit_ms: u64) -> NodeError {
+        match self {
+            NodeError::Timeout(_) => NodeError::Timeout(limit_ms),
+            other => other,
+        }
+    }
+
     /// The kind of error reply, when the node answered with one.
     pub fn server_kind(&self) -> Option<&ServerErrorKind> {
         match self {
@@ -119,6 +129,7 @@ pub fn classify(e: &RedisError) -> NodeError {
         // Refused before sending: the replica cannot answer for this slot, as when down.
         NodeError::Unavailable(e.detail().unwrap_or(&text).to_owned())
     } else if e.is_timeout() {
+        // Its length is the caller's to tell (`NodeError::within`).
         NodeError::Timeout(0)
     } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
         // Checked before the connection errors, which it also counts as (it needs a reconnect).
@@ -253,6 +264,18 @@ mod tests {
         assert!(matches!(classify(&io), NodeError::Connection(_)));
         assert_eq!(NodeError::Timeout(5).server_kind(), None);
         assert_eq!(NodeError::Timeout(5).kind_label(), "timeout");
+    }
+
+    #[test]
+    fn a_timeout_is_told_as_the_limit_that_ran_out() {
+        let timed_out: RedisError = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
+        assert!(matches!(classify(&timed_out), NodeError::Timeout(_)));
+        assert_eq!(
+            classify(&timed_out).within(1000).to_string(),
+            "timed out after 1000 ms"
+        );
+        let refused = NodeError::Connection("refused".into());
+        assert_eq!(refused.clone().within(1000), refused);
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl MasterLinks {
             Ok(Ok(v)) => Ok(v),
             failed => {
                 let error = match failed {
-                    Ok(Err(e)) => super::classify(&e),
+                    Ok(Err(e)) => super::classify(&e).within(self.timeouts.node_ms),
                     _ => NodeError::Timeout(self.timeouts.node_ms),
                 };
                 // An error reply (CONFIG refused) says the connection works.
@@ -106,7 +106,7 @@ impl MasterLinks {
         let limit = self.timeouts.connect() + self.timeouts.node();
         match tokio::time::timeout(limit, client.get_async_pubsub()).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(super::classify(&e)),
+            Ok(Err(e)) => Err(super::classify(&e).within(self.timeouts.connect_ms)),
             Err(_) => Err(NodeError::Timeout(self.timeouts.connect_ms)),
         }
     }
@@ -147,7 +147,9 @@ impl MasterLinks {
         .await
         {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(super::classify(&e).to_string()),
+            Ok(Err(e)) => Err(super::classify(&e)
+                .within(self.timeouts.connect_ms)
+                .to_string()),
             Err(_) => Err(format!(
                 "connect timed out after {} ms",
                 self.timeouts.connect_ms

@@ -349,11 +349,8 @@ impl Node {
                 Ok(value)
             }
             Ok(Err(e)) => {
-                let err = match classify(&e) {
-                    // The connection's own response timeout is the same limit.
-                    NodeError::Timeout(_) => NodeError::Timeout(limit.as_millis() as u64),
-                    other => other,
-                };
+                // The connection's own response timeout is the same limit.
+                let err = classify(&e).within(limit.as_millis() as u64);
                 events::NodeRequestFailed {
                     node: &self.display,
                     error: &err,
@@ -708,6 +705,7 @@ async fn bounded<T>(
 ) -> Result<T, String> {
     match tokio::time::timeout(limit, step).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if e.is_timeout() => Err(format!("{what} timed out after {limit_ms} ms")),
         Ok(Err(e)) => Err(explain_error(&e)),
         Err(_) => Err(format!("{what} timed out after {limit_ms} ms")),
     }
@@ -896,4 +894,22 @@ impl NodePool {
 /// A key's Redis Cluster hash slot (below 16,384).
 fn slot_of(key: &[u8]) -> u16 {
     quorumd_core::layout::key_slot(key) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_the_redis_crate_timed_out_names_its_limit() {
+        let timed_out: RedisError = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
+        let said = bounded(
+            async { Err::<(), _>(timed_out) },
+            Duration::from_secs(5),
+            "connect",
+            1000,
+        )
+        .await;
+        assert_eq!(said, Err("connect timed out after 1000 ms".to_owned()));
+    }
 }

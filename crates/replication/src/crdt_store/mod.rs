@@ -469,7 +469,7 @@ impl CrdtStore {
             update.to_fields(),
         ));
         let counts = |_: NodeId, r: &MergeReply| r.code != MergeCode::KindConflict;
-        let g = fan_out(pool, targets, required, counts, |node| {
+        let mut g = fan_out(pool, targets, required, counts, |node| {
             let shared = shared.clone();
             async move {
                 let (loc, skey, fields) = &*shared;
@@ -496,7 +496,11 @@ impl CrdtStore {
                 });
             }
             let why = |r: &MergeReply| describe(r.meta.as_ref());
-            return Err(QuorumError::from_gathered("crdt write", pool, &g, counts, why).into());
+            return Err(
+                QuorumError::from_gathered("crdt write", pool, &mut g, counts, why)
+                    .await
+                    .into(),
+            );
         }
         let mut states = Vec::new();
         let mut acknowledged_by = Vec::new();

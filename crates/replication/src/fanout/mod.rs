@@ -360,20 +360,35 @@ impl fmt::Display for QuorumError {
             f.write_str(if i == 0 { "; " } else { ", " })?;
             write!(f, "{}: {}", n.node, n.cause)?;
         }
-        Ok(())
+        // A node that gave no answer may have done what it was asked: a client must not take
+        // a failed write for one that changed nothing.
+        match self.unanswered() {
+            0 => Ok(()),
+            1 => f.write_str(" (the node that gave no answer may have applied it)"),
+            n => write!(
+                f,
+                " (the {n} nodes that gave no answer may have applied it)"
+            ),
+        }
     }
 }
 
 impl QuorumError {
-    /// Builds the error from the answers of a fan-out that did not reach its quorum. Nodes whose
-    /// answer was a success but did not count are described by `why_not_counted`.
-    pub fn from_gathered<T: Send + 'static>(
+    /// Builds the error from the answers of a fan-out that did not reach its quorum, once every
+    /// node asked has answered (each bounded by the node timeout): a fan-out decides as soon as
+    /// the quorum is out of reach, often on its first failure, and the nodes that answer after
+    /// it would otherwise be missing from the count ("0 of 3 succeeded" for a write two nodes
+    /// applied). Nodes whose answer was a success but did not count are described by
+    /// `why_not_counted`.
+    pub async fn from_gathered<T: Send + 'static>(
         operation: &'static str,
         pool: &NodePool,
-        g: &Gathered<T>,
+        g: &mut Gathered<T>,
         counts: impl Fn(NodeId, &T) -> bool,
         why_not_counted: impl Fn(&T) -> String,
     ) -> QuorumError {
+        let late = g.collect_stragglers().await;
+        g.replies.extend(late);
         let mut succeeded = 0;
         let mut failures = Vec::new();
         for r in &g.replies {
@@ -395,6 +410,20 @@ impl QuorumError {
         };
         err.emit();
         err
+    }
+
+    /// How many of the failed nodes gave no answer (timed out, or the connection broke while
+    /// waiting): what was asked may have happened there.
+    pub fn unanswered(&self) -> usize {
+        self.failures
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.cause,
+                    FailureCause::Node(NodeError::Timeout(_) | NodeError::Connection(_))
+                )
+            })
+            .count()
     }
 
     /// Whether every node that failed refused with an error reply of `kind` (and at least one

@@ -201,7 +201,7 @@ impl PubSub {
             let (c, p) = (node_channel.clone(), node_payload.clone());
             async move { calls::publish(&node, &c, &p).await }
         };
-        let gathered = tokio::time::timeout(
+        let mut gathered = tokio::time::timeout(
             self.timeout,
             fan_out(&self.pool, targets, 1, |_, _: &i64| true, op),
         )
@@ -216,10 +216,11 @@ impl PubSub {
             let e = QuorumError::from_gathered(
                 "publish",
                 &self.pool,
-                &gathered,
+                &mut gathered,
                 |_, _| true,
                 |n| n.to_string(),
-            );
+            )
+            .await;
             events::Published { ok: false }.emit();
             return Err(e.into());
         }

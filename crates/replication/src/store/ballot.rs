@@ -101,7 +101,7 @@ impl VersionedStore {
         let counts = |n: NodeId, p: &Prepared| {
             self.counts_for_reads(n, Some(&loc.key)) && matches!(p, Prepared::Promised(_))
         };
-        let g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
+        let mut g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
             let loc = loc.clone();
             async move { calls::store::prepare(&node, &loc, ballot, ttl).await }
         })
@@ -139,10 +139,11 @@ impl VersionedStore {
             return Err(QuorumError::from_gathered(
                 "read-modify-write",
                 &self.pool,
-                &g,
+                &mut g,
                 counts,
                 why,
             )
+            .await
             .into());
         }
         let reads = || {

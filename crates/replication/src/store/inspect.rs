@@ -110,10 +110,11 @@ impl VersionedStore {
                 return Err(QuorumError::from_gathered(
                     "config get",
                     &self.pool,
-                    &g,
+                    &mut g,
                     |_, _| true,
                     |_| String::new(),
                 )
+                .await
                 .into());
             }
             // Every node is asked; the answers after the first are waited for too.

@@ -312,7 +312,7 @@ impl VersionedStore {
             .collect();
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
         let waves = read_waves(self.settings.read_fanout, &healthy, required, turn);
-        let g = fan_out_in_waves(
+        let mut g = fan_out_in_waves(
             &self.pool,
             waves.first,
             waves.rest,
@@ -326,9 +326,7 @@ impl VersionedStore {
             return Ok(g);
         }
         let why = |_: &T| "recovering: restarted and not yet back in sync".to_string();
-        Err(QuorumError::from_gathered(
-            operation, &self.pool, &g, counts, why,
-        ))
+        Err(QuorumError::from_gathered(operation, &self.pool, &mut g, counts, why).await)
     }
 
     /// Reads `loc` from a read quorum through the per-node batches.
@@ -458,7 +456,7 @@ impl VersionedStore {
         let Some(WriteBack { targets, needed }) = plan else {
             return Ok(());
         };
-        let outcome = self
+        let mut outcome = self
             .write_entry(loc, meta, stored, NodeCondition::None, targets, needed)
             .await;
         if outcome.decision == Decision::Reached {
@@ -467,10 +465,11 @@ impl VersionedStore {
             Err(QuorumError::from_gathered(
                 "read write-back",
                 &self.pool,
-                &outcome,
+                &mut outcome,
                 |_, o: &WriteOutcome| o.holds_version(),
                 describe_outcome,
             )
+            .await
             .into())
         }
     }
@@ -648,10 +647,11 @@ impl VersionedStore {
                 (None, None, _) => Err(QuorumError::from_gathered(
                     "write",
                     &self.pool,
-                    &g,
+                    &mut g,
                     |_, o: &WriteOutcome| o.holds_version(),
                     describe_outcome,
                 )
+                .await
                 .into()),
             }
         };

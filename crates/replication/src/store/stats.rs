@@ -33,7 +33,7 @@ impl VersionedStore {
             .settings
             .quorum
             .read_quorum(quorumd_core::quorum::Consistency::Quorum);
-        let g = fan_out(
+        let mut g = fan_out(
             &self.pool,
             self.all_nodes(),
             required,
@@ -57,10 +57,11 @@ impl VersionedStore {
             return Err(QuorumError::from_gathered(
                 "key count",
                 &self.pool,
-                &g,
+                &mut g,
                 |_, _| true,
                 |_| String::new(),
             )
+            .await
             .into());
         }
         let counts: Vec<i64> = g.successes().map(|(_, n)| *n).collect();
