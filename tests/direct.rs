@@ -172,6 +172,54 @@ async fn the_scrub_adopts_every_kind_of_direct_change() {
     tc.shutdown().await;
 }
 
+/// A value deleted outside quorumd from a key older than the in-flight window: the full
+/// sweep's keyspace scan, which runs before the scrub, used to take the node for one that lost
+/// the value and copied it back, so the policy never saw the delete (a dry run reported it as
+/// "deleted", the real run restored it). Under `adopt` it becomes a tombstone, under `restore`
+/// the value comes back, counted as the scrub's.
+#[tokio::test]
+async fn a_direct_delete_of_an_older_key_is_handled_by_the_policy_not_restored() {
+    for (p, tombstone) in [
+        (DirectWritesPolicy::Adopt, true),
+        (DirectWritesPolicy::Restore, false),
+    ] {
+        let tc = TestCluster::start_with(3, |c| {
+            c.sync.direct_writes = p;
+            // Every write is old enough for the keyspace scan to act on.
+            c.sync.in_flight_window_ms = 0;
+        })
+        .await;
+        put(&tc, "old:del", "original").await;
+        put(&tc, "old:kept", "original").await;
+        let _: () = command(&mut tc.direct(1).await, &["DEL", "old:del"]).await;
+        let dry = tc.sweep(SweepMode::Full, true).await;
+        assert_eq!(dry.direct_changes.get("deleted"), Some(&1), "{p:?} {dry:?}");
+        let r = tc.sweep(SweepMode::Full, false).await;
+        assert_eq!(r.direct_changes.get("deleted"), Some(&1), "{p:?} {r:?}");
+        let handled = if tombstone { "adopted" } else { "restored" };
+        assert_eq!(
+            r.direct_changes_handled.get(handled),
+            Some(&1),
+            "{p:?} {r:?}"
+        );
+        for i in 0..3 {
+            let meta = tc.raw_meta(i, b"old:del").await.unwrap();
+            assert_eq!(
+                meta.kind == quorumd::meta::EntryKind::Tombstone,
+                tombstone,
+                "{p:?}: node {i}: {meta:?}"
+            );
+            let value = tc.raw_value(i, b"old:del").await;
+            assert_eq!(value.is_none(), tombstone, "{p:?}: node {i}: {value:?}");
+            assert_eq!(
+                tc.raw_value(i, b"old:kept").await.as_deref(),
+                Some(&b"original"[..])
+            );
+        }
+        tc.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn the_scrub_restores_the_versioned_values_over_direct_changes() {
     let tc = TestCluster::start_with(3, policy(DirectWritesPolicy::Restore)).await;

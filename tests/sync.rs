@@ -1442,3 +1442,47 @@ async fn only_client_requests_move_a_nodes_latency() {
     );
     tc.shutdown().await;
 }
+
+/// A wiped node heals from the intact copies when the first holder the exchange picks lost a
+/// value outside quorumd (a direct DEL while live detection was off): the exchange used to
+/// report "value … missing under its metadata" on every pass and leave the wiped node
+/// `recovering` until a full sweep. The holder that lost the value is left to the scrub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_heals_from_the_next_holder_when_the_first_lost_a_value() {
+    let mut tc = TestCluster::start_with(3, |c| {
+        manual_sweeps(c);
+        c.sync.in_flight_window_ms = 0;
+    })
+    .await;
+    let keys: Vec<String> = (0..20).map(|i| format!("nexthold:{i}")).collect();
+    for k in &keys {
+        assert_eq!(
+            tc.put(k, "v", "consistency=all").await.status(),
+            StatusCode::OK
+        );
+    }
+    // Node 0 is the first holder the exchange asks for a copy.
+    let _: () = common::command(&mut tc.direct(0).await, &["DEL", "nexthold:3"]).await;
+    tc.cluster.nodes[2].restart_empty().unwrap();
+    tc.wait_health(2, "recovering").await;
+    wait_until(Duration::from_secs(30), "node 2 healed", || async {
+        let _ = tc.try_sweep(SweepMode::Exchange, false).await;
+        tc.health(2).await == "up"
+    })
+    .await;
+    for k in &keys {
+        assert_eq!(
+            tc.raw_value(2, k.as_bytes()).await.as_deref(),
+            Some(&b"v"[..]),
+            "{k} on the healed node"
+        );
+    }
+    assert_eq!(
+        tc.raw_value(0, b"nexthold:3").await,
+        None,
+        "left to the scrub"
+    );
+    let report = tc.app().sweeper().status().last_exchange.unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    tc.shutdown().await;
+}

@@ -1,7 +1,9 @@
 //! The full sweep: SCAN every node's keyspace to find what digests cannot see — keys written
-//! straight to a node without quorumd (adopted by the configured policy), values that vanished
-//! under their metadata — then recheck every bucket: rebuild digests that drifted from their
-//! metadata and purge tombstones every node holds past the grace period. SCAN cursors are
+//! straight to a node without quorumd (adopted by the configured policy), nodes that miss a
+//! key the others hold — then recheck every bucket: rebuild digests that drifted from their
+//! metadata, scrub every entry against its value (which finds values deleted or changed
+//! outside quorumd, handled by the direct-writes policy) and purge tombstones every node holds
+//! past the grace period. SCAN cursors are
 //! checkpointed on each node, so a sweep interrupted by a restart resumes where it was.
 
 use super::Sweeper;
@@ -194,18 +196,24 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
             continue;
         };
         let live = winner.is_live(now);
-        // A holder has the winning version and, for a live value, the value itself.
-        let holds = |s: &(Option<Meta>, bool)| {
-            s.0.as_ref().is_some_and(|m| m.version == winner.version) && (s.1 || !live)
+        let has_winner = |s: &(Option<Meta>, bool)| {
+            s.0.as_ref().is_some_and(|m| m.version == winner.version)
         };
+        // A holder has the winning version and, for a live value, the value itself.
+        let holds = |s: &(Option<Meta>, bool)| has_winner(s) && (s.1 || !live);
         let holders: Vec<NodeId> = answered
             .iter()
             .filter(|(_, s)| holds(&s[i]))
             .map(|(id, _)| *id)
             .collect();
+        // A node with the winning entry but not its live value lost the value outside quorumd
+        // (a direct DEL, an eviction): a direct change, which the scrub of this same sweep
+        // finds and handles by its policy (a tombstone under `adopt`). Restoring it here would
+        // undo a direct delete before the policy is asked, and only for keys older than the
+        // in-flight window, which made the outcome depend on the key's age.
         let stale: Vec<NodeId> = answered
             .iter()
-            .filter(|(_, s)| !holds(&s[i]))
+            .filter(|(_, s)| !holds(&s[i]) && !has_winner(&s[i]))
             .map(|(id, _)| *id)
             .collect();
         if stale.is_empty() {

@@ -8,7 +8,7 @@ use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_node::calls;
 use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeCondition, Payload};
 use quorumd_node::pool::{Health, NodeId, Traffic};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One key to bring to `winner` on `stale` nodes.
 #[derive(Debug, Clone)]
@@ -67,76 +67,112 @@ pub async fn execute(sw: &Sweeper, repairs: Vec<Repair>, p: &ProgressHandle) -> 
             unrepaired.extend(r.stale.iter().map(|&n| (n, r.winner.version)));
         }
     }
-    let batch = sw.cfg.key_batch;
-    for (src, list) in by_source {
-        let node = sw.pool().node(src).clone();
-        for chunk in list.chunks(batch) {
-            let locs: Vec<&KeyLocation> = chunk.iter().map(|r| &r.loc).collect();
-            match calls::store::dump(&node, &locs).await {
-                Ok(dumps) => {
-                    for (r, d) in chunk.iter().zip(dumps) {
-                        // The source may hold something newer by now: apply what it holds.
-                        let meta = d
-                            .meta
-                            .filter(|m| m.version >= r.winner.version)
-                            .unwrap_or_else(|| r.winner.clone());
-                        let expired = meta
-                            .expires_at_ms
-                            .is_some_and(|at| at <= quorumd_core::hlc::wall_clock_ms());
-                        match (meta.kind, d.dump) {
-                            (EntryKind::Crdt(k), _) => {
-                                progress::lock(p).error(format!(
-                                    "{:?} is a {k} on {} and a key-value entry elsewhere: \
-                                     resolve by hand",
-                                    String::from_utf8_lossy(&r.loc.key),
-                                    node.display
-                                ));
-                                unrepaired.extend(r.stale.iter().map(|&n| (n, r.winner.version)));
-                            }
-                            (EntryKind::Tombstone, _) => ready.push(Ready {
-                                loc: r.loc.clone(),
-                                meta,
-                                dump: None,
-                                targets: r.stale.clone(),
-                            }),
-                            (EntryKind::Value, Some(bytes)) => ready.push(Ready {
-                                loc: r.loc.clone(),
-                                meta,
-                                dump: Some(bytes),
-                                targets: r.stale.clone(),
-                            }),
-                            // Expired on the source: the metadata alone is the truth to copy.
-                            (EntryKind::Value, None) if expired => ready.push(Ready {
-                                loc: r.loc.clone(),
-                                meta,
-                                dump: Some(Vec::new()),
-                                targets: r.stale.clone(),
-                            }),
-                            (EntryKind::Value, None) => {
-                                progress::lock(p).error(format!(
-                                    "{}: value of {:?} missing under its metadata on {}",
-                                    r.loc.meta_key,
-                                    String::from_utf8_lossy(&r.loc.key),
-                                    node.display
-                                ));
-                                unrepaired.extend(r.stale.iter().map(|&n| (n, r.winner.version)));
-                            }
-                        }
+    // A source whose value turns out missing under its metadata (deleted outside quorumd)
+    // hands those repairs to the next holder: one bad copy must not keep the stale nodes, a
+    // wiped one among them, from the intact copies. Each round tries one more holder per key.
+    let mut tried: HashMap<Vec<u8>, Vec<NodeId>> = HashMap::new();
+    while !by_source.is_empty() {
+        let mut next_round: BTreeMap<NodeId, Vec<Repair>> = BTreeMap::new();
+        for (src, list) in by_source {
+            let missing = dump_from(sw, src, &list, p, &mut ready, &mut unrepaired).await;
+            for r in missing {
+                let tried = tried.entry(r.loc.key.clone()).or_default();
+                tried.push(src);
+                let untried: Vec<NodeId> = r
+                    .holders
+                    .iter()
+                    .copied()
+                    .filter(|h| !tried.contains(h))
+                    .collect();
+                match pick_source(sw, &untried) {
+                    Some(other) => next_round.entry(other).or_default().push(r),
+                    None => {
+                        progress::lock(p).error(format!(
+                            "{}: value of {:?} missing under its metadata on {}",
+                            r.loc.meta_key,
+                            String::from_utf8_lossy(&r.loc.key),
+                            sw.pool().node(src).display
+                        ));
+                        unrepaired.extend(r.stale.iter().map(|&n| (n, r.winner.version)));
                     }
-                }
-                Err(e) => {
-                    progress::lock(p).error(format!("dump from {}: {e}", node.display));
-                    unrepaired.extend(
-                        chunk
-                            .iter()
-                            .flat_map(|r| r.stale.iter().map(|&n| (n, r.winner.version))),
-                    );
                 }
             }
         }
+        by_source = next_round;
     }
     apply_to_targets(sw, &ready, p, &mut unrepaired).await;
     unrepaired
+}
+
+/// DUMPs `list` from `src` in batches: what it holds goes to `ready`, what fails to
+/// `unrepaired`; returns the repairs whose live value `src` lacks under its metadata.
+async fn dump_from(
+    sw: &Sweeper,
+    src: NodeId,
+    list: &[Repair],
+    p: &ProgressHandle,
+    ready: &mut Vec<Ready>,
+    unrepaired: &mut Unrepaired,
+) -> Vec<Repair> {
+    let node = sw.pool().node(src).clone();
+    let mut missing = Vec::new();
+    for chunk in list.chunks(sw.cfg.key_batch) {
+        let locs: Vec<&KeyLocation> = chunk.iter().map(|r| &r.loc).collect();
+        match calls::store::dump(&node, &locs).await {
+            Ok(dumps) => {
+                for (r, d) in chunk.iter().zip(dumps) {
+                    // The source may hold something newer by now: apply what it holds.
+                    let meta = d
+                        .meta
+                        .filter(|m| m.version >= r.winner.version)
+                        .unwrap_or_else(|| r.winner.clone());
+                    let expired = meta
+                        .expires_at_ms
+                        .is_some_and(|at| at <= quorumd_core::hlc::wall_clock_ms());
+                    match (meta.kind, d.dump) {
+                        (EntryKind::Crdt(k), _) => {
+                            progress::lock(p).error(format!(
+                                "{:?} is a {k} on {} and a key-value entry elsewhere: \
+                                 resolve by hand",
+                                String::from_utf8_lossy(&r.loc.key),
+                                node.display
+                            ));
+                            unrepaired.extend(r.stale.iter().map(|&n| (n, r.winner.version)));
+                        }
+                        (EntryKind::Tombstone, _) => ready.push(Ready {
+                            loc: r.loc.clone(),
+                            meta,
+                            dump: None,
+                            targets: r.stale.clone(),
+                        }),
+                        (EntryKind::Value, Some(bytes)) => ready.push(Ready {
+                            loc: r.loc.clone(),
+                            meta,
+                            dump: Some(bytes),
+                            targets: r.stale.clone(),
+                        }),
+                        // Expired on the source: the metadata alone is the truth to copy.
+                        (EntryKind::Value, None) if expired => ready.push(Ready {
+                            loc: r.loc.clone(),
+                            meta,
+                            dump: Some(Vec::new()),
+                            targets: r.stale.clone(),
+                        }),
+                        (EntryKind::Value, None) => missing.push(r.clone()),
+                    }
+                }
+            }
+            Err(e) => {
+                progress::lock(p).error(format!("dump from {}: {e}", node.display));
+                unrepaired.extend(
+                    chunk
+                        .iter()
+                        .flat_map(|r| r.stale.iter().map(|&n| (n, r.winner.version))),
+                );
+            }
+        }
+    }
+    missing
 }
 
 async fn apply_to_targets(
