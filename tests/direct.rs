@@ -369,6 +369,42 @@ async fn wait_live_on(tc: &TestCluster, nodes: usize) {
     .await;
 }
 
+/// An operator turns a node's keyspace notifications off after quorumd subscribed: quorumd
+/// notices within a few seconds, turns them on again, and direct changes made after that are
+/// adopted live. (It used to go on saying `on` while no event came, for good.)
+#[tokio::test]
+async fn notifications_turned_off_behind_quorumds_back_are_turned_on_again() {
+    let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Adopt)).await;
+    wait_live_on(&tc, 3).await;
+    let mut c = tc.direct(1).await;
+    let _: () = command(&mut c, &["CONFIG", "SET", "notify-keyspace-events", ""]).await;
+    wait_until(Duration::from_secs(20), "classes on again", || async {
+        let mut c = tc.direct(1).await;
+        let reply: Vec<String> =
+            command(&mut c, &["CONFIG", "GET", "notify-keyspace-events"]).await;
+        reply.get(1).is_some_and(|flags| !flags.is_empty())
+    })
+    .await;
+    wait_live_on(&tc, 3).await;
+    let _: () = command(&mut c, &["SET", "reon:new", "direct"]).await;
+    wait_until(Duration::from_secs(5), "adopted live", || async {
+        tc.raw_value(0, b"reon:new").await.as_deref() == Some(&b"direct"[..])
+    })
+    .await;
+    let recent = tc
+        .app()
+        .store()
+        .pool()
+        .live()
+        .snapshot(quorumd::hlc::wall_clock_ms())
+        .recent;
+    assert!(
+        format!("{recent:?}").contains("changed outside quorumd"),
+        "an alert on the dashboard's list: {recent:?}"
+    );
+    tc.shutdown().await;
+}
+
 #[tokio::test]
 async fn live_detection_adopts_direct_changes_within_seconds_and_a_deaf_path_does_not() {
     let tc = TestCluster::start_with(3, live(DirectWritesPolicy::Adopt)).await;

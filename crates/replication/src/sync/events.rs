@@ -321,6 +321,29 @@ impl NotificationsState<'_> {
     }
 }
 
+/// A node had stopped sending key events of classes live detection needs (its
+/// `notify-keyspace-events` changed outside quorumd) and quorumd turned them on again.
+pub struct NotificationsTurnedOffOutside<'a> {
+    pub node: &'a str,
+    /// `"master h:p: "` on a cluster, empty for a server.
+    pub source: &'a str,
+    pub live: &'a LiveFeed,
+}
+
+impl NotificationsTurnedOffOutside<'_> {
+    pub fn emit(self) {
+        let message = format!(
+            "{}: {}notify-keyspace-events had been changed outside quorumd and lacked classes live detection needs; turned them on again (changes made meanwhile are found by the next full sweep's scrub)",
+            self.node, self.source,
+        );
+        tracing::warn!(node = self.node, source = self.source, "{message}");
+        self.live.publish(LiveEvent::Alert {
+            message,
+            at_ms: quorumd_core::hlc::wall_clock_ms(),
+        });
+    }
+}
+
 /// The key events one node's live detection hears, counted by origin. The counters are looked
 /// up once per subscription: counting an event is then one atomic add.
 pub struct LiveKeyEvents {

@@ -17,7 +17,7 @@
 
 use super::Sweeper;
 use super::direct::{self, Found};
-use super::events::{LiveKeyEvents, NotificationsState};
+use super::events::{LiveKeyEvents, NotificationsState, NotificationsTurnedOffOutside};
 use crate::store::suspects::{Path, Suspect};
 use futures::StreamExt;
 use quorumd_node::calls;
@@ -44,6 +44,9 @@ const RETRY: Duration = Duration::from_secs(1);
 const PROBE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// How often a cluster replica's subscriber compares its masters with the probe's.
 const MASTERS_CHECK: Duration = Duration::from_secs(1);
+/// How often a subscriber whose events arrive checks that the node still sends the classes it
+/// needs: an operator's `CONFIG SET notify-keyspace-events ""` stops them without a sound.
+const CLASSES_RECHECK: Duration = Duration::from_secs(5);
 
 /// One node's live detection, as `/v1/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -301,6 +304,10 @@ impl Worker for Subscriber {
         let mut probes = Probes::new(sources.len());
         probes.send(node, live, &sources, &probe_keys, &token).await;
         let mut masters_check = tokio::time::interval(MASTERS_CHECK);
+        let mut classes_check = tokio::time::interval_at(
+            tokio::time::Instant::now() + CLASSES_RECHECK,
+            CLASSES_RECHECK,
+        );
         loop {
             let next = tokio::select! {
                 next = events.next() => next,
@@ -328,6 +335,25 @@ impl Worker for Subscriber {
                         }
                     }
                     probes.send(node, live, &sources, &probe_keys, &token).await;
+                    continue;
+                }
+                _ = classes_check.tick(), if probes.all_heard() => {
+                    // Turned off behind quorumd's back: on again, and probed again so that the
+                    // status says `on` only once events arrive.
+                    for (i, source) in sources.iter().enumerate() {
+                        if let Ok(true) = calls::notify::enable(node, source).await {
+                            NotificationsTurnedOffOutside {
+                                node: &node.display,
+                                source: &at_source(source),
+                                live: self.sweeper.pool().live(),
+                            }
+                            .emit();
+                            probes.forget(i);
+                        }
+                    }
+                    if probes.retry_due() {
+                        probes.send(node, live, &sources, &probe_keys, &token).await;
+                    }
                     continue;
                 }
                 _ = masters_check.tick(), if node.is_cluster() => {
@@ -454,6 +480,12 @@ impl Probes {
             self.heard[i] = true;
         }
         awaited
+    }
+
+    /// Source `i` must be probed again before it counts as heard.
+    fn forget(&mut self, i: usize) {
+        self.heard[i] = false;
+        self.pause = RETRY;
     }
 
     fn unheard(&self) -> Vec<usize> {
