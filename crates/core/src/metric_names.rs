@@ -93,7 +93,7 @@ pub const ALL: &[Metric] = &[
         name: DIRECT_CHANGES,
         kind: Kind::Counter,
         seconds: false,
-        help: "Changes made on a node outside quorumd, by node, kind (changed, deleted, ttl, type, unversioned), path (live, scrub, read) and action (adopted, restored, reported, failed).",
+        help: "Changes made on a node outside quorumd, by node, kind (changed, deleted, ttl, type, unversioned, state), path (live, scrub, read) and action (adopted, restored, reported, superseded, failed).",
     },
     Metric {
         name: NOTIFICATIONS_ENABLED,

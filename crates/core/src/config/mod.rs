@@ -876,6 +876,7 @@ impl Config {
         }
         check_listen_safety(&self.http, &self.auth)?;
         check_resp_listen_safety(&self.resp, &self.http, &self.auth)?;
+        check_listeners_apart(&self.http, &self.resp)?;
         let resp = &self.resp;
         for (field, v) in [
             ("resp.max_connections", resp.max_connections),
@@ -928,6 +929,20 @@ fn check_listen_safety(http: &HttpConfig, auth: &auth::AuthConfig) -> Result<(),
                  tokens, or set http.allow_public_without_auth = true to accept an open API",
                 http.listen
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// The two listeners cannot share an address: the second bind would fail at start, after the
+/// first had already announced itself. Port 0 (any free port) never clashes.
+fn check_listeners_apart(http: &HttpConfig, resp: &RespConfig) -> Result<(), ConfigError> {
+    let (h, r) = (http.listen, resp.listen);
+    let same_ip = h.ip() == r.ip() || h.ip().is_unspecified() || r.ip().is_unspecified();
+    if resp.enabled && h.port() != 0 && h.port() == r.port() && same_ip {
+        return Err(invalid(
+            "resp.listen",
+            format!("{r} overlaps http.listen ({h}): give the two listeners different ports"),
         ));
     }
     Ok(())
@@ -1155,6 +1170,27 @@ mod tests {
         let mut v6 = with_nodes(&["redis://a:1"]);
         v6.http.listen = "[::1]:8379".parse().unwrap();
         assert!(v6.validate().is_ok(), "IPv6 loopback is local");
+    }
+
+    #[test]
+    fn the_two_listeners_need_different_addresses() {
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.resp.listen = c.http.listen;
+        let err = c.clone().validate().unwrap_err();
+        assert!(err.to_string().contains("overlaps http.listen"), "{err}");
+        assert_eq!(field_of(err), "resp.listen");
+        c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c.resp.listen = "127.0.0.1:0".parse().unwrap();
+        assert!(
+            c.clone().validate().is_ok(),
+            "port 0: each its own free port"
+        );
+        c.http.listen = "127.0.0.1:8379".parse().unwrap();
+        c.resp.listen = "127.0.0.2:8379".parse().unwrap();
+        assert!(c.clone().validate().is_ok(), "other addresses");
+        c.resp.enabled = false;
+        c.resp.listen = c.http.listen;
+        assert!(c.validate().is_ok(), "resp disabled");
     }
 
     #[test]

@@ -218,6 +218,11 @@ impl RepairBatchApplied<'_> {
             buckets = self.buckets,
             "repair batch applied"
         );
+        // A batch whose keys were all deferred or already in place repaired nothing: on the
+        // dashboard's list it would only push the node and alert events off.
+        if self.keys == 0 {
+            return;
+        }
         self.live.publish(LiveEvent::Repair {
             source: "exchange",
             keys: self.keys,
@@ -464,6 +469,35 @@ mod registration_tests {
         assert_eq!(modes.map(|m| m.as_str()).to_vec(), labels::SWEEP_MODES);
         assert!(
             labels::WORKERS.contains(&"sweep:exchange") && labels::WORKERS.contains(&"sweep:full")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repair_batch_that_repaired_nothing_stays_off_the_event_list() {
+        let live = LiveFeed::new(16);
+        let recent = |live: &LiveFeed| live.snapshot(quorumd_core::hlc::wall_clock_ms()).recent;
+        RepairBatchApplied {
+            keys: 0,
+            buckets: 0,
+            live: &live,
+        }
+        .emit();
+        assert!(recent(&live).is_empty());
+        RepairBatchApplied {
+            keys: 3,
+            buckets: 2,
+            live: &live,
+        }
+        .emit();
+        assert!(
+            matches!(recent(&live)[..], [LiveEvent::Repair { keys: 3, .. }]),
+            "{:?}",
+            recent(&live)
         );
     }
 }
