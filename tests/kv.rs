@@ -123,6 +123,57 @@ async fn reads_and_writes_at_every_level_with_three_and_five_nodes() {
     }
 }
 
+/// Every route refuses a query parameter it does not take, as the key-value routes always did:
+/// `POST /v1/queues/q/items?consistency=bogus` used to answer 201, ignoring it. A token in the
+/// URL of a write is refused whether auth is on or not.
+#[tokio::test]
+async fn routes_without_parameters_refuse_unknown_ones() {
+    let tc = TestCluster::start(3).await;
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}{path}", tc.base))
+            .header("content-type", "application/json")
+            .body(r#"{"payload": "p"}"#)
+            .send()
+    };
+    use reqwest::Method as M;
+    for (method, path) in [
+        (M::POST, "/v1/queues/q/items?consistency=bogus"),
+        (M::GET, "/v1/queues/q?foo=1"),
+        (M::GET, "/v1/locks/l?foo=1"),
+        (M::POST, "/v1/locks/l/acquire?ttl_ms=5"),
+        (M::GET, "/v1/status?verbose=1"),
+        (M::GET, "/v1/sweeps/current?foo=1"),
+        (M::GET, "/metrics?format=json"),
+    ] {
+        let r = send(method.clone(), path).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+        let body = body_json(r).await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unknown parameter")),
+            "{method} {path}: {body}"
+        );
+    }
+    let r = send(M::POST, "/v1/locks/l/acquire?access_token=secret")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(body_json(r).await.to_string().contains("Authorization"));
+    let r = send(M::GET, "/v1/status?access_token=anything")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a read's token is the auth layer's"
+    );
+    let r = send(M::POST, "/v1/queues/q/items").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "no parameter, as before");
+    tc.shutdown().await;
+}
+
 /// A write at `all` with one node down fails, and its error counts the nodes that applied it:
 /// the fan-out decides on the down node's immediate refusal, before the others answer, and the
 /// error used to say "0 of 3 required nodes succeeded" for a value both live nodes then held.

@@ -62,11 +62,9 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
-    Router::new()
-        .route(
-            "/v1/kv/{*key}",
-            get(kv::get).put(kv::put).delete(kv::delete),
-        )
+    // The routes that take no query parameter of their own. The others parse theirs with
+    // `deny_unknown_fields`: a misspelt parameter is refused everywhere, never ignored.
+    let without_params = Router::new()
         .route("/v1/locks/{name}", get(locks::inspect))
         .route("/v1/locks/{name}/acquire", post(locks::acquire))
         .route("/v1/locks/{name}/extend", post(locks::extend))
@@ -77,6 +75,23 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/queues/{name}/items/{id}/{action}",
             post(queues::item_action),
+        )
+        .route("/v1/status", get(status::status))
+        .route("/v1/sweeps", axum::routing::post(sweeps::start))
+        .route("/v1/sweeps/current", get(sweeps::current))
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/", get(dashboard::page))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/events", get(events_stream::events))
+        .route("/v1/sweeps/buckets", get(observe::buckets))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(demo_routes)
+        .route_layer(axum::middleware::from_fn(no_query_params));
+    Router::new()
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
         )
         .route(
             "/v1/counters/{name}",
@@ -93,17 +108,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/maps/{name}/fields/{field}",
             axum::routing::delete(crdt::map_delete_field),
         )
-        .route("/v1/status", get(status::status))
-        .route("/v1/sweeps", axum::routing::post(sweeps::start))
-        .route("/v1/sweeps/current", get(sweeps::current))
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
-        .route("/", get(dashboard::page))
-        .route("/metrics", get(observe::metrics))
-        .route("/v1/events", get(events_stream::events))
-        .route("/v1/sweeps/buckets", get(observe::buckets))
-        .route("/openapi.json", get(openapi::serve))
-        .merge(demo_routes)
+        .merge(without_params)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -120,4 +125,28 @@ pub fn router(state: AppState) -> Router {
             observe::track,
         ))
         .with_state(state)
+}
+
+/// For the routes without query parameters of their own: any parameter but `access_token` is
+/// refused, and `access_token` on a write (it belongs in the `Authorization` header there).
+async fn no_query_params(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let query = request.uri().query().unwrap_or_default();
+    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        let refused = if name == "access_token" {
+            auth::query_token_allowed(request.method(), true).err()
+        } else {
+            Some(ApiError::bad_request(format!(
+                "invalid query string: unknown parameter `{name}`: this endpoint takes none \
+                 (reads accept `access_token`)"
+            )))
+        };
+        if let Some(e) = refused {
+            return e.into_response();
+        }
+    }
+    next.run(request).await
 }
