@@ -599,3 +599,92 @@ async fn a_node_that_missed_the_flush_does_not_bring_keys_back() {
     assert_eq!(ok(&mut c, "KEYS *").await, Value::Array(vec![]));
     assert_eq!(ok(&mut c, "GET doomed:0").await, Value::Nil);
 }
+
+/// KEYS and SCAN MATCH read the glob as redis-server 7.0's `stringmatchlen` does, in its
+/// bracket edge cases too: an unterminated class (`[a`, `[a-]`: a range up to `]`), a class
+/// closed at once (`[]]` matches nothing, `[^]` any character), escapes, and range ends
+/// compared as signed chars (`[a-\xff]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_scan_read_brackets_as_redis() {
+    let tc = TestCluster::start(3).await;
+    let reference = start_reference().await;
+    let mut ours = resp(&tc).await;
+    let mut theirs = common::direct(&reference.nodes[0].url()).await;
+    let names: &[&[u8]] = &[
+        b"", b"a", b"-", b"]", b"[", b"^", b"_", b"`", b"b", b"\\", b"ab", b"[a", b"x", b"\xff",
+    ];
+    for c in [&mut ours, &mut theirs] {
+        for name in names {
+            let key = [&b"gl:"[..], name].concat();
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("1")
+                .query_async(c)
+                .await
+                .unwrap();
+        }
+    }
+    let patterns: &[&[u8]] = &[
+        b"gl:[a",
+        b"gl:[a-]",
+        b"gl:[^]",
+        b"gl:[]]",
+        b"gl:[]",
+        b"gl:[",
+        b"gl:[^",
+        b"gl:[\\]",
+        b"gl:[\\",
+        b"gl:\\",
+        b"gl:[a-]x",
+        b"gl:[^]]",
+        b"gl:[z-a]",
+        b"gl:[a-",
+        b"gl:[-a]",
+        b"gl:*[",
+        b"gl:[a]*",
+        b"gl:\\[a",
+        b"gl:[a-\xff]",
+        b"gl:[\x01-\xff]",
+        b"gl:*",
+    ];
+    async fn listed(c: &mut MultiplexedConnection, cmd: redis::Cmd) -> BTreeSet<Vec<u8>> {
+        let keys: Vec<Vec<u8>> = cmd.query_async(c).await.unwrap();
+        keys.into_iter().collect()
+    }
+    let mut differences = Vec::new();
+    for pattern in patterns {
+        let shown = String::from_utf8_lossy(pattern);
+        let keys = || redis::cmd("KEYS").arg(*pattern).clone();
+        let want = listed(&mut theirs, keys()).await;
+        let got = listed(&mut ours, keys()).await;
+        if got != want {
+            let show = |keys: &BTreeSet<Vec<u8>>| {
+                let keys: Vec<_> = keys.iter().map(|k| String::from_utf8_lossy(k)).collect();
+                format!("{keys:?}")
+            };
+            differences.push(format!(
+                "KEYS {shown}: quorumd {}, redis {}",
+                show(&got),
+                show(&want)
+            ));
+        }
+        // One SCAN step over this small keyspace is the whole of it on both.
+        let scan = || {
+            redis::cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(*pattern)
+                .arg("COUNT")
+                .arg(100_000)
+                .clone()
+        };
+        let (cursor, scanned): (String, Vec<Vec<u8>>) =
+            scan().query_async(&mut ours).await.unwrap();
+        assert_eq!(cursor, "0", "one step");
+        if scanned.into_iter().collect::<BTreeSet<_>>() != want {
+            differences.push(format!("SCAN MATCH {shown}: differs from KEYS"));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    tc.shutdown().await;
+}

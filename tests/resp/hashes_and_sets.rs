@@ -444,3 +444,32 @@ fn scanned(f: Frame) -> Frame {
         other => other,
     }
 }
+
+/// HINCRBY reads a stored value as INCR reads a string (Redis's `string2ll`): `01`, `+1`,
+/// `-0`, `00` and `-01` are not integers. HINCRBYFLOAT reads them as `strtold` does.
+const HINCRBY_READS_AS_REDIS: &[&str] = &[
+    "HSET hn:h a 01 b +1 c -0 d 00 e -01 f 10 g -9223372036854775808 h 1.0",
+    "HINCRBY hn:h a 1",
+    "HINCRBY hn:h b 1",
+    "HINCRBY hn:h c 1",
+    "HINCRBY hn:h d 1",
+    "HINCRBY hn:h e 1",
+    "HINCRBY hn:h f 1",
+    "HINCRBY hn:h g 1",
+    "HINCRBY hn:h g -2",
+    "HINCRBY hn:h h 1",
+    "HMGET hn:h a b c d e f g h",
+    "HINCRBYFLOAT hn:h a 1",
+    "HINCRBYFLOAT hn:h b 1",
+    "HINCRBYFLOAT hn:h c 1",
+    "HINCRBYFLOAT hn:h e 1",
+    "HINCRBYFLOAT hn:h h 1",
+    "HMGET hn:h a b c d e f g h",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hincrby_reads_stored_integers_as_incr_does() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    answers_as_reference(&mut ours, &mut theirs, HINCRBY_READS_AS_REDIS).await;
+    tc.shutdown().await;
+}

@@ -746,3 +746,43 @@ async fn a_disconnected_waiter_pops_nothing_and_shutdown_ends_waits() {
         .expect("shutdown ends a blocked pop's wait");
     assert_eq!(blocked.read_or_closed().await, None, "the waiter is closed");
 }
+
+/// A blocking pop that times out answers redis-server 7.0's null array, `*-1` in RESP2, BLMOVE
+/// and BRPOPLPUSH included; in a transaction they answer their non-blocking form's nil
+/// (`$-1` for the moves). Compared byte for byte: the parser reads both nulls alike.
+const TIMED_OUT_ON_THE_WIRE: &[&str] = &[
+    "BLMOVE bw:none bw:d LEFT RIGHT 0.01",
+    "BRPOPLPUSH bw:none bw:d 0.01",
+    "BLPOP bw:none 0.01",
+    "BLMPOP 0.01 1 bw:none LEFT",
+    "BZPOPMIN bw:none 0.01",
+    "BZMPOP 0.01 1 bw:none MIN",
+    "MULTI",
+    "BLMOVE bw:none bw:d LEFT RIGHT 0",
+    "BRPOPLPUSH bw:none bw:d 0",
+    "BLPOP bw:none 0",
+    "BLMPOP 0 1 bw:none LEFT",
+    "BZPOPMIN bw:none 0",
+    "BZMPOP 0 1 bw:none MIN",
+    "LMOVE bw:none bw:d LEFT RIGHT",
+    "EXEC",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_blocking_pops_answer_redis_nulls_on_the_wire() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    for protocol in ["2", "3"] {
+        ours.cmd(&format!("HELLO {protocol}")).await;
+        theirs.cmd(&format!("HELLO {protocol}")).await;
+        for line in TIMED_OUT_ON_THE_WIRE {
+            let expected = wire_reply(&mut theirs, line).await;
+            let got = wire_reply(&mut ours, line).await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "{line} (RESP{protocol})"
+            );
+        }
+    }
+    tc.shutdown().await;
+}

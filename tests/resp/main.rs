@@ -36,6 +36,36 @@ fn error_text(f: &Frame) -> &str {
     }
 }
 
+/// Runs each line on both connections, in order, and checks that quorumd answered what the
+/// redis-server answered.
+async fn answers_as_reference(ours: &mut RespClient, theirs: &mut RespClient, lines: &[&str]) {
+    for line in lines {
+        let expected = theirs.cmd(line).await;
+        let got = ours.cmd(line).await;
+        assert_eq!(got, expected, "{line}");
+    }
+}
+
+/// The reply to `line` as the bytes on the wire, for replies the parser reads alike (`$-1`
+/// and `*-1` are both a null to it). The client must have no reply left unread.
+async fn wire_reply(c: &mut RespClient, line: &str) -> Vec<u8> {
+    let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+    c.send(&args).await;
+    let mut raw = Vec::new();
+    loop {
+        let limits = quorumd::resp::frame::Limits::default();
+        if let Some((_, used)) = quorumd::resp::frame::parse_frame(&raw, &limits).unwrap() {
+            assert_eq!(used, raw.len(), "{line}: one reply");
+            return raw;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(10), c.socket().read(&mut chunk));
+        let n = read.await.expect("a reply within 10 s").expect("read");
+        assert!(n > 0, "{line}: the connection closed");
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
 fn resp_addr(tc: &TestCluster) -> SocketAddr {
     tc.app().resp_addr().expect("resp enabled")
 }

@@ -436,3 +436,73 @@ async fn config_get_answers_what_the_nodes_hold() {
     }
     tc.shutdown().await;
 }
+
+/// `COMMAND LIST FILTERBY PATTERN` keeps the names matching the glob, ignoring case, as
+/// redis-server 7.0 does (the same names, which quorumd serves all of); `FILTERBY MODULE`
+/// lists nothing (no modules); the syntax errors are Redis's; `FILTERBY ACLCAT` is refused,
+/// saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_list_filters_as_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let sorted = |f: Frame| match f {
+        Frame::Array(mut names) => {
+            names.sort_by_key(|n| format!("{n:?}"));
+            Frame::Array(names)
+        }
+        other => other,
+    };
+    for line in [
+        "COMMAND LIST FILTERBY PATTERN xa*",
+        "COMMAND LIST FILTERBY PATTERN XA*",
+        "command list filterby pattern h?et",
+        "COMMAND LIST FILTERBY PATTERN get*",
+        "COMMAND LIST FILTERBY PATTERN [Z-a]*",
+        "COMMAND LIST FILTERBY PATTERN nothing",
+        "COMMAND LIST FILTERBY MODULE nomodule",
+        "COMMAND LIST FILTERBY PATTERN",
+        "COMMAND LIST FILTERBY PATTERN a extra",
+        "COMMAND LIST FILTERBY NOPE x",
+        "COMMAND LIST x",
+    ] {
+        let expected = sorted(theirs.cmd(line).await);
+        let got = sorted(ours.cmd(line).await);
+        assert_eq!(got, expected, "{line}");
+    }
+    assert_eq!(
+        ours.cmd("COMMAND LIST FILTERBY PATTERN xa*").await,
+        Frame::Array(vec![bulk("xadd"), bulk("xack"), bulk("xautoclaim")])
+    );
+    let Frame::Array(all) = ours.cmd("COMMAND LIST").await else {
+        panic!("COMMAND LIST answers an array")
+    };
+    assert_eq!(
+        ours.cmd("COMMAND COUNT").await,
+        Frame::Integer(all.len() as i64)
+    );
+    let refused = ours.cmd("COMMAND LIST FILTERBY ACLCAT string").await;
+    assert!(
+        error_text(&refused).contains("no ACL categories"),
+        "{refused:?}"
+    );
+    tc.shutdown().await;
+}
+
+/// `CLIENT NO-EVICT` is accepted (quorumd never evicts a client for memory), with Redis's
+/// syntax and arity errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_no_evict_is_accepted_as_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    answers_as_reference(
+        &mut ours,
+        &mut theirs,
+        &[
+            "CLIENT NO-EVICT on",
+            "client no-evict OFF",
+            "CLIENT NO-EVICT x",
+            "CLIENT NO-EVICT",
+            "CLIENT NO-EVICT on x",
+        ],
+    )
+    .await;
+    tc.shutdown().await;
+}

@@ -944,3 +944,36 @@ async fn bitfield_commands_match_a_real_redis_server() {
     assert!(numbers > 500, "only {numbers} numbers in all replies");
     tc.shutdown().await;
 }
+
+/// EXPIRETIME rounds the expiry to the nearest second, as redis-server 7.0 computes it
+/// (`(ms + 500) / 1000`), up to the top of the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiretime_rounds_to_the_nearest_second_as_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1000;
+    let lines = [
+        format!("SET et:half v PXAT {}", later * 1000 + 500),
+        "EXPIRETIME et:half".into(),
+        "PEXPIRETIME et:half".into(),
+        format!("SET et:below v PXAT {}", later * 1000 + 499),
+        "EXPIRETIME et:below".into(),
+        format!("SET et:above v PXAT {}", later * 1000 + 999),
+        "EXPIRETIME et:above".into(),
+        "SET et:top v".into(),
+        "PEXPIREAT et:top 9223372036854775807".into(),
+        "EXPIRETIME et:top".into(),
+        "PEXPIREAT et:top 9223372036854775308".into(),
+        "EXPIRETIME et:top".into(),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    answers_as_reference(&mut ours, &mut theirs, &lines).await;
+    assert_eq!(
+        ours.cmd("EXPIRETIME et:half").await,
+        Frame::Integer(later as i64 + 1)
+    );
+    tc.shutdown().await;
+}

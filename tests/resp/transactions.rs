@@ -365,3 +365,105 @@ async fn optimistic_increments_with_watch_lose_no_update() {
     drop(second);
     tc.shutdown().await;
 }
+
+/// The transaction commands' own arity, checked before anything else as redis-server 7.0
+/// checks it: `EXEC x` discards the transaction rather than run it (and, in or out of one,
+/// forgets the watches); `MULTI x`, `WATCH`, `DISCARD x`, `RESET x` and `UNWATCH x` inside
+/// MULTI are refused with the arity error and make EXEC discard it; the subscribed mode's
+/// refusal of EXEC is an EXECABORT too.
+const TRANSACTION_ARITY_AS_REDIS: &[&str] = &[
+    "MULTI",
+    "SET tx2:a 1",
+    "EXEC x",
+    "GET tx2:a",
+    "EXEC",
+    "MULTI",
+    "SET tx2:b 1",
+    "MULTI x",
+    "EXEC",
+    "GET tx2:b",
+    "MULTI",
+    "SET tx2:c 1",
+    "WATCH",
+    "EXEC",
+    "GET tx2:c",
+    "MULTI",
+    "SET tx2:d 1",
+    "DISCARD x",
+    "EXEC",
+    "GET tx2:d",
+    "MULTI",
+    "SET tx2:e 1",
+    "RESET x",
+    "EXEC",
+    "GET tx2:e",
+    "MULTI",
+    "SET tx2:f 1",
+    "UNWATCH x",
+    "EXEC",
+    "GET tx2:f",
+    "EXEC x",
+    "DISCARD x",
+    "RESET x",
+    "UNWATCH x",
+    "WATCH",
+    "MULTI x",
+    // EXEC's refusal forgets the watches: the client's own write no longer breaks this one.
+    "WATCH tx2:w",
+    "EXEC x",
+    "SET tx2:w 1",
+    "MULTI",
+    "GET tx2:w",
+    "EXEC",
+    "MULTI",
+    "SET tx2:g 1",
+    "UNWATCH",
+    "EXEC",
+    "GET tx2:g",
+    "SUBSCRIBE tx2:ch",
+    "EXEC x",
+    "EXEC",
+    "RESET x",
+    "RESET",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_commands_check_their_arity_first_as_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    answers_as_reference(&mut ours, &mut theirs, TRANSACTION_ARITY_AS_REDIS).await;
+    // Not on any node either: each of these transactions answered an error.
+    for key in ["tx2:a", "tx2:b", "tx2:c", "tx2:d", "tx2:e", "tx2:f"] {
+        for i in 0..3 {
+            assert_eq!(
+                tc.raw_value(i, key.as_bytes()).await,
+                None,
+                "{key} on node {i}"
+            );
+        }
+    }
+    tc.shutdown().await;
+}
+
+/// QUIT inside MULTI is not queued: as redis-server 7.0 does, it answers +OK and the
+/// connection closes at once, the transaction discarded, nothing of it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_inside_multi_closes_at_once_and_applies_nothing() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    for (who, c) in [("quorumd", &mut ours), ("redis-server", &mut theirs)] {
+        assert_eq!(c.cmd("MULTI").await, Frame::ok(), "{who}");
+        assert_eq!(
+            c.cmd("SET tq:a 1").await,
+            Frame::Simple("QUEUED".into()),
+            "{who}"
+        );
+        c.send(&[b"QUIT"]).await;
+        assert_eq!(c.read_or_closed().await, Some(Frame::ok()), "{who}");
+        assert_eq!(c.read_or_closed().await, None, "{who} closes after QUIT");
+        c.reconnect().await;
+        assert_eq!(c.cmd("GET tq:a").await, Frame::Null, "{who}");
+    }
+    for i in 0..3 {
+        assert_eq!(tc.raw_value(i, b"tq:a").await, None, "tq:a on node {i}");
+    }
+    tc.shutdown().await;
+}

@@ -43,9 +43,15 @@ const BULK_STEP_KEYS: usize = 10_000;
 /// Tombstones of one FLUSHDB step in flight at once.
 const FLUSH_CONCURRENCY: usize = 64;
 
-/// Redis-style glob matching on raw bytes (`*`, `?`, `[a-z]`, `[^a]`, `\x`), for MATCH and KEYS.
+/// Redis-style glob matching on raw bytes (`*`, `?`, `[a-z]`, `[^a]`, `\x`), for MATCH and KEYS:
+/// redis-server 7.0's `stringmatchlen`, edge cases included (`sync/glob.rs`).
 pub fn glob_matches(pattern: &[u8], key: &[u8]) -> bool {
     crate::sync::glob::matches(pattern, key)
+}
+
+/// The same ignoring ASCII case, as `COMMAND LIST FILTERBY PATTERN` matches command names.
+pub fn glob_matches_nocase(pattern: &[u8], text: &[u8]) -> bool {
+    crate::sync::glob::matches_nocase(pattern, text)
 }
 
 /// A key that a read quorum's metadata shows live.

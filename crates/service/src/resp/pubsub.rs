@@ -10,6 +10,7 @@
 use super::auth;
 use super::command;
 use super::frame::{Frame, Protocol};
+use super::transaction;
 use super::{Session, Shared};
 use bytes::Bytes;
 use quorumd_replication::pubsub::{Delivery, Listener};
@@ -42,10 +43,12 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     };
     let word = String::from_utf8_lossy(first);
     let Some(spec) = command::spec(&word) else {
-        return refuse_transaction_word(&word, args, session);
+        return refuse_transaction_word(args, session);
     };
     let name = spec.name;
-    if name == "reset" {
+    // With arguments RESET is refused by the arity check like any command (inside MULTI,
+    // marking the transaction), not run.
+    if name == "reset" && args.len() == 1 {
         return Step::Replies(name, vec![reset(session, shared)]);
     }
     // Inside MULTI the transaction decides (the table refuses subscribing there).
@@ -63,8 +66,7 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
         return Step::Pass;
     }
     // Redis checks arity and permission before the subscribed mode.
-    let n = args.len() as i64;
-    if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+    if !command::arity_fits(spec.arity, args.len()) {
         return Step::Replies(name, vec![command::wrong_arity(name)]);
     }
     if let Err(refused) = auth::permit(session, shared, &spec.requirement()) {
@@ -100,27 +102,26 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
 }
 
 /// The transaction commands are not in the table (`transaction.rs` runs them); in the
-/// subscribed mode they are refused like the others, after their arity check.
-fn refuse_transaction_word(word: &str, args: &[Bytes], session: &Session) -> Step {
-    const WORDS: &[(&str, i64)] = &[
-        ("multi", 1),
-        ("exec", 1),
-        ("discard", 1),
-        ("watch", -2),
-        ("unwatch", 1),
-    ];
-    let lower = word.to_ascii_lowercase();
-    let Some(&(name, arity)) = WORDS.iter().find(|(w, _)| *w == lower) else {
+/// subscribed mode they are refused like the others, after their arity check. Redis answers
+/// a refused EXEC with `EXECABORT`, wrapping the refusal (`transaction::refuse_exec`).
+fn refuse_transaction_word(args: &[Bytes], session: &mut Session) -> Step {
+    let Some((name, arity)) = transaction::command_named(&args[0]) else {
         return Step::Pass;
     };
     if session.listener.is_none() || session.protocol != Protocol::Resp2 {
         return Step::Pass;
     }
-    let n = args.len() as i64;
-    if (arity >= 0 && n != arity) || (arity < 0 && n < -arity) {
-        return Step::Replies(name, vec![command::wrong_arity(name)]);
-    }
-    Step::Replies(name, vec![not_allowed(name)])
+    let refusal = if command::arity_fits(arity, args.len()) {
+        not_allowed(name)
+    } else {
+        command::wrong_arity(name)
+    };
+    let refusal = if name == "exec" {
+        transaction::refuse_exec(session, refusal)
+    } else {
+        refusal
+    };
+    Step::Replies(name, vec![refusal])
 }
 
 fn not_allowed(shown: &str) -> Frame {

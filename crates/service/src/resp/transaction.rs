@@ -3,7 +3,10 @@
 //!
 //! What a client relies on most is that a transaction it sees refused applied nothing, so a
 //! command refused while queueing (unknown, wrong arity, not permitted) marks the
-//! transaction, and `EXEC` then discards all of it with `EXECABORT`, as Redis does. `EXEC`
+//! transaction, and `EXEC` then discards all of it with `EXECABORT`, as Redis does. The
+//! transaction commands' own arity is checked first, as Redis checks it: `EXEC x` discards
+//! the transaction, `DISCARD x` or `MULTI x` marks it. QUIT is not queued: the connection
+//! closes and the transaction ends unapplied, as in Redis 7.0. `EXEC`
 //! runs the queued commands one after another, each through the quorum like any command; a
 //! command that fails at run time does not undo the others (Redis does not roll back either).
 //! Unlike Redis, another client's command may run between two of them: quorumd has no
@@ -38,8 +41,9 @@ pub enum Step {
     /// Answer this, running nothing. Counted under the transaction command it answers (`None`
     /// for a queued command, which is counted when EXEC runs it).
     Reply(Option<&'static str>, Frame),
-    /// A command refused while queueing (unknown, wrong arity, not permitted): answered with
-    /// its refusal and counted as rejected, as outside a transaction.
+    /// A command refused while queueing (unknown, wrong arity, not permitted), or a
+    /// transaction command of the wrong arity in or out of a transaction: answered with its
+    /// refusal and counted as rejected, as outside a transaction.
     Refused(&'static str, Frame),
     /// `EXEC` of a valid transaction: run these in order, if the watched keys kept these
     /// versions.
@@ -51,87 +55,136 @@ pub enum Step {
 /// Watched keys, as WATCH read them, until EXEC, DISCARD or UNWATCH.
 pub type Watches = Vec<(Bytes, WatchedState)>;
 
+/// The transaction commands with their arity (the command table's convention). They are not
+/// in the command table: this module runs them, so the table's arity check never sees them.
+const COMMANDS: &[(&str, i64)] = &[
+    ("multi", 1),
+    ("exec", 1),
+    ("discard", 1),
+    ("watch", -2),
+    ("unwatch", 1),
+];
+
+/// The transaction command `word` names, in any case, with its arity.
+pub fn command_named(word: &[u8]) -> Option<(&'static str, i64)> {
+    COMMANDS
+        .iter()
+        .find(|(name, _)| word.eq_ignore_ascii_case(name.as_bytes()))
+        .copied()
+}
+
+/// Redis's answer to an EXEC it refuses before running it (wrong arity, the subscribed
+/// mode): `execCommandAbort` wraps the refusal's text and, in or out of a transaction,
+/// discards it and forgets the watches, so nothing queued can run afterwards.
+pub fn refuse_exec(session: &mut Session, refusal: Frame) -> Frame {
+    session.transaction = None;
+    session.watched.clear();
+    let Frame::Error(text) = refusal else {
+        return refusal;
+    };
+    // Redis drops the leading `-` of the refusal; its own texts (arity, the subscribed mode)
+    // come without the `ERR ` code.
+    let text = text.strip_prefix("ERR ").unwrap_or(&text);
+    Frame::error(format!(
+        "EXECABORT Transaction discarded because of: {text}"
+    ))
+}
+
 /// Decides what `args` means given the connection's transaction state.
 pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     let Some(name) = args.first() else {
         return Step::Pass;
     };
-    let is = |word: &str| name.eq_ignore_ascii_case(word.as_bytes());
-    let Some(queued) = session.transaction.as_mut() else {
-        return if is("multi") {
-            match args.len() {
-                1 => {
-                    session.transaction = Some(Queued::default());
-                    Step::Reply(Some("multi"), Frame::ok())
-                }
-                _ => Step::Reply(Some("multi"), command::wrong_arity("multi")),
+    let Some((word, arity)) = command_named(name) else {
+        return match session.transaction.as_mut() {
+            None => Step::Pass,
+            Some(_) if name.eq_ignore_ascii_case(b"quit") => {
+                // Redis 7.0 runs QUIT at once rather than queue it: the connection closes
+                // after its +OK, and the transaction ends with it, nothing of it applied.
+                session.transaction = None;
+                session.watched.clear();
+                Step::Pass
             }
-        } else if is("exec") {
-            Step::Reply(Some("exec"), Frame::error("ERR EXEC without MULTI"))
-        } else if is("discard") {
-            Step::Reply(Some("discard"), Frame::error("ERR DISCARD without MULTI"))
-        } else if is("watch") {
-            let need = Requirement {
-                command: "watch",
-                scope: Scope::Read,
-                before_auth: false,
-            };
-            if let Err(refused) = auth::permit(session, shared, &need) {
-                Step::Reply(Some("watch"), refused)
-            } else if args.len() < 2 {
-                Step::Reply(Some("watch"), command::wrong_arity("watch"))
-            } else {
-                Step::Watch(args[1..].to_vec())
-            }
-        } else if is("unwatch") {
-            match args.len() {
-                1 => {
-                    session.watched.clear();
-                    Step::Reply(Some("unwatch"), Frame::ok())
-                }
-                _ => Step::Reply(Some("unwatch"), command::wrong_arity("unwatch")),
-            }
-        } else {
-            Step::Pass
+            Some(_) => queue(args, session, shared),
         };
     };
-    if is("exec") {
-        let queued = std::mem::take(queued);
-        session.transaction = None;
-        // Every ending of a transaction forgets the watches, as in Redis.
-        let watched = std::mem::take(&mut session.watched);
-        return if queued.aborted {
-            Step::Reply(
-                Some("exec"),
-                Frame::error("EXECABORT Transaction discarded because of previous errors."),
-            )
-        } else {
-            Step::Exec(queued.commands, watched)
+    // Redis checks the arity before anything else, in a transaction or not: `EXEC x` must
+    // not run the transaction, and inside one any refusal marks it, so EXEC then applies
+    // nothing (a client that sent `DISCARD x` believes its transaction is still queued).
+    if !command::arity_fits(arity, args.len()) {
+        let refusal = command::wrong_arity(word);
+        if word == "exec" {
+            return Step::Refused(word, refuse_exec(session, refusal));
+        }
+        if let Some(queued) = session.transaction.as_mut() {
+            queued.aborted = true;
+        }
+        return Step::Refused(word, refusal);
+    }
+    let Some(queued) = session.transaction.as_mut() else {
+        return match word {
+            "multi" => {
+                session.transaction = Some(Queued::default());
+                Step::Reply(Some("multi"), Frame::ok())
+            }
+            "exec" => Step::Reply(Some("exec"), Frame::error("ERR EXEC without MULTI")),
+            "discard" => Step::Reply(Some("discard"), Frame::error("ERR DISCARD without MULTI")),
+            "watch" => {
+                let need = Requirement {
+                    command: "watch",
+                    scope: Scope::Read,
+                    before_auth: false,
+                };
+                match auth::permit(session, shared, &need) {
+                    Err(refused) => Step::Reply(Some("watch"), refused),
+                    Ok(()) => Step::Watch(args[1..].to_vec()),
+                }
+            }
+            _ => {
+                session.watched.clear();
+                Step::Reply(Some("unwatch"), Frame::ok())
+            }
         };
-    }
-    if is("discard") {
-        session.transaction = None;
-        session.watched.clear();
-        return Step::Reply(Some("discard"), Frame::ok());
-    }
-    if is("multi") {
-        return Step::Reply(
+    };
+    match word {
+        "exec" => {
+            let queued = std::mem::take(queued);
+            session.transaction = None;
+            // Every ending of a transaction forgets the watches, as in Redis.
+            let watched = std::mem::take(&mut session.watched);
+            if queued.aborted {
+                Step::Reply(
+                    Some("exec"),
+                    Frame::error("EXECABORT Transaction discarded because of previous errors."),
+                )
+            } else {
+                Step::Exec(queued.commands, watched)
+            }
+        }
+        "discard" => {
+            session.transaction = None;
+            session.watched.clear();
+            Step::Reply(Some("discard"), Frame::ok())
+        }
+        // Answered, not queued, and (as redis-server 7 does) without aborting the transaction.
+        "multi" => Step::Reply(
             Some("multi"),
             Frame::error("ERR MULTI calls can not be nested"),
-        );
-    }
-    if is("watch") {
-        // Answered, not queued, and (as redis-server 7 does) without aborting the transaction.
-        return Step::Reply(
+        ),
+        "watch" => Step::Reply(
             Some("watch"),
             Frame::error("ERR WATCH inside MULTI is not allowed"),
-        );
+        ),
+        _ => {
+            // UNWATCH is queued as Redis queues it; EXEC forgets the watches anyway.
+            queued.commands.push(args.to_vec());
+            Step::Reply(None, Frame::Simple("QUEUED".into()))
+        }
     }
-    if is("unwatch") && args.len() == 1 {
-        // Queued as Redis queues it; EXEC forgets the watches anyway.
-        queued.commands.push(args.to_vec());
-        return Step::Reply(None, Frame::Simple("QUEUED".into()));
-    }
+}
+
+/// A command other than the transaction commands, sent inside MULTI.
+fn queue(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     // Checked now as far as Redis checks (the command, its permission, its arity), so that a
     // refused command discards the transaction before anything of it runs. Its arguments are
     // parsed at EXEC, as Redis does: `SET k v EX x` is QUEUED, and its error is its entry in

@@ -103,8 +103,10 @@ impl Pop {
         }
     }
 
-    /// Redis's answer when nothing was popped in time.
-    fn nil(&self) -> Frame {
+    /// Redis's answer when every key is empty and the command does not wait (in a
+    /// transaction): its non-blocking form's nil, a null bulk string for BLMOVE and
+    /// BRPOPLPUSH (LMOVE's), a null array for the others.
+    fn nil_at_once(&self) -> Frame {
         match self {
             Pop::Move(..) => Frame::Null,
             _ => Frame::NullArray,
@@ -280,7 +282,7 @@ impl BlockingCmd {
             return reply;
         }
         if !self.waits {
-            return self.pop.nil();
+            return self.pop.nil_at_once();
         }
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
         // Registered before the next try, so a push after that try is announced to it.
@@ -292,7 +294,9 @@ impl BlockingCmd {
             }
             let now = Instant::now();
             let nap = match deadline {
-                Some(d) if d <= now => return self.pop.nil(),
+                // Redis 7.0's `replyToBlockedClientTimedOut` answers a null array for every
+                // blocking command, BLMOVE and BRPOPLPUSH included (`*-1` in RESP2).
+                Some(d) if d <= now => return Frame::NullArray,
                 Some(d) => pause.min(d - now),
                 None => pause,
             };

@@ -50,8 +50,9 @@ pub enum ConnCmd {
     GetName,
     Id,
     Info,
-    /// Accepted and ignored (client library name and version).
-    SetInfo,
+    /// Accepted and ignored: CLIENT SETINFO (client library name and version) and CLIENT
+    /// NO-EVICT.
+    Ignored,
     Help,
 }
 
@@ -152,7 +153,16 @@ fn parse_client(args: &[Bytes]) -> Result<Command, Frame> {
         conn(ConnCmd::Info)
     } else if eq(sub, "setinfo") {
         exact(4, "setinfo")?;
-        conn(ConnCmd::SetInfo)
+        conn(ConnCmd::Ignored)
+    } else if eq(sub, "no-evict") {
+        exact(3, "no-evict")?;
+        // quorumd never evicts a client for memory (Redis's `maxmemory-clients`), so either
+        // setting already holds: accepted, with Redis's syntax check.
+        if eq(&args[2], "on") || eq(&args[2], "off") {
+            conn(ConnCmd::Ignored)
+        } else {
+            Err(super::syntax_error())
+        }
     } else if eq(sub, "help") {
         conn(ConnCmd::Help)
     } else {
@@ -243,7 +253,7 @@ impl ConnCmd {
                 format: "txt".into(),
                 text: client_info(session).into(),
             },
-            ConnCmd::SetInfo => Frame::ok(),
+            ConnCmd::Ignored => Frame::ok(),
             ConnCmd::Help => Frame::Array(
                 [
                     "CLIENT <subcommand> [<arg> ...]. Subcommands are:",
@@ -253,6 +263,8 @@ impl ConnCmd {
                     "    Return the ID of the current connection.",
                     "INFO",
                     "    Return information about the current client connection.",
+                    "NO-EVICT (ON|OFF)",
+                    "    Accepted: quorumd never evicts a client for memory.",
                     "SETNAME <name>",
                     "    Assign the name <name> to the current connection.",
                 ]

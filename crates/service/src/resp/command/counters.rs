@@ -173,8 +173,9 @@ fn not_a_float() -> Frame {
 }
 
 /// A string Redis takes as an integer: an optional minus sign and digits, no leading zeros,
-/// no sign on zero, no spaces, within 64 bits.
-fn parse_integer(value: &[u8]) -> Option<i64> {
+/// no sign on zero, no spaces, within 64 bits. INCR's reading of a value, which HINCRBY
+/// shares (Redis reads both with `string2ll`).
+pub(super) fn parse_integer(value: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(value).ok()?;
     let n: i64 = text.parse().ok()?;
     (n.to_string() == text).then_some(n)

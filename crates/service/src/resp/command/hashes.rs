@@ -7,6 +7,7 @@
 //! a map made by the HTTP API (docs/CRDTS.md) keeps its merge semantics: the same commands
 //! read it and merge into it (per field, the newest write wins).
 
+use super::counters;
 use super::long_double::{self, LongDouble, Parsed};
 use super::{
     Access, Command, Flag, ScanArgs, Spec, crdt_error, data, eq, int_arg, random_picks,
@@ -338,9 +339,8 @@ impl HashCmd {
                 let at = position(fields, field);
                 let current = match at {
                     None => 0,
-                    Some(i) => std::str::from_utf8(&fields[i].1)
-                        .ok()
-                        .and_then(|t| t.parse::<i64>().ok())
+                    // As INCR reads a string: `01`, `+1` or `-0` are not integers to Redis.
+                    Some(i) => counters::parse_integer(&fields[i].1)
                         .ok_or_else(|| Frame::error("ERR hash value is not an integer"))?,
                 };
                 let next = current

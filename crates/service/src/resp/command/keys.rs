@@ -222,8 +222,9 @@ fn expire_allowed(c: ExpireIf, current: Option<u64>, new_at: i64) -> bool {
     !(c.nx && current.is_some() || c.xx && current.is_none() || c.gt && !later || c.lt && !earlier)
 }
 
-/// TTL's answer: -2 absent, -1 no expiry, else the time left (seconds rounded as Redis does),
-/// or with `absolute` the expiry itself (seconds truncated, as EXPIRETIME does).
+/// TTL's answer: -2 absent, -1 no expiry, else the time left, or with `absolute` the expiry
+/// itself. In seconds both are rounded to the nearest, as redis-server 7.0's
+/// `ttlGenericCommand` computes them: `(ms + 500) / 1000`.
 fn ttl_reply(found: Option<&Found>, millis: bool, absolute: bool, now: u64) -> i64 {
     if absolute
         && let Some(Found {
@@ -232,7 +233,13 @@ fn ttl_reply(found: Option<&Found>, millis: bool, absolute: bool, now: u64) -> i
         }) = found
     {
         let at = i64::try_from(*at).unwrap_or(i64::MAX);
-        return if millis { at } else { at / 1000 };
+        // In 128 bits: near i64::MAX Redis's `long long` sum overflows, yet 7.0.15 answers
+        // this quotient there (checked with PEXPIREAT 9223372036854775807).
+        return if millis {
+            at
+        } else {
+            ((i128::from(at) + 500) / 1000) as i64
+        };
     }
     match found {
         None => -2,
@@ -449,5 +456,28 @@ mod tests {
         assert_eq!(ttl_reply(Some(&f(Some(10_499))), false, false, 0), 10);
         assert_eq!(ttl_reply(Some(&f(Some(10_500))), false, false, 0), 11);
         assert_eq!(ttl_reply(Some(&f(Some(10_500))), true, false, 500), 10_000);
+    }
+
+    #[test]
+    fn expiretime_rounds_like_redis() {
+        let f = |at| Found {
+            value: vec![],
+            version: Version::ZERO,
+            expires_at_ms: Some(at),
+        };
+        let t = 1_796_688_179_000;
+        assert_eq!(ttl_reply(Some(&f(t + 499)), false, true, 0), 1_796_688_179);
+        assert_eq!(ttl_reply(Some(&f(t + 500)), false, true, 0), 1_796_688_180);
+        assert_eq!(ttl_reply(Some(&f(t + 500)), true, true, 0), t as i64 + 500);
+        // redis-server 7.0.15's answers at the top of the range.
+        let top = i64::MAX as u64;
+        assert_eq!(
+            ttl_reply(Some(&f(top)), false, true, 0),
+            9_223_372_036_854_776
+        );
+        assert_eq!(
+            ttl_reply(Some(&f(top - 499)), false, true, 0),
+            9_223_372_036_854_775
+        );
     }
 }

@@ -395,8 +395,7 @@ pub fn check(
     if let Err(refused) = permit(session, shared, &spec.requirement()) {
         return Err((spec.name, refused));
     }
-    let n = args.len() as i64;
-    if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+    if !arity_fits(spec.arity, args.len()) {
         return Err((spec.name, wrong_arity(spec.name)));
     }
     if pubsub::refused_in_multi(spec.name)
@@ -557,6 +556,13 @@ pub(super) fn whole_scan<'a, T>(
         ),
         Err(refusal) => refusal,
     }
+}
+
+/// Whether `n` arguments (the name included) fit `arity`, in the table's convention: `n`
+/// exactly n, `-n` at least n.
+pub fn arity_fits(arity: i64, n: usize) -> bool {
+    let n = n as i64;
+    if arity >= 0 { n == arity } else { n >= -arity }
 }
 
 pub fn wrong_arity(name: &str) -> Frame {

@@ -2,12 +2,14 @@
 //! DBSIZE.
 
 use super::{
-    Command, Flag, SessionCmd, Spec, all_specs, eq, spec, store_error, unknown_subcommand,
+    Command, Flag, SessionCmd, Spec, all_specs, eq, spec, store_error, syntax_error,
+    unknown_subcommand,
 };
 use crate::resp::frame::Frame;
 use crate::resp::{Session, Shared};
 use bytes::Bytes;
 use quorumd_node::pool::Health;
+use quorumd_replication::store::keyspace::glob_matches_nocase;
 use std::fmt::Write as _;
 
 pub static SPECS: &[Spec] = &[
@@ -41,11 +43,21 @@ fn refuse_scripts(args: &[Bytes]) -> Result<Command, Frame> {
     )))
 }
 
+/// `COMMAND LIST FILTERBY`'s filters that quorumd applies (ACLCAT is refused at parse time:
+/// the table has no ACL categories).
+pub enum ListFilter {
+    /// Names matching a glob, ignoring case, as Redis matches them.
+    Pattern(Bytes),
+    /// Commands of a module: quorumd loads none, so none.
+    Module,
+}
+
 pub enum ServerCmd {
     /// The whole table (`COMMAND`), or `COMMAND INFO name...`.
     Table(Option<Vec<Bytes>>),
     Count,
-    List,
+    /// `COMMAND LIST`, all names or those a `FILTERBY` keeps.
+    List(Option<ListFilter>),
     /// `COMMAND DOCS`: quorumd ships no documentation strings, so the answer is an empty map.
     Docs,
     Help,
@@ -66,7 +78,7 @@ fn parse_command(args: &[Bytes]) -> Result<Command, Frame> {
     if eq(sub, "count") && args.len() == 2 {
         server(ServerCmd::Count)
     } else if eq(sub, "list") {
-        server(ServerCmd::List)
+        parse_list(&args[2..])
     } else if eq(sub, "info") {
         server(ServerCmd::Table(Some(args[2..].to_vec())))
     } else if eq(sub, "docs") {
@@ -76,6 +88,31 @@ fn parse_command(args: &[Bytes]) -> Result<Command, Frame> {
     } else {
         Err(unknown_subcommand(sub, "command"))
     }
+}
+
+/// `COMMAND LIST [FILTERBY MODULE name|ACLCAT category|PATTERN pattern]`, with Redis 7.0's
+/// syntax errors: anything but nothing or exactly one filter.
+fn parse_list(rest: &[Bytes]) -> Result<Command, Frame> {
+    let filter = match rest {
+        [] => None,
+        [by, kind, arg] if eq(by, "filterby") => {
+            if eq(kind, "pattern") {
+                Some(ListFilter::Pattern(arg.clone()))
+            } else if eq(kind, "module") {
+                Some(ListFilter::Module)
+            } else if eq(kind, "aclcat") {
+                // An empty list would claim the category holds no command.
+                return Err(Frame::error(
+                    "ERR COMMAND LIST FILTERBY ACLCAT is not supported by quorumd: its command \
+                     table has no ACL categories",
+                ));
+            } else {
+                return Err(syntax_error());
+            }
+        }
+        _ => return Err(syntax_error()),
+    };
+    server(ServerCmd::List(filter))
 }
 
 fn describe(s: &Spec) -> Frame {
@@ -105,7 +142,16 @@ impl ServerCmd {
                     .collect(),
             ),
             ServerCmd::Count => Frame::Integer(all_specs().count() as i64),
-            ServerCmd::List => Frame::Array(all_specs().map(|s| Frame::bulk(s.name)).collect()),
+            ServerCmd::List(filter) => Frame::Array(
+                all_specs()
+                    .filter(|s| match &filter {
+                        None => true,
+                        Some(ListFilter::Pattern(p)) => glob_matches_nocase(p, s.name.as_bytes()),
+                        Some(ListFilter::Module) => false,
+                    })
+                    .map(|s| Frame::bulk(s.name))
+                    .collect(),
+            ),
             ServerCmd::Docs => Frame::Map(Vec::new()),
             ServerCmd::Help => Frame::Array(
                 [
@@ -118,8 +164,8 @@ impl ServerCmd {
                     "    Return documentation (none in quorumd).",
                     "INFO <command-name> [<command-name> ...]",
                     "    Return details about the given commands.",
-                    "LIST",
-                    "    Return the names of all commands.",
+                    "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",
+                    "    Return the names of all commands, or of those the filter keeps.",
                 ]
                 .iter()
                 .map(|l| Frame::Simple((*l).into()))
