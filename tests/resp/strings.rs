@@ -977,3 +977,45 @@ async fn expiretime_rounds_to_the_nearest_second_as_redis() {
     );
     tc.shutdown().await;
 }
+
+/// EXISTS, TTL and TYPE of a big string never read its value from the nodes (checked by the
+/// bytes each node sent, `INFO stats`): EXISTS on a string of many megabytes used to read it
+/// whole from every node asked, took about 100 ms, and timed out under load.
+#[tokio::test]
+async fn exists_ttl_and_type_of_a_big_value_do_not_read_it() {
+    let tc = TestCluster::start(3).await;
+    let mut c = RespClient::connect(resp_addr(&tc)).await;
+    let big = vec![b'x'; 4 << 20];
+    assert_eq!(
+        c.call(&[b"SET", b"big:v", &big]).await,
+        Frame::Simple("OK".into())
+    );
+    let sent = || async {
+        let mut total = 0u64;
+        for i in 0..3 {
+            let info: String =
+                quorumd_testkit::cluster::command(&mut tc.direct(i).await, &["INFO", "stats"])
+                    .await;
+            total += info
+                .lines()
+                .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .expect("total_net_output_bytes");
+        }
+        total
+    };
+    let before = sent().await;
+    assert_eq!(c.cmd("EXISTS big:v").await, Frame::Integer(1));
+    assert_eq!(c.cmd("TTL big:v").await, Frame::Integer(-1));
+    assert_eq!(c.cmd("TYPE big:v").await, Frame::Simple("string".into()));
+    let read = sent().await - before;
+    assert!(
+        read < 64 << 10,
+        "the nodes sent {read} bytes for a 4 MiB value"
+    );
+    // And GET does read it: the measure can see a value go by.
+    let before = sent().await;
+    assert_eq!(c.call(&[b"GET", b"big:v"]).await, Frame::Bulk(big.into()));
+    assert!(sent().await - before >= 4 << 20);
+    tc.shutdown().await;
+}

@@ -25,24 +25,22 @@ fn holds_other_type(e: &StoreError) -> bool {
     }
 }
 
-/// `store.get`, or for a key of another type its typed read by type only, as a `Found` without
-/// a value: what EXISTS and the TTL commands look at.
+/// A key's presence and expiry, of any type, as a `Found` without a value: what EXISTS, the
+/// TTL commands and MSETNX look at. Read by type only, never the value: EXISTS on a string of
+/// many megabytes used to read it whole from every node asked, and could time out.
 pub(super) async fn get_any(
     store: &VersionedStore,
     key: &[u8],
     level: Consistency,
 ) -> Result<Option<Found>, StoreError> {
-    match store.get(key, level).await {
-        Err(e) if holds_other_type(&e) => Ok(store
-            .get_typed(key, level, TypedWanted::TypeOnly)
-            .await?
-            .map(|f| Found {
-                value: Vec::new(),
-                version: f.version,
-                expires_at_ms: f.expires_at_ms,
-            })),
-        other => other,
-    }
+    Ok(store
+        .get_typed(key, level, TypedWanted::TypeOnly)
+        .await?
+        .map(|f| Found {
+            value: Vec::new(),
+            version: f.version,
+            expires_at_ms: f.expires_at_ms,
+        }))
 }
 
 /// EXPIRE and PERSIST of a key holding another type: the value is written again, whole, with
@@ -381,19 +379,13 @@ impl KeyCmd {
                 }
                 Err(e) => store_error(e),
             },
-            KeyCmd::Type(key) => match store.get(&key, level).await {
-                Ok(Some(_)) => Frame::Simple("string".into()),
-                Ok(None) => Frame::Simple("none".into()),
+            // By type only, as `get_any`: never the value.
+            KeyCmd::Type(key) => match store.get_typed(&key, level, TypedWanted::TypeOnly).await {
+                Ok(f) => {
+                    Frame::Simple(f.map_or("none".to_owned(), |f| f.value.type_name().to_owned()))
+                }
                 Err(StoreError::KindConflict { holds }) => {
                     crdt_type(crdts, &key, holds, level).await
-                }
-                Err(e) if holds_other_type(&e) => {
-                    match store.get_typed(&key, level, TypedWanted::TypeOnly).await {
-                        Ok(f) => Frame::Simple(
-                            f.map_or("none".to_owned(), |f| f.value.type_name().to_owned()),
-                        ),
-                        Err(e) => store_error(e),
-                    }
                 }
                 Err(e) => store_error(e),
             },
