@@ -5,7 +5,9 @@
 //! the slot is paused; and a master that missed an ack, which the next claim repairs instead
 //! of letting it bring the item back. What the replicas hold is read on each replica's master
 //! of the queue's slot, straight from the server. And a replica that lost another slot's
-//! master must keep counting for the queue, as it does for locks in the queue's slot.
+//! master must keep counting for the queue, as it does for locks in the queue's slot. And the
+//! operator's sequence of wipes, one replica's master of the queue's slot at a time, healed by
+//! the exchange between them.
 //!
 //! The lease histories go through the exclusion checker of `crates/testkit/src/checker/locks.rs`,
 //! as in tests/queue.rs, whose negative control (leases granted by one node of three are
@@ -348,5 +350,74 @@ async fn a_master_restarted_elsewhere_in_a_replica_keeps_it_counted_for_the_queu
         "claim with replicas 0 and 2: {v}"
     );
     tc.cluster.nodes[owners[1]].resume();
+    tc.shutdown().await;
+}
+
+/// The operator's sequence over Redis Cluster replicas: five items put, then each replica's
+/// master of the queue's slot flushed in turn (replica 1, then 0, then 2), each healed (the
+/// loss seen, the replica back `up`) before the next. The exchange that heals a replica
+/// restores the queues in the slots it lost, so the flushed master holds all five again each
+/// time, and the queue hands out all five once the flushed replicas count for its slot again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_each_replicas_master_of_the_queue_in_turn_loses_nothing() {
+    let tc = TestCluster::start_clusters(REPLICAS, (MASTERS, 0), |c| {
+        tweak(c);
+        // A replica that lost the queue's slot counts for it again 1.5 s later, not a minute.
+        c.locks.max_ttl_ms = 1500;
+        // The heal's exchange reads 16,384 slot digests per replica: on a loaded machine that
+        // takes longer than the tests' 400 ms node timeout (as in tests/cluster_replicas.rs).
+        c.timeouts.node_ms = 3_000;
+    })
+    .await;
+    establish_sentinels(&tc).await;
+    let owners = SlotMap::read(&tc).await.owners("mail");
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..5 {
+        ids.insert(put(&tc, "mail", json!({"payload": {"n": n}})).await);
+    }
+    let keys = queue_keys(&tc, "mail");
+    let pool = tc.app().store().pool().clone();
+    for r in [1, 0, 2] {
+        let losses = pool.node(r).losses_marked();
+        let mut c = direct(&tc.cluster.nodes[owners[r]].url()).await;
+        let _: () = command(&mut c, &["FLUSHALL"]).await;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("replica {r} seen losing the queue's master, then back in sync"),
+            || async { pool.node(r).losses_marked() > losses && tc.health(r).await == "up" },
+        )
+        .await;
+        for (replica, &node) in owners.iter().enumerate() {
+            let mut c = direct(&tc.cluster.nodes[node].url()).await;
+            let held: u64 = command(&mut c, &["HLEN", &keys.rec]).await;
+            assert_eq!(held, 5, "replica {replica} after replica {r}'s heal");
+            let payloads: u64 = command(&mut c, &["HLEN", &keys.pay]).await;
+            assert_eq!(payloads, 5, "replica {replica} after replica {r}'s heal");
+        }
+    }
+    let mut handed = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = post(
+            &tc.http,
+            q(&tc, "mail", "/claim"),
+            json!({"lease_ms": 1000}),
+        )
+        .await;
+        match s {
+            StatusCode::OK => {
+                let (s, e) = act(&tc, "mail", &v, "ack").await;
+                assert_eq!(s, StatusCode::OK, "{e}");
+                handed.insert(v["id"].as_str().unwrap().to_string());
+            }
+            StatusCode::NO_CONTENT => break,
+            // The flushed replicas count for the queue's slot again after the lock delay.
+            StatusCode::SERVICE_UNAVAILABLE if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("claim: {other} {v}"),
+        }
+    }
+    assert_eq!(handed, ids, "every acknowledged put handed out");
     tc.shutdown().await;
 }

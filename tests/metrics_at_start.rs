@@ -70,6 +70,12 @@ fn expected_series(nodes: &[String], identities: &[String]) -> Vec<Series> {
             );
         }
         add(names::SWEEP_KEYS_SCANNED, vec![("node", node.clone())]);
+        for mode in labels::SWEEP_MODES {
+            add(
+                names::QUEUE_ITEMS_RESTORED,
+                vec![("node", node.clone()), ("mode", s(mode))],
+            );
+        }
         add(names::HINTS_PENDING, vec![("node", node.clone())]);
         add(names::NOTIFICATIONS_ENABLED, vec![("node", node.clone())]);
         add(

@@ -1,18 +1,22 @@
 //! Locking queues against real redis-server processes: the HTTP API, priorities, delays,
 //! leases, dead letters, bad input, a node that missed an ack, and many producers and consumers
 //! while a consumer dies mid-lease and a node fails. Lease histories go through the same
-//! exclusion checker as locks, with a negative control.
+//! exclusion checker as locks, with a negative control. And the heal of queue state by the
+//! sweeps: each node wiped in turn loses nothing (with a negative control), a wiped node gets
+//! an acked item's tombstone, the full sweep catches up a node that was away, and a restore
+//! never brings back an item purged while it ran.
 
 #[path = "support/queue.rs"]
 mod queues;
 
 use quorumd_testkit::cluster as common;
 
-use common::{TestCluster, post_json as post};
+use common::{TestCluster, post_json as post, wait_until};
 use queues::{Leases, Workload, act, act_with, claim, drained, put, q};
-use quorumd::config::{LocksConfig, QueueConfig};
+use quorumd::config::{Config, LocksConfig, QueueConfig};
 use quorumd::locks::{LockService, UnsafeKnobs};
 use quorumd::queue::QueueService;
+use quorumd::sync::{SweepMode, SweepReport, SyncError};
 use quorumd_testkit::checker::locks::{Violation, check};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -302,5 +306,302 @@ async fn negative_control_minority_leases_hand_an_item_to_two_consumers() {
             .any(|v| matches!(v, Violation::Overlap { .. })),
         "leases granted by one node of three must overlap"
     );
+    tc.shutdown().await;
+}
+
+/// Heal tests: a node that lost its data counts for lock majorities, and so for the queue's
+/// reads, 1.5 s after its loss instead of a minute, so claims can follow the wipes.
+fn short_lock_delay(c: &mut Config) {
+    c.locks.max_ttl_ms = 1500;
+}
+
+/// What node `node` holds of queue `name`: (records, payloads, ready index entries).
+async fn held_on(tc: &TestCluster, node: usize, name: &str) -> (u64, u64, u64) {
+    let mut c = tc.direct(node).await;
+    let key = |part: &str| common::reserved_key(&format!("q:{name}:{part}"));
+    let rec: u64 = common::command(&mut c, &["HLEN", &key("rec")]).await;
+    let pay: u64 = common::command(&mut c, &["HLEN", &key("pay")]).await;
+    let ready: u64 = common::command(&mut c, &["ZCARD", &key("ready")]).await;
+    (rec, pay, ready)
+}
+
+/// Item `id`'s record on node `node`, straight from the node.
+async fn record_on(tc: &TestCluster, node: usize, name: &str, id: &str) -> Option<String> {
+    let key = common::reserved_key(&format!("q:{name}:rec"));
+    common::command(&mut tc.direct(node).await, &["HGET", &key, id]).await
+}
+
+/// Kills node `i` (SIGKILL), starts it again empty on its port, and waits until quorumd has
+/// marked the loss and then called the node back in sync (`up` in /v1/status): the heal the
+/// operator waits for, by the recovery exchange the loss starts (the tests' exchange interval
+/// is off).
+async fn wipe_and_heal(tc: &mut TestCluster, i: usize) {
+    let pool = tc.app().store().pool().clone();
+    let losses = pool.node(i).losses_marked();
+    tc.cluster.nodes[i].restart_empty().unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        &format!("node {i} seen wiped, then back in sync"),
+        || async { pool.node(i).losses_marked() > losses && tc.health(i).await == "up" },
+    )
+    .await;
+}
+
+/// The operator's sequence: node B (1), then A (0), then C (2) is killed, restarted empty and
+/// healed before the next. Returns the records each node holds after each heal.
+async fn wipe_each_in_turn(tc: &mut TestCluster, name: &str) -> Vec<[u64; 3]> {
+    let mut after = Vec::new();
+    for i in [1, 0, 2] {
+        wipe_and_heal(tc, i).await;
+        let mut row = [0; 3];
+        for (n, held) in row.iter_mut().enumerate() {
+            *held = held_on(tc, n, name).await.0;
+        }
+        after.push(row);
+    }
+    after
+}
+
+/// A claim once a majority of the nodes counts for the queue (a node is left out for
+/// `locks.max_ttl_ms` after a loss): `None` when nothing is claimable.
+async fn claim_counted(tc: &TestCluster, name: &str) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = post(&tc.http, q(tc, name, "/claim"), json!({"lease_ms": 1000})).await;
+        match s {
+            StatusCode::OK => return Some(v),
+            StatusCode::NO_CONTENT => return None,
+            StatusCode::SERVICE_UNAVAILABLE if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("claim: {other} {v}"),
+        }
+    }
+}
+
+/// Five items put (all 201), each node wiped in turn with a heal between: the exchange that
+/// heals a wiped node restores every queue onto it (docs/QUEUE.md, "Anti-entropy"), so no
+/// acknowledged item is lost and the queue hands out all five, then nothing. Before, the
+/// queue was never copied back and the wiped nodes held 5/0/5, 0/0/5, then 0/0/0 records (the
+/// negative control below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiping_each_node_in_turn_loses_no_acknowledged_item() {
+    let mut tc = TestCluster::start_with(3, short_lock_delay).await;
+    let mut ids = std::collections::BTreeMap::new();
+    for n in 0..5 {
+        ids.insert(put(&tc, "mail", json!({"payload": {"n": n}})).await, n);
+    }
+    let after = wipe_each_in_turn(&mut tc, "mail").await;
+    assert_eq!(
+        after,
+        vec![[5, 5, 5]; 3],
+        "records per node after each heal"
+    );
+    for n in 0..3 {
+        assert_eq!(held_on(&tc, n, "mail").await, (5, 5, 5), "node {n}");
+    }
+    // Each heal merged the five items into the wiped node, once.
+    let totals = tc.app().sweeper().status().totals;
+    assert_eq!(totals.queue_items_restored, 15, "{totals:?}");
+
+    let mut handed = std::collections::BTreeMap::new();
+    while let Some(item) = claim_counted(&tc, "mail").await {
+        let id = item["id"].as_str().unwrap().to_string();
+        assert_eq!(item["deliveries"], 1, "{item}");
+        let (s, v) = act(&tc, "mail", &item, "ack").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        handed.insert(id, item["payload"]["n"].as_i64().unwrap());
+    }
+    assert_eq!(handed, ids, "every acknowledged put handed out once");
+    assert_eq!(
+        depths(&tc, "mail").await,
+        json!({"ready": 0, "leased": 0, "delayed": 0, "dead": 0})
+    );
+    tc.shutdown().await;
+}
+
+/// The negative control of the test above: with the sweeps' queue heal switched off, the same
+/// sequence reaches the operator's report, each wiped node called back in sync without its
+/// queue, and every item lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_the_queue_heal_the_wipes_lose_every_item() {
+    let mut tc = TestCluster::start_with(3, short_lock_delay).await;
+    tc.app()
+        .sweeper()
+        .unsafe_knobs
+        .skip_queue_heal
+        .store(true, Ordering::Relaxed);
+    for n in 0..5 {
+        put(&tc, "mail", json!({"payload": {"n": n}})).await;
+    }
+    let after = wipe_each_in_turn(&mut tc, "mail").await;
+    assert_eq!(after, vec![[5, 0, 5], [0, 0, 5], [0, 0, 0]]);
+    assert!(
+        claim_counted(&tc, "mail").await.is_none(),
+        "the items are lost"
+    );
+    tc.shutdown().await;
+}
+
+/// A restore writes the join of what the nodes hold, with the queue's merge: an item acked
+/// while node 2 was cut off (node 2 still holds it leased) reaches a wiped node 0 as its
+/// tombstone, never as node 2's live copy, and is not handed out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_gets_the_tombstone_of_an_acked_item_not_a_stale_copy() {
+    // Nodes 1 and 2 keep counting for the queue while node 0 is left out after its wipe.
+    let mut tc = TestCluster::start(3).await;
+    let done = put(&tc, "q", json!({"payload": "done"})).await;
+    let mut rest = std::collections::BTreeSet::new();
+    for p in ["a", "b"] {
+        rest.insert(put(&tc, "q", json!({"payload": p})).await);
+    }
+    let item = claim(&tc, "q", 30_000).await.unwrap();
+    assert_eq!(item["id"], done.as_str());
+    tc.isolate(2).await;
+    let (s, v) = act(&tc, "q", &item, "ack").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    let stale = record_on(&tc, 2, "q", &done).await.unwrap();
+    assert!(stale.starts_with('l'), "node 2 missed the ack: {stale}");
+
+    wipe_and_heal(&mut tc, 0).await;
+    let restored = record_on(&tc, 0, "q", &done).await.unwrap();
+    assert!(restored.starts_with('a'), "the tombstone: {restored}");
+    assert_eq!(
+        held_on(&tc, 0, "q").await,
+        (3, 2, 2),
+        "2 live items and a tombstone"
+    );
+    let mut handed = std::collections::BTreeSet::new();
+    while let Some(item) = claim_counted(&tc, "q").await {
+        let (s, v) = act(&tc, "q", &item, "ack").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        handed.insert(item["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(handed, rest, "the acked item is not handed out again");
+    tc.shutdown().await;
+}
+
+/// Runs one sweep of `mode` once no sweep of that mode is running (node 2's return from down
+/// starts a recovery exchange of its own).
+async fn sweep_when_idle(tc: &TestCluster, mode: SweepMode, dry_run: bool) -> SweepReport {
+    loop {
+        match tc.try_sweep(mode, dry_run).await {
+            Err(SyncError::AlreadyRunning(_)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// A node that was away (not wiped) is not the exchange's business for queues: the full sweep
+/// brings every node up to the join, here node 2, which missed three puts while frozen, and
+/// node 1, whose copy of an item was deleted by hand. A dry run counts the items and writes
+/// nothing; a second sweep finds nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sweep_brings_every_node_up_to_date_with_the_queues() {
+    let mut tc = TestCluster::start(3).await;
+    let first = put(&tc, "q", json!({"payload": "first"})).await;
+    tc.isolate(2).await;
+    for p in ["a", "b", "c"] {
+        put(&tc, "q", json!({"payload": p})).await;
+    }
+    tc.cluster.nodes[2].resume();
+    tc.wait_health(2, "up").await;
+    let mut c = tc.direct(1).await;
+    let key = |part: &str| common::reserved_key(&format!("q:q:{part}"));
+    let _: u64 = common::command(&mut c, &["HDEL", &key("rec"), &first]).await;
+    let _: u64 = common::command(&mut c, &["HDEL", &key("pay"), &first]).await;
+    let _: u64 = common::command(&mut c, &["ZREM", &key("ready"), &first]).await;
+
+    let exchange = sweep_when_idle(&tc, SweepMode::Exchange, false).await;
+    assert_eq!(
+        (exchange.queues_checked, exchange.queue_items_restored()),
+        (0, 0),
+        "no node lost data: {exchange:?}"
+    );
+    let dry = sweep_when_idle(&tc, SweepMode::Full, true).await;
+    assert_eq!(dry.queues_checked, 1, "{dry:?}");
+    assert_eq!(dry.queue_items_restored_per_node, [0, 1, 3], "{dry:?}");
+    assert_eq!(
+        held_on(&tc, 2, "q").await,
+        (1, 1, 1),
+        "a dry run writes nothing"
+    );
+
+    let report = sweep_when_idle(&tc, SweepMode::Full, false).await;
+    assert_eq!(
+        report.queue_items_restored_per_node,
+        [0, 1, 3],
+        "{report:?}"
+    );
+    assert_eq!(report.error_count, 0, "{report:?}");
+    for n in 0..3 {
+        assert_eq!(held_on(&tc, n, "q").await, (4, 4, 4), "node {n}");
+    }
+    let again = sweep_when_idle(&tc, SweepMode::Full, false).await;
+    assert_eq!(again.queue_items_restored(), 0, "{again:?}");
+    tc.shutdown().await;
+}
+
+/// The purge race: a restore that read a live copy of an item before the item was acked and
+/// purged everywhere must not bring it back. The target's purge log, kept for
+/// `PURGE_LOG_WINDOW_MS`, names the item, and the restore (marked with the target's clock read
+/// before the copy) leaves it out; a mark a window old is refused whole. Without the log the
+/// same restore brings the acked item back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_does_not_bring_back_an_item_purged_since_its_mark() {
+    use quorumd::calls::queue::{
+        PURGE_LOG_WINDOW_MS, QueueKeys, RestoreItem, Restored, item_copies, payloads, restore,
+        restore_mark,
+    };
+    let tc = TestCluster::start(3).await;
+    let pool = tc.app().store().pool().clone();
+    let keys = QueueKeys::new(common::key_prefix(), "", "q");
+    let id = put(&tc, "q", json!({"payload": "x"})).await;
+    let mark = restore_mark(pool.node(2), &keys).await.unwrap();
+    let ids = [id.clone()];
+    let copy = item_copies(pool.node(0), &keys, &ids).await.unwrap();
+    let record = copy[0].record.clone().unwrap();
+    assert!(record.starts_with('r'), "{record}");
+    let payload = payloads(pool.node(0), &keys, &[id.as_str()]).await.unwrap()[0]
+        .clone()
+        .unwrap();
+    // Acked with every node up: purged everywhere.
+    let item = claim(&tc, "q", 1000).await.unwrap();
+    let (s, v) = act(&tc, "q", &item, "ack").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for n in 0..3 {
+        assert_eq!(
+            record_on(&tc, n, "q", &id).await,
+            None,
+            "purged on node {n}"
+        );
+    }
+    let stale = [RestoreItem {
+        id: &id,
+        record: &record,
+        payload: &payload,
+        acked_at_ms: 0,
+    }];
+    let old = mark - PURGE_LOG_WINDOW_MS;
+    assert_eq!(
+        restore(pool.node(2), &keys, old, &stale).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        restore(pool.node(2), &keys, mark, &stale).await.unwrap(),
+        Some(vec![Restored::Purged])
+    );
+    assert_eq!(record_on(&tc, 2, "q", &id).await, None, "not brought back");
+    // Control: the log is what kept it out.
+    let _: u64 = common::command(&mut tc.direct(2).await, &["DEL", &keys.purged]).await;
+    assert_eq!(
+        restore(pool.node(2), &keys, mark, &stale).await.unwrap(),
+        Some(vec![Restored::Merged])
+    );
+    assert_eq!(record_on(&tc, 2, "q", &id).await, Some(record));
     tc.shutdown().await;
 }

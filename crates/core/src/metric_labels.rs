@@ -25,6 +25,7 @@ pub const SWEEP_PHASES: &[&str] = &[
     "comparing_buckets",
     "scanning",
     "checking_buckets",
+    "queues",
     "done",
 ];
 /// Where a repaired key came from (`quorumd_keys_repaired_total{source}`).

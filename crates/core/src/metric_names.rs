@@ -47,6 +47,7 @@ pub const LOCK_EXTENSIONS: &str = "quorumd_lock_extensions_total";
 pub const LOCK_RELEASES: &str = "quorumd_lock_releases_total";
 pub const QUEUE_OPERATIONS: &str = "quorumd_queue_operations_total";
 pub const QUEUE_ITEMS: &str = "quorumd_queue_items";
+pub const QUEUE_ITEMS_RESTORED: &str = "quorumd_queue_items_restored_total";
 pub const CRDT_MERGES: &str = "quorumd_crdt_merges_total";
 pub const CRDT_UPDATES: &str = "quorumd_crdt_updates_total";
 pub const RESP_COMMANDS: &str = "quorumd_resp_commands_total";
@@ -340,6 +341,12 @@ pub const ALL: &[Metric] = &[
         kind: Kind::Gauge,
         seconds: false,
         help: "Items of a queue by state, as of the last depth read of that queue.",
+    },
+    Metric {
+        name: QUEUE_ITEMS_RESTORED,
+        kind: Kind::Counter,
+        seconds: false,
+        help: "Queue items a sweep merged into a node that lacked them or held older copies, by node and sweep mode.",
     },
     Metric {
         name: CRDT_MERGES,

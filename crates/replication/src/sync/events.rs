@@ -72,6 +72,8 @@ impl SweepFinished<'_> {
                     keys_adopted = r.keys_adopted,
                     tombstones_purged = r.tombstones_purged,
                     hints_replayed = r.hints_replayed,
+                    queues_checked = r.queues_checked,
+                    queue_items_restored = r.queue_items_restored(),
                     errors = r.error_count,
                     first_error = r.errors.first().map(String::as_str).unwrap_or(""),
                     $msg
@@ -83,6 +85,7 @@ impl SweepFinished<'_> {
         } else if r.keys_divergent > 0
             || r.keys_unversioned > 0
             || r.hints_replayed > 0
+            || r.queue_items_restored() > 0
             || r.mode == crate::sync::SweepMode::Full
         {
             line!(info, "sweep finished");
@@ -90,6 +93,41 @@ impl SweepFinished<'_> {
             // An exchange that found nothing runs every few seconds: not worth an info line.
             line!(debug, "sweep finished, replicas agree");
         }
+    }
+}
+
+/// A sweep merged `items` items of queue `queue` into `node`, which lacked them (it lost its
+/// data, or missed writes) or held older copies. A dry run only logs what it would merge.
+pub struct QueueItemsRestored<'a> {
+    pub queue: &'a str,
+    pub node: &'a str,
+    pub items: u64,
+    /// The sweep's mode (`exchange`, `full`).
+    pub mode: &'static str,
+    pub dry_run: bool,
+}
+
+impl QueueItemsRestored<'_> {
+    pub fn emit(self) {
+        if self.dry_run {
+            tracing::info!(
+                queue = self.queue,
+                node = self.node,
+                items = self.items,
+                mode = self.mode,
+                "queue items behind on a node (dry run)"
+            );
+            return;
+        }
+        metrics::counter!(QUEUE_ITEMS_RESTORED, "node" => self.node.to_owned(), "mode" => self.mode)
+            .increment(self.items);
+        tracing::info!(
+            queue = self.queue,
+            node = self.node,
+            items = self.items,
+            mode = self.mode,
+            "queue items restored"
+        );
     }
 }
 
@@ -147,6 +185,7 @@ const SWEEP_PHASES: &[&str] = &[
     "comparing buckets",
     "scanning",
     "checking buckets",
+    "queues",
     "done",
 ];
 
@@ -377,8 +416,8 @@ impl LiveKeyEvents {
 }
 
 /// The service is starting: the anti-entropy series whose labels are known in advance are
-/// registered at zero (sweep counters and gauges per mode, per-node repair and scan counters,
-/// pending hints, bucket states, the sweep workers). Registering changes no value.
+/// registered at zero (sweep counters and gauges per mode, per-node repair, queue restore and
+/// scan counters, pending hints, bucket states, the sweep workers). Registering changes no value.
 pub struct SyncMetricsRegistered<'a> {
     /// Node names (masked addresses).
     pub nodes: &'a [String],
@@ -425,6 +464,10 @@ impl SyncMetricsRegistered<'_> {
             }
             for source in labels::REPAIR_SOURCES {
                 metrics::counter!(KEYS_REPAIRED, "node" => node.clone(), "source" => *source)
+                    .increment(0);
+            }
+            for mode in labels::SWEEP_MODES {
+                metrics::counter!(QUEUE_ITEMS_RESTORED, "node" => node.clone(), "mode" => *mode)
                     .increment(0);
             }
         }

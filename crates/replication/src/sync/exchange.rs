@@ -119,6 +119,11 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool, shards: Option
         progress::lock(p).tick(done, mismatches.len() as u64);
     }
     if !dry_run {
+        // Queue state has no digests: a node that lost data gets its queues back here, and
+        // is not called back in sync before it has them.
+        for node in super::queues::restore_lost(sw, p, &covered, &marked_before_read).await {
+            covered[node] = false;
+        }
         let complete = answered.len() == n && !partial;
         finish_recovery(sw, &covered, &lacking, complete, &marked_before_read, p).await;
     }

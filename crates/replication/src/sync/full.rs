@@ -36,6 +36,7 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
         progress::lock(p).resumed_from_bucket = Some(from);
         progress::lock(p).phase = "checking buckets";
         check_buckets(sw, p, dry_run, from).await;
+        super::queues::reconcile_all(sw, p, dry_run).await;
         return;
     }
     for node in pool.nodes() {
@@ -51,6 +52,8 @@ pub async fn run(sw: &Sweeper, p: &ProgressHandle, dry_run: bool) {
     }
     progress::lock(p).phase = "checking buckets";
     check_buckets(sw, p, dry_run, 0).await;
+    // Queue state is not made of versioned keys: its own pass, after the keys.
+    super::queues::reconcile_all(sw, p, dry_run).await;
 }
 
 fn bucket_checkpoint_key(prefix: &str) -> String {
@@ -196,9 +199,8 @@ async fn examine(sw: &Sweeper, locs: &[KeyLocation], p: &ProgressHandle, dry_run
             continue;
         };
         let live = winner.is_live(now);
-        let has_winner = |s: &(Option<Meta>, bool)| {
-            s.0.as_ref().is_some_and(|m| m.version == winner.version)
-        };
+        let has_winner =
+            |s: &(Option<Meta>, bool)| s.0.as_ref().is_some_and(|m| m.version == winner.version);
         // A holder has the winning version and, for a live value, the value itself.
         let holds = |s: &(Option<Meta>, bool)| has_winner(s) && (s.1 || !live);
         let holders: Vec<NodeId> = answered

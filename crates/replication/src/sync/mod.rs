@@ -18,6 +18,7 @@ mod hints;
 pub mod lease;
 pub mod live;
 pub mod progress;
+mod queues;
 mod repair;
 pub mod schedule;
 pub mod throttle;
@@ -73,6 +74,8 @@ pub struct Totals {
     pub buckets_copied: u64,
     pub tombstones_purged: u64,
     pub hints_replayed: u64,
+    /// Queue items merged into nodes that lacked them or held older copies.
+    pub queue_items_restored: u64,
     pub errors: u64,
 }
 
@@ -88,6 +91,9 @@ pub struct Sweeper {
     leases: lease::ShardLeases,
     totals: Mutex<Totals>,
     live: live::LiveDetection,
+    /// Per node, the count of its losses (`Node::losses_marked`) as of the last exchange that
+    /// restored every queue onto it: the exchange restores a node's queues once per loss.
+    queues_restored: Mutex<Vec<Option<u64>>>,
     /// Detection broken on purpose for the tests' negative controls.
     #[cfg(feature = "fault-injection")]
     pub unsafe_knobs: UnsafeDetectionKnobs,
@@ -106,6 +112,9 @@ pub struct UnsafeDetectionKnobs {
     /// The live path ignores the scripts' announcements of quorumd's own writes, so it
     /// verifies every key event, as before they existed.
     pub live_ignores_own_marks: AtomicBool,
+    /// The sweeps leave queue state alone, as before they restored it: a node restarted empty
+    /// is called back in sync without its queues.
+    pub skip_queue_heal: AtomicBool,
 }
 
 impl Sweeper {
@@ -138,6 +147,7 @@ impl Sweeper {
                 ..Totals::default()
             }),
             live: live::LiveDetection::new(&names, live_detection),
+            queues_restored: Mutex::new(vec![None; n]),
             #[cfg(feature = "fault-injection")]
             unsafe_knobs: UnsafeDetectionKnobs::default(),
         })
@@ -179,6 +189,33 @@ impl Sweeper {
             .load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
+    }
+
+    /// Whether the sweeps leave queue state alone (a negative control; never in a release).
+    fn skips_queue_heal(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.unsafe_knobs.skip_queue_heal.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Per node, its loss count as of its last complete queue restore.
+    fn queues_restored(&self) -> Vec<Option<u64>> {
+        self.queues_restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every queue was restored onto `nodes`, whose loss counts were `losses` before.
+    fn queues_restored_at(&self, nodes: &[quorumd_node::pool::NodeId], losses: &[u64]) {
+        let mut done = self
+            .queues_restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for &n in nodes {
+            done[n] = Some(losses[n]);
+        }
     }
 
     pub fn live_detection(&self) -> &live::LiveDetection {
@@ -276,6 +313,7 @@ impl Sweeper {
             t.buckets_copied += report.buckets_copied;
             t.tombstones_purged += report.tombstones_purged;
             t.hints_replayed += report.hints_replayed;
+            t.queue_items_restored += report.queue_items_restored();
             t.errors += report.error_count;
         }
         let slot = self.slot(mode);

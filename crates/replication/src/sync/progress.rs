@@ -146,6 +146,12 @@ pub struct SweepReport {
     /// `failed`).
     pub direct_changes_handled: std::collections::BTreeMap<&'static str, u64>,
     pub hints_replayed: u64,
+    /// Queues whose items were compared across nodes (the full sweep: every queue; the
+    /// exchange: only when a node lost data, onto that node).
+    pub queues_checked: u64,
+    /// Queue items merged into each node, which lacked them or held older copies (in a dry
+    /// run: that would be).
+    pub queue_items_restored_per_node: Vec<u64>,
     /// Work done so far out of the work known, in [0, 1].
     pub progress_ratio: f64,
     pub rate_keys_per_s: f64,
@@ -197,6 +203,8 @@ impl SweepReport {
             direct_changes: Default::default(),
             direct_changes_handled: Default::default(),
             hints_replayed: 0,
+            queues_checked: 0,
+            queue_items_restored_per_node: vec![0; nodes],
             progress_ratio: 0.0,
             rate_keys_per_s: 0.0,
             eta_s: None,
@@ -221,11 +229,16 @@ impl SweepReport {
         self.keys_scanned_per_node.iter().sum()
     }
 
-    /// Divergence this sweep found and did not resolve (in a dry run: all it found).
+    pub fn queue_items_restored(&self) -> u64 {
+        self.queue_items_restored_per_node.iter().sum()
+    }
+
+    /// Divergence this sweep found and did not resolve (in a dry run: all it found, queue
+    /// items behind included).
     pub fn divergence_left(&self) -> u64 {
         let found = self.keys_divergent + self.keys_unversioned;
         if self.dry_run {
-            found + self.direct_changes.values().sum::<u64>()
+            found + self.direct_changes.values().sum::<u64>() + self.queue_items_restored()
         } else {
             self.keys_deferred + self.error_count.min(found) + self.outside_changes_left()
         }
@@ -349,5 +362,10 @@ mod tests {
         r.keys_adopted = 3;
         r.keys_unversioned_left = 2;
         assert_eq!(r.divergence_left(), 4);
+        // Queue items a dry run would restore are divergence; restored ones are not.
+        r.queue_items_restored_per_node = vec![0, 3, 0];
+        assert_eq!(r.divergence_left(), 4);
+        r.dry_run = true;
+        assert_eq!(r.divergence_left(), 7 + 5 + 3);
     }
 }
