@@ -81,8 +81,10 @@ pub struct Found {
 pub struct WriteReceipt {
     pub version: Version,
     pub expires_at_ms: Option<u64>,
-    /// Nodes that hold the version (or a newer one) among those that answered in time.
-    pub acknowledged_by: Vec<String>,
+    /// Nodes that hold the version (or a newer one) among those that answered in time (named
+    /// by the caller that shows them: most callers only need the count, and a name per node
+    /// was an allocation each per write).
+    pub acknowledged_by: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -605,7 +607,7 @@ impl VersionedStore {
             let acknowledged_by = g
                 .successes()
                 .filter(|(_, o)| o.holds_version())
-                .map(|(n, _)| self.pool.node(n).display.clone())
+                .map(|(n, _)| n)
                 .collect();
             Ok(WriteReceipt {
                 version,

@@ -117,11 +117,16 @@ struct ReceiptBody {
     acknowledged_by: Vec<String>,
 }
 
-fn receipt_response(r: WriteReceipt) -> Response {
+fn receipt_response(state: &AppState, r: WriteReceipt) -> Response {
+    let pool = state.store.pool();
     let body = ReceiptBody {
         version: r.version.encode(),
         expires_at_ms: r.expires_at_ms,
-        acknowledged_by: r.acknowledged_by,
+        acknowledged_by: r
+            .acknowledged_by
+            .iter()
+            .map(|&n| pool.node(n).display.clone())
+            .collect(),
     };
     let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
     resp.headers_mut().insert(header::ETAG, etag(r.version));
@@ -182,7 +187,7 @@ pub async fn put(
             |pinned| state.store.put(&key, &body, ttl, level, pinned),
         )
         .await?;
-    Ok(receipt_response(receipt))
+    Ok(receipt_response(&state, receipt))
 }
 
 pub async fn delete(
@@ -199,7 +204,7 @@ pub async fn delete(
             |pinned| state.store.delete(&key, level, pinned),
         )
         .await?;
-    Ok(receipt_response(receipt))
+    Ok(receipt_response(&state, receipt))
 }
 
 /// The key's live version at `level`, for a condition the store cannot check on its own.
