@@ -1217,8 +1217,7 @@ async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
     all_nodes_agree_with(&tc, 0, &["lh:k"]).await;
 
     // Node 1's copy is deleted and node 2's changed, under unchanged metadata. (Node 0 stays
-    // intact: the sweep gives a node whose value vanished a copy from the first holder that
-    // is up, without checking its content, and only the scrub then restores a changed copy.)
+    // intact: the restore copies from a holder without checking its content.)
     let _: () = command(&mut tc.direct(1).await, &["DEL", "lh:k"]).await;
     let _: () = command(&mut tc.direct(2).await, &["LSET", "lh:k", "0", "tampered"]).await;
     // A read at `all` serves the intact copy, not the changed one.
@@ -1227,11 +1226,12 @@ async fn a_list_is_the_same_on_every_node_and_the_sweeps_heal_it() {
     let dry = tc.sweep(SweepMode::Full, true).await;
     assert_eq!(dry.direct_changes.get("deleted"), Some(&1), "{dry:?}");
     assert_eq!(dry.direct_changes.get("changed"), Some(&1), "{dry:?}");
-    // The vanished copy is given back by the key-state phase (a same-version APPLY), the
-    // changed one by the scrub.
+    // Both are direct changes, restored by the scrub under this policy (the key-state phase
+    // leaves a vanished value to it since 5c841d5).
     let r = tc.sweep(SweepMode::Full, false).await;
-    assert_eq!(r.values_restored, 1, "{r:?}");
-    assert_eq!(r.direct_changes_handled.get("restored"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes.get("deleted"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes.get("changed"), Some(&1), "{r:?}");
+    assert_eq!(r.direct_changes_handled.get("restored"), Some(&2), "{r:?}");
     for i in 0..3 {
         assert_eq!(raw_list(&tc, i, "lh:k").await, want, "node {i}");
     }

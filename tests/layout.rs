@@ -280,6 +280,16 @@ async fn fewer_sub_buckets_are_refused_then_merged_in_place() {
     tc.shutdown().await;
 }
 
+/// Writes `n` keys `{prefix}:{i}` at `all` and waits until every node holds their entries.
+async fn written_everywhere(tc: &TestCluster, prefix: &str, n: usize) {
+    let keys: Vec<String> = (0..n).map(|i| format!("{prefix}:{i}")).collect();
+    for k in &keys {
+        let r = tc.put(k, "v", "consistency=all").await;
+        assert!(r.status().is_success(), "PUT {k}: {}", r.status());
+    }
+    settled(tc, &keys).await;
+}
+
 /// A node restarted empty loses its layout marker with its data; the heal writes its metadata
 /// back, and with it the marker, so that the next start of quorumd accepts the node (it used
 /// to refuse it as "entry format 1", metadata without a marker).
@@ -288,16 +298,7 @@ async fn a_wiped_node_gets_its_marker_back_with_its_heal() {
     // Writes younger than the in-flight window are left to their own fan-out by the exchange.
     let mut tc = TestCluster::start_with(3, |c| c.sync.in_flight_window_ms = 100).await;
     let layout = common::reserved_key("layout");
-    let keys: Vec<String> = (0..50).map(|i| format!("wiped:{i}")).collect();
-    for k in &keys {
-        assert!(
-            tc.put(k, "v", "consistency=all")
-                .await
-                .status()
-                .is_success()
-        );
-    }
-    settled(&tc, &keys).await;
+    written_everywhere(&tc, "wiped", 50).await;
     // The loss is marked at the next probe; a fast heal can end `recovering` before a
     // status read sees it, so the loss counter is what tells it was seen.
     let losses = tc.app().store().pool().node(1).losses_marked();
@@ -329,21 +330,12 @@ async fn a_wiped_node_gets_its_marker_back_with_its_heal() {
 
 /// A node whose metadata is of this layout but whose marker is missing (healed by a build that
 /// did not write it back) is marked at start, not refused; one whose unmarked metadata sits in
-/// other hashes (another sub-bucket count) is still refused.
+/// other hashes (another bucket count) is still refused.
 #[tokio::test]
 async fn unmarked_metadata_of_this_layout_is_marked_at_start_and_another_is_refused() {
     let mut tc = TestCluster::start(3).await;
     let layout = common::reserved_key("layout");
-    let keys: Vec<String> = (0..200).map(|i| format!("unmarked:{i}")).collect();
-    for k in &keys {
-        assert!(
-            tc.put(k, "v", "consistency=all")
-                .await
-                .status()
-                .is_success()
-        );
-    }
-    settled(&tc, &keys).await;
+    written_everywhere(&tc, "unmarked", 200).await;
     tc.stop_service().await;
     for i in 0..3 {
         let _: () = command(&mut tc.direct(i).await, &["DEL", &layout]).await;
