@@ -75,12 +75,18 @@ pub(super) async fn restore_lost(
         .filter(|n| n.health() != Health::Down && !targets.contains(&n.id))
         .map(|n| n.id)
         .collect();
-    if sources.is_empty() {
-        // Every node that answers lost data: nothing to restore from now, and the nodes that
-        // hold the queues may come back. The targets wait for a pass that has a source.
+    let sources = if !sources.is_empty() {
+        sources
+    } else if pool.nodes().iter().all(|n| n.health() != Health::Down) {
+        // Every node lost data, none is away: on Redis Cluster replicas each usually lost other
+        // shards. What they kept, joined, is all there is; waiting for a clean source would
+        // keep them all recovering for good (found by `make torture`, cluster seed 18).
+        targets.clone()
+    } else {
+        // A node that is down may hold the queues: the targets wait for a pass that has it.
         progress::lock(p).error("queues: no node that kept its data answers to restore from");
         return targets.into_iter().collect();
-    }
+    };
     // What a recovering node lost: everything on a server, its lost shards' slots on a cluster.
     let lost = |node: &Node, keys: &QueueKeys| !node.counts_for_reads(Some(keys.rec.as_bytes()));
     let failed = heal(sw, p, &targets, &sources, Pass::Restore, lost).await;
