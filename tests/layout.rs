@@ -280,6 +280,16 @@ async fn fewer_sub_buckets_are_refused_then_merged_in_place() {
     tc.shutdown().await;
 }
 
+/// Asserts that the node behind `c` carries this build's layout marker.
+async fn assert_marked(c: &mut redis::aio::MultiplexedConnection, layout: &str) {
+    let marked: std::collections::HashMap<String, String> = command(c, &["HGETALL", layout]).await;
+    assert_eq!(
+        marked.get("format").map(String::as_str),
+        Some("3"),
+        "{marked:?}"
+    );
+}
+
 /// Writes `n` keys `{prefix}:{i}` at `all` and waits until every node holds their entries.
 async fn written_everywhere(tc: &TestCluster, prefix: &str, n: usize) {
     let keys: Vec<String> = (0..n).map(|i| format!("{prefix}:{i}")).collect();
@@ -315,13 +325,7 @@ async fn a_wiped_node_gets_its_marker_back_with_its_heal() {
         "healed metadata"
     );
     let mut c = tc.direct(1).await;
-    let marked: std::collections::HashMap<String, String> =
-        command(&mut c, &["HGETALL", &layout]).await;
-    assert_eq!(
-        marked.get("format").map(String::as_str),
-        Some("3"),
-        "{marked:?}"
-    );
+    assert_marked(&mut c, &layout).await;
     let cfg = common::test_config(tc.cluster.urls());
     tc.relaunch(cfg).await;
     assert_eq!(tc.get("wiped:7", "").await.status(), 200);
@@ -351,13 +355,7 @@ async fn unmarked_metadata_of_this_layout_is_marked_at_start_and_another_is_refu
     // And the marker is what tells the layout: unmarked, this configuration's start must not
     // have taken the other's word for it.
     tc.relaunch(common::test_config(tc.cluster.urls())).await;
-    let marked: std::collections::HashMap<String, String> =
-        command(&mut c, &["HGETALL", &layout]).await;
-    assert_eq!(
-        marked.get("format").map(String::as_str),
-        Some("3"),
-        "{marked:?}"
-    );
+    assert_marked(&mut c, &layout).await;
     assert_eq!(tc.get("unmarked:3", "").await.status(), 200);
     tc.shutdown().await;
 }
