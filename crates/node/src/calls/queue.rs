@@ -16,6 +16,7 @@ use super::clock_lua;
 use crate::pool::{Node, NodeError, Traffic};
 use redis::Script;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// How long a node remembers an acked item whose record it dropped (the purge log). A restore
 /// of queue state onto the node must be written within this long of the node's clock reading
@@ -151,9 +152,11 @@ pub async fn merge(
     invoke(node, inv).await
 }
 
-/// Claimable ids with their priority, best first, as this node sees them.
+/// Claimable ids with their priority, best first, as this node sees them; the call gives up
+/// after `limit`.
 pub async fn candidates(
     node: &Node,
+    limit: Duration,
     keys: &QueueKeys,
     now_ms: u64,
     want: usize,
@@ -164,7 +167,9 @@ pub async fn candidates(
         .arg(now_ms)
         .arg(want)
         .arg(want * 64);
-    let flat: Vec<String> = invoke(node, inv).await?;
+    let flat: Vec<String> = node
+        .run_within(limit, |mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
     flat.chunks(2)
         .map(|p| {
             let score: f64 = p

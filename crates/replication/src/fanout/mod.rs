@@ -64,14 +64,19 @@ impl<T: Send + 'static> Gathered<T> {
         rest
     }
 
+    /// The successful answers received by the decision; the calls still outstanding are
+    /// driven to the end in the background.
+    pub fn into_successes(self) -> impl Iterator<Item = (NodeId, T)> {
+        self.replies
+            .into_iter()
+            .filter_map(|r| r.result.ok().map(|v| (r.node, v)))
+    }
+
     /// Every successful answer, the stragglers' included: what read repair compares.
     pub async fn into_all_answers(mut self) -> Vec<(NodeId, T)> {
         let late = self.collect_stragglers().await;
-        self.replies
-            .into_iter()
-            .chain(late)
-            .filter_map(|r| r.result.ok().map(|v| (r.node, v)))
-            .collect()
+        self.replies.extend(late);
+        self.into_successes().collect()
     }
 
     /// A read's second phase (ABD): which of the `nodes` must be written so that a majority

@@ -8,15 +8,16 @@ pub mod events;
 mod metered;
 pub mod record;
 
-use crate::fanout::{FailureCause, NodeFailure, QuorumError};
+use crate::fanout::{Gathered, QuorumError, fan_out};
 use crate::locks::{LockError, LockService, on_all_nodes, validate_name};
 use crate::store::VersionedStore;
 use quorumd_core::config::QueueConfig;
 use quorumd_core::hlc::wall_clock_ms;
+use quorumd_core::quorum::Decision;
 use quorumd_core::quorum::majority;
 use quorumd_node::calls;
 use quorumd_node::calls::queue::{MergeArgs, QueueKeys};
-use quorumd_node::pool::{NodeError, NodeId, NodePool};
+use quorumd_node::pool::{Node, NodeError, NodeId, NodePool};
 use record::{Depth, ItemState, Record};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -84,36 +85,6 @@ pub struct QueueService {
     gauged: metered::GaugedQueues,
 }
 
-fn quorum_error<T>(
-    pool: &NodePool,
-    operation: &'static str,
-    required: usize,
-    answers: &[(NodeId, Result<T, NodeError>)],
-    counted: impl Fn(NodeId) -> bool,
-) -> QuorumError {
-    QuorumError {
-        operation,
-        required,
-        succeeded: answers
-            .iter()
-            .filter(|(n, r)| r.is_ok() && counted(*n))
-            .count(),
-        failures: answers
-            .iter()
-            .filter_map(|(n, r)| {
-                match r {
-                    Err(e) => Some(FailureCause::Node(e.clone())),
-                    Ok(_) if !counted(*n) => Some(FailureCause::NotCounted(
-                        "restarted: not counted yet".to_string(),
-                    )),
-                    Ok(_) => None,
-                }
-                .map(|cause| NodeFailure::new(pool.node(*n).display.clone(), cause))
-            })
-            .collect(),
-    }
-}
-
 impl QueueService {
     pub fn new(
         store: Arc<VersionedStore>,
@@ -179,8 +150,10 @@ impl QueueService {
         self.store.clock().tick().encode()
     }
 
-    /// Merges `record` (and the payload, if given) into the item on every node; succeeds when
-    /// a majority stored it.
+    /// Merges `record` (and the payload, if given) into the item on every node; succeeds as
+    /// soon as a majority stored it. The other nodes' answers stay outstanding in the returned
+    /// `Gathered` (driven to the end when it is dropped): a node that is frozen must not hold a
+    /// claim past its lease (a merge only moves an item forward, so nothing waits for it).
     async fn write(
         &self,
         queue: &str,
@@ -189,37 +162,51 @@ impl QueueService {
         record: &Record,
         payload: &str,
         operation: &'static str,
-    ) -> Result<usize, QueueError> {
+    ) -> Result<Gathered<String>, QueueError> {
         let fence_key = self.item_lock(queue, id).fence;
         let encoded = record.encode();
         let now_ms = wall_clock_ms();
         let ttl = self.cfg.tombstone_ttl_ms;
-        let answers = on_all_nodes(self.pool(), |node| {
-            let (keys, fence_key, id, encoded, payload) = (
-                keys.clone(),
-                fence_key.clone(),
-                id.to_string(),
-                encoded.clone(),
-                payload.to_string(),
-            );
-            async move {
-                let args = MergeArgs {
-                    id: &id,
-                    record: &encoded,
-                    payload: &payload,
-                    now_ms,
-                    tombstone_ttl_ms: ttl,
-                };
-                calls::queue::merge(&node, &keys, &fence_key, &args).await
-            }
-        })
+        let counts = |_: NodeId, _: &String| true;
+        let mut g = fan_out(
+            self.pool(),
+            self.all_nodes(),
+            self.required(),
+            counts,
+            |node| {
+                let (keys, fence_key, id, encoded, payload) = (
+                    keys.clone(),
+                    fence_key.clone(),
+                    id.to_string(),
+                    encoded.clone(),
+                    payload.to_string(),
+                );
+                async move {
+                    let args = MergeArgs {
+                        id: &id,
+                        record: &encoded,
+                        payload: &payload,
+                        now_ms,
+                        tombstone_ttl_ms: ttl,
+                    };
+                    calls::queue::merge(&node, &keys, &fence_key, &args).await
+                }
+            },
+        )
         .await;
-        let stored = answers.iter().filter(|(_, r)| r.is_ok()).count();
-        if stored >= self.required() {
-            Ok(stored)
-        } else {
-            Err(quorum_error(self.pool(), operation, self.required(), &answers, |_| true).into())
+        if g.decision == Decision::Reached {
+            return Ok(g);
         }
+        let why = |_: &String| String::new();
+        Err(
+            QuorumError::from_gathered(operation, self.pool(), &mut g, counts, why)
+                .await
+                .into(),
+        )
+    }
+
+    fn all_nodes(&self) -> std::ops::Range<NodeId> {
+        0..self.pool().len()
     }
 
     /// Adds an item; returns its id once a majority holds it.
@@ -262,34 +249,32 @@ impl QueueService {
         Ok(id)
     }
 
-    /// Runs a read of queue `keys` on every node; needs a majority of nodes that count for
-    /// the queue's locks to answer. Returns every answer, counted or not: merging can only
-    /// move an item forward.
+    /// Runs a read of queue `keys` on every node; decided once a majority of nodes that count
+    /// for the queue's locks answered (a frozen node costs a claim nothing). The answers that
+    /// did not decide stay outstanding in the `Gathered`: merging can only move an item
+    /// forward, so any answer, counted or not, may be used.
     async fn read_majority<T, F, Fut>(
         &self,
         operation: &'static str,
         keys: &QueueKeys,
         op: F,
-    ) -> Result<Vec<T>, QueueError>
+    ) -> Result<Gathered<T>, QueueError>
     where
-        F: Fn(Arc<quorumd_node::pool::Node>) -> Fut,
-        Fut: Future<Output = Result<T, NodeError>>,
+        T: Send + 'static,
+        F: Fn(Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, NodeError>> + Send + 'static,
     {
-        let answers = on_all_nodes(self.pool(), op).await;
         // A queue's keys and its items' lease locks share the queue name's slot, so a cluster
         // replica that lost only other shards still counts for it, as it does for those locks.
         let slot_key = Some(keys.rec.as_bytes());
-        let counted = |n: NodeId| self.locks.counts_toward_majority(n, slot_key);
-        let answered = answers
-            .iter()
-            .filter(|(n, r)| r.is_ok() && counted(*n))
-            .count();
-        if answered < self.required() {
-            let e = quorum_error(self.pool(), operation, self.required(), &answers, counted);
-            e.emit();
-            return Err(e.into());
+        let counts = |n: NodeId, _: &T| self.locks.counts_toward_majority(n, slot_key);
+        let mut g = fan_out(self.pool(), self.all_nodes(), self.required(), counts, op).await;
+        if g.decision == Decision::Reached {
+            return Ok(g);
         }
-        Ok(answers.into_iter().filter_map(|(_, r)| r.ok()).collect())
+        let why = |_: &T| "restarted: not counted yet".to_string();
+        let e = QuorumError::from_gathered(operation, self.pool(), &mut g, counts, why).await;
+        Err(e.into())
     }
 
     /// The merged view of one item from a majority of counted nodes: record and payload.
@@ -306,7 +291,7 @@ impl QueueService {
             .await?;
         let mut merged: Option<Record> = None;
         let mut payload = None;
-        for (rec, pay) in answers {
+        for (_, (rec, pay)) in answers.into_successes() {
             if let Some(r) = rec.as_deref().and_then(Record::parse) {
                 merged = Some(match merged {
                     Some(m) => m.merge(&r),
@@ -346,19 +331,24 @@ impl QueueService {
         }
     }
 
-    /// Claimable ids, best first, merged from a majority of counted nodes' proposals.
+    /// Claimable ids, best first, merged from the proposals of every node that answers within
+    /// the lock module's per-node limit (a majority of counted nodes must): a node that missed
+    /// a change proposes an item the others moved past, and the claim that meets it repairs it.
     async fn candidates(&self, keys: &QueueKeys) -> Result<Vec<String>, QueueError> {
         let now = wall_clock_ms();
         let want = self.cfg.claim_candidates;
+        let limit = Duration::from_millis(self.locks.config().node_timeout_ms);
         let answers = self
             .read_majority("queue claim", keys, |node| {
                 let keys = keys.clone();
-                async move { calls::queue::candidates(&node, &keys, now, want).await }
+                async move { calls::queue::candidates(&node, limit, &keys, now, want).await }
             })
-            .await?;
+            .await?
+            .into_all_answers()
+            .await;
         // Highest priority first, then oldest id (ids are time-ordered).
         let mut best: BTreeMap<(i64, String), ()> = BTreeMap::new();
-        for proposals in answers {
+        for (_, proposals) in answers {
             for (id, priority) in proposals {
                 best.insert((-priority, id), ());
             }
@@ -496,11 +486,12 @@ impl QueueService {
             stamp: self.stamp_after(&record),
             ..record
         };
-        let stored = self
+        let written = self
             .write(queue, &keys, id, &tombstone, "", "queue ack")
             .await?;
         let lock = self.item_lock(queue, id);
         let _ = self.locks.release_keys(&lock, id, lease).await;
+        let stored = written.into_all_answers().await.len();
         if stored == self.pool().len() {
             // Every node holds the tombstone: nothing stale can bring the item back.
             on_all_nodes(self.pool(), |node| {
@@ -595,7 +586,7 @@ impl QueueService {
             })
             .await?;
         let mut merged: HashMap<String, Record> = HashMap::new();
-        for records in answers {
+        for (_, records) in answers.into_successes() {
             for (id, raw) in records {
                 let Some(rec) = Record::parse(&raw) else {
                     continue;
