@@ -14,7 +14,7 @@ use quorumd::hlc::Version;
 use quorumd::meta::Meta;
 use quorumd::pool::{NodeError, ServerErrorKind};
 use quorumd::quorum::Consistency;
-use quorumd::store::{Precondition, StoreError};
+use quorumd::store::{Precondition, StoreError, TypedWanted};
 use std::time::{Duration, Instant};
 
 /// Calls and entries of node `i`'s lane of `kind` so far (this test's nodes only: the label
@@ -65,6 +65,7 @@ async fn concurrent_operations_share_node_calls_and_each_caller_gets_its_own_ans
         (
             batch_counts(tcr, i, "write").await,
             batch_counts(tcr, i, "read").await,
+            batch_counts(tcr, i, "typed_read").await,
         )
     }))
     .await;
@@ -92,6 +93,14 @@ async fn concurrent_operations_share_node_calls_and_each_caller_gets_its_own_ans
                     found.version >= receipt.version,
                     "{key}: older than its own write"
                 );
+                // EXISTS, TTL and TYPE read this way.
+                let typed = store
+                    .get_typed(key.as_bytes(), Consistency::Quorum, TypedWanted::TypeOnly)
+                    .await
+                    .expect("typed read")
+                    .expect("present");
+                assert_eq!(typed.value.type_name(), "string", "{key}");
+                assert!(typed.version >= receipt.version, "{key}: typed read older");
                 let missing = format!("absent{i}");
                 assert_eq!(
                     store
@@ -107,9 +116,16 @@ async fn concurrent_operations_share_node_calls_and_each_caller_gets_its_own_ans
         t.await.unwrap();
     }
 
-    for (i, &((wb, we), (rb, re))) in before.iter().enumerate() {
+    for (i, &((wb, we), (rb, re), (tb, te))) in before.iter().enumerate() {
         let (w_calls, w_entries) = batch_counts(&tc, i, "write").await;
         let (r_calls, r_entries) = batch_counts(&tc, i, "read").await;
+        let (t_calls, t_entries) = batch_counts(&tc, i, "typed_read").await;
+        assert!(
+            t_entries - te > t_calls - tb,
+            "node {i}: {} typed reads in {} calls, never batched",
+            t_entries - te,
+            t_calls - tb
+        );
         assert!(
             w_entries - we > w_calls - wb,
             "node {i}: {} writes in {} calls, never batched",

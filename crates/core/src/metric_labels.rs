@@ -12,7 +12,7 @@ pub const NODE_HEALTH_STATES: &[&str] = &["up", "suspect", "down", "recovering"]
 /// because the node has no connection (`unavailable`) are not counted.
 pub const NODE_ERROR_KINDS: &[&str] = &["timeout", "connection", "server", "protocol"];
 /// Kinds of batched script calls (`quorumd_node_batches_total{kind}`).
-pub const BATCH_KINDS: &[&str] = &["read", "write"];
+pub const BATCH_KINDS: &[&str] = &["read", "typed_read", "write"];
 
 /// Sweep modes (`mode` label).
 pub const SWEEP_MODES: &[&str] = &["exchange", "full"];

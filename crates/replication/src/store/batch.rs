@@ -2,8 +2,10 @@
 //! call.
 //!
 //! A node's cost per operation is mostly the cost of a script call (parse, EVALSHA lookup, one
-//! round trip), not the work on the key. So each node has two lanes, reads and writes (their
-//! scripts differ: `READ` is `no-writes` and still runs under OOM, `APPLY` is refused up front).
+//! round trip), not the work on the key. So each node has three lanes, one per script: reads of
+//! strings, typed reads (a key of any type, or its type alone: EXISTS, TTL, TYPE) and writes
+//! (`READ` and `READ_TYPED` are `no-writes` and still run under OOM, `APPLY` is refused up
+//! front).
 //! An operation that finds a free call slot on its lane is sent at once, alone: no timer, no
 //! latency added when the service is idle. While every slot is busy, arrivals queue, and when a
 //! call finishes, everything queued (up to `max_entries`) goes as one call on the slot it
@@ -21,14 +23,14 @@
 //! writes of one key in one call are applied in the order they arrived; the version rule decides
 //! between them as it would between two calls.
 //!
-//! A node that is a Redis Cluster has a pair of lanes per master (per the last probe's slot
+//! A node that is a Redis Cluster has a set of lanes per master (per the last probe's slot
 //! table): a call waits for every slot it carries, so one lane per replica would hold the keys
 //! of every shard behind a master that stopped answering, for up to the node timeout.
 
 use quorumd_core::meta::Meta;
 use quorumd_node::calls;
 use quorumd_node::calls::store::{ApplyEntry, KeyLocation, NodeRead, Payload, ReadWanted};
-use quorumd_node::calls::store::{NodeCondition, WriteOutcome};
+use quorumd_node::calls::store::{NodeCondition, NodeTypedRead, TypedWanted, WriteOutcome};
 use quorumd_node::events::{NodeBatchCounters, NodeBatchSent};
 use quorumd_node::pool::{Node, NodeError, NodeId, NodePool, Traffic};
 use std::collections::{HashMap, VecDeque};
@@ -125,6 +127,28 @@ impl BatchedCall for ReadEntry {
     ) -> Result<Vec<Result<NodeRead, NodeError>>, NodeError> {
         let reads: Vec<_> = entries.iter().map(|e| (&*e.loc, e.wanted)).collect();
         calls::store::read_each(node, &reads).await
+    }
+}
+
+/// A typed read of one key on one node.
+pub(crate) struct TypedReadEntry {
+    loc: Arc<KeyLocation>,
+    wanted: TypedWanted,
+}
+
+impl BatchedCall for TypedReadEntry {
+    type Answer = NodeTypedRead;
+    const KIND: &'static str = "typed_read";
+    const SKIP_ABANDONED: bool = true;
+
+    async fn call(
+        node: &Node,
+        entries: &[&Self],
+    ) -> Result<Vec<Result<NodeTypedRead, NodeError>>, NodeError> {
+        let reads: Vec<_> = entries.iter().map(|e| (&*e.loc, e.wanted)).collect();
+        // The typed read answers for every type: no entry fails alone.
+        let answers = calls::store::read_typed(node, &reads).await?;
+        Ok(answers.into_iter().map(Ok).collect())
     }
 }
 
@@ -296,9 +320,10 @@ impl<C: BatchedCall> ShardLanes<C> {
     }
 }
 
-/// Both kinds of lanes of one node.
+/// The lanes of one node, one per script.
 struct NodeLanes {
     reads: ShardLanes<ReadEntry>,
+    typed_reads: ShardLanes<TypedReadEntry>,
     writes: ShardLanes<Arc<WriteEntry>>,
 }
 
@@ -314,6 +339,7 @@ impl Coalescer {
             .iter()
             .map(|n| NodeLanes {
                 reads: ShardLanes::new(n, limits),
+                typed_reads: ShardLanes::new(n, limits),
                 writes: ShardLanes::new(n, limits),
             })
             .collect();
@@ -331,6 +357,19 @@ impl Coalescer {
             .reads
             .lane(&loc.key)
             .submit(ReadEntry { loc, wanted })
+    }
+
+    /// Reads `loc` with its type on `node`, batched with the other typed reads meeting there.
+    pub fn read_typed(
+        &self,
+        node: NodeId,
+        loc: Arc<KeyLocation>,
+        wanted: TypedWanted,
+    ) -> impl Future<Output = Result<NodeTypedRead, NodeError>> + Send + 'static + use<> {
+        self.nodes[node]
+            .typed_reads
+            .lane(&loc.key)
+            .submit(TypedReadEntry { loc, wanted })
     }
 
     /// Writes `entry` on `node`, batched with the other writes meeting there.

@@ -22,7 +22,6 @@ use quorumd_core::hlc::Version;
 use quorumd_core::meta::{EntryKind, Meta};
 use quorumd_core::quorum::Consistency;
 use quorumd_core::stream::Stream;
-use quorumd_node::calls;
 use quorumd_node::calls::store::{KeyLocation, NodeTypedRead};
 use quorumd_node::pool::Node;
 use std::sync::Arc;
@@ -218,15 +217,7 @@ impl VersionedStore {
             wanted
         };
         let required = self.settings.quorum.read_quorum(level);
-        let read = |node: Arc<Node>| {
-            let loc = loc.clone();
-            async move {
-                let mut answers = calls::store::read_typed(&node, &[(&loc, wanted)]).await?;
-                answers.pop().ok_or_else(|| {
-                    quorumd_node::pool::NodeError::Protocol("typed read returned nothing".into())
-                })
-            }
-        };
+        let read = |node: Arc<Node>| self.batches.read_typed(node.id, loc.clone(), wanted);
         let gathered = self
             .read_quorum("read", required, Some(&loc.key), read)
             .await?;
