@@ -836,6 +836,11 @@ async fn status_health_and_readiness_follow_the_nodes() {
     );
     let (s, _) = tc.json("/healthz").await;
     assert_eq!(s, StatusCode::OK, "alive even without a quorum");
+    // Back up, a node shows no error: the status says what is wrong now.
+    tc.cluster.nodes[1].restart().unwrap();
+    tc.wait_health(1, "up").await;
+    let (_, status) = tc.json("/v1/status").await;
+    assert_eq!(status["nodes"][1]["last_error"], Value::Null, "{status}");
     tc.shutdown().await;
 }
 

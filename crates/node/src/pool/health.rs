@@ -117,6 +117,9 @@ impl HealthTracker {
     pub fn probe_succeeded(&mut self, rtt: Duration) -> Option<(Health, Health)> {
         self.record_latency(rtt);
         self.failed_probes = 0;
+        // The status shows what is wrong now: an error the node has recovered from stays in
+        // the `node health changed` log line, not beside `up`.
+        self.last_error = None;
         self.update(|t| t.live = Health::Up)
     }
 
@@ -209,6 +212,7 @@ mod tests {
         );
         assert_eq!(t.last_error(), Some("x"));
         assert_eq!(t.probe_succeeded(RTT), Some((Health::Down, Health::Up)));
+        assert_eq!(t.last_error(), None, "back up: the error is history");
     }
 
     #[test]
