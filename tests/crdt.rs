@@ -714,6 +714,43 @@ async fn bad_input_gets_clear_errors() {
     tc.shutdown().await;
 }
 
+/// HINCRBY on a field of a map made through the HTTP API reads the field as Redis reads a hash
+/// field: `01`, `+1`, ` 1` and `-0` are not integers (they were taken for numbers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hincrby_on_a_map_field_refuses_what_redis_refuses() {
+    use quorumd::resp::frame::Frame;
+    let tc = TestCluster::start(3).await;
+    let fields = json!({"lead": "01", "plus": "+1", "space": " 1", "minus_zero": "-0", "ok": "-7"});
+    let r = tc
+        .http
+        .patch(format!("{}/v1/maps/m", tc.base))
+        .json(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let addr = tc.app().resp_addr().expect("resp enabled");
+    let mut c = quorumd_testkit::resp::RespClient::connect(addr).await;
+    for field in ["lead", "plus", "space", "minus_zero"] {
+        assert_eq!(
+            c.call(&[b"HINCRBY", b"m", field.as_bytes(), b"1"]).await,
+            Frame::error("ERR hash value is not an integer"),
+            "{field}"
+        );
+    }
+    assert_eq!(
+        c.call(&[b"HINCRBY", b"m", b"ok", b"2"]).await,
+        Frame::Integer(-5)
+    );
+    let (s, v) = json_get(&tc, &format!("{}/v1/maps/m", tc.base)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["lead"], "01",
+        "the refused increments changed nothing: {v}"
+    );
+    tc.shutdown().await;
+}
+
 /// A node restarted empty is `recovering`: it takes updates but does not count for reads, and
 /// the exchange merges every CRDT back into it before it counts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use crate::store::{StoreError, VersionedStore};
 use quorumd_core::crdt::{Actor, CounterError, Crdt, CrdtKind, LwwMap, OrSet, PnCounter};
 use quorumd_core::hlc::wall_clock_ms;
 use quorumd_core::quorum::{Consistency, Decision};
+use quorumd_core::stream::string2ll;
 use quorumd_node::calls;
 use quorumd_node::calls::crdt::{MergeCode, MergeReply, NodeState};
 use quorumd_node::calls::store::KeyLocation;
@@ -353,10 +354,8 @@ impl CrdtStore {
                 Some(reg) => {
                     self.store.clock().observe(reg.version);
                     match &reg.value {
-                        Some(v) => std::str::from_utf8(v)
-                            .ok()
-                            .and_then(|s| s.parse::<i64>().ok())
-                            .ok_or(CrdtError::NotAnInteger)?,
+                        // As strictly as Redis reads a hash field (`string2ll`).
+                        Some(v) => string2ll(v).ok_or(CrdtError::NotAnInteger)?,
                         None => 0,
                     }
                 }
