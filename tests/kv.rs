@@ -549,6 +549,53 @@ async fn conditional_headers_with_foreign_tags_and_lists() {
     tc.shutdown().await;
 }
 
+/// A read with `If-None-Match` naming the key's version is 304 Not Modified, with the `ETag`
+/// and no body, so a client revalidates its copy without the bytes; `If-Match` naming another
+/// version is 412; a read of an absent key is 404 whatever the headers say (RFC 9110 §13.2.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_reads_revalidate_without_the_value() {
+    let tc = TestCluster::start(3).await;
+    let r = tc.put("c", "a value", "").await;
+    let current = r.headers()["etag"].to_str().unwrap().to_string();
+    let get = |headers: &[(&'static str, &str)]| {
+        let mut req = tc.http.get(tc.kv_url("c", ""));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    for tags in [current.as_str(), &format!("\"x\", W/{current}"), "*"] {
+        let r = get(&[("if-none-match", tags)]).await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{tags}");
+        assert_eq!(r.headers()["etag"], current.as_str());
+        assert!(r.bytes().await.unwrap().is_empty(), "{tags}: no body");
+    }
+    let r = get(&[("if-none-match", "\"x\"")]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), "a value".as_bytes());
+    let r = get(&[("if-match", "\"x\"")]).await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let body = body_json(r).await;
+    assert_eq!(
+        format!("\"{}\"", body["error"]["current_version"].as_str().unwrap()),
+        current,
+        "{body}"
+    );
+    let r = get(&[("if-match", current.as_str())]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = get(&[("if-none-match", "nope")]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "malformed");
+    let r = tc
+        .http
+        .get(tc.kv_url("absent", ""))
+        .header("if-none-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_match_compare_and_set() {
     let tc = TestCluster::start(3).await;

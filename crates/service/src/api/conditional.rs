@@ -1,7 +1,8 @@
-//! `If-Match` and `If-None-Match` on key-value writes, as RFC 9110 §13.1.1–13.1.2 and §13.2.2
-//! define them: `*` or a list of entity tags, several field lines joined into one list. A
+//! `If-Match` and `If-None-Match` on key-value writes and reads, as RFC 9110 §13.1.1–13.1.2
+//! and §13.2.2 define them: `*` or a list of entity tags, several field lines joined into one list. A
 //! syntax error is 400; a condition that does not hold is 412, whatever the tags say (a tag
-//! quorumd never issued simply matches nothing).
+//! quorumd never issued simply matches nothing). On a read, a failed `If-None-Match` is 304
+//! Not Modified instead, so a client can revalidate a cached value without its bytes.
 //!
 //! The store's compare-and-set takes one condition: the key is live with one version, live, or
 //! not live. A condition that needs more (a list, a negative tag, both headers) is pinned to
@@ -50,7 +51,18 @@ impl Tags {
     }
 }
 
-/// The preconditions of a write.
+/// The answer a conditional read gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadCondition {
+    /// 200 with the value.
+    Serve,
+    /// 304: the client's copy is current.
+    NotModified,
+    /// 412: `If-Match` names another version.
+    PreconditionFailed,
+}
+
+/// The preconditions of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Conditions {
     if_match: Option<Tags>,
@@ -80,6 +92,26 @@ impl Conditions {
             (Some(tags), Some(v)) => !tags.names(v, false),
         };
         matched && none_matched
+    }
+
+    /// What a read of a live key at `current` answers under these conditions (§13.2.2: a read
+    /// of an absent key is 404 whatever they say).
+    pub fn for_read(&self, current: Version) -> ReadCondition {
+        if self
+            .if_match
+            .as_ref()
+            .is_some_and(|t| !t.names(current, true))
+        {
+            ReadCondition::PreconditionFailed
+        } else if self
+            .if_none_match
+            .as_ref()
+            .is_some_and(|t| t.names(current, false))
+        {
+            ReadCondition::NotModified
+        } else {
+            ReadCondition::Serve
+        }
     }
 
     /// The store's condition when it says exactly the same thing, with no state to pin.
@@ -248,6 +280,41 @@ mod tests {
         counter: 0,
         writer: 2,
     };
+
+    #[test]
+    fn a_read_is_not_modified_when_if_none_match_names_its_version() {
+        let tag = format!("\"{}\"", V.encode());
+        let read = |h: &[(&HeaderName, &str)]| conditions(h).unwrap().for_read(V);
+        assert_eq!(read(&[]), ReadCondition::Serve);
+        assert_eq!(
+            read(&[(&header::IF_NONE_MATCH, &tag)]),
+            ReadCondition::NotModified
+        );
+        assert_eq!(
+            read(&[(&header::IF_NONE_MATCH, &format!("W/{tag}"))]),
+            ReadCondition::NotModified,
+            "weak comparison"
+        );
+        assert_eq!(
+            read(&[(&header::IF_NONE_MATCH, "*")]),
+            ReadCondition::NotModified
+        );
+        let other = format!("\"{}\"", OTHER.encode());
+        assert_eq!(
+            read(&[(&header::IF_NONE_MATCH, &other)]),
+            ReadCondition::Serve
+        );
+        assert_eq!(read(&[(&header::IF_MATCH, &tag)]), ReadCondition::Serve);
+        assert_eq!(
+            read(&[(&header::IF_MATCH, &other)]),
+            ReadCondition::PreconditionFailed
+        );
+        // If-Match is evaluated first.
+        assert_eq!(
+            read(&[(&header::IF_MATCH, &other), (&header::IF_NONE_MATCH, &tag)]),
+            ReadCondition::PreconditionFailed
+        );
+    }
 
     fn conditions(headers: &[(&HeaderName, &str)]) -> Result<Conditions, ApiError> {
         let mut h = HeaderMap::new();

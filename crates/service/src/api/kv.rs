@@ -2,7 +2,7 @@
 //! with `If-Match` / `If-None-Match` (`conditional`).
 
 use super::AppState;
-use super::conditional::Conditions;
+use super::conditional::{Conditions, ReadCondition};
 use super::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -137,9 +137,11 @@ pub async fn get(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     q: Result<Query<KvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, level) = key_and_level_without_ttl(&method, &uri, &state, q)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let Some(found) = state.store.get(&key, level).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -147,12 +149,24 @@ pub async fn get(
             "no such key",
         ));
     };
-    let mut resp = (StatusCode::OK, found.value).into_response();
+    let mut resp = match conditions.for_read(found.version) {
+        ReadCondition::Serve => {
+            let mut resp = (StatusCode::OK, found.value).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            resp
+        }
+        ReadCondition::NotModified => StatusCode::NOT_MODIFIED.into_response(),
+        ReadCondition::PreconditionFailed => {
+            return Err(StoreError::PreconditionFailed {
+                current: Some(found.version),
+            }
+            .into());
+        }
+    };
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
     h.insert(header::ETAG, etag(found.version));
     if let Some(at) = found.expires_at_ms {
         h.insert("x-quorumd-expires-at-ms", HeaderValue::from(at));
