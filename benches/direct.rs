@@ -1252,11 +1252,11 @@ async fn memory(
         ("format 2, longer listpack values", longer, 1),
     ] {
         let encoding: String =
-            command(c, redis::cmd("OBJECT").arg("ENCODING").arg(&loc.meta_key)).await?;
-        let len: u64 = command(c, redis::cmd("HLEN").arg(&loc.meta_key)).await?;
-        let usage: u64 = command(c, redis::cmd("MEMORY").arg("USAGE").arg(&loc.meta_key)).await?;
+            command(c, redis::cmd("OBJECT").arg("ENCODING").arg(&*loc.meta_key)).await?;
+        let len: u64 = command(c, redis::cmd("HLEN").arg(&*loc.meta_key)).await?;
+        let usage: u64 = command(c, redis::cmd("MEMORY").arg("USAGE").arg(&*loc.meta_key)).await?;
         let entry: Vec<u8> =
-            command(c, redis::cmd("HGET").arg(&loc.meta_key).arg(&loc.key[..])).await?;
+            command(c, redis::cmd("HGET").arg(&*loc.meta_key).arg(&loc.key[..])).await?;
         entry_len[i] = entry.len();
         sample.push((name, encoding, len, usage));
     }

@@ -133,7 +133,7 @@ async fn replicas_agree(tc: &TestCluster, urls: &[Vec<String>]) {
                 .await
                 .unwrap();
             let meta: Option<Vec<u8>> = redis::cmd("HGET")
-                .arg(&loc.meta_key)
+                .arg(&*loc.meta_key)
                 .arg(&key)
                 .query_async(&mut c)
                 .await

@@ -44,7 +44,7 @@ async fn copy_on(tc: &TestCluster, r: usize, key: &str) -> (Option<String>, Opti
     let loc = tc.app().store().locate(key.as_bytes()).unwrap();
     let mut c = replica(tc, r).await;
     let value: Option<String> = c.get(key).await.unwrap();
-    let meta: Option<Vec<u8>> = c.hget(&loc.meta_key, key).await.unwrap();
+    let meta: Option<Vec<u8>> = c.hget(&*loc.meta_key, key).await.unwrap();
     (value, meta)
 }
 
@@ -107,7 +107,7 @@ async fn reads_and_writes_at_every_level_land_in_each_clusters_owning_master() {
             // The key's metadata sits beside it on the same master, in its slot.
             assert_eq!(key_slot(loc.meta_key.as_bytes()), key_slot(k.as_bytes()));
             let held: bool = redis::cmd("HEXISTS")
-                .arg(&loc.meta_key)
+                .arg(&*loc.meta_key)
                 .arg(k)
                 .query_async(&mut c)
                 .await
@@ -663,7 +663,7 @@ async fn shaped_copy(
         let mut c = tc.direct(first).await;
         return (
             c.get(key).await.unwrap(),
-            c.hget(&meta_key, key).await.unwrap(),
+            c.hget(&*meta_key, key).await.unwrap(),
         );
     }
     let seeds: Vec<String> = tc.cluster.nodes[first..first + shape[r]]
@@ -677,7 +677,7 @@ async fn shaped_copy(
         .unwrap();
     (
         c.get(key).await.unwrap(),
-        c.hget(&meta_key, key).await.unwrap(),
+        c.hget(&*meta_key, key).await.unwrap(),
     )
 }
 

@@ -40,7 +40,7 @@ async fn repairs_and_old_writes_never_overwrite_newer_versions() {
             let mut samples = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let raw: Option<Vec<u8>> = redis::cmd("HGET")
-                    .arg(&meta_key)
+                    .arg(&*meta_key)
                     .arg(KEY)
                     .query_async(&mut conn)
                     .await

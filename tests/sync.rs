@@ -395,8 +395,8 @@ async fn a_bucket_that_cannot_be_compared_keeps_a_node_recovering() {
     let mut c0 = tc.direct(0).await;
     // The narrowing step (sub-digests), then the metadata read of the differing sub-bucket.
     for (unreadable, failing_step) in [
-        (loc.sub_digest_key.clone(), "sub-bucket digests"),
-        (loc.meta_key.clone(), "bucket metadata"),
+        (loc.sub_digest_key.to_string(), "sub-bucket digests"),
+        (loc.meta_key.to_string(), "bucket metadata"),
     ] {
         let aside = format!("{unreadable}:aside");
         let _: () = redis::pipe()
@@ -739,7 +739,7 @@ async fn client_writes_racing_sweeps_are_never_overwritten_by_older_values() {
                 for k in &keys {
                     let loc = tc.app().store().locate(k.as_bytes()).unwrap();
                     let raw: Option<Vec<u8>> = redis::cmd("HGET")
-                        .arg(&loc.meta_key)
+                        .arg(&*loc.meta_key)
                         .arg(k)
                         .query_async(&mut c)
                         .await
@@ -1187,7 +1187,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
         .await
         .unwrap();
     let _: () = redis::cmd("HSET")
-        .arg(&k.sub_digest_key)
+        .arg(&*k.sub_digest_key)
         .arg(k.sub)
         .arg(bump(good_k.1[&k.sub]))
         .query_async(&mut c1)
@@ -1195,7 +1195,7 @@ async fn every_script_keeps_both_digest_levels_and_the_full_sweep_rebuilds_corru
         .unwrap();
     let mut c2 = tc.direct(2).await;
     let _: () = redis::cmd("HSET")
-        .arg(&other.sub_digest_key)
+        .arg(&*other.sub_digest_key)
         .arg(other.sub)
         .arg(bump(good_other.1[&other.sub]))
         .query_async(&mut c2)
@@ -1280,7 +1280,10 @@ async fn bucket_copy_lands_only_where_the_bucket_is_empty() {
         };
         assert_eq!(done.unwrap(), vec![true], "{restore}");
         for (what, cmd) in [
-            ("metadata", redis::cmd("HGETALL").arg(&loc.meta_key).clone()),
+            (
+                "metadata",
+                redis::cmd("HGETALL").arg(&*loc.meta_key).clone(),
+            ),
             ("value", redis::cmd("GET").arg("k").clone()),
         ] {
             let on_0: redis::Value = cmd.query_async(&mut c0).await.unwrap();

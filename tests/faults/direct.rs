@@ -156,7 +156,7 @@ async fn observe(app: &App, urls: &[String], stop: &AtomicBool, out: &Mutex<Vec<
                 let mut c = connect(url).await?;
                 let mut pipe = redis::pipe();
                 for l in &locs {
-                    pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+                    pipe.cmd("HGET").arg(&*l.meta_key).arg(&l.key[..]);
                 }
                 pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut c).await
             };

@@ -46,7 +46,7 @@ pub async fn try_node_view(tc: &TestCluster, node: usize, key: &str) -> Result<N
     let mut c = tc.direct(node).await;
     let on = |e: redis::RedisError| format!("{key} on node {node}: {e}");
     let meta: Option<Vec<u8>> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
+        .arg(&*loc.meta_key)
         .arg(key)
         .query_async(&mut c)
         .await
@@ -190,7 +190,7 @@ pub async fn dump_crdt(tc: &TestCluster, node: usize, key: &str) -> Dump {
         .await
         .unwrap();
     let meta: Vec<u8> = redis::cmd("HGET")
-        .arg(&loc.meta_key)
+        .arg(&*loc.meta_key)
         .arg(key)
         .query_async(&mut c)
         .await
@@ -220,7 +220,7 @@ pub async fn restore_crdt(tc: &TestCluster, node: usize, key: &str, d: &Dump) {
         .await
         .unwrap();
     let _: () = redis::cmd("HSET")
-        .arg(&loc.meta_key)
+        .arg(&*loc.meta_key)
         .arg(key)
         .arg(&d.2)
         .query_async(&mut c)

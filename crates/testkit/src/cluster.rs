@@ -331,7 +331,7 @@ impl TestCluster {
         let loc = self.app().store().locate(key).expect("user key");
         let mut c = self.direct(i).await;
         let raw: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(&loc.meta_key)
+            .arg(&*loc.meta_key)
             .arg(key)
             .query_async(&mut c)
             .await

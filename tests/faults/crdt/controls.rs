@@ -117,7 +117,7 @@ struct Copy {
 fn keys_of(app: &App, name: &str) -> (String, String) {
     let loc = app.store().locate(name.as_bytes()).unwrap();
     let prefix = &app.store().settings().layout.prefix;
-    (loc.meta_key, format!("{prefix}c:{name}"))
+    (loc.meta_key.to_string(), format!("{prefix}c:{name}"))
 }
 
 async fn direct(nemesis: &Nemesis, node: usize) -> redis::aio::MultiplexedConnection {

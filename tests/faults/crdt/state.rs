@@ -49,7 +49,7 @@ pub async fn node_views(nemesis: &Nemesis, app: &App, kind: Kind, name: &str) ->
             .expect("direct connection");
         let (meta, state): (Option<Vec<u8>>, State) = redis::pipe()
             .cmd("HGET")
-            .arg(&loc.meta_key)
+            .arg(&*loc.meta_key)
             .arg(name)
             .cmd("HGETALL")
             .arg(format!("{prefix}c:{name}"))

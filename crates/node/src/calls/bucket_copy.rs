@@ -492,8 +492,8 @@ pub async fn restore_buckets_watched(
                 }
             }
             match b.digest_field {
-                DigestField::Hash(field) => tx.cmd("HSET").arg(&b.digest_key).arg(field),
-                DigestField::String => tx.cmd("SET").arg(&b.digest_key),
+                DigestField::Hash(field) => tx.cmd("HSET").arg(&*b.digest_key).arg(field),
+                DigestField::String => tx.cmd("SET").arg(&*b.digest_key),
             }
             .arg(b.digest);
         }
@@ -537,7 +537,7 @@ fn restore_command(node: &Node, buckets: &[&BucketCopy]) -> Cmd {
         .sum::<usize>();
     let mut cmd = eval_cmd(&RESTORE_BUCKETS, keys);
     for b in buckets {
-        cmd.arg(&b.digest_key);
+        cmd.arg(&*b.digest_key);
         for (key, _) in b.hashes() {
             cmd.arg(key);
         }

@@ -173,7 +173,7 @@ pub async fn verify_states(
         |group| async move {
             let mut inv = VERIFY_STATE.prepare_invoke();
             for (l, state_key) in &group {
-                inv.key(&l.key[..]).key(&l.meta_key).key(*state_key);
+                inv.key(&l.key[..]).key(&*l.meta_key).key(*state_key);
             }
             let reply: Value = node
                 .run_as(Traffic::Background, |mut c| async move {
@@ -211,11 +211,11 @@ async fn merge_as(
     want: &str,
 ) -> Result<MergeReply, NodeError> {
     let mut inv = MERGE.prepare_invoke();
-    inv.key(&loc.digest_key)
+    inv.key(&*loc.digest_key)
         .key(&loc.key[..])
-        .key(&loc.meta_key)
+        .key(&*loc.meta_key)
         .key(state_key)
-        .key(&loc.sub_digest_key);
+        .key(&*loc.sub_digest_key);
     inv.arg(loc.digest_field.arg())
         .arg(loc.sub)
         .arg(kind.code().to_string())
@@ -256,7 +256,7 @@ pub async fn read_state(
     state_key: &[u8],
 ) -> Result<NodeState, NodeError> {
     let mut inv = READ_STATE.prepare_invoke();
-    inv.key(&loc.key[..]).key(&loc.meta_key).key(state_key);
+    inv.key(&loc.key[..]).key(&*loc.meta_key).key(state_key);
     let reply: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;

@@ -235,7 +235,7 @@ pub async fn merge_sub_buckets(
             |group| async move {
                 let mut inv = MERGE_SUB_BUCKETS.prepare_invoke();
                 for b in &group {
-                    inv.key(&b.sub_digest_key);
+                    inv.key(&*b.sub_digest_key);
                     for k in &b.meta_keys {
                         inv.key(k);
                     }

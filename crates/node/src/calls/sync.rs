@@ -154,7 +154,7 @@ pub async fn bucket_metas<U: AsRef<[String]>>(
 pub async fn key_metas(node: &Node, locs: &[KeyLocation]) -> Result<Vec<Option<Meta>>, NodeError> {
     let mut pipe = redis::pipe();
     for l in locs {
-        pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+        pipe.cmd("HGET").arg(&*l.meta_key).arg(&l.key[..]);
     }
     let raw: Vec<Option<Vec<u8>>> = node
         .run(|mut c| async move { pipe.query_async(&mut c).await })
@@ -207,7 +207,7 @@ pub type KeyState = (Option<Meta>, bool);
 pub async fn key_states(node: &Node, locs: &[KeyLocation]) -> Result<Vec<KeyState>, NodeError> {
     let mut pipe = redis::pipe();
     for l in locs {
-        pipe.cmd("HGET").arg(&l.meta_key).arg(&l.key[..]);
+        pipe.cmd("HGET").arg(&*l.meta_key).arg(&l.key[..]);
         pipe.cmd("EXISTS").arg(&l.key[..]);
     }
     let raw: Vec<redis::Value> = node

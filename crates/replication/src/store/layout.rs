@@ -185,7 +185,7 @@ impl VersionedStore {
         Ok(sample.iter().all(|(hash, entries)| {
             entries.iter().all(|(key, entry)| {
                 quorumd_core::meta::Meta::parse(entry).is_ok()
-                    && self.locate(key).is_ok_and(|loc| &loc.meta_key == hash)
+                    && self.locate(key).is_ok_and(|loc| *loc.meta_key == **hash)
             })
         }))
     }

@@ -8,6 +8,7 @@ mod hints;
 pub mod inspect;
 pub mod keyspace;
 pub mod layout;
+mod names;
 pub(crate) mod repair;
 mod rmw;
 mod stats;
@@ -239,11 +240,14 @@ pub struct VersionedStore {
     suspects: suspects::SuspectSink,
     /// Where the next read's first wave starts (`quorum::read_waves`).
     read_turn: AtomicUsize,
+    /// The names of each bucket's reserved keys, made once.
+    names: names::KeyNames,
 }
 
 impl VersionedStore {
     pub fn new(pool: Arc<NodePool>, clock: Hlc, settings: StoreSettings) -> Self {
         let batches = Arc::new(Coalescer::new(&pool, settings.batch));
+        let names = names::KeyNames::new(&settings.layout);
         VersionedStore {
             pool,
             clock,
@@ -251,6 +255,7 @@ impl VersionedStore {
             batches,
             suspects: suspects::SuspectSink::default(),
             read_turn: AtomicUsize::new(0),
+            names,
         }
     }
 
@@ -272,12 +277,13 @@ impl VersionedStore {
         }
         let layout = &self.settings.layout;
         let quorumd_core::digest::Placement { bucket, sub } = layout.place(key);
+        let names = self.names.of(bucket);
         Ok(KeyLocation {
             key: key.to_vec(),
-            meta_key: layout.meta_key(bucket, sub),
-            digest_key: layout.digest_key(bucket),
+            meta_key: names.meta[sub as usize].clone(),
+            digest_key: names.digest.clone(),
             digest_field: layout.digest_field(bucket),
-            sub_digest_key: layout.sub_digest_key(bucket),
+            sub_digest_key: names.sub_digest.clone(),
             bucket,
             sub,
         })

@@ -16,7 +16,7 @@ use quorumd_core::layout::DigestField;
 use quorumd_core::meta::{EntryKind, Meta};
 use redis::{Script, Value};
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 mod typed;
 mod upkeep;
@@ -101,13 +101,14 @@ static DUMP: LazyLock<Script> = LazyLock::new(|| Script::new(DUMP_LUA));
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyLocation {
     pub key: Vec<u8>,
-    /// The metadata hash of the key's sub-bucket.
-    pub meta_key: String,
+    /// The metadata hash of the key's sub-bucket. The names are shared (`Arc`): a request
+    /// takes them from the store's table instead of formatting its own.
+    pub meta_key: Arc<str>,
     /// The key holding the bucket's digest, where `digest_field` says.
-    pub digest_key: String,
+    pub digest_key: Arc<str>,
     pub digest_field: DigestField,
     /// The bucket's sub-digest hash (field = sub-bucket).
-    pub sub_digest_key: String,
+    pub sub_digest_key: Arc<str>,
     pub bucket: u32,
     pub sub: u32,
 }
@@ -279,9 +280,9 @@ async fn apply_slot(
             (EntryKind::Value, Payload::Dump(p)) => ("r", p),
         });
         cmd.arg(&e.loc.key[..])
-            .arg(&e.loc.meta_key)
-            .arg(&e.loc.digest_key)
-            .arg(&e.loc.sub_digest_key);
+            .arg(&*e.loc.meta_key)
+            .arg(&*e.loc.digest_key)
+            .arg(&*e.loc.sub_digest_key);
     }
     for (e, (mode, payload)) in entries.iter().zip(modes) {
         cmd.arg(e.loc.digest_field.arg())
@@ -398,7 +399,7 @@ async fn read_slot(
 ) -> Result<Vec<Result<NodeRead, NodeError>>, NodeError> {
     let mut cmd = eval_cmd(&READ, 2 * reads.len());
     for (loc, _) in reads {
-        cmd.arg(&loc.key[..]).arg(&loc.meta_key);
+        cmd.arg(&loc.key[..]).arg(&*loc.meta_key);
     }
     for (_, wanted) in reads {
         cmd.arg(match wanted {
@@ -439,7 +440,7 @@ pub async fn prepare(
 ) -> Result<Prepared, NodeError> {
     let mut inv = PREPARE.prepare_invoke();
     inv.key(&loc.key[..])
-        .key(&loc.meta_key)
+        .key(&*loc.meta_key)
         .arg(&ballot.to_bytes()[..])
         .arg(ttl_ms.max(1));
     let reply: Value = node
@@ -463,7 +464,7 @@ pub async fn release_promise(
 ) -> Result<(), NodeError> {
     let mut inv = RELEASE_PROMISE.prepare_invoke();
     inv.key(&loc.key[..])
-        .key(&loc.meta_key)
+        .key(&*loc.meta_key)
         .arg(&ballot.to_bytes()[..]);
     let _: Value = node
         .run(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -487,7 +488,7 @@ async fn per_key(
         |group| async move {
             let mut inv = script.prepare_invoke();
             for l in &group {
-                inv.key(&l.key[..]).key(&l.meta_key);
+                inv.key(&l.key[..]).key(&*l.meta_key);
             }
             for a in args {
                 inv.arg(*a);

@@ -107,7 +107,7 @@ pub async fn read_typed(
             |group| async move {
                 let mut inv = READ_TYPED.prepare_invoke();
                 for (loc, wanted) in &group {
-                    inv.key(&loc.key[..]).key(&loc.meta_key);
+                    inv.key(&loc.key[..]).key(&*loc.meta_key);
                     inv.arg(match wanted {
                         TypedWanted::Full => "f",
                         TypedWanted::TypeOnly => "y",

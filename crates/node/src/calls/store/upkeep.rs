@@ -44,9 +44,9 @@ pub async fn purge(node: &Node, entries: &[(&KeyLocation, &Meta)]) -> Result<u64
                 let mut inv = PURGE.prepare_invoke();
                 for (loc, meta) in &group {
                     inv.key(&loc.key[..])
-                        .key(&loc.meta_key)
-                        .key(&loc.digest_key)
-                        .key(&loc.sub_digest_key);
+                        .key(&*loc.meta_key)
+                        .key(&*loc.digest_key)
+                        .key(&*loc.sub_digest_key);
                     inv.arg(loc.digest_field.arg())
                         .arg(loc.sub)
                         .arg(meta.encode());
@@ -108,7 +108,7 @@ async fn rebuild_slot_digests(
                 b.meta_keys.len()
             )));
         }
-        inv.key(&b.digest_key).key(&b.sub_digest_key);
+        inv.key(&*b.digest_key).key(&*b.sub_digest_key);
         for k in &b.meta_keys {
             inv.key(k);
         }
