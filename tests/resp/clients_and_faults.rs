@@ -600,3 +600,79 @@ async fn node_error_replies_reach_the_client_by_kind() {
     assert_eq!(c.cmd("SET e:k3 v").await, Frame::ok());
     tc.shutdown().await;
 }
+
+/// Before AUTH, Redis checks that the command exists and its arity first: an unknown command
+/// or a wrong arity is answered as such, and only a well-formed command gets NOAUTH (the
+/// transaction commands too; EXEC's refusal discards, as `EXECABORT`). Compared with a
+/// redis-server 7.0 that has `requirepass`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_auth_arity_and_unknown_commands_are_answered_as_redis() {
+    let tc = TestCluster::start_with(3, |cfg| {
+        cfg.resp.password = Some(quorumd::config::Secret("s3cret".into()));
+    })
+    .await;
+    let reference = start_reference().await;
+    let mut admin = RespClient::connect(reference.nodes[0].addr()).await;
+    assert_eq!(
+        admin.cmd("CONFIG SET requirepass s3cret").await,
+        Frame::ok()
+    );
+    let mut ours = RespClient::connect(resp_addr(&tc)).await;
+    let mut theirs = RespClient::connect(reference.nodes[0].addr()).await;
+    answers_as_reference(
+        &mut ours,
+        &mut theirs,
+        &[
+            "GET",
+            "GET a b",
+            "NOSUCH a b",
+            "SET k",
+            "GET k",
+            "MULTI",
+            "MULTI x",
+            "EXEC",
+            "EXEC x",
+            "DISCARD",
+            "WATCH",
+            "WATCH k",
+            "UNWATCH",
+            "CLIENT REPLY OFF",
+            "COMMAND GETKEYS get k",
+            "PING",
+            "AUTH s3cret",
+            "GET",
+            "MULTI",
+            "GET",
+            "EXEC",
+        ],
+    )
+    .await;
+    tc.shutdown().await;
+}
+
+/// Inline commands (a line typed into telnet) are split as Redis's `sdssplitargs` splits
+/// them: quotes may open inside a word, a form feed separates words but does not end one,
+/// and a closing quote followed by anything but a blank is Redis's protocol error, after
+/// which both close the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_commands_are_split_as_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    writes_as_reference(
+        &mut ours,
+        &mut theirs,
+        &[
+            b"ECHO a\"b\"\r\n",
+            b"ECHO a\"b c\"\r\n",
+            b"ECHO a\x0cb\r\n",
+            b"ECHO \x0c\x0b a\r\n",
+            b"\x0bECHO\x0ba\r\n",
+            b"ECHO 'it\\'s' \"\\x41\\q\"\r\n",
+            b"SET inline:k \"a\\tb\\x00c\"\r\nGET inline:k\r\n",
+            b"ECHO \"a\"\x0cb\r\n",
+            b"ECHO \"a\"b\r\nPING\r\n",
+            b"ECHO 'a\r\n",
+        ],
+    )
+    .await;
+    tc.shutdown().await;
+}

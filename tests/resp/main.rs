@@ -66,6 +66,52 @@ async fn wire_reply(c: &mut RespClient, line: &str) -> Vec<u8> {
     }
 }
 
+/// What the server writes for `payload` (raw requests), as bytes: everything up to the reply
+/// of an `ECHO end-of-case` sent after it (behind `CLIENT REPLY ON`), or up to the close.
+/// Raw, because `CLIENT REPLY` inside MULTI leaves EXEC's array short, as in Redis.
+async fn raw_replies(c: &mut RespClient, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = payload.to_vec();
+    bytes.extend(request(&[b"CLIENT", b"REPLY", b"ON"]));
+    bytes.extend(request(&[b"ECHO", b"end-of-case"]));
+    c.send_raw(&bytes).await;
+    let end = b"$11\r\nend-of-case\r\n";
+    let mut raw = Vec::new();
+    while !raw.ends_with(end) {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(10), c.socket().read(&mut chunk));
+        let Ok(n) = read.await else {
+            panic!(
+                "the end of the case within 10 s; got {}",
+                String::from_utf8_lossy(&raw)
+            )
+        };
+        let n = n.unwrap_or(0);
+        if n == 0 {
+            return raw;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    raw.truncate(raw.len() - end.len());
+    raw
+}
+
+/// Sends each payload on a fresh connection to both servers and checks that quorumd wrote
+/// the same bytes as the redis-server.
+async fn writes_as_reference(ours: &mut RespClient, theirs: &mut RespClient, cases: &[&[u8]]) {
+    for payload in cases {
+        ours.reconnect().await;
+        theirs.reconnect().await;
+        let expected = raw_replies(theirs, payload).await;
+        let got = raw_replies(ours, payload).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&expected),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+}
+
 fn resp_addr(tc: &TestCluster) -> SocketAddr {
     tc.app().resp_addr().expect("resp enabled")
 }

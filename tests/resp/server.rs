@@ -1,4 +1,4 @@
-//! Server and session commands: `DBSIZE`, `TIME`, `OBJECT`, `MEMORY USAGE`, `CONFIG GET`, `CLIENT`, `INFO`.
+//! Server and session commands: `DBSIZE`, `TIME`, `OBJECT`, `MEMORY USAGE`, `CONFIG GET`, `CLIENT`, `INFO`, `COMMAND`.
 
 use super::*;
 
@@ -504,5 +504,208 @@ async fn client_no_evict_is_accepted_as_redis() {
         ],
     )
     .await;
+    tc.shutdown().await;
+}
+
+/// The transaction commands are in the command table as in redis-server 7.0: `COMMAND INFO`
+/// gives Redis's name, arity, flags and key positions (quorumd's table has no ACL categories
+/// or key specs, the entries after those), and `COMMAND LIST` and `COMMAND COUNT` count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_commands_are_in_the_command_table_as_in_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let head = |f: Frame| match f {
+        Frame::Array(commands) => commands
+            .into_iter()
+            .map(|c| match c {
+                Frame::Array(fields) => Frame::Array(fields.into_iter().take(6).collect()),
+                other => other,
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("COMMAND INFO answers an array: {other:?}"),
+    };
+    let line = "COMMAND INFO multi EXEC discard watch unwatch auth";
+    let expected = head(theirs.cmd(line).await);
+    assert_eq!(head(ours.cmd(line).await), expected);
+    let Frame::Array(names) = ours.cmd("COMMAND LIST").await else {
+        panic!("COMMAND LIST")
+    };
+    for name in ["multi", "exec", "discard", "watch", "unwatch"] {
+        assert!(names.contains(&bulk(name)), "{name} listed");
+    }
+    let Frame::Array(all) = ours.cmd("COMMAND").await else {
+        panic!("COMMAND")
+    };
+    assert_eq!(all.len(), names.len());
+    assert_eq!(
+        ours.cmd("COMMAND COUNT").await,
+        Frame::Integer(names.len() as i64)
+    );
+    // The connection still runs them.
+    answers_as_reference(
+        &mut ours,
+        &mut theirs,
+        &[
+            "MULTI", "SET tx 1", "EXEC", "WATCH tx", "UNWATCH", "DISCARD",
+        ],
+    )
+    .await;
+    tc.shutdown().await;
+}
+
+/// `COMMAND GETKEYS` and `GETKEYSANDFLAGS` find the keys redis-server 7.0 finds, with its
+/// flags and its errors, in RESP2 and RESP3 (where the flags are a set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_getkeys_answers_as_redis() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let lines = [
+        "COMMAND GETKEYS get k",
+        "COMMAND GETKEYS mset a 1 b 2",
+        "COMMAND GETKEYSANDFLAGS del a b",
+        "COMMAND GETKEYSANDFLAGS lmove a b left right",
+        "COMMAND GETKEYS rename a b",
+        "COMMAND GETKEYS zunionstore d 2 a b",
+        "COMMAND GETKEYS zunionstore d 3 a b",
+        "COMMAND GETKEYSANDFLAGS zunionstore d 2x a b",
+        "COMMAND GETKEYS zunion 2 a b withscores",
+        "COMMAND GETKEYSANDFLAGS set k v",
+        "COMMAND GETKEYSANDFLAGS set k v get",
+        "COMMAND GETKEYSANDFLAGS bitfield k get u8 0",
+        "COMMAND GETKEYSANDFLAGS bitfield k incrby u8 0 1",
+        "COMMAND GETKEYSANDFLAGS sort k by w limit 0 1 store d",
+        "COMMAND GETKEYS sort k store",
+        "COMMAND GETKEYS xread count 1 streams a b 0 0",
+        "COMMAND GETKEYS xread count 1 streams a",
+        "COMMAND GETKEYSANDFLAGS xreadgroup group g c streams s >",
+        "COMMAND GETKEYSANDFLAGS georadius k 0 0 1 km store d storedist e",
+        "COMMAND GETKEYS geosearchstore d s frommember m byradius 1 km",
+        "COMMAND GETKEYS eval s 0",
+        "COMMAND GETKEYS eval s 2 a b",
+        "COMMAND GETKEYS lmpop 2 a b left",
+        "COMMAND GETKEYS blmpop 0 2 a b left count 2",
+        "COMMAND GETKEYS sintercard 2 a b",
+        "COMMAND GETKEYS watch a b",
+        "COMMAND GETKEYS memory usage k",
+        "COMMAND GETKEYS OBJECT ENCODING k",
+        "COMMAND GETKEYS xinfo stream s",
+        "COMMAND GETKEYSANDFLAGS xgroup create s g $",
+        "COMMAND GETKEYS pfdebug getreg k",
+        "COMMAND GETKEYS config get x",
+        "COMMAND GETKEYS memory nosuch k",
+        "COMMAND GETKEYS memory usage",
+        "COMMAND GETKEYS publish c m",
+        "COMMAND GETKEYS ping x",
+        "COMMAND GETKEYS nosuch k",
+        "COMMAND GETKEYS get a b",
+        "COMMAND GETKEYS get",
+        "COMMAND GETKEYS",
+        "COMMAND GETKEYSANDFLAGS get",
+    ];
+    answers_as_reference(&mut ours, &mut theirs, &lines).await;
+    assert!(matches!(ours.cmd("HELLO 3").await, Frame::Map(_)));
+    assert!(matches!(theirs.cmd("HELLO 3").await, Frame::Map(_)));
+    answers_as_reference(
+        &mut ours,
+        &mut theirs,
+        &[
+            "COMMAND GETKEYSANDFLAGS lmove a b left right",
+            "COMMAND GETKEYS mset a 1 b 2",
+        ],
+    )
+    .await;
+    tc.shutdown().await;
+}
+
+/// `CLIENT REPLY OFF|ON|SKIP` drops the replies redis-server 7.0 drops, byte for byte:
+/// pipelined commands (which quorumd runs concurrently), errors, MULTI/EXEC (where Redis
+/// writes EXEC's array header before the commands run, so a `CLIENT REPLY` queued in the
+/// transaction leaves the array short), RESET, and pub/sub confirmations, which are never
+/// dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reply_drops_the_replies_redis_drops() {
+    let (tc, _reference, mut ours, mut theirs) = beside_a_reference().await;
+    let cat = |cmds: &[&[&[u8]]]| -> Vec<u8> { cmds.iter().flat_map(|c| request(c)).collect() };
+    let on: &[&[u8]] = &[b"CLIENT", b"REPLY", b"ON"];
+    let off: &[&[u8]] = &[b"CLIENT", b"REPLY", b"OFF"];
+    let skip: &[&[u8]] = &[b"CLIENT", b"REPLY", b"SKIP"];
+    let cases: Vec<Vec<u8>> = vec![
+        cat(&[
+            off,
+            &[b"SET", b"r:a", b"1"],
+            &[b"SET", b"r:b", b"2"],
+            &[b"GET", b"r:a"],
+            &[b"NOSUCH"],
+            &[b"GET"],
+            on,
+            &[b"MGET", b"r:a", b"r:b"],
+        ]),
+        cat(&[
+            &[b"SET", b"r:c", b"3"],
+            skip,
+            &[b"GET", b"r:a"],
+            &[b"GET", b"r:b"],
+            &[b"GET", b"r:c"],
+        ]),
+        cat(&[skip, skip, &[b"ECHO", b"1"], &[b"ECHO", b"2"]]),
+        cat(&[skip, on, &[b"ECHO", b"2"]]),
+        cat(&[off, skip, on, &[b"ECHO", b"2"]]),
+        cat(&[skip, &[b"GET"], &[b"ECHO", b"z"]]),
+        cat(&[skip, &[b"EXEC"], &[b"ECHO", b"z"]]),
+        cat(&[
+            &[b"CLIENT", b"REPLY"],
+            &[b"CLIENT", b"REPLY", b"x"],
+            &[b"CLIENT", b"REPLY", b"on", b"x"],
+            &[b"client", b"reply", b"On"],
+        ]),
+        // MULTI/EXEC: the transaction's replies are dropped like any others...
+        cat(&[skip, &[b"MULTI"], &[b"SET", b"r:d", b"1"], &[b"EXEC"]]),
+        cat(&[
+            off,
+            &[b"MULTI"],
+            &[b"SET", b"r:d", b"2"],
+            &[b"EXEC"],
+            on,
+            &[b"GET", b"r:d"],
+        ]),
+        // ... and CLIENT REPLY inside one acts as it runs, at EXEC.
+        cat(&[
+            &[b"MULTI"],
+            off,
+            &[b"SET", b"r:e", b"1"],
+            &[b"EXEC"],
+            on,
+            &[b"GET", b"r:e"],
+        ]),
+        cat(&[
+            &[b"MULTI"],
+            skip,
+            &[b"ECHO", b"1"],
+            &[b"ECHO", b"2"],
+            &[b"EXEC"],
+            &[b"ECHO", b"y"],
+            &[b"ECHO", b"z"],
+        ]),
+        cat(&[
+            off,
+            &[b"MULTI"],
+            on,
+            &[b"ECHO", b"1"],
+            &[b"EXEC"],
+            &[b"ECHO", b"z"],
+        ]),
+        cat(&[&[b"MULTI"], skip, &[b"CLIENT", b"REPLY", b"X"], &[b"EXEC"]]),
+        // RESET ends OFF, but not the SKIP it is under.
+        cat(&[off, &[b"RESET"], &[b"ECHO", b"a"]]),
+        cat(&[skip, &[b"RESET"], &[b"ECHO", b"a"]]),
+        // Pub/sub confirmations are pushes, never dropped; PING's reply is not one.
+        cat(&[
+            off,
+            &[b"SUBSCRIBE", b"r:ch"],
+            &[b"PING"],
+            &[b"UNSUBSCRIBE"],
+            on,
+        ]),
+    ];
+    let cases: Vec<&[u8]> = cases.iter().map(Vec::as_slice).collect();
+    writes_as_reference(&mut ours, &mut theirs, &cases).await;
     tc.shutdown().await;
 }

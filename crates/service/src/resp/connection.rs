@@ -86,7 +86,10 @@ pub async fn serve(
                 error: &e.to_string(),
             }
             .emit();
-            Frame::error(e.to_string()).encode(session.protocol, &mut output);
+            // Silenced too, as Redis drops it under `CLIENT REPLY OFF` or a pending SKIP.
+            if !session.replies.silenced_between() {
+                Frame::error(e.to_string()).encode(session.protocol, &mut output);
+            }
         }
         if !output.is_empty() {
             writer.write_all(&output).await?;
@@ -185,14 +188,16 @@ impl Footprint {
     }
 }
 
-/// Applies a batch of requests in order and encodes their replies in order into `out`.
+/// Applies a batch of requests in order and encodes their replies in order into `out`, but
+/// those `CLIENT REPLY` silences (decided in order, as each command is dispatched: only a
+/// session command, which runs alone, can change what is silenced).
 async fn run_batch(
     batch: Vec<Vec<Bytes>>,
     session: &mut Session,
     shared: &Arc<Shared>,
     out: &mut BytesMut,
 ) {
-    let mut running: FuturesOrdered<BoxFuture<'static, Frame>> = FuturesOrdered::new();
+    let mut running: FuturesOrdered<BoxFuture<'static, Option<Frame>>> = FuturesOrdered::new();
     let mut footprint = Footprint::default();
     // A lone request (no pipelining) has nothing to be ordered against: it is awaited in place.
     let alone = batch.len() == 1;
@@ -200,14 +205,19 @@ async fn run_batch(
         if session.closing {
             break;
         }
+        session.replies.begin_command();
         if let pubsub::Step::Replies(name, frames) = pubsub::step(&args, session, shared) {
             // Changes the session: after everything before it.
             drain(&mut running, session, out).await;
             footprint = Footprint::default();
             // Counted once per command, however many channels it named.
             served(name, frames.first().map_or("ok", result_of));
+            let silenced = session.replies.silenced();
             for frame in frames {
-                frame.encode(session.protocol, out);
+                // Pushes (the confirmations) are never silenced, as in Redis 7.0.15.
+                if !silenced || matches!(frame, Frame::Push(_)) {
+                    frame.encode(session.protocol, out);
+                }
             }
             continue;
         }
@@ -217,24 +227,44 @@ async fn run_batch(
                 if let Some(name) = name {
                     served(name, result_of(&frame));
                 }
-                running.push_back(Box::pin(async move { frame }));
+                let heard = !session.replies.silenced();
+                running.push_back(Box::pin(async move { heard.then_some(frame) }));
                 continue;
             }
             Step::Refused(name, frame) => {
                 served(name, "rejected");
-                running.push_back(Box::pin(async move { frame }));
+                let heard = !session.replies.silenced();
+                running.push_back(Box::pin(async move { heard.then_some(frame) }));
                 continue;
             }
             Step::Exec(commands, watched) => {
                 // The queued commands run after everything before EXEC, and alone.
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
-                let (replies, reply) = transaction::exec(commands, watched, session, shared).await;
-                for (name, reply) in &replies {
-                    served(name, result_of(reply));
+                // Redis writes the array's header before it runs the commands, so a silenced
+                // EXEC may still write the replies of those after a `CLIENT REPLY ON`.
+                let header_heard = !session.replies.silenced();
+                let (ran, refusal) = transaction::exec(commands, watched, session, shared).await;
+                for r in &ran {
+                    served(r.name, result_of(&r.reply));
                 }
-                served("exec", result_of(&reply));
-                reply.encode(session.protocol, out);
+                match refusal {
+                    Some(reply) => {
+                        served("exec", result_of(&reply));
+                        if header_heard {
+                            reply.encode(session.protocol, out);
+                        }
+                    }
+                    None => {
+                        served("exec", "ok");
+                        if header_heard {
+                            Frame::encode_array_header(ran.len(), out);
+                        }
+                        for r in ran.into_iter().filter(|r| r.heard) {
+                            r.reply.encode(session.protocol, out);
+                        }
+                    }
+                }
                 continue;
             }
             Step::Watch(keys) => {
@@ -243,7 +273,9 @@ async fn run_batch(
                 footprint = Footprint::default();
                 let reply = transaction::watch(keys, session, shared).await;
                 served("watch", result_of(&reply));
-                reply.encode(session.protocol, out);
+                if !session.replies.silenced() {
+                    reply.encode(session.protocol, out);
+                }
                 continue;
             }
         }
@@ -251,14 +283,18 @@ async fn run_batch(
         match command {
             Command::Reply(frame) => {
                 served(name, "rejected");
-                running.push_back(Box::pin(async move { frame }))
+                let heard = !session.replies.silenced();
+                running.push_back(Box::pin(async move { heard.then_some(frame) }))
             }
             Command::Session(cmd) => {
                 drain(&mut running, session, out).await;
                 footprint = Footprint::default();
                 let reply = cmd.apply(session, shared).await;
                 served(name, result_of(&reply));
-                reply.encode(session.protocol, out);
+                // Asked after the command ran: `CLIENT REPLY ON` answers, OFF and SKIP do not.
+                if !session.replies.silenced() {
+                    reply.encode(session.protocol, out);
+                }
             }
             Command::Data(cmd) if alone || cmd.runs_alone() => {
                 // Its access cannot name the keys it reads (SORT's patterns), or it may block:
@@ -269,7 +305,9 @@ async fn run_batch(
                 footprint = Footprint::default();
                 let reply = cmd.apply(shared.clone(), session.level).await;
                 served(name, result_of(&reply));
-                reply.encode(session.protocol, out);
+                if !session.replies.silenced() {
+                    reply.encode(session.protocol, out);
+                }
             }
             Command::Data(cmd) => {
                 let access = cmd.access();
@@ -278,11 +316,12 @@ async fn run_batch(
                     footprint = Footprint::default();
                 }
                 footprint.add(&access);
+                let heard = !session.replies.silenced();
                 let apply = cmd.apply(shared.clone(), session.level);
                 let apply = async move {
                     let reply = apply.await;
                     served(name, result_of(&reply));
-                    reply
+                    heard.then_some(reply)
                 };
                 // Polled inside `serve`, so within this connection's span already: store spans
                 // nest under it with no span of their own to enter at every poll.
@@ -294,12 +333,14 @@ async fn run_batch(
 }
 
 async fn drain(
-    running: &mut FuturesOrdered<BoxFuture<'static, Frame>>,
+    running: &mut FuturesOrdered<BoxFuture<'static, Option<Frame>>>,
     session: &Session,
     out: &mut BytesMut,
 ) {
     while let Some(reply) = running.next().await {
-        reply.encode(session.protocol, out);
+        if let Some(reply) = reply {
+            reply.encode(session.protocol, out);
+        }
     }
 }
 

@@ -171,6 +171,12 @@ impl Frame {
         }
     }
 
+    /// An array's header alone, for an array written element by element (EXEC's, whose
+    /// elements `CLIENT REPLY` may drop after its header was written, as in Redis).
+    pub fn encode_array_header(len: usize, out: &mut BytesMut) {
+        header(out, b'*', len as i64);
+    }
+
     /// Convenience for tests and logs: the frame as RESP bytes.
     pub fn to_bytes(&self, proto: Protocol) -> Bytes {
         let mut out = BytesMut::new();

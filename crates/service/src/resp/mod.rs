@@ -89,6 +89,68 @@ pub struct Session {
     pub watched: transaction::Watches,
     /// The connection's subscriptions; `Some` while it has any (the subscribed mode).
     pub listener: Option<Listener>,
+    /// What `CLIENT REPLY` silenced.
+    pub replies: Replies,
+}
+
+/// `CLIENT REPLY`'s state, as Redis 7.0 keeps it in a client's flags: a reply is dropped
+/// while OFF is on, or SKIP applies to the command that produced it. Pushes (pub/sub
+/// messages and confirmations) are never dropped (Redis 7.0.15 does not silence them).
+#[derive(Debug, Default, Clone)]
+pub struct Replies {
+    off: bool,
+    /// The command being run is the one after `CLIENT REPLY SKIP`.
+    skip: bool,
+    /// `CLIENT REPLY SKIP` ran: the next command's reply is dropped.
+    skip_next: bool,
+    /// The command just run answers nothing (`CLIENT REPLY OFF` and `SKIP` themselves).
+    unanswered: bool,
+}
+
+impl Replies {
+    /// Before each command the client sends (not those EXEC runs), as Redis's `resetClient`
+    /// after the one before: a SKIP applies to this command only.
+    pub fn begin_command(&mut self) {
+        self.skip = std::mem::take(&mut self.skip_next);
+        self.unanswered = false;
+    }
+
+    /// Whether the reply of the command just run is dropped. Asked once per reply, after the
+    /// command ran (so that `CLIENT REPLY ON` answers +OK).
+    pub fn silenced(&mut self) -> bool {
+        self.off || self.skip || std::mem::take(&mut self.unanswered)
+    }
+
+    /// Whether something sent between commands (a protocol error) is dropped.
+    pub fn silenced_between(&self) -> bool {
+        self.off || self.skip_next
+    }
+
+    /// `CLIENT REPLY ON`; SKIP's effect on the next command stays, as in Redis.
+    pub fn on(&mut self) {
+        self.off = false;
+        self.skip = false;
+    }
+
+    /// `CLIENT REPLY OFF`, which answers nothing.
+    pub fn off(&mut self) {
+        self.off = true;
+        self.unanswered = true;
+    }
+
+    /// `CLIENT REPLY SKIP`, which answers nothing, and does nothing while OFF is on.
+    pub fn skip(&mut self) {
+        if !self.off {
+            self.skip_next = true;
+        }
+        self.unanswered = true;
+    }
+
+    /// RESET, as Redis's `clearClientConnectionState`: OFF and a pending SKIP end.
+    pub fn reset(&mut self) {
+        self.off = false;
+        self.skip_next = false;
+    }
 }
 
 impl Session {
@@ -105,6 +167,7 @@ impl Session {
             transaction: None,
             watched: Vec::new(),
             listener: None,
+            replies: Replies::default(),
         }
     }
 }

@@ -41,9 +41,12 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     let Some(first) = args.first() else {
         return Step::Pass;
     };
+    if transaction::command_named(first).is_some() {
+        return refuse_transaction_word(args, session);
+    }
     let word = String::from_utf8_lossy(first);
     let Some(spec) = command::spec(&word) else {
-        return refuse_transaction_word(args, session);
+        return Step::Pass;
     };
     let name = spec.name;
     // With arguments RESET is refused by the arity check like any command (inside MULTI,
@@ -101,17 +104,18 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     Step::Replies(name, frames)
 }
 
-/// The transaction commands are not in the table (`transaction.rs` runs them); in the
-/// subscribed mode they are refused like the others, after their arity check. Redis answers
-/// a refused EXEC with `EXECABORT`, wrapping the refusal (`transaction::refuse_exec`).
+/// The transaction commands (`transaction.rs` runs them): in the subscribed mode they are
+/// refused like the others, after their arity check. Redis answers a refused EXEC with
+/// `EXECABORT`, wrapping the refusal (`transaction::refuse_exec`).
 fn refuse_transaction_word(args: &[Bytes], session: &mut Session) -> Step {
-    let Some((name, arity)) = transaction::command_named(&args[0]) else {
+    let Some(spec) = transaction::command_named(&args[0]) else {
         return Step::Pass;
     };
     if session.listener.is_none() || session.protocol != Protocol::Resp2 {
         return Step::Pass;
     }
-    let refusal = if command::arity_fits(arity, args.len()) {
+    let name = spec.name;
+    let refusal = if command::arity_fits(spec.arity, args.len()) {
         not_allowed(name)
     } else {
         command::wrong_arity(name)
@@ -217,6 +221,7 @@ fn reset(session: &mut Session, shared: &Shared) -> Frame {
     session.transaction = None;
     session.watched.clear();
     session.listener = None;
+    session.replies.reset();
     Frame::Simple("RESET".into())
 }
 

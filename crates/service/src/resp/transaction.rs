@@ -17,11 +17,10 @@
 //! writes of watched keys on them (the store's `watch` module says how far that goes); a
 //! changed key makes `EXEC` answer a null array, as Redis does, having run nothing.
 
-use super::auth::{self, Requirement};
+use super::auth;
 use super::command::{self, Command};
 use super::frame::Frame;
 use super::{Session, Shared};
-use crate::auth::Scope;
 use bytes::Bytes;
 use quorumd_replication::store::{WatchOutcome, WatchedState, watch_broken};
 use std::sync::Arc;
@@ -55,22 +54,13 @@ pub enum Step {
 /// Watched keys, as WATCH read them, until EXEC, DISCARD or UNWATCH.
 pub type Watches = Vec<(Bytes, WatchedState)>;
 
-/// The transaction commands with their arity (the command table's convention). They are not
-/// in the command table: this module runs them, so the table's arity check never sees them.
-const COMMANDS: &[(&str, i64)] = &[
-    ("multi", 1),
-    ("exec", 1),
-    ("discard", 1),
-    ("watch", -2),
-    ("unwatch", 1),
-];
+/// The transaction commands, which this module runs (the command table describes them).
+const COMMANDS: &[&str] = &["multi", "exec", "discard", "watch", "unwatch"];
 
-/// The transaction command `word` names, in any case, with its arity.
-pub fn command_named(word: &[u8]) -> Option<(&'static str, i64)> {
-    COMMANDS
-        .iter()
-        .find(|(name, _)| word.eq_ignore_ascii_case(name.as_bytes()))
-        .copied()
+/// The transaction command `word` names, in any case, with its spec in the command table.
+pub fn command_named(word: &[u8]) -> Option<&'static command::Spec> {
+    let spec = command::spec(std::str::from_utf8(word).ok()?)?;
+    COMMANDS.contains(&spec.name).then_some(spec)
 }
 
 /// Redis's answer to an EXEC it refuses before running it (wrong arity, the subscribed
@@ -95,7 +85,7 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
     let Some(name) = args.first() else {
         return Step::Pass;
     };
-    let Some((word, arity)) = command_named(name) else {
+    let Some(spec) = command_named(name) else {
         return match session.transaction.as_mut() {
             None => Step::Pass,
             Some(_) if name.eq_ignore_ascii_case(b"quit") => {
@@ -108,11 +98,17 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
             Some(_) => queue(args, session, shared),
         };
     };
-    // Redis checks the arity before anything else, in a transaction or not: `EXEC x` must
-    // not run the transaction, and inside one any refusal marks it, so EXEC then applies
-    // nothing (a client that sent `DISCARD x` believes its transaction is still queued).
-    if !command::arity_fits(arity, args.len()) {
-        let refusal = command::wrong_arity(word);
+    let word = spec.name;
+    // Redis checks the arity before anything else, in a transaction or not, and the
+    // permission next: `EXEC x` must not run the transaction, and inside one any refusal
+    // marks it, so EXEC then applies nothing (a client that sent `DISCARD x` believes its
+    // transaction is still queued).
+    let refusal = if !command::arity_fits(spec.arity, args.len()) {
+        Some(command::wrong_arity(word))
+    } else {
+        auth::permit(session, shared, &spec.requirement()).err()
+    };
+    if let Some(refusal) = refusal {
         if word == "exec" {
             return Step::Refused(word, refuse_exec(session, refusal));
         }
@@ -129,17 +125,7 @@ pub fn step(args: &[Bytes], session: &mut Session, shared: &Shared) -> Step {
             }
             "exec" => Step::Reply(Some("exec"), Frame::error("ERR EXEC without MULTI")),
             "discard" => Step::Reply(Some("discard"), Frame::error("ERR DISCARD without MULTI")),
-            "watch" => {
-                let need = Requirement {
-                    command: "watch",
-                    scope: Scope::Read,
-                    before_auth: false,
-                };
-                match auth::permit(session, shared, &need) {
-                    Err(refused) => Step::Reply(Some("watch"), refused),
-                    Ok(()) => Step::Watch(args[1..].to_vec()),
-                }
-            }
+            "watch" => Step::Watch(args[1..].to_vec()),
             _ => {
                 session.watched.clear();
                 Step::Reply(Some("unwatch"), Frame::ok())
@@ -233,19 +219,30 @@ pub async fn watch(keys: Vec<Bytes>, session: &mut Session, shared: &Arc<Shared>
 const NOT_RUN: &str = "EXECABORT the command was not run: a watched key changed while the \
                        transaction ran, and the commands before this one stay applied";
 
-/// Runs a transaction: the replies of its commands (for the metrics) and `EXEC`'s reply, the
-/// array of those replies, or a null array when a watched key changed before anything of
-/// the transaction was written.
+/// One command EXEC ran.
+pub struct Ran {
+    pub name: &'static str,
+    pub reply: Frame,
+    /// Whether its reply is written: `CLIENT REPLY` in the transaction may silence the
+    /// replies after it, as in Redis, whose EXEC array then holds fewer replies than its
+    /// header counts.
+    pub heard: bool,
+}
+
+/// Runs a transaction: the commands it ran, and `EXEC`'s reply when it is not the array of
+/// their replies (a null array when a watched key changed before anything of the
+/// transaction was written, or an error).
 pub async fn exec(
     commands: Vec<Vec<Bytes>>,
     watched: Watches,
     session: &mut Session,
     shared: &Arc<Shared>,
-) -> (Vec<(&'static str, Frame)>, Frame) {
+) -> (Vec<Ran>, Option<Frame>) {
     if watched.is_empty() {
-        let replies = run(commands, session, shared).await.unwrap_or_default();
-        let frame = Frame::Array(replies.iter().map(|(_, r)| r.clone()).collect());
-        return (replies, frame);
+        return (
+            run(commands, session, shared).await.unwrap_or_default(),
+            None,
+        );
     }
     // The keys the commands write: their turns are taken with the watched keys', before any
     // runs (see `exec_watched`).
@@ -264,12 +261,11 @@ pub async fn exec(
         .exec_watched(&watched, &writes, level, run(commands, session, shared))
         .await;
     match outcome {
-        Ok(WatchOutcome::Ran(Some(replies))) => {
-            let frame = Frame::Array(replies.iter().map(|(_, r)| r.clone()).collect());
-            (replies, frame)
+        Ok(WatchOutcome::Ran(Some(ran))) => (ran, None),
+        Ok(WatchOutcome::Ran(None)) | Ok(WatchOutcome::Changed) => {
+            (Vec::new(), Some(Frame::NullArray))
         }
-        Ok(WatchOutcome::Ran(None)) | Ok(WatchOutcome::Changed) => (Vec::new(), Frame::NullArray),
-        Err(e) => (Vec::new(), command::store_error(e)),
+        Err(e) => (Vec::new(), Some(command::store_error(e))),
     }
 }
 
@@ -281,13 +277,18 @@ async fn run(
     commands: Vec<Vec<Bytes>>,
     session: &mut Session,
     shared: &Arc<Shared>,
-) -> Option<Vec<(&'static str, Frame)>> {
+) -> Option<Vec<Ran>> {
     let mut replies = Vec::with_capacity(commands.len());
     let mut wrote = false;
     let mut commands = commands.into_iter();
     for args in commands.by_ref() {
         if args.len() == 1 && args[0].eq_ignore_ascii_case(b"unwatch") {
-            replies.push(("unwatch", Frame::ok()));
+            let heard = !session.replies.silenced();
+            replies.push(Ran {
+                name: "unwatch",
+                reply: Frame::ok(),
+                heard,
+            });
             continue;
         }
         let (name, command) = command::parse(&args, session, shared);
@@ -301,19 +302,25 @@ async fn run(
                 (cmd.apply(shared.clone(), session.level).await, writes)
             }
         };
+        let heard = !session.replies.silenced();
         if watch_broken() {
             if !wrote && writes == 1 {
                 return None;
             }
-            replies.push((name, reply));
+            replies.push(Ran { name, reply, heard });
             break;
         }
         wrote |= writes > 0;
-        replies.push((name, reply));
+        replies.push(Ran { name, reply, heard });
     }
     for args in commands {
         let name = command::parse(&args, session, shared).0;
-        replies.push((name, Frame::error(NOT_RUN)));
+        let heard = !session.replies.silenced();
+        replies.push(Ran {
+            name,
+            reply: Frame::error(NOT_RUN),
+            heard,
+        });
     }
     Some(replies)
 }

@@ -15,6 +15,7 @@ const NO_AUTH: &[Flag] = &[
     Flag::Stale,
     Flag::Fast,
     Flag::NoAuth,
+    Flag::AllowBusy,
 ];
 
 pub static SPECS: &[Spec] = &[
@@ -50,10 +51,18 @@ pub enum ConnCmd {
     GetName,
     Id,
     Info,
+    /// `CLIENT REPLY ON|OFF|SKIP`.
+    Reply(ReplyMode),
     /// Accepted and ignored: CLIENT SETINFO (client library name and version) and CLIENT
     /// NO-EVICT.
     Ignored,
     Help,
+}
+
+pub enum ReplyMode {
+    On,
+    Off,
+    Skip,
 }
 
 fn conn(c: ConnCmd) -> Result<Command, Frame> {
@@ -163,6 +172,18 @@ fn parse_client(args: &[Bytes]) -> Result<Command, Frame> {
         } else {
             Err(super::syntax_error())
         }
+    } else if eq(sub, "reply") {
+        exact(3, "reply")?;
+        let mode = &args[2];
+        if eq(mode, "on") {
+            conn(ConnCmd::Reply(ReplyMode::On))
+        } else if eq(mode, "off") {
+            conn(ConnCmd::Reply(ReplyMode::Off))
+        } else if eq(mode, "skip") {
+            conn(ConnCmd::Reply(ReplyMode::Skip))
+        } else {
+            Err(super::syntax_error())
+        }
     } else if eq(sub, "help") {
         conn(ConnCmd::Help)
     } else {
@@ -253,6 +274,15 @@ impl ConnCmd {
                 format: "txt".into(),
                 text: client_info(session).into(),
             },
+            ConnCmd::Reply(mode) => {
+                // OFF and SKIP answer nothing: `Replies` drops their +OK.
+                match mode {
+                    ReplyMode::On => session.replies.on(),
+                    ReplyMode::Off => session.replies.off(),
+                    ReplyMode::Skip => session.replies.skip(),
+                }
+                Frame::ok()
+            }
             ConnCmd::Ignored => Frame::ok(),
             ConnCmd::Help => Frame::Array(
                 [
@@ -265,6 +295,8 @@ impl ConnCmd {
                     "    Return information about the current client connection.",
                     "NO-EVICT (ON|OFF)",
                     "    Accepted: quorumd never evicts a client for memory.",
+                    "REPLY (ON|OFF|SKIP)",
+                    "    Control the replies sent to the current connection.",
                     "SETNAME <name>",
                     "    Assign the name <name> to the current connection.",
                 ]

@@ -16,6 +16,7 @@ mod hashes;
 mod hll;
 mod hyperloglog;
 mod inspect;
+mod key_specs;
 mod keys;
 mod keyspace;
 mod lcs;
@@ -30,6 +31,7 @@ mod sort;
 mod sort_order;
 mod streams;
 mod strings;
+mod transactions;
 mod zset_ops;
 mod zsets;
 
@@ -62,6 +64,10 @@ pub enum Flag {
     NoScript,
     /// Allowed before AUTH when authentication is on.
     NoAuth,
+    /// Shown as Redis shows it (AUTH, MULTI...); nothing in quorumd reads it.
+    AllowBusy,
+    /// Shown as Redis shows it (EXEC); quorumd has no slow log.
+    SkipSlowlog,
 }
 
 impl Flag {
@@ -74,7 +80,9 @@ impl Flag {
             Flag::Stale => "stale",
             Flag::Loading => "loading",
             Flag::NoScript => "noscript",
-            Flag::NoAuth => "no-auth",
+            Flag::NoAuth => "no_auth",
+            Flag::AllowBusy => "allow_busy",
+            Flag::SkipSlowlog => "skip_slowlog",
         }
     }
 }
@@ -179,6 +187,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     inspect::SPECS,
     streams::SPECS,
     pubsub::SPECS,
+    transactions::SPECS,
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| {
@@ -376,7 +385,7 @@ pub fn parse(args: &[Bytes], session: &mut Session, shared: &Shared) -> (&'stati
 }
 
 /// What Redis checks before it queues a command in a transaction: that the command exists,
-/// that the connection may run it, and its arity. Argument errors (syntax, a number that is
+/// its arity, and that the connection may run it. Argument errors (syntax, a number that is
 /// not one) are found only when the command runs, so in a transaction they are answered in
 /// `EXEC`'s array and do not discard it. quorumd also refuses SUBSCRIBE and its kin here
 /// (`pubsub::refused_in_multi`).
@@ -392,11 +401,13 @@ pub fn check(
     let Some(spec) = spec(&name) else {
         return Err((OTHER, unknown_command(&name, &args[1..])));
     };
-    if let Err(refused) = permit(session, shared, &spec.requirement()) {
-        return Err((spec.name, refused));
-    }
+    // Redis's order: the arity before the permission, so a client that is not logged in
+    // learns of a malformed request (and of an unknown command) first.
     if !arity_fits(spec.arity, args.len()) {
         return Err((spec.name, wrong_arity(spec.name)));
+    }
+    if let Err(refused) = permit(session, shared, &spec.requirement()) {
+        return Err((spec.name, refused));
     }
     if pubsub::refused_in_multi(spec.name)
         && let Err(refusal) = (spec.parse)(args)
@@ -838,7 +849,8 @@ mod tests {
 
     #[test]
     fn every_command_on_keys_says_whether_it_writes() {
-        for s in all_specs().filter(|s| s.first_key > 0) {
+        // WATCH reads no value, only versions: Redis gives it neither flag either.
+        for s in all_specs().filter(|s| s.first_key > 0 && s.name != "watch") {
             assert!(
                 s.has(Flag::Write) != s.has(Flag::ReadOnly),
                 "{} must be exactly one of write and readonly",

@@ -2,8 +2,8 @@
 //! DBSIZE.
 
 use super::{
-    Command, Flag, SessionCmd, Spec, all_specs, eq, spec, store_error, syntax_error,
-    unknown_subcommand,
+    Command, Flag, SessionCmd, Spec, all_specs, eq, key_specs, spec, store_error, syntax_error,
+    unknown_subcommand, wrong_arity,
 };
 use crate::resp::frame::Frame;
 use crate::resp::{Session, Shared};
@@ -58,6 +58,8 @@ pub enum ServerCmd {
     Count,
     /// `COMMAND LIST`, all names or those a `FILTERBY` keeps.
     List(Option<ListFilter>),
+    /// `COMMAND GETKEYS` (`true`: `GETKEYSANDFLAGS`) of a command and its arguments.
+    GetKeys(Vec<Bytes>, bool),
     /// `COMMAND DOCS`: quorumd ships no documentation strings, so the answer is an empty map.
     Docs,
     Help,
@@ -81,6 +83,17 @@ fn parse_command(args: &[Bytes]) -> Result<Command, Frame> {
         parse_list(&args[2..])
     } else if eq(sub, "info") {
         server(ServerCmd::Table(Some(args[2..].to_vec())))
+    } else if eq(sub, "getkeys") || eq(sub, "getkeysandflags") {
+        let with_flags = eq(sub, "getkeysandflags");
+        if args.len() < 4 {
+            let name = if with_flags {
+                "getkeysandflags"
+            } else {
+                "getkeys"
+            };
+            return Err(wrong_arity(&format!("command|{name}")));
+        }
+        server(ServerCmd::GetKeys(args[2..].to_vec(), with_flags))
     } else if eq(sub, "docs") {
         server(ServerCmd::Docs)
     } else if eq(sub, "help") {
@@ -152,6 +165,7 @@ impl ServerCmd {
                     .map(|s| Frame::bulk(s.name))
                     .collect(),
             ),
+            ServerCmd::GetKeys(args, with_flags) => key_specs::reply(&args, with_flags),
             ServerCmd::Docs => Frame::Map(Vec::new()),
             ServerCmd::Help => Frame::Array(
                 [
@@ -162,6 +176,10 @@ impl ServerCmd {
                     "    Return the total number of commands.",
                     "DOCS",
                     "    Return documentation (none in quorumd).",
+                    "GETKEYS <full-command>",
+                    "    Return the keys from a full Redis command.",
+                    "GETKEYSANDFLAGS <full-command>",
+                    "    Return the keys and the access flags from a full Redis command.",
                     "INFO <command-name> [<command-name> ...]",
                     "    Return details about the given commands.",
                     "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",

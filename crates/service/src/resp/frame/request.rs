@@ -137,7 +137,10 @@ enum Step {
 /// An inline command: one line, words split like Redis's `sdssplitargs` (double quotes with
 /// escapes, single quotes).
 fn inline(buf: &mut BytesMut, limits: &Limits) -> Result<Step, ProtocolError> {
-    let Some(nl) = buf.iter().position(|b| *b == b'\n') else {
+    // Redis finds the line's end with `strchr`, which stops at a NUL: a line holding one is
+    // never complete, and waits until it is too big, as in Redis.
+    let end = buf.iter().position(|b| *b == b'\n' || *b == 0);
+    let Some(nl) = end.filter(|&e| buf[e] == b'\n') else {
         if buf.len() > MAX_LINE.min(limits.max_request_bytes) {
             return Err(perr("too big inline request"));
         }
@@ -197,46 +200,55 @@ fn single_quoted(line: &[u8], i: usize) -> (u8, usize) {
     }
 }
 
-/// Splits an inline command into words; `None` for unbalanced quotes.
+/// C's `isspace`: what separates words (`\v` and form feed included).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Splits an inline command into words as Redis's `sdssplitargs` does; `None` for unbalanced
+/// quotes. Words are separated by blanks (`isspace`), but a word ends only at a space, tab,
+/// CR, LF or the end: a form feed inside a word is kept. Quotes may start inside a word
+/// (`a"b c"` is `ab c`); a closing quote must end the word.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // sdssplitargs reads a C string: a NUL ends the line.
+    let line = &line[..line.iter().position(|b| *b == 0).unwrap_or(line.len())];
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i >= line.len() {
             return Some(args);
         }
         let mut word = Vec::new();
-        match line[i] {
-            quote @ (b'"' | b'\'') => {
+        let mut quote = None;
+        loop {
+            let Some(q) = quote else {
+                match line.get(i) {
+                    None | Some(b' ' | b'\n' | b'\r' | b'\t') => break,
+                    Some(&q @ (b'"' | b'\'')) => quote = Some(q),
+                    Some(&c) => word.push(c),
+                }
                 i += 1;
-                loop {
-                    let c = *line.get(i)?;
-                    if c == quote {
-                        i += 1;
-                        // A closing quote must end the word.
-                        if i < line.len() && !line[i].is_ascii_whitespace() {
-                            return None;
-                        }
-                        break;
-                    }
-                    let (byte, taken) = if quote == b'"' {
-                        double_quoted(line, i)
-                    } else {
-                        single_quoted(line, i)
-                    };
-                    word.push(byte);
-                    i += taken;
+                continue;
+            };
+            // The end of the line inside quotes: unbalanced.
+            let c = *line.get(i)?;
+            if c == q {
+                if line.get(i + 1).is_some_and(|n| !is_space(*n)) {
+                    return None;
                 }
+                i += 1;
+                break;
             }
-            _ => {
-                while i < line.len() && !line[i].is_ascii_whitespace() {
-                    word.push(line[i]);
-                    i += 1;
-                }
-            }
+            let (byte, taken) = if q == b'"' {
+                double_quoted(line, i)
+            } else {
+                single_quoted(line, i)
+            };
+            word.push(byte);
+            i += taken;
         }
         args.push(word);
     }

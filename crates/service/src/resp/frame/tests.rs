@@ -151,6 +151,57 @@ fn inline_commands_split_like_redis() {
     );
 }
 
+/// The words `sdssplitargs` gives, as strings.
+fn words(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    split_args(line)
+}
+
+#[test]
+fn inline_words_split_as_sdssplitargs() {
+    let w = |s: &[&[u8]]| Some(s.iter().map(|x| x.to_vec()).collect::<Vec<_>>());
+    // Quotes may open inside a word, and their content joins it.
+    assert_eq!(words(b"ECHO a\"b\""), w(&[b"ECHO", b"ab"]));
+    assert_eq!(words(b"ECHO a\"b c\"d"), None);
+    assert_eq!(words(b"ECHO a\"b c\" d"), w(&[b"ECHO", b"ab c", b"d"]));
+    assert_eq!(words(b"ECHO x'it\\'s'"), w(&[b"ECHO", b"xit's"]));
+    // A form feed or vertical tab separates words but does not end one.
+    assert_eq!(words(b"ECHO a\x0cb"), w(&[b"ECHO", b"a\x0cb"]));
+    assert_eq!(words(b"\x0bECHO\x0ba"), w(&[b"ECHO\x0ba"]));
+    assert_eq!(words(b"ECHO \x0c\x0b a"), w(&[b"ECHO", b"a"]));
+    // After a closing quote, any blank (isspace) may follow.
+    assert_eq!(words(b"\"a\"\x0cb"), w(&[b"a", b"b"]));
+    assert_eq!(words(b"'a'x"), None);
+    // Every escape of a double-quoted word; an unknown one is the byte itself.
+    assert_eq!(
+        words(b"\"\\n\\r\\t\\b\\a\\\\\\\"\\x41\\xzz\\q\""),
+        w(&[b"\n\r\t\x08\x07\\\"Axzzq"])
+    );
+    // Unbalanced, including a backslash that escapes the closing quote.
+    assert_eq!(words(b"ECHO \"a"), None);
+    assert_eq!(words(b"ECHO \"a\\\""), None);
+    assert_eq!(words(b"ECHO 'a\\'"), None);
+    // A NUL ends the line (C strings).
+    assert_eq!(words(b"ECHO a\0b c"), w(&[b"ECHO", b"a"]));
+    assert_eq!(words(b"ECHO \"a\0\""), None);
+    assert_eq!(words(b"  \t "), w(&[]));
+}
+
+#[test]
+fn an_inline_line_holding_a_nul_is_never_complete() {
+    // Redis looks for the line's end with strchr, which stops at the NUL: no request, and
+    // none after it, until the line is too big.
+    assert_eq!(
+        decode_all(b"ECHO a\0b\r\nPING\r\n", &[]).unwrap(),
+        Vec::<Vec<Bytes>>::new()
+    );
+    let mut long = b"ECHO \0".to_vec();
+    long.resize(70 * 1024, b'a');
+    assert_eq!(
+        decode_all(&long, &[]).unwrap_err().to_string(),
+        "ERR Protocol error: too big inline request"
+    );
+}
+
 #[test]
 fn redis_error_texts_for_bad_lengths() {
     let err = |input: &[u8]| decode_all(input, &[]).unwrap_err().to_string();
