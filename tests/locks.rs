@@ -555,6 +555,57 @@ async fn a_restarted_node_counts_only_after_the_longest_ttl_and_keeps_fences_gro
     tc.shutdown().await;
 }
 
+/// The wait of a restarted node outlives a restart of quorumd: A holds the lock on {0, 1}, node
+/// 0 restarts empty and is healed (`up`, its sentinel back), and only then a new instance
+/// starts. It never saw the loss, yet with node 1 isolated it must not get the lock from
+/// {0, 2} while A's is valid. (Found by exploring: the wait lived in the memory of the
+/// instances that saw the loss, so an instance started after the heal granted a second holder
+/// with a lower fence.) The new instance learns of the loss from the lock gate the heal wrote
+/// on node 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_after_the_heal_still_waits_for_the_restarted_node() {
+    let max_ttl = 20_000;
+    let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
+    let (locks, _) = two_lock_services(&tc, max_ttl, UnsafeKnobs::default());
+    let rec = Recorder::new();
+    let (fence_a, start_a, got_a, validity_a) =
+        lock_on_two_then_restart_one(&mut tc, &locks, &rec, max_ttl).await;
+    tc.wait_health(0, "up").await;
+    let mut cfg = test_config(tc.cluster.urls());
+    cfg.locks.max_ttl_ms = max_ttl;
+    let late = App::start(cfg.validate().unwrap()).await.unwrap();
+    tc.isolate(1).await;
+    let start_b = rec.now_us();
+    let (s, b) = post(
+        &tc.http,
+        lock_url(&format!("http://{}", late.http_addr()), "r", "acquire"),
+        json!({"ttl_ms": 1000, "wait_ms": 300, "owner": "B"}),
+    )
+    .await;
+    if s == StatusCode::OK {
+        let history = vec![
+            held("A", fence_a, start_a, got_a, validity_a),
+            held(
+                "B",
+                b["fence"].as_u64().unwrap(),
+                start_b,
+                rec.now_us(),
+                b["validity_ms"].as_u64().unwrap(),
+            ),
+        ];
+        panic!("B got the lock while A held it: {:?}", check(&history));
+    }
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("restarted")),
+        "node 0 is left out as restarted: {b}"
+    );
+    late.shutdown().await.unwrap();
+    tc.shutdown().await;
+}
+
 /// A lock service whose gate (and catch-up) follow `knobs`, and another one, B (another
 /// instance: its fence hints never saw A's fence), over `tc`'s nodes.
 fn two_lock_services(

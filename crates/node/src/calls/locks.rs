@@ -39,6 +39,15 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT_LUA));
 static RAISE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_LUA));
 
+/// A node's lock gates (see `pool/lock_gates.rs`): written before the sentinel comes back,
+/// read by every probe, cleared by the fence catch-up that covers the loss.
+pub(crate) static GATE_SET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/locks/gate_set.lua")));
+pub(crate) static GATE_READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/locks/gate_read.lua")));
+pub(crate) static GATE_CLEAR: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/locks/gate_clear.lua")));
+
 /// Where one lock lives on every node.
 #[derive(Debug, Clone)]
 pub struct LockKeys {

@@ -9,6 +9,7 @@
 mod conn;
 mod error;
 mod health;
+mod lock_gates;
 mod masters;
 mod probe;
 mod recovery;
@@ -23,6 +24,7 @@ pub use health::{Health, HealthTracker};
 pub use shards::{Episodes, LostSlots, RecoveringScope, ShardStatus, Shards};
 pub use slots::SlotRequest;
 
+pub use lock_gates::{LockGate, lock_gate_key};
 use probe::{Probe, ProbeWorker};
 pub use tls::{TlsConfig, TlsError};
 
@@ -33,7 +35,7 @@ use redis::cluster::ClusterClient;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult, Value};
 use sentinel::Sentinels;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -91,6 +93,8 @@ pub struct Node {
     recovering_scope: Mutex<RecoveringScope>,
     /// Every loss since the lock gate last had it covered (see [`Node::counts_for_locks`]).
     episodes: Mutex<Episodes>,
+    /// The lock gates the probes found on the node (`lock_gates.rs`).
+    gates_seen: Mutex<lock_gates::GatesSeen>,
     shared: Arc<PoolShared>,
     /// Wakes the monitor early when a request saw the connection fail.
     wake: Notify,
@@ -145,6 +149,7 @@ impl Node {
             losses_marked: Default::default(),
             recovering_scope: Mutex::new(RecoveringScope::Whole),
             episodes: Mutex::default(),
+            gates_seen: Mutex::default(),
             shared,
             wake: Notify::new(),
             probe_passes: tokio::sync::watch::Sender::new((0, 0)),

@@ -64,12 +64,19 @@ impl Node {
                 .sentinels()
                 .given_before_check(&names, records.as_deref());
             let mut held = Vec::with_capacity(marks.len());
+            let mut gates = Vec::new();
             for (mark, key) in marks {
                 // EXISTS, not GET: a sentinel of another type (written by hand) is there all
                 // the same, and must not fail the probe, which would take the node out of
                 // service.
                 let n: u64 = redis::cmd("EXISTS").arg(&key).query_async(&mut c).await?;
                 held.push((mark, n > 0));
+                // A gate of another type (written by hand) is no gate.
+                match lock_gates::read_gate(&mut c, &lock_gate_key(&key)).await {
+                    Ok(gate) => gates.extend(gate),
+                    Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Ok::<_, RedisError>(Probe {
                 rtt,
@@ -78,6 +85,7 @@ impl Node {
                 given,
                 records,
                 shards,
+                lock_gates: gates,
             })
         };
         // A cluster's probe has three rounds, each within the node timeout: the slot map,
@@ -167,6 +175,7 @@ impl Node {
     /// A node that restarted (new run id), or that lacks the sentinel it was given (wiped:
     /// restarted empty, FLUSHALL), may have lost acknowledged writes.
     fn note_probe(&self, probe: &Probe) {
+        self.saw_lock_gates(&probe.lock_gates);
         let restarted = {
             let mut current = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
             let old = current.replace(probe.run_id.clone().unwrap_or_default());
@@ -417,6 +426,8 @@ pub(super) struct Probe {
     pub(super) records: Option<Vec<String>>,
     /// A cluster replica's shards as this probe found them.
     pub(super) shards: Option<Vec<ShardStatus>>,
+    /// The lock gates found beside the sentinels: raw value and the server's clock (ms).
+    pub(super) lock_gates: Vec<(String, u64)>,
 }
 
 /// The run id of a server, or of a cluster the run ids of its masters, sorted and joined: a

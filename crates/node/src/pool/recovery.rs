@@ -61,6 +61,15 @@ impl Node {
             .untouched_since(covered_ms, key.map(slot_of))
     }
 
+    /// Adds a loss the lock gate must cover although this process did not see it happen (a
+    /// lock gate read from the node): it keeps the node out of lock majorities as a loss seen
+    /// at `since_ms` would, and changes nothing about reads, which the sentinel guards.
+    pub fn record_lock_episode(&self, since_ms: u64, scope: RecoveringScope) {
+        let mut since = self.recovering_since();
+        *since = Some(since.map_or(since_ms, |s| s.max(since_ms)));
+        self.episodes().record(since_ms, scope);
+    }
+
     /// The lock gate covered every loss that began by `covered_ms`.
     pub fn losses_covered(&self, covered_ms: u64) {
         self.episodes().forget_until(covered_ms);

@@ -94,6 +94,33 @@ pub enum RecoveringScope {
 }
 
 impl RecoveringScope {
+    /// `all`, or the slot ranges as `a-b,c-d`: how a lock gate stores it on a node.
+    pub fn to_text(&self) -> String {
+        match self {
+            RecoveringScope::Whole => "all".into(),
+            RecoveringScope::Slots(ranges) => ranges
+                .iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// The inverse of [`RecoveringScope::to_text`]; `None` when it does not parse.
+    pub fn parse(text: &str) -> Option<RecoveringScope> {
+        if text == "all" {
+            return Some(RecoveringScope::Whole);
+        }
+        let ranges = text
+            .split(',')
+            .map(|r| {
+                let (a, b) = r.split_once('-')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect::<Option<Vec<(u16, u16)>>>()?;
+        Some(RecoveringScope::Slots(ranges))
+    }
+
     /// Adds `more` to what is lost; returns whether that grew.
     pub fn widen(&mut self, more: RecoveringScope) -> bool {
         match (&mut *self, more) {

@@ -10,6 +10,11 @@
 //! The catch-up starts only after the delay: by then every acquisition granted with a script
 //! run before the loss was granted (within its TTL of starting), and its fence is on a majority
 //! (stored in the same step as the lock), so the catch-up sees every fence it must carry over.
+//!
+//! A loss is learnt of by the probes that see it (a new run id, a missing sentinel), and from
+//! the node's lock gates (`quorumd_node::pool::lock_gates`), which the exchange writes before
+//! it calls the node back in sync: an instance started after the heal waits as one that saw the
+//! loss would. A catch-up removes the gates it covers.
 
 use crate::locks::events;
 use quorumd_core::config::LocksConfig;
@@ -58,6 +63,11 @@ impl RecoveryGate {
     /// some shards keeps the locks of the others).
     pub fn counts(self: &Arc<Self>, node: NodeId, key: Option<&[u8]>) -> bool {
         let target = self.pool.node(node);
+        // Losses this process learnt of from the node's lock gates (an instance started after
+        // the node was healed did not see them happen).
+        for gate in target.take_lock_gates() {
+            target.record_lock_episode(gate.since_ms, gate.scope);
+        }
         let Some(episode) = target.last_recovering_since_ms() else {
             return true;
         };
@@ -96,10 +106,18 @@ impl RecoveryGate {
     /// Raises `node`'s fence counters to the highest seen on enough other nodes, then lets it
     /// count. On failure it is retried at the next lock operation.
     async fn catch_up(self: Arc<Self>, node: NodeId, episode: u64) {
+        let started = std::time::Instant::now();
         let outcome = match self.copy {
             true => self.copy_fences(node).await,
             false => Ok(0),
         };
+        // The node's gates of losses whose delay was over when this catch-up began are
+        // covered: no instance needs to wait for them again. Left for the next catch-up if
+        // the node does not answer.
+        if outcome.is_ok() {
+            let covered = Duration::from_millis(self.delay_ms) + started.elapsed();
+            let _ = self.pool.node(node).clear_lock_gates(covered).await;
+        }
         let raised = match &outcome {
             Ok(n) => *n,
             Err(_) => 0,

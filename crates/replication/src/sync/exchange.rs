@@ -478,6 +478,12 @@ async fn finish_recovery(
             progress::lock(p).error(format!("layout marker on {}: {e}", node.display));
             continue;
         }
+        // Likewise the lock gate: an instance started after this heal must still keep the
+        // node out of lock majorities until the loss's lock delay is over.
+        if let Err(e) = node.write_lock_gates().await {
+            progress::lock(p).error(format!("lock gate on {}: {e}", node.display));
+            continue;
+        }
         let (marks, keys): (Vec<String>, Vec<String>) = node.sentinel_keys().into_iter().unzip();
         match calls::sync::set_sentinels(node, &keys).await {
             Ok(()) => {
