@@ -55,6 +55,7 @@ async fn status_lists_the_probes_and_the_scheduled_sweeps() {
     expected.push("sweep:full".into());
     expected.push("auth:reload".into());
     expected.push("direct:verify".into());
+    expected.push("locks:gate".into());
     // One pub/sub subscription per node, held open for as long as it lasts.
     expected.extend((0..3).map(|i| format!("pubsub:127.0.0.1:{}/0", t.cluster.nodes[i].port())));
 

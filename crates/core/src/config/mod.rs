@@ -476,12 +476,16 @@ impl Default for SyncConfig {
     }
 }
 
+/// The longest `locks.max_ttl_ms` accepted: 30 days.
+pub const MAX_LOCK_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Distributed locks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocksConfig {
-    /// Longest lock TTL accepted, in ms; longer requests get 400. A restarted node counts
-    /// toward lock majorities only this long after it came back. Default 60000.
+    /// Longest lock TTL accepted, in ms (at most 30 days); longer requests get 400. A
+    /// restarted node counts toward lock majorities only this long after it came back.
+    /// Default 60000.
     pub max_ttl_ms: u64,
     /// Clock drift allowed per ms of TTL (Redlock's drift factor). Default 0.01.
     pub drift_factor: f64,
@@ -844,6 +848,18 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        // Far beyond any useful TTL, and far below what Redis's `PX` overflows at (an expiry
+        // past the year 292 million, refused with "invalid expire time").
+        if locks.max_ttl_ms > MAX_LOCK_TTL_MS {
+            return Err(invalid(
+                "locks.max_ttl_ms",
+                format!(
+                    "{} must be at most {MAX_LOCK_TTL_MS} (30 days): a node that restarted waits \
+                     this long before it counts for locks again",
+                    locks.max_ttl_ms
+                ),
+            ));
+        }
         if !(0.0..0.5).contains(&locks.drift_factor) {
             return Err(invalid(
                 "locks.drift_factor",
@@ -1126,6 +1142,9 @@ mod tests {
         let mut c = with_nodes(&["redis://a:1"]);
         c.locks.node_timeout_ms = 0;
         assert_eq!(field_of(c.validate().unwrap_err()), "locks.node_timeout_ms");
+        let mut c = with_nodes(&["redis://a:1"]);
+        c.locks.max_ttl_ms = i64::MAX as u64;
+        assert_eq!(field_of(c.validate().unwrap_err()), "locks.max_ttl_ms");
         let mut c = with_nodes(&["redis://a:1"]);
         c.queues.max_deliveries = 0;
         assert_eq!(field_of(c.validate().unwrap_err()), "queues.max_deliveries");

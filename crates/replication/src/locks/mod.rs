@@ -313,7 +313,38 @@ impl LockService {
                 self.cfg.max_ttl_ms
             )));
         }
+        // A TTL within the clock drift allowance leaves no validity however fast the nodes
+        // answer: refused before anything is written (an extend would cut the lock short).
+        let drift = drift_ms(&self.cfg, ttl_ms);
+        if ttl_ms <= drift {
+            return Err(LockError::Invalid(format!(
+                "ttl_ms must be above the clock drift allowance of {drift} ms (locks.drift_ms \
+                 plus locks.drift_factor of the ttl), got {ttl_ms}"
+            )));
+        }
         Ok(())
+    }
+
+    /// The failure of a lock step a majority applied too slowly for its TTL: nothing of its
+    /// validity was left when the answers were in.
+    fn too_slow(
+        operation: &'static str,
+        required: usize,
+        applied: usize,
+        ttl_ms: u64,
+    ) -> QuorumError {
+        QuorumError {
+            operation,
+            required,
+            succeeded: 0,
+            failures: vec![NodeFailure::new(
+                "all",
+                FailureCause::NotCounted(format!(
+                    "{applied} nodes applied it, but it took longer than the ttl of {ttl_ms} ms \
+                     allows (ask for a longer ttl_ms)"
+                )),
+            )],
+        }
     }
 
     /// Acquires user lock `name`.
@@ -460,12 +491,8 @@ impl LockService {
         }
         self.give_back(keys, &token, &maybe_taken).await;
         if counted >= required {
-            failures.push(NodeFailure::new(
-                "all",
-                FailureCause::NotCounted(format!(
-                    "acquisition took longer than the ttl of {ttl_ms} ms allows"
-                )),
-            ));
+            let slow = Self::too_slow("lock acquire", required, counted, ttl_ms);
+            return Err(Shortfall::Unavailable(slow));
         } else if held_elsewhere {
             return Err(Shortfall::Held);
         }
@@ -572,9 +599,8 @@ impl LockService {
                 fence,
                 validity_ms,
             }),
-            None => Err(LockError::NotHolder {
-                name: name.to_string(),
-            }),
+            // The token did hold it: saying otherwise sends the client after the wrong cause.
+            None => Err(Self::too_slow("lock extend", required, counted, ttl_ms).into()),
         }
     }
 

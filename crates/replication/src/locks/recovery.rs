@@ -19,12 +19,17 @@
 use crate::locks::events;
 use quorumd_core::config::LocksConfig;
 use quorumd_node::pool::{NodeId, NodePool};
+use quorumd_node::worker::{StopPhase, WorkFailed, Worker};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Fence counters raised per script call during a catch-up.
 const RAISE_BATCH: usize = 200;
+
+/// How often the gate looks for a node whose wait is over, so that its catch-up runs without a
+/// lock request to start it.
+const GATE_CHECK: Duration = Duration::from_secs(1);
 
 pub struct RecoveryGate {
     pool: Arc<NodePool>,
@@ -46,15 +51,18 @@ impl RecoveryGate {
         copy: bool,
     ) -> Arc<RecoveryGate> {
         let n = pool.len();
-        Arc::new(RecoveryGate {
-            pool,
+        let gate = Arc::new(RecoveryGate {
+            pool: pool.clone(),
             delay_ms: cfg.max_ttl_ms + super::drift_ms(cfg, cfg.max_ttl_ms),
             // `fence*`: under slot placement a tag follows the name.
             pattern: format!("{prefix}fence*"),
             caught_up: Mutex::new(vec![None; n]),
             running: Mutex::new(vec![None; n]),
             copy,
-        })
+        });
+        pool.workers()
+            .spawn(StopPhase::Background, GateWorker(gate.clone(), false));
+        gate
     }
 
     /// Whether `node` counts now toward the majority of the lock at `key` (`None`: of any
@@ -191,5 +199,30 @@ impl RecoveryGate {
             }
             cursor = next;
         }
+    }
+}
+
+/// Starts the catch-up of every node whose wait is over, and takes in the lock gates probes
+/// read: the first lock request after a node's wait found its catch-up not started (started by
+/// that very request) and was refused with every node up.
+struct GateWorker(Arc<RecoveryGate>, bool);
+
+impl Worker for GateWorker {
+    fn name(&self) -> String {
+        "locks:gate".into()
+    }
+
+    /// The first pass at once (the gates the first probes read), then every `GATE_CHECK`.
+    async fn wait_for_work(&mut self) {
+        if std::mem::replace(&mut self.1, true) {
+            tokio::time::sleep(GATE_CHECK).await;
+        }
+    }
+
+    async fn work(&mut self) -> Result<(), WorkFailed> {
+        for node in 0..self.0.pool.len() {
+            self.0.counts(node, None);
+        }
+        Ok(())
     }
 }
