@@ -41,11 +41,14 @@ impl VersionedStore {
             |node| {
                 let keys = keys.clone();
                 async move {
-                    // A cluster replica's sentinels are one per master, in slots of their own.
+                    // A cluster replica's sentinels are one per master, in slots of their own,
+                    // each with its lock gate beside it (standalone: one of each).
                     let mut singles = keys.0.clone();
                     for (_, key) in node.sentinel_keys() {
-                        if !singles.contains(&key) {
-                            singles.push(key);
+                        for own in [quorumd_node::pool::lock_gate_key(&key), key] {
+                            if !singles.contains(&own) {
+                                singles.push(own);
+                            }
                         }
                     }
                     calls::store::user_key_count(&node, &singles, &keys.1).await
