@@ -714,6 +714,24 @@ async fn bad_input_gets_clear_errors() {
     tc.shutdown().await;
 }
 
+/// A member named twice in one add is added and counted once (`added` said 4 for
+/// `["a", "a", "b", ""]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_named_twice_is_counted_once() {
+    let tc = TestCluster::start(3).await;
+    let (s, v) = post(
+        &tc,
+        format!("{}/v1/sets/s/add", tc.base),
+        json!({"members": ["a", "a", "b", ""]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["added"], 3, "{v}");
+    let (_, v) = json_get(&tc, &format!("{}/v1/sets/s", tc.base)).await;
+    assert_eq!(v["members"], json!(["", "a", "b"]), "{v}");
+    tc.shutdown().await;
+}
+
 /// HINCRBY on a field of a map made through the HTTP API reads the field as Redis reads a hash
 /// field: `01`, `+1`, ` 1` and `-0` are not integers (they were taken for numbers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

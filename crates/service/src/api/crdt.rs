@@ -228,8 +228,11 @@ pub async fn set_get(
 pub async fn set_add(
     State(state): State<AppState>,
     Target(name, level): Target,
-    SetMembers(members): SetMembers,
+    SetMembers(mut members): SetMembers,
 ) -> Result<Json<Value>, ApiError> {
+    // A member named twice is added once, and counted once.
+    members.sort_unstable();
+    members.dedup();
     let r = state.crdts.set_add(&name, &members, level).await?;
     Ok(receipt(&r, Some(("added", members.len()))))
 }

@@ -606,13 +606,7 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
 
 /// Redis's `string2ll`: `None` for anything it refuses.
 pub fn strict_i64(arg: &[u8]) -> Option<i64> {
-    std::str::from_utf8(arg)
-        .ok()
-        .filter(|s| {
-            let digits = s.strip_prefix('-').unwrap_or(s);
-            !(s.starts_with('+') || digits.starts_with('0') && s.len() > 1)
-        })
-        .and_then(|s| s.parse().ok())
+    quorumd_core::stream::string2ll(arg)
 }
 
 pub fn eq(arg: &[u8], word: &str) -> bool {
