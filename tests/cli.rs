@@ -139,6 +139,26 @@ fn environment_overrides_the_file() {
     );
 }
 
+#[test]
+fn an_environment_variable_naming_no_setting_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, "nodes = [\"redis://a:1\"]\n");
+    for name in ["QUORUMD_", "QUORUMD_LOCKS__"] {
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env(name, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(
+            stderr.contains(name) && stderr.contains("names no setting"),
+            "{stderr}"
+        );
+    }
+}
+
 /// Reads lines from the child's stream until one contains `needle`.
 fn wait_for_line(reader: &mut impl BufRead, needle: &str) -> String {
     let mut seen = String::new();

@@ -14,6 +14,11 @@ pub enum SettingsError {
     MissingFile(String),
     #[error("invalid configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
+    #[error(
+        "invalid configuration: environment variable {0} names no setting (QUORUMD_ then the \
+         key, nested keys joined by __, e.g. QUORUMD_HTTP__LISTEN)"
+    )]
+    EmptyEnvKey(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
 }
@@ -31,10 +36,24 @@ pub fn load(path: Option<&Path>) -> Result<Config, SettingsError> {
         }
         None => {}
     }
+    // Figment drops a variable whose key is empty (or has an empty part) without a word: a
+    // typo there would be ignored where every other unknown key is refused.
+    if let Some(name) = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .find(|k| names_no_setting(k))
+    {
+        return Err(SettingsError::EmptyEnvKey(name));
+    }
     figment = figment.merge(Env::prefixed("QUORUMD_").split("__"));
     figment
         .extract()
         .map_err(|e| SettingsError::Parse(Box::new(e)))
+}
+
+/// Whether `name` is a `QUORUMD_` variable whose key is empty or has an empty part.
+fn names_no_setting(name: &str) -> bool {
+    name.strip_prefix("QUORUMD_")
+        .is_some_and(|key| key.split("__").any(str::is_empty))
 }
 
 /// Every rule: the core's checks, then the files the configuration names.
@@ -82,6 +101,16 @@ pub fn check_files(config: &Config) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_with_an_empty_key_part_are_caught() {
+        for bad in ["QUORUMD_", "QUORUMD_LOCKS__", "QUORUMD___X", "QUORUMD_A____B"] {
+            assert!(names_no_setting(bad), "{bad}");
+        }
+        for fine in ["QUORUMD_NODES", "QUORUMD_HTTP__LISTEN", "PATH", "QUORUMDX"] {
+            assert!(!names_no_setting(fine), "{fine}");
+        }
+    }
 
     #[test]
     fn minimal_file_parses() {
