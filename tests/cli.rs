@@ -140,6 +140,22 @@ fn environment_overrides_the_file() {
 }
 
 #[test]
+fn a_directory_given_as_the_configuration_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is a directory: give the path of the TOML file"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_environment_variable_naming_no_setting_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(&dir, "nodes = [\"redis://a:1\"]\n");

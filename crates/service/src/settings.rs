@@ -12,6 +12,8 @@ use std::path::Path;
 pub enum SettingsError {
     #[error("configuration file {0} does not exist")]
     MissingFile(String),
+    #[error("configuration file {0} is a directory: give the path of the TOML file")]
+    Directory(String),
     #[error("invalid configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
     #[error(
@@ -30,6 +32,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, SettingsError> {
         Some(p) if !p.exists() => {
             return Err(SettingsError::MissingFile(p.display().to_string()));
         }
+        Some(p) if p.is_dir() => return Err(SettingsError::Directory(p.display().to_string())),
         Some(p) => figment = figment.merge(Toml::file_exact(p)),
         None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
             figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH))
@@ -104,7 +107,12 @@ mod tests {
 
     #[test]
     fn variables_with_an_empty_key_part_are_caught() {
-        for bad in ["QUORUMD_", "QUORUMD_LOCKS__", "QUORUMD___X", "QUORUMD_A____B"] {
+        for bad in [
+            "QUORUMD_",
+            "QUORUMD_LOCKS__",
+            "QUORUMD___X",
+            "QUORUMD_A____B",
+        ] {
             assert!(names_no_setting(bad), "{bad}");
         }
         for fine in ["QUORUMD_NODES", "QUORUMD_HTTP__LISTEN", "PATH", "QUORUMDX"] {

@@ -830,10 +830,11 @@ impl Config {
             return Err(invalid(
                 "sync.lease_ms",
                 format!(
-                    "{} must be at least {LEASE_PER_INTERVAL} × sync.exchange_interval_ms ({} ms): \
-                     leases are renewed only when a background exchange starts",
+                    "{} must be at least {} ms, {LEASE_PER_INTERVAL} × sync.exchange_interval_ms \
+                     ({} ms): leases are renewed only when a background exchange starts",
                     sync.lease_ms,
-                    sync.exchange_interval_ms.saturating_mul(LEASE_PER_INTERVAL)
+                    sync.exchange_interval_ms.saturating_mul(LEASE_PER_INTERVAL),
+                    sync.exchange_interval_ms
                 ),
             ));
         }
