@@ -845,6 +845,24 @@ async fn nodes_answering_errors_are_reported_and_do_not_break_the_quorum() {
         text.contains("READONLY") || text.contains("READ ONLY"),
         "{text}"
     );
+    // Both answer probes and stay `up`; the status says what they refuse, and how long ago.
+    let (_, status) = tc.json("/v1/status").await;
+    for (n, code) in [(1, "OOM"), (2, "READONLY")] {
+        let node = &status["nodes"][n];
+        assert_eq!(node["health"], "up", "{node}");
+        assert!(
+            node["last_refusal"]
+                .as_str()
+                .is_some_and(|e| e.to_ascii_uppercase().contains(code)),
+            "{node}"
+        );
+        assert!(node["last_refusal_age_s"].as_f64().is_some(), "{node}");
+    }
+    assert_eq!(
+        status["nodes"][0]["last_refusal"],
+        Value::Null,
+        "WRONGTYPE is the data's"
+    );
     // The healthy node kept what it had; recovering the others makes writes work again.
     let _: () = common::command(&mut c1, &["CONFIG", "SET", "maxmemory", "0"]).await;
     let _: () = common::command(&mut c2, &["REPLICAOF", "NO", "ONE"]).await;

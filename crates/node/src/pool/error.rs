@@ -107,6 +107,19 @@ pub enum ServerErrorKind {
 }
 
 impl ServerErrorKind {
+    /// Whether the node refuses requests like this one whatever the key (its state, not the
+    /// data's): what `/v1/status` shows as `last_refusal`.
+    pub fn refuses_the_node(&self) -> bool {
+        matches!(
+            self,
+            ServerErrorKind::OutOfMemory
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::Busy
+                | ServerErrorKind::NoPermission
+                | ServerErrorKind::Auth
+        )
+    }
+
     pub fn from_code(code: &str) -> ServerErrorKind {
         match code.to_ascii_uppercase().as_str() {
             "WRONGTYPE" => ServerErrorKind::WrongType,

@@ -51,6 +51,9 @@ pub struct HealthTracker {
     failed_probes: u32,
     latency_ms: Option<f64>,
     last_error: Option<String>,
+    /// The last request the node refused as a whole (OOM, READONLY, ...), and when: a node in
+    /// that state answers probes and stays `up`.
+    last_refusal: Option<(String, Instant)>,
 }
 
 impl Default for HealthTracker {
@@ -70,6 +73,7 @@ impl HealthTracker {
             failed_probes: 0,
             latency_ms: None,
             last_error: None,
+            last_refusal: None,
         }
     }
 
@@ -91,6 +95,17 @@ impl HealthTracker {
     }
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+
+    /// The last whole-request refusal and how long ago it was.
+    pub fn last_refusal(&self) -> Option<(&str, Duration)> {
+        self.last_refusal
+            .as_ref()
+            .map(|(e, at)| (e.as_str(), at.elapsed()))
+    }
+
+    pub fn refused(&mut self, error: String) {
+        self.last_refusal = Some((error, Instant::now()));
     }
 
     /// Applies `change` and reports the visible transition, if any.

@@ -59,6 +59,11 @@ pub struct NodeStatus {
     /// Smoothed round-trip latency in milliseconds; `None` before the first answer.
     pub latency_ms: Option<f64>,
     pub last_error: Option<String>,
+    /// The last request the node refused as a whole although it answers (out of memory, a
+    /// read-only replica, busy, an ACL or auth refusal), with its age in seconds: such a node
+    /// stays `up`, its probes succeed.
+    pub last_refusal: Option<String>,
+    pub last_refusal_age_s: Option<f64>,
     pub run_id: Option<String>,
     /// Whether the node holds the cluster sentinel key (absent after a data loss).
     pub has_sentinel: Option<bool>,
@@ -176,6 +181,8 @@ impl Node {
             health: t.health(),
             latency_ms: t.latency_ms(),
             last_error: t.last_error().map(str::to_owned),
+            last_refusal: t.last_refusal().map(|(e, _)| e.to_owned()),
+            last_refusal_age_s: t.last_refusal().map(|(_, age)| age.as_secs_f64()),
             run_id: self
                 .run_id
                 .lock()
@@ -363,6 +370,12 @@ impl Node {
                 .emit();
                 if matches!(err, NodeError::Connection(_) | NodeError::Timeout(_)) {
                     self.report_failure(&err, self.blamed(attempts.as_deref()));
+                }
+                if err
+                    .server_kind()
+                    .is_some_and(ServerErrorKind::refuses_the_node)
+                {
+                    self.tracker().refused(err.to_string());
                 }
                 Err(err)
             }
