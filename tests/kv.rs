@@ -899,6 +899,11 @@ async fn status_health_and_readiness_follow_the_nodes() {
             .as_str()
             .is_some_and(|e| !e.is_empty())
     );
+    assert_eq!(
+        status["nodes"][0]["has_sentinel"],
+        Value::Null,
+        "not known while down"
+    );
     let (s, _) = tc.json("/healthz").await;
     assert_eq!(s, StatusCode::OK, "alive even without a quorum");
     // Back up, a node shows no error: the status says what is wrong now.

@@ -65,7 +65,8 @@ pub struct NodeStatus {
     pub last_refusal: Option<String>,
     pub last_refusal_age_s: Option<f64>,
     pub run_id: Option<String>,
-    /// Whether the node holds the cluster sentinel key (absent after a data loss).
+    /// Whether the node holds the cluster sentinel key (absent after a data loss); `None` while
+    /// the node is down or not yet probed.
     pub has_sentinel: Option<bool>,
     /// Seconds since the health state last changed.
     pub state_age_s: f64,
@@ -188,7 +189,10 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            has_sentinel: self.shared.sentinels().has(self.id),
+            // Not known while the node is down: the last probe's answer may be long stale.
+            has_sentinel: (t.health() != Health::Down)
+                .then(|| self.shared.sentinels().has(self.id))
+                .flatten(),
             state_age_s: t.since().elapsed().as_secs_f64(),
             shards: self.shards.snapshot(),
             recovering_slots: match &*self.recovering_scope() {
