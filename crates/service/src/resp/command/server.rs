@@ -276,16 +276,31 @@ fn nodes_section(shared: &Shared) -> String {
             out,
             "node{}:address={},health={},latency_ms={},run_id={},last_error={}\r\n",
             s.id,
-            s.address,
+            info_value(&s.address),
             s.health,
             s.latency_ms.map_or("-".into(), |l| format!("{l:.3}")),
-            s.run_id.as_deref().unwrap_or("-"),
-            s.last_error
-                .as_deref()
-                .unwrap_or("-")
-                .replace([',', '\r', '\n'], " "),
+            info_value(s.run_id.as_deref().unwrap_or("-")),
+            info_value(s.last_error.as_deref().unwrap_or("-")),
         );
     }
     out.push_str("\r\n");
     out
+}
+
+/// A value of one `key=value,...` line of `INFO nodes`: a comma or a line break would split it
+/// (a cluster replica's address lists its seeds, its run id its masters').
+fn info_value(v: &str) -> String {
+    v.replace([',', '\r', '\n'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::info_value;
+
+    #[test]
+    fn an_info_value_never_splits_its_line() {
+        let seeds = "cluster redis://10.0.0.1:7000,redis://10.0.0.2:7000";
+        assert!(!info_value(seeds).contains(','));
+        assert_eq!(info_value("a\r\nb,c"), "a  b c");
+    }
 }
