@@ -71,8 +71,14 @@ impl Node {
                 // service.
                 let n: u64 = redis::cmd("EXISTS").arg(&key).query_async(&mut c).await?;
                 held.push((mark, n > 0));
-                // A gate of another type (written by hand) is no gate.
-                match lock_gates::read_gate(&mut c, &lock_gate_key(&key)).await {
+                // Read (a script, for the server's clock) only when there is one: most probes
+                // find none. A gate of another type (written by hand) is no gate.
+                let gate = lock_gate_key(&key);
+                let n: u64 = redis::cmd("EXISTS").arg(&gate).query_async(&mut c).await?;
+                if n == 0 {
+                    continue;
+                }
+                match lock_gates::read_gate(&mut c, &gate).await {
                     Ok(gate) => gates.extend(gate),
                     Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {}
                     Err(e) => return Err(e),
