@@ -49,6 +49,7 @@ pub struct App {
     auth: Arc<crate::auth::Tokens>,
     drain_timeout: std::time::Duration,
     resp: Option<RespServer>,
+    locks: Arc<quorumd_replication::locks::LockService>,
 }
 
 /// The writer id in versions: a stable part from the instance id (recognisable across restarts)
@@ -188,6 +189,7 @@ impl App {
             cfg.locks.clone(),
             &store.settings().layout,
         );
+        let lock_service = locks.clone();
         let state = AppState {
             crdts: Arc::new(quorumd_replication::crdt_store::CrdtStore::new(
                 store.clone(),
@@ -279,6 +281,7 @@ impl App {
             auth,
             drain_timeout: std::time::Duration::from_millis(cfg.http.drain_timeout_ms),
             resp,
+            locks: lock_service,
         })
     }
 
@@ -307,6 +310,10 @@ impl App {
 
     pub fn sweeper(&self) -> &Arc<Sweeper> {
         &self.sweeper
+    }
+
+    pub fn locks(&self) -> &Arc<quorumd_replication::locks::LockService> {
+        &self.locks
     }
 
     /// Stops accepting and stops the background workers, lets in-flight requests and then

@@ -251,6 +251,13 @@ impl LockService {
         &self.cfg
     }
 
+    /// Keeps this service's `locks:gate` worker from catching nodes up: for negative controls
+    /// that run another service, with the catch-up switched off, over the same pool.
+    #[cfg(feature = "fault-injection")]
+    pub fn pause_gate_worker(&self) {
+        self.gate.pause_worker();
+    }
+
     /// Keys of a user lock.
     pub fn user_keys(&self, name: &str) -> LockKeys {
         self.keys("l", name, name)

@@ -41,6 +41,8 @@ pub struct RecoveryGate {
     running: Mutex<Vec<Option<u64>>>,
     /// False only under a test's unsafe knob: the catch-up then raises nothing.
     copy: bool,
+    /// Set by a test whose other lock service must be the only one to catch nodes up.
+    worker_paused: std::sync::atomic::AtomicBool,
 }
 
 impl RecoveryGate {
@@ -59,6 +61,7 @@ impl RecoveryGate {
             caught_up: Mutex::new(vec![None; n]),
             running: Mutex::new(vec![None; n]),
             copy,
+            worker_paused: Default::default(),
         });
         pool.workers()
             .spawn(StopPhase::Background, GateWorker(gate.clone(), false));
@@ -98,6 +101,13 @@ impl RecoveryGate {
             }
         }
         target.counts_for_locks(covered, key)
+    }
+
+    /// Stops the `locks:gate` worker from starting catch-ups (for the negative controls of
+    /// tests that run a second lock service, with the catch-up switched off, on this pool).
+    pub fn pause_worker(&self) {
+        self.worker_paused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn why_not_counted(&self, node: NodeId) -> String {
@@ -220,6 +230,13 @@ impl Worker for GateWorker {
     }
 
     async fn work(&mut self) -> Result<(), WorkFailed> {
+        if self
+            .0
+            .worker_paused
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         for node in 0..self.0.pool.len() {
             self.0.counts(node, None);
         }
