@@ -636,10 +636,12 @@ async fn an_instance_started_after_the_heal_still_waits_for_the_restarted_node()
 /// that request was refused with 503 and every node up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_acquisition_after_a_restarted_nodes_wait_is_granted() {
-    let max_ttl = 1500;
+    // Long enough that the heal (which writes the lock gate) is over before the wait is.
+    let max_ttl = 3000;
     let mut tc = TestCluster::start_with(3, |c| c.locks.max_ttl_ms = max_ttl).await;
     let (locks, _) = two_lock_services(&tc, max_ttl, UnsafeKnobs::default());
     tc.cluster.nodes[0].restart_empty().unwrap();
+    tc.wait_health(0, "up").await;
     let pool = tc.app().store().pool().clone();
     // Read-only: asks the pool, which no lock request or catch-up start goes through.
     wait_until(
@@ -651,6 +653,10 @@ async fn the_first_acquisition_after_a_restarted_nodes_wait_is_granted() {
         },
     )
     .await;
+    // The catch-up that covered the loss took the lock gate the heal wrote off node 0.
+    let gate = quorumd::pool::lock_gate_key(&common::reserved_key("sentinel"));
+    let gated: u64 = common::command(&mut tc.direct(0).await, &["EXISTS", &gate]).await;
+    assert_eq!(gated, 0, "{gate} left after the catch-up");
     tc.isolate(1).await;
     let g = locks
         .acquire("first", 1000, 0, "C")

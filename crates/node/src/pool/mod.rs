@@ -850,6 +850,11 @@ impl NodePool {
         self.nodes.len()
     }
 
+    /// Every node's id, in order: the targets of a fan-out to all nodes.
+    pub fn ids(&self) -> std::ops::Range<NodeId> {
+        0..self.nodes.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

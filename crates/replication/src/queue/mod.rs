@@ -170,7 +170,7 @@ impl QueueService {
         let counts = |_: NodeId, _: &String| true;
         let mut g = fan_out(
             self.pool(),
-            self.all_nodes(),
+            self.pool().ids(),
             self.required(),
             counts,
             |node| {
@@ -203,10 +203,6 @@ impl QueueService {
                 .await
                 .into(),
         )
-    }
-
-    fn all_nodes(&self) -> std::ops::Range<NodeId> {
-        0..self.pool().len()
     }
 
     /// Adds an item; returns its id once a majority holds it.
@@ -268,7 +264,7 @@ impl QueueService {
         // replica that lost only other shards still counts for it, as it does for those locks.
         let slot_key = Some(keys.rec.as_bytes());
         let counts = |n: NodeId, _: &T| self.locks.counts_toward_majority(n, slot_key);
-        let mut g = fan_out(self.pool(), self.all_nodes(), self.required(), counts, op).await;
+        let mut g = fan_out(self.pool(), self.pool().ids(), self.required(), counts, op).await;
         if g.decision == Decision::Reached {
             return Ok(g);
         }

@@ -101,7 +101,7 @@ impl VersionedStore {
         let counts = |n: NodeId, p: &Prepared| {
             self.counts_for_reads(n, Some(&loc.key)) && matches!(p, Prepared::Promised(_))
         };
-        let mut g = fan_out(&self.pool, self.all_nodes(), required, counts, |node| {
+        let mut g = fan_out(&self.pool, self.pool.ids(), required, counts, |node| {
             let loc = loc.clone();
             async move { calls::store::prepare(&node, &loc, ballot, ttl).await }
         })

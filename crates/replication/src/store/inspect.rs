@@ -49,7 +49,7 @@ impl VersionedStore {
                 if crdt_kind_among(gathered.successes().filter_map(|(_, r)| r.meta.as_ref()))
                     .is_some()
                 {
-                    self.all_nodes().collect()
+                    self.pool.ids().collect()
                 } else {
                     let Some(winner) = newest_typed(&loc.key, gathered.successes().map(|(_, r)| r))
                     else {
@@ -97,7 +97,7 @@ impl VersionedStore {
         self.within_deadline("config get", async {
             let mut g = fan_out(
                 &self.pool,
-                self.all_nodes(),
+                self.pool.ids(),
                 1,
                 |_, _: &Vec<ConfigEntry>| true,
                 |node| {

@@ -315,7 +315,8 @@ impl VersionedStore {
         let counts = |n: NodeId, _: &T| self.counts_for_reads(n, key);
         // A node that is up counts for reads of every key: only `recovering` ones do not.
         let healthy: Vec<bool> = self
-            .all_nodes()
+            .pool
+            .ids()
             .map(|n| self.pool.node(n).health() == Health::Up)
             .collect();
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
@@ -358,10 +359,6 @@ impl VersionedStore {
 
     pub fn clock(&self) -> &Hlc {
         &self.clock
-    }
-
-    fn all_nodes(&self) -> std::ops::Range<NodeId> {
-        0..self.pool.len()
     }
 
     /// Bounds a whole request by `request_timeout`, for the key-value and the CRDT store.
@@ -607,7 +604,7 @@ impl VersionedStore {
         let required = self.settings.quorum.write_quorum(level);
         let accept = matches!(cond, NodeCondition::Ballot(_));
         let mut g = self
-            .write_entry(&loc, &meta, stored, cond, self.all_nodes(), required)
+            .write_entry(&loc, &meta, stored, cond, self.pool.ids(), required)
             .await;
         let outcome = if g.decision == Decision::Reached {
             let acknowledged_by = g

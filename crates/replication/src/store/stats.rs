@@ -35,7 +35,7 @@ impl VersionedStore {
             .read_quorum(quorumd_core::quorum::Consistency::Quorum);
         let mut g = fan_out(
             &self.pool,
-            self.all_nodes(),
+            self.pool.ids(),
             required,
             |_, _: &i64| true,
             |node| {
